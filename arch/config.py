@@ -1,0 +1,101 @@
+"""Frozen dataclasses describing an accelerator: PE array, vector unit, memory levels, energy table."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Dataflow = Literal["ws", "os", "is"]
+TimingMode = Literal["pipelined", "scalesim"]
+MemKind = Literal["offchip", "sram"]
+Operand = Literal["input", "weight", "output"]
+
+# Bytes per element of each data type the model knows.
+DTYPE_BYTES: dict[str, float] = {
+    "int4": 0.5, "int8": 1, "fp8": 1, "int16": 2, "bf16": 2, "fp16": 2, "int32": 4, "fp32": 4,
+}
+DType = Literal["int4", "int8", "fp8", "int16", "bf16", "fp16", "int32", "fp32"]
+OPERANDS: tuple[str, ...] = ("input", "weight", "output")
+
+
+@dataclass(frozen=True)
+class PEArray:
+    """A grid of rows x cols multiply-accumulate PEs; `count` identical arrays per core."""
+    rows: int
+    cols: int
+    dataflow: Dataflow = "ws"
+    dtype: DType = "int8"
+    acc_dtype: DType = "int32"
+    count: int = 1
+    macs_per_pe_cycle: int = 1
+
+
+@dataclass(frozen=True)
+class VectorUnit:
+    """SIMD unit for non-GEMM work: lanes x ops per lane per cycle."""
+    lanes: int
+    ops_per_lane_cycle: int = 1
+
+
+@dataclass(frozen=True)
+class MemLevel:
+    """One memory level: capacity, bandwidth (bytes/cycle, reads and writes share it), latency, held operands."""
+    name: str
+    kind: MemKind
+    capacity_bytes: int
+    bandwidth_bytes_per_cycle: float
+    latency_cycles: int = 0
+    holds: tuple[Operand, ...] = ("input", "weight", "output")
+    double_buffered: bool = True
+
+
+@dataclass(frozen=True)
+class EnergyEntry:
+    """Energy of one action in pJ with where the number comes from."""
+    pj: float
+    source: str
+    node: str = ""
+
+
+@dataclass(frozen=True)
+class EnergyTable:
+    """Energy per action (pJ) and static power (mW), every entry sourced; see arch/energy.py for action names."""
+    node: str
+    actions: dict[str, EnergyEntry]
+    static_mw: float = 0.0
+    static_source: str = ""
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    """A whole accelerator: one core with its array, vector unit and memory levels (outermost first)."""
+    name: str
+    clock_hz: float
+    array: PEArray
+    vector: VectorUnit
+    memory: tuple[MemLevel, ...]
+    energy: EnergyTable
+    timing: TimingMode = "pipelined"
+    description: str = ""
+
+    @property
+    def offchip(self) -> MemLevel:
+        """The outermost (off-chip) level."""
+        return self.memory[0]
+
+    def home(self, operand: str) -> MemLevel:
+        """The on-chip level that holds `operand` while it is used (validated to exist)."""
+        for level in self.memory[1:]:
+            if operand in level.holds:
+                return level
+        raise KeyError(operand)
+
+    @property
+    def peak_macs_per_cycle(self) -> int:
+        """R * C * arrays * MACs per PE per cycle."""
+        a = self.array
+        return a.rows * a.cols * a.count * a.macs_per_pe_cycle
+
+
+def dtype_bytes(dtype: str) -> float:
+    """Bytes per element of `dtype`."""
+    return DTYPE_BYTES[dtype]

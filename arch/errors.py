@@ -1,0 +1,25 @@
+"""The one exception type for bad user input; the CLI prints it on one line and exits with status 2."""
+from __future__ import annotations
+
+import difflib
+
+
+class InputError(ValueError):
+    """Bad input named by a dotted path: e.g. `memory.dram.capacity_bytes: must be > 0`."""
+
+    def __init__(self, problems: list[tuple[str, str]] | str):
+        if isinstance(problems, str):
+            problems = [("", problems)]
+        self.problems = list(problems)
+        super().__init__("; ".join(f"{p}: {m}" if p else m for p, m in self.problems))
+
+
+def did_you_mean(word: str, allowed) -> str:
+    """' (did you mean X?)' when a close match exists, else ''."""
+    close = difflib.get_close_matches(word, list(allowed), n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def allowed_list(allowed) -> str:
+    """A sorted, comma-separated list of allowed names for messages."""
+    return ", ".join(sorted(allowed))

@@ -1,0 +1,340 @@
+"""Strict YAML -> ArchConfig: rejects unknown and duplicate keys and wrong types, reports every problem by dotted path."""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from .config import OPERANDS, ArchConfig, EnergyEntry, EnergyTable, MemLevel, PEArray, VectorUnit
+from .errors import InputError, allowed_list, did_you_mean
+from .units import parse_bytes, parse_bytes_per_s, parse_hz
+
+MAX_ARRAY_DIM = 65536          # rows or cols beyond this are surely a typo
+MAX_CAPACITY_BYTES = 2**50     # 1 PiB
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate mapping keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader, node, deep=False):
+    seen = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise InputError(f"line {key_node.start_mark.line + 1}: duplicate key '{key}'")
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def load_yaml_text(text: str, source: str) -> object:
+    """Parse YAML with duplicate-key detection; errors name the source and line."""
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader)
+    except InputError as e:
+        raise InputError(f"{source}: {e}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise InputError(f"{source}:{where}: malformed YAML ({problem})") from None
+
+
+# ---------------------------------------------------------------- generic dataclass builder
+
+def _type_name(tp) -> str:
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(map(str, typing.get_args(tp)))
+    return getattr(tp, "__name__", str(tp))
+
+
+def _convert(value, tp, path: str, field_name: str, errors: list):
+    """Convert a YAML value to type `tp`, appending (path, message) to errors on failure."""
+    origin = typing.get_origin(tp)
+    if origin is typing.Literal:
+        allowed = typing.get_args(tp)
+        if value not in allowed:
+            errors.append((path, f"got {value!r}, allowed: {', '.join(map(str, allowed))}"))
+        return value
+    if origin is tuple:
+        (item_tp, _) = typing.get_args(tp)
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            errors.append((path, f"expected a list, got {type(value).__name__}"))
+            return ()
+        return tuple(_convert(v, item_tp, f"{path}[{i}]", field_name, errors) for i, v in enumerate(value))
+    if origin is dict:
+        _, item_tp = typing.get_args(tp)
+        if not isinstance(value, dict):
+            errors.append((path, f"expected a mapping, got {type(value).__name__}"))
+            return {}
+        return {str(k): _convert(v, item_tp, f"{path}.{k}", str(k), errors) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, path, errors)
+    try:
+        if field_name.endswith("_bytes"):
+            v = parse_bytes(value)
+            if v != int(v):
+                raise ValueError(f"expected a whole number of bytes, got {value!r}")
+            return int(v)
+        if field_name.endswith("_hz"):
+            return parse_hz(value)
+    except ValueError as e:
+        errors.append((path, str(e)))
+        return 0
+    if tp is bool:
+        if not isinstance(value, bool):
+            errors.append((path, f"expected true or false, got {value!r}"))
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors.append((path, f"expected an integer, got {value!r}"))
+            return 0
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            errors.append((path, f"expected a number, got {value!r}"))
+            return 0.0
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            errors.append((path, f"expected a string, got {value!r}"))
+        return str(value)
+    raise TypeError(f"unsupported field type {tp}")  # a bug in our dataclasses, not user input
+
+
+def build(cls, data, path: str = "", errors: list | None = None):
+    """Build dataclass `cls` from a mapping, checking keys and types; raises InputError listing every problem."""
+    top = errors is None
+    errors = [] if top else errors
+    where = path or cls.__name__
+    if not isinstance(data, dict):
+        errors.append((where, f"expected a mapping, got {type(data).__name__}"))
+        if top:
+            raise InputError(errors)
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            errors.append((f"{path}.{key}" if path else str(key),
+                           f"unknown field{did_you_mean(str(key), fields)}; allowed: {allowed_list(fields)}"))
+    kwargs = {}
+    for name, f in fields.items():
+        sub = f"{path}.{name}" if path else name
+        if name in data:
+            kwargs[name] = _convert(data[name], hints[name], sub, name, errors)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            errors.append((sub, "required field is missing"))
+    if top and errors:
+        raise InputError(errors)
+    try:
+        return cls(**kwargs) if not errors else None
+    except TypeError:
+        return None
+
+
+# ---------------------------------------------------------------- arch-specific steps
+
+def _normalize_memory(raw: dict, errors: list) -> None:
+    """Turn `bandwidth_gb_s` into `bandwidth_bytes_per_cycle` with the clock (in place)."""
+    try:
+        clock = parse_hz(raw.get("clock_hz", 0))
+    except ValueError:
+        return  # reported when the clock is converted
+    levels = raw.get("memory")
+    if not isinstance(levels, list):
+        return
+    for i, level in enumerate(levels):
+        if not isinstance(level, dict) or "bandwidth_gb_s" not in level:
+            continue
+        name = level.get("name", i)
+        if "bandwidth_bytes_per_cycle" in level:
+            errors.append((f"memory.{name}", "give bandwidth_gb_s or bandwidth_bytes_per_cycle, not both"))
+            continue
+        gbs = level.pop("bandwidth_gb_s")
+        try:
+            bytes_per_s = parse_bytes_per_s(f"{gbs} GB/s" if not isinstance(gbs, str) else gbs)
+        except ValueError as e:
+            errors.append((f"memory.{name}.bandwidth_gb_s", str(e)))
+            continue
+        if clock > 0:
+            level["bandwidth_bytes_per_cycle"] = bytes_per_s / clock
+
+
+def validate(arch: ArchConfig) -> list[tuple[str, str]]:
+    """Semantic checks that types cannot express: positive sizes, one home level per operand."""
+    errors = []
+    if not arch.clock_hz > 0:
+        errors.append(("clock_hz", f"must be > 0, got {arch.clock_hz:g}"))
+    for fname in ("rows", "cols", "count", "macs_per_pe_cycle"):
+        v = getattr(arch.array, fname)
+        if not 1 <= v <= MAX_ARRAY_DIM:
+            errors.append((f"array.{fname}", f"must be between 1 and {MAX_ARRAY_DIM}, got {v}"))
+    for fname in ("lanes", "ops_per_lane_cycle"):
+        v = getattr(arch.vector, fname)
+        if not 1 <= v <= MAX_ARRAY_DIM:
+            errors.append((f"vector.{fname}", f"must be between 1 and {MAX_ARRAY_DIM}, got {v}"))
+    if len(arch.memory) < 2:
+        errors.append(("memory", "needs an off-chip level followed by at least one on-chip level"))
+        return errors
+    names = [lv.name for lv in arch.memory]
+    for n in set(names):
+        if names.count(n) > 1:
+            errors.append((f"memory.{n}", "duplicate level name"))
+    if arch.memory[0].kind != "offchip":
+        errors.append((f"memory.{arch.memory[0].name}.kind", "the first (outermost) level must be offchip"))
+    for lv in arch.memory[1:]:
+        if lv.kind != "sram":
+            errors.append((f"memory.{lv.name}.kind", "only the first level may be offchip; allowed here: sram"))
+    for lv in arch.memory:
+        p = f"memory.{lv.name}"
+        if not 0 < lv.capacity_bytes <= MAX_CAPACITY_BYTES:
+            errors.append((f"{p}.capacity_bytes", f"must be between 1 and 2**50, got {lv.capacity_bytes}"))
+        if not lv.bandwidth_bytes_per_cycle > 0:
+            errors.append((f"{p}.bandwidth_bytes_per_cycle", f"must be > 0, got {lv.bandwidth_bytes_per_cycle:g}"))
+        if lv.latency_cycles < 0:
+            errors.append((f"{p}.latency_cycles", f"must be >= 0, got {lv.latency_cycles}"))
+        if not lv.holds:
+            errors.append((f"{p}.holds", f"must list at least one of {', '.join(OPERANDS)}"))
+    for op in OPERANDS:
+        homes = [lv.name for lv in arch.memory[1:] if op in lv.holds]
+        if len(homes) != 1:
+            what = "no on-chip level holds it" if not homes else f"held by several levels ({', '.join(homes)})"
+            errors.append(("memory", f"operand '{op}' needs exactly one on-chip level: {what}"))
+    return errors
+
+
+def arch_from_dict(raw: dict, source: str = "arch") -> ArchConfig:
+    """Build and validate an ArchConfig from a parsed YAML mapping."""
+    if not isinstance(raw, dict):
+        raise InputError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    raw = _deepcopy(raw)
+    errors: list = []
+    _normalize_memory(raw, errors)
+    arch = build(ArchConfig, raw, "", errors)
+    if errors:
+        raise InputError(errors)
+    problems = validate(arch)
+    if problems:
+        raise InputError(problems)
+    return arch
+
+
+def _deepcopy(x):
+    if isinstance(x, dict):
+        return {k: _deepcopy(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_deepcopy(v) for v in x]
+    return x
+
+
+# ---------------------------------------------------------------- --set overrides
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Apply `dotted.path=value` overrides to a raw arch mapping; memory levels are addressed by name."""
+    raw = _deepcopy(raw)
+    for item in overrides:
+        if "=" not in item:
+            raise InputError(f"--set {item}: expected KEY=VALUE, e.g. array.rows=64")
+        key, text = item.split("=", 1)
+        value = load_yaml_text(text, f"--set {key}") if text.strip() else ""
+        _set_path(raw, key.strip(), value)
+    return raw
+
+
+def _set_path(raw: dict, key: str, value) -> None:
+    parts = key.split(".")
+    node = raw
+    walked = []
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):  # memory levels, addressed by name
+            names = [lv.get("name") for lv in node if isinstance(lv, dict)]
+            if part not in names:
+                raise InputError(f"--set {key}: no memory level '{part}'{did_you_mean(part, names)}; "
+                                 f"levels: {', '.join(map(str, names))}")
+            if last:
+                raise InputError(f"--set {key}: name a field of the level, e.g. {key}.capacity_bytes")
+            node = node[names.index(part)]
+        elif isinstance(node, dict):
+            allowed = _allowed_keys(walked, node)
+            if part not in node and part not in allowed:
+                raise InputError(f"--set {key}: no field '{part}'{did_you_mean(part, allowed)}; "
+                                 f"allowed: {allowed_list(allowed)}")
+            if last:
+                if part == "bandwidth_gb_s":
+                    node.pop("bandwidth_bytes_per_cycle", None)
+                elif part == "bandwidth_bytes_per_cycle":
+                    node.pop("bandwidth_gb_s", None)
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise InputError(f"--set {key}: '{'.'.join(walked)}' is a value, not a group of fields")
+        walked.append(part)
+
+
+_SCHEMA = {(): ArchConfig, ("array",): PEArray, ("vector",): VectorUnit, ("energy",): EnergyTable}
+
+
+def _allowed_keys(walked: list[str], node: dict) -> set[str]:
+    """Field names allowed at this point of a --set path (dataclass fields, plus what the mapping has)."""
+    if len(walked) == 2 and walked[0] == "memory":
+        return {f.name for f in dataclasses.fields(MemLevel)} | {"bandwidth_gb_s"}
+    if len(walked) >= 2 and walked[:2] == ["energy", "actions"]:
+        return set(node) | {f.name for f in dataclasses.fields(EnergyEntry)} if len(walked) == 3 else set(node)
+    cls = _SCHEMA.get(tuple(walked))
+    return {f.name for f in dataclasses.fields(cls)} if cls else set(node)
+
+
+# ---------------------------------------------------------------- presets and files
+
+def preset_names() -> list[str]:
+    """Names of the built-in presets (arch/presets/*.yaml)."""
+    files = resources.files("arch.presets").iterdir()
+    return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml"))
+
+
+def raw_arch(spec: str) -> tuple[dict, str]:
+    """Raw mapping and source name for a preset name or a YAML path."""
+    if spec in preset_names():
+        text = resources.files("arch.presets").joinpath(f"{spec}.yaml").read_text()
+        source = f"preset {spec}"
+    else:
+        path = Path(spec)
+        if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
+            raise InputError(f"--arch: unknown preset or file '{spec}'{did_you_mean(spec, preset_names())}; "
+                             f"presets: {', '.join(preset_names())}, or a .yaml file")
+        text = path.read_text()
+        source = str(path)
+    raw = load_yaml_text(text, source)
+    if not isinstance(raw, dict):
+        raise InputError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
+    return raw, source
+
+
+def load_arch(spec: str, overrides: list[str] | None = None) -> ArchConfig:
+    """Load a preset name or arch YAML file, apply --set overrides, validate."""
+    raw, source = raw_arch(spec)
+    if overrides:
+        raw = apply_overrides(raw, overrides)
+    return arch_from_dict(raw, source)
+
+
+def arch_to_dict(arch: ArchConfig) -> dict:
+    """Plain mapping of an ArchConfig (round-trips through arch_from_dict)."""
+    d = dataclasses.asdict(arch)
+    d["memory"] = [dict(lv, holds=list(lv["holds"])) for lv in d["memory"]]
+    return d
+
+
+__all__ = ["load_arch", "arch_from_dict", "apply_overrides", "preset_names", "arch_to_dict",
+           "load_yaml_text", "build", "validate", "EnergyEntry", "EnergyTable", "MemLevel", "PEArray",
+           "VectorUnit", "ArchConfig"]

@@ -1,0 +1,95 @@
+"""GraphBuilder: the way workloads make graphs; every op's output shape is inferred as it is added."""
+from __future__ import annotations
+
+from arch.config import DTYPE_BYTES
+from arch.errors import InputError
+
+from .ir import Graph, Op, Tensor
+from .ops import infer_shapes
+
+
+class GraphBuilder:
+    """Accumulates tensors and ops; `build()` returns a validated Graph."""
+
+    def __init__(self, name: str, dtype: str = "int8"):
+        if dtype not in DTYPE_BYTES:
+            raise InputError(f"dtype: unknown '{dtype}'; allowed: {', '.join(DTYPE_BYTES)}")
+        self.name = name
+        self.dtype = dtype
+        self.tensors: dict[str, Tensor] = {}
+        self.ops: list[Op] = []
+        self.inputs: list[str] = []
+        self._count: dict[str, int] = {}
+
+    def _fresh(self, base: str) -> str:
+        n = self._count.get(base, 0)
+        self._count[base] = n + 1
+        return base if n == 0 and base not in self.tensors else f"{base}_{n}"
+
+    def _tensor(self, name: str, shape, is_param: bool, dtype: str | None = None) -> str:
+        if name in self.tensors:
+            raise InputError(f"graph {self.name}: tensor '{name}' defined twice")
+        shape = tuple(int(d) for d in shape)
+        if any(d <= 0 for d in shape):
+            raise InputError(f"graph {self.name}: tensor '{name}' has a non-positive dimension {shape}")
+        self.tensors[name] = Tensor(name, shape, dtype or self.dtype, is_param)
+        return name
+
+    def input(self, name: str, shape, dtype: str | None = None) -> str:
+        """A graph input (activation)."""
+        self.inputs.append(self._tensor(name, shape, False, dtype))
+        return name
+
+    def param(self, name: str, shape, dtype: str | None = None) -> str:
+        """A weight or constant."""
+        return self._tensor(self._fresh(name), shape, True, dtype)
+
+    def shape(self, tensor: str) -> tuple[int, ...]:
+        """Shape of an existing tensor."""
+        return self.tensors[tensor].shape
+
+    def add(self, op_type: str, inputs: list[str], attrs: dict | None = None, name: str | None = None,
+            n_outputs: int = 1, dtype: str | None = None):
+        """Append an op; returns its output name (or list of names when n_outputs > 1)."""
+        attrs = dict(attrs or {})
+        name = self._fresh(name or op_type.lower())
+        for t in inputs:
+            if t not in self.tensors:
+                raise InputError(f"graph {self.name}: op '{name}' uses unknown tensor '{t}'")
+        shapes = infer_shapes(op_type, name, [self.tensors[t].shape for t in inputs], attrs)
+        outs = [f"{name}.out" if len(shapes) == 1 else f"{name}.out{i}" for i in range(len(shapes))]
+        out_dtype = dtype or self.tensors[inputs[0]].dtype if inputs else self.dtype
+        for t, shape in zip(outs, shapes):
+            self.tensors[t] = Tensor(t, shape, out_dtype, False)
+        self.ops.append(Op(name, op_type, tuple(inputs), tuple(outs), attrs))
+        return outs[0] if len(outs) == 1 and n_outputs == 1 else outs
+
+    # ---- conveniences used by the built-in workloads
+
+    def conv(self, x: str, filters: int, kernel: int, stride: int = 1, pad: int = 0, groups: int = 1,
+             bias: bool = False, name: str = "conv") -> str:
+        """Square-kernel Conv with its weight (and optional bias) parameters."""
+        c = self.shape(x)[1]
+        w = self.param(f"{name}.w", (filters, c // groups, kernel, kernel))
+        ins = [x, w] + ([self.param(f"{name}.b", (filters,))] if bias else [])
+        return self.add("Conv", ins, dict(strides=(stride, stride), pads=(pad,) * 4, dilations=(1, 1),
+                                          group=groups), name=name)
+
+    def batchnorm(self, x: str, name: str = "bn") -> str:
+        """BatchNormalization over channels (scale, bias, mean, var parameters)."""
+        c = self.shape(x)[1]
+        params = [self.param(f"{name}.{p}", (c,)) for p in ("scale", "bias", "mean", "var")]
+        return self.add("BatchNormalization", [x] + params, name=name)
+
+    def linear(self, x: str, out_features: int, bias: bool = True, name: str = "linear") -> str:
+        """x @ W (+ b) with W of shape (in, out), as MatMul and Add."""
+        w = self.param(f"{name}.w", (self.shape(x)[-1], out_features))
+        y = self.add("MatMul", [x, w], name=name)
+        if bias:
+            y = self.add("Add", [y, self.param(f"{name}.b", (out_features,))], name=f"{name}.bias")
+        return y
+
+    def build(self, outputs: list[str] | str) -> Graph:
+        """The finished Graph with the given outputs."""
+        outputs = [outputs] if isinstance(outputs, str) else list(outputs)
+        return Graph(self.name, self.tensors, self.ops, tuple(self.inputs), tuple(outputs))

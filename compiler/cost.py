@@ -1,0 +1,159 @@
+"""Closed-form cost model shared by the mapper and the simulator: array fold timing and per-operand DRAM traffic."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import ceil
+
+import numpy as np
+
+from arch.config import DTYPE_BYTES, PEArray
+
+from .lowering import Contraction
+
+LOOPS = ("m", "n", "k")
+OPERAND_DIMS = {"input": ("m", "k"), "weight": ("k", "n"), "output": ("m", "n")}
+
+
+@dataclass(frozen=True)
+class Mapping:
+    """How a contraction runs: dataflow on the array, DRAM->buffer tile sizes, tile-loop order (outer to inner)."""
+    dataflow: str
+    tile_m: int
+    tile_n: int
+    tile_k: int
+    order: str = "mnk"
+
+    def tile(self, dim: str) -> int:
+        """Tile size along loop `dim` (m, n or k)."""
+        return {"m": self.tile_m, "n": self.tile_n, "k": self.tile_k}[dim]
+
+
+# ---------------------------------------------------------------- array timing (DESIGN.md section 3 and 8)
+
+def spatial_dims(work: Contraction, dataflow: str) -> tuple[int, int, int]:
+    """(Sr, Sc, T): rows-mapped, cols-mapped and streamed dims. OS (M,N,K); WS (K,N,M); IS (K,M,N)."""
+    return {"os": (work.m, work.n, work.k), "ws": (work.k, work.n, work.m), "is": (work.k, work.m, work.n)}[dataflow]
+
+
+def streamed_loop(dataflow: str) -> str:
+    """The loop whose dimension streams through the array: m for WS, k for OS, n for IS."""
+    return {"ws": "m", "os": "k", "is": "n"}[dataflow]
+
+
+def folds(sr: int, sc: int, rows: int, cols: int) -> int:
+    """Spatial blocks: ceil(Sr/R) * ceil(Sc/C)."""
+    return ceil(sr / rows) * ceil(sc / cols)
+
+
+def mapping_efficiency(sr: int, sc: int, rows: int, cols: int) -> float:
+    """Mean over folds of used PEs / (R*C) = Sr*Sc / (Fr*Fc*R*C) (the mean of r_i*c_j factorises)."""
+    return (sr * sc) / (folds(sr, sc, rows, cols) * rows * cols)
+
+
+def fold_overhead(rows: int, cols: int, dataflow: str) -> int:
+    """SCALE-Sim per-fold cycles beyond T: R + C - 2 for OS, 2R + C - 2 for WS/IS (R of them preload)."""
+    return rows + cols - 2 + (rows if dataflow in ("ws", "is") else 0)
+
+
+def array_cycles(work: Contraction, array: PEArray, dataflow: str, mode: str, t_tile: int) -> int:
+    """Compute cycles of a whole contraction on `array.count` arrays.
+
+    scalesim:  F * (T + overhead) - 1, F = g*Fr*Fc folds run back to back (SCALE-Sim 3.0.0, exact).
+    pipelined: the next fold's preload (WS/IS) or drain (OS), R cycles, overlaps the current stream, so each
+               stationary block costs max(T_chunk, R) per streamed chunk; one fill + drain (R + C - 2) and, for
+               WS/IS, one initial preload R are paid per kernel. Chunks are the tile's slices of T.
+    With several arrays, folds are dealt out round-robin: each array runs ceil(F / count) of them.
+    """
+    r, c = array.rows, array.cols
+    sr, sc, t = spatial_dims(work, dataflow)
+    per_array = ceil(work.g * folds(sr, sc, r, c) / array.count)
+    if mode == "scalesim":
+        return per_array * (t + fold_overhead(r, c, dataflow)) - 1
+    full, rem = divmod(t, t_tile)
+    per_block = full * max(t_tile, r) + (max(rem, r) if rem else 0)
+    preload = r if dataflow in ("ws", "is") else 0
+    return preload + per_array * per_block + r + c - 2
+
+
+def peak_cycles(work: Contraction, array: PEArray) -> int:
+    """Lower bound: MACs / (R * C * arrays * MACs per PE per cycle), rounded up."""
+    return ceil(work.macs / (array.rows * array.cols * array.count * array.macs_per_pe_cycle))
+
+
+# ---------------------------------------------------------------- tiles and traffic
+
+def extents(size: int, tile: int) -> np.ndarray:
+    """Sizes of the tiles that cover `size` with tiles of `tile` (the last may be partial)."""
+    n = -(-size // tile)
+    e = np.full(n, tile, dtype=np.int64)
+    e[-1] = size - tile * (n - 1)
+    return e
+
+
+def nbytes(elems, dtype: str):
+    """Bytes of `elems` elements of `dtype`, rounded up (int4 packs two per byte)."""
+    size = DTYPE_BYTES[dtype]
+    return np.ceil(np.asarray(elems) * size).astype(np.int64) if size < 1 else np.asarray(elems) * int(size)
+
+
+def a_tile_bytes(work: Contraction, m_ext: np.ndarray, k_ext: np.ndarray) -> np.ndarray:
+    """Bytes of the A tiles with the given extents (elementwise over arrays)."""
+    if work.window is None:
+        return nbytes(m_ext * k_ext, work.a_dtype)
+    w = work.window
+    out_rows = -(-m_ext // w.out_w)
+    in_rows = np.minimum((out_rows - 1) * w.stride_h + w.span_h, w.in_h)
+    channels = -(-k_ext // w.window)
+    return nbytes(np.minimum(in_rows * w.in_w * channels, m_ext * k_ext), work.a_dtype)
+
+
+def trip_counts(work: Contraction, mapping: Mapping) -> dict[str, int]:
+    """Tile-loop trip counts per loop."""
+    return {d: -(-getattr(work, d) // mapping.tile(d)) for d in LOOPS}
+
+
+def reuse_reps(order: str, trips: dict[str, int], dims: tuple[str, ...]) -> int:
+    """How many times an operand indexed by `dims` is swept in full: a tile is reloaded whenever its index changes
+    between consecutive iterations, so loops it does not depend on multiply its traffic only when they lie
+    outside the innermost loop it does depend on (with more than one trip)."""
+    relevant = [i for i, d in enumerate(order) if d in dims and trips[d] > 1]
+    if not relevant:
+        return 1
+    return int(np.prod([trips[d] for d in order[: relevant[-1] + 1] if d not in dims], dtype=np.int64))
+
+
+@dataclass(frozen=True)
+class Traffic:
+    """DRAM bytes of one contraction by operand: reads of A and B, partial-sum reloads, and writes of C."""
+    input_read: int
+    weight_read: int
+    psum_read: int
+    output_write: int
+
+    @property
+    def read(self) -> int:
+        """All bytes read from DRAM."""
+        return self.input_read + self.weight_read + self.psum_read
+
+    @property
+    def write(self) -> int:
+        """All bytes written to DRAM (final outputs and spilled partial sums)."""
+        return self.output_write
+
+
+def dram_traffic(work: Contraction, mapping: Mapping, acc_dtype: str) -> Traffic:
+    """Closed-form DRAM traffic of a tiled contraction; partial sums spill at `acc_dtype` when k is not innermost
+    of the output's loops. The simulator's per-tile commands must add up to exactly this."""
+    trips = trip_counts(work, mapping)
+    em, en, ek = (extents(getattr(work, d), mapping.tile(d)) for d in LOOPS)
+    a_sweep = int(a_tile_bytes(work, em[:, None], ek[None, :]).sum())
+    b_sweep = int(nbytes(work.k * work.n, work.b_dtype))
+    c_final = int(nbytes(work.m * work.n, work.c_dtype))
+    c_acc = int(nbytes(work.m * work.n, acc_dtype))
+    order = mapping.order
+    spills = reuse_reps(order, trips, OPERAND_DIMS["output"]) - 1
+    g = work.g
+    return Traffic(input_read=g * reuse_reps(order, trips, OPERAND_DIMS["input"]) * a_sweep,
+                   weight_read=g * reuse_reps(order, trips, OPERAND_DIMS["weight"]) * b_sweep,
+                   psum_read=g * spills * c_acc,
+                   output_write=g * (c_final + spills * c_acc))

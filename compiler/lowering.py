@@ -1,0 +1,122 @@
+"""Lowering: every op becomes a loop nest — a Contraction on the PE array or VectorWork — or nothing (views)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from math import prod
+
+from arch.config import DTYPE_BYTES
+
+from .ir import Graph, Op
+from .ops import OpKind, conv_geometry, matmul_shapes, spec
+
+
+@dataclass(frozen=True)
+class ConvWindow:
+    """Sliding-window geometry of a conv as implicit GEMM, so input traffic counts feature-map rows, not im2col."""
+    out_w: int        # F: output pixels per output row
+    stride_h: int
+    span_h: int       # (R - 1) * dilation + 1 input rows under one output row
+    in_h: int         # padded input height
+    in_w: int         # padded input width
+    window: int       # R * S: GEMM K elements per input channel
+
+    def input_elems(self, m_rows: int, k_elems: int, im2col_elems: int) -> int:
+        """Input elements of a tile covering m_rows output pixels and k_elems of K: the needed feature-map
+        region (output rows -> input rows with halo), capped by the im2col size."""
+        out_rows = -(-m_rows // self.out_w)
+        in_rows = min((out_rows - 1) * self.stride_h + self.span_h, self.in_h)
+        channels = -(-k_elems // self.window)
+        return min(in_rows * self.in_w * channels, im2col_elems)
+
+
+@dataclass(frozen=True)
+class Contraction:
+    """C[g, m, n] = sum_k A[g, m, k] * B[g, k, n]: g independent GEMMs (groups, batched matmul heads)."""
+    g: int
+    m: int
+    n: int
+    k: int
+    a_dtype: str
+    b_dtype: str
+    c_dtype: str
+    b_is_param: bool = True
+    window: ConvWindow | None = None
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates: g * M * N * K."""
+        return self.g * self.m * self.n * self.k
+
+    def a_elems(self, m: int, k: int) -> int:
+        """Elements of A read for an m x k tile (feature-map region for convs)."""
+        return self.window.input_elems(m, k, m * k) if self.window else m * k
+
+
+@dataclass(frozen=True)
+class VectorWork:
+    """Work for the vector unit (ops = 0 for pure data movement): total lane ops and bytes in and out."""
+    elements: int
+    ops: int
+    read_bytes: int
+    write_bytes: int
+
+    @property
+    def macs(self) -> int:
+        """Vector work does no multiply-accumulates on the array."""
+        return 0
+
+
+LoopNest = Contraction | VectorWork
+
+
+def _bytes(graph: Graph, names) -> int:
+    return sum(graph.tensors[t].nbytes for t in names)
+
+
+def lower_op(graph: Graph, op: Op) -> LoopNest | None:
+    """The loop nest of one op; None for views (free reinterpretation of memory)."""
+    kind = spec(op.op_type).kind
+    ts = [graph.tensors[t] for t in op.inputs]
+    out = graph.tensors[op.outputs[0]]
+    if kind is OpKind.VIEW:
+        return None
+    if kind is OpKind.CONTRACTION:
+        return _lower_contraction(op, ts, out)
+    if kind is OpKind.VECTOR:
+        ops = spec(op.op_type).vector_ops([t.shape for t in ts], [graph.tensors[o].shape for o in op.outputs],
+                                          op.attrs)
+        return VectorWork(out.elements, ops, _bytes(graph, op.inputs), _bytes(graph, op.outputs))
+    # MOVE: bytes in and out, no arithmetic. Gather reads only the rows it picks (plus the indices).
+    read = _bytes(graph, op.outputs) + ts[1].nbytes if op.op_type == "Gather" else _bytes(graph, op.inputs)
+    return VectorWork(out.elements, 0, read, _bytes(graph, op.outputs))
+
+
+def _lower_contraction(op: Op, ts, out) -> Contraction:
+    a, b = ts[0], ts[1]
+    if op.op_type == "Conv":
+        geo = conv_geometry(a.shape, b.shape, op.attrs)
+        g = geo["g"]
+        window = ConvWindow(out_w=geo["f"], stride_h=geo["sh"], span_h=(geo["r"] - 1) * geo["dh"] + 1,
+                            in_h=geo["h"] + geo["pt"] + geo["pb"], in_w=geo["w"] + geo["pl"] + geo["pr"],
+                            window=geo["r"] * geo["s"])
+        return Contraction(g=g, m=geo["n"] * geo["e"] * geo["f"], n=geo["k"] // g,
+                           k=(geo["c"] // g) * geo["r"] * geo["s"], a_dtype=a.dtype, b_dtype=b.dtype,
+                           c_dtype=out.dtype, b_is_param=True, window=window)
+    if op.op_type == "Gemm":
+        m, k = (a.shape[1], a.shape[0]) if op.attrs.get("transA", 0) else a.shape
+        n = b.shape[0] if op.attrs.get("transB", 0) else b.shape[1]
+        return Contraction(1, m, n, k, a.dtype, b.dtype, out.dtype, b.is_param)
+    batch, m, n, k = matmul_shapes(a.shape, b.shape)
+    if len(b.shape) <= 2:   # a shared (K, N) matrix: fold A's batch dims into M
+        return Contraction(1, prod(batch) * m, n, k, a.dtype, b.dtype, out.dtype, b.is_param)
+    return Contraction(prod(batch), m, n, k, a.dtype, b.dtype, out.dtype, b.is_param)
+
+
+def graph_macs(graph: Graph) -> int:
+    """Total multiply-accumulates of a graph's contractions."""
+    return sum(n.macs for op in graph.ops if (n := lower_op(graph, op)) is not None)
+
+
+def dtype_size(dtype: str) -> float:
+    """Bytes per element."""
+    return DTYPE_BYTES[dtype]

@@ -1,0 +1,105 @@
+"""Tiling: tile sizes whose working set fits each on-chip level (halved when double buffered)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from math import ceil
+
+from arch.config import ArchConfig
+from arch.errors import InputError
+
+from .cost import LOOPS, Mapping, a_tile_bytes, nbytes, spatial_dims, streamed_loop
+from .lowering import Contraction, VectorWork
+
+
+@dataclass(frozen=True)
+class VectorMapping:
+    """How vector work is split: elements per tile (each tile loads, computes, stores)."""
+    tile_elements: int
+
+
+def tile_bytes(work: Contraction, mapping: Mapping, acc_dtype: str) -> dict[str, int]:
+    """Bytes of one full tile of each operand (the output at accumulator precision)."""
+    return {"input": int(a_tile_bytes(work, mapping.tile_m, mapping.tile_k)),
+            "weight": int(nbytes(mapping.tile_k * mapping.tile_n, work.b_dtype)),
+            "output": int(nbytes(mapping.tile_m * mapping.tile_n, acc_dtype))}
+
+
+def footprint(work: Contraction, mapping: Mapping, arch: ArchConfig) -> dict[str, int]:
+    """Bytes needed in each on-chip level: its operands' tiles, twice when the level double-buffers."""
+    sizes = tile_bytes(work, mapping, arch.array.acc_dtype)
+    need = {lv.name: 0 for lv in arch.memory[1:]}
+    for operand, size in sizes.items():
+        level = arch.home(operand)
+        need[level.name] += size * (2 if level.double_buffered else 1)
+    return need
+
+
+def fits(work: Contraction, mapping: Mapping, arch: ArchConfig) -> bool:
+    """Whether every level's working set fits its capacity."""
+    need = footprint(work, mapping, arch)
+    return all(need[lv.name] <= lv.capacity_bytes for lv in arch.memory[1:])
+
+
+def _alignment(work: Contraction, arch: ArchConfig, dataflow: str) -> dict[str, int]:
+    """Preferred tile multiples: array rows/cols for the spatial dims, whole output rows for conv M."""
+    sr_dim, sc_dim = {"os": ("m", "n"), "ws": ("k", "n"), "is": ("k", "m")}[dataflow]
+    unit = {d: 1 for d in LOOPS}
+    unit[sr_dim] = arch.array.rows
+    unit[sc_dim] = arch.array.cols
+    if streamed_loop(dataflow) == "m" and work.window is not None:
+        unit["m"] = work.window.out_w
+    if work.window is not None and unit["k"] < work.window.window:
+        unit["k"] = work.window.window      # whole channels: every window element of a channel together
+    return unit
+
+
+def _halve(size: int, unit: int) -> int:
+    """Roughly half of `size`, kept a multiple of `unit` while it is larger than `unit`."""
+    half = ceil(size / 2)
+    if half >= unit:
+        return ceil(half / unit) * unit if ceil(half / unit) * unit < size else half
+    return half if size <= unit else unit
+
+
+def naive_mapping(work: Contraction, arch: ArchConfig, dataflow: str | None = None, name: str = "") -> Mapping:
+    """The first tiling that fits: start from whole dims, halve the dim that best relieves the most overfull
+    level until every level fits; loop order m, n, k (outputs stay in the buffer until fully reduced)."""
+    dataflow = dataflow or arch.array.dataflow
+    mapping = Mapping(dataflow, work.m, work.n, work.k, "mnk")
+    unit = _alignment(work, arch, dataflow)
+    caps = {lv.name: lv.capacity_bytes for lv in arch.memory[1:]}
+    while True:
+        need = footprint(work, mapping, arch)
+        over = max(need[n] / caps[n] for n in caps)
+        if over <= 1:
+            return mapping
+        best = None
+        for d in ("k", "n", "m"):           # fixed order breaks ties deterministically
+            size = mapping.tile(d)
+            if size == 1:
+                continue
+            trial = replace(mapping, **{f"tile_{d}": _halve(size, unit[d])})
+            t_need = footprint(work, trial, arch)
+            score = max(t_need[n] / caps[n] for n in caps)
+            if best is None or score < best[0]:
+                best = (score, trial)
+        if best is None:
+            worst = max(caps, key=lambda n: need[n] / caps[n])
+            raise InputError(f"memory.{worst}.capacity_bytes: {caps[worst]} B is too small for any tile of op "
+                             f"'{name}' (needs at least {need[worst]} B)")
+        mapping = best[1]
+
+
+def vector_mapping(work: VectorWork, arch: ArchConfig, name: str = "") -> VectorMapping:
+    """Elements per tile so that one tile's inputs and outputs fit the activation buffer (twice if double buffered)."""
+    level = arch.home("input")
+    per_elem = (work.read_bytes + work.write_bytes) / max(work.elements, 1)
+    slots = 2 if level.double_buffered else 1
+    tile = int(level.capacity_bytes // (per_elem * slots)) if per_elem > 0 else work.elements
+    if tile < 1:
+        raise InputError(f"memory.{level.name}.capacity_bytes: {level.capacity_bytes} B is too small for one "
+                         f"element of op '{name}' ({per_elem * slots:g} B)")
+    return VectorMapping(min(tile, max(work.elements, 1)))
+
+
+__all__ = ["VectorMapping", "naive_mapping", "vector_mapping", "footprint", "fits", "tile_bytes", "spatial_dims"]

@@ -1,0 +1,121 @@
+"""The `tilesim` command line (DESIGN.md section 7): bad input -> one line on stderr, exit status 2."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from arch import InputError, load_arch, preset_names
+from arch.loader import raw_arch
+from compiler.schedule import TIMING_MODES, CompileOptions, lower
+
+from .report import render
+from .simulate import simulate
+
+DEFAULT_WORKLOAD = "resnet50"
+DEFAULT_ARCH = "tpu-v1"
+FORMATS = ("table", "json", "csv")
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports misuse on one line and exits with status 2."""
+
+    def error(self, message: str):
+        raise InputError(f"{message} (see `{self.prog} --help`)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with its subcommands."""
+    p = _Parser(prog="tilesim", description="Cycle-approximate accelerator simulator.")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="{run,list}")
+    sub.required = True
+
+    run = sub.add_parser("run", help="simulate a workload on an arch and print the report")
+    run.add_argument("--workload", "-w", default=DEFAULT_WORKLOAD,
+                     help=f"built-in name or gemm:M,N,K (default {DEFAULT_WORKLOAD}; see `tilesim list workloads`)")
+    run.add_argument("--arch", "-a", default=DEFAULT_ARCH,
+                     help=f"preset name or arch YAML (default {DEFAULT_ARCH}; see `tilesim list archs`)")
+    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V",
+                     help="override an arch field by dotted path, e.g. array.rows=64 or memory.dram.bandwidth_gb_s=50")
+    run.add_argument("--timing", choices=TIMING_MODES, help="array timing model (default: the arch's)")
+    run.add_argument("--format", "-f", choices=FORMATS, default="table")
+    run.add_argument("-o", "--output", help="write the report to this file instead of stdout")
+    run.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    run.add_argument("--seq-len", type=int, help="sequence length of encoders (default: the model's)")
+    run.add_argument("--dtype", help="data type of the workload (default: the array's dtype)")
+    run.add_argument("--top", type=int, help="table format: show only the N longest kernels")
+
+    lst = sub.add_parser("list", help="list built-in workloads or arch presets")
+    lst.add_argument("what", choices=("workloads", "archs"))
+    return p
+
+
+def write_output(text: str, path: str | None) -> None:
+    """Print, or write atomically (temporary file then rename) so no half-written file is ever left."""
+    if path is None:
+        sys.stdout.write(text)
+        return
+    target = Path(path)
+    if not target.parent.is_dir():
+        raise InputError(f"-o: directory '{target.parent}' does not exist")
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def cmd_run(args) -> None:
+    """tilesim run: workload -> Graph -> Schedule -> SimResult -> report."""
+    from workloads import load_workload
+    if args.top is not None and args.top < 1:
+        raise InputError(f"--top: must be >= 1, got {args.top}")
+    arch = load_arch(args.arch, args.overrides)
+    graph = load_workload(args.workload, seq_len=args.seq_len, batch=args.batch,
+                          dtype=args.dtype or arch.array.dtype)
+    schedule = lower(graph, arch, CompileOptions(timing=args.timing))
+    result = simulate(schedule, arch)
+    write_output(render(result, args.format, args.top), args.output)
+
+
+def cmd_list(args) -> None:
+    """tilesim list workloads|archs."""
+    if args.what == "archs":
+        rows = [(name, raw_arch(name)[0].get("description", "")) for name in preset_names()]
+    else:
+        from workloads import describe_workloads
+        rows = list(describe_workloads().items())
+    width = max(len(n) for n, _ in rows)
+    sys.stdout.write("".join(f"{n:<{width}}  {d}\n" for n, d in rows))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: returns the exit status (0 ok, 2 bad input, 1 internal error)."""
+    try:
+        args = build_parser().parse_args(argv)
+        {"run": cmd_run, "list": cmd_list}[args.command](args)
+        return 0
+    except InputError as e:
+        print(f"tilesim: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tilesim: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as e:  # a bug: one line unless TILESIM_DEBUG asks for the traceback
+        if os.environ.get("TILESIM_DEBUG"):
+            raise
+        print(f"tilesim: internal error: {type(e).__name__}: {e} (set TILESIM_DEBUG=1 for the traceback; "
+              "please report it)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,128 @@
+"""Schedule -> flat per-tile command arrays (DMA bytes in and out, compute cycles, engine, slots, dependency)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from arch.config import ArchConfig
+from compiler.cost import (LOOPS, a_tile_bytes, array_cycles, extents, nbytes, streamed_loop, trip_counts)
+from compiler.lowering import Contraction, VectorWork
+from compiler.schedule import Kernel, Schedule
+
+ARRAY, VECTOR = 0, 1
+
+
+@dataclass(frozen=True)
+class TileCommands:
+    """Per-tile arrays of one kernel, in execution order."""
+    input_bytes: np.ndarray     # int64: A (or vector inputs) read from off-chip before the tile computes
+    weight_bytes: np.ndarray    # int64: B read from off-chip
+    psum_bytes: np.ndarray      # int64: partial sums reloaded from off-chip
+    store_bytes: np.ndarray     # int64: bytes written to off-chip after the tile computes
+    compute: np.ndarray         # int64 cycles on its engine
+    engine: int
+    slots: int
+
+    @property
+    def load_bytes(self) -> np.ndarray:
+        """All bytes a tile reads from off-chip."""
+        return self.input_bytes + self.weight_bytes + self.psum_bytes
+
+
+def split_total(total: int, weights: np.ndarray) -> np.ndarray:
+    """Integers proportional to `weights` that add up to exactly `total` (cumulative floor)."""
+    cum = np.cumsum(weights, dtype=np.float64)
+    marks = np.floor(total * cum / cum[-1] + 1e-9).astype(np.int64)
+    marks[-1] = total
+    return np.diff(marks, prepend=0)
+
+
+def _changed(*keys: np.ndarray) -> np.ndarray:
+    """True where the tuple of keys differs from the previous tile's (and at the first tile)."""
+    flag = np.zeros(keys[0].shape[0], dtype=bool)
+    flag[0] = True
+    for key in keys:
+        flag[1:] |= key[1:] != key[:-1]
+    return flag
+
+
+def contraction_commands(work: Contraction, kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:
+    """Tiles of a contraction in loop order; operands reload only when their tile index changes."""
+    mapping = kernel.mapping
+    trips = trip_counts(work, mapping)
+    order = mapping.order
+    grid = np.indices((work.g,) + tuple(trips[d] for d in order)).reshape(4, -1)
+    g = grid[0]
+    idx = {d: grid[1 + order.index(d)] for d in LOOPS}
+    ext = {d: extents(getattr(work, d), mapping.tile(d))[idx[d]] for d in LOOPS}
+    acc = arch.array.acc_dtype
+
+    a_new = _changed(g, idx["m"], idx["k"])
+    b_new = _changed(g, idx["k"], idx["n"])
+    c_visit = _changed(g, idx["m"], idx["n"])                 # first tile of a visit to an output tile
+    c_last = np.append(c_visit[1:], True)                     # last tile of a visit
+    reload = c_visit & (idx["k"] > 0)                         # visit resumes a partial sum
+    final = c_last & (idx["k"] == trips["k"] - 1)
+    c_elems = ext["m"] * ext["n"]
+
+    psum = np.where(reload, nbytes(c_elems, acc), 0)
+    a_bytes = np.where(a_new, a_tile_bytes(work, ext["m"], ext["k"]), 0)
+    b_bytes = np.where(b_new, nbytes(ext["k"] * ext["n"], work.b_dtype), 0)
+    store = np.where(final, nbytes(c_elems, work.c_dtype), np.where(c_last, nbytes(c_elems, acc), 0))
+    t_tile = mapping.tile(streamed_loop(mapping.dataflow))
+    total = array_cycles(work, arch.array, mapping.dataflow, timing, t_tile)
+    compute = split_total(total, (ext["m"] * ext["n"] * ext["k"]).astype(np.float64))
+    levels = {arch.home(o).double_buffered for o in ("input", "weight", "output")}
+    return TileCommands(a_bytes.astype(np.int64), b_bytes.astype(np.int64), psum.astype(np.int64),
+                        store.astype(np.int64), compute, ARRAY, 2 if levels == {True} else 1)
+
+
+def vector_commands(work: VectorWork, kernel: Kernel, arch: ArchConfig) -> TileCommands:
+    """Tiles of vector work: equal element slices, each loading its inputs and storing its outputs."""
+    per_tile = kernel.mapping.tile_elements
+    elems = extents(max(work.elements, 1), per_tile).astype(np.float64)
+    v = arch.vector
+    total_cycles = -(-work.ops // (v.lanes * v.ops_per_lane_cycle))
+    level = arch.home("input")
+    zeros = np.zeros(elems.shape[0], dtype=np.int64)
+    return TileCommands(split_total(work.read_bytes, elems), zeros, zeros, split_total(work.write_bytes, elems),
+                        split_total(total_cycles, elems), VECTOR, 2 if level.double_buffered else 1)
+
+
+def kernel_commands(kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:
+    """Per-tile commands of one kernel."""
+    if isinstance(kernel.work, Contraction):
+        return contraction_commands(kernel.work, kernel, arch, timing)
+    return vector_commands(kernel.work, kernel, arch)
+
+
+@dataclass(frozen=True)
+class Program:
+    """All tiles of a schedule, flattened, plus where each kernel's tiles start."""
+    per_kernel: tuple[TileCommands, ...]
+    first_tile: np.ndarray      # int64, len kernels + 1
+    load_xfer: np.ndarray       # float64 DMA cycles
+    store_xfer: np.ndarray
+    compute: np.ndarray         # float64 cycles
+    engine: np.ndarray          # int64
+    slots: np.ndarray           # int64
+    dep: np.ndarray             # int64: tile whose store must end before this tile loads (-1: none)
+
+
+def build_program(schedule: Schedule, arch: ArchConfig) -> Program:
+    """Flatten every kernel's tiles; DMA cycles = bytes / off-chip bandwidth."""
+    per_kernel = tuple(kernel_commands(k, arch, schedule.timing) for k in schedule.kernels)
+    counts = np.array([c.compute.shape[0] for c in per_kernel], dtype=np.int64)
+    first = np.concatenate(([0], np.cumsum(counts)))
+    bw = arch.offchip.bandwidth_bytes_per_cycle
+    dep = np.concatenate([np.full(c.compute.shape[0], max((first[d + 1] - 1 for d in k.deps), default=-1))
+                          for k, c in zip(schedule.kernels, per_kernel)]).astype(np.int64)
+    return Program(
+        per_kernel=per_kernel, first_tile=first,
+        load_xfer=np.concatenate([c.load_bytes for c in per_kernel]) / bw,
+        store_xfer=np.concatenate([c.store_bytes for c in per_kernel]) / bw,
+        compute=np.concatenate([c.compute for c in per_kernel]).astype(np.float64),
+        engine=np.repeat(np.array([c.engine for c in per_kernel], dtype=np.int64), counts),
+        slots=np.repeat(np.array([c.slots for c in per_kernel], dtype=np.int64), counts),
+        dep=dep)

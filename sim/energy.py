@@ -1,0 +1,88 @@
+"""Energy = action counts x the arch's table (Accelergy's idea); a missing entry for an action that occurs is an error."""
+from __future__ import annotations
+
+from collections import Counter
+from math import ceil
+
+from arch.config import ArchConfig, DTYPE_BYTES
+from arch.errors import InputError
+from compiler.cost import folds, spatial_dims
+from compiler.lowering import Contraction
+from compiler.schedule import Kernel
+
+from .commands import TileCommands
+
+
+def _feed_elems(work: Contraction, dataflow: str, rows: int, cols: int) -> tuple[int, int, int, int]:
+    """On-chip elements moved to feed one contraction through the array (SCALE-Sim's SRAM access counts):
+    (A reads, B reads, C writes, C reads), with C at accumulator precision.
+      OS: A M*K*Fc, B K*N*Fr, C written once M*N.
+      WS: A M*K*Fc, B K*N, C written per row fold M*N*Fr and read back to accumulate M*N*(Fr-1).
+      IS: A K*M, B K*N*Fc, C as WS."""
+    sr, sc, _ = spatial_dims(work, dataflow)
+    fr, fc = ceil(sr / rows), ceil(sc / cols)
+    m, n, k, g = work.m, work.n, work.k, work.g
+    mk, kn, mn = m * k, k * n, m * n
+    if dataflow == "os":
+        feeds = (mk * fc, kn * fr, mn, 0)
+    elif dataflow == "ws":
+        feeds = (mk * fc, kn, mn * fr, mn * (fr - 1))
+    else:
+        feeds = (mk, kn * fc, mn * fr, mn * (fr - 1))
+    return tuple(g * f for f in feeds)
+
+
+def action_counts(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> Counter:
+    """Counts of every energy action one kernel performs (MACs, vector ops, bytes per level read and written)."""
+    counts: Counter = Counter()
+    dram = arch.offchip.name
+    read_in, read_w = int(cmds.input_bytes.sum()), int(cmds.weight_bytes.sum())
+    read_psum, written = int(cmds.psum_bytes.sum()), int(cmds.store_bytes.sum())
+    counts[f"{dram}.read_byte"] += read_in + read_w + read_psum
+    counts[f"{dram}.write_byte"] += written
+    work = kernel.work
+    if isinstance(work, Contraction):
+        counts[f"mac.{work.a_dtype}"] += work.macs
+        home_a, home_b, home_c = (arch.home(o).name for o in ("input", "weight", "output"))
+        a_r, b_r, c_w, c_r = _feed_elems(work, kernel.mapping.dataflow, arch.array.rows, arch.array.cols)
+        acc = DTYPE_BYTES[arch.array.acc_dtype]
+        # fills from off-chip are buffer writes; stores to off-chip are buffer reads
+        counts[f"{home_a}.write_byte"] += read_in
+        counts[f"{home_b}.write_byte"] += read_w
+        counts[f"{home_c}.write_byte"] += read_psum + ceil(c_w * acc)
+        counts[f"{home_a}.read_byte"] += ceil(a_r * DTYPE_BYTES[work.a_dtype])
+        counts[f"{home_b}.read_byte"] += ceil(b_r * DTYPE_BYTES[work.b_dtype])
+        counts[f"{home_c}.read_byte"] += ceil(c_r * acc) + written
+    else:
+        home = arch.home("input").name
+        counts["vector.op"] += work.ops
+        counts[f"{home}.write_byte"] += read_in + written    # fill, then results
+        counts[f"{home}.read_byte"] += read_in + written     # feed the unit, then drain to off-chip
+    return Counter({k: v for k, v in counts.items() if v})
+
+
+def dynamic_energy_pj(counts: Counter, arch: ArchConfig, where: str) -> dict[str, float]:
+    """pJ per action: count x table entry; an action with a non-zero count and no entry is an error."""
+    table = arch.energy.actions
+    missing = sorted(a for a in counts if a not in table)
+    if missing:
+        raise InputError(f"energy.actions: arch '{arch.name}' has no entry for {', '.join(missing)} "
+                         f"(needed by {where}); add it to the arch's energy table")
+    return {a: float(c) * table[a].pj for a, c in sorted(counts.items())}
+
+
+def static_energy_pj(arch: ArchConfig, cycles: int) -> float:
+    """Leakage: static power (mW) x time; 1 mW for 1 s = 1e9 pJ."""
+    return arch.energy.static_mw * 1e9 * cycles / arch.clock_hz
+
+
+def by_component(action_pj: dict[str, float]) -> dict[str, float]:
+    """Fold action energies into components: the part of the action name before its first dot."""
+    out: dict[str, float] = {}
+    for action, pj in action_pj.items():
+        comp = action.split(".")[0]
+        out[comp] = out.get(comp, 0.0) + pj
+    return out
+
+
+__all__ = ["action_counts", "dynamic_energy_pj", "static_energy_pj", "by_component"]

@@ -1,0 +1,90 @@
+"""Render a SimResult as a terminal table, JSON (DESIGN.md section 6) or CSV; all carry the same numbers."""
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+from .result import SimResult
+
+KERNEL_COLUMNS = ("name", "engine", "bound", "cycles", "compute_cycles", "stall_cycles", "macs", "pe_utilization",
+                  "mapping_efficiency", "dram_read_bytes", "dram_write_bytes", "energy_pj", "tiles", "mapping")
+SUMMARY_KEYS = ("workload", "arch", "timing", "cycles", "latency_s", "macs", "pe_utilization", "mbu", "energy_pj",
+                "pj_per_mac", "dram_read_bytes", "dram_write_bytes")
+
+
+def _si(x: float, unit: str) -> str:
+    """1234567 -> '1.23 M<unit>'."""
+    if x == 0:
+        return f"0 {unit}"
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "µ"),
+                           (1e-9, "n")):
+        if abs(x) >= factor:
+            return f"{x / factor:.3g} {prefix}{unit}"
+    return f"{x / 1e-12:.3g} p{unit}"
+
+
+def _bytes(x: float) -> str:
+    for factor, prefix in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if x >= factor:
+            return f"{x / factor:.3g} {prefix}"
+    return f"{int(x)} B"
+
+
+def to_json(result: SimResult) -> str:
+    """Pretty JSON; NaN or infinity is a bug and raises."""
+    return json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n"
+
+
+def to_csv(result: SimResult) -> str:
+    """One row per kernel, then a '(total)' row with the run's totals."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(("workload", "arch") + KERNEL_COLUMNS + ("latency_s", "mbu"))
+    for k in result.kernels:
+        row = [getattr(k, c) for c in KERNEL_COLUMNS]
+        w.writerow([result.workload, result.arch] + row + ["", ""])
+    total = dict(name="(total)", engine="", bound="", cycles=result.cycles,
+                 compute_cycles=sum(k.compute_cycles for k in result.kernels),
+                 stall_cycles=sum(k.stall_cycles for k in result.kernels), macs=result.macs,
+                 pe_utilization=result.pe_utilization, mapping_efficiency="",
+                 dram_read_bytes=result.dram_read_bytes, dram_write_bytes=result.dram_write_bytes,
+                 energy_pj=result.energy_pj, tiles=sum(k.tiles for k in result.kernels), mapping="")
+    w.writerow([result.workload, result.arch] + [total[c] for c in KERNEL_COLUMNS]
+               + [result.latency_s, result.mbu])
+    return buf.getvalue()
+
+
+def to_table(result: SimResult, top: int | None = None) -> str:
+    """Summary block and per-kernel table, at most 100 columns wide."""
+    r = result
+    lines = [
+        f"tilesim: {r.workload} on {r.arch} ({r.timing} timing, {_si(r.clock_hz, 'Hz')})",
+        f"  cycles          {r.cycles:,}   latency {_si(r.latency_s, 's')}",
+        f"  MACs            {r.macs:,}   ({_si(r.macs / r.latency_s if r.latency_s else 0, 'MAC/s')})",
+        f"  PE utilization  {r.pe_utilization:.1%}   of {r.peak_macs_per_cycle:,} MACs/cycle",
+        f"  off-chip        read {_bytes(r.dram_read_bytes)}, write {_bytes(r.dram_write_bytes)}, "
+        f"MBU {r.mbu:.1%} of {_si(r.offchip_bytes_per_cycle * r.clock_hz, 'B/s')}",
+        f"  energy          {_si(r.energy_pj * 1e-12, 'J')}   {r.pj_per_mac:.3g} pJ/MAC",
+        "  energy by part  " + ", ".join(f"{k} {v / r.energy_pj:.1%}" for k, v in
+                                         sorted(r.energy_breakdown_pj.items(), key=lambda kv: -kv[1])
+                                         if r.energy_pj),
+        "",
+        f"{'kernel':<26} {'bound':<7} {'cycles':>11} {'stall':>10} {'util':>6} {'map eff':>7} "
+        f"{'DRAM rd':>9} {'DRAM wr':>9} {'energy':>9}",
+    ]
+    kernels = r.kernels if top is None else sorted(r.kernels, key=lambda k: -k.cycles)[:top]
+    for k in kernels:
+        eff = f"{k.mapping_efficiency:.0%}" if k.engine == "array" else "-"
+        lines.append(f"{k.name[:26]:<26} {k.bound:<7} {k.cycles:>11,} {k.stall_cycles:>10,} "
+                     f"{k.pe_utilization:>6.1%} {eff:>7} {_bytes(k.dram_read_bytes):>9} "
+                     f"{_bytes(k.dram_write_bytes):>9} {_si(k.energy_pj * 1e-12, 'J'):>9}")
+    if top is not None and top < len(r.kernels):
+        lines.append(f"... {len(r.kernels) - top} more kernels (showing the {top} longest)")
+    return "\n".join(lines) + "\n"
+
+
+def render(result: SimResult, fmt: str, top: int | None = None) -> str:
+    """The report in format table, json or csv."""
+    return {"table": lambda: to_table(result, top), "json": lambda: to_json(result),
+            "csv": lambda: to_csv(result)}[fmt]()

@@ -1,0 +1,58 @@
+"""SimResult and KernelResult: the numbers a run reports (DESIGN.md section 6), frozen and JSON-ready."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+
+@dataclass(frozen=True)
+class KernelResult:
+    """One kernel's share of the run."""
+    name: str
+    ops: tuple[str, ...]
+    engine: str                  # array | vector
+    cycles: int                  # this kernel's span: its end minus the previous kernel's end
+    compute_cycles: int          # busy cycles of its engine
+    stall_cycles: int            # cycles - compute_cycles, floored at 0 (overlap with the previous kernel)
+    dma_cycles: int              # cycles the off-chip channel spent on its transfers
+    macs: int
+    pe_utilization: float        # macs / (cycles * peak MACs per cycle)
+    mapping_efficiency: float    # mean over folds of used PEs / PEs (0 for vector kernels)
+    bound: str                   # compute | memory | vector
+    dram_read_bytes: int
+    dram_write_bytes: int
+    energy_pj: float
+    tiles: int
+    mapping: str                 # human-readable mapping
+
+
+@dataclass(frozen=True)
+class SimResult:
+    """A whole run: totals, energy breakdown by component, and per-kernel results."""
+    workload: str
+    arch: str
+    timing: str
+    clock_hz: float
+    cycles: int
+    latency_s: float
+    macs: int
+    pe_utilization: float        # macs / (cycles * peak MACs per cycle)
+    mbu: float                   # off-chip bytes / (cycles * off-chip bytes per cycle)
+    energy_pj: float
+    energy_breakdown_pj: dict
+    dram_read_bytes: int
+    dram_write_bytes: int
+    peak_macs_per_cycle: int
+    offchip_bytes_per_cycle: float
+    kernels: tuple[KernelResult, ...]
+
+    @property
+    def pj_per_mac(self) -> float:
+        """Total energy per multiply-accumulate (0 when there are none)."""
+        return self.energy_pj / self.macs if self.macs else 0.0
+
+    def to_dict(self) -> dict:
+        """Plain mapping with the report keys of DESIGN.md section 6 (kernels as a list of mappings)."""
+        d = asdict(self)
+        d["kernels"] = [dict(asdict(k), ops=list(k.ops)) for k in self.kernels]
+        d["pj_per_mac"] = self.pj_per_mac
+        return d

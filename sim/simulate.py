@@ -1,0 +1,107 @@
+"""simulate(schedule, arch) -> SimResult: build tile commands, run the pipeline kernel, fold counts into energy."""
+from __future__ import annotations
+
+from collections import Counter
+from math import ceil
+
+import numpy as np
+
+from arch.config import ArchConfig
+from arch.errors import InputError
+from compiler.cost import mapping_efficiency, spatial_dims
+from compiler.lowering import Contraction
+from compiler.schedule import Kernel, Schedule
+
+from .commands import ARRAY, TileCommands, build_program
+from .energy import action_counts, by_component, dynamic_energy_pj, static_energy_pj
+from .kernels.pipeline import run_tiles, run_tiles_py
+from .result import KernelResult, SimResult
+
+MAX_TILES = 20_000_000      # beyond this the command arrays would not fit comfortably in memory
+
+
+def describe_mapping(kernel: Kernel) -> str:
+    """One-line text of a kernel's mapping, e.g. 'ws m=784 n=256 k=576 order=mnk'."""
+    m = kernel.mapping
+    if kernel.on_array:
+        return f"{m.dataflow} m={m.tile_m} n={m.tile_n} k={m.tile_k} order={m.order}"
+    return f"vector tile={m.tile_elements} elems"
+
+
+def _check_size(schedule: Schedule) -> None:
+    total = 0
+    for k in schedule.kernels:
+        if isinstance(k.work, Contraction):
+            w, m = k.work, k.mapping
+            total += w.g * (-(-w.m // m.tile_m)) * (-(-w.n // m.tile_n)) * (-(-w.k // m.tile_k))
+        else:
+            total += -(-k.work.elements // k.mapping.tile_elements)
+    if total > MAX_TILES:
+        raise InputError(f"workload {schedule.workload}: {total:,} tiles exceed the simulator's limit of "
+                         f"{MAX_TILES:,}; use larger buffers or a smaller workload")
+
+
+def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False) -> SimResult:
+    """Run a schedule on an arch; `reference=True` uses the slow Python pipeline (for tests)."""
+    if schedule.arch != arch.name:
+        raise InputError(f"schedule was lowered for arch '{schedule.arch}', not '{arch.name}'")
+    _check_size(schedule)
+    prog = build_program(schedule, arch)
+    run = run_tiles_py if reference else run_tiles
+    _, _, comp_end, store_end = run(prog.load_xfer, prog.store_xfer, prog.compute, prog.engine, prog.slots,
+                                    prog.dep, float(arch.offchip.latency_cycles))
+    ends = np.maximum(store_end, comp_end)
+    last = prog.first_tile[1:] - 1
+    kernel_end = np.ceil(np.maximum.accumulate(ends[last])).astype(np.int64)
+    spans = np.diff(kernel_end, prepend=0)
+    total_cycles = int(kernel_end[-1])
+    if total_cycles < 0 or not np.isfinite(ends).all():
+        raise InputError(f"workload {schedule.workload}: cycle count overflowed; the sizes are too large")
+
+    peak = arch.peak_macs_per_cycle
+    kernels, breakdown = [], Counter()
+    dram_read = dram_write = 0
+    for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel)):
+        lo, hi = prog.first_tile[j], prog.first_tile[j + 1]
+        counts = action_counts(kernel, cmds, arch)
+        action_pj = dynamic_energy_pj(counts, arch, f"kernel '{kernel.name}'")
+        comp = by_component(action_pj)
+        static = static_energy_pj(arch, int(spans[j]))
+        if static:
+            comp["static"] = static
+        breakdown.update(comp)
+        kr = _kernel_result(kernel, cmds, arch, int(spans[j]), prog.load_xfer[lo:hi].sum() +
+                            prog.store_xfer[lo:hi].sum(), sum(comp.values()), peak)
+        dram_read += kr.dram_read_bytes
+        dram_write += kr.dram_write_bytes
+        kernels.append(kr)
+
+    macs = sum(k.macs for k in kernels)
+    bw = arch.offchip.bandwidth_bytes_per_cycle
+    energy_breakdown = {k: float(v) for k, v in sorted(breakdown.items())}
+    return SimResult(
+        workload=schedule.workload, arch=arch.name, timing=schedule.timing, clock_hz=arch.clock_hz,
+        cycles=total_cycles, latency_s=total_cycles / arch.clock_hz, macs=macs,
+        pe_utilization=macs / (total_cycles * peak) if total_cycles else 0.0,
+        mbu=(dram_read + dram_write) / (total_cycles * bw) if total_cycles else 0.0,
+        energy_pj=float(sum(energy_breakdown.values())), energy_breakdown_pj=energy_breakdown,
+        dram_read_bytes=dram_read, dram_write_bytes=dram_write, peak_macs_per_cycle=peak,
+        offchip_bytes_per_cycle=bw, kernels=tuple(kernels))
+
+
+def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles: int, dma: float,
+                   energy: float, peak: int) -> KernelResult:
+    compute = int(cmds.compute.sum())
+    work = kernel.work
+    if cmds.engine == ARRAY:
+        sr, sc, _ = spatial_dims(work, kernel.mapping.dataflow)
+        eff = mapping_efficiency(sr, sc, arch.array.rows, arch.array.cols)
+    else:
+        eff = 0.0
+    bound = "memory" if dma > compute else ("compute" if cmds.engine == ARRAY else "vector")
+    return KernelResult(
+        name=kernel.name, ops=kernel.ops, engine="array" if cmds.engine == ARRAY else "vector",
+        cycles=cycles, compute_cycles=compute, stall_cycles=max(cycles - compute, 0), dma_cycles=ceil(dma),
+        macs=work.macs, pe_utilization=work.macs / (cycles * peak) if cycles else 0.0, mapping_efficiency=eff,
+        bound=bound, dram_read_bytes=int(cmds.load_bytes.sum()), dram_write_bytes=int(cmds.store_bytes.sum()),
+        energy_pj=float(energy), tiles=int(cmds.compute.shape[0]), mapping=describe_mapping(kernel))

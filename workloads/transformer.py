@@ -1,0 +1,105 @@
+"""Transformer encoders: BERT-base (and the shared EncoderConfig that ViT and decoders can reuse)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from arch.errors import InputError
+from compiler import Graph, GraphBuilder
+
+
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Sizes of a post-LN transformer encoder (DESIGN.md section 10)."""
+    layers: int
+    d_model: int
+    heads: int
+    ffn: int
+    vocab: int
+    max_positions: int = 512
+    type_vocab: int = 2   # segment (token type) embeddings; 0 for models without them
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head."""
+        return self.d_model // self.heads
+
+
+BERT_BASE = EncoderConfig(layers=12, d_model=768, heads=12, ffn=3072, vocab=30522)
+
+
+def _layernorm(b: GraphBuilder, x: str, name: str) -> str:
+    """LayerNormalization over the last axis with scale and bias parameters (BERT's epsilon)."""
+    d = b.shape(x)[-1]
+    params = [b.param(f"{name}.{p}", (d,)) for p in ("scale", "bias")]
+    return b.add("LayerNormalization", [x] + params, dict(axis=-1, epsilon=1e-12), name=name)
+
+
+def _embeddings(b: GraphBuilder, cfg: EncoderConfig, batch: int, seq_len: int) -> str:
+    """Word embedding Gather, + token type 0 row, + positions 0..S-1 (Slice of the table), LayerNorm."""
+    ids = b.input("input_ids", (batch, seq_len), dtype="int32")
+    table = b.param("embeddings.word.w", (cfg.vocab, cfg.d_model))
+    x = b.add("Gather", [table, ids], dict(axis=0), name="embeddings.word")
+    if cfg.type_vocab:  # every token in segment 0: the type embedding is one broadcast row
+        types = b.param("embeddings.token_type.w", (cfg.type_vocab, cfg.d_model))
+        row = b.add("Slice", [types], dict(starts=[0], ends=[1], axes=[0]), name="embeddings.token_type")
+        x = b.add("Add", [x, row], name="embeddings.add_token_type")
+    positions = b.param("embeddings.position.w", (cfg.max_positions, cfg.d_model))
+    pos = b.add("Slice", [positions], dict(starts=[0], ends=[seq_len], axes=[0]), name="embeddings.position")
+    x = b.add("Add", [x, pos], name="embeddings.add_position")
+    return _layernorm(b, x, "embeddings.ln")
+
+
+def _attention(b: GraphBuilder, cfg: EncoderConfig, x: str, p: str) -> str:
+    """Multi-head self-attention: Q, K, V projections, softmax(QK^T * scale) V, output projection."""
+    batch, seq, d = b.shape(x)
+    heads, hd = cfg.heads, cfg.head_dim
+    split = dict(shape=(batch, seq, heads, hd))
+
+    def heads_of(name: str, perm: tuple[int, ...]) -> str:
+        y = b.linear(x, d, name=f"{p}.{name}")
+        y = b.add("Reshape", [y], split, name=f"{p}.{name}_heads")
+        return b.add("Transpose", [y], dict(perm=perm), name=f"{p}.{name}_t")
+
+    q = heads_of("q", (0, 2, 1, 3))    # (B, H, S, hd)
+    k = heads_of("k", (0, 2, 3, 1))    # (B, H, hd, S): K already transposed for QK^T
+    v = heads_of("v", (0, 2, 1, 3))    # (B, H, S, hd)
+    scores = b.add("MatMul", [q, k], name=f"{p}.scores")                        # (B, H, S, S)
+    scale = b.param(f"{p}.inv_sqrt_dk", (1,))                                    # constant 1/sqrt(hd), not learned
+    scores = b.add("Mul", [scores, scale], name=f"{p}.scale")
+    probs = b.add("Softmax", [scores], dict(axis=-1), name=f"{p}.softmax")
+    ctx = b.add("MatMul", [probs, v], name=f"{p}.context")                      # (B, H, S, hd)
+    ctx = b.add("Transpose", [ctx], dict(perm=(0, 2, 1, 3)), name=f"{p}.context_t")
+    ctx = b.add("Reshape", [ctx], dict(shape=(batch, seq, d)), name=f"{p}.merge_heads")
+    return b.linear(ctx, d, name=f"{p}.out")
+
+
+def _encoder_layer(b: GraphBuilder, cfg: EncoderConfig, x: str, p: str) -> str:
+    """Post-LN block: LN(x + Attn(x)), then LN(h + FFN(h)) with a Gelu FFN."""
+    h = b.add("Add", [x, _attention(b, cfg, x, f"{p}.attn")], name=f"{p}.attn.residual")
+    h = _layernorm(b, h, f"{p}.attn.ln")
+    y = b.linear(h, cfg.ffn, name=f"{p}.ffn.up")
+    y = b.add("Gelu", [y], dict(approximate="none"), name=f"{p}.ffn.gelu")   # BERT uses the exact erf form
+    y = b.linear(y, cfg.d_model, name=f"{p}.ffn.down")
+    y = b.add("Add", [h, y], name=f"{p}.ffn.residual")
+    return _layernorm(b, y, f"{p}.ffn.ln")
+
+
+def encoder(name: str, cfg: EncoderConfig, batch: int, seq_len: int, dtype: str) -> Graph:
+    """Embeddings and `cfg.layers` encoder layers; the output is the last hidden state (B, S, d_model)."""
+    if seq_len > cfg.max_positions:
+        raise InputError(f"--seq-len: {name} has {cfg.max_positions} position embeddings, got {seq_len}")
+    b = GraphBuilder(name, dtype)
+    x = _embeddings(b, cfg, batch, seq_len)
+    for i in range(cfg.layers):
+        x = _encoder_layer(b, cfg, x, f"encoder.{i}")
+    return b.build(x)
+
+
+def bert_base(batch: int = 1, seq_len: int = 128, dtype: str = "int8") -> Graph:
+    """BERT-base encoder (HF BertModel without the pooler and any task head; no attention mask).
+
+    Outputs the last hidden state (batch, seq_len, 768). Parameters: 23,837,184 in the embeddings (word
+    30522x768, position 512x768, token type 2x768, LayerNorm) + 12 x 7,087,872 in the layers = 108,891,648,
+    i.e. HF's 109,482,240 minus the 590,592 of the pooler.
+    """
+    return encoder("bert-base", BERT_BASE, batch, seq_len, dtype)
