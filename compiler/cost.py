@@ -146,10 +146,11 @@ def dram_traffic(work: Contraction, mapping: Mapping, acc_dtype: str) -> Traffic
     of the output's loops. The simulator's per-tile commands must add up to exactly this."""
     trips = trip_counts(work, mapping)
     em, en, ek = (extents(getattr(work, d), mapping.tile(d)) for d in LOOPS)
+    # one sweep = every tile once; bytes are rounded per tile, as a DMA moves them (int4 packs two per byte)
     a_sweep = int(a_tile_bytes(work, em[:, None], ek[None, :]).sum())
-    b_sweep = int(nbytes(work.k * work.n, work.b_dtype))
-    c_final = int(nbytes(work.m * work.n, work.c_dtype))
-    c_acc = int(nbytes(work.m * work.n, acc_dtype))
+    b_sweep = int(nbytes(ek[:, None] * en[None, :], work.b_dtype).sum())
+    c_final = int(nbytes(em[:, None] * en[None, :], work.c_dtype).sum())
+    c_acc = int(nbytes(em[:, None] * en[None, :], acc_dtype).sum())
     order = mapping.order
     spills = reuse_reps(order, trips, OPERAND_DIMS["output"]) - 1
     g = work.g

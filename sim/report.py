@@ -4,6 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import textwrap
 
 from .result import SimResult
 
@@ -66,17 +67,17 @@ def to_table(result: SimResult, top: int | None = None) -> str:
         f"  off-chip        read {_bytes(r.dram_read_bytes)}, write {_bytes(r.dram_write_bytes)}, "
         f"MBU {r.mbu:.1%} of {_si(r.offchip_bytes_per_cycle * r.clock_hz, 'B/s')}",
         f"  energy          {_si(r.energy_pj * 1e-12, 'J')}   {r.pj_per_mac:.3g} pJ/MAC",
-        "  energy by part  " + ", ".join(f"{k} {v / r.energy_pj:.1%}" for k, v in
-                                         sorted(r.energy_breakdown_pj.items(), key=lambda kv: -kv[1])
-                                         if r.energy_pj),
+        *textwrap.wrap(", ".join(f"{k} {v / r.energy_pj:.1%}" for k, v in
+                                 sorted(r.energy_breakdown_pj.items(), key=lambda kv: -kv[1]) if r.energy_pj),
+                       width=100, initial_indent="  energy by part  ", subsequent_indent=" " * 18),
         "",
-        f"{'kernel':<26} {'bound':<7} {'cycles':>11} {'stall':>10} {'util':>6} {'map eff':>7} "
+        f"{'kernel':<22} {'bound':<7} {'cycles':>11} {'stall':>10} {'util':>6} {'map eff':>7} "
         f"{'DRAM rd':>9} {'DRAM wr':>9} {'energy':>9}",
     ]
     kernels = r.kernels if top is None else sorted(r.kernels, key=lambda k: -k.cycles)[:top]
     for k in kernels:
         eff = f"{k.mapping_efficiency:.0%}" if k.engine == "array" else "-"
-        lines.append(f"{k.name[:26]:<26} {k.bound:<7} {k.cycles:>11,} {k.stall_cycles:>10,} "
+        lines.append(f"{k.name[:22]:<22} {k.bound:<7} {k.cycles:>11,} {k.stall_cycles:>10,} "
                      f"{k.pe_utilization:>6.1%} {eff:>7} {_bytes(k.dram_read_bytes):>9} "
                      f"{_bytes(k.dram_write_bytes):>9} {_si(k.energy_pj * 1e-12, 'J'):>9}")
     if top is not None and top < len(r.kernels):

@@ -16,6 +16,7 @@ class KernelResult:
     dma_cycles: int              # cycles the off-chip channel spent on its transfers
     macs: int
     pe_utilization: float        # macs / (cycles * peak MACs per cycle)
+    compute_utilization: float   # macs / (compute_cycles * peak): SCALE-Sim's "overall utilization"
     mapping_efficiency: float    # mean over folds of used PEs / PEs (0 for vector kernels)
     bound: str                   # compute | memory | vector
     dram_read_bytes: int

@@ -1,0 +1,188 @@
+"""End-to-end checks on tiny cases computed by hand, the closed-form traffic model, and analytic bounds."""
+from __future__ import annotations
+
+import itertools
+from math import ceil
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from compiler import GraphBuilder
+from compiler.cost import Mapping, array_cycles, dram_traffic
+from compiler.lowering import ConvWindow, Contraction
+from compiler.schedule import CompileOptions, Kernel, Schedule, lower
+from sim import simulate
+from sim.commands import contraction_commands
+from workloads import gemm
+
+from archs import tiny_arch
+
+
+def run(graph, arch, timing=None, reference=False):
+    return simulate(lower(graph, arch, CompileOptions(timing=timing)), arch, reference=reference)
+
+
+@pytest.mark.parametrize("timing, compute", [("pipelined", 16 + 32 + 30), ("scalesim", 2 * 16 + 16 + 32 - 2 - 1)])
+def test_one_gemm_tile_that_fits(timing, compute):
+    # 16x16 WS array, GEMM M=32 N=16 K=16 int8, DRAM 16 B/cycle, latency 10, everything fits in one tile.
+    # load A 512 B + B 256 B = 48 cycles (+10 latency); compute: pipelined preload 16 + max(T=32, 16) + R+C-2 = 78,
+    # scalesim 1 fold x (2R + C + T - 2) - 1 = 77; store C 512 B = 32 cycles (+10).
+    arch = tiny_arch(latency=10)
+    r = run(gemm(32, 16, 16), arch, timing)
+    assert r.kernels[0].tiles == 1
+    assert r.kernels[0].compute_cycles == compute
+    assert r.cycles == 48 + 10 + compute + 32 + 10
+    assert (r.dram_read_bytes, r.dram_write_bytes) == (768, 512)
+    assert r.macs == 32 * 16 * 16
+
+
+def test_bandwidth_bound_copy_is_bytes_over_bandwidth():
+    # a transpose moves 64 KiB in and 64 KiB out over a 16 B/cycle channel with no latency: 2 * 65536 / 16
+    b = GraphBuilder("copy")
+    x = b.input("x", (256, 256))
+    arch = tiny_arch(sram_bytes=16 << 10)               # small buffer -> many tiles, still one channel
+    r = run(b.build(b.add("Transpose", [x], {"perm": (1, 0)})), arch)
+    assert r.kernels[0].tiles > 1
+    assert r.cycles == 2 * 65536 // 16
+    assert r.kernels[0].bound == "memory"
+    assert r.mbu == pytest.approx(1.0)
+
+
+def test_reference_pipeline_gives_the_same_result():
+    from workloads import load_workload
+    arch = tiny_arch(sram_bytes=64 << 10, latency=7)
+    g = load_workload("resnet18")
+    assert run(g, arch).to_dict() == run(g, arch, reference=True).to_dict()
+
+
+# ---------------------------------------------------------------- closed-form traffic == per-tile commands
+
+@st.composite
+def tiled_contractions(draw):
+    m, n, k = (draw(st.integers(1, 70)) for _ in range(3))
+    conv = draw(st.booleans())
+    window = None
+    if conv:
+        out_w = draw(st.integers(1, 8))
+        m = out_w * draw(st.integers(1, 8))
+        r = draw(st.sampled_from([1, 3]))
+        stride = draw(st.sampled_from([1, 2]))
+        out_h = m // out_w
+        window = ConvWindow(out_w=out_w, stride_h=stride, span_h=r, in_h=(out_h - 1) * stride + r,
+                            in_w=(out_w - 1) * stride + r, window=r * r)
+        k = r * r * draw(st.integers(1, 6))
+    work = Contraction(g=draw(st.integers(1, 3)), m=m, n=n, k=k, a_dtype="int8", b_dtype="int8",
+                       c_dtype=draw(st.sampled_from(["int8", "bf16", "int4"])), window=window)
+    mapping = Mapping(draw(st.sampled_from(["ws", "os", "is"])), draw(st.integers(1, m)),
+                      draw(st.integers(1, n)), draw(st.integers(1, k)),
+                      draw(st.sampled_from(["".join(p) for p in itertools.permutations("mnk")])))
+    return work, mapping
+
+
+@settings(max_examples=200, deadline=None)
+@given(tiled_contractions())
+def test_commands_add_up_to_closed_form_traffic(case):
+    work, mapping = case
+    arch = tiny_arch()
+    kernel = Kernel("k", ("k",), work, mapping)
+    cmds = contraction_commands(work, kernel, arch, "pipelined")
+    t = dram_traffic(work, mapping, arch.array.acc_dtype)
+    assert int(cmds.input_bytes.sum()) == t.input_read
+    assert int(cmds.weight_bytes.sum()) == t.weight_read
+    assert int(cmds.psum_bytes.sum()) == t.psum_read
+    assert int(cmds.store_bytes.sum()) == t.output_write
+    assert int(cmds.compute.sum()) == array_cycles(work, arch.array, mapping.dataflow, "pipelined",
+                                                   mapping.tile({"ws": "m", "os": "k", "is": "n"}[mapping.dataflow]))
+
+
+def test_traffic_by_hand_for_k_outer_order():
+    # M=N=K=4, tiles 2: order k,m,n -> A swept once, B swept once per m tile... by hand:
+    # A depends on (m,k): innermost relevant loop is m (pos 1); irrelevant loops at or above it: k (relevant) -> 1 sweep
+    # B depends on (k,n): innermost relevant n (pos 2); irrelevant m at pos 1 has 2 trips -> 2 sweeps
+    # C depends on (m,n): innermost n (pos 2); irrelevant k at pos 0 has 2 trips -> 2 visits, 1 spill at int32
+    work = Contraction(1, 4, 4, 4, "int8", "int8", "int8")
+    t = dram_traffic(work, Mapping("ws", 2, 2, 2, "kmn"), "int32")
+    assert (t.input_read, t.weight_read, t.psum_read, t.output_write) == (16, 32, 64, 16 + 64)
+
+
+# ---------------------------------------------------------------- bounds and properties
+
+@st.composite
+def gemm_cases(draw):
+    m, n, k = (draw(st.integers(1, 300)) for _ in range(3))
+    arch = tiny_arch(rows=draw(st.sampled_from([4, 8, 16])), cols=draw(st.sampled_from([4, 8, 16])),
+                     dataflow=draw(st.sampled_from(["ws", "os", "is"])), bw=draw(st.sampled_from([1, 8, 64])),
+                     latency=draw(st.sampled_from([0, 20])), sram_bytes=draw(st.sampled_from([4096, 1 << 20])),
+                     double=draw(st.booleans()))
+    return m, n, k, arch
+
+
+@settings(max_examples=60, deadline=None)
+@given(gemm_cases(), st.sampled_from(["pipelined", "scalesim"]))
+def test_cycles_respect_compute_and_memory_bounds(case, timing):
+    m, n, k, arch = case
+    r = run(gemm(m, n, k), arch, timing)
+    assert 0 < r.pe_utilization <= 1
+    assert 0 <= r.mbu <= 1 + 1e-12
+    assert r.cycles >= ceil(m * n * k / arch.peak_macs_per_cycle)
+    assert r.cycles >= (r.dram_read_bytes + r.dram_write_bytes) / arch.offchip.bandwidth_bytes_per_cycle
+    assert r.cycles >= r.kernels[0].compute_cycles
+    assert r.dram_read_bytes >= m * k + k * n          # every operand byte is read at least once
+    assert r.dram_write_bytes >= m * n
+    assert r.energy_pj == pytest.approx(sum(r.energy_breakdown_pj.values()))
+
+
+def test_kernel_cycles_partition_the_total():
+    from workloads import load_workload
+    arch = tiny_arch(sram_bytes=256 << 10)
+    r = run(load_workload("bert-base", seq_len=32), arch)
+    assert sum(k.cycles for k in r.kernels) == r.cycles
+    assert sum(k.dram_read_bytes for k in r.kernels) == r.dram_read_bytes
+    assert sum(k.energy_pj for k in r.kernels) == pytest.approx(r.energy_pj)
+
+
+def test_energy_is_counts_times_table():
+    # every entry is 1 pJ: energy = MACs + DRAM bytes + SRAM accesses + vector ops; doubling the table doubles it
+    from arch import arch_from_dict
+    from archs import tiny_arch_dict
+    r1 = run(gemm(32, 16, 16), tiny_arch())
+    assert r1.energy_breakdown_pj["mac"] == 32 * 16 * 16
+    assert r1.energy_breakdown_pj["dram"] == 768 + 512
+    d = tiny_arch_dict()
+    for e in d["energy"]["actions"].values():
+        e["pj"] = 2.0
+    r2 = run(gemm(32, 16, 16), arch_from_dict(d))
+    assert r2.energy_pj == pytest.approx(2 * r1.energy_pj)
+
+
+def test_static_power_adds_power_times_time():
+    r0 = run(gemm(64, 64, 64), tiny_arch())
+    r1 = run(gemm(64, 64, 64), tiny_arch(static_mw=1000.0))       # 1 W for cycles ns
+    assert r1.energy_breakdown_pj["static"] == pytest.approx(1e12 * r1.cycles / 1e9)
+    assert r1.energy_pj - r1.energy_breakdown_pj["static"] == pytest.approx(r0.energy_pj)
+
+
+def test_missing_energy_entry_is_an_error_not_zero():
+    from arch import InputError, arch_from_dict
+    from archs import tiny_arch_dict
+    d = tiny_arch_dict()
+    del d["energy"]["actions"]["mac.int8"]
+    with pytest.raises(InputError, match="mac.int8"):
+        run(gemm(8, 8, 8), arch_from_dict(d))
+
+
+def test_more_bandwidth_is_never_slower():
+    from workloads import load_workload
+    g = load_workload("mobilenet_v2")
+    cycles = [run(g, tiny_arch(bw=bw, sram_bytes=128 << 10)).cycles for bw in (2, 8, 32, 128)]
+    assert cycles == sorted(cycles, reverse=True)
+
+
+def test_decode_gemv_is_memory_bound():
+    from arch import load_arch
+    arch = load_arch("edge-npu")
+    r = run(gemm(1, 4096, 4096), arch)
+    assert r.kernels[0].bound == "memory"
+    assert r.mbu > 0.95 and r.pe_utilization < 0.02
