@@ -7,11 +7,13 @@ the array). `closed_form_cycles` is SCALE-Sim 3.0.0's stall-free formula, which 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from math import ceil
 
 import numpy as np
 
+from arch.config import PEArray
 from arch.errors import InputError, allowed_list, did_you_mean
+from compiler.cost import array_cycles, folds, spatial_dims
+from compiler.lowering import Contraction
 from sim.kernels.systolic import systolic_is, systolic_os, systolic_ws
 
 DATAFLOWS = ("ws", "os", "is")
@@ -28,11 +30,6 @@ class ArrayRun:
     macs: int
 
 
-def _spatial(m: int, n: int, k: int, dataflow: str) -> tuple[int, int, int]:
-    """(Sr, Sc, T): OS (M, N, K), WS (K, N, M), IS (K, M, N)."""
-    return {"os": (m, n, k), "ws": (k, n, m), "is": (k, m, n)}[dataflow]
-
-
 def _check_dataflow(dataflow) -> str:
     """The dataflow name, or InputError."""
     if dataflow not in DATAFLOWS:
@@ -41,17 +38,21 @@ def _check_dataflow(dataflow) -> str:
     return dataflow
 
 
+def _gemm(m: int, n: int, k: int) -> Contraction:
+    return Contraction(1, m, n, k, "int8", "int8", "int32")
+
+
 def fold_count(m: int, n: int, k: int, rows: int, cols: int, dataflow: str) -> int:
-    """Folds = ceil(Sr/R) * ceil(Sc/C)."""
-    sr, sc, _ = _spatial(m, n, k, _check_dataflow(dataflow))
-    return ceil(sr / rows) * ceil(sc / cols)
+    """Folds = ceil(Sr/R) * ceil(Sc/C) (compiler.cost.folds over the dataflow's spatial dims)."""
+    sr, sc, _ = spatial_dims(_gemm(m, n, k), _check_dataflow(dataflow))
+    return folds(sr, sc, rows, cols)
 
 
 def closed_form_cycles(m: int, n: int, k: int, rows: int, cols: int, dataflow: str) -> int:
-    """SCALE-Sim 3.0.0 stall-free cycles: OS F*(T+R+C-2)-1, WS/IS F*(2R+C+T-2)-1 (0-based last cycle)."""
-    _, _, t = _spatial(m, n, k, _check_dataflow(dataflow))
-    per_fold = t + rows + cols - 2 + (rows if dataflow != "os" else 0)  # WS/IS add R cycles of preload
-    return fold_count(m, n, k, rows, cols, dataflow) * per_fold - 1
+    """SCALE-Sim 3.0.0 stall-free cycles, from the compiler's cost model in `scalesim` mode:
+    OS F*(T+R+C-2)-1, WS/IS F*(2R+C+T-2)-1 (0-based last cycle)."""
+    array = PEArray(rows, cols, _check_dataflow(dataflow))
+    return array_cycles(_gemm(m, n, k), array, dataflow, "scalesim", t_tile=1)
 
 
 def _check_matrix(name: str, x) -> np.ndarray:

@@ -29,27 +29,37 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its subcommands."""
     p = _Parser(prog="tilesim", description="Cycle-approximate accelerator simulator.")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="{run,list}")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="{run,validate-array,list}")
     sub.required = True
 
     run = sub.add_parser("run", help="simulate a workload on an arch and print the report")
-    run.add_argument("--workload", "-w", default=DEFAULT_WORKLOAD,
-                     help=f"built-in name or gemm:M,N,K (default {DEFAULT_WORKLOAD}; see `tilesim list workloads`)")
-    run.add_argument("--arch", "-a", default=DEFAULT_ARCH,
-                     help=f"preset name or arch YAML (default {DEFAULT_ARCH}; see `tilesim list archs`)")
-    run.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V",
-                     help="override an arch field by dotted path, e.g. array.rows=64 or memory.dram.bandwidth_gb_s=50")
-    run.add_argument("--timing", choices=TIMING_MODES, help="array timing model (default: the arch's)")
+    _workload_args(run)
     run.add_argument("--format", "-f", choices=FORMATS, default="table")
     run.add_argument("-o", "--output", help="write the report to this file instead of stdout")
-    run.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
-    run.add_argument("--seq-len", type=int, help="sequence length of encoders (default: the model's)")
-    run.add_argument("--dtype", help="data type of the workload (default: the array's dtype)")
     run.add_argument("--top", type=int, help="table format: show only the N longest kernels")
+
+    val = sub.add_parser("validate-array", help="check a workload's GEMMs on the cycle-level array model")
+    _workload_args(val)
+    val.add_argument("--max-macs", type=int, default=2_000_000,
+                     help="skip GEMMs larger than this many MACs (default 2,000,000)")
 
     lst = sub.add_parser("list", help="list built-in workloads or arch presets")
     lst.add_argument("what", choices=("workloads", "archs"))
     return p
+
+
+def _workload_args(cmd: argparse.ArgumentParser) -> None:
+    """The options that choose a workload, an arch and how to lower it."""
+    cmd.add_argument("--workload", "-w", default=DEFAULT_WORKLOAD,
+                     help=f"built-in name or gemm:M,N,K (default {DEFAULT_WORKLOAD}; see `tilesim list workloads`)")
+    cmd.add_argument("--arch", "-a", default=DEFAULT_ARCH,
+                     help=f"preset name or arch YAML (default {DEFAULT_ARCH}; see `tilesim list archs`)")
+    cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V",
+                     help="override an arch field by dotted path, e.g. array.rows=64 or memory.dram.bandwidth_gb_s=50")
+    cmd.add_argument("--timing", choices=TIMING_MODES, help="array timing model (default: the arch's)")
+    cmd.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
+    cmd.add_argument("--seq-len", type=int, help="sequence length of encoders (default: the model's)")
+    cmd.add_argument("--dtype", help="data type of the workload (default: the array's dtype)")
 
 
 def write_output(text: str, path: str | None) -> None:
@@ -71,17 +81,31 @@ def write_output(text: str, path: str | None) -> None:
         raise
 
 
-def cmd_run(args) -> None:
-    """tilesim run: workload -> Graph -> Schedule -> SimResult -> report."""
+def _schedule(args):
+    """Arch and Schedule from the workload options."""
     from workloads import load_workload
-    if args.top is not None and args.top < 1:
-        raise InputError(f"--top: must be >= 1, got {args.top}")
     arch = load_arch(args.arch, args.overrides)
     graph = load_workload(args.workload, seq_len=args.seq_len, batch=args.batch,
                           dtype=args.dtype or arch.array.dtype)
-    schedule = lower(graph, arch, CompileOptions(timing=args.timing))
+    return arch, lower(graph, arch, CompileOptions(timing=args.timing))
+
+
+def cmd_run(args) -> None:
+    """tilesim run: workload -> Graph -> Schedule -> SimResult -> report."""
+    if args.top is not None and args.top < 1:
+        raise InputError(f"--top: must be >= 1, got {args.top}")
+    arch, schedule = _schedule(args)
     result = simulate(schedule, arch)
     write_output(render(result, args.format, args.top), args.output)
+
+
+def cmd_validate_array(args) -> int:
+    """tilesim validate-array: every GEMM through the register-level array; exit 1 if any disagrees."""
+    from .validate import checks_table, validate_array
+    arch, schedule = _schedule(args)
+    checks = validate_array(schedule, arch, args.max_macs)
+    sys.stdout.write(checks_table(checks))
+    return 0 if all(c.agrees for c in checks) else 1
 
 
 def cmd_list(args) -> None:
@@ -99,8 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit status (0 ok, 2 bad input, 1 internal error)."""
     try:
         args = build_parser().parse_args(argv)
-        {"run": cmd_run, "list": cmd_list}[args.command](args)
-        return 0
+        commands = {"run": cmd_run, "validate-array": cmd_validate_array, "list": cmd_list}
+        return commands[args.command](args) or 0
     except InputError as e:
         print(f"tilesim: error: {e}", file=sys.stderr)
         return 2
