@@ -75,6 +75,20 @@ def array_cycles(work: Contraction, array: PEArray, dataflow: str, mode: str, t_
     return preload + per_array * per_block + r + c - 2
 
 
+def array_feed_elems(work: Contraction, dataflow: str, rows: int, cols: int) -> tuple[int, int, int, int]:
+    """Elements moved between the buffers and the array (SCALE-Sim's SRAM access counts, DESIGN.md section 8):
+    (A reads, B reads, C writes, C reads), C at accumulator precision.
+      OS: A M*K*Fc, B K*N*Fr, C written once M*N.
+      WS: A M*K*Fc, B K*N, C written per row fold M*N*Fr and read back to accumulate M*N*(Fr-1).
+      IS: A K*M, B K*N*Fc, C as WS."""
+    sr, sc, _ = spatial_dims(work, dataflow)
+    fr, fc = ceil(sr / rows), ceil(sc / cols)
+    mk, kn, mn = work.m * work.k, work.k * work.n, work.m * work.n
+    feeds = {"os": (mk * fc, kn * fr, mn, 0), "ws": (mk * fc, kn, mn * fr, mn * (fr - 1)),
+             "is": (mk, kn * fc, mn * fr, mn * (fr - 1))}[dataflow]
+    return tuple(work.g * f for f in feeds)
+
+
 def peak_cycles(work: Contraction, array: PEArray) -> int:
     """Lower bound: MACs / (R * C * arrays * MACs per PE per cycle), rounded up."""
     return ceil(work.macs / (array.rows * array.cols * array.count * array.macs_per_pe_cycle))

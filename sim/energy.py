@@ -6,30 +6,11 @@ from math import ceil
 
 from arch.config import ArchConfig, DTYPE_BYTES
 from arch.errors import InputError
-from compiler.cost import folds, spatial_dims
+from compiler.cost import array_feed_elems
 from compiler.lowering import Contraction
 from compiler.schedule import Kernel
 
 from .commands import TileCommands
-
-
-def _feed_elems(work: Contraction, dataflow: str, rows: int, cols: int) -> tuple[int, int, int, int]:
-    """On-chip elements moved to feed one contraction through the array (SCALE-Sim's SRAM access counts):
-    (A reads, B reads, C writes, C reads), with C at accumulator precision.
-      OS: A M*K*Fc, B K*N*Fr, C written once M*N.
-      WS: A M*K*Fc, B K*N, C written per row fold M*N*Fr and read back to accumulate M*N*(Fr-1).
-      IS: A K*M, B K*N*Fc, C as WS."""
-    sr, sc, _ = spatial_dims(work, dataflow)
-    fr, fc = ceil(sr / rows), ceil(sc / cols)
-    m, n, k, g = work.m, work.n, work.k, work.g
-    mk, kn, mn = m * k, k * n, m * n
-    if dataflow == "os":
-        feeds = (mk * fc, kn * fr, mn, 0)
-    elif dataflow == "ws":
-        feeds = (mk * fc, kn, mn * fr, mn * (fr - 1))
-    else:
-        feeds = (mk, kn * fc, mn * fr, mn * (fr - 1))
-    return tuple(g * f for f in feeds)
 
 
 def action_counts(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> Counter:
@@ -44,7 +25,7 @@ def action_counts(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> Count
     if isinstance(work, Contraction):
         counts[f"mac.{work.a_dtype}"] += work.macs
         home_a, home_b, home_c = (arch.home(o).name for o in ("input", "weight", "output"))
-        a_r, b_r, c_w, c_r = _feed_elems(work, kernel.mapping.dataflow, arch.array.rows, arch.array.cols)
+        a_r, b_r, c_w, c_r = array_feed_elems(work, kernel.mapping.dataflow, arch.array.rows, arch.array.cols)
         acc = DTYPE_BYTES[arch.array.acc_dtype]
         # fills from off-chip are buffer writes; stores to off-chip are buffer reads
         counts[f"{home_a}.write_byte"] += read_in

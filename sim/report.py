@@ -9,7 +9,9 @@ import textwrap
 from .result import SimResult
 
 KERNEL_COLUMNS = ("name", "engine", "bound", "cycles", "compute_cycles", "stall_cycles", "macs", "pe_utilization",
-                  "mapping_efficiency", "dram_read_bytes", "dram_write_bytes", "energy_pj", "tiles", "mapping")
+                  "mapping_efficiency", "dram_read_bytes", "dram_write_bytes", "energy_pj", "tiles", "mapping",
+                  "compute_utilization", "sram_input_reads", "sram_weight_reads", "sram_output_writes",
+                  "dram_input_read_bytes", "dram_weight_read_bytes", "dram_output_write_bytes")
 SUMMARY_KEYS = ("workload", "arch", "timing", "cycles", "latency_s", "macs", "pe_utilization", "mbu", "energy_pj",
                 "pj_per_mac", "dram_read_bytes", "dram_write_bytes")
 
@@ -50,7 +52,9 @@ def to_csv(result: SimResult) -> str:
                  stall_cycles=sum(k.stall_cycles for k in result.kernels), macs=result.macs,
                  pe_utilization=result.pe_utilization, mapping_efficiency="",
                  dram_read_bytes=result.dram_read_bytes, dram_write_bytes=result.dram_write_bytes,
-                 energy_pj=result.energy_pj, tiles=sum(k.tiles for k in result.kernels), mapping="")
+                 energy_pj=result.energy_pj, tiles=sum(k.tiles for k in result.kernels), mapping="",
+                 compute_utilization="",
+                 **{c: sum(getattr(k, c) for k in result.kernels) for c in KERNEL_COLUMNS[-6:]})
     w.writerow([result.workload, result.arch] + [total[c] for c in KERNEL_COLUMNS]
                + [result.latency_s, result.mbu])
     return buf.getvalue()

@@ -23,6 +23,12 @@ class KernelResult:
     dram_write_bytes: int
     energy_pj: float
     tiles: int
+    sram_input_reads: int        # elements fed to the array (SCALE-Sim's ifmap SRAM reads)
+    sram_weight_reads: int       # SCALE-Sim's filter SRAM reads
+    sram_output_writes: int      # SCALE-Sim's ofmap SRAM writes (partial sums included)
+    dram_input_read_bytes: int
+    dram_weight_read_bytes: int
+    dram_output_write_bytes: int
     mapping: str                 # human-readable mapping
 
 

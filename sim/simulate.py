@@ -8,7 +8,7 @@ import numpy as np
 
 from arch.config import ArchConfig
 from arch.errors import InputError
-from compiler.cost import mapping_efficiency, spatial_dims
+from compiler.cost import array_feed_elems, mapping_efficiency, spatial_dims
 from compiler.lowering import Contraction
 from compiler.schedule import Kernel, Schedule
 
@@ -96,13 +96,19 @@ def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles:
     if cmds.engine == ARRAY:
         sr, sc, _ = spatial_dims(work, kernel.mapping.dataflow)
         eff = mapping_efficiency(sr, sc, arch.array.rows, arch.array.cols)
+        a_r, b_r, c_w, _ = array_feed_elems(work, kernel.mapping.dataflow, arch.array.rows, arch.array.cols)
     else:
-        eff = 0.0
-    bound = "memory" if dma > compute else ("compute" if cmds.engine == ARRAY else "vector")
+        eff, a_r, b_r, c_w = 0.0, 0, 0, 0
+    # memory-bound: more time moving data, or waiting for it (latency), than computing
+    waiting = max(dma, cycles - compute)
+    bound = "memory" if waiting > compute else ("compute" if cmds.engine == ARRAY else "vector")
     return KernelResult(
         name=kernel.name, ops=kernel.ops, engine="array" if cmds.engine == ARRAY else "vector",
         cycles=cycles, compute_cycles=compute, stall_cycles=max(cycles - compute, 0), dma_cycles=ceil(dma),
         macs=work.macs, pe_utilization=work.macs / (cycles * peak) if cycles else 0.0,
         compute_utilization=work.macs / (compute * peak) if compute else 0.0, mapping_efficiency=eff,
         bound=bound, dram_read_bytes=int(cmds.load_bytes.sum()), dram_write_bytes=int(cmds.store_bytes.sum()),
-        energy_pj=float(energy), tiles=int(cmds.compute.shape[0]), mapping=describe_mapping(kernel))
+        energy_pj=float(energy), tiles=int(cmds.compute.shape[0]), mapping=describe_mapping(kernel),
+        sram_input_reads=a_r, sram_weight_reads=b_r, sram_output_writes=c_w,
+        dram_input_read_bytes=int(cmds.input_bytes.sum()), dram_weight_read_bytes=int(cmds.weight_bytes.sum()),
+        dram_output_write_bytes=int(cmds.store_bytes.sum()))

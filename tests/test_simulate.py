@@ -186,3 +186,16 @@ def test_decode_gemv_is_memory_bound():
     r = run(gemm(1, 4096, 4096), arch)
     assert r.kernels[0].bound == "memory"
     assert r.mbu > 0.95 and r.pe_utilization < 0.02
+
+
+@pytest.mark.parametrize("dataflow, feeds", [
+    # M=10, N=20, K=40 on 8x8. WS: Sr=K=40 -> Fr=5, Sc=N=20 -> Fc=3: ifmap M*K*Fc=1200, filter K*N=800,
+    # ofmap M*N*Fr=1000. OS: Sr=M=10 -> Fr=2, Sc=N -> Fc=3: 1200, K*N*Fr=1600, M*N=200.
+    # IS: Sr=K -> Fr=5, Sc=M=10 -> Fc=2: ifmap K*M=400, filter K*N*Fc=1600, ofmap M*N*Fr=1000.
+    ("ws", (1200, 800, 1000)), ("os", (1200, 1600, 200)), ("is", (400, 1600, 1000)),
+])
+def test_sram_accesses_per_operand_match_scalesim_formulas(dataflow, feeds):
+    r = run(gemm(10, 20, 40), tiny_arch(rows=8, cols=8, dataflow=dataflow), "scalesim")
+    k = r.kernels[0]
+    assert (k.sram_input_reads, k.sram_weight_reads, k.sram_output_writes) == feeds
+    assert (k.dram_input_read_bytes, k.dram_weight_read_bytes, k.dram_output_write_bytes) == (400, 800, 200)
