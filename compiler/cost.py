@@ -11,6 +11,7 @@ from arch.config import DTYPE_BYTES, PEArray
 from .lowering import Contraction
 
 LOOPS = ("m", "n", "k")
+MAX_TILES = 20_000_000      # per schedule; beyond this the simulator's command arrays would not fit in memory
 OPERAND_DIMS = {"input": ("m", "k"), "weight": ("k", "n"), "output": ("m", "n")}
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 from arch.config import ArchConfig
 from arch.errors import InputError
@@ -9,6 +10,7 @@ from arch.errors import InputError
 from .cost import Mapping
 from .ir import Graph, Op
 from .lowering import Contraction, LoopNest, VectorWork, lower_op
+from .mapper import search
 from .ops import OpKind, spec
 from .tiling import VectorMapping, naive_mapping, vector_mapping
 
@@ -30,10 +32,15 @@ class Kernel:
         return isinstance(self.work, Contraction)
 
 
+MAPPERS = ("search", "naive")
+
+
 @dataclass(frozen=True)
 class CompileOptions:
-    """Choices for lowering: the array timing mode."""
+    """Choices for lowering: the array timing mode, how contractions are mapped, and the search objective."""
     timing: str | None = None       # None: the arch's own `timing`
+    mapper: str = "search"          # search: best of all tilings and loop orders; naive: first tiling that fits
+    objective: str = "latency"      # latency | energy | edp
 
     def resolved_timing(self, arch: ArchConfig) -> str:
         """The timing mode in force."""
@@ -51,6 +58,12 @@ class Schedule:
     timing: str
     kernels: tuple[Kernel, ...]
     notes: tuple[str, ...] = field(default=())
+
+    def __post_init__(self):
+        for j, kernel in enumerate(self.kernels):
+            if any(not 0 <= d < j for d in kernel.deps):
+                raise ValueError(f"kernel {j} '{kernel.name}' depends on {kernel.deps}: dependencies must name "
+                                 "earlier kernels of the same schedule")
 
 
 # ---------------------------------------------------------------- passes
@@ -74,11 +87,26 @@ def make_kernels(graph: Graph) -> list[tuple[Op, LoopNest, tuple[int, ...]]]:
     return kernels
 
 
-def map_kernels(kernels, arch: ArchConfig) -> list[Kernel]:
-    """Give each kernel a mapping: the first tiling that fits (contractions) or elements per tile (vector)."""
+Evaluator = Callable[[Kernel], float]
+
+
+def map_kernels(kernels, arch: ArchConfig, options: CompileOptions, timing: str,
+                evaluate: Evaluator | None = None) -> list[Kernel]:
+    """Give each kernel a mapping: searched or naive tiling (contractions), elements per tile (vector).
+    With `evaluate` (the kernel's objective as the simulator measures it), the search's shortlist is decided by it;
+    results are shared between repeated layers."""
+    if options.mapper not in MAPPERS:
+        raise InputError(f"--mapper: got '{options.mapper}', allowed: {', '.join(MAPPERS)}")
+    decided: dict[Contraction, Mapping] = {}
     out = []
     for op, work, deps in kernels:
-        if isinstance(work, Contraction):
+        if isinstance(work, Contraction) and options.mapper == "search":
+            if work not in decided:
+                choice = search(work, arch, timing, options.objective, name=op.name)
+                decided[work] = choice.mapping if evaluate is None else min(
+                    choice.shortlist, key=lambda m: evaluate(Kernel(op.name, (op.name,), work, m)))
+            mapping = decided[work]
+        elif isinstance(work, Contraction):
             mapping = naive_mapping(work, arch, name=op.name)
         else:
             mapping = vector_mapping(work, arch, name=op.name)
@@ -86,10 +114,12 @@ def map_kernels(kernels, arch: ArchConfig) -> list[Kernel]:
     return out
 
 
-def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptions()) -> Schedule:
-    """Graph -> Schedule: make kernels (views are free), then map each onto the arch."""
+def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptions(),
+          evaluate: Evaluator | None = None) -> Schedule:
+    """Graph -> Schedule: make kernels (views are free), then map each onto the arch. `evaluate` (e.g.
+    sim.kernel_evaluator) lets the simulator pick among the search's closed-form shortlist."""
     timing = options.resolved_timing(arch)
-    kernels = map_kernels(make_kernels(graph), arch)
+    kernels = map_kernels(make_kernels(graph), arch, options, timing, evaluate)
     if not kernels:
         raise InputError(f"workload {graph.name}: nothing to run (the graph has only views)")
     return Schedule(graph.name, arch.name, timing, tuple(kernels))

@@ -9,10 +9,11 @@ from pathlib import Path
 
 from arch import InputError, load_arch, preset_names
 from arch.loader import raw_arch
-from compiler.schedule import TIMING_MODES, CompileOptions, lower
+from compiler.mapper import OBJECTIVES
+from compiler.schedule import MAPPERS, TIMING_MODES, CompileOptions, lower
 
 from .report import render
-from .simulate import simulate
+from .simulate import kernel_evaluator, simulate
 
 DEFAULT_WORKLOAD = "resnet50"
 DEFAULT_ARCH = "tpu-v1"
@@ -57,6 +58,9 @@ def _workload_args(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V",
                      help="override an arch field by dotted path, e.g. array.rows=64 or memory.dram.bandwidth_gb_s=50")
     cmd.add_argument("--timing", choices=TIMING_MODES, help="array timing model (default: the arch's)")
+    cmd.add_argument("--mapper", choices=MAPPERS, default="search",
+                     help="search: best tiling and loop order per layer (default); naive: first tiling that fits")
+    cmd.add_argument("--objective", choices=OBJECTIVES, default="latency", help="what the mapping search minimises")
     cmd.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     cmd.add_argument("--seq-len", type=int, help="sequence length of encoders (default: the model's)")
     cmd.add_argument("--dtype", help="data type of the workload (default: the array's dtype)")
@@ -87,7 +91,9 @@ def _schedule(args):
     arch = load_arch(args.arch, args.overrides)
     graph = load_workload(args.workload, seq_len=args.seq_len, batch=args.batch,
                           dtype=args.dtype or arch.array.dtype)
-    return arch, lower(graph, arch, CompileOptions(timing=args.timing))
+    options = CompileOptions(timing=args.timing, mapper=args.mapper, objective=args.objective)
+    evaluate = kernel_evaluator(arch, options.resolved_timing(arch), args.objective)
+    return arch, lower(graph, arch, options, evaluate)
 
 
 def cmd_run(args) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 
 from arch.config import ArchConfig
 from arch.errors import InputError
-from compiler.cost import array_feed_elems, mapping_efficiency, spatial_dims
+from compiler.cost import MAX_TILES, array_feed_elems, mapping_efficiency, spatial_dims
 from compiler.lowering import Contraction
 from compiler.schedule import Kernel, Schedule
 
@@ -17,7 +17,6 @@ from .energy import action_counts, by_component, dynamic_energy_pj, static_energ
 from .kernels.pipeline import run_tiles, run_tiles_py
 from .result import KernelResult, SimResult
 
-MAX_TILES = 20_000_000      # beyond this the command arrays would not fit comfortably in memory
 
 
 def describe_mapping(kernel: Kernel) -> str:
@@ -87,6 +86,15 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False) -> S
         energy_pj=float(sum(energy_breakdown.values())), energy_breakdown_pj=energy_breakdown,
         dram_read_bytes=dram_read, dram_write_bytes=dram_write, peak_macs_per_cycle=peak,
         offchip_bytes_per_cycle=bw, kernels=tuple(kernels))
+
+
+def kernel_evaluator(arch: ArchConfig, timing: str, objective: str = "latency"):
+    """The objective of one kernel simulated alone (cycles, pJ or their product), for compiler.schedule.lower."""
+    def evaluate(kernel: Kernel) -> float:
+        alone = Kernel(kernel.name, kernel.ops, kernel.work, kernel.mapping)
+        r = simulate(Schedule("evaluate", arch.name, timing, (alone,)), arch)
+        return {"latency": r.cycles, "energy": r.energy_pj, "edp": r.cycles * r.energy_pj}[objective]
+    return evaluate
 
 
 def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles: int, dma: float,

@@ -20,8 +20,8 @@ from workloads import gemm
 from archs import tiny_arch
 
 
-def run(graph, arch, timing=None, reference=False):
-    return simulate(lower(graph, arch, CompileOptions(timing=timing)), arch, reference=reference)
+def run(graph, arch, timing=None, reference=False, mapper="search"):
+    return simulate(lower(graph, arch, CompileOptions(timing=timing, mapper=mapper)), arch, reference=reference)
 
 
 @pytest.mark.parametrize("timing, compute", [("pipelined", 16 + 32 + 30), ("scalesim", 2 * 16 + 16 + 32 - 2 - 1)])
@@ -30,7 +30,7 @@ def test_one_gemm_tile_that_fits(timing, compute):
     # load A 512 B + B 256 B = 48 cycles (+10 latency); compute: pipelined preload 16 + max(T=32, 16) + R+C-2 = 78,
     # scalesim 1 fold x (2R + C + T - 2) - 1 = 77; store C 512 B = 32 cycles (+10).
     arch = tiny_arch(latency=10)
-    r = run(gemm(32, 16, 16), arch, timing)
+    r = run(gemm(32, 16, 16), arch, timing, mapper="naive")
     assert r.kernels[0].tiles == 1
     assert r.kernels[0].compute_cycles == compute
     assert r.cycles == 48 + 10 + compute + 32 + 10
@@ -147,13 +147,13 @@ def test_energy_is_counts_times_table():
     # every entry is 1 pJ: energy = MACs + DRAM bytes + SRAM accesses + vector ops; doubling the table doubles it
     from arch import arch_from_dict
     from archs import tiny_arch_dict
-    r1 = run(gemm(32, 16, 16), tiny_arch())
+    r1 = run(gemm(32, 16, 16), tiny_arch(), mapper="naive")
     assert r1.energy_breakdown_pj["mac"] == 32 * 16 * 16
     assert r1.energy_breakdown_pj["dram"] == 768 + 512
     d = tiny_arch_dict()
     for e in d["energy"]["actions"].values():
         e["pj"] = 2.0
-    r2 = run(gemm(32, 16, 16), arch_from_dict(d))
+    r2 = run(gemm(32, 16, 16), arch_from_dict(d), mapper="naive")
     assert r2.energy_pj == pytest.approx(2 * r1.energy_pj)
 
 
@@ -195,7 +195,7 @@ def test_decode_gemv_is_memory_bound():
     ("ws", (1200, 800, 1000)), ("os", (1200, 1600, 200)), ("is", (400, 1600, 1000)),
 ])
 def test_sram_accesses_per_operand_match_scalesim_formulas(dataflow, feeds):
-    r = run(gemm(10, 20, 40), tiny_arch(rows=8, cols=8, dataflow=dataflow), "scalesim")
+    r = run(gemm(10, 20, 40), tiny_arch(rows=8, cols=8, dataflow=dataflow), "scalesim", mapper="naive")
     k = r.kernels[0]
     assert (k.sram_input_reads, k.sram_weight_reads, k.sram_output_writes) == feeds
     assert (k.dram_input_read_bytes, k.dram_weight_read_bytes, k.dram_output_write_bytes) == (400, 800, 200)

@@ -1,0 +1,250 @@
+"""Mapping search: every legal (tile sizes x loop order) of a contraction scored with the closed-form cost model.
+
+The score of a candidate is the same arithmetic the simulator does, in closed form:
+  compute  = array_cycles(work, array, dataflow, timing, T tile)                      (compiler.cost)
+  traffic  = sum over operands of reps(order) x sweep bytes, partial-sum spills included (compiler.cost)
+  latency  ~ max(compute, traffic / bandwidth, tiles x (latency + transfer) / 2)
+             + first load + last store + 2 x latency                                  (double buffered)
+           ~ compute + traffic / bandwidth + tiles x latency                          (single buffered)
+  energy   ~ DRAM read/write bytes x the arch's pJ per byte (the only term that depends on the tiling)
+The candidate grid holds every size the naive tiler can reach (its halving chains) and does not depend on buffer
+capacities, so the search is never worse than the naive tiling on the objective, and a bigger buffer (a superset of
+legal candidates) never makes it worse.
+Ties break on DRAM bytes, then fewer tiles, then on the candidate's position (sizes ascending, orders alphabetical): deterministic.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from arch.config import ArchConfig
+from arch.errors import InputError
+
+from .cost import LOOPS, MAX_TILES, OPERAND_DIMS, Mapping, a_tile_bytes, nbytes, streamed_loop
+from .lowering import Contraction
+from .tiling import _alignment, _halve, naive_mapping
+
+OBJECTIVES = ("latency", "energy", "edp")
+ORDERS = tuple("".join(p) for p in itertools.permutations("mnk"))
+SHORTLIST = 4        # candidates handed to an evaluator (the simulator) when lower() is given one
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The searched mapping with its estimated cost, and the runner-up for explanations."""
+    mapping: Mapping
+    cycles: float
+    dram_bytes: int
+    energy_pj: float
+    runner_up: Mapping | None
+    runner_up_cycles: float
+    runner_up_dram_bytes: int
+    candidates: int
+    shortlist: tuple[Mapping, ...] = ()   # best few by estimate, the naive tiling always among them
+
+
+def tile_sizes(size: int, unit: int) -> np.ndarray:
+    """Candidate tile sizes for a loop of `size`: multiples of `unit` doubling up to the size, the size itself,
+    and the sizes that split it into 2..8 near-equal aligned parts."""
+    out = {size}
+    t = unit
+    while t < size:
+        out.add(t)
+        t *= 2
+    for parts in range(2, 9):
+        s = -(-size // parts)
+        out.add(min(size, -(-s // unit) * unit) if s >= unit else s)
+    small = 1
+    while small < min(unit, size):       # below one array row: powers of two only (tiny buffers)
+        out.add(small)
+        small *= 2
+    t = size
+    while t > 1:                         # every size the naive tiler can reach, so it is always a candidate
+        t = _halve(t, unit)
+        out.add(t)
+    return np.array(sorted(out), dtype=np.int64)
+
+
+def _sweep(f, size_a: int, tile_a: np.ndarray, size_b: int, tile_b: np.ndarray) -> np.ndarray:
+    """Sum of f(extent_a, extent_b) over the tile grid: full tiles, edge tiles and the corner, elementwise."""
+    na, nb = -(-size_a // tile_a), -(-size_b // tile_b)
+    ra, rb = size_a - (na - 1) * tile_a, size_b - (nb - 1) * tile_b
+    return ((na - 1) * (nb - 1) * f(tile_a, tile_b) + (na - 1) * f(tile_a, rb) + (nb - 1) * f(ra, tile_b)
+            + f(ra, rb))
+
+
+def _reps(order: str, trips: dict[str, np.ndarray], dims: tuple[str, ...]) -> np.ndarray:
+    """Vectorised compiler.cost.reuse_reps: product of the trips of loops the operand does not depend on, taken
+    over the loops outside (and at) the innermost loop it does depend on that has more than one trip."""
+    reps = np.ones_like(trips["m"])
+    pending = np.ones_like(trips["m"])
+    for d in order:                     # walk outer to inner; commit pending factors when a relevant loop iterates
+        if d in dims:
+            active = trips[d] > 1
+            reps = np.where(active, reps * pending, reps)
+            pending = np.where(active, 1, pending)
+        else:
+            pending = pending * trips[d]
+    return reps
+
+
+def _compute_cycles(work: Contraction, arch: ArchConfig, dataflow: str, timing: str, t_tile: np.ndarray):
+    """Vectorised compiler.cost.array_cycles over T-tile sizes."""
+    from .cost import fold_overhead, folds, spatial_dims
+    r, c = arch.array.rows, arch.array.cols
+    sr, sc, t = spatial_dims(work, dataflow)
+    per_array = -(-work.g * folds(sr, sc, r, c) // arch.array.count)
+    if timing == "scalesim":
+        return np.full(t_tile.shape, per_array * (t + fold_overhead(r, c, dataflow)) - 1, dtype=np.int64)
+    full, rem = t // t_tile, t % t_tile
+    per_block = full * np.maximum(t_tile, r) + np.where(rem > 0, np.maximum(rem, r), 0)
+    return (r if dataflow in ("ws", "is") else 0) + per_array * per_block + r + c - 2
+
+
+def score(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm, tn, tk, order: str):
+    """Estimated (cycles, DRAM bytes, DRAM energy pJ, fits) for arrays of candidate tiles under one loop order."""
+    acc = arch.array.acc_dtype
+    trips = {"m": -(-work.m // tm), "n": -(-work.n // tn), "k": -(-work.k // tk)}
+    a_sweep = _sweep(lambda m, k: a_tile_bytes(work, m, k), work.m, tm, work.k, tk)
+    b_sweep = _sweep(lambda k, n: nbytes(k * n, work.b_dtype), work.k, tk, work.n, tn)
+    c_fin = _sweep(lambda m, n: nbytes(m * n, work.c_dtype), work.m, tm, work.n, tn)
+    c_acc = _sweep(lambda m, n: nbytes(m * n, acc), work.m, tm, work.n, tn)
+    spills = _reps(order, trips, OPERAND_DIMS["output"]) - 1
+    read = work.g * (_reps(order, trips, OPERAND_DIMS["input"]) * a_sweep
+                     + _reps(order, trips, OPERAND_DIMS["weight"]) * b_sweep + spills * c_acc)
+    write = work.g * (c_fin + spills * c_acc)
+    # fits: each operand's tile in its home level, twice when that level double-buffers
+    tiles = {"input": a_tile_bytes(work, tm, tk), "weight": nbytes(tk * tn, work.b_dtype),
+             "output": nbytes(tm * tn, acc)}
+    need = {lv.name: 0 for lv in arch.memory[1:]}
+    for operand, size in tiles.items():
+        home = arch.home(operand)
+        need[home.name] = need[home.name] + size * (2 if home.double_buffered else 1)
+    fits = np.ones(tm.shape, dtype=bool)
+    for lv in arch.memory[1:]:
+        fits &= need[lv.name] <= lv.capacity_bytes
+    t_tile = {"m": tm, "n": tn, "k": tk}[streamed_loop(dataflow)]
+    compute = _compute_cycles(work, arch, dataflow, timing, t_tile)
+    off = arch.offchip
+    bw, lat = off.bandwidth_bytes_per_cycle, off.latency_cycles
+    n_tiles = work.g * trips["m"] * trips["n"] * trips["k"]
+    double = all(arch.home(o).double_buffered for o in ("input", "weight", "output"))
+    per_tile = compute / n_tiles
+    visits = work.g * trips["m"] * trips["n"] * (spills + 1)           # output-tile visits
+    avg = {"input": a_sweep / (trips["m"] * trips["k"]), "weight": b_sweep / (trips["k"] * trips["n"])}
+    c_load, c_store = work.g * spills * c_acc / visits, write / visits
+    first = (tiles["input"] + tiles["weight"]) / bw
+    last = nbytes(tm * tn, work.c_dtype) / bw
+    if double:
+        # Between consecutive tiles the DMA moves whatever changed while one tile computes (2 slots hide one
+        # tile ahead, so a transition costs max(compute of a tile, latency + transfer of what changed)). The outermost loop that steps decides what changed; loop at position p is the outermost to
+        # step on a fraction (1 - 1/n_p) / prod(n_q, q inner to p) of transitions.
+        loops = [("g", np.full(tm.shape, work.g))] + [(d, trips[d]) for d in order]
+        steady = per_tile.astype(np.float64)                              # the first tile's compute
+        inner = np.ones(tm.shape, dtype=np.float64)
+        for p in range(len(loops) - 1, -1, -1):
+            d, n_p = loops[p]
+            changed = {o: 1.0 if d == "g" else _changes(loops[p:], OPERAND_DIMS[o]) for o in OPERAND_DIMS}
+            moved = (changed["input"] * avg["input"] + changed["weight"] * avg["weight"]
+                     + changed["output"] * (c_load + c_store))
+            transitions = n_tiles / inner * (1 - 1 / n_p) if p else (work.g - 1) * n_tiles / (inner * work.g)
+            # the next tile's load is issued when this tile starts computing: it needs latency + transfer
+            steady = steady + transitions * np.maximum(per_tile, np.where(moved > 0, moved / bw + lat, 0))
+            inner = inner * n_p
+        in_flight = (n_tiles * lat + (read + write) / bw) / 2      # at most 2 loads outstanding
+        cycles = np.maximum(steady, in_flight) + first + last + 2 * lat
+    else:
+        cycles = compute + (read + write) / bw + n_tiles * lat
+    table = arch.energy.actions
+    pj = (read * table[f"{off.name}.read_byte"].pj + write * table[f"{off.name}.write_byte"].pj
+          if f"{off.name}.read_byte" in table and f"{off.name}.write_byte" in table else (read + write) * 1.0)
+    return (cycles.astype(np.float64), (read + write).astype(np.int64), np.asarray(pj, dtype=np.float64), fits,
+            n_tiles)
+
+
+def _changes(loops, dims: tuple[str, ...]):
+    """1 where an operand indexed by `dims` changes when the first of `loops` steps (and the inner ones reset):
+    it depends on that loop or on an inner loop with more than one trip; else 0."""
+    d0, _ = loops[0]
+    out = np.zeros(loops[0][1].shape, dtype=np.float64) + (1.0 if d0 in dims else 0.0)
+    for d, n in loops[1:]:
+        if d in dims:
+            out = np.maximum(out, (n > 1).astype(np.float64))
+    return out
+
+
+def _objective(objective: str, cycles, dram, pj):
+    return {"latency": cycles, "energy": pj, "edp": cycles * pj}[objective]
+
+
+def search(work: Contraction, arch: ArchConfig, timing: str, objective: str = "latency", name: str = "") -> Choice:
+    """Best mapping by objective over tile sizes and loop orders for the arch's dataflow (cached per shape)."""
+    if objective not in OBJECTIVES:
+        raise InputError(f"--objective: got '{objective}', allowed: {', '.join(OBJECTIVES)}")
+    try:
+        return _search_cached(work, _ArchKey(arch), timing, objective)
+    except _NoFit:
+        naive_mapping(work, arch, name=name)     # raises the InputError naming the level that is too small
+        levels = ", ".join(f"memory.{lv.name}.capacity_bytes" for lv in arch.memory[1:])
+        raise InputError(f"op '{name}': every tiling that fits the on-chip buffers needs more than {MAX_TILES:,} "
+                         f"tiles; enlarge {levels}") from None
+
+
+class _NoFit(Exception):
+    pass
+
+
+class _ArchKey:
+    """Hashable wrapper: the parts of an arch that decide a mapping (array, memory levels, off-chip energy)."""
+
+    def __init__(self, arch: ArchConfig):
+        self.arch = arch
+        off = arch.offchip.name
+        table = arch.energy.actions
+        self.key = (arch.array, arch.memory, tuple(table[a].pj for a in (f"{off}.read_byte", f"{off}.write_byte")
+                                                   if a in table))
+
+    def __hash__(self):
+        return hash(self.key)
+
+    def __eq__(self, other):
+        return isinstance(other, _ArchKey) and self.key == other.key
+
+
+@lru_cache(maxsize=4096)
+def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str) -> Choice:
+    arch = key.arch
+    dataflow = arch.array.dataflow
+    unit = _alignment(work, arch, dataflow)
+    sizes = [tile_sizes(getattr(work, d), unit[d]) for d in LOOPS]
+    tm, tn, tk = (g.ravel() for g in np.meshgrid(*sizes, indexing="ij"))   # independent of capacities
+    best = []                                   # (objective, dram bytes, order index, candidate index, ...)
+    for oi, order in enumerate(ORDERS):
+        cycles, dram, pj, fits, n_tiles = score(work, arch, timing, dataflow, tm, tn, tk, order)
+        obj = _objective(objective, cycles, dram, pj)
+        idx = np.flatnonzero(fits & (n_tiles <= MAX_TILES))
+        if idx.size == 0:
+            continue
+        ranked = idx[np.lexsort((idx, n_tiles[idx], dram[idx], obj[idx]))][:SHORTLIST]
+        best += [(float(obj[i]), int(dram[i]), int(n_tiles[i]), oi, int(i), float(cycles[i]), float(pj[i]))
+                 for i in ranked]
+    if not best:
+        raise _NoFit()
+    best.sort()
+    mappings = [Mapping(dataflow, int(tm[b[4]]), int(tn[b[4]]), int(tk[b[4]]), ORDERS[b[3]]) for b in best]
+    shortlist = tuple(dict.fromkeys(mappings))[:SHORTLIST]
+    naive = naive_mapping(work, arch, dataflow)
+    if naive not in shortlist:
+        shortlist += (naive,)
+    runner = next((i for i, m in enumerate(mappings) if m != mappings[0]), None)
+    return Choice(mapping=mappings[0], cycles=best[0][5], dram_bytes=best[0][1], energy_pj=best[0][6],
+                  runner_up=mappings[runner] if runner is not None else None,
+                  runner_up_cycles=best[runner][5] if runner is not None else 0.0,
+                  runner_up_dram_bytes=best[runner][1] if runner is not None else 0,
+                  candidates=int(tm.size) * len(ORDERS), shortlist=shortlist)
+
+
+__all__ = ["search", "score", "Choice", "OBJECTIVES", "tile_sizes"]
