@@ -20,6 +20,15 @@ from numba import njit
 
 
 @njit(cache=True)
+def _transfer(ready, xfer, dma_free, latency):
+    """Rule 1: (arrival time, channel free time) of a transfer ready at `ready` taking `xfer` channel cycles."""
+    if xfer == 0.0:
+        return ready, dma_free
+    start = ready if ready > dma_free else dma_free
+    return start + xfer + latency, start + xfer
+
+
+@njit(cache=True)
 def run_tiles(load_xfer, store_xfer, compute, engine, slots, dep, latency):
     """Simulate the tile pipeline; returns (load_end, compute_start, compute_end, store_end) arrays."""
     n = load_xfer.shape[0]
@@ -66,20 +75,10 @@ def run_tiles(load_xfer, store_xfer, compute, engine, slots, dep, latency):
             raise RuntimeError("tile pipeline deadlock")
         # Rule 5: the earlier-ready transfer goes first; ties go to the load.
         if load_ok and (not store_ok or ready_l <= ready_s):
-            if load_xfer[nl] == 0.0:
-                load_end[nl] = ready_l
-            else:
-                start = ready_l if ready_l > dma_free else dma_free
-                dma_free = start + load_xfer[nl]
-                load_end[nl] = dma_free + latency
+            load_end[nl], dma_free = _transfer(ready_l, load_xfer[nl], dma_free, latency)
             nl += 1
         else:
-            if store_xfer[ns] == 0.0:
-                store_end[ns] = ready_s
-            else:
-                start = ready_s if ready_s > dma_free else dma_free
-                dma_free = start + store_xfer[ns]
-                store_end[ns] = dma_free + latency
+            store_end[ns], dma_free = _transfer(ready_s, store_xfer[ns], dma_free, latency)
             ns += 1
     return load_end, comp_start, comp_end, store_end
 
