@@ -239,7 +239,10 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
     naive = naive_mapping(work, arch, dataflow)
     if naive not in shortlist:
         shortlist += (naive,)
-    runner = next((i for i, m in enumerate(mappings) if m != mappings[0]), None)
+    tiles = lambda m: (m.tile_m, m.tile_n, m.tile_k)   # noqa: E731
+    # the runner-up differs in tile sizes (orders that only permute loops of one trip cost the same)
+    runner = next((i for i, m in enumerate(mappings) if tiles(m) != tiles(mappings[0])),
+                  next((i for i, m in enumerate(mappings) if m != mappings[0]), None))
     return Choice(mapping=mappings[0], cycles=best[0][5], dram_bytes=best[0][1], energy_pj=best[0][6],
                   runner_up=mappings[runner] if runner is not None else None,
                   runner_up_cycles=best[runner][5] if runner is not None else 0.0,

@@ -38,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--format", "-f", choices=FORMATS, default="table")
     run.add_argument("-o", "--output", help="write the report to this file instead of stdout")
     run.add_argument("--top", type=int, help="table format: show only the N longest kernels")
+    run.add_argument("--show-schedule", action="store_true",
+                     help="table format: also list each kernel's mapping, traffic per operand and why it won")
 
     val = sub.add_parser("validate-array", help="check a workload's GEMMs on the cycle-level array model")
     _workload_args(val)
@@ -102,7 +104,13 @@ def cmd_run(args) -> None:
         raise InputError(f"--top: must be >= 1, got {args.top}")
     arch, schedule = _schedule(args)
     result = simulate(schedule, arch)
-    write_output(render(result, args.format, args.top), args.output)
+    text = render(result, args.format, args.top)
+    if args.show_schedule:
+        if args.format != "table":
+            raise InputError("--show-schedule: only with --format table (JSON and CSV carry each kernel's mapping)")
+        from .explain import schedule_table
+        text += "\n" + schedule_table(schedule, result, arch, args.objective)
+    write_output(text, args.output)
 
 
 def cmd_validate_array(args) -> int:

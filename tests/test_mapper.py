@@ -111,3 +111,13 @@ def test_naive_mapper_is_still_available():
     arch = load_arch("edge-npu")
     s = lower(load_workload("resnet18"), arch, CompileOptions(mapper="naive"))
     assert all(k.mapping.order == "mnk" for k in s.kernels if k.on_array)
+
+
+def test_show_schedule_explains_each_contraction(capsys):
+    from sim.cli import main
+    assert main(["run", "-w", "resnet18", "-a", "edge-npu", "--show-schedule"]) == 0
+    out = capsys.readouterr().out
+    conv_lines = [line for line in out.splitlines() if line.startswith("layer1.0.conv1 ")]
+    assert len(conv_lines) == 2                       # once in the report, once in the schedule
+    assert "order=" in conv_lines[1] and ("next m=" in conv_lines[1] or "simulator preferred" in conv_lines[1])
+    assert main(["run", "--show-schedule", "-f", "json"]) == 2
