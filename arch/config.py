@@ -27,6 +27,7 @@ class PEArray:
     acc_dtype: DType = "int32"
     count: int = 1
     macs_per_pe_cycle: int = 1
+    dataflows: tuple[Dataflow, ...] = ()   # other dataflows the hardware supports; the mapping search may pick them
 
 
 @dataclass(frozen=True)

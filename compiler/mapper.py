@@ -214,40 +214,45 @@ class _ArchKey:
         return isinstance(other, _ArchKey) and self.key == other.key
 
 
+def dataflows(arch: ArchConfig) -> tuple[str, ...]:
+    """Dataflows the search may choose: the arch's own first, then any others in `array.dataflows`."""
+    return tuple(dict.fromkeys((arch.array.dataflow,) + tuple(arch.array.dataflows)))
+
+
 @lru_cache(maxsize=4096)
 def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str) -> Choice:
     arch = key.arch
-    dataflow = arch.array.dataflow
-    unit = _alignment(work, arch, dataflow)
-    sizes = [tile_sizes(getattr(work, d), unit[d]) for d in LOOPS]
-    tm, tn, tk = (g.ravel() for g in np.meshgrid(*sizes, indexing="ij"))   # independent of capacities
-    best = []                                   # (objective, dram bytes, order index, candidate index, ...)
-    for oi, order in enumerate(ORDERS):
-        cycles, dram, pj, fits, n_tiles = score(work, arch, timing, dataflow, tm, tn, tk, order)
-        obj = _objective(objective, cycles, dram, pj)
-        idx = np.flatnonzero(fits & (n_tiles <= MAX_TILES))
-        if idx.size == 0:
-            continue
-        ranked = idx[np.lexsort((idx, n_tiles[idx], dram[idx], obj[idx]))][:SHORTLIST]
-        best += [(float(obj[i]), int(dram[i]), int(n_tiles[i]), oi, int(i), float(cycles[i]), float(pj[i]))
-                 for i in ranked]
+    best = []       # (objective, dram bytes, tiles, dataflow index, order index, candidate index, cycles, pJ, Mapping)
+    candidates = 0
+    for di, dataflow in enumerate(dataflows(arch)):
+        unit = _alignment(work, arch, dataflow)
+        sizes = [tile_sizes(getattr(work, d), unit[d]) for d in LOOPS]
+        tm, tn, tk = (g.ravel() for g in np.meshgrid(*sizes, indexing="ij"))   # independent of capacities
+        candidates += int(tm.size) * len(ORDERS)
+        for oi, order in enumerate(ORDERS):
+            cycles, dram, pj, fits, n_tiles = score(work, arch, timing, dataflow, tm, tn, tk, order)
+            obj = _objective(objective, cycles, dram, pj)
+            idx = np.flatnonzero(fits & (n_tiles <= MAX_TILES))
+            ranked = idx[np.lexsort((idx, n_tiles[idx], dram[idx], obj[idx]))][:SHORTLIST]
+            best += [(float(obj[i]), int(dram[i]), int(n_tiles[i]), di, oi, int(i), float(cycles[i]), float(pj[i]),
+                      Mapping(dataflow, int(tm[i]), int(tn[i]), int(tk[i]), order)) for i in ranked]
     if not best:
         raise _NoFit()
-    best.sort()
-    mappings = [Mapping(dataflow, int(tm[b[4]]), int(tn[b[4]]), int(tk[b[4]]), ORDERS[b[3]]) for b in best]
+    best.sort(key=lambda b: b[:6])
+    mappings = [b[-1] for b in best]
     shortlist = tuple(dict.fromkeys(mappings))[:SHORTLIST]
-    naive = naive_mapping(work, arch, dataflow)
+    naive = naive_mapping(work, arch)
     if naive not in shortlist:
         shortlist += (naive,)
-    tiles = lambda m: (m.tile_m, m.tile_n, m.tile_k)   # noqa: E731
-    # the runner-up differs in tile sizes (orders that only permute loops of one trip cost the same)
+    tiles = lambda m: (m.dataflow, m.tile_m, m.tile_n, m.tile_k)   # noqa: E731
+    # the runner-up differs in dataflow or tile sizes (orders that only permute loops of one trip cost the same)
     runner = next((i for i, m in enumerate(mappings) if tiles(m) != tiles(mappings[0])),
                   next((i for i, m in enumerate(mappings) if m != mappings[0]), None))
-    return Choice(mapping=mappings[0], cycles=best[0][5], dram_bytes=best[0][1], energy_pj=best[0][6],
+    return Choice(mapping=mappings[0], cycles=best[0][6], dram_bytes=best[0][1], energy_pj=best[0][7],
                   runner_up=mappings[runner] if runner is not None else None,
-                  runner_up_cycles=best[runner][5] if runner is not None else 0.0,
+                  runner_up_cycles=best[runner][6] if runner is not None else 0.0,
                   runner_up_dram_bytes=best[runner][1] if runner is not None else 0,
-                  candidates=int(tm.size) * len(ORDERS), shortlist=shortlist)
+                  candidates=candidates, shortlist=shortlist)
 
 
-__all__ = ["search", "score", "Choice", "OBJECTIVES", "tile_sizes"]
+__all__ = ["search", "score", "Choice", "OBJECTIVES", "tile_sizes", "dataflows"]

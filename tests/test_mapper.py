@@ -121,3 +121,17 @@ def test_show_schedule_explains_each_contraction(capsys):
     assert len(conv_lines) == 2                       # once in the report, once in the schedule
     assert "order=" in conv_lines[1] and ("next m=" in conv_lines[1] or "simulator preferred" in conv_lines[1])
     assert main(["run", "--show-schedule", "-f", "json"]) == 2
+
+
+@settings(max_examples=30, deadline=None)
+@given(works())
+def test_more_allowed_dataflows_never_make_the_search_worse(work):
+    one = small_arch(65536, "ws")
+    from arch import arch_from_dict
+    from archs import tiny_arch_dict
+    d = tiny_arch_dict(rows=8, cols=8, dataflow="ws", sram_bytes=65536, latency=20, bw=8)
+    d["array"]["dataflows"] = ["os", "is"]
+    three = arch_from_dict(d)
+    c1, c3 = mapper.search(work, one, "pipelined"), mapper.search(work, three, "pipelined")
+    assert c3.cycles <= c1.cycles + 1e-9
+    assert c3.mapping.dataflow in ("ws", "os", "is") and c1.mapping.dataflow == "ws"
