@@ -5,14 +5,15 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from arch.config import ArchConfig
-from arch.errors import InputError
+from arch.errors import InputError, did_you_mean
+from arch.loader import build
 
-from .cost import Mapping
+from .cost import LOOPS, Mapping
 from .ir import Graph, Op
 from .lowering import Contraction, LoopNest, VectorWork, lower_op
 from .mapper import search
 from .ops import OpKind, spec
-from .tiling import VectorMapping, naive_mapping, vector_mapping
+from .tiling import VectorMapping, fits, footprint, naive_mapping, vector_mapping
 
 TIMING_MODES = ("pipelined", "scalesim")
 
@@ -25,6 +26,7 @@ class Kernel:
     work: LoopNest
     mapping: Mapping | VectorMapping
     deps: tuple[int, ...] = ()
+    chosen_by: str = ""             # pinned | search | simulator | naive | vector: how the mapping was decided
 
     @property
     def on_array(self) -> bool:
@@ -41,6 +43,7 @@ class CompileOptions:
     timing: str | None = None       # None: the arch's own `timing`
     mapper: str = "search"          # search: best of all tilings and loop orders; naive: first tiling that fits
     objective: str = "latency"      # latency | energy | edp
+    pinned: tuple[tuple[str, Mapping], ...] = ()   # (kernel name, mapping) fixed by the user
 
     def resolved_timing(self, arch: ArchConfig) -> str:
         """The timing mode in force."""
@@ -98,20 +101,57 @@ def map_kernels(kernels, arch: ArchConfig, options: CompileOptions, timing: str,
     if options.mapper not in MAPPERS:
         raise InputError(f"--mapper: got '{options.mapper}', allowed: {', '.join(MAPPERS)}")
     decided: dict[Contraction, Mapping] = {}
+    pinned = dict(options.pinned)
+    names = {op.name for op, work, _ in kernels if isinstance(work, Contraction)}
+    for name in pinned:
+        if name not in names:
+            raise InputError(f"--mapping {name}: no contraction kernel of that name{did_you_mean(name, names)}")
     out = []
     for op, work, deps in kernels:
-        if isinstance(work, Contraction) and options.mapper == "search":
+        if op.name in pinned:
+            mapping, how = check_pinned(op.name, work, pinned[op.name], arch), "pinned"
+        elif isinstance(work, Contraction) and options.mapper == "search":
             if work not in decided:
                 choice = search(work, arch, timing, options.objective, name=op.name)
                 decided[work] = choice.mapping if evaluate is None else min(
                     choice.shortlist, key=lambda m: evaluate(Kernel(op.name, (op.name,), work, m)))
             mapping = decided[work]
+            how = "search" if evaluate is None else "simulator"
         elif isinstance(work, Contraction):
-            mapping = naive_mapping(work, arch, name=op.name)
+            mapping, how = naive_mapping(work, arch, name=op.name), "naive"
         else:
-            mapping = vector_mapping(work, arch, name=op.name)
-        out.append(Kernel(op.name, (op.name,), work, mapping, deps))
+            mapping, how = vector_mapping(work, arch, name=op.name), "vector"
+        out.append(Kernel(op.name, (op.name,), work, mapping, deps, how))
     return out
+
+
+def check_pinned(name: str, work: Contraction, mapping: Mapping, arch: ArchConfig) -> Mapping:
+    """A user's mapping for kernel `name`, checked: legal dataflow, order, tile sizes, and it fits the buffers."""
+    where = f"--mapping {name}"
+    allowed = (arch.array.dataflow,) + tuple(arch.array.dataflows)
+    if mapping.dataflow not in allowed:
+        raise InputError(f"{where}.dataflow: '{mapping.dataflow}' is not supported by arch '{arch.name}'; "
+                         f"allowed: {', '.join(allowed)}")
+    if sorted(mapping.order) != ["k", "m", "n"]:
+        raise InputError(f"{where}.order: '{mapping.order}' must be a permutation of m, n, k (e.g. mnk)")
+    for d in LOOPS:
+        t, size = mapping.tile(d), getattr(work, d)
+        if not 1 <= t <= size:
+            raise InputError(f"{where}.tile_{d}: must be between 1 and {size} (the loop's size), got {t}")
+    if not fits(work, mapping, arch):
+        need = footprint(work, mapping, arch)
+        over = ", ".join(f"memory.{lv.name} needs {need[lv.name]} B of {lv.capacity_bytes}"
+                         for lv in arch.memory[1:] if need[lv.name] > lv.capacity_bytes)
+        raise InputError(f"{where}: tiles do not fit: {over}")
+    return mapping
+
+
+def load_pinned(raw, source: str) -> tuple[tuple[str, Mapping], ...]:
+    """Pinned mappings from a parsed YAML mapping {kernel name: {dataflow, tile_m, tile_n, tile_k, order}}."""
+    if not isinstance(raw, dict) or not raw:
+        raise InputError(f"{source}: expected a mapping of kernel names to mappings, e.g. "
+                         "conv1: {dataflow: ws, tile_m: 784, tile_n: 64, tile_k: 147, order: mnk}")
+    return tuple((str(name), build(Mapping, spec, f"--mapping {name}")) for name, spec in raw.items())
 
 
 def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptions(),

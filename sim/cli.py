@@ -8,9 +8,9 @@ import tempfile
 from pathlib import Path
 
 from arch import InputError, load_arch, preset_names
-from arch.loader import raw_arch
+from arch.loader import load_yaml_text, raw_arch
 from compiler.mapper import OBJECTIVES
-from compiler.schedule import MAPPERS, TIMING_MODES, CompileOptions, lower
+from compiler.schedule import MAPPERS, TIMING_MODES, CompileOptions, load_pinned, lower
 
 from .report import render
 from .simulate import kernel_evaluator, simulate
@@ -63,6 +63,8 @@ def _workload_args(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument("--mapper", choices=MAPPERS, default="search",
                      help="search: best tiling and loop order per layer (default); naive: first tiling that fits")
     cmd.add_argument("--objective", choices=OBJECTIVES, default="latency", help="what the mapping search minimises")
+    cmd.add_argument("--mapping", metavar="FILE.yaml",
+                     help="pin kernels' mappings: {kernel: {dataflow, tile_m, tile_n, tile_k, order}}")
     cmd.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     cmd.add_argument("--seq-len", type=int, help="sequence length of encoders (default: the model's)")
     cmd.add_argument("--dtype", help="data type of the workload (default: the array's dtype)")
@@ -93,7 +95,13 @@ def _schedule(args):
     arch = load_arch(args.arch, args.overrides)
     graph = load_workload(args.workload, seq_len=args.seq_len, batch=args.batch,
                           dtype=args.dtype or arch.array.dtype)
-    options = CompileOptions(timing=args.timing, mapper=args.mapper, objective=args.objective)
+    pinned = ()
+    if args.mapping:
+        path = Path(args.mapping)
+        if not path.is_file():
+            raise InputError(f"--mapping: no such file '{args.mapping}'")
+        pinned = load_pinned(load_yaml_text(path.read_text(), str(path)), str(path))
+    options = CompileOptions(timing=args.timing, mapper=args.mapper, objective=args.objective, pinned=pinned)
     evaluate = kernel_evaluator(arch, options.resolved_timing(arch), args.objective)
     return arch, lower(graph, arch, options, evaluate)
 

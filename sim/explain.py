@@ -19,7 +19,9 @@ def schedule_table(schedule: Schedule, result: SimResult, arch: ArchConfig, obje
              f"{'kernel':<22} {'mapping':<32} {'in MiB':>7} {'wt MiB':>7} {'out MiB':>7}  why it won (estimates)"]
     for kernel, kr in zip(schedule.kernels, result.kernels):
         why = ""
-        if kernel.on_array:
+        if kernel.chosen_by in ("pinned", "naive"):
+            why = {"pinned": "pinned by --mapping", "naive": "naive: first tiling that fits"}[kernel.chosen_by]
+        elif kernel.on_array:
             choice = mapper.search(kernel.work, arch, schedule.timing, objective, name=kernel.name)
             if choice.runner_up is None:
                 why = "only legal mapping"
@@ -29,7 +31,7 @@ def schedule_table(schedule: Schedule, result: SimResult, arch: ArchConfig, obje
                        f"n={r.tile_n} k={r.tile_k} {r.order} {choice.runner_up_cycles:,.0f} cyc "
                        f"{_mib(choice.runner_up_dram_bytes)} MiB")
             else:
-                why = f"simulator preferred it over the closed-form best ({choice.cycles:,.0f} cyc est)"
+                why = f"simulated faster than the closed-form best (est {choice.cycles:,.0f} cyc)"
         lines.append(f"{kernel.name[:22]:<22} {kr.mapping[:32]:<32} {_mib(kr.dram_input_read_bytes):>7} "
                      f"{_mib(kr.dram_weight_read_bytes):>7} {_mib(kr.dram_output_write_bytes):>7}  {why}")
     return "\n".join(lines) + "\n"

@@ -119,7 +119,7 @@ def test_show_schedule_explains_each_contraction(capsys):
     out = capsys.readouterr().out
     conv_lines = [line for line in out.splitlines() if line.startswith("layer1.0.conv1 ")]
     assert len(conv_lines) == 2                       # once in the report, once in the schedule
-    assert "order=" in conv_lines[1] and ("next m=" in conv_lines[1] or "simulator preferred" in conv_lines[1])
+    assert "order=" in conv_lines[1] and ("next m=" in conv_lines[1] or "simulated faster" in conv_lines[1])
     assert main(["run", "--show-schedule", "-f", "json"]) == 2
 
 
@@ -135,3 +135,26 @@ def test_more_allowed_dataflows_never_make_the_search_worse(work):
     c1, c3 = mapper.search(work, one, "pipelined"), mapper.search(work, three, "pipelined")
     assert c3.cycles <= c1.cycles + 1e-9
     assert c3.mapping.dataflow in ("ws", "os", "is") and c1.mapping.dataflow == "ws"
+
+
+def test_pinned_mappings_are_used_and_checked(tmp_path, capsys):
+    from sim.cli import main
+    pin = tmp_path / "pin.yaml"
+    pin.write_text("conv1: {dataflow: ws, tile_m: 784, tile_n: 64, tile_k: 147, order: kmn}\n")
+    assert main(["run", "-w", "resnet18", "-a", "edge-npu", "--mapping", str(pin), "--show-schedule"]) == 0
+    line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("conv1 ") and "order=" in s)
+    assert "m=784 n=64 k=147 order=kmn" in line and "pinned" in line
+    cases = {
+        "conv1: {dataflow: os, tile_m: 8, tile_n: 8, tile_k: 8, order: mnk}": "conv1.dataflow: 'os' is not supported",
+        "conv9: {dataflow: ws, tile_m: 8, tile_n: 8, tile_k: 8, order: mnk}": "no contraction kernel of that name",
+        "conv1: {dataflow: ws, tile_m: 8, tile_n: 8, tile_k: 8, order: mmk}": "must be a permutation",
+        "conv1: {dataflow: ws, tile_m: 8, tile_n: 99, tile_k: 8, order: mnk}": "tile_n: must be between 1 and 64",
+        "conv1: {dataflow: ws, tile_m: 12544, tile_n: 64, tile_k: 147, order: mnk}": "tiles do not fit",
+        "conv1: {dataflow: ws, tile_m: 8, tile_n: 8, tile_k: 8, order: mnk, tile_q: 1}": "conv1.tile_q: unknown field",
+        "- 1": "expected a mapping of kernel names",
+    }
+    for text, expected in cases.items():
+        pin.write_text(text + "\n")
+        assert main(["run", "-w", "resnet18", "-a", "edge-npu", "--mapping", str(pin)]) == 2
+        err = capsys.readouterr().err
+        assert expected in err and err.count("\n") == 1, (text, err)
