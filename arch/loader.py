@@ -303,15 +303,18 @@ def preset_names() -> list[str]:
 
 
 def raw_arch(spec: str) -> tuple[dict, str]:
-    """Raw mapping and source name for a preset name or a YAML path."""
+    """Raw mapping and source name for a preset name, a YAML path or a SCALE-Sim .cfg path."""
     if spec in preset_names():
         text = resources.files("arch.presets").joinpath(f"{spec}.yaml").read_text()
         source = f"preset {spec}"
     else:
         path = Path(spec)
+        if path.suffix.lower() == ".cfg" and path.is_file():
+            from .scalesim_cfg import load_cfg   # SCALE-Sim's INI config
+            return load_cfg(path), str(path)
         if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
             raise InputError(f"--arch: unknown preset or file '{spec}'{did_you_mean(spec, preset_names())}; "
-                             f"presets: {', '.join(preset_names())}, or a .yaml file")
+                             f"presets: {', '.join(preset_names())}, or a .yaml file or SCALE-Sim .cfg file")
         text = path.read_text()
         source = str(path)
     raw = load_yaml_text(text, source)

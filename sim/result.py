@@ -15,7 +15,8 @@ class KernelResult:
     stall_cycles: int            # cycles - compute_cycles, floored at 0 (overlap with the previous kernel)
     dma_cycles: int              # cycles the off-chip channel spent on its transfers
     macs: int
-    pe_utilization: float        # macs / (cycles * peak MACs per cycle)
+    pe_utilization: float        # macs / (max(cycles, compute_cycles) * peak): the span, or the busy time when
+    #                              the kernel overlaps its predecessor (independent layers) and its span is shorter
     compute_utilization: float   # macs / (compute_cycles * peak): SCALE-Sim's "overall utilization"
     mapping_efficiency: float    # mean over folds of used PEs / PEs (0 for vector kernels)
     bound: str                   # compute | memory | vector

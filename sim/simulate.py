@@ -113,7 +113,7 @@ def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles:
     return KernelResult(
         name=kernel.name, ops=kernel.ops, engine="array" if cmds.engine == ARRAY else "vector",
         cycles=cycles, compute_cycles=compute, stall_cycles=max(cycles - compute, 0), dma_cycles=ceil(dma),
-        macs=work.macs, pe_utilization=work.macs / (cycles * peak) if cycles else 0.0,
+        macs=work.macs, pe_utilization=work.macs / (max(cycles, compute) * peak) if max(cycles, compute) else 0.0,
         compute_utilization=work.macs / (compute * peak) if compute else 0.0, mapping_efficiency=eff,
         bound=bound, dram_read_bytes=int(cmds.load_bytes.sum()), dram_write_bytes=int(cmds.store_bytes.sum()),
         energy_pj=float(energy), tiles=int(cmds.compute.shape[0]), mapping=describe_mapping(kernel),

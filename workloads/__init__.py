@@ -8,7 +8,7 @@ from typing import Callable
 from arch.errors import InputError, allowed_list, did_you_mean
 from compiler import Graph, GraphBuilder
 
-from . import cnn, transformer
+from . import cnn, scalesim_topology, transformer
 
 DEFAULT_DTYPE = "int8"
 GEMM_FORM = "gemm:M,N,K"
@@ -32,7 +32,7 @@ BUILTINS: dict[str, Builtin] = {
 
 # Later spec forms register a reader here by file suffix: path, batch, seq_len, dtype -> Graph
 # (workload YAML, HF config.json, SCALE-Sim topology .csv, .onnx).
-FILE_LOADERS: dict[str, Callable[..., Graph]] = {}
+FILE_LOADERS: dict[str, Callable[..., Graph]] = {".csv": scalesim_topology.load_topology}
 
 
 def workload_names() -> list[str]:

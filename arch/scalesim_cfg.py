@@ -1,0 +1,219 @@
+"""SCALE-Sim `.cfg` (INI) -> the raw arch mapping that `arch_from_dict` takes, so `--arch run.cfg` just works.
+
+The keys and sections are those SCALE-Sim 3.0.0 reads (scalesim/scale_config.py, read_conf_file) plus the ones its
+bundled configs carry (configs/scale.cfg, configs/google.cfg in scalesim-project/scale-sim-v2). Key names are
+case-insensitive, as in SCALE-Sim (configparser lower-cases them). What a SCALE-Sim config becomes:
+
+- array: ArrayHeight x ArrayWidth PEs, Dataflow ws|os|is, `timing: scalesim` (its closed-form fold timing).
+- words: SCALE-Sim counts 1-byte words (single_layer_sim.py: `word_size = 1`) and has no accumulator width, so
+  dtype and acc_dtype are both int8: partial sums occupy one byte in ofmap_sram as in SCALE-Sim. Use
+  `--set array.acc_dtype=int32` for a realistic accumulator.
+- memory: `dram` (off-chip, unbounded in SCALE-Sim: 1 TiB here) and three double-buffered on-chip levels, as
+  SCALE-Sim's double_buffered_scratchpad (active fraction 0.5): `ifmap_sram` holds the input, `filter_sram` the
+  weight, `ofmap_sram` the output, with the cfg's sizes in KiB (`1024 * <X>SramSzkB` bytes).
+- DRAM bandwidth: `Bandwidth` (words/cycle, so bytes/cycle); a comma list uses its first value, as SCALE-Sim's
+  USER mode does for the ofmap (single_layer_sim.py, `bws[0]`). In CALC mode SCALE-Sim ignores it and reports the
+  stall-free bandwidth instead; tilesim still needs a number: `Bandwidth` if given, else 10 words/cycle (the
+  "arbitrary" backing bandwidth SCALE-Sim's CALC mode uses for ifmap and filter). Compute cycles do not depend on
+  it; tilesim's stall cycles do.
+- on-chip bandwidths (not used for timing): ifmap_sram ArrayHeight bytes/cycle, filter_sram and ofmap_sram
+  ArrayWidth bytes/cycle (one word per array edge PE per cycle). The vector unit (SCALE-Sim has none) gets
+  ArrayWidth lanes.
+- clock: SCALE-Sim counts cycles only; 1 GHz is assumed so that latencies print in seconds.
+- energy: SCALE-Sim has none; DEFAULT_ENERGY below holds labelled 45 nm defaults (Horowitz, ISSCC 2014, the
+  numbers of arch/presets/gemmini.yaml), one entry per action of the three SRAM levels.
+
+Accepted but without effect on tilesim: the DRAM address offsets, request-buffer sizes, bank counts and ports,
+custom SRAM layouts (they change SCALE-Sim's bank conflicts, not its compute cycles), run_presets' SRAM/DRAM row
+and bank sizes, TimeLinearModel, the sparsity block settings and TopologyCsvLoc (the topology is `--workload`).
+Refused: SparsitySupport = true and UseRamulatorTrace = True (tilesim models neither).
+"""
+from __future__ import annotations
+
+import configparser
+import difflib
+import math
+from pathlib import Path
+
+from .errors import InputError, allowed_list, did_you_mean
+
+CLOCK_HZ = 1_000_000_000            # assumed: SCALE-Sim has no clock
+DRAM_CAPACITY_BYTES = 2**40         # SCALE-Sim's DRAM is unbounded
+CALC_DEFAULT_BANDWIDTH = 10         # words/cycle; single_layer_sim.py's CALC-mode backing bandwidth
+DATAFLOWS = ("ws", "os", "is")
+BANDWIDTH_MODES = ("CALC", "USER")
+
+_SOURCE_MAC = "default, SCALE-Sim has no energy model: Horowitz ISSCC 2014, 8-bit mult 0.2 pJ + add 0.03 pJ"
+_SOURCE_DRAM = "default, SCALE-Sim has no energy model: Horowitz ISSCC 2014, DRAM 1300 pJ per 64 bit / 8 B"
+_SOURCE_SRAM = ("default, SCALE-Sim has no energy model: Horowitz ISSCC 2014, 32 KB SRAM bank 20 pJ per 64-bit "
+                "access / 8 B")
+DEFAULT_ENERGY = {
+    "node": "45 nm (Horowitz, ISSCC 2014) defaults: a SCALE-Sim config has no energy data",
+    "actions": {
+        "mac.int8": {"pj": 0.23, "source": _SOURCE_MAC, "node": "45nm"},
+        "vector.op": {"pj": 0.1, "source": "default, SCALE-Sim has no energy model: Horowitz ISSCC 2014, "
+                                           "32-bit int add 0.1 pJ", "node": "45nm"},
+        "dram.read_byte": {"pj": 162.5, "source": _SOURCE_DRAM, "node": "45nm"},
+        "dram.write_byte": {"pj": 162.5, "source": _SOURCE_DRAM, "node": "45nm"},
+        **{f"{level}.{action}": {"pj": 2.5, "source": _SOURCE_SRAM, "node": "45nm"}
+           for level in ("ifmap_sram", "filter_sram", "ofmap_sram") for action in ("read_byte", "write_byte")},
+    },
+    "static_mw": 0,
+    "static_source": "not modelled: SCALE-Sim has no power model",
+}
+
+# Every key a section may hold, in SCALE-Sim's spelling, with its kind: 'int' (>= 1), 'offset' (>= 0),
+# 'bool', 'str', 'bandwidth' (comma list of numbers > 0), or a tuple of allowed words.
+_LAYOUT_KEYS = {"IfmapCustomLayout": "bool", "FilterCustomLayout": "bool", "IfmapSRAMBankBandwidth": "int",
+                "IfmapSRAMBankNum": "int", "IfmapSRAMBankPort": "int", "FilterSRAMBankBandwidth": "int",
+                "FilterSRAMBankNum": "int", "FilterSRAMBankPort": "int"}
+KEYS: dict[str, dict[str, object]] = {
+    "general": {"run_name": "str"},
+    "architecture_presets": {
+        "ArrayHeight": "int", "ArrayWidth": "int", "IfmapSramSzkB": "int", "FilterSramSzkB": "int",
+        "OfmapSramSzkB": "int", "IfmapOffset": "offset", "FilterOffset": "offset", "OfmapOffset": "offset",
+        "Bandwidth": "bandwidth", "Dataflow": DATAFLOWS, "MemoryBanks": "int", "OnChipMemoryBanks": "int",
+        "OnChipMemoryBankPorts": "int", "ReadRequestBuffer": "int", "WriteRequestBuffer": "int",
+        "TopologyCsvLoc": "str", **_LAYOUT_KEYS},     # configs/scale.cfg keeps the layout keys here
+    "layout": dict(_LAYOUT_KEYS),
+    "sparsity": {"SparsitySupport": "bool", "SparseRep": "str", "OptimizedMapping": "bool", "BlockSize": "int",
+                 "RandomNumberGeneratorSeed": "offset", "NonZeroElems": "int"},
+    "run_presets": {"InterfaceBandwidth": BANDWIDTH_MODES, "UseRamulatorTrace": "bool", "SRAM_row_size": "int",
+                    "SRAM_bank_size": "int", "DRAM_row_size": "int", "DRAM_bank_size": "int",
+                    "TimeLinearModel": "str"},
+    "network_presets": {"TopologyCsvLoc": "str"},
+}
+REQUIRED = {"general": ("run_name",),
+            "architecture_presets": ("ArrayHeight", "ArrayWidth", "IfmapSramSzkB", "FilterSramSzkB",
+                                     "OfmapSramSzkB", "Dataflow"),
+            "run_presets": ("InterfaceBandwidth",)}
+
+
+def _convert(kind, text: str):
+    """A cfg value as `kind` says; raises ValueError with what is allowed."""
+    if isinstance(kind, tuple):
+        word = text.upper() if kind == BANDWIDTH_MODES else text.lower()
+        if word not in kind:
+            raise ValueError(f"got {text!r}, allowed: {', '.join(kind)}")
+        return word
+    if kind == "str":
+        return text
+    if kind == "bool":
+        if text.lower() not in configparser.ConfigParser.BOOLEAN_STATES:
+            raise ValueError(f"got {text!r}, allowed: True, False")
+        return configparser.ConfigParser.BOOLEAN_STATES[text.lower()]
+    if kind == "bandwidth":
+        try:
+            values = [float(v) for v in text.split(",")]
+        except ValueError:
+            values = []
+        if not values or not all(math.isfinite(v) and v > 0 for v in values):
+            raise ValueError(f"got {text!r}, allowed: numbers > 0 (words/cycle), comma-separated")
+        return values
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    low = 0 if kind == "offset" else 1
+    if value is None or value < low:
+        raise ValueError(f"got {text!r}, allowed: an integer >= {low}")
+    return value
+
+
+def read_cfg(text: str, source: str) -> dict[str, dict[str, object]]:
+    """Parse and check a SCALE-Sim cfg: {section: {canonical key: value}}; InputError lists every problem."""
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    try:
+        parser.read_string(text, source=source)
+    except configparser.MissingSectionHeaderError as e:
+        raise InputError(f"{source}: line {e.lineno}: expected a [section] header first, e.g. [general]") from None
+    except (configparser.DuplicateSectionError, configparser.DuplicateOptionError) as e:
+        what = f"key '{e.option}' in [{e.section}]" if isinstance(e, configparser.DuplicateOptionError) \
+            else f"section [{e.section}]"
+        raise InputError(f"{source}: line {e.lineno}: duplicate {what}") from None
+    except configparser.Error as e:
+        raise InputError(f"{source}: malformed cfg ({str(e).splitlines()[0]})") from None
+    errors, out, seen = [], {}, set()
+    if parser.defaults():
+        errors.append((f"{source}: DEFAULT", f"unknown section; allowed: {allowed_list(KEYS)}"))
+    for section in parser.sections():
+        if section not in KEYS:
+            errors.append((f"{source}: [{section}]",
+                           f"unknown section{did_you_mean(section, KEYS)}; allowed: {allowed_list(KEYS)}"))
+            continue
+        canon = {k.lower(): k for k in KEYS[section]}
+        values = out.setdefault(section, {})
+        for key, text in parser.items(section, raw=True):
+            if key not in canon:
+                close = difflib.get_close_matches(key, list(canon), n=1, cutoff=0.6)
+                near = f" (did you mean '{canon[close[0]]}'?)" if close else ""
+                errors.append((f"{source}: {section}.{key}",
+                               f"unknown key{near}; allowed: {allowed_list(KEYS[section])}"))
+                continue
+            name = canon[key]
+            seen.add((section, name))
+            try:
+                values[name] = _convert(KEYS[section][name], text.strip())
+            except ValueError as e:
+                errors.append((f"{source}: {section}.{name}", str(e)))
+    for section, keys in REQUIRED.items():
+        for key in keys:
+            if (section, key) not in seen:
+                errors.append((f"{source}: {section}.{key}", "required key is missing"))
+    runs = out.get("run_presets", {})
+    if runs.get("InterfaceBandwidth") == "USER" and ("architecture_presets", "Bandwidth") not in seen:
+        errors.append((f"{source}: architecture_presets.Bandwidth",
+                       "required when run_presets.InterfaceBandwidth is USER (words/cycle)"))
+    if runs.get("UseRamulatorTrace"):
+        errors.append((f"{source}: run_presets.UseRamulatorTrace",
+                       "tilesim has no Ramulator DRAM model; allowed: False"))
+    if out.get("sparsity", {}).get("SparsitySupport"):
+        errors.append((f"{source}: sparsity.SparsitySupport", "tilesim does not model sparsity; allowed: false"))
+    if errors:
+        raise InputError(errors)
+    return out
+
+
+def raw_from_cfg(text: str, source: str) -> dict:
+    """The raw arch mapping (as an arch YAML would give) for SCALE-Sim cfg text."""
+    cfg = read_cfg(text, source)
+    arch, runs = cfg["architecture_presets"], cfg["run_presets"]
+    rows, cols, dataflow = arch["ArrayHeight"], arch["ArrayWidth"], arch["Dataflow"]
+    bandwidth = arch.get("Bandwidth", [CALC_DEFAULT_BANDWIDTH])[0]
+    kib = {op: arch[f"{op}SramSzkB"] for op in ("Ifmap", "Filter", "Ofmap")}
+    name = str(cfg["general"]["run_name"]).strip() or Path(source).stem
+    return {
+        "name": name,
+        "description": (f"SCALE-Sim config {Path(source).name}: {rows}x{cols} {dataflow.upper()} array, SRAM "
+                        f"ifmap/filter/ofmap {kib['Ifmap']}/{kib['Filter']}/{kib['Ofmap']} KiB, DRAM "
+                        f"{bandwidth:g} words/cycle ({runs['InterfaceBandwidth']}), 1-byte words, 1 GHz assumed"),
+        "clock_hz": CLOCK_HZ,
+        "timing": "scalesim",
+        "array": {"rows": rows, "cols": cols, "dataflow": dataflow, "dtype": "int8", "acc_dtype": "int8"},
+        "vector": {"lanes": cols, "ops_per_lane_cycle": 1},
+        "memory": [
+            {"name": "dram", "kind": "offchip", "capacity_bytes": DRAM_CAPACITY_BYTES,
+             "bandwidth_bytes_per_cycle": float(bandwidth), "latency_cycles": 0,
+             "holds": ["input", "weight", "output"]},
+            {"name": "ifmap_sram", "kind": "sram", "capacity_bytes": 1024 * kib["Ifmap"],
+             "bandwidth_bytes_per_cycle": float(rows), "holds": ["input"], "double_buffered": True},
+            {"name": "filter_sram", "kind": "sram", "capacity_bytes": 1024 * kib["Filter"],
+             "bandwidth_bytes_per_cycle": float(cols), "holds": ["weight"], "double_buffered": True},
+            {"name": "ofmap_sram", "kind": "sram", "capacity_bytes": 1024 * kib["Ofmap"],
+             "bandwidth_bytes_per_cycle": float(cols), "holds": ["output"], "double_buffered": True},
+        ],
+        "energy": {**DEFAULT_ENERGY, "actions": {k: dict(v) for k, v in DEFAULT_ENERGY["actions"].items()}},
+    }
+
+
+def load_cfg(path: str | Path) -> dict:
+    """The raw arch mapping for a SCALE-Sim .cfg file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"--arch: cannot read '{path}': {e}") from None
+    return raw_from_cfg(text, str(path))
+
+
+__all__ = ["load_cfg", "raw_from_cfg", "read_cfg", "KEYS", "DEFAULT_ENERGY"]

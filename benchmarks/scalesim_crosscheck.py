@@ -1,0 +1,286 @@
+"""Cross-check tilesim's `scalesim` timing mode against SCALE-Sim 3.0.0, layer by layer (run by hand, not a test).
+
+    python benchmarks/scalesim_crosscheck.py --arrays 8,32 --dataflows ws --topology resnet18 --max-layers 4
+
+SCALE-Sim runs in its own virtualenv (created in a temporary folder unless --venv names one; it needs numpy<2.4,
+it crashes on current numpy), one subprocess per (topology, array, dataflow) case, in CALC bandwidth mode so that
+it reports stall-free cycles. Its per-layer COMPUTE_REPORT.csv (scalesim/simulator.py, generate_reports) has the
+columns: LayerID, Total Cycles (incl. prefetch), Total Cycles, Stall Cycles, Overall Util %, Mapping Efficiency %,
+Compute Util %. We compare "Total Cycles" (= compute cycles when nothing stalls) with KernelResult.compute_cycles,
+"Mapping Efficiency %" with mapping_efficiency and "Overall Util %" with compute_utilization. tilesim reads the
+very same .cfg and topology .csv through arch/scalesim_cfg.py and workloads/scalesim_topology.py.
+With --workdir, finished SCALE-Sim cases are cached there (their report and wall time) and reused on a rerun.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from arch.loader import load_arch  # noqa: E402
+from compiler.schedule import CompileOptions, lower  # noqa: E402
+from sim.simulate import simulate  # noqa: E402
+from workloads import load_workload  # noqa: E402
+from workloads.scalesim_topology import parse_topology  # noqa: E402
+
+CONFIGS = ROOT / "workloads" / "configs"
+TOPOLOGIES = {"resnet18": CONFIGS / "resnet18_scalesim.csv", "resnet50": CONFIGS / "resnet50_scalesim.csv"}
+
+# GEMM cases in SCALE-Sim's M, N, K format: decode-like M=1 rows and shapes that are multiples of no array size.
+GEMMS = [("decode_fc", 1, 1000, 512), ("decode_proj", 1, 256, 300), ("odd_small", 37, 19, 23),
+         ("odd_mid", 100, 130, 70), ("odd_tall", 197, 61, 129), ("square", 256, 128, 256)]
+
+# A SCALE-Sim 3.0.0 config: every section its scale_config.read_conf_file() insists on. CALC mode: no stalls.
+CFG_TEMPLATE = """[general]
+run_name = {name}
+
+[architecture_presets]
+ArrayHeight:    {rows}
+ArrayWidth:     {cols}
+IfmapSramSzkB:   {sram_kb}
+FilterSramSzkB:  {sram_kb}
+OfmapSramSzkB:   {sram_kb}
+IfmapOffset:    0
+FilterOffset:   10000000
+OfmapOffset:    20000000
+Bandwidth : 10
+Dataflow : {dataflow}
+MemoryBanks:   1
+ReadRequestBuffer: 32
+WriteRequestBuffer: 32
+
+[layout]
+IfmapCustomLayout: False
+IfmapSRAMBankBandwidth: 10
+IfmapSRAMBankNum: 10
+IfmapSRAMBankPort: 2
+FilterCustomLayout: False
+FilterSRAMBankBandwidth: 10
+FilterSRAMBankNum: 10
+FilterSRAMBankPort: 2
+
+[sparsity]
+SparsitySupport : false
+SparseRep : ellpack_block
+OptimizedMapping : false
+BlockSize : 8
+RandomNumberGeneratorSeed : 40
+
+[run_presets]
+InterfaceBandwidth: CALC
+UseRamulatorTrace: False
+"""
+
+# Runs inside SCALE-Sim's venv. scalesim/scale.py hard-codes save_disk_space=False (it would write every SRAM and
+# DRAM trace), so we call the API with save_disk_space=True; the layout file is required by 3.0.0 even when no
+# custom layout is used (layout_utils.load_layout_conv opens it), and the topology file parses as one.
+DRIVER = """
+import sys
+from scalesim.scale_sim import scalesim
+cfg, topo, out, gemm = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4] == "gemm"
+s = scalesim(save_disk_space=True, verbose=False, config=cfg, topology=topo, layout=topo, input_type_gemm=gemm)
+s.run_scale(top_path=out)
+"""
+
+
+def resnet50_csv() -> str:
+    """workloads/configs/resnet50_scalesim.csv: torchvision ResNet-50 v1.5 convs and FC in SCALE-Sim's conv format.
+
+    Each IFMAP size is the rows the layer touches, (E - 1) * s + R, so that SCALE-Sim's ceil((H - R + s) / s)
+    gives torchvision's output size E (SCALE-Sim has no padding field); no pooling (SCALE-Sim has none)."""
+    rows = []
+
+    def conv(name: str, e: int, r: int, c: int, n: int, s: int) -> None:
+        h = (e - 1) * s + r
+        rows.append(f"{name},{h},{h},{r},{r},{c},{n},{s},")
+
+    conv("conv1", 112, 7, 3, 64, 2)
+    inp, size = 64, 56
+    for stage, (planes, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3)), start=1):
+        for i in range(blocks):
+            stride = 2 if i == 0 and stage > 1 else 1
+            p, out = f"layer{stage}.{i}", size // stride
+            conv(f"{p}.conv1", size, 1, inp, planes, 1)
+            conv(f"{p}.conv2", out, 3, planes, planes, stride)
+            conv(f"{p}.conv3", out, 1, planes, planes * 4, 1)
+            if stride != 1 or inp != planes * 4:
+                conv(f"{p}.downsample.0", out, 1, inp, planes * 4, stride)
+            inp, size = planes * 4, out
+    rows.append("fc,1,1,1,1,2048,1000,1,")
+    header = ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, "
+              "Strides,")
+    return "\n".join([header] + rows) + "\n"
+
+
+def make_venv(path: Path) -> Path:
+    """A virtualenv with scalesim 3.0.0 and numpy<2.4 at `path`; returns its python."""
+    py = path / "bin" / "python"
+    if not py.exists():
+        subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
+    probe = subprocess.run([str(py), "-c", "import scalesim.scale_sim"], capture_output=True)
+    if probe.returncode != 0:
+        subprocess.run([str(py), "-m", "pip", "install", "-q", "scalesim==3.0.0", "numpy<2.4"], check=True)
+    return py
+
+
+def write_gemm_csv(path: Path) -> None:
+    """The GEMM cases as a SCALE-Sim M, N, K topology (header row, trailing commas)."""
+    lines = ["Layer, M, N, K,"] + [f"{name}, {m}, {n}, {k}," for name, m, n, k in GEMMS]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def subset_csv(src: Path, dst: Path, max_layers: int | None) -> None:
+    """Copy a topology, keeping the header and the first `max_layers` non-blank rows."""
+    lines = src.read_text().splitlines()
+    body = [ln for ln in lines[1:] if ln.strip()]
+    dst.write_text("\n".join([lines[0]] + (body[:max_layers] if max_layers else body)) + "\n")
+
+
+def read_compute_report(path: Path) -> list[dict]:
+    """Rows of SCALE-Sim's COMPUTE_REPORT.csv as dicts of numbers."""
+    with open(path) as f:
+        rows = list(csv.reader(f))
+    out = []
+    for row in rows[1:]:
+        cells = [c.strip() for c in row]
+        if not cells or not cells[0]:
+            continue
+        out.append(dict(layer=int(cells[0]), total_incl_prefetch=int(float(cells[1])), cycles=int(float(cells[2])),
+                        stall=int(float(cells[3])), overall_util_pct=float(cells[4]),
+                        mapping_eff_pct=float(cells[5]), compute_util_pct=float(cells[6])))
+    return out
+
+
+def run_scalesim(py: Path, work: Path, cfg: Path, topo: Path, kind: str) -> tuple[list[dict], float, bool]:
+    """Run (or reuse from `work`) one SCALE-Sim case; returns its report rows, wall seconds and whether cached."""
+    done = work / "done.json"
+    if done.exists():
+        d = json.loads(done.read_text())
+        return d["rows"], d["wall_s"], True
+    out = work / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with open(work / "scalesim.log", "w") as log:
+        subprocess.run([str(py), "-c", DRIVER, str(cfg), str(topo), str(out), kind], check=True, stdout=log,
+                       stderr=subprocess.STDOUT, env=dict(os.environ, OMP_NUM_THREADS="1",
+                                                          OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1"))
+    wall = time.perf_counter() - t0
+    run_name = cfg.stem
+    rows = read_compute_report(out / run_name / "COMPUTE_REPORT.csv")
+    done.write_text(json.dumps(dict(rows=rows, wall_s=wall)))
+    return rows, wall, False
+
+
+def run_tilesim(cfg: Path, topo: Path) -> tuple[list, float]:
+    """Load the same .cfg and .csv through tilesim's loaders, lower in scalesim timing, simulate; (kernels, wall)."""
+    t0 = time.perf_counter()
+    arch = load_arch(str(cfg))
+    graph = load_workload(str(topo))
+    result = simulate(lower(graph, arch, CompileOptions(timing="scalesim")), arch)
+    return list(result.kernels), time.perf_counter() - t0
+
+
+def compare(case: str, ss_rows: list[dict], kernels: list) -> list[dict]:
+    """One record per layer: both tools' cycles, mapping efficiency and overall utilization, and differences."""
+    if len(ss_rows) != len(kernels):
+        raise SystemExit(f"{case}: SCALE-Sim reports {len(ss_rows)} layers, tilesim {len(kernels)} kernels")
+    out = []
+    for ss, k in zip(ss_rows, kernels):
+        out.append(dict(case=case, layer=k.name, ss_cycles=ss["cycles"], ts_cycles=k.compute_cycles,
+                        d_cycles=k.compute_cycles - ss["cycles"], ss_stall=ss["stall"],
+                        ss_map_eff=ss["mapping_eff_pct"] / 100, ts_map_eff=k.mapping_efficiency,
+                        ss_util=ss["overall_util_pct"] / 100, ts_util=k.compute_utilization))
+    return out
+
+
+def print_table(records: list[dict]) -> None:
+    """Per-layer table: cycles (SCALE-Sim, tilesim, difference), mapping efficiency %, overall utilization %."""
+    head = (f"{'layer':<24}{'SS cycles':>12}{'ours':>12}{'diff':>7}{'SS map%':>10}{'ours':>10}"
+            f"{'SS util%':>10}{'ours':>10}")
+    print(head)
+    for r in records:
+        print(f"{r['layer'][:23]:<24}{r['ss_cycles']:>12}{r['ts_cycles']:>12}{r['d_cycles']:>7}"
+              f"{100 * r['ss_map_eff']:>10.4f}{100 * r['ts_map_eff']:>10.4f}"
+              f"{100 * r['ss_util']:>10.4f}{100 * r['ts_util']:>10.4f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse flags, run every selected case through both tools, print tables and a summary."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--arrays", default="8,32,128", help="square array sizes, comma-separated")
+    ap.add_argument("--dataflows", default="ws,os,is")
+    ap.add_argument("--topology", default="resnet18,resnet50,gemm", help="resnet18, resnet50, gemm or a .csv path")
+    ap.add_argument("--max-layers", type=int, default=None, help="only the first N layers of each topology")
+    ap.add_argument("--sram-kb", type=int, default=512, help="each of the three SRAMs, KiB")
+    ap.add_argument("--venv", type=Path, default=None, help="reuse (or create) SCALE-Sim's venv here")
+    ap.add_argument("--workdir", type=Path, default=None, help="keep SCALE-Sim outputs here and reuse finished cases")
+    ap.add_argument("--json", type=Path, default=None, help="write every per-layer record here")
+    ap.add_argument("--scalesim-only", action="store_true", help="only run SCALE-Sim (fill --workdir's cache)")
+    ap.add_argument("--write-resnet50", type=Path, default=None, help="write the ResNet-50 CSV here and stop")
+    args = ap.parse_args(argv)
+    if args.write_resnet50:
+        args.write_resnet50.write_text(resnet50_csv())
+        return 0
+
+    tmp = tempfile.TemporaryDirectory(prefix="scalesim_xcheck_")
+    work = args.workdir or Path(tmp.name) / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    py = make_venv(args.venv or Path(tmp.name) / "venv")
+
+    records, walls = [], []
+    for topo_name in args.topology.split(","):
+        if topo_name == "gemm":
+            src = work / "gemms.csv"
+            write_gemm_csv(src)
+        else:
+            src = TOPOLOGIES.get(topo_name) or Path(topo_name)
+        kind, _ = parse_topology(Path(src).read_text(), str(src))   # SCALE-Sim needs `-i gemm` for M, N, K files
+        label = Path(topo_name).stem
+        topo = work / f"{label}_{args.max_layers or 'all'}.csv"
+        subset_csv(src, topo, args.max_layers)
+        for size in (int(a) for a in args.arrays.split(",")):
+            for df in args.dataflows.split(","):
+                case = f"{label}_{size}x{size}_{df}_{args.max_layers or 'all'}"
+                case_dir = work / case
+                case_dir.mkdir(exist_ok=True)
+                cfg = case_dir / f"{case}.cfg"
+                cfg.write_text(CFG_TEMPLATE.format(name=case, rows=size, cols=size, sram_kb=args.sram_kb,
+                                                   dataflow=df))
+                ss_rows, ss_wall, cached = run_scalesim(py, case_dir, cfg, topo, kind)
+                if args.scalesim_only:
+                    print(f"{case}: SCALE-Sim {ss_wall:.1f} s{' (cached)' if cached else ''}", flush=True)
+                    continue
+                run_tilesim(cfg, topo)   # warm numba's JIT so the timing below is the steady state
+                kernels, ts_wall = run_tilesim(cfg, topo)
+                recs = compare(case, ss_rows, kernels)
+                records += recs
+                walls.append(dict(case=case, scalesim_s=ss_wall, tilesim_s=ts_wall, cached=cached))
+                print(f"\n== {case}: SCALE-Sim {ss_wall:.1f} s{' (cached)' if cached else ''}, "
+                      f"tilesim {ts_wall:.3f} s")
+                print_table(recs)
+                sys.stdout.flush()
+
+    bad = [r for r in records if r["d_cycles"] != 0]
+    max_map = max((abs(r["ts_map_eff"] - r["ss_map_eff"]) for r in records), default=0.0)
+    max_util = max((abs(r["ts_util"] / r["ss_util"] - 1) for r in records), default=0.0)
+    print(f"\n{len(records)} layer cases in {len(walls)} runs; cycle mismatches: {len(bad)}; "
+          f"max |cycle diff| {max((abs(r['d_cycles']) for r in records), default=0)}; "
+          f"max |mapping eff diff| {max_map:.3g}; max overall util rel diff {max_util:.3g}")
+    for w in walls:
+        print(f"  {w['case']:<32} SCALE-Sim {w['scalesim_s']:9.1f} s   tilesim {w['tilesim_s']:7.3f} s")
+    if args.json:
+        args.json.write_text(json.dumps(dict(records=records, walls=walls), indent=1))
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

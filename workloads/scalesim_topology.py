@@ -1,0 +1,172 @@
+"""SCALE-Sim topology CSV -> Graph: one independent Conv or MatMul per row, so that each row is one kernel.
+
+Two formats, told apart by the header row (SCALE-Sim itself needs `-i gemm` for the second):
+  conv: `Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,`
+  GEMM: `Layer, M, N, K,`
+as read by SCALE-Sim 3.0.0's scalesim/topology_utils.py (load_arrays_conv, load_arrays_gemm):
+- the first line is a header; blank lines are skipped; fields are comma-separated and stripped;
+- SCALE-Sim drops whatever follows a row's last comma (`row.split(',')[:-1]`): usually nothing, sometimes a
+  comment such as `#dw`. We drop a last field that is empty or starts with '#', and also accept rows without the
+  trailing comma (SCALE-Sim crashes on those);
+- an optional last column is an N:M sparsity ratio; SCALE-Sim ignores it unless the cfg enables sparsity, which
+  arch/scalesim_cfg.py refuses, so it is checked and ignored here;
+- a conv row's one stride applies to height and width. Its output size is SCALE-Sim's E = ceil((H - R + s) / s)
+  (topo_calc_hyperparams), which is ceil((H - R) / s) + 1 where ONNX (and the IR) without padding has
+  floor((H - R) / s) + 1; they differ when s does not divide H - R, so such a Conv gets (s - (H - R) % s) rows
+  (and columns) of padding at the bottom (right), which yields SCALE-Sim's E and F and its MACs. SCALE-Sim has
+  no padding field: users pad H and W themselves;
+- a conv row whose name contains 'DP' is depthwise: SCALE-Sim runs it as Channels separate one-channel layers
+  named `<name>Channel_<i>` (load_arrays_conv), and so do we (one kernel each);
+- a GEMM row M, N, K becomes A (M, K) times the weight B (K, N), as SCALE-Sim's ifmap M x K by filter K x N.
+Every layer reads its own graph input (SCALE-Sim simulates layers independently), so kernels are named by the
+layer names; a repeated name gets a suffix `_2`, `_3`, ... (the first free one) in file order.
+SCALE-Sim has no batch: `--batch B` multiplies each layer's M (conv: B images). Bad rows raise InputError naming
+the file, line and column.
+
+workloads/configs/resnet18_scalesim.csv is SCALE-Sim's topologies/sparsity/Resnet18.csv (scale-sim-v2, MIT
+licence, Copyright (c) 2024 SCALE-Sim Project), unchanged: no padding, so its 3x3 layers shrink by 2.
+workloads/configs/resnet50_scalesim.csv is written by `benchmarks/scalesim_crosscheck.py --write-resnet50`
+from torchvision's ResNet-50 v1.5 (stride on the 3x3 conv), each IFMAP size being the rows the layer touches,
+(E - 1) * s + R, so that E matches torchvision's padded conv.
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from arch.errors import InputError
+from compiler import Graph, GraphBuilder
+
+CONV_COLUMNS = ("Layer name", "IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width", "Channels",
+                "Num Filter", "Strides")
+GEMM_COLUMNS = ("Layer", "M", "N", "K")
+_RATIO = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
+
+
+def _fields(line: str) -> list[str]:
+    """Stripped comma-separated fields, without the trailing part SCALE-Sim ignores (empty or a '#' comment)."""
+    fields = [f.strip() for f in line.split(",")]
+    if len(fields) > 1 and (fields[-1] == "" or fields[-1].startswith("#")):
+        fields.pop()
+    return fields
+
+
+def _kind(header: list[str], where: str) -> str:
+    """'gemm' or 'conv' from the header row (by its column names, else by its number of columns)."""
+    names = [h.lower() for h in header]
+    if names[1:4] == ["m", "n", "k"]:
+        return "gemm"
+    if names[1:2] == ["ifmap height"]:
+        return "conv"
+    if len(header) in (4, 5):
+        return "gemm"
+    if len(header) in (8, 9):
+        return "conv"
+    raise InputError(f"{where}: line 1: header not recognised ({len(header)} columns); expected the conv form "
+                     f"'{', '.join(CONV_COLUMNS)},' or the GEMM form '{', '.join(GEMM_COLUMNS)},'")
+
+
+def _ints(fields: list[str], columns: tuple[str, ...], where: str, line: int) -> list[int]:
+    """The numeric columns (all but the name) as integers >= 1."""
+    out = []
+    for col, (name, text) in enumerate(zip(columns[1:], fields[1:]), start=2):
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise InputError(f"{where}: line {line}, column {col} ({name}): expected an integer >= 1, got {text!r}")
+        out.append(value)
+    return out
+
+
+def parse_topology(text: str, source: str) -> tuple[str, list[tuple[str, tuple[int, ...]]]]:
+    """('conv' | 'gemm', [(layer name, numbers)]) from topology CSV text; conv numbers are H, W, R, S, C, N, s."""
+    lines = text.splitlines()
+    first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
+    if first is None:
+        raise InputError(f"{source}: empty topology file; expected a header row and one row per layer")
+    kind = _kind(_fields(lines[first]), source)
+    columns = CONV_COLUMNS if kind == "conv" else GEMM_COLUMNS
+    layers = []
+    for i in range(first + 1, len(lines)):
+        if not lines[i].strip():
+            continue
+        line, fields = i + 1, _fields(lines[i])
+        if len(fields) == len(columns) + 1:
+            m = _RATIO.match(fields[-1])
+            if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
+                raise InputError(f"{source}: line {line}, column {len(fields)} (Sparsity): expected an N:M ratio "
+                                 f"such as 1:1 (ignored: dense, as SCALE-Sim without SparsitySupport), "
+                                 f"got {fields[-1]!r}")
+            fields.pop()
+        if len(fields) != len(columns):
+            raise InputError(f"{source}: line {line}: expected {len(columns)} columns ({', '.join(columns)}) and "
+                             f"an optional N:M sparsity, got {len(fields)}")
+        if not fields[0]:
+            raise InputError(f"{source}: line {line}, column 1 ({columns[0]}): empty layer name")
+        nums = _ints(fields, columns, source, line)
+        if kind == "conv":
+            h, w, r, s = nums[:4]
+            if r > h or s > w:   # SCALE-Sim asserts the same (topology_utils.append_topo_arrays)
+                col, what = (4, "Filter Height") if r > h else (5, "Filter Width")
+                raise InputError(f"{source}: line {line}, column {col} ({what}): filter {r}x{s} is larger than "
+                                 f"the {h}x{w} IFMAP")
+        layers.append((fields[0], tuple(nums)))
+    if not layers:
+        raise InputError(f"{source}: no layers after the header row")
+    return kind, layers
+
+
+def _unique(name: str, used: set[str]) -> str:
+    """`name`, or `name_2`, `name_3`, ... (the first not yet used)."""
+    out, i = name, 2
+    while out in used:
+        out, i = f"{name}_{i}", i + 1
+    used.add(out)
+    return out
+
+
+def _pad_end(size: int, kernel: int, stride: int) -> int:
+    """Padding at the end that turns ONNX's floor((size - kernel) / stride) + 1 into SCALE-Sim's ceil form."""
+    return (stride - (size - kernel) % stride) % stride
+
+
+def topology_graph(kind: str, layers, name: str, *, batch: int = 1, dtype: str = "int8") -> Graph:
+    """Graph with one independent op per layer (DP conv layers: one per channel, as SCALE-Sim)."""
+    b = GraphBuilder(name, dtype)
+    used: set[str] = set()
+    outputs = []
+    for layer, nums in layers:
+        if kind == "gemm":
+            m, n, k = nums
+            op = _unique(layer, used)
+            a = b.input(f"{op}.ifmap", ((batch,) if batch > 1 else ()) + (m, k))
+            outputs.append(b.add("MatMul", [a, b.param(f"{op}.filter", (k, n))], name=op))
+            continue
+        h, w, r, s, c, n, stride = nums
+        pads = (0, 0, _pad_end(h, r, stride), _pad_end(w, s, stride))
+        parts = [(f"{layer}Channel_{i}", 1) for i in range(c)] if "DP" in layer else [(layer, c)]
+        for part, channels in parts:
+            op = _unique(part, used)
+            x = b.input(f"{op}.ifmap", (batch, channels, h, w))
+            wt = b.param(f"{op}.filter", (n, channels, r, s))
+            outputs.append(b.add("Conv", [x, wt], dict(strides=(stride, stride), pads=pads, dilations=(1, 1),
+                                                       group=1), name=op))
+    return b.build(outputs)
+
+
+def load_topology(path: str, *, batch: int = 1, seq_len: int | None = None, dtype: str = "int8") -> Graph:
+    """FILE_LOADERS entry for `.csv`: a SCALE-Sim topology file as a Graph."""
+    if seq_len is not None:
+        raise InputError("--seq-len: a SCALE-Sim topology has no sequence length")
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputError(f"--workload: cannot read '{path}': {e}") from None
+    kind, layers = parse_topology(text, str(p))
+    return topology_graph(kind, layers, p.stem, batch=batch, dtype=dtype)
+
+
+__all__ = ["load_topology", "parse_topology", "topology_graph"]
