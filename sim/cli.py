@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from arch import InputError, load_arch, preset_names
+from arch import InputError, arch_to_dict, load_arch, preset_names
 from arch.loader import load_yaml_text, raw_arch
 from compiler.mapper import OBJECTIVES
 from compiler.schedule import MAPPERS, TIMING_MODES, CompileOptions, load_pinned, lower
@@ -30,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its subcommands."""
     p = _Parser(prog="tilesim", description="Cycle-approximate accelerator simulator.")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="{run,validate-array,list}")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="{run,validate-array,show-arch,list}")
     sub.required = True
 
     run = sub.add_parser("run", help="simulate a workload on an arch and print the report")
@@ -45,6 +45,11 @@ def build_parser() -> argparse.ArgumentParser:
     _workload_args(val)
     val.add_argument("--max-macs", type=int, default=2_000_000,
                      help="skip GEMMs larger than this many MACs (default 2,000,000)")
+
+    show = sub.add_parser("show-arch", help="print the resolved arch, energy table and sources included")
+    show.add_argument("arch", nargs="?", default=DEFAULT_ARCH, help="preset name, arch YAML or SCALE-Sim .cfg")
+    show.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
+    show.add_argument("--format", "-f", choices=("yaml", "json"), default="yaml")
 
     lst = sub.add_parser("list", help="list built-in workloads or arch presets")
     lst.add_argument("what", choices=("workloads", "archs"))
@@ -130,6 +135,18 @@ def cmd_validate_array(args) -> int:
     return 0 if all(c.agrees for c in checks) else 1
 
 
+def cmd_show_arch(args) -> None:
+    """tilesim show-arch: the arch after defaults and --set, as YAML (loadable again) or JSON."""
+    import json
+
+    import yaml
+    d = arch_to_dict(load_arch(args.arch, args.overrides))
+    if args.format == "json":
+        sys.stdout.write(json.dumps(d, indent=2) + "\n")
+    else:
+        sys.stdout.write(yaml.safe_dump(d, sort_keys=False, width=120))
+
+
 def cmd_list(args) -> None:
     """tilesim list workloads|archs."""
     if args.what == "archs":
@@ -145,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit status (0 ok, 2 bad input, 1 internal error)."""
     try:
         args = build_parser().parse_args(argv)
-        commands = {"run": cmd_run, "validate-array": cmd_validate_array, "list": cmd_list}
+        commands = {"run": cmd_run, "validate-array": cmd_validate_array, "show-arch": cmd_show_arch,
+                    "list": cmd_list}
         return commands[args.command](args) or 0
     except InputError as e:
         print(f"tilesim: error: {e}", file=sys.stderr)

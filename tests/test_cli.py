@@ -107,3 +107,16 @@ def test_list(capsys):
 def test_python_dash_m_sim_is_the_same_program():
     p = subprocess.run([sys.executable, "-m", "sim", "run", "-w", "nope"], capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.startswith("tilesim: error:")
+
+
+@pytest.mark.parametrize("preset", ["tpu-v1", "gemmini", "eyeriss"])
+def test_show_arch_prints_a_loadable_arch_with_sources(preset, tmp_path, capsys):
+    from arch import load_arch
+    assert main(["show-arch", preset, "--set", "array.rows=8"]) == 0
+    out = capsys.readouterr().out
+    assert "source:" in out and "static_source" in out
+    p = tmp_path / "again.yaml"
+    p.write_text(out)
+    assert load_arch(str(p)) == load_arch(preset, ["array.rows=8"])
+    assert main(["show-arch", preset, "-f", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["name"] == preset
