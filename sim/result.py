@@ -30,6 +30,8 @@ class KernelResult:
     dram_input_read_bytes: int
     dram_weight_read_bytes: int
     dram_output_write_bytes: int
+    arithmetic_intensity: float  # macs / (DRAM read + write bytes): the roofline's x axis (0 without traffic)
+    attained_macs_per_cycle: float  # macs / max(cycles, compute_cycles, dma_cycles): the roofline's y axis
     mapping: str                 # human-readable mapping
 
 

@@ -101,6 +101,9 @@ def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles:
                    energy: float, peak: int) -> KernelResult:
     compute = int(cmds.compute.sum())
     work = kernel.work
+    busy = max(cycles, compute)              # span, or engine time when the kernel overlaps its predecessor
+    active = max(busy, ceil(dma))            # ... or channel time when its loads were prefetched earlier
+    traffic = int(cmds.load_bytes.sum() + cmds.store_bytes.sum())
     if cmds.engine == ARRAY:
         sr, sc, _ = spatial_dims(work, kernel.mapping.dataflow)
         eff = mapping_efficiency(sr, sc, arch.array.rows, arch.array.cols)
@@ -113,10 +116,12 @@ def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles:
     return KernelResult(
         name=kernel.name, ops=kernel.ops, engine="array" if cmds.engine == ARRAY else "vector",
         cycles=cycles, compute_cycles=compute, stall_cycles=max(cycles - compute, 0), dma_cycles=ceil(dma),
-        macs=work.macs, pe_utilization=work.macs / (max(cycles, compute) * peak) if max(cycles, compute) else 0.0,
+        macs=work.macs, pe_utilization=work.macs / (busy * peak) if busy else 0.0,
         compute_utilization=work.macs / (compute * peak) if compute else 0.0, mapping_efficiency=eff,
         bound=bound, dram_read_bytes=int(cmds.load_bytes.sum()), dram_write_bytes=int(cmds.store_bytes.sum()),
         energy_pj=float(energy), tiles=int(cmds.compute.shape[0]), mapping=describe_mapping(kernel),
         sram_input_reads=a_r, sram_weight_reads=b_r, sram_output_writes=c_w,
         dram_input_read_bytes=int(cmds.input_bytes.sum()), dram_weight_read_bytes=int(cmds.weight_bytes.sum()),
-        dram_output_write_bytes=int(cmds.store_bytes.sum()))
+        dram_output_write_bytes=int(cmds.store_bytes.sum()),
+        arithmetic_intensity=work.macs / traffic if traffic else 0.0,
+        attained_macs_per_cycle=work.macs / active if active else 0.0)

@@ -199,3 +199,16 @@ def test_sram_accesses_per_operand_match_scalesim_formulas(dataflow, feeds):
     k = r.kernels[0]
     assert (k.sram_input_reads, k.sram_weight_reads, k.sram_output_writes) == feeds
     assert (k.dram_input_read_bytes, k.dram_weight_read_bytes, k.dram_output_write_bytes) == (400, 800, 200)
+
+
+def test_roofline_coordinates_respect_both_ceilings():
+    # attained MACs/cycle <= min(peak, intensity x bandwidth): the roofline holds for every kernel
+    from workloads import load_workload
+    arch = tiny_arch(bw=8, sram_bytes=64 << 10)
+    r = run(load_workload("resnet18"), arch)
+    for k in r.kernels:
+        if k.engine != "array":
+            continue
+        assert k.arithmetic_intensity == pytest.approx(k.macs / (k.dram_read_bytes + k.dram_write_bytes))
+        assert k.attained_macs_per_cycle <= arch.peak_macs_per_cycle
+        assert k.attained_macs_per_cycle <= k.arithmetic_intensity * 8 * (1 + 1e-12)
