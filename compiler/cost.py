@@ -6,7 +6,7 @@ from math import ceil
 
 import numpy as np
 
-from arch.config import DTYPE_BYTES, PEArray
+from arch.config import DTYPE_BYTES, ArchConfig, PEArray
 
 from .lowering import Contraction
 
@@ -88,6 +88,31 @@ def array_feed_elems(work: Contraction, dataflow: str, rows: int, cols: int) -> 
     feeds = {"os": (mk * fc, kn * fr, mn, 0), "ws": (mk * fc, kn, mn * fr, mn * (fr - 1)),
              "is": (mk, kn * fc, mn * fr, mn * (fr - 1))}[dataflow]
     return tuple(work.g * f for f in feeds)
+
+
+def level_feed_bytes(work: Contraction, dataflow: str, arch: ArchConfig) -> dict[str, int]:
+    """Bytes each on-chip level moves to and from the array while a contraction computes: the array feeds
+    (array_feed_elems) charged to the level that holds each operand, partial sums at accumulator precision."""
+    a_r, b_r, c_w, c_r = array_feed_elems(work, dataflow, arch.array.rows, arch.array.cols)
+    acc = DTYPE_BYTES[arch.array.acc_dtype]
+    moved = {lv.name: 0.0 for lv in arch.memory[1:]}
+    moved[arch.home("input").name] += a_r * DTYPE_BYTES[work.a_dtype]
+    moved[arch.home("weight").name] += b_r * DTYPE_BYTES[work.b_dtype]
+    moved[arch.home("output").name] += (c_w + c_r) * acc
+    return {name: ceil(v) for name, v in moved.items()}
+
+
+def feed_cycles(work: Contraction, dataflow: str, arch: ArchConfig) -> int:
+    """Cycles the on-chip levels need to feed the array: max over levels of bytes moved / level bandwidth."""
+    bws = {lv.name: lv.bandwidth_bytes_per_cycle for lv in arch.memory[1:]}
+    return max(ceil(b / bws[name]) for name, b in level_feed_bytes(work, dataflow, arch).items())
+
+
+def compute_cycles(work: Contraction, arch: ArchConfig, dataflow: str, mode: str, t_tile: int) -> int:
+    """A contraction's compute time: the array's fold timing, stretched when an on-chip level cannot feed it
+    that fast (pipelined mode). scalesim mode keeps SCALE-Sim's assumption that SRAMs always keep up."""
+    cycles = array_cycles(work, arch.array, dataflow, mode, t_tile)
+    return cycles if mode == "scalesim" else max(cycles, feed_cycles(work, dataflow, arch))
 
 
 def peak_cycles(work: Contraction, array: PEArray) -> int:

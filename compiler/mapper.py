@@ -1,7 +1,7 @@
 """Mapping search: every legal (tile sizes x loop order) of a contraction scored with the closed-form cost model.
 
 The score of a candidate is the same arithmetic the simulator does, in closed form:
-  compute  = array_cycles(work, array, dataflow, timing, T tile)                      (compiler.cost)
+  compute  = compute_cycles(work, arch, dataflow, timing, T tile): fold timing, SRAM feeds (compiler.cost)
   traffic  = sum over operands of reps(order) x sweep bytes, partial-sum spills included (compiler.cost)
   latency  ~ max(compute, traffic / bandwidth, tiles x (latency + transfer) / 2)
              + first load + last store + 2 x latency                                  (double buffered)
@@ -10,7 +10,9 @@ The score of a candidate is the same arithmetic the simulator does, in closed fo
 The candidate grid holds every size the naive tiler can reach (its halving chains) and does not depend on buffer
 capacities, so the search is never worse than the naive tiling on the objective, and a bigger buffer (a superset of
 legal candidates) never makes it worse.
-Ties break on DRAM bytes, then fewer tiles, then on the candidate's position (sizes ascending, orders alphabetical): deterministic.
+Candidates within 1% (TIE_BAND) of the best objective are ties, the closed form being about that accurate; ties
+go to less DRAM traffic, then fewer tiles, then dataflow, sizes and order: deterministic. The shortlist handed to an
+evaluator holds the best few of that ranking, the best by pure objective and the naive tiling.
 """
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from .tiling import _alignment, _halve, naive_mapping
 OBJECTIVES = ("latency", "energy", "edp")
 ORDERS = tuple("".join(p) for p in itertools.permutations("mnk"))
 SHORTLIST = 4        # candidates handed to an evaluator (the simulator) when lower() is given one
+TIE_BAND = 0.01      # objectives within 1% of the best are ties: closed forms are about that accurate
 
 
 @dataclass(frozen=True)
@@ -92,8 +95,8 @@ def _reps(order: str, trips: dict[str, np.ndarray], dims: tuple[str, ...]) -> np
 
 
 def _compute_cycles(work: Contraction, arch: ArchConfig, dataflow: str, timing: str, t_tile: np.ndarray):
-    """Vectorised compiler.cost.array_cycles over T-tile sizes."""
-    from .cost import fold_overhead, folds, spatial_dims
+    """Vectorised compiler.cost.compute_cycles over T-tile sizes."""
+    from .cost import feed_cycles, fold_overhead, folds, spatial_dims
     r, c = arch.array.rows, arch.array.cols
     sr, sc, t = spatial_dims(work, dataflow)
     per_array = -(-work.g * folds(sr, sc, r, c) // arch.array.count)
@@ -101,7 +104,8 @@ def _compute_cycles(work: Contraction, arch: ArchConfig, dataflow: str, timing: 
         return np.full(t_tile.shape, per_array * (t + fold_overhead(r, c, dataflow)) - 1, dtype=np.int64)
     full, rem = t // t_tile, t % t_tile
     per_block = full * np.maximum(t_tile, r) + np.where(rem > 0, np.maximum(rem, r), 0)
-    return (r if dataflow in ("ws", "is") else 0) + per_array * per_block + r + c - 2
+    cycles = (r if dataflow in ("ws", "is") else 0) + per_array * per_block + r + c - 2
+    return np.maximum(cycles, feed_cycles(work, dataflow, arch))     # on-chip levels must keep up
 
 
 def score(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm, tn, tk, order: str):
@@ -222,25 +226,36 @@ def dataflows(arch: ArchConfig) -> tuple[str, ...]:
 @lru_cache(maxsize=4096)
 def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str) -> Choice:
     arch = key.arch
-    best = []       # (objective, dram bytes, tiles, dataflow index, order index, candidate index, cycles, pJ, Mapping)
+    pool = []       # per (dataflow, order): (objective, dram, tiles, cycles, pJ, Mapping) of its best candidates
     candidates = 0
-    for di, dataflow in enumerate(dataflows(arch)):
+    for dataflow in dataflows(arch):
         unit = _alignment(work, arch, dataflow)
         sizes = [tile_sizes(getattr(work, d), unit[d]) for d in LOOPS]
         tm, tn, tk = (g.ravel() for g in np.meshgrid(*sizes, indexing="ij"))   # independent of capacities
         candidates += int(tm.size) * len(ORDERS)
-        for oi, order in enumerate(ORDERS):
+        for order in ORDERS:
             cycles, dram, pj, fits, n_tiles = score(work, arch, timing, dataflow, tm, tn, tk, order)
             obj = _objective(objective, cycles, dram, pj)
             idx = np.flatnonzero(fits & (n_tiles <= MAX_TILES))
-            ranked = idx[np.lexsort((idx, n_tiles[idx], dram[idx], obj[idx]))][:SHORTLIST]
-            best += [(float(obj[i]), int(dram[i]), int(n_tiles[i]), di, oi, int(i), float(cycles[i]), float(pj[i]),
-                      Mapping(dataflow, int(tm[i]), int(tn[i]), int(tk[i]), order)) for i in ranked]
-    if not best:
+            if idx.size == 0:
+                continue
+            band = idx[obj[idx] <= obj[idx].min() * (1 + TIE_BAND)]
+            picks = np.concatenate((idx[np.lexsort((idx, n_tiles[idx], dram[idx], obj[idx]))][:SHORTLIST],
+                                    band[np.lexsort((band, obj[band], n_tiles[band], dram[band]))][:SHORTLIST]))
+            pool += [(float(obj[i]), int(dram[i]), int(n_tiles[i]), float(cycles[i]), float(pj[i]),
+                      Mapping(dataflow, int(tm[i]), int(tn[i]), int(tk[i]), order)) for i in dict.fromkeys(picks)]
+    if not pool:
         raise _NoFit()
-    best.sort(key=lambda b: b[:6])
-    mappings = [b[-1] for b in best]
-    shortlist = tuple(dict.fromkeys(mappings))[:SHORTLIST]
+    pool = list({p[-1]: p for p in pool}.values())                   # one entry per mapping, first seen kept
+    best_obj = min(p[0] for p in pool)
+    # within TIE_BAND of the best objective, prefer less DRAM traffic, then fewer tiles; then the rest by objective
+    ranked = sorted(pool, key=lambda p: (p[0] > best_obj * (1 + TIE_BAND),
+                                         (p[1], p[2], p[0]) if p[0] <= best_obj * (1 + TIE_BAND) else (p[0], p[1], p[2]),
+                                         _mapping_key(p[-1])))
+    pure = sorted(pool, key=lambda p: (p[0], p[1], p[2], _mapping_key(p[-1])))
+    mappings = [p[-1] for p in ranked]
+    shortlist = tuple(dict.fromkeys(mappings[:SHORTLIST - 1] + [pure[0][-1]] + mappings[SHORTLIST - 1:]))
+    shortlist = shortlist[:SHORTLIST]
     naive = naive_mapping(work, arch)
     if naive not in shortlist:
         shortlist += (naive,)
@@ -248,11 +263,16 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
     # the runner-up differs in dataflow or tile sizes (orders that only permute loops of one trip cost the same)
     runner = next((i for i, m in enumerate(mappings) if tiles(m) != tiles(mappings[0])),
                   next((i for i, m in enumerate(mappings) if m != mappings[0]), None))
-    return Choice(mapping=mappings[0], cycles=best[0][6], dram_bytes=best[0][1], energy_pj=best[0][7],
+    return Choice(mapping=mappings[0], cycles=ranked[0][3], dram_bytes=ranked[0][1], energy_pj=ranked[0][4],
                   runner_up=mappings[runner] if runner is not None else None,
-                  runner_up_cycles=best[runner][6] if runner is not None else 0.0,
-                  runner_up_dram_bytes=best[runner][1] if runner is not None else 0,
+                  runner_up_cycles=ranked[runner][3] if runner is not None else 0.0,
+                  runner_up_dram_bytes=ranked[runner][1] if runner is not None else 0,
                   candidates=candidates, shortlist=shortlist)
+
+
+def _mapping_key(m: Mapping) -> tuple:
+    """Deterministic order among equal candidates: dataflow as listed, then sizes, then loop order."""
+    return (m.dataflow, m.tile_m, m.tile_n, m.tile_k, ORDERS.index(m.order))
 
 
 __all__ = ["search", "score", "Choice", "OBJECTIVES", "tile_sizes", "dataflows"]

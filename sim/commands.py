@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from arch.config import ArchConfig
-from compiler.cost import (LOOPS, a_tile_bytes, array_cycles, extents, nbytes, streamed_loop, trip_counts)
+from compiler.cost import LOOPS, a_tile_bytes, compute_cycles, extents, nbytes, streamed_loop, trip_counts
 from compiler.lowering import Contraction, VectorWork
 from compiler.schedule import Kernel, Schedule
 
@@ -71,7 +71,7 @@ def contraction_commands(work: Contraction, kernel: Kernel, arch: ArchConfig, ti
     b_bytes = np.where(b_new, nbytes(ext["k"] * ext["n"], work.b_dtype), 0)
     store = np.where(final, nbytes(c_elems, work.c_dtype), np.where(c_last, nbytes(c_elems, acc), 0))
     t_tile = mapping.tile(streamed_loop(mapping.dataflow))
-    total = array_cycles(work, arch.array, mapping.dataflow, timing, t_tile)
+    total = compute_cycles(work, arch, mapping.dataflow, timing, t_tile)
     compute = split_total(total, (ext["m"] * ext["n"] * ext["k"]).astype(np.float64))
     levels = {arch.home(o).double_buffered for o in ("input", "weight", "output")}
     return TileCommands(a_bytes.astype(np.int64), b_bytes.astype(np.int64), psum.astype(np.int64),

@@ -50,7 +50,8 @@ def test_search_is_legal_and_never_worse_than_naive_on_its_objective(work, sram,
     c_s, d_s, e_s, _, _ = one(choice.mapping)
     c_n, d_n, e_n, _, _ = one(naive)
     obj = {"latency": (c_s[0], c_n[0]), "energy": (e_s, e_n), "edp": (c_s[0] * e_s, c_n[0] * e_n)}[objective]
-    assert float(np.ravel(obj[0])[0]) <= float(np.ravel(obj[1])[0]) * (1 + 1e-12)
+    # the search treats objectives within TIE_BAND of its best as equal (then prefers less traffic)
+    assert float(np.ravel(obj[0])[0]) <= float(np.ravel(obj[1])[0]) * (1 + mapper.TIE_BAND + 1e-12)
 
 
 @settings(max_examples=40, deadline=None)
@@ -58,7 +59,7 @@ def test_search_is_legal_and_never_worse_than_naive_on_its_objective(work, sram,
 def test_bigger_buffers_never_make_the_search_worse(work, dataflow):
     estimates = [mapper.search(work, small_arch(sram, dataflow), "pipelined").cycles
                  for sram in (4096, 8192, 65536, 1 << 20)]
-    assert all(a >= b - 1e-9 for a, b in zip(estimates, estimates[1:]))
+    assert all(b <= a * (1 + mapper.TIE_BAND) + 1e-9 for a, b in zip(estimates, estimates[1:]))
 
 
 @settings(max_examples=80, deadline=None)
@@ -133,7 +134,7 @@ def test_more_allowed_dataflows_never_make_the_search_worse(work):
     d["array"]["dataflows"] = ["os", "is"]
     three = arch_from_dict(d)
     c1, c3 = mapper.search(work, one, "pipelined"), mapper.search(work, three, "pipelined")
-    assert c3.cycles <= c1.cycles + 1e-9
+    assert c3.cycles <= c1.cycles * (1 + mapper.TIE_BAND) + 1e-9
     assert c3.mapping.dataflow in ("ws", "os", "is") and c1.mapping.dataflow == "ws"
 
 
