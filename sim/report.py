@@ -11,9 +11,15 @@ from .result import SimResult
 KERNEL_COLUMNS = ("name", "engine", "bound", "cycles", "compute_cycles", "stall_cycles", "macs", "pe_utilization",
                   "mapping_efficiency", "dram_read_bytes", "dram_write_bytes", "energy_pj", "tiles", "mapping",
                   "compute_utilization", "sram_input_reads", "sram_weight_reads", "sram_output_writes",
-                  "dram_input_read_bytes", "dram_weight_read_bytes", "dram_output_write_bytes")
-SUMMARY_KEYS = ("workload", "arch", "timing", "cycles", "latency_s", "macs", "pe_utilization", "mbu", "energy_pj",
-                "pj_per_mac", "dram_read_bytes", "dram_write_bytes")
+                  "dram_input_read_bytes", "dram_weight_read_bytes", "dram_output_write_bytes",
+                  "stall_dram_cycles", "stall_dependency_cycles", "stall_slot_cycles", "stall_order_cycles",
+                  "sram_wait_cycles", "arithmetic_intensity", "attained_macs_per_cycle")
+# columns whose '(total)' row is the sum over kernels (the others are the run's own totals, or blank)
+SUMMED_COLUMNS = ("compute_cycles", "stall_cycles", "tiles", "sram_input_reads", "sram_weight_reads",
+                  "sram_output_writes", "dram_input_read_bytes", "dram_weight_read_bytes", "dram_output_write_bytes",
+                  "stall_dram_cycles", "stall_dependency_cycles", "stall_slot_cycles", "stall_order_cycles",
+                  "sram_wait_cycles")
+
 
 
 def _si(x: float, unit: str) -> str:
@@ -47,14 +53,13 @@ def to_csv(result: SimResult) -> str:
     for k in result.kernels:
         row = [getattr(k, c) for c in KERNEL_COLUMNS]
         w.writerow([result.workload, result.arch] + row + ["", ""])
-    total = dict(name="(total)", engine="", bound="", cycles=result.cycles,
-                 compute_cycles=sum(k.compute_cycles for k in result.kernels),
-                 stall_cycles=sum(k.stall_cycles for k in result.kernels), macs=result.macs,
-                 pe_utilization=result.pe_utilization, mapping_efficiency="",
+    total = dict.fromkeys(KERNEL_COLUMNS, "")
+    total.update({c: sum(getattr(k, c) for k in result.kernels) for c in SUMMED_COLUMNS})
+    traffic = result.dram_read_bytes + result.dram_write_bytes
+    total.update(name="(total)", cycles=result.cycles, macs=result.macs, pe_utilization=result.pe_utilization,
                  dram_read_bytes=result.dram_read_bytes, dram_write_bytes=result.dram_write_bytes,
-                 energy_pj=result.energy_pj, tiles=sum(k.tiles for k in result.kernels), mapping="",
-                 compute_utilization="",
-                 **{c: sum(getattr(k, c) for k in result.kernels) for c in KERNEL_COLUMNS[-6:]})
+                 energy_pj=result.energy_pj, arithmetic_intensity=result.macs / traffic if traffic else 0.0,
+                 attained_macs_per_cycle=result.macs / result.cycles if result.cycles else 0.0)
     w.writerow([result.workload, result.arch] + [total[c] for c in KERNEL_COLUMNS]
                + [result.latency_s, result.mbu])
     return buf.getvalue()
@@ -71,6 +76,10 @@ def to_table(result: SimResult, top: int | None = None) -> str:
         f"  off-chip        read {_bytes(r.dram_read_bytes)}, write {_bytes(r.dram_write_bytes)}, "
         f"MBU {r.mbu:.1%} of {_si(r.offchip_bytes_per_cycle * r.clock_hz, 'B/s')}",
         f"  energy          {_si(r.energy_pj * 1e-12, 'J')}   {r.pj_per_mac:.3g} pJ/MAC",
+        f"  engines busy    array {r.engine_busy['array']:.1%}, vector {r.engine_busy['vector']:.1%}, "
+        f"DMA {r.engine_busy['dma']:.1%}",
+        *textwrap.wrap(", ".join(f"{name} {t['bandwidth_utilization']:.1%}" for name, t in r.memory_traffic.items()),
+                       width=100, initial_indent="  level BW used   ", subsequent_indent=" " * 18),
         *textwrap.wrap(", ".join(f"{k} {v / r.energy_pj:.1%}" for k, v in
                                  sorted(r.energy_breakdown_pj.items(), key=lambda kv: -kv[1]) if r.energy_pj),
                        width=100, initial_indent="  energy by part  ", subsequent_indent=" " * 18),

@@ -30,6 +30,11 @@ class KernelResult:
     dram_input_read_bytes: int
     dram_weight_read_bytes: int
     dram_output_write_bytes: int
+    stall_dram_cycles: int       # its engine idle, waiting for the tile's DRAM load
+    stall_dependency_cycles: int  # ... for a load that waited on a producer kernel's last store
+    stall_slot_cycles: int       # ... for a buffer slot (the store of an earlier tile)
+    stall_order_cycles: int      # ... behind in-order issue on the other engine
+    sram_wait_cycles: int        # compute stretched because an on-chip level could not feed the array
     arithmetic_intensity: float  # macs / (DRAM read + write bytes): the roofline's x axis (0 without traffic)
     attained_macs_per_cycle: float  # macs / max(cycles, compute_cycles, dma_cycles): the roofline's y axis
     mapping: str                 # human-readable mapping
@@ -54,6 +59,8 @@ class SimResult:
     peak_macs_per_cycle: int
     offchip_bytes_per_cycle: float
     kernels: tuple[KernelResult, ...]
+    engine_busy: dict            # array | vector | dma -> busy fraction of the run
+    memory_traffic: dict         # level -> {read_bytes, write_bytes, bandwidth_utilization}
 
     @property
     def pj_per_mac(self) -> float:

@@ -8,13 +8,14 @@ import numpy as np
 
 from arch.config import ArchConfig
 from arch.errors import InputError
-from compiler.cost import MAX_TILES, array_feed_elems, mapping_efficiency, spatial_dims
+from compiler.cost import (MAX_TILES, array_cycles, array_feed_elems, mapping_efficiency, spatial_dims,
+                           streamed_loop)
 from compiler.lowering import Contraction
 from compiler.schedule import Kernel, Schedule
 
-from .commands import ARRAY, TileCommands, build_program
+from .commands import ARRAY, VECTOR, TileCommands, build_program
 from .energy import action_counts, by_component, dynamic_energy_pj, static_energy_pj
-from .kernels.pipeline import run_tiles, run_tiles_py
+from .kernels.pipeline import CAUSES, run_tiles, run_tiles_py
 from .result import KernelResult, SimResult
 
 
@@ -47,8 +48,8 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False) -> S
     _check_size(schedule)
     prog = build_program(schedule, arch)
     run = run_tiles_py if reference else run_tiles
-    _, _, comp_end, store_end = run(prog.load_xfer, prog.store_xfer, prog.compute, prog.engine, prog.slots,
-                                    prog.dep, float(arch.offchip.latency_cycles))
+    _, _, comp_end, store_end, stall, cause = run(prog.load_xfer, prog.store_xfer, prog.compute, prog.engine,
+                                                  prog.slots, prog.dep, float(arch.offchip.latency_cycles))
     ends = np.maximum(store_end, comp_end)
     last = prog.first_tile[1:] - 1
     kernel_end = np.ceil(np.maximum.accumulate(ends[last])).astype(np.int64)
@@ -58,19 +59,22 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False) -> S
         raise InputError(f"workload {schedule.workload}: cycle count overflowed; the sizes are too large")
 
     peak = arch.peak_macs_per_cycle
-    kernels, breakdown = [], Counter()
+    kernels, breakdown, actions = [], Counter(), Counter()
     dram_read = dram_write = 0
     for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel)):
         lo, hi = prog.first_tile[j], prog.first_tile[j + 1]
         counts = action_counts(kernel, cmds, arch)
+        actions.update(counts)
         action_pj = dynamic_energy_pj(counts, arch, f"kernel '{kernel.name}'")
         comp = by_component(action_pj)
         static = static_energy_pj(arch, int(spans[j]))
         if static:
             comp["static"] = static
         breakdown.update(comp)
+        waits = np.bincount(cause[lo:hi], weights=stall[lo:hi], minlength=len(CAUSES))
         kr = _kernel_result(kernel, cmds, arch, int(spans[j]), prog.load_xfer[lo:hi].sum() +
-                            prog.store_xfer[lo:hi].sum(), sum(comp.values()), peak)
+                            prog.store_xfer[lo:hi].sum(), sum(comp.values()), peak, schedule.timing,
+                            {c: int(round(w)) for c, w in zip(CAUSES[1:], waits[1:])})
         dram_read += kr.dram_read_bytes
         dram_write += kr.dram_write_bytes
         kernels.append(kr)
@@ -85,7 +89,29 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False) -> S
         mbu=(dram_read + dram_write) / (total_cycles * bw) if total_cycles else 0.0,
         energy_pj=float(sum(energy_breakdown.values())), energy_breakdown_pj=energy_breakdown,
         dram_read_bytes=dram_read, dram_write_bytes=dram_write, peak_macs_per_cycle=peak,
-        offchip_bytes_per_cycle=bw, kernels=tuple(kernels))
+        offchip_bytes_per_cycle=bw, kernels=tuple(kernels),
+        engine_busy=_engine_busy(prog, total_cycles),
+        memory_traffic=_memory_traffic(actions, arch, total_cycles))
+
+
+def _engine_busy(prog, cycles: int) -> dict[str, float]:
+    """Fraction of the run each engine is busy: the array, the vector unit, the off-chip DMA channel."""
+    if not cycles:
+        return {"array": 0.0, "vector": 0.0, "dma": 0.0}
+    return {"array": float(prog.compute[prog.engine == ARRAY].sum()) / cycles,
+            "vector": float(prog.compute[prog.engine == VECTOR].sum()) / cycles,
+            "dma": float(prog.load_xfer.sum() + prog.store_xfer.sum()) / cycles}
+
+
+def _memory_traffic(actions: Counter, arch: ArchConfig, cycles: int) -> dict[str, dict]:
+    """Per memory level: bytes read and written (off-chip: DRAM traffic; on-chip: fills, array feeds, drains) and
+    bandwidth utilization = bytes / (cycles x level bandwidth)."""
+    out = {}
+    for lv in arch.memory:
+        r, w = int(actions[f"{lv.name}.read_byte"]), int(actions[f"{lv.name}.write_byte"])
+        util = (r + w) / (cycles * lv.bandwidth_bytes_per_cycle) if cycles else 0.0
+        out[lv.name] = {"read_bytes": r, "write_bytes": w, "bandwidth_utilization": util}
+    return out
 
 
 def kernel_evaluator(arch: ArchConfig, timing: str, objective: str = "latency"):
@@ -98,18 +124,21 @@ def kernel_evaluator(arch: ArchConfig, timing: str, objective: str = "latency"):
 
 
 def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles: int, dma: float,
-                   energy: float, peak: int) -> KernelResult:
+                   energy: float, peak: int, timing: str, waits: dict[str, int]) -> KernelResult:
     compute = int(cmds.compute.sum())
     work = kernel.work
     busy = max(cycles, compute)              # span, or engine time when the kernel overlaps its predecessor
     active = max(busy, ceil(dma))            # ... or channel time when its loads were prefetched earlier
     traffic = int(cmds.load_bytes.sum() + cmds.store_bytes.sum())
     if cmds.engine == ARRAY:
-        sr, sc, _ = spatial_dims(work, kernel.mapping.dataflow)
+        df = kernel.mapping.dataflow
+        sr, sc, _ = spatial_dims(work, df)
         eff = mapping_efficiency(sr, sc, arch.array.rows, arch.array.cols)
-        a_r, b_r, c_w, _ = array_feed_elems(work, kernel.mapping.dataflow, arch.array.rows, arch.array.cols)
+        a_r, b_r, c_w, _ = array_feed_elems(work, df, arch.array.rows, arch.array.cols)
+        # compute stretched past the array's own timing because an on-chip level could not feed it
+        sram_wait = compute - array_cycles(work, arch.array, df, timing, kernel.mapping.tile(streamed_loop(df)))
     else:
-        eff, a_r, b_r, c_w = 0.0, 0, 0, 0
+        eff, a_r, b_r, c_w, sram_wait = 0.0, 0, 0, 0, 0
     # memory-bound: more time moving data, or waiting for it (latency), than computing
     waiting = max(dma, cycles - compute)
     bound = "memory" if waiting > compute else ("compute" if cmds.engine == ARRAY else "vector")
@@ -123,5 +152,7 @@ def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles:
         sram_input_reads=a_r, sram_weight_reads=b_r, sram_output_writes=c_w,
         dram_input_read_bytes=int(cmds.input_bytes.sum()), dram_weight_read_bytes=int(cmds.weight_bytes.sum()),
         dram_output_write_bytes=int(cmds.store_bytes.sum()),
+        stall_dram_cycles=waits["dram"], stall_dependency_cycles=waits["dependency"],
+        stall_slot_cycles=waits["slot"], stall_order_cycles=waits["order"], sram_wait_cycles=int(sram_wait),
         arithmetic_intensity=work.macs / traffic if traffic else 0.0,
         attained_macs_per_cycle=work.macs / active if active else 0.0)

@@ -5,7 +5,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.kernels.pipeline import run_tiles, run_tiles_py
+from sim.kernels.pipeline import DEPENDENCY, DRAM, NONE, run_tiles, run_tiles_py
 
 
 def run_both(load, store, compute, engine=None, slots=None, dep=None, latency=0.0):
@@ -38,7 +38,7 @@ def programs(draw):
 @given(programs())
 def test_numba_equals_reference(prog):
     load, store, compute, engine, slots, dep, latency = prog
-    load_end, c_start, c_end, store_end = run_both(load, store, compute, engine, slots, dep, latency)
+    load_end, c_start, c_end, store_end, stall, cause = run_both(load, store, compute, engine, slots, dep, latency)
     # sanity of the rules themselves
     assert (c_start >= load_end - 1e-9).all()
     assert (store_end >= c_end - 1e-9).all()
@@ -47,7 +47,7 @@ def test_numba_equals_reference(prog):
 
 def test_single_tile_is_the_sum_of_its_phases():
     # load 48 cycles + latency 10, compute 78, store 32 + latency 10 -> 178
-    _, _, c_end, s_end = run_both([48], [32], [78], latency=10)
+    _, _, c_end, s_end, _, _ = run_both([48], [32], [78], latency=10)
     assert c_end[0] == 48 + 10 + 78
     assert s_end[0] == 178
 
@@ -55,32 +55,36 @@ def test_single_tile_is_the_sum_of_its_phases():
 def test_without_double_buffering_phases_add_up():
     # one slot: every load waits for the previous compute -> n * (load + latency + compute)
     n, l, lat, c = 6, 5.0, 3.0, 20
-    _, _, c_end, _ = run_both([l] * n, [0] * n, [c] * n, slots=[1] * n, latency=lat)
+    _, _, c_end, _, stall, cause = run_both([l] * n, [0] * n, [c] * n, slots=[1] * n, latency=lat)
     assert c_end[-1] == n * (l + lat + c)
+    assert list(stall) == [l + lat] * n and list(cause) == [DRAM] * n     # every tile waits for its load
 
 
 def test_double_buffering_hides_loads_under_compute():
     # two slots and compute longer than load + latency -> first load, then back-to-back computes
     n, l, lat, c = 6, 5.0, 3.0, 20
-    _, _, c_end, _ = run_both([l] * n, [0] * n, [c] * n, slots=[2] * n, latency=lat)
+    _, _, c_end, _, stall, cause = run_both([l] * n, [0] * n, [c] * n, slots=[2] * n, latency=lat)
     assert c_end[-1] == l + lat + n * c
+    assert list(stall) == [l + lat] + [0] * (n - 1) and list(cause) == [DRAM] + [NONE] * (n - 1)
 
 
 def test_memory_bound_stream_is_bytes_over_bandwidth():
     # pure copy: n tiles of x cycles in and x out share one channel -> 2 n x when the channel never idles
     n, x = 10, 7.0
-    _, _, _, s_end = run_both([x] * n, [x] * n, [0] * n)
+    _, _, _, s_end, _, _ = run_both([x] * n, [x] * n, [0] * n)
     assert s_end[-1] == 2 * n * x
 
 
 def test_dependency_waits_for_producer_store():
     # tile 1 (another kernel) may not load before tile 0's store has landed
-    load_end, _, _, s_end = run_both([4, 4], [6, 0], [10, 1], dep=[-1, 0], latency=2)
+    load_end, _, _, s_end, stall, cause = run_both([4, 4], [6, 0], [10, 1], dep=[-1, 0], latency=2)
     assert s_end[0] == 4 + 2 + 10 + 6 + 2
     assert load_end[1] == s_end[0] + 4 + 2
+    # tile 1 could start when tile 0's compute ended (16); its load landed at 30: 14 cycles waiting on a producer
+    assert stall[1] == 30 - 16 and cause[1] == DEPENDENCY
 
 
 def test_vector_and_array_engines_overlap_when_independent():
     # an array tile and an independent vector tile: the vector tile runs while the array is busy
-    _, c_start, c_end, _ = run_both([0, 0], [0, 0], [100, 30], engine=[0, 1])
+    _, c_start, c_end, _, _, _ = run_both([0, 0], [0, 0], [100, 30], engine=[0, 1])
     assert c_start[1] == 0 and c_end[1] == 30

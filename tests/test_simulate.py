@@ -213,3 +213,36 @@ def test_roofline_coordinates_respect_both_ceilings():
         assert k.arithmetic_intensity == pytest.approx(k.macs / (k.dram_read_bytes + k.dram_write_bytes))
         assert k.attained_macs_per_cycle <= arch.peak_macs_per_cycle
         assert k.attained_macs_per_cycle <= k.arithmetic_intensity * 8 * (1 + 1e-12)
+
+
+def test_stalls_by_cause_engines_and_levels_are_reported():
+    from workloads import load_workload
+    arch = tiny_arch(bw=4, latency=50, sram_bytes=64 << 10)
+    r = run(load_workload("resnet18"), arch)
+    for k in r.kernels:
+        waits = k.stall_dram_cycles + k.stall_dependency_cycles + k.stall_slot_cycles + k.stall_order_cycles
+        assert 0 <= waits <= r.cycles
+    assert sum(k.stall_dram_cycles + k.stall_dependency_cycles for k in r.kernels) > 0   # bandwidth-starved
+    assert set(r.engine_busy) == {"array", "vector", "dma"}
+    assert all(0 <= v <= 1 + 1e-9 for v in r.engine_busy.values())
+    assert r.engine_busy["dma"] == pytest.approx((r.dram_read_bytes + r.dram_write_bytes) / 4 / r.cycles)
+    assert r.memory_traffic["dram"]["read_bytes"] == r.dram_read_bytes
+    assert r.memory_traffic["dram"]["bandwidth_utilization"] == pytest.approx(r.mbu)
+    assert r.memory_traffic["sram"]["write_bytes"] >= r.dram_read_bytes        # every DRAM byte lands in SRAM
+
+
+def test_a_narrow_sram_stretches_compute():
+    # 16x16 WS GEMM; the SRAM holds everything at 2 B/cycle, far below the ~80 B/cycle the array consumes
+    from arch import arch_from_dict
+    from archs import tiny_arch_dict
+
+    def with_sram_bw(bw):
+        d = tiny_arch_dict()
+        d["memory"][1]["bandwidth_bytes_per_cycle"] = bw
+        return arch_from_dict(d)
+    # a 16x16 int8 WS array takes 16 B of inputs and reads+writes 16 int32 psums per cycle: ~144 B/cycle
+    wide, narrow = with_sram_bw(1024), with_sram_bw(2)
+    a, b = run(gemm(256, 64, 64), wide, mapper="naive"), run(gemm(256, 64, 64), narrow, mapper="naive")
+    assert a.kernels[0].sram_wait_cycles == 0 and b.kernels[0].sram_wait_cycles > 0
+    assert b.kernels[0].compute_cycles == a.kernels[0].compute_cycles + b.kernels[0].sram_wait_cycles
+    assert b.memory_traffic["sram"]["bandwidth_utilization"] > 0.99
