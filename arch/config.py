@@ -1,7 +1,7 @@
 """Frozen dataclasses describing an accelerator: PE array, vector unit, memory levels, energy table."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 Dataflow = Literal["ws", "os", "is"]
@@ -47,6 +47,7 @@ class MemLevel:
     latency_cycles: int = 0
     holds: tuple[Operand, ...] = ("input", "weight", "output")
     double_buffered: bool = True
+    shared: bool = False             # on-chip: one level serving all cores (else one per core); off-chip is shared
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class ArchConfig:
     energy: EnergyTable
     timing: TimingMode = "pipelined"
     description: str = ""
+    cores: int = 1                   # identical cores; private levels are per core, shared levels are split
 
     @property
     def offchip(self) -> MemLevel:
@@ -92,9 +94,20 @@ class ArchConfig:
 
     @property
     def peak_macs_per_cycle(self) -> int:
-        """R * C * arrays * MACs per PE per cycle."""
+        """R * C * arrays * MACs per PE per cycle * cores."""
         a = self.array
-        return a.rows * a.cols * a.count * a.macs_per_pe_cycle
+        return a.rows * a.cols * a.count * a.macs_per_pe_cycle * self.cores
+
+    def per_core(self) -> "ArchConfig":
+        """The share of the chip one core sees: shared on-chip levels and the off-chip bandwidth divided among the
+        cores (bandwidth shared fairly), private levels whole. The mapping search tiles for this view."""
+        if self.cores == 1:
+            return self
+        n = self.cores
+        levels = tuple(replace(lv, capacity_bytes=lv.capacity_bytes // n,
+                               bandwidth_bytes_per_cycle=lv.bandwidth_bytes_per_cycle / n)
+                       if lv.shared or lv.kind == "offchip" else lv for lv in self.memory)
+        return replace(self, memory=levels, cores=1)
 
 
 def dtype_bytes(dtype: str) -> float:

@@ -181,6 +181,8 @@ def validate(arch: ArchConfig) -> list[tuple[str, str]]:
         v = getattr(arch.vector, fname)
         if not 1 <= v <= MAX_ARRAY_DIM:
             errors.append((f"vector.{fname}", f"must be between 1 and {MAX_ARRAY_DIM}, got {v}"))
+    if not 1 <= arch.cores <= 4096:
+        errors.append(("cores", f"must be between 1 and 4096, got {arch.cores}"))
     if len(arch.memory) < 2:
         errors.append(("memory", "needs an off-chip level followed by at least one on-chip level"))
         return errors

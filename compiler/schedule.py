@@ -1,7 +1,7 @@
 """The Schedule (kernels with mappings and dependencies) and `lower`, which runs the compiler passes in order."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
 from arch.config import ArchConfig
@@ -27,6 +27,11 @@ class Kernel:
     mapping: Mapping | VectorMapping
     deps: tuple[int, ...] = ()
     chosen_by: str = ""             # pinned | search | simulator | naive | vector: how the mapping was decided
+    split: str = ""                 # m | n: the loop divided among cores ("" on one core); mapping is per core
+
+    def shares(self, cores: int) -> list[tuple[Contraction, int]]:
+        """(per-core contraction, how many cores run it): the split loop cut into near-equal parts."""
+        return core_shares(self.work, self.split, cores) if self.split else [(self.work, 1)]
 
     @property
     def on_array(self) -> bool:
@@ -93,6 +98,26 @@ def make_kernels(graph: Graph) -> list[tuple[Op, LoopNest, tuple[int, ...]]]:
 Evaluator = Callable[[Kernel], float]
 
 
+def choose_split(work: Contraction, cores: int) -> str:
+    """The loop to divide among cores so every core gets work: m or n, whichever has at least `cores` iterations;
+    when both do, the one that duplicates fewer bytes (splitting m gives every core all of B, n all of A)."""
+    fits = [d for d in ("m", "n") if getattr(work, d) >= cores]
+    if not fits:
+        return "m" if work.m >= work.n else "n"
+    if len(fits) == 1:
+        return fits[0]
+    return "m" if work.k * work.n <= work.m * work.k else "n"
+
+
+def core_shares(work: Contraction, split: str, cores: int) -> list[tuple[Contraction, int]]:
+    """The split loop cut into ceil(size / cores)-sized shares plus a remainder: [(share, cores running it)]."""
+    size = getattr(work, split)
+    per = -(-size // cores)
+    full, rem = divmod(size, per)
+    shares = [(replace(work, **{split: per}), full)]
+    return shares + [(replace(work, **{split: rem}), 1)] if rem else shares
+
+
 def map_kernels(kernels, arch: ArchConfig, options: CompileOptions, timing: str,
                 evaluate: Evaluator | None = None) -> list[Kernel]:
     """Give each kernel a mapping: searched or naive tiling (contractions), elements per tile (vector).
@@ -107,21 +132,24 @@ def map_kernels(kernels, arch: ArchConfig, options: CompileOptions, timing: str,
         if name not in names:
             raise InputError(f"--mapping {name}: no contraction kernel of that name{did_you_mean(name, names)}")
     out = []
+    core = arch.per_core()                          # what one core sees; the whole arch when cores == 1
     for op, work, deps in kernels:
+        split = choose_split(work, arch.cores) if isinstance(work, Contraction) and arch.cores > 1 else ""
+        share = core_shares(work, split, arch.cores)[0][0] if split else work     # the largest per-core share
         if op.name in pinned:
-            mapping, how = check_pinned(op.name, work, pinned[op.name], arch), "pinned"
+            mapping, how = check_pinned(op.name, share, pinned[op.name], core), "pinned"
         elif isinstance(work, Contraction) and options.mapper == "search":
             if work not in decided:
-                choice = search(work, arch, timing, options.objective, name=op.name)
+                choice = search(share, core, timing, options.objective, name=op.name)
                 decided[work] = choice.mapping if evaluate is None else min(
-                    choice.shortlist, key=lambda m: evaluate(Kernel(op.name, (op.name,), work, m)))
+                    choice.shortlist, key=lambda m: evaluate(Kernel(op.name, (op.name,), work, m, split=split)))
             mapping = decided[work]
             how = "search" if evaluate is None else "simulator"
         elif isinstance(work, Contraction):
-            mapping, how = naive_mapping(work, arch, name=op.name), "naive"
+            mapping, how = naive_mapping(share, core, name=op.name), "naive"
         else:
-            mapping, how = vector_mapping(work, arch, name=op.name), "vector"
-        out.append(Kernel(op.name, (op.name,), work, mapping, deps, how))
+            mapping, how = vector_mapping(work, core, name=op.name), "vector"
+        out.append(Kernel(op.name, (op.name,), work, mapping, deps, how, split))
     return out
 
 

@@ -83,7 +83,7 @@ def vector_commands(work: VectorWork, kernel: Kernel, arch: ArchConfig) -> TileC
     per_tile = kernel.mapping.tile_elements
     elems = extents(max(work.elements, 1), per_tile).astype(np.float64)
     v = arch.vector
-    total_cycles = -(-work.ops // (v.lanes * v.ops_per_lane_cycle))
+    total_cycles = -(-work.ops // (v.lanes * v.ops_per_lane_cycle * arch.cores))     # every core's lanes
     level = arch.home("input")
     zeros = np.zeros(elems.shape[0], dtype=np.int64)
     return TileCommands(split_total(work.read_bytes, elems), zeros, zeros, split_total(work.write_bytes, elems),
@@ -91,10 +91,32 @@ def vector_commands(work: VectorWork, kernel: Kernel, arch: ArchConfig) -> TileC
 
 
 def kernel_commands(kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:
-    """Per-tile commands of one kernel."""
-    if isinstance(kernel.work, Contraction):
+    """Per-tile commands of one kernel (cores in lockstep when it is split among them)."""
+    if not isinstance(kernel.work, Contraction):
+        return vector_commands(kernel.work, kernel, arch)
+    if not kernel.split:
         return contraction_commands(kernel.work, kernel, arch, timing)
-    return vector_commands(kernel.work, kernel, arch)
+    core = arch.per_core()
+    parts = [(contraction_commands(share, kernel, core, timing), n) for share, n in kernel.shares(arch.cores)]
+    # splitting m gives every core the same B tiles, splitting n the same A tiles: a shared level loads them once
+    duplicated = {"m": "weight", "n": "input"}[kernel.split]
+    return combine_cores(parts, duplicated if arch.home(duplicated).shared else None)
+
+
+def combine_cores(parts: list[tuple[TileCommands, int]], loaded_once: str | None) -> TileCommands:
+    """Cores running their shares in lockstep: step i moves every core's tile-i bytes over the shared channel
+    (an operand that a shared level holds for all cores once) and lasts as long as the slowest core's compute."""
+    steps = max(c.compute.shape[0] for c, _ in parts)
+    pad = lambda a: np.pad(a, (0, steps - a.shape[0]))   # noqa: E731
+    def total(field, operand=None):
+        arrays = [pad(getattr(c, field)) for c, _ in parts]
+        if operand is not None and operand == loaded_once:
+            return np.max(arrays, axis=0)
+        return sum(n * a for (_, n), a in zip(parts, arrays))
+    first = parts[0][0]
+    return TileCommands(total("input_bytes", "input"), total("weight_bytes", "weight"), total("psum_bytes"),
+                        total("store_bytes"), np.max([pad(c.compute) for c, _ in parts], axis=0), first.engine,
+                        first.slots)
 
 
 @dataclass(frozen=True)

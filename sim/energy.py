@@ -13,6 +13,15 @@ from compiler.schedule import Kernel
 from .commands import TileCommands
 
 
+def share_feeds(kernel: Kernel, arch: ArchConfig) -> tuple[int, int, int, int]:
+    """array_feed_elems summed over the kernel's per-core shares (the whole contraction on one core)."""
+    totals = [0, 0, 0, 0]
+    for share, n in kernel.shares(arch.cores):
+        for i, f in enumerate(array_feed_elems(share, kernel.mapping.dataflow, arch.array.rows, arch.array.cols)):
+            totals[i] += n * f
+    return tuple(totals)
+
+
 def action_counts(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> Counter:
     """Counts of every energy action one kernel performs (MACs, vector ops, bytes per level read and written)."""
     counts: Counter = Counter()
@@ -25,7 +34,7 @@ def action_counts(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> Count
     if isinstance(work, Contraction):
         counts[f"mac.{work.a_dtype}"] += work.macs
         home_a, home_b, home_c = (arch.home(o).name for o in ("input", "weight", "output"))
-        a_r, b_r, c_w, c_r = array_feed_elems(work, kernel.mapping.dataflow, arch.array.rows, arch.array.cols)
+        a_r, b_r, c_w, c_r = share_feeds(kernel, arch)
         acc = DTYPE_BYTES[arch.array.acc_dtype]
         # fills from off-chip are buffer writes; stores to off-chip are buffer reads
         counts[f"{home_a}.write_byte"] += read_in

@@ -22,7 +22,8 @@ def schedule_table(schedule: Schedule, result: SimResult, arch: ArchConfig, obje
         if kernel.chosen_by in ("pinned", "naive"):
             why = {"pinned": "pinned by --mapping", "naive": "naive: first tiling that fits"}[kernel.chosen_by]
         elif kernel.on_array:
-            choice = mapper.search(kernel.work, arch, schedule.timing, objective, name=kernel.name)
+            choice = mapper.search(kernel.shares(arch.cores)[0][0], arch.per_core(), schedule.timing, objective,
+                                   name=kernel.name)
             if choice.runner_up is None:
                 why = "only legal mapping"
             elif kernel.mapping == choice.mapping:

@@ -8,13 +8,12 @@ import numpy as np
 
 from arch.config import ArchConfig
 from arch.errors import InputError
-from compiler.cost import (MAX_TILES, array_cycles, array_feed_elems, mapping_efficiency, spatial_dims,
-                           streamed_loop)
+from compiler.cost import MAX_TILES, array_cycles, mapping_efficiency, spatial_dims, streamed_loop
 from compiler.lowering import Contraction
 from compiler.schedule import Kernel, Schedule
 
 from .commands import ARRAY, VECTOR, TileCommands, build_program
-from .energy import action_counts, by_component, dynamic_energy_pj, static_energy_pj
+from .energy import action_counts, by_component, dynamic_energy_pj, share_feeds, static_energy_pj
 from .kernels.pipeline import CAUSES, run_tiles, run_tiles_py
 from .result import KernelResult, SimResult
 
@@ -28,11 +27,11 @@ def describe_mapping(kernel: Kernel) -> str:
     return f"vector tile={m.tile_elements} elems"
 
 
-def _check_size(schedule: Schedule) -> None:
+def _check_size(schedule: Schedule, arch: ArchConfig) -> None:
     total = 0
     for k in schedule.kernels:
         if isinstance(k.work, Contraction):
-            w, m = k.work, k.mapping
+            w, m = k.shares(arch.cores)[0][0], k.mapping
             total += w.g * (-(-w.m // m.tile_m)) * (-(-w.n // m.tile_n)) * (-(-w.k // m.tile_k))
         else:
             total += -(-k.work.elements // k.mapping.tile_elements)
@@ -45,7 +44,7 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False) -> S
     """Run a schedule on an arch; `reference=True` uses the slow Python pipeline (for tests)."""
     if schedule.arch != arch.name:
         raise InputError(f"schedule was lowered for arch '{schedule.arch}', not '{arch.name}'")
-    _check_size(schedule)
+    _check_size(schedule, arch)
     prog = build_program(schedule, arch)
     run = run_tiles_py if reference else run_tiles
     _, _, comp_end, store_end, stall, cause = run(prog.load_xfer, prog.store_xfer, prog.compute, prog.engine,
@@ -132,11 +131,12 @@ def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles:
     traffic = int(cmds.load_bytes.sum() + cmds.store_bytes.sum())
     if cmds.engine == ARRAY:
         df = kernel.mapping.dataflow
-        sr, sc, _ = spatial_dims(work, df)
+        share = kernel.shares(arch.cores)[0][0]         # the largest per-core share sets the timing
+        sr, sc, _ = spatial_dims(share, df)
         eff = mapping_efficiency(sr, sc, arch.array.rows, arch.array.cols)
-        a_r, b_r, c_w, _ = array_feed_elems(work, df, arch.array.rows, arch.array.cols)
+        a_r, b_r, c_w, _ = share_feeds(kernel, arch)
         # compute stretched past the array's own timing because an on-chip level could not feed it
-        sram_wait = compute - array_cycles(work, arch.array, df, timing, kernel.mapping.tile(streamed_loop(df)))
+        sram_wait = compute - array_cycles(share, arch.array, df, timing, kernel.mapping.tile(streamed_loop(df)))
     else:
         eff, a_r, b_r, c_w, sram_wait = 0.0, 0, 0, 0, 0
     # memory-bound: more time moving data, or waiting for it (latency), than computing

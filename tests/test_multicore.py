@@ -1,0 +1,86 @@
+"""Several cores: kernels split along M or N, private and shared levels, one contended off-chip channel."""
+from __future__ import annotations
+
+from math import ceil
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from arch import arch_from_dict
+from compiler.lowering import Contraction
+from compiler.schedule import CompileOptions, choose_split, core_shares, lower
+from sim import simulate
+from workloads import gemm, load_workload
+
+from archs import tiny_arch_dict
+
+
+def cores_arch(cores, shared=False, bw=64, sram=256 << 10):
+    d = tiny_arch_dict(rows=8, cols=8, bw=bw, sram_bytes=sram, latency=10)
+    d["cores"] = cores
+    d["memory"][1]["shared"] = shared
+    d["memory"][1]["bandwidth_bytes_per_cycle"] = 1024
+    return arch_from_dict(d)
+
+
+def run(graph, arch, mapper="search"):
+    return simulate(lower(graph, arch, CompileOptions(mapper=mapper)), arch)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 200), st.integers(1, 200), st.integers(1, 200), st.integers(1, 5), st.booleans())
+def test_cores_conserve_macs_and_respect_bounds(m, n, k, cores, shared):
+    arch = cores_arch(cores, shared)
+    r = run(gemm(m, n, k), arch)
+    assert r.macs == m * n * k
+    assert 0 < r.pe_utilization <= 1
+    assert r.cycles >= ceil(m * n * k / arch.peak_macs_per_cycle)
+    assert r.cycles >= (r.dram_read_bytes + r.dram_write_bytes) / arch.offchip.bandwidth_bytes_per_cycle
+    assert r.dram_read_bytes >= m * k + k * n and r.dram_write_bytes >= m * n
+
+
+def test_compute_bound_work_speeds_up_with_cores():
+    g = gemm(1024, 256, 256)
+    one, two, four = (run(g, cores_arch(c, bw=4096), "naive").cycles for c in (1, 2, 4))
+    assert two <= 0.55 * one and four <= 0.3 * one
+
+
+def test_a_shared_level_loads_a_duplicated_operand_once():
+    # M splits across cores, so every core needs all of B: private buffers load it per core, a shared one once
+    g = gemm(4096, 64, 64)
+    private = run(g, cores_arch(4, shared=False), "naive")
+    shared = run(g, cores_arch(4, shared=True), "naive")
+    k = private.kernels[0]
+    assert k.dram_input_read_bytes == shared.kernels[0].dram_input_read_bytes == 4096 * 64
+    assert k.dram_weight_read_bytes == 4 * shared.kernels[0].dram_weight_read_bytes
+
+
+def test_memory_bound_gemv_gains_nothing_from_cores():
+    g = gemm(1, 4096, 1024)
+    one, four = run(g, cores_arch(1, bw=8)), run(g, cores_arch(4, bw=8))
+    assert four.cycles >= 0.95 * one.cycles
+    assert four.mbu > 0.9
+
+
+def test_split_choice_and_shares():
+    conv_like = Contraction(1, 3136, 64, 576, "int8", "int8", "int8")
+    gemv = Contraction(1, 1, 4096, 4096, "int8", "int8", "int8")
+    assert choose_split(conv_like, 4) == "m" and choose_split(gemv, 4) == "n"
+    shares = core_shares(Contraction(1, 10, 5, 3, "int8", "int8", "int8"), "m", 4)
+    assert [(s.m, n) for s, n in shares] == [(3, 3), (1, 1)]          # 3 + 3 + 3 + 1 = 10 rows
+    assert sum(s.macs * n for s, n in shares) == 10 * 5 * 3
+
+
+def test_cores_validation():
+    from arch import InputError
+    d = tiny_arch_dict()
+    d["cores"] = 0
+    with pytest.raises(InputError, match="cores: must be between 1 and 4096"):
+        arch_from_dict(d)
+
+
+def test_a_network_runs_on_several_cores():
+    arch = cores_arch(2)
+    r = run(load_workload("resnet18"), arch)
+    assert r.macs == 1_814_073_344 and 0 < r.pe_utilization <= 1
