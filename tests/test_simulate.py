@@ -38,16 +38,18 @@ def test_one_gemm_tile_that_fits(timing, compute):
     assert r.macs == 32 * 16 * 16
 
 
-def test_bandwidth_bound_copy_is_bytes_over_bandwidth():
-    # a transpose moves 64 KiB in and 64 KiB out over a 16 B/cycle channel with no latency: 2 * 65536 / 16
+@pytest.mark.parametrize("latency", [0, 10, 100])
+def test_bandwidth_bound_copy_is_bytes_over_bandwidth_plus_latency(latency):
+    # a transpose moves 64 KiB in and 64 KiB out over a 16 B/cycle channel: 2 * 65536 / 16 cycles of transfers;
+    # latency overlaps later transfers and shows once, at the end
     b = GraphBuilder("copy")
     x = b.input("x", (256, 256))
-    arch = tiny_arch(sram_bytes=16 << 10)               # small buffer -> many tiles, still one channel
+    arch = tiny_arch(sram_bytes=16 << 10, latency=latency)      # small buffer -> many tiles, still one channel
     r = run(b.build(b.add("Transpose", [x], {"perm": (1, 0)})), arch)
     assert r.kernels[0].tiles > 1
-    assert r.cycles == 2 * 65536 // 16
+    assert r.cycles == 2 * 65536 // 16 + latency
     assert r.kernels[0].bound == "memory"
-    assert r.mbu == pytest.approx(1.0)
+    assert r.mbu == pytest.approx(8192 / (8192 + latency))
 
 
 def test_reference_pipeline_gives_the_same_result():
