@@ -59,12 +59,30 @@ class EnergyEntry:
 
 
 @dataclass(frozen=True)
+class EnergyDefaults:
+    """Fill the actions an arch does not list from arch/energy_model.py: its node and off-chip memory type."""
+    node_nm: float
+    offchip: str = ""            # HBM2, HBM2E, GDDR6, LPDDR4, DDR4, DDR3; "" leaves off-chip entries to the arch
+
+
+@dataclass(frozen=True)
 class EnergyTable:
-    """Energy per action (pJ) and static power (mW), every entry sourced; see arch/energy.py for action names."""
+    """Energy per action (pJ) and static power (mW), every entry sourced; action names are listed in sim/energy.py."""
     node: str
     actions: dict[str, EnergyEntry]
     static_mw: float = 0.0
     static_source: str = ""
+    defaults: EnergyDefaults | None = None
+
+
+@dataclass(frozen=True)
+class AreaTable:
+    """Technology node for the area model (arch/area_model.py), and optional measured overrides (0: use the model)."""
+    node_nm: float
+    pe_mm2: float = 0.0
+    sram_mm2_per_mib: float = 0.0
+    vector_lane_mm2: float = 0.0
+    source: str = ""
 
 
 @dataclass(frozen=True)
@@ -79,6 +97,7 @@ class ArchConfig:
     timing: TimingMode = "pipelined"
     description: str = ""
     cores: int = 1                   # identical cores; private levels are per core, shared levels are split
+    area: AreaTable | None = None    # node (and overrides) for area; None: the arch reports no area
 
     @property
     def offchip(self) -> MemLevel:

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import dataclasses
+import types
 import typing
 from importlib import resources
 from pathlib import Path
 
 import yaml
 
-from .config import OPERANDS, ArchConfig, EnergyEntry, EnergyTable, MemLevel, PEArray, VectorUnit
+from .config import OPERANDS, AreaTable, ArchConfig, EnergyDefaults, EnergyEntry, EnergyTable, MemLevel, PEArray, VectorUnit
+from .energy_model import default_actions
 from .errors import InputError, allowed_list, did_you_mean
 from .units import parse_bytes, parse_bytes_per_s, parse_hz
 
@@ -58,6 +60,9 @@ def _type_name(tp) -> str:
 def _convert(value, tp, path: str, field_name: str, errors: list):
     """Convert a YAML value to type `tp`, appending (path, message) to errors on failure."""
     origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):           # X | None: null, or an X
+        (inner,) = [t for t in typing.get_args(tp) if t is not type(None)]
+        return None if value is None else _convert(value, inner, path, field_name, errors)
     if origin is typing.Literal:
         allowed = typing.get_args(tp)
         if value not in allowed:
@@ -168,6 +173,27 @@ def _normalize_memory(raw: dict, errors: list) -> None:
             level["bandwidth_bytes_per_cycle"] = bytes_per_s / clock
 
 
+def _fill_energy_defaults(raw: dict, errors: list) -> None:
+    """With `energy.defaults: {node_nm, offchip}`, add the model's entry for every action the arch leaves out
+    (in place); the entries the arch lists stay as they are."""
+    energy = raw.get("energy")
+    if not isinstance(energy, dict) or not isinstance(energy.get("defaults"), dict):
+        return
+    spec = build(EnergyDefaults, energy["defaults"], "energy.defaults", errors)
+    if spec is None:
+        return
+    if not spec.node_nm > 0:
+        errors.append(("energy.defaults.node_nm", f"must be > 0, got {spec.node_nm:g}"))
+        return
+    try:
+        model = default_actions(raw, spec.node_nm, spec.offchip or None)
+    except InputError as e:
+        errors.extend(e.problems)
+        return
+    given = energy.get("actions") if isinstance(energy.get("actions"), dict) else {}
+    energy["actions"] = {**model, **given}
+
+
 def validate(arch: ArchConfig) -> list[tuple[str, str]]:
     """Semantic checks that types cannot express: positive sizes, one home level per operand."""
     errors = []
@@ -181,6 +207,11 @@ def validate(arch: ArchConfig) -> list[tuple[str, str]]:
         v = getattr(arch.vector, fname)
         if not 1 <= v <= MAX_ARRAY_DIM:
             errors.append((f"vector.{fname}", f"must be between 1 and {MAX_ARRAY_DIM}, got {v}"))
+    if arch.area is not None:
+        for fname in ("node_nm", "pe_mm2", "sram_mm2_per_mib", "vector_lane_mm2"):
+            v = getattr(arch.area, fname)
+            if v < 0 or (fname == "node_nm" and v == 0):
+                errors.append((f"area.{fname}", f"must be {'>' if fname == 'node_nm' else '>='} 0, got {v:g}"))
     if not 1 <= arch.cores <= 4096:
         errors.append(("cores", f"must be between 1 and 4096, got {arch.cores}"))
     if len(arch.memory) < 2:
@@ -220,6 +251,7 @@ def arch_from_dict(raw: dict, source: str = "arch") -> ArchConfig:
     raw = _deepcopy(raw)
     errors: list = []
     _normalize_memory(raw, errors)
+    _fill_energy_defaults(raw, errors)
     arch = build(ArchConfig, raw, "", errors)
     if errors:
         raise InputError(errors)
@@ -283,7 +315,8 @@ def _set_path(raw: dict, key: str, value) -> None:
         walked.append(part)
 
 
-_SCHEMA = {(): ArchConfig, ("array",): PEArray, ("vector",): VectorUnit, ("energy",): EnergyTable}
+_SCHEMA = {(): ArchConfig, ("array",): PEArray, ("vector",): VectorUnit, ("energy",): EnergyTable,
+           ("energy", "defaults"): EnergyDefaults, ("area",): AreaTable}
 
 
 def _allowed_keys(walked: list[str], node: dict) -> set[str]:

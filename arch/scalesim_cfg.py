@@ -49,6 +49,7 @@ _SOURCE_SRAM = ("default, SCALE-Sim has no energy model: Horowitz ISSCC 2014, 32
                 "access / 8 B")
 DEFAULT_ENERGY = {
     "node": "45 nm (Horowitz, ISSCC 2014) defaults: a SCALE-Sim config has no energy data",
+    "defaults": {"node_nm": 45},
     "actions": {
         "mac.int8": {"pj": 0.23, "source": _SOURCE_MAC, "node": "45nm"},
         "vector.op": {"pj": 0.1, "source": "default, SCALE-Sim has no energy model: Horowitz ISSCC 2014, "

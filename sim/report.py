@@ -76,6 +76,9 @@ def to_table(result: SimResult, top: int | None = None) -> str:
         f"  off-chip        read {_bytes(r.dram_read_bytes)}, write {_bytes(r.dram_write_bytes)}, "
         f"MBU {r.mbu:.1%} of {_si(r.offchip_bytes_per_cycle * r.clock_hz, 'B/s')}",
         f"  energy          {_si(r.energy_pj * 1e-12, 'J')}   {r.pj_per_mac:.3g} pJ/MAC",
+        f"  area            {r.area_mm2:.3g} mm² (" + ", ".join(f"{k} {v:.3g}" for k, v in
+                                                         r.area_breakdown_mm2.items()) + ")" if r.area_mm2 else
+        "  area            (the arch has no area section)",
         f"  engines busy    array {r.engine_busy['array']:.1%}, vector {r.engine_busy['vector']:.1%}, "
         f"DMA {r.engine_busy['dma']:.1%}",
         *textwrap.wrap(", ".join(f"{name} {t['bandwidth_utilization']:.1%}" for name, t in r.memory_traffic.items()),

@@ -59,6 +59,8 @@ class SimResult:
     peak_macs_per_cycle: int
     offchip_bytes_per_cycle: float
     kernels: tuple[KernelResult, ...]
+    area_mm2: float              # chip area from arch/area_model.py (0 when the arch has no area section)
+    area_breakdown_mm2: dict     # array | <on-chip level> | vector -> mm^2
     engine_busy: dict            # array | vector | dma -> busy fraction of the run
     memory_traffic: dict         # level -> {read_bytes, write_bytes, bandwidth_utilization}
 

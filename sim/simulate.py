@@ -6,6 +6,7 @@ from math import ceil
 
 import numpy as np
 
+from arch.area_model import area_mm2
 from arch.config import ArchConfig
 from arch.errors import InputError
 from compiler.cost import MAX_TILES, array_cycles, mapping_efficiency, spatial_dims, streamed_loop
@@ -79,6 +80,7 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False) -> S
         kernels.append(kr)
 
     macs = sum(k.macs for k in kernels)
+    area = area_mm2(arch)
     bw = arch.offchip.bandwidth_bytes_per_cycle
     energy_breakdown = {k: float(v) for k, v in sorted(breakdown.items())}
     return SimResult(
@@ -89,6 +91,7 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False) -> S
         energy_pj=float(sum(energy_breakdown.values())), energy_breakdown_pj=energy_breakdown,
         dram_read_bytes=dram_read, dram_write_bytes=dram_write, peak_macs_per_cycle=peak,
         offchip_bytes_per_cycle=bw, kernels=tuple(kernels),
+        area_mm2=float(sum(area.values())), area_breakdown_mm2=area,
         engine_busy=_engine_busy(prog, total_cycles),
         memory_traffic=_memory_traffic(actions, arch, total_cycles))
 

@@ -20,7 +20,7 @@ def tiny_arch_dict(rows=16, cols=16, dataflow="ws", bw=16, latency=0, sram_bytes
         ],
         "energy": {"node": "test", "static_mw": static_mw, "actions": {
             a: dict(entry) for a in ("mac.int8", "vector.op", "dram.read_byte", "dram.write_byte",
-                                     "sram.read_byte", "sram.write_byte")}},
+                                     "sram.read_byte", "sram.write_byte", "array.reg_byte", "array.hop_byte")}},
     }
 
 

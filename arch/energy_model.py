@@ -1,0 +1,109 @@
+"""Default energy per action from the published tables (DESIGN.md section 4), with documented rules between them.
+
+Anchors: Horowitz, "Computing's energy problem", ISSCC 2014 (45 nm) and Jouppi et al., ISCA 2021 (7 nm).
+Rules, each stated where it is used:
+  node scaling   E(node) = E45 * (E7 / E45) ** (ln(45 / node) / ln(45 / 7)): log-log interpolation between the two
+                 anchors, extended with the same slope outside them; where only 45 nm is known, the int8
+                 multiplier's ratio (0.07 / 0.2) stands in for E7 / E45.
+  data types     a multiplier's energy grows with the square of its significand width, an adder's with its width
+                 (int4, int16, fp8, bf16 are derived from int8, int32 and fp16 this way).
+  SRAM size      Horowitz's 8 KB / 32 KB / 1 MB reads (10 / 20 / 100 pJ per 64 bit) follow ~sqrt(capacity) at
+                 45 nm; Jouppi's 7 nm 8 KB / 1 MB reads (7.5 / 14 pJ) follow capacity ** 0.129.
+  PE registers   Eyeriss (Chen et al., ISCA 2016): a register-file access costs about one 16-bit MAC and a PE-to-PE
+                 hop about two, per 16-bit word.
+"""
+from __future__ import annotations
+
+from math import log
+
+from .errors import InputError
+
+ANCHOR_45, ANCHOR_7 = 45.0, 7.0
+HOROWITZ = "Horowitz, ISSCC 2014 (45 nm)"
+JOUPPI = "Jouppi et al., ISCA 2021 (7 nm)"
+
+# (multiply pJ, add pJ) per operation at 45 nm and 7 nm; None where the table has no entry
+OPS = {
+    "int8": ((0.2, 0.03), (0.07, 0.007)),
+    "int32": ((3.1, 0.1), (None, 0.03)),
+    "fp16": ((1.1, 0.4), (None, None)),
+    "fp32": ((3.7, 0.9), (1.31, 0.38)),
+}
+SIGNIFICAND_BITS = {"fp8": 4, "bf16": 8, "fp16": 11, "fp32": 24}     # incl. the hidden bit (fp8 = e4m3)
+INT_BITS = {"int4": 4, "int8": 8, "int16": 16, "int32": 32}
+
+# off-chip access energy per bit (DESIGN.md section 4; DDR3 from Horowitz's 1300-2600 pJ per 64-bit access)
+OFFCHIP_PJ_PER_BIT = {"HBM2": 3.9, "HBM2E": 6.0, "GDDR6": 7.5, "LPDDR4": 13.0, "DDR4": 20.0, "DDR3": 20.3}
+
+
+def node_scale(e45: float, e7: float | None, node_nm: float) -> float:
+    """Energy at `node_nm` by log-log interpolation between the 45 and 7 nm anchors (int8-mult slope if no e7)."""
+    ratio = (e7 / e45) if e7 else (0.07 / 0.2)
+    return e45 * ratio ** (log(ANCHOR_45 / node_nm) / log(ANCHOR_45 / ANCHOR_7))
+
+
+def _op(kind: str, which: int, node_nm: float) -> float:
+    (m45, a45), (m7, a7) = OPS[kind]
+    return node_scale(m45, m7, node_nm) if which == 0 else node_scale(a45, a7, node_nm)
+
+
+def mac_pj(dtype: str, node_nm: float) -> tuple[float, str]:
+    """pJ of one multiply-accumulate at `dtype`, with how it was derived."""
+    if dtype in ("int8", "int32", "fp16", "fp32"):
+        return _op(dtype, 0, node_nm) + _op(dtype, 1, node_nm), f"mult + add, {HOROWITZ} / {JOUPPI}, node-scaled"
+    if dtype in INT_BITS:              # int4, int16 from int8: mult ~ bits^2, add ~ bits
+        w = INT_BITS[dtype] / 8
+        return (_op("int8", 0, node_nm) * w * w + _op("int8", 1, node_nm) * w,
+                "int8 mult x (bits/8)^2 + add x bits/8 (tilesim energy model)")
+    if dtype in SIGNIFICAND_BITS:      # fp8, bf16 from fp16: mult ~ significand^2, add ~ width
+        w = SIGNIFICAND_BITS[dtype] / 11
+        width = {"fp8": 8, "bf16": 16}[dtype] / 16
+        return (_op("fp16", 0, node_nm) * w * w + _op("fp16", 1, node_nm) * width,
+                "fp16 mult x (significand/11)^2 + add x width/16 (tilesim energy model)")
+    raise InputError(f"energy: no default MAC energy for dtype '{dtype}'")
+
+
+def sram_pj_per_byte(capacity_bytes: int, node_nm: float) -> tuple[float, str]:
+    """pJ per byte read or written of an SRAM of this capacity (one bank's access energy)."""
+    kib8 = max(capacity_bytes, 1) / 8192
+    e45 = 10 / 8 * kib8 ** 0.5           # 45 nm: 8 KB 10 pJ / 64 bit, ~sqrt(capacity)
+    e7 = 7.5 / 8 * kib8 ** 0.129         # 7 nm: 8 KB 7.5 pJ, 1 MB 14 pJ per 64 bit
+    return node_scale(e45, e7, node_nm), f"SRAM read energy vs capacity, {HOROWITZ} / {JOUPPI}, node-scaled"
+
+
+def offchip_pj_per_byte(kind: str) -> tuple[float, str]:
+    """pJ per byte of an off-chip memory type."""
+    if kind not in OFFCHIP_PJ_PER_BIT:
+        raise InputError(f"energy.defaults.offchip: unknown memory type '{kind}'; known: "
+                         f"{', '.join(OFFCHIP_PJ_PER_BIT)} (or give <level>.read_byte and write_byte)")
+    return 8 * OFFCHIP_PJ_PER_BIT[kind], f"{kind} {OFFCHIP_PJ_PER_BIT[kind]} pJ/bit (DESIGN.md section 4)"
+
+
+def default_actions(arch_raw: dict, node_nm: float, offchip: str | None) -> dict[str, dict]:
+    """Energy entries for every action an arch can perform, from the model (a raw arch mapping goes in so the
+    loader can fill a table before validation). Entries the arch gives itself take precedence."""
+    out: dict[str, dict] = {}
+    node = f"{node_nm:g} nm"
+
+    def put(action, value_source):
+        out[action] = {"pj": round(value_source[0], 6), "source": value_source[1], "node": node}
+
+    for dtype in ("int4", "int8", "int16", "fp8", "bf16", "fp16", "int32", "fp32"):
+        put(f"mac.{dtype}", mac_pj(dtype, node_nm))
+    mac16 = mac_pj("int16", node_nm)[0]
+    put("array.reg_byte", (mac16 / 2, "Eyeriss (ISCA 2016): register-file access ~ one 16-bit MAC per word"))
+    put("array.hop_byte", (mac16, "Eyeriss (ISCA 2016): PE-to-PE hop ~ two 16-bit MACs per word"))
+    put("vector.op", (_op("int32", 1, node_nm), f"32-bit add, {HOROWITZ} / {JOUPPI}, node-scaled"))
+    for level in arch_raw.get("memory", []):
+        if not isinstance(level, dict) or "name" not in level:
+            continue
+        if level.get("kind") == "offchip":
+            if offchip is None:
+                continue
+            value = offchip_pj_per_byte(offchip)
+        else:
+            from .units import parse_bytes
+            value = sram_pj_per_byte(int(parse_bytes(level.get("capacity_bytes", 0))), node_nm)
+        put(f"{level['name']}.read_byte", value)
+        put(f"{level['name']}.write_byte", value)
+    return out
