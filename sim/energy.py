@@ -40,6 +40,12 @@ def action_counts(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> Count
         counts[f"{home_a}.write_byte"] += read_in
         counts[f"{home_b}.write_byte"] += read_w
         counts[f"{home_c}.write_byte"] += read_psum + ceil(c_w * acc)
+        # inside the array: the stationary operand is read from each PE's register every MAC (OS reads and writes
+        # its accumulator); the two moving operands hop to the next PE every MAC
+        a, b = DTYPE_BYTES[work.a_dtype], DTYPE_BYTES[work.b_dtype]
+        stationary, moving = {"ws": (b, a + acc), "os": (2 * acc, a + b), "is": (a, b + acc)}[kernel.mapping.dataflow]
+        counts["array.reg_byte"] += ceil(work.macs * stationary)
+        counts["array.hop_byte"] += ceil(work.macs * moving)
         counts[f"{home_a}.read_byte"] += ceil(a_r * DTYPE_BYTES[work.a_dtype])
         counts[f"{home_b}.read_byte"] += ceil(b_r * DTYPE_BYTES[work.b_dtype])
         counts[f"{home_c}.read_byte"] += ceil(c_r * acc) + written
