@@ -10,7 +10,8 @@ from arch.loader import build
 
 from .cost import LOOPS, Mapping
 from .ir import Graph, Op
-from .lowering import Contraction, LoopNest, VectorWork, lower_op
+from .fusion import AttentionMapping, AttentionWork, Epilogue, attention_mapping, group_ops
+from .lowering import Contraction, LoopNest, VectorWork
 from .mapper import search
 from .ops import OpKind, spec
 from .tiling import VectorMapping, fits, footprint, naive_mapping, vector_mapping
@@ -24,10 +25,11 @@ class Kernel:
     name: str
     ops: tuple[str, ...]
     work: LoopNest
-    mapping: Mapping | VectorMapping
+    mapping: Mapping | VectorMapping | AttentionMapping
     deps: tuple[int, ...] = ()
     chosen_by: str = ""             # pinned | search | simulator | naive | vector: how the mapping was decided
     split: str = ""                 # m | n: the loop divided among cores ("" on one core); mapping is per core
+    epilogue: Epilogue | None = None  # elementwise ops fused onto a contraction's drain
 
     def shares(self, cores: int) -> list[tuple[Contraction, int]]:
         """(per-core contraction, how many cores run it): the split loop cut into near-equal parts."""
@@ -35,8 +37,8 @@ class Kernel:
 
     @property
     def on_array(self) -> bool:
-        """True for contractions (PE array), False for vector work and data movement."""
-        return isinstance(self.work, Contraction)
+        """True for contractions and fused attention (PE array), False for vector work and data movement."""
+        return isinstance(self.work, (Contraction, AttentionWork))
 
 
 MAPPERS = ("search", "naive")
@@ -46,6 +48,7 @@ MAPPERS = ("search", "naive")
 class CompileOptions:
     """Choices for lowering: the array timing mode, how contractions are mapped, and the search objective."""
     timing: str | None = None       # None: the arch's own `timing`
+    fusion: str = "full"            # none | epilogue | full (compiler/fusion.py)
     mapper: str = "search"          # search: best of all tilings and loop orders; naive: first tiling that fits
     objective: str = "latency"      # latency | energy | edp
     pinned: tuple[tuple[str, Mapping], ...] = ()   # (kernel name, mapping) fixed by the user
@@ -65,7 +68,8 @@ class Schedule:
     arch: str
     timing: str
     kernels: tuple[Kernel, ...]
-    notes: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = field(default=())     # what was fused, and why the rest was not
+    fusion: str = "none"
 
     def __post_init__(self):
         for j, kernel in enumerate(self.kernels):
@@ -76,23 +80,10 @@ class Schedule:
 
 # ---------------------------------------------------------------- passes
 
-def make_kernels(graph: Graph) -> list[tuple[Op, LoopNest, tuple[int, ...]]]:
-    """One kernel per non-view op, with dependencies on the kernels producing its inputs (seen through views)."""
-    source: dict[str, tuple[int, ...]] = {}     # tensor -> kernels whose output it is (views alias)
-    kernels = []
-    for op in graph.ops:
-        deps = tuple(sorted({k for t in op.inputs for k in source.get(t, ())}))
-        if spec(op.op_type).kind is OpKind.VIEW:
-            for t in op.outputs:
-                source[t] = deps
-            continue
-        work = lower_op(graph, op)
-        if work.macs == 0 and isinstance(work, Contraction):
-            continue
-        for t in op.outputs:
-            source[t] = (len(kernels),)
-        kernels.append((op, work, deps))
-    return kernels
+def make_kernels(graph: Graph, fusion: str = "none") -> list[tuple]:
+    """Kernels of a graph under a fusion policy: (name, ops, loop nest, dependencies, epilogue) each; views are
+    free and seen through when linking a kernel to the kernels that produce its inputs."""
+    return list(group_ops(graph, fusion).kernels)
 
 
 Evaluator = Callable[[Kernel], float]
@@ -127,29 +118,32 @@ def map_kernels(kernels, arch: ArchConfig, options: CompileOptions, timing: str,
         raise InputError(f"--mapper: got '{options.mapper}', allowed: {', '.join(MAPPERS)}")
     decided: dict[Contraction, Mapping] = {}
     pinned = dict(options.pinned)
-    names = {op.name for op, work, _ in kernels if isinstance(work, Contraction)}
+    names = {k[0] for k in kernels if isinstance(k[2], Contraction)}
     for name in pinned:
         if name not in names:
             raise InputError(f"--mapping {name}: no contraction kernel of that name{did_you_mean(name, names)}")
     out = []
     core = arch.per_core()                          # what one core sees; the whole arch when cores == 1
-    for op, work, deps in kernels:
+    for name, ops, work, deps, epilogue in kernels:
         split = choose_split(work, arch.cores) if isinstance(work, Contraction) and arch.cores > 1 else ""
         share = core_shares(work, split, arch.cores)[0][0] if split else work     # the largest per-core share
-        if op.name in pinned:
-            mapping, how = check_pinned(op.name, share, pinned[op.name], core), "pinned"
+        if name in pinned:
+            mapping, how = check_pinned(name, share, pinned[name], core), "pinned"
+        elif isinstance(work, AttentionWork):
+            mapping, how = attention_mapping(work, arch, timing, name), "attention"
         elif isinstance(work, Contraction) and options.mapper == "search":
             if work not in decided:
-                choice = search(share, core, timing, options.objective, name=op.name)
+                choice = search(share, core, timing, options.objective, name=name)
                 decided[work] = choice.mapping if evaluate is None else min(
-                    choice.shortlist, key=lambda m: evaluate(Kernel(op.name, (op.name,), work, m, split=split)))
+                    choice.shortlist, key=lambda m: evaluate(Kernel(name, ops, work, m, split=split,
+                                                                    epilogue=epilogue)))
             mapping = decided[work]
             how = "search" if evaluate is None else "simulator"
         elif isinstance(work, Contraction):
-            mapping, how = naive_mapping(share, core, name=op.name), "naive"
+            mapping, how = naive_mapping(share, core, name=name), "naive"
         else:
-            mapping, how = vector_mapping(work, core, name=op.name), "vector"
-        out.append(Kernel(op.name, (op.name,), work, mapping, deps, how, split))
+            mapping, how = vector_mapping(work, core, name=name), "vector"
+        out.append(Kernel(name, ops, work, mapping, deps, how, split, epilogue))
     return out
 
 
@@ -187,10 +181,11 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     """Graph -> Schedule: make kernels (views are free), then map each onto the arch. `evaluate` (e.g.
     sim.kernel_evaluator) lets the simulator pick among the search's closed-form shortlist."""
     timing = options.resolved_timing(arch)
-    kernels = map_kernels(make_kernels(graph), arch, options, timing, evaluate)
+    grouping = group_ops(graph, options.fusion)
+    kernels = map_kernels(list(grouping.kernels), arch, options, timing, evaluate)
     if not kernels:
         raise InputError(f"workload {graph.name}: nothing to run (the graph has only views)")
-    return Schedule(graph.name, arch.name, timing, tuple(kernels))
+    return Schedule(graph.name, arch.name, timing, tuple(kernels), grouping.notes, options.fusion)
 
 
 __all__ = ["Kernel", "Schedule", "CompileOptions", "lower", "make_kernels", "map_kernels", "VectorWork"]

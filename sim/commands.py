@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from math import ceil
 
 import numpy as np
 
 from arch.config import ArchConfig
 from compiler.cost import LOOPS, a_tile_bytes, compute_cycles, extents, nbytes, streamed_loop, trip_counts
+from compiler.fusion import AttentionWork, attention_tile_compute, attention_traffic
 from compiler.lowering import Contraction, VectorWork
 from compiler.schedule import Kernel, Schedule
 
@@ -73,9 +75,35 @@ def contraction_commands(work: Contraction, kernel: Kernel, arch: ArchConfig, ti
     t_tile = mapping.tile(streamed_loop(mapping.dataflow))
     total = compute_cycles(work, arch, mapping.dataflow, timing, t_tile)
     compute = split_total(total, (ext["m"] * ext["n"] * ext["k"]).astype(np.float64))
+    epi = kernel.epilogue
+    if epi is not None:       # fused elementwise ops: applied as each output tile drains, overlapping the array
+        whole = kernel.work
+        share = (work.g * work.m * work.n) / (whole.g * whole.m * whole.n)        # this core's part of the outputs
+        drained = np.where(final, c_elems, 0).astype(np.float64)
+        lanes = arch.vector.lanes * arch.vector.ops_per_lane_cycle
+        compute = np.maximum(compute, split_total(ceil(epi.ops * share / lanes), drained))
+        a_bytes = a_bytes + split_total(round(epi.read_bytes * share), drained)   # residual inputs, read once
     levels = {arch.home(o).double_buffered for o in ("input", "weight", "output")}
     return TileCommands(a_bytes.astype(np.int64), b_bytes.astype(np.int64), psum.astype(np.int64),
                         store.astype(np.int64), compute, ARRAY, 2 if levels == {True} else 1)
+
+
+def attention_commands(work: AttentionWork, kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:
+    """Flash attention tiles (head, q block, kv block), kv innermost: the Q block loads with its first kv block,
+    K and V blocks stream every tile, the O block stores after its last; totals equal attention_traffic."""
+    m = kernel.mapping
+    eq, ek = extents(work.sq, m.block_q), extents(work.skv, m.block_kv)
+    qi = np.tile(np.repeat(np.arange(eq.size), ek.size), work.g)
+    ki = np.tile(np.arange(ek.size), work.g * eq.size)
+    first, last = ki == 0, ki == ek.size - 1
+    q_read, kv_read, o_write = attention_traffic(work, m.block_q)
+    zeros = np.zeros(qi.shape[0], dtype=np.int64)
+    compute = attention_tile_compute(work, m, arch, timing)
+    levels = {arch.home(o).double_buffered for o in ("input", "weight", "output")}
+    return TileCommands(split_total(q_read, np.where(first, eq[qi], 0).astype(np.float64)),
+                        split_total(kv_read, ek[ki].astype(np.float64)), zeros,
+                        split_total(o_write, np.where(last, eq[qi], 0).astype(np.float64)), compute, ARRAY,
+                        2 if levels == {True} else 1)
 
 
 def vector_commands(work: VectorWork, kernel: Kernel, arch: ArchConfig) -> TileCommands:
@@ -92,6 +120,8 @@ def vector_commands(work: VectorWork, kernel: Kernel, arch: ArchConfig) -> TileC
 
 def kernel_commands(kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:
     """Per-tile commands of one kernel (cores in lockstep when it is split among them)."""
+    if isinstance(kernel.work, AttentionWork):
+        return attention_commands(kernel.work, kernel, arch, timing)
     if not isinstance(kernel.work, Contraction):
         return vector_commands(kernel.work, kernel, arch)
     if not kernel.split:

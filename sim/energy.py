@@ -7,16 +7,38 @@ from math import ceil
 from arch.config import ArchConfig, DTYPE_BYTES
 from arch.errors import InputError
 from compiler.cost import array_feed_elems
+from compiler.fusion import RESCALE_OPS, SOFTMAX_OPS, AttentionWork
 from compiler.lowering import Contraction
 from compiler.schedule import Kernel
 
 from .commands import TileCommands
 
 
+def _array_counts(counts: Counter, work: Contraction, n: int, dataflow: str, arch: ArchConfig, acc: float,
+                  homes: tuple[str, str, str]) -> None:
+    """MACs, in-array register reads and PE-to-PE hops, and buffer feeds of `n` copies of one contraction."""
+    home_a, home_b, home_c = homes
+    a_r, b_r, c_w, c_r = array_feed_elems(work, dataflow, arch.array.rows, arch.array.cols)
+    a, b = DTYPE_BYTES[work.a_dtype], DTYPE_BYTES[work.b_dtype]
+    macs = n * work.macs
+    counts[f"mac.{work.a_dtype}"] += macs
+    # inside the array: the stationary operand is read from each PE's register every MAC (OS reads and writes
+    # its accumulator); the two moving operands hop to the next PE every MAC
+    stationary, moving = {"ws": (b, a + acc), "os": (2 * acc, a + b), "is": (a, b + acc)}[dataflow]
+    counts["array.reg_byte"] += ceil(macs * stationary)
+    counts["array.hop_byte"] += ceil(macs * moving)
+    counts[f"{home_a}.read_byte"] += ceil(n * a_r * a)
+    counts[f"{home_b}.read_byte"] += ceil(n * b_r * b)
+    counts[f"{home_c}.write_byte"] += ceil(n * c_w * acc)
+    counts[f"{home_c}.read_byte"] += ceil(n * c_r * acc)
+
+
 def share_feeds(kernel: Kernel, arch: ArchConfig) -> tuple[int, int, int, int]:
     """array_feed_elems summed over the kernel's per-core shares (the whole contraction on one core)."""
     totals = [0, 0, 0, 0]
-    for share, n in kernel.shares(arch.cores):
+    parts = [(p, 1) for p in kernel.work.parts()] if isinstance(kernel.work, AttentionWork) else \
+        kernel.shares(arch.cores)
+    for share, n in parts:
         for i, f in enumerate(array_feed_elems(share, kernel.mapping.dataflow, arch.array.rows, arch.array.cols)):
             totals[i] += n * f
     return tuple(totals)
@@ -31,24 +53,24 @@ def action_counts(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> Count
     counts[f"{dram}.read_byte"] += read_in + read_w + read_psum
     counts[f"{dram}.write_byte"] += written
     work = kernel.work
-    if isinstance(work, Contraction):
-        counts[f"mac.{work.a_dtype}"] += work.macs
-        home_a, home_b, home_c = (arch.home(o).name for o in ("input", "weight", "output"))
-        a_r, b_r, c_w, c_r = share_feeds(kernel, arch)
+    if isinstance(work, (Contraction, AttentionWork)):
         acc = DTYPE_BYTES[arch.array.acc_dtype]
+        home_a, home_b, home_c = (arch.home(o).name for o in ("input", "weight", "output"))
         # fills from off-chip are buffer writes; stores to off-chip are buffer reads
         counts[f"{home_a}.write_byte"] += read_in
         counts[f"{home_b}.write_byte"] += read_w
-        counts[f"{home_c}.write_byte"] += read_psum + ceil(c_w * acc)
-        # inside the array: the stationary operand is read from each PE's register every MAC (OS reads and writes
-        # its accumulator); the two moving operands hop to the next PE every MAC
-        a, b = DTYPE_BYTES[work.a_dtype], DTYPE_BYTES[work.b_dtype]
-        stationary, moving = {"ws": (b, a + acc), "os": (2 * acc, a + b), "is": (a, b + acc)}[kernel.mapping.dataflow]
-        counts["array.reg_byte"] += ceil(work.macs * stationary)
-        counts["array.hop_byte"] += ceil(work.macs * moving)
-        counts[f"{home_a}.read_byte"] += ceil(a_r * DTYPE_BYTES[work.a_dtype])
-        counts[f"{home_b}.read_byte"] += ceil(b_r * DTYPE_BYTES[work.b_dtype])
-        counts[f"{home_c}.read_byte"] += ceil(c_r * acc) + written
+        counts[f"{home_c}.write_byte"] += read_psum
+        counts[f"{home_c}.read_byte"] += written
+        parts = [(s, n) for s, n in kernel.shares(arch.cores)] if isinstance(work, Contraction) else \
+            [(p, 1) for p in work.parts()]        # attention: S = QK^T and O = SV, S kept in the buffers
+        for part, n in parts:
+            _array_counts(counts, part, n, kernel.mapping.dataflow, arch, acc, (home_a, home_b, home_c))
+        if kernel.epilogue is not None:
+            counts["vector.op"] += kernel.epilogue.ops
+        if isinstance(work, AttentionWork):
+            n_kv = -(-work.skv // kernel.mapping.block_kv)
+            counts["vector.op"] += ((SOFTMAX_OPS + work.score_ops) * work.g * work.sq * work.skv
+                                    + RESCALE_OPS * work.g * work.sq * work.dv * n_kv)
     else:
         home = arch.home("input").name
         counts["vector.op"] += work.ops

@@ -19,8 +19,9 @@ def schedule_table(schedule: Schedule, result: SimResult, arch: ArchConfig, obje
              f"{'kernel':<22} {'mapping':<32} {'in MiB':>7} {'wt MiB':>7} {'out MiB':>7}  why it won (estimates)"]
     for kernel, kr in zip(schedule.kernels, result.kernels):
         why = ""
-        if kernel.chosen_by in ("pinned", "naive"):
-            why = {"pinned": "pinned by --mapping", "naive": "naive: first tiling that fits"}[kernel.chosen_by]
+        if kernel.chosen_by in ("pinned", "naive", "attention"):
+            why = {"pinned": "pinned by --mapping", "naive": "naive: first tiling that fits",
+                   "attention": "fused attention: largest blocks that fit, fewest K/V passes"}[kernel.chosen_by]
         elif kernel.on_array:
             choice = mapper.search(kernel.shares(arch.cores)[0][0], arch.per_core(), schedule.timing, objective,
                                    name=kernel.name)

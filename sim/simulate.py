@@ -10,6 +10,7 @@ from arch.area_model import area_mm2
 from arch.config import ArchConfig
 from arch.errors import InputError
 from compiler.cost import MAX_TILES, array_cycles, mapping_efficiency, spatial_dims, streamed_loop
+from compiler.fusion import AttentionWork
 from compiler.lowering import Contraction
 from compiler.schedule import Kernel, Schedule
 
@@ -23,6 +24,8 @@ from .result import KernelResult, SimResult
 def describe_mapping(kernel: Kernel) -> str:
     """One-line text of a kernel's mapping, e.g. 'ws m=784 n=256 k=576 order=mnk'."""
     m = kernel.mapping
+    if isinstance(kernel.work, AttentionWork):
+        return f"{m.dataflow} attention q={m.block_q} kv={m.block_kv}"
     if kernel.on_array:
         return f"{m.dataflow} m={m.tile_m} n={m.tile_n} k={m.tile_k} order={m.order}"
     return f"vector tile={m.tile_elements} elems"
@@ -31,7 +34,9 @@ def describe_mapping(kernel: Kernel) -> str:
 def _check_size(schedule: Schedule, arch: ArchConfig) -> None:
     total = 0
     for k in schedule.kernels:
-        if isinstance(k.work, Contraction):
+        if isinstance(k.work, AttentionWork):
+            total += k.work.g * -(-k.work.sq // k.mapping.block_q) * -(-k.work.skv // k.mapping.block_kv)
+        elif isinstance(k.work, Contraction):
             w, m = k.shares(arch.cores)[0][0], k.mapping
             total += w.g * (-(-w.m // m.tile_m)) * (-(-w.n // m.tile_n)) * (-(-w.k // m.tile_k))
         else:
@@ -132,14 +137,21 @@ def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles:
     busy = max(cycles, compute)              # span, or engine time when the kernel overlaps its predecessor
     active = max(busy, ceil(dma))            # ... or channel time when its loads were prefetched earlier
     traffic = int(cmds.load_bytes.sum() + cmds.store_bytes.sum())
-    if cmds.engine == ARRAY:
+    if isinstance(work, AttentionWork):
+        qk = work.parts()[0]
+        sr, sc, _ = spatial_dims(qk, kernel.mapping.dataflow)
+        eff = mapping_efficiency(sr, sc, arch.array.rows, arch.array.cols)
+        a_r, b_r, c_w, _ = share_feeds(kernel, arch)
+        sram_wait = 0
+    elif cmds.engine == ARRAY:
         df = kernel.mapping.dataflow
         share = kernel.shares(arch.cores)[0][0]         # the largest per-core share sets the timing
         sr, sc, _ = spatial_dims(share, df)
         eff = mapping_efficiency(sr, sc, arch.array.rows, arch.array.cols)
         a_r, b_r, c_w, _ = share_feeds(kernel, arch)
         # compute stretched past the array's own timing because an on-chip level could not feed it
-        sram_wait = compute - array_cycles(share, arch.array, df, timing, kernel.mapping.tile(streamed_loop(df)))
+        array_only = array_cycles(share, arch.array, df, timing, kernel.mapping.tile(streamed_loop(df)))
+        sram_wait = max(compute - array_only, 0) if kernel.epilogue is None else 0
     else:
         eff, a_r, b_r, c_w, sram_wait = 0.0, 0, 0, 0, 0
     # memory-bound: more time moving data, or waiting for it (latency), than computing

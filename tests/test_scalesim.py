@@ -104,9 +104,9 @@ def test_resnet18_topology_one_kernel_per_row_with_scalesim_output_sizes():
     expected = sum(ceil((h - r + s) / s) * ceil((w - q + s) / s) * r * q * c * n
                    for _, (h, w, r, q, c, n, s) in layers)
     assert graph_macs(g) == expected
-    kernels = make_kernels(g)      # (op, loop nest, dependencies): one per row, none waiting for another
-    assert [op.name for op, _, _ in kernels] == [name for name, _ in layers]
-    assert all(not deps for _, _, deps in kernels)
+    kernels = make_kernels(g)      # (name, ops, loop nest, dependencies, epilogue): one per row, none waiting
+    assert [k[0] for k in kernels] == [name for name, _ in layers]
+    assert all(not k[3] for k in kernels)
 
 
 def test_resnet50_topology_matches_builtin_macs():
