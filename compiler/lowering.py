@@ -7,7 +7,7 @@ from math import prod
 from arch.config import DTYPE_BYTES
 
 from .ir import Graph, Op
-from .ops import OpKind, conv_geometry, matmul_shapes, spec
+from .ops import OpKind, conv_geometry, conv_transpose_geometry, matmul_shapes, spec
 
 
 @dataclass(frozen=True)
@@ -102,6 +102,8 @@ def _lower_contraction(op: Op, ts, out) -> Contraction:
         return Contraction(g=g, m=geo["n"] * geo["e"] * geo["f"], n=geo["k"] // g,
                            k=(geo["c"] // g) * geo["r"] * geo["s"], a_dtype=a.dtype, b_dtype=b.dtype,
                            c_dtype=out.dtype, b_is_param=True, window=window)
+    if op.op_type == "ConvTranspose":
+        return _lower_conv_transpose(op, a, b, out)
     if op.op_type == "Gemm":
         m, k = (a.shape[1], a.shape[0]) if op.attrs.get("transA", 0) else a.shape
         n = b.shape[0] if op.attrs.get("transB", 0) else b.shape[1]
@@ -110,6 +112,21 @@ def _lower_contraction(op: Op, ts, out) -> Contraction:
     if len(b.shape) <= 2:   # a shared (K, N) matrix: fold A's batch dims into M
         return Contraction(1, prod(batch) * m, n, k, a.dtype, b.dtype, out.dtype, b.is_param)
     return Contraction(prod(batch), m, n, k, a.dtype, b.dtype, out.dtype, b.is_param)
+
+
+def _lower_conv_transpose(op: Op, a, b, out) -> Contraction:
+    """ConvTranspose as an implicit GEMM, the transposed-conv-as-GEMM view a dense array runs: a stride-1 conv
+    over the input with (stride - 1) zeros inserted between pixels and the complementary padding, so
+    M = N * H_out * W_out, N = C_out / groups, K = C_in / groups * R * S. Its MACs include the taps that land
+    on inserted zeros (about stride^2 times the useful ones: input pixels * C_out / groups * R * S)."""
+    geo = conv_transpose_geometry(a.shape, b.shape, op.attrs)
+    g = geo["g"]
+    span_h, span_w = (geo["r"] - 1) * geo["dh"] + 1, (geo["s"] - 1) * geo["dw"] + 1
+    window = ConvWindow(out_w=geo["f"], stride_h=1, span_h=span_h, in_h=geo["e"] + span_h - 1,
+                        in_w=geo["f"] + span_w - 1, window=geo["r"] * geo["s"])
+    return Contraction(g=g, m=geo["n"] * geo["e"] * geo["f"], n=geo["k"] // g,
+                       k=(geo["c"] // g) * geo["r"] * geo["s"], a_dtype=a.dtype, b_dtype=b.dtype,
+                       c_dtype=out.dtype, b_is_param=True, window=window)
 
 
 def graph_macs(graph: Graph) -> int:

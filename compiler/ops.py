@@ -84,6 +84,36 @@ def _conv(shapes: Shapes, attrs: dict) -> Shapes:
     return [(geo["n"], geo["k"], geo["e"], geo["f"])]
 
 
+def conv_transpose_geometry(x: tuple, w: tuple, attrs: dict) -> dict:
+    """Resolved ConvTranspose parameters and output size (ONNX ConvTranspose: weight (C, K/group, R, S),
+    out = stride * (H - 1) + output_padding + dilation * (R - 1) + 1 - pad_lo - pad_hi)."""
+    if len(x) != 4 or len(w) != 4:
+        raise ShapeError(f"ConvTranspose needs 4-d input and weight (NCHW, C K/g R S), got {x} and {w}")
+    n, c, h, wd = x
+    cw, kg, r, s = w
+    g = int(attrs.get("group", 1))
+    sh, sw = attrs.get("strides", (1, 1))
+    dh, dw = attrs.get("dilations", (1, 1))
+    pt, pl, pb, pr = attrs.get("pads", (0, 0, 0, 0))
+    oh, ow = attrs.get("output_padding", (0, 0))
+    if g < 1 or c % g or cw != c:
+        raise ShapeError(f"weight has {cw} input channels, input has {c}; group={g} must divide them")
+    if min(sh, sw, dh, dw) < 1 or min(pt, pl, pb, pr, oh, ow) < 0:
+        raise ShapeError("strides and dilations must be >= 1, pads and output_padding >= 0")
+    e = sh * (h - 1) + oh + dh * (r - 1) + 1 - pt - pb
+    f = sw * (wd - 1) + ow + dw * (s - 1) + 1 - pl - pr
+    if e < 1 or f < 1:
+        raise ShapeError(f"pads {pt, pl, pb, pr} crop away the whole output")
+    return dict(n=n, c=c, h=h, w=wd, k=kg * g, r=r, s=s, g=g, dh=dh, dw=dw, e=e, f=f)
+
+
+def _conv_transpose(shapes: Shapes, attrs: dict) -> Shapes:
+    geo = conv_transpose_geometry(shapes[0], shapes[1], attrs)
+    if len(shapes) > 2 and shapes[2] != (geo["k"],):
+        raise ShapeError(f"bias shape {shapes[2]} must be ({geo['k']},)")
+    return [(geo["n"], geo["k"], geo["e"], geo["f"])]
+
+
 def matmul_shapes(a: tuple, b: tuple) -> tuple[tuple, int, int, int]:
     """numpy matmul rule: (batch shape, M, N, K) for A[..., M, K] @ B[..., K, N]."""
     if len(a) < 1 or len(b) < 1:
@@ -276,6 +306,7 @@ def _rmsnorm_ops(ins, outs, attrs):
 SPECS: dict[str, OpSpec] = {
     # contractions on the PE array
     "Conv": OpSpec(OpKind.CONTRACTION, _conv, min_inputs=2),
+    "ConvTranspose": OpSpec(OpKind.CONTRACTION, _conv_transpose, min_inputs=2),
     "MatMul": OpSpec(OpKind.CONTRACTION, _matmul, min_inputs=2),
     "Gemm": OpSpec(OpKind.CONTRACTION, _gemm, min_inputs=2),
     # vector unit
@@ -287,6 +318,8 @@ SPECS: dict[str, OpSpec] = {
     "Sqrt": OpSpec(OpKind.VECTOR, _same, _per_out(1)),
     "Gelu": OpSpec(OpKind.VECTOR, _same, _per_out(8)),         # tanh form: x^3, 3 mul/add, tanh, add, 2 mul
     "HardSwish": OpSpec(OpKind.VECTOR, _same, _per_out(4)),    # add, clip (2), mul
+    "HardSigmoid": OpSpec(OpKind.VECTOR, _same, _per_out(4)),  # mul, add, clip (2)
+    "LeakyRelu": OpSpec(OpKind.VECTOR, _same, _per_out(2)),    # mul, select
     "Silu": OpSpec(OpKind.VECTOR, _same, _per_out(5)),         # sigmoid (4) and a multiply
     "Cast": OpSpec(OpKind.VECTOR, _same, _per_out(1)),
     "Add": OpSpec(OpKind.VECTOR, _broadcast, _per_out(1), min_inputs=2),

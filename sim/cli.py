@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _workload_args(cmd: argparse.ArgumentParser) -> None:
     """The options that choose a workload, an arch and how to lower it."""
     cmd.add_argument("--workload", "-w", default=DEFAULT_WORKLOAD,
-                     help=f"built-in name or gemm:M,N,K (default {DEFAULT_WORKLOAD}; see `tilesim list workloads`)")
+                     help=f"built-in name, gemm:M,N,K, a SCALE-Sim topology .csv or an .onnx model "
+                          f"(default {DEFAULT_WORKLOAD}; see `tilesim list workloads`)")
     cmd.add_argument("--arch", "-a", default=DEFAULT_ARCH,
                      help=f"preset name or arch YAML (default {DEFAULT_ARCH}; see `tilesim list archs`)")
     cmd.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V",
@@ -72,7 +73,10 @@ def _workload_args(cmd: argparse.ArgumentParser) -> None:
                      help="pin kernels' mappings: {kernel: {dataflow, tile_m, tile_n, tile_k, order}}")
     cmd.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
     cmd.add_argument("--seq-len", type=int, help="sequence length of encoders (default: the model's)")
-    cmd.add_argument("--dtype", help="data type of the workload (default: the array's dtype)")
+    cmd.add_argument("--dtype", help="data type of the workload (default: the array's dtype); 'model' keeps an "
+                                     "ONNX model's own types")
+    cmd.add_argument("--dim", dest="dims", action="append", default=[], metavar="NAME=VALUE",
+                     help="size of a symbolic dimension of an ONNX model's inputs, e.g. --dim batch=8 (repeatable)")
 
 
 def write_output(text: str, path: str | None) -> None:
@@ -98,8 +102,8 @@ def _schedule(args):
     """Arch and Schedule from the workload options."""
     from workloads import load_workload
     arch = load_arch(args.arch, args.overrides)
-    graph = load_workload(args.workload, seq_len=args.seq_len, batch=args.batch,
-                          dtype=args.dtype or arch.array.dtype)
+    graph = load_workload(args.workload, seq_len=args.seq_len, batch=args.batch, dtype=_dtype(args, arch),
+                          dims=parse_dims(args.dims))
     pinned = ()
     if args.mapping:
         path = Path(args.mapping)
@@ -109,6 +113,36 @@ def _schedule(args):
     options = CompileOptions(timing=args.timing, mapper=args.mapper, objective=args.objective, pinned=pinned)
     evaluate = kernel_evaluator(arch, options.resolved_timing(arch), args.objective)
     return arch, lower(graph, arch, options, evaluate)
+
+
+def parse_dims(items: list[str]) -> dict[str, int]:
+    """--dim NAME=VALUE options as a dict; malformed, non-positive or repeated ones are one-line errors."""
+    dims: dict[str, int] = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise InputError(f"--dim {item}: expected NAME=VALUE, e.g. --dim batch=8")
+        try:
+            size = int(value.strip())
+        except ValueError:
+            size = 0
+        if size < 1:
+            raise InputError(f"--dim {name}: the value must be a positive integer, got '{value.strip()}'")
+        if name in dims:
+            raise InputError(f"--dim {name}: given twice")
+        dims[name] = size
+    return dims
+
+
+def _dtype(args, arch) -> str | None:
+    """The workload dtype: --dtype, else the array's; 'model' (None) keeps an ONNX model's own types."""
+    if args.dtype != "model":
+        return args.dtype or arch.array.dtype
+    if Path(args.workload).suffix.lower() != ".onnx":
+        raise InputError("--dtype model: only .onnx workloads carry their own data types; give a dtype "
+                         "(e.g. int8, fp16) or leave --dtype out for the array's")
+    return None
 
 
 def cmd_run(args) -> None:

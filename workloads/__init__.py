@@ -8,7 +8,7 @@ from typing import Callable
 from arch.errors import InputError, allowed_list, did_you_mean
 from compiler import Graph, GraphBuilder
 
-from . import cnn, scalesim_topology, transformer
+from . import cnn, onnx_import, scalesim_topology, transformer
 
 DEFAULT_DTYPE = "int8"
 GEMM_FORM = "gemm:M,N,K"
@@ -30,9 +30,10 @@ BUILTINS: dict[str, Builtin] = {
                          has_seq_len=True),
 }
 
-# Later spec forms register a reader here by file suffix: path, batch, seq_len, dtype -> Graph
-# (workload YAML, HF config.json, SCALE-Sim topology .csv, .onnx).
-FILE_LOADERS: dict[str, Callable[..., Graph]] = {".csv": scalesim_topology.load_topology}
+# Readers by file suffix: path, batch, seq_len, dtype (None: the file's own types, else its default), dims -> Graph
+# (SCALE-Sim topology .csv, .onnx; later workload YAML, HF config.json).
+FILE_LOADERS: dict[str, Callable[..., Graph]] = {".csv": scalesim_topology.load_topology,
+                                                 ".onnx": onnx_import.load_onnx}
 
 
 def workload_names() -> list[str]:
@@ -47,18 +48,27 @@ def describe_workloads() -> dict[str, str]:
     return out
 
 
-def load_workload(spec: str, *, seq_len: int | None = None, batch: int = 1, dtype: str | None = None) -> Graph:
-    """The Graph for `spec`; bad specs or sizes raise InputError naming the command-line flag."""
+def load_workload(spec: str, *, seq_len: int | None = None, batch: int = 1, dtype: str | None = None,
+                  dims: dict[str, int] | None = None) -> Graph:
+    """The Graph for `spec`; bad specs or sizes raise InputError naming the command-line flag.
+
+    `dtype` None keeps a file's own data types (ONNX) and is DEFAULT_DTYPE elsewhere; `dims` binds the symbolic
+    dimensions of an ONNX model (--dim NAME=VALUE)."""
     _positive("--batch", batch)
     if seq_len is not None:
         _positive("--seq-len", seq_len)
-    dtype = dtype or DEFAULT_DTYPE
+    for name, value in (dims or {}).items():
+        _positive(f"--dim {name}", value)
     spec = spec.strip()
-    if spec.lower().startswith("gemm:"):
+    is_gemm = spec.lower().startswith("gemm:")
+    if not is_gemm and ("/" in spec or "." in spec):   # names never contain these: treat as a file
+        return _load_file(spec, batch=batch, seq_len=seq_len, dtype=dtype, dims=dims)
+    if dims:
+        raise InputError(f"--dim: only ONNX models have symbolic dimensions; '{spec}' is not an .onnx file")
+    dtype = dtype or DEFAULT_DTYPE
+    if is_gemm:
         _no_seq_len("gemm", seq_len)
         return gemm(*_parse_gemm(spec), batch=batch, dtype=dtype)
-    if "/" in spec or "." in spec:   # names never contain these: treat as a file
-        return _load_file(spec, batch=batch, seq_len=seq_len, dtype=dtype)
     key = _canonical(spec)
     if key is None:
         raise InputError(f"--workload: unknown workload '{spec}'{did_you_mean(spec, BUILTINS)}; "
@@ -96,14 +106,15 @@ def _canonical(name: str) -> str | None:
     return next((n for n in BUILTINS if n.replace("_", "-") == norm), None)
 
 
-def _load_file(path: str, *, batch: int, seq_len: int | None, dtype: str) -> Graph:
+def _load_file(path: str, *, batch: int, seq_len: int | None, dtype: str | None,
+               dims: dict[str, int] | None) -> Graph:
     """Dispatch a workload file on its suffix; unsupported suffixes are an InputError."""
     suffix = Path(path).suffix.lower()
     if suffix not in FILE_LOADERS:
         supported = allowed_list(FILE_LOADERS) if FILE_LOADERS else "none yet"
         raise InputError(f"--workload: cannot read '{path}': unsupported file type '{suffix or '(none)'}' "
                          f"(supported: {supported}); built-in names: {allowed_list(BUILTINS)}")
-    return FILE_LOADERS[suffix](path, batch=batch, seq_len=seq_len, dtype=dtype)
+    return FILE_LOADERS[suffix](path, batch=batch, seq_len=seq_len, dtype=dtype, dims=dims)
 
 
 def _positive(flag: str, value) -> None:

@@ -156,10 +156,14 @@ def topology_graph(kind: str, layers, name: str, *, batch: int = 1, dtype: str =
     return b.build(outputs)
 
 
-def load_topology(path: str, *, batch: int = 1, seq_len: int | None = None, dtype: str = "int8") -> Graph:
-    """FILE_LOADERS entry for `.csv`: a SCALE-Sim topology file as a Graph."""
+def load_topology(path: str, *, batch: int = 1, seq_len: int | None = None, dtype: str | None = "int8",
+                  dims: dict[str, int] | None = None) -> Graph:
+    """FILE_LOADERS entry for `.csv`: a SCALE-Sim topology file as a Graph (dtype None: int8)."""
     if seq_len is not None:
         raise InputError("--seq-len: a SCALE-Sim topology has no sequence length")
+    if dims:
+        raise InputError("--dim: a SCALE-Sim topology has no symbolic dimensions")
+    dtype = dtype or "int8"
     p = Path(path)
     try:
         text = p.read_text()

@@ -1,0 +1,521 @@
+"""ONNX import (workloads/onnx_import.py): every mapped op on small onnx.helper models, the decomposed LayerNorm
+and GELU patterns, malformed files through the CLI, and torch-exported fixtures against the built-in workloads.
+
+The fixtures in tests/data/onnx/ are written by benchmarks/export_onnx_fixtures.py (torch 2.15, random weights,
+eval mode) without weight data: their initializers keep shapes only, which is all the importer reads.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+onnx = pytest.importorskip("onnx")
+from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
+from arch import load_arch  # noqa: E402
+from compiler.lowering import graph_macs  # noqa: E402
+from compiler.schedule import lower, make_kernels  # noqa: E402
+from sim import simulate  # noqa: E402
+from sim.cli import main  # noqa: E402
+from workloads import load_workload  # noqa: E402
+from workloads.onnx_import import INSTALL_HINT, load_onnx  # noqa: E402
+from workloads.transformer import BERT_BASE, encoder  # noqa: E402
+
+DATA = Path(__file__).parent / "data" / "onnx"
+F, I64 = TensorProto.FLOAT, TensorProto.INT64
+
+
+# ---------------------------------------------------------------- model-building helpers
+
+def vi(name: str, shape, elem=F):
+    """A value info (shape None: left to inference)."""
+    return helper.make_tensor_value_info(name, elem, shape)
+
+
+def weight(name: str, *shape, dtype=np.float32):
+    """An initializer of zeros."""
+    return numpy_helper.from_array(np.zeros(shape, dtype), name)
+
+
+def const(name: str, values, dtype=np.int64):
+    """A small initializer with values (shapes, axes, scalars)."""
+    return numpy_helper.from_array(np.asarray(values, dtype), name)
+
+
+def node(op: str, ins, outs, name: str | None = None, **attrs):
+    """A node named after its first output unless named."""
+    return helper.make_node(op, list(ins), list(outs), name=name or outs[0], **attrs)
+
+
+def model(nodes, inputs, outputs, inits=(), opset: int = 18):
+    """A ModelProto over the default domain at `opset`; output types and shapes (which onnx.checker wants, as
+    exporters write them) come from ONNX shape inference."""
+    graph = helper.make_graph(nodes, "m", inputs, [vi(o, None, TensorProto.UNDEFINED) for o in outputs],
+                              initializer=list(inits))
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    m = onnx.shape_inference.infer_shapes(m)
+    del m.graph.value_info[:]
+    return m
+
+
+def load(tmp_path, m, **kw):
+    """Save `m` and import it."""
+    path = tmp_path / "m.onnx"
+    onnx.save(m, str(path))
+    return load_onnx(str(path), **kw)
+
+
+def kinds(g) -> list[str]:
+    """IR op types in order."""
+    return [op.op_type for op in g.ops]
+
+
+def out_shape(g) -> tuple:
+    """Shape of the (first) graph output."""
+    return g.tensors[g.outputs[0]].shape
+
+
+# ---------------------------------------------------------------- contractions
+
+def conv_model(x, w, bias=False, opset=18, **attrs):
+    """One Conv."""
+    ins = ["x", "w"] + (["b"] if bias else [])
+    inits = [weight("w", *w)] + ([weight("b", w[0])] if bias else [])
+    return model([node("Conv", ins, ["y"], **attrs)], [vi("x", x)], ["y"], inits, opset)
+
+
+CONVS = [  # (id, input, weight, attrs, output, MACs = out elements * C/g * R * S)
+    ("strided_padded_bias", (1, 3, 32, 32), (8, 3, 3, 3), dict(strides=[2, 2], pads=[1, 1, 1, 1], bias=True),
+     (1, 8, 16, 16), 8 * 16 * 16 * 3 * 9),
+    ("grouped_dilated", (1, 4, 16, 16), (6, 2, 3, 3), dict(group=2, dilations=[2, 2], pads=[2, 2, 2, 2]),
+     (1, 6, 16, 16), 6 * 256 * 2 * 9),
+    ("depthwise", (1, 8, 16, 16), (8, 1, 3, 3), dict(group=8, pads=[1, 1, 1, 1]), (1, 8, 16, 16), 8 * 256 * 9),
+    ("asymmetric_pads", (1, 2, 10, 10), (4, 2, 3, 3), dict(pads=[0, 1, 2, 0]), (1, 4, 10, 9), 4 * 90 * 18),
+    ("same_upper", (1, 2, 15, 15), (4, 2, 3, 3), dict(strides=[2, 2], auto_pad="SAME_UPPER"), (1, 4, 8, 8),
+     4 * 64 * 18),
+    ("same_lower", (1, 2, 16, 16), (4, 2, 4, 4), dict(auto_pad="SAME_LOWER"), (1, 4, 16, 16), 4 * 256 * 32),
+    ("valid", (1, 2, 16, 16), (4, 2, 5, 5), dict(auto_pad="VALID"), (1, 4, 12, 12), 4 * 144 * 50),
+    ("conv1d", (1, 4, 20), (8, 4, 3), dict(pads=[1, 0]), (1, 8, 19), 8 * 19 * 12),
+]
+
+
+@pytest.mark.parametrize("x, w, attrs, out, macs", [c[1:] for c in CONVS], ids=[c[0] for c in CONVS])
+def test_conv(tmp_path, x, w, attrs, out, macs):
+    g = load(tmp_path, conv_model(x, w, **attrs))
+    assert out_shape(g) == out
+    assert graph_macs(g) == macs
+    assert "Conv" in kinds(g) and len(make_kernels(g)) == 1   # 1-d convs add free Reshape views only
+
+
+def test_conv_transpose_is_the_zero_insertion_gemm(tmp_path):
+    """ConvTranspose: out = s(H-1) + k - pads (or output_shape); the implicit GEMM has M = H_out*W_out,
+    N = C_out/g, K = C_in/g*R*S per group (taps on inserted zeros included)."""
+    m = model([node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1])],
+              [vi("x", (1, 4, 8, 8))], ["y"], [weight("w", 4, 2, 4, 4)])
+    g = load(tmp_path, m)
+    assert out_shape(g) == (1, 2, 16, 16)
+    assert graph_macs(g) == 16 * 16 * 2 * 4 * 16
+    m = model([node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], output_shape=[15, 15], group=2)],
+              [vi("x", (1, 4, 8, 8))], ["y"], [weight("w", 4, 3, 3, 3)])
+    g = load(tmp_path, m)
+    assert out_shape(g) == (1, 6, 15, 15) and graph_macs(g) == 2 * (15 * 15) * 3 * (2 * 9)
+
+
+def test_gemm_and_matmul(tmp_path):
+    m = model([node("MatMul", ["x", "w1"], ["h"]),                     # (2, 5, 16) @ (16, 32): batch folds into M
+               node("Transpose", ["h"], ["ht"], perm=[0, 2, 1]),
+               node("MatMul", ["h", "ht"], ["s"]),                     # (2, 5, 32) @ (2, 32, 5): batched
+               node("Reshape", ["s", "shape"], ["flat"]),
+               node("Gemm", ["flat", "w2", "b2"], ["y"], transB=1, alpha=0.5)],
+              [vi("x", (2, 5, 16))], ["y"],
+              [weight("w1", 16, 32), const("shape", [2, 25]), weight("w2", 7, 25), weight("b2", 7)])
+    g = load(tmp_path, m)
+    assert out_shape(g) == (2, 7)
+    assert graph_macs(g) == 10 * 32 * 16 + 2 * 5 * 5 * 32 + 2 * 7 * 25
+    assert kinds(g) == ["MatMul", "Transpose", "MatMul", "Reshape", "Gemm"]
+
+
+# ---------------------------------------------------------------- vector ops, one model each, table-driven
+
+X = (1, 4, 8, 8)
+VECTOR_OPS = [  # (id, nodes, extra initializers, opset, IR op types, output shape)
+    ("batchnorm_relu", [node("BatchNormalization", ["x", "s", "b", "m", "v"], ["bn"]),
+                        node("Relu", ["bn"], ["y"])],
+     [weight(n, 4) for n in "sbmv"], 18, ["BatchNormalization", "Relu"], X),
+    ("clip_inputs", [node("Clip", ["x", "lo", "hi"], ["y"])], [const("lo", 0.0, np.float32),
+                                                              const("hi", 6.0, np.float32)], 18, ["Clip"], X),
+    ("clip_attrs_opset6", [node("Clip", ["x"], ["y"], min=0.0, max=6.0)], [], 6, ["Clip"], X),
+    ("activations", [node("Sigmoid", ["x"], ["a"]), node("Tanh", ["a"], ["b"]), node("Erf", ["b"], ["c"]),
+                     node("HardSwish", ["c"], ["d"]), node("Sqrt", ["d"], ["e"]), node("Gelu", ["e"], ["f"]),
+                     node("HardSigmoid", ["f"], ["g"]), node("LeakyRelu", ["g"], ["y"], alpha=0.1)],
+     [], 20, ["Sigmoid", "Tanh", "Erf", "HardSwish", "Sqrt", "Gelu", "HardSigmoid", "LeakyRelu"], X),
+    ("binary_broadcast", [node("Add", ["x", "c"], ["a"]), node("Sub", ["a", "x"], ["b"]),
+                          node("Mul", ["b", "c"], ["d"]), node("Div", ["d", "c"], ["e"]),
+                          node("Pow", ["e", "two"], ["y"])],
+     [weight("c", 4, 1, 1), const("two", 2.0, np.float32)], 18, ["Add", "Sub", "Mul", "Div", "Pow"], X),
+    ("maxpool_ceil", [node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)], [], 18,
+     ["MaxPool"], (1, 4, 4, 4)),
+    ("avgpool_same", [node("AveragePool", ["x"], ["y"], kernel_shape=[2, 2], strides=[2, 2],
+                           auto_pad="SAME_UPPER")], [], 18, ["AveragePool"], (1, 4, 4, 4)),
+    ("global_pool_flatten", [node("GlobalAveragePool", ["x"], ["p"]), node("Flatten", ["p"], ["y"], axis=-3)],
+     [], 18, ["GlobalAveragePool", "Flatten"], (1, 4)),
+    ("reduce_mean_axes_input", [node("ReduceMean", ["x", "ax"], ["y"], keepdims=0)], [const("ax", [2, 3])], 18,
+     ["ReduceMean"], (1, 4)),
+    ("reduce_mean_axes_attr", [node("ReduceMean", ["x"], ["y"], axes=[-1])], [], 13, ["ReduceMean"], (1, 4, 8, 1)),
+    ("softmax_layernorm", [node("Softmax", ["x"], ["s"], axis=1),
+                           node("LayerNormalization", ["s", "g", "b"], ["y"], axis=-2, epsilon=1e-5)],
+     [weight("g", 8, 8), weight("b", 8, 8)], 18, ["Softmax", "LayerNormalization"], X),
+    ("where_cast", [node("Cast", ["x"], ["h"], to=TensorProto.FLOAT16), node("Where", ["cond", "h", "z"], ["y"])],
+     [const("cond", np.ones((8, 8)), bool), weight("z", 1, dtype=np.float16)], 18, ["Cast", "Where"], X),
+]
+
+
+@pytest.mark.parametrize("nodes, inits, opset, ops, out", [c[1:] for c in VECTOR_OPS], ids=[c[0] for c in VECTOR_OPS])
+def test_vector_ops(tmp_path, nodes, inits, opset, ops, out):
+    g = load(tmp_path, model(nodes, [vi("x", X)], ["y"], inits, opset))
+    assert kinds(g) == ops and out_shape(g) == out
+    assert graph_macs(g) == 0 and len(make_kernels(g)) == sum(op not in ("Flatten",) for op in ops)
+
+
+# ---------------------------------------------------------------- data movement and views, shape folding
+
+def test_reshape_from_a_folded_shape_subgraph(tmp_path):
+    """Shape -> Gather -> Unsqueeze -> Concat -> Reshape and Expand, as exporters write them with dynamic dims."""
+    m = model([node("Shape", ["x"], ["sh"]), node("Gather", ["sh", "i0"], ["n"], axis=0),
+               node("Unsqueeze", ["n", "ax0"], ["n1"]), node("Cast", ["n1"], ["n2"], to=TensorProto.INT64),
+               node("Concat", ["n2", "rest"], ["target"], axis=0),
+               node("Reshape", ["x", "target"], ["r"]),
+               node("Shape", ["r"], ["rs"], start=0, end=1), node("Concat", ["rs", "four"], ["eshape"], axis=0),
+               node("Expand", ["bias", "eshape"], ["eb"]),            # constant: folds away
+               node("Add", ["r", "eb"], ["y"])],
+              [vi("x", ("batch", 4, 8, 8))], ["y"],
+              [const("i0", 0), const("ax0", [0]), const("rest", [4, 64]), const("four", [4, 1]), weight("bias", 1)])
+    g = load(tmp_path, m, batch=3)
+    assert kinds(g) == ["Reshape", "Add"] and out_shape(g) == (3, 4, 64)
+
+
+def test_movement_ops(tmp_path):
+    m = model([node("Transpose", ["x"], ["t"], perm=[0, 2, 3, 1]),                     # (1, 8, 8, 4)
+               node("Squeeze", ["t", "ax0"], ["sq"]),                                   # (8, 8, 4)
+               node("Unsqueeze", ["sq", "ax0"], ["us"]),                                # (1, 8, 8, 4)
+               node("Split", ["us", "sizes"], ["p1", "p2"], axis=3),                   # (1,8,8,1), (1,8,8,3)
+               node("Concat", ["p2", "p1"], ["c"], axis=3),
+               node("Slice", ["c", "st", "en", "axs", "stp"], ["sl"]),                 # rows 1, 3, 5, 7
+               node("Gather", ["sl", "idx"], ["ga"], axis=2),                           # scalar index: (1, 4, 4)
+               node("Expand", ["ga", "eshape"], ["ex"]),                                 # (2, 4, 4)
+               node("Identity", ["ex"], ["id"]),
+               node("Dropout", ["id", "ratio"], ["y"])],
+              [vi("x", X)], ["y"],
+              [const("ax0", [0]), const("sizes", [1, 3]), const("st", [1]), const("en", [100]), const("axs", [1]),
+               const("stp", [2]), const("idx", 2), const("eshape", [2, 1, 1]), const("ratio", 0.1, np.float32)])
+    g = load(tmp_path, m)
+    assert kinds(g) == ["Transpose", "Squeeze", "Unsqueeze", "Split", "Concat", "Slice", "Gather", "Expand",
+                        "Identity", "Dropout"]
+    assert out_shape(g) == (2, 4, 4)
+    assert len(make_kernels(g)) == 6                      # views (Squeeze, Unsqueeze, Identity, Dropout) are free
+
+
+def test_split_equal_parts_and_opset11_attributes(tmp_path):
+    m = model([node("Split", ["x"], ["a", "b", "c"], axis=2, num_outputs=3),        # 8 -> 3, 3, 2 (opset 18)
+               node("Concat", ["a", "b", "c"], ["y"], axis=2)], [vi("x", X)], ["y"])
+    assert kinds(load(tmp_path, m)) == ["Split", "Concat"]
+    m = model([node("Split", ["x"], ["a", "b"], axis=1, split=[1, 3]),
+               node("Squeeze", ["a"], ["s"], axes=[1]), node("Unsqueeze", ["s"], ["u"], axes=[0]),
+               node("Slice", ["u"], ["y"], starts=[0], ends=[4], axes=[-1])], [vi("x", X)], ["y"], opset=9)
+    g = load(tmp_path, m)
+    assert out_shape(g) == (1, 1, 8, 4) and kinds(g) == ["Split", "Squeeze", "Unsqueeze", "Slice"]
+
+
+def test_constant_nodes_and_weight_transforms_fold(tmp_path):
+    """Constant values feed ops; a Transpose of a weight happens offline: the MatMul reads a parameter."""
+    m = model([node("Constant", [], ["c"], value=numpy_helper.from_array(np.ones((1, 4), np.float32))),
+               node("Transpose", ["w"], ["wt"], perm=[1, 0]),
+               node("MatMul", ["x", "wt"], ["h"]), node("Add", ["h", "c"], ["y"])],
+              [vi("x", (3, 6))], ["y"], [weight("w", 4, 6)])
+    g = load(tmp_path, m)
+    assert kinds(g) == ["MatMul", "Add"] and g.tensors["wt"].is_param and g.tensors["wt"].shape == (6, 4)
+
+
+# ---------------------------------------------------------------- decomposed LayerNorm and GELU
+
+def layernorm_nodes(x: str, out: str, axes_as_input: bool = True, eps: bool = True):
+    """The exporters' decomposed LayerNorm over the last axis, with scale and bias (dynamo drops a zero eps)."""
+    rm = (lambda i, o: node("ReduceMean", [i, "axes"], [o])) if axes_as_input else \
+        (lambda i, o: node("ReduceMean", [i], [o], axes=[-1]))
+    return [rm(x, "mu"), node("Sub", [x, "mu"], ["d"]), node("Pow", ["d", "two"], ["sq"]), rm("sq", "var")] + \
+        ([node("Add", ["var", "eps"], ["ve"])] if eps else []) + \
+        [node("Sqrt", ["ve" if eps else "var"], ["sd"]), node("Div", ["d", "sd"], ["n"]),
+         node("Mul", ["gamma", "n"], ["sc"]), node("Add", ["sc", "beta"], [out])]
+
+
+LN_INITS = [const("axes", [-1]), const("two", 2.0, np.float32), const("eps", 1e-6, np.float32),
+            weight("gamma", 16), weight("beta", 16)]
+
+
+@pytest.mark.parametrize("opset, eps", [(13, 1e-6), (18, 1e-6), (18, 0.0)])
+def test_decomposed_layernorm_is_one_op(tmp_path, opset, eps):
+    nodes = layernorm_nodes("x", "y", axes_as_input=opset >= 18, eps=eps > 0)
+    g = load(tmp_path, model(nodes, [vi("x", (2, 5, 16))], ["y"], LN_INITS, opset))
+    assert kinds(g) == ["LayerNormalization"]
+    assert g.ops[0].attrs == dict(axis=-1, epsilon=pytest.approx(eps)) and len(g.ops[0].inputs) == 3
+
+
+def test_layernorm_pattern_with_an_extra_consumer_is_left_alone(tmp_path):
+    nodes = layernorm_nodes("x", "y") + [node("Relu", ["var"], ["z"])]    # the variance is used elsewhere
+    g = load(tmp_path, model(nodes, [vi("x", (2, 16))], ["y", "z"], LN_INITS))
+    assert "LayerNormalization" not in kinds(g) and kinds(g).count("ReduceMean") == 2
+
+
+GELUS = {  # 0.5 * x * (1 + erf(x / sqrt 2)) in the association orders exporters use
+    "dynamo": [node("Div", ["x", "sqrt2"], ["a"]), node("Erf", ["a"], ["e"]), node("Add", ["e", "one"], ["p"]),
+               node("Mul", ["half", "p"], ["h"]), node("Mul", ["x", "h"], ["y"])],
+    "torchscript": [node("Div", ["x", "sqrt2"], ["a"]), node("Erf", ["a"], ["e"]), node("Add", ["e", "one"], ["p"]),
+                    node("Mul", ["x", "p"], ["h"]), node("Mul", ["h", "half"], ["y"])],
+    "hf_half_first": [node("Mul", ["x", "half"], ["hx"]), node("Mul", ["x", "rsqrt2"], ["a"]),
+                      node("Erf", ["a"], ["e"]), node("Add", ["one", "e"], ["p"]), node("Mul", ["hx", "p"], ["y"])],
+}
+GELU_INITS = [const("sqrt2", 2 ** 0.5, np.float32), const("rsqrt2", 2 ** -0.5, np.float32),
+              const("one", 1.0, np.float32), const("half", 0.5, np.float32)]
+
+
+@pytest.mark.parametrize("form", list(GELUS))
+def test_decomposed_gelu_is_one_op(tmp_path, form):
+    nodes = [node("MatMul", ["t", "w"], ["x"])] + GELUS[form]
+    g = load(tmp_path, model(nodes, [vi("t", (4, 8))], ["y"], GELU_INITS + [weight("w", 8, 16)]))
+    assert kinds(g) == ["MatMul", "Gelu"] and g.ops[1].attrs["approximate"] == "none"
+    assert g.ops[1].inputs == ("x",) and g.ops[1].outputs == ("y",)
+
+
+def test_wrong_constant_is_not_gelu(tmp_path):
+    nodes = GELUS["dynamo"]
+    inits = [const("sqrt2", 3.0, np.float32)] + GELU_INITS[1:]
+    assert "Gelu" not in kinds(load(tmp_path, model(nodes, [vi("x", (4, 8))], ["y"], inits)))
+
+
+# ---------------------------------------------------------------- data types
+
+def test_dtypes_from_the_model_and_overridden(tmp_path):
+    m = model([node("MatMul", ["x", "w"], ["h"]), node("Gather", ["h", "ids"], ["y"], axis=0)],
+              [vi("x", (4, 8), TensorProto.FLOAT16), vi("ids", (2,), I64)], ["y"],
+              [weight("w", 8, 8, dtype=np.float16)])
+    g = load(tmp_path, m)
+    assert {n: g.tensors[n].dtype for n in ("x", "w", "h", "ids")} == dict(x="fp16", w="fp16", h="fp16", ids="int32")
+    g = load(tmp_path, m, dtype="int8")
+    assert {n: g.tensors[n].dtype for n in ("x", "w", "h", "ids")} == dict(x="int8", w="int8", h="int8", ids="int32")
+
+
+def test_qdq_runs_the_conv_on_int8(tmp_path):
+    """QuantizeLinear -> DequantizeLinear around a Conv whose weight is int8 behind a DequantizeLinear."""
+    m = model([node("QuantizeLinear", ["x", "s", "zp"], ["xq"]), node("DequantizeLinear", ["xq", "s", "zp"], ["xd"]),
+               node("DequantizeLinear", ["wq", "s", "zp"], ["wd"]), node("Conv", ["xd", "wd"], ["y"])],
+              [vi("x", (1, 4, 8, 8))], ["y"],
+              [const("s", 0.1, np.float32), const("zp", 0, np.int8), weight("wq", 8, 4, 1, 1, dtype=np.int8)])
+    g = load(tmp_path, m)
+    conv = g.ops[-1]
+    assert kinds(g) == ["Cast", "Identity", "Conv"]
+    assert [g.tensors[t].dtype for t in conv.inputs] == ["int8", "int8"] and graph_macs(g) == 64 * 8 * 4
+
+
+def test_qlinear_ops(tmp_path):
+    q = [const("s", 0.1, np.float32), const("zp", 0, np.int8)]
+    m = model([node("QLinearConv", ["x", "s", "zp", "w", "s", "zp", "s", "zp"], ["c"], pads=[1, 1, 1, 1]),
+               node("Reshape", ["c", "shape"], ["r"]),
+               node("QLinearMatMul", ["r", "s", "zp", "w2", "s", "zp", "s", "zp"], ["y"])],
+              [vi("x", (1, 4, 8, 8), TensorProto.INT8)], ["y"],
+              q + [weight("w", 8, 4, 3, 3, dtype=np.int8), const("shape", [8, 64]),
+                   weight("w2", 64, 10, dtype=np.int8)])
+    g = load(tmp_path, m, dtype=None)
+    assert kinds(g) == ["Conv", "Reshape", "MatMul"] and graph_macs(g) == 64 * 8 * 36 + 8 * 10 * 64
+    assert {t.dtype for t in g.tensors.values() if t.name in ("x", "w", "c", "y")} == {"int8"}
+
+
+# ---------------------------------------------------------------- symbolic dims
+
+def test_symbolic_dims_bind_from_dim_batch_and_seq_len(tmp_path):
+    m = model([node("MatMul", ["x", "w"], ["y"])], [vi("x", ("batch_size", "seq_len", 8))], ["y"], [weight("w", 8, 4)])
+    assert out_shape(load(tmp_path, m, batch=2, seq_len=5)) == (2, 5, 4)
+    assert out_shape(load(tmp_path, m, dims={"seq_len": 7, "batch_size": 3})) == (3, 7, 4)
+
+
+# ---------------------------------------------------------------- malformed input: one line, exit 2
+
+def cli_error(capsys, *argv) -> str:
+    """Run the CLI, expect exit status 2 and return its one-line stderr."""
+    assert main(["run", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("tilesim: error: "), err
+    return err
+
+
+def save(tmp_path, m, name="m.onnx") -> str:
+    path = tmp_path / name
+    onnx.save(m, str(path))
+    return str(path)
+
+
+def test_truncated_file(tmp_path, capsys):
+    path = tmp_path / "half.onnx"
+    data = (DATA / "resnet18.onnx").read_bytes()
+    path.write_bytes(data[:len(data) // 2])
+    assert "is not a readable ONNX model (truncated or corrupt file?)" in cli_error(capsys, "-w", str(path))
+
+
+def test_random_bytes(tmp_path, capsys):
+    path = tmp_path / "noise.onnx"
+    path.write_bytes(random.Random(0).randbytes(4096))
+    assert "is not a readable ONNX model" in cli_error(capsys, "-w", str(path))
+
+
+def test_missing_file(capsys):
+    assert "no such file 'nope.onnx'" in cli_error(capsys, "-w", "nope.onnx")
+
+
+def test_unbound_dims_are_listed(capsys):
+    err = cli_error(capsys, "-w", str(DATA / "bert2.onnx"))
+    assert "unbound symbolic dimensions: seq (input 'input_ids' dim 1); give each as --dim NAME=VALUE" in err
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["--dim", "seq"], "--dim seq: expected NAME=VALUE"),
+    (["--dim", "seq=0"], "--dim seq: the value must be a positive integer, got '0'"),
+    (["--dim", "seq=8", "--dim", "seq=9"], "--dim seq: given twice"),
+    (["--dim", "sequence=8"], "--dim sequence: model bert2.onnx has no symbolic dimension 'sequence' "
+                              "(its symbolic dims: batch, seq)"),
+])
+def test_bad_dims(capsys, argv, expected):
+    assert expected in cli_error(capsys, "-w", str(DATA / "bert2.onnx"), *argv)
+
+
+def test_dim_and_dtype_model_need_an_onnx_workload(capsys):
+    assert "--dim: only ONNX models have symbolic dimensions" in cli_error(capsys, "-w", "resnet18", "--dim", "a=1")
+    assert "--dtype model: only .onnx workloads" in cli_error(capsys, "-w", "resnet18", "--dtype", "model")
+
+
+def test_batch_without_a_batch_dim(capsys):
+    assert "--batch: model resnet18.onnx has no symbolic batch dimension" in \
+        cli_error(capsys, "-w", str(DATA / "resnet18.onnx"), "--batch", "2")
+
+
+def test_unsupported_ops_are_listed_together(tmp_path, capsys):
+    m = model([node("Resize", ["x", "", "scales"], ["r1"]), node("Relu", ["r1"], ["a"]),
+               node("TopK", ["x", "k"], ["v", "i"]), node("Resize", ["v", "", "scales"], ["r2"]),
+               node("Relu", ["x"], ["y"])],
+              [vi("x", (1, 2, 4, 4))], ["a", "r2", "y"],
+              [const("scales", [1, 1, 2, 2], np.float32), const("k", [2])])
+    err = cli_error(capsys, "-w", save(tmp_path, m))
+    assert "unsupported ONNX ops: Resize x2 (first: 'r1'), TopK x1 (first: 'v'); supported: " in err
+
+
+def test_dangling_input(tmp_path, capsys):
+    m = model([node("Add", ["x", "ghost"], ["y"])], [vi("x", (2, 2))], ["y"])
+    assert "input 'ghost' of node 'y' (Add) is dangling" in cli_error(capsys, "-w", save(tmp_path, m))
+
+
+def test_cycle(tmp_path, capsys):
+    m = model([node("Add", ["x", "b"], ["a"]), node("Relu", ["a"], ["b"]), node("Relu", ["a"], ["y"])],
+              [vi("x", (2, 2))], ["y"])
+    assert "the graph has a cycle through nodes a -> b -> a" in cli_error(capsys, "-w", save(tmp_path, m))
+
+
+def test_invalid_model_fails_the_checker(tmp_path, capsys):
+    m = model([node("Relu", ["x"], ["y"], alpha=1.0)], [vi("x", (2, 2))], ["y"])   # Relu has no attributes
+    assert "invalid ONNX model: " in cli_error(capsys, "-w", save(tmp_path, m))
+
+
+def test_without_the_onnx_package(monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "onnx", None)
+    assert INSTALL_HINT in cli_error(capsys, "-w", str(DATA / "resnet18.onnx"))
+
+
+# ---------------------------------------------------------------- torch-exported fixtures
+
+def conv_layers(g) -> list[tuple]:
+    """Per-layer conv shapes: input, weight, output, strides, pads, group."""
+    t = g.tensors
+    return [(t[op.inputs[0]].shape, t[op.inputs[1]].shape, t[op.outputs[0]].shape, tuple(op.attrs["strides"]),
+             tuple(op.attrs["pads"]), op.attrs["group"]) for op in g.ops if op.op_type == "Conv"]
+
+
+def test_resnet18_matches_the_builtin_op_for_op():
+    """TorchScript export with BatchNorm kept (training=PRESERVE, no constant folding): the same ops with the same
+    shapes as the built-in resnet18, so the same MACs (the hand count), cycles and energy on every preset."""
+    onnx_graph, builtin = load_workload(str(DATA / "resnet18.onnx")), load_workload("resnet18")
+    assert graph_macs(onnx_graph) == graph_macs(builtin) == 1_814_073_344
+    assert kinds(onnx_graph) == kinds(builtin)
+    assert conv_layers(onnx_graph) == conv_layers(builtin)
+    assert [onnx_graph.tensors[o].shape for op in onnx_graph.ops for o in op.outputs] == \
+        [builtin.tensors[o].shape for op in builtin.ops for o in op.outputs]
+    for name in ("tpu-v1", "gemmini"):
+        arch = load_arch(name)
+        a, b = (simulate(lower(load_workload(w, dtype=arch.array.dtype), arch), arch)
+                for w in (str(DATA / "resnet18.onnx"), "resnet18"))
+        assert (a.cycles, a.energy_pj, a.macs) == (b.cycles, b.energy_pj, b.macs)
+
+
+def test_mobilenet_v2_dynamo_export():
+    """The dynamo exporter folds each BatchNorm into its Conv (which gains a bias) and writes ReLU6 as Clip with
+    min/max inputs, so only the convs compare with the built-in: the same per-layer shapes and MACs."""
+    g = load_workload(str(DATA / "mobilenet_v2.onnx"))
+    builtin = load_workload("mobilenet_v2")
+    assert graph_macs(g) == graph_macs(builtin) == 300_774_272
+    assert conv_layers(g) == conv_layers(builtin)
+    assert "BatchNormalization" not in kinds(g) and kinds(g).count("Clip") == 35
+
+
+def test_bert2_dynamo_export_matches_a_two_layer_builtin_encoder():
+    """Dynamo export (opset 18) of a two-layer BERT-base encoder with symbolic batch and seq: its Reshape targets
+    come from folded Shape/Concat subgraphs, GELU arrives decomposed (Div/Erf/Add/Mul/Mul) and is fused."""
+    g = load_workload(str(DATA / "bert2.onnx"), seq_len=128)
+    builtin = encoder("bert2", replace(BERT_BASE, layers=2), 1, 128, "int8")
+    assert graph_macs(g) == graph_macs(builtin) == 1_862_270_976
+    assert kinds(g).count("Gelu") == 2 and kinds(g).count("LayerNormalization") == 5
+    assert "Erf" not in kinds(g) and "Shape" not in kinds(g)
+    g2 = load_workload(str(DATA / "bert2.onnx"), batch=2, dims={"seq": 64})
+    assert out_shape(g2) == (2, 64, 768)
+
+
+@pytest.mark.parametrize("workload, extra", [("mobilenet_v2.onnx", []), ("bert2.onnx", ["--dim", "seq=32"])])
+def test_fixtures_simulate_end_to_end(capsys, workload, extra):
+    assert main(["run", "-w", str(DATA / workload), "-a", "edge-npu", "-f", "json", *extra]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["cycles"] > 0 and report["energy_pj"] > 0 and report["macs"] > 0
+
+
+def test_dtype_model_keeps_the_model_types(tmp_path, capsys):
+    """dtype None (--dtype model) keeps a bf16 model's types, a dtype replaces them; through the CLI, --dtype model
+    gives the same report as --dtype bf16."""
+    w = helper.make_tensor("w", TensorProto.BFLOAT16, (256, 128), bytes(256 * 128 * 2), raw=True)
+    onnx.external_data_helper.set_external_data(w, "absent.bin", length=len(w.raw_data))
+    w.data_location = TensorProto.EXTERNAL          # weight-less, as in the fixtures: the data file is not there
+    w.ClearField("raw_data")
+    m = model([node("MatMul", ["x", "w"], ["y"])], [vi("x", (64, 256), TensorProto.BFLOAT16)], ["y"], [w])
+    path = save(tmp_path, m)
+    assert {t.dtype for t in load_workload(path).tensors.values()} == {"bf16"}
+    assert {t.dtype for t in load_workload(path, dtype="int8").tensors.values()} == {"int8"}
+    reports = []
+    for dtype in ("model", "bf16"):
+        assert main(["run", "-w", path, "-a", "tpu-v4", "--dtype", dtype, "-f", "json"]) == 0
+        reports.append(capsys.readouterr().out)
+    assert reports[0] == reports[1]
+
+
+def test_fixtures_are_small():
+    assert sorted(p.name for p in DATA.glob("*.onnx")) == ["bert2.onnx", "mobilenet_v2.onnx", "resnet18.onnx"]
+    assert all(p.stat().st_size < 1 << 20 for p in DATA.glob("*.onnx"))
+
+
+def test_torch_export_imports(tmp_path):
+    """Only where torch is installed (not in CI): a fresh dynamo export of a small CNN."""
+    torch = pytest.importorskip("torch")
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.BatchNorm2d(8),
+                              torch.nn.ReLU6(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(8, 10)).eval()
+    path = tmp_path / "net.onnx"
+    torch.onnx.export(net, (torch.randn(1, 3, 32, 32),), str(path), dynamo=True, opset_version=18, verbose=False)
+    g = load_workload(str(path))
+    assert out_shape(g) == (1, 10) and graph_macs(g) == 16 * 16 * 8 * 27 + 80   # BatchNorm folded into the Conv
