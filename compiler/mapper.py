@@ -108,18 +108,24 @@ def _compute_cycles(work: Contraction, arch: ArchConfig, dataflow: str, timing: 
     return np.maximum(cycles, feed_cycles(work, dataflow, arch))     # on-chip levels must keep up
 
 
-def score(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm, tn, tk, order: str):
-    """Estimated (cycles, DRAM bytes, DRAM energy pJ, fits) for arrays of candidate tiles under one loop order."""
+@dataclass(frozen=True)
+class _Base:
+    """What a set of candidate tiles costs whatever the loop order: sweeps, footprint fit, compute, tile counts."""
+    trips: dict
+    a_sweep: np.ndarray
+    b_sweep: np.ndarray
+    c_fin: np.ndarray
+    c_acc: np.ndarray
+    fits: np.ndarray
+    compute: np.ndarray
+    n_tiles: np.ndarray
+    first: np.ndarray
+    last: np.ndarray
+
+
+def _base(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm, tn, tk) -> _Base:
     acc = arch.array.acc_dtype
     trips = {"m": -(-work.m // tm), "n": -(-work.n // tn), "k": -(-work.k // tk)}
-    a_sweep = _sweep(lambda m, k: a_tile_bytes(work, m, k), work.m, tm, work.k, tk)
-    b_sweep = _sweep(lambda k, n: nbytes(k * n, work.b_dtype), work.k, tk, work.n, tn)
-    c_fin = _sweep(lambda m, n: nbytes(m * n, work.c_dtype), work.m, tm, work.n, tn)
-    c_acc = _sweep(lambda m, n: nbytes(m * n, acc), work.m, tm, work.n, tn)
-    spills = _reps(order, trips, OPERAND_DIMS["output"]) - 1
-    read = work.g * (_reps(order, trips, OPERAND_DIMS["input"]) * a_sweep
-                     + _reps(order, trips, OPERAND_DIMS["weight"]) * b_sweep + spills * c_acc)
-    write = work.g * (c_fin + spills * c_acc)
     # fits: each operand's tile in its home level, twice when that level double-buffers
     tiles = {"input": a_tile_bytes(work, tm, tk), "weight": nbytes(tk * tn, work.b_dtype),
              "output": nbytes(tm * tn, acc)}
@@ -131,41 +137,59 @@ def score(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm, t
     for lv in arch.memory[1:]:
         fits &= need[lv.name] <= lv.capacity_bytes
     t_tile = {"m": tm, "n": tn, "k": tk}[streamed_loop(dataflow)]
-    compute = _compute_cycles(work, arch, dataflow, timing, t_tile)
+    bw = arch.offchip.bandwidth_bytes_per_cycle
+    return _Base(trips=trips,
+                 a_sweep=_sweep(lambda m, k: a_tile_bytes(work, m, k), work.m, tm, work.k, tk),
+                 b_sweep=_sweep(lambda k, n: nbytes(k * n, work.b_dtype), work.k, tk, work.n, tn),
+                 c_fin=_sweep(lambda m, n: nbytes(m * n, work.c_dtype), work.m, tm, work.n, tn),
+                 c_acc=_sweep(lambda m, n: nbytes(m * n, acc), work.m, tm, work.n, tn),
+                 fits=fits, compute=_compute_cycles(work, arch, dataflow, timing, t_tile),
+                 n_tiles=work.g * trips["m"] * trips["n"] * trips["k"],
+                 first=(tiles["input"] + tiles["weight"]) / bw, last=nbytes(tm * tn, work.c_dtype) / bw)
+
+
+def score(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm, tn, tk, order: str):
+    """Estimated (cycles, DRAM bytes, DRAM energy pJ, fits, tiles) for arrays of candidate tiles, one loop order."""
+    return _score_order(work, arch, _base(work, arch, timing, dataflow, tm, tn, tk), order)
+
+
+def _score_order(work: Contraction, arch: ArchConfig, base: _Base, order: str):
+    trips, n_tiles = base.trips, base.n_tiles
+    spills = _reps(order, trips, OPERAND_DIMS["output"]) - 1
+    read = work.g * (_reps(order, trips, OPERAND_DIMS["input"]) * base.a_sweep
+                     + _reps(order, trips, OPERAND_DIMS["weight"]) * base.b_sweep + spills * base.c_acc)
+    write = work.g * (base.c_fin + spills * base.c_acc)
     off = arch.offchip
     bw, lat = off.bandwidth_bytes_per_cycle, off.latency_cycles
-    n_tiles = work.g * trips["m"] * trips["n"] * trips["k"]
     double = all(arch.home(o).double_buffered for o in ("input", "weight", "output"))
-    per_tile = compute / n_tiles
-    visits = work.g * trips["m"] * trips["n"] * (spills + 1)           # output-tile visits
-    avg = {"input": a_sweep / (trips["m"] * trips["k"]), "weight": b_sweep / (trips["k"] * trips["n"])}
-    c_load, c_store = work.g * spills * c_acc / visits, write / visits
-    first = (tiles["input"] + tiles["weight"]) / bw
-    last = nbytes(tm * tn, work.c_dtype) / bw
+    per_tile = base.compute / n_tiles
     if double:
-        # Between consecutive tiles the DMA moves whatever changed while one tile computes (2 slots hide one
-        # tile ahead, so a transition costs max(compute of a tile, latency + transfer of what changed)). The outermost loop that steps decides what changed; loop at position p is the outermost to
-        # step on a fraction (1 - 1/n_p) / prod(n_q, q inner to p) of transitions.
-        loops = [("g", np.full(tm.shape, work.g))] + [(d, trips[d]) for d in order]
+        # Between consecutive tiles the DMA moves whatever changed while one tile computes (2 slots hide one tile
+        # ahead, so a transition costs max(compute of a tile, latency + transfer of what changed)). The outermost
+        # loop that steps decides what changed; the loop at position p is the outermost to step on a fraction
+        # (1 - 1/n_p) / prod(n_q, q inner to p) of transitions.
+        visits = work.g * trips["m"] * trips["n"] * (spills + 1)           # output-tile visits
+        avg = {"input": base.a_sweep / (trips["m"] * trips["k"]), "weight": base.b_sweep / (trips["k"] * trips["n"])}
+        c_moved = (work.g * spills * base.c_acc + write) / visits        # a partial-sum reload and a store
+        loops = [("g", np.full(n_tiles.shape, work.g))] + [(d, trips[d]) for d in order]
         steady = per_tile.astype(np.float64)                              # the first tile's compute
-        inner = np.ones(tm.shape, dtype=np.float64)
+        inner = np.ones(n_tiles.shape, dtype=np.float64)
         for p in range(len(loops) - 1, -1, -1):
             d, n_p = loops[p]
             changed = {o: 1.0 if d == "g" else _changes(loops[p:], OPERAND_DIMS[o]) for o in OPERAND_DIMS}
-            moved = (changed["input"] * avg["input"] + changed["weight"] * avg["weight"]
-                     + changed["output"] * (c_load + c_store))
+            moved = changed["input"] * avg["input"] + changed["weight"] * avg["weight"] + changed["output"] * c_moved
             transitions = n_tiles / inner * (1 - 1 / n_p) if p else (work.g - 1) * n_tiles / (inner * work.g)
             # the next tile's load is issued when this tile starts computing: it needs latency + transfer
             steady = steady + transitions * np.maximum(per_tile, np.where(moved > 0, moved / bw + lat, 0))
             inner = inner * n_p
         in_flight = (n_tiles * lat + (read + write) / bw) / 2      # at most 2 loads outstanding
-        cycles = np.maximum(steady, in_flight) + first + last + 2 * lat
+        cycles = np.maximum(steady, in_flight) + base.first + base.last + 2 * lat
     else:
-        cycles = compute + (read + write) / bw + n_tiles * lat
+        cycles = base.compute + (read + write) / bw + n_tiles * lat
     table = arch.energy.actions
     pj = (read * table[f"{off.name}.read_byte"].pj + write * table[f"{off.name}.write_byte"].pj
           if f"{off.name}.read_byte" in table and f"{off.name}.write_byte" in table else (read + write) * 1.0)
-    return (cycles.astype(np.float64), (read + write).astype(np.int64), np.asarray(pj, dtype=np.float64), fits,
+    return (cycles.astype(np.float64), (read + write).astype(np.int64), np.asarray(pj, dtype=np.float64), base.fits,
             n_tiles)
 
 
@@ -233,8 +257,9 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
         sizes = [tile_sizes(getattr(work, d), unit[d]) for d in LOOPS]
         tm, tn, tk = (g.ravel() for g in np.meshgrid(*sizes, indexing="ij"))   # independent of capacities
         candidates += int(tm.size) * len(ORDERS)
+        base = _base(work, arch, timing, dataflow, tm, tn, tk)
         for order in ORDERS:
-            cycles, dram, pj, fits, n_tiles = score(work, arch, timing, dataflow, tm, tn, tk, order)
+            cycles, dram, pj, fits, n_tiles = _score_order(work, arch, base, order)
             obj = _objective(objective, cycles, dram, pj)
             idx = np.flatnonzero(fits & (n_tiles <= MAX_TILES))
             if idx.size == 0:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from arch import InputError, arch_to_dict, load_arch, preset_names
 from arch.loader import load_yaml_text, raw_arch
+from compiler.fusion import POLICIES
 from compiler.mapper import OBJECTIVES
 from compiler.schedule import MAPPERS, TIMING_MODES, CompileOptions, load_pinned, lower
 
@@ -30,7 +31,8 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its subcommands."""
     p = _Parser(prog="tilesim", description="Cycle-approximate accelerator simulator.")
-    sub = p.add_subparsers(dest="command", parser_class=_Parser, metavar="{run,validate-array,show-arch,list}")
+    sub = p.add_subparsers(dest="command", parser_class=_Parser,
+                           metavar="{run,compare,validate-array,show-arch,list}")
     sub.required = True
 
     run = sub.add_parser("run", help="simulate a workload on an arch and print the report")
@@ -40,6 +42,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--top", type=int, help="table format: show only the N longest kernels")
     run.add_argument("--show-schedule", action="store_true",
                      help="table format: also list each kernel's mapping, traffic per operand and why it won")
+
+    cmp = sub.add_parser("compare", help="the same workload under several fusion policies, side by side")
+    _workload_args(cmp, fusion=False)
+    cmp.add_argument("--fusion", default="none,epilogue,full",
+                     help="comma-separated policies to compare (default none,epilogue,full)")
+    cmp.add_argument("--format", "-f", choices=("table", "json"), default="table")
+    cmp.add_argument("-o", "--output", help="write the comparison to this file instead of stdout")
+    cmp.add_argument("--top", type=int, default=10, help="fused groups listed per policy (default 10)")
 
     val = sub.add_parser("validate-array", help="check a workload's GEMMs on the cycle-level array model")
     _workload_args(val)
@@ -56,8 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _workload_args(cmd: argparse.ArgumentParser) -> None:
+def _workload_args(cmd: argparse.ArgumentParser, fusion: bool = True) -> None:
     """The options that choose a workload, an arch and how to lower it."""
+    if fusion:
+        cmd.add_argument("--fusion", choices=POLICIES, default="full",
+                         help="none | epilogue | full (default): which ops run fused in one kernel")
     cmd.add_argument("--workload", "-w", default=DEFAULT_WORKLOAD,
                      help=f"built-in name, gemm:M,N,K, a SCALE-Sim topology .csv or an .onnx model "
                           f"(default {DEFAULT_WORKLOAD}; see `tilesim list workloads`)")
@@ -98,21 +111,47 @@ def write_output(text: str, path: str | None) -> None:
         raise
 
 
-def _schedule(args):
-    """Arch and Schedule from the workload options."""
+def _graph(args):
+    """Arch and Graph from the workload options."""
     from workloads import load_workload
     arch = load_arch(args.arch, args.overrides)
-    graph = load_workload(args.workload, seq_len=args.seq_len, batch=args.batch, dtype=_dtype(args, arch),
-                          dims=parse_dims(args.dims))
+    return arch, load_workload(args.workload, seq_len=args.seq_len, batch=args.batch, dtype=_dtype(args, arch),
+                               dims=parse_dims(args.dims))
+
+
+def _options(args, fusion: str) -> CompileOptions:
+    """Compile options from the command line (pinned mappings read and checked here)."""
     pinned = ()
     if args.mapping:
         path = Path(args.mapping)
         if not path.is_file():
             raise InputError(f"--mapping: no such file '{args.mapping}'")
         pinned = load_pinned(load_yaml_text(path.read_text(), str(path)), str(path))
-    options = CompileOptions(timing=args.timing, mapper=args.mapper, objective=args.objective, pinned=pinned)
+    return CompileOptions(timing=args.timing, fusion=fusion, mapper=args.mapper, objective=args.objective,
+                          pinned=pinned)
+
+
+def _schedule(args):
+    """Arch and Schedule from the workload options."""
+    arch, graph = _graph(args)
+    options = _options(args, args.fusion)
     evaluate = kernel_evaluator(arch, options.resolved_timing(arch), args.objective)
     return arch, lower(graph, arch, options, evaluate)
+
+
+def cmd_compare(args) -> None:
+    """tilesim compare: fusion policies side by side."""
+    from .compare import comparison_json, comparison_table, compare
+    policies = tuple(p.strip() for p in args.fusion.split(",") if p.strip())
+    bad = [p for p in policies if p not in POLICIES]
+    if bad or not policies:
+        raise InputError(f"--fusion: got '{args.fusion}'; give a comma-separated list of {', '.join(POLICIES)}")
+    if args.top < 1:
+        raise InputError(f"--top: must be >= 1, got {args.top}")
+    arch, graph = _graph(args)
+    result = compare(graph, arch, policies, _options(args, policies[0]))
+    text = comparison_json(result) if args.format == "json" else comparison_table(result, args.top)
+    write_output(text, args.output)
 
 
 def parse_dims(items: list[str]) -> dict[str, int]:
@@ -196,7 +235,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit status (0 ok, 2 bad input, 1 internal error)."""
     try:
         args = build_parser().parse_args(argv)
-        commands = {"run": cmd_run, "validate-array": cmd_validate_array, "show-arch": cmd_show_arch,
+        commands = {"run": cmd_run, "compare": cmd_compare, "validate-array": cmd_validate_array,
+                    "show-arch": cmd_show_arch,
                     "list": cmd_list}
         return commands[args.command](args) or 0
     except InputError as e:

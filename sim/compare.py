@@ -41,9 +41,9 @@ def compare(graph: Graph, arch: ArchConfig, policies: tuple[str, ...], base: Com
     """Lower and simulate `graph` once per policy (plus 'none' as the reference when it is not asked for)."""
     from dataclasses import replace
     runs = {}
+    evaluate = kernel_evaluator(arch, base.resolved_timing(arch), base.objective)   # shared: kernels recur
     for policy in dict.fromkeys(("none",) + tuple(policies)):
         options = replace(base, fusion=policy)
-        evaluate = kernel_evaluator(arch, options.resolved_timing(arch), options.objective)
         schedule = lower(graph, arch, options, evaluate)
         runs[policy] = (schedule, simulate(schedule, arch))
     alone = {k.ops[0]: kr.dram_read_bytes + kr.dram_write_bytes

@@ -122,11 +122,18 @@ def _memory_traffic(actions: Counter, arch: ArchConfig, cycles: int) -> dict[str
 
 
 def kernel_evaluator(arch: ArchConfig, timing: str, objective: str = "latency"):
-    """The objective of one kernel simulated alone (cycles, pJ or their product), for compiler.schedule.lower."""
+    """The objective of one kernel simulated alone (cycles, pJ or their product), for compiler.schedule.lower;
+    remembered per (loop nest, mapping, split, epilogue), so repeated layers and policies simulate once."""
+    seen: dict = {}
+
     def evaluate(kernel: Kernel) -> float:
-        alone = Kernel(kernel.name, kernel.ops, kernel.work, kernel.mapping)
-        r = simulate(Schedule("evaluate", arch.name, timing, (alone,)), arch)
-        return {"latency": r.cycles, "energy": r.energy_pj, "edp": r.cycles * r.energy_pj}[objective]
+        key = (kernel.work, kernel.mapping, kernel.split, kernel.epilogue)
+        if key not in seen:
+            alone = Kernel(kernel.name, kernel.ops, kernel.work, kernel.mapping, split=kernel.split,
+                           epilogue=kernel.epilogue)
+            r = simulate(Schedule("evaluate", arch.name, timing, (alone,)), arch)
+            seen[key] = {"latency": r.cycles, "energy": r.energy_pj, "edp": r.cycles * r.energy_pj}[objective]
+        return seen[key]
     return evaluate
 
 

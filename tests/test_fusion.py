@@ -131,3 +131,34 @@ def test_epilogue_work_overlaps_and_reads_residuals():
     assert epi.cycles < none.cycles
     assert epi.dram_write_bytes == 32 * 28 * 28                   # only the final activation is written
     assert epi.energy_breakdown_pj.get("vector", 0) > 0           # ReLU still costs vector ops
+
+
+def test_compare_cli_reports_each_policy_and_the_savings(capsys):
+    import json
+
+    from sim.cli import main
+    assert main(["compare", "-w", "bert-base", "-a", "tpu-v4", "--seq-len", "64", "-f", "json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    by = {p["fusion"]: p for p in d["policies"]}
+    assert list(by) == ["none", "epilogue", "full"]
+    assert by["none"]["speedup_vs_none"] == 1.0 and by["full"]["speedup_vs_none"] > 1
+    assert by["none"]["fused_groups"] == [] and by["full"]["fused_groups"]
+    assert all(g["saved_dram_bytes"] >= 0 for g in by["full"]["fused_groups"])
+    assert len({p["macs"] for p in d["policies"]}) == 1
+    assert main(["compare", "-w", "resnet18", "-a", "edge-npu", "--fusion", "none,full", "--top", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "full: " in out and "saved" in out
+    assert main(["compare", "--fusion", "full,fancy"]) == 2
+    assert "--fusion" in capsys.readouterr().err
+
+
+def test_run_takes_a_fusion_policy(capsys):
+    import json
+
+    from sim.cli import main
+    main(["run", "-w", "resnet18", "-a", "edge-npu", "--fusion", "none", "-f", "json"])
+    none = json.loads(capsys.readouterr().out)
+    main(["run", "-w", "resnet18", "-a", "edge-npu", "-f", "json"])
+    full = json.loads(capsys.readouterr().out)
+    assert len(full["kernels"]) < len(none["kernels"]) and full["macs"] == none["macs"]
+    assert any(len(k["ops"]) > 1 for k in full["kernels"])
