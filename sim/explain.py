@@ -36,4 +36,7 @@ def schedule_table(schedule: Schedule, result: SimResult, arch: ArchConfig, obje
                 why = f"simulated faster than the closed-form best (est {choice.cycles:,.0f} cyc)"
         lines.append(f"{kernel.name[:22]:<22} {kr.mapping[:32]:<32} {_mib(kr.dram_input_read_bytes):>7} "
                      f"{_mib(kr.dram_weight_read_bytes):>7} {_mib(kr.dram_output_write_bytes):>7}  {why}")
+    if schedule.notes:
+        lines += ["", f"fusion ({schedule.fusion}): what was fused, and why the rest was not"]
+        lines += [f"  {note}" for note in schedule.notes]
     return "\n".join(lines) + "\n"

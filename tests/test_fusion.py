@@ -162,3 +162,10 @@ def test_run_takes_a_fusion_policy(capsys):
     full = json.loads(capsys.readouterr().out)
     assert len(full["kernels"]) < len(none["kernels"]) and full["macs"] == none["macs"]
     assert any(len(k["ops"]) > 1 for k in full["kernels"])
+
+
+def test_show_schedule_lists_fusion_notes(capsys):
+    from sim.cli import main
+    assert main(["run", "-w", "resnet18", "-a", "edge-npu", "--show-schedule", "--top", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "fusion (full):" in out and "folded into conv1's weights" in out
