@@ -188,7 +188,7 @@ def group_ops(graph: Graph, policy: str) -> Grouping:
         work = lower_op(graph, op)
         if isinstance(work, Contraction) and work.macs == 0:
             continue
-        if policy == "none":
+        if policy == "none" or kind is OpKind.CONTRACTION:    # contractions start kernels; others may join them
             new_group(op, work, deps_of(op.inputs))
             continue
         reason = _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes)
@@ -241,7 +241,7 @@ def _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes
             notes.append(f"{op.name}: folded into {g.anchor.name}'s weights")
             return None
         if op.op_type not in ELEMENTWISE:
-            return f"{op.op_type} needs whole rows, not one output tile at a time"
+            return f"{op.op_type} is not elementwise: it needs whole rows or windows, not one output tile at a time"
         if graph.tensors[main].elements != out.elements:
             return "it broadcasts its main input"
         g.epilogue_ops += lower_op(graph, op).ops
