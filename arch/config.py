@@ -48,6 +48,12 @@ class MemLevel:
     holds: tuple[Operand, ...] = ("input", "weight", "output")
     double_buffered: bool = True
     shared: bool = False             # on-chip: one level serving all cores (else one per core); off-chip is shared
+    resident_fraction: float = 0.0   # on-chip: share of capacity kept for activations between kernels (fusion full)
+
+    @property
+    def resident_bytes(self) -> int:
+        """Bytes reserved for activations kept between kernels."""
+        return int(self.capacity_bytes * self.resident_fraction)
 
 
 @dataclass(frozen=True)
@@ -117,16 +123,23 @@ class ArchConfig:
         a = self.array
         return a.rows * a.cols * a.count * a.macs_per_pe_cycle * self.cores
 
-    def per_core(self) -> "ArchConfig":
-        """The share of the chip one core sees: shared on-chip levels and the off-chip bandwidth divided among the
-        cores (bandwidth shared fairly), private levels whole. The mapping search tiles for this view."""
-        if self.cores == 1:
+    def per_core(self, reserve_bytes: int = 0) -> "ArchConfig":
+        """The share of the chip one core sees for its tiles: shared on-chip levels and the off-chip bandwidth
+        divided among the cores (bandwidth shared fairly), private levels whole, and `reserve_bytes` of the
+        activation level taken by activations kept on chip between kernels. The mapping search tiles for this."""
+        if self.cores == 1 and not reserve_bytes:
             return self
         n = self.cores
-        levels = tuple(replace(lv, capacity_bytes=lv.capacity_bytes // n,
-                               bandwidth_bytes_per_cycle=lv.bandwidth_bytes_per_cycle / n)
-                       if lv.shared or lv.kind == "offchip" else lv for lv in self.memory)
-        return replace(self, memory=levels, cores=1)
+        keeper = self.home("input").name
+
+        def view(lv: MemLevel) -> MemLevel:
+            if lv.kind == "offchip":
+                return replace(lv, bandwidth_bytes_per_cycle=lv.bandwidth_bytes_per_cycle / n)
+            capacity = lv.capacity_bytes - (reserve_bytes if lv.name == keeper else 0)
+            if lv.shared:
+                return replace(lv, capacity_bytes=capacity // n, bandwidth_bytes_per_cycle=lv.bandwidth_bytes_per_cycle / n)
+            return replace(lv, capacity_bytes=capacity)
+        return replace(self, memory=tuple(view(lv) for lv in self.memory), cores=1)
 
 
 def dtype_bytes(dtype: str) -> float:

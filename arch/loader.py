@@ -234,6 +234,10 @@ def validate(arch: ArchConfig) -> list[tuple[str, str]]:
             errors.append((f"{p}.bandwidth_bytes_per_cycle", f"must be > 0, got {lv.bandwidth_bytes_per_cycle:g}"))
         if lv.latency_cycles < 0:
             errors.append((f"{p}.latency_cycles", f"must be >= 0, got {lv.latency_cycles}"))
+        if lv.resident_fraction and (lv.kind == "offchip" or "input" not in lv.holds):
+            errors.append((f"{p}.resident_fraction", "only the on-chip level that holds activations (input) keeps them"))
+        if not 0 <= lv.resident_fraction < 1:
+            errors.append((f"{p}.resident_fraction", f"must be >= 0 and < 1, got {lv.resident_fraction:g}"))
         if not lv.holds:
             errors.append((f"{p}.holds", f"must list at least one of {', '.join(OPERANDS)}"))
     for op in OPERANDS:

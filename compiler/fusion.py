@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from math import prod
+from typing import NamedTuple
 
 from arch.errors import InputError
 
@@ -23,7 +24,8 @@ from .ops import OpKind, matmul_shapes, spec
 
 POLICIES = ("none", "epilogue", "full")
 ELEMENTWISE = {"Relu", "Clip", "Sigmoid", "Tanh", "Erf", "Sqrt", "Gelu", "HardSwish", "Silu", "Cast", "Add", "Sub",
-               "Mul", "Div", "Pow", "Where", "BatchNormalization"}
+               "Mul", "Div", "Pow", "Where", "BatchNormalization",
+               "RotaryEmbedding"}   # pairs elements within one head: elementwise for tiles spanning whole heads
 SCORE_CHAIN = {"Mul", "Div", "Add", "Sub", "Where", "Cast"}      # scale and mask between QK^T and softmax
 SOFTMAX_OPS = 5                 # per score: max, subtract, exp, sum, divide (compiler/ops.py)
 RESCALE_OPS = 2                 # online softmax: per output element and kv block, rescale and accumulate
@@ -39,7 +41,8 @@ class Epilogue:
 @dataclass(frozen=True)
 class AttentionWork:
     """Fused attention over g = batch x heads: S = Q K^T (sq x skv, K = d), softmax, O = S V (sq x dv, K = skv).
-    K and V are shared by `kv_share` query heads (GQA/MQA); `score_ops` are the fused scale/mask ops per score."""
+    K and V are shared by `kv_share` query heads (GQA/MQA); `score_ops` are the fused scale/mask ops per score.
+    `kv_dtype` is K's and V's type when it differs from Q's (a quantized KV cache); "" means `dtype`."""
     g: int
     sq: int
     skv: int
@@ -49,6 +52,12 @@ class AttentionWork:
     kv_share: int = 1
     score_ops: int = 0
     extra_read_bytes: int = 0     # mask or other inputs of the score chain
+    kv_dtype: str = ""
+
+    @property
+    def kv_type(self) -> str:
+        """The data type K and V are read in."""
+        return self.kv_dtype or self.dtype
 
     @property
     def macs(self) -> int:
@@ -57,8 +66,8 @@ class AttentionWork:
 
     def parts(self) -> tuple[Contraction, Contraction]:
         """The two contractions it fuses, as unfused kernels would run them."""
-        qk = Contraction(self.g, self.sq, self.skv, self.d, self.dtype, self.dtype, self.dtype, b_is_param=False)
-        pv = Contraction(self.g, self.sq, self.dv, self.skv, self.dtype, self.dtype, self.dtype, b_is_param=False)
+        qk = Contraction(self.g, self.sq, self.skv, self.d, self.dtype, self.kv_type, self.dtype, b_is_param=False)
+        pv = Contraction(self.g, self.sq, self.dv, self.skv, self.dtype, self.kv_type, self.dtype, b_is_param=False)
         return qk, pv
 
 
@@ -72,13 +81,27 @@ class _Group:
     deps: set[int] = field(default_factory=set)
     epilogue_ops: int = 0
     epilogue_read: int = 0
+    reads: list = field(default_factory=list)       # (tensor, role): role a | b (contraction operands) | extra
+
+
+class KernelSpec(NamedTuple):
+    """One kernel the fusion pass formed: its ops, loop nest, dependencies, epilogue, and the tensors it reads
+    (with their role) and writes, so later passes can keep activations on chip."""
+    name: str
+    ops: tuple[str, ...]
+    work: LoopNest
+    deps: tuple[int, ...]
+    epilogue: Epilogue | None
+    reads: tuple[tuple[str, str], ...]
+    output: str
 
 
 @dataclass(frozen=True)
 class Grouping:
-    """The fusion pass's result: kernels as (name, ops, work, deps, epilogue) and notes on what was (not) fused."""
-    kernels: tuple[tuple[str, tuple[str, ...], LoopNest, tuple[int, ...], Epilogue | None], ...]
+    """The fusion pass's result: kernels and notes on what was fused and why the rest was not."""
+    kernels: tuple[KernelSpec, ...]
     notes: tuple[str, ...]
+    alias: dict = field(default_factory=dict, hash=False)   # view or absorbed-transpose output -> its source
 
 
 def _vector_ops(graph: Graph, op: Op) -> int:
@@ -122,7 +145,8 @@ def _attention_work(graph: Graph, ops: list[Op], canon) -> AttentionWork:
     score_ops = sum(_vector_ops(graph, op) for op in chain) // max(g * sq * skv, 1)
     produced = {canon(t) for op in ops for t in op.outputs}
     extra = sum(graph.tensors[t].nbytes for op in chain for t in op.inputs[1:] if canon(t) not in produced)
-    return AttentionWork(g, sq, skv, d, dv, q.dtype, max(g // max(kv_batch, 1), 1), score_ops, extra)
+    kv_dtype = kt.dtype if kt.dtype != q.dtype else ""
+    return AttentionWork(g, sq, skv, d, dv, q.dtype, max(g // max(kv_batch, 1), 1), score_ops, extra, kv_dtype)
 
 
 def group_ops(graph: Graph, policy: str) -> Grouping:
@@ -157,7 +181,9 @@ def group_ops(graph: Graph, policy: str) -> Grouping:
         return {owner[canon(t)] for t in tensors if canon(t) in owner}
 
     def new_group(op: Op, work: LoopNest, deps: set[int]) -> None:
-        groups.append(_Group(op, [op.name], work, op.outputs[0], deps))
+        roles = ("a", "b") if isinstance(work, Contraction) else ()
+        reads = [(canon(t), roles[i] if i < len(roles) else "extra") for i, t in enumerate(op.inputs)]
+        groups.append(_Group(op, [op.name], work, op.outputs[0], deps, reads=reads))
         for t in op.outputs:
             owner[canon(t)] = len(groups) - 1
 
@@ -177,8 +203,11 @@ def group_ops(graph: Graph, policy: str) -> Grouping:
                 ops = attention[end]
                 inside = {canon(t) for o in ops for t in o.outputs}
                 outside = [t for o in ops for t in o.inputs if canon(t) not in inside]
+                q, k = ops[0].inputs[:2]
+                reads = [(canon(q), "a"), (canon(k), "b"), (canon(ops[-1].inputs[1]), "b")] + \
+                    [(canon(t), "extra") for o in ops[1:-2] for t in o.inputs if canon(t) not in inside]
                 groups.append(_Group(ops[0], [o.name for o in ops], _attention_work(graph, ops, canon),
-                                     op.outputs[0], deps_of(outside)))
+                                     op.outputs[0], deps_of(outside), reads=reads))
                 for o in ops:
                     for t in o.outputs:
                         owner[canon(t)] = len(groups) - 1
@@ -191,7 +220,7 @@ def group_ops(graph: Graph, policy: str) -> Grouping:
         if policy == "none" or kind is OpKind.CONTRACTION:    # contractions start kernels; others may join them
             new_group(op, work, deps_of(op.inputs))
             continue
-        reason = _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes)
+        reason = _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes, alias)
         if reason is None:
             continue
         notes.append(f"{op.name}: not fused ({reason})")
@@ -204,11 +233,13 @@ def group_ops(graph: Graph, policy: str) -> Grouping:
             work = replace(work, write_bytes=graph.tensors[gr.output].nbytes,
                            elements=graph.tensors[gr.output].elements)
         epi = Epilogue(gr.epilogue_ops, gr.epilogue_read) if (gr.epilogue_ops or gr.epilogue_read) else None
-        kernels.append((gr.anchor.name, tuple(gr.ops), work, tuple(sorted(gr.deps)), epi))
-    return Grouping(tuple(kernels), tuple(notes))
+        reads = tuple(dict.fromkeys((canon(t), role) for t, role in gr.reads))
+        kernels.append(KernelSpec(gr.anchor.name, tuple(gr.ops), work, tuple(sorted(gr.deps)), epi, reads,
+                                  canon(gr.output)))
+    return Grouping(tuple(kernels), tuple(notes), dict(alias))
 
 
-def _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes) -> str | None:
+def _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes, alias) -> str | None:
     """Fuse `op` into an existing group and return None, or return why it stays a kernel of its own."""
     ins = [canon(t) for t in op.inputs]
     produced = [(owner[t], t) for t in ins if t in owner]
@@ -221,6 +252,7 @@ def _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes
             for t in op.outputs:                          # the consumer reads the untransposed tensor
                 if ins[0] in owner:
                     owner[canon(t)] = owner[ins[0]]
+                alias[t] = op.inputs[0]
             return None
         return "a transpose feeding more than contractions"
     if not produced:
@@ -246,6 +278,7 @@ def _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes
             return "it broadcasts its main input"
         g.epilogue_ops += lower_op(graph, op).ops
         g.epilogue_read += sum(graph.tensors[t].nbytes for t in others)
+        g.reads += [(canon(t), "extra") for t in others]
         g.deps |= {owner[canon(t)] for t in others if canon(t) in owner} - {gi}
         absorb(gi, op)
         return None
@@ -253,6 +286,7 @@ def _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes
         w = g.work
         extra = sum(graph.tensors[t].nbytes for t in others)
         g.work = replace(w, ops=w.ops + lower_op(graph, op).ops, read_bytes=w.read_bytes + extra)
+        g.reads += [(canon(t), "extra") for t in others]
         g.deps |= {owner[canon(t)] for t in others if canon(t) in owner} - {gi}
         absorb(gi, op)
         return None
@@ -276,7 +310,7 @@ def attention_footprint(work: AttentionWork, bq: int, bkv: int, arch) -> dict[st
     from .cost import nbytes
     acc = arch.array.acc_dtype
     tiles = {"input": int(nbytes(bq * work.d, work.dtype)),
-             "weight": int(nbytes(bkv * (work.d + work.dv), work.dtype)),
+             "weight": int(nbytes(bkv * (work.d + work.dv), work.kv_type)),
              "output": int(nbytes(bq * bkv + bq * work.dv, acc))}
     need = {lv.name: 0 for lv in arch.memory[1:]}
     for operand, size in tiles.items():
@@ -291,7 +325,7 @@ def attention_traffic(work: AttentionWork, bq: int) -> tuple[int, int, int]:
     from .cost import nbytes
     n_q = -(-work.sq // bq)
     q = int(nbytes(work.g * work.sq * work.d, work.dtype)) + work.extra_read_bytes
-    kv = int(nbytes(-(-work.g // work.kv_share) * n_q * work.skv * (work.d + work.dv), work.dtype))
+    kv = int(nbytes(-(-work.g // work.kv_share) * n_q * work.skv * (work.d + work.dv), work.kv_type))
     o = int(nbytes(work.g * work.sq * work.dv, work.dtype))
     return q, kv, o
 
@@ -316,9 +350,9 @@ def attention_tile_compute(work: AttentionWork, mapping: AttentionMapping, arch,
     return np.tile(per.ravel(), work.g)
 
 
-def attention_mapping(work: AttentionWork, arch, timing: str, name: str = "") -> AttentionMapping:
+def attention_mapping(work: AttentionWork, arch, timing: str, name: str = "", reserve_bytes: int = 0) -> AttentionMapping:
     """Blocks that fit, chosen to minimise max(compute, traffic / bandwidth); ties go to fewer tiles."""
-    core = arch.per_core()
+    core = arch.per_core(reserve_bytes)     # tiles share the activation level with activations kept on chip
     r = arch.array.rows
     def sizes(n):
         out, t = {n}, r

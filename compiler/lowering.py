@@ -16,8 +16,8 @@ class ConvWindow:
     out_w: int        # F: output pixels per output row
     stride_h: int
     span_h: int       # (R - 1) * dilation + 1 input rows under one output row
-    in_h: int         # padded input height
-    in_w: int         # padded input width
+    in_h: int         # input height in memory (padding is not fetched: it is generated on chip)
+    in_w: int         # input width in memory
     window: int       # R * S: GEMM K elements per input channel
 
     def input_elems(self, m_rows: int, k_elems: int, im2col_elems: int) -> int:
@@ -97,7 +97,7 @@ def _lower_contraction(op: Op, ts, out) -> Contraction:
         geo = conv_geometry(a.shape, b.shape, op.attrs)
         g = geo["g"]
         window = ConvWindow(out_w=geo["f"], stride_h=geo["sh"], span_h=(geo["r"] - 1) * geo["dh"] + 1,
-                            in_h=geo["h"] + geo["pt"] + geo["pb"], in_w=geo["w"] + geo["pl"] + geo["pr"],
+                            in_h=geo["h"], in_w=geo["w"],
                             window=geo["r"] * geo["s"])
         return Contraction(g=g, m=geo["n"] * geo["e"] * geo["f"], n=geo["k"] // g,
                            k=(geo["c"] // g) * geo["r"] * geo["s"], a_dtype=a.dtype, b_dtype=b.dtype,
@@ -121,9 +121,10 @@ def _lower_conv_transpose(op: Op, a, b, out) -> Contraction:
     on inserted zeros (about stride^2 times the useful ones: input pixels * C_out / groups * R * S)."""
     geo = conv_transpose_geometry(a.shape, b.shape, op.attrs)
     g = geo["g"]
-    span_h, span_w = (geo["r"] - 1) * geo["dh"] + 1, (geo["s"] - 1) * geo["dw"] + 1
-    window = ConvWindow(out_w=geo["f"], stride_h=1, span_h=span_h, in_h=geo["e"] + span_h - 1,
-                        in_w=geo["f"] + span_w - 1, window=geo["r"] * geo["s"])
+    span_h = (geo["r"] - 1) * geo["dh"] + 1
+    # the zeros inserted between input pixels are generated on chip: only the real input is fetched
+    window = ConvWindow(out_w=geo["f"], stride_h=1, span_h=span_h, in_h=a.shape[2], in_w=a.shape[3],
+                        window=geo["r"] * geo["s"])
     return Contraction(g=g, m=geo["n"] * geo["e"] * geo["f"], n=geo["k"] // g,
                        k=(geo["c"] // g) * geo["r"] * geo["s"], a_dtype=a.dtype, b_dtype=b.dtype,
                        c_dtype=out.dtype, b_is_param=True, window=window)

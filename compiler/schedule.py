@@ -13,6 +13,7 @@ from .ir import Graph, Op
 from .fusion import AttentionMapping, AttentionWork, Epilogue, attention_mapping, group_ops
 from .lowering import Contraction, LoopNest, VectorWork
 from .mapper import search
+from .residency import NONE, Residency, keep_on_chip
 from .ops import OpKind, spec
 from .tiling import VectorMapping, fits, footprint, naive_mapping, vector_mapping
 
@@ -30,6 +31,7 @@ class Kernel:
     chosen_by: str = ""             # pinned | search | simulator | naive | vector: how the mapping was decided
     split: str = ""                 # m | n: the loop divided among cores ("" on one core); mapping is per core
     epilogue: Epilogue | None = None  # elementwise ops fused onto a contraction's drain
+    residency: Residency = NONE      # transfers an on-chip copy replaces (--fusion full, resident_bytes)
 
     def shares(self, cores: int) -> list[tuple[Contraction, int]]:
         """(per-core contraction, how many cores run it): the split loop cut into near-equal parts."""
@@ -110,34 +112,38 @@ def core_shares(work: Contraction, split: str, cores: int) -> list[tuple[Contrac
 
 
 def map_kernels(kernels, arch: ArchConfig, options: CompileOptions, timing: str,
-                evaluate: Evaluator | None = None) -> list[Kernel]:
+                evaluate: Evaluator | None = None, held: list[int] | None = None) -> list[Kernel]:
     """Give each kernel a mapping: searched or naive tiling (contractions), elements per tile (vector).
     With `evaluate` (the kernel's objective as the simulator measures it), the search's shortlist is decided by it;
     results are shared between repeated layers."""
     if options.mapper not in MAPPERS:
         raise InputError(f"--mapper: got '{options.mapper}', allowed: {', '.join(MAPPERS)}")
-    decided: dict[Contraction, Mapping] = {}
+    decided: dict[tuple, Mapping] = {}
+    level = arch.home("input").capacity_bytes
+    step = max(level // 16, 1)
     pinned = dict(options.pinned)
     names = {k[0] for k in kernels if isinstance(k[2], Contraction)}
     for name in pinned:
         if name not in names:
             raise InputError(f"--mapping {name}: no contraction kernel of that name{did_you_mean(name, names)}")
     out = []
-    core = arch.per_core()                          # what one core sees; the whole arch when cores == 1
-    for name, ops, work, deps, epilogue in kernels:
+    for i, spec_ in enumerate(kernels):
+        name, ops, work, deps, epilogue = spec_.name, spec_.ops, spec_.work, spec_.deps, spec_.epilogue
+        reserve = -(-held[i] // step) * step if held else 0       # kept activations, in 1/16ths of the level
+        core = arch.per_core(reserve)              # what one core sees for its tiles
         split = choose_split(work, arch.cores) if isinstance(work, Contraction) and arch.cores > 1 else ""
         share = core_shares(work, split, arch.cores)[0][0] if split else work     # the largest per-core share
         if name in pinned:
             mapping, how = check_pinned(name, share, pinned[name], core), "pinned"
         elif isinstance(work, AttentionWork):
-            mapping, how = attention_mapping(work, arch, timing, name), "attention"
+            mapping, how = attention_mapping(work, arch, timing, name, reserve), "attention"
         elif isinstance(work, Contraction) and options.mapper == "search":
-            if work not in decided:
+            if (work, reserve) not in decided:
                 choice = search(share, core, timing, options.objective, name=name)
-                decided[work] = choice.mapping if evaluate is None else min(
+                decided[work, reserve] = choice.mapping if evaluate is None else min(
                     choice.shortlist, key=lambda m: evaluate(Kernel(name, ops, work, m, split=split,
                                                                     epilogue=epilogue)))
-            mapping = decided[work]
+            mapping = decided[work, reserve]
             how = "search" if evaluate is None else "simulator"
         elif isinstance(work, Contraction):
             mapping, how = naive_mapping(share, core, name=name), "naive"
@@ -182,7 +188,10 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     sim.kernel_evaluator) lets the simulator pick among the search's closed-form shortlist."""
     timing = options.resolved_timing(arch)
     grouping = group_ops(graph, options.fusion)
-    kernels = map_kernels(list(grouping.kernels), arch, options, timing, evaluate)
+    specs = list(grouping.kernels)
+    plan, held = keep_on_chip(specs, graph, arch) if options.fusion == "full" else ([NONE] * len(specs), None)
+    kernels = map_kernels(specs, arch, options, timing, evaluate, held)
+    kernels = [replace(k, residency=r) for k, r in zip(kernels, plan)]
     if not kernels:
         raise InputError(f"workload {graph.name}: nothing to run (the graph has only views)")
     return Schedule(graph.name, arch.name, timing, tuple(kernels), grouping.notes, options.fusion)

@@ -68,10 +68,12 @@ def contraction_commands(work: Contraction, kernel: Kernel, arch: ArchConfig, ti
     final = c_last & (idx["k"] == trips["k"] - 1)
     c_elems = ext["m"] * ext["n"]
 
-    psum = np.where(reload, nbytes(c_elems, acc), 0)
-    a_bytes = np.where(a_new, a_tile_bytes(work, ext["m"], ext["k"]), 0)
-    b_bytes = np.where(b_new, nbytes(ext["k"] * ext["n"], work.b_dtype), 0)
-    store = np.where(final, nbytes(c_elems, work.c_dtype), np.where(c_last, nbytes(c_elems, acc), 0))
+    res = kernel.residency                  # operands and output an on-chip copy serves (--fusion full)
+    psum = np.where(reload, nbytes(c_elems, acc), 0)        # partial-sum spills always go off chip
+    a_bytes = np.where(a_new & (not res.a), a_tile_bytes(work, ext["m"], ext["k"]), 0)
+    b_bytes = np.where(b_new & (not res.b), nbytes(ext["k"] * ext["n"], work.b_dtype), 0)
+    final_store = 0 if res.out else nbytes(c_elems, work.c_dtype)
+    store = np.where(final, final_store, np.where(c_last, nbytes(c_elems, acc), 0))
     t_tile = mapping.tile(streamed_loop(mapping.dataflow))
     total = compute_cycles(work, arch, mapping.dataflow, timing, t_tile)
     compute = split_total(total, (ext["m"] * ext["n"] * ext["k"]).astype(np.float64))
@@ -82,10 +84,11 @@ def contraction_commands(work: Contraction, kernel: Kernel, arch: ArchConfig, ti
         drained = np.where(final, c_elems, 0).astype(np.float64)
         lanes = arch.vector.lanes * arch.vector.ops_per_lane_cycle
         compute = np.maximum(compute, split_total(ceil(epi.ops * share / lanes), drained))
-        a_bytes = a_bytes + split_total(round(epi.read_bytes * share), drained)   # residual inputs, read once
+        residual = max(epi.read_bytes - res.extra_bytes, 0)                        # other inputs, read once
+        a_bytes = a_bytes + split_total(round(residual * share), drained)
     levels = {arch.home(o).double_buffered for o in ("input", "weight", "output")}
     return TileCommands(a_bytes.astype(np.int64), b_bytes.astype(np.int64), psum.astype(np.int64),
-                        store.astype(np.int64), compute, ARRAY, 2 if levels == {True} else 1)
+                        np.asarray(store).astype(np.int64), compute, ARRAY, 2 if levels == {True} else 1)
 
 
 def attention_commands(work: AttentionWork, kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:
@@ -97,6 +100,9 @@ def attention_commands(work: AttentionWork, kernel: Kernel, arch: ArchConfig, ti
     ki = np.tile(np.arange(ek.size), work.g * eq.size)
     first, last = ki == 0, ki == ek.size - 1
     q_read, kv_read, o_write = attention_traffic(work, m.block_q)
+    res = kernel.residency
+    q_read = (0 if res.a else q_read - work.extra_read_bytes) + max(work.extra_read_bytes - res.extra_bytes, 0)
+    kv_read, o_write = (0 if res.b else kv_read), (0 if res.out else o_write)
     zeros = np.zeros(qi.shape[0], dtype=np.int64)
     compute = attention_tile_compute(work, m, arch, timing)
     levels = {arch.home(o).double_buffered for o in ("input", "weight", "output")}
@@ -114,7 +120,10 @@ def vector_commands(work: VectorWork, kernel: Kernel, arch: ArchConfig) -> TileC
     total_cycles = -(-work.ops // (v.lanes * v.ops_per_lane_cycle * arch.cores))     # every core's lanes
     level = arch.home("input")
     zeros = np.zeros(elems.shape[0], dtype=np.int64)
-    return TileCommands(split_total(work.read_bytes, elems), zeros, zeros, split_total(work.write_bytes, elems),
+    res = kernel.residency
+    read = max(work.read_bytes - res.extra_bytes, 0)
+    write = 0 if res.out else work.write_bytes
+    return TileCommands(split_total(read, elems), zeros, zeros, split_total(write, elems),
                         split_total(total_cycles, elems), VECTOR, 2 if level.double_buffered else 1)
 
 

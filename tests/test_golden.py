@@ -10,18 +10,18 @@ from workloads import load_workload
 
 GOLDEN = {
     # (workload, arch, mapper, fusion): cycles, DRAM read bytes, DRAM write bytes
-    ("resnet50", "tpu-v1", "naive", "none"): (2_510_505, 71_243_514, 37_559_784),
-    ("resnet18", "edge-npu", "naive", "none"): (3_029_270, 23_474_208, 8_230_376),
+    ("resnet50", "tpu-v1", "naive", "none"): (2_487_835, 70_142_400, 37_559_784),
+    ("resnet18", "edge-npu", "naive", "none"): (3_017_424, 22_303_424, 8_230_376),
     ("bert-base", "tpu-v4", "naive", "none"): (1_072_812, 268_617_752, 88_278_528),
-    ("resnet50", "tpu-v1", "search", "none"): (2_373_911, 68_316_078, 37_559_784),
-    ("resnet18", "edge-npu", "search", "none"): (2_870_860, 23_675_914, 8_230_376),
+    ("resnet50", "tpu-v1", "search", "none"): (2_369_101, 68_059_452, 37_559_784),
+    ("resnet18", "edge-npu", "search", "none"): (2_865_221, 23_439_472, 8_230_376),
     ("bert-base", "tpu-v4", "search", "none"): (962_896, 268_617_752, 88_278_528),
-    ("resnet50", "tpu-v1", "search", "epilogue"): (1_141_256, 41_967_790, 11_317_736),
-    ("resnet50", "tpu-v1", "search", "full"): (1_141_256, 41_967_790, 11_317_736),
-    ("resnet18", "edge-npu", "search", "epilogue"): (2_099_244, 18_112_266, 2_685_928),
-    ("resnet18", "edge-npu", "search", "full"): (2_099_244, 18_112_266, 2_685_928),
+    ("resnet50", "tpu-v1", "search", "epilogue"): (1_136_446, 41_711_164, 11_317_736),
+    ("resnet50", "tpu-v1", "search", "full"): (665_056, 25_653_440, 1_000),
+    ("resnet18", "edge-npu", "search", "epilogue"): (2_093_517, 17_875_824, 2_685_928),
+    ("resnet18", "edge-npu", "search", "full"): (2_034_760, 15_474_592, 1_506_280),
     ("bert-base", "tpu-v4", "search", "epilogue"): (723_383, 228_509_720, 48_170_496),
-    ("bert-base", "tpu-v4", "search", "full"): (689_428, 209_240_600, 28_901_376),
+    ("bert-base", "tpu-v4", "search", "full"): (563_252, 171_098_648, 196_608),
 }
 
 

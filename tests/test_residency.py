@@ -1,0 +1,58 @@
+"""Activations kept on chip between kernels (--fusion full with a level's resident_fraction)."""
+from __future__ import annotations
+
+import pytest
+
+from arch import InputError, arch_from_dict
+from compiler import GraphBuilder
+from compiler.schedule import CompileOptions, lower
+from sim import simulate
+
+from archs import tiny_arch_dict
+
+
+def two_convs():
+    b = GraphBuilder("chain")
+    x = b.input("x", (1, 16, 28, 28))
+    y = b.add("Relu", [b.conv(x, 16, 3, pad=1, name="c1")], name="r1")
+    return b.build(b.conv(y, 16, 3, pad=1, name="c2"))
+
+
+def arch(fraction):
+    d = tiny_arch_dict(sram_bytes=1 << 20, bw=8, latency=10)
+    d["memory"][1]["resident_fraction"] = fraction
+    return arch_from_dict(d)
+
+
+def run(graph, a, fusion="full"):
+    return simulate(lower(graph, a, CompileOptions(fusion=fusion, mapper="naive")), a)
+
+
+def test_a_kept_activation_skips_its_store_and_its_reload():
+    g = two_convs()
+    kept, plain = run(g, arch(0.5)), run(g, arch(0.0))
+    act = 16 * 28 * 28                                           # c1's output, int8
+    weights = 2 * 16 * 16 * 9
+    assert plain.dram_write_bytes == 2 * act and kept.dram_write_bytes == act     # only the graph output
+    assert kept.dram_read_bytes == act + weights                                  # the input and the weights
+    assert plain.dram_read_bytes > kept.dram_read_bytes
+    assert kept.cycles < plain.cycles
+    assert kept.macs == plain.macs
+
+
+def test_too_small_a_budget_keeps_nothing():
+    g = two_convs()
+    tiny = run(g, arch(0.01))                                   # ~10 KB: c1's 12.5 KB output does not fit
+    assert tiny.dram_write_bytes == 2 * 16 * 28 * 28
+
+
+def test_residency_is_part_of_full_fusion_only():
+    g = two_convs()
+    for policy in ("none", "epilogue"):
+        assert run(g, arch(0.5), policy).dram_write_bytes == run(g, arch(0.0), policy).dram_write_bytes
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0])
+def test_resident_fraction_validation(bad):
+    with pytest.raises(InputError, match="resident_fraction"):
+        arch(bad)
