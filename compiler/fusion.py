@@ -164,10 +164,12 @@ def group_ops(graph: Graph, policy: str) -> Grouping:
         if spec(op.op_type).kind is OpKind.VIEW:
             alias[op.outputs[0]] = op.inputs[0]
     uses: dict[str, int] = {}
+    readers: dict[str, list[Op]] = {}                     # canonical tensor -> non-view ops reading it
     for op in graph.ops:
         if spec(op.op_type).kind is not OpKind.VIEW:
             for t in op.inputs:
                 uses[canon(t)] = uses.get(canon(t), 0) + 1
+                readers.setdefault(canon(t), []).append(op)
     for t in graph.outputs:
         uses[canon(t)] = uses.get(canon(t), 0) + 1
 
@@ -220,7 +222,7 @@ def group_ops(graph: Graph, policy: str) -> Grouping:
         if policy == "none" or kind is OpKind.CONTRACTION:    # contractions start kernels; others may join them
             new_group(op, work, deps_of(op.inputs))
             continue
-        reason = _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes, alias)
+        reason = _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes, alias, readers)
         if reason is None:
             continue
         notes.append(f"{op.name}: not fused ({reason})")
@@ -239,13 +241,12 @@ def group_ops(graph: Graph, policy: str) -> Grouping:
     return Grouping(tuple(kernels), tuple(notes), dict(alias))
 
 
-def _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes, alias) -> str | None:
+def _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes, alias, readers) -> str | None:
     """Fuse `op` into an existing group and return None, or return why it stays a kernel of its own."""
     ins = [canon(t) for t in op.inputs]
     produced = [(owner[t], t) for t in ins if t in owner]
     if op.op_type == "Transpose" and policy == "full":
-        consumers = [o for o in graph.ops if spec(o.op_type).kind is not OpKind.VIEW      # seen through views
-                     and canon(op.outputs[0]) in {canon(t) for t in o.inputs}]
+        consumers = readers.get(canon(op.outputs[0]), [])              # non-view readers, seen through views
         if consumers and all(spec(o.op_type).kind is OpKind.CONTRACTION for o in consumers):
             alias_note = f"{op.name}: transpose done by strided DMA of its consumer ({consumers[0].name})"
             notes.append(alias_note)

@@ -321,6 +321,9 @@ SPECS: dict[str, OpSpec] = {
     "HardSigmoid": OpSpec(OpKind.VECTOR, _same, _per_out(4)),  # mul, add, clip (2)
     "LeakyRelu": OpSpec(OpKind.VECTOR, _same, _per_out(2)),    # mul, select
     "Silu": OpSpec(OpKind.VECTOR, _same, _per_out(5)),         # sigmoid (4) and a multiply
+    # RoPE (Su et al. 2021, arXiv:2104.09864; ONNX opset 23): x*cos + rotate_half(x)*sin, 2 mul, 1 add and the
+    # sign flip of rotate_half per element; the cos/sin rows of the token's position are read from an on-chip table
+    "RotaryEmbedding": OpSpec(OpKind.VECTOR, _same, _per_out(4)),
     "Cast": OpSpec(OpKind.VECTOR, _same, _per_out(1)),
     "Add": OpSpec(OpKind.VECTOR, _broadcast, _per_out(1), min_inputs=2),
     "Sub": OpSpec(OpKind.VECTOR, _broadcast, _per_out(1), min_inputs=2),

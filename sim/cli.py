@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import tempfile
@@ -13,6 +14,7 @@ from compiler.fusion import POLICIES
 from compiler.mapper import OBJECTIVES
 from compiler.schedule import MAPPERS, TIMING_MODES, CompileOptions, load_pinned, lower
 
+from .llm import PHASES
 from .report import render
 from .simulate import kernel_evaluator, simulate
 
@@ -40,6 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--format", "-f", choices=FORMATS, default="table")
     run.add_argument("-o", "--output", help="write the report to this file instead of stdout")
     run.add_argument("--top", type=int, help="table format: show only the N longest kernels")
+    run.add_argument("--phase", choices=PHASES,
+                     help="decoder LLMs: prefill (default), decode (one step at --context) or generate")
+    run.add_argument("--context", type=int, help="decode: tokens already in the KV cache")
+    run.add_argument("--prompt-len", type=int, help="prefill/generate: prompt tokens (default --seq-len, or 128)")
+    run.add_argument("--gen-tokens", type=int, default=128, help="generate: tokens to generate (default 128)")
     run.add_argument("--show-schedule", action="store_true",
                      help="table format: also list each kernel's mapping, traffic per operand and why it won")
 
@@ -85,7 +92,10 @@ def _workload_args(cmd: argparse.ArgumentParser, fusion: bool = True) -> None:
     cmd.add_argument("--mapping", metavar="FILE.yaml",
                      help="pin kernels' mappings: {kernel: {dataflow, tile_m, tile_n, tile_k, order}}")
     cmd.add_argument("--batch", type=int, default=1, help="batch size (default 1)")
-    cmd.add_argument("--seq-len", type=int, help="sequence length of encoders (default: the model's)")
+    cmd.add_argument("--seq-len", type=int, help="sequence length of encoders and of prefill (default: the model's)")
+    cmd.add_argument("--weight-dtype", help="decoder LLMs: weights' data type (default: --dtype)")
+    cmd.add_argument("--activation-dtype", help="decoder LLMs: activations' data type (default: --dtype)")
+    cmd.add_argument("--kv-dtype", help="decoder LLMs: the KV cache's data type (default: --dtype)")
     cmd.add_argument("--dtype", help="data type of the workload (default: the array's dtype); 'model' keeps an "
                                      "ONNX model's own types")
     cmd.add_argument("--dim", dest="dims", action="append", default=[], metavar="NAME=VALUE",
@@ -112,11 +122,14 @@ def write_output(text: str, path: str | None) -> None:
 
 
 def _graph(args):
-    """Arch and Graph from the workload options."""
+    """Arch and Graph from the workload options (decoder LLMs: their prefill, or --phase decode at --context)."""
     from workloads import load_workload
     arch = load_arch(args.arch, args.overrides)
+    llm = {}
+    if getattr(args, "phase", None) == "decode":
+        llm = {"phase": "decode", "context": args.context}
     return arch, load_workload(args.workload, seq_len=args.seq_len, batch=args.batch, dtype=_dtype(args, arch),
-                               dims=parse_dims(args.dims))
+                               dims=parse_dims(args.dims), dtypes=_dtypes(args), **llm)
 
 
 def _options(args, fusion: str) -> CompileOptions:
@@ -184,10 +197,58 @@ def _dtype(args, arch) -> str | None:
     return None
 
 
+def _dtypes(args) -> tuple | None:
+    """(weight, activation, kv) data types for decoder LLMs, None when none was given."""
+    chosen = (args.weight_dtype, args.activation_dtype, args.kv_dtype)
+    return chosen if any(chosen) else None
+
+
+def cmd_llm(args, cfg) -> None:
+    """tilesim run on a decoder LLM: prefill, one decode step, or generation, with TTFT, TPOT and pJ/token."""
+    from workloads import llm as wl
+    from workloads import load_workload
+
+    from .llm import llm_dict, llm_table, run_llm
+    phase = args.phase or "prefill"
+    if phase == "decode" and args.context is None:
+        raise InputError("--context: --phase decode needs the number of tokens already in the KV cache")
+    if args.context is not None and phase != "decode":
+        raise InputError(f"--context: only with --phase decode (generate grows it from --prompt-len)")
+    for flag, value in (("--context", args.context), ("--prompt-len", args.prompt_len),
+                        ("--gen-tokens", args.gen_tokens)):
+        if value is not None and value < (0 if flag == "--context" else 1):
+            raise InputError(f"{flag}: must be {'>= 0' if flag == '--context' else '>= 1'}, got {value}")
+    arch = load_arch(args.arch, args.overrides)
+    dtype = _dtype(args, arch)
+    types = wl.resolve_dtypes(_dtypes(args), dtype)
+    prompt = args.context if phase == "decode" else (args.prompt_len or args.seq_len or wl.DEFAULT_SEQ_LEN)
+
+    def graph_for(kind: str, size: int):
+        sizes = {"seq_len": size} if kind == "prefill" else {"context": size}
+        return load_workload(args.workload, batch=args.batch, dtype=dtype, dtypes=tuple(types), phase=kind, **sizes)
+
+    result = run_llm(graph_for, arch, _options(args, args.fusion), phase, args.batch, prompt, args.gen_tokens,
+                     wl.weight_bytes(cfg, types.weight), wl.kv_cache_bytes_per_token(cfg, types.kv))
+    if args.format == "table":
+        text = llm_table(result)
+    elif args.format == "json":
+        text = json.dumps(llm_dict(result), indent=2, allow_nan=False) + "\n"
+    else:
+        raise InputError("--format csv: LLM runs report as table or json")
+    write_output(text, args.output)
+
+
 def cmd_run(args) -> None:
     """tilesim run: workload -> Graph -> Schedule -> SimResult -> report."""
+    from workloads import decoder_config
     if args.top is not None and args.top < 1:
         raise InputError(f"--top: must be >= 1, got {args.top}")
+    cfg = decoder_config(args.workload)
+    if cfg is not None and not args.show_schedule:
+        return cmd_llm(args, cfg)
+    if args.phase or args.context is not None or args.prompt_len is not None:
+        raise InputError(f"--phase, --context, --prompt-len: only for decoder LLMs (gpt2, llama2-7b, ... or an "
+                         f"HF config.json), not '{args.workload}'")
     arch, schedule = _schedule(args)
     result = simulate(schedule, arch)
     text = render(result, args.format, args.top)

@@ -8,7 +8,7 @@ from compiler import GraphBuilder
 from compiler.fusion import AttentionWork, group_ops
 from compiler.schedule import CompileOptions, lower
 from sim import simulate
-from workloads import load_workload, workload_names
+from workloads import BUILTINS, load_workload, workload_names
 
 from archs import tiny_arch
 
@@ -79,7 +79,7 @@ def test_nothing_fuses_under_none():
 @pytest.mark.parametrize("name", workload_names())
 def test_fusion_never_adds_traffic_and_keeps_macs(name):
     arch = load_arch("edge-npu")
-    g = load_workload(name, dtype=arch.array.dtype, **({"seq_len": 64} if name == "bert-base" else {}))
+    g = load_workload(name, dtype=arch.array.dtype, **({"seq_len": 64} if BUILTINS[name].has_seq_len else {}))
     runs = {p: simulate(lower(g, arch, CompileOptions(fusion=p, mapper="naive")), arch)
             for p in ("none", "epilogue", "full")}
     traffic = {p: r.dram_read_bytes + r.dram_write_bytes for p, r in runs.items()}

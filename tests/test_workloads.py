@@ -47,7 +47,8 @@ def built(request):
 # ---------------------------------------------------------------- (a) every built-in builds, right output shapes
 
 def test_names_and_descriptions():
-    assert workload_names() == ["bert-base", "mobilenet_v2", "resnet18", "resnet50"]
+    assert workload_names() == ["bert-base", "gemma-2b", "gpt2", "llama2-7b", "llama3-8b", "mistral-7b", "mobilenet_v2",
+                                "resnet18", "resnet50", "vit-b16"]
     desc = describe_workloads()
     assert set(workload_names()) <= set(desc) and "gemm:M,N,K" in desc
     assert all(isinstance(v, str) and v and "\n" not in v for v in desc.values())
@@ -194,7 +195,8 @@ def test_unknown_name(spec, close):
         load_workload(spec)
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("--workload:") and f"'{spec}'" in msg
-    assert "allowed: bert-base, gemm:M,N,K, mobilenet_v2, resnet18, resnet50" in msg
+    assert ("allowed: bert-base, gemm:M,N,K, gemma-2b, gpt2, llama2-7b, llama3-8b, mistral-7b, mobilenet_v2, "
+            "resnet18, resnet50, vit-b16") in msg
     assert (f"did you mean '{close}'?" in msg) if close else "did you mean" not in msg
 
 

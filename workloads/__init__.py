@@ -8,7 +8,7 @@ from typing import Callable
 from arch.errors import InputError, allowed_list, did_you_mean
 from compiler import Graph, GraphBuilder
 
-from . import cnn, onnx_import, scalesim_topology, transformer
+from . import cnn, llm, onnx_import, scalesim_topology, transformer
 
 DEFAULT_DTYPE = "int8"
 GEMM_FORM = "gemm:M,N,K"
@@ -16,10 +16,19 @@ GEMM_FORM = "gemm:M,N,K"
 
 @dataclass(frozen=True)
 class Builtin:
-    """A built-in workload: its builder, a one-line description, and whether it has a sequence length."""
+    """A built-in workload: its builder, a one-line description, whether it has a sequence length, and for decoder
+    LLMs their config (they take --phase, --context and separate weight/activation/KV dtypes)."""
     build: Callable[..., Graph]
     description: str
     has_seq_len: bool = False
+    decoder: llm.DecoderConfig | None = None
+
+
+def _decoder_builtin(cfg: llm.DecoderConfig, description: str) -> Builtin:
+    """A decoder LLM built-in; its `build(batch, dtype=, seq_len=)` gives the prefill graph."""
+    def build(batch: int = 1, dtype: str = DEFAULT_DTYPE, seq_len: int = llm.DEFAULT_SEQ_LEN) -> Graph:
+        return llm.prefill_graph(cfg, batch, seq_len, dtype)
+    return Builtin(build, description, has_seq_len=True, decoder=cfg)
 
 
 BUILTINS: dict[str, Builtin] = {
@@ -28,12 +37,25 @@ BUILTINS: dict[str, Builtin] = {
     "mobilenet_v2": Builtin(cnn.mobilenet_v2, "MobileNetV2 (torchvision), 224x224, 3.5 M params, 0.30 GMACs"),
     "bert-base": Builtin(transformer.bert_base, "BERT-base encoder, 12 layers, d=768, seq 128 by default",
                          has_seq_len=True),
+    "vit-b16": Builtin(transformer.vit_b16, "ViT-B/16 classifier, 224x224 (197 tokens), 86.6 M params, 17.6 GMACs"),
+    "gpt2": _decoder_builtin(llm.GPT2, "GPT-2 small decoder, 12 layers, d=768, 124 M params; --phase prefill|decode"),
+    "llama2-7b": _decoder_builtin(llm.LLAMA2_7B, "Llama-2-7B decoder, 32 layers, d=4096, MHA 32 heads, SwiGLU, "
+                                                 "6.74 B params; --phase prefill|decode"),
+    "llama3-8b": _decoder_builtin(llm.LLAMA3_8B, "Llama-3-8B decoder, 32 layers, d=4096, GQA 32/8 heads, SwiGLU, "
+                                                 "8.03 B params; --phase prefill|decode"),
+    "mistral-7b": _decoder_builtin(llm.MISTRAL_7B, "Mistral-7B decoder, 32 layers, d=4096, GQA 32/8 heads, SwiGLU, "
+                                                   "7.24 B params; --phase prefill|decode"),
+    "gemma-2b": _decoder_builtin(llm.GEMMA_2B, "Gemma-2B decoder, 18 layers, d=2048, MQA 8/1 heads, GeGLU, tied, "
+                                               "2.51 B params; --phase prefill|decode"),
 }
 
 # Readers by file suffix: path, batch, seq_len, dtype (None: the file's own types, else its default), dims -> Graph
-# (SCALE-Sim topology .csv, .onnx; later workload YAML, HF config.json).
+# (SCALE-Sim topology .csv, .onnx, an HF config.json; later workload YAML). Loaders of decoder LLMs also take
+# phase, context and dtypes (DECODER_SUFFIXES).
 FILE_LOADERS: dict[str, Callable[..., Graph]] = {".csv": scalesim_topology.load_topology,
-                                                 ".onnx": onnx_import.load_onnx}
+                                                 ".onnx": onnx_import.load_onnx,
+                                                 ".json": llm.load_hf_config}
+DECODER_SUFFIXES = {".json"}
 
 
 def workload_names() -> list[str]:
@@ -49,31 +71,44 @@ def describe_workloads() -> dict[str, str]:
 
 
 def load_workload(spec: str, *, seq_len: int | None = None, batch: int = 1, dtype: str | None = None,
-                  dims: dict[str, int] | None = None) -> Graph:
+                  dims: dict[str, int] | None = None, phase: str | None = None, context: int | None = None,
+                  dtypes: tuple | None = None) -> Graph:
     """The Graph for `spec`; bad specs or sizes raise InputError naming the command-line flag.
 
     `dtype` None keeps a file's own data types (ONNX) and is DEFAULT_DTYPE elsewhere; `dims` binds the symbolic
-    dimensions of an ONNX model (--dim NAME=VALUE)."""
+    dimensions of an ONNX model (--dim NAME=VALUE). Decoder LLMs (built-ins and HF config.json files) also take
+    `phase` ("prefill", the default, or "decode"), `context` (decode: tokens already in the KV cache) and
+    `dtypes` = (weight, activation, kv), whose None entries take `dtype`."""
     _positive("--batch", batch)
     if seq_len is not None:
         _positive("--seq-len", seq_len)
+    if context is not None:
+        _positive("--context", context)
     for name, value in (dims or {}).items():
         _positive(f"--dim {name}", value)
+    if dtypes is not None and all(d is None for d in dtypes):
+        dtypes = None
     spec = spec.strip()
     is_gemm = spec.lower().startswith("gemm:")
     if not is_gemm and ("/" in spec or "." in spec):   # names never contain these: treat as a file
-        return _load_file(spec, batch=batch, seq_len=seq_len, dtype=dtype, dims=dims)
+        return _load_file(spec, batch=batch, seq_len=seq_len, dtype=dtype, dims=dims, phase=phase,
+                          context=context, dtypes=dtypes)
     if dims:
         raise InputError(f"--dim: only ONNX models have symbolic dimensions; '{spec}' is not an .onnx file")
     dtype = dtype or DEFAULT_DTYPE
     if is_gemm:
         _no_seq_len("gemm", seq_len)
+        _no_decoder_args("gemm", phase, context, dtypes)
         return gemm(*_parse_gemm(spec), batch=batch, dtype=dtype)
     key = _canonical(spec)
     if key is None:
         raise InputError(f"--workload: unknown workload '{spec}'{did_you_mean(spec, BUILTINS)}; "
                          f"allowed: {allowed_list(list(BUILTINS) + [GEMM_FORM])}")
     item = BUILTINS[key]
+    if item.decoder is not None:
+        return llm.decoder_graph(item.decoder, batch=batch, phase=phase, seq_len=seq_len, context=context,
+                                 dtypes=llm.resolve_dtypes(dtypes, dtype))
+    _no_decoder_args(key, phase, context, dtypes)
     if not item.has_seq_len:
         _no_seq_len(key, seq_len)
     extra = {"seq_len": seq_len} if seq_len is not None else {}   # else the builder's default
@@ -100,6 +135,15 @@ def _parse_gemm(spec: str) -> tuple[int, int, int]:
     return dims
 
 
+def decoder_config(spec: str) -> "llm.DecoderConfig | None":
+    """The decoder behind a workload spec (a built-in LLM or an HF config.json), or None for other workloads."""
+    spec = spec.strip()
+    if spec.lower().endswith(".json"):
+        return llm.read_hf_config(spec)
+    key = _canonical(spec)
+    return BUILTINS[key].decoder if key else None
+
+
 def _canonical(name: str) -> str | None:
     """The built-in name matching `name`, ignoring case and '-' vs '_'; None if none."""
     norm = name.lower().replace("_", "-")
@@ -107,13 +151,18 @@ def _canonical(name: str) -> str | None:
 
 
 def _load_file(path: str, *, batch: int, seq_len: int | None, dtype: str | None,
-               dims: dict[str, int] | None) -> Graph:
+               dims: dict[str, int] | None, phase: str | None = None, context: int | None = None,
+               dtypes: tuple | None = None) -> Graph:
     """Dispatch a workload file on its suffix; unsupported suffixes are an InputError."""
     suffix = Path(path).suffix.lower()
     if suffix not in FILE_LOADERS:
         supported = allowed_list(FILE_LOADERS) if FILE_LOADERS else "none yet"
         raise InputError(f"--workload: cannot read '{path}': unsupported file type '{suffix or '(none)'}' "
                          f"(supported: {supported}); built-in names: {allowed_list(BUILTINS)}")
+    if suffix in DECODER_SUFFIXES:
+        return FILE_LOADERS[suffix](path, batch=batch, seq_len=seq_len, dtype=dtype, dims=dims, phase=phase,
+                                    context=context, dtypes=dtypes)
+    _no_decoder_args(Path(path).name, phase, context, dtypes)
     return FILE_LOADERS[suffix](path, batch=batch, seq_len=seq_len, dtype=dtype, dims=dims)
 
 
@@ -121,6 +170,17 @@ def _positive(flag: str, value) -> None:
     """InputError unless `value` is an int >= 1."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InputError(f"{flag}: must be a positive integer, got {value!r}")
+
+
+def _no_decoder_args(name: str, phase: str | None, context: int | None, dtypes: tuple | None) -> None:
+    """InputError when decoder-only options (--phase, --context, separate dtypes) reach another workload."""
+    for flag, value in (("--phase", phase), ("--context", context)):
+        if value is not None:
+            raise InputError(f"{flag}: workload '{name}' is not a decoder LLM (phases and a KV cache apply to "
+                             f"{allowed_list(n for n, b in BUILTINS.items() if b.decoder)} and HF config.json files)")
+    if dtypes is not None:
+        raise InputError(f"workload '{name}' is not a decoder LLM: separate weight, activation and KV dtypes apply "
+                         "to decoders only; use --dtype")
 
 
 def _no_seq_len(name: str, seq_len: int | None) -> None:

@@ -1,4 +1,4 @@
-"""Transformer encoders: BERT-base (and the shared EncoderConfig that ViT and decoders can reuse)."""
+"""Transformer encoders: BERT-base (post-LN) and ViT-B/16 (pre-LN), sharing EncoderConfig and the attention block."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,13 +25,16 @@ class EncoderConfig:
 
 
 BERT_BASE = EncoderConfig(layers=12, d_model=768, heads=12, ffn=3072, vocab=30522)
+# ViT-B/16 (Dosovitskiy et al., ICLR 2021; HF google/vit-base-patch16-224): 14x14 patches + class token, no vocabulary
+VIT_B16 = EncoderConfig(layers=12, d_model=768, heads=12, ffn=3072, vocab=0, max_positions=197, type_vocab=0)
+VIT_PATCH, VIT_IMAGE, VIT_CLASSES = 16, 224, 1000
 
 
-def _layernorm(b: GraphBuilder, x: str, name: str) -> str:
-    """LayerNormalization over the last axis with scale and bias parameters (BERT's epsilon)."""
+def _layernorm(b: GraphBuilder, x: str, name: str, epsilon: float = 1e-12) -> str:
+    """LayerNormalization over the last axis with scale and bias parameters (BERT's epsilon by default)."""
     d = b.shape(x)[-1]
     params = [b.param(f"{name}.{p}", (d,)) for p in ("scale", "bias")]
-    return b.add("LayerNormalization", [x] + params, dict(axis=-1, epsilon=1e-12), name=name)
+    return b.add("LayerNormalization", [x] + params, dict(axis=-1, epsilon=epsilon), name=name)
 
 
 def _embeddings(b: GraphBuilder, cfg: EncoderConfig, batch: int, seq_len: int) -> str:
@@ -103,3 +106,44 @@ def bert_base(batch: int = 1, seq_len: int = 128, dtype: str = "int8") -> Graph:
     i.e. HF's 109,482,240 minus the 590,592 of the pooler.
     """
     return encoder("bert-base", BERT_BASE, batch, seq_len, dtype)
+
+
+def _pre_ln_layer(b: GraphBuilder, cfg: EncoderConfig, x: str, p: str) -> str:
+    """Pre-LN block (ViT): h = x + Attn(LN(x)), then h + FFN(LN(h)) with an exact-GELU FFN."""
+    a = _attention(b, cfg, _layernorm(b, x, f"{p}.attn.ln", 1e-6), f"{p}.attn")
+    h = b.add("Add", [x, a], name=f"{p}.attn.residual")
+    y = b.linear(_layernorm(b, h, f"{p}.ffn.ln", 1e-6), cfg.ffn, name=f"{p}.ffn.up")
+    y = b.add("Gelu", [y], dict(approximate="none"), name=f"{p}.ffn.gelu")
+    y = b.linear(y, cfg.d_model, name=f"{p}.ffn.down")
+    return b.add("Add", [h, y], name=f"{p}.ffn.residual")
+
+
+def _patch_embeddings(b: GraphBuilder, cfg: EncoderConfig, batch: int) -> str:
+    """16x16 stride-16 Conv on the 224x224 image -> 196 patch tokens, class token prepended, + position table."""
+    d, side = cfg.d_model, VIT_IMAGE // VIT_PATCH
+    img = b.input("pixel_values", (batch, 3, VIT_IMAGE, VIT_IMAGE))
+    x = b.conv(img, d, VIT_PATCH, stride=VIT_PATCH, bias=True, name="embeddings.patch")       # (B, d, 14, 14)
+    x = b.add("Reshape", [x], dict(shape=(batch, d, side * side)), name="embeddings.flatten")
+    x = b.add("Transpose", [x], dict(perm=(0, 2, 1)), name="embeddings.tokens")             # (B, 196, d)
+    cls = b.add("Expand", [b.param("embeddings.cls_token", (1, 1, d))], dict(shape=(batch, 1, d)),
+                name="embeddings.cls")
+    x = b.add("Concat", [cls, x], dict(axis=1), name="embeddings.concat")                   # (B, 197, d)
+    positions = b.param("embeddings.position.w", (1, cfg.max_positions, d))
+    return b.add("Add", [x, positions], name="embeddings.add_position")
+
+
+def vit_b16(batch: int = 1, dtype: str = "int8") -> Graph:
+    """ViT-B/16 image classifier at 224x224 (HF ViTForImageClassification, ImageNet-1k head); logits (B, 1000).
+
+    197 tokens (196 patches + class token), 12 pre-LN layers, d=768, 12 heads, exact-GELU FFN 3072. Parameters:
+    590,592 patch embedding + 768 class token + 151,296 positions + 12 x 7,087,872 layers + 1,536 final LN
+    + 769,000 head = 86,567,656 (timm vit_base_patch16_224). The final LN and head run on the class token only
+    (per-row ops: the same result as HF's LN over all tokens)."""
+    cfg = VIT_B16
+    b = GraphBuilder("vit-b16", dtype)
+    x = _patch_embeddings(b, cfg, batch)
+    for i in range(cfg.layers):
+        x = _pre_ln_layer(b, cfg, x, f"encoder.{i}")
+    cls = b.add("Gather", [x, b.param("const.class_token", (1,), "int32")], dict(axis=1), name="class_token")
+    cls = b.add("Reshape", [cls], dict(shape=(batch, cfg.d_model)), name="class_hidden")
+    return b.build(b.linear(_layernorm(b, cls, "final_ln", 1e-6), VIT_CLASSES, name="head"))

@@ -1,0 +1,222 @@
+"""LLM inference: prefill, one decode step, or generation (prefill then N decode steps at growing context).
+
+TTFT is the prefill latency; TPOT the mean latency of a decode step; energy per token is prefill energy per prompt
+token and decode energy per generated token. Decode steps of a generation differ only in the attention over a
+cache that grows one token a step, so a step's cost is affine in its context: generation simulates decode at the
+first, middle and last contexts and integrates the steps between samples by the trapezoid rule (exact for costs
+linear between samples), so any number of generated tokens costs three decode simulations.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+from arch.config import ArchConfig
+from arch.errors import InputError
+from compiler.ir import Graph
+from compiler.schedule import CompileOptions, lower
+
+from .report import _si
+from .result import SimResult
+from .simulate import kernel_evaluator, simulate
+
+PHASES = ("prefill", "decode", "generate")
+
+
+@dataclass(frozen=True)
+class DecodeSpan:
+    """Decode steps at contexts `first`..`last`, their cost linear between the simulated steps at either end."""
+    first: int
+    last: int
+    start: SimResult
+    end: SimResult
+
+    @property
+    def steps(self) -> int:
+        """How many decode steps the span covers."""
+        return self.last - self.first + 1
+
+    def total(self, field: str) -> float:
+        """Sum of a per-step quantity over the span's steps (trapezoid rule between its ends)."""
+        return self.steps * (getattr(self.start, field) + getattr(self.end, field)) / 2
+
+
+@dataclass(frozen=True)
+class LLMResult:
+    """An LLM run: the prefill and/or decode simulations and the per-token figures (DESIGN.md section 6)."""
+    phase: str
+    batch: int
+    prompt_len: int
+    gen_tokens: int
+    weight_bytes: int
+    kv_cache_bytes: int            # at the end of the run: batch x tokens held x bytes per token
+    prefill: SimResult | None
+    decode: tuple[DecodeSpan, ...]
+
+    @property
+    def ttft_s(self) -> float:
+        """Time to first token: the prefill's latency (0 without a prefill)."""
+        return self.prefill.latency_s if self.prefill else 0.0
+
+    @property
+    def decode_s(self) -> float:
+        """Time of all decode steps."""
+        return sum(s.total("latency_s") for s in self.decode)
+
+    @property
+    def decode_steps(self) -> int:
+        """Decode steps simulated (or covered by buckets)."""
+        return sum(s.steps for s in self.decode)
+
+    @property
+    def tpot_s(self) -> float:
+        """Time per output token: mean decode step latency (0 without decode steps)."""
+        return self.decode_s / self.decode_steps if self.decode else 0.0
+
+    @property
+    def latency_s(self) -> float:
+        """The whole run."""
+        return self.ttft_s + self.decode_s
+
+    @property
+    def prefill_pj_per_token(self) -> float:
+        """Prefill energy per prompt token (all sequences of the batch)."""
+        return self.prefill.energy_pj / (self.batch * self.prompt_len) if self.prefill else 0.0
+
+    @property
+    def decode_pj_per_token(self) -> float:
+        """Decode energy per generated token (all sequences of the batch)."""
+        steps = self.decode_steps
+        return sum(s.total("energy_pj") for s in self.decode) / (self.batch * steps) if steps else 0.0
+
+    @property
+    def tokens(self) -> int:
+        """Tokens this run processes: prompt tokens in prefill, generated tokens in decode (x batch)."""
+        return self.batch * ((self.prompt_len if self.prefill else 0) + self.decode_steps)
+
+    @property
+    def energy_pj(self) -> float:
+        """Energy of the whole run."""
+        return (self.prefill.energy_pj if self.prefill else 0.0) + sum(s.total("energy_pj") for s in self.decode)
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Generated tokens per second while decoding (prefill tokens per second in prefill alone)."""
+        if self.decode_steps:
+            return self.batch * self.decode_steps / self.decode_s
+        return self.tokens / self.latency_s if self.latency_s else 0.0
+
+
+GraphFor = Callable[[str, int], Graph]      # (phase, seq_len or context) -> Graph
+
+
+def check_fits(arch: ArchConfig, weight_bytes: int, kv_bytes: int) -> None:
+    """Weights and the KV cache must fit the off-chip memory (one clear line when they do not)."""
+    off = arch.offchip
+    if weight_bytes + kv_bytes > off.capacity_bytes:
+        gib = 2**30
+        raise InputError(f"memory.{off.name}.capacity_bytes: weights ({weight_bytes / gib:.2f} GiB) + KV cache "
+                         f"({kv_bytes / gib:.2f} GiB) need {(weight_bytes + kv_bytes) / gib:.2f} GiB, more than "
+                         f"the {off.capacity_bytes / gib:.2f} GiB of {off.name}; use a smaller batch or context, "
+                         "narrower --weight-dtype/--kv-dtype, or a bigger memory")
+
+
+def run_llm(graph_for: GraphFor, arch: ArchConfig, options: CompileOptions, phase: str, batch: int,
+            prompt_len: int, gen_tokens: int, weight_bytes: int, kv_bytes_per_token: int) -> LLMResult:
+    """Simulate a phase: prefill of `prompt_len` tokens; one decode step at context `prompt_len`; or generate
+    (prefill, then `gen_tokens` decode steps at contexts prompt_len .. prompt_len + gen_tokens - 1)."""
+    if phase not in PHASES:
+        raise InputError(f"--phase: got '{phase}', allowed: {', '.join(PHASES)}")
+    held = prompt_len + (gen_tokens if phase == "generate" else 1 if phase == "decode" else 0)
+    kv_bytes = batch * held * kv_bytes_per_token
+    check_fits(arch, weight_bytes, kv_bytes)
+    evaluate = kernel_evaluator(arch, options.resolved_timing(arch), options.objective)   # shared across steps
+
+    def run(kind: str, size: int) -> SimResult:
+        return simulate(lower(graph_for(kind, size), arch, options, evaluate), arch)
+
+    prefill = run("prefill", prompt_len) if phase in ("prefill", "generate") else None
+    spans: list[DecodeSpan] = []
+    if phase == "decode":
+        step = run("decode", prompt_len)
+        spans.append(DecodeSpan(prompt_len, prompt_len, step, step))
+    elif phase == "generate":
+        first, last = prompt_len, prompt_len + gen_tokens - 1
+        mid = (first + last) // 2
+        samples = {c: run("decode", c) for c in sorted({first, mid, last})}
+        if len(samples) == 1:
+            spans.append(DecodeSpan(first, last, samples[first], samples[first]))
+        else:                                   # [first, mid) and [mid, last], linear inside each
+            spans.append(DecodeSpan(first, mid - 1, samples[first], _lerp_point(samples, first, mid, mid - 1)))
+            spans.append(DecodeSpan(mid, last, samples[mid], samples[last]))
+    return LLMResult(phase, batch, prompt_len, gen_tokens if phase == "generate" else 0, weight_bytes, kv_bytes,
+                     prefill, tuple(spans))
+
+
+def _lerp_point(samples: dict, a: int, b: int, c: int) -> SimResult:
+    """The step at context c (a <= c < b) by linear interpolation of the simulated steps at a and b: latency, energy
+    and traffic interpolated; the rest taken from the step at a."""
+    from dataclasses import replace
+    if c == a:
+        return samples[a]
+    t = (c - a) / (b - a)
+    lo, hi = samples[a], samples[b]
+    mix = lambda f: getattr(lo, f) + t * (getattr(hi, f) - getattr(lo, f))   # noqa: E731
+    return replace(lo, cycles=round(mix("cycles")), latency_s=mix("latency_s"), energy_pj=mix("energy_pj"),
+                   dram_read_bytes=round(mix("dram_read_bytes")), dram_write_bytes=round(mix("dram_write_bytes")),
+                   macs=round(mix("macs")))
+
+
+def llm_dict(r: LLMResult) -> dict:
+    """JSON mapping: the section 6 keys of the whole run, the LLM keys, and the runs it is made of."""
+    def total(field: str) -> float:
+        return (getattr(r.prefill, field) if r.prefill else 0) + sum(s.total(field) for s in r.decode)
+    cycles, macs = round(total("cycles")), round(total("macs"))
+    reads, writes = round(total("dram_read_bytes")), round(total("dram_write_bytes"))
+    first = r.prefill or r.decode[0].start
+    peak = first.peak_macs_per_cycle
+    breakdown: dict[str, float] = dict(r.prefill.energy_breakdown_pj) if r.prefill else {}
+    for s in r.decode:                          # components scaled like the span's total energy
+        scale = s.total("energy_pj") / s.start.energy_pj if s.start.energy_pj else 0.0
+        for k, v in s.start.energy_breakdown_pj.items():
+            breakdown[k] = breakdown.get(k, 0.0) + v * scale
+    last = r.decode[-1].end if r.decode else r.prefill
+    kernels = ([dict(k, phase="prefill") for k in r.prefill.to_dict()["kernels"]] if r.prefill else []) + \
+        ([dict(k, phase="decode") for k in r.decode[-1].end.to_dict()["kernels"]] if r.decode else [])
+    return {
+        "workload": last.workload, "arch": last.arch, "timing": last.timing, "cycles": cycles,
+        "latency_s": r.latency_s, "macs": macs, "pe_utilization": macs / (cycles * peak) if cycles else 0.0,
+        "mbu": (reads + writes) / (cycles * first.offchip_bytes_per_cycle) if cycles else 0.0,
+        "energy_pj": r.energy_pj, "energy_breakdown_pj": breakdown, "dram_read_bytes": reads,
+        "dram_write_bytes": writes, "area_mm2": last.area_mm2,
+        "phase": r.phase, "batch": r.batch, "prompt_len": r.prompt_len, "gen_tokens": r.gen_tokens,
+        "tokens": r.tokens, "pj_per_token": r.energy_pj / r.tokens if r.tokens else 0.0,
+        "prefill_pj_per_token": r.prefill_pj_per_token, "decode_pj_per_token": r.decode_pj_per_token,
+        "ttft_s": r.ttft_s, "tpot_s": r.tpot_s, "tokens_per_s": r.tokens_per_s,
+        "kv_cache_bytes": r.kv_cache_bytes, "weight_bytes": r.weight_bytes,
+        "decode_spans": [dict(first_context=s.first, last_context=s.last, steps=s.steps,
+                              first_step_latency_s=s.start.latency_s, last_step_latency_s=s.end.latency_s,
+                              first_step_energy_pj=s.start.energy_pj, last_step_energy_pj=s.end.energy_pj)
+                         for s in r.decode],
+        "kernels": kernels,
+    }
+
+
+def llm_table(r: LLMResult) -> str:
+    """A readable summary of an LLM run (at most 100 columns)."""
+    gib = 2**30
+    last = r.decode[-1].end if r.decode else r.prefill
+    lines = [f"tilesim: {last.workload.rsplit('.', 1)[0]} on {last.arch}, {r.phase}, batch {r.batch}"]
+    if r.prefill:
+        p = r.prefill
+        lines.append(f"  prefill   {r.prompt_len} tokens: TTFT {_si(r.ttft_s, 's')}, "
+                     f"{_si(r.prefill_pj_per_token * 1e-12, 'J')}/token, util {p.pe_utilization:.1%}, MBU {p.mbu:.1%}")
+    if r.decode:
+        d = r.decode[-1].end
+        lines.append(f"  decode    {r.decode_steps} step(s), context {r.decode[0].first}..{r.decode[-1].last}: "
+                     f"TPOT {_si(r.tpot_s, 's')}, {_si(r.decode_pj_per_token * 1e-12, 'J')}/token")
+        lines.append(f"            last step: util {d.pe_utilization:.2%}, MBU {d.mbu:.1%}, "
+                     f"{r.tokens_per_s:,.1f} tokens/s")
+    lines.append(f"  memory    weights {r.weight_bytes / gib:.2f} GiB, KV cache {r.kv_cache_bytes / gib:.3f} GiB")
+    lines.append(f"  total     {_si(r.latency_s, 's')}, {_si(r.energy_pj * 1e-12, 'J')} for {r.tokens:,} tokens")
+    return "\n".join(lines) + "\n"
