@@ -47,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--context", type=int, help="decode: tokens already in the KV cache")
     run.add_argument("--prompt-len", type=int, help="prefill/generate: prompt tokens (default --seq-len, or 128)")
     run.add_argument("--gen-tokens", type=int, default=128, help="generate: tokens to generate (default 128)")
+    run.add_argument("--mlp-sparsity", type=float, default=0.0,
+                     help="decoder LLMs: share of MLP neurons skipped per token (compute and weight traffic)")
     run.add_argument("--show-schedule", action="store_true",
                      help="table format: also list each kernel's mapping, traffic per operand and why it won")
 
@@ -206,7 +208,6 @@ def _dtypes(args) -> tuple | None:
 def cmd_llm(args, cfg) -> None:
     """tilesim run on a decoder LLM: prefill, one decode step, or generation, with TTFT, TPOT and pJ/token."""
     from workloads import llm as wl
-    from workloads import load_workload
 
     from .llm import llm_dict, llm_table, run_llm
     phase = args.phase or "prefill"
@@ -223,9 +224,11 @@ def cmd_llm(args, cfg) -> None:
     types = wl.resolve_dtypes(_dtypes(args), dtype)
     prompt = args.context if phase == "decode" else (args.prompt_len or args.seq_len or wl.DEFAULT_SEQ_LEN)
 
+    active = wl.sparse_mlp(cfg, args.mlp_sparsity)
+
     def graph_for(kind: str, size: int):
         sizes = {"seq_len": size} if kind == "prefill" else {"context": size}
-        return load_workload(args.workload, batch=args.batch, dtype=dtype, dtypes=tuple(types), phase=kind, **sizes)
+        return wl.decoder_graph(active, batch=args.batch, phase=kind, dtypes=types, **sizes)
 
     result = run_llm(graph_for, arch, _options(args, args.fusion), phase, args.batch, prompt, args.gen_tokens,
                      wl.weight_bytes(cfg, types.weight), wl.kv_cache_bytes_per_token(cfg, types.kv))

@@ -95,3 +95,13 @@ def test_separate_dtypes_change_traffic(capsys):
     assert fp8kv["dram_read_bytes"] < base["dram_read_bytes"]
     assert int4w["weight_bytes"] * 4 == pytest.approx(base["weight_bytes"], rel=0.01)
     assert int4w["dram_read_bytes"] < base["dram_read_bytes"]
+
+
+def test_mlp_sparsity_cuts_mlp_compute_and_weight_traffic(capsys):
+    argv = ["run", "-w", "gpt2", "-a", "tpu-v4", "--phase", "decode", "--context", "64", "--fusion", "none"]
+    dense = run_json(capsys, *argv)
+    half = run_json(capsys, *argv, "--mlp-sparsity", "0.5")
+    mlp_macs = 12 * 2 * 768 * 3072                               # up and down, one token
+    assert dense["macs"] - half["macs"] == mlp_macs // 2
+    assert half["dram_read_bytes"] < dense["dram_read_bytes"] and half["tpot_s"] < dense["tpot_s"]
+    assert half["weight_bytes"] == dense["weight_bytes"]          # the model stored is the same

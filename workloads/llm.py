@@ -24,7 +24,7 @@ offset and logit soft-capping (no cost difference), attention dropout, sampling 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import sqrt
 from pathlib import Path
 from typing import NamedTuple
@@ -319,6 +319,15 @@ def decode_graph(cfg: DecoderConfig, batch: int = 1, context: int = 1024,
     of context + 1 tokens (the cache including the new token, whose K and V the projections store)."""
     dt = resolve_dtypes(dtypes, "bf16")
     return _decoder(f"{cfg.name}.decode", cfg, dt, batch, 1, context, context + 1)
+
+
+def sparse_mlp(cfg: DecoderConfig, sparsity: float) -> DecoderConfig:
+    """The decoder as a token sees it when a share `sparsity` of MLP neurons is skipped (a ReLU-fied model or a
+    predictor, as in LLM-in-a-flash): only the active rows of gate/up and columns of down are fetched and used,
+    so MLP compute and weight traffic shrink alike; the predictor's own cost is not counted."""
+    if not 0 <= sparsity < 1:
+        raise InputError(f"--mlp-sparsity: must be >= 0 and < 1, got {sparsity:g}")
+    return replace(cfg, ffn=max(1, round(cfg.ffn * (1 - sparsity))))
 
 
 def decoder_graph(cfg: DecoderConfig, *, batch: int = 1, phase: str | None = None, seq_len: int | None = None,
