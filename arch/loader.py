@@ -169,8 +169,8 @@ def _normalize_memory(raw: dict, errors: list) -> None:
         except ValueError as e:
             errors.append((f"memory.{name}.bandwidth_gb_s", str(e)))
             continue
-        if clock > 0:
-            level["bandwidth_bytes_per_cycle"] = bytes_per_s / clock
+        # without a valid clock the conversion is meaningless; validation then reports clock_hz itself
+        level["bandwidth_bytes_per_cycle"] = bytes_per_s / clock if clock > 0 else 1.0
 
 
 def _fill_energy_defaults(raw: dict, errors: list) -> None:
