@@ -17,6 +17,7 @@ from compiler.schedule import MAPPERS, TIMING_MODES, CompileOptions, load_pinned
 from .llm import PHASES
 from .report import render
 from .simulate import kernel_evaluator, simulate
+from .sweep import add_sweep_arguments, cmd_sweep
 
 DEFAULT_WORKLOAD = "resnet50"
 DEFAULT_ARCH = "tpu-v1"
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its subcommands."""
     p = _Parser(prog="tilesim", description="Cycle-approximate accelerator simulator.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser,
-                           metavar="{run,compare,validate-array,show-arch,list}")
+                           metavar="{run,compare,sweep,validate-array,show-arch,list}")
     sub.required = True
 
     run = sub.add_parser("run", help="simulate a workload on an arch and print the report")
@@ -59,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--format", "-f", choices=("table", "json"), default="table")
     cmp.add_argument("-o", "--output", help="write the comparison to this file instead of stdout")
     cmp.add_argument("--top", type=int, default=10, help="fused groups listed per policy (default 10)")
+
+    add_sweep_arguments(sub)
 
     val = sub.add_parser("validate-array", help="check a workload's GEMMs on the cycle-level array model")
     _workload_args(val)
@@ -299,8 +302,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit status (0 ok, 2 bad input, 1 internal error)."""
     try:
         args = build_parser().parse_args(argv)
-        commands = {"run": cmd_run, "compare": cmd_compare, "validate-array": cmd_validate_array,
-                    "show-arch": cmd_show_arch,
+        commands = {"run": cmd_run, "compare": cmd_compare, "sweep": cmd_sweep,
+                    "validate-array": cmd_validate_array, "show-arch": cmd_show_arch,
                     "list": cmd_list}
         return commands[args.command](args) or 0
     except InputError as e:

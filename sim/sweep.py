@@ -1,0 +1,639 @@
+"""`tilesim sweep` (issue 10): design points over dotted arch fields, run in parallel, written to a resumable CSV.
+
+Files: the sweep appends each finished row to `<out>.partial` (a CSV with the final header, flushed per row, in
+completion order). At the end the rows are written in point order to a temporary file that is renamed onto `<out>`,
+and the `.partial` file is removed. `--resume` reuses the rows of `<out>` and `<out>.partial` whose grid values and
+`setup` (a hash of everything else the numbers depend on: the base arch after --set, the workload, batch, sequence
+length, dtype, --dim and the compile options) match this sweep; rows with status `error` are recomputed.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import hashlib
+import io
+import itertools
+import json
+import os
+import random
+import signal
+import sys
+import tempfile
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from arch.errors import InputError
+from arch.loader import apply_overrides, arch_from_dict, load_yaml_text
+from compiler.schedule import CompileOptions, lower
+
+from .result import SimResult
+from .simulate import kernel_evaluator, simulate
+
+BACKENDS = ("process", "serial", "dask")
+STATUSES = ("ok", "invalid", "error")      # error: an internal error (a bug), recomputed by --resume
+SETTING_COLUMNS = ("workload", "arch", "fusion", "mapper", "objective")
+METRICS = ("cycles", "latency_s", "macs", "pe_utilization", "mbu", "energy_pj", "pj_per_mac", "dram_read_bytes",
+           "dram_write_bytes", "area_mm2", "edp", "inferences_per_s", "macs_per_s", "perf_per_mm2",
+           "peak_macs_per_cycle", "pes", "onchip_bytes", "kernels", "memory_bound_kernels", "array_busy",
+           "vector_busy", "dma_busy")     # no arch field's name (e.g. clock_hz, timing): those can be grid keys
+HIGHER_IS_BETTER = ("pe_utilization", "mbu", "inferences_per_s", "macs_per_s", "perf_per_mm2", "array_busy")
+OBJECTIVE_METRIC = {"latency": "latency_s", "energy": "energy_pj", "edp": "edp"}
+
+
+# ---------------------------------------------------------------- design points
+
+def split_values(text: str) -> list[str]:
+    """'8,16,[a,b]' -> ['8', '16', '[a,b]']: commas inside brackets or braces do not split."""
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        depth += ch in "[{"
+        depth -= ch in "]}"
+        if ch == "," and depth == 0:
+            out.append(cur.strip())
+            cur = ""
+        else:
+            cur += ch
+    return out + [cur.strip()]
+
+
+def parse_grid(item: str) -> tuple[str, list[str]]:
+    """'array.rows=8,16' -> ('array.rows', ['8', '16']); values are YAML scalars as in --set (units allowed)."""
+    key, sep, text = item.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise InputError(f"--grid {item}: expected KEY=V1,V2,..., e.g. --grid array.rows=16,32,64")
+    values = split_values(text)
+    if not text.strip() or any(v == "" for v in values):
+        raise InputError(f"--grid {key}: empty value in '{text}'; give V1,V2,... e.g. --grid {key}=16,32")
+    for v in values:
+        load_yaml_text(v, f"--grid {key}")            # malformed YAML is a one-line error now, not per point
+    twice = sorted({v for v in values if values.count(v) > 1})
+    if twice:
+        raise InputError(f"--grid {key}: value '{twice[0]}' given twice")
+    return key, values
+
+
+def parse_grids(grids: list[str]) -> list[tuple[str, list[str]]]:
+    """All --grid options as (key, values) in the order given; a key given twice is an error."""
+    if not grids:
+        raise InputError("sweep: give at least one --grid KEY=V1,V2,..., e.g. --grid array.rows=16,32,64")
+    axes = [parse_grid(g) for g in grids]
+    keys = [k for k, _ in axes]
+    for k in keys:
+        if keys.count(k) > 1:
+            raise InputError(f"--grid {k}: given twice; list all its values in one --grid")
+        if k in RESERVED_COLUMNS:
+            raise InputError(f"--grid {k}: not an arch field (it is a column of the results)")
+    return axes
+
+
+def grid_points(grids: list[str]) -> list[dict[str, str]]:
+    """The cartesian product of the --grid options: the first grid varies slowest, the last fastest."""
+    axes = parse_grids(grids)
+    keys = [k for k, _ in axes]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(v for _, v in axes))]
+
+
+def random_points(grids: list[str], k: int, seed: int = 0) -> list[dict[str, str]]:
+    """k distinct points of the grid drawn without replacement (deterministic per seed), in grid order."""
+    axes = parse_grids(grids)
+    sizes = [len(v) for _, v in axes]
+    total = 1
+    for s in sizes:
+        total *= s
+    if not 1 <= k <= total:
+        raise InputError(f"--random {k}: must be between 1 and the grid's {total:,} points")
+    picks = sorted(random.Random(seed).sample(range(total), k))
+    return [_point_at(axes, sizes, i) for i in picks]
+
+
+def _point_at(axes, sizes: list[int], index: int) -> dict[str, str]:
+    """The index-th point of the cartesian product (same order as grid_points)."""
+    point = {}
+    for (key, values), size in zip(reversed(axes), reversed(sizes)):
+        index, r = divmod(index, size)
+        point[key] = values[r]
+    return {k: point[k] for k, _ in axes}
+
+
+def check_fields(raw: dict, axes: list[tuple[str, list[str]]]) -> None:
+    """Every grid key must name an arch field: applied to the raw arch, so typos get the loader's did-you-mean."""
+    for key, values in axes:
+        try:
+            apply_overrides(raw, [f"{key}={values[0]}"])
+        except InputError as e:
+            raise InputError(_as_grid(str(e))) from None
+
+
+def _as_grid(message: str) -> str:
+    """The loader's '--set K: ...' messages, worded for --grid."""
+    return message.replace("--set ", "--grid ", 1)
+
+
+# ---------------------------------------------------------------- one design point
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What every point shares: the base arch (after --set), the workload and how it is lowered."""
+    raw_arch: dict                  # parsed arch mapping with --set applied (not validated: the grid may fix it)
+    source: str                     # where the arch came from, for messages
+    arch: str                       # the --arch spec as given (the `arch` column)
+    workload: str
+    options: CompileOptions = CompileOptions()
+    seq_len: int | None = None
+    batch: int = 1
+    dtype: str | None = None        # None: each point's array dtype; "model": an ONNX model's own types
+    dims: tuple[tuple[str, int], ...] = ()
+    dtypes: tuple | None = None     # decoder LLMs: (weight, activation, kv) data types; None entries take dtype
+
+    @cached_property
+    def setup(self) -> str:
+        """Short hash of everything but the grid values; --resume reuses only rows with the same setup."""
+        d = dataclasses.asdict(self)
+        text = json.dumps(d, sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+RESERVED_COLUMNS = ("status",) + SETTING_COLUMNS + METRICS + ("setup", "reason")
+
+
+def columns(keys: list[str]) -> list[str]:
+    """CSV header: the grid keys, status, the sweep's settings, the metrics, setup and reason."""
+    return list(keys) + list(RESERVED_COLUMNS)
+
+
+def _cell(value) -> str:
+    """A CSV cell as text (rows are kept as text so resumed and fresh rows are written identically)."""
+    if value is None:
+        return ""
+    return repr(float(value)) if isinstance(value, float) else str(value)
+
+
+def metrics(result: SimResult, arch) -> dict:
+    """The summary numbers of one run (DESIGN.md section 6) plus EDP, throughput and area efficiency."""
+    r = result
+    macs_per_s = r.macs / r.latency_s if r.latency_s else 0.0
+    return {
+        "cycles": r.cycles, "latency_s": r.latency_s, "macs": r.macs, "pe_utilization": r.pe_utilization,
+        "mbu": r.mbu, "energy_pj": r.energy_pj, "pj_per_mac": r.pj_per_mac, "dram_read_bytes": r.dram_read_bytes,
+        "dram_write_bytes": r.dram_write_bytes, "area_mm2": r.area_mm2, "edp": r.latency_s * r.energy_pj,
+        "inferences_per_s": 1.0 / r.latency_s if r.latency_s else 0.0, "macs_per_s": macs_per_s,
+        "perf_per_mm2": macs_per_s / r.area_mm2 if r.area_mm2 else None,
+        "peak_macs_per_cycle": r.peak_macs_per_cycle, "pes": arch.array.rows * arch.array.cols * arch.array.count
+        * arch.cores, "onchip_bytes": sum(lv.capacity_bytes for lv in arch.memory[1:]) * arch.cores,
+        "kernels": len(r.kernels),
+        "memory_bound_kernels": sum(k.bound == "memory" for k in r.kernels),
+        "array_busy": r.engine_busy["array"], "vector_busy": r.engine_busy["vector"], "dma_busy": r.engine_busy["dma"],
+    }
+
+
+_GRAPHS: dict = {}      # per process: the workload graph by dtype (a point may change the array's dtype)
+
+
+def _graph(spec: SweepSpec, dtype: str | None):
+    """The workload graph for a dtype, built once per process."""
+    from workloads import load_workload
+    key = (spec.workload, spec.seq_len, spec.batch, dtype, spec.dims, spec.dtypes)
+    if key not in _GRAPHS:
+        _GRAPHS[key] = load_workload(spec.workload, seq_len=spec.seq_len, batch=spec.batch, dtype=dtype,
+                                     dims=dict(spec.dims), dtypes=spec.dtypes)
+    return _GRAPHS[key]
+
+
+def simulate_point(spec: SweepSpec, point: dict[str, str]):
+    """(arch, SimResult) of one design point; bad input raises InputError."""
+    try:
+        raw = apply_overrides(spec.raw_arch, [f"{k}={v}" for k, v in point.items()])
+    except InputError as e:
+        raise InputError(_as_grid(str(e))) from None
+    arch = arch_from_dict(raw, spec.source)
+    dtype = None if spec.dtype == "model" else (spec.dtype or arch.array.dtype)
+    graph = _graph(spec, dtype)
+    evaluate = kernel_evaluator(arch, spec.options.resolved_timing(arch), spec.options.objective)
+    return arch, simulate(lower(graph, arch, spec.options, evaluate), arch)
+
+
+def run_point(spec: SweepSpec, point: dict[str, str]) -> dict[str, str]:
+    """One CSV row (all cells text): the point, its status and metrics; bad input becomes status=invalid."""
+    row = dict(point, status="ok", workload=spec.workload, arch=spec.arch, fusion=spec.options.fusion,
+               mapper=spec.options.mapper, objective=spec.options.objective, setup=spec.setup, reason="")
+    try:
+        arch, result = simulate_point(spec, point)
+        row.update(metrics(result, arch))
+    except InputError as e:
+        row.update(status="invalid", reason=_one_line(str(e)))
+    except Exception as e:  # a bug must not lose the sweep: the row says so and --resume retries it
+        row.update(status="error", reason=_one_line(f"internal error: {type(e).__name__}: {e}"))
+    return {c: _cell(row.get(c)) for c in columns(list(point))}
+
+
+def _one_line(text: str) -> str:
+    """Whitespace (newlines included) collapsed to single spaces."""
+    return " ".join(text.split())
+
+
+def run_chunk(spec: SweepSpec, chunk: list[tuple[int, dict]]) -> list[tuple[int, dict]]:
+    """run_point over (index, point) pairs: the unit of work sent to a worker process or a Dask worker."""
+    warm_up()
+    return [(i, run_point(spec, p)) for i, p in chunk]
+
+
+_WARM = False
+
+
+def warm_up() -> None:
+    """Load (or compile) numba's kernels once per process with a tiny run, so no point pays for it."""
+    global _WARM
+    if _WARM:
+        return
+    from arch import load_arch
+    from workloads import load_workload
+    arch = load_arch("edge-npu")
+    simulate(lower(load_workload("gemm:8,8,8", dtype=arch.array.dtype), arch), arch)
+    _WARM = True
+
+
+# ---------------------------------------------------------------- the CSV files
+
+def partial_path(out_path: str | Path) -> Path:
+    """Where rows are appended while the sweep runs."""
+    return Path(f"{out_path}.partial")
+
+
+def csv_line(values) -> str:
+    """One CSV line (with its newline)."""
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerow(values)
+    return buf.getvalue()
+
+
+def _complete_lines(path: Path) -> str:
+    """A file's text without a last line that a crash cut short (no newline)."""
+    text = path.read_text()
+    return text if text.endswith("\n") else text[:text.rfind("\n") + 1]
+
+
+def read_done(out_path: str | Path, spec: SweepSpec, keys: list[str]) -> tuple[dict[tuple, dict], int]:
+    """Rows of a previous run that --resume can keep, by grid values; and how many rows had another setup."""
+    cols, setup = columns(keys), spec.setup
+    done, other = {}, 0
+    for path in (Path(out_path), partial_path(out_path)):
+        if not path.is_file():
+            continue
+        reader = csv.DictReader(io.StringIO(_complete_lines(path)))
+        if not reader.fieldnames or not set(cols) <= set(reader.fieldnames):
+            other += sum(1 for _ in reader)
+            continue
+        for row in reader:
+            if row.get("setup") != setup:
+                other += 1
+            elif row.get("status") in ("ok", "invalid") and None not in row and None not in row.values():
+                done[tuple(row[k] for k in keys)] = {c: row[c] for c in cols}
+    return done, other
+
+
+def write_csv_atomic(path: str | Path, header: list[str], rows: list[dict]) -> None:
+    """Header and rows to a temporary file in the same folder, then renamed onto `path`."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            f.write(csv_line(header))
+            f.writelines(csv_line([r[c] for c in header]) for r in rows)
+        os.replace(tmp, target)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+# ---------------------------------------------------------------- progress
+
+class Progress:
+    """A tqdm bar when tqdm is installed (tilesim[sweep]), else a plain line on stderr; both show rate and ETA."""
+
+    def __init__(self, total: int, initial: int = 0, enabled: bool = True, stream=None):
+        self.total, self.done, self.enabled = total, initial, enabled
+        self.stream = stream or sys.stderr
+        self.start = self.last = time.perf_counter()
+        self.fresh = 0
+        self.bar = None
+        if enabled:
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, initial=initial, unit="pt", desc="sweep", file=self.stream,
+                                smoothing=0.1, mininterval=0.5, dynamic_ncols=True)
+            except ImportError:
+                pass
+
+    def update(self, n: int = 1) -> None:
+        """Count n finished points."""
+        self.done += n
+        self.fresh += n
+        if self.bar is not None:
+            self.bar.update(n)
+        elif self.enabled and time.perf_counter() - self.last >= (0.5 if self._tty() else 10.0):
+            self._line()
+
+    def _tty(self) -> bool:
+        return hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    def _line(self, end: str = "") -> None:
+        """'sweep: 120/1000 points, 35.2 pt/s, ETA 25 s' (rewritten in place on a terminal)."""
+        self.last = time.perf_counter()
+        rate = self.fresh / max(self.last - self.start, 1e-9)
+        eta = f"ETA {(self.total - self.done) / rate:.0f} s" if rate > 0 else "ETA ?"
+        text = f"sweep: {self.done}/{self.total} points, {rate:.1f} pt/s, {eta}"
+        self.stream.write(f"\r{text}{end}" if self._tty() else f"{text}\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        """Finish the bar or print the last line."""
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled:
+            self._line("\n")
+
+
+# ---------------------------------------------------------------- running the points
+
+def chunks(todo: list[tuple[int, dict]], jobs: int) -> list[list[tuple[int, dict]]]:
+    """Work split into chunks small enough to balance slow points across workers (about 20 per worker)."""
+    size = max(1, min(8, len(todo) // (jobs * 20)))
+    return [todo[i:i + size] for i in range(0, len(todo), size)]
+
+
+class Running:
+    """(index, row) pairs as they finish, and close(), which stops the workers at once (safe to call twice)."""
+
+    def __init__(self, rows, stop=None):
+        self.rows, self.stop = rows, stop
+
+    def __iter__(self):
+        return iter(self.rows)
+
+    def close(self) -> None:
+        """Stop producing rows and release the workers."""
+        if hasattr(self.rows, "close"):
+            self.rows.close()
+        if self.stop is not None:
+            self.stop()
+
+
+def _serial(spec: SweepSpec, todo: list[tuple[int, dict]]):
+    """Rows in this process, in order."""
+    warm_up()
+    for i, point in todo:
+        yield i, run_point(spec, point)
+
+
+def _ignore_sigint() -> None:
+    """Worker initializer: Ctrl-C is the parent's to handle (it keeps the finished rows)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _process(spec: SweepSpec, todo: list[tuple[int, dict]], jobs: int) -> Running:
+    """Rows from a pool of `jobs` local processes. The pool is forked here, before any progress thread exists,
+    from a process whose numba kernels are loaded, so the workers inherit them."""
+    import multiprocessing
+    warm_up()
+    ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_ignore_sigint)
+    queue = iter(chunks(todo, jobs))
+    pending = {pool.submit(run_chunk, spec, chunk) for chunk in itertools.islice(queue, jobs * 4)}
+    return Running(_drain(pool, spec, queue, pending, jobs * 4), lambda: _stop_pool(pool))
+
+
+def _drain(pool: ProcessPoolExecutor, spec: SweepSpec, queue, pending: set, window: int):
+    """Yield rows as chunks finish, keeping at most `window` chunks in flight."""
+    while pending:
+        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+        pending |= {pool.submit(run_chunk, spec, chunk) for chunk in itertools.islice(queue, window - len(pending))}
+        for future in finished:
+            yield from future.result()
+    pool.shutdown()
+
+
+def _stop_pool(pool: ProcessPoolExecutor) -> None:
+    """Terminate the workers without waiting for the chunks they are running (after shutdown: nothing to do)."""
+    for proc in list((getattr(pool, "_processes", None) or {}).values()):
+        proc.terminate()
+    pool.shutdown(wait=False, cancel_futures=True)
+
+
+def require_dask() -> None:
+    """One-line InputError when dask.distributed (tilesim[dask]) is missing."""
+    try:
+        import dask.distributed  # noqa: F401
+    except ImportError:
+        raise InputError("--backend dask: dask.distributed is not installed; pip install 'tilesim[dask]'") from None
+
+
+def dask_client(jobs: int, scheduler, timeout: float = 10):
+    """(client, cluster or None): `scheduler` is an address, a distributed.Client, or None for a LocalCluster."""
+    require_dask()
+    from dask.distributed import Client, LocalCluster
+    if scheduler is None:
+        import logging
+        cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=":0",
+                               silence_logs=logging.ERROR)
+        return Client(cluster), cluster
+    if not isinstance(scheduler, str):
+        return scheduler, None
+    try:
+        return Client(scheduler, timeout=timeout), None
+    except (OSError, TimeoutError) as e:
+        raise InputError(f"--scheduler {scheduler}: cannot connect ({_one_line(str(e))})") from None
+
+
+def _dask(spec: SweepSpec, todo: list[tuple[int, dict]], jobs: int, scheduler) -> Running:
+    """Rows from a Dask cluster; a client or cluster made here is closed with the Running."""
+    from dask.distributed import as_completed
+    client, cluster = dask_client(jobs, scheduler)
+    owned = [x for x in (client, cluster) if x is not None and x is not scheduler]
+    stop = lambda: [x.close() for x in owned]     # noqa: E731
+    try:
+        shared = client.scatter(spec, broadcast=True)
+        futures = [client.submit(run_chunk, shared, chunk, pure=False) for chunk in chunks(todo, jobs)]
+    except BaseException:
+        stop()
+        raise
+    return Running((row for future in as_completed(futures) for row in future.result()), stop)
+
+
+def _rows(spec, todo, jobs, backend, scheduler) -> Running:
+    """The chosen backend, started: its rows arrive as they finish."""
+    if backend not in BACKENDS:
+        raise InputError(f"--backend: got '{backend}', allowed: {', '.join(BACKENDS)}")
+    if backend == "dask" and todo:
+        return _dask(spec, todo, jobs, scheduler)
+    if backend == "serial" or jobs == 1 or len(todo) <= 1:
+        return Running(_serial(spec, todo))
+    return _process(spec, todo, jobs)
+
+
+def run_sweep(points: list[dict[str, str]], spec: SweepSpec, out_path: str | Path, *, jobs: int = 1,
+              backend: str = "process", scheduler=None, resume: bool = False, progress: bool = True) -> list[dict]:
+    """Run every point and write `out_path` (rows in point order); returns the rows. See the module docstring."""
+    if jobs < 1:
+        raise InputError(f"--jobs: must be >= 1, got {jobs}")
+    keys = list(points[0]) if points else []
+    header = columns(keys)
+    done, other = read_done(out_path, spec, keys) if resume else ({}, 0)
+    if other:
+        print(f"sweep: --resume: {other} rows of {out_path} were made with other settings (grid, arch, workload "
+              "or options); they are not reused", file=sys.stderr)
+    rows: list[dict | None] = [done.get(tuple(p[k] for k in keys)) for p in points]
+    todo = [(i, p) for i, p in enumerate(points) if rows[i] is None]
+    partial = partial_path(out_path)
+    if partial.exists() and not resume:
+        print(f"sweep: {partial} (an interrupted sweep) is replaced; --resume would have kept its rows",
+              file=sys.stderr)
+    finished = _rows(spec, todo, jobs, backend, scheduler)     # workers start before the progress bar's thread
+    try:
+        write_csv_atomic(partial, header, [r for r in rows if r is not None])
+        bar = Progress(len(points), len(points) - len(todo), progress)
+        with open(partial, "a", newline="") as f:
+            try:
+                for i, row in finished:
+                    rows[i] = row
+                    f.write(csv_line([row[c] for c in header]))
+                    f.flush()
+                    bar.update()
+            finally:
+                bar.close()
+    except KeyboardInterrupt:
+        print(f"sweep: interrupted; {sum(r is not None for r in rows)} of {len(points)} points are saved in "
+              f"{partial}: rerun with --resume to finish", file=sys.stderr)
+        raise
+    finally:
+        finished.close()
+    write_csv_atomic(out_path, header, rows)
+    partial.unlink()
+    return rows
+
+
+# ---------------------------------------------------------------- summary
+
+def best_rows(rows: list[dict]) -> dict[str, dict]:
+    """The ok row with the lowest latency, energy and EDP."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    return {m: min(ok, key=lambda r: float(r[m])) for m in ("latency_s", "energy_pj", "edp")} if ok else {}
+
+
+def summary(rows: list[dict], keys: list[str], out_path: str) -> str:
+    """Counts, best points and the latency/energy Pareto front, for stdout."""
+    from .sweep_plot import pareto_front
+    count = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
+    lines = [f"sweep: {len(rows)} points ({count['ok']} ok, {count['invalid']} invalid, {count['error']} failed) "
+             f"-> {out_path}"]
+    label = lambda r: " ".join(f"{k}={r[k]}" for k in keys)    # noqa: E731
+    for metric, r in best_rows(rows).items():
+        lines.append(f"  best {metric:<10} {float(r[metric]):.4g}  at {label(r)}")
+    front = pareto_front(rows)
+    if front:
+        lines.append(f"  Pareto front, latency vs energy ({len(front)} points):")
+        lines += [f"    {float(rows[i]['latency_s']):.4g} s  {float(rows[i]['energy_pj']) * 1e-12:.4g} J  "
+                  f"{_area(rows[i])}  {label(rows[i])}" for i in front[:20]]
+        if len(front) > 20:
+            lines.append(f"    ... {len(front) - 20} more")
+    return "\n".join(lines) + "\n"
+
+
+def _area(row: dict) -> str:
+    return f"{float(row['area_mm2']):.3g} mm²" if row["area_mm2"] and float(row["area_mm2"]) else "area n/a"
+
+
+# ---------------------------------------------------------------- command line
+
+def add_sweep_arguments(subparsers) -> argparse.ArgumentParser:
+    """Add the `sweep` subcommand (workload options as for run) to an argparse subparsers action."""
+    from .cli import _workload_args
+    p = subparsers.add_parser("sweep", help="run a grid of design points (dotted arch fields) into a CSV")
+    _workload_args(p)
+    p.add_argument("--grid", action="append", default=[], metavar="K=V1,V2,...",
+                   help="an arch field by dotted path and its values, e.g. array.rows=16,32,64 or "
+                        "memory.sram.capacity_bytes=256KiB,1MiB (repeatable: the cartesian product is run)")
+    p.add_argument("--random", type=int, metavar="K", help="run K points drawn from the grid instead of all")
+    p.add_argument("--seed", type=int, default=0, help="seed of --random (default 0)")
+    p.add_argument("--jobs", "-j", type=int, default=_cores(), help=f"worker processes (default {_cores()})")
+    p.add_argument("--backend", choices=BACKENDS, default="process",
+                   help="process: a local process pool (default); serial; dask: a Dask cluster (tilesim[dask])")
+    p.add_argument("--scheduler", metavar="ADDR", help="with --backend dask: e.g. tcp://host:8786 "
+                                                       "(default: a LocalCluster of --jobs workers)")
+    p.add_argument("--resume", action="store_true", help="keep the points already in -o (or its .partial file)")
+    p.add_argument("-o", "--output", help="the results CSV (required)")
+    p.add_argument("--plot", action="append", default=[], metavar="FILE",
+                   help="pareto.png (latency vs energy, area as colour) or heatmap.png (--metric over the first "
+                        "two grid axes); the kind is read from the file name (tilesim[plot])")
+    p.add_argument("--metric", help="the heatmap's metric (default: the --objective's: latency_s, energy_pj or edp)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
+    return p
+
+
+def _cores() -> int:
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def spec_from_args(args) -> SweepSpec:
+    """The SweepSpec of the command line: base arch with --set, workload checked once here."""
+    from arch.loader import raw_arch
+    from workloads import load_workload
+
+    from .cli import _dtypes, _options, parse_dims
+    raw, source = raw_arch(args.arch)
+    raw = apply_overrides(raw, args.overrides)
+    dims = parse_dims(args.dims)
+    if args.dtype == "model" and Path(args.workload).suffix.lower() != ".onnx":
+        raise InputError("--dtype model: only .onnx workloads carry their own data types; give a dtype "
+                         "(e.g. int8, fp16) or leave --dtype out for the array's")
+    base_dtype = raw.get("array", {}).get("dtype") if isinstance(raw.get("array"), dict) else None
+    dtype = None if args.dtype == "model" else (args.dtype or base_dtype or "int8")
+    load_workload(args.workload, seq_len=args.seq_len, batch=args.batch, dtype=dtype, dims=dims,
+                  dtypes=_dtypes(args))                                   # a bad workload fails now, not per point
+    return SweepSpec(raw_arch=raw, source=source, arch=args.arch, workload=args.workload,
+                     options=_options(args, args.fusion), seq_len=args.seq_len, batch=args.batch,
+                     dtype=args.dtype, dims=tuple(sorted(dims.items())), dtypes=_dtypes(args))
+
+
+def cmd_sweep(args) -> int:
+    """tilesim sweep: check the options, run the points, write the CSV, print a summary, draw the plots."""
+    from . import sweep_plot
+    if not args.output:
+        raise InputError("sweep: -o FILE.csv is required (the results are written there)")
+    out = Path(args.output)
+    if not out.parent.is_dir():
+        raise InputError(f"-o: directory '{out.parent}' does not exist")
+    if args.jobs < 1:
+        raise InputError(f"--jobs: must be >= 1, got {args.jobs}")
+    if args.scheduler and args.backend != "dask":
+        raise InputError("--scheduler: only with --backend dask")
+    if args.backend == "dask":
+        require_dask()
+    axes = parse_grids(args.grid)
+    keys = [k for k, _ in axes]
+    metric = args.metric or OBJECTIVE_METRIC[args.objective]
+    plots = sweep_plot.check_plots(args.plot, keys, metric)
+    spec = spec_from_args(args)
+    check_fields(spec.raw_arch, axes)
+    points = random_points(args.grid, args.random, args.seed) if args.random is not None else grid_points(args.grid)
+    rows = run_sweep(points, spec, out, jobs=args.jobs, backend=args.backend, scheduler=args.scheduler,
+                     resume=args.resume, progress=args.progress)
+    sys.stdout.write(summary(rows, keys, str(out)))
+    for kind, path in plots:
+        sweep_plot.draw(kind, rows, axes, path, metric)
+    failed = [r for r in rows if r["status"] == "error"]
+    if failed:
+        print(f"tilesim: {len(failed)} points hit an internal error (status=error in {out}; first: "
+              f"{failed[0]['reason']}); please report it", file=sys.stderr)
+        return 1
+    return 0
+
+
+__all__ = ["grid_points", "random_points", "run_point", "run_sweep", "SweepSpec", "cmd_sweep",
+           "add_sweep_arguments", "METRICS", "columns"]

@@ -1,0 +1,283 @@
+"""tilesim sweep (issue 10): grid parsing and order, invalid points as rows, serial == process pool == Dask rows,
+resume without recomputing, plots, determinism, one-line errors."""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+
+import pytest
+
+from arch import InputError
+from arch.loader import raw_arch
+from compiler.schedule import CompileOptions
+from sim import sweep
+from sim.cli import _Parser, build_parser, main
+from sim.sweep import (SweepSpec, add_sweep_arguments, check_fields, cmd_sweep, grid_points, parse_grids,
+                       partial_path, random_points, run_point, run_sweep, split_values)
+from sim.sweep_plot import check_plots, heatmap_grid, pareto_front, require_matplotlib
+
+WORKLOAD = "gemm:64,64,64"
+GRID = ["array.rows=8,16", "memory.sram.capacity_bytes=1,4KiB,64KiB"]     # 1 B cannot hold a tile: invalid
+
+
+def spec(**kw) -> SweepSpec:
+    raw, source = raw_arch("edge-npu")
+    return SweepSpec(raw_arch=raw, source=source, arch="edge-npu", workload=WORKLOAD, **kw)
+
+
+def _wired() -> bool:
+    """True once sim/cli.py has the sweep subcommand."""
+    subs = [a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)]
+    return bool(subs) and "sweep" in subs[0].choices
+
+
+def sweep_main(*argv) -> int:
+    """`tilesim sweep ARGS` as the CLI runs it: bad input -> exit 2 with one line on stderr."""
+    if _wired():
+        return main(["sweep", *argv])
+    parser = _Parser(prog="tilesim")
+    add_sweep_arguments(parser.add_subparsers(dest="command", parser_class=_Parser))
+    try:
+        return cmd_sweep(parser.parse_args(["sweep", *argv]))
+    except InputError as e:
+        print(f"tilesim: error: {e}", file=__import__("sys").stderr)
+        return 2
+
+
+# ---------------------------------------------------------------- points
+
+def test_grid_product_order_last_grid_fastest_values_kept_as_text():
+    points = grid_points(["array.rows=8, 16", "memory.sram.capacity_bytes=256KiB,1 MiB"])
+    assert points == [{"array.rows": "8", "memory.sram.capacity_bytes": "256KiB"},
+                      {"array.rows": "8", "memory.sram.capacity_bytes": "1 MiB"},
+                      {"array.rows": "16", "memory.sram.capacity_bytes": "256KiB"},
+                      {"array.rows": "16", "memory.sram.capacity_bytes": "1 MiB"}]
+    assert split_values("[os],[is, os],ws") == ["[os]", "[is, os]", "ws"]
+
+
+@pytest.mark.parametrize("grids, words", [
+    ([], "at least one --grid"), (["array.rows="], "empty value"), (["array.rows=8,,16"], "empty value"),
+    (["array.rows"], "KEY=V1"), (["array.rows=8,8"], "given twice"), (["array.rows=8", "array.rows=16"], "twice"),
+    (["array.rows=[8"], "malformed YAML"), (["status=ok"], "not an arch field")])
+def test_bad_grids_are_one_line_errors(grids, words):
+    with pytest.raises(InputError, match=words) as e:
+        grid_points(grids)
+    assert "\n" not in str(e.value)
+
+
+def test_random_points_are_distinct_grid_points_in_grid_order_and_deterministic():
+    grids = ["array.rows=8,16,32,64", "array.cols=8,16,32", "memory.sram.capacity_bytes=64KiB,128KiB"]
+    full = grid_points(grids)
+    picked = random_points(grids, 7, seed=3)
+    assert picked == random_points(grids, 7, seed=3) != random_points(grids, 7, seed=4)
+    assert len(picked) == 7 and all(p in full for p in picked)
+    assert [full.index(p) for p in picked] == sorted(full.index(p) for p in picked)
+    assert random_points(grids, 24, seed=0) == full
+    with pytest.raises(InputError, match="between 1 and the grid's 24 points"):
+        random_points(grids, 25)
+
+
+def test_unknown_fields_get_the_loaders_did_you_mean_worded_for_grid():
+    raw, _ = raw_arch("edge-npu")
+    with pytest.raises(InputError, match=r"--grid array.rwos: no field 'rwos' \(did you mean 'rows'\?\)"):
+        check_fields(raw, parse_grids(["array.rwos=8"]))
+    with pytest.raises(InputError, match=r"no memory level 'sramm' \(did you mean 'sram'\?\)"):
+        check_fields(raw, parse_grids(["memory.sramm.capacity_bytes=1KiB"]))
+    check_fields(raw, parse_grids(["array.rows=8", "memory.sram.capacity_bytes=1KiB", "cores=2"]))
+
+
+# ---------------------------------------------------------------- rows
+
+def test_invalid_points_become_rows_with_a_one_line_reason():
+    s = spec()
+    ok = run_point(s, {"array.rows": "16"})
+    assert ok["status"] == "ok" and ok["reason"] == "" and int(ok["macs"]) == 64 ** 3
+    assert float(ok["edp"]) == pytest.approx(float(ok["latency_s"]) * float(ok["energy_pj"]))
+    for value, words in (("0", "array.rows: must be between 1"), ("abc", "expected an integer"),
+                         ("", "expected an integer")):
+        row = run_point(s, {"array.rows": value})
+        assert row["status"] == "invalid" and words in row["reason"], row
+        assert row["cycles"] == row["energy_pj"] == "" and "\n" not in row["reason"]
+    tiny = run_point(s, {"memory.sram.capacity_bytes": "1"})         # fails in lowering, not in the loader
+    assert tiny["status"] == "invalid" and "too small" in tiny["reason"]
+
+
+def test_top_level_fields_such_as_the_clock_and_timing_can_be_grid_keys():
+    points = grid_points(["clock_hz=400 MHz,800 MHz", "timing=pipelined"])
+    raw, _ = raw_arch("edge-npu")
+    check_fields(raw, parse_grids(["clock_hz=400 MHz", "timing=pipelined", "cores=2"]))
+    slow, fast = (run_point(spec(), p) for p in points)
+    assert slow["status"] == fast["status"] == "ok"
+    assert float(slow["latency_s"]) == pytest.approx(int(slow["cycles"]) / 400e6)
+    assert float(fast["latency_s"]) == pytest.approx(int(fast["cycles"]) / 800e6)
+
+
+def test_a_row_has_the_numbers_of_tilesim_run_with_the_same_set(capsys):
+    row = run_point(spec(), {"array.rows": "8", "memory.sram.capacity_bytes": "64KiB"})
+    assert main(["run", "-w", WORKLOAD, "-a", "edge-npu", "--set", "array.rows=8", "--set",
+                 "memory.sram.capacity_bytes=64KiB", "-f", "json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    for key in ("cycles", "macs", "dram_read_bytes", "dram_write_bytes"):
+        assert int(row[key]) == report[key]
+    for key in ("latency_s", "energy_pj", "pe_utilization", "mbu", "area_mm2"):
+        assert float(row[key]) == report[key]
+
+
+def test_serial_and_process_pool_rows_are_identical_and_in_point_order(tmp_path):
+    points = grid_points(GRID)
+    serial = run_sweep(points, spec(), tmp_path / "serial.csv", backend="serial", progress=False)
+    pooled = run_sweep(points, spec(), tmp_path / "pool.csv", jobs=2, backend="process", progress=False)
+    assert serial == pooled
+    assert (tmp_path / "serial.csv").read_bytes() == (tmp_path / "pool.csv").read_bytes()
+    assert [r["status"] for r in serial] == ["invalid", "ok", "ok"] * 2
+    assert [{k: r[k] for k in points[0]} for r in serial] == points
+    assert not partial_path(tmp_path / "pool.csv").exists()
+
+
+# ---------------------------------------------------------------- resume
+
+class Calls:
+    """Counts run_point calls; raises KeyboardInterrupt at call number `stop_at` (a Ctrl-C mid-sweep)."""
+
+    def __init__(self, stop_at: int | None = None):
+        self.n, self.stop_at, self.real = 0, stop_at, sweep.run_point
+
+    def __call__(self, s, point):
+        self.n += 1
+        if self.n == self.stop_at:
+            raise KeyboardInterrupt
+        return self.real(s, point)
+
+
+def test_interrupted_sweep_resumes_without_recomputing_and_matches_an_uninterrupted_run(tmp_path, monkeypatch):
+    points = grid_points(GRID)
+    run_sweep(points, spec(), tmp_path / "ref.csv", backend="serial", progress=False)
+    out = tmp_path / "out.csv"
+    monkeypatch.setattr(sweep, "run_point", Calls(stop_at=4))
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(points, spec(), out, backend="serial", progress=False)
+    assert not out.exists()
+    saved = list(csv.DictReader(partial_path(out).open()))
+    assert len(saved) == 3
+    with partial_path(out).open("a") as f:       # a crash in the middle of writing a row
+        f.write("16,64KiB,ok,gemm")
+    calls = Calls()
+    monkeypatch.setattr(sweep, "run_point", calls)
+    run_sweep(points, spec(), out, backend="serial", progress=False, resume=True)
+    assert calls.n == len(points) - 3
+    assert out.read_bytes() == (tmp_path / "ref.csv").read_bytes()
+    assert not partial_path(out).exists()
+
+
+def test_resume_reuses_a_finished_file_only_for_the_same_settings(tmp_path, monkeypatch):
+    out = tmp_path / "out.csv"
+    run_sweep(grid_points(GRID), spec(), out, backend="serial", progress=False)
+    calls = Calls()
+    monkeypatch.setattr(sweep, "run_point", calls)
+    wider = grid_points(["array.rows=8,16,32", GRID[1]])
+    run_sweep(wider, spec(), out, backend="serial", progress=False, resume=True)
+    assert calls.n == 3                                                   # only array.rows=32 is new
+    run_sweep(wider, spec(options=CompileOptions(mapper="naive")), out, backend="serial", progress=False,
+              resume=True)
+    assert calls.n == 3 + 9                                               # another mapper: nothing reused
+    assert [r["mapper"] for r in csv.DictReader(out.open())] == ["naive"] * 9
+
+
+# ---------------------------------------------------------------- command line, plots, determinism
+
+def test_same_command_twice_gives_the_same_csv_and_a_summary(tmp_path, capsys):
+    argv = ["-w", WORKLOAD, "-a", "edge-npu", "--jobs", "2", "--no-progress", *sum((["--grid", g] for g in GRID), [])]
+    assert sweep_main(*argv, "-o", str(tmp_path / "a.csv")) == 0
+    out = capsys.readouterr().out
+    assert "6 points (4 ok, 2 invalid, 0 failed)" in out and "Pareto front" in out
+    assert sweep_main(*argv, "-o", str(tmp_path / "b.csv")) == 0
+    assert (tmp_path / "a.csv").read_bytes() == (tmp_path / "b.csv").read_bytes()
+    header = next(csv.reader(io.StringIO((tmp_path / "a.csv").read_text())))
+    assert header[:3] == ["array.rows", "memory.sram.capacity_bytes", "status"]
+    assert {"cycles", "latency_s", "energy_pj", "area_mm2", "mbu", "pe_utilization", "edp", "reason"} <= set(header)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--grid", "array.rows=8"], "-o FILE.csv is required"),
+    (["--grid", "array.rwos=8", "-o", "{tmp}/r.csv"], "did you mean 'rows'"),
+    (["--grid", "array.rows=", "-o", "{tmp}/r.csv"], "empty value"),
+    (["-o", "{tmp}/r.csv"], "at least one --grid"),
+    (["--grid", "array.rows=8", "-o", "{tmp}/no/r.csv"], "does not exist"),
+    (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "--scheduler", "tcp://127.0.0.1:1"], "only with --backend dask"),
+    (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "--plot", "{tmp}/heatmap.png"], "needs two --grid axes"),
+    (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "--plot", "{tmp}/chart.png"], "name the kind"),
+    (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "--metric", "latncy_s"], "did you mean 'latency_s'"),
+    (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "--jobs", "0"], "--jobs: must be >= 1"),
+    (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "-w", "resnet5"], "unknown workload"),
+])
+def test_bad_sweep_input_exits_2_with_one_line(tmp_path, capsys, argv, words):
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
+    assert sweep_main("-w", WORKLOAD, *argv) == 2
+    err = capsys.readouterr().err
+    assert words in err and err.count("\n") == 1
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_pareto_front_keeps_the_points_nothing_beats_on_both_axes():
+    rows = [{"status": s, "latency_s": str(x), "energy_pj": str(y)} for s, x, y in
+            [("ok", 1, 9), ("ok", 2, 5), ("ok", 3, 6), ("ok", 4, 2), ("invalid", "", ""), ("ok", 4, 3), ("ok", 1, 9)]]
+    assert pareto_front(rows) == [0, 1, 3]
+
+
+def test_heatmap_takes_the_best_over_the_other_axes_and_leaves_invalid_cells_empty():
+    axes = [("a", ["1", "2"]), ("b", ["x", "y"]), ("c", ["p", "q"])]
+    rows = [{"a": a, "b": b, "c": c, "status": "invalid" if (a, b) == ("2", "y") else "ok",
+             "latency_s": str(float(a) * 10 + (c == "q")), "pe_utilization": str(0.1 + (c == "q"))}
+            for a in "12" for b in "xy" for c in "pq"]
+    lat = heatmap_grid(rows, axes, "latency_s")
+    assert lat[0] == [10.0, 10.0] and lat[1][0] == 20.0 and lat[1][1] != lat[1][1]      # NaN
+    assert heatmap_grid(rows, axes, "pe_utilization")[0][0] == pytest.approx(1.1)       # higher is better
+
+
+def test_plots_are_non_empty_pngs(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    pareto, heat = tmp_path / "pareto.png", tmp_path / "sram-heatmap.png"
+    assert sweep_main("-w", WORKLOAD, "-a", "edge-npu", "--jobs", "1", "--no-progress", "--grid", GRID[0], "--grid",
+                      GRID[1], "-o", str(tmp_path / "r.csv"), "--plot", str(pareto), "--plot", str(heat),
+                      "--metric", "energy_pj") == 0
+    for png in (pareto, heat):
+        data = png.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
+
+
+def test_missing_matplotlib_is_a_one_line_input_error(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "matplotlib", None)
+    with pytest.raises(InputError, match=r"matplotlib is not installed; pip install 'tilesim\[plot\]'"):
+        require_matplotlib()
+    assert check_plots([], ["array.rows"], "latency_s") == []            # no plot asked: matplotlib not needed
+
+
+def test_progress_without_tqdm_prints_rate_and_eta(monkeypatch):
+    monkeypatch.setitem(__import__("sys").modules, "tqdm", None)
+    stream = io.StringIO()
+    bar = sweep.Progress(4, initial=1, stream=stream)
+    bar.update(3)
+    bar.close()
+    assert "sweep: 4/4 points" in stream.getvalue() and "pt/s" in stream.getvalue() and "ETA" in stream.getvalue()
+
+
+# Last in the file: a Dask cluster can leave threads behind, and the process-pool tests above fork.
+def test_dask_local_cluster_rows_equal_serial_rows(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    points = grid_points(["array.rows=8,16", "memory.sram.capacity_bytes=1,64KiB"])
+    serial = run_sweep(points, spec(), tmp_path / "serial.csv", backend="serial", progress=False)
+    dask = run_sweep(points, spec(), tmp_path / "dask.csv", jobs=2, backend="dask", progress=False)
+    assert dask == serial
+    assert (tmp_path / "dask.csv").read_bytes() == (tmp_path / "serial.csv").read_bytes()
+    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as cluster:  # --scheduler
+        by_address = run_sweep(points, spec(), tmp_path / "addr.csv", backend="dask",
+                               scheduler=cluster.scheduler_address, progress=False)
+    assert by_address == serial
+
+
+def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path):
+    pytest.importorskip("distributed")
+    with pytest.raises(InputError, match="--scheduler tcp://127.0.0.1:9: cannot connect"):
+        sweep.dask_client(1, "tcp://127.0.0.1:9", timeout=1)
