@@ -17,7 +17,7 @@ evaluator holds the best few of that ranking, the best by pure objective and the
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
@@ -123,19 +123,28 @@ class _Base:
     last: np.ndarray
 
 
-def _base(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm, tn, tk) -> _Base:
-    acc = arch.array.acc_dtype
-    trips = {"m": -(-work.m // tm), "n": -(-work.n // tn), "k": -(-work.k // tk)}
-    # fits: each operand's tile in its home level, twice when that level double-buffers
-    tiles = {"input": a_tile_bytes(work, tm, tk), "weight": nbytes(tk * tn, work.b_dtype),
-             "output": nbytes(tm * tn, acc)}
+def _tile_bytes(work: Contraction, arch: ArchConfig, tm, tn, tk) -> dict[str, np.ndarray]:
+    """Bytes of one tile of each operand (the output at accumulator precision), per candidate."""
+    return {"input": a_tile_bytes(work, tm, tk), "weight": nbytes(tk * tn, work.b_dtype),
+            "output": nbytes(tm * tn, arch.array.acc_dtype)}
+
+
+def _fits(tiles: dict[str, np.ndarray], arch: ArchConfig) -> np.ndarray:
+    """Each operand's tile in its home level, twice when that level double-buffers: per candidate."""
     need = {lv.name: 0 for lv in arch.memory[1:]}
     for operand, size in tiles.items():
         home = arch.home(operand)
         need[home.name] = need[home.name] + size * (2 if home.double_buffered else 1)
-    fits = np.ones(tm.shape, dtype=bool)
+    fits = np.ones(next(iter(tiles.values())).shape, dtype=bool)
     for lv in arch.memory[1:]:
         fits &= need[lv.name] <= lv.capacity_bytes
+    return fits
+
+
+def _base(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm, tn, tk) -> _Base:
+    acc = arch.array.acc_dtype
+    trips = {"m": -(-work.m // tm), "n": -(-work.n // tn), "k": -(-work.k // tk)}
+    tiles = _tile_bytes(work, arch, tm, tn, tk)
     t_tile = {"m": tm, "n": tn, "k": tk}[streamed_loop(dataflow)]
     bw = arch.offchip.bandwidth_bytes_per_cycle
     return _Base(trips=trips,
@@ -143,7 +152,7 @@ def _base(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm, t
                  b_sweep=_sweep(lambda k, n: nbytes(k * n, work.b_dtype), work.k, tk, work.n, tn),
                  c_fin=_sweep(lambda m, n: nbytes(m * n, work.c_dtype), work.m, tm, work.n, tn),
                  c_acc=_sweep(lambda m, n: nbytes(m * n, acc), work.m, tm, work.n, tn),
-                 fits=fits, compute=_compute_cycles(work, arch, dataflow, timing, t_tile),
+                 fits=_fits(tiles, arch), compute=_compute_cycles(work, arch, dataflow, timing, t_tile),
                  n_tiles=work.g * trips["m"] * trips["n"] * trips["k"],
                  first=(tiles["input"] + tiles["weight"]) / bw, last=nbytes(tm * tn, work.c_dtype) / bw)
 
@@ -253,13 +262,10 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
     pool = []       # per (dataflow, order): (objective, dram, tiles, cycles, pJ, Mapping) of its best candidates
     candidates = 0
     for dataflow in dataflows(arch):
-        unit = _alignment(work, arch, dataflow)
-        sizes = [tile_sizes(getattr(work, d), unit[d]) for d in LOOPS]
-        tm, tn, tk = (g.ravel() for g in np.meshgrid(*sizes, indexing="ij"))   # independent of capacities
+        tm, tn, tk, tiles, scores = _scores(work, _ArchKey(_without_capacities(arch)), timing, dataflow)
         candidates += int(tm.size) * len(ORDERS)
-        base = _base(work, arch, timing, dataflow, tm, tn, tk)
-        for order in ORDERS:
-            cycles, dram, pj, fits, n_tiles = _score_order(work, arch, base, order)
+        fits = _fits(tiles, arch)                 # the only part that depends on buffer capacities
+        for order, (cycles, dram, pj, n_tiles) in zip(ORDERS, scores):
             obj = _objective(objective, cycles, dram, pj)
             idx = np.flatnonzero(fits & (n_tiles <= MAX_TILES))
             if idx.size == 0:
@@ -293,6 +299,28 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
                   runner_up_cycles=ranked[runner][3] if runner is not None else 0.0,
                   runner_up_dram_bytes=ranked[runner][1] if runner is not None else 0,
                   candidates=candidates, shortlist=shortlist)
+
+
+def _without_capacities(arch: ArchConfig) -> ArchConfig:
+    """The arch with every on-chip capacity set to 0: what candidate scores depend on (only fits needs capacity)."""
+    return replace(arch, memory=(arch.memory[0],) + tuple(replace(lv, capacity_bytes=0, resident_fraction=0.0)
+                                                          for lv in arch.memory[1:]))
+
+
+@lru_cache(maxsize=1024)
+def _scores(work: Contraction, key: _ArchKey, timing: str, dataflow: str):
+    """Candidate tiles of one dataflow, their tile bytes, and per loop order (cycles, DRAM bytes, pJ, tiles): the
+    capacity-independent part of the search, shared by archs that differ only in buffer sizes (sweeps)."""
+    arch = key.arch
+    unit = _alignment(work, arch, dataflow)
+    sizes = [tile_sizes(getattr(work, d), unit[d]) for d in LOOPS]
+    tm, tn, tk = (g.ravel() for g in np.meshgrid(*sizes, indexing="ij"))   # independent of capacities
+    base = _base(work, arch, timing, dataflow, tm, tn, tk)
+    scores = []
+    for order in ORDERS:
+        cycles, dram, pj, _, n_tiles = _score_order(work, arch, base, order)
+        scores.append((cycles, dram, pj, n_tiles))
+    return tm, tn, tk, _tile_bytes(work, arch, tm, tn, tk), scores
 
 
 def _mapping_key(m: Mapping) -> tuple:
