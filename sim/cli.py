@@ -5,7 +5,6 @@ import argparse
 import json
 import os
 import sys
-import tempfile
 from pathlib import Path
 
 from arch import InputError, arch_to_dict, load_arch, preset_names
@@ -14,6 +13,7 @@ from compiler.fusion import POLICIES
 from compiler.mapper import OBJECTIVES
 from compiler.schedule import MAPPERS, TIMING_MODES, CompileOptions, load_pinned, lower
 
+from .files import write_atomic
 from .llm import PHASES
 from .report import render
 from .simulate import kernel_evaluator, simulate
@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--gen-tokens", type=int, default=128, help="generate: tokens to generate (default 128)")
     run.add_argument("--mlp-sparsity", type=float, default=0.0,
                      help="decoder LLMs: share of MLP neurons skipped per token (compute and weight traffic)")
+    run.add_argument("--trace", metavar="TRACE.json",
+                     help="write a Chrome/Perfetto trace (one track per engine, a slice per tile)")
     run.add_argument("--show-schedule", action="store_true",
                      help="table format: also list each kernel's mapping, traffic per operand and why it won")
 
@@ -115,15 +117,7 @@ def write_output(text: str, path: str | None) -> None:
     target = Path(path)
     if not target.parent.is_dir():
         raise InputError(f"-o: directory '{target.parent}' does not exist")
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(target, text)
 
 
 def _graph(args):
@@ -256,7 +250,10 @@ def cmd_run(args) -> None:
         raise InputError(f"--phase, --context, --prompt-len: only for decoder LLMs (gpt2, llama2-7b, ... or an "
                          f"HF config.json), not '{args.workload}'")
     arch, schedule = _schedule(args)
-    result = simulate(schedule, arch)
+    result = simulate(schedule, arch, timeline=bool(args.trace))
+    if args.trace:
+        from .trace import trace_json
+        write_output(trace_json(result), args.trace)
     text = render(result, args.format, args.top)
     if args.show_schedule:
         if args.format != "table":

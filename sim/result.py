@@ -1,7 +1,9 @@
 """SimResult and KernelResult: the numbers a run reports (DESIGN.md section 6), frozen and JSON-ready."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,21 @@ class KernelResult:
     mapping: str                 # human-readable mapping
 
 
+@dataclass(frozen=True, eq=False)
+class Timeline:
+    """Per-tile event times (cycles) of a run, in tile order, with each kernel's first tile."""
+    first_tile: np.ndarray
+    engine: np.ndarray
+    load_xfer: np.ndarray
+    store_xfer: np.ndarray
+    load_end: np.ndarray
+    compute_start: np.ndarray
+    compute_end: np.ndarray
+    store_end: np.ndarray
+    latency: float
+    kernels: tuple[str, ...]
+
+
 @dataclass(frozen=True)
 class SimResult:
     """A whole run: totals, energy breakdown by component, and per-kernel results."""
@@ -63,6 +80,7 @@ class SimResult:
     area_breakdown_mm2: dict     # array | <on-chip level> | vector -> mm^2
     engine_busy: dict            # array | vector | dma -> busy fraction of the run
     memory_traffic: dict         # level -> {read_bytes, write_bytes, bandwidth_utilization}
+    timeline: "Timeline | None" = field(default=None, compare=False, repr=False)   # only with timeline=True
 
     @property
     def pj_per_mac(self) -> float:
@@ -71,7 +89,8 @@ class SimResult:
 
     def to_dict(self) -> dict:
         """Plain mapping with the report keys of DESIGN.md section 6 (kernels as a list of mappings)."""
-        d = asdict(self)
+        d = asdict(replace(self, timeline=None))
+        d.pop("timeline")
         d["kernels"] = [dict(asdict(k), ops=list(k.ops)) for k in self.kernels]
         d["pj_per_mac"] = self.pj_per_mac
         return d

@@ -17,7 +17,7 @@ from compiler.schedule import Kernel, Schedule
 from .commands import ARRAY, VECTOR, TileCommands, build_program
 from .energy import action_counts, by_component, dynamic_energy_pj, share_feeds, static_energy_pj
 from .kernels.pipeline import CAUSES, run_tiles, run_tiles_py
-from .result import KernelResult, SimResult
+from .result import KernelResult, SimResult, Timeline
 
 
 
@@ -46,15 +46,17 @@ def _check_size(schedule: Schedule, arch: ArchConfig) -> None:
                          f"{MAX_TILES:,}; use larger buffers or a smaller workload")
 
 
-def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False) -> SimResult:
-    """Run a schedule on an arch; `reference=True` uses the slow Python pipeline (for tests)."""
+def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, timeline: bool = False) -> SimResult:
+    """Run a schedule on an arch; `reference=True` uses the slow Python pipeline (for tests); `timeline=True`
+    keeps every tile's event times on the result (for traces and timeline plots)."""
     if schedule.arch != arch.name:
         raise InputError(f"schedule was lowered for arch '{schedule.arch}', not '{arch.name}'")
     _check_size(schedule, arch)
     prog = build_program(schedule, arch)
     run = run_tiles_py if reference else run_tiles
-    _, _, comp_end, store_end, stall, cause = run(prog.load_xfer, prog.store_xfer, prog.compute, prog.engine,
-                                                  prog.slots, prog.dep, float(arch.offchip.latency_cycles))
+    load_end, comp_start, comp_end, store_end, stall, cause = run(
+        prog.load_xfer, prog.store_xfer, prog.compute, prog.engine, prog.slots, prog.dep,
+        float(arch.offchip.latency_cycles))
     ends = np.maximum(store_end, comp_end)
     last = prog.first_tile[1:] - 1
     kernel_end = np.ceil(np.maximum.accumulate(ends[last])).astype(np.int64)
@@ -98,7 +100,10 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False) -> S
         offchip_bytes_per_cycle=bw, kernels=tuple(kernels),
         area_mm2=float(sum(area.values())), area_breakdown_mm2=area,
         engine_busy=_engine_busy(prog, total_cycles),
-        memory_traffic=_memory_traffic(actions, arch, total_cycles))
+        memory_traffic=_memory_traffic(actions, arch, total_cycles),
+        timeline=Timeline(prog.first_tile, prog.engine, prog.load_xfer, prog.store_xfer, load_end, comp_start,
+                          comp_end, store_end, float(arch.offchip.latency_cycles),
+                          tuple(k.name for k in schedule.kernels)) if timeline else None)
 
 
 def _engine_busy(prog, cycles: int) -> dict[str, float]:

@@ -19,7 +19,6 @@ import os
 import random
 import signal
 import sys
-import tempfile
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from arch.errors import InputError
 from arch.loader import apply_overrides, arch_from_dict, load_yaml_text
 from compiler.schedule import CompileOptions, lower
 
+from .files import write_atomic
 from .result import SimResult
 from .simulate import kernel_evaluator, simulate
 
@@ -298,17 +298,7 @@ def read_done(out_path: str | Path, spec: SweepSpec, keys: list[str]) -> tuple[d
 
 def write_csv_atomic(path: str | Path, header: list[str], rows: list[dict]) -> None:
     """Header and rows to a temporary file in the same folder, then renamed onto `path`."""
-    target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(csv_line(header))
-            f.writelines(csv_line([r[c] for c in header]) for r in rows)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    write_atomic(path, csv_line(header) + "".join(csv_line([r[c] for c in header]) for r in rows))
 
 
 # ---------------------------------------------------------------- progress

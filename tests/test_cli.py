@@ -120,3 +120,14 @@ def test_show_arch_prints_a_loadable_arch_with_sources(preset, tmp_path, capsys)
     assert load_arch(str(p)) == load_arch(preset, ["array.rows=8"])
     assert main(["show-arch", preset, "-f", "json"]) == 0
     assert json.loads(capsys.readouterr().out)["name"] == preset
+
+
+def test_output_files_follow_the_umask(tmp_path):
+    import os
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "r.txt"
+        assert main(["run", "-w", "gemm:8,8,8", "-a", "gemmini", "-o", str(path)]) == 0
+        assert path.stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)
