@@ -53,22 +53,28 @@ def _conv_out(size: int, k: int, stride: int, pad_lo: int, pad_hi: int, dil: int
     return (size + pad_lo + pad_hi - dil * (k - 1) - 1) // stride + 1
 
 
+def _window_attrs(attrs: dict) -> tuple[int, int, int, int, int, int, int, int, int]:
+    """group, strides (h, w), dilations (h, w) and pads (t, l, b, r) of a conv-like op, checked."""
+    g = int(attrs.get("group", 1))
+    sh, sw = attrs.get("strides", (1, 1))
+    dh, dw = attrs.get("dilations", (1, 1))
+    pt, pl, pb, pr = attrs.get("pads", (0, 0, 0, 0))
+    if min(sh, sw, dh, dw) < 1 or min(pt, pl, pb, pr) < 0:
+        raise ShapeError("strides and dilations must be >= 1 and pads >= 0")
+    return g, sh, sw, dh, dw, pt, pl, pb, pr
+
+
 def conv_geometry(x: tuple, w: tuple, attrs: dict) -> dict:
     """Resolved conv parameters (strides, pads t/l/b/r, dilations, groups) and output size."""
     if len(x) != 4 or len(w) != 4:
         raise ShapeError(f"Conv needs 4-d input and weight (NCHW, KCRS), got {x} and {w}")
     n, c, h, wd = x
     k, cg, r, s = w
-    g = int(attrs.get("group", 1))
-    sh, sw = attrs.get("strides", (1, 1))
-    dh, dw = attrs.get("dilations", (1, 1))
-    pt, pl, pb, pr = attrs.get("pads", (0, 0, 0, 0))
+    g, sh, sw, dh, dw, pt, pl, pb, pr = _window_attrs(attrs)
     if g < 1 or c % g or k % g:
         raise ShapeError(f"group={g} must divide input channels {c} and filters {k}")
     if cg != c // g:
         raise ShapeError(f"weight has {cg} input channels per group, input has {c}/{g} = {c // g}")
-    if min(sh, sw, dh, dw) < 1 or min(pt, pl, pb, pr) < 0:
-        raise ShapeError("strides and dilations must be >= 1 and pads >= 0")
     e = _conv_out(h, r, sh, pt, pb, dh)
     f = _conv_out(wd, s, sw, pl, pr, dw)
     if e < 1 or f < 1:
@@ -91,15 +97,12 @@ def conv_transpose_geometry(x: tuple, w: tuple, attrs: dict) -> dict:
         raise ShapeError(f"ConvTranspose needs 4-d input and weight (NCHW, C K/g R S), got {x} and {w}")
     n, c, h, wd = x
     cw, kg, r, s = w
-    g = int(attrs.get("group", 1))
-    sh, sw = attrs.get("strides", (1, 1))
-    dh, dw = attrs.get("dilations", (1, 1))
-    pt, pl, pb, pr = attrs.get("pads", (0, 0, 0, 0))
+    g, sh, sw, dh, dw, pt, pl, pb, pr = _window_attrs(attrs)
     oh, ow = attrs.get("output_padding", (0, 0))
     if g < 1 or c % g or cw != c:
         raise ShapeError(f"weight has {cw} input channels, input has {c}; group={g} must divide them")
-    if min(sh, sw, dh, dw) < 1 or min(pt, pl, pb, pr, oh, ow) < 0:
-        raise ShapeError("strides and dilations must be >= 1, pads and output_padding >= 0")
+    if min(oh, ow) < 0:
+        raise ShapeError("output_padding must be >= 0")
     e = sh * (h - 1) + oh + dh * (r - 1) + 1 - pt - pb
     f = sw * (wd - 1) + ow + dw * (s - 1) + 1 - pl - pr
     if e < 1 or f < 1:
