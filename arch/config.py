@@ -79,6 +79,7 @@ class EnergyTable:
     static_mw: float = 0.0
     static_source: str = ""
     defaults: EnergyDefaults | None = None
+    static_mw_per_mm2: float = 0.0   # leakage that grows with the chip: x the area model's mm^2 (arch.area needed)
 
 
 @dataclass(frozen=True)

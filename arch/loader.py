@@ -207,6 +207,10 @@ def validate(arch: ArchConfig) -> list[tuple[str, str]]:
         v = getattr(arch.vector, fname)
         if not 1 <= v <= MAX_ARRAY_DIM:
             errors.append((f"vector.{fname}", f"must be between 1 and {MAX_ARRAY_DIM}, got {v}"))
+    if arch.energy.static_mw_per_mm2 and arch.area is None:
+        errors.append(("energy.static_mw_per_mm2", "needs an area section (area.node_nm) to know the mm^2"))
+    if arch.energy.static_mw < 0 or arch.energy.static_mw_per_mm2 < 0:
+        errors.append(("energy.static_mw", "static power must be >= 0"))
     if arch.area is not None:
         for fname in ("node_nm", "pe_mm2", "sram_mm2_per_mib", "vector_lane_mm2"):
             v = getattr(arch.area, fname)

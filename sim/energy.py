@@ -89,9 +89,17 @@ def dynamic_energy_pj(counts: Counter, arch: ArchConfig, where: str) -> dict[str
     return {a: float(c) * table[a].pj for a, c in sorted(counts.items())}
 
 
-def static_energy_pj(arch: ArchConfig, cycles: int) -> float:
+def static_power_mw(arch: ArchConfig) -> float:
+    """Static power: the fixed part plus leakage per mm^2 of the area model (PEs, buffers and lanes)."""
+    from arch.area_model import area_mm2
+    per_mm2 = arch.energy.static_mw_per_mm2
+    return arch.energy.static_mw + (per_mm2 * sum(area_mm2(arch).values()) if per_mm2 else 0.0)
+
+
+def static_energy_pj(arch: ArchConfig, cycles: int, power_mw: float | None = None) -> float:
     """Leakage: static power (mW) x time; 1 mW for 1 s = 1e9 pJ."""
-    return arch.energy.static_mw * 1e9 * cycles / arch.clock_hz
+    power = static_power_mw(arch) if power_mw is None else power_mw
+    return power * 1e9 * cycles / arch.clock_hz
 
 
 def by_component(action_pj: dict[str, float]) -> dict[str, float]:

@@ -15,7 +15,8 @@ from compiler.lowering import Contraction
 from compiler.schedule import Kernel, Schedule
 
 from .commands import ARRAY, VECTOR, TileCommands, build_program
-from .energy import action_counts, by_component, dynamic_energy_pj, share_feeds, static_energy_pj
+from .energy import (action_counts, by_component, dynamic_energy_pj, share_feeds, static_energy_pj,
+                     static_power_mw)
 from .kernels.pipeline import CAUSES, run_tiles, run_tiles_py
 from .result import KernelResult, SimResult, Timeline
 
@@ -66,6 +67,7 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
         raise InputError(f"workload {schedule.workload}: cycle count overflowed; the sizes are too large")
 
     peak = arch.peak_macs_per_cycle
+    static_mw = static_power_mw(arch)
     kernels, breakdown, actions = [], Counter(), Counter()
     dram_read = dram_write = 0
     for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel)):
@@ -74,7 +76,7 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
         actions.update(counts)
         action_pj = dynamic_energy_pj(counts, arch, f"kernel '{kernel.name}'")
         comp = by_component(action_pj)
-        static = static_energy_pj(arch, int(spans[j]))
+        static = static_energy_pj(arch, int(spans[j]), static_mw)
         if static:
             comp["static"] = static
         breakdown.update(comp)

@@ -89,3 +89,16 @@ def test_area_overrides_and_validation():
     d["area"] = {"node_nm": 0}
     with pytest.raises(InputError, match="area.node_nm: must be > 0"):
         arch_from_dict(d)
+
+
+def test_leakage_per_mm2_scales_with_the_area_model():
+    d = tiny_arch_dict()
+    d["area"] = {"node_nm": 7}
+    d["energy"]["static_mw_per_mm2"] = 100.0
+    arch = arch_from_dict(d)
+    r = simulate(lower(gemm(64, 64, 64), arch), arch)
+    expected = 100.0 * sum(area_mm2(arch).values()) * 1e9 * r.cycles / arch.clock_hz
+    assert r.energy_breakdown_pj["static"] == pytest.approx(expected)
+    d.pop("area")
+    with pytest.raises(InputError, match="static_mw_per_mm2: needs an area section"):
+        arch_from_dict(d)
