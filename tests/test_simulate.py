@@ -269,3 +269,22 @@ def test_double_buffering_overlaps_and_single_buffering_adds(m, n, k, bw):
             assert max(compute, dma) <= r.cycles <= max(compute, dma) + 2 * one_tile + 1
         else:          # nothing overlaps but a tile's store with the next tile's load
             assert r.cycles >= compute + float((cmds.load_bytes / bw).sum())
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 200), st.integers(1, 200), st.integers(1, 200), st.sampled_from(["ws", "os", "is"]),
+       st.sampled_from([1, 4, 16]), st.sampled_from([0, 30]))
+def test_same_mapping_more_bandwidth_never_slower_bigger_buffer_same_traffic(m, n, k, dataflow, bw, latency):
+    # the mapping is fixed (naive on the smallest arch), then bandwidth and capacity grow under it
+    small = tiny_arch(rows=8, cols=8, dataflow=dataflow, bw=bw, latency=latency, sram_bytes=8 << 10)
+    schedule = lower(gemm(m, n, k), small, CompileOptions(mapper="naive", fusion="none"))
+    faster = tiny_arch(rows=8, cols=8, dataflow=dataflow, bw=2 * bw, latency=latency, sram_bytes=8 << 10)
+    bigger = tiny_arch(rows=8, cols=8, dataflow=dataflow, bw=bw, latency=latency, sram_bytes=64 << 10)
+    base = simulate(schedule, small)
+    assert simulate(schedule, faster).cycles <= base.cycles
+    again = simulate(schedule, bigger)
+    assert (again.dram_read_bytes, again.dram_write_bytes) == (base.dram_read_bytes, base.dram_write_bytes)
+    # bytes are conserved between levels: every byte read off chip lands in SRAM, every byte written off chip
+    # was read out of SRAM
+    sram = base.memory_traffic["sram"]
+    assert sram["write_bytes"] >= base.dram_read_bytes and sram["read_bytes"] >= base.dram_write_bytes
