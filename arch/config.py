@@ -1,7 +1,7 @@
 """Frozen dataclasses describing an accelerator: PE array, vector unit, memory levels, energy table."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Literal
 
 Dataflow = Literal["ws", "os", "is"]

@@ -94,7 +94,8 @@ def default_actions(arch_raw: dict, node_nm: float, offchip: str | None) -> dict
     put("array.reg_byte", (mac16 / 2, "Eyeriss (ISCA 2016): register-file access ~ one 16-bit MAC per word"))
     put("array.hop_byte", (mac16, "Eyeriss (ISCA 2016): PE-to-PE hop ~ two 16-bit MACs per word"))
     put("vector.op", (_op("int32", 1, node_nm), f"32-bit add, {HOROWITZ} / {JOUPPI}, node-scaled"))
-    for level in arch_raw.get("memory", []):
+    levels = arch_raw.get("memory")
+    for level in levels if isinstance(levels, list) else []:      # malformed: the loader reports it
         if not isinstance(level, dict) or "name" not in level:
             continue
         if level.get("kind") == "offchip":
@@ -103,7 +104,11 @@ def default_actions(arch_raw: dict, node_nm: float, offchip: str | None) -> dict
             value = offchip_pj_per_byte(offchip)
         else:
             from .units import parse_bytes
-            value = sram_pj_per_byte(int(parse_bytes(level.get("capacity_bytes", 0))), node_nm)
+            try:
+                capacity = int(parse_bytes(level.get("capacity_bytes", 0)))
+            except (ValueError, OverflowError):
+                continue                # the loader reports the bad capacity by its dotted path
+            value = sram_pj_per_byte(capacity, node_nm)
         put(f"{level['name']}.read_byte", value)
         put(f"{level['name']}.write_byte", value)
     return out

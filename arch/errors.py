@@ -11,7 +11,9 @@ class InputError(ValueError):
         if isinstance(problems, str):
             problems = [("", problems)]
         self.problems = list(problems)
-        super().__init__("; ".join(f"{p}: {m}" if p else m for p, m in self.problems))
+        text = "; ".join(f"{p}: {m}" if p else m for p, m in self.problems)
+        # user text (a key, a file name) may hold line breaks: escape them so the message stays one line
+        super().__init__(text.replace("\r", "\\r").replace("\n", "\\n"))
 
 
 def did_you_mean(word: str, allowed) -> str:

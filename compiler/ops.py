@@ -264,6 +264,8 @@ def _split(shapes: Shapes, attrs: dict) -> Shapes:
 def _slice(shapes: Shapes, attrs: dict) -> Shapes:
     x = list(shapes[0])
     for start, end, axis, step in zip(attrs["starts"], attrs["ends"], attrs["axes"], attrs.get("steps", [1] * 8)):
+        if step == 0:
+            raise ShapeError("Slice steps must not be 0")
         a = _axis(axis, len(x))
         x[a] = len(range(*slice(start, end, step).indices(x[a])))
     return [tuple(x)]

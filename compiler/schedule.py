@@ -9,12 +9,11 @@ from arch.errors import InputError, did_you_mean
 from arch.loader import build
 
 from .cost import LOOPS, Mapping
-from .ir import Graph, Op
+from .ir import Graph
 from .fusion import AttentionMapping, AttentionWork, Epilogue, attention_mapping, group_ops
 from .lowering import Contraction, LoopNest, VectorWork
 from .mapper import search
 from .residency import NONE, Residency, keep_on_chip
-from .ops import OpKind, spec
 from .tiling import VectorMapping, fits, footprint, naive_mapping, vector_mapping
 
 TIMING_MODES = ("pipelined", "scalesim")

@@ -15,6 +15,7 @@ from compiler.schedule import MAPPERS, TIMING_MODES, CompileOptions, load_pinned
 
 from .files import write_atomic
 from .llm import PHASES
+from .plots import check_plots
 from .report import render
 from .simulate import kernel_evaluator, simulate
 from .sweep import add_sweep_arguments, cmd_sweep
@@ -35,7 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its subcommands."""
     p = _Parser(prog="tilesim", description="Cycle-approximate accelerator simulator.")
     sub = p.add_subparsers(dest="command", parser_class=_Parser,
-                           metavar="{run,compare,sweep,validate-array,show-arch,list}")
+                           metavar="{run,compare,sweep,report,validate-array,show-arch,list}")
     sub.required = True
 
     run = sub.add_parser("run", help="simulate a workload on an arch and print the report")
@@ -54,6 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="write a Chrome/Perfetto trace (one track per engine, a slice per tile)")
     run.add_argument("--show-schedule", action="store_true",
                      help="table format: also list each kernel's mapping, traffic per operand and why it won")
+    run.add_argument("--plot", action="append", default=[], metavar="FILE",
+                     help="roofline.png, energy.png or timeline.png (engine utilisation over time); the kind is "
+                          "read from the file name (repeatable; tilesim[plot])")
 
     cmp = sub.add_parser("compare", help="the same workload under several fusion policies, side by side")
     _workload_args(cmp, fusion=False)
@@ -64,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     cmp.add_argument("--top", type=int, default=10, help="fused groups listed per policy (default 10)")
 
     add_sweep_arguments(sub)
+
+    rep = sub.add_parser("report", help="one self-contained HTML page of a run or compare JSON or a sweep CSV")
+    rep.add_argument("input", help="the output of `run -f json`, `compare -f json` or `sweep -o FILE.csv`")
+    rep.add_argument("--html", required=True, metavar="FILE.html", help="the HTML file to write")
 
     val = sub.add_parser("validate-array", help="check a workload's GEMMs on the cycle-level array model")
     _workload_args(val)
@@ -211,7 +219,7 @@ def cmd_llm(args, cfg) -> None:
     if phase == "decode" and args.context is None:
         raise InputError("--context: --phase decode needs the number of tokens already in the KV cache")
     if args.context is not None and phase != "decode":
-        raise InputError(f"--context: only with --phase decode (generate grows it from --prompt-len)")
+        raise InputError("--context: only with --phase decode (generate grows it from --prompt-len)")
     for flag, value in (("--context", args.context), ("--prompt-len", args.prompt_len),
                         ("--gen-tokens", args.gen_tokens)):
         if value is not None and value < (0 if flag == "--context" else 1):
@@ -244,13 +252,17 @@ def cmd_run(args) -> None:
     if args.top is not None and args.top < 1:
         raise InputError(f"--top: must be >= 1, got {args.top}")
     cfg = decoder_config(args.workload)
+    plots = check_plots(args.plot)
+    if plots and cfg is not None:
+        raise InputError("--plot: not for decoder LLM runs yet; `tilesim report` draws the energy plot of their "
+                         "JSON result")
     if cfg is not None and not args.show_schedule:
         return cmd_llm(args, cfg)
     if args.phase or args.context is not None or args.prompt_len is not None:
         raise InputError(f"--phase, --context, --prompt-len: only for decoder LLMs (gpt2, llama2-7b, ... or an "
                          f"HF config.json), not '{args.workload}'")
     arch, schedule = _schedule(args)
-    result = simulate(schedule, arch, timeline=bool(args.trace))
+    result = simulate(schedule, arch, timeline=bool(args.trace) or any(k == "timeline" for k, _ in plots))
     if args.trace:
         from .trace import trace_json
         write_output(trace_json(result), args.trace)
@@ -261,6 +273,21 @@ def cmd_run(args) -> None:
         from .explain import schedule_table
         text += "\n" + schedule_table(schedule, result, arch, args.objective)
     write_output(text, args.output)
+    draw_plots(plots, result, schedule, arch)
+
+
+def draw_plots(plots: list[tuple[str, str]], result, schedule, arch) -> None:
+    """Draw each (kind, path) of --plot; the energy plot gets per-kernel components from the schedule."""
+    from .plots import draw, kernel_components
+    components = kernel_components(schedule, arch, result) if any(k == "energy" for k, _ in plots) else None
+    for kind, path in plots:
+        draw(kind, result, path, components)
+
+
+def cmd_report(args) -> None:
+    """tilesim report: a self-contained HTML summary of a saved result."""
+    from .html_report import cmd_report as report
+    report(args)
 
 
 def cmd_validate_array(args) -> int:
@@ -299,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit status (0 ok, 2 bad input, 1 internal error)."""
     try:
         args = build_parser().parse_args(argv)
-        commands = {"run": cmd_run, "compare": cmd_compare, "sweep": cmd_sweep,
+        commands = {"run": cmd_run, "compare": cmd_compare, "sweep": cmd_sweep, "report": cmd_report,
                     "validate-array": cmd_validate_array, "show-arch": cmd_show_arch,
                     "list": cmd_list}
         return commands[args.command](args) or 0

@@ -475,9 +475,8 @@ def _np_cast(node, ins):
 
 
 def _np_constant_of_shape(node, ins):
-    from onnx import numpy_helper
     value = _attrs(node).get("value")
-    fill = numpy_helper.to_array(value) if value is not None else np.zeros(1, np.float32)
+    fill = _to_array(value) if value is not None else np.zeros(1, np.float32)
     return [np.full([int(d) for d in ins[0]], fill.ravel()[0], dtype=fill.dtype)]
 
 
@@ -580,9 +579,8 @@ class _Importer:
 
     def _read_initializer(self, tensor) -> np.ndarray | None:
         """An initializer's values: inline data, or external data when its file is there."""
-        from onnx import numpy_helper
         try:
-            return numpy_helper.to_array(tensor, base_dir=str(self.base_dir)) if tensor.data_location == 1 or \
+            return _to_array(tensor, base_dir=str(self.base_dir)) if tensor.data_location == 1 or \
                 _has_data(tensor) else None
         except Exception:
             return None
@@ -1127,14 +1125,14 @@ def _unsupported(imp: _Importer, node) -> None:
 
 def _constant(imp: _Importer, node) -> None:
     """Constant: its value (any of the value* attributes)."""
-    from onnx import helper, numpy_helper
+    from onnx import helper
     attr = node.attribute[0]
     v = helper.get_attribute_value(attr)
     if attr.name == "sparse_value":   # shape only
         imp.add_static(node.output[0], v.dims, v.values.data_type)
         return
     if attr.name == "value":
-        arr, et = numpy_helper.to_array(v), v.data_type
+        arr, et = _to_array(v), v.data_type
     else:
         arr = np.asarray(v, dtype=np.float32 if "float" in attr.name else np.int64)
         et = 1 if "float" in attr.name else 7
@@ -1170,16 +1168,24 @@ def _fold(imp: _Importer, node, ins: list[str]) -> bool:
     return True
 
 
+def _to_array(tensor, **kwargs) -> np.ndarray:
+    """numpy_helper.to_array, with corrupt tensor data reported as one clear line."""
+    from onnx import numpy_helper
+    try:
+        return numpy_helper.to_array(tensor, **kwargs)
+    except (ValueError, KeyError, TypeError, IndexError) as e:
+        raise InputError(f"--workload: tensor '{tensor.name}' has corrupt data ({_first_line(e)})") from None
+
+
 def _early_values(model) -> dict[str, np.ndarray]:
     """Values of small inline initializers and Constant nodes (for pattern matching, before the walk)."""
-    from onnx import numpy_helper
     out = {}
     for t in model.graph.initializer:
         if _has_data(t) and prod(t.dims) <= MAX_FOLD_ELEMS:
-            out[t.name] = numpy_helper.to_array(t)
+            out[t.name] = _to_array(t)
     for node in model.graph.node:
         if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
-            out[node.output[0]] = numpy_helper.to_array(node.attribute[0].t)
+            out[node.output[0]] = _to_array(node.attribute[0].t)
     return out
 
 
@@ -1192,6 +1198,15 @@ def _unsupported_error(imp: _Importer) -> InputError:
 def load_onnx(path: str, *, batch: int = 1, seq_len: int | None = None, dtype: str | None = None,
               dims: dict[str, int] | None = None) -> Graph:
     """The Graph of an ONNX file; `dtype` None keeps the model's types; `dims` binds symbolic dimensions."""
+    try:
+        return _load_onnx(path, batch=batch, seq_len=seq_len, dtype=dtype, dims=dims)
+    except UnicodeDecodeError:   # protobuf decodes string fields lazily: a corrupt name surfaces on first use
+        raise InputError(f"--workload {path}: not a valid ONNX model (a name is not valid UTF-8; the file may be "
+                         "corrupt)") from None
+
+
+def _load_onnx(path: str, *, batch: int, seq_len: int | None, dtype: str | None,
+               dims: dict[str, int] | None) -> Graph:
     onnx = _onnx()
     if dtype is not None and dtype not in DTYPE_BYTES:
         raise InputError(f"--dtype: unknown '{dtype}'; allowed: {', '.join(DTYPE_BYTES)}, model")
