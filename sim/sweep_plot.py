@@ -3,11 +3,11 @@ chart with area as colour, and a heatmap of one metric over the first two grid a
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 
 from arch.errors import InputError, did_you_mean
+
+from .files import write_atomic
 
 PLOT_KINDS = ("pareto", "heatmap")
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
@@ -68,17 +68,12 @@ def draw(kind: str, rows: list[dict], axes: list[tuple[str, list[str]]], path: s
 
 
 def _save(fig, path: str) -> None:
-    """Save to a temporary file beside `path`, then rename."""
+    """Render the figure in memory, then write it whole (sim/files.write_atomic: no half-written file)."""
+    import io
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.stem}.", suffix=target.suffix)
-    os.close(fd)
-    try:
-        fig.savefig(tmp, dpi=120)
-        os.replace(tmp, target)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    buf = io.BytesIO()
+    fig.savefig(buf, format=target.suffix.lower().lstrip(".") or "png", dpi=120)
+    write_atomic(target, buf.getvalue())
 
 
 def _title(rows: list[dict]) -> str:
