@@ -18,7 +18,8 @@ from arch.errors import InputError
 from .commands import ARRAY, VECTOR
 from .files import write_atomic
 from .result import SimResult
-from .sweep_plot import PLOT_SUFFIXES, require_matplotlib
+from . import sweep_plot
+from .sweep_plot import require_matplotlib
 
 PLOT_KINDS = ("roofline", "energy", "timeline")
 BOUND_COLORS = {"compute": "tab:blue", "memory": "tab:red", "vector": "tab:green"}
@@ -33,14 +34,7 @@ TIME_BUCKETS = 200
 
 def plot_kind(path: str) -> str:
     """roofline, energy or timeline, read from the file name (e.g. roofline.png, resnet-energy.svg)."""
-    stem = Path(path).stem.lower()
-    kinds = [k for k in PLOT_KINDS if k in stem]
-    if len(kinds) != 1:
-        raise InputError(f"--plot {path}: name exactly one kind in the file name, one of {', '.join(PLOT_KINDS)} "
-                         "(e.g. roofline.png, energy.png, timeline.png)")
-    if Path(path).suffix.lower() not in PLOT_SUFFIXES:
-        raise InputError(f"--plot {path}: the file must end in {', '.join(PLOT_SUFFIXES)}")
-    return kinds[0]
+    return sweep_plot.plot_kind(path, PLOT_KINDS)
 
 
 def check_plots(paths: list[str]) -> list[tuple[str, str]]:

@@ -25,13 +25,13 @@ def pareto_front(rows: list[dict], x: str = "latency_s", y: str = "energy_pj") -
     return front
 
 
-def plot_kind(path: str) -> str:
-    """pareto or heatmap, read from the file name (e.g. pareto.png, resnet-heatmap.svg)."""
+def plot_kind(path: str, allowed: tuple[str, ...] = PLOT_KINDS) -> str:
+    """The plot kind named in the file name (e.g. pareto.png, resnet-heatmap.svg), one of `allowed`."""
     stem = Path(path).stem.lower()
-    kinds = [k for k in PLOT_KINDS if k in stem]
+    kinds = [k for k in allowed if k in stem]
     if len(kinds) != 1:
-        raise InputError(f"--plot {path}: name the kind in the file name, one of {', '.join(PLOT_KINDS)} "
-                         "(e.g. pareto.png, heatmap.png)")
+        raise InputError(f"--plot {path}: name exactly one kind in the file name, one of {', '.join(allowed)} "
+                         f"(e.g. {', '.join(k + '.png' for k in allowed)})")
     if Path(path).suffix.lower() not in PLOT_SUFFIXES:
         raise InputError(f"--plot {path}: the file must end in {', '.join(PLOT_SUFFIXES)}")
     return kinds[0]

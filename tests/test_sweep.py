@@ -207,7 +207,7 @@ def test_same_command_twice_gives_the_same_csv_and_a_summary(tmp_path, capsys):
     (["--grid", "array.rows=8", "-o", "{tmp}/no/r.csv"], "does not exist"),
     (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "--scheduler", "tcp://127.0.0.1:1"], "only with --backend dask"),
     (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "--plot", "{tmp}/heatmap.png"], "needs two --grid axes"),
-    (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "--plot", "{tmp}/chart.png"], "name the kind"),
+    (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "--plot", "{tmp}/chart.png"], "name exactly one kind"),
     (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "--metric", "latncy_s"], "did you mean 'latency_s'"),
     (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "--jobs", "0"], "--jobs: must be >= 1"),
     (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "-w", "resnet5"], "unknown workload"),
