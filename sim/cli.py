@@ -228,6 +228,9 @@ def cmd_llm(args, cfg) -> None:
     dtype = _dtype(args, arch)
     types = wl.resolve_dtypes(_dtypes(args), dtype)
     prompt = args.context if phase == "decode" else (args.prompt_len or args.seq_len or wl.DEFAULT_SEQ_LEN)
+    if phase == "generate" and prompt + args.gen_tokens > cfg.max_positions:
+        raise InputError(f"--gen-tokens: {cfg.name} has {cfg.max_positions} positions; a {prompt}-token prompt "
+                         f"and {args.gen_tokens} generated tokens need {prompt + args.gen_tokens}")
 
     active = wl.sparse_mlp(cfg, args.mlp_sparsity)
 
