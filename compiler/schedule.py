@@ -10,7 +10,7 @@ from arch.loader import build
 
 from .cost import LOOPS, Mapping
 from .ir import Graph
-from .fusion import AttentionMapping, AttentionWork, Epilogue, attention_mapping, group_ops
+from .fusion import AttentionMapping, AttentionWork, Epilogue, KernelSpec, attention_mapping, group_ops
 from .lowering import Contraction, LoopNest, VectorWork
 from .mapper import search
 from .residency import NONE, Residency, keep_on_chip
@@ -110,7 +110,7 @@ def core_shares(work: Contraction, split: str, cores: int) -> list[tuple[Contrac
     return shares + [(replace(work, **{split: rem}), 1)] if rem else shares
 
 
-def map_kernels(kernels, arch: ArchConfig, options: CompileOptions, timing: str,
+def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOptions, timing: str,
                 evaluate: Evaluator | None = None, held: list[int] | None = None) -> list[Kernel]:
     """Give each kernel a mapping: searched or naive tiling (contractions), elements per tile (vector).
     With `evaluate` (the kernel's objective as the simulator measures it), the search's shortlist is decided by it;
@@ -121,13 +121,13 @@ def map_kernels(kernels, arch: ArchConfig, options: CompileOptions, timing: str,
     level = arch.home("input").capacity_bytes
     step = max(level // 16, 1)
     pinned = dict(options.pinned)
-    names = {k[0] for k in kernels if isinstance(k[2], Contraction)}
+    names = {k.name for k in kernels if isinstance(k.work, Contraction)}
     for name in pinned:
         if name not in names:
             raise InputError(f"--mapping {name}: no contraction kernel of that name{did_you_mean(name, names)}")
     out = []
-    for i, spec_ in enumerate(kernels):
-        name, ops, work, deps, epilogue = spec_.name, spec_.ops, spec_.work, spec_.deps, spec_.epilogue
+    for i, k in enumerate(kernels):
+        name, ops, work, deps, epilogue = k.name, k.ops, k.work, k.deps, k.epilogue
         reserve = -(-held[i] // step) * step if held else 0       # kept activations, in 1/16ths of the level
         core = arch.per_core(reserve)              # what one core sees for its tiles
         split = choose_split(work, arch.cores) if isinstance(work, Contraction) and arch.cores > 1 else ""
