@@ -4,15 +4,14 @@ from __future__ import annotations
 import itertools
 from math import ceil
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from compiler import GraphBuilder
-from compiler.cost import Mapping, array_cycles, compute_cycles, dram_traffic
+from compiler.cost import Mapping, compute_cycles, dram_traffic
 from compiler.lowering import ConvWindow, Contraction
-from compiler.schedule import CompileOptions, Kernel, Schedule, lower
+from compiler.schedule import CompileOptions, Kernel, lower
 from sim import simulate
 from sim.commands import contraction_commands
 from workloads import gemm
