@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from math import prod
 
 from arch.config import DTYPE_BYTES
+from arch.errors import InputError
 
 from .ir import Graph, Op
 from .ops import OpKind, conv_geometry, conv_transpose_geometry, matmul_shapes, spec
@@ -73,8 +74,22 @@ def _bytes(graph: Graph, names) -> int:
     return sum(graph.tensors[t].nbytes for t in names)
 
 
+MAX_COUNT = 2**62           # MACs, bytes and cycles are counted in 64-bit integers (numpy int64, numba)
+
+
 def lower_op(graph: Graph, op: Op) -> LoopNest | None:
-    """The loop nest of one op; None for views (free reinterpretation of memory)."""
+    """The loop nest of one op; None for views. Sizes whose MACs or bytes would overflow 64-bit counters are
+    refused here, naming the op."""
+    work = _lower(graph, op)
+    size = max([graph.tensors[t].nbytes for t in op.inputs + op.outputs] + [work.macs if work else 0])
+    if size >= MAX_COUNT:
+        raise InputError(f"op '{op.name}': {size:.3g} MACs or bytes exceed the 64-bit counters tilesim uses "
+                         "(< 2**62); use smaller sizes")
+    return work
+
+
+def _lower(graph: Graph, op: Op) -> LoopNest | None:
+    """The loop nest of one op, unchecked."""
     kind = spec(op.op_type).kind
     ts = [graph.tensors[t] for t in op.inputs]
     out = graph.tensors[op.outputs[0]]

@@ -181,26 +181,11 @@ def load_pinned(raw, source: str) -> tuple[tuple[str, Mapping], ...]:
     return tuple((str(name), build(Mapping, spec, f"--mapping {name}")) for name, spec in raw.items())
 
 
-MAX_COUNT = 2**62           # MACs, bytes and cycles are counted in 64-bit integers (numpy int64, numba)
-
-
-def _check_counts(graph: Graph) -> None:
-    """Sizes whose MACs or bytes would overflow 64-bit counters are refused up front, naming the op."""
-    from .lowering import lower_op
-    for op in graph.ops:
-        work = lower_op(graph, op)
-        size = max((graph.tensors[t].nbytes for t in op.inputs + op.outputs), default=0)
-        if (work is not None and work.macs >= MAX_COUNT) or size >= MAX_COUNT:
-            raise InputError(f"op '{op.name}': {max(work.macs if work else 0, size):.3g} MACs or bytes exceed the "
-                             f"64-bit counters tilesim uses (< 2**62); use smaller sizes")
-
-
 def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptions(),
           evaluate: Evaluator | None = None) -> Schedule:
     """Graph -> Schedule: make kernels (views are free), then map each onto the arch. `evaluate` (e.g.
     sim.kernel_evaluator) lets the simulator pick among the search's closed-form shortlist."""
     timing = options.resolved_timing(arch)
-    _check_counts(graph)
     grouping = group_ops(graph, options.fusion)
     specs = list(grouping.kernels)
     plan, held = keep_on_chip(specs, graph, arch) if options.fusion == "full" else ([NONE] * len(specs), None)

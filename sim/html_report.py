@@ -14,7 +14,7 @@ from arch.errors import InputError
 from .compare import _short
 from .files import write_atomic
 from .plots import kernel_label
-from .report import _si
+from .report import si
 
 KINDS = ("run", "compare", "sweep")
 MAX_ROWS = 1000          # table rows shown per table; the rest are counted
@@ -272,9 +272,9 @@ def run_summary(d: dict) -> list[tuple[str, object]]:
     """(name, value) rows of the run's totals (and an LLM run's token figures when present)."""
     traffic = d["dram_read_bytes"] + d["dram_write_bytes"]
     rows = [("workload", d["workload"]), ("arch", d["arch"]), ("timing", d.get("timing", "")),
-            ("cycles", d["cycles"]), ("latency", _si(d["latency_s"], "s")), ("MACs", d["macs"]),
+            ("cycles", d["cycles"]), ("latency", si(d["latency_s"], "s")), ("MACs", d["macs"]),
             ("PE utilization", _pct(d.get("pe_utilization"))), ("MBU (off-chip bandwidth used)", _pct(d.get("mbu"))),
-            ("energy", _si(d["energy_pj"] * 1e-12, "J")),
+            ("energy", si(d["energy_pj"] * 1e-12, "J")),
             ("pJ/MAC", f"{d['energy_pj'] / d['macs']:.4g}" if d["macs"] else ""),
             ("DRAM read", _mib(d["dram_read_bytes"])), ("DRAM write", _mib(d["dram_write_bytes"])),
             ("arithmetic intensity", f"{d['macs'] / traffic:.4g} MACs/DRAM byte" if traffic else "")]
@@ -302,7 +302,7 @@ def kernel_table(d: dict) -> str:
               "MACs/byte", "MACs/cycle", "ops"]
     rows = [[kernel_label(k), k["bound"], k["cycles"],
              f"{k['cycles'] / cycles:.1%}", _pct(k["pe_utilization"]), _mib(k["dram_read_bytes"]),
-             _mib(k["dram_write_bytes"]), _si(k["energy_pj"] * 1e-12, "J"), k["arithmetic_intensity"],
+             _mib(k["dram_write_bytes"]), si(k["energy_pj"] * 1e-12, "J"), k["arithmetic_intensity"],
              k["attained_macs_per_cycle"], ops_text(k["ops"])]
             for k in sorted(d["kernels"], key=lambda k: -k["cycles"])]
     return table(header, rows)
@@ -328,8 +328,8 @@ def policy_table(policies: list[dict]) -> str:
               "pJ/MAC", "MBU", "PE util", "fused groups", "DRAM saved"]
     rows = [[p["fusion"], p["kernels"], p["cycles"],
              f"{p['speedup_vs_none']:.3f}x" if isinstance(p.get("speedup_vs_none"), NUMBER) else "-",
-             _si(p["latency_s"], "s"), _mib(p["dram_read_bytes"]), _mib(p["dram_write_bytes"]),
-             _si(p["energy_pj"] * 1e-12, "J"), f"{p['energy_pj'] / p['macs']:.4g}" if p["macs"] else "",
+             si(p["latency_s"], "s"), _mib(p["dram_read_bytes"]), _mib(p["dram_write_bytes"]),
+             si(p["energy_pj"] * 1e-12, "J"), f"{p['energy_pj'] / p['macs']:.4g}" if p["macs"] else "",
              _pct(p.get("mbu")), _pct(p.get("pe_utilization")), len(p["fused_groups"]),
              _mib(_saved(p))] for p in policies]
     return table(header, rows)

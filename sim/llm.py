@@ -16,7 +16,7 @@ from arch.errors import InputError
 from compiler.ir import Graph
 from compiler.schedule import CompileOptions, lower
 
-from .report import _si
+from .report import si
 from .result import SimResult
 from .simulate import kernel_evaluator, simulate
 
@@ -209,14 +209,14 @@ def llm_table(r: LLMResult) -> str:
     lines = [f"tilesim: {last.workload.rsplit('.', 1)[0]} on {last.arch}, {r.phase}, batch {r.batch}"]
     if r.prefill:
         p = r.prefill
-        lines.append(f"  prefill   {r.prompt_len} tokens: TTFT {_si(r.ttft_s, 's')}, "
-                     f"{_si(r.prefill_pj_per_token * 1e-12, 'J')}/token, util {p.pe_utilization:.1%}, MBU {p.mbu:.1%}")
+        lines.append(f"  prefill   {r.prompt_len} tokens: TTFT {si(r.ttft_s, 's')}, "
+                     f"{si(r.prefill_pj_per_token * 1e-12, 'J')}/token, util {p.pe_utilization:.1%}, MBU {p.mbu:.1%}")
     if r.decode:
         d = r.decode[-1].end
         lines.append(f"  decode    {r.decode_steps} step(s), context {r.decode[0].first}..{r.decode[-1].last}: "
-                     f"TPOT {_si(r.tpot_s, 's')}, {_si(r.decode_pj_per_token * 1e-12, 'J')}/token")
+                     f"TPOT {si(r.tpot_s, 's')}, {si(r.decode_pj_per_token * 1e-12, 'J')}/token")
         lines.append(f"            last step: util {d.pe_utilization:.2%}, MBU {d.mbu:.1%}, "
                      f"{r.tokens_per_s:,.1f} tokens/s")
     lines.append(f"  memory    weights {r.weight_bytes / gib:.2f} GiB, KV cache {r.kv_cache_bytes / gib:.3f} GiB")
-    lines.append(f"  total     {_si(r.latency_s, 's')}, {_si(r.energy_pj * 1e-12, 'J')} for {r.tokens:,} tokens")
+    lines.append(f"  total     {si(r.latency_s, 's')}, {si(r.energy_pj * 1e-12, 'J')} for {r.tokens:,} tokens")
     return "\n".join(lines) + "\n"

@@ -22,8 +22,8 @@ SUMMED_COLUMNS = ("compute_cycles", "stall_cycles", "tiles", "sram_input_reads",
 
 
 
-def _si(x: float, unit: str) -> str:
-    """1234567 -> '1.23 M<unit>'."""
+def si(x: float, unit: str) -> str:
+    """A value with an SI prefix: 1234567 -> '1.23 M<unit>'."""
     if x == 0:
         return f"0 {unit}"
     for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "µ"),
@@ -69,13 +69,13 @@ def to_table(result: SimResult, top: int | None = None) -> str:
     """Summary block and per-kernel table, at most 100 columns wide."""
     r = result
     lines = [
-        f"tilesim: {r.workload} on {r.arch} ({r.timing} timing, {_si(r.clock_hz, 'Hz')})",
-        f"  cycles          {r.cycles:,}   latency {_si(r.latency_s, 's')}",
-        f"  MACs            {r.macs:,}   ({_si(r.macs / r.latency_s if r.latency_s else 0, 'MAC/s')})",
+        f"tilesim: {r.workload} on {r.arch} ({r.timing} timing, {si(r.clock_hz, 'Hz')})",
+        f"  cycles          {r.cycles:,}   latency {si(r.latency_s, 's')}",
+        f"  MACs            {r.macs:,}   ({si(r.macs / r.latency_s if r.latency_s else 0, 'MAC/s')})",
         f"  PE utilization  {r.pe_utilization:.1%}   of {r.peak_macs_per_cycle:,} MACs/cycle",
         f"  off-chip        read {_bytes(r.dram_read_bytes)}, write {_bytes(r.dram_write_bytes)}, "
-        f"MBU {r.mbu:.1%} of {_si(r.offchip_bytes_per_cycle * r.clock_hz, 'B/s')}",
-        f"  energy          {_si(r.energy_pj * 1e-12, 'J')}   {r.pj_per_mac:.3g} pJ/MAC",
+        f"MBU {r.mbu:.1%} of {si(r.offchip_bytes_per_cycle * r.clock_hz, 'B/s')}",
+        f"  energy          {si(r.energy_pj * 1e-12, 'J')}   {r.pj_per_mac:.3g} pJ/MAC",
         f"  area            {r.area_mm2:.3g} mm² (" + ", ".join(f"{k} {v:.3g}" for k, v in
                                                          r.area_breakdown_mm2.items()) + ")" if r.area_mm2 else
         "  area            (the arch has no area section)",
@@ -95,7 +95,7 @@ def to_table(result: SimResult, top: int | None = None) -> str:
         eff = f"{k.mapping_efficiency:.0%}" if k.engine == "array" else "-"
         lines.append(f"{k.name[:22]:<22} {k.bound:<7} {k.cycles:>11,} {k.stall_cycles:>10,} "
                      f"{k.pe_utilization:>6.1%} {eff:>7} {_bytes(k.dram_read_bytes):>9} "
-                     f"{_bytes(k.dram_write_bytes):>9} {_si(k.energy_pj * 1e-12, 'J'):>9}")
+                     f"{_bytes(k.dram_write_bytes):>9} {si(k.energy_pj * 1e-12, 'J'):>9}")
     if top is not None and top < len(r.kernels):
         lines.append(f"... {len(r.kernels) - top} more kernels (showing the {top} longest)")
     return "\n".join(lines) + "\n"

@@ -41,6 +41,7 @@ def test_generation_is_prefill_then_decode_steps(capsys):
     assert KEYS <= set(d)
     assert d["tokens"] == 164 and d["prompt_len"] == 64 and d["gen_tokens"] == 100
     assert d["latency_s"] == pytest.approx(d["ttft_s"] + 100 * d["tpot_s"])
+    assert d["tokens_per_s"] == pytest.approx(1 / d["tpot_s"])              # batch 1: one token per step
     assert d["kv_cache_bytes"] == 164 * wl.kv_cache_bytes_per_token(wl.GPT2, "bf16")
     assert d["weight_bytes"] == wl.weight_bytes(wl.GPT2, "bf16")
     assert d["energy_pj"] == pytest.approx(sum(d["energy_breakdown_pj"].values()))
