@@ -39,7 +39,7 @@ def params(g: Graph) -> int:
     return sum(t.elements for t in g.tensors.values() if t.is_param and t.name not in buffers and t.shape != (1,))
 
 
-@pytest.fixture(scope="module", params=["resnet18", "resnet50", "mobilenet_v2", "bert-base"])
+@pytest.fixture(scope="module", params=["resnet18", "resnet50", "mobilenet_v2", "alexnet", "vgg16", "bert-base"])
 def built(request):
     return request.param, load_workload(request.param)
 
@@ -47,8 +47,8 @@ def built(request):
 # ---------------------------------------------------------------- (a) every built-in builds, right output shapes
 
 def test_names_and_descriptions():
-    assert workload_names() == ["bert-base", "gemma-2b", "gpt2", "llama2-7b", "llama3-8b", "mistral-7b", "mobilenet_v2",
-                                "resnet18", "resnet50", "vit-b16"]
+    assert workload_names() == ["alexnet", "bert-base", "gemma-2b", "gpt2", "llama2-7b", "llama3-8b", "mistral-7b",
+                                "mobilenet_v2", "resnet18", "resnet50", "vgg16", "vit-b16"]
     desc = describe_workloads()
     assert set(workload_names()) <= set(desc) and "gemm:M,N,K" in desc
     assert all(isinstance(v, str) and v and "\n" not in v for v in desc.values())
@@ -116,6 +116,28 @@ def test_mobilenet_layout():
     assert [op.op_type for op in g.ops][-5:] == ["Clip", "GlobalAveragePool", "Flatten", "Dropout", "Gemm"]
 
 
+def test_alexnet_layout():
+    g = load_workload("alexnet")
+    shape = lambda op: g.tensors[g.op(op).outputs[0]].shape  # noqa: E731
+    # torchvision's Sequential indices: conv at 0, 3, 6, 8, 10; max pools at 2, 5, 12
+    assert [op.name for op in g.ops if op.op_type == "Conv"] == [f"features.{i}" for i in (0, 3, 6, 8, 10)]
+    assert [shape(f"features.{i}") for i in (0, 2, 3, 5, 6, 8, 10, 12)] == [
+        (1, 64, 55, 55), (1, 64, 27, 27), (1, 192, 27, 27), (1, 192, 13, 13), (1, 384, 13, 13), (1, 256, 13, 13),
+        (1, 256, 13, 13), (1, 256, 6, 6)]
+    assert [op.op_type for op in g.ops][-8:] == ["Flatten", "Dropout", "Gemm", "Relu", "Dropout", "Gemm", "Relu", "Gemm"]
+    assert len(g.op("features.0").inputs) == 3                      # conv bias
+
+
+def test_vgg16_layout():
+    g = load_workload("vgg16")
+    convs = [op for op in g.ops if op.op_type == "Conv"]
+    assert len(convs) == 13 and all(op.attrs["strides"] == (1, 1) and op.attrs["pads"] == (1,) * 4 for op in convs)
+    pools = [op.name for op in g.ops if op.op_type == "MaxPool"]
+    assert pools == [f"features.{i}" for i in (4, 9, 16, 23, 30)]
+    assert g.tensors[g.op("features.30").outputs[0]].shape == (1, 512, 7, 7)
+    assert [op.op_type for op in g.ops][-8:] == ["Flatten", "Gemm", "Relu", "Dropout", "Gemm", "Relu", "Dropout", "Gemm"]
+
+
 def test_bert_attention_shapes():
     g = load_workload("bert-base")
     shape = lambda op: g.tensors[g.op(op).outputs[0]].shape  # noqa: E731
@@ -142,6 +164,28 @@ def test_params_resnet18():
 
 def test_params_mobilenet_v2():
     assert params(load_workload("mobilenet_v2")) == 3_504_872   # torchvision mobilenet_v2
+
+
+# By hand from torchvision's layer shapes: a conv has (C_in * R * S + 1) * C_out parameters, a Linear (in + 1) * out.
+ALEXNET_CONVS = [(3, 64, 11), (64, 192, 5), (192, 384, 3), (384, 256, 3), (256, 256, 3)]     # (C_in, C_out, R)
+VGG16_CONVS = [(3, 64), (64, 64), (64, 128), (128, 128), (128, 256), (256, 256), (256, 256), (256, 512),
+               (512, 512), (512, 512), (512, 512), (512, 512), (512, 512)]                   # 3x3, (C_in, C_out)
+ALEXNET_FC = [(256 * 6 * 6, 4096), (4096, 4096), (4096, 1000)]
+VGG16_FC = [(512 * 7 * 7, 4096), (4096, 4096), (4096, 1000)]
+
+
+def test_params_alexnet():
+    convs = sum((c * r * r + 1) * k for c, k, r in ALEXNET_CONVS)
+    fcs = sum((i + 1) * o for i, o in ALEXNET_FC)
+    assert convs == 2_469_696 and fcs == 58_631_144
+    assert params(load_workload("alexnet")) == convs + fcs == 61_100_840     # torchvision alexnet
+
+
+def test_params_vgg16():
+    convs = sum((c * 9 + 1) * k for c, k in VGG16_CONVS)
+    fcs = sum((i + 1) * o for i, o in VGG16_FC)
+    assert convs == 14_714_688 and fcs == 123_642_856
+    assert params(load_workload("vgg16")) == convs + fcs == 138_357_544      # torchvision vgg16
 
 
 def test_params_bert_base():
@@ -174,6 +218,28 @@ def test_macs_mobilenet_v2():
     assert macs(load_workload("mobilenet_v2")) == pytest.approx(300e6, rel=0.03)   # exact: 300,774,272
 
 
+def test_macs_alexnet():
+    # conv: E * F * C_out * C_in * R * S; outputs 55x55 (stride 4, pad 2: (224 + 4 - 11) // 4 + 1), pools to 27,
+    # 27x27, pools to 13, then three 13x13 convs; FC: in * out.
+    sizes = [55, 27, 13, 13, 13]
+    per_conv = [e * e * k * c * r * r for e, (c, k, r) in zip(sizes, ALEXNET_CONVS)]
+    assert per_conv == [70_276_800, 223_948_800, 112_140_288, 149_520_384, 99_680_256]
+    fcs = sum(i * o for i, o in ALEXNET_FC)
+    g = load_workload("alexnet")
+    assert macs(g) == sum(per_conv) + fcs == 714_188_480
+    assert sum(per_conv) == 655_566_528
+
+
+def test_macs_vgg16():
+    # 3x3 'same' convs at 224, 224, 112, 112, 56 x3, 28 x3, 14 x3: E * E * C_out * C_in * 9; FC: in * out.
+    sizes = [224, 224, 112, 112, 56, 56, 56, 28, 28, 28, 14, 14, 14]
+    convs = sum(e * e * k * c * 9 for e, (c, k) in zip(sizes, VGG16_CONVS))
+    fcs = sum(i * o for i, o in VGG16_FC)
+    assert convs == 15_346_630_656 and fcs == 123_633_664
+    assert macs(load_workload("vgg16")) == convs + fcs == 15_470_264_320     # the usual "15.47 GMACs"
+    assert macs(load_workload("vgg16", batch=2)) == 2 * (convs + fcs)
+
+
 @pytest.mark.parametrize("seq", [128, 384])
 def test_macs_bert_base(seq):
     # Per layer: Q, K, V, O projections 4*S*768*768; FFN 2*S*768*3072; QK^T and (softmax)V 2*12*S*S*64.
@@ -195,8 +261,8 @@ def test_unknown_name(spec, close):
         load_workload(spec)
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("--workload:") and f"'{spec}'" in msg
-    assert ("allowed: bert-base, gemm:M,N,K, gemma-2b, gpt2, llama2-7b, llama3-8b, mistral-7b, mobilenet_v2, "
-            "resnet18, resnet50, vit-b16") in msg
+    assert ("allowed: alexnet, bert-base, gemm:M,N,K, gemma-2b, gpt2, llama2-7b, llama3-8b, mistral-7b, "
+            "mobilenet_v2, resnet18, resnet50, vgg16, vit-b16") in msg
     assert (f"did you mean '{close}'?" in msg) if close else "did you mean" not in msg
 
 

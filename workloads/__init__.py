@@ -35,6 +35,8 @@ BUILTINS: dict[str, Builtin] = {
     "resnet18": Builtin(cnn.resnet18, "ResNet-18 (torchvision), 224x224, 11.7 M params, 1.81 GMACs"),
     "resnet50": Builtin(cnn.resnet50, "ResNet-50 v1.5 (torchvision), 224x224, 25.6 M params, 4.09 GMACs"),
     "mobilenet_v2": Builtin(cnn.mobilenet_v2, "MobileNetV2 (torchvision), 224x224, 3.5 M params, 0.30 GMACs"),
+    "alexnet": Builtin(cnn.alexnet, "AlexNet (torchvision), 224x224, 61.1 M params, 0.71 GMACs (0.66 G in convs)"),
+    "vgg16": Builtin(cnn.vgg16, "VGG-16 (torchvision), 224x224, 138.4 M params, 15.47 GMACs (15.35 G in convs)"),
     "bert-base": Builtin(transformer.bert_base, "BERT-base encoder, 12 layers, d=768, seq 128 by default",
                          has_seq_len=True),
     "vit-b16": Builtin(transformer.vit_b16, "ViT-B/16 classifier, 224x224 (197 tokens), 86.6 M params, 17.6 GMACs"),

@@ -1,4 +1,5 @@
-"""CNN workloads in torchvision's layouts: ResNet-18, ResNet-50 (v1.5) and MobileNetV2, on 3x224x224 inputs."""
+"""CNN workloads in torchvision's layouts: ResNet-18, ResNet-50 (v1.5), MobileNetV2, AlexNet and VGG-16, on 3x224x224
+inputs."""
 from __future__ import annotations
 
 from compiler import Graph, GraphBuilder
@@ -113,3 +114,74 @@ def mobilenet_v2(batch: int = 1, dtype: str = "int8") -> Graph:
     x = _conv_bn(b, x, 1280, 1, 1, f"features.{index}.conv", f"features.{index}.bn", act="relu6",
                  name_act=f"features.{index}.relu6")
     return b.build(_classifier(b, x, dropout=0.2, name="classifier.1"))
+
+
+# ---------------------------------------------------------------- AlexNet and VGG-16
+# torchvision.models.alexnet and vgg16: `features` is a Sequential of Conv2d (with bias) + ReLU and MaxPool2d, then a
+# three-layer `classifier`. Op names are the Sequential indices (features.0 is the first conv, features.1 its ReLU).
+# The AdaptiveAvgPool2d((6, 6)) / ((7, 7)) between them is the identity on 224x224 inputs (the features are
+# already 6x6 / 7x7), so it is left out. Linear exports to ONNX as Gemm with weight (out, in), transB=1.
+
+# features as torchvision lists them: ("conv", filters, kernel, stride, pad) (a ReLU follows each) or
+# ("pool", kernel, stride) (MaxPool2d, no padding, floor mode)
+ALEXNET_FEATURES = [("conv", 64, 11, 4, 2), ("pool", 3, 2), ("conv", 192, 5, 1, 2), ("pool", 3, 2),
+                    ("conv", 384, 3, 1, 1), ("conv", 256, 3, 1, 1), ("conv", 256, 3, 1, 1), ("pool", 3, 2)]
+# VGG-16 is configuration D (Simonyan and Zisserman, ICLR 2015): 3x3 convs, stride 1, pad 1; 2x2 pools, stride 2
+VGG16_FEATURES = [layer for filters, convs in ((64, 2), (128, 2), (256, 3), (512, 3), (512, 3))
+                  for layer in [("conv", filters, 3, 1, 1)] * convs + [("pool", 2, 2)]]
+
+
+def _features(b: GraphBuilder, x: str, layers: list[tuple]) -> str:
+    """torchvision's `features` Sequential: conv + ReLU take two indices, a max pool one."""
+    index = 0
+    for layer in layers:
+        if layer[0] == "conv":
+            _, filters, kernel, stride, pad = layer
+            x = b.conv(x, filters, kernel, stride=stride, pad=pad, bias=True, name=f"features.{index}")
+            x = b.add("Relu", [x], name=f"features.{index + 1}")
+            index += 2
+        else:
+            _, kernel, stride = layer
+            x = b.add("MaxPool", [x], dict(kernel_shape=(kernel, kernel), strides=(stride, stride),
+                                           pads=(0, 0, 0, 0)), name=f"features.{index}")
+            index += 1
+    return x
+
+
+def _linear(b: GraphBuilder, x: str, out_features: int, name: str) -> str:
+    """torch.nn.Linear as ONNX Gemm: x (batch, in) times weight (out, in) transposed, plus bias."""
+    w = b.param(f"{name}.w", (out_features, b.shape(x)[1]))
+    return b.add("Gemm", [x, w, b.param(f"{name}.b", (out_features,))], dict(transB=1), name=name)
+
+
+def _mlp_classifier(b: GraphBuilder, x: str, dropout_first: bool) -> str:
+    """Flatten, then Linear 4096, ReLU, Linear 4096, ReLU, Linear 1000, with a Dropout (p = 0.5) before each of the
+    first two Linears (AlexNet: classifier.0 .. 6) or after each of the first two ReLUs (VGG: classifier.0 .. 6)."""
+    y = b.add("Flatten", [x], dict(axis=1), name="flatten")
+    index = 0
+    for _ in range(2):
+        if dropout_first:
+            y = b.add("Dropout", [y], dict(ratio=0.5), name=f"classifier.{index}")
+            index += 1
+        y = b.add("Relu", [_linear(b, y, 4096, f"classifier.{index}")], name=f"classifier.{index + 1}")
+        index += 2
+        if not dropout_first:
+            y = b.add("Dropout", [y], dict(ratio=0.5), name=f"classifier.{index}")
+            index += 1
+    return _linear(b, y, NUM_CLASSES, f"classifier.{index}")
+
+
+def alexnet(batch: int = 1, dtype: str = "int8") -> Graph:
+    """AlexNet (torchvision's one-tower variant): convs of 64, 192, 384, 256, 256 filters, three FC layers;
+    61.1 M parameters, 0.714 GMACs (0.656 G in the convs)."""
+    b = GraphBuilder("alexnet", dtype)
+    x = _features(b, b.input("input", (batch,) + IMAGE), ALEXNET_FEATURES)
+    return b.build(_mlp_classifier(b, x, dropout_first=True))
+
+
+def vgg16(batch: int = 1, dtype: str = "int8") -> Graph:
+    """VGG-16 (torchvision, no batch norm): 13 3x3 convs in five blocks, three FC layers; 138.4 M parameters,
+    15.47 GMACs (15.35 G in the convs)."""
+    b = GraphBuilder("vgg16", dtype)
+    x = _features(b, b.input("input", (batch,) + IMAGE), VGG16_FEATURES)
+    return b.build(_mlp_classifier(b, x, dropout_first=False))
