@@ -1,7 +1,7 @@
 """Frozen dataclasses describing an accelerator: PE array, vector unit, memory levels, energy table."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 Dataflow = Literal["ws", "os", "is"]
@@ -72,14 +72,28 @@ class EnergyDefaults:
 
 
 @dataclass(frozen=True)
+class StaticPower:
+    """Static (leakage) power of one instance of a component in mW, with where the number comes from."""
+    mw: float
+    source: str
+    node: str = ""
+
+
+@dataclass(frozen=True)
 class EnergyTable:
     """Energy per action (pJ) and static power (mW), every entry sourced; action names are listed in sim/energy.py."""
     node: str
     actions: dict[str, EnergyEntry]
-    static_mw: float = 0.0
+    static_mw: float = 0.0           # chip-wide static power not attributed to a component (reported as `static`)
     static_source: str = ""
     defaults: EnergyDefaults | None = None
-    static_mw_per_mm2: float = 0.0   # leakage that grows with the chip: x the area model's mm^2 (arch.area needed)
+    static_mw_per_mm2: float = 0.0   # leakage that grows with the chip: x each component's mm^2 (arch.area needed)
+    # per component: `array` (one core's arrays), `vector` (one core's lanes) or a memory level (one copy: private
+    # levels have one per core); reported as `static.<component>`
+    static_components: dict[str, StaticPower] = field(default_factory=dict)
+    # False: a PE spends energy only on its MACs (ideal clock gating). True: also `array.idle_pe_cycle` for every PE
+    # and cycle the array is busy in which that PE does no MAC (clocks not gated per PE, as Accelergy counts them)
+    charge_idle_pes: bool = False
 
 
 @dataclass(frozen=True)

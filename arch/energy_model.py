@@ -11,6 +11,10 @@ Rules, each stated where it is used:
                  45 nm; Jouppi's 7 nm 8 KB / 1 MB reads (7.5 / 14 pJ) follow capacity ** 0.129.
   PE registers   Eyeriss (Chen et al., ISCA 2016): a register-file access costs about one 16-bit MAC and a PE-to-PE
                  hop about two, per 16-bit word.
+  idle PEs       (charged only with `energy.charge_idle_pes: true`) one MAC at the array's dtype per PE per busy-array
+                 cycle without a MAC: SCALE-Sim v3's Accelergy flow (scale-sim rundir-accelergy/create_action_count.py)
+                 charges every PE one `mac_random` every cycle, its clock-gated count left commented out. An upper
+                 bound: a PE whose clock is not gated but whose operands are isolated spends less.
 """
 from __future__ import annotations
 
@@ -79,6 +83,29 @@ def offchip_pj_per_byte(kind: str) -> tuple[float, str]:
     return 8 * OFFCHIP_PJ_PER_BIT[kind], f"{kind} {OFFCHIP_PJ_PER_BIT[kind]} pJ/bit (DESIGN.md section 4)"
 
 
+MAC_DTYPES = ("int4", "int8", "int16", "fp8", "bf16", "fp16", "int32", "fp32")
+ARRAY_ACTIONS = ("array.reg_byte", "array.hop_byte", "array.idle_pe_cycle")
+
+
+def _level_names(arch_raw: dict) -> list[str]:
+    """Names of the memory levels of a raw arch mapping (malformed entries skipped: the loader reports them)."""
+    levels = arch_raw.get("memory")
+    return [str(lv["name"]) for lv in (levels if isinstance(levels, list) else [])
+            if isinstance(lv, dict) and "name" in lv]
+
+
+def action_names(arch_raw: dict) -> list[str]:
+    """Every energy action an arch can perform (what sim/energy.py counts): MACs per dtype, the array's register
+    reads, PE-to-PE hops and idle PE cycles, vector ops, and each memory level's byte reads and writes."""
+    names = [f"mac.{d}" for d in MAC_DTYPES] + list(ARRAY_ACTIONS) + ["vector.op"]
+    return names + [f"{name}.{rw}" for name in _level_names(arch_raw) for rw in ("read_byte", "write_byte")]
+
+
+def static_component_names(arch_raw: dict) -> list[str]:
+    """Components that can carry static power: the array, the vector unit and each memory level."""
+    return ["array", "vector"] + _level_names(arch_raw)
+
+
 def default_actions(arch_raw: dict, node_nm: float, offchip: str | None) -> dict[str, dict]:
     """Energy entries for every action an arch can perform, from the model (a raw arch mapping goes in so the
     loader can fill a table before validation). Entries the arch gives itself take precedence."""
@@ -88,11 +115,17 @@ def default_actions(arch_raw: dict, node_nm: float, offchip: str | None) -> dict
     def put(action, value_source):
         out[action] = {"pj": round(value_source[0], 6), "source": value_source[1], "node": node}
 
-    for dtype in ("int4", "int8", "int16", "fp8", "bf16", "fp16", "int32", "fp32"):
+    for dtype in MAC_DTYPES:
         put(f"mac.{dtype}", mac_pj(dtype, node_nm))
     mac16 = mac_pj("int16", node_nm)[0]
     put("array.reg_byte", (mac16 / 2, "Eyeriss (ISCA 2016): register-file access ~ one 16-bit MAC per word"))
     put("array.hop_byte", (mac16, "Eyeriss (ISCA 2016): PE-to-PE hop ~ two 16-bit MACs per word"))
+    array = arch_raw.get("array")
+    dtype = array.get("dtype", "int8") if isinstance(array, dict) else "int8"
+    if dtype in MAC_DTYPES:                  # else the loader reports the dtype
+        put("array.idle_pe_cycle", (mac_pj(dtype, node_nm)[0],
+                                    f"one {dtype} MAC per idle PE per cycle, as SCALE-Sim v3's Accelergy flow charges "
+                                    "every PE every cycle (an ungated upper bound; used with charge_idle_pes)"))
     put("vector.op", (_op("int32", 1, node_nm), f"32-bit add, {HOROWITZ} / {JOUPPI}, node-scaled"))
     levels = arch_raw.get("memory")
     for level in levels if isinstance(levels, list) else []:      # malformed: the loader reports it

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import yaml
 
-from .config import OPERANDS, AreaTable, ArchConfig, EnergyDefaults, EnergyEntry, EnergyTable, MemLevel, PEArray, VectorUnit
-from .energy_model import default_actions
+from .config import (OPERANDS, AreaTable, ArchConfig, EnergyDefaults, EnergyEntry, EnergyTable, MemLevel, PEArray,
+                     StaticPower, VectorUnit)
+from .energy_model import action_names, default_actions, static_component_names
 from .errors import InputError, allowed_list, did_you_mean
 from .units import parse_bytes, parse_bytes_per_s, parse_hz
 
@@ -191,7 +192,12 @@ def _fill_energy_defaults(raw: dict, errors: list) -> None:
         errors.extend(e.problems)
         return
     given = energy.get("actions") if isinstance(energy.get("actions"), dict) else {}
-    energy["actions"] = {**model, **given}
+    merged = {**model, **given}
+    for action, entry in given.items():      # a partial entry (e.g. --set energy.actions.mac.int8.pj=0.1) keeps
+        if action in model and isinstance(entry, dict) and "source" not in entry:        # the model's other fields
+            base = model[action]
+            merged[action] = {**base, **entry, "source": f"set by the arch (model: {base['pj']:g} pJ, {base['source']})"}
+    energy["actions"] = merged
 
 
 def validate(arch: ArchConfig) -> list[tuple[str, str]]:
@@ -211,6 +217,16 @@ def validate(arch: ArchConfig) -> list[tuple[str, str]]:
         errors.append(("energy.static_mw_per_mm2", "needs an area section (area.node_nm) to know the mm^2"))
     if arch.energy.static_mw < 0 or arch.energy.static_mw_per_mm2 < 0:
         errors.append(("energy.static_mw", "static power must be >= 0"))
+    components = ["array", "vector"] + [lv.name for lv in arch.memory]
+    for comp, entry in arch.energy.static_components.items():
+        if comp not in components:
+            errors.append((f"energy.static_components.{comp}", f"no such component{did_you_mean(comp, components)}; "
+                                                               f"allowed: {allowed_list(components)}"))
+        if not entry.mw >= 0:
+            errors.append((f"energy.static_components.{comp}.mw", f"must be >= 0, got {entry.mw:g}"))
+    if arch.energy.charge_idle_pes and "array.idle_pe_cycle" not in arch.energy.actions:
+        errors.append(("energy.charge_idle_pes", "needs an energy.actions entry for array.idle_pe_cycle (pJ per idle "
+                                                 "PE per cycle), or energy.defaults to fill it"))
     if arch.area is not None:
         for fname in ("node_nm", "pe_mm2", "sram_mm2_per_mib", "vector_lane_mm2"):
             v = getattr(arch.area, fname)
@@ -293,6 +309,9 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
 
 def _set_path(raw: dict, key: str, value) -> None:
     parts = key.split(".")
+    if parts[:2] == ["energy", "actions"] and len(parts) >= 4:
+        # action names hold one dot (mac.int8, dram.read_byte): energy.actions.<component>.<action>[.<field>]
+        parts = parts[:2] + [".".join(parts[2:4])] + parts[4:]
     node = raw
     walked = []
     for i, part in enumerate(parts):
@@ -306,7 +325,7 @@ def _set_path(raw: dict, key: str, value) -> None:
                 raise InputError(f"--set {key}: name a field of the level, e.g. {key}.capacity_bytes")
             node = node[names.index(part)]
         elif isinstance(node, dict):
-            allowed = _allowed_keys(walked, node)
+            allowed = _allowed_keys(walked, node, raw)
             if part not in node and part not in allowed:
                 raise InputError(f"--set {key}: no field '{part}'{did_you_mean(part, allowed)}; "
                                  f"allowed: {allowed_list(allowed)}")
@@ -315,6 +334,8 @@ def _set_path(raw: dict, key: str, value) -> None:
                     node.pop("bandwidth_bytes_per_cycle", None)
                 elif part == "bandwidth_bytes_per_cycle":
                     node.pop("bandwidth_gb_s", None)
+                elif walked[:2] == ["energy", "actions"] and part == "pj" and isinstance(node.get("source"), str):
+                    node["source"] = f"--set (was {node.get('pj')} pJ: {node['source']})"   # the number is no longer theirs
                 node[part] = value
             else:
                 node = node.setdefault(part, {})
@@ -327,12 +348,19 @@ _SCHEMA = {(): ArchConfig, ("array",): PEArray, ("vector",): VectorUnit, ("energ
            ("energy", "defaults"): EnergyDefaults, ("area",): AreaTable}
 
 
-def _allowed_keys(walked: list[str], node: dict) -> set[str]:
-    """Field names allowed at this point of a --set path (dataclass fields, plus what the mapping has)."""
+def _allowed_keys(walked: list[str], node: dict, raw: dict) -> set[str]:
+    """Field names allowed at this point of a --set path (dataclass fields, plus what the mapping has); under
+    energy.actions any action the arch can perform, under energy.static_components any of its components."""
     if len(walked) == 2 and walked[0] == "memory":
         return {f.name for f in dataclasses.fields(MemLevel)} | {"bandwidth_gb_s"}
     if len(walked) >= 2 and walked[:2] == ["energy", "actions"]:
+        if len(walked) == 2:
+            return set(node) | set(action_names(raw))
         return set(node) | {f.name for f in dataclasses.fields(EnergyEntry)} if len(walked) == 3 else set(node)
+    if len(walked) >= 2 and walked[:2] == ["energy", "static_components"]:
+        if len(walked) == 2:
+            return set(node) | set(static_component_names(raw))
+        return set(node) | {f.name for f in dataclasses.fields(StaticPower)} if len(walked) == 3 else set(node)
     cls = _SCHEMA.get(tuple(walked))
     return {f.name for f in dataclasses.fields(cls)} if cls else set(node)
 

@@ -1,4 +1,17 @@
-"""Energy = action counts x the arch's table (Accelergy's idea); a missing entry for an action that occurs is an error."""
+"""Energy = action counts x the arch's table (Accelergy's idea); a missing entry for an action that occurs is an error.
+
+Actions (arch/energy_model.py's action_names lists them for an arch):
+  mac.<dtype>            one multiply-accumulate
+  array.reg_byte         a byte read from a PE's register (the stationary operand, every MAC)
+  array.hop_byte         a byte moved to the next PE (the moving operands, every MAC)
+  array.idle_pe_cycle    a PE in a busy array doing no MAC for a cycle, counted only with energy.charge_idle_pes:
+                         array busy cycles x PEs (all arrays and cores) - MACs / MACs per PE per cycle
+  vector.op              one vector-unit op
+  <level>.read_byte      a byte read from a memory level (feeds to the array, drains, stores to off-chip)
+  <level>.write_byte     a byte written to a memory level (fills, partial sums, results)
+Static power: energy.static_mw (reported as `static`) plus `static.<component>` per component: its
+energy.static_components entry x its instances + energy.static_mw_per_mm2 x its area; energy = power x time.
+"""
 from __future__ import annotations
 
 from collections import Counter
@@ -65,6 +78,10 @@ def action_counts(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> Count
             [(p, 1) for p in work.parts()]        # attention: S = QK^T and O = SV, S kept in the buffers
         for part, n in parts:
             _array_counts(counts, part, n, kernel.mapping.dataflow, arch, acc, (home_a, home_b, home_c))
+        if arch.energy.charge_idle_pes:
+            a = arch.array
+            pe_cycles = int(cmds.compute.sum()) * a.rows * a.cols * a.count * arch.cores
+            counts["array.idle_pe_cycle"] += max(pe_cycles - ceil(work.macs / a.macs_per_pe_cycle), 0)
         if kernel.epilogue is not None:
             counts["vector.op"] += kernel.epilogue.ops
         if isinstance(work, AttentionWork):
@@ -89,11 +106,28 @@ def dynamic_energy_pj(counts: Counter, arch: ArchConfig, where: str) -> dict[str
     return {a: float(c) * table[a].pj for a, c in sorted(counts.items())}
 
 
-def static_power_mw(arch: ArchConfig) -> float:
-    """Static power: the fixed part plus leakage per mm^2 of the area model (PEs, buffers and lanes)."""
+def static_power_components_mw(arch: ArchConfig) -> dict[str, float]:
+    """Static power by breakdown key (mW): `static` = energy.static_mw (chip-wide), and `static.<component>` =
+    its energy.static_components entry x instances (array and vector once per core; a level once per copy: private
+    levels per core, shared and off-chip levels once) + energy.static_mw_per_mm2 x the area model's mm^2 of it."""
     from arch.area_model import area_mm2
-    per_mm2 = arch.energy.static_mw_per_mm2
-    return arch.energy.static_mw + (per_mm2 * sum(area_mm2(arch).values()) if per_mm2 else 0.0)
+    e = arch.energy
+    out = {"static": e.static_mw} if e.static_mw else {}
+    per_mm2 = e.static_mw_per_mm2
+    area = area_mm2(arch) if per_mm2 else {}
+    copies = {"array": arch.cores, "vector": arch.cores}
+    copies.update({lv.name: arch.cores if lv.kind == "sram" and not lv.shared else 1 for lv in arch.memory})
+    for comp, n in copies.items():
+        entry = e.static_components.get(comp)
+        mw = (entry.mw * n if entry else 0.0) + per_mm2 * area.get(comp, 0.0)
+        if mw:
+            out[f"static.{comp}"] = mw
+    return out
+
+
+def static_power_mw(arch: ArchConfig) -> float:
+    """Total static power (mW): the chip-wide part plus every component's."""
+    return sum(static_power_components_mw(arch).values())
 
 
 def static_energy_pj(arch: ArchConfig, cycles: int, power_mw: float | None = None) -> float:
@@ -111,4 +145,5 @@ def by_component(action_pj: dict[str, float]) -> dict[str, float]:
     return out
 
 
-__all__ = ["action_counts", "dynamic_energy_pj", "static_energy_pj", "by_component"]
+__all__ = ["action_counts", "dynamic_energy_pj", "static_energy_pj", "static_power_components_mw", "static_power_mw",
+           "by_component"]

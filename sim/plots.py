@@ -167,16 +167,18 @@ def _label_longest(ax, kernels: list[dict]) -> None:
 # ---------------------------------------------------------------- energy
 
 def kernel_components(schedule, arch, result: SimResult) -> dict[str, dict[str, float]]:
-    """Per kernel, its energy by component (pJ), recounted from the schedule; leakage is the rest of its total."""
+    """Per kernel, its energy by component (pJ), recounted from the schedule; leakage is static power x its span,
+    split as the run's static_power_mw is (static, static.<component>)."""
     from .commands import build_program
-    from .energy import action_counts, by_component, dynamic_energy_pj
+    from .energy import action_counts, by_component, dynamic_energy_pj, static_energy_pj
     prog = build_program(schedule, arch)
     out = {}
     for kernel, cmds, kr in zip(schedule.kernels, prog.per_kernel, result.kernels):
         comp = by_component(dynamic_energy_pj(action_counts(kernel, cmds, arch), arch, kernel.name))
-        rest = kr.energy_pj - sum(comp.values())
-        if rest > 1e-6 * max(kr.energy_pj, 1.0):
-            comp["static"] = rest
+        for key, mw in result.static_power_mw.items():
+            static = static_energy_pj(arch, kr.cycles, mw)
+            if static:
+                comp[key] = static
         out[kr.name] = comp
     return out
 

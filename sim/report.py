@@ -76,6 +76,8 @@ def to_table(result: SimResult, top: int | None = None) -> str:
         f"  off-chip        read {_bytes(r.dram_read_bytes)}, write {_bytes(r.dram_write_bytes)}, "
         f"MBU {r.mbu:.1%} of {si(r.offchip_bytes_per_cycle * r.clock_hz, 'B/s')}",
         f"  energy          {si(r.energy_pj * 1e-12, 'J')}   {r.pj_per_mac:.3g} pJ/MAC",
+        *([f"  static power    {si(sum(r.static_power_mw.values()) * 1e-3, 'W')} (" + ", ".join(
+            f"{k} {si(v * 1e-3, 'W')}" for k, v in r.static_power_mw.items()) + ")"] if r.static_power_mw else []),
         f"  area            {r.area_mm2:.3g} mm² (" + ", ".join(f"{k} {v:.3g}" for k, v in
                                                          r.area_breakdown_mm2.items()) + ")" if r.area_mm2 else
         "  area            (the arch has no area section)",

@@ -80,6 +80,7 @@ class SimResult:
     area_breakdown_mm2: dict     # array | <on-chip level> | vector -> mm^2
     engine_busy: dict            # array | vector | dma -> busy fraction of the run
     memory_traffic: dict         # level -> {read_bytes, write_bytes, bandwidth_utilization}
+    static_power_mw: dict = field(default_factory=dict)   # static | static.<component> -> mW (as energy_breakdown_pj)
     timeline: "Timeline | None" = field(default=None, compare=False, repr=False)   # only with timeline=True
 
     @property

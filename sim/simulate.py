@@ -16,7 +16,7 @@ from compiler.schedule import Kernel, Schedule
 
 from .commands import ARRAY, VECTOR, TileCommands, build_program
 from .energy import (action_counts, by_component, dynamic_energy_pj, share_feeds, static_energy_pj,
-                     static_power_mw)
+                     static_power_components_mw)
 from .kernels.pipeline import CAUSES, run_tiles, run_tiles_py
 from .result import KernelResult, SimResult, Timeline
 
@@ -67,7 +67,7 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
         raise InputError(f"workload {schedule.workload}: cycle count overflowed; the sizes are too large")
 
     peak = arch.peak_macs_per_cycle
-    static_mw = static_power_mw(arch)
+    static_mw = static_power_components_mw(arch)       # breakdown key (static, static.<component>) -> mW
     kernels, breakdown, actions = [], Counter(), Counter()
     dram_read = dram_write = 0
     for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel)):
@@ -76,9 +76,10 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
         actions.update(counts)
         action_pj = dynamic_energy_pj(counts, arch, f"kernel '{kernel.name}'")
         comp = by_component(action_pj)
-        static = static_energy_pj(arch, int(spans[j]), static_mw)
-        if static:
-            comp["static"] = static
+        for key, mw in static_mw.items():
+            static = static_energy_pj(arch, int(spans[j]), mw)
+            if static:
+                comp[key] = static
         breakdown.update(comp)
         waits = np.bincount(cause[lo:hi], weights=stall[lo:hi], minlength=len(CAUSES))
         kr = _kernel_result(kernel, cmds, arch, int(spans[j]), prog.load_xfer[lo:hi].sum() +
@@ -100,7 +101,7 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
         energy_pj=float(sum(energy_breakdown.values())), energy_breakdown_pj=energy_breakdown,
         dram_read_bytes=dram_read, dram_write_bytes=dram_write, peak_macs_per_cycle=peak,
         offchip_bytes_per_cycle=bw, kernels=tuple(kernels),
-        area_mm2=float(sum(area.values())), area_breakdown_mm2=area,
+        area_mm2=float(sum(area.values())), area_breakdown_mm2=area, static_power_mw=static_mw,
         engine_busy=_engine_busy(prog, total_cycles),
         memory_traffic=_memory_traffic(actions, arch, total_cycles),
         timeline=Timeline(prog.first_tile, prog.engine, prog.load_xfer, prog.store_xfer, load_end, comp_start,

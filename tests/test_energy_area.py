@@ -97,8 +97,133 @@ def test_leakage_per_mm2_scales_with_the_area_model():
     d["energy"]["static_mw_per_mm2"] = 100.0
     arch = arch_from_dict(d)
     r = simulate(lower(gemm(64, 64, 64), arch), arch)
-    expected = 100.0 * sum(area_mm2(arch).values()) * 1e9 * r.cycles / arch.clock_hz
-    assert r.energy_breakdown_pj["static"] == pytest.approx(expected)
+    area = area_mm2(arch)
+    expected = 100.0 * sum(area.values()) * 1e9 * r.cycles / arch.clock_hz
+    static = {k: v for k, v in r.energy_breakdown_pj.items() if k.startswith("static")}
+    assert sum(static.values()) == pytest.approx(expected)        # the total is what it was before the split
+    for comp, mm2 in area.items():                                # ... now attributed to each component by its area
+        assert static[f"static.{comp}"] == pytest.approx(100.0 * mm2 * 1e9 * r.cycles / arch.clock_hz)
     d.pop("area")
     with pytest.raises(InputError, match="static_mw_per_mm2: needs an area section"):
         arch_from_dict(d)
+
+
+# ---------------------------------------------------------------- static power per component
+
+def _run(arch, workload=None):
+    return simulate(lower(workload or gemm(64, 64, 64), arch), arch)
+
+
+def _static_arch(cores=1, shared=False, **static_mw):
+    d = tiny_arch_dict()
+    d["cores"] = cores
+    d["memory"][1]["shared"] = shared
+    d["energy"]["static_components"] = {c: {"mw": mw, "source": "test"} for c, mw in static_mw.items()}
+    return arch_from_dict(d)
+
+
+def test_static_power_per_component_is_power_times_time_per_instance():
+    arch = _static_arch(cores=2, array=10.0, vector=1.0, sram=5.0, dram=2.0)
+    r = _run(arch)
+    # array and vector once per core, a private SRAM once per core, the off-chip level once
+    assert r.static_power_mw == {"static.array": 20.0, "static.vector": 2.0, "static.dram": 2.0, "static.sram": 10.0}
+    seconds = r.cycles / arch.clock_hz
+    for key, mw in r.static_power_mw.items():
+        assert r.energy_breakdown_pj[key] == pytest.approx(mw * 1e9 * seconds)     # 1 mW for 1 s = 1e9 pJ
+    assert r.energy_pj == pytest.approx(sum(r.energy_breakdown_pj.values()))
+    assert sum(k.energy_pj for k in r.kernels) == pytest.approx(r.energy_pj)
+    assert r.to_dict()["static_power_mw"] == r.static_power_mw
+    shared = _run(_static_arch(cores=2, shared=True, sram=5.0))
+    assert shared.static_power_mw == {"static.sram": 5.0}                          # a shared level: one copy
+
+
+def test_zero_static_power_leaves_only_dynamic_energy():
+    dynamic = _run(_static_arch())
+    zero = _run(_static_arch(array=0.0, sram=0.0, dram=0.0, vector=0.0))
+    assert zero.energy_breakdown_pj == dynamic.energy_breakdown_pj and zero.static_power_mw == {}
+    leaky = _run(_static_arch(array=3.0, sram=4.0))
+    static = sum(v for k, v in leaky.energy_breakdown_pj.items() if k.startswith("static"))
+    assert leaky.energy_pj - static == pytest.approx(dynamic.energy_pj)
+    assert static == pytest.approx(7.0 * 1e9 * leaky.cycles / 1e9)
+
+
+def test_static_components_are_validated_and_shown(capsys):
+    d = tiny_arch_dict()
+    d["energy"]["static_components"] = {"sramm": {"mw": 1.0, "source": "test"}}
+    with pytest.raises(InputError, match=r"energy.static_components.sramm: no such component \(did you mean 'sram'"):
+        arch_from_dict(d)
+    d["energy"]["static_components"] = {"sram": {"mw": -1.0, "source": "test"}}
+    with pytest.raises(InputError, match="energy.static_components.sram.mw: must be >= 0"):
+        arch_from_dict(d)
+    d["energy"]["static_components"] = {"sram": {"mw": 1.0}}
+    with pytest.raises(InputError, match="energy.static_components.sram.source: required field is missing"):
+        arch_from_dict(d)
+    from sim.cli import main
+    assert main(["show-arch", "eyeriss", "--set", "energy.static_components.glb={mw: 2.5, source: my leakage}"]) == 0
+    out = capsys.readouterr().out
+    assert "static_components:\n    glb:\n      mw: 2.5\n      source: my leakage" in out
+
+
+def test_set_reaches_dotted_action_names_and_marks_the_source():
+    arch = load_arch("eyeriss", ["energy.actions.mac.int16.pj=2"])
+    entry = arch.energy.actions["mac.int16"]
+    assert entry.pj == 2.0 and entry.source.startswith("--set (was 1.0 pJ: Chen et al.")
+    v4 = load_arch("tpu-v4", ["energy.actions.array.reg_byte.pj=0.5"])      # a default-filled entry: pj only
+    assert v4.energy.actions["array.reg_byte"].pj == 0.5 and "set by the arch" in v4.energy.actions["array.reg_byte"].source
+    with pytest.raises(InputError, match="no field 'mac.int9'"):
+        load_arch("eyeriss", ["energy.actions.mac.int9.pj=2"])
+
+
+# ---------------------------------------------------------------- idle PEs (energy.charge_idle_pes)
+
+def _idle_arch(charge: bool, rows=16, cols=16, cores=1, idle_pj=1.0):
+    d = tiny_arch_dict(rows=rows, cols=cols)
+    d["cores"] = cores
+    d["energy"]["actions"]["array.idle_pe_cycle"] = {"pj": idle_pj, "source": "test"}
+    d["energy"]["charge_idle_pes"] = charge
+    return arch_from_dict(d)
+
+
+@pytest.mark.parametrize("cores", [1, 2])
+def test_idle_pe_cycles_are_busy_pe_cycles_without_a_mac(cores):
+    work = gemm(40, 24, 20)            # 40 x 24 outputs, K = 20: every fold leaves PEs idle on a 16 x 16 array
+    gated, clocked = _run(_idle_arch(False, cores=cores), work), _run(_idle_arch(True, cores=cores), work)
+    assert "array.idle_pe_cycle" not in str(gated.energy_breakdown_pj)
+    (k,) = [k for k in clocked.kernels if k.engine == "array"]
+    idle = k.compute_cycles * 16 * 16 * cores - k.macs                   # every entry is 1 pJ
+    assert idle > 0
+    assert clocked.energy_breakdown_pj["array"] - gated.energy_breakdown_pj["array"] == pytest.approx(idle)
+    assert clocked.energy_pj - gated.energy_pj == pytest.approx(idle)
+    # the same count from the report: busy fraction x cycles x PEs - MACs
+    assert clocked.engine_busy["array"] * clocked.cycles * 256 * cores - clocked.macs == pytest.approx(idle)
+
+
+def test_idle_pes_off_by_default_and_need_an_entry():
+    for name in ("tpu-v1", "tpu-v4", "gemmini", "edge-npu", "eyeriss"):
+        assert not load_arch(name).energy.charge_idle_pes
+    d = tiny_arch_dict()
+    d["energy"]["charge_idle_pes"] = True
+    with pytest.raises(InputError, match="energy.charge_idle_pes: needs an energy.actions entry for array.idle_pe_cycle"):
+        arch_from_dict(d)
+    with pytest.raises(InputError, match="array.idle_pe_cycle"):
+        load_arch("eyeriss", ["energy.charge_idle_pes=true"])             # its relative table has no such entry
+
+
+def test_idle_pe_default_is_one_mac_at_the_array_dtype():
+    v4 = load_arch("tpu-v4", ["energy.charge_idle_pes=true"])
+    entry = v4.energy.actions["array.idle_pe_cycle"]
+    assert entry.pj == pytest.approx(mac_pj("bf16", 7)[0], rel=1e-4) and "SCALE-Sim v3" in entry.source
+    assert load_arch("edge-npu").energy.actions["array.idle_pe_cycle"].pj == pytest.approx(mac_pj("int8", 7)[0],
+                                                                                          rel=1e-4)
+
+
+def test_doubling_every_entry_doubles_dynamic_energy_with_idle_pes():
+    one, two = _idle_arch(True), _idle_arch(True, idle_pj=2.0)
+    d = tiny_arch_dict()
+    for e in d["energy"]["actions"].values():
+        e["pj"] = 2.0
+    d["energy"]["actions"]["array.idle_pe_cycle"] = {"pj": 2.0, "source": "test"}
+    d["energy"]["charge_idle_pes"] = True
+    work = gemm(40, 24, 20)
+    assert _run(arch_from_dict(d), work).energy_pj == pytest.approx(2 * _run(one, work).energy_pj)
+    assert _run(two, work).energy_pj > _run(one, work).energy_pj
