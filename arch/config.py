@@ -6,7 +6,7 @@ from typing import Literal
 
 Dataflow = Literal["ws", "os", "is"]
 TimingMode = Literal["pipelined", "scalesim"]
-MemKind = Literal["offchip", "sram"]
+MemKind = Literal["offchip", "sram", "flash"]
 Operand = Literal["input", "weight", "output"]
 
 # Bytes per element of each data type the model knows.
@@ -41,14 +41,17 @@ class VectorUnit:
 class MemLevel:
     """One memory level: capacity, bandwidth (bytes/cycle, reads and writes share it), latency, held operands."""
     name: str
-    kind: MemKind
+    kind: MemKind                    # flash (optional, outermost: weights only), offchip (DRAM/HBM), sram (on chip)
     capacity_bytes: int
     bandwidth_bytes_per_cycle: float
-    latency_cycles: int = 0
+    latency_cycles: int = 0          # off-chip: per transfer; sram: per tile fetch (pipelined timing)
     holds: tuple[Operand, ...] = ("input", "weight", "output")
     double_buffered: bool = True
     shared: bool = False             # on-chip: one level serving all cores (else one per core); off-chip is shared
     resident_fraction: float = 0.0   # on-chip: share of capacity kept for activations between kernels (fusion full)
+    burst_bytes: int = 1             # off-chip and flash: each contiguous run of a transfer moves whole bursts
+    weights: str = "overflow"        # flash: which weights live here: overflow | all | none | mlp | a glob on kernels
+    staging_bytes: int | None = None  # flash: DRAM bytes holding weights read ahead of use (None: no limit)
 
     @property
     def resident_bytes(self) -> int:
@@ -69,6 +72,7 @@ class EnergyDefaults:
     """Fill the actions an arch does not list from arch/energy_model.py: its node and off-chip memory type."""
     node_nm: float
     offchip: str = ""            # HBM2, HBM2E, GDDR6, LPDDR4, DDR4, DDR3; "" leaves off-chip entries to the arch
+    flash: str = ""              # UFS4, NVMe: the flash level's read energy; "" leaves it to the arch
 
 
 @dataclass(frozen=True)
@@ -122,12 +126,22 @@ class ArchConfig:
 
     @property
     def offchip(self) -> MemLevel:
-        """The outermost (off-chip) level."""
-        return self.memory[0]
+        """The off-chip working memory (DRAM/HBM): the first level of kind offchip."""
+        return next(lv for lv in self.memory if lv.kind == "offchip")
+
+    @property
+    def flash(self) -> MemLevel | None:
+        """The flash level that weights may stream from (the outermost level), or None."""
+        return self.memory[0] if self.memory[0].kind == "flash" else None
+
+    @property
+    def onchip(self) -> tuple[MemLevel, ...]:
+        """The on-chip levels, outermost first (every level after the off-chip one)."""
+        return tuple(lv for lv in self.memory if lv.kind == "sram")
 
     def home(self, operand: str) -> MemLevel:
         """The on-chip level that holds `operand` while it is used (validated to exist)."""
-        for level in self.memory[1:]:
+        for level in self.onchip:
             if operand in level.holds:
                 return level
         raise KeyError(operand)
@@ -148,7 +162,7 @@ class ArchConfig:
         keeper = self.home("input").name
 
         def view(lv: MemLevel) -> MemLevel:
-            if lv.kind == "offchip":
+            if lv.kind in ("offchip", "flash"):
                 return replace(lv, bandwidth_bytes_per_cycle=lv.bandwidth_bytes_per_cycle / n)
             capacity = lv.capacity_bytes - (reserve_bytes if lv.name == keeper else 0)
             if lv.shared:

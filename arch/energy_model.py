@@ -36,8 +36,15 @@ OPS = {
 SIGNIFICAND_BITS = {"fp8": 4, "bf16": 8, "fp16": 11, "fp32": 24}     # incl. the hidden bit (fp8 = e4m3)
 INT_BITS = {"int4": 4, "int8": 8, "int16": 16, "int32": 32}
 
-# off-chip access energy per bit (DESIGN.md section 4; DDR3 from Horowitz's 1300-2600 pJ per 64-bit access)
-OFFCHIP_PJ_PER_BIT = {"HBM2": 3.9, "HBM2E": 6.0, "GDDR6": 7.5, "LPDDR4": 13.0, "DDR4": 20.0, "DDR3": 20.3}
+# off-chip access energy per bit (DESIGN.md section 4; DDR3 from Horowitz's 1300-2600 pJ per 64-bit access), and
+# flash read energy per bit (energy.defaults.flash), from power / bandwidth in sequential reads:
+#   UFS4  Samsung UFS 4.0 announcement (May 2022): 4,200 MB/s sequential read at 6.0 MB/s per mA; at the 2.5 V
+#         VCC (NAND) rail (assumed: the rail the mA figure refers to) 2.5 V / 6.0 MB/s/mA = 417 pJ/B = 52.1 pJ/bit
+#   NVMe  Samsung 990 PRO 1 TB data sheet: 5.4 W average power, 7,450 MB/s sequential read: 725 pJ/B = 90.6 pJ/bit
+OFFCHIP_PJ_PER_BIT = {"HBM2": 3.9, "HBM2E": 6.0, "GDDR6": 7.5, "LPDDR4": 13.0, "DDR4": 20.0, "DDR3": 20.3,
+                      "UFS4": 52.1, "NVMe": 90.6}
+OFFCHIP_SOURCES = {"UFS4": "Samsung UFS 4.0 (2022): 6.0 MB/s per mA sequential read at 2.5 V VCC",
+                   "NVMe": "Samsung 990 PRO data sheet: 5.4 W average at 7,450 MB/s sequential read"}
 
 
 def node_scale(e45: float, e7: float | None, node_nm: float) -> float:
@@ -75,12 +82,13 @@ def sram_pj_per_byte(capacity_bytes: int, node_nm: float) -> tuple[float, str]:
     return node_scale(e45, e7, node_nm), f"SRAM read energy vs capacity, {HOROWITZ} / {JOUPPI}, node-scaled"
 
 
-def offchip_pj_per_byte(kind: str) -> tuple[float, str]:
-    """pJ per byte of an off-chip memory type."""
+def offchip_pj_per_byte(kind: str, field: str = "offchip") -> tuple[float, str]:
+    """pJ per byte of an off-chip memory type (DRAM, HBM or flash), `field` naming the setting in errors."""
     if kind not in OFFCHIP_PJ_PER_BIT:
-        raise InputError(f"energy.defaults.offchip: unknown memory type '{kind}'; known: "
+        raise InputError(f"energy.defaults.{field}: unknown memory type '{kind}'; known: "
                          f"{', '.join(OFFCHIP_PJ_PER_BIT)} (or give <level>.read_byte and write_byte)")
-    return 8 * OFFCHIP_PJ_PER_BIT[kind], f"{kind} {OFFCHIP_PJ_PER_BIT[kind]} pJ/bit (DESIGN.md section 4)"
+    source = OFFCHIP_SOURCES.get(kind, "DESIGN.md section 4")
+    return 8 * OFFCHIP_PJ_PER_BIT[kind], f"{kind} {OFFCHIP_PJ_PER_BIT[kind]} pJ/bit ({source})"
 
 
 MAC_DTYPES = ("int4", "int8", "int16", "fp8", "bf16", "fp16", "int32", "fp32")
@@ -106,9 +114,10 @@ def static_component_names(arch_raw: dict) -> list[str]:
     return ["array", "vector"] + _level_names(arch_raw)
 
 
-def default_actions(arch_raw: dict, node_nm: float, offchip: str | None) -> dict[str, dict]:
+def default_actions(arch_raw: dict, node_nm: float, offchip: str | None, flash: str | None = None) -> dict[str, dict]:
     """Energy entries for every action an arch can perform, from the model (a raw arch mapping goes in so the
-    loader can fill a table before validation). Entries the arch gives itself take precedence."""
+    loader can fill a table before validation). Entries the arch gives itself take precedence. A flash level gets
+    a read entry only (inference never writes it)."""
     out: dict[str, dict] = {}
     node = f"{node_nm:g} nm"
 
@@ -130,6 +139,10 @@ def default_actions(arch_raw: dict, node_nm: float, offchip: str | None) -> dict
     levels = arch_raw.get("memory")
     for level in levels if isinstance(levels, list) else []:      # malformed: the loader reports it
         if not isinstance(level, dict) or "name" not in level:
+            continue
+        if level.get("kind") == "flash":
+            if flash is not None:
+                put(f"{level['name']}.read_byte", offchip_pj_per_byte(flash, "flash"))
             continue
         if level.get("kind") == "offchip":
             if offchip is None:

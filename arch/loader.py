@@ -187,7 +187,7 @@ def _fill_energy_defaults(raw: dict, errors: list) -> None:
         errors.append(("energy.defaults.node_nm", f"must be > 0, got {spec.node_nm:g}"))
         return
     try:
-        model = default_actions(raw, spec.node_nm, spec.offchip or None)
+        model = default_actions(raw, spec.node_nm, spec.offchip or None, spec.flash or None)
     except InputError as e:
         errors.extend(e.problems)
         return
@@ -241,11 +241,17 @@ def validate(arch: ArchConfig) -> list[tuple[str, str]]:
     for n in set(names):
         if names.count(n) > 1:
             errors.append((f"memory.{n}", "duplicate level name"))
-    if arch.memory[0].kind != "offchip":
-        errors.append((f"memory.{arch.memory[0].name}.kind", "the first (outermost) level must be offchip"))
-    for lv in arch.memory[1:]:
-        if lv.kind != "sram":
+    flash = arch.memory[0].kind == "flash"
+    first, rest = (arch.memory[1], arch.memory[2:]) if flash else (arch.memory[0], arch.memory[1:])
+    if first.kind != "offchip":
+        errors.append((f"memory.{first.name}.kind", "the level after the flash level must be offchip" if flash else
+                       "the first (outermost) level must be offchip"))
+    for lv in rest:
+        if lv.kind == "flash":
+            errors.append((f"memory.{lv.name}.kind", "a flash level must be the first (outermost) level"))
+        elif lv.kind != "sram":
             errors.append((f"memory.{lv.name}.kind", "only the first level may be offchip; allowed here: sram"))
+    errors += _flash_and_burst_errors(arch)
     for lv in arch.memory:
         p = f"memory.{lv.name}"
         if not 0 < lv.capacity_bytes <= MAX_CAPACITY_BYTES:
@@ -254,17 +260,45 @@ def validate(arch: ArchConfig) -> list[tuple[str, str]]:
             errors.append((f"{p}.bandwidth_bytes_per_cycle", f"must be > 0, got {lv.bandwidth_bytes_per_cycle:g}"))
         if lv.latency_cycles < 0:
             errors.append((f"{p}.latency_cycles", f"must be >= 0, got {lv.latency_cycles}"))
-        if lv.resident_fraction and (lv.kind == "offchip" or "input" not in lv.holds):
+        if lv.resident_fraction and (lv.kind != "sram" or "input" not in lv.holds):
             errors.append((f"{p}.resident_fraction", "only the on-chip level that holds activations (input) keeps them"))
         if not 0 <= lv.resident_fraction < 1:
             errors.append((f"{p}.resident_fraction", f"must be >= 0 and < 1, got {lv.resident_fraction:g}"))
         if not lv.holds:
             errors.append((f"{p}.holds", f"must list at least one of {', '.join(OPERANDS)}"))
     for op in OPERANDS:
-        homes = [lv.name for lv in arch.memory[1:] if op in lv.holds]
+        homes = [lv.name for lv in arch.onchip if op in lv.holds]
         if len(homes) != 1:
             what = "no on-chip level holds it" if not homes else f"held by several levels ({', '.join(homes)})"
             errors.append(("memory", f"operand '{op}' needs exactly one on-chip level: {what}"))
+    return errors
+
+
+FLASH_WEIGHTS = ("overflow", "all", "none", "mlp")
+MAX_BURST_BYTES = 2**20        # 1 MiB: larger bursts are surely a typo
+
+
+def _flash_and_burst_errors(arch: ArchConfig) -> list[tuple[str, str]]:
+    """Checks of the fields only some kinds use: bursts (off-chip and flash), weight placement and staging (flash)."""
+    errors = []
+    for lv in arch.memory:
+        p = f"memory.{lv.name}"
+        if not 1 <= lv.burst_bytes <= MAX_BURST_BYTES:
+            errors.append((f"{p}.burst_bytes", f"must be between 1 and {MAX_BURST_BYTES}, got {lv.burst_bytes}"))
+        elif lv.kind == "sram" and lv.burst_bytes != 1:
+            errors.append((f"{p}.burst_bytes", "bursts apply to off-chip and flash levels; leave it at 1 on chip"))
+        if lv.kind != "flash":
+            for fname, default in (("weights", "overflow"), ("staging_bytes", None)):
+                if getattr(lv, fname) != default:
+                    errors.append((f"{p}.{fname}", "only a flash level (kind: flash) places weights"))
+            continue
+        if tuple(lv.holds) != ("weight",):
+            errors.append((f"{p}.holds", "a flash level holds weights only: [weight]"))
+        if lv.weights not in FLASH_WEIGHTS and not any(c in lv.weights for c in "*?["):
+            errors.append((f"{p}.weights", f"got {lv.weights!r}; allowed: {', '.join(FLASH_WEIGHTS)}, or a glob "
+                                           "on kernel names such as '*.mlp.*'"))
+        if lv.staging_bytes is not None and lv.staging_bytes < 0:
+            errors.append((f"{p}.staging_bytes", f"must be >= 0 (or null: no limit), got {lv.staging_bytes}"))
     return errors
 
 

@@ -95,7 +95,7 @@ def level_feed_bytes(work: Contraction, dataflow: str, arch: ArchConfig) -> dict
     (array_feed_elems) charged to the level that holds each operand, partial sums at accumulator precision."""
     a_r, b_r, c_w, c_r = array_feed_elems(work, dataflow, arch.array.rows, arch.array.cols)
     acc = DTYPE_BYTES[arch.array.acc_dtype]
-    moved = {lv.name: 0.0 for lv in arch.memory[1:]}
+    moved = {lv.name: 0.0 for lv in arch.onchip}
     moved[arch.home("input").name] += a_r * DTYPE_BYTES[work.a_dtype]
     moved[arch.home("weight").name] += b_r * DTYPE_BYTES[work.b_dtype]
     moved[arch.home("output").name] += (c_w + c_r) * acc
@@ -104,7 +104,7 @@ def level_feed_bytes(work: Contraction, dataflow: str, arch: ArchConfig) -> dict
 
 def feed_cycles(work: Contraction, dataflow: str, arch: ArchConfig) -> int:
     """Cycles the on-chip levels need to feed the array: max over levels of bytes moved / level bandwidth."""
-    bws = {lv.name: lv.bandwidth_bytes_per_cycle for lv in arch.memory[1:]}
+    bws = {lv.name: lv.bandwidth_bytes_per_cycle for lv in arch.onchip}
     return max(ceil(b / bws[name]) for name, b in level_feed_bytes(work, dataflow, arch).items())
 
 

@@ -313,7 +313,7 @@ def attention_footprint(work: AttentionWork, bq: int, bkv: int, arch) -> dict[st
     tiles = {"input": int(nbytes(bq * work.d, work.dtype)),
              "weight": int(nbytes(bkv * (work.d + work.dv), work.kv_type)),
              "output": int(nbytes(bq * bkv + bq * work.dv, acc))}
-    need = {lv.name: 0 for lv in arch.memory[1:]}
+    need = {lv.name: 0 for lv in arch.onchip}
     for operand, size in tiles.items():
         home = arch.home(operand)
         need[home.name] += size * (2 if home.double_buffered else 1)
@@ -365,7 +365,7 @@ def attention_mapping(work: AttentionWork, arch, timing: str, name: str = "", re
     for bq in sizes(work.sq):
         for bkv in sizes(work.skv):
             need = attention_footprint(work, bq, bkv, core)
-            if any(need[lv.name] > lv.capacity_bytes for lv in core.memory[1:]):
+            if any(need[lv.name] > lv.capacity_bytes for lv in core.onchip):
                 continue
             m = AttentionMapping(arch.array.dataflow, bq, bkv)
             compute = int(attention_tile_compute(work, m, arch, timing).sum())
@@ -376,5 +376,5 @@ def attention_mapping(work: AttentionWork, arch, timing: str, name: str = "", re
                 best = (key, m)
     if best is None:
         raise InputError(f"op '{name}': no attention block of {r} query rows fits the on-chip buffers; enlarge "
-                         + ", ".join(f"memory.{lv.name}.capacity_bytes" for lv in arch.memory[1:]))
+                         + ", ".join(f"memory.{lv.name}.capacity_bytes" for lv in arch.onchip))
     return best[1]

@@ -131,12 +131,12 @@ def _tile_bytes(work: Contraction, arch: ArchConfig, tm, tn, tk) -> dict[str, np
 
 def _fits(tiles: dict[str, np.ndarray], arch: ArchConfig) -> np.ndarray:
     """Each operand's tile in its home level, twice when that level double-buffers: per candidate."""
-    need = {lv.name: 0 for lv in arch.memory[1:]}
+    need = {lv.name: 0 for lv in arch.onchip}
     for operand, size in tiles.items():
         home = arch.home(operand)
         need[home.name] = need[home.name] + size * (2 if home.double_buffered else 1)
     fits = np.ones(next(iter(tiles.values())).shape, dtype=bool)
-    for lv in arch.memory[1:]:
+    for lv in arch.onchip:
         fits &= need[lv.name] <= lv.capacity_bytes
     return fits
 
@@ -225,7 +225,7 @@ def search(work: Contraction, arch: ArchConfig, timing: str, objective: str = "l
         return _search_cached(work, _ArchKey(arch), timing, objective)
     except _NoFit:
         naive_mapping(work, arch, name=name)     # raises the InputError naming the level that is too small
-        levels = ", ".join(f"memory.{lv.name}.capacity_bytes" for lv in arch.memory[1:])
+        levels = ", ".join(f"memory.{lv.name}.capacity_bytes" for lv in arch.onchip)
         raise InputError(f"op '{name}': every tiling that fits the on-chip buffers needs more than {MAX_TILES:,} "
                          f"tiles; enlarge {levels}") from None
 
@@ -303,8 +303,8 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
 
 def _without_capacities(arch: ArchConfig) -> ArchConfig:
     """The arch with every on-chip capacity set to 0: what candidate scores depend on (only fits needs capacity)."""
-    return replace(arch, memory=(arch.memory[0],) + tuple(replace(lv, capacity_bytes=0, resident_fraction=0.0)
-                                                          for lv in arch.memory[1:]))
+    return replace(arch, memory=tuple(replace(lv, capacity_bytes=0, resident_fraction=0.0) if lv.kind == "sram"
+                                      else lv for lv in arch.memory))
 
 
 @lru_cache(maxsize=1024)

@@ -168,7 +168,7 @@ def check_pinned(name: str, work: Contraction, mapping: Mapping, arch: ArchConfi
     if not fits(work, mapping, arch):
         need = footprint(work, mapping, arch)
         over = ", ".join(f"memory.{lv.name} needs {need[lv.name]} B of {lv.capacity_bytes}"
-                         for lv in arch.memory[1:] if need[lv.name] > lv.capacity_bytes)
+                         for lv in arch.onchip if need[lv.name] > lv.capacity_bytes)
         raise InputError(f"{where}: tiles do not fit: {over}")
     return mapping
 

@@ -27,7 +27,7 @@ def tile_bytes(work: Contraction, mapping: Mapping, acc_dtype: str) -> dict[str,
 def footprint(work: Contraction, mapping: Mapping, arch: ArchConfig) -> dict[str, int]:
     """Bytes needed in each on-chip level: its operands' tiles, twice when the level double-buffers."""
     sizes = tile_bytes(work, mapping, arch.array.acc_dtype)
-    need = {lv.name: 0 for lv in arch.memory[1:]}
+    need = {lv.name: 0 for lv in arch.onchip}
     for operand, size in sizes.items():
         level = arch.home(operand)
         need[level.name] += size * (2 if level.double_buffered else 1)
@@ -37,7 +37,7 @@ def footprint(work: Contraction, mapping: Mapping, arch: ArchConfig) -> dict[str
 def fits(work: Contraction, mapping: Mapping, arch: ArchConfig) -> bool:
     """Whether every level's working set fits its capacity."""
     need = footprint(work, mapping, arch)
-    return all(need[lv.name] <= lv.capacity_bytes for lv in arch.memory[1:])
+    return all(need[lv.name] <= lv.capacity_bytes for lv in arch.onchip)
 
 
 def _alignment(work: Contraction, arch: ArchConfig, dataflow: str) -> dict[str, int]:
@@ -67,7 +67,7 @@ def naive_mapping(work: Contraction, arch: ArchConfig, dataflow: str | None = No
     dataflow = dataflow or arch.array.dataflow
     mapping = Mapping(dataflow, work.m, work.n, work.k, "mnk")
     unit = _alignment(work, arch, dataflow)
-    caps = {lv.name: lv.capacity_bytes for lv in arch.memory[1:]}
+    caps = {lv.name: lv.capacity_bytes for lv in arch.onchip}
     while True:
         need = footprint(work, mapping, arch)
         over = max(need[n] / caps[n] for n in caps)

@@ -184,7 +184,7 @@ def metrics(result: SimResult, arch) -> dict:
         "inferences_per_s": 1.0 / r.latency_s if r.latency_s else 0.0, "macs_per_s": macs_per_s,
         "perf_per_mm2": macs_per_s / r.area_mm2 if r.area_mm2 else None,
         "peak_macs_per_cycle": r.peak_macs_per_cycle, "pes": arch.array.rows * arch.array.cols * arch.array.count
-        * arch.cores, "onchip_bytes": sum(lv.capacity_bytes for lv in arch.memory[1:]) * arch.cores,
+        * arch.cores, "onchip_bytes": sum(lv.capacity_bytes for lv in arch.onchip) * arch.cores,
         "kernels": len(r.kernels),
         "memory_bound_kernels": sum(k.bound == "memory" for k in r.kernels),
         "array_busy": r.engine_busy["array"], "vector_busy": r.engine_busy["vector"], "dma_busy": r.engine_busy["dma"],
