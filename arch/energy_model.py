@@ -132,9 +132,15 @@ def default_actions(arch_raw: dict, node_nm: float, offchip: str | None, flash: 
     array = arch_raw.get("array")
     dtype = array.get("dtype", "int8") if isinstance(array, dict) else "int8"
     if dtype in MAC_DTYPES:                  # else the loader reports the dtype
-        put("array.idle_pe_cycle", (mac_pj(dtype, node_nm)[0],
-                                    f"one {dtype} MAC per idle PE per cycle, as SCALE-Sim v3's Accelergy flow charges "
-                                    "every PE every cycle (an ungated upper bound; used with charge_idle_pes)"))
+        # one MAC at the array's dtype: the arch's own mac.<dtype> entry when it gives one, else the model's
+        energy = arch_raw.get("energy")
+        given = energy.get("actions") if isinstance(energy, dict) else None
+        mac = given.get(f"mac.{dtype}") if isinstance(given, dict) else None
+        own = isinstance(mac, dict) and isinstance(mac.get("pj"), (int, float)) and not isinstance(mac["pj"], bool)
+        pj = float(mac["pj"]) if own else mac_pj(dtype, node_nm)[0]
+        put("array.idle_pe_cycle", (pj, f"one {dtype} MAC ({'the arch' if own else 'model'}: {pj:.4g} pJ) per idle PE "
+                                        "per cycle, as SCALE-Sim v3's Accelergy flow charges every PE every cycle "
+                                        "(an ungated upper bound; used with charge_idle_pes)"))
     put("vector.op", (_op("int32", 1, node_nm), f"32-bit add, {HOROWITZ} / {JOUPPI}, node-scaled"))
     levels = arch_raw.get("memory")
     for level in levels if isinstance(levels, list) else []:      # malformed: the loader reports it
