@@ -307,11 +307,18 @@ def cmd_show_arch(args) -> None:
     import json
 
     import yaml
-    d = arch_to_dict(load_arch(args.arch, args.overrides))
+
+    from .energy import static_power_components_mw
+    arch = load_arch(args.arch, args.overrides)
+    d = arch_to_dict(arch)
     if args.format == "json":
         sys.stdout.write(json.dumps(d, indent=2) + "\n")
     else:
         sys.stdout.write(yaml.safe_dump(d, sort_keys=False, width=120))
+        static = static_power_components_mw(arch)     # per-mm^2 leakage resolved per component: a comment keeps
+        if static:                                     # the YAML loadable
+            sys.stdout.write("# static power by component, resolved (mW): "
+                             + ", ".join(f"{k} {v:.4g}" for k, v in static.items()) + "\n")
 
 
 def cmd_list(args) -> None:

@@ -6,6 +6,7 @@ from collections import Counter
 import pytest
 
 from arch import InputError, arch_from_dict, load_arch
+from arch.loader import load_yaml_text
 from arch.area_model import PE_OVERHEAD, area_mm2, pe_mm2, sram_mm2_per_mib
 from arch.energy_model import mac_pj, node_scale, offchip_pj_per_byte, sram_pj_per_byte
 from compiler.schedule import lower
@@ -164,6 +165,16 @@ def test_static_components_are_validated_and_shown(capsys):
     assert main(["show-arch", "eyeriss", "--set", "energy.static_components.glb={mw: 2.5, source: my leakage}"]) == 0
     out = capsys.readouterr().out
     assert "static_components:\n    glb:\n      mw: 2.5\n      source: my leakage" in out
+
+
+def test_show_arch_resolves_static_power_per_component(capsys):
+    from sim.cli import main
+    assert main(["show-arch", "tpu-v4", "--set", "energy.static_mw_per_mm2=100"]) == 0
+    out = capsys.readouterr().out
+    area = area_mm2(load_arch("tpu-v4"))
+    assert (f"# static power by component, resolved (mW): static.array {100 * area['array']:.4g}, "
+            f"static.vector {100 * area['vector']:.4g}, static.vmem {100 * area['vmem']:.4g}\n") in out
+    assert load_yaml_text(out, "show-arch")["energy"]["static_mw_per_mm2"] == 100      # still loadable YAML
 
 
 def test_set_reaches_dotted_action_names_and_marks_the_source():
