@@ -147,6 +147,45 @@ def a_tile_bytes(work: Contraction, m_ext: np.ndarray, k_ext: np.ndarray) -> np.
     return nbytes(np.minimum(in_rows * w.in_w * channels, m_ext * k_ext), work.a_dtype)
 
 
+# Bursts: an off-chip or flash level moves whole bursts of `burst_bytes`. A transfer of b bytes made of r equal
+# contiguous runs moves r * ceil(b / (r * B)) * B bytes (every run starts on a burst boundary: rows padded to
+# bursts). Runs per tile: activations are row-major, so an A tile (m x k of M x K), a B tile that is an activation
+# (k x n of K x N) and a C or partial-sum tile (m x n of M x N) are one run per tile row, or one run when the tile
+# spans whole rows; a conv input tile is one run per channel of its feature-map region (NCHW), or one when the
+# region spans whole channels; a weight tile is one run (constants are laid out tile by tile offline). B = 1 moves
+# exactly the tile's bytes (int4 packed across rows).
+
+def burst_bytes(size, runs, burst: int):
+    """Bytes moved for transfers of `size` bytes in `runs` equal contiguous runs with bursts of `burst` bytes."""
+    if burst <= 1:
+        return size
+    b = np.asarray(size, dtype=np.int64)
+    r = np.maximum(np.asarray(runs, dtype=np.int64), 1)
+    return np.where(b > 0, r * (-(-b // (r * burst))) * burst, 0)
+
+
+def a_runs(work: Contraction, m_ext, k_ext):
+    """Contiguous runs of A tiles with the given extents (see burst_bytes)."""
+    if work.window is None:
+        return np.where(np.asarray(k_ext) < work.k, m_ext, 1)
+    w = work.window
+    out_rows = -(-np.asarray(m_ext) // w.out_w)
+    in_rows = np.minimum((out_rows - 1) * w.stride_h + w.span_h, w.in_h)
+    return np.where(in_rows < w.in_h, -(-np.asarray(k_ext) // w.window), 1)
+
+
+def b_runs(work: Contraction, k_ext, n_ext):
+    """Contiguous runs of B tiles: one for weights (laid out by tile), else one per row unless whole rows."""
+    if work.b_is_param:
+        return np.ones_like(np.asarray(k_ext))
+    return np.where(np.asarray(n_ext) < work.n, k_ext, 1)
+
+
+def c_runs(work: Contraction, m_ext, n_ext):
+    """Contiguous runs of output (and partial-sum) tiles: one per row unless the tile spans whole rows."""
+    return np.where(np.asarray(n_ext) < work.n, m_ext, 1)
+
+
 def trip_counts(work: Contraction, mapping: Mapping) -> dict[str, int]:
     """Tile-loop trip counts per loop."""
     return {d: -(-getattr(work, d) // mapping.tile(d)) for d in LOOPS}
@@ -181,16 +220,18 @@ class Traffic:
         return self.output_write
 
 
-def dram_traffic(work: Contraction, mapping: Mapping, acc_dtype: str) -> Traffic:
+def dram_traffic(work: Contraction, mapping: Mapping, acc_dtype: str, burst: int = 1) -> Traffic:
     """Closed-form DRAM traffic of a tiled contraction; partial sums spill at `acc_dtype` when k is not innermost
-    of the output's loops. The simulator's per-tile commands must add up to exactly this."""
+    of the output's loops; every transfer rounded up to whole bursts (burst_bytes). The simulator's per-tile
+    commands must add up to exactly this."""
     trips = trip_counts(work, mapping)
     em, en, ek = (extents(getattr(work, d), mapping.tile(d)) for d in LOOPS)
+    m, n, k = em[:, None], en[None, :], ek[:, None]
     # one sweep = every tile once; bytes are rounded per tile, as a DMA moves them (int4 packs two per byte)
-    a_sweep = int(a_tile_bytes(work, em[:, None], ek[None, :]).sum())
-    b_sweep = int(nbytes(ek[:, None] * en[None, :], work.b_dtype).sum())
-    c_final = int(nbytes(em[:, None] * en[None, :], work.c_dtype).sum())
-    c_acc = int(nbytes(em[:, None] * en[None, :], acc_dtype).sum())
+    a_sweep = int(burst_bytes(a_tile_bytes(work, m, ek[None, :]), a_runs(work, m, ek[None, :]), burst).sum())
+    b_sweep = int(burst_bytes(nbytes(k * n, work.b_dtype), b_runs(work, k, n), burst).sum())
+    c_final = int(burst_bytes(nbytes(m * n, work.c_dtype), c_runs(work, m, n), burst).sum())
+    c_acc = int(burst_bytes(nbytes(m * n, acc_dtype), c_runs(work, m, n), burst).sum())
     order = mapping.order
     spills = reuse_reps(order, trips, OPERAND_DIMS["output"]) - 1
     g = work.g

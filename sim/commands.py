@@ -1,13 +1,15 @@
 """Schedule -> flat per-tile command arrays (DMA bytes in and out, compute cycles, engine, slots, dependency)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from fnmatch import fnmatchcase
 from math import ceil
 
 import numpy as np
 
 from arch.config import ArchConfig
-from compiler.cost import LOOPS, a_tile_bytes, compute_cycles, extents, nbytes, streamed_loop, trip_counts
+from compiler.cost import (LOOPS, a_runs, a_tile_bytes, b_runs, burst_bytes, c_runs, compute_cycles, extents, nbytes,
+                           streamed_loop, trip_counts)
 from compiler.fusion import AttentionWork, attention_tile_compute, attention_traffic
 from compiler.lowering import Contraction, VectorWork
 from compiler.schedule import Kernel, Schedule
@@ -25,6 +27,7 @@ class TileCommands:
     compute: np.ndarray         # int64 cycles on its engine
     engine: int
     slots: int
+    flash_bytes: np.ndarray     # int64: weight bytes first read from flash into DRAM (part of weight_bytes)
 
     @property
     def load_bytes(self) -> np.ndarray:
@@ -49,8 +52,11 @@ def _changed(*keys: np.ndarray) -> np.ndarray:
     return flag
 
 
-def contraction_commands(work: Contraction, kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:
-    """Tiles of a contraction in loop order; operands reload only when their tile index changes."""
+def contraction_commands(work: Contraction, kernel: Kernel, arch: ArchConfig, timing: str,
+                         flash_share: float = 0.0) -> TileCommands:
+    """Tiles of a contraction in loop order; operands reload only when their tile index changes; every transfer
+    rounded up to whole DRAM bursts, and `flash_share` of each weight tile read from flash first (whole flash
+    bursts, one run: weights are laid out by tile)."""
     mapping = kernel.mapping
     trips = trip_counts(work, mapping)
     order = mapping.order
@@ -69,11 +75,22 @@ def contraction_commands(work: Contraction, kernel: Kernel, arch: ArchConfig, ti
     c_elems = ext["m"] * ext["n"]
 
     res = kernel.residency                  # operands and output an on-chip copy serves (--fusion full)
+    burst = arch.offchip.burst_bytes
+    runs = {"a": a_runs(work, ext["m"], ext["k"]), "b": b_runs(work, ext["k"], ext["n"]),
+            "c": c_runs(work, ext["m"], ext["n"])}
     psum = np.where(reload, nbytes(c_elems, acc), 0)        # partial-sum spills always go off chip
     a_bytes = np.where(a_new & (not res.a), a_tile_bytes(work, ext["m"], ext["k"]), 0)
-    b_bytes = np.where(b_new & (not res.b), nbytes(ext["k"] * ext["n"], work.b_dtype), 0)
+    b_raw = np.where(b_new & (not res.b), nbytes(ext["k"] * ext["n"], work.b_dtype), 0)
     final_store = 0 if res.out else nbytes(c_elems, work.c_dtype)
     store = np.where(final, final_store, np.where(c_last, nbytes(c_elems, acc), 0))
+    psum, store = burst_bytes(psum, runs["c"], burst), burst_bytes(store, runs["c"], burst)
+    a_bytes, b_bytes = burst_bytes(a_bytes, runs["a"], burst), burst_bytes(b_raw, runs["b"], burst)
+    if flash_share >= 1:
+        flash = b_raw
+    else:
+        flash = split_total(round(flash_share * int(b_raw.sum())), b_raw.astype(np.float64)) \
+            if flash_share and b_raw.sum() else 0
+    flash = burst_bytes(np.zeros_like(b_raw) + flash, 1, arch.flash.burst_bytes if arch.flash else 1)
     t_tile = mapping.tile(streamed_loop(mapping.dataflow))
     total = compute_cycles(work, arch, mapping.dataflow, timing, t_tile)
     compute = split_total(total, (ext["m"] * ext["n"] * ext["k"]).astype(np.float64))
@@ -85,10 +102,11 @@ def contraction_commands(work: Contraction, kernel: Kernel, arch: ArchConfig, ti
         lanes = arch.vector.lanes * arch.vector.ops_per_lane_cycle
         compute = np.maximum(compute, split_total(ceil(epi.ops * share / lanes), drained))
         residual = max(epi.read_bytes - res.extra_bytes, 0)                        # other inputs, read once
-        a_bytes = a_bytes + split_total(round(residual * share), drained)
+        a_bytes = a_bytes + burst_bytes(split_total(round(residual * share), drained), runs["c"], burst)
     levels = {arch.home(o).double_buffered for o in ("input", "weight", "output")}
     return TileCommands(a_bytes.astype(np.int64), b_bytes.astype(np.int64), psum.astype(np.int64),
-                        np.asarray(store).astype(np.int64), compute, ARRAY, 2 if levels == {True} else 1)
+                        np.asarray(store).astype(np.int64), compute, ARRAY, 2 if levels == {True} else 1,
+                        np.asarray(flash).astype(np.int64))
 
 
 def attention_commands(work: AttentionWork, kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:
@@ -106,10 +124,11 @@ def attention_commands(work: AttentionWork, kernel: Kernel, arch: ArchConfig, ti
     zeros = np.zeros(qi.shape[0], dtype=np.int64)
     compute = attention_tile_compute(work, m, arch, timing)
     levels = {arch.home(o).double_buffered for o in ("input", "weight", "output")}
-    return TileCommands(split_total(q_read, np.where(first, eq[qi], 0).astype(np.float64)),
-                        split_total(kv_read, ek[ki].astype(np.float64)), zeros,
-                        split_total(o_write, np.where(last, eq[qi], 0).astype(np.float64)), compute, ARRAY,
-                        2 if levels == {True} else 1)
+    burst = arch.offchip.burst_bytes          # runs: a Q block, a K and a V block, an O block, each contiguous
+    return TileCommands(burst_bytes(split_total(q_read, np.where(first, eq[qi], 0).astype(np.float64)), 1, burst),
+                        burst_bytes(split_total(kv_read, ek[ki].astype(np.float64)), 2, burst), zeros,
+                        burst_bytes(split_total(o_write, np.where(last, eq[qi], 0).astype(np.float64)), 1, burst),
+                        compute, ARRAY, 2 if levels == {True} else 1, zeros)
 
 
 def vector_commands(work: VectorWork, kernel: Kernel, arch: ArchConfig) -> TileCommands:
@@ -123,23 +142,78 @@ def vector_commands(work: VectorWork, kernel: Kernel, arch: ArchConfig) -> TileC
     res = kernel.residency
     read = max(work.read_bytes - res.extra_bytes, 0)
     write = 0 if res.out else work.write_bytes
-    return TileCommands(split_total(read, elems), zeros, zeros, split_total(write, elems),
-                        split_total(total_cycles, elems), VECTOR, 2 if level.double_buffered else 1)
+    burst = arch.offchip.burst_bytes          # a tile's slice of the tensors: taken as one contiguous run each way
+    return TileCommands(burst_bytes(split_total(read, elems), 1, burst), zeros, zeros,
+                        burst_bytes(split_total(write, elems), 1, burst),
+                        split_total(total_cycles, elems), VECTOR, 2 if level.double_buffered else 1, zeros)
 
 
-def kernel_commands(kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:
-    """Per-tile commands of one kernel (cores in lockstep when it is split among them)."""
+def kernel_commands(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: float = 0.0) -> TileCommands:
+    """Per-tile commands of one kernel (cores in lockstep when it is split among them), with the on-chip access
+    latency added to its compute (pipelined timing)."""
     if isinstance(kernel.work, AttentionWork):
-        return attention_commands(kernel.work, kernel, arch, timing)
-    if not isinstance(kernel.work, Contraction):
-        return vector_commands(kernel.work, kernel, arch)
-    if not kernel.split:
-        return contraction_commands(kernel.work, kernel, arch, timing)
-    core = arch.per_core()
-    parts = [(contraction_commands(share, kernel, core, timing), n) for share, n in kernel.shares(arch.cores)]
-    # splitting m gives every core the same B tiles, splitting n the same A tiles: a shared level loads them once
-    duplicated = {"m": "weight", "n": "input"}[kernel.split]
-    return combine_cores(parts, duplicated if arch.home(duplicated).shared else None)
+        cmds = attention_commands(kernel.work, kernel, arch, timing)
+    elif not isinstance(kernel.work, Contraction):
+        cmds = vector_commands(kernel.work, kernel, arch)
+    elif not kernel.split:
+        cmds = contraction_commands(kernel.work, kernel, arch, timing, flash_share)
+    else:
+        core = arch.per_core()
+        parts = [(contraction_commands(share, kernel, core, timing, flash_share), n)
+                 for share, n in kernel.shares(arch.cores)]
+        # splitting m gives every core the same B tiles, splitting n the same A tiles: a shared level loads them once
+        duplicated = {"m": "weight", "n": "input"}[kernel.split]
+        cmds = combine_cores(parts, duplicated if arch.home(duplicated).shared else None)
+    return cmds if timing == "scalesim" else with_access_latency(cmds, kernel, arch)
+
+
+def access_latency(kernel: Kernel, arch: ArchConfig) -> int:
+    """Cycles from a tile's first read of its on-chip levels to the data reaching its engine: the largest
+    latency_cycles of the levels holding its operands (array: input, weight, output; vector: input)."""
+    operands = ("input", "weight", "output") if kernel.on_array else ("input",)
+    return max(arch.home(o).latency_cycles for o in operands)
+
+
+def with_access_latency(cmds: TileCommands, kernel: Kernel, arch: ArchConfig) -> TileCommands:
+    """On-chip access latency in the pipelined timing: paid once per tile fetch, before the tile computes. With
+    double buffering the next tile's first reads are issued while this tile computes, so only the kernel's first
+    tile pays it; single-buffered, every tile does: compute_i += L (first tile only when slots = 2)."""
+    lat = access_latency(kernel, arch)
+    if not lat:
+        return cmds
+    compute = cmds.compute.copy()
+    if cmds.slots == 2:
+        compute[0] += lat
+    else:
+        compute += lat
+    return replace(cmds, compute=compute)
+
+
+def weights_in_flash(name: str, rule: str) -> bool:
+    """Whether kernel `name` reads its weights from flash under a flash level's `weights` rule (all, none, mlp =
+    '*.mlp.*', or a glob on kernel names; overflow places a share of every weight instead)."""
+    if rule in ("all", "none", "overflow"):
+        return rule == "all"
+    return fnmatchcase(name, "*.mlp.*" if rule == "mlp" else rule)
+
+
+def flash_share(kernel: Kernel, arch: ArchConfig, overflow_share: float) -> float:
+    """Share of a kernel's weight bytes read from flash: weights are the B operands that are parameters."""
+    flash = arch.flash
+    if flash is None or not isinstance(kernel.work, Contraction) or not kernel.work.b_is_param:
+        return 0.0
+    if flash.weights == "overflow":
+        return overflow_share
+    return 1.0 if weights_in_flash(kernel.name, flash.weights) else 0.0
+
+
+def overflow_share(schedule: Schedule, arch: ArchConfig) -> float:
+    """`weights: overflow` for a workload whose sizes the caller does not give: the share of the schedule's
+    weights (each contraction's B parameters) beyond what the DRAM holds besides the flash staging buffer."""
+    stored = sum(k.work.g * int(nbytes(k.work.k * k.work.n, k.work.b_dtype)) for k in schedule.kernels
+                 if isinstance(k.work, Contraction) and k.work.b_is_param)
+    room = arch.offchip.capacity_bytes - ((arch.flash.staging_bytes or 0) if arch.flash else 0)
+    return max(stored - room, 0) / stored if stored else 0.0
 
 
 def combine_cores(parts: list[tuple[TileCommands, int]], loaded_once: str | None) -> TileCommands:
@@ -155,7 +229,7 @@ def combine_cores(parts: list[tuple[TileCommands, int]], loaded_once: str | None
     first = parts[0][0]
     return TileCommands(total("input_bytes", "input"), total("weight_bytes", "weight"), total("psum_bytes"),
                         total("store_bytes"), np.max([pad(c.compute) for c, _ in parts], axis=0), first.engine,
-                        first.slots)
+                        first.slots, total("flash_bytes", "weight"))
 
 
 @dataclass(frozen=True)
@@ -169,21 +243,48 @@ class Program:
     engine: np.ndarray          # int64
     slots: np.ndarray           # int64
     dep: np.ndarray             # int64: tile whose store must end before this tile loads (-1: none)
+    flash_xfer: np.ndarray      # float64 flash-channel cycles
+    flash_gate: np.ndarray      # int64: tile whose DRAM load must arrive before this tile's flash read (-1: none)
 
 
-def build_program(schedule: Schedule, arch: ArchConfig) -> Program:
-    """Flatten every kernel's tiles; DMA cycles = bytes / off-chip bandwidth."""
-    per_kernel = tuple(kernel_commands(k, arch, schedule.timing) for k in schedule.kernels)
+def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None = None) -> Program:
+    """Flatten every kernel's tiles; DMA cycles = bytes / off-chip bandwidth, flash cycles = bytes / flash
+    bandwidth. Weights read from flash are staged in DRAM: the staging write's DRAM time is charged to the tile's
+    DRAM load (load cycles = (DRAM reads + flash bytes) / bandwidth), and a flash read may run ahead of the loads
+    that consume it by at most `staging_bytes` (flash_gate). `overflow`: the share of every weight in flash under
+    `weights: overflow` (None: from the schedule's weights and the DRAM capacity)."""
+    share = overflow_share(schedule, arch) if overflow is None else overflow
+    per_kernel = tuple(kernel_commands(k, arch, schedule.timing, flash_share(k, arch, share))
+                       for k in schedule.kernels)
     counts = np.array([c.compute.shape[0] for c in per_kernel], dtype=np.int64)
     first = np.concatenate(([0], np.cumsum(counts)))
     bw = arch.offchip.bandwidth_bytes_per_cycle
     dep = np.concatenate([np.full(c.compute.shape[0], max((first[d + 1] - 1 for d in k.deps), default=-1))
                           for k, c in zip(schedule.kernels, per_kernel)]).astype(np.int64)
+    flash = np.concatenate([c.flash_bytes for c in per_kernel])
+    fbw = arch.flash.bandwidth_bytes_per_cycle if arch.flash else 1.0
     return Program(
         per_kernel=per_kernel, first_tile=first,
-        load_xfer=np.concatenate([c.load_bytes for c in per_kernel]) / bw,
+        load_xfer=(np.concatenate([c.load_bytes for c in per_kernel]) + flash) / bw,
         store_xfer=np.concatenate([c.store_bytes for c in per_kernel]) / bw,
         compute=np.concatenate([c.compute for c in per_kernel]).astype(np.float64),
         engine=np.repeat(np.array([c.engine for c in per_kernel], dtype=np.int64), counts),
         slots=np.repeat(np.array([c.slots for c in per_kernel], dtype=np.int64), counts),
-        dep=dep)
+        dep=dep, flash_xfer=flash / fbw,
+        flash_gate=staging_gate(flash, arch.flash.staging_bytes if arch.flash else None))
+
+
+def staging_gate(flash: np.ndarray, staging_bytes: int | None) -> np.ndarray:
+    """For each tile with flash bytes, the tile whose DRAM load must have arrived before its flash read starts, so
+    that the weights staged in DRAM (read from flash, not yet loaded on chip) never exceed `staging_bytes`: the
+    smallest g with flash[g+1..i] <= staging_bytes, at most i - 1 (a tile larger than the buffer streams through
+    it alone); -1 when nothing need drain first, or without a limit."""
+    n = flash.shape[0]
+    gate = np.full(n, -1, dtype=np.int64)
+    if staging_bytes is None or n == 0:
+        return gate
+    cum = np.cumsum(flash)
+    need = cum - staging_bytes                        # bytes that must have left the buffer: cum[g] >= need
+    g = np.searchsorted(cum, need, side="left")
+    g = np.minimum(g, np.arange(n) - 1)
+    return np.where((flash > 0) & (need > 0), g, -1).astype(np.int64)

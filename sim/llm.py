@@ -5,6 +5,11 @@ token and decode energy per generated token. Decode steps of a generation differ
 cache that grows one token a step, so a step's cost is affine in its context: generation simulates decode at the
 first, middle and last contexts and integrates the steps between samples by the trapezoid rule (exact for costs
 linear between samples), so any number of generated tokens costs three decode simulations.
+
+Weights live in DRAM, or, on an arch with a flash level, partly in flash (place_weights): the flash level's
+`weights` rule says which (overflow: the share that does not fit the DRAM beside the KV cache and the flash staging
+buffer, taken from every weight alike; all; none; mlp or a glob on kernel names: those kernels' weight matrices).
+Weights in flash stream flash -> DRAM -> array every token (sim/commands.py).
 """
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ from arch.errors import InputError
 from compiler.ir import Graph
 from compiler.schedule import CompileOptions, lower
 
+from .commands import weights_in_flash
 from .report import si
 from .result import SimResult
 from .simulate import kernel_evaluator, simulate
@@ -52,6 +58,7 @@ class LLMResult:
     kv_cache_bytes: int            # at the end of the run: batch x tokens held x bytes per token
     prefill: SimResult | None
     decode: tuple[DecodeSpan, ...]
+    flash_weight_bytes: int = 0    # of weight_bytes, those stored in the flash level (place_weights)
 
     @property
     def ttft_s(self) -> float:
@@ -111,14 +118,68 @@ GraphFor = Callable[[str, int], Graph]      # (phase, seq_len or context) -> Gra
 
 
 def check_fits(arch: ArchConfig, weight_bytes: int, kv_bytes: int) -> None:
-    """Weights and the KV cache must fit the off-chip memory (one clear line when they do not)."""
+    """Weights and the KV cache must fit the off-chip memory (one clear line when they do not); see place_weights
+    for an arch with a flash level."""
     off = arch.offchip
     if weight_bytes + kv_bytes > off.capacity_bytes:
         gib = 2**30
+        hint = ("or set memory.{0}.weights (overflow, all, mlp) to stream weights from the flash level '{0}'"
+                .format(arch.flash.name) if arch.flash else
+                "or an arch with a flash level (kind: flash, e.g. phone-npu) to stream the weights that do not fit")
         raise InputError(f"memory.{off.name}.capacity_bytes: weights ({weight_bytes / gib:.2f} GiB) + KV cache "
                          f"({kv_bytes / gib:.2f} GiB) need {(weight_bytes + kv_bytes) / gib:.2f} GiB, more than "
                          f"the {off.capacity_bytes / gib:.2f} GiB of {off.name}; use a smaller batch or context, "
-                         "narrower --weight-dtype/--kv-dtype, or a bigger memory")
+                         f"narrower --weight-dtype/--kv-dtype, a bigger memory, {hint}")
+
+
+@dataclass(frozen=True)
+class WeightPlacement:
+    """Where an LLM's weights are stored: bytes in flash, and the share of every weight read from flash per token
+    under `weights: overflow` (0 under the other rules, which place whole kernels' weights)."""
+    flash_bytes: int
+    overflow_share: float
+
+
+def flash_matrix_bytes(graph: Graph, rule: str) -> int:
+    """Bytes of the weight matrices (B operands that are parameters) of the contractions whose names match a flash
+    level's `weights` rule, each tensor once."""
+    seen = {}
+    for op in graph.ops:
+        if op.op_type in ("MatMul", "Gemm") and weights_in_flash(op.name, rule):
+            t = graph.tensors[op.inputs[1]]
+            if t.is_param:
+                seen[t.name] = t.nbytes
+    return sum(seen.values())
+
+
+def place_weights(arch: ArchConfig, weight_bytes: int, kv_bytes: int, graph: Graph | None = None) -> WeightPlacement:
+    """Split the weights between DRAM and the flash level by its `weights` rule and check that each part fits:
+    DRAM holds its weights, the KV cache and the flash staging buffer; flash holds the rest. Without a flash level
+    (or with `weights: none`, or when everything fits under `overflow`) this is check_fits."""
+    flash, off = arch.flash, arch.offchip
+    rule = flash.weights if flash else "none"
+    if rule == "none" or (rule == "overflow" and weight_bytes + kv_bytes <= off.capacity_bytes):
+        check_fits(arch, weight_bytes, kv_bytes)
+        return WeightPlacement(0, 0.0)
+    staging = flash.staging_bytes or 0
+    room = off.capacity_bytes - kv_bytes - staging             # DRAM left for weights
+    if rule == "overflow":
+        stored = weight_bytes - max(room, 0)
+    elif rule == "all":
+        stored = weight_bytes
+    else:
+        stored = min(flash_matrix_bytes(graph, rule), weight_bytes)
+    gib = 2**30
+    if weight_bytes - stored > room:
+        raise InputError(f"memory.{off.name}.capacity_bytes: weights kept in DRAM ({(weight_bytes - stored) / gib:.2f}"
+                         f" GiB) + KV cache ({kv_bytes / gib:.2f} GiB) + flash staging ({staging / gib:.2f} GiB) "
+                         f"need more than the {off.capacity_bytes / gib:.2f} GiB of {off.name}; use a smaller batch "
+                         f"or context, a smaller memory.{flash.name}.staging_bytes, or place more weights in flash "
+                         f"(memory.{flash.name}.weights)")
+    if stored > flash.capacity_bytes:
+        raise InputError(f"memory.{flash.name}.capacity_bytes: {stored / gib:.2f} GiB of weights placed in flash, "
+                         f"more than its {flash.capacity_bytes / gib:.2f} GiB")
+    return WeightPlacement(stored, stored / weight_bytes if rule == "overflow" and weight_bytes else 0.0)
 
 
 def run_llm(graph_for: GraphFor, arch: ArchConfig, options: CompileOptions, phase: str, batch: int,
@@ -129,11 +190,13 @@ def run_llm(graph_for: GraphFor, arch: ArchConfig, options: CompileOptions, phas
         raise InputError(f"--phase: got '{phase}', allowed: {', '.join(PHASES)}")
     held = prompt_len + (gen_tokens if phase == "generate" else 1 if phase == "decode" else 0)
     kv_bytes = batch * held * kv_bytes_per_token
-    check_fits(arch, weight_bytes, kv_bytes)
-    evaluate = kernel_evaluator(arch, options.resolved_timing(arch), options.objective)   # shared across steps
+    globbed = arch.flash is not None and arch.flash.weights not in ("none", "all", "overflow")
+    placement = place_weights(arch, weight_bytes, kv_bytes, graph_for("decode", 0) if globbed else None)
+    share = placement.overflow_share
+    evaluate = kernel_evaluator(arch, options.resolved_timing(arch), options.objective, share)  # shared across steps
 
     def run(kind: str, size: int) -> SimResult:
-        return simulate(lower(graph_for(kind, size), arch, options, evaluate), arch)
+        return simulate(lower(graph_for(kind, size), arch, options, evaluate), arch, flash_share=share)
 
     prefill = run("prefill", prompt_len) if phase in ("prefill", "generate") else None
     spans: list[DecodeSpan] = []
@@ -150,7 +213,7 @@ def run_llm(graph_for: GraphFor, arch: ArchConfig, options: CompileOptions, phas
             spans.append(DecodeSpan(first, mid - 1, samples[first], _lerp_point(samples, first, mid, mid - 1)))
             spans.append(DecodeSpan(mid, last, samples[mid], samples[last]))
     return LLMResult(phase, batch, prompt_len, gen_tokens if phase == "generate" else 0, weight_bytes, kv_bytes,
-                     prefill, tuple(spans))
+                     prefill, tuple(spans), placement.flash_bytes)
 
 
 def _lerp_point(samples: dict, a: int, b: int, c: int) -> SimResult:
@@ -164,7 +227,7 @@ def _lerp_point(samples: dict, a: int, b: int, c: int) -> SimResult:
     mix = lambda f: getattr(lo, f) + t * (getattr(hi, f) - getattr(lo, f))   # noqa: E731
     return replace(lo, cycles=round(mix("cycles")), latency_s=mix("latency_s"), energy_pj=mix("energy_pj"),
                    dram_read_bytes=round(mix("dram_read_bytes")), dram_write_bytes=round(mix("dram_write_bytes")),
-                   macs=round(mix("macs")))
+                   macs=round(mix("macs")), flash_read_bytes=round(mix("flash_read_bytes")))
 
 
 def llm_dict(r: LLMResult) -> dict:
@@ -194,6 +257,9 @@ def llm_dict(r: LLMResult) -> dict:
         "prefill_pj_per_token": r.prefill_pj_per_token, "decode_pj_per_token": r.decode_pj_per_token,
         "ttft_s": r.ttft_s, "tpot_s": r.tpot_s, "tokens_per_s": r.tokens_per_s,
         "kv_cache_bytes": r.kv_cache_bytes, "weight_bytes": r.weight_bytes,
+        "flash_weight_bytes": r.flash_weight_bytes, "flash_read_bytes": round(total("flash_read_bytes")),
+        "flash_utilization": (total("flash_read_bytes") / (cycles * first.flash_bytes_per_cycle)
+                              if cycles and first.flash_bytes_per_cycle else 0.0),
         "decode_spans": [dict(first_context=s.first, last_context=s.last, steps=s.steps,
                               first_step_latency_s=s.start.latency_s, last_step_latency_s=s.end.latency_s,
                               first_step_energy_pj=s.start.energy_pj, last_step_energy_pj=s.end.energy_pj)
@@ -218,5 +284,10 @@ def llm_table(r: LLMResult) -> str:
         lines.append(f"            last step: util {d.pe_utilization:.2%}, MBU {d.mbu:.1%}, "
                      f"{r.tokens_per_s:,.1f} tokens/s")
     lines.append(f"  memory    weights {r.weight_bytes / gib:.2f} GiB, KV cache {r.kv_cache_bytes / gib:.3f} GiB")
+    if last.flash_bytes_per_cycle:
+        step = r.decode[-1].end if r.decode else r.prefill
+        lines.append(f"  flash     {r.flash_weight_bytes / gib:.2f} GiB of weights in flash; "
+                     f"{step.flash_read_bytes / 2**20:,.1f} MiB read per {'step' if r.decode else 'prefill'}, "
+                     f"flash busy {step.flash_utilization:.1%}")
     lines.append(f"  total     {si(r.latency_s, 's')}, {si(r.energy_pj * 1e-12, 'J')} for {r.tokens:,} tokens")
     return "\n".join(lines) + "\n"

@@ -13,12 +13,13 @@ KERNEL_COLUMNS = ("name", "engine", "bound", "cycles", "compute_cycles", "stall_
                   "compute_utilization", "sram_input_reads", "sram_weight_reads", "sram_output_writes",
                   "dram_input_read_bytes", "dram_weight_read_bytes", "dram_output_write_bytes",
                   "stall_dram_cycles", "stall_dependency_cycles", "stall_slot_cycles", "stall_order_cycles",
-                  "sram_wait_cycles", "arithmetic_intensity", "attained_macs_per_cycle")
+                  "sram_wait_cycles", "arithmetic_intensity", "attained_macs_per_cycle", "flash_read_bytes",
+                  "stall_flash_cycles")
 # columns whose '(total)' row is the sum over kernels (the others are the run's own totals, or blank)
 SUMMED_COLUMNS = ("compute_cycles", "stall_cycles", "tiles", "sram_input_reads", "sram_weight_reads",
                   "sram_output_writes", "dram_input_read_bytes", "dram_weight_read_bytes", "dram_output_write_bytes",
                   "stall_dram_cycles", "stall_dependency_cycles", "stall_slot_cycles", "stall_order_cycles",
-                  "sram_wait_cycles")
+                  "sram_wait_cycles", "flash_read_bytes", "stall_flash_cycles")
 
 
 
@@ -75,6 +76,9 @@ def to_table(result: SimResult, top: int | None = None) -> str:
         f"  PE utilization  {r.pe_utilization:.1%}   of {r.peak_macs_per_cycle:,} MACs/cycle",
         f"  off-chip        read {_bytes(r.dram_read_bytes)}, write {_bytes(r.dram_write_bytes)}, "
         f"MBU {r.mbu:.1%} of {si(r.offchip_bytes_per_cycle * r.clock_hz, 'B/s')}",
+        *([f"  flash           read {_bytes(r.flash_read_bytes)} of weights (staged in DRAM), "
+           f"{r.flash_utilization:.1%} of {si(r.flash_bytes_per_cycle * r.clock_hz, 'B/s')}"]
+          if r.flash_bytes_per_cycle else []),
         f"  energy          {si(r.energy_pj * 1e-12, 'J')}   {r.pj_per_mac:.3g} pJ/MAC",
         *([f"  static power    {si(sum(r.static_power_mw.values()) * 1e-3, 'W')} (" + ", ".join(
             f"{k} {si(v * 1e-3, 'W')}" for k, v in r.static_power_mw.items()) + ")"] if r.static_power_mw else []),

@@ -40,6 +40,8 @@ class KernelResult:
     arithmetic_intensity: float  # macs / (DRAM read + write bytes): the roofline's x axis (0 without traffic)
     attained_macs_per_cycle: float  # macs / max(cycles, compute_cycles, dma_cycles): the roofline's y axis
     mapping: str                 # human-readable mapping
+    flash_read_bytes: int = 0    # weight bytes streamed from flash (then written into DRAM: in dram_write_bytes)
+    stall_flash_cycles: int = 0  # its engine idle, waiting for a load that waited for its flash read
 
 
 @dataclass(frozen=True, eq=False)
@@ -81,7 +83,15 @@ class SimResult:
     engine_busy: dict            # array | vector | dma -> busy fraction of the run
     memory_traffic: dict         # level -> {read_bytes, write_bytes, bandwidth_utilization}
     static_power_mw: dict = field(default_factory=dict)   # static | static.<component> -> mW (as energy_breakdown_pj)
+    flash_read_bytes: int = 0    # weights streamed from the flash level (0 without one)
+    flash_bytes_per_cycle: float = 0.0   # the flash level's bandwidth (0 without one)
     timeline: "Timeline | None" = field(default=None, compare=False, repr=False)   # only with timeline=True
+
+    @property
+    def flash_utilization(self) -> float:
+        """Flash bandwidth utilization: flash bytes / (cycles x flash bytes per cycle); 0 without a flash level."""
+        return self.flash_read_bytes / (self.cycles * self.flash_bytes_per_cycle) \
+            if self.cycles and self.flash_bytes_per_cycle else 0.0
 
     @property
     def pj_per_mac(self) -> float:
@@ -94,4 +104,5 @@ class SimResult:
         d.pop("timeline")
         d["kernels"] = [dict(asdict(k), ops=list(k.ops)) for k in self.kernels]
         d["pj_per_mac"] = self.pj_per_mac
+        d["flash_utilization"] = self.flash_utilization
         return d

@@ -15,6 +15,7 @@ from compiler.lowering import Contraction
 from compiler.schedule import Kernel, Schedule
 
 from .commands import ARRAY, VECTOR, TileCommands, build_program
+from .commands import flash_share as flash_share_of
 from .energy import (action_counts, by_component, dynamic_energy_pj, share_feeds, static_energy_pj,
                      static_power_components_mw)
 from .kernels.pipeline import CAUSES, run_tiles, run_tiles_py
@@ -47,17 +48,22 @@ def _check_size(schedule: Schedule, arch: ArchConfig) -> None:
                          f"{MAX_TILES:,}; use larger buffers or a smaller workload")
 
 
-def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, timeline: bool = False) -> SimResult:
+def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, timeline: bool = False,
+             flash_share: float | None = None) -> SimResult:
     """Run a schedule on an arch; `reference=True` uses the slow Python pipeline (for tests); `timeline=True`
-    keeps every tile's event times on the result (for traces and timeline plots)."""
+    keeps every tile's event times on the result (for traces and timeline plots); `flash_share`: the share of every
+    weight read from flash under a flash level's `weights: overflow` (None: the schedule's weights beyond the DRAM
+    capacity; sim/llm.py gives it from the model's sizes and the KV cache)."""
     if schedule.arch != arch.name:
         raise InputError(f"schedule was lowered for arch '{schedule.arch}', not '{arch.name}'")
     _check_size(schedule, arch)
-    prog = build_program(schedule, arch)
+    prog = build_program(schedule, arch, flash_share)
     run = run_tiles_py if reference else run_tiles
-    load_end, comp_start, comp_end, store_end, stall, cause = run(
+    flash = arch.flash
+    load_end, comp_start, comp_end, store_end, stall, cause, _ = run(
         prog.load_xfer, prog.store_xfer, prog.compute, prog.engine, prog.slots, prog.dep,
-        float(arch.offchip.latency_cycles))
+        float(arch.offchip.latency_cycles), prog.flash_xfer, prog.flash_gate,
+        float(flash.latency_cycles if flash else 0))
     ends = np.maximum(store_end, comp_end)
     last = prog.first_tile[1:] - 1
     kernel_end = np.ceil(np.maximum.accumulate(ends[last])).astype(np.int64)
@@ -72,7 +78,7 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
     dram_read = dram_write = 0
     for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel)):
         lo, hi = prog.first_tile[j], prog.first_tile[j + 1]
-        counts = action_counts(kernel, cmds, arch)
+        counts = action_counts(kernel, cmds, arch) + _flash_counts(cmds, arch)
         actions.update(counts)
         action_pj = dynamic_energy_pj(counts, arch, f"kernel '{kernel.name}'")
         comp = by_component(action_pj)
@@ -102,20 +108,33 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
         dram_read_bytes=dram_read, dram_write_bytes=dram_write, peak_macs_per_cycle=peak,
         offchip_bytes_per_cycle=bw, kernels=tuple(kernels),
         area_mm2=float(sum(area.values())), area_breakdown_mm2=area, static_power_mw=static_mw,
-        engine_busy=_engine_busy(prog, total_cycles),
+        engine_busy=_engine_busy(prog, total_cycles, flash is not None),
+        flash_read_bytes=int(sum(k.flash_read_bytes for k in kernels)),
+        flash_bytes_per_cycle=flash.bandwidth_bytes_per_cycle if flash else 0.0,
         memory_traffic=_memory_traffic(actions, arch, total_cycles),
         timeline=Timeline(prog.first_tile, prog.engine, prog.load_xfer, prog.store_xfer, load_end, comp_start,
                           comp_end, store_end, float(arch.offchip.latency_cycles),
                           tuple(k.name for k in schedule.kernels)) if timeline else None)
 
 
-def _engine_busy(prog, cycles: int) -> dict[str, float]:
-    """Fraction of the run each engine is busy: the array, the vector unit, the off-chip DMA channel."""
-    if not cycles:
-        return {"array": 0.0, "vector": 0.0, "dma": 0.0}
-    return {"array": float(prog.compute[prog.engine == ARRAY].sum()) / cycles,
-            "vector": float(prog.compute[prog.engine == VECTOR].sum()) / cycles,
-            "dma": float(prog.load_xfer.sum() + prog.store_xfer.sum()) / cycles}
+def _flash_counts(cmds: TileCommands, arch: ArchConfig) -> Counter:
+    """Energy actions of weights streamed from flash: the flash read, and the staging write into DRAM (the DRAM
+    read that follows is part of the tile's weight load, counted by action_counts)."""
+    moved = int(cmds.flash_bytes.sum())
+    if not moved:
+        return Counter()
+    return Counter({f"{arch.flash.name}.read_byte": moved, f"{arch.offchip.name}.write_byte": moved})
+
+
+def _engine_busy(prog, cycles: int, flash: bool = False) -> dict[str, float]:
+    """Fraction of the run each engine is busy: the array, the vector unit, the off-chip DMA channel (and the flash
+    channel when the arch has a flash level)."""
+    busy = {"array": float(prog.compute[prog.engine == ARRAY].sum()),
+            "vector": float(prog.compute[prog.engine == VECTOR].sum()),
+            "dma": float(prog.load_xfer.sum() + prog.store_xfer.sum())}
+    if flash:
+        busy["flash"] = float(prog.flash_xfer.sum())
+    return {k: v / cycles if cycles else 0.0 for k, v in busy.items()}
 
 
 def _memory_traffic(actions: Counter, arch: ArchConfig, cycles: int) -> dict[str, dict]:
@@ -129,17 +148,19 @@ def _memory_traffic(actions: Counter, arch: ArchConfig, cycles: int) -> dict[str
     return out
 
 
-def kernel_evaluator(arch: ArchConfig, timing: str, objective: str = "latency"):
+def kernel_evaluator(arch: ArchConfig, timing: str, objective: str = "latency", flash_share: float | None = None):
     """The objective of one kernel simulated alone (cycles, pJ or their product), for compiler.schedule.lower;
-    remembered per (loop nest, mapping, split, epilogue), so repeated layers and policies simulate once."""
+    remembered per (loop nest, mapping, split, epilogue, weights in flash), so repeated layers and policies
+    simulate once. `flash_share` as for simulate (weights: overflow)."""
     seen: dict = {}
 
     def evaluate(kernel: Kernel) -> float:
-        key = (kernel.work, kernel.mapping, kernel.split, kernel.epilogue)
+        alone = Kernel(kernel.name, kernel.ops, kernel.work, kernel.mapping, split=kernel.split,
+                       epilogue=kernel.epilogue)
+        share = flash_share_of(alone, arch, 0.0 if flash_share is None else flash_share)
+        key = (kernel.work, kernel.mapping, kernel.split, kernel.epilogue, share)
         if key not in seen:
-            alone = Kernel(kernel.name, kernel.ops, kernel.work, kernel.mapping, split=kernel.split,
-                           epilogue=kernel.epilogue)
-            r = simulate(Schedule("evaluate", arch.name, timing, (alone,)), arch)
+            r = simulate(Schedule("evaluate", arch.name, timing, (alone,)), arch, flash_share=flash_share or 0.0)
             seen[key] = {"latency": r.cycles, "energy": r.energy_pj, "edp": r.cycles * r.energy_pj}[objective]
         return seen[key]
     return evaluate
@@ -151,7 +172,8 @@ def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles:
     work = kernel.work
     busy = max(cycles, compute)              # span, or engine time when the kernel overlaps its predecessor
     active = max(busy, ceil(dma))            # ... or channel time when its loads were prefetched earlier
-    traffic = int(cmds.load_bytes.sum() + cmds.store_bytes.sum())
+    staged = int(cmds.flash_bytes.sum())     # weights from flash, written into DRAM before the tile loads them
+    traffic = int(cmds.load_bytes.sum() + cmds.store_bytes.sum()) + staged
     if isinstance(work, AttentionWork):
         qk = work.parts()[0]
         sr, sc, _ = spatial_dims(qk, kernel.mapping.dataflow)
@@ -177,12 +199,13 @@ def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles:
         cycles=cycles, compute_cycles=compute, stall_cycles=max(cycles - compute, 0), dma_cycles=ceil(dma),
         macs=work.macs, pe_utilization=work.macs / (busy * peak) if busy else 0.0,
         compute_utilization=work.macs / (compute * peak) if compute else 0.0, mapping_efficiency=eff,
-        bound=bound, dram_read_bytes=int(cmds.load_bytes.sum()), dram_write_bytes=int(cmds.store_bytes.sum()),
+        bound=bound, dram_read_bytes=int(cmds.load_bytes.sum()), dram_write_bytes=int(cmds.store_bytes.sum()) + staged,
         energy_pj=float(energy), tiles=int(cmds.compute.shape[0]), mapping=describe_mapping(kernel),
         sram_input_reads=a_r, sram_weight_reads=b_r, sram_output_writes=c_w,
         dram_input_read_bytes=int(cmds.input_bytes.sum()), dram_weight_read_bytes=int(cmds.weight_bytes.sum()),
         dram_output_write_bytes=int(cmds.store_bytes.sum()),
         stall_dram_cycles=waits["dram"], stall_dependency_cycles=waits["dependency"],
         stall_slot_cycles=waits["slot"], stall_order_cycles=waits["order"], sram_wait_cycles=int(sram_wait),
+        flash_read_bytes=staged, stall_flash_cycles=waits["flash"],
         arithmetic_intensity=work.macs / traffic if traffic else 0.0,
         attained_macs_per_cycle=work.macs / active if active else 0.0)

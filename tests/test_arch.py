@@ -11,7 +11,7 @@ from archs import tiny_arch_dict
 
 
 def test_presets_load_with_design_numbers():
-    assert preset_names() == ["edge-npu", "eyeriss", "gemmini", "tpu-v1", "tpu-v4"]
+    assert preset_names() == ["edge-npu", "eyeriss", "gemmini", "phone-npu", "tpu-v1", "tpu-v4"]
     v1 = load_arch("tpu-v1")
     assert (v1.array.rows, v1.array.cols, v1.array.dataflow) == (256, 256, "ws")
     assert v1.peak_macs_per_cycle * v1.clock_hz * 2 == pytest.approx(92e12, rel=0.01)      # 92 TOPS

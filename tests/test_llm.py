@@ -249,3 +249,51 @@ def test_load_workload_phases_and_defaults():
     assert decode.name == "gemma-2b.decode"
     assert decode.tensors["embed.tokens"].dtype == "bf16" and decode.tensors["layer0.k_cache"].dtype == "fp8"
     assert load_workload("llama2-7b", dtypes=(None, None, None)).name == "llama2-7b.prefill"   # all None: unset
+
+
+# ---------------------------------------------------------------- weights streamed from flash (seed 003)
+
+def gemma_decode_on_phone(weights: str):
+    """Gemma-2B (int8) decode at context 128 on phone-npu with its flash level's `weights` rule."""
+    from sim.llm import run_llm
+    arch = load_arch("phone-npu", [f"memory.ufs.weights={weights}"])
+    cfg = llm.GEMMA_2B
+    graph_for = lambda kind, size: llm.decoder_graph(cfg, phase=kind, dtypes="int8", context=size)  # noqa: E731
+    return arch, run_llm(graph_for, arch, CompileOptions(), "decode", 1, 128, 0, llm.weight_bytes(cfg, "int8"),
+                         llm.kv_cache_bytes_per_token(cfg, "int8"))
+
+
+def test_gemma_2b_mlp_in_flash_is_slower_by_the_flash_time_and_costs_its_energy():
+    arch, dram = gemma_decode_on_phone("none")
+    _, flash = gemma_decode_on_phone("mlp")
+    d, f = dram.decode[0].start, flash.decode[0].start
+    mlp_bytes = 18 * 3 * 2048 * 16384                       # gate, up, down per layer, int8 (whole 4 KiB blocks)
+    assert flash.flash_weight_bytes == mlp_bytes and dram.flash_weight_bytes == 0
+    assert f.flash_read_bytes == mlp_bytes and d.flash_read_bytes == 0
+    assert sum(k.flash_read_bytes for k in f.kernels if ".mlp." in k.name) == mlp_bytes
+    # staged through DRAM: written once from flash, then read by the tile loads as before
+    assert f.dram_read_bytes == d.dram_read_bytes and f.dram_write_bytes == d.dram_write_bytes + mlp_bytes
+    # flash-bound: slower than all-in-DRAM by about flash bytes / flash bandwidth (the DRAM-side time overlaps)
+    flash_s = mlp_bytes / 4.2e9
+    assert flash.tpot_s >= flash_s
+    assert abs((flash.tpot_s - dram.tpot_s) - flash_s) <= dram.tpot_s
+    assert f.flash_utilization > 0.9 and any(k.stall_flash_cycles for k in f.kernels)
+    # energy: the flash read (UFS 4.0 52.1 pJ/bit) and the staging write into DRAM, on top of the same DRAM reads
+    ufs, dram_w = (arch.energy.actions[a].pj for a in ("ufs.read_byte", "dram.write_byte"))
+    assert f.energy_breakdown_pj["ufs"] == pytest.approx(mlp_bytes * ufs)
+    assert f.energy_pj - d.energy_pj == pytest.approx(mlp_bytes * (ufs + dram_w), rel=1e-9)
+    assert flash.decode_pj_per_token > dram.decode_pj_per_token
+
+
+def test_weights_that_do_not_fit_dram_overflow_to_flash():
+    from sim.llm import place_weights
+    arch = load_arch("phone-npu")                             # weights: overflow, 8 GiB LPDDR5, 256 MiB staging
+    w, kv = llm.weight_bytes(llm.LLAMA2_7B, "bf16"), 128 * llm.kv_cache_bytes_per_token(llm.LLAMA2_7B, "bf16")
+    p = place_weights(arch, w, kv)
+    assert p.flash_bytes == w - (8 * 2**30 - kv - 256 * 2**20)
+    assert p.overflow_share == pytest.approx(p.flash_bytes / w)
+    assert place_weights(arch, llm.weight_bytes(llm.GEMMA_2B, "int8"), kv).flash_bytes == 0   # fits: no flash
+    with pytest.raises(InputError, match="memory.ufs.capacity_bytes"):
+        place_weights(load_arch("phone-npu", ["memory.ufs.capacity_bytes=1GiB"]), w, kv)
+    with pytest.raises(InputError, match="or set memory.ufs.weights"):
+        place_weights(load_arch("phone-npu", ["memory.ufs.weights=none"]), w, kv)

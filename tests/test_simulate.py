@@ -4,6 +4,7 @@ from __future__ import annotations
 import itertools
 from math import ceil
 
+import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -287,3 +288,108 @@ def test_same_mapping_more_bandwidth_never_slower_bigger_buffer_same_traffic(m, 
     # was read out of SRAM
     sram = base.memory_traffic["sram"]
     assert sram["write_bytes"] >= base.dram_read_bytes and sram["read_bytes"] >= base.dram_write_bytes
+
+
+# ---------------------------------------------------------------- bursts, on-chip latency, flash
+
+def arch_with(burst=1, sram_latency=0, flash=None, **kw):
+    """tiny_arch with a DRAM burst, an SRAM access latency, and optionally a flash level (a dict of its fields)."""
+    from arch import arch_from_dict
+
+    from archs import tiny_arch_dict
+    d = tiny_arch_dict(**kw)
+    d["memory"][0]["burst_bytes"] = burst
+    d["memory"][1]["latency_cycles"] = sram_latency
+    if flash is not None:
+        d["memory"].insert(0, dict({"name": "flash", "kind": "flash", "capacity_bytes": 1 << 34, "holds": ["weight"]},
+                                   **flash))
+        d["energy"]["actions"]["flash.read_byte"] = {"pj": 5.0, "source": "test"}
+    return arch_from_dict(d)
+
+
+@settings(max_examples=150, deadline=None)
+@given(tiled_contractions(), st.sampled_from([1, 4, 64]), st.booleans())
+def test_commands_add_up_to_closed_form_traffic_with_bursts(case, burst, b_is_param):
+    from dataclasses import replace
+    work, mapping = case
+    work = replace(work, b_is_param=b_is_param)
+    arch = arch_with(burst=burst)
+    cmds = contraction_commands(work, Kernel("k", ("k",), work, mapping), arch, "pipelined")
+    t = dram_traffic(work, mapping, arch.array.acc_dtype, burst)
+    assert (int(cmds.input_bytes.sum()), int(cmds.weight_bytes.sum()), int(cmds.psum_bytes.sum()),
+            int(cmds.store_bytes.sum())) == (t.input_read, t.weight_read, t.psum_read, t.output_write)
+    plain = dram_traffic(work, mapping, arch.array.acc_dtype)
+    assert t.read >= plain.read and t.write >= plain.write and (burst > 1 or t == plain)
+
+
+def test_bursts_round_each_contiguous_run_by_hand():
+    # M=3 N=16 K=5 int8, tiles m=3 n=8 k=5, 16-byte bursts. A: one tile spanning whole rows of K: one run of 15 B
+    # -> 16. B (weights, laid out by tile): 2 tiles of 40 B -> 48 each. C: 2 tiles of 3 rows x 8 B (n < N: one run
+    # per row) -> 3 x 16 each. Reads 16 + 96 = 112, writes 96 (byte-granular: 95 and 48).
+    work = Contraction(1, 3, 16, 5, "int8", "int8", "int8")
+    t = dram_traffic(work, Mapping("ws", 3, 8, 5, "mnk"), "int32", 16)
+    assert (t.input_read, t.weight_read, t.output_write) == (16, 96, 96)
+    kernel = Kernel("k", ("k",), work, Mapping("ws", 3, 8, 5, "mnk"))
+    from compiler.schedule import Schedule
+    r = simulate(Schedule("g", "tiny", "pipelined", (kernel,)), arch_with(burst=16))
+    assert (r.dram_read_bytes, r.dram_write_bytes) == (112, 96)
+
+
+@pytest.mark.parametrize("double, tiles_paying", [(True, "first"), (False, "all")])
+def test_sram_latency_is_paid_once_per_tile_fetch_hidden_by_double_buffering(double, tiles_paying):
+    # a compute-bound GEMM in several tiles: with double buffering the chain is first load -> back-to-back computes
+    # -> last store, so an SRAM latency L delays it by L (the first fetch); single-buffered every tile is a serial
+    # load -> compute -> store, and each tile's fetch adds L
+    L = 7
+    g = gemm(64, 64, 64)
+    runs = [run(g, arch_with(sram_latency=lat, bw=64, sram_bytes=12 << 10, double=double), mapper="naive")
+            for lat in (0, L)]
+    tiles = runs[0].kernels[0].tiles
+    assert tiles > 1
+    assert runs[1].cycles - runs[0].cycles == (L if tiles_paying == "first" else tiles * L)
+    assert runs[1].kernels[0].compute_cycles - runs[0].kernels[0].compute_cycles == runs[1].cycles - runs[0].cycles
+    # SCALE-Sim timing keeps its assumption that buffers always keep up
+    ss = [run(g, arch_with(sram_latency=lat, bw=64, sram_bytes=12 << 10, double=double), "scalesim", mapper="naive")
+          for lat in (0, L)]
+    assert ss[0].cycles == ss[1].cycles
+
+
+def test_one_gemm_tile_with_its_weights_in_flash():
+    # test_one_gemm_tile_that_fits with B (256 B) in flash at 2 B/cycle, latency 100: the flash read takes 128
+    # cycles and lands at 228; the DRAM load then moves A and B (768 B) plus the staging write of B (256 B) at
+    # 16 B/cycle: 64 cycles + 10 -> 302; compute 78 -> 380; store 512 B: 32 + 10 -> 422
+    arch = arch_with(latency=10, flash={"bandwidth_bytes_per_cycle": 2, "latency_cycles": 100, "weights": "all"})
+    r = run(gemm(32, 16, 16), arch, "pipelined", mapper="naive")
+    assert r.cycles == 128 + 100 + 64 + 10 + 78 + 32 + 10
+    assert r.flash_read_bytes == 256 and r.kernels[0].flash_read_bytes == 256
+    assert (r.dram_read_bytes, r.dram_write_bytes) == (768, 512 + 256)          # staging write counted in DRAM
+    assert r.energy_breakdown_pj["flash"] == 256 * 5.0
+    assert r.memory_traffic["flash"] == {"read_bytes": 256, "write_bytes": 0,
+                                         "bandwidth_utilization": pytest.approx(256 / 2 / r.cycles)}
+    assert r.flash_utilization == pytest.approx(256 / 2 / r.cycles)
+    assert r.kernels[0].stall_flash_cycles == 302 and r.engine_busy["flash"] == pytest.approx(128 / r.cycles)
+    assert run(gemm(32, 16, 16), arch, reference=True, mapper="naive").to_dict() == r.to_dict()
+    none = run(gemm(32, 16, 16), arch_with(latency=10, flash={"bandwidth_bytes_per_cycle": 2, "weights": "none"}),
+               mapper="naive")
+    assert none.cycles == 48 + 10 + 78 + 32 + 10 and none.flash_read_bytes == 0
+
+
+def test_flash_staging_limit_and_placement_rules():
+    from sim.commands import staging_gate, weights_in_flash
+    # 5 tiles of 100 B from flash into a 250 B staging buffer: tile i may start once tile i - 3 has loaded
+    assert list(staging_gate(np.array([100] * 5), 250)) == [-1, -1, 0, 1, 2]
+    assert list(staging_gate(np.array([100, 0, 300, 100]), 250)) == [-1, -1, 1, 2]     # too big: alone
+    assert list(staging_gate(np.array([100] * 3), None)) == [-1, -1, -1]
+    assert weights_in_flash("layer3.mlp.up", "mlp") and not weights_in_flash("layer3.attn.q", "mlp")
+    assert weights_in_flash("lm_head", "all") and not weights_in_flash("lm_head", "overflow")
+    assert weights_in_flash("layer1.attn.q", "layer1.*") and not weights_in_flash("layer10.attn.q", "layer1.*")
+
+
+def test_overflow_reads_the_same_share_of_every_weight_from_flash():
+    from compiler.schedule import Schedule
+    arch = arch_with(flash={"bandwidth_bytes_per_cycle": 2, "weights": "overflow"})
+    work = Contraction(1, 32, 64, 64, "int8", "int8", "int8")
+    kernel = Kernel("k", ("k",), work, Mapping("ws", 32, 16, 64, "mnk"))        # 4 weight tiles of 1 KiB
+    r = simulate(Schedule("g", "tiny", "pipelined", (kernel,)), arch, flash_share=0.25)
+    assert r.flash_read_bytes == 1024 and r.kernels[0].dram_weight_read_bytes == 4096
+    assert simulate(Schedule("g", "tiny", "pipelined", (kernel,)), arch).flash_read_bytes == 0   # 4 KiB fits DRAM

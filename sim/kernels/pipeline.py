@@ -1,7 +1,9 @@
-"""Tile pipeline: one DMA channel to off-chip memory, compute engines (array, vector), buffer slots, dependencies.
+"""Tile pipeline: a DMA channel to off-chip memory, a flash channel, compute engines (array, vector), buffer slots,
+dependencies.
 
 Each tile i loads `load_xfer[i]` cycles of data, computes `compute[i]` cycles on engine `engine[i]`, and stores
-`store_xfer[i]` cycles of data. Rules (the reference below states them one by one):
+`store_xfer[i]` cycles of data; weights that live in flash first stream `flash_xfer[i]` cycles over the flash channel
+into a staging buffer in DRAM. Rules (the reference below states them one by one):
   1. The DMA channel moves one transfer at a time; a transfer occupies it for its xfer cycles and its data is
      there `latency` cycles after it finishes streaming (latency overlaps later transfers). Zero-byte transfers
      take no time and do not use the channel.
@@ -12,8 +14,12 @@ Each tile i loads `load_xfer[i]` cycles of data, computes `compute[i]` cycles on
   4. Tile i's store may start when its compute has ended. Stores leave in tile order, loads in tile order.
   5. When both a load and a store could go next, the one that became ready first goes; a tie goes to the load.
   6. A tile's stall is how long its start lies past the later of its engine freeing and the previous tile's compute
-     ending; its cause is the constraint that set the start: its load (DRAM, or DEPENDENCY when that load waited
-     for a producer's store), the in-order issue (ORDER) or its output slot (SLOT).
+     ending; its cause is the constraint that set the start: its load (DRAM; DEPENDENCY when that load waited
+     for a producer's store; FLASH when it waited for its flash read), the in-order issue (ORDER) or its output slot
+     (SLOT).
+  7. The flash channel moves tile i's flash read (a transfer as in rule 1, with `flash_latency`) in tile order, once
+     its staging space is free: the DRAM load of tile flash_gate[i] has arrived (-1: at once). Tile i's DRAM load
+     may not start before its flash data has arrived. A zero-byte flash read arrives at time 0.
 Times are float64 cycles; callers round the end time up.
 """
 from __future__ import annotations
@@ -21,8 +27,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-NONE, DRAM, SLOT, DEPENDENCY, ORDER = 0, 1, 2, 3, 4
-CAUSES = ("none", "dram", "slot", "dependency", "order")
+NONE, DRAM, SLOT, DEPENDENCY, ORDER, FLASH = 0, 1, 2, 3, 4, 5
+CAUSES = ("none", "dram", "slot", "dependency", "order", "flash")
 
 
 @njit(cache=True)
@@ -35,21 +41,25 @@ def _transfer(ready, xfer, dma_free, latency):
 
 
 @njit(cache=True)
-def run_tiles(load_xfer, store_xfer, compute, engine, slots, dep, latency):
-    """Simulate the tile pipeline; returns (load_end, compute_start, compute_end, store_end, stall, cause) arrays."""
+def run_tiles(load_xfer, store_xfer, compute, engine, slots, dep, latency, flash_xfer, flash_gate, flash_latency):
+    """Simulate the tile pipeline; returns (load_end, compute_start, compute_end, store_end, stall, cause, flash_end)
+    arrays."""
     n = load_xfer.shape[0]
     load_end = np.zeros(n)
     comp_start = np.zeros(n)
     comp_end = np.zeros(n)
     store_end = np.zeros(n)
+    flash_end = np.zeros(n)
     stall = np.zeros(n)
     cause = np.zeros(n, dtype=np.int64)
-    load_dep = np.zeros(n, dtype=np.bool_)
+    load_why = np.full(n, DRAM, dtype=np.int64)
     engine_free = np.zeros(8)
     dma_free = 0.0
+    flash_free = 0.0
     nl = 0
     nc = 0
     ns = 0
+    nf = 0
     while ns < n:
         # Rule 3: issue every compute whose load has arrived and whose output slot is free.
         while nc < n and nc < nl and nc - slots[nc] < ns:
@@ -58,7 +68,7 @@ def run_tiles(load_xfer, store_xfer, compute, engine, slots, dep, latency):
             why = NONE
             if load_end[nc] > t:
                 t = load_end[nc]
-                why = DEPENDENCY if load_dep[nc] else DRAM
+                why = load_why[nc]
             if nc > 0 and comp_start[nc - 1] > t:
                 t = comp_start[nc - 1]
                 why = ORDER
@@ -76,19 +86,29 @@ def run_tiles(load_xfer, store_xfer, compute, engine, slots, dep, latency):
             comp_end[nc] = t + compute[nc]
             engine_free[e] = comp_end[nc]
             nc += 1
+        # Rule 7: flash reads whose staging space is known to be free, in tile order.
+        while nf < n and flash_gate[nf] < nl:
+            if flash_xfer[nf] > 0.0:
+                g = flash_gate[nf]
+                flash_end[nf], flash_free = _transfer(load_end[g] if g >= 0 else 0.0, flash_xfer[nf], flash_free,
+                                                      flash_latency)
+            nf += 1
         # Rule 2: is the next load's readiness known, and when is it ready?
         load_ok = False
         ready_l = 0.0
         if nl < n:
             j = nl - slots[nl]
             d = dep[nl]
-            if (j < 0 or j < nc) and (d < 0 or d < ns):
+            if (j < 0 or j < nc) and (d < 0 or d < ns) and nl < nf:
                 load_ok = True
                 if j >= 0:
                     ready_l = comp_end[j]
                 if d >= 0 and store_end[d] > ready_l:
                     ready_l = store_end[d]
-                    load_dep[nl] = True
+                    load_why[nl] = DEPENDENCY
+                if flash_end[nl] > ready_l:
+                    ready_l = flash_end[nl]
+                    load_why[nl] = FLASH
         store_ok = ns < nc
         ready_s = comp_end[ns] if store_ok else 0.0
         if not load_ok and not store_ok:
@@ -100,24 +120,31 @@ def run_tiles(load_xfer, store_xfer, compute, engine, slots, dep, latency):
         else:
             store_end[ns], dma_free = _transfer(ready_s, store_xfer[ns], dma_free, latency)
             ns += 1
-    return load_end, comp_start, comp_end, store_end, stall, cause
+    return load_end, comp_start, comp_end, store_end, stall, cause, flash_end
 
 
-def run_tiles_py(load_xfer, store_xfer, compute, engine, slots, dep, latency):
+def run_tiles_py(load_xfer, store_xfer, compute, engine, slots, dep, latency, flash_xfer, flash_gate, flash_latency):
     """Slow reference of run_tiles: an explicit event loop over named queues, one rule at a time."""
     n = len(load_xfer)
-    loads, computes, stores = {}, {}, {}            # tile -> end time (computes: (start, end))
-    waited_for_producer, stalls = set(), {}         # loads held back by a producer; tile -> (stall, cause)
+    loads, computes, stores, flashes = {}, {}, {}, {}   # tile -> end time (computes: (start, end))
+    load_cause, stalls = {}, {}                     # what held each load back last; tile -> (stall, cause)
     engine_free = {}
-    channel_free = 0.0
+    channel_free = {"dma": 0.0, "flash": 0.0}
 
-    def transfer(ready, xfer):
-        nonlocal channel_free
+    def transfer(ready, xfer, channel="dma", lat=latency):
         if xfer == 0.0:
             return ready                              # rule 1: nothing to move
-        start = max(ready, channel_free)
-        channel_free = start + xfer
-        return channel_free + latency
+        start = max(ready, channel_free[channel])
+        channel_free[channel] = start + xfer
+        return channel_free[channel] + lat
+
+    def issue_flash_reads():
+        # rule 7: in tile order, each once the DRAM load of its gate tile has arrived (its staging space is free)
+        while len(flashes) < n and (flash_gate[len(flashes)] < 0 or flash_gate[len(flashes)] in loads):
+            i = len(flashes)
+            gate = flash_gate[i]
+            flashes[i] = transfer(loads[gate] if gate >= 0 else 0.0, flash_xfer[i], "flash", flash_latency) \
+                if flash_xfer[i] > 0.0 else 0.0
 
     def compute_ready(i):
         slot_tile = i - slots[i]
@@ -125,21 +152,26 @@ def run_tiles_py(load_xfer, store_xfer, compute, engine, slots, dep, latency):
 
     def load_ready(i):
         slot_tile, producer = i - slots[i], dep[i]
-        known = (slot_tile < 0 or slot_tile in computes) and (producer < 0 or producer in stores)
+        known = (slot_tile < 0 or slot_tile in computes) and (producer < 0 or producer in stores) and i in flashes
         if not known:
             return None
-        slot_free = computes[slot_tile][1] if slot_tile >= 0 else 0.0
-        if producer >= 0 and stores[producer] > slot_free:
-            waited_for_producer.add(i)
-            return stores[producer]
-        return slot_free
+        # the constraints in rule 6's order; the last one strictly above the rest names the cause
+        held = [(computes[slot_tile][1] if slot_tile >= 0 else 0.0, DRAM)]
+        if producer >= 0:
+            held.append((stores[producer], DEPENDENCY))
+        held.append((flashes[i], FLASH))
+        ready, load_cause[i] = held[0]
+        for t, c in held[1:]:
+            if t > ready:
+                ready, load_cause[i] = t, c
+        return ready
 
     while len(stores) < n:
         while len(computes) < n and compute_ready(len(computes)):
             i = len(computes)
             free = engine_free.get(engine[i], 0.0)
             # constraints in the order rule 6 ranks them; the last one strictly above the rest sets the start
-            held = [(loads[i], DEPENDENCY if i in waited_for_producer else DRAM)]
+            held = [(loads[i], load_cause[i])]
             if i > 0:
                 held.append((computes[i - 1][0], ORDER))
             if i - slots[i] >= 0:
@@ -152,6 +184,7 @@ def run_tiles_py(load_xfer, store_xfer, compute, engine, slots, dep, latency):
             stalls[i] = (start - base, why) if start > base else (0.0, NONE)
             computes[i] = (start, start + compute[i])
             engine_free[engine[i]] = start + compute[i]
+        issue_flash_reads()
         next_load, next_store = len(loads), len(stores)
         ready_l = load_ready(next_load) if next_load < n else None
         ready_s = computes[next_store][1] if next_store in computes else None
@@ -164,4 +197,5 @@ def run_tiles_py(load_xfer, store_xfer, compute, engine, slots, dep, latency):
     order = range(n)
     return (np.array([loads[i] for i in order]), np.array([computes[i][0] for i in order]),
             np.array([computes[i][1] for i in order]), np.array([stores[i] for i in order]),
-            np.array([stalls[i][0] for i in order]), np.array([stalls[i][1] for i in order], dtype=np.int64))
+            np.array([stalls[i][0] for i in order]), np.array([stalls[i][1] for i in order], dtype=np.int64),
+            np.array([flashes[i] for i in order], dtype=np.float64))
