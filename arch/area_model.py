@@ -84,7 +84,7 @@ def area_mm2(arch: ArchConfig) -> dict[str, float]:
     per_mib = spec.sram_mm2_per_mib or sram_mm2_per_mib(spec.node_nm)
     lane = spec.vector_lane_mm2 or vector_lane_mm2(spec.node_nm)
     out = {"array": pe * a.rows * a.cols * a.count * n}
-    for lv in arch.onchip:
-        out[lv.name] = per_mib * lv.capacity_bytes / 2**20 * (1 if lv.shared else n)
+    for lv in arch.onchip + ((arch.cache,) if arch.cache else ()):
+        out[lv.name] = per_mib * lv.capacity_bytes / 2**20 * (1 if lv.shared or lv.kind == "cache" else n)
     out["vector"] = lane * arch.vector.lanes * n
     return out

@@ -6,7 +6,7 @@ from typing import Literal
 
 Dataflow = Literal["ws", "os", "is"]
 TimingMode = Literal["pipelined", "scalesim"]
-MemKind = Literal["offchip", "sram", "flash"]
+MemKind = Literal["offchip", "sram", "flash", "cache"]
 Operand = Literal["input", "weight", "output"]
 
 # Bytes per element of each data type the model knows.
@@ -123,11 +123,19 @@ class ArchConfig:
     description: str = ""
     cores: int = 1                   # identical cores; private levels are per core, shared levels are split
     area: AreaTable | None = None    # node (and overrides) for area; None: the arch reports no area
+    kernel_overhead_cycles: int = 0  # fixed start cost of every kernel (a GPU's launch, ramp and tail), fitted
 
     @property
     def offchip(self) -> MemLevel:
         """The off-chip working memory (DRAM/HBM): the first level of kind offchip."""
         return next(lv for lv in self.memory if lv.kind == "offchip")
+
+    @property
+    def cache(self) -> MemLevel | None:
+        """The hardware-managed cache between off-chip memory and the cores (kind cache, e.g. a GPU's L2), or None:
+        it holds no tiles; it serves lockstep cores' duplicate loads once and later kernels' reads of recent tensors
+        (compiler/residency.py, cache_hits)."""
+        return next((lv for lv in self.memory if lv.kind == "cache"), None)
 
     @property
     def flash(self) -> MemLevel | None:
@@ -155,7 +163,8 @@ class ArchConfig:
     def per_core(self, reserve_bytes: int = 0) -> "ArchConfig":
         """The share of the chip one core sees for its tiles: shared on-chip levels and the off-chip bandwidth
         divided among the cores (bandwidth shared fairly), private levels whole, and `reserve_bytes` of the
-        activation level taken by activations kept on chip between kernels. The mapping search tiles for this."""
+        activation level taken by activations kept on chip between kernels (chip-wide bytes: a private level gives
+        up each core's share of them). The mapping search tiles for this."""
         if self.cores == 1 and not reserve_bytes:
             return self
         n = self.cores
@@ -164,7 +173,8 @@ class ArchConfig:
         def view(lv: MemLevel) -> MemLevel:
             if lv.kind in ("offchip", "flash"):
                 return replace(lv, bandwidth_bytes_per_cycle=lv.bandwidth_bytes_per_cycle / n)
-            capacity = lv.capacity_bytes - (reserve_bytes if lv.name == keeper else 0)
+            taken = reserve_bytes if lv.shared else -(-reserve_bytes // n)
+            capacity = lv.capacity_bytes - (taken if lv.name == keeper else 0)
             if lv.shared:
                 return replace(lv, capacity_bytes=capacity // n, bandwidth_bytes_per_cycle=lv.bandwidth_bytes_per_cycle / n)
             return replace(lv, capacity_bytes=capacity)

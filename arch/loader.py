@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import types
 import typing
 from importlib import resources
@@ -17,6 +18,13 @@ from .units import parse_bytes, parse_bytes_per_s, parse_hz
 
 MAX_ARRAY_DIM = 65536          # rows or cols beyond this are surely a typo
 MAX_CAPACITY_BYTES = 2**50     # 1 PiB
+# Ranges that keep every derived number finite and every cycle count within 64 bits (tests/test_numeric_safety.py)
+MAX_CLOCK_HZ = 1e15
+BANDWIDTH_RANGE = (1e-12, 1e15)  # bytes per cycle
+MAX_LATENCY_CYCLES = 2**32
+MAX_PJ = 1e12                  # per action; 1 J
+MAX_MW = 1e12                  # static power; 1 GW
+_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")   # YAML 1.1 reads 1e-9 as a string
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -104,6 +112,8 @@ def _convert(value, tp, path: str, field_name: str, errors: list):
             return 0
         return value
     if tp is float:
+        if isinstance(value, str) and _NUMBER.match(value):
+            value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             errors.append((path, f"expected a number, got {value!r}"))
             return 0.0
@@ -205,6 +215,8 @@ def validate(arch: ArchConfig) -> list[tuple[str, str]]:
     errors = []
     if not arch.clock_hz > 0:
         errors.append(("clock_hz", f"must be > 0, got {arch.clock_hz:g}"))
+    elif not 1 <= arch.clock_hz <= MAX_CLOCK_HZ:
+        errors.append(("clock_hz", f"must be between 1 Hz and {MAX_CLOCK_HZ:g} Hz, got {arch.clock_hz:g}"))
     for fname in ("rows", "cols", "count", "macs_per_pe_cycle"):
         v = getattr(arch.array, fname)
         if not 1 <= v <= MAX_ARRAY_DIM:
@@ -215,6 +227,12 @@ def validate(arch: ArchConfig) -> list[tuple[str, str]]:
             errors.append((f"vector.{fname}", f"must be between 1 and {MAX_ARRAY_DIM}, got {v}"))
     if arch.energy.static_mw_per_mm2 and arch.area is None:
         errors.append(("energy.static_mw_per_mm2", "needs an area section (area.node_nm) to know the mm^2"))
+    for fname in ("static_mw", "static_mw_per_mm2"):
+        if not getattr(arch.energy, fname) < 0 and not getattr(arch.energy, fname) <= MAX_MW:   # NaN too
+            errors.append((f"energy.{fname}", f"must be between 0 and {MAX_MW:g}, got {getattr(arch.energy, fname):g}"))
+    for action, entry in arch.energy.actions.items():
+        if not 0 <= entry.pj <= MAX_PJ:
+            errors.append((f"energy.actions.{action}.pj", f"must be between 0 and {MAX_PJ:g} pJ, got {entry.pj:g}"))
     if arch.energy.static_mw < 0 or arch.energy.static_mw_per_mm2 < 0:
         errors.append(("energy.static_mw", "static power must be >= 0"))
     components = ["array", "vector"] + [lv.name for lv in arch.memory]
@@ -230,10 +248,12 @@ def validate(arch: ArchConfig) -> list[tuple[str, str]]:
     if arch.area is not None:
         for fname in ("node_nm", "pe_mm2", "sram_mm2_per_mib", "vector_lane_mm2"):
             v = getattr(arch.area, fname)
-            if v < 0 or (fname == "node_nm" and v == 0):
+            if not 0 <= v < float("inf") or (fname == "node_nm" and v == 0):
                 errors.append((f"area.{fname}", f"must be {'>' if fname == 'node_nm' else '>='} 0, got {v:g}"))
     if not 1 <= arch.cores <= 4096:
         errors.append(("cores", f"must be between 1 and 4096, got {arch.cores}"))
+    if not 0 <= arch.kernel_overhead_cycles <= MAX_LATENCY_CYCLES:
+        errors.append(("kernel_overhead_cycles", f"must be between 0 and 2**32, got {arch.kernel_overhead_cycles}"))
     if len(arch.memory) < 2:
         errors.append(("memory", "needs an off-chip level followed by at least one on-chip level"))
         return errors
@@ -249,8 +269,12 @@ def validate(arch: ArchConfig) -> list[tuple[str, str]]:
     for lv in rest:
         if lv.kind == "flash":
             errors.append((f"memory.{lv.name}.kind", "a flash level must be the first (outermost) level"))
-        elif lv.kind != "sram":
-            errors.append((f"memory.{lv.name}.kind", "only the first level may be offchip; allowed here: sram"))
+        elif lv.kind not in ("sram", "cache"):
+            errors.append((f"memory.{lv.name}.kind", "only the first level may be offchip; allowed here: sram, "
+                                                       "cache"))
+    caches = [lv.name for lv in arch.memory if lv.kind == "cache"]
+    if len(caches) > 1:
+        errors.append((f"memory.{caches[1]}.kind", f"at most one cache level (already: {caches[0]})"))
     errors += _flash_and_burst_errors(arch)
     for lv in arch.memory:
         p = f"memory.{lv.name}"
@@ -258,6 +282,12 @@ def validate(arch: ArchConfig) -> list[tuple[str, str]]:
             errors.append((f"{p}.capacity_bytes", f"must be between 1 and 2**50, got {lv.capacity_bytes}"))
         if not lv.bandwidth_bytes_per_cycle > 0:
             errors.append((f"{p}.bandwidth_bytes_per_cycle", f"must be > 0, got {lv.bandwidth_bytes_per_cycle:g}"))
+        elif not BANDWIDTH_RANGE[0] <= lv.bandwidth_bytes_per_cycle <= BANDWIDTH_RANGE[1]:
+            errors.append((f"{p}.bandwidth_bytes_per_cycle", f"must be between {BANDWIDTH_RANGE[0]:g} and "
+                                                             f"{BANDWIDTH_RANGE[1]:g} bytes/cycle, got "
+                                                             f"{lv.bandwidth_bytes_per_cycle:g}"))
+        if lv.latency_cycles > MAX_LATENCY_CYCLES:
+            errors.append((f"{p}.latency_cycles", f"must be between 0 and 2**32, got {lv.latency_cycles}"))
         if lv.latency_cycles < 0:
             errors.append((f"{p}.latency_cycles", f"must be >= 0, got {lv.latency_cycles}"))
         if lv.resident_fraction and (lv.kind != "sram" or "input" not in lv.holds):
@@ -285,7 +315,7 @@ def _flash_and_burst_errors(arch: ArchConfig) -> list[tuple[str, str]]:
         p = f"memory.{lv.name}"
         if not 1 <= lv.burst_bytes <= MAX_BURST_BYTES:
             errors.append((f"{p}.burst_bytes", f"must be between 1 and {MAX_BURST_BYTES}, got {lv.burst_bytes}"))
-        elif lv.kind == "sram" and lv.burst_bytes != 1:
+        elif lv.kind in ("sram", "cache") and lv.burst_bytes != 1:
             errors.append((f"{p}.burst_bytes", "bursts apply to off-chip and flash levels; leave it at 1 on chip"))
         if lv.kind != "flash":
             for fname, default in (("weights", "overflow"), ("staging_bytes", None)):

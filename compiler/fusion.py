@@ -339,13 +339,17 @@ def attention_tile_compute(work: AttentionWork, mapping: AttentionMapping, arch,
     from .cost import compute_cycles, extents
     eq, ek = extents(work.sq, mapping.block_q), extents(work.skv, mapping.block_kv)
     df = mapping.dataflow
-    lanes = arch.vector.lanes * arch.vector.ops_per_lane_cycle * arch.cores
+    # tiles run on p cores in lockstep: heads and q blocks are independent, and kv blocks split across cores
+    # with a final rescale-and-sum as flash-decoding does when heads and q blocks are fewer than the cores
+    p = min(arch.cores, work.g * eq.size * ek.size)
+    core = arch.per_core() if arch.cores > 1 else arch
+    lanes = arch.vector.lanes * arch.vector.ops_per_lane_cycle * p
     def block(bq: int, bkv: int) -> int:
         qk = Contraction(1, bq, bkv, work.d, work.dtype, work.dtype, work.dtype, b_is_param=False)
         pv = Contraction(1, bq, work.dv, bkv, work.dtype, work.dtype, work.dtype, b_is_param=False)
-        array = compute_cycles(qk, arch, df, timing, qk.m) + compute_cycles(pv, arch, df, timing, pv.m)
+        array = compute_cycles(qk, core, df, timing, qk.m) + compute_cycles(pv, core, df, timing, pv.m)
         ops = (SOFTMAX_OPS + work.score_ops) * bq * bkv + RESCALE_OPS * bq * work.dv
-        return max(array, -(-ops // lanes))
+        return max(-(-array // p), -(-ops // lanes))
     cost = {(int(a), int(b)): block(int(a), int(b)) for a in set(eq) for b in set(ek)}   # <= 4 distinct blocks
     per = np.array([[cost[int(a), int(b)] for b in ek] for a in eq], dtype=np.int64)
     return np.tile(per.ravel(), work.g)

@@ -5,12 +5,21 @@ the level at that point (the bytes live while it runs, rounded up to 1/16 of the
 Walking the kernels in order, a kernel's output stays on chip when it fits beside the tensors already kept and is
 not a graph output; its consumers then read it from SRAM, and it is dropped after its last consumer. Nothing is
 ever evicted early, so a kept tensor never needs writing back. Weights and graph inputs always come from DRAM.
+
+A hardware cache (a level of kind `cache`, e.g. a GPU's L2) works under every fusion policy instead: it is
+write-back and write-allocate, so every output is still written to DRAM (eventually), but a later read of a tensor
+hits when the tensor is still in the cache by LRU: its size plus the bytes of all distinct tensors touched since
+its last use fit the capacity (Mattson et al.'s stack distance, whole tensors at a time: a tensor that does not
+fit in whole never hits, as a streaming LRU scan gets no hits).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from arch.config import ArchConfig
+from arch.config import OPERANDS, ArchConfig
+
+from .cost import Traffic, dram_traffic
+from .lowering import Contraction
 
 from .fusion import KernelSpec
 from .ir import Graph
@@ -24,6 +33,7 @@ class Residency:
     b: bool = False
     extra_bytes: int = 0
     out: bool = False
+    from_cache: bool = False     # the replaced reads are hits in a hardware cache (still counted as its reads)
 
 
 NONE = Residency()
@@ -68,3 +78,66 @@ def keep_on_chip(specs: list[KernelSpec], graph: Graph, arch: ArchConfig) -> tup
                 live.pop(t, None)
         plan.append(Residency(a, b, extra, out))
     return plan, held
+
+
+def cache_hits(specs: list[KernelSpec], graph: Graph, arch: ArchConfig) -> list[Residency]:
+    """For each kernel, which reads hit in the arch's hardware cache (LRU stack distance over whole tensors); the
+    output is always stored (write-back). All misses when the arch has no cache level."""
+    cache = arch.cache
+    if cache is None:
+        return [NONE] * len(specs)
+    size = {name: t.nbytes for name, t in graph.tensors.items()}
+    kind = {name: "weight" if t.is_param else "input" for name, t in graph.tensors.items()}
+    recent: dict[str, int] = {}          # tensors by last use, oldest first (dicts keep insertion order)
+
+    def hit(t: str) -> bool:
+        if t not in recent or kind[t] not in cache.holds:
+            return False
+        newer = list(recent)[list(recent).index(t) + 1:]
+        return size[t] + sum(recent[u] for u in newer) <= cache.capacity_bytes
+
+    def touch(t: str) -> None:
+        recent.pop(t, None)
+        recent[t] = size[t]
+
+    plan = []
+    for k in specs:
+        by_role: dict[str, list[str]] = {}
+        for t, role in k.reads:
+            by_role.setdefault(role, []).append(t)
+        a = bool(by_role.get("a")) and all(hit(t) for t in by_role["a"])
+        b = bool(by_role.get("b")) and all(hit(t) for t in by_role["b"])
+        extra = sum(size[t] for t in by_role.get("extra", []) if hit(t))
+        for t, _ in k.reads:
+            touch(t)
+        touch(k.output)
+        plan.append(Residency(a, b, extra, False, True) if (a or b or extra) else NONE)
+    return plan
+
+
+def cache_traffic(work: Contraction, arch: ArchConfig, timing: str) -> Traffic | None:
+    """DRAM traffic of a whole contraction behind the arch's cache: the best tiling of the unsplit contraction with
+    the cache as its one buffer (tiles double-buffered in its capacity), as if the cache's contents were chosen
+    by the kernel's tile order (a GPU rasterizes its thread blocks for this). The cores' own tilings then decide
+    only the traffic between the cache and them. None without a cache."""
+    from .mapper import search         # the mapper imports this module's users: import when needed
+    cache = arch.cache
+    if cache is None:
+        return None
+    key = (work, arch.array, arch.vector, arch.memory, arch.clock_hz, timing)
+    if key not in _CACHE_TRAFFIC:
+        _CACHE_TRAFFIC[key] = _cache_traffic(work, arch, timing)
+    return _CACHE_TRAFFIC[key]
+
+
+_CACHE_TRAFFIC: dict[tuple, Traffic] = {}
+
+
+def _cache_traffic(work: Contraction, arch: ArchConfig, timing: str) -> Traffic:
+    """cache_traffic, uncached."""
+    from .mapper import search
+    cache = arch.cache
+    level = replace(cache, kind="sram", shared=False, holds=OPERANDS, resident_fraction=0.0, double_buffered=True)
+    whole = replace(arch, cores=1, memory=(arch.offchip, level))
+    mapping = search(work, whole, timing, "energy").mapping
+    return dram_traffic(work, mapping, arch.array.acc_dtype, arch.offchip.burst_bytes)

@@ -13,7 +13,7 @@ from .ir import Graph
 from .fusion import AttentionMapping, AttentionWork, Epilogue, KernelSpec, attention_mapping, group_ops
 from .lowering import Contraction, LoopNest, VectorWork
 from .mapper import search
-from .residency import NONE, Residency, keep_on_chip
+from .residency import NONE, Residency, cache_hits, keep_on_chip
 from .tiling import VectorMapping, fits, footprint, naive_mapping, vector_mapping
 
 TIMING_MODES = ("pipelined", "scalesim")
@@ -30,7 +30,7 @@ class Kernel:
     chosen_by: str = ""             # pinned | search | simulator | naive | vector: how the mapping was decided
     split: str = ""                 # m | n: the loop divided among cores ("" on one core); mapping is per core
     epilogue: Epilogue | None = None  # elementwise ops fused onto a contraction's drain
-    residency: Residency = NONE      # transfers an on-chip copy replaces (--fusion full, resident_bytes)
+    residency: Residency = NONE      # transfers an on-chip copy (--fusion full) or a cache hit replaces
 
     def shares(self, cores: int) -> list[tuple[Contraction, int]]:
         """(per-core contraction, how many cores run it): the split loop cut into near-equal parts."""
@@ -190,6 +190,8 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     specs = list(grouping.kernels)
     plan, held = keep_on_chip(specs, graph, arch) if options.fusion == "full" else ([NONE] * len(specs), None)
     kernels = map_kernels(specs, arch, options, timing, evaluate, held)
+    # a hardware cache (any policy) serves the reads an on-chip copy does not (compiler/residency.py)
+    plan = [kept if kept != NONE else hit for kept, hit in zip(plan, cache_hits(specs, graph, arch))]
     kernels = [replace(k, residency=r) for k, r in zip(kernels, plan)]
     if not kernels:
         raise InputError(f"workload {graph.name}: nothing to run (the graph has only views)")

@@ -12,6 +12,7 @@ from compiler.cost import (LOOPS, a_runs, a_tile_bytes, b_runs, burst_bytes, c_r
                            streamed_loop, trip_counts)
 from compiler.fusion import AttentionWork, attention_tile_compute, attention_traffic
 from compiler.lowering import Contraction, VectorWork
+from compiler.residency import cache_traffic
 from compiler.schedule import Kernel, Schedule
 
 ARRAY, VECTOR = 0, 1
@@ -39,6 +40,8 @@ def split_total(total: int, weights: np.ndarray) -> np.ndarray:
     """Integers proportional to `weights` that add up to exactly `total` (cumulative floor)."""
     cum = np.cumsum(weights, dtype=np.float64)
     marks = np.floor(total * cum / cum[-1] + 1e-9).astype(np.int64)
+    # above 2**53 the float marks round; one may land past `total`, which would make the last part negative
+    marks = np.minimum(marks, total)
     marks[-1] = total
     return np.diff(marks, prepend=0)
 
@@ -121,14 +124,35 @@ def attention_commands(work: AttentionWork, kernel: Kernel, arch: ArchConfig, ti
     res = kernel.residency
     q_read = (0 if res.a else q_read - work.extra_read_bytes) + max(work.extra_read_bytes - res.extra_bytes, 0)
     kv_read, o_write = (0 if res.b else kv_read), (0 if res.out else o_write)
+    cache = arch.cache
+    if cache is not None and kv_read:
+        # behind a cache, the other q blocks of a head re-read its K and V as hits when they fit beside each other
+        once = attention_traffic(work, work.sq)[1]
+        if 2 * once // max(work.g, 1) <= cache.capacity_bytes:
+            kv_read = min(kv_read, once)
     zeros = np.zeros(qi.shape[0], dtype=np.int64)
     compute = attention_tile_compute(work, m, arch, timing)
     levels = {arch.home(o).double_buffered for o in ("input", "weight", "output")}
     burst = arch.offchip.burst_bytes          # runs: a Q block, a K and a V block, an O block, each contiguous
-    return TileCommands(burst_bytes(split_total(q_read, np.where(first, eq[qi], 0).astype(np.float64)), 1, burst),
+    cmds = TileCommands(burst_bytes(split_total(q_read, np.where(first, eq[qi], 0).astype(np.float64)), 1, burst),
                         burst_bytes(split_total(kv_read, ek[ki].astype(np.float64)), 2, burst), zeros,
                         burst_bytes(split_total(o_write, np.where(last, eq[qi], 0).astype(np.float64)), 1, burst),
                         compute, ARRAY, 2 if levels == {True} else 1, zeros)
+    p = min(arch.cores, qi.shape[0])
+    return lockstep(cmds, p) if p > 1 else cmds
+
+
+def lockstep(cmds: TileCommands, p: int) -> TileCommands:
+    """Tiles that p cores run side by side as one step each: bytes and compute shares of p consecutive tiles added
+    (attention_tile_compute gives each tile its 1/p share of a step), so a step's transfers pay latency once."""
+    n = cmds.compute.shape[0]
+    steps = -(-n // p)
+    def fold(a):
+        a = np.asarray(a)
+        return np.pad(a, (0, steps * p - n)).reshape(steps, p).sum(axis=1).astype(a.dtype)
+    return replace(cmds, input_bytes=fold(cmds.input_bytes), weight_bytes=fold(cmds.weight_bytes),
+                   psum_bytes=fold(cmds.psum_bytes), store_bytes=fold(cmds.store_bytes), compute=fold(cmds.compute),
+                   flash_bytes=fold(cmds.flash_bytes))
 
 
 def vector_commands(work: VectorWork, kernel: Kernel, arch: ArchConfig) -> TileCommands:
@@ -143,9 +167,11 @@ def vector_commands(work: VectorWork, kernel: Kernel, arch: ArchConfig) -> TileC
     read = max(work.read_bytes - res.extra_bytes, 0)
     write = 0 if res.out else work.write_bytes
     burst = arch.offchip.burst_bytes          # a tile's slice of the tensors: taken as one contiguous run each way
-    return TileCommands(burst_bytes(split_total(read, elems), 1, burst), zeros, zeros,
+    cmds = TileCommands(burst_bytes(split_total(read, elems), 1, burst), zeros, zeros,
                         burst_bytes(split_total(write, elems), 1, burst),
                         split_total(total_cycles, elems), VECTOR, 2 if level.double_buffered else 1, zeros)
+    p = min(arch.cores, elems.shape[0])     # every core takes a slice per step (total_cycles counts all lanes)
+    return lockstep(cmds, p) if p > 1 else cmds
 
 
 def kernel_commands(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: float = 0.0) -> TileCommands:
@@ -163,8 +189,32 @@ def kernel_commands(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: 
                  for share, n in kernel.shares(arch.cores)]
         # splitting m gives every core the same B tiles, splitting n the same A tiles: a shared level loads them once
         duplicated = {"m": "weight", "n": "input"}[kernel.split]
-        cmds = combine_cores(parts, duplicated if arch.home(duplicated).shared else None)
+        cmds = combine_cores(parts, duplicated if loaded_once(arch, duplicated) else None)
+    if arch.cache is not None and isinstance(kernel.work, Contraction):
+        cmds = through_cache(cmds, kernel, arch, timing)
     return cmds if timing == "scalesim" else with_access_latency(cmds, kernel, arch)
+
+
+def through_cache(cmds: TileCommands, kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:
+    """A contraction behind a hardware cache reads from DRAM only what a tiling for the cache's capacity reads
+    (compiler.residency.cache_traffic; operands that hit from earlier kernels excluded) and writes what it writes;
+    the rest of the cores' loads and partial-sum stores are cache hits. Each tile keeps its share of the bytes."""
+    t = cache_traffic(kernel.work, arch, timing)
+    res = kernel.residency
+    reads = (0 if res.a else t.input_read) + (0 if res.b else t.weight_read) + t.psum_read
+    fields = ("input_bytes", "weight_bytes", "psum_bytes")
+    loads = sum(int(getattr(cmds, f).sum()) for f in fields)
+    stores = int(cmds.store_bytes.sum())
+    out = {}
+    if loads > reads:
+        ratio = reads / loads
+        for f in fields:
+            arr = getattr(cmds, f)
+            total = int(round(int(arr.sum()) * ratio))
+            out[f] = split_total(total, arr.astype(np.float64)) if arr.sum() else arr
+    if stores > t.output_write > 0:
+        out["store_bytes"] = split_total(t.output_write, cmds.store_bytes.astype(np.float64))
+    return replace(cmds, **out) if out else cmds
 
 
 def access_latency(kernel: Kernel, arch: ArchConfig) -> int:
@@ -216,6 +266,13 @@ def overflow_share(schedule: Schedule, arch: ArchConfig) -> float:
     return max(stored - room, 0) / stored if stored else 0.0
 
 
+def loaded_once(arch: ArchConfig, operand: str) -> bool:
+    """Whether lockstep cores' identical tiles of `operand` cross the off-chip channel once: a shared on-chip level
+    holds them for all cores, or a hardware cache that holds the operand serves every core after the first."""
+    cache = arch.cache
+    return arch.home(operand).shared or (cache is not None and operand in cache.holds)
+
+
 def combine_cores(parts: list[tuple[TileCommands, int]], loaded_once: str | None) -> TileCommands:
     """Cores running their shares in lockstep: step i moves every core's tile-i bytes over the shared channel
     (an operand that a shared level holds for all cores once) and lasts as long as the slowest core's compute."""
@@ -263,9 +320,12 @@ def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None =
                           for k, c in zip(schedule.kernels, per_kernel)]).astype(np.int64)
     flash = np.concatenate([c.flash_bytes for c in per_kernel])
     fbw = arch.flash.bandwidth_bytes_per_cycle if arch.flash else 1.0
+    load_xfer = (np.concatenate([c.load_bytes for c in per_kernel]) + flash) / bw
+    # a kernel's fixed start cost (launch, ramp): its first load cannot begin before it, so it holds the channel
+    load_xfer[first[:-1]] += arch.kernel_overhead_cycles
     return Program(
         per_kernel=per_kernel, first_tile=first,
-        load_xfer=(np.concatenate([c.load_bytes for c in per_kernel]) + flash) / bw,
+        load_xfer=load_xfer,
         store_xfer=np.concatenate([c.store_bytes for c in per_kernel]) / bw,
         compute=np.concatenate([c.compute for c in per_kernel]).astype(np.float64),
         engine=np.repeat(np.array([c.engine for c in per_kernel], dtype=np.int64), counts),

@@ -9,6 +9,8 @@ Actions (arch/energy_model.py's action_names lists them for an arch):
   vector.op              one vector-unit op
   <level>.read_byte      a byte read from a memory level (feeds to the array, drains, stores to off-chip)
   <level>.write_byte     a byte written to a memory level (fills, partial sums, results)
+  <cache>.read_byte      a byte the cores read through the hardware cache: every off-chip read plus every hit
+  <cache>.write_byte     a byte written into the cache: fills of off-chip reads and every store (write-back)
 Static power: energy.static_mw (reported as `static`) plus `static.<component>` per component: its
 energy.static_components entry x its instances + energy.static_mw_per_mm2 x its area; energy = power x time.
 """
@@ -57,6 +59,25 @@ def share_feeds(kernel: Kernel, arch: ArchConfig) -> tuple[int, int, int, int]:
     return tuple(totals)
 
 
+def cache_hit_bytes(kernel: Kernel) -> int:
+    """Bytes a kernel reads as hits in the hardware cache: each hit operand once (its A, B or, for attention, Q
+    and K, V elements), plus its hit extra inputs."""
+    res = kernel.residency
+    if not res.from_cache:
+        return 0
+    work = kernel.work
+    if isinstance(work, AttentionWork):
+        b = DTYPE_BYTES[work.dtype]
+        a_b = work.g * work.sq * work.d * b
+        b_b = work.g * work.skv * (work.d + work.dv) * DTYPE_BYTES[work.kv_type] // max(work.kv_share, 1)
+    elif isinstance(work, Contraction):
+        a_b = work.g * work.a_elems(work.m, work.k) * DTYPE_BYTES[work.a_dtype]
+        b_b = work.g * work.k * work.n * DTYPE_BYTES[work.b_dtype]
+    else:
+        a_b = b_b = 0
+    return int((a_b if res.a else 0) + (b_b if res.b else 0) + res.extra_bytes)
+
+
 def action_counts(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> Counter:
     """Counts of every energy action one kernel performs (MACs, vector ops, bytes per level read and written)."""
     counts: Counter = Counter()
@@ -66,6 +87,10 @@ def action_counts(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> Count
     counts[f"{dram}.read_byte"] += read_in + read_w + read_psum
     counts[f"{dram}.write_byte"] += written
     work = kernel.work
+    if arch.cache is not None:
+        hits = cache_hit_bytes(kernel)
+        counts[f"{arch.cache.name}.read_byte"] += read_in + read_w + read_psum + hits
+        counts[f"{arch.cache.name}.write_byte"] += read_in + read_w + read_psum + written
     if isinstance(work, (Contraction, AttentionWork)):
         acc = DTYPE_BYTES[arch.array.acc_dtype]
         home_a, home_b, home_c = (arch.home(o).name for o in ("input", "weight", "output"))
