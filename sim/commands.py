@@ -208,10 +208,11 @@ def through_cache(cmds: TileCommands, kernel: Kernel, arch: ArchConfig, timing: 
     out = {}
     if loads > reads:
         ratio = reads / loads
-        for f in fields:
+        for f in fields + ("flash_bytes",):       # weights from flash stay a part of the weight loads
             arr = getattr(cmds, f)
             total = int(round(int(arr.sum()) * ratio))
             out[f] = split_total(total, arr.astype(np.float64)) if arr.sum() else arr
+        out["flash_bytes"] = np.minimum(out["flash_bytes"], out["weight_bytes"])
     if stores > t.output_write > 0:
         out["store_bytes"] = split_total(t.output_write, cmds.store_bytes.astype(np.float64))
     return replace(cmds, **out) if out else cmds

@@ -393,3 +393,14 @@ def test_overflow_reads_the_same_share_of_every_weight_from_flash():
     r = simulate(Schedule("g", "tiny", "pipelined", (kernel,)), arch, flash_share=0.25)
     assert r.flash_read_bytes == 1024 and r.kernels[0].dram_weight_read_bytes == 4096
     assert simulate(Schedule("g", "tiny", "pipelined", (kernel,)), arch).flash_read_bytes == 0   # 4 KiB fits DRAM
+
+
+def test_weights_from_flash_behind_a_cache_stay_part_of_the_weight_loads():
+    from arch import arch_from_dict, arch_to_dict, load_arch
+    d = arch_to_dict(load_arch("h100"))                 # a hardware cache (L2) between HBM and the SMs
+    d["memory"].insert(0, {"name": "ssd", "kind": "flash", "capacity_bytes": 2**40, "bandwidth_gb_s": 7.45,
+                           "holds": ["weight"], "weights": "all"})
+    d["energy"]["actions"]["ssd.read_byte"] = {"pj": 725.0, "source": "test"}
+    arch = arch_from_dict(d)
+    r = run(gemm(512, 1024, 1024), arch, mapper="naive")
+    assert r.flash_read_bytes == r.kernels[0].dram_weight_read_bytes == 1024 * 1024 * 2      # bf16, read once
