@@ -7,8 +7,9 @@ from math import ceil
 import numpy as np
 
 from arch.config import DTYPE_BYTES, ArchConfig, PEArray
+from arch.errors import InputError
 
-from .lowering import Contraction
+from .lowering import MAX_COUNT, Contraction
 
 LOOPS = ("m", "n", "k")
 MAX_TILES = 20_000_000      # per schedule; beyond this the simulator's command arrays would not fit in memory
@@ -105,7 +106,13 @@ def level_feed_bytes(work: Contraction, dataflow: str, arch: ArchConfig) -> dict
 def feed_cycles(work: Contraction, dataflow: str, arch: ArchConfig) -> int:
     """Cycles the on-chip levels need to feed the array: max over levels of bytes moved / level bandwidth."""
     bws = {lv.name: lv.bandwidth_bytes_per_cycle for lv in arch.onchip}
-    return max(ceil(b / bws[name]) for name, b in level_feed_bytes(work, dataflow, arch).items())
+    need = {name: b / bws[name] for name, b in level_feed_bytes(work, dataflow, arch).items()}
+    for name, cycles in need.items():
+        if not cycles < MAX_COUNT:          # a float: checked before ceil, which cannot take inf
+            raise InputError(f"memory.{name}.bandwidth_bytes_per_cycle: {bws[name]:.3g} bytes/cycle would take "
+                             f"{cycles:.3g} cycles to feed the array, more than tilesim's 64-bit counters hold "
+                             "(< 2**62); raise it or use a smaller workload")
+    return max(ceil(c) for c in need.values())
 
 
 def compute_cycles(work: Contraction, arch: ArchConfig, dataflow: str, mode: str, t_tile: int) -> int:

@@ -74,17 +74,28 @@ def _bytes(graph: Graph, names) -> int:
     return sum(graph.tensors[t].nbytes for t in names)
 
 
-MAX_COUNT = 2**62           # MACs, bytes and cycles are counted in 64-bit integers (numpy int64, numba)
+MAX_COUNT = 2**62           # any count the simulator keeps (cycles, bytes, ops) stays below this in int64
+# Per-op limits, chosen so that every count derived from one op stays below MAX_COUNT: a tiled contraction moves at
+# most 16 bytes per MAC (fp32 A and B each reloaded once per tile of the other's loop, fp32 partial sums spilled and
+# reloaded once per k tile), so its DRAM traffic stays under 16 * 2**56 = 2**60, plus its output and fused residual
+# reads (each under MAX_TENSOR_BYTES); its array cycles stay within a small multiple of its MACs.
+MAX_MACS = 2**56
+MAX_TENSOR_BYTES = 2**60
+MAX_VECTOR_OPS = 2**60
 
 
 def lower_op(graph: Graph, op: Op) -> LoopNest | None:
-    """The loop nest of one op; None for views. Sizes whose MACs or bytes would overflow 64-bit counters are
-    refused here, naming the op."""
+    """The loop nest of one op; None for views. Sizes whose MACs, tensor bytes or vector ops would let a 64-bit
+    counter overflow are refused here, naming the op, the quantity and the limit."""
     work = _lower(graph, op)
-    size = max([graph.tensors[t].nbytes for t in op.inputs + op.outputs] + [work.macs if work else 0])
-    if size >= MAX_COUNT:
-        raise InputError(f"op '{op.name}': {size:.3g} MACs or bytes exceed the 64-bit counters tilesim uses "
-                         "(< 2**62); use smaller sizes")
+    big = max(op.inputs + op.outputs, key=lambda t: graph.tensors[t].nbytes)
+    checks = ((work.macs if work else 0, MAX_MACS, "MACs", "2**56"),
+              (graph.tensors[big].nbytes, MAX_TENSOR_BYTES, f"bytes in tensor '{big}'", "2**60"),
+              (work.ops if isinstance(work, VectorWork) else 0, MAX_VECTOR_OPS, "vector ops", "2**60"))
+    for value, limit, what, text in checks:
+        if value >= limit:
+            raise InputError(f"op '{op.name}': {value:.3g} {what} exceed the 64-bit counters tilesim uses "
+                             f"(< {text} per op); use smaller sizes")
     return work
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 import csv
 import io
 import json
+import math
 import textwrap
+
+from arch.errors import InputError
 
 from .result import SimResult
 
@@ -107,7 +110,22 @@ def to_table(result: SimResult, top: int | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+def check_finite(value, path: str = "result") -> None:
+    """Raise a one-line InputError naming the first NaN or infinite number in a report's values (dicts, lists,
+    dataclass fields already turned into dicts): tilesim never prints them."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise InputError(f"{path}: {value} is not a finite number; tilesim never reports NaN or infinity (an arch "
+                         "value is out of range, or this is a bug: please report it)")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            check_finite(v, f"{path}.{k}")
+    elif isinstance(value, (list, tuple)):
+        for i, v in enumerate(value):
+            check_finite(v, f"{path}[{i}]")
+
+
 def render(result: SimResult, fmt: str, top: int | None = None) -> str:
-    """The report in format table, json or csv."""
+    """The report in format table, json or csv; a NaN or infinite number is refused, naming its field."""
+    check_finite(result.to_dict())
     return {"table": lambda: to_table(result, top), "json": lambda: to_json(result),
             "csv": lambda: to_csv(result)}[fmt]()

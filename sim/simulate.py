@@ -11,7 +11,7 @@ from arch.config import ArchConfig
 from arch.errors import InputError
 from compiler.cost import MAX_TILES, array_cycles, mapping_efficiency, spatial_dims, streamed_loop
 from compiler.fusion import AttentionWork
-from compiler.lowering import Contraction
+from compiler.lowering import MAX_COUNT, Contraction, VectorWork
 from compiler.schedule import Kernel, Schedule
 
 from .commands import ARRAY, VECTOR, TileCommands, build_program
@@ -33,9 +33,22 @@ def describe_mapping(kernel: Kernel) -> str:
     return f"vector tile={m.tile_elements} elems"
 
 
+MAX_KERNEL_COUNT = 2**61     # a fused kernel's summed vector ops and extra bytes (each op's are < 2**60)
+
+
 def _check_size(schedule: Schedule, arch: ArchConfig) -> None:
+    """Refuse schedules with more tiles than the command arrays can hold, or fused kernels whose summed ops or
+    bytes could overflow the 64-bit per-tile counters."""
     total = 0
     for k in schedule.kernels:
+        sums = ((k.work.ops, "vector ops"), (k.work.read_bytes + k.work.write_bytes, "bytes read and written")) \
+            if isinstance(k.work, VectorWork) else ()
+        if k.epilogue is not None:
+            sums += ((k.epilogue.ops, "fused vector ops"), (k.epilogue.read_bytes, "fused bytes read"))
+        for value, what in sums:
+            if value >= MAX_KERNEL_COUNT:
+                raise InputError(f"kernel '{k.name}': {value:.3g} {what} exceed the 64-bit counters tilesim uses "
+                                 "(< 2**61 per kernel); use smaller sizes or --fusion none")
         if isinstance(k.work, AttentionWork):
             total += k.work.g * -(-k.work.sq // k.mapping.block_q) * -(-k.work.skv // k.mapping.block_kv)
         elif isinstance(k.work, Contraction):
@@ -46,6 +59,27 @@ def _check_size(schedule: Schedule, arch: ArchConfig) -> None:
     if total > MAX_TILES:
         raise InputError(f"workload {schedule.workload}: {total:,} tiles exceed the simulator's limit of "
                          f"{MAX_TILES:,}; use larger buffers or a smaller workload")
+
+
+def _overflow_message(schedule: Schedule, arch: ArchConfig, prog, ends: np.ndarray) -> str:
+    """Why a run's cycle count left the 64-bit range: the kernel where it did, and the arch field that stretched
+    it most (off-chip or flash bandwidth, their latency, or the engines' compute)."""
+    bad = int(np.argmax(~(np.isfinite(ends) & (ends < MAX_COUNT))))
+    kernel = schedule.kernels[int(np.searchsorted(prog.first_tile, bad, side="right")) - 1].name
+    tiles = prog.compute.shape[0]
+    causes = [(float(prog.compute.sum()), "array, vector", "the engines compute for {:.3g} cycles", "use a larger arch")]
+    for level, xfer in ((arch.offchip, prog.load_xfer.sum() + prog.store_xfer.sum()),
+                        (arch.flash, prog.flash_xfer.sum() if arch.flash else 0.0)):
+        if level is None:
+            continue
+        causes.append((float(xfer), f"memory.{level.name}.bandwidth_bytes_per_cycle",
+                       f"at {level.bandwidth_bytes_per_cycle:.3g} bytes/cycle its transfers take {{:.3g}} cycles",
+                       "raise it"))
+        causes.append((float(level.latency_cycles) * 2 * tiles, f"memory.{level.name}.latency_cycles",
+                       f"{level.latency_cycles} cycles per transfer add up to {{:.3g}} cycles", "lower it"))
+    value, field, why, fix = max(causes, key=lambda c: c[0])
+    return (f"{field}: {why.format(value)}, past tilesim's 64-bit cycle counters (< 2**62) at kernel '{kernel}'; "
+            f"{fix} or use a smaller workload")
 
 
 def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, timeline: bool = False,
@@ -66,11 +100,11 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
         float(flash.latency_cycles if flash else 0))
     ends = np.maximum(store_end, comp_end)
     last = prog.first_tile[1:] - 1
+    if not (np.isfinite(ends).all() and ends.max() < MAX_COUNT):    # checked before the cast, which would wrap
+        raise InputError(_overflow_message(schedule, arch, prog, ends))
     kernel_end = np.ceil(np.maximum.accumulate(ends[last])).astype(np.int64)
     spans = np.diff(kernel_end, prepend=0)
     total_cycles = int(kernel_end[-1])
-    if total_cycles < 0 or not np.isfinite(ends).all():
-        raise InputError(f"workload {schedule.workload}: cycle count overflowed; the sizes are too large")
 
     peak = arch.peak_macs_per_cycle
     static_mw = static_power_components_mw(arch)       # breakdown key (static, static.<component>) -> mW
