@@ -9,6 +9,8 @@ Steps, each failing with one InputError line:
 3. symbolic dimensions of the graph inputs bound from `--dim NAME=VALUE`, `--batch` (a dim whose name contains
    'batch') and `--seq-len` (a name containing 'seq' or 'sequence'); unbound ones are listed in one error;
 4. ONNX shape inference for every tensor's element type (and as a cross-check of the shapes computed here);
+   a negative dimension reaching a Slice is refused first (ONNX's Slice inference asserts on one, which aborts
+   the process in onnx builds with C++ assertions);
 5. decomposed LayerNorm and GELU subgraphs rewritten into the fused ops;
 6. one walk in topological order: constant shape computations (Shape/Gather/Concat/Unsqueeze/Cast/... feeding
    Reshape/Expand/Slice...) are evaluated with numpy; nodes whose inputs are all constants become constants
@@ -210,6 +212,9 @@ def _symbolic_dims(model, initializers: set[str], where: str) -> dict[str, list[
             continue
         for i, d in enumerate(inp.type.tensor_type.shape.dim):
             if d.HasField("dim_value"):
+                if d.dim_value < 1:
+                    raise InputError(f"{where}: input '{inp.name}' dim {i} is {d.dim_value}; every dimension must "
+                                     "be >= 1")
                 continue
             if not d.dim_param:
                 raise InputError(f"{where}: input '{inp.name}' dim {i} has neither a size nor a name; re-export "
@@ -260,11 +265,61 @@ def _apply_dims(model, values: dict[str, int]) -> None:
             out.type.tensor_type.ClearField("shape")
 
 
+OPAQUE_DOMAIN = "tilesim.opaque"
+# Ops whose ONNX shape inference asserts that its input dims are >= 0: onnx builds with C++ assertions abort the
+# whole process on a negative one (Slice after a Pad with negative pads, say), so they never see one.
+GUARDED_INFERENCE = {"Slice"}
+
+
+def _guard_inference(m, where: str) -> None:
+    """Refuse, as one line, a negative dimension reaching the input of an op in GUARDED_INFERENCE: those ops are
+    first inferred as opaque nodes (unknown outputs), and each one's inputs are checked once every guarded op
+    upstream of it is back in the graph (one pass, unless guarded ops feed each other)."""
+    onnx = _onnx()
+    nodes = list(m.graph.node)
+    guarded = [i for i, n in enumerate(nodes) if n.op_type in GUARDED_INFERENCE and _standard(n)]
+    if not guarded:
+        return
+    producer = {t: i for i, n in enumerate(nodes) for t in n.output if t}
+    dag = nx.DiGraph()
+    dag.add_nodes_from(range(len(nodes)))
+    dag.add_edges_from((producer[t], i) for i, n in enumerate(nodes) for t in n.input if t in producer)
+    upstream = {i: nx.ancestors(dag, i) & set(guarded) for i in guarded}
+    restored: set[int] = set()
+    while len(restored) < len(guarded):
+        trial = onnx.ModelProto()
+        trial.CopyFrom(m)
+        for i in guarded:
+            if i not in restored:
+                trial.graph.node[i].domain = OPAQUE_DOMAIN
+        trial.opset_import.append(onnx.helper.make_opsetid(OPAQUE_DOMAIN, 1))
+        inferred = onnx.shape_inference.infer_shapes(trial, strict_mode=False, data_prop=True)
+        dims = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim if d.HasField("dim_value")]
+                for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output)}
+        ready = [i for i in guarded if i not in restored and upstream[i] <= restored]
+        for i in ready:
+            node = nodes[i]
+            for t in node.input:
+                if any(d < 0 for d in dims.get(t, [])):
+                    raise InputError(f"{where}: node '{node.name}' ({node.op_type}): input '{t}' has a negative "
+                                     f"dimension {tuple(dims[t])} by ONNX shape inference; every dimension must "
+                                     "be >= 0")
+        restored.update(ready)
+
+
+def infer_shapes_safely(m, where: str):
+    """onnx.shape_inference.infer_shapes (not strict, with data propagation) that no input can make abort."""
+    onnx = _onnx()
+    _guard_inference(m, where)
+    return onnx.shape_inference.infer_shapes(m, strict_mode=False, data_prop=True)
+
+
 def _infer(model, where: str) -> dict[str, tuple[int, tuple | None]]:
     """ONNX shape inference: tensor name -> (element type, concrete shape or None)."""
-    onnx = _onnx()
     try:
-        inferred = onnx.shape_inference.infer_shapes(_weights_as_inputs(model), strict_mode=False, data_prop=True)
+        inferred = infer_shapes_safely(_weights_as_inputs(model), where)
+    except InputError:
+        raise
     except Exception as e:
         raise InputError(f"{where}: ONNX shape inference failed: {_first_line(e)}") from None
     out = {}
@@ -724,8 +779,12 @@ def _as_2d(imp: _Importer, node, name: str) -> str:
 
 
 def _spatial(node, imp: _Importer, x: str, w: str | None) -> tuple[str, str | None, bool]:
-    """(x, w, was_1d): 1-d operands viewed as 2-d; anything but 1-d or 2-d is an error."""
+    """(x, w, was_1d): 1-d operands viewed as 2-d; anything but 1-d or 2-d is an error, and so is a weight whose
+    rank differs from the input's."""
     rank = len(imp.shape(x))
+    if w is not None and len(imp.shape(w)) != rank:
+        raise InputError(f"{imp.where}: node '{node.name}' ({node.op_type}): weight '{w}' has shape "
+                         f"{imp.shape(w)} but input '{x}' has shape {imp.shape(x)}; their ranks must agree")
     if rank == 4:
         return x, w, False
     if rank == 3:
@@ -734,16 +793,26 @@ def _spatial(node, imp: _Importer, x: str, w: str | None) -> tuple[str, str | No
                      f"supported, input has shape {imp.shape(x)}")
 
 
-def _pair(values, was_1d: bool, default: int) -> tuple[int, int]:
+class _AttributeError(Exception):
+    """A spatial attribute with the wrong number of values (reported by _walk naming the node)."""
+
+
+def _pair(values, was_1d: bool, default: int, name: str = "") -> tuple[int, int]:
     """A 2-d attribute from a 1-d or 2-d one."""
     if values is None:
         return default, default
     values = list(values)
+    if len(values) != (1 if was_1d else 2):
+        raise _AttributeError(f"attribute '{name}' has {len(values)} values, expected {1 if was_1d else 2} (one per "
+                              "spatial dimension of the input)")
     return (default, values[0]) if was_1d else (values[0], values[1])
 
 
 def _pads4(values, was_1d: bool) -> tuple[int, int, int, int]:
     """2-d pads (t, l, b, r) from ONNX pads (begins then ends)."""
+    if len(values) != (2 if was_1d else 4):
+        raise _AttributeError(f"attribute 'pads' has {len(values)} values, expected {2 if was_1d else 4} (a begin "
+                              "and an end per spatial dimension of the input)")
     if was_1d:
         return 0, values[0], 0, values[1]
     return tuple(values)
@@ -763,8 +832,8 @@ def _conv_like(imp: _Importer, node, x: str, w: str, bias: str | None) -> None:
     """Conv (1-d or 2-d, grouped, depthwise, dilated, explicit or auto padding) with optional bias."""
     x4, w4, was_1d = _spatial(node, imp, x, w)
     a = _attrs(node)
-    strides = _pair(a.get("strides"), was_1d, 1)
-    dilations = _pair(a.get("dilations"), was_1d, 1)
+    strides = _pair(a.get("strides"), was_1d, 1, "strides")
+    dilations = _pair(a.get("dilations"), was_1d, 1, "dilations")
     kernel = imp.shape(w4)[2:]
     if _auto_pad(node) != "NOTSET":
         pads = _same_pads(_auto_pad(node), imp.shape(x4), kernel, strides, dilations)
@@ -784,16 +853,16 @@ def h_conv_transpose(imp: _Importer, node) -> None:
     """ConvTranspose: pads from `pads`, or from `output_shape`/`auto_pad` as the ONNX operator spec says."""
     x4, w4, was_1d = _spatial(node, imp, node.input[0], node.input[1])
     a = _attrs(node)
-    strides = _pair(a.get("strides"), was_1d, 1)
-    dil = _pair(a.get("dilations"), was_1d, 1)
-    out_pad = list(_pair(a.get("output_padding"), was_1d, 0))
+    strides = _pair(a.get("strides"), was_1d, 1, "strides")
+    dil = _pair(a.get("dilations"), was_1d, 1, "dilations")
+    out_pad = list(_pair(a.get("output_padding"), was_1d, 0, "output_padding"))
     r, s = imp.shape(w4)[2:]
     pads = list(_pads4(list(a.get("pads", [0] * (2 if was_1d else 4))), was_1d))
     auto = _auto_pad(node)
     wanted = a.get("output_shape")
     if wanted is not None or auto in ("SAME_UPPER", "SAME_LOWER"):
         h, w = imp.shape(x4)[2:]
-        wanted = _pair(wanted, was_1d, 1) if wanted is not None else (h * strides[0], w * strides[1])
+        wanted = _pair(wanted, was_1d, 1, "output_shape") if wanted is not None else (h * strides[0], w * strides[1])
         for i, (size, k, st, d) in enumerate(zip((h, w), (r, s), strides, dil)):
             # spec: total_padding = stride * (in - 1) + output_padding + ((kernel - 1) * dilation + 1) - out;
             # SAME_UPPER: pads[start] = total / 2, pads[end] = total - total / 2; otherwise the other way round
@@ -813,8 +882,8 @@ def _pool(imp: _Importer, node) -> None:
     """MaxPool / AveragePool (1-d or 2-d); ceil_mode becomes extra end padding, which gives the same size."""
     x4, _, was_1d = _spatial(node, imp, node.input[0], None)
     a = _attrs(node)
-    kernel = _pair(a["kernel_shape"], was_1d, 1)
-    strides = _pair(a.get("strides"), was_1d, 1)
+    kernel = _pair(a["kernel_shape"], was_1d, 1, "kernel_shape")
+    strides = _pair(a.get("strides"), was_1d, 1, "strides")
     if any(d != 1 for d in a.get("dilations", [1])):
         raise InputError(f"{imp.where}: node '{node.name}' ({node.op_type}): dilated pooling is not supported")
     if _auto_pad(node) != "NOTSET":
@@ -975,8 +1044,11 @@ def h_concat(imp: _Importer, node) -> None:
 def h_split(imp: _Importer, node) -> None:
     """Split: sizes an attribute before opset 13, an optional input from 13 on, or num_outputs (18)."""
     a = _attrs(node)
-    axis = a.get("axis", 0)
-    size = imp.shape(node.input[0])[axis]
+    axis, shape = a.get("axis", 0), imp.shape(node.input[0])
+    if not -len(shape) <= axis < len(shape):
+        raise InputError(f"{imp.where}: node '{node.name}' (Split): axis {axis} is out of range for input shape "
+                         f"{shape}")
+    size = shape[axis]
     sizes = a.get("split") or imp.ints(node, 1, "split") or _equal_split(size, len(node.output), a.get("num_outputs"))
     outs = [t or imp.fresh(f"{node.name}/unused") for t in node.output]
     imp.op(node, "Split", [node.input[0]], dict(axis=axis, split=tuple(sizes)), outputs=outs)
@@ -1106,7 +1178,10 @@ def _walk(imp: _Importer, nodes: list) -> None:
         elif folds and _fold(imp, node, ins):
             pass
         elif handler is not None:
-            handler(imp, node)
+            try:
+                handler(imp, node)
+            except _AttributeError as e:
+                raise InputError(f"{imp.where}: node '{node.name}' ({node.op_type}): {e}") from None
         elif all(imp.is_static(t) for t in ins) and all(imp.types.get(t, (0, None))[1] is not None
                                                         for t in node.output):
             for t in node.output:   # a constant subgraph of an op we do not map: its result is a constant
@@ -1143,6 +1218,9 @@ def _shape_of(imp: _Importer, node) -> None:
     """Shape (with start/end, opset 15) and Size: known values from the shapes computed so far."""
     shape = imp.shape(node.input[0])
     if node.op_type == "Size":
+        if prod(shape) >= 2**63:
+            raise InputError(f"{imp.where}: node '{node.name}' (Size): input '{node.input[0]}' of shape {shape} has "
+                             "more elements than an int64 holds")
         v = np.array(prod(shape), dtype=np.int64)
     else:
         a = _attrs(node)
@@ -1156,8 +1234,12 @@ def _fold(imp: _Importer, node, ins: list[str]) -> bool:
     if any(v is None for v in values) or any(v.size > MAX_FOLD_ELEMS for v in values):
         return False
     full = [imp.value(t) if t else None for t in node.input]   # keeps positions of absent optional inputs
+    made = _fold_output_elems(node.op_type, full)
+    if made is not None and made > MAX_FOLD_ELEMS:       # a large constant keeps its shape only (no values)
+        return False
     try:
-        outs = FOLDERS[node.op_type](node, full)
+        with np.errstate(all="ignore"):      # IEEE results (inf masks, say) as a runtime computes them, no warnings
+            outs = FOLDERS[node.op_type](node, full)
     except Exception as e:
         raise InputError(f"{imp.where}: node '{node.name}' ({node.op_type}): cannot evaluate its constant "
                          f"inputs: {_first_line(e)}") from None
@@ -1166,6 +1248,24 @@ def _fold(imp: _Importer, node, ins: list[str]) -> bool:
         et = imp.types.get(t, (0, None))[0] or imp.elem_type(ins[0]) if ins else 1
         imp.add_static(t, v.shape, et, v)
     return True
+
+
+def _fold_output_elems(op_type: str, ins: list) -> int | None:
+    """Elements a fold would create, for the ops whose output can be far larger than their inputs (None: not one
+    of them, or not computable; the fold then reports what is wrong)."""
+    try:
+        if op_type == "ConstantOfShape":
+            return prod(int(d) for d in np.ravel(ins[0]))
+        if op_type == "Range":
+            start, limit, delta = (float(np.ravel(v)[0]) for v in ins[:3])
+            return max(ceil((limit - start) / delta), 0) if delta else None
+        if op_type == "Tile":
+            return ins[0].size * prod(int(r) for r in np.ravel(ins[1]))
+        if op_type == "Expand":
+            return prod(np.broadcast_shapes(ins[0].shape, tuple(int(d) for d in np.ravel(ins[1]))))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    return None
 
 
 def _to_array(tensor, **kwargs) -> np.ndarray:
