@@ -13,6 +13,10 @@ legal candidates) never makes it worse.
 Candidates within 1% (TIE_BAND) of the best objective are ties, the closed form being about that accurate; ties
 go to less DRAM traffic, then fewer tiles, then dataflow, sizes and order: deterministic. The shortlist handed to an
 evaluator holds the best few of that ranking, the best by pure objective and the naive tiling.
+Only whether a candidate fits depends on the buffer capacities. So the scores of all six loop orders (computed at
+once, _score_orders) and the candidates ranked by them are kept per (loop nest, arch without capacities) in
+_ranked; a search for one capacity then checks which of the ranked candidates fit and takes the first few. Archs
+that differ only in buffer sizes (a sweep, the per-kernel share left beside activations kept on chip) share them.
 """
 from __future__ import annotations
 
@@ -27,7 +31,7 @@ from arch.errors import InputError
 
 from .cost import LOOPS, MAX_TILES, OPERAND_DIMS, Mapping, a_tile_bytes, nbytes, streamed_loop
 from .lowering import Contraction
-from .tiling import _alignment, _halve, naive_mapping
+from .tiling import _alignment, _halve, footprint, naive_mapping
 
 OBJECTIVES = ("latency", "energy", "edp")
 ORDERS = tuple("".join(p) for p in itertools.permutations("mnk"))
@@ -213,6 +217,65 @@ def _changes(loops, dims: tuple[str, ...]):
     return out
 
 
+# Loop positions of every order, outermost first, and whether the loop there indexes each operand: constants of
+# _score_orders, which scores all six orders at once as rows of (6, N) arrays.
+_ORDER_DIMS = tuple(tuple(o[p] for o in ORDERS) for p in range(3))
+_INDEXES = {operand: tuple(np.array([[d in dims] for d in _ORDER_DIMS[p]]) for p in range(3))
+            for operand, dims in OPERAND_DIMS.items()}
+_INSIDE = {(x, d): np.array([[o.index(d) > o.index(x)] for o in ORDERS]) for x in LOOPS for d in LOOPS}
+
+
+def _score_orders(work: Contraction, arch: ArchConfig, base: _Base):
+    """_score_order for every order in ORDERS at once: (cycles, DRAM bytes, pJ) as (6, N) arrays, row i for
+    ORDERS[i]. The same elementwise arithmetic in the same sequence, so every value equals _score_order's bit for
+    bit (tests/test_mapper.py checks it); only the loop over orders is gone."""
+    trips, n_tiles = base.trips, base.n_tiles
+
+    def reps(operand):
+        # _reps per row: the operand does not depend on one loop, x; it is reloaded trips[x] times when a loop it
+        # depends on with more than one trip sits inside x, else once
+        x = next(d for d in LOOPS if d not in OPERAND_DIMS[operand])
+        inside = np.zeros((len(ORDERS),) + n_tiles.shape, dtype=bool)
+        for d in OPERAND_DIMS[operand]:
+            inside |= _INSIDE[x, d] & (trips[d] > 1)
+        return np.where(inside, trips[x], 1)
+
+    spills = reps("output") - 1
+    read = work.g * (reps("input") * base.a_sweep + reps("weight") * base.b_sweep + spills * base.c_acc)
+    write = work.g * (base.c_fin + spills * base.c_acc)
+    off = arch.offchip
+    bw, lat = off.bandwidth_bytes_per_cycle, off.latency_cycles
+    double = all(arch.home(o).double_buffered for o in ("input", "weight", "output"))
+    per_tile = base.compute / n_tiles
+    if double:
+        visits = work.g * trips["m"] * trips["n"] * (spills + 1)
+        avg = {"input": base.a_sweep / (trips["m"] * trips["k"]), "weight": base.b_sweep / (trips["k"] * trips["n"])}
+        c_moved = (work.g * spills * base.c_acc + write) / visits
+        steady = per_tile.astype(np.float64)
+        inner = np.ones(n_tiles.shape, dtype=np.float64)
+        inner_steps = {o: False for o in OPERAND_DIMS}    # a loop inside the current one steps and indexes o
+        for p in range(3, -1, -1):                        # position 0 is the g loop, 1..3 the order's loops
+            if p:
+                n_p = np.stack([trips[d] for d in _ORDER_DIMS[p - 1]])     # the loop at position p, per order
+                changed = {o: (_INDEXES[o][p - 1] | inner_steps[o]).astype(np.float64) for o in OPERAND_DIMS}
+                inner_steps = {o: inner_steps[o] | (_INDEXES[o][p - 1] & (n_p > 1)) for o in OPERAND_DIMS}
+            else:
+                n_p = np.full(n_tiles.shape, work.g)
+                changed = {o: 1.0 for o in OPERAND_DIMS}
+            moved = changed["input"] * avg["input"] + changed["weight"] * avg["weight"] + changed["output"] * c_moved
+            transitions = n_tiles / inner * (1 - 1 / n_p) if p else (work.g - 1) * n_tiles / (inner * work.g)
+            steady = steady + transitions * np.maximum(per_tile, np.where(moved > 0, moved / bw + lat, 0))
+            inner = inner * n_p
+        in_flight = (n_tiles * lat + (read + write) / bw) / 2
+        cycles = np.maximum(steady, in_flight) + base.first + base.last + 2 * lat
+    else:
+        cycles = base.compute + (read + write) / bw + n_tiles * lat
+    table = arch.energy.actions
+    pj = (read * table[f"{off.name}.read_byte"].pj + write * table[f"{off.name}.write_byte"].pj
+          if f"{off.name}.read_byte" in table and f"{off.name}.write_byte" in table else (read + write) * 1.0)
+    return cycles.astype(np.float64), (read + write).astype(np.int64), np.asarray(pj, dtype=np.float64)
+
+
 def _objective(objective: str, cycles, dram, pj):
     return {"latency": cycles, "energy": pj, "edp": cycles * pj}[objective]
 
@@ -243,9 +306,10 @@ class _ArchKey:
         table = arch.energy.actions
         self.key = (arch.array, arch.memory, tuple(table[a].pj for a in (f"{off}.read_byte", f"{off}.write_byte")
                                                    if a in table))
+        self.hash = hash(self.key)
 
     def __hash__(self):
-        return hash(self.key)
+        return self.hash
 
     def __eq__(self, other):
         return isinstance(other, _ArchKey) and self.key == other.key
@@ -259,46 +323,104 @@ def dataflows(arch: ArchConfig) -> tuple[str, ...]:
 @lru_cache(maxsize=4096)
 def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str) -> Choice:
     arch = key.arch
+    nocap = _nocap(key)
     pool = []       # per (dataflow, order): (objective, dram, tiles, cycles, pJ, Mapping) of its best candidates
     candidates = 0
     for dataflow in dataflows(arch):
-        tm, tn, tk, tiles, scores = _scores(work, _ArchKey(_without_capacities(arch)), timing, dataflow)
-        candidates += int(tm.size) * len(ORDERS)
-        fits = _fits(tiles, arch)                 # the only part that depends on buffer capacities
-        for order, (cycles, dram, pj, n_tiles) in zip(ORDERS, scores):
-            obj = _objective(objective, cycles, dram, pj)
-            idx = np.flatnonzero(fits & (n_tiles <= MAX_TILES))
-            if idx.size == 0:
+        r = _ranked(work, nocap, timing, dataflow, objective)
+        candidates += int(r.tm.size) * len(ORDERS)
+        # which ranked candidates fit: the only part that depends on buffer capacities
+        if r.level is not None:             # one level holds every operand (the others must not be negative)
+            if any(lv.capacity_bytes < 0 for lv in arch.onchip if lv.name != r.level):
                 continue
-            band = idx[obj[idx] <= obj[idx].min() * (1 + TIE_BAND)]
-            picks = np.concatenate((idx[np.lexsort((idx, n_tiles[idx], dram[idx], obj[idx]))][:SHORTLIST],
-                                    band[np.lexsort((band, obj[band], n_tiles[band], dram[band]))][:SHORTLIST]))
-            pool += [(float(obj[i]), int(dram[i]), int(n_tiles[i]), float(cycles[i]), float(pj[i]),
-                      Mapping(dataflow, int(tm[i]), int(tn[i]), int(tk[i]), order)) for i in dict.fromkeys(picks)]
+            cap = next(lv.capacity_bytes for lv in arch.onchip if lv.name == r.level)
+            fit_obj, fit_need = r.need_by_obj <= cap, r.need_by_dram <= cap
+        else:
+            fits = np.ones(r.tm.size + 1, dtype=bool)
+            for lv in arch.onchip:
+                fits[:-1] &= r.need[lv.name] <= lv.capacity_bytes
+            fits[-1] = False                              # the rankings' padding
+            fit_obj, fit_need = fits[r.by_obj], fits[r.by_dram]
+        # per order, the SHORTLIST best fitting candidates by (objective, dram, tiles) and, within TIE_BAND of the
+        # best objective, by (dram, tiles, objective): the first fitting entries of the two rankings
+        first = fit_obj.argmax(axis=1)
+        if not fit_obj[0, first[0]]:                      # every order ranks the same candidates
+            continue
+        best = r.obj_by_obj[np.arange(len(ORDERS)), first]
+        fit_band = fit_need & (r.obj_by_dram <= (best * (1 + TIE_BAND))[:, None])
+        o1, c1 = np.nonzero(fit_obj & (np.cumsum(fit_obj, axis=1) <= SHORTLIST))
+        o2, c2 = np.nonzero(fit_band & (np.cumsum(fit_band, axis=1) <= SHORTLIST))
+        picks = zip(np.concatenate((o1, o2)).tolist(), np.concatenate((r.by_obj[o1, c1], r.by_dram[o2, c2])).tolist())
+        pool += [(float(r.obj[o, i]), int(r.dram[o, i]), int(r.n_tiles[i]), float(r.cycles[o, i]), float(r.pj[o, i]),
+                  Mapping(dataflow, int(r.tm[i]), int(r.tn[i]), int(r.tk[i]), ORDERS[o]))
+                 for o, i in dict.fromkeys(picks)]
     if not pool:
         raise _NoFit()
     pool = list({p[-1]: p for p in pool}.values())                   # one entry per mapping, first seen kept
-    best_obj = min(p[0] for p in pool)
+    tie = min(p[0] for p in pool) * (1 + TIE_BAND)
     # within TIE_BAND of the best objective, prefer less DRAM traffic, then fewer tiles; then the rest by objective
-    ranked = sorted(pool, key=lambda p: (p[0] > best_obj * (1 + TIE_BAND),
-                                         (p[1], p[2], p[0]) if p[0] <= best_obj * (1 + TIE_BAND) else (p[0], p[1], p[2]),
+    ranked = sorted(pool, key=lambda p: (p[0] > tie, (p[1], p[2], p[0]) if p[0] <= tie else (p[0], p[1], p[2]),
                                          _mapping_key(p[-1])))
-    pure = sorted(pool, key=lambda p: (p[0], p[1], p[2], _mapping_key(p[-1])))
+    pure = min(pool, key=lambda p: (p[0], p[1], p[2], _mapping_key(p[-1])))
     mappings = [p[-1] for p in ranked]
-    shortlist = tuple(dict.fromkeys(mappings[:SHORTLIST - 1] + [pure[0][-1]] + mappings[SHORTLIST - 1:]))
+    shortlist = tuple(dict.fromkeys(mappings[:SHORTLIST - 1] + [pure[-1]] + mappings[SHORTLIST - 1:SHORTLIST]))
     shortlist = shortlist[:SHORTLIST]
-    naive = naive_mapping(work, arch)
+    naive = _naive(work, arch, nocap)
     if naive not in shortlist:
         shortlist += (naive,)
     tiles = lambda m: (m.dataflow, m.tile_m, m.tile_n, m.tile_k)   # noqa: E731
     # the runner-up differs in dataflow or tile sizes (orders that only permute loops of one trip cost the same)
     runner = next((i for i, m in enumerate(mappings) if tiles(m) != tiles(mappings[0])),
-                  next((i for i, m in enumerate(mappings) if m != mappings[0]), None))
+                  1 if len(mappings) > 1 else None)                # else the next mapping (all are distinct)
     return Choice(mapping=mappings[0], cycles=ranked[0][3], dram_bytes=ranked[0][1], energy_pj=ranked[0][4],
                   runner_up=mappings[runner] if runner is not None else None,
                   runner_up_cycles=ranked[runner][3] if runner is not None else 0.0,
                   runner_up_dram_bytes=ranked[runner][1] if runner is not None else 0,
                   candidates=candidates, shortlist=shortlist)
+
+
+@lru_cache(maxsize=1024)
+def _nocap(key: _ArchKey) -> _ArchKey:
+    """The key of the arch without its on-chip capacities (what rankings and footprints are shared by)."""
+    return _ArchKey(_without_capacities(key.arch))
+
+
+def _naive(work: Contraction, arch: ArchConfig, nocap: _ArchKey) -> Mapping:
+    """compiler.tiling.naive_mapping, step for step, with the footprints of the tilings it tries remembered per
+    (loop nest, arch without capacities): footprints do not depend on capacities, so a sweep over buffer sizes
+    computes each once. tests/test_mapper.py checks that both give the same mapping."""
+    dataflow = arch.array.dataflow
+    footprints = _footprints(work, nocap, dataflow)
+    unit = _alignment(work, arch, dataflow)
+    caps = {lv.name: lv.capacity_bytes for lv in arch.onchip}
+
+    def need(tiles):
+        if tiles not in footprints:
+            footprints[tiles] = footprint(work, Mapping(dataflow, *tiles, "mnk"), nocap.arch)
+        return footprints[tiles]
+
+    tiles = (work.m, work.n, work.k)
+    while True:
+        if max(v / caps[n] for n, v in need(tiles).items()) <= 1:
+            return Mapping(dataflow, *tiles, "mnk")
+        best = None
+        for d in ("k", "n", "m"):           # as naive_mapping: the fixed order breaks ties
+            i = LOOPS.index(d)
+            if tiles[i] == 1:
+                continue
+            trial = tiles[:i] + (_halve(tiles[i], unit[d]),) + tiles[i + 1:]
+            score = max(v / caps[n] for n, v in need(trial).items())
+            if best is None or score < best[0]:
+                best = (score, trial)
+        if best is None:
+            return naive_mapping(work, arch)            # raises the InputError naming the level
+        tiles = best[1]
+
+
+@lru_cache(maxsize=256)
+def _footprints(work: Contraction, key: _ArchKey, dataflow: str) -> dict:
+    """Per (loop nest, arch without capacities, dataflow): footprints by (tile_m, tile_n, tile_k), filled by _naive."""
+    return {}
 
 
 def _without_capacities(arch: ArchConfig) -> ArchConfig:
@@ -307,20 +429,93 @@ def _without_capacities(arch: ArchConfig) -> ArchConfig:
                                       else lv for lv in arch.memory))
 
 
-@lru_cache(maxsize=1024)
-def _scores(work: Contraction, key: _ArchKey, timing: str, dataflow: str):
-    """Candidate tiles of one dataflow, their tile bytes, and per loop order (cycles, DRAM bytes, pJ, tiles): the
-    capacity-independent part of the search, shared by archs that differ only in buffer sizes (sweeps)."""
+@dataclass(frozen=True)
+class _Ranking:
+    """The capacity-independent part of the search for one loop nest, arch without capacities, timing, dataflow
+    and objective: the candidate tiles, what each needs in every on-chip level, its scores per loop order (rows in
+    ORDERS order), and per order two rankings of the candidates a search can pick. A search then only checks which
+    of those fit and takes the first few fitting ones of each ranking. Rankings are padded with the index N (one
+    past the last candidate), which a search treats as never fitting."""
+    tm: np.ndarray
+    tn: np.ndarray
+    tk: np.ndarray
+    need: dict                  # level name -> bytes per candidate (0 for a level that holds no operand)
+    n_tiles: np.ndarray
+    cycles: np.ndarray          # (orders, candidates)
+    dram: np.ndarray
+    pj: np.ndarray
+    obj: np.ndarray
+    by_obj: np.ndarray          # (orders, ...): by objective, DRAM bytes, tiles, candidate index
+    by_dram: np.ndarray         # by DRAM bytes, tiles, objective, candidate index
+    obj_by_obj: np.ndarray      # obj in by_obj's order (inf for padding)
+    obj_by_dram: np.ndarray     # obj in by_dram's order
+    level: str | None           # the one level that holds every operand, if one does; then:
+    need_by_obj: np.ndarray     # its need in by_obj's order (int64 max for padding)
+    need_by_dram: np.ndarray    # ... in by_dram's order
+
+
+@lru_cache(maxsize=256)
+def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, objective: str) -> _Ranking:
+    """Candidate tiles of one dataflow scored for every loop order and ranked: shared by archs that differ only in
+    buffer sizes (sweeps).
+
+    When one on-chip level holds every operand, a candidate whose tiles need no less room than SHORTLIST others
+    that rank before it (and, for the band ranking, have no worse objective) can never be picked: whenever it
+    fits, they fit too. Such candidates are left out of the rankings (_pickable), so sorting and each search
+    look at a few hundred candidates, not thousands; the picks are the same."""
     arch = key.arch
     unit = _alignment(work, arch, dataflow)
     sizes = [tile_sizes(getattr(work, d), unit[d]) for d in LOOPS]
     tm, tn, tk = (g.ravel() for g in np.meshgrid(*sizes, indexing="ij"))   # independent of capacities
     base = _base(work, arch, timing, dataflow, tm, tn, tk)
-    scores = []
-    for order in ORDERS:
-        cycles, dram, pj, _, n_tiles = _score_order(work, arch, base, order)
-        scores.append((cycles, dram, pj, n_tiles))
-    return tm, tn, tk, _tile_bytes(work, arch, tm, tn, tk), scores
+    cycles, dram, pj = _score_orders(work, arch, base)
+    obj = _objective(objective, cycles, dram, pj)
+    need = {lv.name: 0 for lv in arch.onchip}
+    for operand, size in _tile_bytes(work, arch, tm, tn, tk).items():      # as _fits adds them up
+        home = arch.home(operand)
+        need[home.name] = need[home.name] + size * (2 if home.double_buffered else 1)
+    legal = np.flatnonzero(base.n_tiles <= MAX_TILES)
+    held = [v for v in need.values() if isinstance(v, np.ndarray)]
+    rows = _pickable(legal, held[0], obj) if len(held) == 1 else [(legal, legal)] * len(ORDERS)
+    n = tm.size
+    by_obj, by_dram = [], []
+    for o, (first, band) in enumerate(rows):
+        by_obj.append(first[np.lexsort((first, base.n_tiles[first], dram[o, first], obj[o, first]))])
+        by_dram.append(band[np.lexsort((band, obj[o, band], base.n_tiles[band], dram[o, band]))])
+    pad = lambda lists: np.array([np.pad(x, (0, max(map(len, lists)) - len(x)), constant_values=n)    # noqa: E731
+                                  for x in lists], dtype=np.int64)
+    by_obj, by_dram = pad(by_obj), pad(by_dram)
+    padded = np.pad(obj, ((0, 0), (0, 1)), constant_values=np.inf)
+    level = next((name for name, v in need.items() if isinstance(v, np.ndarray)), None) if len(held) == 1 else None
+    padded_need = np.append(need[level], np.iinfo(np.int64).max) if level else None
+    return _Ranking(tm, tn, tk, need, base.n_tiles, cycles, dram, pj, obj, by_obj, by_dram,
+                    np.take_along_axis(padded, by_obj, axis=1), np.take_along_axis(padded, by_dram, axis=1), level,
+                    padded_need[by_obj] if level else None, padded_need[by_dram] if level else None)
+
+
+def _pickable(legal: np.ndarray, need: np.ndarray, obj: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per loop order, a superset of the legal candidates that a search can pick when one level holds every
+    operand (`need`: its bytes per candidate): (for the objective ranking, for the band ranking).
+
+    Objective ranking: walk the candidates by increasing need. One whose objective is strictly worse than an
+    earlier (no larger) candidate's is dominated by it: it fits only if that one fits, and ranks after it. Peeling
+    the undominated ones (objective <= every earlier remaining one) SHORTLIST times keeps every candidate with
+    fewer than SHORTLIST dominators: one in layer L has a dominator in each earlier layer.
+    Band ranking: a candidate that fits when the capacity is at least its need has, as the best fitting
+    objective, at most the least objective of the candidates needing no more; it is in a band only if its own
+    objective is within TIE_BAND of that (the running minimum over the walk, which can only be larger, is used)."""
+    walk = legal[np.argsort(need[legal], kind="stable")]
+    vals = obj[:, walk]
+    alive = np.ones(vals.shape, dtype=bool)
+    keep = np.zeros(vals.shape, dtype=bool)
+    for _ in range(SHORTLIST):
+        least = np.minimum.accumulate(np.where(alive, vals, np.inf), axis=1)
+        before = np.concatenate((np.full((vals.shape[0], 1), np.inf), least[:, :-1]), axis=1)
+        layer = alive & (vals <= before)
+        keep |= layer
+        alive &= ~layer
+    band = vals <= np.minimum.accumulate(vals, axis=1) * (1 + TIE_BAND)
+    return [(walk[keep[o]], walk[band[o]]) for o in range(vals.shape[0])]
 
 
 def _mapping_key(m: Mapping) -> tuple:

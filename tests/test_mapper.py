@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arch import load_arch
+from arch import InputError, load_arch
 from compiler import mapper
 from compiler.cost import OPERAND_DIMS, Mapping, dram_traffic, reuse_reps
 from compiler.lowering import Contraction, ConvWindow
@@ -159,3 +159,144 @@ def test_pinned_mappings_are_used_and_checked(tmp_path, capsys):
         assert main(["run", "-w", "resnet18", "-a", "edge-npu", "--mapping", str(pin)]) == 2
         err = capsys.readouterr().err
         assert expected in err and err.count("\n") == 1, (text, err)
+
+
+# ---------------------------------------------------------------- the fast search equals the direct one
+
+def two_level_arch(spad: int, acc: int, dataflow: str = "ws", double: bool = True, latency: int = 20):
+    """tiny_arch with the operands split over two levels, as Gemmini's: inputs and weights in a scratchpad,
+    outputs in an accumulator."""
+    from arch import arch_from_dict
+    from archs import tiny_arch_dict
+    d = tiny_arch_dict(rows=8, cols=8, dataflow=dataflow, sram_bytes=spad, double=double, latency=latency, bw=8)
+    d["memory"][1]["holds"] = ["input", "weight"]
+    d["memory"].append({"name": "acc", "kind": "sram", "capacity_bytes": acc, "bandwidth_bytes_per_cycle": 64,
+                        "double_buffered": double, "holds": ["output"]})
+    entry = {"pj": 1.0, "source": "test"}
+    d["energy"]["actions"].update({"acc.read_byte": dict(entry), "acc.write_byte": dict(entry)})
+    return arch_from_dict(d)
+
+
+def direct_search(work, arch, timing: str, objective: str):
+    """The mapping search as first written: every candidate of every loop order scored one order at a time
+    (mapper.score), fitted to the capacities and sorted in full, with tiling.naive_mapping. The search's
+    rankings, pruning and remembered footprints must choose exactly what this does (None: nothing fits)."""
+    from compiler.cost import MAX_TILES
+    from compiler.tiling import _alignment
+    pool, candidates = [], 0
+    for dataflow in mapper.dataflows(arch):
+        unit = _alignment(work, arch, dataflow)
+        sizes = [mapper.tile_sizes(getattr(work, d), unit[d]) for d in "mnk"]
+        tm, tn, tk = (g.ravel() for g in np.meshgrid(*sizes, indexing="ij"))
+        candidates += int(tm.size) * len(mapper.ORDERS)
+        for order in mapper.ORDERS:
+            cycles, dram, pj, fits_, n_tiles = mapper.score(work, arch, timing, dataflow, tm, tn, tk, order)
+            obj = {"latency": cycles, "energy": pj, "edp": cycles * pj}[objective]
+            idx = np.flatnonzero(fits_ & (n_tiles <= MAX_TILES))
+            if idx.size == 0:
+                continue
+            band = idx[obj[idx] <= obj[idx].min() * (1 + mapper.TIE_BAND)]
+            picks = np.concatenate((idx[np.lexsort((idx, n_tiles[idx], dram[idx], obj[idx]))][:mapper.SHORTLIST],
+                                    band[np.lexsort((band, obj[band], n_tiles[band], dram[band]))][:mapper.SHORTLIST]))
+            pool += [(float(obj[i]), int(dram[i]), int(n_tiles[i]), float(cycles[i]), float(pj[i]),
+                      Mapping(dataflow, int(tm[i]), int(tn[i]), int(tk[i]), order)) for i in dict.fromkeys(picks)]
+    if not pool:
+        return None
+    pool = list({p[-1]: p for p in pool}.values())
+    best = min(p[0] for p in pool) * (1 + mapper.TIE_BAND)
+    key = lambda m: (m.dataflow, m.tile_m, m.tile_n, m.tile_k, mapper.ORDERS.index(m.order))   # noqa: E731
+    ranked = sorted(pool, key=lambda p: (p[0] > best, (p[1], p[2], p[0]) if p[0] <= best else (p[0], p[1], p[2]),
+                                         key(p[-1])))
+    pure = sorted(pool, key=lambda p: (p[0], p[1], p[2], key(p[-1])))
+    mappings = [p[-1] for p in ranked]
+    shortlist = tuple(dict.fromkeys(mappings[:mapper.SHORTLIST - 1] + [pure[0][-1]]
+                                    + mappings[mapper.SHORTLIST - 1:]))[:mapper.SHORTLIST]
+    naive = naive_mapping(work, arch)
+    shortlist += () if naive in shortlist else (naive,)
+    tiles = lambda m: (m.dataflow, m.tile_m, m.tile_n, m.tile_k)   # noqa: E731
+    runner = next((i for i, m in enumerate(mappings) if tiles(m) != tiles(mappings[0])),
+                  next((i for i, m in enumerate(mappings) if m != mappings[0]), None))
+    return mapper.Choice(mapping=mappings[0], cycles=ranked[0][3], dram_bytes=ranked[0][1], energy_pj=ranked[0][4],
+                         runner_up=mappings[runner] if runner is not None else None,
+                         runner_up_cycles=ranked[runner][3] if runner is not None else 0.0,
+                         runner_up_dram_bytes=ranked[runner][1] if runner is not None else 0,
+                         candidates=candidates, shortlist=shortlist)
+
+
+@settings(max_examples=60, deadline=None)
+@given(works(), st.sampled_from([512, 2048, 6000, 16384, 1 << 20]), st.sampled_from([256, 1024, 8192, 1 << 20]),
+       st.sampled_from(["ws", "os", "is"]), st.booleans(), st.booleans(), st.sampled_from(["latency", "energy", "edp"]))
+def test_search_chooses_exactly_what_the_direct_search_does(work, sram, acc, dataflow, double, split, objective):
+    arch = two_level_arch(sram, acc, dataflow, double) if split else small_arch(sram, dataflow, double)
+    expected = direct_search(work, arch, "pipelined", objective)
+    if expected is None:
+        with pytest.raises(InputError):
+            mapper.search(work, arch, "pipelined", objective)
+    else:
+        assert mapper.search(work, arch, "pipelined", objective) == expected
+
+
+def test_search_over_several_dataflows_chooses_what_the_direct_search_does():
+    from arch import arch_from_dict
+    from archs import tiny_arch_dict
+    d = tiny_arch_dict(rows=8, cols=8, dataflow="ws", sram_bytes=16384, latency=20, bw=8)
+    d["array"]["dataflows"] = ["os", "is"]
+    arch = arch_from_dict(d)
+    for work in (Contraction(1, 300, 70, 90, "int8", "int8", "int8"),
+                 Contraction(2, 49, 512, 4608, "int8", "int8", "int8")):
+        for objective in ("latency", "edp"):
+            assert mapper.search(work, arch, "pipelined", objective) == direct_search(work, arch, "pipelined",
+                                                                                        objective)
+
+
+@settings(max_examples=60, deadline=None)
+@given(works(), st.sampled_from(["ws", "os", "is"]), st.booleans(), st.booleans(), st.booleans(),
+       st.sampled_from([0, 20]), st.sampled_from([1, 8, 64]))
+def test_all_loop_orders_at_once_equal_one_order_at_a_time_bit_for_bit(work, dataflow, double, split, energy_table,
+                                                                        latency, bw):
+    from arch import arch_from_dict
+    from archs import tiny_arch_dict
+    from compiler.tiling import _alignment
+    arch = two_level_arch(4096, 4096, dataflow, double, latency) if split else tiny_arch(
+        rows=8, cols=8, dataflow=dataflow, sram_bytes=4096, double=double, latency=latency, bw=bw)
+    if not energy_table:        # no DRAM energy entries: traffic stands in for energy
+        d = tiny_arch_dict(rows=8, cols=8, dataflow=dataflow, sram_bytes=4096, double=double, latency=latency, bw=bw)
+        d["energy"]["actions"] = {a: v for a, v in d["energy"]["actions"].items() if not a.startswith("dram.")}
+        arch = arch_from_dict(d)
+    unit = _alignment(work, arch, dataflow)
+    sizes = [mapper.tile_sizes(getattr(work, d), unit[d]) for d in "mnk"]
+    tm, tn, tk = (g.ravel() for g in np.meshgrid(*sizes, indexing="ij"))
+    base = mapper._base(work, arch, "pipelined", dataflow, tm, tn, tk)
+    cycles, dram, pj = mapper._score_orders(work, arch, base)
+    for row, order in enumerate(mapper.ORDERS):
+        c, d_, p, _, _ = mapper._score_order(work, arch, base, order)
+        assert cycles[row].tobytes() == c.tobytes() and dram[row].tobytes() == d_.tobytes()
+        assert pj[row].tobytes() == np.broadcast_to(p, c.shape).astype(np.float64).tobytes()
+
+
+@settings(max_examples=80, deadline=None)
+@given(works(), st.sampled_from([64, 300, 2048, 5000, 16384]), st.sampled_from([64, 512, 4096, 1 << 20]),
+       st.sampled_from(["ws", "os", "is"]), st.booleans(), st.booleans())
+def test_remembered_naive_tiling_equals_the_tilers(work, sram, acc, dataflow, double, split):
+    from compiler.mapper import _ArchKey, _naive, _without_capacities
+    arch = two_level_arch(sram, acc, dataflow, double) if split else small_arch(sram, dataflow, double)
+    try:
+        expected = naive_mapping(work, arch)
+    except InputError as e:
+        with pytest.raises(InputError, match=__import__("re").escape(str(e))):
+            _naive(work, arch, _ArchKey(_without_capacities(arch)))
+        return
+    assert _naive(work, arch, _ArchKey(_without_capacities(arch))) == expected
+
+
+@pytest.mark.parametrize("split", [False, True])
+def test_search_over_a_range_of_buffer_sizes_chooses_what_the_direct_search_does(split):
+    """Sweeps reuse one ranking over many capacities: each must pick what the direct search picks."""
+    window = ConvWindow(out_w=28, stride_h=1, span_h=3, in_h=30, in_w=30, window=9)
+    layers = (Contraction(1, 784, 128, 1152, "int8", "int8", "int8", window=window),
+              Contraction(1, 196, 1024, 256, "int8", "int8", "int8"),
+              Contraction(1, 1, 1000, 2048, "int8", "int8", "int8"))
+    for work in layers:
+        for kib in (3, 5, 8, 12, 20, 32, 48, 80, 128, 200, 320, 512, 800, 1280, 2048):
+            arch = two_level_arch(kib * 1024, kib * 512) if split else small_arch(kib * 1024)
+            assert mapper.search(work, arch, "pipelined") == direct_search(work, arch, "pipelined", "latency"), kib
