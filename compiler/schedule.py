@@ -10,7 +10,8 @@ from arch.loader import build
 
 from .cost import LOOPS, Mapping
 from .ir import Graph
-from .fusion import AttentionMapping, AttentionWork, Epilogue, KernelSpec, attention_mapping, group_ops
+from .fusion import (AttentionMapping, AttentionWork, Epilogue, Grouping, KernelSpec, attention_mapping,
+                     group_ops)
 from .lowering import Contraction, LoopNest, VectorWork
 from .mapper import search
 from .residency import NONE, Residency, cache_hits, keep_on_chip
@@ -182,11 +183,13 @@ def load_pinned(raw, source: str) -> tuple[tuple[str, Mapping], ...]:
 
 
 def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptions(),
-          evaluate: Evaluator | None = None) -> Schedule:
+          evaluate: Evaluator | None = None, grouping: Grouping | None = None) -> Schedule:
     """Graph -> Schedule: make kernels (views are free), then map each onto the arch. `evaluate` (e.g.
-    sim.kernel_evaluator) lets the simulator pick among the search's closed-form shortlist."""
+    sim.kernel_evaluator) lets the simulator pick among the search's closed-form shortlist. `grouping`:
+    group_ops(graph, options.fusion) when the caller already has it (it does not depend on the arch; sweeps reuse
+    one per graph)."""
     timing = options.resolved_timing(arch)
-    grouping = group_ops(graph, options.fusion)
+    grouping = group_ops(graph, options.fusion) if grouping is None else grouping
     specs = list(grouping.kernels)
     plan, held = keep_on_chip(specs, graph, arch) if options.fusion == "full" else ([NONE] * len(specs), None)
     kernels = map_kernels(specs, arch, options, timing, evaluate, held)

@@ -27,8 +27,12 @@ from pathlib import Path
 
 from arch.errors import InputError
 from arch.loader import apply_overrides, arch_from_dict, load_yaml_text
+from compiler.cost import trip_counts
+from compiler.fusion import group_ops
+from compiler.mapper import _without_capacities
 from compiler.schedule import CompileOptions, lower
 
+from .commands import flash_share
 from .files import write_atomic
 from .result import SimResult
 from .simulate import kernel_evaluator, simulate
@@ -191,16 +195,18 @@ def metrics(result: SimResult, arch) -> dict:
     }
 
 
-_GRAPHS: dict = {}      # per process: the workload graph by dtype (a point may change the array's dtype)
+_GRAPHS: dict = {}      # per process: (graph, grouping) by dtype (a point may change the array's dtype)
 
 
 def _graph(spec: SweepSpec, dtype: str | None):
-    """The workload graph for a dtype, built once per process."""
+    """The workload graph for a dtype and its fusion grouping (which no arch field changes), built once per
+    process."""
     from workloads import load_workload
-    key = (spec.workload, spec.seq_len, spec.batch, dtype, spec.dims, spec.dtypes)
+    key = (spec.workload, spec.seq_len, spec.batch, dtype, spec.dims, spec.dtypes, spec.options.fusion)
     if key not in _GRAPHS:
-        _GRAPHS[key] = load_workload(spec.workload, seq_len=spec.seq_len, batch=spec.batch, dtype=dtype,
-                                     dims=dict(spec.dims), dtypes=spec.dtypes)
+        graph = load_workload(spec.workload, seq_len=spec.seq_len, batch=spec.batch, dtype=dtype,
+                              dims=dict(spec.dims), dtypes=spec.dtypes)
+        _GRAPHS[key] = graph, group_ops(graph, spec.options.fusion)
     return _GRAPHS[key]
 
 
@@ -212,9 +218,50 @@ def simulate_point(spec: SweepSpec, point: dict[str, str]):
         raise InputError(_as_grid(str(e))) from None
     arch = arch_from_dict(raw, spec.source)
     dtype = None if spec.dtype == "model" else (spec.dtype or arch.array.dtype)
-    graph = _graph(spec, dtype)
-    evaluate = kernel_evaluator(arch, spec.options.resolved_timing(arch), spec.options.objective)
-    return arch, simulate(lower(graph, arch, spec.options, evaluate), arch)
+    graph, grouping = _graph(spec, dtype)
+    evaluate = _evaluator(arch, spec.options.resolved_timing(arch), spec.options.objective)
+    return arch, simulate(lower(graph, arch, spec.options, evaluate, grouping), arch)
+
+
+_EVALUATIONS: dict = {}     # per process: simulated cycles of kernels alone, per arch without its capacities
+_KEEP_ARCHS = 8             # archs whose evaluations are kept (points of one array shape run together: chunks())
+
+
+def _evaluator(arch, timing: str, objective: str):
+    """sim.kernel_evaluator, remembered across design points. A kernel simulated alone (no activations kept on
+    chip, its mapping given) takes the same cycles whatever the on-chip capacities, energy table or area, so under
+    the latency objective points that differ only in those share one evaluation per (kernel, mapping, weights in
+    flash); energy and EDP depend on capacities (SRAM energy per byte, leakage by area) and are not shared."""
+    evaluate = kernel_evaluator(arch, timing, objective)
+    if objective != "latency":
+        return evaluate
+    key = (timing, repr(dataclasses.replace(_without_capacities(arch), name="", description="", energy=None,
+                                            area=None)))
+    seen = _EVALUATIONS.pop(key, None)
+    if seen is None:
+        seen = {}
+        while len(_EVALUATIONS) >= _KEEP_ARCHS:
+            del _EVALUATIONS[next(iter(_EVALUATIONS))]       # the least recently used arch
+    _EVALUATIONS[key] = seen
+
+    def remembered(kernel) -> float:
+        k = (kernel.work, _canonical(kernel), kernel.split, kernel.epilogue, flash_share(kernel, arch, 0.0))
+        if k not in seen:
+            seen[k] = evaluate(kernel)
+        return seen[k]
+    return remembered
+
+
+def _canonical(kernel):
+    """The kernel's mapping with its loop order normalised: loops of one trip first (in m, n, k order), then the
+    others in their order. Orders that differ only in where single-trip loops sit visit the tiles in the same
+    sequence, so they simulate identically (a kernel split among cores keeps its order: its shares' trips differ)."""
+    m = kernel.mapping
+    if kernel.split:
+        return m
+    trips = trip_counts(kernel.work, m)
+    order = "".join(d for d in "mnk" if trips[d] == 1) + "".join(d for d in m.order if trips[d] > 1)
+    return dataclasses.replace(m, order=order) if order != m.order else m
 
 
 def run_point(spec: SweepSpec, point: dict[str, str]) -> dict[str, str]:
@@ -352,9 +399,31 @@ class Progress:
 # ---------------------------------------------------------------- running the points
 
 def chunks(todo: list[tuple[int, dict]], jobs: int) -> list[list[tuple[int, dict]]]:
-    """Work split into chunks small enough to balance slow points across workers (about 20 per worker)."""
+    """Work split into chunks for the workers. Points that differ only in on-chip capacities (same array and
+    everything else) go to one chunk, so a worker ranks their candidate tilings once (compiler/mapper.py) and
+    shares the simulator's kernel evaluations among them (_evaluator); when there are fewer such groups than 4
+    per worker, groups are cut so every worker gets some. Small groups are packed up to about 20 chunks per
+    worker (at most 8 points each)."""
     size = max(1, min(8, len(todo) // (jobs * 20)))
-    return [todo[i:i + size] for i in range(0, len(todo), size)]
+    groups: dict[tuple, list] = {}
+    for item in todo:
+        groups.setdefault(_shape_key(item[1]), []).append(item)
+    limit = -(-len(todo) // (jobs * 4)) if len(groups) < jobs * 4 else len(todo)
+    out: list[list[tuple[int, dict]]] = []
+    for group in groups.values():
+        step = -(-len(group) // -(-len(group) // max(limit, 1)))
+        for piece in (group[i:i + step] for i in range(0, len(group), step)):
+            if out and len(out[-1]) < size:
+                out[-1] += piece
+            else:
+                out.append(list(piece))
+    return out
+
+
+def _shape_key(point: dict[str, str]) -> tuple:
+    """A point's grid values other than on-chip capacities (what the mapping search's candidate scores and the
+    simulator's kernel evaluations depend on)."""
+    return tuple((k, v) for k, v in point.items() if not k.endswith((".capacity_bytes", ".resident_fraction")))
 
 
 class Running:

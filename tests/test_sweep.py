@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import json
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from arch import InputError
 from arch.loader import raw_arch
@@ -123,6 +126,59 @@ def test_a_row_has_the_numbers_of_tilesim_run_with_the_same_set(capsys):
         assert int(row[key]) == report[key]
     for key in ("latency_s", "energy_pj", "pe_utilization", "mbu", "area_mm2"):
         assert float(row[key]) == report[key]
+
+
+def test_search_sweep_rows_equal_tilesim_run_across_buffer_sizes(capsys, tmp_path):
+    """Points that share an array shape reuse rankings, footprints and simulated kernels in one process: every row
+    must still equal `tilesim run` of that point."""
+    points = grid_points(["array.rows=16,32", "memory.sram.capacity_bytes=96KiB,256KiB,2MiB"])
+    rows = run_sweep(points, dataclasses.replace(spec(), workload="resnet18"), tmp_path / "r.csv", backend="serial",
+                     progress=False)
+    for point, row in zip(points, rows):
+        assert main(["run", "-w", "resnet18", "-a", "edge-npu", "-f", "json"]
+                    + sum((["--set", f"{k}={v}"] for k, v in point.items()), [])) == 0
+        report = json.loads(capsys.readouterr().out)
+        assert row["status"] == "ok", row
+        for key in ("cycles", "macs", "dram_read_bytes", "dram_write_bytes"):
+            assert int(row[key]) == report[key], (point, key)
+        for key in ("latency_s", "energy_pj", "pe_utilization", "mbu", "area_mm2"):
+            assert float(row[key]) == report[key], (point, key)
+
+
+def test_points_that_differ_only_in_capacities_run_in_one_chunk():
+    points = grid_points(["array.rows=8,16,32", "array.cols=8,16,32", "memory.sram.capacity_bytes=64KiB,128KiB,1MiB",
+                          "memory.sram.resident_fraction=0.25,0.5"])
+    todo = list(enumerate(points))
+    parts = sweep.chunks(todo, 2)
+    assert sorted(i for part in parts for i, _ in part) == list(range(len(points)))
+    shape = lambda p: (p["array.rows"], p["array.cols"])                                  # noqa: E731
+    for part in parts:
+        assert len({shape(p) for _, p in part}) == 1 and [i for i, _ in part] == sorted(i for i, _ in part)
+    assert len(parts) == 9                                          # 9 array shapes, 4 points or more per worker
+    only_capacities = grid_points(["memory.sram.capacity_bytes=" + ",".join(f"{k}KiB" for k in range(64, 64 + 40))])
+    parts = sweep.chunks(list(enumerate(only_capacities)), 2)
+    assert len(parts) >= 2 * 4 and sum(map(len, parts)) == 40      # one big group is still shared out
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(1, 3), st.integers(1, 300), st.integers(1, 300), st.integers(1, 300), st.integers(1, 64),
+       st.integers(1, 64), st.integers(1, 64), st.sampled_from(["mnk", "mkn", "nmk", "nkm", "kmn", "knm"]))
+def test_orders_that_differ_only_in_single_trip_loops_simulate_alike(g, m, n, k, tm, tn, tk, order):
+    """The sweep shares one simulation among mappings whose loop orders differ only where loops of one trip sit."""
+    from arch import load_arch
+    from compiler.cost import Mapping
+    from compiler.lowering import Contraction
+    from compiler.schedule import Kernel, Schedule
+    from sim import simulate
+    arch = load_arch("edge-npu")
+    work = Contraction(g, m, n, k, "int8", "int8", "int8")
+    kernel = Kernel("k", ("k",), work, Mapping("ws", min(tm, m), min(tn, n), min(tk, k), order))
+    canonical = Kernel("k", ("k",), work, sweep._canonical(kernel))
+    assert canonical.mapping.tile_m == kernel.mapping.tile_m and sorted(canonical.mapping.order) == ["k", "m", "n"]
+    one = lambda kern: simulate(Schedule("x", arch.name, "pipelined", (kern,)), arch)       # noqa: E731
+    a, b = one(kernel), one(canonical)
+    assert (a.cycles, a.energy_pj, a.dram_read_bytes, a.dram_write_bytes) == \
+        (b.cycles, b.energy_pj, b.dram_read_bytes, b.dram_write_bytes)
 
 
 def test_serial_and_process_pool_rows_are_identical_and_in_point_order(tmp_path):
