@@ -34,6 +34,7 @@ from compiler.schedule import CompileOptions, lower
 
 from .commands import flash_share
 from .files import write_atomic
+from .llm import PHASES
 from .result import SimResult
 from .simulate import kernel_evaluator, simulate
 
@@ -44,7 +45,13 @@ METRICS = ("cycles", "latency_s", "macs", "pe_utilization", "mbu", "energy_pj", 
            "dram_write_bytes", "area_mm2", "edp", "inferences_per_s", "macs_per_s", "perf_per_mm2",
            "peak_macs_per_cycle", "pes", "onchip_bytes", "kernels", "memory_bound_kernels", "array_busy",
            "vector_busy", "dma_busy")     # no arch field's name (e.g. clock_hz, timing): those can be grid keys
-HIGHER_IS_BETTER = ("pe_utilization", "mbu", "inferences_per_s", "macs_per_s", "perf_per_mm2", "array_busy")
+# decoder LLM sweeps (--phase prefill|decode|generate) add the LLM report's figures (sim/llm.py, llm_dict); there the
+# METRICS are those of the whole run, and the per-simulation ones (kernels, busy fractions) are left empty
+LLM_METRICS = ("batch", "prompt_len", "gen_tokens", "tokens", "ttft_s", "tpot_s", "tokens_per_s", "pj_per_token",
+               "prefill_pj_per_token", "decode_pj_per_token", "kv_cache_bytes", "weight_bytes", "flash_weight_bytes",
+               "flash_read_bytes")
+HIGHER_IS_BETTER = ("pe_utilization", "mbu", "inferences_per_s", "macs_per_s", "perf_per_mm2", "array_busy",
+                    "tokens_per_s")
 OBJECTIVE_METRIC = {"latency": "latency_s", "energy": "energy_pj", "edp": "edp"}
 
 
@@ -153,21 +160,42 @@ class SweepSpec:
     dtype: str | None = None        # None: each point's array dtype; "model": an ONNX model's own types
     dims: tuple[tuple[str, int], ...] = ()
     dtypes: tuple | None = None     # decoder LLMs: (weight, activation, kv) data types; None entries take dtype
+    phase: str | None = None        # decoder LLMs: prefill (None: prefill), decode (at context) or generate
+    context: int | None = None      # decode: tokens already in the KV cache
+    prompt_len: int | None = None   # prefill/generate: prompt tokens (None: seq_len, or 128)
+    gen_tokens: int = 128           # generate: tokens generated
+    mlp_sparsity: float = 0.0       # decoder LLMs: share of MLP neurons skipped per token
 
     @cached_property
     def setup(self) -> str:
-        """Short hash of everything but the grid values; --resume reuses only rows with the same setup."""
+        """Short hash of everything but the grid values; --resume reuses only rows with the same setup. The LLM
+        fields count only when set, so other sweeps keep the setup they had before those fields existed."""
         d = dataclasses.asdict(self)
+        for f in dataclasses.fields(self):
+            if f.name in _LLM_FIELDS and d[f.name] == f.default:
+                del d[f.name]
         text = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
+    @cached_property
+    def llm(self) -> bool:
+        """Whether the workload is a decoder LLM (its points run as `tilesim run` runs one: sim/llm.py)."""
+        from workloads import decoder_config
+        return decoder_config(self.workload) is not None
 
-RESERVED_COLUMNS = ("status",) + SETTING_COLUMNS + METRICS + ("setup", "reason")
+
+_LLM_FIELDS = ("phase", "context", "prompt_len", "gen_tokens", "mlp_sparsity")
 
 
-def columns(keys: list[str]) -> list[str]:
-    """CSV header: the grid keys, status, the sweep's settings, the metrics, setup and reason."""
-    return list(keys) + list(RESERVED_COLUMNS)
+RESERVED_COLUMNS = ("status",) + SETTING_COLUMNS + ("phase",) + METRICS + LLM_METRICS + ("setup", "reason")
+
+
+def columns(keys: list[str], llm: bool = False) -> list[str]:
+    """CSV header: the grid keys, status, the sweep's settings, the metrics, setup and reason; LLM sweeps add the
+    phase to the settings and LLM_METRICS to the metrics."""
+    if llm:
+        return list(keys) + ["status", *SETTING_COLUMNS, "phase", *METRICS, *LLM_METRICS, "setup", "reason"]
+    return list(keys) + ["status", *SETTING_COLUMNS, *METRICS, "setup", "reason"]
 
 
 def _cell(value) -> str:
@@ -187,12 +215,33 @@ def metrics(result: SimResult, arch) -> dict:
         "dram_write_bytes": r.dram_write_bytes, "area_mm2": r.area_mm2, "edp": r.latency_s * r.energy_pj,
         "inferences_per_s": 1.0 / r.latency_s if r.latency_s else 0.0, "macs_per_s": macs_per_s,
         "perf_per_mm2": macs_per_s / r.area_mm2 if r.area_mm2 else None,
-        "peak_macs_per_cycle": r.peak_macs_per_cycle, "pes": arch.array.rows * arch.array.cols * arch.array.count
-        * arch.cores, "onchip_bytes": sum(lv.capacity_bytes for lv in arch.onchip) * arch.cores,
+        "peak_macs_per_cycle": r.peak_macs_per_cycle, **_size(arch),
         "kernels": len(r.kernels),
         "memory_bound_kernels": sum(k.bound == "memory" for k in r.kernels),
         "array_busy": r.engine_busy["array"], "vector_busy": r.engine_busy["vector"], "dma_busy": r.engine_busy["dma"],
     }
+
+
+def _size(arch) -> dict:
+    """PEs and on-chip bytes of the whole chip."""
+    return {"pes": arch.array.rows * arch.array.cols * arch.array.count * arch.cores,
+            "onchip_bytes": sum(lv.capacity_bytes for lv in arch.onchip) * arch.cores}
+
+
+def llm_metrics(report: dict, arch) -> dict:
+    """The row of an LLM point from its `tilesim run` JSON (sim/llm.py, llm_dict): the whole run's numbers as
+    METRICS (an 'inference' is the run), and LLM_METRICS as reported."""
+    d = report
+    latency, energy, macs = d["latency_s"], d["energy_pj"], d["macs"]
+    macs_per_s = macs / latency if latency else 0.0
+    row = {k: d[k] for k in ("cycles", "latency_s", "macs", "pe_utilization", "mbu", "energy_pj", "dram_read_bytes",
+                             "dram_write_bytes", "area_mm2")}
+    row.update(pj_per_mac=energy / macs if macs else 0.0, edp=latency * energy,
+               inferences_per_s=1.0 / latency if latency else 0.0, macs_per_s=macs_per_s,
+               perf_per_mm2=macs_per_s / d["area_mm2"] if d["area_mm2"] else None,
+               peak_macs_per_cycle=arch.peak_macs_per_cycle, **_size(arch))
+    row.update({k: d[k] for k in LLM_METRICS})
+    return row
 
 
 _GRAPHS: dict = {}      # per process: (graph, grouping) by dtype (a point may change the array's dtype)
@@ -210,13 +259,18 @@ def _graph(spec: SweepSpec, dtype: str | None):
     return _GRAPHS[key]
 
 
-def simulate_point(spec: SweepSpec, point: dict[str, str]):
-    """(arch, SimResult) of one design point; bad input raises InputError."""
+def point_arch(spec: SweepSpec, point: dict[str, str]):
+    """The ArchConfig of one design point; bad values raise InputError worded for --grid."""
     try:
         raw = apply_overrides(spec.raw_arch, [f"{k}={v}" for k, v in point.items()])
     except InputError as e:
         raise InputError(_as_grid(str(e))) from None
-    arch = arch_from_dict(raw, spec.source)
+    return arch_from_dict(raw, spec.source)
+
+
+def simulate_point(spec: SweepSpec, point: dict[str, str]):
+    """(arch, SimResult) of one design point; bad input raises InputError."""
+    arch = point_arch(spec, point)
     dtype = None if spec.dtype == "model" else (spec.dtype or arch.array.dtype)
     graph, grouping = _graph(spec, dtype)
     evaluate = _evaluator(arch, spec.options.resolved_timing(arch), spec.options.objective)
@@ -264,18 +318,59 @@ def _canonical(kernel):
     return dataclasses.replace(m, order=order) if order != m.order else m
 
 
+def llm_point(spec: SweepSpec, point: dict[str, str]):
+    """(arch, the `tilesim run` JSON mapping) of one design point of a decoder LLM sweep, computed as cmd_llm
+    does (sim/cli.py); the graphs of each phase and size are built once per process."""
+    from workloads import decoder_config
+    from workloads import llm as wl
+
+    from .llm import llm_dict, run_llm
+    arch = point_arch(spec, point)
+    cfg = decoder_config(spec.workload)
+    phase = spec.phase or "prefill"
+    types = wl.resolve_dtypes(spec.dtypes, spec.dtype or arch.array.dtype)
+    prompt = _prompt(phase, spec.context, spec.prompt_len, spec.seq_len)
+    active = wl.sparse_mlp(cfg, spec.mlp_sparsity)
+
+    def graph_for(kind: str, size: int):
+        key = ("llm", spec.workload, spec.batch, spec.mlp_sparsity, types, kind, size)
+        if key not in _GRAPHS:
+            sizes = {"seq_len": size} if kind == "prefill" else {"context": size}
+            _GRAPHS[key] = wl.decoder_graph(active, batch=spec.batch, phase=kind, dtypes=types, **sizes)
+        return _GRAPHS[key]
+
+    result = run_llm(graph_for, arch, spec.options, phase, spec.batch, prompt, spec.gen_tokens,
+                     wl.weight_bytes(cfg, types.weight), wl.kv_cache_bytes_per_token(cfg, types.kv))
+    return arch, llm_dict(result)
+
+
+def _prompt(phase: str, context: int | None, prompt_len: int | None, seq_len: int | None) -> int:
+    """Tokens in the KV cache when decoding starts (decode: --context), or the prompt's (as cmd_llm takes it)."""
+    from workloads.llm import DEFAULT_SEQ_LEN
+    return context if phase == "decode" else (prompt_len or seq_len or DEFAULT_SEQ_LEN)
+
+
 def run_point(spec: SweepSpec, point: dict[str, str]) -> dict[str, str]:
     """One CSV row (all cells text): the point, its status and metrics; bad input becomes status=invalid."""
     row = dict(point, status="ok", workload=spec.workload, arch=spec.arch, fusion=spec.options.fusion,
                mapper=spec.options.mapper, objective=spec.options.objective, setup=spec.setup, reason="")
+    if spec.llm:
+        phase = spec.phase or "prefill"
+        row.update(phase=phase, batch=spec.batch, prompt_len=_prompt(phase, spec.context, spec.prompt_len,
+                                                                     spec.seq_len),
+                   gen_tokens=spec.gen_tokens if phase == "generate" else 0)
     try:
-        arch, result = simulate_point(spec, point)
-        row.update(metrics(result, arch))
+        if spec.llm:
+            arch, report = llm_point(spec, point)
+            row.update(llm_metrics(report, arch))
+        else:
+            arch, result = simulate_point(spec, point)
+            row.update(metrics(result, arch))
     except InputError as e:
         row.update(status="invalid", reason=_one_line(str(e)))
     except Exception as e:  # a bug must not lose the sweep: the row says so and --resume retries it
         row.update(status="error", reason=_one_line(f"internal error: {type(e).__name__}: {e}"))
-    return {c: _cell(row.get(c)) for c in columns(list(point))}
+    return {c: _cell(row.get(c)) for c in columns(list(point), spec.llm)}
 
 
 def _one_line(text: str) -> str:
@@ -326,7 +421,7 @@ def _complete_lines(path: Path) -> str:
 
 def read_done(out_path: str | Path, spec: SweepSpec, keys: list[str]) -> tuple[dict[tuple, dict], int]:
     """Rows of a previous run that --resume can keep, by grid values; and how many rows had another setup."""
-    cols, setup = columns(keys), spec.setup
+    cols, setup = columns(keys, spec.llm), spec.setup
     done, other = {}, 0
     for path in (Path(out_path), partial_path(out_path)):
         if not path.is_file():
@@ -541,7 +636,7 @@ def run_sweep(points: list[dict[str, str]], spec: SweepSpec, out_path: str | Pat
     if jobs < 1:
         raise InputError(f"--jobs: must be >= 1, got {jobs}")
     keys = list(points[0]) if points else []
-    header = columns(keys)
+    header = columns(keys, spec.llm)
     done, other = read_done(out_path, spec, keys) if resume else ({}, 0)
     if other:
         print(f"sweep: --resume: {other} rows of {out_path} were made with other settings (grid, arch, workload "
@@ -631,6 +726,14 @@ def add_sweep_arguments(subparsers) -> argparse.ArgumentParser:
                         "two grid axes); the kind is read from the file name (tilesim[plot])")
     p.add_argument("--metric", help="the heatmap's metric (default: the --objective's: latency_s, energy_pj or edp)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
+    p.add_argument("--phase", choices=PHASES,
+                   help="decoder LLMs: prefill (default), decode (one step at --context) or generate; rows add "
+                        "ttft_s, tpot_s, tokens_per_s, pj_per_token, ...")
+    p.add_argument("--context", type=int, help="decode: tokens already in the KV cache")
+    p.add_argument("--prompt-len", type=int, help="prefill/generate: prompt tokens (default --seq-len, or 128)")
+    p.add_argument("--gen-tokens", type=int, default=128, help="generate: tokens to generate (default 128)")
+    p.add_argument("--mlp-sparsity", type=float, default=0.0,
+                   help="decoder LLMs: share of MLP neurons skipped per token (compute and weight traffic)")
     return p
 
 
@@ -642,7 +745,7 @@ def _cores() -> int:
 def spec_from_args(args) -> SweepSpec:
     """The SweepSpec of the command line: base arch with --set, workload checked once here."""
     from arch.loader import raw_arch
-    from workloads import load_workload
+    from workloads import decoder_config, load_workload
 
     from .cli import _dtypes, _options, parse_dims
     raw, source = raw_arch(args.arch)
@@ -655,9 +758,40 @@ def spec_from_args(args) -> SweepSpec:
     dtype = None if args.dtype == "model" else (args.dtype or base_dtype or "int8")
     load_workload(args.workload, seq_len=args.seq_len, batch=args.batch, dtype=dtype, dims=dims,
                   dtypes=_dtypes(args))                                   # a bad workload fails now, not per point
+    cfg = decoder_config(args.workload)
+    if cfg is None and (args.phase or args.context is not None or args.prompt_len is not None):
+        raise InputError(f"--phase, --context, --prompt-len: only for decoder LLMs (gpt2, llama2-7b, ... or an "
+                         f"HF config.json), not '{args.workload}'")
+    if cfg is not None:
+        check_llm_args(args, cfg, dtype)
     return SweepSpec(raw_arch=raw, source=source, arch=args.arch, workload=args.workload,
                      options=_options(args, args.fusion), seq_len=args.seq_len, batch=args.batch,
-                     dtype=args.dtype, dims=tuple(sorted(dims.items())), dtypes=_dtypes(args))
+                     dtype=args.dtype, dims=tuple(sorted(dims.items())), dtypes=_dtypes(args),
+                     phase=args.phase if cfg is not None else None, context=args.context,
+                     prompt_len=args.prompt_len, gen_tokens=args.gen_tokens if cfg is not None else 128,
+                     mlp_sparsity=args.mlp_sparsity if cfg is not None else 0.0)
+
+
+def check_llm_args(args, cfg, dtype: str) -> None:
+    """The LLM options, checked once as `tilesim run` checks them (sim/cli.py, cmd_llm), not per point."""
+    from workloads import llm as wl
+
+    from .cli import _dtypes
+    phase = args.phase or "prefill"
+    if phase == "decode" and args.context is None:
+        raise InputError("--context: --phase decode needs the number of tokens already in the KV cache")
+    if args.context is not None and phase != "decode":
+        raise InputError("--context: only with --phase decode (generate grows it from --prompt-len)")
+    for flag, value in (("--context", args.context), ("--prompt-len", args.prompt_len),
+                        ("--gen-tokens", args.gen_tokens)):
+        if value is not None and value < (0 if flag == "--context" else 1):
+            raise InputError(f"{flag}: must be {'>= 0' if flag == '--context' else '>= 1'}, got {value}")
+    prompt = _prompt(phase, args.context, args.prompt_len, args.seq_len)
+    if phase == "generate" and prompt + args.gen_tokens > cfg.max_positions:
+        raise InputError(f"--gen-tokens: {cfg.name} has {cfg.max_positions} positions; a {prompt}-token prompt "
+                         f"and {args.gen_tokens} generated tokens need {prompt + args.gen_tokens}")
+    wl.sparse_mlp(cfg, args.mlp_sparsity)
+    wl.resolve_dtypes(_dtypes(args), dtype or "int8")
 
 
 def cmd_sweep(args) -> int:
@@ -677,8 +811,8 @@ def cmd_sweep(args) -> int:
     axes = parse_grids(args.grid)
     keys = [k for k, _ in axes]
     metric = args.metric or OBJECTIVE_METRIC[args.objective]
-    plots = sweep_plot.check_plots(args.plot, keys, metric)
     spec = spec_from_args(args)
+    plots = sweep_plot.check_plots(args.plot, keys, metric, spec.llm)
     check_fields(spec.raw_arch, axes)
     points = random_points(args.grid, args.random, args.seed) if args.random is not None else grid_points(args.grid)
     rows = run_sweep(points, spec, out, jobs=args.jobs, backend=args.backend, scheduler=args.scheduler,

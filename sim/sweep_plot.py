@@ -45,11 +45,16 @@ def require_matplotlib() -> None:
         raise InputError("--plot: matplotlib is not installed; pip install 'tilesim[plot]'") from None
 
 
-def check_plots(paths: list[str], keys: list[str], metric: str) -> list[tuple[str, str]]:
-    """(kind, path) of each --plot, checked before the sweep runs; also checks --metric."""
-    from .sweep import METRICS
-    if metric not in METRICS:
-        raise InputError(f"--metric: got '{metric}'{did_you_mean(metric, METRICS)}; allowed: {', '.join(METRICS)}")
+def check_plots(paths: list[str], keys: list[str], metric: str, llm: bool = False) -> list[tuple[str, str]]:
+    """(kind, path) of each --plot, checked before the sweep runs; also checks --metric (LLM sweeps also allow
+    LLM_METRICS)."""
+    from .sweep import LLM_METRICS, METRICS
+    allowed = METRICS + LLM_METRICS if llm else METRICS
+    if metric not in allowed:
+        more = " (ttft_s, tpot_s, tokens_per_s, pj_per_token, ... are for decoder LLM sweeps)" \
+            if metric in LLM_METRICS else ""
+        raise InputError(f"--metric: got '{metric}'{did_you_mean(metric, allowed)}; allowed: {', '.join(allowed)}"
+                         f"{more}")
     plots = [(plot_kind(p), p) for p in paths]
     for kind, path in plots:
         if not Path(path).parent.is_dir():

@@ -145,6 +145,30 @@ def test_search_sweep_rows_equal_tilesim_run_across_buffer_sizes(capsys, tmp_pat
             assert float(row[key]) == report[key], (point, key)
 
 
+@pytest.mark.parametrize("phase, extra", [("generate", ["--prompt-len", "16", "--gen-tokens", "8"]),
+                                          ("decode", ["--context", "48"])])
+def test_llm_sweep_rows_equal_tilesim_run_and_points_that_do_not_fit_are_rows(tmp_path, capsys, phase, extra):
+    out = tmp_path / "llm.csv"
+    assert sweep_main("-w", "gpt2", "-a", "edge-npu", "--phase", phase, *extra, "--jobs", "1", "--no-progress",
+                      "--grid", "array.rows=16,32", "--grid", "memory.dram.capacity_bytes=64MiB,1GiB",
+                      "-o", str(out)) == 0
+    capsys.readouterr()
+    rows = list(csv.DictReader(out.open()))
+    assert [r["status"] for r in rows] == ["invalid", "ok"] * 2                   # 124 M int8 weights > 64 MiB
+    assert all("weights" in r["reason"] and r["ttft_s"] == "" and r["phase"] == phase for r in rows[::2])
+    for row in rows[1::2]:
+        assert main(["run", "-w", "gpt2", "-a", "edge-npu", "--phase", phase, *extra, "--set",
+                     f"array.rows={row['array.rows']}", "--set", "memory.dram.capacity_bytes=1GiB", "-f", "json"]) == 0
+        report = json.loads(capsys.readouterr().out)
+        for key in ("ttft_s", "tpot_s", "tokens_per_s", "pj_per_token", "prefill_pj_per_token", "decode_pj_per_token",
+                    "latency_s", "energy_pj", "pe_utilization", "mbu", "area_mm2"):
+            assert float(row[key]) == report[key], key
+        for key in ("cycles", "macs", "dram_read_bytes", "dram_write_bytes", "tokens", "prompt_len", "gen_tokens",
+                    "kv_cache_bytes", "weight_bytes"):
+            assert int(row[key]) == report[key], key
+        assert (float(row["tpot_s"]) > 0) and (float(row["ttft_s"]) > 0) == (phase == "generate")
+
+
 def test_points_that_differ_only_in_capacities_run_in_one_chunk():
     points = grid_points(["array.rows=8,16,32", "array.cols=8,16,32", "memory.sram.capacity_bytes=64KiB,128KiB,1MiB",
                           "memory.sram.resident_fraction=0.25,0.5"])
@@ -267,6 +291,12 @@ def test_same_command_twice_gives_the_same_csv_and_a_summary(tmp_path, capsys):
     (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "--metric", "latncy_s"], "did you mean 'latency_s'"),
     (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "--jobs", "0"], "--jobs: must be >= 1"),
     (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "-w", "resnet5"], "unknown workload"),
+    (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "--phase", "decode"], "only for decoder LLMs"),
+    (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "-w", "gpt2", "--phase", "decode"], "needs the number of tokens"),
+    (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "-w", "gpt2", "--context", "8"], "only with --phase decode"),
+    (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "-w", "gpt2", "--phase", "generate", "--gen-tokens", "2000"],
+     "has 1024 positions"),
+    (["--grid", "array.rows=8", "-o", "{tmp}/r.csv", "--metric", "tpot_s"], "for decoder LLM sweeps"),
 ])
 def test_bad_sweep_input_exits_2_with_one_line(tmp_path, capsys, argv, words):
     argv = [a.replace("{tmp}", str(tmp_path)) for a in argv]
