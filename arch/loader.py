@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -112,7 +113,7 @@ def _convert(value, tp, path: str, field_name: str, errors: list):
             return 0
         return value
     if tp is float:
-        if isinstance(value, str) and _NUMBER.match(value):
+        if isinstance(value, str) and _NUMBER.match(value) and math.isfinite(float(value)):   # not '1e400'
             value = float(value)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             errors.append((path, f"expected a number, got {value!r}"))
@@ -193,8 +194,8 @@ def _fill_energy_defaults(raw: dict, errors: list) -> None:
     spec = build(EnergyDefaults, energy["defaults"], "energy.defaults", errors)
     if spec is None:
         return
-    if not spec.node_nm > 0:
-        errors.append(("energy.defaults.node_nm", f"must be > 0, got {spec.node_nm:g}"))
+    if not 0 < spec.node_nm < math.inf:
+        errors.append(("energy.defaults.node_nm", f"must be a finite number > 0, got {spec.node_nm:g}"))
         return
     try:
         model = default_actions(raw, spec.node_nm, spec.offchip or None, spec.flash or None)

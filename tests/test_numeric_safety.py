@@ -160,6 +160,8 @@ def test_largest_energies_at_one_hertz():
     (["energy.static_mw=1e300"], "energy.static_mw: must be between 0 and 1e+12"),
     (["energy.static_mw=.nan"], "energy.static_mw: must be between 0 and 1e+12"),
     (["area.pe_mm2=.inf"], "area.pe_mm2"),
+    (["memory.dram.bandwidth_bytes_per_cycle=1e400"], "expected a number, got '1e400'"),   # not read as inf
+    (["energy.defaults.node_nm=.inf"], "energy.defaults.node_nm: must be a finite number > 0"),   # was ValueError
 ])
 def test_out_of_range_arch_values(sets, field):
     assert field in run_error("gemm:64,64,64", sets)
