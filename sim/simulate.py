@@ -88,21 +88,9 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
     keeps every tile's event times on the result (for traces and timeline plots); `flash_share`: the share of every
     weight read from flash under a flash level's `weights: overflow` (None: the schedule's weights beyond the DRAM
     capacity; sim/llm.py gives it from the model's sizes and the KV cache)."""
-    if schedule.arch != arch.name:
-        raise InputError(f"schedule was lowered for arch '{schedule.arch}', not '{arch.name}'")
-    _check_size(schedule, arch)
-    prog = build_program(schedule, arch, flash_share)
-    run = run_tiles_py if reference else run_tiles
+    prog, (load_end, comp_start, comp_end, store_end, stall, cause, _), kernel_end = _pipeline(
+        schedule, arch, reference, flash_share)
     flash = arch.flash
-    load_end, comp_start, comp_end, store_end, stall, cause, _ = run(
-        prog.load_xfer, prog.store_xfer, prog.compute, prog.engine, prog.slots, prog.dep,
-        float(arch.offchip.latency_cycles), prog.flash_xfer, prog.flash_gate,
-        float(flash.latency_cycles if flash else 0))
-    ends = np.maximum(store_end, comp_end)
-    last = prog.first_tile[1:] - 1
-    if not (np.isfinite(ends).all() and ends.max() < MAX_COUNT):    # checked before the cast, which would wrap
-        raise InputError(_overflow_message(schedule, arch, prog, ends))
-    kernel_end = np.ceil(np.maximum.accumulate(ends[last])).astype(np.int64)
     spans = np.diff(kernel_end, prepend=0)
     total_cycles = int(kernel_end[-1])
 
@@ -151,6 +139,25 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
                           tuple(k.name for k in schedule.kernels)) if timeline else None)
 
 
+def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, flash_share: float | None = None):
+    """The part of simulate that decides time: the tile program, the pipeline's event times and each kernel's end
+    cycle (int64; the last is the schedule's cycles)."""
+    if schedule.arch != arch.name:
+        raise InputError(f"schedule was lowered for arch '{schedule.arch}', not '{arch.name}'")
+    _check_size(schedule, arch)
+    prog = build_program(schedule, arch, flash_share)
+    run = run_tiles_py if reference else run_tiles
+    flash = arch.flash
+    times = run(prog.load_xfer, prog.store_xfer, prog.compute, prog.engine, prog.slots, prog.dep,
+                float(arch.offchip.latency_cycles), prog.flash_xfer, prog.flash_gate,
+                float(flash.latency_cycles if flash else 0))
+    ends = np.maximum(times[3], times[2])                   # store end, compute end
+    last = prog.first_tile[1:] - 1
+    if not (np.isfinite(ends).all() and ends.max() < MAX_COUNT):    # checked before the cast, which would wrap
+        raise InputError(_overflow_message(schedule, arch, prog, ends))
+    return prog, times, np.ceil(np.maximum.accumulate(ends[last])).astype(np.int64)
+
+
 def _flash_counts(cmds: TileCommands, arch: ArchConfig) -> Counter:
     """Energy actions of weights streamed from flash: the flash read, and the staging write into DRAM (the DRAM
     read that follows is part of the tile's weight load, counted by action_counts)."""
@@ -185,7 +192,8 @@ def _memory_traffic(actions: Counter, arch: ArchConfig, cycles: int) -> dict[str
 def kernel_evaluator(arch: ArchConfig, timing: str, objective: str = "latency", flash_share: float | None = None):
     """The objective of one kernel simulated alone (cycles, pJ or their product), for compiler.schedule.lower;
     remembered per (loop nest, mapping, split, epilogue, weights in flash), so repeated layers and policies
-    simulate once. `flash_share` as for simulate (weights: overflow)."""
+    simulate once. `flash_share` as for simulate (weights: overflow). The latency objective runs only the part of
+    simulate that decides the cycles (no energy)."""
     seen: dict = {}
 
     def evaluate(kernel: Kernel) -> float:
@@ -194,8 +202,12 @@ def kernel_evaluator(arch: ArchConfig, timing: str, objective: str = "latency", 
         share = flash_share_of(alone, arch, 0.0 if flash_share is None else flash_share)
         key = (kernel.work, kernel.mapping, kernel.split, kernel.epilogue, share)
         if key not in seen:
-            r = simulate(Schedule("evaluate", arch.name, timing, (alone,)), arch, flash_share=flash_share or 0.0)
-            seen[key] = {"latency": r.cycles, "energy": r.energy_pj, "edp": r.cycles * r.energy_pj}[objective]
+            schedule = Schedule("evaluate", arch.name, timing, (alone,))
+            if objective == "latency":
+                seen[key] = int(_pipeline(schedule, arch, flash_share=flash_share or 0.0)[2][-1])
+            else:
+                r = simulate(schedule, arch, flash_share=flash_share or 0.0)
+                seen[key] = {"latency": r.cycles, "energy": r.energy_pj, "edp": r.cycles * r.energy_pj}[objective]
         return seen[key]
     return evaluate
 
