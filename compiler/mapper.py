@@ -350,13 +350,16 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
         fit_band = fit_need & (r.obj_by_dram <= (best * (1 + TIE_BAND))[:, None])
         o1, c1 = np.nonzero(fit_obj & (np.cumsum(fit_obj, axis=1) <= SHORTLIST))
         o2, c2 = np.nonzero(fit_band & (np.cumsum(fit_band, axis=1) <= SHORTLIST))
-        picks = zip(np.concatenate((o1, o2)).tolist(), np.concatenate((r.by_obj[o1, c1], r.by_dram[o2, c2])).tolist())
-        pool += [(float(r.obj[o, i]), int(r.dram[o, i]), int(r.n_tiles[i]), float(r.cycles[o, i]), float(r.pj[o, i]),
-                  Mapping(dataflow, int(r.tm[i]), int(r.tn[i]), int(r.tk[i]), ORDERS[o]))
-                 for o, i in dict.fromkeys(picks)]
+        o = np.concatenate((o1, o2))
+        i = np.concatenate((r.by_obj[o1, c1], r.by_dram[o2, c2]))
+        values = zip(r.obj[o, i].tolist(), r.dram[o, i].tolist(), r.n_tiles[i].tolist(), r.cycles[o, i].tolist(),
+                     r.pj[o, i].tolist(), r.tm[i].tolist(), r.tn[i].tolist(), r.tk[i].tolist(), o.tolist())
+        pool += [(obj, dram, tiles, cycles, pj, Mapping(dataflow, tm, tn, tk, ORDERS[order]))
+                 for obj, dram, tiles, cycles, pj, tm, tn, tk, order in values]
     if not pool:
         raise _NoFit()
-    pool = list({p[-1]: p for p in pool}.values())                   # one entry per mapping, first seen kept
+    pool = list({p[-1]: p for p in pool}.values())                   # one entry per mapping (an order's two
+    #                                                                   rankings may pick the same candidate)
     tie = min(p[0] for p in pool) * (1 + TIE_BAND)
     # within TIE_BAND of the best objective, prefer less DRAM traffic, then fewer tiles; then the rest by objective
     ranked = sorted(pool, key=lambda p: (p[0] > tie, (p[1], p[2], p[0]) if p[0] <= tie else (p[0], p[1], p[2]),
