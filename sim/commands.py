@@ -312,8 +312,14 @@ def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None =
     that consume it by at most `staging_bytes` (flash_gate). `overflow`: the share of every weight in flash under
     `weights: overflow` (None: from the schedule's weights and the DRAM capacity)."""
     share = overflow_share(schedule, arch) if overflow is None else overflow
-    per_kernel = tuple(kernel_commands(k, arch, schedule.timing, flash_share(k, arch, share))
-                       for k in schedule.kernels)
+    made: dict = {}     # repeated layers (same loop nest, mapping, fusion, residency, flash share) share commands
+
+    def commands(k: Kernel) -> TileCommands:
+        key = (k.work, k.mapping, k.split, k.epilogue, k.residency, flash_share(k, arch, share))
+        if key not in made:
+            made[key] = kernel_commands(k, arch, schedule.timing, key[-1])
+        return made[key]
+    per_kernel = tuple(commands(k) for k in schedule.kernels)
     counts = np.array([c.compute.shape[0] for c in per_kernel], dtype=np.int64)
     first = np.concatenate(([0], np.cumsum(counts)))
     bw = arch.offchip.bandwidth_bytes_per_cycle
