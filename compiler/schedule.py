@@ -119,6 +119,7 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
     if options.mapper not in MAPPERS:
         raise InputError(f"--mapper: got '{options.mapper}', allowed: {', '.join(MAPPERS)}")
     decided: dict[tuple, Mapping] = {}
+    views: dict[int, ArchConfig] = {}          # arch.per_core(reserve) by reserve
     level = arch.home("input").capacity_bytes
     step = max(level // 16, 1)
     pinned = dict(options.pinned)
@@ -130,7 +131,9 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
     for i, k in enumerate(kernels):
         name, ops, work, deps, epilogue = k.name, k.ops, k.work, k.deps, k.epilogue
         reserve = -(-held[i] // step) * step if held else 0       # kept activations, in 1/16ths of the level
-        core = arch.per_core(reserve)              # what one core sees for its tiles
+        if reserve not in views:
+            views[reserve] = arch.per_core(reserve)
+        core = views[reserve]                      # what one core sees for its tiles
         split = choose_split(work, arch.cores) if isinstance(work, Contraction) and arch.cores > 1 else ""
         share = core_shares(work, split, arch.cores)[0][0] if split else work     # the largest per-core share
         if name in pinned:
