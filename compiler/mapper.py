@@ -457,7 +457,7 @@ class _Ranking:
     need_by_dram: np.ndarray    # ... in by_dram's order
 
 
-@lru_cache(maxsize=256)
+@lru_cache(maxsize=128)
 def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, objective: str) -> _Ranking:
     """Candidate tiles of one dataflow scored for every loop order and ranked: shared by archs that differ only in
     buffer sizes (sweeps).
