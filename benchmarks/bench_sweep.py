@@ -15,6 +15,7 @@ during the last rows), ResNet-50 on edge-npu, --jobs 2:
     7e8eac5  search     200   30.2 s       6.6   19.6 s         98  3.77 / 3.86
     7e8eac5  naive     1000   62.1 s      16.1   40.3 s         40  2.12 / 3.37
     7e8eac5  search    1000  162.7 s       6.1  106.5 s        106  3.37 / 3.96   about 53 s on 2 idle cores
+    3407065  search    1000  121.4 s       8.2  100.5 s        101  2.33 / 3.87   about 50 s on 2 idle cores
 
 Where a search point's time went (one process, ms per point, f31825f -> 3e7f506 at load ~3): mapping search
 223 -> 35 (candidate rankings shared by points that differ only in buffer sizes, all loop orders at once), simulator
