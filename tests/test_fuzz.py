@@ -521,3 +521,15 @@ def test_constant_folding_prints_no_numpy_warnings(tmp_path, capsys):
         warnings.simplefilter("always")
         assert main(["run", "-w", path, "-a", "edge-npu"]) == 2
     assert capsys.readouterr().err.count("\n") == 1 and not [w for w in caught if w.category is RuntimeWarning]
+
+
+def test_size_of_a_huge_tensor_is_not_propagated(tmp_path):
+    # ONNX's data propagation of Size takes time linear in the element count: this took hours before
+    pytest.importorskip("onnx")
+    import subprocess
+    import sys
+    nodes = [("Size", ["big"], ["n"], {}), ("Relu", ["x"], ["y"], {})]
+    path = _fuzz_model(tmp_path, nodes, [("big", [2**40]), ("x", [4])])
+    run = subprocess.run([sys.executable, "-m", "sim", "run", "-w", path, "-a", "edge-npu", "-f", "json"],
+                         capture_output=True, text=True, cwd=Path(__file__).parent.parent, timeout=120)
+    assert run.returncode == 0, run.stderr

@@ -10,7 +10,8 @@ Steps, each failing with one InputError line:
    'batch') and `--seq-len` (a name containing 'seq' or 'sequence'); unbound ones are listed in one error;
 4. ONNX shape inference for every tensor's element type (and as a cross-check of the shapes computed here);
    a negative dimension reaching a Slice is refused first (ONNX's Slice inference asserts on one, which aborts
-   the process in onnx builds with C++ assertions);
+   the process in onnx builds with C++ assertions), and the Size of a huge tensor is not propagated (it would
+   take hours);
 5. decomposed LayerNorm and GELU subgraphs rewritten into the fused ops;
 6. one walk in topological order: constant shape computations (Shape/Gather/Concat/Unsqueeze/Cast/... feeding
    Reshape/Expand/Slice...) are evaluated with numpy; nodes whose inputs are all constants become constants
@@ -266,52 +267,69 @@ def _apply_dims(model, values: dict[str, int]) -> None:
 
 
 OPAQUE_DOMAIN = "tilesim.opaque"
-# Ops whose ONNX shape inference asserts that its input dims are >= 0: onnx builds with C++ assertions abort the
-# whole process on a negative one (Slice after a Pad with negative pads, say), so they never see one.
-GUARDED_INFERENCE = {"Slice"}
+# Ops whose ONNX shape inference must not see some inputs: Slice asserts that its input dims are >= 0 (onnx builds
+# with C++ assertions abort the whole process on a negative one, which a Pad with negative pads makes), and Size's
+# data propagation takes time linear in the element count (hours for 2**40 elements).
+GUARDED_INFERENCE = {"Slice", "Size"}
+MAX_PROPAGATED_SIZE = 1 << 24
 
 
-def _guard_inference(m, where: str) -> None:
-    """Refuse, as one line, a negative dimension reaching the input of an op in GUARDED_INFERENCE: those ops are
-    first inferred as opaque nodes (unknown outputs), and each one's inputs are checked once every guarded op
-    upstream of it is back in the graph (one pass, unless guarded ops feed each other)."""
+def _guarded_model(m, where: str):
+    """The model to run ONNX shape inference on: guarded ops (GUARDED_INFERENCE) are first inferred as opaque nodes
+    (unknown outputs); once every guarded op upstream of one is decided, its inputs are checked: a negative dim
+    reaching a Slice is refused as one line, and a Size of more than MAX_PROPAGATED_SIZE elements stays opaque
+    (tilesim computes sizes itself). One extra pass, unless guarded ops feed each other."""
     onnx = _onnx()
     nodes = list(m.graph.node)
     guarded = [i for i, n in enumerate(nodes) if n.op_type in GUARDED_INFERENCE and _standard(n)]
     if not guarded:
-        return
+        return m
     producer = {t: i for i, n in enumerate(nodes) for t in n.output if t}
     dag = nx.DiGraph()
     dag.add_nodes_from(range(len(nodes)))
     dag.add_edges_from((producer[t], i) for i, n in enumerate(nodes) for t in n.input if t in producer)
-    upstream = {i: nx.ancestors(dag, i) & set(guarded) for i in guarded}
+    upstream = {i: (nx.ancestors(dag, i) - {i}) & set(guarded) for i in guarded}
     restored: set[int] = set()
-    while len(restored) < len(guarded):
+    opaque: set[int] = set()
+
+    def with_opaque(keep: set[int]):
         trial = onnx.ModelProto()
         trial.CopyFrom(m)
-        for i in guarded:
-            if i not in restored:
-                trial.graph.node[i].domain = OPAQUE_DOMAIN
+        for i in keep:
+            trial.graph.node[i].domain = OPAQUE_DOMAIN
         trial.opset_import.append(onnx.helper.make_opsetid(OPAQUE_DOMAIN, 1))
-        inferred = onnx.shape_inference.infer_shapes(trial, strict_mode=False, data_prop=True)
-        dims = {vi.name: [d.dim_value for d in vi.type.tensor_type.shape.dim if d.HasField("dim_value")]
-                for vi in list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output)}
-        ready = [i for i in guarded if i not in restored and upstream[i] <= restored]
+        return trial
+
+    while len(restored) + len(opaque) < len(guarded):
+        inferred = onnx.shape_inference.infer_shapes(with_opaque(set(guarded) - restored), strict_mode=False,
+                                                     data_prop=True)
+        shapes = {vi.name: vi.type.tensor_type.shape.dim for vi in
+                  list(inferred.graph.input) + list(inferred.graph.value_info) + list(inferred.graph.output)}
+        decided = restored | opaque
+        ready = [i for i in guarded if i not in decided and upstream[i] <= decided]
+        if not ready:                 # only in a cyclic graph (refused before inference): keep the rest opaque
+            opaque.update(set(guarded) - decided)
+            break
         for i in ready:
             node = nodes[i]
-            for t in node.input:
-                if any(d < 0 for d in dims.get(t, [])):
-                    raise InputError(f"{where}: node '{node.name}' ({node.op_type}): input '{t}' has a negative "
-                                     f"dimension {tuple(dims[t])} by ONNX shape inference; every dimension must "
-                                     "be >= 0")
-        restored.update(ready)
+            dims = shapes.get(node.input[0]) if len(node.input) else None
+            known = [d.dim_value for d in dims if d.HasField("dim_value")] if dims is not None else []
+            if node.op_type == "Slice" and any(d < 0 for d in known):
+                raise InputError(f"{where}: node '{node.name}' (Slice): input '{node.input[0]}' has a negative "
+                                 f"dimension {tuple(known)} by ONNX shape inference; every dimension must be >= 0")
+            if node.op_type == "Size" and dims is not None and len(known) == len(dims) and \
+                    prod(known) > MAX_PROPAGATED_SIZE:
+                opaque.add(i)
+            else:
+                restored.add(i)
+    return with_opaque(opaque) if opaque else m
 
 
 def infer_shapes_safely(m, where: str):
-    """onnx.shape_inference.infer_shapes (not strict, with data propagation) that no input can make abort."""
+    """onnx.shape_inference.infer_shapes (not strict, with data propagation) that no input can make abort or
+    take hours."""
     onnx = _onnx()
-    _guard_inference(m, where)
-    return onnx.shape_inference.infer_shapes(m, strict_mode=False, data_prop=True)
+    return onnx.shape_inference.infer_shapes(_guarded_model(m, where), strict_mode=False, data_prop=True)
 
 
 def _infer(model, where: str) -> dict[str, tuple[int, tuple | None]]:
