@@ -214,23 +214,13 @@ def cmd_llm(args, cfg) -> None:
     """tilesim run on a decoder LLM: prefill, one decode step, or generation, with TTFT, TPOT and pJ/token."""
     from workloads import llm as wl
 
-    from .llm import llm_dict, llm_table, run_llm
+    from .llm import check_phase_args, llm_dict, llm_table, run_llm
     phase = args.phase or "prefill"
-    if phase == "decode" and args.context is None:
-        raise InputError("--context: --phase decode needs the number of tokens already in the KV cache")
-    if args.context is not None and phase != "decode":
-        raise InputError("--context: only with --phase decode (generate grows it from --prompt-len)")
-    for flag, value in (("--context", args.context), ("--prompt-len", args.prompt_len),
-                        ("--gen-tokens", args.gen_tokens)):
-        if value is not None and value < (0 if flag == "--context" else 1):
-            raise InputError(f"{flag}: must be {'>= 0' if flag == '--context' else '>= 1'}, got {value}")
+    prompt = check_phase_args(phase, args.context, args.prompt_len, args.seq_len, args.gen_tokens,
+                              cfg.max_positions, cfg.name)
     arch = load_arch(args.arch, args.overrides)
     dtype = _dtype(args, arch)
     types = wl.resolve_dtypes(_dtypes(args), dtype)
-    prompt = args.context if phase == "decode" else (args.prompt_len or args.seq_len or wl.DEFAULT_SEQ_LEN)
-    if phase == "generate" and prompt + args.gen_tokens > cfg.max_positions:
-        raise InputError(f"--gen-tokens: {cfg.name} has {cfg.max_positions} positions; a {prompt}-token prompt "
-                         f"and {args.gen_tokens} generated tokens need {prompt + args.gen_tokens}")
 
     active = wl.sparse_mlp(cfg, args.mlp_sparsity)
 

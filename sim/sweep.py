@@ -34,7 +34,7 @@ from compiler.schedule import CompileOptions, lower
 
 from .commands import flash_share
 from .files import write_atomic
-from .llm import PHASES
+from .llm import PHASES, check_phase_args, prompt_tokens
 from .result import SimResult
 from .simulate import kernel_evaluator, simulate
 
@@ -329,7 +329,7 @@ def llm_point(spec: SweepSpec, point: dict[str, str]):
     cfg = decoder_config(spec.workload)
     phase = spec.phase or "prefill"
     types = wl.resolve_dtypes(spec.dtypes, spec.dtype or arch.array.dtype)
-    prompt = _prompt(phase, spec.context, spec.prompt_len, spec.seq_len)
+    prompt = prompt_tokens(phase, spec.context, spec.prompt_len, spec.seq_len)
     active = wl.sparse_mlp(cfg, spec.mlp_sparsity)
 
     def graph_for(kind: str, size: int):
@@ -344,19 +344,13 @@ def llm_point(spec: SweepSpec, point: dict[str, str]):
     return arch, llm_dict(result)
 
 
-def _prompt(phase: str, context: int | None, prompt_len: int | None, seq_len: int | None) -> int:
-    """Tokens in the KV cache when decoding starts (decode: --context), or the prompt's (as cmd_llm takes it)."""
-    from workloads.llm import DEFAULT_SEQ_LEN
-    return context if phase == "decode" else (prompt_len or seq_len or DEFAULT_SEQ_LEN)
-
-
 def run_point(spec: SweepSpec, point: dict[str, str]) -> dict[str, str]:
     """One CSV row (all cells text): the point, its status and metrics; bad input becomes status=invalid."""
     row = dict(point, status="ok", workload=spec.workload, arch=spec.arch, fusion=spec.options.fusion,
                mapper=spec.options.mapper, objective=spec.options.objective, setup=spec.setup, reason="")
     if spec.llm:
         phase = spec.phase or "prefill"
-        row.update(phase=phase, batch=spec.batch, prompt_len=_prompt(phase, spec.context, spec.prompt_len,
+        row.update(phase=phase, batch=spec.batch, prompt_len=prompt_tokens(phase, spec.context, spec.prompt_len,
                                                                      spec.seq_len),
                    gen_tokens=spec.gen_tokens if phase == "generate" else 0)
     try:
@@ -777,19 +771,8 @@ def check_llm_args(args, cfg, dtype: str) -> None:
     from workloads import llm as wl
 
     from .cli import _dtypes
-    phase = args.phase or "prefill"
-    if phase == "decode" and args.context is None:
-        raise InputError("--context: --phase decode needs the number of tokens already in the KV cache")
-    if args.context is not None and phase != "decode":
-        raise InputError("--context: only with --phase decode (generate grows it from --prompt-len)")
-    for flag, value in (("--context", args.context), ("--prompt-len", args.prompt_len),
-                        ("--gen-tokens", args.gen_tokens)):
-        if value is not None and value < (0 if flag == "--context" else 1):
-            raise InputError(f"{flag}: must be {'>= 0' if flag == '--context' else '>= 1'}, got {value}")
-    prompt = _prompt(phase, args.context, args.prompt_len, args.seq_len)
-    if phase == "generate" and prompt + args.gen_tokens > cfg.max_positions:
-        raise InputError(f"--gen-tokens: {cfg.name} has {cfg.max_positions} positions; a {prompt}-token prompt "
-                         f"and {args.gen_tokens} generated tokens need {prompt + args.gen_tokens}")
+    check_phase_args(args.phase or "prefill", args.context, args.prompt_len, args.seq_len, args.gen_tokens,
+                     cfg.max_positions, cfg.name)
     wl.sparse_mlp(cfg, args.mlp_sparsity)
     wl.resolve_dtypes(_dtypes(args), dtype or "int8")
 
