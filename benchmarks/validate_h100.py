@@ -106,7 +106,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--arch", default="h100")
     args = ap.parse_args(argv)
     arch = load_arch(args.arch)
-    rows = [r for r in csv.DictReader(open(args.csv)) if r["group"] not in ("idle",) and r["case"] != "copy_2GiB"]
+    with open(args.csv) as f:
+        rows = [r for r in csv.DictReader(f) if r["group"] != "idle" and r["case"] != "copy_2GiB"]
     results = []
     for row in rows:
         p = predict(row, arch, args.arch)

@@ -93,8 +93,8 @@ def cache_hits(specs: list[KernelSpec], graph: Graph, arch: ArchConfig) -> list[
     def hit(t: str) -> bool:
         if t not in recent or kind[t] not in cache.holds:
             return False
-        newer = list(recent)[list(recent).index(t) + 1:]
-        return size[t] + sum(recent[u] for u in newer) <= cache.capacity_bytes
+        order = list(recent)
+        return size[t] + sum(recent[u] for u in order[order.index(t) + 1:]) <= cache.capacity_bytes
 
     def touch(t: str) -> None:
         recent.pop(t, None)
@@ -120,24 +120,17 @@ def cache_traffic(work: Contraction, arch: ArchConfig, timing: str) -> Traffic |
     the cache as its one buffer (tiles double-buffered in its capacity), as if the cache's contents were chosen
     by the kernel's tile order (a GPU rasterizes its thread blocks for this). The cores' own tilings then decide
     only the traffic between the cache and them. None without a cache."""
-    from .mapper import search         # the mapper imports this module's users: import when needed
     cache = arch.cache
     if cache is None:
         return None
     key = (work, arch.array, arch.vector, arch.memory, arch.clock_hz, timing)
     if key not in _CACHE_TRAFFIC:
-        _CACHE_TRAFFIC[key] = _cache_traffic(work, arch, timing)
+        from .mapper import search         # the mapper imports this module's users: import when needed
+        level = replace(cache, kind="sram", shared=False, holds=OPERANDS, resident_fraction=0.0,
+                        double_buffered=True)
+        mapping = search(work, replace(arch, cores=1, memory=(arch.offchip, level)), timing, "energy").mapping
+        _CACHE_TRAFFIC[key] = dram_traffic(work, mapping, arch.array.acc_dtype, arch.offchip.burst_bytes)
     return _CACHE_TRAFFIC[key]
 
 
 _CACHE_TRAFFIC: dict[tuple, Traffic] = {}
-
-
-def _cache_traffic(work: Contraction, arch: ArchConfig, timing: str) -> Traffic:
-    """cache_traffic, uncached."""
-    from .mapper import search
-    cache = arch.cache
-    level = replace(cache, kind="sram", shared=False, holds=OPERANDS, resident_fraction=0.0, double_buffered=True)
-    whole = replace(arch, cores=1, memory=(arch.offchip, level))
-    mapping = search(work, whole, timing, "energy").mapping
-    return dram_traffic(work, mapping, arch.array.acc_dtype, arch.offchip.burst_bytes)

@@ -22,7 +22,7 @@ from math import ceil
 from arch.config import ArchConfig, DTYPE_BYTES
 from arch.errors import InputError
 from compiler.cost import array_feed_elems
-from compiler.fusion import RESCALE_OPS, SOFTMAX_OPS, AttentionWork
+from compiler.fusion import RESCALE_OPS, SOFTMAX_OPS, AttentionWork, attention_traffic
 from compiler.lowering import Contraction
 from compiler.schedule import Kernel
 
@@ -67,9 +67,8 @@ def cache_hit_bytes(kernel: Kernel) -> int:
         return 0
     work = kernel.work
     if isinstance(work, AttentionWork):
-        b = DTYPE_BYTES[work.dtype]
-        a_b = work.g * work.sq * work.d * b
-        b_b = work.g * work.skv * (work.d + work.dv) * DTYPE_BYTES[work.kv_type] // max(work.kv_share, 1)
+        q_read, b_b, _ = attention_traffic(work, work.sq)        # one pass: Q, K and V each once
+        a_b = q_read - work.extra_read_bytes
     elif isinstance(work, Contraction):
         a_b = work.g * work.a_elems(work.m, work.k) * DTYPE_BYTES[work.a_dtype]
         b_b = work.g * work.k * work.n * DTYPE_BYTES[work.b_dtype]

@@ -106,3 +106,18 @@ def test_cache_level_validation():
     d["kernel_overhead_cycles"] = -1
     with pytest.raises(InputError, match="kernel_overhead_cycles"):
         arch_from_dict(d)
+
+
+def test_contraction_hit_counts_its_operand_once_as_a_cache_read():
+    b = GraphBuilder("two_matmuls", "int8")
+    x = b.input("x", (64, 64))
+    y = b.add("MatMul", [x, b.param("w1", (64, 64))], name="mm1")
+    graph = b.build(b.add("MatMul", [y, b.param("w2", (64, 64))], name="mm2"))
+    arch = cached_arch(1 << 20)
+    sched = lower(graph, arch, CompileOptions(fusion="none"))
+    assert sched.kernels[1].residency.a and sched.kernels[1].residency.from_cache     # y hits
+    assert not sched.kernels[1].residency.b                                           # w2: first use
+    r = simulate(sched, arch)
+    assert r.dram_read_bytes == 3 * 4096                  # x, w1, w2; y from the cache
+    # l2 reads = DRAM reads + hits (y once), l2 writes = fills + stores; 1 pJ per byte
+    assert r.energy_breakdown_pj["l2"] == pytest.approx(2 * r.dram_read_bytes + r.dram_write_bytes + 4096)

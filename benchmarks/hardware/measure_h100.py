@@ -16,6 +16,7 @@ import math
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 import torch
@@ -88,7 +89,6 @@ class Sampler:
         except OSError:
             self.proc = None
         self.samples: list[tuple[float, float, float]] = []
-        import threading
         self.thread = threading.Thread(target=self._read, daemon=True)
         if self.proc:
             self.thread.start()
