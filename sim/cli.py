@@ -210,11 +210,35 @@ def _dtypes(args) -> tuple | None:
     return chosen if any(chosen) else None
 
 
+def prompt_tokens(phase: str, context: int | None, prompt_len: int | None, seq_len: int | None) -> int:
+    """Tokens in the KV cache when decoding starts (decode: --context), or the prompt's."""
+    from workloads.llm import DEFAULT_SEQ_LEN
+    return context if phase == "decode" else (prompt_len or seq_len or DEFAULT_SEQ_LEN)
+
+
+def check_phase_args(phase: str, context: int | None, prompt_len: int | None, seq_len: int | None,
+                     gen_tokens: int, max_positions: int, model: str) -> int:
+    """The LLM phase options as `run` and `sweep` take them, each bad one a line naming its flag; returns
+    prompt_tokens."""
+    if phase == "decode" and context is None:
+        raise InputError("--context: --phase decode needs the number of tokens already in the KV cache")
+    if context is not None and phase != "decode":
+        raise InputError("--context: only with --phase decode (generate grows it from --prompt-len)")
+    for flag, value in (("--context", context), ("--prompt-len", prompt_len), ("--gen-tokens", gen_tokens)):
+        if value is not None and value < (0 if flag == "--context" else 1):
+            raise InputError(f"{flag}: must be {'>= 0' if flag == '--context' else '>= 1'}, got {value}")
+    prompt = prompt_tokens(phase, context, prompt_len, seq_len)
+    if phase == "generate" and prompt + gen_tokens > max_positions:
+        raise InputError(f"--gen-tokens: {model} has {max_positions} positions; a {prompt}-token prompt "
+                         f"and {gen_tokens} generated tokens need {prompt + gen_tokens}")
+    return prompt
+
+
 def cmd_llm(args, cfg) -> None:
     """tilesim run on a decoder LLM: prefill, one decode step, or generation, with TTFT, TPOT and pJ/token."""
     from workloads import llm as wl
 
-    from .llm import check_phase_args, llm_dict, llm_table, run_llm
+    from .llm import llm_dict, llm_table, run_llm
     phase = args.phase or "prefill"
     prompt = check_phase_args(phase, args.context, args.prompt_len, args.seq_len, args.gen_tokens,
                               cfg.max_positions, cfg.name)

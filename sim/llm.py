@@ -117,30 +117,6 @@ class LLMResult:
 GraphFor = Callable[[str, int], Graph]      # (phase, seq_len or context) -> Graph
 
 
-def prompt_tokens(phase: str, context: int | None, prompt_len: int | None, seq_len: int | None) -> int:
-    """Tokens in the KV cache when decoding starts (decode: --context), or the prompt's."""
-    from workloads.llm import DEFAULT_SEQ_LEN
-    return context if phase == "decode" else (prompt_len or seq_len or DEFAULT_SEQ_LEN)
-
-
-def check_phase_args(phase: str, context: int | None, prompt_len: int | None, seq_len: int | None,
-                     gen_tokens: int, max_positions: int, model: str) -> int:
-    """The LLM phase options as `run` and `sweep` take them, each bad one a line naming its flag; returns
-    prompt_tokens."""
-    if phase == "decode" and context is None:
-        raise InputError("--context: --phase decode needs the number of tokens already in the KV cache")
-    if context is not None and phase != "decode":
-        raise InputError("--context: only with --phase decode (generate grows it from --prompt-len)")
-    for flag, value in (("--context", context), ("--prompt-len", prompt_len), ("--gen-tokens", gen_tokens)):
-        if value is not None and value < (0 if flag == "--context" else 1):
-            raise InputError(f"{flag}: must be {'>= 0' if flag == '--context' else '>= 1'}, got {value}")
-    prompt = prompt_tokens(phase, context, prompt_len, seq_len)
-    if phase == "generate" and prompt + gen_tokens > max_positions:
-        raise InputError(f"--gen-tokens: {model} has {max_positions} positions; a {prompt}-token prompt "
-                         f"and {gen_tokens} generated tokens need {prompt + gen_tokens}")
-    return prompt
-
-
 def check_fits(arch: ArchConfig, weight_bytes: int, kv_bytes: int) -> None:
     """Weights and the KV cache must fit the off-chip memory (one clear line when they do not); see place_weights
     for an arch with a flash level."""

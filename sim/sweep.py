@@ -34,7 +34,7 @@ from compiler.schedule import CompileOptions, lower
 
 from .commands import flash_share
 from .files import write_atomic
-from .llm import PHASES, check_phase_args, prompt_tokens
+from .llm import PHASES
 from .result import SimResult
 from .simulate import kernel_evaluator, simulate
 
@@ -324,6 +324,7 @@ def llm_point(spec: SweepSpec, point: dict[str, str]):
     from workloads import decoder_config
     from workloads import llm as wl
 
+    from .cli import prompt_tokens
     from .llm import llm_dict, run_llm
     arch = point_arch(spec, point)
     cfg = decoder_config(spec.workload)
@@ -349,6 +350,7 @@ def run_point(spec: SweepSpec, point: dict[str, str]) -> dict[str, str]:
     row = dict(point, status="ok", workload=spec.workload, arch=spec.arch, fusion=spec.options.fusion,
                mapper=spec.options.mapper, objective=spec.options.objective, setup=spec.setup, reason="")
     if spec.llm:
+        from .cli import prompt_tokens
         phase = spec.phase or "prefill"
         row.update(phase=phase, batch=spec.batch, prompt_len=prompt_tokens(phase, spec.context, spec.prompt_len,
                                                                      spec.seq_len),
@@ -770,7 +772,7 @@ def check_llm_args(args, cfg, dtype: str) -> None:
     """The LLM options, checked once as `tilesim run` checks them (sim/cli.py, cmd_llm), not per point."""
     from workloads import llm as wl
 
-    from .cli import _dtypes
+    from .cli import _dtypes, check_phase_args
     check_phase_args(args.phase or "prefill", args.context, args.prompt_len, args.seq_len, args.gen_tokens,
                      cfg.max_positions, cfg.name)
     wl.sparse_mlp(cfg, args.mlp_sparsity)
