@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import re
 import types
@@ -126,6 +127,12 @@ def _convert(value, tp, path: str, field_name: str, errors: list):
     raise TypeError(f"unsupported field type {tp}")  # a bug in our dataclasses, not user input
 
 
+@functools.lru_cache(maxsize=None)
+def _hints(cls) -> dict:
+    """A config dataclass's field types (resolved once per class: sweeps build an arch per design point)."""
+    return typing.get_type_hints(cls)
+
+
 def build(cls, data, path: str = "", errors: list | None = None):
     """Build dataclass `cls` from a mapping, checking keys and types; raises InputError listing every problem."""
     top = errors is None
@@ -136,7 +143,7 @@ def build(cls, data, path: str = "", errors: list | None = None):
         if top:
             raise InputError(errors)
         return None
-    hints = typing.get_type_hints(cls)
+    hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}
     for key in data:
         if key not in fields:

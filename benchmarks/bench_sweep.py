@@ -17,6 +17,12 @@ during the last rows), ResNet-50 on edge-npu, --jobs 2:
     7e8eac5  search    1000  162.7 s       6.1  106.5 s        106  3.37 / 3.96   about 53 s on 2 idle cores
     3407065  search    1000  121.4 s       8.2  100.5 s        101  2.33 / 3.87   about 50 s on 2 idle cores
 
+On the same machine idle (no other jobs), session 3:
+
+    e606820  search    1000   62.5 s      16.0  123.8 s        124  0.64 / 1.54
+    (next)   search    1000   47.0 s      21.3   92.4 s         92  1.03 / 1.66   tile commands shared across
+                                                                                  points, split_total, type hints
+
 Where a search point's time went (one process, ms per point, f31825f -> 3e7f506 at load ~3): mapping search
 223 -> 35 (candidate rankings shared by points that differ only in buffer sizes, all loop orders at once), simulator
 refinement of the shortlist 194 -> 19 (kernels simulated alone remembered across those points, cycles only), the

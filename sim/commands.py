@@ -41,9 +41,10 @@ def split_total(total: int, weights: np.ndarray) -> np.ndarray:
     cum = np.cumsum(weights, dtype=np.float64)
     marks = np.floor(total * cum / cum[-1] + 1e-9).astype(np.int64)
     # above 2**53 the float marks round; one may land past `total`, which would make the last part negative
-    marks = np.minimum(marks, total)
+    np.minimum(marks, total, out=marks)
     marks[-1] = total
-    return np.diff(marks, prepend=0)
+    marks[1:] -= marks[:-1].copy()          # parts = differences of consecutive marks
+    return marks
 
 
 def _changed(*keys: np.ndarray) -> np.ndarray:
@@ -147,9 +148,11 @@ def lockstep(cmds: TileCommands, p: int) -> TileCommands:
     (attention_tile_compute gives each tile its 1/p share of a step), so a step's transfers pay latency once."""
     n = cmds.compute.shape[0]
     steps = -(-n // p)
-    def fold(a):
+    starts = np.arange(0, n, p)
+
+    def fold(a):                            # sums of p consecutive tiles (the last step may have fewer)
         a = np.asarray(a)
-        return np.pad(a, (0, steps * p - n)).reshape(steps, p).sum(axis=1).astype(a.dtype)
+        return (np.add.reduceat(a, starts) if steps * p != n else a.reshape(steps, p).sum(axis=1)).astype(a.dtype)
     return replace(cmds, input_bytes=fold(cmds.input_bytes), weight_bytes=fold(cmds.weight_bytes),
                    psum_bytes=fold(cmds.psum_bytes), store_bytes=fold(cmds.store_bytes), compute=fold(cmds.compute),
                    flash_bytes=fold(cmds.flash_bytes))
@@ -305,14 +308,18 @@ class Program:
     flash_gate: np.ndarray      # int64: tile whose DRAM load must arrive before this tile's flash read (-1: none)
 
 
-def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None = None) -> Program:
+def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None = None,
+                  memo: dict | None = None) -> Program:
     """Flatten every kernel's tiles; DMA cycles = bytes / off-chip bandwidth, flash cycles = bytes / flash
     bandwidth. Weights read from flash are staged in DRAM: the staging write's DRAM time is charged to the tile's
     DRAM load (load cycles = (DRAM reads + flash bytes) / bandwidth), and a flash read may run ahead of the loads
     that consume it by at most `staging_bytes` (flash_gate). `overflow`: the share of every weight in flash under
-    `weights: overflow` (None: from the schedule's weights and the DRAM capacity)."""
+    `weights: overflow` (None: from the schedule's weights and the DRAM capacity). `memo`: tile commands kept
+    across calls; the caller shares it only among archs that differ in nothing but on-chip capacities (which
+    commands do not depend on: sim/sweep.py keys it by the arch without them) and one timing."""
     share = overflow_share(schedule, arch) if overflow is None else overflow
-    made: dict = {}     # repeated layers (same loop nest, mapping, fusion, residency, flash share) share commands
+    # repeated layers (same loop nest, mapping, fusion, residency, flash share) share commands
+    made: dict = {} if memo is None else memo
 
     def commands(k: Kernel) -> TileCommands:
         key = (k.work, k.mapping, k.split, k.epilogue, k.residency, flash_share(k, arch, share))

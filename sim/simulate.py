@@ -83,13 +83,13 @@ def _overflow_message(schedule: Schedule, arch: ArchConfig, prog, ends: np.ndarr
 
 
 def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, timeline: bool = False,
-             flash_share: float | None = None) -> SimResult:
+             flash_share: float | None = None, memo: dict | None = None) -> SimResult:
     """Run a schedule on an arch; `reference=True` uses the slow Python pipeline (for tests); `timeline=True`
     keeps every tile's event times on the result (for traces and timeline plots); `flash_share`: the share of every
     weight read from flash under a flash level's `weights: overflow` (None: the schedule's weights beyond the DRAM
-    capacity; sim/llm.py gives it from the model's sizes and the KV cache)."""
+    capacity; sim/llm.py gives it from the model's sizes and the KV cache); `memo` as for build_program."""
     prog, (load_end, comp_start, comp_end, store_end, stall, cause, _), kernel_end = _pipeline(
-        schedule, arch, reference, flash_share)
+        schedule, arch, reference, flash_share, memo)
     flash = arch.flash
     spans = np.diff(kernel_end, prepend=0)
     total_cycles = int(kernel_end[-1])
@@ -139,13 +139,14 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
                           tuple(k.name for k in schedule.kernels)) if timeline else None)
 
 
-def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, flash_share: float | None = None):
+def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, flash_share: float | None = None,
+              memo: dict | None = None):
     """The part of simulate that decides time: the tile program, the pipeline's event times and each kernel's end
-    cycle (int64; the last is the schedule's cycles)."""
+    cycle (int64; the last is the schedule's cycles). `memo`: build_program's tile commands kept across calls."""
     if schedule.arch != arch.name:
         raise InputError(f"schedule was lowered for arch '{schedule.arch}', not '{arch.name}'")
     _check_size(schedule, arch)
-    prog = build_program(schedule, arch, flash_share)
+    prog = build_program(schedule, arch, flash_share, memo)
     run = run_tiles_py if reference else run_tiles
     flash = arch.flash
     times = run(prog.load_xfer, prog.store_xfer, prog.compute, prog.engine, prog.slots, prog.dep,
@@ -189,11 +190,12 @@ def _memory_traffic(actions: Counter, arch: ArchConfig, cycles: int) -> dict[str
     return out
 
 
-def kernel_evaluator(arch: ArchConfig, timing: str, objective: str = "latency", flash_share: float | None = None):
+def kernel_evaluator(arch: ArchConfig, timing: str, objective: str = "latency", flash_share: float | None = None,
+                     memo: dict | None = None):
     """The objective of one kernel simulated alone (cycles, pJ or their product), for compiler.schedule.lower;
     remembered per (loop nest, mapping, split, epilogue, weights in flash), so repeated layers and policies
     simulate once. `flash_share` as for simulate (weights: overflow). The latency objective runs only the part of
-    simulate that decides the cycles (no energy)."""
+    simulate that decides the cycles (no energy). `memo` as for build_program."""
     seen: dict = {}
 
     def evaluate(kernel: Kernel) -> float:
@@ -204,9 +206,9 @@ def kernel_evaluator(arch: ArchConfig, timing: str, objective: str = "latency", 
         if key not in seen:
             schedule = Schedule("evaluate", arch.name, timing, (alone,))
             if objective == "latency":
-                seen[key] = int(_pipeline(schedule, arch, flash_share=flash_share or 0.0)[2][-1])
+                seen[key] = int(_pipeline(schedule, arch, flash_share=flash_share or 0.0, memo=memo)[2][-1])
             else:
-                r = simulate(schedule, arch, flash_share=flash_share or 0.0)
+                r = simulate(schedule, arch, flash_share=flash_share or 0.0, memo=memo)
                 seen[key] = {"latency": r.cycles, "energy": r.energy_pj, "edp": r.cycles * r.energy_pj}[objective]
         return seen[key]
     return evaluate

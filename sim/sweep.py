@@ -273,30 +273,39 @@ def simulate_point(spec: SweepSpec, point: dict[str, str]):
     arch = point_arch(spec, point)
     dtype = None if spec.dtype == "model" else (spec.dtype or arch.array.dtype)
     graph, grouping = _graph(spec, dtype)
-    evaluate = _evaluator(arch, spec.options.resolved_timing(arch), spec.options.objective)
-    return arch, simulate(lower(graph, arch, spec.options, evaluate, grouping), arch)
+    timing = spec.options.resolved_timing(arch)
+    seen, memo = _shared(arch, timing)
+    evaluate = _evaluator(arch, timing, spec.options.objective, seen, memo)
+    return arch, simulate(lower(graph, arch, spec.options, evaluate, grouping), arch, memo=memo)
 
 
-_EVALUATIONS: dict = {}     # per process: simulated cycles of kernels alone, per arch without its capacities
-_KEEP_ARCHS = 8             # archs whose evaluations are kept (points of one array shape run together: chunks())
+_SHARED: dict = {}          # per process, per arch without its capacities: kernel evaluations and tile commands
+_KEEP_ARCHS = 8             # archs whose entries are kept (points of one array shape run together: chunks())
 
 
-def _evaluator(arch, timing: str, objective: str):
-    """sim.kernel_evaluator, remembered across design points. A kernel simulated alone (no activations kept on
-    chip, its mapping given) takes the same cycles whatever the on-chip capacities, energy table or area, so under
-    the latency objective points that differ only in those share one evaluation per (kernel, mapping, weights in
-    flash); energy and EDP depend on capacities (SRAM energy per byte, leakage by area) and are not shared."""
-    evaluate = kernel_evaluator(arch, timing, objective)
-    if objective != "latency":
-        return evaluate
+def _shared(arch, timing: str) -> tuple[dict, dict]:
+    """What design points that differ only in on-chip capacities, energy table and area share in this process:
+    (kernels' simulated cycles alone, build_program's tile commands). Tile commands depend on none of those."""
     key = (timing, repr(dataclasses.replace(_without_capacities(arch), name="", description="", energy=None,
                                             area=None)))
-    seen = _EVALUATIONS.pop(key, None)
-    if seen is None:
-        seen = {}
-        while len(_EVALUATIONS) >= _KEEP_ARCHS:
-            del _EVALUATIONS[next(iter(_EVALUATIONS))]       # the least recently used arch
-    _EVALUATIONS[key] = seen
+    entry = _SHARED.pop(key, None)
+    if entry is None:
+        entry = ({}, {})
+        while len(_SHARED) >= _KEEP_ARCHS:
+            del _SHARED[next(iter(_SHARED))]         # the least recently used arch
+    _SHARED[key] = entry
+    return entry
+
+
+def _evaluator(arch, timing: str, objective: str, seen: dict, memo: dict):
+    """sim.kernel_evaluator, remembered across design points in `seen`. A kernel simulated alone (no activations
+    kept on chip, its mapping given) takes the same cycles whatever the on-chip capacities, energy table or area,
+    so under the latency objective points that differ only in those share one evaluation per (kernel, mapping,
+    weights in flash); energy and EDP depend on capacities (SRAM energy per byte, leakage by area) and are not
+    shared (their tile commands are, through `memo`)."""
+    evaluate = kernel_evaluator(arch, timing, objective, memo=memo)
+    if objective != "latency":
+        return evaluate
 
     def remembered(kernel) -> float:
         k = (kernel.work, _canonical(kernel), kernel.split, kernel.epilogue, flash_share(kernel, arch, 0.0))
@@ -492,7 +501,7 @@ class Progress:
 def chunks(todo: list[tuple[int, dict]], jobs: int) -> list[list[tuple[int, dict]]]:
     """Work split into chunks for the workers. Points that differ only in on-chip capacities (same array and
     everything else) go to one chunk, so a worker ranks their candidate tilings once (compiler/mapper.py) and
-    shares the simulator's kernel evaluations among them (_evaluator); when there are fewer such groups than 4
+    shares the simulator's kernel evaluations and tile commands among them (_shared); when there are fewer such groups than 4
     per worker, groups are cut so every worker gets some. Small groups are packed up to about 20 chunks per
     worker (at most 8 points each)."""
     size = max(1, min(8, len(todo) // (jobs * 20)))

@@ -128,14 +128,16 @@ def test_a_row_has_the_numbers_of_tilesim_run_with_the_same_set(capsys):
         assert float(row[key]) == report[key]
 
 
-def test_search_sweep_rows_equal_tilesim_run_across_buffer_sizes(capsys, tmp_path):
-    """Points that share an array shape reuse rankings, footprints and simulated kernels in one process: every row
-    must still equal `tilesim run` of that point."""
+@pytest.mark.parametrize("objective", ["latency", "energy"])
+def test_search_sweep_rows_equal_tilesim_run_across_buffer_sizes(capsys, tmp_path, objective):
+    """Points that share an array shape reuse rankings, footprints, simulated kernels (latency objective) and tile
+    commands (any objective) in one process: every row must still equal `tilesim run` of that point."""
     points = grid_points(["array.rows=16,32", "memory.sram.capacity_bytes=96KiB,256KiB,2MiB"])
-    rows = run_sweep(points, dataclasses.replace(spec(), workload="resnet18"), tmp_path / "r.csv", backend="serial",
-                     progress=False)
+    options = CompileOptions(mapper="search", objective=objective)
+    rows = run_sweep(points, dataclasses.replace(spec(), workload="resnet18", options=options), tmp_path / "r.csv",
+                     backend="serial", progress=False)
     for point, row in zip(points, rows):
-        assert main(["run", "-w", "resnet18", "-a", "edge-npu", "-f", "json"]
+        assert main(["run", "-w", "resnet18", "-a", "edge-npu", "-f", "json", "--objective", objective]
                     + sum((["--set", f"{k}={v}"] for k, v in point.items()), [])) == 0
         report = json.loads(capsys.readouterr().out)
         assert row["status"] == "ok", row
