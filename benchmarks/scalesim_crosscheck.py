@@ -200,20 +200,49 @@ def read_compute_report(path: Path) -> list[dict]:
     return out
 
 
-def run_scalesim_compute(py: Path, work: Path, cfg: Path, topo: Path, kind: str) -> tuple[list[dict], float, bool]:
-    """Run (or reuse from `work`) SCALE-Sim's compute module only; its report rows, wall seconds, whether cached."""
-    done = work / "compute.json"
+def run_scalesim_compute(py: Path, work: Path, cfg: Path, topo: Path, kind: str, unique: bool = False,
+                         jobs: int = 1) -> tuple[list[dict], float, bool]:
+    """Run (or reuse from `work`) SCALE-Sim's compute module only; its report rows, wall seconds, whether cached.
+    `unique`: run each distinct layer shape once (SCALE-Sim's numbers depend on the shape, not the name; repeated
+    ResNet blocks then cost nothing) and give every layer its shape's row; `jobs`: that many SCALE-Sim processes,
+    each on an interleaved share of the layers."""
+    done = work / ("compute_unique.json" if unique else "compute.json")
     if done.exists():
         d = json.loads(done.read_text())
-        return d["rows"], d["wall_s"], True
+        return expand(d["rows"], d.get("shape_of")), d["wall_s"], True
+    lines = topo.read_text().splitlines()
+    header, body = lines[0], [ln for ln in lines[1:] if ln.strip()]
+    shape_of, rows = list(range(len(body))), body
+    if unique:
+        shapes: dict[str, int] = {}
+        for ln in body:
+            shapes.setdefault(",".join(c.strip() for c in ln.split(",")[1:]), len(shapes))
+        shape_of = [shapes[",".join(c.strip() for c in ln.split(",")[1:])] for ln in body]
+        rows = [body[shape_of.index(i)] for i in range(len(shapes))]
+    parts = [list(range(j, len(rows), jobs)) for j in range(min(jobs, len(rows)))]
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     t0 = time.perf_counter()
-    proc = subprocess.run([str(py), "-c", COMPUTE_DRIVER, str(cfg), str(topo), kind], check=True, text=True,
-                          capture_output=True, env=dict(os.environ, OMP_NUM_THREADS="1",
-                                                        OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1"))
+    procs = []
+    for j, part in enumerate(parts):
+        part_topo = work / f"part{j}_of{len(parts)}{'_unique' if unique else ''}.csv"
+        part_topo.write_text("\n".join([header] + [rows[i] for i in part]) + "\n")
+        procs.append(subprocess.Popen([str(py), "-c", COMPUTE_DRIVER, str(cfg), str(part_topo), kind], text=True,
+                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env))
+    got: list[dict | None] = [None] * len(rows)
+    for part, proc in zip(parts, procs):
+        out, _ = proc.communicate()
+        if proc.returncode:
+            raise SystemExit(f"{work.name}: SCALE-Sim's compute module exited {proc.returncode}")
+        for i, row in zip(part, json.loads(out.strip().splitlines()[-1])):
+            got[i] = dict(row, layer=i)
     wall = time.perf_counter() - t0
-    rows = json.loads(proc.stdout.strip().splitlines()[-1])
-    done.write_text(json.dumps(dict(rows=rows, wall_s=wall)))
-    return rows, wall, False
+    done.write_text(json.dumps(dict(rows=got, wall_s=wall, shape_of=shape_of if unique else None)))
+    return expand(got, shape_of if unique else None), wall, False
+
+
+def expand(rows: list[dict], shape_of: list[int] | None) -> list[dict]:
+    """Per-shape rows back to per-layer rows (layer i gets its shape's row, renumbered i)."""
+    return rows if shape_of is None else [dict(rows[s], layer=i) for i, s in enumerate(shape_of)]
 
 
 def run_scalesim(py: Path, work: Path, cfg: Path, topo: Path, kind: str) -> tuple[list[dict], float, bool]:
@@ -283,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--scalesim-only", action="store_true", help="only run SCALE-Sim (fill --workdir's cache)")
     ap.add_argument("--mode", choices=("full", "compute", "verify"), default="full",
                     help="full SCALE-Sim; its compute module only; or check compute-only against cached full runs")
+    ap.add_argument("--unique", action="store_true",
+                    help="--mode compute: run SCALE-Sim once per distinct layer shape (repeated blocks reuse it)")
+    ap.add_argument("--jobs", type=int, default=1, help="--mode compute: SCALE-Sim processes per case")
     ap.add_argument("--write-resnet50", type=Path, default=None, help="write the ResNet-50 CSV here and stop")
     args = ap.parse_args(argv)
     if args.write_resnet50:
@@ -327,8 +359,11 @@ def main(argv: list[str] | None = None) -> int:
                     verify_cases += len(full)
                     print(f"{case}: {len(full)} layers, compute-only {fast_wall:.1f} s", flush=True)
                     continue
-                run = run_scalesim_compute if args.mode == "compute" else run_scalesim
-                ss_rows, ss_wall, cached = run(py, case_dir, cfg, topo, kind)
+                if args.mode == "compute":
+                    ss_rows, ss_wall, cached = run_scalesim_compute(py, case_dir, cfg, topo, kind, args.unique,
+                                                                    args.jobs)
+                else:
+                    ss_rows, ss_wall, cached = run_scalesim(py, case_dir, cfg, topo, kind)
                 if args.scalesim_only:
                     print(f"{case}: SCALE-Sim {ss_wall:.1f} s{' (cached)' if cached else ''}", flush=True)
                     continue
