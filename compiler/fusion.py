@@ -22,7 +22,7 @@ from .ir import Graph, Op
 from .lowering import Contraction, LoopNest, VectorWork, lower_op
 from .ops import OpKind, matmul_shapes, spec
 
-POLICIES = ("none", "epilogue", "full")
+POLICIES = ("none", "epilogue", "full", "attention")
 ELEMENTWISE = {"Relu", "Clip", "Sigmoid", "Tanh", "Erf", "Sqrt", "Gelu", "HardSwish", "Silu", "Cast", "Add", "Sub",
                "Mul", "Div", "Pow", "Where", "BatchNormalization",
                "RotaryEmbedding"}   # pairs elements within one head: elementwise for tiles spanning whole heads
@@ -173,7 +173,7 @@ def group_ops(graph: Graph, policy: str) -> Grouping:
     for t in graph.outputs:
         uses[canon(t)] = uses.get(canon(t), 0) + 1
 
-    attention = _attention_sets(graph, canon, uses) if policy == "full" else {}
+    attention = _attention_sets(graph, canon, uses) if policy in ("full", "attention") else {}
     in_attention = {o.name: end for end, ops in attention.items() for o in ops}
     groups: list[_Group] = []
     owner: dict[str, int] = {}                            # canonical tensor -> group producing it
@@ -219,7 +219,9 @@ def group_ops(graph: Graph, policy: str) -> Grouping:
         work = lower_op(graph, op)
         if isinstance(work, Contraction) and work.macs == 0:
             continue
-        if policy == "none" or kind is OpKind.CONTRACTION:    # contractions start kernels; others may join them
+        # contractions start kernels; other ops may join them (never under none; under attention only a transpose
+        # that its consumers' strided reads absorb, as attention reads K in place)
+        if policy == "none" or kind is OpKind.CONTRACTION or (policy == "attention" and op.op_type != "Transpose"):
             new_group(op, work, deps_of(op.inputs))
             continue
         reason = _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes, alias, readers)
@@ -245,7 +247,7 @@ def _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes
     """Fuse `op` into an existing group and return None, or return why it stays a kernel of its own."""
     ins = [canon(t) for t in op.inputs]
     produced = [(owner[t], t) for t in ins if t in owner]
-    if op.op_type == "Transpose" and policy == "full":
+    if op.op_type == "Transpose" and policy in ("full", "attention"):
         consumers = readers.get(canon(op.outputs[0]), [])              # non-view readers, seen through views
         if consumers and all(spec(o.op_type).kind is OpKind.CONTRACTION for o in consumers):
             alias_note = f"{op.name}: transpose done by strided DMA of its consumer ({consumers[0].name})"
@@ -333,10 +335,13 @@ def attention_traffic(work: AttentionWork, bq: int) -> tuple[int, int, int]:
 
 def attention_tile_compute(work: AttentionWork, mapping: AttentionMapping, arch, timing: str):
     """Cycles of every (head, q block, kv block) tile in order: the two block matmuls on the array, overlapped
-    with softmax, score-chain and online-softmax rescaling ops on the vector unit (the longer of the two)."""
+    with softmax, score-chain and online-softmax rescaling ops on the vector unit (the longer of the two).
+    scalesim timing pays every block product's fills and drains; pipelined timing overlaps them between
+    consecutive products, as for the folds of one contraction (compiler/cost.py array_cycles), so the kernel
+    pays one fill and drain, on its first tile."""
     import numpy as np
 
-    from .cost import compute_cycles, extents
+    from .cost import array_cycles, compute_cycles, extents, feed_cycles, fold_overhead, streamed_loop
     eq, ek = extents(work.sq, mapping.block_q), extents(work.skv, mapping.block_kv)
     df = mapping.dataflow
     # tiles run on p cores in lockstep: heads and q blocks are independent, and kv blocks split across cores
@@ -344,15 +349,24 @@ def attention_tile_compute(work: AttentionWork, mapping: AttentionMapping, arch,
     p = min(arch.cores, work.g * eq.size * ek.size)
     core = arch.per_core() if arch.cores > 1 else arch
     lanes = arch.vector.lanes * arch.vector.ops_per_lane_cycle * p
+    t = streamed_loop(df)           # each block product is one tile: its whole streamed loop streams at once
+    fill = 0 if timing == "scalesim" else fold_overhead(core.array.rows, core.array.cols, df)
+
+    def product(c: Contraction) -> int:
+        if not fill:
+            return compute_cycles(c, core, df, timing, getattr(c, t))
+        return max(array_cycles(c, core.array, df, timing, getattr(c, t)) - fill, feed_cycles(c, df, core))
+
     def block(bq: int, bkv: int) -> int:
         qk = Contraction(1, bq, bkv, work.d, work.dtype, work.dtype, work.dtype, b_is_param=False)
         pv = Contraction(1, bq, work.dv, bkv, work.dtype, work.dtype, work.dtype, b_is_param=False)
-        array = compute_cycles(qk, core, df, timing, qk.m) + compute_cycles(pv, core, df, timing, pv.m)
         ops = (SOFTMAX_OPS + work.score_ops) * bq * bkv + RESCALE_OPS * bq * work.dv
-        return max(-(-array // p), -(-ops // lanes))
+        return max(-(-(product(qk) + product(pv)) // p), -(-ops // lanes))
     cost = {(int(a), int(b)): block(int(a), int(b)) for a in set(eq) for b in set(ek)}   # <= 4 distinct blocks
     per = np.array([[cost[int(a), int(b)] for b in ek] for a in eq], dtype=np.int64)
-    return np.tile(per.ravel(), work.g)
+    out = np.tile(per.ravel(), work.g)
+    out[0] += fill
+    return out
 
 
 def attention_mapping(work: AttentionWork, arch, timing: str, name: str = "", reserve_bytes: int = 0) -> AttentionMapping:

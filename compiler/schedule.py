@@ -29,12 +29,13 @@ class Kernel:
     mapping: Mapping | VectorMapping | AttentionMapping
     deps: tuple[int, ...] = ()
     chosen_by: str = ""             # pinned | search | simulator | naive | vector: how the mapping was decided
-    split: str = ""                 # m | n: the loop divided among cores ("" on one core); mapping is per core
+    split: str = ""                 # m | n | "<pm>x<pn>": how the outputs are divided among cores ("" on one
+    #                                 core): along m, along n, or into a pm x pn grid of blocks; mapping is per core
     epilogue: Epilogue | None = None  # elementwise ops fused onto a contraction's drain
     residency: Residency = NONE      # transfers an on-chip copy (--fusion full) or a cache hit replaces
 
     def shares(self, cores: int) -> list[tuple[Contraction, int]]:
-        """(per-core contraction, how many cores run it): the split loop cut into near-equal parts."""
+        """(per-core contraction, how many cores run it): the split loops cut into near-equal parts."""
         return core_shares(self.work, self.split, cores) if self.split else [(self.work, 1)]
 
     @property
@@ -50,7 +51,7 @@ MAPPERS = ("search", "naive")
 class CompileOptions:
     """Choices for lowering: the array timing mode, how contractions are mapped, and the search objective."""
     timing: str | None = None       # None: the arch's own `timing`
-    fusion: str = "full"            # none | epilogue | full (compiler/fusion.py)
+    fusion: str = "full"            # none | epilogue | full | attention (compiler/fusion.py)
     mapper: str = "search"          # search: best of all tilings and loop orders; naive: first tiling that fits
     objective: str = "latency"      # latency | energy | edp
     pinned: tuple[tuple[str, Mapping], ...] = ()   # (kernel name, mapping) fixed by the user
@@ -91,24 +92,73 @@ def make_kernels(graph: Graph, fusion: str = "none") -> list[tuple]:
 Evaluator = Callable[[Kernel], float]
 
 
-def choose_split(work: Contraction, cores: int) -> str:
-    """The loop to divide among cores so every core gets work: m or n, whichever has at least `cores` iterations;
-    when both do, the one that duplicates fewer bytes (splitting m gives every core all of B, n all of A)."""
+def choose_split(work: Contraction, cores: int, array=None) -> str:
+    """How to divide a contraction's outputs among cores. Without `array`: along m or n, whichever has at least
+    `cores` iterations; when both do, the one that duplicates fewer bytes (splitting m gives every core all of B, n
+    all of A). With the arch's `array`, a pm x pn grid of output blocks (m and n split at once, as GPUs deal out
+    output tiles) is taken instead when it needs fewer array passes per core (grid_passes): a 1-D split of a
+    4096-wide n over 132 cores leaves 31 columns per core, half of a 64-wide array."""
     fits = [d for d in ("m", "n") if getattr(work, d) >= cores]
     if not fits:
-        return "m" if work.m >= work.n else "n"
-    if len(fits) == 1:
-        return fits[0]
-    return "m" if work.k * work.n <= work.m * work.k else "n"
+        one = "m" if work.m >= work.n else "n"
+    elif len(fits) == 1:
+        one = fits[0]
+    else:
+        one = "m" if work.k * work.n <= work.m * work.k else "n"
+    if array is None or cores < 4:
+        return one
+    grid = (cores, 1) if one == "m" else (1, cores)
+    passes, best = grid_passes(work, grid, array), None
+    for pm in range(2, min(work.m, cores // 2) + 1):
+        pn = min(cores // pm, work.n)
+        if pn < 2:
+            break
+        # strictly fewer passes than the 1-D split; among grids, fewer passes, then fewer operand bytes loaded by
+        # all cores (A once per n piece, B once per m piece)
+        score = (grid_passes(work, (pm, pn), array), pn * work.m * work.k + pm * work.k * work.n, (pm, pn))
+        if score[0] < passes and (best is None or score < best):
+            best = score
+    if best is None:
+        return one
+    pm, pn = best[2]
+    return f"{pm}x{pn}"
+
+
+def grid_passes(work: Contraction, grid: tuple[int, int], array) -> int:
+    """Array passes (folds x streamed length) of the largest per-core block of a pm x pn grid, in the array's
+    dataflow: OS folds M x N over rows x cols and streams K; WS folds K x N and streams M; IS folds K x M, streams
+    N (the same spatial mapping as compiler/cost.py)."""
+    m, n, k = -(-work.m // grid[0]), -(-work.n // grid[1]), work.k
+    r, c = array.rows, array.cols
+    sr, sc, t = {"os": (m, n, k), "ws": (k, n, m), "is": (k, m, n)}[array.dataflow]
+    return work.g * -(-sr // r) * -(-sc // c) * t
+
+
+def core_grid(split: str, cores: int) -> tuple[int, int]:
+    """Parts along m and along n of a split ("m", "n" or "<pm>x<pn>")."""
+    if split == "m":
+        return cores, 1
+    if split == "n":
+        return 1, cores
+    pm, pn = split.split("x")
+    return int(pm), int(pn)
+
+
+def core_blocks(work: Contraction, split: str, cores: int) -> list[tuple[Contraction, int, int]]:
+    """Per-core blocks of a split: each split loop cut into ceil(size / parts)-sized pieces plus a remainder;
+    [(block, pieces along m of its size, pieces along n of its size)]: that block runs on the product of cores."""
+    pm, pn = core_grid(split, cores)
+
+    def cut(size: int, parts: int) -> list[tuple[int, int]]:
+        per = -(-size // parts)
+        full, rem = divmod(size, per)
+        return [(per, full)] + ([(rem, 1)] if rem else [])
+    return [(replace(work, m=bm, n=bn), cm, cn) for bm, cm in cut(work.m, pm) for bn, cn in cut(work.n, pn)]
 
 
 def core_shares(work: Contraction, split: str, cores: int) -> list[tuple[Contraction, int]]:
-    """The split loop cut into ceil(size / cores)-sized shares plus a remainder: [(share, cores running it)]."""
-    size = getattr(work, split)
-    per = -(-size // cores)
-    full, rem = divmod(size, per)
-    shares = [(replace(work, **{split: per}), full)]
-    return shares + [(replace(work, **{split: rem}), 1)] if rem else shares
+    """The split loops cut into near-equal pieces (core_blocks): [(share, cores running it)], largest first."""
+    return [(block, cm * cn) for block, cm, cn in core_blocks(work, split, cores)]
 
 
 def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOptions, timing: str,
@@ -134,7 +184,8 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
         if reserve not in views:
             views[reserve] = arch.per_core(reserve)
         core = views[reserve]                      # what one core sees for its tiles
-        split = choose_split(work, arch.cores) if isinstance(work, Contraction) and arch.cores > 1 else ""
+        split = choose_split(work, arch.cores, arch.array) if isinstance(work, Contraction) and arch.cores > 1 \
+            else ""
         share = core_shares(work, split, arch.cores)[0][0] if split else work     # the largest per-core share
         if name in pinned:
             mapping, how = check_pinned(name, share, pinned[name], core), "pinned"

@@ -92,7 +92,8 @@ def _workload_args(cmd: argparse.ArgumentParser, fusion: bool = True) -> None:
     """The options that choose a workload, an arch and how to lower it."""
     if fusion:
         cmd.add_argument("--fusion", choices=POLICIES, default="full",
-                         help="none | epilogue | full (default): which ops run fused in one kernel")
+                         help="none | epilogue | full (default) | attention (only attention chains, as eager PyTorch "
+                              "with scaled_dot_product_attention): which ops run fused in one kernel")
     cmd.add_argument("--workload", "-w", default=DEFAULT_WORKLOAD,
                      help=f"built-in name, gemm:M,N,K, a SCALE-Sim topology .csv or an .onnx model "
                           f"(default {DEFAULT_WORKLOAD}; see `tilesim list workloads`)")

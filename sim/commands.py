@@ -13,7 +13,7 @@ from compiler.cost import (LOOPS, a_runs, a_tile_bytes, b_runs, burst_bytes, c_r
 from compiler.fusion import AttentionWork, attention_tile_compute, attention_traffic
 from compiler.lowering import Contraction, VectorWork
 from compiler.residency import cache_traffic
-from compiler.schedule import Kernel, Schedule
+from compiler.schedule import Kernel, Schedule, core_blocks
 
 ARRAY, VECTOR = 0, 1
 
@@ -188,11 +188,11 @@ def kernel_commands(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: 
         cmds = contraction_commands(kernel.work, kernel, arch, timing, flash_share)
     else:
         core = arch.per_core()
-        parts = [(contraction_commands(share, kernel, core, timing, flash_share), n)
-                 for share, n in kernel.shares(arch.cores)]
-        # splitting m gives every core the same B tiles, splitting n the same A tiles: a shared level loads them once
-        duplicated = {"m": "weight", "n": "input"}[kernel.split]
-        cmds = combine_cores(parts, duplicated if loaded_once(arch, duplicated) else None)
+        blocks = [(contraction_commands(block, kernel, core, timing, flash_share), block, cm, cn)
+                  for block, cm, cn in core_blocks(kernel.work, kernel.split, arch.cores)]
+        # cores in one row of blocks (same m piece) need the same A tiles, in one column the same B tiles: a shared
+        # level or a cache loads those once
+        cmds = combine_cores(blocks, tuple(o for o in ("input", "weight") if loaded_once(arch, o)))
     if arch.cache is not None and isinstance(kernel.work, Contraction):
         cmds = through_cache(cmds, kernel, arch, timing)
     return cmds if timing == "scalesim" else with_access_latency(cmds, kernel, arch)
@@ -277,20 +277,27 @@ def loaded_once(arch: ArchConfig, operand: str) -> bool:
     return arch.home(operand).shared or (cache is not None and operand in cache.holds)
 
 
-def combine_cores(parts: list[tuple[TileCommands, int]], loaded_once: str | None) -> TileCommands:
-    """Cores running their shares in lockstep: step i moves every core's tile-i bytes over the shared channel
-    (an operand that a shared level holds for all cores once) and lasts as long as the slowest core's compute."""
-    steps = max(c.compute.shape[0] for c, _ in parts)
+def combine_cores(blocks: list[tuple[TileCommands, Contraction, int, int]],
+                  loaded_once: tuple[str, ...] = ()) -> TileCommands:
+    """Cores running their blocks in lockstep (per block size: its commands, the block, its pieces along m and
+    along n): step i moves every core's tile-i bytes over the shared channel and lasts as long as the slowest
+    core's compute. An operand in `loaded_once` crosses once per distinct tile: the cores of one m piece share A
+    tiles, of one n piece B tiles (the largest of a group's tiles counts)."""
+    steps = max(c.compute.shape[0] for c, _, _, _ in blocks)
     pad = lambda a: np.pad(a, (0, steps - a.shape[0]))   # noqa: E731
+
     def total(field, operand=None):
-        arrays = [pad(getattr(c, field)) for c, _ in parts]
-        if operand is not None and operand == loaded_once:
-            return np.max(arrays, axis=0)
-        return sum(n * a for (_, n), a in zip(parts, arrays))
-    first = parts[0][0]
+        if operand in loaded_once:
+            groups: dict[int, tuple[int, list]] = {}       # piece size -> (pieces of that size, padded arrays)
+            for c, block, cm, cn in blocks:
+                size, pieces = (block.m, cm) if operand == "input" else (block.n, cn)
+                groups.setdefault(size, (pieces, []))[1].append(pad(getattr(c, field)))
+            return sum(pieces * np.max(arrays, axis=0) for pieces, arrays in groups.values())
+        return sum(cm * cn * pad(getattr(c, field)) for c, _, cm, cn in blocks)
+    first = blocks[0][0]
     return TileCommands(total("input_bytes", "input"), total("weight_bytes", "weight"), total("psum_bytes"),
-                        total("store_bytes"), np.max([pad(c.compute) for c, _ in parts], axis=0), first.engine,
-                        first.slots, total("flash_bytes", "weight"))
+                        total("store_bytes"), np.max([pad(c.compute) for c, _, _, _ in blocks], axis=0),
+                        first.engine, first.slots, total("flash_bytes", "weight"))
 
 
 @dataclass(frozen=True)

@@ -69,6 +69,20 @@ def test_a_bert_layers_attention_is_one_kernel_under_full():
     assert len(bert_layer_kernels("none")) > len(bert_layer_kernels("epilogue")) > len(full)
 
 
+def test_attention_policy_fuses_only_the_attention_chain():
+    # eager PyTorch with scaled_dot_product_attention: one attention kernel, every other op its own kernel
+    only = bert_layer_kernels("attention")
+    none = bert_layer_kernels("none")
+    attention = [k for k in only if isinstance(k[2], AttentionWork)]
+    assert len(attention) == 1 and [o.split(".")[-1] for o in attention[0][1]] == ["scores", "scale", "softmax",
+                                                                                  "context"]
+    assert all(len(k[1]) == 1 and k[4] is None for k in only if not isinstance(k[2], AttentionWork))
+    # the chain's four kernels became one; transposes into contractions are their consumers' strided reads
+    transposes = sum(k[0].endswith("_t") for k in none)
+    assert transposes == 4 and len(only) == len(none) - 3 - transposes
+    assert len(bert_layer_kernels("full")) < len(only)
+
+
 def test_nothing_fuses_under_none():
     for name in workload_names():
         g = load_workload(name)
@@ -81,9 +95,10 @@ def test_fusion_never_adds_traffic_and_keeps_macs(name):
     arch = load_arch("edge-npu")
     g = load_workload(name, dtype=arch.array.dtype, **({"seq_len": 64} if BUILTINS[name].has_seq_len else {}))
     runs = {p: simulate(lower(g, arch, CompileOptions(fusion=p, mapper="naive")), arch)
-            for p in ("none", "epilogue", "full")}
+            for p in ("none", "epilogue", "full", "attention")}
     traffic = {p: r.dram_read_bytes + r.dram_write_bytes for p, r in runs.items()}
     assert traffic["full"] <= traffic["epilogue"] <= traffic["none"]
+    assert traffic["full"] <= traffic["attention"] <= traffic["none"]
     assert len({r.macs for r in runs.values()}) == 1
     assert len(runs["full"].kernels) <= len(runs["epilogue"].kernels) <= len(runs["none"].kernels)
 
@@ -169,3 +184,28 @@ def test_show_schedule_lists_fusion_notes(capsys):
     assert main(["run", "-w", "resnet18", "-a", "edge-npu", "--show-schedule", "--top", "1"]) == 0
     out = capsys.readouterr().out
     assert "fusion (full):" in out and "folded into conv1's weights" in out
+
+
+@pytest.mark.parametrize("dataflow, expected", [
+    # OS streams K: S = Q K^T (8x8, K=16) is 1 fold of 16 + 8 + 8 - 2 cycles, O = S V (8x16, K=8) 2 folds of 22
+    ("os", (16 + 8 + 8 - 2 - 1) + (2 * (8 + 8 + 8 - 2) - 1)),
+    # WS streams M: S folds K=16 over 2 row blocks, O folds N=16 over 2 column blocks, 2R + C + M - 2 each
+    ("ws", (2 * (16 + 8 + 8 - 2) - 1) + (2 * (16 + 8 + 8 - 2) - 1)),
+])
+def test_a_fused_attention_block_times_each_product_as_one_whole_tile(dataflow, expected):
+    from compiler.fusion import AttentionMapping, attention_tile_compute
+    arch = tiny_arch(rows=8, cols=8, dataflow=dataflow, vector_lanes=1024)      # softmax never the longer
+    work = AttentionWork(1, 8, 8, 16, 16, "int8")
+    assert attention_tile_compute(work, AttentionMapping(dataflow, 8, 8), arch, "scalesim").tolist() == [expected]
+
+
+def test_pipelined_attention_pays_one_fill_and_drain_per_kernel():
+    # pipelined OS: each block product streams K with no per-product fill (8x8 array: R + C - 2 = 14 once);
+    # S = Q K^T (8x8, K=16) 1 fold x 16, O = S V (8x16, K=8) 2 folds x max(8, R=8)
+    from compiler.fusion import AttentionMapping, attention_tile_compute
+    arch = tiny_arch(rows=8, cols=8, dataflow="os", vector_lanes=1024)
+    work = AttentionWork(2, 16, 24, 16, 16, "int8")          # 2 heads x 2 q blocks x 3 kv blocks
+    tiles = attention_tile_compute(work, AttentionMapping("os", 8, 8), arch, "pipelined")
+    assert tiles.tolist() == [16 + 2 * 8 + 14] + [16 + 2 * 8] * 11
+    scalesim = attention_tile_compute(work, AttentionMapping("os", 8, 8), arch, "scalesim")
+    assert scalesim.tolist() == [(16 + 14 - 1) + (2 * (8 + 14) - 1)] * 12
