@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import statistics
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,21 +20,25 @@ sys.path.insert(0, str(ROOT))
 
 from arch.loader import load_arch  # noqa: E402
 from compiler.builder import GraphBuilder  # noqa: E402
+from compiler.ir import Graph  # noqa: E402
 from compiler.schedule import CompileOptions, lower  # noqa: E402
-from sim.cli import main as cli_main  # noqa: E402
 from sim.simulate import kernel_evaluator, simulate  # noqa: E402
-from workloads import load_workload  # noqa: E402
+from workloads import decoder_config, load_workload  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "hardware" / "data" / "h100_measurements.csv"
 # The fitting subset: the two ceiling-style GEMMs (clock), one decode point (kernel overhead, static power).
 FIT = {"gemm_8192x8192x8192", "gemm_4096x4096x4096", "llama2-7b_decode_B1_C512"}
 
 
-def seconds(graph, arch, fusion: str = "full") -> float:
-    """Simulated latency of a graph on the arch (mapping search with the simulator's refinement, as `run`)."""
+def simulate_graph(graph, arch, fusion: str = "full"):
+    """SimResult of a graph on the arch (mapping search with the simulator's refinement, as `run`)."""
     options = CompileOptions(fusion=fusion)
-    sched = lower(graph, arch, options, kernel_evaluator(arch, options.resolved_timing(arch)))
-    return simulate(sched, arch).cycles / arch.clock_hz
+    return simulate(lower(graph, arch, options, kernel_evaluator(arch, options.resolved_timing(arch))), arch)
+
+
+def seconds(graph, arch, fusion: str = "full") -> float:
+    """Simulated latency of a graph on the arch."""
+    return simulate_graph(graph, arch, fusion).cycles / arch.clock_hz
 
 
 def attention_graph(s: int, heads: int, d: int, batch: int):
@@ -66,14 +68,80 @@ def vector_graph(op: str, rows: int, cols: int):
     return b.build(y)
 
 
-def llm(arch_name: str, model: str, args: list[str]) -> dict:
-    """`tilesim run` of a decoder built-in on the arch, returned as its JSON report."""
-    with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "r.json"
-        code = cli_main(["run", "--workload", model, "--arch", arch_name, "--format", "json", "-o", str(out)] + args)
-        if code:
-            raise SystemExit(f"tilesim run {model} {' '.join(args)} failed")
-        return json.loads(out.read_text())
+def eager_decoder(model: str, batch: int, tokens: int, cache_len: int | None) -> Graph:
+    """The decoder as measure_h100.py's eager PyTorch Decoder runs it, op for op, so that tilesim sees the kernels
+    the GPU ran (simulate it with --fusion attention: eager fuses nothing but scaled_dot_product_attention):
+    RMSNorm; the Q, K, V projections (one GEMM there, three here: the same bytes); RoPE as eager computes it
+    (outer product, cos, sin and two casts of the position table, then x1*cos, x2*sin, subtract, x1*sin, x2*cos,
+    add and a stack: 11 kernels per tensor; the even/odd halves, a strided view there, are one Split here); K and
+    V copied into the cache; attention; the output projection and the residual add; RMSNorm; gate and up (one GEMM
+    there), the activation, the product, down and the residual add; the final norm and the LM head on the last
+    position. Transposes are views there and strided reads of their consumers here. `cache_len` None: prefill of
+    `tokens` tokens attending to each other (unmasked; the measurement was causal); else one decode step
+    attending to `cache_len` cached tokens."""
+    cfg = decoder_config(model)
+    b = GraphBuilder(f"{model}.eager", "bf16")
+    h, nh, kvh, hd, T = cfg.hidden, cfg.heads, cfg.kv_heads, cfg.head_dim, tokens
+    ids = b.input("ids", (batch, T), dtype="int32")
+    table = b.param("embed", (cfg.vocab, h))
+    x = b.add("Gather", [table, ids], dict(axis=0), name="embed", dtype="bf16")
+    pos = b.input("pos", (T, 1, 1), dtype="fp32")
+    inv_freq = b.param("inv_freq", (1, 1, hd // 2), "fp32")
+    scale = b.param("scale", (1,))
+
+    def rope(t: str, name: str) -> str:
+        f = b.add("Mul", [pos, inv_freq], name=f"{name}.outer")                         # (T, 1, hd/2) fp32
+        cos = b.add("Cast", [b.add("Sigmoid", [f], name=f"{name}.cos")], name=f"{name}.cos_bf16", dtype="bf16")
+        sin = b.add("Cast", [b.add("Tanh", [f], name=f"{name}.sin")], name=f"{name}.sin_bf16", dtype="bf16")
+        x1, x2 = b.add("Split", [t], dict(axis=-1, split=[hd // 2, hd // 2]), name=f"{name}.halves")
+        even = b.add("Sub", [b.add("Mul", [x1, cos], name=f"{name}.x1c"), b.add("Mul", [x2, sin], name=f"{name}.x2s")],
+                     name=f"{name}.even")
+        odd = b.add("Add", [b.add("Mul", [x1, sin], name=f"{name}.x1s"), b.add("Mul", [x2, cos], name=f"{name}.x2c")],
+                    name=f"{name}.odd")
+        return b.add("Concat", [even, odd], dict(axis=-1), name=f"{name}.stack")
+
+    def norm(t: str, name: str) -> str:
+        return b.add("RMSNormalization", [t, b.param(f"{name}.w", (b.shape(t)[-1],))], dict(axis=-1, epsilon=1e-6),
+                     name=name)
+
+    def linear(t: str, n: int, name: str) -> str:
+        return b.add("MatMul", [t, b.param(f"{name}.w", (b.shape(t)[-1], n))], name=name)
+
+    cache = []
+    for i in range(cfg.layers):
+        p = f"layer{i}"
+        y = norm(x, f"{p}.ln1")
+        q, k, v = (b.add("Reshape", [linear(y, n * hd, f"{p}.{r}")], dict(shape=(batch, T, n, hd)), name=f"{p}.{r}_heads")
+                   for r, n in (("q", nh), ("k", kvh), ("v", kvh)))                  # (B, T, heads, hd)
+        q, k = rope(q, f"{p}.q_rope"), rope(k, f"{p}.k_rope")
+        k, v = b.add("Cast", [k], name=f"{p}.k_cache_write"), b.add("Cast", [v], name=f"{p}.v_cache_write")
+        cache += [k, v]
+        if cache_len is None:
+            kt = b.add("Transpose", [k], dict(perm=(0, 2, 3, 1)), name=f"{p}.k_t")         # (B, kvh, hd, T)
+            vv = b.add("Transpose", [v], dict(perm=(0, 2, 1, 3)), name=f"{p}.v_t")         # (B, kvh, T, hd)
+        else:
+            kt = b.add("Transpose", [b.input(f"{p}.k_cache", (batch, kvh, cache_len, hd))], dict(perm=(0, 1, 3, 2)),
+                       name=f"{p}.k_t")
+            vv = b.input(f"{p}.v_cache", (batch, kvh, cache_len, hd))
+        q = b.add("Transpose", [q], dict(perm=(0, 2, 1, 3)), name=f"{p}.q_t")              # (B, nh, T, hd)
+        q = b.add("Reshape", [q], dict(shape=(batch, kvh, nh // kvh * T, hd)), name=f"{p}.q_group")
+        scores = b.add("Mul", [b.add("MatMul", [q, kt], name=f"{p}.scores"), scale], name=f"{p}.scale")
+        ctx = b.add("MatMul", [b.add("Softmax", [scores], dict(axis=-1), name=f"{p}.softmax"), vv],
+                    name=f"{p}.context")
+        ctx = b.add("Reshape", [ctx], dict(shape=(batch, nh, T, hd)), name=f"{p}.context_heads")
+        ctx = b.add("Transpose", [ctx], dict(perm=(0, 2, 1, 3)), name=f"{p}.context_t")
+        ctx = b.add("Reshape", [ctx], dict(shape=(batch, T, nh * hd)), name=f"{p}.merge")
+        x = b.add("Add", [x, linear(ctx, h, f"{p}.o")], name=f"{p}.residual1")
+        y = norm(x, f"{p}.ln2")
+        act = b.add("Silu", [linear(y, cfg.ffn, f"{p}.gate")], name=f"{p}.act") if cfg.act == "silu" else \
+            b.add("Gelu", [linear(y, cfg.ffn, f"{p}.gate")], dict(approximate="tanh"), name=f"{p}.act")
+        gated = b.add("Mul", [act, linear(y, cfg.ffn, f"{p}.up")], name=f"{p}.gated")
+        x = b.add("Add", [x, linear(gated, h, f"{p}.down")], name=f"{p}.residual2")
+    if T > 1:
+        x = b.add("Gather", [x, b.param("last", (1,), "int32")], dict(axis=1), name="last")
+    x = norm(b.add("Reshape", [x], dict(shape=(batch, h)), name="last_hidden"), "final_norm")
+    head = table if cfg.tied_embeddings else b.param("lm_head", (cfg.vocab, h))
+    return b.build([b.add("Gemm", [x, head], dict(transB=1), name="lm_head")] + cache)
 
 
 def predict(row: dict, arch, arch_name: str) -> dict:
@@ -91,12 +159,11 @@ def predict(row: dict, arch, arch_name: str) -> dict:
         return dict(s=seconds(vector_graph(case.split("_")[0], num("m"), num("n")), arch))
     model = case.split("_")[0]
     if g == "prefill":
-        r = llm(arch_name, model, ["--phase", "prefill", "--seq-len", str(num("seq")), "--batch", "1"])
-        return dict(s=r["ttft_s"])
+        return dict(s=seconds(eager_decoder(model, 1, num("seq"), None), arch, "attention"))
     if g == "decode":
-        r = llm(arch_name, model, ["--phase", "decode", "--context", str(num("context")), "--batch",
-                                   str(num("batch"))])
-        return dict(s=r["tpot_s"], j=r["pj_per_token"] * 1e-12)
+        batch = num("batch")
+        r = simulate_graph(eager_decoder(model, batch, 1, num("context") + 1), arch, "attention")
+        return dict(s=r.cycles / arch.clock_hz, j=r.energy_pj * 1e-12 / batch)
     return {}
 
 

@@ -357,14 +357,17 @@ def attention_tile_compute(work: AttentionWork, mapping: AttentionMapping, arch,
             return compute_cycles(c, core, df, timing, getattr(c, t))
         return max(array_cycles(c, core.array, df, timing, getattr(c, t)) - fill, feed_cycles(c, df, core))
 
-    def block(bq: int, bkv: int) -> int:
+    def block(bq: int, bkv: int) -> float:
         qk = Contraction(1, bq, bkv, work.d, work.dtype, work.dtype, work.dtype, b_is_param=False)
         pv = Contraction(1, bq, work.dv, bkv, work.dtype, work.dtype, work.dtype, b_is_param=False)
         ops = (SOFTMAX_OPS + work.score_ops) * bq * bkv + RESCALE_OPS * bq * work.dv
-        return max(-(-(product(qk) + product(pv)) // p), -(-ops // lanes))
+        return max((product(qk) + product(pv)) / p, ops / lanes)       # this tile's 1/p share of a step
     cost = {(int(a), int(b)): block(int(a), int(b)) for a in set(eq) for b in set(ek)}   # <= 4 distinct blocks
-    per = np.array([[cost[int(a), int(b)] for b in ek] for a in eq], dtype=np.int64)
-    out = np.tile(per.ravel(), work.g)
+    per = np.array([[cost[int(a), int(b)] for b in ek] for a in eq], dtype=np.float64)
+    # whole cycles per tile that add up to the exact shares: p consecutive tiles of one block size sum to its
+    # cycles (rounding each share up instead would add up to p - 1 cycles per step)
+    marks = np.floor(np.cumsum(np.tile(per.ravel(), work.g)) + 1e-6).astype(np.int64)
+    out = np.diff(marks, prepend=0)
     out[0] += fill
     return out
 

@@ -209,3 +209,19 @@ def test_pipelined_attention_pays_one_fill_and_drain_per_kernel():
     assert tiles.tolist() == [16 + 2 * 8 + 14] + [16 + 2 * 8] * 11
     scalesim = attention_tile_compute(work, AttentionMapping("os", 8, 8), arch, "scalesim")
     assert scalesim.tolist() == [(16 + 14 - 1) + (2 * (8 + 14) - 1)] * 12
+
+
+def test_lockstep_attention_steps_last_exactly_one_block_product_pair():
+    # 3 cores: each tile carries a third of a block's 16 + 16 cycles; a step of 3 tiles must add up to exactly 32
+    # (rounding every third up would make it 33)
+    from arch import arch_from_dict
+    from compiler.fusion import AttentionMapping, attention_tile_compute
+
+    from archs import tiny_arch_dict
+    d = tiny_arch_dict(rows=8, cols=8, dataflow="os", vector_lanes=1024)
+    d["cores"] = 3
+    arch = arch_from_dict(d)
+    tiles = attention_tile_compute(AttentionWork(2, 16, 24, 16, 16, "int8"), AttentionMapping("os", 8, 8), arch,
+                                   "pipelined")
+    steps = tiles.reshape(4, 3).sum(axis=1).tolist()
+    assert steps == [32 + 14, 32, 32, 32]
