@@ -35,6 +35,8 @@ class VectorUnit:
     """SIMD unit for non-GEMM work: lanes x ops per lane per cycle."""
     lanes: int
     ops_per_lane_cycle: int = 1
+    row_passes: int = 1              # reads of a row reduction's input (Softmax): 1 keeps each row on chip; PyTorch's
+    #                                  global-memory softmax makes 3 (max, sum of exps, normalize and write)
 
 
 @dataclass(frozen=True)

@@ -233,6 +233,8 @@ def validate(arch: ArchConfig) -> list[tuple[str, str]]:
         v = getattr(arch.vector, fname)
         if not 1 <= v <= MAX_ARRAY_DIM:
             errors.append((f"vector.{fname}", f"must be between 1 and {MAX_ARRAY_DIM}, got {v}"))
+    if not 1 <= arch.vector.row_passes <= 16:
+        errors.append(("vector.row_passes", f"must be between 1 and 16, got {arch.vector.row_passes}"))
     if arch.energy.static_mw_per_mm2 and arch.area is None:
         errors.append(("energy.static_mw_per_mm2", "needs an area section (area.node_nm) to know the mm^2"))
     for fname in ("static_mw", "static_mw_per_mm2"):

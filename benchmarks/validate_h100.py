@@ -26,8 +26,9 @@ from sim.simulate import kernel_evaluator, simulate  # noqa: E402
 from workloads import decoder_config, load_workload  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "hardware" / "data" / "h100_measurements.csv"
-# The fitting subset: the two ceiling-style GEMMs (clock), one decode point (kernel overhead, static power).
-FIT = {"gemm_8192x8192x8192", "gemm_4096x4096x4096", "llama2-7b_decode_B1_C512"}
+# The fitting subset: the two ceiling-style GEMMs (clock), one decode point (kernel overhead, static power), the
+# softmax (vector.row_passes).
+FIT = {"gemm_8192x8192x8192", "gemm_4096x4096x4096", "llama2-7b_decode_B1_C512", "softmax_16384x4096"}
 
 
 def simulate_graph(graph, arch, fusion: str = "full"):

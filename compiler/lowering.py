@@ -60,6 +60,8 @@ class VectorWork:
     ops: int
     read_bytes: int
     write_bytes: int
+    row_bytes: int = 0      # input a row reduction needs before its first output (Softmax: max, sum of exps),
+    #                         read again on every extra pass of an implementation that does not keep rows on chip
 
     @property
     def macs(self) -> int:
@@ -73,6 +75,8 @@ LoopNest = Contraction | VectorWork
 def _bytes(graph: Graph, names) -> int:
     return sum(graph.tensors[t].nbytes for t in names)
 
+
+ROW_REDUCTIONS = {"Softmax"}    # ops that reduce a whole row (max, sum of exps) before writing any of it
 
 MAX_COUNT = 2**62           # any count the simulator keeps (cycles, bytes, ops) stays below this in int64
 # Per-op limits, chosen so that every count derived from one op stays below MAX_COUNT: a tiled contraction moves at
@@ -111,7 +115,8 @@ def _lower(graph: Graph, op: Op) -> LoopNest | None:
     if kind is OpKind.VECTOR:
         ops = spec(op.op_type).vector_ops([t.shape for t in ts], [graph.tensors[o].shape for o in op.outputs],
                                           op.attrs)
-        return VectorWork(out.elements, ops, _bytes(graph, op.inputs), _bytes(graph, op.outputs))
+        return VectorWork(out.elements, ops, _bytes(graph, op.inputs), _bytes(graph, op.outputs),
+                          ts[0].nbytes if op.op_type in ROW_REDUCTIONS else 0)
     # MOVE: bytes in and out, no arithmetic. Gather reads only the rows it picks (plus the indices).
     read = _bytes(graph, op.outputs) + ts[1].nbytes if op.op_type == "Gather" else _bytes(graph, op.inputs)
     return VectorWork(out.elements, 0, read, _bytes(graph, op.outputs))

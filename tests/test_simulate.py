@@ -17,7 +17,8 @@ from sim import simulate
 from sim.commands import contraction_commands
 from workloads import gemm
 
-from archs import tiny_arch
+from arch import arch_from_dict
+from archs import tiny_arch, tiny_arch_dict
 
 
 def run(graph, arch, timing=None, reference=False, mapper="search"):
@@ -405,3 +406,22 @@ def test_weights_from_flash_behind_a_cache_stay_part_of_the_weight_loads():
     r = run(gemm(512, 1024, 1024), arch, mapper="naive")
     k = r.kernels[0]
     assert 0 < r.flash_read_bytes == k.flash_read_bytes == k.dram_weight_read_bytes    # all weights from flash
+
+
+@pytest.mark.parametrize("passes", [1, 3])
+def test_a_softmax_that_does_not_keep_rows_on_chip_reads_its_input_once_per_pass(passes):
+    # vector.row_passes = 3 (eager PyTorch): the max, the sum of exps and the normalized write each read the row
+    d = tiny_arch_dict(bw=16)
+    d["vector"]["row_passes"] = passes
+    arch = arch_from_dict(d)
+    b = GraphBuilder("softmax", "int8")
+    x = b.input("x", (64, 256))
+    alone = b.build(b.add("Softmax", [x], dict(axis=-1)))
+    r = run(alone, arch)
+    assert r.dram_read_bytes == passes * 64 * 256 and r.dram_write_bytes == 64 * 256
+    # fused after a scale (--fusion full), the softmax's input never leaves the chip: one read of x in all
+    b = GraphBuilder("scaled", "int8")
+    x = b.input("x", (64, 256))
+    y = b.add("Softmax", [b.add("Mul", [x, b.param("s", (1,))])], dict(axis=-1))
+    fused = simulate(lower(b.build(y), arch, CompileOptions(fusion="full")), arch)
+    assert fused.dram_read_bytes == 64 * 256 + 1 and len(fused.kernels) == 1
