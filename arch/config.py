@@ -37,6 +37,8 @@ class VectorUnit:
     ops_per_lane_cycle: int = 1
     row_passes: int = 1              # reads of a row reduction's input (Softmax): 1 keeps each row on chip; PyTorch's
     #                                  global-memory softmax makes 3 (max, sum of exps, normalize and write)
+    row_passes_above: int = 0        # ... for rows longer than this many elements; shorter ones take one pass (PyTorch
+    #                                  keeps rows of up to 1024 elements in registers: its persistent softmax)
 
 
 @dataclass(frozen=True)

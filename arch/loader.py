@@ -235,6 +235,9 @@ def validate(arch: ArchConfig) -> list[tuple[str, str]]:
             errors.append((f"vector.{fname}", f"must be between 1 and {MAX_ARRAY_DIM}, got {v}"))
     if not 1 <= arch.vector.row_passes <= 16:
         errors.append(("vector.row_passes", f"must be between 1 and 16, got {arch.vector.row_passes}"))
+    if not 0 <= arch.vector.row_passes_above <= 2**40:
+        errors.append(("vector.row_passes_above", f"must be between 0 and 2**40 elements, got "
+                       f"{arch.vector.row_passes_above}"))
     if arch.energy.static_mw_per_mm2 and arch.area is None:
         errors.append(("energy.static_mw_per_mm2", "needs an area section (area.node_nm) to know the mm^2"))
     for fname in ("static_mw", "static_mw_per_mm2"):

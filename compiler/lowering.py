@@ -62,6 +62,7 @@ class VectorWork:
     write_bytes: int
     row_bytes: int = 0      # input a row reduction needs before its first output (Softmax: max, sum of exps),
     #                         read again on every extra pass of an implementation that does not keep rows on chip
+    row_elems: int = 0      # elements per row of that reduction
 
     @property
     def macs(self) -> int:
@@ -115,8 +116,9 @@ def _lower(graph: Graph, op: Op) -> LoopNest | None:
     if kind is OpKind.VECTOR:
         ops = spec(op.op_type).vector_ops([t.shape for t in ts], [graph.tensors[o].shape for o in op.outputs],
                                           op.attrs)
+        row = op.op_type in ROW_REDUCTIONS
         return VectorWork(out.elements, ops, _bytes(graph, op.inputs), _bytes(graph, op.outputs),
-                          ts[0].nbytes if op.op_type in ROW_REDUCTIONS else 0)
+                          ts[0].nbytes if row else 0, ts[0].shape[op.attrs.get("axis", -1)] if row else 0)
     # MOVE: bytes in and out, no arithmetic. Gather reads only the rows it picks (plus the indices).
     read = _bytes(graph, op.outputs) + ts[1].nbytes if op.op_type == "Gather" else _bytes(graph, op.inputs)
     return VectorWork(out.elements, 0, read, _bytes(graph, op.outputs))

@@ -168,7 +168,8 @@ def vector_commands(work: VectorWork, kernel: Kernel, arch: ArchConfig) -> TileC
     zeros = np.zeros(elems.shape[0], dtype=np.int64)
     res = kernel.residency
     read = max(work.read_bytes - res.extra_bytes, 0)
-    read += min(work.row_bytes, read) * (v.row_passes - 1)          # extra passes over a row reduction's input
+    if work.row_elems > v.row_passes_above:                         # extra passes over a row reduction's input
+        read += min(work.row_bytes, read) * (v.row_passes - 1)
     write = 0 if res.out else work.write_bytes
     burst = arch.offchip.burst_bytes          # a tile's slice of the tensors: taken as one contiguous run each way
     cmds = TileCommands(burst_bytes(split_total(read, elems), 1, burst), zeros, zeros,

@@ -47,7 +47,7 @@ def test_vector_and_view_ops():
     z = b.add("Reshape", [y], {"shape": (4, 32, 32)})
     g = b.build(z)
     sm, rs = (lower_op(g, op) for op in g.ops)
-    assert sm == VectorWork(4096, 5 * 4096, 8192, 8192, row_bytes=8192)     # the row reduction reads x (4 KiB x 2)
+    assert sm == VectorWork(4096, 5 * 4096, 8192, 8192, row_bytes=8192, row_elems=1024)   # rows of x reduced
     assert rs is None
 
 
