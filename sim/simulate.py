@@ -24,12 +24,14 @@ from .result import KernelResult, SimResult, Timeline
 
 
 def describe_mapping(kernel: Kernel) -> str:
-    """One-line text of a kernel's mapping, e.g. 'ws m=784 n=256 k=576 order=mnk'."""
+    """One-line text of a kernel's mapping, e.g. 'ws m=784 n=256 k=576 order=mnk' (tiles of one core's share),
+    with ' split=m', 'split=n' or 'split=12x11' (a grid of output blocks) when cores share the kernel."""
     m = kernel.mapping
     if isinstance(kernel.work, AttentionWork):
         return f"{m.dataflow} attention q={m.block_q} kv={m.block_kv}"
     if kernel.on_array:
-        return f"{m.dataflow} m={m.tile_m} n={m.tile_n} k={m.tile_k} order={m.order}"
+        split = f" split={kernel.split}" if kernel.split else ""
+        return f"{m.dataflow} m={m.tile_m} n={m.tile_n} k={m.tile_k} order={m.order}{split}"
     return f"vector tile={m.tile_elements} elems"
 
 

@@ -107,6 +107,7 @@ def test_a_grid_split_is_taken_when_a_1d_split_leaves_array_columns_idle():
     assert choose_split(work, 16, arch.array) == "4x4" and grid_passes(work, (4, 4), arch.array) == 256
     sched = lower(gemm(64, 64, 64), arch, CompileOptions(mapper="naive"))
     assert sched.kernels[0].split == "4x4"
+    assert simulate(sched, arch).kernels[0].mapping.endswith(" split=4x4")       # reported with the mapping
     # WS streams m through the array, so splitting m costs no passes and stays
     assert choose_split(work, 16, cores_arch(16).array) == "m"
 
