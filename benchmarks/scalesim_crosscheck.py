@@ -202,10 +202,11 @@ def read_compute_report(path: Path) -> list[dict]:
 
 def run_scalesim_compute(py: Path, work: Path, cfg: Path, topo: Path, kind: str, unique: bool = False,
                          jobs: int = 1) -> tuple[list[dict], float, bool]:
-    """Run (or reuse from `work`) SCALE-Sim's compute module only; its report rows, wall seconds, whether cached.
-    `unique`: run each distinct layer shape once (SCALE-Sim's numbers depend on the shape, not the name; repeated
-    ResNet blocks then cost nothing) and give every layer its shape's row; `jobs`: that many SCALE-Sim processes,
-    each on an interleaved share of the layers."""
+    """Run (or reuse from `work`) SCALE-Sim's compute module only; its report rows, seconds, whether cached.
+    Each layer runs in its own SCALE-Sim process, `jobs` at a time, and its row is kept in `work`/layers as soon as
+    it finishes, so an interrupted case resumes where it stopped. `unique`: run each distinct layer shape once
+    (SCALE-Sim's numbers depend on the shape, not the name; repeated ResNet blocks then cost nothing) and give
+    every layer its shape's row. The seconds are the sum of the layers' process wall times."""
     done = work / ("compute_unique.json" if unique else "compute.json")
     if done.exists():
         d = json.loads(done.read_text())
@@ -219,23 +220,36 @@ def run_scalesim_compute(py: Path, work: Path, cfg: Path, topo: Path, kind: str,
             shapes.setdefault(",".join(c.strip() for c in ln.split(",")[1:]), len(shapes))
         shape_of = [shapes[",".join(c.strip() for c in ln.split(",")[1:])] for ln in body]
         rows = [body[shape_of.index(i)] for i in range(len(shapes))]
-    parts = [list(range(j, len(rows), jobs)) for j in range(min(jobs, len(rows)))]
+    kept = work / "layers"
+    kept.mkdir(exist_ok=True)
+
+    def cached(i: int) -> dict | None:
+        f = kept / f"layer{i}.json"
+        d = json.loads(f.read_text()) if f.exists() else None
+        return d if d and d["row_text"] == rows[i] and d["cfg"] == cfg.read_text() else None
+
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    t0 = time.perf_counter()
-    procs = []
-    for j, part in enumerate(parts):
-        part_topo = work / f"part{j}_of{len(parts)}{'_unique' if unique else ''}.csv"
-        part_topo.write_text("\n".join([header] + [rows[i] for i in part]) + "\n")
-        procs.append(subprocess.Popen([str(py), "-c", COMPUTE_DRIVER, str(cfg), str(part_topo), kind], text=True,
-                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env))
-    got: list[dict | None] = [None] * len(rows)
-    for part, proc in zip(parts, procs):
-        out, _ = proc.communicate()
-        if proc.returncode:
-            raise SystemExit(f"{work.name}: SCALE-Sim's compute module exited {proc.returncode}")
-        for i, row in zip(part, json.loads(out.strip().splitlines()[-1])):
-            got[i] = dict(row, layer=i)
-    wall = time.perf_counter() - t0
+    pending = [i for i in range(len(rows)) if cached(i) is None]
+    running: dict = {}                                   # process -> (layer, start time)
+    while pending or running:
+        while pending and len(running) < jobs:
+            i = pending.pop(0)
+            layer_topo = kept / f"layer{i}.csv"
+            layer_topo.write_text(f"{header}\n{rows[i]}\n")
+            proc = subprocess.Popen([str(py), "-c", COMPUTE_DRIVER, str(cfg), str(layer_topo), kind], text=True,
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+            running[proc] = (i, time.perf_counter())
+        time.sleep(0.2)
+        for proc in [p for p in running if p.poll() is not None]:
+            i, t0 = running.pop(proc)
+            out = proc.stdout.read()
+            if proc.returncode:
+                raise SystemExit(f"{work.name}: SCALE-Sim's compute module exited {proc.returncode} on {rows[i]}")
+            row = json.loads(out.strip().splitlines()[-1])[0]
+            (kept / f"layer{i}.json").write_text(json.dumps(dict(row_text=rows[i], cfg=cfg.read_text(), row=row,
+                                                                 wall_s=time.perf_counter() - t0)))
+    got = [dict(cached(i)["row"], layer=i) for i in range(len(rows))]
+    wall = sum(cached(i)["wall_s"] for i in range(len(rows)))
     done.write_text(json.dumps(dict(rows=got, wall_s=wall, shape_of=shape_of if unique else None)))
     return expand(got, shape_of if unique else None), wall, False
 
@@ -314,7 +328,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="full SCALE-Sim; its compute module only; or check compute-only against cached full runs")
     ap.add_argument("--unique", action="store_true",
                     help="--mode compute: run SCALE-Sim once per distinct layer shape (repeated blocks reuse it)")
-    ap.add_argument("--jobs", type=int, default=1, help="--mode compute: SCALE-Sim processes per case")
+    ap.add_argument("--jobs", type=int, default=1, help="--mode compute: SCALE-Sim processes at a time (one per layer)")
     ap.add_argument("--write-resnet50", type=Path, default=None, help="write the ResNet-50 CSV here and stop")
     args = ap.parse_args(argv)
     if args.write_resnet50:
