@@ -24,7 +24,7 @@ from compiler.builder import GraphBuilder  # noqa: E402
 from compiler.ir import Graph  # noqa: E402
 from compiler.schedule import CompileOptions, lower  # noqa: E402
 from sim.simulate import kernel_evaluator, simulate  # noqa: E402
-from workloads import decoder_config, load_workload  # noqa: E402
+from workloads import decoder_config, load_workload, transformer  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "hardware" / "data" / "h100_measurements.csv"
 # The fitting subset: the two ceiling-style GEMMs (clock), one decode point (kernel overhead, static power), the
@@ -45,14 +45,7 @@ def seconds(graph, arch, fusion: str = "full") -> float:
 
 def attention_graph(s: int, heads: int, d: int, batch: int):
     """softmax(Q K^T * scale) V for one layer's heads, as the measurement runs it (no projections)."""
-    b = GraphBuilder(f"attention_S{s}", "bf16")
-    q = b.input("q", (batch, heads, s, d))
-    kt = b.input("kt", (batch, heads, d, s))
-    v = b.input("v", (batch, heads, s, d))
-    scores = b.add("MatMul", [q, kt], name="scores")
-    scores = b.add("Mul", [scores, b.param("scale", (1,))], name="scale")
-    probs = b.add("Softmax", [scores], dict(axis=-1), name="softmax")
-    return b.build(b.add("MatMul", [probs, v], name="context"))
+    return transformer.attention(batch, s, "bf16", heads, d)
 
 
 def vector_graph(op: str, rows: int, cols: int):

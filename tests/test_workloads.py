@@ -47,8 +47,8 @@ def built(request):
 # ---------------------------------------------------------------- (a) every built-in builds, right output shapes
 
 def test_names_and_descriptions():
-    assert workload_names() == ["alexnet", "bert-base", "gemma-2b", "gpt2", "llama2-7b", "llama3-8b", "mistral-7b",
-                                "mobilenet_v2", "resnet18", "resnet50", "vgg16", "vit-b16"]
+    assert workload_names() == ["alexnet", "attention", "bert-base", "gemma-2b", "gpt2", "llama2-7b", "llama3-8b",
+                                "mistral-7b", "mobilenet_v2", "resnet18", "resnet50", "vgg16", "vit-b16"]
     desc = describe_workloads()
     assert set(workload_names()) <= set(desc) and "gemm:M,N,K" in desc
     assert all(isinstance(v, str) and v and "\n" not in v for v in desc.values())
@@ -249,6 +249,15 @@ def test_macs_bert_base(seq):
         assert expected == 11_173_625_856
 
 
+@pytest.mark.parametrize("seq, batch", [(2048, 1), (512, 2)])
+def test_attention_microbenchmark(seq, batch):
+    # QK^T and PV: 2 * B * 32 heads * S^2 * 128; output (B, 32, S, 128); no learned parameters
+    g = load_workload("attention", seq_len=seq, batch=batch, dtype="bf16")
+    assert macs(g) == 2 * batch * 32 * seq * seq * 128
+    assert g.tensors[g.outputs[0]].shape == (batch, 32, seq, 128) and params(g) == 0
+    assert [op.op_type for op in g.ops] == ["MatMul", "Mul", "Softmax", "MatMul"]
+
+
 def test_macs_scale_with_batch():
     assert macs(load_workload("resnet18", batch=3)) == 3 * macs(load_workload("resnet18"))
 
@@ -261,7 +270,7 @@ def test_unknown_name(spec, close):
         load_workload(spec)
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("--workload:") and f"'{spec}'" in msg
-    assert ("allowed: alexnet, bert-base, gemm:M,N,K, gemma-2b, gpt2, llama2-7b, llama3-8b, mistral-7b, "
+    assert ("allowed: alexnet, attention, bert-base, gemm:M,N,K, gemma-2b, gpt2, llama2-7b, llama3-8b, mistral-7b, "
             "mobilenet_v2, resnet18, resnet50, vgg16, vit-b16") in msg
     assert (f"did you mean '{close}'?" in msg) if close else "did you mean" not in msg
 

@@ -40,6 +40,8 @@ BUILTINS: dict[str, Builtin] = {
     "bert-base": Builtin(transformer.bert_base, "BERT-base encoder, 12 layers, d=768, seq 128 by default",
                          has_seq_len=True),
     "vit-b16": Builtin(transformer.vit_b16, "ViT-B/16 classifier, 224x224 (197 tokens), 86.6 M params, 17.6 GMACs"),
+    "attention": Builtin(transformer.attention, "attention alone, softmax(QK^T/sqrt(d))V, 32 heads x d=128, "
+                                                "seq 2048 by default (fused vs unfused)", has_seq_len=True),
     "gpt2": _decoder_builtin(llm.GPT2, "GPT-2 small decoder, 12 layers, d=768, 124 M params; --phase prefill|decode"),
     "llama2-7b": _decoder_builtin(llm.LLAMA2_7B, "Llama-2-7B decoder, 32 layers, d=4096, MHA 32 heads, SwiGLU, "
                                                  "6.74 B params; --phase prefill|decode"),

@@ -147,3 +147,18 @@ def vit_b16(batch: int = 1, dtype: str = "int8") -> Graph:
     cls = b.add("Gather", [x, b.param("const.class_token", (1,), "int32")], dict(axis=1), name="class_token")
     cls = b.add("Reshape", [cls], dict(shape=(batch, cfg.d_model)), name="class_hidden")
     return b.build(b.linear(_layernorm(b, cls, "final_ln", 1e-6), VIT_CLASSES, name="head"))
+
+
+def attention(batch: int = 1, seq_len: int = 2048, dtype: str = "int8", heads: int = 32,
+              head_dim: int = 128) -> Graph:
+    """softmax(Q K^T * scale) V over batch x heads of seq_len x head_dim, Q, K and V given (no projections): the
+    fused-vs-unfused attention microbenchmark (PyTorch's scaled_dot_product_attention against its four-op chain,
+    as benchmarks/hardware/measure_h100.py times it). MACs: 2 * batch * heads * seq_len^2 * head_dim."""
+    b = GraphBuilder(f"attention_S{seq_len}", dtype)
+    q = b.input("q", (batch, heads, seq_len, head_dim))
+    kt = b.input("kt", (batch, heads, head_dim, seq_len))
+    v = b.input("v", (batch, heads, seq_len, head_dim))
+    scores = b.add("MatMul", [q, kt], name="scores")
+    scores = b.add("Mul", [scores, b.param("inv_sqrt_d", (1,))], name="scale")       # constant 1/sqrt(head_dim)
+    probs = b.add("Softmax", [scores], dict(axis=-1), name="softmax")
+    return b.build(b.add("MatMul", [probs, v], name="context"))
