@@ -31,14 +31,28 @@ class PEArray:
 
 
 @dataclass(frozen=True)
+class RowPasses:
+    """How many times a row reduction (Softmax) reads each input row of at most `up_to` elements (fractions: a
+    slower kernel's time as extra reads); rows longer than every entry's `up_to` take the last entry's."""
+    up_to: int
+    passes: float
+
+
+def row_passes_for(table: tuple[RowPasses, ...], elems: int) -> float:
+    """Passes over a row of `elems` elements: the first entry (by up_to) that holds it, else the last; 1 without."""
+    if not table:
+        return 1.0
+    ordered = sorted(table, key=lambda r: r.up_to)
+    return next((r.passes for r in ordered if elems <= r.up_to), ordered[-1].passes)
+
+
+@dataclass(frozen=True)
 class VectorUnit:
     """SIMD unit for non-GEMM work: lanes x ops per lane per cycle."""
     lanes: int
     ops_per_lane_cycle: int = 1
-    row_passes: int = 1              # reads of a row reduction's input (Softmax): 1 keeps each row on chip; PyTorch's
-    #                                  global-memory softmax makes 3 (max, sum of exps, normalize and write)
-    row_passes_above: int = 0        # ... for rows longer than this many elements; shorter ones take one pass (PyTorch
-    #                                  keeps rows of up to 1024 elements in registers: its persistent softmax)
+    row_passes: tuple[RowPasses, ...] = ()   # reads of a row reduction's input by row length (none: one read,
+    #                                          rows kept on chip)
 
 
 @dataclass(frozen=True)

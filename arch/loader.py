@@ -233,11 +233,11 @@ def validate(arch: ArchConfig) -> list[tuple[str, str]]:
         v = getattr(arch.vector, fname)
         if not 1 <= v <= MAX_ARRAY_DIM:
             errors.append((f"vector.{fname}", f"must be between 1 and {MAX_ARRAY_DIM}, got {v}"))
-    if not 1 <= arch.vector.row_passes <= 16:
-        errors.append(("vector.row_passes", f"must be between 1 and 16, got {arch.vector.row_passes}"))
-    if not 0 <= arch.vector.row_passes_above <= 2**40:
-        errors.append(("vector.row_passes_above", f"must be between 0 and 2**40 elements, got "
-                       f"{arch.vector.row_passes_above}"))
+    for i, entry in enumerate(arch.vector.row_passes):
+        if not 1 <= entry.up_to <= 2**40:
+            errors.append((f"vector.row_passes[{i}].up_to", f"must be between 1 and 2**40 elements, got {entry.up_to}"))
+        if not 1 <= entry.passes <= 16:
+            errors.append((f"vector.row_passes[{i}].passes", f"must be between 1 and 16, got {entry.passes:g}"))
     if arch.energy.static_mw_per_mm2 and arch.area is None:
         errors.append(("energy.static_mw_per_mm2", "needs an area section (area.node_nm) to know the mm^2"))
     for fname in ("static_mw", "static_mw_per_mm2"):

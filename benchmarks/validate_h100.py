@@ -27,9 +27,11 @@ from sim.simulate import kernel_evaluator, simulate  # noqa: E402
 from workloads import decoder_config, load_workload, transformer  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "hardware" / "data" / "h100_measurements.csv"
-# The fitting subset: the two ceiling-style GEMMs (clock), one decode point (kernel overhead, static power), the
-# softmax (vector.row_passes).
-FIT = {"gemm_8192x8192x8192", "gemm_4096x4096x4096", "llama2-7b_decode_B1_C512", "softmax_16384x4096"}
+# The fitting subset: the two ceiling-style GEMMs (clock), one decode point (kernel overhead, static power); and
+# every row of OPS's group "rows" (vector.row_passes).
+FIT = {"gemm_8192x8192x8192", "gemm_4096x4096x4096", "llama2-7b_decode_B1_C512"}
+OPS = ROOT / "benchmarks" / "hardware" / "data" / "h100_attention_ops.csv"   # the chain kernel by kernel; softmax
+#                                                                             by row length (vector.row_passes fit)
 
 
 def simulate_graph(graph, arch, fusion: str = "full"):
@@ -58,6 +60,8 @@ def vector_graph(op: str, rows: int, cols: int):
         y = b.add("Softmax", [x], dict(axis=-1))
     elif op == "gelu":
         y = b.add("Gelu", [x])
+    elif op == "mul":
+        y = b.add("Mul", [x, b.param("half", (1,))])
     else:
         y = b.add("Identity", [x])
     return b.build(y)
@@ -186,8 +190,37 @@ def main(argv: list[str] | None = None) -> int:
               f"{100 * rec['err']:>+8.1f}%{'  (fit)' if rec['fit'] else ''}"
               + (f"   J/token {rec['measured_j']:.4f} vs {rec['predicted_j']:.4f} ({100 * rec['err_j']:+.1f}%)"
                  if "err_j" in rec else ""), flush=True)
+    if OPS.exists():
+        chain_kernels(arch)
     summary(results)
     return 0
+
+
+def chain_kernels(arch) -> None:
+    """The unfused chain's kernels one by one (held out) and softmax by row length (the row_passes fit), from OPS."""
+    with open(OPS) as f:
+        rows = list(csv.DictReader(f))
+    print("\nunfused attention chain kernel by kernel (B=1, H=32, D=128) and softmax by row length:")
+    names = {"qk": "scores", "scale": "scale", "softmax": "softmax", "pv": "context"}
+    by_seq: dict[int, dict] = {}
+    for row in rows:
+        if row["group"] not in ("attention_ops", "rows"):
+            continue
+        meas = float(row["median_ms"])
+        if row["group"] == "attention_ops":
+            op, seq = row["case"].rsplit("_S", 1)
+            if op not in by_seq.setdefault(int(seq), {}):
+                graph = attention_graph(int(seq), 32, 128, 1)
+                unfused = {k.name: k.cycles / arch.clock_hz for k in simulate_graph(graph, arch, "none").kernels}
+                by_seq[int(seq)] = dict({o: unfused[n] for o, n in names.items()}, chain=sum(unfused.values()),
+                                        sdpa=seconds(graph, arch, "full"))
+            pred, fit = by_seq[int(seq)][op] * 1e3, False
+        else:
+            op, cols = row["case"].split("_cols")
+            pred = seconds(vector_graph(op, int(row["rows"]), int(cols)), arch) * 1e3
+            fit = op == "softmax"
+        print(f"  {row['case']:<22}{meas:>10.4f} ms{pred:>10.4f} ms{100 * (pred / meas - 1):>+8.1f}%"
+                  f"{'  (fit)' if fit else ''}")
 
 
 def summary(results: list[dict]) -> None:

@@ -7,7 +7,7 @@ from math import ceil
 
 import numpy as np
 
-from arch.config import ArchConfig
+from arch.config import ArchConfig, row_passes_for
 from compiler.cost import (LOOPS, a_runs, a_tile_bytes, b_runs, burst_bytes, c_runs, compute_cycles, extents, nbytes,
                            streamed_loop, trip_counts)
 from compiler.fusion import AttentionWork, attention_tile_compute, attention_traffic
@@ -168,8 +168,8 @@ def vector_commands(work: VectorWork, kernel: Kernel, arch: ArchConfig) -> TileC
     zeros = np.zeros(elems.shape[0], dtype=np.int64)
     res = kernel.residency
     read = max(work.read_bytes - res.extra_bytes, 0)
-    if work.row_elems > v.row_passes_above:                         # extra passes over a row reduction's input
-        read += min(work.row_bytes, read) * (v.row_passes - 1)
+    extra = row_passes_for(v.row_passes, work.row_elems) - 1 if work.row_bytes else 0.0
+    read += round(min(work.row_bytes, read) * extra)                # extra passes over a row reduction's input
     write = 0 if res.out else work.write_bytes
     burst = arch.offchip.burst_bytes          # a tile's slice of the tensors: taken as one contiguous run each way
     cmds = TileCommands(burst_bytes(split_total(read, elems), 1, burst), zeros, zeros,

@@ -125,3 +125,14 @@ def test_arch_yaml_file(tmp_path):
     p = tmp_path / "mine.yaml"
     p.write_text(yaml.safe_dump(tiny_arch_dict(rows=8)))
     assert load_arch(str(p)).array.rows == 8
+
+
+@pytest.mark.parametrize("table, words", [([dict(up_to=0, passes=2)], "row_passes[0].up_to: must be between 1"),
+                                          ([dict(up_to=8, passes=0.5)], "row_passes[0].passes: must be between 1"),
+                                          ([dict(up_to=8)], "row_passes[0].passes: required"),
+                                          ("x", "vector.row_passes: expected a list")])
+def test_bad_row_passes_tables_name_the_entry(table, words):
+    d = tiny_arch_dict()
+    d["vector"]["row_passes"] = table
+    with pytest.raises(InputError, match=words.replace("[", r"\[").replace("]", r"\]")):
+        arch_from_dict(d)
