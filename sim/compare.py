@@ -41,11 +41,12 @@ def compare(graph: Graph, arch: ArchConfig, policies: tuple[str, ...], base: Com
     """Lower and simulate `graph` once per policy (plus 'none' as the reference when it is not asked for)."""
     from dataclasses import replace
     runs = {}
-    evaluate = kernel_evaluator(arch, base.resolved_timing(arch), base.objective)   # shared: kernels recur
+    memo: dict = {}                 # tile commands, shared by the policies' evaluations and runs (one arch)
+    evaluate = kernel_evaluator(arch, base.resolved_timing(arch), base.objective, memo=memo)   # kernels recur
     for policy in dict.fromkeys(("none",) + tuple(policies)):
         options = replace(base, fusion=policy)
         schedule = lower(graph, arch, options, evaluate)
-        runs[policy] = (schedule, simulate(schedule, arch))
+        runs[policy] = (schedule, simulate(schedule, arch, memo=memo))
     alone = {k.ops[0]: kr.dram_read_bytes + kr.dram_write_bytes
              for k, kr in zip(runs["none"][0].kernels, runs["none"][1].kernels)}
     savings = []

@@ -193,10 +193,11 @@ def run_llm(graph_for: GraphFor, arch: ArchConfig, options: CompileOptions, phas
     globbed = arch.flash is not None and arch.flash.weights not in ("none", "all", "overflow")
     placement = place_weights(arch, weight_bytes, kv_bytes, graph_for("decode", 0) if globbed else None)
     share = placement.overflow_share
-    evaluate = kernel_evaluator(arch, options.resolved_timing(arch), options.objective, share)  # shared across steps
+    memo: dict = {}     # tile commands shared across steps (one arch, one timing, one flash share)
+    evaluate = kernel_evaluator(arch, options.resolved_timing(arch), options.objective, share, memo)  # across steps
 
     def run(kind: str, size: int) -> SimResult:
-        return simulate(lower(graph_for(kind, size), arch, options, evaluate), arch, flash_share=share)
+        return simulate(lower(graph_for(kind, size), arch, options, evaluate), arch, flash_share=share, memo=memo)
 
     prefill = run("prefill", prompt_len) if phase in ("prefill", "generate") else None
     spans: list[DecodeSpan] = []
