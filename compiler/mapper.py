@@ -172,6 +172,20 @@ def _score_order(work: Contraction, arch: ArchConfig, base: _Base, order: str):
     read = work.g * (_reps(order, trips, OPERAND_DIMS["input"]) * base.a_sweep
                      + _reps(order, trips, OPERAND_DIMS["weight"]) * base.b_sweep + spills * base.c_acc)
     write = work.g * (base.c_fin + spills * base.c_acc)
+    loops = [("g", np.full(n_tiles.shape, work.g))] + [(d, trips[d]) for d in order]
+
+    def positions():
+        for p in range(len(loops) - 1, -1, -1):
+            d, n_p = loops[p]
+            yield p, n_p, {o: 1.0 if d == "g" else _changes(loops[p:], OPERAND_DIMS[o]) for o in OPERAND_DIMS}
+    return _estimate(work, arch, base, spills, read, write, positions()) + (base.fits, n_tiles)
+
+
+def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills, read, write, positions):
+    """(cycles, DRAM bytes, DRAM pJ) of candidates from their partial-sum spills and DRAM reads and writes, for
+    one loop order or every order as rows (_score_orders); `positions` yields, innermost loop first, (position p,
+    its trips, per operand 1 where the operand changes when that loop steps)."""
+    trips, n_tiles = base.trips, base.n_tiles
     off = arch.offchip
     bw, lat = off.bandwidth_bytes_per_cycle, off.latency_cycles
     double = all(arch.home(o).double_buffered for o in ("input", "weight", "output"))
@@ -184,12 +198,9 @@ def _score_order(work: Contraction, arch: ArchConfig, base: _Base, order: str):
         visits = work.g * trips["m"] * trips["n"] * (spills + 1)           # output-tile visits
         avg = {"input": base.a_sweep / (trips["m"] * trips["k"]), "weight": base.b_sweep / (trips["k"] * trips["n"])}
         c_moved = (work.g * spills * base.c_acc + write) / visits        # a partial-sum reload and a store
-        loops = [("g", np.full(n_tiles.shape, work.g))] + [(d, trips[d]) for d in order]
         steady = per_tile.astype(np.float64)                              # the first tile's compute
         inner = np.ones(n_tiles.shape, dtype=np.float64)
-        for p in range(len(loops) - 1, -1, -1):
-            d, n_p = loops[p]
-            changed = {o: 1.0 if d == "g" else _changes(loops[p:], OPERAND_DIMS[o]) for o in OPERAND_DIMS}
+        for p, n_p, changed in positions:
             moved = changed["input"] * avg["input"] + changed["weight"] * avg["weight"] + changed["output"] * c_moved
             transitions = n_tiles / inner * (1 - 1 / n_p) if p else (work.g - 1) * n_tiles / (inner * work.g)
             # the next tile's load is issued when this tile starts computing: it needs latency + transfer
@@ -202,8 +213,7 @@ def _score_order(work: Contraction, arch: ArchConfig, base: _Base, order: str):
     table = arch.energy.actions
     pj = (read * table[f"{off.name}.read_byte"].pj + write * table[f"{off.name}.write_byte"].pj
           if f"{off.name}.read_byte" in table and f"{off.name}.write_byte" in table else (read + write) * 1.0)
-    return (cycles.astype(np.float64), (read + write).astype(np.int64), np.asarray(pj, dtype=np.float64), base.fits,
-            n_tiles)
+    return cycles.astype(np.float64), (read + write).astype(np.int64), np.asarray(pj, dtype=np.float64)
 
 
 def _changes(loops, dims: tuple[str, ...]):
@@ -227,8 +237,8 @@ _INSIDE = {(x, d): np.array([[o.index(d) > o.index(x)] for o in ORDERS]) for x i
 
 def _score_orders(work: Contraction, arch: ArchConfig, base: _Base):
     """_score_order for every order in ORDERS at once: (cycles, DRAM bytes, pJ) as (6, N) arrays, row i for
-    ORDERS[i]. The same elementwise arithmetic in the same sequence, so every value equals _score_order's bit for
-    bit (tests/test_mapper.py checks it); only the loop over orders is gone."""
+    ORDERS[i]. Only the reloads and the loop positions are built for all orders at once; the arithmetic is
+    _estimate's, as for one order, so every value equals _score_order's bit for bit (tests/test_mapper.py)."""
     trips, n_tiles = base.trips, base.n_tiles
 
     def reps(operand):
@@ -243,37 +253,18 @@ def _score_orders(work: Contraction, arch: ArchConfig, base: _Base):
     spills = reps("output") - 1
     read = work.g * (reps("input") * base.a_sweep + reps("weight") * base.b_sweep + spills * base.c_acc)
     write = work.g * (base.c_fin + spills * base.c_acc)
-    off = arch.offchip
-    bw, lat = off.bandwidth_bytes_per_cycle, off.latency_cycles
-    double = all(arch.home(o).double_buffered for o in ("input", "weight", "output"))
-    per_tile = base.compute / n_tiles
-    if double:
-        visits = work.g * trips["m"] * trips["n"] * (spills + 1)
-        avg = {"input": base.a_sweep / (trips["m"] * trips["k"]), "weight": base.b_sweep / (trips["k"] * trips["n"])}
-        c_moved = (work.g * spills * base.c_acc + write) / visits
-        steady = per_tile.astype(np.float64)
-        inner = np.ones(n_tiles.shape, dtype=np.float64)
+
+    def positions():
         inner_steps = {o: False for o in OPERAND_DIMS}    # a loop inside the current one steps and indexes o
         for p in range(3, -1, -1):                        # position 0 is the g loop, 1..3 the order's loops
             if p:
                 n_p = np.stack([trips[d] for d in _ORDER_DIMS[p - 1]])     # the loop at position p, per order
                 changed = {o: (_INDEXES[o][p - 1] | inner_steps[o]).astype(np.float64) for o in OPERAND_DIMS}
                 inner_steps = {o: inner_steps[o] | (_INDEXES[o][p - 1] & (n_p > 1)) for o in OPERAND_DIMS}
+                yield p, n_p, changed
             else:
-                n_p = np.full(n_tiles.shape, work.g)
-                changed = {o: 1.0 for o in OPERAND_DIMS}
-            moved = changed["input"] * avg["input"] + changed["weight"] * avg["weight"] + changed["output"] * c_moved
-            transitions = n_tiles / inner * (1 - 1 / n_p) if p else (work.g - 1) * n_tiles / (inner * work.g)
-            steady = steady + transitions * np.maximum(per_tile, np.where(moved > 0, moved / bw + lat, 0))
-            inner = inner * n_p
-        in_flight = (n_tiles * lat + (read + write) / bw) / 2
-        cycles = np.maximum(steady, in_flight) + base.first + base.last + 2 * lat
-    else:
-        cycles = base.compute + (read + write) / bw + n_tiles * lat
-    table = arch.energy.actions
-    pj = (read * table[f"{off.name}.read_byte"].pj + write * table[f"{off.name}.write_byte"].pj
-          if f"{off.name}.read_byte" in table and f"{off.name}.write_byte" in table else (read + write) * 1.0)
-    return cycles.astype(np.float64), (read + write).astype(np.int64), np.asarray(pj, dtype=np.float64)
+                yield p, np.full(n_tiles.shape, work.g), {o: 1.0 for o in OPERAND_DIMS}
+    return _estimate(work, arch, base, spills, read, write, positions())
 
 
 def _objective(objective: str, cycles, dram, pj):
