@@ -66,14 +66,19 @@ def _attention(b: GraphBuilder, cfg: EncoderConfig, x: str, p: str) -> str:
     q = heads_of("q", (0, 2, 1, 3))    # (B, H, S, hd)
     k = heads_of("k", (0, 2, 3, 1))    # (B, H, hd, S): K already transposed for QK^T
     v = heads_of("v", (0, 2, 1, 3))    # (B, H, S, hd)
-    scores = b.add("MatMul", [q, k], name=f"{p}.scores")                        # (B, H, S, S)
-    scale = b.param(f"{p}.inv_sqrt_dk", (1,))                                    # constant 1/sqrt(hd), not learned
-    scores = b.add("Mul", [scores, scale], name=f"{p}.scale")
-    probs = b.add("Softmax", [scores], dict(axis=-1), name=f"{p}.softmax")
-    ctx = b.add("MatMul", [probs, v], name=f"{p}.context")                      # (B, H, S, hd)
+    ctx = _scaled_dot_product(b, q, k, v, f"{p}.")                               # (B, H, S, hd)
     ctx = b.add("Transpose", [ctx], dict(perm=(0, 2, 1, 3)), name=f"{p}.context_t")
     ctx = b.add("Reshape", [ctx], dict(shape=(batch, seq, d)), name=f"{p}.merge_heads")
     return b.linear(ctx, d, name=f"{p}.out")
+
+
+def _scaled_dot_product(b: GraphBuilder, q: str, kt: str, v: str, prefix: str) -> str:
+    """softmax(Q K^T * scale) V for Q (.., S, d), K^T (.., d, T), V (.., T, dv): ops prefix + scores, scale,
+    softmax, context; the scale is a constant 1/sqrt(d), not a learned weight."""
+    scores = b.add("MatMul", [q, kt], name=f"{prefix}scores")                   # (.., S, T)
+    scores = b.add("Mul", [scores, b.param(f"{prefix}inv_sqrt_dk", (1,))], name=f"{prefix}scale")
+    probs = b.add("Softmax", [scores], dict(axis=-1), name=f"{prefix}softmax")
+    return b.add("MatMul", [probs, v], name=f"{prefix}context")
 
 
 def _encoder_layer(b: GraphBuilder, cfg: EncoderConfig, x: str, p: str) -> str:
@@ -158,7 +163,4 @@ def attention(batch: int = 1, seq_len: int = 2048, dtype: str = "int8", heads: i
     q = b.input("q", (batch, heads, seq_len, head_dim))
     kt = b.input("kt", (batch, heads, head_dim, seq_len))
     v = b.input("v", (batch, heads, seq_len, head_dim))
-    scores = b.add("MatMul", [q, kt], name="scores")
-    scores = b.add("Mul", [scores, b.param("inv_sqrt_d", (1,))], name="scale")       # constant 1/sqrt(head_dim)
-    probs = b.add("Softmax", [scores], dict(axis=-1), name="softmax")
-    return b.build(b.add("MatMul", [probs, v], name="context"))
+    return b.build(_scaled_dot_product(b, q, kt, v, ""))
