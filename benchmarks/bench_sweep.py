@@ -20,7 +20,7 @@ during the last rows), ResNet-50 on edge-npu, --jobs 2:
 On the same machine idle (no other jobs), session 3:
 
     e606820  search    1000   62.5 s      16.0  123.8 s        124  0.64 / 1.54
-    (next)   search    1000   47.0 s      21.3   92.4 s         92  1.03 / 1.66   tile commands shared across
+    b542ecf  search    1000   47.0 s      21.3   92.4 s         92  1.03 / 1.66   tile commands shared across
                                                                                   points, split_total, type hints
 
 Where a search point's time went (one process, ms per point, f31825f -> 3e7f506 at load ~3): mapping search

@@ -222,11 +222,12 @@ def run_scalesim_compute(py: Path, work: Path, cfg: Path, topo: Path, kind: str,
         rows = [body[shape_of.index(i)] for i in range(len(shapes))]
     kept = work / "layers"
     kept.mkdir(exist_ok=True)
+    cfg_text = cfg.read_text()
 
     def cached(i: int) -> dict | None:
         f = kept / f"layer{i}.json"
         d = json.loads(f.read_text()) if f.exists() else None
-        return d if d and d["row_text"] == rows[i] and d["cfg"] == cfg.read_text() else None
+        return d if d and d["row_text"] == rows[i] and d["cfg"] == cfg_text else None
 
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
     pending = [i for i in range(len(rows)) if cached(i) is None]
@@ -246,10 +247,11 @@ def run_scalesim_compute(py: Path, work: Path, cfg: Path, topo: Path, kind: str,
             if proc.returncode:
                 raise SystemExit(f"{work.name}: SCALE-Sim's compute module exited {proc.returncode} on {rows[i]}")
             row = json.loads(out.strip().splitlines()[-1])[0]
-            (kept / f"layer{i}.json").write_text(json.dumps(dict(row_text=rows[i], cfg=cfg.read_text(), row=row,
+            (kept / f"layer{i}.json").write_text(json.dumps(dict(row_text=rows[i], cfg=cfg_text, row=row,
                                                                  wall_s=time.perf_counter() - t0)))
-    got = [dict(cached(i)["row"], layer=i) for i in range(len(rows))]
-    wall = sum(cached(i)["wall_s"] for i in range(len(rows)))
+    layers = [cached(i) for i in range(len(rows))]
+    got = [dict(d["row"], layer=i) for i, d in enumerate(layers)]
+    wall = sum(d["wall_s"] for d in layers)
     done.write_text(json.dumps(dict(rows=got, wall_s=wall, shape_of=shape_of if unique else None)))
     return expand(got, shape_of if unique else None), wall, False
 
