@@ -230,7 +230,8 @@ def run_scalesim_compute(py: Path, work: Path, cfg: Path, topo: Path, kind: str,
         return d if d and d["row_text"] == rows[i] and d["cfg"] == cfg_text else None
 
     env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    pending = [i for i in range(len(rows)) if cached(i) is None]
+    layers = [cached(i) for i in range(len(rows))]        # each kept layer read once; new ones added as they finish
+    pending = [i for i, d in enumerate(layers) if d is None]
     running: dict = {}                                   # process -> (layer, start time)
     while pending or running:
         while pending and len(running) < jobs:
@@ -247,9 +248,8 @@ def run_scalesim_compute(py: Path, work: Path, cfg: Path, topo: Path, kind: str,
             if proc.returncode:
                 raise SystemExit(f"{work.name}: SCALE-Sim's compute module exited {proc.returncode} on {rows[i]}")
             row = json.loads(out.strip().splitlines()[-1])[0]
-            (kept / f"layer{i}.json").write_text(json.dumps(dict(row_text=rows[i], cfg=cfg_text, row=row,
-                                                                 wall_s=time.perf_counter() - t0)))
-    layers = [cached(i) for i in range(len(rows))]
+            layers[i] = dict(row_text=rows[i], cfg=cfg_text, row=row, wall_s=time.perf_counter() - t0)
+            (kept / f"layer{i}.json").write_text(json.dumps(layers[i]))
     got = [dict(d["row"], layer=i) for i, d in enumerate(layers)]
     wall = sum(d["wall_s"] for d in layers)
     done.write_text(json.dumps(dict(rows=got, wall_s=wall, shape_of=shape_of if unique else None)))

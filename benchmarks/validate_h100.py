@@ -209,18 +209,19 @@ def chain_kernels(arch) -> None:
         meas = float(row["median_ms"])
         if row["group"] == "attention_ops":
             op, seq = row["case"].rsplit("_S", 1)
-            if op not in by_seq.setdefault(int(seq), {}):
-                graph = attention_graph(int(seq), 32, 128, 1)
+            seq = int(seq)
+            if seq not in by_seq:                            # the six cases of one S share its two simulations
+                graph = attention_graph(seq, 32, 128, 1)
                 unfused = {k.name: k.cycles / arch.clock_hz for k in simulate_graph(graph, arch, "none").kernels}
-                by_seq[int(seq)] = dict({o: unfused[n] for o, n in names.items()}, chain=sum(unfused.values()),
-                                        sdpa=seconds(graph, arch, "full"))
-            pred, fit = by_seq[int(seq)][op] * 1e3, False
+                by_seq[seq] = dict({o: unfused[n] for o, n in names.items()}, chain=sum(unfused.values()),
+                                   sdpa=seconds(graph, arch, "full"))
+            pred, fit = by_seq[seq][op] * 1e3, False
         else:
             op, cols = row["case"].split("_cols")
             pred = seconds(vector_graph(op, int(row["rows"]), int(cols)), arch) * 1e3
             fit = op == "softmax"
         print(f"  {row['case']:<22}{meas:>10.4f} ms{pred:>10.4f} ms{100 * (pred / meas - 1):>+8.1f}%"
-                  f"{'  (fit)' if fit else ''}")
+              f"{'  (fit)' if fit else ''}")
 
 
 def summary(results: list[dict]) -> None:
