@@ -1,8 +1,8 @@
 """Accelerator descriptions: frozen dataclasses, presets, and the strict YAML loader."""
-from .config import (DTYPE_BYTES, OPERANDS, ArchConfig, EnergyEntry, EnergyTable, MemLevel, PEArray, VectorUnit,
+from tilesim.arch.config import (DTYPE_BYTES, OPERANDS, ArchConfig, EnergyEntry, EnergyTable, MemLevel, PEArray, VectorUnit,
                      dtype_bytes)
-from .errors import InputError
-from .loader import apply_overrides, arch_from_dict, arch_to_dict, load_arch, preset_names
+from tilesim.arch.errors import InputError
+from tilesim.arch.loader import apply_overrides, arch_from_dict, arch_to_dict, load_arch, preset_names
 
 __all__ = ["ArchConfig", "PEArray", "VectorUnit", "MemLevel", "EnergyEntry", "EnergyTable", "InputError",
            "load_arch", "arch_from_dict", "arch_to_dict", "apply_overrides", "preset_names", "dtype_bytes",

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from math import log
 
-from .config import ArchConfig
+from tilesim.arch.config import ArchConfig
 
 MULT_UM2 = {"int8": 282, "int32": 3495, "fp16": 1640, "fp32": 7700}
 ADD_UM2 = {"int8": 36, "int32": 137, "fp16": 1360, "fp32": 4184}

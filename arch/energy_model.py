@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from math import log
 
-from .errors import InputError
+from tilesim.arch.errors import InputError
 
 ANCHOR_45, ANCHOR_7 = 45.0, 7.0
 HOROWITZ = "Horowitz, ISSCC 2014 (45 nm)"
@@ -155,7 +155,7 @@ def default_actions(arch_raw: dict, node_nm: float, offchip: str | None, flash: 
                 continue
             value = offchip_pj_per_byte(offchip)
         else:
-            from .units import parse_bytes
+            from tilesim.arch.units import parse_bytes
             try:
                 capacity = int(parse_bytes(level.get("capacity_bytes", 0)))
             except (ValueError, OverflowError):

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import yaml
 
-from .config import (OPERANDS, AreaTable, ArchConfig, EnergyDefaults, EnergyEntry, EnergyTable, MemLevel, PEArray,
+from tilesim.arch.config import (OPERANDS, AreaTable, ArchConfig, EnergyDefaults, EnergyEntry, EnergyTable, MemLevel, PEArray,
                      StaticPower, VectorUnit)
-from .energy_model import action_names, default_actions, static_component_names
-from .errors import InputError, allowed_list, did_you_mean
-from .units import parse_bytes, parse_bytes_per_s, parse_hz
+from tilesim.arch.energy_model import action_names, default_actions, static_component_names
+from tilesim.arch.errors import InputError, allowed_list, did_you_mean
+from tilesim.arch.units import parse_bytes, parse_bytes_per_s, parse_hz
 
 MAX_ARRAY_DIM = 65536          # rows or cols beyond this are surely a typo
 MAX_CAPACITY_BYTES = 2**50     # 1 PiB
@@ -446,19 +446,19 @@ def _allowed_keys(walked: list[str], node: dict, raw: dict) -> set[str]:
 
 def preset_names() -> list[str]:
     """Names of the built-in presets (arch/presets/*.yaml)."""
-    files = resources.files("arch.presets").iterdir()
+    files = resources.files("tilesim.arch.presets").iterdir()
     return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml"))
 
 
 def raw_arch(spec: str) -> tuple[dict, str]:
     """Raw mapping and source name for a preset name, a YAML path or a SCALE-Sim .cfg path."""
     if spec in preset_names():
-        text = resources.files("arch.presets").joinpath(f"{spec}.yaml").read_text()
+        text = resources.files("tilesim.arch.presets").joinpath(f"{spec}.yaml").read_text()
         source = f"preset {spec}"
     else:
         path = Path(spec)
         if path.suffix.lower() == ".cfg" and path.is_file():
-            from .scalesim_cfg import load_cfg   # SCALE-Sim's INI config
+            from tilesim.arch.scalesim_cfg import load_cfg   # SCALE-Sim's INI config
             return load_cfg(path), str(path)
         if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
             raise InputError(f"--arch: unknown preset or file '{spec}'{did_you_mean(spec, preset_names())}; "

@@ -35,7 +35,7 @@ import difflib
 import math
 from pathlib import Path
 
-from .errors import InputError, allowed_list, did_you_mean
+from tilesim.arch.errors import InputError, allowed_list, did_you_mean
 
 CLOCK_HZ = 1_000_000_000            # assumed: SCALE-Sim has no clock
 DRAM_CAPACITY_BYTES = 2**40         # SCALE-Sim's DRAM is unbounded

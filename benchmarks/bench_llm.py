@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import time
 
-from sim.cli import main
+from tilesim.cli.main import main
 
 CASES = [
     ["--phase", "prefill", "--prompt-len", "128"],

@@ -9,10 +9,10 @@ import subprocess
 import sys
 import time
 
-from arch import load_arch
-from compiler.schedule import lower
-from sim import simulate
-from workloads import load_workload
+from tilesim.arch import load_arch
+from tilesim.compiler.schedule import lower
+from tilesim import simulate
+from tilesim.workloads import load_workload
 
 CASES = [("resnet50", "tpu-v1"), ("resnet50", "edge-npu"), ("resnet18", "eyeriss"), ("bert-base", "tpu-v4"),
          ("mobilenet_v2", "gemmini")]
@@ -35,9 +35,9 @@ def warm_seconds(workload: str, arch_name: str, repeats: int = 5) -> tuple[float
 
 
 def cli_seconds() -> float:
-    """Wall seconds of one `python -m sim run` (ResNet-50 on tpu-v1) as a fresh process."""
+    """Wall seconds of one `python -m tilesim run` (ResNet-50 on tpu-v1) as a fresh process."""
     t0 = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "sim", "run", "-f", "json", "-o", "/dev/null"], check=True)
+    subprocess.run([sys.executable, "-m", "tilesim", "run", "-f", "json", "-o", "/dev/null"], check=True)
     return time.perf_counter() - t0
 
 
@@ -47,7 +47,7 @@ def main() -> None:
         whole, core, tiles = warm_seconds(workload, arch)
         print(f"{workload:<14} {arch:<10} {tiles:>7} {whole * 1e3:>13.1f} ms {core * 1e3:>7.1f} ms")
     first, second = cli_seconds(), cli_seconds()
-    print(f"\nCLI `python -m sim run` (resnet50 on tpu-v1): first call {first:.2f} s, second call {second:.2f} s "
+    print(f"\nCLI `python -m tilesim run` (resnet50 on tpu-v1): first call {first:.2f} s, second call {second:.2f} s "
           "(the second reuses numba's on-disk cache)")
 
 

@@ -38,9 +38,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from arch.loader import raw_arch
-from compiler.schedule import CompileOptions
-from sim.sweep import SweepSpec, grid_points, run_sweep
+from tilesim.arch.loader import raw_arch
+from tilesim.compiler.schedule import CompileOptions
+from tilesim.studies.sweep import SweepSpec, grid_points, run_sweep
 
 GRID = ["array.rows=8,12,16,24,32,48,64,96,128,256",
         "array.cols=8,12,16,24,32,48,64,96,128,256",

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import time
 
-from arch import load_arch
-from compiler.schedule import CompileOptions, lower
-from sim import simulate
-from workloads import load_workload
+from tilesim.arch import load_arch
+from tilesim.compiler.schedule import CompileOptions, lower
+from tilesim import simulate
+from tilesim.workloads import load_workload
 
 CASES = [("resnet50", "tpu-v1", []), ("gemm:4096,4096,4096", "tpu-v4", []),
          ("gemm:16384,16384,16384", "tpu-v4", []),

@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from arch import load_arch
-from compiler.schedule import CompileOptions, lower
-from sim import simulate
-from sim.commands import build_program
-from sim.energy import action_counts, dynamic_energy_pj
-from sim.simulate import kernel_evaluator
-from workloads import load_workload
+from tilesim.arch import load_arch
+from tilesim.compiler.schedule import CompileOptions, lower
+from tilesim import simulate
+from tilesim.core.commands import build_program
+from tilesim.core.energy import action_counts, dynamic_energy_pj
+from tilesim.core.simulate import kernel_evaluator
+from tilesim.workloads import load_workload
 
 LEVELS = ("ALU", "RF", "array", "buffer", "DRAM", "other")
 

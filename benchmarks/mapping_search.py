@@ -7,12 +7,12 @@ from __future__ import annotations
 import argparse
 import time
 
-from arch import load_arch
-from compiler import mapper
-from compiler.schedule import CompileOptions, Kernel, Schedule, lower
-from compiler.tiling import naive_mapping
-from sim import kernel_evaluator, simulate
-from workloads import load_workload
+from tilesim.arch import load_arch
+from tilesim.compiler import mapper
+from tilesim.compiler.schedule import CompileOptions, Kernel, Schedule, lower
+from tilesim.compiler.tiling import naive_mapping
+from tilesim import kernel_evaluator, simulate
+from tilesim.workloads import load_workload
 
 
 def alone(kernel: Kernel, mapping, arch):

@@ -34,11 +34,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from arch.loader import load_arch  # noqa: E402
-from compiler.schedule import CompileOptions, lower  # noqa: E402
-from sim.simulate import simulate  # noqa: E402
-from workloads import load_workload  # noqa: E402
-from workloads.scalesim_topology import parse_topology  # noqa: E402
+from tilesim.arch.loader import load_arch  # noqa: E402
+from tilesim.compiler.schedule import CompileOptions, lower  # noqa: E402
+from tilesim.core.simulate import simulate  # noqa: E402
+from tilesim.workloads import load_workload  # noqa: E402
+from tilesim.workloads.scalesim_topology import parse_topology  # noqa: E402
 
 CONFIGS = ROOT / "workloads" / "configs"
 TOPOLOGIES = {"resnet18": CONFIGS / "resnet18_scalesim.csv", "resnet50": CONFIGS / "resnet50_scalesim.csv"}

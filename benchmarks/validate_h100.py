@@ -19,12 +19,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from arch.loader import load_arch  # noqa: E402
-from compiler.builder import GraphBuilder  # noqa: E402
-from compiler.ir import Graph  # noqa: E402
-from compiler.schedule import CompileOptions, lower  # noqa: E402
-from sim.simulate import kernel_evaluator, simulate  # noqa: E402
-from workloads import decoder_config, load_workload, transformer  # noqa: E402
+from tilesim.arch.loader import load_arch  # noqa: E402
+from tilesim.compiler.builder import GraphBuilder  # noqa: E402
+from tilesim.compiler.ir import Graph  # noqa: E402
+from tilesim.compiler.schedule import CompileOptions, lower  # noqa: E402
+from tilesim.core.simulate import kernel_evaluator, simulate  # noqa: E402
+from tilesim.workloads import decoder_config, load_workload, transformer  # noqa: E402
 
 DATA = ROOT / "benchmarks" / "hardware" / "data" / "h100_measurements.csv"
 # The fitting subset: the two ceiling-style GEMMs (clock), one decode point (kernel overhead, static power); and

@@ -39,11 +39,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from arch.config import DTYPE_BYTES  # noqa: E402
-from arch.loader import load_arch  # noqa: E402
-from compiler.schedule import CompileOptions, Schedule, lower  # noqa: E402
-from sim.simulate import kernel_evaluator, simulate  # noqa: E402
-from workloads import load_workload  # noqa: E402
+from tilesim.arch.config import DTYPE_BYTES  # noqa: E402
+from tilesim.arch.loader import load_arch  # noqa: E402
+from tilesim.compiler.schedule import CompileOptions, Schedule, lower  # noqa: E402
+from tilesim.core.simulate import kernel_evaluator, simulate  # noqa: E402
+from tilesim.workloads import load_workload  # noqa: E402
 
 ARCH = ROOT / "benchmarks" / "data" / "zigzag_tpu_like.yaml"
 ZIGZAG = "zigzag-dse==3.9.1"

@@ -1,11 +1,11 @@
 """GraphBuilder: the way workloads make graphs; every op's output shape is inferred as it is added."""
 from __future__ import annotations
 
-from arch.config import DTYPE_BYTES
-from arch.errors import InputError
+from tilesim.arch.config import DTYPE_BYTES
+from tilesim.arch.errors import InputError
 
-from .ir import Graph, Op, Tensor
-from .ops import infer_shapes
+from tilesim.compiler.ir import Graph, Op, Tensor
+from tilesim.compiler.ops import infer_shapes
 
 
 class GraphBuilder:

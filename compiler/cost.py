@@ -6,10 +6,10 @@ from math import ceil
 
 import numpy as np
 
-from arch.config import DTYPE_BYTES, ArchConfig, PEArray
-from arch.errors import InputError
+from tilesim.arch.config import DTYPE_BYTES, ArchConfig, PEArray
+from tilesim.arch.errors import InputError
 
-from .lowering import MAX_COUNT, Contraction
+from tilesim.compiler.lowering import MAX_COUNT, Contraction
 
 LOOPS = ("m", "n", "k")
 MAX_TILES = 20_000_000      # per schedule; beyond this the simulator's command arrays would not fit in memory

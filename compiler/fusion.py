@@ -16,11 +16,11 @@ from dataclasses import dataclass, field, replace
 from math import prod
 from typing import NamedTuple
 
-from arch.errors import InputError
+from tilesim.arch.errors import InputError
 
-from .ir import Graph, Op
-from .lowering import Contraction, LoopNest, VectorWork, lower_op
-from .ops import OpKind, matmul_shapes, spec
+from tilesim.compiler.ir import Graph, Op
+from tilesim.compiler.lowering import Contraction, LoopNest, VectorWork, lower_op
+from tilesim.compiler.ops import OpKind, matmul_shapes, spec
 
 POLICIES = ("none", "epilogue", "full", "attention")
 ELEMENTWISE = {"Relu", "Clip", "Sigmoid", "Tanh", "Erf", "Sqrt", "Gelu", "HardSwish", "Silu", "Cast", "Add", "Sub",
@@ -310,7 +310,7 @@ class AttentionMapping:
 
 def attention_footprint(work: AttentionWork, bq: int, bkv: int, arch) -> dict[str, int]:
     """On-chip bytes per level: the Q block (input), K and V blocks (weight), scores and O accumulators (output)."""
-    from .cost import nbytes
+    from tilesim.compiler.cost import nbytes
     acc = arch.array.acc_dtype
     tiles = {"input": int(nbytes(bq * work.d, work.dtype)),
              "weight": int(nbytes(bkv * (work.d + work.dv), work.kv_type)),
@@ -325,7 +325,7 @@ def attention_footprint(work: AttentionWork, bq: int, bkv: int, arch) -> dict[st
 def attention_traffic(work: AttentionWork, bq: int) -> tuple[int, int, int]:
     """DRAM bytes (Q and extra inputs, K and V, O): Q and O once; K and V once per query block and per kv head,
     each kv head serving kv_share query heads in turn."""
-    from .cost import nbytes
+    from tilesim.compiler.cost import nbytes
     n_q = -(-work.sq // bq)
     q = int(nbytes(work.g * work.sq * work.d, work.dtype)) + work.extra_read_bytes
     kv = int(nbytes(-(-work.g // work.kv_share) * n_q * work.skv * (work.d + work.dv), work.kv_type))
@@ -341,7 +341,7 @@ def attention_tile_compute(work: AttentionWork, mapping: AttentionMapping, arch,
     pays one fill and drain, on its first tile."""
     import numpy as np
 
-    from .cost import array_cycles, compute_cycles, extents, feed_cycles, fold_overhead, streamed_loop
+    from tilesim.compiler.cost import array_cycles, compute_cycles, extents, feed_cycles, fold_overhead, streamed_loop
     eq, ek = extents(work.sq, mapping.block_q), extents(work.skv, mapping.block_kv)
     df = mapping.dataflow
     # tiles run on p cores in lockstep: heads and q blocks are independent, and kv blocks split across cores

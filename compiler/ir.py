@@ -6,8 +6,8 @@ from math import prod
 
 import networkx as nx
 
-from arch.config import DTYPE_BYTES
-from arch.errors import InputError
+from tilesim.arch.config import DTYPE_BYTES
+from tilesim.arch.errors import InputError
 
 
 @dataclass(frozen=True)

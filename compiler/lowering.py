@@ -4,11 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
-from arch.config import DTYPE_BYTES
-from arch.errors import InputError
+from tilesim.arch.config import DTYPE_BYTES
+from tilesim.arch.errors import InputError
 
-from .ir import Graph, Op
-from .ops import OpKind, conv_geometry, conv_transpose_geometry, matmul_shapes, spec
+from tilesim.compiler.ir import Graph, Op
+from tilesim.compiler.ops import OpKind, conv_geometry, conv_transpose_geometry, matmul_shapes, spec
 
 
 @dataclass(frozen=True)

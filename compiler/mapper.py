@@ -26,12 +26,12 @@ from functools import lru_cache
 
 import numpy as np
 
-from arch.config import ArchConfig
-from arch.errors import InputError
+from tilesim.arch.config import ArchConfig
+from tilesim.arch.errors import InputError
 
-from .cost import LOOPS, MAX_TILES, OPERAND_DIMS, Mapping, a_tile_bytes, nbytes, streamed_loop
-from .lowering import Contraction
-from .tiling import _alignment, _halve, footprint, naive_mapping
+from tilesim.compiler.cost import LOOPS, MAX_TILES, OPERAND_DIMS, Mapping, a_tile_bytes, nbytes, streamed_loop
+from tilesim.compiler.lowering import Contraction
+from tilesim.compiler.tiling import _alignment, _halve, footprint, naive_mapping
 
 OBJECTIVES = ("latency", "energy", "edp")
 ORDERS = tuple("".join(p) for p in itertools.permutations("mnk"))
@@ -100,7 +100,7 @@ def _reps(order: str, trips: dict[str, np.ndarray], dims: tuple[str, ...]) -> np
 
 def _compute_cycles(work: Contraction, arch: ArchConfig, dataflow: str, timing: str, t_tile: np.ndarray):
     """Vectorised compiler.cost.compute_cycles over T-tile sizes."""
-    from .cost import feed_cycles, fold_overhead, folds, spatial_dims
+    from tilesim.compiler.cost import feed_cycles, fold_overhead, folds, spatial_dims
     r, c = arch.array.rows, arch.array.cols
     sr, sc, t = spatial_dims(work, dataflow)
     per_array = -(-work.g * folds(sr, sc, r, c) // arch.array.count)

@@ -8,7 +8,7 @@ from typing import Callable
 
 import numpy as np
 
-from arch.errors import InputError, allowed_list, did_you_mean
+from tilesim.arch.errors import InputError, allowed_list, did_you_mean
 
 
 class OpKind(Enum):

@@ -4,18 +4,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from arch.config import ArchConfig
-from arch.errors import InputError, did_you_mean
-from arch.loader import build
+from tilesim.arch.config import ArchConfig
+from tilesim.arch.errors import InputError, did_you_mean
+from tilesim.arch.loader import build
 
-from .cost import LOOPS, Mapping
-from .ir import Graph
-from .fusion import (AttentionMapping, AttentionWork, Epilogue, Grouping, KernelSpec, attention_mapping,
+from tilesim.compiler.cost import LOOPS, Mapping
+from tilesim.compiler.ir import Graph
+from tilesim.compiler.fusion import (AttentionMapping, AttentionWork, Epilogue, Grouping, KernelSpec, attention_mapping,
                      group_ops)
-from .lowering import Contraction, LoopNest, VectorWork
-from .mapper import search
-from .residency import NONE, Residency, cache_hits, keep_on_chip
-from .tiling import VectorMapping, fits, footprint, naive_mapping, vector_mapping
+from tilesim.compiler.lowering import Contraction, LoopNest, VectorWork
+from tilesim.compiler.mapper import search
+from tilesim.compiler.residency import NONE, Residency, cache_hits, keep_on_chip
+from tilesim.compiler.tiling import VectorMapping, fits, footprint, naive_mapping, vector_mapping
 
 TIMING_MODES = ("pipelined", "scalesim")
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from math import ceil
 
-from arch.config import ArchConfig
-from arch.errors import InputError
+from tilesim.arch.config import ArchConfig
+from tilesim.arch.errors import InputError
 
-from .cost import LOOPS, Mapping, a_tile_bytes, nbytes, spatial_dims, streamed_loop
-from .lowering import Contraction, VectorWork
+from tilesim.compiler.cost import LOOPS, Mapping, a_tile_bytes, nbytes, spatial_dims, streamed_loop
+from tilesim.compiler.lowering import Contraction, VectorWork
 
 
 @dataclass(frozen=True)

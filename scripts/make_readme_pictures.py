@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sim.cli import main
+from tilesim.cli.main import main
 
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT / "docs" / "images"

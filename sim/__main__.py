@@ -1,6 +1,6 @@
-"""`python -m sim` runs the tilesim command line."""
+"""`python -m tilesim` runs the tilesim command line."""
 import sys
 
-from .cli import main
+from tilesim.cli.main import main
 
 sys.exit(main())

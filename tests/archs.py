@@ -1,7 +1,7 @@
 """Small hand-checkable archs built from plain mappings, shared by the tests."""
 from __future__ import annotations
 
-from arch import arch_from_dict
+from tilesim.arch import arch_from_dict
 
 
 def tiny_arch_dict(rows=16, cols=16, dataflow="ws", bw=16, latency=0, sram_bytes=1 << 20, double=True,

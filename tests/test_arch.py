@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from arch import InputError, apply_overrides, arch_from_dict, arch_to_dict, load_arch, preset_names
-from arch.loader import load_yaml_text, raw_arch
-from arch.units import parse_bytes, parse_hz
+from tilesim.arch import InputError, apply_overrides, arch_from_dict, arch_to_dict, load_arch, preset_names
+from tilesim.arch.loader import load_yaml_text, raw_arch
+from tilesim.arch.units import parse_bytes, parse_hz
 
 from archs import tiny_arch_dict
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from arch import arch_from_dict
+from tilesim.arch import arch_from_dict
 from archs import tiny_arch_dict
-from compiler.builder import GraphBuilder
-from compiler.schedule import CompileOptions, lower
-from sim.commands import kernel_commands, lockstep
-from sim.simulate import simulate
-from workloads import load_workload
+from tilesim.compiler.builder import GraphBuilder
+from tilesim.compiler.schedule import CompileOptions, lower
+from tilesim.core.commands import kernel_commands, lockstep
+from tilesim.core.simulate import simulate
+from tilesim.workloads import load_workload
 
 
 def cached_arch(cache_bytes: int, cores: int = 1, **kw):
@@ -96,7 +96,7 @@ def test_lockstep_keeps_totals_and_groups_steps():
 
 
 def test_cache_level_validation():
-    from arch.errors import InputError
+    from tilesim.arch.errors import InputError
     d = tiny_arch_dict()
     d["memory"].insert(1, {"name": "l2", "kind": "cache", "capacity_bytes": 1024, "bandwidth_bytes_per_cycle": 8})
     d["memory"].insert(1, {"name": "l3", "kind": "cache", "capacity_bytes": 1024, "bandwidth_bytes_per_cycle": 8})

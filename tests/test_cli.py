@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from sim.cli import main
+from tilesim.cli.main import main
 
 SECTION6 = {"workload", "arch", "cycles", "latency_s", "macs", "pe_utilization", "mbu", "energy_pj",
             "energy_breakdown_pj", "dram_read_bytes", "dram_write_bytes", "kernels"}
@@ -105,13 +105,13 @@ def test_list(capsys):
 
 
 def test_python_dash_m_sim_is_the_same_program():
-    p = subprocess.run([sys.executable, "-m", "sim", "run", "-w", "nope"], capture_output=True, text=True)
+    p = subprocess.run([sys.executable, "-m", "tilesim", "run", "-w", "nope"], capture_output=True, text=True)
     assert p.returncode == 2 and p.stderr.startswith("tilesim: error:")
 
 
 @pytest.mark.parametrize("preset", ["tpu-v1", "gemmini", "eyeriss"])
 def test_show_arch_prints_a_loadable_arch_with_sources(preset, tmp_path, capsys):
-    from arch import load_arch
+    from tilesim.arch import load_arch
     assert main(["show-arch", preset, "--set", "array.rows=8"]) == 0
     out = capsys.readouterr().out
     assert "source:" in out and "static_source" in out

@@ -5,13 +5,13 @@ from collections import Counter
 
 import pytest
 
-from arch import InputError, arch_from_dict, load_arch
-from arch.loader import load_yaml_text
-from arch.area_model import PE_OVERHEAD, area_mm2, pe_mm2, sram_mm2_per_mib
-from arch.energy_model import mac_pj, node_scale, offchip_pj_per_byte, sram_pj_per_byte
-from compiler.schedule import lower
-from sim import simulate
-from workloads import gemm, load_workload
+from tilesim.arch import InputError, arch_from_dict, load_arch
+from tilesim.arch.loader import load_yaml_text
+from tilesim.arch.area_model import PE_OVERHEAD, area_mm2, pe_mm2, sram_mm2_per_mib
+from tilesim.arch.energy_model import mac_pj, node_scale, offchip_pj_per_byte, sram_pj_per_byte
+from tilesim.compiler.schedule import lower
+from tilesim import simulate
+from tilesim.workloads import gemm, load_workload
 
 from archs import tiny_arch_dict
 
@@ -161,14 +161,14 @@ def test_static_components_are_validated_and_shown(capsys):
     d["energy"]["static_components"] = {"sram": {"mw": 1.0}}
     with pytest.raises(InputError, match="energy.static_components.sram.source: required field is missing"):
         arch_from_dict(d)
-    from sim.cli import main
+    from tilesim.cli.main import main
     assert main(["show-arch", "eyeriss", "--set", "energy.static_components.glb={mw: 2.5, source: my leakage}"]) == 0
     out = capsys.readouterr().out
     assert "static_components:\n    glb:\n      mw: 2.5\n      source: my leakage" in out
 
 
 def test_show_arch_resolves_static_power_per_component(capsys):
-    from sim.cli import main
+    from tilesim.cli.main import main
     assert main(["show-arch", "tpu-v4", "--set", "energy.static_mw_per_mm2=100"]) == 0
     out = capsys.readouterr().out
     area = area_mm2(load_arch("tpu-v4"))
@@ -248,8 +248,8 @@ def test_doubling_every_entry_doubles_dynamic_energy_with_idle_pes():
 
 def _conv_layer_pj(workload: str, batch: int) -> tuple[Counter, int]:
     """pJ by component of a CNN's conv layers on the eyeriss preset (its relative table: 1 unit = 1 pJ), and their MACs."""
-    from sim.commands import build_program
-    from sim.energy import action_counts, by_component, dynamic_energy_pj
+    from tilesim.core.commands import build_program
+    from tilesim.core.energy import action_counts, by_component, dynamic_energy_pj
     arch = load_arch("eyeriss")
     graph = load_workload(workload, batch=batch, dtype=arch.array.dtype)
     schedule = lower(graph, arch)

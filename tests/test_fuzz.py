@@ -15,8 +15,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from arch import InputError, arch_from_dict
-from arch.loader import apply_overrides, load_yaml_text, raw_arch
+from tilesim.arch import InputError, arch_from_dict
+from tilesim.arch.loader import apply_overrides, load_yaml_text, raw_arch
 
 EXAMPLES = int(os.environ.get("TILESIM_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -101,7 +101,7 @@ ONNX_DIR = Path(__file__).parent / "data" / "onnx"
                                                                    min_size=1, max_size=8), st.booleans())
 def test_onnx_importer_on_corrupted_files(tmp_path_factory, source, edits, truncate):
     pytest.importorskip("onnx")
-    from workloads import load_workload
+    from tilesim.workloads import load_workload
     data = bytearray(source.read_bytes())
     for pos, byte in edits:
         data[pos % len(data)] = byte
@@ -173,7 +173,7 @@ class _Model:
         """Concrete shape of a tensor by ONNX shape inference of the graph so far, None when unknown."""
         if name in self.known:
             return self.known[name]
-        from workloads.onnx_import import infer_shapes_safely
+        from tilesim.workloads.onnx_import import infer_shapes_safely
         try:
             inferred = infer_shapes_safely(self.proto([]), "fuzz")
         except Exception:
@@ -379,7 +379,7 @@ def onnx_models(draw):
         dims[draw(st.sampled_from(["unknown", "batch"]))] = draw(st.sampled_from([2, 0]))
     model = m.proto(list(dict.fromkeys(outputs)))
     if draw(st.integers(0, 9)) < 9:                  # output types (which onnx.checker wants) from inference
-        from workloads.onnx_import import infer_shapes_safely
+        from tilesim.workloads.onnx_import import infer_shapes_safely
         try:
             inferred = infer_shapes_safely(model, "fuzz")
             del inferred.graph.value_info[:]
@@ -417,8 +417,8 @@ def test_onnx_structured_graphs(tmp_path_factory, case):
     import json
     import warnings
 
-    from sim.cli import main
-    from workloads import load_workload
+    from tilesim.cli.main import main
+    from tilesim.workloads import load_workload
     model, dims = case
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
     path.write_bytes(model.SerializeToString())
@@ -482,11 +482,11 @@ def test_structured_fuzz_findings(tmp_path, capsys, nodes, inputs, inits, opset,
     import subprocess
     import sys
 
-    from sim.cli import main
+    from tilesim.cli.main import main
     path = _fuzz_model(tmp_path, nodes, inputs, inits, opset)
     args = ["run", "-w", path, "-a", "edge-npu", "-f", "json"]
     if any(op == "Slice" for op, *_ in nodes):   # these aborted the process inside ONNX's Slice shape inference
-        run = subprocess.run([sys.executable, "-m", "sim"] + args, capture_output=True, text=True,
+        run = subprocess.run([sys.executable, "-m", "tilesim"] + args, capture_output=True, text=True,
                              cwd=Path(__file__).parent.parent)
         code, out, err = run.returncode, run.stdout, run.stderr
     else:
@@ -503,7 +503,7 @@ def test_structured_fuzz_findings(tmp_path, capsys, nodes, inputs, inits, opset,
 def test_large_constant_subgraphs_keep_shapes_only(tmp_path, capsys, op, inits):
     # were folded with numpy (tens of GiB: an error, or memory exhausted); now the constant keeps its shape only
     pytest.importorskip("onnx")
-    from sim.cli import main
+    from tilesim.cli.main import main
     nodes = [(op, [n for n, _ in inits], ["big"], {}), ("Shape", ["big"], ["s"], {}), ("Relu", ["x"], ["y"], {})]
     path = _fuzz_model(tmp_path, nodes, [("x", [4, 4])], inits)
     assert main(["run", "-w", path, "-a", "edge-npu", "-f", "json"]) == 0, capsys.readouterr().err
@@ -514,7 +514,7 @@ def test_constant_folding_prints_no_numpy_warnings(tmp_path, capsys):
     pytest.importorskip("onnx")
     import warnings
 
-    from sim.cli import main
+    from tilesim.cli.main import main
     nodes = [("Range", ["a", "b", "c"], ["r"], {}), ("Relu", ["x"], ["y"], {})]
     path = _fuzz_model(tmp_path, nodes, [("x", [4])], [("a", np.array(0)), ("b", np.array(4)), ("c", np.array(0))])
     with warnings.catch_warnings(record=True) as caught:
@@ -530,6 +530,6 @@ def test_size_of_a_huge_tensor_is_not_propagated(tmp_path):
     import sys
     nodes = [("Size", ["big"], ["n"], {}), ("Relu", ["x"], ["y"], {})]
     path = _fuzz_model(tmp_path, nodes, [("big", [2**40]), ("x", [4])])
-    run = subprocess.run([sys.executable, "-m", "sim", "run", "-w", path, "-a", "edge-npu", "-f", "json"],
+    run = subprocess.run([sys.executable, "-m", "tilesim", "run", "-w", path, "-a", "edge-npu", "-f", "json"],
                          capture_output=True, text=True, cwd=Path(__file__).parent.parent, timeout=120)
     assert run.returncode == 0, run.stderr

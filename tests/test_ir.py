@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from arch import InputError
-from compiler import Graph, GraphBuilder, Op, Tensor
-from compiler.lowering import Contraction, VectorWork, graph_macs, lower_op
+from tilesim.arch import InputError
+from tilesim.compiler import Graph, GraphBuilder, Op, Tensor
+from tilesim.compiler.lowering import Contraction, VectorWork, graph_macs, lower_op
 
 
 def test_conv_lowers_to_implicit_gemm_with_padding_and_stride():

@@ -6,13 +6,13 @@ from dataclasses import replace
 
 import pytest
 
-from arch import load_arch
-from arch.errors import InputError
-from compiler.fusion import AttentionWork, attention_traffic, group_ops
-from compiler.lowering import graph_macs
-from compiler.schedule import CompileOptions, lower
-from sim import simulate
-from workloads import llm, load_workload
+from tilesim.arch import load_arch
+from tilesim.arch.errors import InputError
+from tilesim.compiler.fusion import AttentionWork, attention_traffic, group_ops
+from tilesim.compiler.lowering import graph_macs
+from tilesim.compiler.schedule import CompileOptions, lower
+from tilesim import simulate
+from tilesim.workloads import llm, load_workload
 
 KIB = 1024
 # Parameter counts of the HF checkpoints (model.num_parameters(), tied tables once)
@@ -255,7 +255,7 @@ def test_load_workload_phases_and_defaults():
 
 def gemma_decode_on_phone(weights: str):
     """Gemma-2B (int8) decode at context 128 on phone-npu with its flash level's `weights` rule."""
-    from sim.llm import run_llm
+    from tilesim.studies.llm import run_llm
     arch = load_arch("phone-npu", [f"memory.ufs.weights={weights}"])
     cfg = llm.GEMMA_2B
     graph_for = lambda kind, size: llm.decoder_graph(cfg, phase=kind, dtypes="int8", context=size)  # noqa: E731
@@ -286,7 +286,7 @@ def test_gemma_2b_mlp_in_flash_is_slower_by_the_flash_time_and_costs_its_energy(
 
 
 def test_weights_that_do_not_fit_dram_overflow_to_flash():
-    from sim.llm import place_weights
+    from tilesim.studies.llm import place_weights
     arch = load_arch("phone-npu")                             # weights: overflow, 8 GiB LPDDR5, 256 MiB staging
     w, kv = llm.weight_bytes(llm.LLAMA2_7B, "bf16"), 128 * llm.kv_cache_bytes_per_token(llm.LLAMA2_7B, "bf16")
     p = place_weights(arch, w, kv)

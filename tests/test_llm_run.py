@@ -5,13 +5,13 @@ import json
 
 import pytest
 
-from arch import load_arch
-from compiler.schedule import CompileOptions, lower
-from sim import simulate
-from sim.cli import main
-from sim.llm import run_llm
-from workloads import load_workload
-from workloads import llm as wl
+from tilesim.arch import load_arch
+from tilesim.compiler.schedule import CompileOptions, lower
+from tilesim import simulate
+from tilesim.cli.main import main
+from tilesim.studies.llm import run_llm
+from tilesim.workloads import load_workload
+from tilesim.workloads import llm as wl
 
 KEYS = {"phase", "batch", "tokens", "pj_per_token", "ttft_s", "tpot_s", "kv_cache_bytes", "weight_bytes",
         "cycles", "latency_s", "macs", "pe_utilization", "mbu", "energy_pj", "energy_breakdown_pj",

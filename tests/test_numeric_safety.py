@@ -18,19 +18,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arch import InputError, arch_from_dict, load_arch
-from arch.loader import raw_arch
-from compiler.builder import GraphBuilder
-from compiler.cost import OPERAND_DIMS, Mapping, dram_traffic, reuse_reps, trip_counts
-from compiler.ir import Graph, Op, Tensor
-from compiler.lowering import MAX_MACS, Contraction, lower_op
-from compiler.mapper import score
-from compiler.schedule import CompileOptions, Kernel, Schedule, lower
-from sim import simulate
-from sim.cli import main
-from sim.commands import split_total
-from sim.kernels.pipeline import run_tiles, run_tiles_py
-from sim.report import render
+from tilesim.arch import InputError, arch_from_dict, load_arch
+from tilesim.arch.loader import raw_arch
+from tilesim.compiler.builder import GraphBuilder
+from tilesim.compiler.cost import OPERAND_DIMS, Mapping, dram_traffic, reuse_reps, trip_counts
+from tilesim.compiler.ir import Graph, Op, Tensor
+from tilesim.compiler.lowering import MAX_MACS, Contraction, lower_op
+from tilesim.compiler.mapper import score
+from tilesim.compiler.schedule import CompileOptions, Kernel, Schedule, lower
+from tilesim import simulate
+from tilesim.cli.main import main
+from tilesim.core.commands import split_total
+from tilesim.core.kernels.pipeline import run_tiles, run_tiles_py
+from tilesim.report.text import render
 
 PIB = 2**50
 

@@ -17,14 +17,14 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
 
-from arch import load_arch  # noqa: E402
-from compiler.lowering import graph_macs  # noqa: E402
-from compiler.schedule import lower, make_kernels  # noqa: E402
-from sim import simulate  # noqa: E402
-from sim.cli import main  # noqa: E402
-from workloads import load_workload  # noqa: E402
-from workloads.onnx_import import INSTALL_HINT, load_onnx  # noqa: E402
-from workloads.transformer import BERT_BASE, encoder  # noqa: E402
+from tilesim.arch import load_arch  # noqa: E402
+from tilesim.compiler.lowering import graph_macs  # noqa: E402
+from tilesim.compiler.schedule import lower, make_kernels  # noqa: E402
+from tilesim import simulate  # noqa: E402
+from tilesim.cli.main import main  # noqa: E402
+from tilesim.workloads import load_workload  # noqa: E402
+from tilesim.workloads.onnx_import import INSTALL_HINT, load_onnx  # noqa: E402
+from tilesim.workloads.transformer import BERT_BASE, encoder  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "onnx"
 F, I64 = TensorProto.FLOAT, TensorProto.INT64

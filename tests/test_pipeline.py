@@ -5,7 +5,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sim.kernels.pipeline import DEPENDENCY, DRAM, FLASH, NONE, run_tiles, run_tiles_py
+from tilesim.core.kernels.pipeline import DEPENDENCY, DRAM, FLASH, NONE, run_tiles, run_tiles_py
 
 
 def run_both(load, store, compute, engine=None, slots=None, dep=None, latency=0.0, flash=None, gate=None,

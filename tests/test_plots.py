@@ -11,12 +11,12 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from arch import load_arch
-from compiler.schedule import lower
-from sim import simulate
-from sim.cli import main
-from sim.plots import PLOT_KINDS, busy_intervals, busy_per_bucket, draw, kernel_components
-from workloads import load_workload
+from tilesim.arch import load_arch
+from tilesim.compiler.schedule import lower
+from tilesim import simulate
+from tilesim.cli.main import main
+from tilesim.report.plots import PLOT_KINDS, busy_intervals, busy_per_bucket, draw, kernel_components
+from tilesim.workloads import load_workload
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -3,10 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from arch import InputError, arch_from_dict
-from compiler import GraphBuilder
-from compiler.schedule import CompileOptions, lower
-from sim import simulate
+from tilesim.arch import InputError, arch_from_dict
+from tilesim.compiler import GraphBuilder
+from tilesim.compiler.schedule import CompileOptions, lower
+from tilesim import simulate
 
 from archs import tiny_arch_dict
 

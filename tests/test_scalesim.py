@@ -6,14 +6,14 @@ from pathlib import Path
 
 import pytest
 
-from arch.errors import InputError
-from arch.loader import load_arch
-from arch.scalesim_cfg import raw_from_cfg
-from compiler.lowering import graph_macs
-from compiler.schedule import CompileOptions, lower, make_kernels
-from sim.simulate import simulate
-from workloads import load_workload
-from workloads.scalesim_topology import parse_topology, topology_graph
+from tilesim.arch.errors import InputError
+from tilesim.arch.loader import load_arch
+from tilesim.arch.scalesim_cfg import raw_from_cfg
+from tilesim.compiler.lowering import graph_macs
+from tilesim.compiler.schedule import CompileOptions, lower, make_kernels
+from tilesim.core.simulate import simulate
+from tilesim.workloads import load_workload
+from tilesim.workloads.scalesim_topology import parse_topology, topology_graph
 
 DATA = Path(__file__).parent / "data"
 CONFIGS = Path(__file__).parent.parent / "workloads" / "configs"
@@ -236,10 +236,10 @@ def test_exact_parity_with_scalesim(size, dataflow):
 def test_independent_layers_never_report_utilization_above_one():
     from pathlib import Path
 
-    from arch import load_arch
-    from compiler.schedule import lower
-    from sim import simulate
-    from workloads import load_workload
+    from tilesim.arch import load_arch
+    from tilesim.compiler.schedule import lower
+    from tilesim import simulate
+    from tilesim.workloads import load_workload
     topo = Path(__file__).resolve().parent.parent / "workloads" / "configs" / "resnet18_scalesim.csv"
     arch = load_arch("edge-npu")
     r = simulate(lower(load_workload(str(topo)), arch), arch)

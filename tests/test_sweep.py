@@ -12,14 +12,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from arch import InputError
-from arch.loader import raw_arch
-from compiler.schedule import CompileOptions
-from sim import sweep
-from sim.cli import _Parser, build_parser, main
-from sim.sweep import (SweepSpec, add_sweep_arguments, check_fields, cmd_sweep, grid_points, parse_grids,
+from tilesim.arch import InputError
+from tilesim.arch.loader import raw_arch
+from tilesim.compiler.schedule import CompileOptions
+from tilesim.studies import sweep
+from tilesim.cli.main import _Parser, build_parser, main
+from tilesim.studies.sweep import (SweepSpec, add_sweep_arguments, check_fields, cmd_sweep, grid_points, parse_grids,
                        partial_path, random_points, run_point, run_sweep, split_values)
-from sim.sweep_plot import check_plots, heatmap_grid, pareto_front, require_matplotlib
+from tilesim.report.sweep_plot import check_plots, heatmap_grid, pareto_front, require_matplotlib
 
 WORKLOAD = "gemm:64,64,64"
 GRID = ["array.rows=8,16", "memory.sram.capacity_bytes=1,4KiB,64KiB"]     # 1 B cannot hold a tile: invalid
@@ -191,11 +191,11 @@ def test_points_that_differ_only_in_capacities_run_in_one_chunk():
        st.integers(1, 64), st.integers(1, 64), st.sampled_from(["mnk", "mkn", "nmk", "nkm", "kmn", "knm"]))
 def test_orders_that_differ_only_in_single_trip_loops_simulate_alike(g, m, n, k, tm, tn, tk, order):
     """The sweep shares one simulation among mappings whose loop orders differ only where loops of one trip sit."""
-    from arch import load_arch
-    from compiler.cost import Mapping
-    from compiler.lowering import Contraction
-    from compiler.schedule import Kernel, Schedule
-    from sim import simulate
+    from tilesim.arch import load_arch
+    from tilesim.compiler.cost import Mapping
+    from tilesim.compiler.lowering import Contraction
+    from tilesim.compiler.schedule import Kernel, Schedule
+    from tilesim import simulate
     arch = load_arch("edge-npu")
     work = Contraction(g, m, n, k, "int8", "int8", "int8")
     kernel = Kernel("k", ("k",), work, Mapping("ws", min(tm, m), min(tn, n), min(tk, k), order))

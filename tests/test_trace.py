@@ -5,12 +5,12 @@ import json
 
 import pytest
 
-from arch import load_arch
-from compiler.schedule import lower
-from sim import simulate
-from sim.cli import main
-from sim.trace import trace_events
-from workloads import load_workload
+from tilesim.arch import load_arch
+from tilesim.compiler.schedule import lower
+from tilesim import simulate
+from tilesim.cli.main import main
+from tilesim.report.trace import trace_events
+from tilesim.workloads import load_workload
 
 
 def check_trace(events: list[dict]) -> None:

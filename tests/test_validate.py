@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from arch import InputError, load_arch
-from compiler.schedule import CompileOptions, lower
-from sim import simulate
-from sim.cli import main
-from sim.validate import validate_array
-from workloads import gemm, load_workload
+from tilesim.arch import InputError, load_arch
+from tilesim.compiler.schedule import CompileOptions, lower
+from tilesim import simulate
+from tilesim.cli.main import main
+from tilesim.studies.validate import validate_array
+from tilesim.workloads import gemm, load_workload
 
 
 @pytest.mark.parametrize("dataflow", ["ws", "os", "is"])

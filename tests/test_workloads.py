@@ -6,9 +6,9 @@ from math import prod
 
 import pytest
 
-from arch.errors import InputError
-from compiler import Graph
-from workloads import describe_workloads, load_workload, workload_names
+from tilesim.arch.errors import InputError
+from tilesim.compiler import Graph
+from tilesim.workloads import describe_workloads, load_workload, workload_names
 
 CNN_OUTPUT = (1, 1000)
 

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from arch import load_arch
-from compiler import GraphBuilder
-from compiler.schedule import CompileOptions, lower
-from sim import kernel_evaluator, simulate
+from tilesim.arch import load_arch
+from tilesim.compiler import GraphBuilder
+from tilesim.compiler.schedule import CompileOptions, lower
+from tilesim import kernel_evaluator, simulate
 
 ARCH = Path(__file__).resolve().parent.parent / "benchmarks" / "data" / "zigzag_tpu_like.yaml"
 

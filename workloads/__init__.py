@@ -5,10 +5,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from arch.errors import InputError, allowed_list, did_you_mean
-from compiler import Graph, GraphBuilder
+from tilesim.arch.errors import InputError, allowed_list, did_you_mean
+from tilesim.compiler import Graph, GraphBuilder
 
-from . import cnn, llm, onnx_import, scalesim_topology, transformer
+from tilesim.workloads import cnn, llm, onnx_import, scalesim_topology, transformer
 
 DEFAULT_DTYPE = "int8"
 GEMM_FORM = "gemm:M,N,K"

@@ -2,7 +2,7 @@
 inputs."""
 from __future__ import annotations
 
-from compiler import Graph, GraphBuilder
+from tilesim.compiler import Graph, GraphBuilder
 
 # Op names follow torchvision's module names (conv1, layer1.0.conv1, layer1.0.downsample.0, features.3.dw, fc)
 # so a kernel in a report can be traced back to the PyTorch model.

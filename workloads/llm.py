@@ -29,10 +29,10 @@ from math import sqrt
 from pathlib import Path
 from typing import NamedTuple
 
-from arch.config import DTYPE_BYTES
-from arch.errors import InputError, allowed_list
+from tilesim.arch.config import DTYPE_BYTES
+from tilesim.arch.errors import InputError, allowed_list
 
-from compiler import Graph, GraphBuilder
+from tilesim.compiler import Graph, GraphBuilder
 
 ACTS = ("silu", "gelu_tanh", "gelu")       # SwiGLU, GeGLU (tanh GELU), plain GELU MLP
 NORMS = ("rms", "layer")
@@ -446,7 +446,7 @@ def load_hf_config(path: str, *, batch: int = 1, seq_len: int | None = None, dty
     """FILE_LOADERS entry for `.json`: an HF config.json file becomes a decoder graph of the chosen phase."""
     if dims:
         raise InputError(f"--dim: only ONNX models have symbolic dimensions; '{path}' is an HF config")
-    from . import DEFAULT_DTYPE
+    from tilesim.workloads import DEFAULT_DTYPE
     cfg = read_hf_config(path)
     return decoder_graph(cfg, batch=batch, phase=phase, seq_len=seq_len, context=context,
                          dtypes=resolve_dtypes(dtypes, dtype or DEFAULT_DTYPE))

@@ -35,11 +35,11 @@ from typing import Callable
 import networkx as nx
 import numpy as np
 
-from arch.config import DTYPE_BYTES
-from arch.errors import InputError
-from compiler import Graph
-from compiler.ir import Op, Tensor
-from compiler.ops import infer_shapes
+from tilesim.arch.config import DTYPE_BYTES
+from tilesim.arch.errors import InputError
+from tilesim.compiler import Graph
+from tilesim.compiler.ir import Op, Tensor
+from tilesim.compiler.ops import infer_shapes
 
 INSTALL_HINT = "--workload: reading .onnx files needs the onnx package: pip install 'tilesim[onnx]'"
 MAX_FOLD_ELEMS = 1 << 16      # constants up to this size are evaluated with numpy; larger ones keep shapes only

@@ -34,8 +34,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from arch.errors import InputError
-from compiler import Graph, GraphBuilder
+from tilesim.arch.errors import InputError
+from tilesim.compiler import Graph, GraphBuilder
 
 CONV_COLUMNS = ("Layer name", "IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width", "Channels",
                 "Num Filter", "Strides")

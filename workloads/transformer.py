@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from arch.errors import InputError
-from compiler import Graph, GraphBuilder
+from tilesim.arch.errors import InputError
+from tilesim.compiler import Graph, GraphBuilder
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from arch.errors import InputError, did_you_mean
+from tilesim.arch.errors import InputError, did_you_mean
 
-from .files import write_atomic
+from tilesim.core.files import write_atomic
 
 PLOT_KINDS = ("pareto", "heatmap")
 PLOT_SUFFIXES = (".png", ".svg", ".pdf")
@@ -48,7 +48,7 @@ def require_matplotlib() -> None:
 def check_plots(paths: list[str], keys: list[str], metric: str, llm: bool = False) -> list[tuple[str, str]]:
     """(kind, path) of each --plot, checked before the sweep runs; also checks --metric (LLM sweeps also allow
     LLM_METRICS)."""
-    from .sweep import LLM_METRICS, METRICS
+    from tilesim.studies.sweep import LLM_METRICS, METRICS
     allowed = METRICS + LLM_METRICS if llm else METRICS
     if metric not in allowed:
         more = " (ttft_s, tpot_s, tokens_per_s, pj_per_token, ... are for decoder LLM sweeps)" \
@@ -123,7 +123,7 @@ def pareto_figure(rows: list[dict], keys: list[str]):
 
 def heatmap_grid(rows: list[dict], axes: list[tuple[str, list[str]]], metric: str) -> list[list[float]]:
     """metric[i][j] over the values of the first two axes (best over any other axes; NaN where no ok point)."""
-    from .sweep import HIGHER_IS_BETTER
+    from tilesim.studies.sweep import HIGHER_IS_BETTER
     (ky, vy), (kx, vx) = axes[0], axes[1]
     pick = max if metric in HIGHER_IS_BETTER else min
     cells: dict[tuple[str, str], list[float]] = {}
@@ -140,7 +140,7 @@ def heatmap_figure(rows: list[dict], axes: list[tuple[str, list[str]]], metric: 
     from matplotlib.colors import LogNorm
     from matplotlib.figure import Figure
 
-    from .sweep import HIGHER_IS_BETTER
+    from tilesim.studies.sweep import HIGHER_IS_BETTER
     (ky, vy), (kx, vx) = axes[0], axes[1]
     grid = np.array(heatmap_grid(rows, axes, metric), dtype=float)
     fig = Figure(figsize=(max(5.0, 0.8 * len(vx) + 3), max(4.0, 0.5 * len(vy) + 2.5)), layout="constrained")

@@ -1,11 +1,11 @@
 """`--show-schedule`: each contraction's mapping, its DRAM traffic per operand, and why it beat the runner-up."""
 from __future__ import annotations
 
-from arch.config import ArchConfig
-from compiler import mapper
-from compiler.schedule import Schedule
+from tilesim.arch.config import ArchConfig
+from tilesim.compiler import mapper
+from tilesim.compiler.schedule import Schedule
 
-from .result import SimResult
+from tilesim.core.result import SimResult
 
 
 def _mib(x: float) -> str:

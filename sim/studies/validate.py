@@ -5,12 +5,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from arch.config import ArchConfig
-from arch.errors import InputError
-from compiler.lowering import Contraction
-from compiler.schedule import Schedule
+from tilesim.arch.config import ArchConfig
+from tilesim.arch.errors import InputError
+from tilesim.compiler.lowering import Contraction
+from tilesim.compiler.schedule import Schedule
 
-from .array_model import MAX_DIM, closed_form_cycles, run_array
+from tilesim.core.array_model import MAX_DIM, closed_form_cycles, run_array
 
 
 @dataclass(frozen=True)

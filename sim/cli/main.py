@@ -7,18 +7,18 @@ import os
 import sys
 from pathlib import Path
 
-from arch import InputError, arch_to_dict, load_arch, preset_names
-from arch.loader import load_yaml_text, raw_arch
-from compiler.fusion import POLICIES
-from compiler.mapper import OBJECTIVES
-from compiler.schedule import MAPPERS, TIMING_MODES, CompileOptions, load_pinned, lower
+from tilesim.arch import InputError, arch_to_dict, load_arch, preset_names
+from tilesim.arch.loader import load_yaml_text, raw_arch
+from tilesim.compiler.fusion import POLICIES
+from tilesim.compiler.mapper import OBJECTIVES
+from tilesim.compiler.schedule import MAPPERS, TIMING_MODES, CompileOptions, load_pinned, lower
 
-from .files import write_atomic
-from .llm import PHASES
-from .plots import check_plots
-from .report import render
-from .simulate import kernel_evaluator, simulate
-from .sweep import add_sweep_arguments, cmd_sweep
+from tilesim.core.files import write_atomic
+from tilesim.studies.llm import PHASES
+from tilesim.report.plots import check_plots
+from tilesim.report.text import render
+from tilesim.core.simulate import kernel_evaluator, simulate
+from tilesim.studies.sweep import add_sweep_arguments, cmd_sweep
 
 DEFAULT_WORKLOAD = "resnet50"
 DEFAULT_ARCH = "tpu-v1"
@@ -131,7 +131,7 @@ def write_output(text: str, path: str | None) -> None:
 
 def _graph(args):
     """Arch and Graph from the workload options (decoder LLMs: their prefill, or --phase decode at --context)."""
-    from workloads import load_workload
+    from tilesim.workloads import load_workload
     arch = load_arch(args.arch, args.overrides)
     llm = {}
     if getattr(args, "phase", None) == "decode":
@@ -162,7 +162,7 @@ def _schedule(args):
 
 def cmd_compare(args) -> None:
     """tilesim compare: fusion policies side by side."""
-    from .compare import comparison_json, comparison_table, compare
+    from tilesim.studies.compare import comparison_json, comparison_table, compare
     policies = tuple(p.strip() for p in args.fusion.split(",") if p.strip())
     bad = [p for p in policies if p not in POLICIES]
     if bad or not policies:
@@ -213,7 +213,7 @@ def _dtypes(args) -> tuple | None:
 
 def prompt_tokens(phase: str, context: int | None, prompt_len: int | None, seq_len: int | None) -> int:
     """Tokens in the KV cache when decoding starts (decode: --context), or the prompt's."""
-    from workloads.llm import DEFAULT_SEQ_LEN
+    from tilesim.workloads.llm import DEFAULT_SEQ_LEN
     return context if phase == "decode" else (prompt_len or seq_len or DEFAULT_SEQ_LEN)
 
 
@@ -237,9 +237,9 @@ def check_phase_args(phase: str, context: int | None, prompt_len: int | None, se
 
 def cmd_llm(args, cfg) -> None:
     """tilesim run on a decoder LLM: prefill, one decode step, or generation, with TTFT, TPOT and pJ/token."""
-    from workloads import llm as wl
+    from tilesim.workloads import llm as wl
 
-    from .llm import llm_dict, llm_table, run_llm
+    from tilesim.studies.llm import llm_dict, llm_table, run_llm
     phase = args.phase or "prefill"
     prompt = check_phase_args(phase, args.context, args.prompt_len, args.seq_len, args.gen_tokens,
                               cfg.max_positions, cfg.name)
@@ -266,7 +266,7 @@ def cmd_llm(args, cfg) -> None:
 
 def cmd_run(args) -> None:
     """tilesim run: workload -> Graph -> Schedule -> SimResult -> report."""
-    from workloads import decoder_config
+    from tilesim.workloads import decoder_config
     if args.top is not None and args.top < 1:
         raise InputError(f"--top: must be >= 1, got {args.top}")
     cfg = decoder_config(args.workload)
@@ -282,13 +282,13 @@ def cmd_run(args) -> None:
     arch, schedule = _schedule(args)
     result = simulate(schedule, arch, timeline=bool(args.trace) or any(k == "timeline" for k, _ in plots))
     if args.trace:
-        from .trace import trace_json
+        from tilesim.report.trace import trace_json
         write_output(trace_json(result), args.trace)
     text = render(result, args.format, args.top)
     if args.show_schedule:
         if args.format != "table":
             raise InputError("--show-schedule: only with --format table (JSON and CSV carry each kernel's mapping)")
-        from .explain import schedule_table
+        from tilesim.report.explain import schedule_table
         text += "\n" + schedule_table(schedule, result, arch, args.objective)
     write_output(text, args.output)
     draw_plots(plots, result, schedule, arch)
@@ -296,7 +296,7 @@ def cmd_run(args) -> None:
 
 def draw_plots(plots: list[tuple[str, str]], result, schedule, arch) -> None:
     """Draw each (kind, path) of --plot; the energy plot gets per-kernel components from the schedule."""
-    from .plots import draw, kernel_components
+    from tilesim.report.plots import draw, kernel_components
     components = kernel_components(schedule, arch, result) if any(k == "energy" for k, _ in plots) else None
     for kind, path in plots:
         draw(kind, result, path, components)
@@ -304,13 +304,13 @@ def draw_plots(plots: list[tuple[str, str]], result, schedule, arch) -> None:
 
 def cmd_report(args) -> None:
     """tilesim report: a self-contained HTML summary of a saved result."""
-    from .html_report import cmd_report as report
+    from tilesim.report.html_page import cmd_report as report
     report(args)
 
 
 def cmd_validate_array(args) -> int:
     """tilesim validate-array: every GEMM through the register-level array; exit 1 if any disagrees."""
-    from .validate import checks_table, validate_array
+    from tilesim.studies.validate import checks_table, validate_array
     arch, schedule = _schedule(args)
     checks = validate_array(schedule, arch, args.max_macs)
     sys.stdout.write(checks_table(checks))
@@ -323,7 +323,7 @@ def cmd_show_arch(args) -> None:
 
     import yaml
 
-    from .energy import static_power_components_mw
+    from tilesim.core.energy import static_power_components_mw
     arch = load_arch(args.arch, args.overrides)
     d = arch_to_dict(arch)
     if args.format == "json":
@@ -341,7 +341,7 @@ def cmd_list(args) -> None:
     if args.what == "archs":
         rows = [(name, raw_arch(name)[0].get("description", "")) for name in preset_names()]
     else:
-        from workloads import describe_workloads
+        from tilesim.workloads import describe_workloads
         rows = list(describe_workloads().items())
     width = max(len(n) for n, _ in rows)
     sys.stdout.write("".join(f"{n:<{width}}  {d}\n" for n, d in rows))

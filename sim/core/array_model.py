@@ -10,11 +10,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from arch.config import PEArray
-from arch.errors import InputError, allowed_list, did_you_mean
-from compiler.cost import array_cycles, folds, spatial_dims
-from compiler.lowering import Contraction
-from sim.kernels.systolic import systolic_is, systolic_os, systolic_ws
+from tilesim.arch.config import PEArray
+from tilesim.arch.errors import InputError, allowed_list, did_you_mean
+from tilesim.compiler.cost import array_cycles, folds, spatial_dims
+from tilesim.compiler.lowering import Contraction
+from tilesim.core.kernels.systolic import systolic_is, systolic_os, systolic_ws
 
 DATAFLOWS = ("ws", "os", "is")
 MAX_DIM = 64  # largest array side the register model accepts (it costs cycles * rows * cols per fold)

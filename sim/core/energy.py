@@ -19,14 +19,14 @@ from __future__ import annotations
 from collections import Counter
 from math import ceil
 
-from arch.config import ArchConfig, DTYPE_BYTES
-from arch.errors import InputError
-from compiler.cost import array_feed_elems
-from compiler.fusion import RESCALE_OPS, SOFTMAX_OPS, AttentionWork, attention_traffic
-from compiler.lowering import Contraction
-from compiler.schedule import Kernel
+from tilesim.arch.config import ArchConfig, DTYPE_BYTES
+from tilesim.arch.errors import InputError
+from tilesim.compiler.cost import array_feed_elems
+from tilesim.compiler.fusion import RESCALE_OPS, SOFTMAX_OPS, AttentionWork, attention_traffic
+from tilesim.compiler.lowering import Contraction
+from tilesim.compiler.schedule import Kernel
 
-from .commands import TileCommands
+from tilesim.core.commands import TileCommands
 
 
 def _array_counts(counts: Counter, work: Contraction, n: int, dataflow: str, arch: ArchConfig, acc: float,
@@ -134,7 +134,7 @@ def static_power_components_mw(arch: ArchConfig) -> dict[str, float]:
     """Static power by breakdown key (mW): `static` = energy.static_mw (chip-wide), and `static.<component>` =
     its energy.static_components entry x instances (array and vector once per core; a level once per copy: private
     levels per core, shared and off-chip levels once) + energy.static_mw_per_mm2 x the area model's mm^2 of it."""
-    from arch.area_model import area_mm2
+    from tilesim.arch.area_model import area_mm2
     e = arch.energy
     out = {"static": e.static_mw} if e.static_mw else {}
     per_mm2 = e.static_mw_per_mm2

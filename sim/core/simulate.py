@@ -6,20 +6,20 @@ from math import ceil
 
 import numpy as np
 
-from arch.area_model import area_mm2
-from arch.config import ArchConfig
-from arch.errors import InputError
-from compiler.cost import MAX_TILES, array_cycles, mapping_efficiency, spatial_dims, streamed_loop
-from compiler.fusion import AttentionWork
-from compiler.lowering import MAX_COUNT, Contraction, VectorWork
-from compiler.schedule import Kernel, Schedule
+from tilesim.arch.area_model import area_mm2
+from tilesim.arch.config import ArchConfig
+from tilesim.arch.errors import InputError
+from tilesim.compiler.cost import MAX_TILES, array_cycles, mapping_efficiency, spatial_dims, streamed_loop
+from tilesim.compiler.fusion import AttentionWork
+from tilesim.compiler.lowering import MAX_COUNT, Contraction, VectorWork
+from tilesim.compiler.schedule import Kernel, Schedule
 
-from .commands import ARRAY, VECTOR, TileCommands, build_program
-from .commands import flash_share as flash_share_of
-from .energy import (action_counts, by_component, dynamic_energy_pj, share_feeds, static_energy_pj,
+from tilesim.core.commands import ARRAY, VECTOR, TileCommands, build_program
+from tilesim.core.commands import flash_share as flash_share_of
+from tilesim.core.energy import (action_counts, by_component, dynamic_energy_pj, share_feeds, static_energy_pj,
                      static_power_components_mw)
-from .kernels.pipeline import CAUSES, run_tiles, run_tiles_py
-from .result import KernelResult, SimResult, Timeline
+from tilesim.core.kernels.pipeline import CAUSES, run_tiles, run_tiles_py
+from tilesim.core.result import KernelResult, SimResult, Timeline
 
 
 

@@ -7,9 +7,9 @@ import json
 import math
 import textwrap
 
-from arch.errors import InputError
+from tilesim.arch.errors import InputError
 
-from .result import SimResult
+from tilesim.core.result import SimResult
 
 KERNEL_COLUMNS = ("name", "engine", "bound", "cycles", "compute_cycles", "stall_cycles", "macs", "pe_utilization",
                   "mapping_efficiency", "dram_read_bytes", "dram_write_bytes", "energy_pj", "tiles", "mapping",

@@ -9,12 +9,12 @@ import io
 import json
 from pathlib import Path
 
-from arch.errors import InputError
+from tilesim.arch.errors import InputError
 
-from .compare import _short
-from .files import write_atomic
-from .plots import kernel_label
-from .report import si
+from tilesim.studies.compare import _short
+from tilesim.core.files import write_atomic
+from tilesim.report.plots import kernel_label
+from tilesim.report.text import si
 
 KINDS = ("run", "compare", "sweep")
 MAX_ROWS = 1000          # table rows shown per table; the rest are counted
@@ -212,7 +212,7 @@ def pairs(items: list[tuple[str, object]]) -> str:
 
 def image(fig, alt: str) -> str:
     """The figure as an <img> with its PNG inline (base64)."""
-    from .plots import figure_bytes
+    from tilesim.report.plots import figure_bytes
     data = base64.b64encode(figure_bytes(fig)).decode("ascii")
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
 
@@ -257,7 +257,7 @@ def run_html(d: dict) -> str:
     sections = [f"<h2>Summary</h2>{pairs(run_summary(d))}"]
     llm = "phase" in d
     if plots_available():
-        from .plots import energy_figure, roofline_figure
+        from tilesim.report.plots import energy_figure, roofline_figure
         if all(k in d for k in ROOFLINE_KEYS) and d["kernels"]:
             sections.append(f"<h2>Roofline</h2>{image(roofline_figure(d), 'roofline')}")
         elif llm:
@@ -356,7 +356,7 @@ def compare_figure(d: dict):
     """Cycles, energy and DRAM bytes of each policy relative to the first, as grouped bars."""
     import numpy as np
 
-    from .plots import _new_figure
+    from tilesim.report.plots import _new_figure
     policies = d["policies"]
     metrics = {"cycles": lambda p: p["cycles"], "energy": lambda p: p["energy_pj"],
                "DRAM bytes": lambda p: p["dram_read_bytes"] + p["dram_write_bytes"]}
@@ -380,8 +380,8 @@ def compare_figure(d: dict):
 
 def sweep_html(rows: list[dict]) -> str:
     """Counts and best points, the Pareto plot, and every row (Pareto points highlighted)."""
-    from .sweep import best_rows
-    from .sweep_plot import pareto_front
+    from tilesim.studies.sweep import best_rows
+    from tilesim.report.sweep_plot import pareto_front
     keys = sweep_keys(rows)
     ok = [r for r in rows if r["status"] == "ok"]
     front = set(pareto_front(rows))
@@ -391,7 +391,7 @@ def sweep_html(rows: list[dict]) -> str:
                 for m, r in best_rows(rows).items()]
     sections = [f"<h2>Summary</h2>{pairs(summary)}"]
     if plots_available() and ok:
-        from .sweep_plot import pareto_figure
+        from tilesim.report.sweep_plot import pareto_figure
         sections.append(f"<h2>Latency vs energy</h2>{image(pareto_figure(rows, keys), 'pareto')}")
     shown = [c for c in SWEEP_SHOWN if c in rows[0]]
     body = [[r[k] for k in keys] + [r["status"]] + [_cell(r[c]) for c in shown] + [r.get("reason", "")]

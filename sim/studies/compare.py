@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 
-from arch.config import ArchConfig
-from compiler.ir import Graph
-from compiler.schedule import CompileOptions, Schedule, lower
-from compiler.fusion import POLICIES
+from tilesim.arch.config import ArchConfig
+from tilesim.compiler.ir import Graph
+from tilesim.compiler.schedule import CompileOptions, Schedule, lower
+from tilesim.compiler.fusion import POLICIES
 
-from .result import SimResult
-from .simulate import kernel_evaluator, simulate
+from tilesim.core.result import SimResult
+from tilesim.core.simulate import kernel_evaluator, simulate
 
 
 @dataclass(frozen=True)

@@ -25,18 +25,18 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
-from arch.errors import InputError
-from arch.loader import apply_overrides, arch_from_dict, load_yaml_text
-from compiler.cost import trip_counts
-from compiler.fusion import group_ops
-from compiler.mapper import _without_capacities
-from compiler.schedule import CompileOptions, lower
+from tilesim.arch.errors import InputError
+from tilesim.arch.loader import apply_overrides, arch_from_dict, load_yaml_text
+from tilesim.compiler.cost import trip_counts
+from tilesim.compiler.fusion import group_ops
+from tilesim.compiler.mapper import _without_capacities
+from tilesim.compiler.schedule import CompileOptions, lower
 
-from .commands import flash_share
-from .files import write_atomic
-from .llm import PHASES
-from .result import SimResult
-from .simulate import kernel_evaluator, simulate
+from tilesim.core.commands import flash_share
+from tilesim.core.files import write_atomic
+from tilesim.studies.llm import PHASES
+from tilesim.core.result import SimResult
+from tilesim.core.simulate import kernel_evaluator, simulate
 
 BACKENDS = ("process", "serial", "dask")
 STATUSES = ("ok", "invalid", "error")      # error: an internal error (a bug), recomputed by --resume
@@ -180,7 +180,7 @@ class SweepSpec:
     @cached_property
     def llm(self) -> bool:
         """Whether the workload is a decoder LLM (its points run as `tilesim run` runs one: sim/llm.py)."""
-        from workloads import decoder_config
+        from tilesim.workloads import decoder_config
         return decoder_config(self.workload) is not None
 
 
@@ -250,7 +250,7 @@ _GRAPHS: dict = {}      # per process: (graph, grouping) by dtype (a point may c
 def _graph(spec: SweepSpec, dtype: str | None):
     """The workload graph for a dtype and its fusion grouping (which no arch field changes), built once per
     process."""
-    from workloads import load_workload
+    from tilesim.workloads import load_workload
     key = (spec.workload, spec.seq_len, spec.batch, dtype, spec.dims, spec.dtypes, spec.options.fusion)
     if key not in _GRAPHS:
         graph = load_workload(spec.workload, seq_len=spec.seq_len, batch=spec.batch, dtype=dtype,
@@ -330,11 +330,11 @@ def _canonical(kernel):
 def llm_point(spec: SweepSpec, point: dict[str, str]):
     """(arch, the `tilesim run` JSON mapping) of one design point of a decoder LLM sweep, computed as cmd_llm
     does (sim/cli.py); the graphs of each phase and size are built once per process."""
-    from workloads import decoder_config
-    from workloads import llm as wl
+    from tilesim.workloads import decoder_config
+    from tilesim.workloads import llm as wl
 
-    from .cli import prompt_tokens
-    from .llm import llm_dict, run_llm
+    from tilesim.cli.main import prompt_tokens
+    from tilesim.studies.llm import llm_dict, run_llm
     arch = point_arch(spec, point)
     cfg = decoder_config(spec.workload)
     phase = spec.phase or "prefill"
@@ -359,7 +359,7 @@ def run_point(spec: SweepSpec, point: dict[str, str]) -> dict[str, str]:
     row = dict(point, status="ok", workload=spec.workload, arch=spec.arch, fusion=spec.options.fusion,
                mapper=spec.options.mapper, objective=spec.options.objective, setup=spec.setup, reason="")
     if spec.llm:
-        from .cli import prompt_tokens
+        from tilesim.cli.main import prompt_tokens
         phase = spec.phase or "prefill"
         row.update(phase=phase, batch=spec.batch, prompt_len=prompt_tokens(phase, spec.context, spec.prompt_len,
                                                                      spec.seq_len),
@@ -397,8 +397,8 @@ def warm_up() -> None:
     global _WARM
     if _WARM:
         return
-    from arch import load_arch
-    from workloads import load_workload
+    from tilesim.arch import load_arch
+    from tilesim.workloads import load_workload
     arch = load_arch("edge-npu")
     simulate(lower(load_workload("gemm:8,8,8", dtype=arch.array.dtype), arch), arch)
     _WARM = True
@@ -686,7 +686,7 @@ def best_rows(rows: list[dict]) -> dict[str, dict]:
 
 def summary(rows: list[dict], keys: list[str], out_path: str) -> str:
     """Counts, best points and the latency/energy Pareto front, for stdout."""
-    from .sweep_plot import pareto_front
+    from tilesim.report.sweep_plot import pareto_front
     count = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
     lines = [f"sweep: {len(rows)} points ({count['ok']} ok, {count['invalid']} invalid, {count['error']} failed) "
              f"-> {out_path}"]
@@ -711,7 +711,7 @@ def _area(row: dict) -> str:
 
 def add_sweep_arguments(subparsers) -> argparse.ArgumentParser:
     """Add the `sweep` subcommand (workload options as for run) to an argparse subparsers action."""
-    from .cli import _workload_args
+    from tilesim.cli.main import _workload_args
     p = subparsers.add_parser("sweep", help="run a grid of design points (dotted arch fields) into a CSV")
     _workload_args(p)
     p.add_argument("--grid", action="append", default=[], metavar="K=V1,V2,...",
@@ -749,10 +749,10 @@ def _cores() -> int:
 
 def spec_from_args(args) -> SweepSpec:
     """The SweepSpec of the command line: base arch with --set, workload checked once here."""
-    from arch.loader import raw_arch
-    from workloads import decoder_config, load_workload
+    from tilesim.arch.loader import raw_arch
+    from tilesim.workloads import decoder_config, load_workload
 
-    from .cli import _dtypes, _options, parse_dims
+    from tilesim.cli.main import _dtypes, _options, parse_dims
     raw, source = raw_arch(args.arch)
     raw = apply_overrides(raw, args.overrides)
     dims = parse_dims(args.dims)
@@ -779,9 +779,9 @@ def spec_from_args(args) -> SweepSpec:
 
 def check_llm_args(args, cfg, dtype: str) -> None:
     """The LLM options, checked once as `tilesim run` checks them (sim/cli.py, cmd_llm), not per point."""
-    from workloads import llm as wl
+    from tilesim.workloads import llm as wl
 
-    from .cli import _dtypes, check_phase_args
+    from tilesim.cli.main import _dtypes, check_phase_args
     check_phase_args(args.phase or "prefill", args.context, args.prompt_len, args.seq_len, args.gen_tokens,
                      cfg.max_positions, cfg.name)
     wl.sparse_mlp(cfg, args.mlp_sparsity)
@@ -790,7 +790,7 @@ def check_llm_args(args, cfg, dtype: str) -> None:
 
 def cmd_sweep(args) -> int:
     """tilesim sweep: check the options, run the points, write the CSV, print a summary, draw the plots."""
-    from . import sweep_plot
+    from tilesim.report import sweep_plot
     if not args.output:
         raise InputError("sweep: -o FILE.csv is required (the results are written there)")
     out = Path(args.output)

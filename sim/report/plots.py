@@ -13,13 +13,13 @@ from pathlib import Path
 
 import numpy as np
 
-from arch.errors import InputError
+from tilesim.arch.errors import InputError
 
-from .commands import ARRAY, VECTOR
-from .files import write_atomic
-from .result import SimResult
-from . import sweep_plot
-from .sweep_plot import require_matplotlib
+from tilesim.core.commands import ARRAY, VECTOR
+from tilesim.core.files import write_atomic
+from tilesim.core.result import SimResult
+from tilesim.report import sweep_plot
+from tilesim.report.sweep_plot import require_matplotlib
 
 PLOT_KINDS = ("roofline", "energy", "timeline")
 BOUND_COLORS = {"compute": "tab:blue", "memory": "tab:red", "vector": "tab:green"}
@@ -169,8 +169,8 @@ def _label_longest(ax, kernels: list[dict]) -> None:
 def kernel_components(schedule, arch, result: SimResult) -> dict[str, dict[str, float]]:
     """Per kernel, its energy by component (pJ), recounted from the schedule; leakage is static power x its span,
     split as the run's static_power_mw is (static, static.<component>)."""
-    from .commands import build_program
-    from .energy import action_counts, by_component, dynamic_energy_pj, static_energy_pj
+    from tilesim.core.commands import build_program
+    from tilesim.core.energy import action_counts, by_component, dynamic_energy_pj, static_energy_pj
     prog = build_program(schedule, arch)
     out = {}
     for kernel, cmds, kr in zip(schedule.kernels, prog.per_kernel, result.kernels):

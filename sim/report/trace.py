@@ -11,8 +11,8 @@ import json
 
 import numpy as np
 
-from .commands import ARRAY, VECTOR
-from .result import SimResult
+from tilesim.core.commands import ARRAY, VECTOR
+from tilesim.core.result import SimResult
 
 PID = 1
 TRACKS = {"dma": 1, "array": 2, "vector": 3}

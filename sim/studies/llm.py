@@ -16,15 +16,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from arch.config import ArchConfig
-from arch.errors import InputError
-from compiler.ir import Graph
-from compiler.schedule import CompileOptions, lower
+from tilesim.arch.config import ArchConfig
+from tilesim.arch.errors import InputError
+from tilesim.compiler.ir import Graph
+from tilesim.compiler.schedule import CompileOptions, lower
 
-from .commands import weights_in_flash
-from .report import si
-from .result import SimResult
-from .simulate import kernel_evaluator, simulate
+from tilesim.core.commands import weights_in_flash
+from tilesim.report.text import si
+from tilesim.core.result import SimResult
+from tilesim.core.simulate import kernel_evaluator, simulate
 
 PHASES = ("prefill", "decode", "generate")
 

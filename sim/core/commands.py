@@ -7,13 +7,13 @@ from math import ceil
 
 import numpy as np
 
-from arch.config import ArchConfig, row_passes_for
-from compiler.cost import (LOOPS, a_runs, a_tile_bytes, b_runs, burst_bytes, c_runs, compute_cycles, extents, nbytes,
+from tilesim.arch.config import ArchConfig, row_passes_for
+from tilesim.compiler.cost import (LOOPS, a_runs, a_tile_bytes, b_runs, burst_bytes, c_runs, compute_cycles, extents, nbytes,
                            streamed_loop, trip_counts)
-from compiler.fusion import AttentionWork, attention_tile_compute, attention_traffic
-from compiler.lowering import Contraction, VectorWork
-from compiler.residency import cache_traffic
-from compiler.schedule import Kernel, Schedule, core_blocks
+from tilesim.compiler.fusion import AttentionWork, attention_tile_compute, attention_traffic
+from tilesim.compiler.lowering import Contraction, VectorWork
+from tilesim.compiler.residency import cache_traffic
+from tilesim.compiler.schedule import Kernel, Schedule, core_blocks
 
 ARRAY, VECTOR = 0, 1
 

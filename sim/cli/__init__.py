@@ -1,0 +1,1 @@
+"""The `tilesim` command line."""

@@ -1,0 +1,1 @@
+"""The simulator core: tile commands, numba kernels and their Python references, simulate, energy fold, results."""

@@ -1,0 +1,1 @@
+"""Renderers: text/JSON/CSV reports, schedule explanations, traces, plots and the HTML page."""
