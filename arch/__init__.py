@@ -1,9 +1,32 @@
 """Accelerator descriptions: frozen dataclasses, presets, and the strict YAML loader."""
-from tilesim.arch.config import (DTYPE_BYTES, OPERANDS, ArchConfig, EnergyEntry, EnergyTable, MemLevel, PEArray, VectorUnit,
-                     dtype_bytes)
+from tilesim.arch.config import (
+                     DTYPE_BYTES,
+                     OPERANDS,
+                     ArchConfig,
+                     EnergyEntry,
+                     EnergyTable,
+                     MemLevel,
+                     PEArray,
+                     VectorUnit,
+                     dtype_bytes,
+)
 from tilesim.arch.errors import InputError
 from tilesim.arch.loader import apply_overrides, arch_from_dict, arch_to_dict, load_arch, preset_names
 
-__all__ = ["ArchConfig", "PEArray", "VectorUnit", "MemLevel", "EnergyEntry", "EnergyTable", "InputError",
-           "load_arch", "arch_from_dict", "arch_to_dict", "apply_overrides", "preset_names", "dtype_bytes",
-           "DTYPE_BYTES", "OPERANDS"]
+__all__ = [
+                     "DTYPE_BYTES",
+                     "OPERANDS",
+                     "ArchConfig",
+                     "EnergyEntry",
+                     "EnergyTable",
+                     "InputError",
+                     "MemLevel",
+                     "PEArray",
+                     "VectorUnit",
+                     "apply_overrides",
+                     "arch_from_dict",
+                     "arch_to_dict",
+                     "dtype_bytes",
+                     "load_arch",
+                     "preset_names",
+]

@@ -178,7 +178,7 @@ class ArchConfig:
         a = self.array
         return a.rows * a.cols * a.count * a.macs_per_pe_cycle * self.cores
 
-    def per_core(self, reserve_bytes: int = 0) -> "ArchConfig":
+    def per_core(self, reserve_bytes: int = 0) -> ArchConfig:
         """The share of the chip one core sees for its tiles: shared on-chip levels and the off-chip bandwidth
         divided among the cores (bandwidth shared fairly), private levels whole, and `reserve_bytes` of the
         activation level taken by activations kept on chip between kernels (chip-wide bytes: a private level gives

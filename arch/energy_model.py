@@ -111,7 +111,7 @@ def action_names(arch_raw: dict) -> list[str]:
 
 def static_component_names(arch_raw: dict) -> list[str]:
     """Components that can carry static power: the array, the vector unit and each memory level."""
-    return ["array", "vector"] + _level_names(arch_raw)
+    return ["array", "vector", *_level_names(arch_raw)]
 
 
 def default_actions(arch_raw: dict, node_nm: float, offchip: str | None, flash: str | None = None) -> dict[str, dict]:

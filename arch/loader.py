@@ -11,9 +11,18 @@ from importlib import resources
 from pathlib import Path
 
 import yaml
-
-from tilesim.arch.config import (OPERANDS, AreaTable, ArchConfig, EnergyDefaults, EnergyEntry, EnergyTable, MemLevel, PEArray,
-                     StaticPower, VectorUnit)
+from tilesim.arch.config import (
+    OPERANDS,
+    ArchConfig,
+    AreaTable,
+    EnergyDefaults,
+    EnergyEntry,
+    EnergyTable,
+    MemLevel,
+    PEArray,
+    StaticPower,
+    VectorUnit,
+)
 from tilesim.arch.energy_model import action_names, default_actions, static_component_names
 from tilesim.arch.errors import InputError, allowed_list, did_you_mean
 from tilesim.arch.units import parse_bytes, parse_bytes_per_s, parse_hz
@@ -127,7 +136,7 @@ def _convert(value, tp, path: str, field_name: str, errors: list):
     raise TypeError(f"unsupported field type {tp}")  # a bug in our dataclasses, not user input
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hints(cls) -> dict:
     """A config dataclass's field types (resolved once per class: sweeps build an arch per design point)."""
     return typing.get_type_hints(cls)
@@ -388,7 +397,7 @@ def _set_path(raw: dict, key: str, value) -> None:
     parts = key.split(".")
     if parts[:2] == ["energy", "actions"] and len(parts) >= 4:
         # action names hold one dot (mac.int8, dram.read_byte): energy.actions.<component>.<action>[.<field>]
-        parts = parts[:2] + [".".join(parts[2:4])] + parts[4:]
+        parts = [*parts[:2], ".".join(parts[2:4]), *parts[4:]]
     node = raw
     walked = []
     for i, part in enumerate(parts):
@@ -458,7 +467,7 @@ def raw_arch(spec: str) -> tuple[dict, str]:
     else:
         path = Path(spec)
         if path.suffix.lower() == ".cfg" and path.is_file():
-            from tilesim.arch.scalesim_cfg import load_cfg   # SCALE-Sim's INI config
+            from tilesim.arch.scalesim_cfg import load_cfg  # SCALE-Sim's INI config
             return load_cfg(path), str(path)
         if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
             raise InputError(f"--arch: unknown preset or file '{spec}'{did_you_mean(spec, preset_names())}; "
@@ -486,6 +495,19 @@ def arch_to_dict(arch: ArchConfig) -> dict:
     return d
 
 
-__all__ = ["load_arch", "arch_from_dict", "apply_overrides", "preset_names", "arch_to_dict",
-           "load_yaml_text", "build", "validate", "EnergyEntry", "EnergyTable", "MemLevel", "PEArray",
-           "VectorUnit", "ArchConfig"]
+__all__ = [
+    "ArchConfig",
+    "EnergyEntry",
+    "EnergyTable",
+    "MemLevel",
+    "PEArray",
+    "VectorUnit",
+    "apply_overrides",
+    "arch_from_dict",
+    "arch_to_dict",
+    "build",
+    "load_arch",
+    "load_yaml_text",
+    "preset_names",
+    "validate",
+]

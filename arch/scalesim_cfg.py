@@ -217,4 +217,4 @@ def load_cfg(path: str | Path) -> dict:
     return raw_from_cfg(text, str(path))
 
 
-__all__ = ["load_cfg", "raw_from_cfg", "read_cfg", "KEYS", "DEFAULT_ENERGY"]
+__all__ = ["DEFAULT_ENERGY", "KEYS", "load_cfg", "raw_from_cfg", "read_cfg"]

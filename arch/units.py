@@ -24,7 +24,7 @@ def _parse(value, table: dict[str, float], what: str) -> float:
             return float(value)
         except ValueError:
             pass
-    units = ", ".join(sorted({k for k in table}))
+    units = ", ".join(sorted(set(table)))
     raise ValueError(f"expected {what} as a number or with a unit ({units}), got {value!r}")
 
 

@@ -9,9 +9,9 @@ import subprocess
 import sys
 import time
 
+from tilesim import simulate
 from tilesim.arch import load_arch
 from tilesim.compiler.schedule import lower
-from tilesim import simulate
 from tilesim.workloads import load_workload
 
 CASES = [("resnet50", "tpu-v1"), ("resnet50", "edge-npu"), ("resnet18", "eyeriss"), ("bert-base", "tpu-v4"),

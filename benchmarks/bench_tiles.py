@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import time
 
+from tilesim import simulate
 from tilesim.arch import load_arch
 from tilesim.compiler.schedule import CompileOptions, lower
-from tilesim import simulate
 from tilesim.workloads import load_workload
 
 CASES = [("resnet50", "tpu-v1", []), ("gemm:4096,4096,4096", "tpu-v4", []),

@@ -17,9 +17,9 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
+from tilesim import simulate
 from tilesim.arch import load_arch
 from tilesim.compiler.schedule import CompileOptions, lower
-from tilesim import simulate
 from tilesim.core.commands import build_program
 from tilesim.core.energy import action_counts, dynamic_energy_pj
 from tilesim.core.simulate import kernel_evaluator
@@ -30,7 +30,7 @@ LEVELS = ("ALU", "RF", "array", "buffer", "DRAM", "other")
 
 def level_of(action: str) -> str:
     """The Eyeriss storage level an action of the eyeriss preset belongs to."""
-    comp, what = action.split(".", 1)
+    comp, _what = action.split(".", 1)
     if comp == "mac":
         return "ALU"
     if comp == "spad" or action == "array.reg_byte":
@@ -51,7 +51,7 @@ def conv_breakdown(workload: str, batch: int, mapper: str, overrides: list[str])
     convs = {op.name for op in graph.ops if op.op_type == "Conv"}
     prog = build_program(schedule, arch)
     layers, total = {}, Counter()
-    for kernel, cmds, kr in zip(schedule.kernels, prog.per_kernel, result.kernels):
+    for kernel, cmds, kr in zip(schedule.kernels, prog.per_kernel, result.kernels, strict=False):
         if not convs & set(kernel.ops):
             continue
         pj = Counter()

@@ -7,11 +7,11 @@ from __future__ import annotations
 import argparse
 import time
 
+from tilesim import kernel_evaluator, simulate
 from tilesim.arch import load_arch
 from tilesim.compiler import mapper
 from tilesim.compiler.schedule import CompileOptions, Kernel, Schedule, lower
 from tilesim.compiler.tiling import naive_mapping
-from tilesim import kernel_evaluator, simulate
 from tilesim.workloads import load_workload
 
 
@@ -58,7 +58,7 @@ def main() -> None:
         if k.work not in seen:
             seen[k.work] = alone(k, naive_mapping(k.work, arch), arch) + alone(k, k.mapping, arch)
         nc, nd, sc, sd = seen[k.work]
-        tot = [a + b for a, b in zip(tot, (nc, nd, sc, sd))]
+        tot = [a + b for a, b in zip(tot, (nc, nd, sc, sd), strict=False)]
         m = k.mapping
         print(f"{k.name[:24]:<24} {nc:>11,} {sc:>11,} {nc / sc:>6.2f}x {nd:>11,} {sd:>11,}  "
               f"m={m.tile_m} n={m.tile_n} k={m.tile_k} {m.order}")

@@ -145,7 +145,7 @@ def resnet50_csv() -> str:
 
     conv("conv1", 112, 7, 3, 64, 2)
     inp, size = 64, 56
-    for stage, (planes, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3)), start=1):
+    for stage, (planes, blocks) in enumerate(zip((64, 128, 256, 512), (3, 4, 6, 3), strict=False), start=1):
         for i in range(blocks):
             stride = 2 if i == 0 and stage > 1 else 1
             p, out = f"layer{stage}.{i}", size // stride
@@ -158,7 +158,7 @@ def resnet50_csv() -> str:
     rows.append("fc,1,1,1,1,2048,1000,1,")
     header = ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, "
               "Strides,")
-    return "\n".join([header] + rows) + "\n"
+    return "\n".join([header, *rows]) + "\n"
 
 
 def make_venv(path: Path) -> Path:
@@ -194,9 +194,9 @@ def read_compute_report(path: Path) -> list[dict]:
         cells = [c.strip() for c in row]
         if not cells or not cells[0]:
             continue
-        out.append(dict(layer=int(cells[0]), total_incl_prefetch=int(float(cells[1])), cycles=int(float(cells[2])),
-                        stall=int(float(cells[3])), overall_util_pct=float(cells[4]),
-                        mapping_eff_pct=float(cells[5]), compute_util_pct=float(cells[6])))
+        out.append({"layer": int(cells[0]), "total_incl_prefetch": int(float(cells[1])), "cycles": int(float(cells[2])),
+                        "stall": int(float(cells[3])), "overall_util_pct": float(cells[4]),
+                        "mapping_eff_pct": float(cells[5]), "compute_util_pct": float(cells[6])})
     return out
 
 
@@ -248,11 +248,11 @@ def run_scalesim_compute(py: Path, work: Path, cfg: Path, topo: Path, kind: str,
             if proc.returncode:
                 raise SystemExit(f"{work.name}: SCALE-Sim's compute module exited {proc.returncode} on {rows[i]}")
             row = json.loads(out.strip().splitlines()[-1])[0]
-            layers[i] = dict(row_text=rows[i], cfg=cfg_text, row=row, wall_s=time.perf_counter() - t0)
+            layers[i] = {"row_text": rows[i], "cfg": cfg_text, "row": row, "wall_s": time.perf_counter() - t0}
             (kept / f"layer{i}.json").write_text(json.dumps(layers[i]))
     got = [dict(d["row"], layer=i) for i, d in enumerate(layers)]
     wall = sum(d["wall_s"] for d in layers)
-    done.write_text(json.dumps(dict(rows=got, wall_s=wall, shape_of=shape_of if unique else None)))
+    done.write_text(json.dumps({"rows": got, "wall_s": wall, "shape_of": shape_of if unique else None}))
     return expand(got, shape_of if unique else None), wall, False
 
 
@@ -277,7 +277,7 @@ def run_scalesim(py: Path, work: Path, cfg: Path, topo: Path, kind: str) -> tupl
     wall = time.perf_counter() - t0
     run_name = cfg.stem
     rows = read_compute_report(out / run_name / "COMPUTE_REPORT.csv")
-    done.write_text(json.dumps(dict(rows=rows, wall_s=wall)))
+    done.write_text(json.dumps({"rows": rows, "wall_s": wall}))
     return rows, wall, False
 
 
@@ -295,11 +295,11 @@ def compare(case: str, ss_rows: list[dict], kernels: list) -> list[dict]:
     if len(ss_rows) != len(kernels):
         raise SystemExit(f"{case}: SCALE-Sim reports {len(ss_rows)} layers, tilesim {len(kernels)} kernels")
     out = []
-    for ss, k in zip(ss_rows, kernels):
-        out.append(dict(case=case, layer=k.name, ss_cycles=ss["cycles"], ts_cycles=k.compute_cycles,
-                        d_cycles=k.compute_cycles - ss["cycles"], ss_stall=ss["stall"],
-                        ss_map_eff=ss["mapping_eff_pct"] / 100, ts_map_eff=k.mapping_efficiency,
-                        ss_util=ss["overall_util_pct"] / 100, ts_util=k.compute_utilization))
+    for ss, k in zip(ss_rows, kernels, strict=False):
+        out.append({"case": case, "layer": k.name, "ss_cycles": ss["cycles"], "ts_cycles": k.compute_cycles,
+                        "d_cycles": k.compute_cycles - ss["cycles"], "ss_stall": ss["stall"],
+                        "ss_map_eff": ss["mapping_eff_pct"] / 100, "ts_map_eff": k.mapping_efficiency,
+                        "ss_util": ss["overall_util_pct"] / 100, "ts_util": k.compute_utilization})
     return out
 
 
@@ -368,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
                     full, _, _ = run_scalesim(py, case_dir, cfg, topo, kind)
                     fast, fast_wall, _ = run_scalesim_compute(py, case_dir, cfg, topo, kind)
                     for key in ("cycles", "stall", "overall_util_pct", "mapping_eff_pct", "compute_util_pct"):
-                        diff = [(a["layer"], a[key], b[key]) for a, b in zip(full, fast) if a[key] != b[key]]
+                        diff = [(a["layer"], a[key], b[key]) for a, b in zip(full, fast, strict=False) if a[key] != b[key]]
                         verify_bad += diff
                         if diff:
                             print(f"{case}: {key} differs (layer, full, compute-only): {diff[:3]}")
@@ -387,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
                 kernels, ts_wall = run_tilesim(cfg, topo)
                 recs = compare(case, ss_rows, kernels)
                 records += recs
-                walls.append(dict(case=case, scalesim_s=ss_wall, tilesim_s=ts_wall, cached=cached))
+                walls.append({"case": case, "scalesim_s": ss_wall, "tilesim_s": ts_wall, "cached": cached})
                 print(f"\n== {case} ({args.mode}): SCALE-Sim {ss_wall:.1f} s{' (cached)' if cached else ''}, "
                       f"tilesim {ts_wall:.3f} s")
                 print_table(recs)
@@ -405,7 +405,7 @@ def main(argv: list[str] | None = None) -> int:
     for w in walls:
         print(f"  {w['case']:<32} SCALE-Sim {w['scalesim_s']:9.1f} s   tilesim {w['tilesim_s']:7.3f} s")
     if args.json:
-        args.json.write_text(json.dumps(dict(records=records, walls=walls), indent=1))
+        args.json.write_text(json.dumps({"records": records, "walls": walls}, indent=1))
     return 1 if bad else 0
 
 

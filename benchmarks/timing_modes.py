@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import argparse
 
+from tilesim import simulate
 from tilesim.arch import load_arch
 from tilesim.compiler.schedule import CompileOptions, lower
-from tilesim import simulate
 from tilesim.workloads import load_workload
 
 
@@ -27,7 +27,7 @@ def main() -> None:
     print("|---|---:|---:|---:|---:|---:|---:|")
     sc, pi = runs["scalesim"], runs["pipelined"]
     kernels = lower(graph, arch).kernels
-    for kernel, a, b in zip(kernels, sc.kernels, pi.kernels):
+    for kernel, a, b in zip(kernels, sc.kernels, pi.kernels, strict=False):
         if a.engine != "array":
             continue
         w = kernel.work

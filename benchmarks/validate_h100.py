@@ -55,9 +55,9 @@ def vector_graph(op: str, rows: int, cols: int):
     b = GraphBuilder(f"{op}_{rows}x{cols}", "bf16")
     x = b.input("x", (rows, cols))
     if op == "layernorm":
-        y = b.add("LayerNormalization", [x, b.param("w", (cols,)), b.param("b", (cols,))], dict(axis=-1))
+        y = b.add("LayerNormalization", [x, b.param("w", (cols,)), b.param("b", (cols,))], {"axis": -1})
     elif op == "softmax":
-        y = b.add("Softmax", [x], dict(axis=-1))
+        y = b.add("Softmax", [x], {"axis": -1})
     elif op == "gelu":
         y = b.add("Gelu", [x])
     elif op == "mul":
@@ -83,7 +83,7 @@ def eager_decoder(model: str, batch: int, tokens: int, cache_len: int | None) ->
     h, nh, kvh, hd, T = cfg.hidden, cfg.heads, cfg.kv_heads, cfg.head_dim, tokens
     ids = b.input("ids", (batch, T), dtype="int32")
     table = b.param("embed", (cfg.vocab, h))
-    x = b.add("Gather", [table, ids], dict(axis=0), name="embed", dtype="bf16")
+    x = b.add("Gather", [table, ids], {"axis": 0}, name="embed", dtype="bf16")
     pos = b.input("pos", (T, 1, 1), dtype="fp32")
     inv_freq = b.param("inv_freq", (1, 1, hd // 2), "fp32")
     scale = b.param("scale", (1,))
@@ -92,15 +92,15 @@ def eager_decoder(model: str, batch: int, tokens: int, cache_len: int | None) ->
         f = b.add("Mul", [pos, inv_freq], name=f"{name}.outer")                         # (T, 1, hd/2) fp32
         cos = b.add("Cast", [b.add("Sigmoid", [f], name=f"{name}.cos")], name=f"{name}.cos_bf16", dtype="bf16")
         sin = b.add("Cast", [b.add("Tanh", [f], name=f"{name}.sin")], name=f"{name}.sin_bf16", dtype="bf16")
-        x1, x2 = b.add("Split", [t], dict(axis=-1, split=[hd // 2, hd // 2]), name=f"{name}.halves")
+        x1, x2 = b.add("Split", [t], {"axis": -1, "split": [hd // 2, hd // 2]}, name=f"{name}.halves")
         even = b.add("Sub", [b.add("Mul", [x1, cos], name=f"{name}.x1c"), b.add("Mul", [x2, sin], name=f"{name}.x2s")],
                      name=f"{name}.even")
         odd = b.add("Add", [b.add("Mul", [x1, sin], name=f"{name}.x1s"), b.add("Mul", [x2, cos], name=f"{name}.x2c")],
                     name=f"{name}.odd")
-        return b.add("Concat", [even, odd], dict(axis=-1), name=f"{name}.stack")
+        return b.add("Concat", [even, odd], {"axis": -1}, name=f"{name}.stack")
 
     def norm(t: str, name: str) -> str:
-        return b.add("RMSNormalization", [t, b.param(f"{name}.w", (b.shape(t)[-1],))], dict(axis=-1, epsilon=1e-6),
+        return b.add("RMSNormalization", [t, b.param(f"{name}.w", (b.shape(t)[-1],))], {"axis": -1, "epsilon": 1e-6},
                      name=name)
 
     def linear(t: str, n: int, name: str) -> str:
@@ -110,37 +110,37 @@ def eager_decoder(model: str, batch: int, tokens: int, cache_len: int | None) ->
     for i in range(cfg.layers):
         p = f"layer{i}"
         y = norm(x, f"{p}.ln1")
-        q, k, v = (b.add("Reshape", [linear(y, n * hd, f"{p}.{r}")], dict(shape=(batch, T, n, hd)), name=f"{p}.{r}_heads")
+        q, k, v = (b.add("Reshape", [linear(y, n * hd, f"{p}.{r}")], {"shape": (batch, T, n, hd)}, name=f"{p}.{r}_heads")
                    for r, n in (("q", nh), ("k", kvh), ("v", kvh)))                  # (B, T, heads, hd)
         q, k = rope(q, f"{p}.q_rope"), rope(k, f"{p}.k_rope")
         k, v = b.add("Cast", [k], name=f"{p}.k_cache_write"), b.add("Cast", [v], name=f"{p}.v_cache_write")
         cache += [k, v]
         if cache_len is None:
-            kt = b.add("Transpose", [k], dict(perm=(0, 2, 3, 1)), name=f"{p}.k_t")         # (B, kvh, hd, T)
-            vv = b.add("Transpose", [v], dict(perm=(0, 2, 1, 3)), name=f"{p}.v_t")         # (B, kvh, T, hd)
+            kt = b.add("Transpose", [k], {"perm": (0, 2, 3, 1)}, name=f"{p}.k_t")         # (B, kvh, hd, T)
+            vv = b.add("Transpose", [v], {"perm": (0, 2, 1, 3)}, name=f"{p}.v_t")         # (B, kvh, T, hd)
         else:
-            kt = b.add("Transpose", [b.input(f"{p}.k_cache", (batch, kvh, cache_len, hd))], dict(perm=(0, 1, 3, 2)),
+            kt = b.add("Transpose", [b.input(f"{p}.k_cache", (batch, kvh, cache_len, hd))], {"perm": (0, 1, 3, 2)},
                        name=f"{p}.k_t")
             vv = b.input(f"{p}.v_cache", (batch, kvh, cache_len, hd))
-        q = b.add("Transpose", [q], dict(perm=(0, 2, 1, 3)), name=f"{p}.q_t")              # (B, nh, T, hd)
-        q = b.add("Reshape", [q], dict(shape=(batch, kvh, nh // kvh * T, hd)), name=f"{p}.q_group")
+        q = b.add("Transpose", [q], {"perm": (0, 2, 1, 3)}, name=f"{p}.q_t")              # (B, nh, T, hd)
+        q = b.add("Reshape", [q], {"shape": (batch, kvh, nh // kvh * T, hd)}, name=f"{p}.q_group")
         scores = b.add("Mul", [b.add("MatMul", [q, kt], name=f"{p}.scores"), scale], name=f"{p}.scale")
-        ctx = b.add("MatMul", [b.add("Softmax", [scores], dict(axis=-1), name=f"{p}.softmax"), vv],
+        ctx = b.add("MatMul", [b.add("Softmax", [scores], {"axis": -1}, name=f"{p}.softmax"), vv],
                     name=f"{p}.context")
-        ctx = b.add("Reshape", [ctx], dict(shape=(batch, nh, T, hd)), name=f"{p}.context_heads")
-        ctx = b.add("Transpose", [ctx], dict(perm=(0, 2, 1, 3)), name=f"{p}.context_t")
-        ctx = b.add("Reshape", [ctx], dict(shape=(batch, T, nh * hd)), name=f"{p}.merge")
+        ctx = b.add("Reshape", [ctx], {"shape": (batch, nh, T, hd)}, name=f"{p}.context_heads")
+        ctx = b.add("Transpose", [ctx], {"perm": (0, 2, 1, 3)}, name=f"{p}.context_t")
+        ctx = b.add("Reshape", [ctx], {"shape": (batch, T, nh * hd)}, name=f"{p}.merge")
         x = b.add("Add", [x, linear(ctx, h, f"{p}.o")], name=f"{p}.residual1")
         y = norm(x, f"{p}.ln2")
         act = b.add("Silu", [linear(y, cfg.ffn, f"{p}.gate")], name=f"{p}.act") if cfg.act == "silu" else \
-            b.add("Gelu", [linear(y, cfg.ffn, f"{p}.gate")], dict(approximate="tanh"), name=f"{p}.act")
+            b.add("Gelu", [linear(y, cfg.ffn, f"{p}.gate")], {"approximate": "tanh"}, name=f"{p}.act")
         gated = b.add("Mul", [act, linear(y, cfg.ffn, f"{p}.up")], name=f"{p}.gated")
         x = b.add("Add", [x, linear(gated, h, f"{p}.down")], name=f"{p}.residual2")
     if T > 1:
-        x = b.add("Gather", [x, b.param("last", (1,), "int32")], dict(axis=1), name="last")
-    x = norm(b.add("Reshape", [x], dict(shape=(batch, h)), name="last_hidden"), "final_norm")
+        x = b.add("Gather", [x, b.param("last", (1,), "int32")], {"axis": 1}, name="last")
+    x = norm(b.add("Reshape", [x], {"shape": (batch, h)}, name="last_hidden"), "final_norm")
     head = table if cfg.tied_embeddings else b.param("lm_head", (cfg.vocab, h))
-    return b.build([b.add("Gemm", [x, head], dict(transB=1), name="lm_head")] + cache)
+    return b.build([b.add("Gemm", [x, head], {"transB": 1}, name="lm_head"), *cache])
 
 
 def predict(row: dict, arch, arch_name: str) -> dict:
@@ -148,21 +148,21 @@ def predict(row: dict, arch, arch_name: str) -> dict:
     g, case = row["group"], row["case"]
     num = lambda k: int(row[k]) if row[k] else 0   # noqa: E731
     if g in ("ceiling", "gemm_square", "gemm_decode", "gemm_prefill") and case.startswith("gemm"):
-        return dict(s=seconds(load_workload(f"gemm:{num('m')},{num('n')},{num('k')}", dtype="bf16"), arch))
+        return {"s": seconds(load_workload(f"gemm:{num('m')},{num('n')},{num('k')}", dtype="bf16"), arch)}
     if g == "attention":
         graph = attention_graph(num("seq"), num("heads"), num("head_dim"), num("batch"))
-        return dict(s=seconds(graph, arch, "full" if "_fused_" in case else "none"))
+        return {"s": seconds(graph, arch, "full" if "_fused_" in case else "none")}
     if g == "vector":
         if case.startswith("copy"):     # a copy is a view in tilesim's IR (free); the ceiling copy sets bandwidth
             return {}
-        return dict(s=seconds(vector_graph(case.split("_")[0], num("m"), num("n")), arch))
+        return {"s": seconds(vector_graph(case.split("_")[0], num("m"), num("n")), arch)}
     model = case.split("_")[0]
     if g == "prefill":
-        return dict(s=seconds(eager_decoder(model, 1, num("seq"), None), arch, "attention"))
+        return {"s": seconds(eager_decoder(model, 1, num("seq"), None), arch, "attention")}
     if g == "decode":
         batch = num("batch")
         r = simulate_graph(eager_decoder(model, batch, 1, num("context") + 1), arch, "attention")
-        return dict(s=r.cycles / arch.clock_hz, j=r.energy_pj * 1e-12 / batch)
+        return {"s": r.cycles / arch.clock_hz, "j": r.energy_pj * 1e-12 / batch}
     return {}
 
 
@@ -180,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         if not p:
             continue
         meas = float(row["median_ms"]) * 1e-3
-        rec = dict(group=row["group"], case=row["case"], measured_s=meas, predicted_s=p["s"],
-                   err=p["s"] / meas - 1, fit=row["case"] in FIT)
+        rec = {"group": row["group"], "case": row["case"], "measured_s": meas, "predicted_s": p["s"],
+                   "err": p["s"] / meas - 1, "fit": row["case"] in FIT}
         if "j" in p and row["j_per_token"]:
             rec.update(measured_j=float(row["j_per_token"]), predicted_j=p["j"],
                        err_j=p["j"] / float(row["j_per_token"]) - 1)

@@ -125,7 +125,7 @@ def run_zigzag(py: Path, work: Path, opt: str) -> tuple[dict, float, bool]:
                                                    MKL_NUM_THREADS="1"))
     wall = time.perf_counter() - t0
     result = json.loads(proc.stdout.strip().splitlines()[-1])
-    done.write_text(json.dumps(dict(result=result, wall_s=wall)))
+    done.write_text(json.dumps({"result": result, "wall_s": wall}))
     return result, wall, False
 
 
@@ -134,20 +134,20 @@ def zigzag_layer(rec: dict) -> dict:
     ops = rec["ops"]
     dram = {op: ops[op]["accesses"][-1] for op in ("I", "W", "O")}
     exact = {op: ops[op]["top_exact_bytes"] for op in ("I", "W", "O")}
-    words = dict(input=dram["I"]["rd_out_to_low"], weight=dram["W"]["rd_out_to_low"],
-                 output=dram["O"]["wr_in_by_low"], psum=dram["O"]["rd_out_to_low"])
-    exact_b = dict(input=exact["I"]["rd_out_to_low"], weight=exact["W"]["rd_out_to_low"],
-                   output=exact["O"]["wr_in_by_low"], psum=exact["O"]["rd_out_to_low"])
+    words = {"input": dram["I"]["rd_out_to_low"], "weight": dram["W"]["rd_out_to_low"],
+                 "output": dram["O"]["wr_in_by_low"], "psum": dram["O"]["rd_out_to_low"]}
+    exact_b = {"input": exact["I"]["rd_out_to_low"], "weight": exact["W"]["rd_out_to_low"],
+                   "output": exact["O"]["wr_in_by_low"], "psum": exact["O"]["rd_out_to_low"]}
     groups = dict.fromkeys(GROUPS, 0.0)
     groups["mac"] = rec["mac_energy"]
-    for op, o in ops.items():
-        for lv, e in zip(o["levels"], o["energy"]):
+    for _op, o in ops.items():
+        for lv, e in zip(o["levels"], o["energy"], strict=False):
             key = {"rf_128B": "weight reg", "rf_2B": "psum reg/hops", "sram_2MB": "sram", "dram": "dram"}[lv]
             groups[key] += e
-    return dict(name=rec["name"], macs=rec["macs"], energy=rec["energy"], cycles=rec["latency"],
-                dram={k: v * DRAM_WORD_BYTES for k, v in words.items()}, dram_exact=exact_b, groups=groups,
-                temporal=rec["temporal"], ideal_temporal=rec["ideal_temporal"], onload=rec["onload"],
-                offload=rec["offload"], stall=rec["stall"])
+    return {"name": rec["name"], "macs": rec["macs"], "energy": rec["energy"], "cycles": rec["latency"],
+                "dram": {k: v * DRAM_WORD_BYTES for k, v in words.items()}, "dram_exact": exact_b, "groups": groups,
+                "temporal": rec["temporal"], "ideal_temporal": rec["ideal_temporal"], "onload": rec["onload"],
+                "offload": rec["offload"], "stall": rec["stall"]}
 
 
 def tilesim_group(component: str) -> str:
@@ -167,7 +167,7 @@ def run_tilesim(onnx: str, objective: str) -> tuple[list[dict], list[dict], obje
     result = simulate(schedule, arch)
     wall = time.perf_counter() - t0
     array, vector = [], []
-    for kernel, kr in zip(schedule.kernels, result.kernels):
+    for kernel, kr in zip(schedule.kernels, result.kernels, strict=False):
         alone = simulate(Schedule("alone", arch.name, timing, (replace(kernel, deps=()),)), arch)
         groups = dict.fromkeys(GROUPS, 0.0)
         for comp, pj in alone.energy_breakdown_pj.items():
@@ -180,12 +180,12 @@ def run_tilesim(onnx: str, objective: str) -> tuple[list[dict], list[dict], obje
             hops = macs * (DTYPE_BYTES[arch.array.dtype] + DTYPE_BYTES[arch.array.acc_dtype]) * hop
             groups["weight reg"] -= hops
             groups["psum reg/hops"] += hops
-        rec = dict(name=kr.name, macs=macs, energy=alone.energy_pj, cycles=alone.cycles, span=kr.cycles,
-                   compute=kr.compute_cycles,
-                   dram=dict(input=kr.dram_input_read_bytes, weight=kr.dram_weight_read_bytes,
-                             output=kr.dram_output_write_bytes,
-                             psum=kr.dram_read_bytes - kr.dram_input_read_bytes - kr.dram_weight_read_bytes),
-                   groups=groups, mapping=kr.mapping)
+        rec = {"name": kr.name, "macs": macs, "energy": alone.energy_pj, "cycles": alone.cycles, "span": kr.cycles,
+                   "compute": kr.compute_cycles,
+                   "dram": {"input": kr.dram_input_read_bytes, "weight": kr.dram_weight_read_bytes,
+                             "output": kr.dram_output_write_bytes,
+                             "psum": kr.dram_read_bytes - kr.dram_input_read_bytes - kr.dram_weight_read_bytes},
+                   "groups": groups, "mapping": kr.mapping}
         (array if kernel.on_array else vector).append(rec)
     return array, vector, result, wall
 
@@ -211,18 +211,18 @@ def print_tables(opt: str, zz: list[dict], ts: list[dict]) -> dict:
     print(f"\n== objective {opt}: ZigZag LOMA opt={opt} vs tilesim --objective {opt} --fusion none")
     print(f"{'layer':<26}{'MACs':>11}{'ZZ µJ':>8}{'ts µJ':>8}{'d%':>7}{'ZZ cyc':>9}{'ts cyc':>9}{'d%':>7}"
           f"{'ZZ in':>9}{'ts in':>9}{'ZZ w':>9}{'ts w':>9}{'ZZ out':>8}{'ts out':>8}{'ZZ ps':>6}{'ts ps':>6}")
-    for z, t in zip(zz, ts):
+    for z, t in zip(zz, ts, strict=False):
         name = short(z["name"])
         print(f"{name[:25]:<26}{z['macs']:>11}{z['energy'] / 1e6:>8.2f}{t['energy'] / 1e6:>8.2f}"
               f"{pct(t['energy'], z['energy']):>7}{z['cycles']:>9.0f}{t['cycles']:>9}{pct(t['cycles'], z['cycles']):>7}"
               f"{z['dram']['input']:>9}{t['dram']['input']:>9}{z['dram']['weight']:>9}{t['dram']['weight']:>9}"
               f"{z['dram']['output']:>8}{t['dram']['output']:>8}{z['dram']['psum']:>6}{t['dram']['psum']:>6}")
-    tot = dict(zz_energy=sum(z["energy"] for z in zz), ts_energy=sum(t["energy"] for t in ts),
-               zz_cycles=sum(z["cycles"] for z in zz), ts_cycles=sum(t["cycles"] for t in ts),
-               zz_dram=sum(dram_total(z["dram"]) for z in zz), ts_dram=sum(dram_total(t["dram"]) for t in ts))
+    tot = {"zz_energy": sum(z["energy"] for z in zz), "ts_energy": sum(t["energy"] for t in ts),
+               "zz_cycles": sum(z["cycles"] for z in zz), "ts_cycles": sum(t["cycles"] for t in ts),
+               "zz_dram": sum(dram_total(z["dram"]) for z in zz), "ts_dram": sum(dram_total(t["dram"]) for t in ts)}
     per_op = {op: (sum(z["dram"][op] for z in zz), sum(t["dram"][op] for t in ts))
               for op in ("input", "weight", "output", "psum")}
-    worst = max(abs(dram_total(t["dram"]) / dram_total(z["dram"]) - 1) for z, t in zip(zz, ts))
+    worst = max(abs(dram_total(t["dram"]) / dram_total(z["dram"]) - 1) for z, t in zip(zz, ts, strict=False))
     print(f"{'total':<26}{sum(z['macs'] for z in zz):>11}{tot['zz_energy'] / 1e6:>8.1f}{tot['ts_energy'] / 1e6:>8.1f}"
           f"{pct(tot['ts_energy'], tot['zz_energy']):>7}{tot['zz_cycles']:>9.0f}{tot['ts_cycles']:>9}"
           f"{pct(tot['ts_cycles'], tot['zz_cycles']):>7}"
@@ -274,10 +274,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{vec_e:.4g} pJ and {vec_d:.6g} DRAM bytes; whole network in tilesim (unfused): "
               f"{res.energy_pj:.4g} pJ, {res.cycles} cycles, {res.dram_read_bytes + res.dram_write_bytes} DRAM bytes")
         print("tilesim mappings: " + "; ".join(f"{short(t['name'])} {t['mapping']}" for t in ts))
-        out[opt] = dict(zigzag=zz, tilesim=ts, tilesim_vector=vec, totals=tot, zigzag_total=result["energy"],
-                        zigzag_latency=result["latency"], tilesim_network=dict(
-                            energy=res.energy_pj, cycles=res.cycles,
-                            dram=res.dram_read_bytes + res.dram_write_bytes))
+        out[opt] = {"zigzag": zz, "tilesim": ts, "tilesim_vector": vec, "totals": tot, "zigzag_total": result["energy"],
+                        "zigzag_latency": result["latency"], "tilesim_network": {
+                            "energy": res.energy_pj, "cycles": res.cycles,
+                            "dram": res.dram_read_bytes + res.dram_write_bytes}}
     if len(out) > 1:
         print("\ntotals of the 21 layers, every tilesim objective against every ZigZag objective "
               "(energy %, cycles %, DRAM bytes %):")

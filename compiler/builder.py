@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from tilesim.arch.config import DTYPE_BYTES
 from tilesim.arch.errors import InputError
-
 from tilesim.compiler.ir import Graph, Op, Tensor
 from tilesim.compiler.ops import infer_shapes
 
@@ -59,7 +58,7 @@ class GraphBuilder:
         shapes = infer_shapes(op_type, name, [self.tensors[t].shape for t in inputs], attrs)
         outs = [f"{name}.out" if len(shapes) == 1 else f"{name}.out{i}" for i in range(len(shapes))]
         out_dtype = dtype or self.tensors[inputs[0]].dtype if inputs else self.dtype
-        for t, shape in zip(outs, shapes):
+        for t, shape in zip(outs, shapes, strict=False):
             self.tensors[t] = Tensor(t, shape, out_dtype, False)
         self.ops.append(Op(name, op_type, tuple(inputs), tuple(outs), attrs))
         return outs[0] if len(outs) == 1 and n_outputs == 1 else outs
@@ -72,14 +71,14 @@ class GraphBuilder:
         c = self.shape(x)[1]
         w = self.param(f"{name}.w", (filters, c // groups, kernel, kernel))
         ins = [x, w] + ([self.param(f"{name}.b", (filters,))] if bias else [])
-        return self.add("Conv", ins, dict(strides=(stride, stride), pads=(pad,) * 4, dilations=(1, 1),
-                                          group=groups), name=name)
+        return self.add("Conv", ins, {"strides": (stride, stride), "pads": (pad,) * 4, "dilations": (1, 1),
+                                          "group": groups}, name=name)
 
     def batchnorm(self, x: str, name: str = "bn") -> str:
         """BatchNormalization over channels (scale, bias, mean, var parameters)."""
         c = self.shape(x)[1]
         params = [self.param(f"{name}.{p}", (c,)) for p in ("scale", "bias", "mean", "var")]
-        return self.add("BatchNormalization", [x] + params, name=name)
+        return self.add("BatchNormalization", [x, *params], name=name)
 
     def linear(self, x: str, out_features: int, bias: bool = True, name: str = "linear") -> str:
         """x @ W (+ b) with W of shape (in, out), as MatMul and Add."""

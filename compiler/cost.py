@@ -5,10 +5,8 @@ from dataclasses import dataclass
 from math import ceil
 
 import numpy as np
-
 from tilesim.arch.config import DTYPE_BYTES, ArchConfig, PEArray
 from tilesim.arch.errors import InputError
-
 from tilesim.compiler.lowering import MAX_COUNT, Contraction
 
 LOOPS = ("m", "n", "k")

@@ -17,7 +17,6 @@ from math import prod
 from typing import NamedTuple
 
 from tilesim.arch.errors import InputError
-
 from tilesim.compiler.ir import Graph, Op
 from tilesim.compiler.lowering import Contraction, LoopNest, VectorWork, lower_op
 from tilesim.compiler.ops import OpKind, matmul_shapes, spec
@@ -340,7 +339,6 @@ def attention_tile_compute(work: AttentionWork, mapping: AttentionMapping, arch,
     consecutive products, as for the folds of one contraction (compiler/cost.py array_cycles), so the kernel
     pays one fill and drain, on its first tile."""
     import numpy as np
-
     from tilesim.compiler.cost import array_cycles, compute_cycles, extents, feed_cycles, fold_overhead, streamed_loop
     eq, ek = extents(work.sq, mapping.block_q), extents(work.skv, mapping.block_kv)
     df = mapping.dataflow

@@ -5,7 +5,6 @@ from dataclasses import dataclass, field
 from math import prod
 
 import networkx as nx
-
 from tilesim.arch.config import DTYPE_BYTES
 from tilesim.arch.errors import InputError
 

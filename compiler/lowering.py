@@ -6,7 +6,6 @@ from math import prod
 
 from tilesim.arch.config import DTYPE_BYTES
 from tilesim.arch.errors import InputError
-
 from tilesim.compiler.ir import Graph, Op
 from tilesim.compiler.ops import OpKind, conv_geometry, conv_transpose_geometry, matmul_shapes, spec
 

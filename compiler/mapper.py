@@ -25,10 +25,8 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import numpy as np
-
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.errors import InputError
-
 from tilesim.compiler.cost import LOOPS, MAX_TILES, OPERAND_DIMS, Mapping, a_tile_bytes, nbytes, streamed_loop
 from tilesim.compiler.lowering import Contraction
 from tilesim.compiler.tiling import _alignment, _halve, footprint, naive_mapping
@@ -178,7 +176,7 @@ def _score_order(work: Contraction, arch: ArchConfig, base: _Base, order: str):
         for p in range(len(loops) - 1, -1, -1):
             d, n_p = loops[p]
             yield p, n_p, {o: 1.0 if d == "g" else _changes(loops[p:], OPERAND_DIMS[o]) for o in OPERAND_DIMS}
-    return _estimate(work, arch, base, spills, read, write, positions()) + (base.fits, n_tiles)
+    return (*_estimate(work, arch, base, spills, read, write, positions()), base.fits, n_tiles)
 
 
 def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills, read, write, positions):
@@ -245,7 +243,7 @@ def _score_orders(work: Contraction, arch: ArchConfig, base: _Base):
         # _reps per row: the operand does not depend on one loop, x; it is reloaded trips[x] times when a loop it
         # depends on with more than one trip sits inside x, else once
         x = next(d for d in LOOPS if d not in OPERAND_DIMS[operand])
-        inside = np.zeros((len(ORDERS),) + n_tiles.shape, dtype=bool)
+        inside = np.zeros((len(ORDERS), *n_tiles.shape), dtype=bool)
         for d in OPERAND_DIMS[operand]:
             inside |= _INSIDE[x, d] & (trips[d] > 1)
         return np.where(inside, trips[x], 1)
@@ -255,7 +253,7 @@ def _score_orders(work: Contraction, arch: ArchConfig, base: _Base):
     write = work.g * (base.c_fin + spills * base.c_acc)
 
     def positions():
-        inner_steps = {o: False for o in OPERAND_DIMS}    # a loop inside the current one steps and indexes o
+        inner_steps = dict.fromkeys(OPERAND_DIMS, False)    # a loop inside the current one steps and indexes o
         for p in range(3, -1, -1):                        # position 0 is the g loop, 1..3 the order's loops
             if p:
                 n_p = np.stack([trips[d] for d in _ORDER_DIMS[p - 1]])     # the loop at position p, per order
@@ -263,7 +261,7 @@ def _score_orders(work: Contraction, arch: ArchConfig, base: _Base):
                 inner_steps = {o: inner_steps[o] | (_INDEXES[o][p - 1] & (n_p > 1)) for o in OPERAND_DIMS}
                 yield p, n_p, changed
             else:
-                yield p, np.full(n_tiles.shape, work.g), {o: 1.0 for o in OPERAND_DIMS}
+                yield p, np.full(n_tiles.shape, work.g), dict.fromkeys(OPERAND_DIMS, 1.0)
     return _estimate(work, arch, base, spills, read, write, positions())
 
 
@@ -308,7 +306,7 @@ class _ArchKey:
 
 def dataflows(arch: ArchConfig) -> tuple[str, ...]:
     """Dataflows the search may choose: the arch's own first, then any others in `array.dataflows`."""
-    return tuple(dict.fromkeys((arch.array.dataflow,) + tuple(arch.array.dataflows)))
+    return tuple(dict.fromkeys((arch.array.dataflow, *tuple(arch.array.dataflows))))
 
 
 @lru_cache(maxsize=4096)
@@ -344,7 +342,7 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
         o = np.concatenate((o1, o2))
         i = np.concatenate((r.by_obj[o1, c1], r.by_dram[o2, c2]))
         values = zip(r.obj[o, i].tolist(), r.dram[o, i].tolist(), r.n_tiles[i].tolist(), r.cycles[o, i].tolist(),
-                     r.pj[o, i].tolist(), r.tm[i].tolist(), r.tn[i].tolist(), r.tk[i].tolist(), o.tolist())
+                     r.pj[o, i].tolist(), r.tm[i].tolist(), r.tn[i].tolist(), r.tk[i].tolist(), o.tolist(), strict=False)
         pool += [(obj, dram, tiles, cycles, pj, Mapping(dataflow, tm, tn, tk, ORDERS[order]))
                  for obj, dram, tiles, cycles, pj, tm, tn, tk, order in values]
     if not pool:
@@ -357,7 +355,7 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
                                          _mapping_key(p[-1])))
     pure = min(pool, key=lambda p: (p[0], p[1], p[2], _mapping_key(p[-1])))
     mappings = [p[-1] for p in ranked]
-    shortlist = tuple(dict.fromkeys(mappings[:SHORTLIST - 1] + [pure[-1]] + mappings[SHORTLIST - 1:SHORTLIST]))
+    shortlist = tuple(dict.fromkeys([*mappings[:SHORTLIST - 1], pure[-1], *mappings[SHORTLIST - 1:SHORTLIST]]))
     shortlist = shortlist[:SHORTLIST]
     naive = _naive(work, arch, nocap)
     if naive not in shortlist:
@@ -402,7 +400,7 @@ def _naive(work: Contraction, arch: ArchConfig, nocap: _ArchKey) -> Mapping:
             i = LOOPS.index(d)
             if tiles[i] == 1:
                 continue
-            trial = tiles[:i] + (_halve(tiles[i], unit[d]),) + tiles[i + 1:]
+            trial = (*tiles[:i], _halve(tiles[i], unit[d]), *tiles[i + 1:])
             score = max(v / caps[n] for n, v in need(trial).items())
             if best is None or score < best[0]:
                 best = (score, trial)
@@ -517,4 +515,4 @@ def _mapping_key(m: Mapping) -> tuple:
     return (m.dataflow, m.tile_m, m.tile_n, m.tile_k, ORDERS.index(m.order))
 
 
-__all__ = ["search", "score", "Choice", "OBJECTIVES", "tile_sizes", "dataflows"]
+__all__ = ["OBJECTIVES", "Choice", "dataflows", "score", "search", "tile_sizes"]

@@ -1,13 +1,12 @@
 """Op types the IR knows: their kind, shape inference, and vector-unit cost (ops per element)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from math import prod
-from typing import Callable
 
 import numpy as np
-
 from tilesim.arch.errors import InputError, allowed_list, did_you_mean
 
 
@@ -79,8 +78,8 @@ def conv_geometry(x: tuple, w: tuple, attrs: dict) -> dict:
     f = _conv_out(wd, s, sw, pl, pr, dw)
     if e < 1 or f < 1:
         raise ShapeError(f"kernel {r}x{s} does not fit the padded {h}x{wd} input")
-    return dict(n=n, c=c, h=h, w=wd, k=k, r=r, s=s, g=g, sh=sh, sw=sw, dh=dh, dw=dw,
-                pt=pt, pl=pl, pb=pb, pr=pr, e=e, f=f)
+    return {"n": n, "c": c, "h": h, "w": wd, "k": k, "r": r, "s": s, "g": g, "sh": sh, "sw": sw, "dh": dh, "dw": dw,
+                "pt": pt, "pl": pl, "pb": pb, "pr": pr, "e": e, "f": f}
 
 
 def _conv(shapes: Shapes, attrs: dict) -> Shapes:
@@ -107,7 +106,7 @@ def conv_transpose_geometry(x: tuple, w: tuple, attrs: dict) -> dict:
     f = sw * (wd - 1) + ow + dw * (s - 1) + 1 - pl - pr
     if e < 1 or f < 1:
         raise ShapeError(f"pads {pt, pl, pb, pr} crop away the whole output")
-    return dict(n=n, c=c, h=h, w=wd, k=kg * g, r=r, s=s, g=g, dh=dh, dw=dw, e=e, f=f)
+    return {"n": n, "c": c, "h": h, "w": wd, "k": kg * g, "r": r, "s": s, "g": g, "dh": dh, "dw": dw, "e": e, "f": f}
 
 
 def _conv_transpose(shapes: Shapes, attrs: dict) -> Shapes:
@@ -121,8 +120,8 @@ def matmul_shapes(a: tuple, b: tuple) -> tuple[tuple, int, int, int]:
     """numpy matmul rule: (batch shape, M, N, K) for A[..., M, K] @ B[..., K, N]."""
     if len(a) < 1 or len(b) < 1:
         raise ShapeError("MatMul operands must have at least one dimension")
-    a2 = (1,) + a if len(a) == 1 else a
-    b2 = b + (1,) if len(b) == 1 else b
+    a2 = (1, *a) if len(a) == 1 else a
+    b2 = (*b, 1) if len(b) == 1 else b
     if a2[-1] != b2[-2]:
         raise ShapeError(f"inner dimensions differ: {a} @ {b} (K {a2[-1]} vs {b2[-2]})")
     try:
@@ -239,7 +238,7 @@ def _unsqueeze(shapes: Shapes, attrs: dict) -> Shapes:
 def _concat(shapes: Shapes, attrs: dict) -> Shapes:
     a = _axis(attrs.get("axis", 0), len(shapes[0]))
     for s in shapes[1:]:
-        if len(s) != len(shapes[0]) or any(d != e for i, (d, e) in enumerate(zip(s, shapes[0])) if i != a):
+        if len(s) != len(shapes[0]) or any(d != e for i, (d, e) in enumerate(zip(s, shapes[0], strict=False)) if i != a):
             raise ShapeError(f"Concat on axis {a}: shapes {', '.join(map(str, shapes))} differ off that axis")
     out = list(shapes[0])
     out[a] = sum(s[a] for s in shapes)
@@ -258,12 +257,12 @@ def _split(shapes: Shapes, attrs: dict) -> Shapes:
     parts = attrs["split"]
     if sum(parts) != x[a]:
         raise ShapeError(f"split sizes {parts} do not add up to axis {a} of size {x[a]}")
-    return [x[:a] + (p,) + x[a + 1:] for p in parts]
+    return [(*x[:a], p, *x[a + 1:]) for p in parts]
 
 
 def _slice(shapes: Shapes, attrs: dict) -> Shapes:
     x = list(shapes[0])
-    for start, end, axis, step in zip(attrs["starts"], attrs["ends"], attrs["axes"], attrs.get("steps", [1] * 8)):
+    for start, end, axis, step in zip(attrs["starts"], attrs["ends"], attrs["axes"], attrs.get("steps", [1] * 8), strict=False):
         if step == 0:
             raise ShapeError("Slice steps must not be 0")
         a = _axis(axis, len(x))

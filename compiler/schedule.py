@@ -1,17 +1,23 @@
 """The Schedule (kernels with mappings and dependencies) and `lower`, which runs the compiler passes in order."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Callable
 
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.errors import InputError, did_you_mean
 from tilesim.arch.loader import build
-
 from tilesim.compiler.cost import LOOPS, Mapping
+from tilesim.compiler.fusion import (
+    AttentionMapping,
+    AttentionWork,
+    Epilogue,
+    Grouping,
+    KernelSpec,
+    attention_mapping,
+    group_ops,
+)
 from tilesim.compiler.ir import Graph
-from tilesim.compiler.fusion import (AttentionMapping, AttentionWork, Epilogue, Grouping, KernelSpec, attention_mapping,
-                     group_ops)
 from tilesim.compiler.lowering import Contraction, LoopNest, VectorWork
 from tilesim.compiler.mapper import search
 from tilesim.compiler.residency import NONE, Residency, cache_hits, keep_on_chip
@@ -210,7 +216,7 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
 def check_pinned(name: str, work: Contraction, mapping: Mapping, arch: ArchConfig) -> Mapping:
     """A user's mapping for kernel `name`, checked: legal dataflow, order, tile sizes, and it fits the buffers."""
     where = f"--mapping {name}"
-    allowed = (arch.array.dataflow,) + tuple(arch.array.dataflows)
+    allowed = (arch.array.dataflow, *tuple(arch.array.dataflows))
     if mapping.dataflow not in allowed:
         raise InputError(f"{where}.dataflow: '{mapping.dataflow}' is not supported by arch '{arch.name}'; "
                          f"allowed: {', '.join(allowed)}")
@@ -248,11 +254,11 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     plan, held = keep_on_chip(specs, graph, arch) if options.fusion == "full" else ([NONE] * len(specs), None)
     kernels = map_kernels(specs, arch, options, timing, evaluate, held)
     # a hardware cache (any policy) serves the reads an on-chip copy does not (compiler/residency.py)
-    plan = [kept if kept != NONE else hit for kept, hit in zip(plan, cache_hits(specs, graph, arch))]
-    kernels = [replace(k, residency=r) for k, r in zip(kernels, plan)]
+    plan = [kept if kept != NONE else hit for kept, hit in zip(plan, cache_hits(specs, graph, arch), strict=False)]
+    kernels = [replace(k, residency=r) for k, r in zip(kernels, plan, strict=False)]
     if not kernels:
         raise InputError(f"workload {graph.name}: nothing to run (the graph has only views)")
     return Schedule(graph.name, arch.name, timing, tuple(kernels), grouping.notes, options.fusion)
 
 
-__all__ = ["Kernel", "Schedule", "CompileOptions", "lower", "make_kernels", "map_kernels", "VectorWork"]
+__all__ = ["CompileOptions", "Kernel", "Schedule", "VectorWork", "lower", "make_kernels", "map_kernels"]

@@ -6,7 +6,6 @@ from math import ceil
 
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.errors import InputError
-
 from tilesim.compiler.cost import LOOPS, Mapping, a_tile_bytes, nbytes, spatial_dims, streamed_loop
 from tilesim.compiler.lowering import Contraction, VectorWork
 
@@ -43,7 +42,7 @@ def fits(work: Contraction, mapping: Mapping, arch: ArchConfig) -> bool:
 def _alignment(work: Contraction, arch: ArchConfig, dataflow: str) -> dict[str, int]:
     """Preferred tile multiples: array rows/cols for the spatial dims, whole output rows for conv M."""
     sr_dim, sc_dim = {"os": ("m", "n"), "ws": ("k", "n"), "is": ("k", "m")}[dataflow]
-    unit = {d: 1 for d in LOOPS}
+    unit = dict.fromkeys(LOOPS, 1)
     unit[sr_dim] = arch.array.rows
     unit[sc_dim] = arch.array.cols
     if streamed_loop(dataflow) == "m" and work.window is not None:
@@ -102,4 +101,4 @@ def vector_mapping(work: VectorWork, arch: ArchConfig, name: str = "") -> Vector
     return VectorMapping(min(tile, max(work.elements, 1)))
 
 
-__all__ = ["VectorMapping", "naive_mapping", "vector_mapping", "footprint", "fits", "tile_bytes", "spatial_dims"]
+__all__ = ["VectorMapping", "fits", "footprint", "naive_mapping", "spatial_dims", "tile_bytes", "vector_mapping"]

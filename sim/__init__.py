@@ -2,4 +2,4 @@
 from tilesim.core.result import KernelResult, SimResult
 from tilesim.core.simulate import kernel_evaluator, simulate
 
-__all__ = ["simulate", "kernel_evaluator", "SimResult", "KernelResult"]
+__all__ = ["KernelResult", "SimResult", "kernel_evaluator", "simulate"]

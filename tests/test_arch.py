@@ -2,12 +2,10 @@
 from __future__ import annotations
 
 import pytest
-
+from archs import tiny_arch_dict
 from tilesim.arch import InputError, apply_overrides, arch_from_dict, arch_to_dict, load_arch, preset_names
 from tilesim.arch.loader import load_yaml_text, raw_arch
 from tilesim.arch.units import parse_bytes, parse_hz
-
-from archs import tiny_arch_dict
 
 
 def test_presets_load_with_design_numbers():
@@ -127,9 +125,9 @@ def test_arch_yaml_file(tmp_path):
     assert load_arch(str(p)).array.rows == 8
 
 
-@pytest.mark.parametrize("table, words", [([dict(up_to=0, passes=2)], "row_passes[0].up_to: must be between 1"),
-                                          ([dict(up_to=8, passes=0.5)], "row_passes[0].passes: must be between 1"),
-                                          ([dict(up_to=8)], "row_passes[0].passes: required"),
+@pytest.mark.parametrize("table, words", [([{"up_to": 0, "passes": 2}], "row_passes[0].up_to: must be between 1"),
+                                          ([{"up_to": 8, "passes": 0.5}], "row_passes[0].passes: must be between 1"),
+                                          ([{"up_to": 8}], "row_passes[0].passes: required"),
                                           ("x", "vector.row_passes: expected a list")])
 def test_bad_row_passes_tables_name_the_entry(table, words):
     d = tiny_arch_dict()

@@ -3,11 +3,16 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from tilesim.arch.errors import InputError
 from tilesim.core.array_model import ArrayRun, closed_form_cycles, run_array
-from tilesim.core.kernels.systolic import (systolic_is, systolic_is_py, systolic_os, systolic_os_py, systolic_ws,
-                                  systolic_ws_py)
+from tilesim.core.kernels.systolic import (
+    systolic_is,
+    systolic_is_py,
+    systolic_os,
+    systolic_os_py,
+    systolic_ws,
+    systolic_ws_py,
+)
 
 KERNELS = {"ws": (systolic_ws, systolic_ws_py), "os": (systolic_os, systolic_os_py),
            "is": (systolic_is, systolic_is_py)}

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import pytest
-
 from tilesim.cli.main import main
 
 SECTION6 = {"workload", "arch", "cycles", "latency_s", "macs", "pe_utilization", "mbu", "energy_pj",
@@ -36,7 +35,7 @@ def test_resnet50_json_has_the_contract_keys_and_exact_macs(capsys):
 
 
 def test_resnet18_macs(capsys):
-    code, out, _ = run_cli(capsys, "run", "-w", "resnet18", "-f", "json")
+    _code, out, _ = run_cli(capsys, "run", "-w", "resnet18", "-f", "json")
     assert json.loads(out)["macs"] == 1_814_073_344
 
 
@@ -74,7 +73,7 @@ def test_same_command_twice_gives_identical_json(capsys):
     ([], "required"),
 ])
 def test_bad_input_is_one_line_exit_2(capsys, argv, expected):
-    code, out, err = run_cli(capsys, *argv)
+    code, _out, err = run_cli(capsys, *argv)
     assert code == 2
     assert err.count("\n") == 1 and err.startswith("tilesim: error: ")
     assert expected in err

@@ -4,16 +4,14 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-
+from archs import tiny_arch_dict
+from tilesim import simulate
 from tilesim.arch import InputError, arch_from_dict, load_arch
-from tilesim.arch.loader import load_yaml_text
 from tilesim.arch.area_model import PE_OVERHEAD, area_mm2, pe_mm2, sram_mm2_per_mib
 from tilesim.arch.energy_model import mac_pj, node_scale, offchip_pj_per_byte, sram_pj_per_byte
+from tilesim.arch.loader import load_yaml_text
 from tilesim.compiler.schedule import lower
-from tilesim import simulate
 from tilesim.workloads import gemm, load_workload
-
-from archs import tiny_arch_dict
 
 
 def test_anchors_are_reproduced_at_their_nodes():
@@ -255,7 +253,7 @@ def _conv_layer_pj(workload: str, batch: int) -> tuple[Counter, int]:
     schedule = lower(graph, arch)
     convs = {op.name for op in graph.ops if op.op_type == "Conv"}
     pj, macs = Counter(), 0
-    for kernel, cmds in zip(schedule.kernels, build_program(schedule, arch).per_kernel):
+    for kernel, cmds in zip(schedule.kernels, build_program(schedule, arch).per_kernel, strict=False):
         if convs & set(kernel.ops):
             pj.update(by_component(dynamic_energy_pj(action_counts(kernel, cmds, arch), arch, kernel.name)))
             macs += kernel.work.macs

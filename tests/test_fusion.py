@@ -2,15 +2,13 @@
 from __future__ import annotations
 
 import pytest
-
+from archs import tiny_arch
+from tilesim import simulate
 from tilesim.arch import load_arch
 from tilesim.compiler import GraphBuilder
 from tilesim.compiler.fusion import AttentionWork, group_ops
 from tilesim.compiler.schedule import CompileOptions, lower
-from tilesim import simulate
 from tilesim.workloads import BUILTINS, load_workload, workload_names
-
-from archs import tiny_arch
 
 
 def conv_bn_relu():
@@ -214,10 +212,9 @@ def test_pipelined_attention_pays_one_fill_and_drain_per_kernel():
 def test_lockstep_attention_steps_last_exactly_one_block_product_pair():
     # 3 cores: each tile carries a third of a block's 16 + 16 cycles; a step of 3 tiles must add up to exactly 32
     # (rounding every third up would make it 33)
+    from archs import tiny_arch_dict
     from tilesim.arch import arch_from_dict
     from tilesim.compiler.fusion import AttentionMapping, attention_tile_compute
-
-    from archs import tiny_arch_dict
     d = tiny_arch_dict(rows=8, cols=8, dataflow="os", vector_lanes=1024)
     d["cores"] = 3
     arch = arch_from_dict(d)

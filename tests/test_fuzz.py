@@ -9,12 +9,10 @@ from math import prod
 from pathlib import Path
 
 import numpy as np
-
 import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
 from tilesim.arch import InputError, arch_from_dict
 from tilesim.arch.loader import apply_overrides, load_yaml_text, raw_arch
 
@@ -44,12 +42,12 @@ def mutate(raw: dict, path: list, value):
 def paths(node, prefix=()):
     if isinstance(node, dict):
         for k, v in node.items():
-            yield prefix + (k,)
-            yield from paths(v, prefix + (k,))
+            yield (*prefix, k)
+            yield from paths(v, (*prefix, k))
     elif isinstance(node, list):
         for i, v in enumerate(node):
-            yield prefix + (i,)
-            yield from paths(v, prefix + (i,))
+            yield (*prefix, i)
+            yield from paths(v, (*prefix, i))
 
 
 PATHS = list(paths(PRESET))
@@ -213,7 +211,7 @@ def onnx_models(draw):
     def weights(shape, dtype=np.float32):
         shape = [max(int(d), 1) for d in shape]
         if draw(st.integers(0, 9)) == 9:                      # a mismatched weight
-            shape = shape[:-1] + [shape[-1] + 1] if shape else [2]
+            shape = [*shape[:-1], shape[-1] + 1] if shape else [2]
         if prod(shape) > 4096:
             return m.init(f"w{len(m.inits)}", None, shape)
         return m.init(f"w{len(m.inits)}", rng.standard_normal(shape).astype(dtype))
@@ -242,55 +240,55 @@ def onnx_models(draw):
             ins.append(weights((out_ch, c // g or 1, *k) if op == "Conv" else (c, out_ch // g, *k)))
             if draw(st.booleans()):
                 ins.append(weights((out_ch,)))
-            attrs = dict(group=g, strides=[draw(st.sampled_from([1, 2]))] * len(k),
-                         pads=[draw(st.sampled_from([0, 1]))] * 2 * len(k))
+            attrs = {"group": g, "strides": [draw(st.sampled_from([1, 2]))] * len(k),
+                         "pads": [draw(st.sampled_from([0, 1]))] * 2 * len(k)}
             if draw(st.integers(0, 3)) == 3:
-                attrs = dict(auto_pad=draw(st.sampled_from(["SAME_UPPER", "SAME_LOWER", "VALID"])), group=g)
+                attrs = {"auto_pad": draw(st.sampled_from(["SAME_UPPER", "SAME_LOWER", "VALID"])), "group": g}
         elif op in ("MaxPool", "AveragePool"):
             k = [draw(st.sampled_from([1, 2, 3])) for _ in range(max(r - 2, 1))]
-            attrs = dict(kernel_shape=k, strides=[draw(st.sampled_from([1, 2]))] * len(k),
-                         pads=[draw(st.sampled_from([0, 1]))] * 2 * len(k), ceil_mode=draw(st.sampled_from([0, 1])))
+            attrs = {"kernel_shape": k, "strides": [draw(st.sampled_from([1, 2]))] * len(k),
+                         "pads": [draw(st.sampled_from([0, 1]))] * 2 * len(k), "ceil_mode": draw(st.sampled_from([0, 1]))}
         elif op == "Gemm":
             tb = draw(st.sampled_from([0, 1]))
             n = draw(small)
             ins.append(weights((n, s[-1]) if tb else (s[-1], n)))
             if draw(st.booleans()):
                 ins.append(weights((n,)))
-            attrs = dict(transB=tb, alpha=1.0)
+            attrs = {"transB": tb, "alpha": 1.0}
         elif op == "BatchNormalization":
             c = s[1] if r > 1 else 1
             ins += [weights((c,)) for _ in range(4)]
         elif op == "LayerNormalization":
             ins.append(weights(s[axis:]))
-            attrs = dict(axis=axis)
+            attrs = {"axis": axis}
         elif op == "ReduceMean":
             axes = sorted(set(draw(st.lists(st.integers(-r, r - 1), min_size=1, max_size=r))))
             if m.opset >= 18:
                 ins.append(ints("axes", axes))
-                attrs = dict(keepdims=draw(st.sampled_from([0, 1])))
+                attrs = {"keepdims": draw(st.sampled_from([0, 1]))}
             else:
-                attrs = dict(axes=axes, keepdims=draw(st.sampled_from([0, 1])))
+                attrs = {"axes": axes, "keepdims": draw(st.sampled_from([0, 1]))}
         elif op == "Transpose":
-            attrs = dict(perm=draw(st.permutations(range(r))))
+            attrs = {"perm": draw(st.permutations(range(r)))}
         elif op in ("Reshape", "Expand"):
             target = list(draw(st.permutations(s))) if draw(st.booleans()) else [min(prod(s), 2**62)]
             if draw(st.integers(0, 4)) == 4:
                 target[0] = draw(st.sampled_from([-1, 0, -2, 7]))
             ins.append(ints("shape", target))
         elif op == "Flatten":
-            attrs = dict(axis=axis)
+            attrs = {"axis": axis}
         elif op in ("Squeeze", "Unsqueeze"):
             axes = [axis]
             if m.opset >= 13:
                 ins.append(ints("axes", axes))
             else:
-                attrs = dict(axes=axes)
+                attrs = {"axes": axes}
         elif op == "Concat":
             ins.append(draw(st.sampled_from(m.names)))
-            attrs = dict(axis=axis)
+            attrs = {"axis": axis}
         elif op == "Split":
             n_out = draw(st.integers(1, 3))
-            attrs = dict(axis=axis)
+            attrs = {"axis": axis}
             if m.opset >= 18 and draw(st.booleans()):
                 attrs["num_outputs"] = n_out
             elif s and draw(st.booleans()):
@@ -305,7 +303,7 @@ def onnx_models(draw):
                     ints("steps", [draw(st.sampled_from([1, 1, 2, -1, 0]))])]
         elif op == "Gather":
             ins.append(ints("idx", draw(st.lists(st.integers(-2, 4), min_size=1, max_size=3))))
-            attrs = dict(axis=axis)
+            attrs = {"axis": axis}
         elif op == "Clip":
             if m.opset >= 11:
                 ins += [m.init(f"lo{len(m.inits)}", np.float32(0)), m.init(f"hi{len(m.inits)}", np.float32(6))]
@@ -313,18 +311,18 @@ def onnx_models(draw):
             ins = [m.init(f"cond{len(m.inits)}", np.ones(s[-1:], bool) if prod(s[-1:]) <= 4096 else None, s[-1:]),
                    x, weights(s[-1:])]
         elif op == "Cast":
-            attrs = dict(to=draw(st.sampled_from(list(ELEM.values()))))
+            attrs = {"to": draw(st.sampled_from(list(ELEM.values())))}
         elif op == "Softmax":
-            attrs = dict(axis=axis)
+            attrs = {"axis": axis}
         elif op == "LeakyRelu":
-            attrs = dict(alpha=0.1)
+            attrs = {"alpha": 0.1}
         elif op == "ConstantOfShape":
             ins = [ints("cshape", [draw(small) for _ in range(draw(st.integers(1, 3)))])]
         elif op == "Range":
             ins = [ints("r0", 0), ints("r1", draw(st.integers(-2, 6))), ints("r2", draw(st.sampled_from([1, 2, 0])))]
         elif op == "Constant":
-            ins, attrs = [], dict(value=helper.make_tensor("v", 1, list(s), [0.5] * prod(s)) if prod(s) <= 4096
-                                  else helper.make_tensor("v", 1, [1], [0.5]))
+            ins, attrs = [], {"value": helper.make_tensor("v", 1, list(s), [0.5] * prod(s)) if prod(s) <= 4096
+                                  else helper.make_tensor("v", 1, [1], [0.5])}
         elif op in ("QuantizeLinear", "DequantizeLinear"):
             ins += [m.init(f"scale{len(m.inits)}", np.float32(0.1)),
                     m.init(f"zp{len(m.inits)}", np.int8(0) if op == "DequantizeLinear" else np.uint8(0))]
@@ -463,13 +461,13 @@ FOUND = [  # (id, nodes, inputs, initializers, opset, what the one line says)
     ("negative input dim into Slice", [("Slice", ["x", "s", "e", "a", "st"], ["y"], {})], [("x", [-1, 4])], SLICE,
      18, "input 'x' dim 0 is -1; every dimension must be >= 1"),
     ("negative Pad into Slice", [("Pad", ["x", "p"], ["z"], {}), ("Slice", ["z", "s", "e", "a", "st"], ["y"], {})],
-     [("x", [2, 4])], SLICE + [("p", np.array([-5, 0, 0, 0]))], 18,
+     [("x", [2, 4])], [*SLICE, ("p", np.array([-5, 0, 0, 0]))], 18,
      "node 'Slice_1' (Slice): input 'z' has a negative dimension (-3, 4)"),
-    ("1-d strides on a 2-d conv", [("Conv", ["x", "w"], ["y"], dict(strides=[2]))], [("x", [1, 2, 4, 4])],
+    ("1-d strides on a 2-d conv", [("Conv", ["x", "w"], ["y"], {"strides": [2]})], [("x", [1, 2, 4, 4])],
      [("w", np.zeros((2, 2, 1, 1), np.float32))], 11, "attribute 'strides' has 1 values, expected 2"),
-    ("conv weight of another rank", [("Conv", ["x", "w"], ["y"], dict(auto_pad="SAME_UPPER"))],
+    ("conv weight of another rank", [("Conv", ["x", "w"], ["y"], {"auto_pad": "SAME_UPPER"})],
      [("x", [1, 2, 4, 4])], [("w", np.zeros((2, 2, 1), np.float32))], 11, "their ranks must agree"),
-    ("Split axis out of range", [("Split", ["x"], ["y"], dict(axis=1))], [("x", [4])], [], 11,
+    ("Split axis out of range", [("Split", ["x"], ["y"], {"axis": 1})], [("x", [4])], [], 11,
      "node 'Split_0' (Split): axis 1 is out of range for input shape (4,)"),
     ("Size past int64", [("Size", ["x"], ["n"], {}), ("Relu", ["x"], ["y"], {})], [("x", [2**62, 2, 2])], [], 18,
      "has more elements than an int64 holds"),
@@ -486,7 +484,7 @@ def test_structured_fuzz_findings(tmp_path, capsys, nodes, inputs, inits, opset,
     path = _fuzz_model(tmp_path, nodes, inputs, inits, opset)
     args = ["run", "-w", path, "-a", "edge-npu", "-f", "json"]
     if any(op == "Slice" for op, *_ in nodes):   # these aborted the process inside ONNX's Slice shape inference
-        run = subprocess.run([sys.executable, "-m", "tilesim"] + args, capture_output=True, text=True,
+        run = subprocess.run([sys.executable, "-m", "tilesim", *args], capture_output=True, text=True,
                              cwd=Path(__file__).parent.parent)
         code, out, err = run.returncode, run.stdout, run.stderr
     else:

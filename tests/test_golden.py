@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import pytest
-
+from tilesim import simulate
 from tilesim.arch import load_arch
 from tilesim.compiler.schedule import CompileOptions, lower
-from tilesim import simulate
 from tilesim.workloads import load_workload
 
 GOLDEN = {

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import pytest
-
 from tilesim.arch import InputError
 from tilesim.compiler import Graph, GraphBuilder, Op, Tensor
 from tilesim.compiler.lowering import Contraction, VectorWork, graph_macs, lower_op

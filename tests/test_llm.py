@@ -5,13 +5,12 @@ import json
 from dataclasses import replace
 
 import pytest
-
+from tilesim import simulate
 from tilesim.arch import load_arch
 from tilesim.arch.errors import InputError
 from tilesim.compiler.fusion import AttentionWork, attention_traffic, group_ops
 from tilesim.compiler.lowering import graph_macs
 from tilesim.compiler.schedule import CompileOptions, lower
-from tilesim import simulate
 from tilesim.workloads import llm, load_workload
 
 KIB = 1024
@@ -90,7 +89,7 @@ def decode_attention_reads(cfg, context: int, kv_dtype: str = "bf16") -> list[in
     schedule = lower(llm.decode_graph(cfg, 1, context, ("bf16", "bf16", kv_dtype)), arch,
                      CompileOptions(fusion="full"))
     result = simulate(schedule, arch)
-    return [r.dram_read_bytes for r, k in zip(result.kernels, schedule.kernels) if isinstance(k.work, AttentionWork)]
+    return [r.dram_read_bytes for r, k in zip(result.kernels, schedule.kernels, strict=False) if isinstance(k.work, AttentionWork)]
 
 
 @pytest.mark.parametrize("kv_dtype, size", [("bf16", 2), ("fp8", 1)])
@@ -223,18 +222,18 @@ def test_gpt2_config_errors_name_its_own_fields(tmp_path):
 # ---------------------------------------------------------------- load_workload checks
 
 @pytest.mark.parametrize("spec, kwargs, message", [
-    ("bert-base", dict(context=10), "--context: workload 'bert-base' is not a decoder LLM"),
-    ("resnet18", dict(phase="decode"), "--phase: workload 'resnet18' is not a decoder LLM"),
-    ("gemm:8,8,8", dict(context=10), "--context: workload 'gemm' is not a decoder LLM"),
-    ("vit-b16", dict(dtypes=("int4", None, None)), "separate weight, activation and KV dtypes"),
-    ("llama2-7b", dict(phase="decode"), "--phase decode: needs --context"),
-    ("llama2-7b", dict(phase="generate"), "--phase: got 'generate'"),
-    ("llama2-7b", dict(seq_len=4097), "--seq-len: llama2-7b has 4096 positions, got 4097"),
-    ("gpt2", dict(context=1024), "--context: gpt2 has 1024 positions"),
-    ("llama2-7b", dict(context=8, seq_len=8), "--seq-len: decode takes --context"),
-    ("llama2-7b", dict(phase="prefill", context=8), "--context: applies to --phase decode"),
-    ("llama2-7b", dict(context=0), "--context: must be a positive integer"),
-    ("llama2-7b", dict(dtypes=(None, None, "fp7")), "--kv-dtype: unknown 'fp7'"),
+    ("bert-base", {"context": 10}, "--context: workload 'bert-base' is not a decoder LLM"),
+    ("resnet18", {"phase": "decode"}, "--phase: workload 'resnet18' is not a decoder LLM"),
+    ("gemm:8,8,8", {"context": 10}, "--context: workload 'gemm' is not a decoder LLM"),
+    ("vit-b16", {"dtypes": ("int4", None, None)}, "separate weight, activation and KV dtypes"),
+    ("llama2-7b", {"phase": "decode"}, "--phase decode: needs --context"),
+    ("llama2-7b", {"phase": "generate"}, "--phase: got 'generate'"),
+    ("llama2-7b", {"seq_len": 4097}, "--seq-len: llama2-7b has 4096 positions, got 4097"),
+    ("gpt2", {"context": 1024}, "--context: gpt2 has 1024 positions"),
+    ("llama2-7b", {"context": 8, "seq_len": 8}, "--seq-len: decode takes --context"),
+    ("llama2-7b", {"phase": "prefill", "context": 8}, "--context: applies to --phase decode"),
+    ("llama2-7b", {"context": 0}, "--context: must be a positive integer"),
+    ("llama2-7b", {"dtypes": (None, None, "fp7")}, "--kv-dtype: unknown 'fp7'"),
 ])
 def test_load_workload_errors(spec, kwargs, message):
     with pytest.raises(InputError) as e:

@@ -4,14 +4,13 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from tilesim.arch import load_arch
-from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim import simulate
+from tilesim.arch import load_arch
 from tilesim.cli.main import main
+from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim.studies.llm import run_llm
-from tilesim.workloads import load_workload
 from tilesim.workloads import llm as wl
+from tilesim.workloads import load_workload
 
 KEYS = {"phase", "batch", "tokens", "pj_per_token", "ttft_s", "tpot_s", "kv_cache_bytes", "weight_bytes",
         "cycles", "latency_s", "macs", "pe_utilization", "mbu", "energy_pj", "energy_breakdown_pj",
@@ -19,7 +18,7 @@ KEYS = {"phase", "batch", "tokens", "pj_per_token", "ttft_s", "tpot_s", "kv_cach
 
 
 def run_json(capsys, *argv):
-    assert main(list(argv) + ["-f", "json"]) == 0
+    assert main([*list(argv), "-f", "json"]) == 0
     return json.loads(capsys.readouterr().out)
 
 
@@ -77,7 +76,7 @@ def test_weights_and_cache_must_fit_off_chip_memory(capsys):
     (["--phase", "generate", "--gen-tokens", "0"], "--gen-tokens: must be >= 1"),
 ])
 def test_llm_cli_misuse(capsys, argv, expected):
-    assert main(["run", "-w", "gpt2", "-a", "tpu-v4"] + argv) == 2
+    assert main(["run", "-w", "gpt2", "-a", "tpu-v4", *argv]) == 2
     assert expected in capsys.readouterr().err
 
 

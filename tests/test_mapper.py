@@ -1,21 +1,21 @@
 """Mapping search: legal, deterministic, monotone in buffer size, consistent with the cost model, never worse than naive."""
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
+from archs import tiny_arch
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
+from tilesim import kernel_evaluator, simulate
 from tilesim.arch import InputError, load_arch
 from tilesim.compiler import mapper
 from tilesim.compiler.cost import OPERAND_DIMS, Mapping, dram_traffic, reuse_reps
 from tilesim.compiler.lowering import Contraction, ConvWindow
 from tilesim.compiler.schedule import CompileOptions, Kernel, Schedule, lower
 from tilesim.compiler.tiling import fits, naive_mapping
-from tilesim import kernel_evaluator, simulate
 from tilesim.workloads import load_workload
-
-from archs import tiny_arch
 
 
 @st.composite
@@ -47,8 +47,8 @@ def test_search_is_legal_and_never_worse_than_naive_on_its_objective(work, sram,
     naive = naive_mapping(work, arch)
     one = lambda m: mapper.score(work, arch, "pipelined", dataflow, np.array([m.tile_m]), np.array([m.tile_n]),  # noqa: E731
                                  np.array([m.tile_k]), m.order)
-    c_s, d_s, e_s, _, _ = one(choice.mapping)
-    c_n, d_n, e_n, _, _ = one(naive)
+    c_s, _d_s, e_s, _, _ = one(choice.mapping)
+    c_n, _d_n, e_n, _, _ = one(naive)
     obj = {"latency": (c_s[0], c_n[0]), "energy": (e_s, e_n), "edp": (c_s[0] * e_s, c_n[0] * e_n)}[objective]
     # the search treats objectives within TIE_BAND of its best as equal (then prefers less traffic)
     assert float(np.ravel(obj[0])[0]) <= float(np.ravel(obj[1])[0]) * (1 + mapper.TIE_BAND + 1e-12)
@@ -59,7 +59,7 @@ def test_search_is_legal_and_never_worse_than_naive_on_its_objective(work, sram,
 def test_bigger_buffers_never_make_the_search_worse(work, dataflow):
     estimates = [mapper.search(work, small_arch(sram, dataflow), "pipelined").cycles
                  for sram in (4096, 8192, 65536, 1 << 20)]
-    assert all(b <= a * (1 + mapper.TIE_BAND) + 1e-9 for a, b in zip(estimates, estimates[1:]))
+    assert all(b <= a * (1 + mapper.TIE_BAND) + 1e-9 for a, b in itertools.pairwise(estimates))
 
 
 @settings(max_examples=80, deadline=None)
@@ -72,7 +72,7 @@ def test_vectorised_traffic_equals_the_closed_form(work, a, b, c, order):
                                     order)
     t = dram_traffic(work, Mapping("ws", tm, tn, tk, order), arch.array.acc_dtype)
     assert int(dram[0]) == t.read + t.write
-    trips = {d: -(-getattr(work, d) // s) for d, s in zip("mnk", (tm, tn, tk))}
+    trips = {d: -(-getattr(work, d) // s) for d, s in zip("mnk", (tm, tn, tk), strict=False)}
     for dims in OPERAND_DIMS.values():
         vec = mapper._reps(order, {d: np.array([v]) for d, v in trips.items()}, dims)
         assert int(vec[0]) == reuse_reps(order, trips, dims)
@@ -128,8 +128,8 @@ def test_show_schedule_explains_each_contraction(capsys):
 @given(works())
 def test_more_allowed_dataflows_never_make_the_search_worse(work):
     one = small_arch(65536, "ws")
-    from tilesim.arch import arch_from_dict
     from archs import tiny_arch_dict
+    from tilesim.arch import arch_from_dict
     d = tiny_arch_dict(rows=8, cols=8, dataflow="ws", sram_bytes=65536, latency=20, bw=8)
     d["array"]["dataflows"] = ["os", "is"]
     three = arch_from_dict(d)
@@ -166,8 +166,8 @@ def test_pinned_mappings_are_used_and_checked(tmp_path, capsys):
 def two_level_arch(spad: int, acc: int, dataflow: str = "ws", double: bool = True, latency: int = 20):
     """tiny_arch with the operands split over two levels, as Gemmini's: inputs and weights in a scratchpad,
     outputs in an accumulator."""
-    from tilesim.arch import arch_from_dict
     from archs import tiny_arch_dict
+    from tilesim.arch import arch_from_dict
     d = tiny_arch_dict(rows=8, cols=8, dataflow=dataflow, sram_bytes=spad, double=double, latency=latency, bw=8)
     d["memory"][1]["holds"] = ["input", "weight"]
     d["memory"].append({"name": "acc", "kind": "sram", "capacity_bytes": acc, "bandwidth_bytes_per_cycle": 64,
@@ -209,8 +209,7 @@ def direct_search(work, arch, timing: str, objective: str):
                                          key(p[-1])))
     pure = sorted(pool, key=lambda p: (p[0], p[1], p[2], key(p[-1])))
     mappings = [p[-1] for p in ranked]
-    shortlist = tuple(dict.fromkeys(mappings[:mapper.SHORTLIST - 1] + [pure[0][-1]]
-                                    + mappings[mapper.SHORTLIST - 1:]))[:mapper.SHORTLIST]
+    shortlist = tuple(dict.fromkeys([*mappings[:mapper.SHORTLIST - 1], pure[0][-1], *mappings[mapper.SHORTLIST - 1:]]))[:mapper.SHORTLIST]
     naive = naive_mapping(work, arch)
     shortlist += () if naive in shortlist else (naive,)
     tiles = lambda m: (m.dataflow, m.tile_m, m.tile_n, m.tile_k)   # noqa: E731
@@ -237,8 +236,8 @@ def test_search_chooses_exactly_what_the_direct_search_does(work, sram, acc, dat
 
 
 def test_search_over_several_dataflows_chooses_what_the_direct_search_does():
-    from tilesim.arch import arch_from_dict
     from archs import tiny_arch_dict
+    from tilesim.arch import arch_from_dict
     d = tiny_arch_dict(rows=8, cols=8, dataflow="ws", sram_bytes=16384, latency=20, bw=8)
     d["array"]["dataflows"] = ["os", "is"]
     arch = arch_from_dict(d)
@@ -254,8 +253,8 @@ def test_search_over_several_dataflows_chooses_what_the_direct_search_does():
        st.sampled_from([0, 20]), st.sampled_from([1, 8, 64]))
 def test_all_loop_orders_at_once_equal_one_order_at_a_time_bit_for_bit(work, dataflow, double, split, energy_table,
                                                                         latency, bw):
-    from tilesim.arch import arch_from_dict
     from archs import tiny_arch_dict
+    from tilesim.arch import arch_from_dict
     from tilesim.compiler.tiling import _alignment
     arch = two_level_arch(4096, 4096, dataflow, double, latency) if split else tiny_arch(
         rows=8, cols=8, dataflow=dataflow, sram_bytes=4096, double=double, latency=latency, bw=bw)

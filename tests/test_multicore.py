@@ -4,16 +4,14 @@ from __future__ import annotations
 from math import ceil
 
 import pytest
+from archs import tiny_arch_dict
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
+from tilesim import simulate
 from tilesim.arch import arch_from_dict
 from tilesim.compiler.lowering import Contraction
 from tilesim.compiler.schedule import CompileOptions, choose_split, core_blocks, core_shares, grid_passes, lower
-from tilesim import simulate
 from tilesim.workloads import gemm, load_workload
-
-from archs import tiny_arch_dict
 
 
 def cores_arch(cores, shared=False, bw=64, sram=256 << 10, dataflow="ws"):

@@ -17,17 +17,16 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
+from tilesim import simulate
 from tilesim.arch import InputError, arch_from_dict, load_arch
 from tilesim.arch.loader import raw_arch
+from tilesim.cli.main import main
 from tilesim.compiler.builder import GraphBuilder
 from tilesim.compiler.cost import OPERAND_DIMS, Mapping, dram_traffic, reuse_reps, trip_counts
 from tilesim.compiler.ir import Graph, Op, Tensor
 from tilesim.compiler.lowering import MAX_MACS, Contraction, lower_op
 from tilesim.compiler.mapper import score
 from tilesim.compiler.schedule import CompileOptions, Kernel, Schedule, lower
-from tilesim import simulate
-from tilesim.cli.main import main
 from tilesim.core.commands import split_total
 from tilesim.core.kernels.pipeline import run_tiles, run_tiles_py
 from tilesim.report.text import render
@@ -243,7 +242,7 @@ def test_mapper_scores_below_the_mac_guard_do_not_wrap(tiles, order):
     assert work.macs < MAX_MACS
     arch = load_arch("edge-npu", ["array.dtype=fp32", "array.acc_dtype=fp32", f"memory.sram.capacity_bytes={PIB}"])
     tm, tn, tk = (np.array([t], dtype=np.int64) for t in tiles)
-    cycles, dram, pj, _, n_tiles = score(work, arch, "pipelined", "ws", tm, tn, tk, order)
+    cycles, dram, pj, _, _n_tiles = score(work, arch, "pipelined", "ws", tm, tn, tk, order)
     assert int(dram[0]) == traffic_by_hand(work, Mapping("ws", *tiles, order), 4) < 2**62
     assert np.isfinite(cycles).all() and (cycles > 0).all() and np.isfinite(pj).all() and (pj > 0).all()
 
@@ -286,7 +285,7 @@ def test_pipeline_kernel_equals_reference_on_huge_times():
     gate = np.array([-1, -1, 0, 1, -1, 2], dtype=np.int64)
     args = (load, store, compute, engine, slots, dep, 2.0**32, flash, gate, 2.0**32)
     fast, slow = run_tiles(*args), run_tiles_py(*args)
-    for a, b in zip(fast, slow):
+    for a, b in zip(fast, slow, strict=False):
         np.testing.assert_array_equal(a, b)
     assert all(np.isfinite(a).all() and (a >= 0).all() for a in fast)
 

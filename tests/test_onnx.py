@@ -16,12 +16,11 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
+from tilesim import simulate  # noqa: E402
 from tilesim.arch import load_arch  # noqa: E402
+from tilesim.cli.main import main  # noqa: E402
 from tilesim.compiler.lowering import graph_macs  # noqa: E402
 from tilesim.compiler.schedule import lower, make_kernels  # noqa: E402
-from tilesim import simulate  # noqa: E402
-from tilesim.cli.main import main  # noqa: E402
 from tilesim.workloads import load_workload  # noqa: E402
 from tilesim.workloads.onnx_import import INSTALL_HINT, load_onnx  # noqa: E402
 from tilesim.workloads.transformer import BERT_BASE, encoder  # noqa: E402
@@ -90,17 +89,17 @@ def conv_model(x, w, bias=False, opset=18, **attrs):
 
 
 CONVS = [  # (id, input, weight, attrs, output, MACs = out elements * C/g * R * S)
-    ("strided_padded_bias", (1, 3, 32, 32), (8, 3, 3, 3), dict(strides=[2, 2], pads=[1, 1, 1, 1], bias=True),
+    ("strided_padded_bias", (1, 3, 32, 32), (8, 3, 3, 3), {"strides": [2, 2], "pads": [1, 1, 1, 1], "bias": True},
      (1, 8, 16, 16), 8 * 16 * 16 * 3 * 9),
-    ("grouped_dilated", (1, 4, 16, 16), (6, 2, 3, 3), dict(group=2, dilations=[2, 2], pads=[2, 2, 2, 2]),
+    ("grouped_dilated", (1, 4, 16, 16), (6, 2, 3, 3), {"group": 2, "dilations": [2, 2], "pads": [2, 2, 2, 2]},
      (1, 6, 16, 16), 6 * 256 * 2 * 9),
-    ("depthwise", (1, 8, 16, 16), (8, 1, 3, 3), dict(group=8, pads=[1, 1, 1, 1]), (1, 8, 16, 16), 8 * 256 * 9),
-    ("asymmetric_pads", (1, 2, 10, 10), (4, 2, 3, 3), dict(pads=[0, 1, 2, 0]), (1, 4, 10, 9), 4 * 90 * 18),
-    ("same_upper", (1, 2, 15, 15), (4, 2, 3, 3), dict(strides=[2, 2], auto_pad="SAME_UPPER"), (1, 4, 8, 8),
+    ("depthwise", (1, 8, 16, 16), (8, 1, 3, 3), {"group": 8, "pads": [1, 1, 1, 1]}, (1, 8, 16, 16), 8 * 256 * 9),
+    ("asymmetric_pads", (1, 2, 10, 10), (4, 2, 3, 3), {"pads": [0, 1, 2, 0]}, (1, 4, 10, 9), 4 * 90 * 18),
+    ("same_upper", (1, 2, 15, 15), (4, 2, 3, 3), {"strides": [2, 2], "auto_pad": "SAME_UPPER"}, (1, 4, 8, 8),
      4 * 64 * 18),
-    ("same_lower", (1, 2, 16, 16), (4, 2, 4, 4), dict(auto_pad="SAME_LOWER"), (1, 4, 16, 16), 4 * 256 * 32),
-    ("valid", (1, 2, 16, 16), (4, 2, 5, 5), dict(auto_pad="VALID"), (1, 4, 12, 12), 4 * 144 * 50),
-    ("conv1d", (1, 4, 20), (8, 4, 3), dict(pads=[1, 0]), (1, 8, 19), 8 * 19 * 12),
+    ("same_lower", (1, 2, 16, 16), (4, 2, 4, 4), {"auto_pad": "SAME_LOWER"}, (1, 4, 16, 16), 4 * 256 * 32),
+    ("valid", (1, 2, 16, 16), (4, 2, 5, 5), {"auto_pad": "VALID"}, (1, 4, 12, 12), 4 * 144 * 50),
+    ("conv1d", (1, 4, 20), (8, 4, 3), {"pads": [1, 0]}, (1, 8, 19), 8 * 19 * 12),
 ]
 
 
@@ -262,7 +261,7 @@ def test_decomposed_layernorm_is_one_op(tmp_path, opset, eps):
     nodes = layernorm_nodes("x", "y", axes_as_input=opset >= 18, eps=eps > 0)
     g = load(tmp_path, model(nodes, [vi("x", (2, 5, 16))], ["y"], LN_INITS, opset))
     assert kinds(g) == ["LayerNormalization"]
-    assert g.ops[0].attrs == dict(axis=-1, epsilon=pytest.approx(eps)) and len(g.ops[0].inputs) == 3
+    assert g.ops[0].attrs == {"axis": -1, "epsilon": pytest.approx(eps)} and len(g.ops[0].inputs) == 3
 
 
 def test_layernorm_pattern_with_an_extra_consumer_is_left_alone(tmp_path):
@@ -286,14 +285,14 @@ GELU_INITS = [const("sqrt2", 2 ** 0.5, np.float32), const("rsqrt2", 2 ** -0.5, n
 @pytest.mark.parametrize("form", list(GELUS))
 def test_decomposed_gelu_is_one_op(tmp_path, form):
     nodes = [node("MatMul", ["t", "w"], ["x"])] + GELUS[form]
-    g = load(tmp_path, model(nodes, [vi("t", (4, 8))], ["y"], GELU_INITS + [weight("w", 8, 16)]))
+    g = load(tmp_path, model(nodes, [vi("t", (4, 8))], ["y"], [*GELU_INITS, weight("w", 8, 16)]))
     assert kinds(g) == ["MatMul", "Gelu"] and g.ops[1].attrs["approximate"] == "none"
     assert g.ops[1].inputs == ("x",) and g.ops[1].outputs == ("y",)
 
 
 def test_wrong_constant_is_not_gelu(tmp_path):
     nodes = GELUS["dynamo"]
-    inits = [const("sqrt2", 3.0, np.float32)] + GELU_INITS[1:]
+    inits = [const("sqrt2", 3.0, np.float32), *GELU_INITS[1:]]
     assert "Gelu" not in kinds(load(tmp_path, model(nodes, [vi("x", (4, 8))], ["y"], inits)))
 
 
@@ -304,9 +303,9 @@ def test_dtypes_from_the_model_and_overridden(tmp_path):
               [vi("x", (4, 8), TensorProto.FLOAT16), vi("ids", (2,), I64)], ["y"],
               [weight("w", 8, 8, dtype=np.float16)])
     g = load(tmp_path, m)
-    assert {n: g.tensors[n].dtype for n in ("x", "w", "h", "ids")} == dict(x="fp16", w="fp16", h="fp16", ids="int32")
+    assert {n: g.tensors[n].dtype for n in ("x", "w", "h", "ids")} == {"x": "fp16", "w": "fp16", "h": "fp16", "ids": "int32"}
     g = load(tmp_path, m, dtype="int8")
-    assert {n: g.tensors[n].dtype for n in ("x", "w", "h", "ids")} == dict(x="int8", w="int8", h="int8", ids="int32")
+    assert {n: g.tensors[n].dtype for n in ("x", "w", "h", "ids")} == {"x": "int8", "w": "int8", "h": "int8", "ids": "int32"}
 
 
 def test_qdq_runs_the_conv_on_int8(tmp_path):
@@ -327,8 +326,7 @@ def test_qlinear_ops(tmp_path):
                node("Reshape", ["c", "shape"], ["r"]),
                node("QLinearMatMul", ["r", "s", "zp", "w2", "s", "zp", "s", "zp"], ["y"])],
               [vi("x", (1, 4, 8, 8), TensorProto.INT8)], ["y"],
-              q + [weight("w", 8, 4, 3, 3, dtype=np.int8), const("shape", [8, 64]),
-                   weight("w2", 64, 10, dtype=np.int8)])
+              [*q, weight("w", 8, 4, 3, 3, dtype=np.int8), const("shape", [8, 64]), weight("w2", 64, 10, dtype=np.int8)])
     g = load(tmp_path, m, dtype=None)
     assert kinds(g) == ["Conv", "Reshape", "MatMul"] and graph_macs(g) == 64 * 8 * 36 + 8 * 10 * 64
     assert {t.dtype for t in g.tensors.values() if t.name in ("x", "w", "c", "y")} == {"int8"}

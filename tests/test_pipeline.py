@@ -4,7 +4,6 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from tilesim.core.kernels.pipeline import DEPENDENCY, DRAM, FLASH, NONE, run_tiles, run_tiles_py
 
 
@@ -18,7 +17,7 @@ def run_both(load, store, compute, engine=None, slots=None, dep=None, latency=0.
             np.asarray(flash if flash is not None else [0] * n, float),
             np.asarray(gate if gate is not None else [-1] * n, np.int64), float(flash_latency))
     fast, slow = run_tiles(*args), run_tiles_py(*args)
-    for f, s in zip(fast, slow):
+    for f, s in zip(fast, slow, strict=False):
         np.testing.assert_array_equal(f, s)
     return fast
 
@@ -43,8 +42,8 @@ def programs(draw):
 @settings(max_examples=200, deadline=None)
 @given(programs())
 def test_numba_equals_reference(prog):
-    load, store, compute, engine, slots, dep, latency, flash, gate, flash_latency = prog
-    load_end, c_start, c_end, store_end, stall, cause, flash_end = run_both(*prog)
+    _load, _store, _compute, _engine, _slots, _dep, _latency, flash, _gate, flash_latency = prog
+    load_end, c_start, c_end, store_end, _stall, _cause, flash_end = run_both(*prog)
     # sanity of the rules themselves
     assert (c_start >= load_end - 1e-9).all()
     assert (store_end >= c_end - 1e-9).all()

@@ -11,10 +11,10 @@ import pytest
 
 pytest.importorskip("matplotlib")
 
-from tilesim.arch import load_arch
-from tilesim.compiler.schedule import lower
 from tilesim import simulate
+from tilesim.arch import load_arch
 from tilesim.cli.main import main
+from tilesim.compiler.schedule import lower
 from tilesim.report.plots import PLOT_KINDS, busy_intervals, busy_per_bucket, draw, kernel_components
 from tilesim.workloads import load_workload
 
@@ -146,7 +146,7 @@ BAD_RUN_PLOTS = [
 @pytest.mark.parametrize("extra, words", BAD_RUN_PLOTS)
 def test_bad_plot_names_exit_2_with_one_line(tmp_path, capsys, extra, words):
     extra = [a.replace("{tmp}", str(tmp_path)) for a in extra]
-    assert main(["run", "-w", "gemm:16,16,16", "-a", "gemmini", "-o", str(tmp_path / "out.txt")] + extra) == 2
+    assert main(["run", "-w", "gemm:16,16,16", "-a", "gemmini", "-o", str(tmp_path / "out.txt"), *extra]) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []

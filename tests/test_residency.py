@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import pytest
-
+from archs import tiny_arch_dict
+from tilesim import simulate
 from tilesim.arch import InputError, arch_from_dict
 from tilesim.compiler import GraphBuilder
 from tilesim.compiler.schedule import CompileOptions, lower
-from tilesim import simulate
-
-from archs import tiny_arch_dict
 
 
 def two_convs():

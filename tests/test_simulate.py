@@ -6,19 +6,17 @@ from math import ceil
 
 import numpy as np
 import pytest
+from archs import tiny_arch, tiny_arch_dict
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
+from tilesim import simulate
+from tilesim.arch import arch_from_dict
 from tilesim.compiler import GraphBuilder
 from tilesim.compiler.cost import Mapping, compute_cycles, dram_traffic
-from tilesim.compiler.lowering import ConvWindow, Contraction
+from tilesim.compiler.lowering import Contraction, ConvWindow
 from tilesim.compiler.schedule import CompileOptions, Kernel, lower
-from tilesim import simulate
 from tilesim.core.commands import contraction_commands
 from tilesim.workloads import gemm
-
-from tilesim.arch import arch_from_dict
-from archs import tiny_arch, tiny_arch_dict
 
 
 def run(graph, arch, timing=None, reference=False, mapper="search"):
@@ -148,8 +146,8 @@ def test_kernel_cycles_partition_the_total():
 
 def test_energy_is_counts_times_table():
     # every entry is 1 pJ: energy = MACs + DRAM bytes + SRAM accesses + vector ops; doubling the table doubles it
-    from tilesim.arch import arch_from_dict
     from archs import tiny_arch_dict
+    from tilesim.arch import arch_from_dict
     r1 = run(gemm(32, 16, 16), tiny_arch(), mapper="naive")
     assert r1.energy_breakdown_pj["mac"] == 32 * 16 * 16
     assert r1.energy_breakdown_pj["dram"] == 768 + 512
@@ -168,8 +166,8 @@ def test_static_power_adds_power_times_time():
 
 
 def test_missing_energy_entry_is_an_error_not_zero():
-    from tilesim.arch import InputError, arch_from_dict
     from archs import tiny_arch_dict
+    from tilesim.arch import InputError, arch_from_dict
     d = tiny_arch_dict()
     del d["energy"]["actions"]["mac.int8"]
     with pytest.raises(InputError, match="mac.int8"):
@@ -236,8 +234,8 @@ def test_stalls_by_cause_engines_and_levels_are_reported():
 
 def test_a_narrow_sram_stretches_compute():
     # 16x16 WS GEMM; the SRAM holds everything at 2 B/cycle, far below the ~80 B/cycle the array consumes
-    from tilesim.arch import arch_from_dict
     from archs import tiny_arch_dict
+    from tilesim.arch import arch_from_dict
 
     def with_sram_bw(bw):
         d = tiny_arch_dict()
@@ -295,9 +293,8 @@ def test_same_mapping_more_bandwidth_never_slower_bigger_buffer_same_traffic(m, 
 
 def arch_with(burst=1, sram_latency=0, flash=None, **kw):
     """tiny_arch with a DRAM burst, an SRAM access latency, and optionally a flash level (a dict of its fields)."""
-    from tilesim.arch import arch_from_dict
-
     from archs import tiny_arch_dict
+    from tilesim.arch import arch_from_dict
     d = tiny_arch_dict(**kw)
     d["memory"][0]["burst_bytes"] = burst
     d["memory"][1]["latency_cycles"] = sram_latency
@@ -414,11 +411,11 @@ def test_a_softmax_that_does_not_keep_rows_on_chip_reads_its_input_once_per_pass
     # vector.row_passes (eager PyTorch's softmax, by row length): the first entry whose up_to holds the 256-element
     # rows sets the reads of the input (rows longer than every entry take the last); none: one read
     d = tiny_arch_dict(bw=16)
-    d["vector"]["row_passes"] = [dict(up_to=u, passes=p) for u, p in table]
+    d["vector"]["row_passes"] = [{"up_to": u, "passes": p} for u, p in table]
     arch = arch_from_dict(d)
     b = GraphBuilder("softmax", "int8")
     x = b.input("x", (64, 256))
-    alone = b.build(b.add("Softmax", [x], dict(axis=-1)))
+    alone = b.build(b.add("Softmax", [x], {"axis": -1}))
     r = run(alone, arch)
     assert r.dram_read_bytes == reads * 64 * 256 and r.dram_write_bytes == 64 * 256
     if not table:
@@ -426,6 +423,6 @@ def test_a_softmax_that_does_not_keep_rows_on_chip_reads_its_input_once_per_pass
     # fused after a scale (--fusion full), the softmax's input never leaves the chip: one read of x in all
     b = GraphBuilder("scaled", "int8")
     x = b.input("x", (64, 256))
-    y = b.add("Softmax", [b.add("Mul", [x, b.param("s", (1,))])], dict(axis=-1))
+    y = b.add("Softmax", [b.add("Mul", [x, b.param("s", (1,))])], {"axis": -1})
     fused = simulate(lower(b.build(y), arch, CompileOptions(fusion="full")), arch)
     assert fused.dram_read_bytes == 64 * 256 + 1 and len(fused.kernels) == 1

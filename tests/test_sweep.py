@@ -5,21 +5,33 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
+import functools
 import io
 import json
+import operator
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from tilesim.arch import InputError
 from tilesim.arch.loader import raw_arch
-from tilesim.compiler.schedule import CompileOptions
-from tilesim.studies import sweep
 from tilesim.cli.main import _Parser, build_parser, main
-from tilesim.studies.sweep import (SweepSpec, add_sweep_arguments, check_fields, cmd_sweep, grid_points, parse_grids,
-                       partial_path, random_points, run_point, run_sweep, split_values)
+from tilesim.compiler.schedule import CompileOptions
 from tilesim.report.sweep_plot import check_plots, heatmap_grid, pareto_front, require_matplotlib
+from tilesim.studies import sweep
+from tilesim.studies.sweep import (
+    SweepSpec,
+    add_sweep_arguments,
+    check_fields,
+    cmd_sweep,
+    grid_points,
+    parse_grids,
+    partial_path,
+    random_points,
+    run_point,
+    run_sweep,
+    split_values,
+)
 
 WORKLOAD = "gemm:64,64,64"
 GRID = ["array.rows=8,16", "memory.sram.capacity_bytes=1,4KiB,64KiB"]     # 1 B cannot hold a tile: invalid
@@ -136,9 +148,8 @@ def test_search_sweep_rows_equal_tilesim_run_across_buffer_sizes(capsys, tmp_pat
     options = CompileOptions(mapper="search", objective=objective)
     rows = run_sweep(points, dataclasses.replace(spec(), workload="resnet18", options=options), tmp_path / "r.csv",
                      backend="serial", progress=False)
-    for point, row in zip(points, rows):
-        assert main(["run", "-w", "resnet18", "-a", "edge-npu", "-f", "json", "--objective", objective]
-                    + sum((["--set", f"{k}={v}"] for k, v in point.items()), [])) == 0
+    for point, row in zip(points, rows, strict=False):
+        assert main(["run", "-w", "resnet18", "-a", "edge-npu", "-f", "json", "--objective", objective, *functools.reduce(operator.iadd, (["--set", f"{k}={v}"] for k, v in point.items()), [])]) == 0
         report = json.loads(capsys.readouterr().out)
         assert row["status"] == "ok", row
         for key in ("cycles", "macs", "dram_read_bytes", "dram_write_bytes"):
@@ -191,11 +202,11 @@ def test_points_that_differ_only_in_capacities_run_in_one_chunk():
        st.integers(1, 64), st.integers(1, 64), st.sampled_from(["mnk", "mkn", "nmk", "nkm", "kmn", "knm"]))
 def test_orders_that_differ_only_in_single_trip_loops_simulate_alike(g, m, n, k, tm, tn, tk, order):
     """The sweep shares one simulation among mappings whose loop orders differ only where loops of one trip sit."""
+    from tilesim import simulate
     from tilesim.arch import load_arch
     from tilesim.compiler.cost import Mapping
     from tilesim.compiler.lowering import Contraction
     from tilesim.compiler.schedule import Kernel, Schedule
-    from tilesim import simulate
     arch = load_arch("edge-npu")
     work = Contraction(g, m, n, k, "int8", "int8", "int8")
     kernel = Kernel("k", ("k",), work, Mapping("ws", min(tm, m), min(tn, n), min(tk, k), order))
@@ -270,7 +281,7 @@ def test_resume_reuses_a_finished_file_only_for_the_same_settings(tmp_path, monk
 # ---------------------------------------------------------------- command line, plots, determinism
 
 def test_same_command_twice_gives_the_same_csv_and_a_summary(tmp_path, capsys):
-    argv = ["-w", WORKLOAD, "-a", "edge-npu", "--jobs", "2", "--no-progress", *sum((["--grid", g] for g in GRID), [])]
+    argv = ["-w", WORKLOAD, "-a", "edge-npu", "--jobs", "2", "--no-progress", *functools.reduce(operator.iadd, (["--grid", g] for g in GRID), [])]
     assert sweep_main(*argv, "-o", str(tmp_path / "a.csv")) == 0
     out = capsys.readouterr().out
     assert "6 points (4 ok, 2 invalid, 0 failed)" in out and "Pareto front" in out

@@ -4,11 +4,10 @@ from __future__ import annotations
 import json
 
 import pytest
-
-from tilesim.arch import load_arch
-from tilesim.compiler.schedule import lower
 from tilesim import simulate
+from tilesim.arch import load_arch
 from tilesim.cli.main import main
+from tilesim.compiler.schedule import lower
 from tilesim.report.trace import trace_events
 from tilesim.workloads import load_workload
 

@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import pytest
-
-from tilesim.arch import InputError, load_arch
-from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim import simulate
+from tilesim.arch import InputError, load_arch
 from tilesim.cli.main import main
+from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim.studies.validate import validate_array
 from tilesim.workloads import gemm, load_workload
 

@@ -5,7 +5,6 @@ import re
 from math import prod
 
 import pytest
-
 from tilesim.arch.errors import InputError
 from tilesim.compiler import Graph
 from tilesim.workloads import describe_workloads, load_workload, workload_names
@@ -222,7 +221,7 @@ def test_macs_alexnet():
     # conv: E * F * C_out * C_in * R * S; outputs 55x55 (stride 4, pad 2: (224 + 4 - 11) // 4 + 1), pools to 27,
     # 27x27, pools to 13, then three 13x13 convs; FC: in * out.
     sizes = [55, 27, 13, 13, 13]
-    per_conv = [e * e * k * c * r * r for e, (c, k, r) in zip(sizes, ALEXNET_CONVS)]
+    per_conv = [e * e * k * c * r * r for e, (c, k, r) in zip(sizes, ALEXNET_CONVS, strict=False)]
     assert per_conv == [70_276_800, 223_948_800, 112_140_288, 149_520_384, 99_680_256]
     fcs = sum(i * o for i, o in ALEXNET_FC)
     g = load_workload("alexnet")
@@ -233,7 +232,7 @@ def test_macs_alexnet():
 def test_macs_vgg16():
     # 3x3 'same' convs at 224, 224, 112, 112, 56 x3, 28 x3, 14 x3: E * E * C_out * C_in * 9; FC: in * out.
     sizes = [224, 224, 112, 112, 56, 56, 56, 28, 28, 28, 14, 14, 14]
-    convs = sum(e * e * k * c * 9 for e, (c, k) in zip(sizes, VGG16_CONVS))
+    convs = sum(e * e * k * c * 9 for e, (c, k) in zip(sizes, VGG16_CONVS, strict=False))
     fcs = sum(i * o for i, o in VGG16_FC)
     assert convs == 15_346_630_656 and fcs == 123_633_664
     assert macs(load_workload("vgg16")) == convs + fcs == 15_470_264_320     # the usual "15.47 GMACs"
@@ -290,8 +289,8 @@ def test_file_specs_without_a_loader(spec):
         load_workload(spec)
 
 
-@pytest.mark.parametrize("kwargs, flag", [(dict(batch=0), "--batch"), (dict(batch=1.5), "--batch"),
-                                          (dict(seq_len=0), "--seq-len")])
+@pytest.mark.parametrize("kwargs, flag", [({"batch": 0}, "--batch"), ({"batch": 1.5}, "--batch"),
+                                          ({"seq_len": 0}, "--seq-len")])
 def test_bad_sizes(kwargs, flag):
     with pytest.raises(InputError, match=f"^{flag}: must be a positive integer"):
         load_workload("bert-base", **kwargs)

@@ -6,11 +6,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
+from tilesim import kernel_evaluator, simulate
 from tilesim.arch import load_arch
 from tilesim.compiler import GraphBuilder
 from tilesim.compiler.schedule import CompileOptions, lower
-from tilesim import kernel_evaluator, simulate
 
 ARCH = Path(__file__).resolve().parent.parent / "benchmarks" / "data" / "zigzag_tpu_like.yaml"
 

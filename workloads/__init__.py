@@ -1,13 +1,12 @@
 """Workloads: turn a `--workload` spec (built-in name, `gemm:M,N,K`, later a file) into a compiler.ir.Graph."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from tilesim.arch.errors import InputError, allowed_list, did_you_mean
 from tilesim.compiler import Graph, GraphBuilder
-
 from tilesim.workloads import cnn, llm, onnx_import, scalesim_topology, transformer
 
 DEFAULT_DTYPE = "int8"
@@ -107,7 +106,7 @@ def load_workload(spec: str, *, seq_len: int | None = None, batch: int = 1, dtyp
     key = _canonical(spec)
     if key is None:
         raise InputError(f"--workload: unknown workload '{spec}'{did_you_mean(spec, BUILTINS)}; "
-                         f"allowed: {allowed_list(list(BUILTINS) + [GEMM_FORM])}")
+                         f"allowed: {allowed_list([*list(BUILTINS), GEMM_FORM])}")
     item = BUILTINS[key]
     if item.decoder is not None:
         return llm.decoder_graph(item.decoder, batch=batch, phase=phase, seq_len=seq_len, context=context,
@@ -139,7 +138,7 @@ def _parse_gemm(spec: str) -> tuple[int, int, int]:
     return dims
 
 
-def decoder_config(spec: str) -> "llm.DecoderConfig | None":
+def decoder_config(spec: str) -> llm.DecoderConfig | None:
     """The decoder behind a workload spec (a built-in LLM or an HF config.json), or None for other workloads."""
     spec = spec.strip()
     if spec.lower().endswith(".json"):
@@ -193,4 +192,4 @@ def _no_seq_len(name: str, seq_len: int | None) -> None:
         raise InputError(f"--seq-len: workload '{name}' has no sequence length")
 
 
-__all__ = ["load_workload", "workload_names", "describe_workloads", "gemm", "BUILTINS", "FILE_LOADERS"]
+__all__ = ["BUILTINS", "FILE_LOADERS", "describe_workloads", "gemm", "load_workload", "workload_names"]

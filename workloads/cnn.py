@@ -18,18 +18,18 @@ def _conv_bn(b: GraphBuilder, x: str, filters: int, kernel: int, stride: int, na
     if act == "relu":
         y = b.add("Relu", [y], name=name_act)
     elif act == "relu6":  # torch.nn.ReLU6 exports to ONNX as Clip(0, 6)
-        y = b.add("Clip", [y], dict(min=0.0, max=6.0), name=name_act)
+        y = b.add("Clip", [y], {"min": 0.0, "max": 6.0}, name=name_act)
     return y
 
 
 def _classifier(b: GraphBuilder, x: str, dropout: float | None = None, name: str = "fc") -> str:
     """GlobalAveragePool, Flatten, optional Dropout and a Gemm to 1000 classes (weight (out, in), transB=1)."""
     y = b.add("GlobalAveragePool", [x], name="avgpool")
-    y = b.add("Flatten", [y], dict(axis=1), name="flatten")
+    y = b.add("Flatten", [y], {"axis": 1}, name="flatten")
     if dropout is not None:
-        y = b.add("Dropout", [y], dict(ratio=dropout), name="dropout")
+        y = b.add("Dropout", [y], {"ratio": dropout}, name="dropout")
     w = b.param(f"{name}.w", (NUM_CLASSES, b.shape(y)[1]))
-    return b.add("Gemm", [y, w, b.param(f"{name}.b", (NUM_CLASSES,))], dict(transB=1), name=name)
+    return b.add("Gemm", [y, w, b.param(f"{name}.b", (NUM_CLASSES,))], {"transB": 1}, name=name)
 
 
 # ---------------------------------------------------------------- ResNet
@@ -62,10 +62,10 @@ def _bottleneck(b: GraphBuilder, x: str, planes: int, stride: int, p: str) -> st
 def _resnet(name: str, block, stages: list[int], batch: int, dtype: str) -> Graph:
     """Stem (7x7/2 conv, BN, Relu, 3x3/2 max pool), four stages of 64/128/256/512 planes, classifier."""
     b = GraphBuilder(name, dtype)
-    x = b.input("input", (batch,) + IMAGE)
+    x = b.input("input", (batch, *IMAGE))
     x = _conv_bn(b, x, 64, 7, 2, "conv1", "bn1", act="relu", name_act="relu")
-    x = b.add("MaxPool", [x], dict(kernel_shape=(3, 3), strides=(2, 2), pads=(1, 1, 1, 1)), name="maxpool")
-    for s, (planes, blocks) in enumerate(zip((64, 128, 256, 512), stages), start=1):
+    x = b.add("MaxPool", [x], {"kernel_shape": (3, 3), "strides": (2, 2), "pads": (1, 1, 1, 1)}, name="maxpool")
+    for s, (planes, blocks) in enumerate(zip((64, 128, 256, 512), stages, strict=False), start=1):
         for i in range(blocks):
             x = block(b, x, planes, 2 if i == 0 and s > 1 else 1, f"layer{s}.{i}")
     return b.build(_classifier(b, x))
@@ -104,7 +104,7 @@ def _inverted_residual(b: GraphBuilder, x: str, t: int, out_ch: int, stride: int
 def mobilenet_v2(batch: int = 1, dtype: str = "int8") -> Graph:
     """MobileNetV2 (width 1.0): 3x3/2 stem to 32, 17 inverted residuals, 1x1 to 1280, dropout 0.2, FC 1000."""
     b = GraphBuilder("mobilenet_v2", dtype)
-    x = b.input("input", (batch,) + IMAGE)
+    x = b.input("input", (batch, *IMAGE))
     x = _conv_bn(b, x, 32, 3, 2, "features.0.conv", "features.0.bn", act="relu6", name_act="features.0.relu6")
     index = 1
     for t, c, n, s in INVERTED_RESIDUALS:
@@ -142,8 +142,8 @@ def _features(b: GraphBuilder, x: str, layers: list[tuple]) -> str:
             index += 2
         else:
             _, kernel, stride = layer
-            x = b.add("MaxPool", [x], dict(kernel_shape=(kernel, kernel), strides=(stride, stride),
-                                           pads=(0, 0, 0, 0)), name=f"features.{index}")
+            x = b.add("MaxPool", [x], {"kernel_shape": (kernel, kernel), "strides": (stride, stride),
+                                           "pads": (0, 0, 0, 0)}, name=f"features.{index}")
             index += 1
     return x
 
@@ -151,22 +151,22 @@ def _features(b: GraphBuilder, x: str, layers: list[tuple]) -> str:
 def _linear(b: GraphBuilder, x: str, out_features: int, name: str) -> str:
     """torch.nn.Linear as ONNX Gemm: x (batch, in) times weight (out, in) transposed, plus bias."""
     w = b.param(f"{name}.w", (out_features, b.shape(x)[1]))
-    return b.add("Gemm", [x, w, b.param(f"{name}.b", (out_features,))], dict(transB=1), name=name)
+    return b.add("Gemm", [x, w, b.param(f"{name}.b", (out_features,))], {"transB": 1}, name=name)
 
 
 def _mlp_classifier(b: GraphBuilder, x: str, dropout_first: bool) -> str:
     """Flatten, then Linear 4096, ReLU, Linear 4096, ReLU, Linear 1000, with a Dropout (p = 0.5) before each of the
     first two Linears (AlexNet: classifier.0 .. 6) or after each of the first two ReLUs (VGG: classifier.0 .. 6)."""
-    y = b.add("Flatten", [x], dict(axis=1), name="flatten")
+    y = b.add("Flatten", [x], {"axis": 1}, name="flatten")
     index = 0
     for _ in range(2):
         if dropout_first:
-            y = b.add("Dropout", [y], dict(ratio=0.5), name=f"classifier.{index}")
+            y = b.add("Dropout", [y], {"ratio": 0.5}, name=f"classifier.{index}")
             index += 1
         y = b.add("Relu", [_linear(b, y, 4096, f"classifier.{index}")], name=f"classifier.{index + 1}")
         index += 2
         if not dropout_first:
-            y = b.add("Dropout", [y], dict(ratio=0.5), name=f"classifier.{index}")
+            y = b.add("Dropout", [y], {"ratio": 0.5}, name=f"classifier.{index}")
             index += 1
     return _linear(b, y, NUM_CLASSES, f"classifier.{index}")
 
@@ -175,7 +175,7 @@ def alexnet(batch: int = 1, dtype: str = "int8") -> Graph:
     """AlexNet (torchvision's one-tower variant): convs of 64, 192, 384, 256, 256 filters, three FC layers;
     61.1 M parameters, 0.714 GMACs (0.656 G in the convs)."""
     b = GraphBuilder("alexnet", dtype)
-    x = _features(b, b.input("input", (batch,) + IMAGE), ALEXNET_FEATURES)
+    x = _features(b, b.input("input", (batch, *IMAGE)), ALEXNET_FEATURES)
     return b.build(_mlp_classifier(b, x, dropout_first=True))
 
 
@@ -183,5 +183,5 @@ def vgg16(batch: int = 1, dtype: str = "int8") -> Graph:
     """VGG-16 (torchvision, no batch norm): 13 3x3 convs in five blocks, three FC layers; 138.4 M parameters,
     15.47 GMACs (15.35 G in the convs)."""
     b = GraphBuilder("vgg16", dtype)
-    x = _features(b, b.input("input", (batch,) + IMAGE), VGG16_FEATURES)
+    x = _features(b, b.input("input", (batch, *IMAGE)), VGG16_FEATURES)
     return b.build(_mlp_classifier(b, x, dropout_first=False))

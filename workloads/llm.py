@@ -31,7 +31,6 @@ from typing import NamedTuple
 
 from tilesim.arch.config import DTYPE_BYTES
 from tilesim.arch.errors import InputError, allowed_list
-
 from tilesim.compiler import Graph, GraphBuilder
 
 ACTS = ("silu", "gelu_tanh", "gelu")       # SwiGLU, GeGLU (tanh GELU), plain GELU MLP
@@ -156,7 +155,7 @@ def resolve_dtypes(dtypes, dtype: str) -> DTypes:
     if len(dtypes) != 3:
         raise InputError(f"dtypes: expected (weight, activation, kv), got {tuple(dtypes)!r}")
     out = DTypes(*(d or dtype for d in dtypes))
-    for role, value in zip(DTypes._fields, out):
+    for role, value in zip(DTypes._fields, out, strict=False):
         if value not in DTYPE_BYTES:
             raise InputError(f"--{role}-dtype: unknown '{value}'; allowed: {', '.join(DTYPE_BYTES)}")
     return out
@@ -179,9 +178,9 @@ def _norm(b: GraphBuilder, x: str, cfg: DecoderConfig, dt: DTypes, name: str) ->
     d = b.shape(x)[-1]
     if cfg.norm == "rms":
         scale = b.param(f"{name}.scale", (d,), dt.weight)
-        return b.add("RMSNormalization", [x, scale], dict(axis=-1, epsilon=1e-6), name=name)
+        return b.add("RMSNormalization", [x, scale], {"axis": -1, "epsilon": 1e-6}, name=name)
     params = [b.param(f"{name}.{p}", (d,), dt.weight) for p in ("scale", "bias")]
-    return b.add("LayerNormalization", [x] + params, dict(axis=-1, epsilon=1e-5), name=name)
+    return b.add("LayerNormalization", [x, *params], {"axis": -1, "epsilon": 1e-5}, name=name)
 
 
 def _const(b: GraphBuilder, name: str, dtype: str) -> str:
@@ -194,22 +193,22 @@ def _permute(b: GraphBuilder, x: str, perm: tuple[int, ...], name: str) -> str:
     shape = b.shape(x)
     moved = [a for a in perm if shape[a] != 1]
     if moved == sorted(moved):
-        return b.add("Reshape", [x], dict(shape=tuple(shape[a] for a in perm)), name=name)
-    return b.add("Transpose", [x], dict(perm=perm), name=name)
+        return b.add("Reshape", [x], {"shape": tuple(shape[a] for a in perm)}, name=name)
+    return b.add("Transpose", [x], {"perm": perm}, name=name)
 
 
 def _embed(b: GraphBuilder, cfg: DecoderConfig, dt: DTypes, batch: int, seq: int) -> tuple[str, str]:
     """Token embedding Gather (x sqrt(hidden) for Gemma, + learned positions for GPT-2); returns (x, table)."""
     ids = b.input("input_ids", (batch, seq), dtype="int32")
     table = b.param("embed.tokens", (cfg.vocab, cfg.hidden), dt.weight)
-    x = b.add("Gather", [table, ids], dict(axis=0), name="embed", dtype=dt.activation)
+    x = b.add("Gather", [table, ids], {"axis": 0}, name="embed", dtype=dt.activation)
     if cfg.embed_scale:   # Gemma: hidden_states * normalizer, normalizer = sqrt(hidden_size) (HF GemmaModel)
-        x = b.add("Mul", [x, _const(b, "const.embed_scale", dt.activation)], dict(value=sqrt(cfg.hidden)),
+        x = b.add("Mul", [x, _const(b, "const.embed_scale", dt.activation)], {"value": sqrt(cfg.hidden)},
                   name="embed.scale")
     if cfg.positional == "learned":   # GPT-2: wte(input_ids) + wpe(position_ids)
         pos_ids = b.input("position_ids", (seq,), dtype="int32")
         positions = b.param("embed.positions", (cfg.max_positions, cfg.hidden), dt.weight)
-        pos = b.add("Gather", [positions, pos_ids], dict(axis=0), name="embed.position", dtype=dt.activation)
+        pos = b.add("Gather", [positions, pos_ids], {"axis": 0}, name="embed.position", dtype=dt.activation)
         x = b.add("Add", [x, pos], name="embed.add_position")
     return x, table
 
@@ -224,16 +223,16 @@ def _attention(b: GraphBuilder, cfg: DecoderConfig, dt: DTypes, x: str, p: str, 
     q = _linear(b, x, cfg.heads * hd, cfg, dt, f"{p}.attn.q")
     k = _linear(b, x, kvh * hd, cfg, dt, f"{p}.attn.k", out_dtype=dt.kv)
     v = _linear(b, x, kvh * hd, cfg, dt, f"{p}.attn.v", out_dtype=dt.kv)
-    q = b.add("Reshape", [q], dict(shape=(batch, seq, kvh, group, hd)), name=f"{p}.attn.q_heads")
-    k = b.add("Reshape", [k], dict(shape=(batch, seq, kvh, hd)), name=f"{p}.attn.k_heads")
-    v = b.add("Reshape", [v], dict(shape=(batch, seq, kvh, hd)), name=f"{p}.attn.v_heads")
+    q = b.add("Reshape", [q], {"shape": (batch, seq, kvh, group, hd)}, name=f"{p}.attn.q_heads")
+    k = b.add("Reshape", [k], {"shape": (batch, seq, kvh, hd)}, name=f"{p}.attn.k_heads")
+    v = b.add("Reshape", [v], {"shape": (batch, seq, kvh, hd)}, name=f"{p}.attn.v_heads")
     if cfg.positional == "rope":
-        rope = dict(head_dim=hd, position_offset=start)
+        rope = {"head_dim": hd, "position_offset": start}
         q = b.add("RotaryEmbedding", [q], rope, name=f"{p}.attn.q_rope")
         k = b.add("RotaryEmbedding", [k], rope, name=f"{p}.attn.k_rope")
     new_kv = [k, v]
     q = _permute(b, q, (0, 2, 3, 1, 4), f"{p}.attn.q_t")                             # (B, kv, group, S, hd)
-    q = b.add("Reshape", [q], dict(shape=(batch, kvh, group * seq, hd)), name=f"{p}.attn.q_group")
+    q = b.add("Reshape", [q], {"shape": (batch, kvh, group * seq, hd)}, name=f"{p}.attn.q_group")
     if cache_len is None:                                                             # prefill: the S new tokens
         kt = _permute(b, k, (0, 2, 3, 1), f"{p}.attn.k_t")                           # (B, kv, hd, S)
         vv = _permute(b, v, (0, 2, 1, 3), f"{p}.attn.v_t")                           # (B, kv, S, hd)
@@ -243,12 +242,12 @@ def _attention(b: GraphBuilder, cfg: DecoderConfig, dt: DTypes, x: str, p: str, 
         kt = _permute(b, kc, (0, 1, 3, 2), f"{p}.attn.k_cache_t")                    # (B, kv, hd, T)
     scores = b.add("MatMul", [q, kt], name=f"{p}.attn.scores")                       # (B, kv, group*S, T)
     scale = _const(b, "const.inv_sqrt_head_dim", dt.activation)
-    scores = b.add("Mul", [scores, scale], dict(value=1 / sqrt(hd)), name=f"{p}.attn.scale")
-    probs = b.add("Softmax", [scores], dict(axis=-1), name=f"{p}.attn.softmax")
+    scores = b.add("Mul", [scores, scale], {"value": 1 / sqrt(hd)}, name=f"{p}.attn.scale")
+    probs = b.add("Softmax", [scores], {"axis": -1}, name=f"{p}.attn.softmax")
     ctx = b.add("MatMul", [probs, vv], name=f"{p}.attn.context", dtype=dt.activation)  # (B, kv, group*S, hd)
-    ctx = b.add("Reshape", [ctx], dict(shape=(batch, kvh, group, seq, hd)), name=f"{p}.attn.context_heads")
+    ctx = b.add("Reshape", [ctx], {"shape": (batch, kvh, group, seq, hd)}, name=f"{p}.attn.context_heads")
     ctx = _permute(b, ctx, (0, 3, 1, 2, 4), f"{p}.attn.context_t")                   # (B, S, kv, group, hd)
-    ctx = b.add("Reshape", [ctx], dict(shape=(batch, seq, cfg.heads * hd)), name=f"{p}.attn.merge_heads")
+    ctx = b.add("Reshape", [ctx], {"shape": (batch, seq, cfg.heads * hd)}, name=f"{p}.attn.merge_heads")
     return _linear(b, ctx, cfg.hidden, cfg, dt, f"{p}.attn.o"), new_kv
 
 
@@ -256,13 +255,13 @@ def _mlp(b: GraphBuilder, cfg: DecoderConfig, dt: DTypes, x: str, p: str) -> str
     """Gated MLP down(act(gate(x)) * up(x)) (SwiGLU: Shazeer 2020, arXiv:2002.05202) or plain down(gelu(up(x)))."""
     if not cfg.gated:   # GPT-2: c_fc, gelu_new (the tanh form), c_proj
         h = _linear(b, x, cfg.ffn, cfg, dt, f"{p}.mlp.up")
-        h = b.add("Gelu", [h], dict(approximate="tanh"), name=f"{p}.mlp.gelu")
+        h = b.add("Gelu", [h], {"approximate": "tanh"}, name=f"{p}.mlp.gelu")
         return _linear(b, h, cfg.hidden, cfg, dt, f"{p}.mlp.down")
     gate = _linear(b, x, cfg.ffn, cfg, dt, f"{p}.mlp.gate")
     if cfg.act == "silu":
         gate = b.add("Silu", [gate], name=f"{p}.mlp.silu")
     else:               # Gemma: gelu_pytorch_tanh
-        gate = b.add("Gelu", [gate], dict(approximate="tanh"), name=f"{p}.mlp.gelu")
+        gate = b.add("Gelu", [gate], {"approximate": "tanh"}, name=f"{p}.mlp.gelu")
     up = _linear(b, x, cfg.ffn, cfg, dt, f"{p}.mlp.up")
     h = b.add("Mul", [gate, up], name=f"{p}.mlp.gated")
     return _linear(b, h, cfg.hidden, cfg, dt, f"{p}.mlp.down")
@@ -286,11 +285,11 @@ def _lm_head(b: GraphBuilder, cfg: DecoderConfig, dt: DTypes, x: str, table: str
     batch, seq, d = b.shape(x)
     if seq > 1:
         last = b.param("const.last_position", (1,), "int32")
-        x = b.add("Gather", [x, last], dict(axis=1), name="last_position")         # (B, 1, d), B*d read
-    x = b.add("Reshape", [x], dict(shape=(batch, d)), name="last_hidden")
+        x = b.add("Gather", [x, last], {"axis": 1}, name="last_position")         # (B, 1, d), B*d read
+    x = b.add("Reshape", [x], {"shape": (batch, d)}, name="last_hidden")
     x = _norm(b, x, cfg, dt, "final_norm")
     w = table if cfg.tied_embeddings else b.param("lm_head.w", (cfg.vocab, cfg.hidden), dt.weight)
-    return b.add("Gemm", [x, w], dict(transB=1), name="lm_head", dtype=dt.activation)
+    return b.add("Gemm", [x, w], {"transB": 1}, name="lm_head", dtype=dt.activation)
 
 
 def _decoder(name: str, cfg: DecoderConfig, dt: DTypes, batch: int, seq: int, start: int,
@@ -302,7 +301,7 @@ def _decoder(name: str, cfg: DecoderConfig, dt: DTypes, batch: int, seq: int, st
     for i in range(cfg.layers):
         x, kv = _layer(b, cfg, dt, x, i, start, cache_len)
         cache += kv
-    return b.build([_lm_head(b, cfg, dt, x, table)] + cache)
+    return b.build([_lm_head(b, cfg, dt, x, table), *cache])
 
 
 def prefill_graph(cfg: DecoderConfig, batch: int = 1, seq_len: int = DEFAULT_SEQ_LEN,

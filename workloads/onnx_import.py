@@ -27,14 +27,13 @@ QLinearConv / QLinearMatMul / ConvInteger / MatMulInteger become Conv / MatMul o
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from math import ceil, isclose, prod
 from pathlib import Path
-from typing import Callable
 
 import networkx as nx
 import numpy as np
-
 from tilesim.arch.config import DTYPE_BYTES
 from tilesim.arch.errors import InputError
 from tilesim.compiler import Graph
@@ -51,8 +50,8 @@ def _onnx():
     """The onnx module, or the InputError telling how to install it."""
     try:
         import onnx
-        import onnx.numpy_helper  # noqa: F401
-        import onnx.shape_inference  # noqa: F401
+        import onnx.numpy_helper
+        import onnx.shape_inference
     except ImportError:
         raise InputError(INSTALL_HINT) from None
     return onnx
@@ -120,7 +119,7 @@ def _check_structure(model, where: str) -> None:
     """Dangling inputs, duplicate producers and cycles, one clear line each; then sort the nodes topologically."""
     g = model.graph
     names = _node_names(g)
-    for node, name in zip(g.node, names):
+    for node, name in zip(g.node, names, strict=False):
         node.name = name
     known = {i.name for i in g.input} | {t.name for t in g.initializer}
     producer: dict[str, str] = {}
@@ -149,7 +148,7 @@ def _check_structure(model, where: str) -> None:
     order = list(nx.lexicographical_topological_sort(dag, key=lambda n: f"{index[n]:09d}"))
     nodes = {n.name: n for n in g.node}
     sorted_nodes = [type(g.node[0])() for _ in order]
-    for proto, name in zip(sorted_nodes, order):
+    for proto, name in zip(sorted_nodes, order, strict=False):
         proto.CopyFrom(nodes[name])
     del g.node[:]
     g.node.extend(sorted_nodes)
@@ -458,7 +457,7 @@ class _Patterns:
             region.append(nxt)
             params.append(p)
             t = nxt.output[0]
-        return region, self.make_node("LayerNormalization", [x] + params, [t], name=region[-1].name,
+        return region, self.make_node("LayerNormalization", [x, *params], [t], name=region[-1].name,
                                       axis=min(axes), epsilon=float(np.ravel(eps)[0]))
 
     def rewrite(self) -> list:
@@ -522,7 +521,7 @@ def _np_slice(node, ins):
     axes = [int(v) for v in ins[3]] if len(ins) > 3 and ins[3] is not None else list(range(len(starts)))
     steps = [int(v) for v in ins[4]] if len(ins) > 4 and ins[4] is not None else [1] * len(starts)
     index = [slice(None)] * x.ndim
-    for s, e, a, st in zip(starts, ends, axes, steps):
+    for s, e, a, st in zip(starts, ends, axes, steps, strict=False):
         index[a] = slice(s, e, st)
     return [x[tuple(index)]]
 
@@ -711,15 +710,15 @@ class _Importer:
         attrs = dict(attrs or {})
         shapes = infer_shapes(op_type, node.name, [self.shape(t) for t in inputs], attrs)
         outputs = outputs or [self.fresh(f"{node.name}/{op_type}") for _ in shapes]
-        for t, shape in zip(outputs, shapes):
+        for t, shape in zip(outputs, shapes, strict=False):
             self._cross_check(node, t, shape)
         if all(self.is_static(t) for t in inputs):
-            for t, shape in zip(outputs, shapes):
+            for t, shape in zip(outputs, shapes, strict=False):
                 et = self.types.get(t, (0, None))[0] or self.elem_type(inputs[0])
                 self.add_static(t, shape, et)
             return outputs
         ins = [self.ir(t) for t in inputs]
-        for t, shape in zip(outputs, shapes):
+        for t, shape in zip(outputs, shapes, strict=False):
             self._new_tensor(t, shape, dtype or self._out_dtype(t, ins[0]), False)
         self.ops.append(Op(self._op_name(node.name), op_type, tuple(ins), tuple(outputs), attrs))
         return outputs
@@ -781,7 +780,7 @@ def _same_pads(auto: str, x: tuple, kernel: tuple, strides: tuple, dilations: tu
     if auto == "VALID":
         return 0, 0, 0, 0
     lo, hi = [], []
-    for size, k, s, d in zip(x[2:], kernel, strides, dilations):
+    for size, k, s, d in zip(x[2:], kernel, strides, dilations, strict=False):
         out = ceil(size / s)
         total = max(0, (out - 1) * s + (k - 1) * d + 1 - size)
         small, big = total // 2, total - total // 2
@@ -793,7 +792,7 @@ def _same_pads(auto: str, x: tuple, kernel: tuple, strides: tuple, dilations: tu
 def _as_2d(imp: _Importer, node, name: str) -> str:
     """A 3-d (N, C, L) tensor viewed as 4-d (N, C, 1, L), so 1-d convs and pools run as 2-d ones."""
     shape = imp.shape(name)
-    return imp.op(node, "Reshape", [name], dict(shape=shape[:2] + (1,) + shape[2:]))[0]
+    return imp.op(node, "Reshape", [name], {"shape": (*shape[:2], 1, *shape[2:])})[0]
 
 
 def _spatial(node, imp: _Importer, x: str, w: str | None) -> tuple[str, str | None, bool]:
@@ -843,7 +842,7 @@ def _finish(imp: _Importer, node, op_type: str, ins: list[str], attrs: dict, was
         return
     y = imp.op(node, op_type, ins, attrs)[0]
     n, k, _, f = imp.shape(y)
-    imp.op(node, "Reshape", [y], dict(shape=(n, k, f)), outputs=[node.output[0]])
+    imp.op(node, "Reshape", [y], {"shape": (n, k, f)}, outputs=[node.output[0]])
 
 
 def _conv_like(imp: _Importer, node, x: str, w: str, bias: str | None) -> None:
@@ -857,7 +856,7 @@ def _conv_like(imp: _Importer, node, x: str, w: str, bias: str | None) -> None:
         pads = _same_pads(_auto_pad(node), imp.shape(x4), kernel, strides, dilations)
     else:
         pads = _pads4(list(a.get("pads", [0] * (2 if was_1d else 4))), was_1d)
-    attrs = dict(strides=strides, pads=pads, dilations=dilations, group=int(a.get("group", 1)))
+    attrs = {"strides": strides, "pads": pads, "dilations": dilations, "group": int(a.get("group", 1))}
     _finish(imp, node, "Conv", [x4, w4] + ([bias] if bias else []), attrs, was_1d)
 
 
@@ -881,7 +880,7 @@ def h_conv_transpose(imp: _Importer, node) -> None:
     if wanted is not None or auto in ("SAME_UPPER", "SAME_LOWER"):
         h, w = imp.shape(x4)[2:]
         wanted = _pair(wanted, was_1d, 1, "output_shape") if wanted is not None else (h * strides[0], w * strides[1])
-        for i, (size, k, st, d) in enumerate(zip((h, w), (r, s), strides, dil)):
+        for i, (size, k, st, d) in enumerate(zip((h, w), (r, s), strides, dil, strict=False)):
             # spec: total_padding = stride * (in - 1) + output_padding + ((kernel - 1) * dilation + 1) - out;
             # SAME_UPPER: pads[start] = total / 2, pads[end] = total - total / 2; otherwise the other way round
             total = st * (size - 1) + out_pad[i] + (k - 1) * d + 1 - wanted[i]
@@ -891,8 +890,8 @@ def h_conv_transpose(imp: _Importer, node) -> None:
             first = total // 2 if auto == "SAME_UPPER" else total - total // 2
             pads[i], pads[i + 2] = first, total - first
     bias = node.input[2] if len(node.input) > 2 and node.input[2] else None
-    attrs = dict(strides=strides, pads=tuple(pads), dilations=dil, group=int(a.get("group", 1)),
-                 output_padding=tuple(out_pad))
+    attrs = {"strides": strides, "pads": tuple(pads), "dilations": dil, "group": int(a.get("group", 1)),
+                 "output_padding": tuple(out_pad)}
     _finish(imp, node, "ConvTranspose", [x4, w4] + ([bias] if bias else []), attrs, was_1d)
 
 
@@ -916,7 +915,7 @@ def _pool(imp: _Importer, node) -> None:
             if (out - 1) * strides[i] >= size[i] + pads[i]:
                 out -= 1
             pads[i + 2] += max(0, (out - 1) * strides[i] + kernel[i] - (size[i] + pads[i] + pads[i + 2]))
-    attrs = dict(kernel_shape=kernel, strides=strides, pads=tuple(pads))
+    attrs = {"kernel_shape": kernel, "strides": strides, "pads": tuple(pads)}
     _finish(imp, node, node.op_type, [x4], attrs, was_1d)
 
 
@@ -960,7 +959,7 @@ def h_cast(imp: _Importer, node) -> None:
     if not imp.is_static(x) and imp.dtype(x) == to:
         imp.op(node, "Identity", [x], outputs=[node.output[0]], dtype=to)
     else:
-        imp.op(node, "Cast", [x], dict(to=to), outputs=[node.output[0]], dtype=to)
+        imp.op(node, "Cast", [x], {"to": to}, outputs=[node.output[0]], dtype=to)
 
 
 def h_batchnorm(imp: _Importer, node) -> None:
@@ -968,7 +967,7 @@ def h_batchnorm(imp: _Importer, node) -> None:
     if _attrs(node).get("training_mode", 0) or any(node.output[1:]):
         raise InputError(f"{imp.where}: node '{node.name}' (BatchNormalization): training mode (running "
                          "statistics outputs) is not supported; export in eval mode")
-    imp.op(node, "BatchNormalization", list(node.input[:5]), dict(epsilon=_attrs(node).get("epsilon", 1e-5)),
+    imp.op(node, "BatchNormalization", list(node.input[:5]), {"epsilon": _attrs(node).get("epsilon", 1e-5)},
            outputs=[node.output[0]])
 
 
@@ -979,19 +978,19 @@ def h_layernorm(imp: _Importer, node) -> None:
                          "are not supported")
     a = _attrs(node)
     ins = [t for t in node.input if t]
-    imp.op(node, "LayerNormalization", ins, dict(axis=a.get("axis", -1), epsilon=a.get("epsilon", 1e-5)),
+    imp.op(node, "LayerNormalization", ins, {"axis": a.get("axis", -1), "epsilon": a.get("epsilon", 1e-5)},
            outputs=[node.output[0]])
 
 
 def h_softmax(imp: _Importer, node) -> None:
     """Softmax; the default axis is 1 before opset 13 and -1 from 13 on (the cost does not depend on it)."""
     axis = _attrs(node).get("axis", -1 if imp.opset >= 13 else 1)
-    imp.op(node, "Softmax", [node.input[0]], dict(axis=axis), outputs=[node.output[0]])
+    imp.op(node, "Softmax", [node.input[0]], {"axis": axis}, outputs=[node.output[0]])
 
 
 def h_gelu(imp: _Importer, node) -> None:
     """Gelu (opset 20, or fused from its decomposed form): 'none' (erf) or 'tanh' approximation."""
-    imp.op(node, "Gelu", [node.input[0]], dict(approximate=_plain(_attrs(node).get("approximate", "none"))),
+    imp.op(node, "Gelu", [node.input[0]], {"approximate": _plain(_attrs(node).get("approximate", "none"))},
            outputs=[node.output[0]])
 
 
@@ -1003,7 +1002,7 @@ def h_reduce_mean(imp: _Importer, node) -> None:
     if axes is None and a.get("noop_with_empty_axes", 0):
         imp.alias(node, node.input[0], node.output[0])
         return
-    attrs = dict(keepdims=int(a.get("keepdims", 1)))
+    attrs = {"keepdims": int(a.get("keepdims", 1))}
     if axes is not None:
         attrs["axes"] = tuple(axes)
     imp.op(node, "ReduceMean", [node.input[0]], attrs, outputs=[node.output[0]])
@@ -1013,7 +1012,7 @@ def h_gemm(imp: _Importer, node) -> None:
     """Gemm(A, B, optional C): alpha and beta are scalings folded into the weights."""
     a = _attrs(node)
     ins = [t for t in node.input[:3] if t]
-    imp.op(node, "Gemm", ins, dict(transA=a.get("transA", 0), transB=a.get("transB", 0)), outputs=[node.output[0]])
+    imp.op(node, "Gemm", ins, {"transA": a.get("transA", 0), "transB": a.get("transB", 0)}, outputs=[node.output[0]])
 
 
 def h_transpose(imp: _Importer, node) -> None:
@@ -1029,21 +1028,21 @@ def h_reshape(imp: _Importer, node) -> None:
     x = imp.shape(node.input[0])
     if not _attrs(node).get("allowzero", 0):
         shape = [x[i] if d == 0 else d for i, d in enumerate(shape)]
-    imp.op(node, "Reshape", [node.input[0]], dict(shape=tuple(shape)), outputs=[node.output[0]])
+    imp.op(node, "Reshape", [node.input[0]], {"shape": tuple(shape)}, outputs=[node.output[0]])
 
 
 def h_flatten(imp: _Importer, node) -> None:
     """Flatten to 2-d at `axis` (negative counts from the end: ONNX Flatten-11)."""
     rank = len(imp.shape(node.input[0]))
     axis = _attrs(node).get("axis", 1)
-    imp.op(node, "Flatten", [node.input[0]], dict(axis=axis + rank if axis < 0 else axis), outputs=[node.output[0]])
+    imp.op(node, "Flatten", [node.input[0]], {"axis": axis + rank if axis < 0 else axis}, outputs=[node.output[0]])
 
 
 def h_squeeze(imp: _Importer, node) -> None:
     """Squeeze: axes an attribute before opset 13, an optional input from 13 on."""
     a = _attrs(node)
     axes = a.get("axes") if "axes" in a else imp.ints(node, 1, "axes")
-    imp.op(node, "Squeeze", [node.input[0]], dict(axes=tuple(axes)) if axes else {},   # none: every unit axis
+    imp.op(node, "Squeeze", [node.input[0]], {"axes": tuple(axes)} if axes else {},   # none: every unit axis
            outputs=[node.output[0]])
 
 
@@ -1051,12 +1050,12 @@ def h_unsqueeze(imp: _Importer, node) -> None:
     """Unsqueeze: axes an attribute before opset 13, an input from 13 on."""
     a = _attrs(node)
     axes = a.get("axes") if "axes" in a else imp.ints(node, 1, "axes")
-    imp.op(node, "Unsqueeze", [node.input[0]], dict(axes=tuple(axes)), outputs=[node.output[0]])
+    imp.op(node, "Unsqueeze", [node.input[0]], {"axes": tuple(axes)}, outputs=[node.output[0]])
 
 
 def h_concat(imp: _Importer, node) -> None:
     """Concat along `axis`."""
-    imp.op(node, "Concat", [t for t in node.input if t], dict(axis=_attrs(node)["axis"]), outputs=list(node.output))
+    imp.op(node, "Concat", [t for t in node.input if t], {"axis": _attrs(node)["axis"]}, outputs=list(node.output))
 
 
 def h_split(imp: _Importer, node) -> None:
@@ -1069,7 +1068,7 @@ def h_split(imp: _Importer, node) -> None:
     size = shape[axis]
     sizes = a.get("split") or imp.ints(node, 1, "split") or _equal_split(size, len(node.output), a.get("num_outputs"))
     outs = [t or imp.fresh(f"{node.name}/unused") for t in node.output]
-    imp.op(node, "Split", [node.input[0]], dict(axis=axis, split=tuple(sizes)), outputs=outs)
+    imp.op(node, "Split", [node.input[0]], {"axis": axis, "split": tuple(sizes)}, outputs=outs)
 
 
 def h_slice(imp: _Importer, node) -> None:
@@ -1083,18 +1082,18 @@ def h_slice(imp: _Importer, node) -> None:
         starts, ends = imp.ints(node, 1, "starts"), imp.ints(node, 2, "ends")
         axes = imp.ints(node, 3, "axes") or list(range(len(starts)))
         steps = imp.ints(node, 4, "steps") or [1] * len(starts)
-    imp.op(node, "Slice", [node.input[0]], dict(starts=starts, ends=ends, axes=axes, steps=steps),
+    imp.op(node, "Slice", [node.input[0]], {"starts": starts, "ends": ends, "axes": axes, "steps": steps},
            outputs=[node.output[0]])
 
 
 def h_gather(imp: _Importer, node) -> None:
     """Gather rows (embedding lookups, picking a token): data, indices."""
-    imp.op(node, "Gather", list(node.input[:2]), dict(axis=_attrs(node).get("axis", 0)), outputs=[node.output[0]])
+    imp.op(node, "Gather", list(node.input[:2]), {"axis": _attrs(node).get("axis", 0)}, outputs=[node.output[0]])
 
 
 def h_expand(imp: _Importer, node) -> None:
     """Expand to a constant shape (bidirectional broadcast, as the ONNX spec says)."""
-    imp.op(node, "Expand", [node.input[0]], dict(shape=tuple(imp.ints(node, 1, "shape"))), outputs=[node.output[0]])
+    imp.op(node, "Expand", [node.input[0]], {"shape": tuple(imp.ints(node, 1, "shape"))}, outputs=[node.output[0]])
 
 
 def h_identity(imp: _Importer, node) -> None:
@@ -1113,7 +1112,7 @@ def h_quantize(imp: _Importer, node) -> None:
     """QuantizeLinear: a Cast to the zero point's type (uint8 by default, as in the spec)."""
     et = imp.elem_type(node.input[2]) if len(node.input) > 2 and node.input[2] else 2
     to = ir_dtype(et, imp.override, f"{imp.where}: node '{node.name}'")
-    imp.op(node, "Cast", [node.input[0]], dict(to=to), outputs=[node.output[0]], dtype=to)
+    imp.op(node, "Cast", [node.input[0]], {"to": to}, outputs=[node.output[0]], dtype=to)
 
 
 def h_dequantize(imp: _Importer, node) -> None:
@@ -1172,7 +1171,7 @@ def _standard(node) -> bool:
 
 def _handler(node):
     """The handler of a node's op type, or None."""
-    if _standard(node) or node.domain == "com.microsoft" and node.op_type in MS_OPS:
+    if _standard(node) or (node.domain == "com.microsoft" and node.op_type in MS_OPS):
         return HANDLERS.get(node.op_type)
     return None
 
@@ -1261,7 +1260,7 @@ def _fold(imp: _Importer, node, ins: list[str]) -> bool:
     except Exception as e:
         raise InputError(f"{imp.where}: node '{node.name}' ({node.op_type}): cannot evaluate its constant "
                          f"inputs: {_first_line(e)}") from None
-    for t, v in zip(node.output, outs):
+    for t, v in zip(node.output, outs, strict=False):
         v = np.asarray(v)
         et = imp.types.get(t, (0, None))[0] or imp.elem_type(ins[0]) if ins else 1
         imp.add_static(t, v.shape, et, v)

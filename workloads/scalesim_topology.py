@@ -69,7 +69,7 @@ def _kind(header: list[str], where: str) -> str:
 def _ints(fields: list[str], columns: tuple[str, ...], where: str, line: int) -> list[int]:
     """The numeric columns (all but the name) as integers >= 1."""
     out = []
-    for col, (name, text) in enumerate(zip(columns[1:], fields[1:]), start=2):
+    for col, (name, text) in enumerate(zip(columns[1:], fields[1:], strict=False), start=2):
         try:
             value = int(text)
         except ValueError:
@@ -151,8 +151,8 @@ def topology_graph(kind: str, layers, name: str, *, batch: int = 1, dtype: str =
             op = _unique(part, used)
             x = b.input(f"{op}.ifmap", (batch, channels, h, w))
             wt = b.param(f"{op}.filter", (n, channels, r, s))
-            outputs.append(b.add("Conv", [x, wt], dict(strides=(stride, stride), pads=pads, dilations=(1, 1),
-                                                       group=1), name=op))
+            outputs.append(b.add("Conv", [x, wt], {"strides": (stride, stride), "pads": pads, "dilations": (1, 1),
+                                                       "group": 1}, name=op))
     return b.build(outputs)
 
 

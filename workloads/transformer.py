@@ -34,20 +34,20 @@ def _layernorm(b: GraphBuilder, x: str, name: str, epsilon: float = 1e-12) -> st
     """LayerNormalization over the last axis with scale and bias parameters (BERT's epsilon by default)."""
     d = b.shape(x)[-1]
     params = [b.param(f"{name}.{p}", (d,)) for p in ("scale", "bias")]
-    return b.add("LayerNormalization", [x] + params, dict(axis=-1, epsilon=epsilon), name=name)
+    return b.add("LayerNormalization", [x, *params], {"axis": -1, "epsilon": epsilon}, name=name)
 
 
 def _embeddings(b: GraphBuilder, cfg: EncoderConfig, batch: int, seq_len: int) -> str:
     """Word embedding Gather, + token type 0 row, + positions 0..S-1 (Slice of the table), LayerNorm."""
     ids = b.input("input_ids", (batch, seq_len), dtype="int32")
     table = b.param("embeddings.word.w", (cfg.vocab, cfg.d_model))
-    x = b.add("Gather", [table, ids], dict(axis=0), name="embeddings.word")
+    x = b.add("Gather", [table, ids], {"axis": 0}, name="embeddings.word")
     if cfg.type_vocab:  # every token in segment 0: the type embedding is one broadcast row
         types = b.param("embeddings.token_type.w", (cfg.type_vocab, cfg.d_model))
-        row = b.add("Slice", [types], dict(starts=[0], ends=[1], axes=[0]), name="embeddings.token_type")
+        row = b.add("Slice", [types], {"starts": [0], "ends": [1], "axes": [0]}, name="embeddings.token_type")
         x = b.add("Add", [x, row], name="embeddings.add_token_type")
     positions = b.param("embeddings.position.w", (cfg.max_positions, cfg.d_model))
-    pos = b.add("Slice", [positions], dict(starts=[0], ends=[seq_len], axes=[0]), name="embeddings.position")
+    pos = b.add("Slice", [positions], {"starts": [0], "ends": [seq_len], "axes": [0]}, name="embeddings.position")
     x = b.add("Add", [x, pos], name="embeddings.add_position")
     return _layernorm(b, x, "embeddings.ln")
 
@@ -56,19 +56,19 @@ def _attention(b: GraphBuilder, cfg: EncoderConfig, x: str, p: str) -> str:
     """Multi-head self-attention: Q, K, V projections, softmax(QK^T * scale) V, output projection."""
     batch, seq, d = b.shape(x)
     heads, hd = cfg.heads, cfg.head_dim
-    split = dict(shape=(batch, seq, heads, hd))
+    split = {"shape": (batch, seq, heads, hd)}
 
     def heads_of(name: str, perm: tuple[int, ...]) -> str:
         y = b.linear(x, d, name=f"{p}.{name}")
         y = b.add("Reshape", [y], split, name=f"{p}.{name}_heads")
-        return b.add("Transpose", [y], dict(perm=perm), name=f"{p}.{name}_t")
+        return b.add("Transpose", [y], {"perm": perm}, name=f"{p}.{name}_t")
 
     q = heads_of("q", (0, 2, 1, 3))    # (B, H, S, hd)
     k = heads_of("k", (0, 2, 3, 1))    # (B, H, hd, S): K already transposed for QK^T
     v = heads_of("v", (0, 2, 1, 3))    # (B, H, S, hd)
     ctx = _scaled_dot_product(b, q, k, v, f"{p}.")                               # (B, H, S, hd)
-    ctx = b.add("Transpose", [ctx], dict(perm=(0, 2, 1, 3)), name=f"{p}.context_t")
-    ctx = b.add("Reshape", [ctx], dict(shape=(batch, seq, d)), name=f"{p}.merge_heads")
+    ctx = b.add("Transpose", [ctx], {"perm": (0, 2, 1, 3)}, name=f"{p}.context_t")
+    ctx = b.add("Reshape", [ctx], {"shape": (batch, seq, d)}, name=f"{p}.merge_heads")
     return b.linear(ctx, d, name=f"{p}.out")
 
 
@@ -77,7 +77,7 @@ def _scaled_dot_product(b: GraphBuilder, q: str, kt: str, v: str, prefix: str) -
     softmax, context; the scale is a constant 1/sqrt(d), not a learned weight."""
     scores = b.add("MatMul", [q, kt], name=f"{prefix}scores")                   # (.., S, T)
     scores = b.add("Mul", [scores, b.param(f"{prefix}inv_sqrt_dk", (1,))], name=f"{prefix}scale")
-    probs = b.add("Softmax", [scores], dict(axis=-1), name=f"{prefix}softmax")
+    probs = b.add("Softmax", [scores], {"axis": -1}, name=f"{prefix}softmax")
     return b.add("MatMul", [probs, v], name=f"{prefix}context")
 
 
@@ -86,7 +86,7 @@ def _encoder_layer(b: GraphBuilder, cfg: EncoderConfig, x: str, p: str) -> str:
     h = b.add("Add", [x, _attention(b, cfg, x, f"{p}.attn")], name=f"{p}.attn.residual")
     h = _layernorm(b, h, f"{p}.attn.ln")
     y = b.linear(h, cfg.ffn, name=f"{p}.ffn.up")
-    y = b.add("Gelu", [y], dict(approximate="none"), name=f"{p}.ffn.gelu")   # BERT uses the exact erf form
+    y = b.add("Gelu", [y], {"approximate": "none"}, name=f"{p}.ffn.gelu")   # BERT uses the exact erf form
     y = b.linear(y, cfg.d_model, name=f"{p}.ffn.down")
     y = b.add("Add", [h, y], name=f"{p}.ffn.residual")
     return _layernorm(b, y, f"{p}.ffn.ln")
@@ -118,7 +118,7 @@ def _pre_ln_layer(b: GraphBuilder, cfg: EncoderConfig, x: str, p: str) -> str:
     a = _attention(b, cfg, _layernorm(b, x, f"{p}.attn.ln", 1e-6), f"{p}.attn")
     h = b.add("Add", [x, a], name=f"{p}.attn.residual")
     y = b.linear(_layernorm(b, h, f"{p}.ffn.ln", 1e-6), cfg.ffn, name=f"{p}.ffn.up")
-    y = b.add("Gelu", [y], dict(approximate="none"), name=f"{p}.ffn.gelu")
+    y = b.add("Gelu", [y], {"approximate": "none"}, name=f"{p}.ffn.gelu")
     y = b.linear(y, cfg.d_model, name=f"{p}.ffn.down")
     return b.add("Add", [h, y], name=f"{p}.ffn.residual")
 
@@ -128,11 +128,11 @@ def _patch_embeddings(b: GraphBuilder, cfg: EncoderConfig, batch: int) -> str:
     d, side = cfg.d_model, VIT_IMAGE // VIT_PATCH
     img = b.input("pixel_values", (batch, 3, VIT_IMAGE, VIT_IMAGE))
     x = b.conv(img, d, VIT_PATCH, stride=VIT_PATCH, bias=True, name="embeddings.patch")       # (B, d, 14, 14)
-    x = b.add("Reshape", [x], dict(shape=(batch, d, side * side)), name="embeddings.flatten")
-    x = b.add("Transpose", [x], dict(perm=(0, 2, 1)), name="embeddings.tokens")             # (B, 196, d)
-    cls = b.add("Expand", [b.param("embeddings.cls_token", (1, 1, d))], dict(shape=(batch, 1, d)),
+    x = b.add("Reshape", [x], {"shape": (batch, d, side * side)}, name="embeddings.flatten")
+    x = b.add("Transpose", [x], {"perm": (0, 2, 1)}, name="embeddings.tokens")             # (B, 196, d)
+    cls = b.add("Expand", [b.param("embeddings.cls_token", (1, 1, d))], {"shape": (batch, 1, d)},
                 name="embeddings.cls")
-    x = b.add("Concat", [cls, x], dict(axis=1), name="embeddings.concat")                   # (B, 197, d)
+    x = b.add("Concat", [cls, x], {"axis": 1}, name="embeddings.concat")                   # (B, 197, d)
     positions = b.param("embeddings.position.w", (1, cfg.max_positions, d))
     return b.add("Add", [x, positions], name="embeddings.add_position")
 
@@ -149,8 +149,8 @@ def vit_b16(batch: int = 1, dtype: str = "int8") -> Graph:
     x = _patch_embeddings(b, cfg, batch)
     for i in range(cfg.layers):
         x = _pre_ln_layer(b, cfg, x, f"encoder.{i}")
-    cls = b.add("Gather", [x, b.param("const.class_token", (1,), "int32")], dict(axis=1), name="class_token")
-    cls = b.add("Reshape", [cls], dict(shape=(batch, cfg.d_model)), name="class_hidden")
+    cls = b.add("Gather", [x, b.param("const.class_token", (1,), "int32")], {"axis": 1}, name="class_token")
+    cls = b.add("Reshape", [cls], {"shape": (batch, cfg.d_model)}, name="class_hidden")
     return b.build(b.linear(_layernorm(b, cls, "final_ln", 1e-6), VIT_CLASSES, name="head"))
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure_h100 import graph_timed, stats  # noqa: E402
+from measure_h100 import graph_timed, stats
 
 DT = torch.bfloat16
 FIELDS = ["group", "case", "seq", "rows", "cols", "median_ms", "p10_ms", "p90_ms", "gb_s", "note"]

@@ -35,12 +35,12 @@ def timed(fn, reps: int, warmup: int = 3) -> list[float]:
     torch.cuda.synchronize()
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    for s, e in zip(starts, ends):
+    for s, e in zip(starts, ends, strict=False):
         s.record()
         fn()
         e.record()
     torch.cuda.synchronize()
-    return [s.elapsed_time(e) for s, e in zip(starts, ends)]
+    return [s.elapsed_time(e) for s, e in zip(starts, ends, strict=False)]
 
 
 def graph_timed(call, reps: int, target_ms: float = 2.0) -> tuple[list[float], int]:
@@ -68,7 +68,7 @@ def stats(ms: list[float]) -> dict:
     """Median and 10th/90th percentiles."""
     q = sorted(ms)
     pick = lambda p: q[min(len(q) - 1, int(p * (len(q) - 1) + 0.5))]   # noqa: E731
-    return dict(median_ms=statistics.median(q), p10_ms=pick(0.1), p90_ms=pick(0.9))
+    return {"median_ms": statistics.median(q), "p10_ms": pick(0.1), "p90_ms": pick(0.9)}
 
 
 def copies_for(nbytes: int) -> int:
@@ -200,7 +200,7 @@ def vector_ops(out: Out, rows: int = 16384, cols: int = 4096):
            "layernorm": lambda i: F.layer_norm(x, (cols,), w, b), "softmax": lambda i: torch.softmax(x, dim=-1)}
     nbytes = 2 * 2 * rows * cols
     for name, fn in ops.items():
-        per, calls = graph_timed(fn, 50)
+        per, _calls = graph_timed(fn, 50)
         st = stats(per)
         out.row(group="vector", case=f"{name}_{rows}x{cols}", m=rows, n=cols, **st, gb_s=nbytes / st["median_ms"] / 1e6,
                 note="bytes = one read + one write")
@@ -224,8 +224,8 @@ class Decoder:
         self.L, self.h, self.nh, self.kvh, self.hd, self.ffn, self.vocab, self.act = L, h, nh, kvh, hd, ffn, vocab, act
         g = lambda *s: torch.randn(*s, device="cuda", dtype=DT) * 0.02    # noqa: E731
         self.embed = g(vocab, h)
-        self.layers = [dict(ln1=torch.ones(h, device="cuda", dtype=DT), ln2=torch.ones(h, device="cuda", dtype=DT),
-                            wqkv=g((nh + 2 * kvh) * hd, h), wo=g(h, nh * hd), w_gu=g(2 * ffn, h), w_down=g(h, ffn))
+        self.layers = [{"ln1": torch.ones(h, device="cuda", dtype=DT), "ln2": torch.ones(h, device="cuda", dtype=DT),
+                            "wqkv": g((nh + 2 * kvh) * hd, h), "wo": g(h, nh * hd), "w_gu": g(2 * ffn, h), "w_down": g(h, ffn)}
                        for _ in range(L)]
         self.norm = torch.ones(h, device="cuda", dtype=DT)
         self.head = g(vocab, h) if name != "gemma-2b" else self.embed     # Gemma ties the embeddings

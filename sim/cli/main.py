@@ -12,12 +12,11 @@ from tilesim.arch.loader import load_yaml_text, raw_arch
 from tilesim.compiler.fusion import POLICIES
 from tilesim.compiler.mapper import OBJECTIVES
 from tilesim.compiler.schedule import MAPPERS, TIMING_MODES, CompileOptions, load_pinned, lower
-
 from tilesim.core.files import write_atomic
-from tilesim.studies.llm import PHASES
+from tilesim.core.simulate import kernel_evaluator, simulate
 from tilesim.report.plots import check_plots
 from tilesim.report.text import render
-from tilesim.core.simulate import kernel_evaluator, simulate
+from tilesim.studies.llm import PHASES
 from tilesim.studies.sweep import add_sweep_arguments, cmd_sweep
 
 DEFAULT_WORKLOAD = "resnet50"
@@ -162,7 +161,7 @@ def _schedule(args):
 
 def cmd_compare(args) -> None:
     """tilesim compare: fusion policies side by side."""
-    from tilesim.studies.compare import comparison_json, comparison_table, compare
+    from tilesim.studies.compare import compare, comparison_json, comparison_table
     policies = tuple(p.strip() for p in args.fusion.split(",") if p.strip())
     bad = [p for p in policies if p not in POLICIES]
     if bad or not policies:
@@ -237,9 +236,8 @@ def check_phase_args(phase: str, context: int | None, prompt_len: int | None, se
 
 def cmd_llm(args, cfg) -> None:
     """tilesim run on a decoder LLM: prefill, one decode step, or generation, with TTFT, TPOT and pJ/token."""
-    from tilesim.workloads import llm as wl
-
     from tilesim.studies.llm import llm_dict, llm_table, run_llm
+    from tilesim.workloads import llm as wl
     phase = args.phase or "prefill"
     prompt = check_phase_args(phase, args.context, args.prompt_len, args.seq_len, args.gen_tokens,
                               cfg.max_positions, cfg.name)
@@ -322,7 +320,6 @@ def cmd_show_arch(args) -> None:
     import json
 
     import yaml
-
     from tilesim.core.energy import static_power_components_mw
     arch = load_arch(args.arch, args.overrides)
     d = arch_to_dict(arch)

@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from tilesim.arch.config import PEArray
 from tilesim.arch.errors import InputError, allowed_list, did_you_mean
 from tilesim.compiler.cost import array_cycles, folds, spatial_dims

@@ -6,10 +6,20 @@ from fnmatch import fnmatchcase
 from math import ceil
 
 import numpy as np
-
 from tilesim.arch.config import ArchConfig, row_passes_for
-from tilesim.compiler.cost import (LOOPS, a_runs, a_tile_bytes, b_runs, burst_bytes, c_runs, compute_cycles, extents, nbytes,
-                           streamed_loop, trip_counts)
+from tilesim.compiler.cost import (
+    LOOPS,
+    a_runs,
+    a_tile_bytes,
+    b_runs,
+    burst_bytes,
+    c_runs,
+    compute_cycles,
+    extents,
+    nbytes,
+    streamed_loop,
+    trip_counts,
+)
 from tilesim.compiler.fusion import AttentionWork, attention_tile_compute, attention_traffic
 from tilesim.compiler.lowering import Contraction, VectorWork
 from tilesim.compiler.residency import cache_traffic
@@ -64,7 +74,7 @@ def contraction_commands(work: Contraction, kernel: Kernel, arch: ArchConfig, ti
     mapping = kernel.mapping
     trips = trip_counts(work, mapping)
     order = mapping.order
-    grid = np.indices((work.g,) + tuple(trips[d] for d in order)).reshape(4, -1)
+    grid = np.indices((work.g, *tuple(trips[d] for d in order))).reshape(4, -1)
     g = grid[0]
     idx = {d: grid[1 + order.index(d)] for d in LOOPS}
     ext = {d: extents(getattr(work, d), mapping.tile(d))[idx[d]] for d in LOOPS}
@@ -213,9 +223,9 @@ def through_cache(cmds: TileCommands, kernel: Kernel, arch: ArchConfig, timing: 
     out = {}
     if loads > reads:
         ratio = reads / loads
-        for f in fields + ("flash_bytes",):       # weights from flash stay a part of the weight loads
+        for f in (*fields, "flash_bytes"):       # weights from flash stay a part of the weight loads
             arr = getattr(cmds, f)
-            total = int(round(int(arr.sum()) * ratio))
+            total = round(int(arr.sum()) * ratio)
             out[f] = split_total(total, arr.astype(np.float64)) if arr.sum() else arr
         out["flash_bytes"] = np.minimum(out["flash_bytes"], out["weight_bytes"])
     if stores > t.output_write > 0:
@@ -340,7 +350,7 @@ def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None =
     first = np.concatenate(([0], np.cumsum(counts)))
     bw = arch.offchip.bandwidth_bytes_per_cycle
     dep = np.concatenate([np.full(c.compute.shape[0], max((first[d + 1] - 1 for d in k.deps), default=-1))
-                          for k, c in zip(schedule.kernels, per_kernel)]).astype(np.int64)
+                          for k, c in zip(schedule.kernels, per_kernel, strict=False)]).astype(np.int64)
     flash = np.concatenate([c.flash_bytes for c in per_kernel])
     fbw = arch.flash.bandwidth_bytes_per_cycle if arch.flash else 1.0
     load_xfer = (np.concatenate([c.load_bytes for c in per_kernel]) + flash) / bw

@@ -19,13 +19,12 @@ from __future__ import annotations
 from collections import Counter
 from math import ceil
 
-from tilesim.arch.config import ArchConfig, DTYPE_BYTES
+from tilesim.arch.config import DTYPE_BYTES, ArchConfig
 from tilesim.arch.errors import InputError
 from tilesim.compiler.cost import array_feed_elems
 from tilesim.compiler.fusion import RESCALE_OPS, SOFTMAX_OPS, AttentionWork, attention_traffic
 from tilesim.compiler.lowering import Contraction
 from tilesim.compiler.schedule import Kernel
-
 from tilesim.core.commands import TileCommands
 
 
@@ -169,5 +168,11 @@ def by_component(action_pj: dict[str, float]) -> dict[str, float]:
     return out
 
 
-__all__ = ["action_counts", "dynamic_energy_pj", "static_energy_pj", "static_power_components_mw", "static_power_mw",
-           "by_component"]
+__all__ = [
+    "action_counts",
+    "by_component",
+    "dynamic_energy_pj",
+    "static_energy_pj",
+    "static_power_components_mw",
+    "static_power_mw",
+]

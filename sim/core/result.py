@@ -85,7 +85,7 @@ class SimResult:
     static_power_mw: dict = field(default_factory=dict)   # static | static.<component> -> mW (as energy_breakdown_pj)
     flash_read_bytes: int = 0    # weights streamed from the flash level (0 without one)
     flash_bytes_per_cycle: float = 0.0   # the flash level's bandwidth (0 without one)
-    timeline: "Timeline | None" = field(default=None, compare=False, repr=False)   # only with timeline=True
+    timeline: Timeline | None = field(default=None, compare=False, repr=False)   # only with timeline=True
 
     @property
     def flash_utilization(self) -> float:

@@ -5,7 +5,6 @@ from collections import Counter
 from math import ceil
 
 import numpy as np
-
 from tilesim.arch.area_model import area_mm2
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.errors import InputError
@@ -13,14 +12,18 @@ from tilesim.compiler.cost import MAX_TILES, array_cycles, mapping_efficiency, s
 from tilesim.compiler.fusion import AttentionWork
 from tilesim.compiler.lowering import MAX_COUNT, Contraction, VectorWork
 from tilesim.compiler.schedule import Kernel, Schedule
-
 from tilesim.core.commands import ARRAY, VECTOR, TileCommands, build_program
 from tilesim.core.commands import flash_share as flash_share_of
-from tilesim.core.energy import (action_counts, by_component, dynamic_energy_pj, share_feeds, static_energy_pj,
-                     static_power_components_mw)
+from tilesim.core.energy import (
+    action_counts,
+    by_component,
+    dynamic_energy_pj,
+    share_feeds,
+    static_energy_pj,
+    static_power_components_mw,
+)
 from tilesim.core.kernels.pipeline import CAUSES, run_tiles, run_tiles_py
 from tilesim.core.result import KernelResult, SimResult, Timeline
-
 
 
 def describe_mapping(kernel: Kernel) -> str:
@@ -100,7 +103,7 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
     static_mw = static_power_components_mw(arch)       # breakdown key (static, static.<component>) -> mW
     kernels, breakdown, actions = [], Counter(), Counter()
     dram_read = dram_write = 0
-    for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel)):
+    for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel, strict=False)):
         lo, hi = prog.first_tile[j], prog.first_tile[j + 1]
         counts = action_counts(kernel, cmds, arch) + _flash_counts(cmds, arch)
         actions.update(counts)
@@ -114,7 +117,7 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
         waits = np.bincount(cause[lo:hi], weights=stall[lo:hi], minlength=len(CAUSES))
         kr = _kernel_result(kernel, cmds, arch, int(spans[j]), prog.load_xfer[lo:hi].sum() +
                             prog.store_xfer[lo:hi].sum(), sum(comp.values()), peak, schedule.timing,
-                            {c: int(round(w)) for c, w in zip(CAUSES[1:], waits[1:])})
+                            {c: round(w) for c, w in zip(CAUSES[1:], waits[1:], strict=False)})
         dram_read += kr.dram_read_bytes
         dram_write += kr.dram_write_bytes
         kernels.append(kr)

@@ -4,7 +4,6 @@ from __future__ import annotations
 from tilesim.arch.config import ArchConfig
 from tilesim.compiler import mapper
 from tilesim.compiler.schedule import Schedule
-
 from tilesim.core.result import SimResult
 
 
@@ -17,7 +16,7 @@ def schedule_table(schedule: Schedule, result: SimResult, arch: ArchConfig, obje
     estimate of the chosen mapping against the runner-up's."""
     lines = [f"schedule: {len(schedule.kernels)} kernels, {schedule.timing} timing, objective {objective}",
              f"{'kernel':<22} {'mapping':<32} {'in MiB':>7} {'wt MiB':>7} {'out MiB':>7}  why it won (estimates)"]
-    for kernel, kr in zip(schedule.kernels, result.kernels):
+    for kernel, kr in zip(schedule.kernels, result.kernels, strict=False):
         why = ""
         if kernel.chosen_by in ("pinned", "naive", "attention"):
             why = {"pinned": "pinned by --mapping", "naive": "naive: first tiling that fits",

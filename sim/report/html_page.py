@@ -10,11 +10,10 @@ import json
 from pathlib import Path
 
 from tilesim.arch.errors import InputError
-
-from tilesim.studies.compare import _short
 from tilesim.core.files import write_atomic
 from tilesim.report.plots import kernel_label
 from tilesim.report.text import si
+from tilesim.studies.compare import _short
 
 KINDS = ("run", "compare", "sweep")
 MAX_ROWS = 1000          # table rows shown per table; the rest are counted
@@ -355,7 +354,6 @@ def savings_html(policy: dict, top: int = 15) -> str:
 def compare_figure(d: dict):
     """Cycles, energy and DRAM bytes of each policy relative to the first, as grouped bars."""
     import numpy as np
-
     from tilesim.report.plots import _new_figure
     policies = d["policies"]
     metrics = {"cycles": lambda p: p["cycles"], "energy": lambda p: p["energy_pj"],
@@ -380,8 +378,8 @@ def compare_figure(d: dict):
 
 def sweep_html(rows: list[dict]) -> str:
     """Counts and best points, the Pareto plot, and every row (Pareto points highlighted)."""
-    from tilesim.studies.sweep import best_rows
     from tilesim.report.sweep_plot import pareto_front
+    from tilesim.studies.sweep import best_rows
     keys = sweep_keys(rows)
     ok = [r for r in rows if r["status"] == "ok"]
     front = set(pareto_front(rows))
@@ -397,7 +395,7 @@ def sweep_html(rows: list[dict]) -> str:
     body = [[r[k] for k in keys] + [r["status"]] + [_cell(r[c]) for c in shown] + [r.get("reason", "")]
             for r in rows]
     sections.append(f"<h2>Points (Pareto front highlighted: {len(front)})</h2>"
-                    + table(keys + ["status"] + shown + ["reason"], body, front))
+                    + table([*keys, "status", *shown, "reason"], body, front))
     return page(f"tilesim sweep: {rows[0]['workload']} on {rows[0]['arch']}", sections)
 
 
@@ -426,4 +424,4 @@ def cmd_report(args) -> None:
     write_atomic(target, report_html(kind, data))
 
 
-__all__ = ["KINDS", "load_input", "report_html", "cmd_report", "sweep_keys"]
+__all__ = ["KINDS", "cmd_report", "load_input", "report_html", "sweep_keys"]

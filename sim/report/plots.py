@@ -12,9 +12,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
-
 from tilesim.arch.errors import InputError
-
 from tilesim.core.commands import ARRAY, VECTOR
 from tilesim.core.files import write_atomic
 from tilesim.core.result import SimResult
@@ -108,7 +106,7 @@ def roofline_figure(d: dict):
     x = np.geomspace(min(xs) / 4, max(xs) * 4, 200)
     ax.plot(x, np.minimum(peak, bw * x), color="black", lw=2,
             label=f"roof: {peak:,.0f} MACs/cycle, off-chip {bw:.4g} B/cycle")
-    for (name, level_bw), style in zip(level_bandwidths(d).items(), ("--", ":", "-.", (0, (5, 1)))):
+    for (name, level_bw), style in zip(level_bandwidths(d).items(), ("--", ":", "-.", (0, (5, 1))), strict=False):
         ax.plot(x, np.minimum(peak, level_bw * x), color="grey", ls=style, lw=1,
                 label=f"{name} ceiling {level_bw:.4g} B/cycle")
     _roofline_points(ax, kernels, d)
@@ -128,7 +126,7 @@ def roofline_figure(d: dict):
 def _low(kernels: list[dict], peak: float) -> float:
     """Bottom of the y axis: below the slowest kernel, at most peak / 100."""
     ys = [k["attained_macs_per_cycle"] for k in kernels]
-    return min(ys + [peak / 100]) / 2
+    return min([*ys, peak / 100]) / 2
 
 
 def _roofline_points(ax, kernels: list[dict], d: dict) -> None:
@@ -173,7 +171,7 @@ def kernel_components(schedule, arch, result: SimResult) -> dict[str, dict[str, 
     from tilesim.core.energy import action_counts, by_component, dynamic_energy_pj, static_energy_pj
     prog = build_program(schedule, arch)
     out = {}
-    for kernel, cmds, kr in zip(schedule.kernels, prog.per_kernel, result.kernels):
+    for kernel, cmds, kr in zip(schedule.kernels, prog.per_kernel, result.kernels, strict=False):
         comp = by_component(dynamic_energy_pj(action_counts(kernel, cmds, arch), arch, kernel.name))
         for key, mw in result.static_power_mw.items():
             static = static_energy_pj(arch, kr.cycles, mw)
@@ -325,7 +323,7 @@ def timeline_figure(result: SimResult, buckets: int = TIME_BUCKETS):
     to_unit = 1.0 / (r.clock_hz * scale)
     fig = _new_figure(10, 5.5)
     axes = fig.subplots(3, 1, sharex=True)
-    for ax, (name, (starts, ends)) in zip(axes, busy_intervals(r).items()):
+    for ax, (name, (starts, ends)) in zip(axes, busy_intervals(r).items(), strict=False):
         busy = busy_per_bucket(starts, ends, edges)
         ax.stairs(busy, edges * to_unit, fill=True, color=ENGINE_COLORS[name], alpha=0.8)
         ax.set_ylim(0, max(1.05, busy.max() * 1.05))
@@ -366,6 +364,18 @@ def _kernel_names(ax, result: SimResult, to_unit: float) -> None:
                     va="bottom", fontsize=6, rotation=30, transform=ax.get_xaxis_transform())
 
 
-__all__ = ["PLOT_KINDS", "plot_kind", "check_plots", "draw", "run_figure", "roofline_figure", "energy_figure",
-           "timeline_figure", "kernel_components", "busy_per_bucket", "busy_intervals", "figure_bytes",
-           "save"]
+__all__ = [
+    "PLOT_KINDS",
+    "busy_intervals",
+    "busy_per_bucket",
+    "check_plots",
+    "draw",
+    "energy_figure",
+    "figure_bytes",
+    "kernel_components",
+    "plot_kind",
+    "roofline_figure",
+    "run_figure",
+    "save",
+    "timeline_figure",
+]

@@ -6,7 +6,6 @@ import math
 from pathlib import Path
 
 from tilesim.arch.errors import InputError, did_you_mean
-
 from tilesim.core.files import write_atomic
 
 PLOT_KINDS = ("pareto", "heatmap")
@@ -107,7 +106,7 @@ def pareto_figure(rows: list[dict], keys: list[str]):
     ax.scatter(fx, fy, s=60, facecolors="none", edgecolors="crimson", lw=1.5, zorder=3,
                label=f"Pareto front ({len(front)} points)")
     if len(front) <= 10:
-        for i, x, y in zip(front, fx, fy):
+        for i, x, y in zip(front, fx, fy, strict=False):
             ax.annotate(", ".join(rows[i][k] for k in keys), (x, y), textcoords="offset points", xytext=(5, 4),
                         fontsize=7)
     for axis, values in (("x", lat), ("y", energy)):
@@ -139,7 +138,6 @@ def heatmap_figure(rows: list[dict], axes: list[tuple[str, list[str]]], metric: 
     from matplotlib import colormaps
     from matplotlib.colors import LogNorm
     from matplotlib.figure import Figure
-
     from tilesim.studies.sweep import HIGHER_IS_BETTER
     (ky, vy), (kx, vx) = axes[0], axes[1]
     grid = np.array(heatmap_grid(rows, axes, metric), dtype=float)
@@ -167,4 +165,4 @@ def heatmap_figure(rows: list[dict], axes: list[tuple[str, list[str]]], metric: 
     return fig
 
 
-__all__ = ["pareto_front", "plot_kind", "check_plots", "draw", "heatmap_grid", "require_matplotlib"]
+__all__ = ["check_plots", "draw", "heatmap_grid", "pareto_front", "plot_kind", "require_matplotlib"]

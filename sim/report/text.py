@@ -8,7 +8,6 @@ import math
 import textwrap
 
 from tilesim.arch.errors import InputError
-
 from tilesim.core.result import SimResult
 
 KERNEL_COLUMNS = ("name", "engine", "bound", "cycles", "compute_cycles", "stall_cycles", "macs", "pe_utilization",
@@ -53,10 +52,10 @@ def to_csv(result: SimResult) -> str:
     """One row per kernel, then a '(total)' row with the run's totals."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(("workload", "arch") + KERNEL_COLUMNS + ("latency_s", "mbu"))
+    w.writerow(("workload", "arch", *KERNEL_COLUMNS, "latency_s", "mbu"))
     for k in result.kernels:
         row = [getattr(k, c) for c in KERNEL_COLUMNS]
-        w.writerow([result.workload, result.arch] + row + ["", ""])
+        w.writerow([result.workload, result.arch, *row, "", ""])
     total = dict.fromkeys(KERNEL_COLUMNS, "")
     total.update({c: sum(getattr(k, c) for k in result.kernels) for c in SUMMED_COLUMNS})
     traffic = result.dram_read_bytes + result.dram_write_bytes

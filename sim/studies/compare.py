@@ -6,10 +6,9 @@ import json
 from dataclasses import dataclass
 
 from tilesim.arch.config import ArchConfig
+from tilesim.compiler.fusion import POLICIES
 from tilesim.compiler.ir import Graph
 from tilesim.compiler.schedule import CompileOptions, Schedule, lower
-from tilesim.compiler.fusion import POLICIES
-
 from tilesim.core.result import SimResult
 from tilesim.core.simulate import kernel_evaluator, simulate
 
@@ -43,18 +42,18 @@ def compare(graph: Graph, arch: ArchConfig, policies: tuple[str, ...], base: Com
     runs = {}
     memo: dict = {}                 # tile commands, shared by the policies' evaluations and runs (one arch)
     evaluate = kernel_evaluator(arch, base.resolved_timing(arch), base.objective, memo=memo)   # kernels recur
-    for policy in dict.fromkeys(("none",) + tuple(policies)):
+    for policy in dict.fromkeys(("none", *tuple(policies))):
         options = replace(base, fusion=policy)
         schedule = lower(graph, arch, options, evaluate)
         runs[policy] = (schedule, simulate(schedule, arch, memo=memo))
     alone = {k.ops[0]: kr.dram_read_bytes + kr.dram_write_bytes
-             for k, kr in zip(runs["none"][0].kernels, runs["none"][1].kernels)}
+             for k, kr in zip(runs["none"][0].kernels, runs["none"][1].kernels, strict=False)}
     savings = []
     for policy in policies:
         schedule, result = runs[policy]
         savings.append(tuple(GroupSaving(k.name, k.ops, sum(alone.get(o, 0) for o in k.ops),
                                          kr.dram_read_bytes + kr.dram_write_bytes)
-                             for k, kr in zip(schedule.kernels, result.kernels) if len(k.ops) > 1))
+                             for k, kr in zip(schedule.kernels, result.kernels, strict=False) if len(k.ops) > 1))
     return Comparison(tuple(policies), tuple(runs[p][1] for p in policies), tuple(runs[p][0] for p in policies),
                       tuple(savings))
 
@@ -80,11 +79,11 @@ def comparison_table(c: Comparison, top: int = 10) -> str:
     lines = [f"tilesim compare: {r0.workload} on {r0.arch}",
              f"{'fusion':<10} {'kernels':>7} {'cycles':>13} {'speedup':>8} {'DRAM rd MiB':>12} {'DRAM wr MiB':>12} "
              f"{'energy mJ':>10} {'MBU':>6}"]
-    for policy, r, s in zip(c.policies, c.results, c.schedules):
+    for policy, r, _s in zip(c.policies, c.results, c.schedules, strict=False):
         speed = f"{ref_cycles / r.cycles:.2f}x" if ref_cycles else "-"
         lines.append(f"{policy:<10} {len(r.kernels):>7} {r.cycles:>13,} {speed:>8} {_mib(r.dram_read_bytes):>12} "
                      f"{_mib(r.dram_write_bytes):>12} {r.energy_pj * 1e-9:>10.4g} {r.mbu:>6.1%}")
-    for policy, groups in zip(c.policies, c.savings):
+    for policy, groups in zip(c.policies, c.savings, strict=False):
         if not groups:
             continue
         saved = sum(g.saved_bytes for g in groups)
@@ -100,15 +99,15 @@ def comparison_json(c: Comparison) -> str:
     """Per policy: the run's summary keys (DESIGN.md section 6), speedup vs none, and the fused groups' savings."""
     ref = c.results[c.policies.index("none")].cycles if "none" in c.policies else None
     out = []
-    for policy, r, groups in zip(c.policies, c.results, c.savings):
+    for policy, r, groups in zip(c.policies, c.results, c.savings, strict=False):
         d = {k: v for k, v in r.to_dict().items() if k != "kernels"}
         d.update(fusion=policy, kernels=len(r.kernels), speedup_vs_none=(ref / r.cycles) if ref else None,
-                 fused_groups=[dict(kernel=g.kernel, ops=list(g.ops), unfused_dram_bytes=g.unfused_bytes,
-                                    fused_dram_bytes=g.fused_bytes, saved_dram_bytes=g.saved_bytes)
+                 fused_groups=[{"kernel": g.kernel, "ops": list(g.ops), "unfused_dram_bytes": g.unfused_bytes,
+                                    "fused_dram_bytes": g.fused_bytes, "saved_dram_bytes": g.saved_bytes}
                                for g in groups])
         out.append(d)
     return json.dumps({"workload": c.results[0].workload, "arch": c.results[0].arch, "policies": out},
                       indent=2, allow_nan=False) + "\n"
 
 
-__all__ = ["compare", "comparison_table", "comparison_json", "POLICIES"]
+__all__ = ["POLICIES", "compare", "comparison_json", "comparison_table"]

@@ -13,18 +13,17 @@ Weights in flash stream flash -> DRAM -> array every token (sim/commands.py).
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.errors import InputError
 from tilesim.compiler.ir import Graph
 from tilesim.compiler.schedule import CompileOptions, lower
-
 from tilesim.core.commands import weights_in_flash
-from tilesim.report.text import si
 from tilesim.core.result import SimResult
 from tilesim.core.simulate import kernel_evaluator, simulate
+from tilesim.report.text import si
 
 PHASES = ("prefill", "decode", "generate")
 
@@ -123,8 +122,8 @@ def check_fits(arch: ArchConfig, weight_bytes: int, kv_bytes: int) -> None:
     off = arch.offchip
     if weight_bytes + kv_bytes > off.capacity_bytes:
         gib = 2**30
-        hint = ("or set memory.{0}.weights (overflow, all, mlp) to stream weights from the flash level '{0}'"
-                .format(arch.flash.name) if arch.flash else
+        hint = (f"or set memory.{arch.flash.name}.weights (overflow, all, mlp) to stream weights from the flash level '{arch.flash.name}'"
+                 if arch.flash else
                 "or an arch with a flash level (kind: flash, e.g. phone-npu) to stream the weights that do not fit")
         raise InputError(f"memory.{off.name}.capacity_bytes: weights ({weight_bytes / gib:.2f} GiB) + KV cache "
                          f"({kv_bytes / gib:.2f} GiB) need {(weight_bytes + kv_bytes) / gib:.2f} GiB, more than "
@@ -261,9 +260,9 @@ def llm_dict(r: LLMResult) -> dict:
         "flash_weight_bytes": r.flash_weight_bytes, "flash_read_bytes": round(total("flash_read_bytes")),
         "flash_utilization": (total("flash_read_bytes") / (cycles * first.flash_bytes_per_cycle)
                               if cycles and first.flash_bytes_per_cycle else 0.0),
-        "decode_spans": [dict(first_context=s.first, last_context=s.last, steps=s.steps,
-                              first_step_latency_s=s.start.latency_s, last_step_latency_s=s.end.latency_s,
-                              first_step_energy_pj=s.start.energy_pj, last_step_energy_pj=s.end.energy_pj)
+        "decode_spans": [{"first_context": s.first, "last_context": s.last, "steps": s.steps,
+                              "first_step_latency_s": s.start.latency_s, "last_step_latency_s": s.end.latency_s,
+                              "first_step_energy_pj": s.start.energy_pj, "last_step_energy_pj": s.end.energy_pj}
                          for s in r.decode],
         "kernels": kernels,
     }

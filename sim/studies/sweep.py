@@ -31,12 +31,11 @@ from tilesim.compiler.cost import trip_counts
 from tilesim.compiler.fusion import group_ops
 from tilesim.compiler.mapper import _without_capacities
 from tilesim.compiler.schedule import CompileOptions, lower
-
 from tilesim.core.commands import flash_share
 from tilesim.core.files import write_atomic
-from tilesim.studies.llm import PHASES
 from tilesim.core.result import SimResult
 from tilesim.core.simulate import kernel_evaluator, simulate
+from tilesim.studies.llm import PHASES
 
 BACKENDS = ("process", "serial", "dask")
 STATUSES = ("ok", "invalid", "error")      # error: an internal error (a bug), recomputed by --resume
@@ -68,7 +67,7 @@ def split_values(text: str) -> list[str]:
             cur = ""
         else:
             cur += ch
-    return out + [cur.strip()]
+    return [*out, cur.strip()]
 
 
 def parse_grid(item: str) -> tuple[str, list[str]]:
@@ -106,7 +105,7 @@ def grid_points(grids: list[str]) -> list[dict[str, str]]:
     """The cartesian product of the --grid options: the first grid varies slowest, the last fastest."""
     axes = parse_grids(grids)
     keys = [k for k, _ in axes]
-    return [dict(zip(keys, combo)) for combo in itertools.product(*(v for _, v in axes))]
+    return [dict(zip(keys, combo, strict=False)) for combo in itertools.product(*(v for _, v in axes))]
 
 
 def random_points(grids: list[str], k: int, seed: int = 0) -> list[dict[str, str]]:
@@ -125,7 +124,7 @@ def random_points(grids: list[str], k: int, seed: int = 0) -> list[dict[str, str
 def _point_at(axes, sizes: list[int], index: int) -> dict[str, str]:
     """The index-th point of the cartesian product (same order as grid_points)."""
     point = {}
-    for (key, values), size in zip(reversed(axes), reversed(sizes)):
+    for (key, values), size in zip(reversed(axes), reversed(sizes), strict=False):
         index, r = divmod(index, size)
         point[key] = values[r]
     return {k: point[k] for k, _ in axes}
@@ -187,15 +186,15 @@ class SweepSpec:
 _LLM_FIELDS = ("phase", "context", "prompt_len", "gen_tokens", "mlp_sparsity")
 
 
-RESERVED_COLUMNS = ("status",) + SETTING_COLUMNS + ("phase",) + METRICS + LLM_METRICS + ("setup", "reason")
+RESERVED_COLUMNS = ("status", *SETTING_COLUMNS, "phase", *METRICS, *LLM_METRICS, "setup", "reason")
 
 
 def columns(keys: list[str], llm: bool = False) -> list[str]:
     """CSV header: the grid keys, status, the sweep's settings, the metrics, setup and reason; LLM sweeps add the
     phase to the settings and LLM_METRICS to the metrics."""
     if llm:
-        return list(keys) + ["status", *SETTING_COLUMNS, "phase", *METRICS, *LLM_METRICS, "setup", "reason"]
-    return list(keys) + ["status", *SETTING_COLUMNS, *METRICS, "setup", "reason"]
+        return [*list(keys), "status", *SETTING_COLUMNS, "phase", *METRICS, *LLM_METRICS, "setup", "reason"]
+    return [*list(keys), "status", *SETTING_COLUMNS, *METRICS, "setup", "reason"]
 
 
 def _cell(value) -> str:
@@ -330,11 +329,10 @@ def _canonical(kernel):
 def llm_point(spec: SweepSpec, point: dict[str, str]):
     """(arch, the `tilesim run` JSON mapping) of one design point of a decoder LLM sweep, computed as cmd_llm
     does (sim/cli.py); the graphs of each phase and size are built once per process."""
-    from tilesim.workloads import decoder_config
-    from tilesim.workloads import llm as wl
-
     from tilesim.cli.main import prompt_tokens
     from tilesim.studies.llm import llm_dict, run_llm
+    from tilesim.workloads import decoder_config
+    from tilesim.workloads import llm as wl
     arch = point_arch(spec, point)
     cfg = decoder_config(spec.workload)
     phase = spec.phase or "prefill"
@@ -750,9 +748,8 @@ def _cores() -> int:
 def spec_from_args(args) -> SweepSpec:
     """The SweepSpec of the command line: base arch with --set, workload checked once here."""
     from tilesim.arch.loader import raw_arch
-    from tilesim.workloads import decoder_config, load_workload
-
     from tilesim.cli.main import _dtypes, _options, parse_dims
+    from tilesim.workloads import decoder_config, load_workload
     raw, source = raw_arch(args.arch)
     raw = apply_overrides(raw, args.overrides)
     dims = parse_dims(args.dims)
@@ -779,9 +776,8 @@ def spec_from_args(args) -> SweepSpec:
 
 def check_llm_args(args, cfg, dtype: str) -> None:
     """The LLM options, checked once as `tilesim run` checks them (sim/cli.py, cmd_llm), not per point."""
-    from tilesim.workloads import llm as wl
-
     from tilesim.cli.main import _dtypes, check_phase_args
+    from tilesim.workloads import llm as wl
     check_phase_args(args.phase or "prefill", args.context, args.prompt_len, args.seq_len, args.gen_tokens,
                      cfg.max_positions, cfg.name)
     wl.sparse_mlp(cfg, args.mlp_sparsity)
@@ -822,5 +818,14 @@ def cmd_sweep(args) -> int:
     return 0
 
 
-__all__ = ["grid_points", "random_points", "run_point", "run_sweep", "SweepSpec", "cmd_sweep",
-           "add_sweep_arguments", "METRICS", "columns"]
+__all__ = [
+    "METRICS",
+    "SweepSpec",
+    "add_sweep_arguments",
+    "cmd_sweep",
+    "columns",
+    "grid_points",
+    "random_points",
+    "run_point",
+    "run_sweep",
+]

@@ -4,12 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.errors import InputError
 from tilesim.compiler.lowering import Contraction
 from tilesim.compiler.schedule import Schedule
-
 from tilesim.core.array_model import MAX_DIM, closed_form_cycles, run_array
 
 
