@@ -25,13 +25,13 @@ Times are float64 cycles; callers round the end time up.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from tilesim.core.kernels.jit import cached_njit
 
 NONE, DRAM, SLOT, DEPENDENCY, ORDER, FLASH = 0, 1, 2, 3, 4, 5
 CAUSES = ("none", "dram", "slot", "dependency", "order", "flash")
 
 
-@njit(cache=True)
+@cached_njit
 def _transfer(ready, xfer, dma_free, latency):
     """Rule 1: (arrival time, channel free time) of a transfer ready at `ready` taking `xfer` channel cycles."""
     if xfer == 0.0:
@@ -40,7 +40,7 @@ def _transfer(ready, xfer, dma_free, latency):
     return start + xfer + latency, start + xfer
 
 
-@njit(cache=True)
+@cached_njit
 def run_tiles(load_xfer, store_xfer, compute, engine, slots, dep, latency, flash_xfer, flash_gate, flash_latency):
     """Simulate the tile pipeline; returns (load_end, compute_start, compute_end, store_end, stall, cause, flash_end)
     arrays."""

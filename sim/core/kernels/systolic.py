@@ -35,12 +35,12 @@ one and assert the alignment invariants. Tests require the two to agree exactly.
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from tilesim.core.kernels.jit import cached_njit
 
 EMPTY = -1  # tag of an empty register (a bubble)
 
 
-@njit(cache=True)
+@cached_njit
 def _stationary_b(a, b, rows, cols):
     """WS register model: B held in the PEs, A streamed left to right, psums flowing down; returns (C, last_cycle)."""
     m, k = a.shape
@@ -105,20 +105,20 @@ def _stationary_b(a, b, rows, cols):
     return out, last
 
 
-@njit(cache=True)
+@cached_njit
 def systolic_ws(a, b, rows, cols):
     """Weight-stationary run of C = A . B on a rows x cols array; returns (C, last_cycle)."""
     return _stationary_b(a, b, rows, cols)
 
 
-@njit(cache=True)
+@cached_njit
 def systolic_is(a, b, rows, cols):
     """Input-stationary run of C = A . B: WS on C^T = B^T . A^T (A^T held, B^T streamed); returns (C, last_cycle)."""
     ct, last = _stationary_b(np.ascontiguousarray(b.T), np.ascontiguousarray(a.T), rows, cols)
     return np.ascontiguousarray(ct.T), last
 
 
-@njit(cache=True)
+@cached_njit
 def systolic_os(a, b, rows, cols):
     """Output-stationary run of C = A . B: A flows right, B flows down, PEs accumulate; returns (C, last_cycle)."""
     m, k = a.shape
