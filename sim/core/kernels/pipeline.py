@@ -25,6 +25,7 @@ Times are float64 cycles; callers round the end time up.
 from __future__ import annotations
 
 import numpy as np
+
 from tilesim.core.kernels.jit import cached_njit
 
 NONE, DRAM, SLOT, DEPENDENCY, ORDER, FLASH = 0, 1, 2, 3, 4, 5

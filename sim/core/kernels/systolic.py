@@ -35,6 +35,7 @@ one and assert the alignment invariants. Tests require the two to agree exactly.
 from __future__ import annotations
 
 import numpy as np
+
 from tilesim.core.kernels.jit import cached_njit
 
 EMPTY = -1  # tag of an empty register (a bubble)
