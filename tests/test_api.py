@@ -82,3 +82,13 @@ def test_option_errors_render_with_any_names():
     assert e.render({"context": "--context", "phase": "--phase", "prompt_len": "--prompt-len"}) == \
         "--context: only with --phase decode (generate grows it from --prompt-len)"
     assert LLMOptions(phase="decode", context=4).prompt_tokens(None, 128) == 4
+
+
+def test_sweep_errors_name_fields(tmp_path, capsys):
+    with pytest.raises(OptionError, match=r"^jobs: must be >= 1, got 0"):
+        tilesim.sweep({"array.rows": [8]}, "gemm:8,8,8", "edge-npu", output=tmp_path / "s.csv", jobs=0)
+    with pytest.raises(OptionError, match=r"^grid array.rows: value '8' given twice"):
+        tilesim.sweep(["array.rows=8,8"], "gemm:8,8,8", "edge-npu", output=tmp_path / "s.csv")
+    assert main(["sweep", "-w", "gemm:8,8,8", "-a", "edge-npu", "-o", str(tmp_path / "s.csv"),
+                 "--grid", "array.rows=8,8"]) == 2
+    assert "error: --grid array.rows: value '8' given twice" in capsys.readouterr().err

@@ -34,9 +34,13 @@ class Parser(argparse.ArgumentParser):
         raise InputError(f"{message} (see `{self.prog} --help`)")
 
 
-def all_fields() -> dict[str, tuple[type, Field]]:
-    """Every option field by name, with its dataclass."""
-    return {f.name: (cls, f) for cls in OPTION_CLASSES for f in fields(cls)}
+def all_fields(classes: tuple[type, ...] = OPTION_CLASSES) -> dict[str, tuple[type, Field]]:
+    """Every option field by name, with its dataclass (a name two classes share: the first's)."""
+    table: dict[str, tuple[type, Field]] = {}
+    for cls in classes:
+        for f in fields(cls):
+            table.setdefault(f.name, (cls, f))
+    return table
 
 
 def flag_names(f: Field) -> list[str]:
@@ -73,7 +77,7 @@ def add_field(parser: argparse.ArgumentParser, cls: type, f: Field, **override: 
     meta = f.metadata
     kw: dict[str, Any] = {"dest": f.name, "help": meta.get("help") or None}
     if meta.get("switch"):
-        kw.update(action="store_true")
+        kw.update(action="store_false" if f.default is True else "store_true")
     elif meta.get("repeat"):
         kw.update(action="append", default=[], metavar=meta.get("metavar"))
     else:
@@ -88,9 +92,11 @@ def add_field(parser: argparse.ArgumentParser, cls: type, f: Field, **override: 
     parser.add_argument(*flag_names(f), **{k: v for k, v in kw.items() if v is not None or k == "default"})
 
 
-def add_options(parser: argparse.ArgumentParser, names: tuple[str, ...], **overrides: dict) -> None:
-    """The flags of the named option fields, in that order; overrides[name] replaces parts of one."""
-    table = all_fields()
+def add_options(parser: argparse.ArgumentParser, names: tuple[str, ...], cls: type | None = None,
+                **overrides: dict) -> None:
+    """The flags of the named option fields (of `cls`, else of any option class), in that order; overrides[name]
+    replaces parts of one."""
+    table = all_fields((cls,) if cls else OPTION_CLASSES)
     for name in names:
         cls, f = table[name]
         add_field(parser, cls, f, **overrides.get(name, {}))
@@ -118,7 +124,7 @@ def parse_dims(items: list[str]) -> tuple[tuple[str, int], ...]:
 
 
 CONVERT = {"dims": parse_dims, "pinned": lambda path: read_pinned(path) if path else (),
-           "overrides": tuple, "plot": tuple}
+           "overrides": tuple, "plot": tuple, "grid": tuple}
 
 
 def options_of(cls: type, args: argparse.Namespace, **given: Any) -> Any:

@@ -21,8 +21,10 @@ DEFAULT_WORKLOAD = "resnet50"
 DEFAULT_ARCH = "tpu-v1"
 Phase = Literal["prefill", "decode", "generate"]
 Format = Literal["table", "json", "csv"]
+Backend = Literal["process", "serial", "dask"]
 PHASES: tuple[str, ...] = Phase.__args__
 FORMATS: tuple[str, ...] = Format.__args__
+BACKENDS: tuple[str, ...] = Backend.__args__
 
 
 def option(help: str, *, flag: str | None = None, short: str | None = None, metavar: str | None = None,
@@ -192,6 +194,33 @@ class OutputOptions:
         object.__setattr__(self, "plot", tuple(self.plot))
 
 
+@dataclass(frozen=True)
+class SweepOptions:
+    """How `tilesim sweep` runs: the grid, which points, where and how they run, and what it writes."""
+    grid: tuple[str, ...] = field(default=(), metadata=option(
+        "an arch field by dotted path and its values, e.g. array.rows=16,32,64 or "
+        "memory.sram.capacity_bytes=256KiB,1MiB (repeatable: the cartesian product is run)",
+        metavar="K=V1,V2,...", repeat=True))
+    random: int | None = field(default=None, metadata=option(
+        "run K points drawn from the grid instead of all", metavar="K"))
+    seed: int = field(default=0, metadata=option("seed of --random (default 0)"))
+    jobs: int = field(default=1, metadata=option("worker processes", short="-j"))
+    backend: Backend = field(default="process", metadata=option(
+        "process: a local process pool (default); serial; dask: a Dask cluster (tilesim[dask])"))
+    scheduler: str | None = field(default=None, metadata=option(
+        "with --backend dask: e.g. tcp://host:8786 (default: a LocalCluster of --jobs workers)", metavar="ADDR"))
+    resume: bool = field(default=False, metadata=option(
+        "keep the points already in -o (or its .partial file)", switch=True))
+    output: str | None = field(default=None, metadata=option("the results CSV (required)", flag="-o"))
+    plot: tuple[str, ...] = field(default=(), metadata=option(
+        "pareto.png (latency vs energy, area as colour) or heatmap.png (--metric over the first two grid axes); "
+        "the kind is read from the file name (tilesim[plot])", metavar="FILE", repeat=True))
+    metric: str | None = field(default=None, metadata=option(
+        "the heatmap's metric (default: the --objective's: latency_s, energy_pj or edp)"))
+    progress: bool = field(default=True, metadata=option("no progress bar on stderr", flag="--no-progress",
+                                                           switch=True))
+
+
 def read_pinned(path: str | Path) -> tuple[tuple[str, Any], ...]:
     """Pinned mappings from a YAML file {kernel: {dataflow, tile_m, tile_n, tile_k, order}}."""
     p = Path(path)
@@ -200,5 +229,5 @@ def read_pinned(path: str | Path) -> tuple[tuple[str, Any], ...]:
     return load_pinned(load_yaml_text(p.read_text(), str(p)), str(p))
 
 
-OPTION_CLASSES = (ArchOptions, WorkloadOptions, LLMOptions, CompileOptions, OutputOptions)
+OPTION_CLASSES = (ArchOptions, WorkloadOptions, LLMOptions, CompileOptions, OutputOptions, SweepOptions)
 OPTION_FIELDS = frozenset(f.name for cls in OPTION_CLASSES for f in fields(cls))

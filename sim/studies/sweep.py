@@ -38,12 +38,11 @@ from tilesim.core.files import write_atomic
 from tilesim.core.result import SimResult
 from tilesim.core.simulate import kernel_evaluator, simulate
 from tilesim.studies.llm import llm_dict
-from tilesim.studies.options import LLMOptions, WorkloadOptions
+from tilesim.studies.options import BACKENDS, LLMOptions, OptionError, WorkloadOptions, at_least
 from tilesim.studies.runs import DecoderConfig, run_decoder, workload_graph
 from tilesim.workloads import decoder_config, load_workload
 from tilesim.workloads.llm import DEFAULT_SEQ_LEN
 
-BACKENDS = ("process", "serial", "dask")
 STATUSES = ("ok", "invalid", "error")      # error: an internal error (a bug), recomputed by --resume
 SETTING_COLUMNS = ("workload", "arch", "fusion", "mapper", "objective")
 METRICS = ("cycles", "latency_s", "macs", "pe_utilization", "mbu", "energy_pj", "pj_per_mac", "dram_read_bytes",
@@ -81,15 +80,15 @@ def parse_grid(item: str) -> tuple[str, list[str]]:
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise InputError(f"--grid {item}: expected KEY=V1,V2,..., e.g. --grid array.rows=16,32,64")
+        raise OptionError("grid", "expected KEY=V1,V2,..., e.g. {grid} array.rows=16,32,64", detail=item)
     values = split_values(text)
     if not text.strip() or any(v == "" for v in values):
-        raise InputError(f"--grid {key}: empty value in '{text}'; give V1,V2,... e.g. --grid {key}=16,32")
+        raise OptionError("grid", f"empty value in '{text}'; give V1,V2,... e.g. {{grid}} {key}=16,32", detail=key)
     for v in values:
         load_yaml_text(v, f"--grid {key}")            # malformed YAML is a one-line error now, not per point
     twice = sorted({v for v in values if values.count(v) > 1})
     if twice:
-        raise InputError(f"--grid {key}: value '{twice[0]}' given twice")
+        raise OptionError("grid", f"value '{twice[0]}' given twice", detail=key)
     return key, values
 
 
@@ -101,9 +100,9 @@ def parse_grids(grids: list[str]) -> list[tuple[str, list[str]]]:
     keys = [k for k, _ in axes]
     for k in keys:
         if keys.count(k) > 1:
-            raise InputError(f"--grid {k}: given twice; list all its values in one --grid")
+            raise OptionError("grid", "given twice; list all its values in one {grid}", detail=k)
         if k in RESERVED_COLUMNS:
-            raise InputError(f"--grid {k}: not an arch field (it is a column of the results)")
+            raise OptionError("grid", "not an arch field (it is a column of the results)", detail=k)
     return axes
 
 
@@ -122,7 +121,7 @@ def random_points(grids: list[str], k: int, seed: int = 0) -> list[dict[str, str
     for s in sizes:
         total *= s
     if not 1 <= k <= total:
-        raise InputError(f"--random {k}: must be between 1 and the grid's {total:,} points")
+        raise OptionError("random", f"must be between 1 and the grid's {total:,} points", detail=str(k))
     picks = sorted(random.Random(seed).sample(range(total), k))
     return [_point_at(axes, sizes, i) for i in picks]
 
@@ -574,7 +573,8 @@ def require_dask() -> None:
     try:
         import dask.distributed  # noqa: F401, PLC0415 (optional dependency)
     except ImportError:
-        raise InputError("--backend dask: dask.distributed is not installed; pip install 'tilesim[dask]'") from None
+        raise OptionError("backend", "dask.distributed is not installed; pip install 'tilesim[dask]'",
+                          detail="dask") from None
 
 
 def dask_client(jobs: int, scheduler, timeout: float = 10):
@@ -590,7 +590,7 @@ def dask_client(jobs: int, scheduler, timeout: float = 10):
     try:
         return Client(scheduler, timeout=timeout), None
     except (OSError, TimeoutError) as e:
-        raise InputError(f"--scheduler {scheduler}: cannot connect ({_one_line(str(e))})") from None
+        raise OptionError("scheduler", f"cannot connect ({_one_line(str(e))})", detail=scheduler) from None
 
 
 def _dask(spec: SweepSpec, todo: list[tuple[int, dict]], jobs: int, scheduler) -> Running:
@@ -611,7 +611,7 @@ def _dask(spec: SweepSpec, todo: list[tuple[int, dict]], jobs: int, scheduler) -
 def _rows(spec, todo, jobs, backend, scheduler) -> Running:
     """The chosen backend, started: its rows arrive as they finish."""
     if backend not in BACKENDS:
-        raise InputError(f"--backend: got '{backend}', allowed: {', '.join(BACKENDS)}")
+        raise OptionError("backend", f"got '{backend}', allowed: {', '.join(BACKENDS)}")
     if backend == "dask" and todo:
         return _dask(spec, todo, jobs, scheduler)
     if backend == "serial" or jobs == 1 or len(todo) <= 1:
@@ -622,8 +622,7 @@ def _rows(spec, todo, jobs, backend, scheduler) -> Running:
 def run_sweep(points: list[dict[str, str]], spec: SweepSpec, out_path: str | Path, *, jobs: int = 1,
               backend: str = "process", scheduler=None, resume: bool = False, progress: bool = True) -> list[dict]:
     """Run every point and write `out_path` (rows in point order); returns the rows. See the module docstring."""
-    if jobs < 1:
-        raise InputError(f"--jobs: must be >= 1, got {jobs}")
+    at_least("jobs", jobs, 1)
     keys = list(points[0]) if points else []
     header = columns(keys, spec.is_llm)
     done, other = read_done(out_path, spec, keys) if resume else ({}, 0)
