@@ -35,11 +35,6 @@ def mib_text(x: float) -> str:
     return f"{x / MIB:.3g} MiB"
 
 
-def gib(x: float, decimals: int = 2) -> str:
-    """Bytes as a bare number of GiB."""
-    return f"{x / GIB:.{decimals}f}"
-
-
 def percent(x: float) -> str:
     """A fraction as a percentage with one decimal: 0.1234 -> '12.3%'."""
     return f"{x:.1%}"

@@ -23,8 +23,7 @@ from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim.core.commands import weights_in_flash
 from tilesim.core.result import SimResult
 from tilesim.core.simulate import kernel_evaluator, simulate
-
-PHASES = ("prefill", "decode", "generate")
+from tilesim.studies.options import PHASES, OptionError
 
 
 @dataclass(frozen=True)
@@ -124,10 +123,11 @@ def check_fits(arch: ArchConfig, weight_bytes: int, kv_bytes: int) -> None:
         hint = (f"or set memory.{arch.flash.name}.weights (overflow, all, mlp) to stream weights from the flash "
                 f"level '{arch.flash.name}'" if arch.flash else
                 "or an arch with a flash level (kind: flash, e.g. phone-npu) to stream the weights that do not fit")
-        raise InputError(f"memory.{off.name}.capacity_bytes: weights ({weight_bytes / gib:.2f} GiB) + KV cache "
-                         f"({kv_bytes / gib:.2f} GiB) need {(weight_bytes + kv_bytes) / gib:.2f} GiB, more than "
-                         f"the {off.capacity_bytes / gib:.2f} GiB of {off.name}; use a smaller batch or context, "
-                         f"narrower --weight-dtype/--kv-dtype, a bigger memory, {hint}")
+        raise OptionError(f"memory.{off.name}.capacity_bytes",       # an arch field; the hint names options
+                          f"weights ({weight_bytes / gib:.2f} GiB) + KV cache ({kv_bytes / gib:.2f} GiB) need "
+                          f"{(weight_bytes + kv_bytes) / gib:.2f} GiB, more than the {off.capacity_bytes / gib:.2f} "
+                          f"GiB of {off.name}; use a smaller batch or context, narrower {{weight_dtype}}/{{kv_dtype}}, "
+                          f"a bigger memory, {hint}")
 
 
 @dataclass(frozen=True)
@@ -185,7 +185,7 @@ def run_llm(graph_for: GraphFor, arch: ArchConfig, options: CompileOptions, phas
     """Simulate a phase: prefill of `prompt_len` tokens; one decode step at context `prompt_len`; or generate
     (prefill, then `gen_tokens` decode steps at contexts prompt_len .. prompt_len + gen_tokens - 1)."""
     if phase not in PHASES:
-        raise InputError(f"--phase: got '{phase}', allowed: {', '.join(PHASES)}")
+        raise OptionError("phase", f"got '{phase}', allowed: {', '.join(PHASES)}")
     held = prompt_len + (gen_tokens if phase == "generate" else 1 if phase == "decode" else 0)
     kv_bytes = batch * held * kv_bytes_per_token
     globbed = arch.flash is not None and arch.flash.weights not in ("none", "all", "overflow")

@@ -43,6 +43,10 @@ class OptionError(InputError):
         self.message, self.detail = message, detail
         super().__init__(self.render({}))
 
+    def __reduce__(self):
+        """Pickled with its parts (errors may cross process boundaries in a sweep)."""
+        return OptionError, (self.names, self.message, self.detail)
+
     def render(self, names: Mapping[str, str]) -> str:
         """The message with each option named through `names` (field -> name; missing ones keep the field)."""
         head = ", ".join(names.get(n, n) for n in self.names) + (f" {self.detail}" if self.detail else "")

@@ -10,7 +10,7 @@ from tilesim.compiler.ir import Graph
 from tilesim.compiler.schedule import CompileOptions, Schedule, lower
 from tilesim.core.simulate import kernel_evaluator
 from tilesim.studies.llm import LLMResult, run_llm
-from tilesim.studies.options import ArchOptions, LLMOptions, OptionError, WorkloadOptions, not_an_llm
+from tilesim.studies.options import LLMOptions, OptionError, WorkloadOptions, not_an_llm
 from tilesim.workloads import decoder_config, load_workload
 from tilesim.workloads import llm as wl
 
@@ -24,11 +24,6 @@ def resolve_arch(arch: str | ArchConfig, overrides: tuple[str, ...] = ()) -> Arc
             raise OptionError("overrides", "apply them when loading the arch: tilesim.load_arch(name, overrides)")
         return arch
     return load_arch(arch, list(overrides))
-
-
-def arch_of(options: ArchOptions) -> ArchConfig:
-    """The arch the options name."""
-    return resolve_arch(options.arch, options.overrides)
 
 
 def decoder(workload: WorkloadOptions, llm: LLMOptions) -> DecoderConfig | None:
