@@ -29,7 +29,7 @@ from tilesim.arch.config import ArchConfig
 from tilesim.arch.errors import InputError
 from tilesim.compiler.cost import LOOPS, MAX_TILES, OPERAND_DIMS, Mapping, a_tile_bytes, nbytes, streamed_loop
 from tilesim.compiler.lowering import Contraction
-from tilesim.compiler.tiling import _alignment, _halve, footprint, naive_mapping
+from tilesim.compiler.tiling import alignment, halve, footprint, naive_mapping
 
 OBJECTIVES = ("latency", "energy", "edp")
 ORDERS = tuple("".join(p) for p in itertools.permutations("mnk"))
@@ -68,7 +68,7 @@ def tile_sizes(size: int, unit: int) -> np.ndarray:
         small *= 2
     t = size
     while t > 1:                         # every size the naive tiler can reach, so it is always a candidate
-        t = _halve(t, unit)
+        t = halve(t, unit)
         out.add(t)
     return np.array(sorted(out), dtype=np.int64)
 
@@ -374,7 +374,7 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
 @lru_cache(maxsize=1024)
 def _nocap(key: _ArchKey) -> _ArchKey:
     """The key of the arch without its on-chip capacities (what rankings and footprints are shared by)."""
-    return _ArchKey(_without_capacities(key.arch))
+    return _ArchKey(without_capacities(key.arch))
 
 
 def _naive(work: Contraction, arch: ArchConfig, nocap: _ArchKey) -> Mapping:
@@ -383,7 +383,7 @@ def _naive(work: Contraction, arch: ArchConfig, nocap: _ArchKey) -> Mapping:
     computes each once. tests/test_mapper.py checks that both give the same mapping."""
     dataflow = arch.array.dataflow
     footprints = _footprints(work, nocap, dataflow)
-    unit = _alignment(work, arch, dataflow)
+    unit = alignment(work, arch, dataflow)
     caps = {lv.name: lv.capacity_bytes for lv in arch.onchip}
 
     def need(tiles):
@@ -400,7 +400,7 @@ def _naive(work: Contraction, arch: ArchConfig, nocap: _ArchKey) -> Mapping:
             i = LOOPS.index(d)
             if tiles[i] == 1:
                 continue
-            trial = (*tiles[:i], _halve(tiles[i], unit[d]), *tiles[i + 1:])
+            trial = (*tiles[:i], halve(tiles[i], unit[d]), *tiles[i + 1:])
             score = max(v / caps[n] for n, v in need(trial).items())
             if best is None or score < best[0]:
                 best = (score, trial)
@@ -415,7 +415,7 @@ def _footprints(work: Contraction, key: _ArchKey, dataflow: str) -> dict:
     return {}
 
 
-def _without_capacities(arch: ArchConfig) -> ArchConfig:
+def without_capacities(arch: ArchConfig) -> ArchConfig:
     """The arch with every on-chip capacity set to 0: what candidate scores depend on (only fits needs capacity)."""
     return replace(arch, memory=tuple(replace(lv, capacity_bytes=0, resident_fraction=0.0) if lv.kind == "sram"
                                       else lv for lv in arch.memory))
@@ -456,7 +456,7 @@ def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, object
     fits, they fit too. Such candidates are left out of the rankings (_pickable), so sorting and each search
     look at a few hundred candidates, not thousands; the picks are the same."""
     arch = key.arch
-    unit = _alignment(work, arch, dataflow)
+    unit = alignment(work, arch, dataflow)
     sizes = [tile_sizes(getattr(work, d), unit[d]) for d in LOOPS]
     tm, tn, tk = (g.ravel() for g in np.meshgrid(*sizes, indexing="ij"))   # independent of capacities
     base = _base(work, arch, timing, dataflow, tm, tn, tk)

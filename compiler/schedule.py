@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from typing import Literal, get_args
 
-from tilesim.arch.config import ArchConfig
+from tilesim.arch.config import ArchConfig, TimingMode
 from tilesim.arch.errors import InputError, did_you_mean
 from tilesim.arch.loader import build
 from tilesim.compiler.cost import LOOPS, Mapping
@@ -53,21 +54,38 @@ class Kernel:
 MAPPERS = ("search", "naive")
 
 
+FusionPolicy = Literal["none", "epilogue", "full", "attention"]  # = compiler/fusion.py POLICIES
+MapperKind = Literal["search", "naive"]                         # = MAPPERS
+Objective = Literal["latency", "energy", "edp"]                 # = compiler/mapper.py OBJECTIVES
+
+
 @dataclass(frozen=True)
 class CompileOptions:
-    """Choices for lowering: the array timing mode, how contractions are mapped, and the search objective."""
-    timing: str | None = None       # None: the arch's own `timing`
-    fusion: str = "full"            # none | epilogue | full | attention (compiler/fusion.py)
-    mapper: str = "search"          # search: best of all tilings and loop orders; naive: first tiling that fits
-    objective: str = "latency"      # latency | energy | edp
-    pinned: tuple[tuple[str, Mapping], ...] = ()   # (kernel name, mapping) fixed by the user
+    """Choices for lowering: the array timing mode, how contractions are mapped, and the search objective. Each
+    field's metadata holds its help text (the CLI's flags are generated from it); values are checked here."""
+    timing: TimingMode | None = field(default=None, metadata={"help": "array timing model (default: the arch's)"})
+    fusion: FusionPolicy = field(default="full", metadata={
+        "help": "none | epilogue | full (default) | attention (only attention chains, as eager PyTorch with "
+                "scaled_dot_product_attention): which ops run fused in one kernel"})
+    mapper: MapperKind = field(default="search", metadata={
+        "help": "search: best tiling and loop order per layer (default); naive: first tiling that fits"})
+    objective: Objective = field(default="latency", metadata={"help": "what the mapping search minimises"})
+    pinned: tuple[tuple[str, Mapping], ...] = field(default=(), metadata={   # (kernel name, mapping) fixed
+        "help": "pin kernels' mappings: {kernel: {dataflow, tile_m, tile_n, tile_k, order}}",
+        "flag": "--mapping", "metavar": "FILE.yaml"})
+
+    def __post_init__(self) -> None:
+        for name, kind in (("timing", TimingMode), ("fusion", FusionPolicy), ("mapper", MapperKind),
+                           ("objective", Objective)):
+            value, allowed = getattr(self, name), get_args(kind)
+            if value not in allowed and not (name == "timing" and value is None):
+                raise InputError(f"{name}: got '{value}'{did_you_mean(str(value), allowed)}, allowed: "
+                                 f"{', '.join(allowed)}")
+        object.__setattr__(self, "pinned", tuple(self.pinned))
 
     def resolved_timing(self, arch: ArchConfig) -> str:
-        """The timing mode in force."""
-        mode = self.timing or arch.timing
-        if mode not in TIMING_MODES:
-            raise InputError(f"--timing: got '{mode}', allowed: {', '.join(TIMING_MODES)}")
-        return mode
+        """The timing mode in force (the arch's loader checked its own)."""
+        return self.timing or arch.timing
 
 
 @dataclass(frozen=True)

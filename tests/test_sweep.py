@@ -15,16 +15,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from tilesim.arch import InputError
 from tilesim.arch.loader import raw_arch
-from tilesim.cli.main import _Parser, build_parser, main
+from tilesim.cli.args import Parser
+from tilesim.cli.main import build_parser, main
+from tilesim.cli.sweep import add_sweep_arguments, cmd_sweep
 from tilesim.compiler.schedule import CompileOptions
-from tilesim.report.sweep_plot import check_plots, heatmap_grid, pareto_front, require_matplotlib
+from tilesim.report.figure import require_matplotlib
+from tilesim.report.sweep_plot import check_plots, heatmap_grid
 from tilesim.studies import sweep
 from tilesim.studies.sweep import (
     SweepSpec,
-    add_sweep_arguments,
     check_fields,
-    cmd_sweep,
     grid_points,
+    pareto_front,
     parse_grids,
     partial_path,
     random_points,
@@ -52,8 +54,8 @@ def sweep_main(*argv) -> int:
     """`tilesim sweep ARGS` as the CLI runs it: bad input -> exit 2 with one line on stderr."""
     if _wired():
         return main(["sweep", *argv])
-    parser = _Parser(prog="tilesim")
-    add_sweep_arguments(parser.add_subparsers(dest="command", parser_class=_Parser))
+    parser = Parser(prog="tilesim")
+    add_sweep_arguments(parser.add_subparsers(dest="command", parser_class=Parser))
     try:
         return cmd_sweep(parser.parse_args(["sweep", *argv]))
     except InputError as e:
@@ -378,5 +380,5 @@ def test_dask_local_cluster_rows_equal_serial_rows(tmp_path):
 
 def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path):
     pytest.importorskip("distributed")
-    with pytest.raises(InputError, match="--scheduler tcp://127.0.0.1:9: cannot connect"):
+    with pytest.raises(InputError, match=r"^scheduler tcp://127\.0\.0\.1:9: cannot connect"):
         sweep.dask_client(1, "tcp://127.0.0.1:9", timeout=1)

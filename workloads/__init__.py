@@ -9,7 +9,7 @@ from tilesim.arch.errors import InputError, allowed_list, did_you_mean
 from tilesim.compiler import Graph, GraphBuilder
 from tilesim.workloads import cnn, llm, onnx_import, scalesim_topology, transformer
 
-DEFAULT_DTYPE = "int8"
+DEFAULT_DTYPE = llm.DEFAULT_DTYPE
 GEMM_FORM = "gemm:M,N,K"
 
 

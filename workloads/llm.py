@@ -38,6 +38,7 @@ NORMS = ("rms", "layer")
 POSITIONALS = ("rope", "learned")
 PHASES = ("prefill", "decode")
 DEFAULT_SEQ_LEN = 128
+DEFAULT_DTYPE = "int8"           # the data type of workloads whose dtype is not given (workloads/__init__.py)
 
 
 @dataclass(frozen=True)
@@ -445,7 +446,6 @@ def load_hf_config(path: str, *, batch: int = 1, seq_len: int | None = None, dty
     """FILE_LOADERS entry for `.json`: an HF config.json file becomes a decoder graph of the chosen phase."""
     if dims:
         raise InputError(f"--dim: only ONNX models have symbolic dimensions; '{path}' is an HF config")
-    from tilesim.workloads import DEFAULT_DTYPE
     cfg = read_hf_config(path)
     return decoder_graph(cfg, batch=batch, phase=phase, seq_len=seq_len, context=context,
                          dtypes=resolve_dtypes(dtypes, dtype or DEFAULT_DTYPE))

@@ -5,10 +5,7 @@ from tilesim.arch.config import ArchConfig
 from tilesim.compiler import mapper
 from tilesim.compiler.schedule import Schedule
 from tilesim.core.result import SimResult
-
-
-def _mib(x: float) -> str:
-    return f"{x / 2**20:.2f}"
+from tilesim.report.format import mib
 
 
 def schedule_table(schedule: Schedule, result: SimResult, arch: ArchConfig, objective: str = "latency") -> str:
@@ -28,13 +25,13 @@ def schedule_table(schedule: Schedule, result: SimResult, arch: ArchConfig, obje
                 why = "only legal mapping"
             elif kernel.mapping == choice.mapping:
                 r = choice.runner_up
-                why = (f"est {choice.cycles:,.0f} cyc {_mib(choice.dram_bytes)} MiB; next m={r.tile_m} "
+                why = (f"est {choice.cycles:,.0f} cyc {mib(choice.dram_bytes)} MiB; next m={r.tile_m} "
                        f"n={r.tile_n} k={r.tile_k} {r.order} {choice.runner_up_cycles:,.0f} cyc "
-                       f"{_mib(choice.runner_up_dram_bytes)} MiB")
+                       f"{mib(choice.runner_up_dram_bytes)} MiB")
             else:
                 why = f"simulated faster than the closed-form best (est {choice.cycles:,.0f} cyc)"
-        lines.append(f"{kernel.name[:22]:<22} {kr.mapping[:32]:<32} {_mib(kr.dram_input_read_bytes):>7} "
-                     f"{_mib(kr.dram_weight_read_bytes):>7} {_mib(kr.dram_output_write_bytes):>7}  {why}")
+        lines.append(f"{kernel.name[:22]:<22} {kr.mapping[:32]:<32} {mib(kr.dram_input_read_bytes):>7} "
+                     f"{mib(kr.dram_weight_read_bytes):>7} {mib(kr.dram_output_write_bytes):>7}  {why}")
     if schedule.notes:
         lines += ["", f"fusion ({schedule.fusion}): what was fused, and why the rest was not"]
         lines += [f"  {note}" for note in schedule.notes]

@@ -9,11 +9,15 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 from tilesim.arch.errors import InputError
 from tilesim.core.files import write_atomic
-from tilesim.report.plots import kernel_label
-from tilesim.report.text import si
-from tilesim.studies.compare import _short
+from tilesim.report.compare import short_ops
+from tilesim.report.figure import figure_bytes, new_figure, plots_available
+from tilesim.report.format import mib_text, percent, si
+from tilesim.report.plots import energy_figure, kernel_label, roofline_figure
+from tilesim.report.sweep_plot import pareto_figure
+from tilesim.studies.sweep import best_rows, pareto_front
 
 KINDS = ("run", "compare", "sweep")
 MAX_ROWS = 1000          # table rows shown per table; the rest are counted
@@ -211,18 +215,8 @@ def pairs(items: list[tuple[str, object]]) -> str:
 
 def image(fig, alt: str) -> str:
     """The figure as an <img> with its PNG inline (base64)."""
-    from tilesim.report.plots import figure_bytes
     data = base64.b64encode(figure_bytes(fig)).decode("ascii")
     return f'<img alt="{_e(alt)}" src="data:image/png;base64,{data}">'
-
-
-def plots_available() -> bool:
-    """Whether matplotlib (tilesim[plot]) is installed."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def page(title: str, sections: list[str]) -> str:
@@ -236,17 +230,12 @@ def page(title: str, sections: list[str]) -> str:
 
 def ops_text(ops: list) -> str:
     """Fused op names without their shared prefix: 'conv2 + bn2 + relu'."""
-    return " + ".join(_short(tuple(map(str, ops)))) if ops else ""
-
-
-def _mib(x: float) -> str:
-    """Bytes as MiB, 3 significant digits."""
-    return f"{x / 2**20:.3g} MiB"
+    return " + ".join(short_ops(tuple(map(str, ops)))) if ops else ""
 
 
 def _pct(x) -> str:
     """A fraction as a percentage (blank when it is not a number)."""
-    return f"{x:.1%}" if isinstance(x, NUMBER) else ""
+    return percent(x) if isinstance(x, NUMBER) else ""
 
 
 # ---------------------------------------------------------------- run
@@ -256,7 +245,6 @@ def run_html(d: dict) -> str:
     sections = [f"<h2>Summary</h2>{pairs(run_summary(d))}"]
     llm = "phase" in d
     if plots_available():
-        from tilesim.report.plots import energy_figure, roofline_figure
         if all(k in d for k in ROOFLINE_KEYS) and d["kernels"]:
             sections.append(f"<h2>Roofline</h2>{image(roofline_figure(d), 'roofline')}")
         elif llm:
@@ -275,7 +263,7 @@ def run_summary(d: dict) -> list[tuple[str, object]]:
             ("PE utilization", _pct(d.get("pe_utilization"))), ("MBU (off-chip bandwidth used)", _pct(d.get("mbu"))),
             ("energy", si(d["energy_pj"] * 1e-12, "J")),
             ("pJ/MAC", f"{d['energy_pj'] / d['macs']:.4g}" if d["macs"] else ""),
-            ("DRAM read", _mib(d["dram_read_bytes"])), ("DRAM write", _mib(d["dram_write_bytes"])),
+            ("DRAM read", mib_text(d["dram_read_bytes"])), ("DRAM write", mib_text(d["dram_write_bytes"])),
             ("arithmetic intensity", f"{d['macs'] / traffic:.4g} MACs/DRAM byte" if traffic else "")]
     if d.get("peak_macs_per_cycle"):
         rows.append(("peak", f"{d['peak_macs_per_cycle']:,} MACs/cycle"))
@@ -300,8 +288,8 @@ def kernel_table(d: dict) -> str:
     header = ["kernel", "bound", "cycles", "% of run", "util", "DRAM rd", "DRAM wr", "energy",
               "MACs/byte", "MACs/cycle", "ops"]
     rows = [[kernel_label(k), k["bound"], k["cycles"],
-             f"{k['cycles'] / cycles:.1%}", _pct(k["pe_utilization"]), _mib(k["dram_read_bytes"]),
-             _mib(k["dram_write_bytes"]), si(k["energy_pj"] * 1e-12, "J"), k["arithmetic_intensity"],
+             f"{k['cycles'] / cycles:.1%}", _pct(k["pe_utilization"]), mib_text(k["dram_read_bytes"]),
+             mib_text(k["dram_write_bytes"]), si(k["energy_pj"] * 1e-12, "J"), k["arithmetic_intensity"],
              k["attained_macs_per_cycle"], ops_text(k["ops"])]
             for k in sorted(d["kernels"], key=lambda k: -k["cycles"])]
     return table(header, rows)
@@ -327,10 +315,10 @@ def policy_table(policies: list[dict]) -> str:
               "pJ/MAC", "MBU", "PE util", "fused groups", "DRAM saved"]
     rows = [[p["fusion"], p["kernels"], p["cycles"],
              f"{p['speedup_vs_none']:.3f}x" if isinstance(p.get("speedup_vs_none"), NUMBER) else "-",
-             si(p["latency_s"], "s"), _mib(p["dram_read_bytes"]), _mib(p["dram_write_bytes"]),
+             si(p["latency_s"], "s"), mib_text(p["dram_read_bytes"]), mib_text(p["dram_write_bytes"]),
              si(p["energy_pj"] * 1e-12, "J"), f"{p['energy_pj'] / p['macs']:.4g}" if p["macs"] else "",
              _pct(p.get("mbu")), _pct(p.get("pe_utilization")), len(p["fused_groups"]),
-             _mib(_saved(p))] for p in policies]
+             mib_text(_saved(p))] for p in policies]
     return table(header, rows)
 
 
@@ -344,21 +332,19 @@ def savings_html(policy: dict, top: int = 15) -> str:
     groups = sorted(policy["fused_groups"], key=lambda g: -g["saved_dram_bytes"])
     if not groups:
         return ""
-    rows = [[g["kernel"], ops_text(g["ops"]), _mib(g["unfused_dram_bytes"]), _mib(g["fused_dram_bytes"]),
-             _mib(g["saved_dram_bytes"])] for g in groups[:top]]
-    return (f"<h2>{_e(policy['fusion'])}: {len(groups)} fused kernels saved {_mib(_saved(policy))} of DRAM traffic"
+    rows = [[g["kernel"], ops_text(g["ops"]), mib_text(g["unfused_dram_bytes"]), mib_text(g["fused_dram_bytes"]),
+             mib_text(g["saved_dram_bytes"])] for g in groups[:top]]
+    return (f"<h2>{_e(policy['fusion'])}: {len(groups)} fused kernels saved {mib_text(_saved(policy))} of DRAM traffic"
             f'</h2><p class="note">The {min(top, len(groups))} that saved most.</p>'
             + table(["kernel", "ops", "unfused DRAM", "fused DRAM", "saved"], rows))
 
 
 def compare_figure(d: dict):
     """Cycles, energy and DRAM bytes of each policy relative to the first, as grouped bars."""
-    import numpy as np
-    from tilesim.report.plots import _new_figure
     policies = d["policies"]
     metrics = {"cycles": lambda p: p["cycles"], "energy": lambda p: p["energy_pj"],
                "DRAM bytes": lambda p: p["dram_read_bytes"] + p["dram_write_bytes"]}
-    fig = _new_figure(8, 4)
+    fig = new_figure(8, 4)
     ax = fig.subplots()
     width = 0.8 / len(policies)
     x = np.arange(len(metrics))
@@ -378,8 +364,6 @@ def compare_figure(d: dict):
 
 def sweep_html(rows: list[dict]) -> str:
     """Counts and best points, the Pareto plot, and every row (Pareto points highlighted)."""
-    from tilesim.report.sweep_plot import pareto_front
-    from tilesim.studies.sweep import best_rows
     keys = sweep_keys(rows)
     ok = [r for r in rows if r["status"] == "ok"]
     front = set(pareto_front(rows))
@@ -389,7 +373,6 @@ def sweep_html(rows: list[dict]) -> str:
                 for m, r in best_rows(rows).items()]
     sections = [f"<h2>Summary</h2>{pairs(summary)}"]
     if plots_available() and ok:
-        from tilesim.report.sweep_plot import pareto_figure
         sections.append(f"<h2>Latency vs energy</h2>{image(pareto_figure(rows, keys), 'pareto')}")
     shown = [c for c in SWEEP_SHOWN if c in rows[0]]
     body = [[r[k] for k in keys] + [r["status"]] + [_cell(r[c]) for c in shown] + [r.get("reason", "")]
@@ -415,13 +398,13 @@ def report_html(kind: str, data) -> str:
     return {"run": run_html, "compare": compare_html, "sweep": sweep_html}[kind](data)
 
 
-def cmd_report(args) -> None:
-    """tilesim report INPUT --html OUT."""
-    target = Path(args.html)
+def write_report(input_path: str, html_path: str) -> None:
+    """The HTML page of a saved run, compare or sweep result, written atomically to `html_path`."""
+    target = Path(html_path)
     if not target.parent.is_dir():
         raise InputError(f"--html: directory '{target.parent}' does not exist")
-    kind, data = load_input(args.input)
+    kind, data = load_input(input_path)
     write_atomic(target, report_html(kind, data))
 
 
-__all__ = ["KINDS", "cmd_report", "load_input", "report_html", "sweep_keys"]
+__all__ = ["KINDS", "load_input", "report_html", "sweep_keys", "write_report"]

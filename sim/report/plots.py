@@ -6,23 +6,22 @@ The roofline and energy plots read the run's JSON mapping (SimResult.to_dict(), 
 """
 from __future__ import annotations
 
-import io
 import math
 import textwrap
 from pathlib import Path
 
 import numpy as np
 from tilesim.arch.errors import InputError
-from tilesim.core.commands import ARRAY, VECTOR
-from tilesim.core.files import write_atomic
+from tilesim.core.commands import ARRAY, VECTOR, build_program
+from tilesim.core.energy import action_counts, by_component, dynamic_energy_pj, static_energy_pj
 from tilesim.core.result import SimResult
-from tilesim.report import sweep_plot
-from tilesim.report.sweep_plot import require_matplotlib
+from tilesim.report.figure import new_figure, require_matplotlib, save
+from tilesim.report.figure import plot_kind as named_kind
+from tilesim.report.format import energy_unit, joules, time_unit
 
 PLOT_KINDS = ("roofline", "energy", "timeline")
 BOUND_COLORS = {"compute": "tab:blue", "memory": "tab:red", "vector": "tab:green"}
 ENGINE_COLORS = {"array": "tab:blue", "vector": "tab:green", "dma": "tab:orange"}
-DPI = 100
 LABELLED = 5            # kernels named on the roofline and the timeline
 TOP_KERNELS = 12        # bars in the energy-by-kernel panel
 TIME_BUCKETS = 200
@@ -32,7 +31,7 @@ TIME_BUCKETS = 200
 
 def plot_kind(path: str) -> str:
     """roofline, energy or timeline, read from the file name (e.g. roofline.png, resnet-energy.svg)."""
-    return sweep_plot.plot_kind(path, PLOT_KINDS)
+    return named_kind(path, PLOT_KINDS)
 
 
 def check_plots(paths: list[str]) -> list[tuple[str, str]]:
@@ -46,19 +45,6 @@ def check_plots(paths: list[str]) -> list[tuple[str, str]]:
     return plots
 
 
-def figure_bytes(fig, fmt: str = "png", dpi: int = DPI) -> bytes:
-    """The figure rendered to bytes (png, svg or pdf)."""
-    buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=dpi)
-    return buf.getvalue()
-
-
-def save(fig, path: str, dpi: int = DPI) -> None:
-    """Write the figure to `path` atomically (temporary file beside it, then rename), following the umask."""
-    target = Path(path)
-    write_atomic(target, figure_bytes(fig, target.suffix.lower().lstrip("."), dpi))
-
-
 def draw(kind: str, result: SimResult, path: str, components: dict | None = None) -> None:
     """Draw one plot kind of a run to `path`; `components` is per-kernel energy by component (optional)."""
     save(run_figure(kind, result, components), path)
@@ -70,12 +56,6 @@ def run_figure(kind: str, result: SimResult, components: dict | None = None):
         return timeline_figure(result)
     d = result.to_dict()
     return roofline_figure(d) if kind == "roofline" else energy_figure(d, components)
-
-
-def _new_figure(width: float, height: float, **kw):
-    """A matplotlib Figure (no pyplot: no global state, no display)."""
-    from matplotlib.figure import Figure
-    return Figure(figsize=(width, height), layout="constrained", **kw)
 
 
 def _title(d: dict) -> str:
@@ -98,7 +78,7 @@ def level_bandwidths(d: dict) -> dict[str, float]:
 
 def roofline_figure(d: dict):
     """Kernels at (MACs per DRAM byte, attained MACs/cycle) under the compute roof and each level's slope."""
-    fig = _new_figure(8, 5.5)
+    fig = new_figure(8, 5.5)
     ax = fig.subplots()
     peak, bw = float(d["peak_macs_per_cycle"]), float(d["offchip_bytes_per_cycle"])
     kernels = [k for k in d["kernels"] if k["arithmetic_intensity"] > 0 and k["attained_macs_per_cycle"] > 0]
@@ -167,8 +147,6 @@ def _label_longest(ax, kernels: list[dict]) -> None:
 def kernel_components(schedule, arch, result: SimResult) -> dict[str, dict[str, float]]:
     """Per kernel, its energy by component (pJ), recounted from the schedule; leakage is static power x its span,
     split as the run's static_power_mw is (static, static.<component>)."""
-    from tilesim.core.commands import build_program
-    from tilesim.core.energy import action_counts, by_component, dynamic_energy_pj, static_energy_pj
     prog = build_program(schedule, arch)
     out = {}
     for kernel, cmds, kr in zip(schedule.kernels, prog.per_kernel, result.kernels, strict=False):
@@ -183,7 +161,7 @@ def kernel_components(schedule, arch, result: SimResult) -> dict[str, dict[str, 
 
 def component_colors(names) -> dict[str, str]:
     """A stable colour per energy component (sorted names over tab10, then tab20)."""
-    from matplotlib import colormaps
+    from matplotlib import colormaps  # noqa: PLC0415 (optional dependency)
     names = sorted(names)
     cmap = colormaps["tab10" if len(names) <= 10 else "tab20"]
     return {n: cmap(i % cmap.N) for i, n in enumerate(names)}
@@ -193,29 +171,15 @@ def energy_figure(d: dict, components: dict | None = None):
     """Energy by component (pie) and the kernels that use most (bars, stacked by component when known)."""
     if components is None and d["kernels"] and all("energy_breakdown_pj" in k for k in d["kernels"]):
         components = {k["name"]: k["energy_breakdown_pj"] for k in d["kernels"]}
-    fig = _new_figure(11, 5)
+    fig = new_figure(11, 5)
     left, right = fig.subplots(1, 2, width_ratios=(1, 1.5))
     colors = component_colors(d["energy_breakdown_pj"])
     _energy_pie(left, d["energy_breakdown_pj"], colors)
     _energy_bars(right, d["kernels"], components, colors)
     pj_per_mac = d["energy_pj"] / d["macs"] if d.get("macs") else 0.0
-    fig.suptitle(f"Energy: {_title(d)}: {_joules(d['energy_pj'])}"
+    fig.suptitle(f"Energy: {_title(d)}: {joules(d['energy_pj'])}"
                  + (f", {pj_per_mac:.3g} pJ/MAC" if pj_per_mac else ""), fontsize=11)
     return fig
-
-
-def _energy_unit(pj: float) -> tuple[float, str]:
-    """(pJ per unit, unit) among J, mJ, µJ, nJ, pJ for an amount of energy."""
-    for factor, unit in ((1e12, "J"), (1e9, "mJ"), (1e6, "µJ"), (1e3, "nJ")):
-        if pj >= factor:
-            return factor, unit
-    return 1.0, "pJ"
-
-
-def _joules(pj: float) -> str:
-    """pJ as text in the handiest unit, e.g. '14.7 mJ'."""
-    factor, unit = _energy_unit(pj)
-    return f"{pj / factor:.3g} {unit}"
 
 
 def _energy_pie(ax, breakdown: dict[str, float], colors: dict) -> None:
@@ -230,7 +194,7 @@ def _energy_pie(ax, breakdown: dict[str, float], colors: dict) -> None:
                        counterclock=False, wedgeprops={"width": 0.45, "edgecolor": "white"},
                        labels=[k if v / total >= 0.05 else "" for k, v in items], labeldistance=1.08,
                        textprops={"fontsize": 8})
-    ax.legend(wedges, [f"{k}: {v / total:.1%} ({_joules(v)})" for k, v in items], loc="upper center",
+    ax.legend(wedges, [f"{k}: {v / total:.1%} ({joules(v)})" for k, v in items], loc="upper center",
               bbox_to_anchor=(0.5, 0.0), fontsize=7, ncol=2, frameon=False)
     ax.set_title("by component", fontsize=10)
 
@@ -239,7 +203,7 @@ def _energy_bars(ax, kernels: list[dict], components: dict | None, colors: dict)
     """The TOP_KERNELS kernels using most energy as horizontal bars (the rest summed in the axis label)."""
     ranked = sorted(kernels, key=lambda k: -k["energy_pj"])
     shown, rest = ranked[:TOP_KERNELS], ranked[TOP_KERNELS:]
-    factor, unit = _energy_unit(max((k["energy_pj"] for k in shown), default=0.0))
+    factor, unit = energy_unit(max((k["energy_pj"] for k in shown), default=0.0))
     y = np.arange(len(shown))[::-1]
     if components:
         left = np.zeros(len(shown))
@@ -255,7 +219,7 @@ def _energy_bars(ax, kernels: list[dict], components: dict | None, colors: dict)
     ax.set_yticks(y, [kernel_label(k)[:30] for k in shown], fontsize=7)
     total = sum(k["energy_pj"] for k in kernels) or 1.0
     others = sum(k["energy_pj"] for k in rest)
-    ax.set_xlabel(f"energy ({unit})" + (f"; {len(rest)} other kernels not shown: {_joules(others)} "
+    ax.set_xlabel(f"energy ({unit})" + (f"; {len(rest)} other kernels not shown: {joules(others)} "
                                         f"({others / total:.0%} of the kernels')" if rest else ""))
     key = "colours: components, as in the pie" if components else "colours: the kernel's bound"
     ax.set_title(f"by kernel (top {len(shown)} of {len(kernels)}; {key})", fontsize=10)
@@ -269,7 +233,7 @@ def kernel_label(k: dict) -> str:
 
 def _bound_legend(ax, bounds: set) -> None:
     """Legend patches for the bounds that occur."""
-    from matplotlib.patches import Patch
+    from matplotlib.patches import Patch  # noqa: PLC0415 (optional dependency)
     handles = [Patch(color=c, label=f"{b}-bound") for b, c in BOUND_COLORS.items() if b in bounds]
     ax.legend(handles=handles, fontsize=7, loc="lower right")
 
@@ -307,21 +271,13 @@ def _covered_before(points: np.ndarray, edges: np.ndarray) -> np.ndarray:
     return n * edges - csum[n]
 
 
-def _time_unit(seconds: float) -> tuple[float, str]:
-    """(seconds per unit, unit name) that keeps the run's length readable."""
-    for scale, unit in ((1.0, "s"), (1e-3, "ms"), (1e-6, "µs")):
-        if seconds >= scale:
-            return scale, unit
-    return 1e-9, "ns"
-
-
 def timeline_figure(result: SimResult, buckets: int = TIME_BUCKETS):
     """Busy fraction of the array, the vector unit and the DMA channel per time bucket, kernels marked."""
     r = result
     edges = np.linspace(0.0, max(r.cycles, 1), buckets + 1)
-    scale, unit = _time_unit(r.latency_s)
+    scale, unit = time_unit(r.latency_s)
     to_unit = 1.0 / (r.clock_hz * scale)
-    fig = _new_figure(10, 5.5)
+    fig = new_figure(10, 5.5)
     axes = fig.subplots(3, 1, sharex=True)
     for ax, (name, (starts, ends)) in zip(axes, busy_intervals(r).items(), strict=False):
         busy = busy_per_bucket(starts, ends, edges)
@@ -371,7 +327,6 @@ __all__ = [
     "check_plots",
     "draw",
     "energy_figure",
-    "figure_bytes",
     "kernel_components",
     "plot_kind",
     "roofline_figure",

@@ -5,56 +5,25 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 from tilesim.arch.errors import InputError, did_you_mean
-from tilesim.core.files import write_atomic
+from tilesim.report.figure import new_figure, plot_kind, require_matplotlib, save
+from tilesim.studies.sweep import HIGHER_IS_BETTER, LLM_METRICS, METRICS, pareto_front
 
 PLOT_KINDS = ("pareto", "heatmap")
-PLOT_SUFFIXES = (".png", ".svg", ".pdf")
-
-
-def pareto_front(rows: list[dict], x: str = "latency_s", y: str = "energy_pj") -> list[int]:
-    """Indices of the ok rows that no other ok row beats on both x and y (lower is better), by increasing x."""
-    ok = [i for i, r in enumerate(rows) if r["status"] == "ok"]
-    ok.sort(key=lambda i: (float(rows[i][x]), float(rows[i][y]), i))
-    front, best = [], math.inf
-    for i in ok:
-        if float(rows[i][y]) < best:
-            front.append(i)
-            best = float(rows[i][y])
-    return front
-
-
-def plot_kind(path: str, allowed: tuple[str, ...] = PLOT_KINDS) -> str:
-    """The plot kind named in the file name (e.g. pareto.png, resnet-heatmap.svg), one of `allowed`."""
-    stem = Path(path).stem.lower()
-    kinds = [k for k in allowed if k in stem]
-    if len(kinds) != 1:
-        raise InputError(f"--plot {path}: name exactly one kind in the file name, one of {', '.join(allowed)} "
-                         f"(e.g. {', '.join(k + '.png' for k in allowed)})")
-    if Path(path).suffix.lower() not in PLOT_SUFFIXES:
-        raise InputError(f"--plot {path}: the file must end in {', '.join(PLOT_SUFFIXES)}")
-    return kinds[0]
-
-
-def require_matplotlib() -> None:
-    """One-line InputError when matplotlib (tilesim[plot]) is missing."""
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
-        raise InputError("--plot: matplotlib is not installed; pip install 'tilesim[plot]'") from None
+SWEEP_DPI = 120
 
 
 def check_plots(paths: list[str], keys: list[str], metric: str, llm: bool = False) -> list[tuple[str, str]]:
     """(kind, path) of each --plot, checked before the sweep runs; also checks --metric (LLM sweeps also allow
     LLM_METRICS)."""
-    from tilesim.studies.sweep import LLM_METRICS, METRICS
     allowed = METRICS + LLM_METRICS if llm else METRICS
     if metric not in allowed:
         more = " (ttft_s, tpot_s, tokens_per_s, pj_per_token, ... are for decoder LLM sweeps)" \
             if metric in LLM_METRICS else ""
         raise InputError(f"--metric: got '{metric}'{did_you_mean(metric, allowed)}; allowed: {', '.join(allowed)}"
                          f"{more}")
-    plots = [(plot_kind(p), p) for p in paths]
+    plots = [(plot_kind(p, PLOT_KINDS), p) for p in paths]
     for kind, path in plots:
         if not Path(path).parent.is_dir():
             raise InputError(f"--plot: directory '{Path(path).parent}' does not exist")
@@ -68,16 +37,7 @@ def check_plots(paths: list[str], keys: list[str], metric: str, llm: bool = Fals
 def draw(kind: str, rows: list[dict], axes: list[tuple[str, list[str]]], path: str, metric: str) -> None:
     """Draw one plot kind to `path` (written atomically)."""
     fig = pareto_figure(rows, [k for k, _ in axes]) if kind == "pareto" else heatmap_figure(rows, axes, metric)
-    _save(fig, path)
-
-
-def _save(fig, path: str) -> None:
-    """Render the figure in memory, then write it whole (sim/files.write_atomic: no half-written file)."""
-    import io
-    target = Path(path)
-    buf = io.BytesIO()
-    fig.savefig(buf, format=target.suffix.lower().lstrip(".") or "png", dpi=120)
-    write_atomic(target, buf.getvalue())
+    save(fig, path, SWEEP_DPI)
 
 
 def _title(rows: list[dict]) -> str:
@@ -87,8 +47,7 @@ def _title(rows: list[dict]) -> str:
 
 def pareto_figure(rows: list[dict], keys: list[str]):
     """Latency vs energy of every ok point, area as colour, the Pareto front drawn and labelled."""
-    from matplotlib.figure import Figure
-    fig = Figure(figsize=(8, 6), layout="constrained")
+    fig = new_figure(8, 6)
     ax = fig.subplots()
     ok = [r for r in rows if r["status"] == "ok"]
     lat = [float(r["latency_s"]) * 1e3 for r in ok]
@@ -122,7 +81,6 @@ def pareto_figure(rows: list[dict], keys: list[str]):
 
 def heatmap_grid(rows: list[dict], axes: list[tuple[str, list[str]]], metric: str) -> list[list[float]]:
     """metric[i][j] over the values of the first two axes (best over any other axes; NaN where no ok point)."""
-    from tilesim.studies.sweep import HIGHER_IS_BETTER
     (ky, vy), (kx, vx) = axes[0], axes[1]
     pick = max if metric in HIGHER_IS_BETTER else min
     cells: dict[tuple[str, str], list[float]] = {}
@@ -134,14 +92,11 @@ def heatmap_grid(rows: list[dict], axes: list[tuple[str, list[str]]], metric: st
 
 def heatmap_figure(rows: list[dict], axes: list[tuple[str, list[str]]], metric: str):
     """A metric over the first two grid axes, values written in the cells when there are few."""
-    import numpy as np
-    from matplotlib import colormaps
-    from matplotlib.colors import LogNorm
-    from matplotlib.figure import Figure
-    from tilesim.studies.sweep import HIGHER_IS_BETTER
+    from matplotlib import colormaps  # noqa: PLC0415 (optional dependency)
+    from matplotlib.colors import LogNorm  # noqa: PLC0415 (optional dependency)
     (ky, vy), (kx, vx) = axes[0], axes[1]
     grid = np.array(heatmap_grid(rows, axes, metric), dtype=float)
-    fig = Figure(figsize=(max(5.0, 0.8 * len(vx) + 3), max(4.0, 0.5 * len(vy) + 2.5)), layout="constrained")
+    fig = new_figure(max(5.0, 0.8 * len(vx) + 3), max(4.0, 0.5 * len(vy) + 2.5))
     ax = fig.subplots()
     cmap = colormaps["viridis"].with_extremes(bad="lightgrey")
     finite = grid[np.isfinite(grid)]
@@ -165,4 +120,4 @@ def heatmap_figure(rows: list[dict], axes: list[tuple[str, list[str]]], metric: 
     return fig
 
 
-__all__ = ["check_plots", "draw", "heatmap_grid", "pareto_front", "plot_kind", "require_matplotlib"]
+__all__ = ["check_plots", "draw", "heatmap_grid", "pareto_figure"]

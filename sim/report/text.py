@@ -9,6 +9,7 @@ import textwrap
 
 from tilesim.arch.errors import InputError
 from tilesim.core.result import SimResult
+from tilesim.report.format import byte_size, si
 
 KERNEL_COLUMNS = ("name", "engine", "bound", "cycles", "compute_cycles", "stall_cycles", "macs", "pe_utilization",
                   "mapping_efficiency", "dram_read_bytes", "dram_write_bytes", "energy_pj", "tiles", "mapping",
@@ -23,24 +24,6 @@ SUMMED_COLUMNS = ("compute_cycles", "stall_cycles", "tiles", "sram_input_reads",
                   "stall_dram_cycles", "stall_dependency_cycles", "stall_slot_cycles", "stall_order_cycles",
                   "sram_wait_cycles", "flash_read_bytes", "stall_flash_cycles")
 
-
-
-def si(x: float, unit: str) -> str:
-    """A value with an SI prefix: 1234567 -> '1.23 M<unit>'."""
-    if x == 0:
-        return f"0 {unit}"
-    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1, ""), (1e-3, "m"), (1e-6, "µ"),
-                           (1e-9, "n")):
-        if abs(x) >= factor:
-            return f"{x / factor:.3g} {prefix}{unit}"
-    return f"{x / 1e-12:.3g} p{unit}"
-
-
-def _bytes(x: float) -> str:
-    for factor, prefix in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if x >= factor:
-            return f"{x / factor:.3g} {prefix}"
-    return f"{int(x)} B"
 
 
 def to_json(result: SimResult) -> str:
@@ -76,9 +59,9 @@ def to_table(result: SimResult, top: int | None = None) -> str:
         f"  cycles          {r.cycles:,}   latency {si(r.latency_s, 's')}",
         f"  MACs            {r.macs:,}   ({si(r.macs / r.latency_s if r.latency_s else 0, 'MAC/s')})",
         f"  PE utilization  {r.pe_utilization:.1%}   of {r.peak_macs_per_cycle:,} MACs/cycle",
-        f"  off-chip        read {_bytes(r.dram_read_bytes)}, write {_bytes(r.dram_write_bytes)}, "
+        f"  off-chip        read {byte_size(r.dram_read_bytes)}, write {byte_size(r.dram_write_bytes)}, "
         f"MBU {r.mbu:.1%} of {si(r.offchip_bytes_per_cycle * r.clock_hz, 'B/s')}",
-        *([f"  flash           read {_bytes(r.flash_read_bytes)} of weights (staged in DRAM), "
+        *([f"  flash           read {byte_size(r.flash_read_bytes)} of weights (staged in DRAM), "
            f"{r.flash_utilization:.1%} of {si(r.flash_bytes_per_cycle * r.clock_hz, 'B/s')}"]
           if r.flash_bytes_per_cycle else []),
         f"  energy          {si(r.energy_pj * 1e-12, 'J')}   {r.pj_per_mac:.3g} pJ/MAC",
@@ -102,8 +85,8 @@ def to_table(result: SimResult, top: int | None = None) -> str:
     for k in kernels:
         eff = f"{k.mapping_efficiency:.0%}" if k.engine == "array" else "-"
         lines.append(f"{k.name[:22]:<22} {k.bound:<7} {k.cycles:>11,} {k.stall_cycles:>10,} "
-                     f"{k.pe_utilization:>6.1%} {eff:>7} {_bytes(k.dram_read_bytes):>9} "
-                     f"{_bytes(k.dram_write_bytes):>9} {si(k.energy_pj * 1e-12, 'J'):>9}")
+                     f"{k.pe_utilization:>6.1%} {eff:>7} {byte_size(k.dram_read_bytes):>9} "
+                     f"{byte_size(k.dram_write_bytes):>9} {si(k.energy_pj * 1e-12, 'J'):>9}")
     if top is not None and top < len(r.kernels):
         lines.append(f"... {len(r.kernels) - top} more kernels (showing the {top} longest)")
     return "\n".join(lines) + "\n"

@@ -14,7 +14,7 @@ Weights in flash stream flash -> DRAM -> array every token (sim/commands.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.errors import InputError
@@ -23,9 +23,7 @@ from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim.core.commands import weights_in_flash
 from tilesim.core.result import SimResult
 from tilesim.core.simulate import kernel_evaluator, simulate
-from tilesim.report.text import si
-
-PHASES = ("prefill", "decode", "generate")
+from tilesim.studies.options import PHASES, OptionError
 
 
 @dataclass(frozen=True)
@@ -122,13 +120,14 @@ def check_fits(arch: ArchConfig, weight_bytes: int, kv_bytes: int) -> None:
     off = arch.offchip
     if weight_bytes + kv_bytes > off.capacity_bytes:
         gib = 2**30
-        hint = (f"or set memory.{arch.flash.name}.weights (overflow, all, mlp) to stream weights from the flash level '{arch.flash.name}'"
-                 if arch.flash else
+        hint = (f"or set memory.{arch.flash.name}.weights (overflow, all, mlp) to stream weights from the flash "
+                f"level '{arch.flash.name}'" if arch.flash else
                 "or an arch with a flash level (kind: flash, e.g. phone-npu) to stream the weights that do not fit")
-        raise InputError(f"memory.{off.name}.capacity_bytes: weights ({weight_bytes / gib:.2f} GiB) + KV cache "
-                         f"({kv_bytes / gib:.2f} GiB) need {(weight_bytes + kv_bytes) / gib:.2f} GiB, more than "
-                         f"the {off.capacity_bytes / gib:.2f} GiB of {off.name}; use a smaller batch or context, "
-                         f"narrower --weight-dtype/--kv-dtype, a bigger memory, {hint}")
+        raise OptionError(f"memory.{off.name}.capacity_bytes",       # an arch field; the hint names options
+                          f"weights ({weight_bytes / gib:.2f} GiB) + KV cache ({kv_bytes / gib:.2f} GiB) need "
+                          f"{(weight_bytes + kv_bytes) / gib:.2f} GiB, more than the {off.capacity_bytes / gib:.2f} "
+                          f"GiB of {off.name}; use a smaller batch or context, narrower {{weight_dtype}}/{{kv_dtype}}, "
+                          f"a bigger memory, {hint}")
 
 
 @dataclass(frozen=True)
@@ -186,7 +185,7 @@ def run_llm(graph_for: GraphFor, arch: ArchConfig, options: CompileOptions, phas
     """Simulate a phase: prefill of `prompt_len` tokens; one decode step at context `prompt_len`; or generate
     (prefill, then `gen_tokens` decode steps at contexts prompt_len .. prompt_len + gen_tokens - 1)."""
     if phase not in PHASES:
-        raise InputError(f"--phase: got '{phase}', allowed: {', '.join(PHASES)}")
+        raise OptionError("phase", f"got '{phase}', allowed: {', '.join(PHASES)}")
     held = prompt_len + (gen_tokens if phase == "generate" else 1 if phase == "decode" else 0)
     kv_bytes = batch * held * kv_bytes_per_token
     globbed = arch.flash is not None and arch.flash.weights not in ("none", "all", "overflow")
@@ -219,7 +218,6 @@ def run_llm(graph_for: GraphFor, arch: ArchConfig, options: CompileOptions, phas
 def _lerp_point(samples: dict, a: int, b: int, c: int) -> SimResult:
     """The step at context c (a <= c < b) by linear interpolation of the simulated steps at a and b: latency, energy
     and traffic interpolated; the rest taken from the step at a."""
-    from dataclasses import replace
     if c == a:
         return samples[a]
     t = (c - a) / (b - a)
@@ -266,28 +264,3 @@ def llm_dict(r: LLMResult) -> dict:
                          for s in r.decode],
         "kernels": kernels,
     }
-
-
-def llm_table(r: LLMResult) -> str:
-    """A readable summary of an LLM run (at most 100 columns)."""
-    gib = 2**30
-    last = r.decode[-1].end if r.decode else r.prefill
-    lines = [f"tilesim: {last.workload.rsplit('.', 1)[0]} on {last.arch}, {r.phase}, batch {r.batch}"]
-    if r.prefill:
-        p = r.prefill
-        lines.append(f"  prefill   {r.prompt_len} tokens: TTFT {si(r.ttft_s, 's')}, "
-                     f"{si(r.prefill_pj_per_token * 1e-12, 'J')}/token, util {p.pe_utilization:.1%}, MBU {p.mbu:.1%}")
-    if r.decode:
-        d = r.decode[-1].end
-        lines.append(f"  decode    {r.decode_steps} step(s), context {r.decode[0].first}..{r.decode[-1].last}: "
-                     f"TPOT {si(r.tpot_s, 's')}, {si(r.decode_pj_per_token * 1e-12, 'J')}/token")
-        lines.append(f"            last step: util {d.pe_utilization:.2%}, MBU {d.mbu:.1%}, "
-                     f"{r.tokens_per_s:,.1f} tokens/s")
-    lines.append(f"  memory    weights {r.weight_bytes / gib:.2f} GiB, KV cache {r.kv_cache_bytes / gib:.3f} GiB")
-    if last.flash_bytes_per_cycle:
-        step = r.decode[-1].end if r.decode else r.prefill
-        lines.append(f"  flash     {r.flash_weight_bytes / gib:.2f} GiB of weights in flash; "
-                     f"{step.flash_read_bytes / 2**20:,.1f} MiB read per {'step' if r.decode else 'prefill'}, "
-                     f"flash busy {step.flash_utilization:.1%}")
-    lines.append(f"  total     {si(r.latency_s, 's')}, {si(r.energy_pj * 1e-12, 'J')} for {r.tokens:,} tokens")
-    return "\n".join(lines) + "\n"

@@ -8,36 +8,41 @@ length, dtype, --dim and the compile options) match this sweep; rows with status
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import hashlib
 import io
 import itertools
 import json
-import os
+import logging
+import math
+import multiprocessing
 import random
 import signal
 import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from tilesim.arch import load_arch
 from tilesim.arch.errors import InputError
 from tilesim.arch.loader import apply_overrides, arch_from_dict, load_yaml_text
 from tilesim.compiler.cost import trip_counts
 from tilesim.compiler.fusion import group_ops
-from tilesim.compiler.mapper import _without_capacities
+from tilesim.compiler.mapper import without_capacities
 from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim.core.commands import flash_share
 from tilesim.core.files import write_atomic
 from tilesim.core.result import SimResult
 from tilesim.core.simulate import kernel_evaluator, simulate
-from tilesim.studies.llm import PHASES
+from tilesim.studies.llm import llm_dict
+from tilesim.studies.options import BACKENDS, LLMOptions, OptionError, WorkloadOptions, at_least
+from tilesim.studies.runs import DecoderConfig, run_decoder, workload_graph
+from tilesim.workloads import decoder_config, load_workload
+from tilesim.workloads.llm import DEFAULT_SEQ_LEN
 
-BACKENDS = ("process", "serial", "dask")
 STATUSES = ("ok", "invalid", "error")      # error: an internal error (a bug), recomputed by --resume
 SETTING_COLUMNS = ("workload", "arch", "fusion", "mapper", "objective")
 METRICS = ("cycles", "latency_s", "macs", "pe_utilization", "mbu", "energy_pj", "pj_per_mac", "dram_read_bytes",
@@ -75,15 +80,15 @@ def parse_grid(item: str) -> tuple[str, list[str]]:
     key, sep, text = item.partition("=")
     key = key.strip()
     if not sep or not key:
-        raise InputError(f"--grid {item}: expected KEY=V1,V2,..., e.g. --grid array.rows=16,32,64")
+        raise OptionError("grid", "expected KEY=V1,V2,..., e.g. {grid} array.rows=16,32,64", detail=item)
     values = split_values(text)
     if not text.strip() or any(v == "" for v in values):
-        raise InputError(f"--grid {key}: empty value in '{text}'; give V1,V2,... e.g. --grid {key}=16,32")
+        raise OptionError("grid", f"empty value in '{text}'; give V1,V2,... e.g. {{grid}} {key}=16,32", detail=key)
     for v in values:
         load_yaml_text(v, f"--grid {key}")            # malformed YAML is a one-line error now, not per point
     twice = sorted({v for v in values if values.count(v) > 1})
     if twice:
-        raise InputError(f"--grid {key}: value '{twice[0]}' given twice")
+        raise OptionError("grid", f"value '{twice[0]}' given twice", detail=key)
     return key, values
 
 
@@ -95,9 +100,9 @@ def parse_grids(grids: list[str]) -> list[tuple[str, list[str]]]:
     keys = [k for k, _ in axes]
     for k in keys:
         if keys.count(k) > 1:
-            raise InputError(f"--grid {k}: given twice; list all its values in one --grid")
+            raise OptionError("grid", "given twice; list all its values in one {grid}", detail=k)
         if k in RESERVED_COLUMNS:
-            raise InputError(f"--grid {k}: not an arch field (it is a column of the results)")
+            raise OptionError("grid", "not an arch field (it is a column of the results)", detail=k)
     return axes
 
 
@@ -116,7 +121,7 @@ def random_points(grids: list[str], k: int, seed: int = 0) -> list[dict[str, str
     for s in sizes:
         total *= s
     if not 1 <= k <= total:
-        raise InputError(f"--random {k}: must be between 1 and the grid's {total:,} points")
+        raise OptionError("random", f"must be between 1 and the grid's {total:,} points", detail=str(k))
     picks = sorted(random.Random(seed).sample(range(total), k))
     return [_point_at(axes, sizes, i) for i in picks]
 
@@ -148,42 +153,47 @@ def _as_grid(message: str) -> str:
 
 @dataclass(frozen=True)
 class SweepSpec:
-    """What every point shares: the base arch (after --set), the workload and how it is lowered."""
+    """What every point shares: the base arch (after --set), the workload and how it is lowered (a workload given
+    as a name is WorkloadOptions(name))."""
     raw_arch: dict                  # parsed arch mapping with --set applied (not validated: the grid may fix it)
     source: str                     # where the arch came from, for messages
     arch: str                       # the --arch spec as given (the `arch` column)
-    workload: str
-    options: CompileOptions = CompileOptions()
-    seq_len: int | None = None
-    batch: int = 1
-    dtype: str | None = None        # None: each point's array dtype; "model": an ONNX model's own types
-    dims: tuple[tuple[str, int], ...] = ()
-    dtypes: tuple | None = None     # decoder LLMs: (weight, activation, kv) data types; None entries take dtype
-    phase: str | None = None        # decoder LLMs: prefill (None: prefill), decode (at context) or generate
-    context: int | None = None      # decode: tokens already in the KV cache
-    prompt_len: int | None = None   # prefill/generate: prompt tokens (None: seq_len, or 128)
-    gen_tokens: int = 128           # generate: tokens generated
-    mlp_sparsity: float = 0.0       # decoder LLMs: share of MLP neurons skipped per token
+    workload: WorkloadOptions = field(default_factory=WorkloadOptions)
+    options: CompileOptions = field(default_factory=CompileOptions)
+    llm: LLMOptions = field(default_factory=LLMOptions)  # decoder LLMs: phase, context, tokens, MLP sparsity
+
+    def __post_init__(self) -> None:
+        if isinstance(self.workload, str):
+            object.__setattr__(self, "workload", WorkloadOptions(self.workload))
 
     @cached_property
     def setup(self) -> str:
         """Short hash of everything but the grid values; --resume reuses only rows with the same setup. The LLM
-        fields count only when set, so other sweeps keep the setup they had before those fields existed."""
-        d = dataclasses.asdict(self)
-        for f in dataclasses.fields(self):
-            if f.name in _LLM_FIELDS and d[f.name] == f.default:
-                del d[f.name]
+        options count only when set, so other sweeps keep the setup they had before those options existed."""
+        w = self.workload
+        d = {"raw_arch": self.raw_arch, "source": self.source, "arch": self.arch, "workload": w.workload,
+             "options": dataclasses.asdict(self.options), "seq_len": w.seq_len, "batch": w.batch, "dtype": w.dtype,
+             "dims": self.dims, "dtypes": w.dtypes}
+        for f in dataclasses.fields(LLMOptions):
+            if getattr(self.llm, f.name) != f.default:
+                d[f.name] = getattr(self.llm, f.name)
         text = json.dumps(d, sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()[:12]
 
+    @property
+    def dims(self) -> tuple[tuple[str, int], ...]:
+        """The workload's symbolic dimensions, sorted by name."""
+        return tuple(sorted(self.workload.dims))
+
     @cached_property
-    def llm(self) -> bool:
-        """Whether the workload is a decoder LLM (its points run as `tilesim run` runs one: sim/llm.py)."""
-        from tilesim.workloads import decoder_config
-        return decoder_config(self.workload) is not None
+    def decoder(self) -> DecoderConfig | None:
+        """The decoder LLM's config (its points run as `tilesim run` runs one: studies/runs.py), else None."""
+        return decoder_config(self.workload.workload)
 
-
-_LLM_FIELDS = ("phase", "context", "prompt_len", "gen_tokens", "mlp_sparsity")
+    @property
+    def is_llm(self) -> bool:
+        """Whether the workload is a decoder LLM."""
+        return self.decoder is not None
 
 
 RESERVED_COLUMNS = ("status", *SETTING_COLUMNS, "phase", *METRICS, *LLM_METRICS, "setup", "reason")
@@ -246,14 +256,13 @@ def llm_metrics(report: dict, arch) -> dict:
 _GRAPHS: dict = {}      # per process: (graph, grouping) by dtype (a point may change the array's dtype)
 
 
-def _graph(spec: SweepSpec, dtype: str | None):
-    """The workload graph for a dtype and its fusion grouping (which no arch field changes), built once per
-    process."""
-    from tilesim.workloads import load_workload
-    key = (spec.workload, spec.seq_len, spec.batch, dtype, spec.dims, spec.dtypes, spec.options.fusion)
+def _graph(spec: SweepSpec, arch):
+    """The workload graph for the point's arch dtype and its fusion grouping (which no arch field changes), built
+    once per process."""
+    w = spec.workload
+    key = (w.workload, w.seq_len, w.batch, w.graph_dtype(arch.array.dtype), spec.dims, w.dtypes, spec.options.fusion)
     if key not in _GRAPHS:
-        graph = load_workload(spec.workload, seq_len=spec.seq_len, batch=spec.batch, dtype=dtype,
-                              dims=dict(spec.dims), dtypes=spec.dtypes)
+        graph = workload_graph(arch, w)
         _GRAPHS[key] = graph, group_ops(graph, spec.options.fusion)
     return _GRAPHS[key]
 
@@ -270,8 +279,7 @@ def point_arch(spec: SweepSpec, point: dict[str, str]):
 def simulate_point(spec: SweepSpec, point: dict[str, str]):
     """(arch, SimResult) of one design point; bad input raises InputError."""
     arch = point_arch(spec, point)
-    dtype = None if spec.dtype == "model" else (spec.dtype or arch.array.dtype)
-    graph, grouping = _graph(spec, dtype)
+    graph, grouping = _graph(spec, arch)
     timing = spec.options.resolved_timing(arch)
     seen, memo = _shared(arch, timing)
     evaluate = _evaluator(arch, timing, spec.options.objective, seen, memo)
@@ -285,7 +293,7 @@ _KEEP_ARCHS = 8             # archs whose entries are kept (points of one array 
 def _shared(arch, timing: str) -> tuple[dict, dict]:
     """What design points that differ only in on-chip capacities, energy table and area share in this process:
     (kernels' simulated cycles alone, build_program's tile commands). Tile commands depend on none of those."""
-    key = (timing, repr(dataclasses.replace(_without_capacities(arch), name="", description="", energy=None,
+    key = (timing, repr(dataclasses.replace(without_capacities(arch), name="", description="", energy=None,
                                             area=None)))
     entry = _SHARED.pop(key, None)
     if entry is None:
@@ -327,43 +335,24 @@ def _canonical(kernel):
 
 
 def llm_point(spec: SweepSpec, point: dict[str, str]):
-    """(arch, the `tilesim run` JSON mapping) of one design point of a decoder LLM sweep, computed as cmd_llm
-    does (sim/cli.py); the graphs of each phase and size are built once per process."""
-    from tilesim.cli.main import prompt_tokens
-    from tilesim.studies.llm import llm_dict, run_llm
-    from tilesim.workloads import decoder_config
-    from tilesim.workloads import llm as wl
+    """(arch, the `tilesim run` JSON mapping) of one design point of a decoder LLM sweep, run as `tilesim run`
+    runs it (studies/runs.py); the graphs of each phase and size are built once per process."""
     arch = point_arch(spec, point)
-    cfg = decoder_config(spec.workload)
-    phase = spec.phase or "prefill"
-    types = wl.resolve_dtypes(spec.dtypes, spec.dtype or arch.array.dtype)
-    prompt = prompt_tokens(phase, spec.context, spec.prompt_len, spec.seq_len)
-    active = wl.sparse_mlp(cfg, spec.mlp_sparsity)
-
-    def graph_for(kind: str, size: int):
-        key = ("llm", spec.workload, spec.batch, spec.mlp_sparsity, types, kind, size)
-        if key not in _GRAPHS:
-            sizes = {"seq_len": size} if kind == "prefill" else {"context": size}
-            _GRAPHS[key] = wl.decoder_graph(active, batch=spec.batch, phase=kind, dtypes=types, **sizes)
-        return _GRAPHS[key]
-
-    result = run_llm(graph_for, arch, spec.options, phase, spec.batch, prompt, spec.gen_tokens,
-                     wl.weight_bytes(cfg, types.weight), wl.kv_cache_bytes_per_token(cfg, types.kv))
+    result = run_decoder(spec.decoder, arch, spec.workload, spec.llm, spec.options, _GRAPHS)
     return arch, llm_dict(result)
 
 
 def run_point(spec: SweepSpec, point: dict[str, str]) -> dict[str, str]:
     """One CSV row (all cells text): the point, its status and metrics; bad input becomes status=invalid."""
-    row = dict(point, status="ok", workload=spec.workload, arch=spec.arch, fusion=spec.options.fusion,
+    row = dict(point, status="ok", workload=spec.workload.workload, arch=spec.arch, fusion=spec.options.fusion,
                mapper=spec.options.mapper, objective=spec.options.objective, setup=spec.setup, reason="")
-    if spec.llm:
-        from tilesim.cli.main import prompt_tokens
-        phase = spec.phase or "prefill"
-        row.update(phase=phase, batch=spec.batch, prompt_len=prompt_tokens(phase, spec.context, spec.prompt_len,
-                                                                     spec.seq_len),
-                   gen_tokens=spec.gen_tokens if phase == "generate" else 0)
+    if spec.is_llm:
+        phase = spec.llm.run_phase
+        row.update(phase=phase, batch=spec.workload.batch,
+                   prompt_len=spec.llm.prompt_tokens(spec.workload.seq_len, DEFAULT_SEQ_LEN),
+                   gen_tokens=spec.llm.gen_tokens if phase == "generate" else 0)
     try:
-        if spec.llm:
+        if spec.is_llm:
             arch, report = llm_point(spec, point)
             row.update(llm_metrics(report, arch))
         else:
@@ -373,7 +362,7 @@ def run_point(spec: SweepSpec, point: dict[str, str]) -> dict[str, str]:
         row.update(status="invalid", reason=_one_line(str(e)))
     except Exception as e:  # a bug must not lose the sweep: the row says so and --resume retries it
         row.update(status="error", reason=_one_line(f"internal error: {type(e).__name__}: {e}"))
-    return {c: _cell(row.get(c)) for c in columns(list(point), spec.llm)}
+    return {c: _cell(row.get(c)) for c in columns(list(point), spec.is_llm)}
 
 
 def _one_line(text: str) -> str:
@@ -395,8 +384,6 @@ def warm_up() -> None:
     global _WARM
     if _WARM:
         return
-    from tilesim.arch import load_arch
-    from tilesim.workloads import load_workload
     arch = load_arch("edge-npu")
     simulate(lower(load_workload("gemm:8,8,8", dtype=arch.array.dtype), arch), arch)
     _WARM = True
@@ -424,7 +411,7 @@ def _complete_lines(path: Path) -> str:
 
 def read_done(out_path: str | Path, spec: SweepSpec, keys: list[str]) -> tuple[dict[tuple, dict], int]:
     """Rows of a previous run that --resume can keep, by grid values; and how many rows had another setup."""
-    cols, setup = columns(keys, spec.llm), spec.setup
+    cols, setup = columns(keys, spec.is_llm), spec.setup
     done, other = {}, 0
     for path in (Path(out_path), partial_path(out_path)):
         if not path.is_file():
@@ -459,7 +446,7 @@ class Progress:
         self.bar = None
         if enabled:
             try:
-                from tqdm import tqdm
+                from tqdm import tqdm  # noqa: PLC0415 (optional dependency)
                 self.bar = tqdm(total=total, initial=initial, unit="pt", desc="sweep", file=self.stream,
                                 smoothing=0.1, mininterval=0.5, dynamic_ncols=True)
             except ImportError:
@@ -499,9 +486,9 @@ class Progress:
 def chunks(todo: list[tuple[int, dict]], jobs: int) -> list[list[tuple[int, dict]]]:
     """Work split into chunks for the workers. Points that differ only in on-chip capacities (same array and
     everything else) go to one chunk, so a worker ranks their candidate tilings once (compiler/mapper.py) and
-    shares the simulator's kernel evaluations and tile commands among them (_shared); when there are fewer such groups than 4
-    per worker, groups are cut so every worker gets some. Small groups are packed up to about 20 chunks per
-    worker (at most 8 points each)."""
+    shares the simulator's kernel evaluations and tile commands among them (_shared); when there are fewer
+    such groups than 4 per worker, groups are cut so every worker gets some. Small groups are packed up to about
+    20 chunks per worker (at most 8 points each)."""
     size = max(1, min(8, len(todo) // (jobs * 20)))
     groups: dict[tuple, list] = {}
     for item in todo:
@@ -556,7 +543,6 @@ def _ignore_sigint() -> None:
 def _process(spec: SweepSpec, todo: list[tuple[int, dict]], jobs: int) -> Running:
     """Rows from a pool of `jobs` local processes. The pool is forked here, before any progress thread exists,
     from a process whose numba kernels are loaded, so the workers inherit them."""
-    import multiprocessing
     warm_up()
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
     pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_ignore_sigint)
@@ -585,17 +571,17 @@ def _stop_pool(pool: ProcessPoolExecutor) -> None:
 def require_dask() -> None:
     """One-line InputError when dask.distributed (tilesim[dask]) is missing."""
     try:
-        import dask.distributed  # noqa: F401
+        import dask.distributed  # noqa: F401, PLC0415 (optional dependency)
     except ImportError:
-        raise InputError("--backend dask: dask.distributed is not installed; pip install 'tilesim[dask]'") from None
+        raise OptionError("backend", "dask.distributed is not installed; pip install 'tilesim[dask]'",
+                          detail="dask") from None
 
 
 def dask_client(jobs: int, scheduler, timeout: float = 10):
     """(client, cluster or None): `scheduler` is an address, a distributed.Client, or None for a LocalCluster."""
     require_dask()
-    from dask.distributed import Client, LocalCluster
+    from dask.distributed import Client, LocalCluster  # noqa: PLC0415 (optional dependency)
     if scheduler is None:
-        import logging
         cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=":0",
                                silence_logs=logging.ERROR)
         return Client(cluster), cluster
@@ -604,12 +590,12 @@ def dask_client(jobs: int, scheduler, timeout: float = 10):
     try:
         return Client(scheduler, timeout=timeout), None
     except (OSError, TimeoutError) as e:
-        raise InputError(f"--scheduler {scheduler}: cannot connect ({_one_line(str(e))})") from None
+        raise OptionError("scheduler", f"cannot connect ({_one_line(str(e))})", detail=scheduler) from None
 
 
 def _dask(spec: SweepSpec, todo: list[tuple[int, dict]], jobs: int, scheduler) -> Running:
     """Rows from a Dask cluster; a client or cluster made here is closed with the Running."""
-    from dask.distributed import as_completed
+    from dask.distributed import as_completed  # noqa: PLC0415 (optional dependency)
     client, cluster = dask_client(jobs, scheduler)
     owned = [x for x in (client, cluster) if x is not None and x is not scheduler]
     stop = lambda: [x.close() for x in owned]     # noqa: E731
@@ -625,7 +611,7 @@ def _dask(spec: SweepSpec, todo: list[tuple[int, dict]], jobs: int, scheduler) -
 def _rows(spec, todo, jobs, backend, scheduler) -> Running:
     """The chosen backend, started: its rows arrive as they finish."""
     if backend not in BACKENDS:
-        raise InputError(f"--backend: got '{backend}', allowed: {', '.join(BACKENDS)}")
+        raise OptionError("backend", f"got '{backend}', allowed: {', '.join(BACKENDS)}")
     if backend == "dask" and todo:
         return _dask(spec, todo, jobs, scheduler)
     if backend == "serial" or jobs == 1 or len(todo) <= 1:
@@ -636,10 +622,9 @@ def _rows(spec, todo, jobs, backend, scheduler) -> Running:
 def run_sweep(points: list[dict[str, str]], spec: SweepSpec, out_path: str | Path, *, jobs: int = 1,
               backend: str = "process", scheduler=None, resume: bool = False, progress: bool = True) -> list[dict]:
     """Run every point and write `out_path` (rows in point order); returns the rows. See the module docstring."""
-    if jobs < 1:
-        raise InputError(f"--jobs: must be >= 1, got {jobs}")
+    at_least("jobs", jobs, 1)
     keys = list(points[0]) if points else []
-    header = columns(keys, spec.llm)
+    header = columns(keys, spec.is_llm)
     done, other = read_done(out_path, spec, keys) if resume else ({}, 0)
     if other:
         print(f"sweep: --resume: {other} rows of {out_path} were made with other settings (grid, arch, workload "
@@ -682,149 +667,25 @@ def best_rows(rows: list[dict]) -> dict[str, dict]:
     return {m: min(ok, key=lambda r: float(r[m])) for m in ("latency_s", "energy_pj", "edp")} if ok else {}
 
 
-def summary(rows: list[dict], keys: list[str], out_path: str) -> str:
-    """Counts, best points and the latency/energy Pareto front, for stdout."""
-    from tilesim.report.sweep_plot import pareto_front
-    count = {s: sum(r["status"] == s for r in rows) for s in STATUSES}
-    lines = [f"sweep: {len(rows)} points ({count['ok']} ok, {count['invalid']} invalid, {count['error']} failed) "
-             f"-> {out_path}"]
-    label = lambda r: " ".join(f"{k}={r[k]}" for k in keys)    # noqa: E731
-    for metric, r in best_rows(rows).items():
-        lines.append(f"  best {metric:<10} {float(r[metric]):.4g}  at {label(r)}")
-    front = pareto_front(rows)
-    if front:
-        lines.append(f"  Pareto front, latency vs energy ({len(front)} points):")
-        lines += [f"    {float(rows[i]['latency_s']):.4g} s  {float(rows[i]['energy_pj']) * 1e-12:.4g} J  "
-                  f"{_area(rows[i])}  {label(rows[i])}" for i in front[:20]]
-        if len(front) > 20:
-            lines.append(f"    ... {len(front) - 20} more")
-    return "\n".join(lines) + "\n"
-
-
-def _area(row: dict) -> str:
-    return f"{float(row['area_mm2']):.3g} mm²" if row["area_mm2"] and float(row["area_mm2"]) else "area n/a"
-
-
-# ---------------------------------------------------------------- command line
-
-def add_sweep_arguments(subparsers) -> argparse.ArgumentParser:
-    """Add the `sweep` subcommand (workload options as for run) to an argparse subparsers action."""
-    from tilesim.cli.main import _workload_args
-    p = subparsers.add_parser("sweep", help="run a grid of design points (dotted arch fields) into a CSV")
-    _workload_args(p)
-    p.add_argument("--grid", action="append", default=[], metavar="K=V1,V2,...",
-                   help="an arch field by dotted path and its values, e.g. array.rows=16,32,64 or "
-                        "memory.sram.capacity_bytes=256KiB,1MiB (repeatable: the cartesian product is run)")
-    p.add_argument("--random", type=int, metavar="K", help="run K points drawn from the grid instead of all")
-    p.add_argument("--seed", type=int, default=0, help="seed of --random (default 0)")
-    p.add_argument("--jobs", "-j", type=int, default=_cores(), help=f"worker processes (default {_cores()})")
-    p.add_argument("--backend", choices=BACKENDS, default="process",
-                   help="process: a local process pool (default); serial; dask: a Dask cluster (tilesim[dask])")
-    p.add_argument("--scheduler", metavar="ADDR", help="with --backend dask: e.g. tcp://host:8786 "
-                                                       "(default: a LocalCluster of --jobs workers)")
-    p.add_argument("--resume", action="store_true", help="keep the points already in -o (or its .partial file)")
-    p.add_argument("-o", "--output", help="the results CSV (required)")
-    p.add_argument("--plot", action="append", default=[], metavar="FILE",
-                   help="pareto.png (latency vs energy, area as colour) or heatmap.png (--metric over the first "
-                        "two grid axes); the kind is read from the file name (tilesim[plot])")
-    p.add_argument("--metric", help="the heatmap's metric (default: the --objective's: latency_s, energy_pj or edp)")
-    p.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar on stderr")
-    p.add_argument("--phase", choices=PHASES,
-                   help="decoder LLMs: prefill (default), decode (one step at --context) or generate; rows add "
-                        "ttft_s, tpot_s, tokens_per_s, pj_per_token, ...")
-    p.add_argument("--context", type=int, help="decode: tokens already in the KV cache")
-    p.add_argument("--prompt-len", type=int, help="prefill/generate: prompt tokens (default --seq-len, or 128)")
-    p.add_argument("--gen-tokens", type=int, default=128, help="generate: tokens to generate (default 128)")
-    p.add_argument("--mlp-sparsity", type=float, default=0.0,
-                   help="decoder LLMs: share of MLP neurons skipped per token (compute and weight traffic)")
-    return p
-
-
-def _cores() -> int:
-    """CPU cores this process may use."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def spec_from_args(args) -> SweepSpec:
-    """The SweepSpec of the command line: base arch with --set, workload checked once here."""
-    from tilesim.arch.loader import raw_arch
-    from tilesim.cli.main import _dtypes, _options, parse_dims
-    from tilesim.workloads import decoder_config, load_workload
-    raw, source = raw_arch(args.arch)
-    raw = apply_overrides(raw, args.overrides)
-    dims = parse_dims(args.dims)
-    if args.dtype == "model" and Path(args.workload).suffix.lower() != ".onnx":
-        raise InputError("--dtype model: only .onnx workloads carry their own data types; give a dtype "
-                         "(e.g. int8, fp16) or leave --dtype out for the array's")
-    base_dtype = raw.get("array", {}).get("dtype") if isinstance(raw.get("array"), dict) else None
-    dtype = None if args.dtype == "model" else (args.dtype or base_dtype or "int8")
-    load_workload(args.workload, seq_len=args.seq_len, batch=args.batch, dtype=dtype, dims=dims,
-                  dtypes=_dtypes(args))                                   # a bad workload fails now, not per point
-    cfg = decoder_config(args.workload)
-    if cfg is None and (args.phase or args.context is not None or args.prompt_len is not None):
-        raise InputError(f"--phase, --context, --prompt-len: only for decoder LLMs (gpt2, llama2-7b, ... or an "
-                         f"HF config.json), not '{args.workload}'")
-    if cfg is not None:
-        check_llm_args(args, cfg, dtype)
-    return SweepSpec(raw_arch=raw, source=source, arch=args.arch, workload=args.workload,
-                     options=_options(args, args.fusion), seq_len=args.seq_len, batch=args.batch,
-                     dtype=args.dtype, dims=tuple(sorted(dims.items())), dtypes=_dtypes(args),
-                     phase=args.phase if cfg is not None else None, context=args.context,
-                     prompt_len=args.prompt_len, gen_tokens=args.gen_tokens if cfg is not None else 128,
-                     mlp_sparsity=args.mlp_sparsity if cfg is not None else 0.0)
-
-
-def check_llm_args(args, cfg, dtype: str) -> None:
-    """The LLM options, checked once as `tilesim run` checks them (sim/cli.py, cmd_llm), not per point."""
-    from tilesim.cli.main import _dtypes, check_phase_args
-    from tilesim.workloads import llm as wl
-    check_phase_args(args.phase or "prefill", args.context, args.prompt_len, args.seq_len, args.gen_tokens,
-                     cfg.max_positions, cfg.name)
-    wl.sparse_mlp(cfg, args.mlp_sparsity)
-    wl.resolve_dtypes(_dtypes(args), dtype or "int8")
-
-
-def cmd_sweep(args) -> int:
-    """tilesim sweep: check the options, run the points, write the CSV, print a summary, draw the plots."""
-    from tilesim.report import sweep_plot
-    if not args.output:
-        raise InputError("sweep: -o FILE.csv is required (the results are written there)")
-    out = Path(args.output)
-    if not out.parent.is_dir():
-        raise InputError(f"-o: directory '{out.parent}' does not exist")
-    if args.jobs < 1:
-        raise InputError(f"--jobs: must be >= 1, got {args.jobs}")
-    if args.scheduler and args.backend != "dask":
-        raise InputError("--scheduler: only with --backend dask")
-    if args.backend == "dask":
-        require_dask()
-    axes = parse_grids(args.grid)
-    keys = [k for k, _ in axes]
-    metric = args.metric or OBJECTIVE_METRIC[args.objective]
-    spec = spec_from_args(args)
-    plots = sweep_plot.check_plots(args.plot, keys, metric, spec.llm)
-    check_fields(spec.raw_arch, axes)
-    points = random_points(args.grid, args.random, args.seed) if args.random is not None else grid_points(args.grid)
-    rows = run_sweep(points, spec, out, jobs=args.jobs, backend=args.backend, scheduler=args.scheduler,
-                     resume=args.resume, progress=args.progress)
-    sys.stdout.write(summary(rows, keys, str(out)))
-    for kind, path in plots:
-        sweep_plot.draw(kind, rows, axes, path, metric)
-    failed = [r for r in rows if r["status"] == "error"]
-    if failed:
-        print(f"tilesim: {len(failed)} points hit an internal error (status=error in {out}; first: "
-              f"{failed[0]['reason']}); please report it", file=sys.stderr)
-        return 1
-    return 0
+def pareto_front(rows: list[dict], x: str = "latency_s", y: str = "energy_pj") -> list[int]:
+    """Indices of the ok rows that no other ok row beats on both x and y (lower is better), by increasing x."""
+    ok = [i for i, r in enumerate(rows) if r["status"] == "ok"]
+    ok.sort(key=lambda i: (float(rows[i][x]), float(rows[i][y]), i))
+    front, best = [], math.inf
+    for i in ok:
+        if float(rows[i][y]) < best:
+            front.append(i)
+            best = float(rows[i][y])
+    return front
 
 
 __all__ = [
     "METRICS",
     "SweepSpec",
-    "add_sweep_arguments",
-    "cmd_sweep",
+    "best_rows",
     "columns",
     "grid_points",
+    "pareto_front",
     "random_points",
     "run_point",
     "run_sweep",

@@ -1,0 +1,66 @@
+"""`tilesim sweep`: its flags (the workload and LLM options generated as for `run`, plus the sweep's own) and the
+command: check, run the points into the CSV, print the summary, draw the plots."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+from tilesim.arch.errors import InputError
+from tilesim.cli.args import LLM_FLAGS, WORKLOAD_FLAGS, add_options, api_keywords, options_of
+from tilesim.report import sweep_plot
+from tilesim.report.sweep_text import sweep_summary
+from tilesim.studies import api
+from tilesim.studies.options import SweepOptions
+from tilesim.studies.sweep import OBJECTIVE_METRIC, parse_grids, require_dask, run_sweep
+
+
+def cores() -> int:
+    """CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def add_sweep_arguments(subparsers) -> argparse.ArgumentParser:
+    """Add the `sweep` subcommand (workload options as for run) to an argparse subparsers action."""
+    p = subparsers.add_parser("sweep", help="run a grid of design points (dotted arch fields) into a CSV")
+    add_options(p, WORKLOAD_FLAGS)
+    add_options(p, tuple(f.name for f in fields(SweepOptions)), SweepOptions,
+                jobs={"default": cores(), "help": f"worker processes (default {cores()})"})
+    add_options(p, LLM_FLAGS, phase={
+        "help": "decoder LLMs: prefill (default), decode (one step at --context) or generate; rows add ttft_s, "
+                "tpot_s, tokens_per_s, pj_per_token, ..."})
+    return p
+
+
+def cmd_sweep(args) -> int:
+    """tilesim sweep: check the options, run the points, write the CSV, print a summary, draw the plots."""
+    s = options_of(SweepOptions, args)
+    if not s.output:
+        raise InputError("sweep: -o FILE.csv is required (the results are written there)")
+    out = Path(s.output)
+    if not out.parent.is_dir():
+        raise InputError(f"-o: directory '{out.parent}' does not exist")
+    if s.jobs < 1:
+        raise InputError(f"--jobs: must be >= 1, got {s.jobs}")
+    if s.scheduler and s.backend != "dask":
+        raise InputError("--scheduler: only with --backend dask")
+    if s.backend == "dask":
+        require_dask()
+    keys = [k for k, _ in parse_grids(list(s.grid))]
+    metric = s.metric or OBJECTIVE_METRIC[args.objective]
+    workload, arch, options = api_keywords(args)
+    plan = api.plan_sweep(list(s.grid), workload, arch, random=s.random, seed=s.seed, **options)
+    plots = sweep_plot.check_plots(list(s.plot), keys, metric, plan.spec.is_llm)
+    rows = run_sweep(plan.points, plan.spec, out, jobs=s.jobs, backend=s.backend, scheduler=s.scheduler,
+                     resume=s.resume, progress=s.progress)
+    sys.stdout.write(sweep_summary(rows, keys, str(out)))
+    for kind, path in plots:
+        sweep_plot.draw(kind, rows, plan.axes, path, metric)
+    failed = [r for r in rows if r["status"] == "error"]
+    if failed:
+        print(f"tilesim: {len(failed)} points hit an internal error (status=error in {out}; first: "
+              f"{failed[0]['reason']}); please report it", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,36 @@
+"""A decoder LLM run (sim/studies/llm.py) as a table or JSON: TTFT, TPOT, energy per token, memory."""
+from __future__ import annotations
+
+import json
+
+from tilesim.report.format import GIB, MIB, si
+from tilesim.studies.llm import LLMResult, llm_dict
+
+
+def llm_json(r: LLMResult) -> str:
+    """The run's JSON mapping (llm_dict) as text; NaN or infinity is a bug and raises."""
+    return json.dumps(llm_dict(r), indent=2, allow_nan=False) + "\n"
+
+
+def llm_table(r: LLMResult) -> str:
+    """A readable summary of an LLM run (at most 100 columns)."""
+    last = r.decode[-1].end if r.decode else r.prefill
+    lines = [f"tilesim: {last.workload.rsplit('.', 1)[0]} on {last.arch}, {r.phase}, batch {r.batch}"]
+    if r.prefill:
+        p = r.prefill
+        lines.append(f"  prefill   {r.prompt_len} tokens: TTFT {si(r.ttft_s, 's')}, "
+                     f"{si(r.prefill_pj_per_token * 1e-12, 'J')}/token, util {p.pe_utilization:.1%}, MBU {p.mbu:.1%}")
+    if r.decode:
+        d = r.decode[-1].end
+        lines.append(f"  decode    {r.decode_steps} step(s), context {r.decode[0].first}..{r.decode[-1].last}: "
+                     f"TPOT {si(r.tpot_s, 's')}, {si(r.decode_pj_per_token * 1e-12, 'J')}/token")
+        lines.append(f"            last step: util {d.pe_utilization:.2%}, MBU {d.mbu:.1%}, "
+                     f"{r.tokens_per_s:,.1f} tokens/s")
+    lines.append(f"  memory    weights {r.weight_bytes / GIB:.2f} GiB, KV cache {r.kv_cache_bytes / GIB:.3f} GiB")
+    if last.flash_bytes_per_cycle:
+        step = r.decode[-1].end if r.decode else r.prefill
+        lines.append(f"  flash     {r.flash_weight_bytes / GIB:.2f} GiB of weights in flash; "
+                     f"{step.flash_read_bytes / MIB:,.1f} MiB read per {'step' if r.decode else 'prefill'}, "
+                     f"flash busy {step.flash_utilization:.1%}")
+    lines.append(f"  total     {si(r.latency_s, 's')}, {si(r.energy_pj * 1e-12, 'J')} for {r.tokens:,} tokens")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,165 @@
+"""The Python API (re-exported by the `tilesim` package): run, compare and sweep with the CLI's options as keyword
+arguments (the fields of sim/studies/options.py and CompileOptions); results are frozen and to_dict() gives the
+CLI's JSON."""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+from tilesim.arch.config import ArchConfig
+from tilesim.arch.errors import did_you_mean
+from tilesim.arch.loader import apply_overrides, raw_arch
+from tilesim.compiler.ir import Graph
+from tilesim.compiler.schedule import CompileOptions, Schedule
+from tilesim.core.result import SimResult
+from tilesim.core.simulate import simulate
+from tilesim.studies import compare as comparing
+from tilesim.studies.compare import Comparison
+from tilesim.studies.llm import LLMResult, llm_dict
+from tilesim.studies.options import (
+    DEFAULT_ARCH,
+    DEFAULT_WORKLOAD,
+    LLMOptions,
+    WorkloadOptions,
+    read_pinned,
+)
+from tilesim.studies.runs import check_decoder, decoder, resolve_arch, schedule, workload_graph
+from tilesim.studies.runs import run_decoder as run_decoder_phase
+from tilesim.studies.sweep import SweepSpec, check_fields, grid_points, parse_grids, random_points, run_sweep
+from tilesim.workloads import load_workload as load_graph
+
+CompareResult = Comparison          # policies, results, schedules and savings; to_dict() is `compare -f json`
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """One run: a simulated graph (with its schedule) or a decoder LLM's phase; to_dict() is `run -f json`."""
+    arch: ArchConfig
+    sim: SimResult | None = None
+    schedule: Schedule | None = None
+    llm: LLMResult | None = None
+
+    def to_dict(self) -> dict:
+        """The JSON mapping `tilesim run -f json` prints."""
+        return llm_dict(self.llm) if self.llm is not None else self.sim.to_dict()
+
+
+@dataclass(frozen=True)
+class Options:
+    """The options of a call, split by kind."""
+    workload: WorkloadOptions
+    llm: LLMOptions
+    compile: CompileOptions
+
+
+def split_options(workload: str, options: Mapping[str, Any], caller: str, llm: bool = True) -> Options:
+    """Keyword options into their dataclasses; `mapping` (a YAML file) is read into `pinned`."""
+    kinds = (WorkloadOptions, LLMOptions, CompileOptions) if llm else (WorkloadOptions, CompileOptions)
+    names = {f.name: cls for cls in kinds for f in fields(cls)} | {"mapping": CompileOptions}
+    names.pop("workload")
+    for key in options:
+        if key not in names:
+            raise TypeError(f"{caller}() got an unexpected option '{key}'{did_you_mean(key, names)}")
+    given = dict(options)
+    if given.get("mapping") is not None:
+        given["pinned"] = read_pinned(given.pop("mapping"))
+    given.pop("mapping", None)
+    pick = lambda cls: {k: v for k, v in given.items() if names.get(k) is cls}    # noqa: E731
+    return Options(WorkloadOptions(workload, **pick(WorkloadOptions)), LLMOptions(**pick(LLMOptions)),
+                   CompileOptions(**pick(CompileOptions)))
+
+
+def load_arch(arch: str | ArchConfig = DEFAULT_ARCH, overrides: Sequence[str] = ()) -> ArchConfig:
+    """An arch from a preset name, an arch YAML or a SCALE-Sim .cfg, with dotted-path overrides ('array.rows=64')."""
+    return resolve_arch(arch, tuple(overrides))
+
+
+def load_workload(workload: str = DEFAULT_WORKLOAD, arch: str | ArchConfig = DEFAULT_ARCH, **options: Any) -> Graph:
+    """The workload's operator Graph in the arch's dtype (WorkloadOptions fields; decoder LLMs: phase, context)."""
+    o = split_options(workload, options, "load_workload")
+    decoder(o.workload, o.llm)
+    return workload_graph(load_arch(arch), o.workload, o.llm)
+
+
+def run(workload: str = DEFAULT_WORKLOAD, arch: str | ArchConfig = DEFAULT_ARCH, *, overrides: Sequence[str] = (),
+        timeline: bool = False, as_graph: bool = False, **options: Any) -> RunResult:
+    """Simulate a workload on an arch, as `tilesim run` (decoder LLMs by phase; as_graph: the prefill or decode
+    graph alone, with its schedule; timeline: keep per-tile times for traces and timeline plots)."""
+    o = split_options(workload, options, "run")
+    cfg = decoder(o.workload, o.llm)
+    target = load_arch(arch, overrides)
+    if cfg is not None and not as_graph:
+        return RunResult(target, llm=run_decoder_phase(cfg, target, o.workload, o.llm, o.compile))
+    if cfg is not None:
+        check_decoder(cfg, o.workload, o.llm, target.array.dtype)
+    plan = schedule(workload_graph(target, o.workload, o.llm), target, o.compile)
+    return RunResult(target, sim=simulate(plan, target, timeline=timeline), schedule=plan)
+
+
+def compare(workload: str = DEFAULT_WORKLOAD, arch: str | ArchConfig = DEFAULT_ARCH, *,
+            policies: Sequence[str] = ("none", "epilogue", "full"), overrides: Sequence[str] = (),
+            **options: Any) -> CompareResult:
+    """The workload under several fusion policies side by side, as `tilesim compare`."""
+    o = split_options(workload, {"fusion": policies[0], **options}, "compare", llm=False)
+    target = load_arch(arch, overrides)
+    graph = workload_graph(target, o.workload)
+    return comparing.compare(graph, target, tuple(policies), o.compile)
+
+
+def grid_items(grid: Mapping[str, Sequence[Any]] | Sequence[str]) -> list[str]:
+    """Grid axes as KEY=V1,V2,... texts: {'array.rows': [16, 32]} -> ['array.rows=16,32']."""
+    if isinstance(grid, Mapping):
+        return [f"{key}={','.join(map(str, values))}" for key, values in grid.items()]
+    return list(grid)
+
+
+def sweep_spec(workload: str, arch: str, overrides: Sequence[str], options: Options) -> SweepSpec:
+    """The SweepSpec of a sweep: base arch with overrides, workload and LLM options checked once here."""
+    raw, source = raw_arch(arch)
+    raw = apply_overrides(raw, list(overrides))
+    w = options.workload
+    array = raw.get("array")
+    base_dtype = (array.get("dtype") if isinstance(array, dict) else None) or "int8"
+    load_graph(w.workload, seq_len=w.seq_len, batch=w.batch, dtype=w.graph_dtype(base_dtype), dims=dict(w.dims),
+               dtypes=w.dtypes)                                  # a bad workload fails now, not per point
+    cfg = decoder(w, options.llm)
+    if cfg is not None:
+        check_decoder(cfg, w, options.llm, base_dtype)
+    return SweepSpec(raw_arch=raw, source=source, arch=arch, workload=w, options=options.compile,
+                     llm=options.llm if cfg is not None else LLMOptions())
+
+
+@dataclass(frozen=True)
+class SweepPlan:
+    """A checked sweep: its spec, grid axes and the points to run."""
+    spec: SweepSpec
+    axes: list[tuple[str, list[str]]]
+    points: list[dict[str, str]]
+
+
+def plan_sweep(grid: Mapping[str, Sequence[Any]] | Sequence[str], workload: str = DEFAULT_WORKLOAD,
+               arch: str = DEFAULT_ARCH, *, overrides: Sequence[str] = (), random: int | None = None, seed: int = 0,
+               **options: Any) -> SweepPlan:
+    """Check a sweep's grid and options and list its points (every point, or `random` of them)."""
+    items = grid_items(grid)
+    axes = parse_grids(items)
+    spec = sweep_spec(workload, arch, overrides, split_options(workload, options, "sweep"))
+    check_fields(spec.raw_arch, axes)
+    points = random_points(items, random, seed) if random is not None else grid_points(items)
+    return SweepPlan(spec, axes, points)
+
+
+def sweep(grid: Mapping[str, Sequence[Any]] | Sequence[str], workload: str = DEFAULT_WORKLOAD,
+          arch: str = DEFAULT_ARCH, *, output: str | Path, overrides: Sequence[str] = (), jobs: int = 1,
+          backend: str = "process", scheduler: Any = None, resume: bool = False, progress: bool = False,
+          random: int | None = None, seed: int = 0, **options: Any) -> list[dict[str, str]]:
+    """Run a grid of design points (dotted arch fields -> values) into the CSV `output`, as `tilesim sweep`;
+    returns the rows (every cell text, in point order)."""
+    plan = plan_sweep(grid, workload, arch, overrides=overrides, random=random, seed=seed, **options)
+    return run_sweep(plan.points, plan.spec, output, jobs=jobs, backend=backend, scheduler=scheduler,
+                     resume=resume, progress=progress)
+
+
+__all__ = ["CompareResult", "RunResult", "compare", "load_arch", "load_workload", "run", "sweep"]

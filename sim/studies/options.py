@@ -1,0 +1,237 @@
+"""The options of a run, declared once: frozen dataclasses whose fields carry their help text (field metadata).
+
+The command line is generated from these fields (sim/cli/args.py: flags, help, choices from Literal types, defaults)
+and the Python API takes them as keyword arguments (tilesim.run, tilesim.compare, tilesim.sweep). Bad values raise
+OptionError, which names the option's FIELD ("seq_len: ..."); the CLI renders the same error with its flags
+("--seq-len: ...").
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+from tilesim.arch.errors import InputError
+from tilesim.arch.loader import load_yaml_text
+from tilesim.compiler.schedule import CompileOptions, load_pinned
+
+DEFAULT_WORKLOAD = "resnet50"
+DEFAULT_ARCH = "tpu-v1"
+Phase = Literal["prefill", "decode", "generate"]
+Format = Literal["table", "json", "csv"]
+Backend = Literal["process", "serial", "dask"]
+PHASES: tuple[str, ...] = Phase.__args__
+FORMATS: tuple[str, ...] = Format.__args__
+BACKENDS: tuple[str, ...] = Backend.__args__
+
+
+def option(help: str, *, flag: str | None = None, short: str | None = None, metavar: str | None = None,
+           repeat: bool = False, switch: bool = False) -> dict[str, Any]:
+    """Field metadata of an option: its help text; `flag` when the flag is not --<field-name>, a `short` alias,
+    `metavar`, `repeat` (a flag given several times makes a tuple), `switch` (a flag without a value)."""
+    return {"help": help, "flag": flag, "short": short, "metavar": metavar, "repeat": repeat, "switch": switch}
+
+
+class OptionError(InputError):
+    """A bad option value, named by its field; `{field}` placeholders in the message name other options.
+    str() names fields (the Python API); render(names) names them as the caller does (the CLI: flags)."""
+
+    def __init__(self, names: str | tuple[str, ...], message: str, detail: str = ""):
+        self.names = (names,) if isinstance(names, str) else tuple(names)
+        self.message, self.detail = message, detail
+        super().__init__(self.render({}))
+
+    def __reduce__(self):
+        """Pickled with its parts (errors may cross process boundaries in a sweep)."""
+        return OptionError, (self.names, self.message, self.detail)
+
+    def render(self, names: Mapping[str, str]) -> str:
+        """The message with each option named through `names` (field -> name; missing ones keep the field)."""
+        head = ", ".join(names.get(n, n) for n in self.names) + (f" {self.detail}" if self.detail else "")
+        body = re.sub(r"\{(\w+)\}", lambda m: names.get(m[1], m[1]) if m[1] in OPTION_FIELDS else m[0],
+                      self.message)
+        return f"{head}: {body}".replace("\r", "\\r").replace("\n", "\\n")
+
+
+def at_least(name: str, value: int | float | None, low: int) -> None:
+    """OptionError unless value is None or >= low."""
+    if value is not None and value < low:
+        raise OptionError(name, f"must be >= {low}, got {value}")
+
+
+@dataclass(frozen=True)
+class ArchOptions:
+    """Which arch: a preset name, an arch YAML or a SCALE-Sim .cfg, and dotted-path overrides."""
+    arch: str = field(default=DEFAULT_ARCH, metadata=option(
+        f"preset name or arch YAML (default {DEFAULT_ARCH}; see `tilesim list archs`)", short="-a"))
+    overrides: tuple[str, ...] = field(default=(), metadata=option(
+        "override an arch field by dotted path, e.g. array.rows=64 or memory.dram.bandwidth_gb_s=50",
+        flag="--set", metavar="K=V", repeat=True))
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "overrides", tuple(self.overrides))
+
+
+@dataclass(frozen=True)
+class WorkloadOptions:
+    """Which workload, at what size and in which data types."""
+    workload: str = field(default=DEFAULT_WORKLOAD, metadata=option(
+        f"built-in name, gemm:M,N,K, a SCALE-Sim topology .csv or an .onnx model (default {DEFAULT_WORKLOAD}; "
+        "see `tilesim list workloads`)", short="-w"))
+    batch: int = field(default=1, metadata=option("batch size (default 1)"))
+    seq_len: int | None = field(default=None, metadata=option(
+        "sequence length of encoders and of prefill (default: the model's)"))
+    weight_dtype: str | None = field(default=None, metadata=option(
+        "decoder LLMs: weights' data type (default: --dtype)"))
+    activation_dtype: str | None = field(default=None, metadata=option(
+        "decoder LLMs: activations' data type (default: --dtype)"))
+    kv_dtype: str | None = field(default=None, metadata=option(
+        "decoder LLMs: the KV cache's data type (default: --dtype)"))
+    dtype: str | None = field(default=None, metadata=option(
+        "data type of the workload (default: the array's dtype); 'model' keeps an ONNX model's own types"))
+    dims: tuple[tuple[str, int], ...] = field(default=(), metadata=option(
+        "size of a symbolic dimension of an ONNX model's inputs, e.g. --dim batch=8 (repeatable)",
+        flag="--dim", metavar="NAME=VALUE", repeat=True))
+
+    def __post_init__(self) -> None:
+        dims = tuple(self.dims.items()) if isinstance(self.dims, Mapping) else tuple(map(tuple, self.dims))
+        for name, size in dims:
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise OptionError("dims", f"the value must be a positive integer, got '{size}'", detail=name)
+        object.__setattr__(self, "dims", dims)
+        if self.dtype == "model" and Path(self.workload).suffix.lower() != ".onnx":
+            raise OptionError("dtype", "only .onnx workloads carry their own data types; give a dtype (e.g. int8, "
+                                       "fp16) or leave {dtype} out for the array's", detail="model")
+
+    @property
+    def dtypes(self) -> tuple[str | None, str | None, str | None] | None:
+        """(weight, activation, kv) data types for decoder LLMs, None when none was given."""
+        chosen = (self.weight_dtype, self.activation_dtype, self.kv_dtype)
+        return chosen if any(chosen) else None
+
+    def graph_dtype(self, array_dtype: str) -> str | None:
+        """The workload's dtype: `dtype`, else the array's; 'model' (None) keeps an ONNX model's own types."""
+        return None if self.dtype == "model" else (self.dtype or array_dtype)
+
+
+@dataclass(frozen=True)
+class LLMOptions:
+    """Decoder LLMs: which phase, at what context, and how many tokens."""
+    phase: Phase | None = field(default=None, metadata=option(
+        "decoder LLMs: prefill (default), decode (one step at --context) or generate"))
+    context: int | None = field(default=None, metadata=option("decode: tokens already in the KV cache"))
+    prompt_len: int | None = field(default=None, metadata=option(
+        "prefill/generate: prompt tokens (default --seq-len, or 128)"))
+    gen_tokens: int = field(default=128, metadata=option("generate: tokens to generate (default 128)"))
+    mlp_sparsity: float = field(default=0.0, metadata=option(
+        "decoder LLMs: share of MLP neurons skipped per token (compute and weight traffic)"))
+
+    def __post_init__(self) -> None:
+        if self.phase is not None and self.phase not in PHASES:
+            raise OptionError("phase", f"got '{self.phase}', allowed: {', '.join(PHASES)}")
+
+    @property
+    def given(self) -> bool:
+        """Whether any option that only decoder LLMs take was given."""
+        return self.phase is not None or self.context is not None or self.prompt_len is not None
+
+    @property
+    def run_phase(self) -> str:
+        """The phase to run (prefill unless another was asked for)."""
+        return self.phase or "prefill"
+
+    def prompt_tokens(self, seq_len: int | None, default: int) -> int:
+        """Tokens in the KV cache when decoding starts (decode: context), or the prompt's (prompt_len, else
+        seq_len, else the model family's default)."""
+        if self.run_phase == "decode":
+            return self.context or 0
+        return self.prompt_len or seq_len or default
+
+    def check_model(self, seq_len: int | None, default: int, max_positions: int, model: str) -> int:
+        """Check the options for a decoder LLM with `max_positions` positions; returns prompt_tokens."""
+        if self.phase == "decode" and self.context is None:
+            raise OptionError("context", "{phase} decode needs the number of tokens already in the KV cache")
+        if self.context is not None and self.phase != "decode":
+            raise OptionError("context", "only with {phase} decode (generate grows it from {prompt_len})")
+        at_least("context", self.context, 0)
+        at_least("prompt_len", self.prompt_len, 1)
+        at_least("gen_tokens", self.gen_tokens, 1)
+        prompt = self.prompt_tokens(seq_len, default)
+        if self.run_phase == "generate" and prompt + self.gen_tokens > max_positions:
+            raise OptionError("gen_tokens", f"{model} has {max_positions} positions; a {prompt}-token prompt "
+                                            f"and {self.gen_tokens} generated tokens need {prompt + self.gen_tokens}")
+        if not 0 <= self.mlp_sparsity < 1:
+            raise OptionError("mlp_sparsity", f"must be >= 0 and < 1, got {self.mlp_sparsity:g}")
+        return prompt
+
+
+def not_an_llm(workload: str) -> OptionError:
+    """The error for LLM options given with a workload that is not a decoder LLM."""
+    return OptionError(("phase", "context", "prompt_len"), f"only for decoder LLMs (gpt2, llama2-7b, ... or an "
+                                                           f"HF config.json), not '{workload}'")
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """How `tilesim run` reports: format, file, kernels shown, trace, schedule and plots."""
+    format: Format = field(default="table", metadata=option("", short="-f"))
+    output: str | None = field(default=None, metadata=option(
+        "write the report to this file instead of stdout", flag="-o"))
+    top: int | None = field(default=None, metadata=option("table format: show only the N longest kernels"))
+    trace: str | None = field(default=None, metadata=option(
+        "write a Chrome/Perfetto trace (one track per engine, a slice per tile)", metavar="TRACE.json"))
+    show_schedule: bool = field(default=False, metadata=option(
+        "table format: also list each kernel's mapping, traffic per operand and why it won", switch=True))
+    plot: tuple[str, ...] = field(default=(), metadata=option(
+        "roofline.png, energy.png or timeline.png (engine utilisation over time); the kind is read from the file "
+        "name (repeatable; tilesim[plot])", metavar="FILE", repeat=True))
+
+    def __post_init__(self) -> None:
+        if self.format not in FORMATS:
+            raise OptionError("format", f"got '{self.format}', allowed: {', '.join(FORMATS)}")
+        at_least("top", self.top, 1)
+        if self.show_schedule and self.format != "table":
+            raise OptionError("show_schedule", "only with {format} table (JSON and CSV carry each kernel's "
+                                               "mapping)")
+        object.__setattr__(self, "plot", tuple(self.plot))
+
+
+@dataclass(frozen=True)
+class SweepOptions:
+    """How `tilesim sweep` runs: the grid, which points, where and how they run, and what it writes."""
+    grid: tuple[str, ...] = field(default=(), metadata=option(
+        "an arch field by dotted path and its values, e.g. array.rows=16,32,64 or "
+        "memory.sram.capacity_bytes=256KiB,1MiB (repeatable: the cartesian product is run)",
+        metavar="K=V1,V2,...", repeat=True))
+    random: int | None = field(default=None, metadata=option(
+        "run K points drawn from the grid instead of all", metavar="K"))
+    seed: int = field(default=0, metadata=option("seed of --random (default 0)"))
+    jobs: int = field(default=1, metadata=option("worker processes", short="-j"))
+    backend: Backend = field(default="process", metadata=option(
+        "process: a local process pool (default); serial; dask: a Dask cluster (tilesim[dask])"))
+    scheduler: str | None = field(default=None, metadata=option(
+        "with --backend dask: e.g. tcp://host:8786 (default: a LocalCluster of --jobs workers)", metavar="ADDR"))
+    resume: bool = field(default=False, metadata=option(
+        "keep the points already in -o (or its .partial file)", switch=True))
+    output: str | None = field(default=None, metadata=option("the results CSV (required)", flag="-o"))
+    plot: tuple[str, ...] = field(default=(), metadata=option(
+        "pareto.png (latency vs energy, area as colour) or heatmap.png (--metric over the first two grid axes); "
+        "the kind is read from the file name (tilesim[plot])", metavar="FILE", repeat=True))
+    metric: str | None = field(default=None, metadata=option(
+        "the heatmap's metric (default: the --objective's: latency_s, energy_pj or edp)"))
+    progress: bool = field(default=True, metadata=option("no progress bar on stderr", flag="--no-progress",
+                                                           switch=True))
+
+
+def read_pinned(path: str | Path) -> tuple[tuple[str, Any], ...]:
+    """Pinned mappings from a YAML file {kernel: {dataflow, tile_m, tile_n, tile_k, order}}."""
+    p = Path(path)
+    if not p.is_file():
+        raise OptionError("pinned", f"no such file '{path}'")
+    return load_pinned(load_yaml_text(p.read_text(), str(p)), str(p))
+
+
+OPTION_CLASSES = (ArchOptions, WorkloadOptions, LLMOptions, CompileOptions, OutputOptions, SweepOptions)
+OPTION_FIELDS = frozenset(f.name for cls in OPTION_CLASSES for f in fields(cls))

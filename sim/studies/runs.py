@@ -1,0 +1,78 @@
+"""One run from options: arch and workload loaded, lowered and simulated; decoder LLMs run by phase (studies/llm.py).
+
+`tilesim run`, `tilesim compare`, the sweep's design points and the Python API (sim/studies/api.py) all run here.
+"""
+from __future__ import annotations
+
+from tilesim.arch import load_arch
+from tilesim.arch.config import ArchConfig
+from tilesim.compiler.ir import Graph
+from tilesim.compiler.schedule import CompileOptions, Schedule, lower
+from tilesim.core.simulate import kernel_evaluator
+from tilesim.studies.llm import LLMResult, run_llm
+from tilesim.studies.options import LLMOptions, OptionError, WorkloadOptions, not_an_llm
+from tilesim.workloads import decoder_config, load_workload
+from tilesim.workloads import llm as wl
+
+DecoderConfig = wl.DecoderConfig
+
+
+def resolve_arch(arch: str | ArchConfig, overrides: tuple[str, ...] = ()) -> ArchConfig:
+    """The ArchConfig of a preset name, arch YAML or SCALE-Sim .cfg with --set overrides (an ArchConfig as is)."""
+    if isinstance(arch, ArchConfig):
+        if overrides:
+            raise OptionError("overrides", "apply them when loading the arch: tilesim.load_arch(name, overrides)")
+        return arch
+    return load_arch(arch, list(overrides))
+
+
+def decoder(workload: WorkloadOptions, llm: LLMOptions) -> DecoderConfig | None:
+    """The decoder LLM's config, None for other workloads (which take no LLM options)."""
+    cfg = decoder_config(workload.workload)
+    if cfg is None and llm.given:
+        raise not_an_llm(workload.workload)
+    return cfg
+
+
+def check_decoder(cfg: DecoderConfig, workload: WorkloadOptions, llm: LLMOptions, array_dtype: str) -> int:
+    """The LLM options checked against the model (positions, sparsity, data types); returns the prompt tokens."""
+    prompt = llm.check_model(workload.seq_len, wl.DEFAULT_SEQ_LEN, cfg.max_positions, cfg.name)
+    wl.resolve_dtypes(workload.dtypes, workload.graph_dtype(array_dtype) or array_dtype)
+    return prompt
+
+
+NO_LLM = LLMOptions()
+
+
+def workload_graph(arch: ArchConfig, workload: WorkloadOptions, llm: LLMOptions = NO_LLM) -> Graph:
+    """The workload's Graph in the arch's dtype (decoder LLMs: the prefill, or one decode step at `context`)."""
+    step = {"phase": "decode", "context": llm.context} if llm.phase == "decode" else {}
+    return load_workload(workload.workload, seq_len=workload.seq_len, batch=workload.batch,
+                         dtype=workload.graph_dtype(arch.array.dtype), dims=dict(workload.dims),
+                         dtypes=workload.dtypes, **step)
+
+
+def schedule(graph: Graph, arch: ArchConfig, options: CompileOptions) -> Schedule:
+    """The graph lowered for the arch: fused, mapped (searched by the options' objective) and scheduled."""
+    evaluate = kernel_evaluator(arch, options.resolved_timing(arch), options.objective)
+    return lower(graph, arch, options, evaluate)
+
+
+def run_decoder(cfg: DecoderConfig, arch: ArchConfig, workload: WorkloadOptions, llm: LLMOptions,
+                options: CompileOptions, graphs: dict | None = None) -> LLMResult:
+    """A decoder LLM's phase (prefill, one decode step, or generation); `graphs` caches the graphs of each phase
+    and size across calls (a sweep's design points share them)."""
+    prompt = check_decoder(cfg, workload, llm, arch.array.dtype)
+    types = wl.resolve_dtypes(workload.dtypes, workload.graph_dtype(arch.array.dtype) or arch.array.dtype)
+    active = wl.sparse_mlp(cfg, llm.mlp_sparsity)
+    cache: dict = {} if graphs is None else graphs
+
+    def graph_for(kind: str, size: int) -> Graph:
+        key = ("llm", workload.workload, workload.batch, llm.mlp_sparsity, types, kind, size)
+        if key not in cache:
+            sizes = {"seq_len": size} if kind == "prefill" else {"context": size}
+            cache[key] = wl.decoder_graph(active, batch=workload.batch, phase=kind, dtypes=types, **sizes)
+        return cache[key]
+
+    return run_llm(graph_for, arch, options, llm.run_phase, workload.batch, prompt, llm.gen_tokens,
+                   wl.weight_bytes(cfg, types.weight), wl.kv_cache_bytes_per_token(cfg, types.kv))
