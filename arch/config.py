@@ -4,16 +4,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-Dataflow = Literal["ws", "os", "is"]
+from tilesim.arch.dataflow import Dataflow
+from tilesim.arch.dtypes import DTYPE_BYTES, DType
+
 TimingMode = Literal["pipelined", "scalesim"]
 MemKind = Literal["offchip", "sram", "flash", "cache"]
 Operand = Literal["input", "weight", "output"]
 
-# Bytes per element of each data type the model knows.
-DTYPE_BYTES: dict[str, float] = {
-    "int4": 0.5, "int8": 1, "fp8": 1, "int16": 2, "bf16": 2, "fp16": 2, "int32": 4, "fp32": 4,
-}
-DType = Literal["int4", "int8", "fp8", "int16", "bf16", "fp16", "int32", "fp32"]
 OPERANDS: tuple[str, ...] = ("input", "weight", "output")
 
 
@@ -199,6 +196,6 @@ class ArchConfig:
         return replace(self, memory=tuple(view(lv) for lv in self.memory), cores=1)
 
 
-def dtype_bytes(dtype: str) -> float:
-    """Bytes per element of `dtype`."""
-    return DTYPE_BYTES[dtype]
+__all__ = ["DTYPE_BYTES", "OPERANDS", "AreaTable", "ArchConfig", "DType", "Dataflow", "EnergyDefaults", "EnergyEntry",
+           "EnergyTable", "MemLevel", "MemKind", "Operand", "PEArray", "RowPasses", "StaticPower", "TimingMode",
+           "VectorUnit", "row_passes_for"]

@@ -20,7 +20,9 @@ from __future__ import annotations
 
 from math import log
 
+from tilesim.arch.dtypes import DTYPES
 from tilesim.arch.errors import InputError
+from tilesim.arch.units import parse_bytes
 
 ANCHOR_45, ANCHOR_7 = 45.0, 7.0
 HOROWITZ = "Horowitz, ISSCC 2014 (45 nm)"
@@ -33,8 +35,6 @@ OPS = {
     "fp16": ((1.1, 0.4), (None, None)),
     "fp32": ((3.7, 0.9), (1.31, 0.38)),
 }
-SIGNIFICAND_BITS = {"fp8": 4, "bf16": 8, "fp16": 11, "fp32": 24}     # incl. the hidden bit (fp8 = e4m3)
-INT_BITS = {"int4": 4, "int8": 8, "int16": 16, "int32": 32}
 
 # off-chip access energy per bit (DESIGN.md section 4; DDR3 from Horowitz's 1300-2600 pJ per 64-bit access), and
 # flash read energy per bit (energy.defaults.flash), from power / bandwidth in sequential reads:
@@ -60,18 +60,19 @@ def _op(kind: str, which: int, node_nm: float) -> float:
 
 def mac_pj(dtype: str, node_nm: float) -> tuple[float, str]:
     """pJ of one multiply-accumulate at `dtype`, with how it was derived."""
-    if dtype in ("int8", "int32", "fp16", "fp32"):
+    if dtype in OPS:
         return _op(dtype, 0, node_nm) + _op(dtype, 1, node_nm), f"mult + add, {HOROWITZ} / {JOUPPI}, node-scaled"
-    if dtype in INT_BITS:              # int4, int16 from int8: mult ~ bits^2, add ~ bits
-        w = INT_BITS[dtype] / 8
+    if dtype not in DTYPES:
+        raise InputError(f"energy: no default MAC energy for dtype '{dtype}'")
+    t = DTYPES[dtype]
+    if not t.is_float:                 # int4, int16 from int8: mult ~ bits^2, add ~ bits
+        w = t.bits / 8
         return (_op("int8", 0, node_nm) * w * w + _op("int8", 1, node_nm) * w,
                 "int8 mult x (bits/8)^2 + add x bits/8 (tilesim energy model)")
-    if dtype in SIGNIFICAND_BITS:      # fp8, bf16 from fp16: mult ~ significand^2, add ~ width
-        w = SIGNIFICAND_BITS[dtype] / 11
-        width = {"fp8": 8, "bf16": 16}[dtype] / 16
-        return (_op("fp16", 0, node_nm) * w * w + _op("fp16", 1, node_nm) * width,
-                "fp16 mult x (significand/11)^2 + add x width/16 (tilesim energy model)")
-    raise InputError(f"energy: no default MAC energy for dtype '{dtype}'")
+    w = t.significand_bits / 11        # fp8, bf16 from fp16: mult ~ significand^2, add ~ width
+    width = t.bits / 16
+    return (_op("fp16", 0, node_nm) * w * w + _op("fp16", 1, node_nm) * width,
+            "fp16 mult x (significand/11)^2 + add x width/16 (tilesim energy model)")
 
 
 def sram_pj_per_byte(capacity_bytes: int, node_nm: float) -> tuple[float, str]:
@@ -91,7 +92,7 @@ def offchip_pj_per_byte(kind: str, field: str = "offchip") -> tuple[float, str]:
     return 8 * OFFCHIP_PJ_PER_BIT[kind], f"{kind} {OFFCHIP_PJ_PER_BIT[kind]} pJ/bit ({source})"
 
 
-MAC_DTYPES = ("int4", "int8", "int16", "fp8", "bf16", "fp16", "int32", "fp32")
+MAC_DTYPES = tuple(DTYPES)
 ARRAY_ACTIONS = ("array.reg_byte", "array.hop_byte", "array.idle_pe_cycle")
 
 
@@ -155,7 +156,6 @@ def default_actions(arch_raw: dict, node_nm: float, offchip: str | None, flash: 
                 continue
             value = offchip_pj_per_byte(offchip)
         else:
-            from tilesim.arch.units import parse_bytes
             try:
                 capacity = int(parse_bytes(level.get("capacity_bytes", 0)))
             except (ValueError, OverflowError):

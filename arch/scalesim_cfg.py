@@ -35,12 +35,13 @@ import difflib
 import math
 from pathlib import Path
 
+from tilesim.arch.dataflow import DATAFLOWS as DATAFLOW_TABLE
 from tilesim.arch.errors import InputError, allowed_list, did_you_mean
 
 CLOCK_HZ = 1_000_000_000            # assumed: SCALE-Sim has no clock
 DRAM_CAPACITY_BYTES = 2**40         # SCALE-Sim's DRAM is unbounded
 CALC_DEFAULT_BANDWIDTH = 10         # words/cycle; single_layer_sim.py's CALC-mode backing bandwidth
-DATAFLOWS = ("ws", "os", "is")
+DATAFLOWS = tuple(DATAFLOW_TABLE)
 BANDWIDTH_MODES = ("CALC", "USER")
 
 _SOURCE_MAC = "default, SCALE-Sim has no energy model: Horowitz ISSCC 2014, 8-bit mult 0.2 pJ + add 0.03 pJ"

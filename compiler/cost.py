@@ -5,7 +5,9 @@ from dataclasses import dataclass
 from math import ceil
 
 import numpy as np
-from tilesim.arch.config import DTYPE_BYTES, ArchConfig, PEArray
+from tilesim.arch.config import ArchConfig, PEArray
+from tilesim.arch.dataflow import DATAFLOWS
+from tilesim.arch.dtypes import DTYPE_BYTES, tensor_bytes
 from tilesim.arch.errors import InputError
 from tilesim.compiler.lowering import MAX_COUNT, Contraction
 
@@ -27,17 +29,17 @@ class Mapping:
         """Tile size along loop `dim` (m, n or k)."""
         return {"m": self.tile_m, "n": self.tile_n, "k": self.tile_k}[dim]
 
+    @property
+    def t_tile(self) -> int:
+        """Tile size along the loop that streams through the array (arch.dataflow.DATAFLOWS)."""
+        return self.tile(DATAFLOWS[self.dataflow].streamed)
+
 
 # ---------------------------------------------------------------- array timing (DESIGN.md section 3 and 8)
 
 def spatial_dims(work: Contraction, dataflow: str) -> tuple[int, int, int]:
-    """(Sr, Sc, T): rows-mapped, cols-mapped and streamed dims. OS (M,N,K); WS (K,N,M); IS (K,M,N)."""
-    return {"os": (work.m, work.n, work.k), "ws": (work.k, work.n, work.m), "is": (work.k, work.m, work.n)}[dataflow]
-
-
-def streamed_loop(dataflow: str) -> str:
-    """The loop whose dimension streams through the array: m for WS, k for OS, n for IS."""
-    return {"ws": "m", "os": "k", "is": "n"}[dataflow]
+    """(Sr, Sc, T): rows-mapped, cols-mapped and streamed dims (arch.dataflow.DATAFLOWS)."""
+    return DATAFLOWS[dataflow].spatial(work.m, work.n, work.k)
 
 
 def folds(sr: int, sc: int, rows: int, cols: int) -> int:
@@ -52,7 +54,7 @@ def mapping_efficiency(sr: int, sc: int, rows: int, cols: int) -> float:
 
 def fold_overhead(rows: int, cols: int, dataflow: str) -> int:
     """SCALE-Sim per-fold cycles beyond T: R + C - 2 for OS, 2R + C - 2 for WS/IS (R of them preload)."""
-    return rows + cols - 2 + (rows if dataflow in ("ws", "is") else 0)
+    return rows + cols - 2 + (rows if DATAFLOWS[dataflow].preloads else 0)
 
 
 def array_cycles(work: Contraction, array: PEArray, dataflow: str, mode: str, t_tile: int) -> int:
@@ -71,7 +73,7 @@ def array_cycles(work: Contraction, array: PEArray, dataflow: str, mode: str, t_
         return per_array * (t + fold_overhead(r, c, dataflow)) - 1
     full, rem = divmod(t, t_tile)
     per_block = full * max(t_tile, r) + (max(rem, r) if rem else 0)
-    preload = r if dataflow in ("ws", "is") else 0
+    preload = r if DATAFLOWS[dataflow].preloads else 0
     return preload + per_array * per_block + r + c - 2
 
 
@@ -136,9 +138,8 @@ def extents(size: int, tile: int) -> np.ndarray:
 
 
 def nbytes(elems, dtype: str):
-    """Bytes of `elems` elements of `dtype`, rounded up (int4 packs two per byte)."""
-    size = DTYPE_BYTES[dtype]
-    return np.ceil(np.asarray(elems) * size).astype(np.int64) if size < 1 else np.asarray(elems) * int(size)
+    """Bytes of `elems` elements of `dtype` elementwise, rounded up (arch.dtypes.tensor_bytes over arrays)."""
+    return tensor_bytes(np.asarray(elems, dtype=np.int64), dtype)
 
 
 def a_tile_bytes(work: Contraction, m_ext: np.ndarray, k_ext: np.ndarray) -> np.ndarray:

@@ -17,6 +17,7 @@ from math import prod
 from typing import NamedTuple
 
 from tilesim.arch.errors import InputError
+from tilesim.compiler.attention import AttentionWork
 from tilesim.compiler.ir import Graph, Op
 from tilesim.compiler.lowering import Contraction, LoopNest, VectorWork, lower_op
 from tilesim.compiler.ops import OpKind, matmul_shapes, spec
@@ -26,8 +27,6 @@ ELEMENTWISE = {"Relu", "Clip", "Sigmoid", "Tanh", "Erf", "Sqrt", "Gelu", "HardSw
                "Mul", "Div", "Pow", "Where", "BatchNormalization",
                "RotaryEmbedding"}   # pairs elements within one head: elementwise for tiles spanning whole heads
 SCORE_CHAIN = {"Mul", "Div", "Add", "Sub", "Where", "Cast"}      # scale and mask between QK^T and softmax
-SOFTMAX_OPS = 5                 # per score: max, subtract, exp, sum, divide (compiler/ops.py)
-RESCALE_OPS = 2                 # online softmax: per output element and kv block, rescale and accumulate
 
 
 @dataclass(frozen=True)
@@ -35,39 +34,6 @@ class Epilogue:
     """Elementwise ops applied to a contraction's results as they drain: total vector ops, extra bytes read."""
     ops: int
     read_bytes: int
-
-
-@dataclass(frozen=True)
-class AttentionWork:
-    """Fused attention over g = batch x heads: S = Q K^T (sq x skv, K = d), softmax, O = S V (sq x dv, K = skv).
-    K and V are shared by `kv_share` query heads (GQA/MQA); `score_ops` are the fused scale/mask ops per score.
-    `kv_dtype` is K's and V's type when it differs from Q's (a quantized KV cache); "" means `dtype`."""
-    g: int
-    sq: int
-    skv: int
-    d: int
-    dv: int
-    dtype: str
-    kv_share: int = 1
-    score_ops: int = 0
-    extra_read_bytes: int = 0     # mask or other inputs of the score chain
-    kv_dtype: str = ""
-
-    @property
-    def kv_type(self) -> str:
-        """The data type K and V are read in."""
-        return self.kv_dtype or self.dtype
-
-    @property
-    def macs(self) -> int:
-        """QK^T and PV multiply-accumulates."""
-        return self.g * self.sq * self.skv * (self.d + self.dv)
-
-    def parts(self) -> tuple[Contraction, Contraction]:
-        """The two contractions it fuses, as unfused kernels would run them."""
-        qk = Contraction(self.g, self.sq, self.skv, self.d, self.dtype, self.kv_type, self.dtype, b_is_param=False)
-        pv = Contraction(self.g, self.sq, self.dv, self.skv, self.dtype, self.kv_type, self.dtype, b_is_param=False)
-        return qk, pv
 
 
 @dataclass
@@ -295,105 +261,3 @@ def _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes
     if isinstance(g.work, VectorWork):
         return "vector chains fuse only under --fusion full"
     return "its producer is not a contraction or vector kernel"
-
-
-# ---------------------------------------------------------------- fused attention: tiling and cost
-
-@dataclass(frozen=True)
-class AttentionMapping:
-    """Flash-attention tiling: query rows per block and key/value rows per block (kv blocks innermost)."""
-    dataflow: str
-    block_q: int
-    block_kv: int
-
-
-def attention_footprint(work: AttentionWork, bq: int, bkv: int, arch) -> dict[str, int]:
-    """On-chip bytes per level: the Q block (input), K and V blocks (weight), scores and O accumulators (output)."""
-    from tilesim.compiler.cost import nbytes
-    acc = arch.array.acc_dtype
-    tiles = {"input": int(nbytes(bq * work.d, work.dtype)),
-             "weight": int(nbytes(bkv * (work.d + work.dv), work.kv_type)),
-             "output": int(nbytes(bq * bkv + bq * work.dv, acc))}
-    need = {lv.name: 0 for lv in arch.onchip}
-    for operand, size in tiles.items():
-        home = arch.home(operand)
-        need[home.name] += size * (2 if home.double_buffered else 1)
-    return need
-
-
-def attention_traffic(work: AttentionWork, bq: int) -> tuple[int, int, int]:
-    """DRAM bytes (Q and extra inputs, K and V, O): Q and O once; K and V once per query block and per kv head,
-    each kv head serving kv_share query heads in turn."""
-    from tilesim.compiler.cost import nbytes
-    n_q = -(-work.sq // bq)
-    q = int(nbytes(work.g * work.sq * work.d, work.dtype)) + work.extra_read_bytes
-    kv = int(nbytes(-(-work.g // work.kv_share) * n_q * work.skv * (work.d + work.dv), work.kv_type))
-    o = int(nbytes(work.g * work.sq * work.dv, work.dtype))
-    return q, kv, o
-
-
-def attention_tile_compute(work: AttentionWork, mapping: AttentionMapping, arch, timing: str):
-    """Cycles of every (head, q block, kv block) tile in order: the two block matmuls on the array, overlapped
-    with softmax, score-chain and online-softmax rescaling ops on the vector unit (the longer of the two).
-    scalesim timing pays every block product's fills and drains; pipelined timing overlaps them between
-    consecutive products, as for the folds of one contraction (compiler/cost.py array_cycles), so the kernel
-    pays one fill and drain, on its first tile."""
-    import numpy as np
-    from tilesim.compiler.cost import array_cycles, compute_cycles, extents, feed_cycles, fold_overhead, streamed_loop
-    eq, ek = extents(work.sq, mapping.block_q), extents(work.skv, mapping.block_kv)
-    df = mapping.dataflow
-    # tiles run on p cores in lockstep: heads and q blocks are independent, and kv blocks split across cores
-    # with a final rescale-and-sum as flash-decoding does when heads and q blocks are fewer than the cores
-    p = min(arch.cores, work.g * eq.size * ek.size)
-    core = arch.per_core() if arch.cores > 1 else arch
-    lanes = arch.vector.lanes * arch.vector.ops_per_lane_cycle * p
-    t = streamed_loop(df)           # each block product is one tile: its whole streamed loop streams at once
-    fill = 0 if timing == "scalesim" else fold_overhead(core.array.rows, core.array.cols, df)
-
-    def product(c: Contraction) -> int:
-        if not fill:
-            return compute_cycles(c, core, df, timing, getattr(c, t))
-        return max(array_cycles(c, core.array, df, timing, getattr(c, t)) - fill, feed_cycles(c, df, core))
-
-    def block(bq: int, bkv: int) -> float:
-        qk = Contraction(1, bq, bkv, work.d, work.dtype, work.dtype, work.dtype, b_is_param=False)
-        pv = Contraction(1, bq, work.dv, bkv, work.dtype, work.dtype, work.dtype, b_is_param=False)
-        ops = (SOFTMAX_OPS + work.score_ops) * bq * bkv + RESCALE_OPS * bq * work.dv
-        return max((product(qk) + product(pv)) / p, ops / lanes)       # this tile's 1/p share of a step
-    cost = {(int(a), int(b)): block(int(a), int(b)) for a in set(eq) for b in set(ek)}   # <= 4 distinct blocks
-    per = np.array([[cost[int(a), int(b)] for b in ek] for a in eq], dtype=np.float64)
-    # whole cycles per tile that add up to the exact shares: p consecutive tiles of one block size sum to its
-    # cycles (rounding each share up instead would add up to p - 1 cycles per step)
-    marks = np.floor(np.cumsum(np.tile(per.ravel(), work.g)) + 1e-6).astype(np.int64)
-    out = np.diff(marks, prepend=0)
-    out[0] += fill
-    return out
-
-
-def attention_mapping(work: AttentionWork, arch, timing: str, name: str = "", reserve_bytes: int = 0) -> AttentionMapping:
-    """Blocks that fit, chosen to minimise max(compute, traffic / bandwidth); ties go to fewer tiles."""
-    core = arch.per_core(reserve_bytes)     # tiles share the activation level with activations kept on chip
-    r = arch.array.rows
-    def sizes(n):
-        out, t = {n}, r
-        while t < n:
-            out.add(t)
-            t *= 2
-        return sorted(out)
-    best = None
-    for bq in sizes(work.sq):
-        for bkv in sizes(work.skv):
-            need = attention_footprint(work, bq, bkv, core)
-            if any(need[lv.name] > lv.capacity_bytes for lv in core.onchip):
-                continue
-            m = AttentionMapping(arch.array.dataflow, bq, bkv)
-            compute = int(attention_tile_compute(work, m, arch, timing).sum())
-            dma = sum(attention_traffic(work, bq)) / arch.offchip.bandwidth_bytes_per_cycle
-            tiles = work.g * -(-work.sq // bq) * -(-work.skv // bkv)
-            key = (max(compute, dma), tiles, bq, bkv)
-            if best is None or key < best[0]:
-                best = (key, m)
-    if best is None:
-        raise InputError(f"op '{name}': no attention block of {r} query rows fits the on-chip buffers; enlarge "
-                         + ", ".join(f"memory.{lv.name}.capacity_bytes" for lv in arch.onchip))
-    return best[1]

@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from math import prod
 
 import networkx as nx
-from tilesim.arch.config import DTYPE_BYTES
+from tilesim.arch.dtypes import tensor_bytes
 from tilesim.arch.errors import InputError
 
 
@@ -25,7 +25,7 @@ class Tensor:
     @property
     def nbytes(self) -> int:
         """Size in bytes (int4 rounds up)."""
-        return -(-self.elements * int(DTYPE_BYTES[self.dtype] * 2) // 2)
+        return tensor_bytes(self.elements, self.dtype)
 
 
 @dataclass(frozen=True)

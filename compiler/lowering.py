@@ -4,7 +4,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import prod
 
-from tilesim.arch.config import DTYPE_BYTES
 from tilesim.arch.errors import InputError
 from tilesim.compiler.ir import Graph, Op
 from tilesim.compiler.ops import OpKind, conv_geometry, conv_transpose_geometry, matmul_shapes, spec
@@ -165,8 +164,3 @@ def _lower_conv_transpose(op: Op, a, b, out) -> Contraction:
 def graph_macs(graph: Graph) -> int:
     """Total multiply-accumulates of a graph's contractions."""
     return sum(n.macs for op in graph.ops if (n := lower_op(graph, op)) is not None)
-
-
-def dtype_size(dtype: str) -> float:
-    """Bytes per element."""
-    return DTYPE_BYTES[dtype]

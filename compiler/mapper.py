@@ -26,10 +26,11 @@ from functools import lru_cache
 
 import numpy as np
 from tilesim.arch.config import ArchConfig
+from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.errors import InputError
-from tilesim.compiler.cost import LOOPS, MAX_TILES, OPERAND_DIMS, Mapping, a_tile_bytes, nbytes, streamed_loop
+from tilesim.compiler.cost import LOOPS, MAX_TILES, OPERAND_DIMS, Mapping, a_tile_bytes, nbytes
 from tilesim.compiler.lowering import Contraction
-from tilesim.compiler.tiling import _alignment, _halve, footprint, naive_mapping
+from tilesim.compiler.tiling import _alignment, _halve, footprint, level_footprint, naive_mapping, tile_bytes
 
 OBJECTIVES = ("latency", "energy", "edp")
 ORDERS = tuple("".join(p) for p in itertools.permutations("mnk"))
@@ -106,7 +107,7 @@ def _compute_cycles(work: Contraction, arch: ArchConfig, dataflow: str, timing: 
         return np.full(t_tile.shape, per_array * (t + fold_overhead(r, c, dataflow)) - 1, dtype=np.int64)
     full, rem = t // t_tile, t % t_tile
     per_block = full * np.maximum(t_tile, r) + np.where(rem > 0, np.maximum(rem, r), 0)
-    cycles = (r if dataflow in ("ws", "is") else 0) + per_array * per_block + r + c - 2
+    cycles = (r if DATAFLOWS[dataflow].preloads else 0) + per_array * per_block + r + c - 2
     return np.maximum(cycles, feed_cycles(work, dataflow, arch))     # on-chip levels must keep up
 
 
@@ -125,18 +126,9 @@ class _Base:
     last: np.ndarray
 
 
-def _tile_bytes(work: Contraction, arch: ArchConfig, tm, tn, tk) -> dict[str, np.ndarray]:
-    """Bytes of one tile of each operand (the output at accumulator precision), per candidate."""
-    return {"input": a_tile_bytes(work, tm, tk), "weight": nbytes(tk * tn, work.b_dtype),
-            "output": nbytes(tm * tn, arch.array.acc_dtype)}
-
-
 def _fits(tiles: dict[str, np.ndarray], arch: ArchConfig) -> np.ndarray:
-    """Each operand's tile in its home level, twice when that level double-buffers: per candidate."""
-    need = {lv.name: 0 for lv in arch.onchip}
-    for operand, size in tiles.items():
-        home = arch.home(operand)
-        need[home.name] = need[home.name] + size * (2 if home.double_buffered else 1)
+    """Whether each candidate's tiles fit every on-chip level (level_footprint), per candidate."""
+    need = level_footprint(tiles, arch)
     fits = np.ones(next(iter(tiles.values())).shape, dtype=bool)
     for lv in arch.onchip:
         fits &= need[lv.name] <= lv.capacity_bytes
@@ -146,8 +138,8 @@ def _fits(tiles: dict[str, np.ndarray], arch: ArchConfig) -> np.ndarray:
 def _base(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm, tn, tk) -> _Base:
     acc = arch.array.acc_dtype
     trips = {"m": -(-work.m // tm), "n": -(-work.n // tn), "k": -(-work.k // tk)}
-    tiles = _tile_bytes(work, arch, tm, tn, tk)
-    t_tile = {"m": tm, "n": tn, "k": tk}[streamed_loop(dataflow)]
+    tiles = tile_bytes(work, tm, tn, tk, arch.array.acc_dtype)
+    t_tile = {"m": tm, "n": tn, "k": tk}[DATAFLOWS[dataflow].streamed]
     bw = arch.offchip.bandwidth_bytes_per_cycle
     return _Base(trips=trips,
                  a_sweep=_sweep(lambda m, k: a_tile_bytes(work, m, k), work.m, tm, work.k, tk),
@@ -462,10 +454,7 @@ def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, object
     base = _base(work, arch, timing, dataflow, tm, tn, tk)
     cycles, dram, pj = _score_orders(work, arch, base)
     obj = _objective(objective, cycles, dram, pj)
-    need = {lv.name: 0 for lv in arch.onchip}
-    for operand, size in _tile_bytes(work, arch, tm, tn, tk).items():      # as _fits adds them up
-        home = arch.home(operand)
-        need[home.name] = need[home.name] + size * (2 if home.double_buffered else 1)
+    need = level_footprint(tile_bytes(work, tm, tn, tk, arch.array.acc_dtype), arch)
     legal = np.flatnonzero(base.n_tiles <= MAX_TILES)
     held = [v for v in need.values() if isinstance(v, np.ndarray)]
     rows = _pickable(legal, held[0], obj) if len(held) == 1 else [(legal, legal)] * len(ORDERS)

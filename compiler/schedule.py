@@ -5,18 +5,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from tilesim.arch.config import ArchConfig
+from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.errors import InputError, did_you_mean
 from tilesim.arch.loader import build
+from tilesim.compiler.attention import AttentionMapping, AttentionWork, attention_mapping
 from tilesim.compiler.cost import LOOPS, Mapping
-from tilesim.compiler.fusion import (
-    AttentionMapping,
-    AttentionWork,
-    Epilogue,
-    Grouping,
-    KernelSpec,
-    attention_mapping,
-    group_ops,
-)
+from tilesim.compiler.fusion import Epilogue, Grouping, KernelSpec, group_ops
 from tilesim.compiler.ir import Graph
 from tilesim.compiler.lowering import Contraction, LoopNest, VectorWork
 from tilesim.compiler.mapper import search
@@ -136,7 +130,7 @@ def grid_passes(work: Contraction, grid: tuple[int, int], array) -> int:
     N (the same spatial mapping as compiler/cost.py)."""
     m, n, k = -(-work.m // grid[0]), -(-work.n // grid[1]), work.k
     r, c = array.rows, array.cols
-    sr, sc, t = {"os": (m, n, k), "ws": (k, n, m), "is": (k, m, n)}[array.dataflow]
+    sr, sc, t = DATAFLOWS[array.dataflow].spatial(m, n, k)
     return work.g * -(-sr // r) * -(-sc // c) * t
 
 

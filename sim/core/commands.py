@@ -7,6 +7,7 @@ from math import ceil
 
 import numpy as np
 from tilesim.arch.config import ArchConfig, row_passes_for
+from tilesim.compiler.attention import AttentionWork, attention_tile_compute, attention_traffic
 from tilesim.compiler.cost import (
     LOOPS,
     a_runs,
@@ -17,10 +18,8 @@ from tilesim.compiler.cost import (
     compute_cycles,
     extents,
     nbytes,
-    streamed_loop,
     trip_counts,
 )
-from tilesim.compiler.fusion import AttentionWork, attention_tile_compute, attention_traffic
 from tilesim.compiler.lowering import Contraction, VectorWork
 from tilesim.compiler.residency import cache_traffic
 from tilesim.compiler.schedule import Kernel, Schedule, core_blocks
@@ -105,7 +104,7 @@ def contraction_commands(work: Contraction, kernel: Kernel, arch: ArchConfig, ti
         flash = split_total(round(flash_share * int(b_raw.sum())), b_raw.astype(np.float64)) \
             if flash_share and b_raw.sum() else 0
     flash = burst_bytes(np.zeros_like(b_raw) + flash, 1, arch.flash.burst_bytes if arch.flash else 1)
-    t_tile = mapping.tile(streamed_loop(mapping.dataflow))
+    t_tile = mapping.t_tile
     total = compute_cycles(work, arch, mapping.dataflow, timing, t_tile)
     compute = split_total(total, (ext["m"] * ext["n"] * ext["k"]).astype(np.float64))
     epi = kernel.epilogue

@@ -20,9 +20,10 @@ from collections import Counter
 from math import ceil
 
 from tilesim.arch.config import DTYPE_BYTES, ArchConfig
+from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.errors import InputError
+from tilesim.compiler.attention import RESCALE_OPS, SOFTMAX_OPS, AttentionWork, attention_traffic
 from tilesim.compiler.cost import array_feed_elems
-from tilesim.compiler.fusion import RESCALE_OPS, SOFTMAX_OPS, AttentionWork, attention_traffic
 from tilesim.compiler.lowering import Contraction
 from tilesim.compiler.schedule import Kernel
 from tilesim.core.commands import TileCommands
@@ -38,7 +39,10 @@ def _array_counts(counts: Counter, work: Contraction, n: int, dataflow: str, arc
     counts[f"mac.{work.a_dtype}"] += macs
     # inside the array: the stationary operand is read from each PE's register every MAC (OS reads and writes
     # its accumulator); the two moving operands hop to the next PE every MAC
-    stationary, moving = {"ws": (b, a + acc), "os": (2 * acc, a + b), "is": (a, b + acc)}[dataflow]
+    sizes = {"input": a, "weight": b, "output": acc}
+    held = DATAFLOWS[dataflow].stationary
+    stationary = sizes[held] * (2 if held == "output" else 1)
+    moving = sum(size for operand, size in sizes.items() if operand != held)
     counts["array.reg_byte"] += ceil(macs * stationary)
     counts["array.hop_byte"] += ceil(macs * moving)
     counts[f"{home_a}.read_byte"] += ceil(n * a_r * a)

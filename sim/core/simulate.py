@@ -8,8 +8,8 @@ import numpy as np
 from tilesim.arch.area_model import area_mm2
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.errors import InputError
-from tilesim.compiler.cost import MAX_TILES, array_cycles, mapping_efficiency, spatial_dims, streamed_loop
-from tilesim.compiler.fusion import AttentionWork
+from tilesim.compiler.attention import AttentionWork
+from tilesim.compiler.cost import MAX_TILES, array_cycles, mapping_efficiency, spatial_dims
 from tilesim.compiler.lowering import MAX_COUNT, Contraction, VectorWork
 from tilesim.compiler.schedule import Kernel, Schedule
 from tilesim.core.commands import ARRAY, VECTOR, TileCommands, build_program
@@ -240,7 +240,7 @@ def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles:
         eff = mapping_efficiency(sr, sc, arch.array.rows, arch.array.cols)
         a_r, b_r, c_w, _ = share_feeds(kernel, arch)
         # compute stretched past the array's own timing because an on-chip level could not feed it
-        array_only = array_cycles(share, arch.array, df, timing, kernel.mapping.tile(streamed_loop(df)))
+        array_only = array_cycles(share, arch.array, df, timing, kernel.mapping.t_tile)
         sram_wait = max(compute - array_only, 0) if kernel.epilogue is None else 0
     else:
         eff, a_r, b_r, c_w, sram_wait = 0.0, 0, 0, 0, 0
