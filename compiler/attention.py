@@ -5,8 +5,10 @@ attention_tile_compute."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
+from tilesim.arch.config import ArchConfig
 from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.errors import InputError
 from tilesim.compiler.cost import array_cycles, compute_cycles, extents, feed_cycles, fold_overhead, nbytes
@@ -33,6 +35,8 @@ class AttentionWork:
     extra_read_bytes: int = 0     # mask or other inputs of the score chain
     kv_dtype: str = ""
 
+    on_array: ClassVar[bool] = True
+
     @property
     def kv_type(self) -> str:
         """The data type K and V are read in."""
@@ -49,6 +53,18 @@ class AttentionWork:
         pv = Contraction(self.g, self.sq, self.dv, self.skv, self.dtype, self.kv_type, self.dtype, b_is_param=False)
         return qk, pv
 
+    def operand_read_bytes(self) -> tuple[int, int]:
+        """Bytes of Q, and of K and V, each read once (one query block: attention_traffic at block_q = sq)."""
+        q_read, kv_read, _ = attention_traffic(self, self.sq)
+        return q_read - self.extra_read_bytes, kv_read
+
+    def vector_ops(self, block_kv: int) -> int:
+        """Vector-unit ops: softmax and the fused score chain per score, online-softmax rescaling per output element
+        and kv block."""
+        n_kv = -(-self.skv // block_kv)
+        return ((SOFTMAX_OPS + self.score_ops) * self.g * self.sq * self.skv
+                + RESCALE_OPS * self.g * self.sq * self.dv * n_kv)
+
 
 @dataclass(frozen=True)
 class AttentionMapping:
@@ -56,6 +72,14 @@ class AttentionMapping:
     dataflow: str
     block_q: int
     block_kv: int
+
+    def describe(self) -> str:
+        """One line for reports, e.g. 'ws attention q=128 kv=256'."""
+        return f"{self.dataflow} attention q={self.block_q} kv={self.block_kv}"
+
+    def tile_count(self, work: AttentionWork) -> int:
+        """Tiles (head, q block, kv block) of `work`."""
+        return work.g * -(-work.sq // self.block_q) * -(-work.skv // self.block_kv)
 
 
 def attention_footprint(work: AttentionWork, bq: int, bkv: int, arch) -> dict[str, int]:
@@ -112,7 +136,8 @@ def attention_tile_compute(work: AttentionWork, mapping: AttentionMapping, arch,
     return out
 
 
-def attention_mapping(work: AttentionWork, arch, timing: str, name: str = "", reserve_bytes: int = 0) -> AttentionMapping:
+def attention_mapping(work: AttentionWork, arch: ArchConfig, timing: str, name: str = "",
+                      reserve_bytes: int = 0) -> AttentionMapping:
     """Blocks that fit, chosen to minimise max(compute, traffic / bandwidth); ties go to fewer tiles."""
     core = arch.per_core(reserve_bytes)     # tiles share the activation level with activations kept on chip
     r = arch.array.rows

@@ -29,6 +29,14 @@ class Mapping:
         """Tile size along loop `dim` (m, n or k)."""
         return {"m": self.tile_m, "n": self.tile_n, "k": self.tile_k}[dim]
 
+    def describe(self) -> str:
+        """One line for reports, e.g. 'ws m=784 n=256 k=576 order=mnk'."""
+        return f"{self.dataflow} m={self.tile_m} n={self.tile_n} k={self.tile_k} order={self.order}"
+
+    def tile_count(self, work: Contraction) -> int:
+        """Tiles of `work` under this mapping: g x the product of the trip counts."""
+        return work.g * -(-work.m // self.tile_m) * -(-work.n // self.tile_n) * -(-work.k // self.tile_k)
+
     @property
     def t_tile(self) -> int:
         """Tile size along the loop that streams through the array (arch.dataflow.DATAFLOWS)."""

@@ -19,7 +19,7 @@ from typing import NamedTuple
 from tilesim.arch.errors import InputError
 from tilesim.compiler.attention import AttentionWork
 from tilesim.compiler.ir import Graph, Op
-from tilesim.compiler.lowering import Contraction, LoopNest, VectorWork, lower_op
+from tilesim.compiler.lowering import Contraction, VectorWork, lower_op
 from tilesim.compiler.ops import OpKind, matmul_shapes, spec
 
 POLICIES = ("none", "epilogue", "full", "attention")
@@ -27,6 +27,8 @@ ELEMENTWISE = {"Relu", "Clip", "Sigmoid", "Tanh", "Erf", "Sqrt", "Gelu", "HardSw
                "Mul", "Div", "Pow", "Where", "BatchNormalization",
                "RotaryEmbedding"}   # pairs elements within one head: elementwise for tiles spanning whole heads
 SCORE_CHAIN = {"Mul", "Div", "Add", "Sub", "Where", "Cast"}      # scale and mask between QK^T and softmax
+
+Work = Contraction | VectorWork | AttentionWork     # a kernel's loop nest: array, vector unit, or fused attention
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,7 @@ class _Group:
     """A kernel under construction."""
     anchor: Op
     ops: list[str]
-    work: LoopNest
+    work: Work
     output: str
     deps: set[int] = field(default_factory=set)
     epilogue_ops: int = 0
@@ -54,7 +56,7 @@ class KernelSpec(NamedTuple):
     (with their role) and writes, so later passes can keep activations on chip."""
     name: str
     ops: tuple[str, ...]
-    work: LoopNest
+    work: Work
     deps: tuple[int, ...]
     epilogue: Epilogue | None
     reads: tuple[tuple[str, str], ...]
@@ -147,7 +149,7 @@ def group_ops(graph: Graph, policy: str) -> Grouping:
     def deps_of(tensors) -> set[int]:
         return {owner[canon(t)] for t in tensors if canon(t) in owner}
 
-    def new_group(op: Op, work: LoopNest, deps: set[int]) -> None:
+    def new_group(op: Op, work: Work, deps: set[int]) -> None:
         roles = ("a", "b") if isinstance(work, Contraction) else ()
         reads = [(canon(t), roles[i] if i < len(roles) else "extra") for i, t in enumerate(op.inputs)]
         groups.append(_Group(op, [op.name], work, op.outputs[0], deps, reads=reads))

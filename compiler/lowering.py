@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from math import prod
+from typing import ClassVar
 
+from tilesim.arch.dtypes import DTYPE_BYTES
 from tilesim.arch.errors import InputError
 from tilesim.compiler.ir import Graph, Op
 from tilesim.compiler.ops import OpKind, conv_geometry, conv_transpose_geometry, matmul_shapes, spec
@@ -40,6 +42,16 @@ class Contraction:
     c_dtype: str
     b_is_param: bool = True
     window: ConvWindow | None = None
+    on_array: ClassVar[bool] = True
+
+    def parts(self) -> tuple[Contraction, ...]:
+        """The contractions it runs on the array: itself."""
+        return (self,)
+
+    def operand_read_bytes(self) -> tuple[float, float]:
+        """Bytes of A (the feature-map region for convs) and of B, each read once."""
+        return (self.g * self.a_elems(self.m, self.k) * DTYPE_BYTES[self.a_dtype],
+                self.g * self.k * self.n * DTYPE_BYTES[self.b_dtype])
 
     @property
     def macs(self) -> int:
@@ -61,6 +73,15 @@ class VectorWork:
     row_bytes: int = 0      # input a row reduction needs before its first output (Softmax: max, sum of exps),
     #                         read again on every extra pass of an implementation that does not keep rows on chip
     row_elems: int = 0      # elements per row of that reduction
+    on_array: ClassVar[bool] = False
+
+    def parts(self) -> tuple[Contraction, ...]:
+        """Contractions it runs on the array: none."""
+        return ()
+
+    def operand_read_bytes(self) -> tuple[int, int]:
+        """Array operands it reads: none."""
+        return 0, 0
 
     @property
     def macs(self) -> int:

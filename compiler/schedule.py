@@ -10,9 +10,9 @@ from tilesim.arch.errors import InputError, did_you_mean
 from tilesim.arch.loader import build
 from tilesim.compiler.attention import AttentionMapping, AttentionWork, attention_mapping
 from tilesim.compiler.cost import LOOPS, Mapping
-from tilesim.compiler.fusion import Epilogue, Grouping, KernelSpec, group_ops
+from tilesim.compiler.fusion import Epilogue, Grouping, KernelSpec, Work, group_ops
 from tilesim.compiler.ir import Graph
-from tilesim.compiler.lowering import Contraction, LoopNest, VectorWork
+from tilesim.compiler.lowering import Contraction, VectorWork
 from tilesim.compiler.mapper import search
 from tilesim.compiler.residency import NONE, Residency, cache_hits, keep_on_chip
 from tilesim.compiler.tiling import VectorMapping, fits, footprint, naive_mapping, vector_mapping
@@ -20,13 +20,18 @@ from tilesim.compiler.tiling import VectorMapping, fits, footprint, naive_mappin
 TIMING_MODES = ("pipelined", "scalesim")
 
 
+KernelMapping = Mapping | VectorMapping | AttentionMapping
+MAPPING_OF: dict[type, type] = {Contraction: Mapping, VectorWork: VectorMapping, AttentionWork: AttentionMapping}
+
+
 @dataclass(frozen=True)
 class Kernel:
-    """One unit of execution: the IR ops it covers, its loop nest, its mapping, the kernels it waits for."""
+    """One unit of execution: the IR ops it covers, its loop nest, its mapping (of the loop nest's own mapping type:
+    MAPPING_OF), the kernels it waits for."""
     name: str
     ops: tuple[str, ...]
-    work: LoopNest
-    mapping: Mapping | VectorMapping | AttentionMapping
+    work: Work
+    mapping: KernelMapping
     deps: tuple[int, ...] = ()
     chosen_by: str = ""             # pinned | search | simulator | naive | vector: how the mapping was decided
     split: str = ""                 # m | n | "<pm>x<pn>": how the outputs are divided among cores ("" on one
@@ -34,14 +39,33 @@ class Kernel:
     epilogue: Epilogue | None = None  # elementwise ops fused onto a contraction's drain
     residency: Residency = NONE      # transfers an on-chip copy (--fusion full) or a cache hit replaces
 
+    def __post_init__(self) -> None:
+        if type(self.mapping) is not MAPPING_OF[type(self.work)]:
+            raise TypeError(f"kernel '{self.name}': a {type(self.work).__name__} is mapped by a "
+                            f"{MAPPING_OF[type(self.work)].__name__}, not a {type(self.mapping).__name__}")
+
     def shares(self, cores: int) -> list[tuple[Contraction, int]]:
         """(per-core contraction, how many cores run it): the split loops cut into near-equal parts."""
         return core_shares(self.work, self.split, cores) if self.split else [(self.work, 1)]
 
+    def array_parts(self, cores: int) -> list[tuple[Contraction, int]]:
+        """(contraction, copies) the array runs: a contraction's per-core shares, fused attention's QK^T and PV,
+        nothing for vector work."""
+        return self.shares(cores) if self.split else [(part, 1) for part in self.work.parts()]
+
+    def tile_count(self, cores: int) -> int:
+        """Tiles one core runs: the mapping's tiles of the largest per-core share."""
+        return self.mapping.tile_count(self.shares(cores)[0][0] if self.split else self.work)
+
+    def describe(self) -> str:
+        """One-line text of the mapping, e.g. 'ws m=784 n=256 k=576 order=mnk' (tiles of one core's share), with
+        ' split=m', ' split=n' or ' split=12x11' (a grid of output blocks) when cores share the kernel."""
+        return self.mapping.describe() + (f" split={self.split}" if self.split else "")
+
     @property
     def on_array(self) -> bool:
         """True for contractions and fused attention (PE array), False for vector work and data movement."""
-        return isinstance(self.work, (Contraction, AttentionWork))
+        return self.work.on_array
 
 
 MAPPERS = ("search", "naive")

@@ -21,6 +21,14 @@ class VectorMapping:
     """How vector work is split: elements per tile (each tile loads, computes, stores)."""
     tile_elements: int
 
+    def describe(self) -> str:
+        """One line for reports, e.g. 'vector tile=4096 elems'."""
+        return f"vector tile={self.tile_elements} elems"
+
+    def tile_count(self, work: VectorWork) -> int:
+        """Tiles of `work`: its elements in slices of tile_elements."""
+        return -(-work.elements // self.tile_elements)
+
 
 def level_footprint(tiles: dict[str, Bytes], arch: ArchConfig) -> dict[str, Bytes | int]:
     """Bytes needed in each on-chip level: each operand's tile (bytes, or an array of bytes per candidate) in its

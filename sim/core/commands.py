@@ -191,19 +191,20 @@ def vector_commands(work: VectorWork, kernel: Kernel, arch: ArchConfig) -> TileC
 def kernel_commands(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: float = 0.0) -> TileCommands:
     """Per-tile commands of one kernel (cores in lockstep when it is split among them), with the on-chip access
     latency added to its compute (pipelined timing)."""
-    if isinstance(kernel.work, AttentionWork):
-        cmds = attention_commands(kernel.work, kernel, arch, timing)
-    elif not isinstance(kernel.work, Contraction):
-        cmds = vector_commands(kernel.work, kernel, arch)
-    elif not kernel.split:
-        cmds = contraction_commands(kernel.work, kernel, arch, timing, flash_share)
-    else:
-        core = arch.per_core()
-        blocks = [(contraction_commands(block, kernel, core, timing, flash_share), block, cm, cn)
-                  for block, cm, cn in core_blocks(kernel.work, kernel.split, arch.cores)]
-        # cores in one row of blocks (same m piece) need the same A tiles, in one column the same B tiles: a shared
-        # level or a cache loads those once
-        cmds = combine_cores(blocks, tuple(o for o in ("input", "weight") if loaded_once(arch, o)))
+    match kernel.work:
+        case AttentionWork() as work:
+            cmds = attention_commands(work, kernel, arch, timing)
+        case VectorWork() as work:
+            cmds = vector_commands(work, kernel, arch)
+        case Contraction() as work if not kernel.split:
+            cmds = contraction_commands(work, kernel, arch, timing, flash_share)
+        case Contraction() as work:
+            core = arch.per_core()
+            blocks = [(contraction_commands(block, kernel, core, timing, flash_share), block, cm, cn)
+                      for block, cm, cn in core_blocks(work, kernel.split, arch.cores)]
+            # cores in one row of blocks (same m piece) need the same A tiles, in one column the same B tiles: a
+            # shared level or a cache loads those once
+            cmds = combine_cores(blocks, tuple(o for o in ("input", "weight") if loaded_once(arch, o)))
     if arch.cache is not None and isinstance(kernel.work, Contraction):
         cmds = through_cache(cmds, kernel, arch, timing)
     return cmds if timing == "scalesim" else with_access_latency(cmds, kernel, arch)
