@@ -191,11 +191,29 @@ class ArchConfig:
             taken = reserve_bytes if lv.shared else -(-reserve_bytes // n)
             capacity = lv.capacity_bytes - (taken if lv.name == keeper else 0)
             if lv.shared:
-                return replace(lv, capacity_bytes=capacity // n, bandwidth_bytes_per_cycle=lv.bandwidth_bytes_per_cycle / n)
+                return replace(lv, capacity_bytes=capacity // n,
+                               bandwidth_bytes_per_cycle=lv.bandwidth_bytes_per_cycle / n)
             return replace(lv, capacity_bytes=capacity)
         return replace(self, memory=tuple(view(lv) for lv in self.memory), cores=1)
 
 
-__all__ = ["DTYPE_BYTES", "OPERANDS", "AreaTable", "ArchConfig", "DType", "Dataflow", "EnergyDefaults", "EnergyEntry",
-           "EnergyTable", "MemLevel", "MemKind", "Operand", "PEArray", "RowPasses", "StaticPower", "TimingMode",
-           "VectorUnit", "row_passes_for"]
+__all__ = [
+    "DTYPE_BYTES",
+    "OPERANDS",
+    "ArchConfig",
+    "AreaTable",
+    "DType",
+    "Dataflow",
+    "EnergyDefaults",
+    "EnergyEntry",
+    "EnergyTable",
+    "MemKind",
+    "MemLevel",
+    "Operand",
+    "PEArray",
+    "RowPasses",
+    "StaticPower",
+    "TimingMode",
+    "VectorUnit",
+    "row_passes_for",
+]

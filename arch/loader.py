@@ -1,4 +1,5 @@
-"""Strict YAML -> ArchConfig: rejects unknown and duplicate keys and wrong types, reports every problem by dotted path."""
+"""Strict YAML -> ArchConfig: rejects unknown and duplicate keys and wrong types; reports every problem by dotted
+path."""
 from __future__ import annotations
 
 import dataclasses
@@ -25,6 +26,7 @@ from tilesim.arch.config import (
 )
 from tilesim.arch.energy_model import action_names, default_actions, static_component_names
 from tilesim.arch.errors import InputError, allowed_list, did_you_mean
+from tilesim.arch.scalesim_cfg import load_cfg
 from tilesim.arch.units import parse_bytes, parse_bytes_per_s, parse_hz
 
 MAX_ARRAY_DIM = 65536          # rows or cols beyond this are surely a typo
@@ -102,17 +104,27 @@ def _convert(value, tp, path: str, field_name: str, errors: list):
         return {str(k): _convert(v, item_tp, f"{path}.{k}", str(k), errors) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return build(tp, value, path, errors)
+    if field_name.endswith(("_bytes", "_hz")):
+        return _convert_unit(value, path, field_name, errors)
+    return _convert_scalar(value, tp, path, errors)
+
+
+def _convert_unit(value, path: str, field_name: str, errors: list) -> int | float:
+    """A size in bytes (`*_bytes`: whole bytes, units such as KiB allowed) or a frequency (`*_hz`: MHz, GHz)."""
     try:
         if field_name.endswith("_bytes"):
             v = parse_bytes(value)
             if v != int(v):
                 raise ValueError(f"expected a whole number of bytes, got {value!r}")
             return int(v)
-        if field_name.endswith("_hz"):
-            return parse_hz(value)
+        return parse_hz(value)
     except ValueError as e:
         errors.append((path, str(e)))
         return 0
+
+
+def _convert_scalar(value, tp, path: str, errors: list):
+    """A bool, int, float (numeric strings such as '1e-9' too) or str."""
     if tp is bool:
         if not isinstance(value, bool):
             errors.append((path, f"expected true or false, got {value!r}"))
@@ -223,62 +235,93 @@ def _fill_energy_defaults(raw: dict, errors: list) -> None:
     for action, entry in given.items():      # a partial entry (e.g. --set energy.actions.mac.int8.pj=0.1) keeps
         if action in model and isinstance(entry, dict) and "source" not in entry:        # the model's other fields
             base = model[action]
-            merged[action] = {**base, **entry, "source": f"set by the arch (model: {base['pj']:g} pJ, {base['source']})"}
+            merged[action] = {**base, **entry,
+                              "source": f"set by the arch (model: {base['pj']:g} pJ, {base['source']})"}
     energy["actions"] = merged
 
 
-def validate(arch: ArchConfig) -> list[tuple[str, str]]:
-    """Semantic checks that types cannot express: positive sizes, one home level per operand."""
-    errors = []
+Problems = list[tuple[str, str]]      # (dotted field path, what is wrong)
+
+
+def _clock_errors(arch: ArchConfig) -> Problems:
+    """clock_hz is positive and within range."""
     if not arch.clock_hz > 0:
-        errors.append(("clock_hz", f"must be > 0, got {arch.clock_hz:g}"))
-    elif not 1 <= arch.clock_hz <= MAX_CLOCK_HZ:
-        errors.append(("clock_hz", f"must be between 1 Hz and {MAX_CLOCK_HZ:g} Hz, got {arch.clock_hz:g}"))
-    for fname in ("rows", "cols", "count", "macs_per_pe_cycle"):
-        v = getattr(arch.array, fname)
-        if not 1 <= v <= MAX_ARRAY_DIM:
-            errors.append((f"array.{fname}", f"must be between 1 and {MAX_ARRAY_DIM}, got {v}"))
-    for fname in ("lanes", "ops_per_lane_cycle"):
-        v = getattr(arch.vector, fname)
-        if not 1 <= v <= MAX_ARRAY_DIM:
-            errors.append((f"vector.{fname}", f"must be between 1 and {MAX_ARRAY_DIM}, got {v}"))
+        return [("clock_hz", f"must be > 0, got {arch.clock_hz:g}")]
+    if not 1 <= arch.clock_hz <= MAX_CLOCK_HZ:
+        return [("clock_hz", f"must be between 1 Hz and {MAX_CLOCK_HZ:g} Hz, got {arch.clock_hz:g}")]
+    return []
+
+
+def _engine_errors(arch: ArchConfig) -> Problems:
+    """The array's and vector unit's sizes, and the vector unit's row-pass table."""
+    errors = []
+    for section, unit, fields in (("array", arch.array, ("rows", "cols", "count", "macs_per_pe_cycle")),
+                                  ("vector", arch.vector, ("lanes", "ops_per_lane_cycle"))):
+        for fname in fields:
+            v = getattr(unit, fname)
+            if not 1 <= v <= MAX_ARRAY_DIM:
+                errors.append((f"{section}.{fname}", f"must be between 1 and {MAX_ARRAY_DIM}, got {v}"))
     for i, entry in enumerate(arch.vector.row_passes):
         if not 1 <= entry.up_to <= 2**40:
             errors.append((f"vector.row_passes[{i}].up_to", f"must be between 1 and 2**40 elements, got {entry.up_to}"))
         if not 1 <= entry.passes <= 16:
             errors.append((f"vector.row_passes[{i}].passes", f"must be between 1 and 16, got {entry.passes:g}"))
-    if arch.energy.static_mw_per_mm2 and arch.area is None:
+    return errors
+
+
+def _energy_errors(arch: ArchConfig) -> Problems:
+    """Energy per action and static power in range; static components name real components."""
+    errors = []
+    energy = arch.energy
+    if energy.static_mw_per_mm2 and arch.area is None:
         errors.append(("energy.static_mw_per_mm2", "needs an area section (area.node_nm) to know the mm^2"))
     for fname in ("static_mw", "static_mw_per_mm2"):
-        if not getattr(arch.energy, fname) < 0 and not getattr(arch.energy, fname) <= MAX_MW:   # NaN too
-            errors.append((f"energy.{fname}", f"must be between 0 and {MAX_MW:g}, got {getattr(arch.energy, fname):g}"))
-    for action, entry in arch.energy.actions.items():
+        v = getattr(energy, fname)
+        if not v < 0 and not v <= MAX_MW:   # NaN too
+            errors.append((f"energy.{fname}", f"must be between 0 and {MAX_MW:g}, got {v:g}"))
+    for action, entry in energy.actions.items():
         if not 0 <= entry.pj <= MAX_PJ:
             errors.append((f"energy.actions.{action}.pj", f"must be between 0 and {MAX_PJ:g} pJ, got {entry.pj:g}"))
-    if arch.energy.static_mw < 0 or arch.energy.static_mw_per_mm2 < 0:
+    if energy.static_mw < 0 or energy.static_mw_per_mm2 < 0:
         errors.append(("energy.static_mw", "static power must be >= 0"))
     components = ["array", "vector"] + [lv.name for lv in arch.memory]
-    for comp, entry in arch.energy.static_components.items():
+    for comp, static in energy.static_components.items():
         if comp not in components:
             errors.append((f"energy.static_components.{comp}", f"no such component{did_you_mean(comp, components)}; "
                                                                f"allowed: {allowed_list(components)}"))
-        if not entry.mw >= 0:
-            errors.append((f"energy.static_components.{comp}.mw", f"must be >= 0, got {entry.mw:g}"))
-    if arch.energy.charge_idle_pes and "array.idle_pe_cycle" not in arch.energy.actions:
+        if not static.mw >= 0:
+            errors.append((f"energy.static_components.{comp}.mw", f"must be >= 0, got {static.mw:g}"))
+    if energy.charge_idle_pes and "array.idle_pe_cycle" not in energy.actions:
         errors.append(("energy.charge_idle_pes", "needs an energy.actions entry for array.idle_pe_cycle (pJ per idle "
                                                  "PE per cycle), or energy.defaults to fill it"))
-    if arch.area is not None:
-        for fname in ("node_nm", "pe_mm2", "sram_mm2_per_mib", "vector_lane_mm2"):
-            v = getattr(arch.area, fname)
-            if not 0 <= v < float("inf") or (fname == "node_nm" and v == 0):
-                errors.append((f"area.{fname}", f"must be {'>' if fname == 'node_nm' else '>='} 0, got {v:g}"))
+    return errors
+
+
+def _area_errors(arch: ArchConfig) -> Problems:
+    """Area node and overrides are finite and not negative (the node positive)."""
+    errors: Problems = []
+    if arch.area is None:
+        return errors
+    for fname in ("node_nm", "pe_mm2", "sram_mm2_per_mib", "vector_lane_mm2"):
+        v = getattr(arch.area, fname)
+        if not 0 <= v < float("inf") or (fname == "node_nm" and v == 0):
+            errors.append((f"area.{fname}", f"must be {'>' if fname == 'node_nm' else '>='} 0, got {v:g}"))
+    return errors
+
+
+def _core_errors(arch: ArchConfig) -> Problems:
+    """Core count and per-kernel overhead in range."""
+    errors = []
     if not 1 <= arch.cores <= 4096:
         errors.append(("cores", f"must be between 1 and 4096, got {arch.cores}"))
     if not 0 <= arch.kernel_overhead_cycles <= MAX_LATENCY_CYCLES:
         errors.append(("kernel_overhead_cycles", f"must be between 0 and 2**32, got {arch.kernel_overhead_cycles}"))
-    if len(arch.memory) < 2:
-        errors.append(("memory", "needs an off-chip level followed by at least one on-chip level"))
-        return errors
+    return errors
+
+
+def _hierarchy_errors(arch: ArchConfig) -> Problems:
+    """Level order: optional flash, then off-chip, then on-chip levels (sram, at most one cache); unique names."""
+    errors: Problems = []
     names = [lv.name for lv in arch.memory]
     for n in set(names):
         if names.count(n) > 1:
@@ -297,33 +340,61 @@ def validate(arch: ArchConfig) -> list[tuple[str, str]]:
     caches = [lv.name for lv in arch.memory if lv.kind == "cache"]
     if len(caches) > 1:
         errors.append((f"memory.{caches[1]}.kind", f"at most one cache level (already: {caches[0]})"))
-    errors += _flash_and_burst_errors(arch)
-    for lv in arch.memory:
-        p = f"memory.{lv.name}"
-        if not 0 < lv.capacity_bytes <= MAX_CAPACITY_BYTES:
-            errors.append((f"{p}.capacity_bytes", f"must be between 1 and 2**50, got {lv.capacity_bytes}"))
-        if not lv.bandwidth_bytes_per_cycle > 0:
-            errors.append((f"{p}.bandwidth_bytes_per_cycle", f"must be > 0, got {lv.bandwidth_bytes_per_cycle:g}"))
-        elif not BANDWIDTH_RANGE[0] <= lv.bandwidth_bytes_per_cycle <= BANDWIDTH_RANGE[1]:
-            errors.append((f"{p}.bandwidth_bytes_per_cycle", f"must be between {BANDWIDTH_RANGE[0]:g} and "
-                                                             f"{BANDWIDTH_RANGE[1]:g} bytes/cycle, got "
-                                                             f"{lv.bandwidth_bytes_per_cycle:g}"))
-        if lv.latency_cycles > MAX_LATENCY_CYCLES:
-            errors.append((f"{p}.latency_cycles", f"must be between 0 and 2**32, got {lv.latency_cycles}"))
-        if lv.latency_cycles < 0:
-            errors.append((f"{p}.latency_cycles", f"must be >= 0, got {lv.latency_cycles}"))
-        if lv.resident_fraction and (lv.kind != "sram" or "input" not in lv.holds):
-            errors.append((f"{p}.resident_fraction", "only the on-chip level that holds activations (input) keeps them"))
-        if not 0 <= lv.resident_fraction < 1:
-            errors.append((f"{p}.resident_fraction", f"must be >= 0 and < 1, got {lv.resident_fraction:g}"))
-        if not lv.holds:
-            errors.append((f"{p}.holds", f"must list at least one of {', '.join(OPERANDS)}"))
+    return errors
+
+
+def _level_errors(lv: MemLevel) -> Problems:
+    """One memory level's capacity, bandwidth, latency, resident share and held operands."""
+    errors = []
+    p = f"memory.{lv.name}"
+    if not 0 < lv.capacity_bytes <= MAX_CAPACITY_BYTES:
+        errors.append((f"{p}.capacity_bytes", f"must be between 1 and 2**50, got {lv.capacity_bytes}"))
+    if not lv.bandwidth_bytes_per_cycle > 0:
+        errors.append((f"{p}.bandwidth_bytes_per_cycle", f"must be > 0, got {lv.bandwidth_bytes_per_cycle:g}"))
+    elif not BANDWIDTH_RANGE[0] <= lv.bandwidth_bytes_per_cycle <= BANDWIDTH_RANGE[1]:
+        errors.append((f"{p}.bandwidth_bytes_per_cycle", f"must be between {BANDWIDTH_RANGE[0]:g} and "
+                                                         f"{BANDWIDTH_RANGE[1]:g} bytes/cycle, got "
+                                                         f"{lv.bandwidth_bytes_per_cycle:g}"))
+    if lv.latency_cycles > MAX_LATENCY_CYCLES:
+        errors.append((f"{p}.latency_cycles", f"must be between 0 and 2**32, got {lv.latency_cycles}"))
+    if lv.latency_cycles < 0:
+        errors.append((f"{p}.latency_cycles", f"must be >= 0, got {lv.latency_cycles}"))
+    if lv.resident_fraction and (lv.kind != "sram" or "input" not in lv.holds):
+        errors.append((f"{p}.resident_fraction", "only the on-chip level that holds activations (input) keeps them"))
+    if not 0 <= lv.resident_fraction < 1:
+        errors.append((f"{p}.resident_fraction", f"must be >= 0 and < 1, got {lv.resident_fraction:g}"))
+    if not lv.holds:
+        errors.append((f"{p}.holds", f"must list at least one of {', '.join(OPERANDS)}"))
+    return errors
+
+
+def _home_errors(arch: ArchConfig) -> Problems:
+    """Every operand has exactly one on-chip home level."""
+    errors = []
     for op in OPERANDS:
         homes = [lv.name for lv in arch.onchip if op in lv.holds]
         if len(homes) != 1:
             what = "no on-chip level holds it" if not homes else f"held by several levels ({', '.join(homes)})"
             errors.append(("memory", f"operand '{op}' needs exactly one on-chip level: {what}"))
     return errors
+
+
+def _memory_errors(arch: ArchConfig) -> Problems:
+    """The memory hierarchy: its order, flash and burst settings, each level, the operands' homes."""
+    if len(arch.memory) < 2:
+        return [("memory", "needs an off-chip level followed by at least one on-chip level")]
+    return (_hierarchy_errors(arch) + _flash_and_burst_errors(arch)
+            + [e for lv in arch.memory for e in _level_errors(lv)] + _home_errors(arch))
+
+
+# the semantic checks, section by section, in the order their problems are reported
+CHECKS = (_clock_errors, _engine_errors, _energy_errors, _area_errors, _core_errors, _memory_errors)
+
+
+def validate(arch: ArchConfig) -> Problems:
+    """Semantic checks that types cannot express (positive sizes, one home level per operand): every CHECKS entry's
+    problems."""
+    return [problem for check in CHECKS for problem in check(arch)]
 
 
 FLASH_WEIGHTS = ("overflow", "all", "none", "mlp")
@@ -421,7 +492,8 @@ def _set_path(raw: dict, key: str, value) -> None:
                 elif part == "bandwidth_bytes_per_cycle":
                     node.pop("bandwidth_gb_s", None)
                 elif walked[:2] == ["energy", "actions"] and part == "pj" and isinstance(node.get("source"), str):
-                    node["source"] = f"--set (was {node.get('pj')} pJ: {node['source']})"   # the number is no longer theirs
+                    # the number is no longer theirs
+                    node["source"] = f"--set (was {node.get('pj')} pJ: {node['source']})"
                 node[part] = value
             else:
                 node = node.setdefault(part, {})
@@ -467,8 +539,7 @@ def raw_arch(spec: str) -> tuple[dict, str]:
     else:
         path = Path(spec)
         if path.suffix.lower() == ".cfg" and path.is_file():
-            from tilesim.arch.scalesim_cfg import load_cfg  # SCALE-Sim's INI config
-            return load_cfg(path), str(path)
+            return load_cfg(path), str(path)  # SCALE-Sim's INI config
         if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
             raise InputError(f"--arch: unknown preset or file '{spec}'{did_you_mean(spec, preset_names())}; "
                              f"presets: {', '.join(preset_names())}, or a .yaml file or SCALE-Sim .cfg file")

@@ -124,17 +124,7 @@ def _convert(kind, text: str):
 
 def read_cfg(text: str, source: str) -> dict[str, dict[str, object]]:
     """Parse and check a SCALE-Sim cfg: {section: {canonical key: value}}; InputError lists every problem."""
-    parser = configparser.ConfigParser(interpolation=None, strict=True)
-    try:
-        parser.read_string(text, source=source)
-    except configparser.MissingSectionHeaderError as e:
-        raise InputError(f"{source}: line {e.lineno}: expected a [section] header first, e.g. [general]") from None
-    except (configparser.DuplicateSectionError, configparser.DuplicateOptionError) as e:
-        what = f"key '{e.option}' in [{e.section}]" if isinstance(e, configparser.DuplicateOptionError) \
-            else f"section [{e.section}]"
-        raise InputError(f"{source}: line {e.lineno}: duplicate {what}") from None
-    except configparser.Error as e:
-        raise InputError(f"{source}: malformed cfg ({str(e).splitlines()[0]})") from None
+    parser = _parse(text, source)
     errors, out, seen = [], {}, set()
     if parser.defaults():
         errors.append((f"{source}: DEFAULT", f"unknown section; allowed: {allowed_list(KEYS)}"))
@@ -158,6 +148,32 @@ def read_cfg(text: str, source: str) -> dict[str, dict[str, object]]:
                 values[name] = _convert(KEYS[section][name], text.strip())
             except ValueError as e:
                 errors.append((f"{source}: {section}.{name}", str(e)))
+    errors += _missing_and_unsupported(out, seen, source)
+    if errors:
+        raise InputError(errors)
+    return out
+
+
+def _parse(text: str, source: str) -> configparser.ConfigParser:
+    """The cfg's INI structure, or InputError naming the line of a missing header or duplicate."""
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    try:
+        parser.read_string(text, source=source)
+    except configparser.MissingSectionHeaderError as e:
+        raise InputError(f"{source}: line {e.lineno}: expected a [section] header first, e.g. [general]") from None
+    except (configparser.DuplicateSectionError, configparser.DuplicateOptionError) as e:
+        what = f"key '{e.option}' in [{e.section}]" if isinstance(e, configparser.DuplicateOptionError) \
+            else f"section [{e.section}]"
+        raise InputError(f"{source}: line {e.lineno}: duplicate {what}") from None
+    except configparser.Error as e:
+        raise InputError(f"{source}: malformed cfg ({str(e).splitlines()[0]})") from None
+    return parser
+
+
+def _missing_and_unsupported(out: dict[str, dict[str, object]], seen: set[tuple[str, str]],
+                             source: str) -> list[tuple[str, str]]:
+    """Required keys that are missing, and settings tilesim does not model (Ramulator, sparsity)."""
+    errors = []
     for section, keys in REQUIRED.items():
         for key in keys:
             if (section, key) not in seen:
@@ -171,9 +187,7 @@ def read_cfg(text: str, source: str) -> dict[str, dict[str, object]]:
                        "tilesim has no Ramulator DRAM model; allowed: False"))
     if out.get("sparsity", {}).get("SparsitySupport"):
         errors.append((f"{source}: sparsity.SparsitySupport", "tilesim does not model sparsity; allowed: false"))
-    if errors:
-        raise InputError(errors)
-    return out
+    return errors
 
 
 def raw_from_cfg(text: str, source: str) -> dict:

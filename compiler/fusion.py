@@ -12,6 +12,7 @@ Every op left unfused under epilogue/full gets a reason in the schedule's notes.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from math import prod
 from typing import NamedTuple
@@ -120,94 +121,115 @@ def group_ops(graph: Graph, policy: str) -> Grouping:
     """Group a graph's ops into kernels under a fusion policy."""
     if policy not in POLICIES:
         raise InputError(f"--fusion: got '{policy}', allowed: {', '.join(POLICIES)}")
-    alias: dict[str, str] = {}
+    grouper = _Grouper(graph, policy)
+    for op in graph.ops:
+        grouper.place(op)
+    return grouper.result()
 
-    def canon(t: str) -> str:
-        while t in alias:
-            t = alias[t]
+
+class _Grouper:
+    """The fusion pass's state while it walks the ops in order: tensor aliases (views, absorbed transposes), how
+    often each tensor is read and by which ops, the kernels formed so far and which kernel produces each tensor."""
+
+    def __init__(self, graph: Graph, policy: str) -> None:
+        self.graph, self.policy = graph, policy
+        self.alias: dict[str, str] = {}
+        for op in graph.ops:                              # views reinterpret memory: their output is their input
+            if spec(op.op_type).kind is OpKind.VIEW:
+                self.alias[op.outputs[0]] = op.inputs[0]
+        self.uses: dict[str, int] = {}
+        self.readers: dict[str, list[Op]] = {}            # canonical tensor -> non-view ops reading it
+        for op in graph.ops:
+            if spec(op.op_type).kind is not OpKind.VIEW:
+                for t in op.inputs:
+                    self.uses[self.canon(t)] = self.uses.get(self.canon(t), 0) + 1
+                    self.readers.setdefault(self.canon(t), []).append(op)
+        for t in graph.outputs:
+            self.uses[self.canon(t)] = self.uses.get(self.canon(t), 0) + 1
+        self.attention = _attention_sets(graph, self.canon, self.uses) if policy in ("full", "attention") else {}
+        self.in_attention = {o.name: end for end, ops in self.attention.items() for o in ops}
+        self.groups: list[_Group] = []
+        self.owner: dict[str, int] = {}                   # canonical tensor -> group producing it
+        self.notes: list[str] = []
+
+    def canon(self, t: str) -> str:
+        """The tensor `t` is an alias of (itself when it is not one)."""
+        while t in self.alias:
+            t = self.alias[t]
         return t
 
-    for op in graph.ops:                                  # views reinterpret memory: their output is their input
-        if spec(op.op_type).kind is OpKind.VIEW:
-            alias[op.outputs[0]] = op.inputs[0]
-    uses: dict[str, int] = {}
-    readers: dict[str, list[Op]] = {}                     # canonical tensor -> non-view ops reading it
-    for op in graph.ops:
-        if spec(op.op_type).kind is not OpKind.VIEW:
-            for t in op.inputs:
-                uses[canon(t)] = uses.get(canon(t), 0) + 1
-                readers.setdefault(canon(t), []).append(op)
-    for t in graph.outputs:
-        uses[canon(t)] = uses.get(canon(t), 0) + 1
+    def deps_of(self, tensors: Iterable[str]) -> set[int]:
+        """Groups producing any of `tensors`."""
+        return {self.owner[self.canon(t)] for t in tensors if self.canon(t) in self.owner}
 
-    attention = _attention_sets(graph, canon, uses) if policy in ("full", "attention") else {}
-    in_attention = {o.name: end for end, ops in attention.items() for o in ops}
-    groups: list[_Group] = []
-    owner: dict[str, int] = {}                            # canonical tensor -> group producing it
-    notes: list[str] = []
-
-    def deps_of(tensors) -> set[int]:
-        return {owner[canon(t)] for t in tensors if canon(t) in owner}
-
-    def new_group(op: Op, work: Work, deps: set[int]) -> None:
+    def new_group(self, op: Op, work: Work, deps: set[int]) -> None:
+        """Start a kernel with `op`."""
         roles = ("a", "b") if isinstance(work, Contraction) else ()
-        reads = [(canon(t), roles[i] if i < len(roles) else "extra") for i, t in enumerate(op.inputs)]
-        groups.append(_Group(op, [op.name], work, op.outputs[0], deps, reads=reads))
+        reads = [(self.canon(t), roles[i] if i < len(roles) else "extra") for i, t in enumerate(op.inputs)]
+        self.groups.append(_Group(op, [op.name], work, op.outputs[0], deps, reads=reads))
         for t in op.outputs:
-            owner[canon(t)] = len(groups) - 1
+            self.owner[self.canon(t)] = len(self.groups) - 1
 
-    def absorb(gi: int, op: Op) -> None:
-        groups[gi].ops.append(op.name)
-        groups[gi].output = op.outputs[0]
+    def absorb(self, gi: int, op: Op) -> None:
+        """Add `op` to group `gi`: its outputs become the group's."""
+        self.groups[gi].ops.append(op.name)
+        self.groups[gi].output = op.outputs[0]
         for t in op.outputs:
-            owner[canon(t)] = gi
+            self.owner[self.canon(t)] = gi
 
-    for op in graph.ops:
+    def attention_group(self, end: Op) -> None:
+        """One flash-attention kernel for the pattern ending at `end` (its .V MatMul)."""
+        canon, ops = self.canon, self.attention[end.name]
+        inside = {canon(t) for o in ops for t in o.outputs}
+        outside = [t for o in ops for t in o.inputs if canon(t) not in inside]
+        q, k = ops[0].inputs[:2]
+        reads = [(canon(q), "a"), (canon(k), "b"), (canon(ops[-1].inputs[1]), "b")] + \
+            [(canon(t), "extra") for o in ops[1:-2] for t in o.inputs if canon(t) not in inside]
+        self.groups.append(_Group(ops[0], [o.name for o in ops], _attention_work(self.graph, ops, canon),
+                                  end.outputs[0], self.deps_of(outside), reads=reads))
+        for o in ops:
+            for t in o.outputs:
+                self.owner[canon(t)] = len(self.groups) - 1
+        self.notes.append(f"{end.name}: attention {' -> '.join(o.op_type for o in ops)} fused (flash attention, "
+                          "scores stay on chip)")
+
+    def place(self, op: Op) -> None:
+        """Put one op into a kernel: a new one, or one it fuses into (views and empty contractions need none)."""
         kind = spec(op.op_type).kind
         if kind is OpKind.VIEW:
-            continue
-        if op.name in in_attention:
-            end = in_attention[op.name]
-            if op.name == end:
-                ops = attention[end]
-                inside = {canon(t) for o in ops for t in o.outputs}
-                outside = [t for o in ops for t in o.inputs if canon(t) not in inside]
-                q, k = ops[0].inputs[:2]
-                reads = [(canon(q), "a"), (canon(k), "b"), (canon(ops[-1].inputs[1]), "b")] + \
-                    [(canon(t), "extra") for o in ops[1:-2] for t in o.inputs if canon(t) not in inside]
-                groups.append(_Group(ops[0], [o.name for o in ops], _attention_work(graph, ops, canon),
-                                     op.outputs[0], deps_of(outside), reads=reads))
-                for o in ops:
-                    for t in o.outputs:
-                        owner[canon(t)] = len(groups) - 1
-                notes.append(f"{op.name}: attention {' -> '.join(o.op_type for o in ops)} fused (flash attention, "
-                             "scores stay on chip)")
-            continue
-        work = lower_op(graph, op)
-        if isinstance(work, Contraction) and work.macs == 0:
-            continue
+            return
+        if op.name in self.in_attention:
+            if op.name == self.in_attention[op.name]:
+                self.attention_group(op)
+            return
+        work = lower_op(self.graph, op)
+        if work is None or (isinstance(work, Contraction) and work.macs == 0):
+            return
         # contractions start kernels; other ops may join them (never under none; under attention only a transpose
         # that its consumers' strided reads absorb, as attention reads K in place)
+        policy = self.policy
         if policy == "none" or kind is OpKind.CONTRACTION or (policy == "attention" and op.op_type != "Transpose"):
-            new_group(op, work, deps_of(op.inputs))
-            continue
-        reason = _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes, alias, readers)
-        if reason is None:
-            continue
-        notes.append(f"{op.name}: not fused ({reason})")
-        new_group(op, work, deps_of(op.inputs))
+            self.new_group(op, work, self.deps_of(op.inputs))
+            return
+        reason = _try_fuse(self.graph, op, kind, policy, self.groups, self.canon, self.uses, self.owner, self.absorb,
+                           self.notes, self.alias, self.readers)
+        if reason is not None:
+            self.notes.append(f"{op.name}: not fused ({reason})")
+            self.new_group(op, work, self.deps_of(op.inputs))
 
-    kernels = []
-    for gr in groups:
-        work = gr.work
-        if isinstance(work, VectorWork) and len(gr.ops) > 1:
-            work = replace(work, write_bytes=graph.tensors[gr.output].nbytes,
-                           elements=graph.tensors[gr.output].elements)
-        epi = Epilogue(gr.epilogue_ops, gr.epilogue_read) if (gr.epilogue_ops or gr.epilogue_read) else None
-        reads = tuple(dict.fromkeys((canon(t), role) for t, role in gr.reads))
-        kernels.append(KernelSpec(gr.anchor.name, tuple(gr.ops), work, tuple(sorted(gr.deps)), epi, reads,
-                                  canon(gr.output)))
-    return Grouping(tuple(kernels), tuple(notes), dict(alias))
+    def result(self) -> Grouping:
+        """The kernels formed (a fused vector chain writes only its last output) and the notes."""
+        kernels = []
+        for gr in self.groups:
+            work = gr.work
+            if isinstance(work, VectorWork) and len(gr.ops) > 1:
+                out = self.graph.tensors[gr.output]
+                work = replace(work, write_bytes=out.nbytes, elements=out.elements)
+            epi = Epilogue(gr.epilogue_ops, gr.epilogue_read) if (gr.epilogue_ops or gr.epilogue_read) else None
+            reads = tuple(dict.fromkeys((self.canon(t), role) for t, role in gr.reads))
+            kernels.append(KernelSpec(gr.anchor.name, tuple(gr.ops), work, tuple(sorted(gr.deps)), epi, reads,
+                                      self.canon(gr.output)))
+        return Grouping(tuple(kernels), tuple(self.notes), dict(self.alias))
 
 
 def _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes, alias, readers) -> str | None:

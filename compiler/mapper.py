@@ -28,7 +28,18 @@ import numpy as np
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.errors import InputError
-from tilesim.compiler.cost import LOOPS, MAX_TILES, OPERAND_DIMS, Mapping, a_tile_bytes, nbytes
+from tilesim.compiler.cost import (
+    LOOPS,
+    MAX_TILES,
+    OPERAND_DIMS,
+    Mapping,
+    a_tile_bytes,
+    feed_cycles,
+    fold_overhead,
+    folds,
+    nbytes,
+    spatial_dims,
+)
 from tilesim.compiler.lowering import Contraction
 from tilesim.compiler.tiling import _alignment, _halve, footprint, level_footprint, naive_mapping, tile_bytes
 
@@ -99,7 +110,6 @@ def _reps(order: str, trips: dict[str, np.ndarray], dims: tuple[str, ...]) -> np
 
 def _compute_cycles(work: Contraction, arch: ArchConfig, dataflow: str, timing: str, t_tile: np.ndarray):
     """Vectorised compiler.cost.compute_cycles over T-tile sizes."""
-    from tilesim.compiler.cost import feed_cycles, fold_overhead, folds, spatial_dims
     r, c = arch.array.rows, arch.array.cols
     sr, sc, t = spatial_dims(work, dataflow)
     per_array = -(-work.g * folds(sr, sc, r, c) // arch.array.count)
@@ -334,7 +344,8 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
         o = np.concatenate((o1, o2))
         i = np.concatenate((r.by_obj[o1, c1], r.by_dram[o2, c2]))
         values = zip(r.obj[o, i].tolist(), r.dram[o, i].tolist(), r.n_tiles[i].tolist(), r.cycles[o, i].tolist(),
-                     r.pj[o, i].tolist(), r.tm[i].tolist(), r.tn[i].tolist(), r.tk[i].tolist(), o.tolist(), strict=False)
+                     r.pj[o, i].tolist(), r.tm[i].tolist(), r.tn[i].tolist(), r.tk[i].tolist(), o.tolist(),
+                     strict=False)
         pool += [(obj, dram, tiles, cycles, pj, Mapping(dataflow, tm, tn, tk, ORDERS[order]))
                  for obj, dram, tiles, cycles, pj, tm, tn, tk, order in values]
     if not pool:

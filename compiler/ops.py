@@ -238,7 +238,8 @@ def _unsqueeze(shapes: Shapes, attrs: dict) -> Shapes:
 def _concat(shapes: Shapes, attrs: dict) -> Shapes:
     a = _axis(attrs.get("axis", 0), len(shapes[0]))
     for s in shapes[1:]:
-        if len(s) != len(shapes[0]) or any(d != e for i, (d, e) in enumerate(zip(s, shapes[0], strict=False)) if i != a):
+        if len(s) != len(shapes[0]) or any(d != e for i, (d, e) in enumerate(zip(s, shapes[0], strict=False))
+                                           if i != a):
             raise ShapeError(f"Concat on axis {a}: shapes {', '.join(map(str, shapes))} differ off that axis")
     out = list(shapes[0])
     out[a] = sum(s[a] for s in shapes)
@@ -262,7 +263,8 @@ def _split(shapes: Shapes, attrs: dict) -> Shapes:
 
 def _slice(shapes: Shapes, attrs: dict) -> Shapes:
     x = list(shapes[0])
-    for start, end, axis, step in zip(attrs["starts"], attrs["ends"], attrs["axes"], attrs.get("steps", [1] * 8), strict=False):
+    for start, end, axis, step in zip(attrs["starts"], attrs["ends"], attrs["axes"], attrs.get("steps", [1] * 8),
+                                      strict=False):
         if step == 0:
             raise ShapeError("Slice steps must not be 0")
         a = _axis(axis, len(x))

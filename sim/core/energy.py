@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import Counter
 from math import ceil
 
+from tilesim.arch.area_model import area_mm2
 from tilesim.arch.config import DTYPE_BYTES, ArchConfig
 from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.errors import InputError
@@ -123,7 +124,6 @@ def static_power_components_mw(arch: ArchConfig) -> dict[str, float]:
     """Static power by breakdown key (mW): `static` = energy.static_mw (chip-wide), and `static.<component>` =
     its energy.static_components entry x instances (array and vector once per core; a level once per copy: private
     levels per core, shared and off-chip levels once) + energy.static_mw_per_mm2 x the area model's mm^2 of it."""
-    from tilesim.arch.area_model import area_mm2
     e = arch.energy
     out = {"static": e.static_mw} if e.static_mw else {}
     per_mm2 = e.static_mw_per_mm2

@@ -52,7 +52,8 @@ def _overflow_message(schedule: Schedule, arch: ArchConfig, prog, ends: np.ndarr
     bad = int(np.argmax(~(np.isfinite(ends) & (ends < MAX_COUNT))))
     kernel = schedule.kernels[int(np.searchsorted(prog.first_tile, bad, side="right")) - 1].name
     tiles = prog.compute.shape[0]
-    causes = [(float(prog.compute.sum()), "array, vector", "the engines compute for {:.3g} cycles", "use a larger arch")]
+    causes = [(float(prog.compute.sum()), "array, vector", "the engines compute for {:.3g} cycles",
+               "use a larger arch")]
     for level, xfer in ((arch.offchip, prog.load_xfer.sum() + prog.store_xfer.sum()),
                         (arch.flash, prog.flash_xfer.sum() if arch.flash else 0.0)):
         if level is None:
