@@ -41,7 +41,7 @@ from tilesim.compiler.cost import (
     spatial_dims,
 )
 from tilesim.compiler.lowering import Contraction
-from tilesim.compiler.tiling import _alignment, _halve, footprint, level_footprint, naive_mapping, tile_bytes
+from tilesim.compiler.tiling import alignment, footprint, halve, level_footprint, naive_mapping, tile_bytes
 
 OBJECTIVES = ("latency", "energy", "edp")
 ORDERS = tuple("".join(p) for p in itertools.permutations("mnk"))
@@ -80,7 +80,7 @@ def tile_sizes(size: int, unit: int) -> np.ndarray:
         small *= 2
     t = size
     while t > 1:                         # every size the naive tiler can reach, so it is always a candidate
-        t = _halve(t, unit)
+        t = halve(t, unit)
         out.add(t)
     return np.array(sorted(out), dtype=np.int64)
 
@@ -386,7 +386,7 @@ def _naive(work: Contraction, arch: ArchConfig, nocap: _ArchKey) -> Mapping:
     computes each once. tests/test_mapper.py checks that both give the same mapping."""
     dataflow = arch.array.dataflow
     footprints = _footprints(work, nocap, dataflow)
-    unit = _alignment(work, arch, dataflow)
+    unit = alignment(work, arch, dataflow)
     caps = {lv.name: lv.capacity_bytes for lv in arch.onchip}
 
     def need(tiles):
@@ -403,7 +403,7 @@ def _naive(work: Contraction, arch: ArchConfig, nocap: _ArchKey) -> Mapping:
             i = LOOPS.index(d)
             if tiles[i] == 1:
                 continue
-            trial = (*tiles[:i], _halve(tiles[i], unit[d]), *tiles[i + 1:])
+            trial = (*tiles[:i], halve(tiles[i], unit[d]), *tiles[i + 1:])
             score = max(v / caps[n] for n, v in need(trial).items())
             if best is None or score < best[0]:
                 best = (score, trial)
@@ -459,7 +459,7 @@ def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, object
     fits, they fit too. Such candidates are left out of the rankings (_pickable), so sorting and each search
     look at a few hundred candidates, not thousands; the picks are the same."""
     arch = key.arch
-    unit = _alignment(work, arch, dataflow)
+    unit = alignment(work, arch, dataflow)
     sizes = [tile_sizes(getattr(work, d), unit[d]) for d in LOOPS]
     tm, tn, tk = (g.ravel() for g in np.meshgrid(*sizes, indexing="ij"))   # independent of capacities
     base = _base(work, arch, timing, dataflow, tm, tn, tk)

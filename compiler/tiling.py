@@ -60,7 +60,7 @@ def fits(work: Contraction, mapping: Mapping, arch: ArchConfig) -> bool:
     return all(need[lv.name] <= lv.capacity_bytes for lv in arch.onchip)
 
 
-def _alignment(work: Contraction, arch: ArchConfig, dataflow: str) -> dict[str, int]:
+def alignment(work: Contraction, arch: ArchConfig, dataflow: str) -> dict[str, int]:
     """Preferred tile multiples: array rows/cols for the spatial dims, whole output rows for conv M."""
     dims = DATAFLOWS[dataflow]
     unit = dict.fromkeys(LOOPS, 1)
@@ -73,7 +73,7 @@ def _alignment(work: Contraction, arch: ArchConfig, dataflow: str) -> dict[str, 
     return unit
 
 
-def _halve(size: int, unit: int) -> int:
+def halve(size: int, unit: int) -> int:
     """Roughly half of `size`, kept a multiple of `unit` while it is larger than `unit`."""
     half = ceil(size / 2)
     if half >= unit:
@@ -86,7 +86,7 @@ def naive_mapping(work: Contraction, arch: ArchConfig, dataflow: str | None = No
     level until every level fits; loop order m, n, k (outputs stay in the buffer until fully reduced)."""
     dataflow = dataflow or arch.array.dataflow
     mapping = Mapping(dataflow, work.m, work.n, work.k, "mnk")
-    unit = _alignment(work, arch, dataflow)
+    unit = alignment(work, arch, dataflow)
     caps = {lv.name: lv.capacity_bytes for lv in arch.onchip}
     while True:
         need = footprint(work, mapping, arch)
@@ -98,7 +98,7 @@ def naive_mapping(work: Contraction, arch: ArchConfig, dataflow: str | None = No
             size = mapping.tile(d)
             if size == 1:
                 continue
-            trial = replace(mapping, **{f"tile_{d}": _halve(size, unit[d])})
+            trial = replace(mapping, **{f"tile_{d}": halve(size, unit[d])})
             t_need = footprint(work, trial, arch)
             score = max(t_need[n] / caps[n] for n in caps)
             if best is None or score < best[0]:

@@ -182,10 +182,10 @@ def direct_search(work, arch, timing: str, objective: str):
     (mapper.score), fitted to the capacities and sorted in full, with tiling.naive_mapping. The search's
     rankings, pruning and remembered footprints must choose exactly what this does (None: nothing fits)."""
     from tilesim.compiler.cost import MAX_TILES
-    from tilesim.compiler.tiling import _alignment
+    from tilesim.compiler.tiling import alignment
     pool, candidates = [], 0
     for dataflow in mapper.dataflows(arch):
-        unit = _alignment(work, arch, dataflow)
+        unit = alignment(work, arch, dataflow)
         sizes = [mapper.tile_sizes(getattr(work, d), unit[d]) for d in "mnk"]
         tm, tn, tk = (g.ravel() for g in np.meshgrid(*sizes, indexing="ij"))
         candidates += int(tm.size) * len(mapper.ORDERS)
@@ -255,14 +255,14 @@ def test_all_loop_orders_at_once_equal_one_order_at_a_time_bit_for_bit(work, dat
                                                                         latency, bw):
     from archs import tiny_arch_dict
     from tilesim.arch import arch_from_dict
-    from tilesim.compiler.tiling import _alignment
+    from tilesim.compiler.tiling import alignment
     arch = two_level_arch(4096, 4096, dataflow, double, latency) if split else tiny_arch(
         rows=8, cols=8, dataflow=dataflow, sram_bytes=4096, double=double, latency=latency, bw=bw)
     if not energy_table:        # no DRAM energy entries: traffic stands in for energy
         d = tiny_arch_dict(rows=8, cols=8, dataflow=dataflow, sram_bytes=4096, double=double, latency=latency, bw=bw)
         d["energy"]["actions"] = {a: v for a, v in d["energy"]["actions"].items() if not a.startswith("dram.")}
         arch = arch_from_dict(d)
-    unit = _alignment(work, arch, dataflow)
+    unit = alignment(work, arch, dataflow)
     sizes = [mapper.tile_sizes(getattr(work, d), unit[d]) for d in "mnk"]
     tm, tn, tk = (g.ravel() for g in np.meshgrid(*sizes, indexing="ij"))
     base = mapper._base(work, arch, "pipelined", dataflow, tm, tn, tk)
