@@ -66,7 +66,7 @@ def pe_mm2(dtype: str, acc_dtype: str, node_nm: float) -> float:
 def sram_mm2_per_mib(node_nm: float) -> float:
     """SRAM density by log-log interpolation between TPU v1's 28 nm buffer and the N7 bitcell."""
     t = log(28 / node_nm) / log(28 / 7)
-    return TPU_V1_UB_MM2_PER_MIB * (N7_MM2_PER_MIB / TPU_V1_UB_MM2_PER_MIB) ** t
+    return float(TPU_V1_UB_MM2_PER_MIB * (N7_MM2_PER_MIB / TPU_V1_UB_MM2_PER_MIB) ** t)
 
 
 def vector_lane_mm2(node_nm: float) -> float:

@@ -10,6 +10,7 @@ import types
 import typing
 from importlib import resources
 from pathlib import Path
+from typing import Any, TypeVar
 
 import yaml
 from tilesim.arch.config import (
@@ -37,14 +38,17 @@ BANDWIDTH_RANGE = (1e-12, 1e15)  # bytes per cycle
 MAX_LATENCY_CYCLES = 2**32
 MAX_PJ = 1e12                  # per action; 1 J
 MAX_MW = 1e12                  # static power; 1 GW
+Raw = dict[str, Any]                 # a parsed YAML mapping, before validation
+Problems = list[tuple[str, str]]      # (dotted field path, what is wrong)
+T = TypeVar("T")
 _NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")   # YAML 1.1 reads 1e-9 as a string
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
     """SafeLoader that refuses duplicate mapping keys instead of keeping the last one."""
 
 
-def _construct_mapping(loader, node, deep=False):
+def _construct_mapping(loader: yaml.SafeLoader, node: Any, deep: bool = False) -> Any:
     seen = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
@@ -72,14 +76,14 @@ def load_yaml_text(text: str, source: str) -> object:
 
 # ---------------------------------------------------------------- generic dataclass builder
 
-def _type_name(tp) -> str:
+def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin is typing.Literal:
         return "one of " + ", ".join(map(str, typing.get_args(tp)))
     return getattr(tp, "__name__", str(tp))
 
 
-def _convert(value, tp, path: str, field_name: str, errors: list):
+def _convert(value: Any, tp: Any, path: str, field_name: str, errors: Problems) -> Any:
     """Convert a YAML value to type `tp`, appending (path, message) to errors on failure."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):           # X | None: null, or an X
@@ -102,14 +106,14 @@ def _convert(value, tp, path: str, field_name: str, errors: list):
             errors.append((path, f"expected a mapping, got {type(value).__name__}"))
             return {}
         return {str(k): _convert(v, item_tp, f"{path}.{k}", str(k), errors) for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return build(tp, value, path, errors)
     if field_name.endswith(("_bytes", "_hz")):
         return _convert_unit(value, path, field_name, errors)
     return _convert_scalar(value, tp, path, errors)
 
 
-def _convert_unit(value, path: str, field_name: str, errors: list) -> int | float:
+def _convert_unit(value: Any, path: str, field_name: str, errors: Problems) -> int | float:
     """A size in bytes (`*_bytes`: whole bytes, units such as KiB allowed) or a frequency (`*_hz`: MHz, GHz)."""
     try:
         if field_name.endswith("_bytes"):
@@ -123,7 +127,7 @@ def _convert_unit(value, path: str, field_name: str, errors: list) -> int | floa
         return 0
 
 
-def _convert_scalar(value, tp, path: str, errors: list):
+def _convert_scalar(value: Any, tp: Any, path: str, errors: Problems) -> Any:
     """A bool, int, float (numeric strings such as '1e-9' too) or str."""
     if tp is bool:
         if not isinstance(value, bool):
@@ -149,15 +153,16 @@ def _convert_scalar(value, tp, path: str, errors: list):
 
 
 @functools.cache
-def _hints(cls) -> dict:
+def _hints(cls: Any) -> dict[str, Any]:
     """A config dataclass's field types (resolved once per class: sweeps build an arch per design point)."""
     return typing.get_type_hints(cls)
 
 
-def build(cls, data, path: str = "", errors: list | None = None):
+def build(cls: type[T], data: Any, path: str = "", errors: Problems | None = None) -> T | None:
     """Build dataclass `cls` from a mapping, checking keys and types; raises InputError listing every problem."""
     top = errors is None
-    errors = [] if top else errors
+    if errors is None:
+        errors = []
     where = path or cls.__name__
     if not isinstance(data, dict):
         errors.append((where, f"expected a mapping, got {type(data).__name__}"))
@@ -165,12 +170,12 @@ def build(cls, data, path: str = "", errors: list | None = None):
             raise InputError(errors)
         return None
     hints = _hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # cls is a config dataclass
     for key in data:
         if key not in fields:
             errors.append((f"{path}.{key}" if path else str(key),
                            f"unknown field{did_you_mean(str(key), fields)}; allowed: {allowed_list(fields)}"))
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         sub = f"{path}.{name}" if path else name
         if name in data:
@@ -187,7 +192,7 @@ def build(cls, data, path: str = "", errors: list | None = None):
 
 # ---------------------------------------------------------------- arch-specific steps
 
-def _normalize_memory(raw: dict, errors: list) -> None:
+def _normalize_memory(raw: Raw, errors: Problems) -> None:
     """Turn `bandwidth_gb_s` into `bandwidth_bytes_per_cycle` with the clock (in place)."""
     try:
         clock = parse_hz(raw.get("clock_hz", 0))
@@ -213,7 +218,7 @@ def _normalize_memory(raw: dict, errors: list) -> None:
         level["bandwidth_bytes_per_cycle"] = bytes_per_s / clock if clock > 0 else 1.0
 
 
-def _fill_energy_defaults(raw: dict, errors: list) -> None:
+def _fill_energy_defaults(raw: Raw, errors: Problems) -> None:
     """With `energy.defaults: {node_nm, offchip}`, add the model's entry for every action the arch leaves out
     (in place); the entries the arch lists stay as they are."""
     energy = raw.get("energy")
@@ -230,7 +235,8 @@ def _fill_energy_defaults(raw: dict, errors: list) -> None:
     except InputError as e:
         errors.extend(e.problems)
         return
-    given = energy.get("actions") if isinstance(energy.get("actions"), dict) else {}
+    actions = energy.get("actions")
+    given: Raw = actions if isinstance(actions, dict) else {}
     merged = {**model, **given}
     for action, entry in given.items():      # a partial entry (e.g. --set energy.actions.mac.int8.pj=0.1) keeps
         if action in model and isinstance(entry, dict) and "source" not in entry:        # the model's other fields
@@ -238,9 +244,6 @@ def _fill_energy_defaults(raw: dict, errors: list) -> None:
             merged[action] = {**base, **entry,
                               "source": f"set by the arch (model: {base['pj']:g} pJ, {base['source']})"}
     energy["actions"] = merged
-
-
-Problems = list[tuple[str, str]]      # (dotted field path, what is wrong)
 
 
 def _clock_errors(arch: ArchConfig) -> Problems:
@@ -425,34 +428,34 @@ def _flash_and_burst_errors(arch: ArchConfig) -> list[tuple[str, str]]:
     return errors
 
 
-def arch_from_dict(raw: dict, source: str = "arch") -> ArchConfig:
+def arch_from_dict(raw: Raw, source: str = "arch") -> ArchConfig:
     """Build and validate an ArchConfig from a parsed YAML mapping."""
     if not isinstance(raw, dict):
         raise InputError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
     raw = _deepcopy(raw)
-    errors: list = []
+    errors: Problems = []
     _normalize_memory(raw, errors)
     _fill_energy_defaults(raw, errors)
     arch = build(ArchConfig, raw, "", errors)
-    if errors:
-        raise InputError(errors)
+    if errors or arch is None:
+        raise InputError(errors or [(source, "could not be built")])
     problems = validate(arch)
     if problems:
         raise InputError(problems)
     return arch
 
 
-def _deepcopy(x):
+def _deepcopy(x: T) -> T:
     if isinstance(x, dict):
-        return {k: _deepcopy(v) for k, v in x.items()}
+        return {k: _deepcopy(v) for k, v in x.items()}  # type: ignore[return-value]  # same type, copied
     if isinstance(x, list):
-        return [_deepcopy(v) for v in x]
+        return [_deepcopy(v) for v in x]  # type: ignore[return-value]
     return x
 
 
 # ---------------------------------------------------------------- --set overrides
 
-def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+def apply_overrides(raw: Raw, overrides: list[str]) -> Raw:
     """Apply `dotted.path=value` overrides to a raw arch mapping; memory levels are addressed by name."""
     raw = _deepcopy(raw)
     for item in overrides:
@@ -464,13 +467,13 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def _set_path(raw: dict, key: str, value) -> None:
+def _set_path(raw: Raw, key: str, value: Any) -> None:
     parts = key.split(".")
     if parts[:2] == ["energy", "actions"] and len(parts) >= 4:
         # action names hold one dot (mac.int8, dram.read_byte): energy.actions.<component>.<action>[.<field>]
         parts = [*parts[:2], ".".join(parts[2:4]), *parts[4:]]
     node = raw
-    walked = []
+    walked: list[str] = []
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         if isinstance(node, list):  # memory levels, addressed by name
@@ -506,7 +509,7 @@ _SCHEMA = {(): ArchConfig, ("array",): PEArray, ("vector",): VectorUnit, ("energ
            ("energy", "defaults"): EnergyDefaults, ("area",): AreaTable}
 
 
-def _allowed_keys(walked: list[str], node: dict, raw: dict) -> set[str]:
+def _allowed_keys(walked: list[str], node: Raw, raw: Raw) -> set[str]:
     """Field names allowed at this point of a --set path (dataclass fields, plus what the mapping has); under
     energy.actions any action the arch can perform, under energy.static_components any of its components."""
     if len(walked) == 2 and walked[0] == "memory":
@@ -531,7 +534,7 @@ def preset_names() -> list[str]:
     return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml"))
 
 
-def raw_arch(spec: str) -> tuple[dict, str]:
+def raw_arch(spec: str) -> tuple[Raw, str]:
     """Raw mapping and source name for a preset name, a YAML path or a SCALE-Sim .cfg path."""
     if spec in preset_names():
         text = resources.files("tilesim.arch.presets").joinpath(f"{spec}.yaml").read_text()
@@ -559,7 +562,7 @@ def load_arch(spec: str, overrides: list[str] | None = None) -> ArchConfig:
     return arch_from_dict(raw, source)
 
 
-def arch_to_dict(arch: ArchConfig) -> dict:
+def arch_to_dict(arch: ArchConfig) -> Raw:
     """Plain mapping of an ArchConfig (round-trips through arch_from_dict)."""
     d = dataclasses.asdict(arch)
     d["memory"] = [dict(lv, holds=list(lv["holds"])) for lv in d["memory"]]

@@ -34,6 +34,7 @@ import configparser
 import difflib
 import math
 from pathlib import Path
+from typing import Any
 
 from tilesim.arch.dataflow import DATAFLOWS as DATAFLOW_TABLE
 from tilesim.arch.errors import InputError, allowed_list, did_you_mean
@@ -48,7 +49,7 @@ _SOURCE_MAC = "default, SCALE-Sim has no energy model: Horowitz ISSCC 2014, 8-bi
 _SOURCE_DRAM = "default, SCALE-Sim has no energy model: Horowitz ISSCC 2014, DRAM 1300 pJ per 64 bit / 8 B"
 _SOURCE_SRAM = ("default, SCALE-Sim has no energy model: Horowitz ISSCC 2014, 32 KB SRAM bank 20 pJ per 64-bit "
                 "access / 8 B")
-DEFAULT_ENERGY = {
+DEFAULT_ENERGY: dict[str, Any] = {
     "node": "45 nm (Horowitz, ISSCC 2014) defaults: a SCALE-Sim config has no energy data",
     "defaults": {"node_nm": 45},
     "actions": {
@@ -69,7 +70,7 @@ DEFAULT_ENERGY = {
 _LAYOUT_KEYS = {"IfmapCustomLayout": "bool", "FilterCustomLayout": "bool", "IfmapSRAMBankBandwidth": "int",
                 "IfmapSRAMBankNum": "int", "IfmapSRAMBankPort": "int", "FilterSRAMBankBandwidth": "int",
                 "FilterSRAMBankNum": "int", "FilterSRAMBankPort": "int"}
-KEYS: dict[str, dict[str, object]] = {
+KEYS: dict[str, dict[str, Any]] = {
     "general": {"run_name": "str"},
     "architecture_presets": {
         "ArrayHeight": "int", "ArrayWidth": "int", "IfmapSramSzkB": "int", "FilterSramSzkB": "int",
@@ -91,7 +92,7 @@ REQUIRED = {"general": ("run_name",),
             "run_presets": ("InterfaceBandwidth",)}
 
 
-def _convert(kind, text: str):
+def _convert(kind: str | tuple[str, ...], text: str) -> Any:
     """A cfg value as `kind` says; raises ValueError with what is allowed."""
     if isinstance(kind, tuple):
         word = text.upper() if kind == BANDWIDTH_MODES else text.lower()
@@ -122,10 +123,12 @@ def _convert(kind, text: str):
     return value
 
 
-def read_cfg(text: str, source: str) -> dict[str, dict[str, object]]:
+def read_cfg(text: str, source: str) -> dict[str, dict[str, Any]]:
     """Parse and check a SCALE-Sim cfg: {section: {canonical key: value}}; InputError lists every problem."""
     parser = _parse(text, source)
-    errors, out, seen = [], {}, set()
+    errors: list[tuple[str, str]] = []
+    out: dict[str, dict[str, Any]] = {}
+    seen: set[tuple[str, str]] = set()
     if parser.defaults():
         errors.append((f"{source}: DEFAULT", f"unknown section; allowed: {allowed_list(KEYS)}"))
     for section in parser.sections():
@@ -170,7 +173,7 @@ def _parse(text: str, source: str) -> configparser.ConfigParser:
     return parser
 
 
-def _missing_and_unsupported(out: dict[str, dict[str, object]], seen: set[tuple[str, str]],
+def _missing_and_unsupported(out: dict[str, dict[str, Any]], seen: set[tuple[str, str]],
                              source: str) -> list[tuple[str, str]]:
     """Required keys that are missing, and settings tilesim does not model (Ramulator, sparsity)."""
     errors = []
@@ -190,7 +193,7 @@ def _missing_and_unsupported(out: dict[str, dict[str, object]], seen: set[tuple[
     return errors
 
 
-def raw_from_cfg(text: str, source: str) -> dict:
+def raw_from_cfg(text: str, source: str) -> dict[str, Any]:
     """The raw arch mapping (as an arch YAML would give) for SCALE-Sim cfg text."""
     cfg = read_cfg(text, source)
     arch, runs = cfg["architecture_presets"], cfg["run_presets"]
@@ -222,7 +225,7 @@ def raw_from_cfg(text: str, source: str) -> dict:
     }
 
 
-def load_cfg(path: str | Path) -> dict:
+def load_cfg(path: str | Path) -> dict[str, Any]:
     """The raw arch mapping for a SCALE-Sim .cfg file."""
     path = Path(path)
     try:
