@@ -11,7 +11,7 @@ TimingMode = Literal["pipelined", "scalesim"]
 MemKind = Literal["offchip", "sram", "flash", "cache"]
 Operand = Literal["input", "weight", "output"]
 
-OPERANDS: tuple[str, ...] = ("input", "weight", "output")
+OPERANDS: tuple[Operand, ...] = ("input", "weight", "output")
 
 
 @dataclass(frozen=True)

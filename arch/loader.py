@@ -3,7 +3,6 @@ path."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import re
 import types
@@ -152,10 +151,14 @@ def _convert_scalar(value: Any, tp: Any, path: str, errors: Problems) -> Any:
     raise TypeError(f"unsupported field type {tp}")  # a bug in our dataclasses, not user input
 
 
-@functools.cache
-def _hints(cls: Any) -> dict[str, Any]:
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
     """A config dataclass's field types (resolved once per class: sweeps build an arch per design point)."""
-    return typing.get_type_hints(cls)
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
 def build(cls: type[T], data: Any, path: str = "", errors: Problems | None = None) -> T | None:

@@ -11,7 +11,7 @@ import numpy as np
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.errors import InputError
-from tilesim.compiler.cost import array_cycles, compute_cycles, extents, feed_cycles, fold_overhead, nbytes
+from tilesim.compiler.cost import IntArray, array_cycles, compute_cycles, extents, feed_cycles, fold_overhead, nbytes
 from tilesim.compiler.lowering import Contraction
 from tilesim.compiler.tiling import level_footprint
 
@@ -82,7 +82,7 @@ class AttentionMapping:
         return work.g * -(-work.sq // self.block_q) * -(-work.skv // self.block_kv)
 
 
-def attention_footprint(work: AttentionWork, bq: int, bkv: int, arch) -> dict[str, int]:
+def attention_footprint(work: AttentionWork, bq: int, bkv: int, arch: ArchConfig) -> dict[str, int]:
     """On-chip bytes per level: the Q block (input), K and V blocks (weight), scores and O accumulators (output)."""
     tiles = {"input": int(nbytes(bq * work.d, work.dtype)),
              "weight": int(nbytes(bkv * (work.d + work.dv), work.kv_type)),
@@ -100,7 +100,8 @@ def attention_traffic(work: AttentionWork, bq: int) -> tuple[int, int, int]:
     return q, kv, o
 
 
-def attention_tile_compute(work: AttentionWork, mapping: AttentionMapping, arch, timing: str):
+def attention_tile_compute(work: AttentionWork, mapping: AttentionMapping, arch: ArchConfig,
+                           timing: str) -> IntArray:
     """Cycles of every (head, q block, kv block) tile in order: the two block matmuls on the array, overlapped
     with softmax, score-chain and online-softmax rescaling ops on the vector unit (the longer of the two).
     scalesim timing pays every block product's fills and drains; pipelined timing overlaps them between
@@ -125,7 +126,7 @@ def attention_tile_compute(work: AttentionWork, mapping: AttentionMapping, arch,
         qk = Contraction(1, bq, bkv, work.d, work.dtype, work.dtype, work.dtype, b_is_param=False)
         pv = Contraction(1, bq, work.dv, bkv, work.dtype, work.dtype, work.dtype, b_is_param=False)
         ops = (SOFTMAX_OPS + work.score_ops) * bq * bkv + RESCALE_OPS * bq * work.dv
-        return max((product(qk) + product(pv)) / p, ops / lanes)       # this tile's 1/p share of a step
+        return float(max((product(qk) + product(pv)) / p, ops / lanes))       # this tile's 1/p share of a step
     cost = {(int(a), int(b)): block(int(a), int(b)) for a in set(eq) for b in set(ek)}   # <= 4 distinct blocks
     per = np.array([[cost[int(a), int(b)] for b in ek] for a in eq], dtype=np.float64)
     # whole cycles per tile that add up to the exact shares: p consecutive tiles of one block size sum to its
@@ -141,7 +142,8 @@ def attention_mapping(work: AttentionWork, arch: ArchConfig, timing: str, name: 
     """Blocks that fit, chosen to minimise max(compute, traffic / bandwidth); ties go to fewer tiles."""
     core = arch.per_core(reserve_bytes)     # tiles share the activation level with activations kept on chip
     r = arch.array.rows
-    def sizes(n):
+
+    def sizes(n: int) -> list[int]:
         out, t = {n}, r
         while t < n:
             out.add(t)

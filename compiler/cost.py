@@ -5,12 +5,14 @@ from dataclasses import dataclass
 from math import ceil
 
 import numpy as np
+import numpy.typing as npt
 from tilesim.arch.config import ArchConfig, PEArray
 from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.dtypes import DTYPE_BYTES, tensor_bytes
 from tilesim.arch.errors import InputError
 from tilesim.compiler.lowering import MAX_COUNT, Contraction
 
+IntArray = npt.NDArray[np.int64]
 LOOPS = ("m", "n", "k")
 MAX_TILES = 20_000_000      # per schedule; beyond this the simulator's command arrays would not fit in memory
 OPERAND_DIMS = {"input": ("m", "k"), "weight": ("k", "n"), "output": ("m", "n")}
@@ -96,7 +98,8 @@ def array_feed_elems(work: Contraction, dataflow: str, rows: int, cols: int) -> 
     mk, kn, mn = work.m * work.k, work.k * work.n, work.m * work.n
     feeds = {"os": (mk * fc, kn * fr, mn, 0), "ws": (mk * fc, kn, mn * fr, mn * (fr - 1)),
              "is": (mk, kn * fc, mn * fr, mn * (fr - 1))}[dataflow]
-    return tuple(work.g * f for f in feeds)
+    a_r, b_r, c_w, c_r = (work.g * f for f in feeds)
+    return a_r, b_r, c_w, c_r
 
 
 def level_feed_bytes(work: Contraction, dataflow: str, arch: ArchConfig) -> dict[str, int]:
@@ -137,7 +140,7 @@ def peak_cycles(work: Contraction, array: PEArray) -> int:
 
 # ---------------------------------------------------------------- tiles and traffic
 
-def extents(size: int, tile: int) -> np.ndarray:
+def extents(size: int, tile: int) -> IntArray:
     """Sizes of the tiles that cover `size` with tiles of `tile` (the last may be partial)."""
     n = -(-size // tile)
     e = np.full(n, tile, dtype=np.int64)
@@ -145,20 +148,21 @@ def extents(size: int, tile: int) -> np.ndarray:
     return e
 
 
-def nbytes(elems, dtype: str):
+def nbytes(elems: npt.ArrayLike, dtype: str) -> IntArray:
     """Bytes of `elems` elements of `dtype` elementwise, rounded up (arch.dtypes.tensor_bytes over arrays)."""
     return tensor_bytes(np.asarray(elems, dtype=np.int64), dtype)
 
 
-def a_tile_bytes(work: Contraction, m_ext: np.ndarray, k_ext: np.ndarray) -> np.ndarray:
+def a_tile_bytes(work: Contraction, m_ext: npt.ArrayLike, k_ext: npt.ArrayLike) -> IntArray:
     """Bytes of the A tiles with the given extents (elementwise over arrays)."""
+    m, k = np.asarray(m_ext), np.asarray(k_ext)
     if work.window is None:
-        return nbytes(m_ext * k_ext, work.a_dtype)
+        return nbytes(m * k, work.a_dtype)
     w = work.window
-    out_rows = -(-m_ext // w.out_w)
+    out_rows = -(-m // w.out_w)
     in_rows = np.minimum((out_rows - 1) * w.stride_h + w.span_h, w.in_h)
-    channels = -(-k_ext // w.window)
-    return nbytes(np.minimum(in_rows * w.in_w * channels, m_ext * k_ext), work.a_dtype)
+    channels = -(-k // w.window)
+    return nbytes(np.minimum(in_rows * w.in_w * channels, m * k), work.a_dtype)
 
 
 # Bursts: an off-chip or flash level moves whole bursts of `burst_bytes`. A transfer of b bytes made of r equal
@@ -169,16 +173,16 @@ def a_tile_bytes(work: Contraction, m_ext: np.ndarray, k_ext: np.ndarray) -> np.
 # region spans whole channels; a weight tile is one run (constants are laid out tile by tile offline). B = 1 moves
 # exactly the tile's bytes (int4 packed across rows).
 
-def burst_bytes(size, runs, burst: int):
+def burst_bytes(size: npt.ArrayLike, runs: npt.ArrayLike, burst: int) -> IntArray:
     """Bytes moved for transfers of `size` bytes in `runs` equal contiguous runs with bursts of `burst` bytes."""
     if burst <= 1:
-        return size
+        return np.asarray(size)
     b = np.asarray(size, dtype=np.int64)
     r = np.maximum(np.asarray(runs, dtype=np.int64), 1)
     return np.where(b > 0, r * (-(-b // (r * burst))) * burst, 0)
 
 
-def a_runs(work: Contraction, m_ext, k_ext):
+def a_runs(work: Contraction, m_ext: npt.ArrayLike, k_ext: npt.ArrayLike) -> IntArray:
     """Contiguous runs of A tiles with the given extents (see burst_bytes)."""
     if work.window is None:
         return np.where(np.asarray(k_ext) < work.k, m_ext, 1)
@@ -188,14 +192,14 @@ def a_runs(work: Contraction, m_ext, k_ext):
     return np.where(in_rows < w.in_h, -(-np.asarray(k_ext) // w.window), 1)
 
 
-def b_runs(work: Contraction, k_ext, n_ext):
+def b_runs(work: Contraction, k_ext: npt.ArrayLike, n_ext: npt.ArrayLike) -> IntArray:
     """Contiguous runs of B tiles: one for weights (laid out by tile), else one per row unless whole rows."""
     if work.b_is_param:
         return np.ones_like(np.asarray(k_ext))
     return np.where(np.asarray(n_ext) < work.n, k_ext, 1)
 
 
-def c_runs(work: Contraction, m_ext, n_ext):
+def c_runs(work: Contraction, m_ext: npt.ArrayLike, n_ext: npt.ArrayLike) -> IntArray:
     """Contiguous runs of output (and partial-sum) tiles: one per row unless the tile spans whole rows."""
     return np.where(np.asarray(n_ext) < work.n, m_ext, 1)
 

@@ -12,7 +12,7 @@ Every op left unfused under epilogue/full gets a reason in the schedule's notes.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from math import prod
 from typing import NamedTuple
@@ -29,6 +29,7 @@ ELEMENTWISE = {"Relu", "Clip", "Sigmoid", "Tanh", "Erf", "Sqrt", "Gelu", "HardSw
                "RotaryEmbedding"}   # pairs elements within one head: elementwise for tiles spanning whole heads
 SCORE_CHAIN = {"Mul", "Div", "Add", "Sub", "Where", "Cast"}      # scale and mask between QK^T and softmax
 
+Canon = Callable[[str], str]     # tensor name -> the tensor it aliases (views, absorbed transposes)
 Work = Contraction | VectorWork | AttentionWork     # a kernel's loop nest: array, vector unit, or fused attention
 
 
@@ -49,7 +50,7 @@ class _Group:
     deps: set[int] = field(default_factory=set)
     epilogue_ops: int = 0
     epilogue_read: int = 0
-    reads: list = field(default_factory=list)       # (tensor, role): role a | b (contraction operands) | extra
+    reads: list[tuple[str, str]] = field(default_factory=list)   # (tensor, role): a | b (contraction operands) | extra
 
 
 class KernelSpec(NamedTuple):
@@ -69,14 +70,16 @@ class Grouping:
     """The fusion pass's result: kernels and notes on what was fused and why the rest was not."""
     kernels: tuple[KernelSpec, ...]
     notes: tuple[str, ...]
-    alias: dict = field(default_factory=dict, hash=False)   # view or absorbed-transpose output -> its source
+    alias: dict[str, str] = field(default_factory=dict, hash=False)   # view or absorbed-transpose output -> its source
 
 
 def _vector_ops(graph: Graph, op: Op) -> int:
-    return lower_op(graph, op).ops
+    """Vector-unit ops of one op (0 for an op that is not vector work)."""
+    work = lower_op(graph, op)
+    return work.ops if isinstance(work, VectorWork) else 0
 
 
-def _attention_sets(graph: Graph, canon, uses) -> dict[str, list[Op]]:
+def _attention_sets(graph: Graph, canon: Canon, uses: dict[str, int]) -> dict[str, list[Op]]:
     """MatMul(.V) op name -> the ops of an attention pattern ending there (QK^T, score chain, Softmax, .V)."""
     producer = {canon(t): op for op in graph.ops if spec(op.op_type).kind is not OpKind.VIEW for t in op.outputs}
     found = {}
@@ -100,7 +103,7 @@ def _attention_sets(graph: Graph, canon, uses) -> dict[str, list[Op]]:
     return found
 
 
-def _attention_work(graph: Graph, ops: list[Op], canon) -> AttentionWork:
+def _attention_work(graph: Graph, ops: list[Op], canon: Canon) -> AttentionWork:
     """AttentionWork from a matched pattern's shapes."""
     qk, pv = ops[0], ops[-1]
     q, kt = (graph.tensors[t] for t in qk.inputs)
@@ -232,7 +235,9 @@ class _Grouper:
         return Grouping(tuple(kernels), tuple(self.notes), dict(self.alias))
 
 
-def _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes, alias, readers) -> str | None:
+def _try_fuse(graph: Graph, op: Op, kind: OpKind, policy: str, groups: list[_Group], canon: Canon,
+              uses: dict[str, int], owner: dict[str, int], absorb: Callable[[int, Op], None], notes: list[str],
+              alias: dict[str, str], readers: dict[str, list[Op]]) -> str | None:
     """Fuse `op` into an existing group and return None, or return why it stays a kernel of its own."""
     ins = [canon(t) for t in op.inputs]
     produced = [(owner[t], t) for t in ins if t in owner]
@@ -268,7 +273,7 @@ def _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes
             return f"{op.op_type} is not elementwise: it needs whole rows or windows, not one output tile at a time"
         if graph.tensors[main].elements != out.elements:
             return "it broadcasts its main input"
-        g.epilogue_ops += lower_op(graph, op).ops
+        g.epilogue_ops += _vector_ops(graph, op)
         g.epilogue_read += sum(graph.tensors[t].nbytes for t in others)
         g.reads += [(canon(t), "extra") for t in others]
         g.deps |= {owner[canon(t)] for t in others if canon(t) in owner} - {gi}
@@ -277,7 +282,7 @@ def _try_fuse(graph, op, kind, policy, groups, canon, uses, owner, absorb, notes
     if isinstance(g.work, VectorWork) and kind is OpKind.VECTOR and policy == "full":
         w = g.work
         extra = sum(graph.tensors[t].nbytes for t in others)
-        g.work = replace(w, ops=w.ops + lower_op(graph, op).ops, read_bytes=w.read_bytes + extra)
+        g.work = replace(w, ops=w.ops + _vector_ops(graph, op), read_bytes=w.read_bytes + extra)
         g.reads += [(canon(t), "extra") for t in others]
         g.deps |= {owner[canon(t)] for t in others if canon(t) in owner} - {gi}
         absorb(gi, op)

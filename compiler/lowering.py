@@ -1,13 +1,14 @@
 """Lowering: every op becomes a loop nest — a Contraction on the PE array or VectorWork — or nothing (views)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from math import prod
 from typing import ClassVar
 
 from tilesim.arch.dtypes import DTYPE_BYTES
 from tilesim.arch.errors import InputError
-from tilesim.compiler.ir import Graph, Op
+from tilesim.compiler.ir import Graph, Op, Tensor
 from tilesim.compiler.ops import OpKind, conv_geometry, conv_transpose_geometry, matmul_shapes, spec
 
 
@@ -92,7 +93,7 @@ class VectorWork:
 LoopNest = Contraction | VectorWork
 
 
-def _bytes(graph: Graph, names) -> int:
+def _bytes(graph: Graph, names: Iterable[str]) -> int:
     return sum(graph.tensors[t].nbytes for t in names)
 
 
@@ -133,8 +134,10 @@ def _lower(graph: Graph, op: Op) -> LoopNest | None:
     if kind is OpKind.CONTRACTION:
         return _lower_contraction(op, ts, out)
     if kind is OpKind.VECTOR:
-        ops = spec(op.op_type).vector_ops([t.shape for t in ts], [graph.tensors[o].shape for o in op.outputs],
-                                          op.attrs)
+        count = spec(op.op_type).vector_ops
+        if count is None:
+            raise TypeError(f"op type {op.op_type}: a vector op without a vector_ops rule")   # a bug in compiler/ops.py
+        ops = count([t.shape for t in ts], [graph.tensors[o].shape for o in op.outputs], op.attrs)
         row = op.op_type in ROW_REDUCTIONS
         return VectorWork(out.elements, ops, _bytes(graph, op.inputs), _bytes(graph, op.outputs),
                           ts[0].nbytes if row else 0, ts[0].shape[op.attrs.get("axis", -1)] if row else 0)
@@ -143,7 +146,7 @@ def _lower(graph: Graph, op: Op) -> LoopNest | None:
     return VectorWork(out.elements, 0, read, _bytes(graph, op.outputs))
 
 
-def _lower_contraction(op: Op, ts, out) -> Contraction:
+def _lower_contraction(op: Op, ts: list[Tensor], out: Tensor) -> Contraction:
     a, b = ts[0], ts[1]
     if op.op_type == "Conv":
         geo = conv_geometry(a.shape, b.shape, op.attrs)
@@ -166,7 +169,7 @@ def _lower_contraction(op: Op, ts, out) -> Contraction:
     return Contraction(prod(batch), m, n, k, a.dtype, b.dtype, out.dtype, b.is_param)
 
 
-def _lower_conv_transpose(op: Op, a, b, out) -> Contraction:
+def _lower_conv_transpose(op: Op, a: Tensor, b: Tensor, out: Tensor) -> Contraction:
     """ConvTranspose as an implicit GEMM, the transposed-conv-as-GEMM view a dense array runs: a stride-1 conv
     over the input with (stride - 1) zeros inserted between pixels and the complementary padding, so
     M = N * H_out * W_out, N = C_out / groups, K = C_in / groups * R * S. Its MACs include the taps that land

@@ -131,4 +131,4 @@ def cache_traffic(work: Contraction, arch: ArchConfig, timing: str) -> Traffic |
     return _CACHE_TRAFFIC[key]
 
 
-_CACHE_TRAFFIC: dict[tuple, Traffic] = {}
+_CACHE_TRAFFIC: dict[tuple[object, ...], Traffic] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
-from tilesim.arch.config import ArchConfig
+from tilesim.arch.config import ArchConfig, PEArray
 from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.errors import InputError, did_you_mean
 from tilesim.arch.loader import build
@@ -44,9 +44,17 @@ class Kernel:
             raise TypeError(f"kernel '{self.name}': a {type(self.work).__name__} is mapped by a "
                             f"{MAPPING_OF[type(self.work)].__name__}, not a {type(self.mapping).__name__}")
 
+    @property
+    def contraction(self) -> Contraction:
+        """The loop nest of a contraction kernel (TypeError for other kernels)."""
+        if not isinstance(self.work, Contraction):
+            raise TypeError(f"kernel '{self.name}' runs a {type(self.work).__name__}, not a Contraction")
+        return self.work
+
     def shares(self, cores: int) -> list[tuple[Contraction, int]]:
         """(per-core contraction, how many cores run it): the split loops cut into near-equal parts."""
-        return core_shares(self.work, self.split, cores) if self.split else [(self.work, 1)]
+        work = self.contraction
+        return core_shares(work, self.split, cores) if self.split else [(work, 1)]
 
     def array_parts(self, cores: int) -> list[tuple[Contraction, int]]:
         """(contraction, copies) the array runs: a contraction's per-core shares, fused attention's QK^T and PV,
@@ -55,7 +63,14 @@ class Kernel:
 
     def tile_count(self, cores: int) -> int:
         """Tiles one core runs: the mapping's tiles of the largest per-core share."""
-        return self.mapping.tile_count(self.shares(cores)[0][0] if self.split else self.work)
+        match self.work, self.mapping:
+            case Contraction(), Mapping() as m:
+                return m.tile_count(self.shares(cores)[0][0])
+            case VectorWork() as w, VectorMapping() as m:
+                return m.tile_count(w)
+            case AttentionWork() as w, AttentionMapping() as m:
+                return m.tile_count(w)
+        raise TypeError(f"kernel '{self.name}': mapping does not match its loop nest")     # __post_init__ refuses
 
     def describe(self) -> str:
         """One-line text of the mapping, e.g. 'ws m=784 n=256 k=576 order=mnk' (tiles of one core's share), with
@@ -98,7 +113,7 @@ class Schedule:
     notes: tuple[str, ...] = field(default=())     # what was fused, and why the rest was not
     fusion: str = "none"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for j, kernel in enumerate(self.kernels):
             if any(not 0 <= d < j for d in kernel.deps):
                 raise ValueError(f"kernel {j} '{kernel.name}' depends on {kernel.deps}: dependencies must name "
@@ -107,7 +122,7 @@ class Schedule:
 
 # ---------------------------------------------------------------- passes
 
-def make_kernels(graph: Graph, fusion: str = "none") -> list[tuple]:
+def make_kernels(graph: Graph, fusion: str = "none") -> list[KernelSpec]:
     """Kernels of a graph under a fusion policy: (name, ops, loop nest, dependencies, epilogue) each; views are
     free and seen through when linking a kernel to the kernels that produce its inputs."""
     return list(group_ops(graph, fusion).kernels)
@@ -116,7 +131,7 @@ def make_kernels(graph: Graph, fusion: str = "none") -> list[tuple]:
 Evaluator = Callable[[Kernel], float]
 
 
-def choose_split(work: Contraction, cores: int, array=None) -> str:
+def choose_split(work: Contraction, cores: int, array: PEArray | None = None) -> str:
     """How to divide a contraction's outputs among cores. Without `array`: along m or n, whichever has at least
     `cores` iterations; when both do, the one that duplicates fewer bytes (splitting m gives every core all of B, n
     all of A). With the arch's `array`, a pm x pn grid of output blocks (m and n split at once, as GPUs deal out
@@ -148,14 +163,14 @@ def choose_split(work: Contraction, cores: int, array=None) -> str:
     return f"{pm}x{pn}"
 
 
-def grid_passes(work: Contraction, grid: tuple[int, int], array) -> int:
+def grid_passes(work: Contraction, grid: tuple[int, int], array: PEArray) -> int:
     """Array passes (folds x streamed length) of the largest per-core block of a pm x pn grid, in the array's
     dataflow: OS folds M x N over rows x cols and streams K; WS folds K x N and streams M; IS folds K x M, streams
     N (the same spatial mapping as compiler/cost.py)."""
     m, n, k = -(-work.m // grid[0]), -(-work.n // grid[1]), work.k
     r, c = array.rows, array.cols
     sr, sc, t = DATAFLOWS[array.dataflow].spatial(m, n, k)
-    return work.g * -(-sr // r) * -(-sc // c) * t
+    return int(work.g * -(-sr // r) * -(-sc // c) * t)
 
 
 def core_grid(split: str, cores: int) -> tuple[int, int]:
@@ -192,7 +207,7 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
     results are shared between repeated layers."""
     if options.mapper not in MAPPERS:
         raise InputError(f"--mapper: got '{options.mapper}', allowed: {', '.join(MAPPERS)}")
-    decided: dict[tuple, Mapping] = {}
+    decided: dict[tuple[Contraction, int], Mapping] = {}
     views: dict[int, ArchConfig] = {}          # arch.per_core(reserve) by reserve
     level = arch.home("input").capacity_bytes
     step = max(level // 16, 1)
@@ -208,25 +223,27 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
         if reserve not in views:
             views[reserve] = arch.per_core(reserve)
         core = views[reserve]                      # what one core sees for its tiles
-        split = choose_split(work, arch.cores, arch.array) if isinstance(work, Contraction) and arch.cores > 1 \
-            else ""
-        share = core_shares(work, split, arch.cores)[0][0] if split else work     # the largest per-core share
-        if name in pinned:
-            mapping, how = check_pinned(name, share, pinned[name], core), "pinned"
-        elif isinstance(work, AttentionWork):
+        mapping: KernelMapping
+        split = ""
+        if isinstance(work, AttentionWork):
             mapping, how = attention_mapping(work, arch, timing, name, reserve), "attention"
-        elif isinstance(work, Contraction) and options.mapper == "search":
-            if (work, reserve) not in decided:
-                choice = search(share, core, timing, options.objective, name=name)
-                decided[work, reserve] = choice.mapping if evaluate is None else min(
-                    choice.shortlist, key=lambda m: evaluate(Kernel(name, ops, work, m, split=split,
-                                                                    epilogue=epilogue)))
-            mapping = decided[work, reserve]
-            how = "search" if evaluate is None else "simulator"
-        elif isinstance(work, Contraction):
-            mapping, how = naive_mapping(share, core, name=name), "naive"
-        else:
+        elif isinstance(work, VectorWork):
             mapping, how = vector_mapping(work, core, name=name), "vector"
+        else:
+            split = choose_split(work, arch.cores, arch.array) if arch.cores > 1 else ""
+            share = core_shares(work, split, arch.cores)[0][0] if split else work     # the largest per-core share
+            if name in pinned:
+                mapping, how = check_pinned(name, share, pinned[name], core), "pinned"
+            elif options.mapper == "search":
+                if (work, reserve) not in decided:
+                    choice = search(share, core, timing, options.objective, name=name)
+                    decided[work, reserve] = choice.mapping if evaluate is None else min(
+                        choice.shortlist, key=lambda m: evaluate(Kernel(name, ops, work, m, split=split,
+                                                                        epilogue=epilogue)))
+                mapping = decided[work, reserve]
+                how = "search" if evaluate is None else "simulator"
+            else:
+                mapping, how = naive_mapping(share, core, name=name), "naive"
         out.append(Kernel(name, ops, work, mapping, deps, how, split, epilogue))
     return out
 
@@ -252,12 +269,18 @@ def check_pinned(name: str, work: Contraction, mapping: Mapping, arch: ArchConfi
     return mapping
 
 
-def load_pinned(raw, source: str) -> tuple[tuple[str, Mapping], ...]:
+def load_pinned(raw: object, source: str) -> tuple[tuple[str, Mapping], ...]:
     """Pinned mappings from a parsed YAML mapping {kernel name: {dataflow, tile_m, tile_n, tile_k, order}}."""
     if not isinstance(raw, dict) or not raw:
         raise InputError(f"{source}: expected a mapping of kernel names to mappings, e.g. "
                          "conv1: {dataflow: ws, tile_m: 784, tile_n: 64, tile_k: 147, order: mnk}")
-    return tuple((str(name), build(Mapping, spec, f"--mapping {name}")) for name, spec in raw.items())
+    out = []
+    for name, spec in raw.items():
+        mapping = build(Mapping, spec, f"--mapping {name}")
+        if mapping is None:          # build raises on every problem it finds; None would be a bug
+            raise InputError(f"--mapping {name}: could not be read")
+        out.append((str(name), mapping))
+    return tuple(out)
 
 
 def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptions(),

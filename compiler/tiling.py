@@ -1,7 +1,7 @@
 """Tiling: tile sizes whose working set fits each on-chip level (halved when double buffered)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from math import ceil
 from typing import TypeVar
 
@@ -10,7 +10,7 @@ import numpy.typing as npt
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.errors import InputError
-from tilesim.compiler.cost import LOOPS, Mapping, a_tile_bytes, nbytes
+from tilesim.compiler.cost import LOOPS, IntArray, Mapping, a_tile_bytes, nbytes
 from tilesim.compiler.lowering import Contraction, VectorWork
 
 Bytes = TypeVar("Bytes", int, npt.NDArray[np.int64])
@@ -41,11 +41,13 @@ def level_footprint(tiles: dict[str, Bytes], arch: ArchConfig) -> dict[str, Byte
     return need
 
 
-def tile_bytes(work: Contraction, tm: Bytes, tn: Bytes, tk: Bytes, acc_dtype: str) -> dict[str, Bytes]:
+def tile_bytes(work: Contraction, tm: npt.ArrayLike, tn: npt.ArrayLike, tk: npt.ArrayLike,
+               acc_dtype: str) -> dict[str, IntArray]:
     """Bytes of one tile of each operand with tile sizes tm, tn, tk (scalars or arrays of candidates); the output
     at accumulator precision."""
-    return {"input": a_tile_bytes(work, tm, tk), "weight": nbytes(tk * tn, work.b_dtype),
-            "output": nbytes(tm * tn, acc_dtype)}
+    m, n, k = np.asarray(tm), np.asarray(tn), np.asarray(tk)
+    return {"input": a_tile_bytes(work, m, k), "weight": nbytes(k * n, work.b_dtype),
+            "output": nbytes(m * n, acc_dtype)}
 
 
 def footprint(work: Contraction, mapping: Mapping, arch: ArchConfig) -> dict[str, int]:
@@ -98,7 +100,8 @@ def naive_mapping(work: Contraction, arch: ArchConfig, dataflow: str | None = No
             size = mapping.tile(d)
             if size == 1:
                 continue
-            trial = replace(mapping, **{f"tile_{d}": halve(size, unit[d])})
+            tiles = {"m": mapping.tile_m, "n": mapping.tile_n, "k": mapping.tile_k, d: halve(size, unit[d])}
+            trial = Mapping(dataflow, tiles["m"], tiles["n"], tiles["k"], mapping.order)
             t_need = footprint(work, trial, arch)
             score = max(t_need[n] / caps[n] for n in caps)
             if best is None or score < best[0]:
