@@ -75,13 +75,6 @@ def load_yaml_text(text: str, source: str) -> object:
 
 # ---------------------------------------------------------------- generic dataclass builder
 
-def _type_name(tp: Any) -> str:
-    origin = typing.get_origin(tp)
-    if origin is typing.Literal:
-        return "one of " + ", ".join(map(str, typing.get_args(tp)))
-    return getattr(tp, "__name__", str(tp))
-
-
 def _convert(value: Any, tp: Any, path: str, field_name: str, errors: Problems) -> Any:
     """Convert a YAML value to type `tp`, appending (path, message) to errors on failure."""
     origin = typing.get_origin(tp)

@@ -133,11 +133,6 @@ def compute_cycles(work: Contraction, arch: ArchConfig, dataflow: str, mode: str
     return cycles if mode == "scalesim" else max(cycles, feed_cycles(work, dataflow, arch))
 
 
-def peak_cycles(work: Contraction, array: PEArray) -> int:
-    """Lower bound: MACs / (R * C * arrays * MACs per PE per cycle), rounded up."""
-    return ceil(work.macs / (array.rows * array.cols * array.count * array.macs_per_pe_cycle))
-
-
 # ---------------------------------------------------------------- tiles and traffic
 
 def extents(size: int, tile: int) -> IntArray:
