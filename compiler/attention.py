@@ -166,3 +166,7 @@ def attention_mapping(work: AttentionWork, arch: ArchConfig, timing: str, name: 
         raise InputError(f"op '{name}': no attention block of {r} query rows fits the on-chip buffers; enlarge "
                          + ", ".join(f"memory.{lv.name}.capacity_bytes" for lv in arch.onchip))
     return best[1]
+
+
+__all__ = ["RESCALE_OPS", "SOFTMAX_OPS", "AttentionMapping", "AttentionWork", "attention_footprint",
+           "attention_mapping", "attention_tile_compute", "attention_traffic"]
