@@ -8,7 +8,6 @@ from tilesim.arch.config import (
                      MemLevel,
                      PEArray,
                      VectorUnit,
-                     dtype_bytes,
 )
 from tilesim.arch.errors import InputError
 from tilesim.arch.loader import apply_overrides, arch_from_dict, arch_to_dict, load_arch, preset_names
@@ -26,7 +25,6 @@ __all__ = [
                      "apply_overrides",
                      "arch_from_dict",
                      "arch_to_dict",
-                     "dtype_bytes",
                      "load_arch",
                      "preset_names",
 ]

@@ -20,11 +20,10 @@ from __future__ import annotations
 from math import log
 
 from tilesim.arch.config import ArchConfig
+from tilesim.arch.dtypes import DTYPES
 
 MULT_UM2 = {"int8": 282, "int32": 3495, "fp16": 1640, "fp32": 7700}
 ADD_UM2 = {"int8": 36, "int32": 137, "fp16": 1360, "fp32": 4184}
-SIGNIFICAND = {"fp8": 4, "bf16": 8, "fp16": 11, "fp32": 24}
-INT_BITS = {"int4": 4, "int8": 8, "int16": 16, "int32": 32}
 
 TPU_V1_MXU_MM2 = 0.24 * 331          # ISCA 2017 floor plan: matrix unit 24% of a <= 331 mm^2 die
 TPU_V1_UB_MM2_PER_MIB = 0.29 * 331 / 24
@@ -35,18 +34,20 @@ def _mult_um2(dtype: str) -> float:
     """45 nm multiplier area; other widths scale with the square of the significand (ints: of the bits)."""
     if dtype in MULT_UM2:
         return MULT_UM2[dtype]
-    if dtype in INT_BITS:
-        return MULT_UM2["int8"] * (INT_BITS[dtype] / 8) ** 2
-    return MULT_UM2["fp16"] * (SIGNIFICAND[dtype] / 11) ** 2
+    t = DTYPES[dtype]
+    if not t.is_float:
+        return MULT_UM2["int8"] * (t.bits / 8) ** 2
+    return MULT_UM2["fp16"] * (t.significand_bits / 11) ** 2
 
 
 def _add_um2(dtype: str) -> float:
     """45 nm adder area; other widths scale linearly."""
     if dtype in ADD_UM2:
         return ADD_UM2[dtype]
-    if dtype in INT_BITS:
-        return ADD_UM2["int8"] * INT_BITS[dtype] / 8
-    return ADD_UM2["fp16"] * {"fp8": 8, "bf16": 16}[dtype] / 16
+    t = DTYPES[dtype]
+    if not t.is_float:
+        return ADD_UM2["int8"] * t.bits / 8
+    return ADD_UM2["fp16"] * t.bits / 16
 
 
 def _logic_scale(node_nm: float) -> float:
@@ -65,7 +66,7 @@ def pe_mm2(dtype: str, acc_dtype: str, node_nm: float) -> float:
 def sram_mm2_per_mib(node_nm: float) -> float:
     """SRAM density by log-log interpolation between TPU v1's 28 nm buffer and the N7 bitcell."""
     t = log(28 / node_nm) / log(28 / 7)
-    return TPU_V1_UB_MM2_PER_MIB * (N7_MM2_PER_MIB / TPU_V1_UB_MM2_PER_MIB) ** t
+    return float(TPU_V1_UB_MM2_PER_MIB * (N7_MM2_PER_MIB / TPU_V1_UB_MM2_PER_MIB) ** t)
 
 
 def vector_lane_mm2(node_nm: float) -> float:

@@ -4,17 +4,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
-Dataflow = Literal["ws", "os", "is"]
+from tilesim.arch.dataflow import Dataflow
+from tilesim.arch.dtypes import DTYPE_BYTES, DType
+
 TimingMode = Literal["pipelined", "scalesim"]
 MemKind = Literal["offchip", "sram", "flash", "cache"]
 Operand = Literal["input", "weight", "output"]
 
-# Bytes per element of each data type the model knows.
-DTYPE_BYTES: dict[str, float] = {
-    "int4": 0.5, "int8": 1, "fp8": 1, "int16": 2, "bf16": 2, "fp16": 2, "int32": 4, "fp32": 4,
-}
-DType = Literal["int4", "int8", "fp8", "int16", "bf16", "fp16", "int32", "fp32"]
-OPERANDS: tuple[str, ...] = ("input", "weight", "output")
+OPERANDS: tuple[Operand, ...] = ("input", "weight", "output")
 
 
 @dataclass(frozen=True)
@@ -194,11 +191,29 @@ class ArchConfig:
             taken = reserve_bytes if lv.shared else -(-reserve_bytes // n)
             capacity = lv.capacity_bytes - (taken if lv.name == keeper else 0)
             if lv.shared:
-                return replace(lv, capacity_bytes=capacity // n, bandwidth_bytes_per_cycle=lv.bandwidth_bytes_per_cycle / n)
+                return replace(lv, capacity_bytes=capacity // n,
+                               bandwidth_bytes_per_cycle=lv.bandwidth_bytes_per_cycle / n)
             return replace(lv, capacity_bytes=capacity)
         return replace(self, memory=tuple(view(lv) for lv in self.memory), cores=1)
 
 
-def dtype_bytes(dtype: str) -> float:
-    """Bytes per element of `dtype`."""
-    return DTYPE_BYTES[dtype]
+__all__ = [
+    "DTYPE_BYTES",
+    "OPERANDS",
+    "ArchConfig",
+    "AreaTable",
+    "DType",
+    "Dataflow",
+    "EnergyDefaults",
+    "EnergyEntry",
+    "EnergyTable",
+    "MemKind",
+    "MemLevel",
+    "Operand",
+    "PEArray",
+    "RowPasses",
+    "StaticPower",
+    "TimingMode",
+    "VectorUnit",
+    "row_passes_for",
+]

@@ -19,9 +19,13 @@ Rules, each stated where it is used:
 from __future__ import annotations
 
 from math import log
+from typing import Any
 
+from tilesim.arch.dtypes import DTYPES
 from tilesim.arch.errors import InputError
+from tilesim.arch.units import parse_bytes
 
+Raw = dict[str, Any]     # a parsed YAML mapping, before validation
 ANCHOR_45, ANCHOR_7 = 45.0, 7.0
 HOROWITZ = "Horowitz, ISSCC 2014 (45 nm)"
 JOUPPI = "Jouppi et al., ISCA 2021 (7 nm)"
@@ -33,8 +37,6 @@ OPS = {
     "fp16": ((1.1, 0.4), (None, None)),
     "fp32": ((3.7, 0.9), (1.31, 0.38)),
 }
-SIGNIFICAND_BITS = {"fp8": 4, "bf16": 8, "fp16": 11, "fp32": 24}     # incl. the hidden bit (fp8 = e4m3)
-INT_BITS = {"int4": 4, "int8": 8, "int16": 16, "int32": 32}
 
 # off-chip access energy per bit (DESIGN.md section 4; DDR3 from Horowitz's 1300-2600 pJ per 64-bit access), and
 # flash read energy per bit (energy.defaults.flash), from power / bandwidth in sequential reads:
@@ -50,7 +52,7 @@ OFFCHIP_SOURCES = {"UFS4": "Samsung UFS 4.0 (2022): 6.0 MB/s per mA sequential r
 def node_scale(e45: float, e7: float | None, node_nm: float) -> float:
     """Energy at `node_nm` by log-log interpolation between the 45 and 7 nm anchors (int8-mult slope if no e7)."""
     ratio = (e7 / e45) if e7 else (0.07 / 0.2)
-    return e45 * ratio ** (log(ANCHOR_45 / node_nm) / log(ANCHOR_45 / ANCHOR_7))
+    return float(e45 * ratio ** (log(ANCHOR_45 / node_nm) / log(ANCHOR_45 / ANCHOR_7)))
 
 
 def _op(kind: str, which: int, node_nm: float) -> float:
@@ -60,18 +62,19 @@ def _op(kind: str, which: int, node_nm: float) -> float:
 
 def mac_pj(dtype: str, node_nm: float) -> tuple[float, str]:
     """pJ of one multiply-accumulate at `dtype`, with how it was derived."""
-    if dtype in ("int8", "int32", "fp16", "fp32"):
+    if dtype in OPS:
         return _op(dtype, 0, node_nm) + _op(dtype, 1, node_nm), f"mult + add, {HOROWITZ} / {JOUPPI}, node-scaled"
-    if dtype in INT_BITS:              # int4, int16 from int8: mult ~ bits^2, add ~ bits
-        w = INT_BITS[dtype] / 8
+    if dtype not in DTYPES:
+        raise InputError(f"energy: no default MAC energy for dtype '{dtype}'")
+    t = DTYPES[dtype]
+    if not t.is_float:                 # int4, int16 from int8: mult ~ bits^2, add ~ bits
+        w = t.bits / 8
         return (_op("int8", 0, node_nm) * w * w + _op("int8", 1, node_nm) * w,
                 "int8 mult x (bits/8)^2 + add x bits/8 (tilesim energy model)")
-    if dtype in SIGNIFICAND_BITS:      # fp8, bf16 from fp16: mult ~ significand^2, add ~ width
-        w = SIGNIFICAND_BITS[dtype] / 11
-        width = {"fp8": 8, "bf16": 16}[dtype] / 16
-        return (_op("fp16", 0, node_nm) * w * w + _op("fp16", 1, node_nm) * width,
-                "fp16 mult x (significand/11)^2 + add x width/16 (tilesim energy model)")
-    raise InputError(f"energy: no default MAC energy for dtype '{dtype}'")
+    w = t.significand_bits / 11        # fp8, bf16 from fp16: mult ~ significand^2, add ~ width
+    width = t.bits / 16
+    return (_op("fp16", 0, node_nm) * w * w + _op("fp16", 1, node_nm) * width,
+            "fp16 mult x (significand/11)^2 + add x width/16 (tilesim energy model)")
 
 
 def sram_pj_per_byte(capacity_bytes: int, node_nm: float) -> tuple[float, str]:
@@ -91,37 +94,38 @@ def offchip_pj_per_byte(kind: str, field: str = "offchip") -> tuple[float, str]:
     return 8 * OFFCHIP_PJ_PER_BIT[kind], f"{kind} {OFFCHIP_PJ_PER_BIT[kind]} pJ/bit ({source})"
 
 
-MAC_DTYPES = ("int4", "int8", "int16", "fp8", "bf16", "fp16", "int32", "fp32")
+MAC_DTYPES = tuple(DTYPES)
 ARRAY_ACTIONS = ("array.reg_byte", "array.hop_byte", "array.idle_pe_cycle")
 
 
-def _level_names(arch_raw: dict) -> list[str]:
+def _level_names(arch_raw: Raw) -> list[str]:
     """Names of the memory levels of a raw arch mapping (malformed entries skipped: the loader reports them)."""
     levels = arch_raw.get("memory")
     return [str(lv["name"]) for lv in (levels if isinstance(levels, list) else [])
             if isinstance(lv, dict) and "name" in lv]
 
 
-def action_names(arch_raw: dict) -> list[str]:
+def action_names(arch_raw: Raw) -> list[str]:
     """Every energy action an arch can perform (what sim/energy.py counts): MACs per dtype, the array's register
     reads, PE-to-PE hops and idle PE cycles, vector ops, and each memory level's byte reads and writes."""
     names = [f"mac.{d}" for d in MAC_DTYPES] + list(ARRAY_ACTIONS) + ["vector.op"]
     return names + [f"{name}.{rw}" for name in _level_names(arch_raw) for rw in ("read_byte", "write_byte")]
 
 
-def static_component_names(arch_raw: dict) -> list[str]:
+def static_component_names(arch_raw: Raw) -> list[str]:
     """Components that can carry static power: the array, the vector unit and each memory level."""
     return ["array", "vector", *_level_names(arch_raw)]
 
 
-def default_actions(arch_raw: dict, node_nm: float, offchip: str | None, flash: str | None = None) -> dict[str, dict]:
+def default_actions(arch_raw: Raw, node_nm: float, offchip: str | None,
+                    flash: str | None = None) -> dict[str, Raw]:
     """Energy entries for every action an arch can perform, from the model (a raw arch mapping goes in so the
     loader can fill a table before validation). Entries the arch gives itself take precedence. A flash level gets
     a read entry only (inference never writes it)."""
-    out: dict[str, dict] = {}
+    out: dict[str, Raw] = {}
     node = f"{node_nm:g} nm"
 
-    def put(action, value_source):
+    def put(action: str, value_source: tuple[float, str]) -> None:
         out[action] = {"pj": round(value_source[0], 6), "source": value_source[1], "node": node}
 
     for dtype in MAC_DTYPES:
@@ -137,7 +141,7 @@ def default_actions(arch_raw: dict, node_nm: float, offchip: str | None, flash: 
         given = energy.get("actions") if isinstance(energy, dict) else None
         mac = given.get(f"mac.{dtype}") if isinstance(given, dict) else None
         own = isinstance(mac, dict) and isinstance(mac.get("pj"), (int, float)) and not isinstance(mac["pj"], bool)
-        pj = float(mac["pj"]) if own else mac_pj(dtype, node_nm)[0]
+        pj = float(mac["pj"]) if own and mac is not None else mac_pj(dtype, node_nm)[0]
         put("array.idle_pe_cycle", (pj, f"one {dtype} MAC ({'the arch' if own else 'model'}: {pj:.4g} pJ) per idle PE "
                                         "per cycle, as SCALE-Sim v3's Accelergy flow charges every PE every cycle "
                                         "(an ungated upper bound; used with charge_idle_pes)"))
@@ -155,7 +159,6 @@ def default_actions(arch_raw: dict, node_nm: float, offchip: str | None, flash: 
                 continue
             value = offchip_pj_per_byte(offchip)
         else:
-            from tilesim.arch.units import parse_bytes
             try:
                 capacity = int(parse_bytes(level.get("capacity_bytes", 0)))
             except (ValueError, OverflowError):

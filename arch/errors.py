@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Iterable
 
 
 class InputError(ValueError):
@@ -16,12 +17,12 @@ class InputError(ValueError):
         super().__init__(text.replace("\r", "\\r").replace("\n", "\\n"))
 
 
-def did_you_mean(word: str, allowed) -> str:
+def did_you_mean(word: str, allowed: Iterable[str]) -> str:
     """' (did you mean X?)' when a close match exists, else ''."""
     close = difflib.get_close_matches(word, list(allowed), n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
 
-def allowed_list(allowed) -> str:
+def allowed_list(allowed: Iterable[str]) -> str:
     """A sorted, comma-separated list of allowed names for messages."""
     return ", ".join(sorted(allowed))

@@ -1,14 +1,15 @@
-"""Strict YAML -> ArchConfig: rejects unknown and duplicate keys and wrong types, reports every problem by dotted path."""
+"""Strict YAML -> ArchConfig: rejects unknown and duplicate keys and wrong types; reports every problem by dotted
+path."""
 from __future__ import annotations
 
 import dataclasses
-import functools
 import math
 import re
 import types
 import typing
 from importlib import resources
 from pathlib import Path
+from typing import Any, TypeVar
 
 import yaml
 from tilesim.arch.config import (
@@ -25,6 +26,7 @@ from tilesim.arch.config import (
 )
 from tilesim.arch.energy_model import action_names, default_actions, static_component_names
 from tilesim.arch.errors import InputError, allowed_list, did_you_mean
+from tilesim.arch.scalesim_cfg import load_cfg
 from tilesim.arch.units import parse_bytes, parse_bytes_per_s, parse_hz
 
 MAX_ARRAY_DIM = 65536          # rows or cols beyond this are surely a typo
@@ -35,14 +37,17 @@ BANDWIDTH_RANGE = (1e-12, 1e15)  # bytes per cycle
 MAX_LATENCY_CYCLES = 2**32
 MAX_PJ = 1e12                  # per action; 1 J
 MAX_MW = 1e12                  # static power; 1 GW
+Raw = dict[str, Any]                 # a parsed YAML mapping, before validation
+Problems = list[tuple[str, str]]      # (dotted field path, what is wrong)
+T = TypeVar("T")
 _NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")   # YAML 1.1 reads 1e-9 as a string
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
     """SafeLoader that refuses duplicate mapping keys instead of keeping the last one."""
 
 
-def _construct_mapping(loader, node, deep=False):
+def _construct_mapping(loader: yaml.SafeLoader, node: Any, deep: bool = False) -> Any:
     seen = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
@@ -70,14 +75,7 @@ def load_yaml_text(text: str, source: str) -> object:
 
 # ---------------------------------------------------------------- generic dataclass builder
 
-def _type_name(tp) -> str:
-    origin = typing.get_origin(tp)
-    if origin is typing.Literal:
-        return "one of " + ", ".join(map(str, typing.get_args(tp)))
-    return getattr(tp, "__name__", str(tp))
-
-
-def _convert(value, tp, path: str, field_name: str, errors: list):
+def _convert(value: Any, tp: Any, path: str, field_name: str, errors: Problems) -> Any:
     """Convert a YAML value to type `tp`, appending (path, message) to errors on failure."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):           # X | None: null, or an X
@@ -100,19 +98,29 @@ def _convert(value, tp, path: str, field_name: str, errors: list):
             errors.append((path, f"expected a mapping, got {type(value).__name__}"))
             return {}
         return {str(k): _convert(v, item_tp, f"{path}.{k}", str(k), errors) for k, v in value.items()}
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return build(tp, value, path, errors)
+    if field_name.endswith(("_bytes", "_hz")):
+        return _convert_unit(value, path, field_name, errors)
+    return _convert_scalar(value, tp, path, errors)
+
+
+def _convert_unit(value: Any, path: str, field_name: str, errors: Problems) -> int | float:
+    """A size in bytes (`*_bytes`: whole bytes, units such as KiB allowed) or a frequency (`*_hz`: MHz, GHz)."""
     try:
         if field_name.endswith("_bytes"):
             v = parse_bytes(value)
             if v != int(v):
                 raise ValueError(f"expected a whole number of bytes, got {value!r}")
             return int(v)
-        if field_name.endswith("_hz"):
-            return parse_hz(value)
+        return parse_hz(value)
     except ValueError as e:
         errors.append((path, str(e)))
         return 0
+
+
+def _convert_scalar(value: Any, tp: Any, path: str, errors: Problems) -> Any:
+    """A bool, int, float (numeric strings such as '1e-9' too) or str."""
     if tp is bool:
         if not isinstance(value, bool):
             errors.append((path, f"expected true or false, got {value!r}"))
@@ -136,16 +144,21 @@ def _convert(value, tp, path: str, field_name: str, errors: list):
     raise TypeError(f"unsupported field type {tp}")  # a bug in our dataclasses, not user input
 
 
-@functools.cache
-def _hints(cls) -> dict:
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
     """A config dataclass's field types (resolved once per class: sweeps build an arch per design point)."""
-    return typing.get_type_hints(cls)
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
 
 
-def build(cls, data, path: str = "", errors: list | None = None):
+def build(cls: type[T], data: Any, path: str = "", errors: Problems | None = None) -> T | None:
     """Build dataclass `cls` from a mapping, checking keys and types; raises InputError listing every problem."""
     top = errors is None
-    errors = [] if top else errors
+    if errors is None:
+        errors = []
     where = path or cls.__name__
     if not isinstance(data, dict):
         errors.append((where, f"expected a mapping, got {type(data).__name__}"))
@@ -153,12 +166,12 @@ def build(cls, data, path: str = "", errors: list | None = None):
             raise InputError(errors)
         return None
     hints = _hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
+    fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # cls is a config dataclass
     for key in data:
         if key not in fields:
             errors.append((f"{path}.{key}" if path else str(key),
                            f"unknown field{did_you_mean(str(key), fields)}; allowed: {allowed_list(fields)}"))
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         sub = f"{path}.{name}" if path else name
         if name in data:
@@ -175,7 +188,7 @@ def build(cls, data, path: str = "", errors: list | None = None):
 
 # ---------------------------------------------------------------- arch-specific steps
 
-def _normalize_memory(raw: dict, errors: list) -> None:
+def _normalize_memory(raw: Raw, errors: Problems) -> None:
     """Turn `bandwidth_gb_s` into `bandwidth_bytes_per_cycle` with the clock (in place)."""
     try:
         clock = parse_hz(raw.get("clock_hz", 0))
@@ -201,7 +214,7 @@ def _normalize_memory(raw: dict, errors: list) -> None:
         level["bandwidth_bytes_per_cycle"] = bytes_per_s / clock if clock > 0 else 1.0
 
 
-def _fill_energy_defaults(raw: dict, errors: list) -> None:
+def _fill_energy_defaults(raw: Raw, errors: Problems) -> None:
     """With `energy.defaults: {node_nm, offchip}`, add the model's entry for every action the arch leaves out
     (in place); the entries the arch lists stay as they are."""
     energy = raw.get("energy")
@@ -218,67 +231,96 @@ def _fill_energy_defaults(raw: dict, errors: list) -> None:
     except InputError as e:
         errors.extend(e.problems)
         return
-    given = energy.get("actions") if isinstance(energy.get("actions"), dict) else {}
+    actions = energy.get("actions")
+    given: Raw = actions if isinstance(actions, dict) else {}
     merged = {**model, **given}
     for action, entry in given.items():      # a partial entry (e.g. --set energy.actions.mac.int8.pj=0.1) keeps
         if action in model and isinstance(entry, dict) and "source" not in entry:        # the model's other fields
             base = model[action]
-            merged[action] = {**base, **entry, "source": f"set by the arch (model: {base['pj']:g} pJ, {base['source']})"}
+            merged[action] = {**base, **entry,
+                              "source": f"set by the arch (model: {base['pj']:g} pJ, {base['source']})"}
     energy["actions"] = merged
 
 
-def validate(arch: ArchConfig) -> list[tuple[str, str]]:
-    """Semantic checks that types cannot express: positive sizes, one home level per operand."""
-    errors = []
+def _clock_errors(arch: ArchConfig) -> Problems:
+    """clock_hz is positive and within range."""
     if not arch.clock_hz > 0:
-        errors.append(("clock_hz", f"must be > 0, got {arch.clock_hz:g}"))
-    elif not 1 <= arch.clock_hz <= MAX_CLOCK_HZ:
-        errors.append(("clock_hz", f"must be between 1 Hz and {MAX_CLOCK_HZ:g} Hz, got {arch.clock_hz:g}"))
-    for fname in ("rows", "cols", "count", "macs_per_pe_cycle"):
-        v = getattr(arch.array, fname)
-        if not 1 <= v <= MAX_ARRAY_DIM:
-            errors.append((f"array.{fname}", f"must be between 1 and {MAX_ARRAY_DIM}, got {v}"))
-    for fname in ("lanes", "ops_per_lane_cycle"):
-        v = getattr(arch.vector, fname)
-        if not 1 <= v <= MAX_ARRAY_DIM:
-            errors.append((f"vector.{fname}", f"must be between 1 and {MAX_ARRAY_DIM}, got {v}"))
+        return [("clock_hz", f"must be > 0, got {arch.clock_hz:g}")]
+    if not 1 <= arch.clock_hz <= MAX_CLOCK_HZ:
+        return [("clock_hz", f"must be between 1 Hz and {MAX_CLOCK_HZ:g} Hz, got {arch.clock_hz:g}")]
+    return []
+
+
+def _engine_errors(arch: ArchConfig) -> Problems:
+    """The array's and vector unit's sizes, and the vector unit's row-pass table."""
+    errors = []
+    for section, unit, fields in (("array", arch.array, ("rows", "cols", "count", "macs_per_pe_cycle")),
+                                  ("vector", arch.vector, ("lanes", "ops_per_lane_cycle"))):
+        for fname in fields:
+            v = getattr(unit, fname)
+            if not 1 <= v <= MAX_ARRAY_DIM:
+                errors.append((f"{section}.{fname}", f"must be between 1 and {MAX_ARRAY_DIM}, got {v}"))
     for i, entry in enumerate(arch.vector.row_passes):
         if not 1 <= entry.up_to <= 2**40:
             errors.append((f"vector.row_passes[{i}].up_to", f"must be between 1 and 2**40 elements, got {entry.up_to}"))
         if not 1 <= entry.passes <= 16:
             errors.append((f"vector.row_passes[{i}].passes", f"must be between 1 and 16, got {entry.passes:g}"))
-    if arch.energy.static_mw_per_mm2 and arch.area is None:
+    return errors
+
+
+def _energy_errors(arch: ArchConfig) -> Problems:
+    """Energy per action and static power in range; static components name real components."""
+    errors = []
+    energy = arch.energy
+    if energy.static_mw_per_mm2 and arch.area is None:
         errors.append(("energy.static_mw_per_mm2", "needs an area section (area.node_nm) to know the mm^2"))
     for fname in ("static_mw", "static_mw_per_mm2"):
-        if not getattr(arch.energy, fname) < 0 and not getattr(arch.energy, fname) <= MAX_MW:   # NaN too
-            errors.append((f"energy.{fname}", f"must be between 0 and {MAX_MW:g}, got {getattr(arch.energy, fname):g}"))
-    for action, entry in arch.energy.actions.items():
+        v = getattr(energy, fname)
+        if not v < 0 and not v <= MAX_MW:   # NaN too
+            errors.append((f"energy.{fname}", f"must be between 0 and {MAX_MW:g}, got {v:g}"))
+    for action, entry in energy.actions.items():
         if not 0 <= entry.pj <= MAX_PJ:
             errors.append((f"energy.actions.{action}.pj", f"must be between 0 and {MAX_PJ:g} pJ, got {entry.pj:g}"))
-    if arch.energy.static_mw < 0 or arch.energy.static_mw_per_mm2 < 0:
+    if energy.static_mw < 0 or energy.static_mw_per_mm2 < 0:
         errors.append(("energy.static_mw", "static power must be >= 0"))
     components = ["array", "vector"] + [lv.name for lv in arch.memory]
-    for comp, entry in arch.energy.static_components.items():
+    for comp, static in energy.static_components.items():
         if comp not in components:
             errors.append((f"energy.static_components.{comp}", f"no such component{did_you_mean(comp, components)}; "
                                                                f"allowed: {allowed_list(components)}"))
-        if not entry.mw >= 0:
-            errors.append((f"energy.static_components.{comp}.mw", f"must be >= 0, got {entry.mw:g}"))
-    if arch.energy.charge_idle_pes and "array.idle_pe_cycle" not in arch.energy.actions:
+        if not static.mw >= 0:
+            errors.append((f"energy.static_components.{comp}.mw", f"must be >= 0, got {static.mw:g}"))
+    if energy.charge_idle_pes and "array.idle_pe_cycle" not in energy.actions:
         errors.append(("energy.charge_idle_pes", "needs an energy.actions entry for array.idle_pe_cycle (pJ per idle "
                                                  "PE per cycle), or energy.defaults to fill it"))
-    if arch.area is not None:
-        for fname in ("node_nm", "pe_mm2", "sram_mm2_per_mib", "vector_lane_mm2"):
-            v = getattr(arch.area, fname)
-            if not 0 <= v < float("inf") or (fname == "node_nm" and v == 0):
-                errors.append((f"area.{fname}", f"must be {'>' if fname == 'node_nm' else '>='} 0, got {v:g}"))
+    return errors
+
+
+def _area_errors(arch: ArchConfig) -> Problems:
+    """Area node and overrides are finite and not negative (the node positive)."""
+    errors: Problems = []
+    if arch.area is None:
+        return errors
+    for fname in ("node_nm", "pe_mm2", "sram_mm2_per_mib", "vector_lane_mm2"):
+        v = getattr(arch.area, fname)
+        if not 0 <= v < float("inf") or (fname == "node_nm" and v == 0):
+            errors.append((f"area.{fname}", f"must be {'>' if fname == 'node_nm' else '>='} 0, got {v:g}"))
+    return errors
+
+
+def _core_errors(arch: ArchConfig) -> Problems:
+    """Core count and per-kernel overhead in range."""
+    errors = []
     if not 1 <= arch.cores <= 4096:
         errors.append(("cores", f"must be between 1 and 4096, got {arch.cores}"))
     if not 0 <= arch.kernel_overhead_cycles <= MAX_LATENCY_CYCLES:
         errors.append(("kernel_overhead_cycles", f"must be between 0 and 2**32, got {arch.kernel_overhead_cycles}"))
-    if len(arch.memory) < 2:
-        errors.append(("memory", "needs an off-chip level followed by at least one on-chip level"))
-        return errors
+    return errors
+
+
+def _hierarchy_errors(arch: ArchConfig) -> Problems:
+    """Level order: optional flash, then off-chip, then on-chip levels (sram, at most one cache); unique names."""
+    errors: Problems = []
     names = [lv.name for lv in arch.memory]
     for n in set(names):
         if names.count(n) > 1:
@@ -297,33 +339,61 @@ def validate(arch: ArchConfig) -> list[tuple[str, str]]:
     caches = [lv.name for lv in arch.memory if lv.kind == "cache"]
     if len(caches) > 1:
         errors.append((f"memory.{caches[1]}.kind", f"at most one cache level (already: {caches[0]})"))
-    errors += _flash_and_burst_errors(arch)
-    for lv in arch.memory:
-        p = f"memory.{lv.name}"
-        if not 0 < lv.capacity_bytes <= MAX_CAPACITY_BYTES:
-            errors.append((f"{p}.capacity_bytes", f"must be between 1 and 2**50, got {lv.capacity_bytes}"))
-        if not lv.bandwidth_bytes_per_cycle > 0:
-            errors.append((f"{p}.bandwidth_bytes_per_cycle", f"must be > 0, got {lv.bandwidth_bytes_per_cycle:g}"))
-        elif not BANDWIDTH_RANGE[0] <= lv.bandwidth_bytes_per_cycle <= BANDWIDTH_RANGE[1]:
-            errors.append((f"{p}.bandwidth_bytes_per_cycle", f"must be between {BANDWIDTH_RANGE[0]:g} and "
-                                                             f"{BANDWIDTH_RANGE[1]:g} bytes/cycle, got "
-                                                             f"{lv.bandwidth_bytes_per_cycle:g}"))
-        if lv.latency_cycles > MAX_LATENCY_CYCLES:
-            errors.append((f"{p}.latency_cycles", f"must be between 0 and 2**32, got {lv.latency_cycles}"))
-        if lv.latency_cycles < 0:
-            errors.append((f"{p}.latency_cycles", f"must be >= 0, got {lv.latency_cycles}"))
-        if lv.resident_fraction and (lv.kind != "sram" or "input" not in lv.holds):
-            errors.append((f"{p}.resident_fraction", "only the on-chip level that holds activations (input) keeps them"))
-        if not 0 <= lv.resident_fraction < 1:
-            errors.append((f"{p}.resident_fraction", f"must be >= 0 and < 1, got {lv.resident_fraction:g}"))
-        if not lv.holds:
-            errors.append((f"{p}.holds", f"must list at least one of {', '.join(OPERANDS)}"))
+    return errors
+
+
+def _level_errors(lv: MemLevel) -> Problems:
+    """One memory level's capacity, bandwidth, latency, resident share and held operands."""
+    errors = []
+    p = f"memory.{lv.name}"
+    if not 0 < lv.capacity_bytes <= MAX_CAPACITY_BYTES:
+        errors.append((f"{p}.capacity_bytes", f"must be between 1 and 2**50, got {lv.capacity_bytes}"))
+    if not lv.bandwidth_bytes_per_cycle > 0:
+        errors.append((f"{p}.bandwidth_bytes_per_cycle", f"must be > 0, got {lv.bandwidth_bytes_per_cycle:g}"))
+    elif not BANDWIDTH_RANGE[0] <= lv.bandwidth_bytes_per_cycle <= BANDWIDTH_RANGE[1]:
+        errors.append((f"{p}.bandwidth_bytes_per_cycle", f"must be between {BANDWIDTH_RANGE[0]:g} and "
+                                                         f"{BANDWIDTH_RANGE[1]:g} bytes/cycle, got "
+                                                         f"{lv.bandwidth_bytes_per_cycle:g}"))
+    if lv.latency_cycles > MAX_LATENCY_CYCLES:
+        errors.append((f"{p}.latency_cycles", f"must be between 0 and 2**32, got {lv.latency_cycles}"))
+    if lv.latency_cycles < 0:
+        errors.append((f"{p}.latency_cycles", f"must be >= 0, got {lv.latency_cycles}"))
+    if lv.resident_fraction and (lv.kind != "sram" or "input" not in lv.holds):
+        errors.append((f"{p}.resident_fraction", "only the on-chip level that holds activations (input) keeps them"))
+    if not 0 <= lv.resident_fraction < 1:
+        errors.append((f"{p}.resident_fraction", f"must be >= 0 and < 1, got {lv.resident_fraction:g}"))
+    if not lv.holds:
+        errors.append((f"{p}.holds", f"must list at least one of {', '.join(OPERANDS)}"))
+    return errors
+
+
+def _home_errors(arch: ArchConfig) -> Problems:
+    """Every operand has exactly one on-chip home level."""
+    errors = []
     for op in OPERANDS:
         homes = [lv.name for lv in arch.onchip if op in lv.holds]
         if len(homes) != 1:
             what = "no on-chip level holds it" if not homes else f"held by several levels ({', '.join(homes)})"
             errors.append(("memory", f"operand '{op}' needs exactly one on-chip level: {what}"))
     return errors
+
+
+def _memory_errors(arch: ArchConfig) -> Problems:
+    """The memory hierarchy: its order, flash and burst settings, each level, the operands' homes."""
+    if len(arch.memory) < 2:
+        return [("memory", "needs an off-chip level followed by at least one on-chip level")]
+    return (_hierarchy_errors(arch) + _flash_and_burst_errors(arch)
+            + [e for lv in arch.memory for e in _level_errors(lv)] + _home_errors(arch))
+
+
+# the semantic checks, section by section, in the order their problems are reported
+CHECKS = (_clock_errors, _engine_errors, _energy_errors, _area_errors, _core_errors, _memory_errors)
+
+
+def validate(arch: ArchConfig) -> Problems:
+    """Semantic checks that types cannot express (positive sizes, one home level per operand): every CHECKS entry's
+    problems."""
+    return [problem for check in CHECKS for problem in check(arch)]
 
 
 FLASH_WEIGHTS = ("overflow", "all", "none", "mlp")
@@ -354,34 +424,34 @@ def _flash_and_burst_errors(arch: ArchConfig) -> list[tuple[str, str]]:
     return errors
 
 
-def arch_from_dict(raw: dict, source: str = "arch") -> ArchConfig:
+def arch_from_dict(raw: Raw, source: str = "arch") -> ArchConfig:
     """Build and validate an ArchConfig from a parsed YAML mapping."""
     if not isinstance(raw, dict):
         raise InputError(f"{source}: expected a mapping at the top level, got {type(raw).__name__}")
     raw = _deepcopy(raw)
-    errors: list = []
+    errors: Problems = []
     _normalize_memory(raw, errors)
     _fill_energy_defaults(raw, errors)
     arch = build(ArchConfig, raw, "", errors)
-    if errors:
-        raise InputError(errors)
+    if errors or arch is None:
+        raise InputError(errors or [(source, "could not be built")])
     problems = validate(arch)
     if problems:
         raise InputError(problems)
     return arch
 
 
-def _deepcopy(x):
+def _deepcopy(x: T) -> T:
     if isinstance(x, dict):
-        return {k: _deepcopy(v) for k, v in x.items()}
+        return {k: _deepcopy(v) for k, v in x.items()}  # type: ignore[return-value]  # same type, copied
     if isinstance(x, list):
-        return [_deepcopy(v) for v in x]
+        return [_deepcopy(v) for v in x]  # type: ignore[return-value]
     return x
 
 
 # ---------------------------------------------------------------- --set overrides
 
-def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+def apply_overrides(raw: Raw, overrides: list[str]) -> Raw:
     """Apply `dotted.path=value` overrides to a raw arch mapping; memory levels are addressed by name."""
     raw = _deepcopy(raw)
     for item in overrides:
@@ -393,13 +463,13 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     return raw
 
 
-def _set_path(raw: dict, key: str, value) -> None:
+def _set_path(raw: Raw, key: str, value: Any) -> None:
     parts = key.split(".")
     if parts[:2] == ["energy", "actions"] and len(parts) >= 4:
         # action names hold one dot (mac.int8, dram.read_byte): energy.actions.<component>.<action>[.<field>]
         parts = [*parts[:2], ".".join(parts[2:4]), *parts[4:]]
     node = raw
-    walked = []
+    walked: list[str] = []
     for i, part in enumerate(parts):
         last = i == len(parts) - 1
         if isinstance(node, list):  # memory levels, addressed by name
@@ -421,7 +491,8 @@ def _set_path(raw: dict, key: str, value) -> None:
                 elif part == "bandwidth_bytes_per_cycle":
                     node.pop("bandwidth_gb_s", None)
                 elif walked[:2] == ["energy", "actions"] and part == "pj" and isinstance(node.get("source"), str):
-                    node["source"] = f"--set (was {node.get('pj')} pJ: {node['source']})"   # the number is no longer theirs
+                    # the number is no longer theirs
+                    node["source"] = f"--set (was {node.get('pj')} pJ: {node['source']})"
                 node[part] = value
             else:
                 node = node.setdefault(part, {})
@@ -434,7 +505,7 @@ _SCHEMA = {(): ArchConfig, ("array",): PEArray, ("vector",): VectorUnit, ("energ
            ("energy", "defaults"): EnergyDefaults, ("area",): AreaTable}
 
 
-def _allowed_keys(walked: list[str], node: dict, raw: dict) -> set[str]:
+def _allowed_keys(walked: list[str], node: Raw, raw: Raw) -> set[str]:
     """Field names allowed at this point of a --set path (dataclass fields, plus what the mapping has); under
     energy.actions any action the arch can perform, under energy.static_components any of its components."""
     if len(walked) == 2 and walked[0] == "memory":
@@ -459,7 +530,7 @@ def preset_names() -> list[str]:
     return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml"))
 
 
-def raw_arch(spec: str) -> tuple[dict, str]:
+def raw_arch(spec: str) -> tuple[Raw, str]:
     """Raw mapping and source name for a preset name, a YAML path or a SCALE-Sim .cfg path."""
     if spec in preset_names():
         text = resources.files("tilesim.arch.presets").joinpath(f"{spec}.yaml").read_text()
@@ -467,8 +538,7 @@ def raw_arch(spec: str) -> tuple[dict, str]:
     else:
         path = Path(spec)
         if path.suffix.lower() == ".cfg" and path.is_file():
-            from tilesim.arch.scalesim_cfg import load_cfg  # SCALE-Sim's INI config
-            return load_cfg(path), str(path)
+            return load_cfg(path), str(path)  # SCALE-Sim's INI config
         if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
             raise InputError(f"--arch: unknown preset or file '{spec}'{did_you_mean(spec, preset_names())}; "
                              f"presets: {', '.join(preset_names())}, or a .yaml file or SCALE-Sim .cfg file")
@@ -488,7 +558,7 @@ def load_arch(spec: str, overrides: list[str] | None = None) -> ArchConfig:
     return arch_from_dict(raw, source)
 
 
-def arch_to_dict(arch: ArchConfig) -> dict:
+def arch_to_dict(arch: ArchConfig) -> Raw:
     """Plain mapping of an ArchConfig (round-trips through arch_from_dict)."""
     d = dataclasses.asdict(arch)
     d["memory"] = [dict(lv, holds=list(lv["holds"])) for lv in d["memory"]]

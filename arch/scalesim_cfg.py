@@ -34,20 +34,22 @@ import configparser
 import difflib
 import math
 from pathlib import Path
+from typing import Any
 
+from tilesim.arch.dataflow import DATAFLOWS as DATAFLOW_TABLE
 from tilesim.arch.errors import InputError, allowed_list, did_you_mean
 
 CLOCK_HZ = 1_000_000_000            # assumed: SCALE-Sim has no clock
 DRAM_CAPACITY_BYTES = 2**40         # SCALE-Sim's DRAM is unbounded
 CALC_DEFAULT_BANDWIDTH = 10         # words/cycle; single_layer_sim.py's CALC-mode backing bandwidth
-DATAFLOWS = ("ws", "os", "is")
+DATAFLOWS = tuple(DATAFLOW_TABLE)
 BANDWIDTH_MODES = ("CALC", "USER")
 
 _SOURCE_MAC = "default, SCALE-Sim has no energy model: Horowitz ISSCC 2014, 8-bit mult 0.2 pJ + add 0.03 pJ"
 _SOURCE_DRAM = "default, SCALE-Sim has no energy model: Horowitz ISSCC 2014, DRAM 1300 pJ per 64 bit / 8 B"
 _SOURCE_SRAM = ("default, SCALE-Sim has no energy model: Horowitz ISSCC 2014, 32 KB SRAM bank 20 pJ per 64-bit "
                 "access / 8 B")
-DEFAULT_ENERGY = {
+DEFAULT_ENERGY: dict[str, Any] = {
     "node": "45 nm (Horowitz, ISSCC 2014) defaults: a SCALE-Sim config has no energy data",
     "defaults": {"node_nm": 45},
     "actions": {
@@ -68,7 +70,7 @@ DEFAULT_ENERGY = {
 _LAYOUT_KEYS = {"IfmapCustomLayout": "bool", "FilterCustomLayout": "bool", "IfmapSRAMBankBandwidth": "int",
                 "IfmapSRAMBankNum": "int", "IfmapSRAMBankPort": "int", "FilterSRAMBankBandwidth": "int",
                 "FilterSRAMBankNum": "int", "FilterSRAMBankPort": "int"}
-KEYS: dict[str, dict[str, object]] = {
+KEYS: dict[str, dict[str, Any]] = {
     "general": {"run_name": "str"},
     "architecture_presets": {
         "ArrayHeight": "int", "ArrayWidth": "int", "IfmapSramSzkB": "int", "FilterSramSzkB": "int",
@@ -90,7 +92,7 @@ REQUIRED = {"general": ("run_name",),
             "run_presets": ("InterfaceBandwidth",)}
 
 
-def _convert(kind, text: str):
+def _convert(kind: str | tuple[str, ...], text: str) -> Any:
     """A cfg value as `kind` says; raises ValueError with what is allowed."""
     if isinstance(kind, tuple):
         word = text.upper() if kind == BANDWIDTH_MODES else text.lower()
@@ -121,20 +123,12 @@ def _convert(kind, text: str):
     return value
 
 
-def read_cfg(text: str, source: str) -> dict[str, dict[str, object]]:
+def read_cfg(text: str, source: str) -> dict[str, dict[str, Any]]:
     """Parse and check a SCALE-Sim cfg: {section: {canonical key: value}}; InputError lists every problem."""
-    parser = configparser.ConfigParser(interpolation=None, strict=True)
-    try:
-        parser.read_string(text, source=source)
-    except configparser.MissingSectionHeaderError as e:
-        raise InputError(f"{source}: line {e.lineno}: expected a [section] header first, e.g. [general]") from None
-    except (configparser.DuplicateSectionError, configparser.DuplicateOptionError) as e:
-        what = f"key '{e.option}' in [{e.section}]" if isinstance(e, configparser.DuplicateOptionError) \
-            else f"section [{e.section}]"
-        raise InputError(f"{source}: line {e.lineno}: duplicate {what}") from None
-    except configparser.Error as e:
-        raise InputError(f"{source}: malformed cfg ({str(e).splitlines()[0]})") from None
-    errors, out, seen = [], {}, set()
+    parser = _parse(text, source)
+    errors: list[tuple[str, str]] = []
+    out: dict[str, dict[str, Any]] = {}
+    seen: set[tuple[str, str]] = set()
     if parser.defaults():
         errors.append((f"{source}: DEFAULT", f"unknown section; allowed: {allowed_list(KEYS)}"))
     for section in parser.sections():
@@ -157,6 +151,32 @@ def read_cfg(text: str, source: str) -> dict[str, dict[str, object]]:
                 values[name] = _convert(KEYS[section][name], text.strip())
             except ValueError as e:
                 errors.append((f"{source}: {section}.{name}", str(e)))
+    errors += _missing_and_unsupported(out, seen, source)
+    if errors:
+        raise InputError(errors)
+    return out
+
+
+def _parse(text: str, source: str) -> configparser.ConfigParser:
+    """The cfg's INI structure, or InputError naming the line of a missing header or duplicate."""
+    parser = configparser.ConfigParser(interpolation=None, strict=True)
+    try:
+        parser.read_string(text, source=source)
+    except configparser.MissingSectionHeaderError as e:
+        raise InputError(f"{source}: line {e.lineno}: expected a [section] header first, e.g. [general]") from None
+    except (configparser.DuplicateSectionError, configparser.DuplicateOptionError) as e:
+        what = f"key '{e.option}' in [{e.section}]" if isinstance(e, configparser.DuplicateOptionError) \
+            else f"section [{e.section}]"
+        raise InputError(f"{source}: line {e.lineno}: duplicate {what}") from None
+    except configparser.Error as e:
+        raise InputError(f"{source}: malformed cfg ({str(e).splitlines()[0]})") from None
+    return parser
+
+
+def _missing_and_unsupported(out: dict[str, dict[str, Any]], seen: set[tuple[str, str]],
+                             source: str) -> list[tuple[str, str]]:
+    """Required keys that are missing, and settings tilesim does not model (Ramulator, sparsity)."""
+    errors = []
     for section, keys in REQUIRED.items():
         for key in keys:
             if (section, key) not in seen:
@@ -170,12 +190,10 @@ def read_cfg(text: str, source: str) -> dict[str, dict[str, object]]:
                        "tilesim has no Ramulator DRAM model; allowed: False"))
     if out.get("sparsity", {}).get("SparsitySupport"):
         errors.append((f"{source}: sparsity.SparsitySupport", "tilesim does not model sparsity; allowed: false"))
-    if errors:
-        raise InputError(errors)
-    return out
+    return errors
 
 
-def raw_from_cfg(text: str, source: str) -> dict:
+def raw_from_cfg(text: str, source: str) -> dict[str, Any]:
     """The raw arch mapping (as an arch YAML would give) for SCALE-Sim cfg text."""
     cfg = read_cfg(text, source)
     arch, runs = cfg["architecture_presets"], cfg["run_presets"]
@@ -207,7 +225,7 @@ def raw_from_cfg(text: str, source: str) -> dict:
     }
 
 
-def load_cfg(path: str | Path) -> dict:
+def load_cfg(path: str | Path) -> dict[str, Any]:
     """The raw arch mapping for a SCALE-Sim .cfg file."""
     path = Path(path)
     try:

@@ -11,7 +11,7 @@ _BPS = {"b/s": 1, "kb/s": 1e3, "mb/s": 1e6, "gb/s": 1e9, "tb/s": 1e12,
 _QUANTITY = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z/]+)\s*$")
 
 
-def _parse(value, table: dict[str, float], what: str) -> float:
+def _parse(value: object, table: dict[str, float], what: str) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected {what}, got a boolean")
     if isinstance(value, (int, float)):
@@ -28,16 +28,16 @@ def _parse(value, table: dict[str, float], what: str) -> float:
     raise ValueError(f"expected {what} as a number or with a unit ({units}), got {value!r}")
 
 
-def parse_bytes(value) -> float:
+def parse_bytes(value: object) -> float:
     """'24 MiB' -> 25165824.0; plain numbers are bytes."""
     return _parse(value, _BYTES, "a size in bytes")
 
 
-def parse_hz(value) -> float:
+def parse_hz(value: object) -> float:
     """'700 MHz' -> 7e8; plain numbers are Hz."""
     return _parse(value, _HZ, "a frequency in Hz")
 
 
-def parse_bytes_per_s(value) -> float:
+def parse_bytes_per_s(value: object) -> float:
     """'34 GB/s' -> 3.4e10; plain numbers are bytes/s."""
     return _parse(value, _BPS, "a bandwidth in bytes/s")

@@ -5,10 +5,15 @@ from dataclasses import dataclass
 from math import ceil
 
 import numpy as np
-from tilesim.arch.config import DTYPE_BYTES, ArchConfig, PEArray
+import numpy.typing as npt
+
+from tilesim.arch.config import ArchConfig, PEArray
+from tilesim.arch.dataflow import DATAFLOWS
+from tilesim.arch.dtypes import DTYPE_BYTES, tensor_bytes
 from tilesim.arch.errors import InputError
 from tilesim.compiler.lowering import MAX_COUNT, Contraction
 
+IntArray = npt.NDArray[np.int64]
 LOOPS = ("m", "n", "k")
 MAX_TILES = 20_000_000      # per schedule; beyond this the simulator's command arrays would not fit in memory
 OPERAND_DIMS = {"input": ("m", "k"), "weight": ("k", "n"), "output": ("m", "n")}
@@ -27,17 +32,25 @@ class Mapping:
         """Tile size along loop `dim` (m, n or k)."""
         return {"m": self.tile_m, "n": self.tile_n, "k": self.tile_k}[dim]
 
+    def describe(self) -> str:
+        """One line for reports, e.g. 'ws m=784 n=256 k=576 order=mnk'."""
+        return f"{self.dataflow} m={self.tile_m} n={self.tile_n} k={self.tile_k} order={self.order}"
+
+    def tile_count(self, work: Contraction) -> int:
+        """Tiles of `work` under this mapping: g x the product of the trip counts."""
+        return work.g * -(-work.m // self.tile_m) * -(-work.n // self.tile_n) * -(-work.k // self.tile_k)
+
+    @property
+    def t_tile(self) -> int:
+        """Tile size along the loop that streams through the array (arch.dataflow.DATAFLOWS)."""
+        return self.tile(DATAFLOWS[self.dataflow].streamed)
+
 
 # ---------------------------------------------------------------- array timing (DESIGN.md section 3 and 8)
 
 def spatial_dims(work: Contraction, dataflow: str) -> tuple[int, int, int]:
-    """(Sr, Sc, T): rows-mapped, cols-mapped and streamed dims. OS (M,N,K); WS (K,N,M); IS (K,M,N)."""
-    return {"os": (work.m, work.n, work.k), "ws": (work.k, work.n, work.m), "is": (work.k, work.m, work.n)}[dataflow]
-
-
-def streamed_loop(dataflow: str) -> str:
-    """The loop whose dimension streams through the array: m for WS, k for OS, n for IS."""
-    return {"ws": "m", "os": "k", "is": "n"}[dataflow]
+    """(Sr, Sc, T): rows-mapped, cols-mapped and streamed dims (arch.dataflow.DATAFLOWS)."""
+    return DATAFLOWS[dataflow].spatial(work.m, work.n, work.k)
 
 
 def folds(sr: int, sc: int, rows: int, cols: int) -> int:
@@ -52,7 +65,7 @@ def mapping_efficiency(sr: int, sc: int, rows: int, cols: int) -> float:
 
 def fold_overhead(rows: int, cols: int, dataflow: str) -> int:
     """SCALE-Sim per-fold cycles beyond T: R + C - 2 for OS, 2R + C - 2 for WS/IS (R of them preload)."""
-    return rows + cols - 2 + (rows if dataflow in ("ws", "is") else 0)
+    return rows + cols - 2 + (rows if DATAFLOWS[dataflow].preloads else 0)
 
 
 def array_cycles(work: Contraction, array: PEArray, dataflow: str, mode: str, t_tile: int) -> int:
@@ -71,7 +84,7 @@ def array_cycles(work: Contraction, array: PEArray, dataflow: str, mode: str, t_
         return per_array * (t + fold_overhead(r, c, dataflow)) - 1
     full, rem = divmod(t, t_tile)
     per_block = full * max(t_tile, r) + (max(rem, r) if rem else 0)
-    preload = r if dataflow in ("ws", "is") else 0
+    preload = r if DATAFLOWS[dataflow].preloads else 0
     return preload + per_array * per_block + r + c - 2
 
 
@@ -86,7 +99,8 @@ def array_feed_elems(work: Contraction, dataflow: str, rows: int, cols: int) -> 
     mk, kn, mn = work.m * work.k, work.k * work.n, work.m * work.n
     feeds = {"os": (mk * fc, kn * fr, mn, 0), "ws": (mk * fc, kn, mn * fr, mn * (fr - 1)),
              "is": (mk, kn * fc, mn * fr, mn * (fr - 1))}[dataflow]
-    return tuple(work.g * f for f in feeds)
+    a_r, b_r, c_w, c_r = (work.g * f for f in feeds)
+    return a_r, b_r, c_w, c_r
 
 
 def level_feed_bytes(work: Contraction, dataflow: str, arch: ArchConfig) -> dict[str, int]:
@@ -120,14 +134,9 @@ def compute_cycles(work: Contraction, arch: ArchConfig, dataflow: str, mode: str
     return cycles if mode == "scalesim" else max(cycles, feed_cycles(work, dataflow, arch))
 
 
-def peak_cycles(work: Contraction, array: PEArray) -> int:
-    """Lower bound: MACs / (R * C * arrays * MACs per PE per cycle), rounded up."""
-    return ceil(work.macs / (array.rows * array.cols * array.count * array.macs_per_pe_cycle))
-
-
 # ---------------------------------------------------------------- tiles and traffic
 
-def extents(size: int, tile: int) -> np.ndarray:
+def extents(size: int, tile: int) -> IntArray:
     """Sizes of the tiles that cover `size` with tiles of `tile` (the last may be partial)."""
     n = -(-size // tile)
     e = np.full(n, tile, dtype=np.int64)
@@ -135,21 +144,21 @@ def extents(size: int, tile: int) -> np.ndarray:
     return e
 
 
-def nbytes(elems, dtype: str):
-    """Bytes of `elems` elements of `dtype`, rounded up (int4 packs two per byte)."""
-    size = DTYPE_BYTES[dtype]
-    return np.ceil(np.asarray(elems) * size).astype(np.int64) if size < 1 else np.asarray(elems) * int(size)
+def nbytes(elems: npt.ArrayLike, dtype: str) -> IntArray:
+    """Bytes of `elems` elements of `dtype` elementwise, rounded up (arch.dtypes.tensor_bytes over arrays)."""
+    return tensor_bytes(np.asarray(elems, dtype=np.int64), dtype)
 
 
-def a_tile_bytes(work: Contraction, m_ext: np.ndarray, k_ext: np.ndarray) -> np.ndarray:
+def a_tile_bytes(work: Contraction, m_ext: npt.ArrayLike, k_ext: npt.ArrayLike) -> IntArray:
     """Bytes of the A tiles with the given extents (elementwise over arrays)."""
+    m, k = np.asarray(m_ext), np.asarray(k_ext)
     if work.window is None:
-        return nbytes(m_ext * k_ext, work.a_dtype)
+        return nbytes(m * k, work.a_dtype)
     w = work.window
-    out_rows = -(-m_ext // w.out_w)
+    out_rows = -(-m // w.out_w)
     in_rows = np.minimum((out_rows - 1) * w.stride_h + w.span_h, w.in_h)
-    channels = -(-k_ext // w.window)
-    return nbytes(np.minimum(in_rows * w.in_w * channels, m_ext * k_ext), work.a_dtype)
+    channels = -(-k // w.window)
+    return nbytes(np.minimum(in_rows * w.in_w * channels, m * k), work.a_dtype)
 
 
 # Bursts: an off-chip or flash level moves whole bursts of `burst_bytes`. A transfer of b bytes made of r equal
@@ -160,16 +169,16 @@ def a_tile_bytes(work: Contraction, m_ext: np.ndarray, k_ext: np.ndarray) -> np.
 # region spans whole channels; a weight tile is one run (constants are laid out tile by tile offline). B = 1 moves
 # exactly the tile's bytes (int4 packed across rows).
 
-def burst_bytes(size, runs, burst: int):
+def burst_bytes(size: npt.ArrayLike, runs: npt.ArrayLike, burst: int) -> IntArray:
     """Bytes moved for transfers of `size` bytes in `runs` equal contiguous runs with bursts of `burst` bytes."""
     if burst <= 1:
-        return size
+        return np.asarray(size)
     b = np.asarray(size, dtype=np.int64)
     r = np.maximum(np.asarray(runs, dtype=np.int64), 1)
     return np.where(b > 0, r * (-(-b // (r * burst))) * burst, 0)
 
 
-def a_runs(work: Contraction, m_ext, k_ext):
+def a_runs(work: Contraction, m_ext: npt.ArrayLike, k_ext: npt.ArrayLike) -> IntArray:
     """Contiguous runs of A tiles with the given extents (see burst_bytes)."""
     if work.window is None:
         return np.where(np.asarray(k_ext) < work.k, m_ext, 1)
@@ -179,14 +188,14 @@ def a_runs(work: Contraction, m_ext, k_ext):
     return np.where(in_rows < w.in_h, -(-np.asarray(k_ext) // w.window), 1)
 
 
-def b_runs(work: Contraction, k_ext, n_ext):
+def b_runs(work: Contraction, k_ext: npt.ArrayLike, n_ext: npt.ArrayLike) -> IntArray:
     """Contiguous runs of B tiles: one for weights (laid out by tile), else one per row unless whole rows."""
     if work.b_is_param:
         return np.ones_like(np.asarray(k_ext))
     return np.where(np.asarray(n_ext) < work.n, k_ext, 1)
 
 
-def c_runs(work: Contraction, m_ext, n_ext):
+def c_runs(work: Contraction, m_ext: npt.ArrayLike, n_ext: npt.ArrayLike) -> IntArray:
     """Contiguous runs of output (and partial-sum) tiles: one per row unless the tile spans whole rows."""
     return np.where(np.asarray(n_ext) < work.n, m_ext, 1)
 

@@ -1,11 +1,14 @@
 """The operator-graph IR: Tensor, Op and Graph (a networkx DiGraph held by composition), ONNX op names."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from math import prod
+from typing import Any
 
 import networkx as nx
-from tilesim.arch.config import DTYPE_BYTES
+
+from tilesim.arch.dtypes import tensor_bytes
 from tilesim.arch.errors import InputError
 
 
@@ -25,7 +28,7 @@ class Tensor:
     @property
     def nbytes(self) -> int:
         """Size in bytes (int4 rounds up)."""
-        return -(-self.elements * int(DTYPE_BYTES[self.dtype] * 2) // 2)
+        return tensor_bytes(self.elements, self.dtype)
 
 
 @dataclass(frozen=True)
@@ -35,7 +38,7 @@ class Op:
     op_type: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
-    attrs: dict = field(default_factory=dict, hash=False)
+    attrs: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
 class Graph:
@@ -85,7 +88,8 @@ class Graph:
 
     def op(self, name: str) -> Op:
         """The op called `name`."""
-        return self.dag.nodes[name]["op"]
+        op: Op = self.dag.nodes[name]["op"]
+        return op
 
     def consumers(self, tensor: str) -> list[Op]:
         """Ops that read `tensor`."""
@@ -95,7 +99,7 @@ class Graph:
         return f"Graph({self.name!r}, {len(self.ops)} ops, {len(self.tensors)} tensors)"
 
 
-def names_order(ops: list[Op]):
+def names_order(ops: list[Op]) -> Callable[[str], str]:
     """Sort key that keeps the builder's op order among topologically equal choices."""
     index = {op.name: i for i, op in enumerate(ops)}
     return lambda name: f"{index[name]:09d}"

@@ -1,12 +1,14 @@
 """Lowering: every op becomes a loop nest — a Contraction on the PE array or VectorWork — or nothing (views)."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from math import prod
+from typing import ClassVar
 
-from tilesim.arch.config import DTYPE_BYTES
+from tilesim.arch.dtypes import DTYPE_BYTES
 from tilesim.arch.errors import InputError
-from tilesim.compiler.ir import Graph, Op
+from tilesim.compiler.ir import Graph, Op, Tensor
 from tilesim.compiler.ops import OpKind, conv_geometry, conv_transpose_geometry, matmul_shapes, spec
 
 
@@ -41,6 +43,16 @@ class Contraction:
     c_dtype: str
     b_is_param: bool = True
     window: ConvWindow | None = None
+    on_array: ClassVar[bool] = True
+
+    def parts(self) -> tuple[Contraction, ...]:
+        """The contractions it runs on the array: itself."""
+        return (self,)
+
+    def operand_read_bytes(self) -> tuple[float, float]:
+        """Bytes of A (the feature-map region for convs) and of B, each read once."""
+        return (self.g * self.a_elems(self.m, self.k) * DTYPE_BYTES[self.a_dtype],
+                self.g * self.k * self.n * DTYPE_BYTES[self.b_dtype])
 
     @property
     def macs(self) -> int:
@@ -62,6 +74,15 @@ class VectorWork:
     row_bytes: int = 0      # input a row reduction needs before its first output (Softmax: max, sum of exps),
     #                         read again on every extra pass of an implementation that does not keep rows on chip
     row_elems: int = 0      # elements per row of that reduction
+    on_array: ClassVar[bool] = False
+
+    def parts(self) -> tuple[Contraction, ...]:
+        """Contractions it runs on the array: none."""
+        return ()
+
+    def operand_read_bytes(self) -> tuple[int, int]:
+        """Array operands it reads: none."""
+        return 0, 0
 
     @property
     def macs(self) -> int:
@@ -72,7 +93,7 @@ class VectorWork:
 LoopNest = Contraction | VectorWork
 
 
-def _bytes(graph: Graph, names) -> int:
+def _bytes(graph: Graph, names: Iterable[str]) -> int:
     return sum(graph.tensors[t].nbytes for t in names)
 
 
@@ -113,8 +134,10 @@ def _lower(graph: Graph, op: Op) -> LoopNest | None:
     if kind is OpKind.CONTRACTION:
         return _lower_contraction(op, ts, out)
     if kind is OpKind.VECTOR:
-        ops = spec(op.op_type).vector_ops([t.shape for t in ts], [graph.tensors[o].shape for o in op.outputs],
-                                          op.attrs)
+        count = spec(op.op_type).vector_ops
+        if count is None:
+            raise TypeError(f"op type {op.op_type}: a vector op without a vector_ops rule")   # a bug in compiler/ops.py
+        ops = count([t.shape for t in ts], [graph.tensors[o].shape for o in op.outputs], op.attrs)
         row = op.op_type in ROW_REDUCTIONS
         return VectorWork(out.elements, ops, _bytes(graph, op.inputs), _bytes(graph, op.outputs),
                           ts[0].nbytes if row else 0, ts[0].shape[op.attrs.get("axis", -1)] if row else 0)
@@ -123,7 +146,7 @@ def _lower(graph: Graph, op: Op) -> LoopNest | None:
     return VectorWork(out.elements, 0, read, _bytes(graph, op.outputs))
 
 
-def _lower_contraction(op: Op, ts, out) -> Contraction:
+def _lower_contraction(op: Op, ts: list[Tensor], out: Tensor) -> Contraction:
     a, b = ts[0], ts[1]
     if op.op_type == "Conv":
         geo = conv_geometry(a.shape, b.shape, op.attrs)
@@ -146,7 +169,7 @@ def _lower_contraction(op: Op, ts, out) -> Contraction:
     return Contraction(prod(batch), m, n, k, a.dtype, b.dtype, out.dtype, b.is_param)
 
 
-def _lower_conv_transpose(op: Op, a, b, out) -> Contraction:
+def _lower_conv_transpose(op: Op, a: Tensor, b: Tensor, out: Tensor) -> Contraction:
     """ConvTranspose as an implicit GEMM, the transposed-conv-as-GEMM view a dense array runs: a stride-1 conv
     over the input with (stride - 1) zeros inserted between pixels and the complementary padding, so
     M = N * H_out * W_out, N = C_out / groups, K = C_in / groups * R * S. Its MACs include the taps that land
@@ -165,8 +188,3 @@ def _lower_conv_transpose(op: Op, a, b, out) -> Contraction:
 def graph_macs(graph: Graph) -> int:
     """Total multiply-accumulates of a graph's contractions."""
     return sum(n.macs for op in graph.ops if (n := lower_op(graph, op)) is not None)
-
-
-def dtype_size(dtype: str) -> float:
-    """Bytes per element."""
-    return DTYPE_BYTES[dtype]

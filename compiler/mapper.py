@@ -21,16 +21,34 @@ that differ only in buffer sizes (a sweep, the per-kernel share left beside acti
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, replace
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
-from tilesim.arch.config import ArchConfig
-from tilesim.arch.errors import InputError
-from tilesim.compiler.cost import LOOPS, MAX_TILES, OPERAND_DIMS, Mapping, a_tile_bytes, nbytes, streamed_loop
-from tilesim.compiler.lowering import Contraction
-from tilesim.compiler.tiling import alignment, halve, footprint, naive_mapping
+import numpy.typing as npt
 
+from tilesim.arch.config import ArchConfig
+from tilesim.arch.dataflow import DATAFLOWS
+from tilesim.arch.errors import InputError
+from tilesim.compiler.cost import (
+    LOOPS,
+    MAX_TILES,
+    OPERAND_DIMS,
+    Mapping,
+    a_tile_bytes,
+    feed_cycles,
+    fold_overhead,
+    folds,
+    nbytes,
+    spatial_dims,
+)
+from tilesim.compiler.lowering import Contraction
+from tilesim.compiler.tiling import alignment, footprint, halve, level_footprint, naive_mapping, tile_bytes
+
+Array = npt.NDArray[Any]     # per-candidate values (int64 or float64), or (orders, candidates)
+Position = tuple[int, Array, dict[str, Any]]   # (loop position, its trips, per operand: changes when it steps)
 OBJECTIVES = ("latency", "energy", "edp")
 ORDERS = tuple("".join(p) for p in itertools.permutations("mnk"))
 SHORTLIST = 4        # candidates handed to an evaluator (the simulator) when lower() is given one
@@ -73,11 +91,11 @@ def tile_sizes(size: int, unit: int) -> np.ndarray:
     return np.array(sorted(out), dtype=np.int64)
 
 
-def _sweep(f, size_a: int, tile_a: np.ndarray, size_b: int, tile_b: np.ndarray) -> np.ndarray:
+def _sweep(f: Callable[[Array, Array], Array], size_a: int, tile_a: Array, size_b: int, tile_b: Array) -> Array:
     """Sum of f(extent_a, extent_b) over the tile grid: full tiles, edge tiles and the corner, elementwise."""
     na, nb = -(-size_a // tile_a), -(-size_b // tile_b)
     ra, rb = size_a - (na - 1) * tile_a, size_b - (nb - 1) * tile_b
-    return ((na - 1) * (nb - 1) * f(tile_a, tile_b) + (na - 1) * f(tile_a, rb) + (nb - 1) * f(ra, tile_b)
+    return np.asarray((na - 1) * (nb - 1) * f(tile_a, tile_b) + (na - 1) * f(tile_a, rb) + (nb - 1) * f(ra, tile_b)
             + f(ra, rb))
 
 
@@ -96,9 +114,8 @@ def _reps(order: str, trips: dict[str, np.ndarray], dims: tuple[str, ...]) -> np
     return reps
 
 
-def _compute_cycles(work: Contraction, arch: ArchConfig, dataflow: str, timing: str, t_tile: np.ndarray):
+def _compute_cycles(work: Contraction, arch: ArchConfig, dataflow: str, timing: str, t_tile: Array) -> Array:
     """Vectorised compiler.cost.compute_cycles over T-tile sizes."""
-    from tilesim.compiler.cost import feed_cycles, fold_overhead, folds, spatial_dims
     r, c = arch.array.rows, arch.array.cols
     sr, sc, t = spatial_dims(work, dataflow)
     per_array = -(-work.g * folds(sr, sc, r, c) // arch.array.count)
@@ -106,14 +123,14 @@ def _compute_cycles(work: Contraction, arch: ArchConfig, dataflow: str, timing: 
         return np.full(t_tile.shape, per_array * (t + fold_overhead(r, c, dataflow)) - 1, dtype=np.int64)
     full, rem = t // t_tile, t % t_tile
     per_block = full * np.maximum(t_tile, r) + np.where(rem > 0, np.maximum(rem, r), 0)
-    cycles = (r if dataflow in ("ws", "is") else 0) + per_array * per_block + r + c - 2
-    return np.maximum(cycles, feed_cycles(work, dataflow, arch))     # on-chip levels must keep up
+    cycles = (r if DATAFLOWS[dataflow].preloads else 0) + per_array * per_block + r + c - 2
+    return np.asarray(np.maximum(cycles, feed_cycles(work, dataflow, arch)))     # on-chip levels must keep up
 
 
 @dataclass(frozen=True)
 class _Base:
     """What a set of candidate tiles costs whatever the loop order: sweeps, footprint fit, compute, tile counts."""
-    trips: dict
+    trips: dict[str, Array]
     a_sweep: np.ndarray
     b_sweep: np.ndarray
     c_fin: np.ndarray
@@ -125,29 +142,20 @@ class _Base:
     last: np.ndarray
 
 
-def _tile_bytes(work: Contraction, arch: ArchConfig, tm, tn, tk) -> dict[str, np.ndarray]:
-    """Bytes of one tile of each operand (the output at accumulator precision), per candidate."""
-    return {"input": a_tile_bytes(work, tm, tk), "weight": nbytes(tk * tn, work.b_dtype),
-            "output": nbytes(tm * tn, arch.array.acc_dtype)}
-
-
 def _fits(tiles: dict[str, np.ndarray], arch: ArchConfig) -> np.ndarray:
-    """Each operand's tile in its home level, twice when that level double-buffers: per candidate."""
-    need = {lv.name: 0 for lv in arch.onchip}
-    for operand, size in tiles.items():
-        home = arch.home(operand)
-        need[home.name] = need[home.name] + size * (2 if home.double_buffered else 1)
+    """Whether each candidate's tiles fit every on-chip level (level_footprint), per candidate."""
+    need = level_footprint(tiles, arch)
     fits = np.ones(next(iter(tiles.values())).shape, dtype=bool)
     for lv in arch.onchip:
         fits &= need[lv.name] <= lv.capacity_bytes
     return fits
 
 
-def _base(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm, tn, tk) -> _Base:
+def _base(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm: Array, tn: Array, tk: Array) -> _Base:
     acc = arch.array.acc_dtype
     trips = {"m": -(-work.m // tm), "n": -(-work.n // tn), "k": -(-work.k // tk)}
-    tiles = _tile_bytes(work, arch, tm, tn, tk)
-    t_tile = {"m": tm, "n": tn, "k": tk}[streamed_loop(dataflow)]
+    tiles = tile_bytes(work, tm, tn, tk, arch.array.acc_dtype)
+    t_tile = {"m": tm, "n": tn, "k": tk}[DATAFLOWS[dataflow].streamed]
     bw = arch.offchip.bandwidth_bytes_per_cycle
     return _Base(trips=trips,
                  a_sweep=_sweep(lambda m, k: a_tile_bytes(work, m, k), work.m, tm, work.k, tk),
@@ -159,12 +167,14 @@ def _base(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm, t
                  first=(tiles["input"] + tiles["weight"]) / bw, last=nbytes(tm * tn, work.c_dtype) / bw)
 
 
-def score(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm, tn, tk, order: str):
+def score(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm: Array, tn: Array, tk: Array,
+          order: str) -> tuple[Array, Array, Array, Array, Array]:
     """Estimated (cycles, DRAM bytes, DRAM energy pJ, fits, tiles) for arrays of candidate tiles, one loop order."""
     return _score_order(work, arch, _base(work, arch, timing, dataflow, tm, tn, tk), order)
 
 
-def _score_order(work: Contraction, arch: ArchConfig, base: _Base, order: str):
+def _score_order(work: Contraction, arch: ArchConfig, base: _Base,
+                 order: str) -> tuple[Array, Array, Array, Array, Array]:
     trips, n_tiles = base.trips, base.n_tiles
     spills = _reps(order, trips, OPERAND_DIMS["output"]) - 1
     read = work.g * (_reps(order, trips, OPERAND_DIMS["input"]) * base.a_sweep
@@ -172,14 +182,16 @@ def _score_order(work: Contraction, arch: ArchConfig, base: _Base, order: str):
     write = work.g * (base.c_fin + spills * base.c_acc)
     loops = [("g", np.full(n_tiles.shape, work.g))] + [(d, trips[d]) for d in order]
 
-    def positions():
+    def positions() -> Iterator[Position]:
         for p in range(len(loops) - 1, -1, -1):
             d, n_p = loops[p]
             yield p, n_p, {o: 1.0 if d == "g" else _changes(loops[p:], OPERAND_DIMS[o]) for o in OPERAND_DIMS}
-    return (*_estimate(work, arch, base, spills, read, write, positions()), base.fits, n_tiles)
+    cycles, dram, pj = _estimate(work, arch, base, spills, read, write, positions())
+    return cycles, dram, pj, base.fits, n_tiles
 
 
-def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills, read, write, positions):
+def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, read: Array, write: Array,
+              positions: Iterable[Position]) -> tuple[Array, Array, Array]:
     """(cycles, DRAM bytes, DRAM pJ) of candidates from their partial-sum spills and DRAM reads and writes, for
     one loop order or every order as rows (_score_orders); `positions` yields, innermost loop first, (position p,
     its trips, per operand 1 where the operand changes when that loop steps)."""
@@ -214,7 +226,7 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills, read, wr
     return cycles.astype(np.float64), (read + write).astype(np.int64), np.asarray(pj, dtype=np.float64)
 
 
-def _changes(loops, dims: tuple[str, ...]):
+def _changes(loops: list[tuple[str, Array]], dims: tuple[str, ...]) -> Array:
     """1 where an operand indexed by `dims` changes when the first of `loops` steps (and the inner ones reset):
     it depends on that loop or on an inner loop with more than one trip; else 0."""
     d0, _ = loops[0]
@@ -233,13 +245,13 @@ _INDEXES = {operand: tuple(np.array([[d in dims] for d in _ORDER_DIMS[p]]) for p
 _INSIDE = {(x, d): np.array([[o.index(d) > o.index(x)] for o in ORDERS]) for x in LOOPS for d in LOOPS}
 
 
-def _score_orders(work: Contraction, arch: ArchConfig, base: _Base):
+def _score_orders(work: Contraction, arch: ArchConfig, base: _Base) -> tuple[Array, Array, Array]:
     """_score_order for every order in ORDERS at once: (cycles, DRAM bytes, pJ) as (6, N) arrays, row i for
     ORDERS[i]. Only the reloads and the loop positions are built for all orders at once; the arithmetic is
     _estimate's, as for one order, so every value equals _score_order's bit for bit (tests/test_mapper.py)."""
     trips, n_tiles = base.trips, base.n_tiles
 
-    def reps(operand):
+    def reps(operand: str) -> Array:
         # _reps per row: the operand does not depend on one loop, x; it is reloaded trips[x] times when a loop it
         # depends on with more than one trip sits inside x, else once
         x = next(d for d in LOOPS if d not in OPERAND_DIMS[operand])
@@ -252,8 +264,9 @@ def _score_orders(work: Contraction, arch: ArchConfig, base: _Base):
     read = work.g * (reps("input") * base.a_sweep + reps("weight") * base.b_sweep + spills * base.c_acc)
     write = work.g * (base.c_fin + spills * base.c_acc)
 
-    def positions():
-        inner_steps = dict.fromkeys(OPERAND_DIMS, False)    # a loop inside the current one steps and indexes o
+    def positions() -> Iterator[Position]:
+        # per operand: a loop inside the current one steps and indexes it
+        inner_steps: dict[str, Array | bool] = dict.fromkeys(OPERAND_DIMS, False)
         for p in range(3, -1, -1):                        # position 0 is the g loop, 1..3 the order's loops
             if p:
                 n_p = np.stack([trips[d] for d in _ORDER_DIMS[p - 1]])     # the loop at position p, per order
@@ -265,7 +278,7 @@ def _score_orders(work: Contraction, arch: ArchConfig, base: _Base):
     return _estimate(work, arch, base, spills, read, write, positions())
 
 
-def _objective(objective: str, cycles, dram, pj):
+def _objective(objective: str, cycles: Array, dram: Array, pj: Array) -> Array:
     return {"latency": cycles, "energy": pj, "edp": cycles * pj}[objective]
 
 
@@ -297,10 +310,10 @@ class _ArchKey:
                                                    if a in table))
         self.hash = hash(self.key)
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return self.hash
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, _ArchKey) and self.key == other.key
 
 
@@ -319,7 +332,10 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
         r = _ranked(work, nocap, timing, dataflow, objective)
         candidates += int(r.tm.size) * len(ORDERS)
         # which ranked candidates fit: the only part that depends on buffer capacities
-        if r.level is not None:             # one level holds every operand (the others must not be negative)
+        fit_obj: Array
+        fit_need: Array
+        if r.level is not None and r.need_by_obj is not None and r.need_by_dram is not None:
+            # one level holds every operand (the others must not be negative)
             if any(lv.capacity_bytes < 0 for lv in arch.onchip if lv.name != r.level):
                 continue
             cap = next(lv.capacity_bytes for lv in arch.onchip if lv.name == r.level)
@@ -342,7 +358,8 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
         o = np.concatenate((o1, o2))
         i = np.concatenate((r.by_obj[o1, c1], r.by_dram[o2, c2]))
         values = zip(r.obj[o, i].tolist(), r.dram[o, i].tolist(), r.n_tiles[i].tolist(), r.cycles[o, i].tolist(),
-                     r.pj[o, i].tolist(), r.tm[i].tolist(), r.tn[i].tolist(), r.tk[i].tolist(), o.tolist(), strict=False)
+                     r.pj[o, i].tolist(), r.tm[i].tolist(), r.tn[i].tolist(), r.tk[i].tolist(), o.tolist(),
+                     strict=False)
         pool += [(obj, dram, tiles, cycles, pj, Mapping(dataflow, tm, tn, tk, ORDERS[order]))
                  for obj, dram, tiles, cycles, pj, tm, tn, tk, order in values]
     if not pool:
@@ -360,7 +377,9 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
     naive = _naive(work, arch, nocap)
     if naive not in shortlist:
         shortlist += (naive,)
-    tiles = lambda m: (m.dataflow, m.tile_m, m.tile_n, m.tile_k)   # noqa: E731
+
+    def tiles(m: Mapping) -> tuple[str, int, int, int]:
+        return m.dataflow, m.tile_m, m.tile_n, m.tile_k
     # the runner-up differs in dataflow or tile sizes (orders that only permute loops of one trip cost the same)
     runner = next((i for i, m in enumerate(mappings) if tiles(m) != tiles(mappings[0])),
                   1 if len(mappings) > 1 else None)                # else the next mapping (all are distinct)
@@ -386,15 +405,16 @@ def _naive(work: Contraction, arch: ArchConfig, nocap: _ArchKey) -> Mapping:
     unit = alignment(work, arch, dataflow)
     caps = {lv.name: lv.capacity_bytes for lv in arch.onchip}
 
-    def need(tiles):
+    def need(tiles: tuple[int, ...]) -> dict[str, int]:
         if tiles not in footprints:
-            footprints[tiles] = footprint(work, Mapping(dataflow, *tiles, "mnk"), nocap.arch)
+            mapping = Mapping(dataflow, tiles[0], tiles[1], tiles[2], "mnk")
+            footprints[tiles] = footprint(work, mapping, nocap.arch)
         return footprints[tiles]
 
-    tiles = (work.m, work.n, work.k)
+    tiles: tuple[int, ...] = (work.m, work.n, work.k)
     while True:
         if max(v / caps[n] for n, v in need(tiles).items()) <= 1:
-            return Mapping(dataflow, *tiles, "mnk")
+            return Mapping(dataflow, tiles[0], tiles[1], tiles[2], "mnk")
         best = None
         for d in ("k", "n", "m"):           # as naive_mapping: the fixed order breaks ties
             i = LOOPS.index(d)
@@ -410,7 +430,7 @@ def _naive(work: Contraction, arch: ArchConfig, nocap: _ArchKey) -> Mapping:
 
 
 @lru_cache(maxsize=256)
-def _footprints(work: Contraction, key: _ArchKey, dataflow: str) -> dict:
+def _footprints(work: Contraction, key: _ArchKey, dataflow: str) -> dict[tuple[int, ...], dict[str, int]]:
     """Per (loop nest, arch without capacities, dataflow): footprints by (tile_m, tile_n, tile_k), filled by _naive."""
     return {}
 
@@ -431,7 +451,7 @@ class _Ranking:
     tm: np.ndarray
     tn: np.ndarray
     tk: np.ndarray
-    need: dict                  # level name -> bytes per candidate (0 for a level that holds no operand)
+    need: dict[str, Array | int]  # level name -> bytes per candidate (0 for a level that holds no operand)
     n_tiles: np.ndarray
     cycles: np.ndarray          # (orders, candidates)
     dram: np.ndarray
@@ -442,8 +462,8 @@ class _Ranking:
     obj_by_obj: np.ndarray      # obj in by_obj's order (inf for padding)
     obj_by_dram: np.ndarray     # obj in by_dram's order
     level: str | None           # the one level that holds every operand, if one does; then:
-    need_by_obj: np.ndarray     # its need in by_obj's order (int64 max for padding)
-    need_by_dram: np.ndarray    # ... in by_dram's order
+    need_by_obj: np.ndarray | None  # its need in by_obj's order (int64 max for padding)
+    need_by_dram: np.ndarray | None  # ... in by_dram's order
 
 
 @lru_cache(maxsize=128)
@@ -462,10 +482,7 @@ def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, object
     base = _base(work, arch, timing, dataflow, tm, tn, tk)
     cycles, dram, pj = _score_orders(work, arch, base)
     obj = _objective(objective, cycles, dram, pj)
-    need = {lv.name: 0 for lv in arch.onchip}
-    for operand, size in _tile_bytes(work, arch, tm, tn, tk).items():      # as _fits adds them up
-        home = arch.home(operand)
-        need[home.name] = need[home.name] + size * (2 if home.double_buffered else 1)
+    need = level_footprint(tile_bytes(work, tm, tn, tk, arch.array.acc_dtype), arch)
     legal = np.flatnonzero(base.n_tiles <= MAX_TILES)
     held = [v for v in need.values() if isinstance(v, np.ndarray)]
     rows = _pickable(legal, held[0], obj) if len(held) == 1 else [(legal, legal)] * len(ORDERS)
@@ -474,15 +491,17 @@ def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, object
     for o, (first, band) in enumerate(rows):
         by_obj.append(first[np.lexsort((first, base.n_tiles[first], dram[o, first], obj[o, first]))])
         by_dram.append(band[np.lexsort((band, obj[o, band], base.n_tiles[band], dram[o, band]))])
-    pad = lambda lists: np.array([np.pad(x, (0, max(map(len, lists)) - len(x)), constant_values=n)    # noqa: E731
-                                  for x in lists], dtype=np.int64)
-    by_obj, by_dram = pad(by_obj), pad(by_dram)
+    def pad(lists: list[Array]) -> Array:
+        return np.array([np.pad(x, (0, max(map(len, lists)) - len(x)), constant_values=n) for x in lists],
+                        dtype=np.int64)
+    obj_order, dram_order = pad(by_obj), pad(by_dram)
     padded = np.pad(obj, ((0, 0), (0, 1)), constant_values=np.inf)
     level = next((name for name, v in need.items() if isinstance(v, np.ndarray)), None) if len(held) == 1 else None
     padded_need = np.append(need[level], np.iinfo(np.int64).max) if level else None
-    return _Ranking(tm, tn, tk, need, base.n_tiles, cycles, dram, pj, obj, by_obj, by_dram,
-                    np.take_along_axis(padded, by_obj, axis=1), np.take_along_axis(padded, by_dram, axis=1), level,
-                    padded_need[by_obj] if level else None, padded_need[by_dram] if level else None)
+    return _Ranking(tm, tn, tk, need, base.n_tiles, cycles, dram, pj, obj, obj_order, dram_order,
+                    np.take_along_axis(padded, obj_order, axis=1), np.take_along_axis(padded, dram_order, axis=1),
+                    level, padded_need[obj_order] if padded_need is not None else None,
+                    padded_need[dram_order] if padded_need is not None else None)
 
 
 def _pickable(legal: np.ndarray, need: np.ndarray, obj: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -510,7 +529,7 @@ def _pickable(legal: np.ndarray, need: np.ndarray, obj: np.ndarray) -> list[tupl
     return [(walk[keep[o]], walk[band[o]]) for o in range(vals.shape[0])]
 
 
-def _mapping_key(m: Mapping) -> tuple:
+def _mapping_key(m: Mapping) -> tuple[str, int, int, int, int]:
     """Deterministic order among equal candidates: dataflow as listed, then sizes, then loop order."""
     return (m.dataflow, m.tile_m, m.tile_n, m.tile_k, ORDERS.index(m.order))
 

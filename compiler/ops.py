@@ -5,8 +5,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
 from math import prod
+from typing import Any
 
 import numpy as np
+
 from tilesim.arch.errors import InputError, allowed_list, did_you_mean
 
 
@@ -18,15 +20,18 @@ class OpKind(Enum):
     VIEW = "view"                 # free: reshape-like ops that only reinterpret memory
 
 
-Shapes = list[tuple[int, ...]]
+Shape = tuple[int, ...]
+Shapes = list[Shape]
+Attrs = dict[str, Any]        # an op's attributes, as ONNX gives them
+Count = Callable[[Shapes, Shapes, Attrs], int]   # vector ops of one op from its input and output shapes
 
 
 @dataclass(frozen=True)
 class OpSpec:
     """Kind, shape rule and (for vector ops) total vector ops given input/output shapes."""
     kind: OpKind
-    infer: Callable[[Shapes, dict], Shapes]
-    vector_ops: Callable[[Shapes, Shapes, dict], int] | None = None
+    infer: Callable[[Shapes, Attrs], Shapes]
+    vector_ops: Count | None = None
     min_inputs: int = 1
 
 
@@ -36,14 +41,14 @@ class ShapeError(Exception):
 
 # ---------------------------------------------------------------- shape rules
 
-def _broadcast(shapes: Shapes, attrs: dict) -> Shapes:
+def _broadcast(shapes: Shapes, attrs: Attrs) -> Shapes:
     try:
         return [tuple(int(d) for d in np.broadcast_shapes(*shapes))]
     except ValueError:
         raise ShapeError(f"shapes {', '.join(map(str, shapes))} do not broadcast") from None
 
 
-def _same(shapes: Shapes, attrs: dict) -> Shapes:
+def _same(shapes: Shapes, attrs: Attrs) -> Shapes:
     return [shapes[0]]
 
 
@@ -52,7 +57,7 @@ def _conv_out(size: int, k: int, stride: int, pad_lo: int, pad_hi: int, dil: int
     return (size + pad_lo + pad_hi - dil * (k - 1) - 1) // stride + 1
 
 
-def _window_attrs(attrs: dict) -> tuple[int, int, int, int, int, int, int, int, int]:
+def _window_attrs(attrs: Attrs) -> tuple[int, int, int, int, int, int, int, int, int]:
     """group, strides (h, w), dilations (h, w) and pads (t, l, b, r) of a conv-like op, checked."""
     g = int(attrs.get("group", 1))
     sh, sw = attrs.get("strides", (1, 1))
@@ -63,7 +68,7 @@ def _window_attrs(attrs: dict) -> tuple[int, int, int, int, int, int, int, int, 
     return g, sh, sw, dh, dw, pt, pl, pb, pr
 
 
-def conv_geometry(x: tuple, w: tuple, attrs: dict) -> dict:
+def conv_geometry(x: Shape, w: Shape, attrs: Attrs) -> dict[str, int]:
     """Resolved conv parameters (strides, pads t/l/b/r, dilations, groups) and output size."""
     if len(x) != 4 or len(w) != 4:
         raise ShapeError(f"Conv needs 4-d input and weight (NCHW, KCRS), got {x} and {w}")
@@ -82,14 +87,14 @@ def conv_geometry(x: tuple, w: tuple, attrs: dict) -> dict:
                 "pt": pt, "pl": pl, "pb": pb, "pr": pr, "e": e, "f": f}
 
 
-def _conv(shapes: Shapes, attrs: dict) -> Shapes:
+def _conv(shapes: Shapes, attrs: Attrs) -> Shapes:
     geo = conv_geometry(shapes[0], shapes[1], attrs)
     if len(shapes) > 2 and shapes[2] != (geo["k"],):
         raise ShapeError(f"bias shape {shapes[2]} must be ({geo['k']},)")
     return [(geo["n"], geo["k"], geo["e"], geo["f"])]
 
 
-def conv_transpose_geometry(x: tuple, w: tuple, attrs: dict) -> dict:
+def conv_transpose_geometry(x: Shape, w: Shape, attrs: Attrs) -> dict[str, int]:
     """Resolved ConvTranspose parameters and output size (ONNX ConvTranspose: weight (C, K/group, R, S),
     out = stride * (H - 1) + output_padding + dilation * (R - 1) + 1 - pad_lo - pad_hi)."""
     if len(x) != 4 or len(w) != 4:
@@ -109,14 +114,14 @@ def conv_transpose_geometry(x: tuple, w: tuple, attrs: dict) -> dict:
     return {"n": n, "c": c, "h": h, "w": wd, "k": kg * g, "r": r, "s": s, "g": g, "dh": dh, "dw": dw, "e": e, "f": f}
 
 
-def _conv_transpose(shapes: Shapes, attrs: dict) -> Shapes:
+def _conv_transpose(shapes: Shapes, attrs: Attrs) -> Shapes:
     geo = conv_transpose_geometry(shapes[0], shapes[1], attrs)
     if len(shapes) > 2 and shapes[2] != (geo["k"],):
         raise ShapeError(f"bias shape {shapes[2]} must be ({geo['k']},)")
     return [(geo["n"], geo["k"], geo["e"], geo["f"])]
 
 
-def matmul_shapes(a: tuple, b: tuple) -> tuple[tuple, int, int, int]:
+def matmul_shapes(a: Shape, b: Shape) -> tuple[Shape, int, int, int]:
     """numpy matmul rule: (batch shape, M, N, K) for A[..., M, K] @ B[..., K, N]."""
     if len(a) < 1 or len(b) < 1:
         raise ShapeError("MatMul operands must have at least one dimension")
@@ -131,14 +136,14 @@ def matmul_shapes(a: tuple, b: tuple) -> tuple[tuple, int, int, int]:
     return batch, a2[-2], b2[-1], a2[-1]
 
 
-def _matmul(shapes: Shapes, attrs: dict) -> Shapes:
+def _matmul(shapes: Shapes, attrs: Attrs) -> Shapes:
     a, b = shapes[0], shapes[1]
     batch, m, n, _ = matmul_shapes(a, b)
     out = batch + ((m,) if len(a) > 1 else ()) + ((n,) if len(b) > 1 else ())
     return [out]
 
 
-def _gemm(shapes: Shapes, attrs: dict) -> Shapes:
+def _gemm(shapes: Shapes, attrs: Attrs) -> Shapes:
     a, b = shapes[0], shapes[1]
     if len(a) != 2 or len(b) != 2:
         raise ShapeError(f"Gemm needs 2-d operands, got {a} and {b}")
@@ -151,7 +156,7 @@ def _gemm(shapes: Shapes, attrs: dict) -> Shapes:
     return [(m, n)]
 
 
-def _pool_geometry(x: tuple, attrs: dict) -> tuple[int, int, int, int]:
+def _pool_geometry(x: Shape, attrs: Attrs) -> tuple[int, int, int, int]:
     if len(x) != 4:
         raise ShapeError(f"pooling needs a 4-d NCHW input, got {x}")
     r, s = attrs["kernel_shape"]
@@ -164,12 +169,12 @@ def _pool_geometry(x: tuple, attrs: dict) -> tuple[int, int, int, int]:
     return r, s, e, f
 
 
-def _pool(shapes: Shapes, attrs: dict) -> Shapes:
+def _pool(shapes: Shapes, attrs: Attrs) -> Shapes:
     _, _, e, f = _pool_geometry(shapes[0], attrs)
     return [(shapes[0][0], shapes[0][1], e, f)]
 
 
-def _global_pool(shapes: Shapes, attrs: dict) -> Shapes:
+def _global_pool(shapes: Shapes, attrs: Attrs) -> Shapes:
     x = shapes[0]
     if len(x) < 3:
         raise ShapeError(f"GlobalAveragePool needs N, C and spatial dims, got {x}")
@@ -182,20 +187,20 @@ def _axis(axis: int, rank: int) -> int:
     return axis % rank
 
 
-def _reduce(shapes: Shapes, attrs: dict) -> Shapes:
+def _reduce(shapes: Shapes, attrs: Attrs) -> Shapes:
     x = shapes[0]
     axes = {_axis(a, len(x)) for a in attrs.get("axes", range(len(x)))}
     keep = attrs.get("keepdims", 1)
     return [tuple((1 if i in axes else d) for i, d in enumerate(x) if keep or i not in axes)]
 
 
-def _flatten(shapes: Shapes, attrs: dict) -> Shapes:
+def _flatten(shapes: Shapes, attrs: Attrs) -> Shapes:
     x = shapes[0]
     a = _axis(attrs.get("axis", 1), len(x) + 1) if x else 0
     return [(prod(x[:a]), prod(x[a:]))]
 
 
-def _reshape(shapes: Shapes, attrs: dict) -> Shapes:
+def _reshape(shapes: Shapes, attrs: Attrs) -> Shapes:
     x = shapes[0]
     target = list(attrs["shape"])
     target = [x[i] if d == 0 else d for i, d in enumerate(target)]
@@ -211,7 +216,7 @@ def _reshape(shapes: Shapes, attrs: dict) -> Shapes:
     return [tuple(target)]
 
 
-def _transpose(shapes: Shapes, attrs: dict) -> Shapes:
+def _transpose(shapes: Shapes, attrs: Attrs) -> Shapes:
     x = shapes[0]
     perm = attrs.get("perm", tuple(reversed(range(len(x)))))
     if sorted(perm) != list(range(len(x))):
@@ -219,7 +224,7 @@ def _transpose(shapes: Shapes, attrs: dict) -> Shapes:
     return [tuple(x[p] for p in perm)]
 
 
-def _squeeze(shapes: Shapes, attrs: dict) -> Shapes:
+def _squeeze(shapes: Shapes, attrs: Attrs) -> Shapes:
     x = shapes[0]
     axes = {_axis(a, len(x)) for a in attrs.get("axes", [i for i, d in enumerate(x) if d == 1])}
     if any(x[a] != 1 for a in axes):
@@ -227,7 +232,7 @@ def _squeeze(shapes: Shapes, attrs: dict) -> Shapes:
     return [tuple(d for i, d in enumerate(x) if i not in axes)]
 
 
-def _unsqueeze(shapes: Shapes, attrs: dict) -> Shapes:
+def _unsqueeze(shapes: Shapes, attrs: Attrs) -> Shapes:
     out = list(shapes[0])
     rank = len(out) + len(attrs["axes"])
     for a in sorted(_axis(a, rank) for a in attrs["axes"]):
@@ -235,23 +240,24 @@ def _unsqueeze(shapes: Shapes, attrs: dict) -> Shapes:
     return [tuple(out)]
 
 
-def _concat(shapes: Shapes, attrs: dict) -> Shapes:
+def _concat(shapes: Shapes, attrs: Attrs) -> Shapes:
     a = _axis(attrs.get("axis", 0), len(shapes[0]))
     for s in shapes[1:]:
-        if len(s) != len(shapes[0]) or any(d != e for i, (d, e) in enumerate(zip(s, shapes[0], strict=False)) if i != a):
+        if len(s) != len(shapes[0]) or any(d != e for i, (d, e) in enumerate(zip(s, shapes[0], strict=False))
+                                           if i != a):
             raise ShapeError(f"Concat on axis {a}: shapes {', '.join(map(str, shapes))} differ off that axis")
     out = list(shapes[0])
     out[a] = sum(s[a] for s in shapes)
     return [tuple(out)]
 
 
-def _gather(shapes: Shapes, attrs: dict) -> Shapes:
+def _gather(shapes: Shapes, attrs: Attrs) -> Shapes:
     data, idx = shapes[0], shapes[1]
     a = _axis(attrs.get("axis", 0), len(data))
     return [data[:a] + idx + data[a + 1:]]
 
 
-def _split(shapes: Shapes, attrs: dict) -> Shapes:
+def _split(shapes: Shapes, attrs: Attrs) -> Shapes:
     x = shapes[0]
     a = _axis(attrs.get("axis", 0), len(x))
     parts = attrs["split"]
@@ -260,9 +266,10 @@ def _split(shapes: Shapes, attrs: dict) -> Shapes:
     return [(*x[:a], p, *x[a + 1:]) for p in parts]
 
 
-def _slice(shapes: Shapes, attrs: dict) -> Shapes:
+def _slice(shapes: Shapes, attrs: Attrs) -> Shapes:
     x = list(shapes[0])
-    for start, end, axis, step in zip(attrs["starts"], attrs["ends"], attrs["axes"], attrs.get("steps", [1] * 8), strict=False):
+    for start, end, axis, step in zip(attrs["starts"], attrs["ends"], attrs["axes"], attrs.get("steps", [1] * 8),
+                                      strict=False):
         if step == 0:
             raise ShapeError("Slice steps must not be 0")
         a = _axis(axis, len(x))
@@ -270,11 +277,11 @@ def _slice(shapes: Shapes, attrs: dict) -> Shapes:
     return [tuple(x)]
 
 
-def _expand(shapes: Shapes, attrs: dict) -> Shapes:
+def _expand(shapes: Shapes, attrs: Attrs) -> Shapes:
     return _broadcast([shapes[0], tuple(attrs["shape"])], attrs)
 
 
-def _layernorm(shapes: Shapes, attrs: dict) -> Shapes:
+def _layernorm(shapes: Shapes, attrs: Attrs) -> Shapes:
     _axis(attrs.get("axis", -1), len(shapes[0]))
     return [shapes[0]]
 
@@ -282,28 +289,28 @@ def _layernorm(shapes: Shapes, attrs: dict) -> Shapes:
 # ---------------------------------------------------------------- vector costs (ops per element, documented)
 # Counts are lane operations; a transcendental (exp, tanh, erf, rsqrt) counts as one special-function op.
 
-def _per_out(n: int):
+def _per_out(n: int) -> Count:
     return lambda ins, outs, attrs: n * prod(outs[0])
 
 
-def _per_in(n: int):
+def _per_in(n: int) -> Count:
     return lambda ins, outs, attrs: n * prod(ins[0])
 
 
-def _pool_ops(ins, outs, attrs):
-    r, s = attrs["kernel_shape"]
+def _pool_ops(ins: Shapes, outs: Shapes, attrs: Attrs) -> int:
+    r, s = (int(v) for v in attrs["kernel_shape"])
     return r * s * prod(outs[0])  # one compare/add per window element
 
 
-def _softmax_ops(ins, outs, attrs):
+def _softmax_ops(ins: Shapes, outs: Shapes, attrs: Attrs) -> int:
     return 5 * prod(ins[0])  # max, subtract, exp, sum, divide
 
 
-def _layernorm_ops(ins, outs, attrs):
+def _layernorm_ops(ins: Shapes, outs: Shapes, attrs: Attrs) -> int:
     return 8 * prod(ins[0])  # mean (1), centre (1), square-sum (2), normalise (2), scale and shift (2)
 
 
-def _rmsnorm_ops(ins, outs, attrs):
+def _rmsnorm_ops(ins: Shapes, outs: Shapes, attrs: Attrs) -> int:
     return 5 * prod(ins[0])  # square-sum (2), rsqrt shared per row, normalise (1), scale (1), + 1 for the mean
 
 
@@ -368,7 +375,7 @@ def spec(op_type: str, where: str = "") -> OpSpec:
     return SPECS[op_type]
 
 
-def infer_shapes(op_type: str, name: str, shapes: Shapes, attrs: dict) -> Shapes:
+def infer_shapes(op_type: str, name: str, shapes: Shapes, attrs: Attrs) -> Shapes:
     """Output shapes of one op, or an InputError naming the op and the mismatch."""
     s = spec(op_type, f"op '{name}': ")
     if len(shapes) < s.min_inputs:

@@ -21,6 +21,7 @@ from tilesim.compiler.cost import Traffic, dram_traffic
 from tilesim.compiler.fusion import KernelSpec
 from tilesim.compiler.ir import Graph
 from tilesim.compiler.lowering import Contraction
+from tilesim.compiler.mapper import search
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,6 @@ def cache_traffic(work: Contraction, arch: ArchConfig, timing: str) -> Traffic |
         return None
     key = (work, arch.array, arch.vector, arch.memory, arch.clock_hz, timing)
     if key not in _CACHE_TRAFFIC:
-        from tilesim.compiler.mapper import search  # the mapper imports this module's users: import when needed
         level = replace(cache, kind="sram", shared=False, holds=OPERANDS, resident_fraction=0.0,
                         double_buffered=True)
         mapping = search(work, replace(arch, cores=1, memory=(arch.offchip, level)), timing, "energy").mapping
@@ -131,4 +131,4 @@ def cache_traffic(work: Contraction, arch: ArchConfig, timing: str) -> Traffic |
     return _CACHE_TRAFFIC[key]
 
 
-_CACHE_TRAFFIC: dict[tuple, Traffic] = {}
+_CACHE_TRAFFIC: dict[tuple[object, ...], Traffic] = {}

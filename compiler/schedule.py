@@ -5,21 +5,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Literal, get_args
 
-from tilesim.arch.config import ArchConfig, TimingMode
+from tilesim.arch.config import ArchConfig, PEArray, TimingMode
+from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.errors import InputError, did_you_mean
 from tilesim.arch.loader import build
+from tilesim.compiler.attention import AttentionMapping, AttentionWork, attention_mapping
 from tilesim.compiler.cost import LOOPS, Mapping
-from tilesim.compiler.fusion import (
-    AttentionMapping,
-    AttentionWork,
-    Epilogue,
-    Grouping,
-    KernelSpec,
-    attention_mapping,
-    group_ops,
-)
+from tilesim.compiler.fusion import Epilogue, Grouping, KernelSpec, Work, group_ops
 from tilesim.compiler.ir import Graph
-from tilesim.compiler.lowering import Contraction, LoopNest, VectorWork
+from tilesim.compiler.lowering import Contraction, VectorWork
 from tilesim.compiler.mapper import search
 from tilesim.compiler.residency import NONE, Residency, cache_hits, keep_on_chip
 from tilesim.compiler.tiling import VectorMapping, fits, footprint, naive_mapping, vector_mapping
@@ -27,13 +21,18 @@ from tilesim.compiler.tiling import VectorMapping, fits, footprint, naive_mappin
 TIMING_MODES = ("pipelined", "scalesim")
 
 
+KernelMapping = Mapping | VectorMapping | AttentionMapping
+MAPPING_OF: dict[type, type] = {Contraction: Mapping, VectorWork: VectorMapping, AttentionWork: AttentionMapping}
+
+
 @dataclass(frozen=True)
 class Kernel:
-    """One unit of execution: the IR ops it covers, its loop nest, its mapping, the kernels it waits for."""
+    """One unit of execution: the IR ops it covers, its loop nest, its mapping (of the loop nest's own mapping type:
+    MAPPING_OF), the kernels it waits for."""
     name: str
     ops: tuple[str, ...]
-    work: LoopNest
-    mapping: Mapping | VectorMapping | AttentionMapping
+    work: Work
+    mapping: KernelMapping
     deps: tuple[int, ...] = ()
     chosen_by: str = ""             # pinned | search | simulator | naive | vector: how the mapping was decided
     split: str = ""                 # m | n | "<pm>x<pn>": how the outputs are divided among cores ("" on one
@@ -41,14 +40,48 @@ class Kernel:
     epilogue: Epilogue | None = None  # elementwise ops fused onto a contraction's drain
     residency: Residency = NONE      # transfers an on-chip copy (--fusion full) or a cache hit replaces
 
+    def __post_init__(self) -> None:
+        if type(self.mapping) is not MAPPING_OF[type(self.work)]:
+            raise TypeError(f"kernel '{self.name}': a {type(self.work).__name__} is mapped by a "
+                            f"{MAPPING_OF[type(self.work)].__name__}, not a {type(self.mapping).__name__}")
+
+    @property
+    def contraction(self) -> Contraction:
+        """The loop nest of a contraction kernel (TypeError for other kernels)."""
+        if not isinstance(self.work, Contraction):
+            raise TypeError(f"kernel '{self.name}' runs a {type(self.work).__name__}, not a Contraction")
+        return self.work
+
     def shares(self, cores: int) -> list[tuple[Contraction, int]]:
         """(per-core contraction, how many cores run it): the split loops cut into near-equal parts."""
-        return core_shares(self.work, self.split, cores) if self.split else [(self.work, 1)]
+        work = self.contraction
+        return core_shares(work, self.split, cores) if self.split else [(work, 1)]
+
+    def array_parts(self, cores: int) -> list[tuple[Contraction, int]]:
+        """(contraction, copies) the array runs: a contraction's per-core shares, fused attention's QK^T and PV,
+        nothing for vector work."""
+        return self.shares(cores) if self.split else [(part, 1) for part in self.work.parts()]
+
+    def tile_count(self, cores: int) -> int:
+        """Tiles one core runs: the mapping's tiles of the largest per-core share."""
+        match self.work, self.mapping:
+            case Contraction(), Mapping() as m:
+                return m.tile_count(self.shares(cores)[0][0])
+            case VectorWork() as w, VectorMapping() as m:
+                return m.tile_count(w)
+            case AttentionWork() as w, AttentionMapping() as m:
+                return m.tile_count(w)
+        raise TypeError(f"kernel '{self.name}': mapping does not match its loop nest")     # __post_init__ refuses
+
+    def describe(self) -> str:
+        """One-line text of the mapping, e.g. 'ws m=784 n=256 k=576 order=mnk' (tiles of one core's share), with
+        ' split=m', ' split=n' or ' split=12x11' (a grid of output blocks) when cores share the kernel."""
+        return self.mapping.describe() + (f" split={self.split}" if self.split else "")
 
     @property
     def on_array(self) -> bool:
         """True for contractions and fused attention (PE array), False for vector work and data movement."""
-        return isinstance(self.work, (Contraction, AttentionWork))
+        return self.work.on_array
 
 
 MAPPERS = ("search", "naive")
@@ -98,7 +131,7 @@ class Schedule:
     notes: tuple[str, ...] = field(default=())     # what was fused, and why the rest was not
     fusion: str = "none"
 
-    def __post_init__(self):
+    def __post_init__(self) -> None:
         for j, kernel in enumerate(self.kernels):
             if any(not 0 <= d < j for d in kernel.deps):
                 raise ValueError(f"kernel {j} '{kernel.name}' depends on {kernel.deps}: dependencies must name "
@@ -107,7 +140,7 @@ class Schedule:
 
 # ---------------------------------------------------------------- passes
 
-def make_kernels(graph: Graph, fusion: str = "none") -> list[tuple]:
+def make_kernels(graph: Graph, fusion: str = "none") -> list[KernelSpec]:
     """Kernels of a graph under a fusion policy: (name, ops, loop nest, dependencies, epilogue) each; views are
     free and seen through when linking a kernel to the kernels that produce its inputs."""
     return list(group_ops(graph, fusion).kernels)
@@ -116,7 +149,7 @@ def make_kernels(graph: Graph, fusion: str = "none") -> list[tuple]:
 Evaluator = Callable[[Kernel], float]
 
 
-def choose_split(work: Contraction, cores: int, array=None) -> str:
+def choose_split(work: Contraction, cores: int, array: PEArray | None = None) -> str:
     """How to divide a contraction's outputs among cores. Without `array`: along m or n, whichever has at least
     `cores` iterations; when both do, the one that duplicates fewer bytes (splitting m gives every core all of B, n
     all of A). With the arch's `array`, a pm x pn grid of output blocks (m and n split at once, as GPUs deal out
@@ -148,14 +181,14 @@ def choose_split(work: Contraction, cores: int, array=None) -> str:
     return f"{pm}x{pn}"
 
 
-def grid_passes(work: Contraction, grid: tuple[int, int], array) -> int:
+def grid_passes(work: Contraction, grid: tuple[int, int], array: PEArray) -> int:
     """Array passes (folds x streamed length) of the largest per-core block of a pm x pn grid, in the array's
     dataflow: OS folds M x N over rows x cols and streams K; WS folds K x N and streams M; IS folds K x M, streams
     N (the same spatial mapping as compiler/cost.py)."""
     m, n, k = -(-work.m // grid[0]), -(-work.n // grid[1]), work.k
     r, c = array.rows, array.cols
-    sr, sc, t = {"os": (m, n, k), "ws": (k, n, m), "is": (k, m, n)}[array.dataflow]
-    return work.g * -(-sr // r) * -(-sc // c) * t
+    sr, sc, t = DATAFLOWS[array.dataflow].spatial(m, n, k)
+    return int(work.g * -(-sr // r) * -(-sc // c) * t)
 
 
 def core_grid(split: str, cores: int) -> tuple[int, int]:
@@ -192,7 +225,7 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
     results are shared between repeated layers."""
     if options.mapper not in MAPPERS:
         raise InputError(f"--mapper: got '{options.mapper}', allowed: {', '.join(MAPPERS)}")
-    decided: dict[tuple, Mapping] = {}
+    decided: dict[tuple[Contraction, int], Mapping] = {}
     views: dict[int, ArchConfig] = {}          # arch.per_core(reserve) by reserve
     level = arch.home("input").capacity_bytes
     step = max(level // 16, 1)
@@ -208,25 +241,27 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
         if reserve not in views:
             views[reserve] = arch.per_core(reserve)
         core = views[reserve]                      # what one core sees for its tiles
-        split = choose_split(work, arch.cores, arch.array) if isinstance(work, Contraction) and arch.cores > 1 \
-            else ""
-        share = core_shares(work, split, arch.cores)[0][0] if split else work     # the largest per-core share
-        if name in pinned:
-            mapping, how = check_pinned(name, share, pinned[name], core), "pinned"
-        elif isinstance(work, AttentionWork):
+        mapping: KernelMapping
+        split = ""
+        if isinstance(work, AttentionWork):
             mapping, how = attention_mapping(work, arch, timing, name, reserve), "attention"
-        elif isinstance(work, Contraction) and options.mapper == "search":
-            if (work, reserve) not in decided:
-                choice = search(share, core, timing, options.objective, name=name)
-                decided[work, reserve] = choice.mapping if evaluate is None else min(
-                    choice.shortlist, key=lambda m: evaluate(Kernel(name, ops, work, m, split=split,
-                                                                    epilogue=epilogue)))
-            mapping = decided[work, reserve]
-            how = "search" if evaluate is None else "simulator"
-        elif isinstance(work, Contraction):
-            mapping, how = naive_mapping(share, core, name=name), "naive"
-        else:
+        elif isinstance(work, VectorWork):
             mapping, how = vector_mapping(work, core, name=name), "vector"
+        else:
+            split = choose_split(work, arch.cores, arch.array) if arch.cores > 1 else ""
+            share = core_shares(work, split, arch.cores)[0][0] if split else work     # the largest per-core share
+            if name in pinned:
+                mapping, how = check_pinned(name, share, pinned[name], core), "pinned"
+            elif options.mapper == "search":
+                if (work, reserve) not in decided:
+                    choice = search(share, core, timing, options.objective, name=name)
+                    decided[work, reserve] = choice.mapping if evaluate is None else min(
+                        choice.shortlist, key=lambda m: evaluate(Kernel(name, ops, work, m, split=split,
+                                                                        epilogue=epilogue)))
+                mapping = decided[work, reserve]
+                how = "search" if evaluate is None else "simulator"
+            else:
+                mapping, how = naive_mapping(share, core, name=name), "naive"
         out.append(Kernel(name, ops, work, mapping, deps, how, split, epilogue))
     return out
 
@@ -252,12 +287,18 @@ def check_pinned(name: str, work: Contraction, mapping: Mapping, arch: ArchConfi
     return mapping
 
 
-def load_pinned(raw, source: str) -> tuple[tuple[str, Mapping], ...]:
+def load_pinned(raw: object, source: str) -> tuple[tuple[str, Mapping], ...]:
     """Pinned mappings from a parsed YAML mapping {kernel name: {dataflow, tile_m, tile_n, tile_k, order}}."""
     if not isinstance(raw, dict) or not raw:
         raise InputError(f"{source}: expected a mapping of kernel names to mappings, e.g. "
                          "conv1: {dataflow: ws, tile_m: 784, tile_n: 64, tile_k: 147, order: mnk}")
-    return tuple((str(name), build(Mapping, spec, f"--mapping {name}")) for name, spec in raw.items())
+    out = []
+    for name, spec in raw.items():
+        mapping = build(Mapping, spec, f"--mapping {name}")
+        if mapping is None:          # build raises on every problem it finds; None would be a bug
+            raise InputError(f"--mapping {name}: could not be read")
+        out.append((str(name), mapping))
+    return tuple(out)
 
 
 def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptions(),

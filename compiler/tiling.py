@@ -1,13 +1,20 @@
 """Tiling: tile sizes whose working set fits each on-chip level (halved when double buffered)."""
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from math import ceil
+from typing import TypeVar
+
+import numpy as np
+import numpy.typing as npt
 
 from tilesim.arch.config import ArchConfig
+from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.errors import InputError
-from tilesim.compiler.cost import LOOPS, Mapping, a_tile_bytes, nbytes, spatial_dims, streamed_loop
+from tilesim.compiler.cost import LOOPS, IntArray, Mapping, a_tile_bytes, nbytes
 from tilesim.compiler.lowering import Contraction, VectorWork
+
+Bytes = TypeVar("Bytes", int, npt.NDArray[np.int64])
 
 
 @dataclass(frozen=True)
@@ -15,22 +22,39 @@ class VectorMapping:
     """How vector work is split: elements per tile (each tile loads, computes, stores)."""
     tile_elements: int
 
+    def describe(self) -> str:
+        """One line for reports, e.g. 'vector tile=4096 elems'."""
+        return f"vector tile={self.tile_elements} elems"
 
-def tile_bytes(work: Contraction, mapping: Mapping, acc_dtype: str) -> dict[str, int]:
-    """Bytes of one full tile of each operand (the output at accumulator precision)."""
-    return {"input": int(a_tile_bytes(work, mapping.tile_m, mapping.tile_k)),
-            "weight": int(nbytes(mapping.tile_k * mapping.tile_n, work.b_dtype)),
-            "output": int(nbytes(mapping.tile_m * mapping.tile_n, acc_dtype))}
+    def tile_count(self, work: VectorWork) -> int:
+        """Tiles of `work`: its elements in slices of tile_elements."""
+        return -(-work.elements // self.tile_elements)
+
+
+def level_footprint(tiles: dict[str, Bytes], arch: ArchConfig) -> dict[str, Bytes | int]:
+    """Bytes needed in each on-chip level: each operand's tile (bytes, or an array of bytes per candidate) in its
+    home level, twice when that level double-buffers; 0 for a level that holds none of them. The one footprint
+    rule: contractions (footprint, the mapper's candidates) and fused attention blocks use it."""
+    need: dict[str, Bytes | int] = {lv.name: 0 for lv in arch.onchip}
+    for operand, size in tiles.items():
+        home = arch.home(operand)
+        need[home.name] = need[home.name] + size * (2 if home.double_buffered else 1)
+    return need
+
+
+def tile_bytes(work: Contraction, tm: npt.ArrayLike, tn: npt.ArrayLike, tk: npt.ArrayLike,
+               acc_dtype: str) -> dict[str, IntArray]:
+    """Bytes of one tile of each operand with tile sizes tm, tn, tk (scalars or arrays of candidates); the output
+    at accumulator precision."""
+    m, n, k = np.asarray(tm), np.asarray(tn), np.asarray(tk)
+    return {"input": a_tile_bytes(work, m, k), "weight": nbytes(k * n, work.b_dtype),
+            "output": nbytes(m * n, acc_dtype)}
 
 
 def footprint(work: Contraction, mapping: Mapping, arch: ArchConfig) -> dict[str, int]:
-    """Bytes needed in each on-chip level: its operands' tiles, twice when the level double-buffers."""
-    sizes = tile_bytes(work, mapping, arch.array.acc_dtype)
-    need = {lv.name: 0 for lv in arch.onchip}
-    for operand, size in sizes.items():
-        level = arch.home(operand)
-        need[level.name] += size * (2 if level.double_buffered else 1)
-    return need
+    """Bytes needed in each on-chip level by a contraction's tiles (level_footprint)."""
+    tiles = tile_bytes(work, mapping.tile_m, mapping.tile_n, mapping.tile_k, arch.array.acc_dtype)
+    return {name: int(v) for name, v in level_footprint(tiles, arch).items()}
 
 
 def fits(work: Contraction, mapping: Mapping, arch: ArchConfig) -> bool:
@@ -41,11 +65,11 @@ def fits(work: Contraction, mapping: Mapping, arch: ArchConfig) -> bool:
 
 def alignment(work: Contraction, arch: ArchConfig, dataflow: str) -> dict[str, int]:
     """Preferred tile multiples: array rows/cols for the spatial dims, whole output rows for conv M."""
-    sr_dim, sc_dim = {"os": ("m", "n"), "ws": ("k", "n"), "is": ("k", "m")}[dataflow]
+    dims = DATAFLOWS[dataflow]
     unit = dict.fromkeys(LOOPS, 1)
-    unit[sr_dim] = arch.array.rows
-    unit[sc_dim] = arch.array.cols
-    if streamed_loop(dataflow) == "m" and work.window is not None:
+    unit[dims.rows] = arch.array.rows
+    unit[dims.cols] = arch.array.cols
+    if dims.streamed == "m" and work.window is not None:
         unit["m"] = work.window.out_w
     if work.window is not None and unit["k"] < work.window.window:
         unit["k"] = work.window.window      # whole channels: every window element of a channel together
@@ -77,7 +101,8 @@ def naive_mapping(work: Contraction, arch: ArchConfig, dataflow: str | None = No
             size = mapping.tile(d)
             if size == 1:
                 continue
-            trial = replace(mapping, **{f"tile_{d}": halve(size, unit[d])})
+            tiles = {"m": mapping.tile_m, "n": mapping.tile_n, "k": mapping.tile_k, d: halve(size, unit[d])}
+            trial = Mapping(dataflow, tiles["m"], tiles["n"], tiles["k"], mapping.order)
             t_need = footprint(work, trial, arch)
             score = max(t_need[n] / caps[n] for n in caps)
             if best is None or score < best[0]:
@@ -101,4 +126,4 @@ def vector_mapping(work: VectorWork, arch: ArchConfig, name: str = "") -> Vector
     return VectorMapping(min(tile, max(work.elements, 1)))
 
 
-__all__ = ["VectorMapping", "fits", "footprint", "naive_mapping", "spatial_dims", "tile_bytes", "vector_mapping"]
+__all__ = ["VectorMapping", "fits", "footprint", "level_footprint", "naive_mapping", "tile_bytes", "vector_mapping"]

@@ -6,7 +6,8 @@ from archs import tiny_arch
 from tilesim import simulate
 from tilesim.arch import load_arch
 from tilesim.compiler import GraphBuilder
-from tilesim.compiler.fusion import AttentionWork, group_ops
+from tilesim.compiler.attention import AttentionWork
+from tilesim.compiler.fusion import group_ops
 from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim.workloads import BUILTINS, load_workload, workload_names
 
@@ -191,7 +192,7 @@ def test_show_schedule_lists_fusion_notes(capsys):
     ("ws", (2 * (16 + 8 + 8 - 2) - 1) + (2 * (16 + 8 + 8 - 2) - 1)),
 ])
 def test_a_fused_attention_block_times_each_product_as_one_whole_tile(dataflow, expected):
-    from tilesim.compiler.fusion import AttentionMapping, attention_tile_compute
+    from tilesim.compiler.attention import AttentionMapping, attention_tile_compute
     arch = tiny_arch(rows=8, cols=8, dataflow=dataflow, vector_lanes=1024)      # softmax never the longer
     work = AttentionWork(1, 8, 8, 16, 16, "int8")
     assert attention_tile_compute(work, AttentionMapping(dataflow, 8, 8), arch, "scalesim").tolist() == [expected]
@@ -200,7 +201,7 @@ def test_a_fused_attention_block_times_each_product_as_one_whole_tile(dataflow, 
 def test_pipelined_attention_pays_one_fill_and_drain_per_kernel():
     # pipelined OS: each block product streams K with no per-product fill (8x8 array: R + C - 2 = 14 once);
     # S = Q K^T (8x8, K=16) 1 fold x 16, O = S V (8x16, K=8) 2 folds x max(8, R=8)
-    from tilesim.compiler.fusion import AttentionMapping, attention_tile_compute
+    from tilesim.compiler.attention import AttentionMapping, attention_tile_compute
     arch = tiny_arch(rows=8, cols=8, dataflow="os", vector_lanes=1024)
     work = AttentionWork(2, 16, 24, 16, 16, "int8")          # 2 heads x 2 q blocks x 3 kv blocks
     tiles = attention_tile_compute(work, AttentionMapping("os", 8, 8), arch, "pipelined")
@@ -214,7 +215,7 @@ def test_lockstep_attention_steps_last_exactly_one_block_product_pair():
     # (rounding every third up would make it 33)
     from archs import tiny_arch_dict
     from tilesim.arch import arch_from_dict
-    from tilesim.compiler.fusion import AttentionMapping, attention_tile_compute
+    from tilesim.compiler.attention import AttentionMapping, attention_tile_compute
     d = tiny_arch_dict(rows=8, cols=8, dataflow="os", vector_lanes=1024)
     d["cores"] = 3
     arch = arch_from_dict(d)

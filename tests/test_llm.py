@@ -8,7 +8,8 @@ import pytest
 from tilesim import simulate
 from tilesim.arch import load_arch
 from tilesim.arch.errors import InputError
-from tilesim.compiler.fusion import AttentionWork, attention_traffic, group_ops
+from tilesim.compiler.attention import AttentionWork, attention_traffic
+from tilesim.compiler.fusion import group_ops
 from tilesim.compiler.lowering import graph_macs
 from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim.workloads import llm, load_workload

@@ -10,12 +10,13 @@ from dataclasses import dataclass
 
 import numpy as np
 from tilesim.arch.config import PEArray
+from tilesim.arch.dataflow import DATAFLOWS as DATAFLOW_TABLE
 from tilesim.arch.errors import InputError, allowed_list, did_you_mean
 from tilesim.compiler.cost import array_cycles, folds, spatial_dims
 from tilesim.compiler.lowering import Contraction
 from tilesim.core.kernels.systolic import systolic_is, systolic_os, systolic_ws
 
-DATAFLOWS = ("ws", "os", "is")
+DATAFLOWS = tuple(DATAFLOW_TABLE)
 MAX_DIM = 64  # largest array side the register model accepts (it costs cycles * rows * cols per fold)
 _KERNELS = {"ws": systolic_ws, "os": systolic_os, "is": systolic_is}
 

@@ -7,6 +7,7 @@ from math import ceil
 
 import numpy as np
 from tilesim.arch.config import ArchConfig, row_passes_for
+from tilesim.compiler.attention import AttentionWork, attention_tile_compute, attention_traffic
 from tilesim.compiler.cost import (
     LOOPS,
     a_runs,
@@ -17,10 +18,8 @@ from tilesim.compiler.cost import (
     compute_cycles,
     extents,
     nbytes,
-    streamed_loop,
     trip_counts,
 )
-from tilesim.compiler.fusion import AttentionWork, attention_tile_compute, attention_traffic
 from tilesim.compiler.lowering import Contraction, VectorWork
 from tilesim.compiler.residency import cache_traffic
 from tilesim.compiler.schedule import Kernel, Schedule, core_blocks
@@ -105,7 +104,7 @@ def contraction_commands(work: Contraction, kernel: Kernel, arch: ArchConfig, ti
         flash = split_total(round(flash_share * int(b_raw.sum())), b_raw.astype(np.float64)) \
             if flash_share and b_raw.sum() else 0
     flash = burst_bytes(np.zeros_like(b_raw) + flash, 1, arch.flash.burst_bytes if arch.flash else 1)
-    t_tile = mapping.tile(streamed_loop(mapping.dataflow))
+    t_tile = mapping.t_tile
     total = compute_cycles(work, arch, mapping.dataflow, timing, t_tile)
     compute = split_total(total, (ext["m"] * ext["n"] * ext["k"]).astype(np.float64))
     epi = kernel.epilogue
@@ -192,19 +191,20 @@ def vector_commands(work: VectorWork, kernel: Kernel, arch: ArchConfig) -> TileC
 def kernel_commands(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: float = 0.0) -> TileCommands:
     """Per-tile commands of one kernel (cores in lockstep when it is split among them), with the on-chip access
     latency added to its compute (pipelined timing)."""
-    if isinstance(kernel.work, AttentionWork):
-        cmds = attention_commands(kernel.work, kernel, arch, timing)
-    elif not isinstance(kernel.work, Contraction):
-        cmds = vector_commands(kernel.work, kernel, arch)
-    elif not kernel.split:
-        cmds = contraction_commands(kernel.work, kernel, arch, timing, flash_share)
-    else:
-        core = arch.per_core()
-        blocks = [(contraction_commands(block, kernel, core, timing, flash_share), block, cm, cn)
-                  for block, cm, cn in core_blocks(kernel.work, kernel.split, arch.cores)]
-        # cores in one row of blocks (same m piece) need the same A tiles, in one column the same B tiles: a shared
-        # level or a cache loads those once
-        cmds = combine_cores(blocks, tuple(o for o in ("input", "weight") if loaded_once(arch, o)))
+    match kernel.work:
+        case AttentionWork() as work:
+            cmds = attention_commands(work, kernel, arch, timing)
+        case VectorWork() as work:
+            cmds = vector_commands(work, kernel, arch)
+        case Contraction() as work if not kernel.split:
+            cmds = contraction_commands(work, kernel, arch, timing, flash_share)
+        case Contraction() as work:
+            core = arch.per_core()
+            blocks = [(contraction_commands(block, kernel, core, timing, flash_share), block, cm, cn)
+                      for block, cm, cn in core_blocks(work, kernel.split, arch.cores)]
+            # cores in one row of blocks (same m piece) need the same A tiles, in one column the same B tiles: a
+            # shared level or a cache loads those once
+            cmds = combine_cores(blocks, tuple(o for o in ("input", "weight") if loaded_once(arch, o)))
     if arch.cache is not None and isinstance(kernel.work, Contraction):
         cmds = through_cache(cmds, kernel, arch, timing)
     return cmds if timing == "scalesim" else with_access_latency(cmds, kernel, arch)

@@ -19,10 +19,12 @@ from __future__ import annotations
 from collections import Counter
 from math import ceil
 
+from tilesim.arch.area_model import area_mm2
 from tilesim.arch.config import DTYPE_BYTES, ArchConfig
+from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.errors import InputError
+from tilesim.compiler.attention import AttentionMapping
 from tilesim.compiler.cost import array_feed_elems
-from tilesim.compiler.fusion import RESCALE_OPS, SOFTMAX_OPS, AttentionWork, attention_traffic
 from tilesim.compiler.lowering import Contraction
 from tilesim.compiler.schedule import Kernel
 from tilesim.core.commands import TileCommands
@@ -38,7 +40,10 @@ def _array_counts(counts: Counter, work: Contraction, n: int, dataflow: str, arc
     counts[f"mac.{work.a_dtype}"] += macs
     # inside the array: the stationary operand is read from each PE's register every MAC (OS reads and writes
     # its accumulator); the two moving operands hop to the next PE every MAC
-    stationary, moving = {"ws": (b, a + acc), "os": (2 * acc, a + b), "is": (a, b + acc)}[dataflow]
+    sizes = {"input": a, "weight": b, "output": acc}
+    held = DATAFLOWS[dataflow].stationary
+    stationary = sizes[held] * (2 if held == "output" else 1)
+    moving = sum(size for operand, size in sizes.items() if operand != held)
     counts["array.reg_byte"] += ceil(macs * stationary)
     counts["array.hop_byte"] += ceil(macs * moving)
     counts[f"{home_a}.read_byte"] += ceil(n * a_r * a)
@@ -50,9 +55,7 @@ def _array_counts(counts: Counter, work: Contraction, n: int, dataflow: str, arc
 def share_feeds(kernel: Kernel, arch: ArchConfig) -> tuple[int, int, int, int]:
     """array_feed_elems summed over the kernel's per-core shares (the whole contraction on one core)."""
     totals = [0, 0, 0, 0]
-    parts = [(p, 1) for p in kernel.work.parts()] if isinstance(kernel.work, AttentionWork) else \
-        kernel.shares(arch.cores)
-    for share, n in parts:
+    for share, n in kernel.array_parts(arch.cores):
         for i, f in enumerate(array_feed_elems(share, kernel.mapping.dataflow, arch.array.rows, arch.array.cols)):
             totals[i] += n * f
     return tuple(totals)
@@ -64,15 +67,7 @@ def cache_hit_bytes(kernel: Kernel) -> int:
     res = kernel.residency
     if not res.from_cache:
         return 0
-    work = kernel.work
-    if isinstance(work, AttentionWork):
-        q_read, b_b, _ = attention_traffic(work, work.sq)        # one pass: Q, K and V each once
-        a_b = q_read - work.extra_read_bytes
-    elif isinstance(work, Contraction):
-        a_b = work.g * work.a_elems(work.m, work.k) * DTYPE_BYTES[work.a_dtype]
-        b_b = work.g * work.k * work.n * DTYPE_BYTES[work.b_dtype]
-    else:
-        a_b = b_b = 0
+    a_b, b_b = kernel.work.operand_read_bytes()
     return int((a_b if res.a else 0) + (b_b if res.b else 0) + res.extra_bytes)
 
 
@@ -89,7 +84,7 @@ def action_counts(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> Count
         hits = cache_hit_bytes(kernel)
         counts[f"{arch.cache.name}.read_byte"] += read_in + read_w + read_psum + hits
         counts[f"{arch.cache.name}.write_byte"] += read_in + read_w + read_psum + written
-    if isinstance(work, (Contraction, AttentionWork)):
+    if work.on_array:
         acc = DTYPE_BYTES[arch.array.acc_dtype]
         home_a, home_b, home_c = (arch.home(o).name for o in ("input", "weight", "output"))
         # fills from off-chip are buffer writes; stores to off-chip are buffer reads
@@ -97,9 +92,7 @@ def action_counts(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> Count
         counts[f"{home_b}.write_byte"] += read_w
         counts[f"{home_c}.write_byte"] += read_psum
         counts[f"{home_c}.read_byte"] += written
-        parts = [(s, n) for s, n in kernel.shares(arch.cores)] if isinstance(work, Contraction) else \
-            [(p, 1) for p in work.parts()]        # attention: S = QK^T and O = SV, S kept in the buffers
-        for part, n in parts:
+        for part, n in kernel.array_parts(arch.cores):   # attention: S = QK^T and O = SV, S kept in the buffers
             _array_counts(counts, part, n, kernel.mapping.dataflow, arch, acc, (home_a, home_b, home_c))
         if arch.energy.charge_idle_pes:
             a = arch.array
@@ -107,10 +100,8 @@ def action_counts(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> Count
             counts["array.idle_pe_cycle"] += max(pe_cycles - ceil(work.macs / a.macs_per_pe_cycle), 0)
         if kernel.epilogue is not None:
             counts["vector.op"] += kernel.epilogue.ops
-        if isinstance(work, AttentionWork):
-            n_kv = -(-work.skv // kernel.mapping.block_kv)
-            counts["vector.op"] += ((SOFTMAX_OPS + work.score_ops) * work.g * work.sq * work.skv
-                                    + RESCALE_OPS * work.g * work.sq * work.dv * n_kv)
+        if isinstance(kernel.mapping, AttentionMapping):
+            counts["vector.op"] += work.vector_ops(kernel.mapping.block_kv)
     else:
         home = arch.home("input").name
         counts["vector.op"] += work.ops
@@ -133,7 +124,6 @@ def static_power_components_mw(arch: ArchConfig) -> dict[str, float]:
     """Static power by breakdown key (mW): `static` = energy.static_mw (chip-wide), and `static.<component>` =
     its energy.static_components entry x instances (array and vector once per core; a level once per copy: private
     levels per core, shared and off-chip levels once) + energy.static_mw_per_mm2 x the area model's mm^2 of it."""
-    from tilesim.arch.area_model import area_mm2
     e = arch.energy
     out = {"static": e.static_mw} if e.static_mw else {}
     per_mm2 = e.static_mw_per_mm2

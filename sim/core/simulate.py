@@ -8,9 +8,8 @@ import numpy as np
 from tilesim.arch.area_model import area_mm2
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.errors import InputError
-from tilesim.compiler.cost import MAX_TILES, array_cycles, mapping_efficiency, spatial_dims, streamed_loop
-from tilesim.compiler.fusion import AttentionWork
-from tilesim.compiler.lowering import MAX_COUNT, Contraction, VectorWork
+from tilesim.compiler.cost import MAX_TILES, Mapping, array_cycles, mapping_efficiency, spatial_dims
+from tilesim.compiler.lowering import MAX_COUNT, VectorWork
 from tilesim.compiler.schedule import Kernel, Schedule
 from tilesim.core.commands import ARRAY, VECTOR, TileCommands, build_program
 from tilesim.core.commands import flash_share as flash_share_of
@@ -24,19 +23,6 @@ from tilesim.core.energy import (
 )
 from tilesim.core.kernels.pipeline import CAUSES, run_tiles, run_tiles_py
 from tilesim.core.result import KernelResult, SimResult, Timeline
-
-
-def describe_mapping(kernel: Kernel) -> str:
-    """One-line text of a kernel's mapping, e.g. 'ws m=784 n=256 k=576 order=mnk' (tiles of one core's share),
-    with ' split=m', 'split=n' or 'split=12x11' (a grid of output blocks) when cores share the kernel."""
-    m = kernel.mapping
-    if isinstance(kernel.work, AttentionWork):
-        return f"{m.dataflow} attention q={m.block_q} kv={m.block_kv}"
-    if kernel.on_array:
-        split = f" split={kernel.split}" if kernel.split else ""
-        return f"{m.dataflow} m={m.tile_m} n={m.tile_n} k={m.tile_k} order={m.order}{split}"
-    return f"vector tile={m.tile_elements} elems"
-
 
 MAX_KERNEL_COUNT = 2**61     # a fused kernel's summed vector ops and extra bytes (each op's are < 2**60)
 
@@ -54,13 +40,7 @@ def _check_size(schedule: Schedule, arch: ArchConfig) -> None:
             if value >= MAX_KERNEL_COUNT:
                 raise InputError(f"kernel '{k.name}': {value:.3g} {what} exceed the 64-bit counters tilesim uses "
                                  "(< 2**61 per kernel); use smaller sizes or --fusion none")
-        if isinstance(k.work, AttentionWork):
-            total += k.work.g * -(-k.work.sq // k.mapping.block_q) * -(-k.work.skv // k.mapping.block_kv)
-        elif isinstance(k.work, Contraction):
-            w, m = k.shares(arch.cores)[0][0], k.mapping
-            total += w.g * (-(-w.m // m.tile_m)) * (-(-w.n // m.tile_n)) * (-(-w.k // m.tile_k))
-        else:
-            total += -(-k.work.elements // k.mapping.tile_elements)
+        total += k.tile_count(arch.cores)
     if total > MAX_TILES:
         raise InputError(f"workload {schedule.workload}: {total:,} tiles exceed the simulator's limit of "
                          f"{MAX_TILES:,}; use larger buffers or a smaller workload")
@@ -72,7 +52,8 @@ def _overflow_message(schedule: Schedule, arch: ArchConfig, prog, ends: np.ndarr
     bad = int(np.argmax(~(np.isfinite(ends) & (ends < MAX_COUNT))))
     kernel = schedule.kernels[int(np.searchsorted(prog.first_tile, bad, side="right")) - 1].name
     tiles = prog.compute.shape[0]
-    causes = [(float(prog.compute.sum()), "array, vector", "the engines compute for {:.3g} cycles", "use a larger arch")]
+    causes = [(float(prog.compute.sum()), "array, vector", "the engines compute for {:.3g} cycles",
+               "use a larger arch")]
     for level, xfer in ((arch.offchip, prog.load_xfer.sum() + prog.store_xfer.sum()),
                         (arch.flash, prog.flash_xfer.sum() if arch.flash else 0.0)):
         if level is None:
@@ -227,23 +208,17 @@ def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles:
     active = max(busy, ceil(dma))            # ... or channel time when its loads were prefetched earlier
     staged = int(cmds.flash_bytes.sum())     # weights from flash, written into DRAM before the tile loads them
     traffic = int(cmds.load_bytes.sum() + cmds.store_bytes.sum()) + staged
-    if isinstance(work, AttentionWork):
-        qk = work.parts()[0]
-        sr, sc, _ = spatial_dims(qk, kernel.mapping.dataflow)
-        eff = mapping_efficiency(sr, sc, arch.array.rows, arch.array.cols)
-        a_r, b_r, c_w, _ = share_feeds(kernel, arch)
-        sram_wait = 0
-    elif cmds.engine == ARRAY:
+    eff, a_r, b_r, c_w, sram_wait = 0.0, 0, 0, 0, 0
+    if kernel.on_array:
         df = kernel.mapping.dataflow
-        share = kernel.shares(arch.cores)[0][0]         # the largest per-core share sets the timing
-        sr, sc, _ = spatial_dims(share, df)
+        first = kernel.array_parts(arch.cores)[0][0]    # the largest per-core share (attention: QK^T)
+        sr, sc, _ = spatial_dims(first, df)
         eff = mapping_efficiency(sr, sc, arch.array.rows, arch.array.cols)
         a_r, b_r, c_w, _ = share_feeds(kernel, arch)
+    if isinstance(kernel.mapping, Mapping) and kernel.epilogue is None:
         # compute stretched past the array's own timing because an on-chip level could not feed it
-        array_only = array_cycles(share, arch.array, df, timing, kernel.mapping.tile(streamed_loop(df)))
-        sram_wait = max(compute - array_only, 0) if kernel.epilogue is None else 0
-    else:
-        eff, a_r, b_r, c_w, sram_wait = 0.0, 0, 0, 0, 0
+        array_only = array_cycles(first, arch.array, df, timing, kernel.mapping.t_tile)
+        sram_wait = max(compute - array_only, 0)
     # memory-bound: more time moving data, or waiting for it (latency), than computing
     waiting = max(dma, cycles - compute)
     bound = "memory" if waiting > compute else ("compute" if cmds.engine == ARRAY else "vector")
@@ -253,7 +228,7 @@ def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles:
         macs=work.macs, pe_utilization=work.macs / (busy * peak) if busy else 0.0,
         compute_utilization=work.macs / (compute * peak) if compute else 0.0, mapping_efficiency=eff,
         bound=bound, dram_read_bytes=int(cmds.load_bytes.sum()), dram_write_bytes=int(cmds.store_bytes.sum()) + staged,
-        energy_pj=float(energy), tiles=int(cmds.compute.shape[0]), mapping=describe_mapping(kernel),
+        energy_pj=float(energy), tiles=int(cmds.compute.shape[0]), mapping=kernel.describe(),
         sram_input_reads=a_r, sram_weight_reads=b_r, sram_output_writes=c_w,
         dram_input_read_bytes=int(cmds.input_bytes.sum()), dram_weight_read_bytes=int(cmds.weight_bytes.sum()),
         dram_output_write_bytes=int(cmds.store_bytes.sum()),

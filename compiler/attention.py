@@ -1,0 +1,173 @@
+"""Fused attention (flash attention): its loop nest, block tiling, on-chip footprint, DRAM traffic and per-tile
+compute. compiler/fusion.py finds the pattern QK^T -> scale/mask -> softmax -> .V and builds an AttentionWork;
+the mapper picks blocks here (attention_mapping); the simulator issues its tiles from attention_traffic and
+attention_tile_compute."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from tilesim.arch.config import ArchConfig
+from tilesim.arch.dataflow import DATAFLOWS
+from tilesim.arch.errors import InputError
+from tilesim.compiler.cost import IntArray, array_cycles, compute_cycles, extents, feed_cycles, fold_overhead, nbytes
+from tilesim.compiler.lowering import Contraction
+from tilesim.compiler.tiling import level_footprint
+
+SOFTMAX_OPS = 5                 # per score: max, subtract, exp, sum, divide (compiler/ops.py)
+RESCALE_OPS = 2                 # online softmax: per output element and kv block, rescale and accumulate
+
+
+@dataclass(frozen=True)
+class AttentionWork:
+    """Fused attention over g = batch x heads: S = Q K^T (sq x skv, K = d), softmax, O = S V (sq x dv, K = skv).
+    K and V are shared by `kv_share` query heads (GQA/MQA); `score_ops` are the fused scale/mask ops per score.
+    `kv_dtype` is K's and V's type when it differs from Q's (a quantized KV cache); "" means `dtype`."""
+    g: int
+    sq: int
+    skv: int
+    d: int
+    dv: int
+    dtype: str
+    kv_share: int = 1
+    score_ops: int = 0
+    extra_read_bytes: int = 0     # mask or other inputs of the score chain
+    kv_dtype: str = ""
+
+    on_array: ClassVar[bool] = True
+
+    @property
+    def kv_type(self) -> str:
+        """The data type K and V are read in."""
+        return self.kv_dtype or self.dtype
+
+    @property
+    def macs(self) -> int:
+        """QK^T and PV multiply-accumulates."""
+        return self.g * self.sq * self.skv * (self.d + self.dv)
+
+    def parts(self) -> tuple[Contraction, Contraction]:
+        """The two contractions it fuses, as unfused kernels would run them."""
+        qk = Contraction(self.g, self.sq, self.skv, self.d, self.dtype, self.kv_type, self.dtype, b_is_param=False)
+        pv = Contraction(self.g, self.sq, self.dv, self.skv, self.dtype, self.kv_type, self.dtype, b_is_param=False)
+        return qk, pv
+
+    def operand_read_bytes(self) -> tuple[int, int]:
+        """Bytes of Q, and of K and V, each read once (one query block: attention_traffic at block_q = sq)."""
+        q_read, kv_read, _ = attention_traffic(self, self.sq)
+        return q_read - self.extra_read_bytes, kv_read
+
+    def vector_ops(self, block_kv: int) -> int:
+        """Vector-unit ops: softmax and the fused score chain per score, online-softmax rescaling per output element
+        and kv block."""
+        n_kv = -(-self.skv // block_kv)
+        return ((SOFTMAX_OPS + self.score_ops) * self.g * self.sq * self.skv
+                + RESCALE_OPS * self.g * self.sq * self.dv * n_kv)
+
+
+@dataclass(frozen=True)
+class AttentionMapping:
+    """Flash-attention tiling: query rows per block and key/value rows per block (kv blocks innermost)."""
+    dataflow: str
+    block_q: int
+    block_kv: int
+
+    def describe(self) -> str:
+        """One line for reports, e.g. 'ws attention q=128 kv=256'."""
+        return f"{self.dataflow} attention q={self.block_q} kv={self.block_kv}"
+
+    def tile_count(self, work: AttentionWork) -> int:
+        """Tiles (head, q block, kv block) of `work`."""
+        return work.g * -(-work.sq // self.block_q) * -(-work.skv // self.block_kv)
+
+
+def attention_footprint(work: AttentionWork, bq: int, bkv: int, arch: ArchConfig) -> dict[str, int]:
+    """On-chip bytes per level: the Q block (input), K and V blocks (weight), scores and O accumulators (output)."""
+    tiles = {"input": int(nbytes(bq * work.d, work.dtype)),
+             "weight": int(nbytes(bkv * (work.d + work.dv), work.kv_type)),
+             "output": int(nbytes(bq * bkv + bq * work.dv, arch.array.acc_dtype))}
+    return level_footprint(tiles, arch)
+
+
+def attention_traffic(work: AttentionWork, bq: int) -> tuple[int, int, int]:
+    """DRAM bytes (Q and extra inputs, K and V, O): Q and O once; K and V once per query block and per kv head,
+    each kv head serving kv_share query heads in turn."""
+    n_q = -(-work.sq // bq)
+    q = int(nbytes(work.g * work.sq * work.d, work.dtype)) + work.extra_read_bytes
+    kv = int(nbytes(-(-work.g // work.kv_share) * n_q * work.skv * (work.d + work.dv), work.kv_type))
+    o = int(nbytes(work.g * work.sq * work.dv, work.dtype))
+    return q, kv, o
+
+
+def attention_tile_compute(work: AttentionWork, mapping: AttentionMapping, arch: ArchConfig,
+                           timing: str) -> IntArray:
+    """Cycles of every (head, q block, kv block) tile in order: the two block matmuls on the array, overlapped
+    with softmax, score-chain and online-softmax rescaling ops on the vector unit (the longer of the two).
+    scalesim timing pays every block product's fills and drains; pipelined timing overlaps them between
+    consecutive products, as for the folds of one contraction (compiler/cost.py array_cycles), so the kernel
+    pays one fill and drain, on its first tile."""
+    eq, ek = extents(work.sq, mapping.block_q), extents(work.skv, mapping.block_kv)
+    df = mapping.dataflow
+    # tiles run on p cores in lockstep: heads and q blocks are independent, and kv blocks split across cores
+    # with a final rescale-and-sum as flash-decoding does when heads and q blocks are fewer than the cores
+    p = min(arch.cores, work.g * eq.size * ek.size)
+    core = arch.per_core() if arch.cores > 1 else arch
+    lanes = arch.vector.lanes * arch.vector.ops_per_lane_cycle * p
+    t = DATAFLOWS[df].streamed           # each block product is one tile: its whole streamed loop streams at once
+    fill = 0 if timing == "scalesim" else fold_overhead(core.array.rows, core.array.cols, df)
+
+    def product(c: Contraction) -> int:
+        if not fill:
+            return compute_cycles(c, core, df, timing, getattr(c, t))
+        return max(array_cycles(c, core.array, df, timing, getattr(c, t)) - fill, feed_cycles(c, df, core))
+
+    def block(bq: int, bkv: int) -> float:
+        qk = Contraction(1, bq, bkv, work.d, work.dtype, work.dtype, work.dtype, b_is_param=False)
+        pv = Contraction(1, bq, work.dv, bkv, work.dtype, work.dtype, work.dtype, b_is_param=False)
+        ops = (SOFTMAX_OPS + work.score_ops) * bq * bkv + RESCALE_OPS * bq * work.dv
+        return float(max((product(qk) + product(pv)) / p, ops / lanes))       # this tile's 1/p share of a step
+    cost = {(int(a), int(b)): block(int(a), int(b)) for a in set(eq) for b in set(ek)}   # <= 4 distinct blocks
+    per = np.array([[cost[int(a), int(b)] for b in ek] for a in eq], dtype=np.float64)
+    # whole cycles per tile that add up to the exact shares: p consecutive tiles of one block size sum to its
+    # cycles (rounding each share up instead would add up to p - 1 cycles per step)
+    marks = np.floor(np.cumsum(np.tile(per.ravel(), work.g)) + 1e-6).astype(np.int64)
+    out = np.diff(marks, prepend=0)
+    out[0] += fill
+    return out
+
+
+def attention_mapping(work: AttentionWork, arch: ArchConfig, timing: str, name: str = "",
+                      reserve_bytes: int = 0) -> AttentionMapping:
+    """Blocks that fit, chosen to minimise max(compute, traffic / bandwidth); ties go to fewer tiles."""
+    core = arch.per_core(reserve_bytes)     # tiles share the activation level with activations kept on chip
+    r = arch.array.rows
+
+    def sizes(n: int) -> list[int]:
+        out, t = {n}, r
+        while t < n:
+            out.add(t)
+            t *= 2
+        return sorted(out)
+    best = None
+    for bq in sizes(work.sq):
+        for bkv in sizes(work.skv):
+            need = attention_footprint(work, bq, bkv, core)
+            if any(need[lv.name] > lv.capacity_bytes for lv in core.onchip):
+                continue
+            m = AttentionMapping(arch.array.dataflow, bq, bkv)
+            compute = int(attention_tile_compute(work, m, arch, timing).sum())
+            dma = sum(attention_traffic(work, bq)) / arch.offchip.bandwidth_bytes_per_cycle
+            tiles = work.g * -(-work.sq // bq) * -(-work.skv // bkv)
+            key = (max(compute, dma), tiles, bq, bkv)
+            if best is None or key < best[0]:
+                best = (key, m)
+    if best is None:
+        raise InputError(f"op '{name}': no attention block of {r} query rows fits the on-chip buffers; enlarge "
+                         + ", ".join(f"memory.{lv.name}.capacity_bytes" for lv in arch.onchip))
+    return best[1]
+
+
+__all__ = ["RESCALE_OPS", "SOFTMAX_OPS", "AttentionMapping", "AttentionWork", "attention_footprint",
+           "attention_mapping", "attention_tile_compute", "attention_traffic"]
