@@ -22,7 +22,7 @@ from tilesim.cli.main import main  # noqa: E402
 from tilesim.compiler.lowering import graph_macs  # noqa: E402
 from tilesim.compiler.schedule import lower, make_kernels  # noqa: E402
 from tilesim.workloads import load_workload  # noqa: E402
-from tilesim.workloads.onnx_import import INSTALL_HINT, load_onnx  # noqa: E402
+from tilesim.workloads.onnx import INSTALL_HINT, load_onnx  # noqa: E402
 from tilesim.workloads.transformer import BERT_BASE, encoder  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "onnx"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tilesim.arch.errors import InputError, allowed_list, did_you_mean
 from tilesim.compiler import Graph, GraphBuilder
-from tilesim.workloads import cnn, llm, onnx_import, scalesim_topology, transformer
+from tilesim.workloads import cnn, llm, onnx, scalesim_topology, transformer
 
 DEFAULT_DTYPE = "int8"
 GEMM_FORM = "gemm:M,N,K"
@@ -56,7 +56,7 @@ BUILTINS: dict[str, Builtin] = {
 # (SCALE-Sim topology .csv, .onnx, an HF config.json; later workload YAML). Loaders of decoder LLMs also take
 # phase, context and dtypes (DECODER_SUFFIXES).
 FILE_LOADERS: dict[str, Callable[..., Graph]] = {".csv": scalesim_topology.load_topology,
-                                                 ".onnx": onnx_import.load_onnx,
+                                                 ".onnx": onnx.load_onnx,
                                                  ".json": llm.load_hf_config}
 DECODER_SUFFIXES = {".json"}
 

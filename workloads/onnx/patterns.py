@@ -1,0 +1,132 @@
+"""Decomposed subgraphs that exporters write for fused ops, found in the node list and replaced by the fused node:
+LayerNorm (ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div [* gamma + beta]) and GELU (0.5 x (1 + erf(x / sqrt 2)))."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from math import isclose
+
+import numpy as np
+
+
+def _near(value, target: float) -> bool:
+    """True for a scalar (or one-element) constant close to `target`."""
+    return value is not None and np.size(value) == 1 and isclose(float(np.ravel(value)[0]), target, rel_tol=1e-3)
+
+
+class Patterns:
+    """Finds decomposed LayerNorm and GELU subgraphs in a node list and replaces each with the fused node."""
+
+    def __init__(self, nodes: list, value: Callable[[str], np.ndarray | None], static: Callable[[str], bool],
+                 outputs: set[str], make_node):
+        self.nodes, self.value, self.static, self.make_node = nodes, value, static, make_node
+        self.consumers: dict[str, list] = {}
+        self.producer = {}
+        for n in nodes:
+            for t in n.input:
+                self.consumers.setdefault(t, []).append(n)
+            for t in n.output:
+                self.producer[t] = n
+        self.outputs = outputs
+
+    def only_consumer(self, tensor: str, op_type: str | None = None):
+        """The single consumer of `tensor` (of `op_type` if given), or None; graph outputs have none."""
+        users = self.consumers.get(tensor, [])
+        if tensor in self.outputs or len(users) != 1 or (op_type and users[0].op_type != op_type):
+            return None
+        return users[0]
+
+    def other(self, node, tensor: str) -> str | None:
+        """The input of a binary node that is not `tensor`."""
+        if len(node.input) != 2 or tensor not in node.input:
+            return None
+        return node.input[1] if node.input[0] == tensor else node.input[0]
+
+    def gelu(self, erf):
+        """0.5 * x * (1 + erf(x / sqrt(2))) in any association order -> (region, fused node)."""
+        div = self.producer.get(erf.input[0])
+        if div is None or div.op_type not in ("Div", "Mul") or self.only_consumer(div.output[0]) is not erf:
+            return None
+        x, c = div.input[0], div.input[1]
+        if not _near(self.value(c), 2 ** 0.5 if div.op_type == "Div" else 2 ** -0.5):
+            return None
+        add = self.only_consumer(erf.output[0], "Add")
+        if add is None or not _near(self.value(self.other(add, erf.output[0])), 1.0):
+            return None
+        region, t, have_x, have_half = [div, erf, add], add.output[0], False, False
+        while not (have_x and have_half):
+            mul = self.only_consumer(t, "Mul")
+            if mul is None:
+                return None
+            o = self.other(mul, t)
+            half = self.producer.get(o)
+            if o == x and not have_x:
+                have_x = True
+            elif _near(self.value(o), 0.5) and not have_half:
+                have_half = True
+            elif (half is not None and half.op_type == "Mul" and not have_x and not have_half and x in half.input
+                  and _near(self.value(self.other(half, x)), 0.5) and self.only_consumer(o) is mul):
+                region.append(half)
+                have_x = have_half = True
+            else:
+                return None
+            region.append(mul)
+            t = mul.output[0]
+        return region, self.make_node("Gelu", [x], [t], name=region[-1].name, approximate="none")
+
+    def reduce_axes(self, node) -> list[int] | None:
+        """A ReduceMean's axes (attribute before opset 18, input from 18), None if not constant."""
+        for a in node.attribute:
+            if a.name == "axes":
+                return list(a.ints)
+        return [int(v) for v in np.ravel(self.value(node.input[1]))] if len(node.input) > 1 and \
+            self.value(node.input[1]) is not None else None
+
+    def layernorm(self, mean):
+        """(x - mean(x)) / sqrt(mean((x - mean(x))^2) + eps) [* gamma [+ beta]] -> (region, fused node)."""
+        axes = self.reduce_axes(mean)
+        if not axes or any(a >= 0 for a in axes) or sorted(axes) != list(range(-len(axes), 0)):
+            return None   # only trailing axes, written negative as exporters do, map onto LayerNormalization
+        x = mean.input[0]
+        sub = self.only_consumer(mean.output[0], "Sub")
+        if sub is None or list(sub.input) != [x, mean.output[0]]:
+            return None
+        users = self.consumers.get(sub.output[0], [])
+        pow_ = next((u for u in users if u.op_type == "Pow" and _near(self.value(u.input[1]), 2.0)), None)
+        div = next((u for u in users if u.op_type == "Div" and u.input[0] == sub.output[0]), None)
+        if len(users) != 2 or pow_ is None or div is None or sub.output[0] in self.outputs:
+            return None
+        var = self.only_consumer(pow_.output[0], "ReduceMean")
+        if var is None or self.reduce_axes(var) != axes:
+            return None
+        add = self.only_consumer(var.output[0], "Add")   # + epsilon (exporters drop it when it is 0 in fp32)
+        eps = self.value(self.other(add, var.output[0])) if add is not None else np.zeros(1)
+        sqrt = self.only_consumer((add or var).output[0], "Sqrt") if eps is not None and np.size(eps) == 1 else None
+        if sqrt is None or self.only_consumer(sqrt.output[0]) is not div or div.input[1] != sqrt.output[0]:
+            return None
+        region, t, params = [mean, sub, pow_, var] + [add] * (add is not None) + [sqrt, div], div.output[0], []
+        for op_type in ("Mul", "Add"):   # the optional affine part: * gamma, then + beta
+            nxt = self.only_consumer(t, op_type)
+            p = self.other(nxt, t) if nxt is not None else None
+            if p is None or not self.static(p):
+                break
+            region.append(nxt)
+            params.append(p)
+            t = nxt.output[0]
+        return region, self.make_node("LayerNormalization", [x, *params], [t], name=region[-1].name,
+                                      axis=min(axes), epsilon=float(np.ravel(eps)[0]))
+
+    def rewrite(self) -> list:
+        """The node list with every matched region replaced by its fused node (placed where the region ends)."""
+        replace, drop = {}, set()
+        position = {id(n): i for i, n in enumerate(self.nodes)}
+        for node in self.nodes:
+            if id(node) in drop:
+                continue
+            found = self.gelu(node) if node.op_type == "Erf" else \
+                self.layernorm(node) if node.op_type == "ReduceMean" else None
+            if found and not any(id(n) in drop for n in found[0]):
+                region, fused = found
+                drop |= {id(n) for n in region}
+                last = max(region, key=lambda n: position[id(n)])
+                replace[id(last)] = fused
+        return [replace.get(id(n), n) for n in self.nodes if id(n) not in drop or id(n) in replace]
