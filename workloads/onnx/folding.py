@@ -153,6 +153,7 @@ def early_values(model) -> dict[str, np.ndarray]:
         if has_data(t) and prod(t.dims) <= MAX_FOLD_ELEMS:
             out[t.name] = to_array(t)
     for node in model.graph.node:
-        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value":
+        if node.op_type == "Constant" and node.attribute and node.attribute[0].name == "value" and \
+                node.attribute[0].t.data_location != 1:       # (external data is read in the walk)
             out[node.output[0]] = to_array(node.attribute[0].t)
     return out

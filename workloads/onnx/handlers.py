@@ -7,6 +7,8 @@ from math import ceil
 
 import numpy as np
 from tilesim.arch.errors import InputError
+from tilesim.workloads.onnx.compound import h_attention, h_dynamic_quantize, h_einsum, h_rms_norm
+from tilesim.workloads.onnx.contrib import CONTRIB
 from tilesim.workloads.onnx.folding import equal_split
 from tilesim.workloads.onnx.importer import AttributeCountError, Importer
 from tilesim.workloads.onnx.model import ir_dtype, node_attrs, plain, standard
@@ -172,8 +174,26 @@ def h_broadcast(imp: Importer, node) -> None:
     imp.op(node, node.op_type, list(node.input[:2]), outputs=[node.output[0]])
 
 
+def h_variadic(imp: Importer, node) -> None:
+    """Max, Min: any number of broadcast inputs."""
+    imp.op(node, node.op_type, [t for t in node.input if t], outputs=[node.output[0]])
+
+
+MASK_FILL = -1e4     # fills at or below this (-inf, float min, -1e9 ...) make a Where a mask
+
+
 def h_where(imp: Importer, node) -> None:
-    """Where(cond, x, y)."""
+    """Where(cond, x, y). With a constant condition and a scalar of -inf (or below MASK_FILL) on one side (an
+    attention mask: scores where allowed, -inf elsewhere) it is an additive mask, one add per element with the
+    mask read once: Add(x, mask), the activation first, as the built-in attention writes its score chain."""
+    cond, x, y = node.input[:3]
+    masked = [t for t in (x, y) if not imp.is_static(t)]
+    fill = [t for t in (x, y) if imp.is_static(t) and imp.value(t) is not None and imp.value(t).size == 1
+            and float(np.ravel(imp.value(t))[0]) <= MASK_FILL]
+    if imp.is_static(cond) and len(masked) == 1 and len(fill) == 1 and \
+            imp.shape(masked[0]) == tuple(np.broadcast_shapes(*(imp.shape(t) for t in (cond, x, y)))):
+        imp.op(node, "Add", [masked[0], cond], outputs=[node.output[0]], dtype=imp.dtype(masked[0]))
+        return
     imp.op(node, "Where", list(node.input[:3]), outputs=[node.output[0]])
 
 
@@ -228,8 +248,8 @@ def h_gelu(imp: Importer, node) -> None:
            outputs=[node.output[0]])
 
 
-def h_reduce_mean(imp: Importer, node) -> None:
-    """ReduceMean: axes an attribute before opset 18, an optional input from 18 on."""
+def h_reduce(imp: Importer, node) -> None:
+    """ReduceMean/Sum/Max/Min: axes an attribute before opset 18 (ReduceSum: 13), an optional input after."""
     a = node_attrs(node)
     axes = [int(v) for v in a["axes"]] if "axes" in a else imp.ints(node, 1, "axes")
     axes = axes or None                       # absent or empty: every axis, unless noop_with_empty_axes
@@ -239,7 +259,7 @@ def h_reduce_mean(imp: Importer, node) -> None:
     attrs = {"keepdims": int(a.get("keepdims", 1))}
     if axes is not None:
         attrs["axes"] = tuple(axes)
-    imp.op(node, "ReduceMean", [node.input[0]], attrs, outputs=[node.output[0]])
+    imp.op(node, node.op_type, [node.input[0]], attrs, outputs=[node.output[0]])
 
 
 def h_gemm(imp: Importer, node) -> None:
@@ -330,6 +350,31 @@ def h_expand(imp: Importer, node) -> None:
     imp.op(node, "Expand", [node.input[0]], {"shape": tuple(imp.ints(node, 1, "shape"))}, outputs=[node.output[0]])
 
 
+def h_pad(imp: Importer, node) -> None:
+    """Pad (any mode): pads an attribute before opset 11, an input from 11 on, over `axes` (an input from 18)."""
+    a = node_attrs(node)
+    rank = len(imp.shape(node.input[0]))
+    pads = list(a["pads"]) if "pads" in a else imp.ints(node, 1, "pads")
+    axes = imp.ints(node, 3, "axes") if "pads" not in a else None
+    if axes is not None:     # pads given for these axes only: begins then ends
+        full = [0] * (2 * rank)
+        for i, ax in enumerate(axes):
+            full[ax % rank], full[ax % rank + rank] = pads[i], pads[i + len(axes)]
+        pads = full
+    imp.op(node, "Pad", [node.input[0]], {"pads": tuple(pads)}, outputs=[node.output[0]])
+
+
+def h_tile(imp: Importer, node) -> None:
+    """Tile by constant repeats."""
+    imp.op(node, "Tile", [node.input[0]], {"repeats": tuple(imp.ints(node, 1, "repeats"))}, outputs=[node.output[0]])
+
+
+def h_gather_like(imp: Importer, node) -> None:
+    """GatherND (batch_dims), GatherElements (axis), ScatterND: data movement of the elements they pick or write."""
+    keep = {k: v for k, v in node_attrs(node).items() if k in ("batch_dims", "axis")}
+    imp.op(node, node.op_type, [t for t in node.input if t], keep, outputs=[node.output[0]])
+
+
 def h_identity(imp: Importer, node) -> None:
     """Identity: a free view."""
     imp.alias(node, node.input[0], node.output[0])
@@ -382,9 +427,15 @@ def h_matmul_integer(imp: Importer, node) -> None:
 
 # ---------------------------------------------------------------- the table
 
-UNARY = ("Relu", "Sigmoid", "Tanh", "Erf", "Sqrt", "HardSwish", "GlobalAveragePool")   # one input, same IR op
-BINARY = ("Add", "Sub", "Mul", "Div", "Pow", "MatMul")                                 # two broadcast inputs
+UNARY = ("Relu", "Sigmoid", "Tanh", "Erf", "Sqrt", "HardSwish", "GlobalAveragePool",   # one input, same IR op
+         "Neg", "Reciprocal", "Exp", "Log", "Abs", "Sin", "Cos", "IsNaN", "IsInf", "Not", "Floor", "Ceil")
+BINARY = ("Add", "Sub", "Mul", "Div", "Pow", "MatMul", "Mod",                           # two broadcast inputs
+          "And", "Or", "Xor", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual")
+VARIADIC = ("Max", "Min")
+REDUCTIONS = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin")
 POOLS = ("MaxPool", "AveragePool")
+MOVES = {"Pad": h_pad, "Tile": h_tile, "GatherND": h_gather_like, "GatherElements": h_gather_like,
+         "ScatterND": h_gather_like}
 QUANTIZED = {"QuantizeLinear": h_quantize, "DequantizeLinear": h_dequantize, "QLinearConv": h_qlinear_conv,
              "QLinearMatMul": h_qlinear_matmul, "ConvInteger": h_conv_integer, "MatMulInteger": h_matmul_integer}
 SHAPE_OPS = {"Transpose": h_transpose, "Reshape": h_reshape, "Flatten": h_flatten, "Squeeze": h_squeeze,
@@ -393,17 +444,22 @@ SHAPE_OPS = {"Transpose": h_transpose, "Reshape": h_reshape, "Flatten": h_flatte
 
 HANDLERS: dict[str, Callable[[Importer, object], None]] = {
     **dict.fromkeys(UNARY, h_same()), **dict.fromkeys(BINARY, h_broadcast), **dict.fromkeys(POOLS, h_pool),
+    **dict.fromkeys(VARIADIC, h_variadic), **dict.fromkeys(REDUCTIONS, h_reduce),
     "HardSigmoid": h_same(keep=("alpha", "beta")), "LeakyRelu": h_same(keep=("alpha",)),
     "Conv": h_conv, "ConvTranspose": h_conv_transpose, "BatchNormalization": h_batchnorm, "Gemm": h_gemm,
-    "Gelu": h_gelu, "Clip": h_clip, "Cast": h_cast, "ReduceMean": h_reduce_mean, "Where": h_where,
+    "Gelu": h_gelu, "Clip": h_clip, "Cast": h_cast, "Where": h_where,
     "Softmax": h_softmax, "LayerNormalization": h_layernorm,
-    **SHAPE_OPS, **QUANTIZED,
+    **SHAPE_OPS, **MOVES, **QUANTIZED,
+    "RMSNormalization": h_rms_norm, "Attention": h_attention, "Einsum": h_einsum,
+    "DynamicQuantizeLinear": h_dynamic_quantize,
 }
-MS_OPS = {"Gelu", "QuantizeLinear", "DequantizeLinear"}   # com.microsoft (ONNX Runtime) ops, same semantics
+# com.microsoft (ONNX Runtime) ops: a few standard ones under that domain too, then the contrib ops
+MICROSOFT = {**{t: HANDLERS[t] for t in ("Gelu", "QuantizeLinear", "DequantizeLinear", "QLinearConv",
+                                         "QLinearMatMul")}, **CONTRIB}
 
 
 def handler_for(node) -> Callable[[Importer, object], None] | None:
     """The handler of a node's op type, or None."""
-    if standard(node) or (node.domain == "com.microsoft" and node.op_type in MS_OPS):
+    if standard(node):
         return HANDLERS.get(node.op_type)
-    return None
+    return MICROSOFT.get(node.op_type) if node.domain == "com.microsoft" else None

@@ -36,7 +36,10 @@ class Importer:
     builder: GraphBuilder
     static: dict[str, Static] = field(default_factory=dict)
     lazy: dict = field(default_factory=dict)          # initializer name -> TensorProto (values read on demand)
+    unknown_ops: str = "error"                        # or "free": unknown ops cost as data movement
     poisoned: set[str] = field(default_factory=set)   # outputs of unsupported nodes
+    derived: set[str] = field(default_factory=set)    # shape computations over them (constants once supported)
+    freed: dict[str, int] = field(default_factory=dict)   # unknown op type -> count costed as data movement
     unsupported: dict[str, list[str]] = field(default_factory=dict)
     op_names: set[str] = field(default_factory=set)
     count: int = 0
@@ -58,11 +61,12 @@ class Importer:
         if s is None:
             return None
         if s.value is None and name in self.lazy and prod(s.shape) <= MAX_FOLD_ELEMS:
-            s.value = self._read_initializer(self.lazy.pop(name))
+            s.value = self.read_tensor(self.lazy.pop(name))
         return s.value
 
-    def _read_initializer(self, tensor) -> np.ndarray | None:
-        """An initializer's values: inline data, or external data when its file is there."""
+    def read_tensor(self, tensor) -> np.ndarray | None:
+        """A TensorProto's values: inline data, or external data (found relative to the model's folder) when its
+        file is there; None otherwise."""
         try:
             return to_array(tensor, base_dir=str(self.base_dir)) if tensor.data_location == 1 or \
                 has_data(tensor) else None

@@ -3,6 +3,7 @@ one walk in topological order in which every node is folded (constants, shape co
 handler; op types with no handler are collected and reported together."""
 from __future__ import annotations
 
+import warnings
 from math import prod
 from pathlib import Path
 
@@ -32,6 +33,9 @@ from tilesim.workloads.onnx.model import (
 from tilesim.workloads.onnx.patterns import Patterns
 from tilesim.workloads.onnx.shapes import infer_types
 
+UNKNOWN_OPS = ("error", "free")
+FREE_SHAPE_OPS = ("Shape", "Size")    # their values come from shapes, known even downstream of an unsupported op
+
 
 def _walk(imp: Importer, nodes: list) -> None:
     """Fold or map every node in order; unsupported ones are collected (their outputs poisoned)."""
@@ -39,16 +43,16 @@ def _walk(imp: Importer, nodes: list) -> None:
         ins = [t for t in node.input if t]
         handler = handler_for(node)
         folds = standard(node) and node.op_type in FOLDERS
-        if any(t in imp.poisoned for t in ins):   # downstream of an unsupported node: only its op type matters
-            if handler is None and not folds and not (standard(node) and node.op_type in ("Shape", "Size")):
-                _unsupported(imp, node)
-            imp.poisoned.update(node.output)
+        if any(t in imp.poisoned or t in imp.derived for t in ins):
+            _after_unsupported(imp, node, ins, handler, folds)
         elif standard(node) and node.op_type == "Constant":
             _constant(imp, node)
-        elif standard(node) and node.op_type in ("Shape", "Size"):
+        elif standard(node) and node.op_type in FREE_SHAPE_OPS:
             _shape_of(imp, node)
         elif folds and _fold(imp, node, ins):
             pass
+        elif standard(node) and node.op_type == "If" and imp.value(node.input[0]) is not None:
+            _inline_if(imp, node)
         elif handler is not None:
             try:
                 handler(imp, node)
@@ -59,9 +63,62 @@ def _walk(imp: Importer, nodes: list) -> None:
             for t in node.output:   # a constant subgraph of an op we do not map: its result is a constant
                 et, shape = imp.types[t]
                 imp.add_static(t, shape, et)
-        else:
+        elif not _free(imp, node):
             _unsupported(imp, node)
             imp.poisoned.update(node.output)
+
+
+def _after_unsupported(imp: Importer, node, ins: list[str], handler, folds: bool) -> None:
+    """A node downstream of an unsupported one: only its op type matters. Shape computations (Shape, Size and
+    foldable ops over their results) would be constants once the unsupported op is supported, so they are not
+    counted; any other node without a handler is."""
+    if (standard(node) and node.op_type in FREE_SHAPE_OPS) or \
+            (folds and all(t in imp.derived or imp.is_static(t) for t in ins)):
+        imp.derived.update(node.output)
+        return
+    if handler is None:
+        _unsupported(imp, node)
+    imp.poisoned.update(node.output)
+
+
+def _free(imp: Importer, node) -> bool:
+    """Under unknown_ops='free': an op tilesim does not know becomes an Opaque op (data movement: it reads its
+    inputs and writes its outputs once) when ONNX shape inference knows its output shapes; False otherwise."""
+    outs = [t for t in node.output if t]
+    shapes = [imp.types.get(t, (0, None))[1] for t in outs]
+    if imp.unknown_ops != "free" or not outs or any(sh is None for sh in shapes) or \
+            any(t in imp.poisoned for t in node.input):
+        return False
+    imp.op(node, "Opaque", [t for t in node.input if t], {"shapes": tuple(tuple(sh) for sh in shapes)},
+           outputs=outs)
+    kind = node.op_type if standard(node) else f"{node.domain}.{node.op_type}"
+    imp.freed[kind] = imp.freed.get(kind, 0) + 1
+    return True
+
+
+def _inline_if(imp: Importer, node) -> None:
+    """If with a constant condition: the taken branch's nodes are walked in its place (names prefixed with the
+    If's), and its outputs become the If's."""
+    taken = "then_branch" if bool(np.ravel(imp.value(node.input[0]))[0]) else "else_branch"
+    branch = node_attrs(node)[taken]
+    for t in branch.initializer:
+        imp.add_static(t.name, t.dims, t.data_type)
+        imp.lazy[t.name] = t
+    nodes = []
+    for i, n in enumerate(branch.node):
+        copy = type(n)()
+        copy.CopyFrom(n)
+        copy.name = f"{node.name}/{n.name or f'{n.op_type}_{i}'}"
+        nodes.append(copy)
+    _walk(imp, nodes)
+    for out, src in zip(node.output, [o.name for o in branch.output], strict=False):
+        if src in imp.poisoned or src in imp.derived:
+            (imp.poisoned if src in imp.poisoned else imp.derived).add(out)
+        elif imp.is_static(src):
+            st = imp.static[src]
+            imp.add_static(out, st.shape, st.elem_type, imp.value(src))
+        else:
+            imp.alias(node, src, out)
 
 
 def _unsupported(imp: Importer, node) -> None:
@@ -78,7 +135,10 @@ def _constant(imp: Importer, node) -> None:
         imp.add_static(node.output[0], v.dims, v.values.data_type)
         return
     if attr.name == "value":
-        arr, et = to_array(v), v.data_type
+        arr, et = (imp.read_tensor(v) if v.data_location == 1 else to_array(v)), v.data_type
+        if arr is None:   # stored as external data whose file is not there: its shape only
+            imp.add_static(node.output[0], v.dims, et)
+            return
     else:
         arr = np.asarray(v, dtype=np.float32 if "float" in attr.name else np.int64)
         et = 1 if "float" in attr.name else 7
@@ -128,17 +188,21 @@ def _unsupported_error(imp: Importer) -> InputError:
 
 
 def load_onnx(path: str, *, batch: int = 1, seq_len: int | None = None, dtype: str | None = None,
-              dims: dict[str, int] | None = None) -> Graph:
-    """The Graph of an ONNX file; `dtype` None keeps the model's types; `dims` binds symbolic dimensions."""
+              dims: dict[str, int] | None = None, unknown_ops: str = "error") -> Graph:
+    """The Graph of an ONNX file; `dtype` None keeps the model's types; `dims` binds symbolic dimensions;
+    `unknown_ops` "error" refuses op types without a handler (listing them all), "free" warns once naming them and
+    costs each as data movement (an Opaque op)."""
+    if unknown_ops not in UNKNOWN_OPS:
+        raise InputError(f"--unknown-ops: got '{unknown_ops}', allowed: {', '.join(UNKNOWN_OPS)}")
     try:
-        return _load_onnx(path, batch=batch, seq_len=seq_len, dtype=dtype, dims=dims)
+        return _load_onnx(path, batch=batch, seq_len=seq_len, dtype=dtype, dims=dims, unknown_ops=unknown_ops)
     except UnicodeDecodeError:   # protobuf decodes string fields lazily: a corrupt name surfaces on first use
         raise InputError(f"--workload {path}: not a valid ONNX model (a name is not valid UTF-8; the file may be "
                          "corrupt)") from None
 
 
 def _load_onnx(path: str, *, batch: int, seq_len: int | None, dtype: str | None,
-               dims: dict[str, int] | None) -> Graph:
+               dims: dict[str, int] | None, unknown_ops: str) -> Graph:
     onnx = onnx_module()
     if dtype is not None and dtype not in DTYPE_BYTES:
         raise InputError(f"--dtype: unknown '{dtype}'; allowed: {', '.join(DTYPE_BYTES)}, model")
@@ -152,7 +216,7 @@ def _load_onnx(path: str, *, batch: int, seq_len: int | None, dtype: str | None,
     apply_dims(model, values)
     builder = GraphBuilder(Path(path).stem, dtype or "fp32", where=where)
     imp = Importer(where, dtype, default_opset(model), infer_types(model, where), Path(path).resolve().parent,
-                   builder)
+                   builder, unknown_ops=unknown_ops)
     for t in inits.values():
         imp.add_static(t.name, t.dims, t.data_type)
         imp.lazy[t.name] = t
@@ -166,6 +230,10 @@ def _load_onnx(path: str, *, batch: int, seq_len: int | None, dtype: str | None,
     _walk(imp, nodes)
     if imp.unsupported:
         raise _unsupported_error(imp)
+    if imp.freed:
+        listed = ", ".join(f"{k} x{n}" for k, n in sorted(imp.freed.items()))
+        warnings.warn(f"{where}: ops tilesim does not know, costed as data movement of their outputs "
+                      f"(--unknown-ops free): {listed}", stacklevel=2)
     outputs = [o.name for o in model.graph.output if o.name in imp.tensors and not imp.tensors[o.name].is_param]
     if not builder.ops or not outputs:
         raise InputError(f"{where}: nothing to simulate: every output is a constant")

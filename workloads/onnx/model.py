@@ -163,17 +163,24 @@ def check_structure(model, where: str) -> None:
 
 
 def weights_as_inputs(model):
-    """A light copy for onnx.checker and shape inference: initializers that are not small inline constants
-    become graph inputs of the same type and shape. Files whose external weight data is absent pass, and large
-    inline weights are not copied."""
+    """A light copy for onnx.checker and shape inference: initializers that are not small inline constants, and
+    Constant nodes stored as external data, become graph inputs of the same type and shape. Files whose external
+    data is absent pass, large inline weights are not copied, and nothing is looked up relative to the working
+    directory."""
     onnx = onnx_module()
     m = onnx.ModelProto(ir_version=model.ir_version)
     m.opset_import.extend(model.opset_import)
     m.functions.extend(model.functions)
     g, copy = model.graph, m.graph
     copy.name = g.name
-    for name in ("node", "input", "output", "value_info", "sparse_initializer"):
+    for name in ("input", "output", "value_info", "sparse_initializer"):
         getattr(copy, name).extend(getattr(g, name))
+    for node in g.node:   # a Constant stored as external data is a graph input too (its file is the model's folder's)
+        value = node.attribute[0].t if node.op_type == "Constant" and len(node.attribute) else None
+        if value is not None and node.attribute[0].name == "value" and value.data_location == 1:
+            copy.input.append(onnx.helper.make_tensor_value_info(node.output[0], value.data_type, list(value.dims)))
+        else:
+            copy.node.append(node)
     inputs = {i.name for i in g.input}
     for t in g.initializer:
         if has_data(t) and prod(t.dims) <= MAX_FOLD_ELEMS:   # shape computations may need their values

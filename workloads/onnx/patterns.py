@@ -1,5 +1,6 @@
 """Decomposed subgraphs that exporters write for fused ops, found in the node list and replaced by the fused node:
-LayerNorm (ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div [* gamma + beta]) and GELU (0.5 x (1 + erf(x / sqrt 2)))."""
+LayerNorm (ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div [* gamma + beta]), RMSNorm (Pow/ReduceMean/Add/Sqrt and Div or
+Reciprocal/Mul [* gamma]), GELU (0.5 x (1 + erf(x / sqrt 2))) and the NaN guard after an exported softmax."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -115,6 +116,52 @@ class Patterns:
         return region, self.make_node("LayerNormalization", [x, *params], [t], name=region[-1].name,
                                       axis=min(axes), epsilon=float(np.ravel(eps)[0]))
 
+    def rmsnorm(self, pow_):
+        """x / sqrt(mean(x^2) + eps) [* gamma], the division written as Div or as Reciprocal and Mul (torch's rsqrt)
+        -> (region, fused RMSNormalization node)."""
+        if not _near(self.value(pow_.input[1]), 2.0):
+            return None
+        x = pow_.input[0]
+        mean = self.only_consumer(pow_.output[0], "ReduceMean")
+        axes = self.reduce_axes(mean) if mean is not None else None
+        if not axes or any(a >= 0 for a in axes) or sorted(axes) != list(range(-len(axes), 0)):
+            return None
+        add = self.only_consumer(mean.output[0], "Add")
+        eps = self.value(self.other(add, mean.output[0])) if add is not None else np.zeros(1)
+        sqrt = self.only_consumer((add or mean).output[0], "Sqrt") if eps is not None and np.size(eps) == 1 else None
+        if sqrt is None:
+            return None
+        region = [pow_, mean] + [add] * (add is not None) + [sqrt]
+        div = self.only_consumer(sqrt.output[0])
+        if div is not None and div.op_type == "Div" and list(div.input) == [x, sqrt.output[0]]:
+            region.append(div)
+        elif div is not None and div.op_type == "Reciprocal":
+            mul = self.only_consumer(div.output[0], "Mul")
+            if mul is None or self.other(mul, div.output[0]) != x:
+                return None
+            region += [div, mul]
+        else:
+            return None
+        t, params = region[-1].output[0], []
+        scale = self.only_consumer(t, "Mul")
+        p = self.other(scale, t) if scale is not None else None
+        if p is not None and self.static(p):
+            region.append(scale)
+            params.append(p)
+            t = scale.output[0]
+        return region, self.make_node("RMSNormalization", [x, *params], [t], name=region[-1].name,
+                                      axis=min(axes), epsilon=float(np.ravel(eps)[0]))
+
+    def nan_guard(self, isnan):
+        """Where(IsNaN(p), 0, p), which torch's attention export puts after Softmax, is p (a softmax has no NaNs
+        unless its input has) -> (region, Identity node)."""
+        p = isnan.input[0]
+        where = self.only_consumer(isnan.output[0], "Where")
+        if where is None or list(where.input[::2]) != [isnan.output[0], p] or not _near(self.value(where.input[1]),
+                                                                                         0.0):
+            return None
+        return [isnan, where], self.make_node("Identity", [p], [where.output[0]], name=where.name)
+
     def rewrite(self) -> list:
         """The node list with every matched region replaced by its fused node (placed where the region ends)."""
         replace, drop = {}, set()
@@ -122,11 +169,15 @@ class Patterns:
         for node in self.nodes:
             if id(node) in drop:
                 continue
-            found = self.gelu(node) if node.op_type == "Erf" else \
-                self.layernorm(node) if node.op_type == "ReduceMean" else None
+            match = MATCHERS.get(node.op_type)
+            found = match(self, node) if match else None
             if found and not any(id(n) in drop for n in found[0]):
                 region, fused = found
                 drop |= {id(n) for n in region}
                 last = max(region, key=lambda n: position[id(n)])
                 replace[id(last)] = fused
         return [replace.get(id(n), n) for n in self.nodes if id(n) not in drop or id(n) in replace]
+
+
+MATCHERS = {"Erf": Patterns.gelu, "ReduceMean": Patterns.layernorm, "Pow": Patterns.rmsnorm,
+            "IsNaN": Patterns.nan_guard}   # the op each pattern starts from
