@@ -591,6 +591,16 @@ def test_rmsnorm_decomposition_is_recognised(tmp_path):
     assert kinds(load(tmp_path, m)) == ["RMSNormalization"]
 
 
+def test_silu_decomposition_is_recognised(tmp_path):
+    """SwiGLU's gate x * sigmoid(x), in either operand order, is one Silu; a sigmoid used elsewhere is left alone."""
+    for ins in (["x", "s"], ["s", "x"]):
+        m = model([node("Sigmoid", ["x"], ["s"]), node("Mul", ins, ["y"])], [vi("x", (2, 8))], ["y"])
+        assert kinds(load(tmp_path, m)) == ["Silu"]
+    m = model([node("Sigmoid", ["x"], ["s"]), node("Mul", ["x", "s"], ["y"]), node("Relu", ["s"], ["z"])],
+              [vi("x", (2, 8))], ["y", "z"])
+    assert kinds(load(tmp_path, m)) == ["Sigmoid", "Mul", "Relu"]
+
+
 def attention_model(hq: int, hkv: int, s: int, d: int, mask: bool = False, opset: int = 23):
     """One opset-23 Attention node on 4-d Q (1, hq, s, d), K and V (1, hkv, s, d)."""
     ins = ["q", "k", "v"] + (["mask"] if mask else [])

@@ -427,7 +427,7 @@ def h_matmul_integer(imp: Importer, node) -> None:
 
 # ---------------------------------------------------------------- the table
 
-UNARY = ("Relu", "Sigmoid", "Tanh", "Erf", "Sqrt", "HardSwish", "GlobalAveragePool",   # one input, same IR op
+UNARY = ("Relu", "Sigmoid", "Silu", "Tanh", "Erf", "Sqrt", "HardSwish", "GlobalAveragePool",   # one input, same op
          "Neg", "Reciprocal", "Exp", "Log", "Abs", "Sin", "Cos", "IsNaN", "IsInf", "Not", "Floor", "Ceil")
 BINARY = ("Add", "Sub", "Mul", "Div", "Pow", "MatMul", "Mod",                           # two broadcast inputs
           "And", "Or", "Xor", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual")

@@ -1,6 +1,7 @@
 """Decomposed subgraphs that exporters write for fused ops, found in the node list and replaced by the fused node:
 LayerNorm (ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div [* gamma + beta]), RMSNorm (Pow/ReduceMean/Add/Sqrt and Div or
-Reciprocal/Mul [* gamma]), GELU (0.5 x (1 + erf(x / sqrt 2))) and the NaN guard after an exported softmax."""
+Reciprocal/Mul [* gamma]), GELU (0.5 x (1 + erf(x / sqrt 2))), SiLU (x * sigmoid(x)) and the NaN guard after an
+exported softmax."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -162,6 +163,14 @@ class Patterns:
             return None
         return [isnan, where], self.make_node("Identity", [p], [where.output[0]], name=where.name)
 
+    def silu(self, sigmoid):
+        """x * sigmoid(x) (torch's SiLU, the gate of SwiGLU MLPs) -> (region, fused Silu node)."""
+        x = sigmoid.input[0]
+        mul = self.only_consumer(sigmoid.output[0], "Mul")
+        if mul is None or self.other(mul, sigmoid.output[0]) != x:
+            return None
+        return [sigmoid, mul], self.make_node("Silu", [x], [mul.output[0]], name=mul.name)
+
     def rewrite(self) -> list:
         """The node list with every matched region replaced by its fused node (placed where the region ends)."""
         replace, drop = {}, set()
@@ -180,4 +189,4 @@ class Patterns:
 
 
 MATCHERS = {"Erf": Patterns.gelu, "ReduceMean": Patterns.layernorm, "Pow": Patterns.rmsnorm,
-            "IsNaN": Patterns.nan_guard}   # the op each pattern starts from
+            "IsNaN": Patterns.nan_guard, "Sigmoid": Patterns.silu}   # the op each pattern starts from
