@@ -601,6 +601,24 @@ def test_silu_decomposition_is_recognised(tmp_path):
     assert kinds(load(tmp_path, m)) == ["Sigmoid", "Mul", "Relu"]
 
 
+def test_rope_decomposition_is_recognised(tmp_path):
+    """x * cos + Concat(-x[..., h:], x[..., :h]) * sin (HF apply_rotary_pos_emb) is one RotaryEmbedding, as is
+    opset 23's RotaryEmbedding node."""
+    shape = (1, 2, 4, 8)
+    m = model([node("Slice", ["x", "z", "h", "last"], ["x1"]), node("Slice", ["x", "h", "e", "last"], ["x2"]),
+               node("Neg", ["x2"], ["n"]), node("Concat", ["n", "x1"], ["rot"], axis=-1),
+               node("Mul", ["rot", "sin"], ["rs"]), node("Mul", ["x", "cos"], ["xc"]),
+               node("Add", ["xc", "rs"], ["y"])],
+              [vi("x", shape)], ["y"],
+              [const("z", [0]), const("h", [4]), const("e", [8]), const("last", [-1]), weight("sin", 4, 8),
+               weight("cos", 4, 8)])
+    g = load(tmp_path, m)
+    assert kinds(g) == ["RotaryEmbedding"] and out_shape(g) == shape
+    m = model([node("RotaryEmbedding", ["x", "cos", "sin", "pos"], ["y"])], [vi("x", shape)], ["y"],
+              [weight("cos", 8, 4), weight("sin", 8, 4), const("pos", np.zeros((1, 4)))], opset=23)
+    assert kinds(load(tmp_path, m)) == ["RotaryEmbedding"]
+
+
 def attention_model(hq: int, hkv: int, s: int, d: int, mask: bool = False, opset: int = 23):
     """One opset-23 Attention node on 4-d Q (1, hq, s, d), K and V (1, hkv, s, d)."""
     ins = ["q", "k", "v"] + (["mask"] if mask else [])

@@ -20,6 +20,12 @@ def h_rms_norm(imp: Importer, node) -> None:
            {"axis": a.get("axis", -1), "epsilon": a.get("epsilon", 1e-5)}, outputs=[node.output[0]])
 
 
+def h_rotary(imp: Importer, node) -> None:
+    """RotaryEmbedding (opset 23, or fused from its decomposed form): x rotated; cos/sin caches and position ids
+    are tables read on chip (their cost is in the op's 4 ops per element)."""
+    imp.op(node, "RotaryEmbedding", [node.input[0]], outputs=[node.output[0]])
+
+
 # ---------------------------------------------------------------- Attention (opset 23)
 
 def _heads(imp: Importer, node, x: str, heads: int | None, what: str) -> str:

@@ -7,7 +7,7 @@ from math import ceil
 
 import numpy as np
 from tilesim.arch.errors import InputError
-from tilesim.workloads.onnx.compound import h_attention, h_dynamic_quantize, h_einsum, h_rms_norm
+from tilesim.workloads.onnx.compound import h_attention, h_dynamic_quantize, h_einsum, h_rms_norm, h_rotary
 from tilesim.workloads.onnx.contrib import CONTRIB
 from tilesim.workloads.onnx.folding import equal_split
 from tilesim.workloads.onnx.importer import AttributeCountError, Importer
@@ -450,7 +450,7 @@ HANDLERS: dict[str, Callable[[Importer, object], None]] = {
     "Gelu": h_gelu, "Clip": h_clip, "Cast": h_cast, "Where": h_where,
     "Softmax": h_softmax, "LayerNormalization": h_layernorm,
     **SHAPE_OPS, **MOVES, **QUANTIZED,
-    "RMSNormalization": h_rms_norm, "Attention": h_attention, "Einsum": h_einsum,
+    "RMSNormalization": h_rms_norm, "RotaryEmbedding": h_rotary, "Attention": h_attention, "Einsum": h_einsum,
     "DynamicQuantizeLinear": h_dynamic_quantize,
 }
 # com.microsoft (ONNX Runtime) ops: a few standard ones under that domain too, then the contrib ops

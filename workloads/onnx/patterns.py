@@ -1,7 +1,7 @@
 """Decomposed subgraphs that exporters write for fused ops, found in the node list and replaced by the fused node:
 LayerNorm (ReduceMean/Sub/Pow/ReduceMean/Add/Sqrt/Div [* gamma + beta]), RMSNorm (Pow/ReduceMean/Add/Sqrt and Div or
-Reciprocal/Mul [* gamma]), GELU (0.5 x (1 + erf(x / sqrt 2))), SiLU (x * sigmoid(x)) and the NaN guard after an
-exported softmax."""
+Reciprocal/Mul [* gamma]), GELU (0.5 x (1 + erf(x / sqrt 2))), SiLU (x * sigmoid(x)), rotary embeddings
+(x cos + rotate_half(x) sin) and the NaN guard after an exported softmax."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -171,6 +171,26 @@ class Patterns:
             return None
         return [sigmoid, mul], self.make_node("Silu", [x], [mul.output[0]], name=mul.name)
 
+    def rope(self, neg):
+        """Rotary embedding as exporters write it (Su et al. 2021, arXiv:2104.09864; HF apply_rotary_pos_emb):
+        x * cos + Concat(-x2, x1) * sin with x1, x2 the two halves of x's last axis -> (region, RotaryEmbedding)."""
+        hi = self.producer.get(neg.input[0])
+        cat = self.only_consumer(neg.output[0], "Concat")
+        if hi is None or hi.op_type != "Slice" or cat is None or len(cat.input) != 2 or cat.input[0] != neg.output[0]:
+            return None
+        lo, x = self.producer.get(cat.input[1]), hi.input[0]
+        if lo is None or lo.op_type != "Slice" or lo.input[0] != x or self.only_consumer(hi.output[0]) is not neg \
+                or self.only_consumer(lo.output[0]) is not cat:
+            return None
+        rot = self.only_consumer(cat.output[0], "Mul")
+        add = self.only_consumer(rot.output[0], "Add") if rot is not None else None
+        direct = self.producer.get(self.other(add, rot.output[0])) if add is not None else None
+        if direct is None or direct.op_type != "Mul" or x not in direct.input or \
+                self.only_consumer(direct.output[0]) is not add:
+            return None
+        region = [hi, lo, neg, cat, rot, direct, add]
+        return region, self.make_node("RotaryEmbedding", [x], [add.output[0]], name=add.name)
+
     def rewrite(self) -> list:
         """The node list with every matched region replaced by its fused node (placed where the region ends)."""
         replace, drop = {}, set()
@@ -188,5 +208,7 @@ class Patterns:
         return [replace.get(id(n), n) for n in self.nodes if id(n) not in drop or id(n) in replace]
 
 
-MATCHERS = {"Erf": Patterns.gelu, "ReduceMean": Patterns.layernorm, "Pow": Patterns.rmsnorm,
-            "IsNaN": Patterns.nan_guard, "Sigmoid": Patterns.silu}   # the op each pattern starts from
+MATCHERS = {   # the op each pattern starts from
+    "Erf": Patterns.gelu, "ReduceMean": Patterns.layernorm, "Pow": Patterns.rmsnorm, "IsNaN": Patterns.nan_guard,
+    "Sigmoid": Patterns.silu, "Neg": Patterns.rope,
+}
