@@ -639,21 +639,49 @@ def test_attention_op_groups_query_heads_and_fuses(tmp_path):
     assert len(attention) == 1 and (attention[0].work.g, attention[0].work.sq, attention[0].work.skv) == (2, 64, 16)
 
 
-def test_exported_attention_chain_fuses(tmp_path):
-    """The legacy exporter's attention: MatMul -> Mul(scale) -> Where(mask, s, -inf) -> Softmax ->
-    Where(IsNaN(p), 0, p) -> MatMul. The constant mask becomes an additive one and the NaN guard goes, so
-    --fusion full forms one flash-attention kernel."""
+def exported_attention(s: int, d: int, hq: int, hkv: int, guard: bool = True):
+    """Attention as torch's legacy exporter writes HF's eager attention: repeat_kv (Unsqueeze -> Expand ->
+    Reshape) of K and V when hq > hkv, MatMul(q, K^T) -> Mul(scale) -> Where(mask, s, -inf) -> Softmax ->
+    [Where(IsNaN(p), 0, p)] -> MatMul(p, V)."""
+    nodes, inits = [], [const("scale", d ** -0.5, np.float32), const("mask", np.tril(np.ones((s, s))), bool),
+                        const("ninf", -np.inf, np.float32), const("zero", 0.0, np.float32),
+                        const("ax2", [2]), const("rep", [1, hkv, hq // hkv, s, d]), const("heads", [1, hq, s, d])]
+    for t in "kv":
+        if hq > hkv:
+            nodes += [node("Unsqueeze", [t, "ax2"], [f"{t}5"]), node("Expand", [f"{t}5", "rep"], [f"{t}e"]),
+                      node("Reshape", [f"{t}e", "heads"], [f"{t}r"])]
+    k, v = ("kr", "vr") if hq > hkv else ("k", "v")
+    nodes += [node("Transpose", [k], ["kt"], perm=[0, 1, 3, 2]), node("MatMul", ["q", "kt"], ["qk"]),
+              node("Mul", ["qk", "scale"], ["sc"]), node("Where", ["mask", "sc", "ninf"], ["mk"]),
+              node("Softmax", ["mk"], ["p"], axis=-1)]
+    nodes += [node("IsNaN", ["p"], ["nan"]), node("Where", ["nan", "zero", "p"], ["pg"])] if guard else []
+    nodes += [node("MatMul", ["pg" if guard else "p", v], ["y"])]
+    return model(nodes, [vi("q", (1, hq, s, d)), vi("k", (1, hkv, s, d)), vi("v", (1, hkv, s, d))], ["y"], inits)
+
+
+@pytest.mark.parametrize("hq, hkv, guard", [(2, 2, True), (2, 2, False), (8, 2, True)])
+def test_exported_attention_is_recognised(tmp_path, hq, hkv, guard):
+    """The exported chain becomes one Attention: K and V un-repeated and query heads grouped over KV heads, the
+    mask tiled to the grouped rows; --fusion full then makes one flash-attention kernel, with the same MACs and
+    the same kernels as the opset-23 Attention node."""
     s, d = 16, 8
-    m = model([node("Transpose", ["k"], ["kt"], perm=[0, 1, 3, 2]), node("MatMul", ["q", "kt"], ["qk"]),
-               node("Mul", ["qk", "scale"], ["sc"]), node("Where", ["mask", "sc", "ninf"], ["mk"]),
-               node("Softmax", ["mk"], ["p"], axis=-1), node("IsNaN", ["p"], ["nan"]),
-               node("Where", ["nan", "zero", "p"], ["pg"]), node("MatMul", ["pg", "v"], ["y"])],
-              [vi(t, (1, 2, s, d)) for t in "qkv"], ["y"],
-              [const("scale", d ** -0.5, np.float32), const("mask", np.tril(np.ones((s, s))), bool),
-               const("ninf", -np.inf, np.float32), const("zero", 0.0, np.float32)])
+    g = load(tmp_path, exported_attention(s, d, hq, hkv, guard))
+    assert "Expand" not in kinds(g) and "IsNaN" not in kinds(g)
+    assert kinds(g) == ["Reshape", "Transpose", "MatMul", "Mul", "Add", "Softmax", "MatMul", "Reshape"]
+    assert graph_macs(g) == 2 * hq * s * s * d
+    fused = [k.work for k in make_kernels(g, "full") if isinstance(k.work, AttentionWork)]
+    assert len(fused) == 1 and (fused[0].g, fused[0].sq, fused[0].skv) == (hkv, hq // hkv * s, s)
+    direct = load(tmp_path, attention_model(hq, hkv, s, d, mask=True))
+    assert [k.work for k in make_kernels(direct, "full")] == [k.work for k in make_kernels(g, "full")]
+
+
+def test_attention_with_a_computed_mask_tiles_it_over_grouped_heads(tmp_path):
+    m = model([node("Attention", ["q", "k", "v", "m"], ["y"])],
+              [vi("q", (1, 8, 16, 8)), vi("k", (1, 2, 16, 8)), vi("v", (1, 2, 16, 8)),
+               vi("m", (1, 1, 16, 16), TensorProto.BOOL)], ["y"], opset=23)
     g = load(tmp_path, m)
-    assert kinds(g) == ["Transpose", "MatMul", "Mul", "Add", "Softmax", "Identity", "MatMul"]
-    assert sum(isinstance(k.work, AttentionWork) for k in make_kernels(g, "full")) == 1
+    tile = next(op for op in g.ops if op.op_type == "Tile")
+    assert g.tensors[tile.outputs[0]].shape == (1, 1, 64, 16) and out_shape(g) == (1, 8, 16, 8)
 
 
 EINSUMS = [  # (equation, shapes, output shape, MACs)

@@ -90,13 +90,17 @@ def h_attention(imp: Importer, node) -> None:
 
 def _grouped_mask(imp: Importer, node, mask: str, scores: tuple, group: int) -> str:
     """The attention mask laid out as the grouped scores (B, Hkv, group*S, T): a constant mask is made into one
-    of that layout (boolean or additive, one element per score either way); a computed one must not need it."""
+    of that layout (boolean or additive, one element per score either way); a computed (S, T) or (B, 1, S, T) one
+    is tiled group times along its rows (data movement)."""
     shape = imp.shape(mask)
     if group == 1 or (len(shape) == 4 and shape[1] == 1 and shape[2] == 1) or len(shape) < 2 or shape[-2] == 1:
         return mask
     if not imp.is_static(mask):
-        raise InputError(f"{imp.where}: node '{node.name}' (Attention): a computed mask of shape {shape} with "
-                         f"grouped KV heads (group {group}) is not supported")
+        if len(shape) not in (2, 4) or (len(shape) == 4 and shape[1] != 1):
+            raise InputError(f"{imp.where}: node '{node.name}' (Attention): a computed mask of shape {shape} with "
+                             f"grouped KV heads (group {group}) is not supported; (S, T) and (B, 1, S, T) are")
+        reps = (group, 1) if len(shape) == 2 else (1, 1, group, 1)
+        return imp.op(node, "Tile", [mask], {"repeats": reps})[0]
     name = imp.fresh(f"{node.name}/mask")
     b = shape[0] if len(shape) == 4 else 1
     imp.add_static(name, (b, scores[1] if len(shape) == 4 and shape[1] > 1 else 1, scores[2], scores[3]),

@@ -191,6 +191,77 @@ class Patterns:
         region = [hi, lo, neg, cat, rot, direct, add]
         return region, self.make_node("RotaryEmbedding", [x], [add.output[0]], name=add.name)
 
+    def repeat_kv(self, t: str) -> tuple[str, list]:
+        """(source, nodes) of HF's repeat_kv, x[:, :, None].expand(B, Hkv, group, S, d).reshape(B, H, S, d)
+        (Unsqueeze at axis 2 -> Expand -> Reshape), ending in `t`; (t, []) when `t` is not one."""
+        reshape = self.producer.get(t)
+        expand = self.producer.get(reshape.input[0]) if reshape is not None and reshape.op_type == "Reshape" else None
+        unsq = self.producer.get(expand.input[0]) if expand is not None and expand.op_type == "Expand" else None
+        if unsq is None or unsq.op_type != "Unsqueeze" or self.reduce_axes(unsq) != [2] or \
+                self.only_consumer(unsq.output[0]) is not expand or self.only_consumer(expand.output[0]) is not reshape:
+            return t, []
+        return unsq.input[0], [unsq, expand, reshape]
+
+    def score_chain(self, t: str):
+        """Walk back from the softmax input through a scale (Mul or Div by a constant scalar) and a mask (Add, or
+        Where(mask, s, -inf)) -> (QK^T MatMul, scale factor, mask or None, chain nodes), or None."""
+        scale, mask, chain = 1.0, None, []
+        node = self.producer.get(t)
+        while node is not None and node.op_type in ("Mul", "Div", "Add", "Where"):
+            if self.only_consumer(node.output[0]) is None and chain:
+                return None
+            if node.op_type == "Where":
+                fill = self.value(node.input[2])
+                if mask is not None or fill is None or np.size(fill) != 1 or float(np.ravel(fill)[0]) > -1e4:
+                    return None
+                mask, t = node.input[0], node.input[1]
+            else:
+                s, o = (node.input[0], node.input[1])
+                if self.producer.get(s) is None or (node.op_type != "Add" and self.value(o) is None):
+                    s, o = o, s
+                if node.op_type == "Add":
+                    if mask is not None:
+                        return None
+                    mask = o
+                else:
+                    v = self.value(o)
+                    if v is None or np.size(v) != 1:
+                        return None
+                    scale = scale * float(np.ravel(v)[0]) if node.op_type == "Mul" else scale / float(np.ravel(v)[0])
+                t = s
+            chain.append(node)
+            node = self.producer.get(t)
+        if node is None or node.op_type != "MatMul" or self.only_consumer(node.output[0]) is not (chain or [None])[-1]:
+            return None
+        return node, scale, mask, chain
+
+    def attention(self, softmax):
+        """Exported attention, MatMul(q, Transpose(repeat_kv(k))) -> scale/mask -> Softmax [-> NaN guard] ->
+        MatMul(., repeat_kv(v)) -> (region, one Attention node on q, k, v [, mask]): K and V stay un-repeated, so
+        the heads sharing them are grouped as the built-in decoders group them."""
+        axis = next((a.i for a in softmax.attribute if a.name == "axis"), -1)
+        found = self.score_chain(softmax.input[0])
+        if axis not in (-1, 3) or found is None:
+            return None
+        qk, scale, mask, chain = found
+        region, p = [qk, *chain, softmax], softmax.output[0]
+        users = self.consumers.get(p, [])
+        guard = self.nan_guard(users[0]) if len(users) == 2 and users[0].op_type == "IsNaN" else None
+        if guard is not None:
+            region += guard[0]
+            p = guard[1].output[0]
+        pv = self.only_consumer(p, "MatMul")
+        kt = self.producer.get(qk.input[1])
+        perm = next((list(a.ints) for a in kt.attribute if a.name == "perm"), None) if kt is not None else None
+        if pv is None or pv.input[0] != p or kt is None or kt.op_type != "Transpose" or perm != [0, 1, 3, 2] or \
+                self.only_consumer(kt.output[0]) is not qk:
+            return None
+        k, k_nodes = self.repeat_kv(kt.input[0])
+        v, v_nodes = self.repeat_kv(pv.input[1])
+        region += [kt, *k_nodes, *v_nodes, pv]
+        ins = [qk.input[0], k, v] + ([mask] if mask else [])
+        return region, self.make_node("Attention", ins, [pv.output[0]], name=pv.name, scale=scale)
+
     def rewrite(self) -> list:
         """The node list with every matched region replaced by its fused node (placed where the region ends)."""
         replace, drop = {}, set()
@@ -210,5 +281,5 @@ class Patterns:
 
 MATCHERS = {   # the op each pattern starts from
     "Erf": Patterns.gelu, "ReduceMean": Patterns.layernorm, "Pow": Patterns.rmsnorm, "IsNaN": Patterns.nan_guard,
-    "Sigmoid": Patterns.silu, "Neg": Patterns.rope,
+    "Sigmoid": Patterns.silu, "Neg": Patterns.rope, "Softmax": Patterns.attention,
 }
