@@ -12,12 +12,14 @@ Steps, each failing with one InputError line (module in brackets):
    a negative dimension reaching a Slice is refused first (ONNX's Slice inference asserts on one, which aborts
    the process in onnx builds with C++ assertions), and the Size of a huge tensor is not propagated (it would
    take hours) [shapes];
-5. decomposed LayerNorm and GELU subgraphs rewritten into the fused ops [patterns];
+5. decomposed LayerNorm, RMSNorm, GELU, SiLU, rotary-embedding and exported-attention subgraphs rewritten into
+   the fused ops [patterns];
 6. one walk in topological order [load]: constant shape computations (Shape/Gather/Concat/Unsqueeze/Cast/...
    feeding Reshape/Expand/Slice...) are evaluated with numpy [folding]; nodes whose inputs are all constants
    become constants (weights pre-transformed offline); every other node goes through HANDLERS, one table from ONNX
    op type to the function that emits IR ops through a compiler.GraphBuilder [handlers, importer]. Op types with no
-   handler are collected and reported together.
+   handler are collected and reported together, or (unknown_ops="free") costed as data movement. Ops that become
+   several IR ops are in [compound], ONNX Runtime contrib ops in [contrib]; docs/onnx.md lists every op's cost.
 
 Data types: ONNX element types map onto the IR's (float -> fp32, float16 -> fp16, bfloat16 -> bf16, float8 ->
 fp8, (u)int8 -> int8, (u)int16 -> int16, int4 -> int4; int32/int64 indices -> int32 and bool -> int8, the IR

@@ -1,6 +1,7 @@
 """Handlers of ONNX ops that become several IR ops: opset-23 Attention (laid out as the built-in decoders lay it
-out, so --fusion full finds one flash-attention kernel), RMSNormalization, two-operand Einsum (a batched MatMul
-between transposes and reshapes) and DynamicQuantizeLinear (min/max reductions and a quantizing cast)."""
+out, so --fusion full finds one flash-attention kernel), two-operand Einsum (a batched MatMul between transposes
+and reshapes) and DynamicQuantizeLinear (min/max reductions and a quantizing cast); with them the other
+transformer ops of opset 23, RMSNormalization and RotaryEmbedding."""
 from __future__ import annotations
 
 from math import prod, sqrt
@@ -9,8 +10,6 @@ import numpy as np
 from tilesim.arch.errors import InputError
 from tilesim.workloads.onnx.importer import Importer
 from tilesim.workloads.onnx.model import node_attrs
-
-FLOAT = 1   # ONNX element type of the constants made here (a scale), which take the model's float type
 
 
 def h_rms_norm(imp: Importer, node) -> None:
