@@ -684,6 +684,20 @@ def test_attention_with_a_computed_mask_tiles_it_over_grouped_heads(tmp_path):
     assert g.tensors[tile.outputs[0]].shape == (1, 1, 64, 16) and out_shape(g) == (1, 8, 16, 8)
 
 
+def test_causal_mask_subgraph_folds_with_bound_dims(tmp_path):
+    """A causal mask built from the sequence length (Shape -> Gather -> Range -> Unsqueeze -> LessOrEqual ->
+    Where(., 0, -inf)) folds to a constant once --seq-len binds the dim: only the score Add reaches the IR."""
+    m = model([node("Shape", ["x"], ["sh"]), node("Gather", ["sh", "one"], ["s"], axis=0),
+               node("Range", ["zero_i", "s", "one"], ["r"]), node("Unsqueeze", ["r", "ax0"], ["row"]),
+               node("Unsqueeze", ["r", "ax1"], ["col"]), node("LessOrEqual", ["row", "col"], ["keep"]),
+               node("Where", ["keep", "zero", "ninf"], ["mask"]), node("Add", ["x", "mask"], ["y"])],
+              [vi("x", (1, "seq", "seq"))], ["y"],
+              [const("one", 1), const("zero_i", 0), const("ax0", [0]), const("ax1", [1]),
+               const("zero", 0.0, np.float32), const("ninf", -np.inf, np.float32)])
+    g = load(tmp_path, m, seq_len=16)
+    assert kinds(g) == ["Add"] and g.tensors["mask"].is_param and g.tensors["mask"].shape == (16, 16)
+
+
 EINSUMS = [  # (equation, shapes, output shape, MACs)
     ("bhid,bhjd->bhij", [(2, 3, 5, 8), (2, 3, 7, 8)], (2, 3, 5, 7), 2 * 3 * 5 * 7 * 8),
     ("bij,bjk->bik", [(2, 5, 8), (2, 8, 4)], (2, 5, 4), 2 * 5 * 4 * 8),
