@@ -59,21 +59,27 @@ def _kv_with_past(imp: Importer, node, new: str, past_index: int, present_index:
 def h_attention(imp: Importer, node) -> None:
     """Attention(Q, K, V, attn_mask, past_key, past_value): softmax(scale Q K^T + mask) V per head. Query heads
     sharing a KV head (GQA) are stacked along the rows, as the built-in decoders do (Q (B, Hkv, group*S, d)), so K
-    and V are read once per KV head. is_causal adds nothing (the built-ins do not model the causal mask)."""
+    and V are read once per KV head. is_causal adds nothing (the built-ins do not model the causal mask). The
+    attribute qk_layout="bshd" (set only by patterns.py, for exported attention) says Q and K are still
+    (B, S, heads, d): each then takes one transpose, K straight to K^T, as in the built-ins."""
     a = node_attrs(node)
-    q = _heads(imp, node, node.input[0], a.get("q_num_heads"), "Q")
-    k = _kv_with_past(imp, node, _heads(imp, node, node.input[1], a.get("kv_num_heads"), "K"), 4, 1)
-    v = _kv_with_past(imp, node, _heads(imp, node, node.input[2], a.get("kv_num_heads"), "V"), 5, 2)
     if a.get("softcap", 0.0) or a.get("qk_matmul_output_mode", 0) or any(node.output[3:]):
         raise InputError(f"{imp.where}: node '{node.name}' (Attention): softcap and the qk_matmul_output output "
                          "are not supported")
-    (b, hq, sq, d), (_, hkv, skv, _), dv = imp.shape(q), imp.shape(k), imp.shape(v)[-1]
+    v = _kv_with_past(imp, node, _heads(imp, node, node.input[2], a.get("kv_num_heads"), "V"), 5, 2)
+    if a.get("qk_layout", b"") in (b"bshd", "bshd"):
+        q = imp.op(node, "Transpose", [node.input[0]], {"perm": (0, 2, 1, 3)})[0]
+        kt = imp.op(node, "Transpose", [node.input[1]], {"perm": (0, 2, 3, 1)})[0]
+    else:
+        q = _heads(imp, node, node.input[0], a.get("q_num_heads"), "Q")
+        k = _kv_with_past(imp, node, _heads(imp, node, node.input[1], a.get("kv_num_heads"), "K"), 4, 1)
+        kt = imp.op(node, "Transpose", [k], {"perm": (0, 1, 3, 2)})[0]
+    (b, hq, sq, d), (_, hkv, _, skv), dv = imp.shape(q), imp.shape(kt), imp.shape(v)[-1]
     if hkv < 1 or hq % hkv:
         raise InputError(f"{imp.where}: node '{node.name}' (Attention): {hq} query heads are not a multiple of "
                          f"{hkv} KV heads")
     group = hq // hkv
     qg = imp.op(node, "Reshape", [q], {"shape": (b, hkv, group * sq, d)})[0]
-    kt = imp.op(node, "Transpose", [k], {"perm": (0, 1, 3, 2)})[0]
     s = imp.op(node, "MatMul", [qg, kt])[0]
     s = imp.op(node, "Mul", [s, _scale_const(imp, node, a.get("scale") or 1 / sqrt(d))])[0]
     if len(node.input) > 3 and node.input[3]:

@@ -189,6 +189,16 @@ class Patterns:
                 self.only_consumer(direct.output[0]) is not add:
             return None
         region = [hi, lo, neg, cat, rot, direct, add]
+        heads = self.producer.get(x)
+        if heads is not None and heads.op_type == "Transpose" and _perm(heads) == HEADS_PERM and \
+                len(self.consumers.get(x, [])) == 3 and x not in self.outputs:
+            # RoPE is elementwise per (token, head): applied before the (B, S, H, d) -> (B, H, S, d) transpose, as
+            # the built-in decoders apply it, it runs as the projection's epilogue and the transpose can feed the
+            # attention contraction directly
+            rotated = f"{add.name}/rope"
+            return [heads, *region], [
+                self.make_node("RotaryEmbedding", [heads.input[0]], [rotated], name=rotated),
+                self.make_node("Transpose", [rotated], [add.output[0]], name=add.name, perm=HEADS_PERM)]
         return region, self.make_node("RotaryEmbedding", [x], [add.output[0]], name=add.name)
 
     def repeat_kv(self, t: str) -> tuple[str, list]:
@@ -252,34 +262,55 @@ class Patterns:
             p = guard[1].output[0]
         pv = self.only_consumer(p, "MatMul")
         kt = self.producer.get(qk.input[1])
-        perm = next((list(a.ints) for a in kt.attribute if a.name == "perm"), None) if kt is not None else None
+        perm = _perm(kt) if kt is not None else None
         if pv is None or pv.input[0] != p or kt is None or kt.op_type != "Transpose" or perm != [0, 1, 3, 2] or \
                 self.only_consumer(kt.output[0]) is not qk:
             return None
         k, k_nodes = self.repeat_kv(kt.input[0])
         v, v_nodes = self.repeat_kv(pv.input[1])
         region += [kt, *k_nodes, *v_nodes, pv]
-        ins = [qk.input[0], k, v] + ([mask] if mask else [])
-        return region, self.make_node("Attention", ins, [pv.output[0]], name=pv.name, scale=scale)
+        q, layout = qk.input[0], {}
+        tq, tk = self.producer.get(q), self.producer.get(k)
+        if all(t is not None and t.op_type == "Transpose" and _perm(t) == HEADS_PERM for t in (tq, tk)) and \
+                self.only_consumer(q) is qk and self.only_consumer(k) is (k_nodes or [kt])[0]:
+            region += [tq, tk]          # Q and K stay (B, S, heads, d): one transpose each, K straight to K^T
+            q, k, layout = tq.input[0], tk.input[0], {"qk_layout": "bshd"}
+        ins = [q, k, v] + ([mask] if mask else [])
+        return region, self.make_node("Attention", ins, [pv.output[0]], name=pv.name, scale=scale, **layout)
 
     def rewrite(self) -> list:
-        """The node list with every matched region replaced by its fused node (placed where the region ends)."""
+        """The node list with every matched region replaced by its fused node(s), one pass per entry of PASSES
+        (attention is matched over the norms, activations and rotary embeddings already fused)."""
+        nodes = self.nodes
+        for matchers in PASSES:
+            nodes = Patterns(nodes, self.value, self.static, self.outputs, self.make_node).rewrite_once(matchers)
+        return nodes
+
+    def rewrite_once(self, matchers: dict) -> list:
+        """One pass: every region a matcher finds replaced by its fused node(s), placed where the region ends."""
         replace, drop = {}, set()
         position = {id(n): i for i, n in enumerate(self.nodes)}
         for node in self.nodes:
             if id(node) in drop:
                 continue
-            match = MATCHERS.get(node.op_type)
+            match = matchers.get(node.op_type)
             found = match(self, node) if match else None
             if found and not any(id(n) in drop for n in found[0]):
                 region, fused = found
                 drop |= {id(n) for n in region}
                 last = max(region, key=lambda n: position[id(n)])
-                replace[id(last)] = fused
-        return [replace.get(id(n), n) for n in self.nodes if id(n) not in drop or id(n) in replace]
+                replace[id(last)] = fused if isinstance(fused, list) else [fused]
+        return [f for n in self.nodes if id(n) not in drop or id(n) in replace for f in replace.get(id(n), [n])]
 
 
-MATCHERS = {   # the op each pattern starts from
-    "Erf": Patterns.gelu, "ReduceMean": Patterns.layernorm, "Pow": Patterns.rmsnorm, "IsNaN": Patterns.nan_guard,
-    "Sigmoid": Patterns.silu, "Neg": Patterns.rope, "Softmax": Patterns.attention,
-}
+def _perm(node) -> list[int] | None:
+    """A Transpose node's perm attribute."""
+    return next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+
+
+HEADS_PERM = [0, 2, 1, 3]   # (B, S, heads, d) <-> (B, heads, S, d)
+PASSES = (   # per pass, the op each pattern starts from
+    {"Erf": Patterns.gelu, "ReduceMean": Patterns.layernorm, "Pow": Patterns.rmsnorm, "Sigmoid": Patterns.silu,
+     "Neg": Patterns.rope},
+    {"Softmax": Patterns.attention, "IsNaN": Patterns.nan_guard},
+)
