@@ -10,10 +10,11 @@ from tilesim.compiler.ops import infer_shapes
 class GraphBuilder:
     """Accumulates tensors and ops; `build()` returns a validated Graph."""
 
-    def __init__(self, name: str, dtype: str = "int8"):
+    def __init__(self, name: str, dtype: str = "int8", where: str | None = None):
         if dtype not in DTYPE_BYTES:
             raise InputError(f"dtype: unknown '{dtype}'; allowed: {', '.join(DTYPE_BYTES)}")
         self.name = name
+        self.where = where or f"graph {name}"     # how errors name the graph (an imported model: its file)
         self.dtype = dtype
         self.tensors: dict[str, Tensor] = {}
         self.ops: list[Op] = []
@@ -27,10 +28,10 @@ class GraphBuilder:
 
     def _tensor(self, name: str, shape, is_param: bool, dtype: str | None = None) -> str:
         if name in self.tensors:
-            raise InputError(f"graph {self.name}: tensor '{name}' defined twice")
+            raise InputError(f"{self.where}: tensor '{name}' defined twice")
         shape = tuple(int(d) for d in shape)
         if any(d <= 0 for d in shape):
-            raise InputError(f"graph {self.name}: tensor '{name}' has a non-positive dimension {shape}")
+            raise InputError(f"{self.where}: tensor '{name}' has a non-positive dimension {shape}")
         self.tensors[name] = Tensor(name, shape, dtype or self.dtype, is_param)
         return name
 
@@ -39,27 +40,32 @@ class GraphBuilder:
         self.inputs.append(self._tensor(name, shape, False, dtype))
         return name
 
-    def param(self, name: str, shape, dtype: str | None = None) -> str:
-        """A weight or constant."""
-        return self._tensor(self._fresh(name), shape, True, dtype)
+    def param(self, name: str, shape, dtype: str | None = None, keep_name: bool = False) -> str:
+        """A weight or constant; `keep_name` uses `name` as given (imported models name their own tensors)."""
+        return self._tensor(name if keep_name else self._fresh(name), shape, True, dtype)
 
     def shape(self, tensor: str) -> tuple[int, ...]:
         """Shape of an existing tensor."""
         return self.tensors[tensor].shape
 
     def add(self, op_type: str, inputs: list[str], attrs: dict | None = None, name: str | None = None,
-            n_outputs: int = 1, dtype: str | None = None):
-        """Append an op; returns its output name (or list of names when n_outputs > 1)."""
+            n_outputs: int = 1, dtype: str | None = None, outputs: list[str] | None = None):
+        """Append an op; returns its output name (or list of names when n_outputs > 1). Imported models name
+        their own tensors and ops: given `outputs`, those are the output names and `name` is kept as given."""
         attrs = dict(attrs or {})
-        name = self._fresh(name or op_type.lower())
+        name = name if outputs else self._fresh(name or op_type.lower())
         for t in inputs:
             if t not in self.tensors:
-                raise InputError(f"graph {self.name}: op '{name}' uses unknown tensor '{t}'")
+                raise InputError(f"{self.where}: op '{name}' uses unknown tensor '{t}'")
         shapes = infer_shapes(op_type, name, [self.tensors[t].shape for t in inputs], attrs)
-        outs = [f"{name}.out" if len(shapes) == 1 else f"{name}.out{i}" for i in range(len(shapes))]
+        outs = list(outputs) if outputs else \
+            [f"{name}.out" if len(shapes) == 1 else f"{name}.out{i}" for i in range(len(shapes))]
         out_dtype = dtype or self.tensors[inputs[0]].dtype if inputs else self.dtype
         for t, shape in zip(outs, shapes, strict=False):
-            self.tensors[t] = Tensor(t, shape, out_dtype, False)
+            if outputs:   # an imported model's tensor: checked as inputs and weights are
+                self._tensor(t, shape, False, out_dtype)
+            else:
+                self.tensors[t] = Tensor(t, shape, out_dtype, False)
         self.ops.append(Op(name, op_type, tuple(inputs), tuple(outs), attrs))
         return outs[0] if len(outs) == 1 and n_outputs == 1 else outs
 

@@ -97,6 +97,7 @@ def _bytes(graph: Graph, names: Iterable[str]) -> int:
     return sum(graph.tensors[t].nbytes for t in names)
 
 
+GATHERS = {"Gather", "GatherND", "GatherElements"}
 ROW_REDUCTIONS = {"Softmax"}    # ops that reduce a whole row (max, sum of exps) before writing any of it
 
 MAX_COUNT = 2**62           # any count the simulator keeps (cycles, bytes, ops) stays below this in int64
@@ -141,8 +142,8 @@ def _lower(graph: Graph, op: Op) -> LoopNest | None:
         row = op.op_type in ROW_REDUCTIONS
         return VectorWork(out.elements, ops, _bytes(graph, op.inputs), _bytes(graph, op.outputs),
                           ts[0].nbytes if row else 0, ts[0].shape[op.attrs.get("axis", -1)] if row else 0)
-    # MOVE: bytes in and out, no arithmetic. Gather reads only the rows it picks (plus the indices).
-    read = _bytes(graph, op.outputs) + ts[1].nbytes if op.op_type == "Gather" else _bytes(graph, op.inputs)
+    # MOVE: bytes in and out, no arithmetic. Gathers read only the elements they pick (plus the indices).
+    read = _bytes(graph, op.outputs) + ts[1].nbytes if op.op_type in GATHERS else _bytes(graph, op.inputs)
     return VectorWork(out.elements, 0, read, _bytes(graph, op.outputs))
 
 

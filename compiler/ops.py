@@ -281,6 +281,35 @@ def _expand(shapes: Shapes, attrs: Attrs) -> Shapes:
     return _broadcast([shapes[0], tuple(attrs["shape"])], attrs)
 
 
+def _pad(shapes: Shapes, attrs: Attrs) -> Shapes:
+    x, pads = shapes[0], attrs["pads"]     # ONNX Pad: begins then ends, one per axis
+    if len(pads) != 2 * len(x):
+        raise ShapeError(f"pads {tuple(pads)} need 2 values per axis of {x}")
+    return [tuple(d + lo + hi for d, lo, hi in zip(x, pads[:len(x)], pads[len(x):], strict=True))]
+
+
+def _tile(shapes: Shapes, attrs: Attrs) -> Shapes:
+    x, reps = shapes[0], attrs["repeats"]
+    if len(reps) != len(x):
+        raise ShapeError(f"repeats {tuple(reps)} need one value per axis of {x}")
+    return [tuple(d * r for d, r in zip(x, reps, strict=True))]
+
+
+def _gather_nd(shapes: Shapes, attrs: Attrs) -> Shapes:
+    data, idx, b = shapes[0], shapes[1], int(attrs.get("batch_dims", 0))   # ONNX GatherND
+    if not idx or idx[-1] > len(data) - b:
+        raise ShapeError(f"indices {idx} do not index data {data} past {b} batch dims")
+    return [idx[:-1] + data[b + idx[-1]:]]
+
+
+def _second(shapes: Shapes, attrs: Attrs) -> Shapes:
+    return [shapes[1]]
+
+
+def _given(shapes: Shapes, attrs: Attrs) -> Shapes:
+    return [tuple(s) for s in attrs["shapes"]]
+
+
 def _layernorm(shapes: Shapes, attrs: Attrs) -> Shapes:
     _axis(attrs.get("axis", -1), len(shapes[0]))
     return [shapes[0]]
@@ -342,6 +371,12 @@ SPECS: dict[str, OpSpec] = {
     "Div": OpSpec(OpKind.VECTOR, _broadcast, _per_out(1), min_inputs=2),
     "Pow": OpSpec(OpKind.VECTOR, _broadcast, _per_out(1), min_inputs=2),
     "Where": OpSpec(OpKind.VECTOR, _broadcast, _per_out(1), min_inputs=3),
+    # one lane op per output element: arithmetic, comparisons and logic (bool results), the SFU for exp/sin/cos
+    **{t: OpSpec(OpKind.VECTOR, _same, _per_out(1)) for t in ("Neg", "Reciprocal", "Exp", "Log", "Abs", "Sin",
+                                                                "Cos", "IsNaN", "IsInf", "Not", "Floor", "Ceil")},
+    **{t: OpSpec(OpKind.VECTOR, _broadcast, _per_out(1)) for t in ("Max", "Min", "Mod", "And", "Or", "Xor", "Equal",
+                                                                     "Less", "Greater", "LessOrEqual",
+                                                                     "GreaterOrEqual")},
     "BatchNormalization": OpSpec(OpKind.VECTOR, _same, _per_out(2), min_inputs=5),  # folded to scale and shift
     "LayerNormalization": OpSpec(OpKind.VECTOR, _layernorm, _layernorm_ops),
     "RMSNormalization": OpSpec(OpKind.VECTOR, _layernorm, _rmsnorm_ops),
@@ -350,6 +385,9 @@ SPECS: dict[str, OpSpec] = {
     "AveragePool": OpSpec(OpKind.VECTOR, _pool, _pool_ops),
     "GlobalAveragePool": OpSpec(OpKind.VECTOR, _global_pool, _per_in(1)),
     "ReduceMean": OpSpec(OpKind.VECTOR, _reduce, _per_in(1)),
+    "ReduceSum": OpSpec(OpKind.VECTOR, _reduce, _per_in(1)),
+    "ReduceMax": OpSpec(OpKind.VECTOR, _reduce, _per_in(1)),
+    "ReduceMin": OpSpec(OpKind.VECTOR, _reduce, _per_in(1)),
     # data movement
     "Transpose": OpSpec(OpKind.MOVE, _transpose),
     "Concat": OpSpec(OpKind.MOVE, _concat),
@@ -357,6 +395,12 @@ SPECS: dict[str, OpSpec] = {
     "Split": OpSpec(OpKind.MOVE, _split),
     "Slice": OpSpec(OpKind.MOVE, _slice),
     "Expand": OpSpec(OpKind.MOVE, _expand),
+    "Pad": OpSpec(OpKind.MOVE, _pad),
+    "Tile": OpSpec(OpKind.MOVE, _tile),
+    "GatherND": OpSpec(OpKind.MOVE, _gather_nd, min_inputs=2),
+    "GatherElements": OpSpec(OpKind.MOVE, _second, min_inputs=2),    # output has the indices' shape
+    "ScatterND": OpSpec(OpKind.MOVE, _same, min_inputs=3),
+    "Opaque": OpSpec(OpKind.MOVE, _given, min_inputs=0),   # an imported op tilesim does not know (--unknown-ops free)
     # free views
     "Reshape": OpSpec(OpKind.VIEW, _reshape),
     "Flatten": OpSpec(OpKind.VIEW, _flatten),

@@ -171,7 +171,7 @@ class _Model:
         """Concrete shape of a tensor by ONNX shape inference of the graph so far, None when unknown."""
         if name in self.known:
             return self.known[name]
-        from tilesim.workloads.onnx_import import infer_shapes_safely
+        from tilesim.workloads.onnx import infer_shapes_safely
         try:
             inferred = infer_shapes_safely(self.proto([]), "fuzz")
         except Exception:
@@ -377,7 +377,7 @@ def onnx_models(draw):
         dims[draw(st.sampled_from(["unknown", "batch"]))] = draw(st.sampled_from([2, 0]))
     model = m.proto(list(dict.fromkeys(outputs)))
     if draw(st.integers(0, 9)) < 9:                  # output types (which onnx.checker wants) from inference
-        from tilesim.workloads.onnx_import import infer_shapes_safely
+        from tilesim.workloads.onnx import infer_shapes_safely
         try:
             inferred = infer_shapes_safely(model, "fuzz")
             del inferred.graph.value_info[:]

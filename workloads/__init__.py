@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tilesim.arch.errors import InputError, allowed_list, did_you_mean
 from tilesim.compiler import Graph, GraphBuilder
-from tilesim.workloads import cnn, llm, onnx_import, scalesim_topology, transformer
+from tilesim.workloads import cnn, llm, onnx, scalesim_topology, transformer
 
 DEFAULT_DTYPE = llm.DEFAULT_DTYPE
 GEMM_FORM = "gemm:M,N,K"
@@ -56,7 +56,7 @@ BUILTINS: dict[str, Builtin] = {
 # (SCALE-Sim topology .csv, .onnx, an HF config.json; later workload YAML). Loaders of decoder LLMs also take
 # phase, context and dtypes (DECODER_SUFFIXES).
 FILE_LOADERS: dict[str, Callable[..., Graph]] = {".csv": scalesim_topology.load_topology,
-                                                 ".onnx": onnx_import.load_onnx,
+                                                 ".onnx": onnx.load_onnx,
                                                  ".json": llm.load_hf_config}
 DECODER_SUFFIXES = {".json"}
 
@@ -75,13 +75,14 @@ def describe_workloads() -> dict[str, str]:
 
 def load_workload(spec: str, *, seq_len: int | None = None, batch: int = 1, dtype: str | None = None,
                   dims: dict[str, int] | None = None, phase: str | None = None, context: int | None = None,
-                  dtypes: tuple | None = None) -> Graph:
+                  dtypes: tuple | None = None, unknown_ops: str = "error") -> Graph:
     """The Graph for `spec`; bad specs or sizes raise InputError naming the command-line flag.
 
     `dtype` None keeps a file's own data types (ONNX) and is DEFAULT_DTYPE elsewhere; `dims` binds the symbolic
     dimensions of an ONNX model (--dim NAME=VALUE). Decoder LLMs (built-ins and HF config.json files) also take
     `phase` ("prefill", the default, or "decode"), `context` (decode: tokens already in the KV cache) and
-    `dtypes` = (weight, activation, kv), whose None entries take `dtype`."""
+    `dtypes` = (weight, activation, kv), whose None entries take `dtype`. `unknown_ops` ("error" or "free") is how
+    an ONNX model's op types without a handler are treated (workloads/onnx/load.py)."""
     _positive("--batch", batch)
     if seq_len is not None:
         _positive("--seq-len", seq_len)
@@ -95,7 +96,10 @@ def load_workload(spec: str, *, seq_len: int | None = None, batch: int = 1, dtyp
     is_gemm = spec.lower().startswith("gemm:")
     if not is_gemm and ("/" in spec or "." in spec):   # names never contain these: treat as a file
         return _load_file(spec, batch=batch, seq_len=seq_len, dtype=dtype, dims=dims, phase=phase,
-                          context=context, dtypes=dtypes)
+                          context=context, dtypes=dtypes, unknown_ops=unknown_ops)
+    if unknown_ops != "error":
+        raise InputError(f"--unknown-ops: only ONNX models have op types to refuse or cost freely; '{spec}' is not "
+                         "an .onnx file")
     if dims:
         raise InputError(f"--dim: only ONNX models have symbolic dimensions; '{spec}' is not an .onnx file")
     dtype = dtype or DEFAULT_DTYPE
@@ -155,7 +159,7 @@ def _canonical(name: str) -> str | None:
 
 def _load_file(path: str, *, batch: int, seq_len: int | None, dtype: str | None,
                dims: dict[str, int] | None, phase: str | None = None, context: int | None = None,
-               dtypes: tuple | None = None) -> Graph:
+               dtypes: tuple | None = None, unknown_ops: str = "error") -> Graph:
     """Dispatch a workload file on its suffix; unsupported suffixes are an InputError."""
     suffix = Path(path).suffix.lower()
     if suffix not in FILE_LOADERS:
@@ -166,6 +170,9 @@ def _load_file(path: str, *, batch: int, seq_len: int | None, dtype: str | None,
         return FILE_LOADERS[suffix](path, batch=batch, seq_len=seq_len, dtype=dtype, dims=dims, phase=phase,
                                     context=context, dtypes=dtypes)
     _no_decoder_args(Path(path).name, phase, context, dtypes)
+    if suffix == ".onnx":
+        return FILE_LOADERS[suffix](path, batch=batch, seq_len=seq_len, dtype=dtype, dims=dims,
+                                    unknown_ops=unknown_ops)
     return FILE_LOADERS[suffix](path, batch=batch, seq_len=seq_len, dtype=dtype, dims=dims)
 
 
