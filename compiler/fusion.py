@@ -25,7 +25,7 @@ POLICIES = ("none", "epilogue", "full", "attention")
 ELEMENTWISE = {"Relu", "Clip", "Sigmoid", "Tanh", "Erf", "Sqrt", "Gelu", "HardSwish", "Silu", "Cast", "Add", "Sub",
                "Mul", "Div", "Pow", "Where", "BatchNormalization",
                "RotaryEmbedding"}   # pairs elements within one head: elementwise for tiles spanning whole heads
-SCORE_CHAIN = {"Mul", "Div", "Add", "Sub", "Where", "Cast"}      # scale and mask between QK^T and softmax
+SCORE_CHAIN = {"Mul", "Div", "Add", "Sub", "Where", "Cast", "Tanh"}   # scale, soft-cap, mask before softmax
 SOFTMAX_OPS = 5                 # per score: max, subtract, exp, sum, divide (compiler/ops.py)
 RESCALE_OPS = 2                 # online softmax: per output element and kv block, rescale and accumulate
 
