@@ -1,4 +1,5 @@
-"""Decoder LLMs (GPT-2, Llama-2/3, Mistral, Gemma) from a config, in prefill and decode phases.
+"""Decoder LLMs from an HF-style config (Llama, Mistral, Mixtral, Qwen2/3 and MoE, Phi-3, Gemma 1-3, DeepSeek-V2/V3,
+GPT-2, OPT), in prefill and decode phases.
 
 Sizes follow the models' HF `config.json` files (DESIGN.md section 10). Graph conventions:
 - Token ids (int32) enter an embedding `Gather` that reads only the rows it picks; Gemma scales the embeddings by
@@ -18,8 +19,15 @@ Sizes follow the models' HF `config.json` files (DESIGN.md section 10). Graph co
 - Decode is one step for one new token per sequence: the cache of `context` earlier tokens plus the new one is
   read from graph inputs `layerN.k_cache` and `layerN.v_cache` of shape (B, kv_heads, context + 1, head_dim);
   appending the new token is the K/V projection's store (its output `layerN.k` / `layerN.v`).
-Not modelled: Mistral's 4096-token sliding window (attention reads the whole context), Gemma's (1 + w) norm
-offset and logit soft-capping (no cost difference), attention dropout, sampling after the LM head.
+- Sliding-window layers (Mistral, Phi-3, Gemma-2/3 local layers): decode reads only the last `window` cached
+  tokens; prefill attends in chunks of at least 2 x window (window_chunk). Gemma-2 soft-capping is a multiply, tanh
+  and multiply on the scores (inside the fused attention kernel) and on the logits.
+- MoE layers (Mixtral, Qwen-MoE, DeepSeek): router, the expected touched experts as grouped GEMMs (moe_routing.py),
+  shared experts; expert ops are named layerN.mlp.experts*, so a flash `weights: mlp` rule places them too.
+- MLA (DeepSeek): the cache is the latent plus one rope key per token; decode uses the absorbed form.
+Not modelled: Gemma's (1 + w) norm offset, RoPE scaling (no cost difference), attention dropout, sampling after
+the LM head, DeepSeek-V3's multi-token-prediction module, group-limited routing (a router detail); MLA decode's
+fused attention counts its cache as K and again as V (one buffer in FlashMLA-style kernels).
 """
 from __future__ import annotations
 
@@ -188,7 +196,8 @@ def non_embedding_params(cfg: DecoderConfig) -> int:
     LM head (counted also when it is tied to the embedding table); no embedding lookups, norm scales or biases.
     Decode MACs per token = this + attention (for dense, non-MLA models)."""
     d, q, kv = cfg.hidden, cfg.heads * cfg.head_dim, cfg.kv_heads * cfg.head_dim
-    attention = _attention_params(cfg) if cfg.mla else 2 * d * q + 2 * d * kv
+    mla_norms = cfg.q_lora_rank + cfg.kv_lora_rank                   # MLA's q_a and kv_a norm scales
+    attention = _attention_params(cfg) - mla_norms if cfg.mla else 2 * d * q + 2 * d * kv
     return sum(attention + _mlp_params(cfg, i, active=True) for i in range(cfg.layers)) + cfg.vocab * d
 
 
@@ -217,6 +226,31 @@ def kv_cache_bytes(cfg: DecoderConfig, tokens: int, kv_dtype: str) -> int:
     """KV cache bytes of one sequence holding `tokens` tokens: a sliding-window layer keeps only its last `window`."""
     held = sum(min(tokens, cfg.window(i)) if cfg.window(i) else tokens for i in range(cfg.layers))
     return _nbytes(held * kv_values_per_token_per_layer(cfg), kv_dtype)
+
+
+@dataclass(frozen=True)
+class ExpertLoad:
+    """One step's MoE routing in expectation, per MoE layer: experts touched, their weight bytes, tokens each."""
+    distinct_experts: float
+    expert_read_bytes: int          # routed expert weights read per MoE layer (distinct x one expert's bytes)
+    tokens_per_expert: tuple[float, ...]
+    moe_layers: int
+
+    @property
+    def max_tokens(self) -> float:
+        """The most-loaded expert's expected tokens (it bounds a step whose experts run in parallel)."""
+        return max(self.tokens_per_expert)
+
+
+def expert_load(cfg: DecoderConfig, tokens: int, weight_dtype: str) -> ExpertLoad | None:
+    """Routing of a step of `tokens` tokens (decode: batch; prefill: batch x seq_len); None for dense models."""
+    if not cfg.experts:
+        return None
+    probs = moe_routing.selection_probs(cfg.experts, cfg.experts_per_token, cfg.expert_skew)
+    distinct = moe_routing.expected_distinct_experts(probs, tokens)
+    one = _nbytes(3 * cfg.hidden * cfg.expert_ffn, weight_dtype)
+    return ExpertLoad(distinct, round(distinct * one), moe_routing.expected_tokens_per_expert(probs, tokens),
+                      cfg.layers - cfg.dense_layers)
 
 
 # ---------------------------------------------------------------- data types
