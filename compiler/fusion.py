@@ -27,7 +27,7 @@ POLICIES = ("none", "epilogue", "full", "attention")
 ELEMENTWISE = {"Relu", "Clip", "Sigmoid", "Tanh", "Erf", "Sqrt", "Gelu", "HardSwish", "Silu", "Cast", "Add", "Sub",
                "Mul", "Div", "Pow", "Where", "BatchNormalization",
                "RotaryEmbedding"}   # pairs elements within one head: elementwise for tiles spanning whole heads
-SCORE_CHAIN = {"Mul", "Div", "Add", "Sub", "Where", "Cast"}      # scale and mask between QK^T and softmax
+SCORE_CHAIN = {"Mul", "Div", "Add", "Sub", "Where", "Cast", "Tanh"}   # scale, soft-cap, mask before softmax
 
 Canon = Callable[[str], str]     # tensor name -> the tensor it aliases (views, absorbed transposes)
 Work = Contraction | VectorWork | AttentionWork     # a kernel's loop nest: array, vector unit, or fused attention

@@ -46,8 +46,10 @@ def built(request):
 # ---------------------------------------------------------------- (a) every built-in builds, right output shapes
 
 def test_names_and_descriptions():
-    assert workload_names() == ["alexnet", "attention", "bert-base", "gemma-2b", "gpt2", "llama2-7b", "llama3-8b",
-                                "mistral-7b", "mobilenet_v2", "resnet18", "resnet50", "vgg16", "vit-b16"]
+    assert workload_names() == ["alexnet", "attention", "bert-base", "deepseek-v3", "gemma-2b", "gemma2-9b", "gpt2",
+                                "llama2-7b", "llama3-8b", "llama3.1-70b", "mistral-7b", "mixtral-8x7b",
+                                "mobilenet_v2", "phi3-mini", "qwen2.5-7b", "qwen3-30b-a3b", "resnet18", "resnet50",
+                                "vgg16", "vit-b16"]
     desc = describe_workloads()
     assert set(workload_names()) <= set(desc) and "gemm:M,N,K" in desc
     assert all(isinstance(v, str) and v and "\n" not in v for v in desc.values())
@@ -269,8 +271,9 @@ def test_unknown_name(spec, close):
         load_workload(spec)
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("--workload:") and f"'{spec}'" in msg
-    assert ("allowed: alexnet, attention, bert-base, gemm:M,N,K, gemma-2b, gpt2, llama2-7b, llama3-8b, mistral-7b, "
-            "mobilenet_v2, resnet18, resnet50, vgg16, vit-b16") in msg
+    assert ("allowed: alexnet, attention, bert-base, deepseek-v3, gemm:M,N,K, gemma-2b, gemma2-9b, gpt2, llama2-7b, "
+            "llama3-8b, llama3.1-70b, mistral-7b, mixtral-8x7b, mobilenet_v2, phi3-mini, qwen2.5-7b, qwen3-30b-a3b, "
+            "resnet18, resnet50, vgg16, vit-b16") in msg
     assert (f"did you mean '{close}'?" in msg) if close else "did you mean" not in msg
 
 

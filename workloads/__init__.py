@@ -51,6 +51,8 @@ BUILTINS: dict[str, Builtin] = {
     "gemma-2b": _decoder_builtin(llm.GEMMA_2B, "Gemma-2B decoder, 18 layers, d=2048, MQA 8/1 heads, GeGLU, tied, "
                                                "2.51 B params; --phase prefill|decode"),
 }
+BUILTINS |= {name: _decoder_builtin(llm.hf_builtin(name), f"{text}, {total / 1e9:.3g} B params; --phase prefill|decode")
+             for name, (text, total) in llm.HF_BUILTINS.items()}
 
 # Readers by file suffix: path, batch, seq_len, dtype (None: the file's own types, else its default), dims -> Graph
 # (SCALE-Sim topology .csv, .onnx, an HF config.json; later workload YAML). Loaders of decoder LLMs also take
@@ -94,7 +96,7 @@ def load_workload(spec: str, *, seq_len: int | None = None, batch: int = 1, dtyp
         dtypes = None
     spec = spec.strip()
     is_gemm = spec.lower().startswith("gemm:")
-    if not is_gemm and ("/" in spec or "." in spec):   # names never contain these: treat as a file
+    if not is_gemm and ("/" in spec or "." in spec) and _canonical(spec) is None:   # not a name: a file
         return _load_file(spec, batch=batch, seq_len=seq_len, dtype=dtype, dims=dims, phase=phase,
                           context=context, dtypes=dtypes, unknown_ops=unknown_ops)
     if unknown_ops != "error":
