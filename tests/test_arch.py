@@ -9,7 +9,7 @@ from tilesim.arch.units import parse_bytes, parse_hz
 
 
 def test_presets_load_with_design_numbers():
-    assert preset_names() == ["edge-npu", "eyeriss", "gemmini", "h100", "phone-npu", "tpu-v1", "tpu-v4"]
+    assert preset_names() == ["edge-npu", "eyeriss", "gemmini", "h100", "h200", "phone-npu", "tpu-v1", "tpu-v4"]
     h100 = load_arch("h100")       # 132 SMs x 2048 bf16 MACs/cycle = 989 TFLOP/s at the 1.83 GHz spec clock
     assert h100.peak_macs_per_cycle * 1.83e9 * 2 == pytest.approx(989.4e12, rel=0.01)
     assert h100.cache is not None and h100.cache.capacity_bytes == 50 * 2**20
