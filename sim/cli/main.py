@@ -7,10 +7,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import yaml
+
 from tilesim.arch import InputError, arch_to_dict, load_arch, preset_names
 from tilesim.arch.loader import raw_arch
 from tilesim.cli.args import (
@@ -28,7 +31,7 @@ from tilesim.cli.args import (
 from tilesim.cli.sweep import add_sweep_arguments, cmd_sweep
 from tilesim.compiler.fusion import POLICIES
 from tilesim.core.energy import static_power_components_mw
-from tilesim.core.files import write_atomic
+from tilesim.core.files import output_target, write_all
 from tilesim.report.compare import comparison_json, comparison_table
 from tilesim.report.explain import schedule_table
 from tilesim.report.html_page import write_report
@@ -85,15 +88,37 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def input_files(args: argparse.Namespace) -> tuple[str, ...]:
+    """The files a command reads (workload, arch, pinned mappings): no output may replace them."""
+    given = (getattr(args, "workload", None), getattr(args, "arch", None), getattr(args, "pinned", None),
+             getattr(args, "input", None))
+    return tuple(p for p in given if isinstance(p, str) and Path(p).is_file())
+
+
+def check_outputs(args: argparse.Namespace, **paths: str | None) -> None:
+    """Refuse, before any work, outputs that are folders, lie in missing folders or would replace an input."""
+    for flag, path in paths.items():
+        if path is not None:
+            output_target(path, input_files(args), flag)
+
+
+def write_outputs(outputs: list[tuple[str, str | None, str]]) -> None:
+    """Write (flag, path, text) outputs of one command: files all or none, then stdout for those without a path."""
+    files = [(Path(path), text) for _, path, text in outputs if path is not None]
+    try:
+        write_all(files)
+    except OSError as e:
+        flag = next((f for f, p, _ in outputs if p is not None and e.filename and Path(p).name in str(e.filename)),
+                    outputs[0][0])
+        raise InputError(f"{flag}: cannot write '{e.filename or ''}': {e.strerror or e}") from None
+    for _, path, text in outputs:
+        if path is None:
+            sys.stdout.write(text)
+
+
 def write_output(text: str, path: str | None) -> None:
-    """Print, or write atomically (temporary file then rename) so no half-written file is ever left."""
-    if path is None:
-        sys.stdout.write(text)
-        return
-    target = Path(path)
-    if not target.parent.is_dir():
-        raise InputError(f"-o: directory '{target.parent}' does not exist")
-    write_atomic(target, text)
+    """Print, or write the file whole (a regular file through a temporary one; devices and links written through)."""
+    write_outputs([("-o", path, text)])
 
 
 def cmd_compare(args) -> None:
@@ -105,6 +130,7 @@ def cmd_compare(args) -> None:
     if args.top < 1:
         raise InputError(f"--top: must be >= 1, got {args.top}")
     args.fusion = policies[0]
+    check_outputs(args, **{"-o": args.output})
     workload, arch, kw = api_keywords(args, llm=False)
     kw.pop("fusion")
     result = api.compare(workload, arch, policies=policies, **kw)
@@ -124,16 +150,16 @@ def cmd_run(args) -> None:
     if llm and not out.show_schedule and out.format == "csv":
         raise InputError("--format csv: LLM runs report as table or json")
     timeline = bool(out.trace) or any(k == "timeline" for k, _ in plots)
+    check_outputs(args, **{"-o": out.output, "--trace": out.trace})
     result = api.run(workload, arch, timeline=timeline, as_graph=out.show_schedule, **kw)
     if result.llm is not None:
         write_output(llm_table(result.llm) if out.format == "table" else llm_json(result.llm), out.output)
         return
-    if out.trace:
-        write_output(trace_json(result.sim), out.trace)
     text = render(result.sim, out.format, out.top)
     if out.show_schedule:
         text += "\n" + schedule_table(result.schedule, result.sim, result.arch, args.objective)
-    write_output(text, out.output)
+    outputs = [("--trace", out.trace, trace_json(result.sim))] if out.trace else []
+    write_outputs([*outputs, ("-o", out.output, text)])
     components = kernel_components(result.schedule, result.arch, result.sim) \
         if any(k == "energy" for k, _ in plots) else None
     for kind, path in plots:
@@ -183,8 +209,15 @@ COMMANDS = {"run": cmd_run, "compare": cmd_compare, "sweep": cmd_sweep, "report"
             "validate-array": cmd_validate_array, "show-arch": cmd_show_arch, "list": cmd_list}
 
 
+def stop_on_sigterm(signum: int, frame: object) -> None:
+    """SIGTERM ends the command like Ctrl-C would: cleanups run, temporary files go (exit status 143)."""
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit status (0 ok, 2 bad input, 1 internal error)."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop_on_sigterm)
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args) or 0

@@ -22,6 +22,7 @@ DEFAULT_ARCH = "tpu-v1"
 Phase = Literal["prefill", "decode", "generate"]
 Format = Literal["table", "json", "csv"]
 Backend = Literal["process", "serial", "dask"]
+UnknownOps = Literal["error", "free"]
 PHASES: tuple[str, ...] = Phase.__args__
 FORMATS: tuple[str, ...] = Format.__args__
 BACKENDS: tuple[str, ...] = Backend.__args__
@@ -94,8 +95,13 @@ class WorkloadOptions:
     dims: tuple[tuple[str, int], ...] = field(default=(), metadata=option(
         "size of a symbolic dimension of an ONNX model's inputs, e.g. --dim batch=8 (repeatable)",
         flag="--dim", metavar="NAME=VALUE", repeat=True))
+    unknown_ops: UnknownOps = field(default="error", metadata=option(
+        "ONNX models: an op tilesim does not know is an error (default), or 'free': a warning naming it, costed as "
+        "data movement"))
 
     def __post_init__(self) -> None:
+        if self.unknown_ops not in UnknownOps.__args__:
+            raise OptionError("unknown_ops", f"got '{self.unknown_ops}', allowed: error, free")
         dims = tuple(self.dims.items()) if isinstance(self.dims, Mapping) else tuple(map(tuple, self.dims))
         for name, size in dims:
             if isinstance(size, bool) or not isinstance(size, int) or size < 1:

@@ -49,7 +49,7 @@ def workload_graph(arch: ArchConfig, workload: WorkloadOptions, llm: LLMOptions 
     step = {"phase": "decode", "context": llm.context} if llm.phase == "decode" else {}
     return load_workload(workload.workload, seq_len=workload.seq_len, batch=workload.batch,
                          dtype=workload.graph_dtype(arch.array.dtype), dims=dict(workload.dims),
-                         dtypes=workload.dtypes, **step)
+                         dtypes=workload.dtypes, unknown_ops=workload.unknown_ops, **step)
 
 
 def schedule(graph: Graph, arch: ArchConfig, options: CompileOptions) -> Schedule:
