@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
+
 from tilesim.arch.config import (
     OPERANDS,
     ArchConfig,

@@ -1,6 +1,9 @@
 """GraphBuilder: the way workloads make graphs; every op's output shape is inferred as it is added."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any, cast
+
 from tilesim.arch.config import DTYPE_BYTES
 from tilesim.arch.errors import InputError
 from tilesim.compiler.ir import Graph, Op, Tensor
@@ -26,7 +29,7 @@ class GraphBuilder:
         self._count[base] = n + 1
         return base if n == 0 and base not in self.tensors else f"{base}_{n}"
 
-    def _tensor(self, name: str, shape, is_param: bool, dtype: str | None = None) -> str:
+    def _tensor(self, name: str, shape: Sequence[int], is_param: bool, dtype: str | None = None) -> str:
         if name in self.tensors:
             raise InputError(f"{self.where}: tensor '{name}' defined twice")
         shape = tuple(int(d) for d in shape)
@@ -35,12 +38,12 @@ class GraphBuilder:
         self.tensors[name] = Tensor(name, shape, dtype or self.dtype, is_param)
         return name
 
-    def input(self, name: str, shape, dtype: str | None = None) -> str:
+    def input(self, name: str, shape: Sequence[int], dtype: str | None = None) -> str:
         """A graph input (activation)."""
         self.inputs.append(self._tensor(name, shape, False, dtype))
         return name
 
-    def param(self, name: str, shape, dtype: str | None = None, keep_name: bool = False) -> str:
+    def param(self, name: str, shape: Sequence[int], dtype: str | None = None, keep_name: bool = False) -> str:
         """A weight or constant; `keep_name` uses `name` as given (imported models name their own tensors)."""
         return self._tensor(name if keep_name else self._fresh(name), shape, True, dtype)
 
@@ -48,12 +51,12 @@ class GraphBuilder:
         """Shape of an existing tensor."""
         return self.tensors[tensor].shape
 
-    def add(self, op_type: str, inputs: list[str], attrs: dict | None = None, name: str | None = None,
-            n_outputs: int = 1, dtype: str | None = None, outputs: list[str] | None = None):
+    def add(self, op_type: str, inputs: list[str], attrs: dict[str, Any] | None = None, name: str | None = None,
+            n_outputs: int = 1, dtype: str | None = None, outputs: list[str] | None = None) -> Any:
         """Append an op; returns its output name (or list of names when n_outputs > 1). Imported models name
         their own tensors and ops: given `outputs`, those are the output names and `name` is kept as given."""
         attrs = dict(attrs or {})
-        name = name if outputs else self._fresh(name or op_type.lower())
+        name = name if outputs and name is not None else self._fresh(name or op_type.lower())
         for t in inputs:
             if t not in self.tensors:
                 raise InputError(f"{self.where}: op '{name}' uses unknown tensor '{t}'")
@@ -77,19 +80,19 @@ class GraphBuilder:
         c = self.shape(x)[1]
         w = self.param(f"{name}.w", (filters, c // groups, kernel, kernel))
         ins = [x, w] + ([self.param(f"{name}.b", (filters,))] if bias else [])
-        return self.add("Conv", ins, {"strides": (stride, stride), "pads": (pad,) * 4, "dilations": (1, 1),
-                                          "group": groups}, name=name)
+        return cast(str, self.add("Conv", ins, {"strides": (stride, stride), "pads": (pad,) * 4, "dilations": (1, 1),
+                                          "group": groups}, name=name))
 
     def batchnorm(self, x: str, name: str = "bn") -> str:
         """BatchNormalization over channels (scale, bias, mean, var parameters)."""
         c = self.shape(x)[1]
         params = [self.param(f"{name}.{p}", (c,)) for p in ("scale", "bias", "mean", "var")]
-        return self.add("BatchNormalization", [x, *params], name=name)
+        return cast(str, self.add("BatchNormalization", [x, *params], name=name))
 
     def linear(self, x: str, out_features: int, bias: bool = True, name: str = "linear") -> str:
         """x @ W (+ b) with W of shape (in, out), as MatMul and Add."""
         w = self.param(f"{name}.w", (self.shape(x)[-1], out_features))
-        y = self.add("MatMul", [x, w], name=name)
+        y: str = self.add("MatMul", [x, w], name=name)
         if bias:
             y = self.add("Add", [y, self.param(f"{name}.b", (out_features,))], name=f"{name}.bias")
         return y

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 from archs import tiny_arch_dict
+
 from tilesim.arch import InputError, apply_overrides, arch_from_dict, arch_to_dict, load_arch, preset_names
 from tilesim.arch.loader import load_yaml_text, raw_arch
 from tilesim.arch.units import parse_bytes, parse_hz

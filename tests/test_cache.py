@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from archs import tiny_arch_dict
+
 from tilesim.arch import arch_from_dict
 from tilesim.compiler.builder import GraphBuilder
 from tilesim.compiler.schedule import CompileOptions, lower

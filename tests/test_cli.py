@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+
 from tilesim.cli.main import main
 
 SECTION6 = {"workload", "arch", "cycles", "latency_s", "macs", "pe_utilization", "mbu", "energy_pj",

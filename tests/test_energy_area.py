@@ -5,6 +5,7 @@ from collections import Counter
 
 import pytest
 from archs import tiny_arch_dict
+
 from tilesim import simulate
 from tilesim.arch import InputError, arch_from_dict, load_arch
 from tilesim.arch.area_model import PE_OVERHEAD, area_mm2, pe_mm2, sram_mm2_per_mib

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 from archs import tiny_arch
+
 from tilesim import simulate
 from tilesim.arch import load_arch
 from tilesim.compiler import GraphBuilder
@@ -216,6 +217,7 @@ def test_lockstep_attention_steps_last_exactly_one_block_product_pair():
     # 3 cores: each tile carries a third of a block's 16 + 16 cycles; a step of 3 tiles must add up to exactly 32
     # (rounding every third up would make it 33)
     from archs import tiny_arch_dict
+
     from tilesim.arch import arch_from_dict
     from tilesim.compiler.attention import AttentionMapping, attention_tile_compute
     d = tiny_arch_dict(rows=8, cols=8, dataflow="os", vector_lanes=1024)

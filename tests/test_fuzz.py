@@ -13,6 +13,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
 from tilesim.arch import InputError, arch_from_dict
 from tilesim.arch.loader import apply_overrides, load_yaml_text, raw_arch
 

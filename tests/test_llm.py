@@ -5,6 +5,7 @@ import json
 from dataclasses import replace
 
 import pytest
+
 from tilesim import simulate
 from tilesim.arch import load_arch
 from tilesim.arch.errors import InputError

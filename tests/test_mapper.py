@@ -8,6 +8,7 @@ import pytest
 from archs import tiny_arch
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tilesim import kernel_evaluator, simulate
 from tilesim.arch import InputError, load_arch
 from tilesim.compiler import mapper
@@ -129,6 +130,7 @@ def test_show_schedule_explains_each_contraction(capsys):
 def test_more_allowed_dataflows_never_make_the_search_worse(work):
     one = small_arch(65536, "ws")
     from archs import tiny_arch_dict
+
     from tilesim.arch import arch_from_dict
     d = tiny_arch_dict(rows=8, cols=8, dataflow="ws", sram_bytes=65536, latency=20, bw=8)
     d["array"]["dataflows"] = ["os", "is"]
@@ -167,6 +169,7 @@ def two_level_arch(spad: int, acc: int, dataflow: str = "ws", double: bool = Tru
     """tiny_arch with the operands split over two levels, as Gemmini's: inputs and weights in a scratchpad,
     outputs in an accumulator."""
     from archs import tiny_arch_dict
+
     from tilesim.arch import arch_from_dict
     d = tiny_arch_dict(rows=8, cols=8, dataflow=dataflow, sram_bytes=spad, double=double, latency=latency, bw=8)
     d["memory"][1]["holds"] = ["input", "weight"]
@@ -237,6 +240,7 @@ def test_search_chooses_exactly_what_the_direct_search_does(work, sram, acc, dat
 
 def test_search_over_several_dataflows_chooses_what_the_direct_search_does():
     from archs import tiny_arch_dict
+
     from tilesim.arch import arch_from_dict
     d = tiny_arch_dict(rows=8, cols=8, dataflow="ws", sram_bytes=16384, latency=20, bw=8)
     d["array"]["dataflows"] = ["os", "is"]
@@ -254,6 +258,7 @@ def test_search_over_several_dataflows_chooses_what_the_direct_search_does():
 def test_all_loop_orders_at_once_equal_one_order_at_a_time_bit_for_bit(work, dataflow, double, split, energy_table,
                                                                         latency, bw):
     from archs import tiny_arch_dict
+
     from tilesim.arch import arch_from_dict
     from tilesim.compiler.tiling import alignment
     arch = two_level_arch(4096, 4096, dataflow, double, latency) if split else tiny_arch(

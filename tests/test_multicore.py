@@ -7,6 +7,7 @@ import pytest
 from archs import tiny_arch_dict
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tilesim import simulate
 from tilesim.arch import arch_from_dict
 from tilesim.compiler.lowering import Contraction

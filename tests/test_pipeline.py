@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tilesim.core.kernels.pipeline import DEPENDENCY, DRAM, FLASH, NONE, run_tiles, run_tiles_py
 
 

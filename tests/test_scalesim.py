@@ -5,6 +5,7 @@ from math import ceil
 from pathlib import Path
 
 import pytest
+
 from tilesim.arch.errors import InputError
 from tilesim.arch.loader import load_arch
 from tilesim.arch.scalesim_cfg import raw_from_cfg

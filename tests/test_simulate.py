@@ -9,6 +9,7 @@ import pytest
 from archs import tiny_arch, tiny_arch_dict
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tilesim import simulate
 from tilesim.arch import arch_from_dict
 from tilesim.compiler import GraphBuilder
@@ -147,6 +148,7 @@ def test_kernel_cycles_partition_the_total():
 def test_energy_is_counts_times_table():
     # every entry is 1 pJ: energy = MACs + DRAM bytes + SRAM accesses + vector ops; doubling the table doubles it
     from archs import tiny_arch_dict
+
     from tilesim.arch import arch_from_dict
     r1 = run(gemm(32, 16, 16), tiny_arch(), mapper="naive")
     assert r1.energy_breakdown_pj["mac"] == 32 * 16 * 16
@@ -167,6 +169,7 @@ def test_static_power_adds_power_times_time():
 
 def test_missing_energy_entry_is_an_error_not_zero():
     from archs import tiny_arch_dict
+
     from tilesim.arch import InputError, arch_from_dict
     d = tiny_arch_dict()
     del d["energy"]["actions"]["mac.int8"]
@@ -235,6 +238,7 @@ def test_stalls_by_cause_engines_and_levels_are_reported():
 def test_a_narrow_sram_stretches_compute():
     # 16x16 WS GEMM; the SRAM holds everything at 2 B/cycle, far below the ~80 B/cycle the array consumes
     from archs import tiny_arch_dict
+
     from tilesim.arch import arch_from_dict
 
     def with_sram_bw(bw):
@@ -294,6 +298,7 @@ def test_same_mapping_more_bandwidth_never_slower_bigger_buffer_same_traffic(m, 
 def arch_with(burst=1, sram_latency=0, flash=None, **kw):
     """tiny_arch with a DRAM burst, an SRAM access latency, and optionally a flash level (a dict of its fields)."""
     from archs import tiny_arch_dict
+
     from tilesim.arch import arch_from_dict
     d = tiny_arch_dict(**kw)
     d["memory"][0]["burst_bytes"] = burst

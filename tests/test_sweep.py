@@ -13,6 +13,7 @@ import operator
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tilesim.arch import InputError
 from tilesim.arch.loader import raw_arch
 from tilesim.cli.args import Parser

@@ -5,6 +5,7 @@ import re
 from math import prod
 
 import pytest
+
 from tilesim.arch.errors import InputError
 from tilesim.compiler import Graph
 from tilesim.workloads import describe_workloads, load_workload, workload_names

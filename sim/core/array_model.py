@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from tilesim.arch.config import PEArray
 from tilesim.arch.dataflow import DATAFLOWS as DATAFLOW_TABLE
 from tilesim.arch.errors import InputError, allowed_list, did_you_mean

@@ -6,6 +6,7 @@ from fnmatch import fnmatchcase
 from math import ceil
 
 import numpy as np
+
 from tilesim.arch.config import ArchConfig, row_passes_for
 from tilesim.compiler.attention import AttentionWork, attention_tile_compute, attention_traffic
 from tilesim.compiler.cost import (

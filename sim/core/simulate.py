@@ -5,6 +5,7 @@ from collections import Counter
 from math import ceil
 
 import numpy as np
+
 from tilesim.arch.area_model import area_mm2
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.errors import InputError

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+
 from tilesim.arch.errors import InputError
 from tilesim.core.files import write_atomic
 from tilesim.report.compare import short_ops

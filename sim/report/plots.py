@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import numpy as np
+
 from tilesim.arch.errors import InputError
 from tilesim.core.commands import ARRAY, VECTOR, build_program
 from tilesim.core.energy import action_counts, by_component, dynamic_energy_pj, static_energy_pj

@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+
 from tilesim.arch.errors import InputError, did_you_mean
 from tilesim.report.figure import new_figure, plot_kind, require_matplotlib, save
 from tilesim.studies.sweep import HIGHER_IS_BETTER, LLM_METRICS, METRICS, pareto_front

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+
 from tilesim.core.commands import ARRAY, VECTOR
 from tilesim.core.result import SimResult
 

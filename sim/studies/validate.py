@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.errors import InputError
 from tilesim.compiler.lowering import Contraction

@@ -7,6 +7,7 @@ from __future__ import annotations
 from math import prod, sqrt
 
 import numpy as np
+
 from tilesim.arch.errors import InputError
 from tilesim.workloads.onnx.importer import Importer
 from tilesim.workloads.onnx.model import node_attrs

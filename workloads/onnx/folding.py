@@ -6,6 +6,7 @@ from collections.abc import Callable
 from math import ceil, prod
 
 import numpy as np
+
 from tilesim.workloads.onnx.model import MAX_FOLD_ELEMS, has_data, node_attrs, onnx_module, to_array
 
 

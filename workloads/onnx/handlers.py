@@ -6,6 +6,7 @@ from collections.abc import Callable
 from math import ceil
 
 import numpy as np
+
 from tilesim.arch.errors import InputError
 from tilesim.workloads.onnx.compound import h_attention, h_dynamic_quantize, h_einsum, h_rms_norm, h_rotary
 from tilesim.workloads.onnx.contrib import CONTRIB

@@ -7,6 +7,7 @@ from math import prod
 from pathlib import Path
 
 import numpy as np
+
 from tilesim.arch.errors import InputError
 from tilesim.compiler import GraphBuilder
 from tilesim.compiler.ops import infer_shapes

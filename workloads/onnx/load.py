@@ -8,6 +8,7 @@ from math import prod
 from pathlib import Path
 
 import numpy as np
+
 from tilesim.arch.config import DTYPE_BYTES
 from tilesim.arch.errors import InputError
 from tilesim.compiler import Graph, GraphBuilder

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import networkx as nx
 import numpy as np
+
 from tilesim.arch.errors import InputError
 
 INSTALL_HINT = "--workload: reading .onnx files needs the onnx package: pip install 'tilesim[onnx]'"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from math import prod
 
 import networkx as nx
+
 from tilesim.arch.errors import InputError
 from tilesim.workloads.onnx.model import first_line, onnx_module, standard, weights_as_inputs
 
