@@ -86,9 +86,15 @@ def run(case: Case, arch_dict: dict | None = None, fusion: str | None = None, ob
 
 
 def compulsory(graph) -> tuple[int, int]:
-    """(bytes every run must read from DRAM: parameters and graph inputs once; bytes it must write: outputs)."""
-    reads = sum(t.nbytes for t in graph.tensors.values() if t.is_param) + \
-        sum(graph.tensors[n].nbytes for n in graph.inputs)
+    """(bytes every run must read from DRAM: parameters and graph inputs once, a table only Gather reads only for
+    the rows it gathers; bytes it must write: the graph outputs)."""
+    reads = sum(graph.tensors[n].nbytes for n in graph.inputs)
+    for name, t in graph.tensors.items():
+        if not t.is_param:
+            continue
+        users = graph.consumers(name)
+        gathered = users and all(op.op_type == "Gather" and op.inputs[0] == name for op in users)
+        reads += sum(graph.tensors[op.outputs[0]].nbytes for op in users) if gathered else t.nbytes
     return reads, sum(graph.tensors[n].nbytes for n in graph.outputs)
 
 

@@ -168,11 +168,13 @@ def _engine_busy(prog, cycles: int, flash: bool = False) -> dict[str, float]:
 
 def _memory_traffic(actions: Counter, arch: ArchConfig, cycles: int) -> dict[str, dict]:
     """Per memory level: bytes read and written (off-chip: DRAM traffic; on-chip: fills, array feeds, drains) and
-    bandwidth utilization = bytes / (cycles x level bandwidth)."""
+    bandwidth utilization = bytes / (cycles x the level's bandwidth); a per-core on-chip level (not `shared`) has
+    one copy per core, so its bandwidth is the per-core figure times the cores."""
     out = {}
     for lv in arch.memory:
         r, w = int(actions[f"{lv.name}.read_byte"]), int(actions[f"{lv.name}.write_byte"])
-        util = (r + w) / (cycles * lv.bandwidth_bytes_per_cycle) if cycles else 0.0
+        copies = arch.cores if lv.kind == "sram" and not lv.shared else 1
+        util = (r + w) / (cycles * lv.bandwidth_bytes_per_cycle * copies) if cycles else 0.0
         out[lv.name] = {"read_bytes": r, "write_bytes": w, "bandwidth_utilization": util}
     return out
 

@@ -1,0 +1,55 @@
+"""The long invariant profile (issue 21): random archs x small workloads x fusion policies, by hand.
+
+    python benchmarks/invariants.py [--cases 5000] [--seed 0]
+
+Prints, per invariant, how many cases broke it and the first example, then the totals; tests/invariants.py holds
+the archs and the checks (the short profile runs in CI, tests/test_invariants.py).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from invariants import SMALL_WORKLOADS, cases, violations
+
+from tilesim.arch.errors import InputError
+
+# Kinds of violation, by the start of their message.
+KINDS = ("pe_utilization", "mbu", "bandwidth utilization", "below the compute bound", "below the off-chip bound",
+         "below compulsory", "below the graph outputs", "energy breakdown", "fusion adds", "2x DRAM bandwidth slower",
+         "2x SRAM slower", "2x SRAM reads more")
+
+
+def main() -> None:
+    """Run the profile and print the table."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cases", type=int, default=5000)
+    p.add_argument("--seed", type=int, default=0)
+    args = p.parse_args()
+    counts, first, refused, ran = Counter(), {}, 0, 0
+    start = time.time()
+    for case in cases(args.seed, args.cases, SMALL_WORKLOADS[:5]):
+        try:
+            found = violations(case)
+        except InputError:
+            refused += 1                       # the arch cannot hold the workload: a one-line error, not a result
+            continue
+        ran += 1
+        for v in found:
+            kind = next((k for k in KINDS if k in v), v)
+            counts[kind] += 1
+            first.setdefault(kind, f"{case.workload} {case.arch['array']} cores={case.arch['cores']}: {v}")
+    print(f"{ran} cases simulated, {refused} refused by the arch, {time.time() - start:.0f} s")
+    print(f"{'invariant':<28} {'violations':>10}  first example")
+    for kind in KINDS:
+        print(f"{kind:<28} {counts[kind]:>10}  {first.get(kind, '')[:150]}")
+    print(f"total violations: {sum(counts.values())}")
+
+
+if __name__ == "__main__":
+    main()
