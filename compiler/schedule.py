@@ -18,7 +18,6 @@ from tilesim.compiler.mapper import search
 from tilesim.compiler.residency import NONE, Residency, cache_hits, keep_on_chip
 from tilesim.compiler.tiling import VectorMapping, fits, footprint, naive_mapping, vector_mapping
 
-TIMING_MODES = ("pipelined", "scalesim")
 
 
 KernelMapping = Mapping | VectorMapping | AttentionMapping

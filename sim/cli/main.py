@@ -209,7 +209,7 @@ COMMANDS = {"run": cmd_run, "compare": cmd_compare, "sweep": cmd_sweep, "report"
             "validate-array": cmd_validate_array, "show-arch": cmd_show_arch, "list": cmd_list}
 
 
-def stop_on_sigterm(signum: int, frame: object) -> None:
+def stop_on_sigterm(signum: int, _frame: object) -> None:
     """SIGTERM ends the command like Ctrl-C would: cleanups run, temporary files go (exit status 143)."""
     raise SystemExit(128 + signum)
 
