@@ -68,6 +68,11 @@ def fold_overhead(rows: int, cols: int, dataflow: str) -> int:
     return rows + cols - 2 + (rows if DATAFLOWS[dataflow].preloads else 0)
 
 
+def streamed_cycles(t: int, array: PEArray) -> int:
+    """Cycles to stream `t` elements of the streamed dimension through PEs doing macs_per_pe_cycle MACs a cycle."""
+    return -(-t // array.macs_per_pe_cycle)
+
+
 def array_cycles(work: Contraction, array: PEArray, dataflow: str, mode: str, t_tile: int) -> int:
     """Compute cycles of a whole contraction on `array.count` arrays.
 
@@ -75,10 +80,13 @@ def array_cycles(work: Contraction, array: PEArray, dataflow: str, mode: str, t_
     pipelined: the next fold's preload (WS/IS) or drain (OS), R cycles, overlaps the current stream, so each
                stationary block costs max(T_chunk, R) per streamed chunk; one fill + drain (R + C - 2) and, for
                WS/IS, one initial preload R are paid per kernel. Chunks are the tile's slices of T.
-    With several arrays, folds are dealt out round-robin: each array runs ceil(F / count) of them.
+    With several arrays, folds are dealt out round-robin: each array runs ceil(F / count) of them. A PE that does
+    `macs_per_pe_cycle` = p MACs a cycle consumes p elements of the streamed dimension a cycle: T and its chunks
+    take ceil(T / p) cycles.
     """
     r, c = array.rows, array.cols
     sr, sc, t = spatial_dims(work, dataflow)
+    t, t_tile = streamed_cycles(t, array), streamed_cycles(t_tile, array)
     per_array = ceil(work.g * folds(sr, sc, r, c) / array.count)
     if mode == "scalesim":
         return per_array * (t + fold_overhead(r, c, dataflow)) - 1

@@ -119,6 +119,8 @@ def _compute_cycles(work: Contraction, arch: ArchConfig, dataflow: str, timing: 
     r, c = arch.array.rows, arch.array.cols
     sr, sc, t = spatial_dims(work, dataflow)
     per_array = -(-work.g * folds(sr, sc, r, c) // arch.array.count)
+    p = arch.array.macs_per_pe_cycle          # streamed elements per PE per cycle (compiler.cost.streamed_cycles)
+    t, t_tile = -(-t // p), -(-t_tile // p)
     if timing == "scalesim":
         return np.full(t_tile.shape, per_array * (t + fold_overhead(r, c, dataflow)) - 1, dtype=np.int64)
     full, rem = t // t_tile, t % t_tile
