@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 import tilesim
 from tilesim.arch import InputError
 from tilesim.cli.main import main

@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tilesim.arch.errors import InputError
 from tilesim.core.array_model import ArrayRun, closed_form_cycles, run_array
 from tilesim.core.kernels.systolic import (

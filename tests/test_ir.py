@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tilesim.arch import InputError
 from tilesim.compiler import Graph, GraphBuilder, Op, Tensor
 from tilesim.compiler.lowering import Contraction, VectorWork, graph_macs, lower_op

@@ -6,6 +6,7 @@ from dataclasses import replace
 from itertools import combinations, product
 
 import pytest
+
 from tilesim import simulate
 from tilesim.arch import load_arch
 from tilesim.arch.errors import InputError

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from tilesim import simulate
 from tilesim.arch import load_arch
 from tilesim.cli.main import main

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
 from tilesim import simulate
 from tilesim.arch import InputError, arch_from_dict, load_arch
 from tilesim.arch.loader import raw_arch

@@ -16,6 +16,7 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
+
 from tilesim import simulate  # noqa: E402
 from tilesim.arch import load_arch  # noqa: E402
 from tilesim.arch.errors import InputError  # noqa: E402

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pytest
 from archs import tiny_arch_dict
+
 from tilesim import simulate
 from tilesim.arch import InputError, arch_from_dict
 from tilesim.compiler import GraphBuilder

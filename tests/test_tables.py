@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from archs import tiny_arch
+
 from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.dtypes import DTYPE_BYTES, DTYPES, tensor_bytes
 from tilesim.compiler.attention import AttentionMapping, AttentionWork

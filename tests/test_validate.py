@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+
 from tilesim import simulate
 from tilesim.arch import InputError, load_arch
 from tilesim.cli.main import main

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from tilesim import kernel_evaluator, simulate
 from tilesim.arch import load_arch
 from tilesim.compiler import GraphBuilder
