@@ -368,7 +368,8 @@ def main(argv: list[str] | None = None) -> int:
                     full, _, _ = run_scalesim(py, case_dir, cfg, topo, kind)
                     fast, fast_wall, _ = run_scalesim_compute(py, case_dir, cfg, topo, kind)
                     for key in ("cycles", "stall", "overall_util_pct", "mapping_eff_pct", "compute_util_pct"):
-                        diff = [(a["layer"], a[key], b[key]) for a, b in zip(full, fast, strict=False) if a[key] != b[key]]
+                        diff = [(a["layer"], a[key], b[key])
+                                for a, b in zip(full, fast, strict=False) if a[key] != b[key]]
                         verify_bad += diff
                         if diff:
                             print(f"{case}: {key} differs (layer, full, compute-only): {diff[:3]}")

@@ -110,7 +110,8 @@ def eager_decoder(model: str, batch: int, tokens: int, cache_len: int | None) ->
     for i in range(cfg.layers):
         p = f"layer{i}"
         y = norm(x, f"{p}.ln1")
-        q, k, v = (b.add("Reshape", [linear(y, n * hd, f"{p}.{r}")], {"shape": (batch, T, n, hd)}, name=f"{p}.{r}_heads")
+        q, k, v = (b.add("Reshape", [linear(y, n * hd, f"{p}.{r}")], {"shape": (batch, T, n, hd)},
+                         name=f"{p}.{r}_heads")
                    for r, n in (("q", nh), ("k", kvh), ("v", kvh)))                  # (B, T, heads, hd)
         q, k = rope(q, f"{p}.q_rope"), rope(k, f"{p}.k_rope")
         k, v = b.add("Cast", [k], name=f"{p}.k_cache_write"), b.add("Cast", [v], name=f"{p}.v_cache_write")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 from archs import tiny_arch_dict
 
 from tilesim.arch import InputError, apply_overrides, arch_from_dict, arch_to_dict, load_arch, preset_names
@@ -120,7 +121,6 @@ def test_unknown_preset_suggests_a_name():
 
 
 def test_arch_yaml_file(tmp_path):
-    import yaml
     p = tmp_path / "mine.yaml"
     p.write_text(yaml.safe_dump(tiny_arch_dict(rows=8)))
     assert load_arch(str(p)).array.rows == 8

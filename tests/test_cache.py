@@ -7,6 +7,7 @@ import pytest
 from archs import tiny_arch_dict
 
 from tilesim.arch import arch_from_dict
+from tilesim.arch.errors import InputError
 from tilesim.compiler.builder import GraphBuilder
 from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim.core.commands import kernel_commands, lockstep
@@ -96,7 +97,6 @@ def test_lockstep_keeps_totals_and_groups_steps():
 
 
 def test_cache_level_validation():
-    from tilesim.arch.errors import InputError
     d = tiny_arch_dict()
     d["memory"].insert(1, {"name": "l2", "kind": "cache", "capacity_bytes": 1024, "bandwidth_bytes_per_cycle": 8})
     d["memory"].insert(1, {"name": "l3", "kind": "cache", "capacity_bytes": 1024, "bandwidth_bytes_per_cycle": 8})

@@ -4,11 +4,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 
 import pytest
 
+from tilesim.arch import load_arch
 from tilesim.cli.main import main
 
 SECTION6 = {"workload", "arch", "cycles", "latency_s", "macs", "pe_utilization", "mbu", "energy_pj",
@@ -111,7 +113,6 @@ def test_python_dash_m_sim_is_the_same_program():
 
 @pytest.mark.parametrize("preset", ["tpu-v1", "gemmini", "eyeriss"])
 def test_show_arch_prints_a_loadable_arch_with_sources(preset, tmp_path, capsys):
-    from tilesim.arch import load_arch
     assert main(["show-arch", preset, "--set", "array.rows=8"]) == 0
     out = capsys.readouterr().out
     assert "source:" in out and "static_source" in out
@@ -123,7 +124,6 @@ def test_show_arch_prints_a_loadable_arch_with_sources(preset, tmp_path, capsys)
 
 
 def test_output_files_follow_the_umask(tmp_path):
-    import os
     old = os.umask(0o022)
     try:
         path = tmp_path / "r.txt"

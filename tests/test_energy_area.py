@@ -11,7 +11,10 @@ from tilesim.arch import InputError, arch_from_dict, load_arch
 from tilesim.arch.area_model import PE_OVERHEAD, area_mm2, pe_mm2, sram_mm2_per_mib
 from tilesim.arch.energy_model import mac_pj, node_scale, offchip_pj_per_byte, sram_pj_per_byte
 from tilesim.arch.loader import load_yaml_text
+from tilesim.cli.main import main
 from tilesim.compiler.schedule import lower
+from tilesim.core.commands import build_program
+from tilesim.core.energy import action_counts, by_component, dynamic_energy_pj
 from tilesim.workloads import gemm, load_workload
 
 
@@ -48,7 +51,8 @@ def test_defaults_fill_what_an_arch_leaves_out_and_keep_what_it_gives():
                    "actions": {"mac.int8": {"pj": 9.0, "source": "mine"}}}
     arch = arch_from_dict(d)
     assert arch.energy.actions["mac.int8"].pj == 9.0
-    assert arch.energy.actions["dram.read_byte"].pj == 104.0 and "LPDDR4" in arch.energy.actions["dram.read_byte"].source
+    dram_read = arch.energy.actions["dram.read_byte"]
+    assert dram_read.pj == 104.0 and "LPDDR4" in dram_read.source
     assert arch.energy.actions["sram.read_byte"].pj == pytest.approx(sram_pj_per_byte(1 << 20, 7)[0], rel=1e-4)
     r = simulate(lower(gemm(64, 64, 64), arch), arch)                  # every action it performs has an entry
     assert r.energy_breakdown_pj["mac"] == pytest.approx(9.0 * 64 ** 3)
@@ -89,7 +93,7 @@ def test_area_overrides_and_validation():
     d["area"] = {"node_nm": 7, "pe_mm2": 0.001, "source": "my synthesis"}
     assert area_mm2(arch_from_dict(d))["array"] == pytest.approx(0.001 * 256)
     d["area"] = {"node_nm": 0}
-    with pytest.raises(InputError, match="area.node_nm: must be > 0"):
+    with pytest.raises(InputError, match=r"area.node_nm: must be > 0"):
         arch_from_dict(d)
 
 
@@ -155,19 +159,17 @@ def test_static_components_are_validated_and_shown(capsys):
     with pytest.raises(InputError, match=r"energy.static_components.sramm: no such component \(did you mean 'sram'"):
         arch_from_dict(d)
     d["energy"]["static_components"] = {"sram": {"mw": -1.0, "source": "test"}}
-    with pytest.raises(InputError, match="energy.static_components.sram.mw: must be >= 0"):
+    with pytest.raises(InputError, match=r"energy.static_components.sram.mw: must be >= 0"):
         arch_from_dict(d)
     d["energy"]["static_components"] = {"sram": {"mw": 1.0}}
-    with pytest.raises(InputError, match="energy.static_components.sram.source: required field is missing"):
+    with pytest.raises(InputError, match=r"energy.static_components.sram.source: required field is missing"):
         arch_from_dict(d)
-    from tilesim.cli.main import main
     assert main(["show-arch", "eyeriss", "--set", "energy.static_components.glb={mw: 2.5, source: my leakage}"]) == 0
     out = capsys.readouterr().out
     assert "static_components:\n    glb:\n      mw: 2.5\n      source: my leakage" in out
 
 
 def test_show_arch_resolves_static_power_per_component(capsys):
-    from tilesim.cli.main import main
     assert main(["show-arch", "tpu-v4", "--set", "energy.static_mw_per_mm2=100"]) == 0
     out = capsys.readouterr().out
     area = area_mm2(load_arch("tpu-v4"))
@@ -181,8 +183,9 @@ def test_set_reaches_dotted_action_names_and_marks_the_source():
     entry = arch.energy.actions["mac.int16"]
     assert entry.pj == 2.0 and entry.source.startswith("--set (was 1.0 pJ: Chen et al.")
     v4 = load_arch("tpu-v4", ["energy.actions.array.reg_byte.pj=0.5"])      # a default-filled entry: pj only
-    assert v4.energy.actions["array.reg_byte"].pj == 0.5 and "set by the arch" in v4.energy.actions["array.reg_byte"].source
-    with pytest.raises(InputError, match="no field 'mac.int9'"):
+    reg = v4.energy.actions["array.reg_byte"]
+    assert reg.pj == 0.5 and "set by the arch" in reg.source
+    with pytest.raises(InputError, match=r"no field 'mac.int9'"):
         load_arch("eyeriss", ["energy.actions.mac.int9.pj=2"])
 
 
@@ -215,9 +218,10 @@ def test_idle_pes_off_by_default_and_need_an_entry():
         assert not load_arch(name).energy.charge_idle_pes
     d = tiny_arch_dict()
     d["energy"]["charge_idle_pes"] = True
-    with pytest.raises(InputError, match="energy.charge_idle_pes: needs an energy.actions entry for array.idle_pe_cycle"):
+    with pytest.raises(InputError,
+                       match=r"energy.charge_idle_pes: needs an energy.actions entry for array.idle_pe_cycle"):
         arch_from_dict(d)
-    with pytest.raises(InputError, match="array.idle_pe_cycle"):
+    with pytest.raises(InputError, match=r"array.idle_pe_cycle"):
         load_arch("eyeriss", ["energy.charge_idle_pes=true"])             # its relative table has no such entry
 
 
@@ -246,9 +250,7 @@ def test_doubling_every_entry_doubles_dynamic_energy_with_idle_pes():
 # ---------------------------------------------------------------- the Eyeriss-style check (docs/energy-eyeriss.md)
 
 def _conv_layer_pj(workload: str, batch: int) -> tuple[Counter, int]:
-    """pJ by component of a CNN's conv layers on the eyeriss preset (its relative table: 1 unit = 1 pJ), and their MACs."""
-    from tilesim.core.commands import build_program
-    from tilesim.core.energy import action_counts, by_component, dynamic_energy_pj
+    """pJ by component of a CNN's conv layers on the eyeriss preset (relative table: 1 unit = 1 pJ), and their MACs."""
     arch = load_arch("eyeriss")
     graph = load_workload(workload, batch=batch, dtype=arch.array.dtype)
     schedule = lower(graph, arch)

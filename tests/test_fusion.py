@@ -1,13 +1,16 @@
 """Fusion: kernels counted on tiny graphs, traffic never added, MACs conserved, attention's S never in DRAM."""
 from __future__ import annotations
 
+import json
+
 import pytest
-from archs import tiny_arch
+from archs import tiny_arch, tiny_arch_dict
 
 from tilesim import simulate
-from tilesim.arch import load_arch
+from tilesim.arch import arch_from_dict, load_arch
+from tilesim.cli.main import main
 from tilesim.compiler import GraphBuilder
-from tilesim.compiler.attention import AttentionWork
+from tilesim.compiler.attention import AttentionMapping, AttentionWork, attention_tile_compute
 from tilesim.compiler.fusion import group_ops
 from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim.workloads import BUILTINS, llm, load_workload, workload_names
@@ -151,9 +154,7 @@ def test_epilogue_work_overlaps_and_reads_residuals():
 
 
 def test_compare_cli_reports_each_policy_and_the_savings(capsys):
-    import json
 
-    from tilesim.cli.main import main
     assert main(["compare", "-w", "bert-base", "-a", "tpu-v4", "--seq-len", "64", "-f", "json"]) == 0
     d = json.loads(capsys.readouterr().out)
     by = {p["fusion"]: p for p in d["policies"]}
@@ -170,9 +171,7 @@ def test_compare_cli_reports_each_policy_and_the_savings(capsys):
 
 
 def test_run_takes_a_fusion_policy(capsys):
-    import json
 
-    from tilesim.cli.main import main
     main(["run", "-w", "resnet18", "-a", "edge-npu", "--fusion", "none", "-f", "json"])
     none = json.loads(capsys.readouterr().out)
     main(["run", "-w", "resnet18", "-a", "edge-npu", "-f", "json"])
@@ -182,7 +181,6 @@ def test_run_takes_a_fusion_policy(capsys):
 
 
 def test_show_schedule_lists_fusion_notes(capsys):
-    from tilesim.cli.main import main
     assert main(["run", "-w", "resnet18", "-a", "edge-npu", "--show-schedule", "--top", "1"]) == 0
     out = capsys.readouterr().out
     assert "fusion (full):" in out and "folded into conv1's weights" in out
@@ -195,7 +193,6 @@ def test_show_schedule_lists_fusion_notes(capsys):
     ("ws", (2 * (16 + 8 + 8 - 2) - 1) + (2 * (16 + 8 + 8 - 2) - 1)),
 ])
 def test_a_fused_attention_block_times_each_product_as_one_whole_tile(dataflow, expected):
-    from tilesim.compiler.attention import AttentionMapping, attention_tile_compute
     arch = tiny_arch(rows=8, cols=8, dataflow=dataflow, vector_lanes=1024)      # softmax never the longer
     work = AttentionWork(1, 8, 8, 16, 16, "int8")
     assert attention_tile_compute(work, AttentionMapping(dataflow, 8, 8), arch, "scalesim").tolist() == [expected]
@@ -204,7 +201,6 @@ def test_a_fused_attention_block_times_each_product_as_one_whole_tile(dataflow, 
 def test_pipelined_attention_pays_one_fill_and_drain_per_kernel():
     # pipelined OS: each block product streams K with no per-product fill (8x8 array: R + C - 2 = 14 once);
     # S = Q K^T (8x8, K=16) 1 fold x 16, O = S V (8x16, K=8) 2 folds x max(8, R=8)
-    from tilesim.compiler.attention import AttentionMapping, attention_tile_compute
     arch = tiny_arch(rows=8, cols=8, dataflow="os", vector_lanes=1024)
     work = AttentionWork(2, 16, 24, 16, 16, "int8")          # 2 heads x 2 q blocks x 3 kv blocks
     tiles = attention_tile_compute(work, AttentionMapping("os", 8, 8), arch, "pipelined")
@@ -216,10 +212,7 @@ def test_pipelined_attention_pays_one_fill_and_drain_per_kernel():
 def test_lockstep_attention_steps_last_exactly_one_block_product_pair():
     # 3 cores: each tile carries a third of a block's 16 + 16 cycles; a step of 3 tiles must add up to exactly 32
     # (rounding every third up would make it 33)
-    from archs import tiny_arch_dict
 
-    from tilesim.arch import arch_from_dict
-    from tilesim.compiler.attention import AttentionMapping, attention_tile_compute
     d = tiny_arch_dict(rows=8, cols=8, dataflow="os", vector_lanes=1024)
     d["cores"] = 3
     arch = arch_from_dict(d)

@@ -3,8 +3,15 @@
 CI runs a short pass; `TILESIM_FUZZ_EXAMPLES=20000 pytest tests/test_fuzz.py` runs longer locally."""
 from __future__ import annotations
 
+import contextlib
+import copy
+import io
+import json
 import math
 import os
+import subprocess
+import sys
+import warnings
 from math import prod
 from pathlib import Path
 
@@ -16,6 +23,9 @@ from hypothesis import strategies as st
 
 from tilesim.arch import InputError, arch_from_dict
 from tilesim.arch.loader import apply_overrides, load_yaml_text, raw_arch
+from tilesim.cli.main import main
+from tilesim.workloads import load_workload
+from tilesim.workloads.onnx import infer_shapes_safely
 
 EXAMPLES = int(os.environ.get("TILESIM_FUZZ_EXAMPLES", "150"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -31,7 +41,6 @@ PRESET, _ = raw_arch("gemmini")
 
 def mutate(raw: dict, path: list, value):
     """A copy of `raw` with the value at `path` (dict keys and list indexes) replaced."""
-    import copy
     out = copy.deepcopy(raw)
     node = out
     for p in path[:-1]:
@@ -100,7 +109,6 @@ ONNX_DIR = Path(__file__).parent / "data" / "onnx"
                                                                    min_size=1, max_size=8), st.booleans())
 def test_onnx_importer_on_corrupted_files(tmp_path_factory, source, edits, truncate):
     pytest.importorskip("onnx")
-    from tilesim.workloads import load_workload
     data = bytearray(source.read_bytes())
     for pos, byte in edits:
         data[pos % len(data)] = byte
@@ -151,7 +159,7 @@ class _Model:
     def init(self, name, array, shape=None):
         """An initializer with `array`'s values, or (array None) of `shape` without data, as exporters that
         keep weights outside the file write them."""
-        from onnx import TensorProto, numpy_helper
+        from onnx import TensorProto, numpy_helper  # noqa: PLC0415 (optional dependency)
         if array is None:
             self.inits.append(TensorProto(name=name, data_type=TensorProto.FLOAT, dims=shape))
         else:
@@ -162,7 +170,7 @@ class _Model:
         return name
 
     def proto(self, outputs):
-        from onnx import TensorProto, helper
+        from onnx import TensorProto, helper  # noqa: PLC0415 (optional dependency)
         graph = helper.make_graph(self.nodes, "fuzz", self.inputs,
                                   [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outputs],
                                   initializer=self.inits)
@@ -172,7 +180,6 @@ class _Model:
         """Concrete shape of a tensor by ONNX shape inference of the graph so far, None when unknown."""
         if name in self.known:
             return self.known[name]
-        from tilesim.workloads.onnx import infer_shapes_safely
         try:
             inferred = infer_shapes_safely(self.proto([]), "fuzz")
         except Exception:
@@ -185,19 +192,241 @@ class _Model:
 
 
 def _attr(name, value):
-    from onnx import helper
+    from onnx import helper  # noqa: PLC0415 (optional dependency)
     try:
         return helper.make_attribute(name, value)
     except Exception:               # a value onnx.helper cannot encode (e.g. an empty list): skip it
         return None
 
 
-@st.composite
-def onnx_models(draw):
-    """(ModelProto, --dim bindings) of a small random graph."""
-    from onnx import helper
-    m = _Model(draw(st.sampled_from([11, 13, 17, 18, 18, 20])))
-    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+class _Builder:
+    """What the per-op input builders draw with: hypothesis' draw, the model under construction, a weight RNG."""
+
+    def __init__(self, draw, m, rng):
+        self.draw, self.m, self.rng = draw, m, rng
+
+    def weights(self, shape, dtype=np.float32):
+        shape = [max(int(d), 1) for d in shape]
+        if self.draw(st.integers(0, 9)) == 9:                 # a mismatched weight
+            shape = [*shape[:-1], shape[-1] + 1] if shape else [2]
+        if prod(shape) > 4096:
+            return self.m.init(f"w{len(self.m.inits)}", None, shape)
+        return self.m.init(f"w{len(self.m.inits)}", self.rng.standard_normal(shape).astype(dtype))
+
+    def ints(self, name, values):
+        return self.m.init(f"{name}{len(self.m.inits)}", np.asarray(values, np.int64))
+
+
+# Per-op builders: (b, op, x, s, r, axis) -> (inputs, attributes, number of outputs, domain) of a node reading x
+# (shape s, rank r); ops without a builder take x alone.
+
+def _binary(b, op, x, s, r, axis):
+    draw, m = b.draw, b.m
+    if op == "MatMul":
+        return [x, b.weights((s[-1], draw(small)))], {}, 1, ""
+    other = draw(st.sampled_from(m.names)) if draw(st.booleans()) else b.weights(s[-draw(st.integers(1, r)):])
+    return [x, other], {}, 1, ""
+
+
+def _conv(b, op, x, s, r, axis):
+    draw, ins = b.draw, [x]
+    c, g = (s[1] if r > 1 else 1), draw(st.sampled_from([1, 1, 2]))
+    k = [draw(st.sampled_from([1, 2, 3])) for _ in range(max(r - 2, 1))]
+    out_ch = draw(small) * g
+    ins.append(b.weights((out_ch, c // g or 1, *k) if op == "Conv" else (c, out_ch // g, *k)))
+    if draw(st.booleans()):
+        ins.append(b.weights((out_ch,)))
+    attrs = {"group": g, "strides": [draw(st.sampled_from([1, 2]))] * len(k),
+             "pads": [draw(st.sampled_from([0, 1]))] * 2 * len(k)}
+    if draw(st.integers(0, 3)) == 3:
+        attrs = {"auto_pad": draw(st.sampled_from(["SAME_UPPER", "SAME_LOWER", "VALID"])), "group": g}
+    return ins, attrs, 1, ""
+
+
+def _pool(b, op, x, s, r, axis):
+    draw = b.draw
+    k = [draw(st.sampled_from([1, 2, 3])) for _ in range(max(r - 2, 1))]
+    attrs = {"kernel_shape": k, "strides": [draw(st.sampled_from([1, 2]))] * len(k),
+             "pads": [draw(st.sampled_from([0, 1]))] * 2 * len(k),
+             "ceil_mode": draw(st.sampled_from([0, 1]))}
+    return [x], attrs, 1, ""
+
+
+def _gemm(b, op, x, s, r, axis):
+    draw, ins = b.draw, [x]
+    tb = draw(st.sampled_from([0, 1]))
+    n = draw(small)
+    ins.append(b.weights((n, s[-1]) if tb else (s[-1], n)))
+    if draw(st.booleans()):
+        ins.append(b.weights((n,)))
+    return ins, {"transB": tb, "alpha": 1.0}, 1, ""
+
+
+def _batch_norm(b, op, x, s, r, axis):
+    c = s[1] if r > 1 else 1
+    return [x, *(b.weights((c,)) for _ in range(4))], {}, 1, ""
+
+
+def _layer_norm(b, op, x, s, r, axis):
+    return [x, b.weights(s[axis:])], {"axis": axis}, 1, ""
+
+
+def _reduce_mean(b, op, x, s, r, axis):
+    draw = b.draw
+    axes = sorted(set(draw(st.lists(st.integers(-r, r - 1), min_size=1, max_size=r))))
+    if b.m.opset >= 18:
+        return [x, b.ints("axes", axes)], {"keepdims": draw(st.sampled_from([0, 1]))}, 1, ""
+    return [x], {"axes": axes, "keepdims": draw(st.sampled_from([0, 1]))}, 1, ""
+
+
+def _transpose(b, op, x, s, r, axis):
+    return [x], {"perm": b.draw(st.permutations(range(r)))}, 1, ""
+
+
+def _reshape(b, op, x, s, r, axis):
+    draw = b.draw
+    target = list(draw(st.permutations(s))) if draw(st.booleans()) else [min(prod(s), 2**62)]
+    if draw(st.integers(0, 4)) == 4:
+        target[0] = draw(st.sampled_from([-1, 0, -2, 7]))
+    return [x, b.ints("shape", target)], {}, 1, ""
+
+
+def _axis_attr(b, op, x, s, r, axis):
+    return [x], {"axis": axis}, 1, ""
+
+
+def _squeeze(b, op, x, s, r, axis):
+    if b.m.opset >= 13:
+        return [x, b.ints("axes", [axis])], {}, 1, ""
+    return [x], {"axes": [axis]}, 1, ""
+
+
+def _concat(b, op, x, s, r, axis):
+    return [x, b.draw(st.sampled_from(b.m.names))], {"axis": axis}, 1, ""
+
+
+def _split(b, op, x, s, r, axis):
+    draw, ins = b.draw, [x]
+    n_out = draw(st.integers(1, 3))
+    attrs = {"axis": axis}
+    if b.m.opset >= 18 and draw(st.booleans()):
+        attrs["num_outputs"] = n_out
+    elif s and draw(st.booleans()):
+        sizes = [1] * (n_out - 1) + [s[axis] - (n_out - 1)]
+        if b.m.opset >= 13:
+            ins.append(b.ints("split", sizes))
+        else:
+            attrs["split"] = sizes
+    return ins, attrs, n_out, ""
+
+
+def _slice(b, op, x, s, r, axis):
+    draw = b.draw
+    start, end = draw(st.integers(-3, 3)), draw(st.integers(-3, 8))
+    return [x, b.ints("starts", [start]), b.ints("ends", [end]), b.ints("axes", [axis]),
+            b.ints("steps", [draw(st.sampled_from([1, 1, 2, -1, 0]))])], {}, 1, ""
+
+
+def _gather(b, op, x, s, r, axis):
+    return [x, b.ints("idx", b.draw(st.lists(st.integers(-2, 4), min_size=1, max_size=3)))], {"axis": axis}, 1, ""
+
+
+def _clip(b, op, x, s, r, axis):
+    m, ins = b.m, [x]
+    if m.opset >= 11:
+        ins += [m.init(f"lo{len(m.inits)}", np.float32(0)), m.init(f"hi{len(m.inits)}", np.float32(6))]
+    return ins, {}, 1, ""
+
+
+def _where(b, op, x, s, r, axis):
+    m = b.m
+    return [m.init(f"cond{len(m.inits)}", np.ones(s[-1:], bool) if prod(s[-1:]) <= 4096 else None, s[-1:]),
+            x, b.weights(s[-1:])], {}, 1, ""
+
+
+def _cast(b, op, x, s, r, axis):
+    return [x], {"to": b.draw(st.sampled_from(list(ELEM.values())))}, 1, ""
+
+
+def _leaky_relu(b, op, x, s, r, axis):
+    return [x], {"alpha": 0.1}, 1, ""
+
+
+def _constant_of_shape(b, op, x, s, r, axis):
+    draw = b.draw
+    return [b.ints("cshape", [draw(small) for _ in range(draw(st.integers(1, 3)))])], {}, 1, ""
+
+
+def _range(b, op, x, s, r, axis):
+    draw = b.draw
+    return [b.ints("r0", 0), b.ints("r1", draw(st.integers(-2, 6))), b.ints("r2", draw(st.sampled_from([1, 2, 0])))], \
+        {}, 1, ""
+
+
+def _constant(b, op, x, s, r, axis):
+    from onnx import helper  # noqa: PLC0415 (optional dependency)
+    value = helper.make_tensor("v", 1, list(s), [0.5] * prod(s)) if prod(s) <= 4096 \
+        else helper.make_tensor("v", 1, [1], [0.5])
+    return [], {"value": value}, 1, ""
+
+
+def _quantize(b, op, x, s, r, axis):
+    m = b.m
+    ins = [x, m.init(f"scale{len(m.inits)}", np.float32(0.1)),
+           m.init(f"zp{len(m.inits)}", np.int8(0) if op == "DequantizeLinear" else np.uint8(0))]
+    if op == "DequantizeLinear" and b.draw(st.booleans()):
+        ins[0] = m.init(f"q{len(m.inits)}", np.zeros(s, np.int8) if prod(s) <= 4096 else None, s)
+    return ins, {}, 1, ""
+
+
+def _qlinear_matmul(b, op, x, s, r, axis):
+    m = b.m
+    sc, zp = m.init(f"sc{len(m.inits)}", np.float32(0.1)), m.init(f"zp{len(m.inits)}", np.int8(0))
+    return [x, sc, zp, b.weights((s[-1], b.draw(small)), np.int8), sc, zp, sc, zp], {}, 1, ""
+
+
+def _matmul_integer(b, op, x, s, r, axis):
+    return [x, b.weights((s[-1], b.draw(small)), np.int8)], {}, 1, ""
+
+
+def _unsupported(b, op, x, s, r, axis):
+    return [x], {}, b.draw(st.integers(1, 2)), "com.example" if op == "Frobnicate" else ""
+
+
+NODE_BUILDERS = {
+    **dict.fromkeys(BINARY, _binary), "Conv": _conv, "ConvTranspose": _conv, "MaxPool": _pool, "AveragePool": _pool,
+    "Gemm": _gemm, "BatchNormalization": _batch_norm, "LayerNormalization": _layer_norm, "ReduceMean": _reduce_mean,
+    "Transpose": _transpose, "Reshape": _reshape, "Expand": _reshape, "Flatten": _axis_attr, "Softmax": _axis_attr,
+    "Squeeze": _squeeze, "Unsqueeze": _squeeze, "Concat": _concat, "Split": _split, "Slice": _slice,
+    "Gather": _gather, "Clip": _clip, "Where": _where, "Cast": _cast, "LeakyRelu": _leaky_relu,
+    "ConstantOfShape": _constant_of_shape, "Range": _range, "Constant": _constant, "QuantizeLinear": _quantize,
+    "DequantizeLinear": _quantize, "QLinearMatMul": _qlinear_matmul, "MatMulInteger": _matmul_integer,
+    **dict.fromkeys(UNSUPPORTED, _unsupported),
+}
+
+
+def _damage(draw, ins, attrs, domain):
+    """Dangling, missing and empty inputs, junk attributes, wrong domains (ins, attrs changed in place); the domain."""
+    damage = draw(st.integers(0, 59))             # 0 (what shrinking tends to) .. 53 leave the node whole
+    if damage == 59 and ins:
+        ins[draw(st.integers(0, len(ins) - 1))] = "ghost"
+    elif damage == 58 and ins:
+        ins.pop()
+    elif damage == 57 and ins:
+        ins[-1] = ""
+    elif damage in (55, 56):
+        attrs[draw(st.sampled_from(ATTR_NAMES))] = draw(junk_attr)
+    elif damage == 54:
+        domain = draw(st.sampled_from(["com.microsoft", "ai.onnx.ml", "bogus"]))
+    elif damage == 53 and attrs:
+        key = draw(st.sampled_from(sorted(attrs)))
+        attrs[key] = draw(junk_attr)
+    return domain
+
+
+def _inputs(draw, m):
+    """One or two graph inputs with mostly small dims, some symbolic, unnamed or bad."""
+    from onnx import helper  # noqa: PLC0415 (optional dependency)
     for i in range(draw(st.integers(1, 2))):
         rank = draw(st.sampled_from([1, 2, 2, 3, 4, 4, 4]))
         dims = [draw(small) if r < 88 else draw(st.sampled_from(["batch", "seq_len", "N", "batch"])) if r < 96
@@ -209,17 +438,15 @@ def onnx_models(draw):
         if all(isinstance(d, int) and d > 0 for d in dims):
             m.known[f"in{i}"] = tuple(dims)
 
-    def weights(shape, dtype=np.float32):
-        shape = [max(int(d), 1) for d in shape]
-        if draw(st.integers(0, 9)) == 9:                      # a mismatched weight
-            shape = [*shape[:-1], shape[-1] + 1] if shape else [2]
-        if prod(shape) > 4096:
-            return m.init(f"w{len(m.inits)}", None, shape)
-        return m.init(f"w{len(m.inits)}", rng.standard_normal(shape).astype(dtype))
 
-    def ints(name, values):
-        return m.init(f"{name}{len(m.inits)}", np.asarray(values, np.int64))
-
+@st.composite
+def onnx_models(draw):
+    """(ModelProto, --dim bindings) of a small random graph."""
+    from onnx import helper  # noqa: PLC0415 (optional dependency)
+    m = _Model(draw(st.sampled_from([11, 13, 17, 18, 18, 20])))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    _inputs(draw, m)
+    b = _Builder(draw, m, rng)
     for j in range(draw(st.integers(1, 6))):
         op = draw(st.sampled_from(UNARY + BINARY + SHAPED * 2 + UNSUPPORTED))
         x = m.names[-1] if draw(st.integers(0, 3)) else draw(st.sampled_from(m.names))
@@ -228,130 +455,9 @@ def onnx_models(draw):
             s = tuple(draw(st.lists(small, min_size=1, max_size=4)))
         r = len(s)
         axis = draw(st.integers(-r, r - 1)) if r else 0
-        ins, attrs, n_out, domain = [x], {}, 1, ""
-        if op in BINARY:
-            if op == "MatMul":
-                ins.append(weights((s[-1], draw(small))))
-            else:
-                ins.append(draw(st.sampled_from(m.names)) if draw(st.booleans()) else weights(s[-draw(st.integers(1, r)):]))
-        elif op in ("Conv", "ConvTranspose"):
-            c, g = (s[1] if r > 1 else 1), draw(st.sampled_from([1, 1, 2]))
-            k = [draw(st.sampled_from([1, 2, 3])) for _ in range(max(r - 2, 1))]
-            out_ch = draw(small) * g
-            ins.append(weights((out_ch, c // g or 1, *k) if op == "Conv" else (c, out_ch // g, *k)))
-            if draw(st.booleans()):
-                ins.append(weights((out_ch,)))
-            attrs = {"group": g, "strides": [draw(st.sampled_from([1, 2]))] * len(k),
-                         "pads": [draw(st.sampled_from([0, 1]))] * 2 * len(k)}
-            if draw(st.integers(0, 3)) == 3:
-                attrs = {"auto_pad": draw(st.sampled_from(["SAME_UPPER", "SAME_LOWER", "VALID"])), "group": g}
-        elif op in ("MaxPool", "AveragePool"):
-            k = [draw(st.sampled_from([1, 2, 3])) for _ in range(max(r - 2, 1))]
-            attrs = {"kernel_shape": k, "strides": [draw(st.sampled_from([1, 2]))] * len(k),
-                         "pads": [draw(st.sampled_from([0, 1]))] * 2 * len(k), "ceil_mode": draw(st.sampled_from([0, 1]))}
-        elif op == "Gemm":
-            tb = draw(st.sampled_from([0, 1]))
-            n = draw(small)
-            ins.append(weights((n, s[-1]) if tb else (s[-1], n)))
-            if draw(st.booleans()):
-                ins.append(weights((n,)))
-            attrs = {"transB": tb, "alpha": 1.0}
-        elif op == "BatchNormalization":
-            c = s[1] if r > 1 else 1
-            ins += [weights((c,)) for _ in range(4)]
-        elif op == "LayerNormalization":
-            ins.append(weights(s[axis:]))
-            attrs = {"axis": axis}
-        elif op == "ReduceMean":
-            axes = sorted(set(draw(st.lists(st.integers(-r, r - 1), min_size=1, max_size=r))))
-            if m.opset >= 18:
-                ins.append(ints("axes", axes))
-                attrs = {"keepdims": draw(st.sampled_from([0, 1]))}
-            else:
-                attrs = {"axes": axes, "keepdims": draw(st.sampled_from([0, 1]))}
-        elif op == "Transpose":
-            attrs = {"perm": draw(st.permutations(range(r)))}
-        elif op in ("Reshape", "Expand"):
-            target = list(draw(st.permutations(s))) if draw(st.booleans()) else [min(prod(s), 2**62)]
-            if draw(st.integers(0, 4)) == 4:
-                target[0] = draw(st.sampled_from([-1, 0, -2, 7]))
-            ins.append(ints("shape", target))
-        elif op == "Flatten":
-            attrs = {"axis": axis}
-        elif op in ("Squeeze", "Unsqueeze"):
-            axes = [axis]
-            if m.opset >= 13:
-                ins.append(ints("axes", axes))
-            else:
-                attrs = {"axes": axes}
-        elif op == "Concat":
-            ins.append(draw(st.sampled_from(m.names)))
-            attrs = {"axis": axis}
-        elif op == "Split":
-            n_out = draw(st.integers(1, 3))
-            attrs = {"axis": axis}
-            if m.opset >= 18 and draw(st.booleans()):
-                attrs["num_outputs"] = n_out
-            elif s and draw(st.booleans()):
-                sizes = [1] * (n_out - 1) + [s[axis] - (n_out - 1)]
-                if m.opset >= 13:
-                    ins.append(ints("split", sizes))
-                else:
-                    attrs["split"] = sizes
-        elif op == "Slice":
-            start, end = draw(st.integers(-3, 3)), draw(st.integers(-3, 8))
-            ins += [ints("starts", [start]), ints("ends", [end]), ints("axes", [axis]),
-                    ints("steps", [draw(st.sampled_from([1, 1, 2, -1, 0]))])]
-        elif op == "Gather":
-            ins.append(ints("idx", draw(st.lists(st.integers(-2, 4), min_size=1, max_size=3))))
-            attrs = {"axis": axis}
-        elif op == "Clip":
-            if m.opset >= 11:
-                ins += [m.init(f"lo{len(m.inits)}", np.float32(0)), m.init(f"hi{len(m.inits)}", np.float32(6))]
-        elif op == "Where":
-            ins = [m.init(f"cond{len(m.inits)}", np.ones(s[-1:], bool) if prod(s[-1:]) <= 4096 else None, s[-1:]),
-                   x, weights(s[-1:])]
-        elif op == "Cast":
-            attrs = {"to": draw(st.sampled_from(list(ELEM.values())))}
-        elif op == "Softmax":
-            attrs = {"axis": axis}
-        elif op == "LeakyRelu":
-            attrs = {"alpha": 0.1}
-        elif op == "ConstantOfShape":
-            ins = [ints("cshape", [draw(small) for _ in range(draw(st.integers(1, 3)))])]
-        elif op == "Range":
-            ins = [ints("r0", 0), ints("r1", draw(st.integers(-2, 6))), ints("r2", draw(st.sampled_from([1, 2, 0])))]
-        elif op == "Constant":
-            ins, attrs = [], {"value": helper.make_tensor("v", 1, list(s), [0.5] * prod(s)) if prod(s) <= 4096
-                                  else helper.make_tensor("v", 1, [1], [0.5])}
-        elif op in ("QuantizeLinear", "DequantizeLinear"):
-            ins += [m.init(f"scale{len(m.inits)}", np.float32(0.1)),
-                    m.init(f"zp{len(m.inits)}", np.int8(0) if op == "DequantizeLinear" else np.uint8(0))]
-            if op == "DequantizeLinear" and draw(st.booleans()):
-                ins[0] = m.init(f"q{len(m.inits)}", np.zeros(s, np.int8) if prod(s) <= 4096 else None, s)
-        elif op == "QLinearMatMul":
-            sc, zp = m.init(f"sc{len(m.inits)}", np.float32(0.1)), m.init(f"zp{len(m.inits)}", np.int8(0))
-            ins = [x, sc, zp, weights((s[-1], draw(small)), np.int8), sc, zp, sc, zp]
-        elif op == "MatMulInteger":
-            ins.append(weights((s[-1], draw(small)), np.int8))
-        elif op in UNSUPPORTED:
-            domain = "com.example" if op == "Frobnicate" else ""
-            n_out = draw(st.integers(1, 2))
-        # damage: dangling, missing and empty inputs, junk attributes, wrong domains
-        damage = draw(st.integers(0, 59))             # 0 (what shrinking tends to) .. 53 leave the node whole
-        if damage == 59 and ins:
-            ins[draw(st.integers(0, len(ins) - 1))] = "ghost"
-        elif damage == 58 and ins:
-            ins.pop()
-        elif damage == 57 and ins:
-            ins[-1] = ""
-        elif damage in (55, 56):
-            attrs[draw(st.sampled_from(ATTR_NAMES))] = draw(junk_attr)
-        elif damage == 54:
-            domain = draw(st.sampled_from(["com.microsoft", "ai.onnx.ml", "bogus"]))
-        elif damage == 53 and attrs:
-            key = draw(st.sampled_from(sorted(attrs)))
-            attrs[key] = draw(junk_attr)
+        build = NODE_BUILDERS.get(op)
+        ins, attrs, n_out, domain = build(b, op, x, s, r, axis) if build else ([x], {}, 1, "")
+        domain = _damage(draw, ins, attrs, domain)
         outs = [f"t{j}_{o}" for o in range(n_out)]
         if draw(st.integers(0, 19)) == 19:
             outs[0] = draw(st.sampled_from(m.names))      # a second producer of an existing tensor
@@ -378,7 +484,6 @@ def onnx_models(draw):
         dims[draw(st.sampled_from(["unknown", "batch"]))] = draw(st.sampled_from([2, 0]))
     model = m.proto(list(dict.fromkeys(outputs)))
     if draw(st.integers(0, 9)) < 9:                  # output types (which onnx.checker wants) from inference
-        from tilesim.workloads.onnx import infer_shapes_safely
         try:
             inferred = infer_shapes_safely(model, "fuzz")
             del inferred.graph.value_info[:]
@@ -411,13 +516,7 @@ def _numbers(value):
 @given(onnx_models())
 def test_onnx_structured_graphs(tmp_path_factory, case):
     onnx = pytest.importorskip("onnx")
-    import contextlib
-    import io
-    import json
-    import warnings
 
-    from tilesim.cli.main import main
-    from tilesim.workloads import load_workload
     model, dims = case
     path = tmp_path_factory.mktemp("onnx") / "model.onnx"
     path.write_bytes(model.SerializeToString())
@@ -446,7 +545,7 @@ def test_onnx_structured_graphs(tmp_path_factory, case):
 # ---------------------------------------------------------------- what the structured fuzzing found
 
 def _fuzz_model(tmp_path, nodes, inputs, inits=(), opset=18, outputs=("y",)):
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper, numpy_helper  # noqa: PLC0415 (optional dependency)
     graph = helper.make_graph(
         [helper.make_node(op, ins, outs, **attrs) for op, ins, outs, attrs in nodes], "found",
         [helper.make_tensor_value_info(n, TensorProto.FLOAT, s) for n, s in inputs],
@@ -478,10 +577,7 @@ FOUND = [  # (id, nodes, inputs, initializers, opset, what the one line says)
 @pytest.mark.parametrize("nodes, inputs, inits, opset, expect", [f[1:] for f in FOUND], ids=[f[0] for f in FOUND])
 def test_structured_fuzz_findings(tmp_path, capsys, nodes, inputs, inits, opset, expect):
     pytest.importorskip("onnx")
-    import subprocess
-    import sys
 
-    from tilesim.cli.main import main
     path = _fuzz_model(tmp_path, nodes, inputs, inits, opset)
     args = ["run", "-w", path, "-a", "edge-npu", "-f", "json"]
     if any(op == "Slice" for op, *_ in nodes):   # these aborted the process inside ONNX's Slice shape inference
@@ -502,7 +598,6 @@ def test_structured_fuzz_findings(tmp_path, capsys, nodes, inputs, inits, opset,
 def test_large_constant_subgraphs_keep_shapes_only(tmp_path, capsys, op, inits):
     # were folded with numpy (tens of GiB: an error, or memory exhausted); now the constant keeps its shape only
     pytest.importorskip("onnx")
-    from tilesim.cli.main import main
     nodes = [(op, [n for n, _ in inits], ["big"], {}), ("Shape", ["big"], ["s"], {}), ("Relu", ["x"], ["y"], {})]
     path = _fuzz_model(tmp_path, nodes, [("x", [4, 4])], inits)
     assert main(["run", "-w", path, "-a", "edge-npu", "-f", "json"]) == 0, capsys.readouterr().err
@@ -511,9 +606,7 @@ def test_large_constant_subgraphs_keep_shapes_only(tmp_path, capsys, op, inits):
 def test_constant_folding_prints_no_numpy_warnings(tmp_path, capsys):
     # Range with step 0 warned "divide by zero" on stderr before its one-line error
     pytest.importorskip("onnx")
-    import warnings
 
-    from tilesim.cli.main import main
     nodes = [("Range", ["a", "b", "c"], ["r"], {}), ("Relu", ["x"], ["y"], {})]
     path = _fuzz_model(tmp_path, nodes, [("x", [4])], [("a", np.array(0)), ("b", np.array(4)), ("c", np.array(0))])
     with warnings.catch_warnings(record=True) as caught:
@@ -525,8 +618,6 @@ def test_constant_folding_prints_no_numpy_warnings(tmp_path, capsys):
 def test_size_of_a_huge_tensor_is_not_propagated(tmp_path):
     # ONNX's data propagation of Size takes time linear in the element count: this took hours before
     pytest.importorskip("onnx")
-    import subprocess
-    import sys
     nodes = [("Size", ["big"], ["n"], {}), ("Relu", ["x"], ["y"], {})]
     path = _fuzz_model(tmp_path, nodes, [("big", [2**40]), ("x", [4])])
     run = subprocess.run([sys.executable, "-m", "tilesim", "run", "-w", path, "-a", "edge-npu", "-f", "json"],

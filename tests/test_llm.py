@@ -13,6 +13,7 @@ from tilesim.compiler.attention import AttentionWork, attention_traffic
 from tilesim.compiler.fusion import group_ops
 from tilesim.compiler.lowering import graph_macs
 from tilesim.compiler.schedule import CompileOptions, lower
+from tilesim.studies.llm import place_weights, run_llm
 from tilesim.workloads import llm, load_workload
 
 KIB = 1024
@@ -91,7 +92,8 @@ def decode_attention_reads(cfg, context: int, kv_dtype: str = "bf16") -> list[in
     schedule = lower(llm.decode_graph(cfg, 1, context, ("bf16", "bf16", kv_dtype)), arch,
                      CompileOptions(fusion="full"))
     result = simulate(schedule, arch)
-    return [r.dram_read_bytes for r, k in zip(result.kernels, schedule.kernels, strict=False) if isinstance(k.work, AttentionWork)]
+    return [r.dram_read_bytes for r, k in zip(result.kernels, schedule.kernels, strict=False)
+            if isinstance(k.work, AttentionWork)]
 
 
 @pytest.mark.parametrize("kv_dtype, size", [("bf16", 2), ("fp8", 1)])
@@ -217,7 +219,7 @@ def test_gpt2_config_errors_name_its_own_fields(tmp_path):
         llm.config_from_hf({k: v for k, v in GPT2_JSON.items() if k != "n_embd"})
     bad = tmp_path / "bad.json"
     bad.write_text("{oops")
-    with pytest.raises(InputError, match="cannot read .* as JSON"):
+    with pytest.raises(InputError, match=r"cannot read .* as JSON"):
         load_workload(str(bad))
 
 
@@ -256,7 +258,6 @@ def test_load_workload_phases_and_defaults():
 
 def gemma_decode_on_phone(weights: str):
     """Gemma-2B (int8) decode at context 128 on phone-npu with its flash level's `weights` rule."""
-    from tilesim.studies.llm import run_llm
     arch = load_arch("phone-npu", [f"memory.ufs.weights={weights}"])
     cfg = llm.GEMMA_2B
     graph_for = lambda kind, size: llm.decoder_graph(cfg, phase=kind, dtypes="int8", context=size)  # noqa: E731
@@ -287,14 +288,13 @@ def test_gemma_2b_mlp_in_flash_is_slower_by_the_flash_time_and_costs_its_energy(
 
 
 def test_weights_that_do_not_fit_dram_overflow_to_flash():
-    from tilesim.studies.llm import place_weights
     arch = load_arch("phone-npu")                             # weights: overflow, 8 GiB LPDDR5, 256 MiB staging
     w, kv = llm.weight_bytes(llm.LLAMA2_7B, "bf16"), 128 * llm.kv_cache_bytes_per_token(llm.LLAMA2_7B, "bf16")
     p = place_weights(arch, w, kv)
     assert p.flash_bytes == w - (8 * 2**30 - kv - 256 * 2**20)
     assert p.overflow_share == pytest.approx(p.flash_bytes / w)
     assert place_weights(arch, llm.weight_bytes(llm.GEMMA_2B, "int8"), kv).flash_bytes == 0   # fits: no flash
-    with pytest.raises(InputError, match="memory.ufs.capacity_bytes"):
+    with pytest.raises(InputError, match=r"memory.ufs.capacity_bytes"):
         place_weights(load_arch("phone-npu", ["memory.ufs.capacity_bytes=1GiB"]), w, kv)
-    with pytest.raises(InputError, match="or set memory.ufs.weights"):
+    with pytest.raises(InputError, match=r"or set memory.ufs.weights"):
         place_weights(load_arch("phone-npu", ["memory.ufs.weights=none"]), w, kv)

@@ -1,21 +1,24 @@
-"""Mapping search: legal, deterministic, monotone in buffer size, consistent with the cost model, never worse than naive."""
+"""Mapping search: legal, deterministic, monotone in buffer size, consistent with the cost model, never worse than
+naive."""
 from __future__ import annotations
 
 import itertools
 
 import numpy as np
 import pytest
-from archs import tiny_arch
+from archs import tiny_arch, tiny_arch_dict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tilesim import kernel_evaluator, simulate
-from tilesim.arch import InputError, load_arch
+from tilesim.arch import InputError, arch_from_dict, load_arch
+from tilesim.cli.main import main
 from tilesim.compiler import mapper
-from tilesim.compiler.cost import OPERAND_DIMS, Mapping, dram_traffic, reuse_reps
+from tilesim.compiler.cost import MAX_TILES, OPERAND_DIMS, Mapping, dram_traffic, reuse_reps
 from tilesim.compiler.lowering import Contraction, ConvWindow
+from tilesim.compiler.mapper import _ArchKey, _naive, without_capacities
 from tilesim.compiler.schedule import CompileOptions, Kernel, Schedule, lower
-from tilesim.compiler.tiling import fits, naive_mapping
+from tilesim.compiler.tiling import alignment, fits, naive_mapping
 from tilesim.workloads import load_workload
 
 
@@ -104,7 +107,7 @@ def test_every_resnet50_layer_simulates_no_slower_than_naive(preset):
     for k in schedule.kernels:
         if not k.on_array:
             continue
-        alone = lambda m: simulate(Schedule("x", arch.name, "pipelined", (Kernel(k.name, k.ops, k.work, m),)),  # noqa: E731
+        alone = lambda m, k=k: simulate(Schedule("x", arch.name, "pipelined", (Kernel(k.name, k.ops, k.work, m),)),  # noqa: E731
                                    arch).cycles
         assert alone(k.mapping) <= alone(naive_mapping(k.work, arch)), k.name
 
@@ -116,7 +119,6 @@ def test_naive_mapper_is_still_available():
 
 
 def test_show_schedule_explains_each_contraction(capsys):
-    from tilesim.cli.main import main
     assert main(["run", "-w", "resnet18", "-a", "edge-npu", "--show-schedule"]) == 0
     out = capsys.readouterr().out
     conv_lines = [line for line in out.splitlines() if line.startswith("layer1.0.conv1 ")]
@@ -129,9 +131,7 @@ def test_show_schedule_explains_each_contraction(capsys):
 @given(works())
 def test_more_allowed_dataflows_never_make_the_search_worse(work):
     one = small_arch(65536, "ws")
-    from archs import tiny_arch_dict
 
-    from tilesim.arch import arch_from_dict
     d = tiny_arch_dict(rows=8, cols=8, dataflow="ws", sram_bytes=65536, latency=20, bw=8)
     d["array"]["dataflows"] = ["os", "is"]
     three = arch_from_dict(d)
@@ -141,7 +141,6 @@ def test_more_allowed_dataflows_never_make_the_search_worse(work):
 
 
 def test_pinned_mappings_are_used_and_checked(tmp_path, capsys):
-    from tilesim.cli.main import main
     pin = tmp_path / "pin.yaml"
     pin.write_text("conv1: {dataflow: ws, tile_m: 392, tile_n: 64, tile_k: 147, order: kmn}\n")   # fits half the SRAM
     assert main(["run", "-w", "resnet18", "-a", "edge-npu", "--mapping", str(pin), "--show-schedule"]) == 0
@@ -168,9 +167,7 @@ def test_pinned_mappings_are_used_and_checked(tmp_path, capsys):
 def two_level_arch(spad: int, acc: int, dataflow: str = "ws", double: bool = True, latency: int = 20):
     """tiny_arch with the operands split over two levels, as Gemmini's: inputs and weights in a scratchpad,
     outputs in an accumulator."""
-    from archs import tiny_arch_dict
 
-    from tilesim.arch import arch_from_dict
     d = tiny_arch_dict(rows=8, cols=8, dataflow=dataflow, sram_bytes=spad, double=double, latency=latency, bw=8)
     d["memory"][1]["holds"] = ["input", "weight"]
     d["memory"].append({"name": "acc", "kind": "sram", "capacity_bytes": acc, "bandwidth_bytes_per_cycle": 64,
@@ -184,8 +181,6 @@ def direct_search(work, arch, timing: str, objective: str):
     """The mapping search as first written: every candidate of every loop order scored one order at a time
     (mapper.score), fitted to the capacities and sorted in full, with tiling.naive_mapping. The search's
     rankings, pruning and remembered footprints must choose exactly what this does (None: nothing fits)."""
-    from tilesim.compiler.cost import MAX_TILES
-    from tilesim.compiler.tiling import alignment
     pool, candidates = [], 0
     for dataflow in mapper.dataflows(arch):
         unit = alignment(work, arch, dataflow)
@@ -212,7 +207,8 @@ def direct_search(work, arch, timing: str, objective: str):
                                          key(p[-1])))
     pure = sorted(pool, key=lambda p: (p[0], p[1], p[2], key(p[-1])))
     mappings = [p[-1] for p in ranked]
-    shortlist = tuple(dict.fromkeys([*mappings[:mapper.SHORTLIST - 1], pure[0][-1], *mappings[mapper.SHORTLIST - 1:]]))[:mapper.SHORTLIST]
+    keep = mapper.SHORTLIST - 1
+    shortlist = tuple(dict.fromkeys([*mappings[:keep], pure[0][-1], *mappings[keep:]]))[:mapper.SHORTLIST]
     naive = naive_mapping(work, arch)
     shortlist += () if naive in shortlist else (naive,)
     tiles = lambda m: (m.dataflow, m.tile_m, m.tile_n, m.tile_k)   # noqa: E731
@@ -239,9 +235,7 @@ def test_search_chooses_exactly_what_the_direct_search_does(work, sram, acc, dat
 
 
 def test_search_over_several_dataflows_chooses_what_the_direct_search_does():
-    from archs import tiny_arch_dict
 
-    from tilesim.arch import arch_from_dict
     d = tiny_arch_dict(rows=8, cols=8, dataflow="ws", sram_bytes=16384, latency=20, bw=8)
     d["array"]["dataflows"] = ["os", "is"]
     arch = arch_from_dict(d)
@@ -257,10 +251,7 @@ def test_search_over_several_dataflows_chooses_what_the_direct_search_does():
        st.sampled_from([0, 20]), st.sampled_from([1, 8, 64]))
 def test_all_loop_orders_at_once_equal_one_order_at_a_time_bit_for_bit(work, dataflow, double, split, energy_table,
                                                                         latency, bw):
-    from archs import tiny_arch_dict
 
-    from tilesim.arch import arch_from_dict
-    from tilesim.compiler.tiling import alignment
     arch = two_level_arch(4096, 4096, dataflow, double, latency) if split else tiny_arch(
         rows=8, cols=8, dataflow=dataflow, sram_bytes=4096, double=double, latency=latency, bw=bw)
     if not energy_table:        # no DRAM energy entries: traffic stands in for energy
@@ -282,7 +273,6 @@ def test_all_loop_orders_at_once_equal_one_order_at_a_time_bit_for_bit(work, dat
 @given(works(), st.sampled_from([64, 300, 2048, 5000, 16384]), st.sampled_from([64, 512, 4096, 1 << 20]),
        st.sampled_from(["ws", "os", "is"]), st.booleans(), st.booleans())
 def test_remembered_naive_tiling_equals_the_tilers(work, sram, acc, dataflow, double, split):
-    from tilesim.compiler.mapper import _ArchKey, _naive, without_capacities
     arch = two_level_arch(sram, acc, dataflow, double) if split else small_arch(sram, dataflow, double)
     try:
         expected = naive_mapping(work, arch)

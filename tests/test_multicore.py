@@ -8,8 +8,9 @@ from archs import tiny_arch_dict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import tilesim.compiler.schedule as schedule
 from tilesim import simulate
-from tilesim.arch import arch_from_dict
+from tilesim.arch import InputError, arch_from_dict
 from tilesim.compiler.lowering import Contraction
 from tilesim.compiler.schedule import CompileOptions, choose_split, core_blocks, core_shares, grid_passes, lower
 from tilesim.workloads import gemm, load_workload
@@ -72,7 +73,6 @@ def test_split_choice_and_shares():
 
 
 def test_cores_validation():
-    from tilesim.arch import InputError
     d = tiny_arch_dict()
     d["cores"] = 0
     with pytest.raises(InputError, match="cores: must be between 1 and 4096"):
@@ -124,7 +124,6 @@ def test_grid_split_loads_each_operand_once_per_piece_from_a_shared_level(shared
 
 
 def test_grid_split_runs_faster_than_the_1d_split_it_replaces(monkeypatch):
-    import tilesim.compiler.schedule as schedule
     arch = cores_arch(16, bw=4096, dataflow="os")
     grid = run(gemm(64, 64, 256), arch, "naive").cycles
     one_d = schedule.choose_split

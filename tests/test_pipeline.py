@@ -63,18 +63,18 @@ def test_single_tile_is_the_sum_of_its_phases():
 
 def test_without_double_buffering_phases_add_up():
     # one slot: every load waits for the previous compute -> n * (load + latency + compute)
-    n, l, lat, c = 6, 5.0, 3.0, 20
-    _, _, c_end, _, stall, cause, _ = run_both([l] * n, [0] * n, [c] * n, slots=[1] * n, latency=lat)
-    assert c_end[-1] == n * (l + lat + c)
-    assert list(stall) == [l + lat] * n and list(cause) == [DRAM] * n     # every tile waits for its load
+    n, load, lat, c = 6, 5.0, 3.0, 20
+    _, _, c_end, _, stall, cause, _ = run_both([load] * n, [0] * n, [c] * n, slots=[1] * n, latency=lat)
+    assert c_end[-1] == n * (load + lat + c)
+    assert list(stall) == [load + lat] * n and list(cause) == [DRAM] * n     # every tile waits for its load
 
 
 def test_double_buffering_hides_loads_under_compute():
     # two slots and compute longer than load + latency -> first load, then back-to-back computes
-    n, l, lat, c = 6, 5.0, 3.0, 20
-    _, _, c_end, _, stall, cause, _ = run_both([l] * n, [0] * n, [c] * n, slots=[2] * n, latency=lat)
-    assert c_end[-1] == l + lat + n * c
-    assert list(stall) == [l + lat] + [0] * (n - 1) and list(cause) == [DRAM] + [NONE] * (n - 1)
+    n, load, lat, c = 6, 5.0, 3.0, 20
+    _, _, c_end, _, stall, cause, _ = run_both([load] * n, [0] * n, [c] * n, slots=[2] * n, latency=lat)
+    assert c_end[-1] == load + lat + n * c
+    assert list(stall) == [load + lat] + [0] * (n - 1) and list(cause) == [DRAM] + [NONE] * (n - 1)
 
 
 def test_memory_bound_stream_is_bytes_over_bandwidth():
@@ -114,12 +114,12 @@ def test_flash_reads_stream_ahead_on_their_own_channel():
 
 def test_staging_limit_serialises_flash_reads_behind_loads():
     # gate[i] = i - 1: a tile's flash read waits until the previous tile's DRAM load has arrived (one tile staged)
-    n, f, l, lat = 3, 10, 4, 3
-    load_end, _, _, _, _, _, flash_end = run_both([l] * n, [0] * n, [0] * n, latency=lat, flash=[f] * n,
+    n, f, load, lat = 3, 10, 4, 3
+    load_end, _, _, _, _, _, flash_end = run_both([load] * n, [0] * n, [0] * n, latency=lat, flash=[f] * n,
                                                   gate=[-1, 0, 1])
-    # per tile: flash f, then DRAM load l + latency; the next flash read starts when that load has arrived
+    # per tile: flash f, then the DRAM load (load + lat); the next flash read starts when that load has arrived
     assert list(flash_end) == [10, 10 + 7 + 10, 2 * (10 + 7) + 10]
-    assert load_end[-1] == n * (f + l + lat)
+    assert load_end[-1] == n * (f + load + lat)
 
 
 def test_zero_byte_flash_reads_constrain_nothing():

@@ -234,12 +234,7 @@ def test_exact_parity_with_scalesim(size, dataflow):
 
 
 def test_independent_layers_never_report_utilization_above_one():
-    from pathlib import Path
 
-    from tilesim import simulate
-    from tilesim.arch import load_arch
-    from tilesim.compiler.schedule import lower
-    from tilesim.workloads import load_workload
     topo = Path(__file__).resolve().parent.parent / "workloads" / "configs" / "resnet18_scalesim.csv"
     arch = load_arch("edge-npu")
     r = simulate(lower(load_workload(str(topo)), arch), arch)

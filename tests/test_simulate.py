@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from math import ceil
 
 import numpy as np
@@ -11,13 +12,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tilesim import simulate
-from tilesim.arch import arch_from_dict
+from tilesim.arch import InputError, arch_from_dict, arch_to_dict, load_arch
 from tilesim.compiler import GraphBuilder
 from tilesim.compiler.cost import Mapping, compute_cycles, dram_traffic
 from tilesim.compiler.lowering import Contraction, ConvWindow
-from tilesim.compiler.schedule import CompileOptions, Kernel, lower
-from tilesim.core.commands import contraction_commands
-from tilesim.workloads import gemm
+from tilesim.compiler.schedule import CompileOptions, Kernel, Schedule, lower
+from tilesim.core.commands import contraction_commands, kernel_commands, staging_gate, weights_in_flash
+from tilesim.workloads import gemm, load_workload
 
 
 def run(graph, arch, timing=None, reference=False, mapper="search"):
@@ -53,7 +54,6 @@ def test_bandwidth_bound_copy_is_bytes_over_bandwidth_plus_latency(latency):
 
 
 def test_reference_pipeline_gives_the_same_result():
-    from tilesim.workloads import load_workload
     arch = tiny_arch(sram_bytes=64 << 10, latency=7)
     g = load_workload("resnet18")
     assert run(g, arch).to_dict() == run(g, arch, reference=True).to_dict()
@@ -137,7 +137,6 @@ def test_cycles_respect_compute_and_memory_bounds(case, timing):
 
 
 def test_kernel_cycles_partition_the_total():
-    from tilesim.workloads import load_workload
     arch = tiny_arch(sram_bytes=256 << 10)
     r = run(load_workload("bert-base", seq_len=32), arch)
     assert sum(k.cycles for k in r.kernels) == r.cycles
@@ -147,9 +146,7 @@ def test_kernel_cycles_partition_the_total():
 
 def test_energy_is_counts_times_table():
     # every entry is 1 pJ: energy = MACs + DRAM bytes + SRAM accesses + vector ops; doubling the table doubles it
-    from archs import tiny_arch_dict
 
-    from tilesim.arch import arch_from_dict
     r1 = run(gemm(32, 16, 16), tiny_arch(), mapper="naive")
     assert r1.energy_breakdown_pj["mac"] == 32 * 16 * 16
     assert r1.energy_breakdown_pj["dram"] == 768 + 512
@@ -168,17 +165,14 @@ def test_static_power_adds_power_times_time():
 
 
 def test_missing_energy_entry_is_an_error_not_zero():
-    from archs import tiny_arch_dict
 
-    from tilesim.arch import InputError, arch_from_dict
     d = tiny_arch_dict()
     del d["energy"]["actions"]["mac.int8"]
-    with pytest.raises(InputError, match="mac.int8"):
+    with pytest.raises(InputError, match=r"mac.int8"):
         run(gemm(8, 8, 8), arch_from_dict(d))
 
 
 def test_more_bandwidth_is_never_slower():
-    from tilesim.workloads import load_workload
     g = load_workload("mobilenet_v2")
     # same mapping at every bandwidth (the search may pick other tilings when bandwidth changes)
     cycles = [run(g, tiny_arch(bw=bw, sram_bytes=128 << 10), mapper="naive").cycles for bw in (2, 8, 32, 128)]
@@ -186,7 +180,6 @@ def test_more_bandwidth_is_never_slower():
 
 
 def test_decode_gemv_is_memory_bound():
-    from tilesim.arch import load_arch
     arch = load_arch("edge-npu")
     r = run(gemm(1, 4096, 4096), arch)
     assert r.kernels[0].bound == "memory"
@@ -208,7 +201,6 @@ def test_sram_accesses_per_operand_match_scalesim_formulas(dataflow, feeds):
 
 def test_roofline_coordinates_respect_both_ceilings():
     # attained MACs/cycle <= min(peak, intensity x bandwidth): the roofline holds for every kernel
-    from tilesim.workloads import load_workload
     arch = tiny_arch(bw=8, sram_bytes=64 << 10)
     r = run(load_workload("resnet18"), arch)
     for k in r.kernels:
@@ -220,7 +212,6 @@ def test_roofline_coordinates_respect_both_ceilings():
 
 
 def test_stalls_by_cause_engines_and_levels_are_reported():
-    from tilesim.workloads import load_workload
     arch = tiny_arch(bw=4, latency=50, sram_bytes=64 << 10)
     r = run(load_workload("resnet18"), arch)
     for k in r.kernels:
@@ -237,9 +228,7 @@ def test_stalls_by_cause_engines_and_levels_are_reported():
 
 def test_a_narrow_sram_stretches_compute():
     # 16x16 WS GEMM; the SRAM holds everything at 2 B/cycle, far below the ~80 B/cycle the array consumes
-    from archs import tiny_arch_dict
 
-    from tilesim.arch import arch_from_dict
 
     def with_sram_bw(bw):
         d = tiny_arch_dict()
@@ -258,7 +247,6 @@ def test_a_narrow_sram_stretches_compute():
 def test_double_buffering_overlaps_and_single_buffering_adds(m, n, k, bw):
     # power-of-two shapes give equal tiles; with unequal ones a short tile cannot hide the next long load, and
     # the pipeline tests cover that tile by tile
-    from tilesim.core.commands import kernel_commands
     for double in (True, False):
         arch = tiny_arch(bw=bw, latency=5, sram_bytes=8 << 10, double=double)
         schedule = lower(gemm(m, n, k), arch, CompileOptions(mapper="naive"))
@@ -297,9 +285,7 @@ def test_same_mapping_more_bandwidth_never_slower_bigger_buffer_same_traffic(m, 
 
 def arch_with(burst=1, sram_latency=0, flash=None, **kw):
     """tiny_arch with a DRAM burst, an SRAM access latency, and optionally a flash level (a dict of its fields)."""
-    from archs import tiny_arch_dict
 
-    from tilesim.arch import arch_from_dict
     d = tiny_arch_dict(**kw)
     d["memory"][0]["burst_bytes"] = burst
     d["memory"][1]["latency_cycles"] = sram_latency
@@ -313,7 +299,6 @@ def arch_with(burst=1, sram_latency=0, flash=None, **kw):
 @settings(max_examples=150, deadline=None)
 @given(tiled_contractions(), st.sampled_from([1, 4, 64]), st.booleans())
 def test_commands_add_up_to_closed_form_traffic_with_bursts(case, burst, b_is_param):
-    from dataclasses import replace
     work, mapping = case
     work = replace(work, b_is_param=b_is_param)
     arch = arch_with(burst=burst)
@@ -333,7 +318,6 @@ def test_bursts_round_each_contiguous_run_by_hand():
     t = dram_traffic(work, Mapping("ws", 3, 8, 5, "mnk"), "int32", 16)
     assert (t.input_read, t.weight_read, t.output_write) == (16, 96, 96)
     kernel = Kernel("k", ("k",), work, Mapping("ws", 3, 8, 5, "mnk"))
-    from tilesim.compiler.schedule import Schedule
     r = simulate(Schedule("g", "tiny", "pipelined", (kernel,)), arch_with(burst=16))
     assert (r.dram_read_bytes, r.dram_write_bytes) == (112, 96)
 
@@ -378,7 +362,6 @@ def test_one_gemm_tile_with_its_weights_in_flash():
 
 
 def test_flash_staging_limit_and_placement_rules():
-    from tilesim.core.commands import staging_gate, weights_in_flash
     # 5 tiles of 100 B from flash into a 250 B staging buffer: tile i may start once tile i - 3 has loaded
     assert list(staging_gate(np.array([100] * 5), 250)) == [-1, -1, 0, 1, 2]
     assert list(staging_gate(np.array([100, 0, 300, 100]), 250)) == [-1, -1, 1, 2]     # too big: alone
@@ -389,7 +372,6 @@ def test_flash_staging_limit_and_placement_rules():
 
 
 def test_overflow_reads_the_same_share_of_every_weight_from_flash():
-    from tilesim.compiler.schedule import Schedule
     arch = arch_with(flash={"bandwidth_bytes_per_cycle": 2, "weights": "overflow"})
     work = Contraction(1, 32, 64, 64, "int8", "int8", "int8")
     kernel = Kernel("k", ("k",), work, Mapping("ws", 32, 16, 64, "mnk"))        # 4 weight tiles of 1 KiB
@@ -399,7 +381,6 @@ def test_overflow_reads_the_same_share_of_every_weight_from_flash():
 
 
 def test_weights_from_flash_behind_a_cache_stay_part_of_the_weight_loads():
-    from tilesim.arch import arch_from_dict, arch_to_dict, load_arch
     d = arch_to_dict(load_arch("h100"))                 # a hardware cache (L2) between HBM and the SMs
     d["memory"].insert(0, {"name": "ssd", "kind": "flash", "capacity_bytes": 2**40, "bandwidth_gb_s": 7.45,
                            "holds": ["weight"], "weights": "all"})

@@ -14,12 +14,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tilesim.arch import InputError
+from tilesim import simulate
+from tilesim.arch import InputError, load_arch
 from tilesim.arch.loader import raw_arch
 from tilesim.cli.args import Parser
 from tilesim.cli.main import build_parser, main
 from tilesim.cli.sweep import add_sweep_arguments, cmd_sweep
-from tilesim.compiler.schedule import CompileOptions
+from tilesim.compiler.cost import Mapping
+from tilesim.compiler.lowering import Contraction
+from tilesim.compiler.schedule import CompileOptions, Kernel, Schedule
 from tilesim.report.figure import require_matplotlib
 from tilesim.report.sweep_plot import check_plots, heatmap_grid
 from tilesim.studies import sweep
@@ -152,7 +155,8 @@ def test_search_sweep_rows_equal_tilesim_run_across_buffer_sizes(capsys, tmp_pat
     rows = run_sweep(points, dataclasses.replace(spec(), workload="resnet18", options=options), tmp_path / "r.csv",
                      backend="serial", progress=False)
     for point, row in zip(points, rows, strict=False):
-        assert main(["run", "-w", "resnet18", "-a", "edge-npu", "-f", "json", "--objective", objective, *functools.reduce(operator.iadd, (["--set", f"{k}={v}"] for k, v in point.items()), [])]) == 0
+        sets = functools.reduce(operator.iadd, (["--set", f"{k}={v}"] for k, v in point.items()), [])
+        assert main(["run", "-w", "resnet18", "-a", "edge-npu", "-f", "json", "--objective", objective, *sets]) == 0
         report = json.loads(capsys.readouterr().out)
         assert row["status"] == "ok", row
         for key in ("cycles", "macs", "dram_read_bytes", "dram_write_bytes"):
@@ -205,11 +209,6 @@ def test_points_that_differ_only_in_capacities_run_in_one_chunk():
        st.integers(1, 64), st.integers(1, 64), st.sampled_from(["mnk", "mkn", "nmk", "nkm", "kmn", "knm"]))
 def test_orders_that_differ_only_in_single_trip_loops_simulate_alike(g, m, n, k, tm, tn, tk, order):
     """The sweep shares one simulation among mappings whose loop orders differ only where loops of one trip sit."""
-    from tilesim import simulate
-    from tilesim.arch import load_arch
-    from tilesim.compiler.cost import Mapping
-    from tilesim.compiler.lowering import Contraction
-    from tilesim.compiler.schedule import Kernel, Schedule
     arch = load_arch("edge-npu")
     work = Contraction(g, m, n, k, "int8", "int8", "int8")
     kernel = Kernel("k", ("k",), work, Mapping("ws", min(tm, m), min(tn, n), min(tk, k), order))
@@ -284,7 +283,8 @@ def test_resume_reuses_a_finished_file_only_for_the_same_settings(tmp_path, monk
 # ---------------------------------------------------------------- command line, plots, determinism
 
 def test_same_command_twice_gives_the_same_csv_and_a_summary(tmp_path, capsys):
-    argv = ["-w", WORKLOAD, "-a", "edge-npu", "--jobs", "2", "--no-progress", *functools.reduce(operator.iadd, (["--grid", g] for g in GRID), [])]
+    grids = functools.reduce(operator.iadd, (["--grid", g] for g in GRID), [])
+    argv = ["-w", WORKLOAD, "-a", "edge-npu", "--jobs", "2", "--no-progress", *grids]
     assert sweep_main(*argv, "-o", str(tmp_path / "a.csv")) == 0
     out = capsys.readouterr().out
     assert "6 points (4 ok, 2 invalid, 0 failed)" in out and "Pareto front" in out

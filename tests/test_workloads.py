@@ -126,7 +126,8 @@ def test_alexnet_layout():
     assert [shape(f"features.{i}") for i in (0, 2, 3, 5, 6, 8, 10, 12)] == [
         (1, 64, 55, 55), (1, 64, 27, 27), (1, 192, 27, 27), (1, 192, 13, 13), (1, 384, 13, 13), (1, 256, 13, 13),
         (1, 256, 13, 13), (1, 256, 6, 6)]
-    assert [op.op_type for op in g.ops][-8:] == ["Flatten", "Dropout", "Gemm", "Relu", "Dropout", "Gemm", "Relu", "Gemm"]
+    assert [op.op_type for op in g.ops][-8:] == ["Flatten", "Dropout", "Gemm", "Relu", "Dropout", "Gemm", "Relu",
+                                                 "Gemm"]
     assert len(g.op("features.0").inputs) == 3                      # conv bias
 
 
@@ -137,7 +138,8 @@ def test_vgg16_layout():
     pools = [op.name for op in g.ops if op.op_type == "MaxPool"]
     assert pools == [f"features.{i}" for i in (4, 9, 16, 23, 30)]
     assert g.tensors[g.op("features.30").outputs[0]].shape == (1, 512, 7, 7)
-    assert [op.op_type for op in g.ops][-8:] == ["Flatten", "Gemm", "Relu", "Dropout", "Gemm", "Relu", "Dropout", "Gemm"]
+    assert [op.op_type for op in g.ops][-8:] == ["Flatten", "Gemm", "Relu", "Dropout", "Gemm", "Relu", "Dropout",
+                                                 "Gemm"]
 
 
 def test_bert_attention_shapes():
@@ -301,9 +303,9 @@ def test_bad_sizes(kwargs, flag):
 
 
 def test_seq_len_rules():
-    with pytest.raises(InputError, match="^--seq-len: workload 'resnet50' has no sequence length"):
+    with pytest.raises(InputError, match=r"^--seq-len: workload 'resnet50' has no sequence length"):
         load_workload("resnet50", seq_len=128)
-    with pytest.raises(InputError, match="^--seq-len: bert-base has 512 position embeddings"):
+    with pytest.raises(InputError, match=r"^--seq-len: bert-base has 512 position embeddings"):
         load_workload("bert-base", seq_len=513)
 
 

@@ -142,7 +142,7 @@ def gemm(out: Out, sampler: Sampler, m: int, n: int, k: int, group: str, reps: i
     a = [torch.randn(m, k, device="cuda", dtype=DT) for _ in range(c)]
     b = [torch.randn(n, k, device="cuda", dtype=DT) for _ in range(c)]
     t0 = time.time()
-    per, calls = graph_timed(lambda i: F.linear(a[i % c], b[i % c]), reps)
+    per, calls = graph_timed(lambda i, a=a, b=b: F.linear(a[i % c], b[i % c]), reps)
     s = stats(per)
     power, clock = sampler.window(t0, time.time())
     ms = s["median_ms"]
@@ -156,7 +156,7 @@ def ceilings(out: Out, sampler: Sampler):
     """Device-to-device copy bandwidth (read + write bytes) and a large bf16 GEMM."""
     x = torch.randn(1 << 30, device="cuda", dtype=DT)     # 2 GiB
     y = torch.empty_like(x)
-    s = stats(timed(lambda: y.copy_(x), 20))
+    s = stats(timed(lambda x=x, y=y: y.copy_(x), 20))
     out.row(group="ceiling", case="copy_2GiB", **s, gb_s=2 * x.numel() * 2 / s["median_ms"] / 1e6,
             note="bytes read + written")
     del x, y
@@ -170,9 +170,9 @@ def attention(out: Out, sampler: Sampler, seqs: list[int], heads: int = 32, d: i
     scale = 1 / math.sqrt(d)
     for s_len in seqs:
         q, k, v = (torch.randn(batch, heads, s_len, d, device="cuda", dtype=DT) for _ in range(3))
-        fused = lambda i=0: F.scaled_dot_product_attention(q, k, v)              # noqa: E731
+        fused = lambda i=0, q=q, k=k, v=v: F.scaled_dot_product_attention(q, k, v)  # noqa: E731
 
-        def unfused(i=0):
+        def unfused(i=0, q=q, k=k, v=v):
             scores = torch.matmul(q, k.transpose(-2, -1))
             scores = scores * scale
             p = torch.softmax(scores, dim=-1)
@@ -196,8 +196,9 @@ def vector_ops(out: Out, rows: int = 16384, cols: int = 4096):
     x = torch.randn(rows, cols, device="cuda", dtype=DT)
     w, b = torch.randn(cols, device="cuda", dtype=DT), torch.randn(cols, device="cuda", dtype=DT)
     y = torch.empty_like(x)
-    ops = {"copy": lambda i: y.copy_(x), "gelu": lambda i: F.gelu(x),
-           "layernorm": lambda i: F.layer_norm(x, (cols,), w, b), "softmax": lambda i: torch.softmax(x, dim=-1)}
+    ops = {"copy": lambda i, x=x, y=y: y.copy_(x), "gelu": lambda i, x=x: F.gelu(x),
+           "layernorm": lambda i, x=x: F.layer_norm(x, (cols,), w, b),
+           "softmax": lambda i, x=x: torch.softmax(x, dim=-1)}
     nbytes = 2 * 2 * rows * cols
     for name, fn in ops.items():
         per, _calls = graph_timed(fn, 50)
@@ -225,7 +226,8 @@ class Decoder:
         g = lambda *s: torch.randn(*s, device="cuda", dtype=DT) * 0.02    # noqa: E731
         self.embed = g(vocab, h)
         self.layers = [{"ln1": torch.ones(h, device="cuda", dtype=DT), "ln2": torch.ones(h, device="cuda", dtype=DT),
-                            "wqkv": g((nh + 2 * kvh) * hd, h), "wo": g(h, nh * hd), "w_gu": g(2 * ffn, h), "w_down": g(h, ffn)}
+                        "wqkv": g((nh + 2 * kvh) * hd, h), "wo": g(h, nh * hd), "w_gu": g(2 * ffn, h),
+                        "w_down": g(h, ffn)}
                        for _ in range(L)]
         self.norm = torch.ones(h, device="cuda", dtype=DT)
         self.head = g(vocab, h) if name != "gemma-2b" else self.embed     # Gemma ties the embeddings
@@ -242,17 +244,17 @@ class Decoder:
         return torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1).flatten(-2)
 
     def forward(self, tokens, cache, start: int, causal: bool):
-        """Run tokens [B, T] at positions start..start+T-1, writing K/V into cache[l] = (k, v) [B, kvh, ctx, hd];
+        """Run tokens [B, T] at positions start..start+T-1, writing K/V into cache[layer] = (k, v) [B, kvh, ctx, hd];
         returns logits of the last position [B, vocab]."""
         B, T = tokens.shape
         x = self.embed[tokens]
         pos = torch.arange(start, start + T, device="cuda")
-        for l, p in enumerate(self.layers):
+        for layer, p in enumerate(self.layers):
             y = F.rms_norm(x, (self.h,), p["ln1"])
             qkv = F.linear(y, p["wqkv"]).view(B, T, self.nh + 2 * self.kvh, self.hd).transpose(1, 2)
             q, k, v = qkv.split([self.nh, self.kvh, self.kvh], dim=1)
             q, k = self.rope(q, pos), self.rope(k, pos)
-            kc, vc = cache[l]
+            kc, vc = cache[layer]
             kc[:, :, start:start + T] = k
             vc[:, :, start:start + T] = v
             kk, vv = kc[:, :, :start + T], vc[:, :, :start + T]
@@ -283,7 +285,8 @@ def decoder_runs(out: Out, sampler: Sampler, name: str, prefill_lens: list[int],
         for T in prefill_lens:
             cache = m.cache(1, T)
             tok = torch.randint(0, m.vocab, (1, T), device="cuda")
-            per, _ = graph_timed(lambda i: m.forward(tok, cache, 0, True), 10, target_ms=0.0)
+            per, _ = graph_timed(lambda i, m=m, tok=tok, cache=cache: m.forward(tok, cache, 0, True), 10,
+                                  target_ms=0.0)
             st = stats(per)
             out.row(group="prefill", case=f"{name}_prefill_T{T}", batch=1, seq=T, **st,
                     tflops=2 * m.weight_bytes / 2 * T / st["median_ms"] / 1e9,
@@ -364,7 +367,8 @@ def main() -> int:
     out.row(group="idle", case="idle", power_w=idle_w, sm_clock_mhz=idle_clock, note="CUDA context up, no work")
     only = set(args.only.split(",")) if args.only else {"ceiling", "gemm", "attention", "vector", "decoder"}
     sections = {"ceiling": lambda: ceilings(out, sampler), "gemm": lambda: gemms(out, sampler, args.quick),
-                "attention": lambda: attention(out, sampler, [512, 2048] if args.quick else [512, 1024, 2048, 4096, 8192]),
+                "attention": lambda: attention(out, sampler,
+                                               [512, 2048] if args.quick else [512, 1024, 2048, 4096, 8192]),
                 "vector": lambda: vector_ops(out), "decoder": lambda: decoders(out, sampler, args.quick)}
     failed = 0
     try:

@@ -42,6 +42,73 @@ def _transfer(ready, xfer, dma_free, latency):
 
 
 @cached_njit
+def _issue_computes(nc, nl, ns, compute, engine, slots, load_end, load_why, store_end, engine_free, comp_start,
+                    comp_end, stall, cause):
+    """Rule 3 (and 6): issue every compute whose load has arrived and whose output slot is free; returns the new nc."""
+    n = compute.shape[0]
+    while nc < n and nc < nl and nc - slots[nc] < ns:
+        e = engine[nc]
+        t = engine_free[e]
+        why = NONE
+        if load_end[nc] > t:
+            t = load_end[nc]
+            why = load_why[nc]
+        if nc > 0 and comp_start[nc - 1] > t:
+            t = comp_start[nc - 1]
+            why = ORDER
+        j = nc - slots[nc]
+        if j >= 0 and store_end[j] > t:
+            t = store_end[j]
+            why = SLOT
+        base = engine_free[e]
+        if nc > 0 and comp_end[nc - 1] > base:
+            base = comp_end[nc - 1]
+        if t > base:
+            stall[nc] = t - base
+            cause[nc] = why
+        comp_start[nc] = t
+        comp_end[nc] = t + compute[nc]
+        engine_free[e] = comp_end[nc]
+        nc += 1
+    return nc
+
+
+@cached_njit
+def _issue_flash_reads(nf, nl, flash_xfer, flash_gate, flash_latency, load_end, flash_end, flash_free):
+    """Rule 7: flash reads whose staging space is known to be free, in tile order; returns (nf, flash_free)."""
+    n = flash_xfer.shape[0]
+    while nf < n and flash_gate[nf] < nl:
+        if flash_xfer[nf] > 0.0:
+            g = flash_gate[nf]
+            flash_end[nf], flash_free = _transfer(load_end[g] if g >= 0 else 0.0, flash_xfer[nf], flash_free,
+                                                  flash_latency)
+        nf += 1
+    return nf, flash_free
+
+
+@cached_njit
+def _next_load_ready(nl, nc, ns, nf, slots, dep, comp_end, store_end, flash_end, load_why):
+    """Rule 2: (is the next load's readiness known, when is it ready); records what held it back in load_why."""
+    n = slots.shape[0]
+    load_ok = False
+    ready_l = 0.0
+    if nl < n:
+        j = nl - slots[nl]
+        d = dep[nl]
+        if (j < 0 or j < nc) and (d < 0 or d < ns) and nl < nf:
+            load_ok = True
+            if j >= 0:
+                ready_l = comp_end[j]
+            if d >= 0 and store_end[d] > ready_l:
+                ready_l = store_end[d]
+                load_why[nl] = DEPENDENCY
+            if flash_end[nl] > ready_l:
+                ready_l = flash_end[nl]
+                load_why[nl] = FLASH
+    return load_ok, ready_l
+
+
+@cached_njit
 def run_tiles(load_xfer, store_xfer, compute, engine, slots, dep, latency, flash_xfer, flash_gate, flash_latency):
     """Simulate the tile pipeline; returns (load_end, compute_start, compute_end, store_end, stall, cause, flash_end)
     arrays."""
@@ -62,54 +129,11 @@ def run_tiles(load_xfer, store_xfer, compute, engine, slots, dep, latency, flash
     ns = 0
     nf = 0
     while ns < n:
-        # Rule 3: issue every compute whose load has arrived and whose output slot is free.
-        while nc < n and nc < nl and nc - slots[nc] < ns:
-            e = engine[nc]
-            t = engine_free[e]
-            why = NONE
-            if load_end[nc] > t:
-                t = load_end[nc]
-                why = load_why[nc]
-            if nc > 0 and comp_start[nc - 1] > t:
-                t = comp_start[nc - 1]
-                why = ORDER
-            j = nc - slots[nc]
-            if j >= 0 and store_end[j] > t:
-                t = store_end[j]
-                why = SLOT
-            base = engine_free[e]
-            if nc > 0 and comp_end[nc - 1] > base:
-                base = comp_end[nc - 1]
-            if t > base:
-                stall[nc] = t - base
-                cause[nc] = why
-            comp_start[nc] = t
-            comp_end[nc] = t + compute[nc]
-            engine_free[e] = comp_end[nc]
-            nc += 1
-        # Rule 7: flash reads whose staging space is known to be free, in tile order.
-        while nf < n and flash_gate[nf] < nl:
-            if flash_xfer[nf] > 0.0:
-                g = flash_gate[nf]
-                flash_end[nf], flash_free = _transfer(load_end[g] if g >= 0 else 0.0, flash_xfer[nf], flash_free,
-                                                      flash_latency)
-            nf += 1
-        # Rule 2: is the next load's readiness known, and when is it ready?
-        load_ok = False
-        ready_l = 0.0
-        if nl < n:
-            j = nl - slots[nl]
-            d = dep[nl]
-            if (j < 0 or j < nc) and (d < 0 or d < ns) and nl < nf:
-                load_ok = True
-                if j >= 0:
-                    ready_l = comp_end[j]
-                if d >= 0 and store_end[d] > ready_l:
-                    ready_l = store_end[d]
-                    load_why[nl] = DEPENDENCY
-                if flash_end[nl] > ready_l:
-                    ready_l = flash_end[nl]
-                    load_why[nl] = FLASH
+        nc = _issue_computes(nc, nl, ns, compute, engine, slots, load_end, load_why, store_end, engine_free,
+                             comp_start, comp_end, stall, cause)
+        nf, flash_free = _issue_flash_reads(nf, nl, flash_xfer, flash_gate, flash_latency, load_end, flash_end,
+                                            flash_free)
+        load_ok, ready_l = _next_load_ready(nl, nc, ns, nf, slots, dep, comp_end, store_end, flash_end, load_why)
         store_ok = ns < nc
         ready_s = comp_end[ns] if store_ok else 0.0
         if not load_ok and not store_ok:
@@ -124,78 +148,104 @@ def run_tiles(load_xfer, store_xfer, compute, engine, slots, dep, latency, flash
     return load_end, comp_start, comp_end, store_end, stall, cause, flash_end
 
 
-def run_tiles_py(load_xfer, store_xfer, compute, engine, slots, dep, latency, flash_xfer, flash_gate, flash_latency):
-    """Slow reference of run_tiles: an explicit event loop over named queues, one rule at a time."""
-    n = len(load_xfer)
-    loads, computes, stores, flashes = {}, {}, {}, {}   # tile -> end time (computes: (start, end))
-    load_cause, stalls = {}, {}                     # what held each load back last; tile -> (stall, cause)
-    engine_free = {}
-    channel_free = {"dma": 0.0, "flash": 0.0}
+class _ReferencePipeline:
+    """State of run_tiles_py: named queues (tile -> end time) and channel/engine free times."""
 
-    def transfer(ready, xfer, channel="dma", lat=latency):
+    def __init__(self, load_xfer, store_xfer, compute, engine, slots, dep, latency, flash_xfer, flash_gate,
+                 flash_latency):
+        self.n = len(load_xfer)
+        self.load_xfer, self.store_xfer, self.compute, self.engine = load_xfer, store_xfer, compute, engine
+        self.slots, self.dep, self.latency = slots, dep, latency
+        self.flash_xfer, self.flash_gate, self.flash_latency = flash_xfer, flash_gate, flash_latency
+        self.loads, self.computes, self.stores, self.flashes = {}, {}, {}, {}  # tile -> end (computes: (start, end))
+        self.load_cause, self.stalls = {}, {}       # what held each load back last; tile -> (stall, cause)
+        self.engine_free = {}
+        self.channel_free = {"dma": 0.0, "flash": 0.0}
+
+    def transfer(self, ready, xfer, channel="dma", lat=None):
+        """Rule 1: arrival time of a transfer ready at `ready` taking `xfer` cycles of `channel`."""
         if xfer == 0.0:
             return ready                              # rule 1: nothing to move
-        start = max(ready, channel_free[channel])
-        channel_free[channel] = start + xfer
-        return channel_free[channel] + lat
+        start = max(ready, self.channel_free[channel])
+        self.channel_free[channel] = start + xfer
+        return self.channel_free[channel] + (self.latency if lat is None else lat)
 
-    def issue_flash_reads():
-        # rule 7: in tile order, each once the DRAM load of its gate tile has arrived (its staging space is free)
-        while len(flashes) < n and (flash_gate[len(flashes)] < 0 or flash_gate[len(flashes)] in loads):
+    def issue_flash_reads(self):
+        """Rule 7: in tile order, each once the DRAM load of its gate tile has arrived (its staging space is free)."""
+        flashes, gates = self.flashes, self.flash_gate
+        while len(flashes) < self.n and (gates[len(flashes)] < 0 or gates[len(flashes)] in self.loads):
             i = len(flashes)
-            gate = flash_gate[i]
-            flashes[i] = transfer(loads[gate] if gate >= 0 else 0.0, flash_xfer[i], "flash", flash_latency) \
-                if flash_xfer[i] > 0.0 else 0.0
+            gate = gates[i]
+            flashes[i] = self.transfer(self.loads[gate] if gate >= 0 else 0.0, self.flash_xfer[i], "flash",
+                                       self.flash_latency) if self.flash_xfer[i] > 0.0 else 0.0
 
-    def compute_ready(i):
-        slot_tile = i - slots[i]
-        return i in loads and (slot_tile < 0 or slot_tile in stores)
+    def compute_ready(self, i):
+        """Rule 3: tile i's load has arrived and its output slot is free."""
+        slot_tile = i - self.slots[i]
+        return i in self.loads and (slot_tile < 0 or slot_tile in self.stores)
 
-    def load_ready(i):
-        slot_tile, producer = i - slots[i], dep[i]
-        known = (slot_tile < 0 or slot_tile in computes) and (producer < 0 or producer in stores) and i in flashes
+    def load_ready(self, i):
+        """Rule 2: when tile i's load is ready, or None while that is not yet known."""
+        slot_tile, producer = i - self.slots[i], self.dep[i]
+        known = ((slot_tile < 0 or slot_tile in self.computes) and (producer < 0 or producer in self.stores)
+                 and i in self.flashes)
         if not known:
             return None
         # the constraints in rule 6's order; the last one strictly above the rest names the cause
-        held = [(computes[slot_tile][1] if slot_tile >= 0 else 0.0, DRAM)]
+        held = [(self.computes[slot_tile][1] if slot_tile >= 0 else 0.0, DRAM)]
         if producer >= 0:
-            held.append((stores[producer], DEPENDENCY))
-        held.append((flashes[i], FLASH))
-        ready, load_cause[i] = held[0]
+            held.append((self.stores[producer], DEPENDENCY))
+        held.append((self.flashes[i], FLASH))
+        ready, self.load_cause[i] = held[0]
         for t, c in held[1:]:
             if t > ready:
-                ready, load_cause[i] = t, c
+                ready, self.load_cause[i] = t, c
         return ready
 
-    while len(stores) < n:
-        while len(computes) < n and compute_ready(len(computes)):
-            i = len(computes)
-            free = engine_free.get(engine[i], 0.0)
-            # constraints in the order rule 6 ranks them; the last one strictly above the rest sets the start
-            held = [(loads[i], load_cause[i])]
-            if i > 0:
-                held.append((computes[i - 1][0], ORDER))
-            if i - slots[i] >= 0:
-                held.append((stores[i - slots[i]], SLOT))
-            start, why = free, NONE
-            for t, c in held:
-                if t > start:
-                    start, why = t, c
-            base = max(free, computes[i - 1][1] if i > 0 else 0.0)
-            stalls[i] = (start - base, why) if start > base else (0.0, NONE)
-            computes[i] = (start, start + compute[i])
-            engine_free[engine[i]] = start + compute[i]
-        issue_flash_reads()
-        next_load, next_store = len(loads), len(stores)
-        ready_l = load_ready(next_load) if next_load < n else None
-        ready_s = computes[next_store][1] if next_store in computes else None
+    def issue_compute(self, i):
+        """Rules 3 and 6: start tile i's compute and record its stall."""
+        computes = self.computes
+        free = self.engine_free.get(self.engine[i], 0.0)
+        # constraints in the order rule 6 ranks them; the last one strictly above the rest sets the start
+        held = [(self.loads[i], self.load_cause[i])]
+        if i > 0:
+            held.append((computes[i - 1][0], ORDER))
+        if i - self.slots[i] >= 0:
+            held.append((self.stores[i - self.slots[i]], SLOT))
+        start, why = free, NONE
+        for t, c in held:
+            if t > start:
+                start, why = t, c
+        base = max(free, computes[i - 1][1] if i > 0 else 0.0)
+        self.stalls[i] = (start - base, why) if start > base else (0.0, NONE)
+        computes[i] = (start, start + self.compute[i])
+        self.engine_free[self.engine[i]] = start + self.compute[i]
+
+    def step(self):
+        """One round: issue ready computes and flash reads, then move the next load or store (rule 5)."""
+        n = self.n
+        while len(self.computes) < n and self.compute_ready(len(self.computes)):
+            self.issue_compute(len(self.computes))
+        self.issue_flash_reads()
+        next_load, next_store = len(self.loads), len(self.stores)
+        ready_l = self.load_ready(next_load) if next_load < n else None
+        ready_s = self.computes[next_store][1] if next_store in self.computes else None
         if ready_l is None and ready_s is None:
             raise RuntimeError("tile pipeline deadlock")
         if ready_l is not None and (ready_s is None or ready_l <= ready_s):
-            loads[next_load] = transfer(ready_l, load_xfer[next_load])
+            self.loads[next_load] = self.transfer(ready_l, self.load_xfer[next_load])
         else:
-            stores[next_store] = transfer(ready_s, store_xfer[next_store])
-    order = range(n)
+            self.stores[next_store] = self.transfer(ready_s, self.store_xfer[next_store])
+
+
+def run_tiles_py(load_xfer, store_xfer, compute, engine, slots, dep, latency, flash_xfer, flash_gate, flash_latency):
+    """Slow reference of run_tiles: an explicit event loop over named queues, one rule at a time."""
+    p = _ReferencePipeline(load_xfer, store_xfer, compute, engine, slots, dep, latency, flash_xfer, flash_gate,
+                           flash_latency)
+    while len(p.stores) < p.n:
+        p.step()
+    order = range(p.n)
+    loads, computes, stores, stalls, flashes = p.loads, p.computes, p.stores, p.stalls, p.flashes
     return (np.array([loads[i] for i in order]), np.array([computes[i][0] for i in order]),
             np.array([computes[i][1] for i in order]), np.array([stores[i] for i in order]),
             np.array([stalls[i][0] for i in order]), np.array([stalls[i][1] for i in order], dtype=np.int64),

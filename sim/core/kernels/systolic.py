@@ -196,6 +196,63 @@ def _grid(rows, cols, fill):
     return [[fill] * cols for _ in range(rows)]
 
 
+def _ws_weight(b, k0, n0, r, c):
+    """Fold (k0, n0)'s B block, zero-padded to rows x cols: the weight PE (r, c) holds."""
+    k, n = b.shape
+    return int(b[k0 + r, n0 + c]) if k0 + r < k and n0 + c < n else 0
+
+
+def _ws_feed(a, k0, rows, r, t):
+    """Token the skewed feeder drives into row r in cycle t: A[i, k0+r] for i = t - rows - r."""
+    m, k = a.shape
+    i = t - rows - r
+    if 0 <= i < m:
+        return (int(a[i, k0 + r]) if k0 + r < k else 0, i)
+    return None
+
+
+def _ws_fold_py(a, b, rows, cols, k0, n0, out, start):
+    """One WS fold (B block at (k0, n0)) cycle by cycle; adds its results into `out`; returns its last cycle."""
+    m = a.shape[0]
+    n = b.shape[1]
+    last = start - 1
+    w = _grid(rows, cols, 0)
+    act = _grid(rows, cols, None)
+    psum = _grid(rows, cols, None)
+    t = 0
+    while True:
+        if t == rows:  # preload done: every PE holds its weight
+            assert all(w[r][c] == _ws_weight(b, k0, n0, r, c) for r in range(rows) for c in range(cols))
+        new_w = [row[:] for row in w]
+        if t < rows:  # weight registers shift down; row rows-1-t enters at the top
+            for c in range(cols):
+                new_w[0][c] = _ws_weight(b, k0, n0, rows - 1 - t, c)
+                for r in range(1, rows):
+                    new_w[r][c] = w[r - 1][c]
+        new_act = _grid(rows, cols, None)
+        new_psum = _grid(rows, cols, None)
+        for r in range(rows):
+            for c in range(cols):
+                x = _ws_feed(a, k0, rows, r, t) if c == 0 else act[r][c - 1]
+                above = (0, x[1] if x else None) if r == 0 else psum[r - 1][c]
+                new_act[r][c] = x
+                if x is None:
+                    assert r == 0 or above is None, "psum arrived without its activation"
+                    continue
+                assert t >= rows, "activation arrived during preload"
+                assert above is not None and above[1] == x[1], "skew misaligned psum and activation"
+                new_psum[r][c] = (above[0] + w[r][c] * x[0], x[1])
+                if r == rows - 1:  # leaves the array at the bottom edge this cycle
+                    if n0 + c < n:
+                        out[x[1]][n0 + c] += new_psum[r][c][0]
+                    last = start + t
+        w, act, psum = new_w, new_act, new_psum
+        fed_all = t >= 2 * rows + m - 2
+        if fed_all and all(v is None for row in act for v in row):
+            return last
+        t += 1
+
+
 def _stationary_b_py(a, b, rows, cols):
     """Reference of _stationary_b (WS): explicit next-state registers and alignment asserts."""
     m, k = a.shape
@@ -204,54 +261,7 @@ def _stationary_b_py(a, b, rows, cols):
     start, last = 0, -1
     for fc in range(-(-n // cols)):  # column folds outer
         for fr in range(-(-k // rows)):  # row folds inner
-            k0, n0 = fr * rows, fc * cols
-
-            def weight(r, c):
-                """Fold's B block, zero-padded to rows x cols."""
-                return int(b[k0 + r, n0 + c]) if k0 + r < k and n0 + c < n else 0
-
-            def feed(r, t):
-                """Token the skewed feeder drives into row r in cycle t: A[i, k0+r] for i = t - rows - r."""
-                i = t - rows - r
-                if 0 <= i < m:
-                    return (int(a[i, k0 + r]) if k0 + r < k else 0, i)
-                return None
-
-            w = _grid(rows, cols, 0)
-            act = _grid(rows, cols, None)
-            psum = _grid(rows, cols, None)
-            t = 0
-            while True:
-                if t == rows:  # preload done: every PE holds its weight
-                    assert all(w[r][c] == weight(r, c) for r in range(rows) for c in range(cols))
-                new_w = [row[:] for row in w]
-                if t < rows:  # weight registers shift down; row rows-1-t enters at the top
-                    for c in range(cols):
-                        new_w[0][c] = weight(rows - 1 - t, c)
-                        for r in range(1, rows):
-                            new_w[r][c] = w[r - 1][c]
-                new_act = _grid(rows, cols, None)
-                new_psum = _grid(rows, cols, None)
-                for r in range(rows):
-                    for c in range(cols):
-                        x = feed(r, t) if c == 0 else act[r][c - 1]
-                        above = (0, x[1] if x else None) if r == 0 else psum[r - 1][c]
-                        new_act[r][c] = x
-                        if x is None:
-                            assert r == 0 or above is None, "psum arrived without its activation"
-                            continue
-                        assert t >= rows, "activation arrived during preload"
-                        assert above is not None and above[1] == x[1], "skew misaligned psum and activation"
-                        new_psum[r][c] = (above[0] + w[r][c] * x[0], x[1])
-                        if r == rows - 1:  # leaves the array at the bottom edge this cycle
-                            if n0 + c < n:
-                                out[x[1]][n0 + c] += new_psum[r][c][0]
-                            last = start + t
-                w, act, psum = new_w, new_act, new_psum
-                fed_all = t >= 2 * rows + m - 2
-                if fed_all and all(v is None for row in act for v in row):
-                    break
-                t += 1
+            last = _ws_fold_py(a, b, rows, cols, fr * rows, fc * cols, out, start)
             start = last + 1
     return np.array(out, dtype=np.int64).reshape(m, n), last
 
@@ -267,6 +277,24 @@ def systolic_is_py(a, b, rows, cols):
     return np.ascontiguousarray(ct.T), last
 
 
+def _os_feed_a(a, m0, r, t):
+    """Token entering row r at the left edge in cycle t: A[m0+r, s], s = t - r (zero-padded)."""
+    m, k = a.shape
+    s = t - r
+    if 0 <= s < k:
+        return (int(a[m0 + r, s]) if m0 + r < m else 0, s)
+    return None
+
+
+def _os_feed_b(b, n0, c, t):
+    """Token entering column c at the top edge in cycle t: B[s, n0+c], s = t - c (zero-padded)."""
+    k, n = b.shape
+    s = t - c
+    if 0 <= s < k:
+        return (int(b[s, n0 + c]) if n0 + c < n else 0, s)
+    return None
+
+
 def systolic_os_py(a, b, rows, cols):
     """Pure-Python reference of systolic_os: explicit next-state registers and alignment asserts."""
     m, k = a.shape
@@ -276,20 +304,6 @@ def systolic_os_py(a, b, rows, cols):
     for fc in range(-(-n // cols)):  # column folds outer
         for fr in range(-(-m // rows)):  # row folds inner
             m0, n0 = fr * rows, fc * cols
-
-            def feed_a(r, t):
-                """Token entering row r at the left edge in cycle t: A[m0+r, s], s = t - r (zero-padded)."""
-                s = t - r
-                if 0 <= s < k:
-                    return (int(a[m0 + r, s]) if m0 + r < m else 0, s)
-                return None
-
-            def feed_b(c, t):
-                """Token entering column c at the top edge in cycle t: B[s, n0+c], s = t - c (zero-padded)."""
-                s = t - c
-                if 0 <= s < k:
-                    return (int(b[s, n0 + c]) if n0 + c < n else 0, s)
-                return None
 
             acc = _grid(rows, cols, 0)
             ra = _grid(rows, cols, None)
@@ -301,8 +315,8 @@ def systolic_os_py(a, b, rows, cols):
                 new_b = _grid(rows, cols, None)
                 for r in range(rows):
                     for c in range(cols):
-                        x = feed_a(r, t) if c == 0 else ra[r][c - 1]
-                        y = feed_b(c, t) if r == 0 else rb[r - 1][c]
+                        x = _os_feed_a(a, m0, r, t) if c == 0 else ra[r][c - 1]
+                        y = _os_feed_b(b, n0, c, t) if r == 0 else rb[r - 1][c]
                         new_a[r][c], new_b[r][c] = x, y
                         assert (x is None) == (y is None), "A and B tokens out of step"
                         if x is None:
