@@ -18,8 +18,6 @@ from tilesim.compiler.mapper import search
 from tilesim.compiler.residency import NONE, Residency, cache_hits, keep_on_chip
 from tilesim.compiler.tiling import VectorMapping, fits, footprint, naive_mapping, vector_mapping
 
-
-
 KernelMapping = Mapping | VectorMapping | AttentionMapping
 MAPPING_OF: dict[type, type] = {Contraction: Mapping, VectorWork: VectorMapping, AttentionWork: AttentionMapping}
 
