@@ -452,19 +452,20 @@ def _deepcopy(x: T) -> T:
 
 # ---------------------------------------------------------------- --set overrides
 
-def apply_overrides(raw: Raw, overrides: list[str]) -> Raw:
-    """Apply `dotted.path=value` overrides to a raw arch mapping; memory levels are addressed by name."""
+def apply_overrides(raw: Raw, overrides: list[str], label: str = "--set") -> Raw:
+    """Apply `dotted.path=value` overrides to a raw arch mapping; memory levels are addressed by name. Errors name
+    each override as `label KEY` (the CLI's --set, the sweep's --grid)."""
     raw = _deepcopy(raw)
     for item in overrides:
         if "=" not in item:
-            raise InputError(f"--set {item}: expected KEY=VALUE, e.g. array.rows=64")
+            raise InputError(f"{label} {item}: expected KEY=VALUE, e.g. array.rows=64")
         key, text = item.split("=", 1)
-        value = load_yaml_text(text, f"--set {key}") if text.strip() else ""
-        _set_path(raw, key.strip(), value)
+        value = load_yaml_text(text, f"{label} {key}") if text.strip() else ""
+        _set_path(raw, key.strip(), value, label)
     return raw
 
 
-def _set_path(raw: Raw, key: str, value: Any) -> None:
+def _set_path(raw: Raw, key: str, value: Any, label: str) -> None:
     parts = key.split(".")
     if parts[:2] == ["energy", "actions"] and len(parts) >= 4:
         # action names hold one dot (mac.int8, dram.read_byte): energy.actions.<component>.<action>[.<field>]
@@ -476,15 +477,15 @@ def _set_path(raw: Raw, key: str, value: Any) -> None:
         if isinstance(node, list):  # memory levels, addressed by name
             names = [lv.get("name") for lv in node if isinstance(lv, dict)]
             if part not in names:
-                raise InputError(f"--set {key}: no memory level '{part}'{did_you_mean(part, names)}; "
+                raise InputError(f"{label} {key}: no memory level '{part}'{did_you_mean(part, names)}; "
                                  f"levels: {', '.join(map(str, names))}")
             if last:
-                raise InputError(f"--set {key}: name a field of the level, e.g. {key}.capacity_bytes")
+                raise InputError(f"{label} {key}: name a field of the level, e.g. {key}.capacity_bytes")
             node = node[names.index(part)]
         elif isinstance(node, dict):
             allowed = _allowed_keys(walked, node, raw)
             if part not in node and part not in allowed:
-                raise InputError(f"--set {key}: no field '{part}'{did_you_mean(part, allowed)}; "
+                raise InputError(f"{label} {key}: no field '{part}'{did_you_mean(part, allowed)}; "
                                  f"allowed: {allowed_list(allowed)}")
             if last:
                 if part == "bandwidth_gb_s":
@@ -493,12 +494,12 @@ def _set_path(raw: Raw, key: str, value: Any) -> None:
                     node.pop("bandwidth_gb_s", None)
                 elif walked[:2] == ["energy", "actions"] and part == "pj" and isinstance(node.get("source"), str):
                     # the number is no longer theirs
-                    node["source"] = f"--set (was {node.get('pj')} pJ: {node['source']})"
+                    node["source"] = f"{label} (was {node.get('pj')} pJ: {node['source']})"
                 node[part] = value
             else:
                 node = node.setdefault(part, {})
         else:
-            raise InputError(f"--set {key}: '{'.'.join(walked)}' is a value, not a group of fields")
+            raise InputError(f"{label} {key}: '{'.'.join(walked)}' is a value, not a group of fields")
         walked.append(part)
 
 

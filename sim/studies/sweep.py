@@ -138,15 +138,7 @@ def _point_at(axes, sizes: list[int], index: int) -> dict[str, str]:
 def check_fields(raw: dict, axes: list[tuple[str, list[str]]]) -> None:
     """Every grid key must name an arch field: applied to the raw arch, so typos get the loader's did-you-mean."""
     for key, values in axes:
-        try:
-            apply_overrides(raw, [f"{key}={values[0]}"])
-        except InputError as e:
-            raise InputError(_as_grid(str(e))) from None
-
-
-def _as_grid(message: str) -> str:
-    """The loader's '--set K: ...' messages, worded for --grid."""
-    return message.replace("--set ", "--grid ", 1)
+        apply_overrides(raw, [f"{key}={values[0]}"], label="--grid")
 
 
 # ---------------------------------------------------------------- one design point
@@ -269,10 +261,7 @@ def _graph(spec: SweepSpec, arch):
 
 def point_arch(spec: SweepSpec, point: dict[str, str]):
     """The ArchConfig of one design point; bad values raise InputError worded for --grid."""
-    try:
-        raw = apply_overrides(spec.raw_arch, [f"{k}={v}" for k, v in point.items()])
-    except InputError as e:
-        raise InputError(_as_grid(str(e))) from None
+    raw = apply_overrides(spec.raw_arch, [f"{k}={v}" for k, v in point.items()], label="--grid")
     return arch_from_dict(raw, spec.source)
 
 
