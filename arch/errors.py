@@ -26,3 +26,9 @@ def did_you_mean(word: str, allowed: Iterable[str]) -> str:
 def allowed_list(allowed: Iterable[str]) -> str:
     """A sorted, comma-separated list of allowed names for messages."""
     return ", ".join(sorted(allowed))
+
+
+def field_error(field: str, message: str) -> InputError:
+    """Bad input named by an option field (`seq_len`, `dims batch`): the Python API shows the field, the CLI its flag
+    (`--seq-len`, `--dim batch`)."""
+    return InputError([(field, message)])

@@ -26,7 +26,7 @@ from tilesim.arch.config import (
     VectorUnit,
 )
 from tilesim.arch.energy_model import action_names, default_actions, static_component_names
-from tilesim.arch.errors import InputError, allowed_list, did_you_mean
+from tilesim.arch.errors import InputError, allowed_list, did_you_mean, field_error
 from tilesim.arch.scalesim_cfg import load_cfg
 from tilesim.arch.units import parse_bytes, parse_bytes_per_s, parse_hz
 
@@ -542,7 +542,7 @@ def raw_arch(spec: str) -> tuple[Raw, str]:
         if path.suffix.lower() == ".cfg" and path.is_file():
             return load_cfg(path), str(path)  # SCALE-Sim's INI config
         if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
-            raise InputError(f"--arch: unknown preset or file '{spec}'{did_you_mean(spec, preset_names())}; "
+            raise field_error("arch", f"unknown preset or file '{spec}'{did_you_mean(spec, preset_names())}; "
                              f"presets: {', '.join(preset_names())}, or a .yaml file or SCALE-Sim .cfg file")
         text = path.read_text()
         source = str(path)

@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from tilesim.arch.dataflow import DATAFLOWS as DATAFLOW_TABLE
-from tilesim.arch.errors import InputError, allowed_list, did_you_mean
+from tilesim.arch.errors import InputError, allowed_list, did_you_mean, field_error
 
 CLOCK_HZ = 1_000_000_000            # assumed: SCALE-Sim has no clock
 DRAM_CAPACITY_BYTES = 2**40         # SCALE-Sim's DRAM is unbounded
@@ -231,7 +231,7 @@ def load_cfg(path: str | Path) -> dict[str, Any]:
     try:
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"--arch: cannot read '{path}': {e}") from None
+        raise field_error("arch", f"cannot read '{path}': {e}") from None
     return raw_from_cfg(text, str(path))
 
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field, replace
 from math import prod
 from typing import NamedTuple
 
-from tilesim.arch.errors import InputError
+from tilesim.arch.errors import field_error
 from tilesim.compiler.attention import AttentionWork
 from tilesim.compiler.ir import Graph, Op
 from tilesim.compiler.lowering import Contraction, VectorWork, lower_op
@@ -123,7 +123,7 @@ def _attention_work(graph: Graph, ops: list[Op], canon: Canon) -> AttentionWork:
 def group_ops(graph: Graph, policy: str) -> Grouping:
     """Group a graph's ops into kernels under a fusion policy."""
     if policy not in POLICIES:
-        raise InputError(f"--fusion: got '{policy}', allowed: {', '.join(POLICIES)}")
+        raise field_error("fusion", f"got '{policy}', allowed: {', '.join(POLICIES)}")
     grouper = _Grouper(graph, policy)
     for op in graph.ops:
         grouper.place(op)

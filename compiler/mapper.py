@@ -31,7 +31,7 @@ import numpy.typing as npt
 
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.dataflow import DATAFLOWS
-from tilesim.arch.errors import InputError
+from tilesim.arch.errors import InputError, field_error
 from tilesim.compiler.cost import (
     LOOPS,
     MAX_TILES,
@@ -287,7 +287,7 @@ def _objective(objective: str, cycles: Array, dram: Array, pj: Array) -> Array:
 def search(work: Contraction, arch: ArchConfig, timing: str, objective: str = "latency", name: str = "") -> Choice:
     """Best mapping by objective over tile sizes and loop orders for the arch's dataflow (cached per shape)."""
     if objective not in OBJECTIVES:
-        raise InputError(f"--objective: got '{objective}', allowed: {', '.join(OBJECTIVES)}")
+        raise field_error("objective", f"got '{objective}', allowed: {', '.join(OBJECTIVES)}")
     try:
         return _search_cached(work, _ArchKey(arch), timing, objective)
     except _NoFit:

@@ -7,7 +7,7 @@ from typing import Literal, get_args
 
 from tilesim.arch.config import ArchConfig, PEArray, TimingMode
 from tilesim.arch.dataflow import DATAFLOWS
-from tilesim.arch.errors import InputError, did_you_mean
+from tilesim.arch.errors import InputError, did_you_mean, field_error
 from tilesim.arch.loader import build
 from tilesim.compiler.attention import AttentionMapping, AttentionWork, attention_mapping
 from tilesim.compiler.cost import LOOPS, Mapping
@@ -221,7 +221,7 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
     With `evaluate` (the kernel's objective as the simulator measures it), the search's shortlist is decided by it;
     results are shared between repeated layers."""
     if options.mapper not in MAPPERS:
-        raise InputError(f"--mapper: got '{options.mapper}', allowed: {', '.join(MAPPERS)}")
+        raise field_error("mapper", f"got '{options.mapper}', allowed: {', '.join(MAPPERS)}")
     decided: dict[tuple[Contraction, int], Mapping] = {}
     views: dict[int, ArchConfig] = {}          # arch.per_core(reserve) by reserve
     level = arch.home("input").capacity_bytes
@@ -230,7 +230,7 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
     names = {k.name for k in kernels if isinstance(k.work, Contraction)}
     for name in pinned:
         if name not in names:
-            raise InputError(f"--mapping {name}: no contraction kernel of that name{did_you_mean(name, names)}")
+            raise field_error(f"pinned {name}", f"no contraction kernel of that name{did_you_mean(name, names)}")
     out = []
     for i, k in enumerate(kernels):
         name, ops, work, deps, epilogue = k.name, k.ops, k.work, k.deps, k.epilogue
@@ -293,7 +293,7 @@ def load_pinned(raw: object, source: str) -> tuple[tuple[str, Mapping], ...]:
     for name, spec in raw.items():
         mapping = build(Mapping, spec, f"--mapping {name}")
         if mapping is None:          # build raises on every problem it finds; None would be a bug
-            raise InputError(f"--mapping {name}: could not be read")
+            raise field_error(f"pinned {name}", "could not be read")
         out.append((str(name), mapping))
     return tuple(out)
 

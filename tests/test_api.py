@@ -93,3 +93,12 @@ def test_sweep_errors_name_fields(tmp_path, capsys):
     assert main(["sweep", "-w", "gemm:8,8,8", "-a", "edge-npu", "-o", str(tmp_path / "s.csv"),
                  "--grid", "array.rows=8,8"]) == 2
     assert "error: --grid array.rows: value '8' given twice" in capsys.readouterr().err
+
+
+def test_errors_raised_by_the_workloads_name_fields_and_the_cli_names_flags(capsys):
+    with pytest.raises(InputError, match=r"^seq_len: workload 'resnet50' has no sequence length"):
+        tilesim.load_workload("resnet50", seq_len=128)
+    assert main(["run", "-w", "resnet50", "--seq-len", "128"]) == 2
+    assert capsys.readouterr().err.startswith("tilesim: error: --seq-len: workload 'resnet50' has no sequence length")
+    assert main(["run", "-w", "nope:1"]) == 2
+    assert capsys.readouterr().err.startswith("tilesim: error: --workload: ")

@@ -230,14 +230,14 @@ def test_gpt2_config_errors_name_its_own_fields(tmp_path):
     ("resnet18", {"phase": "decode"}, "--phase: workload 'resnet18' is not a decoder LLM"),
     ("gemm:8,8,8", {"context": 10}, "--context: workload 'gemm' is not a decoder LLM"),
     ("vit-b16", {"dtypes": ("int4", None, None)}, "separate weight, activation and KV dtypes"),
-    ("llama2-7b", {"phase": "decode"}, "--phase decode: needs --context"),
-    ("llama2-7b", {"phase": "generate"}, "--phase: got 'generate'"),
-    ("llama2-7b", {"seq_len": 4097}, "--seq-len: llama2-7b has 4096 positions, got 4097"),
-    ("gpt2", {"context": 1024}, "--context: gpt2 has 1024 positions"),
-    ("llama2-7b", {"context": 8, "seq_len": 8}, "--seq-len: decode takes --context"),
-    ("llama2-7b", {"phase": "prefill", "context": 8}, "--context: applies to --phase decode"),
+    ("llama2-7b", {"phase": "decode"}, "phase decode: needs --context"),
+    ("llama2-7b", {"phase": "generate"}, "phase: got 'generate'"),
+    ("llama2-7b", {"seq_len": 4097}, "seq_len: llama2-7b has 4096 positions, got 4097"),
+    ("gpt2", {"context": 1024}, "context: gpt2 has 1024 positions"),
+    ("llama2-7b", {"context": 8, "seq_len": 8}, "seq_len: decode takes --context"),
+    ("llama2-7b", {"phase": "prefill", "context": 8}, "context: applies to --phase decode"),
     ("llama2-7b", {"context": 0}, "--context: must be a positive integer"),
-    ("llama2-7b", {"dtypes": (None, None, "fp7")}, "--kv-dtype: unknown 'fp7'"),
+    ("llama2-7b", {"dtypes": (None, None, "fp7")}, "kv_dtype: unknown 'fp7'"),
 ])
 def test_load_workload_errors(spec, kwargs, message):
     with pytest.raises(InputError) as e:

@@ -802,7 +802,7 @@ def test_unknown_ops_free_costs_data_movement(tmp_path):
     assert work.ops == 0 and work.write_bytes == 128 * 4
     with pytest.raises(InputError, match="unsupported ONNX ops: Resize x1"):
         load_workload(path)
-    with pytest.raises(InputError, match="--unknown-ops: got 'skip', allowed: error, free"):
+    with pytest.raises(InputError, match="unknown_ops: got 'skip', allowed: error, free"):
         load_workload(path, unknown_ops="skip")
 
 

@@ -137,7 +137,7 @@ def test_conv_quirks_comment_no_trailing_comma_depthwise_sparsity():
 def test_batch_multiplies_m_and_seq_len_is_refused():
     path = str(DATA / "vit_s_gemm.csv")
     assert graph_macs(load_workload(path, batch=3)) == 3 * graph_macs(load_workload(path))
-    with pytest.raises(InputError, match="--seq-len"):
+    with pytest.raises(InputError, match="seq_len"):
         load_workload(path, seq_len=8)
 
 

@@ -273,7 +273,7 @@ def test_unknown_name(spec, close):
     with pytest.raises(InputError) as e:
         load_workload(spec)
     msg = str(e.value)
-    assert "\n" not in msg and msg.startswith("--workload:") and f"'{spec}'" in msg
+    assert "\n" not in msg and msg.startswith("workload:") and f"'{spec}'" in msg
     assert ("allowed: alexnet, attention, bert-base, deepseek-v3, gemm:M,N,K, gemma-2b, gemma2-9b, gpt2, llama2-7b, "
             "llama3-8b, llama3.1-70b, mistral-7b, mixtral-8x7b, mobilenet_v2, phi3-mini, qwen2.5-7b, qwen3-30b-a3b, "
             "resnet18, resnet50, vgg16, vit-b16") in msg
@@ -286,12 +286,12 @@ def test_bad_gemm_spec(spec):
     with pytest.raises(InputError) as e:
         load_workload(spec)
     msg = str(e.value)
-    assert msg.startswith("--workload:") and "gemm:M,N,K" in msg and "positive integers" in msg and "\n" not in msg
+    assert msg.startswith("workload:") and "gemm:M,N,K" in msg and "positive integers" in msg and "\n" not in msg
 
 
 @pytest.mark.parametrize("spec", ["model.xyz", "notes.txt", "dir/model"])
 def test_file_specs_without_a_loader(spec):
-    with pytest.raises(InputError, match=r"^--workload: cannot read .*unsupported file type"):
+    with pytest.raises(InputError, match=r"^workload: cannot read .*unsupported file type"):
         load_workload(spec)
 
 
@@ -303,9 +303,9 @@ def test_bad_sizes(kwargs, flag):
 
 
 def test_seq_len_rules():
-    with pytest.raises(InputError, match=r"^--seq-len: workload 'resnet50' has no sequence length"):
+    with pytest.raises(InputError, match=r"^seq_len: workload 'resnet50' has no sequence length"):
         load_workload("resnet50", seq_len=128)
-    with pytest.raises(InputError, match=r"^--seq-len: bert-base has 512 position embeddings"):
+    with pytest.raises(InputError, match=r"^seq_len: bert-base has 512 position embeddings"):
         load_workload("bert-base", seq_len=513)
 
 

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from tilesim.arch.errors import InputError, allowed_list, did_you_mean
+from tilesim.arch.errors import InputError, allowed_list, did_you_mean, field_error
 from tilesim.compiler import Graph, GraphBuilder
 from tilesim.workloads import cnn, llm, onnx, scalesim_topology, transformer
 
@@ -100,10 +100,10 @@ def load_workload(spec: str, *, seq_len: int | None = None, batch: int = 1, dtyp
         return _load_file(spec, batch=batch, seq_len=seq_len, dtype=dtype, dims=dims, phase=phase,
                           context=context, dtypes=dtypes, unknown_ops=unknown_ops)
     if unknown_ops != "error":
-        raise InputError(f"--unknown-ops: only ONNX models have op types to refuse or cost freely; '{spec}' is not "
+        raise field_error("unknown_ops", f"only ONNX models have op types to refuse or cost freely; '{spec}' is not "
                          "an .onnx file")
     if dims:
-        raise InputError(f"--dim: only ONNX models have symbolic dimensions; '{spec}' is not an .onnx file")
+        raise field_error("dims", f"only ONNX models have symbolic dimensions; '{spec}' is not an .onnx file")
     dtype = dtype or DEFAULT_DTYPE
     if is_gemm:
         _no_seq_len("gemm", seq_len)
@@ -111,7 +111,7 @@ def load_workload(spec: str, *, seq_len: int | None = None, batch: int = 1, dtyp
         return gemm(*_parse_gemm(spec), batch=batch, dtype=dtype)
     key = _canonical(spec)
     if key is None:
-        raise InputError(f"--workload: unknown workload '{spec}'{did_you_mean(spec, BUILTINS)}; "
+        raise field_error("workload", f"unknown workload '{spec}'{did_you_mean(spec, BUILTINS)}; "
                          f"allowed: {allowed_list([*list(BUILTINS), GEMM_FORM])}")
     item = BUILTINS[key]
     if item.decoder is not None:
@@ -139,7 +139,7 @@ def _parse_gemm(spec: str) -> tuple[int, int, int]:
     except ValueError:
         dims = ()
     if len(dims) != 3 or min(dims) < 1:
-        raise InputError(f"--workload: bad GEMM spec '{spec}'; expected {GEMM_FORM} with positive integers, "
+        raise field_error("workload", f"bad GEMM spec '{spec}'; expected {GEMM_FORM} with positive integers, "
                          "e.g. gemm:1,4096,4096")
     return dims
 
@@ -166,7 +166,7 @@ def _load_file(path: str, *, batch: int, seq_len: int | None, dtype: str | None,
     suffix = Path(path).suffix.lower()
     if suffix not in FILE_LOADERS:
         supported = allowed_list(FILE_LOADERS) if FILE_LOADERS else "none yet"
-        raise InputError(f"--workload: cannot read '{path}': unsupported file type '{suffix or '(none)'}' "
+        raise field_error("workload", f"cannot read '{path}': unsupported file type '{suffix or '(none)'}' "
                          f"(supported: {supported}); built-in names: {allowed_list(BUILTINS)}")
     if suffix in DECODER_SUFFIXES:
         return FILE_LOADERS[suffix](path, batch=batch, seq_len=seq_len, dtype=dtype, dims=dims, phase=phase,
@@ -198,7 +198,7 @@ def _no_decoder_args(name: str, phase: str | None, context: int | None, dtypes: 
 def _no_seq_len(name: str, seq_len: int | None) -> None:
     """InputError when --seq-len is given to a workload without a sequence."""
     if seq_len is not None:
-        raise InputError(f"--seq-len: workload '{name}' has no sequence length")
+        raise field_error("seq_len", f"workload '{name}' has no sequence length")
 
 
 __all__ = ["BUILTINS", "FILE_LOADERS", "describe_workloads", "gemm", "load_workload", "workload_names"]

@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from tilesim.arch.config import DTYPE_BYTES
-from tilesim.arch.errors import InputError, allowed_list
+from tilesim.arch.errors import InputError, allowed_list, field_error
 from tilesim.compiler import Graph, GraphBuilder
 from tilesim.workloads import moe_routing
 
@@ -272,7 +272,7 @@ def resolve_dtypes(dtypes, dtype: str) -> DTypes:
     out = DTypes(*(d or dtype for d in dtypes))
     for role, value in zip(DTypes._fields, out, strict=False):
         if value not in DTYPE_BYTES:
-            raise InputError(f"--{role}-dtype: unknown '{value}'; allowed: {', '.join(DTYPE_BYTES)}")
+            raise field_error(f"{role}_dtype", f"unknown '{value}'; allowed: {', '.join(DTYPE_BYTES)}")
     return out
 
 
@@ -632,7 +632,7 @@ def sparse_mlp(cfg: DecoderConfig, sparsity: float) -> DecoderConfig:
     predictor, as in LLM-in-a-flash): only the active rows of gate/up and columns of down are fetched and used,
     so MLP compute and weight traffic shrink alike; the predictor's own cost is not counted."""
     if not 0 <= sparsity < 1:
-        raise InputError(f"--mlp-sparsity: must be >= 0 and < 1, got {sparsity:g}")
+        raise field_error("mlp_sparsity", f"must be >= 0 and < 1, got {sparsity:g}")
     return replace(cfg, ffn=max(1, round(cfg.ffn * (1 - sparsity))))
 
 
@@ -641,21 +641,21 @@ def decoder_graph(cfg: DecoderConfig, *, batch: int = 1, phase: str | None = Non
     """The graph of one phase with command-line checks: prefill (default) takes --seq-len, decode --context."""
     phase = phase or ("decode" if context is not None else "prefill")
     if phase not in PHASES:
-        raise InputError(f"--phase: got '{phase}'; a single graph is one of {', '.join(PHASES)} "
+        raise field_error("phase", f"got '{phase}'; a single graph is one of {', '.join(PHASES)} "
                          "(generate runs a prefill and decode steps)")
     if phase == "prefill":
         if context is not None:
-            raise InputError("--context: applies to --phase decode; prefill processes --seq-len tokens")
+            raise field_error("context", "applies to --phase decode; prefill processes --seq-len tokens")
         seq_len = DEFAULT_SEQ_LEN if seq_len is None else seq_len
         if seq_len > cfg.max_positions:
-            raise InputError(f"--seq-len: {cfg.name} has {cfg.max_positions} positions, got {seq_len}")
+            raise field_error("seq_len", f"{cfg.name} has {cfg.max_positions} positions, got {seq_len}")
         return prefill_graph(cfg, batch, seq_len, dtypes)
     if seq_len is not None:
-        raise InputError("--seq-len: decode takes --context (tokens already in the KV cache), not --seq-len")
+        raise field_error("seq_len", "decode takes --context (tokens already in the KV cache), not --seq-len")
     if context is None:
-        raise InputError("--phase decode: needs --context (tokens already in the KV cache)")
+        raise field_error("phase decode", "needs --context (tokens already in the KV cache)")
     if context + 1 > cfg.max_positions:
-        raise InputError(f"--context: {cfg.name} has {cfg.max_positions} positions; a decode step at context "
+        raise field_error("context", f"{cfg.name} has {cfg.max_positions} positions; a decode step at context "
                          f"{context} needs {context + 1}")
     return decode_graph(cfg, batch, context, dtypes)
 
@@ -881,9 +881,9 @@ def read_hf_config(path: str) -> DecoderConfig:
     try:
         raw = json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise InputError(f"--workload: file '{path}' not found") from None
+        raise field_error("workload", f"file '{path}' not found") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise InputError(f"--workload: cannot read '{path}' as JSON: {str(e).splitlines()[0]}") from None
+        raise field_error("workload", f"cannot read '{path}' as JSON: {str(e).splitlines()[0]}") from None
     return config_from_hf(raw, Path(path).name)
 
 
@@ -916,7 +916,7 @@ def load_hf_config(path: str, *, batch: int = 1, seq_len: int | None = None, dty
                    dtypes=None) -> Graph:
     """FILE_LOADERS entry for `.json`: an HF config.json file becomes a decoder graph of the chosen phase."""
     if dims:
-        raise InputError(f"--dim: only ONNX models have symbolic dimensions; '{path}' is an HF config")
+        raise field_error("dims", f"only ONNX models have symbolic dimensions; '{path}' is an HF config")
     cfg = read_hf_config(path)
     return decoder_graph(cfg, batch=batch, phase=phase, seq_len=seq_len, context=context,
                          dtypes=resolve_dtypes(dtypes, dtype or DEFAULT_DTYPE))

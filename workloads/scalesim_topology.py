@@ -34,7 +34,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tilesim.arch.errors import InputError
+from tilesim.arch.errors import InputError, field_error
 from tilesim.compiler import Graph, GraphBuilder
 
 CONV_COLUMNS = ("Layer name", "IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width", "Channels",
@@ -160,15 +160,15 @@ def load_topology(path: str, *, batch: int = 1, seq_len: int | None = None, dtyp
                   dims: dict[str, int] | None = None) -> Graph:
     """FILE_LOADERS entry for `.csv`: a SCALE-Sim topology file as a Graph (dtype None: int8)."""
     if seq_len is not None:
-        raise InputError("--seq-len: a SCALE-Sim topology has no sequence length")
+        raise field_error("seq_len", "a SCALE-Sim topology has no sequence length")
     if dims:
-        raise InputError("--dim: a SCALE-Sim topology has no symbolic dimensions")
+        raise field_error("dims", "a SCALE-Sim topology has no symbolic dimensions")
     dtype = dtype or "int8"
     p = Path(path)
     try:
         text = p.read_text()
     except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"--workload: cannot read '{path}': {e}") from None
+        raise field_error("workload", f"cannot read '{path}': {e}") from None
     kind, layers = parse_topology(text, str(p))
     return topology_graph(kind, layers, p.stem, batch=batch, dtype=dtype)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tilesim.arch.errors import InputError
+from tilesim.arch.errors import field_error
 from tilesim.compiler import Graph, GraphBuilder
 
 
@@ -95,7 +95,7 @@ def _encoder_layer(b: GraphBuilder, cfg: EncoderConfig, x: str, p: str) -> str:
 def encoder(name: str, cfg: EncoderConfig, batch: int, seq_len: int, dtype: str) -> Graph:
     """Embeddings and `cfg.layers` encoder layers; the output is the last hidden state (B, S, d_model)."""
     if seq_len > cfg.max_positions:
-        raise InputError(f"--seq-len: {name} has {cfg.max_positions} position embeddings, got {seq_len}")
+        raise field_error("seq_len", f"{name} has {cfg.max_positions} position embeddings, got {seq_len}")
     b = GraphBuilder(name, dtype)
     x = _embeddings(b, cfg, batch, seq_len)
     for i in range(cfg.layers):

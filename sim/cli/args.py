@@ -58,8 +58,19 @@ FLAG_NAMES = {name: flag_names(f)[0] for name, (_, f) in all_fields().items()}  
 
 
 def cli_message(error: InputError) -> str:
-    """An error as the CLI prints it: option fields named by their flags."""
-    return error.render(FLAG_NAMES) if isinstance(error, OptionError) else str(error)
+    """An error as the CLI prints it: option fields named by their flags (an OptionError's fields, or the first word
+    of a problem's path, as `seq_len` -> `--seq-len`, `dims batch` -> `--dim batch`)."""
+    if isinstance(error, OptionError):
+        return error.render(FLAG_NAMES)
+    if not any(path.split(" ", 1)[0] in FLAG_NAMES for path, _ in error.problems):
+        return str(error)
+    return str(InputError([(flag_path(path), message) for path, message in error.problems]))
+
+
+def flag_path(path: str) -> str:
+    """A problem's path with a leading option field named by its flag."""
+    head, _, rest = path.partition(" ")
+    return FLAG_NAMES.get(head, head) + (f" {rest}" if rest else "")
 
 
 def _value_type(hint: Any) -> tuple[Any, tuple[str, ...] | None]:

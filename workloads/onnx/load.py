@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from tilesim.arch.config import DTYPE_BYTES
-from tilesim.arch.errors import InputError
+from tilesim.arch.errors import InputError, field_error
 from tilesim.compiler import Graph, GraphBuilder
 from tilesim.workloads.onnx.folding import FOLDERS, early_values, fold_output_elems
 from tilesim.workloads.onnx.handlers import HANDLERS, handler_for
@@ -194,11 +194,11 @@ def load_onnx(path: str, *, batch: int = 1, seq_len: int | None = None, dtype: s
     `unknown_ops` "error" refuses op types without a handler (listing them all), "free" warns once naming them and
     costs each as data movement (an Opaque op)."""
     if unknown_ops not in UNKNOWN_OPS:
-        raise InputError(f"--unknown-ops: got '{unknown_ops}', allowed: {', '.join(UNKNOWN_OPS)}")
+        raise field_error("unknown_ops", f"got '{unknown_ops}', allowed: {', '.join(UNKNOWN_OPS)}")
     try:
         return _load_onnx(path, batch=batch, seq_len=seq_len, dtype=dtype, dims=dims, unknown_ops=unknown_ops)
     except UnicodeDecodeError:   # protobuf decodes string fields lazily: a corrupt name surfaces on first use
-        raise InputError(f"--workload {path}: not a valid ONNX model (a name is not valid UTF-8; the file may be "
+        raise field_error(f"workload {path}", "not a valid ONNX model (a name is not valid UTF-8; the file may be "
                          "corrupt)") from None
 
 
@@ -206,7 +206,7 @@ def _load_onnx(path: str, *, batch: int, seq_len: int | None, dtype: str | None,
                dims: dict[str, int] | None, unknown_ops: str) -> Graph:
     onnx = onnx_module()
     if dtype is not None and dtype not in DTYPE_BYTES:
-        raise InputError(f"--dtype: unknown '{dtype}'; allowed: {', '.join(DTYPE_BYTES)}, model")
+        raise field_error("dtype", f"unknown '{dtype}'; allowed: {', '.join(DTYPE_BYTES)}, model")
     where = f"--workload {path}"
     model = read_model(path)
     check_structure(model, where)

@@ -8,7 +8,7 @@ from pathlib import Path
 import networkx as nx
 import numpy as np
 
-from tilesim.arch.errors import InputError
+from tilesim.arch.errors import InputError, field_error
 
 INSTALL_HINT = "--workload: reading .onnx files needs the onnx package: pip install 'tilesim[onnx]'"
 MAX_FOLD_ELEMS = 1 << 16      # constants up to this size are evaluated with numpy; larger ones keep shapes only
@@ -84,7 +84,7 @@ def to_array(tensor, **kwargs) -> np.ndarray:
     try:
         return onnx_module().numpy_helper.to_array(tensor, **kwargs)
     except (ValueError, KeyError, TypeError, IndexError) as e:
-        raise InputError(f"--workload: tensor '{tensor.name}' has corrupt data ({first_line(e)})") from None
+        raise field_error("workload", f"tensor '{tensor.name}' has corrupt data ({first_line(e)})") from None
 
 
 # ---------------------------------------------------------------- reading and checking
@@ -94,14 +94,14 @@ def read_model(path: str):
     onnx = onnx_module()
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"--workload: no such file '{path}'")
+        raise field_error("workload", f"no such file '{path}'")
     try:
         model = onnx.load(str(p), load_external_data=False)
     except Exception as e:
-        raise InputError(f"--workload: '{path}' is not a readable ONNX model (truncated or corrupt file?): "
+        raise field_error("workload", f"'{path}' is not a readable ONNX model (truncated or corrupt file?): "
                          f"{first_line(e)}") from None
     if not model.ir_version or not model.HasField("graph") or not len(model.graph.node):
-        raise InputError(f"--workload: '{path}' is not an ONNX model (no IR version or no graph nodes; "
+        raise field_error("workload", f"'{path}' is not an ONNX model (no IR version or no graph nodes; "
                          "truncated or corrupt file?)")
     return model
 
@@ -244,7 +244,7 @@ def bind_dims(symbolic: dict[str, list[str]], dims: dict[str, int], batch: int, 
     unknown = sorted(set(dims) - set(symbolic))
     if unknown:
         have = ", ".join(symbolic) or "none"
-        raise InputError(f"--dim {unknown[0]}: {where} has no symbolic dimension '{unknown[0]}' (its symbolic "
+        raise field_error(f"dims {unknown[0]}", f"{where} has no symbolic dimension '{unknown[0]}' (its symbolic "
                          f"dims: {have})")
     values = dict(dims)
     batch_dims = [n for n in symbolic if any(w in n.lower() for w in BATCH_WORDS)]
@@ -253,17 +253,17 @@ def bind_dims(symbolic: dict[str, list[str]], dims: dict[str, int], batch: int, 
         values.setdefault(n, batch)
     if seq_len is not None:
         if not seq_dims:
-            raise InputError(f"--seq-len: {where} has no symbolic sequence dimension (a name containing 'seq'); "
+            raise field_error("seq_len", f"{where} has no symbolic sequence dimension (a name containing 'seq'); "
                              f"its symbolic dims: {', '.join(symbolic) or 'none'}; use --dim NAME=VALUE")
         for n in seq_dims:
             values.setdefault(n, seq_len)
     if batch != 1 and not batch_dims:
-        raise InputError(f"--batch: {where} has no symbolic batch dimension (a name containing 'batch'; its "
+        raise field_error("batch", f"{where} has no symbolic batch dimension (a name containing 'batch'; its "
                          f"symbolic dims: {', '.join(symbolic) or 'none'}); re-export with a dynamic batch axis")
     unbound = [n for n in symbolic if n not in values]
     if unbound:
         listed = "; ".join(f"{n} ({', '.join(symbolic[n])})" for n in unbound)
-        raise InputError(f"--dim: {where} has unbound symbolic dimensions: {listed}; give each as --dim NAME=VALUE")
+        raise field_error("dims", f"{where} has unbound symbolic dimensions: {listed}; give each as --dim NAME=VALUE")
     return values
 
 
