@@ -1,5 +1,5 @@
 """Dataflows: the one table of how each dataflow lays a GEMM C[m, n] = sum_k A[m, k] B[k, n] onto a rows x cols
-PE array (DESIGN.md section 3): which loop the array rows hold (Sr), which the columns (Sc), which streams through
+PE array (docs/design.md section 4): which loop the array rows hold (Sr), which the columns (Sc), which streams through
 in time (T), and which operand stays in the PEs."""
 from __future__ import annotations
 

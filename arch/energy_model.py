@@ -1,4 +1,4 @@
-"""Default energy per action from the published tables (DESIGN.md section 4), with documented rules between them.
+"""Default energy per action from the published tables (docs/design.md section 6), with documented rules between them.
 
 Anchors: Horowitz, "Computing's energy problem", ISSCC 2014 (45 nm) and Jouppi et al., ISCA 2021 (7 nm).
 Rules, each stated where it is used:
@@ -38,7 +38,7 @@ OPS = {
     "fp32": ((3.7, 0.9), (1.31, 0.38)),
 }
 
-# off-chip access energy per bit (DESIGN.md section 4; DDR3 from Horowitz's 1300-2600 pJ per 64-bit access), and
+# off-chip access energy per bit (docs/design.md section 6; DDR3 from Horowitz's 1300-2600 pJ per 64-bit access), and
 # flash read energy per bit (energy.defaults.flash), from power / bandwidth in sequential reads:
 #   UFS4  Samsung UFS 4.0 announcement (May 2022): 4,200 MB/s sequential read at 6.0 MB/s per mA; at the 2.5 V
 #         VCC (NAND) rail (assumed: the rail the mA figure refers to) 2.5 V / 6.0 MB/s/mA = 417 pJ/B = 52.1 pJ/bit
@@ -90,7 +90,7 @@ def offchip_pj_per_byte(kind: str, field: str = "offchip") -> tuple[float, str]:
     if kind not in OFFCHIP_PJ_PER_BIT:
         raise InputError(f"energy.defaults.{field}: unknown memory type '{kind}'; known: "
                          f"{', '.join(OFFCHIP_PJ_PER_BIT)} (or give <level>.read_byte and write_byte)")
-    source = OFFCHIP_SOURCES.get(kind, "DESIGN.md section 4")
+    source = OFFCHIP_SOURCES.get(kind, "docs/design.md section 6")
     return 8 * OFFCHIP_PJ_PER_BIT[kind], f"{kind} {OFFCHIP_PJ_PER_BIT[kind]} pJ/bit ({source})"
 
 

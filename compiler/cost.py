@@ -46,7 +46,7 @@ class Mapping:
         return self.tile(DATAFLOWS[self.dataflow].streamed)
 
 
-# ---------------------------------------------------------------- array timing (DESIGN.md section 3 and 8)
+# ---------------------------------------------------------------- array timing (docs/design.md section 4 and 8)
 
 def spatial_dims(work: Contraction, dataflow: str) -> tuple[int, int, int]:
     """(Sr, Sc, T): rows-mapped, cols-mapped and streamed dims (arch.dataflow.DATAFLOWS)."""
@@ -97,7 +97,7 @@ def array_cycles(work: Contraction, array: PEArray, dataflow: str, mode: str, t_
 
 
 def array_feed_elems(work: Contraction, dataflow: str, rows: int, cols: int) -> tuple[int, int, int, int]:
-    """Elements moved between the buffers and the array (SCALE-Sim's SRAM access counts, DESIGN.md section 8):
+    """Elements moved between the buffers and the array (SCALE-Sim's SRAM access counts, docs/design.md section 10):
     (A reads, B reads, C writes, C reads), C at accumulator precision.
       OS: A M*K*Fc, B K*N*Fr, C written once M*N.
       WS: A M*K*Fc, B K*N, C written per row fold M*N*Fr and read back to accumulate M*N*(Fr-1).

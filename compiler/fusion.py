@@ -1,6 +1,6 @@
 """Operator fusion: which IR ops run together in one kernel, and what each fused kernel costs.
 
-Policies (DESIGN.md section 5):
+Policies (docs/design.md section 3):
   none      every op that is not a free view is its own kernel, with its own DRAM round trip.
   epilogue  Conv -> BatchNormalization folds into the conv's weights (inference); elementwise ops that follow a
             contraction (bias, activation, residual add, scale) are applied as its results drain: their vector

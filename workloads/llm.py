@@ -1,7 +1,7 @@
 """Decoder LLMs from an HF-style config (Llama, Mistral, Mixtral, Qwen2/3 and MoE, Phi-3, Gemma 1-3, DeepSeek-V2/V3,
 GPT-2, OPT), in prefill and decode phases.
 
-Sizes follow the models' HF `config.json` files (DESIGN.md section 10). Graph conventions:
+Sizes follow the models' HF `config.json` files (docs/workloads.md). Graph conventions:
 - Token ids (int32) enter an embedding `Gather` that reads only the rows it picks; Gemma scales the embeddings by
   sqrt(hidden); GPT-2 adds learned positions (a second Gather of the position ids).
 - Weights, activations and the KV cache have separate data types: `dtypes = (weight, activation, kv)`, or one
@@ -135,7 +135,7 @@ class DecoderConfig:
         return self.experts > 0 and layer >= self.dense_layers
 
 
-# Built-ins: numbers from each model's HF config.json (DESIGN.md section 10).
+# Built-ins: numbers from each model's HF config.json (docs/workloads.md).
 GPT2 = DecoderConfig(hidden=768, layers=12, heads=12, kv_heads=12, head_dim=64, ffn=3072, vocab=50257, act="gelu",
                      norm="layer", tied_embeddings=True, positional="learned", max_positions=1024, biases=True,
                      name="gpt2")                                   # openai-community/gpt2

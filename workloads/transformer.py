@@ -9,7 +9,7 @@ from tilesim.compiler import Graph, GraphBuilder
 
 @dataclass(frozen=True)
 class EncoderConfig:
-    """Sizes of a post-LN transformer encoder (DESIGN.md section 10)."""
+    """Sizes of a post-LN transformer encoder (docs/workloads.md)."""
     layers: int
     d_model: int
     heads: int

@@ -1,4 +1,4 @@
-"""The `tilesim` command line (DESIGN.md section 7): bad input -> one line on stderr, exit status 2.
+"""The `tilesim` command line (docs/design.md section 8): bad input -> one line on stderr, exit status 2.
 
 Built on the Python API (sim/studies/api.py); the flags of run, compare and sweep are generated from the option
 dataclasses (sim/cli/args.py)."""

@@ -1,4 +1,4 @@
-"""SimResult and KernelResult: the numbers a run reports (DESIGN.md section 6), frozen and JSON-ready."""
+"""SimResult and KernelResult: the numbers a run reports (docs/design.md section 8), frozen and JSON-ready."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
@@ -99,7 +99,7 @@ class SimResult:
         return self.energy_pj / self.macs if self.macs else 0.0
 
     def to_dict(self) -> dict:
-        """Plain mapping with the report keys of DESIGN.md section 6 (kernels as a list of mappings)."""
+        """Plain mapping with the report keys of docs/design.md section 8 (kernels as a list of mappings)."""
         d = asdict(replace(self, timeline=None))
         d.pop("timeline")
         d["kernels"] = [dict(asdict(k), ops=list(k.ops)) for k in self.kernels]

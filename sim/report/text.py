@@ -1,4 +1,4 @@
-"""Render a SimResult as a terminal table, JSON (DESIGN.md section 6) or CSV; all carry the same numbers."""
+"""Render a SimResult as a terminal table, JSON (docs/design.md section 8) or CSV; all carry the same numbers."""
 from __future__ import annotations
 
 import csv

@@ -34,7 +34,7 @@ class Comparison:
     savings: tuple[tuple[GroupSaving, ...], ...]
 
     def to_dict(self) -> dict:
-        """Per policy: the run's summary keys (DESIGN.md section 6), speedup vs none, and the fused groups'
+        """Per policy: the run's summary keys (docs/design.md section 8), speedup vs none, and the fused groups'
         savings (`tilesim compare -f json`)."""
         ref = self.results[self.policies.index("none")].cycles if "none" in self.policies else None
         out = []

@@ -46,7 +46,7 @@ class DecodeSpan:
 
 @dataclass(frozen=True)
 class LLMResult:
-    """An LLM run: the prefill and/or decode simulations and the per-token figures (DESIGN.md section 6)."""
+    """An LLM run: the prefill and/or decode simulations and the per-token figures (docs/design.md section 8)."""
     phase: str
     batch: int
     prompt_len: int

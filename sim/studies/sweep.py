@@ -207,7 +207,7 @@ def _cell(value) -> str:
 
 
 def metrics(result: SimResult, arch) -> dict:
-    """The summary numbers of one run (DESIGN.md section 6) plus EDP, throughput and area efficiency."""
+    """The summary numbers of one run (docs/design.md section 8) plus EDP, throughput and area efficiency."""
     r = result
     macs_per_s = r.macs / r.latency_s if r.latency_s else 0.0
     return {
