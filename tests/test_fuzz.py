@@ -93,8 +93,7 @@ def test_yaml_text(text):
 @FUZZ
 @given(st.lists(st.sampled_from([p for p in PATHS if all(isinstance(x, str) for x in p)]), max_size=3), scalars)
 def test_set_overrides(keys, value):
-    items = [".".join(map(str, k)) + "=" + yaml.safe_dump(value).strip().splitlines()[0] if True else ""
-             for k in keys]
+    items = [".".join(map(str, k)) + "=" + yaml.safe_dump(value).strip().splitlines()[0] for k in keys]
     try:
         arch_from_dict(apply_overrides(PRESET, items))
     except InputError as e:
