@@ -20,7 +20,6 @@ replays after warm-up (helpers from measure_h100.py). Groups:
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import math
 import statistics
@@ -34,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure_h100 import copies_for, stats, timed
+from measure_h100 import Out, copies_for, stats, timed
 
 DT = torch.bfloat16
 FIELDS = ["group", "case", "model", "batch", "m", "n", "k", "heads", "kv_heads", "seq", "head_dim", "context",
@@ -113,25 +112,6 @@ def nvml_handle():
         return pynvml.nvmlDeviceGetHandleByIndex(0)
     except Exception:
         return None
-
-
-class Out:
-    """CSV writer that also prints each row."""
-
-    def __init__(self, path: Path):
-        self.f = open(path, "w", newline="")
-        self.w = csv.DictWriter(self.f, fieldnames=FIELDS)
-        self.w.writeheader()
-
-    def row(self, **kw):
-        r = {k: kw.get(k, "") for k in FIELDS}
-        for k, v in r.items():
-            if isinstance(v, float):
-                r[k] = f"{v:.6g}"
-        self.w.writerow(r)
-        self.f.flush()
-        print(",".join(str(r[k]) for k in FIELDS[:14]) + "," + str(r["power_w"]) + "," + str(r["sm_clock_mhz"]),
-              flush=True)
 
 
 def capture(call, n: int):
@@ -516,7 +496,8 @@ def main() -> int:
     torch.manual_seed(0)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     gpu_text(args.out_dir)
-    ctx = Ctx(Out(args.out_dir / "measurements.csv"), Sampler(args.out_dir / "power_samples.csv"), args.quick)
+    out = Out(args.out_dir / "measurements.csv", FIELDS, [*FIELDS[:14], "power_w", "sm_clock_mhz"])
+    ctx = Ctx(out, Sampler(args.out_dir / "power_samples.csv"), args.quick)
     ctx.min_context = args.min_context
     t0 = time.time()
     time.sleep(2.5)

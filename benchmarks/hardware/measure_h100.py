@@ -116,21 +116,22 @@ class Sampler:
 
 
 class Out:
-    """CSV writer that also prints each row."""
+    """CSV writer that also prints each row (the `shown` columns, all by default)."""
 
-    def __init__(self, path: str):
+    def __init__(self, path, fields=FIELDS, shown=None):
+        self.fields, self.shown = list(fields), list(shown or fields)
         self.f = open(path, "w", newline="")
-        self.w = csv.DictWriter(self.f, fieldnames=FIELDS)
+        self.w = csv.DictWriter(self.f, fieldnames=self.fields)
         self.w.writeheader()
 
     def row(self, **kw):
-        r = {k: kw.get(k, "") for k in FIELDS}
+        r = {k: kw.get(k, "") for k in self.fields}
         for k, v in r.items():
             if isinstance(v, float):
                 r[k] = f"{v:.6g}"
         self.w.writerow(r)
         self.f.flush()
-        print(",".join(str(r[k]) for k in FIELDS), flush=True)
+        print(",".join(str(r[k]) for k in self.shown), flush=True)
 
 
 # ---------------------------------------------------------------- GEMMs
