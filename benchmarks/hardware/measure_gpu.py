@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from measure_h100 import Out, copies_for, stats, timed
+from measure_h100 import Out, capture, copies_for, stats, timed
 
 DT = torch.bfloat16
 FIELDS = ["group", "case", "model", "batch", "m", "n", "k", "heads", "kv_heads", "seq", "head_dim", "context",
@@ -112,21 +112,6 @@ def nvml_handle():
         return pynvml.nvmlDeviceGetHandleByIndex(0)
     except Exception:
         return None
-
-
-def capture(call, n: int):
-    """A CUDA graph of call(0) ... call(n-1) (after a warm-up of each on a side stream)."""
-    side = torch.cuda.Stream()
-    side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):
-        for i in range(n):
-            call(i)
-    torch.cuda.current_stream().wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph):
-        for i in range(n):
-            call(i)
-    return graph
 
 
 def graph_stats(call, reps: int, target_ms: float = 2.0) -> tuple[dict, object, int]:

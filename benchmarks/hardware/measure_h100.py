@@ -43,12 +43,8 @@ def timed(fn, reps: int, warmup: int = 3) -> list[float]:
     return [s.elapsed_time(e) for s, e in zip(starts, ends, strict=False)]
 
 
-def graph_timed(call, reps: int, target_ms: float = 2.0) -> tuple[list[float], int]:
-    """Milliseconds per call(i), with n calls (i = 0..n-1, so inputs can rotate) captured in one CUDA graph and
-    the graph replayed `reps` times: launch gaps from Python would otherwise dominate kernels of tens of us.
-    n is chosen so one replay lasts about target_ms (1 for long calls)."""
-    rough = statistics.median(timed(lambda: call(0), 5, warmup=2))
-    n = max(1, min(64, int(target_ms / max(rough, 1e-3))))
+def capture(call, n: int):
+    """A CUDA graph of call(0) ... call(n-1) (after a warm-up of each on a side stream)."""
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(side):
@@ -59,6 +55,16 @@ def graph_timed(call, reps: int, target_ms: float = 2.0) -> tuple[list[float], i
     with torch.cuda.graph(graph):
         for i in range(n):
             call(i)
+    return graph
+
+
+def graph_timed(call, reps: int, target_ms: float = 2.0) -> tuple[list[float], int]:
+    """Milliseconds per call(i), with n calls (i = 0..n-1, so inputs can rotate) captured in one CUDA graph and
+    the graph replayed `reps` times: launch gaps from Python would otherwise dominate kernels of tens of us.
+    n is chosen so one replay lasts about target_ms (1 for long calls)."""
+    rough = statistics.median(timed(lambda: call(0), 5, warmup=2))
+    n = max(1, min(64, int(target_ms / max(rough, 1e-3))))
+    graph = capture(call, n)
     per_call = [t / n for t in timed(graph.replay, reps)]
     del graph
     return per_call, n
