@@ -124,7 +124,7 @@ def test_cli_full_disk_is_a_one_line_error(capsys):
         pytest.skip("no /dev/full")
     assert cli(*RUN, "-o", "/dev/full") == 2
     err = capsys.readouterr().err
-    assert err.startswith("tilesim: error: -o: cannot write") and err.count("\n") == 1
+    assert err.startswith("tilesim: error: -o: cannot write '/dev/full'") and err.count("\n") == 1
     assert stat.S_ISCHR(os.stat("/dev/full").st_mode)
 
 

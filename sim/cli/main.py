@@ -108,9 +108,9 @@ def write_outputs(outputs: list[tuple[str, str | None, str]]) -> None:
     try:
         write_all(files)
     except OSError as e:
-        flag = next((f for f, p, _ in outputs if p is not None and e.filename and Path(p).name in str(e.filename)),
-                    outputs[0][0])
-        raise InputError(f"{flag}: cannot write '{e.filename or ''}': {e.strerror or e}") from None
+        given = [(f, p) for f, p, _ in outputs if p is not None]
+        flag, path = next(((f, p) for f, p in given if e.filename and Path(p).name in str(e.filename)), given[0])
+        raise InputError(f"{flag}: cannot write '{path}': {e.strerror or e}") from None
     for _, path, text in outputs:
         if path is None:
             sys.stdout.write(text)
