@@ -23,6 +23,8 @@ KNOWN = {
     "fusion adds DRAM traffic": "issue 21 item 1",
     "below compulsory": "issue 21: a decode step on a 4-core arch reads 61 KB less than its parameters "
                         "(under investigation)",
+    "below the graph outputs": "issue 21 item 2: multi-core gpt2 decode steps do not write their new KV entries",
+    "2x DRAM bandwidth slower": "issue 21 item 3: the search is not monotone in bandwidth",
 }
 
 
