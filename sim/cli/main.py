@@ -29,6 +29,7 @@ from tilesim.cli.args import (
     workload_options,
 )
 from tilesim.cli.sweep import add_sweep_arguments, cmd_sweep
+from tilesim.cli.system import SYSTEM_FLAGS, run_system_command, system_options
 from tilesim.compiler.fusion import POLICIES
 from tilesim.core.energy import static_power_components_mw
 from tilesim.core.files import output_target, write_all
@@ -57,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     run = sub.add_parser("run", help="simulate a workload on an arch and print the report")
-    add_options(run, (*WORKLOAD_FLAGS, *RUN_OUTPUT_FLAGS, *LLM_FLAGS, *RUN_EXTRA_FLAGS))
+    add_options(run, (*WORKLOAD_FLAGS, *RUN_OUTPUT_FLAGS, *LLM_FLAGS, *RUN_EXTRA_FLAGS, *SYSTEM_FLAGS))
 
     cmp = sub.add_parser("compare", help="the same workload under several fusion policies, side by side")
     add_options(cmp, (*WORKLOAD_FLAGS[1:], "fusion", *RUN_OUTPUT_FLAGS), fusion={
@@ -141,6 +142,9 @@ def cmd_compare(args) -> None:
 def cmd_run(args) -> None:
     """tilesim run: workload -> Graph -> Schedule -> SimResult -> report."""
     out = output_options(args)
+    if system_options(args).given:              # a decoder LLM on a system of chips (sim/cli/system.py)
+        check_outputs(args, **{"-o": out.output, "--trace": out.trace})
+        return run_system_command(args, out, write_outputs)
     plots = check_plots(list(out.plot))
     workload, arch, kw = api_keywords(args)
     llm = decoder(options_of(WorkloadOptions, args), llm_options(args)) is not None

@@ -1,0 +1,124 @@
+"""A decoder LLM run on a system of chips (sim/studies/system.py) as a table, JSON or a Perfetto trace."""
+from __future__ import annotations
+
+import json
+
+from tilesim.core.collectives import CommCost
+from tilesim.report.format import GIB, si
+from tilesim.studies.system import PhaseCost, StageRun, SystemResult, link_utilization
+
+
+def _comm(c: CommCost) -> dict:
+    """One collective's figures."""
+    return {"time_s": c.time_s, "sent_bytes": c.sent_bytes, "link_bytes": c.link_bytes, "energy_pj": c.energy_pj,
+            "steps": c.steps}
+
+
+def _phase(r: SystemResult, p: PhaseCost) -> dict:
+    """A phase's system figures."""
+    return {"time_s": p.time_s, "tokens": p.tokens, "energy_pj": p.energy_pj, "j_per_token": p.energy_pj * 1e-12 /
+            p.tokens if p.tokens else 0.0, "compute_pj": p.compute_pj, "idle_static_pj": p.idle_static_pj,
+            "link_pj": p.link_pj, "comm_s": p.comm_s, "comm_share": p.comm_s / p.time_s if p.time_s else 0.0,
+            "link_bytes": p.link_bytes, "link_utilization": link_utilization(r, p), "bubble": p.bubble}
+
+
+def _stage(s: StageRun) -> dict:
+    """A stage chip's figures (every tp and ep rank of the stage is alike)."""
+    return {"stage": s.stage.index, "layers": s.stage.config.layers, "heads": s.stage.config.heads,
+            "kv_heads": s.stage.config.kv_heads, "ffn": s.stage.config.ffn, "experts": s.stage.config.experts,
+            "weight_bytes": s.weight_bytes, "kv_cache_bytes": s.kv_bytes, "activation_bytes": s.activation_bytes,
+            "memory_bytes": s.memory_bytes, "prefill_s": s.prefill_s, "prefill_pj": s.prefill_pj,
+            "decode_step_s": s.decode_s, "decode_step_pj": s.decode_pj,
+            "prefill_comm": {k: _comm(c) for k, c in s.prefill_comm.items()},
+            "decode_comm": {k: _comm(c) for k, c in s.decode_comm.items()}}
+
+
+def system_dict(r: SystemResult) -> dict:
+    """JSON mapping of a system run: the layout, per-system phases and per-stage chips."""
+    o, sysm = r.options, r.system
+    return {
+        "workload": r.model, "system": sysm.name, "chip": sysm.chip.name, "chips": sysm.chips,
+        "topology": sysm.topology, "link": sysm.link.name, "network": sysm.network.name if sysm.network else None,
+        "tp": o.tp, "pp": o.pp, "ep": o.ep, "dp": o.dp, "micro_batches": o.micro_batches,
+        "virtual_stages": o.virtual_stages, "pipeline_schedule": o.pipeline_schedule,
+        "sequence_parallel": o.sequence_parallel, "collective_algorithm": o.collective_algorithm,
+        "chips_used": o.chips, "phase": r.phase, "batch": r.batch, "prompt_len": r.prompt_len,
+        "gen_tokens": r.decode_steps, "ttft_s": r.ttft_s, "tpot_s": r.tpot_s, "tokens_per_s": r.tokens_per_s,
+        "latency_s": r.latency_s, "energy_pj": r.energy_pj, "tokens": r.tokens,
+        "j_per_token": r.energy_pj * 1e-12 / r.tokens if r.tokens else 0.0, "chip_static_w": r.static_w,
+        "max_memory_bytes": max(s.memory_bytes for s in r.stages),
+        "chip_memory_bytes": sysm.chip.offchip.capacity_bytes,
+        "prefill": _phase(r, r.prefill) if r.prefill else None,
+        "decode": _phase(r, r.decode) if r.decode else None,
+        "stages": [_stage(s) for s in r.stages],
+    }
+
+
+def system_json(r: SystemResult) -> str:
+    """The JSON text (NaN or infinity is a bug and raises)."""
+    return json.dumps(system_dict(r), indent=2, allow_nan=False) + "\n"
+
+
+def system_table(r: SystemResult) -> str:
+    """A readable summary (at most 100 columns)."""
+    o, sysm = r.options, r.system
+    net = f" + {sysm.network.name} between nodes of {sysm.chips_per_node}" if sysm.network else ""
+    lines = [f"tilesim: {r.model} on {sysm.name} ({sysm.chips}x {sysm.chip.name}, {sysm.topology}, "
+             f"{sysm.link.name}{net}), {r.phase}, batch {r.batch} per replica",
+             f"  layout    tp {o.tp} x pp {o.pp} x ep {o.ep} x dp {o.dp} = {o.chips} chips; {o.micro_batches} "
+             f"micro-batch(es), schedule {o.pipeline_schedule}"
+             + (f", {o.virtual_stages} virtual stages" if o.virtual_stages > 1 else "")
+             + (", sequence parallel" if o.sequence_parallel else "")]
+    for name, p in (("prefill", r.prefill), ("decode", r.decode)):
+        if not p:
+            continue
+        head = f"TTFT {si(p.time_s, 's')}" if name == "prefill" else \
+            f"TPOT {si(r.tpot_s, 's')}, {r.tokens_per_s:,.1f} tokens/s"
+        lines.append(f"  {name:<9} {head}, {si(p.energy_pj * 1e-12 / p.tokens, 'J')}/token, bubble "
+                     f"{p.bubble:.1%}")
+        lines.append(f"            comm {si(p.comm_s, 's')} ({p.comm_s / p.time_s:.1%} of the time), links "
+                     f"{si(p.link_pj * 1e-12, 'J')}, link utilization {link_utilization(r, p):.2%}, idle static "
+                     f"{si(p.idle_static_pj * 1e-12, 'J')}")
+    lines.append(f"  per chip  {'stage':>5} {'weights':>9} {'KV':>9} {'activ.':>9} {'prefill':>10} {'decode':>10}")
+    for s in r.stages:
+        lines.append(f"            {s.stage.index:>5} {s.weight_bytes / GIB:>7.2f}Gi {s.kv_bytes / GIB:>7.3f}Gi "
+                     f"{s.activation_bytes / GIB:>7.3f}Gi {si(s.prefill_s, 's'):>10} {si(s.decode_s, 's'):>10}")
+    lines.append(f"  total     {si(r.latency_s, 's')}, {si(r.energy_pj * 1e-12, 'J')} for {r.tokens:,} tokens "
+                 f"({si(r.energy_pj * 1e-12 / r.tokens, 'J')}/token with links and all chips' static power)")
+    return "\n".join(lines) + "\n"
+
+
+def system_trace(r: SystemResult) -> str:
+    """A Chrome/Perfetto trace of one prefill (or decode round): a track per used chip with its micro-batches'
+    compute, and a track per chip's links with its collectives and pipeline sends (times from the closed forms)."""
+    o = r.options
+    kind = "prefill" if r.prefill else "decode"
+    events: list[dict] = []
+    m, v, p = o.micro_batches, o.virtual_stages, o.pp
+    compute = [(s.prefill_s if kind == "prefill" else s.decode_s) / v for s in r.stages]
+    comm = [sum(c.time_s for c in (s.prefill_comm if kind == "prefill" else s.decode_comm).values()) / v
+            for s in r.stages]
+    chunk = [a + b for a, b in zip(compute, comm, strict=True)]
+    free = [0.0] * p                                  # when each stage is next free
+    for mb in range(m):
+        ready = 0.0
+        for c in range(v):
+            for s in range(p):
+                start = max(free[s], ready)
+                for t in range(o.tp):
+                    chip = t + o.tp * o.ep * s
+                    events.append({"name": f"mb{mb} chunk{c}", "ph": "X", "pid": 1, "tid": chip,
+                                   "ts": start * 1e6, "dur": compute[s] * 1e6})
+                    if comm[s]:
+                        events.append({"name": f"mb{mb} collectives", "ph": "X", "pid": 2, "tid": chip,
+                                       "ts": (start + compute[s]) * 1e6, "dur": comm[s] * 1e6})
+                free[s] = ready = start + chunk[s]
+    names = [{"name": "process_name", "ph": "M", "pid": 1, "args": {"name": "chips (compute)"}},
+             {"name": "process_name", "ph": "M", "pid": 2, "args": {"name": "links (collectives)"}}]
+    for s in range(p):
+        for t in range(o.tp):
+            chip = t + o.tp * o.ep * s
+            for pid in (1, 2):
+                names.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": chip,
+                              "args": {"name": f"chip {chip} (stage {s}, tp {t})"}})
+    return json.dumps({"traceEvents": names + events, "displayTimeUnit": "ns"}, allow_nan=False) + "\n"
