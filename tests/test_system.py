@@ -3,6 +3,7 @@ the single-chip case, fits and the CLI."""
 from __future__ import annotations
 
 import json
+from importlib import resources
 from dataclasses import replace
 
 import pytest
@@ -68,8 +69,7 @@ def test_bad_system_files_are_one_line_errors_naming_the_field(tmp_path, capsys,
 
 
 def test_a_system_file_with_its_own_link_and_a_relative_chip(tmp_path):
-    (tmp_path / "chip.yaml").write_text((load_arch.__globals__["resources"].files("tilesim.arch.presets")
-                                         / "edge-npu.yaml").read_text())
+    (tmp_path / "chip.yaml").write_text((resources.files("tilesim.arch.presets") / "edge-npu.yaml").read_text())
     path = tmp_path / "s.yaml"
     path.write_text("system:\n  chip: chip.yaml\n  chips: 4\n  topology: hierarchical\n  chips_per_node: 2\n"
                     "  link: {bandwidth_gb_s: 10, latency_us: 1, pj_per_bit: 3, source: mine}\n  network: ib-ndr\n")
@@ -205,7 +205,7 @@ def test_a_model_that_does_not_fit_one_chip_is_a_one_line_error(capsys):
     argv = ["run", "-w", "llama3.1-70b", "--system", "8xh100", "--phase", "decode", "--context", "128"]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--tp, --pp" in err and "stage 0 needs" in err and "74.51 GiB of hbm" in err
+    assert err.count("\n") == 1 and "--tp, --pp, --ep" in err and "stage 0 needs" in err and "74.51 GiB of hbm" in err
 
 
 def test_cli_table_json_and_trace(tmp_path, capsys):

@@ -370,11 +370,12 @@ def run_system(cfg: wl.DecoderConfig, system: SystemConfig, o: SystemOptions, op
             if o.pp > 1 else 0
         act = activation_bytes(first) + boundary
         if weights + kv + act > chip.offchip.capacity_bytes:
-            raise OptionError(("tp", "pp"), f"stage {stage.index} needs {(weights + kv + act) / GIB:.2f} GiB per chip "
-                                            f"(weights {weights / GIB:.2f} + KV cache {kv / GIB:.2f} + activations "
-                                            f"{act / GIB:.2f}), more than the {chip.offchip.capacity_bytes / GIB:.2f}"
-                                            f" GiB of {chip.offchip.name} on {chip.name}; use more chips "
-                                            "({tp}, {pp}), a smaller batch or context, or narrower data types")
+            gib = [x / GIB for x in (weights + kv + act, weights, kv, act, chip.offchip.capacity_bytes)]
+            raise OptionError(("tp", "pp", "ep"), f"stage {stage.index} needs {gib[0]:.2f} GiB per chip (weights "
+                                                  f"{gib[1]:.2f} + KV cache {gib[2]:.2f} + activations {gib[3]:.2f}),"
+                                                  f" more than the {gib[4]:.2f} GiB of {chip.offchip.name} on "
+                                                  f"{chip.name}; use more chips ({{tp}}, {{pp}}, {{ep}}), a smaller "
+                                                  "batch or context, or narrower data types")
         if stage.config not in runs:
             runs[stage.config] = run_llm(graph_for, chip, options, phase, seqs, prompt, gen_tokens, weights,
                                          kv_per_token * m)
