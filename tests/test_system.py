@@ -3,8 +3,8 @@ the single-chip case, fits and the CLI."""
 from __future__ import annotations
 
 import json
-from importlib import resources
 from dataclasses import replace
+from importlib import resources
 
 import pytest
 
