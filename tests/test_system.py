@@ -241,3 +241,19 @@ def test_python_api_takes_the_cli_options():
     assert (d["tp"], d["chips_used"], d["phase"]) == (2, 2, "decode") and d["tpot_s"] == r.tpot_s > 0
     with pytest.raises(TypeError, match="unexpected option 'tq'"):    # as tilesim.run
         tilesim.run_system("gpt2", "8xh100", tq=2)
+
+
+def test_gpipe_and_1f1b_run_inference_alike_and_differ_in_a_training_steps_stash():
+    def run(schedule: str, **extra):
+        o = SystemOptions(tp=2, pp=2, micro_batches=4, pipeline_schedule=schedule, **extra)
+        return run_system(wl.GPT2, load_system("8xh100"), o, CompileOptions(), "prefill", 4, 32, 1, BF16)
+    gpipe, one = run("gpipe"), run("1f1b")
+    assert gpipe.ttft_s == one.ttft_s
+    g, f = system_dict(gpipe), system_dict(one)
+    assert (g["training_stash_microbatches"], f["training_stash_microbatches"]) == (4, 2)
+    assert g["training_activation_peak_bytes"] == 2 * f["training_activation_peak_bytes"] > 0
+    # one layer of a 1-sequence micro-batch, tp 2: s b h (10 + 24/2 + 5 a s / (2 h)) bytes, 6 layers, 2 stashed
+    per_layer = 32 * 768 * (10 + 12 + 5 * 12 * 32 / (768 * 2))
+    assert f["training_activation_peak_bytes"] == pytest.approx(2 * 6 * per_layer, rel=1e-12)
+    inter = run("interleaved", virtual_stages=2)
+    assert inter.ttft_s < one.ttft_s and inter.prefill.bubble < one.prefill.bubble

@@ -5,7 +5,14 @@ import json
 
 from tilesim.core.collectives import CommCost
 from tilesim.report.format import GIB, si
-from tilesim.studies.system import PhaseCost, StageRun, SystemResult, link_utilization
+from tilesim.studies.system import (
+    PhaseCost,
+    StageRun,
+    SystemResult,
+    link_utilization,
+    training_activation_peak_bytes,
+    training_stash,
+)
 
 
 def _comm(c: CommCost) -> dict:
@@ -47,6 +54,8 @@ def system_dict(r: SystemResult) -> dict:
         "latency_s": r.latency_s, "energy_pj": r.energy_pj, "tokens": r.tokens,
         "j_per_token": r.energy_pj * 1e-12 / r.tokens if r.tokens else 0.0, "chip_static_w": r.static_w,
         "max_memory_bytes": max(s.memory_bytes for s in r.stages),
+        "training_stash_microbatches": training_stash(o.pipeline_schedule, o.pp, o.micro_batches, o.virtual_stages),
+        "training_activation_peak_bytes": training_activation_peak_bytes(r),
         "chip_memory_bytes": sysm.chip.offchip.capacity_bytes,
         "prefill": _phase(r, r.prefill) if r.prefill else None,
         "decode": _phase(r, r.decode) if r.decode else None,
@@ -69,6 +78,10 @@ def system_table(r: SystemResult) -> str:
              f"micro-batch(es), schedule {o.pipeline_schedule}"
              + (f", {o.virtual_stages} virtual stages" if o.virtual_stages > 1 else "")
              + (", sequence parallel" if o.sequence_parallel else "")]
+    if o.pp > 1:
+        stash = training_stash(o.pipeline_schedule, o.pp, o.micro_batches, o.virtual_stages)
+        lines.append(f"  training  a step under {o.pipeline_schedule} would stash {stash:g} micro-batches, "
+                     f"{training_activation_peak_bytes(r) / GIB:.2f} GiB of activations on stage 0")
     for name, p in (("prefill", r.prefill), ("decode", r.decode)):
         if not p:
             continue

@@ -470,3 +470,14 @@ def system_run(workload: WorkloadOptions, llm: LLMOptions, options: CompileOptio
     types = wl.resolve_dtypes(workload.dtypes, workload.graph_dtype(dtype) or dtype)
     return run_system(cfg, system, so, options, llm.run_phase, workload.batch, prompt, llm.gen_tokens, types,
                       llm.mlp_sparsity)
+
+
+def training_activation_peak_bytes(r: SystemResult, act_bytes: float = 2.0) -> float:
+    """Activations the first stage's chip would stash at its peak if the same layout and micro-batches ran a
+    training step under the chosen schedule: training_stash x its layers x layer_activation_bytes (16-bit by
+    default). Not part of the inference run's memory (forward-only inference stashes nothing)."""
+    o, first = r.options, r.stages[0].stage.config
+    seqs = r.batch // (o.ep * o.micro_batches)
+    per_layer = layer_activation_bytes(seqs * r.prompt_len, first.hidden, first.heads * o.tp, r.prompt_len, o.tp,
+                                       o.sequence_parallel, act_bytes)
+    return training_stash(o.pipeline_schedule, o.pp, o.micro_batches, o.virtual_stages) * first.layers * per_layer
