@@ -19,6 +19,7 @@ from tilesim.studies.options import LLMOptions, OptionError, SystemOptions, Work
 from tilesim.studies.runs import run_decoder
 from tilesim.studies.system import (
     bubble_fraction,
+    p2p_cost,
     pipeline_time,
     run_system,
     shard,
@@ -35,13 +36,15 @@ BF16 = wl.resolve_dtypes(None, "bf16")
 # ---------------------------------------------------------------- systems
 
 def test_presets_load_with_their_topologies():
-    assert system_preset_names() == ["8xh100", "edge-4ring", "tpu-v4-4x4x4"]
+    assert system_preset_names() == ["16xh100-ib", "8xh100", "edge-4ring", "tpu-v4-4x4x4"]
     h = load_system("8xh100")
     assert (h.chips, h.topology, h.chip.name, h.link) == (8, "switch", "h100", LINKS["nvlink4"])
     t = load_system("tpu-v4-4x4x4")
     assert (t.chips, t.dims, t.chip.cores, t.chip.offchip.capacity_bytes) == (64, (4, 4, 4), 2, 32 * 2**30)
     e = load_system("edge-4ring")
     assert (e.chips, e.topology, e.chip.name) == (4, "ring", "edge-npu")
+    two = load_system("16xh100-ib")
+    assert (two.nodes, two.link.name, two.network.name) == (2, "nvlink4", "ib-ndr")
     assert all(link.source for link in LINKS.values())
 
 
@@ -257,3 +260,15 @@ def test_gpipe_and_1f1b_run_inference_alike_and_differ_in_a_training_steps_stash
     assert f["training_activation_peak_bytes"] == pytest.approx(2 * 6 * per_layer, rel=1e-12)
     inter = run("interleaved", virtual_stages=2)
     assert inter.ttft_s < one.ttft_s and inter.prefill.bubble < one.prefill.bubble
+
+
+def test_pipeline_stages_on_two_nodes_send_over_the_network():
+    two = load_system("16xh100-ib")
+    o = SystemOptions(tp=8, pp=2, micro_batches=2)
+    n = 4 * 1 * 4096 * 2 / 8                      # 4 sequences x 1 token x hidden x bf16, 1/8 from each tp rank
+    ib = LINKS["ib-ndr"]
+    assert p2p_cost(two, o, 4, 1, 4096, "bf16").time_s == pytest.approx(ib.latency_s + n / ib.bytes_per_s, rel=1e-12)
+    one_node = SystemOptions(tp=4, pp=2, micro_batches=2)
+    nv = LINKS["nvlink4"]
+    assert p2p_cost(two, one_node, 4, 1, 4096, "bf16").time_s == pytest.approx(nv.latency_s + 2 * n / nv.bytes_per_s,
+                                                                               rel=1e-12)
