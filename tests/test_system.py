@@ -14,13 +14,15 @@ from tilesim.arch.errors import InputError
 from tilesim.arch.system import LINKS, SystemConfig, load_system, single_chip, system_preset_names
 from tilesim.cli.main import main
 from tilesim.compiler.schedule import CompileOptions
-from tilesim.report.system import system_dict
+from tilesim.report.system import layout_rows, layout_table, system_dict
 from tilesim.studies.options import LLMOptions, OptionError, SystemOptions, WorkloadOptions
 from tilesim.studies.runs import run_decoder
 from tilesim.studies.system import (
     bubble_fraction,
+    layout_points,
     p2p_cost,
     pipeline_time,
+    run_layouts,
     run_system,
     shard,
     stage_comm,
@@ -272,3 +274,18 @@ def test_pipeline_stages_on_two_nodes_send_over_the_network():
     nv = LINKS["nvlink4"]
     assert p2p_cost(two, one_node, 4, 1, 4096, "bf16").time_s == pytest.approx(nv.latency_s + 2 * n / nv.bytes_per_s,
                                                                                rel=1e-12)
+
+
+def test_a_grid_of_layouts_keeps_the_ones_that_cannot_run_with_their_reason():
+    grid = layout_points({"tp": [1, 2, 5], "pp": [1, 2]})
+    assert len(grid) == 6 and grid[0] == {"tp": 1, "pp": 1}
+    with pytest.raises(OptionError, match="not a layout axis"):
+        layout_points({"tq": [1]})
+    w, llm = WorkloadOptions("gpt2", batch=2), LLMOptions(phase="decode", context=16)
+    points = run_layouts(w, llm, CompileOptions(), SystemOptions(system="edge-4ring"), grid[:2] + grid[4:5])
+    rows = layout_rows(points)
+    assert [r["status"] for r in rows] == ["ok", "ok", "invalid"]
+    assert "= 5 chips, the system 'edge-4ring' has 4" in rows[2]["reason"]
+    assert rows[1]["tpot_s"] > 0 and rows[0]["comm_share"] == 0
+    table = layout_table(points)
+    assert len(table.splitlines()) == 4 and max(map(len, table.splitlines())) <= 100

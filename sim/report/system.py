@@ -6,6 +6,7 @@ import json
 from tilesim.core.collectives import CommCost
 from tilesim.report.format import GIB, si
 from tilesim.studies.system import (
+    LayoutPoint,
     PhaseCost,
     StageRun,
     SystemResult,
@@ -135,3 +136,41 @@ def system_trace(r: SystemResult) -> str:
                 names.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": chip,
                               "args": {"name": f"chip {chip} (stage {s}, tp {t})"}})
     return json.dumps({"traceEvents": names + events, "displayTimeUnit": "ns"}, allow_nan=False) + "\n"
+
+
+LAYOUT_COLUMNS = ("ttft_s", "tpot_s", "tokens_per_s", "j_per_token", "comm_share", "link_pj", "bubble",
+                  "max_memory_bytes")
+
+
+def layout_rows(points: list[LayoutPoint]) -> list[dict]:
+    """One row per layout: its settings, status (ok or invalid with the reason) and the system figures (the decode
+    phase's comm share, link energy and bubble when it ran, else the prefill's)."""
+    rows = []
+    for lp in points:
+        row = dict(lp.point, status="ok" if lp.result else "invalid", reason=lp.reason)
+        if lp.result:
+            d = system_dict(lp.result)
+            phase = d["decode"] or d["prefill"]
+            row.update({k: d[k] for k in ("ttft_s", "tpot_s", "tokens_per_s", "j_per_token", "max_memory_bytes")},
+                       comm_share=phase["comm_share"], link_pj=phase["link_pj"], bubble=phase["bubble"])
+        rows.append(row)
+    return rows
+
+
+def layout_table(points: list[LayoutPoint]) -> str:
+    """The layouts as a text table (at most 100 columns; invalid ones with their reason cut short)."""
+    rows = layout_rows(points)
+    keys = list(dict(points[0].point)) if points else []
+    head = " ".join(f"{k[:8]:>8}" for k in keys) + f" {'TTFT':>9} {'TPOT':>9} {'tok/s':>8} {'J/tok':>7} {'comm':>6}" \
+        f" {'bubble':>6} {'GiB/chip':>8}"
+    lines = [head]
+    for row in rows:
+        cells = " ".join(f"{str(row[k])[:8]:>8}" for k in keys)
+        if row["status"] != "ok":
+            lines.append(f"{cells}  -- {row['reason']}"[:100])
+            continue
+        ttft, tpot = (si(row[k], "s") if row[k] else "-" for k in ("ttft_s", "tpot_s"))
+        lines.append(f"{cells} {ttft:>9} {tpot:>9} {row['tokens_per_s']:>8,.0f} "
+                     f"{row['j_per_token']:>7.3g} {row['comm_share']:>6.1%} {row['bubble']:>6.1%} "
+                     f"{row['max_memory_bytes'] / GIB:>8.1f}")
+    return "\n".join(lines) + "\n"

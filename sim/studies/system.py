@@ -30,11 +30,14 @@ Chips are numbered tp fastest, then ep, pp, dp (a tp group is contiguous: one no
 """
 from __future__ import annotations
 
+import itertools
 import math
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
+from typing import Any
 
 from tilesim.arch.dtypes import tensor_bytes
+from tilesim.arch.errors import InputError
 from tilesim.arch.system import SystemConfig, load_system, system_preset_names
 from tilesim.compiler.ir import Graph
 from tilesim.compiler.schedule import CompileOptions
@@ -481,3 +484,38 @@ def training_activation_peak_bytes(r: SystemResult, act_bytes: float = 2.0) -> f
     per_layer = layer_activation_bytes(seqs * r.prompt_len, first.hidden, first.heads * o.tp, r.prompt_len, o.tp,
                                        o.sequence_parallel, act_bytes)
     return training_stash(o.pipeline_schedule, o.pp, o.micro_batches, o.virtual_stages) * first.layers * per_layer
+
+
+# ---------------------------------------------------------------- layouts side by side
+
+LAYOUT_AXES = tuple(f.name for f in fields(SystemOptions))
+
+
+@dataclass(frozen=True)
+class LayoutPoint:
+    """One layout of a grid: its settings, and the run or why it could not run (does not divide, does not fit)."""
+    point: tuple[tuple[str, Any], ...]
+    result: SystemResult | None
+    reason: str = ""
+
+
+def layout_points(grid: Mapping[str, Sequence[Any]]) -> list[dict[str, Any]]:
+    """The cartesian product of layout axes (SystemOptions fields: system, tp, pp, ep, dp, micro_batches, ...)."""
+    for key in grid:
+        if key not in LAYOUT_AXES:
+            raise OptionError("grid", f"'{key}' is not a layout axis; allowed: {', '.join(LAYOUT_AXES)}")
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def run_layouts(workload: WorkloadOptions, llm: LLMOptions, options: CompileOptions, base: SystemOptions,
+                points: list[dict[str, Any]], overrides: tuple[str, ...] = ()) -> list[LayoutPoint]:
+    """Each layout run on its system (`base` with the point's values); a layout that does not divide the model or
+    fit its chips is kept with the one-line reason."""
+    out = []
+    for point in points:
+        try:
+            out.append(LayoutPoint(tuple(point.items()), system_run(workload, llm, options, replace(base, **point),
+                                                                    overrides)))
+        except InputError as e:
+            out.append(LayoutPoint(tuple(point.items()), None, str(e)))
+    return out
