@@ -145,9 +145,7 @@ def shard(cfg: wl.DecoderConfig, o: SystemOptions) -> tuple[Stage, ...]:
     for s in range(o.pp):
         layers = [c * o.pp * per_chunk + s * per_chunk + i for c in range(o.virtual_stages) for i in range(per_chunk)]
         windows = tuple(cfg.windows[i] for i in layers) if cfg.windows else ()
-        dense = sum(1 for i in layers if i < cfg.dense_layers)
-        if cfg.experts and dense not in (0, len(layers)) and layers != sorted(layers):
-            raise OptionError("virtual_stages", "an MoE model's dense layers must stay first in every chip's chunks")
+        dense = sum(1 for i in layers if i < cfg.dense_layers)   # ascending: an MoE model's dense layers come first
         c = replace(cfg, layers=len(layers), windows=windows, dense_layers=dense, **split)
         stages.append(Stage(s, c, s == 0, s == o.pp - 1))
     return tuple(stages)
