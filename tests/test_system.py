@@ -289,3 +289,9 @@ def test_a_grid_of_layouts_keeps_the_ones_that_cannot_run_with_their_reason():
     assert rows[1]["tpot_s"] > 0 and rows[0]["comm_share"] == 0
     table = layout_table(points)
     assert len(table.splitlines()) == 4 and max(map(len, table.splitlines())) <= 100
+
+
+def test_list_systems(capsys):
+    assert main(["list", "systems"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in out] == system_preset_names() and "NVLink 4" in out[1]

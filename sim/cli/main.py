@@ -16,6 +16,7 @@ import yaml
 
 from tilesim.arch import InputError, arch_to_dict, load_arch, preset_names
 from tilesim.arch.loader import raw_arch
+from tilesim.arch.system import load_system, system_preset_names
 from tilesim.cli.args import (
     LLM_FLAGS,
     WORKLOAD_FLAGS,
@@ -84,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
     show.add_argument("--format", "-f", choices=("yaml", "json"), default="yaml")
 
-    lst = sub.add_parser("list", help="list built-in workloads or arch presets")
-    lst.add_argument("what", choices=("workloads", "archs"))
+    lst = sub.add_parser("list", help="list built-in workloads, arch presets or system presets")
+    lst.add_argument("what", choices=("workloads", "archs", "systems"))
     return p
 
 
@@ -201,7 +202,9 @@ def cmd_show_arch(args) -> None:
 
 def cmd_list(args) -> None:
     """tilesim list workloads|archs."""
-    if args.what == "archs":
+    if args.what == "systems":                  # docs/scale-out.md
+        rows = [(name, load_system(name).description) for name in system_preset_names()]
+    elif args.what == "archs":
         rows = [(name, raw_arch(name)[0].get("description", "")) for name in preset_names()]
     else:
         rows = list(describe_workloads().items())

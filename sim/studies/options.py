@@ -239,7 +239,7 @@ CollectiveAlgorithm = Literal["ring", "tree"]
 class SystemOptions:
     """Decoder LLMs on a system of chips (docs/scale-out.md): which system, and the parallel layout."""
     system: str | None = field(default=None, metadata=option(
-        "a system preset (8xh100, tpu-v4-4x4x4, edge-4ring) or a system YAML: run the decoder LLM on its chips "
+        "a system preset (see `tilesim list systems`) or a system YAML: run the decoder LLM on its chips "
         "(replaces --arch; --set applies to the chip)", metavar="FILE|PRESET"))
     tp: int = field(default=1, metadata=option("tensor-parallel chips (Megatron splits; default 1)"))
     pp: int = field(default=1, metadata=option("pipeline stages (default 1)"))
