@@ -18,6 +18,7 @@ from tilesim.report.system import layout_rows, layout_table, system_dict
 from tilesim.studies.options import LLMOptions, OptionError, SystemOptions, WorkloadOptions
 from tilesim.studies.runs import run_decoder
 from tilesim.studies.system import (
+    activation_bytes,
     bubble_fraction,
     layout_points,
     p2p_cost,
@@ -295,3 +296,9 @@ def test_list_systems(capsys):
     assert main(["list", "systems"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert [line.split()[0] for line in out] == system_preset_names() and "NVLink 4" in out[1]
+
+
+def test_activation_memory_is_the_largest_working_set_without_flash_attentions_scores():
+    g = wl.decoder_graph(wl.LLAMA2_7B, batch=1, phase="prefill", seq_len=4096)
+    assert activation_bytes(g) == 3 * 4096 * 11008 * 2                  # SwiGLU: gate, up and their product
+    assert activation_bytes(g, fused_attention=False) == 2 * 32 * 4096 * 4096 * 2   # scores in, probabilities out

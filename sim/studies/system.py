@@ -173,12 +173,17 @@ def stage_weight_bytes(stage: Stage, wdtype: str) -> int:
     return total
 
 
-def activation_bytes(graph: Graph) -> int:
+SCORE_OPS = (".attn.scores", ".attn.scale", ".attn.softcap", ".attn.softmax")   # workloads/llm.py's attention chain
+
+
+def activation_bytes(graph: Graph, fused_attention: bool = True) -> int:
     """The largest working set of live activations of one op (inputs and outputs that are neither weights nor the
-    KV cache): the activation memory a chip needs for one micro-batch."""
+    KV cache): the activation memory a chip needs for one micro-batch. Under a fused (flash) attention kernel the
+    score and probability matrices live on chip block by block and are not counted."""
+    scores = {t for op in graph.ops if fused_attention and op.name.endswith(SCORE_OPS) for t in op.outputs}
     best = 0
     for op in graph.ops:
-        names = [n for n in (*op.inputs, *op.outputs) if "cache" not in n]
+        names = [n for n in (*op.inputs, *op.outputs) if "cache" not in n and n not in scores]
         best = max(best, sum(graph.tensors[n].nbytes for n in names if not graph.tensors[n].is_param))
     return best
 
@@ -369,7 +374,7 @@ def run_system(cfg: wl.DecoderConfig, system: SystemConfig, o: SystemOptions, op
         first = graph_for("prefill", prompt) if phase != "decode" else graph_for("decode", prompt)
         boundary = tensor_bytes(seqs * (prompt if phase != "decode" else 1) * cfg.hidden, types.activation) \
             if o.pp > 1 else 0
-        act = activation_bytes(first) + boundary
+        act = activation_bytes(first, options.fusion in ("full", "attention")) + boundary
         if weights + kv + act > chip.offchip.capacity_bytes:
             gib = [x / GIB for x in (weights + kv + act, weights, kv, act, chip.offchip.capacity_bytes)]
             raise OptionError(("tp", "pp", "ep"), f"stage {stage.index} needs {gib[0]:.2f} GiB per chip (weights "
