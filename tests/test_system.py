@@ -232,6 +232,9 @@ def test_cli_table_json_and_trace(tmp_path, capsys):
     assert "--system" in capsys.readouterr().err
     assert main(["run", "-w", "resnet50", "--system", "8xh100"]) == 2
     assert "decoder LLMs" in capsys.readouterr().err
+    assert main(["run", "-w", "gpt2", "-a", "h100", "--system", "8xh100", "--phase", "decode", "--context", "8"]) == 2
+    assert "takes its chip from --system" in capsys.readouterr().err
+    assert main([*argv, "-f", "csv"]) == 2 and "table or json" in capsys.readouterr().err
 
 
 def test_system_config_is_frozen():

@@ -7,7 +7,7 @@ import argparse
 from tilesim.arch.errors import InputError
 from tilesim.cli.args import llm_options, options_of, workload_options
 from tilesim.report.system import system_json, system_table, system_trace
-from tilesim.studies.options import OutputOptions, SystemOptions
+from tilesim.studies.options import DEFAULT_ARCH, OutputOptions, SystemOptions
 from tilesim.studies.system import system_run
 
 SYSTEM_FLAGS = ("system", "tp", "pp", "ep", "dp", "micro_batches", "virtual_stages", "pipeline_schedule",
@@ -26,6 +26,9 @@ def run_system_command(args: argparse.Namespace, out: OutputOptions, write_outpu
     if out.plot or out.show_schedule or out.top:
         raise InputError("--plot, --show-schedule, --top: not for system runs (see the JSON's per-stage figures)")
     arch, workload, compile_options = workload_options(args)
+    if arch.arch != DEFAULT_ARCH:
+        raise InputError(f"--arch {arch.arch}: a system run takes its chip from --system (its file's `chip:`); "
+                         "--set still applies to that chip")
     r = system_run(workload, llm_options(args), compile_options, system_options(args), arch.overrides)
     text = system_table(r) if out.format == "table" else system_json(r)
     write_outputs([*([("--trace", out.trace, system_trace(r))] if out.trace else []), ("-o", out.output, text)])
