@@ -14,7 +14,7 @@ from tilesim.arch.errors import InputError
 from tilesim.arch.system import LINKS, SystemConfig, load_system, single_chip, system_preset_names
 from tilesim.cli.main import main
 from tilesim.compiler.schedule import CompileOptions
-from tilesim.report.system import layout_rows, layout_table, system_dict
+from tilesim.report.system import layout_rows, layout_table
 from tilesim.studies.options import LLMOptions, OptionError, SystemOptions, WorkloadOptions
 from tilesim.studies.runs import run_decoder
 from tilesim.studies.system import (
@@ -28,6 +28,7 @@ from tilesim.studies.system import (
     shard,
     stage_comm,
     stage_weight_bytes,
+    system_dict,
     training_stash,
 )
 from tilesim.workloads import decoder_config
@@ -247,6 +248,7 @@ def test_system_config_is_frozen():
 def test_python_api_takes_the_cli_options():
     r = tilesim.run_system("gpt2", "8xh100", tp=2, phase="decode", context=16, batch=2)
     d = system_dict(r)
+    assert r.to_dict() == d
     assert (d["tp"], d["chips_used"], d["phase"]) == (2, 2, "decode") and d["tpot_s"] == r.tpot_s > 0
     with pytest.raises(TypeError, match="unexpected option 'tq'"):    # as tilesim.run
         tilesim.run_system("gpt2", "8xh100", tq=2)

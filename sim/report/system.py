@@ -3,65 +3,15 @@ from __future__ import annotations
 
 import json
 
-from tilesim.core.collectives import CommCost
 from tilesim.report.format import GIB, si
 from tilesim.studies.system import (
     LayoutPoint,
-    PhaseCost,
-    StageRun,
     SystemResult,
     link_utilization,
+    system_dict,
     training_activation_peak_bytes,
     training_stash,
 )
-
-
-def _comm(c: CommCost) -> dict:
-    """One collective's figures."""
-    return {"time_s": c.time_s, "sent_bytes": c.sent_bytes, "link_bytes": c.link_bytes, "energy_pj": c.energy_pj,
-            "steps": c.steps}
-
-
-def _phase(r: SystemResult, p: PhaseCost) -> dict:
-    """A phase's system figures."""
-    return {"time_s": p.time_s, "tokens": p.tokens, "energy_pj": p.energy_pj, "j_per_token": p.energy_pj * 1e-12 /
-            p.tokens if p.tokens else 0.0, "compute_pj": p.compute_pj, "idle_static_pj": p.idle_static_pj,
-            "link_pj": p.link_pj, "comm_s": p.comm_s, "comm_share": p.comm_s / p.time_s if p.time_s else 0.0,
-            "link_bytes": p.link_bytes, "link_utilization": link_utilization(r, p), "bubble": p.bubble}
-
-
-def _stage(s: StageRun) -> dict:
-    """A stage chip's figures (every tp and ep rank of the stage is alike)."""
-    return {"stage": s.stage.index, "layers": s.stage.config.layers, "heads": s.stage.config.heads,
-            "kv_heads": s.stage.config.kv_heads, "ffn": s.stage.config.ffn, "experts": s.stage.config.experts,
-            "weight_bytes": s.weight_bytes, "kv_cache_bytes": s.kv_bytes, "activation_bytes": s.activation_bytes,
-            "memory_bytes": s.memory_bytes, "prefill_s": s.prefill_s, "prefill_pj": s.prefill_pj,
-            "decode_step_s": s.decode_s, "decode_step_pj": s.decode_pj,
-            "prefill_comm": {k: _comm(c) for k, c in s.prefill_comm.items()},
-            "decode_comm": {k: _comm(c) for k, c in s.decode_comm.items()}}
-
-
-def system_dict(r: SystemResult) -> dict:
-    """JSON mapping of a system run: the layout, per-system phases and per-stage chips."""
-    o, sysm = r.options, r.system
-    return {
-        "workload": r.model, "system": sysm.name, "chip": sysm.chip.name, "chips": sysm.chips,
-        "topology": sysm.topology, "link": sysm.link.name, "network": sysm.network.name if sysm.network else None,
-        "tp": o.tp, "pp": o.pp, "ep": o.ep, "dp": o.dp, "micro_batches": o.micro_batches,
-        "virtual_stages": o.virtual_stages, "pipeline_schedule": o.pipeline_schedule,
-        "sequence_parallel": o.sequence_parallel, "collective_algorithm": o.collective_algorithm,
-        "chips_used": o.chips, "phase": r.phase, "batch": r.batch, "prompt_len": r.prompt_len,
-        "gen_tokens": r.decode_steps, "ttft_s": r.ttft_s, "tpot_s": r.tpot_s, "tokens_per_s": r.tokens_per_s,
-        "latency_s": r.latency_s, "energy_pj": r.energy_pj, "tokens": r.tokens,
-        "j_per_token": r.energy_pj * 1e-12 / r.tokens if r.tokens else 0.0, "chip_static_w": r.static_w,
-        "max_memory_bytes": max(s.memory_bytes for s in r.stages),
-        "training_stash_microbatches": training_stash(o.pipeline_schedule, o.pp, o.micro_batches, o.virtual_stages),
-        "training_activation_peak_bytes": training_activation_peak_bytes(r),
-        "chip_memory_bytes": sysm.chip.offchip.capacity_bytes,
-        "prefill": _phase(r, r.prefill) if r.prefill else None,
-        "decode": _phase(r, r.decode) if r.decode else None,
-        "stages": [_stage(s) for s in r.stages],
-    }
 
 
 def system_json(r: SystemResult) -> str:
