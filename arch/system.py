@@ -123,10 +123,6 @@ class SystemConfig:
         """Nodes of a hierarchical system (1 otherwise)."""
         return self.chips // self.chips_per_node if self.topology == "hierarchical" else 1
 
-    def links(self) -> dict[str, Link]:
-        """The system's link classes by role: 'link' and, hierarchical, 'network'."""
-        return {"link": self.link, **({"network": self.network} if self.network else {})}
-
 
 @dataclass(frozen=True)
 class SystemSpec:
@@ -242,9 +238,3 @@ def single_chip(arch: ArchConfig) -> SystemConfig:
     """A system of one chip (no links used): the single-chip run as a system."""
     return SystemConfig(arch.name, arch, 1, "switch", LINKS["nvlink4"], description="one chip")
 
-
-def with_chips(system: SystemConfig, chips: int) -> SystemConfig:
-    """The same system with another number of chips (ring and switch only: a torus or node layout is fixed)."""
-    if system.topology not in ("ring", "switch"):
-        raise InputError([("system.chips", f"resizing applies to ring and switch systems, not {system.topology}")])
-    return replace(system, chips=chips)
