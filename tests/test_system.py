@@ -307,3 +307,19 @@ def test_activation_memory_is_the_largest_working_set_without_flash_attentions_s
     g = wl.decoder_graph(wl.LLAMA2_7B, batch=1, phase="prefill", seq_len=4096)
     assert activation_bytes(g) == 3 * 4096 * 11008 * 2                  # SwiGLU: gate, up and their product
     assert activation_bytes(g, fused_attention=False) == 2 * 32 * 4096 * 4096 * 2   # scores in, probabilities out
+
+
+def test_sweep_grids_layouts_into_a_csv(tmp_path, capsys):
+    out = tmp_path / "layouts.csv"
+    argv = ["sweep", "-w", "gpt2", "--system", "edge-4ring", "--grid", "tp=1,2,5", "--grid", "pp=1,2",
+            "--phase", "decode", "--context", "16", "--batch", "2", "-o", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert "6 layouts (4 ok, 2 invalid)" in text
+    lines = out.read_text().splitlines()
+    assert lines[0].startswith("tp,pp,status,workload,system,phase,ttft_s,tpot_s") and len(lines) == 7
+    assert lines[1].startswith("1,1,ok,gpt2,edge-4ring,decode,")
+    assert main([*argv[:-2], "--grid", "array.rows=8", "-o", str(out)]) == 2
+    assert "layout options" in capsys.readouterr().err
+    assert main([*argv[:5], "--grid", "tp=x", *argv[7:]]) == 2
+    assert "not an integer" in capsys.readouterr().err
