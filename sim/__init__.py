@@ -16,6 +16,7 @@ from typing import Any
 
 _HOMES = {
     "run": "tilesim.studies.api", "compare": "tilesim.studies.api", "sweep": "tilesim.studies.api",
+    "run_system": "tilesim.studies.api",
     "load_arch": "tilesim.studies.api", "load_workload": "tilesim.studies.api",
     "RunResult": "tilesim.studies.api", "CompareResult": "tilesim.studies.api",
     "SimResult": "tilesim.core.result", "KernelResult": "tilesim.core.result",
@@ -23,7 +24,7 @@ _HOMES = {
 }
 
 __all__ = ["CompareResult", "KernelResult", "RunResult", "SimResult", "compare", "kernel_evaluator", "load_arch",
-           "load_workload", "run", "simulate", "sweep"]
+           "load_workload", "run", "run_system", "simulate", "sweep"]
 
 
 def __getattr__(name: str) -> Any:

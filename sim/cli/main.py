@@ -16,6 +16,7 @@ import yaml
 
 from tilesim.arch import InputError, arch_to_dict, load_arch, preset_names
 from tilesim.arch.loader import raw_arch
+from tilesim.arch.system import load_system, system_preset_names
 from tilesim.cli.args import (
     LLM_FLAGS,
     WORKLOAD_FLAGS,
@@ -29,6 +30,7 @@ from tilesim.cli.args import (
     workload_options,
 )
 from tilesim.cli.sweep import add_sweep_arguments, cmd_sweep
+from tilesim.cli.system import SYSTEM_FLAGS, run_system_command, system_options
 from tilesim.compiler.fusion import POLICIES
 from tilesim.core.energy import static_power_components_mw
 from tilesim.core.files import output_target, write_all
@@ -57,7 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     run = sub.add_parser("run", help="simulate a workload on an arch and print the report")
-    add_options(run, (*WORKLOAD_FLAGS, *RUN_OUTPUT_FLAGS, *LLM_FLAGS, *RUN_EXTRA_FLAGS))
+    add_options(run, (*WORKLOAD_FLAGS, *RUN_OUTPUT_FLAGS, *LLM_FLAGS, *RUN_EXTRA_FLAGS, *SYSTEM_FLAGS))
 
     cmp = sub.add_parser("compare", help="the same workload under several fusion policies, side by side")
     add_options(cmp, (*WORKLOAD_FLAGS[1:], "fusion", *RUN_OUTPUT_FLAGS), fusion={
@@ -83,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
     show.add_argument("--format", "-f", choices=("yaml", "json"), default="yaml")
 
-    lst = sub.add_parser("list", help="list built-in workloads or arch presets")
-    lst.add_argument("what", choices=("workloads", "archs"))
+    lst = sub.add_parser("list", help="list built-in workloads, arch presets or system presets")
+    lst.add_argument("what", choices=("workloads", "archs", "systems"))
     return p
 
 
@@ -141,6 +143,9 @@ def cmd_compare(args) -> None:
 def cmd_run(args) -> None:
     """tilesim run: workload -> Graph -> Schedule -> SimResult -> report."""
     out = output_options(args)
+    if system_options(args).given:              # a decoder LLM on a system of chips (sim/cli/system.py)
+        check_outputs(args, **{"-o": out.output, "--trace": out.trace})
+        return run_system_command(args, out, write_outputs)
     plots = check_plots(list(out.plot))
     workload, arch, kw = api_keywords(args)
     llm = decoder(options_of(WorkloadOptions, args), llm_options(args)) is not None
@@ -197,7 +202,9 @@ def cmd_show_arch(args) -> None:
 
 def cmd_list(args) -> None:
     """tilesim list workloads|archs."""
-    if args.what == "archs":
+    if args.what == "systems":                  # docs/scale-out.md
+        rows = [(name, load_system(name).description) for name in system_preset_names()]
+    elif args.what == "archs":
         rows = [(name, raw_arch(name)[0].get("description", "")) for name in preset_names()]
     else:
         rows = list(describe_workloads().items())

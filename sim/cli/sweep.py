@@ -10,6 +10,7 @@ from pathlib import Path
 
 from tilesim.arch.errors import InputError
 from tilesim.cli.args import LLM_FLAGS, WORKLOAD_FLAGS, add_options, api_keywords, options_of
+from tilesim.cli.system import SYSTEM_FLAGS, sweep_layouts_command, system_options
 from tilesim.report import sweep_plot
 from tilesim.report.sweep_text import sweep_summary
 from tilesim.studies import api
@@ -28,6 +29,7 @@ def add_sweep_arguments(subparsers) -> argparse.ArgumentParser:
     add_options(p, WORKLOAD_FLAGS)
     add_options(p, tuple(f.name for f in fields(SweepOptions)), SweepOptions,
                 jobs={"default": cores(), "help": f"worker processes (default {cores()})"})
+    add_options(p, SYSTEM_FLAGS)                 # layouts of a decoder LLM on a system (sim/cli/system.py)
     add_options(p, LLM_FLAGS, phase={
         "help": "decoder LLMs: prefill (default), decode (one step at --context) or generate; rows add ttft_s, "
                 "tpot_s, tokens_per_s, pj_per_token, ..."})
@@ -48,6 +50,8 @@ def cmd_sweep(args) -> int:
         raise InputError("--scheduler: only with --backend dask")
     if s.backend == "dask":
         require_dask()
+    if system_options(args).given:
+        return sweep_layouts_command(args, s)
     keys = [k for k, _ in parse_grids(list(s.grid))]
     metric = s.metric or OBJECTIVE_METRIC[args.objective]
     workload, arch, options = api_keywords(args)

@@ -22,12 +22,14 @@ from tilesim.studies.options import (
     DEFAULT_ARCH,
     DEFAULT_WORKLOAD,
     LLMOptions,
+    SystemOptions,
     WorkloadOptions,
     read_pinned,
 )
 from tilesim.studies.runs import check_decoder, decoder, resolve_arch, schedule, workload_graph
 from tilesim.studies.runs import run_decoder as run_decoder_phase
 from tilesim.studies.sweep import SweepSpec, check_fields, grid_points, parse_grids, random_points, run_sweep
+from tilesim.studies.system import SystemResult, system_run
 from tilesim.workloads import load_workload as load_graph
 
 CompareResult = Comparison          # policies, results, schedules and savings; to_dict() is `compare -f json`
@@ -97,6 +99,15 @@ def run(workload: str = DEFAULT_WORKLOAD, arch: str | ArchConfig = DEFAULT_ARCH,
     plan = schedule(workload_graph(target, o.workload, o.llm), target, o.compile)
     return RunResult(target, sim=simulate(plan, target, timeline=timeline), schedule=plan)
 
+
+
+def run_system(workload: str, system: str, *, overrides: Sequence[str] = (), **options: Any) -> SystemResult:
+    """A decoder LLM on a system of chips, as `tilesim run --system` (docs/scale-out.md): tp, pp, ep, dp,
+    micro_batches, ... (SystemOptions) beside the run options; `overrides` apply to the chip."""
+    names = {f.name for f in fields(SystemOptions)} - {"system"}
+    layout = SystemOptions(system=system, **{k: v for k, v in options.items() if k in names})
+    o = split_options(workload, {k: v for k, v in options.items() if k not in names}, "run_system")
+    return system_run(o.workload, o.llm, o.compile, layout, tuple(overrides))
 
 def compare(workload: str = DEFAULT_WORKLOAD, arch: str | ArchConfig = DEFAULT_ARCH, *,
             policies: Sequence[str] = ("none", "epilogue", "full"), overrides: Sequence[str] = (),

@@ -231,6 +231,55 @@ class SweepOptions:
                                                            switch=True))
 
 
+PipelineSchedule = Literal["gpipe", "1f1b", "interleaved"]
+CollectiveAlgorithm = Literal["ring", "tree"]
+
+
+@dataclass(frozen=True)
+class SystemOptions:
+    """Decoder LLMs on a system of chips (docs/scale-out.md): which system, and the parallel layout."""
+    system: str | None = field(default=None, metadata=option(
+        "a system preset (see `tilesim list systems`) or a system YAML: run the decoder LLM on its chips "
+        "(replaces --arch; --set applies to the chip)", metavar="FILE|PRESET"))
+    tp: int = field(default=1, metadata=option("tensor-parallel chips (Megatron splits; default 1)"))
+    pp: int = field(default=1, metadata=option("pipeline stages (default 1)"))
+    ep: int = field(default=1, metadata=option("expert-parallel chips of an MoE model (default 1)"))
+    dp: int = field(default=1, metadata=option("data-parallel replicas; --batch is per replica (default 1)"))
+    micro_batches: int = field(default=1, metadata=option("pipeline micro-batches the batch is split into"))
+    virtual_stages: int = field(default=1, metadata=option(
+        "layer chunks per pipeline chip (the interleaved schedule; default 1)"))
+    pipeline_schedule: PipelineSchedule = field(default="1f1b", metadata=option(
+        "gpipe, 1f1b (default) or interleaved (with --virtual-stages >= 2)"))
+    sequence_parallel: bool = field(default=False, metadata=option(
+        "tensor-parallel blocks end in a reduce-scatter and an all-gather instead of an all-reduce", switch=True))
+    collective_algorithm: CollectiveAlgorithm = field(default="ring", metadata=option(
+        "all-reduce algorithm: ring (default) or tree"))
+
+    def __post_init__(self) -> None:
+        for name in ("tp", "pp", "ep", "dp", "micro_batches", "virtual_stages"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise OptionError(name, f"must be an integer >= 1, got {value!r}")
+        if self.pipeline_schedule not in PipelineSchedule.__args__:
+            raise OptionError("pipeline_schedule", f"got '{self.pipeline_schedule}', allowed: gpipe, 1f1b, "
+                                                   "interleaved")
+        if self.collective_algorithm not in CollectiveAlgorithm.__args__:
+            raise OptionError("collective_algorithm", f"got '{self.collective_algorithm}', allowed: ring, tree")
+        if (self.pipeline_schedule == "interleaved") != (self.virtual_stages > 1):
+            raise OptionError(("pipeline_schedule", "virtual_stages"), "the interleaved schedule and {virtual_stages}"
+                                                                       " >= 2 go together")
+
+    @property
+    def chips(self) -> int:
+        """Chips one layout uses: tp x pp x ep x dp."""
+        return self.tp * self.pp * self.ep * self.dp
+
+    @property
+    def given(self) -> bool:
+        """Whether a system run was asked for (a system, or any parallelism beyond one chip)."""
+        return self.system is not None or self != SystemOptions()
+
+
 def read_pinned(path: str | Path) -> tuple[tuple[str, Any], ...]:
     """Pinned mappings from a YAML file {kernel: {dataflow, tile_m, tile_n, tile_k, order}}."""
     p = Path(path)
@@ -239,5 +288,6 @@ def read_pinned(path: str | Path) -> tuple[tuple[str, Any], ...]:
     return load_pinned(load_yaml_text(p.read_text(), str(p)), str(p))
 
 
-OPTION_CLASSES = (ArchOptions, WorkloadOptions, LLMOptions, CompileOptions, OutputOptions, SweepOptions)
+OPTION_CLASSES = (ArchOptions, WorkloadOptions, LLMOptions, CompileOptions, OutputOptions, SweepOptions,
+                  SystemOptions)
 OPTION_FIELDS = frozenset(f.name for cls in OPTION_CLASSES for f in fields(cls))
