@@ -27,6 +27,7 @@ from tilesim.compiler.attention import AttentionMapping
 from tilesim.compiler.cost import array_feed_elems
 from tilesim.compiler.lowering import Contraction
 from tilesim.compiler.schedule import Kernel
+from tilesim.compiler.sparsity import weight_bytes_per_fed_value
 from tilesim.core.commands import TileCommands
 
 
@@ -36,6 +37,8 @@ def _array_counts(counts: Counter, work: Contraction, n: int, dataflow: str, arc
     home_a, home_b, home_c = homes
     a_r, b_r, c_w, c_r = array_feed_elems(work, dataflow, arch.array.rows, arch.array.cols)
     a, b = DTYPE_BYTES[work.a_dtype], DTYPE_BYTES[work.b_dtype]
+    if work.skip or (work.b_is_param and work.b_sparsity is not None):    # stored bytes, metadata included
+        b = weight_bytes_per_fed_value(work)
     macs = n * work.macs
     counts[f"mac.{work.a_dtype}"] += macs
     # inside the array: the stationary operand is read from each PE's register every MAC (OS reads and writes

@@ -1,0 +1,89 @@
+"""Weight sparsity of a workload: one pattern for every weight matrix (`--weight-sparsity`), or counted from an ONNX
+initializer's actual zeros; the byte and cycle rules are in compiler/sparsity.py."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+
+import numpy as np
+import numpy.typing as npt
+
+from tilesim.compiler.ir import Graph
+from tilesim.compiler.ops import OpKind, spec
+from tilesim.compiler.sparsity import WeightSparsity, nm_sparsity
+
+DETECTED_NM = ((1, 4), (2, 4), (4, 8))    # N:M patterns recognised in an initializer's zeros, sparsest first
+
+
+def weight_operands(graph: Graph) -> set[str]:
+    """Names of the parameters that are a contraction's B operand (the weights the array multiplies by)."""
+    return {op.inputs[1] for op in graph.ops if spec(op.op_type).kind is OpKind.CONTRACTION
+            and len(op.inputs) > 1 and graph.tensors[op.inputs[1]].is_param}
+
+
+def with_tensor_sparsity(graph: Graph, pruned: dict[str, WeightSparsity]) -> Graph:
+    """The graph with the named tensors' sparsity set (the graph itself when none is named)."""
+    if not pruned:
+        return graph
+    tensors = {name: replace(t, sparsity=pruned[name]) if name in pruned else t for name, t in graph.tensors.items()}
+    return Graph(graph.name, tensors, list(graph.ops), graph.inputs, graph.outputs)
+
+
+def apply_weight_sparsity(graph: Graph, sp: WeightSparsity | None) -> Graph:
+    """The graph with every weight operand pruned as `sp` (the graph itself when sp is None)."""
+    return graph if sp is None else with_tensor_sparsity(graph, dict.fromkeys(weight_operands(graph), sp))
+
+
+def initializer_sparsity(values: npt.ArrayLike, k_axis: int, fmt: str = "bitmask") -> WeightSparsity | None:
+    """Sparsity of weight data with the reduction dim K on `k_axis`: None without zeros; N:M when every group of
+    M consecutive weights along K holds at most N non-zeros (DETECTED_NM, K a multiple of M); else unstructured
+    at the counted density."""
+    w = np.moveaxis(np.asarray(values), k_axis, -1)
+    w = w.reshape(-1, w.shape[-1]) if w.ndim else w.reshape(1, 1)
+    nonzero = int(np.count_nonzero(w))
+    if w.size == 0 or nonzero == w.size:
+        return None
+    k = w.shape[-1]
+    for n, m in DETECTED_NM:
+        if k % m == 0 and (np.count_nonzero(w.reshape(w.shape[0], k // m, m), axis=-1) <= n).all():
+            return nm_sparsity(n, m)
+    return WeightSparsity(density=nonzero / w.size, format=fmt)   # type: ignore[arg-type]
+
+
+def conv_weight_sparsity(values: npt.ArrayLike, fmt: str = "bitmask") -> WeightSparsity | None:
+    """An ONNX Conv weight (C_out, C_in/g, kH, kW): K = C_in/g * kH * kW, groups along the input channels."""
+    w = np.asarray(values)
+    if w.ndim < 2:
+        return initializer_sparsity(w, -1, fmt)
+    return initializer_sparsity(np.moveaxis(w, 1, -1).reshape(w.shape[0], -1), -1, fmt)
+
+
+def counted_sparsity(graph: Graph, values_of: Callable[[str], npt.ArrayLike | None]) -> Graph:
+    """The graph with each weight operand's sparsity counted from its values (`values_of(name)`, None when the
+    file does not hold them): Conv weights (C_out, C_in/g, kH, kW), ConvTranspose (C_in, C_out/g, kH, kW), MatMul
+    (K, N), Gemm (K, N) or (N, K) with transB."""
+    found: dict[str, WeightSparsity] = {}
+    for op in graph.ops:
+        if spec(op.op_type).kind is not OpKind.CONTRACTION or len(op.inputs) < 2:
+            continue
+        name = op.inputs[1]
+        if not graph.tensors[name].is_param or name in found:
+            continue
+        values = values_of(name)
+        if values is None:
+            continue
+        w = np.asarray(values)
+        if op.op_type == "Conv":
+            sp = conv_weight_sparsity(w)
+        elif op.op_type == "ConvTranspose":
+            sp = conv_weight_sparsity(np.swapaxes(w, 0, 1)) if w.ndim >= 2 else None
+        else:
+            sp = initializer_sparsity(w, -1 if op.op_type == "Gemm" and op.attrs.get("transB", 0) else
+                                      max(w.ndim - 2, 0))
+        if sp is not None:
+            found[name] = sp
+    return with_tensor_sparsity(graph, found)
+
+
+__all__ = ["DETECTED_NM", "apply_weight_sparsity", "conv_weight_sparsity", "counted_sparsity", "initializer_sparsity",
+           "weight_operands", "with_tensor_sparsity"]
