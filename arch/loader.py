@@ -46,7 +46,17 @@ _NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")   # YAML 
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
-    """SafeLoader that refuses duplicate mapping keys instead of keeping the last one."""
+    """SafeLoader that refuses duplicate mapping keys instead of keeping the last one, and reads `2:4` as the
+    string '2:4' (an N:M sparsity pattern), not YAML 1.1's base-60 integer 124 (YAML 1.2 has no base 60)."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        tag = super().resolve(kind, value, implicit)
+        if kind is yaml.ScalarNode and implicit[0] and ":" in value and tag in _SEXAGESIMAL_TAGS:
+            return "tag:yaml.org,2002:str"
+        return tag
+
+
+_SEXAGESIMAL_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: Any, deep: bool = False) -> Any:

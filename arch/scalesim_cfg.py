@@ -207,6 +207,10 @@ def _missing_and_unsupported(out: dict[str, dict[str, Any]], seen: set[tuple[str
         if rep is not None and rep.strip().lower() not in SPARSE_REPS:
             errors.append((f"{source}: sparsity.SparseRep", f"got {rep!r}, allowed: {', '.join(SPARSE_REPS)}"))
         if sparse.get("OptimizedMapping"):
+            if out.get("architecture_presets", {}).get("Dataflow") not in (None, "ws"):
+                errors.append((f"{source}: sparsity.OptimizedMapping", "SCALE-Sim 3.0.0 runs it with Dataflow ws "
+                                                                       "only (its os and is modules fail); allowed: "
+                                                                       "false"))
             block = sparse.get("BlockSize")
             rows = out.get("architecture_presets", {}).get("ArrayHeight")
             if block is None:

@@ -13,6 +13,7 @@ from tilesim.studies.llm import LLMResult, run_llm
 from tilesim.studies.options import LLMOptions, OptionError, WorkloadOptions, not_an_llm
 from tilesim.workloads import decoder_config, load_workload
 from tilesim.workloads import llm as wl
+from tilesim.workloads.sparsity import apply_weight_sparsity
 
 DecoderConfig = wl.DecoderConfig
 
@@ -47,9 +48,10 @@ NO_LLM = LLMOptions()
 def workload_graph(arch: ArchConfig, workload: WorkloadOptions, llm: LLMOptions = NO_LLM) -> Graph:
     """The workload's Graph in the arch's dtype (decoder LLMs: the prefill, or one decode step at `context`)."""
     step = {"phase": "decode", "context": llm.context} if llm.phase == "decode" else {}
-    return load_workload(workload.workload, seq_len=workload.seq_len, batch=workload.batch,
-                         dtype=workload.graph_dtype(arch.array.dtype), dims=dict(workload.dims),
-                         dtypes=workload.dtypes, unknown_ops=workload.unknown_ops, **step)
+    graph = load_workload(workload.workload, seq_len=workload.seq_len, batch=workload.batch,
+                          dtype=workload.graph_dtype(arch.array.dtype), dims=dict(workload.dims),
+                          dtypes=workload.dtypes, unknown_ops=workload.unknown_ops, **step)
+    return apply_weight_sparsity(graph, workload.sparsity)
 
 
 def schedule(graph: Graph, arch: ArchConfig, options: CompileOptions) -> Schedule:
@@ -68,10 +70,11 @@ def run_decoder(cfg: DecoderConfig, arch: ArchConfig, workload: WorkloadOptions,
     cache: dict = {} if graphs is None else graphs
 
     def graph_for(kind: str, size: int) -> Graph:
-        key = ("llm", workload.workload, workload.batch, llm.mlp_sparsity, types, kind, size)
+        key = ("llm", workload.workload, workload.batch, llm.mlp_sparsity, types, kind, size, workload.sparsity)
         if key not in cache:
             sizes = {"seq_len": size} if kind == "prefill" else {"context": size}
-            cache[key] = wl.decoder_graph(active, batch=workload.batch, phase=kind, dtypes=types, **sizes)
+            cache[key] = apply_weight_sparsity(wl.decoder_graph(active, batch=workload.batch, phase=kind,
+                                                                dtypes=types, **sizes), workload.sparsity)
         return cache[key]
 
     return run_llm(graph_for, arch, options, llm.run_phase, workload.batch, prompt, llm.gen_tokens,

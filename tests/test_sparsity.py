@@ -1,0 +1,239 @@
+"""Weight sparsity (issue 30): stored bytes and metadata, zero skipping on the array, SCALE-Sim 3.0.0's sparse mode,
+options and arch fields; each number below is worked out by hand in its comment."""
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tilesim.arch.errors import InputError
+from tilesim.arch.loader import load_arch, load_yaml_text
+from tilesim.arch.scalesim_cfg import raw_from_cfg
+from tilesim.compiler.ir import Graph, Op, Tensor
+from tilesim.compiler.schedule import CompileOptions, lower
+from tilesim.compiler.sparsity import (
+    WeightSparsity,
+    kept_along_k,
+    nm_sparsity,
+    parse_weight_sparsity,
+    stored_weight_bytes,
+)
+from tilesim.core.simulate import simulate
+from tilesim.studies.api import load_arch as api_arch
+from tilesim.studies.api import run, sweep
+from tilesim.studies.options import OptionError, WorkloadOptions
+from tilesim.workloads import load_workload
+from tilesim.workloads.sparsity import apply_weight_sparsity, conv_weight_sparsity, initializer_sparsity
+
+DATA = Path(__file__).parent / "data"
+
+
+def gemm(sp: WeightSparsity | None, m: int = 4, n: int = 8, k: int = 16) -> Graph:
+    """C[m, n] = A[m, k] @ W[k, n] with W pruned as `sp`."""
+    t = {"a": Tensor("a", (m, k)), "w": Tensor("w", (k, n), is_param=True, sparsity=sp), "c": Tensor("c", (m, n))}
+    return Graph("t", t, [Op("mm", "MatMul", ("a", "w"), ("c",))], ("a",), ("c",))
+
+
+def sim(sp: WeightSparsity | None, patterns: tuple[str, ...] = ()):
+    """The one kernel of gemm(sp) on gemmini (16x16 OS, int8, DRAM 162.5 pJ/B) with SCALE-Sim fold timing."""
+    arch = load_arch("gemmini")
+    arch = replace(arch, array=replace(arch.array, sparsity=patterns))
+    result = simulate(lower(gemm(sp), arch, CompileOptions(timing="scalesim")), arch)
+    return result, result.kernels[0]
+
+
+# ---------------------------------------------------------------- stored bytes
+
+def test_nm_kept_counts_partial_groups():
+    """2:4: k=16 keeps 8; k=5 keeps 2 + min(1, 2) = 3; k=7 keeps 2 + min(3, 2) = 4. 1:4: k=13 keeps 3 + 1 = 4."""
+    assert kept_along_k([16, 5, 7], nm_sparsity(2, 4)).tolist() == [8, 3, 4]
+    assert int(kept_along_k(13, nm_sparsity(1, 4))) == 4
+
+
+@pytest.mark.parametrize("sp, dtype, k, n, expected", [
+    (nm_sparsity(2, 4), "int8", 16, 8, 64 + 16),     # 64 kept values + 64 * 2 bits
+    (nm_sparsity(2, 4), "fp16", 16, 8, 128 + 16),    # same metadata, 2-byte values
+    (nm_sparsity(1, 4), "int8", 13, 5, 20 + 5),      # 4 kept per column * 5 = 20 values, 40 bits = 5 bytes
+    (nm_sparsity(4, 8), "int8", 16, 2, 16 + 6),      # 16 values * 3 bits = 48 bits = 6 bytes
+    (WeightSparsity(0.25), "int8", 16, 8, 32 + 16),                   # 32 non-zeros + 128-bit mask
+    (WeightSparsity(0.25, format="csr"), "int8", 16, 8, 32 + 32 + 17 * 4),   # 1-byte column ids, 17 row ptrs
+    (WeightSparsity(0.25, format="csc"), "int8", 16, 8, 32 + 32 + 9 * 4),    # 1-byte row ids, 9 column ptrs
+    (WeightSparsity(0.5, format="csr"), "int8", 4, 300, 600 + 600 * 2 + 5 * 4),   # 300 columns: 2-byte ids
+    (None, "int8", 16, 8, 128),
+])
+def test_stored_weight_bytes(sp, dtype, k, n, expected):
+    assert int(stored_weight_bytes(k, n, dtype, sp)) == expected
+
+
+def test_dense_ratio_is_dense():
+    """1:1 and a zero share of 0 are dense: no metadata."""
+    assert nm_sparsity(4, 4) is None
+    assert parse_weight_sparsity("1:1") is None and parse_weight_sparsity("0") is None
+    assert parse_weight_sparsity("0.7", "csc") == WeightSparsity(density=pytest.approx(0.3), format="csc")
+
+
+# ---------------------------------------------------------------- on the array
+
+def test_skipping_exact_cycles_macs_and_bytes():
+    """gemmini 16x16 OS, M=4 N=8 K=16, SCALE-Sim timing: cycles = T + R + C - 2 - 1 with T the K the array runs.
+    Dense T=16: 45. 2:4 skipped: T=8: 37. Unstructured density 0.25 skipped: T=4: 33. Not skipped: 45."""
+    _, dense = sim(None)
+    assert (dense.compute_cycles, dense.macs, dense.dram_weight_read_bytes) == (45, 512, 128)
+    _, kept = sim(nm_sparsity(2, 4))                       # stored compressed, array cannot skip
+    assert (kept.compute_cycles, kept.macs, kept.dram_weight_read_bytes) == (45, 512, 80)
+    for patterns in (("2:4",), ("structured",), ("unstructured",)):
+        _, skip = sim(nm_sparsity(2, 4), patterns)
+        assert (skip.compute_cycles, skip.macs, skip.dram_weight_read_bytes) == (37, 256, 80)
+    _, other = sim(nm_sparsity(2, 4), ("1:4",))            # a pattern the array does not accelerate
+    assert other.compute_cycles == 45
+    _, un = sim(WeightSparsity(0.25, format="csr"), ("unstructured",))
+    assert (un.compute_cycles, un.macs, un.dram_weight_read_bytes) == (33, 128, 132)
+    _, no = sim(WeightSparsity(0.25), ("2:4",))            # unstructured weights on an N:M-only array
+    assert no.compute_cycles == 45
+
+
+def test_energy_counts_metadata():
+    """DRAM energy = 162.5 pJ/B x (A 64 + W stored 80 (64 values + 16 metadata) + C 32) bytes."""
+    result, _ = sim(nm_sparsity(2, 4))
+    assert result.energy_breakdown_pj["dram"] == pytest.approx(162.5 * (64 + 80 + 32))
+    dense, _ = sim(None)
+    assert dense.energy_breakdown_pj["dram"] == pytest.approx(162.5 * (64 + 128 + 32))
+
+
+def test_utilization_stays_physical():
+    """Skipped MACs are not counted as done: utilization <= 1 when cycles shrink."""
+    result, k = sim(nm_sparsity(1, 4), ("structured",))
+    assert 0 < k.compute_utilization <= 1 and 0 < result.pe_utilization <= 1
+    assert k.macs == 4 * 8 * 4
+
+
+# ---------------------------------------------------------------- SCALE-Sim 3.0.0 sparse mode
+
+REF = json.loads((DATA / "scalesim_sparse_ref.json").read_text())
+
+
+@pytest.mark.parametrize("case", REF["cases"], ids=[c["case"] for c in REF["cases"]])
+def test_scalesim_sparse_cycles_exact(case, tmp_path):
+    """Compute cycles equal SCALE-Sim 3.0.0's on every sparse layer (tests/data/scalesim_sparse_ref.json, made by
+    the commands it lists); mapping efficiency too, except OptimizedMapping (rowwise), whose skewed demand
+    matrices SCALE-Sim averages differently."""
+    cfg, topo = tmp_path / f"{case['case']}.cfg", tmp_path / "topology.csv"
+    cfg.write_text(case["cfg"])
+    topo.write_text(case["topology"])
+    arch = load_arch(str(cfg))
+    kernels = simulate(lower(load_workload(str(topo)), arch, CompileOptions(timing="scalesim")), arch).kernels
+    assert [k.compute_cycles for k in kernels] == [layer["cycles"] for layer in case["layers"]]
+    if "rowwise" not in case["case"]:
+        assert [k.mapping_efficiency for k in kernels] == pytest.approx([la["mapping_eff"] for la in case["layers"]],
+                                                                        abs=1e-12)
+
+
+def test_scalesim_cfg_sparsity_section():
+    """SparsitySupport true -> array.sparsity [structured]; with OptimizedMapping -> rowwise:<BlockSize>."""
+    base = (DATA / "scalesim_sparse_ref.json")
+    text = json.loads(base.read_text())["cases"][0]["cfg"]
+    assert raw_from_cfg(text, "x.cfg")["array"]["sparsity"] == ["structured"]
+    opt = text.replace("OptimizedMapping : false", "OptimizedMapping : true").replace("BlockSize : 8", "BlockSize : 4")
+    assert raw_from_cfg(opt, "x.cfg")["array"]["sparsity"] == ["rowwise:4"]
+    with pytest.raises(InputError, match=r"sparsity\.BlockSize: got 16, allowed: an even number <= ArrayHeight"):
+        raw_from_cfg(opt.replace("BlockSize : 4", "BlockSize : 16"), "x.cfg")
+    with pytest.raises(InputError, match=r"sparsity\.OptimizedMapping: SCALE-Sim 3\.0\.0 runs it with Dataflow ws"):
+        raw_from_cfg(opt.replace("Dataflow : ws", "Dataflow : os"), "x.cfg")
+    off = text.replace("SparsitySupport : true", "SparsitySupport : false")
+    assert raw_from_cfg(off, "x.cfg")["array"]["sparsity"] == []
+
+
+# ---------------------------------------------------------------- inputs
+
+def test_arch_field_and_yaml_reads_nm_as_text():
+    """YAML 1.1 would read 2:4 as the base-60 integer 124; the arch loader keeps it as '2:4'."""
+    assert load_yaml_text("s: [2:4, 1:4]", "x") == {"s": ["2:4", "1:4"]}
+    assert api_arch("gemmini", ["array.sparsity=[2:4, unstructured, rowwise:8]"]).array.sparsity == (
+        "2:4", "unstructured", "rowwise:8")
+
+
+@pytest.mark.parametrize("value, message", [
+    ("[3:2]", "array.sparsity[0]: got '3:2': N:M needs 1 <= N < M <= 256"),
+    ("[dense]", "array.sparsity[0]: got 'dense', allowed: N:M"),
+    ("[rowwise:3]", "array.sparsity[0]: got 'rowwise:3': rowwise:B needs an even B"),
+    ("[rowwise:32]", "array.sparsity[0]: rowwise:32: B must be <= array.rows (16)"),
+])
+def test_bad_array_sparsity(value, message):
+    with pytest.raises(InputError) as e:
+        api_arch("gemmini", [f"array.sparsity={value}"])
+    assert message in str(e.value) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("kw, message", [
+    ({"weight_sparsity": "5:4"}, "weight_sparsity: got '5:4': N:M needs 1 <= N <= M <= 256"),
+    ({"weight_sparsity": "1.5"}, "weight_sparsity: got '1.5', allowed: N:M (e.g. 2:4) or a share of zero weights"),
+    ({"weight_format": "coo"}, "weight_format: got 'coo', allowed: bitmask, csr, csc"),
+])
+def test_bad_weight_sparsity_options(kw, message):
+    with pytest.raises(OptionError, match=message.replace("(", r"\(").replace(")", r"\)").replace(".", r"\.")):
+        WorkloadOptions("gemm:8,8,8", **kw)
+
+
+def test_weight_sparsity_option_prunes_only_weight_operands():
+    """--weight-sparsity applies to contraction weights, not to activations (attention's K and V)."""
+    g = apply_weight_sparsity(gemm(None), nm_sparsity(2, 4))
+    assert g.tensors["w"].sparsity == nm_sparsity(2, 4) and g.tensors["a"].sparsity is None
+    r = run("gemm:4,8,16", "gemmini", weight_sparsity="2:4", overrides=["array.sparsity=[2:4]"], timing="scalesim")
+    assert r.sim.kernels[0].compute_cycles == 37 and r.sim.kernels[0].dram_weight_read_bytes == 80
+
+
+def test_initializer_zeros_counted():
+    """A (K=8, N=2) MatMul weight with 2 non-zeros in each 4 along K is 2:4; 1 in 4 is 1:4; scattered zeros give
+    the counted density; a conv weight groups along its input channels."""
+    w = np.array([[1, 0], [0, 2], [3, 4], [0, 0], [0, 1], [5, 0], [0, 2], [6, 0]])
+    assert initializer_sparsity(w, 0) == nm_sparsity(2, 4)
+    one = np.zeros((8, 3))
+    one[::4] = 1
+    assert initializer_sparsity(one, 0) == nm_sparsity(1, 4)
+    ragged = np.array([[1, 1, 1, 0, 0, 0]])           # 3 of the first 4: no N:M pattern; density 3/6
+    assert initializer_sparsity(ragged, 1) == WeightSparsity(0.5)
+    assert initializer_sparsity(np.ones((4, 4)), 0) is None
+    conv = np.zeros((2, 4, 1, 1))                      # C_out 2, C_in 4: channels 0 and 3 kept -> 2:4
+    conv[:, [0, 3]] = 1
+    assert conv_weight_sparsity(conv) == nm_sparsity(2, 4)
+
+
+def test_onnx_initializer_zeros_reach_the_graph(tmp_path):
+    """An ONNX MatMul whose initializer is 2:4-pruned imports with 2:4 weights (compressed bytes)."""
+    onnx = pytest.importorskip("onnx")
+    helper, numpy_helper, TensorProto = onnx.helper, onnx.numpy_helper, onnx.TensorProto
+
+    w = np.zeros((8, 4), dtype=np.float32)
+    w[0::4] = 1.0
+    w[1::4] = 2.0                                      # 2 of every 4 along K kept
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4])],
+                              [numpy_helper.from_array(w, "w")])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    g = load_workload(str(path))
+    assert [t.sparsity for t in g.tensors.values() if t.is_param] == [nm_sparsity(2, 4)]
+
+
+def test_sweep_grids_patterns(tmp_path):
+    """array.sparsity is an arch field, so --grid takes patterns: [] (none) vs [2:4] on 2:4 weights."""
+    rows = sweep(["array.sparsity=[],[2:4]"], "gemm:4,8,16", "gemmini", output=tmp_path / "s.csv",
+                 weight_sparsity="2:4", timing="scalesim")
+    assert (rows[0]["array.sparsity"], rows[0]["status"]) == ("[]", "ok")
+    assert int(rows[1]["cycles"]) == int(rows[0]["cycles"]) - 8      # 45 -> 37 compute cycles (T 16 -> 8)
+
+
+def test_sweep_grids_densities(tmp_path):
+    """weight_sparsity is a grid axis too: dense, 2:4 and 75% zeros on an array that skips any zero."""
+    rows = sweep(["weight_sparsity=0,2:4,0.75"], "gemm:4,8,16", "gemmini", output=tmp_path / "s.csv",
+                 overrides=["array.sparsity=[unstructured]"], timing="scalesim")
+    assert [r["status"] for r in rows] == ["ok"] * 3
+    cycles = [int(r["cycles"]) for r in rows]
+    assert cycles[0] > cycles[1] > cycles[2]             # T = 16, 8, 4 and fewer weight bytes
+    assert [r["weight_sparsity"] for r in rows] == ["0", "2:4", "0.75"]
+    with pytest.raises(OptionError, match="weight_sparsity: got '9:4'"):
+        sweep(["weight_sparsity=9:4"], "gemm:4,8,16", "gemmini", output=tmp_path / "t.csv")
