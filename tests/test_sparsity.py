@@ -3,6 +3,7 @@ options and arch fields; each number below is worked out by hand in its comment.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,8 +25,10 @@ from tilesim.compiler.sparsity import (
 from tilesim.core.simulate import simulate
 from tilesim.studies.api import load_arch as api_arch
 from tilesim.studies.api import run, sweep
+from tilesim.studies.flash_sparsity import Compute, FlashLink, NeuronStreaming, Predictor, stream
 from tilesim.studies.options import OptionError, WorkloadOptions
 from tilesim.workloads import load_workload
+from tilesim.workloads.llm import DecoderConfig
 from tilesim.workloads.sparsity import apply_weight_sparsity, conv_weight_sparsity, initializer_sparsity
 
 DATA = Path(__file__).parent / "data"
@@ -237,3 +240,46 @@ def test_sweep_grids_densities(tmp_path):
     assert [r["weight_sparsity"] for r in rows] == ["0", "2:4", "0.75"]
     with pytest.raises(OptionError, match="weight_sparsity: got '9:4'"):
         sweep(["weight_sparsity=9:4"], "gemm:4,8,16", "gemmini", output=tmp_path / "t.csv")
+
+
+# ---------------------------------------------------------------- seed 003: predicted neurons streamed from flash
+
+TINY = DecoderConfig(hidden=4, layers=2, heads=1, kv_heads=1, head_dim=4, ffn=8, vocab=16, name="tiny")
+LINK = FlashLink(bandwidth_bytes_per_s=64, burst_bytes=16, read_latency_s=1.0, queue_depth=2, read_pj_per_byte=10)
+GPU = Compute(peak_macs_per_s=24, dram_bytes_per_s=48, resident_s_per_layer=0.5)
+
+
+def test_flash_streaming_by_hand():
+    """d=4, f=8, gated (3 matrices), bf16: a neuron is 3 x 8 B; bundled one read of 24 -> 32 B (16 B bursts).
+    p = 0.5: 4 neurons, 128 B per layer; flash max(128/64, 4 reads * 1 s / 2) = 2 s; predictor 4*2 + 2*8 = 24
+    MACs: max(24/24, 48 B/48) = 1 s; MLP 96 B / 48 = 2 s; layer 0.5 + 1 + 2 + 2 = 5.5 s, TPOT 11 s.
+    Dense: 192 B per layer, 3 s; MLP 192 B / 48 = 4 s; 7.5 s per layer, 15 s."""
+    r = stream(TINY, NeuronStreaming((0.5,), Predictor(2)), LINK, GPU)
+    assert (r.flash_bytes_per_token, r.tpot_s, r.predictor_macs_per_token) == (256, 11.0, 48)
+    assert (r.dense_flash_bytes_per_token, r.dense_tpot_s) == (384, 15.0)
+    assert r.pj_per_token == pytest.approx(2560)                   # flash only: 256 B x 10 pJ (no MAC/DRAM pJ)
+
+
+def test_flash_streaming_bundling_window_and_predictor_quality():
+    """Unbundled: 3 reads of 16 B per neuron: 192 B, max(3 s, 12 reads / 2) = 6 s. Window k=2 at p=0.5: hit
+    1 - 0.25 = 0.75, 1 neuron read (32 B), 8 * 0.75 neurons held (144 B a layer); a 96 B budget (a quarter of
+    the 384 B of MLP weights) caps hits at 0.25: 3 neurons read. recall 0.9 / precision 0.6 at 40% active: p=0.6."""
+    un = stream(TINY, NeuronStreaming((0.5,), Predictor(2), bundling=False), LINK, GPU)
+    assert un.layers[0].flash_bytes == 192 and un.layers[0].flash_s == 6.0
+    win = stream(TINY, NeuronStreaming((0.5,), Predictor(2), window_tokens=2), LINK, GPU)
+    assert (win.layers[0].hit_share, win.layers[0].flash_bytes, win.cache_bytes) == (0.75, 32, 288)
+    capped = stream(TINY, NeuronStreaming((0.5,), Predictor(2), window_tokens=2, cache_limit_bytes=96), LINK, GPU)
+    assert capped.layers[0].flash_bytes == 96
+    q = stream(TINY, NeuronStreaming((0.4, 0.2), Predictor(2, recall=0.9, precision=0.6)), LINK, GPU)
+    assert [x.predicted_share for x in q.layers] == pytest.approx([0.6, 0.3])
+
+
+@pytest.mark.parametrize("scheme, message", [
+    (NeuronStreaming((0.5, 0.5, 0.5)), "active_share: give one share or one per layer (2), got 3"),
+    (NeuronStreaming((0.0,)), "active_share: each share must be > 0 and <= 1"),
+    (NeuronStreaming((0.5,), Predictor(0)), "predictor: rank must be >= 1"),
+    (NeuronStreaming((0.5,), window_tokens=-1), "window_tokens: must be >= 0"),
+])
+def test_flash_streaming_bad_input(scheme, message):
+    with pytest.raises(InputError, match=re.escape(message)):
+        stream(TINY, scheme, LINK, GPU)
