@@ -29,7 +29,12 @@ from tilesim.studies.flash_sparsity import Compute, FlashLink, NeuronStreaming, 
 from tilesim.studies.options import OptionError, WorkloadOptions
 from tilesim.workloads import load_workload
 from tilesim.workloads.llm import DecoderConfig
-from tilesim.workloads.sparsity import apply_weight_sparsity, conv_weight_sparsity, initializer_sparsity
+from tilesim.workloads.sparsity import (
+    apply_weight_sparsity,
+    conv_weight_sparsity,
+    initializer_sparsity,
+    pruned_savings_bytes,
+)
 
 DATA = Path(__file__).parent / "data"
 
@@ -186,6 +191,15 @@ def test_weight_sparsity_option_prunes_only_weight_operands():
     assert g.tensors["w"].sparsity == nm_sparsity(2, 4) and g.tensors["a"].sparsity is None
     r = run("gemm:4,8,16", "gemmini", weight_sparsity="2:4", overrides=["array.sparsity=[2:4]"], timing="scalesim")
     assert r.sim.kernels[0].compute_cycles == 37 and r.sim.kernels[0].dram_weight_read_bytes == 80
+
+
+def test_llm_weight_bytes_are_stored_bytes():
+    """A 2:4 16x8 int8 weight saves 128 - 80 = 48 B; an LLM's reported weight_bytes drop by its savings."""
+    assert pruned_savings_bytes(gemm(nm_sparsity(2, 4))) == 48
+    dense = run("gpt2", "edge-npu", phase="decode", context=8).llm
+    pruned = run("gpt2", "edge-npu", phase="decode", context=8, weight_sparsity="2:4").llm
+    assert dense.weight_bytes - pruned.weight_bytes > 0.3 * dense.weight_bytes
+    assert pruned.tpot_s < dense.tpot_s                  # decode is memory-bound: fewer weight bytes
 
 
 def test_initializer_zeros_counted():

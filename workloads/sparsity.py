@@ -9,8 +9,9 @@ import numpy as np
 import numpy.typing as npt
 
 from tilesim.compiler.ir import Graph
+from tilesim.compiler.lowering import Contraction, lower_op
 from tilesim.compiler.ops import OpKind, spec
-from tilesim.compiler.sparsity import WeightSparsity, nm_sparsity
+from tilesim.compiler.sparsity import WeightSparsity, b_tile_bytes, nm_sparsity
 
 DETECTED_NM = ((1, 4), (2, 4), (4, 8))    # N:M patterns recognised in an initializer's zeros, sparsest first
 
@@ -58,6 +59,21 @@ def conv_weight_sparsity(values: npt.ArrayLike, fmt: str = "bitmask") -> WeightS
     return initializer_sparsity(np.moveaxis(w, 1, -1).reshape(w.shape[0], -1), -1, fmt)
 
 
+def pruned_savings_bytes(graph: Graph) -> int:
+    """Bytes the pruned weight operands save against dense storage: dense bytes minus stored bytes (values plus
+    metadata, compiler/sparsity.py), each tensor counted once."""
+    saved, seen, weights = 0, set(), weight_operands(graph)
+    for op in graph.ops:
+        name = op.inputs[1] if len(op.inputs) > 1 else ""
+        if name not in weights or name in seen or graph.tensors[name].sparsity is None:
+            continue
+        seen.add(name)
+        work = lower_op(graph, op)
+        if isinstance(work, Contraction):
+            saved += graph.tensors[name].nbytes - work.g * int(b_tile_bytes(work, work.k, work.n))
+    return saved
+
+
 def counted_sparsity(graph: Graph, values_of: Callable[[str], npt.ArrayLike | None]) -> Graph:
     """The graph with each weight operand's sparsity counted from its values (`values_of(name)`, None when the
     file does not hold them): Conv weights (C_out, C_in/g, kH, kW), ConvTranspose (C_in, C_out/g, kH, kW), MatMul
@@ -86,4 +102,4 @@ def counted_sparsity(graph: Graph, values_of: Callable[[str], npt.ArrayLike | No
 
 
 __all__ = ["DETECTED_NM", "apply_weight_sparsity", "conv_weight_sparsity", "counted_sparsity", "initializer_sparsity",
-           "weight_operands", "with_tensor_sparsity"]
+           "pruned_savings_bytes", "weight_operands", "with_tensor_sparsity"]

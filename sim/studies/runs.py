@@ -13,7 +13,7 @@ from tilesim.studies.llm import LLMResult, run_llm
 from tilesim.studies.options import LLMOptions, OptionError, WorkloadOptions, not_an_llm
 from tilesim.workloads import decoder_config, load_workload
 from tilesim.workloads import llm as wl
-from tilesim.workloads.sparsity import apply_weight_sparsity
+from tilesim.workloads.sparsity import apply_weight_sparsity, pruned_savings_bytes
 
 DecoderConfig = wl.DecoderConfig
 
@@ -77,5 +77,7 @@ def run_decoder(cfg: DecoderConfig, arch: ArchConfig, workload: WorkloadOptions,
                                                                 dtypes=types, **sizes), workload.sparsity)
         return cache[key]
 
+    # pruned weights are stored compressed (--weight-sparsity): the decode graph holds every weight once
+    saved = pruned_savings_bytes(graph_for("decode", 1)) if workload.sparsity else 0
     return run_llm(graph_for, arch, options, llm.run_phase, workload.batch, prompt, llm.gen_tokens,
-                   wl.weight_bytes(cfg, types.weight), wl.kv_cache_bytes_per_token(cfg, types.kv))
+                   wl.weight_bytes(cfg, types.weight) - saved, wl.kv_cache_bytes_per_token(cfg, types.kv))
