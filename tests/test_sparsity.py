@@ -202,6 +202,16 @@ def test_llm_weight_bytes_are_stored_bytes():
     assert pruned.tpot_s < dense.tpot_s                  # decode is memory-bound: fewer weight bytes
 
 
+def test_predictor_cost_is_simulated():
+    """--predictor-rank 16 on GPT-2 (12 layers, d 768, ffn 3072, plain MLP): + 12 * (768*16 + 16*3072) = 737,280
+    MACs per decode step, and its weights (12 * 61,440 int8 bytes) join weight_bytes; energy grows."""
+    base = run("gpt2", "edge-npu", phase="decode", context=8, mlp_sparsity=0.5).llm
+    pred = run("gpt2", "edge-npu", phase="decode", context=8, mlp_sparsity=0.5, predictor_rank=16).llm
+    assert pred.decode[0].start.macs - base.decode[0].start.macs == 737_280
+    assert pred.weight_bytes - base.weight_bytes == 737_280
+    assert pred.decode[0].start.energy_pj > base.decode[0].start.energy_pj
+
+
 def test_initializer_zeros_counted():
     """A (K=8, N=2) MatMul weight with 2 non-zeros in each 4 along K is 2:4; 1 in 4 is 1:4; scattered zeros give
     the counted density; a conv weight groups along its input channels."""

@@ -8,7 +8,7 @@ from dataclasses import replace
 import numpy as np
 import numpy.typing as npt
 
-from tilesim.compiler.ir import Graph
+from tilesim.compiler.ir import Graph, Op, Tensor
 from tilesim.compiler.lowering import Contraction, lower_op
 from tilesim.compiler.ops import OpKind, spec
 from tilesim.compiler.sparsity import WeightSparsity, b_tile_bytes, nm_sparsity
@@ -59,6 +59,40 @@ def conv_weight_sparsity(values: npt.ArrayLike, fmt: str = "bitmask") -> WeightS
     return initializer_sparsity(np.moveaxis(w, 1, -1).reshape(w.shape[0], -1), -1, fmt)
 
 
+def with_predictor(graph: Graph, ffn: int, rank: int) -> Graph:
+    """A decoder graph with a low-rank predictor of active MLP neurons before every MLP (seed 003; "LLM in a
+    flash"): scores = sigmoid((x @ P1[d, r]) @ P2[r, ffn]) over all `ffn` neurons from the MLP's input x, so each
+    token pays d*r + r*ffn MACs, reads P1 and P2, and 4 vector ops per score. The MLP's first matmul (`*.mlp.gate`,
+    or `*.mlp.up` without a gate) marks where. The graph itself when rank is 0."""
+    if rank <= 0:
+        return graph
+    names = {op.name for op in graph.ops}
+    tensors, ops, outputs = dict(graph.tensors), [], list(graph.outputs)
+    for op in graph.ops:
+        mlp = op.name.rsplit(".", 1)[0]
+        anchor = op.op_type == "MatMul" and (op.name.endswith(".mlp.gate") or (
+            op.name.endswith(".mlp.up") and f"{mlp}.gate" not in names))
+        if anchor:
+            x, w = tensors[op.inputs[0]], tensors[op.inputs[1]]
+            lead, d, q = x.shape[:-1], x.shape[-1], f"{mlp}.predictor"
+            new = [Tensor(f"{q}.down.w", (d, rank), w.dtype, is_param=True),
+                   Tensor(f"{q}.down", (*lead, rank), x.dtype),
+                   Tensor(f"{q}.up.w", (rank, ffn), w.dtype, is_param=True),
+                   Tensor(f"{q}.up", (*lead, ffn), x.dtype), Tensor(f"{q}.score", (*lead, ffn), x.dtype)]
+            tensors.update({t.name: t for t in new})
+            ops += [Op(f"{q}.down", "MatMul", (x.name, f"{q}.down.w"), (f"{q}.down",)),
+                    Op(f"{q}.up", "MatMul", (f"{q}.down", f"{q}.up.w"), (f"{q}.up",)),
+                    Op(f"{q}.score", "Sigmoid", (f"{q}.up",), (f"{q}.score",))]
+            outputs.append(f"{q}.score")
+        ops.append(op)
+    return Graph(graph.name, tensors, ops, graph.inputs, tuple(outputs))
+
+
+def predictor_bytes(graph: Graph) -> int:
+    """Bytes of the predictor weights with_predictor added."""
+    return sum(t.nbytes for name, t in graph.tensors.items() if t.is_param and ".predictor." in name)
+
+
 def pruned_savings_bytes(graph: Graph) -> int:
     """Bytes the pruned weight operands save against dense storage: dense bytes minus stored bytes (values plus
     metadata, compiler/sparsity.py), each tensor counted once."""
@@ -102,4 +136,4 @@ def counted_sparsity(graph: Graph, values_of: Callable[[str], npt.ArrayLike | No
 
 
 __all__ = ["DETECTED_NM", "apply_weight_sparsity", "conv_weight_sparsity", "counted_sparsity", "initializer_sparsity",
-           "pruned_savings_bytes", "weight_operands", "with_tensor_sparsity"]
+           "predictor_bytes", "pruned_savings_bytes", "weight_operands", "with_predictor", "with_tensor_sparsity"]

@@ -156,6 +156,9 @@ class LLMOptions:
     gen_tokens: int = field(default=128, metadata=option("generate: tokens to generate (default 128)"))
     mlp_sparsity: float = field(default=0.0, metadata=option(
         "decoder LLMs: share of MLP neurons skipped per token (compute and weight traffic)"))
+    predictor_rank: int = field(default=0, metadata=option(
+        "decoder LLMs: a low-rank predictor of rank R picks the active MLP neurons each token (its d*R + R*ffn MACs "
+        "and weights are simulated; default 0: none)", metavar="R"))
 
     def __post_init__(self) -> None:
         if self.phase is not None and self.phase not in PHASES:
@@ -191,6 +194,7 @@ class LLMOptions:
         if self.run_phase == "generate" and prompt + self.gen_tokens > max_positions:
             raise OptionError("gen_tokens", f"{model} has {max_positions} positions; a {prompt}-token prompt "
                                             f"and {self.gen_tokens} generated tokens need {prompt + self.gen_tokens}")
+        at_least("predictor_rank", self.predictor_rank, 0)
         if not 0 <= self.mlp_sparsity < 1:
             raise OptionError("mlp_sparsity", f"must be >= 0 and < 1, got {self.mlp_sparsity:g}")
         return prompt
