@@ -105,10 +105,12 @@ def array_feed_elems(work: Contraction, dataflow: str, rows: int, cols: int) -> 
     (A reads, B reads, C writes, C reads), C at accumulator precision.
       OS: A M*K*Fc, B K*N*Fr, C written once M*N.
       WS: A M*K*Fc, B K*N, C written per row fold M*N*Fr and read back to accumulate M*N*(Fr-1).
-      IS: A K*M, B K*N*Fc, C as WS."""
+      IS: A K*M, B K*N*Fc, C as WS.
+    An array that skips zero weights is fed only the kept ones (K = work.k_compute for B) but still reads every
+    activation of a group to pick among them (SCALE-Sim's sparse mode reads each ifmap block M/N times)."""
     sr, sc, _ = spatial_dims(work, dataflow)
     fr, fc = ceil(sr / rows), ceil(sc / cols)
-    mk, kn, mn = work.m * work.k, work.k * work.n, work.m * work.n
+    mk, kn, mn = work.m * work.k, work.k_compute * work.n, work.m * work.n
     feeds = {"os": (mk * fc, kn * fr, mn, 0), "ws": (mk * fc, kn, mn * fr, mn * (fr - 1)),
              "is": (mk, kn * fc, mn * fr, mn * (fr - 1))}[dataflow]
     a_r, b_r, c_w, c_r = (work.g * f for f in feeds)
@@ -122,8 +124,7 @@ def level_feed_bytes(work: Contraction, dataflow: str, arch: ArchConfig) -> dict
     acc = DTYPE_BYTES[arch.array.acc_dtype]
     moved = {lv.name: 0.0 for lv in arch.onchip}
     moved[arch.home("input").name] += a_r * DTYPE_BYTES[work.a_dtype]
-    sparse = work.skip or (work.b_is_param and work.b_sparsity is not None)
-    moved[arch.home("weight").name] += b_r * (weight_bytes_per_fed_value(work) if sparse else DTYPE_BYTES[work.b_dtype])
+    moved[arch.home("weight").name] += b_r * weight_bytes_per_fed_value(work)     # stored bytes when sparse
     moved[arch.home("output").name] += (c_w + c_r) * acc
     return {name: ceil(v) for name, v in moved.items()}
 

@@ -27,7 +27,7 @@ import numpy as np
 import numpy.typing as npt
 
 from tilesim.arch.config import PEArray
-from tilesim.arch.dtypes import tensor_bytes
+from tilesim.arch.dtypes import DTYPE_BYTES, tensor_bytes
 from tilesim.arch.errors import InputError
 from tilesim.arch.sparsity import parse_nm, parse_pattern
 
@@ -176,8 +176,11 @@ def on_array(work: Contraction, array: PEArray) -> Contraction:
 
 
 def weight_bytes_per_fed_value(work: Contraction) -> float:
-    """Bytes that feed the array per weight value it runs: stored bytes / kept values (metadata included)."""
+    """Bytes that feed the array per weight value it runs: the dtype's bytes when dense, else stored bytes / values
+    run (kept values when it skips zeros; metadata included)."""
     sp = work.b_sparsity if work.b_is_param else None
+    if sp is None and not work.skip:
+        return DTYPE_BYTES[work.b_dtype]
     stored = int(stored_weight_bytes(work.k, work.n, work.b_dtype, sp))
     fed = int(compute_extent(work.k, sp, work.skip)) * work.n
     return stored / fed if fed else 0.0

@@ -36,9 +36,7 @@ def _array_counts(counts: Counter, work: Contraction, n: int, dataflow: str, arc
     """MACs, in-array register reads and PE-to-PE hops, and buffer feeds of `n` copies of one contraction."""
     home_a, home_b, home_c = homes
     a_r, b_r, c_w, c_r = array_feed_elems(work, dataflow, arch.array.rows, arch.array.cols)
-    a, b = DTYPE_BYTES[work.a_dtype], DTYPE_BYTES[work.b_dtype]
-    if work.skip or (work.b_is_param and work.b_sparsity is not None):    # stored bytes, metadata included
-        b = weight_bytes_per_fed_value(work)
+    a, b = DTYPE_BYTES[work.a_dtype], weight_bytes_per_fed_value(work)     # weights as stored, metadata included
     macs = n * work.macs
     counts[f"mac.{work.a_dtype}"] += macs
     # inside the array: the stationary operand is read from each PE's register every MAC (OS reads and writes
