@@ -169,9 +169,9 @@ def skipped_pattern(array: PEArray, sp: WeightSparsity | None) -> str:
 
 
 def on_array(work: Contraction, array: PEArray) -> Contraction:
-    """The contraction as this array runs it: `skip` set when the array skips its weights' zeros."""
-    sp = work.b_sparsity if work.b_is_param else None
-    skip = skipped_pattern(array, sp)
+    """The contraction as this array runs it: `skip` set when the array skips its weights' zeros (weights only:
+    a product of two activations, such as attention's scores, runs dense)."""
+    skip = skipped_pattern(array, work.b_sparsity) if work.b_is_param else ""
     return work if skip == work.skip else replace(work, skip=skip)  # type: ignore[type-var]
 
 

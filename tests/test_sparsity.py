@@ -307,3 +307,14 @@ def test_flash_streaming_bundling_window_and_predictor_quality():
 def test_flash_streaming_bad_input(scheme, message):
     with pytest.raises(InputError, match=re.escape(message)):
         stream(TINY, scheme, LINK, GPU)
+
+
+def test_activation_products_run_dense():
+    """rowwise:4 compresses every weight matrix's K (K=16 -> ceil(16/8)*4 = 8: OS T 16 -> 8, 45 -> 37 cycles) but
+    not a product of two activations."""
+    arch = api_arch("gemmini", ["array.sparsity=[rowwise:4]"])
+    _, k = sim(None, ("rowwise:4",))
+    assert k.compute_cycles == 37
+    t = {"a": Tensor("a", (4, 16)), "b": Tensor("b", (16, 8)), "c": Tensor("c", (4, 8))}
+    g = Graph("t", t, [Op("mm", "MatMul", ("a", "b"), ("c",))], ("a", "b"), ("c",))
+    assert simulate(lower(g, arch, CompileOptions(timing="scalesim")), arch).kernels[0].compute_cycles == 45
