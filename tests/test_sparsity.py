@@ -25,9 +25,17 @@ from tilesim.compiler.sparsity import (
 from tilesim.core.simulate import simulate
 from tilesim.studies.api import load_arch as api_arch
 from tilesim.studies.api import run, sweep
-from tilesim.studies.flash_sparsity import Compute, FlashLink, NeuronStreaming, Predictor, stream
+from tilesim.studies.flash_sparsity import (
+    Compute,
+    FlashLink,
+    NeuronStreaming,
+    Predictor,
+    compute_from_arch,
+    link_from_arch,
+    stream,
+)
 from tilesim.studies.options import OptionError, WorkloadOptions
-from tilesim.workloads import load_workload
+from tilesim.workloads import decoder_config, load_workload
 from tilesim.workloads.llm import DecoderConfig
 from tilesim.workloads.sparsity import (
     apply_weight_sparsity,
@@ -318,3 +326,16 @@ def test_activation_products_run_dense():
     t = {"a": Tensor("a", (4, 16)), "b": Tensor("b", (16, 8)), "c": Tensor("c", (4, 8))}
     g = Graph("t", t, [Op("mm", "MatMul", ("a", "b"), ("c",))], ("a", "b"), ("c",))
     assert simulate(lower(g, arch, CompileOptions(timing="scalesim")), arch).kernels[0].compute_cycles == 45
+
+
+def test_flash_link_from_the_arch():
+    """phone-npu's UFS 4.0 level: 4.2 GB/s, 4 KiB blocks, 80,000 cycles at 1 GHz = 80 us a read; its array
+    128 x 128 at 1 GHz = 16,384e9 MACs/s. Gemma-2B int8 bundled at 25% active reads f * 0.25 neurons of
+    3 * 2048 B (1.5 blocks -> 2 blocks, 8 KiB) a layer: 18 * 4096 * 8192 B a token."""
+    arch = load_arch("phone-npu")
+    link, gpu = link_from_arch(arch, queue_depth=32), compute_from_arch(arch)
+    assert (link.bandwidth_bytes_per_s, link.burst_bytes, link.read_latency_s) == (4.2e9, 4096, 80e-6)
+    assert gpu.peak_macs_per_s == 16_384e9
+    r = stream(decoder_config("gemma-2b"), NeuronStreaming((0.25,)), link, gpu, "int8")
+    assert r.flash_bytes_per_token == 18 * 4096 * 8192
+    assert r.tpot_s < r.dense_tpot_s
