@@ -25,6 +25,9 @@ class PEArray:
     count: int = 1
     macs_per_pe_cycle: int = 1
     dataflows: tuple[Dataflow, ...] = ()   # other dataflows the hardware supports; the mapping search may pick them
+    # weight-sparsity patterns whose zeros the array skips: "2:4", "structured", "unstructured", "rowwise:B"
+    # (arch/sparsity.py); weights stored compressed move fewer bytes whatever this says
+    sparsity: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from tilesim.arch.config import (
 from tilesim.arch.energy_model import action_names, default_actions, static_component_names
 from tilesim.arch.errors import InputError, allowed_list, did_you_mean, field_error
 from tilesim.arch.scalesim_cfg import load_cfg
+from tilesim.arch.sparsity import pattern_errors
 from tilesim.arch.units import parse_bytes, parse_bytes_per_s, parse_hz
 
 MAX_ARRAY_DIM = 65536          # rows or cols beyond this are surely a typo
@@ -45,7 +46,17 @@ _NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")   # YAML 
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
-    """SafeLoader that refuses duplicate mapping keys instead of keeping the last one."""
+    """SafeLoader that refuses duplicate mapping keys instead of keeping the last one, and reads `2:4` as the
+    string '2:4' (an N:M sparsity pattern), not YAML 1.1's base-60 integer 124 (YAML 1.2 has no base 60)."""
+
+    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
+        tag = super().resolve(kind, value, implicit)
+        if kind is yaml.ScalarNode and implicit[0] and ":" in value and tag in _SEXAGESIMAL_TAGS:
+            return "tag:yaml.org,2002:str"
+        return tag
+
+
+_SEXAGESIMAL_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: Any, deep: bool = False) -> Any:
@@ -269,6 +280,11 @@ def _engine_errors(arch: ArchConfig) -> Problems:
     return errors
 
 
+def _sparsity_errors(arch: ArchConfig) -> Problems:
+    """array.sparsity entries are patterns tilesim knows (arch/sparsity.py)."""
+    return pattern_errors(arch.array.sparsity, arch.array.rows)
+
+
 def _energy_errors(arch: ArchConfig) -> Problems:
     """Energy per action and static power in range; static components name real components."""
     errors = []
@@ -388,7 +404,7 @@ def _memory_errors(arch: ArchConfig) -> Problems:
 
 
 # the semantic checks, section by section, in the order their problems are reported
-CHECKS = (_clock_errors, _engine_errors, _energy_errors, _area_errors, _core_errors, _memory_errors)
+CHECKS = (_clock_errors, _engine_errors, _sparsity_errors, _energy_errors, _area_errors, _core_errors, _memory_errors)
 
 
 def validate(arch: ArchConfig) -> Problems:

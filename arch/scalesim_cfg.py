@@ -23,10 +23,19 @@ case-insensitive, as in SCALE-Sim (configparser lower-cases them). What a SCALE-
 - energy: SCALE-Sim has none; DEFAULT_ENERGY below holds labelled 45 nm defaults (Horowitz, ISSCC 2014, the
   numbers of arch/presets/gemmini.yaml), one entry per action of the three SRAM levels.
 
+- sparsity: with `SparsitySupport = true` the array skips pruned weights (SCALE-Sim 3.0.0's sparse mode,
+  scalesim/compute/operand_matrix.py and systolic_compute_ws.py): `array.sparsity: [structured]`, each layer's
+  N:M ratio coming from its topology row (the filter keeps N of every M rows along K, so the array runs
+  K' = (K // M) * N + min(K % M, N) rows, in every dataflow); with `OptimizedMapping = true`, `rowwise:<BlockSize>`
+  (every column keeps at most BlockSize/2 of each block, two blocks share one BlockSize-row slot: K' =
+  ceil(K / 2B) * B, whatever the topology's ratio). SparseRep (csr, csc, ellpack_block) changes only SCALE-Sim's
+  storage report; tilesim stores N:M weights as values plus ceil(log2 M)-bit indices (compiler/sparsity.py).
+  RandomNumberGeneratorSeed draws OptimizedMapping's per-column ratios, which do not change its cycles.
+
 Accepted but without effect on tilesim: the DRAM address offsets, request-buffer sizes, bank counts and ports,
 custom SRAM layouts (they change SCALE-Sim's bank conflicts, not its compute cycles), run_presets' SRAM/DRAM row
-and bank sizes, TimeLinearModel, the sparsity block settings and TopologyCsvLoc (the topology is `--workload`).
-Refused: SparsitySupport = true and UseRamulatorTrace = True (tilesim models neither).
+and bank sizes, TimeLinearModel and TopologyCsvLoc (the topology is `--workload`).
+Refused: UseRamulatorTrace = True (tilesim has no Ramulator model).
 """
 from __future__ import annotations
 
@@ -44,6 +53,7 @@ DRAM_CAPACITY_BYTES = 2**40         # SCALE-Sim's DRAM is unbounded
 CALC_DEFAULT_BANDWIDTH = 10         # words/cycle; single_layer_sim.py's CALC-mode backing bandwidth
 DATAFLOWS = tuple(DATAFLOW_TABLE)
 BANDWIDTH_MODES = ("CALC", "USER")
+SPARSE_REPS = ("csr", "csc", "ellpack_block")     # scalesim/single_layer_sim.py calculate_filter_metadata_storage
 
 _SOURCE_MAC = "default, SCALE-Sim has no energy model: Horowitz ISSCC 2014, 8-bit mult 0.2 pJ + add 0.03 pJ"
 _SOURCE_DRAM = "default, SCALE-Sim has no energy model: Horowitz ISSCC 2014, DRAM 1300 pJ per 64 bit / 8 B"
@@ -188,9 +198,35 @@ def _missing_and_unsupported(out: dict[str, dict[str, Any]], seen: set[tuple[str
     if runs.get("UseRamulatorTrace"):
         errors.append((f"{source}: run_presets.UseRamulatorTrace",
                        "tilesim has no Ramulator DRAM model; allowed: False"))
-    if out.get("sparsity", {}).get("SparsitySupport"):
-        errors.append((f"{source}: sparsity.SparsitySupport", "tilesim does not model sparsity; allowed: false"))
+    sparse = out.get("sparsity", {})
+    if sparse.get("SparsitySupport"):
+        for key in ("SparseRep", "OptimizedMapping"):     # scale_config.py reads them when sparsity is on
+            if ("sparsity", key) not in seen:
+                errors.append((f"{source}: sparsity.{key}", "required when sparsity.SparsitySupport is true"))
+        rep = sparse.get("SparseRep")
+        if rep is not None and rep.strip().lower() not in SPARSE_REPS:
+            errors.append((f"{source}: sparsity.SparseRep", f"got {rep!r}, allowed: {', '.join(SPARSE_REPS)}"))
+        if sparse.get("OptimizedMapping"):
+            if out.get("architecture_presets", {}).get("Dataflow") not in (None, "ws"):
+                errors.append((f"{source}: sparsity.OptimizedMapping", "SCALE-Sim 3.0.0 runs it with Dataflow ws "
+                                                                       "only (its os and is modules fail); allowed: "
+                                                                       "false"))
+            block = sparse.get("BlockSize")
+            rows = out.get("architecture_presets", {}).get("ArrayHeight")
+            if block is None:
+                errors.append((f"{source}: sparsity.BlockSize", "required when sparsity.OptimizedMapping is true"))
+            elif block % 2 or (rows is not None and block > rows):
+                errors.append((f"{source}: sparsity.BlockSize", f"got {block}, allowed: an even number <= "
+                                                                f"ArrayHeight ({rows})"))
     return errors
+
+
+def array_sparsity(cfg: dict[str, dict[str, Any]]) -> list[str]:
+    """The array.sparsity of a cfg's [sparsity] section (arch/sparsity.py): none, structured, or rowwise:B."""
+    sparse = cfg.get("sparsity", {})
+    if not sparse.get("SparsitySupport"):
+        return []
+    return [f"rowwise:{sparse['BlockSize']}"] if sparse.get("OptimizedMapping") else ["structured"]
 
 
 def raw_from_cfg(text: str, source: str) -> dict[str, Any]:
@@ -208,7 +244,8 @@ def raw_from_cfg(text: str, source: str) -> dict[str, Any]:
                         f"{bandwidth:g} words/cycle ({runs['InterfaceBandwidth']}), 1-byte words, 1 GHz assumed"),
         "clock_hz": CLOCK_HZ,
         "timing": "scalesim",
-        "array": {"rows": rows, "cols": cols, "dataflow": dataflow, "dtype": "int8", "acc_dtype": "int8"},
+        "array": {"rows": rows, "cols": cols, "dataflow": dataflow, "dtype": "int8", "acc_dtype": "int8",
+                  "sparsity": array_sparsity(cfg)},
         "vector": {"lanes": cols, "ops_per_lane_cycle": 1},
         "memory": [
             {"name": "dram", "kind": "offchip", "capacity_bytes": DRAM_CAPACITY_BYTES,
@@ -235,4 +272,4 @@ def load_cfg(path: str | Path) -> dict[str, Any]:
     return raw_from_cfg(text, str(path))
 
 
-__all__ = ["DEFAULT_ENERGY", "KEYS", "load_cfg", "raw_from_cfg", "read_cfg"]
+__all__ = ["DEFAULT_ENERGY", "KEYS", "SPARSE_REPS", "array_sparsity", "load_cfg", "raw_from_cfg", "read_cfg"]

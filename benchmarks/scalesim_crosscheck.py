@@ -25,6 +25,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -46,6 +47,13 @@ TOPOLOGIES = {"resnet18": CONFIGS / "resnet18_scalesim.csv", "resnet50": CONFIGS
 # GEMM cases in SCALE-Sim's M, N, K format: decode-like M=1 rows and shapes that are multiples of no array size.
 GEMMS = [("decode_fc", 1, 1000, 512), ("decode_proj", 1, 256, 300), ("odd_small", 37, 19, 23),
          ("odd_mid", 100, 130, 70), ("odd_tall", 197, 61, 129), ("square", 256, 128, 256)]
+
+# Sparse GEMM cases (M, N, K, N:M): K a multiple of M, partial last groups, 1:1 rows (dense in sparse mode, but
+# OptimizedMapping compresses them too), several row and column folds on 8x8 and 32x32.
+SPARSE_GEMMS = [("nm24_even", 16, 8, 16, "2:4"), ("nm14_partial", 10, 5, 13, "1:4"), ("nm24_folds", 7, 9, 30, "2:4"),
+                ("dense_11", 20, 12, 24, "1:1"), ("nm38_partial", 9, 3, 17, "3:8"), ("nm24_big", 37, 70, 203, "2:4"),
+                ("nm48_wide", 64, 100, 96, "4:8"), ("nm14_tall", 130, 40, 66, "1:4")]
+SPARSE_MODES = {"none": ("false", "false"), "nm": ("true", "false"), "rowwise": ("true", "true")}
 
 # A SCALE-Sim 3.0.0 config: every section its scale_config.read_conf_file() insists on. CALC mode: no stalls.
 CFG_TEMPLATE = """[general]
@@ -77,10 +85,10 @@ FilterSRAMBankNum: 10
 FilterSRAMBankPort: 2
 
 [sparsity]
-SparsitySupport : false
+SparsitySupport : {sparse}
 SparseRep : ellpack_block
-OptimizedMapping : false
-BlockSize : 8
+OptimizedMapping : {optimized}
+BlockSize : {block}
 RandomNumberGeneratorSeed : 40
 
 [run_presets]
@@ -106,7 +114,8 @@ import sys, json
 from scalesim.scale_sim import scalesim
 from scalesim.single_layer_sim import single_layer_sim
 cfg, topo, gemm = sys.argv[1], sys.argv[2], sys.argv[3] == "gemm"
-s = scalesim(save_disk_space=True, verbose=False, config=cfg, topology=topo, layout=topo, input_type_gemm=gemm)
+layout = sys.argv[4] if len(sys.argv) > 4 else topo     # its layout reader cannot parse an N:M column
+s = scalesim(save_disk_space=True, verbose=False, config=cfg, topology=topo, layout=layout, input_type_gemm=gemm)
 rows = []
 for i in range(s.topo.get_num_layers()):
     L = single_layer_sim()
@@ -159,6 +168,41 @@ def resnet50_csv() -> str:
     header = ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, "
               "Strides,")
     return "\n".join([header, *rows]) + "\n"
+
+
+def dense_row(row: str) -> str:
+    """A topology row without its N:M column (SCALE-Sim's layout reader parses the topology as a conv layout)."""
+    return re.sub(r",\s*\d+\s*:\s*\d+\s*,\s*$", ",", row)
+
+
+def write_sparse_gemm_csv(path: Path) -> None:
+    """The sparse GEMM cases as a SCALE-Sim M, N, K, N:M topology."""
+    lines = ["Layer, M, N, K, Sparsity,"] + [f"{name}, {m}, {n}, {k}, {nm}," for name, m, n, k, nm in SPARSE_GEMMS]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def write_case_cfg(work: Path, label: str, size: int, dataflow: str, args: argparse.Namespace) -> tuple[str, Path]:
+    """(case name, its cfg file in its own folder under `work`) for one array size and dataflow."""
+    case = f"{label}_{size}x{size}_{dataflow}_{args.max_layers or 'all'}"
+    if args.sparse != "none":
+        case += f"_{args.sparse}{args.block if args.sparse == 'rowwise' else ''}"
+    sparse, optimized = SPARSE_MODES[args.sparse]
+    (work / case).mkdir(exist_ok=True)
+    cfg = work / case / f"{case}.cfg"
+    cfg.write_text(CFG_TEMPLATE.format(name=case, rows=size, cols=size, sram_kb=args.sram_kb, dataflow=dataflow,
+                                       sparse=sparse, optimized=optimized,
+                                       block=args.block if args.sparse == "rowwise" else 8))
+    return case, cfg
+
+
+def topology_source(name: str, work: Path) -> Path:
+    """The topology file of --topology `name`: a bundled one, the GEMM cases written into `work`, or a path."""
+    writers = {"gemm": ("gemms.csv", write_gemm_csv), "sparse_gemm": ("sparse_gemms.csv", write_sparse_gemm_csv)}
+    if name in writers:
+        file, write = writers[name]
+        write(work / file)
+        return work / file
+    return TOPOLOGIES.get(name) or Path(name)
 
 
 def make_venv(path: Path) -> Path:
@@ -236,9 +280,11 @@ def run_scalesim_compute(py: Path, work: Path, cfg: Path, topo: Path, kind: str,
     while pending or running:
         while pending and len(running) < jobs:
             i = pending.pop(0)
-            layer_topo = kept / f"layer{i}.csv"
+            layer_topo, layer_layout = kept / f"layer{i}.csv", kept / f"layer{i}_layout.csv"
             layer_topo.write_text(f"{header}\n{rows[i]}\n")
-            proc = subprocess.Popen([str(py), "-c", COMPUTE_DRIVER, str(cfg), str(layer_topo), kind], text=True,
+            layer_layout.write_text(f"{header}\n{dense_row(rows[i])}\n")
+            proc = subprocess.Popen([str(py), "-c", COMPUTE_DRIVER, str(cfg), str(layer_topo), kind,
+                                     str(layer_layout)], text=True,
                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
             running[proc] = (i, time.perf_counter())
         time.sleep(0.2)
@@ -332,6 +378,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="--mode compute: run SCALE-Sim once per distinct layer shape (repeated blocks reuse it)")
     ap.add_argument("--jobs", type=int, default=1, help="--mode compute: SCALE-Sim processes at a time (one per layer)")
     ap.add_argument("--write-resnet50", type=Path, default=None, help="write the ResNet-50 CSV here and stop")
+    ap.add_argument("--sparse", choices=tuple(SPARSE_MODES), default="none",
+                    help="SCALE-Sim's sparse mode: nm (SparsitySupport, the topology's N:M per layer) or rowwise "
+                         "(also OptimizedMapping); topology sparse_gemm has N:M rows")
+    ap.add_argument("--block", type=int, default=8, help="--sparse rowwise: BlockSize")
+    ap.add_argument("--ref-json", type=Path, default=None,
+                    help="write SCALE-Sim's numbers with each case's cfg and topology text (tests/data reference)")
     args = ap.parse_args(argv)
     if args.write_resnet50:
         args.write_resnet50.write_text(resnet50_csv())
@@ -342,26 +394,18 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     py = make_venv(args.venv or Path(tmp.name) / "venv")
 
-    records, walls = [], []
+    records, walls, refs = [], [], []
     verify_cases, verify_bad = 0, []
     for topo_name in args.topology.split(","):
-        if topo_name == "gemm":
-            src = work / "gemms.csv"
-            write_gemm_csv(src)
-        else:
-            src = TOPOLOGIES.get(topo_name) or Path(topo_name)
+        src = topology_source(topo_name, work)
         kind, _ = parse_topology(Path(src).read_text(), str(src))   # SCALE-Sim needs `-i gemm` for M, N, K files
         label = Path(topo_name).stem
         topo = work / f"{label}_{args.max_layers or 'all'}.csv"
         subset_csv(src, topo, args.max_layers)
         for size in (int(a) for a in args.arrays.split(",")):
             for df in args.dataflows.split(","):
-                case = f"{label}_{size}x{size}_{df}_{args.max_layers or 'all'}"
-                case_dir = work / case
-                case_dir.mkdir(exist_ok=True)
-                cfg = case_dir / f"{case}.cfg"
-                cfg.write_text(CFG_TEMPLATE.format(name=case, rows=size, cols=size, sram_kb=args.sram_kb,
-                                                   dataflow=df))
+                case, cfg = write_case_cfg(work, label, size, df, args)
+                case_dir = cfg.parent
                 if args.mode == "verify":
                     if not (case_dir / "done.json").exists():
                         continue
@@ -387,6 +431,10 @@ def main(argv: list[str] | None = None) -> int:
                 run_tilesim(cfg, topo)   # warm numba's JIT so the timing below is the steady state
                 kernels, ts_wall = run_tilesim(cfg, topo)
                 recs = compare(case, ss_rows, kernels)
+                refs.append({"case": case, "cfg": cfg.read_text(), "topology": topo.read_text(),
+                             "layers": [{"name": r["layer"], "cycles": ss["cycles"],
+                                         "mapping_eff": ss["mapping_eff_pct"] / 100}
+                                        for r, ss in zip(recs, ss_rows, strict=True)]})
                 records += recs
                 walls.append({"case": case, "scalesim_s": ss_wall, "tilesim_s": ts_wall, "cached": cached})
                 print(f"\n== {case} ({args.mode}): SCALE-Sim {ss_wall:.1f} s{' (cached)' if cached else ''}, "
@@ -407,6 +455,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {w['case']:<32} SCALE-Sim {w['scalesim_s']:9.1f} s   tilesim {w['tilesim_s']:7.3f} s")
     if args.json:
         args.json.write_text(json.dumps({"records": records, "walls": walls}, indent=1))
+    if args.ref_json:
+        command = "python benchmarks/scalesim_crosscheck.py " + " ".join(argv if argv is not None else sys.argv[1:])
+        args.ref_json.write_text(json.dumps({"scalesim": "3.0.0", "command": command, "cases": refs}, indent=1) + "\n")
     return 1 if bad else 0
 
 

@@ -1,7 +1,7 @@
 """Closed-form cost model shared by the mapper and the simulator: array fold timing and per-operand DRAM traffic."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from math import ceil
 
 import numpy as np
@@ -12,6 +12,7 @@ from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.dtypes import DTYPE_BYTES, tensor_bytes
 from tilesim.arch.errors import InputError
 from tilesim.compiler.lowering import MAX_COUNT, Contraction
+from tilesim.compiler.sparsity import b_tile_bytes, weight_bytes_per_fed_value
 
 IntArray = npt.NDArray[np.int64]
 LOOPS = ("m", "n", "k")
@@ -49,8 +50,9 @@ class Mapping:
 # ---------------------------------------------------------------- array timing (docs/design.md section 4 and 8)
 
 def spatial_dims(work: Contraction, dataflow: str) -> tuple[int, int, int]:
-    """(Sr, Sc, T): rows-mapped, cols-mapped and streamed dims (arch.dataflow.DATAFLOWS)."""
-    return DATAFLOWS[dataflow].spatial(work.m, work.n, work.k)
+    """(Sr, Sc, T): rows-mapped, cols-mapped and streamed dims (arch.dataflow.DATAFLOWS); K as the array runs it
+    (the kept weights when it skips zeros, compiler/sparsity.py)."""
+    return DATAFLOWS[dataflow].spatial(work.m, work.n, work.k_compute)
 
 
 def folds(sr: int, sc: int, rows: int, cols: int) -> int:
@@ -86,6 +88,8 @@ def array_cycles(work: Contraction, array: PEArray, dataflow: str, mode: str, t_
     """
     r, c = array.rows, array.cols
     sr, sc, t = spatial_dims(work, dataflow)
+    if work.skip and DATAFLOWS[dataflow].streamed == "k":     # a K tile streams only its kept weights
+        t_tile = replace(work, k=t_tile).k_compute
     t, t_tile = streamed_cycles(t, array), streamed_cycles(t_tile, array)
     per_array = ceil(work.g * folds(sr, sc, r, c) / array.count)
     if mode == "scalesim":
@@ -101,10 +105,12 @@ def array_feed_elems(work: Contraction, dataflow: str, rows: int, cols: int) -> 
     (A reads, B reads, C writes, C reads), C at accumulator precision.
       OS: A M*K*Fc, B K*N*Fr, C written once M*N.
       WS: A M*K*Fc, B K*N, C written per row fold M*N*Fr and read back to accumulate M*N*(Fr-1).
-      IS: A K*M, B K*N*Fc, C as WS."""
+      IS: A K*M, B K*N*Fc, C as WS.
+    An array that skips zero weights is fed only the kept ones (K = work.k_compute for B) but still reads every
+    activation of a group to pick among them (SCALE-Sim's sparse mode reads each ifmap block M/N times)."""
     sr, sc, _ = spatial_dims(work, dataflow)
     fr, fc = ceil(sr / rows), ceil(sc / cols)
-    mk, kn, mn = work.m * work.k, work.k * work.n, work.m * work.n
+    mk, kn, mn = work.m * work.k, work.k_compute * work.n, work.m * work.n
     feeds = {"os": (mk * fc, kn * fr, mn, 0), "ws": (mk * fc, kn, mn * fr, mn * (fr - 1)),
              "is": (mk, kn * fc, mn * fr, mn * (fr - 1))}[dataflow]
     a_r, b_r, c_w, c_r = (work.g * f for f in feeds)
@@ -118,7 +124,7 @@ def level_feed_bytes(work: Contraction, dataflow: str, arch: ArchConfig) -> dict
     acc = DTYPE_BYTES[arch.array.acc_dtype]
     moved = {lv.name: 0.0 for lv in arch.onchip}
     moved[arch.home("input").name] += a_r * DTYPE_BYTES[work.a_dtype]
-    moved[arch.home("weight").name] += b_r * DTYPE_BYTES[work.b_dtype]
+    moved[arch.home("weight").name] += b_r * weight_bytes_per_fed_value(work)     # stored bytes when sparse
     moved[arch.home("output").name] += (c_w + c_r) * acc
     return {name: ceil(v) for name, v in moved.items()}
 
@@ -251,7 +257,7 @@ def dram_traffic(work: Contraction, mapping: Mapping, acc_dtype: str, burst: int
     m, n, k = em[:, None], en[None, :], ek[:, None]
     # one sweep = every tile once; bytes are rounded per tile, as a DMA moves them (int4 packs two per byte)
     a_sweep = int(burst_bytes(a_tile_bytes(work, m, ek[None, :]), a_runs(work, m, ek[None, :]), burst).sum())
-    b_sweep = int(burst_bytes(nbytes(k * n, work.b_dtype), b_runs(work, k, n), burst).sum())
+    b_sweep = int(burst_bytes(b_tile_bytes(work, k, n), b_runs(work, k, n), burst).sum())
     c_final = int(burst_bytes(nbytes(m * n, work.c_dtype), c_runs(work, m, n), burst).sum())
     c_acc = int(burst_bytes(nbytes(m * n, acc_dtype), c_runs(work, m, n), burst).sum())
     order = mapping.order

@@ -10,6 +10,7 @@ import networkx as nx
 
 from tilesim.arch.dtypes import tensor_bytes
 from tilesim.arch.errors import InputError
+from tilesim.compiler.sparsity import WeightSparsity
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class Tensor:
     shape: tuple[int, ...]
     dtype: str = "int8"
     is_param: bool = False
+    sparsity: WeightSparsity | None = None   # a pruned parameter, stored compressed (compiler/sparsity.py)
 
     @property
     def elements(self) -> int:

@@ -10,6 +10,7 @@ from tilesim.arch.dtypes import DTYPE_BYTES
 from tilesim.arch.errors import InputError
 from tilesim.compiler.ir import Graph, Op, Tensor
 from tilesim.compiler.ops import OpKind, conv_geometry, conv_transpose_geometry, matmul_shapes, spec
+from tilesim.compiler.sparsity import WeightSparsity, b_tile_bytes, compute_extent
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,8 @@ class Contraction:
     c_dtype: str
     b_is_param: bool = True
     window: ConvWindow | None = None
+    b_sparsity: WeightSparsity | None = None   # pruned weights, stored compressed (compiler/sparsity.py)
+    skip: str = ""                             # the array.sparsity entry whose zeros the array skips ('' none)
     on_array: ClassVar[bool] = True
 
     def parts(self) -> tuple[Contraction, ...]:
@@ -52,12 +55,19 @@ class Contraction:
     def operand_read_bytes(self) -> tuple[float, float]:
         """Bytes of A (the feature-map region for convs) and of B, each read once."""
         return (self.g * self.a_elems(self.m, self.k) * DTYPE_BYTES[self.a_dtype],
-                self.g * self.k * self.n * DTYPE_BYTES[self.b_dtype])
+                self.g * int(b_tile_bytes(self, self.k, self.n)))
+
+    @property
+    def k_compute(self) -> int:
+        """The reduction length the array runs: K, or the kept weights per column when it skips zeros."""
+        if not self.skip:
+            return self.k
+        return int(compute_extent(self.k, self.b_sparsity if self.b_is_param else None, self.skip))
 
     @property
     def macs(self) -> int:
-        """Multiply-accumulates: g * M * N * K."""
-        return self.g * self.m * self.n * self.k
+        """Multiply-accumulates the array performs: g * M * N * K (K kept when it skips zero weights)."""
+        return self.g * self.m * self.n * self.k_compute
 
     def a_elems(self, m: int, k: int) -> int:
         """Elements of A read for an m x k tile (feature-map region for convs)."""
@@ -157,17 +167,17 @@ def _lower_contraction(op: Op, ts: list[Tensor], out: Tensor) -> Contraction:
                             window=geo["r"] * geo["s"])
         return Contraction(g=g, m=geo["n"] * geo["e"] * geo["f"], n=geo["k"] // g,
                            k=(geo["c"] // g) * geo["r"] * geo["s"], a_dtype=a.dtype, b_dtype=b.dtype,
-                           c_dtype=out.dtype, b_is_param=True, window=window)
+                           c_dtype=out.dtype, b_is_param=True, window=window, b_sparsity=b.sparsity)
     if op.op_type == "ConvTranspose":
         return _lower_conv_transpose(op, a, b, out)
     if op.op_type == "Gemm":
         m, k = (a.shape[1], a.shape[0]) if op.attrs.get("transA", 0) else a.shape
         n = b.shape[0] if op.attrs.get("transB", 0) else b.shape[1]
-        return Contraction(1, m, n, k, a.dtype, b.dtype, out.dtype, b.is_param)
+        return Contraction(1, m, n, k, a.dtype, b.dtype, out.dtype, b.is_param, b_sparsity=b.sparsity)
     batch, m, n, k = matmul_shapes(a.shape, b.shape)
     if len(b.shape) <= 2:   # a shared (K, N) matrix: fold A's batch dims into M
-        return Contraction(1, prod(batch) * m, n, k, a.dtype, b.dtype, out.dtype, b.is_param)
-    return Contraction(prod(batch), m, n, k, a.dtype, b.dtype, out.dtype, b.is_param)
+        return Contraction(1, prod(batch) * m, n, k, a.dtype, b.dtype, out.dtype, b.is_param, b_sparsity=b.sparsity)
+    return Contraction(prod(batch), m, n, k, a.dtype, b.dtype, out.dtype, b.is_param, b_sparsity=b.sparsity)
 
 
 def _lower_conv_transpose(op: Op, a: Tensor, b: Tensor, out: Tensor) -> Contraction:
@@ -183,7 +193,7 @@ def _lower_conv_transpose(op: Op, a: Tensor, b: Tensor, out: Tensor) -> Contract
                         window=geo["r"] * geo["s"])
     return Contraction(g=g, m=geo["n"] * geo["e"] * geo["f"], n=geo["k"] // g,
                        k=(geo["c"] // g) * geo["r"] * geo["s"], a_dtype=a.dtype, b_dtype=b.dtype,
-                       c_dtype=out.dtype, b_is_param=True, window=window)
+                       c_dtype=out.dtype, b_is_param=True, window=window, b_sparsity=b.sparsity)
 
 
 def graph_macs(graph: Graph) -> int:

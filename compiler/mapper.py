@@ -45,6 +45,7 @@ from tilesim.compiler.cost import (
     spatial_dims,
 )
 from tilesim.compiler.lowering import Contraction
+from tilesim.compiler.sparsity import b_tile_bytes, sparse_k
 from tilesim.compiler.tiling import alignment, footprint, halve, level_footprint, naive_mapping, tile_bytes
 
 Array = npt.NDArray[Any]     # per-candidate values (int64 or float64), or (orders, candidates)
@@ -157,11 +158,11 @@ def _base(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm: A
     acc = arch.array.acc_dtype
     trips = {"m": -(-work.m // tm), "n": -(-work.n // tn), "k": -(-work.k // tk)}
     tiles = tile_bytes(work, tm, tn, tk, arch.array.acc_dtype)
-    t_tile = {"m": tm, "n": tn, "k": tk}[DATAFLOWS[dataflow].streamed]
+    t_tile = {"m": tm, "n": tn, "k": sparse_k(work, tk)}[DATAFLOWS[dataflow].streamed]
     bw = arch.offchip.bandwidth_bytes_per_cycle
     return _Base(trips=trips,
                  a_sweep=_sweep(lambda m, k: a_tile_bytes(work, m, k), work.m, tm, work.k, tk),
-                 b_sweep=_sweep(lambda k, n: nbytes(k * n, work.b_dtype), work.k, tk, work.n, tn),
+                 b_sweep=_sweep(lambda k, n: b_tile_bytes(work, k, n), work.k, tk, work.n, tn),
                  c_fin=_sweep(lambda m, n: nbytes(m * n, work.c_dtype), work.m, tm, work.n, tn),
                  c_acc=_sweep(lambda m, n: nbytes(m * n, acc), work.m, tm, work.n, tn),
                  fits=_fits(tiles, arch), compute=_compute_cycles(work, arch, dataflow, timing, t_tile),

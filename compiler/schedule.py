@@ -16,6 +16,7 @@ from tilesim.compiler.ir import Graph
 from tilesim.compiler.lowering import Contraction, VectorWork
 from tilesim.compiler.mapper import search
 from tilesim.compiler.residency import NONE, Residency, cache_hits, keep_on_chip
+from tilesim.compiler.sparsity import on_array
 from tilesim.compiler.tiling import VectorMapping, fits, footprint, naive_mapping, vector_mapping
 
 KernelMapping = Mapping | VectorMapping | AttentionMapping
@@ -234,6 +235,8 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
     out = []
     for i, k in enumerate(kernels):
         name, ops, work, deps, epilogue = k.name, k.ops, k.work, k.deps, k.epilogue
+        if isinstance(work, Contraction):
+            work = on_array(work, arch.array)       # zeros the array skips (compiler/sparsity.py)
         reserve = -(-held[i] // step) * step if held else 0       # kept activations, in 1/16ths of the level
         if reserve not in views:
             views[reserve] = arch.per_core(reserve)

@@ -13,6 +13,7 @@ from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.errors import InputError
 from tilesim.compiler.cost import LOOPS, IntArray, Mapping, a_tile_bytes, nbytes
 from tilesim.compiler.lowering import Contraction, VectorWork
+from tilesim.compiler.sparsity import b_tile_bytes
 
 Bytes = TypeVar("Bytes", int, npt.NDArray[np.int64])
 
@@ -47,7 +48,7 @@ def tile_bytes(work: Contraction, tm: npt.ArrayLike, tn: npt.ArrayLike, tk: npt.
     """Bytes of one tile of each operand with tile sizes tm, tn, tk (scalars or arrays of candidates); the output
     at accumulator precision."""
     m, n, k = np.asarray(tm), np.asarray(tn), np.asarray(tk)
-    return {"input": a_tile_bytes(work, m, k), "weight": nbytes(k * n, work.b_dtype),
+    return {"input": a_tile_bytes(work, m, k), "weight": b_tile_bytes(work, k, n),
             "output": nbytes(m * n, acc_dtype)}
 
 

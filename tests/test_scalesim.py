@@ -76,7 +76,9 @@ BASE = V3_CFG.read_text()
 @pytest.mark.parametrize("text, expected", [
     ("ArrayHeight: 8\n", "expected a [section] header first"),
     (BASE.replace("ArrayWidth:     8", "ArrayWidth: 8\nArrayWidth: 9"), "duplicate key 'arraywidth'"),
-    (BASE.replace("SparsitySupport : false", "SparsitySupport : true"), "sparsity.SparsitySupport"),
+    # sparse mode is accepted since issue 30; a representation SCALE-Sim does not have is not
+    (BASE.replace("SparsitySupport : false", "SparsitySupport : true").replace("ellpack_block", "coo"),
+     "sparsity.SparseRep: got 'coo', allowed: csr, csc, ellpack_block"),
     (BASE.replace("UseRamulatorTrace: False", "UseRamulatorTrace: True"), "run_presets.UseRamulatorTrace"),
     (BASE + "\n[extras]\nfoo = 1\n", "[extras]: unknown section"),
     (BASE.replace("Bandwidth : 10", "Bandwidth : ten"), "architecture_presets.Bandwidth: got 'ten'"),

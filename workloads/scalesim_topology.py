@@ -8,8 +8,10 @@ as read by SCALE-Sim 3.0.0's scalesim/topology_utils.py (load_arrays_conv, load_
 - SCALE-Sim drops whatever follows a row's last comma (`row.split(',')[:-1]`): usually nothing, sometimes a
   comment such as `#dw`. We drop a last field that is empty or starts with '#', and also accept rows without the
   trailing comma (SCALE-Sim crashes on those);
-- an optional last column is an N:M sparsity ratio; SCALE-Sim ignores it unless the cfg enables sparsity, which
-  arch/scalesim_cfg.py refuses, so it is checked and ignored here;
+- an optional last column is an N:M sparsity ratio (topology_utils.py: default 1:1): the layer's filter keeps N
+  of every M weights along K (SCALE-Sim's operand_matrix.create_filter_matrix keeps the first N of each group),
+  so tilesim stores it compressed (compiler/sparsity.py) and, when the arch skips the pattern (a cfg with
+  SparsitySupport = true gives array.sparsity [structured]), runs only the kept K;
 - a conv row's one stride applies to height and width. Its output size is SCALE-Sim's E = ceil((H - R + s) / s)
   (topo_calc_hyperparams), which is ceil((H - R) / s) + 1 where ONNX (and the IR) without padding has
   floor((H - R) / s) + 1; they differ when s does not divide H - R, so such a Conv gets (s - (H - R) % s) rows
@@ -36,6 +38,8 @@ from pathlib import Path
 
 from tilesim.arch.errors import InputError, field_error
 from tilesim.compiler import Graph, GraphBuilder
+from tilesim.compiler.sparsity import WeightSparsity, nm_sparsity
+from tilesim.workloads.sparsity import with_tensor_sparsity
 
 CONV_COLUMNS = ("Layer name", "IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width", "Channels",
                 "Num Filter", "Strides")
@@ -80,8 +84,9 @@ def _ints(fields: list[str], columns: tuple[str, ...], where: str, line: int) ->
     return out
 
 
-def parse_topology(text: str, source: str) -> tuple[str, list[tuple[str, tuple[int, ...]]]]:
-    """('conv' | 'gemm', [(layer name, numbers)]) from topology CSV text; conv numbers are H, W, R, S, C, N, s."""
+def parse_topology(text: str, source: str, with_ratios: bool = False) -> tuple[str, list[tuple]]:
+    """('conv' | 'gemm', [(layer name, numbers)]) from topology CSV text; conv numbers are H, W, R, S, C, N, s.
+    with_ratios: each layer also has its N:M sparsity ratio, (layer name, numbers, (N, M)); (1, 1) when none."""
     lines = text.splitlines()
     first = next((i for i, ln in enumerate(lines) if ln.strip()), None)
     if first is None:
@@ -93,12 +98,14 @@ def parse_topology(text: str, source: str) -> tuple[str, list[tuple[str, tuple[i
         if not lines[i].strip():
             continue
         line, fields = i + 1, _fields(lines[i])
+        ratio = (1, 1)
         if len(fields) == len(columns) + 1:
             m = _RATIO.match(fields[-1])
             if not m or not 1 <= int(m.group(1)) <= int(m.group(2)):
                 raise InputError(f"{source}: line {line}, column {len(fields)} (Sparsity): expected an N:M ratio "
                                  f"such as 1:1 (ignored: dense, as SCALE-Sim without SparsitySupport), "
                                  f"got {fields[-1]!r}")
+            ratio = (int(m.group(1)), int(m.group(2)))
             fields.pop()
         if len(fields) != len(columns):
             raise InputError(f"{source}: line {line}: expected {len(columns)} columns ({', '.join(columns)}) and "
@@ -112,7 +119,7 @@ def parse_topology(text: str, source: str) -> tuple[str, list[tuple[str, tuple[i
                 col, what = (4, "Filter Height") if r > h else (5, "Filter Width")
                 raise InputError(f"{source}: line {line}, column {col} ({what}): filter {r}x{s} is larger than "
                                  f"the {h}x{w} IFMAP")
-        layers.append((fields[0], tuple(nums)))
+        layers.append((fields[0], tuple(nums), ratio) if with_ratios else (fields[0], tuple(nums)))
     if not layers:
         raise InputError(f"{source}: no layers after the header row")
     return kind, layers
@@ -133,16 +140,24 @@ def _pad_end(size: int, kernel: int, stride: int) -> int:
 
 
 def topology_graph(kind: str, layers, name: str, *, batch: int = 1, dtype: str = "int8") -> Graph:
-    """Graph with one independent op per layer (DP conv layers: one per channel, as SCALE-Sim)."""
+    """Graph with one independent op per layer (DP conv layers: one per channel, as SCALE-Sim); layers given with
+    their N:M ratio (parse_topology with_ratios) get filters with that sparsity."""
     b = GraphBuilder(name, dtype)
     used: set[str] = set()
     outputs = []
-    for layer, nums in layers:
+    pruned: dict[str, WeightSparsity] = {}
+
+    def filter_of(op: str, tensor: str, sp: WeightSparsity | None) -> str:
+        if sp is not None:
+            pruned[tensor] = sp
+        return tensor
+    for layer, nums, *ratio in layers:
+        sp = nm_sparsity(*ratio[0]) if ratio else None
         if kind == "gemm":
             m, n, k = nums
             op = _unique(layer, used)
             a = b.input(f"{op}.ifmap", ((batch,) if batch > 1 else ()) + (m, k))
-            outputs.append(b.add("MatMul", [a, b.param(f"{op}.filter", (k, n))], name=op))
+            outputs.append(b.add("MatMul", [a, filter_of(op, b.param(f"{op}.filter", (k, n)), sp)], name=op))
             continue
         h, w, r, s, c, n, stride = nums
         pads = (0, 0, _pad_end(h, r, stride), _pad_end(w, s, stride))
@@ -150,10 +165,10 @@ def topology_graph(kind: str, layers, name: str, *, batch: int = 1, dtype: str =
         for part, channels in parts:
             op = _unique(part, used)
             x = b.input(f"{op}.ifmap", (batch, channels, h, w))
-            wt = b.param(f"{op}.filter", (n, channels, r, s))
+            wt = filter_of(op, b.param(f"{op}.filter", (n, channels, r, s)), sp)
             outputs.append(b.add("Conv", [x, wt], {"strides": (stride, stride), "pads": pads, "dilations": (1, 1),
                                                        "group": 1}, name=op))
-    return b.build(outputs)
+    return with_tensor_sparsity(b.build(outputs), pruned)
 
 
 def load_topology(path: str, *, batch: int = 1, seq_len: int | None = None, dtype: str | None = "int8",
@@ -169,7 +184,7 @@ def load_topology(path: str, *, batch: int = 1, seq_len: int | None = None, dtyp
         text = p.read_text()
     except (OSError, UnicodeDecodeError) as e:
         raise field_error("workload", f"cannot read '{path}': {e}") from None
-    kind, layers = parse_topology(text, str(p))
+    kind, layers = parse_topology(text, str(p), with_ratios=True)
     return topology_graph(kind, layers, p.stem, batch=batch, dtype=dtype)
 
 

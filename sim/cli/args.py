@@ -23,8 +23,9 @@ from tilesim.studies.options import (
 
 # the workload options of run, compare, sweep and validate-array, in the order --help lists them
 WORKLOAD_FLAGS = ("fusion", "workload", "arch", "overrides", "timing", "mapper", "objective", "pinned", "batch",
-                  "seq_len", "weight_dtype", "activation_dtype", "kv_dtype", "dtype", "dims", "unknown_ops")
-LLM_FLAGS = ("phase", "context", "prompt_len", "gen_tokens", "mlp_sparsity")
+                  "seq_len", "weight_dtype", "activation_dtype", "kv_dtype", "dtype", "dims", "unknown_ops",
+                  "weight_sparsity", "weight_format")
+LLM_FLAGS = ("phase", "context", "prompt_len", "gen_tokens", "mlp_sparsity", "predictor_rank")
 
 
 class Parser(argparse.ArgumentParser):

@@ -24,6 +24,7 @@ from tilesim.compiler.cost import (
 from tilesim.compiler.lowering import Contraction, VectorWork
 from tilesim.compiler.residency import cache_traffic
 from tilesim.compiler.schedule import Kernel, Schedule, core_blocks
+from tilesim.compiler.sparsity import b_tile_bytes
 
 ARRAY, VECTOR = 0, 1
 
@@ -94,7 +95,7 @@ def contraction_commands(work: Contraction, kernel: Kernel, arch: ArchConfig, ti
             "c": c_runs(work, ext["m"], ext["n"])}
     psum = np.where(reload, nbytes(c_elems, acc), 0)        # partial-sum spills always go off chip
     a_bytes = np.where(a_new & (not res.a), a_tile_bytes(work, ext["m"], ext["k"]), 0)
-    b_raw = np.where(b_new & (not res.b), nbytes(ext["k"] * ext["n"], work.b_dtype), 0)
+    b_raw = np.where(b_new & (not res.b), b_tile_bytes(work, ext["k"], ext["n"]), 0)
     final_store = 0 if res.out else nbytes(c_elems, work.c_dtype)
     store = np.where(final, final_store, np.where(c_last, nbytes(c_elems, acc), 0))
     psum, store = burst_bytes(psum, runs["c"], burst), burst_bytes(store, runs["c"], burst)
@@ -277,7 +278,7 @@ def flash_share(kernel: Kernel, arch: ArchConfig, overflow_share: float) -> floa
 def overflow_share(schedule: Schedule, arch: ArchConfig) -> float:
     """`weights: overflow` for a workload whose sizes the caller does not give: the share of the schedule's
     weights (each contraction's B parameters) beyond what the DRAM holds besides the flash staging buffer."""
-    stored = sum(k.work.g * int(nbytes(k.work.k * k.work.n, k.work.b_dtype)) for k in schedule.kernels
+    stored = sum(k.work.g * int(b_tile_bytes(k.work, k.work.k, k.work.n)) for k in schedule.kernels
                  if isinstance(k.work, Contraction) and k.work.b_is_param)
     room = arch.offchip.capacity_bytes - ((arch.flash.staging_bytes or 0) if arch.flash else 0)
     return max(stored - room, 0) / stored if stored else 0.0

@@ -27,6 +27,7 @@ from tilesim.compiler.attention import AttentionMapping
 from tilesim.compiler.cost import array_feed_elems
 from tilesim.compiler.lowering import Contraction
 from tilesim.compiler.schedule import Kernel
+from tilesim.compiler.sparsity import weight_bytes_per_fed_value
 from tilesim.core.commands import TileCommands
 
 
@@ -35,7 +36,7 @@ def _array_counts(counts: Counter, work: Contraction, n: int, dataflow: str, arc
     """MACs, in-array register reads and PE-to-PE hops, and buffer feeds of `n` copies of one contraction."""
     home_a, home_b, home_c = homes
     a_r, b_r, c_w, c_r = array_feed_elems(work, dataflow, arch.array.rows, arch.array.cols)
-    a, b = DTYPE_BYTES[work.a_dtype], DTYPE_BYTES[work.b_dtype]
+    a, b = DTYPE_BYTES[work.a_dtype], weight_bytes_per_fed_value(work)     # weights as stored, metadata included
     macs = n * work.macs
     counts[f"mac.{work.a_dtype}"] += macs
     # inside the array: the stationary operand is read from each PE's register every MAC (OS reads and writes

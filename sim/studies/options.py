@@ -16,6 +16,8 @@ from typing import Any, Literal
 from tilesim.arch.errors import InputError
 from tilesim.arch.loader import load_yaml_text
 from tilesim.compiler.schedule import CompileOptions, load_pinned
+from tilesim.compiler.sparsity import FORMATS as SPARSE_FORMATS
+from tilesim.compiler.sparsity import SparseFormat, WeightSparsity, parse_weight_sparsity
 
 DEFAULT_WORKLOAD = "resnet50"
 DEFAULT_ARCH = "tpu-v1"
@@ -95,6 +97,12 @@ class WorkloadOptions:
     dims: tuple[tuple[str, int], ...] = field(default=(), metadata=option(
         "size of a symbolic dimension of an ONNX model's inputs, e.g. --dim batch=8 (repeatable)",
         flag="--dim", metavar="NAME=VALUE", repeat=True))
+    weight_sparsity: str | None = field(default=None, metadata=option(
+        "prune every weight matrix: N:M structured (e.g. 2:4) or a share of zero weights (e.g. 0.7: unstructured); "
+        "stored compressed with metadata, zeros skipped where array.sparsity allows (default: dense, or an ONNX "
+        "model's own zeros)", metavar="N:M|SHARE"))
+    weight_format: SparseFormat = field(default="bitmask", metadata=option(
+        "storage of unstructured sparse weights (default bitmask)"))
     unknown_ops: UnknownOps = field(default="error", metadata=option(
         "ONNX models: an op tilesim does not know is an error (default), or 'free': a warning naming it, costed as "
         "data movement"))
@@ -107,9 +115,24 @@ class WorkloadOptions:
             if isinstance(size, bool) or not isinstance(size, int) or size < 1:
                 raise OptionError("dims", f"the value must be a positive integer, got '{size}'", detail=name)
         object.__setattr__(self, "dims", dims)
+        self.sparsity    # noqa: B018  # checks weight_sparsity and weight_format now
         if self.dtype == "model" and Path(self.workload).suffix.lower() != ".onnx":
             raise OptionError("dtype", "only .onnx workloads carry their own data types; give a dtype (e.g. int8, "
                                        "fp16) or leave {dtype} out for the array's", detail="model")
+
+    @property
+    def sparsity(self) -> WeightSparsity | None:
+        """The weight sparsity asked for (None: dense, or the model's own)."""
+        if self.weight_sparsity is None:
+            if self.weight_format not in SPARSE_FORMATS:
+                raise OptionError("weight_format",
+                                  f"got '{self.weight_format}', allowed: {', '.join(SPARSE_FORMATS)}")
+            return None
+        try:
+            return parse_weight_sparsity(str(self.weight_sparsity), self.weight_format)
+        except InputError as e:
+            name, _, message = str(e).partition(": ")
+            raise OptionError(name, message) from None
 
     @property
     def dtypes(self) -> tuple[str | None, str | None, str | None] | None:
@@ -133,6 +156,9 @@ class LLMOptions:
     gen_tokens: int = field(default=128, metadata=option("generate: tokens to generate (default 128)"))
     mlp_sparsity: float = field(default=0.0, metadata=option(
         "decoder LLMs: share of MLP neurons skipped per token (compute and weight traffic)"))
+    predictor_rank: int = field(default=0, metadata=option(
+        "decoder LLMs: a low-rank predictor of rank R picks the active MLP neurons each token (its d*R + R*ffn MACs "
+        "and weights are simulated; default 0: none)", metavar="R"))
 
     def __post_init__(self) -> None:
         if self.phase is not None and self.phase not in PHASES:
@@ -168,6 +194,7 @@ class LLMOptions:
         if self.run_phase == "generate" and prompt + self.gen_tokens > max_positions:
             raise OptionError("gen_tokens", f"{model} has {max_positions} positions; a {prompt}-token prompt "
                                             f"and {self.gen_tokens} generated tokens need {prompt + self.gen_tokens}")
+        at_least("predictor_rank", self.predictor_rank, 0)
         if not 0 <= self.mlp_sparsity < 1:
             raise OptionError("mlp_sparsity", f"must be >= 0 and < 1, got {self.mlp_sparsity:g}")
         return prompt

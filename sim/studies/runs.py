@@ -13,6 +13,12 @@ from tilesim.studies.llm import LLMResult, run_llm
 from tilesim.studies.options import LLMOptions, OptionError, WorkloadOptions, not_an_llm
 from tilesim.workloads import decoder_config, load_workload
 from tilesim.workloads import llm as wl
+from tilesim.workloads.sparsity import (
+    apply_weight_sparsity,
+    predictor_bytes,
+    pruned_savings_bytes,
+    with_predictor,
+)
 
 DecoderConfig = wl.DecoderConfig
 
@@ -47,9 +53,10 @@ NO_LLM = LLMOptions()
 def workload_graph(arch: ArchConfig, workload: WorkloadOptions, llm: LLMOptions = NO_LLM) -> Graph:
     """The workload's Graph in the arch's dtype (decoder LLMs: the prefill, or one decode step at `context`)."""
     step = {"phase": "decode", "context": llm.context} if llm.phase == "decode" else {}
-    return load_workload(workload.workload, seq_len=workload.seq_len, batch=workload.batch,
-                         dtype=workload.graph_dtype(arch.array.dtype), dims=dict(workload.dims),
-                         dtypes=workload.dtypes, unknown_ops=workload.unknown_ops, **step)
+    graph = load_workload(workload.workload, seq_len=workload.seq_len, batch=workload.batch,
+                          dtype=workload.graph_dtype(arch.array.dtype), dims=dict(workload.dims),
+                          dtypes=workload.dtypes, unknown_ops=workload.unknown_ops, **step)
+    return apply_weight_sparsity(graph, workload.sparsity)
 
 
 def schedule(graph: Graph, arch: ArchConfig, options: CompileOptions) -> Schedule:
@@ -68,11 +75,18 @@ def run_decoder(cfg: DecoderConfig, arch: ArchConfig, workload: WorkloadOptions,
     cache: dict = {} if graphs is None else graphs
 
     def graph_for(kind: str, size: int) -> Graph:
-        key = ("llm", workload.workload, workload.batch, llm.mlp_sparsity, types, kind, size)
+        key = ("llm", workload.workload, workload.batch, llm.mlp_sparsity, types, kind, size, workload.sparsity,
+               llm.predictor_rank)
         if key not in cache:
             sizes = {"seq_len": size} if kind == "prefill" else {"context": size}
-            cache[key] = wl.decoder_graph(active, batch=workload.batch, phase=kind, dtypes=types, **sizes)
+            graph = wl.decoder_graph(active, batch=workload.batch, phase=kind, dtypes=types, **sizes)
+            # seed 003's predictor over all cfg.ffn neurons (workloads/sparsity.py)
+            cache[key] = apply_weight_sparsity(with_predictor(graph, cfg.ffn, llm.predictor_rank), workload.sparsity)
         return cache[key]
 
+    # pruned weights are stored compressed (--weight-sparsity): the decode graph holds every weight once
+    # and a predictor's weights are stored besides the model's
+    step = graph_for("decode", 1)
+    saved = (pruned_savings_bytes(step) if workload.sparsity else 0) - predictor_bytes(step)
     return run_llm(graph_for, arch, options, llm.run_phase, workload.batch, prompt, llm.gen_tokens,
-                   wl.weight_bytes(cfg, types.weight), wl.kv_cache_bytes_per_token(cfg, types.kv))
+                   wl.weight_bytes(cfg, types.weight) - saved, wl.kv_cache_bytes_per_token(cfg, types.kv))

@@ -135,10 +135,25 @@ def _point_at(axes, sizes: list[int], index: int) -> dict[str, str]:
     return {k: point[k] for k, _ in axes}
 
 
+# workload options a grid may vary besides arch fields: weight sparsity (N:M patterns and densities, issue 30)
+WORKLOAD_AXES = ("weight_sparsity", "weight_format")
+
+
 def check_fields(raw: dict, axes: list[tuple[str, list[str]]]) -> None:
-    """Every grid key must name an arch field: applied to the raw arch, so typos get the loader's did-you-mean."""
+    """Every grid key must name an arch field (applied to the raw arch, so typos get the loader's did-you-mean) or
+    a WORKLOAD_AXES option (each value checked now)."""
     for key, values in axes:
+        if key in WORKLOAD_AXES:
+            for v in values:
+                WorkloadOptions("gemm:1,1,1", **{key: v}).sparsity    # noqa: B018  # raises on a bad value
+            continue
         apply_overrides(raw, [f"{key}={values[0]}"], label="--grid")
+
+
+def point_spec(spec: SweepSpec, point: dict[str, str]) -> SweepSpec:
+    """The spec with the point's WORKLOAD_AXES values (the spec itself when it has none)."""
+    chosen = {k: v for k, v in point.items() if k in WORKLOAD_AXES}
+    return dataclasses.replace(spec, workload=dataclasses.replace(spec.workload, **chosen)) if chosen else spec
 
 
 # ---------------------------------------------------------------- one design point
@@ -166,6 +181,8 @@ class SweepSpec:
         d = {"raw_arch": self.raw_arch, "source": self.source, "arch": self.arch, "workload": w.workload,
              "options": dataclasses.asdict(self.options), "seq_len": w.seq_len, "batch": w.batch, "dtype": w.dtype,
              "dims": self.dims, "dtypes": w.dtypes}
+        if w.sparsity is not None:          # only when set: other sweeps keep their setup
+            d["weight_sparsity"] = w.sparsity.describe()
         for f in dataclasses.fields(LLMOptions):
             if getattr(self.llm, f.name) != f.default:
                 d[f.name] = getattr(self.llm, f.name)
@@ -252,7 +269,8 @@ def _graph(spec: SweepSpec, arch):
     """The workload graph for the point's arch dtype and its fusion grouping (which no arch field changes), built
     once per process."""
     w = spec.workload
-    key = (w.workload, w.seq_len, w.batch, w.graph_dtype(arch.array.dtype), spec.dims, w.dtypes, spec.options.fusion)
+    key = (w.workload, w.seq_len, w.batch, w.graph_dtype(arch.array.dtype), spec.dims, w.dtypes, spec.options.fusion,
+           w.sparsity)
     if key not in _GRAPHS:
         graph = workload_graph(arch, w)
         _GRAPHS[key] = graph, group_ops(graph, spec.options.fusion)
@@ -261,13 +279,15 @@ def _graph(spec: SweepSpec, arch):
 
 def point_arch(spec: SweepSpec, point: dict[str, str]):
     """The ArchConfig of one design point; bad values raise InputError worded for --grid."""
-    raw = apply_overrides(spec.raw_arch, [f"{k}={v}" for k, v in point.items()], label="--grid")
+    raw = apply_overrides(spec.raw_arch, [f"{k}={v}" for k, v in point.items() if k not in WORKLOAD_AXES],
+                          label="--grid")
     return arch_from_dict(raw, spec.source)
 
 
 def simulate_point(spec: SweepSpec, point: dict[str, str]):
     """(arch, SimResult) of one design point; bad input raises InputError."""
     arch = point_arch(spec, point)
+    spec = point_spec(spec, point)
     graph, grouping = _graph(spec, arch)
     timing = spec.options.resolved_timing(arch)
     seen, memo = _shared(arch, timing)
@@ -327,6 +347,7 @@ def llm_point(spec: SweepSpec, point: dict[str, str]):
     """(arch, the `tilesim run` JSON mapping) of one design point of a decoder LLM sweep, run as `tilesim run`
     runs it (studies/runs.py); the graphs of each phase and size are built once per process."""
     arch = point_arch(spec, point)
+    spec = point_spec(spec, point)
     result = run_decoder(spec.decoder, arch, spec.workload, spec.llm, spec.options, _GRAPHS)
     return arch, llm_dict(result)
 

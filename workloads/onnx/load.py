@@ -33,6 +33,7 @@ from tilesim.workloads.onnx.model import (
 )
 from tilesim.workloads.onnx.patterns import Patterns
 from tilesim.workloads.onnx.shapes import infer_types
+from tilesim.workloads.sparsity import counted_sparsity
 
 UNKNOWN_OPS = ("error", "free")
 FREE_SHAPE_OPS = ("Shape", "Size")    # their values come from shapes, known even downstream of an unsupported op
@@ -238,4 +239,6 @@ def _load_onnx(path: str, *, batch: int, seq_len: int | None, dtype: str | None,
     outputs = [o.name for o in model.graph.output if o.name in imp.tensors and not imp.tensors[o.name].is_param]
     if not builder.ops or not outputs:
         raise InputError(f"{where}: nothing to simulate: every output is a constant")
-    return builder.build(outputs)
+    # weights' actual zeros, when the file holds their values (workloads/sparsity.py)
+    return counted_sparsity(builder.build(outputs),
+                            lambda name: imp.read_tensor(inits[name]) if name in inits else None)
