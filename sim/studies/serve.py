@@ -1,0 +1,235 @@
+"""`tilesim serve`: a request stream served by a decoder LLM on an arch (docs/serving.md).
+
+The stream (a trace or a seeded generator, serve_trace.py) goes through a scheduler (serve_sched.py) whose step
+costs come from tilesim's simulations of the model's graphs (serve_cost.py). The KV cache gets what the off-chip
+memory holds beside the weights, in blocks of --block-size tokens. Reported: TTFT, TPOT and end-to-end latency
+percentiles, throughput, goodput under SLOs, batch size and KV occupancy over time, preemptions and energy (steps
+plus static power while idle).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from tilesim.arch.config import ArchConfig
+from tilesim.compiler.schedule import CompileOptions
+from tilesim.studies.llm import check_fits
+from tilesim.studies.options import OptionError, WorkloadOptions, at_least, option
+from tilesim.studies.serve_cost import StepCostModel
+from tilesim.studies.serve_sched import POLICIES, Scheduler, SchedulerConfig, ServeRun
+from tilesim.studies.serve_trace import Request, generate, parse_lengths, read_trace
+from tilesim.workloads import decoder_config
+from tilesim.workloads import llm as wl
+
+Policy = Literal["static", "continuous", "chunked"]
+Arrivals = Literal["poisson", "bursty"]
+ServeFormat = Literal["table", "json", "csv"]
+PERCENTILES = (50, 90, 99)
+
+
+@dataclass(frozen=True)
+class TraceOptions:
+    """Where requests come from: a trace file, or a generator (rate, count, arrivals, lengths, seed)."""
+    trace: str | None = field(default=None, metadata=option(
+        "CSV or JSONL of requests: arrival_s, prompt_tokens, output_tokens[, prefix_id], or the Azure LLM trace "
+        "layout TIMESTAMP, ContextTokens, GeneratedTokens (docs/serving.md)", metavar="FILE"))
+    rate: float | None = field(default=None, metadata=option(
+        "generate requests at this mean rate (requests/s) instead of --trace"))
+    requests: int = field(default=100, metadata=option("generated requests (default 100)"))
+    arrivals: Arrivals = field(default="poisson", metadata=option(
+        "generated arrivals: poisson (default) or bursty (gamma gaps, --cv)"))
+    cv: float = field(default=2.0, metadata=option("bursty arrivals: coefficient of variation of the gaps "
+                                                   "(default 2)"))
+    prompt_lengths: str = field(default="fixed:512", metadata=option(
+        "generated prompt tokens: fixed:N, uniform:LO,HI, lognormal:MEDIAN,SIGMA or empirical:FILE.csv[:COLUMN] "
+        "(default fixed:512)", metavar="DIST"))
+    output_lengths: str = field(default="fixed:128", metadata=option(
+        "generated output tokens, as --prompt-lengths (default fixed:128)", metavar="DIST"))
+    seed: int = field(default=0, metadata=option("seed of the generator (default 0)"))
+
+    def __post_init__(self) -> None:
+        if self.trace is not None and self.rate is not None:
+            raise OptionError("rate", "give {trace} or {rate} (a generated stream), not both")
+        if self.trace is None and self.rate is None:
+            raise OptionError(("trace", "rate"), "give a trace file or a request rate to generate a stream")
+        if self.rate is not None and not (self.rate > 0 and math.isfinite(self.rate)):
+            raise OptionError("rate", f"must be > 0 requests/s, got {self.rate:g}")
+        at_least("requests", self.requests, 1)
+        if self.arrivals not in Arrivals.__args__:
+            raise OptionError("arrivals", f"got '{self.arrivals}', allowed: poisson, bursty")
+        if not (self.cv > 0 and math.isfinite(self.cv)):
+            raise OptionError("cv", f"must be > 0, got {self.cv:g}")
+
+    def stream(self) -> tuple[Request, ...]:
+        """The requests: read from the trace, or generated."""
+        if self.trace is not None:
+            return read_trace(self.trace)
+        return generate(self.requests, self.rate, parse_lengths("prompt_lengths", self.prompt_lengths),
+                        parse_lengths("output_lengths", self.output_lengths), self.arrivals, self.cv, self.seed)
+
+
+@dataclass(frozen=True)
+class SchedulerOptions:
+    """How steps are formed, the KV cache's pages, and the SLOs goodput counts against."""
+    scheduler: Policy = field(default="continuous", metadata=option(
+        "static, continuous (iteration-level, vLLM/Orca; default) or chunked (prefill chunks mixed with decode, "
+        "Sarathi-Serve)"))
+    max_batch: int = field(default=64, metadata=option("most sequences in a step (default 64)"))
+    max_tokens: int | None = field(default=None, metadata=option(
+        "most tokens in a step; chunked: the chunk budget (default: chunked 512, else the model's positions)"))
+    block_size: int = field(default=16, metadata=option("KV cache block, tokens (default 16)"))
+    kv_blocks: int | None = field(default=None, metadata=option(
+        "KV cache capacity in blocks (default: the off-chip memory less the weights)"))
+    slo_ttft: float | None = field(default=None, metadata=option("goodput: time to first token SLO, s"))
+    slo_tpot: float | None = field(default=None, metadata=option("goodput: time per output token SLO, s"))
+
+    def __post_init__(self) -> None:
+        if self.scheduler not in POLICIES:
+            raise OptionError("scheduler", f"got '{self.scheduler}', allowed: {', '.join(POLICIES)}")
+        for name in ("max_batch", "max_tokens", "block_size", "kv_blocks"):
+            at_least(name, getattr(self, name), 1)
+        for name in ("slo_ttft", "slo_tpot"):
+            v = getattr(self, name)
+            if v is not None and not (v > 0 and math.isfinite(v)):
+                raise OptionError(name, f"must be > 0 s, got {v:g}")
+
+
+@dataclass(frozen=True)
+class ServeOutputOptions:
+    """How `tilesim serve` reports."""
+    format: ServeFormat = field(default="table", metadata=option(
+        "table (default), json (summary, per-request rows and the step timeline) or csv (one row per request)",
+        short="-f"))
+    output: str | None = field(default=None, metadata=option("write the report to this file instead of stdout",
+                                                             flag="-o"))
+    trace_out: str | None = field(default=None, metadata=option(
+        "write a Chrome/Perfetto trace: one track per request (queued, prefill, decode), counters for batch and "
+        "KV occupancy", flag="--perfetto", metavar="TRACE.json"))
+    plot: str | None = field(default=None, metadata=option(
+        "write a PNG: latency CDFs and the batch and KV occupancy timeline (tilesim[plot])", metavar="FILE.png"))
+
+
+SERVE_OPTION_CLASSES = (TraceOptions, SchedulerOptions, ServeOutputOptions)
+
+
+@dataclass(frozen=True)
+class ServeResult:
+    """A served stream: the run, its summary, and what it ran on."""
+    workload: str
+    arch: str
+    run: ServeRun
+    summary: dict
+    rows: tuple[dict, ...]
+    weight_bytes: int
+    kv_bytes_per_token: int
+    simulations: int
+
+    def to_dict(self) -> dict:
+        """The JSON `tilesim serve -f json` prints."""
+        steps = [{"start_s": s.start_s, "latency_s": s.latency_s, "energy_pj": s.energy_pj,
+                  "sequences": s.sequences, "prefill_tokens": s.prefill_tokens, "decode_tokens": s.decode_tokens,
+                  "kv_blocks_used": s.kv_blocks_used, "in_system": s.in_system, "waiting": s.waiting}
+                 for s in self.run.steps]
+        return {"workload": self.workload, "arch": self.arch, "summary": self.summary, "requests": list(self.rows),
+                "steps": steps}
+
+
+def kv_capacity_blocks(arch: ArchConfig, weight_bytes: int, kv_bytes_per_token: int, block_size: int) -> int:
+    """Blocks of the cache: the off-chip memory less the weights, over block_size x bytes per token."""
+    check_fits(arch, weight_bytes, 0)
+    return (arch.offchip.capacity_bytes - weight_bytes) // (block_size * kv_bytes_per_token)
+
+
+def percentiles(values: list[float]) -> dict:
+    """p50, p90, p99 and mean (None without values)."""
+    if not values:
+        return {f"p{p}": None for p in PERCENTILES} | {"mean": None}
+    a = np.asarray(values)
+    return {f"p{p}": float(np.percentile(a, p)) for p in PERCENTILES} | {"mean": float(a.mean())}
+
+
+def request_rows(run: ServeRun, slo_ttft: float | None, slo_tpot: float | None) -> tuple[dict, ...]:
+    """One row per request: times, latencies, energy, SLO verdict, or why it was refused."""
+    rows = []
+    for o in run.requests:
+        r = o.req
+        row = {"id": r.rid, "arrival_s": r.arrival_s, "prompt_tokens": r.prompt_tokens,
+               "output_tokens": r.output_tokens, "prefix_id": r.prefix_id or ""}
+        if o.refused:
+            rows.append(row | {"status": "refused", "reason": o.refused})
+            continue
+        ttft = o.first_token_s - r.arrival_s
+        tpot = (o.finish_s - o.first_token_s) / (r.output_tokens - 1) if r.output_tokens > 1 else None
+        ok = (slo_ttft is None or ttft <= slo_ttft) and (slo_tpot is None or tpot is None or tpot <= slo_tpot)
+        energy_j = o.energy_pj * 1e-12
+        rows.append(row | {"status": "served", "reason": "", "queue_s": o.start_s - r.arrival_s, "ttft_s": ttft,
+                           "tpot_s": tpot, "e2e_s": o.finish_s - r.arrival_s, "finish_s": o.finish_s,
+                           "preemptions": o.preemptions, "energy_j": energy_j,
+                           "j_per_token": energy_j / (r.prompt_tokens + r.output_tokens),
+                           "slo_met": ok if (slo_ttft or slo_tpot) else None})
+    return tuple(rows)
+
+
+def summarize(run: ServeRun, rows: tuple[dict, ...], slo_ttft: float | None, slo_tpot: float | None,
+              static_w: float) -> dict:
+    """The run's figures: latency percentiles, throughput, goodput, occupancy, preemptions, energy."""
+    served = [r for r in rows if r["status"] == "served"]
+    first = min((r["arrival_s"] for r in served), default=0.0)
+    span = run.end_s - first if served else 0.0
+    out_tokens = sum(r["output_tokens"] for r in served)
+    busy = sum(s.latency_s for s in run.steps)
+    step_pj = sum(s.energy_pj for s in run.steps)
+    total_j = (step_pj + run.idle_energy_pj) * 1e-12
+    weights = np.array([s.latency_s for s in run.steps]) if run.steps else np.zeros(1)
+    mean_of = lambda xs: float(np.average(np.array(xs), weights=weights)) if run.steps else 0.0   # noqa: E731
+    in_system = [s.in_system for s in run.steps]
+    good = [r for r in served if r["slo_met"] in (True, None)]
+    return {
+        "requests": len(rows), "served": len(served), "refused": len(rows) - len(served),
+        "scheduler": run.config.policy, "max_batch": run.config.max_batch, "max_tokens": run.config.max_tokens,
+        "block_size": run.config.block_size, "kv_blocks": run.config.kv_blocks,
+        "duration_s": span, "busy_s": busy, "steps": len(run.steps),
+        "ttft_s": percentiles([r["ttft_s"] for r in served]),
+        "tpot_s": percentiles([r["tpot_s"] for r in served if r["tpot_s"] is not None]),
+        "e2e_s": percentiles([r["e2e_s"] for r in served]),
+        "throughput_tokens_per_s": out_tokens / span if span else 0.0,
+        "throughput_requests_per_s": len(served) / span if span else 0.0,
+        "goodput_requests_per_s": len(good) / span if span else 0.0,
+        "slo_ttft_s": slo_ttft, "slo_tpot_s": slo_tpot, "slo_attainment": len(good) / len(served) if served else 0.0,
+        "mean_batch": mean_of([s.sequences for s in run.steps]),
+        "max_batch_seen": max((s.sequences for s in run.steps), default=0),
+        "mean_kv_occupancy": mean_of([s.kv_blocks_used for s in run.steps]) / run.config.kv_blocks,
+        "max_kv_occupancy": max((s.kv_blocks_used for s in run.steps), default=0) / run.config.kv_blocks,
+        "mean_in_system": (sum(n * s.latency_s for n, s in zip(in_system, run.steps, strict=True)) / (busy + run.idle_s)
+                           if busy + run.idle_s else 0.0),
+        "preemptions": sum(r["preemptions"] for r in served),
+        "energy_j": total_j, "idle_energy_j": run.idle_energy_pj * 1e-12, "static_power_w": static_w,
+        "j_per_output_token": total_j / out_tokens if out_tokens else 0.0,
+        "j_per_token": percentiles([r["j_per_token"] for r in served]),
+    }
+
+
+def serve(workload: WorkloadOptions, arch: ArchConfig, compile_options: CompileOptions, trace: TraceOptions,
+          sched: SchedulerOptions) -> ServeResult:
+    """Serve the stream on the arch and summarise it."""
+    cfg = decoder_config(workload.workload)
+    if cfg is None:
+        raise OptionError("workload", f"serve needs a decoder LLM (gpt2, llama2-7b, ... or an HF config.json), not "
+                                      f"'{workload.workload}'")
+    types = wl.resolve_dtypes(workload.dtypes, workload.graph_dtype(arch.array.dtype) or arch.array.dtype)
+    weight_bytes, per_token = wl.weight_bytes(cfg, types.weight), wl.kv_cache_bytes_per_token(cfg, types.kv)
+    blocks = sched.kv_blocks or kv_capacity_blocks(arch, weight_bytes, per_token, sched.block_size)
+    if blocks < 1:
+        raise OptionError("kv_blocks", f"the off-chip memory holds the weights but no KV cache block of "
+                                       f"{sched.block_size} tokens")
+    max_tokens = sched.max_tokens or (512 if sched.scheduler == "chunked" else cfg.max_positions)
+    requests = trace.stream()
+    model = StepCostModel(cfg, arch, compile_options, types)
+    config = SchedulerConfig(sched.scheduler, sched.max_batch, max_tokens, sched.block_size, blocks)
+    run = Scheduler(config, model).run(list(requests))
+    rows = request_rows(run, sched.slo_ttft, sched.slo_tpot)
+    summary = summarize(run, rows, sched.slo_ttft, sched.slo_tpot, model.static_w)
+    return ServeResult(cfg.name, arch.name, run, summary, rows, weight_bytes, per_token, model.simulations)

@@ -1,0 +1,316 @@
+"""Serving schedulers over a request stream: static batching, continuous batching and chunked prefill, with a paged KV
+cache (admission control, preemption by recompute).
+
+Time advances step by step; each step's latency and energy come from a StepCostModel (serve_cost.py). Token
+bookkeeping: a sequence's prefill (its prompt, or after a preemption its prompt and the tokens generated so far)
+ends with a new token; each decode step feeds the last token at context = tokens in the cache and yields the next.
+A request of O output tokens is one prefill and O - 1 decode steps (`tilesim run --phase generate --gen-tokens
+O-1`). The KV cache is paged (vLLM's PagedAttention): a sequence holds ceil(cached tokens / block size) blocks.
+
+- static: FCFS batches of up to max_batch requests whose whole KV (prompt + output) fits; the batch's prompts are
+  padded to its longest and prefilled in one step, then it decodes at its full size (finished rows padded) and its
+  longest context until every request is done; arrivals wait for the next batch.
+- continuous (Orca / vLLM iteration-level): a step prefills waiting prompts (FCFS, whole, while the batch stays
+  <= max_batch, the step's tokens <= max_tokens and their prompt blocks are free) if any can start, else it decodes
+  every running sequence; when a decoding sequence needs a block and none is free, the latest-started sequence is
+  preempted: its blocks are freed and it waits at the queue's head to recompute its prefill (vLLM's recompute).
+- chunked (Sarathi-Serve / vLLM chunked prefill): a step decodes every running sequence first, then fills the rest
+  of its max_tokens budget with prefill chunks: unfinished prompts first, then new requests (FCFS) whose blocks fit.
+"""
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from tilesim.studies.serve_cost import Cost, StepCostModel
+from tilesim.studies.serve_trace import Request
+
+POLICIES = ("static", "continuous", "chunked")
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    """A scheduler and its limits; kv_blocks: the cache's capacity in blocks of block_size tokens."""
+    policy: str
+    max_batch: int
+    max_tokens: int
+    block_size: int
+    kv_blocks: int
+
+
+@dataclass
+class Seq:
+    """A request while it is served (mutable state of the scheduler)."""
+    req: Request
+    cached: int = 0              # tokens whose K and V are in the cache
+    target: int = 0              # tokens the current prefill must cache
+    generated: int = 0
+    blocks: int = 0
+    start_s: float | None = None
+    first_token_s: float | None = None
+    finish_s: float | None = None
+    preemptions: int = 0
+    energy_pj: float = 0.0
+
+    @property
+    def prefilling(self) -> bool:
+        """Whether its prefill is not done."""
+        return self.cached < self.target
+
+
+@dataclass(frozen=True)
+class StepRecord:
+    """One step: when, how long, what ran, and the cache and queue around it."""
+    start_s: float
+    latency_s: float
+    energy_pj: float
+    sequences: int               # sequences in the step (static: padded rows included)
+    prefill_tokens: int
+    decode_tokens: int
+    kv_blocks_used: int          # after the step
+    in_system: int               # requests arrived and not finished, at the step's start
+    waiting: int                 # of those, not holding cache blocks
+
+
+@dataclass(frozen=True)
+class RequestOutcome:
+    """A served (or refused) request."""
+    req: Request
+    start_s: float | None = None
+    first_token_s: float | None = None
+    finish_s: float | None = None
+    preemptions: int = 0
+    energy_pj: float = 0.0
+    refused: str = ""            # why it was not served ("" when served)
+
+
+@dataclass(frozen=True)
+class ServeRun:
+    """What a scheduler did with a stream: every request, every step, idle time."""
+    requests: tuple[RequestOutcome, ...]
+    steps: tuple[StepRecord, ...]
+    idle_s: float
+    idle_energy_pj: float
+    end_s: float
+    config: SchedulerConfig
+    extra: dict = field(default_factory=dict)
+
+
+def blocks_for(tokens: int, block_size: int) -> int:
+    """Cache blocks holding `tokens` tokens: ceil(tokens / block_size)."""
+    return -(-tokens // block_size)
+
+
+def refusal(req: Request, cfg: SchedulerConfig, max_positions: int) -> str:
+    """Why a request can never be served ("" if it can)."""
+    need = req.prompt_tokens + req.output_tokens - 1        # tokens cached by the last step
+    if req.prompt_tokens + req.output_tokens > max_positions:
+        return (f"prompt {req.prompt_tokens} + output {req.output_tokens} tokens exceed the model's "
+                f"{max_positions} positions")
+    if blocks_for(need, cfg.block_size) > cfg.kv_blocks:
+        return f"its KV cache ({need} tokens) exceeds the cache ({cfg.kv_blocks * cfg.block_size} tokens)"
+    if cfg.policy == "continuous" and req.prompt_tokens > cfg.max_tokens:
+        return f"prompt {req.prompt_tokens} tokens exceeds max_tokens {cfg.max_tokens} per step (use chunked)"
+    return ""
+
+
+class Scheduler:
+    """The event loop shared by the policies: arrivals, steps, block accounting, per-request results."""
+
+    def __init__(self, cfg: SchedulerConfig, model: StepCostModel):
+        self.cfg, self.model = cfg, model
+        self.waiting: deque[Seq] = deque()
+        self.running: list[Seq] = []
+        self.free = cfg.kv_blocks
+        self.now = 0.0
+        self.steps: list[StepRecord] = []
+        self.batch: list[Seq] = []               # static: the current batch
+
+    # ---- cache blocks
+    def grow(self, s: Seq, tokens: int) -> bool:
+        """Give s the blocks to cache `tokens` tokens in all; False (nothing taken) if too few are free."""
+        need = blocks_for(tokens, self.cfg.block_size) - s.blocks
+        if need > self.free:
+            return False
+        if need > 0:
+            self.free -= need
+            s.blocks += need
+        return True
+
+    def release(self, s: Seq) -> None:
+        """Free all of s's blocks."""
+        self.free += s.blocks
+        s.blocks = 0
+
+    def preempt(self, s: Seq) -> None:
+        """Recompute preemption: drop s's cache; it waits at the head of the queue to prefill again."""
+        self.release(s)
+        self.running.remove(s)
+        s.cached, s.preemptions = 0, s.preemptions + 1
+        self.waiting.appendleft(s)
+
+    def admit(self, s: Seq) -> bool:
+        """Start (or restart) s's prefill if the blocks of its whole prefill are free."""
+        target = s.req.prompt_tokens + max(s.generated, 0)
+        if not self.grow(s, target):
+            return False
+        s.target, s.cached = target, 0
+        s.start_s = self.now if s.start_s is None else s.start_s
+        self.running.append(s)
+        return True
+
+    # ---- the policies: each returns (prefill chunks [(seq, tokens)], decoding seqs)
+    def plan_continuous(self) -> tuple[list[tuple[Seq, int]], list[Seq]]:
+        """Prefill waiting prompts if any can start, else decode everything running."""
+        chunks, tokens = [], 0
+        while self.waiting and len(self.running) < self.cfg.max_batch:
+            s = self.waiting[0]
+            need = s.req.prompt_tokens + s.generated
+            if (chunks and tokens + need > self.cfg.max_tokens) or not self.admit(s):   # a recompute may exceed
+                break
+            self.waiting.popleft()
+            chunks.append((s, need))
+            tokens += need
+        if chunks:
+            return chunks, []
+        return [], self.decoders()
+
+    def decoders(self) -> list[Seq]:
+        """Every running sequence past its prefill, each with a block for its next token; preempts the
+        latest-started ones (LIFO) while blocks run short."""
+        out = [s for s in self.running if not s.prefilling]
+        i = 0
+        while i < len(out):
+            s = out[i]
+            if self.grow(s, s.cached + 1):
+                i += 1
+                continue
+            victim = self.running[-1]
+            self.preempt(victim)
+            if victim in out:
+                out.remove(victim)
+        return out
+
+    def plan_chunked(self) -> tuple[list[tuple[Seq, int]], list[Seq]]:
+        """Decode everything running, then prefill chunks up to the step's token budget."""
+        decode = self.decoders()
+        budget = self.cfg.max_tokens - len(decode)
+        chunks = []
+        for s in self.running:
+            if budget > 0 and s.prefilling:
+                n = min(s.target - s.cached, budget)
+                chunks.append((s, n))
+                budget -= n
+        while budget > 0 and self.waiting and len(self.running) < self.cfg.max_batch:
+            s = self.waiting[0]
+            if not self.admit(s):
+                break
+            self.waiting.popleft()
+            n = min(s.target, budget)
+            chunks.append((s, n))
+            budget -= n
+        return chunks, decode
+
+    def plan_static(self) -> tuple[list[tuple[Seq, int]], list[Seq]]:
+        """A new batch when the last is done (prefill padded to its longest prompt), else a decode step of it."""
+        if not self.batch:
+            while self.waiting and len(self.batch) < self.cfg.max_batch:
+                s = self.waiting[0]
+                whole = s.req.prompt_tokens + s.req.output_tokens - 1
+                if not self.grow(s, whole):
+                    break
+                self.waiting.popleft()
+                s.target, s.start_s = s.req.prompt_tokens, self.now
+                self.batch.append(s)
+                self.running.append(s)
+            return [(s, s.target) for s in self.batch], []
+        return [], [s for s in self.batch if s.finish_s is None]
+
+    # ---- the loop
+    def run(self, requests: list[Request]) -> ServeRun:
+        """Serve the requests (sorted by arrival); refused ones are reported with their reason."""
+        outcomes: dict[int, RequestOutcome] = {}
+        seqs: list[Seq] = []
+        for r in requests:
+            why = refusal(r, self.cfg, self.model.cfg.max_positions)
+            if why:
+                outcomes[r.rid] = RequestOutcome(r, refused=why)
+            else:
+                seqs.append(Seq(r))
+        plan = {"static": self.plan_static, "continuous": self.plan_continuous, "chunked": self.plan_chunked}[
+            self.cfg.policy]
+        nxt, done, idle = 0, 0, 0.0
+        self.now = seqs[0].req.arrival_s if seqs else 0.0          # the run starts at the first arrival
+        while done < len(seqs):
+            while nxt < len(seqs) and seqs[nxt].req.arrival_s <= self.now:
+                self.waiting.append(seqs[nxt])
+                nxt += 1
+            if not self.waiting and not self.running:
+                idle += seqs[nxt].req.arrival_s - self.now
+                self.now = seqs[nxt].req.arrival_s
+                continue
+            arrived = nxt
+            in_system, queued = arrived - done, len(self.waiting)
+            chunks, decode = plan()
+            if not chunks and not decode:
+                raise RuntimeError("serve: a step with nothing to run")    # refusal() rules this out
+            finished = self.step(chunks, decode, in_system, queued)
+            done += finished
+        for s in seqs:
+            outcomes[s.req.rid] = RequestOutcome(s.req, s.start_s, s.first_token_s, s.finish_s, s.preemptions,
+                                                 s.energy_pj)
+        idle_pj = idle * self.model.static_w * 1e12
+        return ServeRun(tuple(outcomes[r.rid] for r in requests), tuple(self.steps), idle, idle_pj, self.now,
+                        self.cfg)
+
+    def step(self, chunks: list[tuple[Seq, int]], decode: list[Seq], in_system: int, queued: int) -> int:
+        """Run one step: cost it, advance time, update every sequence; returns how many requests finished."""
+        static = self.cfg.policy == "static"
+        if static and decode:                    # the whole batch decodes, padded, at its longest context
+            cost = self.model.step([], [max(s.cached for s in decode)] * len(self.batch))
+        elif static:                             # prompts padded to the longest
+            cost = self.model.step([(max(n for _, n in chunks), 0)] * len(chunks), [])
+        else:
+            cost = self.model.step([(n, s.cached) for s, n in chunks], [s.cached for s in decode])
+        self.now += cost.latency_s
+        share = self.energy_shares(chunks, decode, cost)
+        finished = 0
+        for s, n in chunks:
+            s.cached += n
+            s.energy_pj += share[id(s)]
+            if not s.prefilling:
+                finished += self.emit(s)
+        for s in decode:
+            s.cached += 1
+            s.energy_pj += share[id(s)]
+            finished += self.emit(s)
+        if static and all(s.finish_s is not None for s in self.batch):
+            for s in self.batch:
+                self.release(s)
+                self.running.remove(s)
+            self.batch = []
+        sequences = len(self.batch) if static and self.batch else len(chunks) + len(decode)
+        self.steps.append(StepRecord(self.now - cost.latency_s, cost.latency_s, cost.energy_pj, sequences,
+                                     sum(n for _, n in chunks), len(decode), self.cfg.kv_blocks - self.free,
+                                     in_system, queued))
+        return finished
+
+    @staticmethod
+    def energy_shares(chunks: list[tuple[Seq, int]], decode: list[Seq], cost: Cost) -> dict[int, float]:
+        """A step's energy split over its sequences by the tokens each ran."""
+        tokens = {id(s): n for s, n in chunks} | {id(s): 1 for s in decode}
+        total = sum(tokens.values())
+        return {k: cost.energy_pj * v / total for k, v in tokens.items()}
+
+    def emit(self, s: Seq) -> int:
+        """s yields a token at `now`; returns 1 if that was its last (its blocks are freed, unless static)."""
+        s.generated += 1
+        if s.first_token_s is None:
+            s.first_token_s = self.now
+        if s.generated < s.req.output_tokens:
+            return 0
+        s.finish_s = self.now
+        if self.cfg.policy != "static":
+            self.release(s)
+            self.running.remove(s)
+        return 1
