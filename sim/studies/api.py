@@ -16,6 +16,7 @@ from tilesim.compiler.schedule import CompileOptions, Schedule
 from tilesim.core.result import SimResult
 from tilesim.core.simulate import simulate
 from tilesim.studies import compare as comparing
+from tilesim.studies import serve as serving
 from tilesim.studies.compare import Comparison
 from tilesim.studies.llm import LLMResult, llm_dict
 from tilesim.studies.options import (
@@ -27,6 +28,7 @@ from tilesim.studies.options import (
 )
 from tilesim.studies.runs import check_decoder, decoder, resolve_arch, schedule, workload_graph
 from tilesim.studies.runs import run_decoder as run_decoder_phase
+from tilesim.studies.serve import ServeResult, split_serve_options
 from tilesim.studies.sweep import SweepSpec, check_fields, grid_points, parse_grids, random_points, run_sweep
 from tilesim.workloads import load_workload as load_graph
 
@@ -162,4 +164,13 @@ def sweep(grid: Mapping[str, Sequence[Any]] | Sequence[str], workload: str = DEF
                      resume=resume, progress=progress)
 
 
-__all__ = ["CompareResult", "RunResult", "compare", "load_arch", "load_workload", "run", "sweep"]
+def serve(workload: str = "llama2-7b", arch: str | ArchConfig = "h100", *, overrides: Sequence[str] = (),
+          **options: Any) -> ServeResult:
+    """Serve a request stream (trace=FILE, or rate=... to generate one) with an LLM scheduler, as `tilesim serve`;
+    options: the fields of sim/studies/serve.py's TraceOptions and SchedulerOptions, CompileOptions and dtypes."""
+    w, c, trace, sched = split_serve_options(workload, options)
+    return serving.serve(w, load_arch(arch, overrides), c, trace, sched)
+
+
+__all__ = ["CompareResult", "RunResult", "ServeResult", "compare", "load_arch", "load_workload", "run", "serve",
+           "sweep"]

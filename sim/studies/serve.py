@@ -9,12 +9,13 @@ plus static power while idle).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Literal
 
 import numpy as np
 
 from tilesim.arch.config import ArchConfig
+from tilesim.arch.errors import did_you_mean
 from tilesim.compiler.schedule import CompileOptions
 from tilesim.studies.llm import check_fits
 from tilesim.studies.options import OptionError, WorkloadOptions, at_least, option
@@ -108,8 +109,9 @@ class ServeOutputOptions:
     trace_out: str | None = field(default=None, metadata=option(
         "write a Chrome/Perfetto trace: one track per request (queued, prefill, decode), counters for batch and "
         "KV occupancy", flag="--perfetto", metavar="TRACE.json"))
-    plot: str | None = field(default=None, metadata=option(
-        "write a PNG: latency CDFs and the batch and KV occupancy timeline (tilesim[plot])", metavar="FILE.png"))
+    figure: str | None = field(default=None, metadata=option(
+        "write a figure (.png, .svg, .pdf): latency CDFs and the batch and KV occupancy timeline (tilesim[plot])",
+        flag="--plot", metavar="FILE.png"))
 
 
 SERVE_OPTION_CLASSES = (TraceOptions, SchedulerOptions, ServeOutputOptions)
@@ -233,3 +235,19 @@ def serve(workload: WorkloadOptions, arch: ArchConfig, compile_options: CompileO
     rows = request_rows(run, sched.slo_ttft, sched.slo_tpot)
     summary = summarize(run, rows, sched.slo_ttft, sched.slo_tpot, model.static_w)
     return ServeResult(cfg.name, arch.name, run, summary, rows, weight_bytes, per_token, model.simulations)
+
+
+SERVE_WORKLOAD_FIELDS = ("weight_dtype", "activation_dtype", "kv_dtype", "dtype")
+
+
+def split_serve_options(workload: str, options: dict, caller: str = "serve") -> tuple[
+        WorkloadOptions, CompileOptions, TraceOptions, SchedulerOptions]:
+    """Keyword options of tilesim.serve into their dataclasses; an unknown one is a TypeError naming it."""
+    kinds = {f.name: cls for cls in (CompileOptions, TraceOptions, SchedulerOptions) for f in fields(cls)}
+    kinds |= dict.fromkeys(SERVE_WORKLOAD_FIELDS, WorkloadOptions)
+    for key in options:
+        if key not in kinds:
+            raise TypeError(f"{caller}() got an unexpected option '{key}'{did_you_mean(key, kinds)}")
+    pick = lambda cls: {k: v for k, v in options.items() if kinds[k] is cls}     # noqa: E731
+    return (WorkloadOptions(workload, **pick(WorkloadOptions)), CompileOptions(**pick(CompileOptions)),
+            TraceOptions(**pick(TraceOptions)), SchedulerOptions(**pick(SchedulerOptions)))
