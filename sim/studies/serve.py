@@ -53,7 +53,7 @@ class TraceOptions:
 
     def __post_init__(self) -> None:
         if self.trace is not None and self.rate is not None:
-            raise OptionError("rate", "give {trace} or {rate} (a generated stream), not both")
+            raise OptionError(("trace", "rate"), "give a trace file or a rate to generate a stream, not both")
         if self.trace is None and self.rate is None:
             raise OptionError(("trace", "rate"), "give a trace file or a request rate to generate a stream")
         if self.rate is not None and not (self.rate > 0 and math.isfinite(self.rate)):

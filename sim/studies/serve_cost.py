@@ -9,9 +9,10 @@ and their energies, static power included, add up to the run):
 
 - dense(T): every kernel but the attention core (scores, softmax, context) of prefill_graph(batch 1, T tokens):
   projections, MLP, norms, LM head with the weights read once for all T tokens (the point of batching).
-- attn_prefill(n, c): the attention-core spans of prefill_graph(1, n), which pairs n queries with n keys, per
-  query-key pair, times n (n + c) pairs (a chunk's queries see the c cached keys too; tilesim's prefill has no
-  causal mask, docs/workloads.md).
+- attn_prefill(n, c): the attention-core spans of a prompt with as many query-key pairs as the chunk's n (n + c)
+  (its queries see the c cached keys too; tilesim's prefill has no causal mask, docs/workloads.md): a prompt of
+  S = sqrt(n (n + c)) tokens, interpolated in pairs (S^2) between powers of two. A chunk pays each attention
+  kernel's fixed cost once, as a prompt does; its cached keys are read like a prompt's own keys.
 - attn_decode(b, c): decode_graph(batch b, context c) less dense(b): what b decoding sequences add to a step beyond
   their tokens' dense work (reading and attending their caches, LM head rows). It is a whole-graph difference, not
   the attention kernels' spans, because the simulator prefetches a decode step's cache under the projections
@@ -27,6 +28,7 @@ exactly `tilesim run --phase decode`.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from tilesim.arch.config import ArchConfig
@@ -135,12 +137,13 @@ class StepCostModel:
         return lerp(tokens, lo, hi, self.prefill_at(lo)[0], self.prefill_at(hi)[0])
 
     def attn_prefill(self, tokens: int, context: int) -> Cost:
-        """attn_prefill(n, c): attention per query-key pair of prefill(1, n) interpolated between powers of two,
-        times n (n + c) pairs."""
-        lo, hi = powers_grid(tokens)
-        pair = lambda n: self.prefill_at(n)[1].scaled(1 / n**2)     # noqa: E731
-        per_pair = lerp(tokens, lo, hi, pair(lo), pair(hi))
-        return per_pair.scaled(tokens * (tokens + context))
+        """attn_prefill(n, c): the attention of a prompt with as many query-key pairs, S = sqrt(n (n + c)) tokens,
+        interpolated in pairs between the prompts of powers-of-two lengths around S (exact for c = 0 on the grid)."""
+        pairs = tokens * (tokens + context)
+        lo, hi = powers_grid(math.isqrt(pairs))
+        if lo * lo < pairs and lo == hi:
+            hi = lo * 2
+        return lerp(pairs, lo * lo, hi * hi, self.prefill_at(lo)[1], self.prefill_at(hi)[1])
 
     def context_grid(self, context: float) -> tuple[int, int]:
         """The context grid points around c: 0, 1024, 4096, ... and the model's last position."""
