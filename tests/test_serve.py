@@ -176,16 +176,19 @@ def test_littles_law_holds_on_the_simulated_queue(model):
     assert in_system > 2                                                      # a real queue, not an idle server
 
 
-def test_chunked_prefill_lowers_p99_tpot_under_mixed_load(model):
+def test_chunked_prefill_lowers_p99_tpot_under_mixed_load():
     """Long prompts stall every decoding request for a whole prefill under continuous batching; chunks of 128
-    tokens mixed with decode steps bound that stall."""
+    tokens mixed with decode steps bound that stall. On tpu-v4, where a long prefill costs several decode steps
+    (on h100 gpt2's steps are all near the same fixed cost, and chunking gains ~10 %)."""
+    arch = load_arch("tpu-v4")
+    tpu = StepCostModel(CFG, arch, CompileOptions(), wl.resolve_dtypes(None, arch.array.dtype))
     reqs = stream(300, 150.0, "uniform:128,900", "uniform:32,96", seed=2)
 
     def p99_tpot(policy):
-        run = run_sched(model, reqs, policy, max_batch=32, max_tokens=128 if policy == "chunked" else 1024)
+        run = run_sched(tpu, reqs, policy, max_batch=32, max_tokens=128 if policy == "chunked" else 1024)
         return np.percentile([(r.finish_s - r.first_token_s) / (r.req.output_tokens - 1) for r in run.requests
                               if not r.refused], 99)
-    assert p99_tpot("chunked") < 0.9 * p99_tpot("continuous")
+    assert p99_tpot("chunked") < 0.7 * p99_tpot("continuous")
 
 
 def test_preemption_by_recompute_serves_everything_within_the_cache(model):

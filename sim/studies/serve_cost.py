@@ -11,15 +11,16 @@ and their energies, static power included, add up to the run):
   projections, MLP, norms, LM head with the weights read once for all T tokens (the point of batching).
 - attn_prefill(n, c): the attention-core spans of a prompt with as many query-key pairs as the chunk's n (n + c)
   (its queries see the c cached keys too; tilesim's prefill has no causal mask, docs/workloads.md): a prompt of
-  S = sqrt(n (n + c)) tokens, interpolated in pairs (S^2) between powers of two. A chunk pays each attention
+  S = sqrt(n (n + c)) tokens, interpolated in pairs (S^2) between token grid points. A chunk pays each attention
   kernel's fixed cost once, as a prompt does; its cached keys are read like a prompt's own keys.
 - attn_decode(b, c): decode_graph(batch b, context c) less dense(b): what b decoding sequences add to a step beyond
   their tokens' dense work (reading and attending their caches, LM head rows). It is a whole-graph difference, not
   the attention kernels' spans, because the simulator prefetches a decode step's cache under the projections
   before it, so those spans understate it. Affine in c, so a batch at mixed contexts costs the batch at their mean.
 
-Each quantity is simulated on a grid and interpolated linearly between its points: tokens at powers of two up to 2048
-(extrapolated beyond, where dense work is compute-bound and affine in T); decoding batches at powers of four
+Each quantity is simulated on a grid and interpolated linearly between its points: tokens at 1, 4, 16, 64 (memory-
+bound, nearly flat), then powers of two up to 2048 (extrapolated beyond, where dense work is compute-bound and
+affine in T); decoding batches at powers of four
 (their attention and cache reads are close to linear in batch); contexts at 0, 1024 x powers of four and the model's
 last position (attention is affine in context: llama2-7b on h100 within 1 % between 0 and 4095). Grid points are
 simulated when first needed and memoised, so a trace costs a few dozen simulations however long it is.
@@ -83,6 +84,12 @@ def powers_grid(value: float, start: int = 1, base: int = 2) -> tuple[int, int]:
     return lo, (lo if lo == value else lo * base)
 
 
+def token_grid(tokens: float) -> tuple[int, int]:
+    """The dense grid points around T: 1, 4, 16, 64 (memory-bound: dense(T) is nearly flat there), then powers of
+    two (the knee into compute-bound and beyond)."""
+    return powers_grid(tokens, 1, BATCH_BASE) if tokens <= 64 else powers_grid(tokens, 64)
+
+
 def lerp(x: float, x0: int, x1: int, y0: Cost, y1: Cost) -> Cost:
     """Linear interpolation (or extrapolation) of a Cost between two grid points."""
     if x1 == x0:
@@ -127,22 +134,21 @@ class StepCostModel:
         return self.decode_parts[key]
 
     def dense(self, tokens: int) -> Cost:
-        """dense(T): interpolated between powers of two; beyond DENSE_GRID_TOP or the model's positions,
-        extrapolated from the last two powers of two within them (dense work is affine in T once compute-bound)."""
+        """dense(T): interpolated on the token grid; beyond DENSE_GRID_TOP or the model's positions, extrapolated
+        from the last two grid points within them (dense work is affine in T once compute-bound)."""
         limit = min(self.cfg.max_positions, DENSE_GRID_TOP)
-        lo, hi = powers_grid(tokens)
+        lo, hi = token_grid(tokens)
         if hi > limit:
-            hi = powers_grid(limit)[0]
-            lo = hi // 2 if hi > 1 else hi
+            lo, hi = token_grid(limit // 2)[0], token_grid(limit)[0]
         return lerp(tokens, lo, hi, self.prefill_at(lo)[0], self.prefill_at(hi)[0])
 
     def attn_prefill(self, tokens: int, context: int) -> Cost:
         """attn_prefill(n, c): the attention of a prompt with as many query-key pairs, S = sqrt(n (n + c)) tokens,
-        interpolated in pairs between the prompts of powers-of-two lengths around S (exact for c = 0 on the grid)."""
+        interpolated in pairs between the prompts on the token grid around S (exact for c = 0 on the grid)."""
         pairs = tokens * (tokens + context)
-        lo, hi = powers_grid(math.isqrt(pairs))
+        lo, hi = token_grid(math.isqrt(pairs))
         if lo * lo < pairs and lo == hi:
-            hi = lo * 2
+            hi = token_grid(lo + 1)[1]
         return lerp(pairs, lo * lo, hi * hi, self.prefill_at(lo)[1], self.prefill_at(hi)[1])
 
     def context_grid(self, context: float) -> tuple[int, int]:
