@@ -274,3 +274,50 @@ def test_cli_writes_json_csv_trace_and_refuses_bad_input(tmp_path, capsys):
                       (("--rate", "1", "--plot", str(tmp_path / "f.txt")), "--plot")):
         code, out, err = cli(capsys, "serve", "-w", "gpt2", *argv, "-o", str(tmp_path / "never.txt"))
         assert code == 2 and msg in err and err.count("\n") == 1 and not (tmp_path / "never.txt").exists()
+
+
+# ---------------------------------------------------------------- speculative decoding
+
+def test_full_acceptance_speculation_costs_one_target_step_per_round_plus_draft_steps(model):
+    """k draft tokens per round at acceptance 1: every round yields k + 1 tokens for one verification step of the
+    target and k draft decode steps, exactly; the prefill runs on both models."""
+    k, rounds, prompt = 3, 5, 128
+    output = 1 + rounds * (k + 1)
+    cfg = SchedulerConfig("continuous", 8, 1024, 16, 10_000, spec_k=k, acceptance=1.0)
+    run = Scheduler(cfg, model, model).run([Request(0, 0.0, prompt, output)])
+    r = run.requests[0]
+    prefill = model.step([(prompt, 0)], []).latency_s * 2                      # target, then draft (same model)
+    assert r.first_token_s == pytest.approx(prefill, rel=1e-12)
+    per_round = [model.verify([prompt + j * (k + 1)], k).latency_s +
+                 sum(model.step([], [prompt + j * (k + 1) + i]).latency_s for i in range(k)) for j in range(rounds)]
+    assert r.finish_s - r.first_token_s == pytest.approx(sum(per_round), rel=1e-12)
+    assert len(run.steps) == 1 + rounds and all(s.decode_tokens == k + 1 for s in run.steps[1:])
+
+
+def test_verification_costs_between_one_and_k_plus_one_decode_steps(model):
+    one = model.step([], [500] * 8).latency_s
+    verify = model.verify([500] * 8, 4).latency_s
+    assert one < verify < 5 * one
+
+
+def test_partial_acceptance_yields_the_expected_tokens_per_round(model):
+    """Draft tokens accepted i.i.d. with probability p until the first rejection, plus the target's token: a round
+    yields (1 - p^(k+1)) / (1 - p) tokens on average."""
+    k, p = 4, 0.6
+    cfg = SchedulerConfig("continuous", 64, 4096, 16, 100_000, spec_k=k, acceptance=p, seed=1)
+    reqs = [Request(i, 0.0, 64, 400) for i in range(40)]
+    run = Scheduler(cfg, model, model).run(reqs)
+    decode = [s for s in run.steps if s.prefill_tokens == 0]
+    rounds = sum(s.sequences for s in decode)
+    yielded = sum(s.decode_tokens for s in decode)
+    assert yielded == sum(r.output_tokens - 1 for r in reqs)
+    assert yielded / rounds == pytest.approx((1 - p ** (k + 1)) / (1 - p), rel=0.03)
+
+
+def test_speculation_options_are_checked():
+    with pytest.raises(OptionError, match="continuous scheduler"):
+        SchedulerOptions(scheduler="chunked", draft="gpt2")
+    with pytest.raises(OptionError, match="acceptance"):
+        SchedulerOptions(draft="gpt2", acceptance=1.5)
+    with pytest.raises(OptionError, match="draft: must be a decoder LLM"):
+        tilesim.serve("gpt2", rate=1.0, requests=1, draft="resnet18")

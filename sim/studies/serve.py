@@ -84,14 +84,25 @@ class SchedulerOptions:
     block_size: int = field(default=16, metadata=option("KV cache block, tokens (default 16)"))
     kv_blocks: int | None = field(default=None, metadata=option(
         "KV cache capacity in blocks (default: the off-chip memory less the weights)"))
+    draft: str | None = field(default=None, metadata=option(
+        "speculative decoding (continuous scheduler): the draft model, a decoder LLM (e.g. gpt2 for a target of its "
+        "vocabulary; any decoder is accepted)"))
+    spec_k: int = field(default=4, metadata=option("speculative decoding: draft tokens per round (default 4)"))
+    acceptance: float = field(default=1.0, metadata=option(
+        "speculative decoding: probability that the target accepts each draft token (default 1)"))
     slo_ttft: float | None = field(default=None, metadata=option("goodput: time to first token SLO, s"))
     slo_tpot: float | None = field(default=None, metadata=option("goodput: time per output token SLO, s"))
 
     def __post_init__(self) -> None:
         if self.scheduler not in POLICIES:
             raise OptionError("scheduler", f"got '{self.scheduler}', allowed: {', '.join(POLICIES)}")
-        for name in ("max_batch", "max_tokens", "block_size", "kv_blocks"):
+        for name in ("max_batch", "max_tokens", "block_size", "kv_blocks", "spec_k"):
             at_least(name, getattr(self, name), 1)
+        if not 0 <= self.acceptance <= 1:
+            raise OptionError("acceptance", f"must be >= 0 and <= 1, got {self.acceptance:g}")
+        if self.draft is not None and self.scheduler != "continuous":
+            raise OptionError("draft", f"speculative decoding runs with the continuous scheduler, not "
+                                       f"'{self.scheduler}'")
         for name in ("slo_ttft", "slo_tpot"):
             v = getattr(self, name)
             if v is not None and not (v > 0 and math.isfinite(v)):
@@ -208,6 +219,7 @@ def summarize(run: ServeRun, rows: tuple[dict, ...], slo_ttft: float | None, slo
         "mean_in_system": (sum(n * s.latency_s for n, s in zip(in_system, run.steps, strict=True)) / (busy + run.idle_s)
                            if busy + run.idle_s else 0.0),
         "preemptions": sum(r["preemptions"] for r in served),
+        "spec_k": run.config.spec_k, "acceptance": run.config.acceptance if run.config.spec_k else None,
         "energy_j": total_j, "idle_energy_j": run.idle_energy_pj * 1e-12, "static_power_w": static_w,
         "j_per_output_token": total_j / out_tokens if out_tokens else 0.0,
         "j_per_token": percentiles([r["j_per_token"] for r in served]),
@@ -223,6 +235,13 @@ def serve(workload: WorkloadOptions, arch: ArchConfig, compile_options: CompileO
                                       f"'{workload.workload}'")
     types = wl.resolve_dtypes(workload.dtypes, workload.graph_dtype(arch.array.dtype) or arch.array.dtype)
     weight_bytes, per_token = wl.weight_bytes(cfg, types.weight), wl.kv_cache_bytes_per_token(cfg, types.kv)
+    draft_cfg = decoder_config(sched.draft) if sched.draft is not None else None
+    if sched.draft is not None and draft_cfg is None:
+        raise OptionError("draft", f"must be a decoder LLM (gpt2, llama2-7b, ... or an HF config.json), not "
+                                   f"'{sched.draft}'")
+    if draft_cfg is not None:                   # the draft's weights and its cache of every token live beside
+        weight_bytes += wl.weight_bytes(draft_cfg, types.weight)
+        per_token += wl.kv_cache_bytes_per_token(draft_cfg, types.kv)
     blocks = sched.kv_blocks or kv_capacity_blocks(arch, weight_bytes, per_token, sched.block_size)
     if blocks < 1:
         raise OptionError("kv_blocks", f"the off-chip memory holds the weights but no KV cache block of "
@@ -230,11 +249,14 @@ def serve(workload: WorkloadOptions, arch: ArchConfig, compile_options: CompileO
     max_tokens = sched.max_tokens or (512 if sched.scheduler == "chunked" else cfg.max_positions)
     requests = trace.stream()
     model = StepCostModel(cfg, arch, compile_options, types)
-    config = SchedulerConfig(sched.scheduler, sched.max_batch, max_tokens, sched.block_size, blocks)
-    run = Scheduler(config, model).run(list(requests))
+    draft = StepCostModel(draft_cfg, arch, compile_options, types) if draft_cfg is not None else None
+    config = SchedulerConfig(sched.scheduler, sched.max_batch, max_tokens, sched.block_size, blocks,
+                             sched.spec_k if draft else 0, sched.acceptance, trace.seed)
+    run = Scheduler(config, model, draft).run(list(requests))
     rows = request_rows(run, sched.slo_ttft, sched.slo_tpot)
     summary = summarize(run, rows, sched.slo_ttft, sched.slo_tpot, model.static_w)
-    return ServeResult(cfg.name, arch.name, run, summary, rows, weight_bytes, per_token, model.simulations)
+    sims = model.simulations + (draft.simulations if draft else 0)
+    return ServeResult(cfg.name, arch.name, run, summary, rows, weight_bytes, per_token, sims)
 
 
 SERVE_WORKLOAD_FIELDS = ("weight_dtype", "activation_dtype", "kv_dtype", "dtype")

@@ -171,6 +171,15 @@ class StepCostModel:
             return lerp(context, c0, c1, self.decode_at(b, c0), self.decode_at(b, c1))
         return lerp(batch, b0, b1, at(b0), at(b1))
 
+    def verify(self, decode_contexts: list[int], k: int) -> Cost:
+        """Speculative decoding's verification step: each sequence runs its last token and k draft tokens (k + 1 rows
+        of dense work) and attends its cache once for them: attn_decode at context c + k (the cache reads dominate a
+        decode step's attention; the k extra query rows share them, as a GQA group's queries do)."""
+        b = len(decode_contexts)
+        if b == 0:
+            return ZERO
+        return self.dense(b * (k + 1)) + self.attn_decode(b, sum(decode_contexts) / b + k)
+
     def step(self, chunks: list[tuple[int, int]], decode_contexts: list[int]) -> Cost:
         """A step: prefill chunks (tokens, cached context) and decoding sequences (their contexts)."""
         tokens = sum(n for n, _ in chunks) + len(decode_contexts)

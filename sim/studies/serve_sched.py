@@ -16,11 +16,19 @@ O-1`). The KV cache is paged (vLLM's PagedAttention): a sequence holds ceil(cach
   preempted: its blocks are freed and it waits at the queue's head to recompute its prefill (vLLM's recompute).
 - chunked (Sarathi-Serve / vLLM chunked prefill): a step decodes every running sequence first, then fills the rest
   of its max_tokens budget with prefill chunks: unfinished prompts first, then new requests (FCFS) whose blocks fit.
+
+Speculative decoding (continuous only; spec_k > 0 and a draft model's step costs): every prefill step is followed
+by the draft's prefill of the same tokens; a decode step becomes a round: spec_k draft decode steps propose spec_k
+tokens per sequence, one target step verifies them (StepCostModel.verify); each draft token is accepted with
+probability `acceptance`, independently, until the first rejection, and the target adds one token of its own, so a
+round yields 1 to spec_k + 1 tokens per sequence (spec_k + 1 at acceptance 1), never more than it still needs.
 """
 from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+
+import numpy as np
 
 from tilesim.studies.serve_cost import Cost, StepCostModel
 from tilesim.studies.serve_trace import Request
@@ -36,6 +44,9 @@ class SchedulerConfig:
     max_tokens: int
     block_size: int
     kv_blocks: int
+    spec_k: int = 0              # speculative decoding: draft tokens per round (0: off)
+    acceptance: float = 1.0      # per draft token
+    seed: int = 0                # of the acceptance draws
 
 
 @dataclass
@@ -66,7 +77,7 @@ class StepRecord:
     energy_pj: float
     sequences: int               # sequences in the step (static: padded rows included)
     prefill_tokens: int
-    decode_tokens: int
+    decode_tokens: int           # tokens the decoding sequences yielded (speculative: accepted + 1 each)
     kv_blocks_used: int          # after the step
     in_system: int               # requests arrived and not finished, at the step's start
     waiting: int                 # of those, not holding cache blocks
@@ -103,7 +114,7 @@ def blocks_for(tokens: int, block_size: int) -> int:
 
 def refusal(req: Request, cfg: SchedulerConfig, max_positions: int) -> str:
     """Why a request can never be served ("" if it can)."""
-    need = req.prompt_tokens + req.output_tokens - 1        # tokens cached by the last step
+    need = req.prompt_tokens + req.output_tokens - 1 + cfg.spec_k   # cached by the last step (+ its drafts)
     if req.prompt_tokens + req.output_tokens > max_positions:
         return (f"prompt {req.prompt_tokens} + output {req.output_tokens} tokens exceed the model's "
                 f"{max_positions} positions")
@@ -117,8 +128,9 @@ def refusal(req: Request, cfg: SchedulerConfig, max_positions: int) -> str:
 class Scheduler:
     """The event loop shared by the policies: arrivals, steps, block accounting, per-request results."""
 
-    def __init__(self, cfg: SchedulerConfig, model: StepCostModel):
-        self.cfg, self.model = cfg, model
+    def __init__(self, cfg: SchedulerConfig, model: StepCostModel, draft: StepCostModel | None = None):
+        self.cfg, self.model, self.draft = cfg, model, draft
+        self.rng = np.random.default_rng(cfg.seed)
         self.waiting: deque[Seq] = deque()
         self.running: list[Seq] = []
         self.free = cfg.kv_blocks
@@ -179,10 +191,11 @@ class Scheduler:
         """Every running sequence past its prefill, each with a block for its next token; preempts the
         latest-started ones (LIFO) while blocks run short."""
         out = [s for s in self.running if not s.prefilling]
+        ahead = self.cfg.spec_k + 1              # cache entries a step writes per sequence
         i = 0
         while i < len(out):
             s = out[i]
-            if self.grow(s, s.cached + 1):
+            if self.grow(s, s.cached + ahead):
                 i += 1
                 continue
             victim = self.running[-1]
@@ -232,7 +245,8 @@ class Scheduler:
         outcomes: dict[int, RequestOutcome] = {}
         seqs: list[Seq] = []
         for r in requests:
-            why = refusal(r, self.cfg, self.model.cfg.max_positions)
+            positions = min(m.cfg.max_positions for m in (self.model, self.draft) if m is not None)
+            why = refusal(r, self.cfg, positions)
             if why:
                 outcomes[r.rid] = RequestOutcome(r, refused=why)
             else:
@@ -270,20 +284,24 @@ class Scheduler:
             cost = self.model.step([], [max(s.cached for s in decode)] * len(self.batch))
         elif static:                             # prompts padded to the longest
             cost = self.model.step([(max(n for _, n in chunks), 0)] * len(chunks), [])
+        elif self.draft is not None:
+            cost = self.speculative_cost(chunks, decode)
         else:
             cost = self.model.step([(n, s.cached) for s, n in chunks], [s.cached for s in decode])
         self.now += cost.latency_s
         share = self.energy_shares(chunks, decode, cost)
-        finished = 0
+        finished, yielded = 0, 0
         for s, n in chunks:
             s.cached += n
             s.energy_pj += share[id(s)]
             if not s.prefilling:
                 finished += self.emit(s)
         for s in decode:
-            s.cached += 1
+            made = self.accepted(s) if self.draft is not None else 1
+            yielded += made
+            s.cached += made
             s.energy_pj += share[id(s)]
-            finished += self.emit(s)
+            finished += self.emit(s, made)
         if static and all(s.finish_s is not None for s in self.batch):
             for s in self.batch:
                 self.release(s)
@@ -291,7 +309,7 @@ class Scheduler:
             self.batch = []
         sequences = len(self.batch) if static and self.batch else len(chunks) + len(decode)
         self.steps.append(StepRecord(self.now - cost.latency_s, cost.latency_s, cost.energy_pj, sequences,
-                                     sum(n for _, n in chunks), len(decode), self.cfg.kv_blocks - self.free,
+                                     sum(n for _, n in chunks), yielded, self.cfg.kv_blocks - self.free,
                                      in_system, queued))
         return finished
 
@@ -302,9 +320,26 @@ class Scheduler:
         total = sum(tokens.values())
         return {k: cost.energy_pj * v / total for k, v in tokens.items()}
 
-    def emit(self, s: Seq) -> int:
-        """s yields a token at `now`; returns 1 if that was its last (its blocks are freed, unless static)."""
-        s.generated += 1
+    def speculative_cost(self, chunks: list[tuple[Seq, int]], decode: list[Seq]) -> Cost:
+        """A prefill step on the target and then on the draft, or a round: spec_k draft steps and a verification."""
+        if chunks:
+            shape = [(n, s.cached) for s, n in chunks]
+            return self.model.step(shape, []) + self.draft.step(shape, [])
+        cost = self.model.verify([s.cached for s in decode], self.cfg.spec_k)
+        for i in range(self.cfg.spec_k):
+            cost = cost + self.draft.step([], [s.cached + i for s in decode])
+        return cost
+
+    def accepted(self, s: Seq) -> int:
+        """Tokens a round yields for s: draft tokens accepted before the first rejection, plus the target's own,
+        at most what s still needs."""
+        k, p = self.cfg.spec_k, self.cfg.acceptance
+        drafts = k if p >= 1 else min(k, int(self.rng.geometric(1 - p)) - 1)
+        return min(drafts + 1, s.req.output_tokens - s.generated)
+
+    def emit(self, s: Seq, tokens: int = 1) -> int:
+        """s yields `tokens` tokens at `now`; returns 1 if it is done (its blocks are freed, unless static)."""
+        s.generated += tokens
         if s.first_token_s is None:
             s.first_token_s = self.now
         if s.generated < s.req.output_tokens:
