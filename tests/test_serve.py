@@ -50,7 +50,7 @@ def test_csv_and_jsonl_traces_read_alike(tmp_path):
     (tmp_path / "t.csv").write_text("arrival_s,prompt_tokens,output_tokens,prefix_id\n0.5,10,3,a\n0.1,20,4,\n")
     (tmp_path / "t.jsonl").write_text('{"arrival_s": 0.5, "prompt_tokens": 10, "output_tokens": 3, "prefix_id": "a"}\n'
                                       '{"arrival_s": 0.1, "prompt_tokens": 20, "output_tokens": 4}\n')
-    want = (Request(0, 0.1, 20, 4, None), Request(1, 0.5, 10, 3, "a"))      # sorted by arrival
+    want = (Request(0, 0.1, 20, 4, None), Request(1, 0.5, 10, 3, "a", 10))  # sorted; prefix: its id's shortest
     assert read_trace(tmp_path / "t.csv") == want
     assert read_trace(tmp_path / "t.jsonl") == want
 
@@ -321,3 +321,50 @@ def test_speculation_options_are_checked():
         SchedulerOptions(draft="gpt2", acceptance=1.5)
     with pytest.raises(OptionError, match="draft: must be a decoder LLM"):
         tilesim.serve("gpt2", rate=1.0, requests=1, draft="resnet18")
+
+
+# ---------------------------------------------------------------- prefix caching
+
+def test_prefix_ids_share_whole_blocks_once(model):
+    """Three requests of one id with a 100-token shared prefix (6 whole blocks of 16): the first computes it, the
+    later ones start their prefill at token 96 and hold only their own blocks; the cache counts the 6 blocks once."""
+    reqs = [Request(i, i * 1.0, 150, 4, "sys", 100) for i in range(3)]
+    run = run_sched(model, reqs, kv_blocks=1000)
+    assert [r.cache_hit_tokens for r in run.requests] == [0, 96, 96]
+    prefill_steps = [s for s in run.steps if s.prefill_tokens]
+    assert [s.prefill_tokens for s in prefill_steps] == [150, 150 - 96, 150 - 96]
+    assert prefill_steps[1].latency_s == pytest.approx(model.step([(54, 96)], []).latency_s, rel=1e-12)
+    assert run.steps[-1].kv_blocks_used == 6                     # the prefix stays cached, nothing else held
+    assert max(s.kv_blocks_used for s in run.steps) == blocks_for(153, 16)
+
+
+def test_concurrent_prefix_users_fit_where_copies_would_not(model):
+    """Eight requests sharing a 512-token prefix at once: with the prefix shared the cache holds them all."""
+    reqs = [Request(0, 0.0, 520, 50, "doc", 512)] + [Request(i, 0.001, 520, 8, "doc", 512) for i in range(1, 8)]
+    shared = run_sched(model, reqs, kv_blocks=100)
+    copies = run_sched(model, [Request(r.rid, r.arrival_s, r.prompt_tokens, r.output_tokens) for r in reqs],
+                       kv_blocks=100)
+    assert max(s.sequences for s in shared.steps if not s.prefill_tokens) == 8
+    assert max(s.sequences for s in copies.steps if not s.prefill_tokens) < 8
+
+
+def test_unused_prefixes_are_evicted_least_recently_used_first(model):
+    reqs = [Request(0, 0.0, 300, 2, "a", 288), Request(1, 1.0, 300, 2, "b", 288), Request(2, 2.0, 300, 2, "c", 288),
+            Request(3, 3.0, 300, 2, "b", 288)]
+    run = run_sched(model, reqs, kv_blocks=40)                   # room for two 18-block prefixes, not three
+    assert [r.cache_hit_tokens for r in run.requests] == [0, 0, 0, 288]   # "a" went when "c" came; "b" stayed
+
+
+def test_prefix_hit_rate_skips_that_share_of_each_prompt(model):
+    cfg = SchedulerConfig("continuous", 8, 2048, 16, 10_000, prefix_hit_rate=0.5)
+    run = Scheduler(cfg, model).run([Request(0, 0.0, 300, 2)])
+    assert run.requests[0].cache_hit_tokens == 144 and run.steps[0].prefill_tokens == 156
+
+
+def test_trace_prefix_tokens_column(tmp_path):
+    (tmp_path / "t.csv").write_text("arrival_s,prompt_tokens,output_tokens,prefix_id,prefix_tokens\n"
+                                    "0,100,2,x,\n1,80,2,x,\n2,90,2,y,64\n")
+    assert [r.prefix_tokens for r in read_trace(tmp_path / "t.csv")] == [80, 80, 64]
+    (tmp_path / "bad.csv").write_text("arrival_s,prompt_tokens,output_tokens,prefix_id,prefix_tokens\n0,100,2,,50\n")
+    with pytest.raises(InputError, match="row 2, column prefix_tokens: needs a prefix_id"):
+        read_trace(tmp_path / "bad.csv")

@@ -16,7 +16,8 @@ from tilesim.report.format import percent, si
 from tilesim.studies.serve import ServeResult
 
 CSV_COLUMNS = ("id", "arrival_s", "prompt_tokens", "output_tokens", "prefix_id", "status", "queue_s", "ttft_s",
-               "tpot_s", "e2e_s", "finish_s", "preemptions", "energy_j", "j_per_token", "slo_met", "reason")
+               "tpot_s", "e2e_s", "finish_s", "preemptions", "cache_hit_tokens", "energy_j", "j_per_token", "slo_met",
+               "reason")
 
 
 def _ms(x: float | None) -> str:
@@ -47,6 +48,7 @@ def serve_table(result: ServeResult) -> str:
               f"KV occupancy    mean {percent(s['mean_kv_occupancy'])}, max {percent(s['max_kv_occupancy'])}",
               f"in system       mean {s['mean_in_system']:.2f} requests (Little: L = lambda W)",
               f"preemptions     {s['preemptions']}",
+              f"prefix cache    {percent(s['prefix_hit_rate'])} of prefill tokens found cached",
               f"energy          {s['energy_j']:.4g} J ({s['idle_energy_j']:.4g} J static while idle at "
               f"{si(s['static_power_w'], 'W')}), {s['j_per_output_token']:.4g} J per output token",
               f"J/token         per request (prompt + output): p50 {s['j_per_token']['p50'] or 0:.4g}, "

@@ -84,6 +84,9 @@ class SchedulerOptions:
     block_size: int = field(default=16, metadata=option("KV cache block, tokens (default 16)"))
     kv_blocks: int | None = field(default=None, metadata=option(
         "KV cache capacity in blocks (default: the off-chip memory less the weights)"))
+    prefix_hit_rate: float = field(default=0.0, metadata=option(
+        "prefix caching without prefix ids: share of each prompt found already computed (whole blocks; default 0); "
+        "requests with a prefix_id in the trace share their prefix's cached blocks instead"))
     draft: str | None = field(default=None, metadata=option(
         "speculative decoding (continuous scheduler): the draft model, a decoder LLM (e.g. gpt2 for a target of its "
         "vocabulary; any decoder is accepted)"))
@@ -98,6 +101,8 @@ class SchedulerOptions:
             raise OptionError("scheduler", f"got '{self.scheduler}', allowed: {', '.join(POLICIES)}")
         for name in ("max_batch", "max_tokens", "block_size", "kv_blocks", "spec_k"):
             at_least(name, getattr(self, name), 1)
+        if not 0 <= self.prefix_hit_rate <= 1:
+            raise OptionError("prefix_hit_rate", f"must be >= 0 and <= 1, got {self.prefix_hit_rate:g}")
         if not 0 <= self.acceptance <= 1:
             raise OptionError("acceptance", f"must be >= 0 and <= 1, got {self.acceptance:g}")
         if self.draft is not None and self.scheduler != "continuous":
@@ -180,7 +185,8 @@ def request_rows(run: ServeRun, slo_ttft: float | None, slo_tpot: float | None) 
         energy_j = o.energy_pj * 1e-12
         rows.append(row | {"status": "served", "reason": "", "queue_s": o.start_s - r.arrival_s, "ttft_s": ttft,
                            "tpot_s": tpot, "e2e_s": o.finish_s - r.arrival_s, "finish_s": o.finish_s,
-                           "preemptions": o.preemptions, "energy_j": energy_j,
+                           "preemptions": o.preemptions, "cache_hit_tokens": o.cache_hit_tokens,
+                           "energy_j": energy_j,
                            "j_per_token": energy_j / (r.prompt_tokens + r.output_tokens),
                            "slo_met": ok if (slo_ttft or slo_tpot) else None})
     return tuple(rows)
@@ -199,6 +205,8 @@ def summarize(run: ServeRun, rows: tuple[dict, ...], slo_ttft: float | None, slo
     weights = np.array([s.latency_s for s in run.steps]) if run.steps else np.zeros(1)
     mean_of = lambda xs: float(np.average(np.array(xs), weights=weights)) if run.steps else 0.0   # noqa: E731
     in_system = [s.in_system for s in run.steps]
+    hits = sum(r["cache_hit_tokens"] for r in served)
+    computed = sum(s.prefill_tokens for s in run.steps)
     good = [r for r in served if r["slo_met"] in (True, None)]
     return {
         "requests": len(rows), "served": len(served), "refused": len(rows) - len(served),
@@ -219,6 +227,7 @@ def summarize(run: ServeRun, rows: tuple[dict, ...], slo_ttft: float | None, slo
         "mean_in_system": (sum(n * s.latency_s for n, s in zip(in_system, run.steps, strict=True)) / (busy + run.idle_s)
                            if busy + run.idle_s else 0.0),
         "preemptions": sum(r["preemptions"] for r in served),
+        "prefix_hit_rate": hits / (hits + computed) if hits + computed else 0.0,
         "spec_k": run.config.spec_k, "acceptance": run.config.acceptance if run.config.spec_k else None,
         "energy_j": total_j, "idle_energy_j": run.idle_energy_pj * 1e-12, "static_power_w": static_w,
         "j_per_output_token": total_j / out_tokens if out_tokens else 0.0,
@@ -251,7 +260,7 @@ def serve(workload: WorkloadOptions, arch: ArchConfig, compile_options: CompileO
     model = StepCostModel(cfg, arch, compile_options, types)
     draft = StepCostModel(draft_cfg, arch, compile_options, types) if draft_cfg is not None else None
     config = SchedulerConfig(sched.scheduler, sched.max_batch, max_tokens, sched.block_size, blocks,
-                             sched.spec_k if draft else 0, sched.acceptance, trace.seed)
+                             sched.spec_k if draft else 0, sched.acceptance, trace.seed, sched.prefix_hit_rate)
     run = Scheduler(config, model, draft).run(list(requests))
     rows = request_rows(run, sched.slo_ttft, sched.slo_tpot)
     summary = summarize(run, rows, sched.slo_ttft, sched.slo_tpot, model.static_w)

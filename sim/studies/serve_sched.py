@@ -17,6 +17,13 @@ O-1`). The KV cache is paged (vLLM's PagedAttention): a sequence holds ceil(cach
 - chunked (Sarathi-Serve / vLLM chunked prefill): a step decodes every running sequence first, then fills the rest
   of its max_tokens budget with prefill chunks: unfinished prompts first, then new requests (FCFS) whose blocks fit.
 
+Prefix caching (continuous and chunked; vLLM's automatic prefix caching at block granularity): the first request of
+a prefix id to prefill its shared prefix leaves those whole blocks in the cache; later requests of the id start
+their prefill after them and share the blocks (counted once). Blocks of a prefix no running request uses stay
+cached until blocks run short, then go least recently used first. With `prefix_hit_rate` instead (requests without
+a prefix id), that share of every prompt (whole blocks) is found already computed: its prefill is skipped, its
+blocks are still the sequence's own (no sharing is counted). A prefill always computes the prompt's last token.
+
 Speculative decoding (continuous only; spec_k > 0 and a draft model's step costs): every prefill step is followed
 by the draft's prefill of the same tokens; a decode step becomes a round: spec_k draft decode steps propose spec_k
 tokens per sequence, one target step verifies them (StepCostModel.verify); each draft token is accepted with
@@ -47,6 +54,7 @@ class SchedulerConfig:
     spec_k: int = 0              # speculative decoding: draft tokens per round (0: off)
     acceptance: float = 1.0      # per draft token
     seed: int = 0                # of the acceptance draws
+    prefix_hit_rate: float = 0.0  # share of each prompt found in resident prefixes (without prefix ids)
 
 
 @dataclass
@@ -62,11 +70,22 @@ class Seq:
     finish_s: float | None = None
     preemptions: int = 0
     energy_pj: float = 0.0
+    shared_blocks: int = 0       # blocks of a cached prefix it uses (owned by the prefix cache)
+    cache_hit_tokens: int = 0    # prompt tokens found in the prefix cache, over its admissions
 
     @property
     def prefilling(self) -> bool:
         """Whether its prefill is not done."""
         return self.cached < self.target
+
+
+@dataclass
+class PrefixEntry:
+    """A cached prefix: its tokens and blocks, the running sequences using it, when it was last used."""
+    tokens: int
+    blocks: int
+    refs: int = 0
+    used_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -93,6 +112,7 @@ class RequestOutcome:
     preemptions: int = 0
     energy_pj: float = 0.0
     refused: str = ""            # why it was not served ("" when served)
+    cache_hit_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -137,22 +157,64 @@ class Scheduler:
         self.now = 0.0
         self.steps: list[StepRecord] = []
         self.batch: list[Seq] = []               # static: the current batch
+        self.prefixes: dict[str, PrefixEntry] = {}
 
     # ---- cache blocks
-    def grow(self, s: Seq, tokens: int) -> bool:
-        """Give s the blocks to cache `tokens` tokens in all; False (nothing taken) if too few are free."""
-        need = blocks_for(tokens, self.cfg.block_size) - s.blocks
-        if need > self.free:
+    def grow(self, s: Seq, tokens: int, shared: int = 0) -> bool:
+        """Give s the blocks to cache `tokens` tokens in all (`shared` of them from the prefix cache), evicting
+        unused prefixes if needed; False (nothing taken) if too few can be freed."""
+        need = blocks_for(tokens, self.cfg.block_size) - s.blocks - max(shared, s.shared_blocks)
+        if need > self.free and not self.evict(need):
             return False
         if need > 0:
             self.free -= need
             s.blocks += need
         return True
 
+    def evict(self, need: int) -> bool:
+        """Drop unused cached prefixes, least recently used first, until `need` blocks are free."""
+        idle = sorted((e.used_s, pid) for pid, e in self.prefixes.items() if e.refs == 0)
+        for _, pid in idle:
+            if self.free >= need:
+                break
+            self.free += self.prefixes.pop(pid).blocks
+        return self.free >= need
+
     def release(self, s: Seq) -> None:
-        """Free all of s's blocks."""
+        """Free all of s's blocks and its hold on a cached prefix."""
         self.free += s.blocks
         s.blocks = 0
+        if s.shared_blocks:
+            entry = self.prefixes[s.req.prefix_id]
+            entry.refs, entry.used_s = entry.refs - 1, self.now
+            s.shared_blocks = 0
+
+    def prefix_len(self, s: Seq) -> int:
+        """Prompt tokens s may find in a prefix cache: whole blocks, leaving the prompt's last token to compute."""
+        r, b = s.req, self.cfg.block_size
+        share = r.prefix_tokens if r.prefix_id is not None else int(self.cfg.prefix_hit_rate * r.prompt_tokens)
+        return min(share, r.prompt_tokens - 1) // b * b
+
+    def cached_prefix(self, s: Seq) -> tuple[int, int]:
+        """(tokens found in the prefix cache, blocks of them held by the cache) for s's admission now."""
+        if self.cfg.policy == "static":
+            return 0, 0
+        if s.req.prefix_id is None:
+            return self.prefix_len(s), 0                # found computed; the blocks are its own
+        entry = self.prefixes.get(s.req.prefix_id)
+        return (entry.tokens, entry.blocks) if entry is not None else (0, 0)
+
+    def share_prefix(self, s: Seq) -> None:
+        """After a prefill chunk: the first sequence past its id's prefix hands those blocks to the cache."""
+        pid = s.req.prefix_id
+        if pid is None or pid in self.prefixes or s.shared_blocks or self.cfg.policy == "static":
+            return
+        tokens = self.prefix_len(s)
+        if tokens and s.cached >= tokens:
+            blocks = tokens // self.cfg.block_size
+            self.prefixes[pid] = PrefixEntry(tokens, blocks, 1, self.now)
+            s.blocks -= blocks
+            s.shared_blocks = blocks
 
     def preempt(self, s: Seq) -> None:
         """Recompute preemption: drop s's cache; it waits at the head of the queue to prefill again."""
@@ -162,11 +224,17 @@ class Scheduler:
         self.waiting.appendleft(s)
 
     def admit(self, s: Seq) -> bool:
-        """Start (or restart) s's prefill if the blocks of its whole prefill are free."""
+        """Start (or restart) s's prefill if the blocks of its whole prefill are free (a cached prefix's shared)."""
         target = s.req.prompt_tokens + max(s.generated, 0)
-        if not self.grow(s, target):
+        hit, shared = self.cached_prefix(s)
+        if not self.grow(s, target, shared):
             return False
-        s.target, s.cached = target, 0
+        if shared:
+            entry = self.prefixes[s.req.prefix_id]
+            entry.refs, entry.used_s = entry.refs + 1, self.now
+            s.shared_blocks = shared
+        s.target, s.cached = target, hit
+        s.cache_hit_tokens += hit
         s.start_s = self.now if s.start_s is None else s.start_s
         self.running.append(s)
         return True
@@ -177,7 +245,7 @@ class Scheduler:
         chunks, tokens = [], 0
         while self.waiting and len(self.running) < self.cfg.max_batch:
             s = self.waiting[0]
-            need = s.req.prompt_tokens + s.generated
+            need = s.req.prompt_tokens + s.generated - self.cached_prefix(s)[0]
             if (chunks and tokens + need > self.cfg.max_tokens) or not self.admit(s):   # a recompute may exceed
                 break
             self.waiting.popleft()
@@ -219,7 +287,7 @@ class Scheduler:
             if not self.admit(s):
                 break
             self.waiting.popleft()
-            n = min(s.target, budget)
+            n = min(s.target - s.cached, budget)
             chunks.append((s, n))
             budget -= n
         return chunks, decode
@@ -272,7 +340,7 @@ class Scheduler:
             done += finished
         for s in seqs:
             outcomes[s.req.rid] = RequestOutcome(s.req, s.start_s, s.first_token_s, s.finish_s, s.preemptions,
-                                                 s.energy_pj)
+                                                 s.energy_pj, cache_hit_tokens=s.cache_hit_tokens)
         idle_pj = idle * self.model.static_w * 1e12
         return ServeRun(tuple(outcomes[r.rid] for r in requests), tuple(self.steps), idle, idle_pj, self.now,
                         self.cfg)
@@ -294,6 +362,7 @@ class Scheduler:
         for s, n in chunks:
             s.cached += n
             s.energy_pj += share[id(s)]
+            self.share_prefix(s)
             if not s.prefilling:
                 finished += self.emit(s)
         for s in decode:

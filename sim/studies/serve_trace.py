@@ -1,7 +1,9 @@
 """Request streams for `tilesim serve`: traces read from CSV/JSONL and seeded synthetic generators.
 
-A request is (arrival time s, prompt tokens, output tokens, optional prefix id). Trace columns (docs/serving.md):
-arrival_s, prompt_tokens, output_tokens, prefix_id (optional); or the Azure LLM inference trace layout
+A request is (arrival time s, prompt tokens, output tokens, optional prefix id and length). Trace columns
+(docs/serving.md): arrival_s, prompt_tokens, output_tokens, prefix_id and prefix_tokens (optional: requests of one
+prefix id share their first prefix_tokens prompt tokens, by default the shortest prompt of the id's requests); or
+the Azure LLM inference trace layout
 (TIMESTAMP as a date-time or seconds, ContextTokens, GeneratedTokens), whose times are taken relative to the first row.
 Arrivals of a generator: Poisson (exponential gaps at `rate`) or bursty (gamma gaps with coefficient of variation
 `cv`, same mean 1/rate); lengths fixed, uniform, log-normal (median, sigma) or drawn from an empirical CSV column.
@@ -31,6 +33,7 @@ class Request:
     prompt_tokens: int
     output_tokens: int
     prefix_id: str | None = None
+    prefix_tokens: int = 0       # prompt tokens shared with the other requests of its prefix id
 
 
 def _row_error(source: str, row: int, column: str, message: str) -> InputError:
@@ -107,12 +110,24 @@ def read_trace(path: str | Path) -> tuple[Request, ...]:
     for i, row in rows:
         t = _time(str(p), i, t_col, row.get(t_col))
         prefix = row.get("prefix_id")
-        out.append([t, _count(str(p), i, p_col, row.get(p_col)), _count(str(p), i, o_col, row.get(o_col)),
-                    str(prefix) if prefix not in (None, "") else None])
+        shared = row.get("prefix_tokens")
+        prompt = _count(str(p), i, p_col, row.get(p_col))
+        shared = _count(str(p), i, "prefix_tokens", shared) if shared not in (None, "") else None
+        if shared is not None and (prefix in (None, "") or shared > prompt):
+            raise _row_error(str(p), i, "prefix_tokens", f"needs a prefix_id and at most the prompt's {prompt} "
+                                                         f"tokens, got {shared}")
+        out.append([t, prompt, _count(str(p), i, o_col, row.get(o_col)),
+                    str(prefix) if prefix not in (None, "") else None, shared])
     if azure:                                           # relative to the first request
         t0 = min(r[0] for r in out)
         for r in out:
             r[0] -= t0
+    shortest: dict[str, int] = {}                     # default prefix length: the id's shortest prompt
+    for r in out:
+        if r[3] is not None:
+            shortest[r[3]] = min(shortest.get(r[3], r[1]), r[1])
+    for r in out:
+        r[4] = (r[4] if r[4] is not None else shortest[r[3]]) if r[3] is not None else 0
     order = sorted(range(len(out)), key=lambda k: out[k][0])
     return tuple(Request(n, *out[k]) for n, k in enumerate(order))
 
