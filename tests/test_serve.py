@@ -368,3 +368,22 @@ def test_trace_prefix_tokens_column(tmp_path):
     (tmp_path / "bad.csv").write_text("arrival_s,prompt_tokens,output_tokens,prefix_id,prefix_tokens\n0,100,2,,50\n")
     with pytest.raises(InputError, match="row 2, column prefix_tokens: needs a prefix_id"):
         read_trace(tmp_path / "bad.csv")
+
+
+# ---------------------------------------------------------------- swap preemption
+
+def test_swap_preemption_copies_instead_of_recomputing(model):
+    reqs = [Request(i, 0.0, 100, 200) for i in range(12)]
+
+    def run(link_bytes_per_s):
+        cfg = SchedulerConfig("continuous", 12, 1024, 16, 60, preemption="swap", swap_bytes_per_s=link_bytes_per_s,
+                              kv_bytes_per_token=36_864)
+        return Scheduler(cfg, model).run(reqs)
+    fast, slow = run(1e30), run(1e6)
+    assert sum(r.preemptions for r in fast.requests) > 0 and all(r.finish_s for r in fast.requests)
+    assert sum(s.prefill_tokens for s in fast.steps) == 12 * 100                 # nothing recomputed
+    assert sum(s.decode_tokens for s in fast.steps) == 12 * 199
+    moved = fast.extra["swapped_bytes"]
+    assert moved == slow.extra["swapped_bytes"] > 0 and moved % 36_864 == 0
+    assert slow.end_s - fast.end_s == pytest.approx(moved / 1e6, rel=1e-9)    # same schedule, copies stall it
+    assert max(s.kv_blocks_used for s in fast.steps) <= 60

@@ -47,7 +47,8 @@ def serve_table(result: ServeResult) -> str:
               f"batch           mean {s['mean_batch']:.1f} (time-weighted), max {s['max_batch_seen']}",
               f"KV occupancy    mean {percent(s['mean_kv_occupancy'])}, max {percent(s['max_kv_occupancy'])}",
               f"in system       mean {s['mean_in_system']:.2f} requests (Little: L = lambda W)",
-              f"preemptions     {s['preemptions']}",
+              f"preemptions     {s['preemptions']} ({s['preemption']}"
+              + (f"; {s['swapped_bytes'] / 2**30:.3g} GiB copied to and from host)" if s["swapped_bytes"] else ")"),
               f"prefix cache    {percent(s['prefix_hit_rate'])} of prefill tokens found cached",
               f"energy          {s['energy_j']:.4g} J ({s['idle_energy_j']:.4g} J static while idle at "
               f"{si(s['static_power_w'], 'W')}), {s['j_per_output_token']:.4g} J per output token",

@@ -27,6 +27,7 @@ from tilesim.workloads import llm as wl
 
 Policy = Literal["static", "continuous", "chunked"]
 Arrivals = Literal["poisson", "bursty"]
+Preemption = Literal["recompute", "swap"]
 ServeFormat = Literal["table", "json", "csv"]
 PERCENTILES = (50, 90, 99)
 
@@ -84,6 +85,11 @@ class SchedulerOptions:
     block_size: int = field(default=16, metadata=option("KV cache block, tokens (default 16)"))
     kv_blocks: int | None = field(default=None, metadata=option(
         "KV cache capacity in blocks (default: the off-chip memory less the weights)"))
+    preemption: Preemption = field(default="recompute", metadata=option(
+        "when the KV cache runs out: recompute (drop the victim's cache, prefill again; default) or swap (copy it to "
+        "host memory over --swap-gb-s and back)"))
+    swap_gb_s: float = field(default=64.0, metadata=option(
+        "swap preemption: the host link's bandwidth, GB/s (default 64: PCIe 5.0 x16, one direction)"))
     prefix_hit_rate: float = field(default=0.0, metadata=option(
         "prefix caching without prefix ids: share of each prompt found already computed (whole blocks; default 0); "
         "requests with a prefix_id in the trace share their prefix's cached blocks instead"))
@@ -101,6 +107,10 @@ class SchedulerOptions:
             raise OptionError("scheduler", f"got '{self.scheduler}', allowed: {', '.join(POLICIES)}")
         for name in ("max_batch", "max_tokens", "block_size", "kv_blocks", "spec_k"):
             at_least(name, getattr(self, name), 1)
+        if self.preemption not in Preemption.__args__:
+            raise OptionError("preemption", f"got '{self.preemption}', allowed: recompute, swap")
+        if not (self.swap_gb_s > 0 and math.isfinite(self.swap_gb_s)):
+            raise OptionError("swap_gb_s", f"must be > 0 GB/s, got {self.swap_gb_s:g}")
         if not 0 <= self.prefix_hit_rate <= 1:
             raise OptionError("prefix_hit_rate", f"must be >= 0 and <= 1, got {self.prefix_hit_rate:g}")
         if not 0 <= self.acceptance <= 1:
@@ -226,7 +236,8 @@ def summarize(run: ServeRun, rows: tuple[dict, ...], slo_ttft: float | None, slo
         "max_kv_occupancy": max((s.kv_blocks_used for s in run.steps), default=0) / run.config.kv_blocks,
         "mean_in_system": (sum(n * s.latency_s for n, s in zip(in_system, run.steps, strict=True)) / (busy + run.idle_s)
                            if busy + run.idle_s else 0.0),
-        "preemptions": sum(r["preemptions"] for r in served),
+        "preemptions": sum(r["preemptions"] for r in served), "preemption": run.config.preemption,
+        "swapped_bytes": run.extra.get("swapped_bytes", 0),
         "prefix_hit_rate": hits / (hits + computed) if hits + computed else 0.0,
         "spec_k": run.config.spec_k, "acceptance": run.config.acceptance if run.config.spec_k else None,
         "energy_j": total_j, "idle_energy_j": run.idle_energy_pj * 1e-12, "static_power_w": static_w,
@@ -260,7 +271,8 @@ def serve(workload: WorkloadOptions, arch: ArchConfig, compile_options: CompileO
     model = StepCostModel(cfg, arch, compile_options, types)
     draft = StepCostModel(draft_cfg, arch, compile_options, types) if draft_cfg is not None else None
     config = SchedulerConfig(sched.scheduler, sched.max_batch, max_tokens, sched.block_size, blocks,
-                             sched.spec_k if draft else 0, sched.acceptance, trace.seed, sched.prefix_hit_rate)
+                             sched.spec_k if draft else 0, sched.acceptance, trace.seed, sched.prefix_hit_rate,
+                             sched.preemption, sched.swap_gb_s * 1e9, per_token)
     run = Scheduler(config, model, draft).run(list(requests))
     rows = request_rows(run, sched.slo_ttft, sched.slo_tpot)
     summary = summarize(run, rows, sched.slo_ttft, sched.slo_tpot, model.static_w)

@@ -17,6 +17,10 @@ O-1`). The KV cache is paged (vLLM's PagedAttention): a sequence holds ceil(cach
 - chunked (Sarathi-Serve / vLLM chunked prefill): a step decodes every running sequence first, then fills the rest
   of its max_tokens budget with prefill chunks: unfinished prompts first, then new requests (FCFS) whose blocks fit.
 
+Swap preemption (preemption="swap"): the victim's cache is copied to a slower tier (host memory over a link of
+swap_bytes_per_s) instead of dropped, and copied back when it is readmitted, after which it decodes on; each copy
+stalls the step it happens in for bytes / bandwidth (vLLM's swap space), with static power over the stall.
+
 Prefix caching (continuous and chunked; vLLM's automatic prefix caching at block granularity): the first request of
 a prefix id to prefill its shared prefix leaves those whole blocks in the cache; later requests of the id start
 their prefill after them and share the blocks (counted once). Blocks of a prefix no running request uses stay
@@ -55,6 +59,9 @@ class SchedulerConfig:
     acceptance: float = 1.0      # per draft token
     seed: int = 0                # of the acceptance draws
     prefix_hit_rate: float = 0.0  # share of each prompt found in resident prefixes (without prefix ids)
+    preemption: str = "recompute"  # or swap
+    swap_bytes_per_s: float = 64e9   # the slower tier's link (PCIe 5.0 x16, one direction)
+    kv_bytes_per_token: int = 0      # what a swap copies per cached token
 
 
 @dataclass
@@ -71,6 +78,7 @@ class Seq:
     preemptions: int = 0
     energy_pj: float = 0.0
     shared_blocks: int = 0       # blocks of a cached prefix it uses (owned by the prefix cache)
+    swapped: int = 0             # tokens of its cache held in the slower tier (swap preemption)
     cache_hit_tokens: int = 0    # prompt tokens found in the prefix cache, over its admissions
 
     @property
@@ -158,6 +166,8 @@ class Scheduler:
         self.steps: list[StepRecord] = []
         self.batch: list[Seq] = []               # static: the current batch
         self.prefixes: dict[str, PrefixEntry] = {}
+        self.stall_s = 0.0                        # swap copies to charge to the next step
+        self.swapped_bytes = 0
 
     # ---- cache blocks
     def grow(self, s: Seq, tokens: int, shared: int = 0) -> bool:
@@ -217,11 +227,31 @@ class Scheduler:
             s.shared_blocks = blocks
 
     def preempt(self, s: Seq) -> None:
-        """Recompute preemption: drop s's cache; it waits at the head of the queue to prefill again."""
+        """Drop s's cache (recompute: it prefills again) or copy it to the slower tier (swap); it waits at the head
+        of the queue."""
         self.release(s)
         self.running.remove(s)
+        if self.cfg.preemption == "swap" and not s.prefilling:
+            s.swapped = s.cached
+            self.copy(s.cached)
         s.cached, s.preemptions = 0, s.preemptions + 1
         self.waiting.appendleft(s)
+
+    def copy(self, tokens: int) -> None:
+        """A swap copy of `tokens` tokens' cache over the slower tier's link, charged to the next step."""
+        moved = tokens * self.cfg.kv_bytes_per_token
+        self.swapped_bytes += moved
+        self.stall_s += moved / self.cfg.swap_bytes_per_s
+
+    def swap_in(self, s: Seq) -> bool:
+        """Bring a swapped sequence's cache back if its blocks (and the next token's) are free; it decodes on."""
+        if not self.grow(s, s.swapped + self.cfg.spec_k + 1):
+            return False
+        s.cached = s.target = s.swapped
+        self.copy(s.swapped)
+        s.swapped = 0
+        self.running.append(s)
+        return True
 
     def admit(self, s: Seq) -> bool:
         """Start (or restart) s's prefill if the blocks of its whole prefill are free (a cached prefix's shared)."""
@@ -245,6 +275,11 @@ class Scheduler:
         chunks, tokens = [], 0
         while self.waiting and len(self.running) < self.cfg.max_batch:
             s = self.waiting[0]
+            if s.swapped:
+                if not self.swap_in(s):
+                    break
+                self.waiting.popleft()
+                continue
             need = s.req.prompt_tokens + s.generated - self.cached_prefix(s)[0]
             if (chunks and tokens + need > self.cfg.max_tokens) or not self.admit(s):   # a recompute may exceed
                 break
@@ -284,12 +319,19 @@ class Scheduler:
                 budget -= n
         while budget > 0 and self.waiting and len(self.running) < self.cfg.max_batch:
             s = self.waiting[0]
+            if s.swapped:                        # decodes from the next step on
+                if not self.swap_in(s):
+                    break
+                self.waiting.popleft()
+                continue
             if not self.admit(s):
                 break
             self.waiting.popleft()
             n = min(s.target - s.cached, budget)
             chunks.append((s, n))
             budget -= n
+        if not chunks and not decode:            # only swap-ins happened: they decode now
+            decode = self.decoders()
         return chunks, decode
 
     def plan_static(self) -> tuple[list[tuple[Seq, int]], list[Seq]]:
@@ -343,7 +385,7 @@ class Scheduler:
                                                  s.energy_pj, cache_hit_tokens=s.cache_hit_tokens)
         idle_pj = idle * self.model.static_w * 1e12
         return ServeRun(tuple(outcomes[r.rid] for r in requests), tuple(self.steps), idle, idle_pj, self.now,
-                        self.cfg)
+                        self.cfg, {"swapped_bytes": self.swapped_bytes})
 
     def step(self, chunks: list[tuple[Seq, int]], decode: list[Seq], in_system: int, queued: int) -> int:
         """Run one step: cost it, advance time, update every sequence; returns how many requests finished."""
@@ -356,6 +398,9 @@ class Scheduler:
             cost = self.speculative_cost(chunks, decode)
         else:
             cost = self.model.step([(n, s.cached) for s, n in chunks], [s.cached for s in decode])
+        if self.stall_s:                         # swap copies stall the step, static power burning
+            cost = cost + Cost(self.stall_s, self.stall_s * self.model.static_w * 1e12)
+            self.stall_s = 0.0
         self.now += cost.latency_s
         share = self.energy_shares(chunks, decode, cost)
         finished, yielded = 0, 0
