@@ -387,3 +387,26 @@ def test_swap_preemption_copies_instead_of_recomputing(model):
     assert moved == slow.extra["swapped_bytes"] > 0 and moved % 36_864 == 0
     assert slow.end_s - fast.end_s == pytest.approx(moved / 1e6, rel=1e-9)    # same schedule, copies stall it
     assert max(s.kv_blocks_used for s in fast.steps) <= 60
+
+
+# ---------------------------------------------------------------- rate sweeps
+
+def test_rate_sweep_shares_step_costs_and_finds_the_knee(capsys):
+    sweep = tilesim.serve_rates("gpt2", "h100", rates="4000,100,1000", requests=150, prompt_lengths="fixed:256",
+                                output_lengths="fixed:64", slo_ttft=0.005, slo_tpot=0.001, max_batch=16)
+    assert sweep.rates == (100.0, 1000.0, 4000.0)
+    sims = [r.simulations for r in sweep.results]
+    assert sims[1] - sims[0] < 3 and sims[2] - sims[1] < 3            # the grid is simulated once, then reused
+    attained = [r.summary["slo_attainment"] for r in sweep.results]
+    assert attained[0] >= 0.9 > attained[-1]                          # the highest rate overloads the chip
+    want = max(rate for rate, a in zip(sweep.rates, attained, strict=True) if a >= 0.9)
+    assert sweep.knee_rate == want
+    code, out, err = cli(capsys, "serve", "-w", "gpt2", "--rates", "100,4000", "--requests", "50",
+                         "--prompt-lengths", "fixed:256", "--output-lengths", "fixed:64", "--slo-ttft", "0.005",
+                         "-f", "csv")
+    assert code == 0, err
+    assert [r["rate"] for r in csv.DictReader(io.StringIO(out))] == ["100.0", "4000.0"]
+    code, _, err = cli(capsys, "serve", "-w", "gpt2", "--rates", "100", "--rate", "3")
+    assert code == 2 and "--rates: a rate sweep generates its streams" in err
+    code, _, err = cli(capsys, "serve", "-w", "gpt2", "--rates", "1,x")
+    assert code == 2 and "--rates: expected comma-separated request rates" in err

@@ -10,7 +10,7 @@ from pathlib import Path
 from tilesim.arch.errors import InputError
 from tilesim.cli.args import FLAG_NAMES, add_options, flag_names, options_of, workload_options
 from tilesim.core.files import output_target, write_all
-from tilesim.report.serve import check_plot, draw_serve, serve_report, serve_trace_json
+from tilesim.report.serve import check_plot, draw_serve, rates_report, serve_report, serve_trace_json
 from tilesim.studies import api
 from tilesim.studies.options import OptionError
 from tilesim.studies.serve import (
@@ -48,6 +48,17 @@ def outputs_checked(args: argparse.Namespace, out: ServeOutputOptions) -> None:
     check_plot(out.figure)
 
 
+def write_files(outputs: list[tuple[str | None, str | None]]) -> None:
+    """(path, text) outputs: files written all or none, then the text of the one without a path to stdout."""
+    try:
+        write_all([(Path(p), text) for p, text in outputs if p is not None and text is not None])
+    except OSError as e:
+        raise InputError(f"cannot write '{e.filename}': {e.strerror or e}") from None
+    for p, text in outputs:
+        if p is None and text is not None:
+            sys.stdout.write(text)
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     """tilesim serve: options -> served stream -> report (table, JSON or per-request CSV), trace, plot."""
     try:
@@ -59,17 +70,20 @@ def cmd_serve(args: argparse.Namespace) -> None:
     outputs_checked(args, out)
     keywords = {n: getattr(workload, n) for n in SERVE_WORKLOAD_FIELDS} | vars(compile_options) | vars(trace) | \
         vars(sched)
+    if trace.rates is not None:
+        if out.trace_out or out.figure:
+            raise InputError("--rates: a rate sweep writes its table, JSON or CSV only (no --perfetto, --plot)")
+        try:
+            sweep = api.serve_rates(workload.workload, arch.arch, overrides=arch.overrides, **keywords)
+        except OptionError as e:
+            raise InputError(e.render(SERVE_FLAG_NAMES)) from None
+        write_files([(out.output, rates_report(sweep, out.format))])
+        return
     try:
         result = api.serve(workload.workload, arch.arch, overrides=arch.overrides, **keywords)
     except OptionError as e:
         raise InputError(e.render(SERVE_FLAG_NAMES)) from None
-    files = [(Path(p), text) for p, text in ((out.trace_out, serve_trace_json(result) if out.trace_out else ""),
-                                             (out.output, serve_report(result, out.format))) if p is not None]
-    try:
-        write_all(files)
-    except OSError as e:
-        raise InputError(f"cannot write '{e.filename}': {e.strerror or e}") from None
-    if out.output is None:
-        sys.stdout.write(serve_report(result, out.format))
+    write_files([(out.trace_out, serve_trace_json(result) if out.trace_out else None),
+                 (out.output, serve_report(result, out.format))])
     if out.figure:
         draw_serve(result, out.figure)

@@ -13,7 +13,7 @@ import numpy as np
 from tilesim.arch.errors import InputError
 from tilesim.report.figure import PLOT_SUFFIXES, new_figure, require_matplotlib, save
 from tilesim.report.format import percent, si
-from tilesim.studies.serve import ServeResult
+from tilesim.studies.serve import RateSweep, ServeResult
 
 CSV_COLUMNS = ("id", "arrival_s", "prompt_tokens", "output_tokens", "prefix_id", "status", "queue_s", "ttft_s",
                "tpot_s", "e2e_s", "finish_s", "preemptions", "cache_hit_tokens", "energy_j", "j_per_token", "slo_met",
@@ -148,3 +148,54 @@ def serve_figure(result: ServeResult):
 def draw_serve(result: ServeResult, path: str) -> None:
     """Write the figure to `path` (whole or not at all)."""
     save(serve_figure(result), path)
+
+
+RATE_COLUMNS = (("rate", "rate/s", "{:.3g}"), ("served", "served", "{}"), ("ttft_p99_ms", "TTFT p99 ms", "{:.2f}"),
+                ("tpot_p99_ms", "TPOT p99 ms", "{:.3f}"), ("e2e_p50_ms", "e2e p50 ms", "{:.1f}"),
+                ("throughput_tokens_per_s", "tokens/s", "{:.1f}"), ("goodput_requests_per_s", "goodput/s", "{:.3f}"),
+                ("slo_attainment", "SLO met", "{:.1%}"), ("mean_batch", "batch", "{:.1f}"),
+                ("preemptions", "preempt", "{}"), ("j_per_output_token", "J/token", "{:.4g}"))
+
+
+def rate_rows(sweep: RateSweep) -> list[dict]:
+    """One flat row per rate: the sweep table's columns."""
+    rows = []
+    for rate, r in zip(sweep.rates, sweep.results, strict=True):
+        s = r.summary
+        ms = lambda d, k: (d[k] or 0.0) * 1e3    # noqa: E731
+        rows.append({"rate": rate, "served": s["served"], "ttft_p99_ms": ms(s["ttft_s"], "p99"),
+                     "tpot_p99_ms": ms(s["tpot_s"], "p99"), "e2e_p50_ms": ms(s["e2e_s"], "p50"),
+                     "throughput_tokens_per_s": s["throughput_tokens_per_s"],
+                     "goodput_requests_per_s": s["goodput_requests_per_s"], "slo_attainment": s["slo_attainment"],
+                     "mean_batch": s["mean_batch"], "preemptions": s["preemptions"],
+                     "j_per_output_token": s["j_per_output_token"]})
+    return rows
+
+
+def rates_report(sweep: RateSweep, fmt: str) -> str:
+    """A rate sweep as a table (with its knee), JSON, or CSV (one row per rate)."""
+    if fmt == "json":
+        return json.dumps(sweep.to_dict(), indent=2) + "\n"
+    rows = rate_rows(sweep)
+    if fmt == "csv":
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, [k for k, _, _ in RATE_COLUMNS], lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        return buf.getvalue()
+    first = sweep.results[0]
+    cells = [[fmt_.format(row[k]) for k, _, fmt_ in RATE_COLUMNS] for row in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h, _) in enumerate(RATE_COLUMNS)]
+    lines = [f"serve {first.workload} on {first.arch}, {first.summary['scheduler']} scheduler: "
+             f"{first.summary['requests']} generated requests per rate",
+             "  ".join(h.rjust(w) for (_, h, _), w in zip(RATE_COLUMNS, widths, strict=True))]
+    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+    s = first.summary
+    if s["slo_ttft_s"] is None and s["slo_tpot_s"] is None:
+        lines.append("knee: give --slo-ttft and/or --slo-tpot to find the highest rate that meets them")
+    elif sweep.knee_rate is None:
+        lines.append(f"knee: no rate swept has {sweep.share:.0%} of its requests within the SLOs")
+    else:
+        lines.append(f"knee: {sweep.knee_rate:g} requests/s, the highest rate swept with {sweep.share:.0%} of its "
+                     "requests within the SLOs")
+    return "\n".join(lines) + "\n"

@@ -28,7 +28,7 @@ from tilesim.studies.options import (
 )
 from tilesim.studies.runs import check_decoder, decoder, resolve_arch, schedule, workload_graph
 from tilesim.studies.runs import run_decoder as run_decoder_phase
-from tilesim.studies.serve import ServeResult, split_serve_options
+from tilesim.studies.serve import RateSweep, ServeResult, split_serve_options
 from tilesim.studies.sweep import SweepSpec, check_fields, grid_points, parse_grids, random_points, run_sweep
 from tilesim.workloads import load_workload as load_graph
 
@@ -172,5 +172,14 @@ def serve(workload: str = "llama2-7b", arch: str | ArchConfig = "h100", *, overr
     return serving.serve(w, load_arch(arch, overrides), c, trace, sched)
 
 
-__all__ = ["CompareResult", "RunResult", "ServeResult", "compare", "load_arch", "load_workload", "run", "serve",
-           "sweep"]
+def serve_rates(workload: str = "llama2-7b", arch: str | ArchConfig = "h100", *, rates: str,
+                overrides: Sequence[str] = (), **options: Any) -> RateSweep:
+    """The generated stream at each rate ('1,2,4,8'), as `tilesim serve --rates`: a summary per rate and the knee
+    (the highest rate at which slo_share of the requests meet slo_ttft and slo_tpot)."""
+    w, c, trace, sched = split_serve_options(workload, {"rates": rates, **options}, "serve_rates")
+    return serving.serve_rates(w, load_arch(arch, overrides), c, trace, sched, serving.parse_rates(rates),
+                               sched.slo_share)
+
+
+__all__ = ["CompareResult", "RateSweep", "RunResult", "ServeResult", "compare", "load_arch", "load_workload", "run",
+           "serve", "serve_rates", "sweep"]

@@ -9,7 +9,7 @@ plus static power while idle).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Literal
 
 import numpy as np
@@ -40,6 +40,9 @@ class TraceOptions:
         "layout TIMESTAMP, ContextTokens, GeneratedTokens (docs/serving.md)", metavar="FILE"))
     rate: float | None = field(default=None, metadata=option(
         "generate requests at this mean rate (requests/s) instead of --trace"))
+    rates: str | None = field(default=None, metadata=option(
+        "sweep: the generated stream at each of these rates (requests/s, e.g. 1,2,4,8), a summary row per rate and "
+        "the knee: the highest rate at which --slo-share of the requests meet the SLOs", metavar="R1,R2,..."))
     requests: int = field(default=100, metadata=option("generated requests (default 100)"))
     arrivals: Arrivals = field(default="poisson", metadata=option(
         "generated arrivals: poisson (default) or bursty (gamma gaps, --cv)"))
@@ -55,7 +58,11 @@ class TraceOptions:
     def __post_init__(self) -> None:
         if self.trace is not None and self.rate is not None:
             raise OptionError(("trace", "rate"), "give a trace file or a rate to generate a stream, not both")
-        if self.trace is None and self.rate is None:
+        if self.rates is not None:
+            if self.trace is not None or self.rate is not None:
+                raise OptionError("rates", "a rate sweep generates its streams; give neither a trace nor a rate")
+            parse_rates(self.rates)
+        elif self.trace is None and self.rate is None:
             raise OptionError(("trace", "rate"), "give a trace file or a request rate to generate a stream")
         if self.rate is not None and not (self.rate > 0 and math.isfinite(self.rate)):
             raise OptionError("rate", f"must be > 0 requests/s, got {self.rate:g}")
@@ -101,6 +108,8 @@ class SchedulerOptions:
         "speculative decoding: probability that the target accepts each draft token (default 1)"))
     slo_ttft: float | None = field(default=None, metadata=option("goodput: time to first token SLO, s"))
     slo_tpot: float | None = field(default=None, metadata=option("goodput: time per output token SLO, s"))
+    slo_share: float = field(default=0.9, metadata=option(
+        "rate sweeps: the share of requests that must meet the SLOs at the knee (default 0.9)"))
 
     def __post_init__(self) -> None:
         if self.scheduler not in POLICIES:
@@ -111,6 +120,8 @@ class SchedulerOptions:
             raise OptionError("preemption", f"got '{self.preemption}', allowed: recompute, swap")
         if not (self.swap_gb_s > 0 and math.isfinite(self.swap_gb_s)):
             raise OptionError("swap_gb_s", f"must be > 0 GB/s, got {self.swap_gb_s:g}")
+        if not 0 < self.slo_share <= 1:
+            raise OptionError("slo_share", f"must be > 0 and <= 1, got {self.slo_share:g}")
         if not 0 <= self.prefix_hit_rate <= 1:
             raise OptionError("prefix_hit_rate", f"must be >= 0 and <= 1, got {self.prefix_hit_rate:g}")
         if not 0 <= self.acceptance <= 1:
@@ -246,9 +257,30 @@ def summarize(run: ServeRun, rows: tuple[dict, ...], slo_ttft: float | None, slo
     }
 
 
-def serve(workload: WorkloadOptions, arch: ArchConfig, compile_options: CompileOptions, trace: TraceOptions,
-          sched: SchedulerOptions) -> ServeResult:
-    """Serve the stream on the arch and summarise it."""
+@dataclass(frozen=True)
+class Server:
+    """A model on an arch ready to serve streams: its step costs (memoised across streams) and scheduler."""
+    name: str
+    arch: str
+    config: SchedulerConfig
+    model: StepCostModel
+    draft: StepCostModel | None
+    weight_bytes: int
+    kv_bytes_per_token: int
+
+    def serve(self, requests: tuple[Request, ...], slo_ttft: float | None, slo_tpot: float | None) -> ServeResult:
+        """Serve one stream and summarise it."""
+        run = Scheduler(self.config, self.model, self.draft).run(list(requests))
+        rows = request_rows(run, slo_ttft, slo_tpot)
+        summary = summarize(run, rows, slo_ttft, slo_tpot, self.model.static_w)
+        sims = self.model.simulations + (self.draft.simulations if self.draft else 0)
+        return ServeResult(self.name, self.arch, run, summary, rows, self.weight_bytes, self.kv_bytes_per_token,
+                           sims)
+
+
+def server(workload: WorkloadOptions, arch: ArchConfig, compile_options: CompileOptions, sched: SchedulerOptions,
+           seed: int = 0) -> Server:
+    """The model (and draft), its KV cache's capacity and the scheduler's configuration."""
     cfg = decoder_config(workload.workload)
     if cfg is None:
         raise OptionError("workload", f"serve needs a decoder LLM (gpt2, llama2-7b, ... or an HF config.json), not "
@@ -267,17 +299,57 @@ def serve(workload: WorkloadOptions, arch: ArchConfig, compile_options: CompileO
         raise OptionError("kv_blocks", f"the off-chip memory holds the weights but no KV cache block of "
                                        f"{sched.block_size} tokens")
     max_tokens = sched.max_tokens or (512 if sched.scheduler == "chunked" else cfg.max_positions)
-    requests = trace.stream()
     model = StepCostModel(cfg, arch, compile_options, types)
     draft = StepCostModel(draft_cfg, arch, compile_options, types) if draft_cfg is not None else None
     config = SchedulerConfig(sched.scheduler, sched.max_batch, max_tokens, sched.block_size, blocks,
-                             sched.spec_k if draft else 0, sched.acceptance, trace.seed, sched.prefix_hit_rate,
+                             sched.spec_k if draft else 0, sched.acceptance, seed, sched.prefix_hit_rate,
                              sched.preemption, sched.swap_gb_s * 1e9, per_token)
-    run = Scheduler(config, model, draft).run(list(requests))
-    rows = request_rows(run, sched.slo_ttft, sched.slo_tpot)
-    summary = summarize(run, rows, sched.slo_ttft, sched.slo_tpot, model.static_w)
-    sims = model.simulations + (draft.simulations if draft else 0)
-    return ServeResult(cfg.name, arch.name, run, summary, rows, weight_bytes, per_token, sims)
+    return Server(cfg.name, arch.name, config, model, draft, weight_bytes, per_token)
+
+
+def serve(workload: WorkloadOptions, arch: ArchConfig, compile_options: CompileOptions, trace: TraceOptions,
+          sched: SchedulerOptions) -> ServeResult:
+    """Serve the stream on the arch and summarise it."""
+    srv = server(workload, arch, compile_options, sched, trace.seed)
+    return srv.serve(trace.stream(), sched.slo_ttft, sched.slo_tpot)
+
+
+@dataclass(frozen=True)
+class RateSweep:
+    """One generated stream per rate through the same server; the knee is the highest rate at which at least
+    `share` of the requests meet the SLOs (None without SLOs, or when no rate does)."""
+    rates: tuple[float, ...]
+    results: tuple[ServeResult, ...]
+    share: float
+    knee_rate: float | None
+
+    def to_dict(self) -> dict:
+        """The JSON of `tilesim serve --rates ... -f json`: a summary per rate and the knee."""
+        return {"workload": self.results[0].workload, "arch": self.results[0].arch, "slo_share": self.share,
+                "knee_rate": self.knee_rate,
+                "rates": [{"rate": rate} | r.summary for rate, r in zip(self.rates, self.results, strict=True)]}
+
+
+def parse_rates(text: str) -> tuple[float, ...]:
+    """--rates R1,R2,...: request rates > 0, ascending."""
+    try:
+        rates = tuple(sorted(float(v) for v in text.split(",") if v.strip()))
+    except ValueError:
+        raise OptionError("rates", f"expected comma-separated request rates, got '{text}'") from None
+    if not rates or not all(r > 0 and math.isfinite(r) for r in rates):
+        raise OptionError("rates", f"expected request rates > 0, got '{text}'")
+    return rates
+
+
+def serve_rates(workload: WorkloadOptions, arch: ArchConfig, compile_options: CompileOptions, trace: TraceOptions,
+                sched: SchedulerOptions, rates: tuple[float, ...], share: float = 0.9) -> RateSweep:
+    """The same generated stream (seed, lengths, count) at each rate; step costs simulated once for all."""
+    srv = server(workload, arch, compile_options, sched, trace.seed)
+    results = tuple(srv.serve(replace(trace, rates=None, rate=r).stream(), sched.slo_ttft, sched.slo_tpot)
+                    for r in rates)
+    slo = sched.slo_ttft is not None or sched.slo_tpot is not None
+    ok = [r for r, res in zip(rates, results, strict=True) if slo and res.summary["slo_attainment"] >= share]
+    return RateSweep(rates, results, share, max(ok) if ok else None)
 
 
 SERVE_WORKLOAD_FIELDS = ("weight_dtype", "activation_dtype", "kv_dtype", "dtype")
