@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from tilesim.arch.config import ArchConfig
 from tilesim.compiler.ir import Graph
 from tilesim.compiler.schedule import CompileOptions, lower
+from tilesim.core.energy import static_power_components_mw
 from tilesim.core.result import SimResult
 from tilesim.core.simulate import kernel_evaluator, simulate
 from tilesim.workloads import llm as wl
@@ -108,14 +109,13 @@ class StepCostModel:
         self.prefill_parts: dict[int, tuple[Cost, Cost]] = {}
         self.decode_parts: dict[tuple[int, int], Cost] = {}
         self.simulations = 0
-        self.static_w = 0.0
+        self.static_w = sum(static_power_components_mw(arch).values()) / 1e3   # the arch's leakage, W
 
     def simulate(self, graph: Graph) -> SimResult:
         """One graph lowered and simulated (the kernel evaluator and tile commands shared across graphs)."""
         self.simulations += 1
-        r = simulate(lower(graph, self.arch, self.options, self.evaluate), self.arch, flash_share=0.0, memo=self.memo)
-        self.static_w = sum(r.static_power_mw.values()) / 1e3
-        return r
+        return simulate(lower(graph, self.arch, self.options, self.evaluate), self.arch, flash_share=0.0,
+                        memo=self.memo)
 
     def prefill_at(self, tokens: int) -> tuple[Cost, Cost]:
         """(dense, attention) of prefill_graph(1, tokens), simulated once."""

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from tilesim.arch.errors import InputError
+from tilesim.studies.options import OptionError
 
 STANDARD_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
 AZURE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
@@ -95,7 +96,7 @@ def read_trace(path: str | Path) -> tuple[Request, ...]:
     """The requests of a CSV or JSONL trace, sorted by arrival (stable); bad rows are one-line errors."""
     p = Path(path)
     if not p.is_file():
-        raise InputError(f"trace: no such file '{path}'")
+        raise OptionError("trace", f"no such file '{path}'")
     columns, rows = _rows(p)
     azure = all(c in columns for c in AZURE_COLUMNS) and not all(c in columns for c in STANDARD_COLUMNS)
     names = AZURE_COLUMNS if azure else STANDARD_COLUMNS
@@ -159,28 +160,28 @@ def parse_lengths(name: str, text: str) -> LengthSpec:
         path, _, column = rest.rpartition(":") if rest.count(":") and not Path(rest).is_file() else (rest, "", "")
         p = Path(path)
         if not p.is_file():
-            raise InputError(f"{name}: no such file '{path}' (expected {allowed})")
+            raise OptionError(name, f"no such file '{path}' (expected {allowed})")
         reader = csv.DictReader(p.read_text().splitlines())
         column = column or (reader.fieldnames or [""])[0]
         if column not in (reader.fieldnames or []):
-            raise InputError(f"{name}: {path} has no column '{column}'")
+            raise OptionError(name, f"{path} has no column '{column}'")
         values = tuple(_count(path, i, column, r.get(column)) for i, r in enumerate(reader, 2))
         if not values:
-            raise InputError(f"{name}: {path} has no rows")
+            raise OptionError(name, f"{path} has no rows")
         return LengthSpec("empirical", (), values)
     try:
         params = tuple(float(v) for v in rest.split(",")) if rest else ()
     except ValueError:
-        raise InputError(f"{name}: got '{text}', expected {allowed}") from None
+        raise OptionError(name, f"got '{text}', expected {allowed}") from None
     want = {"fixed": 1, "uniform": 2, "lognormal": 2}
     if kind not in want or len(params) != want[kind]:
-        raise InputError(f"{name}: got '{text}', expected {allowed}")
+        raise OptionError(name, f"got '{text}', expected {allowed}")
     if kind in ("fixed", "uniform") and any(v < 1 or v != int(v) for v in params):
-        raise InputError(f"{name}: token counts must be whole numbers >= 1, got '{text}'")
+        raise OptionError(name, f"token counts must be whole numbers >= 1, got '{text}'")
     if kind == "uniform" and params[0] > params[1]:
-        raise InputError(f"{name}: uniform:LO,HI needs LO <= HI, got '{text}'")
+        raise OptionError(name, f"uniform:LO,HI needs LO <= HI, got '{text}'")
     if kind == "lognormal" and (params[0] < 1 or params[1] < 0):
-        raise InputError(f"{name}: lognormal:MEDIAN,SIGMA needs MEDIAN >= 1 and SIGMA >= 0, got '{text}'")
+        raise OptionError(name, f"lognormal:MEDIAN,SIGMA needs MEDIAN >= 1 and SIGMA >= 0, got '{text}'")
     return LengthSpec(kind, params)
 
 
