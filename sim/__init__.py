@@ -19,12 +19,15 @@ _HOMES = {
     "run_system": "tilesim.studies.api",
     "load_arch": "tilesim.studies.api", "load_workload": "tilesim.studies.api",
     "RunResult": "tilesim.studies.api", "CompareResult": "tilesim.studies.api",
+    "serve": "tilesim.studies.api", "ServeResult": "tilesim.studies.api", "serve_rates": "tilesim.studies.api",
+    "RateSweep": "tilesim.studies.api",
     "SimResult": "tilesim.core.result", "KernelResult": "tilesim.core.result",
     "simulate": "tilesim.core.simulate", "kernel_evaluator": "tilesim.core.simulate",
 }
 
-__all__ = ["CompareResult", "KernelResult", "RunResult", "SimResult", "compare", "kernel_evaluator", "load_arch",
-           "load_workload", "run", "run_system", "simulate", "sweep"]
+__all__ = ["CompareResult", "KernelResult", "RateSweep", "RunResult", "ServeResult", "SimResult", "compare",
+           "kernel_evaluator", "load_arch", "load_workload", "run", "run_system", "serve", "serve_rates", "simulate",
+           "sweep"]
 
 
 def __getattr__(name: str) -> Any:

@@ -29,6 +29,7 @@ from tilesim.cli.args import (
     output_options,
     workload_options,
 )
+from tilesim.cli.serve import add_serve_arguments, cmd_serve
 from tilesim.cli.sweep import add_sweep_arguments, cmd_sweep
 from tilesim.cli.system import SYSTEM_FLAGS, run_system_command, system_options
 from tilesim.compiler.fusion import POLICIES
@@ -55,7 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with its subcommands."""
     p = Parser(prog="tilesim", description="Cycle-approximate accelerator simulator.")
     sub = p.add_subparsers(dest="command", parser_class=Parser,
-                           metavar="{run,compare,sweep,report,validate-array,show-arch,list}")
+                           metavar="{run,compare,sweep,serve,report,validate-array,show-arch,list}")
     sub.required = True
 
     run = sub.add_parser("run", help="simulate a workload on an arch and print the report")
@@ -70,6 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
         top={"default": 10, "help": "fused groups listed per policy (default 10)"})
 
     add_sweep_arguments(sub)
+    add_serve_arguments(sub)
 
     rep = sub.add_parser("report", help="one self-contained HTML page of a run or compare JSON or a sweep CSV")
     rep.add_argument("input", help="the output of `run -f json`, `compare -f json` or `sweep -o FILE.csv`")
@@ -212,7 +214,7 @@ def cmd_list(args) -> None:
     sys.stdout.write("".join(f"{n:<{width}}  {d}\n" for n, d in rows))
 
 
-COMMANDS = {"run": cmd_run, "compare": cmd_compare, "sweep": cmd_sweep, "report": cmd_report,
+COMMANDS = {"run": cmd_run, "compare": cmd_compare, "sweep": cmd_sweep, "serve": cmd_serve, "report": cmd_report,
             "validate-array": cmd_validate_array, "show-arch": cmd_show_arch, "list": cmd_list}
 
 

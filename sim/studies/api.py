@@ -16,6 +16,7 @@ from tilesim.compiler.schedule import CompileOptions, Schedule
 from tilesim.core.result import SimResult
 from tilesim.core.simulate import simulate
 from tilesim.studies import compare as comparing
+from tilesim.studies import serve as serving
 from tilesim.studies.compare import Comparison
 from tilesim.studies.llm import LLMResult, llm_dict
 from tilesim.studies.options import (
@@ -28,6 +29,7 @@ from tilesim.studies.options import (
 )
 from tilesim.studies.runs import check_decoder, decoder, resolve_arch, schedule, workload_graph
 from tilesim.studies.runs import run_decoder as run_decoder_phase
+from tilesim.studies.serve import RateSweep, ServeResult, split_serve_options
 from tilesim.studies.sweep import SweepSpec, check_fields, grid_points, parse_grids, random_points, run_sweep
 from tilesim.studies.system import SystemResult, system_run
 from tilesim.workloads import load_workload as load_graph
@@ -173,4 +175,22 @@ def sweep(grid: Mapping[str, Sequence[Any]] | Sequence[str], workload: str = DEF
                      resume=resume, progress=progress)
 
 
-__all__ = ["CompareResult", "RunResult", "compare", "load_arch", "load_workload", "run", "sweep"]
+def serve(workload: str = "llama2-7b", arch: str | ArchConfig = "h100", *, overrides: Sequence[str] = (),
+          **options: Any) -> ServeResult:
+    """Serve a request stream (trace=FILE, or rate=... to generate one) with an LLM scheduler, as `tilesim serve`;
+    options: the fields of sim/studies/serve.py's TraceOptions and SchedulerOptions, CompileOptions and dtypes."""
+    w, c, trace, sched = split_serve_options(workload, options)
+    return serving.serve(w, load_arch(arch, overrides), c, trace, sched)
+
+
+def serve_rates(workload: str = "llama2-7b", arch: str | ArchConfig = "h100", *, rates: str,
+                overrides: Sequence[str] = (), **options: Any) -> RateSweep:
+    """The generated stream at each rate ('1,2,4,8'), as `tilesim serve --rates`: a summary per rate and the knee
+    (the highest rate at which slo_share of the requests meet slo_ttft and slo_tpot)."""
+    w, c, trace, sched = split_serve_options(workload, {"rates": rates, **options}, "serve_rates")
+    return serving.serve_rates(w, load_arch(arch, overrides), c, trace, sched, serving.parse_rates(rates),
+                               sched.slo_share)
+
+
+__all__ = ["CompareResult", "RateSweep", "RunResult", "ServeResult", "compare", "load_arch", "load_workload", "run",
+           "serve", "serve_rates", "sweep"]

@@ -1,0 +1,193 @@
+"""The latency and energy of one serving step, from tilesim's own simulations of the model's graphs.
+
+A step runs T new tokens through the model: prefill chunks (n tokens of a sequence whose first c tokens are already
+in the KV cache) and one token for each of b decoding sequences (contexts c_1..c_b). Its cost is split the way the
+simulator's own kernel spans split a run (a kernel's span is its end minus the previous kernel's end, so the spans
+and their energies, static power included, add up to the run):
+
+    step = dense(T) + sum over chunks attn_prefill(n, c) + attn_decode(b, mean c_j)
+
+- dense(T): every kernel but the attention core (scores, softmax, context) of prefill_graph(batch 1, T tokens):
+  projections, MLP, norms, LM head with the weights read once for all T tokens (the point of batching).
+- attn_prefill(n, c): the attention-core spans of a prompt with as many query-key pairs as the chunk's n (n + c)
+  (its queries see the c cached keys too; tilesim's prefill has no causal mask, docs/workloads.md): a prompt of
+  S = sqrt(n (n + c)) tokens, interpolated in pairs (S^2) between token grid points. A chunk pays each attention
+  kernel's fixed cost once, as a prompt does; its cached keys are read like a prompt's own keys.
+- attn_decode(b, c): decode_graph(batch b, context c) less dense(b): what b decoding sequences add to a step beyond
+  their tokens' dense work (reading and attending their caches, LM head rows). It is a whole-graph difference, not
+  the attention kernels' spans, because the simulator prefetches a decode step's cache under the projections
+  before it, so those spans understate it. Affine in c, so a batch at mixed contexts costs the batch at their mean.
+
+Each quantity is simulated on a grid and interpolated linearly between its points: tokens at 1, 4, 16, 64 (memory-
+bound, nearly flat), then powers of two up to 2048 (extrapolated beyond, where dense work is compute-bound and
+affine in T); decoding batches at powers of four
+(their attention and cache reads are close to linear in batch); contexts at 0, 1024 x powers of four and the model's
+last position (attention is affine in context: llama2-7b on h100 within 1 % between 0 and 4095). Grid points are
+simulated when first needed and memoised, so a trace costs a few dozen simulations however long it is.
+At grid sizes a prefill-only step of one prompt is exactly `tilesim run --phase prefill` and a decode-only step
+exactly `tilesim run --phase decode`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from tilesim.arch.config import ArchConfig
+from tilesim.compiler.ir import Graph
+from tilesim.compiler.schedule import CompileOptions, lower
+from tilesim.core.energy import static_power_components_mw
+from tilesim.core.result import SimResult
+from tilesim.core.simulate import kernel_evaluator, simulate
+from tilesim.workloads import llm as wl
+
+ATTENTION_OPS = ("scores", "scale", "softcap", "softmax", "context")
+DENSE_GRID_TOP = 2048       # dense(T) beyond: extrapolated from the last two grid points (compute-bound, affine)
+CONTEXT_GRID = 1024         # contexts on the grid: 0 and 1024 x powers of 4, capped at the model's last position
+BATCH_BASE = 4              # batches on the grid: powers of 4 (attention is close to linear in batch)
+
+
+def is_attention(kernel_ops: tuple[str, ...]) -> bool:
+    """Whether a kernel holds the attention core (ops named layerN.attn.scores/softmax/context/...)."""
+    return any(op.split(".attn.", 1)[-1].split(".", 1)[0] in ATTENTION_OPS for op in kernel_ops if ".attn." in op)
+
+
+@dataclass(frozen=True)
+class Cost:
+    """Latency and energy (static power over the latency included)."""
+    latency_s: float
+    energy_pj: float
+
+    def __add__(self, other: Cost) -> Cost:
+        return Cost(self.latency_s + other.latency_s, self.energy_pj + other.energy_pj)
+
+    def scaled(self, k: float) -> Cost:
+        """This cost times k."""
+        return Cost(self.latency_s * k, self.energy_pj * k)
+
+
+ZERO = Cost(0.0, 0.0)
+
+
+def split_cost(r: SimResult) -> tuple[Cost, Cost]:
+    """(everything but attention, attention core) of a simulated graph: kernel spans / clock and kernel energies."""
+    att = [k for k in r.kernels if is_attention(k.ops)]
+    a = Cost(sum(k.cycles for k in att) / r.clock_hz, sum(k.energy_pj for k in att))
+    return Cost(r.latency_s - a.latency_s, r.energy_pj - a.energy_pj), a
+
+
+def powers_grid(value: float, start: int = 1, base: int = 2) -> tuple[int, int]:
+    """The grid points around value: start x powers of `base` (value itself, as an int, below `start`)."""
+    if value <= start:
+        return int(value), int(value)
+    lo = start
+    while lo * base <= value:
+        lo *= base
+    return lo, (lo if lo == value else lo * base)
+
+
+def token_grid(tokens: float) -> tuple[int, int]:
+    """The dense grid points around T: 1, 4, 16, 64 (memory-bound: dense(T) is nearly flat there), then powers of
+    two (the knee into compute-bound and beyond)."""
+    return powers_grid(tokens, 1, BATCH_BASE) if tokens <= 64 else powers_grid(tokens, 64)
+
+
+def lerp(x: float, x0: int, x1: int, y0: Cost, y1: Cost) -> Cost:
+    """Linear interpolation (or extrapolation) of a Cost between two grid points."""
+    if x1 == x0:
+        return y0
+    t = (x - x0) / (x1 - x0)
+    return Cost(y0.latency_s + t * (y1.latency_s - y0.latency_s), y0.energy_pj + t * (y1.energy_pj - y0.energy_pj))
+
+
+class StepCostModel:
+    """Step costs of one decoder model on one arch, from memoised grid simulations."""
+
+    def __init__(self, cfg: wl.DecoderConfig, arch: ArchConfig, options: CompileOptions, dtypes: wl.DTypes):
+        self.cfg, self.arch, self.options, self.dtypes = cfg, arch, options, dtypes
+        self.memo: dict = {}
+        self.evaluate = kernel_evaluator(arch, options.resolved_timing(arch), options.objective, 0.0, self.memo)
+        self.prefill_parts: dict[int, tuple[Cost, Cost]] = {}
+        self.decode_parts: dict[tuple[int, int], Cost] = {}
+        self.simulations = 0
+        self.static_w = sum(static_power_components_mw(arch).values()) / 1e3   # the arch's leakage, W
+
+    def simulate(self, graph: Graph) -> SimResult:
+        """One graph lowered and simulated (the kernel evaluator and tile commands shared across graphs)."""
+        self.simulations += 1
+        return simulate(lower(graph, self.arch, self.options, self.evaluate), self.arch, flash_share=0.0,
+                        memo=self.memo)
+
+    def prefill_at(self, tokens: int) -> tuple[Cost, Cost]:
+        """(dense, attention) of prefill_graph(1, tokens), simulated once."""
+        if tokens not in self.prefill_parts:
+            g = wl.prefill_graph(self.cfg, 1, tokens, self.dtypes)
+            self.prefill_parts[tokens] = split_cost(self.simulate(g))
+        return self.prefill_parts[tokens]
+
+    def decode_at(self, batch: int, context: int) -> Cost:
+        """attn_decode at a grid point: decode_graph(batch, context) less dense(batch), simulated once."""
+        key = (batch, context)
+        if key not in self.decode_parts:
+            whole = self.simulate(wl.decode_graph(self.cfg, batch, context, self.dtypes))
+            dense = self.prefill_at(batch)[0]
+            self.decode_parts[key] = Cost(whole.latency_s - dense.latency_s, whole.energy_pj - dense.energy_pj)
+        return self.decode_parts[key]
+
+    def dense(self, tokens: int) -> Cost:
+        """dense(T): interpolated on the token grid; beyond DENSE_GRID_TOP or the model's positions, extrapolated
+        from the last two grid points within them (dense work is affine in T once compute-bound)."""
+        limit = min(self.cfg.max_positions, DENSE_GRID_TOP)
+        lo, hi = token_grid(tokens)
+        if hi > limit:
+            lo, hi = token_grid(limit // 2)[0], token_grid(limit)[0]
+        return lerp(tokens, lo, hi, self.prefill_at(lo)[0], self.prefill_at(hi)[0])
+
+    def attn_prefill(self, tokens: int, context: int) -> Cost:
+        """attn_prefill(n, c): the attention of a prompt with as many query-key pairs, S = sqrt(n (n + c)) tokens,
+        interpolated in pairs between the prompts on the token grid around S (exact for c = 0 on the grid)."""
+        pairs = tokens * (tokens + context)
+        lo, hi = token_grid(math.isqrt(pairs))
+        if lo * lo < pairs and lo == hi:
+            hi = token_grid(lo + 1)[1]
+        return lerp(pairs, lo * lo, hi * hi, self.prefill_at(lo)[1], self.prefill_at(hi)[1])
+
+    def context_grid(self, context: float) -> tuple[int, int]:
+        """The context grid points around c: 0, 1024, 4096, ... and the model's last position."""
+        top = self.cfg.max_positions - 1
+        c = min(max(context, 0.0), top)
+        if c < CONTEXT_GRID:
+            return 0, min(CONTEXT_GRID, top)
+        lo, hi = powers_grid(c, CONTEXT_GRID, 4)
+        return min(lo, top), min(hi, top)
+
+    def attn_decode(self, batch: int, context: float) -> Cost:
+        """attn_decode(b, c): bilinear in (batch at powers of two, context on its grid)."""
+        if batch == 0:
+            return ZERO
+        c0, c1 = self.context_grid(context)
+        b0, b1 = powers_grid(batch, 1, BATCH_BASE)
+
+        def at(b: int) -> Cost:
+            return lerp(context, c0, c1, self.decode_at(b, c0), self.decode_at(b, c1))
+        return lerp(batch, b0, b1, at(b0), at(b1))
+
+    def verify(self, decode_contexts: list[int], k: int) -> Cost:
+        """Speculative decoding's verification step: each sequence runs its last token and k draft tokens (k + 1 rows
+        of dense work) and attends its cache once for them: attn_decode at context c + k (the cache reads dominate a
+        decode step's attention; the k extra query rows share them, as a GQA group's queries do)."""
+        b = len(decode_contexts)
+        if b == 0:
+            return ZERO
+        return self.dense(b * (k + 1)) + self.attn_decode(b, sum(decode_contexts) / b + k)
+
+    def step(self, chunks: list[tuple[int, int]], decode_contexts: list[int]) -> Cost:
+        """A step: prefill chunks (tokens, cached context) and decoding sequences (their contexts)."""
+        tokens = sum(n for n, _ in chunks) + len(decode_contexts)
+        if tokens == 0:
+            return ZERO
+        cost = self.dense(tokens)
+        for n, c in chunks:
+            cost = cost + self.attn_prefill(n, c)
+        if decode_contexts:
+            cost = cost + self.attn_decode(len(decode_contexts), sum(decode_contexts) / len(decode_contexts))
+        return cost
