@@ -117,7 +117,9 @@ def _attention_work(graph: Graph, ops: list[Op], canon: Canon) -> AttentionWork:
     produced = {canon(t) for op in ops for t in op.outputs}
     extra = sum(graph.tensors[t].nbytes for op in chain for t in op.inputs[1:] if canon(t) not in produced)
     kv_dtype = kt.dtype if kt.dtype != q.dtype else ""
-    return AttentionWork(g, sq, skv, d, dv, q.dtype, max(g // max(kv_batch, 1), 1), score_ops, extra, kv_dtype)
+    shared = canon(qk.inputs[1]) == canon(pv.inputs[1]) and dv <= d     # V is K's buffer (MLA's latent cache)
+    return AttentionWork(g, sq, skv, d, dv, q.dtype, max(g // max(kv_batch, 1), 1), score_ops, extra, kv_dtype,
+                         shared)
 
 
 def group_ops(graph: Graph, policy: str) -> Grouping:

@@ -291,6 +291,23 @@ def test_mla_graphs_hold_every_weight_once_and_decode_attends_in_latent_space():
     assert graph_macs(g) == llm.non_embedding_params(cut) + 2 * attn
 
 
+def test_mla_decode_reads_its_latent_cache_once_not_as_k_and_again_as_v():
+    """The absorbed decode attends over the cache as keys and as values (V = its first kv_lora_rank columns): the
+    fused kernel reads it once, skv x (rank + rope) values per kv head, not skv x 2 x (rank + rope)."""
+    from tilesim.compiler.attention import attention_traffic
+    cut = small("deepseek-v3", layers=1, experts=0, dense_layers=0)
+    g = llm.decode_graph(cut, 2, 99, "bf16")
+    works = [k[2] for k in group_ops(g, "full").kernels if isinstance(k[2], AttentionWork)]
+    assert [(w.kv_shared, w.d, w.dv) for w in works] == [(True, 576, 576)]
+    _, kv_read, _ = attention_traffic(works[0], works[0].sq)
+    cache = sum(t.nbytes for t in g.tensors.values() if t.name.endswith("kv_cache"))
+    assert kv_read == cache == 2 * 100 * 576 * 2
+    # ordinary attention keeps separate K and V: read both
+    plain = [k[2] for k in group_ops(llm.decode_graph(llm.LLAMA3_8B, 1, 9, "bf16"), "full").kernels
+             if isinstance(k[2], AttentionWork)]
+    assert plain and not any(w.kv_shared for w in plain)
+
+
 # ---------------------------------------------------------------- through the CLI
 
 def test_moe_and_mla_run_compare_and_generate_through_the_cli(tmp_path, capsys):

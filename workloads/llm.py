@@ -26,8 +26,8 @@ Sizes follow the models' HF `config.json` files (docs/workloads.md). Graph conve
   shared experts; expert ops are named layerN.mlp.experts*, so a flash `weights: mlp` rule places them too.
 - MLA (DeepSeek): the cache is the latent plus one rope key per token; decode uses the absorbed form.
 Not modelled: Gemma's (1 + w) norm offset, RoPE scaling (no cost difference), attention dropout, sampling after
-the LM head, DeepSeek-V3's multi-token-prediction module, group-limited routing (a router detail); MLA decode's
-fused attention counts its cache as K and again as V (one buffer in FlashMLA-style kernels).
+the LM head, DeepSeek-V3's multi-token-prediction module, group-limited routing (a router detail). MLA decode's
+fused attention reads its cache once (keys and values are one buffer, as in FlashMLA: AttentionWork.kv_shared).
 """
 from __future__ import annotations
 
