@@ -332,3 +332,94 @@ def test_expert_load_summarises_a_steps_routing():
     zipf_top = 2 / sum(1 / (e + 1) for e in range(8))                      # q_0 = k x 1 / H_8, below the cap
     assert skewed.max_tokens == pytest.approx(4 * zipf_top) and skewed.distinct_experts < load.distinct_experts
     assert llm.expert_load(llm.LLAMA3_8B, 4, "bf16") is None
+
+
+# ---------------------------------------------------------------- expert report, skew, sparsity, windows in runs
+
+TINY_MOE = {"model_type": "mixtral", "hidden_size": 512, "num_hidden_layers": 2, "num_attention_heads": 8,
+            "num_key_value_heads": 2, "intermediate_size": 1024, "vocab_size": 1000, "num_local_experts": 8,
+            "num_experts_per_tok": 2, "sliding_window": None, "max_position_embeddings": 4096}
+
+
+def run_json(capsys, argv: list[str]) -> dict:
+    """`tilesim run ... -f json` as a dict."""
+    assert main([*argv, "-f", "json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_moe_run_reports_expert_traffic_and_load_and_expert_skew_changes_them(tmp_path, capsys):
+    path = tmp_path / "tiny-moe.json"
+    path.write_text(json.dumps(TINY_MOE))
+    argv = ["run", "-w", str(path), "-a", "tpu-v4", "--phase", "decode", "--context", "16", "--batch", "4"]
+    uniform = run_json(capsys, argv)["experts"]
+    step = uniform["decode_step"]
+    assert uniform["prefill"] is None and step["tokens"] == 4 and step["moe_layers"] == 2
+    assert step["distinct_experts"] == pytest.approx(8 * (1 - 0.75**4))
+    one_expert = 3 * 512 * 1024 * 2                                             # bf16 (the tpu-v4 default)
+    assert step["expert_read_bytes_per_layer"] == round(step["distinct_experts"] * one_expert)
+    assert step["expert_read_bytes"] == 2 * step["expert_read_bytes_per_layer"]
+    assert step["tokens_per_expert"] == pytest.approx([1.0] * 8)
+    skewed = run_json(capsys, [*argv, "--expert-skew", "1.5"])["experts"]["decode_step"]
+    assert skewed["distinct_experts"] < step["distinct_experts"] and skewed["max_tokens_per_expert"] > 1.5
+    assert sum(skewed["tokens_per_expert"]) == pytest.approx(4 * 2)              # T x top-k
+    # the graph reads what the report says: the expert kernels' weight bytes follow the skew too
+    cfg = replace(llm.config_from_hf(TINY_MOE), expert_skew=1.5)
+    g = llm.decode_graph(cfg, 4, 16, "bf16")
+    assert sum(t.nbytes for t in g.tensors.values() if t.is_param and ".mlp.experts" in t.name) == \
+        pytest.approx(skewed["expert_read_bytes"], abs=2 * 3 * 512 * 2)            # whole columns per set
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "experts   decode step (4 tokens): 5.5 of 8 experts per layer" in table and "busiest expert" in table
+    assert main(["run", "-w", "llama3-8b", "--expert-skew", "1"]) == 2
+    assert "--expert-skew: only for mixture-of-experts models; llama3-8b has no experts" in capsys.readouterr().err
+    assert main([*argv, "--expert-skew", "-1"]) == 2
+    assert "--expert-skew: must be >= 0" in capsys.readouterr().err
+
+
+def test_mlp_sparsity_applies_to_every_expert():
+    cfg = llm.config_from_hf(TINY_MOE | {"num_hidden_layers": 1})
+    half = llm.sparse_mlp(cfg, 0.5)
+    assert (half.ffn, half.expert_ffn, half.shared_ffn) == (512, 512, 0)
+    dense, sparse = (llm.decode_graph(c, 64, 16, "bf16") for c in (cfg, half))
+    expert_macs = [sum(lower_op(g, op).macs for op in g.ops if ".mlp.experts" in op.name and op.op_type == "MatMul")
+                   for g in (dense, sparse)]
+    assert expert_macs[1] * 2 == expert_macs[0] == 64 * 2 * 3 * 512 * 1024
+    ds = small("deepseek-v3", layers=2)
+    assert llm.sparse_mlp(ds, 0.25).shared_ffn == round(ds.shared_ffn * 0.75)
+
+
+def test_a_sliding_window_bounds_the_kv_cache_that_must_fit(tmp_path, capsys):
+    """Mistral-style window 64: at 4,000 tokens each layer holds 64 tokens, so a DRAM that the unbounded cache
+    would overflow still fits, and the reported cache is batch x layers x 64 tokens."""
+    raw = TINY_MOE | {"model_type": "mistral", "sliding_window": 64}
+    path = tmp_path / "tiny-mistral.json"
+    path.write_text(json.dumps(raw))
+    cfg = llm.read_hf_config(str(path))
+    per_token = llm.kv_cache_bytes_per_token(cfg, "bf16")
+    argv = ["run", "-w", str(path), "-a", "tpu-v4", "--phase", "decode", "--context", "3999", "--batch", "2"]
+    weights = llm.weight_bytes(cfg, "bf16")
+    room = weights + 2 * 64 * per_token + 2**20          # weights + the windowed cache + 1 MiB < unbounded cache
+    assert room < weights + 2 * 4000 * per_token
+    d = run_json(capsys, [*argv, "--set", f"memory.hbm.capacity_bytes={room}"])
+    assert d["kv_cache_bytes"] == 2 * llm.kv_cache_bytes(cfg, 4000, "bf16") == 2 * 64 * per_token
+
+
+def test_generate_samples_the_step_where_a_window_fills():
+    """Steps grow with context until the window (8) fills at context 7, then stay flat: the trapezoid over samples
+    that include the bend matches simulating every step; without it the flat part would be over-estimated."""
+    cfg = replace(llm.config_from_hf(TINY_MOE | {"model_type": "mistral", "sliding_window": 8,
+                                                "num_hidden_layers": 1}), name="tiny-window")
+    assert llm.window_bends(cfg) == (7,)
+    arch = load_arch("tpu-v4")
+    graph_for = lambda kind, size: llm.decoder_graph(cfg, batch=8, phase=kind, dtypes="bf16",   # noqa: E731
+                                                     **({"seq_len": size} if kind == "prefill" else {"context": size}))
+    from tilesim.studies.llm import run_llm
+    kv = lambda tokens: llm.kv_cache_bytes(cfg, tokens, "bf16")                  # noqa: E731
+    r = run_llm(graph_for, arch, CompileOptions(), "generate", 8, 2, 60, 0, kv, llm.window_bends(cfg))
+    assert [(s.first, s.last) for s in r.decode] == [(2, 6), (7, 30), (31, 61)]
+    every = [simulate(lower(graph_for("decode", c), arch, CompileOptions()), arch).cycles for c in range(2, 62)]
+    assert every[5] == every[-1] and every[0] < every[5]                          # flat past the bend
+    total = sum(s.total("cycles") for s in r.decode)
+    assert total == pytest.approx(sum(every), rel=2e-3)
+    plain = run_llm(graph_for, arch, CompileOptions(), "generate", 8, 2, 60, 0, kv)        # no bend sampled
+    assert abs(sum(s.total("cycles") for s in plain.decode) - sum(every)) > abs(total - sum(every))

@@ -630,10 +630,20 @@ def decode_graph(cfg: DecoderConfig, batch: int = 1, context: int = 1024,
 def sparse_mlp(cfg: DecoderConfig, sparsity: float) -> DecoderConfig:
     """The decoder as a token sees it when a share `sparsity` of MLP neurons is skipped (a ReLU-fied model or a
     predictor, as in LLM-in-a-flash): only the active rows of gate/up and columns of down are fetched and used,
-    so MLP compute and weight traffic shrink alike; the predictor's own cost is not counted."""
+    so MLP compute and weight traffic shrink alike; the predictor's own cost is not counted. MoE models: the same
+    share of every routed and shared expert's neurons (each expert is an MLP; the router is not sparsified)."""
     if not 0 <= sparsity < 1:
         raise field_error("mlp_sparsity", f"must be >= 0 and < 1, got {sparsity:g}")
-    return replace(cfg, ffn=max(1, round(cfg.ffn * (1 - sparsity))))
+    if not sparsity:
+        return cfg
+    keep = lambda n: max(1, round(n * (1 - sparsity))) if n else 0     # noqa: E731
+    return replace(cfg, ffn=keep(cfg.ffn), expert_ffn=keep(cfg.expert_ffn), shared_ffn=keep(cfg.shared_ffn))
+
+
+def window_bends(cfg: DecoderConfig) -> tuple[int, ...]:
+    """Decode contexts at which a sliding window fills (a step at context c reads min(c + 1, W) cached tokens, so
+    its attention stops growing past c = W - 1): where a generation's step cost bends."""
+    return tuple(sorted({w - 1 for w in cfg.windows if w}))
 
 
 def decoder_graph(cfg: DecoderConfig, *, batch: int = 1, phase: str | None = None, seq_len: int | None = None,

@@ -24,7 +24,7 @@ from tilesim.studies.options import (
 # the workload options of run, compare, sweep and validate-array, in the order --help lists them
 WORKLOAD_FLAGS = ("fusion", "workload", "arch", "overrides", "timing", "mapper", "objective", "pinned", "batch",
                   "seq_len", "weight_dtype", "activation_dtype", "kv_dtype", "dtype", "dims", "unknown_ops")
-LLM_FLAGS = ("phase", "context", "prompt_len", "gen_tokens", "mlp_sparsity")
+LLM_FLAGS = ("phase", "context", "prompt_len", "gen_tokens", "mlp_sparsity", "expert_skew")
 
 
 class Parser(argparse.ArgumentParser):

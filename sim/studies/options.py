@@ -133,6 +133,8 @@ class LLMOptions:
     gen_tokens: int = field(default=128, metadata=option("generate: tokens to generate (default 128)"))
     mlp_sparsity: float = field(default=0.0, metadata=option(
         "decoder LLMs: share of MLP neurons skipped per token (compute and weight traffic)"))
+    expert_skew: float = field(default=0.0, metadata=option(
+        "MoE LLMs: routing load imbalance s, expert e picked in proportion to (e + 1)^-s (0: uniform)"))
 
     def __post_init__(self) -> None:
         if self.phase is not None and self.phase not in PHASES:
@@ -170,6 +172,8 @@ class LLMOptions:
                                             f"and {self.gen_tokens} generated tokens need {prompt + self.gen_tokens}")
         if not 0 <= self.mlp_sparsity < 1:
             raise OptionError("mlp_sparsity", f"must be >= 0 and < 1, got {self.mlp_sparsity:g}")
+        if not self.expert_skew >= 0:
+            raise OptionError("expert_skew", f"must be >= 0 (0: uniform routing), got {self.expert_skew:g}")
         return prompt
 
 
