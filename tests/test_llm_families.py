@@ -11,10 +11,12 @@ from tilesim import simulate
 from tilesim.arch import load_arch
 from tilesim.arch.errors import InputError
 from tilesim.cli.main import main
+from tilesim.compiler.attention import attention_traffic
 from tilesim.compiler.fusion import AttentionWork, group_ops
 from tilesim.compiler.lowering import graph_macs, lower_op
 from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim.core.commands import weights_in_flash
+from tilesim.studies.llm import run_llm
 from tilesim.workloads import llm, load_workload, moe_routing
 
 # Exact counts of the built-ins (tied tables once; DeepSeek-V3 without its multi-token-prediction module, which
@@ -294,7 +296,6 @@ def test_mla_graphs_hold_every_weight_once_and_decode_attends_in_latent_space():
 def test_mla_decode_reads_its_latent_cache_once_not_as_k_and_again_as_v():
     """The absorbed decode attends over the cache as keys and as values (V = its first kv_lora_rank columns): the
     fused kernel reads it once, skv x (rank + rope) values per kv head, not skv x 2 x (rank + rope)."""
-    from tilesim.compiler.attention import attention_traffic
     cut = small("deepseek-v3", layers=1, experts=0, dense_layers=0)
     g = llm.decode_graph(cut, 2, 99, "bf16")
     works = [k[2] for k in group_ops(g, "full").kernels if isinstance(k[2], AttentionWork)]
@@ -413,7 +414,6 @@ def test_generate_samples_the_step_where_a_window_fills():
     arch = load_arch("tpu-v4")
     graph_for = lambda kind, size: llm.decoder_graph(cfg, batch=8, phase=kind, dtypes="bf16",   # noqa: E731
                                                      **({"seq_len": size} if kind == "prefill" else {"context": size}))
-    from tilesim.studies.llm import run_llm
     kv = lambda tokens: llm.kv_cache_bytes(cfg, tokens, "bf16")                  # noqa: E731
     r = run_llm(graph_for, arch, CompileOptions(), "generate", 8, 2, 60, 0, kv, llm.window_bends(cfg))
     assert [(s.first, s.last) for s in r.decode] == [(2, 6), (7, 30), (31, 61)]

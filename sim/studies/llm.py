@@ -20,6 +20,7 @@ Weights in flash stream flash -> DRAM -> array every token (sim/commands.py).
 from __future__ import annotations
 
 from collections.abc import Callable
+from itertools import pairwise
 from dataclasses import dataclass, replace
 
 from tilesim.arch.config import ArchConfig
@@ -234,7 +235,7 @@ def generate_spans(first: int, last: int, bends: tuple[int, ...], step: Callable
     if len(points) == 1:
         return [DecodeSpan(first, last, samples[first], samples[first])]
     spans = [DecodeSpan(a, b - 1, samples[a], _lerp_point(samples, a, b, b - 1))
-             for a, b in zip(points[:-2], points[1:-1], strict=True)]
+             for a, b in pairwise(points[:-1])]
     return [*spans, DecodeSpan(points[-2], last, samples[points[-2]], samples[last])]
 
 
