@@ -20,8 +20,8 @@ Weights in flash stream flash -> DRAM -> array every token (sim/commands.py).
 from __future__ import annotations
 
 from collections.abc import Callable
-from itertools import pairwise
 from dataclasses import dataclass, replace
+from itertools import pairwise
 
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.errors import InputError
