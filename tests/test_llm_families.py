@@ -23,7 +23,8 @@ from tilesim.workloads import llm, load_workload, moe_routing
 # the 671 B of the model card leaves out too: the HF checkpoint's 685 B include 14 B of MTP weights).
 EXACT_PARAMS = {"qwen2.5-7b": 7_615_616_512, "llama3.1-70b": 70_553_706_496, "phi3-mini": 3_821_079_552,
                 "gemma2-9b": 9_241_705_984, "mixtral-8x7b": 46_702_792_704, "qwen3-30b-a3b": 30_532_122_624,
-                "deepseek-v3": 671_026_419_200}
+                "deepseek-v3": 671_026_419_200,
+                "falcon-7b": 6_921_720_704}       # = transformers 5.25 FalconForCausalLM(config) parameters
 
 
 def param_bytes(graph) -> int:
@@ -50,7 +51,7 @@ def test_builtin_param_counts_match_the_published_totals_within_half_a_percent(n
     assert abs(llm.param_count(cfg) / published - 1) < 0.005
 
 
-@pytest.mark.parametrize("name", ["qwen2.5-7b", "phi3-mini", "gemma2-9b"])
+@pytest.mark.parametrize("name", ["qwen2.5-7b", "phi3-mini", "gemma2-9b", "falcon-7b"])
 def test_dense_builtin_graphs_hold_every_weight_once(name):
     cfg = llm.hf_builtin(name)
     for graph in (llm.decode_graph(cfg, 1, 8, ("int8", "bf16", "bf16")), llm.prefill_graph(cfg, 1, 8, "int8")):
@@ -125,7 +126,7 @@ def test_qwen2_sliding_window_applies_from_max_window_layers_on():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"model_type": "t5"}, "model_type 't5' is not supported; supported: deepseek_v2, deepseek_v3, gemma"),
+    ({"model_type": "t5"}, "model_type 't5' is not supported; supported: deepseek_v2, deepseek_v3, falcon, gemma"),
     ({"partial_rotary_factor": 0.5}, "partial_rotary_factor = 0.5 changes the cost in a way tilesim does not"),
     ({"mlp_bias": True}, "mlp_bias = true changes the cost"),
     ({"quantization_config": {"quant_method": "awq"}}, "quantization_config = {\"quant_method\": \"awq\"} changes"),
@@ -423,3 +424,55 @@ def test_generate_samples_the_step_where_a_window_fills():
     assert total == pytest.approx(sum(every), rel=2e-3)
     plain = run_llm(graph_for, arch, CompileOptions(), "generate", 8, 2, 60, 0, kv)        # no bend sampled
     assert abs(sum(s.total("cycles") for s in plain.decode) - sum(every)) > abs(total - sum(every))
+
+
+# ---------------------------------------------------------------- Falcon
+
+FALCON_VARIANTS = {   # changes to falcon-7b's config -> parameters of transformers 5.25 FalconForCausalLM(config)
+    "new_decoder_architecture": ({"new_decoder_architecture": True, "num_kv_heads": 8, "num_attention_heads": 128,
+                                  "hidden_size": 8192, "num_hidden_layers": 2}, 1_891_713_024),
+    "alibi_sequential_biases": ({"alibi": True, "multi_query": False, "parallel_attn": False, "bias": True,
+                                 "num_hidden_layers": 2, "hidden_size": 2048, "num_attention_heads": 32}, 233_889_792),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(FALCON_VARIANTS))
+def test_falcon_config_variants_count_what_transformers_counts(variant):
+    raw = json.loads((llm.CONFIG_DIR / "falcon-7b.json").read_text())
+    changes, params = FALCON_VARIANTS[variant]
+    cfg = llm.config_from_hf(raw | changes)
+    assert llm.param_count(cfg) == params
+    assert param_bytes(llm.decode_graph(cfg, 1, 8, "int8")) == params
+
+
+def test_falcon_7b_is_multi_query_and_parallel_with_one_norm():
+    cfg = llm.hf_builtin("falcon-7b")
+    assert (cfg.kv_heads, cfg.head_dim, cfg.ffn, cfg.act, cfg.norm) == (1, 64, 4 * 4544, "gelu", "layer")
+    assert cfg.parallel_attn and cfg.shared_norm and cfg.positional == "rope" and cfg.tied_embeddings
+    assert llm.kv_cache_bytes_per_token(cfg, "bf16") == 32 * 2 * 64 * 2
+    cut = replace(cfg, layers=2)
+    g = llm.decode_graph(cut, 1, 99, "bf16")
+    norms = [op.name for op in g.ops if op.op_type == "LayerNormalization"]
+    assert norms == ["layer0.attn_norm", "layer1.attn_norm", "final_norm"]     # one norm feeds both branches
+    attn = 71 * 100 * (64 + 64)
+    assert graph_macs(g) == llm.non_embedding_params(cut) + 2 * attn
+    # both branches read the norm's output: the MLP does not wait for attention
+    mlp_up = next(op for op in g.ops if op.name == "layer0.mlp.up")
+    assert mlp_up.inputs[0] == next(op for op in g.ops if op.name == "layer0.attn_norm").outputs[0]
+
+
+def test_falcon_alibi_is_a_score_bias_inside_the_attention_kernel():
+    raw = json.loads((llm.CONFIG_DIR / "falcon-7b.json").read_text()) | {"num_hidden_layers": 1}
+    rope, alibi = (llm.config_from_hf(raw | {"alibi": a}) for a in (False, True))
+    works = {}
+    for cfg in (rope, alibi):
+        g = llm.decode_graph(cfg, 1, 31, "bf16")
+        works[cfg.positional] = [k[2] for k in group_ops(g, "full").kernels if isinstance(k[2], AttentionWork)]
+        assert any(op.op_type == "RotaryEmbedding" for op in g.ops) == (cfg.positional == "rope")
+    assert len(works["alibi"]) == len(works["rope"]) == 1
+    assert works["alibi"][0].score_ops == works["rope"][0].score_ops + 1
+    with pytest.raises(InputError, match="apply_residual_connection_post_layernorm = true changes the cost"):
+        llm.config_from_hf(raw | {"apply_residual_connection_post_layernorm": True})
+    with pytest.raises(InputError, match="alibi = true changes the cost"):          # other families still refuse it
+        llm.config_from_hf({"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 1,
+                            "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 10, "alibi": True})
