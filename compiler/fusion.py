@@ -26,7 +26,11 @@ from tilesim.compiler.ops import OpKind, matmul_shapes, spec
 POLICIES = ("none", "epilogue", "full", "attention")
 ELEMENTWISE = {"Relu", "Clip", "Sigmoid", "Tanh", "Erf", "Sqrt", "Gelu", "HardSwish", "Silu", "Cast", "Add", "Sub",
                "Mul", "Div", "Pow", "Where", "BatchNormalization",
-               "RotaryEmbedding"}   # pairs elements within one head: elementwise for tiles spanning whole heads
+               "RotaryEmbedding",   # pairs elements within one head: elementwise for tiles spanning whole heads
+               # imported ONNX vector ops, one lane op per element (compiler/ops.py SPECS)
+               "HardSigmoid", "LeakyRelu", "Neg", "Reciprocal", "Exp", "Log", "Abs", "Sin", "Cos", "IsNaN", "IsInf",
+               "Not", "Floor", "Ceil", "Max", "Min", "Mod", "And", "Or", "Xor", "Equal", "Less", "Greater",
+               "LessOrEqual", "GreaterOrEqual"}
 SCORE_CHAIN = {"Mul", "Div", "Add", "Sub", "Where", "Cast", "Tanh"}   # scale, soft-cap, mask before softmax
 
 Canon = Callable[[str], str]     # tensor name -> the tensor it aliases (views, absorbed transposes)

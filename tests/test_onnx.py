@@ -542,6 +542,27 @@ MORE_VECTOR_OPS = [  # (id, nodes, extra initializers, opset, IR op types, outpu
 ]
 
 
+EPILOGUE_OPS = [("Neg", []), ("Reciprocal", []), ("Exp", []), ("Log", []), ("Abs", []), ("Sin", []),
+                ("Cos", []), ("Floor", []), ("Ceil", []), ("IsNaN", []), ("IsInf", []), ("HardSigmoid", []),
+                ("LeakyRelu", []), ("Max", ["c"]), ("Min", ["c"]), ("Mod", ["c"]), ("Equal", ["c"]), ("Less", ["c"]),
+                ("Greater", ["c"]), ("LessOrEqual", ["c"]), ("GreaterOrEqual", ["c"])]
+
+
+@pytest.mark.parametrize("op, extra", EPILOGUE_OPS, ids=[o for o, _ in EPILOGUE_OPS])
+def test_imported_elementwise_ops_fuse_as_a_matmuls_epilogue(tmp_path, op, extra):
+    """MatMul -> elementwise op is one kernel under --fusion epilogue: the op runs on each output tile as it drains
+    (its second operand, if any, read alongside), as Relu or Add do."""
+    attrs = {"fmod": 1} if op == "Mod" else {}
+    m = model([node("MatMul", ["x", "w"], ["h"]), node(op, ["h", *extra], ["y"], **attrs)], [vi("x", (4, 16))],
+              ["y"], [weight("w", 16, 32), weight("c", 32)])
+    g = load(tmp_path, m)
+    kernels = make_kernels(g, "epilogue")
+    per_element = {"HardSigmoid": 4, "LeakyRelu": 2}.get(op, 1)                 # compiler/ops.py SPECS
+    assert len(kernels) == 1 and kernels[0].epilogue.ops == per_element * 4 * 32
+    assert kernels[0].epilogue.read_bytes == (32 * 4 if extra else 0)
+    assert len(make_kernels(g, "none")) == 2
+
+
 @pytest.mark.parametrize("nodes, inits, opset, ops, out", [c[1:] for c in MORE_VECTOR_OPS],
                          ids=[c[0] for c in MORE_VECTOR_OPS])
 def test_more_vector_ops(tmp_path, nodes, inits, opset, ops, out):
