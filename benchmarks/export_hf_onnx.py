@@ -25,6 +25,8 @@ import sys
 import time
 from pathlib import Path
 
+import onnx
+
 from tilesim.arch import load_arch
 from tilesim.arch.errors import InputError
 from tilesim.compiler.lowering import graph_macs
@@ -32,6 +34,13 @@ from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim.core.simulate import simulate
 from tilesim.workloads import llm
 from tilesim.workloads.onnx import load_onnx
+
+try:                                  # --fixtures needs neither
+    import torch
+    import transformers
+    from torch.utils.flop_counter import FlopCounterMode
+except ImportError:
+    torch = transformers = FlopCounterMode = None
 
 # HF config.json fields of the built-ins kept in workloads/llm.py as DecoderConfig (their values: that module)
 HF_CONFIGS = {
@@ -71,9 +80,6 @@ def hf_config(name: str, layers: int) -> dict:
 def torch_model(raw: dict):
     """A transformers causal LM of this config with random weights, eval mode, as a module taking input_ids and
     returning the last position's logits."""
-    import torch
-    import transformers
-
     config = transformers.AutoConfig.for_model(**{k: v for k, v in raw.items() if not k.startswith("_")})
     config.use_cache = False
     model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
@@ -91,9 +97,6 @@ def torch_model(raw: dict):
 
 def torch_macs(module, ids) -> int:
     """MACs of one forward call by torch's own counter (FlopCounterMode: 2 flops per MAC of mm/bmm/conv)."""
-    import torch
-    from torch.utils.flop_counter import FlopCounterMode
-
     with torch.no_grad(), FlopCounterMode(display=False) as counter:
         module(ids)
     return counter.get_total_flops() // 2
@@ -101,8 +104,6 @@ def torch_macs(module, ids) -> int:
 
 def export(module, ids, exporter: str, path: Path) -> None:
     """Write the ONNX file: legacy TorchScript exporter at opset 17, or dynamo at opset 18."""
-    import torch
-
     with torch.no_grad():
         if exporter == "legacy":
             torch.onnx.export(module, (ids,), str(path), dynamo=False, opset_version=17,
@@ -119,8 +120,6 @@ def simulated(graph, arch) -> tuple[int, int]:
 
 def import_row(path: Path, arch, batch: int, seq_len: int | None) -> dict:
     """The ONNX file imported: nodes, MACs, kernels, cycles and import time, or the importer's error."""
-    import onnx
-
     nodes = len(onnx.load(str(path), load_external_data=False).graph.node)
     start = time.perf_counter()
     try:
@@ -134,8 +133,6 @@ def import_row(path: Path, arch, batch: int, seq_len: int | None) -> dict:
 
 def model_rows(name: str, args, arch) -> list[dict]:
     """One row per exporter for model `name`."""
-    import torch
-
     raw = hf_config(name, args.layers)
     cfg = llm.config_from_hf(raw, f"{name}.json")
     builtin = llm.prefill_graph(cfg, 1, args.seq_len, "bf16")
@@ -182,8 +179,6 @@ def table(rows: list[dict]) -> str:
 def fixture_rows(folder: Path, arch) -> list[dict]:
     """The fixtures in `folder` imported (no torch needed): nodes, MACs, kernels, cycles, import time; a symbolic
     sequence dimension is bound to 128."""
-    import onnx
-
     rows = []
     for p in sorted(folder.glob("*.onnx")):
         inputs = onnx.load(str(p), load_external_data=False).graph.input

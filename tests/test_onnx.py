@@ -801,6 +801,63 @@ def test_if_with_a_constant_condition_is_inlined(tmp_path):
         assert kinds(load(tmp_path, m)) == [op, "Identity", "Tanh"]
 
 
+def branches(heavy_first: bool):
+    """Two If branches over x (4, 16): a MatMul with w (16, 16) then Relu, and a lone Sigmoid."""
+    heavy = helper.make_graph([node("MatMul", ["x", "w"], ["hm"]), node("Relu", ["hm"], ["hr"])], "heavy", [],
+                              [vi("hr", (4, 16))])
+    light = helper.make_graph([node("Sigmoid", ["x"], ["ls"])], "light", [], [vi("ls", (4, 16))])
+    return (heavy, light) if heavy_first else (light, heavy)
+
+
+@pytest.mark.parametrize("heavy_first", [True, False])
+def test_if_with_a_computed_condition_costs_its_more_expensive_branch(tmp_path, heavy_first):
+    then, other = branches(heavy_first)
+    m = model([node("ReduceSum", ["x"], ["s"], keepdims=0), node("Greater", ["s", "zero"], ["c"]),
+               node("If", ["c"], ["h"], then_branch=then, else_branch=other), node("Tanh", ["h"], ["y"])],
+              [vi("x", (4, 16))], ["y"], [const("zero", 0.0, np.float32), weight("w", 16, 16)])
+    taken = "then_branch" if heavy_first else "else_branch"
+    with pytest.warns(UserWarning, match=rf"node 'h' \(If\): condition computed at run time; costed as its more "
+                      rf"expensive branch, {taken} \(then_branch: {1024 if heavy_first else 0:,} MACs"):
+        g = load(tmp_path, m)
+    assert kinds(g) == ["ReduceSum", "Greater", "MatMul", "Relu", "Identity", "Tanh"]
+    assert graph_macs(g) == 4 * 16 * 16
+
+
+def loop_model(trips: list | None, scan: bool = True):
+    """y = Loop over x (4, 16): each trip x <- Relu(x @ w); the scan output stacks every trip's x. `trips` None:
+    the trip count is a graph input (computed at run time)."""
+    body = helper.make_graph(
+        [node("Identity", ["cond_in"], ["cond_out"]), node("MatMul", ["x_in", "w"], ["bm"]),
+         node("Relu", ["bm"], ["x_out"])] + ([node("Identity", ["x_out"], ["x_scan"])] if scan else []),
+        "body", [vi("i", (), I64), vi("cond_in", (), TensorProto.BOOL), vi("x_in", (4, 16))],
+        [vi("cond_out", (), TensorProto.BOOL), vi("x_out", (4, 16))] + ([vi("x_scan", (4, 16))] if scan else []))
+    inputs = [vi("x", (4, 16))] + ([vi("m", (), I64)] if trips is None else [])
+    inits = [weight("w", 16, 16)] + ([const("m", trips)] if trips is not None else [])
+    outs = [vi("y", (4, 16))] + ([vi("stack", (trips or 1, 4, 16))] if scan else [])
+    graph = helper.make_graph([node("Loop", ["m", "", "x"], [o.name for o in outs], body=body)], "m", inputs, outs,
+                              initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])   # as exporters write shapes
+
+
+def test_loop_with_a_constant_trip_count_is_unrolled(tmp_path):
+    g = load(tmp_path, loop_model(3))
+    assert graph_macs(g) == 3 * 4 * 16 * 16
+    assert [op.op_type for op in g.ops if op.op_type in ("MatMul", "Relu")] == ["MatMul", "Relu"] * 3
+    assert g.tensors["y"].shape == (4, 16) and g.tensors["stack"].shape == (3, 4, 16)
+    chain = [op for op in g.ops if op.op_type == "MatMul"]
+    assert chain[1].inputs[0] != chain[0].inputs[0]                  # trip 2 reads trip 1's result
+    assert len(make_kernels(g, "epilogue")) < len(make_kernels(g, "none"))
+
+
+def test_loop_with_a_run_time_trip_count_is_one_error_or_free_data_movement(tmp_path, capsys):
+    m = loop_model(None, scan=False)
+    err = cli_error(capsys, "-w", save(tmp_path, m))
+    assert "node 'y' (Loop): its trip count is computed at run time" in err and "--unknown-ops free" in err
+    with pytest.warns(UserWarning, match="Loop x1"):
+        g = load(tmp_path, m, unknown_ops="free")
+    assert kinds(g) == ["Opaque"] and graph_macs(g) == 0
+
+
 def test_unsupported_counts_downstream_ops_that_only_fold(tmp_path, capsys):
     """Sign folds with constant inputs but has no handler: after an unsupported Resize it counts; the Shape
     subgraph over the Resize's output does not (its values are known once Resize is)."""
