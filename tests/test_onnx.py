@@ -22,7 +22,7 @@ from tilesim.arch import load_arch  # noqa: E402
 from tilesim.arch.errors import InputError  # noqa: E402
 from tilesim.cli.main import main  # noqa: E402
 from tilesim.compiler.fusion import AttentionWork  # noqa: E402
-from tilesim.compiler.lowering import graph_macs, lower_op  # noqa: E402
+from tilesim.compiler.lowering import conv_transpose_macs, graph_macs, lower_op  # noqa: E402
 from tilesim.compiler.schedule import lower, make_kernels  # noqa: E402
 from tilesim.workloads import llm, load_workload  # noqa: E402
 from tilesim.workloads.onnx import INSTALL_HINT, load_onnx  # noqa: E402
@@ -114,18 +114,23 @@ def test_conv(tmp_path, x, w, attrs, out, macs):
     assert "Conv" in kinds(g) and len(make_kernels(g)) == 1   # 1-d convs add free Reshape views only
 
 
-def test_conv_transpose_is_the_zero_insertion_gemm(tmp_path):
-    """ConvTranspose: out = s(H-1) + k - pads (or output_shape); the implicit GEMM has M = H_out*W_out,
-    N = C_out/g, K = C_in/g*R*S per group (taps on inserted zeros included)."""
+def test_conv_transpose_counts_useful_macs_and_reports_the_zero_stuffed_ones(tmp_path):
+    """ConvTranspose: out = s(H-1) + k - pads (or output_shape); MACs = input pixels x C_in x C_out/g x R x S (torch's
+    FlopCounterMode count), not the zero-insertion GEMM's H_out W_out x C_out x C_in/g x R S (+300% at stride 2)."""
     m = model([node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1])],
               [vi("x", (1, 4, 8, 8))], ["y"], [weight("w", 4, 2, 4, 4)])
     g = load(tmp_path, m)
     assert out_shape(g) == (1, 2, 16, 16)
-    assert graph_macs(g) == 16 * 16 * 2 * 4 * 16
+    useful = 8 * 8 * 4 * 2 * 16
+    assert graph_macs(g) == useful
+    assert conv_transpose_macs((1, 4, 8, 8), (4, 2, 4, 4), g.ops[0].attrs) == (useful, 16 * 16 * 2 * 4 * 16 - useful)
+    work = lower_op(g, g.ops[0])
+    assert (work.m, work.n, work.k) == (16 * 16, 2, 4 * 2 * 2)        # sub-pixel form: 2 x 2 taps per output
     m = model([node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], output_shape=[15, 15], group=2)],
               [vi("x", (1, 4, 8, 8))], ["y"], [weight("w", 4, 3, 3, 3)])
     g = load(tmp_path, m)
-    assert out_shape(g) == (1, 6, 15, 15) and graph_macs(g) == 2 * (15 * 15) * 3 * (2 * 9)
+    assert out_shape(g) == (1, 6, 15, 15) and graph_macs(g) == 8 * 8 * 4 * 3 * 9     # uneven: scatter form
+    assert conv_transpose_macs((1, 4, 8, 8), (4, 3, 3, 3), g.ops[0].attrs)[1] == 2 * 15 * 15 * 3 * 2 * 9 - 6912
 
 
 def test_gemm_and_matmul(tmp_path):
