@@ -912,14 +912,16 @@ class LlamaBlock:
     cache): RMSNorm as Pow/ReduceMean/Add/Sqrt/Reciprocal/Mul/Mul, q/k/v projections viewed (B, S, H, d) and
     transposed, RoPE as x cos + Concat(-x2, x1) sin, repeat_kv as Unsqueeze/Expand/Reshape, MatMul -> Mul(scale)
     -> Add(causal mask) -> Softmax -> MatMul, heads merged, o projection and residual, RMSNorm, SwiGLU MLP with SiLU
-    as x * sigmoid(x), residual. Weights carry shapes only (external data that is not there)."""
+    as x * sigmoid(x), residual. Weights carry shapes only (external data that is not there). `casts`: as
+    transformers 5 writes it, RMSNorm in float32 (Cast x; rsqrt as Div(1, Sqrt); Cast back before the weight) and
+    the softmax's result cast twice before the PV MatMul."""
 
-    def __init__(self, cfg, seq: int):
-        self.cfg, self.seq, self.nodes, self.inits = cfg, seq, [], []
+    def __init__(self, cfg, seq: int, casts: bool = False):
+        self.cfg, self.seq, self.nodes, self.inits, self.casts = cfg, seq, [], [], casts
         hd, s = cfg.head_dim, seq
         for name, values, dt in (("two", 2.0, np.float32), ("eps", 1e-5, np.float32), ("last", [-1], np.int64),
                                  ("zero", [0], np.int64), ("half", [hd // 2], np.int64), ("end", [hd], np.int64),
-                                 ("ax2", [2], np.int64), ("scale", hd ** -0.5, np.float32),
+                                 ("ax2", [2], np.int64), ("scale", hd ** -0.5, np.float32), ("one", 1.0, np.float32),
                                  ("cos", np.ones((1, 1, s, hd)), np.float32),
                                  ("sin", np.ones((1, 1, s, hd)), np.float32),
                                  ("mask", np.triu(np.full((1, 1, s, s), -np.inf), 1), np.float32),
@@ -940,10 +942,15 @@ class LlamaBlock:
         return out
 
     def rms(self, x: str, p: str) -> str:
+        if self.casts:
+            x = self.op("Cast", [x], f"{p}.f32", to=TensorProto.FLOAT)
         var = self.op("ReduceMean", [self.op("Pow", [x, "two"], f"{p}.sq")], f"{p}.var", axes=[-1])
-        inv = self.op("Reciprocal", [self.op("Sqrt", [self.op("Add", [var, "eps"], f"{p}.ve")], f"{p}.rs")],
-                      f"{p}.inv")
-        return self.op("Mul", [self.weight(f"{p}.w", self.cfg.hidden), self.op("Mul", [x, inv], f"{p}.n")], p)
+        rs = self.op("Sqrt", [self.op("Add", [var, "eps"], f"{p}.ve")], f"{p}.rs")
+        inv = self.op("Div", ["one", rs], f"{p}.inv") if self.casts else self.op("Reciprocal", [rs], f"{p}.inv")
+        n = self.op("Mul", [x, inv], f"{p}.n")
+        if self.casts:
+            n = self.op("Cast", [n], f"{p}.back", to=TensorProto.FLOAT)
+        return self.op("Mul", [self.weight(f"{p}.w", self.cfg.hidden), n], p)
 
     def heads(self, x: str, n: int, p: str) -> str:
         self.inits.append(numpy_helper.from_array(np.array([1, self.seq, n, self.cfg.head_dim]), f"{p}.shape"))
@@ -974,7 +981,10 @@ class LlamaBlock:
         v = self.heads(self.op("MatMul", [h, self.weight("wv", d, c.kv_heads * c.head_dim)], "v"), c.kv_heads, "vh")
         kt = self.op("Transpose", [self.repeat_kv(k, "k_rep")], "kt", perm=[0, 1, 3, 2])
         scores = self.op("Add", [self.op("Mul", [self.op("MatMul", [q, kt], "qk"), "scale"], "sc"), "mask"], "mk")
-        ctx = self.op("MatMul", [self.op("Softmax", [scores], "p", axis=-1), self.repeat_kv(v, "v_rep")], "ctx")
+        probs = self.op("Softmax", [scores], "p", axis=-1)
+        if self.casts:
+            probs = self.op("Cast", [self.op("Cast", [probs], "p32", to=TensorProto.FLOAT)], "pc", to=TensorProto.FLOAT)
+        ctx = self.op("MatMul", [probs, self.repeat_kv(v, "v_rep")], "ctx")
         ctx = self.op("Reshape", [self.op("Transpose", [ctx], "ctx.t", perm=[0, 2, 1, 3]), "merge"], "ctx.m")
         x = self.op("Add", [x, self.op("MatMul", [ctx, self.weight("wo", c.heads * c.head_dim, d)], "o")], "res1")
         h = self.rms(x, "ln2")
@@ -988,13 +998,14 @@ class LlamaBlock:
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def test_exported_llama_block_matches_the_builtin_llama3_8b(tmp_path):
+@pytest.mark.parametrize("casts", [False, True], ids=["transformers4", "transformers5_casts"])
+def test_exported_llama_block_matches_the_builtin_llama3_8b(tmp_path, casts):
     """A Llama-3-8B layer (GQA 32/8, d 4096, SwiGLU 14336) as the legacy exporter writes it imports into the same
     kernels as layer 0 of the built-in llama3-8b under --fusion full (RMSNorm, SiLU and RoPE recognised, RoPE moved
     before the heads transpose, repeat_kv undone, one flash-attention kernel per block), with the same MACs and
     cycles within 2% (the causal mask, which the built-in does not model, is the only extra read)."""
     cfg, seq = replace(llm.LLAMA3_8B, layers=1), 128
-    path = save(tmp_path, LlamaBlock(cfg, seq).model())
+    path = save(tmp_path, LlamaBlock(cfg, seq, casts).model())
     for name in ("tpu-v4", "edge-npu"):
         arch = load_arch(name)
         exported = load_workload(path, dtype=arch.array.dtype)

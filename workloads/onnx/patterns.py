@@ -118,8 +118,9 @@ class Patterns:
                                       axis=min(axes), epsilon=float(np.ravel(eps)[0]))
 
     def rmsnorm(self, pow_):
-        """x / sqrt(mean(x^2) + eps) [* gamma], the division written as Div or as Reciprocal and Mul (torch's rsqrt)
-        -> (region, fused RMSNormalization node)."""
+        """x / sqrt(mean(x^2) + eps) [* gamma], the division written as Div, or as Reciprocal or Div(1, .) and a Mul
+        (torch's rsqrt); HF's float32 round trip (Cast of x before, Cast of the result before gamma) included ->
+        (region, fused RMSNormalization node)."""
         if not _near(self.value(pow_.input[1]), 2.0):
             return None
         x = pow_.input[0]
@@ -136,7 +137,9 @@ class Patterns:
         div = self.only_consumer(sqrt.output[0])
         if div is not None and div.op_type == "Div" and list(div.input) == [x, sqrt.output[0]]:
             region.append(div)
-        elif div is not None and div.op_type == "Reciprocal":
+        elif div is not None and (div.op_type == "Reciprocal" or (
+                div.op_type == "Div" and list(div.input)[1:] == [sqrt.output[0]] and _near(self.value(div.input[0]),
+                                                                                            1.0))):
             mul = self.only_consumer(div.output[0], "Mul")
             if mul is None or self.other(mul, div.output[0]) != x:
                 return None
@@ -144,6 +147,14 @@ class Patterns:
         else:
             return None
         t, params = region[-1].output[0], []
+        cast = self.producer.get(x)
+        if cast is not None and cast.op_type == "Cast" and \
+                {id(n) for n in self.consumers.get(x, [])} == {id(pow_), id(region[-1])}:
+            region.append(cast)         # the float32 copy of x is the norm's own (read once)
+            x = cast.input[0]
+        while (after := self.only_consumer(t, "Cast")) is not None:
+            region.append(after)
+            t = after.output[0]
         scale = self.only_consumer(t, "Mul")
         p = self.other(scale, t) if scale is not None else None
         if p is not None and self.static(p):
@@ -260,6 +271,9 @@ class Patterns:
         if guard is not None:
             region += guard[0]
             p = guard[1].output[0]
+        while (cast := self.only_consumer(p, "Cast")) is not None:      # softmax in float32, cast back (HF)
+            region.append(cast)
+            p = cast.output[0]
         pv = self.only_consumer(p, "MatMul")
         kt = self.producer.get(qk.input[1])
         perm = _perm(kt) if kt is not None else None
