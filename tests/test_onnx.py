@@ -285,23 +285,33 @@ GELUS = {  # 0.5 * x * (1 + erf(x / sqrt 2)) in the association orders exporters
                     node("Mul", ["x", "p"], ["h"]), node("Mul", ["h", "half"], ["y"])],
     "hf_half_first": [node("Mul", ["x", "half"], ["hx"]), node("Mul", ["x", "rsqrt2"], ["a"]),
                       node("Erf", ["a"], ["e"]), node("Add", ["one", "e"], ["p"]), node("Mul", ["hx", "p"], ["y"])],
+    # GPT-2's gelu_new as the legacy exporter writes it: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    "tanh_gpt2": [node("Mul", ["x", "half"], ["hx"]), node("Pow", ["x", "three"], ["x3"]),
+                  node("Mul", ["x3", "c044"], ["cx"]), node("Add", ["x", "cx"], ["in"]),
+                  node("Mul", ["in", "s2pi"], ["a"]), node("Tanh", ["a"], ["th"]), node("Add", ["th", "one"], ["p"]),
+                  node("Mul", ["hx", "p"], ["y"])],
 }
 GELU_INITS = [const("sqrt2", 2 ** 0.5, np.float32), const("rsqrt2", 2 ** -0.5, np.float32),
-              const("one", 1.0, np.float32), const("half", 0.5, np.float32)]
+              const("one", 1.0, np.float32), const("half", 0.5, np.float32), const("three", 3.0, np.float32),
+              const("c044", 0.044715, np.float32), const("s2pi", (2 / np.pi) ** 0.5, np.float32)]
 
 
 @pytest.mark.parametrize("form", list(GELUS))
 def test_decomposed_gelu_is_one_op(tmp_path, form):
     nodes = [node("MatMul", ["t", "w"], ["x"])] + GELUS[form]
     g = load(tmp_path, model(nodes, [vi("t", (4, 8))], ["y"], [*GELU_INITS, weight("w", 8, 16)]))
-    assert kinds(g) == ["MatMul", "Gelu"] and g.ops[1].attrs["approximate"] == "none"
+    assert kinds(g) == ["MatMul", "Gelu"]
+    assert g.ops[1].attrs["approximate"] == ("tanh" if form.startswith("tanh") else "none")
     assert g.ops[1].inputs == ("x",) and g.ops[1].outputs == ("y",)
+    assert len(make_kernels(g, "epilogue")) == 1                            # the MatMul's epilogue
 
 
 def test_wrong_constant_is_not_gelu(tmp_path):
     nodes = GELUS["dynamo"]
     inits = [const("sqrt2", 3.0, np.float32), *GELU_INITS[1:]]
     assert "Gelu" not in kinds(load(tmp_path, model(nodes, [vi("x", (4, 8))], ["y"], inits)))
+    inits = [*GELU_INITS[:-2], const("c044", 0.05, np.float32), GELU_INITS[-1]]
+    assert "Gelu" not in kinds(load(tmp_path, model(GELUS["tanh_gpt2"], [vi("x", (4, 8))], ["y"], inits)))
 
 
 # ---------------------------------------------------------------- data types
