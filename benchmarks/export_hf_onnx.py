@@ -148,10 +148,12 @@ def model_rows(name: str, args, arch) -> list[dict]:
         folder = args.out / f"{name}.{exporter}"     # one folder each: >2 GiB exports write their external data
         folder.mkdir(parents=True, exist_ok=True)    # files beside the model, named after the tensors
         path = folder / "model.onnx"
+        reuse = args.reimport and path.exists()
         row = {"model": name, "exporter": exporter, "torch_macs": macs, "builtin_macs": graph_macs(builtin),
                "builtin_kernels": b_kernels, "builtin_cycles": b_cycles}
         try:
-            export(module, ids, exporter, path)
+            if not reuse:
+                export(module, ids, exporter, path)
         except Exception as e:      # the exporter's own failure is a result of this table, not a crash
             rows.append(row | {"error": f"export failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"})
             continue
@@ -199,6 +201,7 @@ def main() -> None:
     ap.add_argument("--seq-len", type=int, default=128)
     ap.add_argument("--arch", default="tpu-v4")
     ap.add_argument("--out", type=Path, default=Path("/tmp/tilesim-hf-onnx"))
+    ap.add_argument("--reimport", action="store_true", help="import the exports already in --out (no export)")
     ap.add_argument("--fixtures", type=Path, help="import the .onnx files of this folder instead (no torch)")
     args = ap.parse_args()
     arch = load_arch(args.arch)
