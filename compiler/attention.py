@@ -24,7 +24,9 @@ RESCALE_OPS = 2                 # online softmax: per output element and kv bloc
 class AttentionWork:
     """Fused attention over g = batch x heads: S = Q K^T (sq x skv, K = d), softmax, O = S V (sq x dv, K = skv).
     K and V are shared by `kv_share` query heads (GQA/MQA); `score_ops` are the fused scale/mask ops per score.
-    `kv_dtype` is K's and V's type when it differs from Q's (a quantized KV cache); "" means `dtype`."""
+    `kv_dtype` is K's and V's type when it differs from Q's (a quantized KV cache); "" means `dtype`.
+    `kv_shared`: V is the first dv columns of K's buffer (MLA's absorbed decode attends over its latent cache as
+    both keys and values, FlashMLA-style), so each K/V block is read once: skv x d values, not skv x (d + dv)."""
     g: int
     sq: int
     skv: int
@@ -35,6 +37,7 @@ class AttentionWork:
     score_ops: int = 0
     extra_read_bytes: int = 0     # mask or other inputs of the score chain
     kv_dtype: str = ""
+    kv_shared: bool = False
 
     on_array: ClassVar[bool] = True
 
@@ -42,6 +45,11 @@ class AttentionWork:
     def kv_type(self) -> str:
         """The data type K and V are read in."""
         return self.kv_dtype or self.dtype
+
+    @property
+    def kv_width(self) -> int:
+        """Values per key/value row read: d + dv, or d when V is part of K's buffer (kv_shared)."""
+        return self.d if self.kv_shared else self.d + self.dv
 
     @property
     def macs(self) -> int:
@@ -86,17 +94,17 @@ class AttentionMapping:
 def attention_footprint(work: AttentionWork, bq: int, bkv: int, arch: ArchConfig) -> dict[str, int]:
     """On-chip bytes per level: the Q block (input), K and V blocks (weight), scores and O accumulators (output)."""
     tiles = {"input": int(nbytes(bq * work.d, work.dtype)),
-             "weight": int(nbytes(bkv * (work.d + work.dv), work.kv_type)),
+             "weight": int(nbytes(bkv * work.kv_width, work.kv_type)),
              "output": int(nbytes(bq * bkv + bq * work.dv, arch.array.acc_dtype))}
     return level_footprint(tiles, arch)
 
 
 def attention_traffic(work: AttentionWork, bq: int) -> tuple[int, int, int]:
     """DRAM bytes (Q and extra inputs, K and V, O): Q and O once; K and V once per query block and per kv head,
-    each kv head serving kv_share query heads in turn."""
+    each kv head serving kv_share query heads in turn (d + dv values per key row, d when V shares K's buffer)."""
     n_q = -(-work.sq // bq)
     q = int(nbytes(work.g * work.sq * work.d, work.dtype)) + work.extra_read_bytes
-    kv = int(nbytes(-(-work.g // work.kv_share) * n_q * work.skv * (work.d + work.dv), work.kv_type))
+    kv = int(nbytes(-(-work.g // work.kv_share) * n_q * work.skv * work.kv_width, work.kv_type))
     o = int(nbytes(work.g * work.sq * work.dv, work.dtype))
     return q, kv, o
 

@@ -26,7 +26,11 @@ from tilesim.compiler.ops import OpKind, matmul_shapes, spec
 POLICIES = ("none", "epilogue", "full", "attention")
 ELEMENTWISE = {"Relu", "Clip", "Sigmoid", "Tanh", "Erf", "Sqrt", "Gelu", "HardSwish", "Silu", "Cast", "Add", "Sub",
                "Mul", "Div", "Pow", "Where", "BatchNormalization",
-               "RotaryEmbedding"}   # pairs elements within one head: elementwise for tiles spanning whole heads
+               "RotaryEmbedding",   # pairs elements within one head: elementwise for tiles spanning whole heads
+               # imported ONNX vector ops, one lane op per element (compiler/ops.py SPECS)
+               "HardSigmoid", "LeakyRelu", "Neg", "Reciprocal", "Exp", "Log", "Abs", "Sin", "Cos", "IsNaN", "IsInf",
+               "Not", "Floor", "Ceil", "Max", "Min", "Mod", "And", "Or", "Xor", "Equal", "Less", "Greater",
+               "LessOrEqual", "GreaterOrEqual"}
 SCORE_CHAIN = {"Mul", "Div", "Add", "Sub", "Where", "Cast", "Tanh"}   # scale, soft-cap, mask before softmax
 
 Canon = Callable[[str], str]     # tensor name -> the tensor it aliases (views, absorbed transposes)
@@ -117,7 +121,9 @@ def _attention_work(graph: Graph, ops: list[Op], canon: Canon) -> AttentionWork:
     produced = {canon(t) for op in ops for t in op.outputs}
     extra = sum(graph.tensors[t].nbytes for op in chain for t in op.inputs[1:] if canon(t) not in produced)
     kv_dtype = kt.dtype if kt.dtype != q.dtype else ""
-    return AttentionWork(g, sq, skv, d, dv, q.dtype, max(g // max(kv_batch, 1), 1), score_ops, extra, kv_dtype)
+    shared = canon(qk.inputs[1]) == canon(pv.inputs[1]) and dv <= d     # V is K's buffer (MLA's latent cache)
+    return AttentionWork(g, sq, skv, d, dv, q.dtype, max(g // max(kv_batch, 1), 1), score_ops, extra, kv_dtype,
+                         shared)
 
 
 def group_ops(graph: Graph, policy: str) -> Grouping:

@@ -180,19 +180,34 @@ def _lower_contraction(op: Op, ts: list[Tensor], out: Tensor) -> Contraction:
     return Contraction(prod(batch), m, n, k, a.dtype, b.dtype, out.dtype, b.is_param, b_sparsity=b.sparsity)
 
 
+def conv_transpose_macs(x: tuple[int, ...], w: tuple[int, ...], attrs: dict) -> tuple[int, int]:
+    """(useful, zero-stuffed) MACs of a ConvTranspose. Useful: every input pixel times every tap,
+    N x H x W x C_in x C_out/groups x R x S, what torch's FlopCounterMode counts (taps that padding crops off the
+    output included: the scatter form computes them). Zero-stuffed: the extra MACs of running it as a stride-1
+    conv over the input with (stride - 1) zeros inserted between pixels, N E F x C_out x C_in/groups x R S, minus
+    the useful ones: taps on inserted zeros."""
+    geo = conv_transpose_geometry(x, w, attrs)
+    useful = geo["n"] * geo["h"] * geo["w"] * geo["c"] * (geo["k"] // geo["g"]) * geo["r"] * geo["s"]
+    stuffed = geo["n"] * geo["e"] * geo["f"] * geo["k"] * (geo["c"] // geo["g"]) * geo["r"] * geo["s"]
+    return useful, stuffed - useful
+
+
 def _lower_conv_transpose(op: Op, a: Tensor, b: Tensor, out: Tensor) -> Contraction:
-    """ConvTranspose as an implicit GEMM, the transposed-conv-as-GEMM view a dense array runs: a stride-1 conv
-    over the input with (stride - 1) zeros inserted between pixels and the complementary padding, so
-    M = N * H_out * W_out, N = C_out / groups, K = C_in / groups * R * S. Its MACs include the taps that land
-    on inserted zeros (about stride^2 times the useful ones: input pixels * C_out / groups * R * S)."""
+    """ConvTranspose by its useful MACs (conv_transpose_macs) in the sub-pixel form: each output pixel is a dot
+    product over the taps that reach it, t_h x t_w = (H R / E) x (W S / F) of them (stride 2, kernel 4, pad 1:
+    2 x 2), so M = N * E * F, N = C_out / groups, K = C_in / groups * t_h * t_w. When the taps do not split evenly
+    over the outputs, M counts (input pixel, tap) pairs instead (the scatter form: M = N H W R S, K = C_in /
+    groups), the same MACs. The zero-stuffed GEMM's taps on inserted zeros are not counted as work."""
     geo = conv_transpose_geometry(a.shape, b.shape, op.attrs)
     g = geo["g"]
-    span_h = (geo["r"] - 1) * geo["dh"] + 1
-    # the zeros inserted between input pixels are generated on chip: only the real input is fetched
-    window = ConvWindow(out_w=geo["f"], stride_h=1, span_h=span_h, in_h=a.shape[2], in_w=a.shape[3],
-                        window=geo["r"] * geo["s"])
-    return Contraction(g=g, m=geo["n"] * geo["e"] * geo["f"], n=geo["k"] // g,
-                       k=(geo["c"] // g) * geo["r"] * geo["s"], a_dtype=a.dtype, b_dtype=b.dtype,
+    uh, uw = geo["h"] * geo["r"], geo["w"] * geo["s"]
+    even = uh % geo["e"] == 0 and uw % geo["f"] == 0
+    th, tw = (uh // geo["e"], uw // geo["f"]) if even else (1, 1)
+    m = geo["n"] * (geo["e"] * geo["f"] if even else uh * uw)
+    # the input is fetched as it is (no inserted zeros): rows of real pixels under each output row
+    window = ConvWindow(out_w=geo["f"] if even else uw, stride_h=1, span_h=(geo["r"] - 1) * geo["dh"] + 1,
+                        in_h=a.shape[2], in_w=a.shape[3], window=th * tw)
+    return Contraction(g=g, m=m, n=geo["k"] // g, k=(geo["c"] // g) * th * tw, a_dtype=a.dtype, b_dtype=b.dtype,
                        c_dtype=out.dtype, b_is_param=True, window=window, b_sparsity=b.sparsity)
 
 

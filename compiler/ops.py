@@ -111,7 +111,8 @@ def conv_transpose_geometry(x: Shape, w: Shape, attrs: Attrs) -> dict[str, int]:
     f = sw * (wd - 1) + ow + dw * (s - 1) + 1 - pl - pr
     if e < 1 or f < 1:
         raise ShapeError(f"pads {pt, pl, pb, pr} crop away the whole output")
-    return {"n": n, "c": c, "h": h, "w": wd, "k": kg * g, "r": r, "s": s, "g": g, "dh": dh, "dw": dw, "e": e, "f": f}
+    return {"n": n, "c": c, "h": h, "w": wd, "k": kg * g, "r": r, "s": s, "g": g, "dh": dh, "dw": dw, "e": e, "f": f,
+            "sh": sh, "sw": sw, "pt": pt, "pl": pl}
 
 
 def _conv_transpose(shapes: Shapes, attrs: Attrs) -> Shapes:

@@ -11,17 +11,20 @@ from tilesim import simulate
 from tilesim.arch import load_arch
 from tilesim.arch.errors import InputError
 from tilesim.cli.main import main
+from tilesim.compiler.attention import attention_traffic
 from tilesim.compiler.fusion import AttentionWork, group_ops
 from tilesim.compiler.lowering import graph_macs, lower_op
 from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim.core.commands import weights_in_flash
+from tilesim.studies.llm import run_llm
 from tilesim.workloads import llm, load_workload, moe_routing
 
 # Exact counts of the built-ins (tied tables once; DeepSeek-V3 without its multi-token-prediction module, which
 # the 671 B of the model card leaves out too: the HF checkpoint's 685 B include 14 B of MTP weights).
 EXACT_PARAMS = {"qwen2.5-7b": 7_615_616_512, "llama3.1-70b": 70_553_706_496, "phi3-mini": 3_821_079_552,
                 "gemma2-9b": 9_241_705_984, "mixtral-8x7b": 46_702_792_704, "qwen3-30b-a3b": 30_532_122_624,
-                "deepseek-v3": 671_026_419_200}
+                "deepseek-v3": 671_026_419_200,
+                "falcon-7b": 6_921_720_704}       # = transformers 5.25 FalconForCausalLM(config) parameters
 
 
 def param_bytes(graph) -> int:
@@ -48,7 +51,7 @@ def test_builtin_param_counts_match_the_published_totals_within_half_a_percent(n
     assert abs(llm.param_count(cfg) / published - 1) < 0.005
 
 
-@pytest.mark.parametrize("name", ["qwen2.5-7b", "phi3-mini", "gemma2-9b"])
+@pytest.mark.parametrize("name", ["qwen2.5-7b", "phi3-mini", "gemma2-9b", "falcon-7b"])
 def test_dense_builtin_graphs_hold_every_weight_once(name):
     cfg = llm.hf_builtin(name)
     for graph in (llm.decode_graph(cfg, 1, 8, ("int8", "bf16", "bf16")), llm.prefill_graph(cfg, 1, 8, "int8")):
@@ -123,7 +126,7 @@ def test_qwen2_sliding_window_applies_from_max_window_layers_on():
 
 
 @pytest.mark.parametrize("change, message", [
-    ({"model_type": "t5"}, "model_type 't5' is not supported; supported: deepseek_v2, deepseek_v3, gemma"),
+    ({"model_type": "t5"}, "model_type 't5' is not supported; supported: deepseek_v2, deepseek_v3, falcon, gemma"),
     ({"partial_rotary_factor": 0.5}, "partial_rotary_factor = 0.5 changes the cost in a way tilesim does not"),
     ({"mlp_bias": True}, "mlp_bias = true changes the cost"),
     ({"quantization_config": {"quant_method": "awq"}}, "quantization_config = {\"quant_method\": \"awq\"} changes"),
@@ -291,6 +294,22 @@ def test_mla_graphs_hold_every_weight_once_and_decode_attends_in_latent_space():
     assert graph_macs(g) == llm.non_embedding_params(cut) + 2 * attn
 
 
+def test_mla_decode_reads_its_latent_cache_once_not_as_k_and_again_as_v():
+    """The absorbed decode attends over the cache as keys and as values (V = its first kv_lora_rank columns): the
+    fused kernel reads it once, skv x (rank + rope) values per kv head, not skv x 2 x (rank + rope)."""
+    cut = small("deepseek-v3", layers=1, experts=0, dense_layers=0)
+    g = llm.decode_graph(cut, 2, 99, "bf16")
+    works = [k[2] for k in group_ops(g, "full").kernels if isinstance(k[2], AttentionWork)]
+    assert [(w.kv_shared, w.d, w.dv) for w in works] == [(True, 576, 576)]
+    _, kv_read, _ = attention_traffic(works[0], works[0].sq)
+    cache = sum(t.nbytes for t in g.tensors.values() if t.name.endswith("kv_cache"))
+    assert kv_read == cache == 2 * 100 * 576 * 2
+    # ordinary attention keeps separate K and V: read both
+    plain = [k[2] for k in group_ops(llm.decode_graph(llm.LLAMA3_8B, 1, 9, "bf16"), "full").kernels
+             if isinstance(k[2], AttentionWork)]
+    assert plain and not any(w.kv_shared for w in plain)
+
+
 # ---------------------------------------------------------------- through the CLI
 
 def test_moe_and_mla_run_compare_and_generate_through_the_cli(tmp_path, capsys):
@@ -315,3 +334,145 @@ def test_expert_load_summarises_a_steps_routing():
     zipf_top = 2 / sum(1 / (e + 1) for e in range(8))                      # q_0 = k x 1 / H_8, below the cap
     assert skewed.max_tokens == pytest.approx(4 * zipf_top) and skewed.distinct_experts < load.distinct_experts
     assert llm.expert_load(llm.LLAMA3_8B, 4, "bf16") is None
+
+
+# ---------------------------------------------------------------- expert report, skew, sparsity, windows in runs
+
+TINY_MOE = {"model_type": "mixtral", "hidden_size": 512, "num_hidden_layers": 2, "num_attention_heads": 8,
+            "num_key_value_heads": 2, "intermediate_size": 1024, "vocab_size": 1000, "num_local_experts": 8,
+            "num_experts_per_tok": 2, "sliding_window": None, "max_position_embeddings": 4096}
+
+
+def run_json(capsys, argv: list[str]) -> dict:
+    """`tilesim run ... -f json` as a dict."""
+    assert main([*argv, "-f", "json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_moe_run_reports_expert_traffic_and_load_and_expert_skew_changes_them(tmp_path, capsys):
+    path = tmp_path / "tiny-moe.json"
+    path.write_text(json.dumps(TINY_MOE))
+    argv = ["run", "-w", str(path), "-a", "tpu-v4", "--phase", "decode", "--context", "16", "--batch", "4"]
+    uniform = run_json(capsys, argv)["experts"]
+    step = uniform["decode_step"]
+    assert uniform["prefill"] is None and step["tokens"] == 4 and step["moe_layers"] == 2
+    assert step["distinct_experts"] == pytest.approx(8 * (1 - 0.75**4))
+    one_expert = 3 * 512 * 1024 * 2                                             # bf16 (the tpu-v4 default)
+    assert step["expert_read_bytes_per_layer"] == round(step["distinct_experts"] * one_expert)
+    assert step["expert_read_bytes"] == 2 * step["expert_read_bytes_per_layer"]
+    assert step["tokens_per_expert"] == pytest.approx([1.0] * 8)
+    skewed = run_json(capsys, [*argv, "--expert-skew", "1.5"])["experts"]["decode_step"]
+    assert skewed["distinct_experts"] < step["distinct_experts"] and skewed["max_tokens_per_expert"] > 1.5
+    assert sum(skewed["tokens_per_expert"]) == pytest.approx(4 * 2)              # T x top-k
+    # the graph reads what the report says: the expert kernels' weight bytes follow the skew too
+    cfg = replace(llm.config_from_hf(TINY_MOE), expert_skew=1.5)
+    g = llm.decode_graph(cfg, 4, 16, "bf16")
+    assert sum(t.nbytes for t in g.tensors.values() if t.is_param and ".mlp.experts" in t.name) == \
+        pytest.approx(skewed["expert_read_bytes"], abs=2 * 3 * 512 * 2)            # whole columns per set
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    assert "experts   decode step (4 tokens): 5.5 of 8 experts per layer" in table and "busiest expert" in table
+    assert main(["run", "-w", "llama3-8b", "--expert-skew", "1"]) == 2
+    assert "--expert-skew: only for mixture-of-experts models; llama3-8b has no experts" in capsys.readouterr().err
+    assert main([*argv, "--expert-skew", "-1"]) == 2
+    assert "--expert-skew: must be >= 0" in capsys.readouterr().err
+
+
+def test_mlp_sparsity_applies_to_every_expert():
+    cfg = llm.config_from_hf(TINY_MOE | {"num_hidden_layers": 1})
+    half = llm.sparse_mlp(cfg, 0.5)
+    assert (half.ffn, half.expert_ffn, half.shared_ffn) == (512, 512, 0)
+    dense, sparse = (llm.decode_graph(c, 64, 16, "bf16") for c in (cfg, half))
+    expert_macs = [sum(lower_op(g, op).macs for op in g.ops if ".mlp.experts" in op.name and op.op_type == "MatMul")
+                   for g in (dense, sparse)]
+    assert expert_macs[1] * 2 == expert_macs[0] == 64 * 2 * 3 * 512 * 1024
+    ds = small("deepseek-v3", layers=2)
+    assert llm.sparse_mlp(ds, 0.25).shared_ffn == round(ds.shared_ffn * 0.75)
+
+
+def test_a_sliding_window_bounds_the_kv_cache_that_must_fit(tmp_path, capsys):
+    """Mistral-style window 64: at 4,000 tokens each layer holds 64 tokens, so a DRAM that the unbounded cache
+    would overflow still fits, and the reported cache is batch x layers x 64 tokens."""
+    raw = TINY_MOE | {"model_type": "mistral", "sliding_window": 64}
+    path = tmp_path / "tiny-mistral.json"
+    path.write_text(json.dumps(raw))
+    cfg = llm.read_hf_config(str(path))
+    per_token = llm.kv_cache_bytes_per_token(cfg, "bf16")
+    argv = ["run", "-w", str(path), "-a", "tpu-v4", "--phase", "decode", "--context", "3999", "--batch", "2"]
+    weights = llm.weight_bytes(cfg, "bf16")
+    room = weights + 2 * 64 * per_token + 2**20          # weights + the windowed cache + 1 MiB < unbounded cache
+    assert room < weights + 2 * 4000 * per_token
+    d = run_json(capsys, [*argv, "--set", f"memory.hbm.capacity_bytes={room}"])
+    assert d["kv_cache_bytes"] == 2 * llm.kv_cache_bytes(cfg, 4000, "bf16") == 2 * 64 * per_token
+
+
+def test_generate_samples_the_step_where_a_window_fills():
+    """Steps grow with context until the window (8) fills at context 7, then stay flat: the trapezoid over samples
+    that include the bend matches simulating every step; without it the flat part would be over-estimated."""
+    cfg = replace(llm.config_from_hf(TINY_MOE | {"model_type": "mistral", "sliding_window": 8,
+                                                "num_hidden_layers": 1}), name="tiny-window")
+    assert llm.window_bends(cfg) == (7,)
+    arch = load_arch("tpu-v4")
+    graph_for = lambda kind, size: llm.decoder_graph(cfg, batch=8, phase=kind, dtypes="bf16",   # noqa: E731
+                                                     **({"seq_len": size} if kind == "prefill" else {"context": size}))
+    kv = lambda tokens: llm.kv_cache_bytes(cfg, tokens, "bf16")                  # noqa: E731
+    r = run_llm(graph_for, arch, CompileOptions(), "generate", 8, 2, 60, 0, kv, llm.window_bends(cfg))
+    assert [(s.first, s.last) for s in r.decode] == [(2, 6), (7, 30), (31, 61)]
+    every = [simulate(lower(graph_for("decode", c), arch, CompileOptions()), arch).cycles for c in range(2, 62)]
+    assert every[5] == every[-1] and every[0] < every[5]                          # flat past the bend
+    total = sum(s.total("cycles") for s in r.decode)
+    assert total == pytest.approx(sum(every), rel=2e-3)
+    plain = run_llm(graph_for, arch, CompileOptions(), "generate", 8, 2, 60, 0, kv)        # no bend sampled
+    assert abs(sum(s.total("cycles") for s in plain.decode) - sum(every)) > abs(total - sum(every))
+
+
+# ---------------------------------------------------------------- Falcon
+
+FALCON_VARIANTS = {   # changes to falcon-7b's config -> parameters of transformers 5.25 FalconForCausalLM(config)
+    "new_decoder_architecture": ({"new_decoder_architecture": True, "num_kv_heads": 8, "num_attention_heads": 128,
+                                  "hidden_size": 8192, "num_hidden_layers": 2}, 1_891_713_024),
+    "alibi_sequential_biases": ({"alibi": True, "multi_query": False, "parallel_attn": False, "bias": True,
+                                 "num_hidden_layers": 2, "hidden_size": 2048, "num_attention_heads": 32}, 233_889_792),
+}
+
+
+@pytest.mark.parametrize("variant", sorted(FALCON_VARIANTS))
+def test_falcon_config_variants_count_what_transformers_counts(variant):
+    raw = json.loads((llm.CONFIG_DIR / "falcon-7b.json").read_text())
+    changes, params = FALCON_VARIANTS[variant]
+    cfg = llm.config_from_hf(raw | changes)
+    assert llm.param_count(cfg) == params
+    assert param_bytes(llm.decode_graph(cfg, 1, 8, "int8")) == params
+
+
+def test_falcon_7b_is_multi_query_and_parallel_with_one_norm():
+    cfg = llm.hf_builtin("falcon-7b")
+    assert (cfg.kv_heads, cfg.head_dim, cfg.ffn, cfg.act, cfg.norm) == (1, 64, 4 * 4544, "gelu", "layer")
+    assert cfg.parallel_attn and cfg.shared_norm and cfg.positional == "rope" and cfg.tied_embeddings
+    assert llm.kv_cache_bytes_per_token(cfg, "bf16") == 32 * 2 * 64 * 2
+    cut = replace(cfg, layers=2)
+    g = llm.decode_graph(cut, 1, 99, "bf16")
+    norms = [op.name for op in g.ops if op.op_type == "LayerNormalization"]
+    assert norms == ["layer0.attn_norm", "layer1.attn_norm", "final_norm"]     # one norm feeds both branches
+    attn = 71 * 100 * (64 + 64)
+    assert graph_macs(g) == llm.non_embedding_params(cut) + 2 * attn
+    # both branches read the norm's output: the MLP does not wait for attention
+    mlp_up = next(op for op in g.ops if op.name == "layer0.mlp.up")
+    assert mlp_up.inputs[0] == next(op for op in g.ops if op.name == "layer0.attn_norm").outputs[0]
+
+
+def test_falcon_alibi_is_a_score_bias_inside_the_attention_kernel():
+    raw = json.loads((llm.CONFIG_DIR / "falcon-7b.json").read_text()) | {"num_hidden_layers": 1}
+    rope, alibi = (llm.config_from_hf(raw | {"alibi": a}) for a in (False, True))
+    works = {}
+    for cfg in (rope, alibi):
+        g = llm.decode_graph(cfg, 1, 31, "bf16")
+        works[cfg.positional] = [k[2] for k in group_ops(g, "full").kernels if isinstance(k[2], AttentionWork)]
+        assert any(op.op_type == "RotaryEmbedding" for op in g.ops) == (cfg.positional == "rope")
+    assert len(works["alibi"]) == len(works["rope"]) == 1
+    assert works["alibi"][0].score_ops == works["rope"][0].score_ops + 1
+    with pytest.raises(InputError, match="apply_residual_connection_post_layernorm = true changes the cost"):
+        llm.config_from_hf(raw | {"apply_residual_connection_post_layernorm": True})
+    with pytest.raises(InputError, match="alibi = true changes the cost"):          # other families still refuse it
+        llm.config_from_hf({"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 1,
+                            "num_attention_heads": 4, "intermediate_size": 128, "vocab_size": 10, "alibi": True})

@@ -22,7 +22,7 @@ from tilesim.arch import load_arch  # noqa: E402
 from tilesim.arch.errors import InputError  # noqa: E402
 from tilesim.cli.main import main  # noqa: E402
 from tilesim.compiler.fusion import AttentionWork  # noqa: E402
-from tilesim.compiler.lowering import graph_macs, lower_op  # noqa: E402
+from tilesim.compiler.lowering import conv_transpose_macs, graph_macs, lower_op  # noqa: E402
 from tilesim.compiler.schedule import lower, make_kernels  # noqa: E402
 from tilesim.workloads import llm, load_workload  # noqa: E402
 from tilesim.workloads.onnx import INSTALL_HINT, load_onnx  # noqa: E402
@@ -114,18 +114,23 @@ def test_conv(tmp_path, x, w, attrs, out, macs):
     assert "Conv" in kinds(g) and len(make_kernels(g)) == 1   # 1-d convs add free Reshape views only
 
 
-def test_conv_transpose_is_the_zero_insertion_gemm(tmp_path):
-    """ConvTranspose: out = s(H-1) + k - pads (or output_shape); the implicit GEMM has M = H_out*W_out,
-    N = C_out/g, K = C_in/g*R*S per group (taps on inserted zeros included)."""
+def test_conv_transpose_counts_useful_macs_and_reports_the_zero_stuffed_ones(tmp_path):
+    """ConvTranspose: out = s(H-1) + k - pads (or output_shape); MACs = input pixels x C_in x C_out/g x R x S (torch's
+    FlopCounterMode count), not the zero-insertion GEMM's H_out W_out x C_out x C_in/g x R S (+300% at stride 2)."""
     m = model([node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], pads=[1, 1, 1, 1])],
               [vi("x", (1, 4, 8, 8))], ["y"], [weight("w", 4, 2, 4, 4)])
     g = load(tmp_path, m)
     assert out_shape(g) == (1, 2, 16, 16)
-    assert graph_macs(g) == 16 * 16 * 2 * 4 * 16
+    useful = 8 * 8 * 4 * 2 * 16
+    assert graph_macs(g) == useful
+    assert conv_transpose_macs((1, 4, 8, 8), (4, 2, 4, 4), g.ops[0].attrs) == (useful, 16 * 16 * 2 * 4 * 16 - useful)
+    work = lower_op(g, g.ops[0])
+    assert (work.m, work.n, work.k) == (16 * 16, 2, 4 * 2 * 2)        # sub-pixel form: 2 x 2 taps per output
     m = model([node("ConvTranspose", ["x", "w"], ["y"], strides=[2, 2], output_shape=[15, 15], group=2)],
               [vi("x", (1, 4, 8, 8))], ["y"], [weight("w", 4, 3, 3, 3)])
     g = load(tmp_path, m)
-    assert out_shape(g) == (1, 6, 15, 15) and graph_macs(g) == 2 * (15 * 15) * 3 * (2 * 9)
+    assert out_shape(g) == (1, 6, 15, 15) and graph_macs(g) == 8 * 8 * 4 * 3 * 9     # uneven: scatter form
+    assert conv_transpose_macs((1, 4, 8, 8), (4, 3, 3, 3), g.ops[0].attrs)[1] == 2 * 15 * 15 * 3 * 2 * 9 - 6912
 
 
 def test_gemm_and_matmul(tmp_path):
@@ -280,23 +285,33 @@ GELUS = {  # 0.5 * x * (1 + erf(x / sqrt 2)) in the association orders exporters
                     node("Mul", ["x", "p"], ["h"]), node("Mul", ["h", "half"], ["y"])],
     "hf_half_first": [node("Mul", ["x", "half"], ["hx"]), node("Mul", ["x", "rsqrt2"], ["a"]),
                       node("Erf", ["a"], ["e"]), node("Add", ["one", "e"], ["p"]), node("Mul", ["hx", "p"], ["y"])],
+    # GPT-2's gelu_new as the legacy exporter writes it: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))
+    "tanh_gpt2": [node("Mul", ["x", "half"], ["hx"]), node("Pow", ["x", "three"], ["x3"]),
+                  node("Mul", ["x3", "c044"], ["cx"]), node("Add", ["x", "cx"], ["in"]),
+                  node("Mul", ["in", "s2pi"], ["a"]), node("Tanh", ["a"], ["th"]), node("Add", ["th", "one"], ["p"]),
+                  node("Mul", ["hx", "p"], ["y"])],
 }
 GELU_INITS = [const("sqrt2", 2 ** 0.5, np.float32), const("rsqrt2", 2 ** -0.5, np.float32),
-              const("one", 1.0, np.float32), const("half", 0.5, np.float32)]
+              const("one", 1.0, np.float32), const("half", 0.5, np.float32), const("three", 3.0, np.float32),
+              const("c044", 0.044715, np.float32), const("s2pi", (2 / np.pi) ** 0.5, np.float32)]
 
 
 @pytest.mark.parametrize("form", list(GELUS))
 def test_decomposed_gelu_is_one_op(tmp_path, form):
     nodes = [node("MatMul", ["t", "w"], ["x"])] + GELUS[form]
     g = load(tmp_path, model(nodes, [vi("t", (4, 8))], ["y"], [*GELU_INITS, weight("w", 8, 16)]))
-    assert kinds(g) == ["MatMul", "Gelu"] and g.ops[1].attrs["approximate"] == "none"
+    assert kinds(g) == ["MatMul", "Gelu"]
+    assert g.ops[1].attrs["approximate"] == ("tanh" if form.startswith("tanh") else "none")
     assert g.ops[1].inputs == ("x",) and g.ops[1].outputs == ("y",)
+    assert len(make_kernels(g, "epilogue")) == 1                            # the MatMul's epilogue
 
 
 def test_wrong_constant_is_not_gelu(tmp_path):
     nodes = GELUS["dynamo"]
     inits = [const("sqrt2", 3.0, np.float32), *GELU_INITS[1:]]
     assert "Gelu" not in kinds(load(tmp_path, model(nodes, [vi("x", (4, 8))], ["y"], inits)))
+    inits = [*GELU_INITS[:-2], const("c044", 0.05, np.float32), GELU_INITS[-1]]
+    assert "Gelu" not in kinds(load(tmp_path, model(GELUS["tanh_gpt2"], [vi("x", (4, 8))], ["y"], inits)))
 
 
 # ---------------------------------------------------------------- data types
@@ -542,6 +557,27 @@ MORE_VECTOR_OPS = [  # (id, nodes, extra initializers, opset, IR op types, outpu
 ]
 
 
+EPILOGUE_OPS = [("Neg", []), ("Reciprocal", []), ("Exp", []), ("Log", []), ("Abs", []), ("Sin", []),
+                ("Cos", []), ("Floor", []), ("Ceil", []), ("IsNaN", []), ("IsInf", []), ("HardSigmoid", []),
+                ("LeakyRelu", []), ("Max", ["c"]), ("Min", ["c"]), ("Mod", ["c"]), ("Equal", ["c"]), ("Less", ["c"]),
+                ("Greater", ["c"]), ("LessOrEqual", ["c"]), ("GreaterOrEqual", ["c"])]
+
+
+@pytest.mark.parametrize("op, extra", EPILOGUE_OPS, ids=[o for o, _ in EPILOGUE_OPS])
+def test_imported_elementwise_ops_fuse_as_a_matmuls_epilogue(tmp_path, op, extra):
+    """MatMul -> elementwise op is one kernel under --fusion epilogue: the op runs on each output tile as it drains
+    (its second operand, if any, read alongside), as Relu or Add do."""
+    attrs = {"fmod": 1} if op == "Mod" else {}
+    m = model([node("MatMul", ["x", "w"], ["h"]), node(op, ["h", *extra], ["y"], **attrs)], [vi("x", (4, 16))],
+              ["y"], [weight("w", 16, 32), weight("c", 32)])
+    g = load(tmp_path, m)
+    kernels = make_kernels(g, "epilogue")
+    per_element = {"HardSigmoid": 4, "LeakyRelu": 2}.get(op, 1)                 # compiler/ops.py SPECS
+    assert len(kernels) == 1 and kernels[0].epilogue.ops == per_element * 4 * 32
+    assert kernels[0].epilogue.read_bytes == (32 * 4 if extra else 0)
+    assert len(make_kernels(g, "none")) == 2
+
+
 @pytest.mark.parametrize("nodes, inits, opset, ops, out", [c[1:] for c in MORE_VECTOR_OPS],
                          ids=[c[0] for c in MORE_VECTOR_OPS])
 def test_more_vector_ops(tmp_path, nodes, inits, opset, ops, out):
@@ -780,6 +816,63 @@ def test_if_with_a_constant_condition_is_inlined(tmp_path):
         assert kinds(load(tmp_path, m)) == [op, "Identity", "Tanh"]
 
 
+def branches(heavy_first: bool):
+    """Two If branches over x (4, 16): a MatMul with w (16, 16) then Relu, and a lone Sigmoid."""
+    heavy = helper.make_graph([node("MatMul", ["x", "w"], ["hm"]), node("Relu", ["hm"], ["hr"])], "heavy", [],
+                              [vi("hr", (4, 16))])
+    light = helper.make_graph([node("Sigmoid", ["x"], ["ls"])], "light", [], [vi("ls", (4, 16))])
+    return (heavy, light) if heavy_first else (light, heavy)
+
+
+@pytest.mark.parametrize("heavy_first", [True, False])
+def test_if_with_a_computed_condition_costs_its_more_expensive_branch(tmp_path, heavy_first):
+    then, other = branches(heavy_first)
+    m = model([node("ReduceSum", ["x"], ["s"], keepdims=0), node("Greater", ["s", "zero"], ["c"]),
+               node("If", ["c"], ["h"], then_branch=then, else_branch=other), node("Tanh", ["h"], ["y"])],
+              [vi("x", (4, 16))], ["y"], [const("zero", 0.0, np.float32), weight("w", 16, 16)])
+    taken = "then_branch" if heavy_first else "else_branch"
+    with pytest.warns(UserWarning, match=rf"node 'h' \(If\): condition computed at run time; costed as its more "
+                      rf"expensive branch, {taken} \(then_branch: {1024 if heavy_first else 0:,} MACs"):
+        g = load(tmp_path, m)
+    assert kinds(g) == ["ReduceSum", "Greater", "MatMul", "Relu", "Identity", "Tanh"]
+    assert graph_macs(g) == 4 * 16 * 16
+
+
+def loop_model(trips: list | None, scan: bool = True):
+    """y = Loop over x (4, 16): each trip x <- Relu(x @ w); the scan output stacks every trip's x. `trips` None:
+    the trip count is a graph input (computed at run time)."""
+    body = helper.make_graph(
+        [node("Identity", ["cond_in"], ["cond_out"]), node("MatMul", ["x_in", "w"], ["bm"]),
+         node("Relu", ["bm"], ["x_out"])] + ([node("Identity", ["x_out"], ["x_scan"])] if scan else []),
+        "body", [vi("i", (), I64), vi("cond_in", (), TensorProto.BOOL), vi("x_in", (4, 16))],
+        [vi("cond_out", (), TensorProto.BOOL), vi("x_out", (4, 16))] + ([vi("x_scan", (4, 16))] if scan else []))
+    inputs = [vi("x", (4, 16))] + ([vi("m", (), I64)] if trips is None else [])
+    inits = [weight("w", 16, 16)] + ([const("m", trips)] if trips is not None else [])
+    outs = [vi("y", (4, 16))] + ([vi("stack", (trips or 1, 4, 16))] if scan else [])
+    graph = helper.make_graph([node("Loop", ["m", "", "x"], [o.name for o in outs], body=body)], "m", inputs, outs,
+                              initializer=inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])   # as exporters write shapes
+
+
+def test_loop_with_a_constant_trip_count_is_unrolled(tmp_path):
+    g = load(tmp_path, loop_model(3))
+    assert graph_macs(g) == 3 * 4 * 16 * 16
+    assert [op.op_type for op in g.ops if op.op_type in ("MatMul", "Relu")] == ["MatMul", "Relu"] * 3
+    assert g.tensors["y"].shape == (4, 16) and g.tensors["stack"].shape == (3, 4, 16)
+    chain = [op for op in g.ops if op.op_type == "MatMul"]
+    assert chain[1].inputs[0] != chain[0].inputs[0]                  # trip 2 reads trip 1's result
+    assert len(make_kernels(g, "epilogue")) < len(make_kernels(g, "none"))
+
+
+def test_loop_with_a_run_time_trip_count_is_one_error_or_free_data_movement(tmp_path, capsys):
+    m = loop_model(None, scan=False)
+    err = cli_error(capsys, "-w", save(tmp_path, m))
+    assert "node 'y' (Loop): its trip count is computed at run time" in err and "--unknown-ops free" in err
+    with pytest.warns(UserWarning, match="Loop x1"):
+        g = load(tmp_path, m, unknown_ops="free")
+    assert kinds(g) == ["Opaque"] and graph_macs(g) == 0
+
+
 def test_unsupported_counts_downstream_ops_that_only_fold(tmp_path, capsys):
     """Sign folds with constant inputs but has no handler: after an unsupported Resize it counts; the Shape
     subgraph over the Resize's output does not (its values are known once Resize is)."""
@@ -829,14 +922,16 @@ class LlamaBlock:
     cache): RMSNorm as Pow/ReduceMean/Add/Sqrt/Reciprocal/Mul/Mul, q/k/v projections viewed (B, S, H, d) and
     transposed, RoPE as x cos + Concat(-x2, x1) sin, repeat_kv as Unsqueeze/Expand/Reshape, MatMul -> Mul(scale)
     -> Add(causal mask) -> Softmax -> MatMul, heads merged, o projection and residual, RMSNorm, SwiGLU MLP with SiLU
-    as x * sigmoid(x), residual. Weights carry shapes only (external data that is not there)."""
+    as x * sigmoid(x), residual. Weights carry shapes only (external data that is not there). `casts`: as
+    transformers 5 writes it, RMSNorm in float32 (Cast x; rsqrt as Div(1, Sqrt); Cast back before the weight) and
+    the softmax's result cast twice before the PV MatMul."""
 
-    def __init__(self, cfg, seq: int):
-        self.cfg, self.seq, self.nodes, self.inits = cfg, seq, [], []
+    def __init__(self, cfg, seq: int, casts: bool = False):
+        self.cfg, self.seq, self.nodes, self.inits, self.casts = cfg, seq, [], [], casts
         hd, s = cfg.head_dim, seq
         for name, values, dt in (("two", 2.0, np.float32), ("eps", 1e-5, np.float32), ("last", [-1], np.int64),
                                  ("zero", [0], np.int64), ("half", [hd // 2], np.int64), ("end", [hd], np.int64),
-                                 ("ax2", [2], np.int64), ("scale", hd ** -0.5, np.float32),
+                                 ("ax2", [2], np.int64), ("scale", hd ** -0.5, np.float32), ("one", 1.0, np.float32),
                                  ("cos", np.ones((1, 1, s, hd)), np.float32),
                                  ("sin", np.ones((1, 1, s, hd)), np.float32),
                                  ("mask", np.triu(np.full((1, 1, s, s), -np.inf), 1), np.float32),
@@ -857,10 +952,15 @@ class LlamaBlock:
         return out
 
     def rms(self, x: str, p: str) -> str:
+        if self.casts:
+            x = self.op("Cast", [x], f"{p}.f32", to=TensorProto.FLOAT)
         var = self.op("ReduceMean", [self.op("Pow", [x, "two"], f"{p}.sq")], f"{p}.var", axes=[-1])
-        inv = self.op("Reciprocal", [self.op("Sqrt", [self.op("Add", [var, "eps"], f"{p}.ve")], f"{p}.rs")],
-                      f"{p}.inv")
-        return self.op("Mul", [self.weight(f"{p}.w", self.cfg.hidden), self.op("Mul", [x, inv], f"{p}.n")], p)
+        rs = self.op("Sqrt", [self.op("Add", [var, "eps"], f"{p}.ve")], f"{p}.rs")
+        inv = self.op("Div", ["one", rs], f"{p}.inv") if self.casts else self.op("Reciprocal", [rs], f"{p}.inv")
+        n = self.op("Mul", [x, inv], f"{p}.n")
+        if self.casts:
+            n = self.op("Cast", [n], f"{p}.back", to=TensorProto.FLOAT)
+        return self.op("Mul", [self.weight(f"{p}.w", self.cfg.hidden), n], p)
 
     def heads(self, x: str, n: int, p: str) -> str:
         self.inits.append(numpy_helper.from_array(np.array([1, self.seq, n, self.cfg.head_dim]), f"{p}.shape"))
@@ -891,7 +991,10 @@ class LlamaBlock:
         v = self.heads(self.op("MatMul", [h, self.weight("wv", d, c.kv_heads * c.head_dim)], "v"), c.kv_heads, "vh")
         kt = self.op("Transpose", [self.repeat_kv(k, "k_rep")], "kt", perm=[0, 1, 3, 2])
         scores = self.op("Add", [self.op("Mul", [self.op("MatMul", [q, kt], "qk"), "scale"], "sc"), "mask"], "mk")
-        ctx = self.op("MatMul", [self.op("Softmax", [scores], "p", axis=-1), self.repeat_kv(v, "v_rep")], "ctx")
+        probs = self.op("Softmax", [scores], "p", axis=-1)
+        if self.casts:
+            probs = self.op("Cast", [self.op("Cast", [probs], "p32", to=TensorProto.FLOAT)], "pc", to=TensorProto.FLOAT)
+        ctx = self.op("MatMul", [probs, self.repeat_kv(v, "v_rep")], "ctx")
         ctx = self.op("Reshape", [self.op("Transpose", [ctx], "ctx.t", perm=[0, 2, 1, 3]), "merge"], "ctx.m")
         x = self.op("Add", [x, self.op("MatMul", [ctx, self.weight("wo", c.heads * c.head_dim, d)], "o")], "res1")
         h = self.rms(x, "ln2")
@@ -905,13 +1008,14 @@ class LlamaBlock:
         return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
 
-def test_exported_llama_block_matches_the_builtin_llama3_8b(tmp_path):
+@pytest.mark.parametrize("casts", [False, True], ids=["transformers4", "transformers5_casts"])
+def test_exported_llama_block_matches_the_builtin_llama3_8b(tmp_path, casts):
     """A Llama-3-8B layer (GQA 32/8, d 4096, SwiGLU 14336) as the legacy exporter writes it imports into the same
     kernels as layer 0 of the built-in llama3-8b under --fusion full (RMSNorm, SiLU and RoPE recognised, RoPE moved
     before the heads transpose, repeat_kv undone, one flash-attention kernel per block), with the same MACs and
     cycles within 2% (the causal mask, which the built-in does not model, is the only extra read)."""
     cfg, seq = replace(llm.LLAMA3_8B, layers=1), 128
-    path = save(tmp_path, LlamaBlock(cfg, seq).model())
+    path = save(tmp_path, LlamaBlock(cfg, seq, casts).model())
     for name in ("tpu-v4", "edge-npu"):
         arch = load_arch(name)
         exported = load_workload(path, dtype=arch.array.dtype)

@@ -47,8 +47,9 @@ def built(request):
 # ---------------------------------------------------------------- (a) every built-in builds, right output shapes
 
 def test_names_and_descriptions():
-    assert workload_names() == ["alexnet", "attention", "bert-base", "deepseek-v3", "gemma-2b", "gemma2-9b", "gpt2",
-                                "llama2-7b", "llama3-8b", "llama3.1-70b", "mistral-7b", "mixtral-8x7b",
+    assert workload_names() == ["alexnet", "attention", "bert-base", "deepseek-v3", "falcon-7b", "gemma-2b",
+                                "gemma2-9b", "gpt2", "llama2-7b", "llama3-8b", "llama3.1-70b", "mistral-7b",
+                                "mixtral-8x7b",
                                 "mobilenet_v2", "phi3-mini", "qwen2.5-7b", "qwen3-30b-a3b", "resnet18", "resnet50",
                                 "vgg16", "vit-b16"]
     desc = describe_workloads()
@@ -274,7 +275,8 @@ def test_unknown_name(spec, close):
         load_workload(spec)
     msg = str(e.value)
     assert "\n" not in msg and msg.startswith("workload:") and f"'{spec}'" in msg
-    assert ("allowed: alexnet, attention, bert-base, deepseek-v3, gemm:M,N,K, gemma-2b, gemma2-9b, gpt2, llama2-7b, "
+    assert ("allowed: alexnet, attention, bert-base, deepseek-v3, falcon-7b, gemm:M,N,K, gemma-2b, gemma2-9b, gpt2, "
+            "llama2-7b, "
             "llama3-8b, llama3.1-70b, mistral-7b, mixtral-8x7b, mobilenet_v2, phi3-mini, qwen2.5-7b, qwen3-30b-a3b, "
             "resnet18, resnet50, vgg16, vit-b16") in msg
     assert (f"did you mean '{close}'?" in msg) if close else "did you mean" not in msg

@@ -1,5 +1,5 @@
 """Decoder LLMs from an HF-style config (Llama, Mistral, Mixtral, Qwen2/3 and MoE, Phi-3, Gemma 1-3, DeepSeek-V2/V3,
-GPT-2, OPT), in prefill and decode phases.
+GPT-2, OPT, Falcon), in prefill and decode phases.
 
 Sizes follow the models' HF `config.json` files (docs/workloads.md). Graph conventions:
 - Token ids (int32) enter an embedding `Gather` that reads only the rows it picks; Gemma scales the embeddings by
@@ -25,9 +25,12 @@ Sizes follow the models' HF `config.json` files (docs/workloads.md). Graph conve
 - MoE layers (Mixtral, Qwen-MoE, DeepSeek): router, the expected touched experts as grouped GEMMs (moe_routing.py),
   shared experts; expert ops are named layerN.mlp.experts*, so a flash `weights: mlp` rule places them too.
 - MLA (DeepSeek): the cache is the latent plus one rope key per token; decode uses the absorbed form.
+- Falcon: parallel blocks, x + Attn(norm(x)) + MLP(norm(x)) with one shared norm (Falcon-7B) or one per branch
+  (new_decoder_architecture); multi-query or grouped K/V; rotary or ALiBi (a per-head slope times the key distance
+  added to every score inside the attention kernel: one add per score, no position table).
 Not modelled: Gemma's (1 + w) norm offset, RoPE scaling (no cost difference), attention dropout, sampling after
-the LM head, DeepSeek-V3's multi-token-prediction module, group-limited routing (a router detail); MLA decode's
-fused attention counts its cache as K and again as V (one buffer in FlashMLA-style kernels).
+the LM head, DeepSeek-V3's multi-token-prediction module, group-limited routing (a router detail). MLA decode's
+fused attention reads its cache once (keys and values are one buffer, as in FlashMLA: AttentionWork.kv_shared).
 """
 from __future__ import annotations
 
@@ -45,7 +48,7 @@ from tilesim.workloads import moe_routing
 ACTS = ("silu", "gelu_tanh", "gelu", "relu")     # SwiGLU, GeGLU (tanh GELU), plain GELU or ReLU MLP
 GATED_ACTS = ("silu", "gelu_tanh")
 NORMS = ("rms", "layer")
-POSITIONALS = ("rope", "learned")
+POSITIONALS = ("rope", "learned", "alibi")
 PHASES = ("prefill", "decode")
 DEFAULT_SEQ_LEN = 128
 DEFAULT_DTYPE = "int8"           # the data type of workloads whose dtype is not given (workloads/__init__.py)
@@ -64,7 +67,8 @@ class DecoderConfig:
     act: str = "silu"               # silu: SwiGLU, gelu_tanh: GeGLU (both gated), gelu / relu: plain MLP
     norm: str = "rms"               # rms: RMSNorm (scale), layer: LayerNorm (scale and bias)
     tied_embeddings: bool = False   # the LM head reuses the embedding table
-    positional: str = "rope"        # rope: rotary on Q and K, learned: a position table added to the embeddings
+    positional: str = "rope"        # rope: rotary on Q and K, learned: a position table added to the embeddings,
+                                    # alibi: a linear bias on the scores (Falcon-RW, BLOOM)
     max_positions: int = 4096
     embed_scale: bool = False       # Gemma multiplies the embeddings by sqrt(hidden)
     biases: bool = False            # biases on every projection and MLP matrix (GPT-2, OPT)
@@ -88,6 +92,8 @@ class DecoderConfig:
     kv_lora_rank: int = 0           # MLA: keys and values from a cached rank-r latent (0: ordinary attention)
     rope_dim: int = 0               # MLA: per-head rotary dims of Q and K (the decoupled RoPE key is shared)
     v_head_dim: int = 0             # MLA: value dims per head
+    parallel_attn: bool = False     # attention and MLP both read the block input: x + Attn(n(x)) + MLP(n'(x))
+    shared_norm: bool = False       # parallel blocks: one norm feeds both branches (Falcon-7B, GPT-J)
 
     def __post_init__(self):
         for field in ("hidden", "layers", "heads", "kv_heads", "head_dim", "ffn", "vocab", "max_positions"):
@@ -108,6 +114,8 @@ class DecoderConfig:
                              "dense_layers <= layers and a gated activation")
         if (self.kv_lora_rank and not 0 < self.rope_dim < self.head_dim) or (self.kv_lora_rank and self.v_head_dim < 1):
             raise InputError(f"{self.name}: MLA needs 0 < rope_dim < head_dim and v_head_dim > 0")
+        if self.shared_norm and not self.parallel_attn:
+            raise InputError(f"{self.name}: shared_norm needs parallel_attn (one norm feeding both branches)")
         if self.expert_skew < 0:
             raise InputError(f"{self.name}: expert_skew must be >= 0 (0: uniform routing), got {self.expert_skew:g}")
 
@@ -115,6 +123,11 @@ class DecoderConfig:
     def gated(self) -> bool:
         """True for SwiGLU/GeGLU MLPs (gate and up projections), False for a plain up-act-down MLP."""
         return self.act in GATED_ACTS
+
+    @property
+    def norms_per_layer(self) -> int:
+        """Norms in one block: 2 (attention, MLP), 4 with sandwich norms, 1 when parallel branches share one."""
+        return 4 if self.sandwich_norm else 1 if self.shared_norm else 2
 
     @property
     def group(self) -> int:
@@ -158,7 +171,7 @@ def param_count(cfg: DecoderConfig) -> int:
     """All parameters, a shared (tied) table once: embeddings, layers (every expert), final norm, LM head."""
     d = cfg.hidden
     norm = d if cfg.norm == "rms" else 2 * d
-    layers = sum(_attention_params(cfg) + _mlp_params(cfg, i, active=False) + (4 if cfg.sandwich_norm else 2) * norm
+    layers = sum(_attention_params(cfg) + _mlp_params(cfg, i, active=False) + cfg.norms_per_layer * norm
                  for i in range(cfg.layers))
     embed = cfg.vocab * d + ((cfg.max_positions + cfg.position_offset) * d if cfg.positional == "learned" else 0)
     head = 0 if cfg.tied_embeddings else cfg.vocab * d
@@ -343,6 +356,8 @@ def _scores_to_context(b: GraphBuilder, cfg: DecoderConfig, dt: DTypes, q: str, 
     scores = b.add("MatMul", [q, kt], name=f"{p}.attn.scores")
     scale = _const(b, "const.inv_sqrt_head_dim", dt.activation)
     scores = b.add("Mul", [scores, scale], {"value": 1 / sqrt(b.shape(q)[-1])}, name=f"{p}.attn.scale")
+    if cfg.positional == "alibi":   # slope_h x (key position - query position), made in-kernel: one add per score
+        scores = b.add("Add", [scores, _const(b, "const.alibi", dt.activation)], name=f"{p}.attn.alibi")
     if cfg.attn_softcap:
         scores = _softcap(b, scores, cfg.attn_softcap, dt, f"{p}.attn.softcap")
     probs = b.add("Softmax", [scores], {"axis": -1}, name=f"{p}.attn.softmax")
@@ -572,6 +587,8 @@ def _layer(b: GraphBuilder, cfg: DecoderConfig, dt: DTypes, x: str, i: int, star
     """Pre-norm block: x + Attn(norm(x)), then + MLP(norm(.)) (Gemma-2/3 also norm each branch's output);
     returns the output and the new cache entries (K and V, or MLA's latent and rope key)."""
     p = f"layer{i}"
+    if cfg.parallel_attn:
+        return _parallel_layer(b, cfg, dt, x, i, start, cache_len)
     a, new_kv = _attention(b, cfg, dt, _norm(b, x, cfg, dt, f"{p}.attn_norm"), i, start, cache_len)
     if cfg.sandwich_norm:
         a = _norm(b, a, cfg, dt, f"{p}.attn_post_norm")
@@ -584,6 +601,19 @@ def _layer(b: GraphBuilder, cfg: DecoderConfig, dt: DTypes, x: str, i: int, star
     names = ("kv_latent", "k_rope") if cfg.mla else ("k", "v")
     # named graph outputs: the cache entries written
     return x, [b.add("Identity", [t], name=f"{p}.{n}") for t, n in zip(new_kv, names, strict=True)]
+
+
+def _parallel_layer(b: GraphBuilder, cfg: DecoderConfig, dt: DTypes, x: str, i: int, start: int,
+                    cache_len: int | None) -> tuple[str, list[str]]:
+    """Parallel block (GPT-J, Falcon): x + Attn(norm(x)) + MLP(norm'(x)), norm' = norm when shared_norm."""
+    p = f"layer{i}"
+    h = _norm(b, x, cfg, dt, f"{p}.attn_norm")
+    a, new_kv = _attention(b, cfg, dt, h, i, start, cache_len)
+    hm = h if cfg.shared_norm else _norm(b, x, cfg, dt, f"{p}.mlp_norm")
+    m = _moe(b, cfg, dt, hm, p) if cfg.moe_layer(i) else _mlp(b, cfg, dt, hm, p)
+    x = b.add("Add", [x, a], name=f"{p}.attn.residual")
+    x = b.add("Add", [x, m], name=f"{p}.mlp.residual")
+    return x, [b.add("Identity", [t], name=f"{p}.{n}") for t, n in zip(new_kv, ("k", "v"), strict=True)]
 
 
 def _lm_head(b: GraphBuilder, cfg: DecoderConfig, dt: DTypes, x: str, table: str) -> str:
@@ -630,10 +660,20 @@ def decode_graph(cfg: DecoderConfig, batch: int = 1, context: int = 1024,
 def sparse_mlp(cfg: DecoderConfig, sparsity: float) -> DecoderConfig:
     """The decoder as a token sees it when a share `sparsity` of MLP neurons is skipped (a ReLU-fied model or a
     predictor, as in LLM-in-a-flash): only the active rows of gate/up and columns of down are fetched and used,
-    so MLP compute and weight traffic shrink alike; the predictor's own cost is not counted."""
+    so MLP compute and weight traffic shrink alike; the predictor's own cost is not counted. MoE models: the same
+    share of every routed and shared expert's neurons (each expert is an MLP; the router is not sparsified)."""
     if not 0 <= sparsity < 1:
         raise field_error("mlp_sparsity", f"must be >= 0 and < 1, got {sparsity:g}")
-    return replace(cfg, ffn=max(1, round(cfg.ffn * (1 - sparsity))))
+    if not sparsity:
+        return cfg
+    keep = lambda n: max(1, round(n * (1 - sparsity))) if n else 0     # noqa: E731
+    return replace(cfg, ffn=keep(cfg.ffn), expert_ffn=keep(cfg.expert_ffn), shared_ffn=keep(cfg.shared_ffn))
+
+
+def window_bends(cfg: DecoderConfig) -> tuple[int, ...]:
+    """Decode contexts at which a sliding window fills (a step at context c reads min(c + 1, W) cached tokens, so
+    its attention stops growing past c = W - 1): where a generation's step cost bends."""
+    return tuple(sorted({w - 1 for w in cfg.windows if w}))
 
 
 def decoder_graph(cfg: DecoderConfig, *, batch: int = 1, phase: str | None = None, seq_len: int | None = None,
@@ -681,12 +721,15 @@ HF_FAMILIES: dict[str, dict] = {
     "deepseek_v3": _ROPE | {"max_positions": 4096},
     "gpt2": {"act": "gelu", "norm": "layer", "positional": "learned", "tied_embeddings": True, "biases": True,
              "max_positions": 1024},
+    "falcon": {"act": "gelu", "norm": "layer", "positional": "rope", "tied_embeddings": True,
+               "max_positions": 2048},
     "opt": {"act": "relu", "norm": "layer", "positional": "learned", "tied_embeddings": True, "biases": True,
             "max_positions": 2048, "position_offset": 2},     # OPTLearnedPositionalEmbedding: offset 2
 }
 HF_ACTS = {"silu": "silu", "swish": "silu", "gelu": "gelu_tanh", "gelu_new": "gelu_tanh",
            "gelu_pytorch_tanh": "gelu_tanh", "gelu_fast": "gelu_tanh"}
 # Fields whose other values change the cost in ways tilesim does not model: field -> the value it supports.
+HF_FAMILY_FIELDS = {"falcon": ("alibi",)}      # fields of HF_UNMODELLED that a family reads itself
 HF_UNMODELLED = {"mlp_bias": False, "attention_bias": False, "partial_rotary_factor": 1.0, "alibi": False,
                  "is_encoder_decoder": False, "add_cross_attention": False, "quantization_config": None,
                  "do_layer_norm_before": True, "moe_layer_freq": 1, "decoder_sparse_step": 1, "mlp_only_layers": [],
@@ -727,7 +770,7 @@ def config_from_hf(raw: dict, source: str = "config.json") -> DecoderConfig:
     if model_type not in HF_FAMILIES:
         raise InputError(f"{source}: model_type '{model_type}' is not supported; supported: "
                          f"{allowed_list(HF_FAMILIES)}")
-    _hf_check_unmodelled(raw, source)
+    _hf_check_unmodelled(raw, source, model_type)
     fields = dict(HF_FAMILIES[model_type])
     hidden = _hf_field(raw, source, ("hidden_size", "n_embd"))
     layers = _hf_field(raw, source, ("num_hidden_layers", "n_layer"))
@@ -737,6 +780,9 @@ def config_from_hf(raw: dict, source: str = "config.json") -> DecoderConfig:
     if model_type.startswith("deepseek"):
         fields |= _hf_mla(raw, source)
         head_dim, kv_heads = fields.pop("head_dim"), heads
+    if model_type == "falcon":
+        fields |= _hf_falcon(raw, source, heads)
+        kv_heads = fields.pop("kv_heads")
     if head_dim is None:
         if hidden % heads:
             raise InputError(f"{source}: num_attention_heads ({heads}) must divide hidden_size ({hidden}) when "
@@ -749,7 +795,7 @@ def config_from_hf(raw: dict, source: str = "config.json") -> DecoderConfig:
                                         fields["max_positions"], required=False)
     if model_type == "opt":
         fields["act"] = _hf_opt_act(raw, source, hidden)
-    elif model_type != "gpt2":
+    elif model_type not in ("gpt2", "falcon"):
         fields["act"] = _hf_act(raw, source, fields["act"])
     tied = raw.get("tie_word_embeddings", fields["tied_embeddings"])
     if not isinstance(tied, bool):
@@ -769,9 +815,12 @@ def _hf_name(raw: dict, source: str) -> str:
     return Path(str(raw.get("_name_or_path") or "")).name or Path(source).stem
 
 
-def _hf_check_unmodelled(raw: dict, source: str) -> None:
-    """InputError naming the first field whose value changes the cost in a way tilesim does not model."""
+def _hf_check_unmodelled(raw: dict, source: str, model_type: str) -> None:
+    """InputError naming the first field whose value changes the cost in a way tilesim does not model (fields a
+    family's own reader handles, HF_FAMILY_FIELDS, excepted)."""
     for field, supported in HF_UNMODELLED.items():
+        if field in HF_FAMILY_FIELDS.get(model_type, ()):
+            continue
         value = raw.get(field, supported)
         if value != supported and not (supported == [] and value is None):
             raise InputError(f"{source}: {field} = {json.dumps(value)} changes the cost in a way tilesim does not "
@@ -782,6 +831,8 @@ def _hf_ffn(raw: dict, source: str, model_type: str, hidden: int) -> int:
     """The dense MLP's intermediate size (GPT-2: n_inner or 4 x hidden; OPT: ffn_dim)."""
     if model_type == "gpt2":
         return _hf_field(raw, source, ("n_inner",), 4 * hidden, required=False)
+    if model_type == "falcon":
+        return _hf_field(raw, source, ("ffn_hidden_size",), 4 * hidden, required=False)
     if model_type == "opt":
         return _hf_field(raw, source, ("ffn_dim",))
     if model_type in ("qwen3_moe",) or (model_type.startswith("deepseek") and raw.get("n_routed_experts")
@@ -811,6 +862,31 @@ def _hf_moe(raw: dict, source: str, model_type: str, ffn: int) -> dict:
                 "dense_layers": raw.get("first_k_dense_replace") or 0,
                 "router_bias": raw.get("topk_method") == "noaux_tc"}    # V3: e_score_correction_bias per expert
     return {}
+
+
+def _hf_falcon(raw: dict, source: str, heads: int) -> dict:
+    """Falcon (HF FalconConfig): K/V heads (multi_query: 1; new_decoder_architecture: num_kv_heads), parallel
+    attention and MLP with one shared norm or one per branch (num_ln_in_parallel_attn), biases, ALiBi or rotary,
+    and the plain MLP's activation."""
+    for field, value in (("apply_residual_connection_post_layernorm", False),):
+        if raw.get(field, value) != value:
+            raise InputError(f"{source}: {field} = {json.dumps(raw[field])} changes the cost in a way tilesim does "
+                             f"not model (supported: {json.dumps(value)})")
+    new_arch = bool(raw.get("new_decoder_architecture"))
+    if new_arch:
+        kv_heads = _hf_field(raw, source, ("num_kv_heads",), heads, required=False)
+    else:
+        kv_heads = 1 if raw.get("multi_query", True) else heads
+    parallel = new_arch or bool(raw.get("parallel_attn", True))
+    norms = raw.get("num_ln_in_parallel_attn") or (2 if new_arch else 1)
+    if norms not in (1, 2):
+        raise InputError(f"{source}: num_ln_in_parallel_attn must be 1 or 2, got {norms!r}")
+    act = raw.get("activation", "gelu")
+    if act not in ("gelu", "relu"):
+        raise InputError(f"{source}: activation '{act}' is not supported; supported: gelu, relu")
+    return {"kv_heads": kv_heads, "parallel_attn": parallel, "shared_norm": parallel and norms == 1,
+            "biases": bool(raw.get("bias", False)), "positional": "alibi" if raw.get("alibi") else "rope",
+            "act": act}
 
 
 def _hf_mla(raw: dict, source: str) -> dict:
@@ -902,6 +978,10 @@ HF_BUILTINS = {
                       30.5e9),
     "deepseek-v3": ("DeepSeek-V3 (deepseek-ai/DeepSeek-V3), 61 layers, d=7168, MLA (latent 512 + rope 64), MoE 256 "
                     "experts top-8 + 1 shared, 3 dense layers; MTP module not included", 671e9),
+    # "7B" on the model card; 6.92e9 is transformers' FalconForCausalLM(config) count (tied head once; the
+    # checkpoint files store the head a second time: 7.22e9)
+    "falcon-7b": ("Falcon-7B (tiiuae/falcon-7b), 32 layers, d=4544, multi-query 71/1 heads, parallel attention and "
+                  "MLP with one norm, rotary, GELU, tied", 6.92e9),
 }
 
 

@@ -25,7 +25,7 @@ from tilesim.studies.options import (
 WORKLOAD_FLAGS = ("fusion", "workload", "arch", "overrides", "timing", "mapper", "objective", "pinned", "batch",
                   "seq_len", "weight_dtype", "activation_dtype", "kv_dtype", "dtype", "dims", "unknown_ops",
                   "weight_sparsity", "weight_format")
-LLM_FLAGS = ("phase", "context", "prompt_len", "gen_tokens", "mlp_sparsity", "predictor_rank")
+LLM_FLAGS = ("phase", "context", "prompt_len", "gen_tokens", "mlp_sparsity", "predictor_rank", "expert_skew")
 
 
 class Parser(argparse.ArgumentParser):

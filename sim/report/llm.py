@@ -32,5 +32,24 @@ def llm_table(r: LLMResult) -> str:
         lines.append(f"  flash     {r.flash_weight_bytes / GIB:.2f} GiB of weights in flash; "
                      f"{step.flash_read_bytes / MIB:,.1f} MiB read per {'step' if r.decode else 'prefill'}, "
                      f"flash busy {step.flash_utilization:.1%}")
+    lines += expert_lines(r)
     lines.append(f"  total     {si(r.latency_s, 's')}, {si(r.energy_pj * 1e-12, 'J')} for {r.tokens:,} tokens")
     return "\n".join(lines) + "\n"
+
+
+def expert_lines(r: LLMResult) -> list[str]:
+    """MoE routing of the prefill and of a decode step: experts touched per MoE layer, expert weights read, the
+    most-loaded expert's tokens against the mean (1.00x: balanced)."""
+    lines = []
+    for label, load, tokens in (("prefill", r.prefill_experts, r.batch * r.prompt_len),
+                                ("decode step", r.decode_experts, r.batch)):
+        if load is None:
+            continue
+        n = len(load.tokens_per_expert)
+        mean = sum(load.tokens_per_expert) / n
+        lines.append(f"  experts   {label} ({tokens:,} tokens): {load.distinct_experts:,.1f} of {n} experts per "
+                     f"layer, {si(load.expert_read_bytes * load.moe_layers, 'B')} of expert weights read "
+                     f"({load.moe_layers} MoE layers)")
+        lines.append(f"            load: busiest expert {load.max_tokens:,.2f} tokens, mean {mean:,.2f} "
+                     f"({load.max_tokens / mean:.2f}x)")
+    return lines

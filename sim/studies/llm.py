@@ -3,8 +3,14 @@
 TTFT is the prefill latency; TPOT the mean latency of a decode step; energy per token is prefill energy per prompt
 token and decode energy per generated token. Decode steps of a generation differ only in the attention over a
 cache that grows one token a step, so a step's cost is affine in its context: generation simulates decode at the
-first, middle and last contexts and integrates the steps between samples by the trapezoid rule (exact for costs
-linear between samples), so any number of generated tokens costs three decode simulations.
+first, middle and last contexts, and at every bend inside the run (a sliding window filling up: past it a
+windowed layer's cost stops growing), and integrates the steps between samples by the trapezoid rule (exact for
+costs linear between samples), so any number of generated tokens costs three decode simulations (plus one per
+window bend crossed).
+
+The KV cache that must fit is batch x kv_cache_bytes(tokens held): a sliding-window layer holds at most its
+window. MoE runs report their routing in expectation (workloads/llm.py expert_load): experts touched per MoE layer
+in a prefill and in a decode step, the expert weight bytes that reads, and the tokens each expert processes.
 
 Weights live in DRAM, or, on an arch with a flash level, partly in flash (place_weights): the flash level's
 `weights` rule says which (overflow: the share that does not fit the DRAM beside the KV cache and the flash staging
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from itertools import pairwise
 
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.errors import InputError
@@ -24,6 +31,7 @@ from tilesim.core.commands import weights_in_flash
 from tilesim.core.result import SimResult
 from tilesim.core.simulate import kernel_evaluator, simulate
 from tilesim.studies.options import PHASES, OptionError
+from tilesim.workloads.llm import ExpertLoad
 
 
 @dataclass(frozen=True)
@@ -56,6 +64,8 @@ class LLMResult:
     prefill: SimResult | None
     decode: tuple[DecodeSpan, ...]
     flash_weight_bytes: int = 0    # of weight_bytes, those stored in the flash level (place_weights)
+    prefill_experts: ExpertLoad | None = None   # MoE routing of the prefill (batch x prompt tokens)
+    decode_experts: ExpertLoad | None = None    # MoE routing of one decode step (batch tokens)
 
     @property
     def ttft_s(self) -> float:
@@ -112,6 +122,8 @@ class LLMResult:
 
 
 GraphFor = Callable[[str, int], Graph]      # (phase, seq_len or context) -> Graph
+KVBytes = Callable[[int], int]              # tokens held -> one sequence's KV cache bytes
+ExpertsFor = Callable[[int], ExpertLoad | None]   # tokens in a step -> its MoE routing (None: a dense model)
 
 
 def check_fits(arch: ArchConfig, weight_bytes: int, kv_bytes: int) -> None:
@@ -181,13 +193,17 @@ def place_weights(arch: ArchConfig, weight_bytes: int, kv_bytes: int, graph: Gra
 
 
 def run_llm(graph_for: GraphFor, arch: ArchConfig, options: CompileOptions, phase: str, batch: int,
-            prompt_len: int, gen_tokens: int, weight_bytes: int, kv_bytes_per_token: int) -> LLMResult:
+            prompt_len: int, gen_tokens: int, weight_bytes: int, kv_bytes: int | KVBytes,
+            bends: tuple[int, ...] = (), experts: ExpertsFor | None = None) -> LLMResult:
     """Simulate a phase: prefill of `prompt_len` tokens; one decode step at context `prompt_len`; or generate
-    (prefill, then `gen_tokens` decode steps at contexts prompt_len .. prompt_len + gen_tokens - 1)."""
+    (prefill, then `gen_tokens` decode steps at contexts prompt_len .. prompt_len + gen_tokens - 1).
+    `kv_bytes`: one sequence's cache bytes per token, or a function of the tokens held (sliding windows);
+    `bends`: decode contexts where the step cost changes slope (generate samples them too); `experts`: the MoE
+    routing of a step of n tokens, for the report."""
     if phase not in PHASES:
         raise OptionError("phase", f"got '{phase}', allowed: {', '.join(PHASES)}")
     held = prompt_len + (gen_tokens if phase == "generate" else 1 if phase == "decode" else 0)
-    kv_bytes = batch * held * kv_bytes_per_token
+    kv_bytes = batch * (kv_bytes(held) if callable(kv_bytes) else held * kv_bytes)
     globbed = arch.flash is not None and arch.flash.weights not in ("none", "all", "overflow")
     placement = place_weights(arch, weight_bytes, kv_bytes, graph_for("decode", 0) if globbed else None)
     share = placement.overflow_share
@@ -203,16 +219,24 @@ def run_llm(graph_for: GraphFor, arch: ArchConfig, options: CompileOptions, phas
         step = run("decode", prompt_len)
         spans.append(DecodeSpan(prompt_len, prompt_len, step, step))
     elif phase == "generate":
-        first, last = prompt_len, prompt_len + gen_tokens - 1
-        mid = (first + last) // 2
-        samples = {c: run("decode", c) for c in sorted({first, mid, last})}
-        if len(samples) == 1:
-            spans.append(DecodeSpan(first, last, samples[first], samples[first]))
-        else:                                   # [first, mid) and [mid, last], linear inside each
-            spans.append(DecodeSpan(first, mid - 1, samples[first], _lerp_point(samples, first, mid, mid - 1)))
-            spans.append(DecodeSpan(mid, last, samples[mid], samples[last]))
+        spans = generate_spans(prompt_len, prompt_len + gen_tokens - 1, bends, lambda c: run("decode", c))
+    routing = (experts(batch * prompt_len) if experts and prefill else None,
+               experts(batch) if experts and spans else None)
     return LLMResult(phase, batch, prompt_len, gen_tokens if phase == "generate" else 0, weight_bytes, kv_bytes,
-                     prefill, tuple(spans), placement.flash_bytes)
+                     prefill, tuple(spans), placement.flash_bytes, *routing)
+
+
+def generate_spans(first: int, last: int, bends: tuple[int, ...], step: Callable[[int], SimResult]) \
+        -> list[DecodeSpan]:
+    """Decode steps at contexts first..last as spans between simulated samples: first, middle, last and every bend
+    strictly inside; each span [a, b) ends at the step interpolated at b - 1, the last one at `last` itself."""
+    points = sorted({first, (first + last) // 2, last} | {c for c in bends if first < c < last})
+    samples = {c: step(c) for c in points}
+    if len(points) == 1:
+        return [DecodeSpan(first, last, samples[first], samples[first])]
+    spans = [DecodeSpan(a, b - 1, samples[a], _lerp_point(samples, a, b, b - 1))
+             for a, b in pairwise(points[:-1])]
+    return [*spans, DecodeSpan(points[-2], last, samples[points[-2]], samples[last])]
 
 
 def _lerp_point(samples: dict, a: int, b: int, c: int) -> SimResult:
@@ -258,9 +282,25 @@ def llm_dict(r: LLMResult) -> dict:
         "flash_weight_bytes": r.flash_weight_bytes, "flash_read_bytes": round(total("flash_read_bytes")),
         "flash_utilization": (total("flash_read_bytes") / (cycles * first.flash_bytes_per_cycle)
                               if cycles and first.flash_bytes_per_cycle else 0.0),
+        "experts": experts_dict(r),
         "decode_spans": [{"first_context": s.first, "last_context": s.last, "steps": s.steps,
                               "first_step_latency_s": s.start.latency_s, "last_step_latency_s": s.end.latency_s,
                               "first_step_energy_pj": s.start.energy_pj, "last_step_energy_pj": s.end.energy_pj}
                          for s in r.decode],
         "kernels": kernels,
     }
+
+
+def experts_dict(r: LLMResult) -> dict | None:
+    """The MoE routing of the run's prefill and decode step (None for a dense model): experts touched per MoE layer,
+    expert weight bytes read per MoE layer and in all its MoE layers, and each expert's expected tokens."""
+    def one(load: ExpertLoad | None, tokens: int) -> dict | None:
+        if load is None:
+            return None
+        return {"tokens": tokens, "moe_layers": load.moe_layers, "distinct_experts": load.distinct_experts,
+                "expert_read_bytes_per_layer": load.expert_read_bytes,
+                "expert_read_bytes": load.expert_read_bytes * load.moe_layers,
+                "max_tokens_per_expert": load.max_tokens, "tokens_per_expert": list(load.tokens_per_expert)}
+    if r.prefill_experts is None and r.decode_experts is None:
+        return None
+    return {"prefill": one(r.prefill_experts, r.batch * r.prompt_len), "decode_step": one(r.decode_experts, r.batch)}

@@ -159,6 +159,8 @@ class LLMOptions:
     predictor_rank: int = field(default=0, metadata=option(
         "decoder LLMs: a low-rank predictor of rank R picks the active MLP neurons each token (its d*R + R*ffn MACs "
         "and weights are simulated; default 0: none)", metavar="R"))
+    expert_skew: float = field(default=0.0, metadata=option(
+        "MoE LLMs: routing load imbalance s, expert e picked in proportion to (e + 1)^-s (0: uniform)"))
 
     def __post_init__(self) -> None:
         if self.phase is not None and self.phase not in PHASES:
@@ -197,6 +199,8 @@ class LLMOptions:
         at_least("predictor_rank", self.predictor_rank, 0)
         if not 0 <= self.mlp_sparsity < 1:
             raise OptionError("mlp_sparsity", f"must be >= 0 and < 1, got {self.mlp_sparsity:g}")
+        if not self.expert_skew >= 0:
+            raise OptionError("expert_skew", f"must be >= 0 (0: uniform routing), got {self.expert_skew:g}")
         return prompt
 
 

@@ -4,6 +4,8 @@
 """
 from __future__ import annotations
 
+from dataclasses import replace
+
 from tilesim.arch import load_arch
 from tilesim.arch.config import ArchConfig
 from tilesim.compiler.ir import Graph
@@ -43,6 +45,8 @@ def decoder(workload: WorkloadOptions, llm: LLMOptions) -> DecoderConfig | None:
 def check_decoder(cfg: DecoderConfig, workload: WorkloadOptions, llm: LLMOptions, array_dtype: str) -> int:
     """The LLM options checked against the model (positions, sparsity, data types); returns the prompt tokens."""
     prompt = llm.check_model(workload.seq_len, wl.DEFAULT_SEQ_LEN, cfg.max_positions, cfg.name)
+    if llm.expert_skew and not cfg.experts:
+        raise OptionError("expert_skew", f"only for mixture-of-experts models; {cfg.name} has no experts")
     wl.resolve_dtypes(workload.dtypes, workload.graph_dtype(array_dtype) or array_dtype)
     return prompt
 
@@ -71,12 +75,12 @@ def run_decoder(cfg: DecoderConfig, arch: ArchConfig, workload: WorkloadOptions,
     and size across calls (a sweep's design points share them)."""
     prompt = check_decoder(cfg, workload, llm, arch.array.dtype)
     types = wl.resolve_dtypes(workload.dtypes, workload.graph_dtype(arch.array.dtype) or arch.array.dtype)
-    active = wl.sparse_mlp(cfg, llm.mlp_sparsity)
+    active = wl.sparse_mlp(replace(cfg, expert_skew=llm.expert_skew) if cfg.experts else cfg, llm.mlp_sparsity)
     cache: dict = {} if graphs is None else graphs
 
     def graph_for(kind: str, size: int) -> Graph:
-        key = ("llm", workload.workload, workload.batch, llm.mlp_sparsity, types, kind, size, workload.sparsity,
-               llm.predictor_rank)
+        key = ("llm", workload.workload, workload.batch, llm.mlp_sparsity, llm.expert_skew, types, kind, size,
+               workload.sparsity, llm.predictor_rank)
         if key not in cache:
             sizes = {"seq_len": size} if kind == "prefill" else {"context": size}
             graph = wl.decoder_graph(active, batch=workload.batch, phase=kind, dtypes=types, **sizes)
@@ -89,4 +93,5 @@ def run_decoder(cfg: DecoderConfig, arch: ArchConfig, workload: WorkloadOptions,
     step = graph_for("decode", 1)
     saved = (pruned_savings_bytes(step) if workload.sparsity else 0) - predictor_bytes(step)
     return run_llm(graph_for, arch, options, llm.run_phase, workload.batch, prompt, llm.gen_tokens,
-                   wl.weight_bytes(cfg, types.weight) - saved, wl.kv_cache_bytes_per_token(cfg, types.kv))
+                   wl.weight_bytes(cfg, types.weight) - saved, lambda tokens: wl.kv_cache_bytes(cfg, tokens, types.kv),
+                   wl.window_bends(cfg), lambda tokens: wl.expert_load(active, tokens, types.weight))

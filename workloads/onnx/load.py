@@ -4,6 +4,8 @@ handler; op types with no handler are collected and reported together."""
 from __future__ import annotations
 
 import warnings
+from copy import deepcopy
+from dataclasses import replace
 from math import prod
 from pathlib import Path
 
@@ -12,6 +14,7 @@ import numpy as np
 from tilesim.arch.config import DTYPE_BYTES
 from tilesim.arch.errors import InputError, field_error
 from tilesim.compiler import Graph, GraphBuilder
+from tilesim.compiler.lowering import Contraction, VectorWork, lower_op
 from tilesim.workloads.onnx.folding import FOLDERS, early_values, fold_output_elems
 from tilesim.workloads.onnx.handlers import HANDLERS, handler_for
 from tilesim.workloads.onnx.importer import AttributeCountError, Importer
@@ -37,6 +40,8 @@ from tilesim.workloads.sparsity import counted_sparsity
 
 UNKNOWN_OPS = ("error", "free")
 FREE_SHAPE_OPS = ("Shape", "Size")    # their values come from shapes, known even downstream of an unsupported op
+MAX_UNROLLED_NODES = 100_000          # a Loop's body nodes x trips: unrolled up to this many
+ONNX_INT64, ONNX_BOOL = 7, 9          # TensorProto element types of a Loop body's iteration number and condition
 
 
 def _walk(imp: Importer, nodes: list) -> None:
@@ -55,6 +60,10 @@ def _walk(imp: Importer, nodes: list) -> None:
             pass
         elif standard(node) and node.op_type == "If" and imp.value(node.input[0]) is not None:
             _inline_if(imp, node)
+        elif standard(node) and node.op_type == "If":
+            _computed_if(imp, node)
+        elif standard(node) and node.op_type == "Loop":
+            _loop(imp, node)
         elif handler is not None:
             try:
                 handler(imp, node)
@@ -83,11 +92,13 @@ def _after_unsupported(imp: Importer, node, ins: list[str], handler, folds: bool
     imp.poisoned.update(node.output)
 
 
-def _free(imp: Importer, node) -> bool:
+def _free(imp: Importer, node, known: list | None = None) -> bool:
     """Under unknown_ops='free': an op tilesim does not know becomes an Opaque op (data movement: it reads its
-    inputs and writes its outputs once) when ONNX shape inference knows its output shapes; False otherwise."""
+    inputs and writes its outputs once) when ONNX shape inference (or `known`, shapes of its first outputs) gives
+    its output shapes; False otherwise."""
     outs = [t for t in node.output if t]
-    shapes = [imp.types.get(t, (0, None))[1] for t in outs]
+    known = list(known or [])
+    shapes = [imp.types.get(t, (0, None))[1] or (known[k] if k < len(known) else None) for k, t in enumerate(outs)]
     if imp.unknown_ops != "free" or not outs or any(sh is None for sh in shapes) or \
             any(t in imp.poisoned for t in node.input):
         return False
@@ -99,9 +110,114 @@ def _free(imp: Importer, node) -> bool:
 
 
 def _inline_if(imp: Importer, node) -> None:
-    """If with a constant condition: the taken branch's nodes are walked in its place (names prefixed with the
-    If's), and its outputs become the If's."""
-    taken = "then_branch" if bool(np.ravel(imp.value(node.input[0]))[0]) else "else_branch"
+    """If with a constant condition: the taken branch is walked in its place."""
+    _inline_branch(imp, node, "then_branch" if bool(np.ravel(imp.value(node.input[0]))[0]) else "else_branch")
+
+
+def _computed_if(imp: Importer, node) -> None:
+    """If whose condition is computed at run time: costed as its more expensive branch (more MACs, then more
+    vector ops, then more bytes moved), with a warning naming the node and both branches' costs. Each branch is
+    first walked on a scratch copy of the import to measure it."""
+    costs = {b: _branch_cost(imp, node, b) for b in ("then_branch", "else_branch")}
+    taken = max(costs, key=lambda b: costs[b])          # a tie takes then_branch
+    said = "; ".join(f"{b}: {m:,} MACs, {v:,} vector ops, {n:,} bytes moved" for b, (m, v, n) in costs.items())
+    warnings.warn(f"{imp.where}: node '{node.name}' (If): condition computed at run time; costed as its more "
+                  f"expensive branch, {taken} ({said})", stacklevel=2)
+    _inline_branch(imp, node, taken)
+
+
+def _branch_cost(imp: Importer, node, branch: str) -> tuple[int, int, int]:
+    """(MACs, vector ops, bytes moved) of the IR ops one If branch adds, walked on a scratch copy of `imp`."""
+    trial = replace(imp, builder=deepcopy(imp.builder), static=dict(imp.static), lazy=dict(imp.lazy),
+                    poisoned=set(imp.poisoned), derived=set(imp.derived), freed=dict(imp.freed),
+                    unsupported={k: list(v) for k, v in imp.unsupported.items()}, op_names=set(imp.op_names))
+    before = len(trial.builder.ops)
+    _inline_branch(trial, node, branch)
+    b = trial.builder
+    graph = Graph(b.name, b.tensors, b.ops, tuple(b.inputs), ())
+    macs = ops = moved = 0
+    for op in b.ops[before:]:
+        work = lower_op(graph, op)
+        if isinstance(work, Contraction):
+            macs += work.macs
+        elif isinstance(work, VectorWork):
+            ops += work.ops
+            moved += 0 if work.ops else work.read_bytes + work.write_bytes
+    return macs, ops, moved
+
+
+def _loop(imp: Importer, node) -> None:
+    """Loop with a known trip count (its max_trip_count input M, a constant): the body unrolled M times, each copy's
+    tensors named '<loop>/<i>/<name>', the loop-carried values chained from one copy to the next, the iteration
+    number a constant per copy and the condition taken as true (M is the most the loop runs: a loop that may stop
+    early is costed at its bound). Scan outputs are stacked along a new first axis (a Concat: data movement). A trip
+    count computed at run time is a one-line error naming the node (--unknown-ops free: data movement)."""
+    trips = imp.value(node.input[0]) if node.input and node.input[0] else None
+    if trips is None:
+        if _free(imp, node, [imp.shape(t) for t in node.input[2:]]):     # carried outputs: their inputs' shapes
+            return
+        raise InputError(f"{imp.where}: node '{node.name}' (Loop): its trip count is computed at run time; tilesim "
+                         "costs a Loop whose max_trip_count (input M) is a constant, or with --unknown-ops free as "
+                         "data movement of its outputs")
+    trips = int(np.ravel(trips)[0])
+    body = node_attrs(node)["body"]
+    if trips * len(body.node) > MAX_UNROLLED_NODES:
+        raise InputError(f"{imp.where}: node '{node.name}' (Loop): {trips:,} trips of {len(body.node)} body nodes "
+                         f"would unroll to more than {MAX_UNROLLED_NODES:,} nodes")
+    b_in, b_out = [t.name for t in body.input], [t.name for t in body.output]
+    n_carried = len(node.input) - 2
+    shared = {t.name: f"{node.name}/{t.name}" for t in body.initializer}
+    for t in body.initializer:
+        imp.add_static(shared[t.name], t.dims, t.data_type)
+        imp.lazy[shared[t.name]] = t
+    carried, scans = list(node.input[2:]), [[] for _ in b_out[1 + n_carried:]]
+    for i in range(trips):
+        names = dict(shared)
+        for k, (t, et, v) in enumerate(((b_in[0], ONNX_INT64, i), (b_in[1], ONNX_BOOL, True))):
+            names[t] = f"{node.name}/{i}/{t}"
+            imp.add_static(names[t], (), et, np.array(v, dtype=np.int64 if k == 0 else np.bool_))
+        names |= dict(zip(b_in[2:], carried, strict=True))
+        names |= {o: f"{node.name}/{i}/{o}" for n in body.node for o in n.output if o}
+        nodes = []
+        for j, n in enumerate(body.node):
+            copy = type(n)()
+            copy.CopyFrom(n)
+            copy.name = f"{node.name}/{i}/{n.name or f'{n.op_type}_{j}'}"
+            copy.input[:] = [names.get(t, t) for t in n.input]
+            copy.output[:] = [names.get(t, t) for t in n.output]
+            nodes.append(copy)
+        _walk(imp, nodes)
+        outs = [names.get(t, t) for t in b_out]
+        carried = outs[1:1 + n_carried]
+        for stack, t in zip(scans, outs[1 + n_carried:], strict=True):
+            stack.append(t)
+    for out, src in zip(node.output, carried, strict=False):
+        _bind(imp, node, src, out)
+    for out, stack in zip(node.output[n_carried:], scans, strict=False):
+        if not stack or any(t in imp.poisoned or t in imp.derived for t in stack):
+            imp.poisoned.add(out)
+            continue
+        rows = [imp.op(node, "Unsqueeze", [t], {"axes": (0,)})[0] for t in stack]
+        if len(rows) == 1:
+            _bind(imp, node, rows[0], out)
+        else:
+            imp.op(node, "Concat", rows, {"axis": 0}, outputs=[out])
+
+
+def _bind(imp: Importer, node, src: str, out: str) -> None:
+    """ONNX output `out` of a node whose subgraph computed `src`: the same constant, view or poisoned value."""
+    if src in imp.poisoned or src in imp.derived:
+        (imp.poisoned if src in imp.poisoned else imp.derived).add(out)
+    elif imp.is_static(src):
+        st = imp.static[src]
+        imp.add_static(out, st.shape, st.elem_type, imp.value(src))
+    else:
+        imp.alias(node, src, out)
+
+
+def _inline_branch(imp: Importer, node, taken: str) -> None:
+    """The `taken` branch of an If walked in its place (names prefixed with the If's); its outputs become the
+    If's."""
     branch = node_attrs(node)[taken]
     for t in branch.initializer:
         imp.add_static(t.name, t.dims, t.data_type)
@@ -114,13 +230,7 @@ def _inline_if(imp: Importer, node) -> None:
         nodes.append(copy)
     _walk(imp, nodes)
     for out, src in zip(node.output, [o.name for o in branch.output], strict=False):
-        if src in imp.poisoned or src in imp.derived:
-            (imp.poisoned if src in imp.poisoned else imp.derived).add(out)
-        elif imp.is_static(src):
-            st = imp.static[src]
-            imp.add_static(out, st.shape, st.elem_type, imp.value(src))
-        else:
-            imp.alias(node, src, out)
+        _bind(imp, node, src, out)
 
 
 def _unsupported(imp: Importer, node) -> None:

@@ -51,10 +51,41 @@ class Patterns:
         x, c = div.input[0], div.input[1]
         if not _near(self.value(c), 2 ** 0.5 if div.op_type == "Div" else 2 ** -0.5):
             return None
-        add = self.only_consumer(erf.output[0], "Add")
-        if add is None or not _near(self.value(self.other(add, erf.output[0])), 1.0):
+        found = self.half_x_times_one_plus(erf, x, [div])
+        return (found[0], self.make_node("Gelu", [x], [found[1]], name=found[0][-1].name, approximate="none")) \
+            if found else None
+
+    def gelu_tanh(self, tanh):
+        """0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3))) (GPT-2's gelu_new, torch's tanh GELU decomposed)
+        -> (region, fused Gelu node with approximate='tanh')."""
+        scale = self.producer.get(tanh.input[0])
+        if scale is None or scale.op_type != "Mul" or self.only_consumer(scale.output[0]) is not tanh:
             return None
-        region, t, have_x, have_half = [div, erf, add], add.output[0], False, False
+        inner = next((t for t in scale.input if _near(self.value(self.other(scale, t)), (2 / np.pi) ** 0.5)), None)
+        add = self.producer.get(inner) if inner else None
+        if add is None or add.op_type != "Add" or self.only_consumer(add.output[0]) is not scale:
+            return None
+        for x in add.input:
+            cubic = self.producer.get(self.other(add, x) or "")
+            if cubic is None or cubic.op_type != "Mul" or self.only_consumer(cubic.output[0]) is not add:
+                continue
+            pow_ = next((self.producer.get(t) for t in cubic.input if _near(self.value(self.other(cubic, t)),
+                                                                            0.044715)), None)
+            if pow_ is not None and pow_.op_type == "Pow" and pow_.input[0] == x and \
+                    _near(self.value(pow_.input[1]), 3.0) and self.only_consumer(pow_.output[0]) is cubic:
+                found = self.half_x_times_one_plus(tanh, x, [pow_, cubic, add, scale])
+                if found:
+                    return found[0], self.make_node("Gelu", [x], [found[1]], name=found[0][-1].name,
+                                                    approximate="tanh")
+        return None
+
+    def half_x_times_one_plus(self, f, x: str, region: list):
+        """The common tail of both GELU forms, 0.5 * x * (1 + f) in any association order, after node f ->
+        (region with f and the tail, output tensor), or None."""
+        add = self.only_consumer(f.output[0], "Add")
+        if add is None or not _near(self.value(self.other(add, f.output[0])), 1.0):
+            return None
+        region, t, have_x, have_half = [*region, f, add], add.output[0], False, False
         while not (have_x and have_half):
             mul = self.only_consumer(t, "Mul")
             if mul is None:
@@ -73,7 +104,7 @@ class Patterns:
                 return None
             region.append(mul)
             t = mul.output[0]
-        return region, self.make_node("Gelu", [x], [t], name=region[-1].name, approximate="none")
+        return region, t
 
     def reduce_axes(self, node) -> list[int] | None:
         """A ReduceMean's axes (attribute before opset 18, input from 18), None if not constant."""
@@ -118,8 +149,9 @@ class Patterns:
                                       axis=min(axes), epsilon=float(np.ravel(eps)[0]))
 
     def rmsnorm(self, pow_):
-        """x / sqrt(mean(x^2) + eps) [* gamma], the division written as Div or as Reciprocal and Mul (torch's rsqrt)
-        -> (region, fused RMSNormalization node)."""
+        """x / sqrt(mean(x^2) + eps) [* gamma], the division written as Div, or as Reciprocal or Div(1, .) and a Mul
+        (torch's rsqrt); HF's float32 round trip (Cast of x before, Cast of the result before gamma) included ->
+        (region, fused RMSNormalization node)."""
         if not _near(self.value(pow_.input[1]), 2.0):
             return None
         x = pow_.input[0]
@@ -136,7 +168,9 @@ class Patterns:
         div = self.only_consumer(sqrt.output[0])
         if div is not None and div.op_type == "Div" and list(div.input) == [x, sqrt.output[0]]:
             region.append(div)
-        elif div is not None and div.op_type == "Reciprocal":
+        elif div is not None and (div.op_type == "Reciprocal" or (
+                div.op_type == "Div" and list(div.input)[1:] == [sqrt.output[0]] and _near(self.value(div.input[0]),
+                                                                                            1.0))):
             mul = self.only_consumer(div.output[0], "Mul")
             if mul is None or self.other(mul, div.output[0]) != x:
                 return None
@@ -144,6 +178,14 @@ class Patterns:
         else:
             return None
         t, params = region[-1].output[0], []
+        cast = self.producer.get(x)
+        if cast is not None and cast.op_type == "Cast" and \
+                {id(n) for n in self.consumers.get(x, [])} == {id(pow_), id(region[-1])}:
+            region.append(cast)         # the float32 copy of x is the norm's own (read once)
+            x = cast.input[0]
+        while (after := self.only_consumer(t, "Cast")) is not None:
+            region.append(after)
+            t = after.output[0]
         scale = self.only_consumer(t, "Mul")
         p = self.other(scale, t) if scale is not None else None
         if p is not None and self.static(p):
@@ -260,6 +302,9 @@ class Patterns:
         if guard is not None:
             region += guard[0]
             p = guard[1].output[0]
+        while (cast := self.only_consumer(p, "Cast")) is not None:      # softmax in float32, cast back (HF)
+            region.append(cast)
+            p = cast.output[0]
         pv = self.only_consumer(p, "MatMul")
         kt = self.producer.get(qk.input[1])
         perm = _perm(kt) if kt is not None else None
@@ -310,7 +355,8 @@ def _perm(node) -> list[int] | None:
 
 HEADS_PERM = [0, 2, 1, 3]   # (B, S, heads, d) <-> (B, heads, S, d)
 PASSES = (   # per pass, the op each pattern starts from
-    {"Erf": Patterns.gelu, "ReduceMean": Patterns.layernorm, "Pow": Patterns.rmsnorm, "Sigmoid": Patterns.silu,
+    {"Erf": Patterns.gelu, "Tanh": Patterns.gelu_tanh,
+     "ReduceMean": Patterns.layernorm, "Pow": Patterns.rmsnorm, "Sigmoid": Patterns.silu,
      "Neg": Patterns.rope},
     {"Softmax": Patterns.attention, "IsNaN": Patterns.nan_guard},
 )

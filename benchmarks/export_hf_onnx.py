@@ -1,0 +1,221 @@
+"""Export Hugging Face transformers models to ONNX with torch, import each with tilesim, and print a table (by hand,
+not a test; needs torch, transformers, onnx and, for the dynamo exporter, onnxscript, none of which tilesim needs):
+
+    python benchmarks/export_hf_onnx.py [--models gpt2,llama3-8b,...] [--exporters legacy,dynamo] [--layers 2]
+                                        [--seq-len 128] [--arch tpu-v4] [--out /tmp/tilesim-hf-onnx]
+    python benchmarks/export_hf_onnx.py --fixtures tests/data/onnx      # no torch: import and time the fixtures
+
+Each model is built from its HF config (the built-in's config.json, or the numbers of the built-ins defined in
+workloads/llm.py) cut to `--layers` layers, with random weights, in eval mode, without a KV cache, and called as
+`model(input_ids, attention_mask=ones, logits_to_keep=1)` (one unpadded sequence; logits of the last position
+only, as tilesim's decoders compute them). Shapes are static (batch 1, `--seq-len` tokens). Then:
+- torch MACs: torch.utils.flop_counter.FlopCounterMode over that forward call, flops / 2 (the independent counter);
+- the export: legacy TorchScript exporter (opset 17) and/or the dynamo exporter (opset 18);
+- the import: tilesim's ONNX importer (activations and weights bf16), its MACs, and its kernels and cycles under
+  `--fusion full` on `--arch`;
+- the built-in: tilesim's decoder from the same config (prefill of `--seq-len` tokens, bf16), its MACs, kernels
+  and cycles; the cycles column is (ONNX - built-in) / built-in.
+A model that does not import prints the importer's one-line error instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import onnx
+
+from tilesim.arch import load_arch
+from tilesim.arch.errors import InputError
+from tilesim.compiler.lowering import graph_macs
+from tilesim.compiler.schedule import CompileOptions, lower
+from tilesim.core.simulate import simulate
+from tilesim.workloads import llm
+from tilesim.workloads.onnx import load_onnx
+
+try:                                  # --fixtures needs neither
+    import torch
+    import transformers
+    from torch.utils.flop_counter import FlopCounterMode
+except ImportError:
+    torch = transformers = FlopCounterMode = None
+
+# HF config.json fields of the built-ins kept in workloads/llm.py as DecoderConfig (their values: that module)
+HF_CONFIGS = {
+    "gpt2": {"model_type": "gpt2", "n_embd": 768, "n_layer": 12, "n_head": 12, "vocab_size": 50257,
+             "n_positions": 1024, "activation_function": "gelu_new"},
+    "llama2-7b": {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32,
+                  "num_key_value_heads": 32, "num_hidden_layers": 32, "vocab_size": 32000,
+                  "max_position_embeddings": 4096},
+    "llama3-8b": {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336, "num_attention_heads": 32,
+                  "num_key_value_heads": 8, "num_hidden_layers": 32, "vocab_size": 128256,
+                  "max_position_embeddings": 8192, "rope_theta": 500000.0},
+    "mistral-7b": {"model_type": "mistral", "hidden_size": 4096, "intermediate_size": 14336,
+                   "num_attention_heads": 32, "num_key_value_heads": 8, "num_hidden_layers": 32, "vocab_size": 32000,
+                   "max_position_embeddings": 32768, "sliding_window": 4096},
+    "gemma-2b": {"model_type": "gemma", "hidden_size": 2048, "intermediate_size": 16384, "num_attention_heads": 8,
+                 "num_key_value_heads": 1, "head_dim": 256, "num_hidden_layers": 18, "vocab_size": 256000,
+                 "max_position_embeddings": 8192, "hidden_activation": "gelu_pytorch_tanh"},
+}
+DEFAULT_MODELS = ("gpt2", "llama3-8b", "mistral-7b", "gemma-2b", "qwen2.5-7b", "phi3-mini", "gemma2-9b",
+                  "falcon-7b", "mixtral-8x7b")
+
+
+def hf_config(name: str, layers: int) -> dict:
+    """The model's HF config dict cut to `layers` layers (per-layer lists cut alike)."""
+    if name in HF_CONFIGS:
+        raw = dict(HF_CONFIGS[name])
+    else:
+        raw = json.loads((llm.CONFIG_DIR / f"{name}.json").read_text())
+    key = "n_layer" if "n_layer" in raw else "num_hidden_layers"
+    raw[key] = min(raw[key], layers)
+    if isinstance(raw.get("layer_types"), list):
+        raw["layer_types"] = raw["layer_types"][:raw[key]]
+    raw.pop("quantization_config", None)
+    return raw
+
+
+def torch_model(raw: dict):
+    """A transformers causal LM of this config with random weights, eval mode, as a module taking input_ids and
+    returning the last position's logits."""
+    config = transformers.AutoConfig.for_model(**{k: v for k, v in raw.items() if not k.startswith("_")})
+    config.use_cache = False
+    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
+
+    class LastLogits(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids):   # an all-ones mask, as a tokenizer gives one unpadded sequence
+            mask = torch.ones_like(input_ids)
+            return self.model(input_ids=input_ids, attention_mask=mask, logits_to_keep=1, use_cache=False).logits
+    return LastLogits().eval()
+
+
+def torch_macs(module, ids) -> int:
+    """MACs of one forward call by torch's own counter (FlopCounterMode: 2 flops per MAC of mm/bmm/conv)."""
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        module(ids)
+    return counter.get_total_flops() // 2
+
+
+def export(module, ids, exporter: str, path: Path) -> None:
+    """Write the ONNX file: legacy TorchScript exporter at opset 17, or dynamo at opset 18."""
+    with torch.no_grad():
+        if exporter == "legacy":
+            torch.onnx.export(module, (ids,), str(path), dynamo=False, opset_version=17,
+                              input_names=["input_ids"], output_names=["logits"])
+        else:
+            torch.onnx.export(module, (ids,), dynamo=True, opset_version=18).save(str(path))
+
+
+def simulated(graph, arch) -> tuple[int, int]:
+    """(kernels, cycles) of a graph under --fusion full."""
+    sched = lower(graph, arch, CompileOptions(fusion="full"))
+    return len(sched.kernels), simulate(sched, arch).cycles
+
+
+def import_row(path: Path, arch, batch: int, seq_len: int | None) -> dict:
+    """The ONNX file imported: nodes, MACs, kernels, cycles and import time, or the importer's error."""
+    nodes = len(onnx.load(str(path), load_external_data=False).graph.node)
+    start = time.perf_counter()
+    try:
+        graph = load_onnx(str(path), batch=batch, seq_len=seq_len, dtype="bf16")
+    except InputError as e:
+        return {"nodes": nodes, "error": str(e)[:160]}
+    except Exception as e:      # a tilesim bug: reported in the table, not hidden
+        return {"nodes": nodes, "error": f"tilesim crashed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"}
+    seconds = time.perf_counter() - start
+    kernels, cycles = simulated(graph, arch)
+    return {"nodes": nodes, "macs": graph_macs(graph), "kernels": kernels, "cycles": cycles, "import_s": seconds}
+
+
+def model_rows(name: str, args, arch) -> list[dict]:
+    """One row per exporter for model `name`."""
+    raw = hf_config(name, args.layers)
+    cfg = llm.config_from_hf(raw, f"{name}.json")
+    builtin = llm.prefill_graph(cfg, 1, args.seq_len, "bf16")
+    b_kernels, b_cycles = simulated(builtin, arch)
+    torch.manual_seed(0)
+    module = torch_model(raw)
+    ids = torch.randint(0, cfg.vocab, (1, args.seq_len))
+    macs = torch_macs(module, ids)
+    rows = []
+    for exporter in args.exporters:
+        folder = args.out / f"{name}.{exporter}"     # one folder each: >2 GiB exports write their external data
+        folder.mkdir(parents=True, exist_ok=True)    # files beside the model, named after the tensors
+        path = folder / "model.onnx"
+        reuse = args.reimport and path.exists()
+        row = {"model": name, "exporter": exporter, "torch_macs": macs, "builtin_macs": graph_macs(builtin),
+               "builtin_kernels": b_kernels, "builtin_cycles": b_cycles}
+        try:
+            if not reuse:
+                export(module, ids, exporter, path)
+        except Exception as e:      # the exporter's own failure is a result of this table, not a crash
+            rows.append(row | {"error": f"export failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"})
+            continue
+        rows.append(row | import_row(path, arch, 1, None))
+        print(table([rows[-1]]).splitlines()[-1], file=sys.stderr, flush=True)
+    return rows
+
+
+def table(rows: list[dict]) -> str:
+    """Markdown table: model, exporter, ONNX nodes, imported, MACs (ONNX / torch / built-in), kernels, cycles."""
+    head = ("| model | exporter | ONNX nodes | imported | MACs (tilesim ONNX) | vs torch | vs built-in | kernels "
+            "(ONNX / built-in) | cycles vs built-in | import s |\n|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['model']} | {r['exporter']} | {r.get('nodes', '-')} | no: {r['error']} "
+                         "| | | | | | |")
+            continue
+        ratio = lambda a, b: "exact" if a == b else f"{(a - b) / b:+.2%}" if b else "-"   # noqa: E731
+        lines.append(f"| {r['model']} | {r['exporter']} | {r['nodes']} | yes | {r['macs'] / 1e9:,.3f} G | "
+                     f"{ratio(r['macs'], r['torch_macs']) if 'torch_macs' in r else '-'} | "
+                     f"{ratio(r['macs'], r['builtin_macs']) if 'builtin_macs' in r else '-'} | "
+                     f"{r['kernels']} / {r.get('builtin_kernels', '-')} | "
+                     f"{ratio(r['cycles'], r['builtin_cycles']) if 'builtin_cycles' in r else '-'} | "
+                     f"{r['import_s']:.2f} |")
+    return "\n".join(lines)
+
+
+def fixture_rows(folder: Path, arch) -> list[dict]:
+    """The fixtures in `folder` imported (no torch needed): nodes, MACs, kernels, cycles, import time; a symbolic
+    sequence dimension is bound to 128."""
+    rows = []
+    for p in sorted(folder.glob("*.onnx")):
+        inputs = onnx.load(str(p), load_external_data=False).graph.input
+        seq = any("seq" in d.dim_param for i in inputs for d in i.type.tensor_type.shape.dim)
+        rows.append({"model": p.stem, "exporter": "fixture"} | import_row(p, arch, 1, 128 if seq else None))
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--models", default=",".join(DEFAULT_MODELS))
+    ap.add_argument("--exporters", default="legacy,dynamo")
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--arch", default="tpu-v4")
+    ap.add_argument("--out", type=Path, default=Path("/tmp/tilesim-hf-onnx"))
+    ap.add_argument("--reimport", action="store_true", help="import the exports already in --out (no export)")
+    ap.add_argument("--fixtures", type=Path, help="import the .onnx files of this folder instead (no torch)")
+    args = ap.parse_args()
+    arch = load_arch(args.arch)
+    if args.fixtures:
+        print(table(fixture_rows(args.fixtures, arch)))
+        return
+    args.exporters = args.exporters.split(",")
+    args.out.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for name in args.models.split(","):
+        rows += model_rows(name, args, arch)
+    print(f"{args.layers} layers, seq {args.seq_len}, batch 1, bf16, {args.arch}, --fusion full")
+    print(table(rows))
+
+
+if __name__ == "__main__":
+    main()
