@@ -14,7 +14,7 @@ from tilesim.arch.errors import InputError
 from tilesim.arch.system import LINKS, SystemConfig, load_system, single_chip, system_preset_names
 from tilesim.cli.main import main
 from tilesim.compiler.schedule import CompileOptions
-from tilesim.report.system import layout_rows, layout_table
+from tilesim.report.system import layout_rows, layout_table, system_table
 from tilesim.studies.options import LLMOptions, OptionError, SystemOptions, WorkloadOptions
 from tilesim.studies.runs import run_decoder
 from tilesim.studies.system import (
@@ -173,7 +173,7 @@ def test_tp1_pp1_on_one_chip_is_the_single_chip_run_exactly():
     r = run_system(wl.GPT2, single_chip(arch), SystemOptions(), CompileOptions(), "decode", 2, 32, 1, BF16)
     assert r.stages[0].llm == ref
     assert r.tpot_s == ref.tpot_s and r.energy_pj == ref.energy_pj
-    assert r.decode.link_pj == 0 and r.decode.idle_static_pj == 0 and r.decode.comm_s == 0
+    assert r.decode.link_pj == 0 and r.decode.idle_static_pj is None and r.decode.comm_s == 0   # tpu-v4: no static
     assert r.stages[0].weight_bytes == ref.weight_bytes and r.stages[0].kv_bytes == ref.kv_cache_bytes
     arch, ref = single("generate", prompt_len=16, gen_tokens=8)
     r = run_system(wl.GPT2, single_chip(arch), SystemOptions(), CompileOptions(), "generate", 2, 16, 8, BF16)
@@ -323,3 +323,16 @@ def test_sweep_grids_layouts_into_a_csv(tmp_path, capsys):
     assert "layout options" in capsys.readouterr().err
     assert main([*argv[:5], "--grid", "tp=x", *argv[7:]]) == 2
     assert "not an integer" in capsys.readouterr().err
+
+
+def test_static_power_is_not_modelled_when_the_chip_preset_gives_none(capsys):
+    edge = load_system("edge-4ring")                       # edge-npu: no static figure in its preset
+    r = run_system(wl.GPT2, edge, SystemOptions(tp=2), CompileOptions(), "decode", 2, 32, 1, BF16)
+    assert r.static_w is None and r.decode.idle_static_pj is None
+    assert r.decode.energy_pj == r.decode.compute_pj + r.decode.link_pj
+    d = system_dict(r)
+    assert d["static_power"] == "not modelled" and d["decode"]["idle_static_pj"] is None
+    text = system_table(r)
+    assert "idle static n/m" in text and "static not modelled)" in text
+    h = run_system(wl.GPT2, load_system("8xh100"), SystemOptions(), CompileOptions(), "decode", 2, 32, 1, BF16)
+    assert system_dict(h)["static_power"] == "modelled" and h.decode.idle_static_pj > 0

@@ -41,14 +41,17 @@ def system_table(r: SystemResult) -> str:
         lines.append(f"  {name:<9} {head}, {si(p.energy_pj * 1e-12 / p.tokens, 'J')}/token, bubble "
                      f"{p.bubble:.1%}")
         lines.append(f"            comm {si(p.comm_s, 's')} ({p.comm_s / p.time_s:.1%} of the time), links "
-                     f"{si(p.link_pj * 1e-12, 'J')}, link utilization {link_utilization(r, p):.2%}, idle static "
-                     f"{si(p.idle_static_pj * 1e-12, 'J')}")
+                     f"{si(p.link_pj * 1e-12, 'J')}, link util. {link_utilization(r, p):.2%}, idle static "
+                     + (f"{si(p.idle_static_pj * 1e-12, 'J')}" if p.idle_static_pj is not None else
+                        "n/m"))
     lines.append(f"  per chip  {'stage':>5} {'weights':>9} {'KV':>9} {'activ.':>9} {'prefill':>10} {'decode':>10}")
     for s in r.stages:
         lines.append(f"            {s.stage.index:>5} {s.weight_bytes / GIB:>7.2f}Gi {s.kv_bytes / GIB:>7.3f}Gi "
                      f"{s.activation_bytes / GIB:>7.3f}Gi {si(s.prefill_s, 's'):>10} {si(s.decode_s, 's'):>10}")
     lines.append(f"  total     {si(r.latency_s, 's')}, {si(r.energy_pj * 1e-12, 'J')} for {r.tokens:,} tokens "
-                 f"({si(r.energy_pj * 1e-12 / r.tokens, 'J')}/token with links and all chips' static power)")
+                 f"({si(r.energy_pj * 1e-12 / r.tokens, 'J')}/token with "
+                 + ("links and all chips' static power)" if r.static_w is not None else
+                    "links; static not modelled)"))
     return "\n".join(lines) + "\n"
 
 

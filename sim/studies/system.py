@@ -271,7 +271,8 @@ class PhaseCost:
     time_s: float                  # prefill: TTFT of the batch; decode: all steps
     tokens: int                    # over every replica
     compute_pj: float              # chips' simulated energy (dynamic + static while busy)
-    idle_static_pj: float          # static power of every chip while not computing
+    idle_static_pj: float | None   # static power of every chip while not computing (None: the chip preset gives
+                                   # no static power, so it is not modelled; counted as 0 in energy_pj)
     link_pj: float
     comm_s: float                  # per chip on the critical path (tp and ep collectives, pipeline sends)
     link_bytes: float              # carried over links, every hop, whole system
@@ -280,7 +281,7 @@ class PhaseCost:
     @property
     def energy_pj(self) -> float:
         """All of it."""
-        return self.compute_pj + self.idle_static_pj + self.link_pj
+        return self.compute_pj + (self.idle_static_pj or 0.0) + self.link_pj
 
 
 @dataclass(frozen=True)
@@ -297,7 +298,7 @@ class SystemResult:
     prefill: PhaseCost | None
     decode: PhaseCost | None
     tpot_s: float
-    static_w: float                # one chip's static power
+    static_w: float | None         # one chip's static power (None: not modelled, chip_static_w)
 
     @property
     def ttft_s(self) -> float:
@@ -397,7 +398,7 @@ def run_system(cfg: wl.DecoderConfig, system: SystemConfig, o: SystemOptions, op
             stage_comm(system, o, stage, cfg, seqs, prompt, types.activation) if r.prefill else {},
             stage_comm(system, o, stage, cfg, seqs, 1, types.activation) if r.decode else {}))
     stages = tuple(stage_runs)
-    static_w = static_power_mw(chip) * 1e-3
+    static_w = chip_static_w(chip)
     prefill = decode = None
     tpot = 0.0
     if phase != "decode":
@@ -410,8 +411,16 @@ def run_system(cfg: wl.DecoderConfig, system: SystemConfig, o: SystemOptions, op
     return SystemResult(cfg.name, system, o, phase, batch, prompt, steps, stages, prefill, decode, tpot, static_w)
 
 
+def chip_static_w(chip) -> float | None:
+    """A chip's static power in watts from its preset (core/energy.py static_power_mw: energy.static_mw and the
+    static components), or None when the preset gives no static figure (not modelled, not invented: tpu-v4,
+    edge-npu). The one place system runs read static power."""
+    mw = static_power_mw(chip)
+    return mw * 1e-3 if mw > 0 else None
+
+
 def _phase(system: SystemConfig, o: SystemOptions, stages: tuple[StageRun, ...], kind: str, p2p: CommCost,
-           steps: int, tokens: int, static_w: float) -> PhaseCost:
+           steps: int, tokens: int, static_w: float | None) -> PhaseCost:
     """Times and energy of the prefill (steps = 1) or of `steps` decode rounds, from the stages' per-micro-batch
     compute and communication (no overlap: each stage's collectives add to its time)."""
     m, v = o.micro_batches, o.virtual_stages
@@ -428,7 +437,7 @@ def _phase(system: SystemConfig, o: SystemOptions, stages: tuple[StageRun, ...],
     compute_pj = sum(m * steps * chips_per_stage * (s.prefill_pj if kind == "prefill" else s.decode_pj)
                      for s in stages)
     busy = sum(m * steps * chips_per_stage * c for c in compute)          # chip-seconds computing
-    idle_pj = static_w * (system.chips * wall - busy) * 1e12
+    idle_pj = None if static_w is None else max(static_w * (system.chips * wall - busy) * 1e12, 0.0)
     crossings = o.pp * v - 1 + (1 if kind == "decode" and o.pp > 1 else 0)
     link_pj = link_bytes = 0.0
     for cm in comms:
@@ -441,7 +450,7 @@ def _phase(system: SystemConfig, o: SystemOptions, stages: tuple[StageRun, ...],
     comm_s = max(sum(x.time_s for x in cm.values()) for cm in comms) * m * steps + \
         (o.pp * v - 1) * p2p.time_s * steps
     bubble = 1 - m * steps * sum(stage_s) / len(stage_s) / wall if wall else 0.0
-    return PhaseCost(wall, tokens, compute_pj, max(idle_pj, 0.0), link_pj, min(comm_s, wall), link_bytes,
+    return PhaseCost(wall, tokens, compute_pj, idle_pj, link_pj, min(comm_s, wall), link_bytes,
                      max(bubble, 0.0))
 
 
@@ -534,6 +543,7 @@ def system_dict(r: SystemResult) -> dict:
         "gen_tokens": r.decode_steps, "ttft_s": r.ttft_s, "tpot_s": r.tpot_s, "tokens_per_s": r.tokens_per_s,
         "latency_s": r.latency_s, "energy_pj": r.energy_pj, "tokens": r.tokens,
         "j_per_token": r.energy_pj * 1e-12 / r.tokens if r.tokens else 0.0, "chip_static_w": r.static_w,
+        "static_power": "modelled" if r.static_w is not None else "not modelled",
         "max_memory_bytes": max(s.memory_bytes for s in r.stages),
         "training_stash_microbatches": training_stash(o.pipeline_schedule, o.pp, o.micro_batches, o.virtual_stages),
         "training_activation_peak_bytes": training_activation_peak_bytes(r),
