@@ -20,6 +20,8 @@ from tilesim.studies.runs import run_decoder
 from tilesim.studies.system import (
     activation_bytes,
     bubble_fraction,
+    busiest_top_k,
+    ep_loads,
     layout_points,
     p2p_cost,
     pipeline_time,
@@ -336,3 +338,18 @@ def test_static_power_is_not_modelled_when_the_chip_preset_gives_none(capsys):
     assert "idle static n/m" in text and "static not modelled)" in text
     h = run_system(wl.GPT2, load_system("8xh100"), SystemOptions(), CompileOptions(), "decode", 2, 32, 1, BF16)
     assert system_dict(h)["static_power"] == "modelled" and h.decode.idle_static_pj > 0
+
+
+def test_expert_parallel_load_follows_the_busiest_chip_under_skewed_routing():
+    cfg = replace(decoder_config("mixtral-8x7b"), layers=2)
+    assert ep_loads(cfg, 2) == pytest.approx((1.0, 1.0), rel=1e-12) and busiest_top_k(cfg, 2) == 2
+    skewed = replace(cfg, expert_skew=1.0)
+    h = [sum(1 / (e + 1) for e in range(n)) for n in (4, 8)]      # q_e = 2 (e+1)^-1 / H_8, chip 0 holds e < 4
+    loads = ep_loads(skewed, 2)
+    assert loads[0] == pytest.approx(2 * h[0] / h[1], rel=1e-12) and sum(loads) == pytest.approx(2, rel=1e-12)
+    assert busiest_top_k(skewed, 2) == round(2 * loads[0]) == 3
+    h100 = load_system("8xh100")
+    runs = [run_system(c, h100, SystemOptions(ep=2), CompileOptions(), "decode", 8, 32, 1, BF16)
+            for c in (cfg, skewed)]
+    assert runs[1].tpot_s > runs[0].tpot_s                          # the busiest chip's experts set the time
+    assert runs[1].stages[0].stage.config.experts_per_token == 3

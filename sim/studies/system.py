@@ -10,8 +10,11 @@ parallelism, Korthikanti et al. 2022, a reduce-scatter and an all-gather instead
   vocab-parallel embedding, and an all-gather of the logits after the vocab-parallel LM head.
 - Expert parallel: attention runs data-parallel over the ep chips (each has batch/ep sequences) and each chip holds
   experts/ep experts; every MoE layer dispatches and combines tokens with a direct all-to-all of tokens x top-k x
-  hidden (each of the tp ranks sends 1/tp of it). A chip's (token, expert) pairs equal the average of the real
-  routing (tokens/ep x top-k); top-k is capped at the local experts.
+  hidden (each of the tp ranks sends 1/tp of it). Load imbalance: chip c holds experts c E/ep .. and serves
+  Q_c = sum of their selection probabilities q_e (workloads/moe_routing.py; Zipf-like under the model's
+  expert_skew); the busiest chip sets the time, so each stage simulates that chip, whose tokens/ep own tokens
+  pick round(ep max_c Q_c) of its local experts (uniform: k, capped at experts/ep). The all-to-all volume stays
+  the mean one (its total bytes are exact; the busiest receiver's extra time is not modelled).
 - Pipeline parallel: p stages of layers/pp layers (the first holds the embedding, the last the LM head), m
   micro-batches of batch/m sequences, v virtual stages (Megatron's interleaved schedule: chip s holds layer chunks
   s, s+p, ...). Forward-only, a stage's time t_s per micro-batch:
@@ -48,6 +51,7 @@ from tilesim.studies.llm import LLMResult, run_llm
 from tilesim.studies.options import LLMOptions, OptionError, SystemOptions, WorkloadOptions
 from tilesim.studies.runs import check_decoder, decoder
 from tilesim.workloads import llm as wl
+from tilesim.workloads import moe_routing
 
 EMBED_OPS = frozenset({"embed", "embed.scale", "embed.position", "embed.add_position"})
 HEAD_OPS = frozenset({"last_position", "last_hidden", "final_norm", "lm_head", "logits_softcap"})
@@ -132,6 +136,22 @@ def check_layout(cfg: wl.DecoderConfig, o: SystemOptions, batch: int, system: Sy
                                             f"({o.micro_batches}) a multiple of pp ({o.pp})")
 
 
+def ep_loads(cfg: wl.DecoderConfig, ep: int) -> tuple[float, ...]:
+    """Expected (token, expert) pairs per token that each of the ep chips serves: chip c holds experts
+    c E/ep .. (c+1) E/ep - 1 and serves Q_c = sum of their q_e (workloads/moe_routing.py selection_probs; the
+    model's expert_skew s ranks experts by popularity, so chip 0 holds the most popular). Uniform: k/ep each."""
+    q = moe_routing.selection_probs(cfg.experts, cfg.experts_per_token, cfg.expert_skew)
+    n = cfg.experts // ep
+    return tuple(sum(q[c * n:(c + 1) * n]) for c in range(ep))
+
+
+def busiest_top_k(cfg: wl.DecoderConfig, ep: int) -> int:
+    """Top-k of the busiest ep chip's shard: its T/ep own tokens stand for the T tokens routed to it, so each
+    picks ep x max_c Q_c of the chip's E/ep experts (rounded; at most E/ep). Uniform routing: k (capped at E/ep);
+    skewed routing: more, and that chip's expert work and touched weights set the stage's time."""
+    return max(1, min(cfg.experts // ep, round(ep * max(ep_loads(cfg, ep)))))
+
+
 def shard(cfg: wl.DecoderConfig, o: SystemOptions) -> tuple[Stage, ...]:
     """The pipeline stages' shards (each of layers/pp layers: chunks s, s+p, ... under v virtual stages)."""
     per_chunk = cfg.layers // (o.pp * o.virtual_stages)
@@ -140,7 +160,7 @@ def shard(cfg: wl.DecoderConfig, o: SystemOptions) -> tuple[Stage, ...]:
              "vocab": math.ceil(cfg.vocab / tp), "expert_ffn": cfg.expert_ffn // tp,
              "shared_ffn": cfg.shared_ffn // tp}
     if cfg.experts:
-        split |= {"experts": cfg.experts // ep, "experts_per_token": min(cfg.experts_per_token, cfg.experts // ep)}
+        split |= {"experts": cfg.experts // ep, "experts_per_token": busiest_top_k(cfg, ep)}
     stages = []
     for s in range(o.pp):
         layers = [c * o.pp * per_chunk + s * per_chunk + i for c in range(o.virtual_stages) for i in range(per_chunk)]
