@@ -19,8 +19,10 @@ from tilesim.studies.options import LLMOptions, OptionError, SystemOptions, Work
 from tilesim.studies.runs import run_decoder
 from tilesim.studies.system import (
     activation_bytes,
+    block_comm,
     bubble_fraction,
     busiest_top_k,
+    decode_gemm_s,
     ep_loads,
     layout_points,
     p2p_cost,
@@ -353,3 +355,22 @@ def test_expert_parallel_load_follows_the_busiest_chip_under_skewed_routing():
             for c in (cfg, skewed)]
     assert runs[1].tpot_s > runs[0].tpot_s                          # the busiest chip's experts set the time
     assert runs[1].stages[0].stage.config.experts_per_token == 3
+
+
+def test_overlap_hides_sequence_parallel_collectives_behind_the_blocks_gemms_but_not_all_reduces():
+    h100 = load_system("8xh100")
+
+    def run(**o):
+        return run_system(wl.GPT2, h100, SystemOptions(tp=2, **o), CompileOptions(), "decode", 2, 32, 1, BF16)
+    plain, plain_overlap = run(), run(overlap_comm=True)
+    assert plain_overlap.tpot_s == plain.tpot_s and plain_overlap.stages[0].decode_hidden_s == 0
+    sp, sp_overlap = run(sequence_parallel=True), run(sequence_parallel=True, overlap_comm=True)
+    s = sp_overlap.stages[0]
+    block = block_comm(h100, SystemOptions(tp=2, sequence_parallel=True), s.stage, 2, 1, 768, "bf16").time_s
+    attn, mlp = decode_gemm_s(s.llm)
+    assert attn > 0 and mlp > 0
+    hidden = min(12 * block, attn) + min(12 * block, mlp)
+    assert s.decode_hidden_s == pytest.approx(hidden, rel=1e-12) and hidden > 0
+    assert sp_overlap.tpot_s == pytest.approx(sp.tpot_s - hidden, rel=1e-12)
+    assert sp_overlap.decode.comm_s == pytest.approx(sp.decode.comm_s - hidden, rel=1e-12)
+    assert system_dict(sp_overlap)["overlap_comm"] is True

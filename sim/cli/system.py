@@ -15,7 +15,7 @@ from tilesim.studies.sweep import parse_grids, write_csv_atomic
 from tilesim.studies.system import LAYOUT_AXES, layout_points, run_layouts, system_run
 
 SYSTEM_FLAGS = ("system", "tp", "pp", "ep", "dp", "micro_batches", "virtual_stages", "pipeline_schedule",
-                "sequence_parallel", "collective_algorithm")
+                "sequence_parallel", "collective_algorithm", "overlap_comm")
 
 
 def system_options(args: argparse.Namespace) -> SystemOptions:

@@ -25,8 +25,13 @@ parallelism, Korthikanti et al. 2022, a reduce-scatter and an all-gather instead
   they differ here only in the activations a training step would stash (training_stash).
 - Data parallel: dp independent replicas of the whole layout (the batch is per replica); no communication.
 - Overlap: none by default. Tensor- and expert-parallel collectives sit between dependent kernels on the critical
-  path; pipeline sends overlap the next micro-batch's compute except the p v - 1 sends on the first micro-batch's
-  path (counted above).
+  path. With overlap_comm and sequence parallelism, a block's all-gather runs while its column-parallel GEMMs
+  (QKV; up/gate) stream their weights and its reduce-scatter while the row-parallel one (output; down) computes
+  chunk by chunk (Megatron-LM --tp-comm-overlap through Transformer Engine's userbuffers; Wang et al., ASPLOS 2023,
+  decomposition of dependent communication): per block hidden = min(AG + RS, the block's tp GEMMs' time), the
+  rest stays on the critical path. A plain all-reduce's output feeds the residual add and the next norm, so it
+  overlaps nothing in inference and overlap_comm leaves it as is. Pipeline sends overlap the next micro-batch's
+  compute except the p v - 1 sends on the first micro-batch's path (counted above).
 - Energy: every chip's simulated energy (dynamic + its static power while busy), the static power of every chip of
   the system while idle (bubbles, communication, unused chips), and link energy (bytes x hops x pJ/bit).
 Chips are numbered tp fastest, then ep, pp, dp (a tp group is contiguous: one node, one torus row).
@@ -224,6 +229,18 @@ def chip_id(o: SystemOptions, tp: int = 0, ep: int = 0, pp: int = 0, dp: int = 0
     return tp + o.tp * (ep + o.ep * (pp + o.pp * dp))
 
 
+def block_comm(system: SystemConfig, o: SystemOptions, stage: Stage, sequences: int, seq: int, hidden: int,
+               act: str) -> CommCost:
+    """The collective(s) ending one tensor-parallel block (attention or MLP) of a micro-batch: an all-reduce of
+    tokens x hidden, or with sequence parallelism a reduce-scatter and an all-gather."""
+    tp_group = tuple(chip_id(o, tp=r, pp=stage.index) for r in range(o.tp))
+    one = tensor_bytes(sequences * seq * hidden, act)
+    if o.sequence_parallel:
+        return collective(system, "reduce_scatter", tp_group, one, o.collective_algorithm).then(
+            collective(system, "all_gather", tp_group, one, o.collective_algorithm))
+    return collective(system, "all_reduce", tp_group, one, o.collective_algorithm)
+
+
 def stage_comm(system: SystemConfig, o: SystemOptions, stage: Stage, cfg: wl.DecoderConfig, sequences: int,
                seq: int, act: str) -> dict[str, CommCost]:
     """Collectives of one micro-batch (`sequences` x `seq` tokens) on one stage, by kind: tp (per-block
@@ -233,12 +250,7 @@ def stage_comm(system: SystemConfig, o: SystemOptions, stage: Stage, cfg: wl.Dec
     ep_group = tuple(chip_id(o, ep=r, pp=stage.index) for r in range(o.ep))
     tokens = sequences * seq
     one = tensor_bytes(tokens * cfg.hidden, act)
-    if o.sequence_parallel:
-        per_block = collective(system, "reduce_scatter", tp_group, one, o.collective_algorithm).then(
-            collective(system, "all_gather", tp_group, one, o.collective_algorithm))
-    else:
-        per_block = collective(system, "all_reduce", tp_group, one, o.collective_algorithm)
-    tp_cost = per_block.times(2 * stage.config.layers)
+    tp_cost = block_comm(system, o, stage, sequences, seq, cfg.hidden, act).times(2 * stage.config.layers)
     if stage.first:                     # vocab-parallel embedding: partial rows summed
         tp_cost = tp_cost.then(collective(system, "all_reduce", tp_group, one, o.collective_algorithm))
     if stage.last:                      # vocab-parallel LM head on the last position: logits gathered
@@ -278,6 +290,8 @@ class StageRun:
     decode_pj: float
     prefill_comm: dict[str, CommCost]
     decode_comm: dict[str, CommCost]
+    prefill_hidden_s: float = 0.0  # tp communication hidden behind GEMMs per micro-batch (overlap_comm)
+    decode_hidden_s: float = 0.0
 
     @property
     def memory_bytes(self) -> int:
@@ -368,6 +382,39 @@ def _trimmed_decode(r: LLMResult, stage: Stage) -> tuple[float, float]:
 
 
 GraphFor = Callable[[str, int], Graph]
+ATTN_GEMMS = (".attn.q", ".attn.k", ".attn.v", ".attn.qkv", ".attn.o")       # workloads/llm.py op names
+MLP_GEMMS = (".up", ".gate", ".gate_up", ".down")
+
+
+def block_gemm_s(sim: SimResult) -> tuple[float, float]:
+    """(attention, MLP) seconds of a simulation's tensor-parallel GEMM kernels: a kernel counts when one of its ops
+    is a block's projection (QKV and output; up, gate and down, routed experts included)."""
+    attn = mlp = 0.0
+    for k in sim.kernels:
+        if any(op.endswith(ATTN_GEMMS) and ".attn." in op for op in k.ops):
+            attn += k.cycles / sim.clock_hz
+        elif any(op.endswith(MLP_GEMMS) and ".mlp" in op for op in k.ops):
+            mlp += k.cycles / sim.clock_hz
+    return attn, mlp
+
+
+def hidden_comm_s(o: SystemOptions, per_block_s: float, layers: int, attn_s: float, mlp_s: float) -> float:
+    """TP communication hidden behind GEMMs in one pass of a stage: with overlap_comm and sequence parallelism,
+    min(layers x per_block_s, attn_s) + min(layers x per_block_s, mlp_s) (each block's all-gather + reduce-scatter
+    against its own GEMMs, layers alike); 0 otherwise (an all-reduce feeds the next op: nothing to overlap)."""
+    if not (o.overlap_comm and o.sequence_parallel and o.tp > 1):
+        return 0.0
+    return min(layers * per_block_s, attn_s) + min(layers * per_block_s, mlp_s)
+
+
+def decode_gemm_s(r: LLMResult) -> tuple[float, float]:
+    """Mean (attention, MLP) GEMM seconds of a decode step (trapezoid over the spans, as _trimmed_decode)."""
+    a = m = 0.0
+    for span in r.decode:
+        (a0, m0), (a1, m1) = block_gemm_s(span.start), block_gemm_s(span.end)
+        a += span.steps * (a0 + a1) / 2
+        m += span.steps * (m0 + m1) / 2
+    return (a / r.decode_steps, m / r.decode_steps) if r.decode_steps else (0.0, 0.0)
 
 
 def run_system(cfg: wl.DecoderConfig, system: SystemConfig, o: SystemOptions, options: CompileOptions,
@@ -413,10 +460,14 @@ def run_system(cfg: wl.DecoderConfig, system: SystemConfig, o: SystemOptions, op
         r = runs[stage.config]
         pre = trimmed(r.prefill, stage) if r.prefill else (0.0, 0.0)
         dec = _trimmed_decode(r, stage)
+        block = [block_comm(system, o, stage, seqs, n, cfg.hidden, types.activation).time_s for n in (prompt, 1)]
+        layers = stage.config.layers
         stage_runs.append(StageRun(
             stage, r, weights, kv, act, pre[0], pre[1], dec[0], dec[1],
             stage_comm(system, o, stage, cfg, seqs, prompt, types.activation) if r.prefill else {},
-            stage_comm(system, o, stage, cfg, seqs, 1, types.activation) if r.decode else {}))
+            stage_comm(system, o, stage, cfg, seqs, 1, types.activation) if r.decode else {},
+            hidden_comm_s(o, block[0], layers, *block_gemm_s(r.prefill)) if r.prefill else 0.0,
+            hidden_comm_s(o, block[1], layers, *decode_gemm_s(r)) if r.decode else 0.0))
     stages = tuple(stage_runs)
     static_w = chip_static_w(chip)
     prefill = decode = None
@@ -446,7 +497,9 @@ def _phase(system: SystemConfig, o: SystemOptions, stages: tuple[StageRun, ...],
     m, v = o.micro_batches, o.virtual_stages
     compute = [s.prefill_s if kind == "prefill" else s.decode_s for s in stages]
     comms = [s.prefill_comm if kind == "prefill" else s.decode_comm for s in stages]
-    stage_s = tuple(c + sum(x.time_s for x in cm.values()) for c, cm in zip(compute, comms, strict=True))
+    hidden = [s.prefill_hidden_s if kind == "prefill" else s.decode_hidden_s for s in stages]
+    stage_s = tuple(c + sum(x.time_s for x in cm.values()) - h
+                    for c, cm, h in zip(compute, comms, hidden, strict=True))
     if kind == "prefill":
         per_round = pipeline_time(stage_s, m, v, p2p.time_s)
     else:
@@ -467,7 +520,7 @@ def _phase(system: SystemConfig, o: SystemOptions, stages: tuple[StageRun, ...],
     sends = m * steps * crossings * o.tp * o.ep * o.dp
     link_pj += sends * p2p.energy_pj
     link_bytes += sends * p2p.link_bytes
-    comm_s = max(sum(x.time_s for x in cm.values()) for cm in comms) * m * steps + \
+    comm_s = max(sum(x.time_s for x in cm.values()) - h for cm, h in zip(comms, hidden, strict=True)) * m * steps + \
         (o.pp * v - 1) * p2p.time_s * steps
     bubble = 1 - m * steps * sum(stage_s) / len(stage_s) / wall if wall else 0.0
     return PhaseCost(wall, tokens, compute_pj, idle_pj, link_pj, min(comm_s, wall), link_bytes,
@@ -545,7 +598,8 @@ def _stage_dict(s: StageRun) -> dict:
             "kv_heads": s.stage.config.kv_heads, "ffn": s.stage.config.ffn, "experts": s.stage.config.experts,
             "weight_bytes": s.weight_bytes, "kv_cache_bytes": s.kv_bytes, "activation_bytes": s.activation_bytes,
             "memory_bytes": s.memory_bytes, "prefill_s": s.prefill_s, "prefill_pj": s.prefill_pj,
-            "decode_step_s": s.decode_s, "decode_step_pj": s.decode_pj,
+            "decode_step_s": s.decode_s, "decode_step_pj": s.decode_pj, "prefill_hidden_comm_s": s.prefill_hidden_s,
+            "decode_hidden_comm_s": s.decode_hidden_s,
             "prefill_comm": {k: _comm_dict(c) for k, c in s.prefill_comm.items()},
             "decode_comm": {k: _comm_dict(c) for k, c in s.decode_comm.items()}}
 
@@ -559,6 +613,7 @@ def system_dict(r: SystemResult) -> dict:
         "tp": o.tp, "pp": o.pp, "ep": o.ep, "dp": o.dp, "micro_batches": o.micro_batches,
         "virtual_stages": o.virtual_stages, "pipeline_schedule": o.pipeline_schedule,
         "sequence_parallel": o.sequence_parallel, "collective_algorithm": o.collective_algorithm,
+        "overlap_comm": o.overlap_comm,
         "chips_used": o.chips, "phase": r.phase, "batch": r.batch, "prompt_len": r.prompt_len,
         "gen_tokens": r.decode_steps, "ttft_s": r.ttft_s, "tpot_s": r.tpot_s, "tokens_per_s": r.tokens_per_s,
         "latency_s": r.latency_s, "energy_pj": r.energy_pj, "tokens": r.tokens,
