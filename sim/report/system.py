@@ -12,6 +12,7 @@ from tilesim.studies.system import (
     training_activation_peak_bytes,
     training_stash,
 )
+from tilesim.studies.system_sweep import LAYOUT_COLUMNS, system_metrics
 
 
 def system_json(r: SystemResult) -> str:
@@ -91,39 +92,36 @@ def system_trace(r: SystemResult) -> str:
     return json.dumps({"traceEvents": names + events, "displayTimeUnit": "ns"}, allow_nan=False) + "\n"
 
 
-LAYOUT_COLUMNS = ("ttft_s", "tpot_s", "tokens_per_s", "j_per_token", "comm_share", "link_pj", "bubble",
-                  "max_memory_bytes")
-
-
 def layout_rows(points: list[LayoutPoint]) -> list[dict]:
-    """One row per layout: its settings, status (ok or invalid with the reason) and the system figures (the decode
-    phase's comm share, link energy and bubble when it ran, else the prefill's)."""
+    """One row per layout: its settings, status (ok or invalid with the reason) and the system figures
+    (studies/system_sweep.py system_metrics)."""
     rows = []
     for lp in points:
         row = dict(lp.point, status="ok" if lp.result else "invalid", reason=lp.reason)
         if lp.result:
-            d = system_dict(lp.result)
-            phase = d["decode"] or d["prefill"]
-            row.update({k: d[k] for k in ("ttft_s", "tpot_s", "tokens_per_s", "j_per_token", "max_memory_bytes")},
-                       comm_share=phase["comm_share"], link_pj=phase["link_pj"], bubble=phase["bubble"])
+            row.update(system_metrics(lp.result))
         rows.append(row)
     return rows
 
 
 def layout_table(points: list[LayoutPoint]) -> str:
-    """The layouts as a text table (at most 100 columns; invalid ones with their reason cut short)."""
-    rows = layout_rows(points)
-    keys = list(dict(points[0].point)) if points else []
-    head = " ".join(f"{k[:8]:>8}" for k in keys) + f" {'TTFT':>9} {'TPOT':>9} {'tok/s':>8} {'J/tok':>7} {'comm':>6}" \
+    """The layouts as a text table (rows_table)."""
+    return rows_table(list(dict(points[0].point)) if points else [], layout_rows(points))
+
+
+def rows_table(keys: list[str], rows: list[dict]) -> str:
+    """Layout or system-sweep rows (numbers or CSV text) as a text table (at most 100 columns; rows that did not
+    run with their reason cut short)."""
+    head = " ".join(f"{k[-8:]:>8}" for k in keys) + f" {'TTFT':>9} {'TPOT':>9} {'tok/s':>8} {'J/tok':>7} {'comm':>6}" \
         f" {'bubble':>6} {'GiB/chip':>8}"
     lines = [head]
     for row in rows:
         cells = " ".join(f"{str(row[k])[:8]:>8}" for k in keys)
         if row["status"] != "ok":
-            lines.append(f"{cells}  -- {row['reason']}"[:100])
+            lines.append(f"{cells}  -- {row['status']}: {row['reason']}"[:100])
             continue
-        ttft, tpot = (si(row[k], "s") if row[k] else "-" for k in ("ttft_s", "tpot_s"))
-        lines.append(f"{cells} {ttft:>9} {tpot:>9} {row['tokens_per_s']:>8,.0f} "
-                     f"{row['j_per_token']:>7.3g} {row['comm_share']:>6.1%} {row['bubble']:>6.1%} "
-                     f"{row['max_memory_bytes'] / GIB:>8.1f}")
+        v = {k: float(row[k]) for k in LAYOUT_COLUMNS}
+        ttft, tpot = (si(v[k], "s") if v[k] else "-" for k in ("ttft_s", "tpot_s"))
+        lines.append(f"{cells} {ttft:>9} {tpot:>9} {v['tokens_per_s']:>8,.0f} {v['j_per_token']:>7.3g} "
+                     f"{v['comm_share']:>6.1%} {v['bubble']:>6.1%} {v['max_memory_bytes'] / GIB:>8.1f}")
     return "\n".join(lines) + "\n"

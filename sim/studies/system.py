@@ -546,9 +546,9 @@ def link_utilization(r: SystemResult, phase: PhaseCost) -> float:
 
 
 def system_run(workload: WorkloadOptions, llm: LLMOptions, options: CompileOptions, so: SystemOptions,
-               overrides: tuple[str, ...] = ()) -> SystemResult:
+               overrides: tuple[str, ...] = (), system: SystemConfig | None = None) -> SystemResult:
     """A system run from options (the CLI and the Python API): the decoder LLM, the system (its chip with the
-    --set overrides) and the layout."""
+    --set overrides; or `system`, loaded already) and the layout."""
     if so.system is None:
         raise OptionError(("tp", "pp", "ep", "dp"), "parallelism needs a system: give {system} (a preset such as "
                                                     f"{', '.join(system_preset_names())}, or a system YAML)")
@@ -556,7 +556,7 @@ def system_run(workload: WorkloadOptions, llm: LLMOptions, options: CompileOptio
     if cfg is None:
         raise OptionError("system", f"system runs take decoder LLMs (llama2-7b, llama3.1-70b, ...), not "
                                     f"'{workload.workload}'")
-    system = load_system(so.system, overrides)
+    system = system or load_system(so.system, overrides)
     dtype = system.chip.array.dtype
     prompt = check_decoder(cfg, workload, llm, dtype)
     types = wl.resolve_dtypes(workload.dtypes, workload.graph_dtype(dtype) or dtype)
