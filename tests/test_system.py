@@ -229,7 +229,8 @@ def test_cli_table_json_and_trace(tmp_path, capsys):
     assert d["decode"]["link_pj"] > 0 and d["j_per_token"] > 0 and d["prefill"]["bubble"] > 0
     assert 0 < d["decode"]["link_utilization"] <= 1
     events = json.loads(trace.read_text())["traceEvents"]
-    assert {e["tid"] for e in events if e["ph"] == "X"} == {0, 1, 2, 3}
+    assert {e["tid"] for e in events if e["ph"] == "X" and e["pid"] == 1} == {0, 1, 2, 3}      # a track per chip
+    assert {e["tid"] for e in events if e["ph"] == "X" and e["pid"] == 2} == {0, 2, 4, 6}      # per chip's link
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "TTFT" in out and "TPOT" in out and "per chip" in out and max(map(len, out.splitlines())) <= 100
@@ -374,3 +375,20 @@ def test_overlap_hides_sequence_parallel_collectives_behind_the_blocks_gemms_but
     assert sp_overlap.tpot_s == pytest.approx(sp.tpot_s - hidden, rel=1e-12)
     assert sp_overlap.decode.comm_s == pytest.approx(sp.decode.comm_s - hidden, rel=1e-12)
     assert system_dict(sp_overlap)["overlap_comm"] is True
+
+
+def test_trace_has_a_track_per_chip_and_per_link_port_with_sends_over_the_network(tmp_path, capsys):
+    trace = tmp_path / "t.json"
+    argv = ["run", "-w", "llama2-7b", "--system", "16xh100-ib", "--tp", "8", "--pp", "2", "--micro-batches", "2",
+            "--phase", "decode", "--context", "16", "--batch", "2", "--trace", str(trace)]
+    assert main(argv) == 0
+    events = json.loads(trace.read_text())["traceEvents"]
+    names = {(e["pid"], e["tid"]): e["args"]["name"] for e in events if e["name"] == "thread_name"}
+    assert sum(pid == 1 for pid, _ in names) == 16 and sum(pid == 2 for pid, _ in names) == 32
+    assert names[(2, 1)] == "chip 0 network port (ib-ndr)" and names[(2, 0)] == "chip 0 node switch port (nvlink4)"
+    sends = [e for e in events if e["ph"] == "X" and e["name"].startswith("mb")  and "send" in e["name"]]
+    # stage 0 (chips 0-7, node 0) sends each micro-batch to stage 1 (chips 8-15, node 1) over its network port;
+    # the last stage's return is not drawn
+    assert len(sends) == 2 * 8 and {e["tid"] % 2 for e in sends} == {1}
+    colls = [e for e in events if e["ph"] == "X" and "collectives" in e["name"]]
+    assert len(colls) == 2 * 16 and {e["tid"] % 2 for e in colls} == {0}     # tp groups inside a node

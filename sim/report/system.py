@@ -56,39 +56,62 @@ def system_table(r: SystemResult) -> str:
     return "\n".join(lines) + "\n"
 
 
+def link_ports(r: SystemResult, chip: int) -> list[tuple[int, str, str]]:
+    """(track id, kind, name) of a chip's links: its `link` port (to the switch, or its ring/torus neighbour links
+    taken together) and, on a hierarchical system, its `network` port."""
+    sysm = r.system
+    where = {"switch": "switch port", "hierarchical": "node switch port"}.get(sysm.topology, "neighbour links")
+    ports = [(2 * chip, "link", f"chip {chip} {where} ({sysm.link.name})")]
+    if sysm.network:
+        ports.append((2 * chip + 1, "network", f"chip {chip} network port ({sysm.network.name})"))
+    return ports
+
+
 def system_trace(r: SystemResult) -> str:
-    """A Chrome/Perfetto trace of one prefill (or decode round): a track per used chip with its micro-batches'
-    compute, and a track per chip's links with its collectives and pipeline sends (times from the closed forms)."""
-    o = r.options
+    """A Chrome/Perfetto trace of one prefill (or decode round): a track per used chip (pid 1) with its
+    micro-batches' compute, and a track per link port of each used chip (pid 2: its `link` port, and its
+    `network` port on a hierarchical system) with the tensor/expert collectives it takes part in and the pipeline
+    sends it makes; times from the closed forms, chunks list-scheduled greedily with a send between stages."""
+    o, sysm = r.options, r.system
     kind = "prefill" if r.prefill else "decode"
+    phase = r.prefill or r.decode
     events: list[dict] = []
     m, v, p = o.micro_batches, o.virtual_stages, o.pp
     compute = [(s.prefill_s if kind == "prefill" else s.decode_s) / v for s in r.stages]
-    comm = [sum(c.time_s for c in (s.prefill_comm if kind == "prefill" else s.decode_comm).values()) / v
-            for s in r.stages]
+    comm = [(sum(c.time_s for c in (s.prefill_comm if kind == "prefill" else s.decode_comm).values())
+             - (s.prefill_hidden_s if kind == "prefill" else s.decode_hidden_s)) / v for s in r.stages]
     chunk = [a + b for a, b in zip(compute, comm, strict=True)]
+    node = (lambda c: c // sysm.chips_per_node) if sysm.network else (lambda c: 0)
+    chips = [[t + o.tp * o.ep * s for t in range(o.tp)] for s in range(p)]
     free = [0.0] * p                                  # when each stage is next free
     for mb in range(m):
         ready = 0.0
         for c in range(v):
             for s in range(p):
                 start = max(free[s], ready)
-                for t in range(o.tp):
-                    chip = t + o.tp * o.ep * s
+                crosses = len({node(x) for x in chips[s]}) > 1       # a tp group spread over nodes
+                last = c == v - 1 and s == p - 1
+                nxt = chips[(s + 1) % p]
+                for t, chip in enumerate(chips[s]):
                     events.append({"name": f"mb{mb} chunk{c}", "ph": "X", "pid": 1, "tid": chip,
                                    "ts": start * 1e6, "dur": compute[s] * 1e6})
-                    if comm[s]:
-                        events.append({"name": f"mb{mb} collectives", "ph": "X", "pid": 2, "tid": chip,
-                                       "ts": (start + compute[s]) * 1e6, "dur": comm[s] * 1e6})
-                free[s] = ready = start + chunk[s]
+                    for tid, port, _ in link_ports(r, chip):
+                        if comm[s] and (port == "link" or crosses):
+                            events.append({"name": f"mb{mb} collectives", "ph": "X", "pid": 2, "tid": tid,
+                                           "ts": (start + compute[s]) * 1e6, "dur": comm[s] * 1e6})
+                        if p > 1 and not last and (port == "network") == (node(chip) != node(nxt[t])):
+                            events.append({"name": f"mb{mb} send to chip {nxt[t]}", "ph": "X", "pid": 2,
+                                           "tid": tid, "ts": (start + chunk[s]) * 1e6, "dur": phase.p2p_s * 1e6})
+                free[s] = start + chunk[s]
+                ready = free[s] + (phase.p2p_s if p > 1 else 0.0)
     names = [{"name": "process_name", "ph": "M", "pid": 1, "args": {"name": "chips (compute)"}},
-             {"name": "process_name", "ph": "M", "pid": 2, "args": {"name": "links (collectives)"}}]
+             {"name": "process_name", "ph": "M", "pid": 2, "args": {"name": "links (collectives, sends)"}}]
     for s in range(p):
-        for t in range(o.tp):
-            chip = t + o.tp * o.ep * s
-            for pid in (1, 2):
-                names.append({"name": "thread_name", "ph": "M", "pid": pid, "tid": chip,
-                              "args": {"name": f"chip {chip} (stage {s}, tp {t})"}})
+        for t, chip in enumerate(chips[s]):
+            names.append({"name": "thread_name", "ph": "M", "pid": 1, "tid": chip,
+                          "args": {"name": f"chip {chip} (stage {s}, tp {t})"}})
+            names += [{"name": "thread_name", "ph": "M", "pid": 2, "tid": tid, "args": {"name": name}}
+                      for tid, _, name in link_ports(r, chip)]
     return json.dumps({"traceEvents": names + events, "displayTimeUnit": "ns"}, allow_nan=False) + "\n"
 
 

@@ -311,6 +311,7 @@ class PhaseCost:
     comm_s: float                  # per chip on the critical path (tp and ep collectives, pipeline sends)
     link_bytes: float              # carried over links, every hop, whole system
     bubble: float                  # pipeline idle share
+    p2p_s: float = 0.0             # one stage-to-stage send of a micro-batch (the worst pair)
 
     @property
     def energy_pj(self) -> float:
@@ -524,7 +525,7 @@ def _phase(system: SystemConfig, o: SystemOptions, stages: tuple[StageRun, ...],
         (o.pp * v - 1) * p2p.time_s * steps
     bubble = 1 - m * steps * sum(stage_s) / len(stage_s) / wall if wall else 0.0
     return PhaseCost(wall, tokens, compute_pj, idle_pj, link_pj, min(comm_s, wall), link_bytes,
-                     max(bubble, 0.0))
+                     max(bubble, 0.0), p2p.time_s)
 
 
 def directed_links(system: SystemConfig) -> int:
