@@ -221,17 +221,46 @@ def system_preset_names() -> list[str]:
     return sorted(f.name[:-5] for f in files if f.name.endswith(".yaml"))
 
 
-def load_system(spec: str, overrides: tuple[str, ...] = ()) -> SystemConfig:
-    """A system preset name or `system:` YAML file, loaded and checked; `overrides` (--set) apply to the chip."""
+def override_system(raw: Any, overrides: tuple[tuple[str, Any], ...], label: str = "--grid") -> Any:
+    """A parsed `system:` file with dotted fields set (e.g. ('link.bandwidth_gb_s', 900)); a link given by name
+    becomes its LINKS mapping first, so one of its fields can change (and its name says so). Unknown fields are
+    caught by system_from_dict, which names them."""
+    if not isinstance(raw, dict) or not isinstance(raw.get("system"), dict):
+        return raw
+    body = dict(raw["system"])
+    for key, value in overrides:
+        parts = key.split(".")
+        if parts[0] in ("link", "network") and len(parts) > 1 and isinstance(body.get(parts[0]), str) \
+                and body[parts[0]] in LINKS:
+            ln = LINKS[body[parts[0]]]
+            body[parts[0]] = {"bandwidth_gb_s": ln.bandwidth_gb_s, "latency_us": ln.latency_us,
+                              "pj_per_bit": ln.pj_per_bit, "source": ln.source, "name": f"{ln.name}*"}
+        node = body
+        for part in parts[:-1]:
+            child = node.get(part)
+            if not isinstance(child, dict):
+                raise InputError(f"{label} system.{key}: 'system.{part}' is not a group of fields")
+            node[part] = child = dict(child)
+            node = child
+        node[parts[-1]] = value
+    return {"system": body}
+
+
+def load_system(spec: str, overrides: tuple[str, ...] = (),
+                system_overrides: tuple[tuple[str, Any], ...] = ()) -> SystemConfig:
+    """A system preset name or `system:` YAML file, loaded and checked; `overrides` (--set) apply to the chip,
+    `system_overrides` (dotted field, value) to the `system:` mapping (override_system)."""
     if spec in system_preset_names():
         text = resources.files("tilesim.arch.presets").joinpath(SYSTEM_PRESETS, f"{spec}.yaml").read_text()
-        return system_from_dict(load_yaml_text(text, f"system {spec}"), f"system {spec}", None, overrides)
+        raw = override_system(load_yaml_text(text, f"system {spec}"), system_overrides)
+        return system_from_dict(raw, f"system {spec}", None, overrides)
     path = Path(spec)
     if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
         names = system_preset_names()
         raise InputError([("system", f"unknown system preset or file '{spec}'{did_you_mean(spec, names)}; presets: "
                                      f"{', '.join(names)}, or a .yaml file with a top-level 'system:'")])
-    return system_from_dict(load_yaml_text(path.read_text(), str(path)), str(path), path.parent, overrides)
+    raw = override_system(load_yaml_text(path.read_text(), str(path)), system_overrides)
+    return system_from_dict(raw, str(path), path.parent, overrides)
 
 
 def single_chip(arch: ArchConfig) -> SystemConfig:

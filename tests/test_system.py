@@ -14,12 +14,16 @@ from tilesim.arch.errors import InputError
 from tilesim.arch.system import LINKS, SystemConfig, load_system, single_chip, system_preset_names
 from tilesim.cli.main import main
 from tilesim.compiler.schedule import CompileOptions
-from tilesim.report.system import layout_rows, layout_table
+from tilesim.report.system import layout_rows, layout_table, system_table
 from tilesim.studies.options import LLMOptions, OptionError, SystemOptions, WorkloadOptions
 from tilesim.studies.runs import run_decoder
 from tilesim.studies.system import (
     activation_bytes,
+    block_comm,
     bubble_fraction,
+    busiest_top_k,
+    decode_gemm_s,
+    ep_loads,
     layout_points,
     p2p_cost,
     pipeline_time,
@@ -173,7 +177,7 @@ def test_tp1_pp1_on_one_chip_is_the_single_chip_run_exactly():
     r = run_system(wl.GPT2, single_chip(arch), SystemOptions(), CompileOptions(), "decode", 2, 32, 1, BF16)
     assert r.stages[0].llm == ref
     assert r.tpot_s == ref.tpot_s and r.energy_pj == ref.energy_pj
-    assert r.decode.link_pj == 0 and r.decode.idle_static_pj == 0 and r.decode.comm_s == 0
+    assert r.decode.link_pj == 0 and r.decode.idle_static_pj is None and r.decode.comm_s == 0   # tpu-v4: no static
     assert r.stages[0].weight_bytes == ref.weight_bytes and r.stages[0].kv_bytes == ref.kv_cache_bytes
     arch, ref = single("generate", prompt_len=16, gen_tokens=8)
     r = run_system(wl.GPT2, single_chip(arch), SystemOptions(), CompileOptions(), "generate", 2, 16, 8, BF16)
@@ -225,7 +229,8 @@ def test_cli_table_json_and_trace(tmp_path, capsys):
     assert d["decode"]["link_pj"] > 0 and d["j_per_token"] > 0 and d["prefill"]["bubble"] > 0
     assert 0 < d["decode"]["link_utilization"] <= 1
     events = json.loads(trace.read_text())["traceEvents"]
-    assert {e["tid"] for e in events if e["ph"] == "X"} == {0, 1, 2, 3}
+    assert {e["tid"] for e in events if e["ph"] == "X" and e["pid"] == 1} == {0, 1, 2, 3}      # a track per chip
+    assert {e["tid"] for e in events if e["ph"] == "X" and e["pid"] == 2} == {0, 2, 4, 6}      # per chip's link
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "TTFT" in out and "TPOT" in out and "per chip" in out and max(map(len, out.splitlines())) <= 100
@@ -323,3 +328,67 @@ def test_sweep_grids_layouts_into_a_csv(tmp_path, capsys):
     assert "layout options" in capsys.readouterr().err
     assert main([*argv[:5], "--grid", "tp=x", *argv[7:]]) == 2
     assert "not an integer" in capsys.readouterr().err
+
+
+def test_static_power_is_not_modelled_when_the_chip_preset_gives_none(capsys):
+    edge = load_system("edge-4ring")                       # edge-npu: no static figure in its preset
+    r = run_system(wl.GPT2, edge, SystemOptions(tp=2), CompileOptions(), "decode", 2, 32, 1, BF16)
+    assert r.static_w is None and r.decode.idle_static_pj is None
+    assert r.decode.energy_pj == r.decode.compute_pj + r.decode.link_pj
+    d = system_dict(r)
+    assert d["static_power"] == "not modelled" and d["decode"]["idle_static_pj"] is None
+    text = system_table(r)
+    assert "idle static n/m" in text and "static not modelled)" in text
+    h = run_system(wl.GPT2, load_system("8xh100"), SystemOptions(), CompileOptions(), "decode", 2, 32, 1, BF16)
+    assert system_dict(h)["static_power"] == "modelled" and h.decode.idle_static_pj > 0
+
+
+def test_expert_parallel_load_follows_the_busiest_chip_under_skewed_routing():
+    cfg = replace(decoder_config("mixtral-8x7b"), layers=2)
+    assert ep_loads(cfg, 2) == pytest.approx((1.0, 1.0), rel=1e-12) and busiest_top_k(cfg, 2) == 2
+    skewed = replace(cfg, expert_skew=1.0)
+    h = [sum(1 / (e + 1) for e in range(n)) for n in (4, 8)]      # q_e = 2 (e+1)^-1 / H_8, chip 0 holds e < 4
+    loads = ep_loads(skewed, 2)
+    assert loads[0] == pytest.approx(2 * h[0] / h[1], rel=1e-12) and sum(loads) == pytest.approx(2, rel=1e-12)
+    assert busiest_top_k(skewed, 2) == round(2 * loads[0]) == 3
+    h100 = load_system("8xh100")
+    runs = [run_system(c, h100, SystemOptions(ep=2), CompileOptions(), "decode", 8, 32, 1, BF16)
+            for c in (cfg, skewed)]
+    assert runs[1].tpot_s > runs[0].tpot_s                          # the busiest chip's experts set the time
+    assert runs[1].stages[0].stage.config.experts_per_token == 3
+
+
+def test_overlap_hides_sequence_parallel_collectives_behind_the_blocks_gemms_but_not_all_reduces():
+    h100 = load_system("8xh100")
+
+    def run(**o):
+        return run_system(wl.GPT2, h100, SystemOptions(tp=2, **o), CompileOptions(), "decode", 2, 32, 1, BF16)
+    plain, plain_overlap = run(), run(overlap_comm=True)
+    assert plain_overlap.tpot_s == plain.tpot_s and plain_overlap.stages[0].decode_hidden_s == 0
+    sp, sp_overlap = run(sequence_parallel=True), run(sequence_parallel=True, overlap_comm=True)
+    s = sp_overlap.stages[0]
+    block = block_comm(h100, SystemOptions(tp=2, sequence_parallel=True), s.stage, 2, 1, 768, "bf16").time_s
+    attn, mlp = decode_gemm_s(s.llm)
+    assert attn > 0 and mlp > 0
+    hidden = min(12 * block, attn) + min(12 * block, mlp)
+    assert s.decode_hidden_s == pytest.approx(hidden, rel=1e-12) and hidden > 0
+    assert sp_overlap.tpot_s == pytest.approx(sp.tpot_s - hidden, rel=1e-12)
+    assert sp_overlap.decode.comm_s == pytest.approx(sp.decode.comm_s - hidden, rel=1e-12)
+    assert system_dict(sp_overlap)["overlap_comm"] is True
+
+
+def test_trace_has_a_track_per_chip_and_per_link_port_with_sends_over_the_network(tmp_path, capsys):
+    trace = tmp_path / "t.json"
+    argv = ["run", "-w", "llama2-7b", "--system", "16xh100-ib", "--tp", "8", "--pp", "2", "--micro-batches", "2",
+            "--phase", "decode", "--context", "16", "--batch", "2", "--trace", str(trace)]
+    assert main(argv) == 0
+    events = json.loads(trace.read_text())["traceEvents"]
+    names = {(e["pid"], e["tid"]): e["args"]["name"] for e in events if e["name"] == "thread_name"}
+    assert sum(pid == 1 for pid, _ in names) == 16 and sum(pid == 2 for pid, _ in names) == 32
+    assert names[(2, 1)] == "chip 0 network port (ib-ndr)" and names[(2, 0)] == "chip 0 node switch port (nvlink4)"
+    sends = [e for e in events if e["ph"] == "X" and e["name"].startswith("mb")  and "send" in e["name"]]
+    # stage 0 (chips 0-7, node 0) sends each micro-batch to stage 1 (chips 8-15, node 1) over its network port;
+    # the last stage's return is not drawn
+    assert len(sends) == 2 * 8 and {e["tid"] % 2 for e in sends} == {1}
+    colls = [e for e in events if e["ph"] == "X" and "collectives" in e["name"]]
+    assert len(colls) == 2 * 16 and {e["tid"] % 2 for e in colls} == {0}     # tp groups inside a node

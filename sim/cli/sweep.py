@@ -10,7 +10,7 @@ from pathlib import Path
 
 from tilesim.arch.errors import InputError
 from tilesim.cli.args import LLM_FLAGS, WORKLOAD_FLAGS, add_options, api_keywords, options_of
-from tilesim.cli.system import SYSTEM_FLAGS, sweep_layouts_command, system_options
+from tilesim.cli.system import SYSTEM_FLAGS, is_system_sweep, sweep_layouts_command
 from tilesim.report import sweep_plot
 from tilesim.report.sweep_text import sweep_summary
 from tilesim.studies import api
@@ -50,7 +50,7 @@ def cmd_sweep(args) -> int:
         raise InputError("--scheduler: only with --backend dask")
     if s.backend == "dask":
         require_dask()
-    if system_options(args).given:
+    if is_system_sweep(args, list(s.grid)):
         return sweep_layouts_command(args, s)
     keys = [k for k, _ in parse_grids(list(s.grid))]
     metric = s.metric or OBJECTIVE_METRIC[args.objective]

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-import typing
 
 from tilesim.arch.errors import InputError
-from tilesim.arch.loader import load_yaml_text
 from tilesim.cli.args import llm_options, options_of, workload_options
-from tilesim.report.system import LAYOUT_COLUMNS, layout_rows, layout_table, system_json, system_table, system_trace
+from tilesim.report import sweep_plot
+from tilesim.report.system import rows_table, system_json, system_table, system_trace
 from tilesim.studies.options import DEFAULT_ARCH, OptionError, OutputOptions, SweepOptions, SystemOptions
-from tilesim.studies.sweep import parse_grids, write_csv_atomic
-from tilesim.studies.system import LAYOUT_AXES, layout_points, run_layouts, system_run
+from tilesim.studies.sweep import OBJECTIVE_METRIC, grid_points, parse_grids, random_points, run_sweep
+from tilesim.studies.system import system_run
+from tilesim.studies.system_sweep import SYSTEM_METRICS, SystemSweepSpec, check_points
 
 SYSTEM_FLAGS = ("system", "tp", "pp", "ep", "dp", "micro_batches", "virtual_stages", "pipeline_schedule",
-                "sequence_parallel", "collective_algorithm")
+                "sequence_parallel", "collective_algorithm", "overlap_comm")
 
 
 def system_options(args: argparse.Namespace) -> SystemOptions:
@@ -38,40 +38,40 @@ def run_system_command(args: argparse.Namespace, out: OutputOptions, write_outpu
     write_outputs([*([("--trace", out.trace, system_trace(r))] if out.trace else []), ("-o", out.output, text)])
 
 
-def _layout_value(key: str, text: str):
-    """A --grid value of a layout axis in its option's type (int, bool or text)."""
-    kind = typing.get_type_hints(SystemOptions)[key]
-    value = load_yaml_text(text, f"--grid {key}")
-    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise OptionError("grid", f"'{text}' is not an integer", detail=key)
-    if kind is bool and not isinstance(value, bool):
-        raise OptionError("grid", f"'{text}' is not true or false", detail=key)
-    return value if kind in (int, bool) else str(value)
+def is_system_sweep(args: argparse.Namespace, grids: list[str]) -> bool:
+    """Whether `tilesim sweep` runs a system sweep: a system or layout option given, or a system grid axis."""
+    keys = [g.partition("=")[0].strip() for g in grids]
+    return system_options(args).given or any(k == "system" or k.startswith("system.") for k in keys)
 
 
 def sweep_layouts_command(args: argparse.Namespace, s: SweepOptions) -> int:
-    """`tilesim sweep --system S --grid tp=1,2,4 ...`: one system run per layout into the CSV (-o), a table on
-    stdout; layouts that do not divide the model or fit the chips are rows with status invalid and the reason."""
-    if s.plot or s.resume or s.random is not None:
-        raise InputError("--plot, --resume, --random: not for layout sweeps (--system) yet")
+    """`tilesim sweep --system S --grid tp=1,2,4 --grid system.link.bandwidth_gb_s=... ...`: a system sweep
+    (studies/system_sweep.py) run by run_sweep (process pool, --resume, --random) into the CSV (-o), a table on
+    stdout and the --plot files; points that do not divide the model or fit the chips are rows with status invalid
+    and the reason."""
     axes = parse_grids(list(s.grid))
-    for key, _ in axes:
-        if key not in LAYOUT_AXES:
-            raise OptionError("grid", f"with {{system}} the grid takes layout options ({', '.join(LAYOUT_AXES)}); "
-                                      "give chip fields with --set", detail=key)
-    grid = {key: [_layout_value(key, v) for v in values] for key, values in axes}
     arch, workload, compile_options = workload_options(args)
     if arch.arch != DEFAULT_ARCH:
-        raise InputError(f"--arch {arch.arch}: a system sweep takes its chips from --system")
-    base = system_options(args)
-    results = run_layouts(workload, llm_options(args), compile_options, base, layout_points(grid), arch.overrides)
-    phase = llm_options(args).run_phase
-    header = [*grid, "status", "workload", "system", "phase", *LAYOUT_COLUMNS, "reason"]
-    rows = [{"workload": workload.workload, "system": dict(lp.point).get("system", base.system), "phase": phase,
-             **row} for lp, row in zip(results, layout_rows(results), strict=True)]
-    write_csv_atomic(s.output, header, [{c: "" if row.get(c) is None else str(row[c]) for c in header}
-                                         for row in rows])
+        raise InputError(f"--arch {arch.arch}: a system sweep takes its chips from --system (grid chip fields "
+                         "as chip.<field>)")
+    spec = SystemSweepSpec(workload, llm_options(args), compile_options, system_options(args), arch.overrides)
+    check_points(spec, axes)
+    keys = [k for k, _ in axes]
+    metric = s.metric or OBJECTIVE_METRIC[args.objective]
+    if metric not in SYSTEM_METRICS:
+        raise OptionError("metric", f"system sweeps report {', '.join(SYSTEM_METRICS)}", detail=metric)
+    plots = sweep_plot.check_plots(list(s.plot), keys, metric, llm=True)
+    points = random_points(list(s.grid), s.random, s.seed) if s.random is not None else grid_points(list(s.grid))
+    rows = run_sweep(points, spec, s.output, jobs=s.jobs, backend=s.backend, scheduler=s.scheduler,
+                     resume=s.resume, progress=s.progress)
     ok = sum(r["status"] == "ok" for r in rows)
-    sys.stdout.write(layout_table(results) + f"sweep: {len(rows)} layouts ({ok} ok, {len(rows) - ok} invalid) -> "
-                                             f"{s.output}\n")
+    sys.stdout.write(rows_table(keys, rows) + f"sweep: {len(rows)} layouts ({ok} ok, {len(rows) - ok} invalid) -> "
+                                              f"{s.output}\n")
+    for kind, path in plots:
+        sweep_plot.draw(kind, rows, axes, path, metric)
+    failed = [r for r in rows if r["status"] == "error"]
+    if failed:
+        print(f"tilesim: {len(failed)} points hit an internal error (status=error in {s.output}; first: "
+              f"{failed[0]['reason']}); please report it", file=sys.stderr)
+        return 1
     return 0

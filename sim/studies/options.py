@@ -285,6 +285,9 @@ class SystemOptions:
         "tensor-parallel blocks end in a reduce-scatter and an all-gather instead of an all-reduce", switch=True))
     collective_algorithm: CollectiveAlgorithm = field(default="ring", metadata=option(
         "all-reduce algorithm: ring (default) or tree"))
+    overlap_comm: bool = field(default=False, metadata=option(
+        "hide sequence-parallel reduce-scatters and all-gathers behind the adjacent tensor-parallel GEMMs (Megatron "
+        "--tp-comm-overlap; plain all-reduces overlap nothing; docs/scale-out.md)", switch=True))
 
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "ep", "dp", "micro_batches", "virtual_stages"):

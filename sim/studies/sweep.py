@@ -216,6 +216,11 @@ def columns(keys: list[str], llm: bool = False) -> list[str]:
     return [*list(keys), "status", *SETTING_COLUMNS, *METRICS, "setup", "reason"]
 
 
+def header_of(spec, keys: list[str]) -> list[str]:
+    """The CSV header of a sweep: columns() for a SweepSpec; another spec (studies/system_sweep.py) gives its own."""
+    return columns(keys, spec.is_llm) if isinstance(spec, SweepSpec) else spec.header(keys)
+
+
 def _cell(value) -> str:
     """A CSV cell as text (rows are kept as text so resumed and fresh rows are written identically)."""
     if value is None:
@@ -354,6 +359,8 @@ def llm_point(spec: SweepSpec, point: dict[str, str]):
 
 def run_point(spec: SweepSpec, point: dict[str, str]) -> dict[str, str]:
     """One CSV row (all cells text): the point, its status and metrics; bad input becomes status=invalid."""
+    if not isinstance(spec, SweepSpec):     # another kind of sweep (studies/system_sweep.py) makes its own rows
+        return spec.row(point)
     row = dict(point, status="ok", workload=spec.workload.workload, arch=spec.arch, fusion=spec.options.fusion,
                mapper=spec.options.mapper, objective=spec.options.objective, setup=spec.setup, reason="")
     if spec.is_llm:
@@ -421,7 +428,7 @@ def _complete_lines(path: Path) -> str:
 
 def read_done(out_path: str | Path, spec: SweepSpec, keys: list[str]) -> tuple[dict[tuple, dict], int]:
     """Rows of a previous run that --resume can keep, by grid values; and how many rows had another setup."""
-    cols, setup = columns(keys, spec.is_llm), spec.setup
+    cols, setup = header_of(spec, keys), spec.setup
     done, other = {}, 0
     for path in (Path(out_path), partial_path(out_path)):
         if not path.is_file():
@@ -634,7 +641,7 @@ def run_sweep(points: list[dict[str, str]], spec: SweepSpec, out_path: str | Pat
     """Run every point and write `out_path` (rows in point order); returns the rows. See the module docstring."""
     at_least("jobs", jobs, 1)
     keys = list(points[0]) if points else []
-    header = columns(keys, spec.is_llm)
+    header = header_of(spec, keys)
     done, other = read_done(out_path, spec, keys) if resume else ({}, 0)
     if other:
         print(f"sweep: --resume: {other} rows of {out_path} were made with other settings (grid, arch, workload "

@@ -10,8 +10,11 @@ parallelism, Korthikanti et al. 2022, a reduce-scatter and an all-gather instead
   vocab-parallel embedding, and an all-gather of the logits after the vocab-parallel LM head.
 - Expert parallel: attention runs data-parallel over the ep chips (each has batch/ep sequences) and each chip holds
   experts/ep experts; every MoE layer dispatches and combines tokens with a direct all-to-all of tokens x top-k x
-  hidden (each of the tp ranks sends 1/tp of it). A chip's (token, expert) pairs equal the average of the real
-  routing (tokens/ep x top-k); top-k is capped at the local experts.
+  hidden (each of the tp ranks sends 1/tp of it). Load imbalance: chip c holds experts c E/ep .. and serves
+  Q_c = sum of their selection probabilities q_e (workloads/moe_routing.py; Zipf-like under the model's
+  expert_skew); the busiest chip sets the time, so each stage simulates that chip, whose tokens/ep own tokens
+  pick round(ep max_c Q_c) of its local experts (uniform: k, capped at experts/ep). The all-to-all volume stays
+  the mean one (its total bytes are exact; the busiest receiver's extra time is not modelled).
 - Pipeline parallel: p stages of layers/pp layers (the first holds the embedding, the last the LM head), m
   micro-batches of batch/m sequences, v virtual stages (Megatron's interleaved schedule: chip s holds layer chunks
   s, s+p, ...). Forward-only, a stage's time t_s per micro-batch:
@@ -22,8 +25,13 @@ parallelism, Korthikanti et al. 2022, a reduce-scatter and an all-gather instead
   they differ here only in the activations a training step would stash (training_stash).
 - Data parallel: dp independent replicas of the whole layout (the batch is per replica); no communication.
 - Overlap: none by default. Tensor- and expert-parallel collectives sit between dependent kernels on the critical
-  path; pipeline sends overlap the next micro-batch's compute except the p v - 1 sends on the first micro-batch's
-  path (counted above).
+  path. With overlap_comm and sequence parallelism, a block's all-gather runs while its column-parallel GEMMs
+  (QKV; up/gate) stream their weights and its reduce-scatter while the row-parallel one (output; down) computes
+  chunk by chunk (Megatron-LM --tp-comm-overlap through Transformer Engine's userbuffers; Wang et al., ASPLOS 2023,
+  decomposition of dependent communication): per block hidden = min(AG + RS, the block's tp GEMMs' time), the
+  rest stays on the critical path. A plain all-reduce's output feeds the residual add and the next norm, so it
+  overlaps nothing in inference and overlap_comm leaves it as is. Pipeline sends overlap the next micro-batch's
+  compute except the p v - 1 sends on the first micro-batch's path (counted above).
 - Energy: every chip's simulated energy (dynamic + its static power while busy), the static power of every chip of
   the system while idle (bubbles, communication, unused chips), and link energy (bytes x hops x pJ/bit).
 Chips are numbered tp fastest, then ep, pp, dp (a tp group is contiguous: one node, one torus row).
@@ -48,6 +56,7 @@ from tilesim.studies.llm import LLMResult, run_llm
 from tilesim.studies.options import LLMOptions, OptionError, SystemOptions, WorkloadOptions
 from tilesim.studies.runs import check_decoder, decoder
 from tilesim.workloads import llm as wl
+from tilesim.workloads import moe_routing
 
 EMBED_OPS = frozenset({"embed", "embed.scale", "embed.position", "embed.add_position"})
 HEAD_OPS = frozenset({"last_position", "last_hidden", "final_norm", "lm_head", "logits_softcap"})
@@ -132,6 +141,22 @@ def check_layout(cfg: wl.DecoderConfig, o: SystemOptions, batch: int, system: Sy
                                             f"({o.micro_batches}) a multiple of pp ({o.pp})")
 
 
+def ep_loads(cfg: wl.DecoderConfig, ep: int) -> tuple[float, ...]:
+    """Expected (token, expert) pairs per token that each of the ep chips serves: chip c holds experts
+    c E/ep .. (c+1) E/ep - 1 and serves Q_c = sum of their q_e (workloads/moe_routing.py selection_probs; the
+    model's expert_skew s ranks experts by popularity, so chip 0 holds the most popular). Uniform: k/ep each."""
+    q = moe_routing.selection_probs(cfg.experts, cfg.experts_per_token, cfg.expert_skew)
+    n = cfg.experts // ep
+    return tuple(sum(q[c * n:(c + 1) * n]) for c in range(ep))
+
+
+def busiest_top_k(cfg: wl.DecoderConfig, ep: int) -> int:
+    """Top-k of the busiest ep chip's shard: its T/ep own tokens stand for the T tokens routed to it, so each
+    picks ep x max_c Q_c of the chip's E/ep experts (rounded; at most E/ep). Uniform routing: k (capped at E/ep);
+    skewed routing: more, and that chip's expert work and touched weights set the stage's time."""
+    return max(1, min(cfg.experts // ep, round(ep * max(ep_loads(cfg, ep)))))
+
+
 def shard(cfg: wl.DecoderConfig, o: SystemOptions) -> tuple[Stage, ...]:
     """The pipeline stages' shards (each of layers/pp layers: chunks s, s+p, ... under v virtual stages)."""
     per_chunk = cfg.layers // (o.pp * o.virtual_stages)
@@ -140,7 +165,7 @@ def shard(cfg: wl.DecoderConfig, o: SystemOptions) -> tuple[Stage, ...]:
              "vocab": math.ceil(cfg.vocab / tp), "expert_ffn": cfg.expert_ffn // tp,
              "shared_ffn": cfg.shared_ffn // tp}
     if cfg.experts:
-        split |= {"experts": cfg.experts // ep, "experts_per_token": min(cfg.experts_per_token, cfg.experts // ep)}
+        split |= {"experts": cfg.experts // ep, "experts_per_token": busiest_top_k(cfg, ep)}
     stages = []
     for s in range(o.pp):
         layers = [c * o.pp * per_chunk + s * per_chunk + i for c in range(o.virtual_stages) for i in range(per_chunk)]
@@ -204,6 +229,18 @@ def chip_id(o: SystemOptions, tp: int = 0, ep: int = 0, pp: int = 0, dp: int = 0
     return tp + o.tp * (ep + o.ep * (pp + o.pp * dp))
 
 
+def block_comm(system: SystemConfig, o: SystemOptions, stage: Stage, sequences: int, seq: int, hidden: int,
+               act: str) -> CommCost:
+    """The collective(s) ending one tensor-parallel block (attention or MLP) of a micro-batch: an all-reduce of
+    tokens x hidden, or with sequence parallelism a reduce-scatter and an all-gather."""
+    tp_group = tuple(chip_id(o, tp=r, pp=stage.index) for r in range(o.tp))
+    one = tensor_bytes(sequences * seq * hidden, act)
+    if o.sequence_parallel:
+        return collective(system, "reduce_scatter", tp_group, one, o.collective_algorithm).then(
+            collective(system, "all_gather", tp_group, one, o.collective_algorithm))
+    return collective(system, "all_reduce", tp_group, one, o.collective_algorithm)
+
+
 def stage_comm(system: SystemConfig, o: SystemOptions, stage: Stage, cfg: wl.DecoderConfig, sequences: int,
                seq: int, act: str) -> dict[str, CommCost]:
     """Collectives of one micro-batch (`sequences` x `seq` tokens) on one stage, by kind: tp (per-block
@@ -213,12 +250,7 @@ def stage_comm(system: SystemConfig, o: SystemOptions, stage: Stage, cfg: wl.Dec
     ep_group = tuple(chip_id(o, ep=r, pp=stage.index) for r in range(o.ep))
     tokens = sequences * seq
     one = tensor_bytes(tokens * cfg.hidden, act)
-    if o.sequence_parallel:
-        per_block = collective(system, "reduce_scatter", tp_group, one, o.collective_algorithm).then(
-            collective(system, "all_gather", tp_group, one, o.collective_algorithm))
-    else:
-        per_block = collective(system, "all_reduce", tp_group, one, o.collective_algorithm)
-    tp_cost = per_block.times(2 * stage.config.layers)
+    tp_cost = block_comm(system, o, stage, sequences, seq, cfg.hidden, act).times(2 * stage.config.layers)
     if stage.first:                     # vocab-parallel embedding: partial rows summed
         tp_cost = tp_cost.then(collective(system, "all_reduce", tp_group, one, o.collective_algorithm))
     if stage.last:                      # vocab-parallel LM head on the last position: logits gathered
@@ -258,6 +290,8 @@ class StageRun:
     decode_pj: float
     prefill_comm: dict[str, CommCost]
     decode_comm: dict[str, CommCost]
+    prefill_hidden_s: float = 0.0  # tp communication hidden behind GEMMs per micro-batch (overlap_comm)
+    decode_hidden_s: float = 0.0
 
     @property
     def memory_bytes(self) -> int:
@@ -271,16 +305,18 @@ class PhaseCost:
     time_s: float                  # prefill: TTFT of the batch; decode: all steps
     tokens: int                    # over every replica
     compute_pj: float              # chips' simulated energy (dynamic + static while busy)
-    idle_static_pj: float          # static power of every chip while not computing
+    idle_static_pj: float | None   # static power of every chip while not computing (None: the chip preset gives
+                                   # no static power, so it is not modelled; counted as 0 in energy_pj)
     link_pj: float
     comm_s: float                  # per chip on the critical path (tp and ep collectives, pipeline sends)
     link_bytes: float              # carried over links, every hop, whole system
     bubble: float                  # pipeline idle share
+    p2p_s: float = 0.0             # one stage-to-stage send of a micro-batch (the worst pair)
 
     @property
     def energy_pj(self) -> float:
         """All of it."""
-        return self.compute_pj + self.idle_static_pj + self.link_pj
+        return self.compute_pj + (self.idle_static_pj or 0.0) + self.link_pj
 
 
 @dataclass(frozen=True)
@@ -297,7 +333,7 @@ class SystemResult:
     prefill: PhaseCost | None
     decode: PhaseCost | None
     tpot_s: float
-    static_w: float                # one chip's static power
+    static_w: float | None         # one chip's static power (None: not modelled, chip_static_w)
 
     @property
     def ttft_s(self) -> float:
@@ -347,6 +383,39 @@ def _trimmed_decode(r: LLMResult, stage: Stage) -> tuple[float, float]:
 
 
 GraphFor = Callable[[str, int], Graph]
+ATTN_GEMMS = (".attn.q", ".attn.k", ".attn.v", ".attn.qkv", ".attn.o")       # workloads/llm.py op names
+MLP_GEMMS = (".up", ".gate", ".gate_up", ".down")
+
+
+def block_gemm_s(sim: SimResult) -> tuple[float, float]:
+    """(attention, MLP) seconds of a simulation's tensor-parallel GEMM kernels: a kernel counts when one of its ops
+    is a block's projection (QKV and output; up, gate and down, routed experts included)."""
+    attn = mlp = 0.0
+    for k in sim.kernels:
+        if any(op.endswith(ATTN_GEMMS) and ".attn." in op for op in k.ops):
+            attn += k.cycles / sim.clock_hz
+        elif any(op.endswith(MLP_GEMMS) and ".mlp" in op for op in k.ops):
+            mlp += k.cycles / sim.clock_hz
+    return attn, mlp
+
+
+def hidden_comm_s(o: SystemOptions, per_block_s: float, layers: int, attn_s: float, mlp_s: float) -> float:
+    """TP communication hidden behind GEMMs in one pass of a stage: with overlap_comm and sequence parallelism,
+    min(layers x per_block_s, attn_s) + min(layers x per_block_s, mlp_s) (each block's all-gather + reduce-scatter
+    against its own GEMMs, layers alike); 0 otherwise (an all-reduce feeds the next op: nothing to overlap)."""
+    if not (o.overlap_comm and o.sequence_parallel and o.tp > 1):
+        return 0.0
+    return min(layers * per_block_s, attn_s) + min(layers * per_block_s, mlp_s)
+
+
+def decode_gemm_s(r: LLMResult) -> tuple[float, float]:
+    """Mean (attention, MLP) GEMM seconds of a decode step (trapezoid over the spans, as _trimmed_decode)."""
+    a = m = 0.0
+    for span in r.decode:
+        (a0, m0), (a1, m1) = block_gemm_s(span.start), block_gemm_s(span.end)
+        a += span.steps * (a0 + a1) / 2
+        m += span.steps * (m0 + m1) / 2
+    return (a / r.decode_steps, m / r.decode_steps) if r.decode_steps else (0.0, 0.0)
 
 
 def run_system(cfg: wl.DecoderConfig, system: SystemConfig, o: SystemOptions, options: CompileOptions,
@@ -392,12 +461,16 @@ def run_system(cfg: wl.DecoderConfig, system: SystemConfig, o: SystemOptions, op
         r = runs[stage.config]
         pre = trimmed(r.prefill, stage) if r.prefill else (0.0, 0.0)
         dec = _trimmed_decode(r, stage)
+        block = [block_comm(system, o, stage, seqs, n, cfg.hidden, types.activation).time_s for n in (prompt, 1)]
+        layers = stage.config.layers
         stage_runs.append(StageRun(
             stage, r, weights, kv, act, pre[0], pre[1], dec[0], dec[1],
             stage_comm(system, o, stage, cfg, seqs, prompt, types.activation) if r.prefill else {},
-            stage_comm(system, o, stage, cfg, seqs, 1, types.activation) if r.decode else {}))
+            stage_comm(system, o, stage, cfg, seqs, 1, types.activation) if r.decode else {},
+            hidden_comm_s(o, block[0], layers, *block_gemm_s(r.prefill)) if r.prefill else 0.0,
+            hidden_comm_s(o, block[1], layers, *decode_gemm_s(r)) if r.decode else 0.0))
     stages = tuple(stage_runs)
-    static_w = static_power_mw(chip) * 1e-3
+    static_w = chip_static_w(chip)
     prefill = decode = None
     tpot = 0.0
     if phase != "decode":
@@ -410,14 +483,24 @@ def run_system(cfg: wl.DecoderConfig, system: SystemConfig, o: SystemOptions, op
     return SystemResult(cfg.name, system, o, phase, batch, prompt, steps, stages, prefill, decode, tpot, static_w)
 
 
+def chip_static_w(chip) -> float | None:
+    """A chip's static power in watts from its preset (core/energy.py static_power_mw: energy.static_mw and the
+    static components), or None when the preset gives no static figure (not modelled, not invented: tpu-v4,
+    edge-npu). The one place system runs read static power."""
+    mw = static_power_mw(chip)
+    return mw * 1e-3 if mw > 0 else None
+
+
 def _phase(system: SystemConfig, o: SystemOptions, stages: tuple[StageRun, ...], kind: str, p2p: CommCost,
-           steps: int, tokens: int, static_w: float) -> PhaseCost:
+           steps: int, tokens: int, static_w: float | None) -> PhaseCost:
     """Times and energy of the prefill (steps = 1) or of `steps` decode rounds, from the stages' per-micro-batch
     compute and communication (no overlap: each stage's collectives add to its time)."""
     m, v = o.micro_batches, o.virtual_stages
     compute = [s.prefill_s if kind == "prefill" else s.decode_s for s in stages]
     comms = [s.prefill_comm if kind == "prefill" else s.decode_comm for s in stages]
-    stage_s = tuple(c + sum(x.time_s for x in cm.values()) for c, cm in zip(compute, comms, strict=True))
+    hidden = [s.prefill_hidden_s if kind == "prefill" else s.decode_hidden_s for s in stages]
+    stage_s = tuple(c + sum(x.time_s for x in cm.values()) - h
+                    for c, cm, h in zip(compute, comms, hidden, strict=True))
     if kind == "prefill":
         per_round = pipeline_time(stage_s, m, v, p2p.time_s)
     else:
@@ -428,7 +511,7 @@ def _phase(system: SystemConfig, o: SystemOptions, stages: tuple[StageRun, ...],
     compute_pj = sum(m * steps * chips_per_stage * (s.prefill_pj if kind == "prefill" else s.decode_pj)
                      for s in stages)
     busy = sum(m * steps * chips_per_stage * c for c in compute)          # chip-seconds computing
-    idle_pj = static_w * (system.chips * wall - busy) * 1e12
+    idle_pj = None if static_w is None else max(static_w * (system.chips * wall - busy) * 1e12, 0.0)
     crossings = o.pp * v - 1 + (1 if kind == "decode" and o.pp > 1 else 0)
     link_pj = link_bytes = 0.0
     for cm in comms:
@@ -438,11 +521,11 @@ def _phase(system: SystemConfig, o: SystemOptions, stages: tuple[StageRun, ...],
     sends = m * steps * crossings * o.tp * o.ep * o.dp
     link_pj += sends * p2p.energy_pj
     link_bytes += sends * p2p.link_bytes
-    comm_s = max(sum(x.time_s for x in cm.values()) for cm in comms) * m * steps + \
+    comm_s = max(sum(x.time_s for x in cm.values()) - h for cm, h in zip(comms, hidden, strict=True)) * m * steps + \
         (o.pp * v - 1) * p2p.time_s * steps
     bubble = 1 - m * steps * sum(stage_s) / len(stage_s) / wall if wall else 0.0
-    return PhaseCost(wall, tokens, compute_pj, max(idle_pj, 0.0), link_pj, min(comm_s, wall), link_bytes,
-                     max(bubble, 0.0))
+    return PhaseCost(wall, tokens, compute_pj, idle_pj, link_pj, min(comm_s, wall), link_bytes,
+                     max(bubble, 0.0), p2p.time_s)
 
 
 def directed_links(system: SystemConfig) -> int:
@@ -464,9 +547,9 @@ def link_utilization(r: SystemResult, phase: PhaseCost) -> float:
 
 
 def system_run(workload: WorkloadOptions, llm: LLMOptions, options: CompileOptions, so: SystemOptions,
-               overrides: tuple[str, ...] = ()) -> SystemResult:
+               overrides: tuple[str, ...] = (), system: SystemConfig | None = None) -> SystemResult:
     """A system run from options (the CLI and the Python API): the decoder LLM, the system (its chip with the
-    --set overrides) and the layout."""
+    --set overrides; or `system`, loaded already) and the layout."""
     if so.system is None:
         raise OptionError(("tp", "pp", "ep", "dp"), "parallelism needs a system: give {system} (a preset such as "
                                                     f"{', '.join(system_preset_names())}, or a system YAML)")
@@ -474,7 +557,7 @@ def system_run(workload: WorkloadOptions, llm: LLMOptions, options: CompileOptio
     if cfg is None:
         raise OptionError("system", f"system runs take decoder LLMs (llama2-7b, llama3.1-70b, ...), not "
                                     f"'{workload.workload}'")
-    system = load_system(so.system, overrides)
+    system = system or load_system(so.system, overrides)
     dtype = system.chip.array.dtype
     prompt = check_decoder(cfg, workload, llm, dtype)
     types = wl.resolve_dtypes(workload.dtypes, workload.graph_dtype(dtype) or dtype)
@@ -516,7 +599,8 @@ def _stage_dict(s: StageRun) -> dict:
             "kv_heads": s.stage.config.kv_heads, "ffn": s.stage.config.ffn, "experts": s.stage.config.experts,
             "weight_bytes": s.weight_bytes, "kv_cache_bytes": s.kv_bytes, "activation_bytes": s.activation_bytes,
             "memory_bytes": s.memory_bytes, "prefill_s": s.prefill_s, "prefill_pj": s.prefill_pj,
-            "decode_step_s": s.decode_s, "decode_step_pj": s.decode_pj,
+            "decode_step_s": s.decode_s, "decode_step_pj": s.decode_pj, "prefill_hidden_comm_s": s.prefill_hidden_s,
+            "decode_hidden_comm_s": s.decode_hidden_s,
             "prefill_comm": {k: _comm_dict(c) for k, c in s.prefill_comm.items()},
             "decode_comm": {k: _comm_dict(c) for k, c in s.decode_comm.items()}}
 
@@ -530,10 +614,12 @@ def system_dict(r: SystemResult) -> dict:
         "tp": o.tp, "pp": o.pp, "ep": o.ep, "dp": o.dp, "micro_batches": o.micro_batches,
         "virtual_stages": o.virtual_stages, "pipeline_schedule": o.pipeline_schedule,
         "sequence_parallel": o.sequence_parallel, "collective_algorithm": o.collective_algorithm,
+        "overlap_comm": o.overlap_comm,
         "chips_used": o.chips, "phase": r.phase, "batch": r.batch, "prompt_len": r.prompt_len,
         "gen_tokens": r.decode_steps, "ttft_s": r.ttft_s, "tpot_s": r.tpot_s, "tokens_per_s": r.tokens_per_s,
         "latency_s": r.latency_s, "energy_pj": r.energy_pj, "tokens": r.tokens,
         "j_per_token": r.energy_pj * 1e-12 / r.tokens if r.tokens else 0.0, "chip_static_w": r.static_w,
+        "static_power": "modelled" if r.static_w is not None else "not modelled",
         "max_memory_bytes": max(s.memory_bytes for s in r.stages),
         "training_stash_microbatches": training_stash(o.pipeline_schedule, o.pp, o.micro_batches, o.virtual_stages),
         "training_activation_peak_bytes": training_activation_peak_bytes(r),
