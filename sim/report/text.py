@@ -83,13 +83,13 @@ def to_table(result: SimResult, top: int | None = None) -> str:
                                  sorted(r.energy_breakdown_pj.items(), key=lambda kv: -kv[1]) if r.energy_pj),
                        width=100, initial_indent="  energy by part  ", subsequent_indent=" " * 18),
         "",
-        f"{'kernel':<18} {'bound':<7} {'cycles':>11} {'stall':>10} {'util':>6} {'map eff':>7} "
+        f"{'kernel':<16} {'bound':<7} {'cycles':>11} {'stall':>10} {'util':>6} {'map eff':>7} "
         f"{'DRAM rd':>9} {'DRAM wr':>9} {'energy':>9} {'power':>7}",
     ]
     kernels = r.kernels if top is None else sorted(r.kernels, key=lambda k: -k.cycles)[:top]
     for k in kernels:
         eff = f"{k.mapping_efficiency:.0%}" if k.engine == "array" else "-"
-        lines.append(f"{k.name[:18]:<18} {k.bound:<7} {k.cycles:>11,} {k.stall_cycles:>10,} "
+        lines.append(f"{k.name[:16]:<16} {k.bound:<7} {k.cycles:>11,} {k.stall_cycles:>10,} "
                      f"{k.pe_utilization:>6.1%} {eff:>7} {byte_size(k.dram_read_bytes):>9} "
                      f"{byte_size(k.dram_write_bytes):>9} {si(k.energy_pj * 1e-12, 'J'):>9} {si(k.power_w, 'W'):>7}")
     if top is not None and top < len(r.kernels):
