@@ -119,6 +119,26 @@ class EnergyTable:
 
 
 @dataclass(frozen=True)
+class Dvfs:
+    """Clock vs supply voltage (arch/power.py): dynamic energy per action grows with V^2 (P_dyn = a C V^2 f); V is at
+    its floor up to `knee_hz` and rises linearly to the arch's clock_hz (the clock the energy table holds for), so
+    above the knee dynamic power grows ~ f^3. `v_floor` is V at the knee / V at clock_hz."""
+    knee_hz: float
+    v_floor: float
+    min_hz: float                    # the lowest clock a power cap may set
+    source: str = ""
+
+
+@dataclass(frozen=True)
+class PowerSpec:
+    """Board/chip power limits: the TDP the report checks against, and an optional cap that lowers the clock."""
+    tdp_w: float = 0.0               # 0: none given
+    tdp_source: str = ""
+    cap_w: float = 0.0               # 0: no cap; else a run whose average power exceeds it runs at a lower clock
+    dvfs: Dvfs | None = None         # how clock trades against voltage (needed with cap_w)
+
+
+@dataclass(frozen=True)
 class AreaTable:
     """Technology node for the area model (arch/area_model.py), and optional measured overrides (0: use the model)."""
     node_nm: float
@@ -142,6 +162,7 @@ class ArchConfig:
     cores: int = 1                   # identical cores; private levels are per core, shared levels are split
     area: AreaTable | None = None    # node (and overrides) for area; None: the arch reports no area
     kernel_overhead_cycles: int = 0  # fixed start cost of every kernel (a GPU's launch, ramp and tail), fitted
+    power: PowerSpec | None = None   # TDP, power cap and DVFS rule; None: the arch gives no power limits
 
     @property
     def offchip(self) -> MemLevel:
@@ -207,6 +228,7 @@ __all__ = [
     "AreaTable",
     "DType",
     "Dataflow",
+    "Dvfs",
     "EnergyDefaults",
     "EnergyEntry",
     "EnergyTable",
@@ -214,6 +236,7 @@ __all__ = [
     "MemLevel",
     "Operand",
     "PEArray",
+    "PowerSpec",
     "RowPasses",
     "StaticPower",
     "TimingMode",

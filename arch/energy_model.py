@@ -9,8 +9,15 @@ Rules, each stated where it is used:
                  (int4, int16, fp8, bf16 are derived from int8, int32 and fp16 this way).
   SRAM size      Horowitz's 8 KB / 32 KB / 1 MB reads (10 / 20 / 100 pJ per 64 bit) follow ~sqrt(capacity) at
                  45 nm; Jouppi's 7 nm 8 KB / 1 MB reads (7.5 / 14 pJ) follow capacity ** 0.129.
-  PE registers   Eyeriss (Chen et al., ISCA 2016): a register-file access costs about one 16-bit MAC and a PE-to-PE
-                 hop about two, per 16-bit word.
+  PE registers   per bit of what moves inside the array (docs/energy.md "In-array energy"): a register access is one
+                 flip-flop write or read, 0.009 pJ/bit at 40/45 nm (Accelergy's Aladdin table plug-in,
+                 data/reg.csv, a 1-stage register); a neighbour hop is a register write in the next PE plus a wire
+                 one PE pitch long, 0.1 pJ/bit/mm at 40 nm (Keckler et al., "GPUs and the future of parallel
+                 computing", IEEE Micro 2011: a 256-bit bus over 1 mm costs 26 pJ; Accelergy's Aladdin wire model,
+                 1.627 fF/um x activity 0.2 x 1 V^2 = 0.33 pJ/bit/mm, is 3x higher); the pitch is sqrt(one PE's
+                 area) from arch/area_model.py at the arch's area node (else the energy node). Both per-bit
+                 energies are node-scaled with the int8-multiplier slope. (Eyeriss's preset keeps its own
+                 published relative entries: its hop is a NoC transfer between large PEs.)
   idle PEs       (charged only with `energy.charge_idle_pes: true`) one MAC at the array's dtype per PE per busy-array
                  cycle without a MAC: SCALE-Sim v3's Accelergy flow (scale-sim rundir-accelergy/create_action_count.py)
                  charges every PE one `mac_random` every cycle, its clock-gated count left commented out. An upper
@@ -21,6 +28,7 @@ from __future__ import annotations
 from math import log
 from typing import Any
 
+from tilesim.arch.area_model import pe_mm2
 from tilesim.arch.dtypes import DTYPES
 from tilesim.arch.errors import InputError
 from tilesim.arch.units import parse_bytes
@@ -94,6 +102,33 @@ def offchip_pj_per_byte(kind: str, field: str = "offchip") -> tuple[float, str]:
     return 8 * OFFCHIP_PJ_PER_BIT[kind], f"{kind} {OFFCHIP_PJ_PER_BIT[kind]} pJ/bit ({source})"
 
 
+# per-bit in-array energies at 40/45 nm
+REG_PJ_PER_BIT_45 = 0.009        # Accelergy's Aladdin table plug-in, data/reg.csv: 1-stage register, per bit per access
+WIRE_PJ_PER_BIT_UM_45 = 26 / 256 / 1000   # Keckler et al., IEEE Micro 2011 (40 nm): 256 bits over 1 mm = 26 pJ
+ALADDIN = "Accelergy Aladdin table plug-in data/reg.csv (40/45 nm)"
+KECKLER = "Keckler et al., IEEE Micro 2011 (40 nm)"
+
+
+def reg_pj_per_byte(node_nm: float) -> tuple[float, str]:
+    """pJ of reading or writing one byte of a PE's pipeline register (8 flip-flop accesses), node-scaled."""
+    return 8 * node_scale(REG_PJ_PER_BIT_45, None, node_nm), \
+        f"8 x {REG_PJ_PER_BIT_45} pJ/bit register access, {ALADDIN}, node-scaled"
+
+
+def pe_pitch_um(dtype: str, acc_dtype: str, node_nm: float) -> float:
+    """Distance to the neighbour PE (um): the side of one PE's area from arch/area_model.py, laid out square."""
+    return float(pe_mm2(dtype, acc_dtype, node_nm) ** 0.5 * 1000)
+
+
+def hop_pj_per_byte(node_nm: float, pitch_um: float) -> tuple[float, str]:
+    """pJ of moving one byte to the neighbour PE: a wire one pitch long and a register write there, per bit."""
+    wire = node_scale(WIRE_PJ_PER_BIT_UM_45, None, node_nm) * pitch_um
+    reg = node_scale(REG_PJ_PER_BIT_45, None, node_nm)
+    return 8 * (wire + reg), (f"8 x ({reg * 1e3:.3g} fJ register write ({ALADDIN}) + "
+                              f"{WIRE_PJ_PER_BIT_UM_45 * 1e3:.3g} fJ/bit/um wire ({KECKLER}) x {pitch_um:.3g} um PE "
+                              "pitch (area model)), node-scaled")
+
+
 MAC_DTYPES = tuple(DTYPES)
 ARRAY_ACTIONS = ("array.reg_byte", "array.hop_byte", "array.idle_pe_cycle")
 
@@ -107,8 +142,9 @@ def _level_names(arch_raw: Raw) -> list[str]:
 
 def action_names(arch_raw: Raw) -> list[str]:
     """Every energy action an arch can perform (what sim/energy.py counts): MACs per dtype, the array's register
-    reads, PE-to-PE hops and idle PE cycles, vector ops, and each memory level's byte reads and writes."""
-    names = [f"mac.{d}" for d in MAC_DTYPES] + list(ARRAY_ACTIONS) + ["vector.op"]
+    reads, PE-to-PE hops and idle PE cycles, vector ops, the clock tree's cycles (only when given), and each memory
+    level's byte reads and writes."""
+    names = [f"mac.{d}" for d in MAC_DTYPES] + list(ARRAY_ACTIONS) + ["vector.op", "clock.cycle"]
     return names + [f"{name}.{rw}" for name in _level_names(arch_raw) for rw in ("read_byte", "write_byte")]
 
 
@@ -130,11 +166,15 @@ def default_actions(arch_raw: Raw, node_nm: float, offchip: str | None,
 
     for dtype in MAC_DTYPES:
         put(f"mac.{dtype}", mac_pj(dtype, node_nm))
-    mac16 = mac_pj("int16", node_nm)[0]
-    put("array.reg_byte", (mac16 / 2, "Eyeriss (ISCA 2016): register-file access ~ one 16-bit MAC per word"))
-    put("array.hop_byte", (mac16, "Eyeriss (ISCA 2016): PE-to-PE hop ~ two 16-bit MACs per word"))
     array = arch_raw.get("array")
     dtype = array.get("dtype", "int8") if isinstance(array, dict) else "int8"
+    acc = array.get("acc_dtype", "int32") if isinstance(array, dict) else "int32"
+    area = arch_raw.get("area")
+    layout_nm = area.get("node_nm") if isinstance(area, dict) else None
+    layout_nm = layout_nm if isinstance(layout_nm, (int, float)) and layout_nm > 0 else node_nm
+    put("array.reg_byte", reg_pj_per_byte(node_nm))
+    if dtype in MAC_DTYPES and acc in MAC_DTYPES:        # else the loader reports the dtype
+        put("array.hop_byte", hop_pj_per_byte(node_nm, pe_pitch_um(dtype, acc, float(layout_nm))))
     if dtype in MAC_DTYPES:                  # else the loader reports the dtype
         # one MAC at the array's dtype: the arch's own mac.<dtype> entry when it gives one, else the model's
         energy = arch_raw.get("energy")

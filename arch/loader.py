@@ -17,11 +17,13 @@ from tilesim.arch.config import (
     OPERANDS,
     ArchConfig,
     AreaTable,
+    Dvfs,
     EnergyDefaults,
     EnergyEntry,
     EnergyTable,
     MemLevel,
     PEArray,
+    PowerSpec,
     StaticPower,
     VectorUnit,
 )
@@ -313,6 +315,26 @@ def _energy_errors(arch: ArchConfig) -> Problems:
     return errors
 
 
+def _power_errors(arch: ArchConfig) -> Problems:
+    """power: TDP and cap are >= 0 watts; a cap needs a DVFS rule whose knee and floor clock lie below clock_hz."""
+    p = arch.power
+    if p is None:
+        return []
+    errors: Problems = [(f"power.{f}", f"must be between 0 and {MAX_MW / 1e3:g} W, got {getattr(p, f):g}")
+                        for f in ("tdp_w", "cap_w") if not 0 <= getattr(p, f) <= MAX_MW / 1e3]
+    if p.cap_w and p.dvfs is None:
+        errors.append(("power.dvfs", "a power cap needs a DVFS rule {knee_hz, v_floor, min_hz} to find the clock"))
+    d = p.dvfs
+    if d is not None:
+        if not 0 < d.v_floor <= 1:
+            errors.append(("power.dvfs.v_floor", f"must be in (0, 1] (voltage at the knee / at clock_hz), got "
+                                                 f"{d.v_floor:g}"))
+        if not 0 < d.min_hz <= d.knee_hz <= arch.clock_hz:
+            errors.append(("power.dvfs", f"needs 0 < min_hz <= knee_hz <= clock_hz, got min_hz {d.min_hz:g}, "
+                                         f"knee_hz {d.knee_hz:g}, clock_hz {arch.clock_hz:g}"))
+    return errors
+
+
 def _area_errors(arch: ArchConfig) -> Problems:
     """Area node and overrides are finite and not negative (the node positive)."""
     errors: Problems = []
@@ -404,7 +426,8 @@ def _memory_errors(arch: ArchConfig) -> Problems:
 
 
 # the semantic checks, section by section, in the order their problems are reported
-CHECKS = (_clock_errors, _engine_errors, _sparsity_errors, _energy_errors, _area_errors, _core_errors, _memory_errors)
+CHECKS = (_clock_errors, _engine_errors, _sparsity_errors, _energy_errors, _power_errors, _area_errors, _core_errors,
+          _memory_errors)
 
 
 def validate(arch: ArchConfig) -> Problems:
@@ -520,7 +543,8 @@ def _set_path(raw: Raw, key: str, value: Any, label: str) -> None:
 
 
 _SCHEMA = {(): ArchConfig, ("array",): PEArray, ("vector",): VectorUnit, ("energy",): EnergyTable,
-           ("energy", "defaults"): EnergyDefaults, ("area",): AreaTable}
+           ("energy", "defaults"): EnergyDefaults, ("area",): AreaTable, ("power",): PowerSpec,
+           ("power", "dvfs"): Dvfs}
 
 
 def _allowed_keys(walked: list[str], node: Raw, raw: Raw) -> set[str]:

@@ -41,8 +41,8 @@ def simulate_graph(graph, arch, fusion: str = "full"):
 
 
 def seconds(graph, arch, fusion: str = "full") -> float:
-    """Simulated latency of a graph on the arch."""
-    return simulate_graph(graph, arch, fusion).cycles / arch.clock_hz
+    """Simulated latency of a graph on the arch (at the clock its power cap left it)."""
+    return simulate_graph(graph, arch, fusion).latency_s
 
 
 def attention_graph(s: int, heads: int, d: int, batch: int):
@@ -163,7 +163,7 @@ def predict(row: dict, arch, arch_name: str) -> dict:
     if g == "decode":
         batch = num("batch")
         r = simulate_graph(eager_decoder(model, batch, 1, num("context") + 1), arch, "attention")
-        return {"s": r.cycles / arch.clock_hz, "j": r.energy_pj * 1e-12 / batch}
+        return {"s": r.latency_s, "j": r.energy_pj * 1e-12 / batch}
     return {}
 
 
@@ -213,7 +213,8 @@ def chain_kernels(arch) -> None:
             seq = int(seq)
             if seq not in by_seq:                            # the six cases of one S share its two simulations
                 graph = attention_graph(seq, 32, 128, 1)
-                unfused = {k.name: k.cycles / arch.clock_hz for k in simulate_graph(graph, arch, "none").kernels}
+                run = simulate_graph(graph, arch, "none")
+                unfused = {k.name: k.cycles / run.clock_hz for k in run.kernels}
                 by_seq[seq] = dict({o: unfused[n] for o, n in names.items()}, chain=sum(unfused.values()),
                                    sdpa=seconds(graph, arch, "full"))
             pred, fit = by_seq[seq][op] * 1e3, False

@@ -21,13 +21,14 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tilesim.arch import load_arch
 from tilesim.cli.main import main as tilesim_main
 
 DATA = Path(__file__).resolve().parent / "hardware" / "data"
-# The cases the fitted preset parameters came from (h100.yaml: clock_hz on the two GEMMs; kernel_overhead_cycles
-# and static power on Llama-2-7B decode B1 C512). h200.yaml carries them over; the same cases are held out there.
-FIT = {"gemm_8192x8192x8192", "gemm_4096x4096x4096", "llama2-7b_decode_B1_C512"}
+# The cases the fitted preset parameters came from: h100.yaml's kernel_overhead_cycles on Llama-2-7B decode B1 C512;
+# its mac.bf16 on the 8192^3 bf16 GEMM loop's clock under the power cap (benchmarks/validate_power.py --fit; the
+# timing case of the same shape is held out of the statistics too) and its clock.cycle on the 1 GiB copy loop (not
+# a row here). The clock itself is no longer fitted (issue 20: the 700 W cap derives it). h200.yaml carries them over.
+FIT = {"gemm_8192x8192x8192", "gemm_bf16_8192", "llama2-7b_decode_B1_C512"}
 TARGET = 0.10
 
 
@@ -113,7 +114,7 @@ def validate_chip(chip: str, quick: bool) -> list[dict]:
             rec.update(meas_w=float(row["power_w"]), pred_w=res["energy_pj"] * 1e-12 / res["latency_s"])
             rec["err_w"] = rec["pred_w"] / rec["meas_w"] - 1
         if row["group"] == "power" and "gemm" in row["case"] and row["sm_clock_mhz"]:
-            rec.update(meas_hz=float(row["sm_clock_mhz"]) * 1e6, pred_hz=load_arch(chip).clock_hz)
+            rec.update(meas_hz=float(row["sm_clock_mhz"]) * 1e6, pred_hz=res["clock_hz"])
             rec["err_hz"] = rec["pred_hz"] / rec["meas_hz"] - 1
         if row["group"] == "decode" and row["j_per_token"]:
             rec.update(meas_j=float(row["j_per_token"]), pred_j=res["energy_pj"] * 1e-12 / int(row["batch"]))
@@ -162,7 +163,7 @@ def summary(chip: str, recs: list[dict]) -> None:
     line("SM clock in GEMM loops (issue 20: 10%)", [r["err_hz"] for r in recs if "err_hz" in r])
     for r in (r for r in recs if "err_hz" in r):
         print(f"    {r['case']:<28} measured {r['meas_hz'] / 1e9:.2f} GHz, "
-              f"preset clock_hz {r['pred_hz'] / 1e9:.2f} GHz")
+              f"predicted (under the power cap) {r['pred_hz'] / 1e9:.2f} GHz")
     line("board power, sustained loops only", [r["err_w"] for r in test if "err_w" in r and r["group"] == "power"],
          0.15)
 

@@ -40,7 +40,7 @@ from tilesim.report.explain import schedule_table
 from tilesim.report.html_page import write_report
 from tilesim.report.llm import llm_json, llm_table
 from tilesim.report.plots import check_plots, draw, kernel_components
-from tilesim.report.text import render
+from tilesim.report.text import render, tdp_warning
 from tilesim.report.trace import trace_json
 from tilesim.studies import api
 from tilesim.studies.options import WorkloadOptions
@@ -159,9 +159,13 @@ def cmd_run(args) -> None:
     timeline = bool(out.trace) or any(k == "timeline" for k, _ in plots)
     check_outputs(args, **{"-o": out.output, "--trace": out.trace})
     result = api.run(workload, arch, timeline=timeline, as_graph=out.show_schedule, **kw)
+    tdp = result.arch.power.tdp_w if result.arch.power else 0.0
     if result.llm is not None:
         write_output(llm_table(result.llm) if out.format == "table" else llm_json(result.llm), out.output)
+        r = result.llm
+        warn(tdp_warning(r.energy_pj * 1e-12 / r.latency_s if r.latency_s else 0.0, tdp, result.arch.name))
         return
+    warn(tdp_warning(result.sim.power_w, tdp, result.arch.name))
     text = render(result.sim, out.format, out.top)
     if out.show_schedule:
         text += "\n" + schedule_table(result.schedule, result.sim, result.arch, args.objective)
@@ -171,6 +175,12 @@ def cmd_run(args) -> None:
         if any(k == "energy" for k, _ in plots) else None
     for kind, path in plots:
         draw(kind, result.sim, path, components)
+
+
+def warn(line: str | None) -> None:
+    """Write a one-line warning to stderr (nothing for None)."""
+    if line:
+        sys.stderr.write(line + "\n")
 
 
 def cmd_report(args) -> None:

@@ -2,10 +2,14 @@
 
 Actions (arch/energy_model.py's action_names lists them for an arch):
   mac.<dtype>            one multiply-accumulate
-  array.reg_byte         a byte read from a PE's register (the stationary operand, every MAC)
-  array.hop_byte         a byte moved to the next PE (the moving operands, every MAC)
+  array.reg_byte         a byte read or written in a PE's own register (the stationary operand every MAC; an OS
+                         accumulator is read and written)
+  array.hop_byte         a byte moved to the next PE and written into its register (the moving operands every
+                         MAC; a WS/IS partial sum at psum_bytes)
   array.idle_pe_cycle    a PE in a busy array doing no MAC for a cycle, counted only with energy.charge_idle_pes:
                          array busy cycles x PEs (all arrays and cores) - MACs / MACs per PE per cycle
+  clock.cycle            one cycle of the chip's clock tree and always-on logic, every cycle of a kernel's span,
+                         counted only when the arch's table has the entry (its power then scales with f V^2)
   vector.op              one vector-unit op
   <level>.read_byte      a byte read from a memory level (feeds to the array, drains, stores to off-chip)
   <level>.write_byte     a byte written to a memory level (fills, partial sums, results)
@@ -22,6 +26,7 @@ from math import ceil
 from tilesim.arch.area_model import area_mm2
 from tilesim.arch.config import DTYPE_BYTES, ArchConfig
 from tilesim.arch.dataflow import DATAFLOWS
+from tilesim.arch.dtypes import DTYPES
 from tilesim.arch.errors import InputError
 from tilesim.compiler.attention import AttentionMapping
 from tilesim.compiler.cost import array_feed_elems
@@ -29,6 +34,16 @@ from tilesim.compiler.lowering import Contraction
 from tilesim.compiler.schedule import Kernel
 from tilesim.compiler.sparsity import weight_bytes_per_fed_value
 from tilesim.core.commands import TileCommands
+
+
+def psum_bytes(dtype: str, acc_dtype: str, rows: int) -> float:
+    """Bytes of a partial sum moving between PEs: an integer one needs 2 x the operand bits (the product) +
+    ceil(log2(rows)) bits (the sum of up to `rows` products), at most the accumulator's; a float one moves at the
+    accumulator's width (its exponent does not grow with the sum)."""
+    if DTYPES[acc_dtype].is_float or DTYPES[dtype].is_float:
+        return float(DTYPE_BYTES[acc_dtype])
+    bits = 2 * DTYPES[dtype].bits + max(rows - 1, 0).bit_length()
+    return min(bits, DTYPES[acc_dtype].bits) / 8
 
 
 def _array_counts(counts: Counter, work: Contraction, n: int, dataflow: str, arch: ArchConfig, acc: float,
@@ -40,11 +55,14 @@ def _array_counts(counts: Counter, work: Contraction, n: int, dataflow: str, arc
     macs = n * work.macs
     counts[f"mac.{work.a_dtype}"] += macs
     # inside the array: the stationary operand is read from each PE's register every MAC (OS reads and writes
-    # its accumulator); the two moving operands hop to the next PE every MAC
+    # its accumulator); the two moving operands hop to the next PE every MAC, the partial sum (WS, IS) at
+    # psum_bytes: the width it can reach in the array, not the accumulator's
     sizes = {"input": a, "weight": b, "output": acc}
     held = DATAFLOWS[dataflow].stationary
     stationary = sizes[held] * (2 if held == "output" else 1)
-    moving = sum(size for operand, size in sizes.items() if operand != held)
+    moving = sum(size for operand, size in sizes.items() if operand not in (held, "output"))
+    if held != "output":
+        moving += psum_bytes(work.a_dtype, arch.array.acc_dtype, arch.array.rows)
     counts["array.reg_byte"] += ceil(macs * stationary)
     counts["array.hop_byte"] += ceil(macs * moving)
     counts[f"{home_a}.read_byte"] += ceil(n * a_r * a)
@@ -111,6 +129,11 @@ def action_counts(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> Count
     return Counter({k: v for k, v in counts.items() if v})
 
 
+def clock_counts(span_cycles: int, arch: ArchConfig) -> Counter:
+    """clock.cycle for every cycle of a kernel's span, when the arch's energy table has that entry."""
+    return Counter({"clock.cycle": span_cycles}) if "clock.cycle" in arch.energy.actions and span_cycles else Counter()
+
+
 def dynamic_energy_pj(counts: Counter, arch: ArchConfig, where: str) -> dict[str, float]:
     """pJ per action: count x table entry; an action with a non-zero count and no entry is an error."""
     table = arch.energy.actions
@@ -162,6 +185,7 @@ def by_component(action_pj: dict[str, float]) -> dict[str, float]:
 __all__ = [
     "action_counts",
     "by_component",
+    "clock_counts",
     "dynamic_energy_pj",
     "static_energy_pj",
     "static_power_components_mw",

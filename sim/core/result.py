@@ -42,6 +42,14 @@ class KernelResult:
     mapping: str                 # human-readable mapping
     flash_read_bytes: int = 0    # weight bytes streamed from flash (then written into DRAM: in dram_write_bytes)
     stall_flash_cycles: int = 0  # its engine idle, waiting for a load that waited for its flash read
+    clock_hz: float = 0.0        # the clock it ran at (below the arch's own under a power cap)
+
+    @property
+    def power_w(self) -> float:
+        """Average power (W) over the kernel's active time, max(span, engine busy, DMA) cycles at its clock: its
+        energy (static share included) / that time; 0 without time or clock."""
+        active = max(self.cycles, self.compute_cycles, self.dma_cycles)
+        return self.energy_pj * 1e-12 * self.clock_hz / active if active and self.clock_hz else 0.0
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,6 +93,9 @@ class SimResult:
     static_power_mw: dict = field(default_factory=dict)   # static | static.<component> -> mW (as energy_breakdown_pj)
     flash_read_bytes: int = 0    # weights streamed from the flash level (0 without one)
     flash_bytes_per_cycle: float = 0.0   # the flash level's bandwidth (0 without one)
+    top_clock_hz: float = 0.0    # the arch's own clock; clock_hz is lower when a power cap lowered it
+    tdp_w: float = 0.0           # the arch's TDP (0: none given)
+    power_cap_w: float = 0.0     # the arch's power cap (0: none)
     timeline: Timeline | None = field(default=None, compare=False, repr=False)   # only with timeline=True
 
     @property
@@ -92,6 +103,16 @@ class SimResult:
         """Flash bandwidth utilization: flash bytes / (cycles x flash bytes per cycle); 0 without a flash level."""
         return self.flash_read_bytes / (self.cycles * self.flash_bytes_per_cycle) \
             if self.cycles and self.flash_bytes_per_cycle else 0.0
+
+    @property
+    def power_w(self) -> float:
+        """Average power (W): energy / latency (0 for an empty run)."""
+        return self.energy_pj * 1e-12 / self.latency_s if self.latency_s else 0.0
+
+    @property
+    def clock_capped(self) -> bool:
+        """Whether a power cap ran this below the arch's own clock."""
+        return self.clock_hz < self.top_clock_hz
 
     @property
     def pj_per_mac(self) -> float:
@@ -102,7 +123,8 @@ class SimResult:
         """Plain mapping with the report keys of docs/design.md section 8 (kernels as a list of mappings)."""
         d = asdict(replace(self, timeline=None))
         d.pop("timeline")
-        d["kernels"] = [dict(asdict(k), ops=list(k.ops)) for k in self.kernels]
+        d["kernels"] = [dict(asdict(k), ops=list(k.ops), power_w=k.power_w) for k in self.kernels]
         d["pj_per_mac"] = self.pj_per_mac
+        d["power_w"] = self.power_w
         d["flash_utilization"] = self.flash_utilization
         return d

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from math import ceil
 
 import numpy as np
@@ -17,12 +18,14 @@ from tilesim.core.commands import flash_share as flash_share_of
 from tilesim.core.energy import (
     action_counts,
     by_component,
+    clock_counts,
     dynamic_energy_pj,
     share_feeds,
     static_energy_pj,
     static_power_components_mw,
 )
 from tilesim.core.kernels.pipeline import CAUSES, run_tiles, run_tiles_py
+from tilesim.core.power import capped_run
 from tilesim.core.result import KernelResult, SimResult, Timeline
 
 MAX_KERNEL_COUNT = 2**61     # a fused kernel's summed vector ops and extra bytes (each op's are < 2**60)
@@ -74,7 +77,16 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
     """Run a schedule on an arch; `reference=True` uses the slow Python pipeline (for tests); `timeline=True`
     keeps every tile's event times on the result (for traces and timeline plots); `flash_share`: the share of every
     weight read from flash under a flash level's `weights: overflow` (None: the schedule's weights beyond the DRAM
-    capacity; sim/llm.py gives it from the model's sizes and the KV cache); `memo` as for build_program."""
+    capacity; sim/llm.py gives it from the model's sizes and the KV cache); `memo` as for build_program. A run whose
+    average power exceeds the arch's power.cap_w runs at the clock that meets it (sim/core/power.py)."""
+    top = simulate_at_clock(schedule, arch, reference, timeline, flash_share, memo)
+    return capped_run(top, arch, lambda slower: simulate_at_clock(schedule, slower, reference, timeline,
+                                                                  flash_share))
+
+
+def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = False, timeline: bool = False,
+                      flash_share: float | None = None, memo: dict | None = None) -> SimResult:
+    """simulate at the arch's own clock, whatever its power (arguments as for simulate)."""
     prog, (load_end, comp_start, comp_end, store_end, stall, cause, _), kernel_end = _pipeline(
         schedule, arch, reference, flash_share, memo)
     flash = arch.flash
@@ -87,7 +99,7 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
     dram_read = dram_write = 0
     for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel, strict=False)):
         lo, hi = prog.first_tile[j], prog.first_tile[j + 1]
-        counts = action_counts(kernel, cmds, arch) + _flash_counts(cmds, arch)
+        counts = action_counts(kernel, cmds, arch) + _flash_counts(cmds, arch) + clock_counts(int(spans[j]), arch)
         actions.update(counts)
         action_pj = dynamic_energy_pj(counts, arch, f"kernel '{kernel.name}'")
         comp = by_component(action_pj)
@@ -102,7 +114,7 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
                             {c: round(w) for c, w in zip(CAUSES[1:], waits[1:], strict=False)})
         dram_read += kr.dram_read_bytes
         dram_write += kr.dram_write_bytes
-        kernels.append(kr)
+        kernels.append(replace(kr, clock_hz=arch.clock_hz))
 
     macs = sum(k.macs for k in kernels)
     area = area_mm2(arch)
@@ -115,7 +127,8 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
         mbu=(dram_read + dram_write) / (total_cycles * bw) if total_cycles else 0.0,
         energy_pj=float(sum(energy_breakdown.values())), energy_breakdown_pj=energy_breakdown,
         dram_read_bytes=dram_read, dram_write_bytes=dram_write, peak_macs_per_cycle=peak,
-        offchip_bytes_per_cycle=bw, kernels=tuple(kernels),
+        offchip_bytes_per_cycle=bw, kernels=tuple(kernels), top_clock_hz=arch.clock_hz,
+        tdp_w=arch.power.tdp_w if arch.power else 0.0, power_cap_w=arch.power.cap_w if arch.power else 0.0,
         area_mm2=float(sum(area.values())), area_breakdown_mm2=area, static_power_mw=static_mw,
         engine_busy=_engine_busy(prog, total_cycles, flash is not None),
         flash_read_bytes=int(sum(k.flash_read_bytes for k in kernels)),
@@ -197,7 +210,7 @@ def kernel_evaluator(arch: ArchConfig, timing: str, objective: str = "latency", 
             if objective == "latency":
                 seen[key] = int(_pipeline(schedule, arch, flash_share=flash_share or 0.0, memo=memo)[2][-1])
             else:
-                r = simulate(schedule, arch, flash_share=flash_share or 0.0, memo=memo)
+                r = simulate_at_clock(schedule, arch, flash_share=flash_share or 0.0, memo=memo)
                 seen[key] = {"latency": r.cycles, "energy": r.energy_pj, "edp": r.cycles * r.energy_pj}[objective]
         return seen[key]
     return evaluate

@@ -33,7 +33,13 @@ def llm_table(r: LLMResult) -> str:
                      f"{step.flash_read_bytes / MIB:,.1f} MiB read per {'step' if r.decode else 'prefill'}, "
                      f"flash busy {step.flash_utilization:.1%}")
     lines += expert_lines(r)
-    lines.append(f"  total     {si(r.latency_s, 's')}, {si(r.energy_pj * 1e-12, 'J')} for {r.tokens:,} tokens")
+    lines.append(f"  total     {si(r.latency_s, 's')}, {si(r.energy_pj * 1e-12, 'J')} for {r.tokens:,} tokens, "
+                 f"{si(r.energy_pj * 1e-12 / r.latency_s if r.latency_s else 0.0, 'W')} average")
+    clocks = sorted({s.clock_hz for s in ([r.prefill] if r.prefill else []) + [d.end for d in r.decode]
+                     if s.clock_capped})
+    if clocks:
+        lines.append(f"  clock     {', '.join(si(c, 'Hz') for c in clocks)} under the {last.power_cap_w:g} W power cap "
+                     f"(of {si(last.top_clock_hz, 'Hz')})")
     return "\n".join(lines) + "\n"
 
 

@@ -17,7 +17,7 @@ KERNEL_COLUMNS = ("name", "engine", "bound", "cycles", "compute_cycles", "stall_
                   "dram_input_read_bytes", "dram_weight_read_bytes", "dram_output_write_bytes",
                   "stall_dram_cycles", "stall_dependency_cycles", "stall_slot_cycles", "stall_order_cycles",
                   "sram_wait_cycles", "arithmetic_intensity", "attained_macs_per_cycle", "flash_read_bytes",
-                  "stall_flash_cycles")
+                  "stall_flash_cycles", "clock_hz", "power_w")
 # columns whose '(total)' row is the sum over kernels (the others are the run's own totals, or blank)
 SUMMED_COLUMNS = ("compute_cycles", "stall_cycles", "tiles", "sram_input_reads", "sram_weight_reads",
                   "sram_output_writes", "dram_input_read_bytes", "dram_weight_read_bytes", "dram_output_write_bytes",
@@ -44,7 +44,8 @@ def to_csv(result: SimResult) -> str:
     traffic = result.dram_read_bytes + result.dram_write_bytes
     total.update(name="(total)", cycles=result.cycles, macs=result.macs, pe_utilization=result.pe_utilization,
                  dram_read_bytes=result.dram_read_bytes, dram_write_bytes=result.dram_write_bytes,
-                 energy_pj=result.energy_pj, arithmetic_intensity=result.macs / traffic if traffic else 0.0,
+                 energy_pj=result.energy_pj, clock_hz=result.clock_hz, power_w=result.power_w,
+                 arithmetic_intensity=result.macs / traffic if traffic else 0.0,
                  attained_macs_per_cycle=result.macs / result.cycles if result.cycles else 0.0)
     w.writerow([result.workload, result.arch] + [total[c] for c in KERNEL_COLUMNS]
                + [result.latency_s, result.mbu])
@@ -56,6 +57,9 @@ def to_table(result: SimResult, top: int | None = None) -> str:
     r = result
     lines = [
         f"tilesim: {r.workload} on {r.arch} ({r.timing} timing, {si(r.clock_hz, 'Hz')})",
+        *([f"  clock           {si(r.clock_hz, 'Hz')}: the {r.power_cap_w:g} W power cap lowered it from "
+           f"{si(r.top_clock_hz, 'Hz')}"]
+          if r.clock_capped else []),
         f"  cycles          {r.cycles:,}   latency {si(r.latency_s, 's')}",
         f"  MACs            {r.macs:,}   ({si(r.macs / r.latency_s if r.latency_s else 0, 'MAC/s')})",
         f"  PE utilization  {r.pe_utilization:.1%}   of {r.peak_macs_per_cycle:,} MACs/cycle",
@@ -65,6 +69,7 @@ def to_table(result: SimResult, top: int | None = None) -> str:
            f"{r.flash_utilization:.1%} of {si(r.flash_bytes_per_cycle * r.clock_hz, 'B/s')}"]
           if r.flash_bytes_per_cycle else []),
         f"  energy          {si(r.energy_pj * 1e-12, 'J')}   {r.pj_per_mac:.3g} pJ/MAC",
+        f"  power           {si(r.power_w, 'W')} average" + (f" (TDP {r.tdp_w:g} W)" if r.tdp_w else ""),
         *([f"  static power    {si(sum(r.static_power_mw.values()) * 1e-3, 'W')} (" + ", ".join(
             f"{k} {si(v * 1e-3, 'W')}" for k, v in r.static_power_mw.items()) + ")"] if r.static_power_mw else []),
         f"  area            {r.area_mm2:.3g} mm² (" + ", ".join(f"{k} {v:.3g}" for k, v in
@@ -78,18 +83,26 @@ def to_table(result: SimResult, top: int | None = None) -> str:
                                  sorted(r.energy_breakdown_pj.items(), key=lambda kv: -kv[1]) if r.energy_pj),
                        width=100, initial_indent="  energy by part  ", subsequent_indent=" " * 18),
         "",
-        f"{'kernel':<22} {'bound':<7} {'cycles':>11} {'stall':>10} {'util':>6} {'map eff':>7} "
-        f"{'DRAM rd':>9} {'DRAM wr':>9} {'energy':>9}",
+        f"{'kernel':<16} {'bound':<7} {'cycles':>11} {'stall':>10} {'util':>6} {'map eff':>7} "
+        f"{'DRAM rd':>9} {'DRAM wr':>9} {'energy':>9} {'power':>7}",
     ]
     kernels = r.kernels if top is None else sorted(r.kernels, key=lambda k: -k.cycles)[:top]
     for k in kernels:
         eff = f"{k.mapping_efficiency:.0%}" if k.engine == "array" else "-"
-        lines.append(f"{k.name[:22]:<22} {k.bound:<7} {k.cycles:>11,} {k.stall_cycles:>10,} "
+        lines.append(f"{k.name[:16]:<16} {k.bound:<7} {k.cycles:>11,} {k.stall_cycles:>10,} "
                      f"{k.pe_utilization:>6.1%} {eff:>7} {byte_size(k.dram_read_bytes):>9} "
-                     f"{byte_size(k.dram_write_bytes):>9} {si(k.energy_pj * 1e-12, 'J'):>9}")
+                     f"{byte_size(k.dram_write_bytes):>9} {si(k.energy_pj * 1e-12, 'J'):>9} {si(k.power_w, 'W'):>7}")
     if top is not None and top < len(r.kernels):
         lines.append(f"... {len(r.kernels) - top} more kernels (showing the {top} longest)")
     return "\n".join(lines) + "\n"
+
+
+def tdp_warning(power_w: float, tdp_w: float, arch: str, what: str = "the run") -> str | None:
+    """One warning line when an average power exceeds the arch's TDP (none without a TDP)."""
+    if not tdp_w or power_w <= tdp_w:
+        return None
+    return (f"tilesim: warning: {what}'s average power {power_w:.4g} W exceeds {arch}'s TDP {tdp_w:g} W "
+            "(power.tdp_w); the energy table or the workload's intensity is past what the chip can sustain")
 
 
 def check_finite(value, path: str = "result") -> None:
