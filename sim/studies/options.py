@@ -100,6 +100,8 @@ class WorkloadOptions:
         "data movement"))
 
     def __post_init__(self) -> None:
+        at_least("batch", self.batch, 1)
+        at_least("seq_len", self.seq_len, 1)          # 0 is a size, not "the model's default"
         if self.unknown_ops not in UnknownOps.__args__:
             raise OptionError("unknown_ops", f"got '{self.unknown_ops}', allowed: error, free")
         dims = tuple(self.dims.items()) if isinstance(self.dims, Mapping) else tuple(map(tuple, self.dims))
