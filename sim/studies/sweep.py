@@ -39,7 +39,7 @@ from tilesim.core.result import SimResult
 from tilesim.core.simulate import kernel_evaluator, simulate
 from tilesim.studies.llm import llm_dict
 from tilesim.studies.options import BACKENDS, LLMOptions, OptionError, WorkloadOptions, at_least
-from tilesim.studies.runs import DecoderConfig, run_decoder, workload_graph
+from tilesim.studies.runs import DecoderConfig, check_graph_fits, run_decoder, workload_graph
 from tilesim.workloads import decoder_config, load_workload
 from tilesim.workloads.llm import DEFAULT_SEQ_LEN
 
@@ -269,6 +269,7 @@ def simulate_point(spec: SweepSpec, point: dict[str, str]):
     """(arch, SimResult) of one design point; bad input raises InputError."""
     arch = point_arch(spec, point)
     graph, grouping = _graph(spec, arch)
+    check_graph_fits(graph, arch)               # the graph is shared by points; each arch's memory is checked
     timing = spec.options.resolved_timing(arch)
     seen, memo = _shared(arch, timing)
     evaluate = _evaluator(arch, timing, spec.options.objective, seen, memo)
