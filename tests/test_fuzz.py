@@ -729,9 +729,41 @@ GOOD_SETS = ["array.rows=16", "array.cols=8", "memory.sram.capacity_bytes=256 Ki
 GOOD_GRIDS = ["array.rows=8,16", "array.cols=4,32", "memory.sram.capacity_bytes=64 KiB,1 MiB", "array.dataflow=ws,os"]
 
 
-def pick(draw, good, bad):
-    """A value drawn from `good` three times in four, else from `bad` (hostile values)."""
-    return draw(st.sampled_from(good)) if draw(st.integers(0, 3)) != 3 else draw(st.sampled_from(bad))
+def pick(draw, good, bad, clean: bool = False):
+    """A value drawn from `good` (always in a clean case, else three times in four), else from `bad` (hostile)."""
+    return draw(st.sampled_from(good)) if clean or draw(st.integers(0, 3)) != 3 else draw(st.sampled_from(bad))
+
+
+CLEAN_WORKLOADS = ["gemm:64,64,64", "gemm:33,8,100", "attention", "bert-base", "gpt2", "resnet18", "mobilenet_v2",
+                   "{dir}/topo.csv", "{dir}/config.json"]
+CLEAN_FILES = {"topo.csv": b"Layer, M, N, K,\nfc1, 16, 32, 64,\nfc2, 8, 8, 8,\n",
+               "config.json": json.dumps(TINY_HF).encode()}
+
+
+def command_flags(command: str) -> dict[str, tuple[list[str], list[str]]]:
+    """Flag -> (valid values, hostile values) for a subcommand."""
+    flags = {"--batch": (["1", "2"], NUMBERS), "--seq-len": (["16", "64", "128"], NUMBERS),
+             "--fusion": (["none", "epilogue", "full"], ["x"]), "--mapper": (["search", "naive"], ["x"]),
+             "--objective": (["latency", "energy", "edp"], ["x"]), "--timing": (["scalesim", "pipelined"], ["x"]),
+             "--dtype": (["int8", "bf16", "fp32"], ["model", "x"]), "--kv-dtype": (["int8"], ["x"]),
+             "--dim": (["batch=2"], ["x=0", "y"]), "--unknown-ops": (["free"], ["x"])}
+    if command == "run":
+        flags |= {"-f": (["table", "json", "csv"], ["x"]), "--top": (["1", "3"], NUMBERS),
+                  "--phase": (["prefill", "decode", "generate"], ["x"]), "--context": (["16", "100"], NUMBERS),
+                  "--gen-tokens": (["1", "2"], ["0", "-1"]), "--prompt-len": (["8", "32"], NUMBERS),
+                  "--mlp-sparsity": (["0.5"], ["1", "-1", "nan"]),
+                  "-o": (["{dir}/out.json"], ["{dir}", "{dir}/no/o.json", "{dir}/arch.yaml", "{dir}/config.json"]),
+                  "--trace": (["{dir}/t.json"], ["{dir}"]),
+                  "--plot": (["{dir}/roofline.svg", "{dir}/energy.png"], ["{dir}/x.svg", "{dir}/timeline.txt"])}
+    elif command == "compare":
+        flags |= {"--fusion": (["none,full", "epilogue"], ["none,,x", ","]), "-f": (["table", "json"], ["x"]),
+                  "--top": (["1", "5"], NUMBERS), "-o": (["{dir}/c.json"], ["{dir}"])}
+    elif command == "sweep":
+        flags |= {"--random": (["1", "2"], NUMBERS), "--metric": (["cycles", "energy_pj"], ["x"]),
+                  "--phase": (["decode"], ["x"]), "--context": (["16"], NUMBERS)}
+    elif command == "validate-array":
+        flags |= {"--max-macs": (["100000", "2000000"], NUMBERS)}
+    return flags
 
 
 @st.composite
@@ -753,7 +785,8 @@ def cli_cases(draw):
         return ["report", f"{{dir}}/{name}", "--html", draw(st.sampled_from(["{dir}/r.html", "{dir}",
                                                                             "{dir}/no/r.html"]))], files
     argv = [command]
-    arch = draw(st.sampled_from(PRESET_NAMES[:-1])) if draw(st.integers(0, 3)) != 3 else draw(
+    clean = draw(st.integers(0, 2)) == 0          # a third of the cases draw valid values only
+    arch = draw(st.sampled_from(PRESET_NAMES[:-1])) if clean or draw(st.integers(0, 3)) != 3 else draw(
         st.one_of(st.just(PRESET_NAMES[-1]), arch_files()))
     if isinstance(arch, tuple):
         files[arch[0]] = arch[1]
@@ -762,43 +795,29 @@ def cli_cases(draw):
         argv.append(arch)
     else:
         argv += ["-a", arch]
-        workload = draw(st.one_of(WORKLOADS, WORKLOADS, topology_files(), hf_files()))
+        workload = draw(st.sampled_from(CLEAN_WORKLOADS)) if clean else draw(
+            st.one_of(WORKLOADS, WORKLOADS, topology_files(), hf_files()))
+        if clean and workload.startswith("{dir}/"):
+            name = workload[len("{dir}/"):]
+            workload = (name, CLEAN_FILES[name])
         if isinstance(workload, tuple):
             files[workload[0]] = workload[1]
             workload = f"{{dir}}/{workload[0]}"
         argv += ["-w", workload]
     for _ in range(draw(st.integers(0, 2))):
         hostile = f"{draw(st.sampled_from(SET_KEYS))}={draw(st.sampled_from(SET_VALUES))}"
-        argv += ["--set", pick(draw, GOOD_SETS, [hostile])]
+        argv += ["--set", pick(draw, GOOD_SETS, [hostile], clean)]
     if command == "show-arch":
         return argv + draw(st.sampled_from([[], ["-f", "json"], ["-f", "x"]])), files
-    flags = {"--batch": (["1", "2"], NUMBERS), "--seq-len": (["16", "64", "128"], NUMBERS),
-             "--fusion": (["none", "epilogue", "full"], ["x"]), "--mapper": (["search", "naive"], ["x"]),
-             "--objective": (["latency", "energy", "edp"], ["x"]), "--timing": (["scalesim", "pipelined"], ["x"]),
-             "--dtype": (["int8", "bf16", "fp32"], ["model", "x"]), "--kv-dtype": (["int8"], ["x"]),
-             "--dim": (["batch=2"], ["x=0", "y"]), "--unknown-ops": (["free"], ["x"])}
-    if command == "run":
-        flags |= {"-f": (["table", "json", "csv"], ["x"]), "--top": (["1", "3"], NUMBERS),
-                  "--phase": (["prefill", "decode", "generate"], ["x"]), "--context": (["16", "100"], NUMBERS),
-                  "--gen-tokens": (["1", "2"], ["0", "-1"]), "--prompt-len": (["8", "32"], NUMBERS),
-                  "--mlp-sparsity": (["0.5"], ["1", "-1", "nan"]),
-                  "-o": (["{dir}/out.json"], ["{dir}", "{dir}/no/o.json", "{dir}/arch.yaml", "{dir}/config.json"]),
-                  "--trace": (["{dir}/t.json"], ["{dir}"]),
-                  "--plot": (["{dir}/roofline.svg", "{dir}/energy.png"], ["{dir}/x.svg", "{dir}/timeline.txt"])}
-    elif command == "compare":
-        flags |= {"--fusion": (["none,full", "epilogue"], ["none,,x", ","]), "-f": (["table", "json"], ["x"]),
-                  "--top": (["1", "5"], NUMBERS), "-o": (["{dir}/c.json"], ["{dir}"])}
-    elif command == "sweep":
-        flags |= {"--random": (["1", "2"], NUMBERS), "--metric": (["cycles", "energy_pj"], ["x"]),
-                  "--phase": (["decode"], ["x"]), "--context": (["16"], NUMBERS)}
-        argv += ["-o", pick(draw, ["{dir}/s.csv"], ["{dir}", "{dir}/no/s.csv"]), "--no-progress", "--jobs", "1"]
+    flags = command_flags(command)
+    if command == "sweep":
+        argv += ["-o", pick(draw, ["{dir}/s.csv"], ["{dir}", "{dir}/no/s.csv"], clean), "--no-progress", "--jobs",
+                 "1"]
         for _ in range(draw(st.integers(0, 2)) or 1):
             values = draw(st.sampled_from(["8,16", "1", "1,1", "", "0,x", "[1,2],3"]))
-            argv += ["--grid", pick(draw, GOOD_GRIDS, [f"{draw(st.sampled_from(SET_KEYS))}={values}"])]
-    elif command == "validate-array":
-        flags |= {"--max-macs": (["100000", "2000000"], NUMBERS)}
+            argv += ["--grid", pick(draw, GOOD_GRIDS, [f"{draw(st.sampled_from(SET_KEYS))}={values}"], clean)]
     for flag in draw(st.lists(st.sampled_from(sorted(flags)), max_size=3, unique=True)):
-        argv += [flag, pick(draw, *flags[flag])]
+        argv += [flag, pick(draw, *flags[flag], clean)]
     return argv, files
 
 
