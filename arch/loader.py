@@ -134,8 +134,9 @@ def load_yaml_text(text: str, source: str) -> object:
     if len(text) > MAX_YAML_BYTES:
         raise InputError(f"{source}: {len(text):,} characters, more than the {MAX_YAML_BYTES:,} a YAML input may "
                          "have")
-    loader = _UniqueKeyLoader(text)
+    loader = None
     try:
+        loader = _UniqueKeyLoader(text)             # the reader refuses control characters here
         node = loader.get_single_node()
         if node is None:
             return None
@@ -145,15 +146,16 @@ def load_yaml_text(text: str, source: str) -> object:
         raise InputError(f"{source}: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise InputError(f"{source}:{where}: malformed YAML ({problem})") from None
+        where = f": line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or getattr(e, "reason", None) or str(e).splitlines()[0]
+        raise InputError(f"{source}{where}: malformed YAML ({problem})") from None
     except RecursionError:
         raise InputError(f"{source}: nested more than {MAX_YAML_DEPTH} levels deep") from None
     except (ValueError, OverflowError) as e:      # e.g. an integer of more than 4,300 digits
         raise InputError(f"{source}: malformed YAML ({str(e).splitlines()[0]})") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_text(path: Path, field: str) -> str:

@@ -11,7 +11,7 @@ from tilesim.workloads import cnn, llm, onnx, scalesim_topology, transformer
 
 DEFAULT_DTYPE = llm.DEFAULT_DTYPE
 GEMM_FORM = "gemm:M,N,K"
-MAX_KERNELS = scalesim_topology.MAX_KERNELS     # operators per workload: bounds a run's memory (benchmarks/peak_memory.py)
+MAX_KERNELS = scalesim_topology.MAX_KERNELS     # operators per workload: bounds a run's memory (peak_memory.py)
 
 
 @dataclass(frozen=True)
