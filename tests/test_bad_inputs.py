@@ -158,3 +158,11 @@ def test_yaml_keeps_its_other_implicit_types_without_base_60():
     assert doc["e"] == "1:30" and doc["f"] == "190:20:30"                      # YAML 1.1 read 90 and 685230
     assert doc["g"] is True and doc["h"] is None and doc["i"] == -7 and doc["j"] == "1e3"
     assert str(doc["k"]) == "2001-12-14"
+
+
+def test_a_non_utf8_mapping_file_is_a_one_line_error(tmp_path, capsys):
+    path = tmp_path / "m.yaml"
+    path.write_bytes(b"a: \xff\n")
+    assert main(["run", "-w", "gemm:8,8,8", "--mapping", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--mapping: cannot read" in err and "not UTF-8 text" in err, err

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tilesim.arch.errors import InputError
-from tilesim.arch.loader import load_yaml_text
+from tilesim.arch.loader import load_yaml_text, read_text
 from tilesim.compiler.schedule import CompileOptions, load_pinned
 
 DEFAULT_WORKLOAD = "resnet50"
@@ -238,7 +238,7 @@ def read_pinned(path: str | Path) -> tuple[tuple[str, Any], ...]:
     p = Path(path)
     if not p.is_file():
         raise OptionError("pinned", f"no such file '{path}'")
-    return load_pinned(load_yaml_text(p.read_text(), str(p)), str(p))
+    return load_pinned(load_yaml_text(read_text(p, "pinned"), str(p)), str(p))
 
 
 OPTION_CLASSES = (ArchOptions, WorkloadOptions, LLMOptions, CompileOptions, OutputOptions, SweepOptions)
