@@ -41,30 +41,64 @@ BANDWIDTH_RANGE = (1e-12, 1e15)  # bytes per cycle
 MAX_LATENCY_CYCLES = 2**32
 MAX_PJ = 1e12                  # per action; 1 J
 MAX_MW = 1e12                  # static power; 1 GW
+NODE_NM_RANGE = (0.1, 1000.0)  # process node (nm) of the energy and area models: their scaling laws overflow far out
 Raw = dict[str, Any]                 # a parsed YAML mapping, before validation
 Problems = list[tuple[str, str]]      # (dotted field path, what is wrong)
 T = TypeVar("T")
 _NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?\s*$")   # YAML 1.1 reads 1e-9 as a string
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no types
-    """SafeLoader that refuses duplicate mapping keys instead of keeping the last one, and reads `2:4` as the
-    string '2:4' (an N:M sparsity pattern), not YAML 1.1's base-60 integer 124 (YAML 1.2 has no base 60)."""
-
-    def resolve(self, kind: Any, value: Any, implicit: Any) -> Any:
-        tag = super().resolve(kind, value, implicit)
-        if kind is yaml.ScalarNode and implicit[0] and ":" in value and tag in _SEXAGESIMAL_TAGS:
-            return "tag:yaml.org,2002:str"
-        return tag
+# Resource limits of a YAML document (docs/design.md section 8): arch files and pinned mappings are a few KiB;
+# these bounds refuse "billion laughs" documents (aliases that expand exponentially: a 2.4 KB file would build
+# billions of nodes when copied) and nesting that would exhaust the parser's recursion.
+MAX_YAML_BYTES = 1 << 20        # 1 MiB of text
+MAX_YAML_NODES = 100_000        # nodes after expanding every alias (the presets have about 300)
+MAX_YAML_DEPTH = 64             # nested collections (the presets nest 5 deep)
 
 
-_SEXAGESIMAL_TAGS = ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")
+class _Resolver(yaml.resolver.Resolver):  # type: ignore[misc]  # PyYAML ships no types
+    """YAML 1.1's implicit types without its base-60 numbers: `1:30` stays a string (YAML 1.1 reads 90, YAML 1.2
+    and every other modern reader a string), so a typo is refused instead of taking another meaning."""
+
+
+_Resolver.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers
+            if tag not in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float")]
+    for first, resolvers in yaml.resolver.Resolver.yaml_implicit_resolvers.items()}
+_Resolver.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"""^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$""", re.X),
+    list("-+0123456789"))
+_Resolver.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?
+                   |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+class _UniqueKeyLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer,  # type: ignore[misc]
+                       yaml.constructor.SafeConstructor, _Resolver):
+    """SafeLoader (without base-60 numbers) that refuses duplicate and unhashable mapping keys instead of keeping
+    the last one or failing inside PyYAML."""
+
+    def __init__(self, stream: str) -> None:
+        yaml.reader.Reader.__init__(self, stream)
+        yaml.scanner.Scanner.__init__(self)
+        yaml.parser.Parser.__init__(self)
+        yaml.composer.Composer.__init__(self)
+        yaml.constructor.SafeConstructor.__init__(self)
+        _Resolver.__init__(self)
 
 
 def _construct_mapping(loader: yaml.SafeLoader, node: Any, deep: bool = False) -> Any:
     seen = set()
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        try:
+            hash(key)
+        except TypeError:
+            raise InputError(f"line {key_node.start_mark.line + 1}: a mapping key must be a scalar (a name or a "
+                             f"number), got a {type(key).__name__}") from None
         if key in seen:
             raise InputError(f"line {key_node.start_mark.line + 1}: duplicate key '{key}'")
         seen.add(key)
@@ -74,17 +108,71 @@ def _construct_mapping(loader: yaml.SafeLoader, node: Any, deep: bool = False) -
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+def _check_size(root: Any) -> None:
+    """InputError when the composed document is nested deeper than MAX_YAML_DEPTH or, with every alias expanded,
+    has more than MAX_YAML_NODES nodes. Expanded sizes are counted once per distinct node (an alias points at a
+    node already counted), so the check takes time in the document's text, not in its expansion."""
+    expanded: dict[int, int] = {}
+    stack: list[tuple[Any, int, bool]] = [(root, 1, False)]
+    while stack:
+        node, depth, children_done = stack.pop()
+        if id(node) in expanded:
+            continue
+        if depth > MAX_YAML_DEPTH:
+            raise InputError(f"line {node.start_mark.line + 1}: nested more than {MAX_YAML_DEPTH} levels deep")
+        children = [c for pair in node.value for c in pair] if isinstance(node, yaml.MappingNode) else \
+            list(node.value) if isinstance(node, yaml.SequenceNode) else []
+        if not children_done and any(id(c) not in expanded for c in children):
+            stack.append((node, depth, True))
+            stack.extend((c, depth + 1, False) for c in children if id(c) not in expanded)
+            continue
+        expanded[id(node)] = 1 + sum(expanded.get(id(c), 1) for c in children)
+        if expanded[id(node)] > MAX_YAML_NODES:
+            raise InputError(f"more than {MAX_YAML_NODES:,} values once its aliases (*name) are expanded; an arch "
+                             "file needs a few hundred")
+
+
 def load_yaml_text(text: str, source: str) -> object:
-    """Parse YAML with duplicate-key detection; errors name the source and line."""
+    """Parse YAML with duplicate-key detection and size limits; errors name the source and line."""
+    if len(text) > MAX_YAML_BYTES:
+        raise InputError(f"{source}: {len(text):,} characters, more than the {MAX_YAML_BYTES:,} a YAML input may "
+                         "have")
+    loader = None
     try:
-        return yaml.load(text, Loader=_UniqueKeyLoader)
+        loader = _UniqueKeyLoader(text)             # the reader refuses control characters here
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        _check_size(node)
+        return loader.construct_document(node)
     except InputError as e:
         raise InputError(f"{source}: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
-        where = f" line {mark.line + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise InputError(f"{source}:{where}: malformed YAML ({problem})") from None
+        where = f": line {mark.line + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or getattr(e, "reason", None) or str(e).splitlines()[0]
+        raise InputError(f"{source}{where}: malformed YAML ({problem})") from None
+    except RecursionError:
+        raise InputError(f"{source}: nested more than {MAX_YAML_DEPTH} levels deep") from None
+    except (ValueError, OverflowError) as e:      # e.g. an integer of more than 4,300 digits
+        raise InputError(f"{source}: malformed YAML ({str(e).splitlines()[0]})") from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+
+
+def read_text(path: Path, field: str) -> str:
+    """A file's text for an input named by `field`: unreadable or non-UTF-8 files are one-line InputErrors."""
+    try:
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES and path.suffix.lower() in (".yaml", ".yml"):
+            raise field_error(field, f"'{path}' has {size:,} bytes, more than the {MAX_YAML_BYTES:,} a YAML input "
+                                     "may have")
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise field_error(field, f"cannot read '{path}': not UTF-8 text (byte {e.start})") from None
+    except OSError as e:
+        raise field_error(field, f"cannot read '{path}': {e.strerror or e}") from None
 
 
 # ---------------------------------------------------------------- generic dataclass builder
@@ -124,6 +212,8 @@ def _convert_unit(value: Any, path: str, field_name: str, errors: Problems) -> i
     try:
         if field_name.endswith("_bytes"):
             v = parse_bytes(value)
+            if not math.isfinite(v):
+                raise ValueError(f"expected a finite number of bytes, got {value!r}")
             if v != int(v):
                 raise ValueError(f"expected a whole number of bytes, got {value!r}")
             return int(v)
@@ -237,8 +327,9 @@ def _fill_energy_defaults(raw: Raw, errors: Problems) -> None:
     spec = build(EnergyDefaults, energy["defaults"], "energy.defaults", errors)
     if spec is None:
         return
-    if not 0 < spec.node_nm < math.inf:
-        errors.append(("energy.defaults.node_nm", f"must be a finite number > 0, got {spec.node_nm:g}"))
+    if not NODE_NM_RANGE[0] <= spec.node_nm <= NODE_NM_RANGE[1]:
+        errors.append(("energy.defaults.node_nm", f"must be a finite number > 0, between {NODE_NM_RANGE[0]:g} and "
+                                                  f"{NODE_NM_RANGE[1]:g} nm, got {spec.node_nm:g}"))
         return
     try:
         model = default_actions(raw, spec.node_nm, spec.offchip or None, spec.flash or None)
@@ -342,8 +433,11 @@ def _area_errors(arch: ArchConfig) -> Problems:
         return errors
     for fname in ("node_nm", "pe_mm2", "sram_mm2_per_mib", "vector_lane_mm2"):
         v = getattr(arch.area, fname)
-        if not 0 <= v < float("inf") or (fname == "node_nm" and v == 0):
-            errors.append((f"area.{fname}", f"must be {'>' if fname == 'node_nm' else '>='} 0, got {v:g}"))
+        if fname == "node_nm" and not NODE_NM_RANGE[0] <= v <= NODE_NM_RANGE[1]:
+            errors.append(("area.node_nm", f"must be > 0, between {NODE_NM_RANGE[0]:g} and {NODE_NM_RANGE[1]:g} nm, "
+                                           f"got {v:g}"))
+        elif not 0 <= v < float("inf"):
+            errors.append((f"area.{fname}", f"must be >= 0, got {v:g}"))
     return errors
 
 
@@ -584,7 +678,7 @@ def raw_arch(spec: str) -> tuple[Raw, str]:
         if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
             raise field_error("arch", f"unknown preset or file '{spec}'{did_you_mean(spec, preset_names())}; "
                              f"presets: {', '.join(preset_names())}, or a .yaml file or SCALE-Sim .cfg file")
-        text = path.read_text()
+        text = read_text(path, "arch")
         source = str(path)
     raw = load_yaml_text(text, source)
     if not isinstance(raw, dict):

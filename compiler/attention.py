@@ -12,7 +12,16 @@ import numpy as np
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.errors import InputError
-from tilesim.compiler.cost import IntArray, array_cycles, compute_cycles, extents, feed_cycles, fold_overhead, nbytes
+from tilesim.compiler.cost import (
+    MAX_TILES,
+    IntArray,
+    array_cycles,
+    compute_cycles,
+    extents,
+    feed_cycles,
+    fold_overhead,
+    nbytes,
+)
 from tilesim.compiler.lowering import Contraction
 from tilesim.compiler.tiling import level_footprint
 
@@ -162,17 +171,18 @@ def attention_mapping(work: AttentionWork, arch: ArchConfig, timing: str, name: 
     for bq in sizes(work.sq):
         for bkv in sizes(work.skv):
             need = attention_footprint(work, bq, bkv, core)
-            if any(need[lv.name] > lv.capacity_bytes for lv in core.onchip):
-                continue
+            tiles = work.g * -(-work.sq // bq) * -(-work.skv // bkv)
+            if tiles > MAX_TILES or any(need[lv.name] > lv.capacity_bytes for lv in core.onchip):
+                continue            # more tiles than the simulator holds (one array entry each: bounded memory)
             m = AttentionMapping(arch.array.dataflow, bq, bkv)
             compute = int(attention_tile_compute(work, m, arch, timing).sum())
             dma = sum(attention_traffic(work, bq)) / arch.offchip.bandwidth_bytes_per_cycle
-            tiles = work.g * -(-work.sq // bq) * -(-work.skv // bkv)
             key = (max(compute, dma), tiles, bq, bkv)
             if best is None or key < best[0]:
                 best = (key, m)
     if best is None:
-        raise InputError(f"op '{name}': no attention block of {r} query rows fits the on-chip buffers; enlarge "
+        raise InputError(f"op '{name}': no attention block of {r} query rows fits the on-chip buffers in at most "
+                         f"{MAX_TILES:,} tiles; use a shorter sequence or a smaller batch, or enlarge "
                          + ", ".join(f"memory.{lv.name}.capacity_bytes" for lv in arch.onchip))
     return best[1]
 

@@ -131,3 +131,34 @@ def test_output_files_follow_the_umask(tmp_path):
         assert path.stat().st_mode & 0o777 == 0o644
     finally:
         os.umask(old)
+
+
+@pytest.mark.parametrize("top", [1, 2, 5])
+def test_top_shows_exactly_the_n_longest_kernels(capsys, top):
+    # a mutation showing N - 1 kernels passed every test (issue 21 item 11)
+    assert main(["run", "-w", "resnet18", "-a", "edge-npu", "-f", "json"]) == 0
+    kernels = json.loads(capsys.readouterr().out)["kernels"]
+    assert main(["run", "-w", "resnet18", "-a", "edge-npu", "--top", str(top)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    first = next(i for i, ln in enumerate(lines) if ln.startswith("kernel ")) + 1
+    rows = lines[first:first + top]
+    longest = sorted(kernels, key=lambda k: -k["cycles"])[:top]
+    assert [r.split()[0] for r in rows] == [k["name"][:22] for k in longest]
+    assert lines[first + top] == f"... {len(kernels) - top} more kernels (showing the {top} longest)"
+    assert len(lines) == first + top + 1
+
+
+def test_top_beyond_the_kernel_count_shows_them_all(capsys):
+    assert main(["run", "-w", "gemm:64,64,64", "-a", "edge-npu", "--top", "5"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    first = next(i for i, ln in enumerate(lines) if ln.startswith("kernel ")) + 1
+    assert len(lines) == first + 1 and lines[first].startswith("gemm ")
+
+
+@pytest.mark.parametrize("top", [1, 3])
+def test_compare_top_lists_exactly_n_groups_per_policy(capsys, top):
+    assert main(["compare", "-w", "resnet18", "-a", "edge-npu", "--fusion", "none,full", "--top", str(top)]) == 0
+    out = capsys.readouterr().out
+    head, groups = out.split("that saved most:\n")
+    assert f"the {top} that saved most" in head + "that saved most"
+    assert len([ln for ln in groups.splitlines() if ln.startswith("  ")]) == top

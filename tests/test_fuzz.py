@@ -9,6 +9,7 @@ import io
 import json
 import math
 import os
+import signal
 import subprocess
 import sys
 import warnings
@@ -619,6 +620,255 @@ def test_size_of_a_huge_tensor_is_not_propagated(tmp_path):
     pytest.importorskip("onnx")
     nodes = [("Size", ["big"], ["n"], {}), ("Relu", ["x"], ["y"], {})]
     path = _fuzz_model(tmp_path, nodes, [("big", [2**40]), ("x", [4])])
-    run = subprocess.run([sys.executable, "-m", "tilesim", "run", "-w", path, "-a", "edge-npu", "-f", "json"],
+    run = subprocess.run([sys.executable, "-m", "tilesim", "run", "-w", path, "-a", "edge-npu", "-f", "json",
+                          "--set", "memory.dram.capacity_bytes=2 TiB"],       # the 1 TiB input must fit DRAM
                          capture_output=True, text=True, cwd=Path(__file__).parent.parent, timeout=120)
     assert run.returncode == 0, run.stderr
+
+
+# ---------------------------------------------------------------- the command line, end to end
+# Generated command lines (issue 21): every subcommand with arguments drawn from valid values and hostile ones
+# (zero, negative and huge numbers, junk text), --set values (base-60, .inf, aliases, lists), and input files
+# written per case: arch YAML (mutated presets, arbitrary documents, alias bombs, deep nesting, non-UTF-8 bytes),
+# SCALE-Sim topology CSV, HF config.json (mutated small configs), pinned mappings. Each case runs in process
+# (tilesim.cli.main.main) and must exit 0 or 2, with no traceback, and an exit 2 must end in one error line.
+# CI runs a short profile; benchmarks/fuzz_cli.py runs thousands of cases by hand and prints the counts.
+
+NUMBERS = ["0", "-1", "1", "2", "3", "7", "16", "64", "100", "4096", "100000", "1e308", "99999999999999999999",
+           "1.5", "nan", "", "x", "0x10", "1:30"]
+SET_VALUES = ["0", "-1", "1", "8", "1e308", ".inf", "-.inf", ".nan", "1:30", "[1, 2]", "{a: 1}", "yes", "null", "''",
+              "1 GiB", "1 PiB", "700 MHz", "ws", "os", "is", "int8", "fp8", "sram", "'9" + "9" * 40 + "'",
+              "9" * 30, "&a [*a, *a]", "[" * 100, "0.5", "1e-30", "bf16"]
+SET_KEYS = sorted({".".join(map(str, p)) for p in PATHS if all(isinstance(x, str) for x in p)}
+                  | {"memory.dram.capacity_bytes", "memory.sram.capacity_bytes", "memory.dram.bandwidth_gb_s",
+                     "memory.dram.latency_cycles", "array.macs_per_pe_cycle", "area.node_nm", "energy.defaults.node_nm",
+                     "cores", "clock_hz", "nosuch.field", "array", "memory"})
+PRESET_NAMES = ["edge-npu", "gemmini", "tpu-v4", "eyeriss", "h100", "phone-npu", "nosuch-arch"]
+TINY_HF = {"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+           "num_key_value_heads": 2, "intermediate_size": 128, "vocab_size": 256, "max_position_embeddings": 512}
+json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(-2**70, 2**70), st.text(max_size=8),
+                                     st.floats(allow_nan=True), st.sampled_from(["llama", "gemma2", "silu", "gelu"])),
+                           lambda inner: st.one_of(st.lists(inner, max_size=3),
+                                                   st.dictionaries(st.text(max_size=6), inner, max_size=3)),
+                           max_leaves=6)
+
+
+@st.composite
+def arch_files(draw):
+    """(name, bytes) of an arch YAML: a preset with a line's value replaced, a random document, or hostile text."""
+    kind = draw(st.sampled_from(["mutated", "mutated", "document", "bomb", "deep", "binary", "sexagesimal"]))
+    if kind == "mutated":
+        text = (Path(__file__).parent.parent / "arch" / "presets" / "edge-npu.yaml").read_text().splitlines()
+        lines = [i for i, ln in enumerate(text) if ":" in ln and not ln.lstrip().startswith("#")]
+        for i in draw(st.lists(st.sampled_from(lines), min_size=1, max_size=3)):
+            key = text[i].split(":", 1)[0]
+            text[i] = f"{key}: {draw(st.sampled_from(SET_VALUES))}"
+        body = "\n".join(text) + "\n"
+    elif kind == "document":
+        body = yaml.safe_dump(draw(values))
+    elif kind == "bomb":
+        n = draw(st.integers(2, 12))
+        body = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+            f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]\n" for i in range(1, n))
+    elif kind == "deep":
+        d = draw(st.sampled_from([10, 63, 65, 500, 2000, 20000]))
+        body = "a: " + "[" * d + "]" * d + "\n"
+    elif kind == "binary":
+        return "arch.yaml", draw(st.binary(max_size=64)) + b"\xff\xfe"
+    else:
+        body = (Path(__file__).parent.parent / "arch" / "presets" / "edge-npu.yaml").read_text().replace(
+            "rows: 32", "rows: 1:30")
+    return "arch.yaml", body.encode()
+
+
+@st.composite
+def topology_files(draw):
+    """(name, bytes) of a SCALE-Sim topology CSV with drawn sizes (huge, zero, text) and depthwise rows."""
+    conv = draw(st.booleans())
+    header = ("Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,"
+              if conv else "Layer, M, N, K,")
+    rows = []
+    for i in range(draw(st.integers(0, 3))):
+        name = draw(st.sampled_from([f"l{i}", f"DP{i}", "", "a,b", "x" * 50]))
+        small = st.sampled_from(["1", "2", "3", "8", "16"])
+        cols = [draw(st.one_of(small, st.sampled_from(NUMBERS))) for _ in range(7 if conv else 3)]
+        rows.append(", ".join([name, *cols]) + draw(st.sampled_from([",", "", ", 1:2,", ", #dw,"])))
+    return "topo.csv", ("\n".join([header, *rows]) + "\n").encode()
+
+
+@st.composite
+def hf_files(draw):
+    """(name, bytes) of an HF config.json: a tiny Llama-style config with fields replaced, or hostile text."""
+    kind = draw(st.sampled_from(["mutated", "mutated", "mutated", "deep", "bigint", "junk"]))
+    if kind == "deep":
+        d = draw(st.sampled_from([10, 2000, 100000]))
+        return "config.json", ("[" * d + "]" * d).encode()
+    if kind == "bigint":
+        return "config.json", ('{"hidden_size": ' + "9" * draw(st.sampled_from([20, 400, 5000])) + "}").encode()
+    if kind == "junk":
+        return "config.json", draw(st.binary(max_size=40))
+    raw = dict(TINY_HF)
+    keys = ["model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+            "intermediate_size", "vocab_size", "max_position_embeddings", "head_dim", "hidden_act", "sliding_window",
+            "tie_word_embeddings", "layer_types", "max_window_layers", "use_sliding_window", "num_local_experts",
+            "n_routed_experts", "first_k_dense_replace", "q_lora_rank", "attn_logit_softcapping", "mlp_bias"]
+    for key in draw(st.lists(st.sampled_from(keys), max_size=3)):
+        raw[key] = draw(st.one_of(json_values, st.sampled_from([0, 1, 3, 100000, 10**30, "gemma2", "mixtral",
+                                                                "deepseek_v3", [1], None])))
+    return "config.json", json.dumps(raw).encode()
+
+
+WORKLOADS = st.one_of(
+    st.builds(lambda m, n, k: f"gemm:{m},{n},{k}", *[st.sampled_from(["1", "8", "33", "64", "0", "-1", "x",
+                                                                      "100000000"])] * 3),
+    st.sampled_from(["attention", "bert-base", "gpt2", "resnet18", "mobilenet_v2", "llama2-7b", "nosuch",
+                     "gemm:1,2", "gemm:", "a/b.csv", "x.onnx", "model.txt"]))
+
+
+GOOD_SETS = ["array.rows=16", "array.cols=8", "memory.sram.capacity_bytes=256 KiB", "clock_hz=1 GHz",
+             "array.dataflow=os", "cores=2", "memory.dram.bandwidth_gb_s=50"]
+GOOD_GRIDS = ["array.rows=8,16", "array.cols=4,32", "memory.sram.capacity_bytes=64 KiB,1 MiB", "array.dataflow=ws,os"]
+
+
+def pick(draw, good, bad, clean: bool = False):
+    """A value drawn from `good` (always in a clean case, else three times in four), else from `bad` (hostile)."""
+    return draw(st.sampled_from(good)) if clean or draw(st.integers(0, 3)) != 3 else draw(st.sampled_from(bad))
+
+
+CLEAN_WORKLOADS = ["gemm:64,64,64", "gemm:33,8,100", "attention", "bert-base", "gpt2", "resnet18", "mobilenet_v2",
+                   "{dir}/topo.csv", "{dir}/config.json"]
+CLEAN_FILES = {"topo.csv": b"Layer, M, N, K,\nfc1, 16, 32, 64,\nfc2, 8, 8, 8,\n",
+               "config.json": json.dumps(TINY_HF).encode()}
+
+
+def command_flags(command: str) -> dict[str, tuple[list[str], list[str]]]:
+    """Flag -> (valid values, hostile values) for a subcommand."""
+    flags = {"--batch": (["1", "2"], NUMBERS), "--seq-len": (["16", "64", "128"], NUMBERS),
+             "--fusion": (["none", "epilogue", "full"], ["x"]), "--mapper": (["search", "naive"], ["x"]),
+             "--objective": (["latency", "energy", "edp"], ["x"]), "--timing": (["scalesim", "pipelined"], ["x"]),
+             "--dtype": (["int8", "bf16", "fp32"], ["model", "x"]), "--kv-dtype": (["int8"], ["x"]),
+             "--dim": (["batch=2"], ["x=0", "y"]), "--unknown-ops": (["free"], ["x"])}
+    if command == "run":
+        flags |= {"-f": (["table", "json", "csv"], ["x"]), "--top": (["1", "3"], NUMBERS),
+                  "--phase": (["prefill", "decode", "generate"], ["x"]), "--context": (["16", "100"], NUMBERS),
+                  "--gen-tokens": (["1", "2"], ["0", "-1"]), "--prompt-len": (["8", "32"], NUMBERS),
+                  "--mlp-sparsity": (["0.5"], ["1", "-1", "nan"]),
+                  "-o": (["{dir}/out.json"], ["{dir}", "{dir}/no/o.json", "{dir}/arch.yaml", "{dir}/config.json"]),
+                  "--trace": (["{dir}/t.json"], ["{dir}"]),
+                  "--plot": (["{dir}/roofline.svg", "{dir}/energy.png"], ["{dir}/x.svg", "{dir}/timeline.txt"])}
+    elif command == "compare":
+        flags |= {"--fusion": (["none,full", "epilogue"], ["none,,x", ","]), "-f": (["table", "json"], ["x"]),
+                  "--top": (["1", "5"], NUMBERS), "-o": (["{dir}/c.json"], ["{dir}"])}
+    elif command == "sweep":
+        flags |= {"--random": (["1", "2"], NUMBERS), "--metric": (["cycles", "energy_pj"], ["x"]),
+                  "--phase": (["decode"], ["x"]), "--context": (["16"], NUMBERS)}
+    elif command == "validate-array":
+        flags |= {"--max-macs": (["100000", "2000000"], NUMBERS)}
+    return flags
+
+
+@st.composite
+def cli_cases(draw):
+    """(argv, files): a command line and the files it reads ({name: bytes}, written to the case's folder first;
+    '{dir}' in argv stands for that folder). Most values are valid (the command runs), one in four hostile."""
+    files: dict[str, bytes] = {}
+    command = draw(st.sampled_from(["run"] * 6 + ["compare"] * 2 + ["sweep"] * 2 + ["validate-array", "show-arch",
+                                                                                     "list", "report", "junk"]))
+    if command == "junk":
+        return draw(st.lists(st.sampled_from(["run", "-w", "--set", "=", "-o", "--", "-", "--help", "x", ""]),
+                             max_size=4)), files
+    if command == "list":
+        return ["list", draw(st.sampled_from(["workloads", "archs", "x"]))], files
+    if command == "report":
+        name, data = draw(st.sampled_from([("r.json", b"{}"), ("r.json", b"[1]"), ("r.csv", b"a,b\n1,2\n"),
+                                           ("r.json", b"\xff"), ("r.txt", b"x")]))
+        files[name] = data
+        return ["report", f"{{dir}}/{name}", "--html", draw(st.sampled_from(["{dir}/r.html", "{dir}",
+                                                                            "{dir}/no/r.html"]))], files
+    argv = [command]
+    clean = draw(st.integers(0, 2)) == 0          # a third of the cases draw valid values only
+    arch = draw(st.sampled_from(PRESET_NAMES[:-1])) if clean or draw(st.integers(0, 3)) != 3 else draw(
+        st.one_of(st.just(PRESET_NAMES[-1]), arch_files()))
+    if isinstance(arch, tuple):
+        files[arch[0]] = arch[1]
+        arch = f"{{dir}}/{arch[0]}"
+    if command == "show-arch":
+        argv.append(arch)
+    else:
+        argv += ["-a", arch]
+        workload = draw(st.sampled_from(CLEAN_WORKLOADS)) if clean else draw(
+            st.one_of(WORKLOADS, WORKLOADS, topology_files(), hf_files()))
+        if clean and workload.startswith("{dir}/"):
+            name = workload[len("{dir}/"):]
+            workload = (name, CLEAN_FILES[name])
+        if isinstance(workload, tuple):
+            files[workload[0]] = workload[1]
+            workload = f"{{dir}}/{workload[0]}"
+        argv += ["-w", workload]
+    for _ in range(draw(st.integers(0, 2))):
+        hostile = f"{draw(st.sampled_from(SET_KEYS))}={draw(st.sampled_from(SET_VALUES))}"
+        argv += ["--set", pick(draw, GOOD_SETS, [hostile], clean)]
+    if command == "show-arch":
+        return argv + draw(st.sampled_from([[], ["-f", "json"], ["-f", "x"]])), files
+    flags = command_flags(command)
+    if command == "sweep":
+        argv += ["-o", pick(draw, ["{dir}/s.csv"], ["{dir}", "{dir}/no/s.csv"], clean), "--no-progress", "--jobs",
+                 "1"]
+        for _ in range(draw(st.integers(0, 2)) or 1):
+            values = draw(st.sampled_from(["8,16", "1", "1,1", "", "0,x", "[1,2],3"]))
+            argv += ["--grid", pick(draw, GOOD_GRIDS, [f"{draw(st.sampled_from(SET_KEYS))}={values}"], clean)]
+    for flag in draw(st.lists(st.sampled_from(sorted(flags)), max_size=3, unique=True)):
+        argv += [flag, pick(draw, *flags[flag], clean)]
+    return argv, files
+
+
+class CaseTimeout(BaseException):
+    """A case ran longer than its time limit (not caught by main's handler of Exception)."""
+
+
+def run_cli_case(argv: list[str], files: dict[str, bytes], folder: Path, limit_s: int = 0) -> tuple[int, str, str]:
+    """Write the case's files into `folder`, run main(argv) there in process: (exit status, stdout, stderr)."""
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    args = [a.replace("{dir}", str(folder)) for a in argv]
+    out, err = io.StringIO(), io.StringIO()
+    previous = signal.signal(signal.SIGALRM, _timeout) if limit_s else None
+    try:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), warnings.catch_warnings():
+            warnings.simplefilter("ignore")             # a warning is not a failure here; tracebacks are
+            signal.alarm(limit_s)
+            try:
+                code = main(args)
+            except SystemExit as e:                     # --help
+                code = e.code if isinstance(e.code, int) else 1
+    finally:
+        signal.alarm(0)
+        if previous is not None:
+            signal.signal(signal.SIGALRM, previous)
+    return code, out.getvalue(), err.getvalue()
+
+
+def _timeout(_signum, _frame):
+    raise CaseTimeout
+
+
+def cli_problem(code: int, err: str) -> str | None:
+    """What is wrong with a case's outcome: an exit status other than 0 and 2, a traceback, an exit 2 without a
+    one-line error; None when it is fine."""
+    if "Traceback" in err:
+        return "traceback"
+    if code not in (0, 2):
+        return f"exit {code}"
+    last = err.rstrip("\n").rsplit("\n", 1)[-1]
+    if code == 2 and not last.startswith("tilesim: error: "):
+        return "exit 2 without a one-line error"
+    return None
+
+
+@settings(max_examples=int(os.environ.get("TILESIM_CLI_FUZZ_EXAMPLES", "120")), deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(cli_cases())
+def test_cli_fuzz(tmp_path_factory, case):
+    argv, files = case
+    code, _, err = run_cli_case(argv, files, tmp_path_factory.mktemp("cli"))
+    assert cli_problem(code, err) is None, (argv, code, err[-2000:])

@@ -188,14 +188,17 @@ def test_feed_cycles_past_64_bits_name_the_onchip_bandwidth():
     assert "memory.sram.bandwidth_bytes_per_cycle: 1e-12 bytes/cycle would take" in err
 
 
+BIG_DRAM = ["memory.dram.capacity_bytes=1024 TiB"]     # the 256 GiB operands fit (issue 21's off-chip fit check)
+
+
 def test_macs_at_the_guard_are_refused():
-    assert "2.25e+15" not in run_error("gemm:262144,524288,524288", [])           # exactly 2**56
+    assert "2.25e+15" not in run_error("gemm:262144,524288,524288", BIG_DRAM)           # exactly 2**56
     assert "MACs exceed the 64-bit counters tilesim uses (< 2**56 per op)" in run_error(
-        "gemm:262144,524288,524288", [])
+        "gemm:262144,524288,524288", BIG_DRAM)
 
 
 def test_macs_just_under_the_guard_need_a_bigger_buffer_not_a_crash():
-    err = run_error("gemm:262144,524288,524287", [])
+    err = run_error("gemm:262144,524288,524287", BIG_DRAM)
     assert "memory.sram.capacity_bytes" in err
 
 

@@ -193,3 +193,16 @@ def test_report_and_plot_misuse_exits_2_with_one_line(capsys, argv, words):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert words in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("kind", PLOT_KINDS)
+@pytest.mark.parametrize("suffix", ["svg", "pdf", "png"])
+def test_plots_are_byte_identical_across_runs(run, tmp_path, kind, suffix):
+    # SVGs carried the time of day and random clip-path ids, PDFs their creation date (issue 21 item 11)
+    schedule, arch, sim = run
+    components = kernel_components(schedule, arch, sim)
+    first, again = tmp_path / f"a-{kind}.{suffix}", tmp_path / f"b-{kind}.{suffix}"
+    draw(kind, sim, str(first), components)
+    draw(kind, sim, str(again), components)
+    assert first.read_bytes() == again.read_bytes()
+    assert suffix != "svg" or b"<dc:date>" not in first.read_bytes()

@@ -7,6 +7,8 @@ from archs import tiny_arch_dict
 from tilesim import simulate
 from tilesim.arch import InputError, arch_from_dict
 from tilesim.compiler import GraphBuilder
+from tilesim.compiler.fusion import group_ops
+from tilesim.compiler.residency import keep_on_chip, resident_budget
 from tilesim.compiler.schedule import CompileOptions, lower
 
 
@@ -55,3 +57,19 @@ def test_residency_is_part_of_full_fusion_only():
 def test_resident_fraction_validation(bad):
     with pytest.raises(InputError, match="resident_fraction"):
         arch(bad)
+
+
+@pytest.mark.parametrize("spare", [0, -1])
+def test_the_budget_boundary_keeps_an_output_of_exactly_the_budget_and_not_one_byte_more(spare):
+    # the boundary (sum of kept bytes + the output <= budget) was untested: a mutation to < passed (issue 21 item 11)
+    g = two_convs()
+    act = 16 * 28 * 28                                         # c1 + r1's output, int8: 12,544 bytes
+    d = tiny_arch_dict(sram_bytes=4 * (act + spare), bw=8, latency=10)
+    d["memory"][1]["resident_fraction"] = 0.25                 # resident_bytes = act + spare exactly
+    a = arch_from_dict(d)
+    assert resident_budget(a) == act + spare
+    plan, held = keep_on_chip(list(group_ops(g, "full").kernels), g, a)
+    kept = spare == 0
+    assert [p.out for p in plan] == [kept, False] and held == [act if kept else 0] * 2     # live while c2 runs
+    assert [p.a for p in plan] == [False, kept]                # c2 reads it from SRAM only when it was kept
+    assert run(g, a).dram_write_bytes == act * (1 if kept else 2)

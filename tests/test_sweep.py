@@ -3,12 +3,19 @@ resume without recomputing, plots, determinism, one-line errors."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import dataclasses
 import functools
 import io
 import json
 import operator
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -383,3 +390,104 @@ def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path):
     pytest.importorskip("distributed")
     with pytest.raises(InputError, match=r"^scheduler tcp://127\.0\.0\.1:9: cannot connect"):
         sweep.dask_client(1, "tcp://127.0.0.1:9", timeout=1)
+
+
+# ---------------------------------------------------------------- workers end with their parent; one sweep per output
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _children(pid: int) -> set[int]:
+    """Process ids whose parent is `pid` (Linux /proc)."""
+    out = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM, signal.SIGINT])
+def test_workers_end_with_their_parent(tmp_path, signum):
+    # killing a --jobs 2 sweep's main process left its workers running (issue 21 item 7)
+    cmd = [sys.executable, "-m", "tilesim", "sweep", "-w", "resnet18", "-a", "edge-npu", "--jobs", "2",
+           "--no-progress", "--grid", "array.rows=" + ",".join(map(str, range(4, 64))), "-o", str(tmp_path / "s.csv")]
+    parent = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    workers: set[int] = set()
+    try:
+        deadline = time.time() + 120
+        while len(workers) < 2 and time.time() < deadline and parent.poll() is None:
+            time.sleep(0.2)
+            workers = _children(parent.pid)
+        assert len(workers) >= 2, "the sweep did not start its workers"
+        time.sleep(0.5)
+        parent.send_signal(signum)
+        parent.wait(timeout=60)
+        deadline = time.time() + 20
+        while any(_alive(w) for w in workers) and time.time() < deadline:
+            time.sleep(0.2)
+        assert not [w for w in workers if _alive(w)], f"workers outlived their parent ({signal.Signals(signum).name})"
+    finally:
+        for pid in (parent.pid, *workers):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        parent.wait()
+
+
+HOLD = """
+import sys, time
+from tilesim.studies.sweep import output_lock
+with output_lock(sys.argv[1]):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def test_a_second_sweep_on_the_same_output_is_refused(tmp_path, capsys):
+    # two sweeps on one -o destroyed each other's partial file and one reported the other's rows (issue 21 item 7)
+    out = tmp_path / "s.csv"
+    other = subprocess.Popen([sys.executable, "-c", HOLD, str(out)], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    try:
+        assert other.stdout.readline().strip() == "locked"
+        args = ["sweep", "-w", WORKLOAD, "-a", "edge-npu", "--grid", "array.rows=8,16", "-o", str(out), "--jobs", "1",
+                "--no-progress"]
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"is being written by another sweep (process {other.pid}" in err, err
+        assert not out.exists() and not partial_path(out).exists()
+    finally:
+        other.kill()
+        other.wait()
+    assert main(args) == 0                      # the lock ends with its holder; the finished sweep removes its own
+    assert len(list(csv.DictReader(out.open()))) == 2 and not sweep.lock_path(out).exists()
+
+
+def test_the_lock_is_taken_anew_when_its_file_was_replaced(tmp_path):
+    # a lock file unlinked by its holder after another sweep opened it must not give two holders
+    out = tmp_path / "s.csv"
+    with sweep.output_lock(out):
+        assert sweep.lock_path(out).read_text().strip() == str(os.getpid())
+        with pytest.raises(InputError, match="is being written by another sweep"):
+            with sweep.output_lock(out):
+                pass
+    assert not sweep.lock_path(out).exists()
+    with sweep.output_lock(out):
+        pass
+
+
+def test_sweep_output_that_is_a_folder_is_a_one_line_error(tmp_path, capsys):
+    args = ["sweep", "-w", WORKLOAD, "--grid", "array.rows=8,16", "-o", str(tmp_path), "--jobs", "1"]
+    assert main(args) == 2
+    assert "is a directory" in capsys.readouterr().err and not list(tmp_path.iterdir())

@@ -11,6 +11,7 @@ from tilesim.workloads import cnn, llm, onnx, scalesim_topology, transformer
 
 DEFAULT_DTYPE = llm.DEFAULT_DTYPE
 GEMM_FORM = "gemm:M,N,K"
+MAX_KERNELS = scalesim_topology.MAX_KERNELS     # operators per workload: bounds a run's memory (peak_memory.py)
 
 
 @dataclass(frozen=True)
@@ -97,8 +98,8 @@ def load_workload(spec: str, *, seq_len: int | None = None, batch: int = 1, dtyp
     spec = spec.strip()
     is_gemm = spec.lower().startswith("gemm:")
     if not is_gemm and ("/" in spec or "." in spec) and _canonical(spec) is None:   # not a name: a file
-        return _load_file(spec, batch=batch, seq_len=seq_len, dtype=dtype, dims=dims, phase=phase,
-                          context=context, dtypes=dtypes, unknown_ops=unknown_ops)
+        return _bounded(_load_file(spec, batch=batch, seq_len=seq_len, dtype=dtype, dims=dims, phase=phase,
+                                   context=context, dtypes=dtypes, unknown_ops=unknown_ops), spec)
     if unknown_ops != "error":
         raise field_error("unknown_ops", f"only ONNX models have op types to refuse or cost freely; '{spec}' is not "
                          "an .onnx file")
@@ -122,6 +123,14 @@ def load_workload(spec: str, *, seq_len: int | None = None, batch: int = 1, dtyp
         _no_seq_len(key, seq_len)
     extra = {"seq_len": seq_len} if seq_len is not None else {}   # else the builder's default
     return item.build(batch, dtype=dtype, **extra)
+
+
+def _bounded(graph: Graph, spec: str) -> Graph:
+    """The graph, or InputError when it has more ops than a run may have (each op becomes a kernel)."""
+    if len(graph.ops) > MAX_KERNELS:
+        raise field_error("workload", f"'{spec}' has {len(graph.ops):,} operators, more than the {MAX_KERNELS:,} "
+                                      "kernels a run may have")
+    return graph
 
 
 def gemm(m: int, n: int, k: int, *, batch: int = 1, dtype: str = DEFAULT_DTYPE) -> Graph:

@@ -736,13 +736,44 @@ HF_UNMODELLED = {"mlp_bias": False, "attention_bias": False, "partial_rotary_fac
                  "enable_bias": True}
 
 
+MAX_HF_INT = 2**31 - 1      # any size field of a config.json (the largest real ones, vocabularies, are ~2**18)
+MAX_LAYERS = 1024           # decoder layers per model (the largest published have ~130); a run builds each
+MAX_JSON_BYTES = 1 << 20    # a config.json is a few KiB
+
+
+def _short(value) -> str:
+    """repr(value) for messages, cut to 60 characters (a huge integer by its size)."""
+    text = f"an integer of {value.bit_length()} bits" if isinstance(value, int) and value.bit_length() > 64 \
+        else repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _hf_count(raw: dict, source: str, name: str) -> int:
+    """An optional count field (absent or null: 0): an integer between 0 and MAX_HF_INT."""
+    value = raw.get(name) or 0
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_HF_INT:
+        raise InputError(f"{source}: {name} must be an integer between 0 and {MAX_HF_INT:,} or null, got "
+                         f"{_short(value)}")
+    return value
+
+
+def _hf_text(raw: dict, source: str, name: str) -> str | None:
+    """An optional string field (absent or null: None)."""
+    value = raw.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InputError(f"{source}: {name} must be a string, got {_short(value)}")
+    return value
+
+
 def _hf_field(raw: dict, source: str, names: tuple[str, ...], default=None, required: bool = True):
     """The first of `names` present (and not null) in `raw`, else `default`; InputError if required and missing."""
     for n in names:
         if raw.get(n) is not None:
             value = raw[n]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise InputError(f"{source}: {n} must be a positive integer, got {value!r}")
+                raise InputError(f"{source}: {n} must be a positive integer, got {_short(value)}")
+            if value > MAX_HF_INT:
+                raise InputError(f"{source}: {n} must be at most {MAX_HF_INT:,}, got {_short(value)}")
             return value
     if required:
         alt = f" (or '{names[1]}')" if len(names) > 1 else ""
@@ -753,8 +784,9 @@ def _hf_field(raw: dict, source: str, names: tuple[str, ...], default=None, requ
 def _hf_float(raw: dict, source: str, name: str) -> float:
     """A non-negative number field (null or absent: 0)."""
     value = raw.get(name) or 0.0
-    if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-        raise InputError(f"{source}: {name} must be a non-negative number or null, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_HF_INT:
+        raise InputError(f"{source}: {name} must be a number between 0 and {MAX_HF_INT:,} or null, got "
+                         f"{_short(value)}")
     return float(value)
 
 
@@ -763,7 +795,7 @@ def config_from_hf(raw: dict, source: str = "config.json") -> DecoderConfig:
     MoE, phi3, gemma 1-3, deepseek v2/v3), GPT-2's n_embd/n_layer/... or OPT's ffn_dim."""
     if not isinstance(raw, dict):
         raise InputError(f"{source}: expected a JSON object (an HF-style config.json)")
-    model_type = raw.get("model_type") or ("gpt2" if "n_embd" in raw else "llama")
+    model_type = _hf_text(raw, source, "model_type") or ("gpt2" if "n_embd" in raw else "llama")
     if model_type == "gemma3" and isinstance(raw.get("text_config"), dict):     # multimodal wrapper: text decoder
         return replace(config_from_hf({"model_type": "gemma3_text"} | raw["text_config"], source),
                        name=_hf_name(raw, source))
@@ -774,6 +806,9 @@ def config_from_hf(raw: dict, source: str = "config.json") -> DecoderConfig:
     fields = dict(HF_FAMILIES[model_type])
     hidden = _hf_field(raw, source, ("hidden_size", "n_embd"))
     layers = _hf_field(raw, source, ("num_hidden_layers", "n_layer"))
+    if layers > MAX_LAYERS:
+        raise InputError(f"{source}: {layers:,} layers, more than the {MAX_LAYERS:,} tilesim builds (the largest "
+                         "published decoders have about 130)")
     heads = _hf_field(raw, source, ("num_attention_heads", "n_head"))
     kv_heads = _hf_field(raw, source, ("num_key_value_heads",), heads, required=False)
     head_dim = _hf_field(raw, source, ("head_dim",), None, required=False)
@@ -858,8 +893,8 @@ def _hf_moe(raw: dict, source: str, model_type: str, ffn: int) -> dict:
         expert_ffn = _hf_field(raw, source, ("moe_intermediate_size",))
         return {"experts": _hf_field(raw, source, ("n_routed_experts",)),
                 "experts_per_token": _hf_field(raw, source, ("num_experts_per_tok",)), "expert_ffn": expert_ffn,
-                "shared_ffn": expert_ffn * (raw.get("n_shared_experts") or 0),
-                "dense_layers": raw.get("first_k_dense_replace") or 0,
+                "shared_ffn": expert_ffn * _hf_count(raw, source, "n_shared_experts"),
+                "dense_layers": _hf_count(raw, source, "first_k_dense_replace"),
                 "router_bias": raw.get("topk_method") == "noaux_tc"}    # V3: e_score_correction_bias per expert
     return {}
 
@@ -892,7 +927,8 @@ def _hf_falcon(raw: dict, source: str, heads: int) -> dict:
 def _hf_mla(raw: dict, source: str) -> dict:
     """DeepSeek's multi-head latent attention sizes (head_dim = qk_nope_head_dim + qk_rope_head_dim)."""
     rope = _hf_field(raw, source, ("qk_rope_head_dim",))
-    return {"q_lora_rank": raw.get("q_lora_rank") or 0, "kv_lora_rank": _hf_field(raw, source, ("kv_lora_rank",)),
+    return {"q_lora_rank": _hf_count(raw, source, "q_lora_rank"),
+            "kv_lora_rank": _hf_field(raw, source, ("kv_lora_rank",)),
             "rope_dim": rope, "v_head_dim": _hf_field(raw, source, ("v_head_dim",)),
             "head_dim": _hf_field(raw, source, ("qk_nope_head_dim",)) + rope}
 
@@ -907,15 +943,15 @@ def _hf_windows(raw: dict, source: str, model_type: str, layers: int) -> tuple[i
         window = _hf_field(raw, source, ("sliding_window",), 0, required=False)
     types = raw.get("layer_types")
     if types is not None:
-        if not isinstance(types, list) or len(types) != layers or not set(types) <= {"sliding_attention",
-                                                                                        "full_attention"}:
+        if not isinstance(types, list) or len(types) != layers or not all(t in ("sliding_attention",
+                                                                                   "full_attention") for t in types):
             raise InputError(f"{source}: layer_types must list 'sliding_attention' or 'full_attention' for each of "
                              f"the {layers} layers")
         sliding = [t == "sliding_attention" for t in types]
     elif model_type in ("mistral", "mixtral", "phi3"):
         sliding = [True] * layers
     elif model_type.startswith("qwen"):
-        first = raw.get("max_window_layers") or 0
+        first = _hf_count(raw, source, "max_window_layers")
         sliding = [bool(raw.get("use_sliding_window")) and i >= first for i in range(layers)]
     elif model_type == "gemma2":
         sliding = [i % 2 == 0 for i in range(layers)]       # HF Gemma2DecoderLayer: is_sliding = not layer_idx % 2
@@ -935,7 +971,7 @@ def _hf_opt_act(raw: dict, source: str, hidden: int) -> str:
     if proj != hidden:
         raise InputError(f"{source}: word_embed_proj_dim = {proj} (!= hidden_size {hidden}) adds projections "
                          "tilesim does not model")
-    act = raw.get("activation_function", "relu")
+    act = _hf_text(raw, source, "activation_function") or "relu"
     if act not in ("relu", "gelu"):
         raise InputError(f"{source}: activation_function '{act}' is not supported; supported: relu, gelu")
     return act
@@ -944,7 +980,7 @@ def _hf_opt_act(raw: dict, source: str, hidden: int) -> str:
 def _hf_act(raw: dict, source: str, default: str) -> str:
     """The gated MLP's activation from hidden_activation (Gemma) or hidden_act; any GELU becomes the tanh form."""
     key = "hidden_activation" if raw.get("hidden_activation") else "hidden_act"
-    value = raw.get(key)
+    value = _hf_text(raw, source, key)
     if value is None:
         return default
     if value not in HF_ACTS:
@@ -955,10 +991,17 @@ def _hf_act(raw: dict, source: str, default: str) -> str:
 def read_hf_config(path: str) -> DecoderConfig:
     """The DecoderConfig of an HF config.json file (one-line errors for unreadable or invalid files)."""
     try:
-        raw = json.loads(Path(path).read_text())
+        if Path(path).stat().st_size > MAX_JSON_BYTES:
+            raise field_error("workload", f"'{path}' has more than the {MAX_JSON_BYTES:,} bytes a config.json may "
+                                          "have")
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise field_error("workload", f"file '{path}' not found") from None
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+    except RecursionError:
+        raise field_error("workload", f"cannot read '{path}' as JSON: nested too deeply") from None
+    except InputError:
+        raise
+    except (OSError, UnicodeDecodeError, ValueError) as e:     # ValueError: JSONDecodeError, integers > 4300 digits
         raise field_error("workload", f"cannot read '{path}' as JSON: {str(e).splitlines()[0]}") from None
     return config_from_hf(raw, Path(path).name)
 

@@ -44,6 +44,7 @@ from tilesim.workloads.sparsity import with_tensor_sparsity
 CONV_COLUMNS = ("Layer name", "IFMAP Height", "IFMAP Width", "Filter Height", "Filter Width", "Channels",
                 "Num Filter", "Strides")
 GEMM_COLUMNS = ("Layer", "M", "N", "K")
+MAX_KERNELS = 50_000        # kernels per run (each costs the simulator ~11 KB: 20,000 took 380 MB, 20 s)
 _RATIO = re.compile(r"^\s*(\d+)\s*:\s*(\d+)\s*$")
 
 
@@ -122,6 +123,10 @@ def parse_topology(text: str, source: str, with_ratios: bool = False) -> tuple[s
         layers.append((fields[0], tuple(nums), ratio) if with_ratios else (fields[0], tuple(nums)))
     if not layers:
         raise InputError(f"{source}: no layers after the header row")
+    kernels = sum(nums[4] if kind == "conv" and "DP" in name else 1 for name, nums in layers)
+    if kernels > MAX_KERNELS:
+        raise InputError(f"{source}: {kernels:,} kernels (a depthwise 'DP' row is one per channel), more than the "
+                         f"{MAX_KERNELS:,} a run may have")
     return kind, layers
 
 

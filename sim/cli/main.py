@@ -190,10 +190,17 @@ def cmd_report(args) -> None:
 
 def cmd_validate_array(args) -> int:
     """tilesim validate-array: every GEMM through the register-level array; exit 1 if any disagrees."""
+    if args.max_macs < 1:
+        raise InputError(f"--max-macs: must be >= 1 (GEMMs with more MACs are skipped), got {args.max_macs}")
     arch_options, workload, compile_options = workload_options(args)
     arch = api.load_arch(arch_options.arch, arch_options.overrides)
     plan = schedule(workload_graph(arch, workload), arch, compile_options)
     checks = validate_array(plan, arch, args.max_macs)
+    if not any(not c.skipped for c in checks):
+        smallest = min((c.m * c.n * c.k for c in checks), default=None)
+        raise InputError("validate-array: no GEMM to check: " + (
+            f"every one has more than --max-macs {args.max_macs:,} MACs (the smallest {smallest:,}); raise "
+            "--max-macs" if checks else f"workload '{workload.workload}' has no contraction on the array"))
     sys.stdout.write(checks_table(checks))
     return 0 if all(c.agrees for c in checks) else 1
 

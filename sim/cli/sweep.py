@@ -11,6 +11,7 @@ from pathlib import Path
 from tilesim.arch.errors import InputError
 from tilesim.cli.args import LLM_FLAGS, WORKLOAD_FLAGS, add_options, api_keywords, options_of
 from tilesim.cli.system import SYSTEM_FLAGS, is_system_sweep, sweep_layouts_command
+from tilesim.core.files import output_target
 from tilesim.report import sweep_plot
 from tilesim.report.sweep_text import sweep_summary
 from tilesim.studies import api
@@ -41,9 +42,9 @@ def cmd_sweep(args) -> int:
     s = options_of(SweepOptions, args)
     if not s.output:
         raise InputError("sweep: -o FILE.csv is required (the results are written there)")
-    out = Path(s.output)
-    if not out.parent.is_dir():
-        raise InputError(f"-o: directory '{out.parent}' does not exist")
+    inputs = tuple(p for p in (args.workload, args.arch, getattr(args, "pinned", None))
+                   if isinstance(p, str) and Path(p).is_file())
+    out = output_target(s.output, inputs)          # not a folder, a missing folder or one of the inputs
     if s.jobs < 1:
         raise InputError(f"--jobs: must be >= 1, got {s.jobs}")
     if s.scheduler and s.backend != "dask":

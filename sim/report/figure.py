@@ -45,10 +45,17 @@ def new_figure(width: float, height: float, **kw):
     return Figure(figsize=(width, height), layout="constrained", **kw)
 
 
+# Metadata that would make two renderings of one figure differ: the date (svg, pdf); matplotlib's version is kept.
+NO_DATES = {"svg": {"Date": None}, "pdf": {"CreationDate": None, "ModDate": None}, "png": {}}
+
+
 def figure_bytes(fig, fmt: str = "png", dpi: int = DPI) -> bytes:
-    """The figure rendered to bytes (png, svg or pdf)."""
+    """The figure rendered to bytes (png, svg or pdf), byte-identical for the same figure: no dates, and SVG ids
+    (clip paths, glyphs) hashed with a fixed salt instead of a random one."""
+    from matplotlib import rc_context  # noqa: PLC0415 (optional dependency)
     buf = io.BytesIO()
-    fig.savefig(buf, format=fmt, dpi=dpi)
+    with rc_context({"svg.hashsalt": "tilesim"}):
+        fig.savefig(buf, format=fmt, dpi=dpi, metadata=NO_DATES.get(fmt, {}))
     return buf.getvalue()
 
 

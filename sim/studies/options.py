@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tilesim.arch.errors import InputError
-from tilesim.arch.loader import load_yaml_text
+from tilesim.arch.loader import load_yaml_text, read_text
 from tilesim.compiler.schedule import CompileOptions, load_pinned
 from tilesim.compiler.sparsity import FORMATS as SPARSE_FORMATS
 from tilesim.compiler.sparsity import SparseFormat, WeightSparsity, parse_weight_sparsity
@@ -108,6 +108,8 @@ class WorkloadOptions:
         "data movement"))
 
     def __post_init__(self) -> None:
+        at_least("batch", self.batch, 1)
+        at_least("seq_len", self.seq_len, 1)          # 0 is a size, not "the model's default"
         if self.unknown_ops not in UnknownOps.__args__:
             raise OptionError("unknown_ops", f"got '{self.unknown_ops}', allowed: error, free")
         dims = tuple(self.dims.items()) if isinstance(self.dims, Mapping) else tuple(map(tuple, self.dims))
@@ -319,7 +321,7 @@ def read_pinned(path: str | Path) -> tuple[tuple[str, Any], ...]:
     p = Path(path)
     if not p.is_file():
         raise OptionError("pinned", f"no such file '{path}'")
-    return load_pinned(load_yaml_text(p.read_text(), str(p)), str(p))
+    return load_pinned(load_yaml_text(read_text(p, "pinned"), str(p)), str(p))
 
 
 OPTION_CLASSES = (ArchOptions, WorkloadOptions, LLMOptions, CompileOptions, OutputOptions, SweepOptions,

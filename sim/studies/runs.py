@@ -60,7 +60,23 @@ def workload_graph(arch: ArchConfig, workload: WorkloadOptions, llm: LLMOptions 
     graph = load_workload(workload.workload, seq_len=workload.seq_len, batch=workload.batch,
                           dtype=workload.graph_dtype(arch.array.dtype), dims=dict(workload.dims),
                           dtypes=workload.dtypes, unknown_ops=workload.unknown_ops, **step)
-    return apply_weight_sparsity(graph, workload.sparsity)
+    graph = apply_weight_sparsity(graph, workload.sparsity)
+    check_graph_fits(graph, arch)
+    return graph
+
+
+def check_graph_fits(graph: Graph, arch: ArchConfig) -> None:
+    """The graph's weights, inputs and outputs must fit the off-chip memory (and flash, which may hold weights):
+    a lower bound on what a run keeps there, intermediates aside. OptionError naming the capacity otherwise."""
+    tensors = graph.tensors.values()
+    weights = sum(t.nbytes for t in tensors if t.is_param)
+    io = sum(graph.tensors[n].nbytes for n in {*graph.inputs, *graph.outputs} if not graph.tensors[n].is_param)
+    off, room = arch.offchip, arch.offchip.capacity_bytes + (arch.flash.capacity_bytes if arch.flash else 0)
+    if weights + io > room:
+        size = lambda n: f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.2f} MiB"    # noqa: E731
+        raise OptionError(f"memory.{off.name}.capacity_bytes", f"the workload's weights ({size(weights)}) and "
+                          f"inputs and outputs ({size(io)}) need {size(weights + io)}, more than the {size(room)} "
+                          "of off-chip memory; use a smaller {batch} or {seq_len}, or a bigger memory")
 
 
 def schedule(graph: Graph, arch: ArchConfig, options: CompileOptions) -> Schedule:

@@ -8,7 +8,10 @@ length, dtype, --dim and the compile options) match this sweep; rows with status
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import ctypes
+import ctypes.util
 import dataclasses
 import hashlib
 import io
@@ -17,14 +20,21 @@ import json
 import logging
 import math
 import multiprocessing
+import os
 import random
 import signal
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:             # Windows: sweeps run without the output lock
+    fcntl = None
 
 from tilesim.arch import load_arch
 from tilesim.arch.errors import InputError
@@ -39,7 +49,7 @@ from tilesim.core.result import SimResult
 from tilesim.core.simulate import kernel_evaluator, simulate
 from tilesim.studies.llm import llm_dict
 from tilesim.studies.options import BACKENDS, LLMOptions, OptionError, WorkloadOptions, at_least
-from tilesim.studies.runs import DecoderConfig, run_decoder, workload_graph
+from tilesim.studies.runs import DecoderConfig, check_graph_fits, run_decoder, workload_graph
 from tilesim.workloads import decoder_config, load_workload
 from tilesim.workloads.llm import DEFAULT_SEQ_LEN
 
@@ -294,6 +304,7 @@ def simulate_point(spec: SweepSpec, point: dict[str, str]):
     arch = point_arch(spec, point)
     spec = point_spec(spec, point)
     graph, grouping = _graph(spec, arch)
+    check_graph_fits(graph, arch)               # the graph is shared by points; each arch's memory is checked
     timing = spec.options.resolved_timing(arch)
     seen, memo = _shared(arch, timing)
     evaluate = _evaluator(arch, timing, spec.options.objective, seen, memo)
@@ -552,9 +563,37 @@ def _serial(spec: SweepSpec, todo: list[tuple[int, dict]]):
         yield i, run_point(spec, point)
 
 
-def _ignore_sigint() -> None:
-    """Worker initializer: Ctrl-C is the parent's to handle (it keeps the finished rows)."""
+def _worker_init(parent: int) -> None:
+    """Worker initializer: Ctrl-C is the parent's to handle (it keeps the finished rows), and the worker ends with
+    its parent, however the parent ends (SIGKILL included): Linux kills it through PR_SET_PDEATHSIG; elsewhere a
+    watchdog thread sees the parent gone (the worker is re-parented) within a second."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)     # not the parent's handler (cleanups are the parent's)
+    _die_with_parent()
+    if os.getppid() != parent:                        # the parent died before the line above took effect
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="parent-watchdog").start()
+
+
+PR_SET_PDEATHSIG = 1            # linux/prctl.h
+
+
+def _die_with_parent() -> None:
+    """Ask Linux to send this process SIGKILL when its parent ends (no-op elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass                                          # the watchdog still ends the worker
+
+
+def _watch_parent(parent: int, period_s: float = 1.0) -> None:
+    """End this process as soon as its parent is gone."""
+    while os.getppid() == parent:
+        time.sleep(period_s)
+    os._exit(1)
 
 
 def _process(spec: SweepSpec, todo: list[tuple[int, dict]], jobs: int) -> Running:
@@ -562,7 +601,7 @@ def _process(spec: SweepSpec, todo: list[tuple[int, dict]], jobs: int) -> Runnin
     from a process whose numba kernels are loaded, so the workers inherit them."""
     warm_up()
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_ignore_sigint)
+    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),))
     queue = iter(chunks(todo, jobs))
     pending = {pool.submit(run_chunk, spec, chunk) for chunk in itertools.islice(queue, jobs * 4)}
     return Running(_drain(pool, spec, queue, pending, jobs * 4), lambda: _stop_pool(pool))
@@ -636,10 +675,68 @@ def _rows(spec, todo, jobs, backend, scheduler) -> Running:
     return _process(spec, todo, jobs)
 
 
+def lock_path(out_path: str | Path) -> Path:
+    """The lock file a running sweep holds beside its output."""
+    return Path(f"{out_path}.lock")
+
+
+@contextlib.contextmanager
+def output_lock(out_path: str | Path):
+    """Hold `<out>.lock` (an fcntl lock) while a sweep writes `out_path` and its `.partial` file: a second sweep on
+    the same output is refused with one line instead of both overwriting each other's rows. The lock file holds
+    the owner's process id and is removed on exit (only by its holder, after checking that the path still names
+    the locked file, so a sweep never holds a lock on a file another has unlinked)."""
+    if fcntl is None:                                  # no fcntl (Windows): no lock
+        yield
+        return
+    path = lock_path(out_path)
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise OptionError("output", f"cannot write '{out_path}': {e.strerror or e}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            owner = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise OptionError("output", f"'{out_path}' is being written by another sweep (process {owner}, lock "
+                                        f"{path.name}); wait for it to finish or give another {{output}}") from None
+        except OSError:                                # a file system without locks: run unlocked
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+            yield
+            return
+        try:
+            same = os.path.samestat(os.fstat(fd), os.stat(path))
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)                                   # unlinked by its previous holder meanwhile: lock anew
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        yield
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        os.close(fd)
+
+
 def run_sweep(points: list[dict[str, str]], spec: SweepSpec, out_path: str | Path, *, jobs: int = 1,
               backend: str = "process", scheduler=None, resume: bool = False, progress: bool = True) -> list[dict]:
-    """Run every point and write `out_path` (rows in point order); returns the rows. See the module docstring."""
+    """Run every point and write `out_path` (rows in point order), holding its lock (output_lock); returns the
+    rows. See the module docstring."""
     at_least("jobs", jobs, 1)
+    with output_lock(out_path):
+        return _run_locked(points, spec, out_path, jobs, backend, scheduler, resume, progress)
+
+
+def _run_locked(points, spec: SweepSpec, out_path, jobs: int, backend: str, scheduler, resume: bool,
+                progress: bool) -> list[dict]:
+    """run_sweep with the output's lock held."""
     keys = list(points[0]) if points else []
     header = header_of(spec, keys)
     done, other = read_done(out_path, spec, keys) if resume else ({}, 0)
