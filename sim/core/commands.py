@@ -235,7 +235,8 @@ def contraction_runs(work: Contraction, kernel: Kernel, arch: ArchConfig, timing
     # the tiles in execution order, as runs of positions
     ids, count = nest_runs([w[1] for w in where])
     f = {"a": a_bytes, "b": b_bytes, "b_raw": b_raw, "psum": psum, "store": store,
-         "macs": ext["m"] * ext["n"] * ext["k"], "drained": np.where(final, c_elems, 0), "c_runs": np.broadcast_to(runs["c"], c_elems.shape)}
+         "macs": ext["m"] * ext["n"] * ext["k"], "drained": np.where(final, c_elems, 0),
+         "c_runs": np.broadcast_to(runs["c"], c_elems.shape)}
     f = {k: np.asarray(v)[ids] for k, v in f.items()}
 
     def split(total: int, weights: np.ndarray) -> np.ndarray:
