@@ -352,7 +352,7 @@ def kernel_runs(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: floa
             cmds = contraction_runs(work, kernel, arch, timing, flash_share)
         case Contraction() as work:
             core = arch.per_core()
-            blocks = [(contraction_commands(block, kernel, core, timing, flash_share), block, cm, cn)
+            blocks = [(contraction_runs(block, kernel, core, timing, flash_share), block, cm, cn)
                       for block, cm, cn in core_blocks(work, kernel.split, arch.cores)]
             # cores in one row of blocks (same m piece) need the same A tiles, in one column the same B tiles: a
             # shared level or a cache loads those once
@@ -443,27 +443,42 @@ def loaded_once(arch: ArchConfig, operand: str) -> bool:
     return arch.home(operand).shared or (cache is not None and operand in cache.holds)
 
 
+def common_runs(runs: list[TileCommands]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Run boundaries shared by several tile sequences side by side (the longest sets the length): (tiles per
+    common run, per sequence the index of its entry in each common run, -1 past its end)."""
+    ends = [np.cumsum(c.count if c.count is not None else np.ones(c.compute.shape[0], dtype=np.int64)) for c in runs]
+    cuts = np.unique(np.concatenate(ends))
+    count = np.diff(cuts, prepend=0)
+    where = [np.where(cuts <= e[-1], np.searchsorted(e, cuts - 1, side="right"), -1) for e in ends]
+    return count.astype(np.int64), where
+
+
 def combine_cores(blocks: list[tuple[TileCommands, Contraction, int, int]],
                   loaded_once: tuple[str, ...] = ()) -> TileCommands:
     """Cores running their blocks in lockstep (per block size: its commands, the block, its pieces along m and
     along n): step i moves every core's tile-i bytes over the shared channel and lasts as long as the slowest
     core's compute. An operand in `loaded_once` crosses once per distinct tile: the cores of one m piece share A
-    tiles, of one n piece B tiles (the largest of a group's tiles counts)."""
-    steps = max(c.compute.shape[0] for c, _, _, _ in blocks)
-    pad = lambda a: np.pad(a, (0, steps - a.shape[0]))   # noqa: E731
+    tiles, of one n piece B tiles (the largest of a group's tiles counts). Works on runs: the blocks' run
+    boundaries merged (common_runs)."""
+    count, where = common_runs([c for c, _, _, _ in blocks])
+
+    def pad(c: TileCommands, field: str, i: int) -> np.ndarray:       # a block's values per common run, 0 past its end
+        at = where[i]
+        return np.where(at >= 0, getattr(c, field)[np.maximum(at, 0)], 0)
 
     def total(field, operand=None):
         if operand in loaded_once:
             groups: dict[int, tuple[int, list]] = {}       # piece size -> (pieces of that size, padded arrays)
-            for c, block, cm, cn in blocks:
+            for i, (c, block, cm, cn) in enumerate(blocks):
                 size, pieces = (block.m, cm) if operand == "input" else (block.n, cn)
-                groups.setdefault(size, (pieces, []))[1].append(pad(getattr(c, field)))
+                groups.setdefault(size, (pieces, []))[1].append(pad(c, field, i))
             return sum(pieces * np.max(arrays, axis=0) for pieces, arrays in groups.values())
-        return sum(cm * cn * pad(getattr(c, field)) for c, _, cm, cn in blocks)
+        return sum(cm * cn * pad(c, field, i) for i, (c, _, cm, cn) in enumerate(blocks))
     first = blocks[0][0]
     return TileCommands(total("input_bytes", "input"), total("weight_bytes", "weight"), total("psum_bytes"),
-                        total("store_bytes"), np.max([pad(c.compute) for c, _, _, _ in blocks], axis=0),
-                        first.engine, first.slots, total("flash_bytes", "weight"))
+                        total("store_bytes"), np.max([pad(c, "compute", i) for i, (c, _, _, _) in enumerate(blocks)],
+                                                     axis=0),
+                        first.engine, first.slots, total("flash_bytes", "weight"), count)
 
 
 @dataclass(frozen=True)

@@ -45,9 +45,9 @@ def _check_size(schedule: Schedule, arch: ArchConfig, timeline: bool = False) ->
                                  "(< 2**61 per kernel); use smaller sizes or --fusion none")
         count = k.tile_count(arch.cores)
         tiles += count
-        by_class = isinstance(k.work, Contraction) and not k.split and arch.cache is None and arch.flash is None
-        total += count if timeline or not by_class else \
-            nest_run_count([c for _, c in contraction_positions(k.work, k)]) + 4     # + cuts of split_runs, first tile
+        by_class = isinstance(k.work, Contraction) and arch.cache is None and arch.flash is None
+        total += count if timeline or not by_class else sum(    # + cuts of split_runs and the first tile
+            nest_run_count([c for _, c in contraction_positions(share, k)]) + 4 for share, _ in k.shares(arch.cores))
     if total > MAX_ENTRIES:
         what = "tiles (kept one by one for the timeline)" if timeline else "runs of identical tiles"
         raise InputError(f"workload {schedule.workload}: {tiles:,} tiles in {total:,} {what} exceed the simulator's "
