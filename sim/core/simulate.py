@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import nullcontext
 from math import ceil
 
 import numpy as np
@@ -22,11 +23,13 @@ from tilesim.core.energy import (
     static_energy_pj,
     static_power_components_mw,
 )
+from tilesim.core.kernels.jit import interpreted, is_compiled
 from tilesim.core.kernels.pipeline import CAUSES, fold_tiles, run_classes, run_classes_py, run_tiles, run_tiles_py
 from tilesim.core.result import KernelResult, SimResult, Timeline
 
 MAX_KERNEL_COUNT = 2**61     # a fused kernel's summed vector ops and extra bytes (each op's are < 2**60)
 MAX_ENTRIES = 50_000_000     # tile program entries (runs, or tiles where kept one by one): ~80 bytes each in memory
+INTERPRETED_ENTRIES = 2_000  # programs up to this many runs go through run_classes in Python until numba is loaded
 
 
 def _check_size(schedule: Schedule, arch: ArchConfig, timeline: bool = False) -> None:
@@ -155,8 +158,11 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
         ends, waits, _ = fold_tiles(times[1], tiles.kernel, n_kernels)
     else:
         run = run_classes_py if reference else run_classes
-        ends, waits, _ = run(prog.count, prog.load_xfer, prog.store_xfer, prog.compute, prog.engine, prog.slots,
-                             prog.dep, prog.kernel, n_kernels, float(arch.offchip.latency_cycles))
+        # a small program costs less in Python than loading numba (start-up of a CLI run); the same code either way
+        small = prog.count.shape[0] <= INTERPRETED_ENTRIES and not is_compiled(run_classes)
+        with interpreted() if small else nullcontext():
+            ends, waits, _ = run(prog.count, prog.load_xfer, prog.store_xfer, prog.compute, prog.engine, prog.slots,
+                                 prog.dep, prog.kernel, n_kernels, float(arch.offchip.latency_cycles))
     if not (np.isfinite(ends).all() and ends.max() < MAX_COUNT):    # checked before the cast, which would wrap
         raise InputError(_overflow_message(schedule, arch, prog, ends))
     return prog, waits, np.ceil(np.maximum.accumulate(ends)).astype(np.int64), times
