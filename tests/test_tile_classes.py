@@ -5,7 +5,23 @@ from __future__ import annotations
 import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_simulate import arch_with, tiled_contractions
 
+from tilesim.compiler.cost import (
+    LOOPS,
+    a_runs,
+    a_tile_bytes,
+    b_runs,
+    burst_bytes,
+    c_runs,
+    compute_cycles,
+    extents,
+    nbytes,
+    trip_counts,
+)
+from tilesim.compiler.schedule import Kernel
+from tilesim.core.commands import contraction_positions, contraction_runs, nest_run_count, split_runs
+from tilesim.core.kernels.jit import interpreted
 from tilesim.core.kernels.pipeline import expand_runs, fold_tiles, run_classes, run_classes_py, run_tiles
 
 
@@ -69,3 +85,95 @@ def test_long_runs_cost_events_per_run_not_per_tile():
     assert stepped < 500
     a, b = tile_by_tile(program(1000))[0], tile_by_tile(program(2000))[0]
     np.testing.assert_array_equal(end, a + (b - a) * (10_000_000 - 1000) / 1000)
+
+
+# ---------------------------------------------------------------- contraction tiles as runs
+
+
+def brute_force_contraction(work, kernel, arch, timing, flash_share=0.0):
+    """Every tile of the full loop nest worked out one by one (the per-tile algorithm before issue 22), with the
+    same split_runs rounding of compute and flash bytes."""
+    mapping = kernel.mapping
+    trips = trip_counts(work, mapping)
+    order = mapping.order
+    grid = np.indices((work.g, *tuple(trips[d] for d in order))).reshape(4, -1)
+    g = grid[0]
+    idx = {d: grid[1 + order.index(d)] for d in LOOPS}
+    ext = {d: extents(getattr(work, d), mapping.tile(d))[idx[d]] for d in LOOPS}
+
+    def changed(*keys):
+        flag = np.zeros(keys[0].shape[0], dtype=bool)
+        flag[0] = True
+        for key in keys:
+            flag[1:] |= key[1:] != key[:-1]
+        return flag
+    a_new, b_new = changed(g, idx["m"], idx["k"]), changed(g, idx["k"], idx["n"])
+    c_visit = changed(g, idx["m"], idx["n"])
+    c_last = np.append(c_visit[1:], True)
+    reload, final = c_visit & (idx["k"] > 0), c_last & (idx["k"] == trips["k"] - 1)
+    c_elems = ext["m"] * ext["n"]
+    acc, burst = arch.array.acc_dtype, arch.offchip.burst_bytes
+    runs_a, runs_b, runs_c = (a_runs(work, ext["m"], ext["k"]), b_runs(work, ext["k"], ext["n"]),
+                              c_runs(work, ext["m"], ext["n"]))
+    psum = burst_bytes(np.where(reload, nbytes(c_elems, acc), 0), runs_c, burst)
+    a_bytes = burst_bytes(np.where(a_new, a_tile_bytes(work, ext["m"], ext["k"]), 0), runs_a, burst)
+    b_raw = np.where(b_new, nbytes(ext["k"] * ext["n"], work.b_dtype), 0)
+    store = burst_bytes(np.where(final, nbytes(c_elems, work.c_dtype), np.where(c_last, nbytes(c_elems, acc), 0)),
+                        runs_c, burst)
+    ones = np.ones(g.shape[0], dtype=np.int64)
+    flash = split_runs(round(flash_share * int(b_raw.sum())), b_raw, ones)[0] if flash_share else 0 * b_raw
+    compute = split_runs(compute_cycles(work, arch, mapping.dataflow, timing, mapping.t_tile),
+                         ext["m"] * ext["n"] * ext["k"], ones)[0]
+    return (a_bytes, burst_bytes(b_raw, runs_b, burst), psum, store, compute, flash)
+
+
+@settings(max_examples=200, deadline=None)
+@given(tiled_contractions(), st.sampled_from([1, 16]), st.sampled_from([0.0, 0.3]))
+def test_contraction_runs_equal_the_full_loop_nest_tile_by_tile(case, burst, share):
+    work, mapping = case
+    arch = arch_with(burst=burst)
+    kernel = Kernel("k", ("k",), work, mapping)
+    runs = contraction_runs(work, kernel, arch, "pipelined", share)
+    assert runs.count[0] == 1 and (runs.count > 0).all()
+    tiles = runs.expanded()
+    want = brute_force_contraction(work, kernel, arch, "pipelined", share)
+    for field, expected in zip(("input_bytes", "weight_bytes", "psum_bytes", "store_bytes", "compute", "flash_bytes"),
+                               want, strict=True):
+        np.testing.assert_array_equal(getattr(tiles, field), expected, err_msg=field)
+    # entries grow with the loop nest's positions, not its tiles
+    assert runs.compute.shape[0] <= nest_run_count([c for _, c in contraction_positions(work, kernel)]) + 4
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(1, 30)), min_size=1, max_size=8),
+       st.integers(0, 10**6))
+def test_split_runs_adds_up_and_keeps_identical_tiles_within_one(runs, total):
+    weights = np.array([w for w, _ in runs])
+    count = np.array([c for _, c in runs])
+    if not (weights * count).sum():
+        total = 0
+    parts, new_count, moved = split_runs(total, weights, count)
+    assert int((parts * new_count).sum()) == total
+    np.testing.assert_array_equal(np.repeat(weights[moved], new_count), np.repeat(weights, count))
+    per_tile = np.repeat(parts, new_count)
+    exact = total * np.repeat(weights, count) / max(int((weights * count).sum()), 1)
+    assert (per_tile >= np.floor(exact)).all() and (per_tile <= np.floor(exact) + 1).all()
+    assert new_count.shape[0] <= count.shape[0] + 1
+
+
+def test_split_runs_by_hand():
+    # 10 cycles over 4 tiles of weight 1 and 1 of weight 2 (W = 6): floors 1,1,1,1,3 = 7, one more for the first 3
+    parts, count, moved = split_runs(10, np.array([1, 2]), np.array([4, 1]))
+    assert np.repeat(parts, count).tolist() == [2, 2, 2, 1, 3] and moved.tolist() == [0, 0, 1]
+
+
+def test_interpreted_kernels_equal_compiled():
+    # the Python run of the same kernel code (used for small programs before numba loads) gives the same numbers
+    prog = (np.array([1, 40, 1, 7, 300], dtype=np.int64), np.array([9.0, 4.25, 0.0, 3.0, 8.5]),
+            np.array([0.0, 2.0, 6.0, 0.0, 1.5]), np.array([20.0, 5.0, 5.0, 12.0, 7.0]), np.array([0, 0, 0, 1, 1]),
+            np.array([2, 2, 2, 1, 1]), np.array([-1, -1, -1, 0, 0]), np.array([0, 0, 0, 1, 1]), 2, 13.0)
+    fast = run_classes(*prog)
+    with interpreted():
+        slow = run_classes(*prog)
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_array_equal(a, b)
