@@ -358,7 +358,7 @@ def kernel_runs(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: floa
             # shared level or a cache loads those once
             cmds = combine_cores(blocks, tuple(o for o in ("input", "weight") if loaded_once(arch, o)))
     if arch.cache is not None and isinstance(kernel.work, Contraction):
-        cmds = through_cache(cmds.expanded(), kernel, arch, timing)
+        cmds = through_cache(cmds, kernel, arch, timing)
     cmds = as_runs(cmds)
     return cmds if timing == "scalesim" else with_access_latency(cmds, kernel, arch)
 
@@ -366,24 +366,33 @@ def kernel_runs(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: floa
 def through_cache(cmds: TileCommands, kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:
     """A contraction behind a hardware cache reads from DRAM only what a tiling for the cache's capacity reads
     (compiler.residency.cache_traffic; operands that hit from earlier kernels excluded) and writes what it writes;
-    the rest of the cores' loads and partial-sum stores are cache hits. Each tile keeps its share of the bytes."""
+    the rest of the cores' loads and partial-sum stores are cache hits. Each tile keeps its share of the bytes
+    (split_runs over the runs of tiles)."""
     t = cache_traffic(kernel.work, arch, timing)
     res = kernel.residency
     reads = (0 if res.a else t.input_read) + (0 if res.b else t.weight_read) + t.psum_read
     fields = ("input_bytes", "weight_bytes", "psum_bytes")
-    loads = sum(int(getattr(cmds, f).sum()) for f in fields)
-    stores = int(cmds.store_bytes.sum())
-    out = {}
+    loads = sum(cmds.total(f) for f in fields)
+    stores = cmds.total("store_bytes")
+    count = cmds.count if cmds.count is not None else np.ones(cmds.compute.shape[0], dtype=np.int64)
+    shares = []                                     # (field, total) to split in proportion to the field
     if loads > reads:
         ratio = reads / loads
-        for f in (*fields, "flash_bytes"):       # weights from flash stay a part of the weight loads
-            arr = getattr(cmds, f)
-            total = round(int(arr.sum()) * ratio)
-            out[f] = split_total(total, arr.astype(np.float64)) if arr.sum() else arr
-        out["flash_bytes"] = np.minimum(out["flash_bytes"], out["weight_bytes"])
+        shares += [(f, round(cmds.total(f) * ratio)) for f in (*fields, "flash_bytes")]
     if stores > t.output_write > 0:
-        out["store_bytes"] = split_total(t.output_write, cmds.store_bytes.astype(np.float64))
-    return replace(cmds, **out) if out else cmds
+        shares.append(("store_bytes", t.output_write))
+    if not shares:
+        return cmds
+    values = {f: getattr(cmds, f) for f in _PER_TILE}
+    for field, total in shares:
+        if not values[field].any():
+            continue
+        parts, count, moved = split_runs(total, values[field], count)
+        values = {f: v[moved] for f, v in values.items()}
+        values[field] = parts
+    if loads > reads:                                # weights from flash stay a part of the weight loads
+        values["flash_bytes"] = np.minimum(values["flash_bytes"], values["weight_bytes"])
+    return replace(cmds, count=count, **values)
 
 
 def access_latency(kernel: Kernel, arch: ArchConfig) -> int:

@@ -34,7 +34,7 @@ INTERPRETED_ENTRIES = 2_000  # programs up to this many runs go through run_clas
 
 def _check_size(schedule: Schedule, arch: ArchConfig, timeline: bool = False) -> None:
     """Refuse schedules whose tile program (runs of identical tiles; one entry per tile for a timeline, a flash
-    level, a cache or a contraction split among cores) has more entries than fit in memory, or fused kernels whose
+    level, attention and vector work) has more entries than fit in memory, or fused kernels whose
     summed ops or bytes could overflow the 64-bit per-tile counters."""
     total = tiles = 0
     for k in schedule.kernels:
@@ -48,7 +48,7 @@ def _check_size(schedule: Schedule, arch: ArchConfig, timeline: bool = False) ->
                                  "(< 2**61 per kernel); use smaller sizes or --fusion none")
         count = k.tile_count(arch.cores)
         tiles += count
-        by_class = isinstance(k.work, Contraction) and arch.cache is None and arch.flash is None
+        by_class = isinstance(k.work, Contraction) and arch.flash is None
         total += count if timeline or not by_class else sum(    # + cuts of split_runs and the first tile
             nest_run_count([c for _, c in contraction_positions(share, k)]) + 4 for share, _ in k.shares(arch.cores))
     if total > MAX_ENTRIES:
