@@ -29,7 +29,8 @@ from tilesim.core.result import KernelResult, SimResult, Timeline
 
 MAX_KERNEL_COUNT = 2**61     # a fused kernel's summed vector ops and extra bytes (each op's are < 2**60)
 MAX_ENTRIES = 50_000_000     # tile program entries (runs, or tiles where kept one by one): ~80 bytes each in memory
-INTERPRETED_ENTRIES = 2_000  # programs up to this many runs go through run_classes in Python until numba is loaded
+INTERPRETED_BUDGET = 5_000   # runs a process simulates in Python before it loads numba (a CLI run: a few hundred)
+_interpreted = [0]           # runs simulated in Python so far in this process
 
 
 def _check_size(schedule: Schedule, arch: ArchConfig, timeline: bool = False) -> None:
@@ -158,8 +159,10 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
         ends, waits, _ = fold_tiles(times[1], tiles.kernel, n_kernels)
     else:
         run = run_classes_py if reference else run_classes
-        # a small program costs less in Python than loading numba (start-up of a CLI run); the same code either way
-        small = prog.count.shape[0] <= INTERPRETED_ENTRIES and not is_compiled(run_classes)
+        # a few small programs cost less in Python than loading numba (start-up of a CLI run); the same code
+        entries = prog.count.shape[0]
+        small = not is_compiled(run_classes) and _interpreted[0] + entries <= INTERPRETED_BUDGET
+        _interpreted[0] += entries if small else 0
         with interpreted() if small else nullcontext():
             ends, waits, _ = run(prog.count, prog.load_xfer, prog.store_xfer, prog.compute, prog.engine, prog.slots,
                                  prog.dep, prog.kernel, n_kernels, float(arch.offchip.latency_cycles))
