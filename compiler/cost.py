@@ -15,8 +15,8 @@ from tilesim.compiler.lowering import MAX_COUNT, Contraction
 
 IntArray = npt.NDArray[np.int64]
 LOOPS = ("m", "n", "k")
-MAX_TILES = 20_000_000      # per kernel: tilings with more tiles are left out of the mapping search (the simulator has no
-#                             tile limit since issue 22: it keeps runs of identical tiles; see core/simulate.py)
+MAX_TILES = 20_000_000      # per kernel: tilings with more tiles are left out of the mapping search (the simulator
+#                             has no tile limit since issue 22: it keeps runs of identical tiles, core/simulate.py)
 OPERAND_DIMS = {"input": ("m", "k"), "weight": ("k", "n"), "output": ("m", "n")}
 
 

@@ -134,7 +134,7 @@ def test_contraction_runs_equal_the_full_loop_nest_tile_by_tile(case, burst, sha
     arch = arch_with(burst=burst)
     kernel = Kernel("k", ("k",), work, mapping)
     runs = contraction_runs(work, kernel, arch, "pipelined", share)
-    assert runs.count[0] == 1 and (runs.count > 0).all()
+    assert (runs.count > 0).all()
     tiles = runs.expanded()
     want = brute_force_contraction(work, kernel, arch, "pipelined", share)
     for field, expected in zip(("input_bytes", "weight_bytes", "psum_bytes", "store_bytes", "compute", "flash_bytes"),

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
+from functools import lru_cache
 from math import ceil
 
 import numpy as np
@@ -97,22 +98,21 @@ def split_runs(total: int, weights: np.ndarray, count: np.ndarray) -> tuple[np.n
     w = np.asarray(weights, dtype=np.int64)
     count = np.asarray(count, dtype=np.int64)
     order = np.arange(w.shape[0])
-    values, inverse = np.unique(w, return_inverse=True)
-    tiles_of = np.zeros(values.shape[0], dtype=np.int64)
-    np.add.at(tiles_of, inverse, count)
-    whole = sum(int(v) * int(c) for v, c in zip(values, tiles_of, strict=True))
+    whole = int(np.dot(w, count))                   # all tiles' weights (< 2**63: MACs or bytes of one kernel)
     if whole == 0:
         return np.zeros(w.shape[0], dtype=np.int64), count, order
-    base_of = np.array([total * int(v) // whole for v in values], dtype=np.int64)     # exact (Python integers)
-    base = base_of[inverse]
-    rem = total - sum(int(b) * int(c) for b, c in zip(base_of, tiles_of, strict=True))
+    if total * int(w.max()) < 2**63:                # floor(total x w / W), exact in int64 ...
+        base = total * w // whole
+    else:                                           # ... or in Python integers
+        base = np.array([total * int(x) // whole for x in w.tolist()], dtype=np.int64)
+    rem = total - int(np.dot(base, count))
     if rem == 0:
         return base, count, order
     positive = np.where(w > 0, count, 0)
     cum = np.cumsum(positive)
     j = int(np.searchsorted(cum, rem, side="left"))         # the run holding the last tile that gets one more
     inside = rem - (int(cum[j - 1]) if j else 0)            # its tiles that do
-    parts = base + ((np.arange(w.shape[0]) < j) & (w > 0))
+    parts = base + ((order < j) & (w > 0))
     if inside == count[j]:
         parts[j] += 1
         return parts, count, order
@@ -155,12 +155,18 @@ def nest_runs(counts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """A loop nest of loop_positions (outermost first) as runs in execution order: (position in the nest of
     positions, C order; tiles in the run). A position standing for c iterations of an outer loop repeats its inner
     sequence c times (one run c times longer when that sequence is one run)."""
+    return _nest_runs(tuple(tuple(int(x) for x in c) for c in counts))
+
+
+@lru_cache(maxsize=1024)
+def _nest_runs(counts: tuple[tuple[int, ...], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """nest_runs, remembered per nest (the arrays are read only)."""
     shape = tuple(len(c) for c in counts)
 
     def seq(level: int, base: int) -> tuple[np.ndarray, np.ndarray]:
-        c = counts[level]
+        c = np.array(counts[level], dtype=np.int64)
         if level == len(counts) - 1:
-            return base + np.arange(shape[level]), c.astype(np.int64)
+            return base + np.arange(shape[level]), c
         stride = int(np.prod(shape[level + 1:]))
         ids, ns = [], []
         for p in range(shape[level]):
@@ -172,7 +178,9 @@ def nest_runs(counts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
                 ids.append(np.tile(i, int(c[p])))
                 ns.append(np.tile(n, int(c[p])))
         return np.concatenate(ids), np.concatenate(ns)
-    return seq(0, 0)
+    ids, ns = seq(0, 0)
+    ids.flags.writeable = ns.flags.writeable = False
+    return ids, ns
 
 
 def nest_run_count(counts: list[np.ndarray]) -> int:
@@ -241,8 +249,10 @@ def contraction_runs(work: Contraction, kernel: Kernel, arch: ArchConfig, timing
 
     def split(total: int, weights: np.ndarray) -> np.ndarray:
         nonlocal count, f
+        runs = count.shape[0]
         parts, count, moved = split_runs(total, weights, count)
-        f = {k: v[moved] for k, v in f.items()}
+        if count.shape[0] != runs:                  # a run was cut in two
+            f = {k: v[moved] for k, v in f.items()}
         return parts
     b_total = int((f["b_raw"] * count).sum())
     if flash_share >= 1:
@@ -264,9 +274,9 @@ def contraction_runs(work: Contraction, kernel: Kernel, arch: ArchConfig, timing
         extra = split(round(residual * share), f["drained"])
         f["a"] = f["a"] + burst_bytes(extra, f["c_runs"], burst)
     levels = {arch.home(o).double_buffered for o in ("input", "weight", "output")}
-    return as_runs(TileCommands(f["a"].astype(np.int64), f["b"].astype(np.int64), f["psum"].astype(np.int64),
-                                f["store"].astype(np.int64), f["compute"].astype(np.int64), ARRAY,
-                                2 if levels == {True} else 1, f["flash"].astype(np.int64), count))
+    return TileCommands(f["a"].astype(np.int64), f["b"].astype(np.int64), f["psum"].astype(np.int64),
+                        f["store"].astype(np.int64), f["compute"].astype(np.int64), ARRAY, 2 if levels == {True} else 1,
+                        f["flash"].astype(np.int64), count)
 
 
 def attention_commands(work: AttentionWork, kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:

@@ -29,7 +29,7 @@ from tilesim.core.result import KernelResult, SimResult, Timeline
 
 MAX_KERNEL_COUNT = 2**61     # a fused kernel's summed vector ops and extra bytes (each op's are < 2**60)
 MAX_ENTRIES = 50_000_000     # tile program entries (runs, or tiles where kept one by one): ~80 bytes each in memory
-INTERPRETED_BUDGET = 5_000   # runs a process simulates in Python before it loads numba (a CLI run: a few hundred)
+INTERPRETED_BUDGET = 1_000   # runs a process simulates in Python before it loads numba (a CLI run: a few hundred)
 _interpreted = [0]           # runs simulated in Python so far in this process
 
 
