@@ -16,8 +16,8 @@ from tilesim.compiler.sparsity import b_tile_bytes, weight_bytes_per_fed_value
 
 IntArray = npt.NDArray[np.int64]
 LOOPS = ("m", "n", "k")
-MAX_TILES = 4_000_000       # per schedule: the simulator keeps ~190 bytes per tile (resnet50 at batch 1200 on
-                            # edge-npu: 2.0 M tiles, 542 MB peak): a run stays under ~1 GB (benchmarks/peak_memory.py)
+MAX_TILES = 20_000_000      # per kernel: tilings with more tiles are left out of the mapping search (the simulator
+#                             has no tile limit since issue 22: it keeps runs of identical tiles, core/simulate.py)
 OPERAND_DIMS = {"input": ("m", "k"), "weight": ("k", "n"), "output": ("m", "n")}
 
 

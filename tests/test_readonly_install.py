@@ -52,7 +52,9 @@ def run_tilesim(site: Path, root: Path, *args: str, user: str | None = None) -> 
 
 def test_read_only_install_with_no_cache_folder_runs_from_a_private_temporary_cache(tmp_path):
     site = read_only_copy(tmp_path)
-    run = run_tilesim(site, tmp_path, "run", "-w", "gemm:64,64,64", "-a", "edge-npu", "-f", "json")
+    # --trace: the timeline runs the numba tile pipeline (small programs alone run in Python until numba loads)
+    run = run_tilesim(site, tmp_path, "run", "-w", "gemm:64,64,64", "-a", "edge-npu", "-f", "json", "--trace",
+                      str(tmp_path / "trace.json"))
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
     assert json.loads(run.stdout)["cycles"] > 0

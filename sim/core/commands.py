@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
+from functools import lru_cache
 from math import ceil
 
 import numpy as np
@@ -31,7 +32,8 @@ ARRAY, VECTOR = 0, 1
 
 @dataclass(frozen=True)
 class TileCommands:
-    """Per-tile arrays of one kernel, in execution order."""
+    """Per-tile arrays of one kernel, in execution order; with `count`, entry i stands for count[i] consecutive
+    identical tiles (runs: the pipeline simulates a run's steady state in one step)."""
     input_bytes: np.ndarray     # int64: A (or vector inputs) read from off-chip before the tile computes
     weight_bytes: np.ndarray    # int64: B read from off-chip
     psum_bytes: np.ndarray      # int64: partial sums reloaded from off-chip
@@ -40,11 +42,86 @@ class TileCommands:
     engine: int
     slots: int
     flash_bytes: np.ndarray     # int64: weight bytes first read from flash into DRAM (part of weight_bytes)
+    count: np.ndarray | None = None     # int64: tiles each entry stands for (None: one each)
 
     @property
     def load_bytes(self) -> np.ndarray:
         """All bytes a tile reads from off-chip."""
         return self.input_bytes + self.weight_bytes + self.psum_bytes
+
+    @property
+    def tiles(self) -> int:
+        """Number of tiles."""
+        return int(self.compute.shape[0] if self.count is None else self.count.sum())
+
+    def total(self, field: str) -> int:
+        """Sum of a per-tile field over all tiles (e.g. "input_bytes", "load_bytes", "compute")."""
+        values = getattr(self, field)
+        return int(values.sum() if self.count is None else (values * self.count).sum())
+
+    def expanded(self) -> TileCommands:
+        """The same tiles, one entry each."""
+        if self.count is None:
+            return self
+        return replace(self, count=None, **{f: np.repeat(getattr(self, f), self.count) for f in _PER_TILE})
+
+
+_PER_TILE = ("input_bytes", "weight_bytes", "psum_bytes", "store_bytes", "compute", "flash_bytes")
+
+
+def as_runs(cmds: TileCommands) -> TileCommands:
+    """Commands as runs: consecutive identical tiles merged into one entry, the first tile alone (it alone pays a
+    kernel's start costs)."""
+    if cmds.count is None:
+        count = np.ones(cmds.compute.shape[0], dtype=np.int64)
+    else:
+        count = cmds.count
+    fields = [getattr(cmds, f) for f in _PER_TILE]
+    n = count.shape[0]
+    start = np.zeros(n, dtype=bool)
+    start[:2] = True                                  # the first tile stays a run of its own
+    for a in fields:
+        start[1:] |= a[1:] != a[:-1]
+    heads = np.flatnonzero(start)
+    merged = np.add.reduceat(count, heads) if n else count
+    out = replace(cmds, count=merged.astype(np.int64), **{f: a[heads] for f, a in zip(_PER_TILE, fields, strict=True)})
+    if n and count[0] > 1:                            # split a leading run: its first tile alone
+        out = replace(out, count=np.concatenate(([1, count[0] - 1], out.count[1:])).astype(np.int64),
+                      **{f: np.concatenate((getattr(out, f)[:1], getattr(out, f))) for f in _PER_TILE})
+    return out
+
+
+def split_runs(total: int, weights: np.ndarray, count: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Integers proportional to per-tile `weights` (runs of count[i] tiles of weights[i]) that add up to exactly
+    `total`: each tile floor(total x w / W) (W: all tiles' weights), and one more for each of the first (total -
+    their sum) tiles of positive weight, so identical tiles stay identical but for one cut. Returns (parts, counts,
+    runs): the run that holds the cut, if any, is split in two, and `runs` maps the new runs to the old ones."""
+    w = np.asarray(weights, dtype=np.int64)
+    count = np.asarray(count, dtype=np.int64)
+    order = np.arange(w.shape[0])
+    whole = int(np.dot(w, count))                   # all tiles' weights (< 2**63: MACs or bytes of one kernel)
+    if whole == 0:
+        return np.zeros(w.shape[0], dtype=np.int64), count, order
+    if total * int(w.max()) < 2**63:                # floor(total x w / W), exact in int64 ...
+        base = total * w // whole
+    else:                                           # ... or in Python integers
+        base = np.array([total * int(x) // whole for x in w.tolist()], dtype=np.int64)
+    rem = total - int(np.dot(base, count))
+    if rem == 0:
+        return base, count, order
+    positive = np.where(w > 0, count, 0)
+    cum = np.cumsum(positive)
+    j = int(np.searchsorted(cum, rem, side="left"))         # the run holding the last tile that gets one more
+    inside = rem - (int(cum[j - 1]) if j else 0)            # its tiles that do
+    parts = base + ((order < j) & (w > 0))
+    if inside == count[j]:
+        parts[j] += 1
+        return parts, count, order
+    order = np.insert(order, j, j)
+    parts = np.insert(parts, j, parts[j] + 1)
+    count = np.insert(count, j, inside)
+    count[j + 1] -= inside
+    return parts, count, order
 
 
 def split_total(total: int, weights: np.ndarray) -> np.ndarray:
@@ -67,23 +144,87 @@ def _changed(*keys: np.ndarray) -> np.ndarray:
     return flag
 
 
+def loop_positions(trip: int) -> tuple[np.ndarray, np.ndarray]:
+    """Iterations of a loop that stand for all of them, and how many each stands for: the first, the middle ones
+    (alike: the same tile sizes and the same loops changing before them) and the last."""
+    if trip <= 2:
+        return np.arange(trip), np.ones(trip, dtype=np.int64)
+    return np.array([0, 1, trip - 1]), np.array([1, trip - 2, 1], dtype=np.int64)
+
+
+def nest_runs(counts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """A loop nest of loop_positions (outermost first) as runs in execution order: (position in the nest of
+    positions, C order; tiles in the run). A position standing for c iterations of an outer loop repeats its inner
+    sequence c times (one run c times longer when that sequence is one run)."""
+    return _nest_runs(tuple(tuple(int(x) for x in c) for c in counts))
+
+
+@lru_cache(maxsize=1024)
+def _nest_runs(counts: tuple[tuple[int, ...], ...]) -> tuple[np.ndarray, np.ndarray]:
+    """nest_runs, remembered per nest (the arrays are read only)."""
+    shape = tuple(len(c) for c in counts)
+
+    def seq(level: int, base: int) -> tuple[np.ndarray, np.ndarray]:
+        c = np.array(counts[level], dtype=np.int64)
+        if level == len(counts) - 1:
+            return base + np.arange(shape[level]), c
+        stride = int(np.prod(shape[level + 1:]))
+        ids, ns = [], []
+        for p in range(shape[level]):
+            i, n = seq(level + 1, base + p * stride)
+            if i.shape[0] == 1:
+                ids.append(i)
+                ns.append(n * c[p])
+            else:
+                ids.append(np.tile(i, int(c[p])))
+                ns.append(np.tile(n, int(c[p])))
+        return np.concatenate(ids), np.concatenate(ns)
+    ids, ns = seq(0, 0)
+    ids.flags.writeable = ns.flags.writeable = False
+    return ids, ns
+
+
+def nest_run_count(counts: list[np.ndarray]) -> int:
+    """Length of nest_runs(counts), without building it."""
+    inner = len(counts[-1])
+    for c in reversed(counts[:-1]):
+        inner = sum(1 if inner == 1 else int(k) * inner for k in c)
+    return inner
+
+
+def contraction_positions(work: Contraction, kernel: Kernel) -> list[tuple[np.ndarray, np.ndarray]]:
+    """loop_positions of a contraction's loops: g, then its mapping's loop order."""
+    trips = trip_counts(work, kernel.mapping)
+    return [loop_positions(t) for t in (work.g, *tuple(trips[d] for d in kernel.mapping.order))]
+
+
 def contraction_commands(work: Contraction, kernel: Kernel, arch: ArchConfig, timing: str,
                          flash_share: float = 0.0) -> TileCommands:
-    """Tiles of a contraction in loop order; operands reload only when their tile index changes; every transfer
-    rounded up to whole DRAM bursts, and `flash_share` of each weight tile read from flash first (whole flash
-    bursts, one run: weights are laid out by tile)."""
+    """contraction_runs, one entry per tile."""
+    return contraction_runs(work, kernel, arch, timing, flash_share).expanded()
+
+
+def contraction_runs(work: Contraction, kernel: Kernel, arch: ArchConfig, timing: str,
+                     flash_share: float = 0.0) -> TileCommands:
+    """Tiles of a contraction in loop order, as runs; operands reload only when their tile index changes; every
+    transfer rounded up to whole DRAM bursts, and `flash_share` of each weight tile read from flash first (whole
+    flash bursts, one run: weights are laid out by tile). Tiles are worked out once per loop_positions tuple (the
+    first, a middle and the last iteration of each loop): consecutive tiles differ in a loop's position exactly
+    where they differ in its iteration, so reload flags, extents and bytes are those of the real tiles."""
     mapping = kernel.mapping
     trips = trip_counts(work, mapping)
     order = mapping.order
-    grid = np.indices((work.g, *tuple(trips[d] for d in order))).reshape(4, -1)
+    where = contraction_positions(work, kernel)
+    grid = np.indices(tuple(len(w[0]) for w in where)).reshape(4, -1)
     g = grid[0]
-    idx = {d: grid[1 + order.index(d)] for d in LOOPS}
+    pos = {d: grid[1 + order.index(d)] for d in LOOPS}
+    idx = {d: where[1 + order.index(d)][0][pos[d]] for d in LOOPS}
     ext = {d: extents(getattr(work, d), mapping.tile(d))[idx[d]] for d in LOOPS}
     acc = arch.array.acc_dtype
 
-    a_new = _changed(g, idx["m"], idx["k"])
-    b_new = _changed(g, idx["k"], idx["n"])
-    c_visit = _changed(g, idx["m"], idx["n"])                 # first tile of a visit to an output tile
+    a_new = _changed(g, pos["m"], pos["k"])
+    b_new = _changed(g, pos["k"], pos["n"])
+    c_visit = _changed(g, pos["m"], pos["n"])                 # first tile of a visit to an output tile
     c_last = np.append(c_visit[1:], True)                     # last tile of a visit
     reload = c_visit & (idx["k"] > 0)                         # visit resumes a partial sum
     final = c_last & (idx["k"] == trips["k"] - 1)
@@ -100,28 +241,43 @@ def contraction_commands(work: Contraction, kernel: Kernel, arch: ArchConfig, ti
     store = np.where(final, final_store, np.where(c_last, nbytes(c_elems, acc), 0))
     psum, store = burst_bytes(psum, runs["c"], burst), burst_bytes(store, runs["c"], burst)
     a_bytes, b_bytes = burst_bytes(a_bytes, runs["a"], burst), burst_bytes(b_raw, runs["b"], burst)
+    # the tiles in execution order, as runs of positions
+    ids, count = nest_runs([w[1] for w in where])
+    f = {"a": a_bytes, "b": b_bytes, "b_raw": b_raw, "psum": psum, "store": store,
+         "macs": ext["m"] * ext["n"] * ext["k"], "drained": np.where(final, c_elems, 0),
+         "c_runs": np.broadcast_to(runs["c"], c_elems.shape)}
+    f = {k: np.asarray(v)[ids] for k, v in f.items()}
+
+    def split(total: int, weights: np.ndarray) -> np.ndarray:
+        nonlocal count, f
+        runs = count.shape[0]
+        parts, count, moved = split_runs(total, weights, count)
+        if count.shape[0] != runs:                  # a run was cut in two
+            f = {k: v[moved] for k, v in f.items()}
+        return parts
+    b_total = int((f["b_raw"] * count).sum())
     if flash_share >= 1:
-        flash = b_raw
+        f["flash"] = f["b_raw"]
+    elif flash_share and b_total:
+        f["flash"] = split(round(flash_share * b_total), f["b_raw"])
     else:
-        flash = split_total(round(flash_share * int(b_raw.sum())), b_raw.astype(np.float64)) \
-            if flash_share and b_raw.sum() else 0
-    flash = burst_bytes(np.zeros_like(b_raw) + flash, 1, arch.flash.burst_bytes if arch.flash else 1)
-    t_tile = mapping.t_tile
-    total = compute_cycles(work, arch, mapping.dataflow, timing, t_tile)
-    compute = split_total(total, (ext["m"] * ext["n"] * ext["k"]).astype(np.float64))
+        f["flash"] = np.zeros_like(f["b_raw"])
+    f["flash"] = burst_bytes(f["flash"], 1, arch.flash.burst_bytes if arch.flash else 1)
+    f["compute"] = split(compute_cycles(work, arch, mapping.dataflow, timing, mapping.t_tile), f["macs"])
     epi = kernel.epilogue
     if epi is not None:       # fused elementwise ops: applied as each output tile drains, overlapping the array
         whole = kernel.work
         share = (work.g * work.m * work.n) / (whole.g * whole.m * whole.n)        # this core's part of the outputs
-        drained = np.where(final, c_elems, 0).astype(np.float64)
         lanes = arch.vector.lanes * arch.vector.ops_per_lane_cycle
-        compute = np.maximum(compute, split_total(ceil(epi.ops * share / lanes), drained))
+        drained = split(ceil(epi.ops * share / lanes), f["drained"])
+        f["compute"] = np.maximum(f["compute"], drained)
         residual = max(epi.read_bytes - res.extra_bytes, 0)                        # other inputs, read once
-        a_bytes = a_bytes + burst_bytes(split_total(round(residual * share), drained), runs["c"], burst)
+        extra = split(round(residual * share), f["drained"])
+        f["a"] = f["a"] + burst_bytes(extra, f["c_runs"], burst)
     levels = {arch.home(o).double_buffered for o in ("input", "weight", "output")}
-    return TileCommands(a_bytes.astype(np.int64), b_bytes.astype(np.int64), psum.astype(np.int64),
-                        np.asarray(store).astype(np.int64), compute, ARRAY, 2 if levels == {True} else 1,
-                        np.asarray(flash).astype(np.int64))
+    return TileCommands(f["a"].astype(np.int64), f["b"].astype(np.int64), f["psum"].astype(np.int64),
+                        f["store"].astype(np.int64), f["compute"].astype(np.int64), ARRAY, 2 if levels == {True} else 1,
+                        f["flash"].astype(np.int64), count)
 
 
 def attention_commands(work: AttentionWork, kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:
@@ -191,7 +347,12 @@ def vector_commands(work: VectorWork, kernel: Kernel, arch: ArchConfig) -> TileC
 
 
 def kernel_commands(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: float = 0.0) -> TileCommands:
-    """Per-tile commands of one kernel (cores in lockstep when it is split among them), with the on-chip access
+    """kernel_runs, one entry per tile."""
+    return kernel_runs(kernel, arch, timing, flash_share).expanded()
+
+
+def kernel_runs(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: float = 0.0) -> TileCommands:
+    """Tile commands of one kernel as runs (cores in lockstep when it is split among them), with the on-chip access
     latency added to its compute (pipelined timing)."""
     match kernel.work:
         case AttentionWork() as work:
@@ -199,40 +360,50 @@ def kernel_commands(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: 
         case VectorWork() as work:
             cmds = vector_commands(work, kernel, arch)
         case Contraction() as work if not kernel.split:
-            cmds = contraction_commands(work, kernel, arch, timing, flash_share)
+            cmds = contraction_runs(work, kernel, arch, timing, flash_share)
         case Contraction() as work:
             core = arch.per_core()
-            blocks = [(contraction_commands(block, kernel, core, timing, flash_share), block, cm, cn)
+            blocks = [(contraction_runs(block, kernel, core, timing, flash_share), block, cm, cn)
                       for block, cm, cn in core_blocks(work, kernel.split, arch.cores)]
             # cores in one row of blocks (same m piece) need the same A tiles, in one column the same B tiles: a
             # shared level or a cache loads those once
             cmds = combine_cores(blocks, tuple(o for o in ("input", "weight") if loaded_once(arch, o)))
     if arch.cache is not None and isinstance(kernel.work, Contraction):
         cmds = through_cache(cmds, kernel, arch, timing)
+    cmds = as_runs(cmds)
     return cmds if timing == "scalesim" else with_access_latency(cmds, kernel, arch)
 
 
 def through_cache(cmds: TileCommands, kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:
     """A contraction behind a hardware cache reads from DRAM only what a tiling for the cache's capacity reads
     (compiler.residency.cache_traffic; operands that hit from earlier kernels excluded) and writes what it writes;
-    the rest of the cores' loads and partial-sum stores are cache hits. Each tile keeps its share of the bytes."""
+    the rest of the cores' loads and partial-sum stores are cache hits. Each tile keeps its share of the bytes
+    (split_runs over the runs of tiles)."""
     t = cache_traffic(kernel.work, arch, timing)
     res = kernel.residency
     reads = (0 if res.a else t.input_read) + (0 if res.b else t.weight_read) + t.psum_read
     fields = ("input_bytes", "weight_bytes", "psum_bytes")
-    loads = sum(int(getattr(cmds, f).sum()) for f in fields)
-    stores = int(cmds.store_bytes.sum())
-    out = {}
+    loads = sum(cmds.total(f) for f in fields)
+    stores = cmds.total("store_bytes")
+    count = cmds.count if cmds.count is not None else np.ones(cmds.compute.shape[0], dtype=np.int64)
+    shares = []                                     # (field, total) to split in proportion to the field
     if loads > reads:
         ratio = reads / loads
-        for f in (*fields, "flash_bytes"):       # weights from flash stay a part of the weight loads
-            arr = getattr(cmds, f)
-            total = round(int(arr.sum()) * ratio)
-            out[f] = split_total(total, arr.astype(np.float64)) if arr.sum() else arr
-        out["flash_bytes"] = np.minimum(out["flash_bytes"], out["weight_bytes"])
+        shares += [(f, round(cmds.total(f) * ratio)) for f in (*fields, "flash_bytes")]
     if stores > t.output_write > 0:
-        out["store_bytes"] = split_total(t.output_write, cmds.store_bytes.astype(np.float64))
-    return replace(cmds, **out) if out else cmds
+        shares.append(("store_bytes", t.output_write))
+    if not shares:
+        return cmds
+    values = {f: getattr(cmds, f) for f in _PER_TILE}
+    for field, total in shares:
+        if not values[field].any():
+            continue
+        parts, count, moved = split_runs(total, values[field], count)
+        values = {f: v[moved] for f, v in values.items()}
+        values[field] = parts
+    if loads > reads:                                # weights from flash stay a part of the weight loads
+        values["flash_bytes"] = np.minimum(values["flash_bytes"], values["weight_bytes"])
+    return replace(cmds, count=count, **values)
 
 
 def access_latency(kernel: Kernel, arch: ArchConfig) -> int:
@@ -245,7 +416,8 @@ def access_latency(kernel: Kernel, arch: ArchConfig) -> int:
 def with_access_latency(cmds: TileCommands, kernel: Kernel, arch: ArchConfig) -> TileCommands:
     """On-chip access latency in the pipelined timing: paid once per tile fetch, before the tile computes. With
     double buffering the next tile's first reads are issued while this tile computes, so only the kernel's first
-    tile pays it; single-buffered, every tile does: compute_i += L (first tile only when slots = 2)."""
+    tile pays it; single-buffered, every tile does: compute_i += L (first tile only when slots = 2; as_runs keeps
+    that tile a run of its own)."""
     lat = access_latency(kernel, arch)
     if not lat:
         return cmds
@@ -291,53 +463,87 @@ def loaded_once(arch: ArchConfig, operand: str) -> bool:
     return arch.home(operand).shared or (cache is not None and operand in cache.holds)
 
 
+def common_runs(runs: list[TileCommands]) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Run boundaries shared by several tile sequences side by side (the longest sets the length): (tiles per
+    common run, per sequence the index of its entry in each common run, -1 past its end)."""
+    ends = [np.cumsum(c.count if c.count is not None else np.ones(c.compute.shape[0], dtype=np.int64)) for c in runs]
+    cuts = np.unique(np.concatenate(ends))
+    count = np.diff(cuts, prepend=0)
+    where = [np.where(cuts <= e[-1], np.searchsorted(e, cuts - 1, side="right"), -1) for e in ends]
+    return count.astype(np.int64), where
+
+
 def combine_cores(blocks: list[tuple[TileCommands, Contraction, int, int]],
                   loaded_once: tuple[str, ...] = ()) -> TileCommands:
     """Cores running their blocks in lockstep (per block size: its commands, the block, its pieces along m and
     along n): step i moves every core's tile-i bytes over the shared channel and lasts as long as the slowest
     core's compute. An operand in `loaded_once` crosses once per distinct tile: the cores of one m piece share A
-    tiles, of one n piece B tiles (the largest of a group's tiles counts)."""
-    steps = max(c.compute.shape[0] for c, _, _, _ in blocks)
-    pad = lambda a: np.pad(a, (0, steps - a.shape[0]))   # noqa: E731
+    tiles, of one n piece B tiles (the largest of a group's tiles counts). Works on runs: the blocks' run
+    boundaries merged (common_runs)."""
+    count, where = common_runs([c for c, _, _, _ in blocks])
+
+    def pad(c: TileCommands, field: str, i: int) -> np.ndarray:       # a block's values per common run, 0 past its end
+        at = where[i]
+        return np.where(at >= 0, getattr(c, field)[np.maximum(at, 0)], 0)
 
     def total(field, operand=None):
         if operand in loaded_once:
             groups: dict[int, tuple[int, list]] = {}       # piece size -> (pieces of that size, padded arrays)
-            for c, block, cm, cn in blocks:
+            for i, (c, block, cm, cn) in enumerate(blocks):
                 size, pieces = (block.m, cm) if operand == "input" else (block.n, cn)
-                groups.setdefault(size, (pieces, []))[1].append(pad(getattr(c, field)))
+                groups.setdefault(size, (pieces, []))[1].append(pad(c, field, i))
             return sum(pieces * np.max(arrays, axis=0) for pieces, arrays in groups.values())
-        return sum(cm * cn * pad(getattr(c, field)) for c, _, cm, cn in blocks)
+        return sum(cm * cn * pad(c, field, i) for i, (c, _, cm, cn) in enumerate(blocks))
     first = blocks[0][0]
     return TileCommands(total("input_bytes", "input"), total("weight_bytes", "weight"), total("psum_bytes"),
-                        total("store_bytes"), np.max([pad(c.compute) for c, _, _, _ in blocks], axis=0),
-                        first.engine, first.slots, total("flash_bytes", "weight"))
+                        total("store_bytes"), np.max([pad(c, "compute", i) for i, (c, _, _, _) in enumerate(blocks)],
+                                                     axis=0),
+                        first.engine, first.slots, total("flash_bytes", "weight"), count)
 
 
 @dataclass(frozen=True)
 class Program:
-    """All tiles of a schedule, flattened, plus where each kernel's tiles start."""
+    """All tiles of a schedule, flattened as runs (entry i: count[i] identical tiles), plus where each kernel's
+    tiles and entries start."""
     per_kernel: tuple[TileCommands, ...]
     first_tile: np.ndarray      # int64, len kernels + 1
+    first_run: np.ndarray       # int64, len kernels + 1: each kernel's first entry
+    count: np.ndarray           # int64: tiles per entry
+    kernel: np.ndarray          # int64: each entry's kernel
     load_xfer: np.ndarray       # float64 DMA cycles
     store_xfer: np.ndarray
     compute: np.ndarray         # float64 cycles
     engine: np.ndarray          # int64
     slots: np.ndarray           # int64
-    dep: np.ndarray             # int64: tile whose store must end before this tile loads (-1: none)
+    dep: np.ndarray             # int64: kernel whose last tile's store must end before this entry loads (-1: none)
     flash_xfer: np.ndarray      # float64 flash-channel cycles
-    flash_gate: np.ndarray      # int64: tile whose DRAM load must arrive before this tile's flash read (-1: none)
+    flash_gate: np.ndarray      # int64: tile whose DRAM load must arrive before this tile's flash read (-1: none;
+    #                             per tile: a program with flash reads has one entry per tile)
+
+    def total(self, values: np.ndarray) -> float:
+        """Sum over tiles of a per-entry array."""
+        return float((values * self.count).sum())
+
+    def tiles(self) -> Program:
+        """The same program, one entry per tile (dep as each kernel's last tile, for run_tiles)."""
+        rep = lambda a: np.repeat(a, self.count)     # noqa: E731
+        return replace(self, first_run=self.first_tile, count=np.ones(int(self.first_tile[-1]), dtype=np.int64),
+                       kernel=rep(self.kernel), load_xfer=rep(self.load_xfer), store_xfer=rep(self.store_xfer),
+                       compute=rep(self.compute), engine=rep(self.engine), slots=rep(self.slots),
+                       dep=rep(np.where(self.dep >= 0, self.first_tile[self.dep + 1] - 1, -1)),
+                       flash_xfer=rep(self.flash_xfer), flash_gate=rep(self.flash_gate))
 
 
 def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None = None,
                   memo: dict | None = None) -> Program:
-    """Flatten every kernel's tiles; DMA cycles = bytes / off-chip bandwidth, flash cycles = bytes / flash
+    """Flatten every kernel's tile runs; DMA cycles = bytes / off-chip bandwidth, flash cycles = bytes / flash
     bandwidth. Weights read from flash are staged in DRAM: the staging write's DRAM time is charged to the tile's
     DRAM load (load cycles = (DRAM reads + flash bytes) / bandwidth), and a flash read may run ahead of the loads
-    that consume it by at most `staging_bytes` (flash_gate). `overflow`: the share of every weight in flash under
-    `weights: overflow` (None: from the schedule's weights and the DRAM capacity). `memo`: tile commands kept
-    across calls; the caller shares it only among archs that differ in nothing but on-chip capacities (which
-    commands do not depend on: sim/sweep.py keys it by the arch without them) and one timing."""
+    that consume it by at most `staging_bytes` (flash_gate; a program with flash reads has one entry per tile).
+    `overflow`: the share of every weight in flash under `weights: overflow` (None: from the schedule's weights and
+    the DRAM capacity). `memo`: tile commands kept across calls; the caller shares it only among archs that differ
+    in nothing but on-chip capacities (which commands do not depend on: sim/sweep.py keys it by the arch without
+    them) and one timing."""
     share = overflow_share(schedule, arch) if overflow is None else overflow
     # repeated layers (same loop nest, mapping, fusion, residency, flash share) share commands
     made: dict = {} if memo is None else memo
@@ -345,26 +551,33 @@ def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None =
     def commands(k: Kernel) -> TileCommands:
         key = (k.work, k.mapping, k.split, k.epilogue, k.residency, flash_share(k, arch, share))
         if key not in made:
-            made[key] = kernel_commands(k, arch, schedule.timing, key[-1])
+            made[key] = kernel_runs(k, arch, schedule.timing, key[-1])
         return made[key]
     per_kernel = tuple(commands(k) for k in schedule.kernels)
-    counts = np.array([c.compute.shape[0] for c in per_kernel], dtype=np.int64)
-    first = np.concatenate(([0], np.cumsum(counts)))
+    if any(c.flash_bytes.any() for c in per_kernel):
+        runs = tuple(c.expanded() for c in per_kernel)
+    else:
+        runs = per_kernel
+    count = np.concatenate([c.count if c.count is not None else np.ones(c.compute.shape[0], dtype=np.int64)
+                            for c in runs])
+    entries = np.array([c.compute.shape[0] for c in runs], dtype=np.int64)
+    first_run = np.concatenate(([0], np.cumsum(entries)))
+    first = np.concatenate(([0], np.cumsum([c.tiles for c in runs]))).astype(np.int64)
     bw = arch.offchip.bandwidth_bytes_per_cycle
-    dep = np.concatenate([np.full(c.compute.shape[0], max((first[d + 1] - 1 for d in k.deps), default=-1))
-                          for k, c in zip(schedule.kernels, per_kernel, strict=False)]).astype(np.int64)
-    flash = np.concatenate([c.flash_bytes for c in per_kernel])
+    dep = np.repeat(np.array([max(k.deps, default=-1) for k in schedule.kernels], dtype=np.int64), entries)
+    flash = np.concatenate([c.flash_bytes for c in runs])
     fbw = arch.flash.bandwidth_bytes_per_cycle if arch.flash else 1.0
-    load_xfer = (np.concatenate([c.load_bytes for c in per_kernel]) + flash) / bw
+    load_xfer = (np.concatenate([c.load_bytes for c in runs]) + flash) / bw
     # a kernel's fixed start cost (launch, ramp): its first load cannot begin before it, so it holds the channel
-    load_xfer[first[:-1]] += arch.kernel_overhead_cycles
+    load_xfer[first_run[:-1]] += arch.kernel_overhead_cycles
     return Program(
-        per_kernel=per_kernel, first_tile=first,
+        per_kernel=per_kernel, first_tile=first, first_run=first_run, count=count,
+        kernel=np.repeat(np.arange(len(runs), dtype=np.int64), entries),
         load_xfer=load_xfer,
-        store_xfer=np.concatenate([c.store_bytes for c in per_kernel]) / bw,
-        compute=np.concatenate([c.compute for c in per_kernel]).astype(np.float64),
-        engine=np.repeat(np.array([c.engine for c in per_kernel], dtype=np.int64), counts),
-        slots=np.repeat(np.array([c.slots for c in per_kernel], dtype=np.int64), counts),
+        store_xfer=np.concatenate([c.store_bytes for c in runs]) / bw,
+        compute=np.concatenate([c.compute for c in runs]).astype(np.float64),
+        engine=np.repeat(np.array([c.engine for c in runs], dtype=np.int64), entries),
+        slots=np.repeat(np.array([c.slots for c in runs], dtype=np.int64), entries),
         dep=dep, flash_xfer=flash / fbw,
         flash_gate=staging_gate(flash, arch.flash.staging_bytes if arch.flash else None))
 

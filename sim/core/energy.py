@@ -94,8 +94,8 @@ def action_counts(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> Count
     """Counts of every energy action one kernel performs (MACs, vector ops, bytes per level read and written)."""
     counts: Counter = Counter()
     dram = arch.offchip.name
-    read_in, read_w = int(cmds.input_bytes.sum()), int(cmds.weight_bytes.sum())
-    read_psum, written = int(cmds.psum_bytes.sum()), int(cmds.store_bytes.sum())
+    read_in, read_w = cmds.total("input_bytes"), cmds.total("weight_bytes")
+    read_psum, written = cmds.total("psum_bytes"), cmds.total("store_bytes")
     counts[f"{dram}.read_byte"] += read_in + read_w + read_psum
     counts[f"{dram}.write_byte"] += written
     work = kernel.work
@@ -115,7 +115,7 @@ def action_counts(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> Count
             _array_counts(counts, part, n, kernel.mapping.dataflow, arch, acc, (home_a, home_b, home_c))
         if arch.energy.charge_idle_pes:
             a = arch.array
-            pe_cycles = int(cmds.compute.sum()) * a.rows * a.cols * a.count * arch.cores
+            pe_cycles = cmds.total("compute") * a.rows * a.cols * a.count * arch.cores
             counts["array.idle_pe_cycle"] += max(pe_cycles - ceil(work.macs / a.macs_per_pe_cycle), 0)
         if kernel.epilogue is not None:
             counts["vector.op"] += kernel.epilogue.ops

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from contextlib import nullcontext
 from dataclasses import replace
 from math import ceil
 
@@ -10,10 +11,10 @@ import numpy as np
 from tilesim.arch.area_model import area_mm2
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.errors import InputError
-from tilesim.compiler.cost import MAX_TILES, Mapping, array_cycles, mapping_efficiency, spatial_dims
-from tilesim.compiler.lowering import MAX_COUNT, VectorWork
+from tilesim.compiler.cost import Mapping, array_cycles, mapping_efficiency, spatial_dims
+from tilesim.compiler.lowering import MAX_COUNT, Contraction, VectorWork
 from tilesim.compiler.schedule import Kernel, Schedule
-from tilesim.core.commands import ARRAY, VECTOR, TileCommands, build_program
+from tilesim.core.commands import ARRAY, VECTOR, TileCommands, build_program, contraction_positions, nest_run_count
 from tilesim.core.commands import flash_share as flash_share_of
 from tilesim.core.energy import (
     action_counts,
@@ -24,17 +25,22 @@ from tilesim.core.energy import (
     static_energy_pj,
     static_power_components_mw,
 )
-from tilesim.core.kernels.pipeline import CAUSES, run_tiles, run_tiles_py
+from tilesim.core.kernels.jit import interpreted, is_compiled
+from tilesim.core.kernels.pipeline import CAUSES, fold_tiles, run_classes, run_classes_py, run_tiles, run_tiles_py
 from tilesim.core.power import capped_run
 from tilesim.core.result import KernelResult, SimResult, Timeline
 
 MAX_KERNEL_COUNT = 2**61     # a fused kernel's summed vector ops and extra bytes (each op's are < 2**60)
+MAX_ENTRIES = 50_000_000     # tile program entries (runs, or tiles where kept one by one): ~80 bytes each in memory
+INTERPRETED_BUDGET = 1_000   # runs a process simulates in Python before it loads numba (a CLI run: a few hundred)
+_interpreted = [0]           # runs simulated in Python so far in this process
 
 
-def _check_size(schedule: Schedule, arch: ArchConfig) -> None:
-    """Refuse schedules with more tiles than the command arrays can hold, or fused kernels whose summed ops or
-    bytes could overflow the 64-bit per-tile counters."""
-    total = 0
+def _check_size(schedule: Schedule, arch: ArchConfig, timeline: bool = False) -> None:
+    """Refuse schedules whose tile program (runs of identical tiles; one entry per tile for a timeline, a flash
+    level, attention and vector work) has more entries than fit in memory, or fused kernels whose
+    summed ops or bytes could overflow the 64-bit per-tile counters."""
+    total = tiles = 0
     for k in schedule.kernels:
         sums = ((k.work.ops, "vector ops"), (k.work.read_bytes + k.work.write_bytes, "bytes read and written")) \
             if isinstance(k.work, VectorWork) else ()
@@ -44,22 +50,27 @@ def _check_size(schedule: Schedule, arch: ArchConfig) -> None:
             if value >= MAX_KERNEL_COUNT:
                 raise InputError(f"kernel '{k.name}': {value:.3g} {what} exceed the 64-bit counters tilesim uses "
                                  "(< 2**61 per kernel); use smaller sizes or --fusion none")
-        total += k.tile_count(arch.cores)
-    if total > MAX_TILES:
-        raise InputError(f"workload {schedule.workload}: {total:,} tiles exceed the simulator's limit of "
-                         f"{MAX_TILES:,}; use larger buffers or a smaller workload")
+        count = k.tile_count(arch.cores)
+        tiles += count
+        by_class = isinstance(k.work, Contraction) and arch.flash is None
+        total += count if timeline or not by_class else sum(    # + cuts of split_runs and the first tile
+            nest_run_count([c for _, c in contraction_positions(share, k)]) + 4 for share, _ in k.shares(arch.cores))
+    if total > MAX_ENTRIES:
+        what = "tiles (kept one by one for the timeline)" if timeline else "runs of identical tiles"
+        raise InputError(f"workload {schedule.workload}: {tiles:,} tiles in {total:,} {what} exceed the simulator's "
+                         f"limit of {MAX_ENTRIES:,}; use larger buffers or a smaller workload"
+                         + (", or leave out the timeline (--trace)" if timeline else ""))
 
 
 def _overflow_message(schedule: Schedule, arch: ArchConfig, prog, ends: np.ndarray) -> str:
-    """Why a run's cycle count left the 64-bit range: the kernel where it did, and the arch field that stretched
-    it most (off-chip or flash bandwidth, their latency, or the engines' compute)."""
-    bad = int(np.argmax(~(np.isfinite(ends) & (ends < MAX_COUNT))))
-    kernel = schedule.kernels[int(np.searchsorted(prog.first_tile, bad, side="right")) - 1].name
-    tiles = prog.compute.shape[0]
-    causes = [(float(prog.compute.sum()), "array, vector", "the engines compute for {:.3g} cycles",
+    """Why a run's cycle count left the 64-bit range: the kernel where it did (`ends`: each kernel's end), and the
+    arch field that stretched it most (off-chip or flash bandwidth, their latency, or the engines' compute)."""
+    kernel = schedule.kernels[int(np.argmax(~(np.isfinite(ends) & (ends < MAX_COUNT))))].name
+    tiles = int(prog.first_tile[-1])
+    causes = [(prog.total(prog.compute), "array, vector", "the engines compute for {:.3g} cycles",
                "use a larger arch")]
-    for level, xfer in ((arch.offchip, prog.load_xfer.sum() + prog.store_xfer.sum()),
-                        (arch.flash, prog.flash_xfer.sum() if arch.flash else 0.0)):
+    for level, xfer in ((arch.offchip, prog.total(prog.load_xfer) + prog.total(prog.store_xfer)),
+                        (arch.flash, prog.total(prog.flash_xfer) if arch.flash else 0.0)):
         if level is None:
             continue
         causes.append((float(xfer), f"memory.{level.name}.bandwidth_bytes_per_cycle",
@@ -87,8 +98,7 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
 def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = False, timeline: bool = False,
                       flash_share: float | None = None, memo: dict | None = None) -> SimResult:
     """simulate at the arch's own clock, whatever its power (arguments as for simulate)."""
-    prog, (load_end, comp_start, comp_end, store_end, stall, cause, _), kernel_end = _pipeline(
-        schedule, arch, reference, flash_share, memo)
+    prog, waits, kernel_end, times = _pipeline(schedule, arch, reference, flash_share, memo, timeline)
     flash = arch.flash
     spans = np.diff(kernel_end, prepend=0)
     total_cycles = int(kernel_end[-1])
@@ -97,8 +107,9 @@ def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = Fa
     static_mw = static_power_components_mw(arch)       # breakdown key (static, static.<component>) -> mW
     kernels, breakdown, actions = [], Counter(), Counter()
     dram_read = dram_write = 0
+    dma_per_run = (prog.load_xfer + prog.store_xfer) * prog.count
     for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel, strict=False)):
-        lo, hi = prog.first_tile[j], prog.first_tile[j + 1]
+        lo, hi = prog.first_run[j], prog.first_run[j + 1]
         counts = action_counts(kernel, cmds, arch) + _flash_counts(cmds, arch) + clock_counts(int(spans[j]), arch)
         actions.update(counts)
         action_pj = dynamic_energy_pj(counts, arch, f"kernel '{kernel.name}'")
@@ -108,10 +119,9 @@ def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = Fa
             if static:
                 comp[key] = static
         breakdown.update(comp)
-        waits = np.bincount(cause[lo:hi], weights=stall[lo:hi], minlength=len(CAUSES))
-        kr = _kernel_result(kernel, cmds, arch, int(spans[j]), prog.load_xfer[lo:hi].sum() +
-                            prog.store_xfer[lo:hi].sum(), sum(comp.values()), peak, schedule.timing,
-                            {c: round(w) for c, w in zip(CAUSES[1:], waits[1:], strict=False)})
+        kr = _kernel_result(kernel, cmds, arch, int(spans[j]), float(dma_per_run[lo:hi].sum()),
+                            sum(comp.values()), peak, schedule.timing,
+                            {c: round(w) for c, w in zip(CAUSES[1:], waits[j, 1:], strict=False)})
         dram_read += kr.dram_read_bytes
         dram_write += kr.dram_write_bytes
         kernels.append(replace(kr, clock_hz=arch.clock_hz))
@@ -134,35 +144,50 @@ def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = Fa
         flash_read_bytes=int(sum(k.flash_read_bytes for k in kernels)),
         flash_bytes_per_cycle=flash.bandwidth_bytes_per_cycle if flash else 0.0,
         memory_traffic=_memory_traffic(actions, arch, total_cycles),
-        timeline=Timeline(prog.first_tile, prog.engine, prog.load_xfer, prog.store_xfer, load_end, comp_start,
-                          comp_end, store_end, float(arch.offchip.latency_cycles),
+        timeline=Timeline(prog.first_tile, times[0].engine, times[0].load_xfer, times[0].store_xfer, *times[1][:4],
+                          float(arch.offchip.latency_cycles),
                           tuple(k.name for k in schedule.kernels)) if timeline else None)
 
 
 def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, flash_share: float | None = None,
-              memo: dict | None = None):
-    """The part of simulate that decides time: the tile program, the pipeline's event times and each kernel's end
-    cycle (int64; the last is the schedule's cycles). `memo`: build_program's tile commands kept across calls."""
+              memo: dict | None = None, timeline: bool = False):
+    """The part of simulate that decides time: the tile program, the stall cycles per kernel and cause, each
+    kernel's end cycle (int64; the last is the schedule's cycles) and, for a timeline, (the program one entry per
+    tile, its tiles' event times). Runs of identical tiles are simulated by class (run_classes); a timeline, and a
+    program with flash reads (whose staging limit reaches back further than a run's state), tile by tile.
+    `memo`: build_program's tile commands kept across calls."""
     if schedule.arch != arch.name:
         raise InputError(f"schedule was lowered for arch '{schedule.arch}', not '{arch.name}'")
-    _check_size(schedule, arch)
+    _check_size(schedule, arch, timeline)
     prog = build_program(schedule, arch, flash_share, memo)
-    run = run_tiles_py if reference else run_tiles
     flash = arch.flash
-    times = run(prog.load_xfer, prog.store_xfer, prog.compute, prog.engine, prog.slots, prog.dep,
-                float(arch.offchip.latency_cycles), prog.flash_xfer, prog.flash_gate,
-                float(flash.latency_cycles if flash else 0))
-    ends = np.maximum(times[3], times[2])                   # store end, compute end
-    last = prog.first_tile[1:] - 1
+    n_kernels = len(schedule.kernels)
+    times = None
+    if timeline or prog.flash_xfer.any():
+        tiles = prog.tiles()
+        run = run_tiles_py if reference else run_tiles
+        times = (tiles, run(tiles.load_xfer, tiles.store_xfer, tiles.compute, tiles.engine, tiles.slots, tiles.dep,
+                            float(arch.offchip.latency_cycles), tiles.flash_xfer, tiles.flash_gate,
+                            float(flash.latency_cycles if flash else 0)))
+        ends, waits, _ = fold_tiles(times[1], tiles.kernel, n_kernels)
+    else:
+        run = run_classes_py if reference else run_classes
+        # a few small programs cost less in Python than loading numba (start-up of a CLI run); the same code
+        entries = prog.count.shape[0]
+        small = not is_compiled(run_classes) and _interpreted[0] + entries <= INTERPRETED_BUDGET
+        _interpreted[0] += entries if small else 0
+        with interpreted() if small else nullcontext():
+            ends, waits, _ = run(prog.count, prog.load_xfer, prog.store_xfer, prog.compute, prog.engine, prog.slots,
+                                 prog.dep, prog.kernel, n_kernels, float(arch.offchip.latency_cycles))
     if not (np.isfinite(ends).all() and ends.max() < MAX_COUNT):    # checked before the cast, which would wrap
         raise InputError(_overflow_message(schedule, arch, prog, ends))
-    return prog, times, np.ceil(np.maximum.accumulate(ends[last])).astype(np.int64)
+    return prog, waits, np.ceil(np.maximum.accumulate(ends)).astype(np.int64), times
 
 
 def _flash_counts(cmds: TileCommands, arch: ArchConfig) -> Counter:
     """Energy actions of weights streamed from flash: the flash read, and the staging write into DRAM (the DRAM
     read that follows is part of the tile's weight load, counted by action_counts)."""
-    moved = int(cmds.flash_bytes.sum())
+    moved = cmds.total("flash_bytes")
     if not moved:
         return Counter()
     return Counter({f"{arch.flash.name}.read_byte": moved, f"{arch.offchip.name}.write_byte": moved})
@@ -171,11 +196,11 @@ def _flash_counts(cmds: TileCommands, arch: ArchConfig) -> Counter:
 def _engine_busy(prog, cycles: int, flash: bool = False) -> dict[str, float]:
     """Fraction of the run each engine is busy: the array, the vector unit, the off-chip DMA channel (and the flash
     channel when the arch has a flash level)."""
-    busy = {"array": float(prog.compute[prog.engine == ARRAY].sum()),
-            "vector": float(prog.compute[prog.engine == VECTOR].sum()),
-            "dma": float(prog.load_xfer.sum() + prog.store_xfer.sum())}
+    busy = {"array": prog.total(np.where(prog.engine == ARRAY, prog.compute, 0.0)),
+            "vector": prog.total(np.where(prog.engine == VECTOR, prog.compute, 0.0)),
+            "dma": prog.total(prog.load_xfer) + prog.total(prog.store_xfer)}
     if flash:
-        busy["flash"] = float(prog.flash_xfer.sum())
+        busy["flash"] = prog.total(prog.flash_xfer)
     return {k: v / cycles if cycles else 0.0 for k, v in busy.items()}
 
 
@@ -218,12 +243,12 @@ def kernel_evaluator(arch: ArchConfig, timing: str, objective: str = "latency", 
 
 def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles: int, dma: float,
                    energy: float, peak: int, timing: str, waits: dict[str, int]) -> KernelResult:
-    compute = int(cmds.compute.sum())
+    compute = cmds.total("compute")
     work = kernel.work
     busy = max(cycles, compute)              # span, or engine time when the kernel overlaps its predecessor
     active = max(busy, ceil(dma))            # ... or channel time when its loads were prefetched earlier
-    staged = int(cmds.flash_bytes.sum())     # weights from flash, written into DRAM before the tile loads them
-    traffic = int(cmds.load_bytes.sum() + cmds.store_bytes.sum()) + staged
+    staged = cmds.total("flash_bytes")       # weights from flash, written into DRAM before the tile loads them
+    traffic = cmds.total("load_bytes") + cmds.total("store_bytes") + staged
     eff, a_r, b_r, c_w, sram_wait = 0.0, 0, 0, 0, 0
     if kernel.on_array:
         df = kernel.mapping.dataflow
@@ -243,11 +268,11 @@ def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles:
         cycles=cycles, compute_cycles=compute, stall_cycles=max(cycles - compute, 0), dma_cycles=ceil(dma),
         macs=work.macs, pe_utilization=work.macs / (busy * peak) if busy else 0.0,
         compute_utilization=work.macs / (compute * peak) if compute else 0.0, mapping_efficiency=eff,
-        bound=bound, dram_read_bytes=int(cmds.load_bytes.sum()), dram_write_bytes=int(cmds.store_bytes.sum()) + staged,
-        energy_pj=float(energy), tiles=int(cmds.compute.shape[0]), mapping=kernel.describe(),
+        bound=bound, dram_read_bytes=cmds.total("load_bytes"), dram_write_bytes=cmds.total("store_bytes") + staged,
+        energy_pj=float(energy), tiles=cmds.tiles, mapping=kernel.describe(),
         sram_input_reads=a_r, sram_weight_reads=b_r, sram_output_writes=c_w,
-        dram_input_read_bytes=int(cmds.input_bytes.sum()), dram_weight_read_bytes=int(cmds.weight_bytes.sum()),
-        dram_output_write_bytes=int(cmds.store_bytes.sum()),
+        dram_input_read_bytes=cmds.total("input_bytes"), dram_weight_read_bytes=cmds.total("weight_bytes"),
+        dram_output_write_bytes=cmds.total("store_bytes"),
         stall_dram_cycles=waits["dram"], stall_dependency_cycles=waits["dependency"],
         stall_slot_cycles=waits["slot"], stall_order_cycles=waits["order"], sram_wait_cycles=int(sram_wait),
         flash_read_bytes=staged, stall_flash_cycles=waits["flash"],

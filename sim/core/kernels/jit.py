@@ -1,14 +1,18 @@
-"""numba's njit with its on-disk cache where a folder can hold it, and without the cache otherwise."""
+"""Kernels compiled by numba at their first use (numba is imported then, not before), with its on-disk cache where
+a folder can hold it and without the cache otherwise; small inputs may run the same code in Python instead."""
 from __future__ import annotations
 
 import os
 import stat
+import sys
 import tempfile
-from collections.abc import Callable
+import threading
+import types
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-from numba import njit
-from numba.core import config
+_mode = threading.local()        # .interpret: True while `interpreted()` is active in this thread
 
 
 def private_cache_dir() -> str | None:
@@ -28,12 +32,14 @@ def private_cache_dir() -> str | None:
     return path
 
 
-def cached_njit(func: Callable[..., Any]) -> Any:
+def _njit(func: Callable[..., Any]) -> Any:
     """njit(cache=True); on a read-only install with no writable user cache, a private temporary cache, else none.
 
     numba raises "cannot cache function ...: no locator available" when neither the source's __pycache__ nor the
     user's cache folder (NUMBA_CACHE_DIR, XDG_CACHE_HOME or ~/.cache) can be written.
     """
+    from numba import njit  # noqa: PLC0415 (numba loads at the first compiled call: start-up time)
+    from numba.core import config  # noqa: PLC0415
     try:
         return njit(cache=True)(func)
     except RuntimeError:
@@ -46,3 +52,57 @@ def cached_njit(func: Callable[..., Any]) -> Any:
         except RuntimeError:
             pass
     return njit(func)
+
+
+class Kernel:
+    """A numba kernel made at its first compiled call: every Kernel of its module is compiled together, on copies
+    of the functions whose globals name the other kernels' compiled versions. Inside `interpreted()` a call runs
+    the Python function itself (the same code: the same IEEE double arithmetic, so the same results)."""
+
+    def __init__(self, func: Callable[..., Any]):
+        self.py_func = func
+        self.compiled: Any = None
+        self.__name__, self.__doc__, self.__module__ = func.__name__, func.__doc__, func.__module__
+        self.__wrapped__ = func
+
+    def __call__(self, *args: Any) -> Any:
+        if getattr(_mode, "interpret", False):
+            return self.py_func(*args)
+        if self.compiled is None:
+            _compile_module(self.__module__)
+        return self.compiled(*args)
+
+
+def _compile_module(name: str) -> None:
+    """Compiled versions of every Kernel in module `name`, resolving each other by name."""
+    module = sys.modules[name]
+    kernels = {attr: k for attr, k in vars(module).items() if isinstance(k, Kernel)}
+    scope = dict(vars(module))
+    for attr, k in kernels.items():
+        f = k.py_func
+        copy = types.FunctionType(f.__code__, scope, f.__name__, f.__defaults__, f.__closure__)
+        copy.__qualname__, copy.__module__, copy.__doc__ = f.__qualname__, f.__module__, f.__doc__
+        scope[attr] = _njit(copy)
+    for attr, k in kernels.items():
+        k.compiled = scope[attr]
+
+
+def is_compiled(kernel: Kernel) -> bool:
+    """Whether the kernel's module has been compiled in this process."""
+    return kernel.compiled is not None
+
+
+@contextmanager
+def interpreted() -> Iterator[None]:
+    """Kernels called in this block (and the kernels they call) run as plain Python."""
+    before = getattr(_mode, "interpret", False)
+    _mode.interpret = True
+    try:
+        yield
+    finally:
+        _mode.interpret = before
+
+
+def cached_njit(func: Callable[..., Any]) -> Kernel:
+    """The function as a Kernel: numba-compiled (njit, cached on disk) at its first call, see Kernel."""
+    return Kernel(func)

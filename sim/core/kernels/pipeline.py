@@ -30,6 +30,7 @@ from tilesim.core.kernels.jit import cached_njit
 
 NONE, DRAM, SLOT, DEPENDENCY, ORDER, FLASH = 0, 1, 2, 3, 4, 5
 CAUSES = ("none", "dram", "slot", "dependency", "order", "flash")
+N_CAUSES = 6
 
 
 @cached_njit
@@ -250,3 +251,266 @@ def run_tiles_py(load_xfer, store_xfer, compute, engine, slots, dep, latency, fl
             np.array([computes[i][1] for i in order]), np.array([stores[i] for i in order]),
             np.array([stalls[i][0] for i in order]), np.array([stalls[i][1] for i in order], dtype=np.int64),
             np.array([flashes[i] for i in order], dtype=np.float64))
+
+
+# ---------------------------------------------------------------- tile classes: runs of identical tiles
+#
+# run_classes simulates the same rules as run_tiles on a program given as runs: run r is count[r] consecutive
+# identical tiles (same transfers, compute, engine, slots, dependency; no flash reads). Inside a run the pipeline
+# settles into a periodic state: after each store (an anchor) it compares the state (next load, compute and store
+# indices, the DMA channel's and the engine's free times, the event times and load causes of the tiles around the
+# store) with the state q = 1..MAX_PERIOD anchors earlier, every time taken relative to the DMA channel's free time.
+# Equal states one period apart evolve identically while the tiles they read are the run's: the rules only add
+# cycles to times and compare times, and a producer's store end (the one time that does not move) is at or before
+# every time in the state, so it can no longer hold anything back. The pipeline then jumps k whole periods: every
+# time in the state += k x (the period's cycles), every index += k x q, each stall cause's cycles += k x (the
+# period's); the run's last tiles and the next runs are simulated event by event. With times that are whole numbers
+# (or binary fractions) below 2**53 every addition is exact, so the jump gives the tile-by-tile times bit for bit.
+RING = 16               # event times kept per tile index modulo RING (loads lead stores by at most 3 tiles)
+WINDOW_LO, WINDOW_HI = 2, 3         # a state holds tiles store - 2 .. store + 3
+MAX_PERIOD = 4          # periods (in tiles) looked for
+_SNAP = 2 + 2 + (WINDOW_LO + WINDOW_HI + 1) * 5     # indices, channel + engine, per tile 4 times and a cause
+_INVALID = 1e308        # a state entry that does not exist yet (a load not issued, a compute not started)
+
+
+@cached_njit
+def _snapshot(s, nl, nc, dma_free, engine_free_e, load_end, comp_start, comp_end, store_end, load_why, out):
+    """The state at the anchor after tile s's store, times relative to dma_free, into `out`; returns the least
+    relative time in it (a constant time at or below it cannot hold anything back any more)."""
+    m = RING - 1
+    out[0] = nl - s
+    out[1] = nc - s
+    out[2] = 0.0
+    out[3] = engine_free_e - dma_free
+    least = out[3] if out[3] < 0.0 else 0.0
+    p = 4
+    for t in range(s - WINDOW_LO, s + WINDOW_HI + 1):
+        i = t & m
+        vals = (load_end[i] - dma_free if t < nl else _INVALID,
+                comp_start[i] - dma_free if t < nc else _INVALID,
+                comp_end[i] - dma_free if t < nc else _INVALID,
+                store_end[i] - dma_free if t <= s else _INVALID)
+        for v in vals:
+            out[p] = v
+            p += 1
+            if v < least:
+                least = v
+        out[p] = float(load_why[i]) if nc <= t <= nl else -1.0
+        p += 1
+    return least
+
+
+@cached_njit
+def _issue_class_computes(nc, nl, ns, rc, run_end, compute, engine, slots, kernel, load_end, load_why, comp_start,
+                          comp_end, store_end, engine_free, waits):
+    """_issue_computes over runs and ring buffers, stalls added to waits[kernel, cause]; returns (nc, its run)."""
+    m = RING - 1
+    n = run_end[-1]
+    while nc < n and nc < nl:
+        while run_end[rc] <= nc:
+            rc += 1
+        if nc - slots[rc] >= ns:
+            break
+        e = engine[rc]
+        t = engine_free[e]
+        why = NONE
+        i = nc & m
+        if load_end[i] > t:
+            t = load_end[i]
+            why = load_why[i]
+        if nc > 0 and comp_start[(nc - 1) & m] > t:
+            t = comp_start[(nc - 1) & m]
+            why = ORDER
+        j = nc - slots[rc]
+        if j >= 0 and store_end[j & m] > t:
+            t = store_end[j & m]
+            why = SLOT
+        base = engine_free[e]
+        if nc > 0 and comp_end[(nc - 1) & m] > base:
+            base = comp_end[(nc - 1) & m]
+        if t > base:
+            waits[kernel[rc], why] += t - base
+        comp_start[i] = t
+        comp_end[i] = t + compute[rc]
+        engine_free[e] = comp_end[i]
+        nc += 1
+    return nc, rc
+
+
+@cached_njit
+def _class_load_ready(nl, nc, ns, rl, run_end, slots, dep, last_tile, comp_end, kernel_store, load_why):
+    """_next_load_ready over runs (dependencies on kernels, no flash reads); returns (known, ready time, run of nl)."""
+    m = RING - 1
+    if nl >= run_end[-1]:
+        return False, 0.0, rl
+    while run_end[rl] <= nl:
+        rl += 1
+    j = nl - slots[rl]
+    d = dep[rl]
+    if not ((j < 0 or j < nc) and (d < 0 or last_tile[d] < ns)):
+        return False, 0.0, rl
+    ready_l = comp_end[j & m] if j >= 0 else 0.0
+    if d >= 0 and kernel_store[d] > ready_l:
+        ready_l = kernel_store[d]
+        load_why[nl & m] = DEPENDENCY
+    return True, ready_l, rl
+
+
+@cached_njit
+def _shift_window(s, dt, shift, load_end, comp_start, comp_end, store_end, load_why):
+    """Move the state window of anchor s to anchor s + dt, every time + shift (a jump of whole periods)."""
+    m = RING - 1
+    width = WINDOW_LO + WINDOW_HI + 1
+    tmp = np.empty((width, 5))
+    for x in range(width):
+        i = (s - WINDOW_LO + x) & m
+        tmp[x, 0] = load_end[i] + shift
+        tmp[x, 1] = comp_start[i] + shift
+        tmp[x, 2] = comp_end[i] + shift
+        tmp[x, 3] = store_end[i] + shift
+        tmp[x, 4] = load_why[i]
+    for x in range(width):
+        i = (s - WINDOW_LO + x + dt) & m
+        load_end[i] = tmp[x, 0]
+        comp_start[i] = tmp[x, 1]
+        comp_end[i] = tmp[x, 2]
+        store_end[i] = tmp[x, 3]
+        load_why[i] = int(tmp[x, 4])
+
+
+@cached_njit
+def _period(s, snap, hist, hist_s):
+    """The smallest q in 1..MAX_PERIOD whose anchor s - q had the same state as anchor s (0: none)."""
+    for q in range(1, MAX_PERIOD + 1):
+        g = (s - q) % (MAX_PERIOD + 1)
+        if hist_s[g] != s - q:
+            continue
+        same = True
+        for x in range(snap.shape[0]):
+            if hist[g, x] != snap[x]:
+                same = False
+                break
+        if same:
+            return q
+    return 0
+
+
+@cached_njit
+def run_classes(count, load_xfer, store_xfer, compute, engine, slots, dep, kernel, n_kernels, latency):
+    """Simulate a program of runs (count[r] identical tiles each; dep[r]: the kernel whose last store must end
+    before the run's loads start, -1: none; kernel[r]: the run's kernel, non-decreasing); returns (each kernel's
+    end = max(store end, compute end) of its last tile, stall cycles per kernel and cause, tiles simulated event by
+    event)."""
+    n_runs = count.shape[0]
+    run_end = np.cumsum(count)
+    n = run_end[-1] if n_runs else 0
+    last_tile = np.full(n_kernels, -1, dtype=np.int64)
+    for r in range(n_runs):
+        last_tile[kernel[r]] = run_end[r] - 1
+    m = RING - 1
+    load_end = np.zeros(RING)
+    comp_start = np.zeros(RING)
+    comp_end = np.zeros(RING)
+    store_end = np.zeros(RING)
+    load_why = np.full(RING, DRAM, dtype=np.int64)
+    engine_free = np.zeros(8)
+    kernel_end = np.zeros(n_kernels)
+    kernel_store = np.zeros(n_kernels)
+    waits = np.zeros((n_kernels, N_CAUSES))
+    hist = np.zeros((MAX_PERIOD + 1, _SNAP))          # states at the last anchors, by anchor modulo MAX_PERIOD + 1
+    hist_s = np.full(MAX_PERIOD + 1, -1, dtype=np.int64)
+    hist_ref = np.zeros(MAX_PERIOD + 1)
+    hist_waits = np.zeros((MAX_PERIOD + 1, N_CAUSES))
+    snap = np.zeros(_SNAP)
+    dma_free = 0.0
+    nl = nc = ns = 0
+    rl = rc = rs = 0                                  # the runs of tiles nl, nc and ns
+    stepped = 0
+    while ns < n:
+        nc, rc = _issue_class_computes(nc, nl, ns, rc, run_end, compute, engine, slots, kernel, load_end, load_why,
+                                       comp_start, comp_end, store_end, engine_free, waits)
+        load_ok, ready_l, rl = _class_load_ready(nl, nc, ns, rl, run_end, slots, dep, last_tile, comp_end,
+                                                 kernel_store, load_why)
+        store_ok = ns < nc
+        while run_end[rs] <= ns:
+            rs += 1
+        ready_s = comp_end[ns & m] if store_ok else 0.0
+        if not load_ok and not store_ok:
+            raise RuntimeError("tile pipeline deadlock")
+        stepped += 1
+        if load_ok and (not store_ok or ready_l <= ready_s):       # rule 5
+            load_end[nl & m], dma_free = _transfer(ready_l, load_xfer[rl], dma_free, latency)
+            nl += 1
+            load_why[nl & m] = DRAM
+            continue
+        store_end[ns & m], dma_free = _transfer(ready_s, store_xfer[rs], dma_free, latency)
+        s = ns
+        ns += 1
+        k_r = kernel[rs]
+        if s == last_tile[k_r]:
+            kernel_store[k_r] = store_end[s & m]
+            kernel_end[k_r] = max(store_end[s & m], comp_end[s & m])
+        # periodic state: an anchor whose state window lies inside this run
+        lo = run_end[rs] - count[rs]
+        if s - WINDOW_LO < lo or s + WINDOW_HI >= run_end[rs]:
+            continue
+        least = _snapshot(s, nl, nc, dma_free, engine_free[engine[rs]], load_end, comp_start, comp_end, store_end,
+                          load_why, snap)
+        d = dep[rs]
+        h = s % (MAX_PERIOD + 1)
+        if d >= 0 and kernel_store[d] - dma_free > least:
+            hist_s[h] = -1                            # the producer's store may still hold a load back
+            continue
+        hist[h, :] = snap
+        hist_s[h] = s
+        hist_ref[h] = dma_free
+        hist_waits[h, :] = waits[k_r, :]
+        q = _period(s, snap, hist, hist_s)
+        k = (run_end[rs] - 1 - WINDOW_HI - s) // q if q else 0      # whole periods whose tiles are all in this run
+        if k < 1:
+            continue
+        g = (s - q) % (MAX_PERIOD + 1)
+        shift = k * (dma_free - hist_ref[g])
+        dt = k * q
+        _shift_window(s, dt, shift, load_end, comp_start, comp_end, store_end, load_why)
+        for c in range(N_CAUSES):
+            waits[k_r, c] += k * (waits[k_r, c] - hist_waits[g, c])
+        dma_free += shift
+        engine_free[engine[rs]] += shift
+        nl += dt
+        nc += dt
+        ns += dt
+        hist_s[:] = -1
+    return kernel_end, waits, stepped
+
+
+def expand_runs(count, *per_run):
+    """Per-tile arrays of a program of runs (for run_tiles and the timeline): each run's values repeated."""
+    return tuple(np.repeat(a, count) for a in per_run)
+
+
+def run_classes_py(count, load_xfer, store_xfer, compute, engine, slots, dep, kernel, n_kernels, latency):
+    """Reference of run_classes: expand the runs to tiles, simulate them one by one with run_tiles_py and fold the
+    tile times into each kernel's end and stall cycles per cause."""
+    count = np.asarray(count, dtype=np.int64)
+    tile_kernel = np.repeat(kernel, count)
+    last = np.full(n_kernels, -1, dtype=np.int64)
+    np.maximum.at(last, tile_kernel, np.arange(tile_kernel.shape[0]))
+    dep_tile = np.where(np.asarray(dep) >= 0, last[np.maximum(dep, 0)], -1)
+    tiles = expand_runs(count, load_xfer, store_xfer, compute, engine, slots, dep_tile)
+    n = tiles[0].shape[0]
+    times = run_tiles_py(*tiles[:6], latency, np.zeros(n), np.full(n, -1, dtype=np.int64), 0.0)
+    return fold_tiles(times, tile_kernel, n_kernels)
+
+
+def fold_tiles(times, tile_kernel, n_kernels):
+    """(each kernel's end = max(store end, compute end) of its last tile, stall cycles per kernel and cause, tiles)
+    from per-tile times."""
+    _, _, comp_end, store_end, stall, cause, _ = times
+    last = np.full(n_kernels, -1, dtype=np.int64)
+    np.maximum.at(last, tile_kernel, np.arange(tile_kernel.shape[0]))
+    ends = np.maximum(store_end, comp_end)
+    kernel_end = np.where(last >= 0, ends[np.maximum(last, 0)], 0.0)
+    waits = np.zeros((n_kernels, N_CAUSES))
+    np.add.at(waits, (tile_kernel, cause), stall)
+    return kernel_end, waits, tile_kernel.shape[0]

@@ -1,0 +1,124 @@
+"""Issue 22's scale targets (by hand, not a test; prints a table): each case is a fresh `tilesim run` process,
+run twice so numba's on-disk cache is warm; the second run's wall seconds and peak memory are shown.
+
+    python benchmarks/bench_scale.py [--sweep]      # --sweep adds the 1,000-point ResNet-50 search sweep
+
+Wall times on a shared machine depend on its load (printed before and after); CPU seconds depend much less on it.
+
+Measured on the 2-CPU development machine shared with other sessions (load 0.9-1.5), warm numba cache, main at
+126ada3 (before) and branch scale (after), one after the other:
+
+    case                                  before: wall, peak     after: wall, peak    target
+    llama3-8b prefill 64 x 4096, h100     refused after 47 s     refused after 46 s   <= 1 s, 300 MB  (273 M runs)
+    resnet18, 8x8 array (scale.cfg)       9.87 s, 1064 MB        1.08 s, 175 MB       <= 1 s, 300 MB
+    gemm 4096^3, 1x1 array, 4 KiB SRAMs   16.56 s, 3223 MB       1.16 s, 189 MB       <= 1 s
+    resnet50 on tpu-v1, CLI               0.84 s, 183 MB         0.55 s, 80 MB        <= 0.5 s
+    resnet50 on tpu-v1 in process, warm   12.5 ms                17.6 ms              <= 20 ms
+    1,000-point resnet50 search sweep     17.3 s                 19.3 s               <= 20 s
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from bench_sweep import GRID
+
+from tilesim import simulate
+from tilesim.arch import load_arch
+from tilesim.arch.loader import raw_arch
+from tilesim.compiler.schedule import CompileOptions, lower
+from tilesim.studies.sweep import SweepSpec, grid_points, run_sweep
+from tilesim.workloads import load_workload
+
+SCALE_CFG = "tests/data/scale.cfg"
+CASES = [   # (name, CLI arguments after `run`, target seconds, target MB)
+    ("llama3-8b prefill 64 x 4096, h100",
+     ["-w", "llama3-8b", "-a", "h100", "--phase", "prefill", "--batch", "64", "--seq-len", "4096"], 1.0, 300),
+    ("resnet18, 8x8 array (scale.cfg)",
+     ["-w", "resnet18", "-a", SCALE_CFG, "--set", "array.rows=8", "--set", "array.cols=8"], 1.0, 300),
+    ("gemm 4096^3, 1x1 array, 4 KiB SRAM",
+     ["-w", "gemm:4096,4096,4096", "-a", SCALE_CFG, "--set", "array.rows=1", "--set", "array.cols=1",
+      "--set", "memory.ifmap_sram.capacity_bytes=4KiB", "--set", "memory.filter_sram.capacity_bytes=4KiB",
+      "--set", "memory.ofmap_sram.capacity_bytes=4KiB"], 1.0, None),
+    ("resnet50 on tpu-v1 (CLI default)", [], 0.5, None),
+]
+CHILD = """
+import resource, sys, time
+t0 = time.perf_counter()
+from tilesim.cli.main import main
+rc = main(sys.argv[1:])
+dt = time.perf_counter() - t0
+print(f"@@ {rc} {dt} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", file=sys.stderr)
+"""
+
+
+def one_run(argv: list[str]) -> tuple[int, float, float, float, str]:
+    """(exit status, process wall s, in-process s after the interpreter started, peak RSS MB, last error line)."""
+    t0 = time.perf_counter()
+    p = subprocess.run([sys.executable, "-c", CHILD, "run", *argv, "-f", "json", "-o", os.devnull],
+                       capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    marks = [ln for ln in p.stderr.splitlines() if ln.startswith("@@ ")]
+    if not marks:
+        return p.returncode, wall, float("nan"), float("nan"), (p.stderr.strip().splitlines() or ["?"])[-1]
+    rc, inner, rss_kb = marks[-1].split()[1:]
+    other = [ln for ln in p.stderr.splitlines() if not ln.startswith("@@ ")]
+    return int(rc), wall, float(inner), int(rss_kb) / 1024, (other[-1] if other else "")
+
+
+def in_process_ms(repeats: int = 7) -> float:
+    """Median warm ms of load + lower + simulate of ResNet-50 on tpu-v1 in this process (mapping caches warm)."""
+    arch = load_arch("tpu-v1")
+    simulate(lower(load_workload("resnet50", dtype=arch.array.dtype), arch), arch)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        simulate(lower(load_workload("resnet50", dtype=arch.array.dtype), arch), arch)
+        times.append(time.perf_counter() - t0)
+    return sorted(times)[len(times) // 2] * 1e3
+
+
+def sweep_seconds(points: int) -> tuple[float, float]:
+    """Wall and CPU seconds of a `points`-point ResNet-50 search sweep on edge-npu, 2 jobs (bench_sweep's grid)."""
+    raw, source = raw_arch("edge-npu")
+    spec = SweepSpec(raw_arch=raw, source=source, arch="edge-npu", workload="resnet50",
+                     options=CompileOptions(mapper="search"))
+    cpu = lambda: sum(r.ru_utime + r.ru_stime for r in (resource.getrusage(resource.RUSAGE_SELF),   # noqa: E731
+                                                         resource.getrusage(resource.RUSAGE_CHILDREN)))
+    with tempfile.TemporaryDirectory() as tmp:
+        t0, c0 = time.perf_counter(), cpu()
+        rows = run_sweep(grid_points(GRID)[:points], spec, Path(tmp) / "r.csv", jobs=2, backend="process")
+        assert all(r["status"] in ("ok", "invalid") for r in rows)
+        return time.perf_counter() - t0, cpu() - c0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sweep", action="store_true", help="also time the 1,000-point ResNet-50 search sweep")
+    args = ap.parse_args()
+    print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
+    print(f"{'case':<38} {'status':>6} {'wall':>8} {'in-proc':>8} {'peak MB':>8}   target")
+    for name, argv, secs, mb in CASES:
+        one_run(argv)                                       # fills numba's cache
+        rc, wall, inner, rss, err = one_run(argv)
+        target = f"<= {secs} s" + (f", <= {mb} MB" if mb else "")
+        print(f"{name:<38} {rc:>6} {wall:>6.2f} s {inner:>6.2f} s {rss:>8.0f}   {target}"
+              + (f"   ({err[:60]})" if rc else ""))
+    print(f"{'resnet50 tpu-v1 in process, warm':<38} {'':>6} {in_process_ms():>6.1f} ms {'':>8} {'':>8}   <= 20 ms")
+    if args.sweep:
+        wall, cpu = sweep_seconds(1000)
+        print(f"{'1,000-point resnet50 search sweep':<38} {'':>6} {wall:>6.1f} s {'':>8} {'':>8}   <= 20 s "
+              f"(CPU {cpu:.1f} s)")
+    print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(json.dumps({"note": "wall = whole process incl. interpreter start; in-proc = from first import"}))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,179 @@
+"""Runs of identical tiles fast-forwarded in steady state (run_classes) give the tile-by-tile pipeline's kernel ends
+and stall cycles bit for bit (numba run_tiles and the Python reference run_tiles_py)."""
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from test_simulate import arch_with, tiled_contractions
+
+from tilesim.compiler.cost import (
+    LOOPS,
+    a_runs,
+    a_tile_bytes,
+    b_runs,
+    burst_bytes,
+    c_runs,
+    compute_cycles,
+    extents,
+    nbytes,
+    trip_counts,
+)
+from tilesim.compiler.schedule import Kernel
+from tilesim.core.commands import contraction_positions, contraction_runs, nest_run_count, split_runs
+from tilesim.core.kernels.jit import interpreted
+from tilesim.core.kernels.pipeline import expand_runs, fold_tiles, run_classes, run_classes_py, run_tiles
+
+
+@st.composite
+def run_programs(draw, max_count=300):
+    """Random kernels made of runs: whole- or quarter-cycle times (exact in float64), one engine and slots per
+    kernel, dependencies on earlier kernels."""
+    kernels = draw(st.integers(1, 4))
+    times = st.integers(0, 200).map(lambda x: x / 4)
+    rows = []
+    for k in range(kernels):
+        engine, slots = draw(st.integers(0, 1)), draw(st.integers(1, 2))
+        dep = draw(st.integers(-1, k - 1)) if k else -1
+        for _ in range(draw(st.integers(1, 4))):
+            rows.append((draw(st.integers(1, max_count)), draw(times), draw(times), float(draw(st.integers(0, 80))),
+                         engine, slots, dep, k))
+    cols = list(zip(*rows, strict=True))
+    count, load, store, compute, engine, slots, dep, kernel = (np.array(c) for c in cols)
+    latency = draw(st.sampled_from([0.0, 3.0, 17.5, 100.0]))
+    return (count.astype(np.int64), load.astype(float), store.astype(float), compute.astype(float),
+            engine.astype(np.int64), slots.astype(np.int64), dep.astype(np.int64), kernel.astype(np.int64),
+            kernels, latency)
+
+
+def tile_by_tile(prog):
+    """Kernel ends and stalls from the numba tile-by-tile pipeline on the expanded program."""
+    count, load, store, compute, engine, slots, dep, kernel, kernels, latency = prog
+    tile_kernel = np.repeat(kernel, count)
+    last = np.full(kernels, -1, dtype=np.int64)
+    np.maximum.at(last, tile_kernel, np.arange(tile_kernel.shape[0]))
+    dep_tile = np.where(dep >= 0, last[np.maximum(dep, 0)], -1)
+    tiles = expand_runs(count, load, store, compute, engine, slots, dep_tile)
+    n = tiles[0].shape[0]
+    times = run_tiles(*tiles, latency, np.zeros(n), np.full(n, -1, dtype=np.int64), 0.0)
+    return fold_tiles(times, tile_kernel, kernels)
+
+
+@settings(max_examples=300, deadline=None)
+@given(run_programs())
+def test_classes_equal_tile_by_tile_bit_for_bit(prog):
+    end, waits, stepped = run_classes(*prog)
+    ref_end, ref_waits, tiles = tile_by_tile(prog)
+    py_end, py_waits, _ = run_classes_py(*prog)
+    np.testing.assert_array_equal(end, ref_end)
+    np.testing.assert_array_equal(waits, ref_waits)
+    np.testing.assert_array_equal(py_end, ref_end)
+    np.testing.assert_array_equal(py_waits, ref_waits)
+    assert stepped <= 2 * tiles
+
+
+def test_long_runs_cost_events_per_run_not_per_tile():
+    # 3 kernels with runs of N tiles: a few hundred events whatever N, and each kernel's end grows linearly with N
+    # (steady state), matching the tile-by-tile pipeline at N = 1,000 and 2,000 extrapolated to N = 10 million
+    def program(n):
+        count = np.array([1, n, 1, 1, n, 1, n], dtype=np.int64)
+        return (count, np.array([64.0, 8.0, 8.0, 4.0, 4.0, 4.0, 16.0]), np.array([0.0, 0.0, 8.0, 0.0, 2.0, 2.0, 1.0]),
+                np.array([30.0, 10.0, 10.0, 5.0, 5.0, 5.0, 20.0]), np.array([0, 0, 0, 1, 1, 1, 0]),
+                np.array([2, 2, 2, 1, 1, 1, 2]), np.array([-1, -1, -1, 0, 0, 0, 1]), np.array([0, 0, 0, 1, 1, 1, 2]),
+                3, 10.0)
+    end, _, stepped = run_classes(*program(10_000_000))
+    assert stepped < 500
+    a, b = tile_by_tile(program(1000))[0], tile_by_tile(program(2000))[0]
+    np.testing.assert_array_equal(end, a + (b - a) * (10_000_000 - 1000) / 1000)
+
+
+# ---------------------------------------------------------------- contraction tiles as runs
+
+
+def brute_force_contraction(work, kernel, arch, timing, flash_share=0.0):
+    """Every tile of the full loop nest worked out one by one (the per-tile algorithm before issue 22), with the
+    same split_runs rounding of compute and flash bytes."""
+    mapping = kernel.mapping
+    trips = trip_counts(work, mapping)
+    order = mapping.order
+    grid = np.indices((work.g, *tuple(trips[d] for d in order))).reshape(4, -1)
+    g = grid[0]
+    idx = {d: grid[1 + order.index(d)] for d in LOOPS}
+    ext = {d: extents(getattr(work, d), mapping.tile(d))[idx[d]] for d in LOOPS}
+
+    def changed(*keys):
+        flag = np.zeros(keys[0].shape[0], dtype=bool)
+        flag[0] = True
+        for key in keys:
+            flag[1:] |= key[1:] != key[:-1]
+        return flag
+    a_new, b_new = changed(g, idx["m"], idx["k"]), changed(g, idx["k"], idx["n"])
+    c_visit = changed(g, idx["m"], idx["n"])
+    c_last = np.append(c_visit[1:], True)
+    reload, final = c_visit & (idx["k"] > 0), c_last & (idx["k"] == trips["k"] - 1)
+    c_elems = ext["m"] * ext["n"]
+    acc, burst = arch.array.acc_dtype, arch.offchip.burst_bytes
+    runs_a, runs_b, runs_c = (a_runs(work, ext["m"], ext["k"]), b_runs(work, ext["k"], ext["n"]),
+                              c_runs(work, ext["m"], ext["n"]))
+    psum = burst_bytes(np.where(reload, nbytes(c_elems, acc), 0), runs_c, burst)
+    a_bytes = burst_bytes(np.where(a_new, a_tile_bytes(work, ext["m"], ext["k"]), 0), runs_a, burst)
+    b_raw = np.where(b_new, nbytes(ext["k"] * ext["n"], work.b_dtype), 0)
+    store = burst_bytes(np.where(final, nbytes(c_elems, work.c_dtype), np.where(c_last, nbytes(c_elems, acc), 0)),
+                        runs_c, burst)
+    ones = np.ones(g.shape[0], dtype=np.int64)
+    flash = split_runs(round(flash_share * int(b_raw.sum())), b_raw, ones)[0] if flash_share else 0 * b_raw
+    compute = split_runs(compute_cycles(work, arch, mapping.dataflow, timing, mapping.t_tile),
+                         ext["m"] * ext["n"] * ext["k"], ones)[0]
+    return (a_bytes, burst_bytes(b_raw, runs_b, burst), psum, store, compute, flash)
+
+
+@settings(max_examples=200, deadline=None)
+@given(tiled_contractions(), st.sampled_from([1, 16]), st.sampled_from([0.0, 0.3]))
+def test_contraction_runs_equal_the_full_loop_nest_tile_by_tile(case, burst, share):
+    work, mapping = case
+    arch = arch_with(burst=burst)
+    kernel = Kernel("k", ("k",), work, mapping)
+    runs = contraction_runs(work, kernel, arch, "pipelined", share)
+    assert (runs.count > 0).all()
+    tiles = runs.expanded()
+    want = brute_force_contraction(work, kernel, arch, "pipelined", share)
+    for field, expected in zip(("input_bytes", "weight_bytes", "psum_bytes", "store_bytes", "compute", "flash_bytes"),
+                               want, strict=True):
+        np.testing.assert_array_equal(getattr(tiles, field), expected, err_msg=field)
+    # entries grow with the loop nest's positions, not its tiles
+    assert runs.compute.shape[0] <= nest_run_count([c for _, c in contraction_positions(work, kernel)]) + 4
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 50), st.integers(1, 30)), min_size=1, max_size=8),
+       st.integers(0, 10**6))
+def test_split_runs_adds_up_and_keeps_identical_tiles_within_one(runs, total):
+    weights = np.array([w for w, _ in runs])
+    count = np.array([c for _, c in runs])
+    if not (weights * count).sum():
+        total = 0
+    parts, new_count, moved = split_runs(total, weights, count)
+    assert int((parts * new_count).sum()) == total
+    np.testing.assert_array_equal(np.repeat(weights[moved], new_count), np.repeat(weights, count))
+    per_tile = np.repeat(parts, new_count)
+    exact = total * np.repeat(weights, count) / max(int((weights * count).sum()), 1)
+    assert (per_tile >= np.floor(exact)).all() and (per_tile <= np.floor(exact) + 1).all()
+    assert new_count.shape[0] <= count.shape[0] + 1
+
+
+def test_split_runs_by_hand():
+    # 10 cycles over 4 tiles of weight 1 and 1 of weight 2 (W = 6): floors 1,1,1,1,3 = 7, one more for the first 3
+    parts, count, moved = split_runs(10, np.array([1, 2]), np.array([4, 1]))
+    assert np.repeat(parts, count).tolist() == [2, 2, 2, 1, 3] and moved.tolist() == [0, 0, 1]
+
+
+def test_interpreted_kernels_equal_compiled():
+    # the Python run of the same kernel code (used for small programs before numba loads) gives the same numbers
+    prog = (np.array([1, 40, 1, 7, 300], dtype=np.int64), np.array([9.0, 4.25, 0.0, 3.0, 8.5]),
+            np.array([0.0, 2.0, 6.0, 0.0, 1.5]), np.array([20.0, 5.0, 5.0, 12.0, 7.0]), np.array([0, 0, 0, 1, 1]),
+            np.array([2, 2, 2, 1, 1]), np.array([-1, -1, -1, 0, 0]), np.array([0, 0, 0, 1, 1]), 2, 13.0)
+    fast = run_classes(*prog)
+    with interpreted():
+        slow = run_classes(*prog)
+    for a, b in zip(fast, slow, strict=True):
+        np.testing.assert_array_equal(a, b)
