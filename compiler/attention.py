@@ -13,7 +13,6 @@ from tilesim.arch.config import ArchConfig
 from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.errors import InputError
 from tilesim.compiler.cost import (
-    MAX_TILES,
     IntArray,
     array_cycles,
     compute_cycles,
@@ -27,6 +26,10 @@ from tilesim.compiler.tiling import level_footprint
 
 SOFTMAX_OPS = 5                 # per score: max, subtract, exp, sum, divide (compiler/ops.py)
 RESCALE_OPS = 2                 # online softmax: per output element and kv block, rescale and accumulate
+
+# Attention kernels are still simulated tile by tile (issue 22 made contractions runs of identical tiles, not
+# attention): ~190 bytes per tile, so at most 4 M tiles keeps a run under ~1 GB (benchmarks/peak_memory.py).
+ATTENTION_MAX_TILES = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -172,7 +175,7 @@ def attention_mapping(work: AttentionWork, arch: ArchConfig, timing: str, name: 
         for bkv in sizes(work.skv):
             need = attention_footprint(work, bq, bkv, core)
             tiles = work.g * -(-work.sq // bq) * -(-work.skv // bkv)
-            if tiles > MAX_TILES or any(need[lv.name] > lv.capacity_bytes for lv in core.onchip):
+            if tiles > ATTENTION_MAX_TILES or any(need[lv.name] > lv.capacity_bytes for lv in core.onchip):
                 continue            # more tiles than the simulator holds (one array entry each: bounded memory)
             m = AttentionMapping(arch.array.dataflow, bq, bkv)
             compute = int(attention_tile_compute(work, m, arch, timing).sum())
@@ -182,7 +185,7 @@ def attention_mapping(work: AttentionWork, arch: ArchConfig, timing: str, name: 
                 best = (key, m)
     if best is None:
         raise InputError(f"op '{name}': no attention block of {r} query rows fits the on-chip buffers in at most "
-                         f"{MAX_TILES:,} tiles; use a shorter sequence or a smaller batch, or enlarge "
+                         f"{ATTENTION_MAX_TILES:,} tiles; use a shorter sequence or a smaller batch, or enlarge "
                          + ", ".join(f"memory.{lv.name}.capacity_bytes" for lv in arch.onchip))
     return best[1]
 

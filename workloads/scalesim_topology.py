@@ -123,7 +123,7 @@ def parse_topology(text: str, source: str, with_ratios: bool = False) -> tuple[s
         layers.append((fields[0], tuple(nums), ratio) if with_ratios else (fields[0], tuple(nums)))
     if not layers:
         raise InputError(f"{source}: no layers after the header row")
-    kernels = sum(nums[4] if kind == "conv" and "DP" in name else 1 for name, nums in layers)
+    kernels = sum(layer[1][4] if kind == "conv" and "DP" in layer[0] else 1 for layer in layers)
     if kernels > MAX_KERNELS:
         raise InputError(f"{source}: {kernels:,} kernels (a depthwise 'DP' row is one per channel), more than the "
                          f"{MAX_KERNELS:,} a run may have")
