@@ -307,7 +307,7 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     timing = options.resolved_timing(arch)
     grouping = group_ops(graph, options.fusion) if grouping is None else grouping
     specs = list(grouping.kernels)
-    plan, held = keep_on_chip(specs, graph, arch) if options.fusion == "full" else ([NONE] * len(specs), None)
+    plan, held = keep_on_chip(specs, graph, arch, grouping.alias) if options.fusion == "full" else ([NONE] * len(specs), None)
     kernels = map_kernels(specs, arch, options, timing, evaluate, held)
     # a hardware cache (any policy) serves the reads an on-chip copy does not (compiler/residency.py)
     plan = [kept if kept != NONE else hit for kept, hit in zip(plan, cache_hits(specs, graph, arch), strict=False)]
