@@ -102,6 +102,7 @@ def test_repeated_layers_are_searched_once():
 
 @pytest.mark.parametrize("preset", ["gemmini", "edge-npu"])
 def test_every_resnet50_layer_simulates_no_slower_than_naive(preset):
+    # no slower beyond the latency objective's tie band: ties within 1% go to less energy (issue 20)
     arch = load_arch(preset)
     schedule = lower(load_workload("resnet50"), arch, evaluate=kernel_evaluator(arch, "pipelined"))
     for k in schedule.kernels:
@@ -109,7 +110,7 @@ def test_every_resnet50_layer_simulates_no_slower_than_naive(preset):
             continue
         alone = lambda m, k=k: simulate(Schedule("x", arch.name, "pipelined", (Kernel(k.name, k.ops, k.work, m),)),  # noqa: E731
                                    arch).cycles
-        assert alone(k.mapping) <= alone(naive_mapping(k.work, arch)), k.name
+        assert alone(k.mapping) <= alone(naive_mapping(k.work, arch)) * (1 + mapper.TIE_BAND), k.name
 
 
 def test_naive_mapper_is_still_available():

@@ -12,7 +12,7 @@ from tilesim.arch.errors import InputError
 from tilesim.compiler.cost import MAX_TILES, Mapping, array_cycles, mapping_efficiency, spatial_dims
 from tilesim.compiler.lowering import MAX_COUNT, VectorWork
 from tilesim.compiler.schedule import Kernel, Schedule
-from tilesim.core.commands import ARRAY, VECTOR, TileCommands, build_program
+from tilesim.core.commands import ARRAY, VECTOR, TileCommands, build_program, kernel_commands
 from tilesim.core.commands import flash_share as flash_share_of
 from tilesim.core.energy import (
     action_counts,
@@ -180,27 +180,60 @@ def _memory_traffic(actions: Counter, arch: ArchConfig, cycles: int) -> dict[str
 
 
 def kernel_evaluator(arch: ArchConfig, timing: str, objective: str = "latency", flash_share: float | None = None,
-                     memo: dict | None = None):
+                     memo: dict | None = None) -> KernelEvaluator:
     """The objective of one kernel simulated alone (cycles, pJ or their product), for compiler.schedule.lower;
     remembered per (loop nest, mapping, split, epilogue, weights in flash), so repeated layers and policies
     simulate once. `flash_share` as for simulate (weights: overflow). The latency objective runs only the part of
     simulate that decides the cycles (no energy). `memo` as for build_program."""
-    seen: dict = {}
+    return KernelEvaluator(arch, timing, objective, flash_share, memo)
 
-    def evaluate(kernel: Kernel) -> float:
+
+class KernelEvaluator:
+    """A kernel simulated alone, for compiler.schedule.lower: calling it gives the objective; `measure` gives
+    (cycles, energy pJ, DRAM bytes) for the latency objective's tie-break; `dram_bytes` the off-chip bytes a kernel
+    moves with its residency, as simulate counts them (reads, writes and flash staging), for the fusion guard."""
+
+    def __init__(self, arch: ArchConfig, timing: str, objective: str, flash_share: float | None,
+                 memo: dict | None) -> None:
+        self.arch, self.timing, self.objective, self.memo = arch, timing, objective, memo
+        self.share = flash_share or 0.0
+        self.seen: dict = {}
+        self.measured: dict = {}
+        self.moved: dict = {}
+
+    def _alone(self, kernel: Kernel) -> tuple[Schedule, tuple]:
         alone = Kernel(kernel.name, kernel.ops, kernel.work, kernel.mapping, split=kernel.split,
                        epilogue=kernel.epilogue)
-        share = flash_share_of(alone, arch, 0.0 if flash_share is None else flash_share)
-        key = (kernel.work, kernel.mapping, kernel.split, kernel.epilogue, share)
-        if key not in seen:
-            schedule = Schedule("evaluate", arch.name, timing, (alone,))
-            if objective == "latency":
-                seen[key] = int(_pipeline(schedule, arch, flash_share=flash_share or 0.0, memo=memo)[2][-1])
+        share = flash_share_of(alone, self.arch, self.share)
+        return Schedule("evaluate", self.arch.name, self.timing, (alone,)), (
+            kernel.work, kernel.mapping, kernel.split, kernel.epilogue, share)
+
+    def __call__(self, kernel: Kernel) -> float:
+        schedule, key = self._alone(kernel)
+        if key not in self.seen:
+            if self.objective == "latency":
+                self.seen[key] = int(_pipeline(schedule, self.arch, flash_share=self.share, memo=self.memo)[2][-1])
             else:
-                r = simulate(schedule, arch, flash_share=flash_share or 0.0, memo=memo)
-                seen[key] = {"latency": r.cycles, "energy": r.energy_pj, "edp": r.cycles * r.energy_pj}[objective]
-        return seen[key]
-    return evaluate
+                cycles, pj, _ = self.measure(kernel)
+                self.seen[key] = {"energy": pj, "edp": cycles * pj}[self.objective]
+        return self.seen[key]
+
+    def measure(self, kernel: Kernel) -> tuple[int, float, int]:
+        """(cycles, energy pJ, DRAM bytes) of the kernel simulated alone."""
+        schedule, key = self._alone(kernel)
+        if key not in self.measured:
+            r = simulate(schedule, self.arch, flash_share=self.share, memo=self.memo)
+            self.measured[key] = (r.cycles, r.energy_pj, r.dram_read_bytes + r.dram_write_bytes)
+        return self.measured[key]
+
+    def dram_bytes(self, kernel: Kernel) -> int:
+        """Off-chip bytes the kernel moves in a schedule, its residency (kept activations, cache hits) applied."""
+        share = flash_share_of(kernel, self.arch, self.share)
+        key = (kernel.work, kernel.mapping, kernel.split, kernel.epilogue, kernel.residency, share)
+        if key not in self.moved:
+            cmds = kernel_commands(kernel, self.arch, self.timing, share)
+            self.moved[key] = int(cmds.load_bytes.sum() + cmds.store_bytes.sum() + cmds.flash_bytes.sum())
+        return self.moved[key]
 
 
 def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles: int, dma: float,
