@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Literal, get_args
 
 from tilesim.arch.config import ArchConfig, PEArray, TimingMode
@@ -253,7 +254,7 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
                 if (work, reserve) not in decided:
                     choice = search(share, core, timing, options.objective, name=name)
                     decided[work, reserve] = choice.mapping if evaluate is None else pick(
-                        choice.shortlist, lambda m: Kernel(name, ops, work, m, split=split, epilogue=epilogue),
+                        choice.shortlist, partial(_candidate, name, ops, work, split, epilogue),
                         evaluate, options.objective)
                 mapping = decided[work, reserve]
                 how = "search" if evaluate is None else "simulator"
@@ -261,6 +262,12 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
                 mapping, how = naive_mapping(share, core, name=name), "naive"
         out.append(Kernel(name, ops, work, mapping, deps, how, split, epilogue))
     return out
+
+
+def _candidate(name: str, ops: tuple[str, ...], work: Contraction, split: str, epilogue: Epilogue | None,
+               mapping: Mapping) -> Kernel:
+    """A contraction kernel with a candidate mapping, as the evaluator simulates it."""
+    return Kernel(name, ops, work, mapping, split=split, epilogue=epilogue)
 
 
 def pick(shortlist: tuple[Mapping, ...], kernel: Callable[[Mapping], Kernel], evaluate: Evaluator,

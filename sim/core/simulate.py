@@ -2,17 +2,27 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from math import ceil
 
 import numpy as np
 
 from tilesim.arch.area_model import area_mm2
-from tilesim.arch.config import ArchConfig
+from tilesim.arch.config import ArchConfig, MemLevel
 from tilesim.arch.errors import InputError
 from tilesim.compiler.cost import MAX_TILES, Mapping, array_cycles, mapping_efficiency, spatial_dims
 from tilesim.compiler.lowering import MAX_COUNT, VectorWork
 from tilesim.compiler.schedule import Kernel, Schedule
-from tilesim.core.commands import ARRAY, VECTOR, TileCommands, build_program, kernel_commands
+from tilesim.core.commands import (
+    ARRAY,
+    VECTOR,
+    Program,
+    TileCommands,
+    access_latency,
+    build_program,
+    kernel_commands,
+    split_total,
+)
 from tilesim.core.commands import flash_share as flash_share_of
 from tilesim.core.energy import (
     action_counts,
@@ -99,7 +109,8 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
         waits = np.bincount(cause[lo:hi], weights=stall[lo:hi], minlength=len(CAUSES))
         kr = _kernel_result(kernel, cmds, arch, int(spans[j]), prog.load_xfer[lo:hi].sum() +
                             prog.store_xfer[lo:hi].sum(), sum(comp.values()), peak, schedule.timing,
-                            {c: round(w) for c, w in zip(CAUSES[1:], waits[1:], strict=False)})
+                            {c: round(w) for c, w in zip(CAUSES[1:], waits[1:], strict=False)},
+                            level_bytes_cycles(kernel, cmds, arch) if schedule.timing != "scalesim" else {})
         dram_read += kr.dram_read_bytes
         dram_write += kr.dram_write_bytes
         kernels.append(kr)
@@ -133,7 +144,7 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
     if schedule.arch != arch.name:
         raise InputError(f"schedule was lowered for arch '{schedule.arch}', not '{arch.name}'")
     _check_size(schedule, arch)
-    prog = build_program(schedule, arch, flash_share, memo)
+    prog = level_bound(build_program(schedule, arch, flash_share, memo), schedule, arch)
     run = run_tiles_py if reference else run_tiles
     flash = arch.flash
     times = run(prog.load_xfer, prog.store_xfer, prog.compute, prog.engine, prog.slots, prog.dep,
@@ -144,6 +155,43 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
     if not (np.isfinite(ends).all() and ends.max() < MAX_COUNT):    # checked before the cast, which would wrap
         raise InputError(_overflow_message(schedule, arch, prog, ends))
     return prog, times, np.ceil(np.maximum.accumulate(ends[last])).astype(np.int64)
+
+
+def level_bytes_cycles(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> dict[str, float]:
+    """Cycles each on-chip level needs for every byte a kernel moves through it (fills from off-chip, feeds to and
+    drains from the engines, stores: energy.action_counts) at its bandwidth, a per-core level once per core."""
+    counts = action_counts(kernel, cmds, arch)
+    return {lv.name: (counts[f"{lv.name}.read_byte"] + counts[f"{lv.name}.write_byte"])
+            / (lv.bandwidth_bytes_per_cycle * level_copies(lv, arch)) for lv in arch.onchip}
+
+
+def level_copies(level: MemLevel, arch: ArchConfig) -> int:
+    """Copies of a memory level: a per-core on-chip level (not `shared`) has one per core, others one."""
+    return arch.cores if level.kind == "sram" and not level.shared else 1
+
+
+def level_bound(prog: Program, schedule: Schedule, arch: ArchConfig) -> Program:
+    """Every kernel made to last at least the time its busiest on-chip level needs for its bytes
+    (level_bytes_cycles), so no level's bandwidth utilization exceeds 1: when neither its compute nor its off-chip
+    transfers take that long, its compute is stretched to it, spread over its tiles in proportion to their compute.
+    The scalesim timing keeps SCALE-Sim's assumption that the buffers always keep up."""
+    if schedule.timing == "scalesim":
+        return prog
+    per_kernel, changed = [], False
+    for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel, strict=True)):
+        need = ceil(max(level_bytes_cycles(kernel, cmds, arch).values(), default=0.0))
+        total = int(cmds.compute.sum())
+        lo, hi = prog.first_tile[j], prog.first_tile[j + 1]
+        dma = float(prog.load_xfer[lo:hi].sum() + prog.store_xfer[lo:hi].sum())
+        if need > max(total, dma):
+            weights = cmds.compute.astype(np.float64) if total else np.ones(cmds.compute.shape[0])
+            cmds = replace(cmds, compute=split_total(need, weights))
+            changed = True
+        per_kernel.append(cmds)
+    if not changed:
+        return prog
+    return replace(prog, per_kernel=tuple(per_kernel),
+                   compute=np.concatenate([c.compute for c in per_kernel]).astype(np.float64))
 
 
 def _flash_counts(cmds: TileCommands, arch: ArchConfig) -> Counter:
@@ -173,8 +221,7 @@ def _memory_traffic(actions: Counter, arch: ArchConfig, cycles: int) -> dict[str
     out = {}
     for lv in arch.memory:
         r, w = int(actions[f"{lv.name}.read_byte"]), int(actions[f"{lv.name}.write_byte"])
-        copies = arch.cores if lv.kind == "sram" and not lv.shared else 1
-        util = (r + w) / (cycles * lv.bandwidth_bytes_per_cycle * copies) if cycles else 0.0
+        util = (r + w) / (cycles * lv.bandwidth_bytes_per_cycle * level_copies(lv, arch)) if cycles else 0.0
         out[lv.name] = {"read_bytes": r, "write_bytes": w, "bandwidth_utilization": util}
     return out
 
@@ -237,7 +284,10 @@ class KernelEvaluator:
 
 
 def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles: int, dma: float,
-                   energy: float, peak: int, timing: str, waits: dict[str, int]) -> KernelResult:
+                   energy: float, peak: int, timing: str, waits: dict[str, int],
+                   levels: dict[str, float] | None = None) -> KernelResult:
+    """One kernel's result. `levels`: cycles each on-chip level needs for the kernel's bytes (level_bytes_cycles);
+    a kernel whose compute time is what its busiest level needs is bound by that level (`bound` is its name)."""
     compute = int(cmds.compute.sum())
     work = kernel.work
     busy = max(cycles, compute)              # span, or engine time when the kernel overlaps its predecessor
@@ -257,7 +307,13 @@ def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles:
         sram_wait = max(compute - array_only, 0)
     # memory-bound: more time moving data, or waiting for it (latency), than computing
     waiting = max(dma, cycles - compute)
-    bound = "memory" if waiting > compute else ("compute" if cmds.engine == ARRAY else "vector")
+    busiest = max(levels or {}, key=lambda name: (levels or {})[name], default=None)
+    if waiting > compute:
+        bound = "memory"
+    elif busiest is not None and compute and ceil(levels[busiest]) >= compute - access_latency(kernel, arch):
+        bound = busiest                      # the level's bandwidth sets the pace (its utilization is then ~1)
+    else:
+        bound = "compute" if cmds.engine == ARRAY else "vector"
     return KernelResult(
         name=kernel.name, ops=kernel.ops, engine="array" if cmds.engine == ARRAY else "vector",
         cycles=cycles, compute_cycles=compute, stall_cycles=max(cycles - compute, 0), dma_cycles=ceil(dma),
