@@ -319,7 +319,7 @@ def load_pinned(raw: object, source: str) -> tuple[tuple[str, Mapping], ...]:
     return tuple(out)
 
 
-WEAKER = {"full": "epilogue", "epilogue": "none", "attention": "none"}   # the policy each one fuses a subset of
+WEAKER = {"full": ("epilogue", "attention"), "epilogue": ("none",), "attention": ("none",)}   # fuse subsets of it
 
 
 def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptions(),
@@ -330,9 +330,9 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     one per graph).
 
     Fusion never adds off-chip traffic: when `evaluate` can count a kernel's DRAM bytes as the simulator does
-    (its `dram_bytes`), a policy's schedule is compared with the schedule of the policy it extends (full ->
-    epilogue -> none, and full without activations kept on chip) and the one moving fewer bytes is kept, with a
-    note. A fused kernel can move more: a flash-attention block re-reads K and V per query block, and activations
+    (its `dram_bytes`), a policy's schedule is compared with the schedules of the policies it extends (full ->
+    epilogue or attention -> none, and full without activations kept on chip) and the one moving the fewest bytes
+    is kept, with a note; without it (a closed-form lowering) the policy's own kernels are kept. A fused kernel can move more: a flash-attention block re-reads K and V per query block, and activations
     kept on chip leave the other kernels' tiles less room, so their weights may be re-read."""
     timing = options.resolved_timing(arch)
     grouping = group_ops(graph, options.fusion) if grouping is None else grouping
@@ -348,8 +348,8 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     if options.fusion == "full" and any(k.residency.out for k in schedule.kernels):
         alternatives.append(("full without activations kept on chip",
                              _lower_policy(graph, arch, options, timing, evaluate, grouping, keep=False)))
-    weaker = WEAKER[options.fusion]
-    alternatives.append((f"{weaker}'s kernels", lower(graph, arch, replace(options, fusion=weaker), evaluate)))
+    for weaker in WEAKER[options.fusion]:
+        alternatives.append((f"{weaker}'s kernels", lower(graph, arch, replace(options, fusion=weaker), evaluate)))
     for what, alt in alternatives:
         alt_bytes = total(alt)
         if alt_bytes < best_bytes:
