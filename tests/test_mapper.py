@@ -295,3 +295,9 @@ def test_search_over_a_range_of_buffer_sizes_chooses_what_the_direct_search_does
         for kib in (3, 5, 8, 12, 20, 32, 48, 80, 128, 200, 320, 512, 800, 1280, 2048):
             arch = two_level_arch(kib * 1024, kib * 512) if split else small_arch(kib * 1024)
             assert mapper.search(work, arch, "pipelined") == direct_search(work, arch, "pipelined", "latency"), kib
+
+
+@pytest.mark.parametrize("objective", ["latency", "edp"])
+def test_report_header_names_the_objective(objective, capsys):
+    main(["run", "-w", "gemm:64,64,64", "-a", "edge-npu", "--objective", objective])
+    assert capsys.readouterr().out.splitlines()[0].endswith(f", objective {objective})")

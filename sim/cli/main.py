@@ -155,7 +155,7 @@ def cmd_run(args) -> None:
     if result.llm is not None:
         write_output(llm_table(result.llm) if out.format == "table" else llm_json(result.llm), out.output)
         return
-    text = render(result.sim, out.format, out.top)
+    text = render(result.sim, out.format, out.top, args.objective)
     if out.show_schedule:
         text += "\n" + schedule_table(result.schedule, result.sim, result.arch, args.objective)
     outputs = [("--trace", out.trace, trace_json(result.sim))] if out.trace else []

@@ -51,11 +51,13 @@ def to_csv(result: SimResult) -> str:
     return buf.getvalue()
 
 
-def to_table(result: SimResult, top: int | None = None) -> str:
-    """Summary block and per-kernel table, at most 100 columns wide."""
+def to_table(result: SimResult, top: int | None = None, objective: str | None = None) -> str:
+    """Summary block and per-kernel table, at most 100 columns wide; `objective`: the mapping search's, named in
+    the header."""
     r = result
+    searched = f", objective {objective}" if objective else ""
     lines = [
-        f"tilesim: {r.workload} on {r.arch} ({r.timing} timing, {si(r.clock_hz, 'Hz')})",
+        f"tilesim: {r.workload} on {r.arch} ({r.timing} timing, {si(r.clock_hz, 'Hz')}{searched})",
         f"  cycles          {r.cycles:,}   latency {si(r.latency_s, 's')}",
         f"  MACs            {r.macs:,}   ({si(r.macs / r.latency_s if r.latency_s else 0, 'MAC/s')})",
         f"  PE utilization  {r.pe_utilization:.1%}   of {r.peak_macs_per_cycle:,} MACs/cycle",
@@ -106,8 +108,8 @@ def check_finite(value, path: str = "result") -> None:
             check_finite(v, f"{path}[{i}]")
 
 
-def render(result: SimResult, fmt: str, top: int | None = None) -> str:
+def render(result: SimResult, fmt: str, top: int | None = None, objective: str | None = None) -> str:
     """The report in format table, json or csv; a NaN or infinite number is refused, naming its field."""
     check_finite(result.to_dict())
-    return {"table": lambda: to_table(result, top), "json": lambda: to_json(result),
+    return {"table": lambda: to_table(result, top, objective), "json": lambda: to_json(result),
             "csv": lambda: to_csv(result)}[fmt]()
