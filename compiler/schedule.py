@@ -332,8 +332,9 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     Fusion never adds off-chip traffic: when `evaluate` can count a kernel's DRAM bytes as the simulator does
     (its `dram_bytes`), a policy's schedule is compared with the schedules of the policies it extends (full ->
     epilogue or attention -> none, and full without activations kept on chip) and the one moving the fewest bytes
-    is kept, with a note; without it (a closed-form lowering) the policy's own kernels are kept. A fused kernel can move more: a flash-attention block re-reads K and V per query block, and activations
-    kept on chip leave the other kernels' tiles less room, so their weights may be re-read."""
+    is kept, with a note; without it (a closed-form lowering) the policy's own kernels are kept. A fused kernel
+    can move more: a flash-attention block re-reads K and V per query block, and activations kept on chip leave
+    the other kernels' tiles less room, so their weights may be re-read."""
     timing = options.resolved_timing(arch)
     grouping = group_ops(graph, options.fusion) if grouping is None else grouping
     schedule = _lower_policy(graph, arch, options, timing, evaluate, grouping, keep=options.fusion == "full")
