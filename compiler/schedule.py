@@ -319,7 +319,8 @@ def load_pinned(raw: object, source: str) -> tuple[tuple[str, Mapping], ...]:
     return tuple(out)
 
 
-WEAKER = {"full": ("epilogue", "attention"), "epilogue": ("none",), "attention": ("none",)}   # fuse subsets of it
+WEAKER: dict[str, tuple[FusionPolicy, ...]] = {   # the policies whose kernels each policy's fuse a superset of
+    "full": ("epilogue", "attention"), "epilogue": ("none",), "attention": ("none",)}
 
 
 def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptions(),
