@@ -281,6 +281,8 @@ def pick(shortlist: tuple[Mapping, ...], kernel: Callable[[Mapping], Kernel], ev
     cycles = [evaluate(kernel(m)) for m in shortlist]
     tie = min(cycles) * (1 + TIE_BAND)
     tied = [(m, c) for m, c in zip(shortlist, cycles, strict=True) if c <= tie]
+    if len(tied) == 1:
+        return tied[0][0]
     return min(tied, key=lambda mc: (*measure(kernel(mc[0]))[1:], mc[1]))[0]
 
 
@@ -346,13 +348,18 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     def total(s: Schedule) -> int:
         return sum(moved(k) for k in s.kernels)
     best, best_bytes = schedule, total(schedule)
-    alternatives = []
+    alternatives: list[tuple[str, Callable[[], Schedule]]] = []
     if options.fusion == "full" and any(k.residency.out for k in schedule.kernels):
         alternatives.append(("full without activations kept on chip",
-                             _lower_policy(graph, arch, options, timing, evaluate, grouping, keep=False)))
+                             lambda: _lower_policy(graph, arch, options, timing, evaluate, grouping, keep=False)))
     for weaker in WEAKER[options.fusion]:
-        alternatives.append((f"{weaker}'s kernels", lower(graph, arch, replace(options, fusion=weaker), evaluate)))
-    for what, alt in alternatives:
+        alternatives.append((f"{weaker}'s kernels",
+                             partial(lower, graph, arch, replace(options, fusion=weaker), evaluate)))
+    for what, make in alternatives:
+        try:
+            alt = make()
+        except InputError:              # unfused kernels may not fit where fused ones do (a whole softmax row)
+            continue
         alt_bytes = total(alt)
         if alt_bytes < best_bytes:
             note = (f"fusion {options.fusion}: {what} move fewer DRAM bytes ({alt_bytes:,} vs {best_bytes:,}): "
