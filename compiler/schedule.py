@@ -254,8 +254,8 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
                 if (work, reserve) not in decided:
                     choice = search(share, core, timing, options.objective, name=name)
                     decided[work, reserve] = choice.mapping if evaluate is None else pick(
-                        choice.shortlist, partial(_candidate, name, ops, work, split, epilogue),
-                        evaluate, options.objective)
+                        choice.shortlist, partial(_candidate, name, ops, work, split, epilogue), evaluate,
+                        options.objective)
                 mapping = decided[work, reserve]
                 how = "search" if evaluate is None else "simulator"
             else:

@@ -209,7 +209,16 @@ def direct_search(work, arch, timing: str, objective: str):
     pure = sorted(pool, key=lambda p: (p[0], p[1], p[2], key(p[-1])))
     mappings = [p[-1] for p in ranked]
     keep = mapper.SHORTLIST - 1
-    shortlist = tuple(dict.fromkeys([*mappings[:keep], pure[0][-1], *mappings[keep:]]))[:mapper.SHORTLIST]
+
+    def visits(m):      # orders differing only where one-trip loops sit visit the same tiles: the first stands
+        trips = {d: -(-getattr(work, d) // m.tile(d)) for d in "mnk"}
+        return (m.dataflow, m.tile_m, m.tile_n, m.tile_k, "".join(d for d in m.order if trips[d] > 1))
+    first = {}
+    for m in mappings:
+        first.setdefault(visits(m), m)
+    distinct = list(first.values())
+    shortlist = tuple(dict.fromkeys([*distinct[:keep], first[visits(pure[0][-1])], *distinct[keep:]]))
+    shortlist = shortlist[:mapper.SHORTLIST]
     naive = naive_mapping(work, arch)
     shortlist += () if naive in shortlist else (naive,)
     tiles = lambda m: (m.dataflow, m.tile_m, m.tile_n, m.tile_k)   # noqa: E731
