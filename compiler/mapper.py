@@ -394,11 +394,11 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
     mappings = [p[-1] for p in ranked]
     # the shortlist holds distinct tile visits: orders that differ only where loops of one trip sit visit the same
     # tiles in the same sequence, so they simulate alike (the first of each stands for them)
-    first: dict[tuple[object, ...], Mapping] = {}
+    visit_rep: dict[tuple[object, ...], Mapping] = {}
     for m in mappings:
-        first.setdefault(_visits(work, m), m)
-    distinct = list(first.values())
-    shortlist = tuple(dict.fromkeys([*distinct[:SHORTLIST - 1], first[_visits(work, pure[-1])],
+        visit_rep.setdefault(_visits(work, m), m)
+    distinct = list(visit_rep.values())
+    shortlist = tuple(dict.fromkeys([*distinct[:SHORTLIST - 1], visit_rep[_visits(work, pure[-1])],
                                      *distinct[SHORTLIST - 1:SHORTLIST]]))
     shortlist = shortlist[:SHORTLIST]
     naive = _naive(work, arch, nocap)
