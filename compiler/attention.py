@@ -22,6 +22,7 @@ from tilesim.compiler.cost import (
     nbytes,
 )
 from tilesim.compiler.lowering import Contraction
+from tilesim.compiler.mapper import TIE_BAND
 from tilesim.compiler.tiling import level_footprint
 
 SOFTMAX_OPS = 5                 # per score: max, subtract, exp, sum, divide (compiler/ops.py)
@@ -160,7 +161,8 @@ def attention_tile_compute(work: AttentionWork, mapping: AttentionMapping, arch:
 
 def attention_mapping(work: AttentionWork, arch: ArchConfig, timing: str, name: str = "",
                       reserve_bytes: int = 0) -> AttentionMapping:
-    """Blocks that fit, chosen to minimise max(compute, traffic / bandwidth); ties go to fewer tiles."""
+    """Blocks that fit, chosen to minimise max(compute, traffic / bandwidth); within TIE_BAND of the least, ties go
+    to fewer DRAM bytes, then fewer tiles."""
     core = arch.per_core(reserve_bytes)     # tiles share the activation level with activations kept on chip
     r = arch.array.rows
 
@@ -170,7 +172,7 @@ def attention_mapping(work: AttentionWork, arch: ArchConfig, timing: str, name: 
             out.add(t)
             t *= 2
         return sorted(out)
-    best = None
+    found = []
     for bq in sizes(work.sq):
         for bkv in sizes(work.skv):
             need = attention_footprint(work, bq, bkv, core)
@@ -179,10 +181,12 @@ def attention_mapping(work: AttentionWork, arch: ArchConfig, timing: str, name: 
                 continue            # more tiles than the simulator holds (one array entry each: bounded memory)
             m = AttentionMapping(arch.array.dataflow, bq, bkv)
             compute = int(attention_tile_compute(work, m, arch, timing).sum())
-            dma = sum(attention_traffic(work, bq)) / arch.offchip.bandwidth_bytes_per_cycle
-            key = (max(compute, dma), tiles, bq, bkv)
-            if best is None or key < best[0]:
-                best = (key, m)
+            moved = sum(attention_traffic(work, bq))
+            tiles = work.g * -(-work.sq // bq) * -(-work.skv // bkv)
+            found.append((max(compute, moved / arch.offchip.bandwidth_bytes_per_cycle), moved, tiles, bq, bkv, m))
+    # blocks within TIE_BAND of the best time are ties (as in the mapping search): fewer DRAM bytes, then tiles
+    tie = min((f[0] for f in found), default=0.0) * (1 + TIE_BAND)
+    best = min(((f[0] > tie, f[1:5] if f[0] <= tie else f[:5]), f[5]) for f in found) if found else None
     if best is None:
         raise InputError(f"op '{name}': no attention block of {r} query rows fits the on-chip buffers in at most "
                          f"{ATTENTION_MAX_TILES:,} tiles; use a shorter sequence or a smaller batch, or enlarge "

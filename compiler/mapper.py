@@ -41,6 +41,7 @@ from tilesim.compiler.cost import (
     feed_cycles,
     fold_overhead,
     folds,
+    level_feed_bytes,
     nbytes,
     spatial_dims,
 )
@@ -143,6 +144,8 @@ class _Base:
     n_tiles: np.ndarray
     first: np.ndarray
     last: np.ndarray
+    level_feed: float = 0.0      # the one on-chip level holding every operand: bytes it feeds the array ...
+    level_bw: float = 0.0        # ... and its bandwidth (0: no such level, or scalesim timing)
 
 
 def _fits(tiles: dict[str, np.ndarray], arch: ArchConfig) -> np.ndarray:
@@ -167,7 +170,20 @@ def _base(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm: A
                  c_acc=_sweep(lambda m, n: nbytes(m * n, acc), work.m, tm, work.n, tn),
                  fits=_fits(tiles, arch), compute=_compute_cycles(work, arch, dataflow, timing, t_tile),
                  n_tiles=work.g * trips["m"] * trips["n"] * trips["k"],
-                 first=(tiles["input"] + tiles["weight"]) / bw, last=nbytes(tm * tn, work.c_dtype) / bw)
+                 first=(tiles["input"] + tiles["weight"]) / bw, last=nbytes(tm * tn, work.c_dtype) / bw,
+                 **_one_level(work, arch, timing, dataflow))
+
+
+def _one_level(work: Contraction, arch: ArchConfig, timing: str, dataflow: str) -> dict[str, float]:
+    """level_feed and level_bw of _Base: when one on-chip level holds every operand, its array feeds and its
+    bandwidth, so that _estimate bounds a candidate by every byte through it, as the simulator does (its fills and
+    stores too: sim/core/simulate.py level_bound); the scalesim timing assumes the buffers keep up."""
+    homes = {arch.home(o).name for o in ("input", "weight", "output")}
+    if timing == "scalesim" or len(homes) != 1:
+        return {}
+    level = arch.home("input")
+    return {"level_feed": float(level_feed_bytes(work, dataflow, arch)[level.name]),
+            "level_bw": level.bandwidth_bytes_per_cycle}
 
 
 def score(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm: Array, tn: Array, tk: Array,
@@ -223,6 +239,8 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, r
         cycles = np.maximum(steady, in_flight) + base.first + base.last + 2 * lat
     else:
         cycles = base.compute + (read + write) / bw + n_tiles * lat
+    if base.level_bw:                     # fills, feeds and stores all take the level's bandwidth
+        cycles = np.maximum(cycles, (base.level_feed + read + write) / base.level_bw)
     table = arch.energy.actions
     pj = (read * table[f"{off.name}.read_byte"].pj + write * table[f"{off.name}.write_byte"].pj
           if f"{off.name}.read_byte" in table and f"{off.name}.write_byte" in table else (read + write) * 1.0)
@@ -375,7 +393,14 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
                                          _mapping_key(p[-1])))
     pure = min(pool, key=lambda p: (p[0], p[1], p[2], _mapping_key(p[-1])))
     mappings = [p[-1] for p in ranked]
-    shortlist = tuple(dict.fromkeys([*mappings[:SHORTLIST - 1], pure[-1], *mappings[SHORTLIST - 1:SHORTLIST]]))
+    # the shortlist holds distinct tile visits: orders that differ only where loops of one trip sit visit the same
+    # tiles in the same sequence, so they simulate alike (the first of each stands for them)
+    visit_rep: dict[tuple[object, ...], Mapping] = {}
+    for m in mappings:
+        visit_rep.setdefault(_visits(work, m), m)
+    distinct = list(visit_rep.values())
+    shortlist = tuple(dict.fromkeys([*distinct[:SHORTLIST - 1], visit_rep[_visits(work, pure[-1])],
+                                     *distinct[SHORTLIST - 1:SHORTLIST]]))
     shortlist = shortlist[:SHORTLIST]
     naive = _naive(work, arch, nocap)
     if naive not in shortlist:
@@ -530,6 +555,13 @@ def _pickable(legal: np.ndarray, need: np.ndarray, obj: np.ndarray) -> list[tupl
         alive &= ~layer
     band = vals <= np.minimum.accumulate(vals, axis=1) * (1 + TIE_BAND)
     return [(walk[keep[o]], walk[band[o]]) for o in range(vals.shape[0])]
+
+
+def _visits(work: Contraction, m: Mapping) -> tuple[object, ...]:
+    """What decides the tiles a mapping visits and their sequence: dataflow, tile sizes, and the loop order without
+    the loops of one trip."""
+    trips = {d: -(-getattr(work, d) // m.tile(d)) for d in LOOPS}
+    return (m.dataflow, m.tile_m, m.tile_n, m.tile_k, "".join(d for d in m.order if trips[d] > 1))
 
 
 def _mapping_key(m: Mapping) -> tuple[str, int, int, int, int]:

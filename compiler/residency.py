@@ -44,9 +44,11 @@ def resident_budget(arch: ArchConfig) -> int:
     return level.resident_bytes * (1 if level.shared else arch.cores)
 
 
-def keep_on_chip(specs: list[KernelSpec], graph: Graph, arch: ArchConfig) -> tuple[list[Residency], list[int]]:
+def keep_on_chip(specs: list[KernelSpec], graph: Graph, arch: ArchConfig,
+                 alias: dict[str, str] | None = None) -> tuple[list[Residency], list[int]]:
     """For each kernel, which reads and which output stay on chip, and the bytes kept on chip while it runs (its
-    tiles get the rest of the level)."""
+    tiles get the rest of the level). `alias` (Grouping.alias): view outputs -> their source; a kernel whose output
+    a graph output is a view of (an LLM's KV cache entries) writes it to DRAM."""
     budget = resident_budget(arch)
     if budget == 0:
         return [NONE] * len(specs), [0] * len(specs)
@@ -55,7 +57,7 @@ def keep_on_chip(specs: list[KernelSpec], graph: Graph, arch: ArchConfig) -> tup
     for k in specs:
         for t in {t for t, _ in k.reads}:
             remaining[t] = remaining.get(t, 0) + 1
-    outputs = set(graph.outputs)
+    outputs = {_canon(t, alias or {}) for t in graph.outputs}
     live: dict[str, int] = {}
     plan, held = [], []
     for k in specs:
@@ -77,6 +79,13 @@ def keep_on_chip(specs: list[KernelSpec], graph: Graph, arch: ArchConfig) -> tup
                 live.pop(t, None)
         plan.append(Residency(a, b, extra, out))
     return plan, held
+
+
+def _canon(t: str, alias: dict[str, str]) -> str:
+    """The tensor `t` is a view of (itself when it is not one)."""
+    while t in alias:
+        t = alias[t]
+    return t
 
 
 def cache_hits(specs: list[KernelSpec], graph: Graph, arch: ArchConfig) -> list[Residency]:

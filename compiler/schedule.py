@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Literal, get_args
 
 from tilesim.arch.config import ArchConfig, PEArray, TimingMode
@@ -14,7 +15,7 @@ from tilesim.compiler.cost import LOOPS, Mapping
 from tilesim.compiler.fusion import Epilogue, Grouping, KernelSpec, Work, group_ops
 from tilesim.compiler.ir import Graph
 from tilesim.compiler.lowering import Contraction, VectorWork
-from tilesim.compiler.mapper import search
+from tilesim.compiler.mapper import TIE_BAND, search
 from tilesim.compiler.residency import NONE, Residency, cache_hits, keep_on_chip
 from tilesim.compiler.sparsity import on_array
 from tilesim.compiler.tiling import VectorMapping, fits, footprint, naive_mapping, vector_mapping
@@ -255,15 +256,37 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
             elif options.mapper == "search":
                 if (work, reserve) not in decided:
                     choice = search(share, core, timing, options.objective, name=name)
-                    decided[work, reserve] = choice.mapping if evaluate is None else min(
-                        choice.shortlist, key=lambda m: evaluate(Kernel(name, ops, work, m, split=split,
-                                                                        epilogue=epilogue)))
+                    decided[work, reserve] = choice.mapping if evaluate is None else pick(
+                        choice.shortlist, partial(_candidate, name, ops, work, split, epilogue), evaluate,
+                        options.objective)
                 mapping = decided[work, reserve]
                 how = "search" if evaluate is None else "simulator"
             else:
                 mapping, how = naive_mapping(share, core, name=name), "naive"
         out.append(Kernel(name, ops, work, mapping, deps, how, split, epilogue))
     return out
+
+
+def _candidate(name: str, ops: tuple[str, ...], work: Contraction, split: str, epilogue: Epilogue | None,
+               mapping: Mapping) -> Kernel:
+    """A contraction kernel with a candidate mapping, as the evaluator simulates it."""
+    return Kernel(name, ops, work, mapping, split=split, epilogue=epilogue)
+
+
+def pick(shortlist: tuple[Mapping, ...], kernel: Callable[[Mapping], Kernel], evaluate: Evaluator,
+         objective: str) -> Mapping:
+    """The best of a shortlist as the simulator measures it. Under the latency objective, candidates within
+    TIE_BAND (1%) of the least cycles are ties, as in the search, and the tie goes to less energy, then fewer DRAM
+    bytes (when `evaluate` can measure them: its `measure` gives (cycles, pJ, DRAM bytes))."""
+    measure = getattr(evaluate, "measure", None)
+    if objective != "latency" or measure is None:
+        return min(shortlist, key=lambda m: evaluate(kernel(m)))
+    cycles = [evaluate(kernel(m)) for m in shortlist]
+    tie = min(cycles) * (1 + TIE_BAND)
+    tied = [(m, c) for m, c in zip(shortlist, cycles, strict=True) if c <= tie]
+    if len(tied) == 1:
+        return tied[0][0]
+    return min(tied, key=lambda mc: (*measure(kernel(mc[0]))[1:], mc[1]))[0]
 
 
 def check_pinned(name: str, work: Contraction, mapping: Mapping, arch: ArchConfig) -> Mapping:
@@ -301,16 +324,58 @@ def load_pinned(raw: object, source: str) -> tuple[tuple[str, Mapping], ...]:
     return tuple(out)
 
 
+WEAKER: dict[str, tuple[FusionPolicy, ...]] = {   # the policies whose kernels each policy's fuse a superset of
+    "full": ("epilogue", "attention"), "epilogue": ("none",), "attention": ("none",)}
+
+
 def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptions(),
           evaluate: Evaluator | None = None, grouping: Grouping | None = None) -> Schedule:
     """Graph -> Schedule: make kernels (views are free), then map each onto the arch. `evaluate` (e.g.
     sim.kernel_evaluator) lets the simulator pick among the search's closed-form shortlist. `grouping`:
     group_ops(graph, options.fusion) when the caller already has it (it does not depend on the arch; sweeps reuse
-    one per graph)."""
+    one per graph).
+
+    Fusion never adds off-chip traffic: when `evaluate` can count a kernel's DRAM bytes as the simulator does
+    (its `dram_bytes`), a policy's schedule is compared with the schedules of the policies it extends (full ->
+    epilogue or attention -> none, and full without activations kept on chip) and the one moving the fewest bytes
+    is kept, with a note; without it (a closed-form lowering) the policy's own kernels are kept. A fused kernel
+    can move more: a flash-attention block re-reads K and V per query block, and activations kept on chip leave
+    the other kernels' tiles less room, so their weights may be re-read."""
     timing = options.resolved_timing(arch)
     grouping = group_ops(graph, options.fusion) if grouping is None else grouping
+    schedule = _lower_policy(graph, arch, options, timing, evaluate, grouping, keep=options.fusion == "full")
+    moved = getattr(evaluate, "dram_bytes", None)
+    if moved is None or options.fusion not in WEAKER:
+        return schedule
+
+    def total(s: Schedule) -> int:
+        return sum(moved(k) for k in s.kernels)
+    best, best_bytes = schedule, total(schedule)
+    alternatives: list[tuple[str, Callable[[], Schedule]]] = []
+    if options.fusion == "full" and any(k.residency.out for k in schedule.kernels):
+        alternatives.append(("full without activations kept on chip",
+                             lambda: _lower_policy(graph, arch, options, timing, evaluate, grouping, keep=False)))
+    for weaker in WEAKER[options.fusion]:
+        alternatives.append((f"{weaker}'s kernels",
+                             partial(lower, graph, arch, replace(options, fusion=weaker), evaluate)))
+    for what, make in alternatives:
+        try:
+            alt = make()
+        except InputError:              # unfused kernels may not fit where fused ones do (a whole softmax row)
+            continue
+        alt_bytes = total(alt)
+        if alt_bytes < best_bytes:
+            note = (f"fusion {options.fusion}: {what} move fewer DRAM bytes ({alt_bytes:,} vs {best_bytes:,}): "
+                    "kept")
+            best, best_bytes = replace(alt, notes=(*alt.notes, note), fusion=options.fusion), alt_bytes
+    return best
+
+
+def _lower_policy(graph: Graph, arch: ArchConfig, options: CompileOptions, timing: str,
+                  evaluate: Evaluator | None, grouping: Grouping, keep: bool) -> Schedule:
+    """lower() for one grouping: `keep` keeps activations on chip between kernels (--fusion full)."""
     specs = list(grouping.kernels)
-    plan, held = keep_on_chip(specs, graph, arch) if options.fusion == "full" else ([NONE] * len(specs), None)
+    plan, held = keep_on_chip(specs, graph, arch, grouping.alias) if keep else ([NONE] * len(specs), None)
     kernels = map_kernels(specs, arch, options, timing, evaluate, held)
     # a hardware cache (any policy) serves the reads an on-chip copy does not (compiler/residency.py)
     plan = [kept if kept != NONE else hit for kept, hit in zip(plan, cache_hits(specs, graph, arch), strict=False)]

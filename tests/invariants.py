@@ -7,7 +7,9 @@ Each check returns a list of violations (strings); an empty list means the case 
 - DRAM reads >= compulsory reads (every parameter and graph input read once), DRAM writes >= graph outputs;
 - fusion: DRAM bytes of full <= epilogue <= none;
 - 2x DRAM bandwidth is never slower; 2x on-chip capacity is never slower and, under the energy objective, never
-  reads more from DRAM;
+  reads more from DRAM. "Slower" is beyond the latency objective's tie band (compiler.mapper.TIE_BAND, 1%): mappings
+  within 1% of the fastest are ties that go to less energy (issue 20), so more resources may trade up to 1% of
+  time for energy;
 - the energy breakdown sums to the total.
 """
 from __future__ import annotations
@@ -18,12 +20,13 @@ import random
 from dataclasses import dataclass
 
 from tilesim.arch import arch_from_dict
+from tilesim.compiler.mapper import TIE_BAND
 from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim.core.simulate import kernel_evaluator, simulate
 from tilesim.workloads import load_workload
 
 TOL = 1e-9                      # relative slack for float comparisons
-SPEED_TOL = 1e-6                # "never slower": relative slack (rounding of cycle counts)
+SPEED_TOL = TIE_BAND            # "never slower": relative slack, the latency objective's tie band
 
 # Workloads small enough for many random archs (name, load_workload keywords).
 SMALL_WORKLOADS = (
@@ -128,8 +131,9 @@ def dram_bytes(r) -> int:
     return r.dram_read_bytes + r.dram_write_bytes
 
 
-def violations(case: Case) -> list[str]:
-    """Every invariant of a case: one-run bounds, fusion order, and monotonicity in bandwidth and capacity."""
+def violations(case: Case, within_band: list[str] | None = None) -> list[str]:
+    """Every invariant of a case: one-run bounds, fusion order, and monotonicity in bandwidth and capacity.
+    `within_band` collects the slowdowns that the latency tie band allows (for the long profile's table)."""
     graph, base = run(case)
     bad = single_run_violations(graph, base)
     by_policy = {p: run(case, fusion=p)[1] for p in ("none", "epilogue", "full")}
@@ -137,11 +141,12 @@ def violations(case: Case) -> list[str]:
         bad.append("fusion adds DRAM traffic: none/epilogue/full = "
                    + "/".join(str(dram_bytes(by_policy[p])) for p in ("none", "epilogue", "full")))
     fast = run(case, scaled(case.arch, ("dram", "bandwidth_bytes_per_cycle"), 2))[1]
-    if fast.cycles > base.cycles * (1 + SPEED_TOL):
-        bad.append(f"2x DRAM bandwidth slower: {base.cycles} -> {fast.cycles} cycles")
     big = run(case, scaled(case.arch, ("sram", "capacity_bytes"), 2))[1]
-    if big.cycles > base.cycles * (1 + SPEED_TOL):
-        bad.append(f"2x SRAM slower: {base.cycles} -> {big.cycles} cycles")
+    for what, more in (("2x DRAM bandwidth", fast), ("2x SRAM", big)):
+        if more.cycles > base.cycles * (1 + SPEED_TOL):
+            bad.append(f"{what} slower: {base.cycles} -> {more.cycles} cycles")
+        elif more.cycles > base.cycles and within_band is not None:
+            within_band.append(f"{what} slower within the tie band: {base.cycles} -> {more.cycles} cycles")
     small_e = run(case, objective="energy")[1]
     big_e = run(case, scaled(case.arch, ("sram", "capacity_bytes"), 2), objective="energy")[1]
     if dram_bytes(big_e) > dram_bytes(small_e):

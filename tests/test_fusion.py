@@ -6,6 +6,7 @@ import json
 import pytest
 from archs import tiny_arch, tiny_arch_dict
 
+import tilesim
 from tilesim import simulate
 from tilesim.arch import arch_from_dict, load_arch
 from tilesim.cli.main import main
@@ -13,7 +14,8 @@ from tilesim.compiler import GraphBuilder
 from tilesim.compiler.attention import AttentionMapping, AttentionWork, attention_tile_compute
 from tilesim.compiler.fusion import group_ops
 from tilesim.compiler.schedule import CompileOptions, lower
-from tilesim.workloads import BUILTINS, llm, load_workload, workload_names
+from tilesim.core.simulate import kernel_evaluator
+from tilesim.workloads import BUILTINS, load_workload, workload_names
 
 
 def conv_bn_relu():
@@ -93,13 +95,15 @@ def test_nothing_fuses_under_none():
         assert all(len(k[1]) == 1 and k[4] is None for k in ks)
 
 
-# The HF-config built-ins (llm.HF_BUILTINS) are left out: full is not always below epilogue for them (gemma2-9b on
-# edge-npu with the naive mapper: +3% weight re-reads once post-norm residuals stay on chip), and the big ones are slow.
-@pytest.mark.parametrize("name", [n for n in workload_names() if n not in llm.HF_BUILTINS])
+# Every built-in, the HF-config ones included (gemma2-9b on edge-npu with the naive mapper moved 3% more with full
+# than with epilogue: post-norm residuals kept on chip left its MLP tiles less room, so weights were re-read; lower
+# now keeps the weaker policy's kernels then). DeepSeek-V3 alone is left out: 30 s, and no pattern the others lack.
+@pytest.mark.parametrize("name", [n for n in workload_names() if n != "deepseek-v3"])
 def test_fusion_never_adds_traffic_and_keeps_macs(name):
     arch = load_arch("edge-npu")
     g = load_workload(name, dtype=arch.array.dtype, **({"seq_len": 64} if BUILTINS[name].has_seq_len else {}))
-    runs = {p: simulate(lower(g, arch, CompileOptions(fusion=p, mapper="naive")), arch)
+    evaluate = kernel_evaluator(arch, "pipelined")          # counts DRAM bytes as simulate does (lower's guard)
+    runs = {p: simulate(lower(g, arch, CompileOptions(fusion=p, mapper="naive"), evaluate), arch)
             for p in ("none", "epilogue", "full", "attention")}
     traffic = {p: r.dram_read_bytes + r.dram_write_bytes for p, r in runs.items()}
     assert traffic["full"] <= traffic["epilogue"] <= traffic["none"]
@@ -220,3 +224,26 @@ def test_lockstep_attention_steps_last_exactly_one_block_product_pair():
                                    "pipelined")
     steps = tiles.reshape(4, 3).sum(axis=1).tolist()
     assert steps == [32 + 14, 32, 32, 32]
+
+
+def test_fusion_never_adds_traffic_on_narrow_arrays():
+    # issue 21 item 1: attention at seq 256 on edge-npu narrowed to a 4x5 OS array with SCALE-Sim timing read
+    # 129 MiB fused against 9 MiB unfused (a flash-attention block of 4 query rows re-read K and V 64 times); bert-base
+    # on a 1x3 eyeriss read 832 MiB fused against 330 MiB unfused
+    cases = [("attention", "edge-npu", ("array.rows=4", "array.cols=5", "array.dataflow=os", "timing=scalesim"),
+              {"seq_len": 256}), ("bert-base", "eyeriss", ("array.rows=1", "array.cols=3"), {})]
+    for workload, arch, narrow, kw in cases:
+        by = {p: tilesim.run(workload, arch, overrides=narrow, fusion=p, **kw).sim
+              for p in ("none", "epilogue", "full")}
+        moved = {p: r.dram_read_bytes + r.dram_write_bytes for p, r in by.items()}
+        assert moved["full"] <= moved["epilogue"] <= moved["none"], workload
+        assert by["full"].dram_read_bytes <= by["none"].dram_read_bytes, workload
+
+
+def test_attention_blocks_break_latency_ties_by_traffic():
+    # the 4x5 OS array above: 4-row query blocks were 0.02% faster than 64-row ones but moved 15x the bytes; blocks
+    # within 1% of the fastest are ties and go to fewer DRAM bytes, so the fused kernel stays and moves less
+    narrow = ("array.rows=4", "array.cols=5", "array.dataflow=os", "timing=scalesim")
+    full = tilesim.run("attention", "edge-npu", overrides=narrow, seq_len=256, fusion="full")
+    assert [k.name for k in full.schedule.kernels] == ["scores"]          # one flash-attention kernel
+    assert full.schedule.kernels[0].mapping.block_q > 4

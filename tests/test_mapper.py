@@ -102,6 +102,7 @@ def test_repeated_layers_are_searched_once():
 
 @pytest.mark.parametrize("preset", ["gemmini", "edge-npu"])
 def test_every_resnet50_layer_simulates_no_slower_than_naive(preset):
+    # no slower beyond the latency objective's tie band: ties within 1% go to less energy (issue 20)
     arch = load_arch(preset)
     schedule = lower(load_workload("resnet50"), arch, evaluate=kernel_evaluator(arch, "pipelined"))
     for k in schedule.kernels:
@@ -109,7 +110,7 @@ def test_every_resnet50_layer_simulates_no_slower_than_naive(preset):
             continue
         alone = lambda m, k=k: simulate(Schedule("x", arch.name, "pipelined", (Kernel(k.name, k.ops, k.work, m),)),  # noqa: E731
                                    arch).cycles
-        assert alone(k.mapping) <= alone(naive_mapping(k.work, arch)), k.name
+        assert alone(k.mapping) <= alone(naive_mapping(k.work, arch)) * (1 + mapper.TIE_BAND), k.name
 
 
 def test_naive_mapper_is_still_available():
@@ -208,7 +209,16 @@ def direct_search(work, arch, timing: str, objective: str):
     pure = sorted(pool, key=lambda p: (p[0], p[1], p[2], key(p[-1])))
     mappings = [p[-1] for p in ranked]
     keep = mapper.SHORTLIST - 1
-    shortlist = tuple(dict.fromkeys([*mappings[:keep], pure[0][-1], *mappings[keep:]]))[:mapper.SHORTLIST]
+
+    def visits(m):      # orders differing only where one-trip loops sit visit the same tiles: the first stands
+        trips = {d: -(-getattr(work, d) // m.tile(d)) for d in "mnk"}
+        return (m.dataflow, m.tile_m, m.tile_n, m.tile_k, "".join(d for d in m.order if trips[d] > 1))
+    first = {}
+    for m in mappings:
+        first.setdefault(visits(m), m)
+    distinct = list(first.values())
+    shortlist = tuple(dict.fromkeys([*distinct[:keep], first[visits(pure[0][-1])], *distinct[keep:]]))
+    shortlist = shortlist[:mapper.SHORTLIST]
     naive = naive_mapping(work, arch)
     shortlist += () if naive in shortlist else (naive,)
     tiles = lambda m: (m.dataflow, m.tile_m, m.tile_n, m.tile_k)   # noqa: E731
@@ -294,3 +304,9 @@ def test_search_over_a_range_of_buffer_sizes_chooses_what_the_direct_search_does
         for kib in (3, 5, 8, 12, 20, 32, 48, 80, 128, 200, 320, 512, 800, 1280, 2048):
             arch = two_level_arch(kib * 1024, kib * 512) if split else small_arch(kib * 1024)
             assert mapper.search(work, arch, "pipelined") == direct_search(work, arch, "pipelined", "latency"), kib
+
+
+@pytest.mark.parametrize("objective", ["latency", "edp"])
+def test_report_header_names_the_objective(objective, capsys):
+    main(["run", "-w", "gemm:64,64,64", "-a", "edge-npu", "--objective", objective])
+    assert capsys.readouterr().out.splitlines()[0].endswith(f", objective {objective})")

@@ -17,7 +17,8 @@ from tilesim.compiler import GraphBuilder
 from tilesim.compiler.cost import Mapping, compute_cycles, dram_traffic
 from tilesim.compiler.lowering import Contraction, ConvWindow
 from tilesim.compiler.schedule import CompileOptions, Kernel, Schedule, lower
-from tilesim.core.commands import contraction_commands, kernel_commands, staging_gate, weights_in_flash
+from tilesim.core.commands import build_program, contraction_commands, staging_gate, weights_in_flash
+from tilesim.core.simulate import level_bound
 from tilesim.workloads import gemm, load_workload
 
 
@@ -251,7 +252,7 @@ def test_double_buffering_overlaps_and_single_buffering_adds(m, n, k, bw):
         arch = tiny_arch(bw=bw, latency=5, sram_bytes=8 << 10, double=double)
         schedule = lower(gemm(m, n, k), arch, CompileOptions(mapper="naive"))
         r = simulate(schedule, arch)
-        cmds = kernel_commands(schedule.kernels[0], arch, "pipelined")
+        cmds = level_bound(build_program(schedule, arch), schedule, arch).per_kernel[0]   # as timed
         xfer = (cmds.load_bytes + cmds.store_bytes) / bw
         compute, dma = float(cmds.compute.sum()), float(xfer.sum())
         if double:     # within a tile's load + compute + store (and latencies) of the larger of the two, plus
@@ -283,12 +284,14 @@ def test_same_mapping_more_bandwidth_never_slower_bigger_buffer_same_traffic(m, 
 
 # ---------------------------------------------------------------- bursts, on-chip latency, flash
 
-def arch_with(burst=1, sram_latency=0, flash=None, **kw):
-    """tiny_arch with a DRAM burst, an SRAM access latency, and optionally a flash level (a dict of its fields)."""
+def arch_with(burst=1, sram_latency=0, flash=None, sram_bw=64, **kw):
+    """tiny_arch with a DRAM burst, an SRAM access latency and bandwidth, and optionally a flash level (a dict of
+    its fields)."""
 
     d = tiny_arch_dict(**kw)
     d["memory"][0]["burst_bytes"] = burst
     d["memory"][1]["latency_cycles"] = sram_latency
+    d["memory"][1]["bandwidth_bytes_per_cycle"] = sram_bw
     if flash is not None:
         d["memory"].insert(0, dict({"name": "flash", "kind": "flash", "capacity_bytes": 1 << 34, "holds": ["weight"]},
                                    **flash))
@@ -328,9 +331,9 @@ def test_sram_latency_is_paid_once_per_tile_fetch_hidden_by_double_buffering(dou
     # -> last store, so an SRAM latency L delays it by L (the first fetch); single-buffered every tile is a serial
     # load -> compute -> store, and each tile's fetch adds L
     L = 7
-    g = gemm(64, 64, 64)
-    runs = [run(g, arch_with(sram_latency=lat, bw=64, sram_bytes=12 << 10, double=double), mapper="naive")
-            for lat in (0, L)]
+    g = gemm(64, 64, 64)       # the SRAM fast enough not to bound it (fills, feeds and drains over 1,024 B/cycle)
+    runs = [run(g, arch_with(sram_latency=lat, bw=64, sram_bytes=12 << 10, double=double, sram_bw=1024),
+                mapper="naive") for lat in (0, L)]
     tiles = runs[0].kernels[0].tiles
     assert tiles > 1
     assert runs[1].cycles - runs[0].cycles == (L if tiles_paying == "first" else tiles * L)

@@ -166,7 +166,7 @@ def cmd_run(args) -> None:
         warn(tdp_warning(r.energy_pj * 1e-12 / r.latency_s if r.latency_s else 0.0, tdp, result.arch.name))
         return
     warn(tdp_warning(result.sim.power_w, tdp, result.arch.name))
-    text = render(result.sim, out.format, out.top)
+    text = render(result.sim, out.format, out.top, args.objective)
     if out.show_schedule:
         text += "\n" + schedule_table(result.schedule, result.sim, result.arch, args.objective)
     outputs = [("--trace", out.trace, trace_json(result.sim))] if out.trace else []

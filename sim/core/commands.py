@@ -367,7 +367,18 @@ def kernel_runs(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: floa
                       for block, cm, cn in core_blocks(work, kernel.split, arch.cores)]
             # cores in one row of blocks (same m piece) need the same A tiles, in one column the same B tiles: a
             # shared level or a cache loads those once
-            cmds = combine_cores(blocks, tuple(o for o in ("input", "weight") if loaded_once(arch, o)))
+            once = tuple(o for o in ("input", "weight") if loaded_once(arch, o))
+            cmds = combine_cores(blocks, once)
+            epi = kernel.epilogue
+            if "input" in once and epi is not None and epi.read_bytes > kernel.residency.extra_bytes:
+                # an epilogue's other inputs (bias, residual) are read per core for its own outputs: never shared
+                plain = replace(kernel, epilogue=replace(epi, read_bytes=kernel.residency.extra_bytes))
+                bare = [(contraction_commands(block, plain, core, timing, flash_share), block, cm, cn)
+                        for block, cm, cn in core_blocks(work, kernel.split, arch.cores)]
+                own = [(replace(c, input_bytes=c.input_bytes - p.input_bytes), block, cm, cn)
+                       for (c, block, cm, cn), (p, _, _, _) in zip(blocks, bare, strict=True)]
+                cmds = replace(cmds, input_bytes=combine_cores(bare, once).input_bytes
+                               + combine_cores(own).input_bytes)
     if arch.cache is not None and isinstance(kernel.work, Contraction):
         cmds = through_cache(cmds, kernel, arch, timing)
     cmds = as_runs(cmds)

@@ -9,12 +9,22 @@ from math import ceil
 import numpy as np
 
 from tilesim.arch.area_model import area_mm2
-from tilesim.arch.config import ArchConfig
+from tilesim.arch.config import ArchConfig, MemLevel
 from tilesim.arch.errors import InputError
 from tilesim.compiler.cost import Mapping, array_cycles, mapping_efficiency, spatial_dims
 from tilesim.compiler.lowering import MAX_COUNT, Contraction, VectorWork
 from tilesim.compiler.schedule import Kernel, Schedule
-from tilesim.core.commands import ARRAY, VECTOR, TileCommands, build_program, contraction_positions, nest_run_count
+from tilesim.core.commands import (
+    ARRAY,
+    VECTOR,
+    Program,
+    TileCommands,
+    access_latency,
+    build_program,
+    contraction_positions,
+    kernel_commands,
+    nest_run_count,
+)
 from tilesim.core.commands import flash_share as flash_share_of
 from tilesim.core.energy import (
     action_counts,
@@ -121,7 +131,8 @@ def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = Fa
         breakdown.update(comp)
         kr = _kernel_result(kernel, cmds, arch, int(spans[j]), float(dma_per_run[lo:hi].sum()),
                             sum(comp.values()), peak, schedule.timing,
-                            {c: round(w) for c, w in zip(CAUSES[1:], waits[j, 1:], strict=False)})
+                            {c: round(w) for c, w in zip(CAUSES[1:], waits[j, 1:], strict=False)},
+                            level_bytes_cycles(kernel, cmds, arch) if schedule.timing != "scalesim" else {})
         dram_read += kr.dram_read_bytes
         dram_write += kr.dram_write_bytes
         kernels.append(replace(kr, clock_hz=arch.clock_hz))
@@ -159,7 +170,7 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
     if schedule.arch != arch.name:
         raise InputError(f"schedule was lowered for arch '{schedule.arch}', not '{arch.name}'")
     _check_size(schedule, arch, timeline)
-    prog = build_program(schedule, arch, flash_share, memo)
+    prog = level_bound(build_program(schedule, arch, flash_share, memo), schedule, arch)
     flash = arch.flash
     n_kernels = len(schedule.kernels)
     times = None
@@ -182,6 +193,40 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
     if not (np.isfinite(ends).all() and ends.max() < MAX_COUNT):    # checked before the cast, which would wrap
         raise InputError(_overflow_message(schedule, arch, prog, ends))
     return prog, waits, np.ceil(np.maximum.accumulate(ends)).astype(np.int64), times
+
+
+def level_bytes_cycles(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> dict[str, float]:
+    """Cycles each on-chip level needs for every byte a kernel moves through it (fills from off-chip, feeds to and
+    drains from the engines, stores: energy.action_counts) at its bandwidth, a per-core level once per core."""
+    counts = action_counts(kernel, cmds, arch)
+    return {lv.name: (counts[f"{lv.name}.read_byte"] + counts[f"{lv.name}.write_byte"])
+            / (lv.bandwidth_bytes_per_cycle * level_copies(lv, arch)) for lv in arch.onchip}
+
+
+def level_copies(level: MemLevel, arch: ArchConfig) -> int:
+    """Copies of a memory level: a per-core on-chip level (not `shared`) has one per core, others one."""
+    return arch.cores if level.kind == "sram" and not level.shared else 1
+
+
+def level_bound(prog: Program, schedule: Schedule, arch: ArchConfig) -> Program:
+    """Every kernel made to last at least the time its busiest on-chip level needs for its bytes
+    (level_bytes_cycles), so no level's bandwidth utilization exceeds 1: when neither its compute nor its off-chip
+    transfers take that long, its compute is stretched to it, every tile's in proportion (runs stay runs).
+    The scalesim timing keeps SCALE-Sim's assumption that the buffers always keep up."""
+    if schedule.timing == "scalesim":
+        return prog
+    compute = prog.compute.astype(np.float64)
+    changed = False
+    for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel, strict=True)):
+        need = ceil(max(level_bytes_cycles(kernel, cmds, arch).values(), default=0.0))
+        lo, hi = prog.first_run[j], prog.first_run[j + 1]
+        total = prog.total(compute[lo:hi]) if hi > lo else 0.0
+        count = prog.count[lo:hi]
+        dma = float(((prog.load_xfer[lo:hi] + prog.store_xfer[lo:hi]) * count).sum())
+        if need > max(total, dma):
+            compute[lo:hi] = compute[lo:hi] * (need / total) if total else need / count.sum()
+            changed = True
+    return replace(prog, compute=compute) if changed else prog
 
 
 def _flash_counts(cmds: TileCommands, arch: ArchConfig) -> Counter:
@@ -211,38 +256,73 @@ def _memory_traffic(actions: Counter, arch: ArchConfig, cycles: int) -> dict[str
     out = {}
     for lv in arch.memory:
         r, w = int(actions[f"{lv.name}.read_byte"]), int(actions[f"{lv.name}.write_byte"])
-        copies = arch.cores if lv.kind == "sram" and not lv.shared else 1
-        util = (r + w) / (cycles * lv.bandwidth_bytes_per_cycle * copies) if cycles else 0.0
+        util = (r + w) / (cycles * lv.bandwidth_bytes_per_cycle * level_copies(lv, arch)) if cycles else 0.0
         out[lv.name] = {"read_bytes": r, "write_bytes": w, "bandwidth_utilization": util}
     return out
 
 
 def kernel_evaluator(arch: ArchConfig, timing: str, objective: str = "latency", flash_share: float | None = None,
-                     memo: dict | None = None):
+                     memo: dict | None = None) -> KernelEvaluator:
     """The objective of one kernel simulated alone (cycles, pJ or their product), for compiler.schedule.lower;
     remembered per (loop nest, mapping, split, epilogue, weights in flash), so repeated layers and policies
     simulate once. `flash_share` as for simulate (weights: overflow). The latency objective runs only the part of
     simulate that decides the cycles (no energy). `memo` as for build_program."""
-    seen: dict = {}
+    return KernelEvaluator(arch, timing, objective, flash_share, memo)
 
-    def evaluate(kernel: Kernel) -> float:
+
+class KernelEvaluator:
+    """A kernel simulated alone, for compiler.schedule.lower: calling it gives the objective; `measure` gives
+    (cycles, energy pJ, DRAM bytes) for the latency objective's tie-break; `dram_bytes` the off-chip bytes a kernel
+    moves with its residency, as simulate counts them (reads, writes and flash staging), for the fusion guard."""
+
+    def __init__(self, arch: ArchConfig, timing: str, objective: str, flash_share: float | None,
+                 memo: dict | None) -> None:
+        self.arch, self.timing, self.objective, self.memo = arch, timing, objective, memo
+        self.share = flash_share or 0.0
+        self.seen: dict = {}
+        self.measured: dict = {}
+        self.moved: dict = {}
+
+    def _alone(self, kernel: Kernel) -> tuple[Schedule, tuple]:
         alone = Kernel(kernel.name, kernel.ops, kernel.work, kernel.mapping, split=kernel.split,
                        epilogue=kernel.epilogue)
-        share = flash_share_of(alone, arch, 0.0 if flash_share is None else flash_share)
-        key = (kernel.work, kernel.mapping, kernel.split, kernel.epilogue, share)
-        if key not in seen:
-            schedule = Schedule("evaluate", arch.name, timing, (alone,))
-            if objective == "latency":
-                seen[key] = int(_pipeline(schedule, arch, flash_share=flash_share or 0.0, memo=memo)[2][-1])
+        share = flash_share_of(alone, self.arch, self.share)
+        return Schedule("evaluate", self.arch.name, self.timing, (alone,)), (
+            kernel.work, kernel.mapping, kernel.split, kernel.epilogue, share)
+
+    def __call__(self, kernel: Kernel) -> float:
+        schedule, key = self._alone(kernel)
+        if key not in self.seen:
+            if self.objective == "latency":
+                self.seen[key] = int(_pipeline(schedule, self.arch, flash_share=self.share, memo=self.memo)[2][-1])
             else:
-                r = simulate_at_clock(schedule, arch, flash_share=flash_share or 0.0, memo=memo)
-                seen[key] = {"latency": r.cycles, "energy": r.energy_pj, "edp": r.cycles * r.energy_pj}[objective]
-        return seen[key]
-    return evaluate
+                cycles, pj, _ = self.measure(kernel)
+                self.seen[key] = {"energy": pj, "edp": cycles * pj}[self.objective]
+        return self.seen[key]
+
+    def measure(self, kernel: Kernel) -> tuple[int, float, int]:
+        """(cycles, energy pJ, DRAM bytes) of the kernel simulated alone."""
+        schedule, key = self._alone(kernel)
+        if key not in self.measured:
+            r = simulate_at_clock(schedule, self.arch, flash_share=self.share, memo=self.memo)
+            self.measured[key] = (r.cycles, r.energy_pj, r.dram_read_bytes + r.dram_write_bytes)
+        return self.measured[key]
+
+    def dram_bytes(self, kernel: Kernel) -> int:
+        """Off-chip bytes the kernel moves in a schedule, its residency (kept activations, cache hits) applied."""
+        share = flash_share_of(kernel, self.arch, self.share)
+        key = (kernel.work, kernel.mapping, kernel.split, kernel.epilogue, kernel.residency, share)
+        if key not in self.moved:
+            cmds = kernel_commands(kernel, self.arch, self.timing, share)
+            self.moved[key] = int(cmds.load_bytes.sum() + cmds.store_bytes.sum() + cmds.flash_bytes.sum())
+        return self.moved[key]
 
 
 def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles: int, dma: float,
-                   energy: float, peak: int, timing: str, waits: dict[str, int]) -> KernelResult:
+                   energy: float, peak: int, timing: str, waits: dict[str, int],
+                   levels: dict[str, float] | None = None) -> KernelResult:
+    """One kernel's result. `levels`: cycles each on-chip level needs for the kernel's bytes (level_bytes_cycles);
+    a kernel whose compute time is what its busiest level needs is bound by that level (`bound` is its name)."""
     compute = cmds.total("compute")
     work = kernel.work
     busy = max(cycles, compute)              # span, or engine time when the kernel overlaps its predecessor
@@ -262,7 +342,13 @@ def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles:
         sram_wait = max(compute - array_only, 0)
     # memory-bound: more time moving data, or waiting for it (latency), than computing
     waiting = max(dma, cycles - compute)
-    bound = "memory" if waiting > compute else ("compute" if cmds.engine == ARRAY else "vector")
+    busiest = max(levels or {}, key=lambda name: (levels or {})[name], default=None)
+    if waiting > compute:
+        bound = "memory"
+    elif busiest is not None and compute and ceil(levels[busiest]) >= compute - access_latency(kernel, arch):
+        bound = busiest                      # the level's bandwidth sets the pace (its utilization is then ~1)
+    else:
+        bound = "compute" if cmds.engine == ARRAY else "vector"
     return KernelResult(
         name=kernel.name, ops=kernel.ops, engine="array" if cmds.engine == ARRAY else "vector",
         cycles=cycles, compute_cycles=compute, stall_cycles=max(cycles - compute, 0), dma_cycles=ceil(dma),

@@ -52,11 +52,13 @@ def to_csv(result: SimResult) -> str:
     return buf.getvalue()
 
 
-def to_table(result: SimResult, top: int | None = None) -> str:
-    """Summary block and per-kernel table, at most 100 columns wide."""
+def to_table(result: SimResult, top: int | None = None, objective: str | None = None) -> str:
+    """Summary block and per-kernel table, at most 100 columns wide; `objective`: the mapping search's, named in
+    the header."""
     r = result
+    searched = f", objective {objective}" if objective else ""
     lines = [
-        f"tilesim: {r.workload} on {r.arch} ({r.timing} timing, {si(r.clock_hz, 'Hz')})",
+        f"tilesim: {r.workload} on {r.arch} ({r.timing} timing, {si(r.clock_hz, 'Hz')}{searched})",
         *([f"  clock           {si(r.clock_hz, 'Hz')}: the {r.power_cap_w:g} W power cap lowered it from "
            f"{si(r.top_clock_hz, 'Hz')}"]
           if r.clock_capped else []),
@@ -119,8 +121,8 @@ def check_finite(value, path: str = "result") -> None:
             check_finite(v, f"{path}[{i}]")
 
 
-def render(result: SimResult, fmt: str, top: int | None = None) -> str:
+def render(result: SimResult, fmt: str, top: int | None = None, objective: str | None = None) -> str:
     """The report in format table, json or csv; a NaN or infinite number is refused, naming its field."""
     check_finite(result.to_dict())
-    return {"table": lambda: to_table(result, top), "json": lambda: to_json(result),
+    return {"table": lambda: to_table(result, top, objective), "json": lambda: to_json(result),
             "csv": lambda: to_csv(result)}[fmt]()
