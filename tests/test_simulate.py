@@ -252,7 +252,7 @@ def test_double_buffering_overlaps_and_single_buffering_adds(m, n, k, bw):
         arch = tiny_arch(bw=bw, latency=5, sram_bytes=8 << 10, double=double)
         schedule = lower(gemm(m, n, k), arch, CompileOptions(mapper="naive"))
         r = simulate(schedule, arch)
-        cmds = level_bound(build_program(schedule, arch), schedule, arch).per_kernel[0]   # as timed
+        cmds = level_bound(build_program(schedule, arch), schedule, arch).per_kernel[0].expanded()   # as timed
         xfer = (cmds.load_bytes + cmds.store_bytes) / bw
         compute, dma = float(cmds.compute.sum()), float(xfer.sum())
         if double:     # within a tile's load + compute + store (and latencies) of the larger of the two, plus

@@ -372,12 +372,14 @@ def kernel_runs(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: floa
             epi = kernel.epilogue
             if "input" in once and epi is not None and epi.read_bytes > kernel.residency.extra_bytes:
                 # an epilogue's other inputs (bias, residual) are read per core for its own outputs: never shared
+                # (tile by tile: the two command sets may split their runs differently)
                 plain = replace(kernel, epilogue=replace(epi, read_bytes=kernel.residency.extra_bytes))
+                tiles = [(c.expanded(), block, cm, cn) for c, block, cm, cn in blocks]
                 bare = [(contraction_commands(block, plain, core, timing, flash_share), block, cm, cn)
                         for block, cm, cn in core_blocks(work, kernel.split, arch.cores)]
                 own = [(replace(c, input_bytes=c.input_bytes - p.input_bytes), block, cm, cn)
-                       for (c, block, cm, cn), (p, _, _, _) in zip(blocks, bare, strict=True)]
-                cmds = replace(cmds, input_bytes=combine_cores(bare, once).input_bytes
+                       for (c, block, cm, cn), (p, _, _, _) in zip(tiles, bare, strict=True)]
+                cmds = replace(combine_cores(tiles, once), input_bytes=combine_cores(bare, once).input_bytes
                                + combine_cores(own).input_bytes)
     if arch.cache is not None and isinstance(kernel.work, Contraction):
         cmds = through_cache(cmds, kernel, arch, timing)

@@ -216,17 +216,22 @@ def level_bound(prog: Program, schedule: Schedule, arch: ArchConfig) -> Program:
     if schedule.timing == "scalesim":
         return prog
     compute = prog.compute.astype(np.float64)
-    changed = False
+    per_kernel, changed = list(prog.per_kernel), False
     for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel, strict=True)):
         need = ceil(max(level_bytes_cycles(kernel, cmds, arch).values(), default=0.0))
         lo, hi = prog.first_run[j], prog.first_run[j + 1]
-        total = prog.total(compute[lo:hi]) if hi > lo else 0.0
         count = prog.count[lo:hi]
+        total = float((compute[lo:hi] * count).sum())
         dma = float(((prog.load_xfer[lo:hi] + prog.store_xfer[lo:hi]) * count).sum())
         if need > max(total, dma):
-            compute[lo:hi] = compute[lo:hi] * (need / total) if total else need / count.sum()
+            scale = need / total if total else 0.0
+            compute[lo:hi] = compute[lo:hi] * scale if total else need / count.sum()
+            per_kernel[j] = replace(cmds, compute=cmds.compute * scale if total else
+                                    np.full(cmds.compute.shape[0], need / count.sum()))
             changed = True
-    return replace(prog, compute=compute) if changed else prog
+    if not changed:
+        return prog
+    return replace(prog, compute=compute, per_kernel=tuple(per_kernel))
 
 
 def _flash_counts(cmds: TileCommands, arch: ArchConfig) -> Counter:
