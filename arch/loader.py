@@ -77,7 +77,7 @@ _Resolver.add_implicit_resolver(
 
 
 class _UniqueKeyLoader(yaml.reader.Reader, yaml.scanner.Scanner, yaml.parser.Parser, yaml.composer.Composer,  # type: ignore[misc]
-                       yaml.constructor.SafeConstructor, _Resolver):
+                       yaml.constructor.SafeConstructor, _Resolver):  # type: ignore[misc]
     """SafeLoader (without base-60 numbers) that refuses duplicate and unhashable mapping keys instead of keeping
     the last one or failing inside PyYAML."""
 

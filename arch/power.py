@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from tilesim.arch.config import ArchConfig, Dvfs, EnergyEntry
+from tilesim.arch.config import ArchConfig, Dvfs, EnergyEntry, MemLevel
 
 
 def voltage_ratio(dvfs: Dvfs, top_hz: float, clock_hz: float) -> float:
@@ -33,7 +33,7 @@ def at_clock(arch: ArchConfig, clock_hz: float) -> ArchConfig:
     scale = voltage_ratio(power.dvfs, arch.clock_hz, clock_hz) ** 2
     slower = arch.clock_hz / clock_hz                   # cycles at the old clock per cycle at the new one
 
-    def level(lv):
+    def level(lv: MemLevel) -> MemLevel:
         if lv.kind in ("offchip", "flash"):
             return replace(lv, bandwidth_bytes_per_cycle=lv.bandwidth_bytes_per_cycle * slower,
                            latency_cycles=round(lv.latency_cycles / slower))

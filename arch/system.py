@@ -20,6 +20,7 @@ model); energy per bit is end to end for one bit moved between two chips (SerDes
 from __future__ import annotations
 
 import math
+import typing
 from dataclasses import dataclass, replace
 from importlib import resources
 from pathlib import Path
@@ -30,7 +31,7 @@ from tilesim.arch.errors import InputError, allowed_list, did_you_mean
 from tilesim.arch.loader import build, load_arch, load_yaml_text
 
 Topology = Literal["ring", "torus2d", "torus3d", "switch", "hierarchical"]
-TOPOLOGIES: tuple[str, ...] = Topology.__args__
+TOPOLOGIES: tuple[str, ...] = typing.get_args(Topology)
 TORUS_DIMS = {"torus2d": 2, "torus3d": 3}
 
 
@@ -148,7 +149,9 @@ def _link(value: Any, where: str) -> Link:
         return LINKS[value]
     if isinstance(value, dict):
         try:
-            return build(Link, value, where)
+            link = build(Link, value, where)   # raises on any problem (no error list given)
+            assert link is not None
+            return link
         except InputError as e:    # Link's own checks name fields without the path
             raise InputError([(p if p.startswith(where) else f"{where}.{p.removeprefix('link.')}", m)
                               for p, m in e.problems]) from None
@@ -189,8 +192,9 @@ def system_from_dict(raw: Any, source: str = "system", base: Path | None = None,
     body = dict(raw["system"]) if isinstance(raw["system"], dict) else raw["system"]
     links = {k: body.pop(k) for k in ("link", "network") if isinstance(body, dict) and k in body}
     try:
-        spec = build(SystemSpec, body, "system")
-        spec = replace(spec, network="given" if "network" in links else None)
+        built = build(SystemSpec, body, "system")   # raises on any problem (no error list given)
+        assert built is not None
+        spec = replace(built, network="given" if "network" in links else None)
     except InputError as e:
         raise InputError([(f"{source}: {p}", m) for p, m in e.problems]) from None
     problems = system_problems(spec)

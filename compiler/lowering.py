@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from math import prod
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from tilesim.arch.dtypes import DTYPE_BYTES
 from tilesim.arch.errors import InputError
@@ -180,7 +180,7 @@ def _lower_contraction(op: Op, ts: list[Tensor], out: Tensor) -> Contraction:
     return Contraction(prod(batch), m, n, k, a.dtype, b.dtype, out.dtype, b.is_param, b_sparsity=b.sparsity)
 
 
-def conv_transpose_macs(x: tuple[int, ...], w: tuple[int, ...], attrs: dict) -> tuple[int, int]:
+def conv_transpose_macs(x: tuple[int, ...], w: tuple[int, ...], attrs: dict[str, Any]) -> tuple[int, int]:
     """(useful, zero-stuffed) MACs of a ConvTranspose. Useful: every input pixel times every tap,
     N x H x W x C_in x C_out/groups x R x S, what torch's FlopCounterMode counts (taps that padding crops off the
     output included: the scatter form computes them). Zero-stuffed: the extra MACs of running it as a stride-1

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from math import ceil, log2
-from typing import Literal, Protocol
+from typing import Literal, Protocol, TypeVar, get_args
 
 import numpy as np
 import numpy.typing as npt
@@ -32,18 +32,28 @@ from tilesim.arch.errors import InputError
 from tilesim.arch.sparsity import parse_nm, parse_pattern
 
 SparseFormat = Literal["bitmask", "csr", "csc"]
-FORMATS: tuple[str, ...] = SparseFormat.__args__
+FORMATS: tuple[str, ...] = get_args(SparseFormat)
 POINTER_BYTES = 4          # CSR row / CSC column pointers: int32
 
 
 class Contraction(Protocol):
     """What these rules read of a compiler.lowering.Contraction (not imported: lowering imports this module)."""
-    k: int
-    n: int
-    b_dtype: str
-    b_is_param: bool
-    b_sparsity: WeightSparsity | None
-    skip: str
+
+    @property
+    def k(self) -> int: ...
+    @property
+    def n(self) -> int: ...
+    @property
+    def b_dtype(self) -> str: ...
+    @property
+    def b_is_param(self) -> bool: ...
+    @property
+    def b_sparsity(self) -> WeightSparsity | None: ...
+    @property
+    def skip(self) -> str: ...
+
+
+C = TypeVar("C", bound=Contraction)     # a contraction type, kept through on_array
 
 
 @dataclass(frozen=True)
@@ -93,14 +103,14 @@ def kept_along_k(k: npt.ArrayLike, sp: WeightSparsity) -> npt.NDArray[np.int64]:
     """Kept weights in a column of k weights (elementwise): N:M exact per group, unstructured ceil(density * k)."""
     kk = np.asarray(k, dtype=np.int64)
     if sp.structured:
-        return (kk // sp.m) * sp.n + np.minimum(kk % sp.m, sp.n)
-    return np.ceil(sp.density * kk).astype(np.int64)
+        return np.asarray((kk // sp.m) * sp.n + np.minimum(kk % sp.m, sp.n), dtype=np.int64)
+    return np.asarray(np.ceil(sp.density * kk), dtype=np.int64)
 
 
 def index_bytes(positions: npt.ArrayLike) -> npt.NDArray[np.int64]:
     """Bytes of an index into a dimension of `positions` entries: 1, 2 or 4."""
     p = np.asarray(positions, dtype=np.int64)
-    return np.where(p <= 256, 1, np.where(p <= 65_536, 2, 4))
+    return np.where(p <= 256, 1, np.where(p <= 65_536, 2, 4)).astype(np.int64)
 
 
 def metadata_bytes(k: npt.ArrayLike, n: npt.ArrayLike, sp: WeightSparsity) -> npt.NDArray[np.int64]:
@@ -108,21 +118,21 @@ def metadata_bytes(k: npt.ArrayLike, n: npt.ArrayLike, sp: WeightSparsity) -> np
     kk, nn = np.asarray(k, dtype=np.int64), np.asarray(n, dtype=np.int64)
     if sp.structured:
         kept = kept_along_k(kk, sp) * nn
-        return -(-(kept * ceil(log2(sp.m))) // 8)
+        return np.asarray(-(-(kept * ceil(log2(sp.m))) // 8), dtype=np.int64)
     nnz = np.ceil(sp.density * kk * nn).astype(np.int64)
     if sp.format == "bitmask":
-        return -(-(kk * nn) // 8)
+        return np.asarray(-(-(kk * nn) // 8), dtype=np.int64)
     if sp.format == "csr":
-        return nnz * index_bytes(nn) + (kk + 1) * POINTER_BYTES
-    return nnz * index_bytes(kk) + (nn + 1) * POINTER_BYTES
+        return np.asarray(nnz * index_bytes(nn) + (kk + 1) * POINTER_BYTES, dtype=np.int64)
+    return np.asarray(nnz * index_bytes(kk) + (nn + 1) * POINTER_BYTES, dtype=np.int64)
 
 
 def value_elems(k: npt.ArrayLike, n: npt.ArrayLike, sp: WeightSparsity) -> npt.NDArray[np.int64]:
     """Kept (stored) weight values of k x n tiles (elementwise)."""
     kk, nn = np.asarray(k, dtype=np.int64), np.asarray(n, dtype=np.int64)
     if sp.structured:
-        return kept_along_k(kk, sp) * nn
-    return np.ceil(sp.density * kk * nn).astype(np.int64)
+        return np.asarray(kept_along_k(kk, sp) * nn, dtype=np.int64)
+    return np.asarray(np.ceil(sp.density * kk * nn), dtype=np.int64)
 
 
 def stored_weight_bytes(k: npt.ArrayLike, n: npt.ArrayLike, dtype: str,
@@ -168,7 +178,7 @@ def skipped_pattern(array: PEArray, sp: WeightSparsity | None) -> str:
     return ""
 
 
-def on_array(work: Contraction, array: PEArray) -> Contraction:
+def on_array(work: C, array: PEArray) -> C:
     """The contraction as this array runs it: `skip` set when the array skips its weights' zeros (weights only:
     a product of two activations, such as attention's scores, runs dense)."""
     skip = skipped_pattern(array, work.b_sparsity) if work.b_is_param else ""
