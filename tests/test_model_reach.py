@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 from tilesim.arch import load_arch
 from tilesim.cli.main import main
@@ -12,23 +13,25 @@ from tilesim.compiler.attention import (
     attention_mapping,
     attention_tile_compute,
 )
+from tilesim.compiler.fusion import group_ops
 from tilesim.workloads import llm
 
-# DeepSeek-V3's absorbed decode, batch 1: 128 heads as query rows, d = 512 latent + 64 rope, V in K's buffer
-MLA_DECODE = AttentionWork(1, 128, 512, 576, 576, "bf16", kv_shared=True)
+# DeepSeek-V3's absorbed decode, batch 1: 128 heads as query rows, d = 512 latent + 64 rope, V = the latent
+# columns of K's buffer (dv = 512, FlashMLA's head_size_v)
+MLA_DECODE = AttentionWork(1, 128, 512, 576, 512, "bf16", kv_shared=True)
 
 
 def test_footprint_counts_a_shared_latent_once():
     h100 = load_arch("h100")             # smem holds every operand, double-buffered
     shared = attention_footprint(MLA_DECODE, 32, 32, h100)["smem"]
-    apart = attention_footprint(AttentionWork(1, 128, 512, 576, 576, "bf16"), 32, 32, h100)["smem"]
-    # Q 32x576 bf16, K/V 32x576 bf16 once (twice apart), scores and O 32x(32+576) fp32; all double-buffered
-    assert shared == 2 * (32 * 576 * 2 + 32 * 576 * 2 + 32 * (32 + 576) * 4) == 303_104
-    assert apart - shared == 2 * 32 * 576 * 2
+    apart = attention_footprint(AttentionWork(1, 128, 512, 576, 512, "bf16"), 32, 32, h100)["smem"]
+    # Q 32x576 bf16, K/V 32x576 bf16 once (32x(576+512) apart), scores and O 32x(32+512) fp32; double-buffered
+    assert shared == 2 * (32 * 576 * 2 + 32 * 576 * 2 + 32 * (32 + 512) * 4) == 286_720
+    assert apart - shared == 2 * 32 * 512 * 2
 
 
 def test_mla_decode_attention_fits_h100_with_query_blocks_below_the_arrays_rows():
-    """Regression: 'no attention block of 32 query rows fits' on h100 (303,104 B > 233,472 B of smem at 32x32)."""
+    """Regression: 'no attention block of 32 query rows fits' on h100 (286,720 B > 233,472 B of smem at 32x32)."""
     h100 = load_arch("h100")
     m = attention_mapping(MLA_DECODE, h100, "pipelined")
     assert m.block_q < h100.array.rows
@@ -36,7 +39,7 @@ def test_mla_decode_attention_fits_h100_with_query_blocks_below_the_arrays_rows(
     assert all(need[lv.name] <= lv.capacity_bytes for lv in h100.per_core().onchip)
     # blocks of fewer rows than the array's leave rows idle: with tiles enough for every core either way, 16-row
     # blocks take no less time than 32-row ones
-    long = AttentionWork(1, 128, 8192, 576, 576, "bf16", kv_shared=True)
+    long = AttentionWork(1, 128, 8192, 576, 512, "bf16", kv_shared=True)
     full, half = (attention_tile_compute(long, AttentionMapping(m.dataflow, bq, 32), h100, "pipelined").sum()
                   for bq in (32, 16))
     assert half >= full
@@ -53,3 +56,14 @@ def test_deepseek_family_decodes_on_h100_through_the_cli(tmp_path):
     path.write_text(json.dumps(raw | {"num_hidden_layers": 2, "first_k_dense_replace": 1, "n_routed_experts": 16,
                                       "hidden_size": 1024, "vocab_size": 1000}))
     assert main(["run", "-w", str(path), "-a", "h100", "--phase", "decode", "--context", "64"]) == 0
+
+
+def test_mla_values_are_the_latent_read_in_place_by_the_fused_kernel():
+    """V is the cache's 512 latent columns (not all 576): fused, the slice is read in place, no kernel of its own."""
+    cut = replace(llm.hf_builtin("deepseek-v3"), layers=1, experts=0, dense_layers=0)
+    g = llm.decode_graph(cut, 1, 40, "bf16")
+    full = group_ops(g, "full").kernels
+    assert [(k.work.d, k.work.dv, k.work.kv_shared) for k in full if isinstance(k.work, AttentionWork)] \
+        == [(576, 512, True)]
+    assert not any("v_latent" in op for k in full for op in k.ops)
+    assert any("v_latent" in op for k in group_ops(g, "none").kernels for op in k.ops)   # unfused: a copy
