@@ -155,10 +155,11 @@ class _Grouper:
                     self.readers.setdefault(self.canon(t), []).append(op)
         for t in graph.outputs:
             self.uses[self.canon(t)] = self.uses.get(self.canon(t), 0) + 1
-        self.attention = _attention_sets(graph, self.canon, self.uses) if policy in ("full", "attention") else {}
-        self.in_place: set[str] = set()                  # slices a fused attention reads in place
+        patterns = _attention_sets(graph, self.canon, self.uses)
+        self.attention = patterns if policy in ("full", "attention") else {}
+        self.in_place: set[str] = set()                  # V slices read in place (strided), fused or not
         producer = {t: o for o in graph.ops for t in o.outputs}
-        for ops in self.attention.values():               # V = K's leading columns (MLA's latent): read in place
+        for ops in patterns.values():                     # V = K's leading columns (MLA's latent): read in place
             k, v = ops[0].inputs[1], ops[-1].inputs[1]
             while k in producer and producer[k].op_type in ("Transpose", "Reshape", "Identity"):
                 k = producer[k].inputs[0]
