@@ -166,29 +166,36 @@ def attention_mapping(work: AttentionWork, arch: ArchConfig, timing: str, name: 
     core = arch.per_core(reserve_bytes)     # tiles share the activation level with activations kept on chip
     r = arch.array.rows
 
-    def sizes(n: int) -> list[int]:
-        out, t = {n}, r
+    def sizes(n: int, t: int = r) -> list[int]:
+        out = {n}
         while t < n:
             out.add(t)
             t *= 2
         return sorted(out)
-    found = []
-    for bq in sizes(work.sq):
-        for bkv in sizes(work.skv):
-            need = attention_footprint(work, bq, bkv, core)
-            tiles = work.g * -(-work.sq // bq) * -(-work.skv // bkv)
-            if tiles > ATTENTION_MAX_TILES or any(need[lv.name] > lv.capacity_bytes for lv in core.onchip):
-                continue            # more tiles than the simulator holds (one array entry each: bounded memory)
-            m = AttentionMapping(arch.array.dataflow, bq, bkv)
-            compute = int(attention_tile_compute(work, m, arch, timing).sum())
-            moved = sum(attention_traffic(work, bq))
-            tiles = work.g * -(-work.sq // bq) * -(-work.skv // bkv)
-            found.append((max(compute, moved / arch.offchip.bandwidth_bytes_per_cycle), moved, tiles, bq, bkv, m))
+
+    def search(blocks_q: list[int]) -> list[tuple[float, int, int, int, int, AttentionMapping]]:
+        found = []
+        for bq in blocks_q:
+            for bkv in sizes(work.skv):
+                need = attention_footprint(work, bq, bkv, core)
+                tiles = work.g * -(-work.sq // bq) * -(-work.skv // bkv)
+                if tiles > ATTENTION_MAX_TILES or any(need[lv.name] > lv.capacity_bytes for lv in core.onchip):
+                    continue        # more tiles than the simulator holds (one array entry each: bounded memory)
+                m = AttentionMapping(arch.array.dataflow, bq, bkv)
+                compute = int(attention_tile_compute(work, m, arch, timing).sum())
+                moved = sum(attention_traffic(work, bq))
+                found.append((max(compute, moved / arch.offchip.bandwidth_bytes_per_cycle), moved, tiles, bq, bkv,
+                              m))
+        return found
+    # query blocks of at least the array's rows; only when none fits (MLA decode: 576-wide latent rows with fp32
+    # score and O accumulators), blocks of r/2, r/4, ... 1 rows, the array's rows idling in proportion
+    found = search(sizes(work.sq)) or search([bq for bq in (r >> s for s in range(1, r.bit_length()))
+                                              if bq < work.sq])
     # blocks within TIE_BAND of the best time are ties (as in the mapping search): fewer DRAM bytes, then tiles
     tie = min((f[0] for f in found), default=0.0) * (1 + TIE_BAND)
     best = min(((f[0] > tie, f[1:5] if f[0] <= tie else f[:5]), f[5]) for f in found) if found else None
     if best is None:
-        raise InputError(f"op '{name}': no attention block of {r} query rows fits the on-chip buffers in at most "
+        raise InputError(f"op '{name}': no attention block (even of one query row) fits the on-chip buffers in at most "
                          f"{ATTENTION_MAX_TILES:,} tiles; use a shorter sequence or a smaller batch, or enlarge "
                          + ", ".join(f"memory.{lv.name}.capacity_bytes" for lv in arch.onchip))
     return best[1]

@@ -155,7 +155,19 @@ class _Grouper:
                     self.readers.setdefault(self.canon(t), []).append(op)
         for t in graph.outputs:
             self.uses[self.canon(t)] = self.uses.get(self.canon(t), 0) + 1
-        self.attention = _attention_sets(graph, self.canon, self.uses) if policy in ("full", "attention") else {}
+        patterns = _attention_sets(graph, self.canon, self.uses)
+        self.attention = patterns if policy in ("full", "attention") else {}
+        self.in_place: set[str] = set()                  # V slices read in place (strided), fused or not
+        producer = {t: o for o in graph.ops for t in o.outputs}
+        for ops in patterns.values():                     # V = K's leading columns (MLA's latent): read in place
+            k, v = ops[0].inputs[1], ops[-1].inputs[1]
+            while k in producer and producer[k].op_type in ("Transpose", "Reshape", "Identity"):
+                k = producer[k].inputs[0]
+            cut = producer.get(v)
+            if cut is not None and cut.op_type == "Slice" and cut.inputs[0] == k and \
+                    tuple(cut.attrs["starts"]) == (0,) and self.uses[self.canon(v)] == 1:
+                self.alias[v] = k
+                self.in_place.add(cut.name)
         self.in_attention = {o.name: end for end, ops in self.attention.items() for o in ops}
         self.groups: list[_Group] = []
         self.owner: dict[str, int] = {}                   # canonical tensor -> group producing it
@@ -205,7 +217,7 @@ class _Grouper:
     def place(self, op: Op) -> None:
         """Put one op into a kernel: a new one, or one it fuses into (views and empty contractions need none)."""
         kind = spec(op.op_type).kind
-        if kind is OpKind.VIEW:
+        if kind is OpKind.VIEW or op.name in self.in_place:
             return
         if op.name in self.in_attention:
             if op.name == self.in_attention[op.name]:

@@ -18,7 +18,12 @@ from tilesim.arch.errors import InputError
 # Still open; a violation of any other kind fails the profile. (Fixed: SRAM bandwidth utilization > 1, fusion
 # adding DRAM traffic, decode reads below the parameters and writes below the new KV entries: each has a regression
 # test below.)
-KNOWN: dict[str, str] = {}
+KNOWN: dict[str, str] = {
+    # attention blocks of fewer query rows than the array's (reachable since MLA decode on h100 needed them) can be
+    # bound by a tiny SRAM's bandwidth; sim/core/simulate.py level_bound then leaves ~1e-5 of rounding over 1
+    # (printed as "1 > 1"; a real overshoot prints its digits): test_level_bound_rounding_on_small_attention_blocks
+    "bandwidth utilization 1 > 1": "level_bound rounding",
+}
 
 
 @pytest.mark.parametrize("case", cases(3, 24, SMALL_WORKLOADS[:5]), ids=lambda c: f"{c.workload}-{c.fusion}")
@@ -110,3 +115,10 @@ def test_latency_ties_go_to_less_energy_on_an_8x8_edge_npu():
     lat, edp = (tilesim.run("resnet50", "edge-npu", overrides=small, objective=o).sim for o in ("latency", "edp"))
     assert lat.energy_pj <= 1.1 * edp.energy_pj
     assert lat.cycles <= 1.01 * edp.cycles
+
+
+@pytest.mark.xfail(strict=True, reason="open: level_bound leaves ~1e-5 of rounding over 1 (sim/core/simulate.py)")
+def test_level_bound_rounding_on_small_attention_blocks():
+    case = [c for c in cases(3, 24, SMALL_WORKLOADS[:5]) if c.workload == "gpt2" and c.fusion == "full"][2]
+    _, r = run(case)
+    assert r.memory_traffic["sram"]["bandwidth_utilization"] <= 1

@@ -290,18 +290,20 @@ def test_mla_graphs_hold_every_weight_once_and_decode_attends_in_latent_space():
     g = llm.decode_graph(cut, 1, 50, "bf16")
     kernels = [k[2] for k in group_ops(g, "full").kernels if isinstance(k[2], AttentionWork)]
     assert [(w.g, w.sq, w.skv, w.d, w.kv_share) for w in kernels] == [(1, 128, 51, 576, 1)] * 2
-    # absorbed decode MACs: projections + W_UK, W_UV per head + attention over the latent, per token
-    attn = 128 * 51 * (576 + 576)
+    # absorbed decode MACs: projections + W_UK, W_UV per head + attention over the latent, per token (scores over
+    # the 576-wide cache, values its 512 latent columns: FlashMLA's head_size_v)
+    attn = 128 * 51 * (576 + 512)
     assert graph_macs(g) == llm.non_embedding_params(cut) + 2 * attn
 
 
 def test_mla_decode_reads_its_latent_cache_once_not_as_k_and_again_as_v():
-    """The absorbed decode attends over the cache as keys and as values (V = its first kv_lora_rank columns): the
-    fused kernel reads it once, skv x (rank + rope) values per kv head, not skv x 2 x (rank + rope)."""
+    """The absorbed decode attends over the cache as keys and as values (V = its first kv_lora_rank columns, a slice
+    the fused kernel reads in place): it reads the cache once, skv x (rank + rope) values per kv head, not
+    skv x (2 x rank + rope)."""
     cut = small("deepseek-v3", layers=1, experts=0, dense_layers=0)
     g = llm.decode_graph(cut, 2, 99, "bf16")
     works = [k[2] for k in group_ops(g, "full").kernels if isinstance(k[2], AttentionWork)]
-    assert [(w.kv_shared, w.d, w.dv) for w in works] == [(True, 576, 576)]
+    assert [(w.kv_shared, w.d, w.dv) for w in works] == [(True, 576, 512)]
     _, kv_read, _ = attention_traffic(works[0], works[0].sq)
     cache = sum(t.nbytes for t in g.tensors.values() if t.name.endswith("kv_cache"))
     assert kv_read == cache == 2 * 100 * 576 * 2

@@ -500,8 +500,8 @@ def _mla_prefill(b: GraphBuilder, cfg: DecoderConfig, dt: DTypes, parts: tuple[s
 
 def _mla_decode(b: GraphBuilder, cfg: DecoderConfig, dt: DTypes, parts: tuple[str, str], p: str,
                 cache_len: int) -> str:
-    """Absorbed decode: per-head q_nope @ W_UK (h, nope, rank); MQA over the cache (B, 1, T, rank + rope) with the
-    cache as both keys and values; the context's latent columns @ W_UV (h, rank, vd) per head."""
+    """Absorbed decode: per-head q_nope @ W_UK (h, nope, rank); MQA over the cache (B, 1, T, rank + rope) as keys
+    and its latent columns as values; the latent context @ W_UV (h, rank, vd) per head."""
     q_nope, q_rope = parts
     batch, seq, h, rope_d = b.shape(q_rope)
     rank, nope, vd = cfg.kv_lora_rank, cfg.head_dim - rope_d, cfg.v_head_dim
@@ -518,9 +518,10 @@ def _mla_decode(b: GraphBuilder, cfg: DecoderConfig, dt: DTypes, parts: tuple[st
     q = b.add("Reshape", [q], {"shape": (batch, 1, h * seq, dk)}, name=f"{p}.attn.q_group")
     cache = b.input(f"{p}.kv_cache", (batch, 1, cache_len, dk), dtype=dt.kv)
     kt = _permute(b, cache, (0, 1, 3, 2), f"{p}.attn.k_cache_t")                      # (B, 1, dk, T)
-    ctx = _scores_to_context(b, cfg, dt, q, kt, cache, p)                             # (B, 1, h*S, dk)
-    ctx = b.add("Reshape", [ctx], {"shape": (batch, h, seq, dk)}, name=f"{p}.attn.context_heads")
-    ctx = b.add("Slice", [ctx], {"starts": (0,), "ends": (rank,), "axes": (3,)}, name=f"{p}.attn.context_latent")
+    # V is the latent alone (FlashMLA: head_size_v = kv_lora_rank, the rope key is not a value)
+    v = b.add("Slice", [cache], {"starts": (0,), "ends": (rank,), "axes": (3,)}, name=f"{p}.attn.v_latent")
+    ctx = _scores_to_context(b, cfg, dt, q, kt, v, p)                                 # (B, 1, h*S, rank)
+    ctx = b.add("Reshape", [ctx], {"shape": (batch, h, seq, rank)}, name=f"{p}.attn.context_heads")
     ctx = _permute(b, ctx, (1, 0, 2, 3), f"{p}.attn.context_t")                       # (h, B, S, rank)
     ctx = b.add("Reshape", [ctx], {"shape": (h, batch * seq, rank)}, name=f"{p}.attn.context_per_head")
     w_uv = b.param(f"{p}.attn.v_up.w", (h, rank, vd), dt.weight)
