@@ -4,9 +4,11 @@ names here, in one place (FLAG_NAMES), for parsing and for error messages."""
 from __future__ import annotations
 
 import argparse
+import sys
 import types
 import typing
 from dataclasses import MISSING, Field, fields
+from pathlib import Path
 from typing import Any, Literal, get_args, get_origin
 
 from tilesim.arch.errors import InputError
@@ -168,3 +170,13 @@ def api_keywords(args: argparse.Namespace, llm: bool = True) -> tuple[str, str, 
     if llm:
         kw |= vars(llm_options(args))
     return workload.workload, arch.arch, {"overrides": arch.overrides, **kw}
+
+
+def sweep_status(rows: list[dict[str, Any]], output: str | Path) -> int:
+    """A sweep's exit status: 1 (with one stderr line) when a point hit an internal error, else 0."""
+    failed = [r for r in rows if r["status"] == "error"]
+    if failed:
+        print(f"tilesim: {len(failed)} points hit an internal error (status=error in {output}; first: "
+              f"{failed[0]['reason']}); please report it", file=sys.stderr)
+        return 1
+    return 0

@@ -162,8 +162,7 @@ def cmd_run(args) -> None:
     tdp = result.arch.power.tdp_w if result.arch.power else 0.0
     if result.llm is not None:
         write_output(llm_table(result.llm) if out.format == "table" else llm_json(result.llm), out.output)
-        r = result.llm
-        warn(tdp_warning(r.energy_pj * 1e-12 / r.latency_s if r.latency_s else 0.0, tdp, result.arch.name))
+        warn(tdp_warning(result.llm.power_w, tdp, result.arch.name))
         return
     warn(tdp_warning(result.sim.power_w, tdp, result.arch.name))
     text = render(result.sim, out.format, out.top, args.objective)

@@ -9,7 +9,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from tilesim.arch.errors import InputError
-from tilesim.cli.args import LLM_FLAGS, WORKLOAD_FLAGS, add_options, api_keywords, options_of
+from tilesim.cli.args import LLM_FLAGS, WORKLOAD_FLAGS, add_options, api_keywords, options_of, sweep_status
 from tilesim.cli.system import SYSTEM_FLAGS, is_system_sweep, sweep_layouts_command
 from tilesim.core.files import output_target
 from tilesim.report import sweep_plot
@@ -63,9 +63,4 @@ def cmd_sweep(args) -> int:
     sys.stdout.write(sweep_summary(rows, keys, str(out)))
     for kind, path in plots:
         sweep_plot.draw(kind, rows, plan.axes, path, metric)
-    failed = [r for r in rows if r["status"] == "error"]
-    if failed:
-        print(f"tilesim: {len(failed)} points hit an internal error (status=error in {out}; first: "
-              f"{failed[0]['reason']}); please report it", file=sys.stderr)
-        return 1
-    return 0
+    return sweep_status(rows, out)

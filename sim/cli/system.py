@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from tilesim.arch.errors import InputError
-from tilesim.cli.args import llm_options, options_of, workload_options
+from tilesim.cli.args import llm_options, options_of, sweep_status, workload_options
 from tilesim.report import sweep_plot
 from tilesim.report.system import rows_table, system_json, system_table, system_trace
 from tilesim.studies.options import DEFAULT_ARCH, OptionError, OutputOptions, SweepOptions, SystemOptions
@@ -69,9 +69,4 @@ def sweep_layouts_command(args: argparse.Namespace, s: SweepOptions) -> int:
                                               f"{s.output}\n")
     for kind, path in plots:
         sweep_plot.draw(kind, rows, axes, path, metric)
-    failed = [r for r in rows if r["status"] == "error"]
-    if failed:
-        print(f"tilesim: {len(failed)} points hit an internal error (status=error in {s.output}; first: "
-              f"{failed[0]['reason']}); please report it", file=sys.stderr)
-        return 1
-    return 0
+    return sweep_status(rows, s.output)

@@ -132,7 +132,7 @@ def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = Fa
         kr = _kernel_result(kernel, cmds, arch, int(spans[j]), float(dma_per_run[lo:hi].sum()),
                             sum(comp.values()), peak, schedule.timing,
                             {c: round(w) for c, w in zip(CAUSES[1:], waits[j, 1:], strict=False)},
-                            level_bytes_cycles(kernel, cmds, arch) if schedule.timing != "scalesim" else {})
+                            level_cycles(counts, arch) if schedule.timing != "scalesim" else {})
         dram_read += kr.dram_read_bytes
         dram_write += kr.dram_write_bytes
         kernels.append(replace(kr, clock_hz=arch.clock_hz))
@@ -198,7 +198,11 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
 def level_bytes_cycles(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> dict[str, float]:
     """Cycles each on-chip level needs for every byte a kernel moves through it (fills from off-chip, feeds to and
     drains from the engines, stores: energy.action_counts) at its bandwidth, a per-core level once per core."""
-    counts = action_counts(kernel, cmds, arch)
+    return level_cycles(action_counts(kernel, cmds, arch), arch)
+
+
+def level_cycles(counts: Counter, arch: ArchConfig) -> dict[str, float]:
+    """level_bytes_cycles from a kernel's energy actions (its on-chip read_byte and write_byte counts)."""
     return {lv.name: (counts[f"{lv.name}.read_byte"] + counts[f"{lv.name}.write_byte"])
             / (lv.bandwidth_bytes_per_cycle * level_copies(lv, arch)) for lv in arch.onchip}
 

@@ -34,7 +34,7 @@ def llm_table(r: LLMResult) -> str:
                      f"flash busy {step.flash_utilization:.1%}")
     lines += expert_lines(r)
     lines.append(f"  total     {si(r.latency_s, 's')}, {si(r.energy_pj * 1e-12, 'J')} for {r.tokens:,} tokens, "
-                 f"{si(r.energy_pj * 1e-12 / r.latency_s if r.latency_s else 0.0, 'W')} average")
+                 f"{si(r.power_w, 'W')} average")
     clocks = sorted({s.clock_hz for s in ([r.prefill] if r.prefill else []) + [d.end for d in r.decode]
                      if s.clock_capped})
     if clocks:

@@ -93,6 +93,11 @@ class LLMResult:
         return self.ttft_s + self.decode_s
 
     @property
+    def power_w(self) -> float:
+        """Average power over the whole run: energy / time."""
+        return self.energy_pj * 1e-12 / self.latency_s if self.latency_s else 0.0
+
+    @property
     def prefill_pj_per_token(self) -> float:
         """Prefill energy per prompt token (all sequences of the batch)."""
         return self.prefill.energy_pj / (self.batch * self.prompt_len) if self.prefill else 0.0
@@ -273,7 +278,7 @@ def llm_dict(r: LLMResult) -> dict:
         "latency_s": r.latency_s, "macs": macs, "pe_utilization": macs / (cycles * peak) if cycles else 0.0,
         "mbu": (reads + writes) / (cycles * first.offchip_bytes_per_cycle) if cycles else 0.0,
         "energy_pj": r.energy_pj, "energy_breakdown_pj": breakdown, "dram_read_bytes": reads,
-        "power_w": r.energy_pj * 1e-12 / r.latency_s if r.latency_s else 0.0,
+        "power_w": r.power_w,
         "dram_write_bytes": writes, "area_mm2": last.area_mm2,
         "phase": r.phase, "batch": r.batch, "prompt_len": r.prompt_len, "gen_tokens": r.gen_tokens,
         "tokens": r.tokens, "pj_per_token": r.energy_pj / r.tokens if r.tokens else 0.0,
