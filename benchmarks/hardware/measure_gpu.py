@@ -31,6 +31,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from measure_h100 import Out, capture, copies_for, stats, timed
@@ -331,9 +332,10 @@ MAX_POS = {"llama2-7b": 4096, "llama3-8b": 8192, "gemma-2b": 8192}
 class Decoder:
     """A decoder-only transformer with random bf16 weights, laid out as a serving stack runs it."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, stack: str = "eager"):
         L, h, nh, kvh, hd, ffn, vocab, act, tied = MODELS[name]
         self.name, self.L, self.h, self.nh, self.kvh, self.hd = name, L, h, nh, kvh, hd
+        self.stack = stack
         self.ffn, self.vocab, self.act = ffn, vocab, act
         g = lambda *s: torch.randn(*s, device="cuda", dtype=DT) * 0.02    # noqa: E731
         self.embed = g(vocab, h)
@@ -359,6 +361,8 @@ class Decoder:
 
     def forward(self, tokens, cache, start: int):
         """Tokens [B, T] at positions start..start+T-1 (causal when T > 1); logits of the last position."""
+        if self.stack == "fused":
+            return self.forward_fused(tokens, cache, start)
         B, T = tokens.shape
         nh, kvh, hd = self.nh, self.kvh, self.hd
         x = self.embed[tokens]                                           # [B, T, h], a fresh tensor
@@ -381,6 +385,85 @@ class Decoder:
             act = F.silu(gate) if self.act == "silu" else F.gelu(gate, approximate="tanh")
             x2.addmm_((act * up).view(B * T, self.ffn), p["w_down"].t())
         return F.linear(F.rms_norm(x[:, -1], (self.h,), self.norm, 1e-6), self.head)
+
+
+    def forward_fused(self, tokens, cache, start: int):
+        """The same step with the elementwise work fused as a serving stack fuses it (vLLM's fused RMSNorm,
+        rotary + cache write and SiLU-and-mul kernels), here by torch.compile (Inductor's Triton kernels): GEMMs,
+        SDPA and the residual-add epilogues are as in forward()."""
+        B, T = tokens.shape
+        nh, kvh, hd = self.nh, self.kvh, self.hd
+        x = self.embed[tokens]
+        x2 = x.view(B * T, self.h)
+        cos, sin = self.cos[start:start + T].view(1, T, 1, hd), self.sin[start:start + T].view(1, T, 1, hd)
+        for i, p in enumerate(self.layers):
+            qkv = F.linear(fused_rms_norm(x, p["ln1"]), p["wqkv"]).view(B, T, nh + 2 * kvh, hd)
+            q, kv_new = fused_rope_pack(qkv, cos, sin, nh, kvh)
+            kv = cache[i]
+            kv[:, start:start + T].copy_(kv_new)                                 # one cache write (K and V)
+            k, v = kv[:, :start + T, 0].transpose(1, 2), kv[:, :start + T, 1].transpose(1, 2)
+            a = F.scaled_dot_product_attention(q.transpose(1, 2), k, v, is_causal=T > 1, enable_gqa=kvh != nh)
+            x2.addmm_(a.transpose(1, 2).reshape(B * T, nh * hd), p["wo"].t())
+            gu = F.linear(fused_rms_norm(x, p["ln2"]), p["w_gu"])
+            x2.addmm_(fused_act_mul(gu, self.ffn, self.act).view(B * T, self.ffn), p["w_down"].t())
+        return F.linear(fused_rms_norm(x[:, -1], self.norm), self.head)
+
+
+def _rms_norm(x, w):
+    """RMSNorm over the last dimension (eps 1e-6)."""
+    return F.rms_norm(x, (x.shape[-1],), w, 1e-6)
+
+
+def _rope_pack(qkv, cos, sin, nh: int, kvh: int):
+    """Rotary embedding on Q and K; returns Q [B,T,nh,hd] and the step's cache rows [B,T,2,kvh,hd]."""
+    hd = qkv.shape[-1]
+    qk = qkv[:, :, :nh + kvh]
+    qk = qk * cos + torch.cat((-qk[..., hd // 2:], qk[..., :hd // 2]), dim=-1) * sin
+    return qk[:, :, :nh].contiguous(), torch.stack((qk[:, :, nh:], qkv[:, :, nh + kvh:]), dim=2)
+
+
+def _act_mul(gu, ffn: int, act: str):
+    """SiLU(gate) * up (GELU-tanh for Gemma) from the merged gate/up GEMM's output."""
+    gate, up = gu[..., :ffn], gu[..., ffn:]
+    return (F.silu(gate) if act == "silu" else F.gelu(gate, approximate="tanh")) * up
+
+
+fused_rms_norm = torch.compile(_rms_norm, dynamic=True, fullgraph=True)
+fused_rope_pack = torch.compile(_rope_pack, dynamic=True, fullgraph=True)
+fused_act_mul = torch.compile(_act_mul, dynamic=True, fullgraph=True)
+
+
+def kernel_profile(out_dir: Path, stacks: tuple[str, ...] = ("eager", "fused")) -> None:
+    """torch.profiler's CUDA kernels of one graph replay of Llama-2-7B prefill B1 T2048 and decode B1 C512 per
+    stack, summed by kernel name: out_dir/kernel_profile.csv (stack, case, kernel, calls, total_us)."""
+    rows = []
+    for stack in stacks:
+        m = Decoder("llama2-7b", stack)
+        with torch.inference_mode():
+            for case, batch, T, start in (("prefill_B1_T2048", 1, 2048, 0), ("decode_B1_C512", 1, 1, 512)):
+                cache = m.cache(batch, start + T)
+                tok = torch.randint(0, m.vocab, (batch, T), device="cuda")
+                graph = capture(lambda i, m=m, tok=tok, cache=cache, start=start: m.forward(tok, cache, start), 1)
+                graph.replay()
+                torch.cuda.synchronize()
+                with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                    graph.replay()
+                    torch.cuda.synchronize()
+                for ev in prof.key_averages():
+                    us = getattr(ev, "device_time_total", 0) or getattr(ev, "cuda_time_total", 0)
+                    if us > 0:
+                        rows.append((stack, case, ev.key.replace(",", ";")[:160], ev.count, us))
+                del graph, cache
+        torch.cuda.empty_cache()
+    with open(out_dir / "kernel_profile.csv", "w") as f:
+        f.write("stack,case,kernel,calls,total_us\n")
+        for r in rows:
+            f.write(",".join(str(v) for v in r) + "\n")
+    for stack in stacks:
+        for case in ("prefill_B1_T2048", "decode_B1_C512"):
+            sel = [r for r in rows if r[0] == stack and r[1] == case]
+            print(f"# profile {stack} {case}: {sum(r[3] for r in sel)} kernels, {sum(r[4] for r in sel):.0f} us",
+                  flush=True)
 
 
 def watts_of(w: dict) -> float:
@@ -406,7 +489,7 @@ def prefill(ctx: Ctx, m: Decoder, batch: int, T: int, power: bool):
     ctx.out.row(group="prefill", case=f"{m.name}_prefill_B{batch}_T{T}", model=m.name, batch=batch, seq=T, **st, **w,
                 tflops=m.weight_bytes * batch * T / st["median_ms"] / 1e9,
                 j_per_token=watts_of(w) * st["median_ms"] / 1e3 / (batch * T) if w else "",
-                note=f"causal; CUDA graph; weights {m.weight_bytes} B; tflops counts weight MACs only")
+                note=f"{m.stack} stack; causal; CUDA graph; weights {m.weight_bytes} B; tflops counts weight MACs only")
 
 
 def decode(ctx: Ctx, m: Decoder, batch: int, c: int):
@@ -421,7 +504,8 @@ def decode(ctx: Ctx, m: Decoder, batch: int, c: int):
     ctx.out.row(group="decode", case=f"{m.name}_decode_B{batch}_C{c}", model=m.name, batch=batch, context=c, **st,
                 **w, gb_s=(m.weight_bytes + m.kv_bytes(batch, c)) / st["median_ms"] / 1e6,
                 j_per_token=watts * loop_ms / 1e3 / batch,
-                note=f"CUDA graph; loop {loop_ms:.4f} ms/step; J/token = loop power x loop time / tokens")
+                note=f"{m.stack} stack; CUDA graph; loop {loop_ms:.4f} ms/step; "
+                     "J/token = loop power x loop time / tokens")
 
 
 DECODE_POINTS = [(1, 512), (1, 2048), (1, 8192), (4, 2048), (8, 4096), (16, 2048), (16, 8192), (32, 512),
@@ -431,7 +515,7 @@ PREFILL_POINTS = [(1, 512), (1, 2048), (1, 8192), (4, 2048), (16, 512)]
 
 def decoder_runs(ctx: Ctx, name: str):
     """Prefill and decode points of one model that fit its context and the free memory."""
-    m = Decoder(name)
+    m = Decoder(name, ctx.stack)
     with torch.inference_mode():
         for batch, T in PREFILL_POINTS[:2] if ctx.quick else PREFILL_POINTS:
             if T > MAX_POS[name] or ctx.min_context:
@@ -473,7 +557,10 @@ def main() -> int:
     ap.add_argument("--out-dir", type=Path, default=Path("."))
     ap.add_argument("--quick", action="store_true", help="few shapes and short loops (to check the script)")
     ap.add_argument("--min-context", type=int, default=0, help="decoder: only decode points at this context+")
-    ap.add_argument("--only", default="", help="comma-separated: ceiling,gemm,attention,vector,power,decoder")
+    ap.add_argument("--only", default="", help="comma-separated: ceiling,gemm,attention,vector,power,decoder,"
+                    "profile")
+    ap.add_argument("--stack", choices=("eager", "fused"), default="eager",
+                    help="decoders: eager PyTorch ops, or elementwise work fused as a serving stack fuses it")
     args = ap.parse_args()
     if not torch.cuda.is_available():
         print("no CUDA device", file=sys.stderr)
@@ -484,14 +571,16 @@ def main() -> int:
     out = Out(args.out_dir / "measurements.csv", FIELDS, [*FIELDS[:14], "power_w", "sm_clock_mhz"])
     ctx = Ctx(out, Sampler(args.out_dir / "power_samples.csv"), args.quick)
     ctx.min_context = args.min_context
+    ctx.stack = args.stack
     t0 = time.time()
     time.sleep(2.5)
     w = ctx.sampler.window(t0 + 0.5, time.time())
     ctx.out.row(group="idle", case="idle", **w, note="CUDA context up, no work")
     sections = {"ceiling": ceilings, "gemm": gemms, "attention": attentions, "vector": vector_ops,
                 "power": power_loops,
-                "decoder": lambda c: [decoder_runs(c, n) for n in MODELS]}
-    only = set(args.only.split(",")) if args.only else set(sections)
+                "decoder": lambda c: [decoder_runs(c, n) for n in MODELS],
+                "profile": lambda c: kernel_profile(args.out_dir)}
+    only = set(args.only.split(",")) if args.only else set(sections) - {"profile"}
     try:
         for name, run in sections.items():
             if name in only:
