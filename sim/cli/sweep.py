@@ -24,10 +24,23 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+class OneWorkload(argparse.Action):
+    """-w given twice is an error naming the workload axis (argparse would silently keep the last)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        seen = vars(namespace).setdefault("_workloads_given", [])
+        seen.append(values)
+        if len(seen) > 1:
+            raise InputError(f"{option_string}: given {len(seen)} times ({', '.join(seen)}); a sweep runs one "
+                             f"workload per point: vary it with --grid workload={','.join(seen)}")
+        setattr(namespace, self.dest, values)
+
+
 def add_sweep_arguments(subparsers) -> argparse.ArgumentParser:
     """Add the `sweep` subcommand (workload options as for run) to an argparse subparsers action."""
-    p = subparsers.add_parser("sweep", help="run a grid of design points (dotted arch fields) into a CSV")
-    add_options(p, WORKLOAD_FLAGS)
+    p = subparsers.add_parser("sweep", help="run a grid of design points (arch fields, workload options) into a "
+                                            "CSV")
+    add_options(p, WORKLOAD_FLAGS, workload={"action": OneWorkload})
     add_options(p, tuple(f.name for f in fields(SweepOptions)), SweepOptions,
                 jobs={"default": cores(), "help": f"worker processes (default {cores()})"})
     add_options(p, SYSTEM_FLAGS)                 # layouts of a decoder LLM on a system (sim/cli/system.py)
@@ -57,7 +70,7 @@ def cmd_sweep(args) -> int:
     metric = s.metric or OBJECTIVE_METRIC[args.objective]
     workload, arch, options = api_keywords(args)
     plan = api.plan_sweep(list(s.grid), workload, arch, random=s.random, seed=s.seed, **options)
-    plots = sweep_plot.check_plots(list(s.plot), keys, metric, plan.spec.is_llm)
+    plots = sweep_plot.check_plots(list(s.plot), keys, metric, plan.spec.has_llm_columns)
     rows = run_sweep(plan.points, plan.spec, out, jobs=s.jobs, backend=s.backend, scheduler=s.scheduler,
                      resume=s.resume, progress=s.progress)
     sys.stdout.write(sweep_summary(rows, keys, str(out)))

@@ -30,7 +30,17 @@ from tilesim.studies.options import (
 from tilesim.studies.runs import check_decoder, decoder, resolve_arch, schedule, workload_graph
 from tilesim.studies.runs import run_decoder as run_decoder_phase
 from tilesim.studies.serve import RateSweep, ServeResult, split_serve_options
-from tilesim.studies.sweep import SweepSpec, check_fields, grid_points, parse_grids, random_points, run_sweep
+from tilesim.studies.sweep import (
+    OPTION_AXES,
+    SweepSpec,
+    axis_labels,
+    check_fields,
+    check_option_axes,
+    grid_points,
+    parse_grids,
+    random_points,
+    run_sweep,
+)
 from tilesim.studies.system import SystemResult, system_run
 from tilesim.workloads import load_workload as load_graph
 
@@ -128,11 +138,18 @@ def grid_items(grid: Mapping[str, Sequence[Any]] | Sequence[str]) -> list[str]:
     return list(grid)
 
 
-def sweep_spec(workload: str, arch: str, overrides: Sequence[str], options: Options) -> SweepSpec:
-    """The SweepSpec of a sweep: base arch with overrides, workload and LLM options checked once here."""
+def sweep_spec(workload: str, arch: str, overrides: Sequence[str], options: Options,
+               axes: Sequence[tuple[str, Sequence[str]]] = ()) -> SweepSpec:
+    """The SweepSpec of a sweep: base arch with overrides, workload and LLM options checked once here (with option
+    axes: every workload of the grid, and each phase; studies/sweep.py check_option_axes)."""
     raw, source = raw_arch(arch)
     raw = apply_overrides(raw, list(overrides))
     w = options.workload
+    keys = {k for k, _ in axes}
+    if keys & set(OPTION_AXES):
+        spec = SweepSpec(raw_arch=raw, source=source, arch=arch, workload=w, options=options.compile,
+                         llm=options.llm)
+        return check_option_axes(spec, list(axes))
     array = raw.get("array")
     base_dtype = (array.get("dtype") if isinstance(array, dict) else None) or "int8"
     load_graph(w.workload, seq_len=w.seq_len, batch=w.batch, dtype=w.graph_dtype(base_dtype), dims=dict(w.dims),
@@ -148,7 +165,7 @@ def sweep_spec(workload: str, arch: str, overrides: Sequence[str], options: Opti
 class SweepPlan:
     """A checked sweep: its spec, grid axes and the points to run."""
     spec: SweepSpec
-    axes: list[tuple[str, list[str]]]
+    axes: list[tuple[str, list[str]]]       # (label, values); a tied axis's label is its keys joined by commas
     points: list[dict[str, str]]
 
 
@@ -158,10 +175,10 @@ def plan_sweep(grid: Mapping[str, Sequence[Any]] | Sequence[str], workload: str 
     """Check a sweep's grid and options and list its points (every point, or `random` of them)."""
     items = grid_items(grid)
     axes = parse_grids(items)
-    spec = sweep_spec(workload, arch, overrides, split_options(workload, options, "sweep"))
+    spec = sweep_spec(workload, arch, overrides, split_options(workload, options, "sweep"), axes)
     check_fields(spec.raw_arch, axes)
     points = random_points(items, random, seed) if random is not None else grid_points(items)
-    return SweepPlan(spec, axes, points)
+    return SweepPlan(spec, axis_labels(items), points)
 
 
 def sweep(grid: Mapping[str, Sequence[Any]] | Sequence[str], workload: str = DEFAULT_WORKLOAD,
