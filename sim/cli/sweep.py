@@ -15,8 +15,16 @@ from tilesim.core.files import output_target
 from tilesim.report import sweep_plot
 from tilesim.report.sweep_text import sweep_summary
 from tilesim.studies import api
-from tilesim.studies.options import SweepOptions
-from tilesim.studies.sweep import OBJECTIVE_METRIC, parse_grids, require_dask, run_sweep
+from tilesim.studies.options import OptionError, SweepOptions
+from tilesim.studies.sweep import (
+    LLM_METRICS,
+    METRICS,
+    OBJECTIVE_METRIC,
+    parse_grids,
+    parse_pareto_metrics,
+    require_dask,
+    run_sweep,
+)
 
 
 def cores() -> int:
@@ -70,10 +78,14 @@ def cmd_sweep(args) -> int:
     metric = s.metric or OBJECTIVE_METRIC[args.objective]
     workload, arch, options = api_keywords(args)
     plan = api.plan_sweep(list(s.grid), workload, arch, random=s.random, seed=s.seed, **options)
-    plots = sweep_plot.check_plots(list(s.plot), keys, metric, plan.spec.has_llm_columns)
+    llm = plan.spec.has_llm_columns
+    plots = sweep_plot.check_plots(list(s.plot), keys, metric, llm)
+    front = parse_pareto_metrics(s.pareto_metrics, METRICS + LLM_METRICS if llm else METRICS)
+    if s.area_budget_mm2 is not None and not s.area_budget_mm2 > 0:
+        raise OptionError("area_budget_mm2", f"must be > 0, got {s.area_budget_mm2:g}")
     rows = run_sweep(plan.points, plan.spec, out, jobs=s.jobs, backend=s.backend, scheduler=s.scheduler,
                      resume=s.resume, progress=s.progress)
-    sys.stdout.write(sweep_summary(rows, keys, str(out)))
+    sys.stdout.write(sweep_summary(rows, keys, str(out), front, s.area_budget_mm2))
     for kind, path in plots:
-        sweep_plot.draw(kind, rows, plan.axes, path, metric)
+        sweep_plot.draw(kind, rows, plan.axes, path, metric, front)
     return sweep_status(rows, out)

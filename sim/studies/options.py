@@ -262,6 +262,11 @@ class SweepOptions:
         "the heatmap's metric (default: the --objective's: latency_s, energy_pj or edp)"))
     progress: bool = field(default=True, metadata=option("no progress bar on stderr", flag="--no-progress",
                                                            switch=True))
+    pareto_metrics: str | None = field(default=None, metadata=option(
+        "the metrics the Pareto front is non-dominated over, e.g. latency,energy (default latency,energy,area; any "
+        "result column)", metavar="M1,M2,..."))
+    area_budget_mm2: float | None = field(default=None, metadata=option(
+        "the summary adds the lowest-energy point of at most this much silicon", metavar="MM2"))
 
 
 PipelineSchedule = Literal["gpipe", "1f1b", "interleaved"]

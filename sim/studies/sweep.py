@@ -18,7 +18,6 @@ import io
 import itertools
 import json
 import logging
-import math
 import multiprocessing
 import os
 import random
@@ -37,6 +36,8 @@ try:
     import fcntl
 except ImportError:             # Windows: sweeps run without the output lock
     fcntl = None
+
+import numpy as np
 
 from tilesim.arch import load_arch
 from tilesim.arch.config import ArchConfig
@@ -963,22 +964,71 @@ def best_rows(rows: list[dict]) -> dict[str, dict]:
     return {m: min(ok, key=lambda r: float(r[m])) for m in ("latency_s", "energy_pj", "edp")} if ok else {}
 
 
-def pareto_front(rows: list[dict], x: str = "latency_s", y: str = "energy_pj") -> list[int]:
-    """Indices of the ok rows that no other ok row beats on both x and y (lower is better), by increasing x."""
+PARETO_METRICS = ("latency_s", "energy_pj", "area_mm2")          # the default front: time, energy and silicon
+METRIC_ALIASES = {"latency": "latency_s", "energy": "energy_pj", "area": "area_mm2"}
+
+
+def parse_pareto_metrics(text: str | None, allowed: tuple[str, ...] = METRICS) -> tuple[str, ...]:
+    """'latency,energy,area' -> ('latency_s', 'energy_pj', 'area_mm2'); at least two distinct metrics of `allowed`
+    (short names latency, energy and area allowed); None gives PARETO_METRICS."""
+    if text is None:
+        return PARETO_METRICS
+    names = tuple(METRIC_ALIASES.get(n.strip(), n.strip()) for n in text.split(","))
+    for n in names:
+        if n not in allowed:
+            raise OptionError("pareto_metrics", f"got '{n}'{did_you_mean(n, [*METRIC_ALIASES, *allowed])}; allowed: "
+                                                f"latency, energy, area or a column: {', '.join(allowed)}")
+    if len(names) < 2 or len(set(names)) < len(names):
+        raise OptionError("pareto_metrics", f"give two or more different metrics, e.g. latency,energy,area; got "
+                                            f"'{text}'")
+    return names
+
+
+def front_metrics(rows: list[dict], metrics: tuple[str, ...] = PARETO_METRICS) -> tuple[str, ...]:
+    """The metrics a front can use: those with a number in every ok row (no area model: no area_mm2)."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    return tuple(m for m in metrics if ok and all(r.get(m) not in (None, "") for r in ok))
+
+
+def pareto_front(rows: list[dict], metrics: tuple[str, ...] = PARETO_METRICS) -> list[int]:
+    """Indices of the ok rows that no other ok row dominates over `metrics` (at least as good in each, better in
+    one; lower is better except HIGHER_IS_BETTER), by increasing first metric; of identical rows the first is
+    kept. Metrics some ok row lacks are left out (front_metrics)."""
+    used = front_metrics(rows, metrics)
     ok = [i for i, r in enumerate(rows) if r["status"] == "ok"]
-    ok.sort(key=lambda i: (float(rows[i][x]), float(rows[i][y]), i))
-    front, best = [], math.inf
-    for i in ok:
-        if float(rows[i][y]) < best:
-            front.append(i)
-            best = float(rows[i][y])
-    return front
+    if not ok or not used:
+        return []
+    sign = np.array([-1.0 if m in HIGHER_IS_BETTER else 1.0 for m in used])
+    v = np.array([[float(rows[i][m]) for m in used] for i in ok]) * sign
+    front = []
+    for a in range(len(ok)):
+        dominated = np.all(v <= v[a], axis=1) & np.any(v < v[a], axis=1)
+        if not dominated.any() and not np.all(v[:a] == v[a], axis=1).any():
+            front.append(a)
+    front.sort(key=lambda a: (*v[a], a))
+    return [ok[a] for a in front]
+
+
+def best_under_area(rows: list[dict], budget_mm2: float, metric: str = "energy_pj") -> dict | None:
+    """The ok row with the best `metric` among those of at most `budget_mm2` of silicon (None: none fits)."""
+    fits = [r for r in rows if r["status"] == "ok" and r.get("area_mm2") not in (None, "")
+            and float(r["area_mm2"]) <= budget_mm2]
+    pick = max if metric in HIGHER_IS_BETTER else min
+    return pick(fits, key=lambda r: float(r[metric])) if fits else None
+
+
+def best_perf_per_mm2(rows: list[dict]) -> dict | None:
+    """The ok row with the most MAC/s per mm² (None: no area model)."""
+    rated = [r for r in rows if r["status"] == "ok" and r.get("perf_per_mm2") not in (None, "")]
+    return max(rated, key=lambda r: float(r["perf_per_mm2"])) if rated else None
 
 
 __all__ = [
     "METRICS",
+    "PARETO_METRICS",
     "SweepSpec",
     "best_rows",
+    "best_under_area",
     "columns",
     "grid_points",
     "pareto_front",
