@@ -91,7 +91,7 @@ def readable_axis(ax, which: str, values: list[float]) -> None:
     )
     axis = getattr(ax, f"{which}axis")
     positive = [v for v in values if v > 0]
-    label = FuncFormatter(lambda v, _: f"{v:.3g}")
+    label = FuncFormatter(lambda v, _: f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.3g}")      # 1,000 not 1e+03
     if positive and len(positive) == len(values) and max(positive) / min(positive) > 20:
         getattr(ax, f"set_{which}scale")("log")
         decades = math.log10(max(positive) / min(positive))
