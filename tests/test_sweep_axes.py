@@ -13,6 +13,7 @@ from tilesim.arch import InputError
 from tilesim.arch.loader import raw_arch
 from tilesim.cli.main import main
 from tilesim.compiler.schedule import CompileOptions
+from tilesim.report.sweep_plot import heatmap_grid
 from tilesim.studies import api
 from tilesim.studies.options import LLMOptions, WorkloadOptions
 from tilesim.studies.sweep import (
@@ -180,3 +181,10 @@ def test_cli_tied_axis_columns_match(tmp_path, capsys):
 
 def test_seq_len_axis_given_as_its_flag_name_is_the_field():
     assert grid_points(["seq-len=8,16"]) == [{"seq_len": "8"}, {"seq_len": "16"}]
+
+
+def test_heatmap_over_a_tied_axis_reads_its_first_key():
+    axes = [("array.rows,array.cols", ["8", "16"]), ("batch", ["1", "2"])]
+    rows = [{"array.rows": r, "array.cols": r, "batch": b, "status": "ok", "latency_s": str(int(r) * int(b))}
+            for r in ("8", "16") for b in ("1", "2")]
+    assert heatmap_grid(rows, axes, "latency_s") == [[8.0, 16.0], [16.0, 32.0]]
