@@ -188,3 +188,12 @@ def test_heatmap_over_a_tied_axis_reads_its_first_key():
     rows = [{"array.rows": r, "array.cols": r, "batch": b, "status": "ok", "latency_s": str(int(r) * int(b))}
             for r in ("8", "16") for b in ("1", "2")]
     assert heatmap_grid(rows, axes, "latency_s") == [[8.0, 16.0], [16.0, 32.0]]
+
+
+def test_python_api_grid_takes_tied_keys_and_workloads_with_commas(tmp_path):
+    rows = api.sweep({("array.rows", "array.cols"): [8, 16], "workload": ["gemm:32,32,32", WORKLOAD]},
+                     arch="edge-npu", output=tmp_path / "r.csv", backend="serial")
+    assert [(r["array.rows"], r["array.cols"], r["workload"], r["status"]) for r in rows] == [
+        ("8", "8", "gemm:32,32,32", "ok"), ("8", "8", WORKLOAD, "ok"),
+        ("16", "16", "gemm:32,32,32", "ok"), ("16", "16", WORKLOAD, "ok")]
+    assert int(rows[0]["macs"]) == 32 ** 3 and int(rows[1]["macs"]) == 64 ** 3

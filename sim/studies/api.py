@@ -131,11 +131,19 @@ def compare(workload: str = DEFAULT_WORKLOAD, arch: str | ArchConfig = DEFAULT_A
     return comparing.compare(graph, target, tuple(policies), o.compile)
 
 
-def grid_items(grid: Mapping[str, Sequence[Any]] | Sequence[str]) -> list[str]:
-    """Grid axes as KEY=V1,V2,... texts: {'array.rows': [16, 32]} -> ['array.rows=16,32']."""
+def grid_items(grid: Mapping[str | tuple[str, ...], Sequence[Any]] | Sequence[str]) -> list[str]:
+    """Grid axes as KEY=V1,V2,... texts: {'array.rows': [16, 32]} -> ['array.rows=16,32']; a tuple of keys is a
+    tied axis ({('array.rows', 'array.cols'): [8, 16]}); a text value with commas is quoted ('gemm:8,8,8')."""
     if isinstance(grid, Mapping):
-        return [f"{key}={','.join(map(str, values))}" for key, values in grid.items()]
+        return [f"{key if isinstance(key, str) else ','.join(key)}={','.join(map(_grid_value, values))}"
+                for key, values in grid.items()]
     return list(grid)
+
+
+def _grid_value(value: Any) -> str:
+    """One grid value as text, quoted when it is a plain text holding commas."""
+    text = str(value)
+    return f'"{text}"' if isinstance(value, str) and "," in text and text[:1] not in "[{\"'" else text
 
 
 def sweep_spec(workload: str, arch: str, overrides: Sequence[str], options: Options,
