@@ -37,8 +37,6 @@ try:
 except ImportError:             # Windows: sweeps run without the output lock
     fcntl = None
 
-import numpy as np
-
 from tilesim.arch import load_arch
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.errors import InputError, did_you_mean
@@ -998,15 +996,15 @@ def pareto_front(rows: list[dict], metrics: tuple[str, ...] = PARETO_METRICS) ->
     ok = [i for i, r in enumerate(rows) if r["status"] == "ok"]
     if not ok or not used:
         return []
-    sign = np.array([-1.0 if m in HIGHER_IS_BETTER else 1.0 for m in used])
-    v = np.array([[float(rows[i][m]) for m in used] for i in ok]) * sign
-    front = []
-    for a in range(len(ok)):
-        dominated = np.all(v <= v[a], axis=1) & np.any(v < v[a], axis=1)
-        if not dominated.any() and not np.all(v[:a] == v[a], axis=1).any():
-            front.append(a)
-    front.sort(key=lambda a: (*v[a], a))
-    return [ok[a] for a in front]
+    sign = [-1.0 if m in HIGHER_IS_BETTER else 1.0 for m in used]
+    v = {i: tuple(s * float(rows[i][m]) for s, m in zip(sign, used, strict=True)) for i in ok}
+    # In lexicographic order a point's dominators (and its earlier twins) come before it, and whatever dominates a
+    # point is on the front or dominated by a point that is: so each point is checked against the front so far.
+    front: list[int] = []
+    for i in sorted(ok, key=lambda i: (*v[i], i)):
+        if not any(all(f <= x for f, x in zip(v[j], v[i], strict=True)) for j in front):
+            front.append(i)
+    return front
 
 
 def best_under_area(rows: list[dict], budget_mm2: float, metric: str = "energy_pj") -> dict | None:
