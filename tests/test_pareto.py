@@ -173,3 +173,11 @@ def test_cli_pareto_metrics_and_area_budget(tmp_path, capsys):
         assert main([*argv, *bad]) == 2
         err = capsys.readouterr().err
         assert words in err and err.count("\n") == 1
+
+
+def test_system_sweeps_refuse_the_front_options(tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    for extra in (["--pareto-metrics", "latency,energy"], ["--area-budget-mm2", "100"]):
+        assert main(["sweep", "-w", "gpt2", "--system", "8xh100", "--grid", "tp=1,2", "-o", str(out), *extra]) == 2
+        err = capsys.readouterr().err
+        assert "not for system sweeps" in err and err.count("\n") == 1 and not out.exists()

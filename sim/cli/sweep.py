@@ -73,6 +73,9 @@ def cmd_sweep(args) -> int:
     if s.backend == "dask":
         require_dask()
     if is_system_sweep(args, list(s.grid)):
+        if s.pareto_metrics is not None or s.area_budget_mm2 is not None:
+            raise InputError("--pareto-metrics, --area-budget-mm2: not for system sweeps (their table lists every "
+                             "layout)")
         return sweep_layouts_command(args, s)
     keys = [k for k, _ in parse_grids(list(s.grid))]
     metric = s.metric or OBJECTIVE_METRIC[args.objective]
