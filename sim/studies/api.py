@@ -31,7 +31,6 @@ from tilesim.studies.runs import check_decoder, decoder, resolve_arch, schedule,
 from tilesim.studies.runs import run_decoder as run_decoder_phase
 from tilesim.studies.serve import RateSweep, ServeResult, split_serve_options
 from tilesim.studies.sweep import (
-    OPTION_AXES,
     SweepSpec,
     axis_labels,
     check_fields,
@@ -42,7 +41,6 @@ from tilesim.studies.sweep import (
     run_sweep,
 )
 from tilesim.studies.system import SystemResult, system_run
-from tilesim.workloads import load_workload as load_graph
 
 CompareResult = Comparison          # policies, results, schedules and savings; to_dict() is `compare -f json`
 
@@ -148,25 +146,13 @@ def _grid_value(value: Any) -> str:
 
 def sweep_spec(workload: str, arch: str, overrides: Sequence[str], options: Options,
                axes: Sequence[tuple[str, Sequence[str]]] = ()) -> SweepSpec:
-    """The SweepSpec of a sweep: base arch with overrides, workload and LLM options checked once here (with option
-    axes: every workload of the grid, and each phase; studies/sweep.py check_option_axes)."""
+    """The SweepSpec of a sweep: base arch with overrides; the workload (each of a workload axis) and the LLM
+    options checked once here (studies/sweep.py check_option_axes), not per point."""
     raw, source = raw_arch(arch)
     raw = apply_overrides(raw, list(overrides))
-    w = options.workload
-    keys = {k for k, _ in axes}
-    if keys & set(OPTION_AXES):
-        spec = SweepSpec(raw_arch=raw, source=source, arch=arch, workload=w, options=options.compile,
-                         llm=options.llm)
-        return check_option_axes(spec, list(axes))
-    array = raw.get("array")
-    base_dtype = (array.get("dtype") if isinstance(array, dict) else None) or "int8"
-    load_graph(w.workload, seq_len=w.seq_len, batch=w.batch, dtype=w.graph_dtype(base_dtype), dims=dict(w.dims),
-               dtypes=w.dtypes)                                  # a bad workload fails now, not per point
-    cfg = decoder(w, options.llm)
-    if cfg is not None:
-        check_decoder(cfg, w, options.llm, base_dtype)
-    return SweepSpec(raw_arch=raw, source=source, arch=arch, workload=w, options=options.compile,
-                     llm=options.llm if cfg is not None else LLMOptions())
+    spec = SweepSpec(raw_arch=raw, source=source, arch=arch, workload=options.workload, options=options.compile,
+                     llm=options.llm)
+    return check_option_axes(spec, list(axes))
 
 
 @dataclass(frozen=True)

@@ -297,10 +297,11 @@ def check_option_axes(spec: SweepSpec, axes: list[tuple[str, list[str]]]) -> Swe
         _check_point(spec, {"workload": name} if "workload" in values else {}, load)
         decoders[name] = decoder_config(axis_value("workload", name))
     llm_axes = [k for k in values if k in LLM_AXES]
-    if not any(decoders.values()) and (llm_axes or spec.llm.given):
-        raise OptionError(("grid", *llm_axes) if llm_axes else ("phase", "context", "prompt_len"),
-                          f"only for decoder LLMs (gpt2, llama2-7b, ... or an HF config.json), not "
-                          f"{', '.join(repr(n) for n in names)}; vary an LLM with {{grid}} workload=gpt2,...")
+    if not any(decoders.values()) and llm_axes:
+        raise OptionError(("grid", *llm_axes), f"only for decoder LLMs (gpt2, llama2-7b, ... or an HF config.json), "
+                                               f"not {', '.join(repr(n) for n in names)}")
+    if not any(decoders.values()) and spec.llm.given:
+        raise not_an_llm(spec.workload.workload)
     for name, cfg in decoders.items():
         if cfg is None:
             check = lambda one: load(one) if one is not spec else None      # noqa: E731
@@ -313,7 +314,9 @@ def check_option_axes(spec: SweepSpec, axes: list[tuple[str, list[str]]]) -> Swe
                               and (cfg is not None or k == "dtype") for v in vs]
             for single in singles:
                 _check_point(spec, base | single, check)
-    return dataclasses.replace(spec, llm_columns=True) if any(decoders.values()) else spec
+    if not any(decoders.values()):
+        return dataclasses.replace(spec, llm=LLMOptions())      # no decoder LLM: LLM options play no part
+    return dataclasses.replace(spec, llm_columns=True)
 
 
 def _check_point(spec: SweepSpec, point: dict[str, str], check) -> None:
@@ -326,7 +329,6 @@ def _check_point(spec: SweepSpec, point: dict[str, str], check) -> None:
         where = " ".join(f"{k}={v}" for k, v in point.items())
         raise OptionError("grid", _one_line(e.message if isinstance(e, OptionError) and len(point) == 1 and
                                             e.names == tuple(point) else str(e)), detail=where) from None
-    return dataclasses.replace(spec, llm_columns=True)
 
 
 # ---------------------------------------------------------------- one design point
