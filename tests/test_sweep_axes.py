@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
+from pathlib import Path
 
 import pytest
 
@@ -197,3 +198,8 @@ def test_python_api_grid_takes_tied_keys_and_workloads_with_commas(tmp_path):
         ("8", "8", "gemm:32,32,32", "ok"), ("8", "8", WORKLOAD, "ok"),
         ("16", "16", "gemm:32,32,32", "ok"), ("16", "16", WORKLOAD, "ok")]
     assert int(rows[0]["macs"]) == 32 ** 3 and int(rows[1]["macs"]) == 64 ** 3
+
+
+def test_docs_list_every_option_axis():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "sweeps.md").read_text()
+    assert [k for k in OPTION_AXES if f"`{k}`" not in text] == []
