@@ -206,8 +206,8 @@ def test_docs_list_every_option_axis():
 
 
 def test_option_axis_rows_are_the_same_from_the_process_pool(tmp_path):
-    plan = api.plan_sweep(['workload="gemm:32,64,16",gemm:64,64,64', "fusion=none,full", "array.rows,array.cols=8,16"],
-                          arch="edge-npu")
+    grids = ['workload="gemm:32,64,16","gemm:64,64,64"', "fusion=none,full", "array.rows,array.cols=8,16"]
+    plan = api.plan_sweep(grids, arch="edge-npu")
     serial = run_sweep(plan.points, plan.spec, tmp_path / "s.csv", backend="serial", progress=False)
     pool = run_sweep(plan.points, plan.spec, tmp_path / "p.csv", jobs=2, backend="process", progress=False)
     assert pool == serial and (tmp_path / "s.csv").read_bytes() == (tmp_path / "p.csv").read_bytes()
