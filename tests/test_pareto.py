@@ -181,3 +181,14 @@ def test_system_sweeps_refuse_the_front_options(tmp_path, capsys):
         assert main(["sweep", "-w", "gpt2", "--system", "8xh100", "--grid", "tp=1,2", "-o", str(out), *extra]) == 2
         err = capsys.readouterr().err
         assert "not for system sweeps" in err and err.count("\n") == 1 and not out.exists()
+
+
+def test_pareto_plot_draws_the_area_budget_and_stars_the_best_point_within_it():
+    pytest.importorskip("matplotlib")
+    rows = [row(1e-3, 9e9, 0.6), row(2e-3, 7e9, 0.5), row(3e-3, 8e9, 0.3), row(4e-3, 9.5e9, 0.2)]
+    fig = pareto_figure(rows, [], area_budget_mm2=0.4)
+    lat_energy, lat_area, energy_area = fig.axes
+    assert [list(line.get_ydata()) for line in lat_area.lines] == [[0.4, 0.4]]
+    assert [list(line.get_ydata()) for line in energy_area.lines] == [[0.4, 0.4]] and not lat_energy.lines
+    star = [c for c in lat_area.collections if c.get_label().startswith("lowest energy within 0.4")]
+    assert [tuple(p) for p in star[0].get_offsets()] == [(3.0, 0.3)]            # 3 ms, 0.3 mm²: row 2

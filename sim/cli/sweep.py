@@ -90,5 +90,5 @@ def cmd_sweep(args) -> int:
                      resume=s.resume, progress=s.progress)
     sys.stdout.write(sweep_summary(rows, keys, str(out), front, s.area_budget_mm2))
     for kind, path in plots:
-        sweep_plot.draw(kind, rows, plan.axes, path, metric, front)
+        sweep_plot.draw(kind, rows, plan.axes, path, metric, front, s.area_budget_mm2)
     return sweep_status(rows, out)

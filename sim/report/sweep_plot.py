@@ -17,6 +17,7 @@ from tilesim.studies.sweep import (
     LLM_METRICS,
     METRICS,
     PARETO_METRICS,
+    best_under_area,
     front_metrics,
     pareto_front,
 )
@@ -46,10 +47,11 @@ def check_plots(paths: list[str], keys: list[str], metric: str, llm: bool = Fals
 
 
 def draw(kind: str, rows: list[dict], axes: list[tuple[str, list[str]]], path: str, metric: str,
-         front_metrics: tuple[str, ...] = PARETO_METRICS) -> None:
+         front_metrics: tuple[str, ...] = PARETO_METRICS, area_budget_mm2: float | None = None) -> None:
     """Draw one plot kind to `path` (written atomically)."""
     keys = [k for label, _ in axes for k in label.split(",")]
-    fig = pareto_figure(rows, keys, front_metrics) if kind == "pareto" else heatmap_figure(rows, axes, metric)
+    fig = pareto_figure(rows, keys, front_metrics, area_budget_mm2) if kind == "pareto" else \
+        heatmap_figure(rows, axes, metric)
     save(fig, path, SWEEP_DPI)
 
 
@@ -105,16 +107,19 @@ def readable_axis(ax, which: str, values: list[float]) -> None:
         axis.set_major_formatter(label)
 
 
-def pareto_figure(rows: list[dict], keys: list[str], metrics: tuple[str, ...] = PARETO_METRICS):
+def pareto_figure(rows: list[dict], keys: list[str], metrics: tuple[str, ...] = PARETO_METRICS,
+                  area_budget_mm2: float | None = None):
     """The Pareto front over `metrics` (default latency, energy and area) in 2-D projections, one panel per pair
     (latency-energy, latency-area, energy-area): every ok point in grey, the front's points (non-dominated over all
-    the metrics, not only the panel's two) marked and numbered as the summary lists them."""
+    the metrics, not only the panel's two) marked and numbered as the summary lists them; with an area budget, its
+    line on the area axes and the lowest-energy point within it starred."""
     ok = [r for r in rows if r["status"] == "ok"]
     used = front_metrics(rows, metrics) or ("latency_s", "energy_pj")
     pairs = list(itertools.combinations(used, 2)) or [("latency_s", "energy_pj")]
     fig = new_figure(4.6 * len(pairs) + 0.6, 4.6)
     panels = fig.subplots(1, len(pairs), squeeze=False)[0]
     front = pareto_front(rows, used)
+    best = best_under_area(rows, area_budget_mm2) if area_budget_mm2 is not None else None
     for ax, (mx, my) in zip(panels, pairs, strict=True):
         raw = {m: [float(r[m]) for r in ok] for m in (mx, my)}
         (fx, lx), (fy, ly) = metric_scale(mx, raw[mx]), metric_scale(my, raw[my])
@@ -127,6 +132,12 @@ def pareto_figure(rows: list[dict], keys: list[str], metrics: tuple[str, ...] = 
         if len(front) <= 12:
             for n, (x, y) in enumerate(zip(px, py, strict=True), 1):
                 ax.annotate(f"#{n}", (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7, color="crimson")
+        if best is not None:
+            ax.scatter([float(best[mx]) * fx], [float(best[my]) * fy], marker="*", s=140, color="tab:blue",
+                       zorder=4, label=f"lowest energy within {area_budget_mm2:g} mm²")
+        for metric, line in ((mx, ax.axvline), (my, ax.axhline)):
+            if metric == "area_mm2" and area_budget_mm2 is not None:
+                line(area_budget_mm2, ls="--", lw=1, color="tab:blue", zorder=2, label="area budget")
         readable_axis(ax, "x", xs)
         readable_axis(ax, "y", ys)
         ax.set(xlabel=lx, ylabel=ly)
