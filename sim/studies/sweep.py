@@ -303,17 +303,17 @@ def check_option_axes(spec: SweepSpec, axes: list[tuple[str, list[str]]]) -> Swe
     if not any(decoders.values()) and spec.llm.given:
         raise not_an_llm(spec.workload.workload)
     for name, cfg in decoders.items():
-        if cfg is None:
-            check = lambda one: load(one) if one is not spec else None      # noqa: E731
-        else:
-            check = lambda one, c=cfg: check_decoder(c, one.workload, one.llm, base_dtype)  # noqa: E731
-        for phase in values.get("phase", [None]) if cfg is not None else [None]:
-            base = {"workload": name} if "workload" in values else {}
-            base |= {"phase": phase} if phase is not None else {}
-            singles = [{}] + [{k: v} for k, vs in axes if k in OPTION_AXES and k not in ("workload", "phase")
-                              and (cfg is not None or k == "dtype") for v in vs]
+        base = {"workload": name} if "workload" in values else {}
+        if cfg is None:                                   # a dtype this workload cannot take fails now
+            for v in values.get("dtype", []):
+                _check_point(spec, base | {"dtype": v}, load)
+            continue
+        singles = [{}] + [{k: v} for k, vs in axes if k in OPTION_AXES and k not in ("workload", "phase") for v in vs]
+        for phase in values.get("phase", [None]):
+            at = base | ({"phase": phase} if phase is not None else {})
             for single in singles:
-                _check_point(spec, base | single, check)
+                _check_point(spec, at | single, lambda one, c=cfg: check_decoder(c, one.workload, one.llm,
+                                                                                  base_dtype))
     if not any(decoders.values()):
         return dataclasses.replace(spec, llm=LLMOptions())      # no decoder LLM: LLM options play no part
     return dataclasses.replace(spec, llm_columns=True)
