@@ -270,7 +270,7 @@ def test_sweep_grids_densities(tmp_path):
     cycles = [int(r["cycles"]) for r in rows]
     assert cycles[0] > cycles[1] > cycles[2]             # T = 16, 8, 4 and fewer weight bytes
     assert [r["weight_sparsity"] for r in rows] == ["0", "2:4", "0.75"]
-    with pytest.raises(OptionError, match="weight_sparsity: got '9:4'"):
+    with pytest.raises(OptionError, match="weight_sparsity=9:4: got '9:4'"):       # names the grid axis
         sweep(["weight_sparsity=9:4"], "gemm:4,8,16", "gemmini", output=tmp_path / "t.csv")
 
 

@@ -15,8 +15,16 @@ from tilesim.core.files import output_target
 from tilesim.report import sweep_plot
 from tilesim.report.sweep_text import sweep_summary
 from tilesim.studies import api
-from tilesim.studies.options import SweepOptions
-from tilesim.studies.sweep import OBJECTIVE_METRIC, parse_grids, require_dask, run_sweep
+from tilesim.studies.options import OptionError, SweepOptions
+from tilesim.studies.sweep import (
+    LLM_METRICS,
+    METRICS,
+    OBJECTIVE_METRIC,
+    parse_grids,
+    parse_pareto_metrics,
+    require_dask,
+    run_sweep,
+)
 
 
 def cores() -> int:
@@ -24,10 +32,23 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+class OneWorkload(argparse.Action):
+    """-w given twice is an error naming the workload axis (argparse would silently keep the last)."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        seen = vars(namespace).setdefault("_workloads_given", [])
+        seen.append(values)
+        if len(seen) > 1:
+            raise InputError(f"{option_string}: given {len(seen)} times ({', '.join(seen)}); a sweep runs one "
+                             f"workload per point: vary it with --grid workload={','.join(seen)}")
+        setattr(namespace, self.dest, values)
+
+
 def add_sweep_arguments(subparsers) -> argparse.ArgumentParser:
     """Add the `sweep` subcommand (workload options as for run) to an argparse subparsers action."""
-    p = subparsers.add_parser("sweep", help="run a grid of design points (dotted arch fields) into a CSV")
-    add_options(p, WORKLOAD_FLAGS)
+    p = subparsers.add_parser("sweep", help="run a grid of design points (arch fields, workload options) into a "
+                                            "CSV")
+    add_options(p, WORKLOAD_FLAGS, workload={"action": OneWorkload})
     add_options(p, tuple(f.name for f in fields(SweepOptions)), SweepOptions,
                 jobs={"default": cores(), "help": f"worker processes (default {cores()})"})
     add_options(p, SYSTEM_FLAGS)                 # layouts of a decoder LLM on a system (sim/cli/system.py)
@@ -52,15 +73,22 @@ def cmd_sweep(args) -> int:
     if s.backend == "dask":
         require_dask()
     if is_system_sweep(args, list(s.grid)):
+        if s.pareto_metrics is not None or s.area_budget_mm2 is not None:
+            raise InputError("--pareto-metrics, --area-budget-mm2: not for system sweeps (their table lists every "
+                             "layout)")
         return sweep_layouts_command(args, s)
     keys = [k for k, _ in parse_grids(list(s.grid))]
     metric = s.metric or OBJECTIVE_METRIC[args.objective]
     workload, arch, options = api_keywords(args)
     plan = api.plan_sweep(list(s.grid), workload, arch, random=s.random, seed=s.seed, **options)
-    plots = sweep_plot.check_plots(list(s.plot), keys, metric, plan.spec.is_llm)
+    llm = plan.spec.has_llm_columns
+    plots = sweep_plot.check_plots(list(s.plot), keys, metric, llm)
+    front = parse_pareto_metrics(s.pareto_metrics, METRICS + LLM_METRICS if llm else METRICS)
+    if s.area_budget_mm2 is not None and not s.area_budget_mm2 > 0:
+        raise OptionError("area_budget_mm2", f"must be > 0, got {s.area_budget_mm2:g}")
     rows = run_sweep(plan.points, plan.spec, out, jobs=s.jobs, backend=s.backend, scheduler=s.scheduler,
                      resume=s.resume, progress=s.progress)
-    sys.stdout.write(sweep_summary(rows, keys, str(out)))
+    sys.stdout.write(sweep_summary(rows, keys, str(out), front, s.area_budget_mm2))
     for kind, path in plots:
-        sweep_plot.draw(kind, rows, plan.axes, path, metric)
+        sweep_plot.draw(kind, rows, plan.axes, path, metric, front, s.area_budget_mm2)
     return sweep_status(rows, out)

@@ -18,6 +18,7 @@ from tilesim.report.figure import figure_bytes, new_figure, plots_available
 from tilesim.report.format import mib_text, percent, si
 from tilesim.report.plots import energy_figure, kernel_label, roofline_figure
 from tilesim.report.sweep_plot import pareto_figure
+from tilesim.report.sweep_text import metric_text
 from tilesim.studies.sweep import best_rows, pareto_front
 
 KINDS = ("run", "compare", "sweep")
@@ -370,11 +371,11 @@ def sweep_html(rows: list[dict]) -> str:
     front = set(pareto_front(rows))
     counts = ", ".join(f"{sum(r['status'] == s for r in rows)} {s}" for s in ("ok", "invalid", "error"))
     summary = [("points", f"{len(rows)} ({counts})"), ("grid", ", ".join(keys))]
-    summary += [(f"best {m}", f"{float(r[m]):.4g} at " + " ".join(f"{k}={r[k]}" for k in keys))
+    summary += [(f"best {m}", f"{metric_text(m, r[m])} at " + " ".join(f"{k}={r[k]}" for k in keys))
                 for m, r in best_rows(rows).items()]
     sections = [f"<h2>Summary</h2>{pairs(summary)}"]
     if plots_available() and ok:
-        sections.append(f"<h2>Latency vs energy</h2>{image(pareto_figure(rows, keys), 'pareto')}")
+        sections.append(f"<h2>Pareto front: latency, energy, area</h2>{image(pareto_figure(rows, keys), 'pareto')}")
     shown = [c for c in SWEEP_SHOWN if c in rows[0]]
     body = [[r[k] for k in keys] + [r["status"]] + [_cell(r[c]) for c in shown] + [r.get("reason", "")]
             for r in rows]

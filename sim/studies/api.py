@@ -30,9 +30,17 @@ from tilesim.studies.options import (
 from tilesim.studies.runs import check_decoder, decoder, resolve_arch, schedule, workload_graph
 from tilesim.studies.runs import run_decoder as run_decoder_phase
 from tilesim.studies.serve import RateSweep, ServeResult, split_serve_options
-from tilesim.studies.sweep import SweepSpec, check_fields, grid_points, parse_grids, random_points, run_sweep
+from tilesim.studies.sweep import (
+    SweepSpec,
+    axis_labels,
+    check_fields,
+    check_option_axes,
+    grid_points,
+    parse_grids,
+    random_points,
+    run_sweep,
+)
 from tilesim.studies.system import SystemResult, system_run
-from tilesim.workloads import load_workload as load_graph
 
 CompareResult = Comparison          # policies, results, schedules and savings; to_dict() is `compare -f json`
 
@@ -121,34 +129,37 @@ def compare(workload: str = DEFAULT_WORKLOAD, arch: str | ArchConfig = DEFAULT_A
     return comparing.compare(graph, target, tuple(policies), o.compile)
 
 
-def grid_items(grid: Mapping[str, Sequence[Any]] | Sequence[str]) -> list[str]:
-    """Grid axes as KEY=V1,V2,... texts: {'array.rows': [16, 32]} -> ['array.rows=16,32']."""
+def grid_items(grid: Mapping[str | tuple[str, ...], Sequence[Any]] | Sequence[str]) -> list[str]:
+    """Grid axes as KEY=V1,V2,... texts: {'array.rows': [16, 32]} -> ['array.rows=16,32']; a tuple of keys is a
+    tied axis ({('array.rows', 'array.cols'): [8, 16]}); a text value with commas is quoted ('gemm:8,8,8')."""
     if isinstance(grid, Mapping):
-        return [f"{key}={','.join(map(str, values))}" for key, values in grid.items()]
+        return [f"{key if isinstance(key, str) else ','.join(key)}={','.join(map(_grid_value, values))}"
+                for key, values in grid.items()]
     return list(grid)
 
 
-def sweep_spec(workload: str, arch: str, overrides: Sequence[str], options: Options) -> SweepSpec:
-    """The SweepSpec of a sweep: base arch with overrides, workload and LLM options checked once here."""
+def _grid_value(value: Any) -> str:
+    """One grid value as text, quoted when it is a plain text holding commas."""
+    text = str(value)
+    return f'"{text}"' if isinstance(value, str) and "," in text and text[:1] not in "[{\"'" else text
+
+
+def sweep_spec(workload: str, arch: str, overrides: Sequence[str], options: Options,
+               axes: Sequence[tuple[str, Sequence[str]]] = ()) -> SweepSpec:
+    """The SweepSpec of a sweep: base arch with overrides; the workload (each of a workload axis) and the LLM
+    options checked once here (studies/sweep.py check_option_axes), not per point."""
     raw, source = raw_arch(arch)
     raw = apply_overrides(raw, list(overrides))
-    w = options.workload
-    array = raw.get("array")
-    base_dtype = (array.get("dtype") if isinstance(array, dict) else None) or "int8"
-    load_graph(w.workload, seq_len=w.seq_len, batch=w.batch, dtype=w.graph_dtype(base_dtype), dims=dict(w.dims),
-               dtypes=w.dtypes)                                  # a bad workload fails now, not per point
-    cfg = decoder(w, options.llm)
-    if cfg is not None:
-        check_decoder(cfg, w, options.llm, base_dtype)
-    return SweepSpec(raw_arch=raw, source=source, arch=arch, workload=w, options=options.compile,
-                     llm=options.llm if cfg is not None else LLMOptions())
+    spec = SweepSpec(raw_arch=raw, source=source, arch=arch, workload=options.workload, options=options.compile,
+                     llm=options.llm)
+    return check_option_axes(spec, list(axes))
 
 
 @dataclass(frozen=True)
 class SweepPlan:
     """A checked sweep: its spec, grid axes and the points to run."""
     spec: SweepSpec
-    axes: list[tuple[str, list[str]]]
+    axes: list[tuple[str, list[str]]]       # (label, values); a tied axis's label is its keys joined by commas
     points: list[dict[str, str]]
 
 
@@ -158,10 +169,10 @@ def plan_sweep(grid: Mapping[str, Sequence[Any]] | Sequence[str], workload: str 
     """Check a sweep's grid and options and list its points (every point, or `random` of them)."""
     items = grid_items(grid)
     axes = parse_grids(items)
-    spec = sweep_spec(workload, arch, overrides, split_options(workload, options, "sweep"))
+    spec = sweep_spec(workload, arch, overrides, split_options(workload, options, "sweep"), axes)
     check_fields(spec.raw_arch, axes)
     points = random_points(items, random, seed) if random is not None else grid_points(items)
-    return SweepPlan(spec, axes, points)
+    return SweepPlan(spec, axis_labels(items), points)
 
 
 def sweep(grid: Mapping[str, Sequence[Any]] | Sequence[str], workload: str = DEFAULT_WORKLOAD,

@@ -241,8 +241,9 @@ class OutputOptions:
 class SweepOptions:
     """How `tilesim sweep` runs: the grid, which points, where and how they run, and what it writes."""
     grid: tuple[str, ...] = field(default=(), metadata=option(
-        "an arch field by dotted path and its values, e.g. array.rows=16,32,64 or "
-        "memory.sram.capacity_bytes=256KiB,1MiB (repeatable: the cartesian product is run)",
+        "an arch field by dotted path or a workload option and its values, e.g. array.rows=16,32,64, "
+        "workload=resnet50,mobilenet_v2 or batch=1,8; tied keys vary together: array.rows,array.cols=8,16 "
+        "(repeatable: the cartesian product is run)",
         metavar="K=V1,V2,...", repeat=True))
     random: int | None = field(default=None, metadata=option(
         "run K points drawn from the grid instead of all", metavar="K"))
@@ -256,12 +257,18 @@ class SweepOptions:
         "keep the points already in -o (or its .partial file)", switch=True))
     output: str | None = field(default=None, metadata=option("the results CSV (required)", flag="-o"))
     plot: tuple[str, ...] = field(default=(), metadata=option(
-        "pareto.png (latency vs energy, area as colour) or heatmap.png (--metric over the first two grid axes); "
+        "pareto.png (the --pareto-metrics front in 2-D projections) or heatmap.png (--metric over the first two "
+        "grid axes); "
         "the kind is read from the file name (tilesim[plot])", metavar="FILE", repeat=True))
     metric: str | None = field(default=None, metadata=option(
         "the heatmap's metric (default: the --objective's: latency_s, energy_pj or edp)"))
     progress: bool = field(default=True, metadata=option("no progress bar on stderr", flag="--no-progress",
                                                            switch=True))
+    pareto_metrics: str | None = field(default=None, metadata=option(
+        "the metrics the Pareto front is non-dominated over, e.g. latency,energy (default latency,energy,area; any "
+        "result column)", metavar="M1,M2,..."))
+    area_budget_mm2: float | None = field(default=None, metadata=option(
+        "the summary adds the lowest-energy point of at most this much silicon", metavar="MM2"))
 
 
 PipelineSchedule = Literal["gpipe", "1f1b", "interleaved"]

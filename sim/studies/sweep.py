@@ -18,7 +18,6 @@ import io
 import itertools
 import json
 import logging
-import math
 import multiprocessing
 import os
 import random
@@ -26,6 +25,8 @@ import signal
 import sys
 import threading
 import time
+import types
+import typing
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -37,7 +38,8 @@ except ImportError:             # Windows: sweeps run without the output lock
     fcntl = None
 
 from tilesim.arch import load_arch
-from tilesim.arch.errors import InputError
+from tilesim.arch.config import ArchConfig
+from tilesim.arch.errors import InputError, did_you_mean
 from tilesim.arch.loader import apply_overrides, arch_from_dict, load_yaml_text
 from tilesim.compiler.cost import trip_counts
 from tilesim.compiler.fusion import group_ops
@@ -48,8 +50,8 @@ from tilesim.core.files import write_atomic
 from tilesim.core.result import SimResult
 from tilesim.core.simulate import kernel_evaluator, simulate
 from tilesim.studies.llm import llm_dict
-from tilesim.studies.options import BACKENDS, LLMOptions, OptionError, WorkloadOptions, at_least
-from tilesim.studies.runs import DecoderConfig, check_graph_fits, run_decoder, workload_graph
+from tilesim.studies.options import BACKENDS, LLMOptions, OptionError, WorkloadOptions, at_least, not_an_llm
+from tilesim.studies.runs import DecoderConfig, check_decoder, check_graph_fits, run_decoder, workload_graph
 from tilesim.workloads import decoder_config, load_workload
 from tilesim.workloads.llm import DEFAULT_SEQ_LEN
 
@@ -72,12 +74,17 @@ OBJECTIVE_METRIC = {"latency": "latency_s", "energy": "energy_pj", "edp": "edp"}
 # ---------------------------------------------------------------- design points
 
 def split_values(text: str) -> list[str]:
-    """'8,16,[a,b]' -> ['8', '16', '[a,b]']: commas inside brackets or braces do not split."""
-    out, depth, cur = [], 0, ""
+    """'8,16,[a,b]' -> ['8', '16', '[a,b]']: commas inside brackets, braces or quotes do not split."""
+    out, depth, quote, cur = [], 0, "", ""
     for ch in text:
-        depth += ch in "[{"
-        depth -= ch in "]}"
-        if ch == "," and depth == 0:
+        if quote:
+            quote = "" if ch == quote else quote
+        elif ch in "'\"":
+            quote = ch
+        else:
+            depth += ch in "[{"
+            depth -= ch in "]}"
+        if ch == "," and depth == 0 and not quote:
             out.append(cur.strip())
             cur = ""
         else:
@@ -85,47 +92,125 @@ def split_values(text: str) -> list[str]:
     return [*out, cur.strip()]
 
 
-def parse_grid(item: str) -> tuple[str, list[str]]:
-    """'array.rows=8,16' -> ('array.rows', ['8', '16']); values are YAML scalars as in --set (units allowed)."""
+# ---------------------------------------------------------------- option axes
+
+# Workload, LLM and compile options a grid may vary besides arch fields, read from their dataclasses (the table the
+# CLI's flags come from, sim/studies/options.py): name -> (the SweepSpec field holding it, its class). Not axes:
+# dims (pairs, --dim), pinned (a file, --mapping) and timing, which is the arch's own top-level field.
+OPTION_HOLDERS = (("workload", WorkloadOptions), ("llm", LLMOptions), ("options", CompileOptions))
+NOT_AXES = ("dims", "pinned", "timing")
+OPTION_AXES: dict[str, tuple[str, type]] = {f.name: (holder, cls) for holder, cls in OPTION_HOLDERS
+                                            for f in dataclasses.fields(cls) if f.name not in NOT_AXES}
+LLM_AXES = tuple(f.name for f in dataclasses.fields(LLMOptions))
+ARCH_TOP_FIELDS = tuple(f.name for f in dataclasses.fields(ArchConfig))
+
+
+def axis_type(name: str) -> tuple[type, tuple[str, ...] | None]:
+    """(int, float or str; the allowed values of a Literal) of an option axis, from its field's type hint."""
+    _, cls = OPTION_AXES[name]
+    hint = typing.get_type_hints(cls)[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)] \
+        if typing.get_origin(hint) in (typing.Union, types.UnionType) else [hint]
+    inner = args[0]
+    if typing.get_origin(inner) is typing.Literal:
+        return str, typing.get_args(inner)
+    return (inner if inner in (int, float) else str), None
+
+
+def axis_value(key: str, text: str):
+    """An option axis's value in its field's type; a bad one is a one-line error naming the axis and what is
+    allowed. Text values may be quoted ("gemm:64,64,64") so that commas stay inside them."""
+    kind, choices = axis_type(key)
+    bare = _unquoted(text)
+    if choices is not None:
+        if bare not in choices:
+            raise OptionError("grid", f"got '{bare}'{did_you_mean(bare, choices)}; allowed: {', '.join(choices)}",
+                              detail=key)
+        return bare
+    if kind is str:
+        return bare
+    value = load_yaml_text(bare, f"--grid {key}")
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise OptionError("grid", f"'{bare}' is not an integer", detail=key)
+    if kind is float and (isinstance(value, bool) or not isinstance(value, int | float)):
+        raise OptionError("grid", f"'{bare}' is not a number", detail=key)
+    return float(value) if kind is float else value
+
+
+def _unquoted(text: str) -> str:
+    """Text without surrounding quotes: '"gemm:64,64,64"' -> 'gemm:64,64,64'."""
+    bare = text.strip()
+    return bare[1:-1] if len(bare) >= 2 and bare[0] == bare[-1] and bare[0] in "'\"" else bare
+
+
+def canonical_key(key: str) -> str:
+    """A grid key as the column it makes: option names given as flags (seq-len) become field names (seq_len)."""
+    name = key.replace("-", "_")
+    return name if "." not in key and name in OPTION_AXES else key
+
+
+def parse_axis(item: str) -> tuple[tuple[str, ...], list[str]]:
+    """'array.rows=8,16' -> (('array.rows',), ['8', '16']); a tied axis 'array.rows,array.cols=8,16' gives both
+    keys each value together. Values are YAML scalars as in --set (units allowed)."""
     key, sep, text = item.partition("=")
-    key = key.strip()
-    if not sep or not key:
+    keys = tuple(canonical_key(k.strip()) for k in key.split(","))
+    if not sep or not key.strip():
         raise OptionError("grid", "expected KEY=V1,V2,..., e.g. {grid} array.rows=16,32,64", detail=item)
-    values = split_values(text)
+    if any(not k for k in keys):
+        raise OptionError("grid", "empty key in a tied axis; e.g. {grid} array.rows,array.cols=8,16", detail=key)
+    label = ",".join(keys)
+    values = [_unquoted(v) if all(k in OPTION_AXES for k in keys) else v for v in split_values(text)]
     if not text.strip() or any(v == "" for v in values):
-        raise OptionError("grid", f"empty value in '{text}'; give V1,V2,... e.g. {{grid}} {key}=16,32", detail=key)
-    for v in values:
-        load_yaml_text(v, f"--grid {key}")            # malformed YAML is a one-line error now, not per point
+        raise OptionError("grid", f"empty value in '{text}'; give V1,V2,... e.g. {{grid}} {label}=16,32",
+                          detail=label)
+    for k in keys:
+        for v in values:
+            if k in OPTION_AXES:
+                axis_value(k, v)                      # a bad option value is one line now, not per point
+            else:
+                load_yaml_text(v, f"--grid {k}")      # malformed YAML is a one-line error now, not per point
     twice = sorted({v for v in values if values.count(v) > 1})
     if twice:
-        raise OptionError("grid", f"value '{twice[0]}' given twice", detail=key)
-    return key, values
+        raise OptionError("grid", f"value '{twice[0]}' given twice", detail=label)
+    return keys, values
 
 
-def parse_grids(grids: list[str]) -> list[tuple[str, list[str]]]:
-    """All --grid options as (key, values) in the order given; a key given twice is an error."""
+def parse_axes(grids: list[str]) -> list[tuple[tuple[str, ...], list[str]]]:
+    """All --grid options as (keys, values) in the order given (several keys: a tied axis); a key given twice or a
+    result column is a one-line error (check_fields checks the names against the arch and the options)."""
     if not grids:
         raise InputError("sweep: give at least one --grid KEY=V1,V2,..., e.g. --grid array.rows=16,32,64")
-    axes = [parse_grid(g) for g in grids]
-    keys = [k for k, _ in axes]
+    axes = [parse_axis(g) for g in grids]
+    keys = [k for ks, _ in axes for k in ks]
     for k in keys:
         if keys.count(k) > 1:
             raise OptionError("grid", "given twice; list all its values in one {grid}", detail=k)
-        if k in RESERVED_COLUMNS:
+        if k in RESERVED_COLUMNS and k not in OPTION_AXES:
             raise OptionError("grid", "not an arch field (it is a column of the results)", detail=k)
     return axes
 
 
+def parse_grids(grids: list[str]) -> list[tuple[str, list[str]]]:
+    """All --grid options as (key, values), one per key (the keys of a tied axis each with the axis's values)."""
+    return [(k, values) for keys, values in parse_axes(grids) for k in keys]
+
+
+def axis_labels(grids: list[str]) -> list[tuple[str, list[str]]]:
+    """The axes as (label, values), a tied axis labelled by its keys joined with commas (plots' axes)."""
+    return [(",".join(keys), values) for keys, values in parse_axes(grids)]
+
+
 def grid_points(grids: list[str]) -> list[dict[str, str]]:
-    """The cartesian product of the --grid options: the first grid varies slowest, the last fastest."""
-    axes = parse_grids(grids)
-    keys = [k for k, _ in axes]
-    return [dict(zip(keys, combo, strict=False)) for combo in itertools.product(*(v for _, v in axes))]
+    """The cartesian product of the --grid options: the first grid varies slowest, the last fastest; the keys of a
+    tied axis take each value together."""
+    axes = parse_axes(grids)
+    return [{k: v for (keys, _), v in zip(axes, combo, strict=True) for k in keys}
+            for combo in itertools.product(*(v for _, v in axes))]
 
 
 def random_points(grids: list[str], k: int, seed: int = 0) -> list[dict[str, str]]:
     """k distinct points of the grid drawn without replacement (deterministic per seed), in grid order."""
-    axes = parse_grids(grids)
+    axes = parse_axes(grids)
     sizes = [len(v) for _, v in axes]
     total = 1
     for s in sizes:
@@ -139,31 +224,111 @@ def random_points(grids: list[str], k: int, seed: int = 0) -> list[dict[str, str
 def _point_at(axes, sizes: list[int], index: int) -> dict[str, str]:
     """The index-th point of the cartesian product (same order as grid_points)."""
     point = {}
-    for (key, values), size in zip(reversed(axes), reversed(sizes), strict=False):
+    for (keys, values), size in zip(reversed(axes), reversed(sizes), strict=False):
         index, r = divmod(index, size)
-        point[key] = values[r]
-    return {k: point[k] for k, _ in axes}
-
-
-# workload options a grid may vary besides arch fields: weight sparsity (N:M patterns and densities, issue 30)
-WORKLOAD_AXES = ("weight_sparsity", "weight_format")
+        point[keys] = values[r]
+    return {k: point[keys] for keys, _ in axes for k in keys}
 
 
 def check_fields(raw: dict, axes: list[tuple[str, list[str]]]) -> None:
     """Every grid key must name an arch field (applied to the raw arch, so typos get the loader's did-you-mean) or
-    a WORKLOAD_AXES option (each value checked now)."""
+    an option axis (OPTION_AXES, each value checked now)."""
     for key, values in axes:
-        if key in WORKLOAD_AXES:
+        if key in OPTION_AXES:
             for v in values:
-                WorkloadOptions("gemm:1,1,1", **{key: v}).sparsity    # noqa: B018  # raises on a bad value
+                axis_value(key, v)
             continue
+        if "." not in key and key not in ARCH_TOP_FIELDS:
+            allowed = (*OPTION_AXES, *ARCH_TOP_FIELDS)
+            raise OptionError("grid", f"not an arch field or a workload option{did_you_mean(key, allowed)}; "
+                                      f"options: {', '.join(OPTION_AXES)}; arch fields by dotted path (e.g. "
+                                      "array.rows) or top-level ones: " + ", ".join(ARCH_TOP_FIELDS), detail=key)
         apply_overrides(raw, [f"{key}={values[0]}"], label="--grid")
 
 
+def option_values(point: dict[str, str]) -> dict[str, dict]:
+    """The point's option axes by the SweepSpec field holding them: {'workload': {...}, 'llm': {...}, ...}."""
+    parts: dict[str, dict] = {holder: {} for holder, _ in OPTION_HOLDERS}
+    for k, v in point.items():
+        if k in OPTION_AXES:
+            parts[OPTION_AXES[k][0]][k] = axis_value(k, v)
+    return parts
+
+
 def point_spec(spec: SweepSpec, point: dict[str, str]) -> SweepSpec:
-    """The spec with the point's WORKLOAD_AXES values (the spec itself when it has none)."""
-    chosen = {k: v for k, v in point.items() if k in WORKLOAD_AXES}
-    return dataclasses.replace(spec, workload=dataclasses.replace(spec.workload, **chosen)) if chosen else spec
+    """The spec with the point's option values (the spec itself when it has none). With a phase axis the base
+    --context is the decode points' only; base LLM options apply to the decoder LLM points only, and an LLM axis on
+    another workload's point is an error (an invalid row)."""
+    parts = option_values(point)
+    if not any(parts.values()):
+        return spec
+    workload = dataclasses.replace(spec.workload, **parts["workload"])
+    llm = dataclasses.replace(spec.llm, **parts["llm"])
+    if "phase" in parts["llm"] and llm.phase != "decode" and "context" not in parts["llm"]:
+        llm = dataclasses.replace(llm, context=None)
+    if decoder_config(workload.workload) is None:
+        if parts["llm"]:
+            raise not_an_llm(workload.workload)
+        llm = LLMOptions()
+    return dataclasses.replace(spec, workload=workload, llm=llm,
+                               options=dataclasses.replace(spec.options, **parts["options"]))
+
+
+def check_option_axes(spec: SweepSpec, axes: list[tuple[str, list[str]]]) -> SweepSpec:
+    """Check the option axes before any point runs: each value on the base spec, every workload loads, LLM axes
+    need a decoder LLM, each (workload, phase) pair takes each LLM value; returns the spec, marked when the rows
+    need the LLM columns."""
+    values = dict(axes)
+    array = spec.raw_arch.get("array")
+    base_dtype = (array.get("dtype") if isinstance(array, dict) else None) or "int8"
+
+    def load(one: SweepSpec) -> None:
+        w = one.workload
+        load_workload(w.workload, seq_len=w.seq_len, batch=w.batch, dtype=w.graph_dtype(base_dtype),
+                      dims=dict(w.dims), dtypes=w.dtypes)       # a bad workload or dtype fails now, not per point
+
+    for k, vs in axes:
+        if k in OPTION_AXES and k not in LLM_AXES and k != "workload":
+            for v in vs:
+                _check_point(spec, {k: v}, lambda one: None)
+    names = values.get("workload", [spec.workload.workload])
+    decoders = {}
+    for name in names:
+        _check_point(spec, {"workload": name} if "workload" in values else {}, load)
+        decoders[name] = decoder_config(axis_value("workload", name))
+    llm_axes = [k for k in values if k in LLM_AXES]
+    if not any(decoders.values()) and llm_axes:
+        raise OptionError(("grid", *llm_axes), f"only for decoder LLMs (gpt2, llama2-7b, ... or an HF config.json), "
+                                               f"not {', '.join(repr(n) for n in names)}")
+    if not any(decoders.values()) and spec.llm.given:
+        raise not_an_llm(spec.workload.workload)
+    for name, cfg in decoders.items():
+        base = {"workload": name} if "workload" in values else {}
+        if cfg is None:                                   # a dtype this workload cannot take fails now
+            for v in values.get("dtype", []):
+                _check_point(spec, base | {"dtype": v}, load)
+            continue
+        singles = [{}] + [{k: v} for k, vs in axes if k in OPTION_AXES and k not in ("workload", "phase") for v in vs]
+        for phase in values.get("phase", [None]):
+            at = base | ({"phase": phase} if phase is not None else {})
+            for single in singles:
+                _check_point(spec, at | single, lambda one, c=cfg: check_decoder(c, one.workload, one.llm,
+                                                                                  base_dtype))
+    if not any(decoders.values()):
+        return dataclasses.replace(spec, llm=LLMOptions())      # no decoder LLM: LLM options play no part
+    return dataclasses.replace(spec, llm_columns=True)
+
+
+def _check_point(spec: SweepSpec, point: dict[str, str], check) -> None:
+    """check(the point's spec); an InputError becomes one line naming the grid values ('--grid phase=decode: ...')."""
+    try:
+        check(point_spec(spec, point) if point else spec)
+    except InputError as e:
+        if not point:
+            raise
+        where = " ".join(f"{k}={v}" for k, v in point.items())
+        raise OptionError("grid", _one_line(e.message if isinstance(e, OptionError) and len(point) == 1 and
+                                            e.names == tuple(point) else str(e)), detail=where) from None
 
 
 # ---------------------------------------------------------------- one design point
@@ -178,6 +343,7 @@ class SweepSpec:
     workload: WorkloadOptions = field(default_factory=WorkloadOptions)
     options: CompileOptions = field(default_factory=CompileOptions)
     llm: LLMOptions = field(default_factory=LLMOptions)  # decoder LLMs: phase, context, tokens, MLP sparsity
+    llm_columns: bool = False       # a workload axis holds a decoder LLM: every row has the LLM columns
 
     def __post_init__(self) -> None:
         if isinstance(self.workload, str):
@@ -214,21 +380,27 @@ class SweepSpec:
         """Whether the workload is a decoder LLM."""
         return self.decoder is not None
 
+    @property
+    def has_llm_columns(self) -> bool:
+        """Whether the rows carry the phase and LLM_METRICS (a decoder LLM among the sweep's workloads)."""
+        return self.is_llm or self.llm_columns
+
 
 RESERVED_COLUMNS = ("status", *SETTING_COLUMNS, "phase", *METRICS, *LLM_METRICS, "setup", "reason")
 
 
 def columns(keys: list[str], llm: bool = False) -> list[str]:
     """CSV header: the grid keys, status, the sweep's settings, the metrics, setup and reason; LLM sweeps add the
-    phase to the settings and LLM_METRICS to the metrics."""
-    if llm:
-        return [*list(keys), "status", *SETTING_COLUMNS, "phase", *METRICS, *LLM_METRICS, "setup", "reason"]
-    return [*list(keys), "status", *SETTING_COLUMNS, *METRICS, "setup", "reason"]
+    phase to the settings and LLM_METRICS to the metrics. A grid key that is also a setting or LLM figure (an
+    option axis: workload, fusion, batch, ...) is a column once, among the grid keys."""
+    rest = ["status", *SETTING_COLUMNS, "phase", *METRICS, *LLM_METRICS, "setup", "reason"] if llm else \
+        ["status", *SETTING_COLUMNS, *METRICS, "setup", "reason"]
+    return [*list(keys), *(c for c in rest if c not in keys)]
 
 
 def header_of(spec, keys: list[str]) -> list[str]:
     """The CSV header of a sweep: columns() for a SweepSpec; another spec (studies/system_sweep.py) gives its own."""
-    return columns(keys, spec.is_llm) if isinstance(spec, SweepSpec) else spec.header(keys)
+    return columns(keys, spec.has_llm_columns) if isinstance(spec, SweepSpec) else spec.header(keys)
 
 
 def _cell(value) -> str:
@@ -294,7 +466,7 @@ def _graph(spec: SweepSpec, arch):
 
 def point_arch(spec: SweepSpec, point: dict[str, str]):
     """The ArchConfig of one design point; bad values raise InputError worded for --grid."""
-    raw = apply_overrides(spec.raw_arch, [f"{k}={v}" for k, v in point.items() if k not in WORKLOAD_AXES],
+    raw = apply_overrides(spec.raw_arch, [f"{k}={v}" for k, v in point.items() if k not in OPTION_AXES],
                           label="--grid")
     return arch_from_dict(raw, spec.source)
 
@@ -374,25 +546,34 @@ def run_point(spec: SweepSpec, point: dict[str, str]) -> dict[str, str]:
     """One CSV row (all cells text): the point, its status and metrics; bad input becomes status=invalid."""
     if not isinstance(spec, SweepSpec):     # another kind of sweep (studies/system_sweep.py) makes its own rows
         return spec.row(point)
-    row = dict(point, status="ok", workload=spec.workload.workload, arch=spec.arch, fusion=spec.options.fusion,
-               mapper=spec.options.mapper, objective=spec.options.objective, setup=spec.setup, reason="")
-    if spec.is_llm:
-        phase = spec.llm.run_phase
-        row.update(phase=phase, batch=spec.workload.batch,
-                   prompt_len=spec.llm.prompt_tokens(spec.workload.seq_len, DEFAULT_SEQ_LEN),
-                   gen_tokens=spec.llm.gen_tokens if phase == "generate" else 0)
+    row = dict(status="ok", arch=spec.arch, setup=spec.setup, reason="", **settings(spec))
     try:
-        if spec.is_llm:
-            arch, report = llm_point(spec, point)
+        one = point_spec(spec, point)
+        row.update(settings(one))
+        if one.is_llm:
+            arch, report = llm_point(one, point)
             row.update(llm_metrics(report, arch))
         else:
-            arch, result = simulate_point(spec, point)
+            arch, result = simulate_point(one, point)
             row.update(metrics(result, arch))
     except InputError as e:
         row.update(status="invalid", reason=_one_line(str(e)))
     except Exception as e:  # a bug must not lose the sweep: the row says so and --resume retries it
         row.update(status="error", reason=_one_line(f"internal error: {type(e).__name__}: {e}"))
-    return {c: _cell(row.get(c)) for c in columns(list(point), spec.is_llm)}
+    row.update(point)                            # grid values as given (a resumed sweep finds its rows by them)
+    return {c: _cell(row.get(c)) for c in columns(list(point), spec.has_llm_columns)}
+
+
+def settings(spec: SweepSpec) -> dict:
+    """The setting columns of a point's spec (decoder LLMs add phase, batch, prompt and generated tokens)."""
+    out = {"workload": spec.workload.workload, "fusion": spec.options.fusion, "mapper": spec.options.mapper,
+           "objective": spec.options.objective}
+    if spec.is_llm:
+        phase = spec.llm.run_phase
+        out.update(phase=phase, batch=spec.workload.batch,
+                   prompt_len=spec.llm.prompt_tokens(spec.workload.seq_len, DEFAULT_SEQ_LEN),
+                   gen_tokens=spec.llm.gen_tokens if phase == "generate" else 0)
+    return out
 
 
 def _one_line(text: str) -> str:
@@ -783,22 +964,71 @@ def best_rows(rows: list[dict]) -> dict[str, dict]:
     return {m: min(ok, key=lambda r: float(r[m])) for m in ("latency_s", "energy_pj", "edp")} if ok else {}
 
 
-def pareto_front(rows: list[dict], x: str = "latency_s", y: str = "energy_pj") -> list[int]:
-    """Indices of the ok rows that no other ok row beats on both x and y (lower is better), by increasing x."""
+PARETO_METRICS = ("latency_s", "energy_pj", "area_mm2")          # the default front: time, energy and silicon
+METRIC_ALIASES = {"latency": "latency_s", "energy": "energy_pj", "area": "area_mm2"}
+
+
+def parse_pareto_metrics(text: str | None, allowed: tuple[str, ...] = METRICS) -> tuple[str, ...]:
+    """'latency,energy,area' -> ('latency_s', 'energy_pj', 'area_mm2'); at least two distinct metrics of `allowed`
+    (short names latency, energy and area allowed); None gives PARETO_METRICS."""
+    if text is None:
+        return PARETO_METRICS
+    names = tuple(METRIC_ALIASES.get(n.strip(), n.strip()) for n in text.split(","))
+    for n in names:
+        if n not in allowed:
+            raise OptionError("pareto_metrics", f"got '{n}'{did_you_mean(n, [*METRIC_ALIASES, *allowed])}; allowed: "
+                                                f"latency, energy, area or a column: {', '.join(allowed)}")
+    if len(names) < 2 or len(set(names)) < len(names):
+        raise OptionError("pareto_metrics", f"give two or more different metrics, e.g. latency,energy,area; got "
+                                            f"'{text}'")
+    return names
+
+
+def front_metrics(rows: list[dict], metrics: tuple[str, ...] = PARETO_METRICS) -> tuple[str, ...]:
+    """The metrics a front can use: those with a number in every ok row (no area model: no area_mm2)."""
+    ok = [r for r in rows if r["status"] == "ok"]
+    return tuple(m for m in metrics if ok and all(r.get(m) not in (None, "") for r in ok))
+
+
+def pareto_front(rows: list[dict], metrics: tuple[str, ...] = PARETO_METRICS) -> list[int]:
+    """Indices of the ok rows that no other ok row dominates over `metrics` (at least as good in each, better in
+    one; lower is better except HIGHER_IS_BETTER), by increasing first metric; of identical rows the first is
+    kept. Metrics some ok row lacks are left out (front_metrics)."""
+    used = front_metrics(rows, metrics)
     ok = [i for i, r in enumerate(rows) if r["status"] == "ok"]
-    ok.sort(key=lambda i: (float(rows[i][x]), float(rows[i][y]), i))
-    front, best = [], math.inf
-    for i in ok:
-        if float(rows[i][y]) < best:
+    if not ok or not used:
+        return []
+    sign = [-1.0 if m in HIGHER_IS_BETTER else 1.0 for m in used]
+    v = {i: tuple(s * float(rows[i][m]) for s, m in zip(sign, used, strict=True)) for i in ok}
+    # In lexicographic order a point's dominators (and its earlier twins) come before it, and whatever dominates a
+    # point is on the front or dominated by a point that is: so each point is checked against the front so far.
+    front: list[int] = []
+    for i in sorted(ok, key=lambda i: (*v[i], i)):
+        if not any(all(f <= x for f, x in zip(v[j], v[i], strict=True)) for j in front):
             front.append(i)
-            best = float(rows[i][y])
     return front
+
+
+def best_under_area(rows: list[dict], budget_mm2: float, metric: str = "energy_pj") -> dict | None:
+    """The ok row with the best `metric` among those of at most `budget_mm2` of silicon (None: none fits)."""
+    fits = [r for r in rows if r["status"] == "ok" and r.get("area_mm2") not in (None, "")
+            and float(r["area_mm2"]) <= budget_mm2]
+    pick = max if metric in HIGHER_IS_BETTER else min
+    return pick(fits, key=lambda r: float(r[metric])) if fits else None
+
+
+def best_perf_per_mm2(rows: list[dict]) -> dict | None:
+    """The ok row with the most MAC/s per mm² (None: no area model)."""
+    rated = [r for r in rows if r["status"] == "ok" and r.get("perf_per_mm2") not in (None, "")]
+    return max(rated, key=lambda r: float(r["perf_per_mm2"])) if rated else None
 
 
 __all__ = [
     "METRICS",
+    "PARETO_METRICS",
     "SweepSpec",
     "best_rows",
+    "best_under_area",
     "columns",
     "grid_points",
     "pareto_front",
