@@ -23,6 +23,7 @@ from tilesim.report.format import (
     mib_text,
     percent,
     pj,
+    quantity,
     seconds,
     si,
     sig,
@@ -99,3 +100,15 @@ def _out(argv: list[str]) -> str:
 def test_run_table_has_no_exponent():
     text = _out(["run", "-w", "resnet18", "-a", "edge-npu", "--top", "5"])
     assert not EXPONENT.search(text), EXPONENT.search(text)
+
+
+def test_quantity_reads_the_unit_from_the_key():
+    assert quantity("latency_s", 0.00253) == "2.53 ms"
+    assert quantity("energy_pj", 2.603e13) == "26.0 J"
+    assert quantity("pj_per_token", 5e9) == "5.00 mJ/token"
+    assert quantity("tokens_per_s", 1234.5) == "1,234/s"
+    assert quantity("dram_read_bytes", 4.66e5 * MIB) == "455 GiB"
+    assert quantity("area_mm2", 0.30812) == "0.308 mm²"
+    assert quantity("power_w", 0.884) == "884 mW"
+    assert quantity("edp", 2.5e-3 * 3e9) == "7.50 µJ·s"
+    assert quantity("cycles", 1234) == "1,234"

@@ -37,6 +37,7 @@ from tilesim.core.energy import static_power_components_mw
 from tilesim.core.files import output_target, write_all
 from tilesim.report.compare import comparison_json, comparison_table
 from tilesim.report.explain import schedule_table
+from tilesim.report.format import sig
 from tilesim.report.html_page import write_report
 from tilesim.report.llm import llm_json, llm_table
 from tilesim.report.plots import check_plots, draw, kernel_components
@@ -215,7 +216,7 @@ def cmd_show_arch(args) -> None:
         static = static_power_components_mw(arch)     # per-mm^2 leakage resolved per component: a comment keeps
         if static:                                     # the YAML loadable
             sys.stdout.write("# static power by component, resolved (mW): "
-                             + ", ".join(f"{k} {v:.4g}" for k, v in static.items()) + "\n")
+                             + ", ".join(f"{k} {sig(v)}" for k, v in static.items()) + "\n")
 
 
 def cmd_list(args) -> None:

@@ -133,3 +133,23 @@ def time_unit(seconds: float) -> tuple[float, str]:
         if seconds >= scale:
             return scale, unit
     return 1e-9, "ns"
+
+
+# unit suffix of a JSON/CSV key -> how its raw number reads (the keys carry units: latency_s, energy_pj)
+KEY_UNITS = (("_pj_per_token", lambda v: f"{joules(v)}/token"), ("_per_s", lambda v: f"{sig(v)}/s"),
+             ("_pj", joules), ("_bytes", byte_size), ("_s", seconds), ("_w", watts), ("_hz", hertz),
+             ("_mm2", area), ("_cycles", cycles))
+
+
+def quantity(key: str, value: float) -> str:
+    """A raw number from JSON or CSV in human units, read from its key's unit suffix: ('latency_s', 0.00253) ->
+    '2.53 ms', ('energy_pj', 2.603e13) -> '26.0 J', ('pj_per_token', 5e9) -> '5.00 mJ/token'; keys without a unit:
+    a count ('cycles', 1234 -> '1,234') or 3 significant digits."""
+    if key == "cycles":
+        return count(value)
+    if key == "edp":                                   # energy-delay product: latency_s x energy_pj
+        return si(value * 1e-12, "J·s")
+    for suffix, fn in KEY_UNITS:
+        if key.endswith(suffix) or key == suffix[1:]:
+            return fn(value)
+    return count(value)
