@@ -87,8 +87,9 @@ class EnergyEntry:
 
 @dataclass(frozen=True)
 class EnergyDefaults:
-    """Fill the actions an arch does not list from arch/energy_model.py: its node and off-chip memory type."""
-    node_nm: float
+    """Fill the actions an arch does not list from arch/energy_model.py: at the arch's node_nm (or at `node_nm`
+    here, when the energy figures are taken at another node than the chip's), with its off-chip memory type."""
+    node_nm: float | None = None  # None: the arch's top-level node_nm (the loader fills it in)
     offchip: str = ""            # HBM2, HBM2E, GDDR6, LPDDR4, DDR4, DDR3; "" leaves off-chip entries to the arch
     flash: str = ""              # UFS4, NVMe: the flash level's read energy; "" leaves it to the arch
 
@@ -104,8 +105,8 @@ class StaticPower:
 @dataclass(frozen=True)
 class EnergyTable:
     """Energy per action (pJ) and static power (mW), every entry sourced; action names are listed in sim/energy.py."""
-    node: str
-    actions: dict[str, EnergyEntry]
+    node: str = ""                   # where the table's figures come from (a label); "": the arch's node_nm
+    actions: dict[str, EnergyEntry] = field(default_factory=dict)
     static_mw: float = 0.0           # chip-wide static power not attributed to a component (reported as `static`)
     static_source: str = ""
     defaults: EnergyDefaults | None = None
@@ -140,8 +141,8 @@ class PowerSpec:
 
 @dataclass(frozen=True)
 class AreaTable:
-    """Technology node for the area model (arch/area_model.py), and optional measured overrides (0: use the model)."""
-    node_nm: float
+    """Optional measured overrides of the area model (arch/area_model.py; 0: use the model) at the arch's node_nm."""
+    node_nm: float | None = None     # deprecated spelling of the arch's top-level node_nm (the loader fills it in)
     pe_mm2: float = 0.0
     sram_mm2_per_mib: float = 0.0
     vector_lane_mm2: float = 0.0
@@ -163,6 +164,9 @@ class ArchConfig:
     area: AreaTable | None = None    # node (and overrides) for area; None: the arch reports no area
     kernel_overhead_cycles: int = 0  # fixed start cost of every kernel (a GPU's launch, ramp and tail), fitted
     power: PowerSpec | None = None   # TDP, power cap and DVFS rule; None: the arch gives no power limits
+    # process node in nm: the one setting the energy model's defaults (energy.defaults) and the area model use;
+    # None: neither model (energy entries all given, no area)
+    node_nm: float | None = None
 
     @property
     def offchip(self) -> MemLevel:

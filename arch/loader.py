@@ -28,7 +28,7 @@ from tilesim.arch.config import (
     VectorUnit,
 )
 from tilesim.arch.energy_model import action_names, default_actions, static_component_names
-from tilesim.arch.errors import InputError, allowed_list, did_you_mean, field_error
+from tilesim.arch.errors import InputError, allowed_list, arch_warning, did_you_mean, field_error
 from tilesim.arch.scalesim_cfg import load_cfg
 from tilesim.arch.sparsity import pattern_errors
 from tilesim.arch.units import parse_bytes, parse_bytes_per_s, parse_hz
@@ -318,6 +318,55 @@ def _normalize_memory(raw: Raw, errors: Problems) -> None:
         level["bandwidth_bytes_per_cycle"] = bytes_per_s / clock if clock > 0 else 1.0
 
 
+def _node_value(value: Any) -> float | None:
+    """A node in nm as a number (numeric strings too), or None when it is not one (the builder reports it)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and _NUMBER.match(value):
+        return float(value)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _resolve_node(raw: Raw, errors: Problems) -> None:
+    """One node setting (in place): the top-level `node_nm` feeds the area model (area.node_nm, creating the area
+    section) and the energy model's defaults (energy.defaults.node_nm, when the arch has energy.defaults). The old
+    spellings alone still load, with a deprecation warning, and give the top-level node; area.node_nm that differs
+    from node_nm is an error. energy.defaults.node_nm may differ on purpose: energy figures taken at another node
+    than the chip's (gemmini: Horowitz's 45 nm values on a 22 nm chip)."""
+    energy = raw.get("energy")
+    defaults = energy.get("defaults") if isinstance(energy, dict) else None
+    defaults = defaults if isinstance(defaults, dict) else None
+    area = raw.get("area")
+    area = area if isinstance(area, dict) else None
+    top = _node_value(raw.get("node_nm"))
+    if top is None:
+        if "node_nm" in raw:
+            return                          # not a number: the builder reports node_nm
+        old = [(path, section["node_nm"]) for path, section in (("area.node_nm", area),
+                                                                ("energy.defaults.node_nm", defaults))
+               if section is not None and "node_nm" in section]
+        for path, value in old:
+            arch_warning(f"{path} is deprecated: give the process node once, as `node_nm: {value}` at the top level "
+                         "(it feeds the energy and area models)")
+        node = _node_value(old[0][1]) if old else None
+        if node is not None and NODE_NM_RANGE[0] <= node <= NODE_NM_RANGE[1]:
+            raw["node_nm"] = node           # the chip's node: the area's when given (out of range: reported there)
+        return
+    if not NODE_NM_RANGE[0] <= top <= NODE_NM_RANGE[1]:
+        return                              # validation reports node_nm; nothing derives from it
+    if area is not None and "node_nm" in area:
+        given = _node_value(area["node_nm"])
+        if given is not None and given != top and NODE_NM_RANGE[0] <= given <= NODE_NM_RANGE[1]:
+            errors.append(("area.node_nm", f"{given:g} conflicts with node_nm {top:g}: give the node once, as "
+                                           "node_nm at the top level"))
+    elif area is not None:
+        area["node_nm"] = top
+    else:
+        raw["area"] = {"node_nm": top}
+    if defaults is not None:
+        defaults.setdefault("node_nm", top)
+
+
 def _fill_energy_defaults(raw: Raw, errors: Problems) -> None:
     """With `energy.defaults: {node_nm, offchip}`, add the model's entry for every action the arch leaves out
     (in place); the entries the arch lists stay as they are."""
@@ -326,6 +375,9 @@ def _fill_energy_defaults(raw: Raw, errors: Problems) -> None:
         return
     spec = build(EnergyDefaults, energy["defaults"], "energy.defaults", errors)
     if spec is None:
+        return
+    if spec.node_nm is None:
+        errors.append(("energy.defaults", "needs the process node: give node_nm at the top level"))
         return
     if not NODE_NM_RANGE[0] <= spec.node_nm <= NODE_NM_RANGE[1]:
         errors.append(("energy.defaults.node_nm", f"must be a finite number > 0, between {NODE_NM_RANGE[0]:g} and "
@@ -427,10 +479,15 @@ def _power_errors(arch: ArchConfig) -> Problems:
 
 
 def _area_errors(arch: ArchConfig) -> Problems:
-    """Area node and overrides are finite and not negative (the node positive)."""
+    """The node (top level and area) in range; area overrides finite and not negative."""
     errors: Problems = []
+    if arch.node_nm is not None and not NODE_NM_RANGE[0] <= arch.node_nm <= NODE_NM_RANGE[1]:
+        return [("node_nm", f"must be > 0, between {NODE_NM_RANGE[0]:g} and {NODE_NM_RANGE[1]:g} nm, got "
+                            f"{arch.node_nm:g}")]
     if arch.area is None:
         return errors
+    if arch.area.node_nm is None:
+        return [("area", "needs the process node: give node_nm at the top level")]
     for fname in ("node_nm", "pe_mm2", "sram_mm2_per_mib", "vector_lane_mm2"):
         v = getattr(arch.area, fname)
         if fname == "node_nm" and not NODE_NM_RANGE[0] <= v <= NODE_NM_RANGE[1]:
@@ -565,6 +622,7 @@ def arch_from_dict(raw: Raw, source: str = "arch") -> ArchConfig:
     raw = _deepcopy(raw)
     errors: Problems = []
     _normalize_memory(raw, errors)
+    _resolve_node(raw, errors)
     _fill_energy_defaults(raw, errors)
     arch = build(ArchConfig, raw, "", errors)
     if errors or arch is None:

@@ -10,11 +10,13 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import yaml
 
 from tilesim.arch import InputError, arch_to_dict, load_arch, preset_names
+from tilesim.arch.errors import ArchWarning
 from tilesim.arch.loader import raw_arch
 from tilesim.arch.system import load_system, system_preset_names
 from tilesim.cli.args import (
@@ -244,6 +246,29 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit status (0 ok, 2 bad input, 1 internal error)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, stop_on_sigterm)
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ArchWarning)
+        warnings.showwarning = one_line_warnings(warnings.showwarning)
+        return run_command(argv)
+
+
+def one_line_warnings(other):
+    """A warnings.showwarning that prints each distinct ArchWarning once, on one stderr line (a sweep loads the arch
+    once per point), and hands other warnings to `other`."""
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not issubclass(category, ArchWarning):
+            return other(message, category, filename, lineno, file, line)
+        if str(message) not in seen:
+            seen.add(str(message))
+            warn(f"tilesim: warning: {message}")
+        return None
+    return show
+
+
+def run_command(argv: list[str] | None) -> int:
+    """Parse and run one command: returns the exit status (0 ok, 2 bad input, 1 internal error)."""
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args) or 0
