@@ -13,9 +13,8 @@ import threading
 import warnings
 from pathlib import Path
 
-import yaml
-
 from tilesim.arch import InputError, arch_to_dict, load_arch, preset_names
+from tilesim.arch.authoring import TEMPLATES, editable_yaml, template_text
 from tilesim.arch.errors import ArchWarning
 from tilesim.arch.loader import raw_arch
 from tilesim.arch.system import load_system, system_preset_names
@@ -86,9 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="skip GEMMs larger than this many MACs (default 2,000,000)")
 
     show = sub.add_parser("show-arch", help="print the resolved arch, energy table and sources included")
-    show.add_argument("arch", nargs="?", default=api.DEFAULT_ARCH, help="preset name, arch YAML or SCALE-Sim .cfg")
+    show.add_argument("arch", nargs="?", default=None, help="preset name, arch YAML or SCALE-Sim .cfg")
     show.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
     show.add_argument("--format", "-f", choices=("yaml", "json"), default="yaml")
+    show.add_argument("--template", nargs="?", const="edge", choices=TEMPLATES, metavar="{edge,datacenter,gpu}",
+                      help="print a minimal commented arch YAML to start from (default edge) instead of an arch")
 
     lst = sub.add_parser("list", help="list built-in workloads, arch presets or system presets")
     lst.add_argument("what", choices=("workloads", "archs", "systems"))
@@ -208,13 +209,19 @@ def cmd_validate_array(args) -> int:
 
 
 def cmd_show_arch(args) -> None:
-    """tilesim show-arch: the arch after defaults and --set, as YAML (loadable again) or JSON."""
-    arch = load_arch(args.arch, args.overrides)
-    d = arch_to_dict(arch)
+    """tilesim show-arch: the arch after defaults and --set, as JSON (resolved) or YAML (editable: what the models
+    derive is marked, so that editing node_nm takes effect); or a commented template to start from."""
+    if args.template:
+        if args.arch or args.overrides or args.format != "yaml":
+            raise InputError("--template: prints a template to start from; give it without an arch, --set or --format")
+        sys.stdout.write(template_text(args.template))
+        return
+    spec = args.arch or api.DEFAULT_ARCH
+    arch = load_arch(spec, args.overrides)
     if args.format == "json":
-        sys.stdout.write(json.dumps(d, indent=2) + "\n")
+        sys.stdout.write(json.dumps(arch_to_dict(arch), indent=2) + "\n")
     else:
-        sys.stdout.write(yaml.safe_dump(d, sort_keys=False, width=120))
+        sys.stdout.write(editable_yaml(spec, args.overrides))
         static = static_power_components_mw(arch)     # per-mm^2 leakage resolved per component: a comment keeps
         if static:                                     # the YAML loadable
             sys.stdout.write("# static power by component, resolved (mW): "
