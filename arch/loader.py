@@ -27,6 +27,7 @@ from tilesim.arch.config import (
     StaticPower,
     VectorUnit,
 )
+from tilesim.arch.dtypes import DTYPES
 from tilesim.arch.energy_model import action_names, default_actions, static_component_names
 from tilesim.arch.errors import InputError, allowed_list, arch_warning, did_you_mean, field_error
 from tilesim.arch.scalesim_cfg import load_cfg
@@ -615,6 +616,54 @@ def _flash_and_burst_errors(arch: ArchConfig) -> list[tuple[str, str]]:
     return errors
 
 
+PLAUSIBLE_CLOCK_HZ = (1e6, 1e10)    # 1 MHz .. 10 GHz: outside it, a unit is probably missing or wrong
+MIN_PLAUSIBLE_BYTES_PER_CYCLE = 1.0
+
+
+def plausibility_warnings(arch: ArchConfig) -> list[str]:
+    """Values that load but are probably not what was meant: each a one-line warning naming the field (a bare clock
+    number is Hz, so `--set clock_hz=800` is 800 Hz; bandwidth under a byte per cycle; a float array summing into an
+    integer accumulator or an accumulator narrower than its products; an on-chip level as large as off-chip memory)."""
+    out = []
+    lo, hi = PLAUSIBLE_CLOCK_HZ
+    if not lo <= arch.clock_hz <= hi:
+        out.append(f"clock_hz: {arch.clock_hz:g} Hz is {'below 1 MHz' if arch.clock_hz < lo else 'above 10 GHz'}; a "
+                   "bare number is Hz: give the unit, e.g. '800 MHz'")
+    for lv in arch.memory:
+        if lv.bandwidth_bytes_per_cycle < MIN_PLAUSIBLE_BYTES_PER_CYCLE:
+            out.append(f"memory.{lv.name}: bandwidth {lv.bandwidth_bytes_per_cycle:.3g} bytes/cycle "
+                       f"({lv.bandwidth_bytes_per_cycle * arch.clock_hz / 1e9:.3g} GB/s at clock_hz) is below 1 byte "
+                       "per cycle; bandwidth_gb_s is in GB/s, bandwidth_bytes_per_cycle in bytes per clock cycle")
+    a = arch.array
+    if a.dtype in DTYPES and a.acc_dtype in DTYPES:
+        t, acc = DTYPES[a.dtype], DTYPES[a.acc_dtype]
+        if t.is_float and not acc.is_float:
+            out.append(f"array.acc_dtype: {a.acc_dtype} accumulates {a.dtype} products; a float array needs a float "
+                       "accumulator (fp16 or fp32)")
+        elif acc.bits < t.bits:
+            out.append(f"array.acc_dtype: {a.acc_dtype} is narrower than the {a.dtype} operands it sums")
+    offchip = [lv for lv in arch.memory if lv.kind == "offchip"]
+    for lv in arch.onchip:
+        if offchip and lv.capacity_bytes >= offchip[0].capacity_bytes:
+            out.append(f"memory.{lv.name}.capacity_bytes: {lv.capacity_bytes:,} bytes on chip is not smaller than "
+                       f"the off-chip {offchip[0].name} ({offchip[0].capacity_bytes:,} bytes); a size without a unit "
+                       "is bytes")
+    return out
+
+
+def dtype_warning(arch: ArchConfig, dtype: str | None, flag: str = "--dtype") -> str | None:
+    """A warning when a workload computes in a dtype the arch's array does not: a float on an integer array or the
+    reverse, or wider than the array's (tilesim still runs its MACs at the array's rate, with mac.<dtype> energy)."""
+    a = arch.array.dtype
+    if dtype is None or dtype == a or dtype not in DTYPES or a not in DTYPES:
+        return None
+    t, have = DTYPES[dtype], DTYPES[a]
+    if t.is_float == have.is_float and t.bits <= have.bits:
+        return None                         # a narrower type of the same kind runs on the wider MACs
+    return (f"{flag} {dtype}: {arch.name}'s array computes {a} (array.dtype); its MACs are counted at the {a} rate "
+            f"with mac.{dtype} energy; set array.dtype={dtype} if the hardware has {dtype} MACs")
+
+
 def arch_from_dict(raw: Raw, source: str = "arch") -> ArchConfig:
     """Build and validate an ArchConfig from a parsed YAML mapping."""
     if not isinstance(raw, dict):
@@ -630,6 +679,8 @@ def arch_from_dict(raw: Raw, source: str = "arch") -> ArchConfig:
     problems = validate(arch)
     if problems:
         raise InputError(problems)
+    for line in plausibility_warnings(arch):
+        arch_warning(line)
     return arch
 
 
