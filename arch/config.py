@@ -1,7 +1,7 @@
 """Frozen dataclasses describing an accelerator: PE array, vector unit, memory levels, energy table."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import ClassVar, Literal
 
 from tilesim.arch.dataflow import Dataflow
@@ -18,6 +18,12 @@ def doc(text: str) -> dict[str, str]:
     """A config field's metadata: its one-line description, which docs/arch-reference.md (arch/reference.py) lists
     with the field's unit (from its name: _bytes, _hz, _cycles, _mw, _w, _nm), default and allowed values."""
     return {"doc": text}
+
+
+def accepted_keys(cls: type) -> list[str]:
+    """The keys an arch YAML may give for config dataclass `cls`: its fields, then the input-only keys the loader
+    converts into one (MemLevel's bandwidth_gb_s). Error messages and docs/arch-reference.md list these."""
+    return [f.name for f in fields(cls)] + list(getattr(cls, "INPUT_KEYS", {}))  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)
@@ -282,5 +288,6 @@ __all__ = [
     "StaticPower",
     "TimingMode",
     "VectorUnit",
+    "accepted_keys",
     "row_passes_for",
 ]

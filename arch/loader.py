@@ -26,6 +26,7 @@ from tilesim.arch.config import (
     PowerSpec,
     StaticPower,
     VectorUnit,
+    accepted_keys,
 )
 from tilesim.arch.dtypes import DTYPES
 from tilesim.arch.energy_model import action_names, default_actions, static_component_names
@@ -272,10 +273,11 @@ def build(cls: type[T], data: Any, path: str = "", errors: Problems | None = Non
         return None
     hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # cls is a config dataclass
+    accepted = accepted_keys(cls)
     for key in data:
         if key not in fields:
             errors.append((f"{path}.{key}" if path else str(key),
-                           f"unknown field{did_you_mean(str(key), fields)}; allowed: {allowed_list(fields)}"))
+                           f"unknown field{did_you_mean(str(key), accepted)}; allowed: {allowed_list(accepted)}"))
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         sub = f"{path}.{name}" if path else name
@@ -754,7 +756,7 @@ def _allowed_keys(walked: list[str], node: Raw, raw: Raw) -> set[str]:
     """Field names allowed at this point of a --set path (dataclass fields, plus what the mapping has); under
     energy.actions any action the arch can perform, under energy.static_components any of its components."""
     if len(walked) == 2 and walked[0] == "memory":
-        return {f.name for f in dataclasses.fields(MemLevel)} | {"bandwidth_gb_s"}
+        return set(accepted_keys(MemLevel))
     if len(walked) >= 2 and walked[:2] == ["energy", "actions"]:
         if len(walked) == 2:
             return set(node) | set(action_names(raw))
@@ -764,7 +766,7 @@ def _allowed_keys(walked: list[str], node: Raw, raw: Raw) -> set[str]:
             return set(node) | set(static_component_names(raw))
         return set(node) | {f.name for f in dataclasses.fields(StaticPower)} if len(walked) == 3 else set(node)
     cls = _SCHEMA.get(tuple(walked))
-    return {f.name for f in dataclasses.fields(cls)} if cls else set(node)
+    return set(accepted_keys(cls)) if cls else set(node)
 
 
 # ---------------------------------------------------------------- presets and files

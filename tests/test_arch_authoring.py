@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import json
 import warnings
@@ -13,8 +14,10 @@ from archs import tiny_arch_dict
 from tilesim.arch import InputError, arch_from_dict, load_arch, preset_names
 from tilesim.arch.area_model import area_mm2
 from tilesim.arch.authoring import TEMPLATES, editable_yaml
+from tilesim.arch.config import MemLevel, accepted_keys
 from tilesim.arch.errors import ArchWarning
 from tilesim.arch.loader import load_yaml_text
+from tilesim.arch.reference import reference, sections
 from tilesim.cli.main import main
 
 
@@ -191,3 +194,44 @@ def test_presets_load_without_warnings():
         warnings.simplefilter("error", ArchWarning)
         for name in preset_names():
             load_arch(name)
+
+
+# ---------------------------------------------------------------- the field reference
+
+REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "arch-reference.md"
+
+
+def test_arch_reference_is_generated_from_the_dataclasses_and_current():
+    # regenerate: python -m tilesim.arch.reference > docs/arch-reference.md
+    assert REFERENCE.read_text() == reference()
+
+
+def test_every_field_of_every_section_is_documented():
+    for path, cls in sections():
+        for f in dataclasses.fields(cls):
+            assert f.metadata.get("doc"), f"{path or 'top level'}.{f.name} has no doc"
+            assert f"| `{f.name}` |" in REFERENCE.read_text()
+    assert {p for p, _ in sections()} >= {"", "array", "vector", "vector.row_passes[]", "memory[]", "energy",
+                                          "energy.actions.<name>", "energy.defaults", "area", "power", "power.dvfs"}
+
+
+def test_units_defaults_and_allowed_values_come_from_the_fields():
+    text = REFERENCE.read_text()
+    assert "| `capacity_bytes` | integer | bytes; or with a unit: KiB" in text
+    assert "| `clock_hz` | number | Hz; or with a unit: kHz, MHz, GHz | required |" in text
+    assert "| `dataflow` | choice |  | ws | `ws`, `os`, `is` |" in text
+    assert "| `bandwidth_gb_s` | number | GB/s" in text
+
+
+def test_unknown_memory_key_lists_every_accepted_key_bandwidth_gb_s_included():
+    # issue 28: the memory "allowed:" list omitted bandwidth_gb_s, which the README accepts
+    d = tiny_arch_dict()
+    d["memory"][0]["bandwith_gb_s"] = 12.8
+    with pytest.raises(InputError) as e:
+        arch_from_dict(d)
+    message = str(e.value)
+    assert "memory[0].bandwith_gb_s: unknown field (did you mean 'bandwidth_gb_s'?)" in message
+    allowed = message.split("allowed: ")[1].split(";")[0].split(", ")
+    assert sorted(allowed) == sorted(accepted_keys(MemLevel)) and "bandwidth_gb_s" in allowed
+    status, _, err = _cli(["run", "-w", "gemm:8,8,8", "-a", "edge-npu", "--set", "memory.dram.bandwith_gb_s=3"])
+    assert status == 2 and "(did you mean 'bandwidth_gb_s'?)" in err and "bandwidth_gb_s, burst_bytes" in err
