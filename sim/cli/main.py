@@ -253,23 +253,26 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit status (0 ok, 2 bad input, 1 internal error)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, stop_on_sigterm)
+    pending: list[str] = []
     with warnings.catch_warnings():
         warnings.simplefilter("always", ArchWarning)
-        warnings.showwarning = one_line_warnings(warnings.showwarning)
-        return run_command(argv)
+        warnings.showwarning = collect_arch_warnings(warnings.showwarning, pending)
+        status = run_command(argv)
+    if status != 2:                  # bad input: its one error line is all that is printed
+        for line in pending:
+            warn(f"tilesim: warning: {line}")
+    return status
 
 
-def one_line_warnings(other):
-    """A warnings.showwarning that prints each distinct ArchWarning once, on one stderr line (a sweep loads the arch
-    once per point), and hands other warnings to `other`."""
-    seen: set[str] = set()
-
+def collect_arch_warnings(other, pending: list[str]):
+    """A warnings.showwarning that collects each distinct ArchWarning once into `pending` (a sweep loads the arch
+    once per point; main prints them, one stderr line each, when the command did not fail on bad input), and hands
+    other warnings to `other`."""
     def show(message, category, filename, lineno, file=None, line=None):
         if not issubclass(category, ArchWarning):
             return other(message, category, filename, lineno, file, line)
-        if str(message) not in seen:
-            seen.add(str(message))
-            warn(f"tilesim: warning: {message}")
+        if str(message) not in pending:
+            pending.append(str(message))
         return None
     return show
 
