@@ -136,7 +136,11 @@ def time_unit(seconds: float) -> tuple[float, str]:
 
 
 # unit suffix of a JSON/CSV key -> how its raw number reads (the keys carry units: latency_s, energy_pj)
-KEY_UNITS = (("_pj_per_token", lambda v: f"{joules(v)}/token"), ("_per_s", lambda v: f"{sig(v)}/s"),
+KEY_UNITS = (("pj_per_token", lambda v: f"{joules(v)}/token"), ("j_per_token", lambda v: f"{si(v, 'J')}/token"),
+             ("pj_per_mac", lambda v: f"{pj(v)}/MAC"), ("macs_per_s", lambda v: si(v, "MAC/s")),
+             ("perf_per_mm2", lambda v: si(v, "MAC/s/mm²")),
+             ("_per_s", lambda v: f"{sig(v)}/s"), ("_utilization", percent), ("_busy", percent), ("mbu", percent),
+             ("_share", percent), ("_attainment", percent),
              ("_pj", joules), ("_bytes", byte_size), ("_s", seconds), ("_w", watts), ("_hz", hertz),
              ("_mm2", area), ("_cycles", cycles))
 
@@ -150,6 +154,6 @@ def quantity(key: str, value: float) -> str:
     if key == "edp":                                   # energy-delay product: latency_s x energy_pj
         return si(value * 1e-12, "J·s")
     for suffix, fn in KEY_UNITS:
-        if key.endswith(suffix) or key == suffix[1:]:
+        if key.endswith(suffix) or key == suffix.lstrip("_"):
             return fn(value)
     return count(value)
