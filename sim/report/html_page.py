@@ -278,9 +278,10 @@ def run_summary(d: dict) -> list[tuple[str, object]]:
     total = d["energy_pj"] or 1.0
     rows.append(("energy by component", ", ".join(f"{k} {v / total:.1%}" for k, v in
                                                   sorted(d["energy_breakdown_pj"].items(), key=lambda kv: -kv[1]))))
-    llm = ("phase", "tokens", "ttft_s", "tpot_s", "tokens_per_s", "pj_per_token")
-    rows += [(k, quantity(k, d[k]) if isinstance(d[k], NUMBER) and not isinstance(d[k], bool) else d[k])
-             for k in llm if k in d]
+    llm = {"phase": "phase", "tokens": "tokens", "ttft_s": "time to first token", "tpot_s": "time per output token",
+           "tokens_per_s": "throughput", "pj_per_token": "energy per token"}
+    rows += [(label, quantity(k, d[k]) if isinstance(d[k], NUMBER) and not isinstance(d[k], bool) else d[k])
+             for k, label in llm.items() if k in d]
     return rows
 
 
