@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import io
 import re
 
 import pytest
 
 from tilesim.cli.main import main
+from tilesim.report.explain import schedule_table
 from tilesim.report.format import (
     GIB,
     KIB,
@@ -29,6 +31,7 @@ from tilesim.report.format import (
     sig,
     watts,
 )
+from tilesim.studies import api
 
 
 @pytest.mark.parametrize(("x", "text"), [
@@ -119,3 +122,23 @@ def test_quantity_reads_the_unit_from_the_key():
     assert quantity("macs_per_s", 7.16e11) == "716 GMAC/s"
     assert quantity("j_per_token", 0.25) == "250 mJ/token"
     assert quantity("macs", 1_814_073_344) == "1,814,073,344"
+
+
+def test_show_schedule_prints_the_whole_mapping():
+    # issue 28: --show-schedule cut the mapping column at 32 characters
+    r = api.run("gemm:64,64,64", "edge-npu", as_graph=True)
+    long = "ws m=12544 n=1024 k=4608 order=mnk tiles=1,234,567"
+    kernels = (dataclasses.replace(r.sim.kernels[0], mapping=long), *r.sim.kernels[1:])
+    text = schedule_table(r.schedule, dataclasses.replace(r.sim, kernels=kernels), r.arch)
+    header, row = text.splitlines()[1:3]
+    assert long in row and row.index(long) == header.index("mapping")
+
+
+def test_validate_array_says_how_many_gemms_it_skipped_and_how_to_include_them():
+    status, out = 0, io.StringIO()
+    with contextlib.redirect_stdout(out):
+        status = main(["validate-array", "-w", "resnet18", "-a", "gemmini"])
+    last = out.getvalue().splitlines()[-1]
+    assert status == 0
+    assert last.startswith("1 agreed, 0 disagreed, 20 skipped of 21 GEMMs: each has more MACs than --max-macs; ")
+    assert "--max-macs 118013952 checks them all" in last

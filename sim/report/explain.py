@@ -12,8 +12,8 @@ def schedule_table(schedule: Schedule, result: SimResult, arch: ArchConfig, obje
     """One line per kernel: mapping and simulated traffic per operand; for searched contractions, the closed-form
     estimate of the chosen mapping against the runner-up's."""
     # columns as wide as their longest entry: a mapping is never cut short
-    nw = max((len(k.name) for k in schedule.kernels), default=6)
-    mw = max((len(k.mapping) for k in result.kernels), default=7)
+    nw = max([len("kernel")] + [len(k.name) for k in schedule.kernels])
+    mw = max([len("mapping")] + [len(k.mapping) for k in result.kernels])
     lines = [f"schedule: {len(schedule.kernels)} kernels, {schedule.timing} timing, objective {objective}",
              f"{'kernel':<{nw}} {'mapping':<{mw}} {'in MiB':>7} {'wt MiB':>7} {'out MiB':>7}  why it won (estimates)"]
     for kernel, kr in zip(schedule.kernels, result.kernels, strict=False):
