@@ -268,11 +268,15 @@ def collect_arch_warnings(other, pending: list[str]):
     """A warnings.showwarning that collects each distinct ArchWarning once into `pending` (a sweep loads the arch
     once per point; main prints them, one stderr line each, when the command did not fail on bad input), and hands
     other warnings to `other`."""
+    pid = os.getpid()
+
     def show(message, category, filename, lineno, file=None, line=None):
         if not issubclass(category, ArchWarning):
             return other(message, category, filename, lineno, file, line)
         if str(message) not in pending:
             pending.append(str(message))
+            if os.getpid() != pid:         # a sweep's worker process: its list never returns, so print it now
+                warn(f"tilesim: warning: {message}")
         return None
     return show
 
