@@ -438,7 +438,8 @@ def _energy_errors(arch: ArchConfig) -> Problems:
     errors = []
     energy = arch.energy
     if energy.static_mw_per_mm2 and arch.area is None:
-        errors.append(("energy.static_mw_per_mm2", "needs an area section to know the mm^2: give node_nm at the top level"))
+        errors.append(("energy.static_mw_per_mm2", "needs an area section to know the mm^2: give node_nm at the top "
+                                                   "level"))
     for fname in ("static_mw", "static_mw_per_mm2"):
         v = getattr(energy, fname)
         if not v < 0 and not v <= MAX_MW:   # NaN too
