@@ -626,7 +626,7 @@ MIN_PLAUSIBLE_BYTES_PER_CYCLE = 1.0
 def plausibility_warnings(arch: ArchConfig) -> list[str]:
     """Values that load but are probably not what was meant: each a one-line warning naming the field (a bare clock
     number is Hz, so `--set clock_hz=800` is 800 Hz; bandwidth under a byte per cycle; a float array summing into an
-    integer accumulator or an accumulator narrower than its products; an on-chip level as large as off-chip memory)."""
+    integer accumulator, or an accumulator narrower than its operands; an on-chip level as large as off-chip memory)."""
     out = []
     lo, hi = PLAUSIBLE_CLOCK_HZ
     if not lo <= arch.clock_hz <= hi:
