@@ -348,6 +348,8 @@ def _resolve_node(raw: Raw, errors: Problems) -> None:
         old = [(path, section["node_nm"]) for path, section in (("area.node_nm", area),
                                                                 ("energy.defaults.node_nm", defaults))
                if section is not None and "node_nm" in section]
+        if len(old) == 2 and _node_value(old[0][1]) != _node_value(old[1][1]):
+            old = old[:1]                   # the energy node differs: it stays, as the energy figures' own node
         for path, value in old:
             arch_warning(f"{path} is deprecated: give the process node once, as `node_nm: {value}` at the top level "
                          "(it feeds the energy and area models)")

@@ -235,3 +235,17 @@ def test_unknown_memory_key_lists_every_accepted_key_bandwidth_gb_s_included():
     assert sorted(allowed) == sorted(accepted_keys(MemLevel)) and "bandwidth_gb_s" in allowed
     status, _, err = _cli(["run", "-w", "gemm:8,8,8", "-a", "edge-npu", "--set", "memory.dram.bandwith_gb_s=3"])
     assert status == 2 and "(did you mean 'bandwidth_gb_s'?)" in err and "bandwidth_gb_s, burst_bytes" in err
+
+
+def test_an_old_file_with_different_area_and_energy_nodes_is_told_to_move_the_area_node_only():
+    d = _with_defaults()
+    d["energy"]["defaults"]["node_nm"] = 45
+    d["area"] = {"node_nm": 22}
+    with pytest.warns(ArchWarning) as record:
+        old = arch_from_dict(d)
+    assert [str(w.message) for w in record] == [
+        "area.node_nm is deprecated: give the process node once, as `node_nm: 22` at the top level (it feeds the "
+        "energy and area models)"]
+    new = _with_defaults(node_nm=22)
+    new["energy"]["defaults"]["node_nm"] = 45
+    assert old == arch_from_dict(new)
