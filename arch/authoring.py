@@ -62,16 +62,18 @@ def _with_units(d: Raw) -> Raw:
 
 
 def _unit_text(key: str, value: Any) -> Any:
-    """A `*_bytes` or `*_hz` value as '<whole number> <unit>' when one divides it exactly, else as it is."""
-    units = (((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")) if key.endswith("_bytes") else
+    """A `*_bytes` or `*_hz` value as '<whole number> <unit>' in the largest unit that divides it exactly, else as it
+    is."""
+    units = (((2**40, "TiB"), (2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB"), (1e12, "TB"), (1e9, "GB"), (1e6, "MB"),
+              (1e3, "kB")) if key.endswith("_bytes") else
              ((1e9, "GHz"), (1e6, "MHz"), (1e3, "kHz")) if key.endswith("_hz") else ())
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value:
         return value
-    for factor, unit in units:
-        n = value / factor
-        if n >= 1 and float(n).is_integer():
-            return f"{int(n)} {unit}"
-    return value
+    exact = [(value / factor, unit) for factor, unit in units if value / factor >= 1 and (value / factor).is_integer()]
+    if not exact:
+        return value
+    n, unit = min(exact)                # the fewest digits: 80 GB, not 78125000 KiB
+    return f"{int(n)} {unit}"
 
 
 def _bandwidth_as_given(level: Raw, raw_level: Raw) -> Raw:
