@@ -372,7 +372,7 @@ def sweep_html(rows: list[dict]) -> str:
     front = set(pareto_front(rows))
     counts = ", ".join(f"{sum(r['status'] == s for r in rows)} {s}" for s in ("ok", "invalid", "error"))
     summary = [("points", f"{len(rows)} ({counts})"), ("grid", ", ".join(keys))]
-    summary += [(f"best {m}", f"{quantity(m, float(r[m]))} at " + " ".join(f"{k}={r[k]}" for k in keys))
+    summary += [(f"best {m}", f"{float(r[m]):.4g} at " + " ".join(f"{k}={r[k]}" for k in keys))
                 for m, r in best_rows(rows).items()]
     sections = [f"<h2>Summary</h2>{pairs(summary)}"]
     if plots_available() and ok:

@@ -9,7 +9,6 @@ import numpy as np
 
 from tilesim.arch.errors import InputError, did_you_mean
 from tilesim.report.figure import new_figure, plot_kind, require_matplotlib, save
-from tilesim.report.format import quantity
 from tilesim.studies.sweep import HIGHER_IS_BETTER, LLM_METRICS, METRICS, pareto_front
 
 PLOT_KINDS = ("pareto", "heatmap")
@@ -117,7 +116,7 @@ def heatmap_figure(rows: list[dict], axes: list[tuple[str, list[str]]], metric: 
         for (i, j), v in np.ndenumerate(grid):
             if not math.isnan(v):
                 shade = im.norm(v)
-                ax.text(j, i, quantity(metric, float(v)), ha="center", va="center", fontsize=7,
+                ax.text(j, i, f"{v:.3g}", ha="center", va="center", fontsize=7,
                         color="black" if shade > 0.6 else "white")
     return fig
 

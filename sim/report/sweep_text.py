@@ -1,7 +1,6 @@
 """The summary `tilesim sweep` prints: counts, best points and the latency/energy Pareto front."""
 from __future__ import annotations
 
-from tilesim.report.format import area, joules, quantity, seconds
 from tilesim.studies.sweep import STATUSES, best_rows, pareto_front
 
 FRONT_SHOWN = 20
@@ -14,11 +13,11 @@ def sweep_summary(rows: list[dict], keys: list[str], out_path: str) -> str:
              f"-> {out_path}"]
     label = lambda r: " ".join(f"{k}={r[k]}" for k in keys)    # noqa: E731
     for metric, r in best_rows(rows).items():
-        lines.append(f"  best {metric:<10} {quantity(metric, float(r[metric]))}  at {label(r)}")
+        lines.append(f"  best {metric:<10} {float(r[metric]):.4g}  at {label(r)}")
     front = pareto_front(rows)
     if front:
         lines.append(f"  Pareto front, latency vs energy ({len(front)} points):")
-        lines += [f"    {seconds(float(rows[i]['latency_s']))}  {joules(float(rows[i]['energy_pj']))}  "
+        lines += [f"    {float(rows[i]['latency_s']):.4g} s  {float(rows[i]['energy_pj']) * 1e-12:.4g} J  "
                   f"{_area(rows[i])}  {label(rows[i])}" for i in front[:FRONT_SHOWN]]
         if len(front) > FRONT_SHOWN:
             lines.append(f"    ... {len(front) - FRONT_SHOWN} more")
@@ -27,4 +26,4 @@ def sweep_summary(rows: list[dict], keys: list[str], out_path: str) -> str:
 
 def _area(row: dict) -> str:
     """The row's area, or that the arch has none."""
-    return area(float(row['area_mm2'])) if row["area_mm2"] and float(row["area_mm2"]) else "area n/a"
+    return f"{float(row['area_mm2']):.3g} mm²" if row["area_mm2"] and float(row["area_mm2"]) else "area n/a"

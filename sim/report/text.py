@@ -93,7 +93,7 @@ def to_table(result: SimResult, top: int | None = None, objective: str | None = 
         eff = f"{k.mapping_efficiency:.0%}" if k.engine == "array" else "-"
         lines.append(f"{k.name[:16]:<16} {k.bound:<7} {k.cycles:>11,} {k.stall_cycles:>10,} "
                      f"{k.pe_utilization:>6.1%} {eff:>7} {byte_size(k.dram_read_bytes):>9} "
-                     f"{byte_size(k.dram_write_bytes):>9} {joules(k.energy_pj):>9} {watts(k.power_w):>7}")
+                     f"{byte_size(k.dram_write_bytes):>9} {si(k.energy_pj * 1e-12, 'J'):>9} {si(k.power_w, 'W'):>7}")
     if top is not None and top < len(r.kernels):
         lines.append(f"... {len(r.kernels) - top} more kernels (showing the {top} longest)")
     return "\n".join(lines) + "\n"
