@@ -32,7 +32,7 @@ def comparison_table(c: Comparison, top: int = 10) -> str:
         if not groups:
             continue
         saved = sum(g.saved_bytes for g in groups)
-        lines += ["", f"{policy}: {len(groups)} fused kernels saved {byte_size(saved)} of DRAM traffic; "
+        lines += ["", f"{policy}: {len(groups)} fused kernels saved {mib(saved)} MiB of DRAM traffic; "
                       f"the {min(top, len(groups))} that saved most:"]
         for g in sorted(groups, key=lambda g: -g.saved_bytes)[:top]:
             lines.append(f"  {g.kernel[:28]:<28} {mib(g.unfused_bytes):>9} -> {mib(g.fused_bytes):>8} MiB  "
