@@ -628,7 +628,8 @@ MIN_PLAUSIBLE_BYTES_PER_CYCLE = 1.0
 def plausibility_warnings(arch: ArchConfig) -> list[str]:
     """Values that load but are probably not what was meant: each a one-line warning naming the field (a bare clock
     number is Hz, so `--set clock_hz=800` is 800 Hz; bandwidth under a byte per cycle; a float array summing into an
-    integer accumulator, or an accumulator narrower than its operands; an on-chip level as large as off-chip memory)."""
+    integer accumulator, or an accumulator narrower than its operands; a TDP below the static power; an on-chip level
+    as large as off-chip memory)."""
     out = []
     lo, hi = PLAUSIBLE_CLOCK_HZ
     if not lo <= arch.clock_hz <= hi:
@@ -647,6 +648,10 @@ def plausibility_warnings(arch: ArchConfig) -> list[str]:
                        "accumulator (fp16 or fp32)")
         elif acc.bits < t.bits:
             out.append(f"array.acc_dtype: {a.acc_dtype} is narrower than the {a.dtype} operands it sums")
+    if arch.power and arch.power.tdp_w and arch.energy.static_mw > arch.power.tdp_w * 1e3:
+        out.append(f"power.tdp_w: {arch.power.tdp_w:g} W is below the chip's static power alone "
+                   f"(energy.static_mw {arch.energy.static_mw:g} mW = {arch.energy.static_mw / 1e3:g} W); static_mw is "
+                   "in mW")
     offchip = [lv for lv in arch.memory if lv.kind == "offchip"]
     for lv in arch.onchip:
         if offchip and lv.capacity_bytes >= offchip[0].capacity_bytes:

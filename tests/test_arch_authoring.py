@@ -249,3 +249,11 @@ def test_an_old_file_with_different_area_and_energy_nodes_is_told_to_move_the_ar
     new = _with_defaults(node_nm=22)
     new["energy"]["defaults"]["node_nm"] = 45
     assert old == arch_from_dict(new)
+
+
+def test_a_tdp_below_the_static_power_warns():
+    d = tiny_arch_dict(static_mw=5000)
+    d["power"] = {"tdp_w": 2}
+    (line,) = _warnings_of(d)
+    assert line == ("power.tdp_w: 2 W is below the chip's static power alone (energy.static_mw 5000 mW = 5 W); "
+                    "static_mw is in mW")
