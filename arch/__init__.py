@@ -9,13 +9,14 @@ from tilesim.arch.config import (
                      PEArray,
                      VectorUnit,
 )
-from tilesim.arch.errors import InputError
+from tilesim.arch.errors import ArchWarning, InputError
 from tilesim.arch.loader import apply_overrides, arch_from_dict, arch_to_dict, load_arch, preset_names
 
 __all__ = [
                      "DTYPE_BYTES",
                      "OPERANDS",
                      "ArchConfig",
+                     "ArchWarning",
                      "EnergyEntry",
                      "EnergyTable",
                      "InputError",

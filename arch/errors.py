@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Iterable
 
 
@@ -32,3 +33,13 @@ def field_error(field: str, message: str) -> InputError:
     """Bad input named by an option field (`seq_len`, `dims batch`): the Python API shows the field, the CLI its flag
     (`--seq-len`, `--dim batch`)."""
     return InputError([(field, message)])
+
+
+class ArchWarning(UserWarning):
+    """An input that loads but is probably not what was meant (800 Hz for 800 MHz), or a deprecated spelling; the CLI
+    prints each on one stderr line as `tilesim: warning: ...`."""
+
+
+def arch_warning(message: str) -> None:
+    """Warn about an input (once per distinct message and place, as Python's warnings do)."""
+    warnings.warn(message, ArchWarning, stacklevel=3)

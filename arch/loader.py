@@ -26,9 +26,11 @@ from tilesim.arch.config import (
     PowerSpec,
     StaticPower,
     VectorUnit,
+    accepted_keys,
 )
+from tilesim.arch.dtypes import DTYPES
 from tilesim.arch.energy_model import action_names, default_actions, static_component_names
-from tilesim.arch.errors import InputError, allowed_list, did_you_mean, field_error
+from tilesim.arch.errors import InputError, allowed_list, arch_warning, did_you_mean, field_error
 from tilesim.arch.scalesim_cfg import load_cfg
 from tilesim.arch.sparsity import pattern_errors
 from tilesim.arch.units import parse_bytes, parse_bytes_per_s, parse_hz
@@ -271,10 +273,11 @@ def build(cls: type[T], data: Any, path: str = "", errors: Problems | None = Non
         return None
     hints = _hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]  # cls is a config dataclass
+    accepted = accepted_keys(cls)
     for key in data:
         if key not in fields:
             errors.append((f"{path}.{key}" if path else str(key),
-                           f"unknown field{did_you_mean(str(key), fields)}; allowed: {allowed_list(fields)}"))
+                           f"unknown field{did_you_mean(str(key), accepted)}; allowed: {allowed_list(accepted)}"))
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         sub = f"{path}.{name}" if path else name
@@ -318,6 +321,57 @@ def _normalize_memory(raw: Raw, errors: Problems) -> None:
         level["bandwidth_bytes_per_cycle"] = bytes_per_s / clock if clock > 0 else 1.0
 
 
+def _node_value(value: Any) -> float | None:
+    """A node in nm as a number (numeric strings too), or None when it is not one (the builder reports it)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, str) and _NUMBER.match(value):
+        return float(value)
+    return float(value) if isinstance(value, (int, float)) else None
+
+
+def _resolve_node(raw: Raw, errors: Problems) -> None:
+    """One node setting (in place): the top-level `node_nm` feeds the area model (area.node_nm, creating the area
+    section) and the energy model's defaults (energy.defaults.node_nm, when the arch has energy.defaults). The old
+    spellings alone still load, with a deprecation warning, and give the top-level node; area.node_nm that differs
+    from node_nm is an error. energy.defaults.node_nm may differ on purpose: energy figures taken at another node
+    than the chip's (gemmini: Horowitz's 45 nm values on a 22 nm chip)."""
+    energy = raw.get("energy")
+    defaults = energy.get("defaults") if isinstance(energy, dict) else None
+    defaults = defaults if isinstance(defaults, dict) else None
+    area = raw.get("area")
+    area = area if isinstance(area, dict) else None
+    top = _node_value(raw.get("node_nm"))
+    if top is None:
+        if "node_nm" in raw:
+            return                          # not a number: the builder reports node_nm
+        old = [(path, section["node_nm"]) for path, section in (("area.node_nm", area),
+                                                                ("energy.defaults.node_nm", defaults))
+               if section is not None and "node_nm" in section]
+        if len(old) == 2 and _node_value(old[0][1]) != _node_value(old[1][1]):
+            old = old[:1]                   # the energy node differs: it stays, as the energy figures' own node
+        for path, value in old:
+            arch_warning(f"{path} is deprecated: give the process node once, as `node_nm: {value}` at the top level "
+                         "(it feeds the energy and area models)")
+        node = _node_value(old[0][1]) if old else None
+        if node is not None and NODE_NM_RANGE[0] <= node <= NODE_NM_RANGE[1]:
+            raw["node_nm"] = node           # the chip's node: the area's when given (out of range: reported there)
+        return
+    if not NODE_NM_RANGE[0] <= top <= NODE_NM_RANGE[1]:
+        return                              # validation reports node_nm; nothing derives from it
+    if area is not None and "node_nm" in area:
+        given = _node_value(area["node_nm"])
+        if given is not None and given != top and NODE_NM_RANGE[0] <= given <= NODE_NM_RANGE[1]:
+            errors.append(("area.node_nm", f"{given:g} conflicts with node_nm {top:g}: give the node once, as "
+                                           "node_nm at the top level"))
+    elif area is not None:
+        area["node_nm"] = top
+    else:
+        raw["area"] = {"node_nm": top}
+    if defaults is not None:
+        defaults.setdefault("node_nm", top)
+
+
 def _fill_energy_defaults(raw: Raw, errors: Problems) -> None:
     """With `energy.defaults: {node_nm, offchip}`, add the model's entry for every action the arch leaves out
     (in place); the entries the arch lists stay as they are."""
@@ -326,6 +380,9 @@ def _fill_energy_defaults(raw: Raw, errors: Problems) -> None:
         return
     spec = build(EnergyDefaults, energy["defaults"], "energy.defaults", errors)
     if spec is None:
+        return
+    if spec.node_nm is None:
+        errors.append(("energy.defaults", "needs the process node: give node_nm at the top level"))
         return
     if not NODE_NM_RANGE[0] <= spec.node_nm <= NODE_NM_RANGE[1]:
         errors.append(("energy.defaults.node_nm", f"must be a finite number > 0, between {NODE_NM_RANGE[0]:g} and "
@@ -383,7 +440,8 @@ def _energy_errors(arch: ArchConfig) -> Problems:
     errors = []
     energy = arch.energy
     if energy.static_mw_per_mm2 and arch.area is None:
-        errors.append(("energy.static_mw_per_mm2", "needs an area section (area.node_nm) to know the mm^2"))
+        errors.append(("energy.static_mw_per_mm2", "needs an area section to know the mm^2: give node_nm at the top "
+                                                   "level"))
     for fname in ("static_mw", "static_mw_per_mm2"):
         v = getattr(energy, fname)
         if not v < 0 and not v <= MAX_MW:   # NaN too
@@ -427,10 +485,15 @@ def _power_errors(arch: ArchConfig) -> Problems:
 
 
 def _area_errors(arch: ArchConfig) -> Problems:
-    """Area node and overrides are finite and not negative (the node positive)."""
+    """The node (top level and area) in range; area overrides finite and not negative."""
     errors: Problems = []
+    if arch.node_nm is not None and not NODE_NM_RANGE[0] <= arch.node_nm <= NODE_NM_RANGE[1]:
+        return [("node_nm", f"must be > 0, between {NODE_NM_RANGE[0]:g} and {NODE_NM_RANGE[1]:g} nm, got "
+                            f"{arch.node_nm:g}")]
     if arch.area is None:
         return errors
+    if arch.area.node_nm is None:
+        return [("area", "needs the process node: give node_nm at the top level")]
     for fname in ("node_nm", "pe_mm2", "sram_mm2_per_mib", "vector_lane_mm2"):
         v = getattr(arch.area, fname)
         if fname == "node_nm" and not NODE_NM_RANGE[0] <= v <= NODE_NM_RANGE[1]:
@@ -558,6 +621,59 @@ def _flash_and_burst_errors(arch: ArchConfig) -> list[tuple[str, str]]:
     return errors
 
 
+PLAUSIBLE_CLOCK_HZ = (1e6, 1e10)    # 1 MHz .. 10 GHz: outside it, a unit is probably missing or wrong
+MIN_PLAUSIBLE_BYTES_PER_CYCLE = 1.0
+
+
+def plausibility_warnings(arch: ArchConfig) -> list[str]:
+    """Values that load but are probably not what was meant: each a one-line warning naming the field (a bare clock
+    number is Hz, so `--set clock_hz=800` is 800 Hz; bandwidth under a byte per cycle; a float array summing into an
+    integer accumulator, or an accumulator narrower than its operands; a TDP below the static power; an on-chip level
+    as large as off-chip memory)."""
+    out = []
+    lo, hi = PLAUSIBLE_CLOCK_HZ
+    if not lo <= arch.clock_hz <= hi:
+        out.append(f"clock_hz: {arch.clock_hz:g} Hz is {'below 1 MHz' if arch.clock_hz < lo else 'above 10 GHz'}; a "
+                   "bare number is Hz: give the unit, e.g. '800 MHz'")
+    for lv in arch.memory:
+        if lv.bandwidth_bytes_per_cycle < MIN_PLAUSIBLE_BYTES_PER_CYCLE:
+            out.append(f"memory.{lv.name}: bandwidth {lv.bandwidth_bytes_per_cycle:.3g} bytes/cycle "
+                       f"({lv.bandwidth_bytes_per_cycle * arch.clock_hz / 1e9:.3g} GB/s at clock_hz) is below 1 byte "
+                       "per cycle; bandwidth_gb_s is in GB/s, bandwidth_bytes_per_cycle in bytes per clock cycle")
+    a = arch.array
+    if a.dtype in DTYPES and a.acc_dtype in DTYPES:
+        t, acc = DTYPES[a.dtype], DTYPES[a.acc_dtype]
+        if t.is_float and not acc.is_float:
+            out.append(f"array.acc_dtype: {a.acc_dtype} accumulates {a.dtype} products; a float array needs a float "
+                       "accumulator (fp16 or fp32)")
+        elif acc.bits < t.bits:
+            out.append(f"array.acc_dtype: {a.acc_dtype} is narrower than the {a.dtype} operands it sums")
+    if arch.power and arch.power.tdp_w and arch.energy.static_mw > arch.power.tdp_w * 1e3:
+        out.append(f"power.tdp_w: {arch.power.tdp_w:g} W is below the chip's static power alone "
+                   f"(energy.static_mw {arch.energy.static_mw:g} mW = {arch.energy.static_mw / 1e3:g} W); static_mw is "
+                   "in mW")
+    offchip = [lv for lv in arch.memory if lv.kind == "offchip"]
+    for lv in arch.onchip:
+        if offchip and lv.capacity_bytes >= offchip[0].capacity_bytes:
+            out.append(f"memory.{lv.name}.capacity_bytes: {lv.capacity_bytes:,} bytes on chip is not smaller than "
+                       f"the off-chip {offchip[0].name} ({offchip[0].capacity_bytes:,} bytes); a size without a unit "
+                       "is bytes")
+    return out
+
+
+def dtype_warning(arch: ArchConfig, dtype: str | None, flag: str = "--dtype") -> str | None:
+    """A warning when a workload computes in a dtype the arch's array does not: a float on an integer array or the
+    reverse, or wider than the array's (tilesim still runs its MACs at the array's rate, with mac.<dtype> energy)."""
+    a = arch.array.dtype
+    if dtype is None or dtype == a or dtype not in DTYPES or a not in DTYPES:
+        return None
+    t, have = DTYPES[dtype], DTYPES[a]
+    if t.is_float == have.is_float and t.bits <= have.bits:
+        return None                         # a narrower type of the same kind runs on the wider MACs
+    return (f"{flag} {dtype}: {arch.name}'s array computes {a} (array.dtype); its MACs are counted at the {a} rate "
+            f"with mac.{dtype} energy; set array.dtype={dtype} if the hardware has {dtype} MACs")
+
+
 def arch_from_dict(raw: Raw, source: str = "arch") -> ArchConfig:
     """Build and validate an ArchConfig from a parsed YAML mapping."""
     if not isinstance(raw, dict):
@@ -565,6 +681,7 @@ def arch_from_dict(raw: Raw, source: str = "arch") -> ArchConfig:
     raw = _deepcopy(raw)
     errors: Problems = []
     _normalize_memory(raw, errors)
+    _resolve_node(raw, errors)
     _fill_energy_defaults(raw, errors)
     arch = build(ArchConfig, raw, "", errors)
     if errors or arch is None:
@@ -572,6 +689,8 @@ def arch_from_dict(raw: Raw, source: str = "arch") -> ArchConfig:
     problems = validate(arch)
     if problems:
         raise InputError(problems)
+    for line in plausibility_warnings(arch):
+        arch_warning(line)
     return arch
 
 
@@ -645,7 +764,7 @@ def _allowed_keys(walked: list[str], node: Raw, raw: Raw) -> set[str]:
     """Field names allowed at this point of a --set path (dataclass fields, plus what the mapping has); under
     energy.actions any action the arch can perform, under energy.static_components any of its components."""
     if len(walked) == 2 and walked[0] == "memory":
-        return {f.name for f in dataclasses.fields(MemLevel)} | {"bandwidth_gb_s"}
+        return set(accepted_keys(MemLevel))
     if len(walked) >= 2 and walked[:2] == ["energy", "actions"]:
         if len(walked) == 2:
             return set(node) | set(action_names(raw))
@@ -655,7 +774,7 @@ def _allowed_keys(walked: list[str], node: Raw, raw: Raw) -> set[str]:
             return set(node) | set(static_component_names(raw))
         return set(node) | {f.name for f in dataclasses.fields(StaticPower)} if len(walked) == 3 else set(node)
     cls = _SCHEMA.get(tuple(walked))
-    return {f.name for f in dataclasses.fields(cls)} if cls else set(node)
+    return set(accepted_keys(cls)) if cls else set(node)
 
 
 # ---------------------------------------------------------------- presets and files

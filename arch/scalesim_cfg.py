@@ -61,7 +61,7 @@ _SOURCE_SRAM = ("default, SCALE-Sim has no energy model: Horowitz ISSCC 2014, 32
                 "access / 8 B")
 DEFAULT_ENERGY: dict[str, Any] = {
     "node": "45 nm (Horowitz, ISSCC 2014) defaults: a SCALE-Sim config has no energy data",
-    "defaults": {"node_nm": 45},
+    "defaults": {},                 # at the arch's node_nm, 45 (raw_from_cfg)
     "actions": {
         "mac.int8": {"pj": 0.23, "source": _SOURCE_MAC, "node": "45nm"},
         "vector.op": {"pj": 0.1, "source": "default, SCALE-Sim has no energy model: Horowitz ISSCC 2014, "
@@ -258,7 +258,9 @@ def raw_from_cfg(text: str, source: str) -> dict[str, Any]:
             {"name": "ofmap_sram", "kind": "sram", "capacity_bytes": 1024 * kib["Ofmap"],
              "bandwidth_bytes_per_cycle": float(cols), "holds": ["output"], "double_buffered": True},
         ],
-        "energy": {**DEFAULT_ENERGY, "actions": {k: dict(v) for k, v in DEFAULT_ENERGY["actions"].items()}},
+        "energy": {**DEFAULT_ENERGY, "defaults": {}, "actions": {k: dict(v) for k, v in
+                                                               DEFAULT_ENERGY["actions"].items()}},
+        "node_nm": 45,               # the energy defaults' node (SCALE-Sim has none); the area model uses it too
     }
 
 

@@ -15,6 +15,7 @@ from tilesim.cli.main import main
 from tilesim.compiler.schedule import lower
 from tilesim.core.commands import build_program
 from tilesim.core.energy import action_counts, by_component, dynamic_energy_pj
+from tilesim.report.format import sig
 from tilesim.workloads import gemm, load_workload
 
 
@@ -173,8 +174,8 @@ def test_show_arch_resolves_static_power_per_component(capsys):
     assert main(["show-arch", "tpu-v4", "--set", "energy.static_mw_per_mm2=100"]) == 0
     out = capsys.readouterr().out
     area = area_mm2(load_arch("tpu-v4"))
-    assert (f"# static power by component, resolved (mW): static.array {100 * area['array']:.4g}, "
-            f"static.vector {100 * area['vector']:.4g}, static.vmem {100 * area['vmem']:.4g}\n") in out
+    assert (f"# static power by component, resolved (mW): static.array {sig(100 * area['array'])}, "
+            f"static.vector {sig(100 * area['vector'])}, static.vmem {sig(100 * area['vmem'])}\n") in out
     assert load_yaml_text(out, "show-arch")["energy"]["static_mw_per_mm2"] == 100      # still loadable YAML
 
 

@@ -10,11 +10,12 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 
-import yaml
-
 from tilesim.arch import InputError, arch_to_dict, load_arch, preset_names
+from tilesim.arch.authoring import TEMPLATES, editable_yaml, template_text
+from tilesim.arch.errors import ArchWarning
 from tilesim.arch.loader import raw_arch
 from tilesim.arch.system import load_system, system_preset_names
 from tilesim.cli.args import (
@@ -37,6 +38,7 @@ from tilesim.core.energy import static_power_components_mw
 from tilesim.core.files import output_target, write_all
 from tilesim.report.compare import comparison_json, comparison_table
 from tilesim.report.explain import schedule_table
+from tilesim.report.format import sig
 from tilesim.report.html_page import write_report
 from tilesim.report.llm import llm_json, llm_table
 from tilesim.report.plots import check_plots, draw, kernel_components
@@ -83,9 +85,11 @@ def build_parser() -> argparse.ArgumentParser:
                      help="skip GEMMs larger than this many MACs (default 2,000,000)")
 
     show = sub.add_parser("show-arch", help="print the resolved arch, energy table and sources included")
-    show.add_argument("arch", nargs="?", default=api.DEFAULT_ARCH, help="preset name, arch YAML or SCALE-Sim .cfg")
+    show.add_argument("arch", nargs="?", default=None, help="preset name, arch YAML or SCALE-Sim .cfg")
     show.add_argument("--set", dest="overrides", action="append", default=[], metavar="K=V")
     show.add_argument("--format", "-f", choices=("yaml", "json"), default="yaml")
+    show.add_argument("--template", nargs="?", const="edge", choices=TEMPLATES, metavar="{edge,datacenter,gpu}",
+                      help="print a minimal commented arch YAML to start from (default edge) instead of an arch")
 
     lst = sub.add_parser("list", help="list built-in workloads, arch presets or system presets")
     lst.add_argument("what", choices=("workloads", "archs", "systems"))
@@ -205,17 +209,23 @@ def cmd_validate_array(args) -> int:
 
 
 def cmd_show_arch(args) -> None:
-    """tilesim show-arch: the arch after defaults and --set, as YAML (loadable again) or JSON."""
-    arch = load_arch(args.arch, args.overrides)
-    d = arch_to_dict(arch)
+    """tilesim show-arch: the arch after defaults and --set, as JSON (resolved) or YAML (editable: what the models
+    derive is marked, so that editing node_nm takes effect); or a commented template to start from."""
+    if args.template:
+        if args.arch or args.overrides or args.format != "yaml":
+            raise InputError("--template: prints a template to start from; give it without an arch, --set or --format")
+        sys.stdout.write(template_text(args.template))
+        return
+    spec = args.arch or api.DEFAULT_ARCH
+    arch = load_arch(spec, args.overrides)
     if args.format == "json":
-        sys.stdout.write(json.dumps(d, indent=2) + "\n")
+        sys.stdout.write(json.dumps(arch_to_dict(arch), indent=2) + "\n")
     else:
-        sys.stdout.write(yaml.safe_dump(d, sort_keys=False, width=120))
+        sys.stdout.write(editable_yaml(spec, args.overrides))
         static = static_power_components_mw(arch)     # per-mm^2 leakage resolved per component: a comment keeps
         if static:                                     # the YAML loadable
             sys.stdout.write("# static power by component, resolved (mW): "
-                             + ", ".join(f"{k} {v:.4g}" for k, v in static.items()) + "\n")
+                             + ", ".join(f"{k} {sig(v)}" for k, v in static.items()) + "\n")
 
 
 def cmd_list(args) -> None:
@@ -243,6 +253,36 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit status (0 ok, 2 bad input, 1 internal error)."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, stop_on_sigterm)
+    pending: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ArchWarning)
+        warnings.showwarning = collect_arch_warnings(warnings.showwarning, pending)
+        status = run_command(argv)
+    if status != 2:                  # bad input: its one error line is all that is printed
+        for line in pending:
+            warn(f"tilesim: warning: {line}")
+    return status
+
+
+def collect_arch_warnings(other, pending: list[str]):
+    """A warnings.showwarning that collects each distinct ArchWarning once into `pending` (a sweep loads the arch
+    once per point; main prints them, one stderr line each, when the command did not fail on bad input), and hands
+    other warnings to `other`."""
+    pid = os.getpid()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if not issubclass(category, ArchWarning):
+            return other(message, category, filename, lineno, file, line)
+        if str(message) not in pending:
+            pending.append(str(message))
+            if os.getpid() != pid:         # a sweep's worker process: its list never returns, so print it now
+                warn(f"tilesim: warning: {message}")
+        return None
+    return show
+
+
+def run_command(argv: list[str] | None) -> int:
+    """Parse and run one command: returns the exit status (0 ok, 2 bad input, 1 internal error)."""
     try:
         args = build_parser().parse_args(argv)
         return COMMANDS[args.command](args) or 0

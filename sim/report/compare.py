@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from tilesim.report.format import mib
+from tilesim.report.format import byte_size, joules, mib
 from tilesim.studies.compare import Comparison
 
 
@@ -22,12 +22,12 @@ def comparison_table(c: Comparison, top: int = 10) -> str:
     ref_cycles = base.cycles if base else None
     r0 = c.results[0]
     lines = [f"tilesim compare: {r0.workload} on {r0.arch}",
-             f"{'fusion':<10} {'kernels':>7} {'cycles':>13} {'speedup':>8} {'DRAM rd MiB':>12} {'DRAM wr MiB':>12} "
-             f"{'energy mJ':>10} {'MBU':>6}"]
+             f"{'fusion':<10} {'kernels':>7} {'cycles':>13} {'speedup':>8} {'DRAM read':>11} {'DRAM write':>11} "
+             f"{'energy':>10} {'MBU':>6}"]
     for policy, r, _s in zip(c.policies, c.results, c.schedules, strict=False):
         speed = f"{ref_cycles / r.cycles:.2f}x" if ref_cycles else "-"
-        lines.append(f"{policy:<10} {len(r.kernels):>7} {r.cycles:>13,} {speed:>8} {mib(r.dram_read_bytes):>12} "
-                     f"{mib(r.dram_write_bytes):>12} {r.energy_pj * 1e-9:>10.4g} {r.mbu:>6.1%}")
+        lines.append(f"{policy:<10} {len(r.kernels):>7} {r.cycles:>13,} {speed:>8} {byte_size(r.dram_read_bytes):>11} "
+                     f"{byte_size(r.dram_write_bytes):>11} {joules(r.energy_pj):>10} {r.mbu:>6.1%}")
     for policy, groups in zip(c.policies, c.savings, strict=False):
         if not groups:
             continue

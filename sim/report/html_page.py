@@ -15,7 +15,7 @@ from tilesim.arch.errors import InputError
 from tilesim.core.files import write_atomic
 from tilesim.report.compare import short_ops
 from tilesim.report.figure import figure_bytes, new_figure, plots_available
-from tilesim.report.format import mib_text, percent, si
+from tilesim.report.format import area, count, mib_text, percent, pj, quantity, si, sig
 from tilesim.report.plots import energy_figure, kernel_label, roofline_figure
 from tilesim.report.sweep_plot import pareto_figure
 from tilesim.report.sweep_text import metric_text
@@ -185,7 +185,7 @@ def fmt(value) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     if isinstance(value, float):
-        return f"{value:,.0f}" if value.is_integer() and abs(value) < 1e15 else f"{value:.4g}"
+        return count(value)
     return str(value)
 
 
@@ -264,13 +264,13 @@ def run_summary(d: dict) -> list[tuple[str, object]]:
             ("cycles", d["cycles"]), ("latency", si(d["latency_s"], "s")), ("MACs", d["macs"]),
             ("PE utilization", _pct(d.get("pe_utilization"))), ("MBU (off-chip bandwidth used)", _pct(d.get("mbu"))),
             ("energy", si(d["energy_pj"] * 1e-12, "J")),
-            ("pJ/MAC", f"{d['energy_pj'] / d['macs']:.4g}" if d["macs"] else ""),
+            ("energy per MAC", pj(d['energy_pj'] / d['macs']) if d["macs"] else ""),
             ("DRAM read", mib_text(d["dram_read_bytes"])), ("DRAM write", mib_text(d["dram_write_bytes"])),
-            ("arithmetic intensity", f"{d['macs'] / traffic:.4g} MACs/DRAM byte" if traffic else "")]
+            ("arithmetic intensity", f"{sig(d['macs'] / traffic)} MACs/DRAM byte" if traffic else "")]
     if d.get("peak_macs_per_cycle"):
         rows.append(("peak", f"{d['peak_macs_per_cycle']:,} MACs/cycle"))
     if d.get("area_mm2"):
-        rows.append(("area", f"{d['area_mm2']:.4g} mm²"))
+        rows.append(("area", area(d['area_mm2'])))
     if isinstance(d.get("engine_busy"), dict):
         rows.append(("engines busy", ", ".join(f"{k} {_pct(v)}" for k, v in d["engine_busy"].items())))
     if isinstance(d.get("memory_traffic"), dict):
@@ -279,8 +279,10 @@ def run_summary(d: dict) -> list[tuple[str, object]]:
     total = d["energy_pj"] or 1.0
     rows.append(("energy by component", ", ".join(f"{k} {v / total:.1%}" for k, v in
                                                   sorted(d["energy_breakdown_pj"].items(), key=lambda kv: -kv[1]))))
-    llm = ("phase", "tokens", "ttft_s", "tpot_s", "tokens_per_s", "pj_per_token")
-    rows += [(k, d[k]) for k in llm if k in d]
+    llm = {"phase": "phase", "tokens": "tokens", "ttft_s": "time to first token", "tpot_s": "time per output token",
+           "tokens_per_s": "throughput", "pj_per_token": "energy per token"}
+    rows += [(label, quantity(k, d[k]) if isinstance(d[k], NUMBER) and not isinstance(d[k], bool) else d[k])
+             for k, label in llm.items() if k in d]
     return rows
 
 
@@ -318,7 +320,7 @@ def policy_table(policies: list[dict]) -> str:
     rows = [[p["fusion"], p["kernels"], p["cycles"],
              f"{p['speedup_vs_none']:.3f}x" if isinstance(p.get("speedup_vs_none"), NUMBER) else "-",
              si(p["latency_s"], "s"), mib_text(p["dram_read_bytes"]), mib_text(p["dram_write_bytes"]),
-             si(p["energy_pj"] * 1e-12, "J"), f"{p['energy_pj'] / p['macs']:.4g}" if p["macs"] else "",
+             si(p["energy_pj"] * 1e-12, "J"), pj(p['energy_pj'] / p['macs']) if p["macs"] else "",
              _pct(p.get("mbu")), _pct(p.get("pe_utilization")), len(p["fused_groups"]),
              mib_text(_saved(p))] for p in policies]
     return table(header, rows)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from tilesim.report.format import GIB, MIB, si
+from tilesim.report.format import byte_size, si
 from tilesim.studies.llm import LLMResult, llm_dict
 
 
@@ -26,11 +26,11 @@ def llm_table(r: LLMResult) -> str:
                      f"TPOT {si(r.tpot_s, 's')}, {si(r.decode_pj_per_token * 1e-12, 'J')}/token")
         lines.append(f"            last step: util {d.pe_utilization:.2%}, MBU {d.mbu:.1%}, "
                      f"{r.tokens_per_s:,.1f} tokens/s")
-    lines.append(f"  memory    weights {r.weight_bytes / GIB:.2f} GiB, KV cache {r.kv_cache_bytes / GIB:.3f} GiB")
+    lines.append(f"  memory    weights {byte_size(r.weight_bytes)}, KV cache {byte_size(r.kv_cache_bytes)}")
     if last.flash_bytes_per_cycle:
         step = r.decode[-1].end if r.decode else r.prefill
-        lines.append(f"  flash     {r.flash_weight_bytes / GIB:.2f} GiB of weights in flash; "
-                     f"{step.flash_read_bytes / MIB:,.1f} MiB read per {'step' if r.decode else 'prefill'}, "
+        lines.append(f"  flash     {byte_size(r.flash_weight_bytes)} of weights in flash; "
+                     f"{byte_size(step.flash_read_bytes)} read per {'step' if r.decode else 'prefill'}, "
                      f"flash busy {step.flash_utilization:.1%}")
     lines += expert_lines(r)
     lines.append(f"  total     {si(r.latency_s, 's')}, {si(r.energy_pj * 1e-12, 'J')} for {r.tokens:,} tokens, "
@@ -54,7 +54,7 @@ def expert_lines(r: LLMResult) -> list[str]:
         n = len(load.tokens_per_expert)
         mean = sum(load.tokens_per_expert) / n
         lines.append(f"  experts   {label} ({tokens:,} tokens): {load.distinct_experts:,.1f} of {n} experts per "
-                     f"layer, {si(load.expert_read_bytes * load.moe_layers, 'B')} of expert weights read "
+                     f"layer, {byte_size(load.expert_read_bytes * load.moe_layers)} of expert weights read "
                      f"({load.moe_layers} MoE layers)")
         lines.append(f"            load: busiest expert {load.max_tokens:,.2f} tokens, mean {mean:,.2f} "
                      f"({load.max_tokens / mean:.2f}x)")

@@ -18,7 +18,7 @@ from tilesim.core.energy import action_counts, by_component, dynamic_energy_pj, 
 from tilesim.core.result import SimResult
 from tilesim.report.figure import new_figure, require_matplotlib, save
 from tilesim.report.figure import plot_kind as named_kind
-from tilesim.report.format import energy_unit, joules, time_unit
+from tilesim.report.format import energy_unit, joules, pj, sig, time_unit
 
 PLOT_KINDS = ("roofline", "energy", "timeline")
 BOUND_COLORS = {"compute": "tab:blue", "memory": "tab:red", "vector": "tab:green"}
@@ -86,10 +86,10 @@ def roofline_figure(d: dict):
     xs = [k["arithmetic_intensity"] for k in kernels] + [peak / bw]
     x = np.geomspace(min(xs) / 4, max(xs) * 4, 200)
     ax.plot(x, np.minimum(peak, bw * x), color="black", lw=2,
-            label=f"roof: {peak:,.0f} MACs/cycle, off-chip {bw:.4g} B/cycle")
+            label=f"roof: {peak:,.0f} MACs/cycle, off-chip {sig(bw)} B/cycle")
     for (name, level_bw), style in zip(level_bandwidths(d).items(), ("--", ":", "-.", (0, (5, 1))), strict=False):
         ax.plot(x, np.minimum(peak, level_bw * x), color="grey", ls=style, lw=1,
-                label=f"{name} ceiling {level_bw:.4g} B/cycle")
+                label=f"{name} ceiling {sig(level_bw)} B/cycle")
     _roofline_points(ax, kernels, d)
     hidden = len(d["kernels"]) - len(kernels)
     notes = ["marker area ~ cycles", "on-chip ceilings drawn at the DRAM intensity"]
@@ -179,7 +179,7 @@ def energy_figure(d: dict, components: dict | None = None):
     _energy_bars(right, d["kernels"], components, colors)
     pj_per_mac = d["energy_pj"] / d["macs"] if d.get("macs") else 0.0
     fig.suptitle(f"Energy: {_title(d)}: {joules(d['energy_pj'])}"
-                 + (f", {pj_per_mac:.3g} pJ/MAC" if pj_per_mac else ""), fontsize=11)
+                 + (f", {pj(pj_per_mac)}/MAC" if pj_per_mac else ""), fontsize=11)
     return fig
 
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from tilesim.arch.errors import InputError
 from tilesim.report.figure import PLOT_SUFFIXES, new_figure, require_matplotlib, save
-from tilesim.report.format import percent, si
+from tilesim.report.format import byte_size, percent, si
 from tilesim.studies.serve import RateSweep, ServeResult
 
 CSV_COLUMNS = ("id", "arrival_s", "prompt_tokens", "output_tokens", "prefix_id", "status", "queue_s", "ttft_s",
@@ -48,12 +48,12 @@ def serve_table(result: ServeResult) -> str:
               f"KV occupancy    mean {percent(s['mean_kv_occupancy'])}, max {percent(s['max_kv_occupancy'])}",
               f"in system       mean {s['mean_in_system']:.2f} requests (Little: L = lambda W)",
               f"preemptions     {s['preemptions']} ({s['preemption']}"
-              + (f"; {s['swapped_bytes'] / 2**30:.3g} GiB copied to and from host)" if s["swapped_bytes"] else ")"),
+              + (f"; {byte_size(s['swapped_bytes'])} copied to and from host)" if s["swapped_bytes"] else ")"),
               f"prefix cache    {percent(s['prefix_hit_rate'])} of prefill tokens found cached",
-              f"energy          {s['energy_j']:.4g} J ({s['idle_energy_j']:.4g} J static while idle at "
-              f"{si(s['static_power_w'], 'W')}), {s['j_per_output_token']:.4g} J per output token",
-              f"J/token         per request (prompt + output): p50 {s['j_per_token']['p50'] or 0:.4g}, "
-              f"p99 {s['j_per_token']['p99'] or 0:.4g}"]
+              f"energy          {si(s['energy_j'], 'J')} ({si(s['idle_energy_j'], 'J')} static while idle at "
+              f"{si(s['static_power_w'], 'W')}), {si(s['j_per_output_token'], 'J')} per output token",
+              f"J/token         per request (prompt + output): p50 {si(s['j_per_token']['p50'] or 0, 'J')}, "
+              f"p99 {si(s['j_per_token']['p99'] or 0, 'J')}"]
     refused = [r for r in result.rows if r["status"] == "refused"]
     for r in refused[:5]:
         lines.append(f"refused         request {r['id']}: {r['reason']}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from tilesim.report.format import GIB, si
+from tilesim.report.format import GIB, si, sig
 from tilesim.studies.system import (
     LayoutPoint,
     SystemResult,
@@ -145,6 +145,6 @@ def rows_table(keys: list[str], rows: list[dict]) -> str:
             continue
         v = {k: float(row[k]) for k in LAYOUT_COLUMNS}
         ttft, tpot = (si(v[k], "s") if v[k] else "-" for k in ("ttft_s", "tpot_s"))
-        lines.append(f"{cells} {ttft:>9} {tpot:>9} {v['tokens_per_s']:>8,.0f} {v['j_per_token']:>7.3g} "
+        lines.append(f"{cells} {ttft:>9} {tpot:>9} {v['tokens_per_s']:>8,.0f} {sig(v['j_per_token']):>7} "
                      f"{v['comm_share']:>6.1%} {v['bubble']:>6.1%} {v['max_memory_bytes'] / GIB:>8.1f}")
     return "\n".join(lines) + "\n"

@@ -9,7 +9,7 @@ import textwrap
 
 from tilesim.arch.errors import InputError
 from tilesim.core.result import SimResult
-from tilesim.report.format import byte_size, si
+from tilesim.report.format import area, byte_size, joules, pj, seconds, si, sig, watts
 
 KERNEL_COLUMNS = ("name", "engine", "bound", "cycles", "compute_cycles", "stall_cycles", "macs", "pe_utilization",
                   "mapping_efficiency", "dram_read_bytes", "dram_write_bytes", "energy_pj", "tiles", "mapping",
@@ -62,7 +62,7 @@ def to_table(result: SimResult, top: int | None = None, objective: str | None = 
         *([f"  clock           {si(r.clock_hz, 'Hz')}: the {r.power_cap_w:g} W power cap lowered it from "
            f"{si(r.top_clock_hz, 'Hz')}"]
           if r.clock_capped else []),
-        f"  cycles          {r.cycles:,}   latency {si(r.latency_s, 's')}",
+        f"  cycles          {r.cycles:,}   latency {seconds(r.latency_s)}",
         f"  MACs            {r.macs:,}   ({si(r.macs / r.latency_s if r.latency_s else 0, 'MAC/s')})",
         f"  PE utilization  {r.pe_utilization:.1%}   of {r.peak_macs_per_cycle:,} MACs/cycle",
         f"  off-chip        read {byte_size(r.dram_read_bytes)}, write {byte_size(r.dram_write_bytes)}, "
@@ -70,11 +70,11 @@ def to_table(result: SimResult, top: int | None = None, objective: str | None = 
         *([f"  flash           read {byte_size(r.flash_read_bytes)} of weights (staged in DRAM), "
            f"{r.flash_utilization:.1%} of {si(r.flash_bytes_per_cycle * r.clock_hz, 'B/s')}"]
           if r.flash_bytes_per_cycle else []),
-        f"  energy          {si(r.energy_pj * 1e-12, 'J')}   {r.pj_per_mac:.3g} pJ/MAC",
-        f"  power           {si(r.power_w, 'W')} average" + (f" (TDP {r.tdp_w:g} W)" if r.tdp_w else ""),
+        f"  energy          {joules(r.energy_pj)}   {pj(r.pj_per_mac)}/MAC",
+        f"  power           {watts(r.power_w)} average" + (f" (TDP {r.tdp_w:g} W)" if r.tdp_w else ""),
         *([f"  static power    {si(sum(r.static_power_mw.values()) * 1e-3, 'W')} (" + ", ".join(
             f"{k} {si(v * 1e-3, 'W')}" for k, v in r.static_power_mw.items()) + ")"] if r.static_power_mw else []),
-        f"  area            {r.area_mm2:.3g} mm² (" + ", ".join(f"{k} {v:.3g}" for k, v in
+        f"  area            {area(r.area_mm2)} (" + ", ".join(f"{k} {sig(v)}" for k, v in
                                                          r.area_breakdown_mm2.items()) + ")" if r.area_mm2 else
         "  area            (the arch has no area section)",
         f"  engines busy    array {r.engine_busy['array']:.1%}, vector {r.engine_busy['vector']:.1%}, "
@@ -103,7 +103,7 @@ def tdp_warning(power_w: float, tdp_w: float, arch: str, what: str = "the run") 
     """One warning line when an average power exceeds the arch's TDP (none without a TDP)."""
     if not tdp_w or power_w <= tdp_w:
         return None
-    return (f"tilesim: warning: {what}'s average power {power_w:.4g} W exceeds {arch}'s TDP {tdp_w:g} W "
+    return (f"tilesim: warning: {what}'s average power {watts(power_w)} exceeds {arch}'s TDP {tdp_w:g} W "
             "(power.tdp_w); the energy table or the workload's intensity is past what the chip can sustain")
 
 

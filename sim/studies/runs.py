@@ -8,6 +8,8 @@ from dataclasses import replace
 
 from tilesim.arch import load_arch
 from tilesim.arch.config import ArchConfig
+from tilesim.arch.errors import arch_warning
+from tilesim.arch.loader import dtype_warning
 from tilesim.compiler.ir import Graph
 from tilesim.compiler.schedule import CompileOptions, Schedule, lower
 from tilesim.core.simulate import kernel_evaluator
@@ -57,6 +59,9 @@ NO_LLM = LLMOptions()
 def workload_graph(arch: ArchConfig, workload: WorkloadOptions, llm: LLMOptions = NO_LLM) -> Graph:
     """The workload's Graph in the arch's dtype (decoder LLMs: the prefill, or one decode step at `context`)."""
     step = {"phase": "decode", "context": llm.context} if llm.phase == "decode" else {}
+    note = dtype_warning(arch, workload.graph_dtype(arch.array.dtype))
+    if note:
+        arch_warning(note)
     graph = load_workload(workload.workload, seq_len=workload.seq_len, batch=workload.batch,
                           dtype=workload.graph_dtype(arch.array.dtype), dims=dict(workload.dims),
                           dtypes=workload.dtypes, unknown_ops=workload.unknown_ops, **step)
@@ -91,6 +96,9 @@ def run_decoder(cfg: DecoderConfig, arch: ArchConfig, workload: WorkloadOptions,
     and size across calls (a sweep's design points share them)."""
     prompt = check_decoder(cfg, workload, llm, arch.array.dtype)
     types = wl.resolve_dtypes(workload.dtypes, workload.graph_dtype(arch.array.dtype) or arch.array.dtype)
+    note = dtype_warning(arch, types.activation, "--activation-dtype" if workload.activation_dtype else "--dtype")
+    if note:
+        arch_warning(note)
     active = wl.sparse_mlp(replace(cfg, expert_skew=llm.expert_skew) if cfg.experts else cfg, llm.mlp_sparsity)
     cache: dict = {} if graphs is None else graphs
 

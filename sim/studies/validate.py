@@ -68,5 +68,8 @@ def checks_table(checks: list[ArrayCheck]) -> str:
                      f"{ch.array_cycles:>12,}  {'= A·B' if ch.output_exact else 'WRONG'}")
     ran = [c for c in checks if not c.skipped]
     bad = [c for c in ran if not c.agrees]
-    lines.append(f"{len(ran) - len(bad)} agreed, {len(bad)} disagreed, {len(checks) - len(ran)} skipped")
+    skipped = [c.m * c.n * c.k for c in checks if c.skipped]
+    lines.append(f"{len(ran) - len(bad)} agreed, {len(bad)} disagreed, {len(skipped)} skipped"
+                 + (f" of {len(checks)} GEMMs: each has more MACs than --max-macs; --max-macs {max(skipped)} checks "
+                    "them all (the cycle-level array is slow on large GEMMs)" if skipped else ""))
     return "\n".join(lines) + "\n"
