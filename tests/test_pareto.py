@@ -84,8 +84,8 @@ def test_metric_text_uses_human_units():
     assert metric_text("energy_pj", "6.232e9") == "6.23 mJ"
     assert metric_text("edp", "2.518e7") == "25.2 µJ·s"
     assert metric_text("area_mm2", "0.5749") == "0.575 mm²"
-    assert metric_text("perf_per_mm2", "1.76e12") == "1.76 TMAC/s per mm²"
-    assert metric_text("dram_read_bytes", str(3 * 2**20)) == "3 MiB" and metric_text("area_mm2", "") == "n/a"
+    assert metric_text("perf_per_mm2", "1.76e12") == "1.76 TMAC/s/mm²"
+    assert metric_text("dram_read_bytes", str(3 * 2**20)) == "3.00 MiB" and metric_text("area_mm2", "") == "n/a"
 
 
 @pytest.fixture(scope="module")

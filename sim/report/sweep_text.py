@@ -2,7 +2,7 @@
 Pareto front over the chosen metrics (default latency, energy and area), every number in human units."""
 from __future__ import annotations
 
-from tilesim.report.format import byte_size, joules, si
+from tilesim.report.format import quantity
 from tilesim.studies.sweep import (
     PARETO_METRICS,
     STATUSES,
@@ -19,24 +19,9 @@ METRIC_NAMES = {"latency_s": "latency", "energy_pj": "energy", "area_mm2": "area
                 "perf_per_mm2": "perf/mm²"}
 
 
-def metric_text(metric: str, value: str) -> str:
-    """A metric's value for people: '4.04 ms', '6.23 mJ', '0.575 mm²', '25.2 µJ·s', '1.2 TMAC/s per mm²'."""
-    if value in (None, ""):
-        return "n/a"
-    x = float(value)
-    if metric.endswith("_s"):
-        return si(x, "s")
-    if metric.endswith("_pj"):
-        return joules(x)
-    if metric == "edp":                          # latency_s x energy_pj
-        return si(x * 1e-12, "J·s")
-    if metric == "area_mm2":
-        return f"{x:.3g} mm²"
-    if metric == "perf_per_mm2":
-        return si(x, "MAC/s") + " per mm²"
-    if metric.endswith("_bytes"):
-        return byte_size(x)
-    return f"{x:.4g}"
+def metric_text(metric: str, value: str | float | None) -> str:
+    """A metric's value from a sweep row for people ('4.04 ms', '6.23 mJ', '0.575 mm²'); 'n/a' where missing."""
+    return "n/a" if value in (None, "") else quantity(metric, float(value))
 
 
 def sweep_summary(rows: list[dict], keys: list[str], out_path: str,
