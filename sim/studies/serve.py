@@ -110,6 +110,9 @@ class SchedulerOptions:
     slo_tpot: float | None = field(default=None, metadata=option("goodput: time per output token SLO, s"))
     slo_share: float = field(default=0.9, metadata=option(
         "rate sweeps: the share of requests that must meet the SLOs at the knee (default 0.9)"))
+    step_cache: bool = field(default=True, metadata=option(
+        "neither read nor write the on-disk store of simulated step costs (docs/serving.md)", flag="--no-step-cache",
+        switch=True))
 
     def __post_init__(self) -> None:
         if self.scheduler not in POLICIES:
@@ -271,6 +274,9 @@ class Server:
     def serve(self, requests: tuple[Request, ...], slo_ttft: float | None, slo_tpot: float | None) -> ServeResult:
         """Serve one stream and summarise it."""
         run = Scheduler(self.config, self.model, self.draft).run(list(requests))
+        for m in (self.model, self.draft):
+            if m is not None:
+                m.save_points()
         rows = request_rows(run, slo_ttft, slo_tpot)
         summary = summarize(run, rows, slo_ttft, slo_tpot, self.model.static_w)
         sims = self.model.simulations + (self.draft.simulations if self.draft else 0)
@@ -299,8 +305,9 @@ def server(workload: WorkloadOptions, arch: ArchConfig, compile_options: Compile
         raise OptionError("kv_blocks", f"the off-chip memory holds the weights but no KV cache block of "
                                        f"{sched.block_size} tokens")
     max_tokens = sched.max_tokens or (512 if sched.scheduler == "chunked" else cfg.max_positions)
-    model = StepCostModel(cfg, arch, compile_options, types)
-    draft = StepCostModel(draft_cfg, arch, compile_options, types) if draft_cfg is not None else None
+    model = StepCostModel(cfg, arch, compile_options, types, sched.step_cache)
+    draft = StepCostModel(draft_cfg, arch, compile_options, types, sched.step_cache) if draft_cfg is not None \
+        else None
     config = SchedulerConfig(sched.scheduler, sched.max_batch, max_tokens, sched.block_size, blocks,
                              sched.spec_k if draft else 0, sched.acceptance, seed, sched.prefix_hit_rate,
                              sched.preemption, sched.swap_gb_s * 1e9, per_token)
