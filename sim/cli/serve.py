@@ -16,6 +16,7 @@ from tilesim.studies.options import OptionError
 from tilesim.studies.serve import (
     SERVE_OPTION_CLASSES,
     SERVE_WORKLOAD_FIELDS,
+    PlacementOptions,
     SchedulerOptions,
     ServeOutputOptions,
     TraceOptions,
@@ -68,8 +69,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
     except OptionError as e:
         raise InputError(e.render(SERVE_FLAG_NAMES)) from None
     outputs_checked(args, out)
+    try:
+        place = options_of(PlacementOptions, args)
+    except OptionError as e:
+        raise InputError(e.render(SERVE_FLAG_NAMES)) from None
     keywords = {n: getattr(workload, n) for n in SERVE_WORKLOAD_FIELDS} | vars(compile_options) | vars(trace) | \
-        vars(sched)
+        vars(sched) | vars(place)
     if trace.rates is not None:
         if out.trace_out or out.figure:
             raise InputError("--rates: a rate sweep writes its table, JSON or CSV only (no --perfetto, --plot)")

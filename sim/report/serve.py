@@ -54,12 +54,33 @@ def serve_table(result: ServeResult) -> str:
               f"{si(s['static_power_w'], 'W')}), {s['j_per_output_token']:.4g} J per output token",
               f"J/token         per request (prompt + output): p50 {s['j_per_token']['p50'] or 0:.4g}, "
               f"p99 {s['j_per_token']['p99'] or 0:.4g}"]
+    lines += placement_lines(s)
     refused = [r for r in result.rows if r["status"] == "refused"]
     for r in refused[:5]:
         lines.append(f"refused         request {r['id']}: {r['reason']}")
     if len(refused) > 5:
         lines.append(f"refused         ... and {len(refused) - 5} more (see -f csv)")
     return "\n".join(lines) + "\n"
+
+
+def placement_lines(s: dict) -> list[str]:
+    """Where it ran, when not one chip: the tensor-parallel group, or both disaggregated groups and the link."""
+    place, d = s.get("placement") or {}, s.get("disaggregation")
+    if d is not None:
+        out = []
+        for name, g in d["groups"].items():
+            out.append(f"{name + ' group':<16}{g['chips']} chip(s): {g['steps']} steps, busy "
+                       f"{percent(g['utilization'])}, mean batch {g['mean_batch']:.1f}, max KV "
+                       f"{percent(g['max_kv_occupancy'])}, {g['energy_j']:.4g} J")
+        t = d["kv_transfer_s"]
+        out.append(f"KV transfers    {d['kv_transfers']} over {d['link']} ({d['link_bandwidth_gb_s']:g} GB/s, "
+                   f"{d['link_latency_us']:g} us): {d['kv_transfer_bytes'] / 2**30:.3g} GiB, p50 {_ms(t['p50'])} ms, "
+                   f"p99 {_ms(t['p99'])} ms on the link; ready p99 {_ms(d['kv_ready_after_prefill_s']['p99'])} ms "
+                   f"after prefill; {d['link_energy_j']:.4g} J")
+        return out
+    if place.get("system"):
+        return [f"system          {place['system']}: tensor-parallel over {place['tp']} chip(s)"]
+    return []
 
 
 def serve_json(result: ServeResult) -> str:

@@ -21,6 +21,10 @@ Swap preemption (preemption="swap"): the victim's cache is copied to a slower ti
 swap_bytes_per_s) instead of dropped, and copied back when it is readmitted, after which it decodes on; each copy
 stalls the step it happens in for bytes / bandwidth (vLLM's swap space), with static power over the stall.
 
+Prefilled arrivals (prefilled=True: the decode group of a disaggregated deployment, serve_disagg.py): each request
+arrives with its prompt's KV cache and its first token; it is admitted as a swapped-in sequence is (its blocks and
+the next token's must be free), without a copy (the transfer is the caller's), and decodes its other O - 1 tokens.
+
 Prefix caching (continuous and chunked; vLLM's automatic prefix caching at block granularity): the first request of
 a prefix id to prefill its shared prefix leaves those whole blocks in the cache; later requests of the id start
 their prefill after them and share the blocks (counted once). Blocks of a prefix no running request uses stay
@@ -62,6 +66,8 @@ class SchedulerConfig:
     preemption: str = "recompute"  # or swap
     swap_bytes_per_s: float = 64e9   # the slower tier's link (PCIe 5.0 x16, one direction)
     kv_bytes_per_token: int = 0      # what a swap copies per cached token
+    prefilled: bool = False          # a disaggregated decode group: requests arrive with their prompt's KV cache and
+                                     # first token (serve_disagg.py), admitted like a swap-in without the copy
 
 
 @dataclass
@@ -148,7 +154,7 @@ def refusal(req: Request, cfg: SchedulerConfig, max_positions: int) -> str:
                 f"{max_positions} positions")
     if blocks_for(need, cfg.block_size) > cfg.kv_blocks:
         return f"its KV cache ({need} tokens) exceeds the cache ({cfg.kv_blocks * cfg.block_size} tokens)"
-    if cfg.policy == "continuous" and req.prompt_tokens > cfg.max_tokens:
+    if cfg.policy == "continuous" and req.prompt_tokens > cfg.max_tokens and not cfg.prefilled:
         return f"prompt {req.prompt_tokens} tokens exceeds max_tokens {cfg.max_tokens} per step (use chunked)"
     return ""
 
@@ -248,8 +254,10 @@ class Scheduler:
         if not self.grow(s, s.swapped + self.cfg.spec_k + 1):
             return False
         s.cached = s.target = s.swapped
-        self.copy(s.swapped)
+        if s.preemptions:                        # not a prefilled arrival's cache: it came over the groups' link
+            self.copy(s.swapped)
         s.swapped = 0
+        s.start_s = self.now if s.start_s is None else s.start_s
         self.running.append(s)
         return True
 
@@ -359,6 +367,8 @@ class Scheduler:
             why = refusal(r, self.cfg, positions)
             if why:
                 outcomes[r.rid] = RequestOutcome(r, refused=why)
+            elif self.cfg.prefilled:                 # its prompt cached, its first token out: it decodes on
+                seqs.append(Seq(r, swapped=r.prompt_tokens, generated=1))
             else:
                 seqs.append(Seq(r))
         plan = {"static": self.plan_static, "continuous": self.plan_continuous, "chunked": self.plan_chunked}[
