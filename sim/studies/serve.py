@@ -172,8 +172,8 @@ class PlacementOptions:
         if self.disaggregate and self.tp is not None:
             raise OptionError("tp", "with --disaggregate the groups' sizes are --prefill-chips and --decode-chips")
         if not self.disaggregate and (self.prefill_chips != 1 or self.decode_chips != 1 or self.link is not None):
-            raise OptionError(("prefill_chips", "decode_chips", "link"), "{prefill_chips}, {decode_chips} and {link} "
-                                                                         "go with --disaggregate")
+            raise OptionError(("prefill_chips", "decode_chips", "link"), "these apply to disaggregated serving only "
+                                                                         "(--disaggregate)")
         if self.tp is not None and self.system is None:
             raise OptionError("tp", "tensor-parallel serving needs a system: give --system (a preset or YAML)")
 
@@ -430,8 +430,8 @@ def server(workload: WorkloadOptions, arch: ArchConfig, compile_options: Compile
                       placement={"system": system.name if system else None, "chips": tp, "tp": tp})
     p, d = placement.prefill_chips, placement.decode_chips
     if p + d > system.chips:
-        raise OptionError(("prefill_chips", "decode_chips"), f"{{prefill_chips}} {p} + {{decode_chips}} {d} chips, "
-                                                             f"the system '{system.name}' has {system.chips}")
+        raise OptionError(("prefill_chips", "decode_chips"), f"{p} + {d} chips, the system '{system.name}' has "
+                                                             f"{system.chips}")
     pre_config, pre_model, _, weights, per_token = group(p, 0)
     dec_config, dec_model, _, _, _ = group(d, p)
     link = LINKS[placement.link] if placement.link is not None else system.link
