@@ -209,3 +209,44 @@ def test_group_members_start_after_the_prefill_group():
     assert a.comm(32, 1) == b.comm(32, 1)            # either pair of ring neighbours costs the same
     with pytest.raises(OptionError, match=r"chips 3\.\.4 are not all in the system"):
         GroupStepCost(CFG, system, 2, CompileOptions(), TYPES, first_chip=3)
+
+
+# ---------------------------------------------------------------- grids of scheduler, placement and arch settings
+
+def test_each_grid_point_is_the_plain_serve_with_its_settings():
+    kw = {"rate": 400.0, "requests": 40, "prompt_lengths": "uniform:16,300", "output_lengths": "uniform:2,40",
+          "step_cache": False}
+    grid = tilesim.serve_grid("gpt2", "h100", grid=["max_batch=4,16", "memory.hbm.bandwidth_gb_s=1500,3020"], **kw)
+    assert [p.settings for p in grid.points] == [
+        {"max_batch": "4", "memory.hbm.bandwidth_gb_s": "1500"},
+        {"max_batch": "4", "memory.hbm.bandwidth_gb_s": "3020"},
+        {"max_batch": "16", "memory.hbm.bandwidth_gb_s": "1500"},
+        {"max_batch": "16", "memory.hbm.bandwidth_gb_s": "3020"}]
+    for p in grid.points:
+        bandwidth = p.settings["memory.hbm.bandwidth_gb_s"]
+        plain = tilesim.serve("gpt2", "h100", overrides=[f"memory.hbm.bandwidth_gb_s={bandwidth}"],
+                              max_batch=int(p.settings["max_batch"]), **kw)
+        assert p.result.summary == plain.summary
+    slow, fast = grid.points[2].result.summary, grid.points[3].result.summary
+    assert slow["tpot_s"]["p50"] > fast["tpot_s"]["p50"]            # half the HBM bandwidth: slower decode
+
+
+def test_grid_with_rates_finds_each_knee_and_the_best(capsys):
+    grid = tilesim.serve_grid("gpt2", "h100", grid=["max_batch=2,16"], rates="300,3000", requests=60,
+                              prompt_lengths="fixed:256", output_lengths="fixed:32", slo_ttft=0.005, slo_tpot=0.001,
+                              step_cache=False)
+    knees = [p.sweep.knee_rate for p in grid.points]
+    assert knees[0] is None or knees[0] < knees[1]                   # a batch of 2 cannot keep up
+    assert grid.best is grid.points[1] and grid.to_dict()["best"]["knee_rate"] == knees[1]
+    code = main(["serve", "-w", "gpt2", "--rates", "300,3000", "--requests", "60", "--prompt-lengths", "fixed:256",
+                 "--output-lengths", "fixed:32", "--slo-ttft", "0.005", "--slo-tpot", "0.001", "--grid",
+                 "max_batch=2,16", "--no-step-cache", "-f", "csv"])
+    out = capsys.readouterr().out
+    assert code == 0 and out.splitlines()[0].startswith("max_batch,rate,served")
+    assert len(out.splitlines()) == 5
+    for args, want in ((["--grid", "colour=1,2"], "--grid colour: not a serving option or arch field"),
+                       (["--grid", "max_batch=0,2"], "--max-batch: must be >= 1, got 0"),
+                       (["--grid", "max_batch=2", "--plot", "x.png"], "--grid: a grid writes its table")):
+        code = main(["serve", "-w", "gpt2", "--rate", "10", "--requests", "3", "--no-step-cache", *args])
+        err = capsys.readouterr().err
+        assert code == 2 and want in err and err.count("\n") == 1, (args, err)

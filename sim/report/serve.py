@@ -14,6 +14,7 @@ from tilesim.arch.errors import InputError
 from tilesim.report.figure import PLOT_SUFFIXES, new_figure, require_matplotlib, save
 from tilesim.report.format import percent, si
 from tilesim.studies.serve import RateSweep, ServeResult
+from tilesim.studies.serve_sweep import ServeGrid
 
 CSV_COLUMNS = ("id", "arrival_s", "prompt_tokens", "output_tokens", "prefix_id", "status", "queue_s", "ttft_s",
                "tpot_s", "e2e_s", "finish_s", "preemptions", "cache_hit_tokens", "energy_j", "j_per_token", "slo_met",
@@ -178,19 +179,72 @@ RATE_COLUMNS = (("rate", "rate/s", "{:.3g}"), ("served", "served", "{}"), ("ttft
                 ("preemptions", "preempt", "{}"), ("j_per_output_token", "J/token", "{:.4g}"))
 
 
+def summary_row(s: dict) -> dict:
+    """A served stream's summary as the sweep tables' metric columns."""
+    ms = lambda d, k: (d[k] or 0.0) * 1e3    # noqa: E731
+    return {"served": s["served"], "ttft_p99_ms": ms(s["ttft_s"], "p99"),
+            "tpot_p99_ms": ms(s["tpot_s"], "p99"), "e2e_p50_ms": ms(s["e2e_s"], "p50"),
+            "throughput_tokens_per_s": s["throughput_tokens_per_s"],
+            "goodput_requests_per_s": s["goodput_requests_per_s"], "slo_attainment": s["slo_attainment"],
+            "mean_batch": s["mean_batch"], "preemptions": s["preemptions"],
+            "j_per_output_token": s["j_per_output_token"]}
+
+
 def rate_rows(sweep: RateSweep) -> list[dict]:
     """One flat row per rate: the sweep table's columns."""
+    return [{"rate": rate} | summary_row(r.summary) for rate, r in zip(sweep.rates, sweep.results, strict=True)]
+
+
+def aligned(columns: list[tuple[str, str, str]], rows: list[dict]) -> list[str]:
+    """A header and one line per row, right-aligned columns (key, heading, format)."""
+    cells = [[f.format(row[k]) for k, _, f in columns] for row in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h, _) in enumerate(columns)]
+    return ["  ".join(h.rjust(w) for (_, h, _), w in zip(columns, widths, strict=True))] + \
+        ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+
+
+def csv_text(columns: list[str], rows: list[dict]) -> str:
+    """Rows as CSV with a header."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, columns, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def grid_report(grid: ServeGrid, fmt: str) -> str:
+    """A serving grid as a table (a row per point, or per point and rate, then each point's knee and the best), JSON
+    or CSV (the table's rows)."""
+    if fmt == "json":
+        return json.dumps(grid.to_dict(), indent=2) + "\n"
+    rated = grid.points[0].sweep is not None
     rows = []
-    for rate, r in zip(sweep.rates, sweep.results, strict=True):
-        s = r.summary
-        ms = lambda d, k: (d[k] or 0.0) * 1e3    # noqa: E731
-        rows.append({"rate": rate, "served": s["served"], "ttft_p99_ms": ms(s["ttft_s"], "p99"),
-                     "tpot_p99_ms": ms(s["tpot_s"], "p99"), "e2e_p50_ms": ms(s["e2e_s"], "p50"),
-                     "throughput_tokens_per_s": s["throughput_tokens_per_s"],
-                     "goodput_requests_per_s": s["goodput_requests_per_s"], "slo_attainment": s["slo_attainment"],
-                     "mean_batch": s["mean_batch"], "preemptions": s["preemptions"],
-                     "j_per_output_token": s["j_per_output_token"]})
-    return rows
+    for p in grid.points:
+        if p.sweep is not None:
+            rows += [p.settings | row for row in rate_rows(p.sweep)]
+        else:
+            rows.append(p.settings | summary_row(p.result.summary))
+    metrics = [c for c in RATE_COLUMNS if rated or c[0] != "rate"]
+    if fmt == "csv":
+        return csv_text([*grid.axes, *(k for k, _, _ in metrics)], rows)
+    columns = [(a, a, "{}") for a in grid.axes] + metrics
+    first = grid.points[0].sweep.results[0] if rated else grid.points[0].result
+    lines = [f"serve {grid.workload} on {grid.arch}: {len(grid.points)} grid points over {', '.join(grid.axes)}, "
+             f"{first.summary['requests']} requests each" + (" per rate" if rated else ""), *aligned(columns, rows)]
+    if rated:
+        s = first.summary
+        if s["slo_ttft_s"] is None and s["slo_tpot_s"] is None:
+            lines.append("knee: give --slo-ttft and/or --slo-tpot to find the highest rate that meets them")
+        else:
+            for p in grid.points:
+                where = " ".join(f"{k}={v}" for k, v in p.settings.items())
+                knee = f"{p.sweep.knee_rate:g} requests/s" if p.sweep.knee_rate is not None else "none"
+                lines.append(f"knee at {where}: {knee}")
+            best = grid.best
+            lines.append("best: " + (" ".join(f"{k}={v}" for k, v in best.settings.items()) +
+                                     f" sustains {best.sweep.knee_rate:g} requests/s with {best.sweep.share:.0%} "
+                                     "within the SLOs" if best is not None else "no point meets the SLOs"))
+    return "\n".join(lines) + "\n"
 
 
 def rates_report(sweep: RateSweep, fmt: str) -> str:
@@ -199,18 +253,10 @@ def rates_report(sweep: RateSweep, fmt: str) -> str:
         return json.dumps(sweep.to_dict(), indent=2) + "\n"
     rows = rate_rows(sweep)
     if fmt == "csv":
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, [k for k, _, _ in RATE_COLUMNS], lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-        return buf.getvalue()
+        return csv_text([k for k, _, _ in RATE_COLUMNS], rows)
     first = sweep.results[0]
-    cells = [[fmt_.format(row[k]) for k, _, fmt_ in RATE_COLUMNS] for row in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h, _) in enumerate(RATE_COLUMNS)]
     lines = [f"serve {first.workload} on {first.arch}, {first.summary['scheduler']} scheduler: "
-             f"{first.summary['requests']} generated requests per rate",
-             "  ".join(h.rjust(w) for (_, h, _), w in zip(RATE_COLUMNS, widths, strict=True))]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+             f"{first.summary['requests']} generated requests per rate", *aligned(list(RATE_COLUMNS), rows)]
     s = first.summary
     if s["slo_ttft_s"] is None and s["slo_tpot_s"] is None:
         lines.append("knee: give --slo-ttft and/or --slo-tpot to find the highest rate that meets them")

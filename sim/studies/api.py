@@ -30,6 +30,8 @@ from tilesim.studies.options import (
 from tilesim.studies.runs import check_decoder, decoder, resolve_arch, schedule, workload_graph
 from tilesim.studies.runs import run_decoder as run_decoder_phase
 from tilesim.studies.serve import RateSweep, ServeResult, split_serve_options
+from tilesim.studies.serve_sweep import ServeGrid
+from tilesim.studies.serve_sweep import serve_grid as serve_grid_points
 from tilesim.studies.sweep import SweepSpec, check_fields, grid_points, parse_grids, random_points, run_sweep
 from tilesim.studies.system import SystemResult, system_run
 from tilesim.workloads import load_workload as load_graph
@@ -195,5 +197,14 @@ def serve_rates(workload: str = "llama2-7b", arch: str | ArchConfig = "h100", *,
                                place.system_config(chip, tuple(overrides)))
 
 
+def serve_grid(workload: str = "llama2-7b", arch: str = "h100", *, grid: Sequence[str],
+               overrides: Sequence[str] = (), **options: Any) -> ServeGrid:
+    """The stream (or, with rates='1,2,4', the rate sweep and its knee) at every point of a grid of scheduler,
+    placement and arch settings (['max_batch=16,64', 'memory.hbm.bandwidth_gb_s=1500,3000']), as `tilesim serve
+    --grid`."""
+    w, c, trace, sched, place = split_serve_options(workload, options, "serve_grid")
+    return serve_grid_points(w, arch, tuple(overrides), c, trace, sched, place, tuple(grid))
+
+
 __all__ = ["CompareResult", "RateSweep", "RunResult", "ServeResult", "compare", "load_arch", "load_workload", "run",
-           "serve", "serve_rates", "sweep"]
+           "serve", "serve_grid", "serve_rates", "sweep"]

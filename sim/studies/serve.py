@@ -481,6 +481,12 @@ def serve_rates(workload: WorkloadOptions, arch: ArchConfig, compile_options: Co
                 placement: PlacementOptions | None = None, system: SystemConfig | None = None) -> RateSweep:
     """The same generated stream (seed, lengths, count) at each rate; step costs simulated once for all."""
     srv = server(workload, arch, compile_options, sched, trace.seed, placement, system)
+    return sweep_rates(srv, trace, sched, rates, share)
+
+
+def sweep_rates(srv: Server, trace: TraceOptions, sched: SchedulerOptions, rates: tuple[float, ...],
+                share: float) -> RateSweep:
+    """The generated stream at each rate through one server, and the knee."""
     results = tuple(srv.serve(replace(trace, rates=None, rate=r).stream(), sched.slo_ttft, sched.slo_tpot)
                     for r in rates)
     slo = sched.slo_ttft is not None or sched.slo_tpot is not None
