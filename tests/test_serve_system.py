@@ -250,3 +250,12 @@ def test_grid_with_rates_finds_each_knee_and_the_best(capsys):
         code = main(["serve", "-w", "gpt2", "--rate", "10", "--requests", "3", "--no-step-cache", *args])
         err = capsys.readouterr().err
         assert code == 2 and want in err and err.count("\n") == 1, (args, err)
+
+
+def test_rate_sweep_on_a_system_is_each_rate_served_there(tmp_path, monkeypatch):
+    monkeypatch.setenv("TILESIM_CACHE_DIR", str(tmp_path))             # a fresh store, shared by the runs below
+    kw = {"requests": 30, "prompt_lengths": "fixed:128", "output_lengths": "fixed:16", "system": "8xh100", "tp": 2}
+    sweep = tilesim.serve_rates("gpt2", rates="100,1000", **kw)
+    assert sweep.results[0].arch == "8xh100"
+    for rate, result in zip(sweep.rates, sweep.results, strict=True):
+        assert result.summary == tilesim.serve("gpt2", rate=rate, **kw).summary
