@@ -328,6 +328,13 @@ class Server:
     disagg: Disaggregated | None = None
     placement: dict = field(default_factory=dict)
 
+    @property
+    def static_w(self) -> float:
+        """Static power of the chips serving: the model's chip or group, or both disaggregated groups."""
+        if self.disagg is not None:
+            return self.disagg.prefill_model.static_w + self.disagg.decode_model.static_w
+        return self.model.static_w
+
     def models(self) -> list:
         """Every step-cost model the server uses."""
         if self.disagg is not None:
@@ -344,8 +351,7 @@ class Server:
         for m in models:
             m.save_points()
         rows = request_rows(run, slo_ttft, slo_tpot)
-        summary = summarize(run, rows, slo_ttft, slo_tpot, sum(m.static_w for m in models[:2 if self.disagg
-                                                                                          else 1]))
+        summary = summarize(run, rows, slo_ttft, slo_tpot, self.static_w)
         summary["placement"] = self.placement
         if self.disagg is not None:
             summary |= disaggregated_figures(run, rows, self.disagg)
