@@ -12,6 +12,7 @@ from tilesim.arch import load_arch
 from tilesim.arch.system import LINKS, Link, SystemConfig, load_system
 from tilesim.cli.main import main
 from tilesim.compiler.schedule import CompileOptions
+from tilesim.report.serve import trace_events
 from tilesim.studies.options import OptionError, WorkloadOptions
 from tilesim.studies.serve import PlacementOptions, SchedulerOptions, server
 from tilesim.studies.serve_cost import StepCostModel
@@ -259,3 +260,13 @@ def test_rate_sweep_on_a_system_is_each_rate_served_there(tmp_path, monkeypatch)
     assert sweep.results[0].arch == "8xh100"
     for rate, result in zip(sweep.rates, sweep.results, strict=True):
         assert result.summary == tilesim.serve("gpt2", rate=rate, **kw).summary
+
+
+def test_perfetto_trace_shows_the_kv_transfer(tmp_path):
+    trace = write_trace(tmp_path, [(0.0, 100, 5)])
+    _, r = disaggregated(trace)
+    events = {e["name"]: e for e in trace_events(r)
+              if e.get("ph") == "X"}
+    t = r.run.extra["transfers"][0]
+    assert events["kv transfer"]["dur"] == pytest.approx((t.end_s - t.ready_s) * 1e6)
+    assert events["decode"]["ts"] == pytest.approx(t.end_s * 1e6)

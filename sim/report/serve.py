@@ -105,19 +105,22 @@ def serve_report(result: ServeResult, fmt: str) -> str:
 
 
 def trace_events(result: ServeResult) -> list[dict]:
-    """Chrome trace events: a track per served request (queued, prefill until the first token, decode) and counter
-    tracks of batch size, KV blocks in use and requests in the system; microseconds."""
+    """Chrome trace events: a track per served request (queued, prefill until the first token, disaggregated: the KV
+    transfer until the decode group has the cache, decode) and counter tracks of batch size, KV blocks in use and
+    requests in the system; microseconds."""
     us = 1e6
     events = [{"name": "process_name", "ph": "M", "pid": 1, "tid": 0,
                "args": {"name": f"tilesim serve: {result.workload} on {result.arch}"}}]
+    sent = {t.rid: t.end_s for t in result.run.extra.get("transfers", ())}
     for r in result.rows:
         if r["status"] != "served":
             continue
         tid = r["id"] + 1
         events.append({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": {"name": f"request {r['id']}"}})
         start, first = r["arrival_s"] + r["queue_s"], r["arrival_s"] + r["ttft_s"]
+        arrived = sent.get(r["id"], first)
         for name, a, b in (("queued", r["arrival_s"], start), ("prefill", start, first),
-                           ("decode", first, r["finish_s"])):
+                           ("kv transfer", first, arrived), ("decode", arrived, r["finish_s"])):
             if b > a:
                 events.append({"name": name, "ph": "X", "pid": 1, "tid": tid, "ts": a * us, "dur": (b - a) * us,
                                "args": {"prompt_tokens": r["prompt_tokens"], "output_tokens": r["output_tokens"]}})
