@@ -16,10 +16,9 @@ from tilesim.report.serve import trace_events
 from tilesim.studies.options import OptionError, WorkloadOptions
 from tilesim.studies.serve import PlacementOptions, SchedulerOptions, server
 from tilesim.studies.serve_cost import StepCostModel
-from tilesim.studies.serve_disagg import kv_transfers
-from tilesim.studies.serve_sched import RequestOutcome
+from tilesim.studies.serve_disagg import LinkQueue
 from tilesim.studies.serve_system import GroupStepCost
-from tilesim.studies.serve_trace import Request, read_trace
+from tilesim.studies.serve_trace import read_trace
 from tilesim.workloads import decoder_config
 from tilesim.workloads import llm as wl
 
@@ -111,14 +110,14 @@ def test_system_layout_errors_are_one_line(capsys):
 
 def test_kv_transfer_time_is_alpha_beta_and_the_link_is_fifo():
     link = LINKS["pcie5"]                          # 64 GB/s, 5 us
-    done = [RequestOutcome(Request(i, 0.0, 100, 8), 0.0, 1e-3, 1e-3) for i in range(2)]
-    first, second = kv_transfers(done, GPT2_KV_BYTES, link, ports=1)
+    q = LinkQueue(link, ports=1)
+    first, second = (q.send(i, 1e-3, 100 * GPT2_KV_BYTES) for i in range(2))
     one = 5e-6 + 100 * 36_864 / 64e9               # 62.6 us
     assert first.bytes == 3_686_400 and first.end_s - first.start_s == pytest.approx(one, rel=1e-12)
     assert (first.start_s, second.start_s) == (1e-3, first.end_s)          # the second waits for the link
     assert second.end_s == pytest.approx(1e-3 + 2 * one, rel=1e-12)
     assert first.energy_pj == pytest.approx(3_686_400 * 8 * link.pj_per_bit)
-    two_ports = kv_transfers(done[:1], GPT2_KV_BYTES, link, ports=2)[0]
+    two_ports = LinkQueue(link, ports=2).send(0, 1e-3, 100 * GPT2_KV_BYTES)
     assert two_ports.end_s - two_ports.start_s == pytest.approx(5e-6 + 3_686_400 / 2 / 64e9, rel=1e-12)
 
 
@@ -270,3 +269,14 @@ def test_perfetto_trace_shows_the_kv_transfer(tmp_path):
     t = r.run.extra["transfers"][0]
     assert events["kv transfer"]["dur"] == pytest.approx((t.end_s - t.ready_s) * 1e6)
     assert events["decode"]["ts"] == pytest.approx(t.end_s * 1e6)
+
+
+def test_prefill_blocks_are_held_until_the_cache_is_sent(tmp_path):
+    trace = write_trace(tmp_path, [(0.0, 200, 4)] * 3)
+    slow = Link(0.05, 5.0, 5.0, name="slow")          # 200 tokens: 7.4 MB, ~0.15 s on the link
+    _, r = disaggregated(trace, slow, kv_blocks=13)   # 13 blocks of 16: one request's prompt (and its next token)
+    sent = sorted(r.run.extra["transfers"], key=lambda t: t.start_s)
+    ttft = sorted(row["ttft_s"] for row in r.rows)
+    assert ttft[1] > sent[0].end_s and ttft[2] > sent[1].end_s      # each prefill waits for the last one's send
+    _, fast = disaggregated(trace, None, kv_blocks=13)
+    assert sorted(row["ttft_s"] for row in fast.rows)[2] < sent[0].end_s

@@ -3,8 +3,8 @@ are prefilled on one group of chips, the KV cache crosses a link, and another gr
 
 - Prefill group (prefill_chips, tensor-parallel over them: serve_system.py): the stream's prompts under the
   scheduler chosen (continuous or chunked), each request as if it wanted one output token: its prefill yields the
-  first token, so TTFT = prefill finish - arrival. Its blocks are freed when the prefill ends (the copy below is
-  not held against the prefill group's cache).
+  first token, so TTFT = prefill finish - arrival. Its blocks stay taken until its cache has been sent (a prefill
+  that cannot find blocks waits for them).
 - KV transfer: the whole prompt's cache, prompt x KV bytes per token of the model (every layer, every kv head,
   once), sent as each prefill ends, first finished first sent, one transfer at a time over the link between the
   groups (a FIFO queue on it); each of min(prefill, decode) chips sends its share at once over its own port:
@@ -26,7 +26,7 @@ import numpy as np
 
 from tilesim.arch.system import Link
 from tilesim.core.collectives import point_to_point
-from tilesim.studies.serve_sched import RequestOutcome, Scheduler, SchedulerConfig, ServeRun
+from tilesim.studies.serve_sched import RequestOutcome, Scheduler, SchedulerConfig, Seq, ServeRun
 from tilesim.studies.serve_trace import Request
 
 
@@ -41,17 +41,23 @@ class Transfer:
     energy_pj: float
 
 
-def kv_transfers(prefilled: list[RequestOutcome], kv_bytes_per_token: int, link: Link, ports: int) -> list[Transfer]:
-    """The transfers of the prefilled requests' caches over the link, in the order their prefills ended, one at a
-    time (FIFO): start = max(ready, link free), end = start + alpha + bytes / (ports x B)."""
-    out, free_s = [], -np.inf
-    for o in sorted(prefilled, key=lambda o: (o.finish_s, o.req.rid)):
-        n = o.req.prompt_tokens * kv_bytes_per_token
-        one = point_to_point(n / ports, link)
-        start = max(o.finish_s, free_s)
-        free_s = start + one.time_s
-        out.append(Transfer(o.req.rid, o.finish_s, start, free_s, n, one.energy_pj * ports))
-    return out
+class LinkQueue:
+    """The link between the groups: transfers one at a time, first come first sent (FIFO), each of `ports` chips
+    sending its share at once: start = max(ready, link free), end = start + alpha + bytes / (ports x B)."""
+
+    def __init__(self, link: Link, ports: int):
+        self.link, self.ports = link, ports
+        self.free_s = -np.inf
+        self.sent: list[Transfer] = []
+
+    def send(self, rid: int, ready_s: float, n_bytes: int) -> Transfer:
+        """Queue a request's cache of n bytes, ready at ready_s; the transfer it gets."""
+        one = point_to_point(n_bytes / self.ports, self.link)
+        start = max(ready_s, self.free_s)
+        self.free_s = start + one.time_s
+        t = Transfer(rid, ready_s, start, self.free_s, n_bytes, one.energy_pj * self.ports)
+        self.sent.append(t)
+        return t
 
 
 def group_figures(run: ServeRun, chips: int, span_s: float, static_w: float) -> dict:
@@ -86,12 +92,21 @@ class Disaggregated:
     def run(self, requests: list[Request]) -> ServeRun:
         """The stream through both groups: one outcome per request, both groups' steps (in time order), the
         transfers and each group's figures in `extra`."""
-        first = Scheduler(self.prefill_config, self.prefill_model).run([replace(r, output_tokens=1) for r in requests])
-        done = {o.req.rid: o for o in first.requests}
-        onward = [done[r.rid] for r in requests if not done[r.rid].refused and r.output_tokens > 1]
-        ports = min(self.prefill_chips, self.decode_chips)
-        transfers = {t.rid: t for t in kv_transfers(onward, self.kv_bytes_per_token, self.link, ports)}
         by_id = {r.rid: r for r in requests}
+        link = LinkQueue(self.link, min(self.prefill_chips, self.decode_chips))
+
+        def send(s: Seq) -> float:
+            """A prefill's end: its cache queued on the link (none for a request of one token); its blocks are
+            held until the link has sent it."""
+            r = by_id[s.req.rid]
+            if r.output_tokens <= 1:
+                return s.finish_s
+            return link.send(r.rid, s.finish_s, r.prompt_tokens * self.kv_bytes_per_token).end_s
+
+        first = Scheduler(self.prefill_config, self.prefill_model, handoff=send).run(
+            [replace(r, output_tokens=1) for r in requests])
+        done = {o.req.rid: o for o in first.requests}
+        transfers = {t.rid: t for t in link.sent}
         arrivals = sorted((replace(by_id[rid], arrival_s=t.end_s, prefix_id=None, prefix_tokens=0)
                            for rid, t in transfers.items()), key=lambda r: (r.arrival_s, r.rid))
         second = Scheduler(self.decode_config, self.decode_model).run(arrivals)

@@ -24,6 +24,8 @@ stalls the step it happens in for bytes / bandwidth (vLLM's swap space), with st
 Prefilled arrivals (prefilled=True: the decode group of a disaggregated deployment, serve_disagg.py): each request
 arrives with its prompt's KV cache and its first token; it is admitted as a swapped-in sequence is (its blocks and
 the next token's must be free), without a copy (the transfer is the caller's), and decodes its other O - 1 tokens.
+A `handoff` (the prefill group of a disaggregated deployment) says when a finished sequence's blocks may be freed
+(when its cache has been sent); until then they stay taken, and a step that cannot start for want of them waits.
 
 Prefix caching (continuous and chunked; vLLM's automatic prefix caching at block granularity): the first request of
 a prefix id to prefill its shared prefix leaves those whole blocks in the cache; later requests of the id start
@@ -40,7 +42,9 @@ round yields 1 to spec_k + 1 tokens per sequence (spec_k + 1 at acceptance 1), n
 """
 from __future__ import annotations
 
+import heapq
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -162,8 +166,11 @@ def refusal(req: Request, cfg: SchedulerConfig, max_positions: int) -> str:
 class Scheduler:
     """The event loop shared by the policies: arrivals, steps, block accounting, per-request results."""
 
-    def __init__(self, cfg: SchedulerConfig, model: StepCostModel, draft: StepCostModel | None = None):
+    def __init__(self, cfg: SchedulerConfig, model: StepCostModel, draft: StepCostModel | None = None,
+                 handoff: Callable[[Seq], float] | None = None):
         self.cfg, self.model, self.draft = cfg, model, draft
+        self.handoff = handoff                   # a finished sequence -> when its blocks may be freed (its cache sent)
+        self.holding: list[tuple[float, int, Seq]] = []     # finished sequences whose blocks are held, by release
         self.rng = np.random.default_rng(cfg.seed)
         self.waiting: deque[Seq] = deque()
         self.running: list[Seq] = []
@@ -195,6 +202,11 @@ class Scheduler:
                 break
             self.free += self.prefixes.pop(pid).blocks
         return self.free >= need
+
+    def release_held(self) -> None:
+        """Free the blocks of finished sequences whose hold has ended."""
+        while self.holding and self.holding[0][0] <= self.now:
+            self.release(heapq.heappop(self.holding)[2])
 
     def release(self, s: Seq) -> None:
         """Free all of s's blocks and its hold on a cached prefix."""
@@ -379,6 +391,7 @@ class Scheduler:
             while nxt < len(seqs) and seqs[nxt].req.arrival_s <= self.now:
                 self.waiting.append(seqs[nxt])
                 nxt += 1
+            self.release_held()
             if not self.waiting and not self.running:
                 idle += seqs[nxt].req.arrival_s - self.now
                 self.now = seqs[nxt].req.arrival_s
@@ -386,6 +399,11 @@ class Scheduler:
             arrived = nxt
             in_system, queued = arrived - done, len(self.waiting)
             chunks, decode = plan()
+            if not chunks and not decode and self.holding:      # blocks held by sends: wait for one (or an arrival)
+                until = min(self.holding[0][0], seqs[nxt].req.arrival_s if nxt < len(seqs) else np.inf)
+                idle += until - self.now
+                self.now = until
+                continue
             if not chunks and not decode:
                 raise RuntimeError("serve: a step with nothing to run")    # refusal() rules this out
             finished = self.step(chunks, decode, in_system, queued)
@@ -470,6 +488,10 @@ class Scheduler:
             return 0
         s.finish_s = self.now
         if self.cfg.policy != "static":
-            self.release(s)
             self.running.remove(s)
+            until = self.handoff(s) if self.handoff is not None else self.now
+            if until > self.now:
+                heapq.heappush(self.holding, (until, s.req.rid, s))
+            else:
+                self.release(s)
         return 1
