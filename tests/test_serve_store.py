@@ -103,3 +103,14 @@ def test_the_store_can_be_turned_off(cache_dir, monkeypatch):
     monkeypatch.setenv("TILESIM_STEP_CACHE", "0")
     served()
     assert not cache_dir.exists() or not list(cache_dir.glob("*.json"))
+
+
+def test_the_key_hashes_the_simulator_and_step_cost_source(monkeypatch):
+    full = serve_store.source_fingerprint()
+    for name, value in (("SOURCE_MODULES", ()), ("SOURCE_PACKAGES", ("tilesim.core",))):
+        serve_store.source_fingerprint.cache_clear()
+        with monkeypatch.context() as m:
+            m.setattr(serve_store, name, value)
+            assert serve_store.source_fingerprint() != full
+    serve_store.source_fingerprint.cache_clear()
+    assert serve_store.source_fingerprint() == full

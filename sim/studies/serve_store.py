@@ -5,7 +5,8 @@ One JSON file per (model config, arch, dtypes, compile options, tilesim version 
 cache folder ($TILESIM_CACHE_DIR, else $XDG_CACHE_HOME/tilesim, else ~/.cache/tilesim; subfolder serve-steps), or,
 where that cannot be written, under a private per-user temporary folder (as the numba cache falls back,
 core/kernels/jit.py); with neither, nothing is stored. TILESIM_STEP_CACHE=0 turns the store off. The key hashes the
-source of the packages that compute a step's cost, so a changed simulator never reads an old grid. Floats go through
+source that computes a step's cost (the simulator's packages and serve_cost.py), so a changed simulator never reads
+an old grid. Floats go through
 JSON's shortest round-trip repr: a cached grid point is bit-identical to the simulation it stands for. A file that
 cannot be read or parsed is ignored (and replaced at the next save); saves are atomic (temporary file + rename).
 """
@@ -14,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import importlib
 import importlib.metadata
 import json
 import os
@@ -24,23 +26,27 @@ from typing import Any
 from tilesim.core.kernels.jit import private_cache_dir
 
 STORE_VERSION = 1           # the file layout below
-SOURCE_PACKAGES = ("tilesim.core", "tilesim.compiler", "tilesim.arch", "tilesim.workloads", "tilesim.studies")
+SOURCE_PACKAGES = ("tilesim.core", "tilesim.compiler", "tilesim.arch", "tilesim.workloads")
+SOURCE_MODULES = ("tilesim.studies.serve_cost",)     # how a grid point is simulated; the schedulers do not matter
 
 
 @functools.cache
 def source_fingerprint() -> str:
-    """The installed tilesim version and a hash of the source files of the packages a step cost depends on."""
+    """The installed tilesim version and a hash of the source files a step cost depends on: the simulator's
+    packages and the step-cost model (not the schedulers, which only read the grid)."""
     try:
         version = importlib.metadata.version("tilesim")
     except importlib.metadata.PackageNotFoundError:
         version = "unknown"
     h = hashlib.sha256(version.encode())
+    files = []
     for name in SOURCE_PACKAGES:
-        module = __import__(name, fromlist=["__file__"])
-        root = Path(module.__file__).parent
-        for f in sorted(root.glob("*.py")) + sorted(root.glob("*/*.py")):
-            h.update(str(f.relative_to(root)).encode())
-            h.update(f.read_bytes())
+        root = Path(importlib.import_module(name).__file__).parent
+        files += [(f"{name}/{f.relative_to(root)}", f) for f in sorted(root.glob("*.py")) + sorted(root.glob("*/*.py"))]
+    files += [(name, Path(importlib.import_module(name).__file__)) for name in SOURCE_MODULES]
+    for label, f in files:
+        h.update(label.encode())
+        h.update(f.read_bytes())
     return f"{version}-{h.hexdigest()[:16]}"
 
 
