@@ -20,14 +20,14 @@ _HOMES = {
     "load_arch": "tilesim.studies.api", "load_workload": "tilesim.studies.api",
     "RunResult": "tilesim.studies.api", "CompareResult": "tilesim.studies.api",
     "serve": "tilesim.studies.api", "ServeResult": "tilesim.studies.api", "serve_rates": "tilesim.studies.api",
-    "RateSweep": "tilesim.studies.api",
+    "RateSweep": "tilesim.studies.api", "serve_grid": "tilesim.studies.api",
     "SimResult": "tilesim.core.result", "KernelResult": "tilesim.core.result",
     "simulate": "tilesim.core.simulate", "kernel_evaluator": "tilesim.core.simulate",
 }
 
 __all__ = ["CompareResult", "KernelResult", "RateSweep", "RunResult", "ServeResult", "SimResult", "compare",
-           "kernel_evaluator", "load_arch", "load_workload", "run", "run_system", "serve", "serve_rates", "simulate",
-           "sweep"]
+           "kernel_evaluator", "load_arch", "load_workload", "run", "run_system", "serve", "serve_grid", "serve_rates",
+           "simulate", "sweep"]
 
 
 def __getattr__(name: str) -> Any:

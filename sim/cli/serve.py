@@ -10,12 +10,13 @@ from pathlib import Path
 from tilesim.arch.errors import InputError
 from tilesim.cli.args import FLAG_NAMES, add_options, flag_names, options_of, workload_options
 from tilesim.core.files import output_target, write_all
-from tilesim.report.serve import check_plot, draw_serve, rates_report, serve_report, serve_trace_json
+from tilesim.report.serve import check_plot, draw_serve, grid_report, rates_report, serve_report, serve_trace_json
 from tilesim.studies import api
 from tilesim.studies.options import OptionError
 from tilesim.studies.serve import (
     SERVE_OPTION_CLASSES,
     SERVE_WORKLOAD_FIELDS,
+    PlacementOptions,
     SchedulerOptions,
     ServeOutputOptions,
     TraceOptions,
@@ -36,6 +37,10 @@ def add_serve_arguments(subparsers) -> argparse.ArgumentParser:
     add_options(p, SERVE_WORKLOAD_FIELDS)
     for cls in SERVE_OPTION_CLASSES:
         add_options(p, tuple(f.name for f in fields(cls)), cls)
+    add_options(p, ("grid",), grid={"help": "serve at every point of a grid, KEY=V1,V2,... (repeat for more axes): a "
+                                            "scheduler option (max_batch, max_tokens, block_size, ...), tp, "
+                                            "prefill_chips, decode_chips, link or a dotted arch field; with --rates "
+                                            "each point's knee and the best (docs/serving.md)"})
     return p
 
 
@@ -68,8 +73,21 @@ def cmd_serve(args: argparse.Namespace) -> None:
     except OptionError as e:
         raise InputError(e.render(SERVE_FLAG_NAMES)) from None
     outputs_checked(args, out)
+    try:
+        place = options_of(PlacementOptions, args)
+    except OptionError as e:
+        raise InputError(e.render(SERVE_FLAG_NAMES)) from None
     keywords = {n: getattr(workload, n) for n in SERVE_WORKLOAD_FIELDS} | vars(compile_options) | vars(trace) | \
-        vars(sched)
+        vars(sched) | vars(place)
+    if args.grid:
+        if out.trace_out or out.figure:
+            raise InputError("--grid: a grid writes its table, JSON or CSV only (no --perfetto, --plot)")
+        try:
+            grid = api.serve_grid(workload.workload, arch.arch, grid=args.grid, overrides=arch.overrides, **keywords)
+        except OptionError as e:
+            raise InputError(e.render(SERVE_FLAG_NAMES)) from None
+        write_files([(out.output, grid_report(grid, out.format))])
+        return
     if trace.rates is not None:
         if out.trace_out or out.figure:
             raise InputError("--rates: a rate sweep writes its table, JSON or CSV only (no --perfetto, --plot)")

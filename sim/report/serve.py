@@ -14,6 +14,7 @@ from tilesim.arch.errors import InputError
 from tilesim.report.figure import PLOT_SUFFIXES, new_figure, require_matplotlib, save
 from tilesim.report.format import byte_size, percent, si
 from tilesim.studies.serve import RateSweep, ServeResult
+from tilesim.studies.serve_sweep import ServeGrid
 
 CSV_COLUMNS = ("id", "arrival_s", "prompt_tokens", "output_tokens", "prefix_id", "status", "queue_s", "ttft_s",
                "tpot_s", "e2e_s", "finish_s", "preemptions", "cache_hit_tokens", "energy_j", "j_per_token", "slo_met",
@@ -54,12 +55,33 @@ def serve_table(result: ServeResult) -> str:
               f"{si(s['static_power_w'], 'W')}), {si(s['j_per_output_token'], 'J')} per output token",
               f"J/token         per request (prompt + output): p50 {si(s['j_per_token']['p50'] or 0, 'J')}, "
               f"p99 {si(s['j_per_token']['p99'] or 0, 'J')}"]
+    lines += placement_lines(s)
     refused = [r for r in result.rows if r["status"] == "refused"]
     for r in refused[:5]:
         lines.append(f"refused         request {r['id']}: {r['reason']}")
     if len(refused) > 5:
         lines.append(f"refused         ... and {len(refused) - 5} more (see -f csv)")
     return "\n".join(lines) + "\n"
+
+
+def placement_lines(s: dict) -> list[str]:
+    """Where it ran, when not one chip: the tensor-parallel group, or both disaggregated groups and the link."""
+    place, d = s.get("placement") or {}, s.get("disaggregation")
+    if d is not None:
+        out = []
+        for name, g in d["groups"].items():
+            out.append(f"{name + ' group':<16}{g['chips']} chip(s): {g['steps']} steps, busy "
+                       f"{percent(g['utilization'])}, mean batch {g['mean_batch']:.1f}, max KV "
+                       f"{percent(g['max_kv_occupancy'])}, {g['energy_j']:.4g} J")
+        t = d["kv_transfer_s"]
+        out.append(f"KV transfers    {d['kv_transfers']} over {d['link']} ({d['link_bandwidth_gb_s']:g} GB/s, "
+                   f"{d['link_latency_us']:g} us): {d['kv_transfer_bytes'] / 2**30:.3g} GiB, p50 {_ms(t['p50'])} ms, "
+                   f"p99 {_ms(t['p99'])} ms on the link; ready p99 {_ms(d['kv_ready_after_prefill_s']['p99'])} ms "
+                   f"after prefill; {d['link_energy_j']:.4g} J")
+        return out
+    if place.get("system"):
+        return [f"system          {place['system']}: tensor-parallel over {place['tp']} chip(s)"]
+    return []
 
 
 def serve_json(result: ServeResult) -> str:
@@ -83,19 +105,22 @@ def serve_report(result: ServeResult, fmt: str) -> str:
 
 
 def trace_events(result: ServeResult) -> list[dict]:
-    """Chrome trace events: a track per served request (queued, prefill until the first token, decode) and counter
-    tracks of batch size, KV blocks in use and requests in the system; microseconds."""
+    """Chrome trace events: a track per served request (queued, prefill until the first token, disaggregated: the KV
+    transfer until the decode group has the cache, decode) and counter tracks of batch size, KV blocks in use and
+    requests in the system; microseconds."""
     us = 1e6
     events = [{"name": "process_name", "ph": "M", "pid": 1, "tid": 0,
                "args": {"name": f"tilesim serve: {result.workload} on {result.arch}"}}]
+    sent = {t.rid: t.end_s for t in result.run.extra.get("transfers", ())}
     for r in result.rows:
         if r["status"] != "served":
             continue
         tid = r["id"] + 1
         events.append({"name": "thread_name", "ph": "M", "pid": 1, "tid": tid, "args": {"name": f"request {r['id']}"}})
         start, first = r["arrival_s"] + r["queue_s"], r["arrival_s"] + r["ttft_s"]
+        arrived = sent.get(r["id"], first)
         for name, a, b in (("queued", r["arrival_s"], start), ("prefill", start, first),
-                           ("decode", first, r["finish_s"])):
+                           ("kv transfer", first, arrived), ("decode", arrived, r["finish_s"])):
             if b > a:
                 events.append({"name": name, "ph": "X", "pid": 1, "tid": tid, "ts": a * us, "dur": (b - a) * us,
                                "args": {"prompt_tokens": r["prompt_tokens"], "output_tokens": r["output_tokens"]}})
@@ -157,19 +182,72 @@ RATE_COLUMNS = (("rate", "rate/s", "{:.3g}"), ("served", "served", "{}"), ("ttft
                 ("preemptions", "preempt", "{}"), ("j_per_output_token", "J/token", "{:.4g}"))
 
 
+def summary_row(s: dict) -> dict:
+    """A served stream's summary as the sweep tables' metric columns."""
+    ms = lambda d, k: (d[k] or 0.0) * 1e3    # noqa: E731
+    return {"served": s["served"], "ttft_p99_ms": ms(s["ttft_s"], "p99"),
+            "tpot_p99_ms": ms(s["tpot_s"], "p99"), "e2e_p50_ms": ms(s["e2e_s"], "p50"),
+            "throughput_tokens_per_s": s["throughput_tokens_per_s"],
+            "goodput_requests_per_s": s["goodput_requests_per_s"], "slo_attainment": s["slo_attainment"],
+            "mean_batch": s["mean_batch"], "preemptions": s["preemptions"],
+            "j_per_output_token": s["j_per_output_token"]}
+
+
 def rate_rows(sweep: RateSweep) -> list[dict]:
     """One flat row per rate: the sweep table's columns."""
+    return [{"rate": rate} | summary_row(r.summary) for rate, r in zip(sweep.rates, sweep.results, strict=True)]
+
+
+def aligned(columns: list[tuple[str, str, str]], rows: list[dict]) -> list[str]:
+    """A header and one line per row, right-aligned columns (key, heading, format)."""
+    cells = [[f.format(row[k]) for k, _, f in columns] for row in rows]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h, _) in enumerate(columns)]
+    return ["  ".join(h.rjust(w) for (_, h, _), w in zip(columns, widths, strict=True))] + \
+        ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+
+
+def csv_text(columns: list[str], rows: list[dict]) -> str:
+    """Rows as CSV with a header."""
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, columns, lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def grid_report(grid: ServeGrid, fmt: str) -> str:
+    """A serving grid as a table (a row per point, or per point and rate, then each point's knee and the best), JSON
+    or CSV (the table's rows)."""
+    if fmt == "json":
+        return json.dumps(grid.to_dict(), indent=2) + "\n"
+    rated = grid.points[0].sweep is not None
     rows = []
-    for rate, r in zip(sweep.rates, sweep.results, strict=True):
-        s = r.summary
-        ms = lambda d, k: (d[k] or 0.0) * 1e3    # noqa: E731
-        rows.append({"rate": rate, "served": s["served"], "ttft_p99_ms": ms(s["ttft_s"], "p99"),
-                     "tpot_p99_ms": ms(s["tpot_s"], "p99"), "e2e_p50_ms": ms(s["e2e_s"], "p50"),
-                     "throughput_tokens_per_s": s["throughput_tokens_per_s"],
-                     "goodput_requests_per_s": s["goodput_requests_per_s"], "slo_attainment": s["slo_attainment"],
-                     "mean_batch": s["mean_batch"], "preemptions": s["preemptions"],
-                     "j_per_output_token": s["j_per_output_token"]})
-    return rows
+    for p in grid.points:
+        if p.sweep is not None:
+            rows += [p.settings | row for row in rate_rows(p.sweep)]
+        else:
+            rows.append(p.settings | summary_row(p.result.summary))
+    metrics = [c for c in RATE_COLUMNS if rated or c[0] != "rate"]
+    if fmt == "csv":
+        return csv_text([*grid.axes, *(k for k, _, _ in metrics)], rows)
+    columns = [(a, a, "{}") for a in grid.axes] + metrics
+    first = grid.points[0].sweep.results[0] if rated else grid.points[0].result
+    lines = [f"serve {grid.workload} on {grid.arch}: {len(grid.points)} grid points over {', '.join(grid.axes)}, "
+             f"{first.summary['requests']} requests each" + (" per rate" if rated else ""), *aligned(columns, rows)]
+    if rated:
+        s = first.summary
+        if s["slo_ttft_s"] is None and s["slo_tpot_s"] is None:
+            lines.append("knee: give --slo-ttft and/or --slo-tpot to find the highest rate that meets them")
+        else:
+            for p in grid.points:
+                where = " ".join(f"{k}={v}" for k, v in p.settings.items())
+                knee = f"{p.sweep.knee_rate:g} requests/s" if p.sweep.knee_rate is not None else "none"
+                lines.append(f"knee at {where}: {knee}")
+            best = grid.best
+            lines.append("best: " + (" ".join(f"{k}={v}" for k, v in best.settings.items()) +
+                                     f" sustains {best.sweep.knee_rate:g} requests/s with {best.sweep.share:.0%} "
+                                     "within the SLOs" if best is not None else "no point meets the SLOs"))
+    return "\n".join(lines) + "\n"
 
 
 def rates_report(sweep: RateSweep, fmt: str) -> str:
@@ -178,18 +256,10 @@ def rates_report(sweep: RateSweep, fmt: str) -> str:
         return json.dumps(sweep.to_dict(), indent=2) + "\n"
     rows = rate_rows(sweep)
     if fmt == "csv":
-        buf = io.StringIO()
-        w = csv.DictWriter(buf, [k for k, _, _ in RATE_COLUMNS], lineterminator="\n")
-        w.writeheader()
-        w.writerows(rows)
-        return buf.getvalue()
+        return csv_text([k for k, _, _ in RATE_COLUMNS], rows)
     first = sweep.results[0]
-    cells = [[fmt_.format(row[k]) for k, _, fmt_ in RATE_COLUMNS] for row in rows]
-    widths = [max(len(h), *(len(c[i]) for c in cells)) for i, (_, h, _) in enumerate(RATE_COLUMNS)]
     lines = [f"serve {first.workload} on {first.arch}, {first.summary['scheduler']} scheduler: "
-             f"{first.summary['requests']} generated requests per rate",
-             "  ".join(h.rjust(w) for (_, h, _), w in zip(RATE_COLUMNS, widths, strict=True))]
-    lines += ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
+             f"{first.summary['requests']} generated requests per rate", *aligned(list(RATE_COLUMNS), rows)]
     s = first.summary
     if s["slo_ttft_s"] is None and s["slo_tpot_s"] is None:
         lines.append("knee: give --slo-ttft and/or --slo-tpot to find the highest rate that meets them")

@@ -30,6 +30,8 @@ from tilesim.studies.options import (
 from tilesim.studies.runs import check_decoder, decoder, resolve_arch, schedule, workload_graph
 from tilesim.studies.runs import run_decoder as run_decoder_phase
 from tilesim.studies.serve import RateSweep, ServeResult, split_serve_options
+from tilesim.studies.serve_sweep import ServeGrid
+from tilesim.studies.serve_sweep import serve_grid as serve_grid_points
 from tilesim.studies.sweep import (
     SweepSpec,
     axis_labels,
@@ -189,19 +191,31 @@ def sweep(grid: Mapping[str, Sequence[Any]] | Sequence[str], workload: str = DEF
 def serve(workload: str = "llama2-7b", arch: str | ArchConfig = "h100", *, overrides: Sequence[str] = (),
           **options: Any) -> ServeResult:
     """Serve a request stream (trace=FILE, or rate=... to generate one) with an LLM scheduler, as `tilesim serve`;
-    options: the fields of sim/studies/serve.py's TraceOptions and SchedulerOptions, CompileOptions and dtypes."""
-    w, c, trace, sched = split_serve_options(workload, options)
-    return serving.serve(w, load_arch(arch, overrides), c, trace, sched)
+    options: the fields of sim/studies/serve.py's TraceOptions, SchedulerOptions and PlacementOptions (system=,
+    tp=, disaggregate=...), CompileOptions and dtypes."""
+    w, c, trace, sched, place = split_serve_options(workload, options)
+    chip = load_arch(arch, overrides)
+    return serving.serve(w, chip, c, trace, sched, place, place.system_config(chip, tuple(overrides)))
 
 
 def serve_rates(workload: str = "llama2-7b", arch: str | ArchConfig = "h100", *, rates: str,
                 overrides: Sequence[str] = (), **options: Any) -> RateSweep:
     """The generated stream at each rate ('1,2,4,8'), as `tilesim serve --rates`: a summary per rate and the knee
     (the highest rate at which slo_share of the requests meet slo_ttft and slo_tpot)."""
-    w, c, trace, sched = split_serve_options(workload, {"rates": rates, **options}, "serve_rates")
-    return serving.serve_rates(w, load_arch(arch, overrides), c, trace, sched, serving.parse_rates(rates),
-                               sched.slo_share)
+    w, c, trace, sched, place = split_serve_options(workload, {"rates": rates, **options}, "serve_rates")
+    chip = load_arch(arch, overrides)
+    return serving.serve_rates(w, chip, c, trace, sched, serving.parse_rates(rates), sched.slo_share, place,
+                               place.system_config(chip, tuple(overrides)))
+
+
+def serve_grid(workload: str = "llama2-7b", arch: str = "h100", *, grid: Sequence[str],
+               overrides: Sequence[str] = (), **options: Any) -> ServeGrid:
+    """The stream (or, with rates='1,2,4', the rate sweep and its knee) at every point of a grid of scheduler,
+    placement and arch settings (['max_batch=16,64', 'memory.hbm.bandwidth_gb_s=1500,3000']), as `tilesim serve
+    --grid`."""
+    w, c, trace, sched, place = split_serve_options(workload, options, "serve_grid")
+    return serve_grid_points(w, arch, tuple(overrides), c, trace, sched, place, tuple(grid))
 
 
 __all__ = ["CompareResult", "RateSweep", "RunResult", "ServeResult", "compare", "load_arch", "load_workload", "run",
-           "serve", "serve_rates", "sweep"]
+           "serve", "serve_grid", "serve_rates", "sweep"]

@@ -16,11 +16,14 @@ import numpy as np
 
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.errors import did_you_mean
+from tilesim.arch.system import LINKS, SystemConfig, load_system
 from tilesim.compiler.schedule import CompileOptions
 from tilesim.studies.llm import check_fits
 from tilesim.studies.options import OptionError, WorkloadOptions, at_least, option
 from tilesim.studies.serve_cost import StepCostModel
+from tilesim.studies.serve_disagg import Disaggregated, decode_config, disaggregation_summary
 from tilesim.studies.serve_sched import POLICIES, Scheduler, SchedulerConfig, ServeRun
+from tilesim.studies.serve_system import GroupStepCost
 from tilesim.studies.serve_trace import Request, generate, parse_lengths, read_trace
 from tilesim.workloads import decoder_config
 from tilesim.workloads import llm as wl
@@ -110,6 +113,9 @@ class SchedulerOptions:
     slo_tpot: float | None = field(default=None, metadata=option("goodput: time per output token SLO, s"))
     slo_share: float = field(default=0.9, metadata=option(
         "rate sweeps: the share of requests that must meet the SLOs at the knee (default 0.9)"))
+    step_cache: bool = field(default=True, metadata=option(
+        "neither read nor write the on-disk store of simulated step costs (docs/serving.md)", flag="--no-step-cache",
+        switch=True))
 
     def __post_init__(self) -> None:
         if self.scheduler not in POLICIES:
@@ -136,6 +142,57 @@ class SchedulerOptions:
 
 
 @dataclass(frozen=True)
+class PlacementOptions:
+    """Where the model is served: one chip (--arch), a tensor-parallel group of a system's chips, or two groups
+    (prefill, decode) with the KV cache sent over a link between them (docs/serving.md)."""
+    system: str | None = field(default=None, metadata=option(
+        "serve on a system's chips, tensor-parallel over --tp of them: a system preset (see `tilesim list systems`) "
+        "or a system YAML (replaces --arch; --set applies to the chip)", metavar="FILE|PRESET"))
+    tp: int | None = field(default=None, metadata=option(
+        "serving on a system: tensor-parallel chips (default: all of the system's chips)"))
+    disaggregate: bool = field(default=False, metadata=option(
+        "prefill and decode on separate chip groups (DistServe, Splitwise): each prompt's KV cache crosses --link "
+        "from the prefill group to the decode group", switch=True))
+    prefill_chips: int = field(default=1, metadata=option(
+        "--disaggregate: chips of the prefill group, tensor-parallel (default 1)"))
+    decode_chips: int = field(default=1, metadata=option(
+        "--disaggregate: chips of the decode group, tensor-parallel (default 1)"))
+    link: str | None = field(default=None, metadata=option(
+        f"--disaggregate: the link between the groups, one of {', '.join(LINKS)} (default: the system's link; "
+        "without --system, the groups are chips of --arch on a switch of this link)", metavar="NAME"))
+
+    def __post_init__(self) -> None:
+        for name in ("tp", "prefill_chips", "decode_chips"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise OptionError(name, f"must be an integer >= 1, got {v!r}")
+        if self.link is not None and self.link not in LINKS:
+            raise OptionError("link", f"unknown link '{self.link}'{did_you_mean(self.link, LINKS)}; allowed: "
+                                      f"{', '.join(LINKS)}")
+        if self.disaggregate and self.tp is not None:
+            raise OptionError("tp", "with --disaggregate the groups' sizes are --prefill-chips and --decode-chips")
+        if not self.disaggregate and (self.prefill_chips != 1 or self.decode_chips != 1 or self.link is not None):
+            raise OptionError(("prefill_chips", "decode_chips", "link"), "these apply to disaggregated serving only "
+                                                                         "(--disaggregate)")
+        if self.tp is not None and self.system is None:
+            raise OptionError("tp", "tensor-parallel serving needs a system: give --system (a preset or YAML)")
+
+    def system_config(self, arch: ArchConfig, overrides: tuple[str, ...] = ()) -> SystemConfig | None:
+        """The system served on: --system loaded (its chip with the --set overrides), or for disaggregation on
+        --arch alone a switch of prefill + decode chips of --arch joined by --link; None for one chip."""
+        if self.system is not None:
+            return load_system(self.system, tuple(overrides))
+        if not self.disaggregate:
+            return None
+        if self.link is None:
+            raise OptionError("link", f"--disaggregate without --system needs the link between the groups: one of "
+                                      f"{', '.join(LINKS)}")
+        chips = self.prefill_chips + self.decode_chips
+        return SystemConfig(f"{chips}x{arch.name}", arch, chips, "switch", LINKS[self.link],
+                            description=f"{chips} chips of {arch.name} on a {self.link} switch")
+
+
+@dataclass(frozen=True)
 class ServeOutputOptions:
     """How `tilesim serve` reports."""
     format: ServeFormat = field(default="table", metadata=option(
@@ -151,7 +208,7 @@ class ServeOutputOptions:
         flag="--plot", metavar="FILE.png"))
 
 
-SERVE_OPTION_CLASSES = (TraceOptions, SchedulerOptions, ServeOutputOptions)
+SERVE_OPTION_CLASSES = (TraceOptions, SchedulerOptions, PlacementOptions, ServeOutputOptions)
 
 
 @dataclass(frozen=True)
@@ -259,58 +316,142 @@ def summarize(run: ServeRun, rows: tuple[dict, ...], slo_ttft: float | None, slo
 
 @dataclass(frozen=True)
 class Server:
-    """A model on an arch ready to serve streams: its step costs (memoised across streams) and scheduler."""
+    """A model on a chip or a group of chips ready to serve streams: its step costs (memoised across streams) and
+    scheduler; with `disagg`, two groups and the link between them instead (serve_disagg.py)."""
     name: str
     arch: str
     config: SchedulerConfig
-    model: StepCostModel
-    draft: StepCostModel | None
-    weight_bytes: int
-    kv_bytes_per_token: int
+    model: StepCostModel | GroupStepCost
+    draft: StepCostModel | GroupStepCost | None
+    weight_bytes: int                # per chip
+    kv_bytes_per_token: int          # per chip
+    disagg: Disaggregated | None = None
+    placement: dict = field(default_factory=dict)
+
+    @property
+    def static_w(self) -> float:
+        """Static power of the chips serving: the model's chip or group, or both disaggregated groups."""
+        if self.disagg is not None:
+            return self.disagg.prefill_model.static_w + self.disagg.decode_model.static_w
+        return self.model.static_w
+
+    def models(self) -> list:
+        """Every step-cost model the server uses."""
+        if self.disagg is not None:
+            return [self.disagg.prefill_model, self.disagg.decode_model]
+        return [m for m in (self.model, self.draft) if m is not None]
 
     def serve(self, requests: tuple[Request, ...], slo_ttft: float | None, slo_tpot: float | None) -> ServeResult:
         """Serve one stream and summarise it."""
-        run = Scheduler(self.config, self.model, self.draft).run(list(requests))
+        if self.disagg is not None:
+            run = self.disagg.run(list(requests))
+        else:
+            run = Scheduler(self.config, self.model, self.draft).run(list(requests))
+        models = self.models()
+        for m in models:
+            m.save_points()
         rows = request_rows(run, slo_ttft, slo_tpot)
-        summary = summarize(run, rows, slo_ttft, slo_tpot, self.model.static_w)
-        sims = self.model.simulations + (self.draft.simulations if self.draft else 0)
+        summary = summarize(run, rows, slo_ttft, slo_tpot, self.static_w)
+        summary["placement"] = self.placement
+        if self.disagg is not None:
+            summary |= disaggregated_figures(run, rows, self.disagg)
+        sims = sum(m.simulations for m in models)
         return ServeResult(self.name, self.arch, run, summary, rows, self.weight_bytes, self.kv_bytes_per_token,
                            sims)
 
 
+def disaggregated_figures(run: ServeRun, rows: tuple[dict, ...], d: Disaggregated) -> dict:
+    """Summary keys of a disaggregated run: batch and KV occupancy are the decode group's, requests in the system
+    the exact time average (sum of end-to-end latencies over the duration), energy adds the link's; and the
+    `disaggregation` entry (both groups, the link, the transfers)."""
+    dec = run.extra["groups"]["decode"]
+    served = [r for r in rows if r["status"] == "served"]
+    span = (max(r["finish_s"] for r in served) - min(r["arrival_s"] for r in served)) if served else 0.0
+    out_tokens = sum(r["output_tokens"] for r in served)
+    energy_j = sum(g["energy_j"] for g in run.extra["groups"].values()) + run.extra["link_energy_pj"] * 1e-12
+    return {"mean_batch": dec["mean_batch"], "max_batch_seen": dec["max_batch_seen"],
+            "mean_kv_occupancy": dec["mean_kv_occupancy"], "max_kv_occupancy": dec["max_kv_occupancy"],
+            "mean_in_system": sum(r["e2e_s"] for r in served) / span if span else 0.0,
+            "energy_j": energy_j, "j_per_output_token": energy_j / out_tokens if out_tokens else 0.0,
+            "disaggregation": disaggregation_summary(run, d.link)}
+
+
+def group_models(cfg: wl.DecoderConfig, draft_cfg: wl.DecoderConfig | None, chip: ArchConfig,
+                 system: SystemConfig | None, tp: int, first_chip: int, options: CompileOptions, types: wl.DTypes,
+                 stored: bool) -> tuple[StepCostModel | GroupStepCost, StepCostModel | GroupStepCost | None, int, int]:
+    """(model, draft, weight bytes per chip, KV bytes per token per chip) on one chip, or on tp chips of a system
+    from first_chip (each chip holds its shard of the model and of the draft, and their caches)."""
+    def one(c: wl.DecoderConfig) -> tuple[StepCostModel | GroupStepCost, int, int]:
+        if system is None:
+            return (StepCostModel(c, chip, options, types, stored), wl.weight_bytes(c, types.weight),
+                    wl.kv_cache_bytes_per_token(c, types.kv))
+        g = GroupStepCost(c, system, tp, options, types, stored, first_chip)
+        return g, g.weight_bytes(), g.kv_bytes_per_token()
+    model, weights, per_token = one(cfg)
+    draft = None
+    if draft_cfg is not None:                   # the draft's weights and its cache of every token live beside
+        draft, w, k = one(draft_cfg)
+        weights, per_token = weights + w, per_token + k
+    return model, draft, weights, per_token
+
+
 def server(workload: WorkloadOptions, arch: ArchConfig, compile_options: CompileOptions, sched: SchedulerOptions,
-           seed: int = 0) -> Server:
-    """The model (and draft), its KV cache's capacity and the scheduler's configuration."""
+           seed: int = 0, placement: PlacementOptions | None = None, system: SystemConfig | None = None) -> Server:
+    """The model (and draft) on a chip, a group of a system's chips or two groups (placement; `system` loaded
+    from it: PlacementOptions.system_config), its KV cache's capacity and the scheduler's configuration."""
+    placement = placement or PlacementOptions()
     cfg = decoder_config(workload.workload)
     if cfg is None:
         raise OptionError("workload", f"serve needs a decoder LLM (gpt2, llama2-7b, ... or an HF config.json), not "
                                       f"'{workload.workload}'")
-    types = wl.resolve_dtypes(workload.dtypes, workload.graph_dtype(arch.array.dtype) or arch.array.dtype)
-    weight_bytes, per_token = wl.weight_bytes(cfg, types.weight), wl.kv_cache_bytes_per_token(cfg, types.kv)
+    chip = system.chip if system is not None else arch
+    types = wl.resolve_dtypes(workload.dtypes, workload.graph_dtype(chip.array.dtype) or chip.array.dtype)
     draft_cfg = decoder_config(sched.draft) if sched.draft is not None else None
     if sched.draft is not None and draft_cfg is None:
         raise OptionError("draft", f"must be a decoder LLM (gpt2, llama2-7b, ... or an HF config.json), not "
                                    f"'{sched.draft}'")
-    if draft_cfg is not None:                   # the draft's weights and its cache of every token live beside
-        weight_bytes += wl.weight_bytes(draft_cfg, types.weight)
-        per_token += wl.kv_cache_bytes_per_token(draft_cfg, types.kv)
-    blocks = sched.kv_blocks or kv_capacity_blocks(arch, weight_bytes, per_token, sched.block_size)
-    if blocks < 1:
-        raise OptionError("kv_blocks", f"the off-chip memory holds the weights but no KV cache block of "
-                                       f"{sched.block_size} tokens")
+    if placement.disaggregate and (draft_cfg is not None or sched.scheduler == "static"):
+        raise OptionError("disaggregate", "disaggregated serving runs the continuous or chunked scheduler without "
+                                          "a draft model")
     max_tokens = sched.max_tokens or (512 if sched.scheduler == "chunked" else cfg.max_positions)
-    model = StepCostModel(cfg, arch, compile_options, types)
-    draft = StepCostModel(draft_cfg, arch, compile_options, types) if draft_cfg is not None else None
-    config = SchedulerConfig(sched.scheduler, sched.max_batch, max_tokens, sched.block_size, blocks,
-                             sched.spec_k if draft else 0, sched.acceptance, seed, sched.prefix_hit_rate,
-                             sched.preemption, sched.swap_gb_s * 1e9, per_token)
-    return Server(cfg.name, arch.name, config, model, draft, weight_bytes, per_token)
+
+    def group(tp: int, first_chip: int) -> tuple[SchedulerConfig, StepCostModel | GroupStepCost,
+                                                 StepCostModel | GroupStepCost | None, int, int]:
+        model, draft, weights, per_token = group_models(cfg, draft_cfg, chip, system, tp, first_chip,
+                                                        compile_options, types, sched.step_cache)
+        blocks = sched.kv_blocks or kv_capacity_blocks(chip, weights, per_token, sched.block_size)
+        if blocks < 1:
+            raise OptionError("kv_blocks", f"the off-chip memory holds the weights but no KV cache block of "
+                                           f"{sched.block_size} tokens")
+        config = SchedulerConfig(sched.scheduler, sched.max_batch, max_tokens, sched.block_size, blocks,
+                                 sched.spec_k if draft else 0, sched.acceptance, seed, sched.prefix_hit_rate,
+                                 sched.preemption, sched.swap_gb_s * 1e9, per_token)
+        return config, model, draft, weights, per_token
+
+    where = system.name if system is not None else arch.name
+    if not placement.disaggregate:
+        tp = (placement.tp or system.chips) if system is not None else 1
+        config, model, draft, weights, per_token = group(tp, 0)
+        return Server(cfg.name, where, config, model, draft, weights, per_token,
+                      placement={"system": system.name if system else None, "chips": tp, "tp": tp})
+    p, d = placement.prefill_chips, placement.decode_chips
+    if p + d > system.chips:
+        raise OptionError(("prefill_chips", "decode_chips"), f"{p} + {d} chips, the system '{system.name}' has "
+                                                             f"{system.chips}")
+    pre_config, pre_model, _, weights, per_token = group(p, 0)
+    dec_config, dec_model, _, _, _ = group(d, p)
+    link = LINKS[placement.link] if placement.link is not None else system.link
+    disagg = Disaggregated(pre_config, pre_model, decode_config(dec_config, dec_config.kv_blocks), dec_model, p, d,
+                           link, wl.kv_cache_bytes_per_token(cfg, types.kv))
+    return Server(cfg.name, where, dec_config, dec_model, None, weights, per_token, disagg,
+                  {"system": system.name, "chips": p + d, "tp": None, "prefill_chips": p, "decode_chips": d})
 
 
 def serve(workload: WorkloadOptions, arch: ArchConfig, compile_options: CompileOptions, trace: TraceOptions,
-          sched: SchedulerOptions) -> ServeResult:
-    """Serve the stream on the arch and summarise it."""
-    srv = server(workload, arch, compile_options, sched, trace.seed)
+          sched: SchedulerOptions, placement: PlacementOptions | None = None,
+          system: SystemConfig | None = None) -> ServeResult:
+    """Serve the stream on the arch (or the placement's system: `system` loaded from it) and summarise it."""
+    srv = server(workload, arch, compile_options, sched, trace.seed, placement, system)
     return srv.serve(trace.stream(), sched.slo_ttft, sched.slo_tpot)
 
 
@@ -342,9 +483,16 @@ def parse_rates(text: str) -> tuple[float, ...]:
 
 
 def serve_rates(workload: WorkloadOptions, arch: ArchConfig, compile_options: CompileOptions, trace: TraceOptions,
-                sched: SchedulerOptions, rates: tuple[float, ...], share: float = 0.9) -> RateSweep:
+                sched: SchedulerOptions, rates: tuple[float, ...], share: float = 0.9,
+                placement: PlacementOptions | None = None, system: SystemConfig | None = None) -> RateSweep:
     """The same generated stream (seed, lengths, count) at each rate; step costs simulated once for all."""
-    srv = server(workload, arch, compile_options, sched, trace.seed)
+    srv = server(workload, arch, compile_options, sched, trace.seed, placement, system)
+    return sweep_rates(srv, trace, sched, rates, share)
+
+
+def sweep_rates(srv: Server, trace: TraceOptions, sched: SchedulerOptions, rates: tuple[float, ...],
+                share: float) -> RateSweep:
+    """The generated stream at each rate through one server, and the knee."""
     results = tuple(srv.serve(replace(trace, rates=None, rate=r).stream(), sched.slo_ttft, sched.slo_tpot)
                     for r in rates)
     slo = sched.slo_ttft is not None or sched.slo_tpot is not None
@@ -356,13 +504,15 @@ SERVE_WORKLOAD_FIELDS = ("weight_dtype", "activation_dtype", "kv_dtype", "dtype"
 
 
 def split_serve_options(workload: str, options: dict, caller: str = "serve") -> tuple[
-        WorkloadOptions, CompileOptions, TraceOptions, SchedulerOptions]:
+        WorkloadOptions, CompileOptions, TraceOptions, SchedulerOptions, PlacementOptions]:
     """Keyword options of tilesim.serve into their dataclasses; an unknown one is a TypeError naming it."""
-    kinds = {f.name: cls for cls in (CompileOptions, TraceOptions, SchedulerOptions) for f in fields(cls)}
+    kinds = {f.name: cls for cls in (CompileOptions, TraceOptions, SchedulerOptions, PlacementOptions)
+             for f in fields(cls)}
     kinds |= dict.fromkeys(SERVE_WORKLOAD_FIELDS, WorkloadOptions)
     for key in options:
         if key not in kinds:
             raise TypeError(f"{caller}() got an unexpected option '{key}'{did_you_mean(key, kinds)}")
     pick = lambda cls: {k: v for k, v in options.items() if kinds[k] is cls}     # noqa: E731
     return (WorkloadOptions(workload, **pick(WorkloadOptions)), CompileOptions(**pick(CompileOptions)),
-            TraceOptions(**pick(TraceOptions)), SchedulerOptions(**pick(SchedulerOptions)))
+            TraceOptions(**pick(TraceOptions)), SchedulerOptions(**pick(SchedulerOptions)),
+            PlacementOptions(**pick(PlacementOptions)))

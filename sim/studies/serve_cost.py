@@ -38,6 +38,7 @@ from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim.core.energy import static_power_components_mw
 from tilesim.core.result import SimResult
 from tilesim.core.simulate import kernel_evaluator, simulate
+from tilesim.studies.serve_store import StepStore, store_key
 from tilesim.workloads import llm as wl
 
 ATTENTION_OPS = ("scores", "scale", "softcap", "softmax", "context")
@@ -102,7 +103,8 @@ def lerp(x: float, x0: int, x1: int, y0: Cost, y1: Cost) -> Cost:
 class StepCostModel:
     """Step costs of one decoder model on one arch, from memoised grid simulations."""
 
-    def __init__(self, cfg: wl.DecoderConfig, arch: ArchConfig, options: CompileOptions, dtypes: wl.DTypes):
+    def __init__(self, cfg: wl.DecoderConfig, arch: ArchConfig, options: CompileOptions, dtypes: wl.DTypes,
+                 stored: bool = False):
         self.cfg, self.arch, self.options, self.dtypes = cfg, arch, options, dtypes
         self.memo: dict = {}
         self.evaluate = kernel_evaluator(arch, options.resolved_timing(arch), options.objective, 0.0, self.memo)
@@ -110,6 +112,32 @@ class StepCostModel:
         self.decode_parts: dict[tuple[int, int], Cost] = {}
         self.simulations = 0
         self.static_w = sum(static_power_components_mw(arch).values()) / 1e3   # the arch's leakage, W
+        self.store = StepStore(store_key("serve-step", cfg, arch, options, dtypes)) if stored else None
+        self.stored_points = self.load_points() if self.store is not None else 0
+
+    def load_points(self) -> int:
+        """Grid points from the on-disk store (serve_store.py); how many."""
+        data = self.store.load()
+        try:
+            for t, (dl, de, al, ae) in data.get("prefill", {}).items():
+                self.prefill_parts[int(t)] = (Cost(float(dl), float(de)), Cost(float(al), float(ae)))
+            for bc, (lat, e) in data.get("decode", {}).items():
+                b, c = bc.split(",")
+                self.decode_parts[int(b), int(c)] = Cost(float(lat), float(e))
+        except (TypeError, ValueError, AttributeError):
+            self.prefill_parts.clear()
+            self.decode_parts.clear()
+        return len(self.prefill_parts) + len(self.decode_parts)
+
+    def save_points(self) -> bool:
+        """Write the grid to the on-disk store if it simulated points the store lacked; whether it wrote."""
+        if self.store is None or len(self.prefill_parts) + len(self.decode_parts) == self.stored_points:
+            return False
+        data = {"prefill": {str(t): [d.latency_s, d.energy_pj, a.latency_s, a.energy_pj]
+                            for t, (d, a) in self.prefill_parts.items()},
+                "decode": {f"{b},{c}": [v.latency_s, v.energy_pj] for (b, c), v in self.decode_parts.items()}}
+        self.stored_points = len(self.prefill_parts) + len(self.decode_parts)
+        return self.store.save(data)
 
     def simulate(self, graph: Graph) -> SimResult:
         """One graph lowered and simulated (the kernel evaluator and tile commands shared across graphs)."""

@@ -21,6 +21,12 @@ Swap preemption (preemption="swap"): the victim's cache is copied to a slower ti
 swap_bytes_per_s) instead of dropped, and copied back when it is readmitted, after which it decodes on; each copy
 stalls the step it happens in for bytes / bandwidth (vLLM's swap space), with static power over the stall.
 
+Prefilled arrivals (prefilled=True: the decode group of a disaggregated deployment, serve_disagg.py): each request
+arrives with its prompt's KV cache and its first token; it is admitted as a swapped-in sequence is (its blocks and
+the next token's must be free), without a copy (the transfer is the caller's), and decodes its other O - 1 tokens.
+A `handoff` (the prefill group of a disaggregated deployment) says when a finished sequence's blocks may be freed
+(when its cache has been sent); until then they stay taken, and a step that cannot start for want of them waits.
+
 Prefix caching (continuous and chunked; vLLM's automatic prefix caching at block granularity): the first request of
 a prefix id to prefill its shared prefix leaves those whole blocks in the cache; later requests of the id start
 their prefill after them and share the blocks (counted once). Blocks of a prefix no running request uses stay
@@ -36,7 +42,9 @@ round yields 1 to spec_k + 1 tokens per sequence (spec_k + 1 at acceptance 1), n
 """
 from __future__ import annotations
 
+import heapq
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -62,6 +70,8 @@ class SchedulerConfig:
     preemption: str = "recompute"  # or swap
     swap_bytes_per_s: float = 64e9   # the slower tier's link (PCIe 5.0 x16, one direction)
     kv_bytes_per_token: int = 0      # what a swap copies per cached token
+    prefilled: bool = False          # a disaggregated decode group: requests arrive with their prompt's KV cache and
+                                     # first token (serve_disagg.py), admitted like a swap-in without the copy
 
 
 @dataclass
@@ -148,7 +158,7 @@ def refusal(req: Request, cfg: SchedulerConfig, max_positions: int) -> str:
                 f"{max_positions} positions")
     if blocks_for(need, cfg.block_size) > cfg.kv_blocks:
         return f"its KV cache ({need} tokens) exceeds the cache ({cfg.kv_blocks * cfg.block_size} tokens)"
-    if cfg.policy == "continuous" and req.prompt_tokens > cfg.max_tokens:
+    if cfg.policy == "continuous" and req.prompt_tokens > cfg.max_tokens and not cfg.prefilled:
         return f"prompt {req.prompt_tokens} tokens exceeds max_tokens {cfg.max_tokens} per step (use chunked)"
     return ""
 
@@ -156,8 +166,11 @@ def refusal(req: Request, cfg: SchedulerConfig, max_positions: int) -> str:
 class Scheduler:
     """The event loop shared by the policies: arrivals, steps, block accounting, per-request results."""
 
-    def __init__(self, cfg: SchedulerConfig, model: StepCostModel, draft: StepCostModel | None = None):
+    def __init__(self, cfg: SchedulerConfig, model: StepCostModel, draft: StepCostModel | None = None,
+                 handoff: Callable[[Seq], float] | None = None):
         self.cfg, self.model, self.draft = cfg, model, draft
+        self.handoff = handoff                   # a finished sequence -> when its blocks may be freed (its cache sent)
+        self.holding: list[tuple[float, int, Seq]] = []     # finished sequences whose blocks are held, by release
         self.rng = np.random.default_rng(cfg.seed)
         self.waiting: deque[Seq] = deque()
         self.running: list[Seq] = []
@@ -189,6 +202,11 @@ class Scheduler:
                 break
             self.free += self.prefixes.pop(pid).blocks
         return self.free >= need
+
+    def release_held(self) -> None:
+        """Free the blocks of finished sequences whose hold has ended."""
+        while self.holding and self.holding[0][0] <= self.now:
+            self.release(heapq.heappop(self.holding)[2])
 
     def release(self, s: Seq) -> None:
         """Free all of s's blocks and its hold on a cached prefix."""
@@ -248,8 +266,10 @@ class Scheduler:
         if not self.grow(s, s.swapped + self.cfg.spec_k + 1):
             return False
         s.cached = s.target = s.swapped
-        self.copy(s.swapped)
+        if s.preemptions:                        # not a prefilled arrival's cache: it came over the groups' link
+            self.copy(s.swapped)
         s.swapped = 0
+        s.start_s = self.now if s.start_s is None else s.start_s
         self.running.append(s)
         return True
 
@@ -359,6 +379,8 @@ class Scheduler:
             why = refusal(r, self.cfg, positions)
             if why:
                 outcomes[r.rid] = RequestOutcome(r, refused=why)
+            elif self.cfg.prefilled:                 # its prompt cached, its first token out: it decodes on
+                seqs.append(Seq(r, swapped=r.prompt_tokens, generated=1))
             else:
                 seqs.append(Seq(r))
         plan = {"static": self.plan_static, "continuous": self.plan_continuous, "chunked": self.plan_chunked}[
@@ -369,6 +391,7 @@ class Scheduler:
             while nxt < len(seqs) and seqs[nxt].req.arrival_s <= self.now:
                 self.waiting.append(seqs[nxt])
                 nxt += 1
+            self.release_held()
             if not self.waiting and not self.running:
                 idle += seqs[nxt].req.arrival_s - self.now
                 self.now = seqs[nxt].req.arrival_s
@@ -376,6 +399,11 @@ class Scheduler:
             arrived = nxt
             in_system, queued = arrived - done, len(self.waiting)
             chunks, decode = plan()
+            if not chunks and not decode and self.holding:      # blocks held by sends: wait for one (or an arrival)
+                until = min(self.holding[0][0], seqs[nxt].req.arrival_s if nxt < len(seqs) else np.inf)
+                idle += until - self.now
+                self.now = until
+                continue
             if not chunks and not decode:
                 raise RuntimeError("serve: a step with nothing to run")    # refusal() rules this out
             finished = self.step(chunks, decode, in_system, queued)
@@ -460,6 +488,10 @@ class Scheduler:
             return 0
         s.finish_s = self.now
         if self.cfg.policy != "static":
-            self.release(s)
             self.running.remove(s)
+            until = self.handoff(s) if self.handoff is not None else self.now
+            if until > self.now:
+                heapq.heappush(self.holding, (until, s.req.rid, s))
+            else:
+                self.release(s)
         return 1

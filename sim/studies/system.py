@@ -230,10 +230,10 @@ def chip_id(o: SystemOptions, tp: int = 0, ep: int = 0, pp: int = 0, dp: int = 0
 
 
 def block_comm(system: SystemConfig, o: SystemOptions, stage: Stage, sequences: int, seq: int, hidden: int,
-               act: str) -> CommCost:
+               act: str, first_chip: int = 0) -> CommCost:
     """The collective(s) ending one tensor-parallel block (attention or MLP) of a micro-batch: an all-reduce of
     tokens x hidden, or with sequence parallelism a reduce-scatter and an all-gather."""
-    tp_group = tuple(chip_id(o, tp=r, pp=stage.index) for r in range(o.tp))
+    tp_group = tuple(first_chip + chip_id(o, tp=r, pp=stage.index) for r in range(o.tp))
     one = tensor_bytes(sequences * seq * hidden, act)
     if o.sequence_parallel:
         return collective(system, "reduce_scatter", tp_group, one, o.collective_algorithm).then(
@@ -242,15 +242,16 @@ def block_comm(system: SystemConfig, o: SystemOptions, stage: Stage, sequences: 
 
 
 def stage_comm(system: SystemConfig, o: SystemOptions, stage: Stage, cfg: wl.DecoderConfig, sequences: int,
-               seq: int, act: str) -> dict[str, CommCost]:
-    """Collectives of one micro-batch (`sequences` x `seq` tokens) on one stage, by kind: tp (per-block
-    all-reduces, or reduce-scatter + all-gather, the embedding's all-reduce, the logits' all-gather) and ep
-    (dispatch and combine all-to-alls)."""
-    tp_group = tuple(chip_id(o, tp=r, pp=stage.index) for r in range(o.tp))
-    ep_group = tuple(chip_id(o, ep=r, pp=stage.index) for r in range(o.ep))
-    tokens = sequences * seq
+               seq: int, act: str, tokens: int | None = None, first_chip: int = 0) -> dict[str, CommCost]:
+    """Collectives of one micro-batch (`sequences` x `seq` tokens, or `tokens` in all when given: a serving step's
+    mixed prefill and decode tokens) on one stage, by kind: tp (per-block all-reduces, or reduce-scatter +
+    all-gather, the embedding's all-reduce, the logits' all-gather) and ep (dispatch and combine all-to-alls);
+    the layout's chips numbered from first_chip."""
+    tp_group = tuple(first_chip + chip_id(o, tp=r, pp=stage.index) for r in range(o.tp))
+    ep_group = tuple(first_chip + chip_id(o, ep=r, pp=stage.index) for r in range(o.ep))
+    tokens = sequences * seq if tokens is None else tokens
     one = tensor_bytes(tokens * cfg.hidden, act)
-    tp_cost = block_comm(system, o, stage, sequences, seq, cfg.hidden, act).times(2 * stage.config.layers)
+    tp_cost = block_comm(system, o, stage, 1, tokens, cfg.hidden, act, first_chip).times(2 * stage.config.layers)
     if stage.first:                     # vocab-parallel embedding: partial rows summed
         tp_cost = tp_cost.then(collective(system, "all_reduce", tp_group, one, o.collective_algorithm))
     if stage.last:                      # vocab-parallel LM head on the last position: logits gathered

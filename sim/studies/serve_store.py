@@ -1,0 +1,123 @@
+"""The on-disk store of serving step-cost grids: a StepCostModel's simulated grid points (serve_cost.py) kept between
+runs, so a stream already served on the same model, arch and options costs no graph simulation the next time.
+
+One JSON file per (model config, arch, dtypes, compile options, tilesim version and source) key, under the user's
+cache folder ($TILESIM_CACHE_DIR, else $XDG_CACHE_HOME/tilesim, else ~/.cache/tilesim; subfolder serve-steps), or,
+where that cannot be written, under a private per-user temporary folder (as the numba cache falls back,
+core/kernels/jit.py); with neither, nothing is stored. TILESIM_STEP_CACHE=0 turns the store off. The key hashes the
+source that computes a step's cost (the simulator's packages and serve_cost.py), so a changed simulator never reads
+an old grid. Floats go through
+JSON's shortest round-trip repr: a cached grid point is bit-identical to the simulation it stands for. A file that
+cannot be read or parsed is ignored (and replaced at the next save); saves are atomic (temporary file + rename).
+"""
+from __future__ import annotations
+
+import dataclasses
+import functools
+import hashlib
+import importlib
+import importlib.metadata
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tilesim.core.kernels.jit import private_cache_dir
+
+STORE_VERSION = 1           # the file layout below
+SOURCE_PACKAGES = ("tilesim.core", "tilesim.compiler", "tilesim.arch", "tilesim.workloads")
+SOURCE_MODULES = ("tilesim.studies.serve_cost",)     # how a grid point is simulated; the schedulers do not matter
+
+
+@functools.cache
+def source_fingerprint() -> str:
+    """The installed tilesim version and a hash of the source files a step cost depends on: the simulator's
+    packages and the step-cost model (not the schedulers, which only read the grid)."""
+    try:
+        version = importlib.metadata.version("tilesim")
+    except importlib.metadata.PackageNotFoundError:
+        version = "unknown"
+    h = hashlib.sha256(version.encode())
+    files = []
+    for name in SOURCE_PACKAGES:
+        root = Path(importlib.import_module(name).__file__).parent
+        files += [(f"{name}/{f.relative_to(root)}", f) for f in sorted(root.glob("*.py")) + sorted(root.glob("*/*.py"))]
+    files += [(name, Path(importlib.import_module(name).__file__)) for name in SOURCE_MODULES]
+    for label, f in files:
+        h.update(label.encode())
+        h.update(f.read_bytes())
+    return f"{version}-{h.hexdigest()[:16]}"
+
+
+def store_key(*parts: Any) -> str:
+    """A short hash of the parts (dataclasses by their fields) and the source fingerprint."""
+    plain = [dataclasses.asdict(p) if dataclasses.is_dataclass(p) and not isinstance(p, type) else p for p in parts]
+    text = json.dumps([STORE_VERSION, source_fingerprint(), *plain], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:24]
+
+
+def user_cache_dir() -> Path:
+    """$TILESIM_CACHE_DIR, else $XDG_CACHE_HOME/tilesim, else ~/.cache/tilesim."""
+    if os.environ.get("TILESIM_CACHE_DIR"):
+        return Path(os.environ["TILESIM_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "tilesim"
+
+
+def writable_folder() -> Path | None:
+    """The store's folder: under the user's cache folder if it can be made and written, else a private temporary
+    folder of ours (core/kernels/jit.py private_cache_dir), else None."""
+    for base in (user_cache_dir(), None):
+        if base is None:
+            tmp = private_cache_dir()
+            if tmp is None:
+                return None
+            base = Path(tmp)
+        folder = base / "serve-steps"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if os.access(folder, os.W_OK | os.X_OK):
+                return folder
+        except OSError:
+            continue
+    return None
+
+
+class StepStore:
+    """One grid's file: `load()` the points stored, `save(points)` them back (atomic, best effort)."""
+
+    def __init__(self, key: str):
+        self.key = key
+        self.folder = writable_folder() if os.environ.get("TILESIM_STEP_CACHE", "1") != "0" else None
+
+    @property
+    def path(self) -> Path | None:
+        """The file, or None when nothing can be stored."""
+        return self.folder / f"{self.key}.json" if self.folder is not None else None
+
+    def load(self) -> dict:
+        """The stored points ({} when there is no readable file of this key)."""
+        if self.path is None:
+            return {}
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) and data.get("key") == self.key else {}
+
+    def save(self, points: dict) -> bool:
+        """Write the points (with the key) atomically; False when it could not be written (nothing is left)."""
+        if self.path is None:
+            return False
+        tmp = None
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.key}.", suffix=".tmp", dir=self.folder)
+            with os.fdopen(fd, "w") as f:
+                json.dump(points | {"key": self.key}, f)
+            os.replace(tmp, self.path)
+            return True
+        except OSError:
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
+            return False
