@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tilesim.arch import load_arch
 from tilesim.arch.errors import InputError
@@ -11,6 +14,7 @@ from tilesim.arch.loader import preset_names
 from tilesim.arch.power import at_clock, voltage_ratio
 from tilesim.cli.main import main
 from tilesim.core.energy import psum_bytes
+from tilesim.core.power import BISECTIONS, GUESSES, capped_run
 from tilesim.studies import api
 
 UNIT = ["energy.actions.array.reg_byte.pj=1", "energy.actions.array.hop_byte.pj=10"]
@@ -135,3 +139,55 @@ def test_a_run_past_the_tdp_warns_on_one_stderr_line(capsys):
     assert err.count("\n") == 1 and "exceeds tpu-v1's TDP 75 W" in err
     assert main(["run", "-w", "resnet18", "-a", "tpu-v1"]) == 0
     assert capsys.readouterr().err == ""
+
+
+@dataclass(frozen=True)
+class _Run:
+    """The two fields capped_run reads and the one it sets."""
+    clock_hz: float
+    power_w: float
+    top_clock_hz: float = 0.0
+
+
+def _bisection_reference(top, arch, run):
+    """The plain 8-step bisection capped_run must agree with when power rises with the clock."""
+    cap, lo_hz, hi_hz = arch.power.cap_w, arch.power.dvfs.min_hz, arch.clock_hz
+    best = run(at_clock(arch, lo_hz))
+    if best.power_w > cap:
+        return replace(best, top_clock_hz=arch.clock_hz)
+    for _ in range(BISECTIONS):
+        mid_hz = (lo_hz + hi_hz) / 2
+        result = run(at_clock(arch, mid_hz))
+        lo_hz, hi_hz, best = (mid_hz, hi_hz, result) if result.power_w <= cap else (lo_hz, mid_hz, best)
+    return replace(best, top_clock_hz=arch.clock_hz)
+
+
+@settings(max_examples=200, deadline=None)
+@given(static_w=st.floats(50, 400), dyn_w=st.floats(100, 2000), exponent=st.floats(0.3, 3.0),
+       wiggle=st.floats(0, 0.2))
+def test_capped_run_finds_the_bisection_clock_in_fewer_runs(static_w, dyn_w, exponent, wiggle):
+    # power rising with the clock in shapes from memory-bound (flat) to compute-bound (V^2 f), with a wiggle that
+    # keeps it monotone: the guided search returns the bisection's clock exactly, within its bound on runs
+    arch = load_arch("h100")
+    top_hz, low_hz = arch.clock_hz, arch.power.dvfs.min_hz
+
+    def power(f):
+        x = (f - low_hz) / (top_hz - low_hz)
+        return static_w + dyn_w * (x ** exponent + wiggle * x) / (1 + wiggle)
+
+    counts = []
+
+    def runner():
+        n = [0]
+        counts.append(n)
+
+        def run(a):
+            n[0] += 1
+            return _Run(a.clock_hz, power(a.clock_hz))
+        return run
+
+    top = _Run(top_hz, power(top_hz))
+    want = top if top.power_w <= arch.power.cap_w else _bisection_reference(top, arch, runner())
+    got = capped_run(top, arch, runner())
+    assert got == want
+    assert len(counts) == 1 or counts[-1][0] <= 1 + 2 * GUESSES + BISECTIONS
