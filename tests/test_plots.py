@@ -187,7 +187,7 @@ def test_bad_report_inputs_exit_2_with_one_line_and_no_file(tmp_path, capsys, na
 @pytest.mark.parametrize("argv, words", [
     (["report", "r.json"], "required: --html"),
     (["report", "r.json", "--html", "/nowhere/at/all/r.html"], "--html: directory"),
-    (["run", "-w", "gpt2", "-a", "gemmini", "--plot", "roofline.png"], "not for decoder LLM runs"),
+    (["run", "-w", "gpt2", "-a", "gemmini", "--plot", "roofline.txt"], "--plot"),   # LLM runs plot (issue 28)
 ])
 def test_report_and_plot_misuse_exits_2_with_one_line(capsys, argv, words):
     assert main(argv) == 2

@@ -24,8 +24,6 @@ from tilesim.cli.args import (
     add_options,
     api_keywords,
     cli_message,
-    llm_options,
-    options_of,
     output_options,
     workload_options,
 )
@@ -38,13 +36,13 @@ from tilesim.core.files import output_target, write_all
 from tilesim.report.compare import comparison_json, comparison_table
 from tilesim.report.explain import schedule_table
 from tilesim.report.html_page import write_report
-from tilesim.report.llm import llm_json, llm_table
-from tilesim.report.plots import check_plots, draw, kernel_components
-from tilesim.report.text import render, tdp_warning
-from tilesim.report.trace import trace_json
+from tilesim.report.llm import llm_csv, llm_json, llm_table
+from tilesim.report.plots import check_plots, draw, draw_llm, kernel_components
+from tilesim.report.text import check_finite, render, tdp_warning
+from tilesim.report.trace import llm_trace_json, trace_json
 from tilesim.studies import api
-from tilesim.studies.options import WorkloadOptions
-from tilesim.studies.runs import decoder, schedule, workload_graph
+from tilesim.studies.llm import llm_dict, phase_runs
+from tilesim.studies.runs import schedule, workload_graph
 from tilesim.studies.validate import checks_table, validate_array
 from tilesim.workloads import describe_workloads
 
@@ -150,20 +148,12 @@ def cmd_run(args) -> None:
         return run_system_command(args, out, write_outputs)
     plots = check_plots(list(out.plot))
     workload, arch, kw = api_keywords(args)
-    llm = decoder(options_of(WorkloadOptions, args), llm_options(args)) is not None
-    if plots and llm:
-        raise InputError("--plot: not for decoder LLM runs yet; `tilesim report` draws the energy plot of their "
-                         "JSON result")
-    if llm and not out.show_schedule and out.format == "csv":
-        raise InputError("--format csv: LLM runs report as table or json")
     timeline = bool(out.trace) or any(k == "timeline" for k, _ in plots)
     check_outputs(args, **{"-o": out.output, "--trace": out.trace})
-    result = api.run(workload, arch, timeline=timeline, as_graph=out.show_schedule, **kw)
+    result = api.run(workload, arch, timeline=timeline, **kw)
     tdp = result.arch.power.tdp_w if result.arch.power else 0.0
     if result.llm is not None:
-        write_output(llm_table(result.llm) if out.format == "table" else llm_json(result.llm), out.output)
-        warn(tdp_warning(result.llm.power_w, tdp, result.arch.name))
-        return
+        return write_llm(result, out, plots, args.objective, tdp)
     warn(tdp_warning(result.sim.power_w, tdp, result.arch.name))
     text = render(result.sim, out.format, out.top, args.objective)
     if out.show_schedule:
@@ -174,6 +164,24 @@ def cmd_run(args) -> None:
         if any(k == "energy" for k, _ in plots) else None
     for kind, path in plots:
         draw(kind, result.sim, path, components)
+
+
+def write_llm(result: api.RunResult, out, plots: list[tuple[str, str]], objective: str, tdp: float) -> None:
+    """A decoder LLM run's report, trace and plots (every output option of a graph run; docs/llm.md)."""
+    r = result.llm
+    check_finite(llm_dict(r))
+    render_llm = {"table": lambda: llm_table(r, out.top), "json": lambda: llm_json(r), "csv": lambda: llm_csv(r)}
+    text = render_llm[out.format]()
+    if out.show_schedule:
+        for phase, sim in phase_runs(r):
+            plan = r.prefill_schedule if phase == "prefill" else r.decode_schedule
+            text += f"\n{phase if phase == 'prefill' else 'last decode step'} " + \
+                schedule_table(plan, sim, result.arch, objective)
+    outputs = [("--trace", out.trace, llm_trace_json(r))] if out.trace else []
+    write_outputs([*outputs, ("-o", out.output, text)])
+    warn(tdp_warning(r.power_w, tdp, result.arch.name))
+    for kind, path in plots:
+        draw_llm(kind, r, path)
 
 
 def warn(line: str | None) -> None:

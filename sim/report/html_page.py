@@ -18,6 +18,7 @@ from tilesim.report.figure import figure_bytes, new_figure, plots_available
 from tilesim.report.format import mib_text, percent, si
 from tilesim.report.plots import energy_figure, kernel_label, roofline_figure
 from tilesim.report.sweep_plot import pareto_figure
+from tilesim.studies.op_class import CLASS_LABELS
 from tilesim.studies.sweep import best_rows, pareto_front
 
 KINDS = ("run", "compare", "sweep")
@@ -251,9 +252,32 @@ def run_html(d: dict) -> str:
         elif llm:
             sections.append('<p class="note">No roofline: an LLM result has no peak or bandwidth figures.</p>')
         sections.append(f"<h2>Energy</h2>{image(energy_figure(d), 'energy')}")
+    if llm and isinstance(d.get("op_classes"), dict):
+        sections.append(f"<h2>By op class (whole run)</h2>{class_table(d['op_classes'].get('run', {}))}")
     note = '<p class="note">The kernels of the prefill and of the last decode step.</p>' if llm else ""
     sections.append(f"<h2>Kernels ({len(d['kernels'])}, longest first)</h2>{note}{kernel_table(d)}")
-    return page(f"tilesim run: {d['workload']} on {d['arch']}", sections)
+    return page(f"tilesim run: {run_title(d)} on {d['arch']}", sections)
+
+
+def run_title(d: dict) -> str:
+    """What ran: the workload, and for a decoder LLM its model and phase ('llama3-8b generate', not the name of
+    the last graph simulated, 'llama3-8b.decode')."""
+    if "phase" not in d:
+        return str(d["workload"])
+    return f"{str(d['workload']).rsplit('.', 1)[0]} {d['phase']}"
+
+
+def class_table(classes: dict) -> str:
+    """Time, energy and DRAM traffic per op class (an LLM result's op_classes.run), with shares."""
+    rows = [(c, v) for c, v in classes.items() if isinstance(v, dict)]
+    total = {f: sum(float(v.get(f, 0)) for _, v in rows) or 1.0 for f in ("time_s", "energy_pj")}
+    body = []
+    for c, v in rows:
+        traffic = float(v.get("dram_read_bytes", 0)) + float(v.get("dram_write_bytes", 0))
+        body.append([CLASS_LABELS.get(c, c), si(float(v.get("time_s", 0)), "s"), percent(v.get("time_s", 0) /
+                     total["time_s"]), si(float(v.get("energy_pj", 0)) * 1e-12, "J"),
+                     percent(v.get("energy_pj", 0) / total["energy_pj"]), mib_text(traffic)])
+    return table(["op class", "time", "share", "energy", "share", "DRAM traffic"], body)
 
 
 def run_summary(d: dict) -> list[tuple[str, object]]:

@@ -95,7 +95,7 @@ def run(workload: str = DEFAULT_WORKLOAD, arch: str | ArchConfig = DEFAULT_ARCH,
     cfg = decoder(o.workload, o.llm)
     target = load_arch(arch, overrides)
     if cfg is not None and not as_graph:
-        return RunResult(target, llm=run_decoder_phase(cfg, target, o.workload, o.llm, o.compile))
+        return RunResult(target, llm=run_decoder_phase(cfg, target, o.workload, o.llm, o.compile, timeline=timeline))
     if cfg is not None:
         check_decoder(cfg, o.workload, o.llm, target.array.dtype)
     plan = schedule(workload_graph(target, o.workload, o.llm), target, o.compile)

@@ -361,6 +361,33 @@ def llm_dict(r: LLMResult) -> dict:
     }
 
 
+def simulated_steps(r: LLMResult) -> list[tuple[str, float, SimResult]]:
+    """(title, start time in s, run) of every simulated step of an LLM run, in time order: the prefill, the first
+    decode step of each span and the run's last step (the steps between are interpolated)."""
+    out = [(f"prefill ({r.prompt_len} tokens x batch {r.batch})", 0.0, r.prefill)] if r.prefill else []
+    start_s = r.ttft_s
+    for i, span in enumerate(r.decode):
+        total_s = span.total("latency_s")
+        out.append((f"decode step at context {span.first} (simulated)", start_s, span.start))
+        if i == len(r.decode) - 1 and span.last != span.first:     # the last span's end is simulated too
+            out.append((f"decode step at context {span.last} (simulated)", start_s + total_s - span.end.latency_s,
+                        span.end))
+        start_s += total_s
+    return out
+
+
+def step_windows(r: LLMResult) -> list[tuple[str, float, float, dict]]:
+    """(name, start s, duration s, details) of the prefill and of each span of decode steps over the run."""
+    out = [(f"prefill ({r.prompt_len} tokens)", 0.0, r.ttft_s, {"tokens": r.prompt_len})] if r.prefill else []
+    start_s = r.ttft_s
+    for span in r.decode:
+        total_s = span.total("latency_s")
+        out.append((f"decode steps at context {span.first}..{span.last}", start_s, total_s,
+                    {"steps": span.steps, "simulated": "first and last; linear between"}))
+        start_s += total_s
+    return out
+
+
 def phase_runs(r: LLMResult) -> list[tuple[str, SimResult]]:
     """(phase, simulated run) whose kernels an LLM report lists: the prefill and the last decode step."""
     return ([("prefill", r.prefill)] if r.prefill else []) + ([("decode", r.decode[-1].end)] if r.decode else [])

@@ -86,9 +86,9 @@ def schedule(graph: Graph, arch: ArchConfig, options: CompileOptions) -> Schedul
 
 
 def run_decoder(cfg: DecoderConfig, arch: ArchConfig, workload: WorkloadOptions, llm: LLMOptions,
-                options: CompileOptions, graphs: dict | None = None) -> LLMResult:
+                options: CompileOptions, graphs: dict | None = None, timeline: bool = False) -> LLMResult:
     """A decoder LLM's phase (prefill, one decode step, or generation); `graphs` caches the graphs of each phase
-    and size across calls (a sweep's design points share them)."""
+    and size across calls (a sweep's design points share them); `timeline` keeps each step's tile times."""
     prompt = check_decoder(cfg, workload, llm, arch.array.dtype)
     types = wl.resolve_dtypes(workload.dtypes, workload.graph_dtype(arch.array.dtype) or arch.array.dtype)
     active = wl.sparse_mlp(replace(cfg, expert_skew=llm.expert_skew) if cfg.experts else cfg, llm.mlp_sparsity)
@@ -110,4 +110,4 @@ def run_decoder(cfg: DecoderConfig, arch: ArchConfig, workload: WorkloadOptions,
     saved = (pruned_savings_bytes(step) if workload.sparsity else 0) - predictor_bytes(step)
     return run_llm(graph_for, arch, options, llm.run_phase, workload.batch, prompt, llm.gen_tokens,
                    wl.weight_bytes(cfg, types.weight) - saved, lambda tokens: wl.kv_cache_bytes(cfg, tokens, types.kv),
-                   wl.window_bends(cfg), lambda tokens: wl.expert_load(active, tokens, types.weight))
+                   wl.window_bends(cfg), lambda tokens: wl.expert_load(active, tokens, types.weight), timeline)
