@@ -58,7 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     run = sub.add_parser("run", help="simulate a workload on an arch and print the report")
-    add_options(run, (*WORKLOAD_FLAGS, *RUN_OUTPUT_FLAGS, *LLM_FLAGS, *RUN_EXTRA_FLAGS, *SYSTEM_FLAGS))
+    add_options(run, (*WORKLOAD_FLAGS, *RUN_OUTPUT_FLAGS, *LLM_FLAGS, *RUN_EXTRA_FLAGS, *SYSTEM_FLAGS),
+                gen_tokens={"default": argparse.SUPPRESS})     # absent unless given: refused outside generate
 
     cmp = sub.add_parser("compare", help="the same workload under several fusion policies, side by side")
     add_options(cmp, (*WORKLOAD_FLAGS[1:], "fusion", *RUN_OUTPUT_FLAGS), fusion={
@@ -143,6 +144,8 @@ def cmd_compare(args) -> None:
 def cmd_run(args) -> None:
     """tilesim run: workload -> Graph -> Schedule -> SimResult -> report."""
     out = output_options(args)
+    if hasattr(args, "gen_tokens") and args.phase != "generate":
+        raise InputError(f"--gen-tokens: only with --phase generate (got {args.phase or 'no --phase'})")
     if system_options(args).given:              # a decoder LLM on a system of chips (sim/cli/system.py)
         check_outputs(args, **{"-o": out.output, "--trace": out.trace})
         return run_system_command(args, out, write_outputs)

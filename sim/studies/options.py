@@ -191,6 +191,11 @@ class LLMOptions:
             raise OptionError("context", "{phase} decode needs the number of tokens already in the KV cache")
         if self.context is not None and self.phase != "decode":
             raise OptionError("context", "only with {phase} decode (generate grows it from {prompt_len})")
+        if self.phase == "decode" and (self.prompt_len is not None or seq_len is not None):
+            raise OptionError("prompt_len" if self.prompt_len is not None else "seq_len",
+                              "not for {phase} decode: one step reads the {context} tokens already cached")
+        if self.prompt_len is not None and seq_len is not None:
+            raise OptionError(("seq_len", "prompt_len"), "both give the prompt's length; give one")
         at_least("context", self.context, 0)
         at_least("prompt_len", self.prompt_len, 1)
         at_least("gen_tokens", self.gen_tokens, 1)

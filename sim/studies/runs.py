@@ -45,6 +45,14 @@ def decoder(workload: WorkloadOptions, llm: LLMOptions) -> DecoderConfig | None:
 def check_decoder(cfg: DecoderConfig, workload: WorkloadOptions, llm: LLMOptions, array_dtype: str) -> int:
     """The LLM options checked against the model (positions, sparsity, data types); returns the prompt tokens."""
     prompt = llm.check_model(workload.seq_len, wl.DEFAULT_SEQ_LEN, cfg.max_positions, cfg.name)
+    if workload.dims:             # ONNX-only options: refused, never ignored (as load_workload does for the rest)
+        raise OptionError("dims", f"only ONNX models have symbolic dimensions; {cfg.name} is a decoder LLM")
+    if workload.unknown_ops != "error":
+        raise OptionError("unknown_ops", f"only ONNX models have op types to refuse or cost freely; {cfg.name} is a "
+                                         "decoder LLM")
+    if workload.weight_sparsity is None and workload.weight_format != WorkloadOptions().weight_format:
+        raise OptionError("weight_format", "only with {weight_sparsity}: a decoder LLM's weights are dense "
+                                           "otherwise")
     if llm.expert_skew and not cfg.experts:
         raise OptionError("expert_skew", f"only for mixture-of-experts models; {cfg.name} has no experts")
     wl.resolve_dtypes(workload.dtypes, workload.graph_dtype(array_dtype) or array_dtype)
