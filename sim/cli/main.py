@@ -48,6 +48,7 @@ from tilesim.workloads import describe_workloads
 
 RUN_OUTPUT_FLAGS = ("format", "output", "top")
 RUN_EXTRA_FLAGS = ("trace", "show_schedule", "plot")
+COMPARE_LLM_FLAGS = ("phase", "context", "prompt_len")     # compare lowers one graph: a prefill or a decode step
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,12 +63,14 @@ def build_parser() -> argparse.ArgumentParser:
                 gen_tokens={"default": argparse.SUPPRESS})     # absent unless given: refused outside generate
 
     cmp = sub.add_parser("compare", help="the same workload under several fusion policies, side by side")
-    add_options(cmp, (*WORKLOAD_FLAGS[1:], "fusion", *RUN_OUTPUT_FLAGS), fusion={
+    add_options(cmp, (*WORKLOAD_FLAGS[1:], "fusion", *RUN_OUTPUT_FLAGS, *COMPARE_LLM_FLAGS), fusion={
         "default": "none,epilogue,full", "choices": None,
         "help": "comma-separated policies to compare (default none,epilogue,full)"},
         format={"choices": ("table", "json")},
         output={"help": "write the comparison to this file instead of stdout"},
-        top={"default": 10, "help": "fused groups listed per policy (default 10)"})
+        top={"default": 10, "help": "fused layer patterns listed per policy (default 10)"},
+        phase={"choices": ("prefill", "decode"), "help": "decoder LLMs: the prefill (default) or one decode step "
+                                                         "at --context"})
 
     add_sweep_arguments(sub)
     add_serve_arguments(sub)
@@ -136,6 +139,7 @@ def cmd_compare(args) -> None:
     check_outputs(args, **{"-o": args.output})
     workload, arch, kw = api_keywords(args, llm=False)
     kw.pop("fusion")
+    kw |= {name: getattr(args, name) for name in COMPARE_LLM_FLAGS}
     result = api.compare(workload, arch, policies=policies, **kw)
     text = comparison_json(result) if args.format == "json" else comparison_table(result, args.top)
     write_output(text, args.output)

@@ -353,7 +353,20 @@ def _saved(policy: dict) -> float:
 
 
 def savings_html(policy: dict, top: int = 15) -> str:
-    """The fused groups of one policy that saved the most DRAM traffic."""
+    """What one policy saved by fusion kind, and its fused layer patterns (or, in older results, fused groups)
+    that saved the most DRAM traffic."""
+    kinds, patterns = policy.get("savings_by_kind"), policy.get("patterns")
+    if isinstance(kinds, dict) and isinstance(patterns, list):
+        if not any(v.get("saved_dram_bytes") or v.get("saved_cycles") for v in kinds.values()):
+            return ""
+        by_kind = table(["fusion kind", "DRAM saved", "cycles saved"],
+                        [[k, mib_text(v["saved_dram_bytes"]), v["saved_cycles"]] for k, v in kinds.items()])
+        rows = [[p["pattern"], p["count"], p["kind"], ops_text(p["ops"]), mib_text(p["saved_dram_bytes"]),
+                 p["saved_cycles"]] for p in patterns[:top]]
+        return (f"<h2>{_e(policy['fusion'])}: saved {mib_text(sum(v['saved_dram_bytes'] for v in kinds.values()))} "
+                f"of DRAM traffic against none</h2>{by_kind}<p class=\"note\">The {min(top, len(patterns))} fused "
+                "layer patterns that saved most (repeated layers grouped).</p>"
+                + table(["pattern", "count", "kind", "ops", "DRAM saved", "cycles saved"], rows))
     groups = sorted(policy["fused_groups"], key=lambda g: -g["saved_dram_bytes"])
     if not groups:
         return ""
