@@ -100,6 +100,23 @@ def test_every_run_option_is_honoured_or_refused(capsys, tmp_path, baselines, na
         assert digest != baselines[phase], f"{OPTION_VALUES[name]} was silently ignored by a {phase} run"
 
 
+OUTPUT_OPTIONS = ("top", "show_schedule", "trace", "plot", "output")
+
+
+@pytest.mark.parametrize("phase", PHASES)
+@pytest.mark.parametrize("fmt", ["json", "csv"])
+@pytest.mark.parametrize("name", OUTPUT_OPTIONS)
+def test_output_options_with_each_format_are_honoured_or_refused(capsys, tmp_path, name, fmt, phase):
+    """The same walk for the output options in JSON and CSV (--top with JSON was ignored)."""
+    if name == "plot":
+        pytest.importorskip("matplotlib")
+    base = [*MODEL, "--phase", phase, *SIZES[phase], "-f", fmt]
+    rc, err, plain = outcome(capsys, tmp_path, base)
+    assert rc == 0, err
+    rc, err, digest = outcome(capsys, tmp_path, [*base, *OPTION_VALUES[name]])
+    assert rc == 2 and err.count("\n") == 1 if rc else digest != plain, (OPTION_VALUES[name], fmt, err)
+
+
 # ---------------------------------------------------------------- op classes
 
 def tiny_graph() -> Graph:

@@ -236,6 +236,8 @@ class OutputOptions:
         if self.format not in FORMATS:
             raise OptionError("format", f"got '{self.format}', allowed: {', '.join(FORMATS)}")
         at_least("top", self.top, 1)
+        if self.top is not None and self.format != "table":
+            raise OptionError("top", "only with {format} table (JSON and CSV list every kernel)")
         if self.show_schedule and self.format != "table":
             raise OptionError("show_schedule", "only with {format} table (JSON and CSV carry each kernel's "
                                                "mapping)")
