@@ -92,3 +92,8 @@ def test_cli_compare_llm_misuse_exits_2(capsys, extra, words):
 def test_compare_refuses_llm_options_for_other_workloads(capsys):
     assert main(["compare", "-w", "resnet18", "-a", "edge-npu", "--phase", "decode"]) == 2
     assert "only for decoder LLMs" in capsys.readouterr().err
+
+
+def test_compare_top_is_for_the_table(capsys):
+    assert main(["compare", "-w", "gemm:64,64,64", "-a", "edge-npu", "-f", "json", "--top", "3"]) == 2
+    assert "--top: only with --format table" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from tilesim.report.llm import llm_csv, llm_table
 from tilesim.report.trace import llm_trace_events
 from tilesim.studies.llm import CLASS_FIELDS, class_totals, llm_dict
 from tilesim.studies.op_class import OP_CLASSES, kernel_class, op_classes
+from tilesim.studies.options import OptionError
 
 MODEL = ["run", "-w", "gpt2", "-a", "h100"]
 SIZES = {"prefill": ["--prompt-len", "24"], "decode": ["--context", "24"],
@@ -237,3 +238,12 @@ def test_html_title_says_what_ran(generate):
     page = report_html("run", json.loads(json.dumps(llm_dict(generate))))
     assert "<title>tilesim run: gpt2 generate on h100</title>" in page
     assert "By op class" in page and "MLP/experts" in page
+
+
+def test_api_refuses_what_does_not_apply():
+    with pytest.raises(OptionError, match="gen_tokens: only with phase generate, not prefill"):
+        api_run("gpt2", "h100", gen_tokens=4)
+    with pytest.raises(OptionError, match="seq_len: not for phase decode"):
+        api_run("gpt2", "h100", phase="decode", context=8, seq_len=8)
+    with pytest.raises(OptionError, match="weight_format: only with weight_sparsity"):
+        api_run("resnet18", "edge-npu", weight_format="csr")

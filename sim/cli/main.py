@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
         "help": "comma-separated policies to compare (default none,epilogue,full)"},
         format={"choices": ("table", "json")},
         output={"help": "write the comparison to this file instead of stdout"},
-        top={"default": 10, "help": "fused layer patterns listed per policy (default 10)"},
+        top={"default": None, "help": "table format: fused layer patterns listed per policy (default 10)"},
         phase={"choices": ("prefill", "decode"), "help": "decoder LLMs: the prefill (default) or one decode step "
                                                          "at --context"})
 
@@ -133,15 +133,17 @@ def cmd_compare(args) -> None:
     bad = [p for p in policies if p not in POLICIES]
     if bad or not policies:
         raise InputError(f"--fusion: got '{args.fusion}'; give a comma-separated list of {', '.join(POLICIES)}")
-    if args.top < 1:
+    if args.top is not None and args.top < 1:
         raise InputError(f"--top: must be >= 1, got {args.top}")
+    if args.top is not None and args.format == "json":
+        raise InputError("--top: only with --format table (the JSON lists every fused kernel and pattern)")
     args.fusion = policies[0]
     check_outputs(args, **{"-o": args.output})
     workload, arch, kw = api_keywords(args, llm=False)
     kw.pop("fusion")
     kw |= {name: getattr(args, name) for name in COMPARE_LLM_FLAGS}
     result = api.compare(workload, arch, policies=policies, **kw)
-    text = comparison_json(result) if args.format == "json" else comparison_table(result, args.top)
+    text = comparison_json(result) if args.format == "json" else comparison_table(result, args.top or 10)
     write_output(text, args.output)
 
 
@@ -149,7 +151,7 @@ def cmd_run(args) -> None:
     """tilesim run: workload -> Graph -> Schedule -> SimResult -> report."""
     out = output_options(args)
     if hasattr(args, "gen_tokens") and args.phase != "generate":
-        raise InputError(f"--gen-tokens: only with --phase generate (got {args.phase or 'no --phase'})")
+        raise InputError(f"--gen-tokens: only with --phase generate, not {args.phase or 'prefill (the default)'}")
     if system_options(args).given:              # a decoder LLM on a system of chips (sim/cli/system.py)
         check_outputs(args, **{"-o": out.output, "--trace": out.trace})
         return run_system_command(args, out, write_outputs)

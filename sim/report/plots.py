@@ -139,7 +139,7 @@ def _label_longest(ax, kernels: list[dict]) -> None:
         ax.annotate(",".join(map(str, ranks)), (k["arithmetic_intensity"], k["attained_macs_per_cycle"]),
                     textcoords="offset points", xytext=(4, 4), fontsize=7, fontweight="bold")
     if longest:
-        names = "\n".join(f"{i}  {k['name'][:28]} ({k['cycles']:,} cycles)" for i, k in enumerate(longest, 1))
+        names = "\n".join(f"{i}  {kernel_label(k)[:36]} ({k['cycles']:,} cycles)" for i, k in enumerate(longest, 1))
         ax.text(0.02, 0.97, f"longest kernels\n{names}", transform=ax.transAxes, va="top", ha="left", fontsize=7,
                 bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "lightgrey", "alpha": 0.9})
 

@@ -93,6 +93,8 @@ def run(workload: str = DEFAULT_WORKLOAD, arch: str | ArchConfig = DEFAULT_ARCH,
     """Simulate a workload on an arch, as `tilesim run` (decoder LLMs by phase; as_graph: the prefill or decode
     graph alone, with its schedule; timeline: keep per-tile times for traces and timeline plots)."""
     o = split_options(workload, options, "run")
+    if o.llm.gen_tokens != LLMOptions().gen_tokens and o.llm.run_phase != "generate":   # not silently ignored
+        raise OptionError("gen_tokens", f"only with {{phase}} generate, not {o.llm.run_phase}")
     cfg = decoder(o.workload, o.llm)
     target = load_arch(arch, overrides)
     if cfg is not None and not as_graph:

@@ -118,9 +118,17 @@ class WorkloadOptions:
                 raise OptionError("dims", f"the value must be a positive integer, got '{size}'", detail=name)
         object.__setattr__(self, "dims", dims)
         self.sparsity    # noqa: B018  # checks weight_sparsity and weight_format now
+        if self.weight_sparsity is None and self.weight_format != "bitmask" and not self.onnx:
+            raise OptionError("weight_format", "only with {weight_sparsity} (or an .onnx model's own zeros): the "
+                                               "weights are dense otherwise")
         if self.dtype == "model" and Path(self.workload).suffix.lower() != ".onnx":
             raise OptionError("dtype", "only .onnx workloads carry their own data types; give a dtype (e.g. int8, "
                                        "fp16) or leave {dtype} out for the array's", detail="model")
+
+    @property
+    def onnx(self) -> bool:
+        """Whether the workload is an ONNX model file."""
+        return Path(self.workload).suffix.lower() == ".onnx"
 
     @property
     def sparsity(self) -> WeightSparsity | None:

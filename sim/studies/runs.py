@@ -50,9 +50,6 @@ def check_decoder(cfg: DecoderConfig, workload: WorkloadOptions, llm: LLMOptions
     if workload.unknown_ops != "error":
         raise OptionError("unknown_ops", f"only ONNX models have op types to refuse or cost freely; {cfg.name} is a "
                                          "decoder LLM")
-    if workload.weight_sparsity is None and workload.weight_format != WorkloadOptions().weight_format:
-        raise OptionError("weight_format", "only with {weight_sparsity}: a decoder LLM's weights are dense "
-                                           "otherwise")
     if llm.expert_skew and not cfg.experts:
         raise OptionError("expert_skew", f"only for mixture-of-experts models; {cfg.name} has no experts")
     wl.resolve_dtypes(workload.dtypes, workload.graph_dtype(array_dtype) or array_dtype)
