@@ -247,3 +247,10 @@ def test_api_refuses_what_does_not_apply():
         api_run("gpt2", "h100", phase="decode", context=8, seq_len=8)
     with pytest.raises(OptionError, match="weight_format: only with weight_sparsity"):
         api_run("resnet18", "edge-npu", weight_format="csr")
+
+
+def test_html_of_an_llm_result_without_valid_op_classes_still_renders(generate):
+    d = json.loads(json.dumps(llm_dict(generate)))
+    d["op_classes"] = {"run": {"attention": {"time_s": "x"}}}
+    page = report_html("run", d)
+    assert "gpt2 generate" in page and "By op class" not in page

@@ -16,7 +16,7 @@ from tilesim.core.files import write_atomic
 from tilesim.report.compare import short_ops
 from tilesim.report.figure import figure_bytes, new_figure, plots_available
 from tilesim.report.format import mib_text, percent, si
-from tilesim.report.plots import energy_figure, kernel_label, roofline_figure
+from tilesim.report.plots import energy_figure, kernel_label, llm_energy_figure, roofline_figure
 from tilesim.report.sweep_plot import pareto_figure
 from tilesim.studies.op_class import CLASS_LABELS
 from tilesim.studies.sweep import best_rows, pareto_front
@@ -251,12 +251,22 @@ def run_html(d: dict) -> str:
             sections.append(f"<h2>Roofline</h2>{image(roofline_figure(d), 'roofline')}")
         elif llm:
             sections.append('<p class="note">No roofline: an LLM result has no peak or bandwidth figures.</p>')
-        sections.append(f"<h2>Energy</h2>{image(energy_figure(d), 'energy')}")
-    if llm and isinstance(d.get("op_classes"), dict):
+        by_class = llm and _classes_ok(d)
+        sections.append(f"<h2>Energy</h2>{image(llm_energy_figure(d) if by_class else energy_figure(d), 'energy')}")
+    if llm and _classes_ok(d):
         sections.append(f"<h2>By op class (whole run)</h2>{class_table(d['op_classes'].get('run', {}))}")
     note = '<p class="note">The kernels of the prefill and of the last decode step.</p>' if llm else ""
     sections.append(f"<h2>Kernels ({len(d['kernels'])}, longest first)</h2>{note}{kernel_table(d)}")
     return page(f"tilesim run: {run_title(d)} on {d['arch']}", sections)
+
+
+def _classes_ok(d: dict) -> bool:
+    """Whether an LLM result's op_classes.run is {class: {time_s, energy_pj, ...: numbers}} (older files lack it)."""
+    run = d.get("op_classes", {}).get("run") if isinstance(d.get("op_classes"), dict) else None
+    return isinstance(run, dict) and all(
+        isinstance(v, dict) and all(isinstance(v.get(f), NUMBER) and not isinstance(v.get(f), bool)
+                                    for f in ("time_s", "energy_pj", "dram_read_bytes", "dram_write_bytes"))
+        for v in run.values())
 
 
 def run_title(d: dict) -> str:

@@ -20,6 +20,7 @@ from tilesim.report.figure import new_figure, require_matplotlib, save
 from tilesim.report.figure import plot_kind as named_kind
 from tilesim.report.format import energy_unit, joules, time_unit
 from tilesim.studies.llm import LLMResult, llm_dict, simulated_steps
+from tilesim.studies.op_class import CLASS_LABELS
 
 PLOT_KINDS = ("roofline", "energy", "timeline")
 BOUND_COLORS = {"compute": "tab:blue", "memory": "tab:red", "vector": "tab:green"}
@@ -332,8 +333,32 @@ def draw_llm(kind: str, r: LLMResult, path: str) -> None:
     else:
         d = llm_dict(r)
         d["workload"] = f"{d['workload'].rsplit('.', 1)[0]} {r.phase}"
-        fig = roofline_figure(d) if kind == "roofline" else energy_figure(d)
+        fig = roofline_figure(d) if kind == "roofline" else llm_energy_figure(d)
     save(fig, path)
+
+
+def llm_energy_figure(d: dict):
+    """An LLM run's energy: by component (pie), by op class over the whole run (bars with their share of the time
+    too), and the kernels of the prefill and last decode step that use most."""
+    fig = new_figure(15, 5)
+    left, middle, right = fig.subplots(1, 3, width_ratios=(1, 0.9, 1.4))
+    colors = component_colors(d["energy_breakdown_pj"])
+    _energy_pie(left, d["energy_breakdown_pj"], colors)
+    classes = d["op_classes"]["run"]
+    names = list(classes)[::-1]
+    factor, unit = energy_unit(max((v["energy_pj"] for v in classes.values()), default=0.0))
+    time_total = sum(v["time_s"] for v in classes.values()) or 1.0
+    bars = middle.barh([CLASS_LABELS.get(c, c) for c in names], [classes[c]["energy_pj"] / factor for c in names],
+                       color="tab:purple")
+    middle.bar_label(bars, [f"{classes[c]['time_s'] / time_total:.0%} of time" for c in names], fontsize=7,
+                     padding=2)
+    middle.set(xlabel=f"energy ({unit}), whole run")
+    middle.set_title("by op class", fontsize=10)
+    middle.grid(True, axis="x", alpha=0.3)
+    _energy_bars(right, d["kernels"], None, colors)
+    per_token = f", {joules(d['pj_per_token'])}/token" if d.get("pj_per_token") else ""
+    fig.suptitle(f"Energy: {_title(d)}: {joules(d['energy_pj'])}{per_token}", fontsize=11)
+    return fig
 
 
 def steps_timeline_figure(parts: list[tuple[str, SimResult]], what: str, buckets: int = TIME_BUCKETS):
@@ -374,6 +399,7 @@ __all__ = [
     "draw_llm",
     "energy_figure",
     "kernel_components",
+    "llm_energy_figure",
     "plot_kind",
     "roofline_figure",
     "run_figure",
