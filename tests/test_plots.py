@@ -118,7 +118,8 @@ def test_html_report_of_a_compare_has_each_policy_and_its_savings(outputs):
     page = (d / "compare.html").read_text()
     for policy in doc["policies"]:
         assert f"{policy['cycles']:,}" in page and f"<td>{policy['fusion']}</td>" in page
-    assert "fused kernels saved" in page
+    assert "of DRAM traffic against none" in page                 # savings by kind, layers grouped (issue 28)
+    assert "<th>fusion kind</th>" in page and "<th>pattern</th>" in page
     images = embedded_pngs(page)
     assert len(images) == 1
     check_png(images[0])
