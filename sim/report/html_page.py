@@ -320,12 +320,14 @@ def run_summary(d: dict) -> list[tuple[str, object]]:
 def kernel_table(d: dict) -> str:
     """Per-kernel rows sorted by cycles: bound, fused ops, utilisation, traffic, energy, roofline point."""
     cycles = d["cycles"] or 1
+    classes = all(isinstance(k.get("op_class"), str) for k in d["kernels"]) and d["kernels"]   # LLM results
     header = ["kernel", "bound", "cycles", "% of run", "util", "DRAM rd", "DRAM wr", "energy",
-              "MACs/byte", "MACs/cycle", "ops"]
+              "MACs/byte", "MACs/cycle", *(["op class"] if classes else []), "ops"]
     rows = [[kernel_label(k), k["bound"], k["cycles"],
              f"{k['cycles'] / cycles:.1%}", _pct(k["pe_utilization"]), mib_text(k["dram_read_bytes"]),
              mib_text(k["dram_write_bytes"]), si(k["energy_pj"] * 1e-12, "J"), k["arithmetic_intensity"],
-             k["attained_macs_per_cycle"], ops_text(k["ops"])]
+             k["attained_macs_per_cycle"], *([CLASS_LABELS.get(k["op_class"], k["op_class"])] if classes else []),
+             ops_text(k["ops"])]
             for k in sorted(d["kernels"], key=lambda k: -k["cycles"])]
     return table(header, rows)
 

@@ -361,30 +361,33 @@ def llm_dict(r: LLMResult) -> dict:
     }
 
 
+def span_starts(r: LLMResult) -> list[float]:
+    """When each span of decode steps starts (s from the run's start): after the prefill and the spans before."""
+    starts, at = [], r.ttft_s
+    for span in r.decode:
+        starts.append(at)
+        at += span.total("latency_s")
+    return starts
+
+
 def simulated_steps(r: LLMResult) -> list[tuple[str, float, SimResult]]:
     """(title, start time in s, run) of every simulated step of an LLM run, in time order: the prefill, the first
     decode step of each span and the run's last step (the steps between are interpolated)."""
     out = [(f"prefill ({r.prompt_len} tokens x batch {r.batch})", 0.0, r.prefill)] if r.prefill else []
-    start_s = r.ttft_s
-    for i, span in enumerate(r.decode):
-        total_s = span.total("latency_s")
+    for span, start_s in zip(r.decode, span_starts(r), strict=True):
         out.append((f"decode step at context {span.first} (simulated)", start_s, span.start))
-        if i == len(r.decode) - 1 and span.last != span.first:     # the last span's end is simulated too
-            out.append((f"decode step at context {span.last} (simulated)", start_s + total_s - span.end.latency_s,
-                        span.end))
-        start_s += total_s
+    last = r.decode[-1] if r.decode else None
+    if last and last.last != last.first:                # the last span's end is simulated too
+        out.append((f"decode step at context {last.last} (simulated)", r.latency_s - last.end.latency_s, last.end))
     return out
 
 
 def step_windows(r: LLMResult) -> list[tuple[str, float, float, dict]]:
     """(name, start s, duration s, details) of the prefill and of each span of decode steps over the run."""
     out = [(f"prefill ({r.prompt_len} tokens)", 0.0, r.ttft_s, {"tokens": r.prompt_len})] if r.prefill else []
-    start_s = r.ttft_s
-    for span in r.decode:
-        total_s = span.total("latency_s")
-        out.append((f"decode steps at context {span.first}..{span.last}", start_s, total_s,
-                    {"steps": span.steps, "simulated": "first and last; linear between"}))
-        start_s += total_s
+    out += [(f"decode steps at context {span.first}..{span.last}", start_s, span.total("latency_s"),
+             {"steps": span.steps, "simulated": "first and last; linear between"})
+            for span, start_s in zip(r.decode, span_starts(r), strict=True)]
     return out
 
 
