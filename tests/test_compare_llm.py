@@ -7,8 +7,9 @@ import json
 
 import pytest
 
+from tests.test_llm_outputs import outcome
 from tilesim import compare
-from tilesim.cli.main import main
+from tilesim.cli.main import build_parser, main
 from tilesim.studies.compare import FUSION_KINDS, layer_pattern
 
 
@@ -97,3 +98,33 @@ def test_compare_refuses_llm_options_for_other_workloads(capsys):
 def test_compare_top_is_for_the_table(capsys):
     assert main(["compare", "-w", "gemm:64,64,64", "-a", "edge-npu", "-f", "json", "--top", "3"]) == 2
     assert "--top: only with --format table" in capsys.readouterr().err
+
+
+COMPARE_VALUES = {      # one non-default value per `tilesim compare` option (see test_llm_outputs.OPTION_VALUES)
+    "fusion": ["--fusion", "none,epilogue"], "arch": ["-a", "tpu-v4"], "overrides": ["--set", "clock_hz=1.5e9"],
+    "timing": ["--timing", "scalesim"], "mapper": ["--mapper", "naive"], "objective": ["--objective", "energy"],
+    "pinned": ["--mapping", "pin.yaml"], "batch": ["--batch", "2"], "seq_len": ["--seq-len", "20"],
+    "weight_dtype": ["--weight-dtype", "int8"], "activation_dtype": ["--activation-dtype", "int8"],
+    "kv_dtype": ["--kv-dtype", "int8"], "dtype": ["--dtype", "int8"], "dims": ["--dim", "batch=2"],
+    "unknown_ops": ["--unknown-ops", "free"], "weight_sparsity": ["--weight-sparsity", "2:4"],
+    "weight_format": ["--weight-format", "csr"], "format": ["-f", "json"], "output": ["-o", "out.txt"],
+    "top": ["--top", "2"], "context": ["--context", "30"], "prompt_len": ["--prompt-len", "30"],
+}
+
+
+def test_every_compare_option_has_a_row():
+    sub = next(a for a in build_parser()._actions if a.__class__.__name__ == "_SubParsersAction")
+    dests = {a.dest for a in sub.choices["compare"]._actions} - {"help", "workload", "phase"}
+    assert dests == set(COMPARE_VALUES)
+
+
+@pytest.mark.parametrize("phase", ["prefill", "decode"])
+@pytest.mark.parametrize("name", sorted(COMPARE_VALUES))
+def test_every_compare_option_is_honoured_or_refused(capsys, tmp_path, name, phase):
+    (tmp_path / "pin.yaml").write_text("lm_head: {dataflow: os, tile_m: 1, tile_n: 64, tile_k: 64, order: mnk}\n")
+    size = ["--context", "24"] if phase == "decode" else ["--prompt-len", "24"]
+    base = ["compare", "-w", "gpt2", "-a", "h100", "--phase", phase, *size, "--fusion", "none,full"]
+    rc, err, plain = outcome(capsys, tmp_path, base)
+    assert rc == 0, err
+    rc, err, digest = outcome(capsys, tmp_path, [*base, *COMPARE_VALUES[name]])
+    assert rc == 2 and err.count("\n") == 1 if rc else digest != plain, (COMPARE_VALUES[name], phase, err)
