@@ -8,7 +8,7 @@ saving is what its claimed unfused kernels moved (took) minus what it moves (tak
   fusion     claimed unfused kernels - the same kernel with no activation kept on chip (simulated), credited to
              the kernel's kind: attention (a flash-attention kernel), epilogue (a contraction with ops applied as
              it drains), layer (a chain of vector ops, or a transpose turned into its consumer's strided reads),
-             unfused (one op alone: a change of mapping only);
+             unfused (one op alone, whose mapping or overlap with its neighbours changed);
   residency  the kernel with no activation kept on chip - the kernel as run (--fusion full keeps activations on
              chip between kernels, compiler/residency.py).
 Cycles are kernel spans (a kernel's end minus the previous kernel's end), which sum to the run's cycles.
