@@ -25,8 +25,6 @@ from tilesim.cli.args import (
     add_options,
     api_keywords,
     cli_message,
-    llm_options,
-    options_of,
     output_options,
     workload_options,
 )
@@ -40,18 +38,19 @@ from tilesim.report.compare import comparison_json, comparison_table
 from tilesim.report.explain import schedule_table
 from tilesim.report.format import sig
 from tilesim.report.html_page import write_report
-from tilesim.report.llm import llm_json, llm_table
-from tilesim.report.plots import check_plots, draw, kernel_components
-from tilesim.report.text import render, tdp_warning
-from tilesim.report.trace import trace_json
+from tilesim.report.llm import llm_csv, llm_json, llm_table
+from tilesim.report.plots import check_plots, draw, draw_llm, kernel_components
+from tilesim.report.text import check_finite, render, tdp_warning
+from tilesim.report.trace import llm_trace_json, trace_json
 from tilesim.studies import api
-from tilesim.studies.options import WorkloadOptions
-from tilesim.studies.runs import decoder, schedule, workload_graph
+from tilesim.studies.llm import llm_dict, phase_runs
+from tilesim.studies.runs import schedule, workload_graph
 from tilesim.studies.validate import checks_table, validate_array
 from tilesim.workloads import describe_workloads
 
 RUN_OUTPUT_FLAGS = ("format", "output", "top")
 RUN_EXTRA_FLAGS = ("trace", "show_schedule", "plot")
+COMPARE_LLM_FLAGS = ("phase", "context", "prompt_len")     # compare lowers one graph: a prefill or a decode step
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,15 +61,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     run = sub.add_parser("run", help="simulate a workload on an arch and print the report")
-    add_options(run, (*WORKLOAD_FLAGS, *RUN_OUTPUT_FLAGS, *LLM_FLAGS, *RUN_EXTRA_FLAGS, *SYSTEM_FLAGS))
+    add_options(run, (*WORKLOAD_FLAGS, *RUN_OUTPUT_FLAGS, *LLM_FLAGS, *RUN_EXTRA_FLAGS, *SYSTEM_FLAGS),
+                gen_tokens={"default": argparse.SUPPRESS})     # absent unless given: refused outside generate
 
     cmp = sub.add_parser("compare", help="the same workload under several fusion policies, side by side")
-    add_options(cmp, (*WORKLOAD_FLAGS[1:], "fusion", *RUN_OUTPUT_FLAGS), fusion={
+    add_options(cmp, (*WORKLOAD_FLAGS[1:], "fusion", *RUN_OUTPUT_FLAGS, *COMPARE_LLM_FLAGS), fusion={
         "default": "none,epilogue,full", "choices": None,
         "help": "comma-separated policies to compare (default none,epilogue,full)"},
         format={"choices": ("table", "json")},
         output={"help": "write the comparison to this file instead of stdout"},
-        top={"default": 10, "help": "fused groups listed per policy (default 10)"})
+        top={"default": None, "help": "table format: fused layer patterns listed per policy (default 10)"},
+        phase={"choices": ("prefill", "decode"), "help": "decoder LLMs: the prefill (default) or one decode step "
+                                                         "at --context"})
 
     add_sweep_arguments(sub)
     add_serve_arguments(sub)
@@ -135,39 +137,36 @@ def cmd_compare(args) -> None:
     bad = [p for p in policies if p not in POLICIES]
     if bad or not policies:
         raise InputError(f"--fusion: got '{args.fusion}'; give a comma-separated list of {', '.join(POLICIES)}")
-    if args.top < 1:
+    if args.top is not None and args.top < 1:
         raise InputError(f"--top: must be >= 1, got {args.top}")
+    if args.top is not None and args.format == "json":
+        raise InputError("--top: only with --format table (the JSON lists every fused kernel and pattern)")
     args.fusion = policies[0]
     check_outputs(args, **{"-o": args.output})
     workload, arch, kw = api_keywords(args, llm=False)
     kw.pop("fusion")
+    kw |= {name: getattr(args, name) for name in COMPARE_LLM_FLAGS}
     result = api.compare(workload, arch, policies=policies, **kw)
-    text = comparison_json(result) if args.format == "json" else comparison_table(result, args.top)
+    text = comparison_json(result) if args.format == "json" else comparison_table(result, args.top or 10)
     write_output(text, args.output)
 
 
 def cmd_run(args) -> None:
     """tilesim run: workload -> Graph -> Schedule -> SimResult -> report."""
     out = output_options(args)
+    if hasattr(args, "gen_tokens") and args.phase != "generate":
+        raise InputError(f"--gen-tokens: only with --phase generate, not {args.phase or 'prefill (the default)'}")
     if system_options(args).given:              # a decoder LLM on a system of chips (sim/cli/system.py)
         check_outputs(args, **{"-o": out.output, "--trace": out.trace})
         return run_system_command(args, out, write_outputs)
     plots = check_plots(list(out.plot))
     workload, arch, kw = api_keywords(args)
-    llm = decoder(options_of(WorkloadOptions, args), llm_options(args)) is not None
-    if plots and llm:
-        raise InputError("--plot: not for decoder LLM runs yet; `tilesim report` draws the energy plot of their "
-                         "JSON result")
-    if llm and not out.show_schedule and out.format == "csv":
-        raise InputError("--format csv: LLM runs report as table or json")
     timeline = bool(out.trace) or any(k == "timeline" for k, _ in plots)
     check_outputs(args, **{"-o": out.output, "--trace": out.trace})
-    result = api.run(workload, arch, timeline=timeline, as_graph=out.show_schedule, **kw)
+    result = api.run(workload, arch, timeline=timeline, **kw)
     tdp = result.arch.power.tdp_w if result.arch.power else 0.0
     if result.llm is not None:
-        write_output(llm_table(result.llm) if out.format == "table" else llm_json(result.llm), out.output)
-        warn(tdp_warning(result.llm.power_w, tdp, result.arch.name))
-        return
+        return write_llm(result, out, plots, args.objective, tdp)
     warn(tdp_warning(result.sim.power_w, tdp, result.arch.name))
     text = render(result.sim, out.format, out.top, args.objective)
     if out.show_schedule:
@@ -178,6 +177,24 @@ def cmd_run(args) -> None:
         if any(k == "energy" for k, _ in plots) else None
     for kind, path in plots:
         draw(kind, result.sim, path, components)
+
+
+def write_llm(result: api.RunResult, out, plots: list[tuple[str, str]], objective: str, tdp: float) -> None:
+    """A decoder LLM run's report, trace and plots (every output option of a graph run; docs/llm.md)."""
+    r = result.llm
+    check_finite(llm_dict(r))
+    render_llm = {"table": lambda: llm_table(r, out.top), "json": lambda: llm_json(r), "csv": lambda: llm_csv(r)}
+    text = render_llm[out.format]()
+    if out.show_schedule:
+        for phase, sim in phase_runs(r):
+            plan = r.prefill_schedule if phase == "prefill" else r.decode_schedule
+            text += f"\n{phase if phase == 'prefill' else 'last decode step'} " + \
+                schedule_table(plan, sim, result.arch, objective)
+    outputs = [("--trace", out.trace, llm_trace_json(r))] if out.trace else []
+    write_outputs([*outputs, ("-o", out.output, text)])
+    warn(tdp_warning(r.power_w, tdp, result.arch.name))
+    for kind, path in plots:
+        draw_llm(kind, r, path)
 
 
 def warn(line: str | None) -> None:

@@ -1,9 +1,10 @@
-"""`tilesim compare` as a table or JSON: the policies side by side and what each fused group saved."""
+"""`tilesim compare` as a table or JSON: the policies side by side, what each saved by fusion kind (DRAM traffic and
+cycles, summing to the difference from the unfused run), and its fused kernels with repeated layers grouped."""
 from __future__ import annotations
 
 import json
 
-from tilesim.report.format import byte_size, joules, mib
+from tilesim.report.format import byte_size, joules
 from tilesim.studies.compare import Comparison
 
 
@@ -17,26 +18,32 @@ def short_ops(ops: tuple[str, ...]) -> list[str]:
 
 
 def comparison_table(c: Comparison, top: int = 10) -> str:
-    """Policies side by side, then the groups that saved the most traffic under each fusing policy."""
-    base = c.results[c.policies.index("none")] if "none" in c.policies else None
-    ref_cycles = base.cycles if base else None
+    """Policies side by side, then per fusing policy its savings by kind and the `top` layer patterns that saved
+    the most traffic."""
+    ref_cycles = c.reference.cycles if c.reference else None
     r0 = c.results[0]
     lines = [f"tilesim compare: {r0.workload} on {r0.arch}",
              f"{'fusion':<10} {'kernels':>7} {'cycles':>13} {'speedup':>8} {'DRAM read':>11} {'DRAM write':>11} "
              f"{'energy':>10} {'MBU':>6}"]
-    for policy, r, _s in zip(c.policies, c.results, c.schedules, strict=False):
+    for policy, r in zip(c.policies, c.results, strict=True):
         speed = f"{ref_cycles / r.cycles:.2f}x" if ref_cycles else "-"
         lines.append(f"{policy:<10} {len(r.kernels):>7} {r.cycles:>13,} {speed:>8} {byte_size(r.dram_read_bytes):>11} "
                      f"{byte_size(r.dram_write_bytes):>11} {joules(r.energy_pj):>10} {r.mbu:>6.1%}")
-    for policy, groups in zip(c.policies, c.savings, strict=False):
-        if not groups:
+    for i, policy in enumerate(c.policies):
+        kinds = c.by_kind(i)
+        if not any(b or cy for b, cy in kinds.values()):
             continue
-        saved = sum(g.saved_bytes for g in groups)
-        lines += ["", f"{policy}: {len(groups)} fused kernels saved {mib(saved)} MiB of DRAM traffic; "
-                      f"the {min(top, len(groups))} that saved most:"]
-        for g in sorted(groups, key=lambda g: -g.saved_bytes)[:top]:
-            lines.append(f"  {g.kernel[:28]:<28} {mib(g.unfused_bytes):>9} -> {mib(g.fused_bytes):>8} MiB  "
-                         f"{' + '.join(short_ops(g.ops))[:40]}")
+        saved_b, saved_c = sum(b for b, _ in kinds.values()), sum(cy for _, cy in kinds.values())
+        lines += ["", f"{policy}: saved {byte_size(saved_b)} of DRAM traffic and {saved_c:,} cycles against none",
+                  f"  {'by fusion kind':<16} {'DRAM saved':>15} {'cycles saved':>14}"]
+        lines += [f"  {kind:<16} {byte_size(b):>15} {cy:>14,}" for kind, (b, cy) in kinds.items()]
+        patterns = c.patterns(i)
+        if patterns:
+            lines += [f"  the {min(top, len(patterns))} of {len(patterns)} fused layer patterns that saved most:",
+                      f"  {'pattern':<26} {'count':>5} {'kind':<9} {'DRAM saved':>10} {'cycles saved':>13}  ops"]
+            for p in patterns[:top]:
+                lines.append(f"  {p.pattern[:26]:<26} {p.count:>5} {p.kind:<9} {byte_size(p.saved_bytes):>10} "
+                             f"{p.saved_cycles:>13,}  {' + '.join(short_ops(p.ops))[:29]}")
     return "\n".join(lines) + "\n"
 
 

@@ -16,9 +16,10 @@ from tilesim.core.files import write_atomic
 from tilesim.report.compare import short_ops
 from tilesim.report.figure import figure_bytes, new_figure, plots_available
 from tilesim.report.format import area, count, mib_text, percent, pj, quantity, si, sig
-from tilesim.report.plots import energy_figure, kernel_label, roofline_figure
+from tilesim.report.plots import energy_figure, kernel_label, llm_energy_figure, roofline_figure
 from tilesim.report.sweep_plot import pareto_figure
 from tilesim.report.sweep_text import metric_text
+from tilesim.studies.op_class import CLASS_LABELS
 from tilesim.studies.sweep import best_rows, pareto_front
 
 KINDS = ("run", "compare", "sweep")
@@ -251,10 +252,43 @@ def run_html(d: dict) -> str:
             sections.append(f"<h2>Roofline</h2>{image(roofline_figure(d), 'roofline')}")
         elif llm:
             sections.append('<p class="note">No roofline: an LLM result has no peak or bandwidth figures.</p>')
-        sections.append(f"<h2>Energy</h2>{image(energy_figure(d), 'energy')}")
+        by_class = llm and _classes_ok(d)
+        sections.append(f"<h2>Energy</h2>{image(llm_energy_figure(d) if by_class else energy_figure(d), 'energy')}")
+    if llm and _classes_ok(d):
+        sections.append(f"<h2>By op class (whole run)</h2>{class_table(d['op_classes'].get('run', {}))}")
     note = '<p class="note">The kernels of the prefill and of the last decode step.</p>' if llm else ""
     sections.append(f"<h2>Kernels ({len(d['kernels'])}, longest first)</h2>{note}{kernel_table(d)}")
-    return page(f"tilesim run: {d['workload']} on {d['arch']}", sections)
+    return page(f"tilesim run: {run_title(d)} on {d['arch']}", sections)
+
+
+def _classes_ok(d: dict) -> bool:
+    """Whether an LLM result's op_classes.run is {class: {time_s, energy_pj, ...: numbers}} (older files lack it)."""
+    run = d.get("op_classes", {}).get("run") if isinstance(d.get("op_classes"), dict) else None
+    return isinstance(run, dict) and all(
+        isinstance(v, dict) and all(isinstance(v.get(f), NUMBER) and not isinstance(v.get(f), bool)
+                                    for f in ("time_s", "energy_pj", "dram_read_bytes", "dram_write_bytes"))
+        for v in run.values())
+
+
+def run_title(d: dict) -> str:
+    """What ran: the workload, and for a decoder LLM its model and phase ('llama3-8b generate', not the name of
+    the last graph simulated, 'llama3-8b.decode')."""
+    if "phase" not in d:
+        return str(d["workload"])
+    return f"{str(d['workload']).rsplit('.', 1)[0]} {d['phase']}"
+
+
+def class_table(classes: dict) -> str:
+    """Time, energy and DRAM traffic per op class (an LLM result's op_classes.run), with shares."""
+    rows = [(c, v) for c, v in classes.items() if isinstance(v, dict)]
+    total = {f: sum(float(v.get(f, 0)) for _, v in rows) or 1.0 for f in ("time_s", "energy_pj")}
+    body = []
+    for c, v in rows:
+        traffic = float(v.get("dram_read_bytes", 0)) + float(v.get("dram_write_bytes", 0))
+        body.append([CLASS_LABELS.get(c, c), si(float(v.get("time_s", 0)), "s"), percent(v.get("time_s", 0) /
+                     total["time_s"]), si(float(v.get("energy_pj", 0)) * 1e-12, "J"),
+                     percent(v.get("energy_pj", 0) / total["energy_pj"]), mib_text(traffic)])
+    return table(["op class", "time", "share", "energy", "share", "DRAM traffic"], body)
 
 
 def run_summary(d: dict) -> list[tuple[str, object]]:
@@ -289,12 +323,14 @@ def run_summary(d: dict) -> list[tuple[str, object]]:
 def kernel_table(d: dict) -> str:
     """Per-kernel rows sorted by cycles: bound, fused ops, utilisation, traffic, energy, roofline point."""
     cycles = d["cycles"] or 1
+    classes = all(isinstance(k.get("op_class"), str) for k in d["kernels"]) and d["kernels"]   # LLM results
     header = ["kernel", "bound", "cycles", "% of run", "util", "DRAM rd", "DRAM wr", "energy",
-              "MACs/byte", "MACs/cycle", "ops"]
+              "MACs/byte", "MACs/cycle", *(["op class"] if classes else []), "ops"]
     rows = [[kernel_label(k), k["bound"], k["cycles"],
              f"{k['cycles'] / cycles:.1%}", _pct(k["pe_utilization"]), mib_text(k["dram_read_bytes"]),
              mib_text(k["dram_write_bytes"]), si(k["energy_pj"] * 1e-12, "J"), k["arithmetic_intensity"],
-             k["attained_macs_per_cycle"], ops_text(k["ops"])]
+             k["attained_macs_per_cycle"], *([CLASS_LABELS.get(k["op_class"], k["op_class"])] if classes else []),
+             ops_text(k["ops"])]
             for k in sorted(d["kernels"], key=lambda k: -k["cycles"])]
     return table(header, rows)
 
@@ -332,7 +368,20 @@ def _saved(policy: dict) -> float:
 
 
 def savings_html(policy: dict, top: int = 15) -> str:
-    """The fused groups of one policy that saved the most DRAM traffic."""
+    """What one policy saved by fusion kind, and its fused layer patterns (or, in older results, fused groups)
+    that saved the most DRAM traffic."""
+    kinds, patterns = policy.get("savings_by_kind"), policy.get("patterns")
+    if isinstance(kinds, dict) and isinstance(patterns, list):
+        if not any(v.get("saved_dram_bytes") or v.get("saved_cycles") for v in kinds.values()):
+            return ""
+        by_kind = table(["fusion kind", "DRAM saved", "cycles saved"],
+                        [[k, mib_text(v["saved_dram_bytes"]), v["saved_cycles"]] for k, v in kinds.items()])
+        rows = [[p["pattern"], p["count"], p["kind"], ops_text(p["ops"]), mib_text(p["saved_dram_bytes"]),
+                 p["saved_cycles"]] for p in patterns[:top]]
+        return (f"<h2>{_e(policy['fusion'])}: saved {mib_text(sum(v['saved_dram_bytes'] for v in kinds.values()))} "
+                f"of DRAM traffic against none</h2>{by_kind}<p class=\"note\">The {min(top, len(patterns))} fused "
+                "layer patterns that saved most (repeated layers grouped).</p>"
+                + table(["pattern", "count", "kind", "ops", "DRAM saved", "cycles saved"], rows))
     groups = sorted(policy["fused_groups"], key=lambda g: -g["saved_dram_bytes"])
     if not groups:
         return ""

@@ -19,6 +19,8 @@ from tilesim.core.result import SimResult
 from tilesim.report.figure import new_figure, require_matplotlib, save
 from tilesim.report.figure import plot_kind as named_kind
 from tilesim.report.format import energy_unit, joules, pj, sig, time_unit
+from tilesim.studies.llm import LLMResult, llm_dict, simulated_steps
+from tilesim.studies.op_class import CLASS_LABELS
 
 PLOT_KINDS = ("roofline", "energy", "timeline")
 BOUND_COLORS = {"compute": "tab:blue", "memory": "tab:red", "vector": "tab:green"}
@@ -138,7 +140,7 @@ def _label_longest(ax, kernels: list[dict]) -> None:
         ax.annotate(",".join(map(str, ranks)), (k["arithmetic_intensity"], k["attained_macs_per_cycle"]),
                     textcoords="offset points", xytext=(4, 4), fontsize=7, fontweight="bold")
     if longest:
-        names = "\n".join(f"{i}  {k['name'][:28]} ({k['cycles']:,} cycles)" for i, k in enumerate(longest, 1))
+        names = "\n".join(f"{i}  {kernel_label(k)[:36]} ({k['cycles']:,} cycles)" for i, k in enumerate(longest, 1))
         ax.text(0.02, 0.97, f"longest kernels\n{names}", transform=ax.transAxes, va="top", ha="left", fontsize=7,
                 bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "lightgrey", "alpha": 0.9})
 
@@ -321,14 +323,83 @@ def _kernel_names(ax, result: SimResult, to_unit: float) -> None:
                     va="bottom", fontsize=6, rotation=30, transform=ax.get_xaxis_transform())
 
 
+# ---------------------------------------------------------------- decoder LLM runs
+
+def draw_llm(kind: str, r: LLMResult, path: str) -> None:
+    """Draw one plot kind of a decoder LLM run: the roofline and energy of the prefill's and last decode step's
+    kernels (llm_dict), or the engines over the simulated steps."""
+    if kind == "timeline":
+        fig = steps_timeline_figure([(title, sim) for title, _, sim in simulated_steps(r)], r.phase)
+    else:
+        d = llm_dict(r)
+        d["workload"] = f"{d['workload'].rsplit('.', 1)[0]} {r.phase}"
+        fig = roofline_figure(d) if kind == "roofline" else llm_energy_figure(d)
+    save(fig, path)
+
+
+def llm_energy_figure(d: dict):
+    """An LLM run's energy: by component (pie), by op class over the whole run (bars with their share of the time
+    too), and the kernels of the prefill and last decode step that use most."""
+    fig = new_figure(15, 5)
+    left, middle, right = fig.subplots(1, 3, width_ratios=(1, 0.9, 1.4))
+    colors = component_colors(d["energy_breakdown_pj"])
+    _energy_pie(left, d["energy_breakdown_pj"], colors)
+    classes = d["op_classes"]["run"]
+    names = list(classes)[::-1]
+    factor, unit = energy_unit(max((v["energy_pj"] for v in classes.values()), default=0.0))
+    time_total = sum(v["time_s"] for v in classes.values()) or 1.0
+    bars = middle.barh([CLASS_LABELS.get(c, c) for c in names], [classes[c]["energy_pj"] / factor for c in names],
+                       color="tab:purple")
+    middle.bar_label(bars, [f"{classes[c]['time_s'] / time_total:.0%} of time" for c in names], fontsize=7,
+                     padding=2)
+    middle.set(xlabel=f"energy ({unit}), whole run")
+    middle.set_title("by op class", fontsize=10)
+    middle.grid(True, axis="x", alpha=0.3)
+    _energy_bars(right, d["kernels"], None, colors)
+    per_token = f", {joules(d['pj_per_token'])}/token" if d.get("pj_per_token") else ""
+    fig.suptitle(f"Energy: {_title(d)}: {joules(d['energy_pj'])}{per_token}", fontsize=11)
+    return fig
+
+
+def steps_timeline_figure(parts: list[tuple[str, SimResult]], what: str, buckets: int = TIME_BUCKETS):
+    """Busy fraction of the array, the vector unit and the DMA channel over simulated runs drawn back to back (an
+    LLM's prefill and sampled decode steps), each run's start marked and named."""
+    starts_s = np.cumsum([0.0] + [sim.latency_s for _, sim in parts])
+    edges = np.linspace(0.0, max(starts_s[-1], 1e-30), buckets + 1)
+    scale, unit = time_unit(starts_s[-1])
+    fig = new_figure(10, 5.5)
+    axes = fig.subplots(3, 1, sharex=True)
+    for ax, name in zip(axes, ENGINE_COLORS, strict=True):
+        busy = np.zeros(buckets)
+        for (_, sim), at_s in zip(parts, starts_s, strict=False):
+            lo, hi = busy_intervals(sim)[name]
+            busy += busy_per_bucket(lo / sim.clock_hz + at_s, hi / sim.clock_hz + at_s, edges)
+        ax.stairs(busy, edges / scale, fill=True, color=ENGINE_COLORS[name], alpha=0.8)
+        ax.set_ylim(0, max(1.05, busy.max() * 1.05))
+        ax.set_ylabel(f"{name}\nbusy", fontsize=9)
+        ax.yaxis.set_major_formatter("{x:.0%}")
+        for at_s in starts_s[1:-1]:
+            ax.axvline(at_s / scale, color="black", lw=0.8)
+    for (title, _), at_s, end_s in zip(parts, starts_s, starts_s[1:], strict=False):
+        axes[0].text((at_s + end_s) / 2 / scale, 0.97, title.split(" (")[0], ha="center", va="top", fontsize=7,
+                     transform=axes[0].get_xaxis_transform(), bbox={"facecolor": "white", "alpha": 0.8, "lw": 0})
+    axes[-1].set(xlabel=f"time ({unit}) of the simulated runs, back to back; decode steps between them are "
+                        "interpolated, not drawn", xlim=(0, edges[-1] / scale))
+    workload = parts[0][1].workload.rsplit(".", 1)[0] if parts else "?"
+    fig.suptitle(f"Engine utilisation: {workload} {what} on {parts[0][1].arch if parts else '?'}", fontsize=11)
+    return fig
+
+
 __all__ = [
     "PLOT_KINDS",
     "busy_intervals",
     "busy_per_bucket",
     "check_plots",
     "draw",
+    "draw_llm",
     "energy_figure",
     "kernel_components",
+    "llm_energy_figure",
     "plot_kind",
     "roofline_figure",
     "run_figure",

@@ -72,12 +72,12 @@ def placement_lines(s: dict) -> list[str]:
         for name, g in d["groups"].items():
             out.append(f"{name + ' group':<16}{g['chips']} chip(s): {g['steps']} steps, busy "
                        f"{percent(g['utilization'])}, mean batch {g['mean_batch']:.1f}, max KV "
-                       f"{percent(g['max_kv_occupancy'])}, {g['energy_j']:.4g} J")
+                       f"{percent(g['max_kv_occupancy'])}, {si(g['energy_j'], 'J')}")
         t = d["kv_transfer_s"]
         out.append(f"KV transfers    {d['kv_transfers']} over {d['link']} ({d['link_bandwidth_gb_s']:g} GB/s, "
-                   f"{d['link_latency_us']:g} us): {d['kv_transfer_bytes'] / 2**30:.3g} GiB, p50 {_ms(t['p50'])} ms, "
+                   f"{d['link_latency_us']:g} us): {byte_size(d['kv_transfer_bytes'])}, p50 {_ms(t['p50'])} ms, "
                    f"p99 {_ms(t['p99'])} ms on the link; ready p99 {_ms(d['kv_ready_after_prefill_s']['p99'])} ms "
-                   f"after prefill; {d['link_energy_j']:.4g} J")
+                   f"after prefill; {si(d['link_energy_j'], 'J')}")
         return out
     if place.get("system"):
         return [f"system          {place['system']}: tensor-parallel over {place['tp']} chip(s)"]
@@ -179,7 +179,7 @@ RATE_COLUMNS = (("rate", "rate/s", "{:.3g}"), ("served", "served", "{}"), ("ttft
                 ("tpot_p99_ms", "TPOT p99 ms", "{:.3f}"), ("e2e_p50_ms", "e2e p50 ms", "{:.1f}"),
                 ("throughput_tokens_per_s", "tokens/s", "{:.1f}"), ("goodput_requests_per_s", "goodput/s", "{:.3f}"),
                 ("slo_attainment", "SLO met", "{:.1%}"), ("mean_batch", "batch", "{:.1f}"),
-                ("preemptions", "preempt", "{}"), ("j_per_output_token", "J/token", "{:.4g}"))
+                ("preemptions", "preempt", "{}"), ("j_per_output_token", "J/token", "{:.3g}"))
 
 
 def summary_row(s: dict) -> dict:

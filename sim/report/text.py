@@ -85,18 +85,24 @@ def to_table(result: SimResult, top: int | None = None, objective: str | None = 
                                  sorted(r.energy_breakdown_pj.items(), key=lambda kv: -kv[1]) if r.energy_pj),
                        width=100, initial_indent="  energy by part  ", subsequent_indent=" " * 18),
         "",
-        f"{'kernel':<16} {'bound':<7} {'cycles':>11} {'stall':>10} {'util':>6} {'map eff':>7} "
-        f"{'DRAM rd':>9} {'DRAM wr':>9} {'energy':>9} {'power':>7}",
+        *kernel_lines(r.kernels, top),
     ]
-    kernels = r.kernels if top is None else sorted(r.kernels, key=lambda k: -k.cycles)[:top]
-    for k in kernels:
+    return "\n".join(lines) + "\n"
+
+
+def kernel_lines(kernels, top: int | None = None) -> list[str]:
+    """The per-kernel table, 100 columns: header and rows (only the `top` longest when given)."""
+    lines = [f"{'kernel':<16} {'bound':<7} {'cycles':>11} {'stall':>10} {'util':>6} {'map eff':>7} "
+             f"{'DRAM rd':>9} {'DRAM wr':>9} {'energy':>9} {'power':>7}"]
+    shown = kernels if top is None else sorted(kernels, key=lambda k: -k.cycles)[:top]
+    for k in shown:
         eff = f"{k.mapping_efficiency:.0%}" if k.engine == "array" else "-"
         lines.append(f"{k.name[:16]:<16} {k.bound:<7} {k.cycles:>11,} {k.stall_cycles:>10,} "
                      f"{k.pe_utilization:>6.1%} {eff:>7} {byte_size(k.dram_read_bytes):>9} "
                      f"{byte_size(k.dram_write_bytes):>9} {si(k.energy_pj * 1e-12, 'J'):>9} {si(k.power_w, 'W'):>7}")
-    if top is not None and top < len(r.kernels):
-        lines.append(f"... {len(r.kernels) - top} more kernels (showing the {top} longest)")
-    return "\n".join(lines) + "\n"
+    if top is not None and top < len(kernels):
+        lines.append(f"... {len(kernels) - top} more kernels (showing the {top} longest)")
+    return lines
 
 
 def tdp_warning(power_w: float, tdp_w: float, arch: str, what: str = "the run") -> str | None:

@@ -13,20 +13,23 @@ import numpy as np
 
 from tilesim.core.commands import ARRAY, VECTOR
 from tilesim.core.result import SimResult
+from tilesim.studies.llm import LLMResult, simulated_steps, step_windows
 
 PID = 1
 TRACKS = {"dma": 1, "array": 2, "vector": 3}
 
 
-def trace_events(result: SimResult) -> list[dict]:
-    """Trace events (metadata, complete 'X' slices and 'C' counters), sorted by track then time."""
+def trace_events(result: SimResult, pid: int = PID, offset_us: float = 0.0, title: str | None = None) -> list[dict]:
+    """Trace events (metadata, complete 'X' slices and 'C' counters), sorted by track then time; `pid`, `title`
+    and `offset_us` place one run of several (an LLM's prefill and decode steps) in its own process, at its start
+    time."""
     t = result.timeline
     if t is None:
         raise ValueError("simulate(..., timeline=True) keeps the event times a trace needs")
     us = 1e6 / result.clock_hz
-    events = [{"name": "process_name", "ph": "M", "pid": PID, "tid": 0,
-               "args": {"name": f"tilesim: {result.workload} on {result.arch}"}}]
-    events += [{"name": "thread_name", "ph": "M", "pid": PID, "tid": tid, "args": {"name": name}}
+    events = [{"name": "process_name", "ph": "M", "pid": pid, "tid": 0,
+               "args": {"name": title or f"tilesim: {result.workload} on {result.arch}"}}]
+    events += [{"name": "thread_name", "ph": "M", "pid": pid, "tid": tid, "args": {"name": name}}
                for name, tid in TRACKS.items()]
     kernel_of = np.repeat(np.arange(len(t.kernels)), np.diff(t.first_tile))
     slices, counters = [], []
@@ -49,8 +52,10 @@ def trace_events(result: SimResult) -> list[dict]:
                               (t.compute_end[i] - t.compute_start[i]) * us, {}) for i in tiles]
     slices.sort(key=lambda e: (e["tid"], e["ts"], -e["dur"]))
     counters.sort(key=lambda c: c[0])
+    for e in slices:
+        e["pid"], e["ts"] = pid, e["ts"] + offset_us
     events += slices
-    events += [{"name": "DMA bandwidth (GB/s)", "ph": "C", "pid": PID, "tid": TRACKS["dma"], "ts": ts,
+    events += [{"name": "DMA bandwidth (GB/s)", "ph": "C", "pid": pid, "tid": TRACKS["dma"], "ts": ts + offset_us,
                 "args": {"GB/s": value}} for ts, value in counters]
     return events
 
@@ -58,6 +63,29 @@ def trace_events(result: SimResult) -> list[dict]:
 def _slice(name: str, track: str, ts: float, dur: float, args: dict) -> dict:
     return {"name": name, "ph": "X", "pid": PID, "tid": TRACKS[track], "ts": float(ts), "dur": float(dur),
             "args": args}
+
+
+def llm_trace_events(r: LLMResult) -> list[dict]:
+    """An LLM run on one timeline: a 'run' process with a slice for the prefill and one per span of decode steps
+    (their summed time), and each simulated step (the prefill, every sampled decode step) as its own process of
+    engine tracks, starting where it runs; decode steps between the samples are interpolated, so only their span
+    shows."""
+    steps = [{"name": "process_name", "ph": "M", "pid": PID, "tid": 0, "args": {"name": "tilesim: LLM run phases"}},
+             {"name": "thread_name", "ph": "M", "pid": PID, "tid": 1, "args": {"name": "steps"}}]
+    for step in step_windows(r):
+        steps.append(_step_slice(*step))
+    events = [e for pid, (title, at_s, sim) in enumerate(simulated_steps(r), start=PID + 1)
+              for e in trace_events(sim, pid, at_s * 1e6, title)]
+    return steps + events
+
+
+def _step_slice(name: str, start_s: float, dur_s: float, args: dict) -> dict:
+    return {"name": name, "ph": "X", "pid": PID, "tid": 1, "ts": start_s * 1e6, "dur": dur_s * 1e6, "args": args}
+
+
+def llm_trace_json(r: LLMResult) -> str:
+    """The LLM run's trace as JSON text."""
+    return json.dumps({"traceEvents": llm_trace_events(r), "displayTimeUnit": "ns"}, allow_nan=False)
 
 
 def trace_json(result: SimResult) -> str:

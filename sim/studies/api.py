@@ -4,7 +4,7 @@ CLI's JSON."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from tilesim.studies.options import (
     DEFAULT_ARCH,
     DEFAULT_WORKLOAD,
     LLMOptions,
+    OptionError,
     SystemOptions,
     WorkloadOptions,
     read_pinned,
@@ -102,10 +103,12 @@ def run(workload: str = DEFAULT_WORKLOAD, arch: str | ArchConfig = DEFAULT_ARCH,
     """Simulate a workload on an arch, as `tilesim run` (decoder LLMs by phase; as_graph: the prefill or decode
     graph alone, with its schedule; timeline: keep per-tile times for traces and timeline plots)."""
     o = split_options(workload, options, "run")
+    if o.llm.gen_tokens != LLMOptions().gen_tokens and o.llm.run_phase != "generate":   # not silently ignored
+        raise OptionError("gen_tokens", f"only with {{phase}} generate, not {o.llm.run_phase}")
     cfg = decoder(o.workload, o.llm)
     target = load_arch(arch, overrides)
     if cfg is not None and not as_graph:
-        return RunResult(target, llm=run_decoder_phase(cfg, target, o.workload, o.llm, o.compile))
+        return RunResult(target, llm=run_decoder_phase(cfg, target, o.workload, o.llm, o.compile, timeline=timeline))
     if cfg is not None:
         check_decoder(cfg, o.workload, o.llm, target.array.dtype)
     plan = schedule(workload_graph(target, o.workload, o.llm), target, o.compile)
@@ -124,10 +127,19 @@ def run_system(workload: str, system: str, *, overrides: Sequence[str] = (), **o
 def compare(workload: str = DEFAULT_WORKLOAD, arch: str | ArchConfig = DEFAULT_ARCH, *,
             policies: Sequence[str] = ("none", "epilogue", "full"), overrides: Sequence[str] = (),
             **options: Any) -> CompareResult:
-    """The workload under several fusion policies side by side, as `tilesim compare`."""
-    o = split_options(workload, {"fusion": policies[0], **options}, "compare", llm=False)
+    """The workload under several fusion policies side by side, as `tilesim compare`; a decoder LLM's prefill
+    (prompt_len or seq_len tokens) or one decode step (phase='decode', context=N)."""
+    o = split_options(workload, {"fusion": policies[0], **options}, "compare")
     target = load_arch(arch, overrides)
-    graph = workload_graph(target, o.workload)
+    cfg = decoder(o.workload, o.llm)
+    w = o.workload
+    if cfg is not None:
+        if o.llm.phase == "generate":
+            raise OptionError("phase", "compare runs one graph: prefill or decode (one step at {context}), not "
+                                       "generate")
+        prompt = check_decoder(cfg, w, o.llm, target.array.dtype)
+        w = replace(w, seq_len=prompt) if o.llm.run_phase == "prefill" else w
+    graph = workload_graph(target, w, o.llm)
     return comparing.compare(graph, target, tuple(policies), o.compile)
 
 

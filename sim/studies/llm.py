@@ -19,17 +19,20 @@ Weights in flash stream flash -> DRAM -> array every token (sim/commands.py).
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from itertools import pairwise
+
+import numpy as np
 
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.errors import InputError
 from tilesim.compiler.ir import Graph
-from tilesim.compiler.schedule import CompileOptions, lower
+from tilesim.compiler.schedule import CompileOptions, Schedule, lower
 from tilesim.core.commands import weights_in_flash
 from tilesim.core.result import SimResult
 from tilesim.core.simulate import kernel_evaluator, simulate
+from tilesim.studies.op_class import OP_CLASSES, kernel_class, op_classes
 from tilesim.studies.options import PHASES, OptionError
 from tilesim.workloads.llm import ExpertLoad
 
@@ -66,6 +69,9 @@ class LLMResult:
     flash_weight_bytes: int = 0    # of weight_bytes, those stored in the flash level (place_weights)
     prefill_experts: ExpertLoad | None = None   # MoE routing of the prefill (batch x prompt tokens)
     decode_experts: ExpertLoad | None = None    # MoE routing of one decode step (batch tokens)
+    op_classes: Mapping[str, str] = field(default_factory=dict, compare=False)   # op -> class (studies/op_class.py)
+    prefill_schedule: Schedule | None = field(default=None, compare=False)      # the prefill's kernels and mappings
+    decode_schedule: Schedule | None = field(default=None, compare=False)       # ... of the last decode step
 
     @property
     def ttft_s(self) -> float:
@@ -199,7 +205,7 @@ def place_weights(arch: ArchConfig, weight_bytes: int, kv_bytes: int, graph: Gra
 
 def run_llm(graph_for: GraphFor, arch: ArchConfig, options: CompileOptions, phase: str, batch: int,
             prompt_len: int, gen_tokens: int, weight_bytes: int, kv_bytes: int | KVBytes,
-            bends: tuple[int, ...] = (), experts: ExpertsFor | None = None) -> LLMResult:
+            bends: tuple[int, ...] = (), experts: ExpertsFor | None = None, timeline: bool = False) -> LLMResult:
     """Simulate a phase: prefill of `prompt_len` tokens; one decode step at context `prompt_len`; or generate
     (prefill, then `gen_tokens` decode steps at contexts prompt_len .. prompt_len + gen_tokens - 1).
     `kv_bytes`: one sequence's cache bytes per token, or a function of the tokens held (sliding windows);
@@ -215,8 +221,14 @@ def run_llm(graph_for: GraphFor, arch: ArchConfig, options: CompileOptions, phas
     memo: dict = {}     # tile commands shared across steps (one arch, one timing, one flash share)
     evaluate = kernel_evaluator(arch, options.resolved_timing(arch), options.objective, share, memo)  # across steps
 
+    plans: dict[tuple[str, int], Schedule] = {}
+    classes: dict[str, str] = {}
+
     def run(kind: str, size: int) -> SimResult:
-        return simulate(lower(graph_for(kind, size), arch, options, evaluate), arch, flash_share=share, memo=memo)
+        graph = graph_for(kind, size)
+        classes.update(op_classes(graph))
+        plans[kind, size] = lower(graph, arch, options, evaluate)
+        return simulate(plans[kind, size], arch, flash_share=share, memo=memo, timeline=timeline)
 
     prefill = run("prefill", prompt_len) if phase in ("prefill", "generate") else None
     spans: list[DecodeSpan] = []
@@ -228,7 +240,9 @@ def run_llm(graph_for: GraphFor, arch: ArchConfig, options: CompileOptions, phas
     routing = (experts(batch * prompt_len) if experts and prefill else None,
                experts(batch) if experts and spans else None)
     return LLMResult(phase, batch, prompt_len, gen_tokens if phase == "generate" else 0, weight_bytes, kv_bytes,
-                     prefill, tuple(spans), placement.flash_bytes, *routing)
+                     prefill, tuple(spans), placement.flash_bytes, *routing, op_classes=classes,
+                     prefill_schedule=plans.get(("prefill", prompt_len)),
+                     decode_schedule=plans.get(("decode", spans[-1].last)) if spans else None)
 
 
 def generate_spans(first: int, last: int, bends: tuple[int, ...], step: Callable[[int], SimResult]) \
@@ -257,6 +271,54 @@ def _lerp_point(samples: dict, a: int, b: int, c: int) -> SimResult:
                    macs=round(mix("macs")), flash_read_bytes=round(mix("flash_read_bytes")))
 
 
+CLASS_FIELDS = ("time_s", "energy_pj", "dram_read_bytes", "dram_write_bytes")   # what a class breakdown sums
+
+
+def class_vector(sim: SimResult, classes: Mapping[str, str]) -> np.ndarray:
+    """One simulated run's CLASS_FIELDS per op class (rows in OP_CLASSES order): its kernels' spans at their
+    clocks, energy and DRAM bytes summed by kernel_class."""
+    out = np.zeros((len(OP_CLASSES), len(CLASS_FIELDS)))
+    for k in sim.kernels:
+        row = OP_CLASSES.index(kernel_class(k.ops, classes))
+        out[row] += (k.cycles / (k.clock_hz or sim.clock_hz), k.energy_pj, k.dram_read_bytes, k.dram_write_bytes)
+    return out
+
+
+def class_totals(r: LLMResult) -> dict[str, np.ndarray]:
+    """CLASS_FIELDS per op class of the prefill and of all decode steps (keys "prefill", "decode" when run): a
+    span's steps by the trapezoid rule like its totals, its interpolated end taken between the simulated samples
+    either side (the next span's start), so the classes sum to the run's latency, energy and traffic."""
+    out = {}
+    if r.prefill:
+        out["prefill"] = class_vector(r.prefill, r.op_classes)
+    if r.decode:
+        total = np.zeros((len(OP_CLASSES), len(CLASS_FIELDS)))
+        for i, s in enumerate(r.decode):
+            start = class_vector(s.start, r.op_classes)
+            if i + 1 < len(r.decode):       # end interpolated at s.last between this sample and the next
+                nxt = r.decode[i + 1]
+                t = (s.last - s.first) / (nxt.first - s.first)
+                end = start + t * (class_vector(nxt.start, r.op_classes) - start)
+            else:
+                end = class_vector(s.end, r.op_classes)
+            total += s.steps * (start + end) / 2
+        out["decode"] = total
+    return out
+
+
+def classes_dict(table: np.ndarray) -> dict[str, dict[str, float]]:
+    """A class breakdown as {class: {field: value}} (classes without time or energy left out)."""
+    return {c: dict(zip(CLASS_FIELDS, map(float, row), strict=True))
+            for c, row in zip(OP_CLASSES, table, strict=True) if row.any()}
+
+
+def op_class_dict(r: LLMResult) -> dict:
+    """The run's time, energy and DRAM bytes by op class: whole run, and per phase."""
+    phases = class_totals(r)
+    return {"run": classes_dict(sum(phases.values())),
+            "by_phase": {phase: classes_dict(table) for phase, table in phases.items()}}
+
+
 def llm_dict(r: LLMResult) -> dict:
     """JSON mapping: the section 6 keys of the whole run, the LLM keys, and the runs it is made of."""
     def total(field: str) -> float:
@@ -271,8 +333,8 @@ def llm_dict(r: LLMResult) -> dict:
         for k, v in s.start.energy_breakdown_pj.items():
             breakdown[k] = breakdown.get(k, 0.0) + v * scale
     last = r.decode[-1].end if r.decode else r.prefill
-    kernels = ([dict(k, phase="prefill") for k in r.prefill.to_dict()["kernels"]] if r.prefill else []) + \
-        ([dict(k, phase="decode") for k in r.decode[-1].end.to_dict()["kernels"]] if r.decode else [])
+    kernels = [dict(k, phase=phase, op_class=kernel_class(tuple(k["ops"]), r.op_classes))
+               for phase, sim in phase_runs(r) for k in sim.to_dict()["kernels"]]
     return {
         "workload": last.workload, "arch": last.arch, "timing": last.timing, "cycles": cycles,
         "latency_s": r.latency_s, "macs": macs, "pe_utilization": macs / (cycles * peak) if cycles else 0.0,
@@ -293,8 +355,45 @@ def llm_dict(r: LLMResult) -> dict:
                               "first_step_latency_s": s.start.latency_s, "last_step_latency_s": s.end.latency_s,
                               "first_step_energy_pj": s.start.energy_pj, "last_step_energy_pj": s.end.energy_pj}
                          for s in r.decode],
+        "peak_macs_per_cycle": peak, "offchip_bytes_per_cycle": first.offchip_bytes_per_cycle,
+        "op_classes": op_class_dict(r),
         "kernels": kernels,
     }
+
+
+def span_starts(r: LLMResult) -> list[float]:
+    """When each span of decode steps starts (s from the run's start): after the prefill and the spans before."""
+    starts, at = [], r.ttft_s
+    for span in r.decode:
+        starts.append(at)
+        at += span.total("latency_s")
+    return starts
+
+
+def simulated_steps(r: LLMResult) -> list[tuple[str, float, SimResult]]:
+    """(title, start time in s, run) of every simulated step of an LLM run, in time order: the prefill, the first
+    decode step of each span and the run's last step (the steps between are interpolated)."""
+    out = [(f"prefill ({r.prompt_len} tokens x batch {r.batch})", 0.0, r.prefill)] if r.prefill else []
+    for span, start_s in zip(r.decode, span_starts(r), strict=True):
+        out.append((f"decode step at context {span.first} (simulated)", start_s, span.start))
+    last = r.decode[-1] if r.decode else None
+    if last and last.last != last.first:                # the last span's end is simulated too
+        out.append((f"decode step at context {last.last} (simulated)", r.latency_s - last.end.latency_s, last.end))
+    return out
+
+
+def step_windows(r: LLMResult) -> list[tuple[str, float, float, dict]]:
+    """(name, start s, duration s, details) of the prefill and of each span of decode steps over the run."""
+    out = [(f"prefill ({r.prompt_len} tokens)", 0.0, r.ttft_s, {"tokens": r.prompt_len})] if r.prefill else []
+    out += [(f"decode steps at context {span.first}..{span.last}", start_s, span.total("latency_s"),
+             {"steps": span.steps, "simulated": "first and last; linear between"})
+            for span, start_s in zip(r.decode, span_starts(r), strict=True)]
+    return out
+
+
+def phase_runs(r: LLMResult) -> list[tuple[str, SimResult]]:
+    """(phase, simulated run) whose kernels an LLM report lists: the prefill and the last decode step."""
+    return ([("prefill", r.prefill)] if r.prefill else []) + ([("decode", r.decode[-1].end)] if r.decode else [])
 
 
 def experts_dict(r: LLMResult) -> dict | None:

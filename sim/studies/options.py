@@ -118,9 +118,17 @@ class WorkloadOptions:
                 raise OptionError("dims", f"the value must be a positive integer, got '{size}'", detail=name)
         object.__setattr__(self, "dims", dims)
         self.sparsity    # noqa: B018  # checks weight_sparsity and weight_format now
+        if self.weight_sparsity is None and self.weight_format != "bitmask" and not self.onnx:
+            raise OptionError("weight_format", "only with {weight_sparsity} (or an .onnx model's own zeros): the "
+                                               "weights are dense otherwise")
         if self.dtype == "model" and Path(self.workload).suffix.lower() != ".onnx":
             raise OptionError("dtype", "only .onnx workloads carry their own data types; give a dtype (e.g. int8, "
                                        "fp16) or leave {dtype} out for the array's", detail="model")
+
+    @property
+    def onnx(self) -> bool:
+        """Whether the workload is an ONNX model file."""
+        return Path(self.workload).suffix.lower() == ".onnx"
 
     @property
     def sparsity(self) -> WeightSparsity | None:
@@ -191,6 +199,11 @@ class LLMOptions:
             raise OptionError("context", "{phase} decode needs the number of tokens already in the KV cache")
         if self.context is not None and self.phase != "decode":
             raise OptionError("context", "only with {phase} decode (generate grows it from {prompt_len})")
+        if self.phase == "decode" and (self.prompt_len is not None or seq_len is not None):
+            raise OptionError("prompt_len" if self.prompt_len is not None else "seq_len",
+                              "not for {phase} decode: one step reads the {context} tokens already cached")
+        if self.prompt_len is not None and seq_len is not None:
+            raise OptionError(("seq_len", "prompt_len"), "both give the prompt's length; give one")
         at_least("context", self.context, 0)
         at_least("prompt_len", self.prompt_len, 1)
         at_least("gen_tokens", self.gen_tokens, 1)
@@ -231,6 +244,8 @@ class OutputOptions:
         if self.format not in FORMATS:
             raise OptionError("format", f"got '{self.format}', allowed: {', '.join(FORMATS)}")
         at_least("top", self.top, 1)
+        if self.top is not None and self.format != "table":
+            raise OptionError("top", "only with {format} table (JSON and CSV list every kernel)")
         if self.show_schedule and self.format != "table":
             raise OptionError("show_schedule", "only with {format} table (JSON and CSV carry each kernel's "
                                                "mapping)")

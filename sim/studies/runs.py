@@ -47,6 +47,11 @@ def decoder(workload: WorkloadOptions, llm: LLMOptions) -> DecoderConfig | None:
 def check_decoder(cfg: DecoderConfig, workload: WorkloadOptions, llm: LLMOptions, array_dtype: str) -> int:
     """The LLM options checked against the model (positions, sparsity, data types); returns the prompt tokens."""
     prompt = llm.check_model(workload.seq_len, wl.DEFAULT_SEQ_LEN, cfg.max_positions, cfg.name)
+    if workload.dims:             # ONNX-only options: refused, never ignored (as load_workload does for the rest)
+        raise OptionError("dims", f"only ONNX models have symbolic dimensions; {cfg.name} is a decoder LLM")
+    if workload.unknown_ops != "error":
+        raise OptionError("unknown_ops", f"only ONNX models have op types to refuse or cost freely; {cfg.name} is a "
+                                         "decoder LLM")
     if llm.expert_skew and not cfg.experts:
         raise OptionError("expert_skew", f"only for mixture-of-experts models; {cfg.name} has no experts")
     wl.resolve_dtypes(workload.dtypes, workload.graph_dtype(array_dtype) or array_dtype)
@@ -91,9 +96,9 @@ def schedule(graph: Graph, arch: ArchConfig, options: CompileOptions) -> Schedul
 
 
 def run_decoder(cfg: DecoderConfig, arch: ArchConfig, workload: WorkloadOptions, llm: LLMOptions,
-                options: CompileOptions, graphs: dict | None = None) -> LLMResult:
+                options: CompileOptions, graphs: dict | None = None, timeline: bool = False) -> LLMResult:
     """A decoder LLM's phase (prefill, one decode step, or generation); `graphs` caches the graphs of each phase
-    and size across calls (a sweep's design points share them)."""
+    and size across calls (a sweep's design points share them); `timeline` keeps each step's tile times."""
     prompt = check_decoder(cfg, workload, llm, arch.array.dtype)
     types = wl.resolve_dtypes(workload.dtypes, workload.graph_dtype(arch.array.dtype) or arch.array.dtype)
     note = dtype_warning(arch, types.activation, "--activation-dtype" if workload.activation_dtype else "--dtype")
@@ -118,4 +123,4 @@ def run_decoder(cfg: DecoderConfig, arch: ArchConfig, workload: WorkloadOptions,
     saved = (pruned_savings_bytes(step) if workload.sparsity else 0) - predictor_bytes(step)
     return run_llm(graph_for, arch, options, llm.run_phase, workload.batch, prompt, llm.gen_tokens,
                    wl.weight_bytes(cfg, types.weight) - saved, lambda tokens: wl.kv_cache_bytes(cfg, tokens, types.kv),
-                   wl.window_bends(cfg), lambda tokens: wl.expert_load(active, tokens, types.weight))
+                   wl.window_bends(cfg), lambda tokens: wl.expert_load(active, tokens, types.weight), timeline)
