@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.test_llm_outputs import outcome
+from tests.test_llm_outputs import OPTION_VALUES, outcome
 from tilesim import compare
 from tilesim.cli.main import build_parser, main
 from tilesim.studies.compare import FUSION_KINDS, layer_pattern
@@ -100,16 +100,10 @@ def test_compare_top_is_for_the_table(capsys):
     assert "--top: only with --format table" in capsys.readouterr().err
 
 
-COMPARE_VALUES = {      # one non-default value per `tilesim compare` option (see test_llm_outputs.OPTION_VALUES)
-    "fusion": ["--fusion", "none,epilogue"], "arch": ["-a", "tpu-v4"], "overrides": ["--set", "clock_hz=1.5e9"],
-    "timing": ["--timing", "scalesim"], "mapper": ["--mapper", "naive"], "objective": ["--objective", "energy"],
-    "pinned": ["--mapping", "pin.yaml"], "batch": ["--batch", "2"], "seq_len": ["--seq-len", "20"],
-    "weight_dtype": ["--weight-dtype", "int8"], "activation_dtype": ["--activation-dtype", "int8"],
-    "kv_dtype": ["--kv-dtype", "int8"], "dtype": ["--dtype", "int8"], "dims": ["--dim", "batch=2"],
-    "unknown_ops": ["--unknown-ops", "free"], "weight_sparsity": ["--weight-sparsity", "2:4"],
-    "weight_format": ["--weight-format", "csr"], "format": ["-f", "json"], "output": ["-o", "out.txt"],
-    "top": ["--top", "2"], "context": ["--context", "30"], "prompt_len": ["--prompt-len", "30"],
-}
+COMPARE_DESTS = ("fusion", "arch", "overrides", "timing", "mapper", "objective", "pinned", "batch", "seq_len",
+                 "weight_dtype", "activation_dtype", "kv_dtype", "dtype", "dims", "unknown_ops", "weight_sparsity",
+                 "weight_format", "format", "output", "top", "context", "prompt_len")
+COMPARE_VALUES = {d: OPTION_VALUES[d] for d in COMPARE_DESTS}     # the run walk's values for compare's options
 
 
 def test_every_compare_option_has_a_row():
