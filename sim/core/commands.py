@@ -9,7 +9,12 @@ from math import ceil
 import numpy as np
 
 from tilesim.arch.config import ArchConfig, row_passes_for
-from tilesim.compiler.attention import AttentionWork, attention_tile_compute, attention_traffic
+from tilesim.compiler.attention import (
+    AttentionWork,
+    attention_compute_marks,
+    attention_tile_compute_fill,
+    attention_traffic,
+)
 from tilesim.compiler.cost import (
     LOOPS,
     a_runs,
@@ -280,14 +285,17 @@ def contraction_runs(work: Contraction, kernel: Kernel, arch: ArchConfig, timing
                         f["flash"].astype(np.int64), count)
 
 
+ATTENTION_CHUNK_TILES = 1 << 19     # tiles worked out at once (bounded memory: ~100 bytes each)
+
+
 def attention_commands(work: AttentionWork, kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:
-    """Flash attention tiles (head, q block, kv block), kv innermost: the Q block loads with its first kv block,
-    K and V blocks stream every tile, the O block stores after its last; totals equal attention_traffic."""
+    """Flash attention tiles (head, q block, kv block), kv innermost, as runs of steps of p cores in lockstep
+    (lockstep): the Q block loads with its first kv block, K and V blocks stream every tile, the O block stores
+    after its last; totals equal attention_traffic, split over the tiles in proportion to their blocks' rows
+    (split_total), each tile's transfer rounded up to whole bursts. Tiles are worked out ATTENTION_CHUNK_TILES at a
+    time from their place in the nest (one head's prefix sums), so memory does not grow with the tile count."""
     m = kernel.mapping
     eq, ek = extents(work.sq, m.block_q), extents(work.skv, m.block_kv)
-    qi = np.tile(np.repeat(np.arange(eq.size), ek.size), work.g)
-    ki = np.tile(np.arange(ek.size), work.g * eq.size)
-    first, last = ki == 0, ki == ek.size - 1
     q_read, kv_read, o_write = attention_traffic(work, m.block_q)
     res = kernel.residency
     q_read = (0 if res.a else q_read - work.extra_read_bytes) + max(work.extra_read_bytes - res.extra_bytes, 0)
@@ -298,16 +306,52 @@ def attention_commands(work: AttentionWork, kernel: Kernel, arch: ArchConfig, ti
         once = attention_traffic(work, work.sq)[1]
         if 2 * once // max(work.g, 1) <= cache.capacity_bytes:
             kv_read = min(kv_read, once)
-    zeros = np.zeros(qi.shape[0], dtype=np.int64)
-    compute = attention_tile_compute(work, m, arch, timing)
     levels = {arch.home(o).double_buffered for o in ("input", "weight", "output")}
+    slots = 2 if levels == {True} else 1
     burst = arch.offchip.burst_bytes          # runs: a Q block, a K and a V block, an O block, each contiguous
-    cmds = TileCommands(burst_bytes(split_total(q_read, np.where(first, eq[qi], 0).astype(np.float64)), 1, burst),
-                        burst_bytes(split_total(kv_read, ek[ki].astype(np.float64)), 2, burst), zeros,
-                        burst_bytes(split_total(o_write, np.where(last, eq[qi], 0).astype(np.float64)), 1, burst),
-                        compute, ARRAY, 2 if levels == {True} else 1, zeros)
-    p = min(arch.cores, qi.shape[0])
-    return lockstep(cmds, p) if p > 1 else cmds
+    # one head's tiles: the weights split_total gives each transfer (Q on a row's first kv block, O on its last)
+    qi, ki = np.repeat(np.arange(eq.size), ek.size), np.tile(np.arange(ek.size), eq.size)
+    per_head = qi.shape[0]
+    n = work.g * per_head
+    fields = ((q_read, np.cumsum(np.where(ki == 0, eq[qi], 0)), 1), (kv_read, np.cumsum(ek[ki]), 2),
+              (o_write, np.cumsum(np.where(ki == ek.size - 1, eq[qi], 0)), 1))
+
+    def marks(total: int, cum_head: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """split_total's cumulative floors at tiles t: floor(total x cum_t / cum_last + 1e-9), the last = total."""
+        head, at = np.divmod(t, per_head)
+        cum = (head * int(cum_head[-1]) + cum_head[at]).astype(np.float64)     # exact: integers below 2**53
+        out = np.floor(total * cum / float(work.g * int(cum_head[-1])) + 1e-9).astype(np.int64)
+        np.minimum(out, total, out=out)
+        out[t == n - 1] = total
+        return out
+    p = min(arch.cores, n)
+    chunk = max(ATTENTION_CHUNK_TILES // p, 1) * p          # whole steps per chunk
+    fill = int(attention_tile_compute_fill(work, m, arch, timing))
+    parts = []
+    for t0 in range(0, n, chunk):
+        t = np.arange(max(t0 - 1, 0), min(t0 + chunk, n), dtype=np.int64)       # the chunk, and the tile before
+        xfer = [burst_bytes(_from_marks(marks(total, cum, t), t0 > 0), runs, burst) for total, cum, runs in fields]
+        compute = _from_marks(attention_compute_marks(work, m, arch, timing, t), t0 > 0)
+        if not t0:
+            compute[0] += fill
+        zeros = np.zeros(compute.shape[0], dtype=np.int64)
+        cmds = TileCommands(xfer[0], xfer[1], zeros, xfer[2], compute, ARRAY, slots, zeros)
+        parts.append(as_runs(lockstep(cmds, p) if p > 1 else cmds))
+    return concat_runs(parts)
+
+
+def _from_marks(marks: np.ndarray, lead: bool) -> np.ndarray:
+    """Per-tile parts from cumulative marks (with `lead`, marks[0] is the tile before's, else 0 came before)."""
+    return np.diff(marks) if lead else np.diff(marks, prepend=0)
+
+
+def concat_runs(parts: list[TileCommands]) -> TileCommands:
+    """Commands one after the other as runs (consecutive identical entries merged: as_runs)."""
+    first = parts[0]
+    count = np.concatenate([c.count if c.count is not None else np.ones(c.compute.shape[0], dtype=np.int64)
+                            for c in parts])
+    return as_runs(replace(first, count=count, **{f: np.concatenate([getattr(c, f) for c in parts])
+                                                  for f in _PER_TILE}))
 
 
 def lockstep(cmds: TileCommands, p: int) -> TileCommands:

@@ -11,6 +11,7 @@ import numpy as np
 from tilesim.arch.area_model import area_mm2
 from tilesim.arch.config import ArchConfig, MemLevel
 from tilesim.arch.errors import InputError
+from tilesim.compiler.attention import AttentionWork
 from tilesim.compiler.cost import Mapping, array_cycles, mapping_efficiency, spatial_dims
 from tilesim.compiler.lowering import MAX_COUNT, Contraction, VectorWork
 from tilesim.compiler.schedule import Kernel, Schedule
@@ -63,6 +64,9 @@ def _check_size(schedule: Schedule, arch: ArchConfig, timeline: bool = False) ->
         count = k.tile_count(arch.cores)
         tiles += count
         by_class = isinstance(k.work, Contraction) and arch.flash is None
+        if isinstance(k.work, AttentionWork):      # steps of the cores in lockstep (attention_commands)
+            total += -(-count // min(arch.cores, count))
+            continue
         total += count if timeline or not by_class else sum(    # + cuts of split_runs and the first tile
             nest_run_count([c for _, c in contraction_positions(share, k)]) + 4 for share, _ in k.shares(arch.cores))
     if total > MAX_ENTRIES:
