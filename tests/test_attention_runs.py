@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import tilesim.core.commands as commands
-from tilesim.arch import arch_from_dict
+from tilesim.arch import arch_from_dict, load_arch
 from tilesim.compiler.attention import (
     AttentionMapping,
     AttentionWork,
@@ -98,7 +98,6 @@ def test_attention_step_runs_equal_the_tile_by_tile_commands(case, chunk):
 def test_long_attention_search_and_commands_do_not_build_every_tile():
     # llama3-8b prefill 64 x 4096 on h100 attends 2,048 heads of 4,096 x 4,096: its blocks (8.4 M tiles) were
     # refused by the 4 M tile bound; the closed form and the chunked steps take it
-    from tilesim.arch import load_arch
     h100 = load_arch("h100")
     work = AttentionWork(2048, 4096, 4096, 128, 128, "bf16", kv_share=4)
     m = attention_mapping(work, h100, "pipelined")

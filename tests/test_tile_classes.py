@@ -22,7 +22,15 @@ from tilesim.compiler.cost import (
 from tilesim.compiler.schedule import Kernel
 from tilesim.core.commands import contraction_positions, contraction_runs, nest_run_count, split_runs
 from tilesim.core.kernels.jit import interpreted
-from tilesim.core.kernels.pipeline import expand_runs, fold_tiles, run_classes, run_classes_py, run_tiles
+from tilesim.core.kernels.pipeline import (
+    expand_runs,
+    fold_tiles,
+    run_class_groups,
+    run_class_groups_py,
+    run_classes,
+    run_classes_py,
+    run_tiles,
+)
 
 
 @st.composite
@@ -177,3 +185,71 @@ def test_interpreted_kernels_equal_compiled():
         slow = run_classes(*prog)
     for a, b in zip(fast, slow, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- repeat groups: patterns of runs repeated
+
+
+@st.composite
+def grouped_programs(draw):
+    """Random kernels, each: a few runs, then a pattern of 1-5 runs repeated 1-60 times (a repeat group), then a
+    few more runs; whole- or quarter-cycle times."""
+    kernels = draw(st.integers(1, 3))
+    times = st.integers(0, 120).map(lambda x: x / 4)
+    rows, groups = [], []
+    for k in range(kernels):
+        engine, slots = draw(st.integers(0, 1)), draw(st.integers(1, 2))
+        dep = draw(st.integers(-1, k - 1)) if k else -1
+
+        def run(engine=engine, slots=slots, dep=dep, k=k):
+            return (draw(st.integers(1, 6)), draw(times), draw(times), float(draw(st.integers(0, 40))), engine,
+                    slots, dep, k)
+        rows += [run() for _ in range(draw(st.integers(0, 3)))]
+        pattern = [run() for _ in range(draw(st.integers(1, 5)))]
+        reps = draw(st.integers(1, 60))
+        groups.append((len(rows), len(pattern), reps))
+        rows += pattern * reps
+        rows += [run() for _ in range(draw(st.integers(0, 3)))]
+    cols = list(zip(*rows, strict=True))
+    count, load, store, compute, engine, slots, dep, kernel = (np.array(c) for c in cols)
+    latency = draw(st.sampled_from([0.0, 3.0, 17.5]))
+    g = np.array(groups, dtype=np.int64).reshape(-1, 3)
+    return ((count.astype(np.int64), load.astype(float), store.astype(float), compute.astype(float),
+             engine.astype(np.int64), slots.astype(np.int64), dep.astype(np.int64), kernel.astype(np.int64),
+             kernels, latency), (g[:, 0].copy(), g[:, 1].copy(), g[:, 2].copy()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(grouped_programs())
+def test_repeat_groups_equal_tile_by_tile_bit_for_bit(case):
+    prog, groups = case
+    end, waits, stepped = run_class_groups(*prog, *groups)
+    ref_end, ref_waits, tiles = tile_by_tile(prog)
+    np.testing.assert_array_equal(end, ref_end)
+    np.testing.assert_array_equal(waits, ref_waits)
+    py_end, py_waits, _ = run_class_groups_py(*prog, *groups)
+    np.testing.assert_array_equal(py_end, ref_end)
+    np.testing.assert_array_equal(py_waits, ref_waits)
+    assert stepped <= 2 * tiles
+    with interpreted():                     # the same kernel code run as Python
+        slow = run_class_groups(*prog, *groups)
+    np.testing.assert_array_equal(slow[0], end)
+
+
+def test_a_repeated_pattern_costs_events_per_repeat_class_not_per_repeat():
+    # a kernel of 1 + 3 x R runs (a 3-run pattern repeated R times): a few hundred events whatever R, and the end
+    # grows linearly with R, equal to the tile-by-tile pipeline at R = 100 and 200 extrapolated to R = 1 million
+    def program(reps):
+        count = np.array([1] + [2, 1, 3] * reps, dtype=np.int64)
+        load = np.array([40.0] + [6.0, 0.0, 3.5] * reps)
+        store = np.array([0.0] + [0.0, 9.0, 1.0] * reps)
+        compute = np.array([12.0] + [7.0, 11.0, 2.0] * reps)
+        n = count.shape[0]
+        return ((count, load, store, compute, np.zeros(n, dtype=np.int64), np.full(n, 2, dtype=np.int64),
+                 np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=np.int64), 1, 10.0),
+                (np.array([1]), np.array([3]), np.array([reps])))
+    prog, groups = program(1_000_000)
+    end, _, stepped = run_class_groups(*prog, *groups)
+    assert stepped < 500
+    a, b = (tile_by_tile(program(r)[0])[0] for r in (100, 200))
+    np.testing.assert_array_equal(end, a + (b - a) * (1_000_000 - 100) / 100)

@@ -639,6 +639,46 @@ def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None =
         flash_gate=staging_gate(flash, arch.flash.staging_bytes if arch.flash else None))
 
 
+MAX_REPEAT_ENTRIES = 4096      # entries per repeat looked for (repeat_groups)
+MIN_GROUP_ENTRIES = 64          # kernels (and parts) of fewer entries are left as they are
+
+
+def repeat_groups(prog: Program) -> np.ndarray:
+    """Repeat groups of a program (pipeline.run_class_groups' hint): int64 rows (first entry, entries per repeat,
+    repeats), in order and apart, each inside one kernel, where entry i + period equals entry i (tiles, transfers,
+    compute) throughout. Looked for from the middle of each kernel's entries (the smallest period, up to
+    MAX_REPEAT_ENTRIES, whose span around it repeats at least 3 times), then in what is left on either side."""
+    bits = lambda a: np.ascontiguousarray(a).view(np.int64)     # noqa: E731  (exact: equal floats, equal bits)
+    cols = (prog.count, bits(prog.load_xfer), bits(prog.store_xfer), bits(prog.compute))
+    key = cols[0] * 0x9E3779B1 ^ cols[1] * 0x85EBCA77 ^ cols[2] * 0xC2B2AE3D ^ cols[3] * 0x27D4EB2F
+    found: list[tuple[int, int, int]] = []
+
+    def search(lo: int, hi: int) -> None:
+        if hi - lo < MIN_GROUP_ENTRIES:
+            return
+        mid = (lo + hi) // 2
+        ahead = np.flatnonzero(key[mid + 1:min(hi, mid + 1 + MAX_REPEAT_ENTRIES)] == key[mid]) + 1
+        for period in ahead[:8].tolist():
+            same = np.ones(hi - lo - period, dtype=bool)
+            for c in cols:
+                same &= c[lo:hi - period] == c[lo + period:hi]
+            at = mid - lo
+            if at >= same.shape[0] or not same[at]:
+                continue
+            breaks = np.flatnonzero(~same)
+            a = lo + int(breaks[breaks < at][-1]) + 1 if (breaks < at).any() else lo
+            b = lo + int(breaks[breaks > at][0]) if (breaks > at).any() else hi - period
+            reps = (b - a + period) // period           # entries a .. b + period - 1 repeat
+            if reps >= 3:
+                found.append((a, period, reps))
+                search(lo, a)
+                search(a + reps * period, hi)
+                return
+    for j in range(prog.first_run.shape[0] - 1):
+        search(int(prog.first_run[j]), int(prog.first_run[j + 1]))
+    return np.array(sorted(found), dtype=np.int64).reshape(-1, 3)
+
+
 def staging_gate(flash: np.ndarray, staging_bytes: int | None) -> np.ndarray:
     """For each tile with flash bytes, the tile whose DRAM load must have arrived before its flash read starts, so
     that the weights staged in DRAM (read from flash, not yet loaded on chip) never exceed `staging_bytes`: the

@@ -25,6 +25,7 @@ from tilesim.core.commands import (
     contraction_positions,
     kernel_commands,
     nest_run_count,
+    repeat_groups,
 )
 from tilesim.core.commands import flash_share as flash_share_of
 from tilesim.core.energy import (
@@ -37,7 +38,14 @@ from tilesim.core.energy import (
     static_power_components_mw,
 )
 from tilesim.core.kernels.jit import interpreted, is_compiled
-from tilesim.core.kernels.pipeline import CAUSES, fold_tiles, run_classes, run_classes_py, run_tiles, run_tiles_py
+from tilesim.core.kernels.pipeline import (
+    CAUSES,
+    fold_tiles,
+    run_class_groups,
+    run_class_groups_py,
+    run_tiles,
+    run_tiles_py,
+)
 from tilesim.core.power import capped_run
 from tilesim.core.result import KernelResult, SimResult, Timeline
 
@@ -186,14 +194,16 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
                             float(flash.latency_cycles if flash else 0)))
         ends, waits, _ = fold_tiles(times[1], tiles.kernel, n_kernels)
     else:
-        run = run_classes_py if reference else run_classes
+        run = run_class_groups_py if reference else run_class_groups
         # a few small programs cost less in Python than loading numba (start-up of a CLI run); the same code
         entries = prog.count.shape[0]
-        small = not is_compiled(run_classes) and _interpreted[0] + entries <= INTERPRETED_BUDGET
+        small = not is_compiled(run_class_groups) and _interpreted[0] + entries <= INTERPRETED_BUDGET
         _interpreted[0] += entries if small else 0
+        groups = repeat_groups(prog)            # repeated patterns of runs: simulated a few repeats each
         with interpreted() if small else nullcontext():
             ends, waits, _ = run(prog.count, prog.load_xfer, prog.store_xfer, prog.compute, prog.engine, prog.slots,
-                                 prog.dep, prog.kernel, n_kernels, float(arch.offchip.latency_cycles))
+                                 prog.dep, prog.kernel, n_kernels, float(arch.offchip.latency_cycles),
+                                 groups[:, 0].copy(), groups[:, 1].copy(), groups[:, 2].copy())
     if not (np.isfinite(ends).all() and ends.max() < MAX_COUNT):    # checked before the cast, which would wrap
         raise InputError(_overflow_message(schedule, arch, prog, ends))
     return prog, waits, np.ceil(np.maximum.accumulate(ends)).astype(np.int64), times
