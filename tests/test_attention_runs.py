@@ -24,8 +24,19 @@ from tilesim.compiler.attention import (
     attention_traffic,
 )
 from tilesim.compiler.cost import burst_bytes, extents
-from tilesim.compiler.schedule import Kernel
-from tilesim.core.commands import TileCommands, as_runs, attention_commands, lockstep, split_total
+from tilesim.compiler.schedule import Kernel, lower
+from tilesim.core.commands import (
+    TileCommands,
+    as_runs,
+    attention_commands,
+    attention_tiles,
+    build_program,
+    lockstep,
+    repeat_groups,
+    split_total,
+)
+from tilesim.core.simulate import simulate
+from tilesim.workloads import load_workload
 
 
 @st.composite
@@ -87,7 +98,7 @@ def test_attention_step_runs_equal_the_tile_by_tile_commands(case, chunk):
     want = tile_by_tile_attention(work, kernel, arch, timing)
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(commands, "ATTENTION_CHUNK_TILES", chunk)
-        got = attention_commands(work, kernel, arch, timing)
+        got = attention_tiles(work, kernel, arch, timing)
     assert got.count is not None and got.tiles == want.compute.shape[0]
     tiles = got.expanded()
     for field in ("input_bytes", "weight_bytes", "psum_bytes", "store_bytes", "compute", "flash_bytes"):
@@ -105,3 +116,16 @@ def test_long_attention_search_and_commands_do_not_build_every_tile():
     cmds = attention_commands(work, Kernel("attn", ("attn",), work, m), h100, "pipelined")
     assert cmds.tiles == -(-m.tile_count(work) // h100.cores)
     assert cmds.total("compute") == attention_compute_cycles(work, m, h100, "pipelined")
+
+
+def test_lockstep_attention_steps_repeat_as_a_group_and_simulate_exactly():
+    # 3 cores over (head, q block, kv block) tiles: the steps' pattern repeats with the cores' phase in a q row; the
+    # program holds it as one repeat group, and the compiled pipeline that jumps its repeats equals the Python
+    # tile-by-tile reference on the whole result
+    d = tiny_arch_dict(sram_bytes=48 << 10, latency=7)
+    d["cores"] = 3
+    arch = arch_from_dict(d)
+    schedule = lower(load_workload("attention", seq_len=256, dtype=arch.array.dtype), arch)
+    groups = repeat_groups(build_program(schedule, arch))
+    assert groups.shape[0] >= 1 and (groups[:, 2] >= 3).all()
+    assert simulate(schedule, arch).to_dict() == simulate(schedule, arch, reference=True).to_dict()

@@ -288,7 +288,22 @@ def contraction_runs(work: Contraction, kernel: Kernel, arch: ArchConfig, timing
 ATTENTION_CHUNK_TILES = 1 << 19     # tiles worked out at once (bounded memory: ~100 bytes each)
 
 
+_ATTENTION_MEMO: dict = {}          # attention_commands by everything they read (a few kernels: bounded below)
+
+
 def attention_commands(work: AttentionWork, kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:
+    """attention_tiles, remembered by the arch fields they read: the same commands at every clock a power cap
+    tries (sim/core/power.py changes only off-chip bandwidth and latency, energies and the clock)."""
+    key = (work, kernel.mapping, kernel.residency, timing, arch.cores, arch.array, arch.vector, arch.onchip,
+           arch.offchip.burst_bytes, arch.cache)
+    if key not in _ATTENTION_MEMO:
+        if len(_ATTENTION_MEMO) >= 16:
+            _ATTENTION_MEMO.clear()
+        _ATTENTION_MEMO[key] = attention_tiles(work, kernel, arch, timing)
+    return _ATTENTION_MEMO[key]
+
+
+def attention_tiles(work: AttentionWork, kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:
     """Flash attention tiles (head, q block, kv block), kv innermost, as runs of steps of p cores in lockstep
     (lockstep): the Q block loads with its first kv block, K and V blocks stream every tile, the O block stores
     after its last; totals equal attention_traffic, split over the tiles in proportion to their blocks' rows
@@ -524,7 +539,11 @@ def common_runs(runs: list[TileCommands]) -> tuple[np.ndarray, list[np.ndarray]]
     """Run boundaries shared by several tile sequences side by side (the longest sets the length): (tiles per
     common run, per sequence the index of its entry in each common run, -1 past its end)."""
     ends = [np.cumsum(c.count if c.count is not None else np.ones(c.compute.shape[0], dtype=np.int64)) for c in runs]
-    cuts = np.unique(np.concatenate(ends))
+    if all(np.array_equal(e, ends[0]) for e in ends[1:]):
+        cuts = ends[0]                                  # the same boundaries (most blocks)
+    else:                                               # sorted, duplicates dropped (np.unique's hash is slower)
+        cuts = np.sort(np.concatenate(ends))
+        cuts = cuts[np.concatenate(([True], cuts[1:] != cuts[:-1]))]
     count = np.diff(cuts, prepend=0)
     where = [np.where(cuts <= e[-1], np.searchsorted(e, cuts - 1, side="right"), -1) for e in ends]
     return count.astype(np.int64), where
