@@ -667,6 +667,9 @@ def repeat_groups(prog: Program) -> np.ndarray:
     repeats), in order and apart, each inside one kernel, where entry i + period equals entry i (tiles, transfers,
     compute) throughout. Looked for from the middle of each kernel's entries (the smallest period, up to
     MAX_REPEAT_ENTRIES, whose span around it repeats at least 3 times), then in what is left on either side."""
+    empty = np.zeros((0, 3), dtype=np.int64)
+    if prog.first_run.shape[0] < 2 or int(np.diff(prog.first_run).max()) < MIN_GROUP_ENTRIES:
+        return empty
     bits = lambda a: np.ascontiguousarray(a).view(np.int64)     # noqa: E731  (exact: equal floats, equal bits)
     cols = (prog.count, bits(prog.load_xfer), bits(prog.store_xfer), bits(prog.compute))
     key = cols[0] * 0x9E3779B1 ^ cols[1] * 0x85EBCA77 ^ cols[2] * 0xC2B2AE3D ^ cols[3] * 0x27D4EB2F
@@ -693,9 +696,9 @@ def repeat_groups(prog: Program) -> np.ndarray:
                 search(lo, a)
                 search(a + reps * period, hi)
                 return
-    for j in range(prog.first_run.shape[0] - 1):
+    for j in np.flatnonzero(np.diff(prog.first_run) >= MIN_GROUP_ENTRIES).tolist():
         search(int(prog.first_run[j]), int(prog.first_run[j + 1]))
-    return np.array(sorted(found), dtype=np.int64).reshape(-1, 3)
+    return np.array(sorted(found), dtype=np.int64).reshape(-1, 3) if found else empty
 
 
 def staging_gate(flash: np.ndarray, staging_bytes: int | None) -> np.ndarray:

@@ -51,7 +51,10 @@ from tilesim.core.result import KernelResult, SimResult, Timeline
 
 MAX_KERNEL_COUNT = 2**61     # a fused kernel's summed vector ops and extra bytes (each op's are < 2**60)
 MAX_ENTRIES = 50_000_000     # tile program entries (runs, or tiles where kept one by one): ~80 bytes each in memory
-INTERPRETED_BUDGET = 1_000   # runs a process simulates in Python before it loads numba (a CLI run: a few hundred)
+# runs a process simulates in Python before it loads numba: ~35 us a run interpreted against ~0.6-0.8 s to load
+# the compiled kernels from numba's cache (3,000 random runs: 0.10 s), so up to ~0.35 s of Python; a ResNet-50
+# CLI run needs 1,354
+INTERPRETED_BUDGET = 10_000
 _interpreted = [0]           # runs simulated in Python so far in this process
 
 
