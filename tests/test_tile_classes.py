@@ -3,10 +3,12 @@ and stall cycles bit for bit (numba run_tiles and the Python reference run_tiles
 from __future__ import annotations
 
 import numpy as np
+from archs import tiny_arch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_simulate import arch_with, tiled_contractions
 
+from tilesim import simulate
 from tilesim.compiler.cost import (
     LOOPS,
     a_runs,
@@ -19,8 +21,8 @@ from tilesim.compiler.cost import (
     nbytes,
     trip_counts,
 )
-from tilesim.compiler.schedule import Kernel
-from tilesim.core.commands import contraction_positions, contraction_runs, nest_run_count, split_runs
+from tilesim.compiler.schedule import Kernel, lower
+from tilesim.core.commands import build_program, contraction_positions, contraction_runs, nest_run_count, split_runs
 from tilesim.core.kernels.jit import interpreted
 from tilesim.core.kernels.pipeline import (
     expand_runs,
@@ -31,6 +33,8 @@ from tilesim.core.kernels.pipeline import (
     run_classes_py,
     run_tiles,
 )
+from tilesim.core.simulate import TIME_GRID, on_grid
+from tilesim.workloads import gemm
 
 
 @st.composite
@@ -253,3 +257,18 @@ def test_a_repeated_pattern_costs_events_per_repeat_class_not_per_repeat():
     assert stepped < 500
     a, b = (tile_by_tile(program(r)[0])[0] for r in (100, 200))
     np.testing.assert_array_equal(end, a + (b - a) * (1_000_000 - 100) / 100)
+
+
+def test_times_on_a_binary_grid_repeat_exactly_with_any_bandwidth():
+    # 16.3 bytes/cycle makes transfer times that are not binary fractions: on_grid rounds them to 1/1024 cycle so
+    # sums are exact, the steady state repeats bit for bit and is jumped; the result equals the Python tile-by-tile
+    # reference's, and the gridded times move by at most half a grid step
+    arch = tiny_arch(sram_bytes=8 << 10, latency=7, bw=16.3)
+    schedule = lower(gemm(64, 64, 16384), arch)
+    prog = build_program(schedule, arch)
+    grid = on_grid(prog)
+    for field in ("load_xfer", "store_xfer", "compute"):
+        values = getattr(grid, field)
+        assert (values * 1024 == np.round(values * 1024)).all()
+        assert np.abs(values - getattr(prog, field)).max() <= TIME_GRID / 2
+    assert simulate(schedule, arch).to_dict() == simulate(schedule, arch, reference=True).to_dict()

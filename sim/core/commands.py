@@ -666,7 +666,8 @@ def repeat_groups(prog: Program) -> np.ndarray:
     """Repeat groups of a program (pipeline.run_class_groups' hint): int64 rows (first entry, entries per repeat,
     repeats), in order and apart, each inside one kernel, where entry i + period equals entry i (tiles, transfers,
     compute) throughout. Looked for from the middle of each kernel's entries (the smallest period, up to
-    MAX_REPEAT_ENTRIES, whose span around it repeats at least 3 times), then in what is left on either side."""
+    MAX_REPEAT_ENTRIES, whose span around it repeats at least 3 times), then in what is left on either side (or
+    in either half, when none repeats around the middle)."""
     empty = np.zeros((0, 3), dtype=np.int64)
     if prog.first_run.shape[0] < 2 or int(np.diff(prog.first_run).max()) < MIN_GROUP_ENTRIES:
         return empty
@@ -696,6 +697,8 @@ def repeat_groups(prog: Program) -> np.ndarray:
                 search(lo, a)
                 search(a + reps * period, hi)
                 return
+        search(lo, mid)                                 # none around the middle (say a run cut in two there)
+        search(mid + 1, hi)
     for j in np.flatnonzero(np.diff(prog.first_run) >= MIN_GROUP_ENTRIES).tolist():
         search(int(prog.first_run[j]), int(prog.first_run[j + 1]))
     return np.array(sorted(found), dtype=np.int64).reshape(-1, 3) if found else empty

@@ -185,7 +185,7 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
     if schedule.arch != arch.name:
         raise InputError(f"schedule was lowered for arch '{schedule.arch}', not '{arch.name}'")
     _check_size(schedule, arch, timeline)
-    prog = level_bound(build_program(schedule, arch, flash_share, memo), schedule, arch)
+    prog = on_grid(level_bound(build_program(schedule, arch, flash_share, memo), schedule, arch))
     flash = arch.flash
     n_kernels = len(schedule.kernels)
     times = None
@@ -210,6 +210,19 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
     if not (np.isfinite(ends).all() and ends.max() < MAX_COUNT):    # checked before the cast, which would wrap
         raise InputError(_overflow_message(schedule, arch, prog, ends))
     return prog, waits, np.ceil(np.maximum.accumulate(ends)).astype(np.int64), times
+
+
+TIME_GRID = 1 / 1024        # cycles: transfer and compute times are multiples of it (dyadic, so sums are exact)
+
+
+def on_grid(prog: Program) -> Program:
+    """The program with transfer and compute times rounded to the nearest TIME_GRID cycles: bytes over a bandwidth
+    such as 48.57 bytes/cycle are not binary fractions, and their sums round differently in every period, so the
+    pipeline's state never repeats exactly; on a grid of 1/1024 cycle every sum below 2**43 cycles is exact and
+    repeated runs and groups are jumped (run_class_groups) bit for bit. Changes a time by at most 1/2048 cycle."""
+    q = lambda a: np.round(a / TIME_GRID) * TIME_GRID       # noqa: E731
+    return replace(prog, load_xfer=q(prog.load_xfer), store_xfer=q(prog.store_xfer), compute=q(prog.compute),
+                   flash_xfer=q(prog.flash_xfer))
 
 
 def level_bytes_cycles(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> dict[str, float]:
