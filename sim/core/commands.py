@@ -285,7 +285,7 @@ def contraction_runs(work: Contraction, kernel: Kernel, arch: ArchConfig, timing
                         f["flash"].astype(np.int64), count)
 
 
-ATTENTION_CHUNK_TILES = 1 << 19     # tiles worked out at once (bounded memory: ~100 bytes each)
+ATTENTION_CHUNK_TILES = 1 << 18     # tiles worked out at once (bounded memory: ~100 bytes each)
 
 
 _ATTENTION_MEMO: dict = {}          # attention_commands by everything they read (a few kernels: bounded below)
