@@ -2,6 +2,8 @@
 and stall cycles bit for bit (numba run_tiles and the Python reference run_tiles_py)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 from archs import tiny_arch
 from hypothesis import given, settings
@@ -272,3 +274,6 @@ def test_times_on_a_binary_grid_repeat_exactly_with_any_bandwidth():
         assert (values * 1024 == np.round(values * 1024)).all()
         assert np.abs(values - getattr(prog, field)).max() <= TIME_GRID / 2
     assert simulate(schedule, arch).to_dict() == simulate(schedule, arch, reference=True).to_dict()
+    # a transfer too short for the grid still takes one step (it moves bytes: it uses the channel, pays latency)
+    tiny = on_grid(replace(prog, load_xfer=np.where(prog.load_xfer > 0, 1e-6, 0.0)))
+    assert ((tiny.load_xfer == TIME_GRID) == (prog.load_xfer > 0)).all()

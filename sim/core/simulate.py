@@ -219,8 +219,10 @@ def on_grid(prog: Program) -> Program:
     """The program with transfer and compute times rounded to the nearest TIME_GRID cycles: bytes over a bandwidth
     such as 48.57 bytes/cycle are not binary fractions, and their sums round differently in every period, so the
     pipeline's state never repeats exactly; on a grid of 1/1024 cycle every sum below 2**43 cycles is exact and
-    repeated runs and groups are jumped (run_class_groups) bit for bit. Changes a time by at most 1/2048 cycle."""
-    q = lambda a: np.round(a / TIME_GRID) * TIME_GRID       # noqa: E731
+    repeated runs and groups are jumped (run_class_groups) bit for bit. Changes a time by at most 1/2048 cycle, but
+    a time above zero stays at least one step (a transfer that moves bytes still occupies the channel and pays its
+    latency)."""
+    q = lambda a: np.where(a > 0, np.maximum(np.round(a / TIME_GRID), 1.0) * TIME_GRID, 0.0)     # noqa: E731
     return replace(prog, load_xfer=q(prog.load_xfer), store_xfer=q(prog.store_xfer), compute=q(prog.compute),
                    flash_xfer=q(prog.flash_xfer))
 
