@@ -31,11 +31,13 @@ from tilesim.compiler.tiling import level_footprint
 SOFTMAX_OPS = 5                 # per score: max, subtract, exp, sum, divide (compiler/ops.py)
 RESCALE_OPS = 2                 # online softmax: per output element and kv block, rescale and accumulate
 
-# Attention tiles are worked out in chunks and simulated as runs of lockstep steps (sim/core/commands.py
-# attention_commands), so memory does not grow with them, but building them takes ~0.1 us each: a bound on tiles
-# far above real workloads (llama3-8b prefill 64 x 4096: 8.4 M per layer; 128 k tokens x 32 heads: 134 M) keeps a
-# run under a few minutes.
+# Attention tiles are worked out in chunks and simulated as runs of lockstep steps of the cores (sim/core/commands.py
+# attention_commands), so building them takes ~0.1 us a tile and memory grows with the steps, not the tiles: an
+# entry of ~150 bytes per step where the steps do not merge into runs (a step's cycles alternate between two whole
+# numbers). Bounds far above real multi-core workloads (llama3-8b prefill 64 x 4096 on h100: 8.4 M tiles, 64 k steps
+# per layer; 128 k tokens x 32 heads: 134 M tiles) keep a run under a few minutes and ~1 GB.
 ATTENTION_MAX_TILES = 2_000_000_000
+ATTENTION_MAX_STEPS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -226,8 +228,10 @@ def attention_mapping(work: AttentionWork, arch: ArchConfig, timing: str, name: 
             for bkv in sizes(work.skv):
                 need = attention_footprint(work, bq, bkv, core)
                 tiles = work.g * -(-work.sq // bq) * -(-work.skv // bkv)
-                if tiles > ATTENTION_MAX_TILES or any(need[lv.name] > lv.capacity_bytes for lv in core.onchip):
-                    continue        # more tiles than the simulator works out in a few minutes
+                steps = -(-tiles // min(arch.cores, tiles))
+                if (tiles > ATTENTION_MAX_TILES or steps > ATTENTION_MAX_STEPS
+                        or any(need[lv.name] > lv.capacity_bytes for lv in core.onchip)):
+                    continue        # more tiles or steps than the simulator works out in a few minutes and ~1 GB
                 m = AttentionMapping(arch.array.dataflow, bq, bkv)
                 compute = attention_compute_cycles(work, m, arch, timing)
                 moved = sum(attention_traffic(work, bq))
@@ -243,7 +247,8 @@ def attention_mapping(work: AttentionWork, arch: ArchConfig, timing: str, name: 
     best = min(((f[0] > tie, f[1:5] if f[0] <= tie else f[:5]), f[5]) for f in found) if found else None
     if best is None:
         raise InputError(f"op '{name}': no attention block (even of one query row) fits the on-chip buffers in at most "
-                         f"{ATTENTION_MAX_TILES:,} tiles; use a shorter sequence or a smaller batch, or enlarge "
+                         f"{ATTENTION_MAX_STEPS:,} steps of the cores ({ATTENTION_MAX_TILES:,} tiles); use a shorter "
+                         "sequence or a smaller batch, or enlarge "
                          + ", ".join(f"memory.{lv.name}.capacity_bytes" for lv in arch.onchip))
     return best[1]
 
