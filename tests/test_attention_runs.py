@@ -129,3 +129,17 @@ def test_lockstep_attention_steps_repeat_as_a_group_and_simulate_exactly():
     groups = repeat_groups(build_program(schedule, arch))
     assert groups.shape[0] >= 1 and (groups[:, 2] >= 3).all()
     assert simulate(schedule, arch).to_dict() == simulate(schedule, arch, reference=True).to_dict()
+
+
+def test_attention_memo_is_bounded_and_returns_the_same_commands(monkeypatch):
+    # the commands a power cap's clocks share are kept only up to ATTENTION_MEMO_ENTRIES entries in all
+    arch = arch_from_dict(tiny_arch_dict(rows=8, cols=8))
+    works = [AttentionWork(2, 16 * i, 24, 16, 16, "int8") for i in (1, 2, 3)]
+    kernels = [Kernel("a", ("a",), w, AttentionMapping("ws", 8, 8)) for w in works]
+    monkeypatch.setattr(commands, "_ATTENTION_MEMO", {})
+    monkeypatch.setattr(commands, "ATTENTION_MEMO_ENTRIES", 20)
+    for k in kernels:
+        first = attention_commands(k.work, k, arch, "pipelined")
+        again = attention_commands(k.work, k, arch, "pipelined")
+        np.testing.assert_array_equal(first.compute, again.compute)
+        assert sum(c.compute.shape[0] for c in commands._ATTENTION_MEMO.values()) <= 20

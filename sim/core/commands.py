@@ -288,7 +288,8 @@ def contraction_runs(work: Contraction, kernel: Kernel, arch: ArchConfig, timing
 ATTENTION_CHUNK_TILES = 1 << 18     # tiles worked out at once (bounded memory: ~100 bytes each)
 
 
-_ATTENTION_MEMO: dict = {}          # attention_commands by everything they read (a few kernels: bounded below)
+_ATTENTION_MEMO: dict = {}          # attention_commands by everything they read
+ATTENTION_MEMO_ENTRIES = 2_000_000  # entries it keeps at most (~110 MB)
 
 
 def attention_commands(work: AttentionWork, kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:
@@ -296,11 +297,15 @@ def attention_commands(work: AttentionWork, kernel: Kernel, arch: ArchConfig, ti
     tries (sim/core/power.py changes only off-chip bandwidth and latency, energies and the clock)."""
     key = (work, kernel.mapping, kernel.residency, timing, arch.cores, arch.array, arch.vector, arch.onchip,
            arch.offchip.burst_bytes, arch.cache)
-    if key not in _ATTENTION_MEMO:
-        if len(_ATTENTION_MEMO) >= 16:
-            _ATTENTION_MEMO.clear()
-        _ATTENTION_MEMO[key] = attention_tiles(work, kernel, arch, timing)
-    return _ATTENTION_MEMO[key]
+    if key in _ATTENTION_MEMO:
+        return _ATTENTION_MEMO[key]
+    cmds = attention_tiles(work, kernel, arch, timing)
+    size = cmds.compute.shape[0]
+    if size + sum(c.compute.shape[0] for c in _ATTENTION_MEMO.values()) > ATTENTION_MEMO_ENTRIES:
+        _ATTENTION_MEMO.clear()
+    if size <= ATTENTION_MEMO_ENTRIES:
+        _ATTENTION_MEMO[key] = cmds
+    return cmds
 
 
 def attention_tiles(work: AttentionWork, kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:
