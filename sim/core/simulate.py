@@ -185,12 +185,13 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
     if schedule.arch != arch.name:
         raise InputError(f"schedule was lowered for arch '{schedule.arch}', not '{arch.name}'")
     _check_size(schedule, arch, timeline)
-    prog = on_grid(level_bound(build_program(schedule, arch, flash_share, memo), schedule, arch))
+    prog = level_bound(build_program(schedule, arch, flash_share, memo), schedule, arch)
+    timed = on_grid(prog)                       # the times the pipeline runs on (the counts keep prog's)
     flash = arch.flash
     n_kernels = len(schedule.kernels)
     times = None
-    if timeline or prog.flash_xfer.any():
-        tiles = prog.tiles()
+    if timeline or timed.flash_xfer.any():
+        tiles = timed.tiles()
         run = run_tiles_py if reference else run_tiles
         times = (tiles, run(tiles.load_xfer, tiles.store_xfer, tiles.compute, tiles.engine, tiles.slots, tiles.dep,
                             float(arch.offchip.latency_cycles), tiles.flash_xfer, tiles.flash_gate,
@@ -202,10 +203,10 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
         entries = prog.count.shape[0]
         small = not is_compiled(run_class_groups) and _interpreted[0] + entries <= INTERPRETED_BUDGET
         _interpreted[0] += entries if small else 0
-        groups = repeat_groups(prog)            # repeated patterns of runs: simulated a few repeats each
+        groups = repeat_groups(timed)           # repeated patterns of runs: simulated a few repeats each
         with interpreted() if small else nullcontext():
-            ends, waits, _ = run(prog.count, prog.load_xfer, prog.store_xfer, prog.compute, prog.engine, prog.slots,
-                                 prog.dep, prog.kernel, n_kernels, float(arch.offchip.latency_cycles),
+            ends, waits, _ = run(timed.count, timed.load_xfer, timed.store_xfer, timed.compute, timed.engine,
+                                 timed.slots, timed.dep, timed.kernel, n_kernels, float(arch.offchip.latency_cycles),
                                  groups[:, 0].copy(), groups[:, 1].copy(), groups[:, 2].copy())
     if not (np.isfinite(ends).all() and ends.max() < MAX_COUNT):    # checked before the cast, which would wrap
         raise InputError(_overflow_message(schedule, arch, prog, ends))
