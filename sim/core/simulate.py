@@ -185,13 +185,12 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
     if schedule.arch != arch.name:
         raise InputError(f"schedule was lowered for arch '{schedule.arch}', not '{arch.name}'")
     _check_size(schedule, arch, timeline)
-    prog = level_bound(build_program(schedule, arch, flash_share, memo), schedule, arch)
-    timed = on_grid(prog)                       # the times the pipeline runs on (the counts keep prog's)
+    prog = level_bound(on_grid(build_program(schedule, arch, flash_share, memo)), schedule, arch)
     flash = arch.flash
     n_kernels = len(schedule.kernels)
     times = None
-    if timeline or timed.flash_xfer.any():
-        tiles = timed.tiles()
+    if timeline or prog.flash_xfer.any():
+        tiles = prog.tiles()
         run = run_tiles_py if reference else run_tiles
         times = (tiles, run(tiles.load_xfer, tiles.store_xfer, tiles.compute, tiles.engine, tiles.slots, tiles.dep,
                             float(arch.offchip.latency_cycles), tiles.flash_xfer, tiles.flash_gate,
@@ -203,29 +202,29 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
         entries = prog.count.shape[0]
         small = not is_compiled(run_class_groups) and _interpreted[0] + entries <= INTERPRETED_BUDGET
         _interpreted[0] += entries if small else 0
-        groups = repeat_groups(timed)           # repeated patterns of runs: simulated a few repeats each
+        groups = repeat_groups(prog)           # repeated patterns of runs: simulated a few repeats each
         with interpreted() if small else nullcontext():
-            ends, waits, _ = run(timed.count, timed.load_xfer, timed.store_xfer, timed.compute, timed.engine,
-                                 timed.slots, timed.dep, timed.kernel, n_kernels, float(arch.offchip.latency_cycles),
+            ends, waits, _ = run(prog.count, prog.load_xfer, prog.store_xfer, prog.compute, prog.engine,
+                                 prog.slots, prog.dep, prog.kernel, n_kernels, float(arch.offchip.latency_cycles),
                                  groups[:, 0].copy(), groups[:, 1].copy(), groups[:, 2].copy())
     if not (np.isfinite(ends).all() and ends.max() < MAX_COUNT):    # checked before the cast, which would wrap
         raise InputError(_overflow_message(schedule, arch, prog, ends))
     return prog, waits, np.ceil(np.maximum.accumulate(ends)).astype(np.int64), times
 
 
-TIME_GRID = 1 / 1024        # cycles: transfer and compute times are multiples of it (dyadic, so sums are exact)
+TIME_GRID = 1 / 1024        # cycles: transfer times are multiples of it (dyadic, so sums are exact)
 
 
 def on_grid(prog: Program) -> Program:
-    """The program with transfer and compute times rounded to the nearest TIME_GRID cycles: bytes over a bandwidth
-    such as 48.57 bytes/cycle are not binary fractions, and their sums round differently in every period, so the
+    """The program with transfer times rounded to the nearest TIME_GRID cycles: bytes over a bandwidth such as
+    48.57 bytes/cycle are not binary fractions, and their sums round differently in every period, so the
     pipeline's state never repeats exactly; on a grid of 1/1024 cycle every sum below 2**43 cycles is exact and
-    repeated runs and groups are jumped (run_class_groups) bit for bit. Changes a time by at most 1/2048 cycle, but
-    a time above zero stays at least one step (a transfer that moves bytes still occupies the channel and pays its
-    latency)."""
+    repeated runs and groups are jumped (run_class_groups) bit for bit. Compute times are whole cycles already
+    (level_bound's stretched ones are not: such kernels repeat exactly only where the stretch is a binary fraction).
+    Changes a time by at most 1/2048 cycle, but a time above zero stays at least one step (a transfer that moves
+    bytes still occupies the channel and pays its latency)."""
     q = lambda a: np.where(a > 0, np.maximum(np.round(a / TIME_GRID), 1.0) * TIME_GRID, 0.0)     # noqa: E731
-    return replace(prog, load_xfer=q(prog.load_xfer), store_xfer=q(prog.store_xfer), compute=q(prog.compute),
-                   flash_xfer=q(prog.flash_xfer))
+    return replace(prog, load_xfer=q(prog.load_xfer), store_xfer=q(prog.store_xfer), flash_xfer=q(prog.flash_xfer))
 
 
 def level_bytes_cycles(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> dict[str, float]:
