@@ -704,8 +704,14 @@ def repeat_groups(prog: Program) -> np.ndarray:
                 return
         search(lo, mid)                                 # none around the middle (say a run cut in two there)
         search(mid + 1, hi)
+    # only kernels whose times are all binary fractions of at most 10 bits (jumps are exact only where sums are:
+    # transfers are on the grid, compute is whole cycles unless an on-chip level's bandwidth stretched it)
+    scaled = np.concatenate((prog.load_xfer, prog.store_xfer, prog.compute)).reshape(3, -1) * 1024
+    exact = (scaled == np.round(scaled)).all(axis=0)
     for j in np.flatnonzero(np.diff(prog.first_run) >= MIN_GROUP_ENTRIES).tolist():
-        search(int(prog.first_run[j]), int(prog.first_run[j + 1]))
+        lo, hi = int(prog.first_run[j]), int(prog.first_run[j + 1])
+        if exact[lo:hi].all():
+            search(lo, hi)
     return np.array(sorted(found), dtype=np.int64).reshape(-1, 3) if found else empty
 
 
