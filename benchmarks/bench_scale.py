@@ -15,6 +15,21 @@ Measured on the 2-CPU development machine shared with other sessions (load 0.9-1
     resnet50 on tpu-v1, CLI               0.84 s, 183 MB         0.55 s, 80 MB        <= 0.5 s
     resnet50 on tpu-v1 in process, warm   12.5 ms                17.6 ms              <= 20 ms
     1,000-point resnet50 search sweep     17.3 s                 19.3 s               <= 20 s
+
+Branch scale3 (attention as runs of lockstep steps, repeat groups, times on a 1/1024-cycle grid, interpreted
+budget 10,000 runs) against main at c771e55, the same session, load 5.3-5.5 on 2 CPUs (wall times ~2.5x the CPU
+seconds; CPU seconds, user + system, min of 2 warm runs, compare best):
+
+    case                                  before: CPU s (wall)          after: CPU s (wall)          target
+    llama3-8b prefill 64 x 4096, h100     refused (1.0 s, 176 MB)       7.7-8.7 s (13-16 s), 450-480 MB <= 1 s, 300 MB
+    resnet18, 8x8 array (scale.cfg)       1.85 s (4.77 s)               1.33 s (3.35 s)              <= 1 s
+    gemm 4096^3, 1x1 array, 4 KiB SRAMs   1.66 s (4.19 s)               1.11 s (2.81 s)              <= 1 s
+    resnet50 on tpu-v1, CLI               1.30 s (3.30 s)               0.95 s (2.44 s)              <= 0.5 s
+    resnet50 on tpu-v1 in process, warm   55.6 ms                       59.2 ms                      <= 20 ms
+
+llama3-8b's full program: 1.03 M runs (attention 64 k lockstep steps a layer, contractions ~60 k runs a layer); its
+pipeline takes 0.24 M events (9.3 M without repeat groups and the time grid), 0.12 s; the rest is the mapping search,
+building the program again at each of the power cap's 9 clocks, and energy accounting.
 """
 from __future__ import annotations
 

@@ -4,7 +4,10 @@ the mapper picks blocks here (attention_mapping); the simulator issues its tiles
 attention_tile_compute."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
+from fractions import Fraction
+from math import floor, lcm
 from typing import ClassVar
 
 import numpy as np
@@ -28,9 +31,13 @@ from tilesim.compiler.tiling import level_footprint
 SOFTMAX_OPS = 5                 # per score: max, subtract, exp, sum, divide (compiler/ops.py)
 RESCALE_OPS = 2                 # online softmax: per output element and kv block, rescale and accumulate
 
-# Attention kernels are still simulated tile by tile (issue 22 made contractions runs of identical tiles, not
-# attention): ~190 bytes per tile, so at most 4 M tiles keeps a run under ~1 GB (benchmarks/peak_memory.py).
-ATTENTION_MAX_TILES = 4_000_000
+# Attention tiles are worked out in chunks and simulated as runs of lockstep steps of the cores (sim/core/commands.py
+# attention_commands), so building them takes ~0.1 us a tile and memory grows with the steps, not the tiles: an
+# entry of ~150 bytes per step where the steps do not merge into runs (a step's cycles alternate between two whole
+# numbers). Bounds far above real multi-core workloads (llama3-8b prefill 64 x 4096 on h100: 8.4 M tiles, 64 k steps
+# per layer; 128 k tokens x 32 heads: 134 M tiles) keep a run under a few minutes and ~1 GB.
+ATTENTION_MAX_TILES = 2_000_000_000
+ATTENTION_MAX_STEPS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -122,13 +129,11 @@ def attention_traffic(work: AttentionWork, bq: int) -> tuple[int, int, int]:
     return q, kv, o
 
 
-def attention_tile_compute(work: AttentionWork, mapping: AttentionMapping, arch: ArchConfig,
-                           timing: str) -> IntArray:
-    """Cycles of every (head, q block, kv block) tile in order: the two block matmuls on the array, overlapped
-    with softmax, score-chain and online-softmax rescaling ops on the vector unit (the longer of the two).
-    scalesim timing pays every block product's fills and drains; pipelined timing overlaps them between
-    consecutive products, as for the folds of one contraction (compiler/cost.py array_cycles), so the kernel
-    pays one fill and drain, on its first tile."""
+def _block_cycles(work: AttentionWork, mapping: AttentionMapping, arch: ArchConfig,
+                  timing: str) -> tuple[IntArray, IntArray, dict[tuple[int, int], Fraction], int]:
+    """(q block sizes, kv block sizes, exact cycles of each distinct (q block, kv block) tile, the kernel's one fill
+    and drain): a tile's two block matmuls on the array, overlapped with softmax, score-chain and online-softmax
+    rescaling ops on the vector unit (the longer of the two), as its 1/p share of a step of p cores."""
     eq, ek = extents(work.sq, mapping.block_q), extents(work.skv, mapping.block_kv)
     df = mapping.dataflow
     # tiles run on p cores in lockstep: heads and q blocks are independent, and kv blocks split across cores
@@ -144,19 +149,63 @@ def attention_tile_compute(work: AttentionWork, mapping: AttentionMapping, arch:
             return compute_cycles(c, core, df, timing, getattr(c, t))
         return max(array_cycles(c, core.array, df, timing, getattr(c, t)) - fill, feed_cycles(c, df, core))
 
-    def block(bq: int, bkv: int) -> float:
+    def block(bq: int, bkv: int) -> Fraction:
         qk = Contraction(1, bq, bkv, work.d, work.dtype, work.dtype, work.dtype, b_is_param=False)
         pv = Contraction(1, bq, work.dv, bkv, work.dtype, work.dtype, work.dtype, b_is_param=False)
         ops = (SOFTMAX_OPS + work.score_ops) * bq * bkv + RESCALE_OPS * bq * work.dv
-        return float(max((product(qk) + product(pv)) / p, ops / lanes))       # this tile's 1/p share of a step
-    cost = {(int(a), int(b)): block(int(a), int(b)) for a in set(eq) for b in set(ek)}   # <= 4 distinct blocks
-    per = np.array([[cost[int(a), int(b)] for b in ek] for a in eq], dtype=np.float64)
-    # whole cycles per tile that add up to the exact shares: p consecutive tiles of one block size sum to its
-    # cycles (rounding each share up instead would add up to p - 1 cycles per step)
-    marks = np.floor(np.cumsum(np.tile(per.ravel(), work.g)) + 1e-6).astype(np.int64)
-    out = np.diff(marks, prepend=0)
-    out[0] += fill
+        return max(Fraction(product(qk) + product(pv), p), Fraction(ops, lanes))  # this tile's 1/p share of a step
+    cost = {(int(a), int(b)): block(int(a), int(b)) for a in set(eq.tolist()) for b in set(ek.tolist())}  # <= 4
+    return eq, ek, cost, fill
+
+
+def attention_compute_cycles(work: AttentionWork, mapping: AttentionMapping, arch: ArchConfig, timing: str) -> int:
+    """All tiles' cycles, the sum of attention_tile_compute in closed form: floor(g x sum over the <= 4 distinct
+    (q block, kv block) sizes of their count x exact cycles) + one fill and drain (exact rationals)."""
+    eq, ek, cost, fill = _block_cycles(work, mapping, arch, timing)
+    nq, nk = Counter(eq.tolist()), Counter(ek.tolist())
+    whole = sum(nq[a] * nk[b] * c for (a, b), c in cost.items()) * work.g
+    return floor(whole) + fill
+
+
+def attention_compute_marks(work: AttentionWork, mapping: AttentionMapping, arch: ArchConfig, timing: str,
+                            tiles: IntArray) -> IntArray:
+    """floor(S_t) for the given tile indices t (tiles in (head, q block, kv block) order): S_t the exact sum of the
+    cycle shares (_block_cycles) of tiles 0..t, without the fill; worked out from the tile's head and place in its
+    head (one head's prefix sums), never from every tile before it."""
+    eq, ek, cost, _ = _block_cycles(work, mapping, arch, timing)
+    qs, qi = np.unique(eq, return_inverse=True)        # each block's index among the distinct sizes
+    ks, ki = np.unique(ek, return_inverse=True)
+    den = lcm(*(c.denominator for c in cost.values()))
+    scaled = [cost[int(a), int(b)].numerator * (den // cost[int(a), int(b)].denominator) for a in qs for b in ks]
+    code = (qi[:, None] * ks.size + ki[None, :]).ravel()  # one head's tiles: q size index x len(ks) + kv size index
+    whole = np.cumsum(np.array([x // den for x in scaled], dtype=np.int64)[code])   # S = whole parts + fractions
+    part = np.cumsum(np.array([x % den for x in scaled], dtype=np.int64)[code])     # (x den): both per head
+    t = np.asarray(tiles, dtype=np.int64)
+    head, at = np.divmod(t, code.size)
+    if den * (int(t.max(initial=0)) + 1) < 2**62:       # the fractions' sum in int64 ...
+        frac = head * int(part[-1]) + part[at]
+    else:                                               # ... or in Python integers
+        frac = head.astype(object) * int(part[-1]) + part[at].astype(object)
+    return head * int(whole[-1]) + whole[at] + np.asarray(frac // den, dtype=np.int64)
+
+
+def attention_tile_compute(work: AttentionWork, mapping: AttentionMapping, arch: ArchConfig,
+                           timing: str) -> IntArray:
+    """Cycles of every (head, q block, kv block) tile in order (_block_cycles' exact shares). scalesim timing pays
+    every block product's fills and drains; pipelined timing overlaps them between consecutive products, as for
+    the folds of one contraction (compiler/cost.py array_cycles), so the kernel pays one fill and drain, on its
+    first tile. Whole cycles per tile that add up to the exact shares: tile t gets floor(S_t) - floor(S_t-1)
+    (attention_compute_marks), so p consecutive tiles of one block size sum to its cycles (rounding each share up
+    instead would add up to p - 1 cycles per step)."""
+    out = np.diff(attention_compute_marks(work, mapping, arch, timing, np.arange(mapping.tile_count(work))),
+                  prepend=0)
+    out[0] += attention_tile_compute_fill(work, mapping, arch, timing)
     return out
+
+
+def attention_tile_compute_fill(work: AttentionWork, mapping: AttentionMapping, arch: ArchConfig, timing: str) -> int:
+    """The one fill and drain a kernel pays on its first tile (pipelined timing; 0 for scalesim)."""
+    return _block_cycles(work, mapping, arch, timing)[3]
 
 
 def attention_mapping(work: AttentionWork, arch: ArchConfig, timing: str, name: str = "",
@@ -179,10 +228,12 @@ def attention_mapping(work: AttentionWork, arch: ArchConfig, timing: str, name: 
             for bkv in sizes(work.skv):
                 need = attention_footprint(work, bq, bkv, core)
                 tiles = work.g * -(-work.sq // bq) * -(-work.skv // bkv)
-                if tiles > ATTENTION_MAX_TILES or any(need[lv.name] > lv.capacity_bytes for lv in core.onchip):
-                    continue        # more tiles than the simulator holds (one array entry each: bounded memory)
+                steps = -(-tiles // min(arch.cores, tiles))
+                if (tiles > ATTENTION_MAX_TILES or steps > ATTENTION_MAX_STEPS
+                        or any(need[lv.name] > lv.capacity_bytes for lv in core.onchip)):
+                    continue        # more tiles or steps than the simulator works out in a few minutes and ~1 GB
                 m = AttentionMapping(arch.array.dataflow, bq, bkv)
-                compute = int(attention_tile_compute(work, m, arch, timing).sum())
+                compute = attention_compute_cycles(work, m, arch, timing)
                 moved = sum(attention_traffic(work, bq))
                 found.append((max(compute, moved / arch.offchip.bandwidth_bytes_per_cycle), moved, tiles, bq, bkv,
                               m))
@@ -196,10 +247,12 @@ def attention_mapping(work: AttentionWork, arch: ArchConfig, timing: str, name: 
     best = min(((f[0] > tie, f[1:5] if f[0] <= tie else f[:5]), f[5]) for f in found) if found else None
     if best is None:
         raise InputError(f"op '{name}': no attention block (even of one query row) fits the on-chip buffers in at most "
-                         f"{ATTENTION_MAX_TILES:,} tiles; use a shorter sequence or a smaller batch, or enlarge "
+                         f"{ATTENTION_MAX_STEPS:,} steps of the cores ({ATTENTION_MAX_TILES:,} tiles); use a shorter "
+                         "sequence or a smaller batch, or enlarge "
                          + ", ".join(f"memory.{lv.name}.capacity_bytes" for lv in arch.onchip))
     return best[1]
 
 
-__all__ = ["RESCALE_OPS", "SOFTMAX_OPS", "AttentionMapping", "AttentionWork", "attention_footprint",
-           "attention_mapping", "attention_tile_compute", "attention_traffic"]
+__all__ = ["RESCALE_OPS", "SOFTMAX_OPS", "AttentionMapping", "AttentionWork", "attention_compute_cycles",
+           "attention_compute_marks", "attention_footprint", "attention_mapping", "attention_tile_compute",
+           "attention_tile_compute_fill", "attention_traffic"]

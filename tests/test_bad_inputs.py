@@ -103,7 +103,7 @@ ISSUE21 = [
     ("topology of a million kernels", ["run", "-a", "edge-npu", "-w", "{t.csv}"], {"t.csv": DW},
      "1,000,000 kernels"),
     ("attention seq 100000", ["run", "-w", "attention", "--seq-len", "100000", "-a", "edge-npu"], {},
-     "in at most 4,000,000 tiles; use a shorter sequence"),
+     "in at most 4,000,000 steps of the cores"),
     ("compare checks the DRAM fit", ["compare", "-w", "llama2-7b", "-a", "edge-npu", "--seq-len", "64"], {},
      "memory.dram.capacity_bytes: the workload's weights (6.28 GiB)"),
     ("validate-array checks the DRAM fit", ["validate-array", "-w", "llama2-7b", "-a", "edge-npu", "--seq-len",

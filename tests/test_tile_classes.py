@@ -2,11 +2,15 @@
 and stall cycles bit for bit (numba run_tiles and the Python reference run_tiles_py)."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
+from archs import tiny_arch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_simulate import arch_with, tiled_contractions
 
+from tilesim import simulate
 from tilesim.compiler.cost import (
     LOOPS,
     a_runs,
@@ -19,10 +23,20 @@ from tilesim.compiler.cost import (
     nbytes,
     trip_counts,
 )
-from tilesim.compiler.schedule import Kernel
-from tilesim.core.commands import contraction_positions, contraction_runs, nest_run_count, split_runs
+from tilesim.compiler.schedule import Kernel, lower
+from tilesim.core.commands import build_program, contraction_positions, contraction_runs, nest_run_count, split_runs
 from tilesim.core.kernels.jit import interpreted
-from tilesim.core.kernels.pipeline import expand_runs, fold_tiles, run_classes, run_classes_py, run_tiles
+from tilesim.core.kernels.pipeline import (
+    expand_runs,
+    fold_tiles,
+    run_class_groups,
+    run_class_groups_py,
+    run_classes,
+    run_classes_py,
+    run_tiles,
+)
+from tilesim.core.simulate import TIME_GRID, on_grid
+from tilesim.workloads import gemm
 
 
 @st.composite
@@ -177,3 +191,89 @@ def test_interpreted_kernels_equal_compiled():
         slow = run_classes(*prog)
     for a, b in zip(fast, slow, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+# ---------------------------------------------------------------- repeat groups: patterns of runs repeated
+
+
+@st.composite
+def grouped_programs(draw):
+    """Random kernels, each: a few runs, then a pattern of 1-5 runs repeated 1-60 times (a repeat group), then a
+    few more runs; whole- or quarter-cycle times."""
+    kernels = draw(st.integers(1, 3))
+    times = st.integers(0, 120).map(lambda x: x / 4)
+    rows, groups = [], []
+    for k in range(kernels):
+        engine, slots = draw(st.integers(0, 1)), draw(st.integers(1, 2))
+        dep = draw(st.integers(-1, k - 1)) if k else -1
+
+        def run(engine=engine, slots=slots, dep=dep, k=k):
+            return (draw(st.integers(1, 6)), draw(times), draw(times), float(draw(st.integers(0, 40))), engine,
+                    slots, dep, k)
+        rows += [run() for _ in range(draw(st.integers(0, 3)))]
+        pattern = [run() for _ in range(draw(st.integers(1, 5)))]
+        reps = draw(st.integers(1, 60))
+        groups.append((len(rows), len(pattern), reps))
+        rows += pattern * reps
+        rows += [run() for _ in range(draw(st.integers(0, 3)))]
+    cols = list(zip(*rows, strict=True))
+    count, load, store, compute, engine, slots, dep, kernel = (np.array(c) for c in cols)
+    latency = draw(st.sampled_from([0.0, 3.0, 17.5]))
+    g = np.array(groups, dtype=np.int64).reshape(-1, 3)
+    return ((count.astype(np.int64), load.astype(float), store.astype(float), compute.astype(float),
+             engine.astype(np.int64), slots.astype(np.int64), dep.astype(np.int64), kernel.astype(np.int64),
+             kernels, latency), (g[:, 0].copy(), g[:, 1].copy(), g[:, 2].copy()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(grouped_programs())
+def test_repeat_groups_equal_tile_by_tile_bit_for_bit(case):
+    prog, groups = case
+    end, waits, stepped = run_class_groups(*prog, *groups)
+    ref_end, ref_waits, tiles = tile_by_tile(prog)
+    np.testing.assert_array_equal(end, ref_end)
+    np.testing.assert_array_equal(waits, ref_waits)
+    py_end, py_waits, _ = run_class_groups_py(*prog, *groups)
+    np.testing.assert_array_equal(py_end, ref_end)
+    np.testing.assert_array_equal(py_waits, ref_waits)
+    assert stepped <= 2 * tiles
+    with interpreted():                     # the same kernel code run as Python
+        slow = run_class_groups(*prog, *groups)
+    np.testing.assert_array_equal(slow[0], end)
+
+
+def test_a_repeated_pattern_costs_events_per_repeat_class_not_per_repeat():
+    # a kernel of 1 + 3 x R runs (a 3-run pattern repeated R times): a few hundred events whatever R, and the end
+    # grows linearly with R, equal to the tile-by-tile pipeline at R = 100 and 200 extrapolated to R = 1 million
+    def program(reps):
+        count = np.array([1] + [2, 1, 3] * reps, dtype=np.int64)
+        load = np.array([40.0] + [6.0, 0.0, 3.5] * reps)
+        store = np.array([0.0] + [0.0, 9.0, 1.0] * reps)
+        compute = np.array([12.0] + [7.0, 11.0, 2.0] * reps)
+        n = count.shape[0]
+        return ((count, load, store, compute, np.zeros(n, dtype=np.int64), np.full(n, 2, dtype=np.int64),
+                 np.full(n, -1, dtype=np.int64), np.zeros(n, dtype=np.int64), 1, 10.0),
+                (np.array([1]), np.array([3]), np.array([reps])))
+    prog, groups = program(1_000_000)
+    end, _, stepped = run_class_groups(*prog, *groups)
+    assert stepped < 500
+    a, b = (tile_by_tile(program(r)[0])[0] for r in (100, 200))
+    np.testing.assert_array_equal(end, a + (b - a) * (1_000_000 - 100) / 100)
+
+
+def test_times_on_a_binary_grid_repeat_exactly_with_any_bandwidth():
+    # 16.3 bytes/cycle makes transfer times that are not binary fractions: on_grid rounds them to 1/1024 cycle so
+    # sums are exact, the steady state repeats bit for bit and is jumped; the result equals the Python tile-by-tile
+    # reference's, and the gridded times move by at most half a grid step
+    arch = tiny_arch(sram_bytes=8 << 10, latency=7, bw=16.3)
+    schedule = lower(gemm(64, 64, 16384), arch)
+    prog = build_program(schedule, arch)
+    grid = on_grid(prog)
+    for field in ("load_xfer", "store_xfer"):
+        values = getattr(grid, field)
+        assert (values * 1024 == np.round(values * 1024)).all()
+        assert np.abs(values - getattr(prog, field)).max() <= TIME_GRID / 2
+    assert simulate(schedule, arch).to_dict() == simulate(schedule, arch, reference=True).to_dict()
+    # a transfer too short for the grid still takes one step (it moves bytes: it uses the channel, pays latency)
+    tiny = on_grid(replace(prog, load_xfer=np.where(prog.load_xfer > 0, 1e-6, 0.0)))
+    assert ((tiny.load_xfer == TIME_GRID) == (prog.load_xfer > 0)).all()

@@ -9,7 +9,12 @@ from math import ceil
 import numpy as np
 
 from tilesim.arch.config import ArchConfig, row_passes_for
-from tilesim.compiler.attention import AttentionWork, attention_tile_compute, attention_traffic
+from tilesim.compiler.attention import (
+    AttentionWork,
+    attention_compute_marks,
+    attention_tile_compute_fill,
+    attention_traffic,
+)
 from tilesim.compiler.cost import (
     LOOPS,
     a_runs,
@@ -280,14 +285,37 @@ def contraction_runs(work: Contraction, kernel: Kernel, arch: ArchConfig, timing
                         f["flash"].astype(np.int64), count)
 
 
+ATTENTION_CHUNK_TILES = 1 << 18     # tiles worked out at once (bounded memory: ~100 bytes each)
+
+
+_ATTENTION_MEMO: dict = {}          # attention_commands by everything they read
+ATTENTION_MEMO_ENTRIES = 2_000_000  # entries it keeps at most (~110 MB)
+
+
 def attention_commands(work: AttentionWork, kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:
-    """Flash attention tiles (head, q block, kv block), kv innermost: the Q block loads with its first kv block,
-    K and V blocks stream every tile, the O block stores after its last; totals equal attention_traffic."""
+    """attention_tiles, remembered by the arch fields they read: the same commands at every clock a power cap
+    tries (sim/core/power.py changes only off-chip bandwidth and latency, energies and the clock)."""
+    key = (work, kernel.mapping, kernel.residency, timing, arch.cores, arch.array, arch.vector, arch.onchip,
+           arch.offchip.burst_bytes, arch.cache)
+    if key in _ATTENTION_MEMO:
+        return _ATTENTION_MEMO[key]
+    cmds = attention_tiles(work, kernel, arch, timing)
+    size = cmds.compute.shape[0]
+    if size + sum(c.compute.shape[0] for c in _ATTENTION_MEMO.values()) > ATTENTION_MEMO_ENTRIES:
+        _ATTENTION_MEMO.clear()
+    if size <= ATTENTION_MEMO_ENTRIES:
+        _ATTENTION_MEMO[key] = cmds
+    return cmds
+
+
+def attention_tiles(work: AttentionWork, kernel: Kernel, arch: ArchConfig, timing: str) -> TileCommands:
+    """Flash attention tiles (head, q block, kv block), kv innermost, as runs of steps of p cores in lockstep
+    (lockstep): the Q block loads with its first kv block, K and V blocks stream every tile, the O block stores
+    after its last; totals equal attention_traffic, split over the tiles in proportion to their blocks' rows
+    (split_total), each tile's transfer rounded up to whole bursts. Tiles are worked out ATTENTION_CHUNK_TILES at a
+    time from their place in the nest (one head's prefix sums), so memory does not grow with the tile count."""
     m = kernel.mapping
     eq, ek = extents(work.sq, m.block_q), extents(work.skv, m.block_kv)
-    qi = np.tile(np.repeat(np.arange(eq.size), ek.size), work.g)
-    ki = np.tile(np.arange(ek.size), work.g * eq.size)
-    first, last = ki == 0, ki == ek.size - 1
     q_read, kv_read, o_write = attention_traffic(work, m.block_q)
     res = kernel.residency
     q_read = (0 if res.a else q_read - work.extra_read_bytes) + max(work.extra_read_bytes - res.extra_bytes, 0)
@@ -298,16 +326,52 @@ def attention_commands(work: AttentionWork, kernel: Kernel, arch: ArchConfig, ti
         once = attention_traffic(work, work.sq)[1]
         if 2 * once // max(work.g, 1) <= cache.capacity_bytes:
             kv_read = min(kv_read, once)
-    zeros = np.zeros(qi.shape[0], dtype=np.int64)
-    compute = attention_tile_compute(work, m, arch, timing)
     levels = {arch.home(o).double_buffered for o in ("input", "weight", "output")}
+    slots = 2 if levels == {True} else 1
     burst = arch.offchip.burst_bytes          # runs: a Q block, a K and a V block, an O block, each contiguous
-    cmds = TileCommands(burst_bytes(split_total(q_read, np.where(first, eq[qi], 0).astype(np.float64)), 1, burst),
-                        burst_bytes(split_total(kv_read, ek[ki].astype(np.float64)), 2, burst), zeros,
-                        burst_bytes(split_total(o_write, np.where(last, eq[qi], 0).astype(np.float64)), 1, burst),
-                        compute, ARRAY, 2 if levels == {True} else 1, zeros)
-    p = min(arch.cores, qi.shape[0])
-    return lockstep(cmds, p) if p > 1 else cmds
+    # one head's tiles: the weights split_total gives each transfer (Q on a row's first kv block, O on its last)
+    qi, ki = np.repeat(np.arange(eq.size), ek.size), np.tile(np.arange(ek.size), eq.size)
+    per_head = qi.shape[0]
+    n = work.g * per_head
+    fields = ((q_read, np.cumsum(np.where(ki == 0, eq[qi], 0)), 1), (kv_read, np.cumsum(ek[ki]), 2),
+              (o_write, np.cumsum(np.where(ki == ek.size - 1, eq[qi], 0)), 1))
+
+    def marks(total: int, cum_head: np.ndarray, t: np.ndarray) -> np.ndarray:
+        """split_total's cumulative floors at tiles t: floor(total x cum_t / cum_last + 1e-9), the last = total."""
+        head, at = np.divmod(t, per_head)
+        cum = (head * int(cum_head[-1]) + cum_head[at]).astype(np.float64)     # exact: integers below 2**53
+        out = np.floor(total * cum / float(work.g * int(cum_head[-1])) + 1e-9).astype(np.int64)
+        np.minimum(out, total, out=out)
+        out[t == n - 1] = total
+        return out
+    p = min(arch.cores, n)
+    chunk = max(ATTENTION_CHUNK_TILES // p, 1) * p          # whole steps per chunk
+    fill = int(attention_tile_compute_fill(work, m, arch, timing))
+    parts = []
+    for t0 in range(0, n, chunk):
+        t = np.arange(max(t0 - 1, 0), min(t0 + chunk, n), dtype=np.int64)       # the chunk, and the tile before
+        xfer = [burst_bytes(_from_marks(marks(total, cum, t), t0 > 0), runs, burst) for total, cum, runs in fields]
+        compute = _from_marks(attention_compute_marks(work, m, arch, timing, t), t0 > 0)
+        if not t0:
+            compute[0] += fill
+        zeros = np.zeros(compute.shape[0], dtype=np.int64)
+        cmds = TileCommands(xfer[0], xfer[1], zeros, xfer[2], compute, ARRAY, slots, zeros)
+        parts.append(as_runs(lockstep(cmds, p) if p > 1 else cmds))
+    return concat_runs(parts)
+
+
+def _from_marks(marks: np.ndarray, lead: bool) -> np.ndarray:
+    """Per-tile parts from cumulative marks (with `lead`, marks[0] is the tile before's, else 0 came before)."""
+    return np.diff(marks) if lead else np.diff(marks, prepend=0)
+
+
+def concat_runs(parts: list[TileCommands]) -> TileCommands:
+    """Commands one after the other as runs (consecutive identical entries merged: as_runs)."""
+    first = parts[0]
+    count = np.concatenate([c.count if c.count is not None else np.ones(c.compute.shape[0], dtype=np.int64)
+                            for c in parts])
+    return as_runs(replace(first, count=count, **{f: np.concatenate([getattr(c, f) for c in parts])
+                                                  for f in _PER_TILE}))
 
 
 def lockstep(cmds: TileCommands, p: int) -> TileCommands:
@@ -480,7 +544,11 @@ def common_runs(runs: list[TileCommands]) -> tuple[np.ndarray, list[np.ndarray]]
     """Run boundaries shared by several tile sequences side by side (the longest sets the length): (tiles per
     common run, per sequence the index of its entry in each common run, -1 past its end)."""
     ends = [np.cumsum(c.count if c.count is not None else np.ones(c.compute.shape[0], dtype=np.int64)) for c in runs]
-    cuts = np.unique(np.concatenate(ends))
+    if all(np.array_equal(e, ends[0]) for e in ends[1:]):
+        cuts = ends[0]                                  # the same boundaries (most blocks)
+    else:                                               # sorted, duplicates dropped (np.unique's hash is slower)
+        cuts = np.sort(np.concatenate(ends))
+        cuts = cuts[np.concatenate(([True], cuts[1:] != cuts[:-1]))]
     count = np.diff(cuts, prepend=0)
     where = [np.where(cuts <= e[-1], np.searchsorted(e, cuts - 1, side="right"), -1) for e in ends]
     return count.astype(np.int64), where
@@ -593,6 +661,58 @@ def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None =
         slots=np.repeat(np.array([c.slots for c in runs], dtype=np.int64), entries),
         dep=dep, flash_xfer=flash / fbw,
         flash_gate=staging_gate(flash, arch.flash.staging_bytes if arch.flash else None))
+
+
+MAX_REPEAT_ENTRIES = 4096      # entries per repeat looked for (repeat_groups)
+MIN_GROUP_ENTRIES = 64          # kernels (and parts) of fewer entries are left as they are
+
+
+def repeat_groups(prog: Program) -> np.ndarray:
+    """Repeat groups of a program (pipeline.run_class_groups' hint): int64 rows (first entry, entries per repeat,
+    repeats), in order and apart, each inside one kernel, where entry i + period equals entry i (tiles, transfers,
+    compute) throughout. Looked for from the middle of each kernel's entries (the smallest period, up to
+    MAX_REPEAT_ENTRIES, whose span around it repeats at least 3 times), then in what is left on either side (or
+    in either half, when none repeats around the middle)."""
+    empty = np.zeros((0, 3), dtype=np.int64)
+    if prog.first_run.shape[0] < 2 or int(np.diff(prog.first_run).max()) < MIN_GROUP_ENTRIES:
+        return empty
+    bits = lambda a: np.ascontiguousarray(a).view(np.int64)     # noqa: E731  (exact: equal floats, equal bits)
+    cols = (prog.count, bits(prog.load_xfer), bits(prog.store_xfer), bits(prog.compute))
+    key = cols[0] * 0x9E3779B1 ^ cols[1] * 0x85EBCA77 ^ cols[2] * 0xC2B2AE3D ^ cols[3] * 0x27D4EB2F
+    found: list[tuple[int, int, int]] = []
+
+    def search(lo: int, hi: int) -> None:
+        if hi - lo < MIN_GROUP_ENTRIES:
+            return
+        mid = (lo + hi) // 2
+        ahead = np.flatnonzero(key[mid + 1:min(hi, mid + 1 + MAX_REPEAT_ENTRIES)] == key[mid]) + 1
+        for period in ahead[:8].tolist():
+            same = np.ones(hi - lo - period, dtype=bool)
+            for c in cols:
+                same &= c[lo:hi - period] == c[lo + period:hi]
+            at = mid - lo
+            if at >= same.shape[0] or not same[at]:
+                continue
+            breaks = np.flatnonzero(~same)
+            a = lo + int(breaks[breaks < at][-1]) + 1 if (breaks < at).any() else lo
+            b = lo + int(breaks[breaks > at][0]) if (breaks > at).any() else hi - period
+            reps = (b - a + period) // period           # entries a .. b + period - 1 repeat
+            if reps >= 3:
+                found.append((a, period, reps))
+                search(lo, a)
+                search(a + reps * period, hi)
+                return
+        search(lo, mid)                                 # none around the middle (say a run cut in two there)
+        search(mid + 1, hi)
+    # only kernels whose times are all binary fractions of at most 10 bits (jumps are exact only where sums are:
+    # transfers are on the grid, compute is whole cycles unless an on-chip level's bandwidth stretched it)
+    scaled = np.concatenate((prog.load_xfer, prog.store_xfer, prog.compute)).reshape(3, -1) * 1024
+    exact = (scaled == np.round(scaled)).all(axis=0)
+    for j in np.flatnonzero(np.diff(prog.first_run) >= MIN_GROUP_ENTRIES).tolist():
+        lo, hi = int(prog.first_run[j]), int(prog.first_run[j + 1])
+        if exact[lo:hi].all():
+            search(lo, hi)
+    return np.array(sorted(found), dtype=np.int64).reshape(-1, 3) if found else empty
 
 
 def staging_gate(flash: np.ndarray, staging_bytes: int | None) -> np.ndarray:

@@ -11,6 +11,7 @@ import numpy as np
 from tilesim.arch.area_model import area_mm2
 from tilesim.arch.config import ArchConfig, MemLevel
 from tilesim.arch.errors import InputError
+from tilesim.compiler.attention import AttentionWork
 from tilesim.compiler.cost import Mapping, array_cycles, mapping_efficiency, spatial_dims
 from tilesim.compiler.lowering import MAX_COUNT, Contraction, VectorWork
 from tilesim.compiler.schedule import Kernel, Schedule
@@ -24,6 +25,7 @@ from tilesim.core.commands import (
     contraction_positions,
     kernel_commands,
     nest_run_count,
+    repeat_groups,
 )
 from tilesim.core.commands import flash_share as flash_share_of
 from tilesim.core.energy import (
@@ -36,13 +38,23 @@ from tilesim.core.energy import (
     static_power_components_mw,
 )
 from tilesim.core.kernels.jit import interpreted, is_compiled
-from tilesim.core.kernels.pipeline import CAUSES, fold_tiles, run_classes, run_classes_py, run_tiles, run_tiles_py
+from tilesim.core.kernels.pipeline import (
+    CAUSES,
+    fold_tiles,
+    run_class_groups,
+    run_class_groups_py,
+    run_tiles,
+    run_tiles_py,
+)
 from tilesim.core.power import capped_run
 from tilesim.core.result import KernelResult, SimResult, Timeline
 
 MAX_KERNEL_COUNT = 2**61     # a fused kernel's summed vector ops and extra bytes (each op's are < 2**60)
 MAX_ENTRIES = 50_000_000     # tile program entries (runs, or tiles where kept one by one): ~80 bytes each in memory
-INTERPRETED_BUDGET = 1_000   # runs a process simulates in Python before it loads numba (a CLI run: a few hundred)
+# runs a process simulates in Python before it loads numba: ~35 us a run interpreted against ~0.6-0.8 s to load
+# the compiled kernels from numba's cache (3,000 random runs: 0.10 s), so up to ~0.35 s of Python; a ResNet-50
+# CLI run needs 1,354
+INTERPRETED_BUDGET = 10_000
 _interpreted = [0]           # runs simulated in Python so far in this process
 
 
@@ -63,6 +75,9 @@ def _check_size(schedule: Schedule, arch: ArchConfig, timeline: bool = False) ->
         count = k.tile_count(arch.cores)
         tiles += count
         by_class = isinstance(k.work, Contraction) and arch.flash is None
+        if isinstance(k.work, AttentionWork):      # steps of the cores in lockstep (attention_commands)
+            total += -(-count // min(arch.cores, count))
+            continue
         total += count if timeline or not by_class else sum(    # + cuts of split_runs and the first tile
             nest_run_count([c for _, c in contraction_positions(share, k)]) + 4 for share, _ in k.shares(arch.cores))
     if total > MAX_ENTRIES:
@@ -170,7 +185,7 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
     if schedule.arch != arch.name:
         raise InputError(f"schedule was lowered for arch '{schedule.arch}', not '{arch.name}'")
     _check_size(schedule, arch, timeline)
-    prog = level_bound(build_program(schedule, arch, flash_share, memo), schedule, arch)
+    prog = level_bound(on_grid(build_program(schedule, arch, flash_share, memo)), schedule, arch)
     flash = arch.flash
     n_kernels = len(schedule.kernels)
     times = None
@@ -182,17 +197,34 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
                             float(flash.latency_cycles if flash else 0)))
         ends, waits, _ = fold_tiles(times[1], tiles.kernel, n_kernels)
     else:
-        run = run_classes_py if reference else run_classes
+        run = run_class_groups_py if reference else run_class_groups
         # a few small programs cost less in Python than loading numba (start-up of a CLI run); the same code
         entries = prog.count.shape[0]
-        small = not is_compiled(run_classes) and _interpreted[0] + entries <= INTERPRETED_BUDGET
+        small = not is_compiled(run_class_groups) and _interpreted[0] + entries <= INTERPRETED_BUDGET
         _interpreted[0] += entries if small else 0
+        groups = repeat_groups(prog)           # repeated patterns of runs: simulated a few repeats each
         with interpreted() if small else nullcontext():
-            ends, waits, _ = run(prog.count, prog.load_xfer, prog.store_xfer, prog.compute, prog.engine, prog.slots,
-                                 prog.dep, prog.kernel, n_kernels, float(arch.offchip.latency_cycles))
+            ends, waits, _ = run(prog.count, prog.load_xfer, prog.store_xfer, prog.compute, prog.engine,
+                                 prog.slots, prog.dep, prog.kernel, n_kernels, float(arch.offchip.latency_cycles),
+                                 groups[:, 0].copy(), groups[:, 1].copy(), groups[:, 2].copy())
     if not (np.isfinite(ends).all() and ends.max() < MAX_COUNT):    # checked before the cast, which would wrap
         raise InputError(_overflow_message(schedule, arch, prog, ends))
     return prog, waits, np.ceil(np.maximum.accumulate(ends)).astype(np.int64), times
+
+
+TIME_GRID = 1 / 1024        # cycles: transfer times are multiples of it (dyadic, so sums are exact)
+
+
+def on_grid(prog: Program) -> Program:
+    """The program with transfer times rounded to the nearest TIME_GRID cycles: bytes over a bandwidth such as
+    48.57 bytes/cycle are not binary fractions, and their sums round differently in every period, so the
+    pipeline's state never repeats exactly; on a grid of 1/1024 cycle every sum below 2**43 cycles is exact and
+    repeated runs and groups are jumped (run_class_groups) bit for bit. Compute times are whole cycles already
+    (level_bound's stretched ones are not: such kernels repeat exactly only where the stretch is a binary fraction).
+    Changes a time by at most 1/2048 cycle, but a time above zero stays at least one step (a transfer that moves
+    bytes still occupies the channel and pays its latency)."""
+    q = lambda a: np.where(a > 0, np.maximum(np.round(a / TIME_GRID), 1.0) * TIME_GRID, 0.0)     # noqa: E731
+    return replace(prog, load_xfer=q(prog.load_xfer), store_xfer=q(prog.store_xfer), flash_xfer=q(prog.flash_xfer))
 
 
 def level_bytes_cycles(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> dict[str, float]:

@@ -401,6 +401,33 @@ def run_classes(count, load_xfer, store_xfer, compute, engine, slots, dep, kerne
     before the run's loads start, -1: none; kernel[r]: the run's kernel, non-decreasing); returns (each kernel's
     end = max(store end, compute end) of its last tile, stall cycles per kernel and cause, tiles simulated event by
     event)."""
+    none = np.zeros(0, dtype=np.int64)
+    return run_class_groups(count, load_xfer, store_xfer, compute, engine, slots, dep, kernel, n_kernels, latency,
+                            none, none, none)
+
+
+@cached_njit
+def _record(key, blocked, snap, hist, hist_key, hist_ref, hist_waits, dma_free, waits_row):
+    """Keep the state at anchor `key` (unless a producer's store may still hold a load back); returns _period's q."""
+    h = key % (MAX_PERIOD + 1)
+    if blocked:
+        hist_key[h] = -1
+        return 0
+    hist[h, :] = snap
+    hist_key[h] = key
+    hist_ref[h] = dma_free
+    hist_waits[h, :] = waits_row
+    return _period(key, snap, hist, hist_key)
+
+
+@cached_njit
+def run_class_groups(count, load_xfer, store_xfer, compute, engine, slots, dep, kernel, n_kernels, latency,
+                     g_first, g_period, g_reps):
+    """run_classes with repeat groups: entries g_first[i] .. + g_period[i] x g_reps[i] - 1 are g_reps[i] repeats of
+    the g_period[i] entries from g_first[i] (one kernel's; groups in order, apart). A hint only, the program is
+    the same: at each repeat's end the state is compared with the ends of the q = 1..MAX_PERIOD repeats before; the
+    same state jumps whole q-repeat periods at once (as for runs), so a repeated pattern of runs costs a few
+    repeats, not all."""
     n_runs = count.shape[0]
     run_end = np.cumsum(count)
     n = run_end[-1] if n_runs else 0
@@ -417,11 +444,24 @@ def run_classes(count, load_xfer, store_xfer, compute, engine, slots, dep, kerne
     kernel_end = np.zeros(n_kernels)
     kernel_store = np.zeros(n_kernels)
     waits = np.zeros((n_kernels, N_CAUSES))
-    hist = np.zeros((MAX_PERIOD + 1, _SNAP))          # states at the last anchors, by anchor modulo MAX_PERIOD + 1
-    hist_s = np.full(MAX_PERIOD + 1, -1, dtype=np.int64)
-    hist_ref = np.zeros(MAX_PERIOD + 1)
-    hist_waits = np.zeros((MAX_PERIOD + 1, N_CAUSES))
+    # states at the last anchors, by key (tile of a run; repeats ended of a group) modulo MAX_PERIOD + 1: [0] runs,
+    # [1] the group's repeats
+    hist = np.zeros((2, MAX_PERIOD + 1, _SNAP))
+    hist_key = np.full((2, MAX_PERIOD + 1), -1, dtype=np.int64)
+    hist_ref = np.zeros((2, MAX_PERIOD + 1))
+    hist_waits = np.zeros((2, MAX_PERIOD + 1, N_CAUSES))
     snap = np.zeros(_SNAP)
+    n_groups = g_first.shape[0]
+    g_tile0 = np.zeros(n_groups, dtype=np.int64)      # each group's first tile, tiles per repeat, end tile
+    g_tiles = np.zeros(n_groups, dtype=np.int64)
+    g_end = np.zeros(n_groups, dtype=np.int64)
+    for x in range(n_groups):
+        f = g_first[x]
+        g_tile0[x] = run_end[f] - count[f]
+        g_tiles[x] = run_end[f + g_period[x] - 1] - g_tile0[x]
+        g_end[x] = g_tile0[x] + g_reps[x] * g_tiles[x]
+    gi = 0                                            # the group at or after the store's run
+    g_seen = -1                                       # the group hist[1] holds
     dma_free = 0.0
     nl = nc = ns = 0
     rl = rc = rs = 0                                  # the runs of tiles nl, nc and ns
@@ -450,37 +490,46 @@ def run_classes(count, load_xfer, store_xfer, compute, engine, slots, dep, kerne
         if s == last_tile[k_r]:
             kernel_store[k_r] = store_end[s & m]
             kernel_end[k_r] = max(store_end[s & m], comp_end[s & m])
-        # periodic state: an anchor whose state window lies inside this run
-        lo = run_end[rs] - count[rs]
-        if s - WINDOW_LO < lo or s + WINDOW_HI >= run_end[rs]:
+        # the anchor's periodic unit: a repeat of the group around it (its state window inside the group), else a
+        # tile of its run (the window inside the run)
+        while gi < n_groups and g_first[gi] + g_period[gi] * g_reps[gi] <= rs:
+            gi += 1
+        if (gi < n_groups and s == run_end[rs] - 1 and g_first[gi] <= rs and (rs + 1 - g_first[gi]) % g_period[gi] == 0
+                and s - WINDOW_LO >= g_tile0[gi] and s + WINDOW_HI < g_end[gi]):
+            if g_seen != gi:
+                hist_key[1, :] = -1
+                g_seen = gi
+            hs, key, unit, unit_runs, span_end = 1, (rs + 1 - g_first[gi]) // g_period[gi], g_tiles[gi], g_period[gi], \
+                g_end[gi]
+        elif s - WINDOW_LO >= run_end[rs] - count[rs] and s + WINDOW_HI < run_end[rs]:
+            hs, key, unit, unit_runs, span_end = 0, s, 1, 0, run_end[rs]
+        else:
             continue
         least = _snapshot(s, nl, nc, dma_free, engine_free[engine[rs]], load_end, comp_start, comp_end, store_end,
                           load_why, snap)
         d = dep[rs]
-        h = s % (MAX_PERIOD + 1)
-        if d >= 0 and kernel_store[d] - dma_free > least:
-            hist_s[h] = -1                            # the producer's store may still hold a load back
-            continue
-        hist[h, :] = snap
-        hist_s[h] = s
-        hist_ref[h] = dma_free
-        hist_waits[h, :] = waits[k_r, :]
-        q = _period(s, snap, hist, hist_s)
-        k = (run_end[rs] - 1 - WINDOW_HI - s) // q if q else 0      # whole periods whose tiles are all in this run
+        blocked = d >= 0 and kernel_store[d] - dma_free > least    # the producer's store may still hold a load back
+        q = _record(key, blocked, snap, hist[hs], hist_key[hs], hist_ref[hs], hist_waits[hs], dma_free, waits[k_r])
+        k = (span_end - 1 - WINDOW_HI - s) // (q * unit) if q else 0     # whole periods all inside the span
         if k < 1:
             continue
-        g = (s - q) % (MAX_PERIOD + 1)
-        shift = k * (dma_free - hist_ref[g])
-        dt = k * q
+        g = (key - q) % (MAX_PERIOD + 1)
+        shift = k * (dma_free - hist_ref[hs, g])
+        dt = k * q * unit
         _shift_window(s, dt, shift, load_end, comp_start, comp_end, store_end, load_why)
         for c in range(N_CAUSES):
-            waits[k_r, c] += k * (waits[k_r, c] - hist_waits[g, c])
+            waits[k_r, c] += k * (waits[k_r, c] - hist_waits[hs, g, c])
         dma_free += shift
         engine_free[engine[rs]] += shift
         nl += dt
         nc += dt
         ns += dt
-        hist_s[:] = -1
+        rl += k * q * unit_runs
+        rc += k * q * unit_runs
+        rs += k * q * unit_runs
+        hist_key[0, :] = -1
+        if hs:
+            hist_key[1, :] = -1
     return kernel_end, waits, stepped
 
 
@@ -501,6 +550,12 @@ def run_classes_py(count, load_xfer, store_xfer, compute, engine, slots, dep, ke
     n = tiles[0].shape[0]
     times = run_tiles_py(*tiles[:6], latency, np.zeros(n), np.full(n, -1, dtype=np.int64), 0.0)
     return fold_tiles(times, tile_kernel, n_kernels)
+
+
+def run_class_groups_py(count, load_xfer, store_xfer, compute, engine, slots, dep, kernel, n_kernels, latency,
+                        g_first, g_period, g_reps):
+    """Reference of run_class_groups: the groups are a hint only, so run_classes_py of the same runs."""
+    return run_classes_py(count, load_xfer, store_xfer, compute, engine, slots, dep, kernel, n_kernels, latency)
 
 
 def fold_tiles(times, tile_kernel, n_kernels):
