@@ -257,7 +257,7 @@ def option_values(point: dict[str, str]) -> dict[str, dict]:
 
 def point_spec(spec: SweepSpec, point: dict[str, str]) -> SweepSpec:
     """The spec with the point's option values (the spec itself when it has none). With a phase axis the base
-    --context is the decode points' only; base LLM options apply to the decoder LLM points only, and an LLM axis on
+    --context is the decode points' only and --prompt-len/--seq-len the other points' only; base LLM options apply to the decoder LLM points only, and an LLM axis on
     another workload's point is an error (an invalid row)."""
     parts = option_values(point)
     if not any(parts.values()):
@@ -266,6 +266,11 @@ def point_spec(spec: SweepSpec, point: dict[str, str]) -> SweepSpec:
     llm = dataclasses.replace(spec.llm, **parts["llm"])
     if "phase" in parts["llm"] and llm.phase != "decode" and "context" not in parts["llm"]:
         llm = dataclasses.replace(llm, context=None)
+    if "phase" in parts["llm"] and llm.phase == "decode":     # the prompt's length is the other phases' only
+        if "prompt_len" not in parts["llm"]:
+            llm = dataclasses.replace(llm, prompt_len=None)
+        if "seq_len" not in parts["workload"] and decoder_config(workload.workload) is not None:
+            workload = dataclasses.replace(workload, seq_len=None)
     if decoder_config(workload.workload) is None:
         if parts["llm"]:
             raise not_an_llm(workload.workload)
