@@ -210,6 +210,9 @@ class ArchConfig:
         "limits)"))
     node_nm: float | None = field(default=None, metadata=doc("process node: the one setting the energy model's "
         "defaults and the area model use (null: neither)"))
+    epilogue_ops: tuple[str, ...] | None = field(default=None, metadata=doc("elementwise op types the array's GEMM "
+        "kernels can apply to results as they drain (a GPU's GEMM library: bias/residual Add, Relu, Gelu); others run "
+        "as vector kernels (null: every elementwise op)"))
 
     @property
     def offchip(self) -> MemLevel:

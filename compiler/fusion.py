@@ -126,11 +126,16 @@ def _attention_work(graph: Graph, ops: list[Op], canon: Canon) -> AttentionWork:
                          shared)
 
 
-def group_ops(graph: Graph, policy: str) -> Grouping:
-    """Group a graph's ops into kernels under a fusion policy."""
+def group_ops(graph: Graph, policy: str, epilogue_ops: tuple[str, ...] | None = None) -> Grouping:
+    """Group a graph's ops into kernels under a fusion policy; `epilogue_ops`: the elementwise op types a
+    contraction's epilogue may apply (the arch's epilogue_ops; None: every one in ELEMENTWISE)."""
     if policy not in POLICIES:
         raise field_error("fusion", f"got '{policy}', allowed: {', '.join(POLICIES)}")
-    grouper = _Grouper(graph, policy)
+    unknown = sorted(set(epilogue_ops or ()) - ELEMENTWISE)
+    if unknown:
+        raise field_error("epilogue_ops", f"{', '.join(unknown)} not elementwise op types; allowed: "
+                                          f"{', '.join(sorted(ELEMENTWISE))}")
+    grouper = _Grouper(graph, policy, None if epilogue_ops is None else frozenset(epilogue_ops))
     for op in graph.ops:
         grouper.place(op)
     return grouper.result()
@@ -140,8 +145,8 @@ class _Grouper:
     """The fusion pass's state while it walks the ops in order: tensor aliases (views, absorbed transposes), how
     often each tensor is read and by which ops, the kernels formed so far and which kernel produces each tensor."""
 
-    def __init__(self, graph: Graph, policy: str) -> None:
-        self.graph, self.policy = graph, policy
+    def __init__(self, graph: Graph, policy: str, epilogue_ops: frozenset[str] | None = None) -> None:
+        self.graph, self.policy, self.epilogue_ops = graph, policy, epilogue_ops
         self.alias: dict[str, str] = {}
         for op in graph.ops:                              # views reinterpret memory: their output is their input
             if spec(op.op_type).kind is OpKind.VIEW:
@@ -233,7 +238,7 @@ class _Grouper:
             self.new_group(op, work, self.deps_of(op.inputs))
             return
         reason = _try_fuse(self.graph, op, kind, policy, self.groups, self.canon, self.uses, self.owner, self.absorb,
-                           self.notes, self.alias, self.readers)
+                           self.notes, self.alias, self.readers, self.epilogue_ops)
         if reason is not None:
             self.notes.append(f"{op.name}: not fused ({reason})")
             self.new_group(op, work, self.deps_of(op.inputs))
@@ -255,7 +260,8 @@ class _Grouper:
 
 def _try_fuse(graph: Graph, op: Op, kind: OpKind, policy: str, groups: list[_Group], canon: Canon,
               uses: dict[str, int], owner: dict[str, int], absorb: Callable[[int, Op], None], notes: list[str],
-              alias: dict[str, str], readers: dict[str, list[Op]]) -> str | None:
+              alias: dict[str, str], readers: dict[str, list[Op]], epilogue_ops: frozenset[str] | None = None) \
+        -> str | None:
     """Fuse `op` into an existing group and return None, or return why it stays a kernel of its own."""
     ins = [canon(t) for t in op.inputs]
     produced = [(owner[t], t) for t in ins if t in owner]
@@ -289,6 +295,8 @@ def _try_fuse(graph: Graph, op: Op, kind: OpKind, policy: str, groups: list[_Gro
             return None
         if op.op_type not in ELEMENTWISE:
             return f"{op.op_type} is not elementwise: it needs whole rows or windows, not one output tile at a time"
+        if epilogue_ops is not None and op.op_type not in epilogue_ops:
+            return f"the arch's GEMM epilogue applies only {', '.join(sorted(epilogue_ops)) or 'nothing'} (epilogue_ops)"
         if graph.tensors[main].elements != out.elements:
             return "it broadcasts its main input"
         g.epilogue_ops += _vector_ops(graph, op)

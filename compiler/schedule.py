@@ -332,8 +332,8 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
           evaluate: Evaluator | None = None, grouping: Grouping | None = None) -> Schedule:
     """Graph -> Schedule: make kernels (views are free), then map each onto the arch. `evaluate` (e.g.
     sim.kernel_evaluator) lets the simulator pick among the search's closed-form shortlist. `grouping`:
-    group_ops(graph, options.fusion) when the caller already has it (it does not depend on the arch; sweeps reuse
-    one per graph).
+    group_ops(graph, options.fusion, arch.epilogue_ops) when the caller already has it (sweeps reuse one per
+    graph and arch epilogue).
 
     Fusion never adds off-chip traffic: when `evaluate` can count a kernel's DRAM bytes as the simulator does
     (its `dram_bytes`), a policy's schedule is compared with the schedules of the policies it extends (full ->
@@ -342,7 +342,7 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     can move more: a flash-attention block re-reads K and V per query block, and activations kept on chip leave
     the other kernels' tiles less room, so their weights may be re-read."""
     timing = options.resolved_timing(arch)
-    grouping = group_ops(graph, options.fusion) if grouping is None else grouping
+    grouping = group_ops(graph, options.fusion, arch.epilogue_ops) if grouping is None else grouping
     schedule = _lower_policy(graph, arch, options, timing, evaluate, grouping, keep=options.fusion == "full")
     moved = getattr(evaluate, "dram_bytes", None)
     if moved is None or options.fusion not in WEAKER:

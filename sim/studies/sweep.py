@@ -458,14 +458,14 @@ _GRAPHS: dict = {}      # per process: (graph, grouping) by dtype (a point may c
 
 
 def _graph(spec: SweepSpec, arch):
-    """The workload graph for the point's arch dtype and its fusion grouping (which no arch field changes), built
-    once per process."""
+    """The workload graph for the point's arch dtype and its fusion grouping (which only the arch's epilogue_ops
+    changes), built once per process."""
     w = spec.workload
     key = (w.workload, w.seq_len, w.batch, w.graph_dtype(arch.array.dtype), spec.dims, w.dtypes, spec.options.fusion,
-           w.sparsity)
+           w.sparsity, arch.epilogue_ops)
     if key not in _GRAPHS:
         graph = workload_graph(arch, w)
-        _GRAPHS[key] = graph, group_ops(graph, spec.options.fusion)
+        _GRAPHS[key] = graph, group_ops(graph, spec.options.fusion, arch.epilogue_ops)
     return _GRAPHS[key]
 
 
