@@ -258,6 +258,16 @@ class _Grouper:
         return Grouping(tuple(kernels), tuple(self.notes), dict(self.alias))
 
 
+def _epilogue_refusal(op: Op, broadcasts: bool, epilogue_ops: frozenset[str] | None) -> str | None:
+    """Why elementwise `op` cannot be applied to a contraction's results as they drain, or None."""
+    if op.op_type not in ELEMENTWISE:
+        return f"{op.op_type} is not elementwise: it needs whole rows or windows, not one output tile at a time"
+    if epilogue_ops is not None and op.op_type not in epilogue_ops:
+        allowed = ", ".join(sorted(epilogue_ops)) or "nothing"
+        return f"the arch's GEMM epilogue applies only {allowed} (epilogue_ops)"
+    return "it broadcasts its main input" if broadcasts else None
+
+
 def _try_fuse(graph: Graph, op: Op, kind: OpKind, policy: str, groups: list[_Group], canon: Canon,
               uses: dict[str, int], owner: dict[str, int], absorb: Callable[[int, Op], None], notes: list[str],
               alias: dict[str, str], readers: dict[str, list[Op]], epilogue_ops: frozenset[str] | None = None) \
@@ -293,12 +303,9 @@ def _try_fuse(graph: Graph, op: Op, kind: OpKind, policy: str, groups: list[_Gro
             absorb(gi, op)
             notes.append(f"{op.name}: folded into {g.anchor.name}'s weights")
             return None
-        if op.op_type not in ELEMENTWISE:
-            return f"{op.op_type} is not elementwise: it needs whole rows or windows, not one output tile at a time"
-        if epilogue_ops is not None and op.op_type not in epilogue_ops:
-            return f"the arch's GEMM epilogue applies only {', '.join(sorted(epilogue_ops)) or 'nothing'} (epilogue_ops)"
-        if graph.tensors[main].elements != out.elements:
-            return "it broadcasts its main input"
+        refusal = _epilogue_refusal(op, graph.tensors[main].elements != out.elements, epilogue_ops)
+        if refusal:
+            return refusal
         g.epilogue_ops += _vector_ops(graph, op)
         g.epilogue_read += sum(graph.tensors[t].nbytes for t in others)
         g.reads += [(canon(t), "extra") for t in others]
