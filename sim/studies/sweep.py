@@ -257,8 +257,8 @@ def option_values(point: dict[str, str]) -> dict[str, dict]:
 
 def point_spec(spec: SweepSpec, point: dict[str, str]) -> SweepSpec:
     """The spec with the point's option values (the spec itself when it has none). With a phase axis the base
-    --context is the decode points' only and --prompt-len/--seq-len the other points' only; base LLM options apply to the decoder LLM points only, and an LLM axis on
-    another workload's point is an error (an invalid row)."""
+    --context is the decode points' only and --prompt-len/--seq-len the other points' only; base LLM options apply
+    to the decoder LLM points only, and an LLM axis on another workload's point is an error (an invalid row)."""
     parts = option_values(point)
     if not any(parts.values()):
         return spec
