@@ -23,6 +23,7 @@ import argparse
 import json
 import sys
 import time
+import types
 from pathlib import Path
 
 import onnx
@@ -34,6 +35,11 @@ from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim.core.simulate import simulate
 from tilesim.workloads import llm
 from tilesim.workloads.onnx import load_onnx
+
+# PyPI's torchvision wheel is built against CUDA torch: with the CPU torch its compiled detection ops (nms,
+# roi_align) do not load and registering their fake kernels raises at import, in torchvision and in transformers
+# (which imports it). The classification models use none of them, so that module is skipped.
+sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
 
 try:                                  # --fixtures needs neither
     import torch

@@ -3,11 +3,12 @@ from ONNX op type to handler, built from groups of op types that share one (as t
 from __future__ import annotations
 
 from collections.abc import Callable
-from math import ceil
+from math import ceil, prod
 
 import numpy as np
 
 from tilesim.arch.errors import InputError
+from tilesim.compiler.ops import infer_shapes
 from tilesim.workloads.onnx.compound import h_attention, h_dynamic_quantize, h_einsum, h_rms_norm, h_rotary
 from tilesim.workloads.onnx.contrib import CONTRIB
 from tilesim.workloads.onnx.folding import equal_split
@@ -309,8 +310,13 @@ def h_unsqueeze(imp: Importer, node) -> None:
 
 
 def h_concat(imp: Importer, node) -> None:
-    """Concat along `axis`."""
-    imp.op(node, "Concat", [t for t in node.input if t], {"axis": node_attrs(node)["axis"]}, outputs=list(node.output))
+    """Concat along `axis`; empty inputs (an exported `cat(x_rot, x_pass)` whose pass-through part has no
+    columns) add nothing, so one non-empty input is the output itself (a view)."""
+    ins = [t for t in node.input if t and prod(imp.shape(t))] or [t for t in node.input if t][:1]
+    if len(ins) == 1:
+        imp.alias(node, ins[0], node.output[0])
+        return
+    imp.op(node, "Concat", ins, {"axis": node_attrs(node)["axis"]}, outputs=list(node.output))
 
 
 def h_split(imp: Importer, node) -> None:
@@ -337,6 +343,11 @@ def h_slice(imp: Importer, node) -> None:
         starts, ends = imp.ints(node, 1, "starts"), imp.ints(node, 2, "ends")
         axes = imp.ints(node, 3, "axes") or list(range(len(starts)))
         steps = imp.ints(node, 4, "steps") or [1] * len(starts)
+    shape = imp.shape(node.input[0])
+    if all(st == 1 for st in steps) and \
+            infer_shapes("Slice", node.name, [shape], {"starts": starts, "ends": ends, "axes": axes})[0] == shape:
+        imp.alias(node, node.input[0], node.output[0])     # it keeps every element (exported x[..., :rotary_dim]
+        return                                             # with rotary_dim = head_dim): the tensor itself
     imp.op(node, "Slice", [node.input[0]], {"starts": starts, "ends": ends, "axes": axes, "steps": steps},
            outputs=[node.output[0]])
 
