@@ -138,6 +138,14 @@ def export(module, ids, exporter: str, path: Path, input_name: str = "input_ids"
         shape_only_weights(path, keep={input_name} | {i.name for i in onnx.load(str(path)).graph.initializer})
 
 
+def export_error(e: Exception) -> str:
+    """The exporter's failure in one line: torch.onnx's own summary line where it gives one (the cause under
+    '## Exception summary'), else the exception's first line."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    summary = [ln for k, ln in enumerate(lines[1:]) if lines[k].startswith("## Exception summary")]
+    return f"export failed: {type(e).__name__}: {(summary or lines or [''])[0][:160]}"
+
+
 def shape_only_weights(path: Path, keep: set[str]) -> None:
     """Every graph input not in `keep` (the exported parameters) made an initializer holding its shape and type only,
     marked as external data in a file that is never written, as a model whose `.onnx.data` file is missing: the
@@ -146,9 +154,11 @@ def shape_only_weights(path: Path, keep: set[str]) -> None:
     params = [i for i in model.graph.input if i.name not in keep]
     for i in params:
         tt = i.type.tensor_type
-        t = onnx.helper.make_tensor(i.name, tt.elem_type, [d.dim_value for d in tt.shape.dim], vals=[])
+        t = onnx.TensorProto(name=i.name, data_type=tt.elem_type, dims=[d.dim_value for d in tt.shape.dim],
+                             raw_data=b"")
+        onnx.external_data_helper.set_external_data(t, "weights-not-written.data")   # needs raw_data set
         t.data_location = onnx.TensorProto.EXTERNAL
-        onnx.external_data_helper.set_external_data(t, "weights-not-written.data")
+        t.ClearField("raw_data")
         model.graph.initializer.append(t)
         model.graph.input.remove(i)
     onnx.save(model, str(path))
@@ -217,7 +227,7 @@ def model_rows(name: str, args, arch) -> list[dict]:
                 export(module, ids, exporter, path, weights=weights)
                 row["export_s"] = time.perf_counter() - start
         except Exception as e:      # the exporter's own failure is a result of this table, not a crash
-            rows.append(row | {"error": f"export failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"})
+            rows.append(row | {"error": export_error(e)})
             continue
         rows.append(row | import_row(path, arch, 1, None))
         print(table([rows[-1]]).splitlines()[-1], file=sys.stderr, flush=True)

@@ -18,9 +18,10 @@ from __future__ import annotations
 import argparse
 import gc
 import sys
+import time
 from pathlib import Path
 
-from export_hf_onnx import export, import_row, table, torch, torch_macs
+from export_hf_onnx import export, export_error, import_row, table, torch, torch_macs
 
 # isort: split
 import torchvision.models as tvm  # after export_hf_onnx, which makes it importable with the CPU torch
@@ -52,10 +53,12 @@ def model_rows(name: str, args, arch) -> list[dict]:
     for exporter in args.exporters:
         path = args.out / f"{name}.{exporter}.onnx"
         row = {"model": name, "exporter": exporter, "torch_macs": macs}
+        start = time.perf_counter()
         try:
             export(module, x, exporter, path, input_name="x", output_name="logits")
+            row["export_s"] = time.perf_counter() - start
         except Exception as e:      # the exporter's own failure is a result of this table, not a crash
-            rows.append(row | {"error": f"export failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"})
+            rows.append(row | {"error": export_error(e)})
         else:
             rows.append(row | import_row(path, arch, 1, None))
             path.unlink()           # the next export's room (vgg's weights are half a gigabyte)
