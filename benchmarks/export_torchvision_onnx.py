@@ -42,6 +42,12 @@ def torchvision_model(name: str):
     return tvm.get_model(name, weights=None, **kwargs).eval()
 
 
+# nn.MultiheadAttention's inference fast path (eval and no grad: vit_*) runs aten::_native_multi_head_attention,
+# which the legacy exporter cannot export and FlopCounterMode does not count; off, the count and both exports see
+# the same math path (in_proj MatMul, softmax(QK^T)V, out_proj)
+torch.backends.mha.set_fastpath_enabled(False)
+
+
 def model_rows(name: str, args, arch) -> list[dict]:
     """One row per exporter for torchvision model `name`."""
     torch.manual_seed(0)

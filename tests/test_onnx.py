@@ -1075,3 +1075,16 @@ def test_slice_clamps_starts_and_ends_as_onnx_does(tmp_path, starts, ends, steps
                    [const("c", np.arange(16).reshape(2, 8), np.float32), *inits])
     if out[1]:
         assert out_shape(load(tmp_path, folded)) == out
+
+
+@pytest.mark.parametrize("op, ir", [("ReduceL2", ["Mul", "ReduceSum", "Sqrt"]), ("ReduceL1", ["Abs", "ReduceSum"]),
+                                    ("ReduceSumSquare", ["Mul", "ReduceSum"]), ("ReduceLogSum", ["ReduceSum", "Log"]),
+                                    ("ReduceLogSumExp", ["Exp", "ReduceSum", "Log"])])
+def test_reductions_made_of_a_sum(tmp_path, op, ir):
+    """F.normalize as exported (swin_v2's cosine attention) reduces with ReduceL2: x*x, a row sum, a square root;
+    the other ONNX reductions likewise around a ReduceSum, each elementwise op one op per element it writes."""
+    m = model([node(op, ["x", "axes"], ["y"], keepdims=1)], [vi("x", (2, 3, 8))], ["y"], [const("axes", [-1])])
+    g = load(tmp_path, m)
+    assert kinds(g) == ir and out_shape(g) == (2, 3, 1)
+    ops = {o.op_type: lower_op(g, o).ops for o in g.ops}
+    assert ops["ReduceSum"] == 48 and ops.get("Mul", 48) == 48 and ops.get("Sqrt", ops.get("Log", 6)) == 6

@@ -251,7 +251,8 @@ def h_gelu(imp: Importer, node) -> None:
 
 
 def h_reduce(imp: Importer, node) -> None:
-    """ReduceMean/Sum/Max/Min: axes an attribute before opset 18 (ReduceSum: 13), an optional input after."""
+    """ReduceMean/Sum/Max/Min: axes an attribute before opset 18 (ReduceSum: 13), an optional input after; the
+    other reductions (REDUCED_AS) as an elementwise op before a ReduceSum and one after it."""
     a = node_attrs(node)
     axes = [int(v) for v in a["axes"]] if "axes" in a else imp.ints(node, 1, "axes")
     axes = axes or None                       # absent or empty: every axis, unless noop_with_empty_axes
@@ -261,7 +262,19 @@ def h_reduce(imp: Importer, node) -> None:
     attrs = {"keepdims": int(a.get("keepdims", 1))}
     if axes is not None:
         attrs["axes"] = tuple(axes)
-    imp.op(node, node.op_type, [node.input[0]], attrs, outputs=[node.output[0]])
+    before, after = REDUCED_AS.get(node.op_type, (None, None))
+    x = node.input[0]
+    if before is not None:
+        x = imp.op(node, before, [x, x] if before == "Mul" else [x])[0]
+    op_type = "ReduceSum" if node.op_type in REDUCED_AS else node.op_type
+    y = imp.op(node, op_type, [x], attrs, outputs=None if after else [node.output[0]])[0]
+    if after is not None:
+        imp.op(node, after, [y], outputs=[node.output[0]])
+
+
+# reductions made of a ReduceSum between elementwise ops: (op on x before it, op on the sums after it)
+REDUCED_AS = {"ReduceL2": ("Mul", "Sqrt"), "ReduceL1": ("Abs", None), "ReduceSumSquare": ("Mul", None),
+              "ReduceLogSum": (None, "Log"), "ReduceLogSumExp": ("Exp", "Log")}
 
 
 def h_gemm(imp: Importer, node) -> None:
@@ -444,7 +457,7 @@ UNARY = ("Relu", "Sigmoid", "Silu", "Tanh", "Erf", "Sqrt", "HardSwish", "GlobalA
 BINARY = ("Add", "Sub", "Mul", "Div", "Pow", "MatMul", "Mod",                           # two broadcast inputs
           "And", "Or", "Xor", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual")
 VARIADIC = ("Max", "Min")
-REDUCTIONS = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin")
+REDUCTIONS = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", *REDUCED_AS)
 POOLS = ("MaxPool", "AveragePool")
 MOVES = {"Pad": h_pad, "Tile": h_tile, "GatherND": h_gather_like, "GatherElements": h_gather_like,
          "ScatterND": h_gather_like}
