@@ -10,7 +10,7 @@ models (its table and import code are reused):
 - torch MACs: torch.utils.flop_counter.FlopCounterMode over the forward call, flops / 2 (the independent counter);
 - the export: legacy TorchScript exporter (opset 17) and/or the dynamo exporter (opset 18), one at a time;
 - the import: tilesim's ONNX importer (bf16), its MACs, and its kernels and cycles under `--fusion full` on `--arch`.
-`--models all` is every model of torchvision.models (classification); the default is the list in docs/onnx.md.
+`--models all` is every model of torchvision.models (classification), the default list (docs/onnx.md) first.
 A model that does not export or import prints the error instead; a row is printed to stderr as it finishes.
 """
 from __future__ import annotations
@@ -80,9 +80,14 @@ def main() -> None:
     ap.add_argument("--models", default=",".join(DEFAULT_MODELS), help="comma-separated, or all")
     ap.add_argument("--exporters", default="legacy,dynamo")
     ap.add_argument("--arch", default="tpu-v4")
+    ap.add_argument("--skip", default="", help="models left out (comma-separated), e.g. those whose export needs "
+                    "more memory than the machine has")
     ap.add_argument("--out", type=Path, default=Path("/tmp/tilesim-tv-onnx"))
     args = ap.parse_args()
-    names = tvm.list_models(module=tvm) if args.models == "all" else args.models.split(",")
+    names = args.models.split(",")
+    if args.models == "all":      # the default list first, then the rest of torchvision.models
+        names = [*DEFAULT_MODELS, *(n for n in tvm.list_models(module=tvm) if n not in DEFAULT_MODELS)]
+    names = [n for n in names if n not in args.skip.split(",")]
     args.exporters = args.exporters.split(",")
     args.out.mkdir(parents=True, exist_ok=True)
     arch = load_arch(args.arch)
