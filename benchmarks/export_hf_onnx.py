@@ -52,9 +52,10 @@ sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torc
 try:                                  # --fixtures needs neither
     import torch
     import transformers
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 except ImportError:
-    torch = transformers = FlopCounterMode = None
+    torch = transformers = FlopCounterMode = SDPBackend = sdpa_kernel = None
 
 # HF config.json fields of the built-ins kept in workloads/llm.py as DecoderConfig (their values: that module)
 HF_CONFIGS = {
@@ -117,8 +118,10 @@ def torch_model(raw: dict, dtype: str = "fp32"):
 
 
 def torch_macs(module, ids) -> int:
-    """MACs of one forward call by torch's own counter (FlopCounterMode: 2 flops per MAC of mm/bmm/conv)."""
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    """MACs of one forward call by torch's own counter (FlopCounterMode: 2 flops per MAC of mm/bmm/conv).
+    scaled_dot_product_attention runs its math backend here: the CPU's fused kernel
+    (_scaled_dot_product_flash_attention_for_cpu) has no flop formula, so its QK^T and PV would not be counted."""
+    with torch.no_grad(), sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
         module(ids)
     return counter.get_total_flops() // 2
 
