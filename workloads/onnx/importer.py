@@ -116,8 +116,8 @@ class Importer:
     def op(self, node, op_type: str, inputs: list[str], attrs: dict | None = None,
            outputs: list[str] | None = None, dtype: str | None = None) -> list[str]:
         """Emit one IR op for `node` (or, when every input is a constant or every output is empty, a constant of
-        the inferred shape, an empty one holding its no values); returns its output names (the given ONNX names,
-        or fresh ones for intermediates)."""
+        the inferred shape, an empty one with its value known: no elements); returns its output names (the given
+        ONNX names, or fresh ones for intermediates)."""
         attrs = dict(attrs or {})
         shapes = infer_shapes(op_type, node.name, [self.shape(t) for t in inputs], attrs)
         outputs = outputs or [self.fresh(f"{node.name}/{op_type}") for _ in shapes]
