@@ -3,6 +3,7 @@ not a test; needs torch, transformers, onnx and, for the dynamo exporter, onnxsc
 
     python benchmarks/export_hf_onnx.py [--models gpt2,llama3-8b,...] [--exporters legacy,dynamo] [--layers 2]
                                         [--seq-len 128] [--arch tpu-v4] [--out /tmp/tilesim-hf-onnx]
+                                        [--torch-dtype bf16] [--vocab gemma2-9b=32000] [--shapes-only mixtral-8x7b]
     python benchmarks/export_hf_onnx.py --fixtures tests/data/onnx      # no torch: import and time the fixtures
 
 Each model is built from its HF config (the built-in's config.json, or the numbers of the built-ins defined in
@@ -16,6 +17,11 @@ only, as tilesim's decoders compute them). Shapes are static (batch 1, `--seq-le
 - the built-in: tilesim's decoder from the same config (prefill of `--seq-len` tokens, bf16), its MACs, kernels
   and cycles; the cycles column is (ONNX - built-in) / built-in.
 A model that does not import prints the importer's one-line error instead.
+For memory (the large models' exports need several times their weights' bytes), `--torch-dtype bf16` builds and
+exports the model in bf16, `--vocab model=N` cuts a vocabulary (the row says so), and `--shapes-only model,...`
+exports the parameters as inputs and rewrites them as initializers of shape only (the importer reads no values), with
+MoE experts sharing one expert's storage. Each changes weight values or the vocabulary only, never the shapes the
+table compares.
 """
 from __future__ import annotations
 
@@ -23,24 +29,33 @@ import argparse
 import json
 import sys
 import time
+import types
 from pathlib import Path
 
 import onnx
+import onnx.external_data_helper
 
 from tilesim.arch import load_arch
 from tilesim.arch.errors import InputError
+from tilesim.compiler.fusion import AttentionWork
 from tilesim.compiler.lowering import graph_macs
 from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim.core.simulate import simulate
 from tilesim.workloads import llm
 from tilesim.workloads.onnx import load_onnx
 
+# PyPI's torchvision wheel is built against CUDA torch: with the CPU torch its compiled detection ops (nms,
+# roi_align) do not load and registering their fake kernels raises at import, in torchvision and in transformers
+# (which imports it). The classification models use none of them, so that module is skipped.
+sys.modules.setdefault("torchvision._meta_registrations", types.ModuleType("torchvision._meta_registrations"))
+
 try:                                  # --fixtures needs neither
     import torch
     import transformers
+    from torch.nn.attention import SDPBackend, sdpa_kernel
     from torch.utils.flop_counter import FlopCounterMode
 except ImportError:
-    torch = transformers = FlopCounterMode = None
+    torch = transformers = FlopCounterMode = SDPBackend = sdpa_kernel = None
 
 # HF config.json fields of the built-ins kept in workloads/llm.py as DecoderConfig (their values: that module)
 HF_CONFIGS = {
@@ -63,8 +78,9 @@ DEFAULT_MODELS = ("gpt2", "llama3-8b", "mistral-7b", "gemma-2b", "qwen2.5-7b", "
                   "falcon-7b", "mixtral-8x7b")
 
 
-def hf_config(name: str, layers: int) -> dict:
-    """The model's HF config dict cut to `layers` layers (per-layer lists cut alike)."""
+def hf_config(name: str, layers: int, vocab: int | None = None) -> dict:
+    """The model's HF config dict cut to `layers` layers (per-layer lists cut alike), its vocabulary cut to
+    `vocab` tokens when given and smaller."""
     if name in HF_CONFIGS:
         raw = dict(HF_CONFIGS[name])
     else:
@@ -74,15 +90,21 @@ def hf_config(name: str, layers: int) -> dict:
     if isinstance(raw.get("layer_types"), list):
         raw["layer_types"] = raw["layer_types"][:raw[key]]
     raw.pop("quantization_config", None)
+    if vocab is not None:
+        key = "vocab_size"
+        raw[key] = min(raw[key], vocab)
     return raw
 
 
-def torch_model(raw: dict):
-    """A transformers causal LM of this config with random weights, eval mode, as a module taking input_ids and
-    returning the last position's logits."""
+def torch_model(raw: dict, dtype: str = "fp32"):
+    """A transformers causal LM of this config with random weights in `dtype` (fp32 or bf16), eval mode, as a
+    module taking input_ids and returning the last position's logits."""
     config = transformers.AutoConfig.for_model(**{k: v for k, v in raw.items() if not k.startswith("_")})
     config.use_cache = False
-    model = transformers.AutoModelForCausalLM.from_config(config, attn_implementation="eager").eval()
+    moe = {"experts_implementation": "eager"} if any("experts" in k for k in raw) else {}   # a loop over the experts
+    model = transformers.AutoModelForCausalLM.from_config(   # hit (grouped_mm has no ONNX form; batched_mm would
+        config, attn_implementation="eager", dtype=torch.bfloat16 if dtype == "bf16" else torch.float32,   # copy
+        **moe).eval()                                                                  # each token's expert weights)
 
     class LastLogits(torch.nn.Module):
         def __init__(self):
@@ -96,26 +118,72 @@ def torch_model(raw: dict):
 
 
 def torch_macs(module, ids) -> int:
-    """MACs of one forward call by torch's own counter (FlopCounterMode: 2 flops per MAC of mm/bmm/conv)."""
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+    """MACs of one forward call by torch's own counter (FlopCounterMode: 2 flops per MAC of mm/bmm/conv).
+    scaled_dot_product_attention runs its math backend here: the CPU's fused kernel
+    (_scaled_dot_product_flash_attention_for_cpu) has no flop formula, so its QK^T and PV would not be counted."""
+    with torch.no_grad(), sdpa_kernel([SDPBackend.MATH]), FlopCounterMode(display=False) as counter:
         module(ids)
     return counter.get_total_flops() // 2
 
 
-def export(module, ids, exporter: str, path: Path) -> None:
-    """Write the ONNX file: legacy TorchScript exporter at opset 17, or dynamo at opset 18."""
+def export(module, ids, exporter: str, path: Path, input_name: str = "input_ids", output_name: str = "logits",
+           weights: bool = True) -> None:
+    """Write the ONNX file: legacy TorchScript exporter at opset 17, or dynamo at opset 18. Without `weights`, the
+    parameters are exported as graph inputs and then made initializers of shape only (shape_only_weights)."""
     with torch.no_grad():
         if exporter == "legacy":
-            torch.onnx.export(module, (ids,), str(path), dynamo=False, opset_version=17,
-                              input_names=["input_ids"], output_names=["logits"])
+            torch.onnx.export(module, (ids,), str(path), dynamo=False, opset_version=17, export_params=weights,
+                              input_names=[input_name], output_names=[output_name])
         else:
-            torch.onnx.export(module, (ids,), dynamo=True, opset_version=18).save(str(path))
+            torch.onnx.export(module, (ids,), dynamo=True, opset_version=18).save(
+                str(path), include_initializers=weights, keep_initializers_as_inputs=not weights)
+    if not weights:
+        shape_only_weights(path, keep={input_name} | {i.name for i in onnx.load(str(path)).graph.initializer})
 
 
-def simulated(graph, arch) -> tuple[int, int]:
-    """(kernels, cycles) of a graph under --fusion full."""
+def export_error(e: Exception) -> str:
+    """The exporter's failure in one line: torch.onnx's own summary line where it gives one (the cause under
+    '## Exception summary'), else the exception's first line."""
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    summary = [ln for k, ln in enumerate(lines[1:]) if lines[k].startswith("## Exception summary")]
+    return f"export failed: {type(e).__name__}: {(summary or lines or [''])[0][:160]}"
+
+
+def shape_only_weights(path: Path, keep: set[str]) -> None:
+    """Every graph input not in `keep` (the exported parameters) made an initializer holding its shape and type only,
+    marked as external data in a file that is never written, as a model whose `.onnx.data` file is missing: the
+    importer reads shapes only (docs/onnx.md), the exporters' memory for the weights' bytes is saved."""
+    model = onnx.load(str(path))
+    params = [i for i in model.graph.input if i.name not in keep]
+    for i in params:
+        tt = i.type.tensor_type
+        t = onnx.TensorProto(name=i.name, data_type=tt.elem_type, dims=[d.dim_value for d in tt.shape.dim],
+                             raw_data=b"")
+        onnx.external_data_helper.set_external_data(t, "weights-not-written.data")   # needs raw_data set
+        t.data_location = onnx.TensorProto.EXTERNAL
+        t.ClearField("raw_data")
+        model.graph.initializer.append(t)
+        model.graph.input.remove(i)
+    onnx.save(model, str(path))
+
+
+def share_expert_weights(model) -> None:
+    """Each MoE experts module's stacked weights (experts, rows, cols) made one expert's storage seen by all (a
+    stride-0 view): the same shapes, routing and MACs in a fraction of the memory; random values only differ."""
+    for module in model.modules():
+        if type(module).__name__.endswith("Experts"):
+            for name, p in list(module.named_parameters(recurse=False)):
+                if p.dim() == 3:
+                    setattr(module, name, torch.nn.Parameter(p.data[:1].clone().expand(p.shape),
+                                                             requires_grad=False))
+
+
+def simulated(graph, arch) -> tuple[str, int]:
+    """(kernels, cycles) of a graph under --fusion full; kernels as 'N' or, with flash-attention kernels among
+    them, 'N (F flash)'."""
     sched = lower(graph, arch, CompileOptions(fusion="full"))
-    return len(sched.kernels), simulate(sched, arch).cycles
+    flash = sum(isinstance(k.work, AttentionWork) for k in sched.kernels)
+    return f"{len(sched.kernels)}" + (f" ({flash} flash)" if flash else ""), simulate(sched, arch).cycles
 
 
 def import_row(path: Path, arch, batch: int, seq_len: int | None) -> dict:
@@ -135,12 +203,15 @@ def import_row(path: Path, arch, batch: int, seq_len: int | None) -> dict:
 
 def model_rows(name: str, args, arch) -> list[dict]:
     """One row per exporter for model `name`."""
-    raw = hf_config(name, args.layers)
+    raw = hf_config(name, args.layers, args.vocab.get(name))
     cfg = llm.config_from_hf(raw, f"{name}.json")
     builtin = llm.prefill_graph(cfg, 1, args.seq_len, "bf16")
     b_kernels, b_cycles = simulated(builtin, arch)
     torch.manual_seed(0)
-    module = torch_model(raw)
+    module = torch_model(raw, args.torch_dtype)
+    weights = name not in args.shapes_only
+    if not weights:
+        share_expert_weights(module)
     ids = torch.randint(0, cfg.vocab, (1, args.seq_len))
     macs = torch_macs(module, ids)
     rows = []
@@ -149,13 +220,17 @@ def model_rows(name: str, args, arch) -> list[dict]:
         folder.mkdir(parents=True, exist_ok=True)    # files beside the model, named after the tensors
         path = folder / "model.onnx"
         reuse = args.reimport and path.exists()
-        row = {"model": name, "exporter": exporter, "torch_macs": macs, "builtin_macs": graph_macs(builtin),
+        label = name + (f" (vocab {raw['vocab_size']:,})" if name in args.vocab else "") + \
+            ("" if weights else " (shapes only)")
+        row = {"model": label, "exporter": exporter, "torch_macs": macs, "builtin_macs": graph_macs(builtin),
                "builtin_kernels": b_kernels, "builtin_cycles": b_cycles}
+        start = time.perf_counter()
         try:
             if not reuse:
-                export(module, ids, exporter, path)
+                export(module, ids, exporter, path, weights=weights)
+                row["export_s"] = time.perf_counter() - start
         except Exception as e:      # the exporter's own failure is a result of this table, not a crash
-            rows.append(row | {"error": f"export failed: {type(e).__name__}: {str(e).splitlines()[0][:120]}"})
+            rows.append(row | {"error": export_error(e)})
             continue
         rows.append(row | import_row(path, arch, 1, None))
         print(table([rows[-1]]).splitlines()[-1], file=sys.stderr, flush=True)
@@ -165,12 +240,12 @@ def model_rows(name: str, args, arch) -> list[dict]:
 def table(rows: list[dict]) -> str:
     """Markdown table: model, exporter, ONNX nodes, imported, MACs (ONNX / torch / built-in), kernels, cycles."""
     head = ("| model | exporter | ONNX nodes | imported | MACs (tilesim ONNX) | vs torch | vs built-in | kernels "
-            "(ONNX / built-in) | cycles vs built-in | import s |\n|---|---|---|---|---|---|---|---|---|---|")
+            "(ONNX / built-in) | cycles vs built-in | import s | export s |\n" + "|---" * 11 + "|")
     lines = [head]
     for r in rows:
         if "error" in r:
             lines.append(f"| {r['model']} | {r['exporter']} | {r.get('nodes', '-')} | no: {r['error']} "
-                         "| | | | | | |")
+                         "| | | | | | | |")
             continue
         ratio = lambda a, b: "exact" if a == b else f"{(a - b) / b:+.2%}" if b else "-"   # noqa: E731
         lines.append(f"| {r['model']} | {r['exporter']} | {r['nodes']} | yes | {r['macs'] / 1e9:,.3f} G | "
@@ -178,7 +253,7 @@ def table(rows: list[dict]) -> str:
                      f"{ratio(r['macs'], r['builtin_macs']) if 'builtin_macs' in r else '-'} | "
                      f"{r['kernels']} / {r.get('builtin_kernels', '-')} | "
                      f"{ratio(r['cycles'], r['builtin_cycles']) if 'builtin_cycles' in r else '-'} | "
-                     f"{r['import_s']:.2f} |")
+                     f"{r['import_s']:.2f} | {round(r['export_s']) if 'export_s' in r else '-'} |")
     return "\n".join(lines)
 
 
@@ -199,6 +274,12 @@ def main() -> None:
     ap.add_argument("--exporters", default="legacy,dynamo")
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--seq-len", type=int, default=128)
+    ap.add_argument("--vocab", default="", help="vocabularies cut for memory, as model=tokens,... (the table "
+                    "says which); MACs of the embedding lookup and the last position's logits shrink alike")
+    ap.add_argument("--shapes-only", default="", help="models exported without weight values (initializers of "
+                    "shape only; MoE experts share one expert's storage) for the exporters' memory")
+    ap.add_argument("--torch-dtype", choices=("fp32", "bf16"), default="fp32",
+                    help="dtype of the torch model and its export (bf16 halves the exporter's memory)")
     ap.add_argument("--arch", default="tpu-v4")
     ap.add_argument("--out", type=Path, default=Path("/tmp/tilesim-hf-onnx"))
     ap.add_argument("--reimport", action="store_true", help="import the exports already in --out (no export)")
@@ -209,6 +290,8 @@ def main() -> None:
         print(table(fixture_rows(args.fixtures, arch)))
         return
     args.exporters = args.exporters.split(",")
+    args.shapes_only = set(filter(None, args.shapes_only.split(",")))
+    args.vocab = {k: int(v) for k, v in (kv.split("=") for kv in args.vocab.split(",") if kv)}
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.models.split(","):

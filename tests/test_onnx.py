@@ -1027,3 +1027,64 @@ def test_exported_llama_block_matches_the_builtin_llama3_8b(tmp_path, casts):
         ours = sum(k.cycles for k in b.kernels if any(o.startswith("layer0.") for o in k.ops))
         assert a.macs == sum(k.macs for k in b.kernels if any(o.startswith("layer0.") for o in k.ops))
         assert abs(a.cycles / ours - 1) < 0.02, (name, a.cycles, ours)
+
+
+INT64_MAX = 2**63 - 1     # torch's legacy exporter writes x[..., a:] as Slice(x, a, INT64_MAX)
+
+
+def test_partial_rotary_with_an_empty_pass_through_slice(tmp_path):
+    """Phi-3 as torch's legacy exporter writes it: q_rot = q[..., :rotary_dim], q_pass = q[..., rotary_dim:]
+    with rotary_dim = head_dim, rope(q_rot), then Concat(q_embed, q_pass). ONNX clamps the pass-through Slice's
+    start 8 to its axis of 8 (ends INT64_MAX to 8), so it is empty (size 0, no values to move); the whole-range
+    Slice is the tensor itself. Both are views, the Concat adds nothing: RotaryEmbedding then MatMul, with the MACs
+    of the MatMul alone (this import used to fail: "non-positive dimension (1, 2, 4, 0)")."""
+    shape = (1, 2, 4, 8)
+    m = model([node("Slice", ["q", "z", "rd", "last"], ["rot"]), node("Slice", ["q", "rd", "big", "last"], ["pas"]),
+               node("Slice", ["rot", "z", "h", "last"], ["x1"]), node("Slice", ["rot", "h", "big", "last"], ["x2"]),
+               node("Neg", ["x2"], ["n"]), node("Concat", ["n", "x1"], ["rh"], axis=-1),
+               node("Mul", ["rh", "sin"], ["rs"]), node("Mul", ["rot", "cos"], ["xc"]),
+               node("Add", ["xc", "rs"], ["emb"]), node("Concat", ["emb", "pas"], ["qe"], axis=-1),
+               node("MatMul", ["qe", "kt"], ["y"])],
+              [vi("q", shape)], ["y"],
+              [const("z", [0]), const("h", [4]), const("rd", [8]), const("big", [INT64_MAX]), const("last", [-1]),
+               weight("sin", 4, 8), weight("cos", 4, 8), weight("kt", 1, 2, 8, 4)])
+    g = load(tmp_path, m)
+    assert [k for k in kinds(g) if k != "Identity"] == ["RotaryEmbedding", "MatMul"]
+    assert out_shape(g) == (1, 2, 4, 4) and graph_macs(g) == 2 * 4 * 4 * 8
+    assert all(0 not in t.shape for t in g.tensors.values())
+    assert all(lower_op(g, op) is None for op in g.ops if op.op_type == "Identity")     # views: no work
+
+
+@pytest.mark.parametrize("starts, ends, steps, out, moved", [
+    ([-100], [INT64_MAX], [1], (2, 8), False),      # both ends clamped: every element, a view
+    ([3], [-INT64_MAX], [-1], (2, 4), True),        # reversed, clamped to -1: elements 3, 2, 1, 0
+    ([-3], [INT64_MAX], [1], (2, 3), True),         # the last three
+    ([INT64_MAX], [INT64_MAX], [1], (2, 0), False),  # empty
+])
+def test_slice_clamps_starts_and_ends_as_onnx_does(tmp_path, starts, ends, steps, out, moved):
+    """Slice bounds are clamped to the axis (ONNX: start to [0, dim] or [0, dim - 1] for negative steps, end to
+    [0, dim] or [-1, dim - 1]); numpy's folding of the same Slice on a constant gives the same shape."""
+    inits = [const("s", starts), const("e", ends), const("a", [-1]), const("st", steps)]
+    m = model([node("Slice", ["x", "s", "e", "a", "st"], ["sl"]), node("Concat", ["sl", "x"], ["y"], axis=-1)],
+              [vi("x", (2, 8))], ["y"], inits)
+    g = load(tmp_path, m)
+    assert out_shape(g) == (2, 8 + out[1])
+    assert ("Slice" in kinds(g)) == moved
+    folded = model([node("Slice", ["c", "s", "e", "a", "st"], ["sl"]), node("Shape", ["sl"], ["sh"]),
+                    node("Reshape", ["x", "sh"], ["y"])], [vi("x", out)], ["y"],
+                   [const("c", np.arange(16).reshape(2, 8), np.float32), *inits])
+    if out[1]:
+        assert out_shape(load(tmp_path, folded)) == out
+
+
+@pytest.mark.parametrize("op, ir", [("ReduceL2", ["Mul", "ReduceSum", "Sqrt"]), ("ReduceL1", ["Abs", "ReduceSum"]),
+                                    ("ReduceSumSquare", ["Mul", "ReduceSum"]), ("ReduceLogSum", ["ReduceSum", "Log"]),
+                                    ("ReduceLogSumExp", ["Exp", "ReduceSum", "Log"])])
+def test_reductions_made_of_a_sum(tmp_path, op, ir):
+    """F.normalize as exported (swin_v2's cosine attention) reduces with ReduceL2: x*x, a row sum, a square root;
+    the other ONNX reductions likewise around a ReduceSum, each elementwise op one op per element it writes."""
+    m = model([node(op, ["x", "axes"], ["y"], keepdims=1)], [vi("x", (2, 3, 8))], ["y"], [const("axes", [-1])])
+    g = load(tmp_path, m)
+    assert kinds(g) == ir and out_shape(g) == (2, 3, 1)
+    ops = {o.op_type: lower_op(g, o).ops for o in g.ops}
+    assert ops["ReduceSum"] == 48 and ops.get("Mul", 48) == 48 and ops.get("Sqrt", ops.get("Log", 6)) == 6

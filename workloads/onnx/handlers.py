@@ -3,11 +3,12 @@ from ONNX op type to handler, built from groups of op types that share one (as t
 from __future__ import annotations
 
 from collections.abc import Callable
-from math import ceil
+from math import ceil, prod
 
 import numpy as np
 
 from tilesim.arch.errors import InputError
+from tilesim.compiler.ops import infer_shapes
 from tilesim.workloads.onnx.compound import h_attention, h_dynamic_quantize, h_einsum, h_rms_norm, h_rotary
 from tilesim.workloads.onnx.contrib import CONTRIB
 from tilesim.workloads.onnx.folding import equal_split
@@ -250,7 +251,8 @@ def h_gelu(imp: Importer, node) -> None:
 
 
 def h_reduce(imp: Importer, node) -> None:
-    """ReduceMean/Sum/Max/Min: axes an attribute before opset 18 (ReduceSum: 13), an optional input after."""
+    """ReduceMean/Sum/Max/Min: axes an attribute before opset 18 (ReduceSum: 13), an optional input after; the
+    other reductions (REDUCED_AS) as an elementwise op before a ReduceSum and one after it."""
     a = node_attrs(node)
     axes = [int(v) for v in a["axes"]] if "axes" in a else imp.ints(node, 1, "axes")
     axes = axes or None                       # absent or empty: every axis, unless noop_with_empty_axes
@@ -260,7 +262,19 @@ def h_reduce(imp: Importer, node) -> None:
     attrs = {"keepdims": int(a.get("keepdims", 1))}
     if axes is not None:
         attrs["axes"] = tuple(axes)
-    imp.op(node, node.op_type, [node.input[0]], attrs, outputs=[node.output[0]])
+    before, after = REDUCED_AS.get(node.op_type, (None, None))
+    x = node.input[0]
+    if before is not None:
+        x = imp.op(node, before, [x, x] if before == "Mul" else [x])[0]
+    op_type = "ReduceSum" if node.op_type in REDUCED_AS else node.op_type
+    y = imp.op(node, op_type, [x], attrs, outputs=None if after else [node.output[0]])[0]
+    if after is not None:
+        imp.op(node, after, [y], outputs=[node.output[0]])
+
+
+# reductions made of a ReduceSum between elementwise ops: (op on x before it, op on the sums after it)
+REDUCED_AS = {"ReduceL2": ("Mul", "Sqrt"), "ReduceL1": ("Abs", None), "ReduceSumSquare": ("Mul", None),
+              "ReduceLogSum": (None, "Log"), "ReduceLogSumExp": ("Exp", "Log")}
 
 
 def h_gemm(imp: Importer, node) -> None:
@@ -309,8 +323,13 @@ def h_unsqueeze(imp: Importer, node) -> None:
 
 
 def h_concat(imp: Importer, node) -> None:
-    """Concat along `axis`."""
-    imp.op(node, "Concat", [t for t in node.input if t], {"axis": node_attrs(node)["axis"]}, outputs=list(node.output))
+    """Concat along `axis`; empty inputs (an exported `cat(x_rot, x_pass)` whose pass-through part has no
+    columns) add nothing, so one non-empty input is the output itself (a view)."""
+    ins = [t for t in node.input if t and prod(imp.shape(t))] or [t for t in node.input if t][:1]
+    if len(ins) == 1:
+        imp.alias(node, ins[0], node.output[0])
+        return
+    imp.op(node, "Concat", ins, {"axis": node_attrs(node)["axis"]}, outputs=list(node.output))
 
 
 def h_split(imp: Importer, node) -> None:
@@ -337,6 +356,11 @@ def h_slice(imp: Importer, node) -> None:
         starts, ends = imp.ints(node, 1, "starts"), imp.ints(node, 2, "ends")
         axes = imp.ints(node, 3, "axes") or list(range(len(starts)))
         steps = imp.ints(node, 4, "steps") or [1] * len(starts)
+    shape = imp.shape(node.input[0])
+    if all(st == 1 for st in steps) and \
+            infer_shapes("Slice", node.name, [shape], {"starts": starts, "ends": ends, "axes": axes})[0] == shape:
+        imp.alias(node, node.input[0], node.output[0])     # it keeps every element (exported x[..., :rotary_dim]
+        return                                             # with rotary_dim = head_dim): the tensor itself
     imp.op(node, "Slice", [node.input[0]], {"starts": starts, "ends": ends, "axes": axes, "steps": steps},
            outputs=[node.output[0]])
 
@@ -433,7 +457,7 @@ UNARY = ("Relu", "Sigmoid", "Silu", "Tanh", "Erf", "Sqrt", "HardSwish", "GlobalA
 BINARY = ("Add", "Sub", "Mul", "Div", "Pow", "MatMul", "Mod",                           # two broadcast inputs
           "And", "Or", "Xor", "Equal", "Less", "Greater", "LessOrEqual", "GreaterOrEqual")
 VARIADIC = ("Max", "Min")
-REDUCTIONS = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin")
+REDUCTIONS = ("ReduceMean", "ReduceSum", "ReduceMax", "ReduceMin", *REDUCED_AS)
 POOLS = ("MaxPool", "AveragePool")
 MOVES = {"Pad": h_pad, "Tile": h_tile, "GatherND": h_gather_like, "GatherElements": h_gather_like,
          "ScatterND": h_gather_like}

@@ -115,17 +115,18 @@ class Importer:
 
     def op(self, node, op_type: str, inputs: list[str], attrs: dict | None = None,
            outputs: list[str] | None = None, dtype: str | None = None) -> list[str]:
-        """Emit one IR op for `node` (or, when every input is a constant, a constant of the inferred shape);
-        returns its output names (the given ONNX names, or fresh ones for intermediates)."""
+        """Emit one IR op for `node` (or, when every input is a constant or every output is empty, a constant of
+        the inferred shape, an empty one with its value known: no elements); returns its output names (the given
+        ONNX names, or fresh ones for intermediates)."""
         attrs = dict(attrs or {})
         shapes = infer_shapes(op_type, node.name, [self.shape(t) for t in inputs], attrs)
         outputs = outputs or [self.fresh(f"{node.name}/{op_type}") for _ in shapes]
         for t, shape in zip(outputs, shapes, strict=False):
             self._cross_check(node, t, shape)
-        if all(self.is_static(t) for t in inputs):
-            for t, shape in zip(outputs, shapes, strict=False):
-                et = self.types.get(t, (0, None))[0] or self.elem_type(inputs[0])
-                self.add_static(t, shape, et)
+        if all(self.is_static(t) for t in inputs) or all(0 in shape for shape in shapes):
+            for t, shape in zip(outputs, shapes, strict=False):   # an empty result (a Slice past the end: ONNX
+                et = self.types.get(t, (0, None))[0] or self.elem_type(inputs[0])   # clamps it to size 0) is
+                self.add_static(t, shape, et, np.zeros(shape) if 0 in shape else None)   # a known constant
             return outputs
         ins = [self.ir(t) for t in inputs]
         self.builder.add(op_type, ins, attrs, name=self._op_name(node.name), dtype=dtype or
