@@ -37,26 +37,32 @@ def main() -> None:
     args = p.parse_args()
     counts, first, refused, ran = Counter(), {}, 0, 0
     band: list[str] = []                       # slowdowns the latency objective's 1% tie band allows
+    slow: list[tuple[float, int, str]] = []    # (seconds, case, workload)
     start = time.time()
     for i, case in enumerate(cases(args.seed, args.cases, PROFILE_WORKLOADS)):
         if args.progress and i and i % args.progress == 0:
+            worst = f"; slowest #{max(slow)[1]} {max(slow)[0]:.1f} s" if slow else ""
             print(f"{i} cases: {ran} simulated, {refused} refused, {sum(counts.values())} violations "
-                  f"({dict(counts)}), {time.time() - start:.0f} s", flush=True)
+                  f"({dict(counts)}), {time.time() - start:.0f} s{worst}", flush=True)
+        began = time.time()
         try:
             found = violations(case, band)
         except InputError:
             refused += 1                       # the arch cannot hold the workload: a one-line error, not a result
             continue
         ran += 1
+        slow.append((time.time() - began, i, case.workload))
         for v in found:
             kind = next((k for k in KINDS if k in v), v)
             counts[kind] += 1
             first.setdefault(kind, f"{case.workload} {case.arch['array']} cores={case.arch['cores']}: {v}")
+            print(f"violation: case #{i} {case.workload} {case.options} {case.fusion}: {v}", flush=True)
     print(f"{ran} cases simulated, {refused} refused by the arch, {time.time() - start:.0f} s")
     print(f"{'invariant':<28} {'violations':>10}  first example")
     for kind in KINDS:
         print(f"{kind:<28} {counts[kind]:>10}  {first.get(kind, '')[:150]}")
     print(f"total violations: {sum(counts.values())}")
+    print("slowest cases: " + ", ".join(f"#{i} {w} {t:.1f} s" for t, i, w in sorted(slow, reverse=True)[:5]))
     worst = max((int(v.split()[-2]) / int(v.split()[-4]) - 1 for v in band), default=0.0)
     print(f"within the latency tie band (not violations): {len(band)} slowdowns with more resources, "
           f"the largest {worst:.3%}")
