@@ -369,24 +369,28 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
 
 def _guarded(made: list[tuple[str, Schedule]], total: Callable[[Schedule], int], options: CompileOptions,
              evaluate: Evaluator) -> Schedule:
-    """The fusion guard's pick among a policy's schedule (first, what "") and those of the policies it extends: the
-    one moving the fewest DRAM bytes. Under the latency objective (when `evaluate` can measure kernels), only
-    among the schedules within TIE_BAND of the fastest (each timed as the sum of its kernels simulated alone):
-    a fused kernel that fits only with blocks too small to be fast (a flash-attention block of a few query rows)
-    must not make the policy slower than the ones it extends, nor a larger buffer, where it starts to fit, slower
-    than a smaller one."""
-    measure = getattr(evaluate, "measure", None)
-    admissible = made
-    if options.objective == "latency" and measure is not None and len(made) > 1:
-        cycles = [sum(measure(k)[0] for k in s.kernels) for _, s in made]
-        tie = min(cycles) * (1 + TIE_BAND)
-        admissible = [m for m, c in zip(made, cycles, strict=True) if c <= tie]
+    """The fusion guard's pick among a policy's schedule (first, what "") and those of the policies it extends
+    (what "<policy>'s kernels") or of full without activations kept on chip: the one moving the fewest DRAM bytes.
+    Under the latency objective (when `evaluate` can measure kernels), among the schedules moving no more bytes
+    than the policies it extends, the fewest bytes within TIE_BAND of the fastest (each timed as the sum of its
+    kernels simulated alone): a fused kernel that fits only with blocks too small to be fast (a flash-attention
+    block of a few query rows) must not make the policy slower than the ones it extends, nor a larger buffer,
+    where it starts to fit, slower than a smaller one."""
     bytes_of = {id(s): total(s) for _, s in made}
+    least = min(bytes_of.values())
+    measure = getattr(evaluate, "measure", None)
+    admissible = [m for m in made if bytes_of[id(m[1])] == least]
+    if options.objective == "latency" and measure is not None and len(made) > 1:
+        bound = min((bytes_of[id(s)] for what, s in made if what.endswith("'s kernels")), default=least)
+        allowed = [m for m in made if bytes_of[id(m[1])] <= bound]
+        cycles = [sum(measure(k)[0] for k in s.kernels) for _, s in allowed]
+        tie = min(cycles) * (1 + TIE_BAND)
+        admissible = [m for m, c in zip(allowed, cycles, strict=True) if c <= tie]
     what, best = min(admissible, key=lambda m: bytes_of[id(m[1])])    # the first of equals: the policy's own
     if not what:
         return best
     own = made[0][1]
-    why = "move fewer DRAM bytes" if any(s is own for _, s in admissible) else "are faster"
+    why = "move fewer DRAM bytes" if bytes_of[id(best)] < bytes_of[id(own)] else "are faster"
     note = f"fusion {options.fusion}: {what} {why} ({bytes_of[id(best)]:,} vs {bytes_of[id(own)]:,} DRAM bytes): kept"
     return replace(best, notes=(*best.notes, note), fusion=options.fusion)
 
