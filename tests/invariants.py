@@ -93,8 +93,9 @@ def run(case: Case, arch_dict: dict | None = None, fusion: str | None = None, ob
         reuse: dict | None = None):
     """(graph, SimResult) of a case, optionally with another arch dict, fusion policy or objective. `reuse`: a
     dict kept across the runs of one case, holding its graph, a kernel evaluator per (arch, objective) (shared by
-    the fusion policies: each kernel alone simulates once) and the tile commands per arch without its on-chip
-    capacities (shared by archs that differ only in those: build_program's memo)."""
+    the fusion policies: each kernel alone simulates once; its measurements shared by the objectives) and the tile
+    commands per arch without its on-chip capacities (shared by archs that differ only in those: build_program's
+    memo)."""
     reuse = {} if reuse is None else reuse
     d = arch_dict or case.arch
     arch = arch_from_dict(d)
@@ -103,7 +104,10 @@ def run(case: Case, arch_dict: dict | None = None, fusion: str | None = None, ob
     memo = reuse.setdefault(("memo", _key(d, capacities=False)), {})
     key = ("evaluate", _key(d), options.objective)
     if key not in reuse:
-        reuse[key] = kernel_evaluator(arch, options.resolved_timing(arch), options.objective, memo=memo)
+        evaluate = reuse[key] = kernel_evaluator(arch, options.resolved_timing(arch), options.objective, memo=memo)
+        # what a kernel alone measures (cycles, pJ, DRAM bytes) does not depend on the objective
+        evaluate.measured = reuse.setdefault(("measured", _key(d)), evaluate.measured)
+        evaluate.moved = reuse.setdefault(("moved", _key(d)), evaluate.moved)
     return graph, simulate(lower(graph, arch, options, reuse[key]), arch, memo=memo)
 
 
