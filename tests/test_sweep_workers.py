@@ -101,7 +101,8 @@ def test_dask_workers_end_with_the_sweep(tmp_path, signum):
     cmd = [sys.executable, "-m", "tilesim", "sweep", "-w", "resnet18", "-a", "edge-npu", "--jobs", "2",
            "--backend", "dask", "--no-progress", "--grid", "array.rows=" + ",".join(map(str, range(4, 64))),
            "-o", str(tmp_path / "s.csv")]
-    parent = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    err = (tmp_path / "stderr").open("w")        # the sweep's and its workers'
+    parent = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=err)
     workers: set[int] = set()
     try:
         def spawned() -> bool:
@@ -113,6 +114,9 @@ def test_dask_workers_end_with_the_sweep(tmp_path, signum):
         parent.wait(timeout=60)
         assert wait_until(lambda: not any(alive(w) for w in workers), 20), \
             f"Dask workers outlived their sweep ({signal.Signals(signum).name})"
+        err.close()
+        # workers that lost their scheduler logged a traceback each (distributed's ERROR level)
+        assert "Traceback" not in (tmp_path / "stderr").read_text()
     finally:
         kill_all((parent.pid, *workers))
         parent.wait()

@@ -670,7 +670,7 @@ def dask_client(jobs: int, scheduler, timeout: float = 10):
     from dask.distributed import Client, LocalCluster  # noqa: PLC0415 (optional dependency)
     if scheduler is None:
         cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               silence_logs=logging.ERROR)
+                               silence_logs=logging.CRITICAL)
         return Client(cluster), cluster
     if not isinstance(scheduler, str):
         return scheduler, None
