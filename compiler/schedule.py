@@ -368,7 +368,7 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
 
 
 def _guarded(made: list[tuple[str, Schedule]], total: Callable[[Schedule], int], options: CompileOptions,
-             evaluate: Evaluator) -> Schedule:
+             evaluate: Evaluator | None) -> Schedule:
     """The fusion guard's pick among a policy's schedule (first, what "") and those of the policies it extends
     (what "<policy>'s kernels") or of full without activations kept on chip: the one moving the fewest DRAM bytes.
     Under the latency objective (when `evaluate` can measure kernels), among the schedules moving no more bytes
