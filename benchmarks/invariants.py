@@ -1,6 +1,6 @@
 """The long invariant profile (issue 21): random archs x small workloads x fusion policies, by hand.
 
-    python benchmarks/invariants.py [--cases 5000] [--seed 0] [--progress 100]
+    python benchmarks/invariants.py [--cases 5000] [--seed 0] [--progress 100] [--cpu-limit-s 0]
 
 Prints, per invariant, how many cases broke it and the first example, then the totals (and a running count every
 --progress cases, so a long run can be read while it goes); tests/invariants.py holds the archs and the checks
@@ -11,6 +11,7 @@ its graph, kernel evaluators and tile commands (tests/invariants.py run).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import time
 from collections import Counter
@@ -28,28 +29,50 @@ KINDS = ("pe_utilization", "mbu", "bandwidth utilization", "below the compute bo
          "2x SRAM slower", "2x SRAM reads more")
 
 
+class CaseTimeout(Exception):
+    """A case ran past --cpu-limit-s."""
+
+
+def _out_of_time(signum, frame) -> None:
+    raise CaseTimeout()
+
+
 def main() -> None:
     """Run the profile and print the table."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--cases", type=int, default=5000)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", type=int, default=100, help="print a running count every N cases (0: never)")
+    p.add_argument("--cpu-limit-s", type=float, default=0.0,
+                   help="give up a case after this much CPU time (0: never); given-up cases are counted apart")
     args = p.parse_args()
     counts, first, refused, ran = Counter(), {}, 0, 0
     band: list[str] = []                       # slowdowns the latency objective's 1% tie band allows
     slow: list[tuple[float, int, str]] = []    # (seconds, case, workload)
+    gave_up: list[str] = []                    # cases past --cpu-limit-s: neither passed nor violated
+    signal.signal(signal.SIGVTALRM, _out_of_time)
     start = time.time()
     for i, case in enumerate(cases(args.seed, args.cases, PROFILE_WORKLOADS)):
         if args.progress and i and i % args.progress == 0:
             worst = f"; slowest #{max(slow)[1]} {max(slow)[0]:.1f} s" if slow else ""
-            print(f"{i} cases: {ran} simulated, {refused} refused, {sum(counts.values())} violations "
+            print(f"{i} cases: {ran} simulated, {refused} refused, {len(gave_up)} given up, "
+                  f"{sum(counts.values())} violations "
                   f"({dict(counts)}), {time.time() - start:.0f} s{worst}", flush=True)
         began = time.time()
+        # 0: no limit; none for the first case, which loads numba's kernels (a signal there breaks their loading)
+        signal.setitimer(signal.ITIMER_VIRTUAL, args.cpu_limit_s if i else 0)
         try:
             found = violations(case, band)
         except InputError:
             refused += 1                       # the arch cannot hold the workload: a one-line error, not a result
             continue
+        except CaseTimeout:
+            gave_up.append(f"#{i} {case.workload} {case.options} {case.fusion} {case.arch['array']} "
+                           f"cores={case.arch['cores']} sram={case.arch['memory'][1]['capacity_bytes']} B")
+            print(f"gave up: case {gave_up[-1]} after {args.cpu_limit_s:g} s of CPU", flush=True)
+            continue
+        finally:
+            signal.setitimer(signal.ITIMER_VIRTUAL, 0)
         ran += 1
         slow.append((time.time() - began, i, case.workload))
         for v in found:
@@ -57,7 +80,8 @@ def main() -> None:
             counts[kind] += 1
             first.setdefault(kind, f"{case.workload} {case.arch['array']} cores={case.arch['cores']}: {v}")
             print(f"violation: case #{i} {case.workload} {case.options} {case.fusion}: {v}", flush=True)
-    print(f"{ran} cases simulated, {refused} refused by the arch, {time.time() - start:.0f} s")
+    print(f"{ran} cases simulated, {refused} refused by the arch, {len(gave_up)} given up past "
+          f"{args.cpu_limit_s:g} s of CPU, {time.time() - start:.0f} s")
     print(f"{'invariant':<28} {'violations':>10}  first example")
     for kind in KINDS:
         print(f"{kind:<28} {counts[kind]:>10}  {first.get(kind, '')[:150]}")
