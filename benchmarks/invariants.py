@@ -11,6 +11,10 @@ its graph, kernel evaluators and tile commands (tests/invariants.py run).
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import pickle
+import resource
 import signal
 import sys
 import time
@@ -29,12 +33,32 @@ KINDS = ("pe_utilization", "mbu", "bandwidth utilization", "below the compute bo
          "2x SRAM slower", "2x SRAM reads more")
 
 
-class CaseTimeout(Exception):
-    """A case ran past --cpu-limit-s."""
-
-
-def _out_of_time(signum, frame) -> None:
-    raise CaseTimeout()
+def limited(case, limit_s: float):
+    """("ok", (violations, tie-band slowdowns)), ("refused", None), or ("gave up", None) when the case needs more
+    than `limit_s` seconds of CPU: run in a forked child under RLIMIT_CPU (it inherits the loaded numba kernels;
+    a signal raised inside numba's dispatch would break them), the result sent back through a pipe."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                   # the child: its CPU time starts at 0
+        os.close(read)
+        resource.setrlimit(resource.RLIMIT_CPU, (max(1, math.ceil(limit_s)), resource.RLIM_INFINITY))
+        band: list[str] = []
+        try:
+            out = ("ok", (violations(case, band), band))
+        except InputError:
+            out = ("refused", None)                # the arch cannot hold the workload: a one-line error
+        with os.fdopen(write, "wb") as f:
+            pickle.dump(out, f)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL):
+        return "gave up", None
+    if not data:
+        raise RuntimeError(f"case child ended with status {status} and no result")
+    return pickle.loads(data)
 
 
 def main() -> None:
@@ -44,13 +68,13 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--progress", type=int, default=100, help="print a running count every N cases (0: never)")
     p.add_argument("--cpu-limit-s", type=float, default=0.0,
-                   help="give up a case after this much CPU time (0: never); given-up cases are counted apart")
+                   help="give up a case after this much CPU time (0: never; else each case runs in a forked child "
+                        "under RLIMIT_CPU); given-up cases are counted apart")
     args = p.parse_args()
     counts, first, refused, ran = Counter(), {}, 0, 0
     band: list[str] = []                       # slowdowns the latency objective's 1% tie band allows
     slow: list[tuple[float, int, str]] = []    # (seconds, case, workload)
     gave_up: list[str] = []                    # cases past --cpu-limit-s: neither passed nor violated
-    signal.signal(signal.SIGVTALRM, _out_of_time)
     start = time.time()
     for i, case in enumerate(cases(args.seed, args.cases, PROFILE_WORKLOADS)):
         if args.progress and i and i % args.progress == 0:
@@ -59,20 +83,23 @@ def main() -> None:
                   f"{sum(counts.values())} violations "
                   f"({dict(counts)}), {time.time() - start:.0f} s{worst}", flush=True)
         began = time.time()
-        # 0: no limit; none for the first case, which loads numba's kernels (a signal there breaks their loading)
-        signal.setitimer(signal.ITIMER_VIRTUAL, args.cpu_limit_s if i else 0)
-        try:
-            found = violations(case, band)
-        except InputError:
+        if args.cpu_limit_s and i:             # the first case loads numba's kernels here, for every child
+            what, out = limited(case, args.cpu_limit_s)
+        else:
+            try:
+                what, out = "ok", (violations(case, band), [])
+            except InputError:
+                what, out = "refused", None
+        if what == "refused":
             refused += 1                       # the arch cannot hold the workload: a one-line error, not a result
             continue
-        except CaseTimeout:
+        if what == "gave up":
             gave_up.append(f"#{i} {case.workload} {case.options} {case.fusion} {case.arch['array']} "
                            f"cores={case.arch['cores']} sram={case.arch['memory'][1]['capacity_bytes']} B")
             print(f"gave up: case {gave_up[-1]} after {args.cpu_limit_s:g} s of CPU", flush=True)
             continue
-        finally:
-            signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+        found, more = out
+        band += more
         ran += 1
         slow.append((time.time() - began, i, case.workload))
         for v in found:
