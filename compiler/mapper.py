@@ -1,7 +1,9 @@
 """Mapping search: every legal (tile sizes x loop order) of a contraction scored with the closed-form cost model.
 
 The score of a candidate is the same arithmetic the simulator does, in closed form:
-  compute  = compute_cycles(work, arch, dataflow, timing, T tile): fold timing, SRAM feeds (compiler.cost)
+  compute  = compute_cycles(work, arch, dataflow, timing, T tile): fold timing, SRAM feeds (compiler.cost),
+             stretched to the one on-chip level's time for every byte through it when that exceeds both the
+             compute and the DMA time (as the simulator's level_bound)
   traffic  = sum over operands of reps(order) x sweep bytes, partial-sum spills included (compiler.cost)
   latency  ~ max(compute, traffic / bandwidth, tiles x (latency + transfer) / 2)
              + first load + last store + 2 x latency                                  (double buffered)
@@ -218,7 +220,14 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, r
     off = arch.offchip
     bw, lat = off.bandwidth_bytes_per_cycle, off.latency_cycles
     double = all(arch.home(o).double_buffered for o in ("input", "weight", "output"))
-    per_tile = base.compute / n_tiles
+    compute = base.compute
+    if base.level_bw:
+        # as sim/core/simulate.py level_bound: when the level's time for every byte through it (fills, feeds,
+        # stores) exceeds both the compute and the DMA time, the compute is stretched to it, tile by tile; the
+        # loads and stores that cannot overlap it (the first, the last) then come on top
+        need = np.ceil((base.level_feed + read + write) / base.level_bw)
+        compute = np.where(need > np.maximum(compute, (read + write) / bw), need, compute)
+    per_tile = compute / n_tiles
     if double:
         # Between consecutive tiles the DMA moves whatever changed while one tile computes (2 slots hide one tile
         # ahead, so a transition costs max(compute of a tile, latency + transfer of what changed)). The outermost
@@ -238,7 +247,7 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, r
         in_flight = (n_tiles * lat + (read + write) / bw) / 2      # at most 2 loads outstanding
         cycles = np.maximum(steady, in_flight) + base.first + base.last + 2 * lat
     else:
-        cycles = base.compute + (read + write) / bw + n_tiles * lat
+        cycles = compute + (read + write) / bw + n_tiles * lat
     if base.level_bw:                     # fills, feeds and stores all take the level's bandwidth
         cycles = np.maximum(cycles, (base.level_feed + read + write) / base.level_bw)
     table = arch.energy.actions

@@ -338,7 +338,8 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     Fusion never adds off-chip traffic: when `evaluate` can count a kernel's DRAM bytes as the simulator does
     (its `dram_bytes`), a policy's schedule is compared with the schedules of the policies it extends (full ->
     epilogue or attention -> none, and full without activations kept on chip) and the one moving the fewest bytes
-    is kept, with a note; without it (a closed-form lowering) the policy's own kernels are kept. A fused kernel
+    is kept, with a note (under the latency objective, among those within TIE_BAND of the fastest: _guarded);
+    without it (a closed-form lowering) the policy's own kernels are kept. A fused kernel
     can move more: a flash-attention block re-reads K and V per query block, and activations kept on chip leave
     the other kernels' tiles less room, so their weights may be re-read."""
     timing = options.resolved_timing(arch)
@@ -350,7 +351,6 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
 
     def total(s: Schedule) -> int:
         return sum(moved(k) for k in s.kernels)
-    best, best_bytes = schedule, total(schedule)
     alternatives: list[tuple[str, Callable[[], Schedule]]] = []
     if options.fusion == "full" and any(k.residency.out for k in schedule.kernels):
         alternatives.append(("full without activations kept on chip",
@@ -358,17 +358,41 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     for weaker in WEAKER[options.fusion]:
         alternatives.append((f"{weaker}'s kernels",
                              partial(lower, graph, arch, replace(options, fusion=weaker), evaluate)))
+    made = [("", schedule)]
     for what, make in alternatives:
         try:
-            alt = make()
+            made.append((what, make()))
         except InputError:              # unfused kernels may not fit where fused ones do (a whole softmax row)
             continue
-        alt_bytes = total(alt)
-        if alt_bytes < best_bytes:
-            note = (f"fusion {options.fusion}: {what} move fewer DRAM bytes ({alt_bytes:,} vs {best_bytes:,}): "
-                    "kept")
-            best, best_bytes = replace(alt, notes=(*alt.notes, note), fusion=options.fusion), alt_bytes
-    return best
+    return _guarded(made, total, options, evaluate)
+
+
+def _guarded(made: list[tuple[str, Schedule]], total: Callable[[Schedule], int], options: CompileOptions,
+             evaluate: Evaluator | None) -> Schedule:
+    """The fusion guard's pick among a policy's schedule (first, what "") and those of the policies it extends
+    (what "<policy>'s kernels") or of full without activations kept on chip: the one moving the fewest DRAM bytes.
+    Under the latency objective (when `evaluate` can measure kernels), among the schedules moving no more bytes
+    than the policies it extends, the fewest bytes within TIE_BAND of the fastest (each timed as the sum of its
+    kernels simulated alone): a fused kernel that fits only with blocks too small to be fast (a flash-attention
+    block of a few query rows) must not make the policy slower than the ones it extends, nor a larger buffer,
+    where it starts to fit, slower than a smaller one."""
+    bytes_of = {id(s): total(s) for _, s in made}
+    least = min(bytes_of.values())
+    measure = getattr(evaluate, "measure", None)
+    admissible = [m for m in made if bytes_of[id(m[1])] == least]
+    if options.objective == "latency" and measure is not None and len(made) > 1:
+        bound = min((bytes_of[id(s)] for what, s in made if what.endswith("'s kernels")), default=least)
+        allowed = [m for m in made if bytes_of[id(m[1])] <= bound]
+        cycles = [sum(measure(k)[0] for k in s.kernels) for _, s in allowed]
+        tie = min(cycles) * (1 + TIE_BAND)
+        admissible = [m for m, c in zip(allowed, cycles, strict=True) if c <= tie]
+    what, best = min(admissible, key=lambda m: bytes_of[id(m[1])])    # the first of equals: the policy's own
+    if not what:
+        return best
+    own = made[0][1]
+    why = "move fewer DRAM bytes" if bytes_of[id(best)] < bytes_of[id(own)] else "are faster"
+    note = f"fusion {options.fusion}: {what} {why} ({bytes_of[id(best)]:,} vs {bytes_of[id(own)]:,} DRAM bytes): kept"
+    return replace(best, notes=(*best.notes, note), fusion=options.fusion)
 
 
 def _lower_policy(graph: Graph, arch: ArchConfig, options: CompileOptions, timing: str,

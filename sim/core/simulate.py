@@ -147,7 +147,7 @@ def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = Fa
         kr = _kernel_result(kernel, cmds, arch, int(spans[j]), float(dma_per_run[lo:hi].sum()),
                             sum(comp.values()), peak, schedule.timing,
                             {c: round(w) for c, w in zip(CAUSES[1:], waits[j, 1:], strict=False)},
-                            level_cycles(counts, arch) if schedule.timing != "scalesim" else {})
+                            level_cycles(counts, arch, kernel) if schedule.timing != "scalesim" else {})
         dram_read += kr.dram_read_bytes
         dram_write += kr.dram_write_bytes
         kernels.append(replace(kr, clock_hz=arch.clock_hz))
@@ -185,7 +185,23 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
     if schedule.arch != arch.name:
         raise InputError(f"schedule was lowered for arch '{schedule.arch}', not '{arch.name}'")
     _check_size(schedule, arch, timeline)
-    prog = level_bound(on_grid(build_program(schedule, arch, flash_share, memo)), schedule, arch)
+    prog = on_grid(build_program(schedule, arch, flash_share, memo))
+    needs = level_needs(prog, schedule, arch)
+    prog = level_bound(prog, schedule, arch, needs)
+    while True:
+        ends, waits, times = _run_program(prog, schedule, arch, reference, timeline)
+        if not (np.isfinite(ends).all() and ends.max() < MAX_COUNT):    # checked before the cast, which would wrap
+            raise InputError(_overflow_message(schedule, arch, prog, ends))
+        kernel_end = np.ceil(np.maximum.accumulate(ends)).astype(np.int64)
+        waiting = level_waits(prog, kernel_end, needs)
+        if waiting is prog.dep:
+            return prog, waits, kernel_end, times
+        prog = replace(prog, dep=waiting)
+
+
+def _run_program(prog: Program, schedule: Schedule, arch: ArchConfig, reference: bool, timeline: bool):
+    """(each kernel's end, stall cycles per kernel and cause, the timeline's (tiles, event times) or None) of a
+    tile program: by class of identical tiles, or tile by tile for a timeline or flash reads."""
     flash = arch.flash
     n_kernels = len(schedule.kernels)
     times = None
@@ -207,9 +223,7 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
             ends, waits, _ = run(prog.count, prog.load_xfer, prog.store_xfer, prog.compute, prog.engine,
                                  prog.slots, prog.dep, prog.kernel, n_kernels, float(arch.offchip.latency_cycles),
                                  groups[:, 0].copy(), groups[:, 1].copy(), groups[:, 2].copy())
-    if not (np.isfinite(ends).all() and ends.max() < MAX_COUNT):    # checked before the cast, which would wrap
-        raise InputError(_overflow_message(schedule, arch, prog, ends))
-    return prog, waits, np.ceil(np.maximum.accumulate(ends)).astype(np.int64), times
+    return ends, waits, times
 
 
 TIME_GRID = 1 / 1024        # cycles: transfer times are multiples of it (dyadic, so sums are exact)
@@ -229,32 +243,52 @@ def on_grid(prog: Program) -> Program:
 
 def level_bytes_cycles(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> dict[str, float]:
     """Cycles each on-chip level needs for every byte a kernel moves through it (fills from off-chip, feeds to and
-    drains from the engines, stores: energy.action_counts) at its bandwidth, a per-core level once per core."""
-    return level_cycles(action_counts(kernel, cmds, arch), arch)
+    drains from the engines, stores: energy.action_counts) at its bandwidth, a per-core level once per core the
+    kernel runs on (cores_in_use)."""
+    return level_cycles(action_counts(kernel, cmds, arch), arch, kernel)
 
 
-def level_cycles(counts: Counter, arch: ArchConfig) -> dict[str, float]:
-    """level_bytes_cycles from a kernel's energy actions (its on-chip read_byte and write_byte counts)."""
+def level_cycles(counts: Counter, arch: ArchConfig, kernel: Kernel | None = None) -> dict[str, float]:
+    """level_bytes_cycles from a kernel's energy actions (its on-chip read_byte and write_byte counts); without
+    `kernel`, every core's copy of a per-core level counts."""
+    used = arch.cores if kernel is None else cores_in_use(kernel, arch)
     return {lv.name: (counts[f"{lv.name}.read_byte"] + counts[f"{lv.name}.write_byte"])
-            / (lv.bandwidth_bytes_per_cycle * level_copies(lv, arch)) for lv in arch.onchip}
+            / (lv.bandwidth_bytes_per_cycle * level_copies(lv, arch, used)) for lv in arch.onchip}
 
 
-def level_copies(level: MemLevel, arch: ArchConfig) -> int:
-    """Copies of a memory level: a per-core on-chip level (not `shared`) has one per core, others one."""
-    return arch.cores if level.kind == "sram" and not level.shared else 1
+def level_copies(level: MemLevel, arch: ArchConfig, cores: int | None = None) -> int:
+    """Copies of a memory level: a per-core on-chip level (not `shared`) has one per core (of `cores` in use;
+    default: all), others one."""
+    return (arch.cores if cores is None else cores) if level.kind == "sram" and not level.shared else 1
 
 
-def level_bound(prog: Program, schedule: Schedule, arch: ArchConfig) -> Program:
-    """Every kernel made to last at least the time its busiest on-chip level needs for its bytes
-    (level_bytes_cycles), so no level's bandwidth utilization exceeds 1: when neither its compute nor its off-chip
-    transfers take that long, its compute is stretched to it, every tile's in proportion (runs stay runs).
-    The scalesim timing keeps SCALE-Sim's assumption that the buffers always keep up."""
+def cores_in_use(kernel: Kernel, arch: ArchConfig) -> int:
+    """Cores a kernel's tiles run on: a split contraction's blocks (one core each), an unsplit one on one core;
+    vector and attention tiles on min(cores, tiles) cores in lockstep (core.commands.lockstep)."""
+    if isinstance(kernel.work, Contraction):
+        return sum(n for _, n in kernel.shares(arch.cores)) if kernel.split else 1
+    return max(1, min(arch.cores, kernel.tile_count(arch.cores)))
+
+
+def level_needs(prog: Program, schedule: Schedule, arch: ArchConfig) -> np.ndarray:
+    """Per kernel, the cycles its busiest on-chip level needs for its bytes (level_bytes_cycles, rounded up); zeros
+    under the scalesim timing, which keeps SCALE-Sim's assumption that the buffers always keep up."""
     if schedule.timing == "scalesim":
-        return prog
+        return np.zeros(len(schedule.kernels), dtype=np.int64)
+    return np.array([ceil(max(level_bytes_cycles(k, c, arch).values(), default=0.0))
+                     for k, c in zip(schedule.kernels, prog.per_kernel, strict=True)], dtype=np.int64)
+
+
+def level_bound(prog: Program, schedule: Schedule, arch: ArchConfig, needs: np.ndarray | None = None) -> Program:
+    """Every kernel made to last at least the time its busiest on-chip level needs for its bytes (`needs`:
+    level_needs): when neither its compute nor its off-chip transfers take that long, its compute is stretched to
+    it, every tile's in proportion (runs stay runs). level_waits then keeps kernels from overlapping where that
+    would leave a kernel less time than its level needs."""
+    needs = level_needs(prog, schedule, arch) if needs is None else needs
     compute = prog.compute.astype(np.float64)
     per_kernel, changed = list(prog.per_kernel), False
-    for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel, strict=True)):
-        need = ceil(max(level_bytes_cycles(kernel, cmds, arch).values(), default=0.0))
+    for j, cmds in enumerate(prog.per_kernel):
+        need = int(needs[j])
         lo, hi = prog.first_run[j], prog.first_run[j + 1]
         count = prog.count[lo:hi]
         total = float((compute[lo:hi] * count).sum())
@@ -268,6 +302,24 @@ def level_bound(prog: Program, schedule: Schedule, arch: ArchConfig) -> Program:
     if not changed:
         return prog
     return replace(prog, compute=compute, per_kernel=tuple(per_kernel))
+
+
+def level_waits(prog: Program, kernel_end: np.ndarray, needs: np.ndarray) -> np.ndarray:
+    """Program.dep with kernel k made to wait for kernel k - 1's last store wherever k's span (its end minus the
+    previous end) came out shorter than its level's need: its tiles overlapped its neighbours' (another engine's
+    tiles, prefetched loads), which were using the same level. Waiting, all of k's compute and transfers fall in
+    its span, which level_bound made at least the need; so every span holds its kernel's level bytes, and the
+    spans adding up to the run's cycles, no level's bandwidth utilization exceeds 1. Returns prog.dep itself when
+    nothing more must wait."""
+    spans = np.diff(kernel_end, prepend=0)
+    short = np.flatnonzero(spans < needs)
+    wait = np.full(needs.shape[0], -1, dtype=np.int64)
+    wait[short] = short - 1                                  # kernel 0's span is its whole run: never short
+    current = np.full(needs.shape[0], -1, dtype=np.int64)
+    np.maximum.at(current, prog.kernel, prog.dep)
+    if not (wait > current).any():
+        return prog.dep
+    return np.maximum(prog.dep, wait[prog.kernel])
 
 
 def _flash_counts(cmds: TileCommands, arch: ArchConfig) -> Counter:

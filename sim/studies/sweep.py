@@ -784,6 +784,35 @@ def _watch_parent(parent: int, period_s: float = 1.0) -> None:
     os._exit(1)
 
 
+def _end_with(parent: int, period_s: float = 0.5) -> None:
+    """Run in each worker of a Dask cluster this sweep started (client.run): a watchdog thread ends the worker as
+    soon as the sweep's process `parent` is gone, however it ended (SIGKILL included), or the worker's own parent
+    (its nanny) is. No PR_SET_PDEATHSIG here: Dask starts workers from a helper thread, whose end would kill them."""
+    threading.Thread(target=_watch_process, args=(parent, os.getppid(), period_s), daemon=True,
+                     name="sweep-watchdog").start()
+
+
+def _watch_process(parent: int, ppid: int, period_s: float) -> None:
+    """End this process once `parent` has ended (or is a zombie) or this process was re-parented from `ppid`."""
+    while os.getppid() == ppid and _running(parent):
+        time.sleep(period_s)
+    os._exit(1)
+
+
+def _running(pid: int) -> bool:
+    """Whether process `pid` exists and has not ended (a zombie, ended but not yet reaped, has: Linux /proc)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True                                   # no /proc: os.kill said it exists
+
+
 def _process(spec: SweepSpec, todo: list[tuple[int, dict]], jobs: int) -> Running:
     """Rows from a pool of `jobs` local processes. The pool is forked here, before any progress thread exists,
     from a process whose numba kernels are loaded, so the workers inherit them."""
@@ -827,7 +856,7 @@ def dask_client(jobs: int, scheduler, timeout: float = 10):
     from dask.distributed import Client, LocalCluster  # noqa: PLC0415 (optional dependency)
     if scheduler is None:
         cluster = LocalCluster(n_workers=jobs, threads_per_worker=1, processes=True, dashboard_address=":0",
-                               silence_logs=logging.ERROR)
+                               silence_logs=logging.CRITICAL)
         return Client(cluster), cluster
     if not isinstance(scheduler, str):
         return scheduler, None
@@ -844,6 +873,8 @@ def _dask(spec: SweepSpec, todo: list[tuple[int, dict]], jobs: int, scheduler) -
     owned = [x for x in (client, cluster) if x is not None and x is not scheduler]
     stop = lambda: [x.close() for x in owned]     # noqa: E731
     try:
+        if cluster is not None:                        # our own workers end with this process (not a user's)
+            client.run(_end_with, os.getpid())
         shared = client.scatter(spec, broadcast=True)
         futures = [client.submit(run_chunk, shared, chunk, pure=False) for chunk in chunks(todo, jobs)]
     except BaseException:
