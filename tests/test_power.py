@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import pytest
 from hypothesis import given, settings
@@ -147,6 +147,7 @@ class _Run:
     clock_hz: float
     power_w: float
     top_clock_hz: float = 0.0
+    static_power_mw: dict = field(default_factory=dict)
 
 
 def _bisection_reference(top, arch, run):
@@ -183,10 +184,10 @@ def test_capped_run_finds_the_bisection_clock_in_fewer_runs(static_w, dyn_w, exp
 
         def run(a):
             n[0] += 1
-            return _Run(a.clock_hz, power(a.clock_hz))
+            return _Run(a.clock_hz, power(a.clock_hz), static_power_mw={"static": static_w * 1e3})
         return run
 
-    top = _Run(top_hz, power(top_hz))
+    top = _Run(top_hz, power(top_hz), static_power_mw={"static": static_w * 1e3})
     want = top if top.power_w <= arch.power.cap_w else _bisection_reference(top, arch, runner())
     got = capped_run(top, arch, runner())
     assert got == want
