@@ -80,10 +80,12 @@ def area_mm2(arch: ArchConfig) -> dict[str, float]:
     spec = arch.area
     if spec is None:
         return {}
-    a, n = arch.array, arch.cores
-    pe = spec.pe_mm2 or pe_mm2(a.dtype, a.acc_dtype, spec.node_nm)
-    per_mib = spec.sram_mm2_per_mib or sram_mm2_per_mib(spec.node_nm)
-    lane = spec.vector_lane_mm2 or vector_lane_mm2(spec.node_nm)
+    a, n, node = arch.array, arch.cores, spec.node_nm
+    if node is None:                    # the loader fills it from the top-level node_nm (or refuses the arch)
+        return {}
+    pe = spec.pe_mm2 or pe_mm2(a.dtype, a.acc_dtype, node)
+    per_mib = spec.sram_mm2_per_mib or sram_mm2_per_mib(node)
+    lane = spec.vector_lane_mm2 or vector_lane_mm2(node)
     out = {"array": pe * a.rows * a.cols * a.count * n}
     for lv in arch.onchip + ((arch.cache,) if arch.cache else ()):
         out[lv.name] = per_mib * lv.capacity_bytes / 2**20 * (1 if lv.shared or lv.kind == "cache" else n)

@@ -87,7 +87,7 @@ def _bandwidth_as_given(level: Raw, raw_level: Raw) -> Raw:
 def editable_yaml(spec: str, overrides: list[str] | None = None) -> str:
     """`tilesim show-arch` YAML: editable_arch's mapping, then its derived energy entries as comments."""
     d, derived = editable_arch(spec, overrides)
-    text = yaml.safe_dump(d, sort_keys=False, width=120, allow_unicode=True)
+    text: str = yaml.safe_dump(d, sort_keys=False, width=120, allow_unicode=True)
     if not derived:
         return text
     node = d["energy"]["defaults"].get("node_nm", d.get("node_nm"))

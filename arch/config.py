@@ -23,7 +23,7 @@ def doc(text: str) -> dict[str, str]:
 def accepted_keys(cls: type) -> list[str]:
     """The keys an arch YAML may give for config dataclass `cls`: its fields, then the input-only keys the loader
     converts into one (MemLevel's bandwidth_gb_s). Error messages and docs/arch-reference.md list these."""
-    return [f.name for f in fields(cls)] + list(getattr(cls, "INPUT_KEYS", {}))  # type: ignore[arg-type]
+    return [f.name for f in fields(cls)] + list(getattr(cls, "INPUT_KEYS", {}))
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,7 @@ def type_text(tp: Any) -> str:
     if origin is dict:
         return f"mapping of name to {type_text(typing.get_args(tp)[1])}"
     if dataclasses.is_dataclass(tp):
-        return f"section ({tp.__name__})"
+        return f"section ({getattr(tp, '__name__', tp)})"
     return {int: "integer", float: "number", str: "text", bool: "true/false"}.get(tp, str(tp))
 
 
@@ -56,7 +56,7 @@ def allowed_text(tp: Any) -> str:
     return ""
 
 
-def default_text(f: dataclasses.Field) -> str:
+def default_text(f: dataclasses.Field[Any]) -> str:
     """A field's default as YAML would spell it, or 'required'."""
     if f.default_factory is not dataclasses.MISSING:
         value = f.default_factory()
@@ -79,7 +79,7 @@ def sections(cls: type = ArchConfig, path: str = "") -> list[tuple[str, type]]:
     """(YAML path, dataclass) of every section reachable from `cls`, depth first: '' (top level), 'array',
     'memory[]', 'energy.actions.<name>', ..."""
     out = [(path, cls)]
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]  # config dataclasses
+    for f in dataclasses.fields(cls):
         tp = typing.get_type_hints(cls)[f.name]
         sub = f"{path}.{f.name}" if path else f.name
         for inner, suffix in _nested(tp):
@@ -97,7 +97,7 @@ def _nested(tp: Any) -> list[tuple[type, str]]:
         return [(t, "[]" + s) for t, s in _nested(typing.get_args(tp)[0])]
     if origin is dict:
         return [(t, ".<name>" + s) for t, s in _nested(typing.get_args(tp)[1])]
-    return [(tp, "")] if dataclasses.is_dataclass(tp) else []
+    return [(typing.cast(type, tp), "")] if dataclasses.is_dataclass(tp) else []
 
 
 def _cell(text: str) -> str:
@@ -110,7 +110,7 @@ def section_table(path: str, cls: type) -> list[str]:
     title = f"`{path}`" if path else "Top level"
     lines = [f"## {title} ({cls.__name__})", "", " ".join((cls.__doc__ or "").split()), "",
              "| field | type | unit | default | allowed | description |", "|---|---|---|---|---|---|"]
-    for f in dataclasses.fields(cls):  # type: ignore[arg-type]  # config dataclasses
+    for f in dataclasses.fields(cls):
         tp = hints[f.name]
         lines.append(f"| `{f.name}` | {type_text(tp)} | {_cell(unit_of(f.name))} | {_cell(default_text(f))} | "
                      f"{_cell(allowed_text(tp))} | {_cell(f.metadata.get('doc', ''))} |")

@@ -186,7 +186,8 @@ def attention_compute_marks(work: AttentionWork, mapping: AttentionMapping, arch
         frac = head * int(part[-1]) + part[at]
     else:                                               # ... or in Python integers
         frac = head.astype(object) * int(part[-1]) + part[at].astype(object)
-    return head * int(whole[-1]) + whole[at] + np.asarray(frac // den, dtype=np.int64)
+    cycles: np.ndarray = head * int(whole[-1]) + whole[at] + np.asarray(frac // den, dtype=np.int64)
+    return cycles
 
 
 def attention_tile_compute(work: AttentionWork, mapping: AttentionMapping, arch: ArchConfig,
