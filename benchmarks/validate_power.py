@@ -3,7 +3,8 @@
     python benchmarks/validate_power.py [--chip h100|h200|all] [--fit]
 
 Measured: benchmarks/hardware/data/h100_silicon.csv group "power" (sustained loops of one kernel, mean board power
-from nvidia-smi, mean SM clock) and the prefill/decode rows with power; h200_measurements.csv rows with power_w.
+from nvidia-smi, mean SM clock) and the prefill/decode rows with power (the fused serving stack's where measured);
+the same from h200_silicon.csv.
 Predicted: the preset's average power (energy / latency of the run) and the clock the power cap left it
 (sim/core/power.py). Fitted on h100 (`--fit` recomputes both from the data): static power = the measured idle
 70.8 W; clock.cycle (pJ per cycle) on the 1 GiB copy loop's power; mac.bf16 (a tensor-core MAC as the GPU spends
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from tilesim.arch import load_arch
 from tilesim.arch.config import ArchConfig
+from tilesim.arch.errors import InputError
 from tilesim.compiler.builder import GraphBuilder
 from tilesim.compiler.schedule import CompileOptions
 from tilesim.core.result import SimResult
@@ -67,12 +69,22 @@ def predict(case: str, row: dict, arch: ArchConfig) -> SimResult | float | None:
 
 
 def rows_of(chip: str) -> list[dict]:
-    """The measured rows with board power: h100's power loops, prefill and decode; h200's rows with power_w."""
-    path = DATA / ("h100_silicon.csv" if chip == "h100" else "h200_measurements.csv")
+    """The measured rows with board power: the chip's power loops, prefill and decode from measure_gpu.py
+    (<chip>_silicon.csv; decoder steps from <chip>_silicon_fused.csv, the serving stack, where it exists, as
+    validate_silicon.py takes them); the older h200_measurements.csv only where no measure_gpu.py data exist."""
+    path = DATA / f"{chip}_silicon.csv"
+    if not path.exists():
+        path = DATA / "h200_measurements.csv"
     with open(path) as f:
         rows = [r for r in csv.DictReader(f) if r.get("power_w") not in (None, "", "nan") and r["group"] != "idle"]
-    if chip == "h100":
+    if path.name.endswith("_silicon.csv"):
         rows = [r for r in rows if r["group"] in ("power", "prefill", "decode")]
+        fused = DATA / f"{chip}_silicon_fused.csv"
+        if fused.exists():
+            with open(fused) as f:
+                steps = [r for r in csv.DictReader(f) if r.get("power_w") not in (None, "", "nan")
+                         and r["group"] in ("prefill", "decode")]
+            rows = [r for r in rows if r["group"] == "power"] + steps
     return rows
 
 
@@ -105,7 +117,11 @@ def validate(chip: str) -> list[dict]:
     out = []
     for row in rows_of(chip):
         case = row["case"]
-        res = predict(case, row, arch)
+        try:
+            res = predict(case, row, arch)
+        except InputError as exc:                # e.g. a decode step at the model's last position
+            print(f"  tilesim refused {case}: {str(exc).splitlines()[0][:120]}")
+            continue
         if res is None:
             continue
         pred_w = res if isinstance(res, float) else res.power_w
