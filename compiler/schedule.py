@@ -247,7 +247,7 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
         if isinstance(work, AttentionWork):
             mapping, how = attention_mapping(work, arch, timing, name, reserve), "attention"
         elif isinstance(work, VectorWork):
-            mapping, how = vector_mapping(work, core, name=name), "vector"
+            mapping, how = vector_mapping(work, arch, core, name=name), "vector"
         else:
             split = choose_split(work, arch.cores, arch.array) if arch.cores > 1 else ""
             share = core_shares(work, split, arch.cores)[0][0] if split else work     # the largest per-core share

@@ -8,7 +8,7 @@ from typing import TypeVar
 import numpy as np
 import numpy.typing as npt
 
-from tilesim.arch.config import ArchConfig
+from tilesim.arch.config import ArchConfig, row_passes_for
 from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.errors import InputError
 from tilesim.compiler.cost import LOOPS, IntArray, Mapping, a_tile_bytes, nbytes
@@ -115,16 +115,51 @@ def naive_mapping(work: Contraction, arch: ArchConfig, dataflow: str | None = No
         mapping = best[1]
 
 
-def vector_mapping(work: VectorWork, arch: ArchConfig, name: str = "") -> VectorMapping:
-    """Elements per tile so that one tile's inputs and outputs fit the activation buffer (twice if double buffered)."""
-    level = arch.home("input")
-    per_elem = (work.read_bytes + work.write_bytes) / max(work.elements, 1)
+VECTOR_MAX_TILES = 4096      # smallest tile a vector kernel is cut into: 1/4096 of its elements (bounds tile counts)
+
+
+def vector_cycles(work: VectorWork, arch: ArchConfig, tile_elements: int) -> float:
+    """Closed-form cycles of vector work in tiles of `tile_elements` (the pipeline of sim/core/kernels/pipeline.py
+    without its tile-by-tile detail): the cores take a tile each per step; a step streams its reads and writes
+    over the shared off-chip channel (rd + wr) while the lanes compute (c); each buffer slot cycles through load,
+    compute and store with the off-chip latency L on both transfers, so a step also takes (rd + c + wr + 2L) /
+    slots; the first load and the last store are not overlapped when double buffered:
+        T = steps * max(rd + wr, c, (rd + c + wr + 2L) / slots) + (slots - 1) * (rd + wr + 2L)."""
+    n = max(work.elements, 1)
+    tiles = -(-n // tile_elements)
+    p = min(arch.cores, tiles)
+    share = tile_elements * p / n                       # a step's share of the kernel
+    off = arch.offchip
+    reads = work.read_bytes + min(work.row_bytes, work.read_bytes) * (row_passes_for(arch.vector.row_passes,
+                                                                                    work.row_elems) - 1)
+    rd = reads * share / off.bandwidth_bytes_per_cycle
+    wr = work.write_bytes * share / off.bandwidth_bytes_per_cycle
+    c = work.ops * share / (arch.vector.lanes * arch.vector.ops_per_lane_cycle * arch.cores)
+    slots = 2 if arch.home("input").double_buffered else 1
+    lat = 2 * off.latency_cycles
+    return -(-tiles // p) * max(rd + wr, c, (rd + c + wr + lat) / slots) + (slots - 1) * (rd + wr + lat)
+
+
+def vector_mapping(work: VectorWork, arch: ArchConfig, core: ArchConfig | None = None,
+                   name: str = "") -> VectorMapping:
+    """Elements per tile: of the sizes whose inputs and outputs fit one core's activation buffer (`core`, default
+    `arch`; twice if double buffered) -- powers of two and the whole kernel, none under 1/VECTOR_MAX_TILES of it
+    unless nothing larger fits -- the one with the fewest vector_cycles (ties: the larger). The candidates do not
+    depend on the capacity beyond what fits, so a larger buffer never gives a worse estimate (issue 21)."""
+    level = (core or arch).home("input")
+    n = max(work.elements, 1)
+    per_elem = (work.read_bytes + work.write_bytes) / n
     slots = 2 if level.double_buffered else 1
-    tile = int(level.capacity_bytes // (per_elem * slots)) if per_elem > 0 else work.elements
-    if tile < 1:
+    fit = int(level.capacity_bytes // (per_elem * slots)) if per_elem > 0 else n
+    if fit < 1:
         raise InputError(f"memory.{level.name}.capacity_bytes: {level.capacity_bytes} B is too small for one "
                          f"element of op '{name}' ({per_elem * slots:g} B)")
-    return VectorMapping(min(tile, max(work.elements, 1)))
+    top = min(fit, n)
+    sizes = [1 << j for j in range(top.bit_length()) if 1 << j <= top] + ([n] if n <= fit else [])
+    floor = -(-n // VECTOR_MAX_TILES)
+    sizes = [e for e in sizes if e >= floor] or [max(sizes)]
+    return VectorMapping(min(sizes, key=lambda e: (vector_cycles(work, arch, e), -e)))
 
 
-__all__ = ["VectorMapping", "fits", "footprint", "level_footprint", "naive_mapping", "tile_bytes", "vector_mapping"]
+__all__ = ["VectorMapping", "fits", "footprint", "level_footprint", "naive_mapping", "tile_bytes", "vector_cycles",
+           "vector_mapping"]
