@@ -389,13 +389,14 @@ class Decoder:
 
     def forward_fused(self, tokens, cache, start: int):
         """The same step with the elementwise work fused as a serving stack fuses it (vLLM's fused RMSNorm,
-        rotary + cache write and SiLU-and-mul kernels), here by torch.compile (Inductor's Triton kernels): GEMMs,
-        SDPA and the residual-add epilogues are as in forward()."""
+        rotary + cache write and SiLU-and-mul kernels), here by torch.compile (Inductor's Triton kernels; FUSED):
+        GEMMs, SDPA and the residual-add epilogues are as in forward()."""
         B, T = tokens.shape
         nh, kvh, hd = self.nh, self.kvh, self.hd
         x = self.embed[tokens]
         x2 = x.view(B * T, self.h)
         cos, sin = self.cos[start:start + T].view(1, T, 1, hd), self.sin[start:start + T].view(1, T, 1, hd)
+        fused_rms_norm, fused_rope_pack, fused_act_mul = FUSED["prefill" if T > 1 else "decode"]
         for i, p in enumerate(self.layers):
             qkv = F.linear(fused_rms_norm(x, p["ln1"]), p["wqkv"]).view(B, T, nh + 2 * kvh, hd)
             q, kv_new = fused_rope_pack(qkv, cos, sin, nh, kvh)
@@ -428,9 +429,15 @@ def _act_mul(gu, ffn: int, act: str):
     return (F.silu(gate) if act == "silu" else F.gelu(gate, approximate="tanh")) * up
 
 
-fused_rms_norm = torch.compile(_rms_norm, dynamic=True, fullgraph=True)
-fused_rope_pack = torch.compile(_rope_pack, dynamic=True, fullgraph=True)
-fused_act_mul = torch.compile(_act_mul, dynamic=True, fullgraph=True)
+# Decode steps (T = 1) share one shape-generic compile of each function; prefill steps (T > 1) get one compile per
+# shape (dynamic=False), as a serving stack's prefill kernels are specialised: Inductor's shape-generic kernels
+# cannot prove the strides of the QKV view and reached 15-45% of HBM bandwidth there (h100_kernel_profile.csv).
+torch._dynamo.config.cache_size_limit = 512
+torch._dynamo.config.accumulated_cache_size_limit = 4096
+FUSED = {shape: (torch.compile(_rms_norm, dynamic=dyn, fullgraph=True),
+                 torch.compile(_rope_pack, dynamic=dyn, fullgraph=True),
+                 torch.compile(_act_mul, dynamic=dyn, fullgraph=True))
+         for shape, dyn in (("decode", True), ("prefill", False))}
 
 
 def kernel_profile(out_dir: Path, stacks: tuple[str, ...] = ("eager", "fused")) -> None:
