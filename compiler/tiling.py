@@ -124,7 +124,8 @@ def vector_cycles(work: VectorWork, arch: ArchConfig, tile_elements: int) -> flo
     over the shared off-chip channel (rd + wr) while the lanes compute (c); each buffer slot cycles through load,
     compute and store with the off-chip latency L on both transfers, so a step also takes (rd + c + wr + 2L) /
     slots; the first load and the last store are not overlapped when double buffered:
-        T = steps * max(rd + wr, c, (rd + c + wr + 2L) / slots) + (slots - 1) * (rd + wr + 2L)."""
+        T = steps * max(rd + wr, c, (rd + c + wr + 2L) / slots) + (slots - 1) * (rd + wr + 2L),
+    and at least the time the activation buffer needs for its bytes at the bandwidth of the copies in use."""
     n = max(work.elements, 1)
     tiles = -(-n // tile_elements)
     p = min(arch.cores, tiles)
@@ -135,9 +136,14 @@ def vector_cycles(work: VectorWork, arch: ArchConfig, tile_elements: int) -> flo
     rd = reads * share / off.bandwidth_bytes_per_cycle
     wr = work.write_bytes * share / off.bandwidth_bytes_per_cycle
     c = work.ops * share / (arch.vector.lanes * arch.vector.ops_per_lane_cycle * arch.cores)
-    slots = 2 if arch.home("input").double_buffered else 1
+    home = arch.home("input")
+    slots = 2 if home.double_buffered else 1
     lat = 2 * off.latency_cycles
-    return -(-tiles // p) * max(rd + wr, c, (rd + c + wr + lat) / slots) + (slots - 1) * (rd + wr + lat)
+    pipeline = -(-tiles // p) * max(rd + wr, c, (rd + c + wr + lat) / slots) + (slots - 1) * (rd + wr + lat)
+    # the buffer's own bandwidth (sim/core/simulate.py level_bound): every byte written in and read out once
+    # (core/energy.py action_counts), over the copies of a per-core level that the p cores in use hold
+    copies = p if home.kind == "sram" and not home.shared else 1
+    return max(pipeline, 2 * (reads + work.write_bytes) / (home.bandwidth_bytes_per_cycle * copies))
 
 
 def vector_mapping(work: VectorWork, arch: ArchConfig, core: ArchConfig | None = None,
