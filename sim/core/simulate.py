@@ -253,8 +253,9 @@ def level_cycles(counts: Counter, arch: ArchConfig, kernel: Kernel | None = None
     """level_bytes_cycles from a kernel's energy actions (its on-chip read_byte and write_byte counts); without
     `kernel`, every core's copy of a per-core level counts."""
     used = arch.cores if kernel is None else cores_in_use(kernel, arch)
+    levels = (*arch.onchip, arch.cache) if arch.cache is not None else arch.onchip   # a cache's bytes take time too
     return {lv.name: (counts[f"{lv.name}.read_byte"] + counts[f"{lv.name}.write_byte"])
-            / (lv.bandwidth_bytes_per_cycle * level_copies(lv, arch, used)) for lv in arch.onchip}
+            / (lv.bandwidth_bytes_per_cycle * level_copies(lv, arch, used)) for lv in levels}
 
 
 def level_copies(level: MemLevel, arch: ArchConfig, cores: int | None = None) -> int:
