@@ -281,7 +281,7 @@ def test_a_second_group_of_the_same_pattern_does_not_match_the_first_groups_stat
 def test_times_on_a_binary_grid_repeat_exactly_with_any_bandwidth():
     # 16.3 bytes/cycle makes transfer times that are not binary fractions: on_grid rounds them to 1/1024 cycle so
     # sums are exact, the steady state repeats bit for bit and is jumped; the result equals the Python tile-by-tile
-    # reference's, and the gridded times move by at most half a grid step
+    # reference's, and the gridded times are rounded up by less than a grid step (never below the exact time)
     arch = tiny_arch(sram_bytes=8 << 10, latency=7, bw=16.3)
     schedule = lower(gemm(64, 64, 16384), arch)
     prog = build_program(schedule, arch)
@@ -289,7 +289,8 @@ def test_times_on_a_binary_grid_repeat_exactly_with_any_bandwidth():
     for field in ("load_xfer", "store_xfer"):
         values = getattr(grid, field)
         assert (values * 1024 == np.round(values * 1024)).all()
-        assert np.abs(values - getattr(prog, field)).max() <= TIME_GRID / 2
+        assert (values >= getattr(prog, field)).all()
+        assert (values - getattr(prog, field)).max() < TIME_GRID
     assert simulate(schedule, arch).to_dict() == simulate(schedule, arch, reference=True).to_dict()
     # a transfer too short for the grid still takes one step (it moves bytes: it uses the channel, pays latency)
     tiny = on_grid(replace(prog, load_xfer=np.where(prog.load_xfer > 0, 1e-6, 0.0)))
