@@ -584,47 +584,85 @@ def combine_cores(blocks: list[tuple[TileCommands, Contraction, int, int]],
 
 @dataclass(frozen=True)
 class Program:
-    """All tiles of a schedule, flattened as runs (entry i: count[i] identical tiles), plus where each kernel's
-    tiles and entries start."""
+    """All tiles of a schedule as runs (entry: count identical tiles), stored per block: kernels with the same tile
+    commands (repeated layers) share one block of entries, so memory grows with distinct kernels, not with layers.
+    Kernel j's entries are block_run[block[j]] .. block_run[block[j] + 1] - 1 of the per-entry arrays; in the whole
+    program they stand at first_run[j] .. first_run[j + 1] - 1 (its tiles at first_tile[j] ..)."""
     per_kernel: tuple[TileCommands, ...]
     first_tile: np.ndarray      # int64, len kernels + 1
-    first_run: np.ndarray       # int64, len kernels + 1: each kernel's first entry
-    count: np.ndarray           # int64: tiles per entry
-    kernel: np.ndarray          # int64: each entry's kernel
-    load_xfer: np.ndarray       # float64 DMA cycles
+    first_run: np.ndarray       # int64, len kernels + 1: each kernel's first entry in the whole program
+    block: np.ndarray           # int64 per kernel: the block holding its entries
+    block_run: np.ndarray       # int64, len blocks + 1: each block's first entry in the per-entry arrays
+    count: np.ndarray           # int64 per entry: tiles it stands for
+    load_xfer: np.ndarray       # float64 per entry: DMA cycles
     store_xfer: np.ndarray
-    compute: np.ndarray         # float64 cycles
-    engine: np.ndarray          # int64
-    slots: np.ndarray           # int64
-    dep: np.ndarray             # int64: kernel whose last tile's store must end before this entry loads (-1: none)
-    flash_xfer: np.ndarray      # float64 flash-channel cycles
-    flash_gate: np.ndarray      # int64: tile whose DRAM load must arrive before this tile's flash read (-1: none;
-    #                             per tile: a program with flash reads has one entry per tile)
+    compute: np.ndarray         # float64 per entry: cycles
+    engine: np.ndarray          # int64 per kernel
+    slots: np.ndarray           # int64 per kernel
+    dep: np.ndarray             # int64 per kernel: kernel whose last tile's store must end before its loads (-1: none)
+    flash_xfer: np.ndarray      # float64 per entry: flash-channel cycles
+    flash_gate: np.ndarray      # int64 per entry: tile whose DRAM load must arrive before this tile's flash read (-1:
+    #                             none; a program with flash reads has one entry per tile and a block per kernel)
+
+    def entries(self, j: int) -> slice:
+        """Kernel j's entries in the per-entry arrays."""
+        b = int(self.block[j])
+        return slice(int(self.block_run[b]), int(self.block_run[b + 1]))
+
+    def kernel_totals(self, values: np.ndarray) -> np.ndarray:
+        """Per kernel, the sum over its tiles of a per-entry array."""
+        weighted = np.asarray(values * self.count, dtype=np.float64)
+        per_block = np.array([weighted[a:b].sum() for a, b in zip(self.block_run[:-1].tolist(),
+                                                                  self.block_run[1:].tolist(), strict=True)])
+        return per_block[self.block] if per_block.shape[0] else np.zeros(self.block.shape[0])
 
     def total(self, values: np.ndarray) -> float:
-        """Sum over tiles of a per-entry array."""
-        return float((values * self.count).sum())
+        """Sum over all tiles of a per-entry array."""
+        return float(self.kernel_totals(values).sum())
 
-    def tiles(self) -> Program:
-        """The same program, one entry per tile (dep as each kernel's last tile, for run_tiles)."""
-        rep = lambda a: np.repeat(a, self.count)     # noqa: E731
-        return replace(self, first_run=self.first_tile, count=np.ones(int(self.first_tile[-1]), dtype=np.int64),
-                       kernel=rep(self.kernel), load_xfer=rep(self.load_xfer), store_xfer=rep(self.store_xfer),
-                       compute=rep(self.compute), engine=rep(self.engine), slots=rep(self.slots),
-                       dep=rep(np.where(self.dep >= 0, self.first_tile[self.dep + 1] - 1, -1)),
-                       flash_xfer=rep(self.flash_xfer), flash_gate=rep(self.flash_gate))
+    def flat_index(self) -> np.ndarray:
+        """The per-entry arrays' index of every entry of the whole program, in program order."""
+        lo = self.block_run[self.block]
+        n = np.diff(self.first_run)
+        return np.repeat(lo - self.first_run[:-1], n) + np.arange(int(self.first_run[-1]), dtype=np.int64)
+
+    def tiles(self) -> TileProgram:
+        """The same program one entry per tile (dep as each kernel's last tile, for run_tiles)."""
+        at = self.flat_index()
+        count = self.count[at]
+        kernel = np.repeat(np.repeat(np.arange(self.block.shape[0], dtype=np.int64), np.diff(self.first_run)), count)
+        rep = lambda a: np.repeat(a[at], count)      # noqa: E731
+        dep = np.where(self.dep >= 0, self.first_tile[self.dep + 1] - 1, -1)
+        return TileProgram(self.first_tile, kernel, rep(self.load_xfer), rep(self.store_xfer), rep(self.compute),
+                           self.engine[kernel], self.slots[kernel], dep[kernel], rep(self.flash_xfer),
+                           rep(self.flash_gate))
+
+
+@dataclass(frozen=True)
+class TileProgram:
+    """A program one entry per tile (for run_tiles and the timeline)."""
+    first_tile: np.ndarray      # int64, len kernels + 1
+    kernel: np.ndarray          # int64 per tile
+    load_xfer: np.ndarray       # float64 per tile
+    store_xfer: np.ndarray
+    compute: np.ndarray
+    engine: np.ndarray          # int64 per tile
+    slots: np.ndarray
+    dep: np.ndarray             # int64 per tile: the tile whose store must end before its load (-1: none)
+    flash_xfer: np.ndarray
+    flash_gate: np.ndarray
 
 
 def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None = None,
                   memo: dict | None = None) -> Program:
-    """Flatten every kernel's tile runs; DMA cycles = bytes / off-chip bandwidth, flash cycles = bytes / flash
-    bandwidth. Weights read from flash are staged in DRAM: the staging write's DRAM time is charged to the tile's
-    DRAM load (load cycles = (DRAM reads + flash bytes) / bandwidth), and a flash read may run ahead of the loads
-    that consume it by at most `staging_bytes` (flash_gate; a program with flash reads has one entry per tile).
-    `overflow`: the share of every weight in flash under `weights: overflow` (None: from the schedule's weights and
-    the DRAM capacity). `memo`: tile commands kept across calls; the caller shares it only among archs that differ
-    in nothing but on-chip capacities (which commands do not depend on: sim/sweep.py keys it by the arch without
-    them) and one timing."""
+    """Every kernel's tile runs, one block per distinct commands; DMA cycles = bytes / off-chip bandwidth, flash
+    cycles = bytes / flash bandwidth. Weights read from flash are staged in DRAM: the staging write's DRAM time is
+    charged to the tile's DRAM load (load cycles = (DRAM reads + flash bytes) / bandwidth), and a flash read may run
+    ahead of the loads that consume it by at most `staging_bytes` (flash_gate; a program with flash reads has one
+    entry per tile and a block per kernel: the gate counts bytes across kernels). `overflow`: the share of every
+    weight in flash under `weights: overflow` (None: from the schedule's weights and the DRAM capacity). `memo`:
+    tile commands kept across calls; the caller shares it only among archs that differ in nothing but on-chip
+    capacities (which commands do not depend on: sim/sweep.py keys it by the arch without them) and one timing."""
     share = overflow_share(schedule, arch) if overflow is None else overflow
     # repeated layers (same loop nest, mapping, fusion, residency, flash share) share commands
     made: dict = {} if memo is None else memo
@@ -635,32 +673,36 @@ def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None =
             made[key] = kernel_runs(k, arch, schedule.timing, key[-1])
         return made[key]
     per_kernel = tuple(commands(k) for k in schedule.kernels)
-    if any(c.flash_bytes.any() for c in per_kernel):
-        runs = tuple(c.expanded() for c in per_kernel)
-    else:
-        runs = per_kernel
-    count = np.concatenate([c.count if c.count is not None else np.ones(c.compute.shape[0], dtype=np.int64)
-                            for c in runs])
-    entries = np.array([c.compute.shape[0] for c in runs], dtype=np.int64)
-    first_run = np.concatenate(([0], np.cumsum(entries)))
-    first = np.concatenate(([0], np.cumsum([c.tiles for c in runs]))).astype(np.int64)
+    flash = any(c.flash_bytes.any() for c in per_kernel)
+    blocks: list[TileCommands] = []
+    seen: dict[int, int] = {}                       # id of the commands -> block
+    block = np.zeros(len(per_kernel), dtype=np.int64)
+    for j, c in enumerate(per_kernel):
+        if flash or id(c) not in seen:
+            seen[id(c)] = len(blocks)
+            blocks.append(c.expanded() if flash else c)
+        block[j] = seen[id(c)]
+    ones = lambda c: np.ones(c.compute.shape[0], dtype=np.int64)      # noqa: E731
+    count = np.concatenate([c.count if c.count is not None else ones(c) for c in blocks])
+    sizes = np.array([c.compute.shape[0] for c in blocks], dtype=np.int64)
+    block_run = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    first_run = np.concatenate(([0], np.cumsum(sizes[block]))).astype(np.int64)
+    first = np.concatenate(([0], np.cumsum([c.tiles for c in per_kernel]))).astype(np.int64)
     bw = arch.offchip.bandwidth_bytes_per_cycle
-    dep = np.repeat(np.array([max(k.deps, default=-1) for k in schedule.kernels], dtype=np.int64), entries)
-    flash = np.concatenate([c.flash_bytes for c in runs])
+    dep = np.array([max(k.deps, default=-1) for k in schedule.kernels], dtype=np.int64)
+    flash_bytes = np.concatenate([c.flash_bytes for c in blocks])
     fbw = arch.flash.bandwidth_bytes_per_cycle if arch.flash else 1.0
-    load_xfer = (np.concatenate([c.load_bytes for c in runs]) + flash) / bw
+    load_xfer = (np.concatenate([c.load_bytes for c in blocks]) + flash_bytes) / bw
     # a kernel's fixed start cost (launch, ramp): its first load cannot begin before it, so it holds the channel
-    load_xfer[first_run[:-1]] += arch.kernel_overhead_cycles
+    load_xfer[block_run[:-1][sizes > 0]] += arch.kernel_overhead_cycles
     return Program(
-        per_kernel=per_kernel, first_tile=first, first_run=first_run, count=count,
-        kernel=np.repeat(np.arange(len(runs), dtype=np.int64), entries),
-        load_xfer=load_xfer,
-        store_xfer=np.concatenate([c.store_bytes for c in runs]) / bw,
-        compute=np.concatenate([c.compute for c in runs]).astype(np.float64),
-        engine=np.repeat(np.array([c.engine for c in runs], dtype=np.int64), entries),
-        slots=np.repeat(np.array([c.slots for c in runs], dtype=np.int64), entries),
-        dep=dep, flash_xfer=flash / fbw,
-        flash_gate=staging_gate(flash, arch.flash.staging_bytes if arch.flash else None))
+        per_kernel=per_kernel, first_tile=first, first_run=first_run, block=block, block_run=block_run, count=count,
+        load_xfer=load_xfer, store_xfer=np.concatenate([c.store_bytes for c in blocks]) / bw,
+        compute=np.concatenate([c.compute for c in blocks]).astype(np.float64),
+        engine=np.array([c.engine for c in per_kernel], dtype=np.int64),
+        slots=np.array([c.slots for c in per_kernel], dtype=np.int64),
+        dep=dep, flash_xfer=flash_bytes / fbw,
+        flash_gate=staging_gate(flash_bytes, arch.flash.staging_bytes if arch.flash else None))
 
 
 MAX_REPEAT_ENTRIES = 4096      # entries per repeat looked for (repeat_groups)
@@ -668,14 +710,24 @@ MIN_GROUP_ENTRIES = 64          # kernels (and parts) of fewer entries are left 
 
 
 def repeat_groups(prog: Program) -> np.ndarray:
-    """Repeat groups of a program (pipeline.run_class_groups' hint): int64 rows (first entry, entries per repeat,
-    repeats), in order and apart, each inside one kernel, where entry i + period equals entry i (tiles, transfers,
-    compute) throughout. Looked for from the middle of each kernel's entries (the smallest period, up to
-    MAX_REPEAT_ENTRIES, whose span around it repeats at least 3 times), then in what is left on either side (or
-    in either half, when none repeats around the middle)."""
-    empty = np.zeros((0, 3), dtype=np.int64)
-    if prog.first_run.shape[0] < 2 or int(np.diff(prog.first_run).max()) < MIN_GROUP_ENTRIES:
-        return empty
+    """Repeat groups of a program (pipeline.run_program's hint): int64 rows (first entry in the whole program,
+    entries per repeat, repeats), in order and apart, each inside one kernel, where entry i + period equals entry i
+    (tiles, transfers, compute) throughout; found once per block (block_groups) and placed at each kernel using
+    it."""
+    found = block_groups(prog)
+    rows = [(int(prog.first_run[j]) + a - int(prog.block_run[b]), p, r)
+            for j, b in enumerate(prog.block.tolist()) for a, p, r in found.get(b, ())]
+    return np.array(rows, dtype=np.int64).reshape(-1, 3)
+
+
+def block_groups(prog: Program) -> dict[int, list[tuple[int, int, int]]]:
+    """Repeat groups of each block, as (first entry in the per-entry arrays, period, repeats) rows: looked for from
+    the middle of the block's entries (the smallest period, up to MAX_REPEAT_ENTRIES, whose span around it repeats
+    at least 3 times), then in what is left on either side (or in either half, when none repeats around the
+    middle)."""
+    sizes = np.diff(prog.block_run)
+    if sizes.shape[0] == 0 or int(sizes.max()) < MIN_GROUP_ENTRIES:
+        return {}
     bits = lambda a: np.ascontiguousarray(a).view(np.int64)     # noqa: E731  (exact: equal floats, equal bits)
     cols = (prog.count, bits(prog.load_xfer), bits(prog.store_xfer), bits(prog.compute))
     key = cols[0] * 0x9E3779B1 ^ cols[1] * 0x85EBCA77 ^ cols[2] * 0xC2B2AE3D ^ cols[3] * 0x27D4EB2F
@@ -704,15 +756,18 @@ def repeat_groups(prog: Program) -> np.ndarray:
                 return
         search(lo, mid)                                 # none around the middle (say a run cut in two there)
         search(mid + 1, hi)
-    # only kernels whose times are all binary fractions of at most 10 bits (jumps are exact only where sums are:
+    # only blocks whose times are all binary fractions of at most 10 bits (jumps are exact only where sums are:
     # transfers are on the grid, compute is whole cycles unless an on-chip level's bandwidth stretched it)
     scaled = np.concatenate((prog.load_xfer, prog.store_xfer, prog.compute)).reshape(3, -1) * 1024
     exact = (scaled == np.round(scaled)).all(axis=0)
-    for j in np.flatnonzero(np.diff(prog.first_run) >= MIN_GROUP_ENTRIES).tolist():
-        lo, hi = int(prog.first_run[j]), int(prog.first_run[j + 1])
+    out: dict[int, list[tuple[int, int, int]]] = {}
+    for b in np.flatnonzero(sizes >= MIN_GROUP_ENTRIES).tolist():
+        lo, hi = int(prog.block_run[b]), int(prog.block_run[b + 1])
         if exact[lo:hi].all():
+            found = []
             search(lo, hi)
-    return np.array(sorted(found), dtype=np.int64).reshape(-1, 3) if found else empty
+            out[b] = sorted(found)
+    return out
 
 
 def staging_gate(flash: np.ndarray, staging_bytes: int | None) -> np.ndarray:

@@ -41,8 +41,8 @@ from tilesim.core.kernels.jit import interpreted, is_compiled
 from tilesim.core.kernels.pipeline import (
     CAUSES,
     fold_tiles,
-    run_class_groups,
-    run_class_groups_py,
+    run_program,
+    run_program_py,
     run_tiles,
     run_tiles_py,
 )
@@ -134,7 +134,6 @@ def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = Fa
     dram_read = dram_write = 0
     dma_per_run = (prog.load_xfer + prog.store_xfer) * prog.count
     for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel, strict=False)):
-        lo, hi = prog.first_run[j], prog.first_run[j + 1]
         counts = action_counts(kernel, cmds, arch) + _flash_counts(cmds, arch) + clock_counts(int(spans[j]), arch)
         actions.update(counts)
         action_pj = dynamic_energy_pj(counts, arch, f"kernel '{kernel.name}'")
@@ -144,7 +143,7 @@ def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = Fa
             if static:
                 comp[key] = static
         breakdown.update(comp)
-        kr = _kernel_result(kernel, cmds, arch, int(spans[j]), float(dma_per_run[lo:hi].sum()),
+        kr = _kernel_result(kernel, cmds, arch, int(spans[j]), float(dma_per_run[prog.entries(j)].sum()),
                             sum(comp.values()), peak, schedule.timing,
                             {c: round(w) for c, w in zip(CAUSES[1:], waits[j, 1:], strict=False)},
                             level_cycles(counts, arch, kernel) if schedule.timing != "scalesim" else {})
@@ -213,16 +212,17 @@ def _run_program(prog: Program, schedule: Schedule, arch: ArchConfig, reference:
                             float(flash.latency_cycles if flash else 0)))
         ends, waits, _ = fold_tiles(times[1], tiles.kernel, n_kernels)
     else:
-        run = run_class_groups_py if reference else run_class_groups
+        run = run_program_py if reference else run_program
         # a few small programs cost less in Python than loading numba (start-up of a CLI run); the same code
-        entries = prog.count.shape[0]
-        small = not is_compiled(run_class_groups) and _interpreted[0] + entries <= INTERPRETED_BUDGET
+        entries = int(prog.first_run[-1])
+        small = not is_compiled(run_program) and _interpreted[0] + entries <= INTERPRETED_BUDGET
         _interpreted[0] += entries if small else 0
         groups = repeat_groups(prog)           # repeated patterns of runs: simulated a few repeats each
         with interpreted() if small else nullcontext():
-            ends, waits, _ = run(prog.count, prog.load_xfer, prog.store_xfer, prog.compute, prog.engine,
-                                 prog.slots, prog.dep, prog.kernel, n_kernels, float(arch.offchip.latency_cycles),
-                                 groups[:, 0].copy(), groups[:, 1].copy(), groups[:, 2].copy())
+            ends, waits, _ = run(prog.count, prog.load_xfer, prog.store_xfer, prog.compute, prog.block_run[prog.block],
+                                 np.diff(prog.first_run), prog.engine, prog.slots, prog.dep,
+                                 float(arch.offchip.latency_cycles), groups[:, 0].copy(), groups[:, 1].copy(),
+                                 groups[:, 2].copy())
     return ends, waits, times
 
 
@@ -285,23 +285,50 @@ def level_bound(prog: Program, schedule: Schedule, arch: ArchConfig, needs: np.n
     it, every tile's in proportion (runs stay runs). level_waits then keeps kernels from overlapping where that
     would leave a kernel less time than its level needs."""
     needs = level_needs(prog, schedule, arch) if needs is None else needs
-    compute = prog.compute.astype(np.float64)
-    per_kernel, changed = list(prog.per_kernel), False
+    per_kernel = list(prog.per_kernel)
+    stretched: dict[tuple[int, int], np.ndarray] = {}     # (block, need) -> the block's stretched compute
     for j, cmds in enumerate(prog.per_kernel):
-        need = int(needs[j])
-        lo, hi = prog.first_run[j], prog.first_run[j + 1]
-        count = prog.count[lo:hi]
-        total = float((compute[lo:hi] * count).sum())
-        dma = float(((prog.load_xfer[lo:hi] + prog.store_xfer[lo:hi]) * count).sum())
+        need, at = int(needs[j]), prog.entries(j)
+        count, compute = prog.count[at], prog.compute[at].astype(np.float64)
+        total = float((compute * count).sum())
+        dma = float(((prog.load_xfer[at] + prog.store_xfer[at]) * count).sum())
         if need > max(total, dma):
             scale = need / total if total else 0.0
-            compute[lo:hi] = compute[lo:hi] * scale if total else need / count.sum()
+            stretched[int(prog.block[j]), need] = compute * scale if total else np.full(count.shape[0],
+                                                                                        need / count.sum())
             per_kernel[j] = replace(cmds, compute=cmds.compute * scale if total else
                                     np.full(cmds.compute.shape[0], need / count.sum()))
-            changed = True
-    if not changed:
+    if not stretched:
         return prog
-    return replace(prog, compute=compute, per_kernel=tuple(per_kernel))
+    return replace(restretched(prog, needs, stretched), per_kernel=tuple(per_kernel))
+
+
+def restretched(prog: Program, needs: np.ndarray, stretched: dict[tuple[int, int], np.ndarray]) -> Program:
+    """The program with level_bound's stretched compute (per (block, need)): a block whose kernels all take one
+    stretch (or all none) changes in place; each other stretch of it gets a copy of the block."""
+    compute = prog.compute.astype(np.float64)
+    arrays = {f: [getattr(prog, f)] for f in ("count", "load_xfer", "store_xfer", "flash_xfer", "flash_gate")}
+    arrays["compute"] = [compute]
+    block, block_run = prog.block.copy(), list(prog.block_run.tolist())
+    first: dict[int, int] = {}                      # block -> the need its entries took (0: none)
+    copies: dict[tuple[int, int], int] = {}
+    for j in range(block.shape[0]):
+        b = int(prog.block[j])
+        need = int(needs[j]) if (b, int(needs[j])) in stretched else 0
+        if first.setdefault(b, need) == need:
+            if need:
+                compute[block_run[b]:block_run[b + 1]] = stretched[b, need]
+            continue
+        if (b, need) not in copies:                 # a stretch (or none) this block's first kernel did not take
+            lo, hi = block_run[b], block_run[b + 1]
+            for f, parts in arrays.items():
+                parts.append(getattr(prog, f)[lo:hi])
+            arrays["compute"][-1] = stretched[b, need] if need else prog.compute[lo:hi].astype(np.float64)
+            copies[b, need] = len(block_run) - 1
+            block_run.append(block_run[-1] + hi - lo)
+        block[j] = copies[b, need]
+    return replace(prog, block=block, block_run=np.array(block_run, dtype=np.int64),
+                   **{f: np.concatenate(parts) if len(parts) > 1 else parts[0] for f, parts in arrays.items()})
 
 
 def level_waits(prog: Program, kernel_end: np.ndarray, needs: np.ndarray) -> np.ndarray:
@@ -315,11 +342,9 @@ def level_waits(prog: Program, kernel_end: np.ndarray, needs: np.ndarray) -> np.
     short = np.flatnonzero(spans < needs)
     wait = np.full(needs.shape[0], -1, dtype=np.int64)
     wait[short] = short - 1                                  # kernel 0's span is its whole run: never short
-    current = np.full(needs.shape[0], -1, dtype=np.int64)
-    np.maximum.at(current, prog.kernel, prog.dep)
-    if not (wait > current).any():
+    if not (wait > prog.dep).any():
         return prog.dep
-    return np.maximum(prog.dep, wait[prog.kernel])
+    return np.maximum(prog.dep, wait)
 
 
 def _flash_counts(cmds: TileCommands, arch: ArchConfig) -> Counter:
@@ -334,8 +359,9 @@ def _flash_counts(cmds: TileCommands, arch: ArchConfig) -> Counter:
 def _engine_busy(prog, cycles: int, flash: bool = False) -> dict[str, float]:
     """Fraction of the run each engine is busy: the array, the vector unit, the off-chip DMA channel (and the flash
     channel when the arch has a flash level)."""
-    busy = {"array": prog.total(np.where(prog.engine == ARRAY, prog.compute, 0.0)),
-            "vector": prog.total(np.where(prog.engine == VECTOR, prog.compute, 0.0)),
+    compute = prog.kernel_totals(prog.compute)
+    busy = {"array": float(compute[prog.engine == ARRAY].sum()),
+            "vector": float(compute[prog.engine == VECTOR].sum()),
             "dma": prog.total(prog.load_xfer) + prog.total(prog.store_xfer)}
     if flash:
         busy["flash"] = prog.total(prog.flash_xfer)
