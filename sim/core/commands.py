@@ -132,11 +132,21 @@ def split_runs(total: int, weights: np.ndarray, count: np.ndarray) -> tuple[np.n
 def split_total(total: int, weights: np.ndarray) -> np.ndarray:
     """Integers proportional to `weights` that add up to exactly `total` (cumulative floor)."""
     cum = np.cumsum(weights, dtype=np.float64)
-    marks = np.floor(total * cum / cum[-1] + 1e-9).astype(np.int64)
+    last = np.zeros(cum.shape[0], dtype=bool)
+    last[-1] = True
+    marks = floor_marks(total, cum, cum[-1], last)
+    marks[1:] -= marks[:-1].copy()          # parts = differences of consecutive marks
+    return marks
+
+
+def floor_marks(total: int, cum: np.ndarray, whole: float, last: np.ndarray) -> np.ndarray:
+    """split_total's cumulative marks at some tiles (cum: their cumulative weights, exact floats; whole: all
+    tiles' weights; last: True at the last tile): floor(total x cum / whole + 1e-9), at most total, total at the
+    last tile. Tiles worked out a chunk at a time give the marks of the whole."""
+    marks = np.floor(total * cum / whole + 1e-9).astype(np.int64)
     # above 2**53 the float marks round; one may land past `total`, which would make the last part negative
     np.minimum(marks, total, out=marks)
-    marks[-1] = total
-    marks[1:] -= marks[:-1].copy()          # parts = differences of consecutive marks
+    marks[last] = total
     return marks
 
 
@@ -337,13 +347,10 @@ def attention_tiles(work: AttentionWork, kernel: Kernel, arch: ArchConfig, timin
               (o_write, np.cumsum(np.where(ki == ek.size - 1, eq[qi], 0)), 1))
 
     def marks(total: int, cum_head: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """split_total's cumulative floors at tiles t: floor(total x cum_t / cum_last + 1e-9), the last = total."""
+        """split_total's cumulative floors at tiles t (floor_marks)."""
         head, at = np.divmod(t, per_head)
         cum = (head * int(cum_head[-1]) + cum_head[at]).astype(np.float64)     # exact: integers below 2**53
-        out = np.floor(total * cum / float(work.g * int(cum_head[-1])) + 1e-9).astype(np.int64)
-        np.minimum(out, total, out=out)
-        out[t == n - 1] = total
-        return out
+        return floor_marks(total, cum, float(work.g * int(cum_head[-1])), t == n - 1)
     p = min(arch.cores, n)
     chunk = max(ATTENTION_CHUNK_TILES // p, 1) * p          # whole steps per chunk
     fill = int(attention_tile_compute_fill(work, m, arch, timing))
@@ -390,24 +397,35 @@ def lockstep(cmds: TileCommands, p: int) -> TileCommands:
 
 
 def vector_commands(work: VectorWork, kernel: Kernel, arch: ArchConfig) -> TileCommands:
-    """Tiles of vector work: equal element slices, each loading its inputs and storing its outputs."""
+    """Tiles of vector work: equal element slices (the last may be shorter), each loading its inputs and storing its
+    outputs; bytes and cycles split over the tiles in proportion to their elements (split_total), p cores' slices
+    one lockstep step; as runs, worked out ATTENTION_CHUNK_TILES tiles at a time (bounded memory)."""
     per_tile = kernel.mapping.tile_elements
-    elems = extents(max(work.elements, 1), per_tile).astype(np.float64)
+    elements = max(work.elements, 1)
+    n = -(-elements // per_tile)
     v = arch.vector
     total_cycles = -(-work.ops // (v.lanes * v.ops_per_lane_cycle * arch.cores))     # every core's lanes
     level = arch.home("input")
-    zeros = np.zeros(elems.shape[0], dtype=np.int64)
     res = kernel.residency
     read = max(work.read_bytes - res.extra_bytes, 0)
     extra = row_passes_for(v.row_passes, work.row_elems) - 1 if work.row_bytes else 0.0
     read += round(min(work.row_bytes, read) * extra)                # extra passes over a row reduction's input
     write = 0 if res.out else work.write_bytes
     burst = arch.offchip.burst_bytes          # a tile's slice of the tensors: taken as one contiguous run each way
-    cmds = TileCommands(burst_bytes(split_total(read, elems), 1, burst), zeros, zeros,
-                        burst_bytes(split_total(write, elems), 1, burst),
-                        split_total(total_cycles, elems), VECTOR, 2 if level.double_buffered else 1, zeros)
-    p = min(arch.cores, elems.shape[0])     # every core takes a slice per step (total_cycles counts all lanes)
-    return lockstep(cmds, p) if p > 1 else cmds
+    p = min(arch.cores, n)                  # every core takes a slice per step (total_cycles counts all lanes)
+    chunk = max(ATTENTION_CHUNK_TILES // p, 1) * p          # whole steps per chunk
+    parts = []
+    for t0 in range(0, n, chunk):
+        t = np.arange(max(t0 - 1, 0), min(t0 + chunk, n), dtype=np.int64)       # the chunk, and the tile before
+        cum = np.minimum((t + 1) * per_tile, elements).astype(np.float64)       # elements up to each tile's end
+        last, lead = t == n - 1, t0 > 0
+        read_b, write_b, cycles = (_from_marks(floor_marks(total, cum, float(elements), last), lead)
+                                   for total in (read, write, total_cycles))
+        zeros = np.zeros(cycles.shape[0], dtype=np.int64)
+        cmds = TileCommands(burst_bytes(read_b, 1, burst), zeros, zeros, burst_bytes(write_b, 1, burst), cycles,
+                            VECTOR, 2 if level.double_buffered else 1, zeros)
+        parts.append(as_runs(lockstep(cmds, p) if p > 1 else cmds))
+    return concat_runs(parts)
 
 
 def kernel_commands(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: float = 0.0) -> TileCommands:
@@ -668,7 +686,9 @@ def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None =
     made: dict = {} if memo is None else memo
 
     def commands(k: Kernel) -> TileCommands:
-        key = (k.work, k.mapping, k.split, k.epilogue, k.residency, flash_share(k, arch, share))
+        traffic = cache_traffic(k.work, arch, schedule.timing) if arch.cache and isinstance(k.work, Contraction) \
+            else None               # what through_cache reads of the arch beyond the memo's promise (its search)
+        key = (k.work, k.mapping, k.split, k.epilogue, k.residency, traffic, flash_share(k, arch, share))
         if key not in made:
             made[key] = kernel_runs(k, arch, schedule.timing, key[-1])
         return made[key]

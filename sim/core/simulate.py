@@ -23,7 +23,7 @@ from tilesim.core.commands import (
     access_latency,
     build_program,
     contraction_positions,
-    kernel_commands,
+    kernel_runs,
     nest_run_count,
     repeat_groups,
 )
@@ -114,10 +114,13 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
     keeps every tile's event times on the result (for traces and timeline plots); `flash_share`: the share of every
     weight read from flash under a flash level's `weights: overflow` (None: the schedule's weights beyond the DRAM
     capacity; sim/llm.py gives it from the model's sizes and the KV cache); `memo` as for build_program. A run whose
-    average power exceeds the arch's power.cap_w runs at the clock that meets it (sim/core/power.py)."""
-    top = simulate_at_clock(schedule, arch, reference, timeline, flash_share, memo)
+    average power exceeds the arch's power.cap_w runs at the clock that meets it (sim/core/power.py); the runs at
+    other clocks share the tile commands (they do not depend on the clock, off-chip bandwidth, latency or energies,
+    but for a cache's traffic, which build_program's key holds)."""
+    made = {} if memo is None else memo
+    top = simulate_at_clock(schedule, arch, reference, timeline, flash_share, made)
     return capped_run(top, arch, lambda slower: simulate_at_clock(schedule, slower, reference, timeline,
-                                                                  flash_share))
+                                                                  flash_share, made))
 
 
 def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = False, timeline: bool = False,
@@ -432,8 +435,8 @@ class KernelEvaluator:
         share = flash_share_of(kernel, self.arch, self.share)
         key = (kernel.work, kernel.mapping, kernel.split, kernel.epilogue, kernel.residency, share)
         if key not in self.moved:
-            cmds = kernel_commands(kernel, self.arch, self.timing, share)
-            self.moved[key] = int(cmds.load_bytes.sum() + cmds.store_bytes.sum() + cmds.flash_bytes.sum())
+            cmds = kernel_runs(kernel, self.arch, self.timing, share)
+            self.moved[key] = cmds.total("load_bytes") + cmds.total("store_bytes") + cmds.total("flash_bytes")
         return self.moved[key]
 
 
