@@ -117,10 +117,29 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
     average power exceeds the arch's power.cap_w runs at the clock that meets it (sim/core/power.py); the runs at
     other clocks share the tile commands (they do not depend on the clock, off-chip bandwidth, latency or energies,
     but for a cache's traffic, which build_program's key holds)."""
-    made = {} if memo is None else memo
+    made = commands_memo(arch, schedule.timing) if memo is None else memo
     top = simulate_at_clock(schedule, arch, reference, timeline, flash_share, made)
     return capped_run(top, arch, lambda slower: simulate_at_clock(schedule, slower, reference, timeline,
                                                                   flash_share, made))
+
+
+_COMMANDS: dict[tuple[str, str], dict] = {}       # build_program memos of the archs simulated last in this process
+COMMANDS_ARCHS = 4          # archs kept
+COMMANDS_KERNELS = 4096     # distinct kernels kept per arch (then it starts again)
+
+
+def commands_memo(arch: ArchConfig, timing: str) -> dict:
+    """build_program's tile commands kept in this process for one arch (its whole description the key: the
+    commands are those a fresh build makes) and timing, for the COMMANDS_ARCHS archs used last: a second run of a
+    workload, or the run after its mapping search, builds nothing again."""
+    key = (timing, repr(arch))
+    memo = _COMMANDS.pop(key, None)
+    if memo is None or len(memo) > COMMANDS_KERNELS:
+        memo = {}
+        while len(_COMMANDS) >= COMMANDS_ARCHS:
+            del _COMMANDS[next(iter(_COMMANDS))]          # the least recently used arch
+    _COMMANDS[key] = memo
+    return memo
 
 
 def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = False, timeline: bool = False,
@@ -399,7 +418,8 @@ class KernelEvaluator:
 
     def __init__(self, arch: ArchConfig, timing: str, objective: str, flash_share: float | None,
                  memo: dict | None) -> None:
-        self.arch, self.timing, self.objective, self.memo = arch, timing, objective, memo
+        self.arch, self.timing, self.objective = arch, timing, objective
+        self.memo = commands_memo(arch, timing) if memo is None else memo
         self.share = flash_share or 0.0
         self.seen: dict = {}
         self.measured: dict = {}
