@@ -74,18 +74,27 @@ print(f"@@ {rc} {dt} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", file
 """
 
 
-def one_run(argv: list[str]) -> tuple[int, float, float, float, str]:
-    """(exit status, process wall s, in-process s after the interpreter started, peak RSS MB, last error line)."""
-    t0 = time.perf_counter()
+def child_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def one_run(argv: list[str]) -> tuple[int, float, float, float, float, str]:
+    """(exit status, process wall s, process CPU s, in-process s after the interpreter started, peak RSS MB, last
+    error line). Python may write its bytecode cache (PYTHONDONTWRITEBYTECODE dropped), as an installed package
+    has one."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    t0, c0 = time.perf_counter(), child_cpu()
     p = subprocess.run([sys.executable, "-c", CHILD, "run", *argv, "-f", "json", "-o", os.devnull],
-                       capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+                       capture_output=True, text=True, env=env)
+    wall, cpu = time.perf_counter() - t0, child_cpu() - c0
     marks = [ln for ln in p.stderr.splitlines() if ln.startswith("@@ ")]
     if not marks:
-        return p.returncode, wall, float("nan"), float("nan"), (p.stderr.strip().splitlines() or ["?"])[-1]
+        return p.returncode, wall, cpu, float("nan"), float("nan"), (p.stderr.strip().splitlines() or ["?"])[-1]
     rc, inner, rss_kb = marks[-1].split()[1:]
     other = [ln for ln in p.stderr.splitlines() if not ln.startswith("@@ ")]
-    return int(rc), wall, float(inner), int(rss_kb) / 1024, (other[-1] if other else "")
+    return int(rc), wall, cpu, float(inner), int(rss_kb) / 1024, (other[-1] if other else "")
 
 
 def in_process_ms(repeats: int = 7) -> float:
@@ -119,14 +128,16 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true", help="also time the 1,000-point ResNet-50 search sweep")
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
-    print(f"{'case':<38} {'status':>6} {'wall':>8} {'in-proc':>8} {'peak MB':>8}   target")
+    print(f"{'case':<38} {'status':>6} {'wall':>8} {'CPU':>8} {'in-proc':>8} {'peak MB':>8}   target")
     for name, argv, secs, mb in CASES:
-        one_run(argv)                                       # fills numba's cache
-        rc, wall, inner, rss, err = one_run(argv)
+        one_run(argv)                                       # fills numba's and Python's caches
+        runs = [one_run(argv) for _ in range(2)]
+        rc, wall, cpu, inner, rss, err = min(runs, key=lambda r: r[2])     # the run of least CPU
         target = f"<= {secs} s" + (f", <= {mb} MB" if mb else "")
-        print(f"{name:<38} {rc:>6} {wall:>6.2f} s {inner:>6.2f} s {rss:>8.0f}   {target}"
+        print(f"{name:<38} {rc:>6} {wall:>6.2f} s {cpu:>6.2f} s {inner:>6.2f} s {rss:>8.0f}   {target}"
               + (f"   ({err[:60]})" if rc else ""))
-    print(f"{'resnet50 tpu-v1 in process, warm':<38} {'':>6} {in_process_ms():>6.1f} ms {'':>8} {'':>8}   <= 20 ms")
+    print(f"{'resnet50 tpu-v1 in process, warm':<38} {'':>6} {in_process_ms():>6.1f} ms {'':>8} {'':>8} {'':>8}"
+          "   <= 20 ms")
     if args.sweep:
         wall, cpu = sweep_seconds(1000)
         print(f"{'1,000-point resnet50 search sweep':<38} {'':>6} {wall:>6.1f} s {'':>8} {'':>8}   <= 20 s "
