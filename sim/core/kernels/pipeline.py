@@ -386,7 +386,7 @@ def _period(s, snap, hist, hist_s):
     """The smallest q in 1..MAX_PERIOD whose anchor s - q had the same state as anchor s (0: none)."""
     for q in range(1, MAX_PERIOD + 1):
         g = (s - q) % (MAX_PERIOD + 1)
-        if hist_s[g] != s - q:
+        if s - q < 0 or hist_s[g] != s - q:       # keys are >= 0: -1 marks an emptied slot, never a match
             continue
         same = True
         for x in range(snap.shape[0]):
