@@ -155,8 +155,9 @@ def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = Fa
     kernels, breakdown, actions = [], Counter(), Counter()
     dram_read = dram_write = 0
     dma_per_run = (prog.load_xfer + prog.store_xfer) * prog.count
+    counted: dict = {}              # kernel_counts of each distinct kernel (repeated layers count once)
     for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel, strict=False)):
-        counts = action_counts(kernel, cmds, arch) + _flash_counts(cmds, arch) + clock_counts(int(spans[j]), arch)
+        counts = kernel_counts(kernel, cmds, arch, counted) + clock_counts(int(spans[j]), arch)
         actions.update(counts)
         action_pj = dynamic_energy_pj(counts, arch, f"kernel '{kernel.name}'")
         comp = by_component(action_pj)
@@ -263,6 +264,15 @@ def on_grid(prog: Program) -> Program:
     return replace(prog, load_xfer=q(prog.load_xfer), store_xfer=q(prog.store_xfer), flash_xfer=q(prog.flash_xfer))
 
 
+def kernel_counts(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, memo: dict) -> Counter:
+    """action_counts and the flash actions of a kernel, remembered in `memo` (kept by the caller for one program)
+    per the commands and the kernel fields they read (not its name or dependencies)."""
+    key = (id(cmds), kernel.work, kernel.mapping, kernel.split, kernel.epilogue, kernel.residency)
+    if key not in memo:
+        memo[key] = (cmds, action_counts(kernel, cmds, arch) + _flash_counts(cmds, arch))    # cmds: keeps its id
+    return memo[key][1]
+
+
 def level_bytes_cycles(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> dict[str, float]:
     """Cycles each on-chip level needs for every byte a kernel moves through it (fills from off-chip, feeds to and
     drains from the engines, stores: energy.action_counts) at its bandwidth, a per-core level once per core the
@@ -297,7 +307,8 @@ def level_needs(prog: Program, schedule: Schedule, arch: ArchConfig) -> np.ndarr
     under the scalesim timing, which keeps SCALE-Sim's assumption that the buffers always keep up."""
     if schedule.timing == "scalesim":
         return np.zeros(len(schedule.kernels), dtype=np.int64)
-    return np.array([ceil(max(level_bytes_cycles(k, c, arch).values(), default=0.0))
+    counted: dict = {}
+    return np.array([ceil(max(level_cycles(kernel_counts(k, c, arch, counted), arch, k).values(), default=0.0))
                      for k, c in zip(schedule.kernels, prog.per_kernel, strict=True)], dtype=np.int64)
 
 
