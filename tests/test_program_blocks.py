@@ -5,6 +5,7 @@ random archs with repeated layers."""
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from hypothesis import strategies as st
 from invariants import random_arch_dict, workload_graph
 from test_tile_classes import tile_by_tile
 
+import tilesim.core.commands as commands
+import tilesim.core.simulate as simulate_module
 from tilesim.arch import arch_from_dict, load_arch
 from tilesim.arch.errors import InputError
 from tilesim.compiler.schedule import lower
@@ -140,3 +143,23 @@ def test_blocks_equal_the_tile_by_tile_reference_on_random_archs(seed):
     if fast.macs * 1.0 > 5e9 and sum(k.tiles for k in fast.kernels) > 200_000:
         pytest.skip("too many tiles for the Python reference")
     assert fast.to_dict() == simulate(schedule, arch, reference=True).to_dict()
+
+
+def test_commands_are_kept_per_arch_and_built_again_for_another(monkeypatch):
+    # a second run on the same arch builds no tile commands; an arch differing in one field (its name) builds its
+    # own; the results are those of fresh builds
+    built = []
+    real = commands.kernel_runs
+    monkeypatch.setattr(commands, "kernel_runs", lambda *a, **k: built.append(1) or real(*a, **k))
+    monkeypatch.setattr(simulate_module, "_COMMANDS", {})
+    arch = load_arch("tpu-v1")
+    schedule = lower(load_workload("resnet18"), arch)
+    first = simulate(schedule, arch)
+    assert built
+    built.clear()
+    assert simulate(schedule, arch).to_dict() == first.to_dict() and not built
+    other = replace(arch, name="tpu-v1b")
+    simulate(lower(load_workload("resnet18"), other), other)
+    assert built
+    fresh = simulate(schedule, arch, memo={})
+    assert fresh.to_dict() == first.to_dict()

@@ -125,7 +125,7 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
 
 _COMMANDS: dict[tuple[str, str], dict] = {}       # build_program memos of the archs simulated last in this process
 COMMANDS_ARCHS = 4          # archs kept
-COMMANDS_KERNELS = 4096     # distinct kernels kept per arch (then it starts again)
+COMMANDS_ENTRIES = 2_000_000  # entries kept per arch (~110 MB; then it starts again)
 
 
 def commands_memo(arch: ArchConfig, timing: str) -> dict:
@@ -134,7 +134,7 @@ def commands_memo(arch: ArchConfig, timing: str) -> dict:
     workload, or the run after its mapping search, builds nothing again."""
     key = (timing, repr(arch))
     memo = _COMMANDS.pop(key, None)
-    if memo is None or len(memo) > COMMANDS_KERNELS:
+    if memo is None or sum(c.compute.shape[0] for c in memo.values()) > COMMANDS_ENTRIES:
         memo = {}
         while len(_COMMANDS) >= COMMANDS_ARCHS:
             del _COMMANDS[next(iter(_COMMANDS))]          # the least recently used arch
