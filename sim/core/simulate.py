@@ -59,9 +59,9 @@ _interpreted = [0]           # runs simulated in Python so far in this process
 
 
 def _check_size(schedule: Schedule, arch: ArchConfig, timeline: bool = False) -> None:
-    """Refuse schedules whose tile program (runs of identical tiles; one entry per tile for a timeline, a flash
-    level, attention and vector work) has more entries than fit in memory, or fused kernels whose
-    summed ops or bytes could overflow the 64-bit per-tile counters."""
+    """Refuse schedules whose tile program (runs of identical tiles; one entry per tile for a timeline or a flash
+    level, and per lockstep step for attention and vector work) has more entries than fit in memory, or fused
+    kernels whose summed ops or bytes could overflow the 64-bit per-tile counters."""
     total = tiles = 0
     for k in schedule.kernels:
         sums = ((k.work.ops, "vector ops"), (k.work.read_bytes + k.work.write_bytes, "bytes read and written")) \
@@ -75,7 +75,7 @@ def _check_size(schedule: Schedule, arch: ArchConfig, timeline: bool = False) ->
         count = k.tile_count(arch.cores)
         tiles += count
         by_class = isinstance(k.work, Contraction) and arch.flash is None
-        if isinstance(k.work, AttentionWork):      # steps of the cores in lockstep (attention_commands)
+        if isinstance(k.work, AttentionWork | VectorWork):    # lockstep steps of the cores, built in chunks
             total += -(-count // min(arch.cores, count))
             continue
         total += count if timeline or not by_class else sum(    # + cuts of split_runs and the first tile
