@@ -356,15 +356,26 @@ def attention_tiles(work: AttentionWork, kernel: Kernel, arch: ArchConfig, timin
     fill = int(attention_tile_compute_fill(work, m, arch, timing))
     parts = []
     for t0 in range(0, n, chunk):
-        t = np.arange(max(t0 - 1, 0), min(t0 + chunk, n), dtype=np.int64)       # the chunk, and the tile before
+        t = chunk_marks_at(t0, min(t0 + chunk, n), p, burst)
         xfer = [burst_bytes(_from_marks(marks(total, cum, t), t0 > 0), runs, burst) for total, cum, runs in fields]
         compute = _from_marks(attention_compute_marks(work, m, arch, timing, t), t0 > 0)
         if not t0:
             compute[0] += fill
         zeros = np.zeros(compute.shape[0], dtype=np.int64)
         cmds = TileCommands(xfer[0], xfer[1], zeros, xfer[2], compute, ARRAY, slots, zeros)
-        parts.append(as_runs(lockstep(cmds, p) if p > 1 else cmds))
+        parts.append(as_runs(lockstep(cmds, p) if p > 1 and burst > 1 else cmds))
     return concat_runs(parts)
+
+
+def chunk_marks_at(t0: int, stop: int, p: int, burst: int) -> np.ndarray:
+    """Tiles at which a chunk (tiles t0 .. stop - 1, t0 a multiple of p) needs split_total's cumulative marks,
+    after the tile before it (t0 - 1) when there is one: every tile when each tile's bytes are rounded up to
+    bursts; else only the last tile of each lockstep step of p tiles, as a step's parts add up to the difference of
+    the marks at its ends (the marks give the steps' sums directly, exactly)."""
+    if burst > 1:
+        return np.arange(max(t0 - 1, 0), stop, dtype=np.int64)
+    ends = np.minimum(np.arange(t0 + p, stop + p, p, dtype=np.int64), stop) - 1
+    return np.concatenate(([t0 - 1], ends)).astype(np.int64) if t0 else ends
 
 
 def _from_marks(marks: np.ndarray, lead: bool) -> np.ndarray:
@@ -416,7 +427,7 @@ def vector_commands(work: VectorWork, kernel: Kernel, arch: ArchConfig) -> TileC
     chunk = max(ATTENTION_CHUNK_TILES // p, 1) * p          # whole steps per chunk
     parts = []
     for t0 in range(0, n, chunk):
-        t = np.arange(max(t0 - 1, 0), min(t0 + chunk, n), dtype=np.int64)       # the chunk, and the tile before
+        t = chunk_marks_at(t0, min(t0 + chunk, n), p, burst)
         cum = np.minimum((t + 1) * per_tile, elements).astype(np.float64)       # elements up to each tile's end
         last, lead = t == n - 1, t0 > 0
         read_b, write_b, cycles = (_from_marks(floor_marks(total, cum, float(elements), last), lead)
@@ -424,7 +435,7 @@ def vector_commands(work: VectorWork, kernel: Kernel, arch: ArchConfig) -> TileC
         zeros = np.zeros(cycles.shape[0], dtype=np.int64)
         cmds = TileCommands(burst_bytes(read_b, 1, burst), zeros, zeros, burst_bytes(write_b, 1, burst), cycles,
                             VECTOR, 2 if level.double_buffered else 1, zeros)
-        parts.append(as_runs(lockstep(cmds, p) if p > 1 else cmds))
+        parts.append(as_runs(lockstep(cmds, p) if p > 1 and burst > 1 else cmds))
     return concat_runs(parts)
 
 
