@@ -290,9 +290,11 @@ def contraction_runs(work: Contraction, kernel: Kernel, arch: ArchConfig, timing
         extra = split(round(residual * share), f["drained"])
         f["a"] = f["a"] + burst_bytes(extra, f["c_runs"], burst)
     levels = {arch.home(o).double_buffered for o in ("input", "weight", "output")}
-    return TileCommands(f["a"].astype(np.int64), f["b"].astype(np.int64), f["psum"].astype(np.int64),
-                        f["store"].astype(np.int64), f["compute"].astype(np.int64), ARRAY, 2 if levels == {True} else 1,
-                        f["flash"].astype(np.int64), count)
+    # consecutive positions often give identical tiles (a loop's middle iterations repeated by the loops outside
+    # it): merged, so a core block's commands are a few hundred runs, not one per position visited
+    return as_runs(TileCommands(f["a"].astype(np.int64), f["b"].astype(np.int64), f["psum"].astype(np.int64),
+                                f["store"].astype(np.int64), f["compute"].astype(np.int64), ARRAY,
+                                2 if levels == {True} else 1, f["flash"].astype(np.int64), count))
 
 
 ATTENTION_CHUNK_TILES = 1 << 18     # tiles worked out at once (bounded memory: ~100 bytes each)
@@ -465,15 +467,16 @@ def kernel_runs(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: floa
             epi = kernel.epilogue
             if "input" in once and epi is not None and epi.read_bytes > kernel.residency.extra_bytes:
                 # an epilogue's other inputs (bias, residual) are read per core for its own outputs: never shared
-                # (tile by tile: the two command sets may split their runs differently)
+                # (command sets that may split their runs differently are cut at common boundaries first)
                 plain = replace(kernel, epilogue=replace(epi, read_bytes=kernel.residency.extra_bytes))
-                tiles = [(c.expanded(), block, cm, cn) for c, block, cm, cn in blocks]
-                bare = [(contraction_commands(block, plain, core, timing, flash_share), block, cm, cn)
+                bare = [(contraction_runs(block, plain, core, timing, flash_share), block, cm, cn)
                         for block, cm, cn in core_blocks(work, kernel.split, arch.cores)]
-                own = [(replace(c, input_bytes=c.input_bytes - p.input_bytes), block, cm, cn)
-                       for (c, block, cm, cn), (p, _, _, _) in zip(tiles, bare, strict=True)]
-                cmds = replace(combine_cores(tiles, once), input_bytes=combine_cores(bare, once).input_bytes
-                               + combine_cores(own).input_bytes)
+                own = []
+                for (c, block, cm, cn), (p, _, _, _) in zip(blocks, bare, strict=True):
+                    c, p = align_runs([c, p])
+                    own.append((replace(c, input_bytes=c.input_bytes - p.input_bytes), block, cm, cn))
+                whole, shared, private = align_runs([cmds, combine_cores(bare, once), combine_cores(own)])
+                cmds = replace(whole, input_bytes=shared.input_bytes + private.input_bytes)
     if arch.cache is not None and isinstance(kernel.work, Contraction):
         cmds = through_cache(cmds, kernel, arch, timing)
     cmds = as_runs(cmds)
@@ -581,6 +584,14 @@ def common_runs(runs: list[TileCommands]) -> tuple[np.ndarray, list[np.ndarray]]
     count = np.diff(cuts, prepend=0)
     where = [np.where(cuts <= e[-1], np.searchsorted(e, cuts - 1, side="right"), -1) for e in ends]
     return count.astype(np.int64), where
+
+
+def align_runs(runs: list[TileCommands]) -> list[TileCommands]:
+    """Commands of the same tiles, as runs cut at the same boundaries (common_runs): entry i of each stands for the
+    same tiles."""
+    count, where = common_runs(runs)
+    return [replace(c, count=count, **{f: getattr(c, f)[at] for f in _PER_TILE}) for c, at in zip(runs, where,
+                                                                                                  strict=True)]
 
 
 def combine_cores(blocks: list[tuple[TileCommands, Contraction, int, int]],
