@@ -27,9 +27,28 @@ seconds; CPU seconds, user + system, min of 2 warm runs, compare best):
     resnet50 on tpu-v1, CLI               1.30 s (3.30 s)               0.95 s (2.44 s)              <= 0.5 s
     resnet50 on tpu-v1 in process, warm   55.6 ms                       59.2 ms                      <= 20 ms
 
-llama3-8b's full program: 1.03 M runs (attention 64 k lockstep steps a layer, contractions ~60 k runs a layer); its
-pipeline takes 0.24 M events (9.3 M without repeat groups and the time grid), 0.12 s; the rest is the mapping search,
-building the program again at each of the power cap's 9 clocks, and energy accounting.
+Branch scale4 (program blocks: repeated layers stored once; contraction, attention and vector commands merged into
+runs as they are built, worked out per lockstep step where no burst rounding needs every tile; tile commands shared
+by the power cap's clocks, by the mapping search and the run, and kept per arch in the process; action counts once
+per distinct kernel; networkx loaded only where a graph is walked) against its base daf0b7c on the 2-CPU machine
+(load 2.0-3.6: other sessions' benchmarks running, so wall times vary; CPU seconds = least of 2 warm runs), bytecode
+and numba caches warm:
+
+    case                                  before: CPU s (wall), peak     after: CPU s (wall), peak     target
+    llama3-8b prefill 64 x 4096, h100     5.10 s (5.13 s), 495 MB        2.36 s (3.51 s), 246 MB       <= 1 s, 300 MB
+    resnet18, 8x8 array (scale.cfg)       1.06 s (1.06 s), 204 MB        0.98 s (1.47 s), 206 MB       <= 1 s, 300 MB
+    gemm 4096^3, 1x1 array, 4 KiB SRAMs   0.86 s (0.86 s), 245 MB        0.77 s (1.15 s), 193 MB       <= 1 s
+    resnet50 on tpu-v1, CLI               0.87 s (0.89 s), 83 MB         0.79 s (1.17 s), 71 MB        <= 0.5 s
+    resnet50 on tpu-v1 in process, warm   25.0 ms                        18.5 ms                       <= 20 ms
+
+llama3-8b after, in process (2.4 s, load 3): the run at the power cap's 5 clocks 1.2 s (pipeline ~0.08 s a clock
+over 1.04 M runs and 200 k events, plus loading numba's cached kernels once; the cache's traffic searched again at
+each clock 0.35 s; kernel results 0.2 s), lowering 1.0 s (mapping search, the fusion guard), import 0.3 s.
+
+llama3-8b's full program before scale4: 1.03 M runs (attention 64 k lockstep steps a layer, contractions ~60 k runs
+a layer); its pipeline takes 0.24 M events (9.3 M without repeat groups and the time grid), 0.12 s; the rest is the
+mapping search, building the program again at each of the power cap's 9 clocks, and energy accounting. After scale4
+the program stores 24.8 k entries in 14 blocks for its 451 kernels and the same 1.03 M runs.
 """
 from __future__ import annotations
 
@@ -74,18 +93,27 @@ print(f"@@ {rc} {dt} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", file
 """
 
 
-def one_run(argv: list[str]) -> tuple[int, float, float, float, str]:
-    """(exit status, process wall s, in-process s after the interpreter started, peak RSS MB, last error line)."""
-    t0 = time.perf_counter()
+def child_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
+def one_run(argv: list[str]) -> tuple[int, float, float, float, float, str]:
+    """(exit status, process wall s, process CPU s, in-process s after the interpreter started, peak RSS MB, last
+    error line). Python may write its bytecode cache (PYTHONDONTWRITEBYTECODE dropped), as an installed package
+    has one."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    t0, c0 = time.perf_counter(), child_cpu()
     p = subprocess.run([sys.executable, "-c", CHILD, "run", *argv, "-f", "json", "-o", os.devnull],
-                       capture_output=True, text=True)
-    wall = time.perf_counter() - t0
+                       capture_output=True, text=True, env=env)
+    wall, cpu = time.perf_counter() - t0, child_cpu() - c0
     marks = [ln for ln in p.stderr.splitlines() if ln.startswith("@@ ")]
     if not marks:
-        return p.returncode, wall, float("nan"), float("nan"), (p.stderr.strip().splitlines() or ["?"])[-1]
+        return p.returncode, wall, cpu, float("nan"), float("nan"), (p.stderr.strip().splitlines() or ["?"])[-1]
     rc, inner, rss_kb = marks[-1].split()[1:]
     other = [ln for ln in p.stderr.splitlines() if not ln.startswith("@@ ")]
-    return int(rc), wall, float(inner), int(rss_kb) / 1024, (other[-1] if other else "")
+    return int(rc), wall, cpu, float(inner), int(rss_kb) / 1024, (other[-1] if other else "")
 
 
 def in_process_ms(repeats: int = 7) -> float:
@@ -119,14 +147,16 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true", help="also time the 1,000-point ResNet-50 search sweep")
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
-    print(f"{'case':<38} {'status':>6} {'wall':>8} {'in-proc':>8} {'peak MB':>8}   target")
+    print(f"{'case':<38} {'status':>6} {'wall':>8} {'CPU':>8} {'in-proc':>8} {'peak MB':>8}   target")
     for name, argv, secs, mb in CASES:
-        one_run(argv)                                       # fills numba's cache
-        rc, wall, inner, rss, err = one_run(argv)
+        one_run(argv)                                       # fills numba's and Python's caches
+        runs = [one_run(argv) for _ in range(2)]
+        rc, wall, cpu, inner, rss, err = min(runs, key=lambda r: r[2])     # the run of least CPU
         target = f"<= {secs} s" + (f", <= {mb} MB" if mb else "")
-        print(f"{name:<38} {rc:>6} {wall:>6.2f} s {inner:>6.2f} s {rss:>8.0f}   {target}"
+        print(f"{name:<38} {rc:>6} {wall:>6.2f} s {cpu:>6.2f} s {inner:>6.2f} s {rss:>8.0f}   {target}"
               + (f"   ({err[:60]})" if rc else ""))
-    print(f"{'resnet50 tpu-v1 in process, warm':<38} {'':>6} {in_process_ms():>6.1f} ms {'':>8} {'':>8}   <= 20 ms")
+    print(f"{'resnet50 tpu-v1 in process, warm':<38} {'':>6} {in_process_ms():>6.1f} ms {'':>8} {'':>8} {'':>8}"
+          "   <= 20 ms")
     if args.sweep:
         wall, cpu = sweep_seconds(1000)
         print(f"{'1,000-point resnet50 search sweep':<38} {'':>6} {wall:>6.1f} s {'':>8} {'':>8}   <= 20 s "

@@ -1,16 +1,19 @@
-"""The operator-graph IR: Tensor, Op and Graph (a networkx DiGraph held by composition), ONNX op names."""
+"""The operator-graph IR: Tensor, Op and Graph (a networkx DiGraph held by composition, made when first asked for),
+ONNX op names."""
 from __future__ import annotations
 
-from collections.abc import Callable
+import heapq
 from dataclasses import dataclass, field
+from functools import cached_property
 from math import prod
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from tilesim.arch.dtypes import tensor_bytes
 from tilesim.arch.errors import InputError
 from tilesim.compiler.sparsity import WeightSparsity
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 @dataclass(frozen=True)
@@ -52,30 +55,40 @@ class Graph:
         self.tensors = dict(tensors)
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
-        self.dag = nx.DiGraph()
+        self._given = list(ops)
         producer: dict[str, str] = {}
-        names = set()
+        by_name: dict[str, Op] = {}
         for op in ops:
-            if op.name in names:
+            if op.name in by_name:
                 raise InputError(f"graph {name}: duplicate op name '{op.name}'")
-            names.add(op.name)
-            self.dag.add_node(op.name, op=op)
+            by_name[op.name] = op
             for t in op.outputs:
                 if t in producer:
                     raise InputError(f"graph {name}: tensor '{t}' is produced by both '{producer[t]}' and '{op.name}'")
                 producer[t] = op.name
         self.producer = producer
-        for op in ops:
-            for t in op.inputs:
-                if t in producer:
-                    self.dag.add_edge(producer[t], op.name, tensor=t)
-        self._check(ops)
-        self.ops: tuple[Op, ...] = tuple(self.dag.nodes[n]["op"]
-                                         for n in nx.lexicographical_topological_sort(self.dag, key=names_order(ops)))
+        self._by_name = by_name
+        order = topological_order(ops, producer)
+        self._check(ops, len(order) < len(ops))
+        self.ops: tuple[Op, ...] = tuple(by_name[n] for n in order)
 
-    def _check(self, ops: list[Op]) -> None:
+    @cached_property
+    def dag(self) -> nx.DiGraph:
+        """The ops as a networkx DiGraph (node attribute op; edge attribute tensor: what the producer hands on)."""
+        import networkx as nx  # noqa: PLC0415 (networkx loads only where the graph is walked: start-up time)
+        dag = nx.DiGraph()
+        for op in self._given:
+            dag.add_node(op.name, op=op)
+        for op in self._given:
+            for t in op.inputs:
+                if t in self.producer:
+                    dag.add_edge(self.producer[t], op.name, tensor=t)
+        return dag
+
+    def _check(self, ops: list[Op], cyclic: bool) -> None:
         """Cycles, dangling inputs and unknown tensors give one clear error each."""
-        if not nx.is_directed_acyclic_graph(self.dag):
+        if cyclic:
+            import networkx as nx  # noqa: PLC0415
             cycle = nx.find_cycle(self.dag)
             raise InputError(f"graph {self.name}: cycle through ops {' -> '.join(a for a, _ in cycle)}")
         for op in ops:
@@ -90,8 +103,7 @@ class Graph:
 
     def op(self, name: str) -> Op:
         """The op called `name`."""
-        op: Op = self.dag.nodes[name]["op"]
-        return op
+        return self._by_name[name]
 
     def consumers(self, tensor: str) -> list[Op]:
         """Ops that read `tensor`."""
@@ -101,7 +113,26 @@ class Graph:
         return f"Graph({self.name!r}, {len(self.ops)} ops, {len(self.tensors)} tensors)"
 
 
-def names_order(ops: list[Op]) -> Callable[[str], str]:
-    """Sort key that keeps the builder's op order among topologically equal choices."""
+def topological_order(ops: list[Op], producer: dict[str, str]) -> list[str]:
+    """Op names in topological order, the builder's order among ops ready together (as networkx's
+    lexicographical_topological_sort keyed by the builder's index: of the ready ops, the one listed first goes
+    next); shorter than `ops` when they hold a cycle."""
     index = {op.name: i for i, op in enumerate(ops)}
-    return lambda name: f"{index[name]:09d}"
+    preds = [{producer[t] for t in op.inputs if t in producer} for op in ops]
+    waiting = [len(p) for p in preds]
+    consumers: list[list[int]] = [[] for _ in ops]
+    for i, p in enumerate(preds):
+        for name in p:
+            consumers[index[name]].append(i)
+    ready = [i for i, w in enumerate(waiting) if w == 0]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        i = heapq.heappop(ready)
+        order.append(ops[i].name)
+        for c in consumers[i]:
+            waiting[c] -= 1
+            if waiting[c] == 0:
+                heapq.heappush(ready, c)
+    return order
+

@@ -132,11 +132,21 @@ def split_runs(total: int, weights: np.ndarray, count: np.ndarray) -> tuple[np.n
 def split_total(total: int, weights: np.ndarray) -> np.ndarray:
     """Integers proportional to `weights` that add up to exactly `total` (cumulative floor)."""
     cum = np.cumsum(weights, dtype=np.float64)
-    marks = np.floor(total * cum / cum[-1] + 1e-9).astype(np.int64)
+    last = np.zeros(cum.shape[0], dtype=bool)
+    last[-1] = True
+    marks = floor_marks(total, cum, cum[-1], last)
+    marks[1:] -= marks[:-1].copy()          # parts = differences of consecutive marks
+    return marks
+
+
+def floor_marks(total: int, cum: np.ndarray, whole: float, last: np.ndarray) -> np.ndarray:
+    """split_total's cumulative marks at some tiles (cum: their cumulative weights, exact floats; whole: all
+    tiles' weights; last: True at the last tile): floor(total x cum / whole + 1e-9), at most total, total at the
+    last tile. Tiles worked out a chunk at a time give the marks of the whole."""
+    marks = np.floor(total * cum / whole + 1e-9).astype(np.int64)
     # above 2**53 the float marks round; one may land past `total`, which would make the last part negative
     np.minimum(marks, total, out=marks)
-    marks[-1] = total
-    marks[1:] -= marks[:-1].copy()          # parts = differences of consecutive marks
+    marks[last] = total
     return marks
 
 
@@ -280,9 +290,11 @@ def contraction_runs(work: Contraction, kernel: Kernel, arch: ArchConfig, timing
         extra = split(round(residual * share), f["drained"])
         f["a"] = f["a"] + burst_bytes(extra, f["c_runs"], burst)
     levels = {arch.home(o).double_buffered for o in ("input", "weight", "output")}
-    return TileCommands(f["a"].astype(np.int64), f["b"].astype(np.int64), f["psum"].astype(np.int64),
-                        f["store"].astype(np.int64), f["compute"].astype(np.int64), ARRAY, 2 if levels == {True} else 1,
-                        f["flash"].astype(np.int64), count)
+    # consecutive positions often give identical tiles (a loop's middle iterations repeated by the loops outside
+    # it): merged, so a core block's commands are a few hundred runs, not one per position visited
+    return as_runs(TileCommands(f["a"].astype(np.int64), f["b"].astype(np.int64), f["psum"].astype(np.int64),
+                                f["store"].astype(np.int64), f["compute"].astype(np.int64), ARRAY,
+                                2 if levels == {True} else 1, f["flash"].astype(np.int64), count))
 
 
 ATTENTION_CHUNK_TILES = 1 << 18     # tiles worked out at once (bounded memory: ~100 bytes each)
@@ -337,27 +349,35 @@ def attention_tiles(work: AttentionWork, kernel: Kernel, arch: ArchConfig, timin
               (o_write, np.cumsum(np.where(ki == ek.size - 1, eq[qi], 0)), 1))
 
     def marks(total: int, cum_head: np.ndarray, t: np.ndarray) -> np.ndarray:
-        """split_total's cumulative floors at tiles t: floor(total x cum_t / cum_last + 1e-9), the last = total."""
+        """split_total's cumulative floors at tiles t (floor_marks)."""
         head, at = np.divmod(t, per_head)
         cum = (head * int(cum_head[-1]) + cum_head[at]).astype(np.float64)     # exact: integers below 2**53
-        out = np.floor(total * cum / float(work.g * int(cum_head[-1])) + 1e-9).astype(np.int64)
-        np.minimum(out, total, out=out)
-        out[t == n - 1] = total
-        return out
+        return floor_marks(total, cum, float(work.g * int(cum_head[-1])), t == n - 1)
     p = min(arch.cores, n)
     chunk = max(ATTENTION_CHUNK_TILES // p, 1) * p          # whole steps per chunk
     fill = int(attention_tile_compute_fill(work, m, arch, timing))
     parts = []
     for t0 in range(0, n, chunk):
-        t = np.arange(max(t0 - 1, 0), min(t0 + chunk, n), dtype=np.int64)       # the chunk, and the tile before
+        t = chunk_marks_at(t0, min(t0 + chunk, n), p, burst)
         xfer = [burst_bytes(_from_marks(marks(total, cum, t), t0 > 0), runs, burst) for total, cum, runs in fields]
         compute = _from_marks(attention_compute_marks(work, m, arch, timing, t), t0 > 0)
         if not t0:
             compute[0] += fill
         zeros = np.zeros(compute.shape[0], dtype=np.int64)
         cmds = TileCommands(xfer[0], xfer[1], zeros, xfer[2], compute, ARRAY, slots, zeros)
-        parts.append(as_runs(lockstep(cmds, p) if p > 1 else cmds))
+        parts.append(as_runs(lockstep(cmds, p) if p > 1 and burst > 1 else cmds))
     return concat_runs(parts)
+
+
+def chunk_marks_at(t0: int, stop: int, p: int, burst: int) -> np.ndarray:
+    """Tiles at which a chunk (tiles t0 .. stop - 1, t0 a multiple of p) needs split_total's cumulative marks,
+    after the tile before it (t0 - 1) when there is one: every tile when each tile's bytes are rounded up to
+    bursts; else only the last tile of each lockstep step of p tiles, as a step's parts add up to the difference of
+    the marks at its ends (the marks give the steps' sums directly, exactly)."""
+    if burst > 1:
+        return np.arange(max(t0 - 1, 0), stop, dtype=np.int64)
+    ends = np.minimum(np.arange(t0 + p, stop + p, p, dtype=np.int64), stop) - 1
+    return np.concatenate(([t0 - 1], ends)).astype(np.int64) if t0 else ends
 
 
 def _from_marks(marks: np.ndarray, lead: bool) -> np.ndarray:
@@ -390,24 +410,35 @@ def lockstep(cmds: TileCommands, p: int) -> TileCommands:
 
 
 def vector_commands(work: VectorWork, kernel: Kernel, arch: ArchConfig) -> TileCommands:
-    """Tiles of vector work: equal element slices, each loading its inputs and storing its outputs."""
+    """Tiles of vector work: equal element slices (the last may be shorter), each loading its inputs and storing its
+    outputs; bytes and cycles split over the tiles in proportion to their elements (split_total), p cores' slices
+    one lockstep step; as runs, worked out ATTENTION_CHUNK_TILES tiles at a time (bounded memory)."""
     per_tile = kernel.mapping.tile_elements
-    elems = extents(max(work.elements, 1), per_tile).astype(np.float64)
+    elements = max(work.elements, 1)
+    n = -(-elements // per_tile)
     v = arch.vector
     total_cycles = -(-work.ops // (v.lanes * v.ops_per_lane_cycle * arch.cores))     # every core's lanes
     level = arch.home("input")
-    zeros = np.zeros(elems.shape[0], dtype=np.int64)
     res = kernel.residency
     read = max(work.read_bytes - res.extra_bytes, 0)
     extra = row_passes_for(v.row_passes, work.row_elems) - 1 if work.row_bytes else 0.0
     read += round(min(work.row_bytes, read) * extra)                # extra passes over a row reduction's input
     write = 0 if res.out else work.write_bytes
     burst = arch.offchip.burst_bytes          # a tile's slice of the tensors: taken as one contiguous run each way
-    cmds = TileCommands(burst_bytes(split_total(read, elems), 1, burst), zeros, zeros,
-                        burst_bytes(split_total(write, elems), 1, burst),
-                        split_total(total_cycles, elems), VECTOR, 2 if level.double_buffered else 1, zeros)
-    p = min(arch.cores, elems.shape[0])     # every core takes a slice per step (total_cycles counts all lanes)
-    return lockstep(cmds, p) if p > 1 else cmds
+    p = min(arch.cores, n)                  # every core takes a slice per step (total_cycles counts all lanes)
+    chunk = max(ATTENTION_CHUNK_TILES // p, 1) * p          # whole steps per chunk
+    parts = []
+    for t0 in range(0, n, chunk):
+        t = chunk_marks_at(t0, min(t0 + chunk, n), p, burst)
+        cum = np.minimum((t + 1) * per_tile, elements).astype(np.float64)       # elements up to each tile's end
+        last, lead = t == n - 1, t0 > 0
+        read_b, write_b, cycles = (_from_marks(floor_marks(total, cum, float(elements), last), lead)
+                                   for total in (read, write, total_cycles))
+        zeros = np.zeros(cycles.shape[0], dtype=np.int64)
+        cmds = TileCommands(burst_bytes(read_b, 1, burst), zeros, zeros, burst_bytes(write_b, 1, burst), cycles,
+                            VECTOR, 2 if level.double_buffered else 1, zeros)
+        parts.append(as_runs(lockstep(cmds, p) if p > 1 and burst > 1 else cmds))
+    return concat_runs(parts)
 
 
 def kernel_commands(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: float = 0.0) -> TileCommands:
@@ -436,15 +467,16 @@ def kernel_runs(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: floa
             epi = kernel.epilogue
             if "input" in once and epi is not None and epi.read_bytes > kernel.residency.extra_bytes:
                 # an epilogue's other inputs (bias, residual) are read per core for its own outputs: never shared
-                # (tile by tile: the two command sets may split their runs differently)
+                # (command sets that may split their runs differently are cut at common boundaries first)
                 plain = replace(kernel, epilogue=replace(epi, read_bytes=kernel.residency.extra_bytes))
-                tiles = [(c.expanded(), block, cm, cn) for c, block, cm, cn in blocks]
-                bare = [(contraction_commands(block, plain, core, timing, flash_share), block, cm, cn)
+                bare = [(contraction_runs(block, plain, core, timing, flash_share), block, cm, cn)
                         for block, cm, cn in core_blocks(work, kernel.split, arch.cores)]
-                own = [(replace(c, input_bytes=c.input_bytes - p.input_bytes), block, cm, cn)
-                       for (c, block, cm, cn), (p, _, _, _) in zip(tiles, bare, strict=True)]
-                cmds = replace(combine_cores(tiles, once), input_bytes=combine_cores(bare, once).input_bytes
-                               + combine_cores(own).input_bytes)
+                own = []
+                for (c, block, cm, cn), (p, _, _, _) in zip(blocks, bare, strict=True):
+                    c, p = align_runs([c, p])
+                    own.append((replace(c, input_bytes=c.input_bytes - p.input_bytes), block, cm, cn))
+                whole, shared, private = align_runs([cmds, combine_cores(bare, once), combine_cores(own)])
+                cmds = replace(whole, input_bytes=shared.input_bytes + private.input_bytes)
     if arch.cache is not None and isinstance(kernel.work, Contraction):
         cmds = through_cache(cmds, kernel, arch, timing)
     cmds = as_runs(cmds)
@@ -554,6 +586,14 @@ def common_runs(runs: list[TileCommands]) -> tuple[np.ndarray, list[np.ndarray]]
     return count.astype(np.int64), where
 
 
+def align_runs(runs: list[TileCommands]) -> list[TileCommands]:
+    """Commands of the same tiles, as runs cut at the same boundaries (common_runs): entry i of each stands for the
+    same tiles."""
+    count, where = common_runs(runs)
+    return [replace(c, count=count, **{f: getattr(c, f)[at] for f in _PER_TILE}) for c, at in zip(runs, where,
+                                                                                                  strict=True)]
+
+
 def combine_cores(blocks: list[tuple[TileCommands, Contraction, int, int]],
                   loaded_once: tuple[str, ...] = ()) -> TileCommands:
     """Cores running their blocks in lockstep (per block size: its commands, the block, its pieces along m and
@@ -584,83 +624,127 @@ def combine_cores(blocks: list[tuple[TileCommands, Contraction, int, int]],
 
 @dataclass(frozen=True)
 class Program:
-    """All tiles of a schedule, flattened as runs (entry i: count[i] identical tiles), plus where each kernel's
-    tiles and entries start."""
+    """All tiles of a schedule as runs (entry: count identical tiles), stored per block: kernels with the same tile
+    commands (repeated layers) share one block of entries, so memory grows with distinct kernels, not with layers.
+    Kernel j's entries are block_run[block[j]] .. block_run[block[j] + 1] - 1 of the per-entry arrays; in the whole
+    program they stand at first_run[j] .. first_run[j + 1] - 1 (its tiles at first_tile[j] ..)."""
     per_kernel: tuple[TileCommands, ...]
     first_tile: np.ndarray      # int64, len kernels + 1
-    first_run: np.ndarray       # int64, len kernels + 1: each kernel's first entry
-    count: np.ndarray           # int64: tiles per entry
-    kernel: np.ndarray          # int64: each entry's kernel
-    load_xfer: np.ndarray       # float64 DMA cycles
+    first_run: np.ndarray       # int64, len kernels + 1: each kernel's first entry in the whole program
+    block: np.ndarray           # int64 per kernel: the block holding its entries
+    block_run: np.ndarray       # int64, len blocks + 1: each block's first entry in the per-entry arrays
+    count: np.ndarray           # int64 per entry: tiles it stands for
+    load_xfer: np.ndarray       # float64 per entry: DMA cycles
     store_xfer: np.ndarray
-    compute: np.ndarray         # float64 cycles
-    engine: np.ndarray          # int64
-    slots: np.ndarray           # int64
-    dep: np.ndarray             # int64: kernel whose last tile's store must end before this entry loads (-1: none)
-    flash_xfer: np.ndarray      # float64 flash-channel cycles
-    flash_gate: np.ndarray      # int64: tile whose DRAM load must arrive before this tile's flash read (-1: none;
-    #                             per tile: a program with flash reads has one entry per tile)
+    compute: np.ndarray         # float64 per entry: cycles
+    engine: np.ndarray          # int64 per kernel
+    slots: np.ndarray           # int64 per kernel
+    dep: np.ndarray             # int64 per kernel: kernel whose last tile's store must end before its loads (-1: none)
+    flash_xfer: np.ndarray      # float64 per entry: flash-channel cycles
+    flash_gate: np.ndarray      # int64 per entry: tile whose DRAM load must arrive before this tile's flash read (-1:
+    #                             none; a program with flash reads has one entry per tile and a block per kernel)
+
+    def entries(self, j: int) -> slice:
+        """Kernel j's entries in the per-entry arrays."""
+        b = int(self.block[j])
+        return slice(int(self.block_run[b]), int(self.block_run[b + 1]))
+
+    def kernel_totals(self, values: np.ndarray) -> np.ndarray:
+        """Per kernel, the sum over its tiles of a per-entry array."""
+        weighted = np.asarray(values * self.count, dtype=np.float64)
+        per_block = np.array([weighted[a:b].sum() for a, b in zip(self.block_run[:-1].tolist(),
+                                                                  self.block_run[1:].tolist(), strict=True)])
+        return per_block[self.block] if per_block.shape[0] else np.zeros(self.block.shape[0])
 
     def total(self, values: np.ndarray) -> float:
-        """Sum over tiles of a per-entry array."""
-        return float((values * self.count).sum())
+        """Sum over all tiles of a per-entry array."""
+        return float(self.kernel_totals(values).sum())
 
-    def tiles(self) -> Program:
-        """The same program, one entry per tile (dep as each kernel's last tile, for run_tiles)."""
-        rep = lambda a: np.repeat(a, self.count)     # noqa: E731
-        return replace(self, first_run=self.first_tile, count=np.ones(int(self.first_tile[-1]), dtype=np.int64),
-                       kernel=rep(self.kernel), load_xfer=rep(self.load_xfer), store_xfer=rep(self.store_xfer),
-                       compute=rep(self.compute), engine=rep(self.engine), slots=rep(self.slots),
-                       dep=rep(np.where(self.dep >= 0, self.first_tile[self.dep + 1] - 1, -1)),
-                       flash_xfer=rep(self.flash_xfer), flash_gate=rep(self.flash_gate))
+    def flat_index(self) -> np.ndarray:
+        """The per-entry arrays' index of every entry of the whole program, in program order."""
+        lo = self.block_run[self.block]
+        n = np.diff(self.first_run)
+        return np.repeat(lo - self.first_run[:-1], n) + np.arange(int(self.first_run[-1]), dtype=np.int64)
+
+    def tiles(self) -> TileProgram:
+        """The same program one entry per tile (dep as each kernel's last tile, for run_tiles)."""
+        at = self.flat_index()
+        count = self.count[at]
+        kernel = np.repeat(np.repeat(np.arange(self.block.shape[0], dtype=np.int64), np.diff(self.first_run)), count)
+        rep = lambda a: np.repeat(a[at], count)      # noqa: E731
+        dep = np.where(self.dep >= 0, self.first_tile[self.dep + 1] - 1, -1)
+        return TileProgram(self.first_tile, kernel, rep(self.load_xfer), rep(self.store_xfer), rep(self.compute),
+                           self.engine[kernel], self.slots[kernel], dep[kernel], rep(self.flash_xfer),
+                           rep(self.flash_gate))
+
+
+@dataclass(frozen=True)
+class TileProgram:
+    """A program one entry per tile (for run_tiles and the timeline)."""
+    first_tile: np.ndarray      # int64, len kernels + 1
+    kernel: np.ndarray          # int64 per tile
+    load_xfer: np.ndarray       # float64 per tile
+    store_xfer: np.ndarray
+    compute: np.ndarray
+    engine: np.ndarray          # int64 per tile
+    slots: np.ndarray
+    dep: np.ndarray             # int64 per tile: the tile whose store must end before its load (-1: none)
+    flash_xfer: np.ndarray
+    flash_gate: np.ndarray
 
 
 def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None = None,
                   memo: dict | None = None) -> Program:
-    """Flatten every kernel's tile runs; DMA cycles = bytes / off-chip bandwidth, flash cycles = bytes / flash
-    bandwidth. Weights read from flash are staged in DRAM: the staging write's DRAM time is charged to the tile's
-    DRAM load (load cycles = (DRAM reads + flash bytes) / bandwidth), and a flash read may run ahead of the loads
-    that consume it by at most `staging_bytes` (flash_gate; a program with flash reads has one entry per tile).
-    `overflow`: the share of every weight in flash under `weights: overflow` (None: from the schedule's weights and
-    the DRAM capacity). `memo`: tile commands kept across calls; the caller shares it only among archs that differ
-    in nothing but on-chip capacities (which commands do not depend on: sim/sweep.py keys it by the arch without
-    them) and one timing."""
+    """Every kernel's tile runs, one block per distinct commands; DMA cycles = bytes / off-chip bandwidth, flash
+    cycles = bytes / flash bandwidth. Weights read from flash are staged in DRAM: the staging write's DRAM time is
+    charged to the tile's DRAM load (load cycles = (DRAM reads + flash bytes) / bandwidth), and a flash read may run
+    ahead of the loads that consume it by at most `staging_bytes` (flash_gate; a program with flash reads has one
+    entry per tile and a block per kernel: the gate counts bytes across kernels). `overflow`: the share of every
+    weight in flash under `weights: overflow` (None: from the schedule's weights and the DRAM capacity). `memo`:
+    tile commands kept across calls; the caller shares it only among archs that differ in nothing but on-chip
+    capacities (which commands do not depend on: sim/sweep.py keys it by the arch without them) and one timing."""
     share = overflow_share(schedule, arch) if overflow is None else overflow
     # repeated layers (same loop nest, mapping, fusion, residency, flash share) share commands
     made: dict = {} if memo is None else memo
 
     def commands(k: Kernel) -> TileCommands:
-        key = (k.work, k.mapping, k.split, k.epilogue, k.residency, flash_share(k, arch, share))
+        traffic = cache_traffic(k.work, arch, schedule.timing) if arch.cache and isinstance(k.work, Contraction) \
+            else None               # what through_cache reads of the arch beyond the memo's promise (its search)
+        key = (k.work, k.mapping, k.split, k.epilogue, k.residency, traffic, flash_share(k, arch, share))
         if key not in made:
             made[key] = kernel_runs(k, arch, schedule.timing, key[-1])
         return made[key]
     per_kernel = tuple(commands(k) for k in schedule.kernels)
-    if any(c.flash_bytes.any() for c in per_kernel):
-        runs = tuple(c.expanded() for c in per_kernel)
-    else:
-        runs = per_kernel
-    count = np.concatenate([c.count if c.count is not None else np.ones(c.compute.shape[0], dtype=np.int64)
-                            for c in runs])
-    entries = np.array([c.compute.shape[0] for c in runs], dtype=np.int64)
-    first_run = np.concatenate(([0], np.cumsum(entries)))
-    first = np.concatenate(([0], np.cumsum([c.tiles for c in runs]))).astype(np.int64)
+    flash = any(c.flash_bytes.any() for c in per_kernel)
+    blocks: list[TileCommands] = []
+    seen: dict[int, int] = {}                       # id of the commands -> block
+    block = np.zeros(len(per_kernel), dtype=np.int64)
+    for j, c in enumerate(per_kernel):
+        if flash or id(c) not in seen:
+            seen[id(c)] = len(blocks)
+            blocks.append(c.expanded() if flash else c)
+        block[j] = seen[id(c)]
+    ones = lambda c: np.ones(c.compute.shape[0], dtype=np.int64)      # noqa: E731
+    count = np.concatenate([c.count if c.count is not None else ones(c) for c in blocks])
+    sizes = np.array([c.compute.shape[0] for c in blocks], dtype=np.int64)
+    block_run = np.concatenate(([0], np.cumsum(sizes))).astype(np.int64)
+    first_run = np.concatenate(([0], np.cumsum(sizes[block]))).astype(np.int64)
+    first = np.concatenate(([0], np.cumsum([c.tiles for c in per_kernel]))).astype(np.int64)
     bw = arch.offchip.bandwidth_bytes_per_cycle
-    dep = np.repeat(np.array([max(k.deps, default=-1) for k in schedule.kernels], dtype=np.int64), entries)
-    flash = np.concatenate([c.flash_bytes for c in runs])
+    dep = np.array([max(k.deps, default=-1) for k in schedule.kernels], dtype=np.int64)
+    flash_bytes = np.concatenate([c.flash_bytes for c in blocks])
     fbw = arch.flash.bandwidth_bytes_per_cycle if arch.flash else 1.0
-    load_xfer = (np.concatenate([c.load_bytes for c in runs]) + flash) / bw
+    load_xfer = (np.concatenate([c.load_bytes for c in blocks]) + flash_bytes) / bw
     # a kernel's fixed start cost (launch, ramp): its first load cannot begin before it, so it holds the channel
-    load_xfer[first_run[:-1]] += arch.kernel_overhead_cycles
+    load_xfer[block_run[:-1][sizes > 0]] += arch.kernel_overhead_cycles
     return Program(
-        per_kernel=per_kernel, first_tile=first, first_run=first_run, count=count,
-        kernel=np.repeat(np.arange(len(runs), dtype=np.int64), entries),
-        load_xfer=load_xfer,
-        store_xfer=np.concatenate([c.store_bytes for c in runs]) / bw,
-        compute=np.concatenate([c.compute for c in runs]).astype(np.float64),
-        engine=np.repeat(np.array([c.engine for c in runs], dtype=np.int64), entries),
-        slots=np.repeat(np.array([c.slots for c in runs], dtype=np.int64), entries),
-        dep=dep, flash_xfer=flash / fbw,
-        flash_gate=staging_gate(flash, arch.flash.staging_bytes if arch.flash else None))
+        per_kernel=per_kernel, first_tile=first, first_run=first_run, block=block, block_run=block_run, count=count,
+        load_xfer=load_xfer, store_xfer=np.concatenate([c.store_bytes for c in blocks]) / bw,
+        compute=np.concatenate([c.compute for c in blocks]).astype(np.float64),
+        engine=np.array([c.engine for c in per_kernel], dtype=np.int64),
+        slots=np.array([c.slots for c in per_kernel], dtype=np.int64),
+        dep=dep, flash_xfer=flash_bytes / fbw,
+        flash_gate=staging_gate(flash_bytes, arch.flash.staging_bytes if arch.flash else None))
 
 
 MAX_REPEAT_ENTRIES = 4096      # entries per repeat looked for (repeat_groups)
@@ -668,14 +752,24 @@ MIN_GROUP_ENTRIES = 64          # kernels (and parts) of fewer entries are left 
 
 
 def repeat_groups(prog: Program) -> np.ndarray:
-    """Repeat groups of a program (pipeline.run_class_groups' hint): int64 rows (first entry, entries per repeat,
-    repeats), in order and apart, each inside one kernel, where entry i + period equals entry i (tiles, transfers,
-    compute) throughout. Looked for from the middle of each kernel's entries (the smallest period, up to
-    MAX_REPEAT_ENTRIES, whose span around it repeats at least 3 times), then in what is left on either side (or
-    in either half, when none repeats around the middle)."""
-    empty = np.zeros((0, 3), dtype=np.int64)
-    if prog.first_run.shape[0] < 2 or int(np.diff(prog.first_run).max()) < MIN_GROUP_ENTRIES:
-        return empty
+    """Repeat groups of a program (pipeline.run_program's hint): int64 rows (first entry in the whole program,
+    entries per repeat, repeats), in order and apart, each inside one kernel, where entry i + period equals entry i
+    (tiles, transfers, compute) throughout; found once per block (block_groups) and placed at each kernel using
+    it."""
+    found = block_groups(prog)
+    rows = [(int(prog.first_run[j]) + a - int(prog.block_run[b]), p, r)
+            for j, b in enumerate(prog.block.tolist()) for a, p, r in found.get(b, ())]
+    return np.array(rows, dtype=np.int64).reshape(-1, 3)
+
+
+def block_groups(prog: Program) -> dict[int, list[tuple[int, int, int]]]:
+    """Repeat groups of each block, as (first entry in the per-entry arrays, period, repeats) rows: looked for from
+    the middle of the block's entries (the smallest period, up to MAX_REPEAT_ENTRIES, whose span around it repeats
+    at least 3 times), then in what is left on either side (or in either half, when none repeats around the
+    middle)."""
+    sizes = np.diff(prog.block_run)
+    if sizes.shape[0] == 0 or int(sizes.max()) < MIN_GROUP_ENTRIES:
+        return {}
     bits = lambda a: np.ascontiguousarray(a).view(np.int64)     # noqa: E731  (exact: equal floats, equal bits)
     cols = (prog.count, bits(prog.load_xfer), bits(prog.store_xfer), bits(prog.compute))
     key = cols[0] * 0x9E3779B1 ^ cols[1] * 0x85EBCA77 ^ cols[2] * 0xC2B2AE3D ^ cols[3] * 0x27D4EB2F
@@ -704,15 +798,18 @@ def repeat_groups(prog: Program) -> np.ndarray:
                 return
         search(lo, mid)                                 # none around the middle (say a run cut in two there)
         search(mid + 1, hi)
-    # only kernels whose times are all binary fractions of at most 10 bits (jumps are exact only where sums are:
+    # only blocks whose times are all binary fractions of at most 10 bits (jumps are exact only where sums are:
     # transfers are on the grid, compute is whole cycles unless an on-chip level's bandwidth stretched it)
     scaled = np.concatenate((prog.load_xfer, prog.store_xfer, prog.compute)).reshape(3, -1) * 1024
     exact = (scaled == np.round(scaled)).all(axis=0)
-    for j in np.flatnonzero(np.diff(prog.first_run) >= MIN_GROUP_ENTRIES).tolist():
-        lo, hi = int(prog.first_run[j]), int(prog.first_run[j + 1])
+    out: dict[int, list[tuple[int, int, int]]] = {}
+    for b in np.flatnonzero(sizes >= MIN_GROUP_ENTRIES).tolist():
+        lo, hi = int(prog.block_run[b]), int(prog.block_run[b + 1])
         if exact[lo:hi].all():
+            found = []
             search(lo, hi)
-    return np.array(sorted(found), dtype=np.int64).reshape(-1, 3) if found else empty
+            out[b] = sorted(found)
+    return out
 
 
 def staging_gate(flash: np.ndarray, staging_bytes: int | None) -> np.ndarray:

@@ -23,7 +23,7 @@ from tilesim.core.commands import (
     access_latency,
     build_program,
     contraction_positions,
-    kernel_commands,
+    kernel_runs,
     nest_run_count,
     repeat_groups,
 )
@@ -41,8 +41,8 @@ from tilesim.core.kernels.jit import interpreted, is_compiled
 from tilesim.core.kernels.pipeline import (
     CAUSES,
     fold_tiles,
-    run_class_groups,
-    run_class_groups_py,
+    run_program,
+    run_program_py,
     run_tiles,
     run_tiles_py,
 )
@@ -59,9 +59,9 @@ _interpreted = [0]           # runs simulated in Python so far in this process
 
 
 def _check_size(schedule: Schedule, arch: ArchConfig, timeline: bool = False) -> None:
-    """Refuse schedules whose tile program (runs of identical tiles; one entry per tile for a timeline, a flash
-    level, attention and vector work) has more entries than fit in memory, or fused kernels whose
-    summed ops or bytes could overflow the 64-bit per-tile counters."""
+    """Refuse schedules whose tile program (runs of identical tiles; one entry per tile for a timeline or a flash
+    level, and per lockstep step for attention and vector work) has more entries than fit in memory, or fused
+    kernels whose summed ops or bytes could overflow the 64-bit per-tile counters."""
     total = tiles = 0
     for k in schedule.kernels:
         sums = ((k.work.ops, "vector ops"), (k.work.read_bytes + k.work.write_bytes, "bytes read and written")) \
@@ -75,7 +75,7 @@ def _check_size(schedule: Schedule, arch: ArchConfig, timeline: bool = False) ->
         count = k.tile_count(arch.cores)
         tiles += count
         by_class = isinstance(k.work, Contraction) and arch.flash is None
-        if isinstance(k.work, AttentionWork):      # steps of the cores in lockstep (attention_commands)
+        if isinstance(k.work, AttentionWork | VectorWork):    # lockstep steps of the cores, built in chunks
             total += -(-count // min(arch.cores, count))
             continue
         total += count if timeline or not by_class else sum(    # + cuts of split_runs and the first tile
@@ -114,10 +114,32 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
     keeps every tile's event times on the result (for traces and timeline plots); `flash_share`: the share of every
     weight read from flash under a flash level's `weights: overflow` (None: the schedule's weights beyond the DRAM
     capacity; sim/llm.py gives it from the model's sizes and the KV cache); `memo` as for build_program. A run whose
-    average power exceeds the arch's power.cap_w runs at the clock that meets it (sim/core/power.py)."""
-    top = simulate_at_clock(schedule, arch, reference, timeline, flash_share, memo)
+    average power exceeds the arch's power.cap_w runs at the clock that meets it (sim/core/power.py); the runs at
+    other clocks share the tile commands (they do not depend on the clock, off-chip bandwidth, latency or energies,
+    but for a cache's traffic, which build_program's key holds)."""
+    made = commands_memo(arch, schedule.timing) if memo is None else memo
+    top = simulate_at_clock(schedule, arch, reference, timeline, flash_share, made)
     return capped_run(top, arch, lambda slower: simulate_at_clock(schedule, slower, reference, timeline,
-                                                                  flash_share))
+                                                                  flash_share, made))
+
+
+_COMMANDS: dict[tuple[str, str], dict] = {}       # build_program memos of the archs simulated last in this process
+COMMANDS_ARCHS = 4          # archs kept
+COMMANDS_ENTRIES = 2_000_000  # entries kept per arch (~110 MB; then it starts again)
+
+
+def commands_memo(arch: ArchConfig, timing: str) -> dict:
+    """build_program's tile commands kept in this process for one arch (its whole description the key: the
+    commands are those a fresh build makes) and timing, for the COMMANDS_ARCHS archs used last: a second run of a
+    workload, or the run after its mapping search, builds nothing again."""
+    key = (timing, repr(arch))
+    memo = _COMMANDS.pop(key, None)
+    if memo is None or sum(c.compute.shape[0] for c in memo.values()) > COMMANDS_ENTRIES:
+        memo = {}
+        while len(_COMMANDS) >= COMMANDS_ARCHS:
+            del _COMMANDS[next(iter(_COMMANDS))]          # the least recently used arch
+    _COMMANDS[key] = memo
+    return memo
 
 
 def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = False, timeline: bool = False,
@@ -133,9 +155,9 @@ def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = Fa
     kernels, breakdown, actions = [], Counter(), Counter()
     dram_read = dram_write = 0
     dma_per_run = (prog.load_xfer + prog.store_xfer) * prog.count
+    counted: dict = {}              # kernel_counts of each distinct kernel (repeated layers count once)
     for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel, strict=False)):
-        lo, hi = prog.first_run[j], prog.first_run[j + 1]
-        counts = action_counts(kernel, cmds, arch) + _flash_counts(cmds, arch) + clock_counts(int(spans[j]), arch)
+        counts = kernel_counts(kernel, cmds, arch, counted) + clock_counts(int(spans[j]), arch)
         actions.update(counts)
         action_pj = dynamic_energy_pj(counts, arch, f"kernel '{kernel.name}'")
         comp = by_component(action_pj)
@@ -144,7 +166,7 @@ def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = Fa
             if static:
                 comp[key] = static
         breakdown.update(comp)
-        kr = _kernel_result(kernel, cmds, arch, int(spans[j]), float(dma_per_run[lo:hi].sum()),
+        kr = _kernel_result(kernel, cmds, arch, int(spans[j]), float(dma_per_run[prog.entries(j)].sum()),
                             sum(comp.values()), peak, schedule.timing,
                             {c: round(w) for c, w in zip(CAUSES[1:], waits[j, 1:], strict=False)},
                             level_cycles(counts, arch, kernel) if schedule.timing != "scalesim" else {})
@@ -213,16 +235,17 @@ def _run_program(prog: Program, schedule: Schedule, arch: ArchConfig, reference:
                             float(flash.latency_cycles if flash else 0)))
         ends, waits, _ = fold_tiles(times[1], tiles.kernel, n_kernels)
     else:
-        run = run_class_groups_py if reference else run_class_groups
+        run = run_program_py if reference else run_program
         # a few small programs cost less in Python than loading numba (start-up of a CLI run); the same code
-        entries = prog.count.shape[0]
-        small = not is_compiled(run_class_groups) and _interpreted[0] + entries <= INTERPRETED_BUDGET
+        entries = int(prog.first_run[-1])
+        small = not is_compiled(run_program) and _interpreted[0] + entries <= INTERPRETED_BUDGET
         _interpreted[0] += entries if small else 0
         groups = repeat_groups(prog)           # repeated patterns of runs: simulated a few repeats each
         with interpreted() if small else nullcontext():
-            ends, waits, _ = run(prog.count, prog.load_xfer, prog.store_xfer, prog.compute, prog.engine,
-                                 prog.slots, prog.dep, prog.kernel, n_kernels, float(arch.offchip.latency_cycles),
-                                 groups[:, 0].copy(), groups[:, 1].copy(), groups[:, 2].copy())
+            ends, waits, _ = run(prog.count, prog.load_xfer, prog.store_xfer, prog.compute, prog.block_run[prog.block],
+                                 np.diff(prog.first_run), prog.engine, prog.slots, prog.dep,
+                                 float(arch.offchip.latency_cycles), groups[:, 0].copy(), groups[:, 1].copy(),
+                                 groups[:, 2].copy())
     return ends, waits, times
 
 
@@ -240,6 +263,15 @@ def on_grid(prog: Program) -> Program:
     issue 21); a time above zero stays at least one step."""
     q = lambda a: np.where(a > 0, np.ceil(a / TIME_GRID) * TIME_GRID, 0.0)     # noqa: E731
     return replace(prog, load_xfer=q(prog.load_xfer), store_xfer=q(prog.store_xfer), flash_xfer=q(prog.flash_xfer))
+
+
+def kernel_counts(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, memo: dict) -> Counter:
+    """action_counts and the flash actions of a kernel, remembered in `memo` (kept by the caller for one program)
+    per the commands and the kernel fields they read (not its name or dependencies)."""
+    key = (id(cmds), kernel.work, kernel.mapping, kernel.split, kernel.epilogue, kernel.residency)
+    if key not in memo:
+        memo[key] = (cmds, action_counts(kernel, cmds, arch) + _flash_counts(cmds, arch))    # cmds: keeps its id
+    return memo[key][1]
 
 
 def level_bytes_cycles(kernel: Kernel, cmds: TileCommands, arch: ArchConfig) -> dict[str, float]:
@@ -277,7 +309,8 @@ def level_needs(prog: Program, schedule: Schedule, arch: ArchConfig) -> np.ndarr
     under the scalesim timing, which keeps SCALE-Sim's assumption that the buffers always keep up."""
     if schedule.timing == "scalesim":
         return np.zeros(len(schedule.kernels), dtype=np.int64)
-    return np.array([ceil(max(level_bytes_cycles(k, c, arch).values(), default=0.0))
+    counted: dict = {}
+    return np.array([ceil(max(level_cycles(kernel_counts(k, c, arch, counted), arch, k).values(), default=0.0))
                      for k, c in zip(schedule.kernels, prog.per_kernel, strict=True)], dtype=np.int64)
 
 
@@ -287,23 +320,50 @@ def level_bound(prog: Program, schedule: Schedule, arch: ArchConfig, needs: np.n
     it, every tile's in proportion (runs stay runs). level_waits then keeps kernels from overlapping where that
     would leave a kernel less time than its level needs."""
     needs = level_needs(prog, schedule, arch) if needs is None else needs
-    compute = prog.compute.astype(np.float64)
-    per_kernel, changed = list(prog.per_kernel), False
+    per_kernel = list(prog.per_kernel)
+    stretched: dict[tuple[int, int], np.ndarray] = {}     # (block, need) -> the block's stretched compute
     for j, cmds in enumerate(prog.per_kernel):
-        need = int(needs[j])
-        lo, hi = prog.first_run[j], prog.first_run[j + 1]
-        count = prog.count[lo:hi]
-        total = float((compute[lo:hi] * count).sum())
-        dma = float(((prog.load_xfer[lo:hi] + prog.store_xfer[lo:hi]) * count).sum())
+        need, at = int(needs[j]), prog.entries(j)
+        count, compute = prog.count[at], prog.compute[at].astype(np.float64)
+        total = float((compute * count).sum())
+        dma = float(((prog.load_xfer[at] + prog.store_xfer[at]) * count).sum())
         if need > max(total, dma):
             scale = need / total if total else 0.0
-            compute[lo:hi] = compute[lo:hi] * scale if total else need / count.sum()
+            stretched[int(prog.block[j]), need] = compute * scale if total else np.full(count.shape[0],
+                                                                                        need / count.sum())
             per_kernel[j] = replace(cmds, compute=cmds.compute * scale if total else
                                     np.full(cmds.compute.shape[0], need / count.sum()))
-            changed = True
-    if not changed:
+    if not stretched:
         return prog
-    return replace(prog, compute=compute, per_kernel=tuple(per_kernel))
+    return replace(restretched(prog, needs, stretched), per_kernel=tuple(per_kernel))
+
+
+def restretched(prog: Program, needs: np.ndarray, stretched: dict[tuple[int, int], np.ndarray]) -> Program:
+    """The program with level_bound's stretched compute (per (block, need)): a block whose kernels all take one
+    stretch (or all none) changes in place; each other stretch of it gets a copy of the block."""
+    compute = prog.compute.astype(np.float64)
+    arrays = {f: [getattr(prog, f)] for f in ("count", "load_xfer", "store_xfer", "flash_xfer", "flash_gate")}
+    arrays["compute"] = [compute]
+    block, block_run = prog.block.copy(), list(prog.block_run.tolist())
+    first: dict[int, int] = {}                      # block -> the need its entries took (0: none)
+    copies: dict[tuple[int, int], int] = {}
+    for j in range(block.shape[0]):
+        b = int(prog.block[j])
+        need = int(needs[j]) if (b, int(needs[j])) in stretched else 0
+        if first.setdefault(b, need) == need:
+            if need:
+                compute[block_run[b]:block_run[b + 1]] = stretched[b, need]
+            continue
+        if (b, need) not in copies:                 # a stretch (or none) this block's first kernel did not take
+            lo, hi = block_run[b], block_run[b + 1]
+            for f, parts in arrays.items():
+                parts.append(getattr(prog, f)[lo:hi])
+            arrays["compute"][-1] = stretched[b, need] if need else prog.compute[lo:hi].astype(np.float64)
+            copies[b, need] = len(block_run) - 1
+            block_run.append(block_run[-1] + hi - lo)
+        block[j] = copies[b, need]
+    return replace(prog, block=block, block_run=np.array(block_run, dtype=np.int64),
+                   **{f: np.concatenate(parts) if len(parts) > 1 else parts[0] for f, parts in arrays.items()})
 
 
 def level_waits(prog: Program, kernel_end: np.ndarray, needs: np.ndarray) -> np.ndarray:
@@ -317,11 +377,9 @@ def level_waits(prog: Program, kernel_end: np.ndarray, needs: np.ndarray) -> np.
     short = np.flatnonzero(spans < needs)
     wait = np.full(needs.shape[0], -1, dtype=np.int64)
     wait[short] = short - 1                                  # kernel 0's span is its whole run: never short
-    current = np.full(needs.shape[0], -1, dtype=np.int64)
-    np.maximum.at(current, prog.kernel, prog.dep)
-    if not (wait > current).any():
+    if not (wait > prog.dep).any():
         return prog.dep
-    return np.maximum(prog.dep, wait[prog.kernel])
+    return np.maximum(prog.dep, wait)
 
 
 def _flash_counts(cmds: TileCommands, arch: ArchConfig) -> Counter:
@@ -336,8 +394,9 @@ def _flash_counts(cmds: TileCommands, arch: ArchConfig) -> Counter:
 def _engine_busy(prog, cycles: int, flash: bool = False) -> dict[str, float]:
     """Fraction of the run each engine is busy: the array, the vector unit, the off-chip DMA channel (and the flash
     channel when the arch has a flash level)."""
-    busy = {"array": prog.total(np.where(prog.engine == ARRAY, prog.compute, 0.0)),
-            "vector": prog.total(np.where(prog.engine == VECTOR, prog.compute, 0.0)),
+    compute = prog.kernel_totals(prog.compute)
+    busy = {"array": float(compute[prog.engine == ARRAY].sum()),
+            "vector": float(compute[prog.engine == VECTOR].sum()),
             "dma": prog.total(prog.load_xfer) + prog.total(prog.store_xfer)}
     if flash:
         busy["flash"] = prog.total(prog.flash_xfer)
@@ -372,7 +431,8 @@ class KernelEvaluator:
 
     def __init__(self, arch: ArchConfig, timing: str, objective: str, flash_share: float | None,
                  memo: dict | None) -> None:
-        self.arch, self.timing, self.objective, self.memo = arch, timing, objective, memo
+        self.arch, self.timing, self.objective = arch, timing, objective
+        self.memo = commands_memo(arch, timing) if memo is None else memo
         self.share = flash_share or 0.0
         self.seen: dict = {}
         self.measured: dict = {}
@@ -408,8 +468,8 @@ class KernelEvaluator:
         share = flash_share_of(kernel, self.arch, self.share)
         key = (kernel.work, kernel.mapping, kernel.split, kernel.epilogue, kernel.residency, share)
         if key not in self.moved:
-            cmds = kernel_commands(kernel, self.arch, self.timing, share)
-            self.moved[key] = int(cmds.load_bytes.sum() + cmds.store_bytes.sum() + cmds.flash_bytes.sum())
+            cmds = kernel_runs(kernel, self.arch, self.timing, share)
+            self.moved[key] = cmds.total("load_bytes") + cmds.total("store_bytes") + cmds.total("flash_bytes")
         return self.moved[key]
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 from math import prod
 from pathlib import Path
 
-import networkx as nx
 import numpy as np
 
 from tilesim.arch.errors import InputError, field_error
@@ -132,6 +131,7 @@ def _producers(g, where: str) -> dict[str, str]:
 
 def check_structure(model, where: str) -> None:
     """Dangling inputs, duplicate producers and cycles, one clear line each; then sort the nodes topologically."""
+    import networkx as nx  # noqa: PLC0415 (loads only to read an ONNX file: start-up time)
     g = model.graph
     names = _node_names(g)
     for node, name in zip(g.node, names, strict=True):

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from math import prod
 
-import networkx as nx
-
 from tilesim.arch.errors import InputError
 from tilesim.workloads.onnx.model import first_line, onnx_module, standard, weights_as_inputs
 
@@ -22,6 +20,7 @@ def _guarded_model(m, where: str):
     (unknown outputs); once every guarded op upstream of one is decided, its inputs are checked: a negative dim
     reaching a Slice is refused as one line, and a Size of more than MAX_PROPAGATED_SIZE elements stays opaque
     (tilesim computes sizes itself). One extra pass, unless guarded ops feed each other."""
+    import networkx as nx  # noqa: PLC0415 (loads only to read an ONNX file: start-up time)
     onnx = onnx_module()
     nodes = list(m.graph.node)
     guarded = [i for i, n in enumerate(nodes) if n.op_type in GUARDED_INFERENCE and standard(n)]

@@ -301,17 +301,19 @@ def _snapshot(s, nl, nc, dma_free, engine_free_e, load_end, comp_start, comp_end
 
 
 @cached_njit
-def _issue_class_computes(nc, nl, ns, rc, run_end, compute, engine, slots, kernel, load_end, load_why, comp_start,
+def _issue_class_computes(nc, nl, ns, rc, run_end, at, compute, engine, slots, kernel, load_end, load_why, comp_start,
                           comp_end, store_end, engine_free, waits):
-    """_issue_computes over runs and ring buffers, stalls added to waits[kernel, cause]; returns (nc, its run)."""
+    """_issue_computes over runs and ring buffers (run r's values at entry at[r], its kernel's engine and slots),
+    stalls added to waits[kernel, cause]; returns (nc, its run)."""
     m = RING - 1
     n = run_end[-1]
     while nc < n and nc < nl:
         while run_end[rc] <= nc:
             rc += 1
-        if nc - slots[rc] >= ns:
+        kr = kernel[rc]
+        if nc - slots[kr] >= ns:
             break
-        e = engine[rc]
+        e = engine[kr]
         t = engine_free[e]
         why = NONE
         i = nc & m
@@ -321,7 +323,7 @@ def _issue_class_computes(nc, nl, ns, rc, run_end, compute, engine, slots, kerne
         if nc > 0 and comp_start[(nc - 1) & m] > t:
             t = comp_start[(nc - 1) & m]
             why = ORDER
-        j = nc - slots[rc]
+        j = nc - slots[kr]
         if j >= 0 and store_end[j & m] > t:
             t = store_end[j & m]
             why = SLOT
@@ -329,24 +331,25 @@ def _issue_class_computes(nc, nl, ns, rc, run_end, compute, engine, slots, kerne
         if nc > 0 and comp_end[(nc - 1) & m] > base:
             base = comp_end[(nc - 1) & m]
         if t > base:
-            waits[kernel[rc], why] += t - base
+            waits[kr, why] += t - base
         comp_start[i] = t
-        comp_end[i] = t + compute[rc]
+        comp_end[i] = t + compute[at[rc]]
         engine_free[e] = comp_end[i]
         nc += 1
     return nc, rc
 
 
 @cached_njit
-def _class_load_ready(nl, nc, ns, rl, run_end, slots, dep, last_tile, comp_end, kernel_store, load_why):
-    """_next_load_ready over runs (dependencies on kernels, no flash reads); returns (known, ready time, run of nl)."""
+def _class_load_ready(nl, nc, ns, rl, run_end, kernel, slots, dep, last_tile, comp_end, kernel_store, load_why):
+    """_next_load_ready over runs (slots and dependency per kernel, no flash reads); returns (known, ready time, run
+    of nl)."""
     m = RING - 1
     if nl >= run_end[-1]:
         return False, 0.0, rl
     while run_end[rl] <= nl:
         rl += 1
-    j = nl - slots[rl]
-    d = dep[rl]
+    j = nl - slots[kernel[rl]]
+    d = dep[kernel[rl]]
     if not ((j < 0 or j < nc) and (d < 0 or last_tile[d] < ns)):
         return False, 0.0, rl
     ready_l = comp_end[j & m] if j >= 0 else 0.0
@@ -427,13 +430,62 @@ def run_class_groups(count, load_xfer, store_xfer, compute, engine, slots, dep, 
     the g_period[i] entries from g_first[i] (one kernel's; groups in order, apart). A hint only, the program is
     the same: at each repeat's end the state is compared with the ends of the q = 1..MAX_PERIOD repeats before; the
     same state jumps whole q-repeat periods at once (as for runs), so a repeated pattern of runs costs a few
-    repeats, not all."""
+    repeats, not all. engine, slots and dep are the same for every run of a kernel."""
     n_runs = count.shape[0]
-    run_end = np.cumsum(count)
-    n = run_end[-1] if n_runs else 0
-    last_tile = np.full(n_kernels, -1, dtype=np.int64)
+    engine_k = np.zeros(n_kernels, dtype=np.int64)
+    slots_k = np.ones(n_kernels, dtype=np.int64)
+    dep_k = np.full(n_kernels, -1, dtype=np.int64)
     for r in range(n_runs):
-        last_tile[kernel[r]] = run_end[r] - 1
+        engine_k[kernel[r]] = engine[r]
+        slots_k[kernel[r]] = slots[r]
+        dep_k[kernel[r]] = dep[r]
+    return _run_entries(np.arange(n_runs), kernel.astype(np.int64), count, load_xfer, store_xfer, compute, engine_k,
+                        slots_k, dep_k, n_kernels, latency, g_first, g_period, g_reps)
+
+
+@cached_njit
+def run_program(count, load_xfer, store_xfer, compute, first_entry, entries, engine, slots, dep, latency,
+                g_first, g_period, g_reps):
+    """run_class_groups of a program stored by blocks (commands.Program): kernel j's runs are the entries[j]
+    entries from first_entry[j] of the per-entry arrays (kernels of repeated layers share them); engine, slots and
+    dep per kernel; repeat groups as positions in the whole program. Memory: three int64 per run of the program."""
+    n_kernels = first_entry.shape[0]
+    n_runs = 0
+    for j in range(n_kernels):
+        n_runs += entries[j]
+    at = np.empty(n_runs, dtype=np.int64)
+    kernel = np.empty(n_runs, dtype=np.int64)
+    r = 0
+    for j in range(n_kernels):
+        for x in range(entries[j]):
+            at[r] = first_entry[j] + x
+            kernel[r] = j
+            r += 1
+    return _run_entries(at, kernel, count, load_xfer, store_xfer, compute, engine, slots, dep, n_kernels, latency,
+                        g_first, g_period, g_reps)
+
+
+@cached_njit
+def _run_ends(at, kernel, count, n_kernels):
+    """(the tile after each run's last, each kernel's last tile) of runs whose values are at entries `at`."""
+    run_end = np.empty(at.shape[0], dtype=np.int64)
+    last_tile = np.full(n_kernels, -1, dtype=np.int64)
+    total = 0
+    for r in range(at.shape[0]):
+        total += count[at[r]]
+        run_end[r] = total
+        last_tile[kernel[r]] = total - 1
+    return run_end, last_tile
+
+
+@cached_njit
+def _run_entries(at, kernel, count, load_xfer, store_xfer, compute, engine, slots, dep, n_kernels, latency,
+                 g_first, g_period, g_reps):
+    """run_class_groups' simulation: run r of the program has the values of entry at[r] of the per-entry arrays and
+    kernel kernel[r] (non-decreasing), whose engine, slots and dep are per kernel."""
+    n_runs = at.shape[0]
+    run_end, last_tile = _run_ends(at, kernel, count, n_kernels)
+    n = run_end[-1] if n_runs else 0
     m = RING - 1
     load_end = np.zeros(RING)
     comp_start = np.zeros(RING)
@@ -457,7 +509,7 @@ def run_class_groups(count, load_xfer, store_xfer, compute, engine, slots, dep, 
     g_end = np.zeros(n_groups, dtype=np.int64)
     for x in range(n_groups):
         f = g_first[x]
-        g_tile0[x] = run_end[f] - count[f]
+        g_tile0[x] = run_end[f] - count[at[f]]
         g_tiles[x] = run_end[f + g_period[x] - 1] - g_tile0[x]
         g_end[x] = g_tile0[x] + g_reps[x] * g_tiles[x]
     gi = 0                                            # the group at or after the store's run
@@ -467,9 +519,9 @@ def run_class_groups(count, load_xfer, store_xfer, compute, engine, slots, dep, 
     rl = rc = rs = 0                                  # the runs of tiles nl, nc and ns
     stepped = 0
     while ns < n:
-        nc, rc = _issue_class_computes(nc, nl, ns, rc, run_end, compute, engine, slots, kernel, load_end, load_why,
-                                       comp_start, comp_end, store_end, engine_free, waits)
-        load_ok, ready_l, rl = _class_load_ready(nl, nc, ns, rl, run_end, slots, dep, last_tile, comp_end,
+        nc, rc = _issue_class_computes(nc, nl, ns, rc, run_end, at, compute, engine, slots, kernel, load_end,
+                                       load_why, comp_start, comp_end, store_end, engine_free, waits)
+        load_ok, ready_l, rl = _class_load_ready(nl, nc, ns, rl, run_end, kernel, slots, dep, last_tile, comp_end,
                                                  kernel_store, load_why)
         store_ok = ns < nc
         while run_end[rs] <= ns:
@@ -479,11 +531,11 @@ def run_class_groups(count, load_xfer, store_xfer, compute, engine, slots, dep, 
             raise RuntimeError("tile pipeline deadlock")
         stepped += 1
         if load_ok and (not store_ok or ready_l <= ready_s):       # rule 5
-            load_end[nl & m], dma_free = _transfer(ready_l, load_xfer[rl], dma_free, latency)
+            load_end[nl & m], dma_free = _transfer(ready_l, load_xfer[at[rl]], dma_free, latency)
             nl += 1
             load_why[nl & m] = DRAM
             continue
-        store_end[ns & m], dma_free = _transfer(ready_s, store_xfer[rs], dma_free, latency)
+        store_end[ns & m], dma_free = _transfer(ready_s, store_xfer[at[rs]], dma_free, latency)
         s = ns
         ns += 1
         k_r = kernel[rs]
@@ -501,13 +553,13 @@ def run_class_groups(count, load_xfer, store_xfer, compute, engine, slots, dep, 
                 g_seen = gi
             hs, key, unit, unit_runs, span_end = 1, (rs + 1 - g_first[gi]) // g_period[gi], g_tiles[gi], g_period[gi], \
                 g_end[gi]
-        elif s - WINDOW_LO >= run_end[rs] - count[rs] and s + WINDOW_HI < run_end[rs]:
+        elif s - WINDOW_LO >= run_end[rs] - count[at[rs]] and s + WINDOW_HI < run_end[rs]:
             hs, key, unit, unit_runs, span_end = 0, s, 1, 0, run_end[rs]
         else:
             continue
-        least = _snapshot(s, nl, nc, dma_free, engine_free[engine[rs]], load_end, comp_start, comp_end, store_end,
+        least = _snapshot(s, nl, nc, dma_free, engine_free[engine[k_r]], load_end, comp_start, comp_end, store_end,
                           load_why, snap)
-        d = dep[rs]
+        d = dep[k_r]
         blocked = d >= 0 and kernel_store[d] - dma_free > least    # the producer's store may still hold a load back
         q = _record(key, blocked, snap, hist[hs], hist_key[hs], hist_ref[hs], hist_waits[hs], dma_free, waits[k_r])
         k = (span_end - 1 - WINDOW_HI - s) // (q * unit) if q else 0     # whole periods all inside the span
@@ -520,7 +572,7 @@ def run_class_groups(count, load_xfer, store_xfer, compute, engine, slots, dep, 
         for c in range(N_CAUSES):
             waits[k_r, c] += k * (waits[k_r, c] - hist_waits[hs, g, c])
         dma_free += shift
-        engine_free[engine[rs]] += shift
+        engine_free[engine[k_r]] += shift
         nl += dt
         nc += dt
         ns += dt
@@ -556,6 +608,15 @@ def run_class_groups_py(count, load_xfer, store_xfer, compute, engine, slots, de
                         g_first, g_period, g_reps):
     """Reference of run_class_groups: the groups are a hint only, so run_classes_py of the same runs."""
     return run_classes_py(count, load_xfer, store_xfer, compute, engine, slots, dep, kernel, n_kernels, latency)
+
+
+def run_program_py(count, load_xfer, store_xfer, compute, first_entry, entries, engine, slots, dep, latency,
+                   g_first, g_period, g_reps):
+    """Reference of run_program: every kernel's runs copied out of the per-entry arrays, then run_classes_py."""
+    at = np.concatenate([np.arange(a, a + n, dtype=np.int64) for a, n in zip(first_entry, entries, strict=True)])
+    kernel = np.repeat(np.arange(first_entry.shape[0], dtype=np.int64), entries)
+    return run_classes_py(count[at], load_xfer[at], store_xfer[at], compute[at], engine[kernel], slots[kernel],
+                          dep[kernel], kernel, first_entry.shape[0], latency)
 
 
 def fold_tiles(times, tile_kernel, n_kernels):
