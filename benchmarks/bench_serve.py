@@ -27,10 +27,10 @@ def timed_serve(workload: str, arch: str, policy: str) -> tuple[float, float, ob
     spent = [0.0]
     simulate = serve_cost.StepCostModel.simulate
 
-    def counting(self, graph):
+    def counting(self, make):
         t = time.perf_counter()
         try:
-            return simulate(self, graph)
+            return simulate(self, make)
         finally:
             spent[0] += time.perf_counter() - t
     serve_cost.StepCostModel.simulate = counting
