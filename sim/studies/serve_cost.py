@@ -26,8 +26,8 @@ last position (attention is affine in context: llama2-7b on h100 within 1 % betw
 simulated when first needed and memoised, so a trace costs a few dozen simulations however long it is. A model of
 like layers simulates each point through its 2- and 3-layer cuts, extended to all its layers (serve_layers.py:
 within 1e-5 of the whole graph, the same power-capped clock), ~10x less graph to lower and run for a 32-layer model.
-At grid sizes a prefill-only step of one prompt is exactly `tilesim run --phase prefill` and a decode-only step
-exactly `tilesim run --phase decode`.
+At grid sizes a prefill-only step of one prompt is `tilesim run --phase prefill` and a decode-only step
+`tilesim run --phase decode` (exactly for a model simulated whole, within the cuts' 1e-5 otherwise).
 """
 from __future__ import annotations
 
