@@ -55,7 +55,7 @@ def vidur_all_reduce_ms(path: str, tp: int, n_bytes: int) -> float:
 
 def layer_ms(model: StepCostModel, tokens: int) -> float:
     """The non-attention time of a model's layer kernels (ms) in a prefill of `tokens` tokens."""
-    r = model.simulate(wl.prefill_graph(model.cfg, 1, tokens, model.dtypes))
+    r = model.simulate(lambda cfg: wl.prefill_graph(cfg, 1, tokens, model.dtypes))
     layers = [k for k in r.kernels if k.name.startswith("layer") and not is_attention(k.ops)]
     return sum(k.cycles for k in layers) / r.clock_hz * 1e3
 
