@@ -21,11 +21,13 @@ and their energies, static power included, add up to the run):
 Each quantity is simulated on a grid and interpolated linearly between its points: tokens at 1, 4, 16, 64 (memory-
 bound, nearly flat), then powers of two up to 2048 (extrapolated beyond, where dense work is compute-bound and
 affine in T); decoding batches at powers of four
-(their attention and cache reads are close to linear in batch); contexts at 0, 1024 x powers of four and the model's
-last position (attention is affine in context: llama2-7b on h100 within 1 % between 0 and 4095). Grid points are
-simulated when first needed and memoised, so a trace costs a few dozen simulations however long it is. A model of
-like layers simulates each point through its 2- and 3-layer cuts, extended to all its layers (serve_layers.py:
-within 1e-5 of the whole graph, the same power-capped clock), ~10x less graph to lower and run for a 32-layer model.
+(their attention and cache reads are close to linear in batch); contexts at 0, 4096 x powers of four and the model's
+last position (attention is affine in context: llama2-7b on h100, a decode step at context 1024 interpolated between
+0 and 4095 is within 0.3 % of its simulation at batch 1 to 64; benchmarks/bench_serve.py checks random shapes).
+Grid points are simulated when first needed and memoised, so a trace costs a few dozen simulations however long it
+is. A model of like layers simulates each point through its 2- and 3-layer cuts, extended to all its layers
+(serve_layers.py: within 1e-5 of the whole graph, at the same power-capped clock): ~10x less graph to lower and run
+for a 32-layer model.
 At grid sizes a prefill-only step of one prompt is `tilesim run --phase prefill` and a decode-only step
 `tilesim run --phase decode` (exactly for a model simulated whole, within the cuts' 1e-5 otherwise).
 """
@@ -47,7 +49,7 @@ from tilesim.workloads import llm as wl
 
 ATTENTION_OPS = ("scores", "scale", "softcap", "softmax", "context")
 DENSE_GRID_TOP = 2048       # dense(T) beyond: extrapolated from the last two grid points (compute-bound, affine)
-CONTEXT_GRID = 1024         # contexts on the grid: 0 and 1024 x powers of 4, capped at the model's last position
+CONTEXT_GRID = 4096         # contexts on the grid: 0 and 4096 x powers of 4, capped at the model's last position
 BATCH_BASE = 4              # batches on the grid: powers of 4 (attention is close to linear in batch)
 
 
@@ -199,7 +201,7 @@ class StepCostModel:
         return lerp(pairs, lo * lo, hi * hi, self.prefill_at(lo)[1], self.prefill_at(hi)[1])
 
     def context_grid(self, context: float) -> tuple[int, int]:
-        """The context grid points around c: 0, 1024, 4096, ... and the model's last position."""
+        """The context grid points around c: 0, 4096, 16384, ... and the model's last position."""
         top = self.cfg.max_positions - 1
         c = min(max(context, 0.0), top)
         if c < CONTEXT_GRID:
