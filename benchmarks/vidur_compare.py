@@ -10,6 +10,10 @@ RoPE, output projection, MLP up/act/down, residual add) plus attention, and at T
 (serve_cost.py) over the same layer kernels of the chip's shard (embedding, final norm and LM head left out, as
 Vidur leaves them out) and its alpha-beta ring all-reduce over NVLink 4 (core/collectives.py).
 
+Vidur's simulator itself is not run on a trace here: offline it lacks its measured attention profile (the
+repository's data/profiling/compute/h100/meta-llama/Llama-2-7b-hf/attention.csv, or the HF dataset it downloads;
+docs/serving.md "Against a peer" gives the exact calls), so only the profiled operators above are compared.
+
     python benchmarks/vidur_compare.py PATH/TO/mlp.csv [PATH/TO/h100_dgx/all_reduce.csv]
 """
 from __future__ import annotations
