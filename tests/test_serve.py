@@ -168,6 +168,21 @@ def test_extending_the_long_cut_by_no_layers_is_that_cut():
     assert same.energy_pj == pytest.approx(long.energy_pj, rel=1e-12)
 
 
+def test_a_model_of_few_layers_is_simulated_whole():
+    short = StepCostModel(with_layers(CFG, STACK[1]), ARCH, CompileOptions(), TYPES)
+    make = lambda c: wl.decode_graph(c, 4, 100, TYPES)        # noqa: E731
+    assert short.simulate(make) == whole(short, make)
+
+
+def test_context_grid_by_hand():
+    """Contexts on the grid: 0, 4096 x powers of 4, the model's last position."""
+    llama2, llama3 = (StepCostModel(decoder_config(n), ARCH, CompileOptions(), TYPES)
+                      for n in ("llama2-7b", "llama3-8b"))
+    assert llama2.context_grid(1000) == (0, 4095) and llama2.context_grid(9999) == (0, 4095)
+    assert llama3.context_grid(5000) == (4096, 8191) and llama3.context_grid(4096) == (4096, 4096)
+    assert llama3.context_grid(-3) == (0, 4096)
+
+
 def test_only_models_of_like_layers_are_cut():
     assert stackable(CFG) and not stackable(with_layers(CFG, STACK[1]))
     assert not stackable(dataclasses.replace(CFG, windows=(0, 512) * 6))         # alternating local/global layers
