@@ -144,7 +144,7 @@ def test_interpolated_decode_steps_stay_close_to_simulation(model):
                                   lambda c: wl.prefill_graph(c, 1, 77, TYPES)],
                          ids=["prefill-1024-capped", "decode-64x1000", "prefill-77"])
 def test_two_layer_cuts_extend_to_the_whole_model(model, make):
-    """gpt2's 12 layers from its 2- and 3-layer graphs (serve_layers.py): the whole graph's run within 1e-5, at the
+    """gpt2's 12 layers from its 1- and 2-layer graphs (serve_layers.py): the whole graph's run within 1e-5, at the
     same capped clock, with as many kernels and the same energy components."""
     assert stackable(CFG)
     cut, direct = model.simulate(make), whole(model, make)

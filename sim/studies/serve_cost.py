@@ -25,7 +25,7 @@ affine in T); decoding batches at powers of four
 last position (attention is affine in context: llama2-7b on h100, a decode step at context 1024 interpolated between
 0 and 4095 is within 0.3 % of its simulation at batch 1 to 64; benchmarks/bench_serve.py checks random shapes).
 Grid points are simulated when first needed and memoised, so a trace costs a few dozen simulations however long it
-is. A model of like layers simulates each point through its 2- and 3-layer cuts, extended to all its layers
+is. A model of like layers simulates each point through its 1- and 2-layer cuts, extended to all its layers
 (serve_layers.py: within 1e-5 of the whole graph, at the same power-capped clock): ~10x less graph to lower and run
 for a 32-layer model.
 At grid sizes a prefill-only step of one prompt is `tilesim run --phase prefill` and a decode-only step
