@@ -25,7 +25,7 @@ affine in T); decoding batches at powers of four
 last position (attention is affine in context: llama2-7b on h100, a decode step at context 1024 interpolated between
 0 and 4095 is within 0.3 % of its simulation at batch 1 to 64; benchmarks/bench_serve.py checks random shapes).
 Grid points are simulated when first needed and memoised, so a trace costs a few dozen simulations however long it
-is. A model of like layers simulates each point through its 1- and 2-layer cuts, extended to all its layers
+is. A model of like layers simulates each point through its 2- and 3-layer cuts, extended to all its layers
 (serve_layers.py: within 1e-5 of the whole graph, at the same power-capped clock): ~10x less graph to lower and run
 for a 32-layer model.
 At grid sizes a prefill-only step of one prompt is `tilesim run --phase prefill` and a decode-only step
@@ -151,10 +151,12 @@ class StepCostModel:
         tile commands shared across graphs); a model of like layers through its cuts to STACK layers, extended to
         all of them (serve_layers.py)."""
         self.simulations += 1
-        if not stackable(self.cfg):
-            return simulate(self.lower(make(self.cfg)), self.arch, flash_share=0.0, memo=self.memo)
-        cuts = tuple(self.lower(make(with_layers(self.cfg, n))) for n in STACK)
-        return simulate_extended(cuts, self.cfg.layers, self.arch, self.run_at)
+        if stackable(self.cfg):
+            cuts = tuple(self.lower(make(with_layers(self.cfg, n))) for n in STACK)
+            run = simulate_extended(cuts, self.cfg.layers, self.arch, self.run_at)
+            if run is not None:
+                return run
+        return simulate(self.lower(make(self.cfg)), self.arch, flash_share=0.0, memo=self.memo)
 
     def lower(self, graph: Graph) -> Schedule:
         """A graph lowered for the arch (the kernel evaluator shared across graphs)."""
