@@ -10,6 +10,10 @@ RoPE, output projection, MLP up/act/down, residual add) plus attention, and at T
 (serve_cost.py) over the same layer kernels of the chip's shard (embedding, final norm and LM head left out, as
 Vidur leaves them out) and its alpha-beta ring all-reduce over NVLink 4 (core/collectives.py).
 
+Vidur's simulator itself is not run on a trace here: offline it lacks its measured attention profile (the
+repository's data/profiling/compute/h100/meta-llama/Llama-2-7b-hf/attention.csv, or the HF dataset it downloads;
+docs/serving.md "Against a peer" gives the exact calls), so only the profiled operators above are compared.
+
     python benchmarks/vidur_compare.py PATH/TO/mlp.csv [PATH/TO/h100_dgx/all_reduce.csv]
 """
 from __future__ import annotations
@@ -55,7 +59,7 @@ def vidur_all_reduce_ms(path: str, tp: int, n_bytes: int) -> float:
 
 def layer_ms(model: StepCostModel, tokens: int) -> float:
     """The non-attention time of a model's layer kernels (ms) in a prefill of `tokens` tokens."""
-    r = model.simulate(wl.prefill_graph(model.cfg, 1, tokens, model.dtypes))
+    r = model.simulate(lambda cfg: wl.prefill_graph(cfg, 1, tokens, model.dtypes))
     layers = [k for k in r.kernels if k.name.startswith("layer") and not is_attention(k.ops)]
     return sum(k.cycles for k in layers) / r.clock_hz * 1e3
 

@@ -3,6 +3,7 @@ chunked) with a paged KV cache, queueing laws, reports and bad input (docs/servi
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 import json
 
@@ -12,12 +13,16 @@ import pytest
 import tilesim
 from tilesim.arch import load_arch
 from tilesim.arch.errors import InputError
+from tilesim.arch.system import load_system
 from tilesim.cli.main import main
-from tilesim.compiler.schedule import CompileOptions
+from tilesim.compiler.schedule import CompileOptions, lower
+from tilesim.core.simulate import simulate, simulate_at_clock
 from tilesim.studies.options import OptionError, WorkloadOptions
 from tilesim.studies.serve import SchedulerOptions, TraceOptions, serve
 from tilesim.studies.serve_cost import Cost, StepCostModel, lerp, powers_grid
+from tilesim.studies.serve_layers import STACK, extended, periodic, stackable, with_layers
 from tilesim.studies.serve_sched import Scheduler, SchedulerConfig, blocks_for
+from tilesim.studies.serve_system import GroupStepCost
 from tilesim.studies.serve_trace import Request, generate, parse_lengths, read_trace
 from tilesim.workloads import decoder_config
 from tilesim.workloads import llm as wl
@@ -114,20 +119,87 @@ def test_grid_helpers_by_hand():
     assert blocks_for(16, 16) == 1 and blocks_for(17, 16) == 2 and blocks_for(0, 16) == 0
 
 
+def whole(model, make):
+    """make(cfg)'s whole graph lowered and simulated as the step-cost model simulates, without cutting its layers."""
+    return simulate(lower(make(model.cfg), model.arch, model.options, model.evaluate), model.arch, flash_share=0.0,
+                    memo=model.memo)
+
+
 def test_steps_at_grid_points_are_the_whole_simulations(model):
-    prefill = model.simulate(wl.prefill_graph(CFG, 1, 256, TYPES))
+    prefill = model.simulate(lambda c: wl.prefill_graph(c, 1, 256, TYPES))
     step = model.step([(256, 0)], [])
     assert (step.latency_s, step.energy_pj) == pytest.approx((prefill.latency_s, prefill.energy_pj), rel=1e-12)
-    decode = model.simulate(wl.decode_graph(CFG, 16, 1023, TYPES))        # batch and context on the grid
+    decode = model.simulate(lambda c: wl.decode_graph(c, 16, 1023, TYPES))        # batch and context on the grid
     step = model.step([], [1023] * 16)
     assert (step.latency_s, step.energy_pj) == pytest.approx((decode.latency_s, decode.energy_pj), rel=1e-12)
 
 
 def test_interpolated_decode_steps_stay_close_to_simulation(model):
     for batch, context in ((6, 300), (40, 700)):
-        direct = model.simulate(wl.decode_graph(CFG, batch, context, TYPES))
+        direct = whole(model, lambda c, b=batch, x=context: wl.decode_graph(c, b, x, TYPES))
         step = model.step([], [context] * batch)
         assert step.latency_s == pytest.approx(direct.latency_s, rel=0.05)
+
+
+@pytest.mark.parametrize("make", [lambda c: wl.prefill_graph(c, 1, 1024, TYPES),      # power-capped on h100
+                                  lambda c: wl.decode_graph(c, 64, 1000, TYPES),
+                                  lambda c: wl.prefill_graph(c, 1, 77, TYPES)],
+                         ids=["prefill-1024-capped", "decode-64x1000", "prefill-77"])
+def test_two_layer_cuts_extend_to_the_whole_model(model, make):
+    """gpt2's 12 layers from its 2- and 3-layer graphs (serve_layers.py): the whole graph's run within 1e-5, at the
+    same capped clock, with as many kernels and the same energy components."""
+    assert stackable(CFG)
+    cut, direct = model.simulate(make), whole(model, make)
+    assert cut.clock_hz == direct.clock_hz and len(cut.kernels) == len(direct.kernels)
+    for field in ("latency_s", "energy_pj", "macs", "dram_read_bytes", "dram_write_bytes"):
+        assert getattr(cut, field) == pytest.approx(getattr(direct, field), rel=1e-5), field
+    assert cut.energy_breakdown_pj.keys() == direct.energy_breakdown_pj.keys()
+    for key, pj in direct.energy_breakdown_pj.items():
+        assert cut.energy_breakdown_pj[key] == pytest.approx(pj, rel=1e-4, abs=1e3), key
+    assert sum(k.cycles for k in cut.kernels) == pytest.approx(cut.cycles, abs=len(cut.kernels))
+    for lv, t in direct.memory_traffic.items():
+        assert cut.memory_traffic[lv]["bandwidth_utilization"] == pytest.approx(t["bandwidth_utilization"], rel=1e-4)
+
+
+def test_extending_the_long_cut_by_no_layers_is_that_cut():
+    short, long = (simulate_at_clock(lower(wl.decode_graph(with_layers(CFG, n), 4, 100, TYPES), ARCH, CompileOptions()),
+                                     ARCH) for n in STACK)
+    same = extended(short, long, STACK[1])
+    assert (same.cycles, same.macs, same.kernels, same.dram_read_bytes) == \
+        (long.cycles, long.macs, long.kernels, long.dram_read_bytes)
+    assert same.energy_pj == pytest.approx(long.energy_pj, rel=1e-12)
+
+
+def test_cuts_of_one_and_two_layers_of_a_tp2_shard_are_not_periodic():
+    """Regression: cuts of 1 and 2 layers of gpt2's tensor-parallel-2 shard on 8xh100 are lowered differently (the
+    extension was 33 % off); the periodicity check refuses them and accepts the 2- and 3-layer cuts."""
+    system = load_system("8xh100")
+    shard = GroupStepCost(CFG, system, 2, CompileOptions(), TYPES).chip
+    runs = {n: shard.run_at(shard.lower(wl.prefill_graph(with_layers(shard.cfg, n), 1, 128, TYPES)), shard.arch)
+            for n in (1, 2, 3)}
+    assert not periodic(runs[1], runs[2], layer=1)
+    assert periodic(runs[2], runs[3], layer=2)
+
+
+def test_a_model_of_few_layers_is_simulated_whole():
+    short = StepCostModel(with_layers(CFG, STACK[1]), ARCH, CompileOptions(), TYPES)
+    make = lambda c: wl.decode_graph(c, 4, 100, TYPES)        # noqa: E731
+    assert short.simulate(make) == whole(short, make)
+
+
+def test_context_grid_by_hand():
+    """Contexts on the grid: 0, 4096 x powers of 4, the model's last position."""
+    llama2, llama3 = (StepCostModel(decoder_config(n), ARCH, CompileOptions(), TYPES)
+                      for n in ("llama2-7b", "llama3-8b"))
+    assert llama2.context_grid(1000) == (0, 4095) and llama2.context_grid(9999) == (0, 4095)
+    assert llama3.context_grid(5000) == (4096, 8191) and llama3.context_grid(4096) == (4096, 4096)
+    assert llama3.context_grid(-3) == (0, 4096)
+
+
+def test_only_models_of_like_layers_are_cut():
+    assert stackable(CFG) and not stackable(with_layers(CFG, STACK[1]))
+    assert not stackable(dataclasses.replace(CFG, windows=(0, 512) * 6))         # alternating local/global layers
+    assert stackable(dataclasses.replace(CFG, windows=(512,) * 12))
 
 
 def test_a_mixed_step_reads_the_weights_once(model):
@@ -140,12 +212,13 @@ def test_a_mixed_step_reads_the_weights_once(model):
 # ---------------------------------------------------------------- schedulers
 
 def test_single_request_equals_run_generate(model):
-    """TTFT is the prefill of `run --phase generate` exactly (prompt on the grid); TPOT and energy agree within the
-    context interpolation (< 1 %)."""
+    """TTFT is the prefill of `run --phase generate` (prompt on the grid) within the layer-cut extension of the step
+    costs (1e-5: serve_layers.py; it was exact, 1e-12, when steps simulated all 12 layers); TPOT and energy agree
+    within the context interpolation (< 1 %)."""
     prompt, output = 256, 65
     run = tilesim.run("gpt2", "h100", phase="generate", prompt_len=prompt, gen_tokens=output - 1).llm
     r = run_sched(model, [Request(0, 0.0, prompt, output)]).requests[0]
-    assert r.first_token_s == pytest.approx(run.ttft_s, rel=1e-12)
+    assert r.first_token_s == pytest.approx(run.ttft_s, rel=1e-5)
     assert (r.finish_s - r.first_token_s) / (output - 1) == pytest.approx(run.tpot_s, rel=0.01)
     assert r.energy_pj == pytest.approx(run.energy_pj, rel=0.01)
 

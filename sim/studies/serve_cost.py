@@ -21,29 +21,35 @@ and their energies, static power included, add up to the run):
 Each quantity is simulated on a grid and interpolated linearly between its points: tokens at 1, 4, 16, 64 (memory-
 bound, nearly flat), then powers of two up to 2048 (extrapolated beyond, where dense work is compute-bound and
 affine in T); decoding batches at powers of four
-(their attention and cache reads are close to linear in batch); contexts at 0, 1024 x powers of four and the model's
-last position (attention is affine in context: llama2-7b on h100 within 1 % between 0 and 4095). Grid points are
-simulated when first needed and memoised, so a trace costs a few dozen simulations however long it is.
-At grid sizes a prefill-only step of one prompt is exactly `tilesim run --phase prefill` and a decode-only step
-exactly `tilesim run --phase decode`.
+(their attention and cache reads are close to linear in batch); contexts at 0, 4096 x powers of four and the model's
+last position (attention is affine in context: llama2-7b on h100, a decode step at context 1024 interpolated between
+0 and 4095 is within 0.3 % of its simulation at batch 1 to 64; benchmarks/bench_serve.py checks random shapes).
+Grid points are simulated when first needed and memoised, so a trace costs a few dozen simulations however long it
+is. A model of like layers simulates each point through its 2- and 3-layer cuts, extended to all its layers
+(serve_layers.py: within 1e-5 of the whole graph, at the same power-capped clock): ~10x less graph to lower and run
+for a 32-layer model.
+At grid sizes a prefill-only step of one prompt is `tilesim run --phase prefill` and a decode-only step
+`tilesim run --phase decode` (exactly for a model simulated whole, within the cuts' 1e-5 otherwise).
 """
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from tilesim.arch.config import ArchConfig
 from tilesim.compiler.ir import Graph
-from tilesim.compiler.schedule import CompileOptions, lower
+from tilesim.compiler.schedule import CompileOptions, Schedule, lower
 from tilesim.core.energy import static_power_components_mw
 from tilesim.core.result import SimResult
-from tilesim.core.simulate import kernel_evaluator, simulate
+from tilesim.core.simulate import kernel_evaluator, simulate, simulate_at_clock
+from tilesim.studies.serve_layers import STACK, simulate_extended, stackable, with_layers
 from tilesim.studies.serve_store import StepStore, store_key
 from tilesim.workloads import llm as wl
 
 ATTENTION_OPS = ("scores", "scale", "softcap", "softmax", "context")
 DENSE_GRID_TOP = 2048       # dense(T) beyond: extrapolated from the last two grid points (compute-bound, affine)
-CONTEXT_GRID = 1024         # contexts on the grid: 0 and 1024 x powers of 4, capped at the model's last position
+CONTEXT_GRID = 4096         # contexts on the grid: 0 and 4096 x powers of 4, capped at the model's last position
 BATCH_BASE = 4              # batches on the grid: powers of 4 (attention is close to linear in batch)
 
 
@@ -107,6 +113,7 @@ class StepCostModel:
                  stored: bool = False):
         self.cfg, self.arch, self.options, self.dtypes = cfg, arch, options, dtypes
         self.memo: dict = {}
+        self.clock_memos: dict[float, dict] = {}        # tile commands at the clocks a power cap tried
         self.evaluate = kernel_evaluator(arch, options.resolved_timing(arch), options.objective, 0.0, self.memo)
         self.prefill_parts: dict[int, tuple[Cost, Cost]] = {}
         self.decode_parts: dict[tuple[int, int], Cost] = {}
@@ -139,24 +146,40 @@ class StepCostModel:
         self.stored_points = len(self.prefill_parts) + len(self.decode_parts)
         return self.store.save(data)
 
-    def simulate(self, graph: Graph) -> SimResult:
-        """One graph lowered and simulated (the kernel evaluator and tile commands shared across graphs)."""
+    def simulate(self, make: Callable[[wl.DecoderConfig], Graph]) -> SimResult:
+        """The model's graph make(cfg) lowered and simulated under the arch's power cap (the kernel evaluator and
+        tile commands shared across graphs); a model of like layers through its cuts to STACK layers, extended to
+        all of them (serve_layers.py)."""
         self.simulations += 1
-        return simulate(lower(graph, self.arch, self.options, self.evaluate), self.arch, flash_share=0.0,
-                        memo=self.memo)
+        if stackable(self.cfg):
+            cuts = tuple(self.lower(make(with_layers(self.cfg, n))) for n in STACK)
+            run = simulate_extended(cuts, self.cfg.layers, self.arch, self.run_at)
+            if run is not None:
+                return run
+        return simulate(self.lower(make(self.cfg)), self.arch, flash_share=0.0, memo=self.memo)
+
+    def lower(self, graph: Graph) -> Schedule:
+        """A graph lowered for the arch (the kernel evaluator shared across graphs)."""
+        return lower(graph, self.arch, self.options, self.evaluate)
+
+    def run_at(self, schedule: Schedule, arch: ArchConfig) -> SimResult:
+        """A schedule simulated at `arch` (self.arch at a clock a power cap tries), no cap; tile commands shared
+        among runs at one clock (at_clock changes off-chip fields, which build_program's memo may not span)."""
+        memo = self.memo if arch is self.arch else self.clock_memos.setdefault(arch.clock_hz, {})
+        return simulate_at_clock(schedule, arch, flash_share=0.0, memo=memo)
 
     def prefill_at(self, tokens: int) -> tuple[Cost, Cost]:
         """(dense, attention) of prefill_graph(1, tokens), simulated once."""
         if tokens not in self.prefill_parts:
-            g = wl.prefill_graph(self.cfg, 1, tokens, self.dtypes)
-            self.prefill_parts[tokens] = split_cost(self.simulate(g))
+            self.prefill_parts[tokens] = split_cost(self.simulate(
+                lambda cfg: wl.prefill_graph(cfg, 1, tokens, self.dtypes)))
         return self.prefill_parts[tokens]
 
     def decode_at(self, batch: int, context: int) -> Cost:
         """attn_decode at a grid point: decode_graph(batch, context) less dense(batch), simulated once."""
         key = (batch, context)
         if key not in self.decode_parts:
-            whole = self.simulate(wl.decode_graph(self.cfg, batch, context, self.dtypes))
+            whole = self.simulate(lambda cfg: wl.decode_graph(cfg, batch, context, self.dtypes))
             dense = self.prefill_at(batch)[0]
             self.decode_parts[key] = Cost(whole.latency_s - dense.latency_s, whole.energy_pj - dense.energy_pj)
         return self.decode_parts[key]
@@ -180,7 +203,7 @@ class StepCostModel:
         return lerp(pairs, lo * lo, hi * hi, self.prefill_at(lo)[1], self.prefill_at(hi)[1])
 
     def context_grid(self, context: float) -> tuple[int, int]:
-        """The context grid points around c: 0, 1024, 4096, ... and the model's last position."""
+        """The context grid points around c: 0, 4096, 16384, ... and the model's last position."""
         top = self.cfg.max_positions - 1
         c = min(max(context, 0.0), top)
         if c < CONTEXT_GRID:

@@ -5,10 +5,10 @@ One JSON file per (model config, arch, dtypes, compile options, tilesim version 
 cache folder ($TILESIM_CACHE_DIR, else $XDG_CACHE_HOME/tilesim, else ~/.cache/tilesim; subfolder serve-steps), or,
 where that cannot be written, under a private per-user temporary folder (as the numba cache falls back,
 core/kernels/jit.py); with neither, nothing is stored. TILESIM_STEP_CACHE=0 turns the store off. The key hashes the
-source that computes a step's cost (the simulator's packages and serve_cost.py), so a changed simulator never reads
-an old grid. Floats go through
-JSON's shortest round-trip repr: a cached grid point is bit-identical to the simulation it stands for. A file that
-cannot be read or parsed is ignored (and replaced at the next save); saves are atomic (temporary file + rename).
+source that computes a step's cost (the simulator's packages, serve_cost.py and serve_layers.py), so a changed
+simulator never reads an old grid. Floats go through JSON's shortest round-trip repr: a cached grid point is
+bit-identical to the simulation it stands for. A file that cannot be read or parsed is ignored (and replaced at the
+next save); saves are atomic (temporary file + rename).
 """
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ from tilesim.core.kernels.jit import private_cache_dir
 
 STORE_VERSION = 1           # the file layout below
 SOURCE_PACKAGES = ("tilesim.core", "tilesim.compiler", "tilesim.arch", "tilesim.workloads")
-SOURCE_MODULES = ("tilesim.studies.serve_cost",)     # how a grid point is simulated; the schedulers do not matter
+# how a grid point is simulated (the schedulers, which only read the grid, do not matter)
+SOURCE_MODULES = ("tilesim.studies.serve_cost", "tilesim.studies.serve_layers")
 
 
 @functools.cache
