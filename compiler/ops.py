@@ -316,14 +316,14 @@ def _top_k(shapes: Shapes, attrs: Attrs) -> Shapes:
     axis, k = _axis(attrs.get("axis", -1), len(x)), int(attrs["k"])
     if not 0 <= k <= x[axis]:
         raise ShapeError(f"k = {k} must be between 0 and the axis size {x[axis]}")
-    y = x[:axis] + (k,) + x[axis + 1:]
+    y = (*x[:axis], k, *x[axis + 1:])
     return [y, y]                                               # values, indices
 
 
 def _one_hot(shapes: Shapes, attrs: Attrs) -> Shapes:
     idx = shapes[0]
     axis = _axis(attrs.get("axis", -1), len(idx) + 1)
-    return [idx[:axis] + (int(attrs["depth"]),) + idx[axis:]]
+    return [(*idx[:axis], int(attrs["depth"]), *idx[axis:])]
 
 
 def _non_zero(shapes: Shapes, attrs: Attrs) -> Shapes:

@@ -67,9 +67,14 @@ def h_top_k(imp: Importer, node) -> None:
     """TopK(x, k): values and indices along `axis` (k an input from opset 10, an attribute before); k max passes
     over each row. The indices are recorded as expert picks for OneHot."""
     a = node_attrs(node)
-    k = int(a["k"]) if "k" in a else imp.ints(node, 1, "k")[0]
+    k = [a["k"]] if "k" in a else imp.ints(node, 1, "k")
     shape = imp.shape(node.input[0])
-    axis = _axis(int(a.get("axis", -1)), len(shape))
+    axis = int(a.get("axis", -1))
+    if not k or len(k) != 1 or not -len(shape) <= axis < len(shape):
+        raise InputError(f"{imp.where}: node '{node.name}' (TopK): needs one k (an input from opset 10, an "
+                         f"attribute before) and an axis within the input's rank {len(shape)}; got k {k}, "
+                         f"axis {axis}")
+    k, axis = int(k[0]), axis % len(shape)
     outs = [t or imp.fresh(f"{node.name}/unused") for t in node.output]
     imp.op(node, "TopK", [node.input[0]], {"axis": axis, "k": k}, outputs=outs)
     if outs[1] in imp.tensors:         # indices: the IR's index type, not the values'
@@ -79,9 +84,13 @@ def h_top_k(imp: Importer, node) -> None:
 
 def h_one_hot(imp: Importer, node) -> None:
     """OneHot(indices, depth, values): one compare per output element; its element type is the values'."""
-    depth = int(imp.ints(node, 1, "depth")[0])
+    depth = imp.ints(node, 1, "depth")
     rank = len(imp.shape(node.input[0])) + 1
-    axis = _axis(int(node_attrs(node).get("axis", -1)), rank)
+    axis = int(node_attrs(node).get("axis", -1))
+    if len(node.input) < 3 or not node.input[2] or not depth or len(depth) != 1 or not -rank <= axis < rank:
+        raise InputError(f"{imp.where}: node '{node.name}' (OneHot): needs indices, one depth and values, and an "
+                         f"axis within the output's rank {rank}; got depth {depth}, axis {axis}")
+    depth, axis = depth[0], axis % rank
     to = ir_dtype(imp.elem_type(node.input[2]), imp.override, f"{imp.where}: node '{node.name}'")
     idx = node.input[0]
     if imp.is_static(idx) and imp.value(idx) is None:
