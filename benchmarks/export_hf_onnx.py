@@ -4,6 +4,7 @@ not a test; needs torch, transformers, onnx and, for the dynamo exporter, onnxsc
     python benchmarks/export_hf_onnx.py [--models gpt2,llama3-8b,...] [--exporters legacy,dynamo] [--layers 2]
                                         [--seq-len 128] [--arch tpu-v4] [--out /tmp/tilesim-hf-onnx]
                                         [--torch-dtype bf16] [--vocab gemma2-9b=32000] [--shapes-only mixtral-8x7b]
+                                        [--set num_local_experts=4,hidden_size=1024]
     python benchmarks/export_hf_onnx.py --fixtures tests/data/onnx      # no torch: import and time the fixtures
 
 Each model is built from its HF config (the built-in's config.json, or the numbers of the built-ins defined in
@@ -203,7 +204,7 @@ def import_row(path: Path, arch, batch: int, seq_len: int | None) -> dict:
 
 def model_rows(name: str, args, arch) -> list[dict]:
     """One row per exporter for model `name`."""
-    raw = hf_config(name, args.layers, args.vocab.get(name))
+    raw = hf_config(name, args.layers, args.vocab.get(name)) | args.set
     cfg = llm.config_from_hf(raw, f"{name}.json")
     builtin = llm.prefill_graph(cfg, 1, args.seq_len, "bf16")
     b_kernels, b_cycles = simulated(builtin, arch)
@@ -221,7 +222,8 @@ def model_rows(name: str, args, arch) -> list[dict]:
         path = folder / "model.onnx"
         reuse = args.reimport and path.exists()
         label = name + (f" (vocab {raw['vocab_size']:,})" if name in args.vocab else "") + \
-            ("" if weights else " (shapes only)")
+            ("" if weights else " (shapes only)") + \
+            (f" ({', '.join(f'{k}={v}' for k, v in args.set.items())})" if args.set else "")
         row = {"model": label, "exporter": exporter, "torch_macs": macs, "builtin_macs": graph_macs(builtin),
                "builtin_kernels": b_kernels, "builtin_cycles": b_cycles}
         start = time.perf_counter()
@@ -280,6 +282,8 @@ def main() -> None:
                     "shape only; MoE experts share one expert's storage) for the exporters' memory")
     ap.add_argument("--torch-dtype", choices=("fp32", "bf16"), default="fp32",
                     help="dtype of the torch model and its export (bf16 halves the exporter's memory)")
+    ap.add_argument("--set", default="", help="config fields set for every model, as key=value,... (integers), "
+                    "e.g. a small Mixtral: num_local_experts=4,hidden_size=1024 (the table's model name lists them)")
     ap.add_argument("--arch", default="tpu-v4")
     ap.add_argument("--out", type=Path, default=Path("/tmp/tilesim-hf-onnx"))
     ap.add_argument("--reimport", action="store_true", help="import the exports already in --out (no export)")
@@ -292,6 +296,7 @@ def main() -> None:
     args.exporters = args.exporters.split(",")
     args.shapes_only = set(filter(None, args.shapes_only.split(",")))
     args.vocab = {k: int(v) for k, v in (kv.split("=") for kv in args.vocab.split(",") if kv)}
+    args.set = {k: int(v) for k, v in (kv.split("=") for kv in args.set.split(",") if kv)}
     args.out.mkdir(parents=True, exist_ok=True)
     rows = []
     for name in args.models.split(","):

@@ -311,6 +311,25 @@ def _given(shapes: Shapes, attrs: Attrs) -> Shapes:
     return [tuple(s) for s in attrs["shapes"]]
 
 
+def _top_k(shapes: Shapes, attrs: Attrs) -> Shapes:
+    x = shapes[0]
+    axis, k = _axis(attrs.get("axis", -1), len(x)), int(attrs["k"])
+    if not 0 <= k <= x[axis]:
+        raise ShapeError(f"k = {k} must be between 0 and the axis size {x[axis]}")
+    y = (*x[:axis], k, *x[axis + 1:])
+    return [y, y]                                               # values, indices
+
+
+def _one_hot(shapes: Shapes, attrs: Attrs) -> Shapes:
+    idx = shapes[0]
+    axis = _axis(attrs.get("axis", -1), len(idx) + 1)
+    return [(*idx[:axis], int(attrs["depth"]), *idx[axis:])]
+
+
+def _non_zero(shapes: Shapes, attrs: Attrs) -> Shapes:
+    return [(len(shapes[0]), int(attrs["count"]))]              # the count the importer bounded (ONNX: data-dependent)
+
+
 def _layernorm(shapes: Shapes, attrs: Attrs) -> Shapes:
     _axis(attrs.get("axis", -1), len(shapes[0]))
     return [shapes[0]]
@@ -342,6 +361,10 @@ def _layernorm_ops(ins: Shapes, outs: Shapes, attrs: Attrs) -> int:
 
 def _rmsnorm_ops(ins: Shapes, outs: Shapes, attrs: Attrs) -> int:
     return 5 * prod(ins[0])  # square-sum (2), rsqrt shared per row, normalise (1), scale (1), + 1 for the mean
+
+
+def _top_k_ops(ins: Shapes, outs: Shapes, attrs: Attrs) -> int:
+    return outs[0][_axis(attrs.get("axis", -1), len(outs[0]))] * prod(ins[0])  # k max passes over each row
 
 
 SPECS: dict[str, OpSpec] = {
@@ -389,6 +412,9 @@ SPECS: dict[str, OpSpec] = {
     "ReduceSum": OpSpec(OpKind.VECTOR, _reduce, _per_in(1)),
     "ReduceMax": OpSpec(OpKind.VECTOR, _reduce, _per_in(1)),
     "ReduceMin": OpSpec(OpKind.VECTOR, _reduce, _per_in(1)),
+    "TopK": OpSpec(OpKind.VECTOR, _top_k, _top_k_ops),
+    "OneHot": OpSpec(OpKind.VECTOR, _one_hot, _per_out(1)),    # one compare of the index per class
+    "NonZero": OpSpec(OpKind.VECTOR, _non_zero, _per_in(1)),   # one compare per element (then compaction)
     # data movement
     "Transpose": OpSpec(OpKind.MOVE, _transpose),
     "Concat": OpSpec(OpKind.MOVE, _concat),
@@ -401,6 +427,7 @@ SPECS: dict[str, OpSpec] = {
     "GatherND": OpSpec(OpKind.MOVE, _gather_nd, min_inputs=2),
     "GatherElements": OpSpec(OpKind.MOVE, _second, min_inputs=2),    # output has the indices' shape
     "ScatterND": OpSpec(OpKind.MOVE, _same, min_inputs=3),
+    "ScatterElements": OpSpec(OpKind.MOVE, _same, min_inputs=3),
     "Opaque": OpSpec(OpKind.MOVE, _given, min_inputs=0),   # an imported op tilesim does not know (--unknown-ops free)
     # free views
     "Reshape": OpSpec(OpKind.VIEW, _reshape),

@@ -26,6 +26,7 @@ from tilesim.compiler.lowering import conv_transpose_macs, graph_macs, lower_op 
 from tilesim.compiler.schedule import lower, make_kernels  # noqa: E402
 from tilesim.workloads import llm, load_workload  # noqa: E402
 from tilesim.workloads.onnx import INSTALL_HINT, load_onnx  # noqa: E402
+from tilesim.workloads.onnx.routing import Picks  # noqa: E402
 from tilesim.workloads.transformer import BERT_BASE, encoder  # noqa: E402
 
 DATA = Path(__file__).parent / "data" / "onnx"
@@ -422,12 +423,12 @@ def test_batch_without_a_batch_dim(capsys):
 
 def test_unsupported_ops_are_listed_together(tmp_path, capsys):
     m = model([node("Resize", ["x", "", "scales"], ["r1"]), node("Relu", ["r1"], ["a"]),
-               node("TopK", ["x", "k"], ["v", "i"]), node("Resize", ["v", "", "scales"], ["r2"]),
+               node("Hardmax", ["x"], ["v"]), node("Resize", ["v", "", "scales"], ["r2"]),
                node("Relu", ["x"], ["y"])],
               [vi("x", (1, 2, 4, 4))], ["a", "r2", "y"],
-              [const("scales", [1, 1, 2, 2], np.float32), const("k", [2])])
+              [const("scales", [1, 1, 2, 2], np.float32)])
     err = cli_error(capsys, "-w", save(tmp_path, m))
-    assert "unsupported ONNX ops: Resize x2 (first: 'r1'), TopK x1 (first: 'v'); supported: " in err
+    assert "unsupported ONNX ops: Hardmax x1 (first: 'v'), Resize x2 (first: 'r1'); supported: " in err
 
 
 def test_dangling_input(tmp_path, capsys):
@@ -1088,3 +1089,93 @@ def test_reductions_made_of_a_sum(tmp_path, op, ir):
     assert kinds(g) == ir and out_shape(g) == (2, 3, 1)
     ops = {o.op_type: lower_op(g, o).ops for o in g.ops}
     assert ops["ReduceSum"] == 48 and ops.get("Mul", 48) == 48 and ops.get("Sqrt", ops.get("Log", 6)) == 6
+
+
+def exported_moe(tokens: int, d: int, f: int, experts: int, top_k: int, traced_hits: int):
+    """An MoE layer as torch's legacy exporter writes HF's MixtralSparseMoeBlock (experts_implementation="eager"):
+    router, TopK, OneHot(experts + 1) mask, the hit experts' NonZero split into `traced_hits` loop copies (the
+    experts the traced input hit), each with its token NonZero, Gather, gate_up MatMul chunked by a Slice whose
+    ends come from Shape, SiLU, down MatMul, routing weight, and index_add_ as ScatterElements into zeros + Add."""
+    nodes = [node("MatMul", ["x", "w_router"], ["logits"]), node("Softmax", ["logits"], ["p"], axis=-1),
+             node("TopK", ["p", "k"], ["top_v", "top_i"], axis=-1),
+             node("ReduceSum", ["top_v", "ax1"], ["top_sum"], keepdims=1), node("Div", ["top_v", "top_sum"], ["w"]),
+             node("OneHot", ["top_i", "depth", "onoff"], ["hot"], axis=-1),
+             node("Transpose", ["hot"], ["mask"], perm=[2, 1, 0]),
+             node("ReduceSum", ["mask", "ax_tk"], ["per_expert"], keepdims=0),
+             node("Greater", ["per_expert", "zero"], ["hit"]), node("NonZero", ["hit"], ["hit_nz"]),
+             node("Transpose", ["hit_nz"], ["hit_t"], perm=[1, 0]),
+             node("Split", ["hit_t", "ones"], [f"hit{e}" for e in range(traced_hits)], axis=0),
+             node("Unsqueeze", ["w", "ax2"], ["w3"]), node("Flatten", ["w3"], ["w_flat"], axis=2)]
+    acc = None
+    for e in range(traced_hits):
+        p = f"e{e}/"
+        nodes += [node("Squeeze", [f"hit{e}", "ax1"], [p + "e1"]), node("Gather", [p + "e1", "zero"], [p + "e"]),
+                  node("Gather", ["mask", p + "e"], [p + "m"], axis=0), node("Cast", [p + "m"], [p + "mb"], to=9),
+                  node("NonZero", [p + "mb"], [p + "nz"]), node("Transpose", [p + "nz"], [p + "nzt"], perm=[1, 0]),
+                  node("Split", [p + "nzt", "one_one"], [p + "pos2", p + "tok2"], axis=1),
+                  node("Squeeze", [p + "pos2", "ax1"], [p + "pos"]), node("Squeeze", [p + "tok2", "ax1"], [p + "tok"]),
+                  node("Gather", ["x", p + "tok"], [p + "xs"], axis=0),
+                  node("Gather", ["w_gate_up", p + "e"], [p + "wgu"], axis=0),
+                  node("Transpose", [p + "wgu"], [p + "wgu_t"], perm=[1, 0]),
+                  node("MatMul", [p + "xs", p + "wgu_t"], [p + "h"]), node("Shape", [p + "h"], [p + "hs"]),
+                  node("Gather", [p + "hs", "one"], [p + "h2f"], axis=0), node("Div", [p + "h2f", "two"], [p + "hf"]),
+                  node("Mul", [p + "hf", "two"], [p + "h2"]),
+                  node("Slice", [p + "h", "zero1", p + "hf", "one1"], [p + "gate"]),
+                  node("Slice", [p + "h", p + "hf", p + "h2", "one1"], [p + "up"]),
+                  node("Sigmoid", [p + "gate"], [p + "sg"]), node("Mul", [p + "gate", p + "sg"], [p + "act"]),
+                  node("Mul", [p + "act", p + "up"], [p + "gu"]),
+                  node("Gather", ["w_down", p + "e"], [p + "wd"], axis=0),
+                  node("Transpose", [p + "wd"], [p + "wd_t"], perm=[1, 0]),
+                  node("MatMul", [p + "gu", p + "wd_t"], [p + "y"]),
+                  node("Mul", [p + "tok", "k"], [p + "tk"]), node("Add", [p + "pos", p + "tk"], [p + "slot"]),
+                  node("Gather", ["w_flat", p + "slot"], [p + "ws"], axis=0),
+                  node("Mul", [p + "y", p + "ws"], [p + "yw"]),
+                  node("Unsqueeze", [p + "tok", "ax1"], [p + "tok_c"]), node("Shape", [p + "yw"], [p + "ys"]),
+                  node("Expand", [p + "tok_c", p + "ys"], [p + "tok_e"]),
+                  node("ScatterElements", ["zeros", p + "tok_e", p + "yw"], [p + "scat"], axis=0)]
+        nodes.append(node("Add", [acc, p + "scat"], [p + "acc"]) if acc else
+                     node("Identity", [p + "scat"], [p + "acc"]))
+        acc = p + "acc"
+    nodes.append(node("Identity", [acc], ["out"]))
+    inits = [weight("w_router", d, experts), weight("w_gate_up", experts, 2 * f, d), weight("w_down", experts, d, f),
+             weight("zeros", tokens, d), const("k", [top_k]), const("depth", [experts + 1]), const("onoff", [0, 1]),
+             const("ax1", [1]), const("ax2", [2]), const("ax_tk", [-1, -2]), const("zero", 0), const("one", 1),
+             const("two", 2), const("zero1", [0]), const("one1", [1]), const("ones", [1] * traced_hits),
+             const("one_one", [1, 1])]
+    return model(nodes, [vi("x", (tokens, d))], ["out"], inits, opset=17)
+
+
+def test_exported_moe_experts_loop_costs_every_token_to_its_top_k_experts(tmp_path):
+    """8 tokens, 4 experts, top-2: E[hit experts] = 4 (1 - 0.5^8) = 3.98 -> 4 loop copies, each expert's tokens
+    given that it is hit 8 x 0.5 / (1 - 0.5^8) = 4.02 -> 4, so 16 = T k token-expert pairs: the router's MACs plus
+    T k x 3 d f, as the built-in MoE layer counts them; the experts' weights are read as parameters."""
+    t, d, f, e, k = 8, 4, 6, 4, 2
+    g = load(tmp_path, exported_moe(t, d, f, e, k, traced_hits=4), dtype="bf16")
+    assert graph_macs(g) == t * d * e + t * k * 3 * d * f
+    nz = [op for op in g.ops if op.op_type == "NonZero"]
+    assert [g.tensors[op.outputs[0]].shape for op in nz] == [(1, 4)] + [(2, 4)] * 4
+    mms = [op for op in g.ops if op.op_type == "MatMul"]
+    assert all(g.tensors[op.inputs[1]].is_param for op in mms)        # an expert's weights, not a gathered copy
+    assert {g.tensors[op.outputs[1]].dtype for op in g.ops if op.op_type == "TopK"} == {"int32"}
+    cfg = llm.config_from_hf({"model_type": "mixtral", "hidden_size": 64, "intermediate_size": 96,
+                              "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
+                              "num_local_experts": e, "num_experts_per_tok": k, "vocab_size": 100}, "m.json")
+    builtin = llm.prefill_graph(cfg, 1, t, "bf16")
+    moe = [op for op in builtin.ops if ".mlp." in op.name]
+    big = load(tmp_path, exported_moe(t, 64, 96, e, k, traced_hits=4), dtype="bf16")
+    assert graph_macs(big) == sum(lower_op(builtin, op).macs for op in moe if lower_op(builtin, op))
+
+
+def test_routing_expectations():
+    """One token at top-2 of 8 hits 2 experts with one token each; many tokens hit all 8 with T k / E each."""
+    one, many = Picks(1, 2, 8), Picks(4096, 2, 8)
+    assert one.hit_experts == pytest.approx(2) and one.tokens_per_hit_expert == pytest.approx(1)
+    assert many.hit_experts == pytest.approx(8) and many.tokens_per_hit_expert == pytest.approx(1024)
+
+
+def test_non_zero_outside_the_routing_pattern_is_one_error(tmp_path, capsys):
+    m = model([node("Greater", ["x", "zero"], ["pos"]), node("NonZero", ["pos"], ["nz"]),
+               node("Cast", ["nz"], ["y"], to=1)], [vi("x", (2, 3))], ["y"], [const("zero", 0.0, np.float32)])
+    err = cli_error(capsys, "-w", save(tmp_path, m))
+    assert "node 'nz' (NonZero): its output size depends on the values of 'pos' (shape (2, 3))" in err
+    assert "routed-experts pattern" in err and "Traceback" not in err

@@ -118,6 +118,7 @@ FOLDERS: dict[str, Callable] = {
     "Where": lambda node, ins: [np.where(ins[0], ins[1], ins[2])],
     "Min": lambda node, ins: [np.minimum.reduce(np.broadcast_arrays(*ins))],
     "Max": lambda node, ins: [np.maximum.reduce(np.broadcast_arrays(*ins))],
+    "NonZero": lambda node, ins: [np.array(np.nonzero(ins[0]), dtype=np.int64).reshape(ins[0].ndim, -1)],
     "ReduceProd": _np_reduce(np.prod), "ReduceSum": _np_reduce(np.sum),
     "ReduceMax": _np_reduce(np.max), "ReduceMin": _np_reduce(np.min),
 }

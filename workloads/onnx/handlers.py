@@ -14,6 +14,7 @@ from tilesim.workloads.onnx.contrib import CONTRIB
 from tilesim.workloads.onnx.folding import equal_split
 from tilesim.workloads.onnx.importer import AttributeCountError, Importer
 from tilesim.workloads.onnx.model import ir_dtype, node_attrs, plain, standard
+from tilesim.workloads.onnx.routing import ROUTING
 
 
 def _auto_pad(node) -> str:
@@ -366,8 +367,16 @@ def h_slice(imp: Importer, node) -> None:
 
 
 def h_gather(imp: Importer, node) -> None:
-    """Gather rows (embedding lookups, picking a token): data, indices."""
-    imp.op(node, "Gather", list(node.input[:2]), {"axis": node_attrs(node).get("axis", 0)}, outputs=[node.output[0]])
+    """Gather rows (embedding lookups, picking a token): data, indices. One matrix picked from a stack of weights
+    by an index computed at run time (an MoE expert's weights, exported HF experts loop: routing.py) is the weights
+    of that matrix's shape, as the built-in MoE layers read an expert's weights: addressing, not a copy."""
+    data, idx = node.input[:2]
+    axis = node_attrs(node).get("axis", 0)
+    if imp.is_static(data) and len(imp.shape(data)) >= 3 and axis == 0 and not imp.is_static(idx) and \
+            imp.shape(idx) == ():
+        imp.add_static(node.output[0], imp.shape(data)[1:], imp.elem_type(data))
+        return
+    imp.op(node, "Gather", [data, idx], {"axis": axis}, outputs=[node.output[0]])
 
 
 def h_expand(imp: Importer, node) -> None:
@@ -474,7 +483,7 @@ HANDLERS: dict[str, Callable[[Importer, object], None]] = {
     "Conv": h_conv, "ConvTranspose": h_conv_transpose, "BatchNormalization": h_batchnorm, "Gemm": h_gemm,
     "Gelu": h_gelu, "Clip": h_clip, "Cast": h_cast, "Where": h_where,
     "Softmax": h_softmax, "LayerNormalization": h_layernorm,
-    **SHAPE_OPS, **MOVES, **QUANTIZED,
+    **SHAPE_OPS, **MOVES, **QUANTIZED, **ROUTING,
     "RMSNormalization": h_rms_norm, "RotaryEmbedding": h_rotary, "Attention": h_attention, "Einsum": h_einsum,
     "DynamicQuantizeLinear": h_dynamic_quantize,
 }

@@ -43,6 +43,9 @@ class Importer:
     freed: dict[str, int] = field(default_factory=dict)   # unknown op type -> count costed as data movement
     unsupported: dict[str, list[str]] = field(default_factory=dict)
     op_names: set[str] = field(default_factory=set)
+    picks: dict = field(default_factory=dict)         # TopK indices -> routing.Picks (MoE routing, routing.py)
+    one_hot: dict = field(default_factory=dict)       # one-hot tensors of such picks -> routing.OneHotPicks
+    nonzeros: dict[str, float] = field(default_factory=dict)   # tensor -> its expected nonzero elements
     count: int = 0
 
     # ---- tensors

@@ -35,6 +35,7 @@ from tilesim.workloads.onnx.model import (
     to_array,
 )
 from tilesim.workloads.onnx.patterns import Patterns
+from tilesim.workloads.onnx.routing import follow
 from tilesim.workloads.onnx.shapes import infer_types
 from tilesim.workloads.sparsity import counted_sparsity
 
@@ -69,6 +70,7 @@ def _walk(imp: Importer, nodes: list) -> None:
                 handler(imp, node)
             except AttributeCountError as e:
                 raise InputError(f"{imp.where}: node '{node.name}' ({node.op_type}): {e}") from None
+            follow(imp, node)
         elif all(imp.is_static(t) for t in ins) and all(imp.types.get(t, (0, None))[1] is not None
                                                         for t in node.output):
             for t in node.output:   # a constant subgraph of an op we do not map: its result is a constant
