@@ -223,12 +223,12 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
         # that much longer (level_delay), again until none is short; after LEVEL_TRIES, their compute is
         # stretched to the need (level_bound), which cannot fall short
         deficit = np.maximum(needs - np.diff(kernel_end, prepend=0), 0)
-        if not deficit.any():
+        if not deficit.any() or tries > LEVEL_TRIES:       # after the stretch: as before level_delay
             return prog, waits, kernel_end, times
         tries += 1
         if tries > LEVEL_TRIES:
             prog = replace(level_bound(base, schedule, arch, np.where(deficit > 0, needs, 0)), dep=prog.dep)
-            continue
+            continue                                       # one more run, then done
         delays = delays + deficit
         prog = replace(level_delay(base, delays), dep=prog.dep)
 
