@@ -207,67 +207,18 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
     if schedule.arch != arch.name:
         raise InputError(f"schedule was lowered for arch '{schedule.arch}', not '{arch.name}'")
     _check_size(schedule, arch, timeline)
-    base = on_grid(build_program(schedule, arch, flash_share, memo))
-    needs = level_needs(base, schedule, arch)
-    prog, delays, tries = base, np.zeros(needs.shape[0]), 0
+    prog = on_grid(build_program(schedule, arch, flash_share, memo))
+    needs = level_needs(prog, schedule, arch)
+    prog = level_bound(prog, schedule, arch, needs)
     while True:
         ends, waits, times = _run_program(prog, schedule, arch, reference, timeline)
         if not (np.isfinite(ends).all() and ends.max() < MAX_COUNT):    # checked before the cast, which would wrap
             raise InputError(_overflow_message(schedule, arch, prog, ends))
         kernel_end = np.ceil(np.maximum.accumulate(ends)).astype(np.int64)
         waiting = level_waits(prog, kernel_end, needs)
-        if waiting is not prog.dep:
-            prog = replace(prog, dep=waiting)
-            continue
-        # kernels that wait for their predecessor and still end before their level's need: the level holds them
-        # that much longer (level_delay), again until none is short; after LEVEL_TRIES, their compute is
-        # stretched to the need (level_bound), which cannot fall short
-        deficit = np.maximum(needs - np.diff(kernel_end, prepend=0), 0)
-        if not deficit.any() or tries > LEVEL_TRIES:       # after the stretch: as before level_delay
+        if waiting is prog.dep:
             return prog, waits, kernel_end, times
-        tries += 1
-        if tries > LEVEL_TRIES:
-            prog = replace(level_bound(base, schedule, arch, np.where(deficit > 0, needs, 0)), dep=prog.dep)
-            continue                                       # one more run, then done
-        delays = delays + deficit
-        prog = replace(level_delay(base, delays), dep=prog.dep)
-
-
-LEVEL_TRIES = 4         # rounds of level_delay before a short kernel's compute is stretched instead
-
-
-def timed_program(schedule: Schedule, arch: ArchConfig) -> Program:
-    """The tile program as simulate times it: level delays and waits applied (for tests and traces)."""
-    return _pipeline(schedule, arch)[0]
-
-
-def level_delay(prog: Program, delays: np.ndarray) -> Program:
-    """The program with kernel j held delays[j] cycles longer by its level: the time added to the compute of its
-    last run of tiles (spread over them, rounded up to the time grid), where it delays the kernel's end and not its
-    transfers' overlap with the tiles before. A kernel then lasts max(its pipeline, its level's need): more
-    bandwidth anywhere never makes it longer (issue 21: stretching every tile's compute to the need, as
-    level_bound does, made a kernel tipped into it by 2x DRAM bandwidth 4% slower than at 1x)."""
-    per_kernel = list(prog.per_kernel)
-    stretched: dict[tuple[int, int], np.ndarray] = {}
-    keys = np.zeros(delays.shape[0], dtype=np.int64)        # the delay per tile of the last run, in grid steps
-    for j in np.flatnonzero(delays > 0):
-        at = prog.entries(int(j))
-        if at.stop == at.start:
-            continue
-        last = int(prog.count[at.stop - 1])
-        keys[j] = max(ceil(float(delays[j]) / last / TIME_GRID), 1)
-        add = keys[j] * TIME_GRID
-        compute = prog.compute[at].astype(np.float64)
-        compute[-1] += add
-        stretched[int(prog.block[j]), int(keys[j])] = compute
-        cmds = per_kernel[j]
-        timed = cmds.compute.astype(np.float64)
-        n = cmds.count[-1] if cmds.count is not None else 1
-        timed[-1] += add * last / n if n else 0.0       # the same cycles on the commands' last run
-        per_kernel[j] = replace(cmds, compute=timed)
-    if not stretched:
-        return prog
-    return replace(restretched(prog, keys, stretched), per_kernel=tuple(per_kernel))
+        prog = replace(prog, dep=waiting)
 
 
 def _run_program(prog: Program, schedule: Schedule, arch: ArchConfig, reference: bool, timeline: bool):
