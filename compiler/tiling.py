@@ -118,6 +118,16 @@ def naive_mapping(work: Contraction, arch: ArchConfig, dataflow: str | None = No
 VECTOR_MAX_TILES = 4096      # smallest tile a vector kernel is cut into: 1/4096 of its elements (bounds tile counts)
 
 
+def vector_read_bytes(work: VectorWork, arch: ArchConfig, read_bytes: int | None = None) -> int:
+    """Off-chip bytes vector work reads: `read_bytes` (default all it reads; less whatever stays on chip) plus the
+    extra passes an implementation that does not keep rows on chip makes over a row reduction's input
+    (arch.vector.row_passes)."""
+    read = work.read_bytes if read_bytes is None else read_bytes
+    if not work.row_bytes:
+        return read
+    return read + round(min(work.row_bytes, read) * (row_passes_for(arch.vector.row_passes, work.row_elems) - 1))
+
+
 def vector_cycles(work: VectorWork, arch: ArchConfig, tile_elements: int) -> float:
     """Closed-form cycles of vector work in tiles of `tile_elements` (the pipeline of sim/core/kernels/pipeline.py
     without its tile-by-tile detail): the cores take a tile each per step; a step streams its reads and writes
@@ -131,8 +141,7 @@ def vector_cycles(work: VectorWork, arch: ArchConfig, tile_elements: int) -> flo
     p = min(arch.cores, tiles)
     share = tile_elements * p / n                       # a step's share of the kernel
     off = arch.offchip
-    reads = work.read_bytes + min(work.row_bytes, work.read_bytes) * (row_passes_for(arch.vector.row_passes,
-                                                                                    work.row_elems) - 1)
+    reads = vector_read_bytes(work, arch)
     rd = reads * share / off.bandwidth_bytes_per_cycle
     wr = work.write_bytes * share / off.bandwidth_bytes_per_cycle
     c = work.ops * share / (arch.vector.lanes * arch.vector.ops_per_lane_cycle * arch.cores)
@@ -168,4 +177,4 @@ def vector_mapping(work: VectorWork, arch: ArchConfig, core: ArchConfig | None =
 
 
 __all__ = ["VectorMapping", "fits", "footprint", "level_footprint", "naive_mapping", "tile_bytes", "vector_cycles",
-           "vector_mapping"]
+           "vector_mapping", "vector_read_bytes"]

@@ -179,12 +179,19 @@ def test_mapper_estimate_is_the_simulated_time_of_a_level_bound_gemv():
     assert abs(choice.cycles - simulate(schedule, arch).cycles) <= 0.01 * choice.cycles
 
 
-def test_a_larger_sram_where_fused_attention_first_fits_is_not_slower():
+@pytest.mark.parametrize("index, workload, fusion", [
     # long profile (2-layer gpt2, seed 0, case 33): at 2x SRAM a flash-attention block of 6 query rows first fit
     # and, moving fewer DRAM bytes, was kept by the fusion guard though 1.3% slower than the unfused kernels; under
     # the latency objective the guard now picks among the schedules within the tie band of the fastest
-    case = cases(0, 34, PROFILE_WORKLOADS)[33]
-    assert (case.workload, case.fusion) == ("gpt2", "full")
+    (33, "gpt2", "full"),
+    # long profile (seed 0, case 137): attention at seq 64, 2x SRAM 48,412 -> 50,771 cycles (+4.9%): `scale` went
+    # from 4,403 to 6,762 cycles at twice the elements per tile (its tile filled the buffer; now the tile is the
+    # best of a capacity-independent candidate set, compiler/tiling.py vector_mapping)
+    (137, "attention", "none"),
+])
+def test_a_larger_sram_is_not_slower_on_former_reproducers(index, workload, fusion):
+    case = cases(0, index + 1, PROFILE_WORKLOADS)[index]
+    assert (case.workload, case.fusion) == (workload, fusion)
     reuse: dict = {}
     base = run(case, reuse=reuse)[1]
     big = run(case, scaled(case.arch, ("sram", "capacity_bytes"), 2), reuse=reuse)[1]
@@ -200,18 +207,6 @@ def test_the_latency_guard_never_lets_fusion_add_traffic(index):
     reuse: dict = {}
     moved = [dram_bytes(run(case, fusion=p, reuse=reuse)[1]) for p in ("none", "epilogue", "full")]
     assert moved[2] <= moved[1] <= moved[0]
-
-
-def test_a_larger_sram_does_not_make_vector_kernels_slower():
-    # long profile (seed 0, case 137): attention at seq 64, 2x SRAM 48,412 -> 50,771 cycles (+4.9%): `scale` went
-    # from 4,403 to 6,762 cycles at twice the elements per tile (its tile filled the buffer; now the tile is the
-    # best of a capacity-independent candidate set, compiler/tiling.py vector_mapping)
-    case = cases(0, 138, PROFILE_WORKLOADS)[137]
-    assert (case.workload, case.fusion) == ("attention", "none")
-    reuse: dict = {}
-    base = run(case, reuse=reuse)[1]
-    big = run(case, scaled(case.arch, ("sram", "capacity_bytes"), 2), reuse=reuse)[1]
-    assert big.cycles <= base.cycles * (1 + SPEED_TOL)
 
 
 def test_a_cache_levels_bandwidth_use_stays_within_one():

@@ -8,7 +8,7 @@ from math import ceil
 
 import numpy as np
 
-from tilesim.arch.config import ArchConfig, row_passes_for
+from tilesim.arch.config import ArchConfig
 from tilesim.compiler.attention import (
     AttentionWork,
     attention_compute_marks,
@@ -31,6 +31,7 @@ from tilesim.compiler.lowering import Contraction, VectorWork
 from tilesim.compiler.residency import cache_traffic
 from tilesim.compiler.schedule import Kernel, Schedule, core_blocks
 from tilesim.compiler.sparsity import b_tile_bytes
+from tilesim.compiler.tiling import vector_read_bytes
 
 ARRAY, VECTOR = 0, 1
 
@@ -420,9 +421,7 @@ def vector_commands(work: VectorWork, kernel: Kernel, arch: ArchConfig) -> TileC
     total_cycles = -(-work.ops // (v.lanes * v.ops_per_lane_cycle * arch.cores))     # every core's lanes
     level = arch.home("input")
     res = kernel.residency
-    read = max(work.read_bytes - res.extra_bytes, 0)
-    extra = row_passes_for(v.row_passes, work.row_elems) - 1 if work.row_bytes else 0.0
-    read += round(min(work.row_bytes, read) * extra)                # extra passes over a row reduction's input
+    read = vector_read_bytes(work, arch, max(work.read_bytes - res.extra_bytes, 0))
     write = 0 if res.out else work.write_bytes
     burst = arch.offchip.burst_bytes          # a tile's slice of the tensors: taken as one contiguous run each way
     p = min(arch.cores, n)                  # every core takes a slice per step (total_cycles counts all lanes)
