@@ -186,8 +186,10 @@ def cmd_run(args) -> None:
 def write_llm(result: api.RunResult, out, plots: list[tuple[str, str]], objective: str, tdp: float) -> None:
     """A decoder LLM run's report, trace and plots (every output option of a graph run; docs/llm.md)."""
     r = result.llm
-    check_finite(llm_dict(r))
-    render_llm = {"table": lambda: llm_table(r, out.top), "json": lambda: llm_json(r), "csv": lambda: llm_csv(r)}
+    data = llm_dict(r)
+    check_finite(data)
+    render_llm = {"table": lambda: llm_table(r, out.top), "json": lambda: llm_json(r, data),
+                  "csv": lambda: llm_csv(r)}
     text = render_llm[out.format]()
     if out.show_schedule:
         for phase, sim in phase_runs(r):
