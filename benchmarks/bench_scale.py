@@ -45,6 +45,29 @@ llama3-8b after, in process (2.4 s, load 3): the run at the power cap's 5 clocks
 over 1.04 M runs and 200 k events, plus loading numba's cached kernels once; the cache's traffic searched again at
 each clock 0.35 s; kernel results 0.2 s), lowering 1.0 s (mapping search, the fusion guard), import 0.3 s.
 
+Branch speed (CLI start-up: command modules loaded when their command runs, numpy's OpenBLAS with one thread;
+the search's rankings sorted without 4-key lexsorts; pick's tie-break reusing the pipeline it just ran; split and
+core blocks remembered; TileCommands sums remembered; report mappings built once) against its base fc3e35c, one
+after the other on the 2-CPU machine (load 0.9-1.9, the other session idle), warm caches, CPU s = user + system of
+the least-CPU of 2 warm runs, wall of that run, peak RSS:
+
+    case                                  before: CPU s (wall), peak     after: CPU s (wall), peak     target
+    llama3-8b prefill 64 x 4096, h100     2.38 s (2.27 s), 245 MB        1.94 s (1.94 s), 243 MB       <= 1 s, 300 MB
+    resnet18, 8x8 array (scale.cfg)       1.17 s (1.06 s), 205 MB        1.10 s (1.10 s), 204 MB       <= 1 s, 300 MB
+    gemm 4096^3, 1x1 array, 4 KiB SRAMs   0.90 s (0.79 s), 193 MB        0.88 s (0.88 s), 192 MB       <= 1 s
+    resnet50 on tpu-v1, CLI               0.89 s (0.79 s), 70 MB         0.67 s (0.67 s), 62 MB        <= 0.5 s
+    resnet50 on tpu-v1 in process, warm   20.3 ms                        20.6 ms                       <= 20 ms
+    1,000-point resnet50 search sweep     not run; its first 100 points: 119.6 s wall (235 CPU s);       <= 20 s
+                                          13.5 s wall (26.5 CPU s)       first 100: 12.9 s (25.4 CPU s)
+
+The sweep's 19.3 s (scale) predates the simulator-decided mapping search with its tie-break and the fusion guard:
+each point now lowers ResNet-50 5 times (full, full without kept activations, epilogue, attention, none) and
+measures tied candidates and guard schedules with full single-kernel simulations (~0.25 CPU s a point; profile of
+30 points: pick 53%, of which measure 33%; the guard 16%; the closed-form search 10%). ResNet-50 from the CLI:
+interpreter + numpy ~0.1 s, tilesim's imports ~0.1 s, lowering ~0.35 s (search 0.1 s, simulated candidates 0.2 s),
+simulate and report ~0.05 s. llama3-8b: lowering ~0.8 s, the power cap's 5 clocks ~0.6 s, numba's import and
+cached kernels ~0.3 s, imports 0.2 s.
+
 llama3-8b's full program before scale4: 1.03 M runs (attention 64 k lockstep steps a layer, contractions ~60 k runs
 a layer); its pipeline takes 0.24 M events (9.3 M without repeat groups and the time grid), 0.12 s; the rest is the
 mapping search, building the program again at each of the power cap's 9 clocks, and energy accounting. After scale4

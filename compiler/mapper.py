@@ -48,6 +48,7 @@ from tilesim.compiler.cost import (
     spatial_dims,
 )
 from tilesim.compiler.lowering import Contraction
+from tilesim.compiler.sorting import lexsort, then_by
 from tilesim.compiler.sparsity import b_tile_bytes, sparse_k
 from tilesim.compiler.tiling import alignment, footprint, halve, level_footprint, naive_mapping, tile_bytes
 
@@ -526,8 +527,12 @@ def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, object
     n = tm.size
     by_obj, by_dram = [], []
     for o, (first, band) in enumerate(rows):
-        by_obj.append(first[np.lexsort((first, base.n_tiles[first], dram[o, first], obj[o, first]))])
-        by_dram.append(band[np.lexsort((band, obj[o, band], base.n_tiles[band], dram[o, band]))])
+        ranks = lexsort((first, base.n_tiles[first], dram[o, first], obj[o, first]))
+        by_obj.append(first[ranks])
+        if band is first:       # by (dram, tiles) from the objective's ranking: (dram, tiles, objective, index)
+            by_dram.append(first[then_by(then_by(ranks, base.n_tiles[first]), dram[o, first])])
+        else:
+            by_dram.append(band[lexsort((band, obj[o, band], base.n_tiles[band], dram[o, band]))])
     def pad(lists: list[Array]) -> Array:
         return np.array([np.pad(x, (0, max(map(len, lists)) - len(x)), constant_values=n) for x in lists],
                         dtype=np.int64)

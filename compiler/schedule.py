@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import lru_cache, partial
 from typing import Literal, get_args
 
 from tilesim.arch.config import ArchConfig, PEArray, TimingMode
@@ -148,6 +148,7 @@ def make_kernels(graph: Graph, fusion: str = "none") -> list[KernelSpec]:
 Evaluator = Callable[[Kernel], float]
 
 
+@lru_cache(maxsize=4096)
 def choose_split(work: Contraction, cores: int, array: PEArray | None = None) -> str:
     """How to divide a contraction's outputs among cores. Without `array`: along m or n, whichever has at least
     `cores` iterations; when both do, the one that duplicates fewer bytes (splitting m gives every core all of B, n
@@ -203,13 +204,19 @@ def core_grid(split: str, cores: int) -> tuple[int, int]:
 def core_blocks(work: Contraction, split: str, cores: int) -> list[tuple[Contraction, int, int]]:
     """Per-core blocks of a split: each split loop cut into ceil(size / parts)-sized pieces plus a remainder;
     [(block, pieces along m of its size, pieces along n of its size)]: that block runs on the product of cores."""
+    return list(_blocks(work, split, cores))
+
+
+@lru_cache(maxsize=4096)
+def _blocks(work: Contraction, split: str, cores: int) -> tuple[tuple[Contraction, int, int], ...]:
+    """core_blocks, remembered per (loop nest, split, cores): kernels ask for their shares many times."""
     pm, pn = core_grid(split, cores)
 
     def cut(size: int, parts: int) -> list[tuple[int, int]]:
         per = -(-size // parts)
         full, rem = divmod(size, per)
         return [(per, full)] + ([(rem, 1)] if rem else [])
-    return [(replace(work, m=bm, n=bn), cm, cn) for bm, cm in cut(work.m, pm) for bn, cn in cut(work.n, pn)]
+    return tuple((replace(work, m=bm, n=bn), cm, cn) for bm, cm in cut(work.m, pm) for bn, cn in cut(work.n, pn))
 
 
 def core_shares(work: Contraction, split: str, cores: int) -> list[tuple[Contraction, int]]:

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from tilesim import kernel_evaluator, simulate
 from tilesim.arch import InputError, arch_from_dict, load_arch
 from tilesim.cli.main import main
-from tilesim.compiler import mapper
+from tilesim.compiler import mapper, sorting
 from tilesim.compiler.cost import MAX_TILES, OPERAND_DIMS, Mapping, dram_traffic, reuse_reps
 from tilesim.compiler.lowering import Contraction, ConvWindow
 from tilesim.compiler.mapper import _ArchKey, _naive, without_capacities
@@ -310,3 +310,17 @@ def test_search_over_a_range_of_buffer_sizes_chooses_what_the_direct_search_does
 def test_report_header_names_the_objective(objective, capsys):
     main(["run", "-w", "gemm:64,64,64", "-a", "edge-npu", "--objective", objective])
     assert capsys.readouterr().out.splitlines()[0].endswith(f", objective {objective})")
+
+
+KEY = st.one_of(st.lists(st.integers(0, 4), min_size=12, max_size=12).map(np.array),
+                st.lists(st.sampled_from([0.5, 1.0, 1.5, np.inf, -np.inf, np.nan]), min_size=12, max_size=12)
+                .map(np.array),
+                st.lists(st.floats(allow_nan=False), min_size=12, max_size=12).map(np.array))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(KEY, min_size=1, max_size=4), st.lists(st.integers(0, 3), min_size=12, max_size=12).map(np.array))
+def test_the_rankings_sort_is_numpys_lexsort(keys, extra):
+    """compiler.sorting (the search's rankings): the same permutations as np.lexsort, ties and NaNs included."""
+    assert (sorting.lexsort(keys) == np.lexsort(keys)).all()
+    assert (sorting.then_by(np.lexsort(keys), extra) == np.lexsort((*keys, extra))).all()

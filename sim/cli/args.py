@@ -19,6 +19,7 @@ from tilesim.studies.options import (
     LLMOptions,
     OptionError,
     OutputOptions,
+    SystemOptions,
     WorkloadOptions,
     read_pinned,
 )
@@ -28,6 +29,11 @@ WORKLOAD_FLAGS = ("fusion", "workload", "arch", "overrides", "timing", "mapper",
                   "seq_len", "weight_dtype", "activation_dtype", "kv_dtype", "dtype", "dims", "unknown_ops",
                   "weight_sparsity", "weight_format")
 LLM_FLAGS = ("phase", "context", "prompt_len", "gen_tokens", "mlp_sparsity", "predictor_rank", "expert_skew")
+SYSTEM_FLAGS = ("system", "tp", "pp", "ep", "dp", "micro_batches", "virtual_stages", "pipeline_schedule",
+                "sequence_parallel", "collective_algorithm", "overlap_comm")
+# the one-line help of the commands whose modules load only when they run (sim/cli/main.py build_parser)
+COMMAND_HELP = {"sweep": "run a grid of design points (arch fields, workload options) into a CSV",
+                "serve": "serve a request stream (trace or generated) with an LLM scheduler"}
 
 
 class Parser(argparse.ArgumentParser):
@@ -146,6 +152,11 @@ def options_of(cls: type, args: argparse.Namespace, **given: Any) -> Any:
     kw = {f.name: CONVERT.get(f.name, lambda v: v)(getattr(args, f.name)) for f in fields(cls)
           if hasattr(args, f.name) and f.name not in given}
     return cls(**kw, **given)
+
+
+def system_options(args: argparse.Namespace) -> SystemOptions:
+    """The system options of a command line."""
+    return options_of(SystemOptions, args)
 
 
 def workload_options(args: argparse.Namespace) -> tuple[ArchOptions, WorkloadOptions, CompileOptions]:

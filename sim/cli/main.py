@@ -17,27 +17,24 @@ from tilesim.arch import InputError, arch_to_dict, load_arch, preset_names
 from tilesim.arch.authoring import TEMPLATES, editable_yaml, template_text
 from tilesim.arch.errors import ArchWarning
 from tilesim.arch.loader import raw_arch
-from tilesim.arch.system import load_system, system_preset_names
 from tilesim.cli.args import (
+    COMMAND_HELP,
     LLM_FLAGS,
+    SYSTEM_FLAGS,
     WORKLOAD_FLAGS,
     Parser,
     add_options,
     api_keywords,
     cli_message,
     output_options,
+    system_options,
     workload_options,
 )
-from tilesim.cli.serve import add_serve_arguments, cmd_serve
-from tilesim.cli.sweep import add_sweep_arguments, cmd_sweep
-from tilesim.cli.system import SYSTEM_FLAGS, run_system_command, system_options
 from tilesim.compiler.fusion import POLICIES
 from tilesim.core.energy import static_power_components_mw
 from tilesim.core.files import output_target, write_all
-from tilesim.report.compare import comparison_json, comparison_table
 from tilesim.report.explain import schedule_table
 from tilesim.report.format import sig
-from tilesim.report.html_page import write_report
 from tilesim.report.llm import llm_csv, llm_json, llm_table
 from tilesim.report.plots import check_plots, draw, draw_llm, kernel_components
 from tilesim.report.text import check_finite, render, tdp_warning
@@ -45,16 +42,18 @@ from tilesim.report.trace import llm_trace_json, trace_json
 from tilesim.studies import api
 from tilesim.studies.llm import llm_dict, phase_runs
 from tilesim.studies.runs import schedule, workload_graph
-from tilesim.studies.validate import checks_table, validate_array
 from tilesim.workloads import describe_workloads
 
+# The modules of sweep, serve, systems, compare's report, the HTML report and validate-array load when their
+# command runs: a `tilesim run` starts without them.
 RUN_OUTPUT_FLAGS = ("format", "output", "top")
 RUN_EXTRA_FLAGS = ("trace", "show_schedule", "plot")
 COMPARE_LLM_FLAGS = ("phase", "context", "prompt_len")     # compare lowers one graph: a prefill or a decode step
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with its subcommands."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser with its subcommands; given the `command` about to run, the flags of sweep and serve
+    (whose modules are slow to load) are added only for their own command."""
     p = Parser(prog="tilesim", description="Cycle-approximate accelerator simulator.")
     sub = p.add_subparsers(dest="command", parser_class=Parser,
                            metavar="{run,compare,sweep,serve,report,validate-array,show-arch,list}")
@@ -74,8 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
         phase={"choices": ("prefill", "decode"), "help": "decoder LLMs: the prefill (default) or one decode step "
                                                          "at --context"})
 
-    add_sweep_arguments(sub)
-    add_serve_arguments(sub)
+    for name, add in (("sweep", add_sweep_arguments), ("serve", add_serve_arguments)):
+        if command in (None, name):
+            add(sub)
+        else:
+            sub.add_parser(name, help=COMMAND_HELP[name])
 
     rep = sub.add_parser("report", help="one self-contained HTML page of a run or compare JSON or a sweep CSV")
     rep.add_argument("input", help="the output of `run -f json`, `compare -f json` or `sweep -o FILE.csv`")
@@ -147,6 +149,7 @@ def cmd_compare(args) -> None:
     kw.pop("fusion")
     kw |= {name: getattr(args, name) for name in COMPARE_LLM_FLAGS}
     result = api.compare(workload, arch, policies=policies, **kw)
+    from tilesim.report.compare import comparison_json, comparison_table  # noqa: PLC0415 (start-up time)
     text = comparison_json(result) if args.format == "json" else comparison_table(result, args.top or 10)
     write_output(text, args.output)
 
@@ -158,6 +161,7 @@ def cmd_run(args) -> None:
         raise InputError(f"--gen-tokens: only with --phase generate, not {args.phase or 'prefill (the default)'}")
     if system_options(args).given:              # a decoder LLM on a system of chips (sim/cli/system.py)
         check_outputs(args, **{"-o": out.output, "--trace": out.trace})
+        from tilesim.cli.system import run_system_command  # noqa: PLC0415 (start-up time)
         return run_system_command(args, out, write_outputs)
     plots = check_plots(list(out.plot))
     workload, arch, kw = api_keywords(args)
@@ -182,8 +186,10 @@ def cmd_run(args) -> None:
 def write_llm(result: api.RunResult, out, plots: list[tuple[str, str]], objective: str, tdp: float) -> None:
     """A decoder LLM run's report, trace and plots (every output option of a graph run; docs/llm.md)."""
     r = result.llm
-    check_finite(llm_dict(r))
-    render_llm = {"table": lambda: llm_table(r, out.top), "json": lambda: llm_json(r), "csv": lambda: llm_csv(r)}
+    data = llm_dict(r)
+    check_finite(data)
+    render_llm = {"table": lambda: llm_table(r, out.top), "json": lambda: llm_json(r, data),
+                  "csv": lambda: llm_csv(r)}
     text = render_llm[out.format]()
     if out.show_schedule:
         for phase, sim in phase_runs(r):
@@ -205,6 +211,7 @@ def warn(line: str | None) -> None:
 
 def cmd_report(args) -> None:
     """tilesim report: a self-contained HTML summary of a saved result."""
+    from tilesim.report.html_page import write_report  # noqa: PLC0415 (start-up time)
     write_report(args.input, args.html)
 
 
@@ -215,6 +222,7 @@ def cmd_validate_array(args) -> int:
     arch_options, workload, compile_options = workload_options(args)
     arch = api.load_arch(arch_options.arch, arch_options.overrides)
     plan = schedule(workload_graph(arch, workload), arch, compile_options)
+    from tilesim.studies.validate import checks_table, validate_array  # noqa: PLC0415 (start-up time)
     checks = validate_array(plan, arch, args.max_macs)
     if not any(not c.skipped for c in checks):
         smallest = min((c.m * c.n * c.k for c in checks), default=None)
@@ -248,6 +256,7 @@ def cmd_show_arch(args) -> None:
 def cmd_list(args) -> None:
     """tilesim list workloads|archs."""
     if args.what == "systems":                  # docs/scale-out.md
+        from tilesim.arch.system import load_system, system_preset_names  # noqa: PLC0415 (start-up time)
         rows = [(name, load_system(name).description) for name in system_preset_names()]
     elif args.what == "archs":
         rows = [(name, raw_arch(name)[0].get("description", "")) for name in preset_names()]
@@ -255,6 +264,30 @@ def cmd_list(args) -> None:
         rows = list(describe_workloads().items())
     width = max(len(n) for n, _ in rows)
     sys.stdout.write("".join(f"{n:<{width}}  {d}\n" for n, d in rows))
+
+
+def add_sweep_arguments(sub) -> None:
+    """The `sweep` subcommand (sim/cli/sweep.py, loaded now)."""
+    from tilesim.cli.sweep import add_sweep_arguments as add  # noqa: PLC0415 (start-up time)
+    add(sub)
+
+
+def add_serve_arguments(sub) -> None:
+    """The `serve` subcommand (sim/cli/serve.py, loaded now)."""
+    from tilesim.cli.serve import add_serve_arguments as add  # noqa: PLC0415 (start-up time)
+    add(sub)
+
+
+def cmd_sweep(args) -> int:
+    """tilesim sweep (sim/cli/sweep.py)."""
+    from tilesim.cli.sweep import cmd_sweep as command  # noqa: PLC0415 (start-up time)
+    return command(args)
+
+
+def cmd_serve(args) -> None:
+    """tilesim serve (sim/cli/serve.py)."""
+    from tilesim.cli.serve import cmd_serve as command  # noqa: PLC0415 (start-up time)
+    return command(args)
 
 
 COMMANDS = {"run": cmd_run, "compare": cmd_compare, "sweep": cmd_sweep, "serve": cmd_serve, "report": cmd_report,
@@ -301,7 +334,8 @@ def collect_arch_warnings(other, pending: list[str]):
 def run_command(argv: list[str] | None) -> int:
     """Parse and run one command: returns the exit status (0 ok, 2 bad input, 1 internal error)."""
     try:
-        args = build_parser().parse_args(argv)
+        given = sys.argv[1:] if argv is None else argv
+        args = build_parser(given[0] if given and given[0] in COMMANDS else None).parse_args(given)
         return COMMANDS[args.command](args) or 0
     except InputError as e:
         print(f"tilesim: error: {cli_message(e)}", file=sys.stderr)

@@ -8,7 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from tilesim.arch.errors import InputError
-from tilesim.cli.args import FLAG_NAMES, add_options, flag_names, options_of, workload_options
+from tilesim.cli.args import COMMAND_HELP, FLAG_NAMES, add_options, flag_names, options_of, workload_options
 from tilesim.core.files import output_target, write_all
 from tilesim.report.serve import check_plot, draw_serve, grid_report, rates_report, serve_report, serve_trace_json
 from tilesim.studies import api
@@ -29,7 +29,7 @@ SERVE_DEFAULTS = {"workload": "llama2-7b", "arch": "h100"}
 
 def add_serve_arguments(subparsers) -> argparse.ArgumentParser:
     """Add the `serve` subcommand to an argparse subparsers action."""
-    p = subparsers.add_parser("serve", help="serve a request stream (trace or generated) with an LLM scheduler")
+    p = subparsers.add_parser("serve", help=COMMAND_HELP["serve"])
     w, a = SERVE_DEFAULTS["workload"], SERVE_DEFAULTS["arch"]
     add_options(p, SERVE_ARCH_FLAGS,
                 workload={"default": w, "help": f"a decoder LLM: built-in name or HF config.json (default {w})"},

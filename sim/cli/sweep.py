@@ -9,8 +9,17 @@ from dataclasses import fields
 from pathlib import Path
 
 from tilesim.arch.errors import InputError
-from tilesim.cli.args import LLM_FLAGS, WORKLOAD_FLAGS, add_options, api_keywords, options_of, sweep_status
-from tilesim.cli.system import SYSTEM_FLAGS, is_system_sweep, sweep_layouts_command
+from tilesim.cli.args import (
+    COMMAND_HELP,
+    LLM_FLAGS,
+    SYSTEM_FLAGS,
+    WORKLOAD_FLAGS,
+    add_options,
+    api_keywords,
+    options_of,
+    sweep_status,
+)
+from tilesim.cli.system import is_system_sweep, sweep_layouts_command
 from tilesim.core.files import output_target
 from tilesim.report import sweep_plot
 from tilesim.report.sweep_text import sweep_summary
@@ -46,8 +55,7 @@ class OneWorkload(argparse.Action):
 
 def add_sweep_arguments(subparsers) -> argparse.ArgumentParser:
     """Add the `sweep` subcommand (workload options as for run) to an argparse subparsers action."""
-    p = subparsers.add_parser("sweep", help="run a grid of design points (arch fields, workload options) into a "
-                                            "CSV")
+    p = subparsers.add_parser("sweep", help=COMMAND_HELP["sweep"])
     add_options(p, WORKLOAD_FLAGS, workload={"action": OneWorkload})
     add_options(p, tuple(f.name for f in fields(SweepOptions)), SweepOptions,
                 jobs={"default": cores(), "help": f"worker processes (default {cores()})"})

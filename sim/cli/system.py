@@ -6,21 +6,13 @@ import argparse
 import sys
 
 from tilesim.arch.errors import InputError
-from tilesim.cli.args import llm_options, options_of, sweep_status, workload_options
+from tilesim.cli.args import llm_options, sweep_status, system_options, workload_options
 from tilesim.report import sweep_plot
 from tilesim.report.system import rows_table, system_json, system_table, system_trace
-from tilesim.studies.options import DEFAULT_ARCH, OptionError, OutputOptions, SweepOptions, SystemOptions
+from tilesim.studies.options import DEFAULT_ARCH, OptionError, OutputOptions, SweepOptions
 from tilesim.studies.sweep import OBJECTIVE_METRIC, grid_points, parse_grids, random_points, run_sweep
 from tilesim.studies.system import system_run
 from tilesim.studies.system_sweep import SYSTEM_METRICS, SystemSweepSpec, check_points
-
-SYSTEM_FLAGS = ("system", "tp", "pp", "ep", "dp", "micro_batches", "virtual_stages", "pipeline_schedule",
-                "sequence_parallel", "collective_algorithm", "overlap_comm")
-
-
-def system_options(args: argparse.Namespace) -> SystemOptions:
-    """The system options of a command line."""
-    return options_of(SystemOptions, args)
 
 
 def run_system_command(args: argparse.Namespace, out: OutputOptions, write_outputs) -> None:

@@ -1,6 +1,7 @@
 """Schedule -> flat per-tile command arrays (DMA bytes in and out, compute cycles, engine, slots, dependency)."""
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from functools import lru_cache
@@ -49,6 +50,7 @@ class TileCommands:
     slots: int
     flash_bytes: np.ndarray     # int64: weight bytes first read from flash into DRAM (part of weight_bytes)
     count: np.ndarray | None = None     # int64: tiles each entry stands for (None: one each)
+    sums: dict[str, int] = dataclasses.field(init=False, default_factory=dict, compare=False, repr=False)  # total
 
     @property
     def load_bytes(self) -> np.ndarray:
@@ -61,9 +63,12 @@ class TileCommands:
         return int(self.compute.shape[0] if self.count is None else self.count.sum())
 
     def total(self, field: str) -> int:
-        """Sum of a per-tile field over all tiles (e.g. "input_bytes", "load_bytes", "compute")."""
-        values = getattr(self, field)
-        return int(values.sum() if self.count is None else (values * self.count).sum())
+        """Sum of a per-tile field over all tiles (e.g. "input_bytes", "load_bytes", "compute"), remembered (the
+        arrays are never written after the commands are made; replace() makes new commands)."""
+        if field not in self.sums:
+            values = getattr(self, field)
+            self.sums[field] = int(values.sum() if self.count is None else (values * self.count).sum())
+        return self.sums[field]
 
     def expanded(self) -> TileCommands:
         """The same tiles, one entry each."""

@@ -121,7 +121,7 @@ class SimResult:
 
     def to_dict(self) -> dict:
         """Plain mapping with the report keys of docs/design.md section 8 (kernels as a list of mappings)."""
-        d = asdict(replace(self, timeline=None))
+        d = asdict(replace(self, timeline=None, kernels=()))       # the kernels once, below
         d.pop("timeline")
         d["kernels"] = [dict(asdict(k), ops=list(k.ops), power_w=k.power_w) for k in self.kernels]
         d["pj_per_mac"] = self.pj_per_mac

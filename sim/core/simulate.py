@@ -143,9 +143,12 @@ def commands_memo(arch: ArchConfig, timing: str) -> dict:
 
 
 def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = False, timeline: bool = False,
-                      flash_share: float | None = None, memo: dict | None = None) -> SimResult:
-    """simulate at the arch's own clock, whatever its power (arguments as for simulate)."""
-    prog, waits, kernel_end, times = _pipeline(schedule, arch, reference, flash_share, memo, timeline)
+                      flash_share: float | None = None, memo: dict | None = None, piped: tuple | None = None
+                      ) -> SimResult:
+    """simulate at the arch's own clock, whatever its power (arguments as for simulate; `piped`: what _pipeline
+    gave for these arguments, when the caller has it)."""
+    piped = _pipeline(schedule, arch, reference, flash_share, memo, timeline) if piped is None else piped
+    prog, waits, kernel_end, times = piped
     flash = arch.flash
     spans = np.diff(kernel_end, prepend=0)
     total_cycles = int(kernel_end[-1])
@@ -424,6 +427,9 @@ def kernel_evaluator(arch: ArchConfig, timing: str, objective: str = "latency", 
     return KernelEvaluator(arch, timing, objective, flash_share, memo)
 
 
+PIPED_KEPT = 8              # kernels' pipeline outputs an evaluator keeps (a shortlist is 5 mappings at most)
+
+
 class KernelEvaluator:
     """A kernel simulated alone, for compiler.schedule.lower: calling it gives the objective; `measure` gives
     (cycles, energy pJ, DRAM bytes) for the latency objective's tie-break; `dram_bytes` the off-chip bytes a kernel
@@ -435,6 +441,7 @@ class KernelEvaluator:
         self.memo = commands_memo(arch, timing) if memo is None else memo
         self.share = flash_share or 0.0
         self.seen: dict = {}
+        self.piped: dict = {}       # _pipeline's output of the kernels timed last (PIPED_KEPT), for `measure`
         self.measured: dict = {}
         self.moved: dict = {}
 
@@ -449,7 +456,9 @@ class KernelEvaluator:
         schedule, key = self._alone(kernel)
         if key not in self.seen:
             if self.objective == "latency":
-                self.seen[key] = int(_pipeline(schedule, self.arch, flash_share=self.share, memo=self.memo)[2][-1])
+                piped = _pipeline(schedule, self.arch, flash_share=self.share, memo=self.memo)
+                self.seen[key] = int(piped[2][-1])
+                self.keep_piped(key, piped)
             else:
                 cycles, pj, _ = self.measure(kernel)
                 self.seen[key] = {"energy": pj, "edp": cycles * pj}[self.objective]
@@ -459,9 +468,17 @@ class KernelEvaluator:
         """(cycles, energy pJ, DRAM bytes) of the kernel simulated alone."""
         schedule, key = self._alone(kernel)
         if key not in self.measured:
-            r = simulate_at_clock(schedule, self.arch, flash_share=self.share, memo=self.memo)
+            r = simulate_at_clock(schedule, self.arch, flash_share=self.share, memo=self.memo,
+                                  piped=self.piped.pop(key, None))
             self.measured[key] = (r.cycles, r.energy_pj, r.dram_read_bytes + r.dram_write_bytes)
         return self.measured[key]
+
+    def keep_piped(self, key: tuple, piped: tuple) -> None:
+        """Keep a kernel's _pipeline output for a `measure` that follows (pick's tie-break measures the tied
+        candidates it has just timed), the PIPED_KEPT latest."""
+        self.piped[key] = piped
+        while len(self.piped) > PIPED_KEPT:
+            del self.piped[next(iter(self.piped))]
 
     def dram_bytes(self, kernel: Kernel) -> int:
         """Off-chip bytes the kernel moves in a schedule, its residency (kept activations, cache hits) applied."""

@@ -14,9 +14,10 @@ from tilesim.studies.op_class import CLASS_LABELS, OP_CLASSES, kernel_class
 LLM_TOP = 10            # kernels listed per phase in the table unless --top says otherwise
 
 
-def llm_json(r: LLMResult) -> str:
-    """The run's JSON mapping (llm_dict) as text; NaN or infinity is a bug and raises."""
-    return json.dumps(llm_dict(r), indent=2, allow_nan=False) + "\n"
+def llm_json(r: LLMResult, data: dict | None = None) -> str:
+    """The run's JSON mapping (llm_dict; `data`: it, when the caller has it) as text; NaN or infinity is a bug and
+    raises."""
+    return json.dumps(llm_dict(r) if data is None else data, indent=2, allow_nan=False) + "\n"
 
 
 def llm_table(r: LLMResult, top: int | None = None) -> str:

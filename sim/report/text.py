@@ -26,9 +26,9 @@ SUMMED_COLUMNS = ("compute_cycles", "stall_cycles", "tiles", "sram_input_reads",
 
 
 
-def to_json(result: SimResult) -> str:
-    """Pretty JSON; NaN or infinity is a bug and raises."""
-    return json.dumps(result.to_dict(), indent=2, allow_nan=False) + "\n"
+def to_json(result: SimResult, data: dict | None = None) -> str:
+    """Pretty JSON (`data`: result.to_dict() when the caller has it); NaN or infinity is a bug and raises."""
+    return json.dumps(result.to_dict() if data is None else data, indent=2, allow_nan=False) + "\n"
 
 
 def to_csv(result: SimResult) -> str:
@@ -129,6 +129,7 @@ def check_finite(value, path: str = "result") -> None:
 
 def render(result: SimResult, fmt: str, top: int | None = None, objective: str | None = None) -> str:
     """The report in format table, json or csv; a NaN or infinite number is refused, naming its field."""
-    check_finite(result.to_dict())
-    return {"table": lambda: to_table(result, top, objective), "json": lambda: to_json(result),
+    data = result.to_dict()
+    check_finite(data)
+    return {"table": lambda: to_table(result, top, objective), "json": lambda: to_json(result, data),
             "csv": lambda: to_csv(result)}[fmt]()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tilesim.arch.config import ArchConfig
 from tilesim.arch.errors import did_you_mean
@@ -16,7 +16,6 @@ from tilesim.compiler.schedule import CompileOptions, Schedule
 from tilesim.core.result import SimResult
 from tilesim.core.simulate import simulate
 from tilesim.studies import compare as comparing
-from tilesim.studies import serve as serving
 from tilesim.studies.compare import Comparison
 from tilesim.studies.llm import LLMResult, llm_dict
 from tilesim.studies.options import (
@@ -30,20 +29,12 @@ from tilesim.studies.options import (
 )
 from tilesim.studies.runs import check_decoder, decoder, resolve_arch, schedule, workload_graph
 from tilesim.studies.runs import run_decoder as run_decoder_phase
-from tilesim.studies.serve import RateSweep, ServeResult, split_serve_options
-from tilesim.studies.serve_sweep import ServeGrid
-from tilesim.studies.serve_sweep import serve_grid as serve_grid_points
-from tilesim.studies.sweep import (
-    SweepSpec,
-    axis_labels,
-    check_fields,
-    check_option_axes,
-    grid_points,
-    parse_grids,
-    random_points,
-    run_sweep,
-)
-from tilesim.studies.system import SystemResult, system_run
+
+if TYPE_CHECKING:         # serving, sweeps and systems load when first used: a run starts without them
+    from tilesim.studies.serve import RateSweep, ServeResult
+    from tilesim.studies.serve_sweep import ServeGrid
+    from tilesim.studies.sweep import SweepSpec
+    from tilesim.studies.system import SystemResult
 
 CompareResult = Comparison          # policies, results, schedules and savings; to_dict() is `compare -f json`
 
@@ -119,6 +110,7 @@ def run(workload: str = DEFAULT_WORKLOAD, arch: str | ArchConfig = DEFAULT_ARCH,
 def run_system(workload: str, system: str, *, overrides: Sequence[str] = (), **options: Any) -> SystemResult:
     """A decoder LLM on a system of chips, as `tilesim run --system` (docs/scale-out.md): tp, pp, ep, dp,
     micro_batches, ... (SystemOptions) beside the run options; `overrides` apply to the chip."""
+    from tilesim.studies.system import system_run  # noqa: PLC0415 (start-up time)
     names = {f.name for f in fields(SystemOptions)} - {"system"}
     layout = SystemOptions(system=system, **{k: v for k, v in options.items() if k in names})
     o = split_options(workload, {k: v for k, v in options.items() if k not in names}, "run_system")
@@ -162,6 +154,7 @@ def sweep_spec(workload: str, arch: str, overrides: Sequence[str], options: Opti
                axes: Sequence[tuple[str, Sequence[str]]] = ()) -> SweepSpec:
     """The SweepSpec of a sweep: base arch with overrides; the workload (each of a workload axis) and the LLM
     options checked once here (studies/sweep.py check_option_axes), not per point."""
+    from tilesim.studies.sweep import SweepSpec, check_option_axes  # noqa: PLC0415 (start-up time)
     raw, source = raw_arch(arch)
     raw = apply_overrides(raw, list(overrides))
     spec = SweepSpec(raw_arch=raw, source=source, arch=arch, workload=options.workload, options=options.compile,
@@ -181,6 +174,13 @@ def plan_sweep(grid: Mapping[str, Sequence[Any]] | Sequence[str], workload: str 
                arch: str = DEFAULT_ARCH, *, overrides: Sequence[str] = (), random: int | None = None, seed: int = 0,
                **options: Any) -> SweepPlan:
     """Check a sweep's grid and options and list its points (every point, or `random` of them)."""
+    from tilesim.studies.sweep import (  # noqa: PLC0415 (start-up time)
+        axis_labels,
+        check_fields,
+        grid_points,
+        parse_grids,
+        random_points,
+    )
     items = grid_items(grid)
     axes = parse_grids(items)
     spec = sweep_spec(workload, arch, overrides, split_options(workload, options, "sweep"), axes)
@@ -195,6 +195,7 @@ def sweep(grid: Mapping[str, Sequence[Any]] | Sequence[str], workload: str = DEF
           random: int | None = None, seed: int = 0, **options: Any) -> list[dict[str, str]]:
     """Run a grid of design points (dotted arch fields -> values) into the CSV `output`, as `tilesim sweep`;
     returns the rows (every cell text, in point order)."""
+    from tilesim.studies.sweep import run_sweep  # noqa: PLC0415 (start-up time)
     plan = plan_sweep(grid, workload, arch, overrides=overrides, random=random, seed=seed, **options)
     return run_sweep(plan.points, plan.spec, output, jobs=jobs, backend=backend, scheduler=scheduler,
                      resume=resume, progress=progress)
@@ -205,6 +206,8 @@ def serve(workload: str = "llama2-7b", arch: str | ArchConfig = "h100", *, overr
     """Serve a request stream (trace=FILE, or rate=... to generate one) with an LLM scheduler, as `tilesim serve`;
     options: the fields of sim/studies/serve.py's TraceOptions, SchedulerOptions and PlacementOptions (system=,
     tp=, disaggregate=...), CompileOptions and dtypes."""
+    from tilesim.studies import serve as serving  # noqa: PLC0415 (start-up time)
+    from tilesim.studies.serve import split_serve_options  # noqa: PLC0415
     w, c, trace, sched, place = split_serve_options(workload, options)
     chip = load_arch(arch, overrides)
     return serving.serve(w, chip, c, trace, sched, place, place.system_config(chip, tuple(overrides)))
@@ -214,6 +217,8 @@ def serve_rates(workload: str = "llama2-7b", arch: str | ArchConfig = "h100", *,
                 overrides: Sequence[str] = (), **options: Any) -> RateSweep:
     """The generated stream at each rate ('1,2,4,8'), as `tilesim serve --rates`: a summary per rate and the knee
     (the highest rate at which slo_share of the requests meet slo_ttft and slo_tpot)."""
+    from tilesim.studies import serve as serving  # noqa: PLC0415 (start-up time)
+    from tilesim.studies.serve import split_serve_options  # noqa: PLC0415
     w, c, trace, sched, place = split_serve_options(workload, {"rates": rates, **options}, "serve_rates")
     chip = load_arch(arch, overrides)
     return serving.serve_rates(w, chip, c, trace, sched, serving.parse_rates(rates), sched.slo_share, place,
@@ -225,8 +230,18 @@ def serve_grid(workload: str = "llama2-7b", arch: str = "h100", *, grid: Sequenc
     """The stream (or, with rates='1,2,4', the rate sweep and its knee) at every point of a grid of scheduler,
     placement and arch settings (['max_batch=16,64', 'memory.hbm.bandwidth_gb_s=1500,3000']), as `tilesim serve
     --grid`."""
+    from tilesim.studies.serve import split_serve_options  # noqa: PLC0415 (start-up time)
+    from tilesim.studies.serve_sweep import serve_grid as serve_grid_points  # noqa: PLC0415
     w, c, trace, sched, place = split_serve_options(workload, options, "serve_grid")
     return serve_grid_points(w, arch, tuple(overrides), c, trace, sched, place, tuple(grid))
+
+
+def __getattr__(name: str) -> Any:
+    """RateSweep and ServeResult, from sim/studies/serve.py on first use."""
+    if name in ("RateSweep", "ServeResult"):
+        from tilesim.studies import serve as serving  # noqa: PLC0415 (start-up time)
+        return getattr(serving, name)
+    raise AttributeError(f"module '{__name__}' has no attribute '{name}'")
 
 
 __all__ = ["CompareResult", "RateSweep", "RunResult", "ServeResult", "compare", "load_arch", "load_workload", "run",
