@@ -207,8 +207,7 @@ def serve(workload: str = "llama2-7b", arch: str | ArchConfig = "h100", *, overr
     options: the fields of sim/studies/serve.py's TraceOptions, SchedulerOptions and PlacementOptions (system=,
     tp=, disaggregate=...), CompileOptions and dtypes."""
     from tilesim.studies import serve as serving  # noqa: PLC0415 (start-up time)
-    from tilesim.studies.serve import split_serve_options  # noqa: PLC0415
-    w, c, trace, sched, place = split_serve_options(workload, options)
+    w, c, trace, sched, place = serving.split_serve_options(workload, options)
     chip = load_arch(arch, overrides)
     return serving.serve(w, chip, c, trace, sched, place, place.system_config(chip, tuple(overrides)))
 
@@ -218,8 +217,7 @@ def serve_rates(workload: str = "llama2-7b", arch: str | ArchConfig = "h100", *,
     """The generated stream at each rate ('1,2,4,8'), as `tilesim serve --rates`: a summary per rate and the knee
     (the highest rate at which slo_share of the requests meet slo_ttft and slo_tpot)."""
     from tilesim.studies import serve as serving  # noqa: PLC0415 (start-up time)
-    from tilesim.studies.serve import split_serve_options  # noqa: PLC0415
-    w, c, trace, sched, place = split_serve_options(workload, {"rates": rates, **options}, "serve_rates")
+    w, c, trace, sched, place = serving.split_serve_options(workload, {"rates": rates, **options}, "serve_rates")
     chip = load_arch(arch, overrides)
     return serving.serve_rates(w, chip, c, trace, sched, serving.parse_rates(rates), sched.slo_share, place,
                                place.system_config(chip, tuple(overrides)))
