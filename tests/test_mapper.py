@@ -94,7 +94,8 @@ def test_repeated_layers_are_searched_once():
     mapper._search_cached.cache_clear()
     arch = load_arch("gemmini")
     schedule = lower(load_workload("resnet50"), arch)
-    distinct = {k.work for k in schedule.kernels if k.on_array}
+    # a search per loop nest and fused epilogue's vector ops (its KernelContext; gemmini has one core)
+    distinct = {(k.work, k.epilogue.ops if k.epilogue else 0) for k in schedule.kernels if k.on_array}
     assert mapper._search_cached.cache_info().misses == len(distinct) < 54    # 54 contractions
     lower(load_workload("resnet50"), arch)                                      # a second network: all cached
     assert mapper._search_cached.cache_info().hits == len(distinct)
@@ -324,3 +325,16 @@ def test_the_rankings_sort_is_numpys_lexsort(keys, extra):
     """compiler.sorting (the search's rankings): the same permutations as np.lexsort, ties and NaNs included."""
     assert (sorting.lexsort(keys) == np.lexsort(keys)).all()
     assert (sorting.then_by(np.lexsort(keys), extra) == np.lexsort((*keys, extra))).all()
+
+
+@settings(max_examples=40, deadline=None)
+@given(works(), st.sampled_from(["ws", "os", "is"]), st.integers(1, 10**6))
+def test_a_fused_epilogue_floors_the_estimate_and_only_raises_it(work, dataflow, epilogue_cycles):
+    # issue 21 (long profile case 903): the estimate floors each draining tile at its share of the epilogue's
+    # vector cycles, as sim/core/commands.py does; so no tiling is estimated below the epilogue's cycles, and a
+    # tiling's estimate never drops because an epilogue was added
+    arch = small_arch(1 << 20, dataflow)
+    plain = mapper.search(work, arch, "pipelined")
+    fused = mapper.search(work, arch, "pipelined", context=mapper.KernelContext(epilogue_cycles))
+    assert fused.cycles >= epilogue_cycles
+    assert fused.cycles >= plain.cycles * (1 - 1e-12)

@@ -466,7 +466,7 @@ def kernel_runs(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: floa
                       for block, cm, cn in core_blocks(work, kernel.split, arch.cores)]
             # cores in one row of blocks (same m piece) need the same A tiles, in one column the same B tiles: a
             # shared level or a cache loads those once
-            once = tuple(o for o in ("input", "weight") if loaded_once(arch, o))
+            once = tuple(o for o in ("input", "weight") if arch.loads_once(o))
             cmds = combine_cores(blocks, once)
             epi = kernel.epilogue
             if "input" in once and epi is not None and epi.read_bytes > kernel.residency.extra_bytes:
@@ -567,13 +567,6 @@ def overflow_share(schedule: Schedule, arch: ArchConfig) -> float:
                  if isinstance(k.work, Contraction) and k.work.b_is_param)
     room = arch.offchip.capacity_bytes - ((arch.flash.staging_bytes or 0) if arch.flash else 0)
     return max(stored - room, 0) / stored if stored else 0.0
-
-
-def loaded_once(arch: ArchConfig, operand: str) -> bool:
-    """Whether lockstep cores' identical tiles of `operand` cross the off-chip channel once: a shared on-chip level
-    holds them for all cores, or a hardware cache that holds the operand serves every core after the first."""
-    cache = arch.cache
-    return arch.home(operand).shared or (cache is not None and operand in cache.holds)
 
 
 def common_runs(runs: list[TileCommands]) -> tuple[np.ndarray, list[np.ndarray]]:

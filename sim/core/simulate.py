@@ -330,12 +330,17 @@ def level_bound(prog: Program, schedule: Schedule, arch: ArchConfig, needs: np.n
         count, compute = prog.count[at], prog.compute[at].astype(np.float64)
         total = float((compute * count).sum())
         dma = float(((prog.load_xfer[at] + prog.store_xfer[at]) * count).sum())
-        if need > max(total, dma):
-            scale = need / total if total else 0.0
+        # the first tile's load and the last tile's store cannot overlap any compute, and the level moves their
+        # bytes too: the compute is stretched to the need less those, so the span (at least first load + compute
+        # + last store) holds the need; stretched to the whole need, a kernel that more off-chip bandwidth made
+        # level-bound came out slower than the DMA-bound one it was (issue 21)
+        target = need - float(prog.load_xfer[at][0]) - float(prog.store_xfer[at][-1]) if count.shape[0] else 0.0
+        if need > dma and target > total:
+            scale = target / total if total else 0.0
             stretched[int(prog.block[j]), need] = compute * scale if total else np.full(count.shape[0],
-                                                                                        need / count.sum())
+                                                                                        target / count.sum())
             per_kernel[j] = replace(cmds, compute=cmds.compute * scale if total else
-                                    np.full(cmds.compute.shape[0], need / count.sum()))
+                                    np.full(cmds.compute.shape[0], target / count.sum()))
     if not stretched:
         return prog
     return replace(restretched(prog, needs, stretched), per_kernel=tuple(per_kernel))
