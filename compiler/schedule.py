@@ -226,13 +226,15 @@ def core_shares(work: Contraction, split: str, cores: int) -> list[tuple[Contrac
 
 
 def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOptions, timing: str,
-                evaluate: Evaluator | None = None, held: list[int] | None = None) -> list[Kernel]:
+                evaluate: Evaluator | None = None, held: list[int] | None = None,
+                plan: list[Residency] | None = None) -> list[Kernel]:
     """Give each kernel a mapping: searched or naive tiling (contractions), elements per tile (vector).
-    With `evaluate` (the kernel's objective as the simulator measures it), the search's shortlist is decided by it;
-    results are shared between repeated layers."""
+    With `evaluate` (the kernel's objective as the simulator measures it), the search's shortlist is decided by it,
+    each candidate simulated with the operands `plan` keeps on chip for it; results are shared between repeated
+    layers."""
     if options.mapper not in MAPPERS:
         raise field_error("mapper", f"got '{options.mapper}', allowed: {', '.join(MAPPERS)}")
-    decided: dict[tuple[Contraction, int, KernelContext], Mapping] = {}
+    decided: dict[tuple[Contraction, int, KernelContext, Residency], Mapping] = {}
     views: dict[int, ArchConfig] = {}          # arch.per_core(reserve) by reserve
     level = arch.home("input").capacity_bytes
     step = max(level // 16, 1)
@@ -263,12 +265,13 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
                 mapping, how = check_pinned(name, share, pinned[name], core), "pinned"
             elif options.mapper == "search":
                 context = kernel_context(epilogue, share, work, split, arch)
-                if (work, reserve, context) not in decided:
+                kept = plan[i] if plan else NONE
+                if (work, reserve, context, kept) not in decided:
                     choice = search(share, core, timing, options.objective, name=name, context=context)
-                    decided[work, reserve, context] = choice.mapping if evaluate is None else pick(
-                        choice.shortlist, partial(_candidate, name, ops, work, split, epilogue), evaluate,
+                    decided[work, reserve, context, kept] = choice.mapping if evaluate is None else pick(
+                        choice.shortlist, partial(_candidate, name, ops, work, split, epilogue, kept), evaluate,
                         options.objective)
-                mapping = decided[work, reserve, context]
+                mapping = decided[work, reserve, context, kept]
                 how = "search" if evaluate is None else "simulator"
             else:
                 mapping, how = naive_mapping(share, core, name=name), "naive"
@@ -292,9 +295,11 @@ def kernel_context(epilogue: Epilogue | None, share: Contraction, work: Contract
 
 
 def _candidate(name: str, ops: tuple[str, ...], work: Contraction, split: str, epilogue: Epilogue | None,
-               mapping: Mapping) -> Kernel:
-    """A contraction kernel with a candidate mapping, as the evaluator simulates it."""
-    return Kernel(name, ops, work, mapping, split=split, epilogue=epilogue)
+               residency: Residency, mapping: Mapping) -> Kernel:
+    """A contraction kernel with a candidate mapping, as the evaluator simulates it: with the operands kept on chip
+    for it (a tiling that re-feeds the array per small tile costs nothing while its input streams from DRAM, and
+    dominates once the input is on chip)."""
+    return Kernel(name, ops, work, mapping, split=split, epilogue=epilogue, residency=residency)
 
 
 def pick(shortlist: tuple[Mapping, ...], kernel: Callable[[Mapping], Kernel], evaluate: Evaluator,
@@ -424,7 +429,7 @@ def _lower_policy(graph: Graph, arch: ArchConfig, options: CompileOptions, timin
     """lower() for one grouping: `keep` keeps activations on chip between kernels (--fusion full)."""
     specs = list(grouping.kernels)
     plan, held = keep_on_chip(specs, graph, arch, grouping.alias) if keep else ([NONE] * len(specs), None)
-    kernels = map_kernels(specs, arch, options, timing, evaluate, held)
+    kernels = map_kernels(specs, arch, options, timing, evaluate, held, plan if keep else None)
     # a hardware cache (any policy) serves the reads an on-chip copy does not (compiler/residency.py)
     plan = [kept if kept != NONE else hit for kept, hit in zip(plan, cache_hits(specs, graph, arch), strict=False)]
     kernels = [replace(k, residency=r) for k, r in zip(kernels, plan, strict=False)]

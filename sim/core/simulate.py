@@ -452,10 +452,10 @@ class KernelEvaluator:
 
     def _alone(self, kernel: Kernel) -> tuple[Schedule, tuple]:
         alone = Kernel(kernel.name, kernel.ops, kernel.work, kernel.mapping, split=kernel.split,
-                       epilogue=kernel.epilogue)
+                       epilogue=kernel.epilogue, residency=kernel.residency)
         share = flash_share_of(alone, self.arch, self.share)
         return Schedule("evaluate", self.arch.name, self.timing, (alone,)), (
-            kernel.work, kernel.mapping, kernel.split, kernel.epilogue, share)
+            kernel.work, kernel.mapping, kernel.split, kernel.epilogue, kernel.residency, share)
 
     def __call__(self, kernel: Kernel) -> float:
         schedule, key = self._alone(kernel)

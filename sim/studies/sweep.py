@@ -507,17 +507,18 @@ def _shared(arch, timing: str) -> tuple[dict, dict]:
 
 
 def _evaluator(arch, timing: str, objective: str, seen: dict, memo: dict):
-    """sim.kernel_evaluator, remembered across design points in `seen`. A kernel simulated alone (no activations
-    kept on chip, its mapping given) takes the same cycles whatever the on-chip capacities, energy table or area,
-    so under the latency objective points that differ only in those share one evaluation per (kernel, mapping,
-    weights in flash); energy and EDP depend on capacities (SRAM energy per byte, leakage by area) and are not
-    shared (their tile commands are, through `memo`)."""
+    """sim.kernel_evaluator, remembered across design points in `seen`. A kernel simulated alone (its mapping and
+    the operands kept on chip for it given) takes the same cycles whatever the on-chip capacities, energy table or
+    area, so under the latency objective points that differ only in those share one evaluation per (kernel,
+    mapping, residency, weights in flash); energy and EDP depend on capacities (SRAM energy per byte, leakage by
+    area) and are not shared (their tile commands are, through `memo`)."""
     evaluate = kernel_evaluator(arch, timing, objective, memo=memo)
     if objective != "latency":
         return evaluate
 
     def remembered(kernel) -> float:
-        k = (kernel.work, _canonical(kernel), kernel.split, kernel.epilogue, flash_share(kernel, arch, 0.0))
+        k = (kernel.work, _canonical(kernel), kernel.split, kernel.epilogue, kernel.residency,
+             flash_share(kernel, arch, 0.0))
         if k not in seen:
             seen[k] = evaluate(kernel)
         return seen[k]
