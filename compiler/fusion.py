@@ -14,9 +14,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from math import prod
+from math import ceil, prod
 from typing import NamedTuple
 
+from tilesim.arch.config import VectorUnit
 from tilesim.arch.errors import field_error
 from tilesim.compiler.attention import AttentionWork
 from tilesim.compiler.ir import Graph, Op
@@ -42,6 +43,11 @@ class Epilogue:
     """Elementwise ops applied to a contraction's results as they drain: total vector ops, extra bytes read."""
     ops: int
     read_bytes: int
+
+    def vector_cycles(self, outputs_share: float, vector: VectorUnit) -> int:
+        """Vector cycles to apply the ops to `outputs_share` of the kernel's outputs (one core's part):
+        ceil(ops x share / (lanes x ops per lane cycle))."""
+        return ceil(self.ops * outputs_share / (vector.lanes * vector.ops_per_lane_cycle))
 
 
 @dataclass

@@ -4,7 +4,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
-from math import ceil
 from typing import Literal, get_args
 
 from tilesim.arch.config import ArchConfig, PEArray, TimingMode
@@ -282,13 +281,10 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
 def kernel_context(epilogue: Epilogue | None, share: Contraction, work: Contraction, split: str,
                    arch: ArchConfig) -> KernelContext:
     """What the mapping search needs of a contraction kernel beyond its per-core loop nest (`share`): its fused
-    epilogue's vector cycles over the share's outputs, as sim/core/commands.py costs them (ceil(ops x share's
-    outputs / work's outputs / (lanes x ops per lane cycle))), and how many cores share each A and B tile (the
-    split's pieces along n and m, where the arch loads such tiles once)."""
-    cycles = 0
-    if epilogue is not None and epilogue.ops:
-        lanes = arch.vector.lanes * arch.vector.ops_per_lane_cycle
-        cycles = ceil(epilogue.ops * (share.g * share.m * share.n) / (work.g * work.m * work.n) / lanes)
+    epilogue's vector cycles over the share's outputs (Epilogue.vector_cycles, as the simulator costs them), and how
+    many cores share each A and B tile (the split's pieces along n and m, where the arch loads such tiles once)."""
+    outputs = (share.g * share.m * share.n) / (work.g * work.m * work.n)
+    cycles = epilogue.vector_cycles(outputs, arch.vector) if epilogue is not None else 0
     along_m, along_n = core_grid(split, arch.cores) if split else (1, 1)
     return KernelContext(cycles, along_n if arch.loads_once("input") else 1,
                          along_m if arch.loads_once("weight") else 1)
@@ -429,7 +425,7 @@ def _lower_policy(graph: Graph, arch: ArchConfig, options: CompileOptions, timin
     """lower() for one grouping: `keep` keeps activations on chip between kernels (--fusion full)."""
     specs = list(grouping.kernels)
     plan, held = keep_on_chip(specs, graph, arch, grouping.alias) if keep else ([NONE] * len(specs), None)
-    kernels = map_kernels(specs, arch, options, timing, evaluate, held, plan if keep else None)
+    kernels = map_kernels(specs, arch, options, timing, evaluate, held, plan)
     # a hardware cache (any policy) serves the reads an on-chip copy does not (compiler/residency.py)
     plan = [kept if kept != NONE else hit for kept, hit in zip(plan, cache_hits(specs, graph, arch), strict=False)]
     kernels = [replace(k, residency=r) for k, r in zip(kernels, plan, strict=False)]

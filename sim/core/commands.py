@@ -5,7 +5,6 @@ import dataclasses
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from functools import lru_cache
-from math import ceil
 
 import numpy as np
 
@@ -289,8 +288,7 @@ def contraction_runs(work: Contraction, kernel: Kernel, arch: ArchConfig, timing
     if epi is not None:       # fused elementwise ops: applied as each output tile drains, overlapping the array
         whole = kernel.work
         share = (work.g * work.m * work.n) / (whole.g * whole.m * whole.n)        # this core's part of the outputs
-        lanes = arch.vector.lanes * arch.vector.ops_per_lane_cycle
-        drained = split(ceil(epi.ops * share / lanes), f["drained"])
+        drained = split(epi.vector_cycles(share, arch.vector), f["drained"])
         f["compute"] = np.maximum(f["compute"], drained)
         residual = max(epi.read_bytes - res.extra_bytes, 0)                        # other inputs, read once
         extra = split(round(residual * share), f["drained"])
