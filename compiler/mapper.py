@@ -67,11 +67,21 @@ TIE_BAND = 0.01      # objectives within 1% of the best are ties: closed forms a
 @dataclass(frozen=True)
 class KernelContext:
     """What the estimate needs of a contraction's kernel beyond its loop nest: the vector cycles of a fused
-    epilogue over the loop nest's outputs, and how many lockstep cores share each A (input) and B (weight) tile
-    (a split over cores whose shared level or cache loads such tiles once: sim/core/commands.py combine_cores)."""
+    epilogue over the loop nest's outputs, how many lockstep cores share each A (input) and B (weight) tile (a
+    split over cores whose shared level or cache loads such tiles once: sim/core/commands.py combine_cores), and
+    which operands an on-chip copy serves (--fusion full: compiler/residency.py), which then cross no channel."""
     epilogue_cycles: int = 0
     a_sharers: int = 1
     b_sharers: int = 1
+    a_kept: bool = False
+    b_kept: bool = False
+    out_kept: bool = False
+
+    def part(self, operand: str) -> float:
+        """The part of each of the operand's tiles ("a", "b" or "out") this core moves over the channel."""
+        kept, sharers = {"a": (self.a_kept, self.a_sharers), "b": (self.b_kept, self.b_sharers),
+                         "out": (self.out_kept, 1)}[operand]
+        return 0.0 if kept else 1 / sharers
 
 
 PLAIN = KernelContext()
@@ -191,15 +201,17 @@ def _base(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm: A
         compute = compute + drains * np.maximum(0.0, context.epilogue_cycles / drains - compute / n_tiles)
     tiles = tile_bytes(work, tm, tn, tk, arch.array.acc_dtype)
     bw = arch.offchip.bandwidth_bytes_per_cycle
-    # a tile that lockstep cores share crosses the channel once for all of them: this core's part of it
+    # a tile that lockstep cores share crosses the channel once for all of them: this core's part of it; an
+    # operand kept on chip crosses it not at all (partial-sum spills always do, as in sim/core/commands.py)
+    a, b, out = context.part("a"), context.part("b"), context.part("out")
     return _Base(trips=trips,
-                 a_sweep=_sweep(lambda m, k: a_tile_bytes(work, m, k), work.m, tm, work.k, tk) / context.a_sharers,
-                 b_sweep=_sweep(lambda k, n: b_tile_bytes(work, k, n), work.k, tk, work.n, tn) / context.b_sharers,
-                 c_fin=_sweep(lambda m, n: nbytes(m * n, work.c_dtype), work.m, tm, work.n, tn),
+                 a_sweep=_sweep(lambda m, k: a_tile_bytes(work, m, k), work.m, tm, work.k, tk) * a,
+                 b_sweep=_sweep(lambda k, n: b_tile_bytes(work, k, n), work.k, tk, work.n, tn) * b,
+                 c_fin=_sweep(lambda m, n: nbytes(m * n, work.c_dtype), work.m, tm, work.n, tn) * out,
                  c_acc=_sweep(lambda m, n: nbytes(m * n, acc), work.m, tm, work.n, tn),
                  fits=_fits(tiles, arch), compute=compute, n_tiles=n_tiles,
-                 first=(tiles["input"] / context.a_sharers + tiles["weight"] / context.b_sharers) / bw,
-                 last=nbytes(tm * tn, work.c_dtype) / bw,
+                 first=(tiles["input"] * a + tiles["weight"] * b) / bw,
+                 last=nbytes(tm * tn, work.c_dtype) * out / bw,
                  **_one_level(work, arch, timing, dataflow))
 
 
@@ -267,17 +279,32 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, r
         visits = work.g * trips["m"] * trips["n"] * (spills + 1)           # output-tile visits
         avg = {"input": base.a_sweep / (trips["m"] * trips["k"]), "weight": base.b_sweep / (trips["k"] * trips["n"])}
         c_moved = (work.g * spills * base.c_acc + write) / visits        # a partial-sum reload and a store
-        steady = per_tile.astype(np.float64)                              # the first tile's compute
+        steady = per_tile.astype(np.float64)                              # the last tile's compute
+        hidden = np.zeros(n_tiles.shape, dtype=np.float64)
+        found = np.zeros(n_tiles.shape, dtype=bool)                       # the innermost loop that steps, seen
+        stored = write / visits / bw                                      # a visit's store
         inner = np.ones(n_tiles.shape, dtype=np.float64)
         for p, n_p, changed in positions:
             moved = changed["input"] * avg["input"] + changed["weight"] * avg["weight"] + changed["output"] * c_moved
             transitions = n_tiles / inner * (1 - 1 / n_p) if p else (work.g - 1) * n_tiles / (inner * work.g)
             transfer = moved / bw
-            paced = np.maximum(transfer, (transfer + lat + per_tile) / 2)
-            steady = steady + transitions * np.maximum(per_tile, np.where(moved > 0, paced, 0))
+            paced = np.where(moved > 0, np.maximum(transfer, (transfer + lat + per_tile) / 2), 0)
+            steady = steady + transitions * np.maximum(per_tile, paced)
+            # The last transition steps the innermost loop that steps; the previous tile's store, which the DMA
+            # moves after the last tile's load, overlaps the last tile's compute as far as that transition is
+            # DMA-bound (charged in full, a 2-tile DMA-bound GEMM came out 16% above the simulated time, which
+            # streams every transfer back to back: issue 21, case 1445)
+            last = ~found & (n_p > 1)
+            hidden = np.where(last, np.minimum(np.minimum(per_tile, changed["output"] * stored),
+                                               np.maximum(paced - per_tile, 0)), hidden)
+            found = found | last
             inner = inner * n_p
-        in_flight = (n_tiles * lat + (read + write) / bw) / 2      # at most 2 loads outstanding
-        cycles = np.maximum(steady, in_flight) + base.first + base.last + 2 * lat
+        steady = steady - hidden
+        # The one DMA moves every byte after the first load's latency, with at most 2 loads outstanding: (n x
+        # latency + all transfers) / 2 at least (added to the first load and the last store, it counted them twice)
+        dma = (read + write) / bw
+        cycles = np.maximum(steady + base.first + base.last + 2 * lat,
+                            np.maximum((n_tiles * lat + dma) / 2, dma + lat))
     else:
         cycles = compute + (read + write) / bw + n_tiles * lat
     if base.level_bw:                     # fills, feeds and stores all take the level's bandwidth

@@ -263,8 +263,8 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
             if name in pinned:
                 mapping, how = check_pinned(name, share, pinned[name], core), "pinned"
             elif options.mapper == "search":
-                context = kernel_context(epilogue, share, work, split, arch)
                 kept = plan[i] if plan else NONE
+                context = kernel_context(epilogue, share, work, split, arch, kept)
                 if (work, reserve, context, kept) not in decided:
                     choice = search(share, core, timing, options.objective, name=name, context=context)
                     decided[work, reserve, context, kept] = choice.mapping if evaluate is None else pick(
@@ -279,15 +279,16 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
 
 
 def kernel_context(epilogue: Epilogue | None, share: Contraction, work: Contraction, split: str,
-                   arch: ArchConfig) -> KernelContext:
+                   arch: ArchConfig, kept: Residency = NONE) -> KernelContext:
     """What the mapping search needs of a contraction kernel beyond its per-core loop nest (`share`): its fused
     epilogue's vector cycles over the share's outputs (Epilogue.vector_cycles, as the simulator costs them), and how
-    many cores share each A and B tile (the split's pieces along n and m, where the arch loads such tiles once)."""
+    many cores share each A and B tile (the split's pieces along n and m, where the arch loads such tiles once), and
+    the operands `kept` on chip for it (they cross no channel)."""
     outputs = (share.g * share.m * share.n) / (work.g * work.m * work.n)
     cycles = epilogue.vector_cycles(outputs, arch.vector) if epilogue is not None else 0
     along_m, along_n = core_grid(split, arch.cores) if split else (1, 1)
     return KernelContext(cycles, along_n if arch.loads_once("input") else 1,
-                         along_m if arch.loads_once("weight") else 1)
+                         along_m if arch.loads_once("weight") else 1, kept.a, kept.b, kept.out)
 
 
 def _candidate(name: str, ops: tuple[str, ...], work: Contraction, split: str, epilogue: Epilogue | None,
