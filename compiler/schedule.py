@@ -367,7 +367,10 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     is kept, with a note (under the latency objective, among those within TIE_BAND of the fastest: _guarded);
     without it (a closed-form lowering) the policy's own kernels are kept. A fused kernel
     can move more: a flash-attention block re-reads K and V per query block, and activations kept on chip leave
-    the other kernels' tiles less room, so their weights may be re-read."""
+    the other kernels' tiles less room, so their weights may be re-read; and the search may pick faster tilings
+    that move more. Where a weaker policy moves fewer bytes, the guard also weighs the policy's kernels tiled as
+    that policy tiles them (_with_tilings_of) and, under the latency objective, those mixed with the policy's own
+    faster tilings within the weaker policies' bytes (_mixed)."""
     timing = options.resolved_timing(arch)
     grouping = group_ops(graph, options.fusion, arch.epilogue_ops) if grouping is None else grouping
     schedule = _lower_policy(graph, arch, options, timing, evaluate, grouping, keep=options.fusion == "full")
@@ -378,7 +381,8 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     def total(s: Schedule) -> int:
         return sum(moved(k) for k in s.kernels)
     alternatives: list[tuple[str, Callable[[], Schedule]]] = []
-    if options.fusion == "full" and any(k.residency.out for k in schedule.kernels):
+    kept = options.fusion == "full" and any(k.residency.out for k in schedule.kernels)
+    if kept:
         alternatives.append(("full without activations kept on chip",
                              lambda: _lower_policy(graph, arch, options, timing, evaluate, grouping, keep=False)))
     for weaker in WEAKER[options.fusion]:
@@ -390,13 +394,68 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
             made.append((what, make()))
         except InputError:              # unfused kernels may not fit where fused ones do (a whole softmax row)
             continue
+    # the policy's kernels with nothing kept on chip (the same kernel list as _with_tilings_of's, so they mix)
+    unkept = next((s for what, s in made if what == alternatives[0][0]), None) if kept else schedule
+    bound = min((total(s) for what, s in made if what.endswith("'s kernels")), default=total(schedule))
+    measure = getattr(evaluate, "measure", None)
+    for what, weaker in made[1:]:
+        if not what.endswith("'s kernels") or total(weaker) >= total(schedule):
+            continue
+        try:
+            tiled = _with_tilings_of(weaker, graph, arch, options, timing, evaluate, grouping)
+        except InputError:
+            continue
+        made.append((f"its kernels with {weaker.fusion}'s tilings", tiled))
+        if unkept is not None and measure is not None and options.objective == "latency":
+            made.append((f"its kernels, tiled its way or {weaker.fusion}'s",
+                         _mixed(unkept, tiled, bound, moved, measure)))
     return _guarded(made, total, options, evaluate)
+
+
+def _mixed(own: Schedule, tiled: Schedule, bound: int, moved: Callable[[Kernel], int],
+           measure: Callable[[Kernel], tuple[int, float, int]]) -> Schedule:
+    """`tiled` (the policy's kernels with a weaker policy's tilings) with kernels of `own` (the same kernels with
+    the policy's own tilings) swapped in where they are faster, most cycles saved per DRAM byte added first, while
+    the whole moves no more than `bound` bytes (a greedy knapsack over kernels as the fusion guard counts them:
+    each simulated alone)."""
+    kernels = list(tiled.kernels)
+    budget = bound - sum(moved(k) for k in kernels)
+    gains = []
+    for i, (mine, theirs) in enumerate(zip(own.kernels, tiled.kernels, strict=True)):
+        saved = measure(theirs)[0] - measure(mine)[0]
+        added = moved(mine) - moved(theirs)
+        if mine.name == theirs.name and saved > 0:
+            gains.append((added <= 0, saved / max(added, 1), i, added))
+    for _, _, i, added in sorted(gains, reverse=True):
+        if added <= budget:
+            kernels[i] = own.kernels[i]
+            budget -= added
+    return replace(tiled, kernels=tuple(kernels))
+
+
+def _with_tilings_of(weaker: Schedule, graph: Graph, arch: ArchConfig, options: CompileOptions, timing: str,
+                     evaluate: Evaluator | None, grouping: Grouping) -> Schedule:
+    """The policy's kernels (activations not kept on chip) with each contraction tiled as `weaker` tiles the same
+    contraction: an epilogue fused onto a tiling moves no more DRAM bytes than the tiling and its separate vector
+    kernels, so where the search's own fused tilings move more than the weaker policy (a faster tiling with more
+    traffic once DRAM is faster), this keeps the fusion at no more traffic (issue 21). A user's pinned mappings
+    stay."""
+    works = {spec.name: on_array(spec.work, arch.array) for spec in grouping.kernels
+             if isinstance(spec.work, Contraction)}
+    tilings = {k.name: k for k in weaker.kernels if isinstance(k.work, Contraction) and works.get(k.name) == k.work}
+    pinned = {**{name: k.mapping for name, k in tilings.items()}, **dict(options.pinned)}
+    own = _lower_policy(graph, arch, replace(options, pinned=tuple(pinned.items())), timing, evaluate, grouping,
+                        keep=False)
+    user = dict(options.pinned)
+    return replace(own, kernels=tuple(replace(k, chosen_by=tilings[k.name].chosen_by)
+                                      if k.name in tilings and k.name not in user else k for k in own.kernels))
 
 
 def _guarded(made: list[tuple[str, Schedule]], total: Callable[[Schedule], int], options: CompileOptions,
              evaluate: Evaluator | None) -> Schedule:
     """The fusion guard's pick among a policy's schedule (first, what "") and those of the policies it extends
-    (what "<policy>'s kernels") or of full without activations kept on chip: the one moving the fewest DRAM bytes.
+    (what "<policy>'s kernels"), of full without activations kept on chip, or of its kernels with a weaker
+    policy's tilings (what "its kernels ..."): the one moving the fewest DRAM bytes.
     Under the latency objective (when `evaluate` can measure kernels), among the schedules moving no more bytes
     than the policies it extends, the fewest bytes within TIE_BAND of the fastest (each timed as the sum of its
     kernels simulated alone): a fused kernel that fits only with blocks too small to be fast (a flash-attention
