@@ -398,16 +398,16 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     unkept = next((s for what, s in made if what == alternatives[0][0]), None) if kept else schedule
     bound = min((total(s) for what, s in made if what.endswith("'s kernels")), default=total(schedule))
     measure = getattr(evaluate, "measure", None)
-    for what, weaker in made[1:]:
-        if not what.endswith("'s kernels") or total(weaker) >= total(schedule):
+    for what, other in made[1:]:
+        if not what.endswith("'s kernels") or total(other) >= total(schedule):
             continue
         try:
-            tiled = _with_tilings_of(weaker, graph, arch, options, timing, evaluate, grouping)
+            tiled = _with_tilings_of(other, graph, arch, options, timing, evaluate, grouping)
         except InputError:
             continue
-        made.append((f"its kernels with {weaker.fusion}'s tilings", tiled))
+        made.append((f"its kernels with {other.fusion}'s tilings", tiled))
         if unkept is not None and measure is not None and options.objective == "latency":
-            made.append((f"its kernels, tiled its way or {weaker.fusion}'s",
+            made.append((f"its kernels, tiled its way or {other.fusion}'s",
                          _mixed(unkept, tiled, bound, moved, measure)))
     return _guarded(made, total, options, evaluate)
 
@@ -442,8 +442,9 @@ def _with_tilings_of(weaker: Schedule, graph: Graph, arch: ArchConfig, options: 
     stay."""
     works = {spec.name: on_array(spec.work, arch.array) for spec in grouping.kernels
              if isinstance(spec.work, Contraction)}
-    tilings = {k.name: k for k in weaker.kernels if isinstance(k.work, Contraction) and works.get(k.name) == k.work}
-    pinned = {**{name: k.mapping for name, k in tilings.items()}, **dict(options.pinned)}
+    tilings = {k.name: k for k in weaker.kernels if isinstance(k.mapping, Mapping) and works.get(k.name) == k.work}
+    pinned = {**{name: k.mapping for name, k in tilings.items() if isinstance(k.mapping, Mapping)},
+              **dict(options.pinned)}
     own = _lower_policy(graph, arch, replace(options, pinned=tuple(pinned.items())), timing, evaluate, grouping,
                         keep=False)
     user = dict(options.pinned)
