@@ -397,7 +397,7 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     # the policy's kernels with nothing kept on chip (the same kernel list as _with_tilings_of's, so they mix)
     unkept = next((s for what, s in made if what == alternatives[0][0]), None) if kept else schedule
     bound = min((total(s) for what, s in made if what.endswith("'s kernels")), default=total(schedule))
-    measure = getattr(evaluate, "measure", None)
+    cycles = _alone_cycles(evaluate)
     for what, other in made[1:]:
         if not what.endswith("'s kernels") or total(other) >= total(schedule):
             continue
@@ -406,14 +406,14 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
         except InputError:
             continue
         made.append((f"its kernels with {other.fusion}'s tilings", tiled))
-        if unkept is not None and measure is not None and options.objective == "latency":
+        if unkept is not None and cycles is not None and options.objective == "latency":
             made.append((f"its kernels, tiled its way or {other.fusion}'s",
-                         _mixed(unkept, tiled, bound, moved, measure)))
+                         _mixed(unkept, tiled, bound, moved, cycles)))
     return _guarded(made, total, options, evaluate)
 
 
 def _mixed(own: Schedule, tiled: Schedule, bound: int, moved: Callable[[Kernel], int],
-           measure: Callable[[Kernel], tuple[int, float, int]]) -> Schedule:
+           cycles: Callable[[Kernel], int]) -> Schedule:
     """`tiled` (the policy's kernels with a weaker policy's tilings) with kernels of `own` (the same kernels with
     the policy's own tilings) swapped in where they are faster, most cycles saved per DRAM byte added first, while
     the whole moves no more than `bound` bytes (a greedy knapsack over kernels as the fusion guard counts them:
@@ -422,7 +422,7 @@ def _mixed(own: Schedule, tiled: Schedule, bound: int, moved: Callable[[Kernel],
     budget = bound - sum(moved(k) for k in kernels)
     gains = []
     for i, (mine, theirs) in enumerate(zip(own.kernels, tiled.kernels, strict=True)):
-        saved = measure(theirs)[0] - measure(mine)[0]
+        saved = cycles(theirs) - cycles(mine)
         added = moved(mine) - moved(theirs)
         if mine.name == theirs.name and saved > 0:
             gains.append((added <= 0, saved / max(added, 1), i, added))
@@ -431,6 +431,15 @@ def _mixed(own: Schedule, tiled: Schedule, bound: int, moved: Callable[[Kernel],
             kernels[i] = own.kernels[i]
             budget -= added
     return replace(tiled, kernels=tuple(kernels))
+
+
+def _alone_cycles(evaluate: Evaluator | None) -> Callable[[Kernel], int] | None:
+    """A kernel's cycles simulated alone, if `evaluate` can tell: the evaluator itself when its objective is latency
+    (the pipeline alone), else the cycles of its `measure` (a whole simulation, energy included)."""
+    if getattr(evaluate, "objective", None) == "latency" and evaluate is not None:
+        return lambda k: int(evaluate(k))
+    measure = getattr(evaluate, "measure", None)
+    return None if measure is None else lambda k: int(measure(k)[0])
 
 
 def _with_tilings_of(weaker: Schedule, graph: Graph, arch: ArchConfig, options: CompileOptions, timing: str,
@@ -464,12 +473,12 @@ def _guarded(made: list[tuple[str, Schedule]], total: Callable[[Schedule], int],
     where it starts to fit, slower than a smaller one."""
     bytes_of = {id(s): total(s) for _, s in made}
     least = min(bytes_of.values())
-    measure = getattr(evaluate, "measure", None)
+    alone = _alone_cycles(evaluate)
     admissible = [m for m in made if bytes_of[id(m[1])] == least]
-    if options.objective == "latency" and measure is not None and len(made) > 1:
+    if options.objective == "latency" and alone is not None and len(made) > 1:
         bound = min((bytes_of[id(s)] for what, s in made if what.endswith("'s kernels")), default=least)
         allowed = [m for m in made if bytes_of[id(m[1])] <= bound]
-        cycles = [sum(measure(k)[0] for k in s.kernels) for _, s in allowed]
+        cycles = [sum(alone(k) for k in s.kernels) for _, s in allowed]
         tie = min(cycles) * (1 + TIE_BAND)
         admissible = [m for m, c in zip(allowed, cycles, strict=True) if c <= tie]
     what, best = min(admissible, key=lambda m: bytes_of[id(m[1])])    # the first of equals: the policy's own
