@@ -43,6 +43,7 @@ from tilesim.arch.errors import InputError, did_you_mean
 from tilesim.arch.loader import apply_overrides, arch_from_dict, load_yaml_text
 from tilesim.compiler.cost import trip_counts
 from tilesim.compiler.fusion import group_ops
+from tilesim.compiler.lowering import Contraction
 from tilesim.compiler.mapper import without_capacities
 from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim.core.commands import flash_share
@@ -522,7 +523,8 @@ def _evaluator(arch, timing: str, objective: str, seen: dict, memo: dict):
         if k not in seen:
             seen[k] = evaluate(kernel)
         return seen[k]
-    remembered.measure = evaluate.measure            # the latency tie-break and the fusion guard (lower)
+    remembered.objective = objective                 # its value is cycles: the fusion guard times schedules by it
+    remembered.measure = evaluate.measure            # the latency tie-break (energy, DRAM bytes)
     remembered.dram_bytes = evaluate.dram_bytes
     return remembered
 
@@ -532,7 +534,7 @@ def _canonical(kernel):
     others in their order. Orders that differ only in where single-trip loops sit visit the tiles in the same
     sequence, so they simulate identically (a kernel split among cores keeps its order: its shares' trips differ)."""
     m = kernel.mapping
-    if kernel.split:
+    if kernel.split or not isinstance(kernel.work, Contraction):      # vector and attention kernels: as they are
         return m
     trips = trip_counts(kernel.work, m)
     order = "".join(d for d in "mnk" if trips[d] == 1) + "".join(d for d in m.order if trips[d] > 1)
