@@ -294,9 +294,9 @@ def test_a_larger_sram_is_not_slower_on_open_case_33():
                    "an SRAM-bound tiling of K tiles 5 deep on 19 rows, charged 5/19 of a fold each, whose "
                    "proportionally stretched compute stalls on the DRAM latency after each short remainder tile; "
                    "4453: gpt2's GELU-fused MLP GEMM with its input and output kept on chip, on a 303x13 IS array: "
-                   "its K-split tilings are estimated 12-35% off, so at 2x SRAM the naive tiling, 768 columns "
-                   "instead of 384, is the pick; the array's time counts whole-loop folds, see the tiled-folds "
-                   "branch)")
+                   "the estimate spreads the epilogue's vector time over every tile, 35% under the simulated time "
+                   "of K-split tilings, where it falls on each output tile's last K tile and the DMA, two slots "
+                   "ahead, waits; at 2x SRAM the fallback naive tiling is 768 columns instead of 384)")
 @pytest.mark.parametrize("index, resource", [(3055, "dram"), (4453, "sram")])
 def test_more_resources_never_slower_on_open_cases(index, resource):
     case = cases(0, index + 1, PROFILE_WORKLOADS)[index]
