@@ -9,14 +9,16 @@ over every candidate; how often the estimate's first candidate is within 1% of t
 the regret (the estimate's first against the simulated best: mean and max). Plain kernels: no operands kept on chip
 (the CLI's `--fusion full` passes them through KernelContext; tests/test_invariants.py checks one such kernel).
 
-Measured on the 2-CPU development machine, cases 0-1,499 (4,580 kernels; 57,468 and 57,375 candidates):
+Measured on the 2-CPU development machine, cases 0-1,499 (4,580 kernels, about 57,400 candidates):
 
     commit    |err| median   p90     max    mean     first within 1%   regret mean   max
     b304e8b   0.02%          1.71%   69.2%  -0.19%   92.2%             0.71%         83.9%
     fb1cca7   0.02%          1.50%   45.6%  -0.40%   92.6%             0.69%         83.9%
+    (drains)  0.02%          1.41%   45.6%  -0.31%   93.0%             0.66%         83.9%
 
 fb1cca7: the last tile's compute hidden behind the previous tile's store where the DMA is the bottleneck, and the
-in-flight bound without the first load and last store counted twice (issue 21).
+in-flight bound without the first load and last store counted twice (issue 21). (drains): a fused epilogue's time
+on each output tile's last tile, not spread over every tile.
 """
 from __future__ import annotations
 

@@ -26,15 +26,16 @@ GOLDEN = {
     # estimate knows the operands kept on chip for a kernel (KernelContext a_kept, b_kept, out_kept), which before
     # tied every candidate of a kernel with an on-chip input at its DRAM-bound time; the last tile's compute
     # overlaps the previous tile's store where the DMA is the bottleneck; the in-flight bound no longer counts the
-    # first load and last store twice
+    # first load and last store twice; then resnet50 full 0.5% fewer cycles, epilogue 0.02% more: a fused epilogue's
+    # time falls on each output tile's last tile in the estimate, not spread over every tile
     ("resnet50", "tpu-v1", "naive", "none"): (2_341_525, 70_142_400, 37_559_784),
     ("resnet18", "edge-npu", "naive", "none"): (2_982_109, 22_303_424, 8_230_376),
     ("bert-base", "tpu-v4", "naive", "none"): (1_035_461, 268_617_752, 88_278_528),
     ("resnet50", "tpu-v1", "search", "none"): (2_203_717, 68_056_512, 37_559_784),
     ("resnet18", "edge-npu", "search", "none"): (2_815_282, 23_446_528, 8_230_376),
     ("bert-base", "tpu-v4", "search", "none"): (881_774, 268_617_752, 88_278_528),
-    ("resnet50", "tpu-v1", "search", "epilogue"): (1_111_121, 41_708_224, 11_317_736),
-    ("resnet50", "tpu-v1", "search", "full"): (641_742, 25_720_640, 1_000),
+    ("resnet50", "tpu-v1", "search", "epilogue"): (1_111_392, 41_708_224, 11_317_736),
+    ("resnet50", "tpu-v1", "search", "full"): (638_320, 25_720_640, 1_000),
     ("resnet18", "edge-npu", "search", "epilogue"): (2_080_714, 17_882_880, 2_685_928),
     ("resnet18", "edge-npu", "search", "full"): (2_017_456, 14_563_872, 1_506_280),
     ("bert-base", "tpu-v4", "search", "epilogue"): (651_220, 228_509_720, 48_170_496),
