@@ -6,8 +6,10 @@ The score of a candidate is the same arithmetic the simulator does, in closed fo
              on-chip level's time for every byte through it, less the first load and last store, when that
              exceeds the DMA time (as the simulator's level_bound)
   traffic  = sum over operands of reps(order) x sweep bytes, partial-sum spills included (compiler.cost)
-  latency  ~ sum over tile transitions of max(compute, transfer, (transfer + latency + compute) / 2), at least
-             tiles x latency + traffic / bandwidth over 2; + first load + last store + 2 x latency (double buffered)
+  latency  ~ first load + last compute + sum over tile transitions of max(compute, transfer, (transfer + latency
+             + compute) / 2) + last store + 2 x latency (a draining tile's compute with its epilogue; the last
+             compute less what the previous store hides), at least traffic / bandwidth + latency and
+             (tiles x latency + traffic / bandwidth) / 2                                 (double buffered)
            ~ compute + traffic / bandwidth + tiles x latency                          (single buffered)
   energy   ~ DRAM read/write bytes x the arch's pJ per byte (the only term that depends on the tiling)
 The candidate grid holds every size the naive tiler can reach (its halving chains) and does not depend on buffer

@@ -350,6 +350,7 @@ def load_pinned(raw: object, source: str) -> tuple[tuple[str, Mapping], ...]:
     return tuple(out)
 
 
+UNKEPT = "full without activations kept on chip"       # the guard's name for full's kernels with nothing kept
 WEAKER: dict[str, tuple[FusionPolicy, ...]] = {   # the policies whose kernels each policy's fuse a superset of
     "full": ("epilogue", "attention"), "epilogue": ("none",), "attention": ("none",)}
 
@@ -383,7 +384,7 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     alternatives: list[tuple[str, Callable[[], Schedule]]] = []
     kept = options.fusion == "full" and any(k.residency.out for k in schedule.kernels)
     if kept:
-        alternatives.append(("full without activations kept on chip",
+        alternatives.append((UNKEPT,
                              lambda: _lower_policy(graph, arch, options, timing, evaluate, grouping, keep=False)))
     for weaker in WEAKER[options.fusion]:
         alternatives.append((f"{weaker}'s kernels",
@@ -395,7 +396,7 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
         except InputError:              # unfused kernels may not fit where fused ones do (a whole softmax row)
             continue
     # the policy's kernels with nothing kept on chip (the same kernel list as _with_tilings_of's, so they mix)
-    unkept = next((s for what, s in made if what == alternatives[0][0]), None) if kept else schedule
+    unkept = next((s for what, s in made if what == UNKEPT), None) if kept else schedule
     bound = min((total(s) for what, s in made if what.endswith("'s kernels")), default=total(schedule))
     cycles = _alone_cycles(evaluate)
     for what, other in made[1:]:
@@ -451,14 +452,14 @@ def _with_tilings_of(weaker: Schedule, graph: Graph, arch: ArchConfig, options: 
     stay."""
     works = {spec.name: on_array(spec.work, arch.array) for spec in grouping.kernels
              if isinstance(spec.work, Contraction)}
-    tilings = {k.name: k for k in weaker.kernels if isinstance(k.mapping, Mapping) and works.get(k.name) == k.work}
-    pinned = {**{name: k.mapping for name, k in tilings.items() if isinstance(k.mapping, Mapping)},
-              **dict(options.pinned)}
+    user = dict(options.pinned)
+    tilings = {k.name: (k.mapping, k.chosen_by) for k in weaker.kernels
+               if isinstance(k.mapping, Mapping) and works.get(k.name) == k.work and k.name not in user}
+    pinned = {**{name: mapping for name, (mapping, _) in tilings.items()}, **user}
     own = _lower_policy(graph, arch, replace(options, pinned=tuple(pinned.items())), timing, evaluate, grouping,
                         keep=False)
-    user = dict(options.pinned)
-    return replace(own, kernels=tuple(replace(k, chosen_by=tilings[k.name].chosen_by)
-                                      if k.name in tilings and k.name not in user else k for k in own.kernels))
+    return replace(own, kernels=tuple(replace(k, chosen_by=tilings[k.name][1]) if k.name in tilings else k
+                                      for k in own.kernels))
 
 
 def _guarded(made: list[tuple[str, Schedule]], total: Callable[[Schedule], int], options: CompileOptions,
