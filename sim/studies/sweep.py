@@ -816,32 +816,80 @@ def _running(pid: int) -> bool:
         return True                                   # no /proc: os.kill said it exists
 
 
+class HeldSignals:
+    """Ctrl-C and SIGTERM held while a process pool runs: the handler only notes the signal, and `check` delivers it
+    at a point where this process holds none of the pool's locks. Raised anywhere (inside `wait` or `submit`, while
+    a future's condition is held), KeyboardInterrupt could leave a lock the pool's manager thread needs, and the
+    interpreter's exit, which joins that thread, then hung (issue 21 item 7: seen under load). Only the main
+    thread can set handlers; elsewhere nothing is held."""
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.caught: int | None = None
+        self.previous: dict[int, typing.Any] = {}
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self._note) for s in self.SIGNALS}
+
+    def _note(self, signum: int, _frame: object) -> None:
+        self.caught = self.caught or signum
+
+    def release(self) -> None:
+        """Give the signals back their handlers (safe to call twice)."""
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+        self.previous = {}
+
+    def check(self) -> None:
+        """Deliver a signal that came while held: its own handler runs now (Ctrl-C raises KeyboardInterrupt)."""
+        if self.caught is not None:
+            signum, self.caught = self.caught, None
+            self.release()
+            signal.raise_signal(signum)
+
+
 def _process(spec: SweepSpec, todo: list[tuple[int, dict]], jobs: int) -> Running:
     """Rows from a pool of `jobs` local processes. The pool is forked here, before any progress thread exists,
-    from a process whose numba kernels are loaded, so the workers inherit them."""
+    from a process whose numba kernels are loaded, so the workers inherit them. Signals are held from before the
+    pool starts until its workers are stopped (HeldSignals)."""
     warm_up()
     ctx = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-    pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),))
-    queue = iter(chunks(todo, jobs))
-    pending = {pool.submit(run_chunk, spec, chunk) for chunk in itertools.islice(queue, jobs * 4)}
-    return Running(_drain(pool, spec, queue, pending, jobs * 4), lambda: _stop_pool(pool))
+    held, pool = HeldSignals(), None
+    try:
+        pool = ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
+                                   initargs=(os.getpid(),))
+        queue = iter(chunks(todo, jobs))
+        pending = {pool.submit(run_chunk, spec, chunk) for chunk in itertools.islice(queue, jobs * 4)}
+    except BaseException:
+        if pool is not None:
+            _stop_pool(pool, held)
+        held.release()
+        raise
+    return Running(_drain(pool, held, spec, queue, pending, jobs * 4), lambda: _stop_pool(pool, held))
 
 
-def _drain(pool: ProcessPoolExecutor, spec: SweepSpec, queue, pending: set, window: int):
-    """Yield rows as chunks finish, keeping at most `window` chunks in flight."""
+def _drain(pool: ProcessPoolExecutor, held: HeldSignals, spec: SweepSpec, queue, pending: set, window: int,
+           poll_s: float = 0.2):
+    """Yield rows as chunks finish, keeping at most `window` chunks in flight; a held signal is delivered between
+    waits (every `poll_s` seconds at most)."""
     while pending:
-        finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+        held.check()
+        finished, pending = wait(pending, timeout=poll_s, return_when=FIRST_COMPLETED)
+        held.check()
         pending |= {pool.submit(run_chunk, spec, chunk) for chunk in itertools.islice(queue, window - len(pending))}
         for future in finished:
             yield from future.result()
     pool.shutdown()
+    held.release()
+    held.check()
 
 
-def _stop_pool(pool: ProcessPoolExecutor) -> None:
-    """Terminate the workers without waiting for the chunks they are running (after shutdown: nothing to do)."""
+def _stop_pool(pool: ProcessPoolExecutor, held: HeldSignals) -> None:
+    """Terminate the workers without waiting for the chunks they are running (after shutdown: nothing to do), then
+    give the signals back their handlers."""
     for proc in list((getattr(pool, "_processes", None) or {}).values()):
         proc.terminate()
     pool.shutdown(wait=False, cancel_futures=True)
+    held.release()
 
 
 def require_dask() -> None:
