@@ -91,6 +91,7 @@ from tilesim import simulate
 from tilesim.arch import load_arch
 from tilesim.arch.loader import raw_arch
 from tilesim.compiler.schedule import CompileOptions, lower
+from tilesim.core.simulate import use_compiled_kernels
 from tilesim.studies.sweep import SweepSpec, grid_points, run_sweep
 from tilesim.workloads import load_workload
 
@@ -140,7 +141,9 @@ def one_run(argv: list[str]) -> tuple[int, float, float, float, float, str]:
 
 
 def in_process_ms(repeats: int = 7) -> float:
-    """Median warm ms of load + lower + simulate of ResNet-50 on tpu-v1 in this process (mapping caches warm)."""
+    """Median warm ms of load + lower + simulate of ResNet-50 on tpu-v1 in this process (mapping caches warm, numba's
+    kernels loaded: a process simulates its first ~10,000 runs in Python unless told, core/simulate.py)."""
+    use_compiled_kernels()
     arch = load_arch("tpu-v1")
     simulate(lower(load_workload("resnet50", dtype=arch.array.dtype), arch), arch)
     times = []

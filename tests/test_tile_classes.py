@@ -2,6 +2,8 @@
 and stall cycles bit for bit (numba run_tiles and the Python reference run_tiles_py)."""
 from __future__ import annotations
 
+import subprocess
+import sys
 from dataclasses import replace
 
 import numpy as np
@@ -191,6 +193,22 @@ def test_interpreted_kernels_equal_compiled():
         slow = run_classes(*prog)
     for a, b in zip(fast, slow, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+WARM_UP = """
+from tilesim.core.kernels.jit import is_compiled
+from tilesim.core.kernels.pipeline import run_program
+from tilesim.studies.sweep import warm_up
+warm_up()
+print(is_compiled(run_program))
+"""
+
+
+def test_a_sweeps_warm_up_loads_the_compiled_kernels():
+    # warm_up's tiny run was small enough to be simulated in Python, so numba's kernels were not loaded before the
+    # sweep forked its workers (each worker then interpreted its first ~10,000 runs and loaded them itself)
+    done = subprocess.run([sys.executable, "-c", WARM_UP], capture_output=True, text=True, timeout=300)
+    assert done.stdout.split() == ["True"], done.stderr
 
 
 # ---------------------------------------------------------------- repeat groups: patterns of runs repeated

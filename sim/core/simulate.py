@@ -58,6 +58,13 @@ INTERPRETED_BUDGET = 10_000
 _interpreted = [0]           # runs simulated in Python so far in this process
 
 
+def use_compiled_kernels() -> None:
+    """From now on simulate every program with numba's compiled kernels (loaded from its on-disk cache, else
+    compiled, at the next simulation), small ones too: what a process about to simulate much does first (a sweep,
+    before it forks its workers, which inherit them; a benchmark of warm runs)."""
+    _interpreted[0] = INTERPRETED_BUDGET + 1         # no program fits the interpreted budget from here on
+
+
 def _check_size(schedule: Schedule, arch: ArchConfig, timeline: bool = False) -> None:
     """Refuse schedules whose tile program (runs of identical tiles; one entry per tile for a timeline or a flash
     level, and per lockstep step for attention and vector work) has more entries than fit in memory, or fused

@@ -49,7 +49,7 @@ from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim.core.commands import flash_share
 from tilesim.core.files import write_atomic
 from tilesim.core.result import SimResult
-from tilesim.core.simulate import kernel_evaluator, simulate
+from tilesim.core.simulate import kernel_evaluator, simulate, use_compiled_kernels
 from tilesim.studies.llm import llm_dict
 from tilesim.studies.options import BACKENDS, LLMOptions, OptionError, WorkloadOptions, at_least, not_an_llm
 from tilesim.studies.runs import DecoderConfig, check_decoder, check_graph_fits, run_decoder, workload_graph
@@ -599,10 +599,12 @@ _WARM = False
 
 
 def warm_up() -> None:
-    """Load (or compile) numba's kernels once per process with a tiny run, so no point pays for it."""
+    """Load (or compile) numba's kernels once per process with a tiny run, so no point pays for it (a tiny run
+    alone would be simulated in Python: use_compiled_kernels)."""
     global _WARM
     if _WARM:
         return
+    use_compiled_kernels()
     arch = load_arch("edge-npu")
     simulate(lower(load_workload("gemm:8,8,8", dtype=arch.array.dtype), arch), arch)
     _WARM = True
