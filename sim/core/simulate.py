@@ -1,6 +1,7 @@
 """simulate(schedule, arch) -> SimResult: build tile commands, run the pipeline kernel, fold counts into energy."""
 from __future__ import annotations
 
+import time
 from collections import Counter
 from contextlib import nullcontext
 from dataclasses import replace
@@ -51,18 +52,21 @@ from tilesim.core.result import KernelResult, SimResult, Timeline
 
 MAX_KERNEL_COUNT = 2**61     # a fused kernel's summed vector ops and extra bytes (each op's are < 2**60)
 MAX_ENTRIES = 50_000_000     # tile program entries (runs, or tiles where kept one by one): ~80 bytes each in memory
-# runs a process simulates in Python before it loads numba: ~35 us a run interpreted against ~0.6-0.8 s to load
-# the compiled kernels from numba's cache (3,000 random runs: 0.10 s), so up to ~0.35 s of Python; a ResNet-50
-# CLI run needs 1,354
-INTERPRETED_BUDGET = 10_000
-_interpreted = [0]           # runs simulated in Python so far in this process
+# Small programs are simulated in Python until numba is worth loading (a ski-rental rule: Python time up to what the
+# load costs, so a process never spends more than twice the better choice): loading the compiled kernels from
+# numba's cache takes ~0.28 s (import included); a run costs ~10-50 us interpreted. A ResNet-50 CLI run spends
+# ~0.1 s on its 1,354 runs and stays in Python; an LLM prefill's kernels, ~0.5 s before, switch after 0.25 s. A
+# program of more than INTERPRETED_RUNS runs always loads numba.
+INTERPRETED_S = 0.25
+INTERPRETED_RUNS = 10_000
+_interpreted = [0.0]         # seconds spent simulating in Python so far in this process
 
 
 def use_compiled_kernels() -> None:
     """From now on simulate every program with numba's compiled kernels (loaded from its on-disk cache, else
     compiled, at the next simulation), small ones too: what a process about to simulate much does first (a sweep,
     before it forks its workers, which inherit them; a benchmark of warm runs)."""
-    _interpreted[0] = INTERPRETED_BUDGET + 1         # no program fits the interpreted budget from here on
+    _interpreted[0] = INTERPRETED_S                  # the budget for Python is spent from here on
 
 
 def _check_size(schedule: Schedule, arch: ArchConfig, timeline: bool = False) -> None:
@@ -248,14 +252,16 @@ def _run_program(prog: Program, schedule: Schedule, arch: ArchConfig, reference:
         run = run_program_py if reference else run_program
         # a few small programs cost less in Python than loading numba (start-up of a CLI run); the same code
         entries = int(prog.first_run[-1])
-        small = not is_compiled(run_program) and _interpreted[0] + entries <= INTERPRETED_BUDGET
-        _interpreted[0] += entries if small else 0
+        small = not (reference or is_compiled(run_program)) and entries <= INTERPRETED_RUNS \
+            and _interpreted[0] < INTERPRETED_S
         groups = repeat_groups(prog)           # repeated patterns of runs: simulated a few repeats each
+        start_s = time.perf_counter()
         with interpreted() if small else nullcontext():
             ends, waits, _ = run(prog.count, prog.load_xfer, prog.store_xfer, prog.compute, prog.block_run[prog.block],
                                  np.diff(prog.first_run), prog.engine, prog.slots, prog.dep,
                                  float(arch.offchip.latency_cycles), groups[:, 0].copy(), groups[:, 1].copy(),
                                  groups[:, 2].copy())
+        _interpreted[0] += time.perf_counter() - start_s if small else 0.0
     return ends, waits, times
 
 
