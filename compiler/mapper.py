@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -59,7 +59,8 @@ from tilesim.compiler.sparsity import b_tile_bytes, sparse_k
 from tilesim.compiler.tiling import alignment, footprint, halve, level_footprint, naive_mapping, tile_bytes
 
 Array = npt.NDArray[Any]     # per-candidate values (int64 or float64), or (orders, candidates)
-Position = tuple[int, Array, dict[str, Any]]   # (loop position, its trips, per operand: changes when it steps)
+Position = tuple[int, Array, dict[str, Any], Array]  # (loop position, its trips, per operand: changes when it
+#                                                       steps, its last iteration's extent / its tile)
 OBJECTIVES = ("latency", "energy", "edp")
 ORDERS = tuple("".join(p) for p in itertools.permutations("mnk"))
 SHORTLIST = 4        # candidates handed to an evaluator (the simulator) when lower() is given one
@@ -179,6 +180,8 @@ class _Base:
     level_feed: float = 0.0      # the one on-chip level holding every operand: bytes it feeds the array ...
     level_bw: float = 0.0        # ... and its bandwidth (0: no such level, or scalesim timing)
     drain_extra: Any = 0.0       # a fused epilogue's cycles beyond a tile's compute, on each output tile's last tile
+    drain_share: Any = 0.0       # a fused epilogue's cycles on each output tile's last tile
+    last_ratio: dict[str, Array] = field(default_factory=dict)   # per loop: its last tile's extent / its tile
 
 
 def _fits(tiles: dict[str, np.ndarray], arch: ArchConfig) -> np.ndarray:
@@ -198,11 +201,13 @@ def _base(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm: A
     t_tile = {"m": tm, "n": tn, "k": sparse_k(work, tk)}[DATAFLOWS[dataflow].streamed]
     compute = _compute_cycles(work, arch, dataflow, timing, t_tile)
     drain_extra: Any = 0.0
+    drain_share: Any = 0.0
     if context.epilogue_cycles:
         # as sim/core/commands.py: a fused epilogue's vector cycles, split over the output tiles as they drain,
         # floor each draining tile's time: compute + drains x max(0, epilogue per drain - compute per tile)
         drains = work.g * trips["m"] * trips["n"]
-        drain_extra = np.maximum(0.0, context.epilogue_cycles / drains - compute / n_tiles)
+        drain_share = context.epilogue_cycles / drains
+        drain_extra = np.maximum(0.0, drain_share - compute / n_tiles)
         compute = compute + drains * drain_extra
     tiles = tile_bytes(work, tm, tn, tk, arch.array.acc_dtype)
     bw = arch.offchip.bandwidth_bytes_per_cycle
@@ -216,7 +221,9 @@ def _base(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm: A
                  c_acc=_sweep(lambda m, n: nbytes(m * n, acc), work.m, tm, work.n, tn),
                  fits=_fits(tiles, arch), compute=compute, n_tiles=n_tiles,
                  first=(tiles["input"] * a + tiles["weight"] * b) / bw,
-                 last=nbytes(tm * tn, work.c_dtype) * out / bw, drain_extra=drain_extra,
+                 last=nbytes(tm * tn, work.c_dtype) * out / bw, drain_extra=drain_extra, drain_share=drain_share,
+                 last_ratio={d: (size - (trips[d] - 1) * tile) / tile
+                             for d, size, tile in (("m", work.m, tm), ("n", work.n, tn), ("k", work.k, tk))},
                  **_one_level(work, arch, timing, dataflow))
 
 
@@ -250,7 +257,8 @@ def _score_order(work: Contraction, arch: ArchConfig, base: _Base,
     def positions() -> Iterator[Position]:
         for p in range(len(loops) - 1, -1, -1):
             d, n_p = loops[p]
-            yield p, n_p, {o: 1.0 if d == "g" else _changes(loops[p:], OPERAND_DIMS[o]) for o in OPERAND_DIMS}
+            yield p, n_p, {o: 1.0 if d == "g" else _changes(loops[p:], OPERAND_DIMS[o]) for o in OPERAND_DIMS}, \
+                base.last_ratio[d] if d != "g" else np.ones(n_tiles.shape)
     cycles, dram, pj = _estimate(work, arch, base, spills, read, write, positions())
     return cycles, dram, pj, base.fits, n_tiles
 
@@ -291,13 +299,34 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, r
         extra = base.drain_extra
         plain = per_tile - extra * drains / n_tiles
         final = 1 / (spills + 1)                                          # visits that drain
+        positions = list(positions)
+
+        def moved_at(changed: dict[str, Any]) -> Array:
+            return changed["input"] * avg["input"] + changed["weight"] * avg["weight"] + changed["output"] * c_moved
+        # The innermost loop's last tile may be short (its extent `ratio` of a tile; compute is split by MACs).
+        # Where whole tiles cover the latency of the load two ahead (compute >= latency + transfer: `bound`), a
+        # short tile does not: the load after it waits, so it costs max(its compute, latency + transfer), and the
+        # whole tiles their own compute, not the mean (averaged, tilings of K by 5 on 72 came out 4% under their
+        # simulated time: case 3055). A draining tile costs at least its share of a fused epilogue (`drain`), the
+        # kernel's last tile no wait. Elsewhere the mean stands.
+        _, n_in, changed_in, ratio = positions[0]
+        short = (n_in > 1) & (ratio < 1)
+        scale = n_in / np.where(short, n_in - 1 + ratio, n_in)           # a tile whole along it / the mean tile
+        whole = plain * scale
+        window = lat + moved_at(changed_in) * scale / bw                  # the latency of a whole tile's load
+        bound = short & (whole >= window)
+        drain, rem = base.drain_share, whole * ratio
+        plain, extra = np.where(bound, whole, plain), np.where(bound, np.maximum(drain - whole, 0), extra)
+        short_cost = final * np.maximum(np.maximum(rem, drain), window) + (1 - final) * np.maximum(rem, window)
+        short_cost = short_cost - (plain + final * extra)                 # what the transitions charge it
+        last_wait = (np.maximum(np.maximum(rem, drain), window) - np.maximum(rem, drain)) / (n_tiles / n_in)
         steady = (plain + extra).astype(np.float64)                       # the last tile's compute (it drains)
         hidden = np.zeros(n_tiles.shape, dtype=np.float64)
         found = np.zeros(n_tiles.shape, dtype=bool)                       # the innermost loop that steps, seen
         stored = write / visits / bw                                      # a visit's store
         inner = np.ones(n_tiles.shape, dtype=np.float64)
-        for p, n_p, changed in positions:
-            moved = changed["input"] * avg["input"] + changed["weight"] * avg["weight"] + changed["output"] * c_moved
+        for p, n_p, changed, _ in positions:
+            moved = moved_at(changed)
             transitions = n_tiles / inner * (1 - 1 / n_p) if p else (work.g - 1) * n_tiles / (inner * work.g)
             transfer = moved / bw
             paced = np.where(moved > 0, np.maximum(transfer, (transfer + lat + plain) / 2), 0)
@@ -312,7 +341,7 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, r
                                                np.maximum(paced - plain, 0)), hidden)
             found = found | last
             inner = inner * n_p
-        steady = steady - hidden
+        steady = steady - hidden + np.where(bound, n_tiles / n_in * (short_cost - last_wait), 0)
         # The one DMA moves every byte after the first load's latency, with at most 2 loads outstanding: (n x
         # latency + all transfers) / 2 at least (added to the first load and the last store, it counted them twice)
         dma = (read + write) / bw
@@ -374,9 +403,9 @@ def _score_orders(work: Contraction, arch: ArchConfig, base: _Base) -> tuple[Arr
                 n_p = np.stack([trips[d] for d in _ORDER_DIMS[p - 1]])     # the loop at position p, per order
                 changed = {o: (_INDEXES[o][p - 1] | inner_steps[o]).astype(np.float64) for o in OPERAND_DIMS}
                 inner_steps = {o: inner_steps[o] | (_INDEXES[o][p - 1] & (n_p > 1)) for o in OPERAND_DIMS}
-                yield p, n_p, changed
+                yield p, n_p, changed, np.stack([base.last_ratio[d] for d in _ORDER_DIMS[p - 1]])
             else:
-                yield p, np.full(n_tiles.shape, work.g), dict.fromkeys(OPERAND_DIMS, 1.0)
+                yield p, np.full(n_tiles.shape, work.g), dict.fromkeys(OPERAND_DIMS, 1.0), np.ones(n_tiles.shape)
     return _estimate(work, arch, base, spills, read, write, positions())
 
 
