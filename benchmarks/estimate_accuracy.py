@@ -16,6 +16,12 @@ Measured on the 2-CPU development machine, cases 0-1,499 (4,580 kernels, about 5
     fb1cca7   0.02%          1.50%   45.6%  -0.40%   92.6%             0.69%         83.9%
     (drains)  0.02%          1.41%   45.6%  -0.31%   93.0%             0.66%         83.9%
 
+Cases 0-599 (1,847 kernels), before and after the short last tile's wait (0d4f645):
+
+    commit    |err| median   p90     max    mean     first within 1%   regret mean   max
+    46a2bd7   0.01%          1.45%   45.6%  -0.25%   93.5%             0.57%         83.9%
+    0d4f645   0.01%          1.42%   45.6%  -0.25%   93.8%             0.55%         83.9%
+
 fb1cca7: the last tile's compute hidden behind the previous tile's store where the DMA is the bottleneck, and the
 in-flight bound without the first load and last store counted twice (issue 21). (drains): a fused epilogue's time
 on each output tile's last tile, not spread over every tile.

@@ -8,8 +8,9 @@ The score of a candidate is the same arithmetic the simulator does, in closed fo
   traffic  = sum over operands of reps(order) x sweep bytes, partial-sum spills included (compiler.cost)
   latency  ~ first load + last compute + sum over tile transitions of max(compute, transfer, (transfer + latency
              + compute) / 2) + last store + 2 x latency (a draining tile's compute with its epilogue; the last
-             compute less what the previous store hides), at least traffic / bandwidth + latency and
-             (tiles x latency + traffic / bandwidth) / 2                                 (double buffered)
+             compute less what the previous store hides; where whole tiles' compute covers latency + transfer,
+             the innermost loop's short last tile costs max(its compute, latency + transfer)), at least traffic /
+             bandwidth + latency and (tiles x latency + traffic / bandwidth) / 2       (double buffered)
            ~ compute + traffic / bandwidth + tiles x latency                          (single buffered)
   energy   ~ DRAM read/write bytes x the arch's pJ per byte (the only term that depends on the tiling)
 The candidate grid holds every size the naive tiler can reach (its halving chains) and does not depend on buffer
