@@ -17,6 +17,7 @@ from tilesim.compiler import GraphBuilder
 from tilesim.compiler.cost import Mapping, compute_cycles, dram_traffic
 from tilesim.compiler.lowering import Contraction, ConvWindow
 from tilesim.compiler.schedule import CompileOptions, Kernel, Schedule, lower
+from tilesim.core import simulate as sim
 from tilesim.core.commands import build_program, contraction_commands, staging_gate, weights_in_flash
 from tilesim.core.simulate import level_bound
 from tilesim.workloads import gemm, load_workload
@@ -415,3 +416,19 @@ def test_a_softmax_that_does_not_keep_rows_on_chip_reads_its_input_once_per_pass
     y = b.add("Softmax", [b.add("Mul", [x, b.param("s", (1,))])], {"axis": -1})
     fused = simulate(lower(b.build(y), arch, CompileOptions(fusion="full")), arch)
     assert fused.dram_read_bytes == 64 * 256 + 1 and len(fused.kernels) == 1
+
+
+@pytest.mark.parametrize("workload, arch_name", [("resnet18", "edge-npu"), ("gpt2", "tpu-v4"), ("attention", "h100")])
+def test_measure_with_known_cycles_needs_no_pipeline_and_agrees_bit_for_bit(workload, arch_name, monkeypatch):
+    # issue 22: pick's latency tie-break measured (cycles, pJ, DRAM bytes) with a whole simulation even where the
+    # cycles were known (a sweep remembers them across points): energy and bytes read only the commands and the span
+    arch = load_arch(arch_name)
+    kernels = lower(load_workload(workload, dtype=arch.array.dtype), arch, CompileOptions(fusion="full")).kernels
+    full = [sim.kernel_evaluator(arch, "pipelined").measure(k) for k in kernels]
+    timed = sim.kernel_evaluator(arch, "pipelined")
+    cycles = [timed(k) for k in kernels]
+    timed.piped.clear()                                   # what it kept of those runs: not there in a sweep
+    monkeypatch.setattr(sim, "_run_program", lambda *a, **k: pytest.fail("the pipeline ran"))
+    assert [timed.measure(k) for k in kernels] == full
+    other = sim.kernel_evaluator(arch, "pipelined", objective="energy")    # cycles handed in by the caller
+    assert [other.measure(k, c) for k, c in zip(kernels, cycles, strict=True)] == full

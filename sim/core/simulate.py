@@ -218,12 +218,7 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
     tile, its tiles' event times). Runs of identical tiles are simulated by class (run_classes); a timeline, and a
     program with flash reads (whose staging limit reaches back further than a run's state), tile by tile.
     `memo`: build_program's tile commands kept across calls."""
-    if schedule.arch != arch.name:
-        raise InputError(f"schedule was lowered for arch '{schedule.arch}', not '{arch.name}'")
-    _check_size(schedule, arch, timeline)
-    prog = on_grid(build_program(schedule, arch, flash_share, memo))
-    needs = level_needs(prog, schedule, arch)
-    prog = level_bound(prog, schedule, arch, needs)
+    prog, needs = _bound_program(schedule, arch, flash_share, memo, timeline)
     while True:
         ends, waits, times = _run_program(prog, schedule, arch, reference, timeline)
         if not (np.isfinite(ends).all() and ends.max() < MAX_COUNT):    # checked before the cast, which would wrap
@@ -233,6 +228,26 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
         if waiting is prog.dep:
             return prog, waits, kernel_end, times
         prog = replace(prog, dep=waiting)
+
+
+def _bound_program(schedule: Schedule, arch: ArchConfig, flash_share: float | None, memo: dict | None,
+                   timeline: bool = False) -> tuple[Program, np.ndarray]:
+    """The tile program _pipeline runs (on the time grid, each kernel stretched to its busiest level's need) and
+    those needs (level_needs)."""
+    if schedule.arch != arch.name:
+        raise InputError(f"schedule was lowered for arch '{schedule.arch}', not '{arch.name}'")
+    _check_size(schedule, arch, timeline)
+    prog = on_grid(build_program(schedule, arch, flash_share, memo))
+    needs = level_needs(prog, schedule, arch)
+    return level_bound(prog, schedule, arch, needs), needs
+
+
+def _timed(schedule: Schedule, arch: ArchConfig, cycles: int, flash_share: float | None, memo: dict | None):
+    """What _pipeline gives for a one-kernel schedule whose cycles are known, without running it: its program,
+    no stall causes (they only fill the kernel's stall fields) and its end. simulate_at_clock's energy and DRAM
+    bytes read only the program's commands and the span, so they come out the same, bit for bit."""
+    prog, _ = _bound_program(schedule, arch, flash_share, memo)
+    return prog, np.zeros((1, len(CAUSES))), np.array([cycles], dtype=np.int64), None
 
 
 def _run_program(prog: Program, schedule: Schedule, arch: ArchConfig, reference: bool, timeline: bool):
@@ -482,12 +497,17 @@ class KernelEvaluator:
                 self.seen[key] = {"energy": pj, "edp": cycles * pj}[self.objective]
         return self.seen[key]
 
-    def measure(self, kernel: Kernel) -> tuple[int, float, int]:
-        """(cycles, energy pJ, DRAM bytes) of the kernel simulated alone."""
+    def measure(self, kernel: Kernel, cycles: int | None = None) -> tuple[int, float, int]:
+        """(cycles, energy pJ, DRAM bytes) of the kernel simulated alone; `cycles`, when the caller knows them
+        (a sweep remembers them across design points), or the latency objective's own, spare running the
+        pipeline again (_timed)."""
         schedule, key = self._alone(kernel)
         if key not in self.measured:
-            r = simulate_at_clock(schedule, self.arch, flash_share=self.share, memo=self.memo,
-                                  piped=self.piped.pop(key, None))
+            piped = self.piped.pop(key, None)
+            known = cycles if cycles is not None else self.seen.get(key) if self.objective == "latency" else None
+            if piped is None and known is not None:
+                piped = _timed(schedule, self.arch, int(known), self.share, self.memo)
+            r = simulate_at_clock(schedule, self.arch, flash_share=self.share, memo=self.memo, piped=piped)
             self.measured[key] = (r.cycles, r.energy_pj, r.dram_read_bytes + r.dram_write_bytes)
         return self.measured[key]
 
