@@ -303,7 +303,8 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, r
         positions = list(positions)
 
         def moved_at(changed: dict[str, Any]) -> Array:
-            return changed["input"] * avg["input"] + changed["weight"] * avg["weight"] + changed["output"] * c_moved
+            return np.asarray(changed["input"] * avg["input"] + changed["weight"] * avg["weight"]
+                              + changed["output"] * c_moved)
         # The innermost loop's last tile may be short (its extent `ratio` of a tile; compute is split by MACs).
         # Where whole tiles cover the latency of the load two ahead (compute >= latency + transfer: `bound`), a
         # short tile does not: the load after it waits, so it costs max(its compute, latency + transfer), and the
@@ -320,7 +321,7 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, r
         plain, extra = np.where(bound, whole, plain), np.where(bound, np.maximum(drain - whole, 0), extra)
         short_cost = final * np.maximum(np.maximum(rem, drain), window) + (1 - final) * np.maximum(rem, window)
         short_cost = short_cost - (plain + final * extra)                 # what the transitions charge it
-        last_wait = (np.maximum(np.maximum(rem, drain), window) - np.maximum(rem, drain)) / (n_tiles / n_in)
+        last_wait = np.maximum(np.maximum(rem, drain), window) - np.maximum(rem, drain)   # none: nothing after it
         steady = (plain + extra).astype(np.float64)                       # the last tile's compute (it drains)
         hidden = np.zeros(n_tiles.shape, dtype=np.float64)
         found = np.zeros(n_tiles.shape, dtype=bool)                       # the innermost loop that steps, seen
@@ -342,7 +343,7 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, r
                                                np.maximum(paced - plain, 0)), hidden)
             found = found | last
             inner = inner * n_p
-        steady = steady - hidden + np.where(bound, n_tiles / n_in * (short_cost - last_wait), 0)
+        steady = steady - hidden + np.where(bound, n_tiles / n_in * short_cost - last_wait, 0)
         # The one DMA moves every byte after the first load's latency, with at most 2 loads outstanding: (n x
         # latency + all transfers) / 2 at least (added to the first load and the last store, it counted them twice)
         dma = (read + write) / bw
