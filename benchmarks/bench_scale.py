@@ -68,6 +68,14 @@ interpreter + numpy ~0.1 s, tilesim's imports ~0.1 s, lowering ~0.35 s (search 0
 simulate and report ~0.05 s. llama3-8b: lowering ~0.8 s, the power cap's 5 clocks ~0.6 s, numba's import and
 cached kernels ~0.3 s, imports 0.2 s.
 
+Session of 2026-12-07, session start 5e17492 -> main, run in interleaved pairs (the host was slower late in the day,
+so only pairs compare; user CPU s of 3 CLI runs each, peak RSS): ResNet-50 on tpu-v1 1.33-1.62 -> 1.19-1.21 s;
+llama3-8b prefill 2.01-2.40 -> 2.12-2.46 s (the interpreted budget in seconds saved ~0.15 s, the estimate's
+short-last-tile term costs about as much in its large rankings), 251 -> 268 MB; resnet18 on 8x8 0.92-1.08 ->
+0.90-1.09 s, 230 -> 269 MB (the final schedule is the same; the shortlists differ); the 1x1-array GEMM 0.60 ->
+0.63-0.80 s in process (noise); in process, warm 23.4 -> 15.4 ms (this case now loads numba's kernels first, as a
+warm process has them: before, it measured the interpreted pipeline).
+
 llama3-8b's full program before scale4: 1.03 M runs (attention 64 k lockstep steps a layer, contractions ~60 k runs
 a layer); its pipeline takes 0.24 M events (9.3 M without repeat groups and the time grid), 0.12 s; the rest is the
 mapping search, building the program again at each of the power cap's 9 clocks, and energy accounting. After scale4
