@@ -397,6 +397,13 @@ def test_an_unreachable_scheduler_is_a_one_line_error(tmp_path):
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def ctrl_c_as_in_a_terminal() -> None:
+    """In the child before it starts: SIGINT's default action, which Python turns into KeyboardInterrupt. A
+    background job of a non-interactive shell (`pytest &`, CI runners) starts with SIGINT ignored, and its children
+    inherit that, so a Ctrl-C test would test nothing there."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _children(pid: int) -> set[int]:
     """Process ids whose parent is `pid` (Linux /proc)."""
     out = set()
@@ -424,7 +431,8 @@ def test_workers_end_with_their_parent(tmp_path, signum):
     # killing a --jobs 2 sweep's main process left its workers running (issue 21 item 7)
     cmd = [sys.executable, "-m", "tilesim", "sweep", "-w", "resnet18", "-a", "edge-npu", "--jobs", "2",
            "--no-progress", "--grid", "array.rows=" + ",".join(map(str, range(4, 64))), "-o", str(tmp_path / "s.csv")]
-    parent = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    parent = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              preexec_fn=ctrl_c_as_in_a_terminal)
     workers: set[int] = set()
     try:
         deadline = time.time() + 120
@@ -481,7 +489,7 @@ def test_ctrl_c_while_the_pool_starts_stops_its_workers(tmp_path):
     args = ["sweep", "-w", "resnet18", "-a", "edge-npu", "--jobs", "2", "--no-progress",
             "--grid", "array.rows=" + ",".join(map(str, range(4, 64)))]
     done = subprocess.run([sys.executable, "-c", INTERRUPT_IN_SUBMIT, str(tmp_path / "s.csv"), *args], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
+                          capture_output=True, text=True, timeout=120, preexec_fn=ctrl_c_as_in_a_terminal)
     assert done.stdout.split() == ["130", "0"], (done.stdout, done.stderr)
     assert "sweep: interrupted; 0 of 60 points are saved" in done.stderr, done.stderr
 
