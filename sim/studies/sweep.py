@@ -862,9 +862,7 @@ def _process(spec: SweepSpec, todo: list[tuple[int, dict]], jobs: int) -> Runnin
         queue = iter(chunks(todo, jobs))
         pending = {pool.submit(run_chunk, spec, chunk) for chunk in itertools.islice(queue, jobs * 4)}
     except BaseException:
-        if pool is not None:
-            _stop_pool(pool, held)
-        held.release()
+        _stop_pool(pool, held) if pool is not None else held.release()
         raise
     return Running(_drain(pool, held, spec, queue, pending, jobs * 4), lambda: _stop_pool(pool, held))
 
