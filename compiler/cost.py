@@ -29,14 +29,25 @@ class Mapping:
     tile_n: int
     tile_k: int
     order: str = "mnk"
+    hold: bool = False      # the operand the middle loop does not index stays on chip across its iterations
 
     def tile(self, dim: str) -> int:
         """Tile size along loop `dim` (m, n or k)."""
         return {"m": self.tile_m, "n": self.tile_n, "k": self.tile_k}[dim]
 
+    @property
+    def held(self) -> str | None:
+        """The operand kept on chip across the middle loop's iterations (`hold`), or None. The middle loop does not
+        index it, so without `hold` it is loaded again (or, the output, spilled and reloaded) at every middle
+        iteration; held, it is loaded once per outer iteration and its tile spans its innermost loop's whole
+        extent (e.g. order mnk: A's tile_m x K stays while B's K tiles stream: K tiled for B, not for A; order
+        mkn: C's tile_m x N accumulates on chip across the K tiles)."""
+        return held_operand(self.order) if self.hold else None
+
     def describe(self) -> str:
-        """One line for reports, e.g. 'ws m=784 n=256 k=576 order=mnk'."""
-        return f"{self.dataflow} m={self.tile_m} n={self.tile_n} k={self.tile_k} order={self.order}"
+        """One line for reports, e.g. 'ws m=784 n=256 k=576 order=mnk' (and ' hold=input' when held)."""
+        held = f" hold={self.held}" if self.held else ""
+        return f"{self.dataflow} m={self.tile_m} n={self.tile_n} k={self.tile_k} order={self.order}{held}"
 
     def tile_count(self, work: Contraction) -> int:
         """Tiles of `work` under this mapping: g x the product of the trip counts."""
@@ -46,6 +57,21 @@ class Mapping:
     def t_tile(self) -> int:
         """Tile size along the loop that streams through the array (arch.dataflow.DATAFLOWS)."""
         return self.tile(DATAFLOWS[self.dataflow].streamed)
+
+
+def held_operand(order: str) -> str:
+    """The operand a loop order's middle loop does not index (the one `Mapping.hold` keeps on chip)."""
+    return next(o for o, dims in OPERAND_DIMS.items() if order[1] not in dims)
+
+
+def held_tiles(mapping: Mapping, work_dims: dict[str, int]) -> dict[str, dict[str, int]]:
+    """Each operand's tile extent per loop: the mapping's tiles, except that a held operand's tile spans the whole
+    of its innermost loop (`work_dims`: the contraction's m, n and k)."""
+    tiles = {d: mapping.tile(d) for d in LOOPS}
+    out = {o: {d: tiles[d] for d in dims} for o, dims in OPERAND_DIMS.items()}
+    if mapping.held:
+        out[mapping.held][mapping.order[2]] = work_dims[mapping.order[2]]
+    return out
 
 
 # ---------------------------------------------------------------- array timing (docs/design.md section 4 and 8)
@@ -220,10 +246,13 @@ def trip_counts(work: Contraction, mapping: Mapping) -> dict[str, int]:
     return {d: -(-getattr(work, d) // mapping.tile(d)) for d in LOOPS}
 
 
-def reuse_reps(order: str, trips: dict[str, int], dims: tuple[str, ...]) -> int:
+def reuse_reps(order: str, trips: dict[str, int], dims: tuple[str, ...], held: bool = False) -> int:
     """How many times an operand indexed by `dims` is swept in full: a tile is reloaded whenever its index changes
     between consecutive iterations, so loops it does not depend on multiply its traffic only when they lie
-    outside the innermost loop it does depend on (with more than one trip)."""
+    outside the innermost loop it does depend on (with more than one trip). A held operand (Mapping.hold) is
+    swept once: the one loop it does not depend on is the middle one, across which it stays on chip."""
+    if held:
+        return 1
     relevant = [i for i, d in enumerate(order) if d in dims and trips[d] > 1]
     if not relevant:
         return 1
@@ -251,8 +280,8 @@ class Traffic:
 
 def dram_traffic(work: Contraction, mapping: Mapping, acc_dtype: str, burst: int = 1) -> Traffic:
     """Closed-form DRAM traffic of a tiled contraction; partial sums spill at `acc_dtype` when k is not innermost
-    of the output's loops; every transfer rounded up to whole bursts (burst_bytes). The simulator's per-tile
-    commands must add up to exactly this."""
+    of the output's loops (unless the output is held on chip); every transfer rounded up to whole bursts
+    (burst_bytes). The simulator's per-tile commands must add up to exactly this."""
     trips = trip_counts(work, mapping)
     em, en, ek = (extents(getattr(work, d), mapping.tile(d)) for d in LOOPS)
     m, n, k = em[:, None], en[None, :], ek[:, None]
@@ -261,10 +290,10 @@ def dram_traffic(work: Contraction, mapping: Mapping, acc_dtype: str, burst: int
     b_sweep = int(burst_bytes(b_tile_bytes(work, k, n), b_runs(work, k, n), burst).sum())
     c_final = int(burst_bytes(nbytes(m * n, work.c_dtype), c_runs(work, m, n), burst).sum())
     c_acc = int(burst_bytes(nbytes(m * n, acc_dtype), c_runs(work, m, n), burst).sum())
-    order = mapping.order
-    spills = reuse_reps(order, trips, OPERAND_DIMS["output"]) - 1
+    order, held = mapping.order, mapping.held
+    spills = reuse_reps(order, trips, OPERAND_DIMS["output"], held == "output") - 1
     g = work.g
-    return Traffic(input_read=g * reuse_reps(order, trips, OPERAND_DIMS["input"]) * a_sweep,
-                   weight_read=g * reuse_reps(order, trips, OPERAND_DIMS["weight"]) * b_sweep,
+    return Traffic(input_read=g * reuse_reps(order, trips, OPERAND_DIMS["input"], held == "input") * a_sweep,
+                   weight_read=g * reuse_reps(order, trips, OPERAND_DIMS["weight"], held == "weight") * b_sweep,
                    psum_read=g * spills * c_acc,
                    output_write=g * (c_final + spills * c_acc))

@@ -11,7 +11,7 @@ import numpy.typing as npt
 from tilesim.arch.config import ArchConfig, row_passes_for
 from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.errors import InputError
-from tilesim.compiler.cost import LOOPS, IntArray, Mapping, a_tile_bytes, nbytes
+from tilesim.compiler.cost import LOOPS, IntArray, Mapping, a_tile_bytes, held_tiles, nbytes
 from tilesim.compiler.lowering import Contraction, VectorWork
 from tilesim.compiler.sparsity import b_tile_bytes
 
@@ -53,8 +53,14 @@ def tile_bytes(work: Contraction, tm: npt.ArrayLike, tn: npt.ArrayLike, tk: npt.
 
 
 def footprint(work: Contraction, mapping: Mapping, arch: ArchConfig) -> dict[str, int]:
-    """Bytes needed in each on-chip level by a contraction's tiles (level_footprint)."""
+    """Bytes needed in each on-chip level by a contraction's tiles (level_footprint); a held operand's tile spans
+    its innermost loop (compiler.cost.held_tiles)."""
     tiles = tile_bytes(work, mapping.tile_m, mapping.tile_n, mapping.tile_k, arch.array.acc_dtype)
+    if mapping.held:
+        ext = held_tiles(mapping, {"m": work.m, "n": work.n, "k": work.k})[mapping.held]
+        whole = tile_bytes(work, ext.get("m", mapping.tile_m), ext.get("n", mapping.tile_n),
+                           ext.get("k", mapping.tile_k), arch.array.acc_dtype)
+        tiles[mapping.held] = whole[mapping.held]
     return {name: int(v) for name, v in level_footprint(tiles, arch).items()}
 
 

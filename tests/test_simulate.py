@@ -17,6 +17,7 @@ from tilesim.compiler import GraphBuilder
 from tilesim.compiler.cost import Mapping, compute_cycles, dram_traffic
 from tilesim.compiler.lowering import Contraction, ConvWindow
 from tilesim.compiler.schedule import CompileOptions, Kernel, Schedule, lower
+from tilesim.compiler.tiling import footprint
 from tilesim.core import simulate as sim
 from tilesim.core.commands import build_program, contraction_commands, staging_gate, weights_in_flash
 from tilesim.core.simulate import level_bound
@@ -81,7 +82,7 @@ def tiled_contractions(draw):
                        c_dtype=draw(st.sampled_from(["int8", "bf16", "int4"])), window=window)
     mapping = Mapping(draw(st.sampled_from(["ws", "os", "is"])), draw(st.integers(1, m)),
                       draw(st.integers(1, n)), draw(st.integers(1, k)),
-                      draw(st.sampled_from(["".join(p) for p in itertools.permutations("mnk")])))
+                      draw(st.sampled_from(["".join(p) for p in itertools.permutations("mnk")])), draw(st.booleans()))
     return work, mapping
 
 
@@ -109,6 +110,28 @@ def test_traffic_by_hand_for_k_outer_order():
     work = Contraction(1, 4, 4, 4, "int8", "int8", "int8")
     t = dram_traffic(work, Mapping("ws", 2, 2, 2, "kmn"), "int32")
     assert (t.input_read, t.weight_read, t.psum_read, t.output_write) == (16, 32, 64, 16 + 64)
+
+
+def test_held_operands_by_hand():
+    # M=N=K=4, tiles 2. Order mnk: A (m, k) is swept once per n tile (2 sweeps of 16 B); held, once, its tile
+    # 2 x K. Order mkn: C spills its partial sums once (64 B at int32) and reloads them; held, it
+    # accumulates on chip, its tile 2 x N at int32
+    work = Contraction(1, 4, 4, 4, "int8", "int8", "int8")
+    arch = tiny_arch()
+    for order, held, plain, kept in (("mnk", "input", (32, 32, 0, 16), (16, 32, 0, 16)),
+                                     ("mkn", "output", (16, 32, 64, 80), (16, 32, 0, 16))):
+        for hold, want in ((False, plain), (True, kept)):
+            mapping = Mapping("ws", 2, 2, 2, order, hold)
+            assert mapping.held == (held if hold else None)
+            t = dram_traffic(work, mapping, "int32")
+            assert (t.input_read, t.weight_read, t.psum_read, t.output_write) == want
+            cmds = contraction_commands(work, Kernel("k", ("k",), work, mapping), arch, "pipelined")
+            assert (int(cmds.input_bytes.sum()), int(cmds.weight_bytes.sum()), int(cmds.psum_bytes.sum()),
+                    int(cmds.store_bytes.sum())) == want
+    # one double-buffered level holds all: A 2x2 + B 2x2 + C 2x2 at int32 = 24 B, twice; held A 2x4: 28 B, twice
+    assert footprint(work, Mapping("ws", 2, 2, 2, "mnk"), arch) == {"sram": 48}
+    assert footprint(work, Mapping("ws", 2, 2, 2, "mnk", True), arch) == {"sram": 56}
+    assert Mapping("ws", 2, 2, 2, "mkn", True).describe() == "ws m=2 n=2 k=2 order=mkn hold=output"
 
 
 # ---------------------------------------------------------------- bounds and properties

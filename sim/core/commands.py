@@ -248,13 +248,19 @@ def contraction_runs(work: Contraction, kernel: Kernel, arch: ArchConfig, timing
     c_last = np.append(c_visit[1:], True)                     # last tile of a visit
     reload = c_visit & (idx["k"] > 0)                         # visit resumes a partial sum
     final = c_last & (idx["k"] == trips["k"] - 1)
+    held = mapping.held                 # kept on chip across the middle loop: loaded in its first iteration only
+    first_pass = idx[order[1]] == 0
+    a_new = a_new & first_pass if held == "input" else a_new
+    b_new = b_new & first_pass if held == "weight" else b_new
+    if held == "output":                                      # partial sums accumulate on chip
+        reload, c_last = np.zeros_like(reload), final
     c_elems = ext["m"] * ext["n"]
 
     res = kernel.residency                  # operands and output an on-chip copy serves (--fusion full)
     burst = arch.offchip.burst_bytes
     runs = {"a": a_runs(work, ext["m"], ext["k"]), "b": b_runs(work, ext["k"], ext["n"]),
             "c": c_runs(work, ext["m"], ext["n"])}
-    psum = np.where(reload, nbytes(c_elems, acc), 0)        # partial-sum spills always go off chip
+    psum = np.where(reload, nbytes(c_elems, acc), 0)        # partial-sum spills go off chip (held: none)
     a_bytes = np.where(a_new & (not res.a), a_tile_bytes(work, ext["m"], ext["k"]), 0)
     b_raw = np.where(b_new & (not res.b), b_tile_bytes(work, ext["k"], ext["n"]), 0)
     final_store = 0 if res.out else nbytes(c_elems, work.c_dtype)
