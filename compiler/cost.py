@@ -87,9 +87,31 @@ def folds(sr: int, sc: int, rows: int, cols: int) -> int:
     return ceil(sr / rows) * ceil(sc / cols)
 
 
-def mapping_efficiency(sr: int, sc: int, rows: int, cols: int) -> float:
-    """Mean over folds of used PEs / (R*C) = Sr*Sc / (Fr*Fc*R*C) (the mean of r_i*c_j factorises)."""
-    return (sr * sc) / (folds(sr, sc, rows, cols) * rows * cols)
+def tiled_folds(size: npt.ArrayLike, tile: npt.ArrayLike, units: int) -> IntArray:
+    """Folds of a spatial loop of `size` cut into tiles of `tile`, on `units` array rows or columns: each tile
+    folds on its own, ceil(extent / units), so a tile that leaves part of the array idle still takes a whole fold
+    (ceil(size / units) when the tile is a multiple of `units`). Elementwise over arrays of tiles."""
+    size, tile = np.asarray(size, dtype=np.int64), np.minimum(np.asarray(tile, dtype=np.int64), size)
+    n = -(-size // tile)
+    rem = size - (n - 1) * tile
+    return np.asarray((n - 1) * -(-tile // units) + -(-rem // units))
+
+
+def spatial_tiles(work: Contraction, mapping: Mapping) -> tuple[int, int]:
+    """The mapping's tiles along the rows- and cols-mapped loops (spatial_dims' Sr, Sc); a K that skips zeros as
+    one tile (its kept weights are packed per column, compiler/sparsity.py)."""
+    dims = DATAFLOWS[mapping.dataflow]
+    sr, sc, _ = spatial_dims(work, mapping.dataflow)
+    return tuple(size if d == "k" and work.skip else min(mapping.tile(d), size)          # type: ignore[return-value]
+                 for d, size in ((dims.rows, sr), (dims.cols, sc)))
+
+
+def mapping_efficiency(sr: int, sc: int, rows: int, cols: int, s_tiles: tuple[int, int] | None = None) -> float:
+    """Mean over folds of used PEs / (R*C) = Sr*Sc / (Fr*Fc*R*C) (the mean of r_i*c_j factorises); with the
+    mapping's spatial tiles, over the folds of its tiles (tiled_folds)."""
+    if s_tiles is None:
+        return (sr * sc) / (folds(sr, sc, rows, cols) * rows * cols)
+    return (sr * sc) / (int(tiled_folds(sr, s_tiles[0], rows)) * int(tiled_folds(sc, s_tiles[1], cols)) * rows * cols)
 
 
 def fold_overhead(rows: int, cols: int, dataflow: str) -> int:
@@ -102,7 +124,8 @@ def streamed_cycles(t: int, array: PEArray) -> int:
     return -(-t // array.macs_per_pe_cycle)
 
 
-def array_cycles(work: Contraction, array: PEArray, dataflow: str, mode: str, t_tile: int) -> int:
+def array_cycles(work: Contraction, array: PEArray, dataflow: str, mode: str, t_tile: int,
+                 s_tiles: tuple[int, int] | None = None) -> int:
     """Compute cycles of a whole contraction on `array.count` arrays.
 
     scalesim:  F * (T + overhead) - 1, F = g*Fr*Fc folds run back to back (SCALE-Sim 3.0.0, exact).
@@ -112,15 +135,21 @@ def array_cycles(work: Contraction, array: PEArray, dataflow: str, mode: str, t_
     With several arrays, folds are dealt out round-robin: each array runs ceil(F / count) of them. A PE that does
     `macs_per_pe_cycle` = p MACs a cycle consumes p elements of the streamed dimension a cycle: T and its chunks
     take ceil(T / p) cycles.
+    In pipelined mode, `s_tiles` (spatial_tiles: the mapping's tiles of Sr and Sc) makes each tile fold on its
+    own (tiled_folds): a tile of 5 rows on a 19-row array takes a whole fold, as a tile of 19 does (the folds of the
+    whole loops counted it as 5/19 of one, so tilings that leave the array idle looked as fast as full ones).
+    scalesim mode keeps SCALE-Sim's whole-layer folds.
     """
     r, c = array.rows, array.cols
     sr, sc, t = spatial_dims(work, dataflow)
     if work.skip and DATAFLOWS[dataflow].streamed == "k":     # a K tile streams only its kept weights
         t_tile = replace(work, k=t_tile).k_compute
     t, t_tile = streamed_cycles(t, array), streamed_cycles(t_tile, array)
-    per_array = ceil(work.g * folds(sr, sc, r, c) / array.count)
     if mode == "scalesim":
-        return per_array * (t + fold_overhead(r, c, dataflow)) - 1
+        return ceil(work.g * folds(sr, sc, r, c) / array.count) * (t + fold_overhead(r, c, dataflow)) - 1
+    spatial = folds(sr, sc, r, c) if s_tiles is None else \
+        int(tiled_folds(sr, s_tiles[0], r)) * int(tiled_folds(sc, s_tiles[1], c))
+    per_array = ceil(work.g * spatial / array.count)
     full, rem = divmod(t, t_tile)
     per_block = full * max(t_tile, r) + (max(rem, r) if rem else 0)
     preload = r if DATAFLOWS[dataflow].preloads else 0
@@ -168,10 +197,12 @@ def feed_cycles(work: Contraction, dataflow: str, arch: ArchConfig) -> int:
     return max(ceil(c) for c in need.values())
 
 
-def compute_cycles(work: Contraction, arch: ArchConfig, dataflow: str, mode: str, t_tile: int) -> int:
-    """A contraction's compute time: the array's fold timing, stretched when an on-chip level cannot feed it
-    that fast (pipelined mode). scalesim mode keeps SCALE-Sim's assumption that SRAMs always keep up."""
-    cycles = array_cycles(work, arch.array, dataflow, mode, t_tile)
+def compute_cycles(work: Contraction, arch: ArchConfig, dataflow: str, mode: str, t_tile: int,
+                   s_tiles: tuple[int, int] | None = None) -> int:
+    """A contraction's compute time: the array's fold timing (of its spatial tiles `s_tiles`, if given:
+    array_cycles), stretched when an on-chip level cannot feed it that fast (pipelined mode). scalesim mode keeps
+    SCALE-Sim's assumption that SRAMs always keep up."""
+    cycles = array_cycles(work, arch.array, dataflow, mode, t_tile, s_tiles)
     return cycles if mode == "scalesim" else max(cycles, feed_cycles(work, dataflow, arch))
 
 

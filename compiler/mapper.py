@@ -53,6 +53,7 @@ from tilesim.compiler.cost import (
     level_feed_bytes,
     nbytes,
     spatial_dims,
+    tiled_folds,
 )
 from tilesim.compiler.lowering import Contraction
 from tilesim.compiler.sorting import lexsort, then_by
@@ -150,15 +151,17 @@ def _reps(order: str, trips: dict[str, np.ndarray], dims: tuple[str, ...]) -> np
     return reps
 
 
-def _compute_cycles(work: Contraction, arch: ArchConfig, dataflow: str, timing: str, t_tile: Array) -> Array:
-    """Vectorised compiler.cost.compute_cycles over T-tile sizes."""
+def _compute_cycles(work: Contraction, arch: ArchConfig, dataflow: str, timing: str, t_tile: Array,
+                    s_tiles: tuple[Array, Array]) -> Array:
+    """Vectorised compiler.cost.compute_cycles over T-tile sizes and spatial tiles (Sr, Sc tiles)."""
     r, c = arch.array.rows, arch.array.cols
     sr, sc, t = spatial_dims(work, dataflow)
-    per_array = -(-work.g * folds(sr, sc, r, c) // arch.array.count)
     p = arch.array.macs_per_pe_cycle          # streamed elements per PE per cycle (compiler.cost.streamed_cycles)
     t, t_tile = -(-t // p), -(-t_tile // p)
     if timing == "scalesim":
+        per_array = -(-work.g * folds(sr, sc, r, c) // arch.array.count)
         return np.full(t_tile.shape, per_array * (t + fold_overhead(r, c, dataflow)) - 1, dtype=np.int64)
+    per_array = -(-work.g * tiled_folds(sr, s_tiles[0], r) * tiled_folds(sc, s_tiles[1], c) // arch.array.count)
     full, rem = t // t_tile, t % t_tile
     per_block = full * np.maximum(t_tile, r) + np.where(rem > 0, np.maximum(rem, r), 0)
     cycles = (r if DATAFLOWS[dataflow].preloads else 0) + per_array * per_block + r + c - 2
@@ -199,8 +202,11 @@ def _base(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm: A
     acc = arch.array.acc_dtype
     trips = {"m": -(-work.m // tm), "n": -(-work.n // tn), "k": -(-work.k // tk)}
     n_tiles = work.g * trips["m"] * trips["n"] * trips["k"]
-    t_tile = {"m": tm, "n": tn, "k": sparse_k(work, tk)}[DATAFLOWS[dataflow].streamed]
-    compute = _compute_cycles(work, arch, dataflow, timing, t_tile)
+    dims = DATAFLOWS[dataflow]
+    t_tile = {"m": tm, "n": tn, "k": sparse_k(work, tk)}[dims.streamed]
+    sr, sc, _ = spatial_dims(work, dataflow)
+    spatial = {"m": tm, "n": tn, "k": np.full(tk.shape, sr if dims.rows == "k" else sc) if work.skip else tk}
+    compute = _compute_cycles(work, arch, dataflow, timing, t_tile, (spatial[dims.rows], spatial[dims.cols]))
     drain_extra: Any = 0.0
     drain_share: Any = 0.0
     if context.epilogue_cycles:

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from tilesim import simulate
 from tilesim.arch import InputError, arch_from_dict, arch_to_dict, load_arch
 from tilesim.compiler import GraphBuilder
-from tilesim.compiler.cost import Mapping, compute_cycles, dram_traffic
+from tilesim.compiler.cost import Mapping, compute_cycles, dram_traffic, spatial_tiles
 from tilesim.compiler.lowering import Contraction, ConvWindow
 from tilesim.compiler.schedule import CompileOptions, Kernel, Schedule, lower
 from tilesim.compiler.tiling import footprint
@@ -99,7 +99,8 @@ def test_commands_add_up_to_closed_form_traffic(case):
     assert int(cmds.psum_bytes.sum()) == t.psum_read
     assert int(cmds.store_bytes.sum()) == t.output_write
     assert int(cmds.compute.sum()) == compute_cycles(work, arch, mapping.dataflow, "pipelined",
-                                                     mapping.tile({"ws": "m", "os": "k", "is": "n"}[mapping.dataflow]))
+                                                     mapping.tile({"ws": "m", "os": "k", "is": "n"}[mapping.dataflow]),
+                                                     spatial_tiles(work, mapping))
 
 
 def test_traffic_by_hand_for_k_outer_order():

@@ -23,6 +23,7 @@ from tilesim.compiler.cost import (
     compute_cycles,
     extents,
     nbytes,
+    spatial_tiles,
     trip_counts,
 )
 from tilesim.compiler.schedule import Kernel, lower
@@ -138,7 +139,8 @@ def brute_force_contraction(work, kernel, arch, timing, flash_share=0.0):
                         runs_c, burst)
     ones = np.ones(g.shape[0], dtype=np.int64)
     flash = split_runs(round(flash_share * int(b_raw.sum())), b_raw, ones)[0] if flash_share else 0 * b_raw
-    compute = split_runs(compute_cycles(work, arch, mapping.dataflow, timing, mapping.t_tile),
+    compute = split_runs(compute_cycles(work, arch, mapping.dataflow, timing, mapping.t_tile,
+                                        spatial_tiles(work, mapping)),
                          ext["m"] * ext["n"] * ext["k"], ones)[0]
     return (a_bytes, burst_bytes(b_raw, runs_b, burst), psum, store, compute, flash)
 

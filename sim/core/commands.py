@@ -25,6 +25,7 @@ from tilesim.compiler.cost import (
     compute_cycles,
     extents,
     nbytes,
+    spatial_tiles,
     trip_counts,
 )
 from tilesim.compiler.lowering import Contraction, VectorWork
@@ -289,7 +290,8 @@ def contraction_runs(work: Contraction, kernel: Kernel, arch: ArchConfig, timing
     else:
         f["flash"] = np.zeros_like(f["b_raw"])
     f["flash"] = burst_bytes(f["flash"], 1, arch.flash.burst_bytes if arch.flash else 1)
-    f["compute"] = split(compute_cycles(work, arch, mapping.dataflow, timing, mapping.t_tile), f["macs"])
+    f["compute"] = split(compute_cycles(work, arch, mapping.dataflow, timing, mapping.t_tile,
+                                        spatial_tiles(work, mapping)), f["macs"])
     epi = kernel.epilogue
     if epi is not None:       # fused elementwise ops: applied as each output tile drains, overlapping the array
         whole = kernel.work

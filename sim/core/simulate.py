@@ -13,7 +13,7 @@ from tilesim.arch.area_model import area_mm2
 from tilesim.arch.config import ArchConfig, MemLevel
 from tilesim.arch.errors import InputError
 from tilesim.compiler.attention import AttentionWork
-from tilesim.compiler.cost import Mapping, array_cycles, mapping_efficiency, spatial_dims
+from tilesim.compiler.cost import Mapping, array_cycles, mapping_efficiency, spatial_dims, spatial_tiles
 from tilesim.compiler.lowering import MAX_COUNT, Contraction, VectorWork
 from tilesim.compiler.schedule import Kernel, Schedule
 from tilesim.core.commands import (
@@ -540,15 +540,18 @@ def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles:
     staged = cmds.total("flash_bytes")       # weights from flash, written into DRAM before the tile loads them
     traffic = cmds.total("load_bytes") + cmds.total("store_bytes") + staged
     eff, a_r, b_r, c_w, sram_wait = 0.0, 0, 0, 0, 0
+    s_tiles = None
     if kernel.on_array:
         df = kernel.mapping.dataflow
         first = kernel.array_parts(arch.cores)[0][0]    # the largest per-core share (attention: QK^T)
         sr, sc, _ = spatial_dims(first, df)
-        eff = mapping_efficiency(sr, sc, arch.array.rows, arch.array.cols)
+        s_tiles = spatial_tiles(first, kernel.mapping) if isinstance(kernel.mapping, Mapping) else None
+        eff = mapping_efficiency(sr, sc, arch.array.rows, arch.array.cols,
+                                 s_tiles if timing != "scalesim" else None)
         a_r, b_r, c_w, _ = share_feeds(kernel, arch)
     if isinstance(kernel.mapping, Mapping) and kernel.epilogue is None:
         # compute stretched past the array's own timing because an on-chip level could not feed it
-        array_only = array_cycles(first, arch.array, df, timing, kernel.mapping.t_tile)
+        array_only = array_cycles(first, arch.array, df, timing, kernel.mapping.t_tile, s_tiles)
         sram_wait = max(compute - array_only, 0)
     # memory-bound: more time moving data, or waiting for it (latency), than computing
     waiting = max(dma, cycles - compute)
