@@ -72,7 +72,7 @@ def kernel_errors(case) -> list[tuple[list[float], list[float]]]:
         try:
             shortlist = mapper.search(share, core, "pipelined", context=context).shortlist
             est = [float(mapper.score(share, core, "pipelined", m.dataflow, one * m.tile_m, one * m.tile_n,
-                                      one * m.tile_k, m.order, context)[0][0]) for m in shortlist]
+                                      one * m.tile_k, m.order, context, m.hold)[0][0]) for m in shortlist]
             sim = [float(evaluate(Kernel(k.name, k.ops, work, m, split=split, epilogue=k.epilogue)))
                    for m in shortlist]
         except InputError:

@@ -64,6 +64,11 @@ def held_operand(order: str) -> str:
     return next(o for o, dims in OPERAND_DIMS.items() if order[1] not in dims)
 
 
+def hold_matters(order: str, trips: dict[str, int]) -> bool:
+    """Whether holding changes anything: the middle loop repeats, and the held operand's innermost loop too."""
+    return trips[order[1]] > 1 and trips[order[2]] > 1
+
+
 def held_tiles(mapping: Mapping, work_dims: dict[str, int]) -> dict[str, dict[str, int]]:
     """Each operand's tile extent per loop: the mapping's tiles, except that a held operand's tile spans the whole
     of its innermost loop (`work_dims`: the contraction's m, n and k)."""

@@ -50,6 +50,8 @@ from tilesim.compiler.cost import (
     feed_cycles,
     fold_overhead,
     folds,
+    held_operand,
+    hold_matters,
     level_feed_bytes,
     nbytes,
     spatial_dims,
@@ -65,6 +67,7 @@ Position = tuple[int, Array, dict[str, Any], Array]  # (loop position, its trips
 #                                                       steps, its last iteration's extent / its tile)
 OBJECTIVES = ("latency", "energy", "edp")
 ORDERS = tuple("".join(p) for p in itertools.permutations("mnk"))
+ROWS = 2 * len(ORDERS)   # ranking rows: each loop order, without and with its middle loop's operand held
 SHORTLIST = 4        # candidates handed to an evaluator (the simulator) when lower() is given one
 TIE_BAND = 0.01      # objectives within 1% of the best are ties: closed forms are about that accurate
 
@@ -247,34 +250,57 @@ def _one_level(work: Contraction, arch: ArchConfig, timing: str, dataflow: str) 
 
 
 def score(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm: Array, tn: Array, tk: Array,
-          order: str, context: KernelContext = PLAIN) -> tuple[Array, Array, Array, Array, Array]:
-    """Estimated (cycles, DRAM bytes, DRAM energy pJ, fits, tiles) for arrays of candidate tiles, one loop order."""
-    return _score_order(work, arch, _base(work, arch, timing, dataflow, tm, tn, tk, context), order)
+          order: str, context: KernelContext = PLAIN,
+          hold: bool = False) -> tuple[Array, Array, Array, Array, Array]:
+    """Estimated (cycles, DRAM bytes, DRAM energy pJ, fits, tiles) for arrays of candidate tiles, one loop order
+    (`hold`: Mapping.hold; `fits` is then the held footprint's)."""
+    base = _base(work, arch, timing, dataflow, tm, tn, tk, context)
+    if hold:
+        base = replace(base, fits=_fits(_held_tiles(work, arch, tm, tn, tk, order), arch))
+    return _score_order(work, arch, base, order, hold)
 
 
-def _score_order(work: Contraction, arch: ArchConfig, base: _Base,
-                 order: str) -> tuple[Array, Array, Array, Array, Array]:
+def _held_tiles(work: Contraction, arch: ArchConfig, tm: Array, tn: Array, tk: Array,
+                order: str) -> dict[str, np.ndarray]:
+    """tile_bytes with the operand `order`'s middle loop does not index spanning its innermost loop (Mapping.hold)."""
+    tiles = tile_bytes(work, tm, tn, tk, arch.array.acc_dtype)
+    held = held_operand(order)
+    full = {"m": tm, "n": tn, "k": tk, order[2]: np.full(np.shape(tm), getattr(work, order[2]))}
+    tiles[held] = tile_bytes(work, full["m"], full["n"], full["k"], arch.array.acc_dtype)[held]
+    return tiles
+
+
+def _score_order(work: Contraction, arch: ArchConfig, base: _Base, order: str,
+                 hold: bool = False) -> tuple[Array, Array, Array, Array, Array]:
     trips, n_tiles = base.trips, base.n_tiles
-    spills = _reps(order, trips, OPERAND_DIMS["output"]) - 1
-    read = work.g * (_reps(order, trips, OPERAND_DIMS["input"]) * base.a_sweep
-                     + _reps(order, trips, OPERAND_DIMS["weight"]) * base.b_sweep + spills * base.c_acc)
+    held = held_operand(order) if hold else None
+
+    def reps(operand: str) -> Array:
+        return np.ones_like(trips["m"]) if operand == held else _reps(order, trips, OPERAND_DIMS[operand])
+    visit_spills = _reps(order, trips, OPERAND_DIMS["output"]) - 1
+    spills = reps("output") - 1
+    read = work.g * (reps("input") * base.a_sweep + reps("weight") * base.b_sweep + spills * base.c_acc)
     write = work.g * (base.c_fin + spills * base.c_acc)
     loops = [("g", np.full(n_tiles.shape, work.g))] + [(d, trips[d]) for d in order]
 
     def positions() -> Iterator[Position]:
         for p in range(len(loops) - 1, -1, -1):
             d, n_p = loops[p]
-            yield p, n_p, {o: 1.0 if d == "g" else _changes(loops[p:], OPERAND_DIMS[o]) for o in OPERAND_DIMS}, \
-                base.last_ratio[d] if d != "g" else np.ones(n_tiles.shape)
-    cycles, dram, pj = _estimate(work, arch, base, spills, read, write, positions())
+            changed = {o: 1.0 if d == "g" else _changes(loops[p:], OPERAND_DIMS[o]) for o in OPERAND_DIMS}
+            if held in ("input", "weight") and p >= 2:    # loaded in the middle loop's first pass only
+                changed[held] = changed[held] / trips[order[1]] if p == 3 else changed[held] * 0.0
+            yield p, n_p, changed, base.last_ratio[d] if d != "g" else np.ones(n_tiles.shape)
+    cycles, dram, pj = _estimate(work, arch, base, spills, read, write, positions(), visit_spills)
     return cycles, dram, pj, base.fits, n_tiles
 
 
 def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, read: Array, write: Array,
-              positions: Iterable[Position]) -> tuple[Array, Array, Array]:
+              positions: Iterable[Position], visit_spills: Array | None = None) -> tuple[Array, Array, Array]:
     """(cycles, DRAM bytes, DRAM pJ) of candidates from their partial-sum spills and DRAM reads and writes, for
     one loop order or every order as rows (_score_orders); `positions` yields, innermost loop first, (position p,
-    its trips, per operand 1 where the operand changes when that loop steps)."""
+    its trips, per operand the share of that loop's steps on which the operand is loaded); `visit_spills`: the
+    output tiles' revisits (default `spills`; held partial sums revisit without spilling)."""
+    visit_spills = spills if visit_spills is None else visit_spills
     trips, n_tiles = base.trips, base.n_tiles
     off = arch.offchip
     bw, lat = off.bandwidth_bytes_per_cycle, off.latency_cycles
@@ -296,7 +322,7 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, r
         # DMA-bound GEMV 3-5% too high, and its tilings mis-ranked, issue 21). The outermost loop that steps
         # decides what changed; the loop at position p is the outermost to step on a fraction
         # (1 - 1/n_p) / prod(n_q, q inner to p) of transitions.
-        visits = work.g * trips["m"] * trips["n"] * (spills + 1)           # output-tile visits
+        visits = work.g * trips["m"] * trips["n"] * (visit_spills + 1)     # output-tile visits
         avg = {"input": base.a_sweep / (trips["m"] * trips["k"]), "weight": base.b_sweep / (trips["k"] * trips["n"])}
         c_moved = (work.g * spills * base.c_acc + write) / visits        # a partial-sum reload and a store
         # A fused epilogue's time falls on each output tile's last tile (the transitions where the output changes
@@ -305,7 +331,7 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, r
         drains = work.g * trips["m"] * trips["n"]
         extra = base.drain_extra
         plain = per_tile - extra * drains / n_tiles
-        final = 1 / (spills + 1)                                          # visits that drain
+        final = 1 / (visit_spills + 1)                                    # visits that drain
         positions = list(positions)
 
         def moved_at(changed: dict[str, Any]) -> Array:
@@ -382,26 +408,30 @@ _ORDER_DIMS = tuple(tuple(o[p] for o in ORDERS) for p in range(3))
 _INDEXES = {operand: tuple(np.array([[d in dims] for d in _ORDER_DIMS[p]]) for p in range(3))
             for operand, dims in OPERAND_DIMS.items()}
 _INSIDE = {(x, d): np.array([[o.index(d) > o.index(x)] for o in ORDERS]) for x in LOOPS for d in LOOPS}
+_MIDDLE = {x: np.array([[o[1] == x] for o in ORDERS]) for x in LOOPS}      # per order: x is its middle loop
 
 
-def _score_orders(work: Contraction, arch: ArchConfig, base: _Base) -> tuple[Array, Array, Array]:
+def _score_orders(work: Contraction, arch: ArchConfig, base: _Base, hold: bool = False) -> tuple[Array, Array, Array]:
     """_score_order for every order in ORDERS at once: (cycles, DRAM bytes, pJ) as (6, N) arrays, row i for
-    ORDERS[i]. Only the reloads and the loop positions are built for all orders at once; the arithmetic is
-    _estimate's, as for one order, so every value equals _score_order's bit for bit (tests/test_mapper.py)."""
+    ORDERS[i] (with `hold`: each order's middle-loop operand held). Only the reloads and the loop positions are
+    built for all orders at once; the arithmetic is _estimate's, as for one order, so every value equals
+    _score_order's bit for bit (tests/test_mapper.py)."""
     trips, n_tiles = base.trips, base.n_tiles
 
-    def reps(operand: str) -> Array:
+    def reps(operand: str, held: bool = hold) -> Array:
         # _reps per row: the operand does not depend on one loop, x; it is reloaded trips[x] times when a loop it
-        # depends on with more than one trip sits inside x, else once
+        # depends on with more than one trip sits inside x, else once; held (x is the middle loop), once
         x = next(d for d in LOOPS if d not in OPERAND_DIMS[operand])
         inside = np.zeros((len(ORDERS), *n_tiles.shape), dtype=bool)
         for d in OPERAND_DIMS[operand]:
             inside |= _INSIDE[x, d] & (trips[d] > 1)
-        return np.where(inside, trips[x], 1)
+        return np.where(inside & ~_MIDDLE[x] if held else inside, trips[x], 1)
 
+    visit_spills = reps("output", False) - 1
     spills = reps("output") - 1
     read = work.g * (reps("input") * base.a_sweep + reps("weight") * base.b_sweep + spills * base.c_acc)
     write = work.g * (base.c_fin + spills * base.c_acc)
+    middle = np.stack([trips[d] for d in _ORDER_DIMS[1]])
 
     def positions() -> Iterator[Position]:
         # per operand: a loop inside the current one steps and indexes it
@@ -411,10 +441,15 @@ def _score_orders(work: Contraction, arch: ArchConfig, base: _Base) -> tuple[Arr
                 n_p = np.stack([trips[d] for d in _ORDER_DIMS[p - 1]])     # the loop at position p, per order
                 changed = {o: (_INDEXES[o][p - 1] | inner_steps[o]).astype(np.float64) for o in OPERAND_DIMS}
                 inner_steps = {o: inner_steps[o] | (_INDEXES[o][p - 1] & (n_p > 1)) for o in OPERAND_DIMS}
+                if hold and p >= 2:                       # a held A or B loads in the middle loop's first pass
+                    for o in ("input", "weight"):
+                        x = next(d for d in LOOPS if d not in OPERAND_DIMS[o])
+                        changed[o] = np.where(_MIDDLE[x], changed[o] / middle if p == 3 else changed[o] * 0.0,
+                                              changed[o])
                 yield p, n_p, changed, np.stack([base.last_ratio[d] for d in _ORDER_DIMS[p - 1]])
             else:
                 yield p, np.full(n_tiles.shape, work.g), dict.fromkeys(OPERAND_DIMS, 1.0), np.ones(n_tiles.shape)
-    return _estimate(work, arch, base, spills, read, write, positions())
+    return _estimate(work, arch, base, spills, read, write, positions(), visit_spills)
 
 
 def _objective(objective: str, cycles: Array, dram: Array, pj: Array) -> Array:
@@ -472,7 +507,7 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
     candidates = 0
     for dataflow in dataflows(arch):
         r = _ranked(work, nocap, timing, dataflow, objective, context)
-        candidates += int(r.tm.size) * len(ORDERS)
+        candidates += int(r.tm.size) * ROWS
         # which ranked candidates fit: the only part that depends on buffer capacities
         fit_obj: Array
         fit_need: Array
@@ -483,17 +518,17 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
             cap = next(lv.capacity_bytes for lv in arch.onchip if lv.name == r.level)
             fit_obj, fit_need = r.need_by_obj <= cap, r.need_by_dram <= cap
         else:
-            fits = np.ones(r.tm.size + 1, dtype=bool)
+            fits = np.ones((ROWS, r.tm.size + 1), dtype=bool)
             for lv in arch.onchip:
-                fits[:-1] &= r.need[lv.name] <= lv.capacity_bytes
-            fits[-1] = False                              # the rankings' padding
-            fit_obj, fit_need = fits[r.by_obj], fits[r.by_dram]
+                fits[:, :-1] &= r.need[lv.name] <= lv.capacity_bytes
+            fits[:, -1] = False                           # the rankings' padding
+            fit_obj, fit_need = np.take_along_axis(fits, r.by_obj, 1), np.take_along_axis(fits, r.by_dram, 1)
         # per order, the SHORTLIST best fitting candidates by (objective, dram, tiles) and, within TIE_BAND of the
         # best objective, by (dram, tiles, objective): the first fitting entries of the two rankings
         first = fit_obj.argmax(axis=1)
         if not fit_obj[0, first[0]]:                      # every order ranks the same candidates
             continue
-        best = r.obj_by_obj[np.arange(len(ORDERS)), first]
+        best = r.obj_by_obj[np.arange(ROWS), first]
         fit_band = fit_need & (r.obj_by_dram <= (best * (1 + TIE_BAND))[:, None])
         o1, c1 = np.nonzero(fit_obj & (np.cumsum(fit_obj, axis=1) <= SHORTLIST))
         o2, c2 = np.nonzero(fit_band & (np.cumsum(fit_band, axis=1) <= SHORTLIST))
@@ -502,8 +537,8 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
         values = zip(r.obj[o, i].tolist(), r.dram[o, i].tolist(), r.n_tiles[i].tolist(), r.cycles[o, i].tolist(),
                      r.pj[o, i].tolist(), r.tm[i].tolist(), r.tn[i].tolist(), r.tk[i].tolist(), o.tolist(),
                      strict=False)
-        pool += [(obj, dram, tiles, cycles, pj, Mapping(dataflow, tm, tn, tk, ORDERS[order]))
-                 for obj, dram, tiles, cycles, pj, tm, tn, tk, order in values]
+        pool += [(obj, dram, tiles, cycles, pj, _mapping(work, dataflow, tm, tn, tk, row))
+                 for obj, dram, tiles, cycles, pj, tm, tn, tk, row in values]
     if not pool:
         raise _NoFit()
     pool = list({p[-1]: p for p in pool}.values())                   # one entry per mapping (an order's two
@@ -600,9 +635,9 @@ class _Ranking:
     tm: np.ndarray
     tn: np.ndarray
     tk: np.ndarray
-    need: dict[str, Array | int]  # level name -> bytes per candidate (0 for a level that holds no operand)
+    need: dict[str, Array]      # level name -> bytes per row and candidate (0 for a level that holds no operand)
     n_tiles: np.ndarray
-    cycles: np.ndarray          # (orders, candidates)
+    cycles: np.ndarray          # (rows, candidates): ORDERS, then ORDERS with Mapping.hold
     dram: np.ndarray
     pj: np.ndarray
     obj: np.ndarray
@@ -630,12 +665,20 @@ def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, object
     sizes = [tile_sizes(getattr(work, d), unit[d]) for d in LOOPS]
     tm, tn, tk = (g.ravel() for g in np.meshgrid(*sizes, indexing="ij"))   # independent of capacities
     base = _base(work, arch, timing, dataflow, tm, tn, tk, context)
-    cycles, dram, pj = _score_orders(work, arch, base)
+    # rows: the six orders, then the six with their middle loop's operand held (Mapping.hold)
+    cycles, dram, pj = (np.concatenate(v) for v in zip(_score_orders(work, arch, base),
+                                                         _score_orders(work, arch, base, hold=True), strict=True))
     obj = _objective(objective, cycles, dram, pj)
-    need = level_footprint(tile_bytes(work, tm, tn, tk, arch.array.acc_dtype), arch)
+    plain = level_footprint(tile_bytes(work, tm, tn, tk, arch.array.acc_dtype), arch)
+    held = [level_footprint(_held_tiles(work, arch, tm, tn, tk, order), arch) for order in ORDERS]
+    need = {name: np.stack([np.broadcast_to(v, tm.shape) for v in [plain[name]] * len(ORDERS)
+                            + [h[name] for h in held]]).astype(np.int64) for name in plain}
     legal = np.flatnonzero(base.n_tiles <= MAX_TILES)
-    held = [v for v in need.values() if isinstance(v, np.ndarray)]
-    rows = _pickable(legal, held[0], obj) if len(held) == 1 else [(legal, legal)] * len(ORDERS)
+    holding = [name for name, v in plain.items() if isinstance(v, np.ndarray)]
+    rows = _pickable(legal, need[holding[0]], obj) if len(holding) == 1 else [(legal, legal)] * ROWS
+    # a hold that changes nothing (compiler.cost.hold_matters) duplicates the row without it with no less room
+    matters = [(base.trips[o[1]] > 1) & (base.trips[o[2]] > 1) for o in ORDERS]
+    rows = rows[:len(ORDERS)] + [_kept(first, band, matters[o]) for o, (first, band) in enumerate(rows[len(ORDERS):])]
     n = tm.size
     by_obj, by_dram = [], []
     for o, (first, band) in enumerate(rows):
@@ -650,17 +693,24 @@ def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, object
                         dtype=np.int64)
     obj_order, dram_order = pad(by_obj), pad(by_dram)
     padded = np.pad(obj, ((0, 0), (0, 1)), constant_values=np.inf)
-    level = next((name for name, v in need.items() if isinstance(v, np.ndarray)), None) if len(held) == 1 else None
-    padded_need = np.append(need[level], np.iinfo(np.int64).max) if level else None
+    level = holding[0] if len(holding) == 1 else None
+    padded_need = np.pad(need[level], ((0, 0), (0, 1)), constant_values=np.iinfo(np.int64).max) if level else None
     return _Ranking(tm, tn, tk, need, base.n_tiles, cycles, dram, pj, obj, obj_order, dram_order,
                     np.take_along_axis(padded, obj_order, axis=1), np.take_along_axis(padded, dram_order, axis=1),
-                    level, padded_need[obj_order] if padded_need is not None else None,
-                    padded_need[dram_order] if padded_need is not None else None)
+                    level, np.take_along_axis(padded_need, obj_order, axis=1) if padded_need is not None else None,
+                    np.take_along_axis(padded_need, dram_order, axis=1) if padded_need is not None else None)
+
+
+def _kept(first: np.ndarray, band: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A row's two candidate lists with only the candidates `keep` marks (one list when both are one)."""
+    kept = first[keep[first]]
+    return (kept, kept) if band is first else (kept, band[keep[band]])
 
 
 def _pickable(legal: np.ndarray, need: np.ndarray, obj: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per loop order, a superset of the legal candidates that a search can pick when one level holds every
-    operand (`need`: its bytes per candidate): (for the objective ranking, for the band ranking).
+    """Per row (loop order, held or not), a superset of the legal candidates that a search can pick when one level
+    holds every operand (`need`: its bytes per row and candidate): (for the objective ranking, for the band
+    ranking).
 
     Objective ranking: walk the candidates by increasing need. One whose objective is strictly worse than an
     earlier (no larger) candidate's is dominated by it: it fits only if that one fits, and ranks after it. Peeling
@@ -669,8 +719,9 @@ def _pickable(legal: np.ndarray, need: np.ndarray, obj: np.ndarray) -> list[tupl
     Band ranking: a candidate that fits when the capacity is at least its need has, as the best fitting
     objective, at most the least objective of the candidates needing no more; it is in a band only if its own
     objective is within TIE_BAND of that (the running minimum over the walk, which can only be larger, is used)."""
-    walk = legal[np.argsort(need[legal], kind="stable")]
-    vals = obj[:, walk]
+    walk = np.take_along_axis(np.broadcast_to(legal, (need.shape[0], legal.size)),
+                              np.argsort(need[:, legal], axis=1, kind="stable"), axis=1)      # per row
+    vals = np.take_along_axis(obj, walk, axis=1)
     alive = np.ones(vals.shape, dtype=bool)
     keep = np.zeros(vals.shape, dtype=bool)
     for _ in range(SHORTLIST):
@@ -680,19 +731,27 @@ def _pickable(legal: np.ndarray, need: np.ndarray, obj: np.ndarray) -> list[tupl
         keep |= layer
         alive &= ~layer
     band = vals <= np.minimum.accumulate(vals, axis=1) * (1 + TIE_BAND)
-    return [(walk[keep[o]], walk[band[o]]) for o in range(vals.shape[0])]
+    return [(walk[o][keep[o]], walk[o][band[o]]) for o in range(vals.shape[0])]
+
+
+def _mapping(work: Contraction, dataflow: str, tm: int, tn: int, tk: int, row: int) -> Mapping:
+    """The mapping of a ranking row's candidate; a hold that changes nothing (compiler.cost.hold_matters) is
+    dropped, so it is the same mapping as the row without it."""
+    order = ORDERS[row % len(ORDERS)]
+    trips = {"m": -(-work.m // tm), "n": -(-work.n // tn), "k": -(-work.k // tk)}
+    return Mapping(dataflow, tm, tn, tk, order, row >= len(ORDERS) and hold_matters(order, trips))
 
 
 def _visits(work: Contraction, m: Mapping) -> tuple[object, ...]:
-    """What decides the tiles a mapping visits and their sequence: dataflow, tile sizes, and the loop order without
-    the loops of one trip."""
+    """What decides the tiles a mapping visits and their sequence: dataflow, tile sizes, the loop order without
+    the loops of one trip, and the operand held on chip."""
     trips = {d: -(-getattr(work, d) // m.tile(d)) for d in LOOPS}
-    return (m.dataflow, m.tile_m, m.tile_n, m.tile_k, "".join(d for d in m.order if trips[d] > 1))
+    return (m.dataflow, m.tile_m, m.tile_n, m.tile_k, "".join(d for d in m.order if trips[d] > 1), m.held)
 
 
-def _mapping_key(m: Mapping) -> tuple[str, int, int, int, int]:
+def _mapping_key(m: Mapping) -> tuple[str, int, int, int, int, bool]:
     """Deterministic order among equal candidates: dataflow as listed, then sizes, then loop order."""
-    return (m.dataflow, m.tile_m, m.tile_n, m.tile_k, ORDERS.index(m.order))
+    return (m.dataflow, m.tile_m, m.tile_n, m.tile_k, ORDERS.index(m.order), m.hold)
 
 
 __all__ = ["OBJECTIVES", "Choice", "dataflows", "score", "search", "tile_sizes"]

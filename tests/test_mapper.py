@@ -51,7 +51,7 @@ def test_search_is_legal_and_never_worse_than_naive_on_its_objective(work, sram,
     assert fits(work, choice.mapping, arch)
     naive = naive_mapping(work, arch)
     one = lambda m: mapper.score(work, arch, "pipelined", dataflow, np.array([m.tile_m]), np.array([m.tile_n]),  # noqa: E731
-                                 np.array([m.tile_k]), m.order)
+                                 np.array([m.tile_k]), m.order, hold=m.hold)
     c_s, _d_s, e_s, _, _ = one(choice.mapping)
     c_n, _d_n, e_n, _, _ = one(naive)
     obj = {"latency": (c_s[0], c_n[0]), "energy": (e_s, e_n), "edp": (c_s[0] * e_s, c_n[0] * e_n)}[objective]
@@ -190,9 +190,10 @@ def direct_search(work, arch, timing: str, objective: str):
         unit = alignment(work, arch, dataflow)
         sizes = [mapper.tile_sizes(getattr(work, d), unit[d]) for d in "mnk"]
         tm, tn, tk = (g.ravel() for g in np.meshgrid(*sizes, indexing="ij"))
-        candidates += int(tm.size) * len(mapper.ORDERS)
-        for order in mapper.ORDERS:
-            cycles, dram, pj, fits_, n_tiles = mapper.score(work, arch, timing, dataflow, tm, tn, tk, order)
+        candidates += int(tm.size) * mapper.ROWS
+        for hold, order in itertools.product((False, True), mapper.ORDERS):
+            cycles, dram, pj, fits_, n_tiles = mapper.score(work, arch, timing, dataflow, tm, tn, tk, order,
+                                                            hold=hold)
             obj = {"latency": cycles, "energy": pj, "edp": cycles * pj}[objective]
             idx = np.flatnonzero(fits_ & (n_tiles <= MAX_TILES))
             if idx.size == 0:
@@ -201,12 +202,14 @@ def direct_search(work, arch, timing: str, objective: str):
             picks = np.concatenate((idx[np.lexsort((idx, n_tiles[idx], dram[idx], obj[idx]))][:mapper.SHORTLIST],
                                     band[np.lexsort((band, obj[band], n_tiles[band], dram[band]))][:mapper.SHORTLIST]))
             pool += [(float(obj[i]), int(dram[i]), int(n_tiles[i]), float(cycles[i]), float(pj[i]),
-                      Mapping(dataflow, int(tm[i]), int(tn[i]), int(tk[i]), order)) for i in dict.fromkeys(picks)]
+                      mapper._mapping(work, dataflow, int(tm[i]), int(tn[i]), int(tk[i]),
+                                      mapper.ORDERS.index(order) + hold * len(mapper.ORDERS)))
+                     for i in dict.fromkeys(picks)]
     if not pool:
         return None
     pool = list({p[-1]: p for p in pool}.values())
     best = min(p[0] for p in pool) * (1 + mapper.TIE_BAND)
-    key = lambda m: (m.dataflow, m.tile_m, m.tile_n, m.tile_k, mapper.ORDERS.index(m.order))   # noqa: E731
+    key = lambda m: (m.dataflow, m.tile_m, m.tile_n, m.tile_k, mapper.ORDERS.index(m.order), m.hold)   # noqa: E731
     ranked = sorted(pool, key=lambda p: (p[0] > best, (p[1], p[2], p[0]) if p[0] <= best else (p[0], p[1], p[2]),
                                          key(p[-1])))
     pure = sorted(pool, key=lambda p: (p[0], p[1], p[2], key(p[-1])))
@@ -215,7 +218,7 @@ def direct_search(work, arch, timing: str, objective: str):
 
     def visits(m):      # orders differing only where one-trip loops sit visit the same tiles: the first stands
         trips = {d: -(-getattr(work, d) // m.tile(d)) for d in "mnk"}
-        return (m.dataflow, m.tile_m, m.tile_n, m.tile_k, "".join(d for d in m.order if trips[d] > 1))
+        return (m.dataflow, m.tile_m, m.tile_n, m.tile_k, "".join(d for d in m.order if trips[d] > 1), m.held)
     first = {}
     for m in mappings:
         first.setdefault(visits(m), m)
@@ -343,6 +346,7 @@ def test_a_fused_epilogue_floors_the_estimate_and_only_raises_it(work, dataflow,
     for m in {*plain.shortlist, *fused.shortlist}:
         one = np.array([1])
         tiles = (m.dataflow, one * m.tile_m, one * m.tile_n, one * m.tile_k, m.order)
-        with_epilogue = mapper.score(work, arch, "pipelined", *tiles, mapper.KernelContext(epilogue_cycles))[0][0]
+        with_epilogue = mapper.score(work, arch, "pipelined", *tiles, mapper.KernelContext(epilogue_cycles),
+                                     hold=m.hold)[0][0]
         assert with_epilogue >= epilogue_cycles
-        assert with_epilogue >= mapper.score(work, arch, "pipelined", *tiles)[0][0] * (1 - 1e-12), m
+        assert with_epilogue >= mapper.score(work, arch, "pipelined", *tiles, hold=m.hold)[0][0] * (1 - 1e-12), m

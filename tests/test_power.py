@@ -78,9 +78,11 @@ def test_the_most_compute_bound_workload_stays_below_the_tdp(arch):
 def test_tpu_v1_compute_bound_gemm_is_near_its_published_busy_power():
     # ISCA 2017 Table 2: die busy 40 W (idle 28 W), TDP 75 W. The die figure leaves out the DDR3 DIMMs, so the
     # off-chip energy is taken out; 35%: the register energy is a 40/45 nm table value node-scaled to 28 nm and
-    # "busy" is a production workload, not a GEMM at 86% of peak (docs/energy.md)
-    r = api.run("gemm:32768,8192,2048", "tpu-v1").sim
-    assert r.pe_utilization > 0.85
+    # "busy" is a production workload, not a GEMM at 78% of peak (docs/energy.md). The preset's one 34 GB/s channel
+    # carries activations and outputs too (the chip's come over PCIe), so the busiest GEMM it runs keeps A's
+    # 2048 x 6144 slice in the unified buffer while the weights stream, bound by the buffer's 256 bytes a cycle
+    r = api.run("gemm:16384,16384,6144", "tpu-v1").sim
+    assert r.pe_utilization > 0.75
     die_w = r.power_w - r.energy_breakdown_pj["dram"] * 1e-12 / r.latency_s
     assert abs(die_w / 40 - 1) <= 0.35
     assert r.power_w < 75

@@ -22,6 +22,7 @@ from tilesim.compiler.cost import (
     c_runs,
     compute_cycles,
     extents,
+    held_operand,
     nbytes,
     spatial_tiles,
     trip_counts,
@@ -128,6 +129,23 @@ def brute_force_contraction(work, kernel, arch, timing, flash_share=0.0):
     c_visit = changed(g, idx["m"], idx["n"])
     c_last = np.append(c_visit[1:], True)
     reload, final = c_visit & (idx["k"] > 0), c_last & (idx["k"] == trips["k"] - 1)
+    if mapping.hold:    # the held operand: each of its tiles loaded the first time it is touched in an outer iteration
+        outer = g * trips[order[0]] + idx[order[0]]
+        seen: set = set()
+
+        def first_touch(*dims):
+            flags = []
+            for i in range(g.shape[0]):
+                key = (outer[i], *(int(idx[d][i]) for d in dims))
+                flags.append(key not in seen)
+                seen.add(key)
+            return np.array(flags, dtype=bool)
+        if held_operand(order) == "input":
+            a_new = first_touch("m", "k")
+        elif held_operand(order) == "weight":
+            b_new = first_touch("k", "n")
+        else:                                           # partial sums stay: no reloads, one store at the end
+            reload, c_last = np.zeros_like(reload), final
     c_elems = ext["m"] * ext["n"]
     acc, burst = arch.array.acc_dtype, arch.offchip.burst_bytes
     runs_a, runs_b, runs_c = (a_runs(work, ext["m"], ext["k"]), b_runs(work, ext["k"], ext["n"]),

@@ -534,8 +534,8 @@ def _canonical(kernel):
     others in their order. Orders that differ only in where single-trip loops sit visit the tiles in the same
     sequence, so they simulate identically (a kernel split among cores keeps its order: its shares' trips differ)."""
     m = kernel.mapping
-    if kernel.split or not isinstance(kernel.work, Contraction):      # vector and attention kernels: as they are
-        return m
+    if kernel.split or not isinstance(kernel.work, Contraction) or m.hold:   # held: the middle loop says what
+        return m                                                            # (vector, attention kernels: as is)
     trips = trip_counts(kernel.work, m)
     order = "".join(d for d in "mnk" if trips[d] == 1) + "".join(d for d in m.order if trips[d] > 1)
     return dataclasses.replace(m, order=order) if order != m.order else m
