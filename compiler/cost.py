@@ -96,10 +96,11 @@ def tiled_folds(size: npt.ArrayLike, tile: npt.ArrayLike, units: int) -> IntArra
     """Folds of a spatial loop of `size` cut into tiles of `tile`, on `units` array rows or columns: each tile
     folds on its own, ceil(extent / units), so a tile that leaves part of the array idle still takes a whole fold
     (ceil(size / units) when the tile is a multiple of `units`). Elementwise over arrays of tiles."""
-    size, tile = np.asarray(size, dtype=np.int64), np.minimum(np.asarray(tile, dtype=np.int64), size)
-    n = -(-size // tile)
-    rem = size - (n - 1) * tile
-    return np.asarray((n - 1) * -(-tile // units) + -(-rem // units))
+    whole = np.asarray(size, dtype=np.int64)
+    cut = np.minimum(np.asarray(tile, dtype=np.int64), whole)
+    n = -(-whole // cut)
+    rem = whole - (n - 1) * cut
+    return np.asarray((n - 1) * -(-cut // units) + -(-rem // units))
 
 
 def spatial_tiles(work: Contraction, mapping: Mapping) -> tuple[int, int]:

@@ -162,8 +162,8 @@ def _compute_cycles(work: Contraction, arch: ArchConfig, dataflow: str, timing: 
     p = arch.array.macs_per_pe_cycle          # streamed elements per PE per cycle (compiler.cost.streamed_cycles)
     t, t_tile = -(-t // p), -(-t_tile // p)
     if timing == "scalesim":
-        per_array = -(-work.g * folds(sr, sc, r, c) // arch.array.count)
-        return np.full(t_tile.shape, per_array * (t + fold_overhead(r, c, dataflow)) - 1, dtype=np.int64)
+        whole_loops = -(-work.g * folds(sr, sc, r, c) // arch.array.count)
+        return np.full(t_tile.shape, whole_loops * (t + fold_overhead(r, c, dataflow)) - 1, dtype=np.int64)
     per_array = -(-work.g * tiled_folds(sr, s_tiles[0], r) * tiled_folds(sc, s_tiles[1], c) // arch.array.count)
     full, rem = t // t_tile, t % t_tile
     per_block = full * np.maximum(t_tile, r) + np.where(rem > 0, np.maximum(rem, r), 0)
@@ -675,10 +675,15 @@ def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, object
                             + [h[name] for h in held]]).astype(np.int64) for name in plain}
     legal = np.flatnonzero(base.n_tiles <= MAX_TILES)
     holding = [name for name, v in plain.items() if isinstance(v, np.ndarray)]
-    rows = _pickable(legal, need[holding[0]], obj) if len(holding) == 1 else [(legal, legal)] * ROWS
     # a hold that changes nothing (compiler.cost.hold_matters) duplicates the row without it with no less room
-    matters = [(base.trips[o[1]] > 1) & (base.trips[o[2]] > 1) for o in ORDERS]
-    rows = rows[:len(ORDERS)] + [_kept(first, band, matters[o]) for o, (first, band) in enumerate(rows[len(ORDERS):])]
+    matters = [legal[(base.trips[o[1]][legal] > 1) & (base.trips[o[2]][legal] > 1)] for o in ORDERS]
+    if len(holding) == 1:
+        level_need = need[holding[0]]
+        rows = _pickable(legal, level_need[0], obj[:len(ORDERS)]) + [
+            _pickable(matters[o], level_need[len(ORDERS) + o], obj[len(ORDERS) + o:len(ORDERS) + o + 1])[0]
+            for o in range(len(ORDERS))]
+    else:
+        rows = [(legal, legal)] * len(ORDERS) + [(m, m) for m in matters]
     n = tm.size
     by_obj, by_dram = [], []
     for o, (first, band) in enumerate(rows):
@@ -701,15 +706,9 @@ def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, object
                     np.take_along_axis(padded_need, dram_order, axis=1) if padded_need is not None else None)
 
 
-def _kept(first: np.ndarray, band: np.ndarray, keep: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """A row's two candidate lists with only the candidates `keep` marks (one list when both are one)."""
-    kept = first[keep[first]]
-    return (kept, kept) if band is first else (kept, band[keep[band]])
-
-
 def _pickable(legal: np.ndarray, need: np.ndarray, obj: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per row (loop order, held or not), a superset of the legal candidates that a search can pick when one level
-    holds every operand (`need`: its bytes per row and candidate): (for the objective ranking, for the band
+    """Per row of `obj` (loop orders that share `need`), a superset of the legal candidates that a search can pick
+    when one level holds every operand (`need`: its bytes per candidate): (for the objective ranking, for the band
     ranking).
 
     Objective ranking: walk the candidates by increasing need. One whose objective is strictly worse than an
@@ -719,9 +718,8 @@ def _pickable(legal: np.ndarray, need: np.ndarray, obj: np.ndarray) -> list[tupl
     Band ranking: a candidate that fits when the capacity is at least its need has, as the best fitting
     objective, at most the least objective of the candidates needing no more; it is in a band only if its own
     objective is within TIE_BAND of that (the running minimum over the walk, which can only be larger, is used)."""
-    walk = np.take_along_axis(np.broadcast_to(legal, (need.shape[0], legal.size)),
-                              np.argsort(need[:, legal], axis=1, kind="stable"), axis=1)      # per row
-    vals = np.take_along_axis(obj, walk, axis=1)
+    walk = legal[np.argsort(need[legal], kind="stable")]
+    vals = obj[:, walk]
     alive = np.ones(vals.shape, dtype=bool)
     keep = np.zeros(vals.shape, dtype=bool)
     for _ in range(SHORTLIST):
@@ -731,7 +729,7 @@ def _pickable(legal: np.ndarray, need: np.ndarray, obj: np.ndarray) -> list[tupl
         keep |= layer
         alive &= ~layer
     band = vals <= np.minimum.accumulate(vals, axis=1) * (1 + TIE_BAND)
-    return [(walk[o][keep[o]], walk[o][band[o]]) for o in range(vals.shape[0])]
+    return [(walk[keep[o]], walk[band[o]]) for o in range(vals.shape[0])]
 
 
 def _mapping(work: Contraction, dataflow: str, tm: int, tn: int, tk: int, row: int) -> Mapping:
