@@ -1,11 +1,14 @@
-"""Mapping search: every legal (tile sizes x loop order) of a contraction scored with the closed-form cost model.
+"""Mapping search: every legal (tile sizes x loop order x held or not) of a contraction scored with the closed-form
+cost model (held: the operand the middle loop does not index stays on chip across it, compiler.cost.Mapping.hold).
 
 The score of a candidate is the same arithmetic the simulator does, in closed form:
-  compute  = compute_cycles(work, arch, dataflow, timing, T tile): fold timing, SRAM feeds (compiler.cost),
+  compute  = compute_cycles(work, arch, dataflow, timing, T tile): fold timing of each spatial tile, SRAM feeds
+             (compiler.cost),
              each draining tile floored at its share of a fused epilogue's vector cycles, stretched to the one
              on-chip level's time for every byte through it, less the first load and last store, when that
              exceeds the DMA time (as the simulator's level_bound)
-  traffic  = sum over operands of reps(order) x sweep bytes, partial-sum spills included (compiler.cost)
+  traffic  = sum over operands of reps(order) x sweep bytes, partial-sum spills included (compiler.cost); a held
+             operand is swept once and a held A or B loads in the middle loop's first pass only
   latency  ~ first load + last compute + sum over tile transitions of max(compute, transfer, (transfer + latency
              + compute) / 2) + last store + 2 x latency (a draining tile's compute with its epilogue; the last
              compute less what the previous store hides; where whole tiles' compute covers latency + transfer,

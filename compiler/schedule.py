@@ -103,7 +103,7 @@ class CompileOptions:
         "help": "search: best tiling and loop order per layer (default); naive: first tiling that fits"})
     objective: Objective = field(default="latency", metadata={"help": "what the mapping search minimises"})
     pinned: tuple[tuple[str, Mapping], ...] = field(default=(), metadata={   # (kernel name, mapping) fixed
-        "help": "pin kernels' mappings: {kernel: {dataflow, tile_m, tile_n, tile_k, order}}",
+        "help": "pin kernels' mappings: {kernel: {dataflow, tile_m, tile_n, tile_k, order, hold}}",
         "flag": "--mapping", "metavar": "FILE.yaml"})
 
     def __post_init__(self) -> None:
