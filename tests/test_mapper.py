@@ -150,6 +150,10 @@ def test_pinned_mappings_are_used_and_checked(tmp_path, capsys):
     assert main(["run", "-w", "resnet18", "-a", "edge-npu", "--mapping", str(pin), "--show-schedule"]) == 0
     line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("conv1 ") and "order=" in s)
     assert "m=392 n=64 k=147 order=kmn" in line and "pinned" in line
+    pin.write_text("conv1: {dataflow: ws, tile_m: 392, tile_n: 32, tile_k: 49, order: mnk, hold: true}\n")
+    assert main(["run", "-w", "resnet18", "-a", "edge-npu", "--mapping", str(pin), "--show-schedule"]) == 0
+    line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("conv1 ") and "order=" in s)
+    assert "m=392 n=32 k=49 order=mnk hold=input" in line and "pinned" in line
     cases = {
         "conv1: {dataflow: os, tile_m: 8, tile_n: 8, tile_k: 8, order: mnk}": "conv1.dataflow: 'os' is not supported",
         "conv9: {dataflow: ws, tile_m: 8, tile_n: 8, tile_k: 8, order: mnk}": "no contraction kernel of that name",
@@ -157,6 +161,9 @@ def test_pinned_mappings_are_used_and_checked(tmp_path, capsys):
         "conv1: {dataflow: ws, tile_m: 8, tile_n: 99, tile_k: 8, order: mnk}": "tile_n: must be between 1 and 64",
         "conv1: {dataflow: ws, tile_m: 12544, tile_n: 64, tile_k: 147, order: mnk}": "tiles do not fit",
         "conv1: {dataflow: ws, tile_m: 8, tile_n: 8, tile_k: 8, order: mnk, tile_q: 1}": "conv1.tile_q: unknown field",
+        "conv1: {dataflow: ws, tile_m: 8, tile_n: 8, tile_k: 8, order: mnk, hold: 3}": "conv1.hold: expected true",
+        # held, A's tile is 8 x 147 (the whole K): with 784-row tiles that no longer fits
+        "conv1: {dataflow: ws, tile_m: 6272, tile_n: 64, tile_k: 8, order: mnk, hold: true}": "tiles do not fit",
         "- 1": "expected a mapping of kernel names",
     }
     for text, expected in cases.items():
