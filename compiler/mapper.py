@@ -521,10 +521,14 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
             cap = next(lv.capacity_bytes for lv in arch.onchip if lv.name == r.level)
             fit_obj, fit_need = r.need_by_obj <= cap, r.need_by_dram <= cap
         else:
-            fits = np.ones((ROWS, r.tm.size + 1), dtype=bool)
-            for lv in arch.onchip:
-                fits[:, :-1] &= r.need[lv.name] <= lv.capacity_bytes
-            fits[:, -1] = False                           # the rankings' padding
+            level_fits = {lv.name: r.need[lv.name] <= lv.capacity_bytes for lv in arch.onchip}
+            fits = np.zeros((ROWS, r.tm.size + 1), dtype=bool)          # the last column: the rankings' padding
+            fits[:len(ORDERS), :-1] = np.logical_and.reduce([np.broadcast_to(f, r.tm.shape)
+                                                            for f in level_fits.values()])
+            for o, (home, held_need) in enumerate(r.held):                # held: its own need in its home level
+                fits[len(ORDERS) + o, :-1] = np.logical_and.reduce(
+                    [np.broadcast_to(f, r.tm.shape) for name, f in level_fits.items() if name != home]
+                    + [held_need <= next(lv.capacity_bytes for lv in arch.onchip if lv.name == home)])
             fit_obj, fit_need = np.take_along_axis(fits, r.by_obj, 1), np.take_along_axis(fits, r.by_dram, 1)
         # per order, the SHORTLIST best fitting candidates by (objective, dram, tiles) and, within TIE_BAND of the
         # best objective, by (dram, tiles, objective): the first fitting entries of the two rankings
@@ -638,7 +642,8 @@ class _Ranking:
     tm: np.ndarray
     tn: np.ndarray
     tk: np.ndarray
-    need: dict[str, Array]      # level name -> bytes per row and candidate (0 for a level that holds no operand)
+    need: dict[str, Array | int]  # level name -> bytes per candidate unheld (0 for a level that holds no operand)
+    held: tuple[tuple[str, Array], ...]   # per order, held: the held operand's level and its bytes per candidate
     n_tiles: np.ndarray
     cycles: np.ndarray          # (rows, candidates): ORDERS, then ORDERS with Mapping.hold
     dram: np.ndarray
@@ -672,18 +677,15 @@ def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, object
     cycles, dram, pj = (np.concatenate(v) for v in zip(_score_orders(work, arch, base),
                                                          _score_orders(work, arch, base, hold=True), strict=True))
     obj = _objective(objective, cycles, dram, pj)
-    plain = level_footprint(tile_bytes(work, tm, tn, tk, arch.array.acc_dtype), arch)
-    held = [level_footprint(_held_tiles(work, arch, tm, tn, tk, order), arch) for order in ORDERS]
-    need = {name: np.stack([np.broadcast_to(v, tm.shape) for v in [plain[name]] * len(ORDERS)
-                            + [h[name] for h in held]]).astype(np.int64) for name in plain}
+    need = level_footprint(tile_bytes(work, tm, tn, tk, arch.array.acc_dtype), arch)
+    held = tuple(_held_need(work, arch, tm, tn, tk, order) for order in ORDERS)
     legal = np.flatnonzero(base.n_tiles <= MAX_TILES)
-    holding = [name for name, v in plain.items() if isinstance(v, np.ndarray)]
+    holding = [name for name, v in need.items() if isinstance(v, np.ndarray)]
     # a hold that changes nothing (compiler.cost.hold_matters) duplicates the row without it with no less room
     matters = [legal[(base.trips[o[1]][legal] > 1) & (base.trips[o[2]][legal] > 1)] for o in ORDERS]
     if len(holding) == 1:
-        level_need = need[holding[0]]
-        rows = _pickable(legal, level_need[0], obj[:len(ORDERS)]) + [
-            _pickable(matters[o], level_need[len(ORDERS) + o], obj[len(ORDERS) + o:len(ORDERS) + o + 1])[0]
+        rows = _pickable(legal, np.asarray(need[holding[0]]), obj[:len(ORDERS)]) + [
+            _pickable(matters[o], held[o][1], obj[len(ORDERS) + o:len(ORDERS) + o + 1])[0]
             for o in range(len(ORDERS))]
     else:
         rows = [(legal, legal)] * len(ORDERS) + [(m, m) for m in matters]
@@ -702,11 +704,22 @@ def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, object
     obj_order, dram_order = pad(by_obj), pad(by_dram)
     padded = np.pad(obj, ((0, 0), (0, 1)), constant_values=np.inf)
     level = holding[0] if len(holding) == 1 else None
-    padded_need = np.pad(need[level], ((0, 0), (0, 1)), constant_values=np.iinfo(np.int64).max) if level else None
-    return _Ranking(tm, tn, tk, need, base.n_tiles, cycles, dram, pj, obj, obj_order, dram_order,
+    row_need = [need[level]] * len(ORDERS) + [h[1] for h in held] if level else []
+    top = np.iinfo(np.int64).max                         # the padding's need: it never fits
+
+    def needs_in(order: Array) -> Array:
+        return np.array([np.append(row_need[r], top)[order[r]] for r in range(ROWS)], dtype=np.int64)
+    return _Ranking(tm, tn, tk, need, held, base.n_tiles, cycles, dram, pj, obj, obj_order, dram_order,
                     np.take_along_axis(padded, obj_order, axis=1), np.take_along_axis(padded, dram_order, axis=1),
-                    level, np.take_along_axis(padded_need, obj_order, axis=1) if padded_need is not None else None,
-                    np.take_along_axis(padded_need, dram_order, axis=1) if padded_need is not None else None)
+                    level, needs_in(obj_order) if level else None, needs_in(dram_order) if level else None)
+
+
+def _held_need(work: Contraction, arch: ArchConfig, tm: Array, tn: Array, tk: Array,
+               order: str) -> tuple[str, np.ndarray]:
+    """(level, bytes per candidate) of `order` with its middle loop's operand held: the held operand's home level
+    needs what level_footprint gives with its held tile; the other levels need what they do unheld."""
+    home = arch.home(held_operand(order)).name
+    return home, np.asarray(level_footprint(_held_tiles(work, arch, tm, tn, tk, order), arch)[home], dtype=np.int64)
 
 
 def _pickable(legal: np.ndarray, need: np.ndarray, obj: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
