@@ -12,8 +12,9 @@ The score of a candidate is the same arithmetic the simulator does, in closed fo
   latency  ~ first load + last compute + sum over tile transitions of max(compute, transfer, (transfer + latency
              + compute) / 2) + last store + 2 x latency (a draining tile's compute with its epilogue; the last
              compute less what the previous store hides; where whole tiles' compute covers latency + transfer,
-             the innermost loop's short last tile costs max(its compute, latency + transfer)), at least traffic /
-             bandwidth + latency and (tiles x latency + traffic / bandwidth) / 2       (double buffered)
+             the innermost loop's short last tile costs max(its compute, latency + transfer); tiles of under a
+             cycle's compute, c, are whole cycles in the simulator: c max(1, transfer) + (1 - c) transfer), at
+             least traffic / bandwidth + latency and (tiles x latency + traffic / bandwidth) / 2  (double buffered)
            ~ compute + traffic / bandwidth + tiles x latency                          (single buffered)
   energy   ~ DRAM read/write bytes x the arch's pJ per byte (the only term that depends on the tiling)
 The candidate grid holds every size the naive tiler can reach (its halving chains) and does not depend on buffer
@@ -28,11 +29,13 @@ of those tiles' traffic is this core's.
 Only whether a candidate fits depends on the buffer capacities. So the scores of all six loop orders (computed at
 once, _score_orders) and the candidates ranked by them are kept per (loop nest, arch without capacities) in
 _ranked; a search for one capacity then checks which of the ranked candidates fit and takes the first few. Archs
-that differ only in buffer sizes (a sweep, the per-kernel share left beside activations kept on chip) share them.
+that differ only in buffer sizes (a sweep, the per-kernel share left beside activations kept on chip) share them;
+a single run never asks twice, so it keeps few (RANKINGS_BYTES) and a sweep many (keep_rankings).
 """
 from __future__ import annotations
 
 import itertools
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -362,20 +365,40 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, r
         found = np.zeros(n_tiles.shape, dtype=bool)                       # the innermost loop that steps, seen
         stored = write / visits / bw                                      # a visit's store
         inner = np.ones(n_tiles.shape, dtype=np.float64)
+        lumpy = bool(np.any(plain < 1))                                   # tiles of under a cycle (cost below)
         for p, n_p, changed, _ in positions:
             moved = moved_at(changed)
             transitions = n_tiles / inner * (1 - 1 / n_p) if p else (work.g - 1) * n_tiles / (inner * work.g)
             transfer = moved / bw
-            paced = np.where(moved > 0, np.maximum(transfer, (transfer + lat + plain) / 2), 0)
+
+            def paced(c: Any, moved: Array = moved, transfer: Array = transfer) -> Array:
+                return np.where(moved > 0, np.maximum(transfer, (transfer + lat + c) / 2), 0)
+
+            def cost(c: Array, paced_c: Array) -> Array:
+                # The simulator splits a kernel's compute over its tiles in whole cycles (sim/core/commands.py):
+                # under a cycle a tile, a fraction c of the tiles take one cycle and the rest none, and a tile of
+                # no compute waits for its own load. So a transition costs c max(1, paced(1)) + (1 - c) paced(0),
+                # not max(c, paced(c)) (averaged, 2x2x2 tiles of a conv on an 8x8 array came out 41% under
+                # their simulated time)
+                whole = np.maximum(c, paced_c)
+                under = c < 1
+                if not lumpy or not under.any():
+                    return whole
+                return np.where(under, c * np.maximum(1.0, paced(1.0)) + (1 - c) * paced(0.0), whole)
+            paced_now = paced(plain)
             f = changed["output"] * final                                 # transitions out of a draining tile
-            steady = steady + transitions * ((1 - f) * np.maximum(plain, paced) + f * np.maximum(plain + extra, paced))
+            plain_cost = cost(plain, paced_now)
+            if np.any(extra):
+                steady = steady + transitions * ((1 - f) * plain_cost + f * cost(plain + extra, paced(plain + extra)))
+            else:
+                steady = steady + transitions * plain_cost
             # The last transition steps the innermost loop that steps; the previous tile's store, which the DMA
             # moves after the last tile's load, overlaps the last tile's compute as far as that transition is
             # DMA-bound (charged in full, a 2-tile DMA-bound GEMM came out 16% above the simulated time, which
             # streams every transfer back to back: issue 21, case 1445)
             last = ~found & (n_p > 1)
             hidden = np.where(last, np.minimum(np.minimum(plain, changed["output"] * stored),
-                                               np.maximum(paced - plain, 0)), hidden)
+                                               np.maximum(paced_now - plain, 0)), hidden)
             found = found | last
             inner = inner * n_p
         steady = steady - hidden + np.where(bound, n_tiles / n_in * short_cost - last_wait, 0)
@@ -525,8 +548,8 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
             fits = np.zeros((ROWS, r.tm.size + 1), dtype=bool)          # the last column: the rankings' padding
             fits[:len(ORDERS), :-1] = np.logical_and.reduce([np.broadcast_to(f, r.tm.shape)
                                                             for f in level_fits.values()])
-            for o, (home, held_need) in enumerate(r.held):                # held: its own need in its home level
-                fits[len(ORDERS) + o, :-1] = np.logical_and.reduce(
+            for h, (home, held_need) in enumerate(r.held):                # held: its own need in its home level
+                fits[len(ORDERS) + h, :-1] = np.logical_and.reduce(
                     [np.broadcast_to(f, r.tm.shape) for name, f in level_fits.items() if name != home]
                     + [held_need <= next(lv.capacity_bytes for lv in arch.onchip if lv.name == home)])
             fit_obj, fit_need = np.take_along_axis(fits, r.by_obj, 1), np.take_along_axis(fits, r.by_dram, 1)
@@ -658,9 +681,50 @@ class _Ranking:
     need_by_dram: np.ndarray | None  # ... in by_dram's order
 
 
-@lru_cache(maxsize=128)
+    @property
+    def nbytes(self) -> int:
+        """Bytes of its arrays (what _RANKINGS counts)."""
+        arrays = [v for v in vars(self).values() if isinstance(v, np.ndarray)]
+        arrays += [v for v in self.need.values() if isinstance(v, np.ndarray)] + [h[1] for h in self.held]
+        return sum(a.nbytes for a in arrays)
+
+
+RANKINGS_BYTES = 32 << 20   # rankings kept for searches to come (a few MB each, ~180 MB for all of llama3-8b's):
+#                             a single run never asks for one twice; sweeps keep more (keep_rankings)
+SWEEP_RANKINGS_BYTES = 256 << 20   # a sweep's archs that differ only in buffer sizes share them (ResNet-50 on
+#                                    edge-npu: ~110 MB an arch; 64 MB made a 40-point sweep 2.3x slower)
+_RANKINGS: OrderedDict[tuple[object, ...], _Ranking] = OrderedDict()     # least recently used first
+_KEEP = [RANKINGS_BYTES]
+
+
+def keep_rankings(max_bytes: int) -> None:
+    """Keep up to `max_bytes` of rankings for later searches (a sweep: SWEEP_RANKINGS_BYTES)."""
+    _KEEP[0] = max_bytes
+    _evict()
+
+
+def _evict() -> None:
+    """Drop the least recently used rankings until those kept take at most _KEEP[0] bytes (the last one stays)."""
+    total = sum(v.nbytes for v in _RANKINGS.values())
+    while total > _KEEP[0] and len(_RANKINGS) > 1:
+        total -= _RANKINGS.popitem(last=False)[1].nbytes
+
+
 def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, objective: str,
             context: KernelContext = PLAIN) -> _Ranking:
+    """_rank, remembered while the rankings kept take at most keep_rankings' bytes (least recently used dropped
+    first)."""
+    k = (work, key, timing, dataflow, objective, context)
+    if k in _RANKINGS:
+        _RANKINGS.move_to_end(k)
+        return _RANKINGS[k]
+    r = _RANKINGS[k] = _rank(work, key, timing, dataflow, objective, context)
+    _evict()
+    return r
+
+
+def _rank(work: Contraction, key: _ArchKey, timing: str, dataflow: str, objective: str,
+          context: KernelContext = PLAIN) -> _Ranking:
     """Candidate tiles of one dataflow scored for every loop order and ranked: shared by archs that differ only in
     buffer sizes (sweeps).
 

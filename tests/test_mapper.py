@@ -357,3 +357,23 @@ def test_a_fused_epilogue_floors_the_estimate_and_only_raises_it(work, dataflow,
                                      hold=m.hold)[0][0]
         assert with_epilogue >= epilogue_cycles
         assert with_epilogue >= mapper.score(work, arch, "pipelined", *tiles, hold=m.hold)[0][0] * (1 - 1e-12), m
+
+
+def test_rankings_kept_are_bounded_and_an_evicted_one_comes_back_the_same():
+    # a single run never asks for a ranking twice (ResNet-50 on tpu-v1: 75 rankings, 0 reused), and kept, llama3-8b's
+    # took 180 MB; a sweep keeps more (keep_rankings), for archs that differ only in buffer sizes
+    arch = load_arch("edge-npu")
+    works = [Contraction(1, 3136, 64, 576, "int8", "int8", "int8"),
+             Contraction(1, 784, 128, 1152, "int8", "int8", "int8")]
+    first = [mapper.search(w, arch, "pipelined") for w in works]
+    one = mapper._RANKINGS[next(reversed(mapper._RANKINGS))].nbytes
+    mapper.keep_rankings(one)            # room for about one
+    try:
+        for w in works * 2:
+            mapper._search_cached.cache_clear()
+            mapper.search(w, arch, "pipelined")
+            assert len(mapper._RANKINGS) == 1 or sum(r.nbytes for r in mapper._RANKINGS.values()) <= one
+        mapper._search_cached.cache_clear()
+        assert [mapper.search(w, arch, "pipelined") for w in works] == first
+    finally:
+        mapper.keep_rankings(mapper.RANKINGS_BYTES)

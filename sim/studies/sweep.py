@@ -44,7 +44,7 @@ from tilesim.arch.loader import apply_overrides, arch_from_dict, load_yaml_text
 from tilesim.compiler.cost import trip_counts
 from tilesim.compiler.fusion import group_ops
 from tilesim.compiler.lowering import Contraction
-from tilesim.compiler.mapper import without_capacities
+from tilesim.compiler.mapper import SWEEP_RANKINGS_BYTES, keep_rankings, without_capacities
 from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim.core.commands import flash_share
 from tilesim.core.files import write_atomic
@@ -600,11 +600,13 @@ _WARM = False
 
 def warm_up() -> None:
     """Load (or compile) numba's kernels once per process with a tiny run, so no point pays for it (a tiny run
-    alone would be simulated in Python: use_compiled_kernels)."""
+    alone would be simulated in Python: use_compiled_kernels), and keep the mapping search's rankings for the
+    points that share them."""
     global _WARM
     if _WARM:
         return
     use_compiled_kernels()
+    keep_rankings(SWEEP_RANKINGS_BYTES)
     arch = load_arch("edge-npu")
     simulate(lower(load_workload("gemm:8,8,8", dtype=arch.array.dtype), arch), arch)
     _WARM = True
