@@ -21,10 +21,12 @@ Cases 0-599 (1,847 kernels), before and after the short last tile's wait (0d4f64
     commit    |err| median   p90     max    mean     first within 1%   regret mean   max
     46a2bd7   0.01%          1.45%   45.6%  -0.25%   93.5%             0.57%         83.9%
     0d4f645   0.01%          1.42%   45.6%  -0.25%   93.8%             0.55%         83.9%
+    (held)    0.01%          1.53%   44.7%  -0.34%   94.0%             0.41%         46.5%
 
 fb1cca7: the last tile's compute hidden behind the previous tile's store where the DMA is the bottleneck, and the
 in-flight bound without the first load and last store counted twice (issue 21). (drains): a fused epilogue's time
-on each output tile's last tile, not spread over every tile.
+on each output tile's last tile, not spread over every tile. (held): held operands and tiled folds (shortlists of
+12 rows' candidates), with tiles of under a cycle's compute costed in whole cycles.
 """
 from __future__ import annotations
 
