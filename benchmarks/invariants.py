@@ -7,6 +7,10 @@ Prints, per invariant, how many cases broke it and the first example, then the t
 (the short profile runs in CI, tests/test_invariants.py). The workloads are PROFILE_WORKLOADS: the CI profile's,
 decoders cut to 2 layers (every kind of kernel and the layer hand-off kept, ~4x cheaper); each case's runs share
 its graph, kernel evaluators and tile commands (tests/invariants.py run).
+
+Measured on the 2-CPU development machine, `--cases 5200 --seed 0 --cpu-limit-s 30` at 2e76408 (held operands,
+tiled folds, sub-cycle tiles in the estimate): 4,583 cases simulated, 617 refused by the arch, 0 given up, 0
+violations; 450 slowdowns with more resources inside the latency tie band (the largest 0.97%); 2,916 s.
 """
 from __future__ import annotations
 

@@ -581,11 +581,15 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
     mappings = [p[-1] for p in ranked]
     # the shortlist holds distinct tile visits: orders that differ only where loops of one trip sit visit the same
     # tiles in the same sequence, so they simulate alike (the first of each stands for them)
+    # (in ranked order, as far as the first SHORTLIST of them and the pure best's)
     visit_rep: dict[tuple[object, ...], Mapping] = {}
+    pure_visit = _visits(work, pure[-1])
     for m in mappings:
         visit_rep.setdefault(_visits(work, m), m)
+        if len(visit_rep) >= SHORTLIST and pure_visit in visit_rep:
+            break
     distinct = list(visit_rep.values())
-    shortlist = tuple(dict.fromkeys([*distinct[:SHORTLIST - 1], visit_rep[_visits(work, pure[-1])],
+    shortlist = tuple(dict.fromkeys([*distinct[:SHORTLIST - 1], visit_rep[pure_visit],
                                      *distinct[SHORTLIST - 1:SHORTLIST]]))
     shortlist = shortlist[:SHORTLIST]
     naive = _naive(work, arch, nocap)

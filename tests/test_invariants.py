@@ -1,9 +1,8 @@
 """Short invariant profile over random archs (issue 21; the long profile is benchmarks/invariants.py), on the long
 profile's workloads (decoders cut to 2 layers: every kind of kernel, a quarter of the time).
 
-Every invariant in tests/invariants.py holds on these cases except the known, still-open violations listed in
-KNOWN; each of those is pinned by a strict xfail reproducer below, which starts failing (and must be moved into the
-passing checks) once its root cause is fixed.
+Every invariant in tests/invariants.py holds on these cases. Each violation the profiles found has a regression test
+below, built from its case (the long profile, 5,200 cases of seed 0, finds none).
 """
 from __future__ import annotations
 
@@ -52,20 +51,16 @@ from tilesim.workloads import load_workload
 
 DATA = Path(__file__).parent / "data"
 
-# Still open; a violation of any other kind fails the profile. (Fixed: SRAM bandwidth utilization > 1, also by
-# rounding where kernels overlap, fusion adding DRAM traffic, decode reads below the parameters and writes below the
-# new KV entries: each has a regression test below.)
-KNOWN: dict[str, str] = {}
-
-
+# Fixed, each with a regression test below: SRAM bandwidth utilization > 1 (also by rounding where kernels overlap),
+# fusion adding DRAM traffic, decode reads below the parameters and writes below the new KV entries, and the
+# search's non-monotone cases (2x SRAM or DRAM bandwidth slower)
 @pytest.mark.parametrize("case", cases(3, 24, PROFILE_WORKLOADS), ids=lambda c: f"{c.workload}-{c.fusion}")
-def test_invariants_hold_on_random_archs_apart_from_known_open_bugs(case):
+def test_invariants_hold_on_random_archs(case):
     try:
         found = violations(case)
     except InputError:
         pytest.skip("the arch cannot hold the workload (a one-line error)")
-    unknown = [v for v in found if not any(k in v for k in KNOWN)]
-    assert not unknown
+    assert not found
 
 
 def test_per_core_levels_count_every_core_bandwidth():
