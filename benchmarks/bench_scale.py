@@ -76,6 +76,20 @@ short-last-tile term costs about as much in its large rankings), 251 -> 268 MB; 
 0.63-0.80 s in process (noise); in process, warm 23.4 -> 15.4 ms (this case now loads numba's kernels first, as a
 warm process has them: before, it measured the interpreted pipeline).
 
+Session of 2026-12-07 (second), held operands (12 ranking rows: each loop order without and with its hold),
+sub-cycle tiles in the estimate and rankings kept by bytes, 1f3475a -> ebcbe80, interleaved pairs on an idle host
+(CPU s = user + system, least of 2; peak RSS; the 40-point sweep serial, CPU ms a point):
+
+    case                                  before: CPU s, peak     after: CPU s, peak     target
+    llama3-8b prefill 64 x 4096, h100     2.26 s, 268 MB          2.87 s, 267-275 MB     <= 1 s, 300 MB
+    resnet18, 8x8 array (scale.cfg)       1.21 s, 270 MB          1.56 s, 241 MB         <= 1 s, 300 MB
+    resnet50 on tpu-v1, CLI               1.23 s, 122 MB          1.66 s, 83 MB          <= 0.5 s
+    40 points of the resnet50 sweep       388-404 ms a point      517-539 ms a point
+
+The rankings' cost doubles with their rows (ResNet-50 on tpu-v1: 75 rankings, 0.6 -> 1.2 s under cProfile). Held
+rows alone made resnet18 on 8x8 661 MB and llama3-8b 380 MB: 2x2x2 tiles estimated at the compute floor were
+shortlisted and simulated (millions of tiles), and 128 rankings of 12 rows were kept though a run never reuses one.
+
 llama3-8b's full program before scale4: 1.03 M runs (attention 64 k lockstep steps a layer, contractions ~60 k runs
 a layer); its pipeline takes 0.24 M events (9.3 M without repeat groups and the time grid), 0.12 s; the rest is the
 mapping search, building the program again at each of the power cap's 9 clocks, and energy accounting. After scale4
