@@ -469,7 +469,10 @@ rc = main(sys.argv[2:] + ["-o", sys.argv[1]])
 def children():
     out = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
-        fields = stat.read_text().rsplit(")", 1)[1].split()
+        try:                                  # a process may end between the listing and the read
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
         if int(fields[1]) == os.getpid() and fields[0] != "Z":
             out.append(stat.parent.name)
     return out
