@@ -35,6 +35,7 @@ a single run never asks twice, so it keeps few (RANKINGS_BYTES) and a sweep many
 from __future__ import annotations
 
 import itertools
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -699,16 +700,19 @@ SWEEP_RANKINGS_BYTES = 256 << 20   # a sweep's archs that differ only in buffer 
 #                                    edge-npu: ~110 MB an arch; 64 MB made a 40-point sweep 2.3x slower)
 _RANKINGS: OrderedDict[tuple[object, ...], _Ranking] = OrderedDict()     # least recently used first
 _KEEP = [RANKINGS_BYTES]
+_RANKINGS_LOCK = threading.Lock()
 
 
 def keep_rankings(max_bytes: int) -> None:
     """Keep up to `max_bytes` of rankings for later searches (a sweep: SWEEP_RANKINGS_BYTES)."""
-    _KEEP[0] = max_bytes
-    _evict()
+    with _RANKINGS_LOCK:
+        _KEEP[0] = max_bytes
+        _evict()
 
 
 def _evict() -> None:
-    """Drop the least recently used rankings until those kept take at most _KEEP[0] bytes (the last one stays)."""
+    """Drop the least recently used rankings until those kept take at most _KEEP[0] bytes (the last one stays;
+    called with _RANKINGS_LOCK held)."""
     total = sum(v.nbytes for v in _RANKINGS.values())
     while total > _KEEP[0] and len(_RANKINGS) > 1:
         total -= _RANKINGS.popitem(last=False)[1].nbytes
@@ -719,11 +723,14 @@ def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, object
     """_rank, remembered while the rankings kept take at most keep_rankings' bytes (least recently used dropped
     first)."""
     k = (work, key, timing, dataflow, objective, context)
-    if k in _RANKINGS:
-        _RANKINGS.move_to_end(k)
-        return _RANKINGS[k]
-    r = _RANKINGS[k] = _rank(work, key, timing, dataflow, objective, context)
-    _evict()
+    with _RANKINGS_LOCK:                          # a Dask worker may run points in threads
+        if k in _RANKINGS:
+            _RANKINGS.move_to_end(k)
+            return _RANKINGS[k]
+    r = _rank(work, key, timing, dataflow, objective, context)
+    with _RANKINGS_LOCK:
+        _RANKINGS[k] = r
+        _evict()
     return r
 
 

@@ -377,3 +377,19 @@ def test_rankings_kept_are_bounded_and_an_evicted_one_comes_back_the_same():
         assert [mapper.search(w, arch, "pipelined") for w in works] == first
     finally:
         mapper.keep_rankings(mapper.RANKINGS_BYTES)
+
+
+def test_rankings_are_shared_safely_between_threads():
+    # a Dask worker may run a sweep's points in threads: the kept rankings are one dict, evicted as they go
+    from concurrent.futures import ThreadPoolExecutor
+    arch = load_arch("edge-npu")
+    works = [Contraction(1, m, 64, 576, "int8", "int8", "int8") for m in (196, 392, 784, 1568, 3136, 6272)]
+    alone = [mapper.search(w, arch, "pipelined").mapping for w in works]
+    mapper._search_cached.cache_clear()
+    mapper.keep_rankings(1)              # every insertion evicts
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            together = list(pool.map(lambda w: mapper.search(w, arch, "pipelined").mapping, works * 3))
+    finally:
+        mapper.keep_rankings(mapper.RANKINGS_BYTES)
+    assert together == alone * 3
