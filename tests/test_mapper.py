@@ -3,6 +3,7 @@ naive."""
 from __future__ import annotations
 
 import itertools
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
@@ -381,7 +382,6 @@ def test_rankings_kept_are_bounded_and_an_evicted_one_comes_back_the_same():
 
 def test_rankings_are_shared_safely_between_threads():
     # a Dask worker may run a sweep's points in threads: the kept rankings are one dict, evicted as they go
-    from concurrent.futures import ThreadPoolExecutor
     arch = load_arch("edge-npu")
     works = [Contraction(1, m, 64, 576, "int8", "int8", "int8") for m in (196, 392, 784, 1568, 3136, 6272)]
     alone = [mapper.search(w, arch, "pipelined").mapping for w in works]
