@@ -303,13 +303,23 @@ def pick(shortlist: tuple[Mapping, ...], kernel: Callable[[Mapping], Kernel], ev
          objective: str) -> Mapping:
     """The best of a shortlist as the simulator measures it. Under the latency objective, candidates within
     TIE_BAND (1%) of the least cycles are ties, as in the search, and the tie goes to less energy, then fewer DRAM
-    bytes (when `evaluate` can measure them: its `measure` gives (cycles, pJ, DRAM bytes))."""
+    bytes (when `evaluate` can measure them: its `measure` gives (cycles, pJ, DRAM bytes)). A candidate the
+    simulator refuses (its tile program past the memory limit) is left out; if it refuses every one, its error
+    stands."""
     measure = getattr(evaluate, "measure", None)
+    valued: list[tuple[Mapping, float]] = []
+    refused: InputError | None = None
+    for m in shortlist:
+        try:
+            valued.append((m, evaluate(kernel(m))))
+        except InputError as e:
+            refused = refused or e
+    if not valued and refused is not None:
+        raise refused
     if objective != "latency" or measure is None:
-        return min(shortlist, key=lambda m: evaluate(kernel(m)))
-    cycles = [evaluate(kernel(m)) for m in shortlist]
-    tie = min(cycles) * (1 + TIE_BAND)
-    tied = [(m, c) for m, c in zip(shortlist, cycles, strict=True) if c <= tie]
+        return min(valued, key=lambda mc: mc[1])[0]
+    tie = min(c for _, c in valued) * (1 + TIE_BAND)
+    tied = [(m, c) for m, c in valued if c <= tie]
     if len(tied) == 1:
         return tied[0][0]
     return min(tied, key=lambda mc: (*measure(kernel(mc[0]))[1:], mc[1]))[0]

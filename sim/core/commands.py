@@ -715,7 +715,12 @@ def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None =
             else None               # what through_cache reads of the arch beyond the memo's promise (its search)
         key = (k.work, k.mapping, k.split, k.epilogue, k.residency, traffic, flash_share(k, arch, share))
         if key not in made:
-            made[key] = kernel_runs(k, arch, schedule.timing, key[-1])
+            cmds = kernel_runs(k, arch, schedule.timing, key[-1])
+            if memo is not None:              # kept within MEMO_ENTRIES: the oldest go first
+                kept = sum(c.compute.shape[0] for c in made.values()) + cmds.compute.shape[0]
+                while made and kept > MEMO_ENTRIES:
+                    kept -= made.pop(next(iter(made))).compute.shape[0]
+            made[key] = cmds
         return made[key]
     per_kernel = tuple(commands(k) for k in schedule.kernels)
     flash = any(c.flash_bytes.any() for c in per_kernel)
@@ -750,6 +755,7 @@ def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None =
         flash_gate=staging_gate(flash_bytes, arch.flash.staging_bytes if arch.flash else None))
 
 
+MEMO_ENTRIES = 2_000_000       # tile command entries a shared memo keeps (~110 MB; a program's own are kept apart)
 MAX_REPEAT_ENTRIES = 4096      # entries per repeat looked for (repeat_groups)
 MIN_GROUP_ENTRIES = 64          # kernels (and parts) of fewer entries are left as they are
 

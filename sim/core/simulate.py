@@ -51,7 +51,13 @@ from tilesim.core.power import capped_run
 from tilesim.core.result import KernelResult, SimResult, Timeline
 
 MAX_KERNEL_COUNT = 2**61     # a fused kernel's summed vector ops and extra bytes (each op's are < 2**60)
-MAX_ENTRIES = 50_000_000     # tile program entries (runs, or tiles where kept one by one): ~80 bytes each in memory
+# A tile program's memory at the peak of a run (its search's kept commands and pipelines included): ~380 bytes an
+# entry stored (repeated kernels share theirs) and ~40 bytes a run of every kernel. Measured: llama3-8b prefill
+# 64 x 4096 on h100, 36 k stored of 4.06 M runs, 267 MB; resnet50 at batch 8,000 on edge-npu, 1.65 M of 4.28 M,
+# 1.09 GB. Programs over MAX_PROGRAM_BYTES are refused, so a run stays within 1 GB (issue 21).
+STORED_ENTRY_BYTES = 380
+RUN_BYTES = 40
+MAX_PROGRAM_BYTES = 500_000_000
 # Small programs are simulated in Python until numba is worth loading (a ski-rental rule: Python time up to what the
 # load costs, so a process never spends more than twice the better choice): loading the compiled kernels from
 # numba's cache takes ~0.28 s (import included); a run costs ~10-50 us interpreted. A ResNet-50 CLI run spends
@@ -71,9 +77,10 @@ def use_compiled_kernels() -> None:
 
 def _check_size(schedule: Schedule, arch: ArchConfig, timeline: bool = False) -> None:
     """Refuse schedules whose tile program (runs of identical tiles; one entry per tile for a timeline or a flash
-    level, and per lockstep step for attention and vector work) has more entries than fit in memory, or fused
+    level, and per lockstep step for attention and vector work) would take more than MAX_PROGRAM_BYTES, or fused
     kernels whose summed ops or bytes could overflow the 64-bit per-tile counters."""
-    total = tiles = 0
+    total = tiles = stored = 0
+    seen: set = set()                       # the commands build_program makes once
     for k in schedule.kernels:
         sums = ((k.work.ops, "vector ops"), (k.work.read_bytes + k.work.write_bytes, "bytes read and written")) \
             if isinstance(k.work, VectorWork) else ()
@@ -86,15 +93,21 @@ def _check_size(schedule: Schedule, arch: ArchConfig, timeline: bool = False) ->
         count = k.tile_count(arch.cores)
         tiles += count
         by_class = isinstance(k.work, Contraction) and arch.flash is None
-        if isinstance(k.work, AttentionWork | VectorWork):    # lockstep steps of the cores, built in chunks
-            total += -(-count // min(arch.cores, count))
+        if isinstance(k.work, AttentionWork | VectorWork):    # lockstep steps of the cores, built in chunks (a
+            total += -(-count // min(arch.cores, count))       # memo of ATTENTION_MEMO_ENTRIES keeps them)
             continue
-        total += count if timeline or not by_class else sum(    # + cuts of split_runs and the first tile
+        entries = count if timeline or not by_class else sum(    # + cuts of split_runs and the first tile
             nest_run_count([c for _, c in contraction_positions(share, k)]) + 4 for share, _ in k.shares(arch.cores))
-    if total > MAX_ENTRIES:
+        total += entries
+        key = (k.work, k.mapping, k.split, k.epilogue, k.residency)
+        stored += entries if timeline or not by_class or key not in seen else 0
+        seen.add(key)
+    need = stored * STORED_ENTRY_BYTES + total * RUN_BYTES
+    if need > MAX_PROGRAM_BYTES:
         what = "tiles (kept one by one for the timeline)" if timeline else "runs of identical tiles"
-        raise InputError(f"workload {schedule.workload}: {tiles:,} tiles in {total:,} {what} exceed the simulator's "
-                         f"limit of {MAX_ENTRIES:,}; use larger buffers or a smaller workload"
+        raise InputError(f"workload {schedule.workload}: {tiles:,} tiles in {total:,} {what} ({stored:,} stored) "
+                         f"would take ~{need / 1e6:,.0f} MB, more than the simulator's limit of "
+                         f"{MAX_PROGRAM_BYTES / 1e6:,.0f} MB; use larger buffers or a smaller workload"
                          + (", or leave out the timeline (--trace)" if timeline else ""))
 
 
@@ -460,7 +473,8 @@ def kernel_evaluator(arch: ArchConfig, timing: str, objective: str = "latency", 
     return KernelEvaluator(arch, timing, objective, flash_share, memo)
 
 
-PIPED_KEPT = 8              # kernels' pipeline outputs an evaluator keeps (a shortlist is 5 mappings at most)
+PIPED_KEPT = 8              # kernels' pipeline outputs an evaluator keeps (a shortlist is 5 mappings at most) ...
+PIPED_ENTRIES = 1_000_000   # ... holding this many program entries at most (the latest is kept; peak memory)
 
 
 class KernelEvaluator:
@@ -482,7 +496,7 @@ class KernelEvaluator:
         alone = Kernel(kernel.name, kernel.ops, kernel.work, kernel.mapping, split=kernel.split,
                        epilogue=kernel.epilogue, residency=kernel.residency)
         share = flash_share_of(alone, self.arch, self.share)
-        return Schedule("evaluate", self.arch.name, self.timing, (alone,)), (
+        return Schedule(f"{kernel.name} (a tiling the search tries)", self.arch.name, self.timing, (alone,)), (
             kernel.work, kernel.mapping, kernel.split, kernel.epilogue, kernel.residency, share)
 
     def __call__(self, kernel: Kernel) -> float:
@@ -515,7 +529,8 @@ class KernelEvaluator:
         """Keep a kernel's _pipeline output for a `measure` that follows (pick's tie-break measures the tied
         candidates it has just timed), the PIPED_KEPT latest."""
         self.piped[key] = piped
-        while len(self.piped) > PIPED_KEPT:
+        while len(self.piped) > 1 and (len(self.piped) > PIPED_KEPT or sum(
+                p[0].load_xfer.shape[0] for p in self.piped.values()) > PIPED_ENTRIES):
             del self.piped[next(iter(self.piped))]
 
     def dram_bytes(self, kernel: Kernel) -> int:
