@@ -65,6 +65,7 @@ from tilesim.compiler.cost import (
     tiled_folds,
 )
 from tilesim.compiler.lowering import Contraction
+from tilesim.compiler.memo import drop_oldest
 from tilesim.compiler.sorting import lexsort, then_by
 from tilesim.compiler.sparsity import b_tile_bytes, sparse_k
 from tilesim.compiler.tiling import alignment, footprint, halve, level_footprint, naive_mapping, tile_bytes
@@ -366,31 +367,17 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, r
         found = np.zeros(n_tiles.shape, dtype=bool)                       # the innermost loop that steps, seen
         stored = write / visits / bw                                      # a visit's store
         inner = np.ones(n_tiles.shape, dtype=np.float64)
-        lumpy = bool(np.any(plain < 1))                                   # tiles of under a cycle (cost below)
         for p, n_p, changed, _ in positions:
             moved = moved_at(changed)
             transitions = n_tiles / inner * (1 - 1 / n_p) if p else (work.g - 1) * n_tiles / (inner * work.g)
             transfer = moved / bw
-
-            def paced(c: Any, moved: Array = moved, transfer: Array = transfer) -> Array:
-                return np.where(moved > 0, np.maximum(transfer, (transfer + lat + c) / 2), 0)
-
-            def cost(c: Array, paced_c: Array) -> Array:
-                # The simulator splits a kernel's compute over its tiles in whole cycles (sim/core/commands.py):
-                # under a cycle a tile, a fraction c of the tiles take one cycle and the rest none, and a tile of
-                # no compute waits for its own load. So a transition costs c max(1, paced(1)) + (1 - c) paced(0),
-                # not max(c, paced(c)) (averaged, 2x2x2 tiles of a conv on an 8x8 array came out 29% under
-                # their simulated time)
-                whole = np.maximum(c, paced_c)
-                under = c < 1
-                if not lumpy or not under.any():
-                    return whole
-                return np.where(under, c * np.maximum(1.0, paced(1.0)) + (1 - c) * paced(0.0), whole)
-            paced_now = paced(plain)
+            paced_now = _paced(plain, moved, transfer, lat)
             f = changed["output"] * final                                 # transitions out of a draining tile
-            plain_cost = cost(plain, paced_now)
+            plain_cost = _transition(plain, paced_now, moved, transfer, lat)
             if np.any(extra):
-                steady = steady + transitions * ((1 - f) * plain_cost + f * cost(plain + extra, paced(plain + extra)))
+                drained = plain + extra
+                steady = steady + transitions * ((1 - f) * plain_cost + f * _transition(
+                    drained, _paced(drained, moved, transfer, lat), moved, transfer, lat))
             else:
                 steady = steady + transitions * plain_cost
             # The last transition steps the innermost loop that steps; the previous tile's store, which the DMA
@@ -416,6 +403,25 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, r
     pj = (read * table[f"{off.name}.read_byte"].pj + write * table[f"{off.name}.write_byte"].pj
           if f"{off.name}.read_byte" in table and f"{off.name}.write_byte" in table else (read + write) * 1.0)
     return cycles.astype(np.float64), (read + write).astype(np.int64), np.asarray(pj, dtype=np.float64)
+
+
+def _paced(compute: Any, moved: Array, transfer: Array, lat: float) -> Array:
+    """A double-buffered transition's DMA time with `compute` cycles a tile (_estimate): two loads in flight, so
+    max(transfer, (transfer + latency + compute) / 2) where something moves."""
+    return np.where(moved > 0, np.maximum(transfer, (transfer + lat + compute) / 2), 0)
+
+
+def _transition(compute: Array, paced: Array, moved: Array, transfer: Array, lat: float) -> Array:
+    """A transition's cost: max(compute, paced). The simulator splits a kernel's compute over its tiles in whole
+    cycles (sim/core/commands.py): under a cycle a tile, a fraction c of the tiles take one cycle and the rest none,
+    and a tile of no compute waits for its own load, so there it costs c max(1, paced(1)) + (1 - c) paced(0)
+    (averaged, 2x2x2 tiles of a conv on an 8x8 array came out 29% under their simulated time)."""
+    whole = np.maximum(compute, paced)
+    under = compute < 1
+    if not under.any():
+        return whole
+    return np.where(under, compute * np.maximum(1.0, _paced(1.0, moved, transfer, lat))
+                    + (1 - compute) * _paced(0.0, moved, transfer, lat), whole)
 
 
 def _changes(loops: list[tuple[str, Array]], dims: tuple[str, ...]) -> Array:
@@ -707,15 +713,11 @@ def keep_rankings(max_bytes: int) -> None:
     """Keep up to `max_bytes` of rankings for later searches (a sweep: SWEEP_RANKINGS_BYTES)."""
     with _RANKINGS_LOCK:
         _KEEP[0] = max_bytes
-        _evict()
+        drop_oldest(_RANKINGS, _nbytes, max_bytes)
 
 
-def _evict() -> None:
-    """Drop the least recently used rankings until those kept take at most _KEEP[0] bytes (the last one stays;
-    called with _RANKINGS_LOCK held)."""
-    total = sum(v.nbytes for v in _RANKINGS.values())
-    while total > _KEEP[0] and len(_RANKINGS) > 1:
-        total -= _RANKINGS.popitem(last=False)[1].nbytes
+def _nbytes(r: _Ranking) -> int:
+    return r.nbytes
 
 
 def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, objective: str,
@@ -730,7 +732,7 @@ def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, object
     r = _rank(work, key, timing, dataflow, objective, context)
     with _RANKINGS_LOCK:
         _RANKINGS[k] = r
-        _evict()
+        drop_oldest(_RANKINGS, _nbytes, _KEEP[0])
     return r
 
 

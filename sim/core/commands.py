@@ -29,6 +29,7 @@ from tilesim.compiler.cost import (
     trip_counts,
 )
 from tilesim.compiler.lowering import Contraction, VectorWork
+from tilesim.compiler.memo import drop_oldest
 from tilesim.compiler.residency import cache_traffic
 from tilesim.compiler.schedule import Kernel, Schedule, core_blocks
 from tilesim.compiler.sparsity import b_tile_bytes
@@ -715,12 +716,10 @@ def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None =
             else None               # what through_cache reads of the arch beyond the memo's promise (its search)
         key = (k.work, k.mapping, k.split, k.epilogue, k.residency, traffic, flash_share(k, arch, share))
         if key not in made:
-            cmds = kernel_runs(k, arch, schedule.timing, key[-1])
+            made[key] = cmds = kernel_runs(k, arch, schedule.timing, key[-1])
             if memo is not None:              # kept within MEMO_ENTRIES: the oldest go first
-                kept = sum(c.compute.shape[0] for c in made.values()) + cmds.compute.shape[0]
-                while made and kept > MEMO_ENTRIES:
-                    kept -= made.pop(next(iter(made))).compute.shape[0]
-            made[key] = cmds
+                drop_oldest(made, _entries, MEMO_ENTRIES)
+            return cmds
         return made[key]
     per_kernel = tuple(commands(k) for k in schedule.kernels)
     flash = any(c.flash_bytes.any() for c in per_kernel)
@@ -756,6 +755,12 @@ def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None =
 
 
 MEMO_ENTRIES = 2_000_000       # tile command entries a shared memo keeps (~110 MB; a program's own are kept apart)
+
+
+def _entries(cmds: TileCommands) -> int:
+    return int(cmds.compute.shape[0])
+
+
 MAX_REPEAT_ENTRIES = 4096      # entries per repeat looked for (repeat_groups)
 MIN_GROUP_ENTRIES = 64          # kernels (and parts) of fewer entries are left as they are
 

@@ -15,6 +15,7 @@ from tilesim.arch.errors import InputError
 from tilesim.compiler.attention import AttentionWork
 from tilesim.compiler.cost import Mapping, array_cycles, mapping_efficiency, spatial_dims, spatial_tiles
 from tilesim.compiler.lowering import MAX_COUNT, Contraction, VectorWork
+from tilesim.compiler.memo import drop_oldest
 from tilesim.compiler.schedule import Kernel, Schedule
 from tilesim.core.commands import (
     ARRAY,
@@ -149,7 +150,6 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
 
 _COMMANDS: dict[tuple[str, str], dict] = {}       # build_program memos of the archs simulated last in this process
 COMMANDS_ARCHS = 4          # archs kept
-COMMANDS_ENTRIES = 2_000_000  # entries kept per arch (~110 MB; then it starts again)
 
 
 def commands_memo(arch: ArchConfig, timing: str) -> dict:
@@ -158,7 +158,7 @@ def commands_memo(arch: ArchConfig, timing: str) -> dict:
     workload, or the run after its mapping search, builds nothing again."""
     key = (timing, repr(arch))
     memo = _COMMANDS.pop(key, None)
-    if memo is None or sum(c.compute.shape[0] for c in memo.values()) > COMMANDS_ENTRIES:
+    if memo is None:                                      # (build_program keeps it within MEMO_ENTRIES)
         memo = {}
         while len(_COMMANDS) >= COMMANDS_ARCHS:
             del _COMMANDS[next(iter(_COMMANDS))]          # the least recently used arch
@@ -527,11 +527,9 @@ class KernelEvaluator:
 
     def keep_piped(self, key: tuple, piped: tuple) -> None:
         """Keep a kernel's _pipeline output for a `measure` that follows (pick's tie-break measures the tied
-        candidates it has just timed), the PIPED_KEPT latest."""
+        candidates it has just timed), the PIPED_KEPT latest within PIPED_ENTRIES."""
         self.piped[key] = piped
-        while len(self.piped) > 1 and (len(self.piped) > PIPED_KEPT or sum(
-                p[0].load_xfer.shape[0] for p in self.piped.values()) > PIPED_ENTRIES):
-            del self.piped[next(iter(self.piped))]
+        drop_oldest(self.piped, lambda p: int(p[0].load_xfer.shape[0]), PIPED_ENTRIES, PIPED_KEPT)
 
     def dram_bytes(self, kernel: Kernel) -> int:
         """Off-chip bytes the kernel moves in a schedule, its residency (kept activations, cache hits) applied."""
