@@ -39,7 +39,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 import numpy as np
@@ -692,9 +692,9 @@ class _Ranking:
     need_by_dram: np.ndarray | None  # ... in by_dram's order
 
 
-    @property
+    @cached_property
     def nbytes(self) -> int:
-        """Bytes of its arrays (what _RANKINGS counts)."""
+        """Bytes of its arrays (what _RANKINGS counts; worked out once)."""
         arrays = [v for v in vars(self).values() if isinstance(v, np.ndarray)]
         arrays += [v for v in self.need.values() if isinstance(v, np.ndarray)] + [h[1] for h in self.held]
         return sum(a.nbytes for a in arrays)

@@ -717,7 +717,9 @@ def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None =
         key = (k.work, k.mapping, k.split, k.epilogue, k.residency, traffic, flash_share(k, arch, share))
         if key not in made:
             made[key] = cmds = kernel_runs(k, arch, schedule.timing, key[-1])
-            if memo is not None:              # kept within MEMO_ENTRIES: the oldest go first
+            # kept within MEMO_ENTRIES, the oldest going first; summing the memo at every insertion took 18% of a
+            # sweep, so it is checked at each large entry and every 64th: it never holds twice MEMO_ENTRIES
+            if memo is not None and (_entries(cmds) * MEMO_CHECK >= MEMO_ENTRIES or len(made) % MEMO_CHECK == 0):
                 drop_oldest(made, _entries, MEMO_ENTRIES)
             return cmds
         return made[key]
@@ -755,6 +757,7 @@ def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None =
 
 
 MEMO_ENTRIES = 2_000_000       # tile command entries a shared memo keeps (~110 MB; a program's own are kept apart)
+MEMO_CHECK = 64                # ... checked at every MEMO_CHECK-th insertion and at each of MEMO_ENTRIES / it or more
 
 
 def _entries(cmds: TileCommands) -> int:
