@@ -539,38 +539,15 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
     pool = []       # per (dataflow, order): (objective, dram, tiles, cycles, pJ, Mapping) of its best candidates
     candidates = 0
     for dataflow in dataflows(arch):
-        r = _ranked(work, nocap, timing, dataflow, objective, context)
+        r, reused = _ranked(work, nocap, timing, dataflow, objective, context)
         candidates += int(r.tm.size) * ROWS
-        # which ranked candidates fit: the only part that depends on buffer capacities
-        fit_obj: Array
-        fit_need: Array
-        if r.level is not None and r.need_by_obj is not None and r.need_by_dram is not None:
-            # one level holds every operand (the others must not be negative)
-            if any(lv.capacity_bytes < 0 for lv in arch.onchip if lv.name != r.level):
-                continue
-            cap = next(lv.capacity_bytes for lv in arch.onchip if lv.name == r.level)
-            fit_obj, fit_need = r.need_by_obj <= cap, r.need_by_dram <= cap
-        else:
-            level_fits = {lv.name: r.need[lv.name] <= lv.capacity_bytes for lv in arch.onchip}
-            fits = np.zeros((ROWS, r.tm.size + 1), dtype=bool)          # the last column: the rankings' padding
-            fits[:len(ORDERS), :-1] = np.logical_and.reduce([np.broadcast_to(f, r.tm.shape)
-                                                            for f in level_fits.values()])
-            for h, (home, held_need) in enumerate(r.held):                # held: its own need in its home level
-                fits[len(ORDERS) + h, :-1] = np.logical_and.reduce(
-                    [np.broadcast_to(f, r.tm.shape) for name, f in level_fits.items() if name != home]
-                    + [held_need <= next(lv.capacity_bytes for lv in arch.onchip if lv.name == home)])
-            fit_obj, fit_need = np.take_along_axis(fits, r.by_obj, 1), np.take_along_axis(fits, r.by_dram, 1)
-        # per order, the SHORTLIST best fitting candidates by (objective, dram, tiles) and, within TIE_BAND of the
-        # best objective, by (dram, tiles, objective): the first fitting entries of the two rankings
-        first = fit_obj.argmax(axis=1)
-        if not fit_obj[0, first[0]]:                      # every order ranks the same candidates
+        # per row, the SHORTLIST best fitting candidates by (objective, dram, tiles) and, within TIE_BAND of the
+        # best objective, by (dram, tiles, objective): from the kept rankings where this one is asked again (a
+        # sweep's next buffer sizes), else picked from the scores directly (the same candidates)
+        picked = _ranked_picks(r, arch) if reused else _direct_picks(r, arch)
+        if picked is None:                               # no candidate fits
             continue
-        best = r.obj_by_obj[np.arange(ROWS), first]
-        fit_band = fit_need & (r.obj_by_dram <= (best * (1 + TIE_BAND))[:, None])
-        o1, c1 = np.nonzero(fit_obj & (np.cumsum(fit_obj, axis=1) <= SHORTLIST))
-        o2, c2 = np.nonzero(fit_band & (np.cumsum(fit_band, axis=1) <= SHORTLIST))
-        o = np.concatenate((o1, o2))
-        i = np.concatenate((r.by_obj[o1, c1], r.by_dram[o2, c2]))
+        o, i = picked
         values = zip(r.obj[o, i].tolist(), r.dram[o, i].tolist(), r.n_tiles[i].tolist(), r.cycles[o, i].tolist(),
                      r.pj[o, i].tolist(), r.tm[i].tolist(), r.tn[i].tolist(), r.tk[i].tolist(), o.tolist(),
                      strict=False)
@@ -613,6 +590,66 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
                   runner_up_cycles=ranked[runner][3] if runner is not None else 0.0,
                   runner_up_dram_bytes=ranked[runner][1] if runner is not None else 0,
                   candidates=candidates, shortlist=shortlist)
+
+
+def _ranking_fits(r: _Ranking, arch: ArchConfig) -> Array:
+    """(ROWS, N): which candidates fit the arch's on-chip levels (the only part of a search that depends on
+    capacities); a held row's held operand needs its own bytes in its home level."""
+    level_fits = {lv.name: np.broadcast_to(r.need[lv.name] <= lv.capacity_bytes, r.tm.shape) for lv in arch.onchip}
+    fits = np.empty((ROWS, r.tm.size), dtype=bool)
+    fits[:len(ORDERS)] = np.logical_and.reduce(list(level_fits.values()))
+    for h, (home, held_need) in enumerate(r.held):
+        cap = next(lv.capacity_bytes for lv in arch.onchip if lv.name == home)
+        fits[len(ORDERS) + h] = np.logical_and.reduce(
+            [f for name, f in level_fits.items() if name != home] + [held_need <= cap])
+    return fits
+
+
+def _direct_picks(r: _Ranking, arch: ArchConfig) -> tuple[Array, Array] | None:
+    """(rows, candidates) a search takes, from the scores without the kept rankings: per row, the first SHORTLIST
+    fitting candidates by (objective, DRAM bytes, tiles, index) and, of those within TIE_BAND of the row's best,
+    the first SHORTLIST by (DRAM bytes, tiles, objective, index): what _ranked_picks takes from the rankings
+    (tests/test_mapper.py). None where the first row has no fitting candidate (every row's plain tiles are its)."""
+    fits = _ranking_fits(r, arch) & r.eligible
+    if not fits[0].any():
+        return None
+    rows, picks = [], []
+    for o in range(ROWS):
+        f = np.flatnonzero(fits[o])
+        if not f.size:
+            continue
+        vals = r.obj[o, f]
+        top = f[vals <= np.partition(vals, SHORTLIST - 1)[SHORTLIST - 1]] if f.size > SHORTLIST else f
+        band = f[vals <= vals.min() * (1 + TIE_BAND)]
+        for chosen in (top[lexsort((top, r.n_tiles[top], r.dram[o, top], r.obj[o, top]))[:SHORTLIST]],
+                       band[lexsort((band, r.obj[o, band], r.n_tiles[band], r.dram[o, band]))[:SHORTLIST]]):
+            rows.append(np.full(chosen.size, o))
+            picks.append(chosen)
+    return np.concatenate(rows), np.concatenate(picks)
+
+
+def _ranked_picks(r: _Ranking, arch: ArchConfig) -> tuple[Array, Array] | None:
+    """_direct_picks from the kept rankings (r.orders): only which ranked candidates fit is worked out."""
+    q = r.orders
+    fit_obj: Array
+    fit_need: Array
+    if q.need_by_obj is not None and q.need_by_dram is not None and r.level is not None:
+        # one level holds every operand (the others must not be negative)
+        if any(lv.capacity_bytes < 0 for lv in arch.onchip if lv.name != r.level):
+            return None
+        cap = next(lv.capacity_bytes for lv in arch.onchip if lv.name == r.level)
+        fit_obj, fit_need = q.need_by_obj <= cap, q.need_by_dram <= cap
+    else:
+        fits = np.pad(_ranking_fits(r, arch), ((0, 0), (0, 1)))          # the last column: the rankings' padding
+        fit_obj, fit_need = np.take_along_axis(fits, q.by_obj, 1), np.take_along_axis(fits, q.by_dram, 1)
+    first = fit_obj.argmax(axis=1)
+    if not fit_obj[0, first[0]]:                      # every order ranks the same candidates
+        return None
+    best = q.obj_by_obj[np.arange(ROWS), first]
+    fit_band = fit_need & (q.obj_by_dram <= (best * (1 + TIE_BAND))[:, None])
+    o1, c1 = np.nonzero(fit_obj & (np.cumsum(fit_obj, axis=1) <= SHORTLIST))
+    o2, c2 = np.nonzero(fit_band & (np.cumsum(fit_band, axis=1) <= SHORTLIST))
+    return np.concatenate((o1, o2)), np.concatenate((q.by_obj[o1, c1], q.by_dram[o2, c2]))
 
 
 @lru_cache(maxsize=1024)
@@ -669,10 +706,9 @@ def without_capacities(arch: ArchConfig) -> ArchConfig:
 @dataclass(frozen=True)
 class _Ranking:
     """The capacity-independent part of the search for one loop nest, arch without capacities, timing, dataflow
-    and objective: the candidate tiles, what each needs in every on-chip level, its scores per loop order (rows in
-    ORDERS order), and per order two rankings of the candidates a search can pick. A search then only checks which
-    of those fit and takes the first few fitting ones of each ranking. Rankings are padded with the index N (one
-    past the last candidate), which a search treats as never fitting."""
+    and objective: the candidate tiles, what each needs in every on-chip level and its scores per row (each loop
+    order, then each with its middle loop's operand held). A search checks which candidates fit and takes the
+    best few of each row; where one is asked again (a sweep's next buffer sizes) it keeps them ranked (orders)."""
     tm: np.ndarray
     tn: np.ndarray
     tk: np.ndarray
@@ -683,21 +719,39 @@ class _Ranking:
     dram: np.ndarray
     pj: np.ndarray
     obj: np.ndarray
-    by_obj: np.ndarray          # (orders, ...): by objective, DRAM bytes, tiles, candidate index
-    by_dram: np.ndarray         # by DRAM bytes, tiles, objective, candidate index
-    obj_by_obj: np.ndarray      # obj in by_obj's order (inf for padding)
-    obj_by_dram: np.ndarray     # obj in by_dram's order
-    level: str | None           # the one level that holds every operand, if one does; then:
-    need_by_obj: np.ndarray | None  # its need in by_obj's order (int64 max for padding)
-    need_by_dram: np.ndarray | None  # ... in by_dram's order
-
+    eligible: np.ndarray        # (rows, candidates): legal (MAX_TILES), and in a held row, the hold matters
+    level: str | None           # the one level that holds every operand, if one does
 
     @cached_property
-    def nbytes(self) -> int:
-        """Bytes of its arrays (what _RANKINGS counts; worked out once)."""
+    def orders(self) -> _Orders:
+        """The rankings of the candidates each row can pick (built at its second search: _ranked)."""
+        return _orders(self)
+
+    @cached_property
+    def scores_nbytes(self) -> int:
+        """Bytes of its arrays but the rankings (worked out once)."""
         arrays = [v for v in vars(self).values() if isinstance(v, np.ndarray)]
         arrays += [v for v in self.need.values() if isinstance(v, np.ndarray)] + [h[1] for h in self.held]
         return sum(a.nbytes for a in arrays)
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of its arrays, the rankings' once built (what _RANKINGS counts)."""
+        q = vars(self).get("orders")
+        return self.scores_nbytes + (sum(v.nbytes for v in vars(q).values() if isinstance(v, np.ndarray))
+                                     if q is not None else 0)
+
+
+@dataclass(frozen=True)
+class _Orders:
+    """Per row, two rankings of the candidates a search can pick, padded with the index N (one past the last
+    candidate), which a search treats as never fitting."""
+    by_obj: np.ndarray          # (rows, ...): by objective, DRAM bytes, tiles, candidate index
+    by_dram: np.ndarray         # by DRAM bytes, tiles, objective, candidate index
+    obj_by_obj: np.ndarray      # obj in by_obj's order (inf for padding)
+    obj_by_dram: np.ndarray     # obj in by_dram's order
+    need_by_obj: np.ndarray | None  # where one level holds every operand: its need in by_obj's order (int64 max
+    need_by_dram: np.ndarray | None  # for padding) and in by_dram's order
 
 
 RANKINGS_BYTES = 32 << 20   # rankings kept for searches to come (a few MB each, ~180 MB for all of llama3-8b's):
@@ -721,30 +775,30 @@ def _nbytes(r: _Ranking) -> int:
 
 
 def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, objective: str,
-            context: KernelContext = PLAIN) -> _Ranking:
-    """_rank, remembered while the rankings kept take at most keep_rankings' bytes (least recently used dropped
-    first)."""
+            context: KernelContext = PLAIN) -> tuple[_Ranking, bool]:
+    """(_rank, whether it was asked before), remembered while the rankings kept take at most keep_rankings' bytes
+    (least recently used dropped first). Asked again, it is ranked (its orders built) for the searches to come."""
     k = (work, key, timing, dataflow, objective, context)
     with _RANKINGS_LOCK:                          # a Dask worker may run points in threads
-        if k in _RANKINGS:
+        r = _RANKINGS.get(k)
+        if r is not None:
             _RANKINGS.move_to_end(k)
-            return _RANKINGS[k]
+    if r is not None:
+        _ = r.orders                              # built once, outside the lock
+        with _RANKINGS_LOCK:
+            drop_oldest(_RANKINGS, _nbytes, _KEEP[0])
+        return r, True
     r = _rank(work, key, timing, dataflow, objective, context)
     with _RANKINGS_LOCK:
         _RANKINGS[k] = r
         drop_oldest(_RANKINGS, _nbytes, _KEEP[0])
-    return r
+    return r, False
 
 
 def _rank(work: Contraction, key: _ArchKey, timing: str, dataflow: str, objective: str,
           context: KernelContext = PLAIN) -> _Ranking:
-    """Candidate tiles of one dataflow scored for every loop order and ranked: shared by archs that differ only in
-    buffer sizes (sweeps).
-
-    When one on-chip level holds every operand, a candidate whose tiles need no less room than SHORTLIST others
-    that rank before it (and, for the band ranking, have no worse objective) can never be picked: whenever it
-    fits, they fit too. Such candidates are left out of the rankings (_pickable), so sorting and each search
-    look at a few hundred candidates, not thousands; the picks are the same."""
+    """Candidate tiles of one dataflow scored for every row (loop order, held or not): shared by archs that differ
+    only in buffer sizes (sweeps)."""
     arch = key.arch
     unit = alignment(work, arch, dataflow)
     sizes = [tile_sizes(getattr(work, d), unit[d]) for d in LOOPS]
@@ -753,42 +807,58 @@ def _rank(work: Contraction, key: _ArchKey, timing: str, dataflow: str, objectiv
     # rows: the six orders, then the six with their middle loop's operand held (Mapping.hold)
     cycles, dram, pj = (np.concatenate(v) for v in zip(_score_orders(work, arch, base),
                                                          _score_orders(work, arch, base, hold=True), strict=True))
-    obj = _objective(objective, cycles, dram, pj)
     need = level_footprint(tile_bytes(work, tm, tn, tk, arch.array.acc_dtype), arch)
     held = tuple(_held_need(work, arch, tm, tn, tk, order) for order in ORDERS)
-    legal = np.flatnonzero(base.n_tiles <= MAX_TILES)
-    holding = [name for name, v in need.items() if isinstance(v, np.ndarray)]
+    eligible = np.zeros((ROWS, tm.size), dtype=bool)
+    eligible[:len(ORDERS)] = base.n_tiles <= MAX_TILES
     # a hold that changes nothing (compiler.cost.hold_matters) duplicates the row without it with no less room
-    matters = [legal[(base.trips[o[1]][legal] > 1) & (base.trips[o[2]][legal] > 1)] for o in ORDERS]
-    if len(holding) == 1:
-        rows = _pickable(legal, np.asarray(need[holding[0]]), obj[:len(ORDERS)]) + [
-            _pickable(matters[o], held[o][1], obj[len(ORDERS) + o:len(ORDERS) + o + 1])[0]
+    for o, order in enumerate(ORDERS):
+        eligible[len(ORDERS) + o] = eligible[0] & (base.trips[order[1]] > 1) & (base.trips[order[2]] > 1)
+    holding = [name for name, v in need.items() if isinstance(v, np.ndarray)]
+    return _Ranking(tm, tn, tk, need, held, base.n_tiles, cycles, dram, pj,
+                    _objective(objective, cycles, dram, pj), eligible, holding[0] if len(holding) == 1 else None)
+
+
+def _orders(r: _Ranking) -> _Orders:
+    """Per row, the candidates a search can pick ranked by (objective, DRAM bytes, tiles, index) and by (DRAM
+    bytes, tiles, objective, index).
+
+    When one on-chip level holds every operand, a candidate whose tiles need no less room than SHORTLIST others
+    that rank before it (and, for the band ranking, have no worse objective) can never be picked: whenever it
+    fits, they fit too. Such candidates are left out of the rankings (_pickable), so sorting and each search
+    look at a few hundred candidates, not thousands; the picks are the same."""
+    legal = np.flatnonzero(r.eligible[0])
+    matters = [np.flatnonzero(r.eligible[len(ORDERS) + o]) for o in range(len(ORDERS))]
+    obj, dram, n_tiles, level = r.obj, r.dram, r.n_tiles, r.level
+    if level is not None:
+        rows = _pickable(legal, np.asarray(r.need[level]), obj[:len(ORDERS)]) + [
+            _pickable(matters[o], r.held[o][1], obj[len(ORDERS) + o:len(ORDERS) + o + 1])[0]
             for o in range(len(ORDERS))]
     else:
         rows = [(legal, legal)] * len(ORDERS) + [(m, m) for m in matters]
-    n = tm.size
+    n = r.tm.size
     by_obj, by_dram = [], []
     for o, (first, band) in enumerate(rows):
-        ranks = lexsort((first, base.n_tiles[first], dram[o, first], obj[o, first]))
+        ranks = lexsort((first, n_tiles[first], dram[o, first], obj[o, first]))
         by_obj.append(first[ranks])
         if band is first:       # by (dram, tiles) from the objective's ranking: (dram, tiles, objective, index)
-            by_dram.append(first[then_by(then_by(ranks, base.n_tiles[first]), dram[o, first])])
+            by_dram.append(first[then_by(then_by(ranks, n_tiles[first]), dram[o, first])])
         else:
-            by_dram.append(band[lexsort((band, obj[o, band], base.n_tiles[band], dram[o, band]))])
+            by_dram.append(band[lexsort((band, obj[o, band], n_tiles[band], dram[o, band]))])
+
     def pad(lists: list[Array]) -> Array:
         return np.array([np.pad(x, (0, max(map(len, lists)) - len(x)), constant_values=n) for x in lists],
                         dtype=np.int64)
     obj_order, dram_order = pad(by_obj), pad(by_dram)
     padded = np.pad(obj, ((0, 0), (0, 1)), constant_values=np.inf)
-    level = holding[0] if len(holding) == 1 else None
-    row_need = [need[level]] * len(ORDERS) + [h[1] for h in held] if level else []
+    row_need = [r.need[level]] * len(ORDERS) + [h[1] for h in r.held] if level else []
     top = np.iinfo(np.int64).max                         # the padding's need: it never fits
 
     def needs_in(order: Array) -> Array:
-        return np.array([np.append(row_need[r], top)[order[r]] for r in range(ROWS)], dtype=np.int64)
-    return _Ranking(tm, tn, tk, need, held, base.n_tiles, cycles, dram, pj, obj, obj_order, dram_order,
-                    np.take_along_axis(padded, obj_order, axis=1), np.take_along_axis(padded, dram_order, axis=1),
-                    level, needs_in(obj_order) if level else None, needs_in(dram_order) if level else None)
+        return np.array([np.append(row_need[i], top)[order[i]] for i in range(ROWS)], dtype=np.int64)
+    return _Orders(obj_order, dram_order, np.take_along_axis(padded, obj_order, axis=1),
+                   np.take_along_axis(padded, dram_order, axis=1),
+                   needs_in(obj_order) if level else None, needs_in(dram_order) if level else None)
 
 
 def _held_need(work: Contraction, arch: ArchConfig, tm: Array, tn: Array, tk: Array,
