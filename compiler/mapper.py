@@ -539,12 +539,12 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
     pool = []       # per (dataflow, order): (objective, dram, tiles, cycles, pJ, Mapping) of its best candidates
     candidates = 0
     for dataflow in dataflows(arch):
-        r, reused = _ranked(work, nocap, timing, dataflow, objective, context)
+        r, ranked = _ranked(work, nocap, timing, dataflow, objective, context)
         candidates += int(r.tm.size) * ROWS
         # per row, the SHORTLIST best fitting candidates by (objective, dram, tiles) and, within TIE_BAND of the
-        # best objective, by (dram, tiles, objective): from the kept rankings where this one is asked again (a
-        # sweep's next buffer sizes), else picked from the scores directly (the same candidates)
-        picked = _ranked_picks(r, arch) if reused else _direct_picks(r, arch)
+        # best objective, by (dram, tiles, objective): from the kept rankings where it is ranked (a sweep's next
+        # buffer sizes), else picked from the scores directly (the same candidates)
+        picked = _ranked_picks(r, arch) if ranked else _direct_picks(r, arch)
         if picked is None:                               # no candidate fits
             continue
         o, i = picked
@@ -738,8 +738,7 @@ class _Ranking:
     def nbytes(self) -> int:
         """Bytes of its arrays, the rankings' once built (what _RANKINGS counts)."""
         q = vars(self).get("orders")
-        return self.scores_nbytes + (sum(v.nbytes for v in vars(q).values() if isinstance(v, np.ndarray))
-                                     if q is not None else 0)
+        return self.scores_nbytes + (q.nbytes if q is not None else 0)
 
 
 @dataclass(frozen=True)
@@ -752,6 +751,11 @@ class _Orders:
     obj_by_dram: np.ndarray     # obj in by_dram's order
     need_by_obj: np.ndarray | None  # where one level holds every operand: its need in by_obj's order (int64 max
     need_by_dram: np.ndarray | None  # for padding) and in by_dram's order
+
+    @cached_property
+    def nbytes(self) -> int:
+        """Bytes of its arrays (worked out once)."""
+        return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
 
 
 RANKINGS_BYTES = 32 << 20   # rankings kept for searches to come (a few MB each, ~180 MB for all of llama3-8b's):
@@ -776,23 +780,27 @@ def _nbytes(r: _Ranking) -> int:
 
 def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, objective: str,
             context: KernelContext = PLAIN) -> tuple[_Ranking, bool]:
-    """(_rank, whether it was asked before), remembered while the rankings kept take at most keep_rankings' bytes
-    (least recently used dropped first). Asked again, it is ranked (its orders built) for the searches to come."""
+    """(_rank, whether it is ranked: its orders built), remembered while the rankings kept take at most
+    keep_rankings' bytes (least recently used dropped first). It is ranked when asked again, or at once in a sweep
+    (keep_rankings above RANKINGS_BYTES), for the searches to come; a single run asks once."""
     k = (work, key, timing, dataflow, objective, context)
     with _RANKINGS_LOCK:                          # a Dask worker may run points in threads
         r = _RANKINGS.get(k)
         if r is not None:
             _RANKINGS.move_to_end(k)
     if r is not None:
-        _ = r.orders                              # built once, outside the lock
-        with _RANKINGS_LOCK:
-            drop_oldest(_RANKINGS, _nbytes, _KEEP[0])
+        if "orders" not in vars(r):               # its second search: rank it (outside the lock), for those to come
+            _ = r.orders
+            with _RANKINGS_LOCK:
+                drop_oldest(_RANKINGS, _nbytes, _KEEP[0])
         return r, True
     r = _rank(work, key, timing, dataflow, objective, context)
+    if _KEEP[0] > RANKINGS_BYTES:                 # a sweep: its next points will ask again
+        _ = r.orders
     with _RANKINGS_LOCK:
         _RANKINGS[k] = r
         drop_oldest(_RANKINGS, _nbytes, _KEEP[0])
-    return r, False
+    return r, "orders" in vars(r)
 
 
 def _rank(work: Contraction, key: _ArchKey, timing: str, dataflow: str, objective: str,
