@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from typing import ClassVar, Literal
 
 from tilesim.arch.dataflow import Dataflow
@@ -231,9 +232,10 @@ class ArchConfig:
         """The flash level that weights may stream from (the outermost level), or None."""
         return self.memory[0] if self.memory[0].kind == "flash" else None
 
-    @property
+    @cached_property
     def onchip(self) -> tuple[MemLevel, ...]:
-        """The on-chip levels, outermost first (every level after the off-chip one)."""
+        """The on-chip levels, outermost first (every level after the off-chip one); worked out once (the mapping
+        search asks for them hundreds of thousands of times in a sweep)."""
         return tuple(lv for lv in self.memory if lv.kind == "sram")
 
     def home(self, operand: str) -> MemLevel:
