@@ -90,6 +90,25 @@ The rankings' cost doubles with their rows (ResNet-50 on tpu-v1: 75 rankings, 0.
 rows alone made resnet18 on 8x8 661 MB and llama3-8b 380 MB: 2x2x2 tiles estimated at the compute floor were
 shortlisted and simulated (millions of tiles), and 128 rankings of 12 rows were kept though a run never reuses one.
 
+Session of 2026-12-07 (third), a ranking's first search picking from its scores (partial sorts) instead of sorting
+every candidate of its 12 rows, ae981fb -> main, interleaved (base, new) x 3 on the 2-CPU host (slower than the
+session before: the base's llama3 took 2.94 s then), CPU s = user + system, least of 3, peak RSS:
+
+    case                                  before: CPU s, peak     after: CPU s, peak     target
+    llama3-8b prefill 64 x 4096, h100     3.42 s, 266 MB          3.26 s, 263 MB         <= 1 s, 300 MB
+    resnet18, 8x8 array (scale.cfg)       1.63 s, 236 MB          1.57 s, 227 MB         <= 1 s, 300 MB
+    gemm 4096^3, 1x1 array, 4 KiB SRAMs   0.77 s, 193 MB          0.77 s, 192 MB         <= 1 s
+    resnet50 on tpu-v1, CLI               1.88 s, 82 MB           1.36 s, 77 MB          <= 0.5 s
+    40 points of the resnet50 sweep       504-672 ms a point      558-665 ms a point (pairs within 1%: a sweep
+                                                                  ranks at once, as before)
+
+Outputs byte for byte the same. Where the time goes now (cProfile, in process): ResNet-50/tpu-v1 1.56 s: lowering
+1.46 s (75 rankings' scores 0.37 s, their picks 0.09 s, the shortlists simulated 0.57 s), imports and report
+0.1 s. resnet18 on 8x8: numba's import and cached kernels ~0.47 s, rankings 0.42 s, shortlists simulated ~0.65 s.
+llama3-8b: search 0.63 s (the cache's whole-contraction tilings included), shortlists simulated 1.2 s, the power
+cap's 5 clocks 1.0 s, numba ~0.5 s, imports ~0.3 s. A sweep point (20 points profiled): shortlists simulated 53%
+(building tile commands 19%), search 29% (scores 10%, sorting 6%), the fusion guard's byte counts 7%.
+
 llama3-8b's full program before scale4: 1.03 M runs (attention 64 k lockstep steps a layer, contractions ~60 k runs
 a layer); its pipeline takes 0.24 M events (9.3 M without repeat groups and the time grid), 0.12 s; the rest is the
 mapping search, building the program again at each of the power cap's 9 clocks, and energy accounting. After scale4
