@@ -539,12 +539,12 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
     pool = []       # per (dataflow, order): (objective, dram, tiles, cycles, pJ, Mapping) of its best candidates
     candidates = 0
     for dataflow in dataflows(arch):
-        r, ranked = _ranked(work, nocap, timing, dataflow, objective, context)
+        r, ordered = _ranked(work, nocap, timing, dataflow, objective, context)
         candidates += int(r.tm.size) * ROWS
         # per row, the SHORTLIST best fitting candidates by (objective, dram, tiles) and, within TIE_BAND of the
         # best objective, by (dram, tiles, objective): from the kept rankings where it is ranked (a sweep's next
         # buffer sizes), else picked from the scores directly (the same candidates)
-        picked = _ranked_picks(r, arch) if ranked else _direct_picks(r, arch)
+        picked = _ranked_picks(r, arch) if ordered else _direct_picks(r, arch)
         if picked is None:                               # no candidate fits
             continue
         o, i = picked
