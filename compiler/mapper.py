@@ -27,10 +27,11 @@ A kernel adds to its loop nest (KernelContext): a fused epilogue's vector cycles
 time, and the cores that share its A or B tiles (a split whose shared level or cache loads them once), whose part
 of those tiles' traffic is this core's.
 Only whether a candidate fits depends on the buffer capacities. So the scores of all six loop orders (computed at
-once, _score_orders) and the candidates ranked by them are kept per (loop nest, arch without capacities) in
-_ranked; a search for one capacity then checks which of the ranked candidates fit and takes the first few. Archs
-that differ only in buffer sizes (a sweep, the per-kernel share left beside activations kept on chip) share them;
-a single run never asks twice, so it keeps few (RANKINGS_BYTES) and a sweep many (keep_rankings).
+once, _score_orders) are kept per (loop nest, arch without capacities) in _ranked; a search for one capacity
+checks which candidates fit and takes the best few of each row: with partial sorts the first time (a single run
+never asks twice), from the candidates ranked once and kept when asked again or in a sweep. Archs that differ only
+in buffer sizes (a sweep, the per-kernel share left beside activations kept on chip) share them; a single run keeps
+few (RANKINGS_BYTES) and a sweep many (keep_rankings).
 """
 from __future__ import annotations
 
