@@ -610,7 +610,8 @@ def _direct_picks(r: _Ranking, arch: ArchConfig) -> tuple[Array, Array] | None:
     """(rows, candidates) a search takes, from the scores without the kept rankings: per row, the first SHORTLIST
     fitting candidates by (objective, DRAM bytes, tiles, index) and, of those within TIE_BAND of the row's best,
     the first SHORTLIST by (DRAM bytes, tiles, objective, index): what _ranked_picks takes from the rankings
-    (tests/test_mapper.py). None where the first row has no fitting candidate (every row's plain tiles are its)."""
+    (tests/test_mapper.py). None where no candidate fits the first row (the plain rows share its fits; held rows
+    alone are not searched, as in _ranked_picks)."""
     fits = _ranking_fits(r, arch) & r.eligible
     if not fits[0].any():
         return None
