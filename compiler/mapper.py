@@ -28,8 +28,9 @@ time, and the cores that share its A or B tiles (a split whose shared level or c
 of those tiles' traffic is this core's.
 Only whether a candidate fits depends on the buffer capacities. So the scores of all six loop orders (computed at
 once, _score_orders) are kept per (loop nest, arch without capacities) in _ranked; a search for one capacity
-checks which candidates fit and takes the best few of each row: with partial sorts the first time (a single run
-never asks twice), from the candidates ranked once and kept when asked again or in a sweep. Archs that differ only
+checks which candidates fit and takes the best few of each row: the first time (a single run never asks twice)
+from the scores of the fitting candidates alone, with partial sorts; when asked again or in a sweep, from every
+candidate's scores, ranked once and kept. Archs that differ only
 in buffer sizes (a sweep, the per-kernel share left beside activations kept on chip) share them; a single run keeps
 few (RANKINGS_BYTES) and a sweep many (keep_rankings).
 """
@@ -375,10 +376,10 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, r
             paced_now = _paced(plain, moved, transfer, lat)
             f = changed["output"] * final                                 # transitions out of a draining tile
             plain_cost = _transition(plain, paced_now, moved, transfer, lat)
-            if np.any(extra):
+            if np.any(extra):         # per candidate: one that drains within its compute costs as if none did
                 drained = plain + extra
-                steady = steady + transitions * ((1 - f) * plain_cost + f * _transition(
-                    drained, _paced(drained, moved, transfer, lat), moved, transfer, lat))
+                steady = steady + transitions * np.where(extra > 0, (1 - f) * plain_cost + f * _transition(
+                    drained, _paced(drained, moved, transfer, lat), moved, transfer, lat), plain_cost)
             else:
                 steady = steady + transitions * plain_cost
             # The last transition steps the innermost loop that steps; the previous tile's store, which the DMA
@@ -548,10 +549,9 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
         picked = _ranked_picks(r, arch) if ordered else _direct_picks(r, arch)
         if picked is None:                               # no candidate fits
             continue
-        o, i = picked
-        values = zip(r.obj[o, i].tolist(), r.dram[o, i].tolist(), r.n_tiles[i].tolist(), r.cycles[o, i].tolist(),
-                     r.pj[o, i].tolist(), r.tm[i].tolist(), r.tn[i].tolist(), r.tk[i].tolist(), o.tolist(),
-                     strict=False)
+        o, i, s = picked
+        values = zip(s.obj.tolist(), s.dram.tolist(), r.n_tiles[i].tolist(), s.cycles.tolist(), s.pj.tolist(),
+                     r.tm[i].tolist(), r.tn[i].tolist(), r.tk[i].tolist(), o.tolist(), strict=False)
         pool += [(obj, dram, tiles, cycles, pj, _mapping(work, dataflow, tm, tn, tk, row))
                  for obj, dram, tiles, cycles, pj, tm, tn, tk, row in values]
     if not pool:
@@ -606,31 +606,36 @@ def _ranking_fits(r: _Ranking, arch: ArchConfig) -> Array:
     return fits
 
 
-def _direct_picks(r: _Ranking, arch: ArchConfig) -> tuple[Array, Array] | None:
-    """(rows, candidates) a search takes, from the scores without the kept rankings: per row, the first SHORTLIST
-    fitting candidates by (objective, DRAM bytes, tiles, index) and, of those within TIE_BAND of the row's best,
-    the first SHORTLIST by (DRAM bytes, tiles, objective, index): what _ranked_picks takes from the rankings
-    (tests/test_mapper.py). None where no candidate fits the first row (the plain rows share its fits; held rows
-    alone are not searched, as in _ranked_picks)."""
+def _direct_picks(r: _Ranking, arch: ArchConfig) -> tuple[Array, Array, _Scores] | None:
+    """(rows, candidates, their scores) a search takes, from the scores of the candidates that fit (worked out
+    for them alone) without the kept rankings: per row, the first SHORTLIST fitting candidates by (objective, DRAM
+    bytes, tiles, index) and, of those within TIE_BAND of the row's best, the first SHORTLIST by (DRAM bytes,
+    tiles, objective, index): what _ranked_picks takes from the rankings (tests/test_mapper.py). None where no
+    candidate fits the first row (the plain rows share its fits; held rows alone are not searched, as in
+    _ranked_picks)."""
     fits = _ranking_fits(r, arch) & r.eligible
     if not fits[0].any():
         return None
+    cols = np.flatnonzero(fits.any(axis=0))             # every score is the candidate's own: a subset's are equal
+    s = _scores(r, cols)
+    fits, n_tiles = fits[:, cols], r.n_tiles[cols]
     rows, picks = [], []
     for o in range(ROWS):
         f = np.flatnonzero(fits[o])
         if not f.size:
             continue
-        vals = r.obj[o, f]
+        vals = s.obj[o, f]
         top = f[vals <= np.partition(vals, SHORTLIST - 1)[SHORTLIST - 1]] if f.size > SHORTLIST else f
         band = f[vals <= vals.min() * (1 + TIE_BAND)]
-        for chosen in (top[lexsort((top, r.n_tiles[top], r.dram[o, top], r.obj[o, top]))[:SHORTLIST]],
-                       band[lexsort((band, r.obj[o, band], r.n_tiles[band], r.dram[o, band]))[:SHORTLIST]]):
+        for chosen in (top[lexsort((cols[top], n_tiles[top], s.dram[o, top], s.obj[o, top]))[:SHORTLIST]],
+                       band[lexsort((cols[band], s.obj[o, band], n_tiles[band], s.dram[o, band]))[:SHORTLIST]]):
             rows.append(np.full(chosen.size, o))
             picks.append(chosen)
-    return np.concatenate(rows), np.concatenate(picks)
+    o_, c_ = np.concatenate(rows), np.concatenate(picks)
+    return o_, cols[c_], s.at(o_, c_)
 
 
-def _ranked_picks(r: _Ranking, arch: ArchConfig) -> tuple[Array, Array] | None:
+def _ranked_picks(r: _Ranking, arch: ArchConfig) -> tuple[Array, Array, _Scores] | None:
     """_direct_picks from the kept rankings (r.orders): only which ranked candidates fit is worked out."""
     q = r.orders
     fit_obj: Array
@@ -651,7 +656,8 @@ def _ranked_picks(r: _Ranking, arch: ArchConfig) -> tuple[Array, Array] | None:
     fit_band = fit_need & (q.obj_by_dram <= (best * (1 + TIE_BAND))[:, None])
     o1, c1 = np.nonzero(fit_obj & (np.cumsum(fit_obj, axis=1) <= SHORTLIST))
     o2, c2 = np.nonzero(fit_band & (np.cumsum(fit_band, axis=1) <= SHORTLIST))
-    return np.concatenate((o1, o2)), np.concatenate((q.by_obj[o1, c1], q.by_dram[o2, c2]))
+    o, i = np.concatenate((o1, o2)), np.concatenate((q.by_obj[o1, c1], q.by_dram[o2, c2]))
+    return o, i, r.scores.at(o, i)
 
 
 @lru_cache(maxsize=1024)
@@ -708,21 +714,28 @@ def without_capacities(arch: ArchConfig) -> ArchConfig:
 @dataclass(frozen=True)
 class _Ranking:
     """The capacity-independent part of the search for one loop nest, arch without capacities, timing, dataflow
-    and objective: the candidate tiles, what each needs in every on-chip level and its scores per row (each loop
-    order, then each with its middle loop's operand held). A search checks which candidates fit and takes the
-    best few of each row; where one is asked again (a sweep's next buffer sizes) it keeps them ranked (orders)."""
+    and objective: the candidate tiles and what each needs in every on-chip level; their scores per row (each loop
+    order, then each with its middle loop's operand held) and the rows ranked by them are worked out when a search
+    asks for them again (a sweep's next buffer sizes): a first search scores only the candidates that fit."""
+    work: Contraction
+    arch: ArchConfig            # without capacities
+    timing: str
+    dataflow: str
+    objective: str
+    context: KernelContext
     tm: np.ndarray
     tn: np.ndarray
     tk: np.ndarray
     need: dict[str, Array | int]  # level name -> bytes per candidate unheld (0 for a level that holds no operand)
     held: tuple[tuple[str, Array], ...]   # per order, held: the held operand's level and its bytes per candidate
     n_tiles: np.ndarray
-    cycles: np.ndarray          # (rows, candidates): ORDERS, then ORDERS with Mapping.hold
-    dram: np.ndarray
-    pj: np.ndarray
-    obj: np.ndarray
     eligible: np.ndarray        # (rows, candidates): legal (MAX_TILES), and in a held row, the hold matters
     level: str | None           # the one level that holds every operand, if one does
+
+    @cached_property
+    def scores(self) -> _Scores:
+        """Every candidate's scores (worked out at its second search: _ranked)."""
+        return _scores(self, None)
 
     @cached_property
     def orders(self) -> _Orders:
@@ -730,17 +743,36 @@ class _Ranking:
         return _orders(self)
 
     @cached_property
-    def scores_nbytes(self) -> int:
-        """Bytes of its arrays but the rankings (worked out once)."""
+    def tiles_nbytes(self) -> int:
+        """Bytes of its candidates' arrays (worked out once)."""
         arrays = [v for v in vars(self).values() if isinstance(v, np.ndarray)]
         arrays += [v for v in self.need.values() if isinstance(v, np.ndarray)] + [h[1] for h in self.held]
         return sum(a.nbytes for a in arrays)
 
     @property
     def nbytes(self) -> int:
-        """Bytes of its arrays, the rankings' once built (what _RANKINGS counts)."""
-        q = vars(self).get("orders")
-        return self.scores_nbytes + (q.nbytes if q is not None else 0)
+        """Bytes of its arrays, the scores' and rankings' once built (what _RANKINGS counts)."""
+        built: list[_Scores | _Orders] = [vars(self)[k] for k in ("scores", "orders") if k in vars(self)]
+        return self.tiles_nbytes + sum(b.nbytes for b in built)
+
+
+@dataclass(frozen=True)
+class _Scores:
+    """Estimated cycles, DRAM bytes, DRAM pJ and the objective of candidates per row: (rows, candidates), or of
+    picked (row, candidate) pairs (at)."""
+    cycles: np.ndarray
+    dram: np.ndarray
+    pj: np.ndarray
+    obj: np.ndarray
+
+    def at(self, rows: Array, cols: Array) -> _Scores:
+        """The scores of (row, candidate) pairs, as flat arrays."""
+        return _Scores(self.cycles[rows, cols], self.dram[rows, cols], self.pj[rows, cols], self.obj[rows, cols])
+
+    @cached_property
+    def nbytes(self) -> int:
+        """Bytes of its arrays (worked out once)."""
+        return sum(v.nbytes for v in vars(self).values() if isinstance(v, np.ndarray))
 
 
 @dataclass(frozen=True)
@@ -807,26 +839,35 @@ def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, object
 
 def _rank(work: Contraction, key: _ArchKey, timing: str, dataflow: str, objective: str,
           context: KernelContext = PLAIN) -> _Ranking:
-    """Candidate tiles of one dataflow scored for every row (loop order, held or not): shared by archs that differ
-    only in buffer sizes (sweeps)."""
+    """Candidate tiles of one dataflow and what they need on chip: shared by archs that differ only in buffer
+    sizes (sweeps)."""
     arch = key.arch
     unit = alignment(work, arch, dataflow)
     sizes = [tile_sizes(getattr(work, d), unit[d]) for d in LOOPS]
     tm, tn, tk = (g.ravel() for g in np.meshgrid(*sizes, indexing="ij"))   # independent of capacities
-    base = _base(work, arch, timing, dataflow, tm, tn, tk, context)
-    # rows: the six orders, then the six with their middle loop's operand held (Mapping.hold)
-    cycles, dram, pj = (np.concatenate(v) for v in zip(_score_orders(work, arch, base),
-                                                         _score_orders(work, arch, base, hold=True), strict=True))
+    trips = {"m": -(-work.m // tm), "n": -(-work.n // tn), "k": -(-work.k // tk)}
+    n_tiles = work.g * trips["m"] * trips["n"] * trips["k"]
     need = level_footprint(tile_bytes(work, tm, tn, tk, arch.array.acc_dtype), arch)
     held = tuple(_held_need(work, arch, tm, tn, tk, order) for order in ORDERS)
     eligible = np.zeros((ROWS, tm.size), dtype=bool)
-    eligible[:len(ORDERS)] = base.n_tiles <= MAX_TILES
+    eligible[:len(ORDERS)] = n_tiles <= MAX_TILES
     # a hold that changes nothing (compiler.cost.hold_matters) duplicates the row without it with no less room
     for o, order in enumerate(ORDERS):
-        eligible[len(ORDERS) + o] = eligible[0] & (base.trips[order[1]] > 1) & (base.trips[order[2]] > 1)
+        eligible[len(ORDERS) + o] = eligible[0] & (trips[order[1]] > 1) & (trips[order[2]] > 1)
     holding = [name for name, v in need.items() if isinstance(v, np.ndarray)]
-    return _Ranking(tm, tn, tk, need, held, base.n_tiles, cycles, dram, pj,
-                    _objective(objective, cycles, dram, pj), eligible, holding[0] if len(holding) == 1 else None)
+    return _Ranking(work, arch, timing, dataflow, objective, context, tm, tn, tk, need, held, n_tiles, eligible,
+                    holding[0] if len(holding) == 1 else None)
+
+
+def _scores(r: _Ranking, cols: Array | None) -> _Scores:
+    """The scores of a ranking's candidates `cols` (None: all) for every row: the six orders, then the six with
+    their middle loop's operand held (Mapping.hold). Every operation is per candidate, so a candidate's scores do
+    not depend on which others are scored with it."""
+    tm, tn, tk = (r.tm, r.tn, r.tk) if cols is None else (r.tm[cols], r.tn[cols], r.tk[cols])
+    base = _base(r.work, r.arch, r.timing, r.dataflow, tm, tn, tk, r.context)
+    cycles, dram, pj = (np.concatenate(v) for v in zip(_score_orders(r.work, r.arch, base),
+                                                         _score_orders(r.work, r.arch, base, hold=True), strict=True))
+    return _Scores(cycles, dram, pj, _objective(r.objective, cycles, dram, pj))
 
 
 def _orders(r: _Ranking) -> _Orders:
@@ -839,7 +880,7 @@ def _orders(r: _Ranking) -> _Orders:
     look at a few hundred candidates, not thousands; the picks are the same."""
     legal = np.flatnonzero(r.eligible[0])
     matters = [np.flatnonzero(r.eligible[len(ORDERS) + o]) for o in range(len(ORDERS))]
-    obj, dram, n_tiles, level = r.obj, r.dram, r.n_tiles, r.level
+    obj, dram, n_tiles, level = r.scores.obj, r.scores.dram, r.n_tiles, r.level
     if level is not None:
         rows = _pickable(legal, np.asarray(r.need[level]), obj[:len(ORDERS)]) + [
             _pickable(matters[o], r.held[o][1], obj[len(ORDERS) + o:len(ORDERS) + o + 1])[0]

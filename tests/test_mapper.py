@@ -287,6 +287,26 @@ def test_a_first_search_picks_from_the_scores_what_a_later_one_picks_from_the_ra
         mapper.keep_rankings(kept)
 
 
+@settings(max_examples=40, deadline=None)
+@given(works(), st.sampled_from(["ws", "os", "is"]), st.booleans(), st.booleans(),
+       st.sampled_from([0.0, 50.0, 5000.0]), st.sampled_from(["latency", "energy", "edp"]), st.integers(0, 2**32 - 1))
+def test_a_subset_of_candidates_scores_bit_for_bit_as_in_the_whole(work, dataflow, double, split, epilogue,
+                                                                  objective, seed):
+    # a first search scores only the candidates that fit: each score must be the candidate's own
+    arch = two_level_arch(4096, 4096, dataflow, double) if split else small_arch(4096, dataflow, double)
+    context = mapper.KernelContext(epilogue) if epilogue else mapper.PLAIN
+    r = mapper._rank(work, _ArchKey(without_capacities(arch)), "pipelined", dataflow, objective, context)
+    rng = np.random.default_rng(seed)
+    whole = mapper._scores(r, None)
+    # a random subset, and the candidates whose tiles drain within their compute (the others' epilogue ends later)
+    extra = np.broadcast_to(mapper._base(work, arch, "pipelined", dataflow, r.tm, r.tn, r.tk, context).drain_extra,
+                            r.tm.shape)
+    for cols in (np.flatnonzero(rng.random(r.tm.size) < rng.random()), np.flatnonzero(extra == 0)):
+        part = mapper._scores(r, cols)
+        for name in ("cycles", "dram", "pj", "obj"):
+            assert getattr(part, name).tobytes() == getattr(whole, name)[:, cols].tobytes(), name
+
+
 def test_search_over_several_dataflows_chooses_what_the_direct_search_does():
 
     d = tiny_arch_dict(rows=8, cols=8, dataflow="ws", sram_bytes=16384, latency=20, bw=8)
