@@ -90,19 +90,24 @@ The rankings' cost doubles with their rows (ResNet-50 on tpu-v1: 75 rankings, 0.
 rows alone made resnet18 on 8x8 661 MB and llama3-8b 380 MB: 2x2x2 tiles estimated at the compute floor were
 shortlisted and simulated (millions of tiles), and 128 rankings of 12 rows were kept though a run never reuses one.
 
-Session of 2026-12-07 (third), a ranking's first search picking from its scores (partial sorts) instead of sorting
-every candidate of its 12 rows, ae981fb -> main, interleaved (base, new) x 3 on the 2-CPU host (slower than the
-session before: the base's llama3 took 2.94 s then), CPU s = user + system, least of 3, peak RSS:
+Session of 2026-12-07 (third): a ranking's first search scores only the candidates that fit and picks from those
+scores with partial sorts, instead of scoring and sorting every candidate of its 12 rows; ae981fb -> main,
+interleaved (base, new) x 3 on the 2-CPU host, whose speed drifted by ~30% over the session (the base's llama3 took
+2.94 s at the last stop), so only the pairs compare; CPU s = user + system, least of 3, peak RSS:
 
     case                                  before: CPU s, peak     after: CPU s, peak     target
-    llama3-8b prefill 64 x 4096, h100     3.42 s, 266 MB          3.26 s, 263 MB         <= 1 s, 300 MB
-    resnet18, 8x8 array (scale.cfg)       1.63 s, 236 MB          1.57 s, 227 MB         <= 1 s, 300 MB
-    gemm 4096^3, 1x1 array, 4 KiB SRAMs   0.77 s, 193 MB          0.77 s, 192 MB         <= 1 s
-    resnet50 on tpu-v1, CLI               1.88 s, 82 MB           1.36 s, 77 MB          <= 0.5 s
+    llama3-8b prefill 64 x 4096, h100     3.17 s, 266 MB          2.84 s, 227 MB         <= 1 s, 300 MB
+    resnet18, 8x8 array (scale.cfg)       1.71 s, 236 MB          1.56 s, 210 MB         <= 1 s, 300 MB
+    gemm 4096^3, 1x1 array, 4 KiB SRAMs   0.78 s, 193 MB          0.79 s, 191 MB         <= 1 s
+    resnet50 on tpu-v1, CLI               2.05 s, 81 MB           1.73 s, 68 MB          <= 0.5 s
     40 points of the resnet50 sweep       504-672 ms a point      558-665 ms a point (pairs within 1%: a sweep
-                                                                  ranks at once, as before)
+                                                                  scores and ranks at once, as before)
 
-Outputs byte for byte the same. Where the time goes now (cProfile, in process): ResNet-50/tpu-v1 1.56 s: lowering
+(An earlier pair, partial sorts only: resnet50 CLI 1.88 -> 1.36 s, llama3 3.42 -> 3.26 s.) In one process, the
+scores of the rankings a run asks for: llama3-8b 0.44 -> 0.17 s (98 k of 235 k candidates fit h100's shared
+memory), resnet18 on 8x8 0.17 -> 0.14 s (62 k of 73 k), ResNet-50 on tpu-v1 unchanged (200 k of 206 k fit).
+
+Outputs byte for byte the same. Where the time went with partial sorts (cProfile, in process): ResNet-50/tpu-v1 1.56 s: lowering
 1.46 s (75 rankings' scores 0.37 s, their picks 0.09 s, the shortlists simulated 0.57 s), imports and report
 0.1 s. resnet18 on 8x8: numba's import and cached kernels ~0.47 s, rankings 0.42 s, shortlists simulated ~0.65 s.
 llama3-8b: search 0.63 s (the cache's whole-contraction tilings included), shortlists simulated 1.2 s, the power
