@@ -107,12 +107,12 @@ interleaved (base, new) x 3 on the 2-CPU host, whose speed drifted by ~30% over 
 scores of the rankings a run asks for: llama3-8b 0.44 -> 0.17 s (98 k of 235 k candidates fit h100's shared
 memory), resnet18 on 8x8 0.17 -> 0.14 s (62 k of 73 k), ResNet-50 on tpu-v1 unchanged (200 k of 206 k fit).
 
-Outputs byte for byte the same. Where the time went with partial sorts (cProfile, in process): ResNet-50/tpu-v1 1.56 s: lowering
-1.46 s (75 rankings' scores 0.37 s, their picks 0.09 s, the shortlists simulated 0.57 s), imports and report
-0.1 s. resnet18 on 8x8: numba's import and cached kernels ~0.47 s, rankings 0.42 s, shortlists simulated ~0.65 s.
-llama3-8b: search 0.63 s (the cache's whole-contraction tilings included), shortlists simulated 1.2 s, the power
-cap's 5 clocks 1.0 s, numba ~0.5 s, imports ~0.3 s. A sweep point (20 points profiled): shortlists simulated 53%
-(building tile commands 19%), search 29% (scores 10%, sorting 6%), the fusion guard's byte counts 7%.
+Outputs byte for byte the same. Where the time went with partial sorts (cProfile, in process): ResNet-50/tpu-v1 1.56
+s: lowering 1.46 s (75 rankings' scores 0.37 s, their picks 0.09 s, the shortlists simulated 0.57 s), imports and
+report 0.1 s. resnet18 on 8x8: numba's import and cached kernels ~0.47 s, rankings 0.42 s, shortlists simulated
+~0.65 s. llama3-8b: search 0.63 s (the cache's whole-contraction tilings included), shortlists simulated 1.2 s, the
+power cap's 5 clocks 1.0 s, numba ~0.5 s, imports ~0.3 s. A sweep point (20 points profiled): shortlists simulated
+53% (building tile commands 19%), search 29% (scores 10%, sorting 6%), the fusion guard's byte counts 7%.
 
 llama3-8b's full program before scale4: 1.03 M runs (attention 64 k lockstep steps a layer, contractions ~60 k runs
 a layer); its pipeline takes 0.24 M events (9.3 M without repeat groups and the time grid), 0.12 s; the rest is the
