@@ -30,9 +30,9 @@ Only whether a candidate fits depends on the buffer capacities. So the scores of
 once, _score_orders) are kept per (loop nest, arch without capacities) in _ranked; a search for one capacity
 checks which candidates fit and takes the best few of each row: the first time (a single run never asks twice)
 from the scores of the fitting candidates alone, with partial sorts; when asked again or in a sweep, from every
-candidate's scores, ranked once and kept. Archs that differ only
-in buffer sizes (a sweep, the per-kernel share left beside activations kept on chip) share them; a single run keeps
-few (RANKINGS_BYTES) and a sweep many (keep_rankings).
+candidate's scores, ranked once and kept. Archs that differ only in buffer sizes (a sweep, the per-kernel share
+left beside activations kept on chip) share them; a single run keeps few (RANKINGS_BYTES) and a sweep many
+(keep_rankings).
 """
 from __future__ import annotations
 
@@ -210,10 +210,15 @@ def _fits(tiles: dict[str, np.ndarray], arch: ArchConfig) -> np.ndarray:
     return fits
 
 
+def _trips(work: Contraction, tm: Any, tn: Any, tk: Any) -> dict[str, Any]:
+    """Trips of the m, n and k loops for tile sizes (arrays of candidates or one candidate's ints)."""
+    return {"m": -(-work.m // tm), "n": -(-work.n // tn), "k": -(-work.k // tk)}
+
+
 def _base(work: Contraction, arch: ArchConfig, timing: str, dataflow: str, tm: Array, tn: Array, tk: Array,
           context: KernelContext = PLAIN) -> _Base:
     acc = arch.array.acc_dtype
-    trips = {"m": -(-work.m // tm), "n": -(-work.n // tn), "k": -(-work.k // tk)}
+    trips = _trips(work, tm, tn, tk)
     n_tiles = work.g * trips["m"] * trips["n"] * trips["k"]
     dims = DATAFLOWS[dataflow]
     t_tile = {"m": tm, "n": tn, "k": sparse_k(work, tk)}[dims.streamed]
@@ -593,6 +598,17 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
                   candidates=candidates, shortlist=shortlist)
 
 
+def _by_obj(c: Array, obj: Array, dram: Array, tiles: Array) -> Array:
+    """The permutation ranking candidates `c` (with their objective, DRAM bytes and tiles) by (objective, DRAM
+    bytes, tiles, index): a row's first ranking."""
+    return lexsort((c, tiles, dram, obj))
+
+
+def _by_dram(c: Array, obj: Array, dram: Array, tiles: Array) -> Array:
+    """... by (DRAM bytes, tiles, objective, index): a row's tie-band ranking."""
+    return lexsort((c, obj, tiles, dram))
+
+
 def _ranking_fits(r: _Ranking, arch: ArchConfig) -> Array:
     """(ROWS, N): which candidates fit the arch's on-chip levels (the only part of a search that depends on
     capacities); a held row's held operand needs its own bytes in its home level."""
@@ -627,8 +643,8 @@ def _direct_picks(r: _Ranking, arch: ArchConfig) -> tuple[Array, Array, _Scores]
         vals = s.obj[o, f]
         top = f[vals <= np.partition(vals, SHORTLIST - 1)[SHORTLIST - 1]] if f.size > SHORTLIST else f
         band = f[vals <= vals.min() * (1 + TIE_BAND)]
-        for chosen in (top[lexsort((cols[top], n_tiles[top], s.dram[o, top], s.obj[o, top]))[:SHORTLIST]],
-                       band[lexsort((cols[band], s.obj[o, band], n_tiles[band], s.dram[o, band]))[:SHORTLIST]]):
+        for chosen in (top[_by_obj(cols[top], s.obj[o, top], s.dram[o, top], n_tiles[top])[:SHORTLIST]],
+                       band[_by_dram(cols[band], s.obj[o, band], s.dram[o, band], n_tiles[band])[:SHORTLIST]]):
             rows.append(np.full(chosen.size, o))
             picks.append(chosen)
     o_, c_ = np.concatenate(rows), np.concatenate(picks)
@@ -845,7 +861,7 @@ def _rank(work: Contraction, key: _ArchKey, timing: str, dataflow: str, objectiv
     unit = alignment(work, arch, dataflow)
     sizes = [tile_sizes(getattr(work, d), unit[d]) for d in LOOPS]
     tm, tn, tk = (g.ravel() for g in np.meshgrid(*sizes, indexing="ij"))   # independent of capacities
-    trips = {"m": -(-work.m // tm), "n": -(-work.n // tn), "k": -(-work.k // tk)}
+    trips = _trips(work, tm, tn, tk)
     n_tiles = work.g * trips["m"] * trips["n"] * trips["k"]
     need = level_footprint(tile_bytes(work, tm, tn, tk, arch.array.acc_dtype), arch)
     held = tuple(_held_need(work, arch, tm, tn, tk, order) for order in ORDERS)
@@ -890,12 +906,12 @@ def _orders(r: _Ranking) -> _Orders:
     n = r.tm.size
     by_obj, by_dram = [], []
     for o, (first, band) in enumerate(rows):
-        ranks = lexsort((first, n_tiles[first], dram[o, first], obj[o, first]))
+        ranks = _by_obj(first, obj[o, first], dram[o, first], n_tiles[first])
         by_obj.append(first[ranks])
         if band is first:       # by (dram, tiles) from the objective's ranking: (dram, tiles, objective, index)
             by_dram.append(first[then_by(then_by(ranks, n_tiles[first]), dram[o, first])])
         else:
-            by_dram.append(band[lexsort((band, obj[o, band], n_tiles[band], dram[o, band]))])
+            by_dram.append(band[_by_dram(band, obj[o, band], dram[o, band], n_tiles[band])])
 
     def pad(lists: list[Array]) -> Array:
         return np.array([np.pad(x, (0, max(map(len, lists)) - len(x)), constant_values=n) for x in lists],
@@ -950,7 +966,7 @@ def _mapping(work: Contraction, dataflow: str, tm: int, tn: int, tk: int, row: i
     """The mapping of a ranking row's candidate; a hold that changes nothing (compiler.cost.hold_matters) is
     dropped, so it is the same mapping as the row without it."""
     order = ORDERS[row % len(ORDERS)]
-    trips = {"m": -(-work.m // tm), "n": -(-work.n // tn), "k": -(-work.k // tk)}
+    trips = _trips(work, tm, tn, tk)
     return Mapping(dataflow, tm, tn, tk, order, row >= len(ORDERS) and hold_matters(order, trips))
 
 
