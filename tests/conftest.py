@@ -5,6 +5,10 @@ import os
 
 from hypothesis import settings
 
+# Lowered schedules are not read from or written to the on-disk store (sim/studies/schedule_store.py): a test that
+# changes a module's constants must lower anew. tests/test_schedule_store.py turns it on where it is tested.
+os.environ["TILESIM_SCHEDULE_CACHE"] = "0"
+
 # Property tests draw the same examples on every run (CI must not flake); TILESIM_HYPOTHESIS_RANDOM=1 explores anew.
 settings.register_profile("tilesim", derandomize=not os.environ.get("TILESIM_HYPOTHESIS_RANDOM"), deadline=None,
                           print_blob=True)

@@ -41,7 +41,7 @@ def run_tilesim(site: Path, root: Path, *args: str, user: str | None = None) -> 
     tmp = root / "tmp"
     tmp.mkdir(exist_ok=True, mode=0o777)
     tmp.chmod(0o777)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NUMBA_", "TILESIM_"))}   # stores on
     env.update(PYTHONPATH=str(site), HOME=str(blocker / "home"), XDG_CACHE_HOME=str(blocker / "cache"),
                TMPDIR=str(tmp), PYTHONDONTWRITEBYTECODE="1")
     cmd = [sys.executable, "-m", "tilesim", *args]
@@ -60,6 +60,9 @@ def test_read_only_install_with_no_cache_folder_runs_from_a_private_temporary_ca
     assert json.loads(run.stdout)["cycles"] > 0
     cache = tmp_path / "tmp" / f"tilesim-numba-{os.getuid()}"
     assert any(cache.rglob("*.nbi")), "the kernels were cached in the private temporary folder"
+    assert any((cache / "schedules").glob("*.schedule")), "and the schedule (sim/studies/schedule_store.py)"
+    again = run_tilesim(site, tmp_path, "run", "-w", "gemm:64,64,64", "-a", "edge-npu", "-f", "json")
+    assert again.returncode == 0 and json.loads(again.stdout) == json.loads(run.stdout), again.stderr
     listing = run_tilesim(site, tmp_path, "list", "archs")
     assert listing.returncode == 0 and "tpu-v1" in listing.stdout and not listing.stderr
 

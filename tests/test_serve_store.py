@@ -8,7 +8,7 @@ import pytest
 
 from tilesim.arch import load_arch
 from tilesim.compiler.schedule import CompileOptions
-from tilesim.studies import serve_store
+from tilesim.studies import serve_store, stores
 from tilesim.studies.options import WorkloadOptions
 from tilesim.studies.serve import SchedulerOptions, TraceOptions, serve
 from tilesim.studies.serve_cost import StepCostModel
@@ -89,10 +89,10 @@ def test_unwritable_cache_folder_falls_back_to_a_private_one(tmp_path, monkeypat
     monkeypatch.setenv("TILESIM_CACHE_DIR", str(blocked / "cache"))
     private = tmp_path / "private"
     private.mkdir(mode=0o700)
-    monkeypatch.setattr(serve_store, "private_cache_dir", lambda: str(private))
+    monkeypatch.setattr(stores, "private_cache_dir", lambda: str(private))
     served()
     assert len(list((private / "serve-steps").glob("*.json"))) == 1
-    monkeypatch.setattr(serve_store, "private_cache_dir", lambda: None)
+    monkeypatch.setattr(stores, "private_cache_dir", lambda: None)
     assert serve_store.StepStore("k").path is None and not serve_store.StepStore("k").save({})
     assert served().simulations > 0                      # nothing stored, nothing fails
 
@@ -108,9 +108,7 @@ def test_the_store_can_be_turned_off(cache_dir, monkeypatch):
 def test_the_key_hashes_the_simulator_and_step_cost_source(monkeypatch):
     full = serve_store.source_fingerprint()
     for name, value in (("SOURCE_MODULES", ()), ("SOURCE_PACKAGES", ("tilesim.core",))):
-        serve_store.source_fingerprint.cache_clear()
         with monkeypatch.context() as m:
             m.setattr(serve_store, name, value)
             assert serve_store.source_fingerprint() != full
-    serve_store.source_fingerprint.cache_clear()
     assert serve_store.source_fingerprint() == full

@@ -15,6 +15,7 @@ from tilesim.compiler.schedule import CompileOptions, Schedule, lower
 from tilesim.core.simulate import kernel_evaluator
 from tilesim.studies.llm import LLMResult, run_llm
 from tilesim.studies.options import LLMOptions, OptionError, WorkloadOptions, not_an_llm
+from tilesim.studies.schedule_store import lowered
 from tilesim.workloads import decoder_config, load_workload
 from tilesim.workloads import llm as wl
 from tilesim.workloads.sparsity import (
@@ -90,9 +91,11 @@ def check_graph_fits(graph: Graph, arch: ArchConfig) -> None:
 
 
 def schedule(graph: Graph, arch: ArchConfig, options: CompileOptions) -> Schedule:
-    """The graph lowered for the arch: fused, mapped (searched by the options' objective) and scheduled."""
-    evaluate = kernel_evaluator(arch, options.resolved_timing(arch), options.objective)
-    return lower(graph, arch, options, evaluate)
+    """The graph lowered for the arch: fused, mapped (searched by the options' objective) and scheduled; from the
+    on-disk store when this graph, arch and options were lowered before (schedule_store.py)."""
+    return lowered(lambda: lower(graph, arch, options,
+                                 kernel_evaluator(arch, options.resolved_timing(arch), options.objective)),
+                   graph, arch, options)
 
 
 def run_decoder(cfg: DecoderConfig, arch: ArchConfig, workload: WorkloadOptions, llm: LLMOptions,

@@ -2,9 +2,7 @@
 runs, so a stream already served on the same model, arch and options costs no graph simulation the next time.
 
 One JSON file per (model config, arch, dtypes, compile options, tilesim version and source) key, under the user's
-cache folder ($TILESIM_CACHE_DIR, else $XDG_CACHE_HOME/tilesim, else ~/.cache/tilesim; subfolder serve-steps), or,
-where that cannot be written, under a private per-user temporary folder (as the numba cache falls back,
-core/kernels/jit.py); with neither, nothing is stored. TILESIM_STEP_CACHE=0 turns the store off. The key hashes the
+cache folder (stores.py; subfolder serve-steps). TILESIM_STEP_CACHE=0 turns the store off. The key hashes the
 source that computes a step's cost (the simulator's packages, serve_cost.py and serve_layers.py), so a changed
 simulator never reads an old grid. Floats go through JSON's shortest round-trip repr: a cached grid point is
 bit-identical to the simulation it stands for. A file that cannot be read or parsed is ignored (and replaced at the
@@ -13,17 +11,14 @@ next save); saves are atomic (temporary file + rename).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
-import importlib
-import importlib.metadata
 import json
 import os
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from tilesim.core.kernels.jit import private_cache_dir
+from tilesim.studies import stores
 
 STORE_VERSION = 1           # the file layout below
 SOURCE_PACKAGES = ("tilesim.core", "tilesim.compiler", "tilesim.arch", "tilesim.workloads")
@@ -31,24 +26,10 @@ SOURCE_PACKAGES = ("tilesim.core", "tilesim.compiler", "tilesim.arch", "tilesim.
 SOURCE_MODULES = ("tilesim.studies.serve_cost", "tilesim.studies.serve_layers")
 
 
-@functools.cache
 def source_fingerprint() -> str:
     """The installed tilesim version and a hash of the source files a step cost depends on: the simulator's
     packages and the step-cost model (not the schedulers, which only read the grid)."""
-    try:
-        version = importlib.metadata.version("tilesim")
-    except importlib.metadata.PackageNotFoundError:
-        version = "unknown"
-    h = hashlib.sha256(version.encode())
-    files = []
-    for name in SOURCE_PACKAGES:
-        root = Path(importlib.import_module(name).__file__).parent
-        files += [(f"{name}/{f.relative_to(root)}", f) for f in sorted(root.glob("*.py")) + sorted(root.glob("*/*.py"))]
-    files += [(name, Path(importlib.import_module(name).__file__)) for name in SOURCE_MODULES]
-    for label, f in files:
-        h.update(label.encode())
-        h.update(f.read_bytes())
-    return f"{version}-{h.hexdigest()[:16]}"
+    return stores.source_fingerprint(SOURCE_PACKAGES, SOURCE_MODULES)
 
 
 def store_key(*parts: Any) -> str:
@@ -58,39 +39,13 @@ def store_key(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def user_cache_dir() -> Path:
-    """$TILESIM_CACHE_DIR, else $XDG_CACHE_HOME/tilesim, else ~/.cache/tilesim."""
-    if os.environ.get("TILESIM_CACHE_DIR"):
-        return Path(os.environ["TILESIM_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "tilesim"
-
-
-def writable_folder() -> Path | None:
-    """The store's folder: under the user's cache folder if it can be made and written, else a private temporary
-    folder of ours (core/kernels/jit.py private_cache_dir), else None."""
-    for base in (user_cache_dir(), None):
-        if base is None:
-            tmp = private_cache_dir()
-            if tmp is None:
-                return None
-            base = Path(tmp)
-        folder = base / "serve-steps"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            if os.access(folder, os.W_OK | os.X_OK):
-                return folder
-        except OSError:
-            continue
-    return None
-
-
 class StepStore:
     """One grid's file: `load()` the points stored, `save(points)` them back (atomic, best effort)."""
 
     def __init__(self, key: str):
         self.key = key
-        self.folder = writable_folder() if os.environ.get("TILESIM_STEP_CACHE", "1") != "0" else None
+        on = os.environ.get("TILESIM_STEP_CACHE", "1") != "0"
+        self.folder = stores.writable_folder("serve-steps") if on else None
 
     @property
     def path(self) -> Path | None:

@@ -1,0 +1,140 @@
+"""The on-disk store of lowered schedules: the Schedule a graph lowers to on an arch with a run's compile options
+(fusion, the mapping search, the simulator's pick among its shortlist, the fusion guard: ~1.5 s of ResNet-50 on
+tpu-v1) kept between runs, so the same run again only simulates it.
+
+A schedule is a function of what lower() is given: the graph, the arch, the compile options and the evaluator's
+flash share, hashed by value (stores.value_key), and of the source that lowers and evaluates (the compiler, arch and
+simulator core packages: stores.source_fingerprint) with the numerical libraries' versions. What is stored is the
+Schedule object lower() returned (a pickle), so a run from the store reports byte for byte what it would otherwise.
+
+One file per key under the user's cache folder (stores.py; subfolder schedules, made 0700). A pickle runs code
+when it is read, so a file is read only where it and its folder belong to us and no one else may write them. A file
+that cannot be read or does not hold this key's schedule is ignored and replaced. Saves are atomic (temporary file
++ rename). The store keeps at most MAX_FILES files and MAX_BYTES in all, dropping the least recently used.
+TILESIM_SCHEDULE_CACHE=0 turns it off (the tests do: a test that changes a module's constants must lower anew).
+"""
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import pickle
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tilesim.compiler.schedule import Schedule
+from tilesim.studies import stores
+
+STORE_VERSION = 1                 # the file layout: a pickle of (key, Schedule)
+SOURCE_PACKAGES = ("tilesim.core", "tilesim.compiler", "tilesim.arch")
+SOURCE_MODULES = ("tilesim.studies.schedule_store",)
+MAX_FILES = 2_000
+MAX_BYTES = 256 * 2**20
+SUFFIX = ".schedule"
+
+
+def enabled() -> bool:
+    """False when TILESIM_SCHEDULE_CACHE is 0."""
+    return os.environ.get("TILESIM_SCHEDULE_CACHE", "1") != "0"
+
+
+def versions() -> tuple[str, ...]:
+    """Python's, numpy's and numba's versions: the search's arithmetic runs on them."""
+    found = []
+    for package in ("numpy", "numba"):
+        try:
+            found.append(importlib.metadata.version(package))
+        except importlib.metadata.PackageNotFoundError:
+            found.append("none")
+    return (sys.version, *found)
+
+
+def schedule_key(*inputs: Any) -> str | None:
+    """The store's key for lowering `inputs`, None where one has no canonical form."""
+    try:
+        return stores.value_key(STORE_VERSION, stores.source_fingerprint(SOURCE_PACKAGES, SOURCE_MODULES),
+                                versions(), *inputs)
+    except TypeError:
+        return None
+
+
+def lowered(make: Callable[[], Schedule], *inputs: Any) -> Schedule:
+    """make()'s schedule, read from the store when one is stored for `inputs` (all that make() lowers from), else
+    made and stored."""
+    folder = stores.writable_folder("schedules", mode=0o700) if enabled() else None
+    key = schedule_key(*inputs) if folder is not None else None
+    if folder is None or key is None:
+        return make()
+    path = folder / f"{key}{SUFFIX}"
+    found = load(path, key)
+    if found is not None:
+        return found
+    schedule = make()
+    if save(path, key, schedule):
+        prune(folder)
+    return schedule
+
+
+def load(path: Path, key: str) -> Schedule | None:
+    """The schedule stored at `path` for `key`; None when there is none, it is not ours alone, or it is damaged."""
+    try:
+        if not stores.ours_alone(os.lstat(path.parent)):
+            return None
+        with open(path, "rb") as f:
+            if not stores.ours_alone(os.fstat(f.fileno())):
+                return None
+            data = f.read()
+        stored = pickle.loads(data)                     # a file only we could have written
+    except Exception:                                   # missing, unreadable or damaged: make it anew
+        return None
+    if not (isinstance(stored, tuple) and len(stored) == 2 and stored[0] == key and isinstance(stored[1], Schedule)):
+        return None
+    try:
+        os.utime(path)                                  # recently used: pruned last
+    except OSError:
+        pass
+    return stored[1]
+
+
+def save(path: Path, key: str, schedule: Schedule) -> bool:
+    """Write (key, schedule) to `path` atomically; False (and nothing left) when it cannot be written."""
+    tmp = None
+    try:
+        data = pickle.dumps((key, schedule), protocol=pickle.HIGHEST_PROTOCOL)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)   # mode 0600
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+        return True
+    except (OSError, pickle.PicklingError, TypeError, AttributeError):
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        return False
+
+
+def prune(folder: Path, max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES) -> None:
+    """Drop the least recently used stored schedules while there are more than `max_files` or they hold more than
+    `max_bytes`."""
+    try:
+        entries = []
+        with os.scandir(folder) as it:
+            for e in it:
+                if e.name.endswith(SUFFIX) and e.is_file(follow_symlinks=False):
+                    info = e.stat(follow_symlinks=False)
+                    entries.append((info.st_mtime_ns, info.st_size, e.path))
+    except OSError:
+        return
+    count, total = len(entries), sum(size for _, size, _ in entries)
+    entries.sort()
+    for _, size, name in entries[:-1]:                  # the newest stays
+        if count <= max_files and total <= max_bytes:
+            break
+        try:
+            os.unlink(name)
+        except FileNotFoundError:                       # another run pruned it
+            pass
+        except OSError:
+            continue
+        count, total = count - 1, total - size
