@@ -1,5 +1,6 @@
 """Issue 22's scale targets (by hand, not a test; prints a table): each case is a fresh `tilesim run` process,
-run twice so numba's on-disk cache is warm; the second run's wall seconds and peak memory are shown.
+run once to warm numba's on-disk cache, then twice with an empty schedule store ("first": the run lowers) and twice
+with its schedule stored ("again": sim/studies/schedule_store.py); the least-CPU run's seconds and peak memory.
 
     python benchmarks/bench_scale.py [--sweep]      # --sweep adds the 1,000-point ResNet-50 search sweep
 
@@ -125,6 +126,7 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -151,7 +153,7 @@ CASES = [   # (name, CLI arguments after `run`, target seconds, target MB)
      ["-w", "gemm:4096,4096,4096", "-a", SCALE_CFG, "--set", "array.rows=1", "--set", "array.cols=1",
       "--set", "memory.ifmap_sram.capacity_bytes=4KiB", "--set", "memory.filter_sram.capacity_bytes=4KiB",
       "--set", "memory.ofmap_sram.capacity_bytes=4KiB"], 1.0, None),
-    ("resnet50 on tpu-v1 (CLI default)", [], 0.5, None),
+    ("resnet50 on tpu-v1 (CLI)", [], 0.5, None),
 ]
 CHILD = """
 import resource, sys, time
@@ -169,11 +171,12 @@ def child_cpu() -> float:
     return r.ru_utime + r.ru_stime
 
 
-def one_run(argv: list[str]) -> tuple[int, float, float, float, float, str]:
+def one_run(argv: list[str], store: str) -> tuple[int, float, float, float, float, str]:
     """(exit status, process wall s, process CPU s, in-process s after the interpreter started, peak RSS MB, last
-    error line). Python may write its bytecode cache (PYTHONDONTWRITEBYTECODE dropped), as an installed package
-    has one."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    error line), with the cache folder `store` (its schedules/: sim/studies/schedule_store.py). Python may write its
+    bytecode cache (PYTHONDONTWRITEBYTECODE dropped), as an installed package has one."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONDONTWRITEBYTECODE", "TILESIM_SCHEDULE_CACHE")}
+    env["TILESIM_CACHE_DIR"] = store
     t0, c0 = time.perf_counter(), child_cpu()
     p = subprocess.run([sys.executable, "-c", CHILD, "run", *argv, "-f", "json", "-o", os.devnull],
                        capture_output=True, text=True, env=env)
@@ -219,19 +222,26 @@ def main() -> None:
     ap.add_argument("--sweep", action="store_true", help="also time the 1,000-point ResNet-50 search sweep")
     args = ap.parse_args()
     print(f"load average before: {os.getloadavg()[0]:.2f} ({os.cpu_count()} CPUs)")
-    print(f"{'case':<38} {'status':>6} {'wall':>8} {'CPU':>8} {'in-proc':>8} {'peak MB':>8}   target")
+    print("first: an empty schedule store (the run lowers, then stores); again: the schedule stored")
+    print(f"{'case':<44} {'status':>6} {'wall':>8} {'CPU':>8} {'in-proc':>8} {'peak MB':>8}   target")
     for name, argv, secs, mb in CASES:
-        one_run(argv)                                       # fills numba's and Python's caches
-        runs = [one_run(argv) for _ in range(2)]
-        rc, wall, cpu, inner, rss, err = min(runs, key=lambda r: r[2])     # the run of least CPU
+        with tempfile.TemporaryDirectory() as tmp:
+            one_run(argv, tmp)                                  # fills numba's and Python's caches
+            firsts = []
+            for _ in range(2):                                  # each with an empty store
+                shutil.rmtree(Path(tmp) / "schedules", ignore_errors=True)
+                firsts.append(one_run(argv, tmp))
+            agains = [one_run(argv, tmp) for _ in range(2)]
         target = f"<= {secs} s" + (f", <= {mb} MB" if mb else "")
-        print(f"{name:<38} {rc:>6} {wall:>6.2f} s {cpu:>6.2f} s {inner:>6.2f} s {rss:>8.0f}   {target}"
-              + (f"   ({err[:60]})" if rc else ""))
-    print(f"{'resnet50 tpu-v1 in process, warm':<38} {'':>6} {in_process_ms():>6.1f} ms {'':>8} {'':>8} {'':>8}"
+        for what, runs in (("first", firsts), ("again", agains)):
+            rc, wall, cpu, inner, rss, err = min(runs, key=lambda r: r[2])     # the run of least CPU
+            print(f"{name + ', ' + what:<44} {rc:>6} {wall:>6.2f} s {cpu:>6.2f} s {inner:>6.2f} s {rss:>8.0f}   "
+                  f"{target}" + (f"   ({err[:60]})" if rc else ""))
+    print(f"{'resnet50 tpu-v1 in process, warm':<44} {'':>6} {in_process_ms():>6.1f} ms {'':>8} {'':>8} {'':>8}"
           "   <= 20 ms")
     if args.sweep:
         wall, cpu = sweep_seconds(1000)
-        print(f"{'1,000-point resnet50 search sweep':<38} {'':>6} {wall:>6.1f} s {'':>8} {'':>8}   <= 20 s "
+        print(f"{'1,000-point resnet50 search sweep':<44} {'':>6} {wall:>6.1f} s {'':>8} {'':>8}   <= 20 s "
               f"(CPU {cpu:.1f} s)")
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     print(json.dumps({"note": "wall = whole process incl. interpreter start; in-proc = from first import"}))

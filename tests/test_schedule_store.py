@@ -15,7 +15,7 @@ import pytest
 import tilesim
 from tilesim.arch import load_arch
 from tilesim.compiler.schedule import CompileOptions
-from tilesim.studies import llm, runs, schedule_store, stores
+from tilesim.studies import compare, llm, runs, schedule_store, stores
 from tilesim.workloads import load_workload
 
 
@@ -31,8 +31,8 @@ def refuse_lowering(monkeypatch):
     """Make lowering fail, so that a run can only succeed from the store."""
     def refuse(*args, **kwargs):
         raise AssertionError("lowered although a schedule was stored")
-    monkeypatch.setattr(runs, "lower", refuse)
-    monkeypatch.setattr(llm, "lower", refuse)
+    for module in (runs, llm, compare):
+        monkeypatch.setattr(module, "lower", refuse)
 
 
 def report(result) -> str:
@@ -53,6 +53,18 @@ def test_a_stored_schedule_reports_what_lowering_does(store, monkeypatch, worklo
     assert report(again) == report(first)
     if first.schedule is not None:
         assert again.schedule == first.schedule
+
+
+def test_a_comparison_reads_each_policy_from_the_store(store, monkeypatch):
+    first = tilesim.compare("bert-base", "edge-npu", seq_len=32)
+    assert len(list(store.glob("*.schedule"))) == 3                     # none, epilogue, full
+    single = tilesim.run("bert-base", "edge-npu", seq_len=32, fusion="epilogue")     # shared with a run
+    assert len(list(store.glob("*.schedule"))) == 3
+    with monkeypatch.context() as m:
+        refuse_lowering(m)
+        again = tilesim.compare("bert-base", "edge-npu", seq_len=32)
+        assert report(tilesim.run("bert-base", "edge-npu", seq_len=32, fusion="epilogue")) == report(single)
+    assert json.dumps(again.to_dict(), sort_keys=True) == json.dumps(first.to_dict(), sort_keys=True)
 
 
 def test_the_key_follows_graph_arch_options_and_share(monkeypatch):

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import partial
 
 from tilesim.arch.config import ArchConfig
 from tilesim.compiler.attention import AttentionWork
@@ -26,6 +27,7 @@ from tilesim.compiler.residency import NONE
 from tilesim.compiler.schedule import CompileOptions, Kernel, Schedule, lower
 from tilesim.core.result import KernelResult, SimResult
 from tilesim.core.simulate import kernel_evaluator, simulate
+from tilesim.studies.schedule_store import lowered
 
 FUSION_KINDS = ("epilogue", "layer", "attention", "residency", "unfused")
 LAYER_INDEX = re.compile(r"(?<![^.])(layers?|blocks?|h|encoder|decoder|stage)?\d+(?=\.|$)")   # layer12, encoder.3
@@ -193,13 +195,14 @@ def savings(graph: Graph, arch: ArchConfig, base: tuple[Schedule, SimResult], ru
 
 
 def compare(graph: Graph, arch: ArchConfig, policies: tuple[str, ...], base: CompileOptions) -> Comparison:
-    """Lower and simulate `graph` once per policy (plus 'none' as the reference when it is not asked for)."""
+    """Lower (or read from the store of lowered schedules) and simulate `graph` once per policy (plus 'none' as the
+    reference when it is not asked for)."""
     runs = {}
     memo: dict = {}                 # tile commands, shared by the policies' evaluations and runs (one arch)
     evaluate = kernel_evaluator(arch, base.resolved_timing(arch), base.objective, memo=memo)   # kernels recur
     for policy in dict.fromkeys(("none", *tuple(policies))):
         options = replace(base, fusion=policy)
-        schedule = lower(graph, arch, options, evaluate)
+        schedule = lowered(partial(lower, graph, arch, options, evaluate), graph, arch, options)
         runs[policy] = (schedule, simulate(schedule, arch, memo=memo))
     saved = tuple(savings(graph, arch, runs["none"], runs[p], memo) for p in policies)
     return Comparison(tuple(policies), tuple(runs[p][1] for p in policies), tuple(runs[p][0] for p in policies),

@@ -15,15 +15,18 @@ TILESIM_SCHEDULE_CACHE=0 turns it off (the tests do: a test that changes a modul
 """
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import os
 import pickle
 import sys
 import tempfile
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from tilesim.compiler.ir import Graph
 from tilesim.compiler.schedule import Schedule
 from tilesim.studies import stores
 
@@ -40,6 +43,7 @@ def enabled() -> bool:
     return os.environ.get("TILESIM_SCHEDULE_CACHE", "1") != "0"
 
 
+@functools.cache
 def versions() -> tuple[str, ...]:
     """Python's, numpy's and numba's versions: the search's arithmetic runs on them."""
     found = []
@@ -51,20 +55,31 @@ def versions() -> tuple[str, ...]:
     return (sys.version, *found)
 
 
-def schedule_key(*inputs: Any) -> str | None:
-    """The store's key for lowering `inputs`, None where one has no canonical form."""
+def graph_key(graph: Graph) -> str:
+    """A graph's value key, worked out once per Graph object (a graph is not changed once made; a sweep's design
+    points share one: hashing a 1,000-op LLM graph takes ~0.1 s)."""
+    if graph not in _GRAPH_KEYS:
+        _GRAPH_KEYS[graph] = stores.value_key(graph)
+    return _GRAPH_KEYS[graph]
+
+
+_GRAPH_KEYS: weakref.WeakKeyDictionary[Graph, str] = weakref.WeakKeyDictionary()
+
+
+def schedule_key(graph: Graph, *inputs: Any) -> str | None:
+    """The store's key for lowering `graph` with `inputs`, None where one has no canonical form."""
     try:
         return stores.value_key(STORE_VERSION, stores.source_fingerprint(SOURCE_PACKAGES, SOURCE_MODULES),
-                                versions(), *inputs)
+                                versions(), graph_key(graph), *inputs)
     except TypeError:
         return None
 
 
-def lowered(make: Callable[[], Schedule], *inputs: Any) -> Schedule:
-    """make()'s schedule, read from the store when one is stored for `inputs` (all that make() lowers from), else
-    made and stored."""
+def lowered(make: Callable[[], Schedule], graph: Graph, *inputs: Any) -> Schedule:
+    """make()'s schedule, read from the store when one is stored for `graph` and `inputs` (all that make() lowers
+    from), else made and stored."""
     folder = stores.writable_folder("schedules", mode=0o700) if enabled() else None
-    key = schedule_key(*inputs) if folder is not None else None
+    key = schedule_key(graph, *inputs) if folder is not None else None
     if folder is None or key is None:
         return make()
     path = folder / f"{key}{SUFFIX}"
