@@ -14,6 +14,7 @@ import pytest
 
 import tilesim
 from tilesim.arch import load_arch
+from tilesim.cli.main import main
 from tilesim.compiler.schedule import CompileOptions
 from tilesim.studies import compare, llm, runs, schedule_store, stores
 from tilesim.workloads import load_workload
@@ -65,6 +66,21 @@ def test_a_comparison_reads_each_policy_from_the_store(store, monkeypatch):
         again = tilesim.compare("bert-base", "edge-npu", seq_len=32)
         assert report(tilesim.run("bert-base", "edge-npu", seq_len=32, fusion="epilogue")) == report(single)
     assert json.dumps(again.to_dict(), sort_keys=True) == json.dumps(first.to_dict(), sort_keys=True)
+
+
+def test_a_sweeps_points_are_not_stored(store, tmp_path, capsys):
+    out = tmp_path / "s.csv"
+    for workload in ("gpt2", "gemm:256,512,128"):
+        argv = ["sweep", "-w", workload, "-a", "edge-npu", "--jobs", "1", "--no-progress", "--grid",
+                "array.rows=16,32", "-o", str(out)]
+        assert main([*argv, *(["--phase", "decode", "--context", "48"] if workload == "gpt2" else [])]) == 0
+    capsys.readouterr()
+    assert not list(store.glob("*.schedule"))
+    with schedule_store.off():
+        tilesim.run("gemm:256,512,128", "tpu-v1")
+    assert not list(store.glob("*.schedule"))
+    tilesim.run("gemm:256,512,128", "tpu-v1")
+    assert len(list(store.glob("*.schedule"))) == 1
 
 
 def test_the_key_follows_graph_arch_options_and_share(monkeypatch):

@@ -11,7 +11,8 @@ One file per key under the user's cache folder (stores.py; subfolder schedules, 
 when it is read, so a file is read only where it and its folder belong to us and no one else may write them. A file
 that cannot be read or does not hold this key's schedule is ignored and replaced. Saves are atomic (temporary file
 + rename). The store keeps at most MAX_FILES files and MAX_BYTES in all, dropping the least recently used.
-TILESIM_SCHEDULE_CACHE=0 turns it off (the tests do: a test that changes a module's constants must lower anew).
+TILESIM_SCHEDULE_CACHE=0 turns it off (the tests do: a test that changes a module's constants must lower anew);
+so does off(), around each of a sweep's design points.
 """
 from __future__ import annotations
 
@@ -21,8 +22,10 @@ import os
 import pickle
 import sys
 import tempfile
+import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +42,22 @@ SUFFIX = ".schedule"
 
 
 def enabled() -> bool:
-    """False when TILESIM_SCHEDULE_CACHE is 0."""
-    return os.environ.get("TILESIM_SCHEDULE_CACHE", "1") != "0"
+    """False when TILESIM_SCHEDULE_CACHE is 0, or inside off() in this thread."""
+    return os.environ.get("TILESIM_SCHEDULE_CACHE", "1") != "0" and not getattr(_mode, "off", 0)
+
+
+@contextmanager
+def off() -> Iterator[None]:
+    """Neither read nor write the store in this thread while inside (a sweep's design points: each is lowered
+    once)."""
+    _mode.off = getattr(_mode, "off", 0) + 1
+    try:
+        yield
+    finally:
+        _mode.off -= 1
+
+
+_mode = threading.local()
 
 
 @functools.cache

@@ -50,6 +50,7 @@ from tilesim.core.commands import flash_share
 from tilesim.core.files import write_atomic
 from tilesim.core.result import SimResult
 from tilesim.core.simulate import kernel_evaluator, simulate, use_compiled_kernels
+from tilesim.studies import schedule_store
 from tilesim.studies.llm import llm_dict
 from tilesim.studies.options import BACKENDS, LLMOptions, OptionError, WorkloadOptions, at_least, not_an_llm
 from tilesim.studies.runs import DecoderConfig, check_decoder, check_graph_fits, run_decoder, workload_graph
@@ -551,7 +552,14 @@ def llm_point(spec: SweepSpec, point: dict[str, str]):
 
 
 def run_point(spec: SweepSpec, point: dict[str, str]) -> dict[str, str]:
-    """One CSV row (all cells text): the point, its status and metrics; bad input becomes status=invalid."""
+    """One CSV row (all cells text): the point, its status and metrics; bad input becomes status=invalid. A point's
+    schedules are not kept on disk (schedule_store.py): each point is lowered once, and --resume keeps its row."""
+    with schedule_store.off():
+        return _row(spec, point)
+
+
+def _row(spec: SweepSpec, point: dict[str, str]) -> dict[str, str]:
+    """run_point's row."""
     if not isinstance(spec, SweepSpec):     # another kind of sweep (studies/system_sweep.py) makes its own rows
         return spec.row(point)
     row = dict(status="ok", arch=spec.arch, setup=spec.setup, reason="", **settings(spec))
