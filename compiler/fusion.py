@@ -12,6 +12,7 @@ Every op left unfused under epilogue/full gets a reason in the schedule's notes.
 """
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from math import ceil, prod
@@ -141,10 +142,18 @@ def group_ops(graph: Graph, policy: str, epilogue_ops: tuple[str, ...] | None = 
     if unknown:
         raise field_error("epilogue_ops", f"{', '.join(unknown)} not elementwise op types; allowed: "
                                           f"{', '.join(sorted(ELEMENTWISE))}")
-    grouper = _Grouper(graph, policy, None if epilogue_ops is None else frozenset(epilogue_ops))
-    for op in graph.ops:
-        grouper.place(op)
-    return grouper.result()
+    allowed = None if epilogue_ops is None else frozenset(epilogue_ops)
+    made = _GROUPINGS.setdefault(graph, {})       # a graph is not changed once made: its groupings are kept
+    if (policy, allowed) not in made:             # (the fusion guard groups a graph under each weaker policy)
+        grouper = _Grouper(graph, policy, allowed)
+        for op in graph.ops:
+            grouper.place(op)
+        made[policy, allowed] = grouper.result()
+    return made[policy, allowed]
+
+
+_GROUPINGS: weakref.WeakKeyDictionary[Graph, dict[tuple[str, frozenset[str] | None], Grouping]] = \
+    weakref.WeakKeyDictionary()
 
 
 class _Grouper:
