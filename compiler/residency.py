@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from tilesim.arch.config import OPERANDS, ArchConfig
+from tilesim.arch.config import OPERANDS, ArchConfig, EnergyEntry
 from tilesim.compiler.cost import Traffic, dram_traffic
 from tilesim.compiler.fusion import KernelSpec
 from tilesim.compiler.ir import Graph
@@ -124,18 +124,27 @@ def cache_hits(specs: list[KernelSpec], graph: Graph, arch: ArchConfig) -> list[
 
 
 def cache_traffic(work: Contraction, arch: ArchConfig, timing: str) -> Traffic | None:
-    """DRAM traffic of a whole contraction behind the arch's cache: the best tiling of the unsplit contraction with
-    the cache as its one buffer (tiles double-buffered in its capacity), as if the cache's contents were chosen
-    by the kernel's tile order (a GPU rasterizes its thread blocks for this). The cores' own tilings then decide
-    only the traffic between the cache and them. None without a cache."""
+    """DRAM traffic of a whole contraction behind the arch's cache: the tiling of the unsplit contraction with the
+    cache as its one buffer (tiles double-buffered in its capacity) that moves the fewest DRAM bytes (then the fewest
+    tiles), as if the cache's contents were chosen by the kernel's tile order (a GPU rasterizes its thread blocks
+    for this). The cores' own tilings then decide only the traffic between the cache and them. None without a
+    cache. It depends on the loop nest, the array, the cache and the channel's burst, not on the clock, the
+    channel's speed or the energy table: a power cap's slower clocks (sim/core/power.py) and points of a sweep
+    that differ in those share it (the search runs on a channel of one byte a cycle and one pJ a byte, where its
+    energy objective is the DRAM bytes)."""
     cache = arch.cache
     if cache is None:
         return None
-    key = (work, arch.array, arch.vector, arch.memory, arch.clock_hz, timing)
+    off = replace(arch.offchip, bandwidth_bytes_per_cycle=1.0, latency_cycles=0)
+    key = (work, arch.array, cache, off, timing)
     if key not in _CACHE_TRAFFIC:
         level = replace(cache, kind="sram", shared=False, holds=OPERANDS, resident_fraction=0.0,
                         double_buffered=True)
-        mapping = search(work, replace(arch, cores=1, memory=(arch.offchip, level)), timing, "energy").mapping
+        per_byte = EnergyEntry(1.0, "the cache's tiling counts DRAM bytes")
+        energy = replace(arch.energy, actions={**arch.energy.actions, f"{off.name}.read_byte": per_byte,
+                                               f"{off.name}.write_byte": per_byte})
+        bytes_only = replace(arch, cores=1, memory=(off, level), energy=energy)
+        mapping = search(work, bytes_only, timing, "energy").mapping
         _CACHE_TRAFFIC[key] = dram_traffic(work, mapping, arch.array.acc_dtype, arch.offchip.burst_bytes)
     return _CACHE_TRAFFIC[key]
 

@@ -2,13 +2,19 @@
 start overhead, lockstep steps; exact byte counts on tiny cases."""
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from archs import tiny_arch_dict
 
-from tilesim.arch import arch_from_dict
+from tilesim.arch import arch_from_dict, load_arch
+from tilesim.arch.config import EnergyEntry
 from tilesim.arch.errors import InputError
+from tilesim.arch.power import at_clock
 from tilesim.compiler.builder import GraphBuilder
+from tilesim.compiler.lowering import Contraction
+from tilesim.compiler.residency import cache_traffic
 from tilesim.compiler.schedule import CompileOptions, lower
 from tilesim.core.commands import kernel_commands, lockstep
 from tilesim.core.simulate import simulate
@@ -121,3 +127,18 @@ def test_contraction_hit_counts_its_operand_once_as_a_cache_read():
     assert r.dram_read_bytes == 3 * 4096                  # x, w1, w2; y from the cache
     # l2 reads = DRAM reads + hits (y once), l2 writes = fills + stores; 1 pJ per byte
     assert r.energy_breakdown_pj["l2"] == pytest.approx(2 * r.dram_read_bytes + r.dram_write_bytes + 4096)
+
+
+def test_the_caches_tiling_depends_on_neither_the_clock_nor_the_energy_table():
+    """A power cap's slower clocks and a sweep's energy tables share the cache's whole-contraction tiling (computed
+    once: the same object), and it is the one moving the fewest DRAM bytes of those the search ranks."""
+    arch = load_arch("h100")
+    work = Contraction(g=1, m=4096, n=5120, k=3072, a_dtype="bf16", b_dtype="bf16", c_dtype="bf16")
+    traffic = cache_traffic(work, arch, "pipelined")
+    assert traffic is not None
+    assert cache_traffic(work, at_clock(arch, 1.2e9), "pipelined") is traffic
+    read = EnergyEntry(arch.energy.actions["hbm.read_byte"].pj * 3, "a test's")
+    dearer = replace(arch, energy=replace(arch.energy, actions={**arch.energy.actions, "hbm.read_byte": read}))
+    assert cache_traffic(work, dearer, "pipelined") is traffic
+    smaller = load_arch("h100", ["memory.l2.capacity_bytes=4MiB"])
+    assert cache_traffic(work, smaller, "pipelined").read >= traffic.read
