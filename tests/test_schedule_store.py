@@ -151,13 +151,30 @@ def test_the_store_keeps_the_most_recently_used_within_its_bounds(tmp_path):
         (tmp_path / f"{i}.schedule").write_bytes(b"x" * 100)
         os.utime(tmp_path / f"{i}.schedule", ns=(i * 10**9, i * 10**9))
     (tmp_path / "other.txt").write_text("not ours to drop")
+    for name, age_s in ((".a.schedule.x.tmp", 2 * schedule_store.STALE_S), (".b.schedule.y.tmp", 0)):
+        (tmp_path / name).write_bytes(b"half")                  # left by a killed save; the new one may be in use
+        os.utime(tmp_path / name, (time.time() - age_s,) * 2)
     schedule_store.prune(tmp_path, max_files=4)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["2.schedule", "3.schedule", "4.schedule", "5.schedule",
-                                                          "other.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".b.schedule.y.tmp", "2.schedule", "3.schedule",
+                                                          "4.schedule", "5.schedule", "other.txt"]
     schedule_store.prune(tmp_path, max_bytes=250)
     assert sorted(p.name for p in tmp_path.glob("*.schedule")) == ["4.schedule", "5.schedule"]
     schedule_store.prune(tmp_path, max_bytes=0)                # the newest always stays
     assert [p.name for p in tmp_path.glob("*.schedule")] == ["5.schedule"]
+
+
+def test_a_save_leaves_no_temporary_file_whatever_happens(tmp_path, monkeypatch):
+    schedule = tilesim.run("gemm:64,64,64", "tpu-v1").schedule
+    assert schedule_store.save(tmp_path / "k.schedule", "k", schedule)
+    assert schedule_store.load(tmp_path / "k.schedule", "k") == schedule
+    assert schedule_store.load(tmp_path / "k.schedule", "other key") is None
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(schedule_store.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        schedule_store.save(tmp_path / "j.schedule", "j", schedule)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["k.schedule"]
 
 
 def test_a_read_refreshes_a_schedule_so_it_is_pruned_last(store):

@@ -23,6 +23,7 @@ import pickle
 import sys
 import tempfile
 import threading
+import time
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ SOURCE_MODULES = ("tilesim.studies.schedule_store",)
 MAX_FILES = 2_000
 MAX_BYTES = 256 * 2**20
 SUFFIX = ".schedule"
+STALE_S = 3600                    # a temporary file this old was left by a killed process
 
 
 def enabled() -> bool:
@@ -131,31 +133,39 @@ def load(path: Path, key: str) -> Schedule | None:
 
 
 def save(path: Path, key: str, schedule: Schedule) -> bool:
-    """Write (key, schedule) to `path` atomically; False (and nothing left) when it cannot be written."""
-    tmp = None
+    """Write (key, schedule) to `path` atomically; False when it cannot be written. The temporary file goes
+    whatever happens (an interrupt included); one a killed process left is pruned later."""
     try:
         data = pickle.dumps((key, schedule), protocol=pickle.HIGHEST_PROTOCOL)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)   # mode 0600
+    except (OSError, pickle.PicklingError, TypeError, AttributeError):
+        return False
+    try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
         os.replace(tmp, path)
         return True
-    except (OSError, pickle.PicklingError, TypeError, AttributeError):
-        if tmp is not None:
-            Path(tmp).unlink(missing_ok=True)
+    except OSError:
         return False
+    finally:
+        Path(tmp).unlink(missing_ok=True)           # nothing there once it was renamed
 
 
 def prune(folder: Path, max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES) -> None:
     """Drop the least recently used stored schedules while there are more than `max_files` or they hold more than
-    `max_bytes`."""
+    `max_bytes`, and temporary files older than STALE_S (left by a process killed while it saved)."""
+    entries = []
+    stale_ns = time.time_ns() - STALE_S * 10**9
     try:
-        entries = []
         with os.scandir(folder) as it:
             for e in it:
-                if e.name.endswith(SUFFIX) and e.is_file(follow_symlinks=False):
-                    info = e.stat(follow_symlinks=False)
+                if not e.is_file(follow_symlinks=False):
+                    continue
+                info = e.stat(follow_symlinks=False)
+                if e.name.endswith(SUFFIX):
                     entries.append((info.st_mtime_ns, info.st_size, e.path))
+                elif e.name.startswith(".") and e.name.endswith(".tmp") and info.st_mtime_ns < stale_ns:
+                    Path(e.path).unlink(missing_ok=True)
     except OSError:
         return
     count, total = len(entries), sum(size for _, size, _ in entries)
