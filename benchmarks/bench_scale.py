@@ -132,6 +132,14 @@ whole-contraction tilings searched again at each clock ~0.07 s) and loads numba'
 time is its simulation. Reports byte for byte the same with the store empty, full or off (tests/
 test_schedule_store.py; by hand for the cases above and llama2-7b generate on tpu-v4).
 
+Later the same session (host drifting: ResNet-50 first 1.58 -> 1.99 s between two runs of this table on the same
+code): the cache's whole-contraction tiling no longer searched again at each of the power cap's clocks (it counts
+DRAM bytes, so the clock cannot change it), llama3-8b prefill first, interleaved pairs 6f12cfb -> fa3acb8: CPU
+2.91/2.66/2.77 -> 2.47/2.41/2.49 s, 233 -> 220 MB; reports byte for byte the same on 7 h100/h200 runs. A graph's
+fusion groupings kept per policy (the fusion guard grouped it under each weaker policy at every lowering): 20
+points of the ResNet-50 search sweep, serial, interleaved 8beed97 -> main: 655/531 -> 608/493 ms a point, rows
+identical (md5).
+
 llama3-8b's full program before scale4: 1.03 M runs (attention 64 k lockstep steps a layer, contractions ~60 k runs
 a layer); its pipeline takes 0.24 M events (9.3 M without repeat groups and the time grid), 0.12 s; the rest is the
 mapping search, building the program again at each of the power cap's 9 clocks, and energy accounting. After scale4
