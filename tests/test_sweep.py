@@ -30,6 +30,7 @@ from tilesim.cli.sweep import add_sweep_arguments, cmd_sweep
 from tilesim.compiler.cost import Mapping
 from tilesim.compiler.lowering import Contraction
 from tilesim.compiler.schedule import CompileOptions, Kernel, Schedule
+from tilesim.core import simulate as core
 from tilesim.report.figure import require_matplotlib
 from tilesim.report.sweep_plot import check_plots, heatmap_grid
 from tilesim.studies import sweep
@@ -542,3 +543,24 @@ def test_sweep_output_that_is_a_folder_is_a_one_line_error(tmp_path, capsys):
     args = ["sweep", "-w", WORKLOAD, "--grid", "array.rows=8,16", "-o", str(tmp_path), "--jobs", "1"]
     assert main(args) == 2
     assert "is a directory" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_points_that_differ_only_in_capacities_share_what_a_kernel_alone_does(monkeypatch):
+    """kernel_evaluator's `alone` (cycles, action counts, DRAM bytes of a kernel simulated alone), kept across
+    capacity points, gives each point's energy priced at its own table, as a fresh evaluator measures it."""
+    work = Contraction(g=1, m=96, n=80, k=72, a_dtype="int8", b_dtype="int8", c_dtype="int8")
+    kernel = Kernel("k", ("MatMul",), work, Mapping("ws", 32, 16, 24, "mnk"))
+    small = load_arch("edge-npu", ["memory.sram.capacity_bytes=64KiB"])
+    large = load_arch("edge-npu", ["memory.sram.capacity_bytes=4MiB", "energy.actions.sram.read_byte.pj=3.5"])
+    alone: dict = {}
+    first = core.kernel_evaluator(small, "pipelined", "energy", alone=alone).measure(kernel)
+    assert len(alone) == 1
+    fresh = core.kernel_evaluator(large, "pipelined", "energy").measure(kernel)
+    with monkeypatch.context() as m:                  # the second point simulates nothing
+        m.setattr(core, "_pipeline", lambda *a, **k: pytest.fail("simulated again"))
+        m.setattr(core, "_timed", lambda *a, **k: pytest.fail("simulated again"))
+        shared = core.kernel_evaluator(large, "pipelined", "energy", alone=alone).measure(kernel)
+    assert shared == fresh and shared[0] == first[0] and shared[2] == first[2] and shared[1] != first[1]
+    idle = load_arch("edge-npu", ["energy.charge_idle_pes=true"])
+    assert sweep._shared(idle, "pipelined") is not sweep._shared(small, "pipelined")
+    assert sweep._shared(large, "pipelined") is sweep._shared(small, "pipelined")

@@ -186,12 +186,7 @@ def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = Fa
     for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel, strict=False)):
         counts = kernel_counts(kernel, cmds, arch, counted) + clock_counts(int(spans[j]), arch)
         actions.update(counts)
-        action_pj = dynamic_energy_pj(counts, arch, f"kernel '{kernel.name}'")
-        comp = by_component(action_pj)
-        for key, mw in static_mw.items():
-            static = static_energy_pj(arch, int(spans[j]), mw)
-            if static:
-                comp[key] = static
+        comp = kernel_energy_pj(kernel.name, counts, int(spans[j]), arch, static_mw)
         breakdown.update(comp)
         kr = _kernel_result(kernel, cmds, arch, int(spans[j]), float(dma_per_run[prog.entries(j)].sum()),
                             sum(comp.values()), peak, schedule.timing,
@@ -307,6 +302,18 @@ def on_grid(prog: Program) -> Program:
     issue 21); a time above zero stays at least one step."""
     q = lambda a: np.where(a > 0, np.ceil(a / TIME_GRID) * TIME_GRID, 0.0)     # noqa: E731
     return replace(prog, load_xfer=q(prog.load_xfer), store_xfer=q(prog.store_xfer), flash_xfer=q(prog.flash_xfer))
+
+
+def kernel_energy_pj(name: str, counts: Counter, span_cycles: int, arch: ArchConfig,
+                     static_mw: dict[str, float]) -> dict[str, float]:
+    """A kernel's energy by component (pJ): its actions (`counts`, clock cycles included) at the arch's table,
+    folded by component, and each static component (`static_mw`: static_power_components_mw) over its span."""
+    comp = by_component(dynamic_energy_pj(counts, arch, f"kernel '{name}'"))
+    for key, mw in static_mw.items():
+        static = static_energy_pj(arch, span_cycles, mw)
+        if static:
+            comp[key] = static
+    return comp
 
 
 def kernel_counts(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, memo: dict) -> Counter:
@@ -465,12 +472,15 @@ def _memory_traffic(actions: Counter, arch: ArchConfig, cycles: int) -> dict[str
 
 
 def kernel_evaluator(arch: ArchConfig, timing: str, objective: str = "latency", flash_share: float | None = None,
-                     memo: dict | None = None) -> KernelEvaluator:
+                     memo: dict | None = None, alone: dict | None = None) -> KernelEvaluator:
     """The objective of one kernel simulated alone (cycles, pJ or their product), for compiler.schedule.lower;
     remembered per (loop nest, mapping, split, epilogue, weights in flash), so repeated layers and policies
     simulate once. `flash_share` as for simulate (weights: overflow). The latency objective runs only the part of
-    simulate that decides the cycles (no energy). `memo` as for build_program."""
-    return KernelEvaluator(arch, timing, objective, flash_share, memo)
+    simulate that decides the cycles (no energy). `memo` as for build_program. `alone`: what each kernel
+    simulated alone takes and does (cycles, action counts, DRAM bytes), which the caller may keep across archs
+    that differ in nothing but on-chip capacities, area and energy entries (energy.charge_idle_pes aside): none of
+    them changes those (a sweep's design points, studies/sweep.py); its energy is priced at each arch's table."""
+    return KernelEvaluator(arch, timing, objective, flash_share, memo, alone)
 
 
 PIPED_KEPT = 8              # kernels' pipeline outputs an evaluator keeps (a shortlist is 5 mappings at most) ...
@@ -483,9 +493,11 @@ class KernelEvaluator:
     moves with its residency, as simulate counts them (reads, writes and flash staging), for the fusion guard."""
 
     def __init__(self, arch: ArchConfig, timing: str, objective: str, flash_share: float | None,
-                 memo: dict | None) -> None:
+                 memo: dict | None, alone: dict | None = None) -> None:
         self.arch, self.timing, self.objective = arch, timing, objective
         self.memo = commands_memo(arch, timing) if memo is None else memo
+        self.alone = {} if alone is None else alone
+        self.static_mw = static_power_components_mw(arch)
         self.share = flash_share or 0.0
         self.seen: dict = {}
         self.piped: dict = {}       # _pipeline's output of the kernels timed last (PIPED_KEPT), for `measure`
@@ -517,12 +529,22 @@ class KernelEvaluator:
         pipeline again (_timed)."""
         schedule, key = self._alone(kernel)
         if key not in self.measured:
-            piped = self.piped.pop(key, None)
-            known = cycles if cycles is not None else self.seen.get(key) if self.objective == "latency" else None
-            if piped is None and known is not None:
-                piped = _timed(schedule, self.arch, int(known), self.share, self.memo)
-            r = simulate_at_clock(schedule, self.arch, flash_share=self.share, memo=self.memo, piped=piped)
-            self.measured[key] = (r.cycles, r.energy_pj, r.dram_read_bytes + r.dram_write_bytes)
+            if key not in self.alone:
+                piped = self.piped.pop(key, None)
+                known = cycles if cycles is not None else self.seen.get(key) if self.objective == "latency" else None
+                if piped is None and known is not None:
+                    piped = _timed(schedule, self.arch, int(known), self.share, self.memo)
+                if piped is None:
+                    piped = _pipeline(schedule, self.arch, flash_share=self.share, memo=self.memo)
+                prog, _, kernel_end, _ = piped
+                cmds = prog.per_kernel[0]
+                self.alone[key] = (int(kernel_end[-1]), kernel_counts(schedule.kernels[0], cmds, self.arch, {}),
+                                   cmds.total("load_bytes") + cmds.total("store_bytes") + cmds.total("flash_bytes"))
+            span, counts, dram = self.alone[key]
+            # as simulate_at_clock totals a one-kernel schedule: its components' energies in name order
+            comp = kernel_energy_pj(kernel.name, counts + clock_counts(span, self.arch), span, self.arch,
+                                    self.static_mw)
+            self.measured[key] = (span, float(sum(v for _, v in sorted(comp.items()))), dram)
         return self.measured[key]
 
     def keep_piped(self, key: tuple, piped: tuple) -> None:

@@ -485,8 +485,8 @@ def simulate_point(spec: SweepSpec, point: dict[str, str]):
     graph, grouping = _graph(spec, arch)
     check_graph_fits(graph, arch)               # the graph is shared by points; each arch's memory is checked
     timing = spec.options.resolved_timing(arch)
-    seen, memo = _shared(arch, timing)
-    evaluate = _evaluator(arch, timing, spec.options.objective, seen, memo)
+    seen, memo, alone = _shared(arch, timing)
+    evaluate = _evaluator(arch, timing, spec.options.objective, seen, memo, alone)
     return arch, simulate(lower(graph, arch, spec.options, evaluate, grouping), arch, memo=memo)
 
 
@@ -494,27 +494,30 @@ _SHARED: dict = {}          # per process, per arch without its capacities: kern
 _KEEP_ARCHS = 8             # archs whose entries are kept (points of one array shape run together: chunks())
 
 
-def _shared(arch, timing: str) -> tuple[dict, dict]:
+def _shared(arch, timing: str) -> tuple[dict, dict, dict]:
     """What design points that differ only in on-chip capacities, energy table and area share in this process:
-    (kernels' simulated cycles alone, build_program's tile commands). Tile commands depend on none of those."""
-    key = (timing, repr(dataclasses.replace(without_capacities(arch), name="", description="", energy=None,
-                                            area=None)))
+    (kernels' simulated cycles alone, build_program's tile commands, kernels' cycles, action counts and DRAM bytes
+    alone: kernel_evaluator's `alone`). None of them depends on those, but the action counts on whether idle PEs
+    are charged (energy.charge_idle_pes, part of the key)."""
+    key = (timing, arch.energy.charge_idle_pes,
+           repr(dataclasses.replace(without_capacities(arch), name="", description="", energy=None, area=None)))
     entry = _SHARED.pop(key, None)
     if entry is None:
-        entry = ({}, {})
+        entry = ({}, {}, {})
         while len(_SHARED) >= _KEEP_ARCHS:
             del _SHARED[next(iter(_SHARED))]         # the least recently used arch
     _SHARED[key] = entry
     return entry
 
 
-def _evaluator(arch, timing: str, objective: str, seen: dict, memo: dict):
+def _evaluator(arch, timing: str, objective: str, seen: dict, memo: dict, alone: dict):
     """sim.kernel_evaluator, remembered across design points in `seen`. A kernel simulated alone (its mapping and
     the operands kept on chip for it given) takes the same cycles whatever the on-chip capacities, energy table or
     area, so under the latency objective points that differ only in those share one evaluation per (kernel,
     mapping, residency, weights in flash); energy and EDP depend on capacities (SRAM energy per byte, leakage by
-    area) and are not shared (their tile commands are, through `memo`)."""
-    evaluate = kernel_evaluator(arch, timing, objective, memo=memo)
+    area), so they are priced at each point, from the cycles and action counts the points share in `alone` (and
+    tile commands, through `memo`)."""
+    evaluate = kernel_evaluator(arch, timing, objective, memo=memo, alone=alone)
     if objective != "latency":
         return evaluate
 
