@@ -138,7 +138,11 @@ DRAM bytes, so the clock cannot change it), llama3-8b prefill first, interleaved
 2.91/2.66/2.77 -> 2.47/2.41/2.49 s, 233 -> 220 MB; reports byte for byte the same on 7 h100/h200 runs. A graph's
 fusion groupings kept per policy (the fusion guard grouped it under each weaker policy at every lowering): 20
 points of the ResNet-50 search sweep, serial, interleaved 8beed97 -> main: 655/531 -> 608/493 ms a point, rows
-identical (md5).
+identical (md5). Then design points that differ only in capacities share what each kernel simulated alone takes
+and does (cycles, action counts, DRAM bytes) and price its energy at their own table, without building a
+SimResult per measure: the same 20 points (latency), 8beed97 -> main, interleaved on an idle host: 511/568 ->
+455/446 ms a point; 10 points with --objective energy: 602/619 -> 519/486 ms; rows identical (md5). The
+1,000-point sweep was not rerun: at ~0.45 s a point it is ~4 min on 2 CPUs against the 20 s target.
 
 llama3-8b's full program before scale4: 1.03 M runs (attention 64 k lockstep steps a layer, contractions ~60 k runs
 a layer); its pipeline takes 0.24 M events (9.3 M without repeat groups and the time grid), 0.12 s; the rest is the
