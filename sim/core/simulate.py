@@ -5,6 +5,7 @@ import time
 from collections import Counter
 from contextlib import nullcontext
 from dataclasses import replace
+from functools import cached_property
 from math import ceil
 
 import numpy as np
@@ -497,7 +498,6 @@ class KernelEvaluator:
         self.arch, self.timing, self.objective = arch, timing, objective
         self.memo = commands_memo(arch, timing) if memo is None else memo
         self.alone = {} if alone is None else alone
-        self.static_mw = static_power_components_mw(arch)
         self.share = flash_share or 0.0
         self.seen: dict = {}
         self.piped: dict = {}       # _pipeline's output of the kernels timed last (PIPED_KEPT), for `measure`
@@ -546,6 +546,11 @@ class KernelEvaluator:
                                     self.static_mw)
             self.measured[key] = (span, float(sum(v for _, v in sorted(comp.items()))), dram)
         return self.measured[key]
+
+    @cached_property
+    def static_mw(self) -> dict[str, float]:
+        """static_power_components_mw of the arch, worked out at the first measure (most evaluations are cycles)."""
+        return static_power_components_mw(self.arch)
 
     def keep_piped(self, key: tuple, piped: tuple) -> None:
         """Keep a kernel's _pipeline output for a `measure` that follows (pick's tie-break measures the tied

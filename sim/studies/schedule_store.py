@@ -21,7 +21,6 @@ import importlib.metadata
 import os
 import pickle
 import sys
-import tempfile
 import threading
 import time
 import weakref
@@ -133,22 +132,13 @@ def load(path: Path, key: str) -> Schedule | None:
 
 
 def save(path: Path, key: str, schedule: Schedule) -> bool:
-    """Write (key, schedule) to `path` atomically; False when it cannot be written. The temporary file goes
-    whatever happens (an interrupt included); one a killed process left is pruned later."""
+    """Write (key, schedule) to `path` atomically (stores.save_file); False when it cannot be written. A temporary
+    file a killed process left is pruned later."""
     try:
         data = pickle.dumps((key, schedule), protocol=pickle.HIGHEST_PROTOCOL)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)   # mode 0600
-    except (OSError, pickle.PicklingError, TypeError, AttributeError):
+    except (pickle.PicklingError, TypeError, AttributeError):
         return False
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-        return True
-    except OSError:
-        return False
-    finally:
-        Path(tmp).unlink(missing_ok=True)           # nothing there once it was renamed
+    return stores.save_file(path, data)
 
 
 def prune(folder: Path, max_files: int = MAX_FILES, max_bytes: int = MAX_BYTES) -> None:

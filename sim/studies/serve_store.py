@@ -14,7 +14,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -63,17 +62,8 @@ class StepStore:
         return data if isinstance(data, dict) and data.get("key") == self.key else {}
 
     def save(self, points: dict) -> bool:
-        """Write the points (with the key) atomically; False when it could not be written (nothing is left)."""
+        """Write the points (with the key) atomically (stores.save_file); False when they could not be written
+        (nothing is left)."""
         if self.path is None:
             return False
-        tmp = None
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.key}.", suffix=".tmp", dir=self.folder)
-            with os.fdopen(fd, "w") as f:
-                json.dump(points | {"key": self.key}, f)
-            os.replace(tmp, self.path)
-            return True
-        except OSError:
-            if tmp is not None:
-                Path(tmp).unlink(missing_ok=True)
-            return False
+        return stores.save_file(self.path, json.dumps(points | {"key": self.key}).encode())

@@ -15,6 +15,7 @@ import importlib
 import importlib.metadata
 import os
 import stat
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -70,6 +71,24 @@ def writable_folder(name: str, mode: int = 0o777) -> Path | None:
         except OSError:
             continue
     return None
+
+
+def save_file(path: Path, data: bytes) -> bool:
+    """Write `data` to `path` atomically (a temporary file beside it, mode 0600, renamed over it): False when it
+    cannot be written. The temporary file goes whatever happens, an interrupt included."""
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError:
+        return False
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+        return True
+    except OSError:
+        return False
+    finally:
+        Path(tmp).unlink(missing_ok=True)           # nothing there once it was renamed
 
 
 def ours_alone(info: os.stat_result) -> bool:
