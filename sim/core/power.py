@@ -10,12 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 
-from tilesim.arch.config import ArchConfig, Dvfs
+import numpy as np
+
+from tilesim.arch.config import ArchConfig
 from tilesim.arch.power import at_clock, voltage_ratio
 from tilesim.core.result import SimResult
 
 BISECTIONS = 8      # clock found to (clock_hz - min_hz) / 2**8, e.g. ~4 MHz on the h100 preset
-GUESSES = 3         # model-guided rounds (a guess and its neighbour) before plain bisection of the rest
+GUESSES = 6         # model-guided runs before plain bisection of what is left
 
 
 def capped_run(top: SimResult, arch: ArchConfig, run: Callable[[ArchConfig], SimResult]) -> SimResult:
@@ -23,18 +25,19 @@ def capped_run(top: SimResult, arch: ArchConfig, run: Callable[[ArchConfig], Sim
     run at the highest clock of the bisection grid whose power is within it (`run` simulates the same schedule at
     another arch); at the DVFS floor clock when even that exceeds the cap.
 
-    The answer is the one an 8-step bisection gives when power rises with the clock, but found in fewer runs: a
-    guess where power = a + b V(f)^2 f (a compute-bound run's shape) meets the cap, through the top run and the
-    static power (the floor of the power at no clock), a run at the guess and one at its neighbour towards the
-    boundary, then guesses through the two runs nearest the boundary, then bisection of what is left (usually 2 to
-    4 runs, not 9; at most 1 + 2 x GUESSES + BISECTIONS). The floor clock is run only when the boundary is below
+    The answer is the one an 8-step bisection gives when power rises with the clock, found in fewer runs: each
+    guess is the grid point where power_model (the top run's kernels and energy, worked out at another clock) meets
+    the cap, corrected by the ratio of simulated to modelled power at the runs that bracket the boundary
+    (interpolated between them), kept strictly inside the bracket; after GUESSES guesses, plain bisection (usually
+    2 or 3 runs, not 9; at most 1 + GUESSES + BISECTIONS). The floor clock is run only when the boundary is below
     grid point 1."""
     cap = arch.power.cap_w if arch.power else 0.0
     if not cap or top.power_w <= cap or arch.power is None or arch.power.dvfs is None:
         return top
-    dvfs, lo_hz, hi_hz = arch.power.dvfs, arch.power.dvfs.min_hz, arch.clock_hz
+    lo_hz, hi_hz = arch.power.dvfs.min_hz, arch.clock_hz
     top_k = 2**BISECTIONS                       # the arch's own clock, just past the grid (bisection never runs it)
     runs = {top_k: top}
+    model = power_model(top, arch)
 
     def hz(k: int) -> float:
         """The clock of grid point k."""
@@ -46,30 +49,61 @@ def capped_run(top: SimResult, arch: ArchConfig, run: Callable[[ArchConfig], Sim
             runs[k] = run(at_clock(arch, hz(k)))
         return runs[k].power_w <= cap
 
-    def anchor(lo: int, hi: int) -> tuple[float, float]:
-        """(clock, power) of a second point for the model beside the bracket's high end `hi`: the low end's run;
-        before one exists, the nearest run above `hi` (extrapolating down), else zero clock at the static power."""
-        if lo in runs:
-            return hz(lo), runs[lo].power_w
-        above = [k for k in runs if k > hi]
-        if above:
-            return hz(min(above)), runs[min(above)].power_w
-        return 0.0, top.static_power_mw.get("static", 0.0) * 1e-3
+    def guess(lo: int, hi: int) -> int:
+        """The highest grid point strictly inside (lo, hi) whose corrected model power meets the cap (lo + 1 when
+        none does)."""
+        known = [(hz(k), runs[k].power_w / m if (m := model(hz(k))) > 0 else 1.0) for k in (lo, hi) if k in runs]
+        if len(known) == 2 and known[0][0] != known[1][0]:
+            (f0, r0), (f1, r1) = known
+            ratio = lambda f: r0 + (r1 - r0) * (f - f0) / (f1 - f0)      # noqa: E731
+        else:
+            ratio = lambda f: known[-1][1]                                 # noqa: E731
+        a, b = lo + 1, hi - 1                   # the answer lies in a - 1 .. b: bisect the model, not runs
+        while a <= b:
+            mid = (a + b) // 2
+            a, b = (mid + 1, b) if model(hz(mid)) * ratio(hz(mid)) <= cap else (a, mid - 1)
+        return max(b, lo + 1)
 
     lo_k, hi_k = 0, top_k                       # lo_k meets the cap (the floor: unchecked until run), hi_k does not
     for attempt in range(GUESSES + BISECTIONS):
         if hi_k - lo_k <= 1:
             break
-        guess = guess_step(dvfs, *anchor(lo_k, hi_k), hz(hi_k), runs[hi_k].power_w, cap, lo_hz, hi_hz) \
-            if attempt < GUESSES else None      # then plain bisection of what is left
-        guessing = guess is not None
-        k = min(max(guess, lo_k + 1), hi_k - 1) if guess is not None else (lo_k + hi_k) // 2
-        step = 1 if within(k) else -1
-        lo_k, hi_k = (k, hi_k) if step > 0 else (lo_k, k)
-        if guessing and lo_k < k + step < hi_k:     # the neighbour towards the boundary: a good guess ends here
-            lo_k, hi_k = (k + step, hi_k) if within(k + step) else (lo_k, k + step)
+        k = guess(lo_k, hi_k) if attempt < GUESSES else (lo_k + hi_k) // 2
+        lo_k, hi_k = (k, hi_k) if within(k) else (lo_k, k)
     within(lo_k)                                # the floor, when nothing above it met the cap
     return replace(runs[lo_k], top_clock_hz=arch.clock_hz)
+
+
+def power_model(top: SimResult, arch: ArchConfig) -> Callable[[float], float]:
+    """Average power (W) at clock f predicted from the run at the arch's own clock (capped_run's guide; never
+    reported): a memory-bound kernel keeps its seconds unless its compute, in cycles, outgrows them; another keeps
+    its compute cycles and the seconds it stalled; static power is per second, the clock tree's energy per cycle and
+    every other action's energy per action, all dynamic energy x V(f)^2 / V(top)^2 (arch.power.at_clock)."""
+    top_hz = arch.clock_hz
+    dvfs = arch.power.dvfs if arch.power else None
+    span_s = np.array([k.cycles for k in top.kernels], dtype=np.float64) / top_hz
+    compute = np.array([k.compute_cycles for k in top.kernels], dtype=np.float64)
+    dma_s = np.array([k.dma_cycles for k in top.kernels], dtype=np.float64) / top_hz
+    memory = np.array([k.bound == "memory" for k in top.kernels], dtype=bool)
+    busy_s = np.maximum(compute / top_hz, dma_s)
+    rest_s = top.latency_s - float(span_s.sum())    # time no kernel's span holds (none, unless kernels are absent)
+    parts = top.energy_breakdown_pj
+    static_pj = sum(e for c, e in parts.items() if c == "static" or c.startswith("static."))
+    clock_pj = parts.get("clock", 0.0)
+    other_pj = sum(parts.values()) - static_pj - clock_pj
+
+    def power_w(f: float) -> float:
+        scale = top_hz / f
+        kept = np.where(memory & (busy_s > 0), span_s * np.maximum(compute / f, dma_s) / np.where(busy_s > 0, busy_s,
+                                                                                                  1.0),
+                        compute / f + np.maximum(span_s - compute / top_hz, 0.0))
+        t = float(kept.sum()) + rest_s * scale
+        if t <= 0:
+            return 0.0
+        v2 = voltage_ratio(dvfs, top_hz, f) ** 2 if dvfs else 1.0
+        energy_pj = static_pj * t / top.latency_s + v2 * (clock_pj * t * f / (top.latency_s * top_hz) + other_pj)
+        return energy_pj * 1e-12 / t
+    return power_w
 
 
 def grid_hz(lo_hz: float, hi_hz: float, k: int) -> float:
@@ -84,20 +118,4 @@ def grid_hz(lo_hz: float, hi_hz: float, k: int) -> float:
     return lo_hz
 
 
-def guess_step(dvfs: Dvfs, lo_hz: float, lo_w: float, hi_hz: float, hi_w: float, cap_w: float, grid_lo_hz: float,
-               grid_hi_hz: float) -> int | None:
-    """The grid point (of the grid from grid_lo_hz to grid_hi_hz) where power = a + b V(f)^2 f, through (lo_hz, lo_w)
-    and (hi_hz, hi_w), meets cap_w (extrapolated when both lie on one side); None when the two points do not rise
-    with the clock."""
-    h = lambda f: voltage_ratio(dvfs, grid_hi_hz, f) ** 2 * f      # noqa: E731
-    if h(hi_hz) == h(lo_hz) or (hi_w - lo_w) / (h(hi_hz) - h(lo_hz)) <= 0:
-        return None
-    b = (hi_w - lo_w) / (h(hi_hz) - h(lo_hz))
-    a, lo, hi = lo_w - b * h(lo_hz), grid_lo_hz, grid_hi_hz
-    for _ in range(60):                                            # h rises with f: bisect the model, not runs
-        mid = (lo + hi) / 2
-        lo, hi = (mid, hi) if a + b * h(mid) <= cap_w else (lo, mid)
-    return int((lo - grid_lo_hz) / (grid_hi_hz - grid_lo_hz) * 2**BISECTIONS)
-
-
-__all__ = ["BISECTIONS", "GUESSES", "capped_run", "grid_hz", "guess_step"]
+__all__ = ["BISECTIONS", "GUESSES", "capped_run", "grid_hz", "power_model"]
