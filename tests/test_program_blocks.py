@@ -25,6 +25,8 @@ from tilesim.core.kernels.pipeline import run_program, run_program_py
 from tilesim.core.simulate import level_needs, restretched, simulate
 from tilesim.workloads import load_workload
 
+NO_LAYERS = np.zeros((0, 6), dtype=np.int64)
+
 
 @st.composite
 def block_programs(draw):
@@ -69,18 +71,95 @@ def flat(prog):
 @given(block_programs())
 def test_block_programs_equal_tile_by_tile_bit_for_bit(case):
     prog, groups = case
-    end, waits, stepped = run_program(*prog, groups[:, 0].copy(), groups[:, 1].copy(), groups[:, 2].copy())
+    end, waits, stepped = run_program(*prog, groups[:, 0].copy(), groups[:, 1].copy(), groups[:, 2].copy(), NO_LAYERS)
     ref_end, ref_waits, tiles = tile_by_tile(flat(prog))
     np.testing.assert_array_equal(end, ref_end)
     np.testing.assert_array_equal(waits, ref_waits)
-    py_end, py_waits, _ = run_program_py(*prog, groups[:, 0], groups[:, 1], groups[:, 2])
+    py_end, py_waits, _ = run_program_py(*prog, groups[:, 0], groups[:, 1], groups[:, 2], NO_LAYERS)
     np.testing.assert_array_equal(py_end, ref_end)
     np.testing.assert_array_equal(py_waits, ref_waits)
     assert stepped <= 2 * tiles
     with interpreted():                     # the same kernel code run as Python
-        slow = run_program(*prog, groups[:, 0].copy(), groups[:, 1].copy(), groups[:, 2].copy())
+        slow = run_program(*prog, groups[:, 0].copy(), groups[:, 1].copy(), groups[:, 2].copy(), NO_LAYERS)
     np.testing.assert_array_equal(slow[0], end)
     np.testing.assert_array_equal(slow[1], waits)
+
+
+@st.composite
+def layered_programs(draw):
+    """A program of 0-2 kernels, a layer of 1-5 kernels repeated 3-30 times, and 0-2 kernels: 1-2 blocks of a few
+    runs each (whole- or quarter-cycle times); in the layer, each kernel's dependency at most one layer back (or
+    none), as kernel_groups requires; its row of the kernel-group hint."""
+    times = st.integers(0, 80).map(lambda x: x / 4)
+    run = lambda: (draw(st.integers(1, 9)), draw(times), draw(times), float(draw(st.integers(0, 30))))  # noqa: E731
+    rows, block_run = [], [0]
+    for _ in range(draw(st.integers(1, 2))):
+        rows += [run() for _ in range(draw(st.integers(1, 4)))]
+        block_run.append(len(rows))
+    count, load, store, compute = (np.array(c) for c in zip(*rows, strict=True))
+    blocks = len(block_run) - 1
+    kernel = lambda: (draw(st.integers(0, blocks - 1)), draw(st.integers(0, 1)), draw(st.integers(1, 2)))  # noqa: E731
+    head, p, layers, tail = draw(st.integers(0, 2)), draw(st.integers(1, 5)), draw(st.integers(3, 30)), \
+        draw(st.integers(0, 2))
+    layer = [kernel() for _ in range(p)]
+    back = [draw(st.integers(0, min(p, head + i))) for i in range(p)]      # 0: no dependency
+    ks = [kernel() for _ in range(head)] + layer * layers + [kernel() for _ in range(tail)]
+    n = len(ks)
+    dep = [draw(st.integers(-1, j - 1)) if j else -1 for j in range(head)]
+    dep += [head + r * p + i - back[i] if back[i] else -1 for r in range(layers) for i in range(p)]
+    dep += [draw(st.integers(-1, j - 1)) for j in range(head + p * layers, n)]
+    block = np.array([k[0] for k in ks], dtype=np.int64)
+    first_entry, entries = np.array(block_run)[block], np.diff(block_run)[block]
+    prog = (count.astype(np.int64), load.astype(float), store.astype(float), compute.astype(float), first_entry,
+            entries, np.array([k[1] for k in ks], dtype=np.int64), np.array([k[2] for k in ks], dtype=np.int64),
+            np.array(dep, dtype=np.int64), draw(st.sampled_from([0.0, 3.0, 17.5])))
+    runs_p = int(entries[head:head + p].sum())
+    tiles = [count[a:a + e].sum() for a, e in zip(first_entry, entries, strict=True)]
+    tile_of = np.concatenate(([0], np.cumsum(tiles)))
+    row = np.array([[head, p, layers, runs_p, int(tile_of[head + p] - tile_of[head]), int(tile_of[head])]],
+                   dtype=np.int64)
+    return prog, row
+
+
+@settings(max_examples=400, deadline=None)
+@given(layered_programs())
+def test_repeated_layers_jumped_equal_tile_by_tile_bit_for_bit(case):
+    # the kernel-group hint (layers whose state repeats are jumped) changes nothing: every kernel's end and stall
+    # cycles as tile by tile, compiled and interpreted
+    prog, row = case
+    none = np.zeros(0, dtype=np.int64)
+    end, waits, _ = run_program(*prog, none, none, none, row)
+    ref_end, ref_waits, _ = tile_by_tile(flat(prog))
+    np.testing.assert_array_equal(end, ref_end)
+    np.testing.assert_array_equal(waits, ref_waits)
+    with interpreted():
+        slow = run_program(*prog, none, none, none, row)
+    np.testing.assert_array_equal(slow[0], end)
+    np.testing.assert_array_equal(slow[1], waits)
+
+
+def test_repeated_layers_are_found_and_jumped():
+    # llama-style prefill (8 layers): kernel_groups finds one layer of kernels repeated 8 times; the pipeline then
+    # steps through a few layers, not all, and gives the same ends and stalls as without the hint
+    arch = load_arch("h100")
+    schedule = lower(workload_graph("llama3-8b", {"phase": "prefill", "seq_len": 512, "layers": 8}), arch)
+    prog = simulate_module.on_grid(build_program(schedule, arch))     # transfer times on the pipeline's grid
+    found = commands.kernel_groups(prog)
+    assert found.shape == (1, 6)
+    first, p, layers, runs, tiles, tile0 = found[0].tolist()
+    names = [k.name for k in schedule.kernels]
+    assert layers == 8 and names[first].startswith("layer0.") and names[first + p].startswith("layer1.")
+    assert runs == int(prog.first_run[first + p] - prog.first_run[first])
+    assert tiles == int(prog.first_tile[first + p] - prog.first_tile[first]) and tile0 == prog.first_tile[first]
+    groups = repeat_groups(prog)
+    args = (prog.count, prog.load_xfer, prog.store_xfer, prog.compute, prog.block_run[prog.block],
+            np.diff(prog.first_run), prog.engine, prog.slots, prog.dep, float(arch.offchip.latency_cycles),
+            groups[:, 0].copy(), groups[:, 1].copy(), groups[:, 2].copy())
+    end, waits, stepped = run_program(*args, found)
+    plain_end, plain_waits, plain_stepped = run_program(*args, NO_LAYERS)
+    np.testing.assert_array_equal(end, plain_end)
+    np.testing.assert_array_equal(waits, plain_waits)
+    assert stepped < plain_stepped / 2
 
 
 def test_repeated_layers_share_one_block():

@@ -764,6 +764,40 @@ def _entries(cmds: TileCommands) -> int:
     return int(cmds.compute.shape[0])
 
 
+MAX_LAYER_KERNELS = 512         # kernels per repeated layer looked for (kernel_groups)
+MIN_LAYER_TILES = 16            # tiles a repeated layer needs (the pipeline's state window is 6 tiles wide)
+
+
+def kernel_groups(prog: Program) -> np.ndarray:
+    """Repeated layers of a program (pipeline.run_program's hint): int64 rows (first kernel, kernels per layer,
+    layers, runs per layer, tiles per layer, the first kernel's first tile) where kernel j + p is kernel j again:
+    the same block of entries, engine and slots, and a dependency as far back (at most one layer) or none. The
+    longest such stretch of at least 3 layers, the shortest layer among equals; none when there is none."""
+    n = int(prog.block.shape[0])
+    j = np.arange(n, dtype=np.int64)
+    back = np.where(prog.dep >= 0, j - prog.dep, -1)
+    sig = np.stack([prog.block, prog.engine, prog.slots, back], axis=1)
+    best = (0, 0, 0, 0)                                  # (kernels covered, first kernel, kernels per layer, layers)
+    for p in range(1, min(MAX_LAYER_KERNELS, n // 3) + 1):
+        same = np.concatenate(([False], (sig[:-p] == sig[p:]).all(axis=1) & (back[:-p] <= p), [False]))
+        edges = np.flatnonzero(np.diff(same.astype(np.int8)))
+        if edges.shape[0] == 0:
+            continue
+        starts, lengths = edges[0::2], edges[1::2] - edges[0::2]
+        at = int(np.argmax(lengths))
+        layers = (int(lengths[at]) + p) // p
+        if layers >= 3 and layers * p > best[0]:
+            best = (layers * p, int(starts[at]), p, layers)
+    _, first, p, layers = best
+    if not layers:
+        return np.zeros((0, 6), dtype=np.int64)
+    tiles = int(prog.first_tile[first + p] - prog.first_tile[first])
+    if tiles < MIN_LAYER_TILES:
+        return np.zeros((0, 6), dtype=np.int64)
+    runs = int(prog.first_run[first + p] - prog.first_run[first])
+    return np.array([[first, p, layers, runs, tiles, int(prog.first_tile[first])]], dtype=np.int64)
+
+
 MAX_REPEAT_ENTRIES = 4096      # entries per repeat looked for (repeat_groups)
 MIN_GROUP_ENTRIES = 64          # kernels (and parts) of fewer entries are left as they are
 

@@ -26,6 +26,7 @@ from tilesim.core.commands import (
     access_latency,
     build_program,
     contraction_positions,
+    kernel_groups,
     kernel_runs,
     nest_run_count,
     repeat_groups,
@@ -284,7 +285,7 @@ def _run_program(prog: Program, schedule: Schedule, arch: ArchConfig, reference:
             ends, waits, _ = run(prog.count, prog.load_xfer, prog.store_xfer, prog.compute, prog.block_run[prog.block],
                                  np.diff(prog.first_run), prog.engine, prog.slots, prog.dep,
                                  float(arch.offchip.latency_cycles), groups[:, 0].copy(), groups[:, 1].copy(),
-                                 groups[:, 2].copy())
+                                 groups[:, 2].copy(), kernel_groups(prog))
         _interpreted[0] += time.perf_counter() - start_s if small else 0.0
     return ends, waits, times
 

@@ -31,6 +31,7 @@ from tilesim.core.kernels.jit import cached_njit
 NONE, DRAM, SLOT, DEPENDENCY, ORDER, FLASH = 0, 1, 2, 3, 4, 5
 CAUSES = ("none", "dram", "slot", "dependency", "order", "flash")
 N_CAUSES = 6
+ENGINES = 8                         # engine ids 0 .. ENGINES - 1 (array, vector)
 
 
 @cached_njit
@@ -399,6 +400,111 @@ def _period(s, snap, hist, hist_s):
 
 
 @cached_njit
+def _kernel_state(s, nl, nc, dma_free, engine_free, load_end, comp_start, comp_end, store_end, load_why, kb, p, dep,
+                  last_tile, kernel_store, snap, out):
+    """The state at the end of a repeated layer (the anchor after tile s's store; kernel kb starts the next one of
+    p kernels), times relative to dma_free, into `out`: _snapshot's window, every engine's free time, and the store
+    each of the next p kernels' loads waits for where it has happened (else _INVALID). A time at or below the
+    window's least holds nothing back any more (as for _record's `blocked`): it is kept as that least, so an engine
+    unused for long, or a store long past, does not tell two equal states apart."""
+    least = _snapshot(s, nl, nc, dma_free, engine_free[0], load_end, comp_start, comp_end, store_end, load_why, snap)
+    for x in range(_SNAP):
+        out[x] = snap[x]
+    for e in range(ENGINES):
+        out[_SNAP + e] = max(engine_free[e] - dma_free, least)
+    for i in range(p):
+        d = dep[kb + i]
+        out[_SNAP + ENGINES + i] = max(kernel_store[d] - dma_free, least) if 0 <= d < kb and last_tile[d] >= 0 \
+            else _INVALID
+
+
+@cached_njit
+def _jump_periods(kb, p, jump, shift1, last_tile, kernel_end, kernel_store, waits, partial, partial_before):
+    """Fill in `jump` repeated layers from kernel kb on as the layer just ended (kb - p ..) repeated, each shift1
+    later: its kernels' ends and stores, and their stalls: what the next layer had counted by now (`partial`) plus
+    what the ended layer counted after its own start (its total less `partial_before`, counted by the end of the
+    layer before it); the layer after the jumped ones starts from `partial`."""
+    for i in range(p):
+        a = kb - p + i
+        for c in range(N_CAUSES):
+            own = waits[a, c] - partial_before[i, c]
+            for j in range(jump):
+                waits[kb + j * p + i, c] = partial[i, c] + own
+            waits[kb + jump * p + i, c] = partial[i, c]
+        if last_tile[a] >= 0:
+            for j in range(jump):
+                kernel_end[kb + j * p + i] = kernel_end[a] + (j + 1) * shift1
+                kernel_store[kb + j * p + i] = kernel_store[a] + (j + 1) * shift1
+
+
+LAYER_AT, LAYER_REF, LAYER_STATE = 0, 1, 2          # _layer_state's fields: the layer end held, its dma_free, then
+#                                                    the state now, the state held, the next layer's stalls now and
+#                                                    held (max kernels per layer x N_CAUSES each)
+
+
+@cached_njit
+def _layer_state(k_groups):
+    """The record _layer_end keeps between layer ends, sized for the largest layer of `k_groups` (none held)."""
+    max_p = 1
+    for x in range(k_groups.shape[0]):
+        max_p = max(max_p, k_groups[x, 1])
+    out = np.zeros(LAYER_STATE + 2 * (_SNAP + ENGINES + max_p) + 2 * max_p * N_CAUSES)
+    out[LAYER_AT] = -1.0
+    return out
+
+
+@cached_njit
+def _layer_end(s, nl, nc, dma_free, k_groups, ki, engine_free, load_end, comp_start, comp_end, store_end, load_why,
+               dep, last_tile, kernel_end, kernel_store, waits, snap, k_state):
+    """At the anchor after tile s's store: when it ends a repeated layer of kernel group ki (commands.kernel_groups)
+    whose state (_kernel_state) is the previous layer end's, every layer but the group's last is jumped
+    (_jump_periods; the tile window and the engines moved); else this end's state is kept in k_state. Returns (the
+    kernel group at or after tile s, tiles jumped (0: none), the time shift, runs jumped)."""
+    while ki < k_groups.shape[0] and s + 1 > k_groups[ki, 5] + k_groups[ki, 2] * k_groups[ki, 4]:
+        ki += 1
+    if ki >= k_groups.shape[0]:
+        return ki, 0, 0.0, 0
+    f, p, reps, runs_p, tiles_p, t0 = k_groups[ki, 0], k_groups[ki, 1], k_groups[ki, 2], k_groups[ki, 3], \
+        k_groups[ki, 4], k_groups[ki, 5]
+    done = (s + 1 - t0) // tiles_p
+    if not (s + 1 > t0 and (s + 1 - t0) % tiles_p == 0 and done < reps and tiles_p > WINDOW_LO + WINDOW_HI + 1):
+        return ki, 0, 0.0, 0
+    kb = f + done * p                                 # the next layer's first kernel
+    width = _SNAP + ENGINES + p
+    max_p = (k_state.shape[0] - LAYER_STATE - 2 * _SNAP - 2 * ENGINES) // (2 + 2 * N_CAUSES)
+    now = k_state[LAYER_STATE:LAYER_STATE + width]
+    held = k_state[LAYER_STATE + _SNAP + ENGINES + max_p:LAYER_STATE + _SNAP + ENGINES + max_p + width]
+    stalls = LAYER_STATE + 2 * (_SNAP + ENGINES + max_p)
+    partial = k_state[stalls:stalls + p * N_CAUSES].reshape((p, N_CAUSES))
+    partial_before = k_state[stalls + max_p * N_CAUSES:stalls + max_p * N_CAUSES + p * N_CAUSES].reshape(
+        (p, N_CAUSES))
+    _kernel_state(s, nl, nc, dma_free, engine_free, load_end, comp_start, comp_end, store_end, load_why, kb, p, dep,
+                  last_tile, kernel_store, snap, now)
+    partial[:, :] = waits[kb:kb + p, :]
+    same = k_state[LAYER_AT] == done - 1
+    if same:
+        for x in range(width):
+            if now[x] != held[x]:
+                same = False
+                break
+    jump = reps - 1 - done                            # all but the group's last layer
+    if not same or jump < 1:
+        held[:] = now
+        partial_before[:, :] = partial
+        k_state[LAYER_AT] = done
+        k_state[LAYER_REF] = dma_free
+        return ki, 0, 0.0, 0
+    shift1 = dma_free - k_state[LAYER_REF]
+    _jump_periods(kb, p, jump, shift1, last_tile, kernel_end, kernel_store, waits, partial, partial_before)
+    shift = jump * shift1
+    _shift_window(s, jump * tiles_p, shift, load_end, comp_start, comp_end, store_end, load_why)
+    for e in range(ENGINES):
+        engine_free[e] += shift
+    k_state[LAYER_AT] = -1.0
+    return ki, jump * tiles_p, shift, jump * runs_p
+
+
+@cached_njit
 def run_classes(count, load_xfer, store_xfer, compute, engine, slots, dep, kernel, n_kernels, latency):
     """Simulate a program of runs (count[r] identical tiles each; dep[r]: the kernel whose last store must end
     before the run's loads start, -1: none; kernel[r]: the run's kernel, non-decreasing); returns (each kernel's
@@ -440,15 +546,18 @@ def run_class_groups(count, load_xfer, store_xfer, compute, engine, slots, dep, 
         slots_k[kernel[r]] = slots[r]
         dep_k[kernel[r]] = dep[r]
     return _run_entries(np.arange(n_runs), kernel.astype(np.int64), count, load_xfer, store_xfer, compute, engine_k,
-                        slots_k, dep_k, n_kernels, latency, g_first, g_period, g_reps)
+                        slots_k, dep_k, n_kernels, latency, g_first, g_period, g_reps, np.zeros((0, 6), dtype=np.int64))
 
 
 @cached_njit
 def run_program(count, load_xfer, store_xfer, compute, first_entry, entries, engine, slots, dep, latency,
-                g_first, g_period, g_reps):
+                g_first, g_period, g_reps, k_groups):
     """run_class_groups of a program stored by blocks (commands.Program): kernel j's runs are the entries[j]
     entries from first_entry[j] of the per-entry arrays (kernels of repeated layers share them); engine, slots and
-    dep per kernel; repeat groups as positions in the whole program. Memory: three int64 per run of the program."""
+    dep per kernel; repeat groups as positions in the whole program; kernel groups (repeated layers: rows of first
+    kernel, kernels per period, periods, runs per period, tiles per period, first tile; a hint, see _run_entries).
+    Memory:
+    three int64 per run of the program."""
     n_kernels = first_entry.shape[0]
     n_runs = 0
     for j in range(n_kernels):
@@ -462,7 +571,7 @@ def run_program(count, load_xfer, store_xfer, compute, first_entry, entries, eng
             kernel[r] = j
             r += 1
     return _run_entries(at, kernel, count, load_xfer, store_xfer, compute, engine, slots, dep, n_kernels, latency,
-                        g_first, g_period, g_reps)
+                        g_first, g_period, g_reps, k_groups)
 
 
 @cached_njit
@@ -480,9 +589,13 @@ def _run_ends(at, kernel, count, n_kernels):
 
 @cached_njit
 def _run_entries(at, kernel, count, load_xfer, store_xfer, compute, engine, slots, dep, n_kernels, latency,
-                 g_first, g_period, g_reps):
+                 g_first, g_period, g_reps, k_groups):
     """run_class_groups' simulation: run r of the program has the values of entry at[r] of the per-entry arrays and
-    kernel kernel[r] (non-decreasing), whose engine, slots and dep are per kernel."""
+    kernel kernel[r] (non-decreasing), whose engine, slots and dep are per kernel. `k_groups` rows (first kernel f,
+    kernels per period p, periods n, runs per period, tiles per period, f's first tile): kernels f .. f + n p - 1
+    are n repeats of the p kernels from f (repeated layers; commands.kernel_groups). A hint only: at the end of each
+    period the state (the tile window, every engine, the stores the next period's loads wait for) is compared with
+    the previous period's end; the same state jumps all but the last period at once (_layer_end)."""
     n_runs = at.shape[0]
     run_end, last_tile = _run_ends(at, kernel, count, n_kernels)
     n = run_end[-1] if n_runs else 0
@@ -492,7 +605,7 @@ def _run_entries(at, kernel, count, load_xfer, store_xfer, compute, engine, slot
     comp_end = np.zeros(RING)
     store_end = np.zeros(RING)
     load_why = np.full(RING, DRAM, dtype=np.int64)
-    engine_free = np.zeros(8)
+    engine_free = np.zeros(ENGINES)
     kernel_end = np.zeros(n_kernels)
     kernel_store = np.zeros(n_kernels)
     waits = np.zeros((n_kernels, N_CAUSES))
@@ -514,6 +627,8 @@ def _run_entries(at, kernel, count, load_xfer, store_xfer, compute, engine, slot
         g_end[x] = g_tile0[x] + g_reps[x] * g_tiles[x]
     gi = 0                                            # the group at or after the store's run
     g_seen = -1                                       # the group hist[1] holds
+    k_state = _layer_state(k_groups)                  # _layer_end's record of the last layer end
+    ki = 0                                            # the kernel group at or after the store's tile
     dma_free = 0.0
     nl = nc = ns = 0
     rl = rc = rs = 0                                  # the runs of tiles nl, nc and ns
@@ -542,6 +657,22 @@ def _run_entries(at, kernel, count, load_xfer, store_xfer, compute, engine, slot
         if s == last_tile[k_r]:
             kernel_store[k_r] = store_end[s & m]
             kernel_end[k_r] = max(store_end[s & m], comp_end[s & m])
+        # the end of a repeated layer: the same state as at the previous layer's end jumps the layers still to come
+        ki, dt, shift, runs_jumped = _layer_end(s, nl, nc, dma_free, k_groups, ki, engine_free, load_end, comp_start,
+                                                comp_end, store_end, load_why, dep, last_tile, kernel_end,
+                                                kernel_store, waits, snap, k_state)
+        if dt:
+            dma_free += shift
+            nl += dt
+            nc += dt
+            ns += dt
+            rl += runs_jumped
+            rc += runs_jumped
+            rs += runs_jumped
+            hist_key[0, :] = -1
+            hist_key[1, :] = -1
+            g_seen = -1
+            continue
         # the anchor's periodic unit: a repeat of the group around it (its state window inside the group), else a
         # tile of its run (the window inside the run)
         while gi < n_groups and g_first[gi] + g_period[gi] * g_reps[gi] <= rs:
@@ -611,8 +742,9 @@ def run_class_groups_py(count, load_xfer, store_xfer, compute, engine, slots, de
 
 
 def run_program_py(count, load_xfer, store_xfer, compute, first_entry, entries, engine, slots, dep, latency,
-                   g_first, g_period, g_reps):
-    """Reference of run_program: every kernel's runs copied out of the per-entry arrays, then run_classes_py."""
+                   g_first, g_period, g_reps, k_groups):
+    """Reference of run_program: every kernel's runs copied out of the per-entry arrays, then run_classes_py (the
+    groups are hints only)."""
     at = np.concatenate([np.arange(a, a + n, dtype=np.int64) for a, n in zip(first_entry, entries, strict=True)])
     kernel = np.repeat(np.arange(first_entry.shape[0], dtype=np.int64), entries)
     return run_classes_py(count[at], load_xfer[at], store_xfer[at], compute[at], engine[kernel], slots[kernel],
