@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -20,10 +21,12 @@ BISECTIONS = 8      # clock found to (clock_hz - min_hz) / 2**8, e.g. ~4 MHz on 
 GUESSES = 6         # model-guided runs before plain bisection of what is left
 
 
-def capped_run(top: SimResult, arch: ArchConfig, run: Callable[[ArchConfig], SimResult]) -> SimResult:
+def capped_run(top: SimResult, arch: ArchConfig, run: Callable[[ArchConfig], Any],
+               result: Callable[[Any], SimResult] = lambda r: r) -> SimResult:
     """`top` (the run at the arch's own clock) if its average power is within the cap (or there is none), else the
     run at the highest clock of the bisection grid whose power is within it (`run` simulates the same schedule at
-    another arch); at the DVFS floor clock when even that exceeds the cap.
+    another arch: anything with a `power_w`, made a SimResult by `result` once chosen); at the DVFS floor clock when
+    even that exceeds the cap.
 
     The answer is the one an 8-step bisection gives when power rises with the clock, found in fewer runs: each
     guess is the grid point where power_model (the top run's kernels and energy, worked out at another clock) meets
@@ -36,7 +39,7 @@ def capped_run(top: SimResult, arch: ArchConfig, run: Callable[[ArchConfig], Sim
         return top
     lo_hz, hi_hz = arch.power.dvfs.min_hz, arch.clock_hz
     top_k = 2**BISECTIONS                       # the arch's own clock, just past the grid (bisection never runs it)
-    runs = {top_k: top}
+    runs: dict[int, Any] = {top_k: top}
     model = power_model(top, arch)
 
     def hz(k: int) -> float:
@@ -71,7 +74,7 @@ def capped_run(top: SimResult, arch: ArchConfig, run: Callable[[ArchConfig], Sim
         k = guess(lo_k, hi_k) if attempt < GUESSES else (lo_k + hi_k) // 2
         lo_k, hi_k = (k, hi_k) if within(k) else (lo_k, k)
     within(lo_k)                                # the floor, when nothing above it met the cap
-    return replace(runs[lo_k], top_clock_hz=arch.clock_hz)
+    return replace(result(runs[lo_k]), top_clock_hz=arch.clock_hz)
 
 
 def power_model(top: SimResult, arch: ArchConfig) -> Callable[[float], float]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import time
 from collections import Counter
 from contextlib import nullcontext
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import cached_property
 from math import ceil
 
@@ -146,8 +146,21 @@ def simulate(schedule: Schedule, arch: ArchConfig, reference: bool = False, time
     but for a cache's traffic, which build_program's key holds)."""
     made = commands_memo(arch, schedule.timing) if memo is None else memo
     top = simulate_at_clock(schedule, arch, reference, timeline, flash_share, made)
-    return capped_run(top, arch, lambda slower: simulate_at_clock(schedule, slower, reference, timeline,
-                                                                  flash_share, made))
+
+    def trial(slower: ArchConfig) -> _Trial:
+        piped = _pipeline(schedule, slower, reference, flash_share, made, timeline)
+        return _Trial(slower, piped, _energy(schedule, slower, piped)[0])
+    return capped_run(top, arch, trial, lambda t: simulate_at_clock(schedule, t.arch, reference, timeline,
+                                                                    flash_share, made, t.piped))
+
+
+@dataclass(frozen=True)
+class _Trial:
+    """A run at a clock the power cap tries: what _pipeline gave and the run's average power (W), as
+    simulate_at_clock would report it (the chosen one becomes a SimResult from its `piped`)."""
+    arch: ArchConfig
+    piped: tuple
+    power_w: float
 
 
 _COMMANDS: dict[tuple[str, str], dict] = {}       # build_program memos of the archs simulated last in this process
@@ -181,15 +194,12 @@ def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = Fa
 
     peak = arch.peak_macs_per_cycle
     static_mw = static_power_components_mw(arch)       # breakdown key (static, static.<component>) -> mW
-    kernels, breakdown, actions = [], Counter(), Counter()
+    kernels = []
     dram_read = dram_write = 0
     dma_per_run = (prog.load_xfer + prog.store_xfer) * prog.count
-    counted: dict = {}              # kernel_counts of each distinct kernel (repeated layers count once)
+    _, energy_breakdown, actions, per_kernel = _energy(schedule, arch, piped, static_mw)
     for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel, strict=False)):
-        counts = kernel_counts(kernel, cmds, arch, counted) + clock_counts(int(spans[j]), arch)
-        actions.update(counts)
-        comp = kernel_energy_pj(kernel.name, counts, int(spans[j]), arch, static_mw)
-        breakdown.update(comp)
+        counts, comp = per_kernel[j]
         kr = _kernel_result(kernel, cmds, arch, int(spans[j]), float(dma_per_run[prog.entries(j)].sum()),
                             sum(comp.values()), peak, schedule.timing,
                             {c: round(w) for c, w in zip(CAUSES[1:], waits[j, 1:], strict=False)},
@@ -201,7 +211,6 @@ def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = Fa
     macs = sum(k.macs for k in kernels)
     area = area_mm2(arch)
     bw = arch.offchip.bandwidth_bytes_per_cycle
-    energy_breakdown = {k: float(v) for k, v in sorted(breakdown.items())}
     return SimResult(
         workload=schedule.workload, arch=arch.name, timing=schedule.timing, clock_hz=arch.clock_hz,
         cycles=total_cycles, latency_s=total_cycles / arch.clock_hz, macs=macs,
@@ -219,6 +228,28 @@ def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = Fa
         timeline=Timeline(prog.first_tile, times[0].engine, times[0].load_xfer, times[0].store_xfer, *times[1][:4],
                           float(arch.offchip.latency_cycles),
                           tuple(k.name for k in schedule.kernels)) if timeline else None)
+
+
+def _energy(schedule: Schedule, arch: ArchConfig, piped: tuple, static_mw: dict[str, float] | None = None
+            ) -> tuple[float, dict[str, float], Counter, list[tuple[Counter, dict[str, float]]]]:
+    """A run's energy from what _pipeline gave: its average power (W: energy / latency, as SimResult.power_w), its
+    energy by component (pJ, in name order), its action counts, and each kernel's (action counts, energy by
+    component)."""
+    prog, _, kernel_end, _ = piped
+    spans = np.diff(kernel_end, prepend=0)
+    static_mw = static_power_components_mw(arch) if static_mw is None else static_mw
+    breakdown, actions, per_kernel = Counter(), Counter(), []
+    counted: dict = {}              # kernel_counts of each distinct kernel (repeated layers count once)
+    for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel, strict=False)):
+        counts = kernel_counts(kernel, cmds, arch, counted) + clock_counts(int(spans[j]), arch)
+        actions.update(counts)
+        comp = kernel_energy_pj(kernel.name, counts, int(spans[j]), arch, static_mw)
+        breakdown.update(comp)
+        per_kernel.append((counts, comp))
+    energy_breakdown = {k: float(v) for k, v in sorted(breakdown.items())}
+    latency_s = int(kernel_end[-1]) / arch.clock_hz
+    power_w = float(sum(energy_breakdown.values())) * 1e-12 / latency_s if latency_s else 0.0
+    return power_w, energy_breakdown, actions, per_kernel
 
 
 def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, flash_share: float | None = None,
