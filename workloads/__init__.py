@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tilesim.arch.errors import InputError, allowed_list, did_you_mean, field_error
 from tilesim.compiler import Graph, GraphBuilder
-from tilesim.workloads import cnn, llm, onnx, scalesim_topology, transformer
+from tilesim.workloads import cnn, llm, scalesim_topology, transformer
 
 DEFAULT_DTYPE = llm.DEFAULT_DTYPE
 GEMM_FORM = "gemm:M,N,K"
@@ -58,8 +58,14 @@ BUILTINS |= {name: _decoder_builtin(llm.hf_builtin(name), f"{text}, {total / 1e9
 # Readers by file suffix: path, batch, seq_len, dtype (None: the file's own types, else its default), dims -> Graph
 # (SCALE-Sim topology .csv, .onnx, an HF config.json; later workload YAML). Loaders of decoder LLMs also take
 # phase, context and dtypes (DECODER_SUFFIXES).
+def _load_onnx(*args: object, **kwargs: object) -> Graph:
+    """workloads.onnx.load_onnx, its package loaded at the first .onnx file (start-up time of other runs)."""
+    from tilesim.workloads.onnx import load_onnx  # noqa: PLC0415
+    return load_onnx(*args, **kwargs)
+
+
 FILE_LOADERS: dict[str, Callable[..., Graph]] = {".csv": scalesim_topology.load_topology,
-                                                 ".onnx": onnx.load_onnx,
+                                                 ".onnx": _load_onnx,
                                                  ".json": llm.load_hf_config}
 DECODER_SUFFIXES = {".json"}
 

@@ -1,7 +1,7 @@
 """SimResult and KernelResult: the numbers a run reports (docs/design.md section 8), frozen and JSON-ready."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 
 import numpy as np
 
@@ -123,7 +123,9 @@ class SimResult:
         """Plain mapping with the report keys of docs/design.md section 8 (kernels as a list of mappings)."""
         d = asdict(replace(self, timeline=None, kernels=()))       # the kernels once, below
         d.pop("timeline")
-        d["kernels"] = [dict(asdict(k), ops=list(k.ops), power_w=k.power_w) for k in self.kernels]
+        names = [f.name for f in fields(KernelResult)]     # plain values all (ops a tuple): no deep copy needed
+        d["kernels"] = [dict({n: getattr(k, n) for n in names}, ops=list(k.ops), power_w=k.power_w)
+                        for k in self.kernels]
         d["pj_per_mac"] = self.pj_per_mac
         d["power_w"] = self.power_w
         d["flash_utilization"] = self.flash_utilization

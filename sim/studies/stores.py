@@ -101,28 +101,54 @@ def canonical(value: Any) -> Any:
     """`value` as nested tuples of plain values, equal for equal inputs in any process: dataclasses by their
     fields, other objects by their attributes (cached properties left out: they are derived), mappings in their
     order, sets sorted, numpy arrays by dtype, shape and bytes. TypeError for anything else (a function, say)."""
-    if value is None or isinstance(value, (bool, int, float, complex, str, bytes)):
+    return _canonical(value, {})
+
+
+_PLAIN = frozenset({type(None), bool, int, float, complex, str, bytes})
+
+
+def _canonical(value: Any, seen: dict[int, tuple[Any, Any]]) -> Any:
+    """canonical, with each object met before in this value (by identity: a graph's ops share their tensors) worked
+    out once; `seen` holds the object with its form, so that its id stays its own while the call lasts."""
+    if type(value) in _PLAIN:
         return value
-    kind = f"{type(value).__module__}.{type(value).__qualname__}"
+    if id(value) in seen:
+        return seen[id(value)][1]
+    out = _canonical_new(value, seen)
+    seen[id(value)] = (value, out)
+    return out
+
+
+def _canonical_new(value: Any, seen: dict[int, tuple[Any, Any]]) -> Any:
+    """canonical of an object not met before (_canonical)."""
+    if isinstance(value, (bool, int, float, complex, str, bytes)):
+        return value
+    kind = _kind(type(value))
     if isinstance(value, enum.Enum):
         return kind, value.name
     if isinstance(value, (tuple, list)):
-        return kind, tuple(canonical(v) for v in value)
+        return kind, tuple(_canonical(v, seen) for v in value)
     if isinstance(value, Mapping):
-        return kind, tuple((canonical(k), canonical(v)) for k, v in value.items())
+        return kind, tuple((_canonical(k, seen), _canonical(v, seen)) for k, v in value.items())
     if isinstance(value, (set, frozenset)):
-        return kind, tuple(sorted((canonical(v) for v in value), key=repr))
+        return kind, tuple(sorted((_canonical(v, seen) for v in value), key=repr))
     if isinstance(value, np.ndarray):
         return kind, value.dtype.str, value.shape, value.tobytes()
     if isinstance(value, np.generic):
         return kind, value.dtype.str, value.tobytes()
     names = _field_names(type(value))
     if names is not None:
-        return kind, tuple((n, canonical(getattr(value, n))) for n in names)
+        return kind, tuple((n, _canonical(getattr(value, n), seen)) for n in names)
     if hasattr(value, "__dict__") and not callable(value):
         derived = _derived(type(value))
-        return kind, tuple((n, canonical(v)) for n, v in vars(value).items() if n not in derived)
+        return kind, tuple((n, _canonical(v, seen)) for n, v in vars(value).items() if n not in derived)
     raise TypeError(f"no canonical form for {kind}")
+
+
+@functools.cache
+def _kind(cls: type) -> str:
+    """A class's module and qualified name."""
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 @functools.cache
