@@ -135,9 +135,9 @@ def cache_traffic(work: Contraction, arch: ArchConfig, timing: str) -> Traffic |
     cache = arch.cache
     if cache is None:
         return None
-    off = replace(arch.offchip, bandwidth_bytes_per_cycle=1.0, latency_cycles=0)
-    key = (work, arch.array, cache, off, timing)
+    key = _traffic_key(work, arch, timing)
     if key not in _CACHE_TRAFFIC:
+        off = key[3]
         level = replace(cache, kind="sram", shared=False, holds=OPERANDS, resident_fraction=0.0,
                         double_buffered=True)
         per_byte = EnergyEntry(1.0, "the cache's tiling counts DRAM bytes")
@@ -147,6 +147,18 @@ def cache_traffic(work: Contraction, arch: ArchConfig, timing: str) -> Traffic |
         mapping = search(work, bytes_only, timing, "energy").mapping
         _CACHE_TRAFFIC[key] = dram_traffic(work, mapping, arch.array.acc_dtype, arch.offchip.burst_bytes)
     return _CACHE_TRAFFIC[key]
+
+
+def remember_cache_traffic(work: Contraction, arch: ArchConfig, timing: str, traffic: Traffic) -> None:
+    """Take `traffic` as cache_traffic's answer for these arguments (one worked out in another process and kept
+    with a stored schedule: sim/core/commands.py remember_commands)."""
+    _CACHE_TRAFFIC.setdefault(_traffic_key(work, arch, timing), traffic)
+
+
+def _traffic_key(work: Contraction, arch: ArchConfig, timing: str) -> tuple[object, ...]:
+    """cache_traffic's memory key: what its answer depends on (the off-chip level with speed and latency left out)."""
+    off = replace(arch.offchip, bandwidth_bytes_per_cycle=1.0, latency_cycles=0)
+    return (work, arch.array, arch.cache, off, timing)
 
 
 _CACHE_TRAFFIC: dict[tuple[object, ...], Traffic] = {}

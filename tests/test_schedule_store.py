@@ -15,7 +15,10 @@ import pytest
 import tilesim
 from tilesim.arch import load_arch
 from tilesim.cli.main import main
+from tilesim.compiler import residency
 from tilesim.compiler.schedule import CompileOptions
+from tilesim.core import commands
+from tilesim.core import simulate as simulate_module
 from tilesim.studies import compare, llm, runs, schedule_store, stores
 from tilesim.workloads import load_workload
 
@@ -54,6 +57,21 @@ def test_a_stored_schedule_reports_what_lowering_does(store, monkeypatch, worklo
     assert report(again) == report(first)
     if first.schedule is not None:
         assert again.schedule == first.schedule
+
+
+def test_a_stored_schedule_brings_its_tile_commands(store, monkeypatch):
+    # a run read from the store builds none of its kernels' tile commands and searches no cache tiling (h100 has
+    # an L2 cache): both were stored with the schedule; as if in a new process (the process's memories emptied)
+    options = {"phase": "prefill", "seq_len": 64}
+    first = tilesim.run("gpt2", "h100", **options)
+    monkeypatch.setattr(simulate_module, "_COMMANDS", {})
+    monkeypatch.setattr(residency, "_CACHE_TRAFFIC", {})
+    with monkeypatch.context() as m:
+        refuse_lowering(m)
+        m.setattr(commands, "kernel_runs", lambda *a, **k: pytest.fail("tile commands built again"))
+        m.setattr(residency, "search", lambda *a, **k: pytest.fail("the cache's tiling searched again"))
+        again = tilesim.run("gpt2", "h100", **options)
+    assert report(again) == report(first)
 
 
 def test_a_comparison_reads_each_policy_from_the_store(store, monkeypatch):
@@ -166,7 +184,7 @@ def test_the_store_keeps_the_most_recently_used_within_its_bounds(tmp_path):
 def test_a_save_leaves_no_temporary_file_whatever_happens(tmp_path, monkeypatch):
     schedule = tilesim.run("gemm:64,64,64", "tpu-v1").schedule
     assert schedule_store.save(tmp_path / "k.schedule", "k", schedule)
-    assert schedule_store.load(tmp_path / "k.schedule", "k") == schedule
+    assert schedule_store.load(tmp_path / "k.schedule", "k") == (schedule, None)
     assert schedule_store.load(tmp_path / "k.schedule", "other key") is None
 
     def interrupted(*args):

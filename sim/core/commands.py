@@ -30,7 +30,7 @@ from tilesim.compiler.cost import (
 )
 from tilesim.compiler.lowering import Contraction, VectorWork
 from tilesim.compiler.memo import drop_oldest
-from tilesim.compiler.residency import cache_traffic
+from tilesim.compiler.residency import cache_traffic, remember_cache_traffic
 from tilesim.compiler.schedule import Kernel, Schedule, core_blocks
 from tilesim.compiler.sparsity import b_tile_bytes
 from tilesim.compiler.tiling import vector_read_bytes
@@ -697,6 +697,39 @@ class TileProgram:
     flash_gate: np.ndarray
 
 
+def command_key(k: Kernel, arch: ArchConfig, timing: str, share: float) -> tuple:
+    """build_program's memo key of a kernel's tile commands: what kernel_runs reads of the kernel (loop nest,
+    mapping, split, fusion, residency), the DRAM traffic behind the arch's cache (through_cache reads the arch
+    beyond the memo's promise only through it) and the kernel's flash share (`share`: of every weight)."""
+    traffic = cache_traffic(k.work, arch, timing) if arch.cache and isinstance(k.work, Contraction) else None
+    return (k.work, k.mapping, k.split, k.epilogue, k.residency, traffic, flash_share(k, arch, share))
+
+
+def kept_commands(schedule: Schedule, arch: ArchConfig, overflow: float | None = None, memo: dict | None = None,
+                  max_bytes: int = 32 * 2**20) -> dict:
+    """Each distinct kernel's tile commands on `arch` by command_key (made into `memo` where missing, as
+    build_program makes them), for another process to simulate the schedule without making them again (a stored
+    schedule's, sim/studies/schedule_store.py: remember_commands); empty when they hold more than max_bytes."""
+    made: dict = {} if memo is None else memo
+    prog = build_program(schedule, arch, overflow, made)
+    share = overflow_share(schedule, arch) if overflow is None else overflow
+    kept = {command_key(k, arch, schedule.timing, share): c for k, c in zip(schedule.kernels, prog.per_kernel,
+                                                                            strict=True)}
+    size = sum(a.nbytes for c in {id(c): c for c in kept.values()}.values() for a in (
+        c.input_bytes, c.weight_bytes, c.psum_bytes, c.store_bytes, c.compute, c.flash_bytes,
+        *(() if c.count is None else (c.count,))))
+    return kept if size <= max_bytes else {}
+
+
+def remember_commands(kept: dict, arch: ArchConfig, timing: str, memo: dict) -> None:
+    """Put kept_commands' commands into `memo` (build_program's, for `arch` and `timing`) and the cache traffic
+    their keys hold into cache_traffic's memory, so that building the program looks neither up again."""
+    for key, cmds in kept.items():
+        memo.setdefault(key, cmds)
+        if key[5] is not None and isinstance(key[0], Contraction):
+            remember_cache_traffic(key[0], arch, timing, key[5])
+
+
 def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None = None,
                   memo: dict | None = None) -> Program:
     """Every kernel's tile runs, one block per distinct commands; DMA cycles = bytes / off-chip bandwidth, flash
@@ -712,9 +745,7 @@ def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None =
     made: dict = {} if memo is None else memo
 
     def commands(k: Kernel) -> TileCommands:
-        traffic = cache_traffic(k.work, arch, schedule.timing) if arch.cache and isinstance(k.work, Contraction) \
-            else None               # what through_cache reads of the arch beyond the memo's promise (its search)
-        key = (k.work, k.mapping, k.split, k.epilogue, k.residency, traffic, flash_share(k, arch, share))
+        key = command_key(k, arch, schedule.timing, share)
         if key not in made:
             made[key] = cmds = kernel_runs(k, arch, schedule.timing, key[-1])
             # kept within MEMO_ENTRIES, the oldest going first; summing the memo at every insertion took 18% of a
@@ -769,33 +800,40 @@ MIN_LAYER_TILES = 16            # tiles a repeated layer needs (the pipeline's s
 
 
 def kernel_groups(prog: Program) -> np.ndarray:
-    """Repeated layers of a program (pipeline.run_program's hint): int64 rows (first kernel, kernels per layer,
-    layers, runs per layer, tiles per layer, the first kernel's first tile) where kernel j + p is kernel j again:
-    the same block of entries, engine and slots, and a dependency as far back (at most one layer) or none. The
-    longest such stretch of at least 3 layers, the shortest layer among equals; none when there is none."""
-    n = int(prog.block.shape[0])
-    j = np.arange(n, dtype=np.int64)
+    """Repeated layers of a program (pipeline.run_program's hint): int64 rows, in order and apart (first kernel,
+    kernels per layer, layers, runs per layer, tiles per layer, the first kernel's first tile) where kernel j + p is
+    kernel j again: the same block of entries, engine and slots, and a dependency as far back (at most one layer) or
+    none. The longest such stretch of at least 3 layers of MIN_LAYER_TILES tiles or more (the shortest layer among
+    equals), then the same in what is left on either side of it (a model's dense layers, then its MoE ones)."""
+    j = np.arange(prog.block.shape[0], dtype=np.int64)
     back = np.where(prog.dep >= 0, j - prog.dep, -1)
     sig = np.stack([prog.block, prog.engine, prog.slots, back], axis=1)
-    best = (0, 0, 0, 0)                                  # (kernels covered, first kernel, kernels per layer, layers)
-    for p in range(1, min(MAX_LAYER_KERNELS, n // 3) + 1):
-        same = np.concatenate(([False], (sig[:-p] == sig[p:]).all(axis=1) & (back[:-p] <= p), [False]))
-        edges = np.flatnonzero(np.diff(same.astype(np.int8)))
-        if edges.shape[0] == 0:
-            continue
-        starts, lengths = edges[0::2], edges[1::2] - edges[0::2]
-        at = int(np.argmax(lengths))
-        layers = (int(lengths[at]) + p) // p
-        if layers >= 3 and layers * p > best[0]:
-            best = (layers * p, int(starts[at]), p, layers)
-    _, first, p, layers = best
-    if not layers:
-        return np.zeros((0, 6), dtype=np.int64)
-    tiles = int(prog.first_tile[first + p] - prog.first_tile[first])
-    if tiles < MIN_LAYER_TILES:
-        return np.zeros((0, 6), dtype=np.int64)
-    runs = int(prog.first_run[first + p] - prog.first_run[first])
-    return np.array([[first, p, layers, runs, tiles, int(prog.first_tile[first])]], dtype=np.int64)
+    rows: list[tuple[int, ...]] = []
+
+    def find(lo: int, hi: int) -> None:
+        best = (0, 0, 0, 0)                             # (kernels covered, first kernel, kernels per layer, layers)
+        for p in range(1, min(MAX_LAYER_KERNELS, (hi - lo) // 3) + 1):
+            part = sig[lo:hi]
+            same = np.concatenate(([False], (part[:-p] == part[p:]).all(axis=1) & (back[lo:hi - p] <= p), [False]))
+            edges = np.flatnonzero(np.diff(same.astype(np.int8)))
+            if edges.shape[0] == 0:
+                continue
+            lengths = edges[1::2] - edges[0::2]
+            at = int(np.argmax(lengths))
+            layers = (int(lengths[at]) + p) // p
+            if layers >= 3 and layers * p > best[0]:
+                best = (layers * p, lo + int(edges[0::2][at]), p, layers)
+        _, first, p, layers = best
+        if not layers:
+            return
+        tiles = int(prog.first_tile[first + p] - prog.first_tile[first])
+        find(lo, first)
+        if tiles >= MIN_LAYER_TILES:
+            rows.append((first, p, layers, int(prog.first_run[first + p] - prog.first_run[first]), tiles,
+                         int(prog.first_tile[first])))
+        find(first + p * layers, hi)
+    find(0, int(prog.block.shape[0]))
+    return np.array(rows, dtype=np.int64).reshape(-1, 6)
 
 
 MAX_REPEAT_ENTRIES = 4096      # entries per repeat looked for (repeat_groups)

@@ -27,7 +27,7 @@ from tilesim.compiler.residency import NONE
 from tilesim.compiler.schedule import CompileOptions, Kernel, Schedule, lower
 from tilesim.core.result import KernelResult, SimResult
 from tilesim.core.simulate import kernel_evaluator, simulate
-from tilesim.studies.schedule_store import lowered
+from tilesim.studies.schedule_store import CommandMemo, lowered
 
 FUSION_KINDS = ("epilogue", "layer", "attention", "residency", "unfused")
 LAYER_INDEX = re.compile(r"(?<![^.])(layers?|blocks?|h|encoder|decoder|stage)?\d+(?=\.|$)")   # layer12, encoder.3
@@ -202,7 +202,8 @@ def compare(graph: Graph, arch: ArchConfig, policies: tuple[str, ...], base: Com
     evaluate = kernel_evaluator(arch, base.resolved_timing(arch), base.objective, memo=memo)   # kernels recur
     for policy in dict.fromkeys(("none", *tuple(policies))):
         options = replace(base, fusion=policy)
-        schedule = lowered(partial(lower, graph, arch, options, evaluate), graph, arch, options)
+        schedule = lowered(partial(lower, graph, arch, options, evaluate), graph, arch, options,
+                           commands=CommandMemo(arch, memo))
         runs[policy] = (schedule, simulate(schedule, arch, memo=memo))
     saved = tuple(savings(graph, arch, runs["none"], runs[p], memo) for p in policies)
     return Comparison(tuple(policies), tuple(runs[p][1] for p in policies), tuple(runs[p][0] for p in policies),

@@ -35,7 +35,7 @@ from tilesim.core.result import SimResult
 from tilesim.core.simulate import kernel_evaluator, simulate
 from tilesim.studies.op_class import OP_CLASSES, kernel_class, op_classes
 from tilesim.studies.options import PHASES, OptionError
-from tilesim.studies.schedule_store import lowered
+from tilesim.studies.schedule_store import CommandMemo, lowered
 from tilesim.workloads.llm import ExpertLoad
 
 
@@ -229,7 +229,8 @@ def run_llm(graph_for: GraphFor, arch: ArchConfig, options: CompileOptions, phas
     def run(kind: str, size: int) -> SimResult:
         graph = graph_for(kind, size)
         classes.update(op_classes(graph))
-        plans[kind, size] = lowered(partial(lower, graph, arch, options, evaluate), graph, arch, options, share)
+        plans[kind, size] = lowered(partial(lower, graph, arch, options, evaluate), graph, arch, options, share,
+                                    commands=CommandMemo(arch, memo, share))
         return simulate(plans[kind, size], arch, flash_share=share, memo=memo, timeline=timeline)
 
     prefill = run("prefill", prompt_len) if phase in ("prefill", "generate") else None

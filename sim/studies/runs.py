@@ -12,10 +12,10 @@ from tilesim.arch.errors import arch_warning
 from tilesim.arch.loader import dtype_warning
 from tilesim.compiler.ir import Graph
 from tilesim.compiler.schedule import CompileOptions, Schedule, lower
-from tilesim.core.simulate import kernel_evaluator
+from tilesim.core.simulate import commands_memo, kernel_evaluator
 from tilesim.studies.llm import LLMResult, run_llm
 from tilesim.studies.options import LLMOptions, OptionError, WorkloadOptions, not_an_llm
-from tilesim.studies.schedule_store import lowered
+from tilesim.studies.schedule_store import CommandMemo, lowered
 from tilesim.workloads import decoder_config, load_workload
 from tilesim.workloads import llm as wl
 from tilesim.workloads.sparsity import (
@@ -93,9 +93,9 @@ def check_graph_fits(graph: Graph, arch: ArchConfig) -> None:
 def schedule(graph: Graph, arch: ArchConfig, options: CompileOptions) -> Schedule:
     """The graph lowered for the arch: fused, mapped (searched by the options' objective) and scheduled; from the
     on-disk store when this graph, arch and options were lowered before (schedule_store.py)."""
-    return lowered(lambda: lower(graph, arch, options,
-                                 kernel_evaluator(arch, options.resolved_timing(arch), options.objective)),
-                   graph, arch, options)
+    timing = options.resolved_timing(arch)
+    return lowered(lambda: lower(graph, arch, options, kernel_evaluator(arch, timing, options.objective)),
+                   graph, arch, options, commands=CommandMemo(arch, commands_memo(arch, timing)))
 
 
 def run_decoder(cfg: DecoderConfig, arch: ArchConfig, workload: WorkloadOptions, llm: LLMOptions,
