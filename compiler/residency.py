@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from tilesim.arch.config import OPERANDS, ArchConfig, EnergyEntry
+from tilesim.arch.config import OPERANDS, ArchConfig, EnergyEntry, MemLevel
 from tilesim.compiler.cost import Traffic, dram_traffic
 from tilesim.compiler.fusion import KernelSpec
 from tilesim.compiler.ir import Graph
@@ -137,7 +137,7 @@ def cache_traffic(work: Contraction, arch: ArchConfig, timing: str) -> Traffic |
         return None
     key = _traffic_key(work, arch, timing)
     if key not in _CACHE_TRAFFIC:
-        off = key[3]
+        off = _bytes_channel(arch)
         level = replace(cache, kind="sram", shared=False, holds=OPERANDS, resident_fraction=0.0,
                         double_buffered=True)
         per_byte = EnergyEntry(1.0, "the cache's tiling counts DRAM bytes")
@@ -157,8 +157,12 @@ def remember_cache_traffic(work: Contraction, arch: ArchConfig, timing: str, tra
 
 def _traffic_key(work: Contraction, arch: ArchConfig, timing: str) -> tuple[object, ...]:
     """cache_traffic's memory key: what its answer depends on (the off-chip level with speed and latency left out)."""
-    off = replace(arch.offchip, bandwidth_bytes_per_cycle=1.0, latency_cycles=0)
-    return (work, arch.array, arch.cache, off, timing)
+    return (work, arch.array, arch.cache, _bytes_channel(arch), timing)
+
+
+def _bytes_channel(arch: ArchConfig) -> MemLevel:
+    """The arch's off-chip level at one byte a cycle and no latency (what cache_traffic's search runs on)."""
+    return replace(arch.offchip, bandwidth_bytes_per_cycle=1.0, latency_cycles=0)
 
 
 _CACHE_TRAFFIC: dict[tuple[object, ...], Traffic] = {}
