@@ -144,6 +144,26 @@ SimResult per measure: the same 20 points (latency), 8beed97 -> main, interleave
 455/446 ms a point; 10 points with --objective energy: 602/619 -> 519/486 ms; rows identical (md5). The
 1,000-point sweep was not rerun: at ~0.45 s a point it is ~4 min on 2 CPUs against the 20 s target.
 
+Session of 2026-12-07 (fifth): repeated layers jumped in the pipeline (commands.kernel_groups), the power cap's
+guesses from a model of the top run (2 clocks below the top instead of 4 for llama3-8b) simulated for time and
+energy only, a stored schedule bringing its tile commands and the cache traffic they were built from, value keys
+worked out once per object. This table as printed, 180b02b (before) and main, one after the other on the idle
+2-CPU machine (CPU s of the least-CPU of 2 runs, peak RSS):
+
+    case                                  before: first, again          after: first, again          target
+    llama3-8b prefill 64 x 4096, h100     2.40 s, 1.52 s (215/185 MB)   1.89 s, 0.92 s (218/180 MB)  <= 1 s, 300 MB
+    resnet18, 8x8 array (scale.cfg)       1.45 s, 0.24 s                1.46 s, 0.23 s               <= 1 s, 300 MB
+    gemm 4096^3, 1x1 array, 4 KiB SRAMs   0.67 s, 0.59 s                0.68 s, 0.61 s               <= 1 s
+    resnet50 on tpu-v1, CLI               1.42 s, 0.26 s                1.44 s, 0.26 s               <= 0.5 s
+    resnet50 on tpu-v1 in process, warm   14.4 ms                       14.3 ms                      <= 20 ms
+
+llama3-8b again, in process (0.76 s): numba's import and cached kernels ~0.28 s, the top clock's run ~0.08 s, two
+capped clocks ~0.05 s each, the chosen clock's result 0.03 s, the graph's key 0.03 s, the report ~0.08 s; its
+pipeline simulates 3 of 32 layers (25 ms a clock, was 76). "first" still lowers: llama3-8b ~1.1 s of simulated
+shortlists (0.25 s of them in Python before numba loads) and search; ResNet-50 on tpu-v1 ~1.2 s (search ~0.6 s,
+shortlists ~0.4 s). Reports byte for byte the same (12 runs on h100, h200, tpu-v1, edge-npu; with the store off,
+filled and read).
+
 llama3-8b's full program before scale4: 1.03 M runs (attention 64 k lockstep steps a layer, contractions ~60 k runs
 a layer); its pipeline takes 0.24 M events (9.3 M without repeat groups and the time grid), 0.12 s; the rest is the
 mapping search, building the program again at each of the power cap's 9 clocks, and energy accounting. After scale4
