@@ -96,11 +96,10 @@ def power_model(top: SimResult, arch: ArchConfig) -> Callable[[float], float]:
     other_pj = sum(parts.values()) - static_pj - clock_pj
 
     def power_w(f: float) -> float:
-        scale = top_hz / f
-        kept = np.where(memory & (busy_s > 0), span_s * np.maximum(compute / f, dma_s) / np.where(busy_s > 0, busy_s,
-                                                                                                  1.0),
-                        compute / f + np.maximum(span_s - compute / top_hz, 0.0))
-        t = float(kept.sum()) + rest_s * scale
+        compute_s = compute / f
+        memory_s = span_s * np.maximum(compute_s, dma_s) / np.where(busy_s > 0, busy_s, 1.0)   # its busier side
+        other_s = compute_s + np.maximum(span_s - compute / top_hz, 0.0)                        # + stalled seconds
+        t = float(np.where(memory & (busy_s > 0), memory_s, other_s).sum()) + rest_s * top_hz / f
         if t <= 0:
             return 0.0
         v2 = voltage_ratio(dvfs, top_hz, f) ** 2 if dvfs else 1.0

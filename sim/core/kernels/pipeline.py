@@ -556,8 +556,7 @@ def run_program(count, load_xfer, store_xfer, compute, first_entry, entries, eng
     entries from first_entry[j] of the per-entry arrays (kernels of repeated layers share them); engine, slots and
     dep per kernel; repeat groups as positions in the whole program; kernel groups (repeated layers: rows of first
     kernel, kernels per period, periods, runs per period, tiles per period, first tile; a hint, see _run_entries).
-    Memory:
-    three int64 per run of the program."""
+    Memory: three int64 per run of the program."""
     n_kernels = first_entry.shape[0]
     n_runs = 0
     for j in range(n_kernels):
