@@ -166,6 +166,19 @@ def test_repeated_layers_are_found_and_jumped(name, options, arch_name, stretche
     assert stepped < plain_stepped * 0.75
 
 
+def test_layers_are_not_jumped_off_the_time_grid():
+    # regression: on this random arch gpt2's level-bound kernels are stretched off the 1/1024-cycle grid; two layer
+    # ends agreed while the absolute times had rounded apart, and a jumped layer ended a cycle early. Off the grid no
+    # layer is jumped (on it, this program's layers would be), and the run equals the tile-by-tile reference
+    arch = arch_from_dict(random_arch_dict(random.Random(1000)))
+    schedule = lower(workload_graph("gpt2", {"seq_len": 32, "layers": 6}), arch)
+    prog, _ = simulate_module._bound_program(schedule, arch, None, {})
+    assert not np.array_equal(prog.compute * 1024, np.floor(prog.compute * 1024))
+    assert commands.kernel_groups(prog).shape[0] == 0
+    assert commands.kernel_groups(replace(prog, compute=np.ceil(prog.compute * 1024) / 1024)).shape[0] == 1
+    assert simulate(schedule, arch).to_dict() == simulate(schedule, arch, reference=True).to_dict()
+
+
 def test_repeated_layers_share_one_block():
     # gpt2 prefill: 12 identical layers; the program holds one layer's kernels' entries (plus the embedding and the
     # head), and each kernel's entries and repeat groups stand at its own place in the whole program

@@ -796,6 +796,7 @@ def _entries(cmds: TileCommands) -> int:
 
 
 MAX_LAYER_KERNELS = 512         # kernels per repeated layer looked for (kernel_groups)
+GRID_STEPS = 1024               # steps a cycle of the pipeline's time grid (simulate.TIME_GRID = 1 / GRID_STEPS)
 MIN_LAYER_TILES = 16            # tiles a repeated layer needs (the pipeline's state window is 6 tiles wide)
 
 
@@ -804,7 +805,12 @@ def kernel_groups(prog: Program) -> np.ndarray:
     kernels per layer, layers, runs per layer, tiles per layer, the first kernel's first tile) where kernel j + p is
     kernel j again: the same block of entries, engine and slots, and a dependency as far back (at most one layer) or
     none. The longest such stretch of at least 3 layers of MIN_LAYER_TILES tiles or more (the shortest layer among
-    equals), then the same in what is left on either side of it (a model's dense layers, then its MoE ones)."""
+    equals), then the same in what is left on either side of it (a model's dense layers, then its MoE ones). None
+    when a compute time is off the pipeline's time grid (level_bound stretches a kernel by any ratio): only on the
+    grid is every sum of times exact, so that a layer jumped ends where the layer simulated would, to the bit
+    (simulate.on_grid; off it, two layer ends can agree while the absolute times round apart by an ulp)."""
+    if not np.array_equal(prog.compute * GRID_STEPS, np.floor(prog.compute * GRID_STEPS)):
+        return np.zeros((0, 6), dtype=np.int64)
     j = np.arange(prog.block.shape[0], dtype=np.int64)
     back = np.where(prog.dep >= 0, j - prog.dep, -1)
     sig = np.stack([prog.block, prog.engine, prog.slots, back], axis=1)

@@ -20,6 +20,7 @@ from tilesim.compiler.memo import drop_oldest
 from tilesim.compiler.schedule import Kernel, Schedule
 from tilesim.core.commands import (
     ARRAY,
+    GRID_STEPS,
     VECTOR,
     Program,
     TileCommands,
@@ -321,7 +322,7 @@ def _run_program(prog: Program, schedule: Schedule, arch: ArchConfig, reference:
     return ends, waits, times
 
 
-TIME_GRID = 1 / 1024        # cycles: transfer times are multiples of it (dyadic, so sums are exact)
+TIME_GRID = 1 / GRID_STEPS  # cycles: transfer times are multiples of it (dyadic, so sums are exact)
 
 
 def on_grid(prog: Program) -> Program:
