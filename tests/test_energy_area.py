@@ -210,8 +210,9 @@ def test_idle_pe_cycles_are_busy_pe_cycles_without_a_mac(cores):
     assert idle > 0
     assert clocked.energy_breakdown_pj["array"] - gated.energy_breakdown_pj["array"] == pytest.approx(idle)
     assert clocked.energy_pj - gated.energy_pj == pytest.approx(idle)
-    # the same count from the report: busy fraction x cycles x PEs - MACs
-    assert clocked.engine_busy["array"] * clocked.cycles * 256 * cores - clocked.macs == pytest.approx(idle)
+    # the same count from the report: busy fraction x cycles x PEs - MACs, within a cycle of PEs (a kernel stretched
+    # to its level's need has compute times on the 1/1024-cycle grid; compute_cycles counts whole cycles)
+    assert abs(clocked.engine_busy["array"] * clocked.cycles * 256 * cores - clocked.macs - idle) < 256 * cores
 
 
 def test_idle_pes_off_by_default_and_need_an_entry():

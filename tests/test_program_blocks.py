@@ -166,16 +166,29 @@ def test_repeated_layers_are_found_and_jumped(name, options, arch_name, stretche
     assert stepped < plain_stepped * 0.75
 
 
-def test_layers_are_not_jumped_off_the_time_grid():
-    # regression: on this random arch gpt2's level-bound kernels are stretched off the 1/1024-cycle grid; two layer
-    # ends agreed while the absolute times had rounded apart, and a jumped layer ended a cycle early. Off the grid no
-    # layer is jumped (on it, this program's layers would be), and the run equals the tile-by-tile reference
+def test_layers_are_jumped_only_on_the_time_grid():
+    # regression: on this random arch gpt2's level-bound kernels were stretched off the 1/1024-cycle grid; two layer
+    # ends agreed while the absolute times had rounded apart, and a jumped layer ended a cycle early. Stretched
+    # compute is now on the grid, the layers are jumped, and the run equals the tile-by-tile reference; a program
+    # off the grid gets no kernel groups
     arch = arch_from_dict(random_arch_dict(random.Random(1000)))
     schedule = lower(workload_graph("gpt2", {"seq_len": 32, "layers": 6}), arch)
     prog, _ = simulate_module._bound_program(schedule, arch, None, {})
-    assert not np.array_equal(prog.compute * 1024, np.floor(prog.compute * 1024))
-    assert commands.kernel_groups(prog).shape[0] == 0
-    assert commands.kernel_groups(replace(prog, compute=np.ceil(prog.compute * 1024) / 1024)).shape[0] == 1
+    assert commands.kernel_groups(prog).shape[0] == 1
+    assert commands.kernel_groups(replace(prog, compute=prog.compute + 1 / 3)).shape[0] == 0
+    assert simulate(schedule, arch).to_dict() == simulate(schedule, arch, reference=True).to_dict()
+
+
+def test_stretched_kernels_stay_on_the_time_grid():
+    # regression: on this random arch resnet18's conv1 is stretched to its on-chip level's need by a ratio that put
+    # its tile times off the 1/1024-cycle grid; its repeated runs were jumped with sums rounded apart from the tiles'
+    # and it ended a cycle early. Stretched compute is rounded up onto the grid, and the run equals the reference
+    arch = arch_from_dict(random_arch_dict(random.Random(1062)))
+    schedule = lower(workload_graph("resnet18", {}), arch)
+    prog, _ = simulate_module._bound_program(schedule, arch, None, {})
+    assert np.array_equal(prog.compute * 1024, np.floor(prog.compute * 1024))
+    plain = simulate_module.on_grid(build_program(schedule, arch))
+    assert not np.array_equal(prog.compute, plain.compute.astype(np.float64))     # a kernel was stretched
     assert simulate(schedule, arch).to_dict() == simulate(schedule, arch, reference=True).to_dict()
 
 

@@ -806,9 +806,9 @@ def kernel_groups(prog: Program) -> np.ndarray:
     kernel j again: the same block of entries, engine and slots, and a dependency as far back (at most one layer) or
     none. The longest such stretch of at least 3 layers of MIN_LAYER_TILES tiles or more (the shortest layer among
     equals), then the same in what is left on either side of it (a model's dense layers, then its MoE ones). None
-    when a compute time is off the pipeline's time grid (level_bound stretches a kernel by any ratio): only on the
-    grid is every sum of times exact, so that a layer jumped ends where the layer simulated would, to the bit
-    (simulate.on_grid; off it, two layer ends can agree while the absolute times round apart by an ulp)."""
+    when a compute time is off the pipeline's time grid (simulate's programs never are: on_grid, level_bound): only
+    on the grid is every sum of times exact, so that a layer jumped ends where the layer simulated would, to the bit
+    (off it, two layer ends can agree while the absolute times have rounded apart by an ulp)."""
     if not np.array_equal(prog.compute * GRID_STEPS, np.floor(prog.compute * GRID_STEPS)):
         return np.zeros((0, 6), dtype=np.int64)
     j = np.arange(prog.block.shape[0], dtype=np.int64)

@@ -329,13 +329,18 @@ def on_grid(prog: Program) -> Program:
     """The program with transfer times rounded to the nearest TIME_GRID cycles: bytes over a bandwidth such as
     48.57 bytes/cycle are not binary fractions, and their sums round differently in every period, so the
     pipeline's state never repeats exactly; on a grid of 1/1024 cycle every sum below 2**43 cycles is exact and
-    repeated runs and groups are jumped (run_class_groups) bit for bit. Compute times are whole cycles already
-    (level_bound's stretched ones are not: such kernels repeat exactly only where the stretch is a binary fraction).
+    repeated runs and groups are jumped (run_class_groups) bit for bit. Compute times are whole cycles already, and
+    level_bound rounds its stretched ones up onto the grid too.
     Rounded up, by less than 1/1024 cycle: a transfer never takes less than its bytes over the bandwidth, so a run
     never beats the off-chip bound (rounding to the nearest left 7,880,209 cycles against a bound of 7,880,210.3,
     issue 21); a time above zero stays at least one step."""
     q = lambda a: np.where(a > 0, np.ceil(a / TIME_GRID) * TIME_GRID, 0.0)     # noqa: E731
     return replace(prog, load_xfer=q(prog.load_xfer), store_xfer=q(prog.store_xfer), flash_xfer=q(prog.flash_xfer))
+
+
+def _grid_up(cycles: np.ndarray) -> np.ndarray:
+    """Times rounded up to the next multiple of TIME_GRID (exact ones kept)."""
+    return np.ceil(cycles * GRID_STEPS) / GRID_STEPS
 
 
 def kernel_energy_pj(name: str, counts: Counter, span_cycles: int, arch: ArchConfig,
@@ -418,11 +423,14 @@ def level_bound(prog: Program, schedule: Schedule, arch: ArchConfig, needs: np.n
         # level-bound came out slower than the DMA-bound one it was (issue 21)
         target = need - float(prog.load_xfer[at][0]) - float(prog.store_xfer[at][-1]) if count.shape[0] else 0.0
         if need > dma and target > total:
+            # each tile's compute in proportion, rounded up onto the time grid (on_grid): off it, the pipeline's
+            # sums round, and a jumped period could end an ulp, so a cycle, from where the tiles one by one end
             scale = target / total if total else 0.0
-            stretched[int(prog.block[j]), need] = compute * scale if total else np.full(count.shape[0],
-                                                                                        target / count.sum())
-            per_kernel[j] = replace(cmds, compute=cmds.compute * scale if total else
-                                    np.full(cmds.compute.shape[0], target / count.sum()))
+            even = _grid_up(np.array(target / count.sum())) if not total else None
+            stretched[int(prog.block[j]), need] = _grid_up(compute * scale) if total else np.full(count.shape[0],
+                                                                                                  even)
+            per_kernel[j] = replace(cmds, compute=_grid_up(cmds.compute * scale) if total else
+                                    np.full(cmds.compute.shape[0], even))
     if not stretched:
         return prog
     return replace(restretched(prog, needs, stretched), per_kernel=tuple(per_kernel))
