@@ -5,6 +5,7 @@ import dataclasses
 from dataclasses import dataclass, replace
 from fnmatch import fnmatchcase
 from functools import lru_cache
+from typing import NamedTuple
 
 import numpy as np
 
@@ -17,6 +18,7 @@ from tilesim.compiler.attention import (
 )
 from tilesim.compiler.cost import (
     LOOPS,
+    Traffic,
     a_runs,
     a_tile_bytes,
     b_runs,
@@ -697,12 +699,23 @@ class TileProgram:
     flash_gate: np.ndarray
 
 
-def command_key(k: Kernel, arch: ArchConfig, timing: str, share: float) -> tuple:
-    """build_program's memo key of a kernel's tile commands: what kernel_runs reads of the kernel (loop nest,
-    mapping, split, fusion, residency), the DRAM traffic behind the arch's cache (through_cache reads the arch
-    beyond the memo's promise only through it) and the kernel's flash share (`share`: of every weight)."""
+class CommandKey(NamedTuple):
+    """build_program's memo key of a kernel's tile commands: what kernel_runs reads of the kernel, the DRAM traffic
+    behind the arch's cache (through_cache reads the arch beyond the memo's promise only through it) and the
+    kernel's flash share."""
+    work: object
+    mapping: object
+    split: object
+    epilogue: object
+    residency: object
+    traffic: Traffic | None
+    flash_share: float
+
+
+def command_key(k: Kernel, arch: ArchConfig, timing: str, share: float) -> CommandKey:
+    """A kernel's CommandKey on `arch` (`share`: the flash share of every weight)."""
     traffic = cache_traffic(k.work, arch, timing) if arch.cache and isinstance(k.work, Contraction) else None
-    return (k.work, k.mapping, k.split, k.epilogue, k.residency, traffic, flash_share(k, arch, share))
+    return CommandKey(k.work, k.mapping, k.split, k.epilogue, k.residency, traffic, flash_share(k, arch, share))
 
 
 def kept_commands(schedule: Schedule, arch: ArchConfig, overflow: float | None = None, memo: dict | None = None,
@@ -726,8 +739,8 @@ def remember_commands(kept: dict, arch: ArchConfig, timing: str, memo: dict) -> 
     their keys hold into cache_traffic's memory, so that building the program looks neither up again."""
     for key, cmds in kept.items():
         memo.setdefault(key, cmds)
-        if key[5] is not None and isinstance(key[0], Contraction):
-            remember_cache_traffic(key[0], arch, timing, key[5])
+        if key.traffic is not None and isinstance(key.work, Contraction):
+            remember_cache_traffic(key.work, arch, timing, key.traffic)
 
 
 def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None = None,
