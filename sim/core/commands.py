@@ -721,17 +721,34 @@ def command_key(k: Kernel, arch: ArchConfig, timing: str, share: float) -> Comma
 def kept_commands(schedule: Schedule, arch: ArchConfig, overflow: float | None = None, memo: dict | None = None,
                   max_bytes: int = 32 * 2**20) -> dict:
     """Each distinct kernel's tile commands on `arch` by command_key (made into `memo` where missing, as
-    build_program makes them), for another process to simulate the schedule without making them again (a stored
-    schedule's, sim/studies/schedule_store.py: remember_commands); empty when they hold more than max_bytes."""
+    build_program makes them; the program itself is not assembled), for another process to simulate the schedule
+    without making them again (a stored schedule's, sim/studies/schedule_store.py: remember_commands); empty when
+    they hold more than max_bytes."""
     made: dict = {} if memo is None else memo
-    prog = build_program(schedule, arch, overflow, made)
     share = overflow_share(schedule, arch) if overflow is None else overflow
-    kept = {command_key(k, arch, schedule.timing, share): c for k, c in zip(schedule.kernels, prog.per_kernel,
-                                                                            strict=True)}
+    kept: dict[CommandKey, TileCommands] = {}
+    for k in schedule.kernels:
+        key = command_key(k, arch, schedule.timing, share)
+        if key not in kept:
+            kept[key] = memo_commands(k, key, arch, schedule.timing, made, bounded=memo is not None)
     size = sum(a.nbytes for c in {id(c): c for c in kept.values()}.values() for a in (
         c.input_bytes, c.weight_bytes, c.psum_bytes, c.store_bytes, c.compute, c.flash_bytes,
         *(() if c.count is None else (c.count,))))
     return kept if size <= max_bytes else {}
+
+
+def memo_commands(k: Kernel, key: CommandKey, arch: ArchConfig, timing: str, made: dict, bounded: bool
+                  ) -> TileCommands:
+    """The kernel's tile commands from `made` (build_program's memo) by its `key`, made and put there when
+    missing; a `bounded` memo (one kept across calls) stays within MEMO_ENTRIES, the oldest going first."""
+    if key in made:
+        return made[key]
+    made[key] = cmds = kernel_runs(k, arch, timing, key.flash_share)
+    # summing the memo at every insertion took 18% of a sweep, so it is checked at each large entry and every 64th:
+    # it never holds twice MEMO_ENTRIES
+    if bounded and (_entries(cmds) * MEMO_CHECK >= MEMO_ENTRIES or len(made) % MEMO_CHECK == 0):
+        drop_oldest(made, _entries, MEMO_ENTRIES)
+    return cmds
 
 
 def remember_commands(kept: dict, arch: ArchConfig, timing: str, memo: dict) -> None:
@@ -757,17 +774,8 @@ def build_program(schedule: Schedule, arch: ArchConfig, overflow: float | None =
     # repeated layers (same loop nest, mapping, fusion, residency, flash share) share commands
     made: dict = {} if memo is None else memo
 
-    def commands(k: Kernel) -> TileCommands:
-        key = command_key(k, arch, schedule.timing, share)
-        if key not in made:
-            made[key] = cmds = kernel_runs(k, arch, schedule.timing, key[-1])
-            # kept within MEMO_ENTRIES, the oldest going first; summing the memo at every insertion took 18% of a
-            # sweep, so it is checked at each large entry and every 64th: it never holds twice MEMO_ENTRIES
-            if memo is not None and (_entries(cmds) * MEMO_CHECK >= MEMO_ENTRIES or len(made) % MEMO_CHECK == 0):
-                drop_oldest(made, _entries, MEMO_ENTRIES)
-            return cmds
-        return made[key]
-    per_kernel = tuple(commands(k) for k in schedule.kernels)
+    per_kernel = tuple(memo_commands(k, command_key(k, arch, schedule.timing, share), arch, schedule.timing, made,
+                                     bounded=memo is not None) for k in schedule.kernels)
     flash = any(c.flash_bytes.any() for c in per_kernel)
     blocks: list[TileCommands] = []
     seen: dict[int, int] = {}                       # id of the commands -> block
