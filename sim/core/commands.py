@@ -65,6 +65,10 @@ class TileCommands:
         """Number of tiles."""
         return int(self.compute.shape[0] if self.count is None else self.count.sum())
 
+    def offchip_bytes(self) -> int:
+        """Bytes all its tiles move off chip: DRAM loads and stores, and weight bytes staged from flash."""
+        return self.total("load_bytes") + self.total("store_bytes") + self.total("flash_bytes")
+
     def total(self, field: str) -> int:
         """Sum of a per-tile field over all tiles (e.g. "input_bytes", "load_bytes", "compute"), remembered (the
         arrays are never written after the commands are made; replace() makes new commands)."""
@@ -719,11 +723,11 @@ def command_key(k: Kernel, arch: ArchConfig, timing: str, share: float) -> Comma
 
 
 def kept_commands(schedule: Schedule, arch: ArchConfig, overflow: float | None = None, memo: dict | None = None,
-                  max_bytes: int = 32 * 2**20) -> dict:
+                  max_entries: int = 500_000) -> dict:
     """Each distinct kernel's tile commands on `arch` by command_key (made into `memo` where missing, as
     build_program makes them; the program itself is not assembled), for another process to simulate the schedule
     without making them again (a stored schedule's, sim/studies/schedule_store.py: remember_commands); empty when
-    they hold more than max_bytes."""
+    they hold more than max_entries entries (~30 MB)."""
     made: dict = {} if memo is None else memo
     share = overflow_share(schedule, arch) if overflow is None else overflow
     kept: dict[CommandKey, TileCommands] = {}
@@ -731,10 +735,7 @@ def kept_commands(schedule: Schedule, arch: ArchConfig, overflow: float | None =
         key = command_key(k, arch, schedule.timing, share)
         if key not in kept:
             kept[key] = memo_commands(k, key, arch, schedule.timing, made, bounded=memo is not None)
-    size = sum(a.nbytes for c in {id(c): c for c in kept.values()}.values() for a in (
-        c.input_bytes, c.weight_bytes, c.psum_bytes, c.store_bytes, c.compute, c.flash_bytes,
-        *(() if c.count is None else (c.count,))))
-    return kept if size <= max_bytes else {}
+    return kept if sum(_entries(c) for c in kept.values()) <= max_entries else {}
 
 
 def memo_commands(k: Kernel, key: CommandKey, arch: ArchConfig, timing: str, made: dict, bounded: bool
@@ -830,8 +831,8 @@ def kernel_groups(prog: Program) -> np.ndarray:
     when a compute time is off the pipeline's time grid (simulate's programs never are: on_grid, level_bound): only
     on the grid is every sum of times exact, so that a layer jumped ends where the layer simulated would, to the bit
     (off it, two layer ends can agree while the absolute times have rounded apart by an ulp)."""
-    if not np.array_equal(prog.compute * GRID_STEPS, np.floor(prog.compute * GRID_STEPS)):
-        return np.zeros((0, 6), dtype=np.int64)
+    if prog.block.shape[0] < 3 or not np.array_equal(prog.compute * GRID_STEPS, np.floor(prog.compute * GRID_STEPS)):
+        return np.zeros((0, 6), dtype=np.int64)       # (fewer than 3 kernels: no 3 layers; a shortlist's one kernel)
     j = np.arange(prog.block.shape[0], dtype=np.int64)
     back = np.where(prog.dep >= 0, j - prog.dep, -1)
     sig = np.stack([prog.block, prog.engine, prog.slots, back], axis=1)

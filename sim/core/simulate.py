@@ -580,7 +580,7 @@ class KernelEvaluator:
                 prog, _, kernel_end, _ = piped
                 cmds = prog.per_kernel[0]
                 self.alone[key] = (int(kernel_end[-1]), kernel_counts(schedule.kernels[0], cmds, self.arch, {}),
-                                   cmds.total("load_bytes") + cmds.total("store_bytes") + cmds.total("flash_bytes"))
+                                   cmds.offchip_bytes())
             span, counts, dram = self.alone[key]
             # as simulate_at_clock totals a one-kernel schedule: its components' energies in name order
             comp = kernel_energy_pj(kernel.name, counts + clock_counts(span, self.arch), span, self.arch,
@@ -605,7 +605,7 @@ class KernelEvaluator:
         key = (kernel.work, kernel.mapping, kernel.split, kernel.epilogue, kernel.residency, share)
         if key not in self.moved:
             cmds = kernel_runs(kernel, self.arch, self.timing, share)
-            self.moved[key] = cmds.total("load_bytes") + cmds.total("store_bytes") + cmds.total("flash_bytes")
+            self.moved[key] = cmds.offchip_bytes()
         return self.moved[key]
 
 
@@ -619,7 +619,7 @@ def _kernel_result(kernel: Kernel, cmds: TileCommands, arch: ArchConfig, cycles:
     busy = max(cycles, compute)              # span, or engine time when the kernel overlaps its predecessor
     active = max(busy, ceil(dma))            # ... or channel time when its loads were prefetched earlier
     staged = cmds.total("flash_bytes")       # weights from flash, written into DRAM before the tile loads them
-    traffic = cmds.total("load_bytes") + cmds.total("store_bytes") + staged
+    traffic = cmds.offchip_bytes()
     eff, a_r, b_r, c_w, sram_wait = 0.0, 0, 0, 0, 0
     s_tiles = None
     if kernel.on_array:

@@ -10,8 +10,6 @@ next save); saves are atomic (temporary file + rename).
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -32,10 +30,8 @@ def source_fingerprint() -> str:
 
 
 def store_key(*parts: Any) -> str:
-    """A short hash of the parts (dataclasses by their fields) and the source fingerprint."""
-    plain = [dataclasses.asdict(p) if dataclasses.is_dataclass(p) and not isinstance(p, type) else p for p in parts]
-    text = json.dumps([STORE_VERSION, source_fingerprint(), *plain], sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
+    """A hash of the parts by value (stores.value_key, as the schedule store's keys) and the source fingerprint."""
+    return stores.value_key(STORE_VERSION, source_fingerprint(), *parts)
 
 
 class StepStore:
