@@ -104,15 +104,28 @@ def offchip_pj_per_byte(kind: str, field: str = "offchip") -> tuple[float, str]:
 
 # per-bit in-array energies at 40/45 nm
 REG_PJ_PER_BIT_45 = 0.009        # Accelergy's Aladdin table plug-in, data/reg.csv: 1-stage register, per bit per access
+# of which the data switching (Aladdin's common/power_func.h, 40 nm at 1 GHz: REG_1ns_switch_power 1.063e-3 mW of
+# REG_1ns_dynamic_power 9.0e-3 mW); the rest, 7.94 fJ, is internal power, mostly the clock pin's, paid every cycle
+REG_SWITCH_PJ_PER_BIT_45 = 0.001063
 WIRE_PJ_PER_BIT_UM_45 = 26 / 256 / 1000   # Keckler et al., IEEE Micro 2011 (40 nm): 256 bits over 1 mm = 26 pJ
 ALADDIN = "Accelergy Aladdin table plug-in data/reg.csv (40/45 nm)"
+ALADDIN_SWITCH = "Aladdin common/power_func.h REG_1ns_switch_power (40 nm)"
 KECKLER = "Keckler et al., IEEE Micro 2011 (40 nm)"
 
 
-def reg_pj_per_byte(node_nm: float) -> tuple[float, str]:
+def reg_pj_per_bit(node_nm: float, clock_in_static: bool) -> tuple[float, str]:
+    """pJ of one flip-flop access, node-scaled: a whole access, or only its data switching when the arch's static
+    power already holds the registers' clock (a measured idle with the clocks running)."""
+    if clock_in_static:
+        return node_scale(REG_SWITCH_PJ_PER_BIT_45, None, node_nm), ALADDIN_SWITCH + ", data switching only"
+    return node_scale(REG_PJ_PER_BIT_45, None, node_nm), ALADDIN
+
+
+def reg_pj_per_byte(node_nm: float, clock_in_static: bool = False) -> tuple[float, str]:
     """pJ of reading or writing one byte of a PE's pipeline register (8 flip-flop accesses), node-scaled."""
-    return 8 * node_scale(REG_PJ_PER_BIT_45, None, node_nm), \
-        f"8 x {REG_PJ_PER_BIT_45} pJ/bit register access, {ALADDIN}, node-scaled"
+    bit, source = reg_pj_per_bit(node_nm, clock_in_static)
+    at_45 = REG_SWITCH_PJ_PER_BIT_45 if clock_in_static else REG_PJ_PER_BIT_45
+    return 8 * bit, f"8 x {at_45} pJ/bit register access, {source}, node-scaled"
 
 
 def pe_pitch_um(dtype: str, acc_dtype: str, node_nm: float) -> float:
@@ -120,11 +133,11 @@ def pe_pitch_um(dtype: str, acc_dtype: str, node_nm: float) -> float:
     return float(pe_mm2(dtype, acc_dtype, node_nm) ** 0.5 * 1000)
 
 
-def hop_pj_per_byte(node_nm: float, pitch_um: float) -> tuple[float, str]:
+def hop_pj_per_byte(node_nm: float, pitch_um: float, clock_in_static: bool = False) -> tuple[float, str]:
     """pJ of moving one byte to the neighbour PE: a wire one pitch long and a register write there, per bit."""
     wire = node_scale(WIRE_PJ_PER_BIT_UM_45, None, node_nm) * pitch_um
-    reg = node_scale(REG_PJ_PER_BIT_45, None, node_nm)
-    return 8 * (wire + reg), (f"8 x ({reg * 1e3:.3g} fJ register write ({ALADDIN}) + "
+    reg, source = reg_pj_per_bit(node_nm, clock_in_static)
+    return 8 * (wire + reg), (f"8 x ({reg * 1e3:.3g} fJ register write ({source}) + "
                               f"{WIRE_PJ_PER_BIT_UM_45 * 1e3:.3g} fJ/bit/um wire ({KECKLER}) x {pitch_um:.3g} um PE "
                               "pitch (area model)), node-scaled")
 
@@ -154,10 +167,11 @@ def static_component_names(arch_raw: Raw) -> list[str]:
 
 
 def default_actions(arch_raw: Raw, node_nm: float, offchip: str | None,
-                    flash: str | None = None) -> dict[str, Raw]:
+                    flash: str | None = None, clock_in_static: bool = False) -> dict[str, Raw]:
     """Energy entries for every action an arch can perform, from the model (a raw arch mapping goes in so the
     loader can fill a table before validation). Entries the arch gives itself take precedence. A flash level gets
-    a read entry only (inference never writes it)."""
+    a read entry only (inference never writes it); with `clock_in_static` the in-array registers are charged their
+    data switching only (energy.defaults.register_clock_in_static)."""
     out: dict[str, Raw] = {}
     node = f"{node_nm:g} nm"
 
@@ -172,9 +186,9 @@ def default_actions(arch_raw: Raw, node_nm: float, offchip: str | None,
     area = arch_raw.get("area")
     layout_nm = area.get("node_nm") if isinstance(area, dict) else None
     layout_nm = layout_nm if isinstance(layout_nm, (int, float)) and layout_nm > 0 else node_nm
-    put("array.reg_byte", reg_pj_per_byte(node_nm))
+    put("array.reg_byte", reg_pj_per_byte(node_nm, clock_in_static))
     if dtype in MAC_DTYPES and acc in MAC_DTYPES:        # else the loader reports the dtype
-        put("array.hop_byte", hop_pj_per_byte(node_nm, pe_pitch_um(dtype, acc, float(layout_nm))))
+        put("array.hop_byte", hop_pj_per_byte(node_nm, pe_pitch_um(dtype, acc, float(layout_nm)), clock_in_static))
     if dtype in MAC_DTYPES:                  # else the loader reports the dtype
         # one MAC at the array's dtype: the arch's own mac.<dtype> entry when it gives one, else the model's
         energy = arch_raw.get("energy")

@@ -12,7 +12,7 @@ class InputError(ValueError):
     def __init__(self, problems: list[tuple[str, str]] | str):
         if isinstance(problems, str):
             problems = [("", problems)]
-        self.problems = list(problems)
+        self.problems = list(dict.fromkeys(problems))      # one check run twice (a raw pass, then the built one)
         text = "; ".join(f"{p}: {m}" if p else m for p, m in self.problems)
         # user text (a key, a file name) may hold line breaks: escape them so the message stays one line
         super().__init__(text.replace("\r", "\\r").replace("\n", "\\n"))

@@ -389,7 +389,8 @@ def _fill_energy_defaults(raw: Raw, errors: Problems) -> None:
                                                   f"{NODE_NM_RANGE[1]:g} nm, got {spec.node_nm:g}"))
         return
     try:
-        model = default_actions(raw, spec.node_nm, spec.offchip or None, spec.flash or None)
+        model = default_actions(raw, spec.node_nm, spec.offchip or None, spec.flash or None,
+                                spec.register_clock_in_static)
     except InputError as e:
         errors.extend(e.problems)
         return
@@ -458,6 +459,9 @@ def _energy_errors(arch: ArchConfig) -> Problems:
                                                                f"allowed: {allowed_list(components)}"))
         if not static.mw >= 0:
             errors.append((f"energy.static_components.{comp}.mw", f"must be >= 0, got {static.mw:g}"))
+    if energy.defaults and energy.defaults.register_clock_in_static and not energy.static_mw > 0:
+        errors.append(("energy.defaults.register_clock_in_static",
+                       "needs energy.static_mw > 0: the measured idle power that holds the registers' clock"))
     if energy.charge_idle_pes and "array.idle_pe_cycle" not in energy.actions:
         errors.append(("energy.charge_idle_pes", "needs an energy.actions entry for array.idle_pe_cycle (pJ per idle "
                                                  "PE per cycle), or energy.defaults to fill it"))
