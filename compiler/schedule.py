@@ -389,8 +389,12 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     if moved is None or options.fusion not in WEAKER:
         return schedule
 
+    totals: dict[int, int] = {}         # by id: every schedule asked about is held in `made` while lower() runs
+
     def total(s: Schedule) -> int:
-        return sum(moved(k) for k in s.kernels)
+        if id(s) not in totals:
+            totals[id(s)] = sum(moved(k) for k in s.kernels)
+        return totals[id(s)]
     alternatives: list[tuple[str, Callable[[], Schedule]]] = []
     kept = options.fusion == "full" and any(k.residency.out for k in schedule.kernels)
     if kept:
