@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import json
+import random
 from dataclasses import dataclass, field, replace
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from invariants import random_arch_dict
 
-from tilesim.arch import load_arch
+from tilesim.arch import arch_from_dict, load_arch
 from tilesim.arch.errors import InputError
 from tilesim.arch.loader import preset_names
 from tilesim.arch.power import at_clock, voltage_ratio
@@ -231,3 +233,29 @@ def test_capped_run_finds_the_bisection_clock_in_fewer_runs(static_w, dyn_w, exp
     got = capped_run(top, arch, runner())
     assert got == want
     assert len(counts) == 1 or counts[-1][0] <= 1 + GUESSES + BISECTIONS
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_leaving_the_register_clock_to_static_power_changes_only_the_array_energy(seed):
+    # on random archs (tests/invariants.py): the same schedule and cycles; the array's energy is its register and
+    # bytes per MAC at the switching-only entries, every other component's the same, the run's total lower
+    d = random_arch_dict(random.Random(seed))
+    d["energy"]["static_mw"] = 500.0
+    runs = []
+    for in_static in (False, True):
+        d["energy"]["defaults"]["register_clock_in_static"] = in_static
+        arch = arch_from_dict(d)
+        runs.append((arch, api.run("gemm:96,160,200", arch, mapper="naive").sim))
+    (_, whole), (split_arch, split) = runs
+    assert split.cycles == whole.cycles
+    assert {k: v for k, v in split.energy_breakdown_pj.items() if k != "array"} == \
+        {k: v for k, v in whole.energy_breakdown_pj.items() if k != "array"}
+    # bytes per MAC read in place and hopped (docs/energy.md "In-array energy"): int8 operands, int32 accumulator
+    psum = psum_bytes("int8", "int32", split_arch.array.rows)
+    reg, hop = {"ws": (1, 1 + psum), "is": (1, 1 + psum), "os": (2 * 4, 2)}[split_arch.array.dataflow]
+    for arch, r in runs:
+        table = arch.energy.actions
+        assert r.energy_breakdown_pj["array"] == pytest.approx(
+            r.macs * (reg * table["array.reg_byte"].pj + hop * table["array.hop_byte"].pj), rel=1e-6)
+    assert split.energy_breakdown_pj["array"] < whole.energy_breakdown_pj["array"]
+    assert split.energy_pj < whole.energy_pj
