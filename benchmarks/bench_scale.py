@@ -192,7 +192,7 @@ from tilesim.core.simulate import use_compiled_kernels
 from tilesim.studies.sweep import SweepSpec, grid_points, run_sweep
 from tilesim.workloads import load_workload
 
-SCALE_CFG = "tests/data/scale.cfg"
+SCALE_CFG = str(Path(__file__).resolve().parent.parent / "tests" / "data" / "scale.cfg")   # from any folder
 CASES = [   # (name, CLI arguments after `run`, target seconds, target MB)
     ("llama3-8b prefill 64 x 4096, h100",
      ["-w", "llama3-8b", "-a", "h100", "--phase", "prefill", "--batch", "64", "--seq-len", "4096"], 1.0, 300),
