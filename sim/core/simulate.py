@@ -26,9 +26,10 @@ from tilesim.core.commands import (
     TileCommands,
     access_latency,
     build_program,
+    command_key,
     contraction_positions,
     kernel_groups,
-    kernel_runs,
+    memo_commands,
     nest_run_count,
     repeat_groups,
 )
@@ -601,10 +602,9 @@ class KernelEvaluator:
 
     def dram_bytes(self, kernel: Kernel) -> int:
         """Off-chip bytes the kernel moves in a schedule, its residency (kept activations, cache hits) applied."""
-        share = flash_share_of(kernel, self.arch, self.share)
-        key = (kernel.work, kernel.mapping, kernel.split, kernel.epilogue, kernel.residency, share)
-        if key not in self.moved:
-            cmds = kernel_runs(kernel, self.arch, self.timing, share)
+        key = command_key(kernel, self.arch, self.timing, self.share)
+        if key not in self.moved:      # the commands a shortlist's simulation of the kernel alone made, if it did
+            cmds = memo_commands(kernel, key, self.arch, self.timing, self.memo, bounded=True)
             self.moved[key] = cmds.offchip_bytes()
         return self.moved[key]
 
