@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from math import ceil
 from typing import TypeVar
 
 import numpy as np
 import numpy.typing as npt
 
-from tilesim.arch.config import ArchConfig, row_passes_for
+from tilesim.arch.config import ArchConfig, MemLevel, row_passes_for
 from tilesim.arch.dataflow import DATAFLOWS
 from tilesim.arch.errors import InputError
 from tilesim.compiler.cost import LOOPS, IntArray, Mapping, a_tile_bytes, held_tiles, nbytes
@@ -166,15 +167,41 @@ def vector_mapping(work: VectorWork, arch: ArchConfig, core: ArchConfig | None =
     """Elements per tile: of the sizes whose inputs and outputs fit one core's activation buffer (`core`, default
     `arch`; twice if double buffered) -- powers of two and the whole kernel, none under 1/VECTOR_MAX_TILES of it
     unless nothing larger fits -- the one with the fewest vector_cycles (ties: the larger). The candidates do not
-    depend on the capacity beyond what fits, so a larger buffer never gives a worse estimate (issue 21)."""
+    depend on the capacity beyond what fits, so a larger buffer never gives a worse estimate (issue 21).
+    Remembered by what it reads of the archs (a lowering's fusion guard and a sweep's points ask again)."""
     level = (core or arch).home("input")
+    per_elem = (work.read_bytes + work.write_bytes) / max(work.elements, 1)
+    slots = 2 if level.double_buffered else 1
+    if per_elem > 0 and level.capacity_bytes // (per_elem * slots) < 1:
+        raise InputError(f"memory.{level.name}.capacity_bytes: {level.capacity_bytes} B is too small for one "
+                         f"element of op '{name}' ({per_elem * slots:g} B)")
+    return _vector_mapping(work, _VectorKey(arch, level))
+
+
+class _VectorKey:
+    """Hashable wrapper: what vector_mapping reads of an arch (cores, off-chip level, vector unit, activation buffer)
+    and of the core whose buffer the tiles must fit."""
+
+    def __init__(self, arch: ArchConfig, level: MemLevel):
+        self.arch, self.level = arch, level
+        self.key = (arch.cores, arch.offchip, arch.vector, arch.home("input"), level)
+        self.hash = hash(self.key)
+
+    def __hash__(self) -> int:
+        return self.hash
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _VectorKey) and self.key == other.key
+
+
+@lru_cache(maxsize=4096)
+def _vector_mapping(work: VectorWork, key: _VectorKey) -> VectorMapping:
+    """vector_mapping's answer for the arch and core level in `key` (one element fits: vector_mapping checked)."""
+    arch, level = key.arch, key.level
     n = max(work.elements, 1)
     per_elem = (work.read_bytes + work.write_bytes) / n
     slots = 2 if level.double_buffered else 1
     fit = int(level.capacity_bytes // (per_elem * slots)) if per_elem > 0 else n
-    if fit < 1:
-        raise InputError(f"memory.{level.name}.capacity_bytes: {level.capacity_bytes} B is too small for one "
-                         f"element of op '{name}' ({per_elem * slots:g} B)")
     top = min(fit, n)
     sizes = [1 << j for j in range(top.bit_length()) if 1 << j <= top] + ([n] if n <= fit else [])
     floor = -(-n // VECTOR_MAX_TILES)
