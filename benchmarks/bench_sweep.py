@@ -29,15 +29,18 @@ cost of a point. Idle machine, session of 2026-12-07:
 
     bbb0b8a  search    1000  233.0 s       4.3  459.0 s        459
     0e28d3b  search    1000  213.7 s       4.7  420.6 s        421  0.58 / 1.96   the guard's byte totals once
+    ea2a6bd  search    1000  181.2 s       5.5  357.0 s        357  0.44 / 1.85   its DRAM bytes from the command
+                                                                                  memo; vector mappings remembered
 
-Where a point's time goes now (points 300-319: two array shapes x 10 buffer sizes, one process, ms per point):
-candidate rankings 156 (built per array shape, loop nest and what the kernel keeps on chip: ~1.2 s at a shape's
-first point, then ~60-160 ms for the kept-operand contexts a larger buffer brings), kernels simulated alone for
-the shortlists 100 (~1 ms each, 100-300 new ones a point: a larger buffer brings new candidates), the final
-simulation 12, the rest of lowering (6 policies, tie-break energies, DRAM-byte counts) 110. The simulated
-shortlists rarely overturn the estimate (its first candidate is within the 1% tie band of the best in 98% of
-picks), and at most 22% of the simulated candidates lie outside that band, so a bound that skips them saves
-little; the 20 s target needs candidates scored and simulated in compiled code.
+Where a point's time went at 0e28d3b (points 300-319: two array shapes x 10 buffer sizes, one process, ms a
+point): candidate rankings 156 (built per array shape, loop nest and what the kernel keeps on chip: ~1.2 s at a
+shape's first point, then ~60-160 ms for the kept-operand contexts a larger buffer brings), kernels simulated alone
+for the shortlists 100 (~1 ms each, 100-300 new ones a point: a larger buffer brings new candidates), the final
+simulation 12, the rest of lowering (6 policies, tie-break energies, DRAM-byte counts) 110; at ea2a6bd the rest
+is ~82 (376 -> ~335 ms a point). The simulated shortlists rarely overturn the estimate (its first candidate is
+within the 1% tie band of the best in 98% of picks), and at most 22% of the simulated candidates lie outside that
+band, so a bound that skips them saves little; the 20 s target needs fewer candidates scored and the shortlists
+simulated in compiled code.
 
 Where a search point's time went (one process, ms per point, f31825f -> 3e7f506 at load ~3): mapping search
 223 -> 35 (candidate rankings shared by points that differ only in buffer sizes, all loop orders at once), simulator
