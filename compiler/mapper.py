@@ -557,7 +557,8 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
         o, i, s = picked
         values = zip(s.obj.tolist(), s.dram.tolist(), r.n_tiles[i].tolist(), s.cycles.tolist(), s.pj.tolist(),
                      r.tm[i].tolist(), r.tn[i].tolist(), r.tk[i].tolist(), o.tolist(), strict=False)
-        pool += [(obj, dram, tiles, cycles, pj, _mapping(work, dataflow, tm, tn, tk, row))
+        # candidates as MappingKeys: Mappings are made only for the few chosen
+        pool += [(obj, dram, tiles, cycles, pj, _candidate_key(work, dataflow, tm, tn, tk, row))
                  for obj, dram, tiles, cycles, pj, tm, tn, tk, row in values]
     if not pool:
         raise _NoFit()
@@ -566,33 +567,30 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
     tie = min(p[0] for p in pool) * (1 + TIE_BAND)
     # within TIE_BAND of the best objective, prefer less DRAM traffic, then fewer tiles; then the rest by objective
     ranked = sorted(pool, key=lambda p: (p[0] > tie, (p[1], p[2], p[0]) if p[0] <= tie else (p[0], p[1], p[2]),
-                                         _mapping_key(p[-1])))
-    pure = min(pool, key=lambda p: (p[0], p[1], p[2], _mapping_key(p[-1])))
-    mappings = [p[-1] for p in ranked]
+                                         p[-1]))
+    pure = min(pool, key=lambda p: (p[0], p[1], p[2], p[-1]))
+    keys = [p[-1] for p in ranked]
     # the shortlist holds distinct tile visits: orders that differ only where loops of one trip sit visit the same
     # tiles in the same sequence, so they simulate alike (the first of each stands for them)
     # (in ranked order, as far as the first SHORTLIST of them and the pure best's)
-    visit_rep: dict[tuple[object, ...], Mapping] = {}
-    pure_visit = _visits(work, pure[-1])
-    for m in mappings:
-        visit_rep.setdefault(_visits(work, m), m)
+    visit_rep: dict[tuple[object, ...], MappingKey] = {}
+    pure_visit = _key_visits(work, pure[-1])
+    for key in keys:
+        visit_rep.setdefault(_key_visits(work, key), key)
         if len(visit_rep) >= SHORTLIST and pure_visit in visit_rep:
             break
     distinct = list(visit_rep.values())
-    shortlist = tuple(dict.fromkeys([*distinct[:SHORTLIST - 1], visit_rep[pure_visit],
-                                     *distinct[SHORTLIST - 1:SHORTLIST]]))
+    shortlist = tuple(_key_mapping(k) for k in dict.fromkeys([*distinct[:SHORTLIST - 1], visit_rep[pure_visit],
+                                                              *distinct[SHORTLIST - 1:SHORTLIST]]))
     shortlist = shortlist[:SHORTLIST]
     naive = _naive(work, arch, nocap)
     if naive not in shortlist:
         shortlist += (naive,)
-
-    def tiles(m: Mapping) -> tuple[str, int, int, int]:
-        return m.dataflow, m.tile_m, m.tile_n, m.tile_k
     # the runner-up differs in dataflow or tile sizes (orders that only permute loops of one trip cost the same)
-    runner = next((i for i, m in enumerate(mappings) if tiles(m) != tiles(mappings[0])),
-                  1 if len(mappings) > 1 else None)                # else the next mapping (all are distinct)
-    return Choice(mapping=mappings[0], cycles=ranked[0][3], dram_bytes=ranked[0][1], energy_pj=ranked[0][4],
-                  runner_up=mappings[runner] if runner is not None else None,
+    runner = next((i for i, k in enumerate(keys) if k[:4] != keys[0][:4]),
+                  1 if len(keys) > 1 else None)                    # else the next mapping (all are distinct)
+    return Choice(mapping=_key_mapping(keys[0]), cycles=ranked[0][3], dram_bytes=ranked[0][1],
+                  energy_pj=ranked[0][4], runner_up=_key_mapping(keys[runner]) if runner is not None else None,
                   runner_up_cycles=ranked[runner][3] if runner is not None else 0.0,
                   runner_up_dram_bytes=ranked[runner][1] if runner is not None else 0,
                   candidates=candidates, shortlist=shortlist)
@@ -964,22 +962,37 @@ def _pickable(legal: np.ndarray, need: np.ndarray, obj: np.ndarray) -> list[tupl
 
 def _mapping(work: Contraction, dataflow: str, tm: int, tn: int, tk: int, row: int) -> Mapping:
     """The mapping of a ranking row's candidate; a hold that changes nothing (compiler.cost.hold_matters) is
-    dropped, so it is the same mapping as the row without it."""
+    dropped, so it is the same mapping as the row without it. (The search works with its MappingKey,
+    _candidate_key; tests/test_mapper.py's direct search makes the mappings with this.)"""
     order = ORDERS[row % len(ORDERS)]
     trips = _trips(work, tm, tn, tk)
     return Mapping(dataflow, tm, tn, tk, order, row >= len(ORDERS) and hold_matters(order, trips))
 
 
-def _visits(work: Contraction, m: Mapping) -> tuple[object, ...]:
-    """What decides the tiles a mapping visits and their sequence: dataflow, tile sizes, the loop order without
-    the loops of one trip, and the operand held on chip."""
-    trips = {d: -(-getattr(work, d) // m.tile(d)) for d in LOOPS}
-    return (m.dataflow, m.tile_m, m.tile_n, m.tile_k, "".join(d for d in m.order if trips[d] > 1), m.held)
+# A candidate's mapping as a tuple, in the order that breaks ties among equal candidates (deterministic): dataflow
+# as listed, then sizes, then the loop order's index in ORDERS, then the hold
+MappingKey = tuple[str, int, int, int, int, bool]
 
 
-def _mapping_key(m: Mapping) -> tuple[str, int, int, int, int, bool]:
-    """Deterministic order among equal candidates: dataflow as listed, then sizes, then loop order."""
-    return (m.dataflow, m.tile_m, m.tile_n, m.tile_k, ORDERS.index(m.order), m.hold)
+def _candidate_key(work: Contraction, dataflow: str, tm: int, tn: int, tk: int, row: int) -> MappingKey:
+    """The MappingKey of _mapping(...), without making the Mapping."""
+    o = row % len(ORDERS)
+    return (dataflow, tm, tn, tk, o, row >= len(ORDERS) and hold_matters(ORDERS[o], _trips(work, tm, tn, tk)))
+
+
+def _key_mapping(key: MappingKey) -> Mapping:
+    """The Mapping a MappingKey stands for."""
+    dataflow, tm, tn, tk, o, hold = key
+    return Mapping(dataflow, tm, tn, tk, ORDERS[o], hold)
+
+
+def _key_visits(work: Contraction, key: MappingKey) -> tuple[object, ...]:
+    """What decides the tiles a key's mapping visits and their sequence: dataflow, tile sizes, the loop order
+    without the loops of one trip, and the operand held on chip."""
+    dataflow, tm, tn, tk, o, hold = key
+    order = ORDERS[o]
+    trips = _trips(work, tm, tn, tk)
+    return (dataflow, tm, tn, tk, "".join(d for d in order if trips[d] > 1), held_operand(order) if hold else None)
 
 
 __all__ = ["OBJECTIVES", "Choice", "dataflows", "score", "search", "tile_sizes"]
