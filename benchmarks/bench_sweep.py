@@ -31,6 +31,8 @@ cost of a point. Idle machine, session of 2026-12-07:
     0e28d3b  search    1000  213.7 s       4.7  420.6 s        421  0.58 / 1.96   the guard's byte totals once
     ea2a6bd  search    1000  181.2 s       5.5  357.0 s        357  0.44 / 1.85   its DRAM bytes from the command
                                                                                   memo; vector mappings remembered
+    58d7f60  search    1000  169.9 s       5.9  334.9 s        335  0.47 / 1.85   the search ranks mapping keys,
+                                                                                  makes the few Mappings it returns
 
 Where a point's time went at 0e28d3b (points 300-319: two array shapes x 10 buffer sizes, one process, ms a
 point): candidate rankings 156 (built per array shape, loop nest and what the kernel keeps on chip: ~1.2 s at a
