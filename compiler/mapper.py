@@ -575,8 +575,8 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
     # (in ranked order, as far as the first SHORTLIST of them and the pure best's)
     visit_rep: dict[tuple[object, ...], MappingKey] = {}
     pure_visit = _key_visits(work, pure[-1])
-    for key in keys:
-        visit_rep.setdefault(_key_visits(work, key), key)
+    for mk in keys:
+        visit_rep.setdefault(_key_visits(work, mk), mk)
         if len(visit_rep) >= SHORTLIST and pure_visit in visit_rep:
             break
     distinct = list(visit_rep.values())
