@@ -113,19 +113,18 @@ ALADDIN_SWITCH = "Aladdin common/power_func.h REG_1ns_switch_power (40 nm)"
 KECKLER = "Keckler et al., IEEE Micro 2011 (40 nm)"
 
 
-def reg_pj_per_bit(node_nm: float, clock_in_static: bool) -> tuple[float, str]:
-    """pJ of one flip-flop access, node-scaled: a whole access, or only its data switching when the arch's static
-    power already holds the registers' clock (a measured idle with the clocks running)."""
+def _reg_45(clock_in_static: bool) -> tuple[float, str]:
+    """(pJ per bit at 40/45 nm, source) of one flip-flop access: a whole access, or only its data switching when
+    the arch's static power already holds the registers' clock (a measured idle with the clocks running)."""
     if clock_in_static:
-        return node_scale(REG_SWITCH_PJ_PER_BIT_45, None, node_nm), ALADDIN_SWITCH + ", data switching only"
-    return node_scale(REG_PJ_PER_BIT_45, None, node_nm), ALADDIN
+        return REG_SWITCH_PJ_PER_BIT_45, ALADDIN_SWITCH + ", data switching only"
+    return REG_PJ_PER_BIT_45, ALADDIN
 
 
 def reg_pj_per_byte(node_nm: float, clock_in_static: bool = False) -> tuple[float, str]:
     """pJ of reading or writing one byte of a PE's pipeline register (8 flip-flop accesses), node-scaled."""
-    bit, source = reg_pj_per_bit(node_nm, clock_in_static)
-    at_45 = REG_SWITCH_PJ_PER_BIT_45 if clock_in_static else REG_PJ_PER_BIT_45
-    return 8 * bit, f"8 x {at_45} pJ/bit register access, {source}, node-scaled"
+    at_45, source = _reg_45(clock_in_static)
+    return 8 * node_scale(at_45, None, node_nm), f"8 x {at_45} pJ/bit register access, {source}, node-scaled"
 
 
 def pe_pitch_um(dtype: str, acc_dtype: str, node_nm: float) -> float:
@@ -136,7 +135,8 @@ def pe_pitch_um(dtype: str, acc_dtype: str, node_nm: float) -> float:
 def hop_pj_per_byte(node_nm: float, pitch_um: float, clock_in_static: bool = False) -> tuple[float, str]:
     """pJ of moving one byte to the neighbour PE: a wire one pitch long and a register write there, per bit."""
     wire = node_scale(WIRE_PJ_PER_BIT_UM_45, None, node_nm) * pitch_um
-    reg, source = reg_pj_per_bit(node_nm, clock_in_static)
+    at_45, source = _reg_45(clock_in_static)
+    reg = node_scale(at_45, None, node_nm)
     return 8 * (wire + reg), (f"8 x ({reg * 1e3:.3g} fJ register write ({source}) + "
                               f"{WIRE_PJ_PER_BIT_UM_45 * 1e3:.3g} fJ/bit/um wire ({KECKLER}) x {pitch_um:.3g} um PE "
                               "pitch (area model)), node-scaled")

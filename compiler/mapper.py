@@ -964,9 +964,7 @@ def _mapping(work: Contraction, dataflow: str, tm: int, tn: int, tk: int, row: i
     """The mapping of a ranking row's candidate; a hold that changes nothing (compiler.cost.hold_matters) is
     dropped, so it is the same mapping as the row without it. (The search works with its MappingKey,
     _candidate_key; tests/test_mapper.py's direct search makes the mappings with this.)"""
-    order = ORDERS[row % len(ORDERS)]
-    trips = _trips(work, tm, tn, tk)
-    return Mapping(dataflow, tm, tn, tk, order, row >= len(ORDERS) and hold_matters(order, trips))
+    return _key_mapping(_candidate_key(work, dataflow, tm, tn, tk, row))
 
 
 # A candidate's mapping as a tuple, in the order that breaks ties among equal candidates (deterministic): dataflow

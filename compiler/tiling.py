@@ -170,12 +170,19 @@ def vector_mapping(work: VectorWork, arch: ArchConfig, core: ArchConfig | None =
     depend on the capacity beyond what fits, so a larger buffer never gives a worse estimate (issue 21).
     Remembered by what it reads of the archs (a lowering's fusion guard and a sweep's points ask again)."""
     level = (core or arch).home("input")
-    per_elem = (work.read_bytes + work.write_bytes) / max(work.elements, 1)
-    slots = 2 if level.double_buffered else 1
-    if per_elem > 0 and level.capacity_bytes // (per_elem * slots) < 1:
+    try:
+        return _vector_mapping(work, _VectorKey(arch, level))
+    except _NoRoom as e:
         raise InputError(f"memory.{level.name}.capacity_bytes: {level.capacity_bytes} B is too small for one "
-                         f"element of op '{name}' ({per_elem * slots:g} B)")
-    return _vector_mapping(work, _VectorKey(arch, level))
+                         f"element of op '{name}' ({e.need_bytes:g} B)") from None
+
+
+class _NoRoom(Exception):
+    """Not one element fits the buffer (vector_mapping names the op)."""
+
+    def __init__(self, need_bytes: float):
+        super().__init__(need_bytes)
+        self.need_bytes = need_bytes
 
 
 class _VectorKey:
@@ -196,12 +203,14 @@ class _VectorKey:
 
 @lru_cache(maxsize=4096)
 def _vector_mapping(work: VectorWork, key: _VectorKey) -> VectorMapping:
-    """vector_mapping's answer for the arch and core level in `key` (one element fits: vector_mapping checked)."""
+    """vector_mapping's answer for the arch and core level in `key` (_NoRoom: not one element fits)."""
     arch, level = key.arch, key.level
     n = max(work.elements, 1)
     per_elem = (work.read_bytes + work.write_bytes) / n
     slots = 2 if level.double_buffered else 1
     fit = int(level.capacity_bytes // (per_elem * slots)) if per_elem > 0 else n
+    if fit < 1:
+        raise _NoRoom(per_elem * slots)
     top = min(fit, n)
     sizes = [1 << j for j in range(top.bit_length()) if 1 << j <= top] + ([n] if n <= fit else [])
     floor = -(-n // VECTOR_MAX_TILES)
