@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
@@ -67,7 +66,7 @@ from tilesim.compiler.cost import (
     tiled_folds,
 )
 from tilesim.compiler.lowering import Contraction
-from tilesim.compiler.memo import drop_oldest
+from tilesim.compiler.memo import SizedMemo
 from tilesim.compiler.sorting import lexsort, then_by
 from tilesim.compiler.sparsity import b_tile_bytes, sparse_k
 from tilesim.compiler.tiling import alignment, footprint, halve, level_footprint, naive_mapping, tile_bytes
@@ -810,7 +809,7 @@ RANKINGS_BYTES = 32 << 20   # rankings kept for searches to come (a few MB each,
 #                             a single run never asks for one twice; sweeps keep more (keep_rankings)
 SWEEP_RANKINGS_BYTES = 256 << 20   # a sweep's archs that differ only in buffer sizes share them (ResNet-50 on
 #                                    edge-npu: ~110 MB an arch; 64 MB made a 40-point sweep 2.3x slower)
-_RANKINGS: OrderedDict[tuple[object, ...], _Ranking] = OrderedDict()     # least recently used first
+_RANKINGS: SizedMemo[tuple[object, ...], _Ranking] = SizedMemo(lambda r: r.nbytes)   # least recently used first
 _KEEP = [RANKINGS_BYTES]
 _RANKINGS_LOCK = threading.Lock()
 
@@ -819,11 +818,7 @@ def keep_rankings(max_bytes: int) -> None:
     """Keep up to `max_bytes` of rankings for later searches (a sweep: SWEEP_RANKINGS_BYTES)."""
     with _RANKINGS_LOCK:
         _KEEP[0] = max_bytes
-        drop_oldest(_RANKINGS, _nbytes, max_bytes)
-
-
-def _nbytes(r: _Ranking) -> int:
-    return r.nbytes
+        _RANKINGS.trim(max_bytes)
 
 
 def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, objective: str,
@@ -834,20 +829,19 @@ def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, object
     k = (work, key, timing, dataflow, objective, context)
     with _RANKINGS_LOCK:                          # a Dask worker may run points in threads
         r = _RANKINGS.get(k)
-        if r is not None:
-            _RANKINGS.move_to_end(k)
     if r is not None:
         if "orders" not in vars(r):               # its second search: rank it (outside the lock), for those to come
             _ = r.orders
             with _RANKINGS_LOCK:
-                drop_oldest(_RANKINGS, _nbytes, _KEEP[0])
+                _RANKINGS.put(k, r)               # its size grew
+                _RANKINGS.trim(_KEEP[0])
         return r, True
     r = _rank(work, key, timing, dataflow, objective, context)
     if _KEEP[0] > RANKINGS_BYTES:                 # a sweep: its next points will ask again
         _ = r.orders
     with _RANKINGS_LOCK:
-        _RANKINGS[k] = r
-        drop_oldest(_RANKINGS, _nbytes, _KEEP[0])
+        _RANKINGS.put(k, r)
+        _RANKINGS.trim(_KEEP[0])
     return r, "orders" in vars(r)
 
 
@@ -896,9 +890,9 @@ def _orders(r: _Ranking) -> _Orders:
     matters = [np.flatnonzero(r.eligible[len(ORDERS) + o]) for o in range(len(ORDERS))]
     obj, dram, n_tiles, level = r.scores.obj, r.scores.dram, r.n_tiles, r.level
     if level is not None:
-        rows = _pickable(legal, np.asarray(r.need[level]), obj[:len(ORDERS)]) + [
-            _pickable(matters[o], r.held[o][1], obj[len(ORDERS) + o:len(ORDERS) + o + 1])[0]
-            for o in range(len(ORDERS))]
+        walks = np.argsort(np.stack([r.need[level]] + [h[1] for h in r.held]), axis=1, kind="stable")
+        rows = _pickable(r.eligible, np.concatenate((np.broadcast_to(walks[0], (len(ORDERS), n_tiles.size)),
+                                                     walks[1:])), obj)
     else:
         rows = [(legal, legal)] * len(ORDERS) + [(m, m) for m in matters]
     n = r.tm.size
@@ -934,10 +928,10 @@ def _held_need(work: Contraction, arch: ArchConfig, tm: Array, tn: Array, tk: Ar
     return home, np.asarray(level_footprint(_held_tiles(work, arch, tm, tn, tk, order), arch)[home], dtype=np.int64)
 
 
-def _pickable(legal: np.ndarray, need: np.ndarray, obj: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Per row of `obj` (loop orders that share `need`), a superset of the legal candidates that a search can pick
-    when one level holds every operand (`need`: its bytes per candidate): (for the objective ranking, for the band
-    ranking).
+def _pickable(eligible: np.ndarray, walk: np.ndarray, obj: np.ndarray) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per row of `obj` (rows, candidates), a superset of its `eligible` candidates that a search can pick when one
+    level holds every operand (`walk`: per row, the candidates by increasing need of that level, ties by index):
+    (for the objective ranking, for the band ranking), each in walk order.
 
     Objective ranking: walk the candidates by increasing need. One whose objective is strictly worse than an
     earlier (no larger) candidate's is dominated by it: it fits only if that one fits, and ranks after it. Peeling
@@ -945,9 +939,10 @@ def _pickable(legal: np.ndarray, need: np.ndarray, obj: np.ndarray) -> list[tupl
     fewer than SHORTLIST dominators: one in layer L has a dominator in each earlier layer.
     Band ranking: a candidate that fits when the capacity is at least its need has, as the best fitting
     objective, at most the least objective of the candidates needing no more; it is in a band only if its own
-    objective is within TIE_BAND of that (the running minimum over the walk, which can only be larger, is used)."""
-    walk = legal[np.argsort(need[legal], kind="stable")]
-    vals = obj[:, walk]
+    objective is within TIE_BAND of that (the running minimum over the walk, which can only be larger, is used).
+    A candidate not eligible in a row walks there as an infinite objective: it dominates none and is dropped."""
+    ok = np.take_along_axis(eligible, walk, 1)
+    vals = np.where(ok, np.take_along_axis(obj, walk, 1), np.inf)
     alive = np.ones(vals.shape, dtype=bool)
     keep = np.zeros(vals.shape, dtype=bool)
     for _ in range(SHORTLIST):
@@ -957,7 +952,7 @@ def _pickable(legal: np.ndarray, need: np.ndarray, obj: np.ndarray) -> list[tupl
         keep |= layer
         alive &= ~layer
     band = vals <= np.minimum.accumulate(vals, axis=1) * (1 + TIE_BAND)
-    return [(walk[keep[o]], walk[band[o]]) for o in range(vals.shape[0])]
+    return [(walk[o][keep[o] & ok[o]], walk[o][band[o] & ok[o]]) for o in range(vals.shape[0])]
 
 
 def _mapping(work: Contraction, dataflow: str, tm: int, tn: int, tk: int, row: int) -> Mapping:
