@@ -36,6 +36,24 @@ from tilesim.compiler.residency import cache_traffic, remember_cache_traffic
 from tilesim.compiler.schedule import Kernel, Schedule, core_blocks
 from tilesim.compiler.sparsity import b_tile_bytes
 from tilesim.compiler.tiling import vector_read_bytes
+from tilesim.core.kernels.jit import is_compiled
+from tilesim.core.kernels.pipeline import run_program
+from tilesim.core.kernels.tiles import (
+    A_MK,
+    ACC_MN,
+    B_KN,
+    B_RAW_KN,
+    C_ELEMS_MN,
+    C_RUNS_MN,
+    FLASH,
+    HELD_INPUT,
+    HELD_NONE,
+    HELD_OUTPUT,
+    HELD_WEIGHT,
+    STORE_MN,
+    TABLES,
+    contraction_tile_runs,
+)
 
 ARRAY, VECTOR = 0, 1
 
@@ -234,6 +252,78 @@ def contraction_commands(work: Contraction, kernel: Kernel, arch: ArchConfig, ti
 
 def contraction_runs(work: Contraction, kernel: Kernel, arch: ArchConfig, timing: str,
                      flash_share: float = 0.0) -> TileCommands:
+    """contraction_runs_reference's commands: made by the compiled kernel (sim/core/kernels/tiles.py) once the
+    pipeline's kernels are compiled in this process (a sweep, a large run: numba is loaded), from the tables of
+    bytes per pair of loop positions; else, where a weight tile is partly read from flash, or where the kernel's
+    totals could pass 2**63 in its integers, by the reference."""
+    if not is_compiled(run_program):
+        return contraction_runs_reference(work, kernel, arch, timing, flash_share)
+    return contraction_runs_compiled(work, kernel, arch, timing, flash_share)
+
+
+def contraction_runs_compiled(work: Contraction, kernel: Kernel, arch: ArchConfig, timing: str,
+                              flash_share: float = 0.0) -> TileCommands:
+    """contraction_runs by the compiled kernel (the reference where it must: see contraction_runs)."""
+    if 0 < flash_share < 1:
+        return contraction_runs_reference(work, kernel, arch, timing, flash_share)
+    mapping = kernel.mapping
+    trips = trip_counts(work, mapping)
+    order = mapping.order
+    loops = (work.g, *(trips[d] for d in order))
+    dims = np.zeros((2, 3, 3), dtype=np.int64)            # per loop m, n, k: each position's iteration, extent
+    ext = {}
+    for i, d in enumerate(LOOPS):       # loop_positions(trip): the first, a middle and the last iteration
+        t, tile = trips[d], mapping.tile(d)
+        its = (0, 1, t - 1) if t > 2 else tuple(range(t))
+        extent = [tile if it < t - 1 else getattr(work, d) - tile * (t - 1) for it in its]
+        dims[0, i, :len(its)], dims[1, i, :len(its)] = its, extent
+        ext[d] = np.array(extent, dtype=np.int64)
+    m, n, k = ext["m"][:, None], ext["n"][None, :], ext["k"]
+    res = kernel.residency
+    burst = arch.offchip.burst_bytes
+    c_elems = m * n
+    c_run = c_runs(work, m, n)
+    tables = np.zeros((TABLES, 3, 3), dtype=np.int64)     # per pair of positions (loop_positions: at most 3 a loop)
+    pm, pn, pk = len(ext["m"]), len(ext["n"]), len(ext["k"])
+    if not res.a:
+        tables[A_MK, :pm, :pk] = burst_bytes(a_tile_bytes(work, m, k[None, :]), a_runs(work, m, k[None, :]), burst)
+    if not res.b:
+        tables[B_RAW_KN, :pk, :pn] = b_raw = b_tile_bytes(work, k[:, None], n)
+        tables[B_KN, :pk, :pn] = burst_bytes(b_raw, b_runs(work, k[:, None], n), burst)
+    tables[ACC_MN, :pm, :pn] = burst_bytes(nbytes(c_elems, arch.array.acc_dtype), c_run, burst)
+    if not res.out:
+        tables[STORE_MN, :pm, :pn] = burst_bytes(nbytes(c_elems, work.c_dtype), c_run, burst)
+    tables[C_ELEMS_MN, :pm, :pn] = c_elems
+    tables[C_RUNS_MN, :pm, :pn] = c_run
+    drained_total, extra_total = epilogue_totals(work, kernel, arch)
+    compute = compute_cycles(work, arch, mapping.dataflow, timing, mapping.t_tile, spatial_tiles(work, mapping))
+    flash_burst = arch.flash.burst_bytes if arch.flash else 1
+    scalars = np.array([*loops, *(LOOPS.index(d) for d in order), trips["k"], HELD[mapping.held], flash_share >= 1,
+                        flash_burst, compute, kernel.epilogue is not None, drained_total, extra_total, burst],
+                       dtype=np.int64)
+    table, count, ok = contraction_tile_runs(scalars, dims, tables)
+    if not ok:
+        return contraction_runs_reference(work, kernel, arch, timing, flash_share)
+    levels = {arch.home(o).double_buffered for o in ("input", "weight", "output")}
+    return TileCommands(*table[:FLASH], ARRAY, 2 if levels == {True} else 1, table[FLASH], count)
+
+
+HELD = {None: HELD_NONE, "input": HELD_INPUT, "weight": HELD_WEIGHT, "output": HELD_OUTPUT}   # Mapping.held
+
+
+def epilogue_totals(work: Contraction, kernel: Kernel, arch: ArchConfig) -> tuple[int, int]:
+    """A fused epilogue's vector cycles and the bytes of its other inputs (bias, residual: read once, less what an
+    on-chip copy serves) on this core's part of the kernel's outputs (`work`); (0, 0) without one."""
+    epi = kernel.epilogue
+    if epi is None:
+        return 0, 0
+    whole = kernel.work
+    share = (work.g * work.m * work.n) / (whole.g * whole.m * whole.n)        # this core's part of the outputs
+    return epi.vector_cycles(share, arch.vector), round(max(epi.read_bytes - kernel.residency.extra_bytes, 0) * share)
+
+
+def contraction_runs_reference(work: Contraction, kernel: Kernel, arch: ArchConfig, timing: str,
+                               flash_share: float = 0.0) -> TileCommands:
     """Tiles of a contraction in loop order, as runs; operands reload only when their tile index changes; every
     transfer rounded up to whole DRAM bursts, and `flash_share` of each weight tile read from flash first (whole
     flash bursts, one run: weights are laid out by tile). Tiles are worked out once per loop_positions tuple (the
@@ -299,14 +389,11 @@ def contraction_runs(work: Contraction, kernel: Kernel, arch: ArchConfig, timing
     f["flash"] = burst_bytes(f["flash"], 1, arch.flash.burst_bytes if arch.flash else 1)
     f["compute"] = split(compute_cycles(work, arch, mapping.dataflow, timing, mapping.t_tile,
                                         spatial_tiles(work, mapping)), f["macs"])
-    epi = kernel.epilogue
-    if epi is not None:       # fused elementwise ops: applied as each output tile drains, overlapping the array
-        whole = kernel.work
-        share = (work.g * work.m * work.n) / (whole.g * whole.m * whole.n)        # this core's part of the outputs
-        drained = split(epi.vector_cycles(share, arch.vector), f["drained"])
+    if kernel.epilogue is not None:  # fused elementwise ops: applied as each output tile drains, overlapping the array
+        epilogue_cycles, other_bytes = epilogue_totals(work, kernel, arch)
+        drained = split(epilogue_cycles, f["drained"])
         f["compute"] = np.maximum(f["compute"], drained)
-        residual = max(epi.read_bytes - res.extra_bytes, 0)                        # other inputs, read once
-        extra = split(round(residual * share), f["drained"])
+        extra = split(other_bytes, f["drained"])
         f["a"] = f["a"] + burst_bytes(extra, f["c_runs"], burst)
     levels = {arch.home(o).double_buffered for o in ("input", "weight", "output")}
     # consecutive positions often give identical tiles (a loop's middle iterations repeated by the loops outside
