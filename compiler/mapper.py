@@ -573,11 +573,13 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
     # tiles in the same sequence, so they simulate alike (the first of each stands for them)
     # (in ranked order, as far as the first SHORTLIST of them and the pure best's)
     visit_rep: dict[tuple[object, ...], MappingKey] = {}
-    pure_visit = _key_visits(work, pure[-1])
     for mk in keys:
         visit_rep.setdefault(_key_visits(work, mk), mk)
-        if len(visit_rep) >= SHORTLIST and pure_visit in visit_rep:
+        if len(visit_rep) >= SHORTLIST:
             break
+    pure_visit = _key_visits(work, pure[-1])
+    if pure_visit not in visit_rep:     # the first key visiting as the pure best does (its sizes are the same)
+        visit_rep[pure_visit] = next(k for k in keys if k[:4] == pure_visit[:4] and _key_visits(work, k) == pure_visit)
     distinct = list(visit_rep.values())
     shortlist = tuple(_key_mapping(k) for k in dict.fromkeys([*distinct[:SHORTLIST - 1], visit_rep[pure_visit],
                                                               *distinct[SHORTLIST - 1:SHORTLIST]]))
