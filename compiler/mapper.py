@@ -908,18 +908,22 @@ def _orders(r: _Ranking) -> _Orders:
             by_dram.append(band[_by_dram(band, obj[o, band], dram[o, band], n_tiles[band])])
 
     def pad(lists: list[Array]) -> Array:
-        return np.array([np.pad(x, (0, max(map(len, lists)) - len(x)), constant_values=n) for x in lists],
-                        dtype=np.int64)
+        out = np.full((ROWS, max(map(len, lists))), n, dtype=np.int64)
+        for i, x in enumerate(lists):
+            out[i, :len(x)] = x
+        return out
     obj_order, dram_order = pad(by_obj), pad(by_dram)
     padded = np.pad(obj, ((0, 0), (0, 1)), constant_values=np.inf)
-    row_need = [r.need[level]] * len(ORDERS) + [h[1] for h in r.held] if level else []
-    top = np.iinfo(np.int64).max                         # the padding's need: it never fits
-
-    def needs_in(order: Array) -> Array:
-        return np.array([np.append(row_need[i], top)[order[i]] for i in range(ROWS)], dtype=np.int64)
+    if level is None:
+        return _Orders(obj_order, dram_order, np.take_along_axis(padded, obj_order, axis=1),
+                       np.take_along_axis(padded, dram_order, axis=1), None, None)
+    need = np.full((ROWS, n + 1), np.iinfo(np.int64).max, dtype=np.int64)   # the padding's need: it never fits
+    need[:len(ORDERS), :n] = r.need[level]
+    for o, (_, held_need) in enumerate(r.held):
+        need[len(ORDERS) + o, :n] = held_need
     return _Orders(obj_order, dram_order, np.take_along_axis(padded, obj_order, axis=1),
-                   np.take_along_axis(padded, dram_order, axis=1),
-                   needs_in(obj_order) if level else None, needs_in(dram_order) if level else None)
+                   np.take_along_axis(padded, dram_order, axis=1), np.take_along_axis(need, obj_order, axis=1),
+                   np.take_along_axis(need, dram_order, axis=1))
 
 
 def _held_need(work: Contraction, arch: ArchConfig, tm: Array, tn: Array, tk: Array,
