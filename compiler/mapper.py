@@ -555,10 +555,12 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
             continue
         o, i, s = picked
         values = zip(s.obj.tolist(), s.dram.tolist(), r.n_tiles[i].tolist(), s.cycles.tolist(), s.pj.tolist(),
-                     r.tm[i].tolist(), r.tn[i].tolist(), r.tk[i].tolist(), o.tolist(), strict=False)
-        # candidates as MappingKeys: Mappings are made only for the few chosen
-        pool += [(obj, dram, tiles, cycles, pj, _candidate_key(work, dataflow, tm, tn, tk, row))
-                 for obj, dram, tiles, cycles, pj, tm, tn, tk, row in values]
+                     r.tm[i].tolist(), r.tn[i].tolist(), r.tk[i].tolist(), (o % len(ORDERS)).tolist(),
+                     (o >= len(ORDERS)).tolist(), strict=False)
+        # candidates as MappingKeys (_candidate_key: a held row picks only candidates whose hold matters, its
+        # `eligible`): Mappings are made only for the few chosen
+        pool += [(obj, dram, tiles, cycles, pj, (dataflow, tm, tn, tk, order, hold))
+                 for obj, dram, tiles, cycles, pj, tm, tn, tk, order, hold in values]
     if not pool:
         raise _NoFit()
     pool = list({p[-1]: p for p in pool}.values())                   # one entry per mapping (an order's two
