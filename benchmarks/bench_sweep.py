@@ -33,6 +33,18 @@ cost of a point. Idle machine, session of 2026-12-07:
                                                                                   memo; vector mappings remembered
     58d7f60  search    1000  169.9 s       5.9  334.9 s        335  0.47 / 1.85   the search ranks mapping keys,
                                                                                   makes the few Mappings it returns
+    8a62317  search    1000  160.3 s       6.2  315.9 s        316  0.56 / 1.92   tile commands built by a compiled
+                                                                                  kernel; the shortlist's visits
+    928feb5  search    1000  154.4 s       6.5  304.5 s        304  0.74 / 1.90   the pool's mapping keys from
+                                                                                  their rows
+
+Where a point's time went at 928feb5 (points 300-319, one process, ms a point, each part without the parts
+inside it): candidate rankings 147 (of a ranking, ~60% scoring 12 rows x ~3,300 candidates, the rest ranking the
+candidates a search can pick), kernels simulated alone for the shortlists 62 (their tile commands 19, the pipeline
+run 20), the search's own work 29, pick 13, tie-break energies 11, level needs 9, the rest ~25: ~296. The scoring
+is arithmetic-bound: the same estimate compiled candidate by candidate (numba, bit for bit numpy's) took as long
+as numpy's (57 rankings: 456 vs 436 ms), so a compiled estimate is no way to the 20 s target; fewer candidates
+or rows scored a point is (a model change: the candidate grid, or the held rows only where a hold can win).
 
 Where a point's time went at 0e28d3b (points 300-319: two array shapes x 10 buffer sizes, one process, ms a
 point): candidate rankings 156 (built per array shape, loop nest and what the kernel keeps on chip: ~1.2 s at a
