@@ -43,15 +43,27 @@ from tilesim.core.kernels.tiles import (
     ACC_MN,
     B_KN,
     B_RAW_KN,
+    BURST,
     C_ELEMS_MN,
     C_RUNS_MN,
+    COMPUTE_TOTAL,
+    DIMS,
+    DRAINED_TOTAL,
+    EPILOGUE,
+    EXTRA_TOTAL,
     FLASH,
+    FLASH_ALL,
+    FLASH_BURST,
     HELD_INPUT,
     HELD_NONE,
     HELD_OUTPUT,
     HELD_WEIGHT,
+    HOLD,
+    SCALARS,
     STORE_MN,
     TABLES,
+    TRIPS,
+    TRIPS_K,
     contraction_tile_runs,
 )
 
@@ -297,10 +309,11 @@ def contraction_runs_compiled(work: Contraction, kernel: Kernel, arch: ArchConfi
     tables[C_RUNS_MN, :pm, :pn] = c_run
     drained_total, extra_total = epilogue_totals(work, kernel, arch)
     compute = compute_cycles(work, arch, mapping.dataflow, timing, mapping.t_tile, spatial_tiles(work, mapping))
-    flash_burst = arch.flash.burst_bytes if arch.flash else 1
-    scalars = np.array([*loops, *(LOOPS.index(d) for d in order), trips["k"], HELD[mapping.held], flash_share >= 1,
-                        flash_burst, compute, kernel.epilogue is not None, drained_total, extra_total, burst],
-                       dtype=np.int64)
+    scalars = np.zeros(SCALARS, dtype=np.int64)
+    scalars[TRIPS:TRIPS + 4], scalars[DIMS:DIMS + 3] = loops, [LOOPS.index(d) for d in order]
+    scalars[[TRIPS_K, HOLD, FLASH_ALL, FLASH_BURST, COMPUTE_TOTAL, EPILOGUE, DRAINED_TOTAL, EXTRA_TOTAL, BURST]] = (
+        trips["k"], HELD[mapping.held], flash_share >= 1, arch.flash.burst_bytes if arch.flash else 1, compute,
+        kernel.epilogue is not None, drained_total, extra_total, burst)
     table, count, ok = contraction_tile_runs(scalars, dims, tables)
     if not ok:
         return contraction_runs_reference(work, kernel, arch, timing, flash_share)

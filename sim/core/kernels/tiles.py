@@ -17,6 +17,11 @@ FIELDS = 10
 # tables per pair of loop positions that contraction_tile_runs takes (3 x 3 each, the unused part zero)
 A_MK, B_KN, B_RAW_KN, ACC_MN, STORE_MN, C_ELEMS_MN, C_RUNS_MN = range(7)
 TABLES = 7
+# the scalars contraction_tile_runs takes: each loop's trips (4: g, then the mapping's order) and those loops' dims
+# (3: 0 m, 1 n, 2 k) from TRIPS and DIMS on, then one each
+TRIPS, DIMS, TRIPS_K, HOLD, FLASH_ALL, FLASH_BURST, COMPUTE_TOTAL, EPILOGUE, DRAINED_TOTAL, EXTRA_TOTAL, BURST = (
+    0, 4, 7, 8, 9, 10, 11, 12, 13, 14, 15)
+SCALARS = 16
 INT64_MAX = np.iinfo(np.int64).max
 
 
@@ -123,8 +128,8 @@ def position_runs(trips):
 def position_fields(scalars, dims, tables):
     """(FIELDS, positions): each loop nest position's fields before the splits (contraction_tile_runs' arguments):
     bytes each operand loads (when it changes from the position before), stores, MACs, outputs drained, runs."""
-    shape, loop_dim = np.minimum(scalars[0:4], 3), scalars[4:7]
-    trips_k, held = scalars[7], scalars[8]
+    shape, loop_dim = np.minimum(scalars[TRIPS:TRIPS + 4], 3), scalars[DIMS:DIMS + 3]
+    trips_k, held = scalars[TRIPS_K], scalars[HOLD]
     idx_m, idx_n, idx_k, ext_m, ext_n, ext_k = dims[0, 0], dims[0, 1], dims[0, 2], dims[1, 0], dims[1, 1], dims[1, 2]
     a_mk, b_kn, b_raw_kn, acc_mn = tables[A_MK], tables[B_KN], tables[B_RAW_KN], tables[ACC_MN]
     store_mn, c_elems_mn, c_runs_mn = tables[STORE_MN], tables[C_ELEMS_MN], tables[C_RUNS_MN]
@@ -172,39 +177,33 @@ def contraction_tile_runs(scalars, dims, tables):
     """(table, count, ok): the runs' fields (rows A .. FLASH as TileCommands takes them), merged as as_runs
     merges them; ok False where the reference must be taken (see split_table).
 
-    scalars: trips per loop (4: g first, then the mapping's order), those loops' dims (3: 0 m, 1 n, 2 k), K's
-    trips, HELD_*, whether every weight byte comes from flash first (else none) and the flash burst, the kernel's
-    compute cycles, whether a fused epilogue's drained cycles and extra bytes (the next two) are split over the
-    drained outputs, the off-chip burst; dims[0 | 1, d, p]: position p's iteration | tile extent along m, n, k;
+    scalars (at TRIPS .. BURST): trips per loop (g first, then the mapping's order), those loops' dims, K's trips,
+    HELD_* (at HOLD), whether every weight byte comes from flash first (else none) and the flash burst, the
+    kernel's compute cycles, whether a fused epilogue's drained cycles and extra bytes (the next two) are split
+    over the drained outputs, the off-chip burst; dims[0 | 1, d, p]: position p's iteration | tile extent along m, n, k;
     tables[A_MK .. C_RUNS_MN, p, q]: per pair of positions, burst-rounded bytes (zero where an on-chip copy serves
     the operand: A, B, the final store), the unrounded weight bytes, partial sums' bytes (a spill or its reload),
     output elements and runs."""
-    flash_all, flash_burst = scalars[9], scalars[10]
-    compute_total, epilogue, drained_total, extra_total, burst = scalars[11], scalars[12], scalars[13], \
-        scalars[14], scalars[15]
     per = position_fields(scalars, dims, tables)
-    ids, count = position_runs(scalars[0:4])
-    runs = ids.shape[0]
-    table = np.empty((FIELDS, runs), dtype=np.int64)
-    for i in range(runs):
+    ids, counts = position_runs(scalars[TRIPS:TRIPS + 4])
+    table = np.empty((FIELDS, ids.shape[0]), dtype=np.int64)
+    for i in range(ids.shape[0]):
         table[:, i] = per[:, ids[i]]
-    counts = count
-    for i in range(runs):
-        table[FLASH, i] = _burst(table[B_RAW, i], 1, flash_burst) if flash_all != 0 else 0
-    table, counts, ok = split_table(table, counts, compute_total, MACS, COMPUTE)
+        table[FLASH, i] = _burst(table[B_RAW, i], 1, scalars[FLASH_BURST]) if scalars[FLASH_ALL] != 0 else 0
+    table, counts, ok = split_table(table, counts, scalars[COMPUTE_TOTAL], MACS, COMPUTE)
     if not ok:
         return table, counts, False
-    if epilogue != 0:
-        table, counts, ok = split_table(table, counts, drained_total, DRAINED, B_RAW)     # B_RAW: no longer needed
+    if scalars[EPILOGUE] != 0:
+        table, counts, ok = split_table(table, counts, scalars[DRAINED_TOTAL], DRAINED, B_RAW)   # B_RAW: unused now
         if not ok:
             return table, counts, False
         for i in range(table.shape[1]):
             table[COMPUTE, i] = max(table[COMPUTE, i], table[B_RAW, i])
-        table, counts, ok = split_table(table, counts, extra_total, DRAINED, B_RAW)
+        table, counts, ok = split_table(table, counts, scalars[EXTRA_TOTAL], DRAINED, B_RAW)
         if not ok:
             return table, counts, False
         for i in range(table.shape[1]):
-            table[A, i] += _burst(table[B_RAW, i], table[C_RUNS, i], burst)
+            table[A, i] += _burst(table[B_RAW, i], table[C_RUNS, i], scalars[BURST])
     table, counts = as_runs(table, counts)
     return table, counts, True
 
