@@ -37,6 +37,8 @@ cost of a point. Idle machine, session of 2026-12-07:
                                                                                   kernel; the shortlist's visits
     928feb5  search    1000  154.4 s       6.5  304.5 s        304  0.74 / 1.90   the pool's mapping keys from
                                                                                   their rows
+    8e13cbf  naive     1000   41.1 s      24.3   80.9 s         81  0.51 / 1.29   no search: the fusion guard's
+                                                                                  lowerings and simulations alone
 
 Where a point's time went at 928feb5 (points 300-319, one process, ms a point, each part without the parts
 inside it): candidate rankings 147 (of a ranking, ~60% scoring 12 rows x ~3,300 candidates, the rest ranking the
