@@ -683,7 +683,14 @@ def _nocap(key: _ArchKey) -> _ArchKey:
     return _ArchKey(without_capacities(key.arch))
 
 
-def _naive(work: Contraction, arch: ArchConfig, nocap: _ArchKey) -> Mapping:
+def naive(work: Contraction, arch: ArchConfig, name: str = "") -> Mapping:
+    """compiler.tiling.naive_mapping on the arch's dataflow (the same mapping, the same error naming op `name`),
+    with the footprints of the tilings it tries remembered (_naive): a sweep's points that differ only in buffer
+    sizes, and a run's repeated layers and fusion policies, work each out once."""
+    return _naive(work, arch, _nocap(_ArchKey(arch)), name)
+
+
+def _naive(work: Contraction, arch: ArchConfig, nocap: _ArchKey, name: str = "") -> Mapping:
     """compiler.tiling.naive_mapping, step for step, with the footprints of the tilings it tries remembered per
     (loop nest, arch without capacities): footprints do not depend on capacities, so a sweep over buffer sizes
     computes each once. tests/test_mapper.py checks that both give the same mapping."""
@@ -712,7 +719,7 @@ def _naive(work: Contraction, arch: ArchConfig, nocap: _ArchKey) -> Mapping:
             if best is None or score < best[0]:
                 best = (score, trial)
         if best is None:
-            return naive_mapping(work, arch)            # raises the InputError naming the level
+            return naive_mapping(work, arch, name=name)     # raises the InputError naming the level
         tiles = best[1]
 
 
@@ -996,4 +1003,4 @@ def _key_visits(work: Contraction, key: MappingKey) -> tuple[object, ...]:
     return (dataflow, tm, tn, tk, "".join(d for d in order if trips[d] > 1), held_operand(order) if hold else None)
 
 
-__all__ = ["OBJECTIVES", "Choice", "dataflows", "score", "search", "tile_sizes"]
+__all__ = ["OBJECTIVES", "Choice", "dataflows", "naive", "score", "search", "tile_sizes"]

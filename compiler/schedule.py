@@ -15,10 +15,10 @@ from tilesim.compiler.cost import LOOPS, Mapping
 from tilesim.compiler.fusion import Epilogue, Grouping, KernelSpec, Work, group_ops
 from tilesim.compiler.ir import Graph
 from tilesim.compiler.lowering import Contraction, VectorWork
-from tilesim.compiler.mapper import TIE_BAND, KernelContext, search
+from tilesim.compiler.mapper import TIE_BAND, KernelContext, naive, search
 from tilesim.compiler.residency import NONE, Residency, cache_hits, keep_on_chip
 from tilesim.compiler.sparsity import on_array
-from tilesim.compiler.tiling import VectorMapping, fits, footprint, naive_mapping, vector_mapping
+from tilesim.compiler.tiling import VectorMapping, fits, footprint, vector_mapping
 
 KernelMapping = Mapping | VectorMapping | AttentionMapping
 MAPPING_OF: dict[type, type] = {Contraction: Mapping, VectorWork: VectorMapping, AttentionWork: AttentionMapping}
@@ -273,7 +273,7 @@ def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOpt
                 mapping = decided[work, reserve, context, kept]
                 how = "search" if evaluate is None else "simulator"
             else:
-                mapping, how = naive_mapping(share, core, name=name), "naive"
+                mapping, how = naive(share, core, name=name), "naive"
         out.append(Kernel(name, ops, work, mapping, deps, how, split, epilogue))
     return out
 

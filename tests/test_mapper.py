@@ -18,7 +18,7 @@ from tilesim.cli.main import main
 from tilesim.compiler import mapper, sorting
 from tilesim.compiler.cost import MAX_TILES, OPERAND_DIMS, Mapping, dram_traffic, reuse_reps
 from tilesim.compiler.lowering import Contraction, ConvWindow
-from tilesim.compiler.mapper import _ArchKey, _naive, without_capacities
+from tilesim.compiler.mapper import _ArchKey, without_capacities
 from tilesim.compiler.schedule import CompileOptions, Schedule, lower
 from tilesim.compiler.tiling import alignment, fits, naive_mapping
 from tilesim.workloads import load_workload
@@ -348,12 +348,12 @@ def test_all_loop_orders_at_once_equal_one_order_at_a_time_bit_for_bit(work, dat
 def test_remembered_naive_tiling_equals_the_tilers(work, sram, acc, dataflow, double, split):
     arch = two_level_arch(sram, acc, dataflow, double) if split else small_arch(sram, dataflow, double)
     try:
-        expected = naive_mapping(work, arch)
-    except InputError as e:
+        expected = naive_mapping(work, arch, name="conv1")
+    except InputError as e:             # the same error, naming the op and the level
         with pytest.raises(InputError, match=__import__("re").escape(str(e))):
-            _naive(work, arch, _ArchKey(without_capacities(arch)))
+            mapper.naive(work, arch, name="conv1")
         return
-    assert _naive(work, arch, _ArchKey(without_capacities(arch))) == expected
+    assert mapper.naive(work, arch, name="conv1") == expected
 
 
 @pytest.mark.parametrize("split", [False, True])
