@@ -693,11 +693,22 @@ def naive(work: Contraction, arch: ArchConfig, name: str = "") -> Mapping:
 def _naive(work: Contraction, arch: ArchConfig, nocap: _ArchKey, name: str = "") -> Mapping:
     """compiler.tiling.naive_mapping, step for step, with the footprints of the tilings it tries remembered per
     (loop nest, arch without capacities): footprints do not depend on capacities, so a sweep over buffer sizes
-    computes each once. tests/test_mapper.py checks that both give the same mapping."""
+    computes each once; and the mapping itself per capacities (repeated layers, the fusion guard's policies).
+    tests/test_mapper.py checks that both give the same mapping."""
+    dataflow = arch.array.dataflow
+    caps = {lv.name: lv.capacity_bytes for lv in arch.onchip}
+    picked = _naive_picks(work, nocap, dataflow)
+    at = tuple(caps.values())
+    if at not in picked:
+        picked[at] = _naive_walk(work, arch, nocap, caps, name)
+    return picked[at]
+
+
+def _naive_walk(work: Contraction, arch: ArchConfig, nocap: _ArchKey, caps: dict[str, int], name: str) -> Mapping:
+    """_naive's halving walk for the on-chip capacities `caps`."""
     dataflow = arch.array.dataflow
     footprints = _footprints(work, nocap, dataflow)
     unit = alignment(work, arch, dataflow)
-    caps = {lv.name: lv.capacity_bytes for lv in arch.onchip}
 
     def need(tiles: tuple[int, ...]) -> dict[str, int]:
         if tiles not in footprints:
@@ -726,6 +737,12 @@ def _naive(work: Contraction, arch: ArchConfig, nocap: _ArchKey, name: str = "")
 @lru_cache(maxsize=256)
 def _footprints(work: Contraction, key: _ArchKey, dataflow: str) -> dict[tuple[int, ...], dict[str, int]]:
     """Per (loop nest, arch without capacities, dataflow): footprints by (tile_m, tile_n, tile_k), filled by _naive."""
+    return {}
+
+
+@lru_cache(maxsize=256)
+def _naive_picks(work: Contraction, key: _ArchKey, dataflow: str) -> dict[tuple[int, ...], Mapping]:
+    """Per (loop nest, arch without capacities, dataflow): _naive's mapping by the on-chip levels' capacities."""
     return {}
 
 
