@@ -513,7 +513,7 @@ def _lower_policy(graph: Graph, arch: ArchConfig, options: CompileOptions, timin
     kernels = map_kernels(specs, arch, options, timing, evaluate, held, plan)
     # a hardware cache (any policy) serves the reads an on-chip copy does not (compiler/residency.py)
     plan = [kept if kept != NONE else hit for kept, hit in zip(plan, cache_hits(specs, graph, arch), strict=False)]
-    kernels = [replace(k, residency=r) for k, r in zip(kernels, plan, strict=False)]
+    kernels = [k if k.residency == r else replace(k, residency=r) for k, r in zip(kernels, plan, strict=False)]
     if not kernels:
         raise InputError(f"workload {graph.name}: nothing to run (the graph has only views)")
     return Schedule(graph.name, arch.name, timing, tuple(kernels), grouping.notes, options.fusion)
