@@ -188,7 +188,8 @@ def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = Fa
                       ) -> SimResult:
     """simulate at the arch's own clock, whatever its power (arguments as for simulate; `piped`: what _pipeline
     gave for these arguments, when the caller has it)."""
-    piped = _pipeline(schedule, arch, reference, flash_share, memo, timeline) if piped is None else piped
+    counted: dict = {}              # kernel_counts, shared by the level needs and the energy (kernel_counts' key)
+    piped = _pipeline(schedule, arch, reference, flash_share, memo, timeline, counted) if piped is None else piped
     prog, waits, kernel_end, times = piped
     flash = arch.flash
     spans = np.diff(kernel_end, prepend=0)
@@ -199,7 +200,7 @@ def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = Fa
     kernels = []
     dram_read = dram_write = 0
     dma_per_run = (prog.load_xfer + prog.store_xfer) * prog.count
-    _, energy_breakdown, actions, per_kernel = _energy(schedule, arch, piped, static_mw)
+    _, energy_breakdown, actions, per_kernel = _energy(schedule, arch, piped, static_mw, counted)
     for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel, strict=False)):
         counts, comp = per_kernel[j]
         kr = _kernel_result(kernel, cmds, arch, int(spans[j]), float(dma_per_run[prog.entries(j)].sum()),
@@ -232,16 +233,17 @@ def simulate_at_clock(schedule: Schedule, arch: ArchConfig, reference: bool = Fa
                           tuple(k.name for k in schedule.kernels)) if timeline else None)
 
 
-def _energy(schedule: Schedule, arch: ArchConfig, piped: tuple, static_mw: dict[str, float] | None = None
+def _energy(schedule: Schedule, arch: ArchConfig, piped: tuple, static_mw: dict[str, float] | None = None,
+            counted: dict | None = None
             ) -> tuple[float, dict[str, float], Counter, list[tuple[Counter, dict[str, float]]]]:
     """A run's energy from what _pipeline gave: its average power (W: energy / latency, as SimResult.power_w), its
     energy by component (pJ, in name order), its action counts, and each kernel's (action counts, energy by
-    component)."""
+    component). `counted`: kernel_counts' memo, as _pipeline filled it."""
     prog, _, kernel_end, _ = piped
     spans = np.diff(kernel_end, prepend=0)
     static_mw = static_power_components_mw(arch) if static_mw is None else static_mw
     breakdown, actions, per_kernel = Counter(), Counter(), []
-    counted: dict = {}              # kernel_counts of each distinct kernel (repeated layers count once)
+    counted = {} if counted is None else counted    # kernel_counts of each distinct kernel (repeated layers once)
     for j, (kernel, cmds) in enumerate(zip(schedule.kernels, prog.per_kernel, strict=False)):
         counts = kernel_counts(kernel, cmds, arch, counted) + clock_counts(int(spans[j]), arch)
         actions.update(counts)
@@ -255,13 +257,14 @@ def _energy(schedule: Schedule, arch: ArchConfig, piped: tuple, static_mw: dict[
 
 
 def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, flash_share: float | None = None,
-              memo: dict | None = None, timeline: bool = False):
+              memo: dict | None = None, timeline: bool = False, counted: dict | None = None):
     """The part of simulate that decides time: the tile program, the stall cycles per kernel and cause, each
     kernel's end cycle (int64; the last is the schedule's cycles) and, for a timeline, (the program one entry per
     tile, its tiles' event times). Runs of identical tiles are simulated by class (run_classes); a timeline, and a
     program with flash reads (whose staging limit reaches back further than a run's state), tile by tile.
-    `memo`: build_program's tile commands kept across calls."""
-    prog, needs = _bound_program(schedule, arch, flash_share, memo, timeline)
+    `memo`: build_program's tile commands kept across calls; `counted`: kernel_counts' memo, filled by the level
+    needs (for the energy that follows: a kernel whose compute the level bound stretches has new commands)."""
+    prog, needs = _bound_program(schedule, arch, flash_share, memo, timeline, counted)
     while True:
         ends, waits, times = _run_program(prog, schedule, arch, reference, timeline)
         if not (np.isfinite(ends).all() and ends.max() < MAX_COUNT):    # checked before the cast, which would wrap
@@ -274,14 +277,14 @@ def _pipeline(schedule: Schedule, arch: ArchConfig, reference: bool = False, fla
 
 
 def _bound_program(schedule: Schedule, arch: ArchConfig, flash_share: float | None, memo: dict | None,
-                   timeline: bool = False) -> tuple[Program, np.ndarray]:
+                   timeline: bool = False, counted: dict | None = None) -> tuple[Program, np.ndarray]:
     """The tile program _pipeline runs (on the time grid, each kernel stretched to its busiest level's need) and
     those needs (level_needs)."""
     if schedule.arch != arch.name:
         raise InputError(f"schedule was lowered for arch '{schedule.arch}', not '{arch.name}'")
     _check_size(schedule, arch, timeline)
     prog = on_grid(build_program(schedule, arch, flash_share, memo))
-    needs = level_needs(prog, schedule, arch)
+    needs = level_needs(prog, schedule, arch, counted)
     return level_bound(prog, schedule, arch, needs), needs
 
 
@@ -395,12 +398,13 @@ def cores_in_use(kernel: Kernel, arch: ArchConfig) -> int:
     return max(1, min(arch.cores, kernel.tile_count(arch.cores)))
 
 
-def level_needs(prog: Program, schedule: Schedule, arch: ArchConfig) -> np.ndarray:
+def level_needs(prog: Program, schedule: Schedule, arch: ArchConfig, counted: dict | None = None) -> np.ndarray:
     """Per kernel, the cycles its busiest on-chip level needs for its bytes (level_bytes_cycles, rounded up); zeros
-    under the scalesim timing, which keeps SCALE-Sim's assumption that the buffers always keep up."""
+    under the scalesim timing, which keeps SCALE-Sim's assumption that the buffers always keep up. `counted`:
+    kernel_counts' memo."""
     if schedule.timing == "scalesim":
         return np.zeros(len(schedule.kernels), dtype=np.int64)
-    counted: dict = {}
+    counted = {} if counted is None else counted
     return np.array([ceil(max(level_cycles(kernel_counts(k, c, arch, counted), arch, k).values(), default=0.0))
                      for k, c in zip(schedule.kernels, prog.per_kernel, strict=True)], dtype=np.int64)
 
