@@ -40,6 +40,10 @@ cost of a point. Idle machine, session of 2026-12-07:
     8e13cbf  naive     1000   41.1 s      24.3   80.9 s         81  0.51 / 1.29   no search: the fusion guard's
                                                                                   lowerings and simulations alone
     5050920  naive     1000   22.9 s      43.6   44.9 s         45  0.85 / 1.17   naive tilings remembered
+    f78529e  naive     1000   21.6 s      46.2   42.6 s         43  1.01 / 1.36   residency set where it changes
+                                                                                  (be27d77: 24.2 s, 47.7 s CPU a
+                                                                                  few minutes later: this host's
+                                                                                  drift, not the change)
 
 Where a point's time went at 928feb5 (points 300-319, one process, ms a point, each part without the parts
 inside it): candidate rankings 147 (of a ranking, ~60% scoring 12 rows x ~3,300 candidates, the rest ranking the
