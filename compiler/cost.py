@@ -222,6 +222,13 @@ def extents(size: int, tile: int) -> IntArray:
     return e
 
 
+def extents_at(size: int, tile: int, at: npt.ArrayLike) -> IntArray:
+    """extents(size, tile)[at] without the whole loop: `tile` at every iteration but the last, which holds the
+    rest."""
+    n = -(-size // tile)
+    return np.where(np.asarray(at) == n - 1, size - tile * (n - 1), tile).astype(np.int64)
+
+
 def nbytes(elems: npt.ArrayLike, dtype: str) -> IntArray:
     """Bytes of `elems` elements of `dtype` elementwise, rounded up (arch.dtypes.tensor_bytes over arrays)."""
     return tensor_bytes(np.asarray(elems, dtype=np.int64), dtype)

@@ -557,8 +557,8 @@ def _search_cached(work: Contraction, key: _ArchKey, timing: str, objective: str
         values = zip(s.obj.tolist(), s.dram.tolist(), r.n_tiles[i].tolist(), s.cycles.tolist(), s.pj.tolist(),
                      r.tm[i].tolist(), r.tn[i].tolist(), r.tk[i].tolist(), (o % len(ORDERS)).tolist(),
                      (o >= len(ORDERS)).tolist(), strict=False)
-        # candidates as MappingKeys (_candidate_key: a held row picks only candidates whose hold matters, its
-        # `eligible`): Mappings are made only for the few chosen
+        # candidates as MappingKeys (a held row picks only candidates whose hold matters, its `eligible`, so the
+        # row's hold is the mapping's: _mapping): Mappings are made only for the few chosen
         pool += [(obj, dram, tiles, cycles, pj, (dataflow, tm, tn, tk, order, hold))
                  for obj, dram, tiles, cycles, pj, tm, tn, tk, order, hold in values]
     if not pool:
@@ -987,22 +987,18 @@ def _pickable(eligible: np.ndarray, walk: np.ndarray, obj: np.ndarray) -> list[t
     return [(walk[o][keep[o] & ok[o]], walk[o][band[o] & ok[o]]) for o in range(vals.shape[0])]
 
 
-def _mapping(work: Contraction, dataflow: str, tm: int, tn: int, tk: int, row: int) -> Mapping:
-    """The mapping of a ranking row's candidate; a hold that changes nothing (compiler.cost.hold_matters) is
-    dropped, so it is the same mapping as the row without it. (The search works with its MappingKey,
-    _candidate_key; tests/test_mapper.py's direct search makes the mappings with this.)"""
-    return _key_mapping(_candidate_key(work, dataflow, tm, tn, tk, row))
-
-
 # A candidate's mapping as a tuple, in the order that breaks ties among equal candidates (deterministic): dataflow
 # as listed, then sizes, then the loop order's index in ORDERS, then the hold
 MappingKey = tuple[str, int, int, int, int, bool]
 
 
-def _candidate_key(work: Contraction, dataflow: str, tm: int, tn: int, tk: int, row: int) -> MappingKey:
-    """The MappingKey of _mapping(...), without making the Mapping."""
-    o = row % len(ORDERS)
-    return (dataflow, tm, tn, tk, o, row >= len(ORDERS) and hold_matters(ORDERS[o], _trips(work, tm, tn, tk)))
+def _mapping(work: Contraction, dataflow: str, tm: int, tn: int, tk: int, row: int) -> Mapping:
+    """The mapping of a ranking row's candidate; a hold that changes nothing (compiler.cost.hold_matters) is
+    dropped, so it is the same mapping as the row without it. (The search keys its candidates by row without
+    checking: a held row picks only candidates whose hold matters. tests/test_mapper.py's direct search makes the
+    mappings with this.)"""
+    order = ORDERS[row % len(ORDERS)]
+    return Mapping(dataflow, tm, tn, tk, order, row >= len(ORDERS) and hold_matters(order, _trips(work, tm, tn, tk)))
 
 
 def _key_mapping(key: MappingKey) -> Mapping:

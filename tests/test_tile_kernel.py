@@ -10,13 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_simulate import arch_with, tiled_contractions
 
+from tilesim.compiler.cost import extents, extents_at
 from tilesim.compiler.fusion import Epilogue
 from tilesim.compiler.residency import Residency
 from tilesim.compiler.schedule import Kernel
 from tilesim.compiler.sparsity import WeightSparsity
 from tilesim.core.commands import (
     TileCommands,
-    contraction_runs,
     contraction_runs_compiled,
     contraction_runs_reference,
     nest_runs,
@@ -65,7 +65,7 @@ def test_the_compiled_builder_makes_the_reference_commands(kernel, burst, share,
 def test_contraction_runs_take_the_reference_for_a_partial_flash_share(kernel, burst):
     # the flash bytes' total is rounded from a float share (Python's round): the reference alone does it
     arch = arch_with(burst=burst, flash={"bandwidth_bytes_per_cycle": 4, "latency_cycles": 10, "burst_bytes": 32})
-    same(contraction_runs(kernel.work, kernel, arch, "pipelined", 0.3),
+    same(contraction_runs_compiled(kernel.work, kernel, arch, "pipelined", 0.3),
          contraction_runs_reference(kernel.work, kernel, arch, "pipelined", 0.3))
     same(contraction_runs_compiled(kernel.work, kernel, arch, "pipelined", 1.0),
          contraction_runs_reference(kernel.work, kernel, arch, "pipelined", 1.0))
@@ -90,3 +90,12 @@ def test_a_split_that_could_pass_64_bits_is_left_to_the_reference():
     assert not ok
     parts, new_count, ok = split_table(table.copy(), count, 2**22, MACS, 0)
     assert ok and int((parts[0] * new_count).sum()) == 2**22
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 500), st.integers(1, 500))
+def test_extents_at_are_the_whole_loops_extents_there(size, tile):
+    tile = min(tile, size)
+    whole = extents(size, tile)
+    at = np.arange(whole.shape[0])
+    np.testing.assert_array_equal(extents_at(size, tile, at), whole)

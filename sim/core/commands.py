@@ -26,6 +26,7 @@ from tilesim.compiler.cost import (
     c_runs,
     compute_cycles,
     extents,
+    extents_at,
     nbytes,
     spatial_tiles,
     trip_counts,
@@ -282,14 +283,13 @@ def contraction_runs_compiled(work: Contraction, kernel: Kernel, arch: ArchConfi
     trips = trip_counts(work, mapping)
     order = mapping.order
     loops = (work.g, *(trips[d] for d in order))
+    where = contraction_positions(work, kernel)
     dims = np.zeros((2, 3, 3), dtype=np.int64)            # per loop m, n, k: each position's iteration, extent
     ext = {}
-    for i, d in enumerate(LOOPS):       # loop_positions(trip): the first, a middle and the last iteration
-        t, tile = trips[d], mapping.tile(d)
-        its = (0, 1, t - 1) if t > 2 else tuple(range(t))
-        extent = [tile if it < t - 1 else getattr(work, d) - tile * (t - 1) for it in its]
-        dims[0, i, :len(its)], dims[1, i, :len(its)] = its, extent
-        ext[d] = np.array(extent, dtype=np.int64)
+    for i, d in enumerate(LOOPS):
+        its = where[1 + order.index(d)][0]
+        ext[d] = extents_at(getattr(work, d), mapping.tile(d), its)
+        dims[0, i, :len(its)], dims[1, i, :len(its)] = its, ext[d]
     m, n, k = ext["m"][:, None], ext["n"][None, :], ext["k"]
     res = kernel.residency
     burst = arch.offchip.burst_bytes
@@ -317,11 +317,16 @@ def contraction_runs_compiled(work: Contraction, kernel: Kernel, arch: ArchConfi
     table, count, ok = contraction_tile_runs(scalars, dims, tables)
     if not ok:
         return contraction_runs_reference(work, kernel, arch, timing, flash_share)
-    levels = {arch.home(o).double_buffered for o in ("input", "weight", "output")}
-    return TileCommands(*table[:FLASH], ARRAY, 2 if levels == {True} else 1, table[FLASH], count)
+    return TileCommands(*table[:FLASH], ARRAY, operand_slots(arch), table[FLASH], count)
 
 
 HELD = {None: HELD_NONE, "input": HELD_INPUT, "weight": HELD_WEIGHT, "output": HELD_OUTPUT}   # Mapping.held
+
+
+def operand_slots(arch: ArchConfig) -> int:
+    """Buffer slots of a kernel whose operands and output live in their home levels: 2 when every one of those is
+    double buffered, else 1."""
+    return 2 if all(arch.home(o).double_buffered for o in ("input", "weight", "output")) else 1
 
 
 def epilogue_totals(work: Contraction, kernel: Kernel, arch: ArchConfig) -> tuple[int, int]:
@@ -350,7 +355,7 @@ def contraction_runs_reference(work: Contraction, kernel: Kernel, arch: ArchConf
     g = grid[0]
     pos = {d: grid[1 + order.index(d)] for d in LOOPS}
     idx = {d: where[1 + order.index(d)][0][pos[d]] for d in LOOPS}
-    ext = {d: extents(getattr(work, d), mapping.tile(d))[idx[d]] for d in LOOPS}
+    ext = {d: extents_at(getattr(work, d), mapping.tile(d), idx[d]) for d in LOOPS}
     acc = arch.array.acc_dtype
 
     a_new = _changed(g, pos["m"], pos["k"])
@@ -408,12 +413,11 @@ def contraction_runs_reference(work: Contraction, kernel: Kernel, arch: ArchConf
         f["compute"] = np.maximum(f["compute"], drained)
         extra = split(other_bytes, f["drained"])
         f["a"] = f["a"] + burst_bytes(extra, f["c_runs"], burst)
-    levels = {arch.home(o).double_buffered for o in ("input", "weight", "output")}
     # consecutive positions often give identical tiles (a loop's middle iterations repeated by the loops outside
     # it): merged, so a core block's commands are a few hundred runs, not one per position visited
     return as_runs(TileCommands(f["a"].astype(np.int64), f["b"].astype(np.int64), f["psum"].astype(np.int64),
                                 f["store"].astype(np.int64), f["compute"].astype(np.int64), ARRAY,
-                                2 if levels == {True} else 1, f["flash"].astype(np.int64), count))
+                                operand_slots(arch), f["flash"].astype(np.int64), count))
 
 
 ATTENTION_CHUNK_TILES = 1 << 18     # tiles worked out at once (bounded memory: ~100 bytes each)
@@ -457,8 +461,7 @@ def attention_tiles(work: AttentionWork, kernel: Kernel, arch: ArchConfig, timin
         once = attention_traffic(work, work.sq)[1]
         if 2 * once // max(work.g, 1) <= cache.capacity_bytes:
             kv_read = min(kv_read, once)
-    levels = {arch.home(o).double_buffered for o in ("input", "weight", "output")}
-    slots = 2 if levels == {True} else 1
+    slots = operand_slots(arch)
     burst = arch.offchip.burst_bytes          # runs: a Q block, a K and a V block, an O block, each contiguous
     # one head's tiles: the weights split_total gives each transfer (Q on a row's first kv block, O on its last)
     qi, ki = np.repeat(np.arange(eq.size), ek.size), np.tile(np.arange(ek.size), eq.size)
