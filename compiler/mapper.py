@@ -901,9 +901,51 @@ def _scores(r: _Ranking, cols: Array | None) -> _Scores:
     not depend on which others are scored with it."""
     tm, tn, tk = (r.tm, r.tn, r.tk) if cols is None else (r.tm[cols], r.tn[cols], r.tk[cols])
     base = _base(r.work, r.arch, r.timing, r.dataflow, tm, tn, tk, r.context)
-    cycles, dram, pj = (np.concatenate(v) for v in zip(_score_orders(r.work, r.arch, base),
-                                                         _score_orders(r.work, r.arch, base, hold=True), strict=True))
+    if _SCORER[0] is not None:
+        cycles, dram, pj = _SCORER[0](*estimate_inputs(r.work, r.arch, base))
+    else:
+        cycles, dram, pj = (np.concatenate(v) for v in zip(_score_orders(r.work, r.arch, base),
+                                                             _score_orders(r.work, r.arch, base, hold=True),
+                                                             strict=True))
     return _Scores(cycles, dram, pj, _objective(r.objective, cycles, dram, pj))
+
+
+# A compiled form of _score_orders for all ROWS at once (sim/core/kernels/estimate.py estimate_rows: bit for bit the
+# same), registered by a process that simulates much (sim/core/simulate.py use_compiled_kernels); None: numpy's
+_SCORER: list[Callable[..., tuple[Array, Array, Array]] | None] = [None]
+_ORDER_LOOPS = np.array([[LOOPS.index(d) for d in order] for order in ORDERS], dtype=np.int64)
+_INDEXED = sum(1 << (LOOPS.index(d) + 3 * i) for i, o in enumerate(("input", "weight", "output"))
+               for d in OPERAND_DIMS[o])      # estimate_rows' bit loop + 3 x operand: the operand indexed by the loop
+
+
+def score_with(kernel: Callable[..., tuple[Array, Array, Array]] | None) -> None:
+    """Score candidates with `kernel`, called with estimate_inputs (a compiled estimate_rows), or with numpy
+    (_score_orders) when None."""
+    _SCORER[0] = kernel
+
+
+def estimate_inputs(work: Contraction, arch: ArchConfig, base: _Base) -> tuple[object, ...]:
+    """The arguments of estimate_rows for candidates of `base`: its arrays as the types numpy's estimate gives them
+    (compute as float64: every use of it is a float operation), each order's loops, the loops each operand
+    indexes, and the arch's scalars."""
+    n = base.n_tiles.shape[0]
+
+    def per(v: Any, dtype: type) -> Array:
+        """Per candidate, as a writable copy (one signature for the compiled kernel)."""
+        return np.array(np.broadcast_to(v, (n,)), dtype=dtype)
+
+    off = arch.offchip
+    table = arch.energy.actions
+    read, write = f"{off.name}.read_byte", f"{off.name}.write_byte"
+    priced = read in table and write in table
+    return (np.stack([base.trips[d] for d in LOOPS]).astype(np.int64), per(base.n_tiles, np.int64),
+            per(base.a_sweep, np.float64), per(base.b_sweep, np.float64), per(base.c_fin, np.float64),
+            per(base.c_acc, np.int64), per(base.compute, np.float64), per(base.first, np.float64),
+            per(base.last, np.float64), per(base.drain_extra, np.float64), per(base.drain_share, np.float64),
+            np.stack([per(base.last_ratio[d], np.float64) for d in LOOPS]), _ORDER_LOOPS, _INDEXED,
+            int(work.g), off.latency_cycles, float(off.bandwidth_bytes_per_cycle), float(base.level_feed),
+            float(base.level_bw), all(arch.home(o).double_buffered for o in ("input", "weight", "output")),
+            float(table[read].pj) if priced else 1.0, float(table[write].pj) if priced else 1.0, priced)
 
 
 def _orders(r: _Ranking) -> _Orders:
@@ -1016,4 +1058,5 @@ def _key_visits(work: Contraction, key: MappingKey) -> tuple[object, ...]:
     return (dataflow, tm, tn, tk, "".join(d for d in order if trips[d] > 1), held_operand(order) if hold else None)
 
 
-__all__ = ["OBJECTIVES", "Choice", "dataflows", "naive", "score", "search", "tile_sizes"]
+__all__ = ["OBJECTIVES", "Choice", "dataflows", "estimate_inputs", "naive", "score", "score_with", "search",
+           "tile_sizes"]

@@ -21,6 +21,8 @@ from tilesim.compiler.lowering import Contraction, ConvWindow
 from tilesim.compiler.mapper import _ArchKey, without_capacities
 from tilesim.compiler.schedule import CompileOptions, Schedule, lower
 from tilesim.compiler.tiling import alignment, fits, naive_mapping
+from tilesim.core.kernels.estimate import estimate_rows
+from tilesim.core.kernels.jit import interpreted
 from tilesim.workloads import load_workload
 
 
@@ -285,6 +287,39 @@ def test_a_first_search_picks_from_the_scores_what_a_later_one_picks_from_the_ra
         assert first == again
     finally:
         mapper.keep_rankings(kept)
+
+
+@settings(max_examples=60, deadline=None)
+@given(works(), st.sampled_from(["ws", "os", "is"]), st.booleans(), st.booleans(), st.sampled_from([0, 7, 20]),
+       st.sampled_from([8, 6.3]), st.sampled_from([0.0, 50.0, 5000.0]), st.tuples(*[st.booleans()] * 3),
+       st.sampled_from([1, 3]), st.sampled_from(["pipelined", "scalesim"]), st.integers(0, 2**32 - 1))
+def test_the_compiled_estimate_scores_bit_for_bit_as_numpy(work, dataflow, double, split, latency, bw, epilogue,
+                                                          kept, sharers, timing, seed):
+    # sim/core/kernels/estimate.py estimate_rows, compiled and as Python, against _score_orders (numpy), every row
+    d = tiny_arch_dict(rows=8, cols=8, dataflow=dataflow, sram_bytes=4096, double=double, latency=latency, bw=bw)
+    d["energy"]["actions"]["dram.read_byte"]["pj"], d["energy"]["actions"]["dram.write_byte"]["pj"] = 3.7, 5.3
+    d["memory"][1]["bandwidth_bytes_per_cycle"] = 37.5
+    if split:
+        d["memory"][1]["holds"] = ["input", "weight"]
+        d["memory"].append({"name": "acc", "kind": "sram", "capacity_bytes": 4096, "bandwidth_bytes_per_cycle": 64,
+                            "double_buffered": double, "holds": ["output"]})
+        d["energy"]["actions"].update({f"acc.{a}_byte": {"pj": 1.0, "source": "test"} for a in ("read", "write")})
+    arch = without_capacities(arch_from_dict(d))
+    context = mapper.KernelContext(epilogue, sharers, 1, *kept)
+    r = mapper._rank(work, _ArchKey(arch), timing, dataflow, "latency", context)
+    cols = np.random.default_rng(seed).permutation(r.tm.size)[:40]
+    for some in (None, cols):               # every candidate compiled; a few as Python (interpreted: slow)
+        tm, tn, tk = (r.tm, r.tn, r.tk) if some is None else (r.tm[some], r.tn[some], r.tk[some])
+        base = mapper._base(work, arch, timing, dataflow, tm, tn, tk, context)
+        want = [np.concatenate(v) for v in zip(mapper._score_orders(work, arch, base),
+                                               mapper._score_orders(work, arch, base, hold=True), strict=True)]
+        if some is None:
+            got = estimate_rows(*mapper.estimate_inputs(work, arch, base))
+        else:
+            with interpreted():
+                got = estimate_rows(*mapper.estimate_inputs(work, arch, base))
+        for name, a, b in zip(("cycles", "dram", "pj"), got, want, strict=True):
+            assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
 
 
 @settings(max_examples=40, deadline=None)

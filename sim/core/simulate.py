@@ -16,6 +16,7 @@ from tilesim.arch.errors import InputError
 from tilesim.compiler.attention import AttentionWork
 from tilesim.compiler.cost import Mapping, array_cycles, mapping_efficiency, spatial_dims, spatial_tiles
 from tilesim.compiler.lowering import MAX_COUNT, Contraction, VectorWork
+from tilesim.compiler.mapper import score_with
 from tilesim.compiler.memo import drop_oldest
 from tilesim.compiler.schedule import Kernel, Schedule
 from tilesim.core.commands import (
@@ -43,6 +44,7 @@ from tilesim.core.energy import (
     static_energy_pj,
     static_power_components_mw,
 )
+from tilesim.core.kernels.estimate import estimate_rows
 from tilesim.core.kernels.jit import interpreted, is_compiled
 from tilesim.core.kernels.pipeline import (
     CAUSES,
@@ -76,8 +78,10 @@ _interpreted = [0.0]         # seconds spent simulating in Python so far in this
 def use_compiled_kernels() -> None:
     """From now on simulate every program with numba's compiled kernels (loaded from its on-disk cache, else
     compiled, at the next simulation), small ones too: what a process about to simulate much does first (a sweep,
-    before it forks its workers, which inherit them; a benchmark of warm runs)."""
+    before it forks its workers, which inherit them; a benchmark of warm runs), and let the mapping search score
+    its candidates with the compiled estimate (its numpy form, bit for bit)."""
     _interpreted[0] = INTERPRETED_S                  # the budget for Python is spent from here on
+    score_with(estimate_rows)
 
 
 def _check_size(schedule: Schedule, arch: ArchConfig, timeline: bool = False) -> None:

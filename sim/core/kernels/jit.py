@@ -32,26 +32,28 @@ def private_cache_dir() -> str | None:
     return path
 
 
-def _njit(func: Callable[..., Any]) -> Any:
+def _njit(func: Callable[..., Any], inline: bool = False) -> Any:
     """njit(cache=True); on a read-only install with no writable user cache, a private temporary cache, else none.
+    `inline`: compiled into each kernel that calls it (numba's inline="always": no call, its arrays not passed).
 
     numba raises "cannot cache function ...: no locator available" when neither the source's __pycache__ nor the
     user's cache folder (NUMBA_CACHE_DIR, XDG_CACHE_HOME or ~/.cache) can be written.
     """
     from numba import njit  # noqa: PLC0415 (numba loads at the first compiled call: start-up time)
     from numba.core import config  # noqa: PLC0415
+    how = "always" if inline else "never"
     try:
-        return njit(cache=True)(func)
+        return njit(cache=True, inline=how)(func)
     except RuntimeError:
         pass
     folder = private_cache_dir()
     if folder is not None:
         config.CACHE_DIR = folder
         try:
-            return njit(cache=True)(func)
+            return njit(cache=True, inline=how)(func)
         except RuntimeError:
             pass
-    return njit(func)
+    return njit(inline=how)(func)
 
 
 class Kernel:
@@ -59,8 +61,9 @@ class Kernel:
     of the functions whose globals name the other kernels' compiled versions. Inside `interpreted()` a call runs
     the Python function itself (the same code: the same IEEE double arithmetic, so the same results)."""
 
-    def __init__(self, func: Callable[..., Any]):
+    def __init__(self, func: Callable[..., Any], inline: bool = False):
         self.py_func = func
+        self.inline = inline
         self.compiled: Any = None
         self.__name__, self.__doc__, self.__module__ = func.__name__, func.__doc__, func.__module__
         self.__wrapped__ = func
@@ -82,7 +85,7 @@ def _compile_module(name: str) -> None:
         f = k.py_func
         copy = types.FunctionType(f.__code__, scope, f.__name__, f.__defaults__, f.__closure__)
         copy.__qualname__, copy.__module__, copy.__doc__ = f.__qualname__, f.__module__, f.__doc__
-        scope[attr] = _njit(copy)
+        scope[attr] = _njit(copy, k.inline)
     for attr, k in kernels.items():
         k.compiled = scope[attr]
 
@@ -106,3 +109,9 @@ def interpreted() -> Iterator[None]:
 def cached_njit(func: Callable[..., Any]) -> Kernel:
     """The function as a Kernel: numba-compiled (njit, cached on disk) at its first call, see Kernel."""
     return Kernel(func)
+
+
+def inlined_njit(func: Callable[..., Any]) -> Kernel:
+    """cached_njit for a helper of other kernels that numba compiles into each of them (a call per candidate and
+    row that passes arrays costs more than the work: sim/core/kernels/estimate.py)."""
+    return Kernel(func, inline=True)
