@@ -901,8 +901,9 @@ def _scores(r: _Ranking, cols: Array | None) -> _Scores:
     not depend on which others are scored with it."""
     tm, tn, tk = (r.tm, r.tn, r.tk) if cols is None else (r.tm[cols], r.tn[cols], r.tk[cols])
     base = _base(r.work, r.arch, r.timing, r.dataflow, tm, tn, tk, r.context)
-    if _SCORER[0] is not None:
-        cycles, dram, pj = _SCORER[0](*estimate_inputs(r.work, r.arch, base))
+    estimate = _KERNELS["estimate"]
+    if estimate is not None:
+        cycles, dram, pj = estimate(*estimate_inputs(r.work, r.arch, base))
     else:
         cycles, dram, pj = (np.concatenate(v) for v in zip(_score_orders(r.work, r.arch, base),
                                                              _score_orders(r.work, r.arch, base, hold=True),
@@ -910,18 +911,19 @@ def _scores(r: _Ranking, cols: Array | None) -> _Scores:
     return _Scores(cycles, dram, pj, _objective(r.objective, cycles, dram, pj))
 
 
-# A compiled form of _score_orders for all ROWS at once (sim/core/kernels/estimate.py estimate_rows: bit for bit the
-# same), registered by a process that simulates much (sim/core/simulate.py use_compiled_kernels); None: numpy's
-_SCORER: list[Callable[..., tuple[Array, Array, Array]] | None] = [None]
+# Compiled forms of _score_orders for all ROWS at once (sim/core/kernels/estimate.py estimate_rows, bit for bit the
+# same) and of _ranked_lists (sim/core/kernels/rankings.py rank_rows, the same permutations), registered by a
+# process that simulates much (sim/core/simulate.py use_compiled_kernels); None: numpy's
+_KERNELS: dict[str, Callable[..., Any] | None] = {"estimate": None, "rank": None}
 _ORDER_LOOPS = np.array([[LOOPS.index(d) for d in order] for order in ORDERS], dtype=np.int64)
 _INDEXED = sum(1 << (LOOPS.index(d) + 3 * i) for i, o in enumerate(("input", "weight", "output"))
                for d in OPERAND_DIMS[o])      # estimate_rows' bit loop + 3 x operand: the operand indexed by the loop
 
 
-def score_with(kernel: Callable[..., tuple[Array, Array, Array]] | None) -> None:
-    """Score candidates with `kernel`, called with estimate_inputs (a compiled estimate_rows), or with numpy
-    (_score_orders) when None."""
-    _SCORER[0] = kernel
+def search_with(estimate: Callable[..., Any] | None, rank: Callable[..., Any] | None) -> None:
+    """Score candidates with `estimate`, called with estimate_inputs (a compiled estimate_rows), and rank them with
+    `rank` (a compiled rank_rows); numpy's where None."""
+    _KERNELS["estimate"], _KERNELS["rank"] = estimate, rank
 
 
 def estimate_inputs(work: Contraction, arch: ArchConfig, base: _Base) -> tuple[object, ...]:
@@ -955,32 +957,18 @@ def _orders(r: _Ranking) -> _Orders:
     When one on-chip level holds every operand, a candidate whose tiles need no less room than SHORTLIST others
     that rank before it (and, for the band ranking, have no worse objective) can never be picked: whenever it
     fits, they fit too. Such candidates are left out of the rankings (_pickable), so sorting and each search
-    look at a few hundred candidates, not thousands; the picks are the same."""
-    legal = np.flatnonzero(r.eligible[0])
-    matters = [np.flatnonzero(r.eligible[len(ORDERS) + o]) for o in range(len(ORDERS))]
+    look at a few hundred candidates, not thousands; the picks are the same. The rankings are made by the
+    compiled rank_rows where one is registered (search_with), else by _ranked_lists: the same permutations."""
     obj, dram, n_tiles, level = r.scores.obj, r.scores.dram, r.n_tiles, r.level
-    if level is not None:
-        walks = np.argsort(np.stack([r.need[level]] + [h[1] for h in r.held]), axis=1, kind="stable")
-        rows = _pickable(r.eligible, np.concatenate((np.broadcast_to(walks[0], (len(ORDERS), n_tiles.size)),
-                                                     walks[1:])), obj)
-    else:
-        rows = [(legal, legal)] * len(ORDERS) + [(m, m) for m in matters]
     n = r.tm.size
-    by_obj, by_dram = [], []
-    for o, (first, band) in enumerate(rows):
-        ranks = _by_obj(first, obj[o, first], dram[o, first], n_tiles[first])
-        by_obj.append(first[ranks])
-        if band is first:       # by (dram, tiles) from the objective's ranking: (dram, tiles, objective, index)
-            by_dram.append(first[then_by(then_by(ranks, n_tiles[first]), dram[o, first])])
-        else:
-            by_dram.append(band[_by_dram(band, obj[o, band], dram[o, band], n_tiles[band])])
-
-    def pad(lists: list[Array]) -> Array:
-        out = np.full((ROWS, max(map(len, lists))), n, dtype=np.int64)
-        for i, x in enumerate(lists):
-            out[i, :len(x)] = x
-        return out
-    obj_order, dram_order = pad(by_obj), pad(by_dram)
+    walk = _walk(r)
+    rank = _KERNELS["rank"]
+    if rank is not None:
+        every = np.tile(np.arange(n, dtype=np.int64), (ROWS, 1)) if walk is None else walk
+        obj_order, dram_order = rank(r.eligible, every, obj, dram, n_tiles, walk is not None, SHORTLIST,
+                                     1 + TIE_BAND)
+    else:
+        obj_order, dram_order = _ranked_lists(r, walk)
     padded = np.pad(obj, ((0, 0), (0, 1)), constant_values=np.inf)
     if level is None:
         return _Orders(obj_order, dram_order, np.take_along_axis(padded, obj_order, axis=1),
@@ -992,6 +980,43 @@ def _orders(r: _Ranking) -> _Orders:
     return _Orders(obj_order, dram_order, np.take_along_axis(padded, obj_order, axis=1),
                    np.take_along_axis(padded, dram_order, axis=1), np.take_along_axis(need, obj_order, axis=1),
                    np.take_along_axis(need, dram_order, axis=1))
+
+
+def _walk(r: _Ranking) -> Array | None:
+    """Per row, the candidates by increasing need of the one on-chip level holding every operand (ties by index),
+    the held rows by their held need; None where no one level holds every operand."""
+    if r.level is None:
+        return None
+    walks = np.argsort(np.stack([r.need[r.level]] + [h[1] for h in r.held]), axis=1, kind="stable")
+    return np.concatenate((np.broadcast_to(walks[0], (len(ORDERS), r.tm.size)), walks[1:]))
+
+
+def _ranked_lists(r: _Ranking, walk: Array | None) -> tuple[Array, Array]:
+    """_orders' two rankings per row, padded with the candidate count (one past the last candidate): of the
+    candidates _pickable keeps (`walk`: per row the candidates by increasing need of the one level holding every
+    operand), or of each row's eligible candidates (None)."""
+    obj, dram, n_tiles = r.scores.obj, r.scores.dram, r.n_tiles
+    if walk is not None:
+        rows = _pickable(r.eligible, walk, obj)
+    else:
+        legal = np.flatnonzero(r.eligible[0])
+        rows = [(legal, legal)] * len(ORDERS) + [(m, m) for m in (np.flatnonzero(r.eligible[len(ORDERS) + o])
+                                                                  for o in range(len(ORDERS)))]
+    by_obj, by_dram = [], []
+    for o, (first, band) in enumerate(rows):
+        ranks = _by_obj(first, obj[o, first], dram[o, first], n_tiles[first])
+        by_obj.append(first[ranks])
+        if band is first:       # by (dram, tiles) from the objective's ranking: (dram, tiles, objective, index)
+            by_dram.append(first[then_by(then_by(ranks, n_tiles[first]), dram[o, first])])
+        else:
+            by_dram.append(band[_by_dram(band, obj[o, band], dram[o, band], n_tiles[band])])
+
+    def pad(lists: list[Array]) -> Array:
+        out = np.full((ROWS, max(map(len, lists))), r.tm.size, dtype=np.int64)
+        for i, x in enumerate(lists):
+            out[i, :len(x)] = x
+        return out
+    return pad(by_obj), pad(by_dram)
 
 
 def _held_need(work: Contraction, arch: ArchConfig, tm: Array, tn: Array, tk: Array,
@@ -1058,5 +1083,5 @@ def _key_visits(work: Contraction, key: MappingKey) -> tuple[object, ...]:
     return (dataflow, tm, tn, tk, "".join(d for d in order if trips[d] > 1), held_operand(order) if hold else None)
 
 
-__all__ = ["OBJECTIVES", "Choice", "dataflows", "estimate_inputs", "naive", "score", "score_with", "search",
+__all__ = ["OBJECTIVES", "Choice", "dataflows", "estimate_inputs", "naive", "score", "search", "search_with",
            "tile_sizes"]

@@ -23,6 +23,7 @@ from tilesim.compiler.schedule import CompileOptions, Schedule, lower
 from tilesim.compiler.tiling import alignment, fits, naive_mapping
 from tilesim.core.kernels.estimate import estimate_rows
 from tilesim.core.kernels.jit import interpreted
+from tilesim.core.kernels.rankings import rank_rows
 from tilesim.workloads import load_workload
 
 
@@ -320,6 +321,30 @@ def test_the_compiled_estimate_scores_bit_for_bit_as_numpy(work, dataflow, doubl
                 got = estimate_rows(*mapper.estimate_inputs(work, arch, base))
         for name, a, b in zip(("cycles", "dram", "pj"), got, want, strict=True):
             assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
+
+
+@settings(max_examples=40, deadline=None)
+@given(works(), st.sampled_from(["ws", "os", "is"]), st.booleans(), st.booleans(), st.integers(0, 2**32 - 1))
+def test_the_compiled_rankings_are_numpys(work, dataflow, split, ties, seed):
+    # sim/core/kernels/rankings.py rank_rows, compiled and as Python, against _ranked_lists: with one level holding
+    # every operand (the pickable candidates) or two (every eligible one); the real scores, or a few values that
+    # tie everywhere, so that every key and the index decide somewhere
+    arch = two_level_arch(4096, 4096, dataflow) if split else small_arch(4096, dataflow)
+    r = mapper._rank(work, _ArchKey(without_capacities(arch)), "pipelined", dataflow, "latency")
+    if ties:
+        rng = np.random.default_rng(seed)
+        obj = rng.integers(0, 4, (mapper.ROWS, r.tm.size)).astype(np.float64)
+        vars(r)["scores"] = mapper._Scores(obj, rng.integers(0, 3, obj.shape), obj, obj)
+    walk = mapper._walk(r)
+    want = mapper._ranked_lists(r, walk)
+    every = np.tile(np.arange(r.tm.size), (mapper.ROWS, 1)) if walk is None else walk
+    args = (r.eligible, every, r.scores.obj, r.scores.dram, r.n_tiles, walk is not None, mapper.SHORTLIST,
+            1 + mapper.TIE_BAND)
+    with interpreted():
+        python = rank_rows(*args)
+    for got in (rank_rows(*args), python):
+        for a, b in zip(got, want, strict=True):
+            assert a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
 
 
 @settings(max_examples=40, deadline=None)

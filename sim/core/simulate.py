@@ -16,7 +16,7 @@ from tilesim.arch.errors import InputError
 from tilesim.compiler.attention import AttentionWork
 from tilesim.compiler.cost import Mapping, array_cycles, mapping_efficiency, spatial_dims, spatial_tiles
 from tilesim.compiler.lowering import MAX_COUNT, Contraction, VectorWork
-from tilesim.compiler.mapper import score_with
+from tilesim.compiler.mapper import search_with
 from tilesim.compiler.memo import drop_oldest
 from tilesim.compiler.schedule import Kernel, Schedule
 from tilesim.core.commands import (
@@ -54,6 +54,7 @@ from tilesim.core.kernels.pipeline import (
     run_tiles,
     run_tiles_py,
 )
+from tilesim.core.kernels.rankings import rank_rows
 from tilesim.core.power import capped_run
 from tilesim.core.result import KernelResult, SimResult, Timeline
 
@@ -79,9 +80,9 @@ def use_compiled_kernels() -> None:
     """From now on simulate every program with numba's compiled kernels (loaded from its on-disk cache, else
     compiled, at the next simulation), small ones too: what a process about to simulate much does first (a sweep,
     before it forks its workers, which inherit them; a benchmark of warm runs), and let the mapping search score
-    its candidates with the compiled estimate (its numpy form, bit for bit)."""
+    and rank its candidates with compiled kernels (their numpy forms' results exactly)."""
     _interpreted[0] = INTERPRETED_S                  # the budget for Python is spent from here on
-    score_with(estimate_rows)
+    search_with(estimate_rows, rank_rows)
 
 
 def _check_size(schedule: Schedule, arch: ArchConfig, timeline: bool = False) -> None:
