@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import itertools
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from functools import cached_property, lru_cache
@@ -784,6 +785,15 @@ class _Ranking:
         return _orders(self)
 
     @cached_property
+    def walk(self) -> Array | None:
+        """Per row, the candidates by increasing need of the one on-chip level holding every operand (ties by
+        index), the held rows by their held need; None where no one level holds every operand."""
+        if self.level is None:
+            return None
+        walks = np.argsort(np.stack([self.need[self.level]] + [h[1] for h in self.held]), axis=1, kind="stable")
+        return np.concatenate((np.broadcast_to(walks[0], (len(ORDERS), self.tm.size)), walks[1:]))
+
+    @cached_property
     def tiles_nbytes(self) -> int:
         """Bytes of its candidates' arrays (worked out once)."""
         arrays = [v for v in vars(self).values() if isinstance(v, np.ndarray)]
@@ -840,6 +850,9 @@ SWEEP_RANKINGS_BYTES = 256 << 20   # a sweep's archs that differ only in buffer 
 _RANKINGS: SizedMemo[tuple[object, ...], _Ranking] = SizedMemo(lambda r: r.nbytes)   # least recently used first
 _KEEP = [RANKINGS_BYTES]
 _RANKINGS_LOCK = threading.Lock()
+# a ranking per (loop nest, arch without capacities, dataflow), while any holds it: those of other timings,
+# objectives and kernel contexts share its candidate arrays (_rank)
+_SIBLINGS: weakref.WeakValueDictionary[tuple[object, ...], _Ranking] = weakref.WeakValueDictionary()
 
 
 def keep_rankings(max_bytes: int) -> None:
@@ -876,7 +889,15 @@ def _ranked(work: Contraction, key: _ArchKey, timing: str, dataflow: str, object
 def _rank(work: Contraction, key: _ArchKey, timing: str, dataflow: str, objective: str,
           context: KernelContext = PLAIN) -> _Ranking:
     """Candidate tiles of one dataflow and what they need on chip: shared by archs that differ only in buffer
-    sizes (sweeps)."""
+    sizes (sweeps), and taken from a ranking of the same loop nest, arch and dataflow that is still kept (another
+    timing, objective or kernel context: _SIBLINGS), with its need order once worked out."""
+    with _RANKINGS_LOCK:
+        sibling = _SIBLINGS.get((work, key, dataflow))
+    if sibling is not None:
+        r = replace(sibling, timing=timing, objective=objective, context=context)
+        if "walk" in vars(sibling):
+            vars(r)["walk"] = sibling.walk
+        return r
     arch = key.arch
     unit = alignment(work, arch, dataflow)
     sizes = [tile_sizes(getattr(work, d), unit[d]) for d in LOOPS]
@@ -891,8 +912,11 @@ def _rank(work: Contraction, key: _ArchKey, timing: str, dataflow: str, objectiv
     for o, order in enumerate(ORDERS):
         eligible[len(ORDERS) + o] = eligible[0] & (trips[order[1]] > 1) & (trips[order[2]] > 1)
     holding = [name for name, v in need.items() if isinstance(v, np.ndarray)]
-    return _Ranking(work, arch, timing, dataflow, objective, context, tm, tn, tk, need, held, n_tiles, eligible,
-                    holding[0] if len(holding) == 1 else None)
+    r = _Ranking(work, arch, timing, dataflow, objective, context, tm, tn, tk, need, held, n_tiles, eligible,
+                 holding[0] if len(holding) == 1 else None)
+    with _RANKINGS_LOCK:
+        _SIBLINGS[work, key, dataflow] = r
+    return r
 
 
 def _scores(r: _Ranking, cols: Array | None) -> _Scores:
@@ -961,7 +985,7 @@ def _orders(r: _Ranking) -> _Orders:
     compiled rank_rows where one is registered (search_with), else by _ranked_lists: the same permutations."""
     obj, dram, n_tiles, level = r.scores.obj, r.scores.dram, r.n_tiles, r.level
     n = r.tm.size
-    walk = _walk(r)
+    walk = r.walk
     rank = _KERNELS["rank"]
     if rank is not None:
         every = np.tile(np.arange(n, dtype=np.int64), (ROWS, 1)) if walk is None else walk
@@ -980,15 +1004,6 @@ def _orders(r: _Ranking) -> _Orders:
     return _Orders(obj_order, dram_order, np.take_along_axis(padded, obj_order, axis=1),
                    np.take_along_axis(padded, dram_order, axis=1), np.take_along_axis(need, obj_order, axis=1),
                    np.take_along_axis(need, dram_order, axis=1))
-
-
-def _walk(r: _Ranking) -> Array | None:
-    """Per row, the candidates by increasing need of the one on-chip level holding every operand (ties by index),
-    the held rows by their held need; None where no one level holds every operand."""
-    if r.level is None:
-        return None
-    walks = np.argsort(np.stack([r.need[r.level]] + [h[1] for h in r.held]), axis=1, kind="stable")
-    return np.concatenate((np.broadcast_to(walks[0], (len(ORDERS), r.tm.size)), walks[1:]))
 
 
 def _ranked_lists(r: _Ranking, walk: Array | None) -> tuple[Array, Array]:

@@ -335,7 +335,7 @@ def test_the_compiled_rankings_are_numpys(work, dataflow, split, ties, seed):
         rng = np.random.default_rng(seed)
         obj = rng.integers(0, 4, (mapper.ROWS, r.tm.size)).astype(np.float64)
         vars(r)["scores"] = mapper._Scores(obj, rng.integers(0, 3, obj.shape), obj, obj)
-    walk = mapper._walk(r)
+    walk = r.walk
     want = mapper._ranked_lists(r, walk)
     every = np.tile(np.arange(r.tm.size), (mapper.ROWS, 1)) if walk is None else walk
     args = (r.eligible, every, r.scores.obj, r.scores.dram, r.n_tiles, walk is not None, mapper.SHORTLIST,
