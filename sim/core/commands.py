@@ -131,6 +131,8 @@ def as_runs(cmds: TileCommands) -> TileCommands:
     start[:2] = True                                  # the first tile stays a run of its own
     for a in fields:
         start[1:] |= a[1:] != a[:-1]
+    if cmds.count is not None and count.dtype == np.int64 and start.all() and (not n or count[0] <= 1):
+        return cmds                                   # runs already (the compiled builder's commands)
     heads = np.flatnonzero(start)
     merged = np.add.reduceat(count, heads) if n else count
     out = replace(cmds, count=merged.astype(np.int64), **{f: a[heads] for f, a in zip(_PER_TILE, fields, strict=True)})

@@ -73,6 +73,10 @@ MAX_PROGRAM_BYTES = 500_000_000
 # program of more than INTERPRETED_RUNS runs always loads numba.
 INTERPRETED_S = 0.25
 INTERPRETED_RUNS = 10_000
+# Compiled, repeated patterns of runs are looked for in programs of GROUP_SEARCH_RUNS runs or more: below, the search
+# (~0.1 ms in Python) costs more than simulating every run (~50 ns each); the end is the same either way, bit for bit
+# (tests/test_tile_classes.py). Most programs a mapping search simulates are one kernel of tens of runs.
+GROUP_SEARCH_RUNS = 2048
 _interpreted = [0.0]         # seconds spent simulating in Python so far in this process
 
 
@@ -320,7 +324,10 @@ def _run_program(prog: Program, schedule: Schedule, arch: ArchConfig, reference:
         entries = int(prog.first_run[-1])
         small = not (reference or is_compiled(run_program)) and entries <= INTERPRETED_RUNS \
             and _interpreted[0] < INTERPRETED_S
-        groups = repeat_groups(prog)           # repeated patterns of runs: simulated a few repeats each
+        # repeated patterns of runs, simulated a few repeats each: worth looking for in a large program, or where
+        # runs are simulated in Python
+        look = entries >= GROUP_SEARCH_RUNS or small or reference
+        groups = repeat_groups(prog) if look else np.zeros((0, 3), dtype=np.int64)
         start_s = time.perf_counter()
         with interpreted() if small else nullcontext():
             ends, waits, _ = run(prog.count, prog.load_xfer, prog.store_xfer, prog.compute, prog.block_run[prog.block],
