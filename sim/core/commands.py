@@ -253,6 +253,18 @@ def nest_run_count(counts: list[np.ndarray]) -> int:
     return inner
 
 
+def contraction_run_count(work: Contraction, kernel: Kernel) -> int:
+    """nest_run_count of a contraction's loop positions (contraction_positions): the runs of its loop nest."""
+    trips = trip_counts(work, kernel.mapping)
+    return _loops_run_count((work.g, *tuple(trips[d] for d in kernel.mapping.order)))
+
+
+@lru_cache(maxsize=4096)
+def _loops_run_count(trips: tuple[int, ...]) -> int:
+    """nest_run_count of the loop_positions of loops of these trips (outermost first), remembered."""
+    return nest_run_count([loop_positions(t)[1] for t in trips])
+
+
 def contraction_positions(work: Contraction, kernel: Kernel) -> list[tuple[np.ndarray, np.ndarray]]:
     """loop_positions of a contraction's loops: g, then its mapping's loop order."""
     trips = trip_counts(work, kernel.mapping)

@@ -28,10 +28,9 @@ from tilesim.core.commands import (
     access_latency,
     build_program,
     command_key,
-    contraction_positions,
+    contraction_run_count,
     kernel_groups,
     memo_commands,
-    nest_run_count,
     repeat_groups,
 )
 from tilesim.core.commands import flash_share as flash_share_of
@@ -111,7 +110,7 @@ def _check_size(schedule: Schedule, arch: ArchConfig, timeline: bool = False) ->
             total += -(-count // min(arch.cores, count))       # memo of ATTENTION_MEMO_ENTRIES keeps them)
             continue
         entries = count if timeline or not by_class else sum(    # + cuts of split_runs and the first tile
-            nest_run_count([c for _, c in contraction_positions(share, k)]) + 4 for share, _ in k.shares(arch.cores))
+            contraction_run_count(share, k) + 4 for share, _ in k.shares(arch.cores))
         total += entries
         key = (k.work, k.mapping, k.split, k.epilogue, k.residency)
         stored += entries if timeline or not by_class or key not in seen else 0
@@ -488,6 +487,8 @@ def level_waits(prog: Program, kernel_end: np.ndarray, needs: np.ndarray) -> np.
     its span, which level_bound made at least the need; so every span holds its kernel's level bytes, and the
     spans adding up to the run's cycles, no level's bandwidth utilization exceeds 1. Returns prog.dep itself when
     nothing more must wait."""
+    if needs.shape[0] < 2:                                   # kernel 0's span is its whole run: never short
+        return prog.dep
     spans = np.diff(kernel_end, prepend=0)
     short = np.flatnonzero(spans < needs)
     wait = np.full(needs.shape[0], -1, dtype=np.int64)
