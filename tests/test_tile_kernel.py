@@ -17,6 +17,7 @@ from tilesim.compiler.schedule import Kernel
 from tilesim.compiler.sparsity import WeightSparsity
 from tilesim.core.commands import (
     TileCommands,
+    as_runs,
     contraction_runs_compiled,
     contraction_runs_reference,
     nest_runs,
@@ -55,6 +56,7 @@ def kernels(draw):
 def test_the_compiled_builder_makes_the_reference_commands(kernel, burst, share, timing):
     arch = arch_with(burst=burst)
     want = contraction_runs_reference(kernel.work, kernel, arch, timing, share)
+    same(as_runs(want), want)                # runs already: kernel_runs does not merge them again
     same(contraction_runs_compiled(kernel.work, kernel, arch, timing, share), want)
     with interpreted():                      # the kernel's own Python: the same code, the same integers
         same(contraction_runs_compiled(kernel.work, kernel, arch, timing, share), want)

@@ -589,7 +589,7 @@ def kernel_runs(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: floa
         case VectorWork() as work:
             cmds = vector_commands(work, kernel, arch)
         case Contraction() as work if not kernel.split:
-            cmds = contraction_runs(work, kernel, arch, timing, flash_share)
+            cmds = contraction_runs(work, kernel, arch, timing, flash_share)      # runs already (either builder)
         case Contraction() as work:
             core = arch.per_core()
             blocks = [(contraction_runs(block, kernel, core, timing, flash_share), block, cm, cn)
@@ -613,7 +613,8 @@ def kernel_runs(kernel: Kernel, arch: ArchConfig, timing: str, flash_share: floa
                 cmds = replace(whole, input_bytes=shared.input_bytes + private.input_bytes)
     if arch.cache is not None and isinstance(kernel.work, Contraction):
         cmds = through_cache(cmds, kernel, arch, timing)
-    cmds = as_runs(cmds)
+    if arch.cache is not None or not isinstance(kernel.work, Contraction) or kernel.split:
+        cmds = as_runs(cmds)
     return cmds if timing == "scalesim" else with_access_latency(cmds, kernel, arch)
 
 
