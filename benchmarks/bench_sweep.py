@@ -45,6 +45,28 @@ cost of a point. Idle machine, session of 2026-12-07:
                                                                                   few minutes later: this host's
                                                                                   drift, not the change)
 
+Session of 2026-12-07 (the host ~1.7x slower than the day above: d710690, the last commit of that day, measured
+again for the baseline), idle:
+
+    d710690  search    1000  258.3 s       3.9  474.5 s        474  1.08 / 1.94   baseline, this day
+    46c0574  search    1000  190.6 s       5.2  377.1 s        377  0.52 / 1.94   compiled estimate and rankings
+                                                                                  (sim/core/kernels/estimate.py,
+                                                                                  rankings.py); candidates shared
+                                                                                  by a loop nest's rankings
+    af6de86  search    1000  175.5 s       5.7  345.3 s        345  0.51 / 1.94   one-kernel programs: no repeat
+                                                                                  search under 2,048 runs, no
+                                                                                  level waits, runs not re-merged
+    d710690  naive     1000   55.0 s      18.2  108.4 s        108  1.48 / 1.79   (21.6 s on the day above)
+    af6de86  naive     1000   40.5 s      24.7   79.9 s         80  1.79 / 1.90
+
+Where a point's time went at af6de86 (py-spy, points 300-339, share of the time): the one-kernel simulations of
+the shortlists ~40% (their tile commands ~15, the program's assembly ~6, level needs ~6, the pipeline run ~6,
+about 600 us each, ~1,800 an array shape), the rankings ~24% (the compiled estimate ~13, numpy's _base ~3, the
+compiled rankings ~4, the need order ~3), the search's own picking ~10%, tie-break energies ~7%, the final
+simulation ~5%. No part is a quarter of a point: the 20 s target needs a point to cost about what the naive
+mapper's does today (~45-60 ms: the fusion guard's six lowerings and their simulations), e.g. a search that
+simulates fewer shortlisted kernels, or one lowering of the guard's policies that shares their common kernels.
+
 Where a point's time went at 928feb5 (points 300-319, one process, ms a point, each part without the parts
 inside it): candidate rankings 147 (of a ranking, ~60% scoring 12 rows x ~3,300 candidates, the rest ranking the
 candidates a search can pick), kernels simulated alone for the shortlists 62 (their tile commands 19, the pipeline
