@@ -994,15 +994,14 @@ def _orders(r: _Ranking) -> _Orders:
     else:
         obj_order, dram_order = _ranked_lists(r, walk)
     padded = np.pad(obj, ((0, 0), (0, 1)), constant_values=np.inf)
+    objs = (np.take_along_axis(padded, obj_order, axis=1), np.take_along_axis(padded, dram_order, axis=1))
     if level is None:
-        return _Orders(obj_order, dram_order, np.take_along_axis(padded, obj_order, axis=1),
-                       np.take_along_axis(padded, dram_order, axis=1), None, None)
+        return _Orders(obj_order, dram_order, *objs, None, None)
     need = np.full((ROWS, n + 1), np.iinfo(np.int64).max, dtype=np.int64)   # the padding's need: it never fits
     need[:len(ORDERS), :n] = r.need[level]
     for o, (_, held_need) in enumerate(r.held):
         need[len(ORDERS) + o, :n] = held_need
-    return _Orders(obj_order, dram_order, np.take_along_axis(padded, obj_order, axis=1),
-                   np.take_along_axis(padded, dram_order, axis=1), np.take_along_axis(need, obj_order, axis=1),
+    return _Orders(obj_order, dram_order, *objs, np.take_along_axis(need, obj_order, axis=1),
                    np.take_along_axis(need, dram_order, axis=1))
 
 

@@ -11,7 +11,6 @@ import numpy as np
 
 from tilesim.core.kernels.jit import cached_njit, inlined_njit
 
-ROWS = 12           # the six loop orders, then the six with their middle loop's operand held
 INPUT, WEIGHT, OUTPUT = 0, 1, 2
 
 
@@ -137,19 +136,21 @@ def _double_buffered(t0, t1, t2, l0, l1, l2, tiles, held, indexed, g, lat, bw, p
 @cached_njit
 def estimate_rows(trips, n_tiles, a_sweep, b_sweep, c_fin, c_acc, compute, first, last, drain_extra, drain_share,
                   last_ratio, orders, indexed, g, lat, bw, level_feed, level_bw, double, pj_read, pj_write, priced):
-    """(cycles, DRAM bytes, DRAM pJ), each (ROWS, candidates), of candidates given their _Base arrays (trips and
+    """(cycles, DRAM bytes, DRAM pJ), each (rows, candidates), of candidates given their _Base arrays (trips and
     last_ratio as (3, candidates); compute as float64; drain_extra and drain_share per candidate), `orders` (6, 3):
     each order's loops outermost first, `indexed` (see above), the arch's off-chip latency (int) and bandwidth, the
     one on-chip level's feed bytes and bandwidth (0: none), whether every operand is double buffered, and the DRAM
     pJ per byte read and written (`priced`; else 1 pJ a byte)."""
     n = n_tiles.shape[0]
-    cycles_out = np.empty((ROWS, n), dtype=np.float64)
-    dram_out = np.empty((ROWS, n), dtype=np.int64)
-    pj_out = np.empty((ROWS, n), dtype=np.float64)
+    n_orders = orders.shape[0]
+    rows = 2 * n_orders                                # each order, then each with its middle loop's operand held
+    cycles_out = np.empty((rows, n), dtype=np.float64)
+    dram_out = np.empty((rows, n), dtype=np.int64)
+    pj_out = np.empty((rows, n), dtype=np.float64)
     for i in range(n):
         t = (trips[0, i], trips[1, i], trips[2, i])
-        for row in range(ROWS):
-            o, held = row % 6, row >= 6
+        for row in range(rows):
+            o, held = row % n_orders, row >= n_orders
             l0, l1, l2 = orders[o, 0], orders[o, 1], orders[o, 2]
             pos = (0 if l0 == 0 else 1 if l1 == 0 else 2, 0 if l0 == 1 else 1 if l1 == 1 else 2,
                    0 if l0 == 2 else 1 if l1 == 2 else 2)

@@ -24,8 +24,8 @@ def _before(a, b, first, second, third):
 
 @cached_njit
 def _ranked(picks, first, second, third):
-    """`picks` (candidate indices) sorted by (first, second, third, index) at each pick: a bottom-up merge sort
-    (the index breaks every tie, so any correct sort gives this order)."""
+    """`picks` (candidate indices c) sorted by (first[c], second[c], third[c], c): a bottom-up merge sort (the index
+    breaks every tie, so any correct sort gives this order)."""
     n = picks.shape[0]
     out, spare = picks.copy(), np.empty_like(picks)
     width = 1
