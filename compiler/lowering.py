@@ -1,6 +1,7 @@
 """Lowering: every op becomes a loop nest — a Contraction on the PE array or VectorWork — or nothing (views)."""
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from math import prod
@@ -122,7 +123,19 @@ MAX_VECTOR_OPS = 2**60
 
 def lower_op(graph: Graph, op: Op) -> LoopNest | None:
     """The loop nest of one op; None for views. Sizes whose MACs, tensor bytes or vector ops would let a 64-bit
-    counter overflow are refused here, naming the op, the quantity and the limit."""
+    counter overflow are refused here, naming the op, the quantity and the limit. Remembered per graph and op (a
+    graph is not changed once made): the fusion pass asks for each op under every policy the fusion guard weighs."""
+    known = _LOWERED.setdefault(graph, {})
+    if op not in known:
+        known[op] = _checked(graph, op)
+    return known[op]
+
+
+_LOWERED: weakref.WeakKeyDictionary[Graph, dict[Op, LoopNest | None]] = weakref.WeakKeyDictionary()
+
+
+def _checked(graph: Graph, op: Op) -> LoopNest | None:
+    """lower_op, worked out."""
     work = _lower(graph, op)
     big = max(op.inputs + op.outputs, key=lambda t: graph.tensors[t].nbytes)
     checks = ((work.macs if work else 0, MAX_MACS, "MACs", "2**56"),

@@ -224,16 +224,20 @@ def core_shares(work: Contraction, split: str, cores: int) -> list[tuple[Contrac
     return [(block, cm * cn) for block, cm, cn in core_blocks(work, split, cores)]
 
 
+Decisions = dict[tuple[Contraction, int, KernelContext, Residency], Mapping]
+
+
 def map_kernels(kernels: list[KernelSpec], arch: ArchConfig, options: CompileOptions, timing: str,
                 evaluate: Evaluator | None = None, held: list[int] | None = None,
-                plan: list[Residency] | None = None) -> list[Kernel]:
+                plan: list[Residency] | None = None, decided: Decisions | None = None) -> list[Kernel]:
     """Give each kernel a mapping: searched or naive tiling (contractions), elements per tile (vector).
     With `evaluate` (the kernel's objective as the simulator measures it), the search's shortlist is decided by it,
     each candidate simulated with the operands `plan` keeps on chip for it; results are shared between repeated
-    layers."""
+    layers, and through `decided` between the lowerings of one lower() call (the fusion guard's policies: the same
+    arch, timing, objective and evaluator, so a kernel's pick depends only on its key)."""
     if options.mapper not in MAPPERS:
         raise field_error("mapper", f"got '{options.mapper}', allowed: {', '.join(MAPPERS)}")
-    decided: dict[tuple[Contraction, int, KernelContext, Residency], Mapping] = {}
+    decided = {} if decided is None else decided
     views: dict[int, ArchConfig] = {}          # arch.per_core(reserve) by reserve
     level = arch.home("input").capacity_bytes
     step = max(level // 16, 1)
@@ -382,9 +386,15 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     that move more. Where a weaker policy moves fewer bytes, the guard also weighs the policy's kernels tiled as
     that policy tiles them (_with_tilings_of) and, under the latency objective, those mixed with the policy's own
     faster tilings within the weaker policies' bytes (_mixed)."""
+    return _lower(graph, arch, options, evaluate, grouping, {})
+
+
+def _lower(graph: Graph, arch: ArchConfig, options: CompileOptions, evaluate: Evaluator | None,
+           grouping: Grouping | None, decided: Decisions) -> Schedule:
+    """lower() with the searched kernels' picks shared in `decided` by every lowering it makes (map_kernels)."""
     timing = options.resolved_timing(arch)
     grouping = group_ops(graph, options.fusion, arch.epilogue_ops) if grouping is None else grouping
-    schedule = _lower_policy(graph, arch, options, timing, evaluate, grouping, keep=options.fusion == "full")
+    schedule = _lower_policy(graph, arch, options, timing, evaluate, grouping, options.fusion == "full", decided)
     moved = getattr(evaluate, "dram_bytes", None)
     if moved is None or options.fusion not in WEAKER:
         return schedule
@@ -399,10 +409,10 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     kept = options.fusion == "full" and any(k.residency.out for k in schedule.kernels)
     if kept:
         alternatives.append((UNKEPT,
-                             lambda: _lower_policy(graph, arch, options, timing, evaluate, grouping, keep=False)))
+                             lambda: _lower_policy(graph, arch, options, timing, evaluate, grouping, False, decided)))
     for weaker in WEAKER[options.fusion]:
         alternatives.append((f"{weaker}'s kernels",
-                             partial(lower, graph, arch, replace(options, fusion=weaker), evaluate)))
+                             partial(_lower, graph, arch, replace(options, fusion=weaker), evaluate, None, decided)))
     made = [("", schedule)]
     for what, make in alternatives:
         try:
@@ -417,7 +427,7 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
         if not what.endswith("'s kernels") or total(other) >= total(schedule):
             continue
         try:
-            tiled = _with_tilings_of(other, graph, arch, options, timing, evaluate, grouping)
+            tiled = _with_tilings_of(other, graph, arch, options, timing, evaluate, grouping, decided)
         except InputError:
             continue
         made.append((f"its kernels with {other.fusion}'s tilings", tiled))
@@ -458,7 +468,7 @@ def _alone_cycles(evaluate: Evaluator | None) -> Callable[[Kernel], int] | None:
 
 
 def _with_tilings_of(weaker: Schedule, graph: Graph, arch: ArchConfig, options: CompileOptions, timing: str,
-                     evaluate: Evaluator | None, grouping: Grouping) -> Schedule:
+                     evaluate: Evaluator | None, grouping: Grouping, decided: Decisions) -> Schedule:
     """The policy's kernels (activations not kept on chip) with each contraction tiled as `weaker` tiles the same
     contraction: an epilogue fused onto a tiling moves no more DRAM bytes than the tiling and its separate vector
     kernels, so where the search's own fused tilings move more than the weaker policy (a faster tiling with more
@@ -471,7 +481,7 @@ def _with_tilings_of(weaker: Schedule, graph: Graph, arch: ArchConfig, options: 
                if isinstance(k.mapping, Mapping) and works.get(k.name) == k.work and k.name not in user}
     pinned = {**{name: mapping for name, (mapping, _) in tilings.items()}, **user}
     own = _lower_policy(graph, arch, replace(options, pinned=tuple(pinned.items())), timing, evaluate, grouping,
-                        keep=False)
+                        False, decided)
     return replace(own, kernels=tuple(replace(k, chosen_by=tilings[k.name][1]) if k.name in tilings else k
                                       for k in own.kernels))
 
@@ -506,11 +516,12 @@ def _guarded(made: list[tuple[str, Schedule]], total: Callable[[Schedule], int],
 
 
 def _lower_policy(graph: Graph, arch: ArchConfig, options: CompileOptions, timing: str,
-                  evaluate: Evaluator | None, grouping: Grouping, keep: bool) -> Schedule:
-    """lower() for one grouping: `keep` keeps activations on chip between kernels (--fusion full)."""
+                  evaluate: Evaluator | None, grouping: Grouping, keep: bool, decided: Decisions) -> Schedule:
+    """lower() for one grouping: `keep` keeps activations on chip between kernels (--fusion full); `decided`: the
+    searched kernels' picks of this lower() call (map_kernels)."""
     specs = list(grouping.kernels)
     plan, held = keep_on_chip(specs, graph, arch, grouping.alias) if keep else ([NONE] * len(specs), None)
-    kernels = map_kernels(specs, arch, options, timing, evaluate, held, plan)
+    kernels = map_kernels(specs, arch, options, timing, evaluate, held, plan, decided)
     # a hardware cache (any policy) serves the reads an on-chip copy does not (compiler/residency.py)
     plan = [kept if kept != NONE else hit for kept, hit in zip(plan, cache_hits(specs, graph, arch), strict=False)]
     kernels = [k if k.residency == r else replace(k, residency=r) for k, r in zip(kernels, plan, strict=False)]
