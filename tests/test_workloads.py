@@ -8,7 +8,7 @@ import pytest
 
 from tilesim.arch.errors import InputError
 from tilesim.compiler import Graph
-from tilesim.workloads import describe_workloads, load_workload, workload_names
+from tilesim.workloads import BUILT_KEPT, describe_workloads, load_workload, workload_names
 
 CNN_OUTPUT = (1, 1000)
 
@@ -331,3 +331,22 @@ def test_gemm_batch_and_spaces():
     g = load_workload("GEMM: 2, 3, 4", batch=5)
     assert g.tensors[g.outputs[0]].shape == (5, 2, 3)
     assert macs(g) == 5 * 2 * 3 * 4
+
+
+def test_built_in_graphs_are_remembered_by_their_arguments():
+    """load_workload keeps the graphs it built (BUILT_KEPT, least recently used dropped): the same arguments give
+    the same graph (a warm process skips building and grouping it again), any other argument another graph."""
+    first = load_workload("resnet18", batch=2)
+    assert load_workload(" ResNet18 ", batch=2) is first                  # the same workload, as it is spelled
+    assert load_workload("resnet18", batch=3) is not first
+    assert load_workload("resnet18", batch=3).tensors[first.inputs[0]].shape[0] == 3
+    assert load_workload("resnet18", batch=2, dtype="fp16") is not first
+    gemm = load_workload("gemm:64,32,16")
+    assert load_workload("gemm:64,32,16") is gemm and load_workload("gemm:64,32,8") is not gemm
+    decode = load_workload("llama3-8b", phase="decode", context=128, batch=1)
+    assert load_workload("llama3-8b", phase="decode", context=128, batch=1) is decode
+    assert load_workload("llama3-8b", phase="decode", context=256, batch=1) is not decode
+    assert load_workload("llama3-8b", phase="decode", context=128, batch=1, dtypes=("int4", None, None)) is not decode
+    for i in range(BUILT_KEPT):                                  # the least recently used is dropped
+        load_workload(f"gemm:{8 + i},8,8")
+    assert load_workload("gemm:64,32,16") is not gemm
