@@ -59,6 +59,18 @@ again for the baseline), idle:
     d710690  naive     1000   55.0 s      18.2  108.4 s        108  1.48 / 1.79   (21.6 s on the day above)
     af6de86  naive     1000   40.5 s      24.7   79.9 s         80  1.79 / 1.90
 
+Session of 2026-12-08 (58d9b45, the last commit of the day above, measured again for the baseline), one after the
+other, idle but for the other run:
+
+    58d9b45  search    1000  149.5 s       6.7  296.0 s        296  1.77 / 1.92   baseline, this day
+    13c8dac  search    1000  135.0 s       7.4  266.7 s        267  0.51 / 1.77   a kernel's pick shared by the
+                                                                                  fusion guard's lowerings of a
+                                                                                  point (~160 picks, 57-81
+                                                                                  distinct); the estimate kernel
+                                                                                  row by row (66 -> 56 ns a row)
+    58d9b45  naive     1000   28.5 s      35.1   56.0 s         56  1.95 / 1.97
+    13c8dac  naive     1000   27.9 s      35.8   55.0 s         55  1.92 / 1.95
+
 Where a point's time went at af6de86 (py-spy, points 300-339, share of the time): the one-kernel simulations of
 the shortlists ~40% (their tile commands ~15, the program's assembly ~6, level needs ~6, the pipeline run ~6,
 about 600 us each, ~1,800 an array shape), the rankings ~24% (the compiled estimate ~13, numpy's _base ~3, the
