@@ -927,7 +927,7 @@ def _scores(r: _Ranking, cols: Array | None) -> _Scores:
     base = _base(r.work, r.arch, r.timing, r.dataflow, tm, tn, tk, r.context)
     estimate = _KERNELS["estimate"]
     if estimate is not None:
-        cycles, dram, pj = estimate(*estimate_inputs(r.work, r.arch, base))
+        cycles, dram, pj = estimate(*estimate_inputs(r.work, r.arch, base, r if cols is None else None))
     else:
         cycles, dram, pj = (np.concatenate(v) for v in zip(_score_orders(r.work, r.arch, base),
                                                              _score_orders(r.work, r.arch, base, hold=True),
@@ -950,11 +950,18 @@ def search_with(estimate: Callable[..., Any] | None, rank: Callable[..., Any] | 
     _KERNELS["estimate"], _KERNELS["rank"] = estimate, rank
 
 
-def estimate_inputs(work: Contraction, arch: ArchConfig, base: _Base) -> tuple[object, ...]:
+def estimate_inputs(work: Contraction, arch: ArchConfig, base: _Base, ranking: _Ranking | None = None
+                    ) -> tuple[object, ...]:
     """The arguments of estimate_rows for candidates of `base`: its arrays as the types numpy's estimate gives them
     (compute as float64: every use of it is a float operation), each order's loops, the loops each operand
-    indexes, and the arch's scalars."""
+    indexes, and the arch's scalars; with the `ranking` of all of base's candidates, its walk (where one level
+    holds every operand), so that the cycles of candidates no search can pick are left infinite (their objective
+    then too, or one past what _pickable keeps: the rankings and picks are those of every candidate scored;
+    tests/test_mapper.py)."""
     n = base.n_tiles.shape[0]
+    walk = ranking.walk if ranking is not None else None
+    pruning = (np.zeros((0, 0), dtype=np.int64), np.zeros((0, 0), dtype=bool), 0) if walk is None or \
+        ranking is None else (walk, ranking.eligible, OBJECTIVES.index(ranking.objective))
 
     def per(v: Any, dtype: type) -> Array:
         """Per candidate, as a writable copy (one signature for the compiled kernel)."""
@@ -971,7 +978,8 @@ def estimate_inputs(work: Contraction, arch: ArchConfig, base: _Base) -> tuple[o
             np.stack([per(base.last_ratio[d], np.float64) for d in LOOPS]), _ORDER_LOOPS, _INDEXED,
             int(work.g), off.latency_cycles, float(off.bandwidth_bytes_per_cycle), float(base.level_feed),
             float(base.level_bw), all(arch.home(o).double_buffered for o in ("input", "weight", "output")),
-            float(table[read].pj) if priced else 1.0, float(table[write].pj) if priced else 1.0, priced)
+            float(table[read].pj) if priced else 1.0, float(table[write].pj) if priced else 1.0, priced, *pruning,
+            SHORTLIST, 1 + TIE_BAND)
 
 
 def _orders(r: _Ranking) -> _Orders:

@@ -9,7 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 from archs import tiny_arch, tiny_arch_dict
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from tilesim import kernel_evaluator, simulate
@@ -321,6 +321,49 @@ def test_the_compiled_estimate_scores_bit_for_bit_as_numpy(work, dataflow, doubl
                 got = estimate_rows(*mapper.estimate_inputs(work, arch, base))
         for name, a, b in zip(("cycles", "dram", "pj"), got, want, strict=True):
             assert a.dtype == b.dtype and a.tobytes() == b.tobytes(), name
+
+
+@settings(max_examples=40, deadline=None)
+@given(works(), st.sampled_from(["ws", "os", "is"]), st.sampled_from(["latency", "energy", "edp"]),
+       st.sampled_from([0, 20, 400]), st.sampled_from([8, 64, 0.5]), st.sampled_from([0.0, 5000.0]),
+       st.tuples(*[st.booleans()] * 3))
+@example(Contraction(1, 61, 380, 328, "int8", "int8", "int8"), "ws", "edp", 400, 64, 0.0, (False,) * 3)  # band ties
+def test_the_estimate_left_unworked_where_no_search_can_pick_gives_the_same_picks(work, dataflow, objective, latency,
+                                                                                 bw, epilogue, kept):
+    # estimate_rows given a ranking's walk leaves infinite the cycles of candidates no search can pick
+    # (mapper._pickable): every other score is numpy's to the bit, and the picks at every capacity are those of
+    # every candidate scored
+    d = tiny_arch_dict(rows=8, cols=8, dataflow=dataflow, sram_bytes=4096, double=True, latency=latency, bw=bw)
+    d["energy"]["actions"]["dram.read_byte"]["pj"], d["energy"]["actions"]["dram.write_byte"]["pj"] = 3.7, 5.3
+    arch = without_capacities(arch_from_dict(d))
+    context = mapper.KernelContext(epilogue, 1, 1, *kept)
+    r = mapper._rank(work, _ArchKey(arch), "pipelined", dataflow, objective, context)
+    assert r.walk is not None
+    base = mapper._base(work, arch, "pipelined", dataflow, r.tm, r.tn, r.tk, context)
+    cycles, dram, pj = (np.concatenate(v) for v in zip(mapper._score_orders(work, arch, base),
+                                                       mapper._score_orders(work, arch, base, hold=True), strict=True))
+    whole = mapper._Scores(cycles, dram, pj, mapper._objective(objective, cycles, dram, pj))
+    got = [estimate_rows(*mapper.estimate_inputs(work, arch, base, r))]
+    if r.tm.size <= 300:                     # the same code as Python (slow): on the smaller loop nests
+        with interpreted():
+            got.append(estimate_rows(*mapper.estimate_inputs(work, arch, base, r)))
+    for c, dr, p in got:
+        assert dr.tobytes() == dram.tobytes() and p.tobytes() == pj.tobytes()
+        worked = np.isfinite(c)
+        assert c[worked].tobytes() == cycles[worked].tobytes() and not np.isinf(cycles).any()
+        left = mapper._Scores(c, dr, p, mapper._objective(objective, c, dr, p))
+        full, part = (replace(r), replace(r))
+        vars(full)["scores"], vars(part)["scores"] = whole, left
+        needs = np.unique(np.concatenate([np.asarray(r.need[r.level]).ravel()] + [h[1] for h in r.held]))
+        for cap in np.unique(np.concatenate((needs[:: max(1, needs.size // 40)], needs[-3:], [needs[0] - 1]))):
+            capped = replace(arch, memory=tuple(replace(lv, capacity_bytes=int(cap)) if lv.kind == "sram" else lv
+                                                for lv in arch.memory))
+            want, have = mapper._ranked_picks(full, capped), mapper._ranked_picks(part, capped)
+            assert (want is None) == (have is None)
+            if want is not None:
+                assert all(a.tobytes() == b.tobytes() for a, b in zip(want[:2], have[:2], strict=True))
+                assert all(getattr(want[2], k).tobytes() == getattr(have[2], k).tobytes()
+                           for k in ("cycles", "dram", "pj", "obj"))
 
 
 @settings(max_examples=40, deadline=None)

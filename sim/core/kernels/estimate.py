@@ -23,16 +23,23 @@ def _indexes(indexed, op, loop):
 
 
 @inlined_njit
-def _reps(t, pos, indexed, op, middle, held):
-    """How often operand `op` is loaded (trips `t` and positions `pos` of loops m n k): the trips of the loop x it
-    does not index when a loop it indexes with more than one trip sits inside x, unless a held row holds it there
-    (x is the middle loop), else once."""
+def _reuse(pos, indexed, op):
+    """A row's constants of operand `op`'s reloads (positions `pos` of loops m n k): the loop x it does not index, and
+    the bits of the loops it indexes that sit inside x."""
     x = 0 if not _indexes(indexed, op, 0) else 1 if not _indexes(indexed, op, 1) else 2
-    inside = False
+    inside = 0
     for d in range(3):
-        if _indexes(indexed, op, d) and pos[d] > pos[x] and t[d] > 1:
-            inside = True
-    return t[x] if inside and not (held and middle == x) else 1
+        if _indexes(indexed, op, d) and pos[d] > pos[x]:
+            inside |= 1 << d
+    return x, inside
+
+
+@inlined_njit
+def _reps(t, stepping, x, inside, middle, held):
+    """How often an operand (_reuse's x and inside) is loaded, trips `t` of loops m n k and `stepping` the bits of
+    the loops of more than one trip: the trips of x when a loop it indexes with more than one trip sits inside x,
+    unless a held row holds it there (x is the middle loop), else once."""
+    return t[x] if inside & stepping and not (held and middle == x) else 1
 
 
 @inlined_njit
@@ -137,31 +144,63 @@ def _double_buffered(t0, t1, t2, l0, l1, l2, tiles, held, indexed, g, lat, bw, p
 
 @cached_njit
 def estimate_rows(trips, n_tiles, a_sweep, b_sweep, c_fin, c_acc, compute, first, last, drain_extra, drain_share,
-                  last_ratio, orders, indexed, g, lat, bw, level_feed, level_bw, double, pj_read, pj_write, priced):
+                  last_ratio, orders, indexed, g, lat, bw, level_feed, level_bw, double, pj_read, pj_write, priced,
+                  walk, eligible, objective, shortlist, band):
     """(cycles, DRAM bytes, DRAM pJ), each (rows, candidates), of candidates given their _Base arrays (trips and
     last_ratio as (3, candidates); compute as float64; drain_extra and drain_share per candidate), `orders` (6, 3):
     each order's loops outermost first, `indexed` (see above), the arch's off-chip latency (int) and bandwidth, the
     one on-chip level's feed bytes and bandwidth (0: none), whether every operand is double buffered, and the DRAM
-    pJ per byte read and written (`priced`; else 1 pJ a byte)."""
+    pJ per byte read and written (`priced`; else 1 pJ a byte).
+
+    With a `walk` (rows, candidates: each row's candidates by increasing need of the one level holding every
+    operand, mapper._Ranking.walk; empty: none), a double-buffered row's cycles are worked out only for candidates
+    a search could pick, the others left infinite: walking the row, a candidate `eligible` there whose objective
+    (`objective` 0 latency, 1 energy, 2 EDP) is bound to exceed both the `shortlist`-th least objective and the
+    least objective times `band` (1 + TIE_BAND) of the candidates before it (which fit wherever it fits) is never
+    picked (mapper._pickable). The bound is the DMA floor of the cycles, max((tiles x latency + DMA) / 2, DMA +
+    latency) and the level's time, the same operations the cycles end with, so the cycles are never below it."""
     n = n_tiles.shape[0]
     n_orders = orders.shape[0]
     rows = 2 * n_orders                                # each order, then each with its middle loop's operand held
     cycles_out = np.empty((rows, n), dtype=np.float64)
     dram_out = np.empty((rows, n), dtype=np.int64)
     pj_out = np.empty((rows, n), dtype=np.float64)
+    pruned = walk.shape[0] > 0 and double
+    least = np.empty(shortlist, dtype=np.float64)     # the least objectives worked out so far in the row, ascending
     for row in range(rows):
         o, held = row % n_orders, row >= n_orders
         l0, l1, l2 = orders[o, 0], orders[o, 1], orders[o, 2]
         pos = (0 if l0 == 0 else 1 if l1 == 0 else 2, 0 if l0 == 1 else 1 if l1 == 1 else 2,
                0 if l0 == 2 else 1 if l1 == 2 else 2)
-        for i in range(n):
+        x_in, in_in = _reuse(pos, indexed, INPUT)
+        x_w, in_w = _reuse(pos, indexed, WEIGHT)
+        x_out, in_out = _reuse(pos, indexed, OUTPUT)
+        least[:] = np.inf
+        for j in range(n):
+            i = walk[row, j] if pruned else j
             t = (trips[0, i], trips[1, i], trips[2, i])
-            visit_spills = _reps(t, pos, indexed, OUTPUT, l1, False) - 1
-            spills = _reps(t, pos, indexed, OUTPUT, l1, held) - 1
-            reps_in = _reps(t, pos, indexed, INPUT, l1, held)
-            reps_w = _reps(t, pos, indexed, WEIGHT, l1, held)
+            stepping = (1 if t[0] > 1 else 0) | (2 if t[1] > 1 else 0) | (4 if t[2] > 1 else 0)
+            visit_spills = _reps(t, stepping, x_out, in_out, l1, False) - 1
+            spills = _reps(t, stepping, x_out, in_out, l1, held) - 1
+            reps_in = _reps(t, stepping, x_in, in_in, l1, held)
+            reps_w = _reps(t, stepping, x_w, in_w, l1, held)
             read = g * (reps_in * a_sweep[i] + reps_w * b_sweep[i] + spills * c_acc[i])
             write = g * (c_fin[i] + spills * c_acc[i])
+            dram_out[row, i] = np.int64(read + write)
+            pj = read * pj_read + write * pj_write if priced else (read + write) * 1.0
+            pj_out[row, i] = pj
+            if pruned:
+                if not eligible[row, i]:
+                    cycles_out[row, i] = np.inf
+                    continue
+                dma = (read + write) / bw
+                floor = max((n_tiles[i] * lat + dma) / 2, dma + lat)
+                if level_bw:
+                    floor = max(floor, (level_feed + read + write) / level_bw)
+                bound = floor if objective == 0 else pj if objective == 1 else floor * pj
+                if bound > least[shortlist - 1] and bound > least[0] * band:
+                    cycles_out[row, i] = np.inf
+                    continue
             comp = compute[i]
             if level_bw:
                 need = np.ceil((level_feed + read + write) / level_bw)
@@ -178,6 +217,12 @@ def estimate_rows(trips, n_tiles, a_sweep, b_sweep, c_fin, c_acc, compute, first
             if level_bw:
                 cycles = max(cycles, (level_feed + read + write) / level_bw)
             cycles_out[row, i] = cycles
-            dram_out[row, i] = np.int64(read + write)
-            pj_out[row, i] = read * pj_read + write * pj_write if priced else (read + write) * 1.0
+            if pruned:                                 # keep the least objectives (insertion into a short list)
+                value = cycles if objective == 0 else pj if objective == 1 else cycles * pj
+                k = shortlist - 1
+                if value < least[k]:
+                    while k > 0 and least[k - 1] > value:
+                        least[k] = least[k - 1]
+                        k -= 1
+                    least[k] = value
     return cycles_out, dram_out, pj_out
