@@ -663,6 +663,11 @@ def _ranked_picks(r: _Ranking, arch: ArchConfig) -> tuple[Array, Array, _Scores]
         if any(lv.capacity_bytes < 0 for lv in arch.onchip if lv.name != r.level):
             return None
         cap = next(lv.capacity_bytes for lv in arch.onchip if lv.name == r.level)
+        first_fitting = _KERNELS["picks"]
+        if first_fitting is not None:         # the same rows and candidates, each row's pass stopping at its last
+            o, i = first_fitting(q.by_obj, q.by_dram, q.need_by_obj, q.need_by_dram, q.obj_by_obj, q.obj_by_dram,
+                                 cap, SHORTLIST, 1 + TIE_BAND)
+            return (o, i, r.scores.at(o, i)) if o.size else None
         fit_obj, fit_need = q.need_by_obj <= cap, q.need_by_dram <= cap
     else:
         fits = np.pad(_ranking_fits(r, arch), ((0, 0), (0, 1)))          # the last column: the rankings' padding
@@ -938,16 +943,18 @@ def _scores(r: _Ranking, cols: Array | None) -> _Scores:
 # Compiled forms of _score_orders for all ROWS at once (sim/core/kernels/estimate.py estimate_rows, bit for bit the
 # same) and of _ranked_lists (sim/core/kernels/rankings.py rank_rows, the same permutations), registered by a
 # process that simulates much (sim/core/simulate.py use_compiled_kernels); None: numpy's
-_KERNELS: dict[str, Callable[..., Any] | None] = {"estimate": None, "rank": None}
+_KERNELS: dict[str, Callable[..., Any] | None] = {"estimate": None, "rank": None, "picks": None}
 _ORDER_LOOPS = np.array([[LOOPS.index(d) for d in order] for order in ORDERS], dtype=np.int64)
 _INDEXED = sum(1 << (LOOPS.index(d) + 3 * i) for i, o in enumerate(("input", "weight", "output"))
                for d in OPERAND_DIMS[o])      # estimate_rows' bit loop + 3 x operand: the operand indexed by the loop
 
 
-def search_with(estimate: Callable[..., Any] | None, rank: Callable[..., Any] | None) -> None:
-    """Score candidates with `estimate`, called with estimate_inputs (a compiled estimate_rows), and rank them with
-    `rank` (a compiled rank_rows); numpy's where None."""
-    _KERNELS["estimate"], _KERNELS["rank"] = estimate, rank
+def search_with(estimate: Callable[..., Any] | None, rank: Callable[..., Any] | None,
+                picks: Callable[..., Any] | None = None) -> None:
+    """Score candidates with `estimate`, called with estimate_inputs (a compiled estimate_rows), rank them with
+    `rank` (a compiled rank_rows) and take a search's picks from the rankings with `picks` (a compiled
+    first_fitting); numpy's where None."""
+    _KERNELS["estimate"], _KERNELS["rank"], _KERNELS["picks"] = estimate, rank, picks
 
 
 def estimate_inputs(work: Contraction, arch: ArchConfig, base: _Base, ranking: _Ranking | None = None

@@ -23,7 +23,7 @@ from tilesim.compiler.schedule import CompileOptions, Schedule, lower
 from tilesim.compiler.tiling import alignment, fits, naive_mapping
 from tilesim.core.kernels.estimate import estimate_rows
 from tilesim.core.kernels.jit import interpreted
-from tilesim.core.kernels.rankings import rank_rows
+from tilesim.core.kernels.rankings import first_fitting, rank_rows
 from tilesim.workloads import load_workload
 
 
@@ -332,7 +332,7 @@ def test_the_estimate_left_unworked_where_no_search_can_pick_gives_the_same_pick
                                                                                  bw, epilogue, kept):
     # estimate_rows given a ranking's walk leaves infinite the cycles of candidates no search can pick
     # (mapper._pickable): every other score is numpy's to the bit, and the picks at every capacity are those of
-    # every candidate scored
+    # every candidate scored, numpy's or first_fitting's (compiled and as Python)
     d = tiny_arch_dict(rows=8, cols=8, dataflow=dataflow, sram_bytes=4096, double=True, latency=latency, bw=bw)
     d["energy"]["actions"]["dram.read_byte"]["pj"], d["energy"]["actions"]["dram.write_byte"]["pj"] = 3.7, 5.3
     arch = without_capacities(arch_from_dict(d))
@@ -358,12 +358,23 @@ def test_the_estimate_left_unworked_where_no_search_can_pick_gives_the_same_pick
         for cap in np.unique(np.concatenate((needs[:: max(1, needs.size // 40)], needs[-3:], [needs[0] - 1]))):
             capped = replace(arch, memory=tuple(replace(lv, capacity_bytes=int(cap)) if lv.kind == "sram" else lv
                                                 for lv in arch.memory))
-            want, have = mapper._ranked_picks(full, capped), mapper._ranked_picks(part, capped)
-            assert (want is None) == (have is None)
-            if want is not None:
-                assert all(a.tobytes() == b.tobytes() for a, b in zip(want[:2], have[:2], strict=True))
-                assert all(getattr(want[2], k).tobytes() == getattr(have[2], k).tobytes()
-                           for k in ("cycles", "dram", "pj", "obj"))
+            kernels = dict(mapper._KERNELS)
+            try:                             # numpy's picks from every candidate scored; compiled (first_fitting)
+                mapper._KERNELS["picks"] = None
+                want = mapper._ranked_picks(full, capped)
+                mapper._KERNELS["picks"] = first_fitting
+                have = [mapper._ranked_picks(part, capped), mapper._ranked_picks(full, capped)]
+                if r.tm.size <= 300:
+                    with interpreted():
+                        have.append(mapper._ranked_picks(part, capped))
+            finally:
+                mapper._KERNELS.update(kernels)
+            for got_picks in have:
+                assert (want is None) == (got_picks is None)
+                if want is not None and got_picks is not None:
+                    assert all(a.tobytes() == b.tobytes() for a, b in zip(want[:2], got_picks[:2], strict=True))
+                    assert all(getattr(want[2], k).tobytes() == getattr(got_picks[2], k).tobytes()
+                               for k in ("cycles", "dram", "pj", "obj"))
 
 
 @settings(max_examples=40, deadline=None)

@@ -53,7 +53,7 @@ from tilesim.core.kernels.pipeline import (
     run_tiles,
     run_tiles_py,
 )
-from tilesim.core.kernels.rankings import rank_rows
+from tilesim.core.kernels.rankings import first_fitting, rank_rows
 from tilesim.core.power import capped_run
 from tilesim.core.result import KernelResult, SimResult, Timeline
 
@@ -85,7 +85,7 @@ def use_compiled_kernels() -> None:
     before it forks its workers, which inherit them; a benchmark of warm runs), and let the mapping search score
     and rank its candidates with compiled kernels (their numpy forms' results exactly)."""
     _interpreted[0] = INTERPRETED_S                  # the budget for Python is spent from here on
-    search_with(estimate_rows, rank_rows)
+    search_with(estimate_rows, rank_rows, first_fitting)
 
 
 def _check_size(schedule: Schedule, arch: ArchConfig, timeline: bool = False) -> None:

@@ -99,3 +99,42 @@ def rank_rows(eligible, walk, obj, dram, n_tiles, prune, shortlist, band_factor)
         by_dram[r, :b.shape[0]] = b
         long_obj, long_dram = max(long_obj, a.shape[0]), max(long_dram, b.shape[0])
     return by_obj[:, :long_obj].copy(), by_dram[:, :long_dram].copy()
+
+
+@cached_njit
+def first_fitting(by_obj, by_dram, need_by_obj, need_by_dram, obj_by_obj, obj_by_dram, cap, shortlist, band_factor):
+    """What compiler/mapper.py _ranked_picks takes from the rankings of one level holding every operand, at that
+    level's capacity `cap`: (rows, candidates) of each row's first `shortlist` candidates that fit in its objective
+    ranking, then of each row's first `shortlist` that fit and come within `band_factor` of the row's best in its
+    DRAM ranking (the row's best: its first fitting candidate's objective, or its first ranked one's where none
+    fits, as numpy's argmax gives); each row's pass stops at its `shortlist`-th find. Empty where none fits row 0."""
+    rows = by_obj.shape[0]
+    out_rows = np.empty(2 * rows * shortlist, dtype=np.int64)
+    out_picks = np.empty(2 * rows * shortlist, dtype=np.int64)
+    best = np.empty(rows, dtype=np.float64)
+    n = 0
+    for o in range(rows):
+        found = 0
+        best[o] = obj_by_obj[o, 0]
+        for c in range(by_obj.shape[1]):
+            if need_by_obj[o, c] <= cap:
+                if found == 0:
+                    best[o] = obj_by_obj[o, c]
+                out_rows[n], out_picks[n] = o, by_obj[o, c]
+                n += 1
+                found += 1
+                if found == shortlist:
+                    break
+        if o == 0 and found == 0:
+            return out_rows[:0], out_picks[:0]
+    for o in range(rows):
+        found = 0
+        limit = best[o] * band_factor
+        for c in range(by_dram.shape[1]):
+            if need_by_dram[o, c] <= cap and obj_by_dram[o, c] <= limit:
+                out_rows[n], out_picks[n] = o, by_dram[o, c]
+                n += 1
+                found += 1
+                if found == shortlist:
+                    break
+    return out_rows[:n], out_picks[:n]
