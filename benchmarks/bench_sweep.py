@@ -71,6 +71,19 @@ other, idle but for the other run:
     58d9b45  naive     1000   28.5 s      35.1   56.0 s         56  1.95 / 1.97
     13c8dac  naive     1000   27.9 s      35.8   55.0 s         55  1.92 / 1.95
 
+Later the same day (the host faster again), the last commit of the day and 58d9b45 one after the other:
+
+    006dca7  search    1000  102.5 s       9.8  202.3 s        202  0.68 / 1.77   the estimate leaves unworked the
+                                                                                  cycles no search can pick (72% of
+                                                                                  the candidate-rows); a search's
+                                                                                  picks by a compiled first_fitting
+    58d9b45  search    1000  124.9 s       8.0  246.8 s        247  1.77 / 1.97   baseline, the same hour
+
+Where a point's time went at 006dca7 (py-spy, points 300-339): the shortlists' one-kernel simulations ~38% (their
+tile commands ~14, the pipeline run ~11, level needs ~5), the rankings ~25% (the compiled estimate ~11, numpy's
+_base ~5, the compiled rankings ~6), the search's own picking ~12%, the final simulation ~6%, tie-break energies
+~5%. The profile is flat: no part left is a fifth of a point.
+
 Where a point's time went at af6de86 (py-spy, points 300-339, share of the time): the one-kernel simulations of
 the shortlists ~40% (their tile commands ~15, the program's assembly ~6, level needs ~6, the pipeline run ~6,
 about 600 us each, ~1,800 an array shape), the rankings ~24% (the compiled estimate ~13, numpy's _base ~3, the

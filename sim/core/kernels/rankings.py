@@ -1,8 +1,8 @@
 """The mapping search's rankings of candidate tilings (compiler/mapper.py _orders and _pickable), compiled: per
 ranking row, the candidates a search can pick, ranked by (objective, DRAM bytes, tiles, index) and by (DRAM bytes,
-tiles, objective, index). The numpy form states the same rules and stays the reference; the rankings are
-permutations fully decided by their keys (the index breaks every tie), so the two agree exactly
-(tests/test_mapper.py)."""
+tiles, objective, index); and a search's picks from those rankings at one capacity (first_fitting, numpy's
+_ranked_picks). The numpy forms state the same rules and stay the references; the rankings are permutations fully
+decided by their keys (the index breaks every tie), so the two agree exactly (tests/test_mapper.py)."""
 from __future__ import annotations
 
 import numpy as np
