@@ -406,10 +406,31 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, r
         cycles = compute + (read + write) / bw + n_tiles * lat
     if base.level_bw:                     # fills, feeds and stores all take the level's bandwidth
         cycles = np.maximum(cycles, (base.level_feed + read + write) / base.level_bw)
-    table = arch.energy.actions
+    return cycles.astype(np.float64), (read + write).astype(np.int64), _dram_pj(arch, read, write)
+
+
+def _dram_pj(arch: ArchConfig, read: Array, write: Array) -> Array:
+    """DRAM energy (pJ) of `read` and `write` bytes at the arch's off-chip pJ per byte (1 pJ a byte unpriced)."""
+    off, table = arch.offchip, arch.energy.actions
     pj = (read * table[f"{off.name}.read_byte"].pj + write * table[f"{off.name}.write_byte"].pj
           if f"{off.name}.read_byte" in table and f"{off.name}.write_byte" in table else (read + write) * 1.0)
-    return cycles.astype(np.float64), (read + write).astype(np.int64), np.asarray(pj, dtype=np.float64)
+    return np.asarray(pj, dtype=np.float64)
+
+
+def _cycles_floor(arch: ArchConfig, base: _Base, read: Array, write: Array) -> Array:
+    """What _estimate's cycles are never below, from the DRAM bytes alone: the DMA floor its double-buffered cycles
+    end with, max((tiles x latency + DMA) / 2, DMA + latency), or the single-buffered DMA and latencies its compute
+    is added to, and the one on-chip level's time; the same operations in the same order, so never above them."""
+    off = arch.offchip
+    bw, lat = off.bandwidth_bytes_per_cycle, off.latency_cycles
+    dma = (read + write) / bw
+    if all(arch.home(o).double_buffered for o in ("input", "weight", "output")):
+        floor = np.maximum((base.n_tiles * lat + dma) / 2, dma + lat)
+    else:
+        floor = dma + base.n_tiles * lat
+    if base.level_bw:
+        floor = np.maximum(floor, (base.level_feed + read + write) / base.level_bw)
+    return np.asarray(floor)
 
 
 def _paced(compute: Any, moved: Array, transfer: Array, lat: float) -> Array:
@@ -457,20 +478,7 @@ def _score_orders(work: Contraction, arch: ArchConfig, base: _Base, hold: bool =
     built for all orders at once; the arithmetic is _estimate's, as for one order, so every value equals
     _score_order's bit for bit (tests/test_mapper.py)."""
     trips, n_tiles = base.trips, base.n_tiles
-
-    def reps(operand: str, held: bool = hold) -> Array:
-        # _reps per row: the operand does not depend on one loop, x; it is reloaded trips[x] times when a loop it
-        # depends on with more than one trip sits inside x, else once; held (x is the middle loop), once
-        x = next(d for d in LOOPS if d not in OPERAND_DIMS[operand])
-        inside = np.zeros((len(ORDERS), *n_tiles.shape), dtype=bool)
-        for d in OPERAND_DIMS[operand]:
-            inside |= _INSIDE[x, d] & (trips[d] > 1)
-        return np.where(inside & ~_MIDDLE[x] if held else inside, trips[x], 1)
-
-    visit_spills = reps("output", False) - 1
-    spills = reps("output") - 1
-    read = work.g * (reps("input") * base.a_sweep + reps("weight") * base.b_sweep + spills * base.c_acc)
-    write = work.g * (base.c_fin + spills * base.c_acc)
+    visit_spills, spills, read, write = _order_traffic(work, base, hold)
     middle = np.stack([trips[d] for d in _ORDER_DIMS[1]])
 
     def positions() -> Iterator[Position]:
@@ -490,6 +498,27 @@ def _score_orders(work: Contraction, arch: ArchConfig, base: _Base, hold: bool =
             else:
                 yield p, np.full(n_tiles.shape, work.g), dict.fromkeys(OPERAND_DIMS, 1.0), np.ones(n_tiles.shape)
     return _estimate(work, arch, base, spills, read, write, positions(), visit_spills)
+
+
+def _order_traffic(work: Contraction, base: _Base, hold: bool = False) -> tuple[Array, Array, Array, Array]:
+    """Per order in ORDERS (rows of (6, N) arrays; `hold`: each order's middle-loop operand held): the output
+    tiles' revisits, the partial-sum spills, and the DRAM bytes read and written."""
+    trips, n_tiles = base.trips, base.n_tiles
+
+    def reps(operand: str, held: bool = hold) -> Array:
+        # _reps per row: the operand does not depend on one loop, x; it is reloaded trips[x] times when a loop it
+        # depends on with more than one trip sits inside x, else once; held (x is the middle loop), once
+        x = next(d for d in LOOPS if d not in OPERAND_DIMS[operand])
+        inside = np.zeros((len(ORDERS), *n_tiles.shape), dtype=bool)
+        for d in OPERAND_DIMS[operand]:
+            inside |= _INSIDE[x, d] & (trips[d] > 1)
+        return np.where(inside & ~_MIDDLE[x] if held else inside, trips[x], 1)
+
+    visit_spills = reps("output", False) - 1
+    spills = reps("output") - 1
+    read = work.g * (reps("input") * base.a_sweep + reps("weight") * base.b_sweep + spills * base.c_acc)
+    write = work.g * (base.c_fin + spills * base.c_acc)
+    return visit_spills, spills, read, write
 
 
 def _objective(objective: str, cycles: Array, dram: Array, pj: Array) -> Array:
@@ -635,7 +664,11 @@ def _direct_picks(r: _Ranking, arch: ArchConfig) -> tuple[Array, Array, _Scores]
     if not fits[0].any():
         return None
     cols = np.flatnonzero(fits.any(axis=0))             # every score is the candidate's own: a subset's are equal
-    s = _scores(r, cols)
+    return _picks_of(r, fits, *_pickable_scores(r, cols, fits[:, cols]))
+
+
+def _picks_of(r: _Ranking, fits: Array, cols: Array, s: _Scores) -> tuple[Array, Array, _Scores]:
+    """_direct_picks from the scores `s` of candidates `cols` (`fits`: where every candidate fits, per row)."""
     fits, n_tiles = fits[:, cols], r.n_tiles[cols]
     rows, picks = [], []
     for o in range(ROWS):
@@ -651,6 +684,46 @@ def _direct_picks(r: _Ranking, arch: ArchConfig) -> tuple[Array, Array, _Scores]
             picks.append(chosen)
     o_, c_ = np.concatenate(rows), np.concatenate(picks)
     return o_, cols[c_], s.at(o_, c_)
+
+
+def _pickable_scores(r: _Ranking, cols: Array, fits: Array) -> tuple[Array, _Scores]:
+    """Of the candidates `cols` (`fits`: where each fits, per row), those a first search could pick and their
+    scores. A candidate whose objective's floor (_cycles_floor: its DMA alone) exceeds, in every row where it
+    fits, both the SHORTLIST-th least objective and the least times 1 + TIE_BAND of candidates scored there is
+    neither among that row's first SHORTLIST nor in its tie band. So the SHORTLIST x 2 of least floor in each row
+    are scored first; then those whose floor is within what their scores set (the bounds only fall as more are
+    scored, so one more pass completes it)."""
+    base = _base(r.work, r.arch, r.timing, r.dataflow, r.tm[cols], r.tn[cols], r.tk[cols], r.context)
+    traffic = [_order_traffic(r.work, base, hold) for hold in (False, True)]
+    read, write = (np.concatenate([t[i] for t in traffic]) for i in (2, 3))
+    pj = _dram_pj(r.arch, read, write)
+    floor = _objective(r.objective, _cycles_floor(r.arch, base, read, write), read + write, pj)
+    bounded = np.where(fits, floor, np.inf)
+    first = np.argpartition(bounded, 2 * SHORTLIST, axis=1)[:, :2 * SHORTLIST] if cols.size > 2 * SHORTLIST else \
+        np.tile(np.arange(cols.size), (ROWS, 1))
+    scored = np.unique(first[np.take_along_axis(fits, first, axis=1)])
+    scores = _scores(r, cols[scored], _subset(base, scored))
+    limit = np.full(ROWS, np.inf)
+    for o in range(ROWS):
+        vals = scores.obj[o, fits[o, scored]]
+        if vals.size >= SHORTLIST:
+            limit[o] = max(np.partition(vals, SHORTLIST - 1)[SHORTLIST - 1], vals.min() * (1 + TIE_BAND))
+    more = np.setdiff1d(np.flatnonzero((fits & (floor <= limit[:, None])).any(axis=0)), scored)
+    if more.size:
+        extra = _scores(r, cols[more], _subset(base, more))
+        order = np.argsort(np.concatenate((scored, more)), kind="stable")
+        scored = np.concatenate((scored, more))[order]
+        scores = _Scores(*(np.concatenate((getattr(scores, k), getattr(extra, k)), axis=1)[:, order]
+                           for k in ("cycles", "dram", "pj", "obj")))
+    return cols[scored], scores
+
+
+def _subset(base: _Base, idx: Array) -> _Base:
+    """The _Base of candidates `idx` of `base` (every per-candidate array taken at them)."""
+    def take(v: Any) -> Any:
+        return v[idx] if isinstance(v, np.ndarray) and v.ndim else v
+    return replace(base, **{k: {d: take(x) for d, x in v.items()} if isinstance(v, dict) else take(v)
+                            for k, v in vars(base).items()})
 
 
 def _ranked_picks(r: _Ranking, arch: ArchConfig) -> tuple[Array, Array, _Scores] | None:
@@ -924,12 +997,13 @@ def _rank(work: Contraction, key: _ArchKey, timing: str, dataflow: str, objectiv
     return r
 
 
-def _scores(r: _Ranking, cols: Array | None) -> _Scores:
-    """The scores of a ranking's candidates `cols` (None: all) for every row: the six orders, then the six with
-    their middle loop's operand held (Mapping.hold). Every operation is per candidate, so a candidate's scores do
-    not depend on which others are scored with it."""
-    tm, tn, tk = (r.tm, r.tn, r.tk) if cols is None else (r.tm[cols], r.tn[cols], r.tk[cols])
-    base = _base(r.work, r.arch, r.timing, r.dataflow, tm, tn, tk, r.context)
+def _scores(r: _Ranking, cols: Array | None, base: _Base | None = None) -> _Scores:
+    """The scores of a ranking's candidates `cols` (None: all; `base`: their _Base, when the caller has it) for
+    every row: the six orders, then the six with their middle loop's operand held (Mapping.hold). Every operation
+    is per candidate, so a candidate's scores do not depend on which others are scored with it."""
+    if base is None:
+        tm, tn, tk = (r.tm, r.tn, r.tk) if cols is None else (r.tm[cols], r.tn[cols], r.tk[cols])
+        base = _base(r.work, r.arch, r.timing, r.dataflow, tm, tn, tk, r.context)
     estimate = _KERNELS["estimate"]
     if estimate is not None:
         cycles, dram, pj = estimate(*estimate_inputs(r.work, r.arch, base, r if cols is None else None))

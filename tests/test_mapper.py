@@ -378,6 +378,41 @@ def test_the_estimate_left_unworked_where_no_search_can_pick_gives_the_same_pick
 
 
 @settings(max_examples=40, deadline=None)
+@given(works(), st.sampled_from(["ws", "os", "is"]), st.sampled_from(["latency", "energy", "edp"]),
+       st.sampled_from([0, 20, 400]), st.sampled_from([8, 64, 0.5]), st.booleans(), st.booleans(),
+       st.sampled_from([0.0, 5000.0]))
+@example(Contraction(1, 61, 380, 328, "int8", "int8", "int8"), "ws", "edp", 400, 64, True, False, 0.0)  # band ties
+def test_a_first_search_scores_only_what_it_could_pick_and_picks_the_same(work, dataflow, objective, latency, bw,
+                                                                          double, split, epilogue):
+    # _direct_picks scores only the candidates whose DRAM floor leaves them a chance (_pickable_scores): at every
+    # capacity its picks are those of every fitting candidate scored
+    d = tiny_arch_dict(rows=8, cols=8, dataflow=dataflow, sram_bytes=4096, double=double, latency=latency, bw=bw)
+    d["energy"]["actions"]["dram.read_byte"]["pj"], d["energy"]["actions"]["dram.write_byte"]["pj"] = 3.7, 5.3
+    if split:
+        d["memory"][1]["holds"] = ["input", "weight"]
+        d["memory"].append({"name": "acc", "kind": "sram", "capacity_bytes": 4096, "bandwidth_bytes_per_cycle": 64,
+                            "double_buffered": double, "holds": ["output"]})
+        d["energy"]["actions"].update({f"acc.{a}_byte": {"pj": 1.0, "source": "test"} for a in ("read", "write")})
+    arch = arch_from_dict(d)
+    context = mapper.KernelContext(epilogue) if epilogue else mapper.PLAIN
+    r = mapper._rank(work, _ArchKey(without_capacities(arch)), "pipelined", dataflow, objective, context)
+    needs = np.unique(np.asarray(r.need[arch.home("input").name]).ravel())
+    for cap in np.unique(np.concatenate((needs[:: max(1, needs.size // 12)], needs[-1:]))):
+        capped = replace(arch, memory=tuple(replace(lv, capacity_bytes=int(cap)) if lv.kind == "sram" else lv
+                                            for lv in arch.memory))
+        fits = mapper._ranking_fits(r, capped) & r.eligible
+        if not fits[0].any():
+            assert mapper._direct_picks(r, capped) is None
+            continue
+        every = np.flatnonzero(fits.any(axis=0))
+        want = mapper._picks_of(r, fits, every, mapper._scores(r, every))
+        got = mapper._direct_picks(r, capped)
+        assert got is not None
+        assert all(a.tobytes() == b.tobytes() for a, b in zip(want[:2], got[:2], strict=True))
+        assert all(getattr(want[2], k).tobytes() == getattr(got[2], k).tobytes() for k in ("cycles", "dram", "pj"))
+
+
+@settings(max_examples=40, deadline=None)
 @given(works(), st.sampled_from(["ws", "os", "is"]), st.booleans(), st.booleans(), st.integers(0, 2**32 - 1))
 def test_the_compiled_rankings_are_numpys(work, dataflow, split, ties, seed):
     # sim/core/kernels/rankings.py rank_rows, compiled and as Python, against _ranked_lists: with one level holding
@@ -413,14 +448,20 @@ def test_a_subset_of_candidates_scores_bit_for_bit_as_in_the_whole(work, dataflo
     context = mapper.KernelContext(epilogue) if epilogue else mapper.PLAIN
     r = mapper._rank(work, _ArchKey(without_capacities(arch)), "pipelined", dataflow, objective, context)
     rng = np.random.default_rng(seed)
-    whole = mapper._scores(r, None)
-    # a random subset, and the candidates whose tiles drain within their compute (the others' epilogue ends later)
-    extra = np.broadcast_to(mapper._base(work, arch, "pipelined", dataflow, r.tm, r.tn, r.tk, context).drain_extra,
-                            r.tm.shape)
-    for cols in (np.flatnonzero(rng.random(r.tm.size) < rng.random()), np.flatnonzero(extra == 0)):
-        part = mapper._scores(r, cols)
-        for name in ("cycles", "dram", "pj", "obj"):
-            assert getattr(part, name).tobytes() == getattr(whole, name)[:, cols].tobytes(), name
+    kernels = dict(mapper._KERNELS)
+    mapper.search_with(None, None)              # numpy's (the compiled estimate may leave some of all unworked)
+    try:
+        whole = mapper._scores(r, None)
+        # a random subset, and the candidates whose tiles drain within their compute (the others' epilogue ends
+        # later)
+        extra = np.broadcast_to(mapper._base(work, arch, "pipelined", dataflow, r.tm, r.tn, r.tk,
+                                             context).drain_extra, r.tm.shape)
+        for cols in (np.flatnonzero(rng.random(r.tm.size) < rng.random()), np.flatnonzero(extra == 0)):
+            part = mapper._scores(r, cols)
+            for name in ("cycles", "dram", "pj", "obj"):
+                assert getattr(part, name).tobytes() == getattr(whole, name)[:, cols].tobytes(), name
+    finally:
+        mapper._KERNELS.update(kernels)
 
 
 def test_search_over_several_dataflows_chooses_what_the_direct_search_does():
