@@ -464,55 +464,81 @@ def _changes(loops: list[tuple[str, Array]], dims: tuple[str, ...]) -> Array:
 
 
 # Loop positions of every order, outermost first, and whether the loop there indexes each operand: constants of
-# _score_orders, which scores all six orders at once as rows of (6, N) arrays.
-_ORDER_DIMS = tuple(tuple(o[p] for o in ORDERS) for p in range(3))
-_INDEXES = {operand: tuple(np.array([[d in dims] for d in _ORDER_DIMS[p]]) for p in range(3))
-            for operand, dims in OPERAND_DIMS.items()}
-_INSIDE = {(x, d): np.array([[o.index(d) > o.index(x)] for o in ORDERS]) for x in LOOPS for d in LOOPS}
-_MIDDLE = {x: np.array([[o[1] == x] for o in ORDERS]) for x in LOOPS}      # per order: x is its middle loop
+# _score_rows, which scores the six orders (and each with its hold) at once as rows of (rows, N) arrays.
+@dataclass(frozen=True)
+class _Rows:
+    """Per ranking row (each order in ORDERS, once per hold in `holds`), as (rows, 1) arrays: the loop at each
+    position, outermost first (`dims`, letters), whether it indexes each operand, whether loop d sits inside loop
+    x, whether x is the middle loop, and whether the row holds its middle loop's operand."""
+    dims: tuple[tuple[str, ...], ...]
+    indexes: dict[str, tuple[Array, ...]]
+    inside: dict[tuple[str, str], Array]
+    middle: dict[str, Array]
+    held: Array
+
+
+@lru_cache(maxsize=4)
+def _rows(holds: tuple[bool, ...]) -> _Rows:
+    """_Rows of the orders once per hold in `holds` (ROWS rows for (False, True))."""
+    orders = [o for _ in holds for o in ORDERS]
+    dims = tuple(tuple(o[p] for o in orders) for p in range(3))
+    return _Rows(dims, {operand: tuple(np.array([[d in ds] for d in dims[p]]) for p in range(3))
+                        for operand, ds in OPERAND_DIMS.items()},
+                 {(x, d): np.array([[o.index(d) > o.index(x)] for o in orders]) for x in LOOPS for d in LOOPS},
+                 {x: np.array([[o[1] == x] for o in orders]) for x in LOOPS},
+                 np.array([[h] for h in holds for _ in ORDERS]))
 
 
 def _score_orders(work: Contraction, arch: ArchConfig, base: _Base, hold: bool = False) -> tuple[Array, Array, Array]:
     """_score_order for every order in ORDERS at once: (cycles, DRAM bytes, pJ) as (6, N) arrays, row i for
-    ORDERS[i] (with `hold`: each order's middle-loop operand held). Only the reloads and the loop positions are
-    built for all orders at once; the arithmetic is _estimate's, as for one order, so every value equals
-    _score_order's bit for bit (tests/test_mapper.py)."""
+    ORDERS[i] (with `hold`: each order's middle-loop operand held)."""
+    return _score_rows(work, arch, base, (hold,))
+
+
+def _score_rows(work: Contraction, arch: ArchConfig, base: _Base, holds: tuple[bool, ...],
+                traffic: tuple[Array, ...] | None = None) -> tuple[Array, Array, Array]:
+    """_score_order for every order in ORDERS, once per hold in `holds` (ranking rows: (False, True)), at once:
+    (cycles, DRAM bytes, pJ) as (rows, N) arrays (`traffic`: _order_traffic's, when the caller has it). Only the
+    reloads and the loop positions are built for all rows at once; the arithmetic is _estimate's, as for one
+    order, so every value equals _score_order's bit for bit (tests/test_mapper.py)."""
     trips, n_tiles = base.trips, base.n_tiles
-    visit_spills, spills, read, write = _order_traffic(work, base, hold)
-    middle = np.stack([trips[d] for d in _ORDER_DIMS[1]])
+    k = _rows(holds)
+    visit_spills, spills, read, write = _order_traffic(work, base, holds) if traffic is None else traffic
+    middle = np.stack([trips[d] for d in k.dims[1]])
 
     def positions() -> Iterator[Position]:
         # per operand: a loop inside the current one steps and indexes it
         inner_steps: dict[str, Array | bool] = dict.fromkeys(OPERAND_DIMS, False)
         for p in range(3, -1, -1):                        # position 0 is the g loop, 1..3 the order's loops
             if p:
-                n_p = np.stack([trips[d] for d in _ORDER_DIMS[p - 1]])     # the loop at position p, per order
-                changed = {o: (_INDEXES[o][p - 1] | inner_steps[o]).astype(np.float64) for o in OPERAND_DIMS}
-                inner_steps = {o: inner_steps[o] | (_INDEXES[o][p - 1] & (n_p > 1)) for o in OPERAND_DIMS}
-                if hold and p >= 2:                       # a held A or B loads in the middle loop's first pass
+                n_p = np.stack([trips[d] for d in k.dims[p - 1]])          # the loop at position p, per row
+                changed = {o: (k.indexes[o][p - 1] | inner_steps[o]).astype(np.float64) for o in OPERAND_DIMS}
+                inner_steps = {o: inner_steps[o] | (k.indexes[o][p - 1] & (n_p > 1)) for o in OPERAND_DIMS}
+                if any(holds) and p >= 2:                 # a held A or B loads in the middle loop's first pass
                     for o in ("input", "weight"):
                         x = next(d for d in LOOPS if d not in OPERAND_DIMS[o])
-                        changed[o] = np.where(_MIDDLE[x], changed[o] / middle if p == 3 else changed[o] * 0.0,
-                                              changed[o])
-                yield p, n_p, changed, np.stack([base.last_ratio[d] for d in _ORDER_DIMS[p - 1]])
+                        changed[o] = np.where(k.middle[x] & k.held, changed[o] / middle if p == 3
+                                              else changed[o] * 0.0, changed[o])
+                yield p, n_p, changed, np.stack([base.last_ratio[d] for d in k.dims[p - 1]])
             else:
                 yield p, np.full(n_tiles.shape, work.g), dict.fromkeys(OPERAND_DIMS, 1.0), np.ones(n_tiles.shape)
     return _estimate(work, arch, base, spills, read, write, positions(), visit_spills)
 
 
-def _order_traffic(work: Contraction, base: _Base, hold: bool = False) -> tuple[Array, Array, Array, Array]:
-    """Per order in ORDERS (rows of (6, N) arrays; `hold`: each order's middle-loop operand held): the output
-    tiles' revisits, the partial-sum spills, and the DRAM bytes read and written."""
+def _order_traffic(work: Contraction, base: _Base, holds: tuple[bool, ...]) -> tuple[Array, Array, Array, Array]:
+    """Per order in ORDERS, once per hold in `holds` (rows of (rows, N) arrays): the output tiles' revisits, the
+    partial-sum spills, and the DRAM bytes read and written."""
     trips, n_tiles = base.trips, base.n_tiles
+    k = _rows(holds)
 
-    def reps(operand: str, held: bool = hold) -> Array:
+    def reps(operand: str, held: bool = True) -> Array:
         # _reps per row: the operand does not depend on one loop, x; it is reloaded trips[x] times when a loop it
-        # depends on with more than one trip sits inside x, else once; held (x is the middle loop), once
+        # depends on with more than one trip sits inside x, else once; in a held row (x is the middle loop), once
         x = next(d for d in LOOPS if d not in OPERAND_DIMS[operand])
-        inside = np.zeros((len(ORDERS), *n_tiles.shape), dtype=bool)
+        inside = np.zeros((k.held.shape[0], *n_tiles.shape), dtype=bool)
         for d in OPERAND_DIMS[operand]:
-            inside |= _INSIDE[x, d] & (trips[d] > 1)
-        return np.where(inside & ~_MIDDLE[x] if held else inside, trips[x], 1)
+            inside |= k.inside[x, d] & (trips[d] > 1)
+        return np.where(inside & ~(k.middle[x] & k.held) if held else inside, trips[x], 1)
 
     visit_spills = reps("output", False) - 1
     spills = reps("output") - 1
@@ -692,17 +718,26 @@ def _pickable_scores(r: _Ranking, cols: Array, fits: Array) -> tuple[Array, _Sco
     fits, both the SHORTLIST-th least objective and the least times 1 + TIE_BAND of candidates scored there is
     neither among that row's first SHORTLIST nor in its tie band. So the SHORTLIST x 2 of least floor in each row
     are scored first; then those whose floor is within what their scores set (the bounds only fall as more are
-    scored, so one more pass completes it)."""
+    scored, so one more pass completes it). Where the floors cannot tell (compute-bound candidates: their floors
+    lie below a guess of each row's best, its least max(compute, floor), for most of them), all are scored at
+    once."""
     base = _base(r.work, r.arch, r.timing, r.dataflow, r.tm[cols], r.tn[cols], r.tk[cols], r.context)
-    traffic = [_order_traffic(r.work, base, hold) for hold in (False, True)]
-    read, write = (np.concatenate([t[i] for t in traffic]) for i in (2, 3))
+    traffic = _order_traffic(r.work, base, (False, True))
+    read, write = traffic[2], traffic[3]
     pj = _dram_pj(r.arch, read, write)
-    floor = _objective(r.objective, _cycles_floor(r.arch, base, read, write), read + write, pj)
+    dma_floor = _cycles_floor(r.arch, base, read, write)
+    floor = _objective(r.objective, dma_floor, read + write, pj)
+    guess = np.where(fits, _objective(r.objective, np.maximum(base.compute, dma_floor), read + write, pj), np.inf)
+    if (fits & (floor <= guess.min(axis=1, keepdims=True) * (1 + TIE_BAND))).any(axis=0).mean() > 0.5:
+        return cols, _scores(r, cols, base, traffic)
+
+    def part(idx: Array) -> _Scores:
+        return _scores(r, cols[idx], _subset(base, idx), tuple(t[:, idx] for t in traffic))
     bounded = np.where(fits, floor, np.inf)
     first = np.argpartition(bounded, 2 * SHORTLIST, axis=1)[:, :2 * SHORTLIST] if cols.size > 2 * SHORTLIST else \
         np.tile(np.arange(cols.size), (ROWS, 1))
     scored = np.unique(first[np.take_along_axis(fits, first, axis=1)])
-    scores = _scores(r, cols[scored], _subset(base, scored))
+    scores = part(scored)
     limit = np.full(ROWS, np.inf)
     for o in range(ROWS):
         vals = scores.obj[o, fits[o, scored]]
@@ -710,7 +745,7 @@ def _pickable_scores(r: _Ranking, cols: Array, fits: Array) -> tuple[Array, _Sco
             limit[o] = max(np.partition(vals, SHORTLIST - 1)[SHORTLIST - 1], vals.min() * (1 + TIE_BAND))
     more = np.setdiff1d(np.flatnonzero((fits & (floor <= limit[:, None])).any(axis=0)), scored)
     if more.size:
-        extra = _scores(r, cols[more], _subset(base, more))
+        extra = part(more)
         order = np.argsort(np.concatenate((scored, more)), kind="stable")
         scored = np.concatenate((scored, more))[order]
         scores = _Scores(*(np.concatenate((getattr(scores, k), getattr(extra, k)), axis=1)[:, order]
@@ -997,10 +1032,12 @@ def _rank(work: Contraction, key: _ArchKey, timing: str, dataflow: str, objectiv
     return r
 
 
-def _scores(r: _Ranking, cols: Array | None, base: _Base | None = None) -> _Scores:
-    """The scores of a ranking's candidates `cols` (None: all; `base`: their _Base, when the caller has it) for
-    every row: the six orders, then the six with their middle loop's operand held (Mapping.hold). Every operation
-    is per candidate, so a candidate's scores do not depend on which others are scored with it."""
+def _scores(r: _Ranking, cols: Array | None, base: _Base | None = None,
+            traffic: tuple[Array, ...] | None = None) -> _Scores:
+    """The scores of a ranking's candidates `cols` (None: all; `base` and `traffic`: their _Base and
+    _order_traffic, when the caller has them) for every row: the six orders, then the six with their middle loop's
+    operand held (Mapping.hold). Every operation is per candidate, so a candidate's scores do not depend on which
+    others are scored with it."""
     if base is None:
         tm, tn, tk = (r.tm, r.tn, r.tk) if cols is None else (r.tm[cols], r.tn[cols], r.tk[cols])
         base = _base(r.work, r.arch, r.timing, r.dataflow, tm, tn, tk, r.context)
@@ -1008,9 +1045,7 @@ def _scores(r: _Ranking, cols: Array | None, base: _Base | None = None) -> _Scor
     if estimate is not None:
         cycles, dram, pj = estimate(*estimate_inputs(r.work, r.arch, base, r if cols is None else None))
     else:
-        cycles, dram, pj = (np.concatenate(v) for v in zip(_score_orders(r.work, r.arch, base),
-                                                             _score_orders(r.work, r.arch, base, hold=True),
-                                                             strict=True))
+        cycles, dram, pj = _score_rows(r.work, r.arch, base, (False, True), traffic)
     return _Scores(cycles, dram, pj, _objective(r.objective, cycles, dram, pj))
 
 
