@@ -26,13 +26,14 @@ evaluator holds the best few of that ranking, the best by pure objective and the
 A kernel adds to its loop nest (KernelContext): a fused epilogue's vector cycles, which floor each draining tile's
 time, and the cores that share its A or B tiles (a split whose shared level or cache loads them once), whose part
 of those tiles' traffic is this core's.
-Only whether a candidate fits depends on the buffer capacities. So the scores of all six loop orders (computed at
-once, _score_orders) are kept per (loop nest, arch without capacities) in _ranked; a search for one capacity
-checks which candidates fit and takes the best few of each row: the first time (a single run never asks twice)
-from the scores of the fitting candidates alone, with partial sorts; when asked again or in a sweep, from every
-candidate's scores, ranked once and kept. Archs that differ only in buffer sizes (a sweep, the per-kernel share
-left beside activations kept on chip) share them; a single run keeps few (RANKINGS_BYTES) and a sweep many
-(keep_rankings).
+Only whether a candidate fits depends on the buffer capacities. So the scores of every ranking row (computed at
+once, _score_rows) are kept per (loop nest, arch without capacities) in _ranked; a search for one capacity checks
+which candidates fit and takes the best few of each row: the first time (a single run never asks twice) from the
+scores of the fitting candidates alone, with partial sorts, and of those only the ones whose DRAM floor leaves
+them a chance (_pickable_scores); when asked again or in a sweep, from every candidate's scores, ranked once and
+kept (the compiled estimate leaves unworked the cycles of candidates no capacity lets a search pick). Archs that
+differ only in buffer sizes (a sweep, the per-kernel share left beside activations kept on chip) share them; a
+single run keeps few (RANKINGS_BYTES) and a sweep many (keep_rankings).
 """
 from __future__ import annotations
 
