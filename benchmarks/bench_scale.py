@@ -180,6 +180,19 @@ In process, warm, ResNet-50 on tpu-v1 (median of 30, the slower morning host): b
 lowering 8.5 -> 1.5 ms (its grouping kept with the graph), simulating 14.0 -> 8.2 ms (the kernels' keys are the
 same objects from run to run, so the memos find them by identity before comparing fields).
 
+Later that day, a first search scoring only the candidates its DRAM floors leave a chance and numpy's estimate
+scoring a ranking's 12 rows in one pass, 58d9b45 against main (759d0a6), interleaved pairs with the schedule store
+off (TILESIM_SCHEDULE_CACHE=0: every run lowers), least CPU s (user + system) of 4-5 runs each:
+
+    case                                  58d9b45      main     target
+    resnet50 on tpu-v1, CLI               1.45 s       1.22 s   <= 0.5 s (again, the schedule stored: 0.26 s)
+    resnet18, 8x8 array (scale.cfg)       1.45 s       1.49 s   <= 1 s   (compute-bound: the floors cannot tell)
+    llama3-8b prefill 64 x 4096, h100     2.12 s       2.11 s   <= 1 s   (compute-bound)
+
+This table as printed in the same hour varied by up to 25% from one pass to the next (resnet50 first: main 1.27
+then 1.65 s, 58d9b45 1.42 then 1.52 s; in process, warm: main 8.7 then 17.0 ms, 58d9b45 15.1 then 15.5 ms; by
+hand just after: main 8.4-13.6 + 1.5-2.5 ms, 58d9b45 8.7-13.5 + 8.1-12.2 ms simulating + loading and lowering).
+
 llama3-8b's full program before scale4: 1.03 M runs (attention 64 k lockstep steps a layer, contractions ~60 k runs
 a layer); its pipeline takes 0.24 M events (9.3 M without repeat groups and the time grid), 0.12 s; the rest is the
 mapping search, building the program again at each of the power cap's 9 clocks, and energy accounting. After scale4
