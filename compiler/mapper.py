@@ -758,8 +758,9 @@ def _subset(base: _Base, idx: Array) -> _Base:
     """The _Base of candidates `idx` of `base` (every per-candidate array taken at them)."""
     def take(v: Any) -> Any:
         return v[idx] if isinstance(v, np.ndarray) and v.ndim else v
-    return replace(base, **{k: {d: take(x) for d, x in v.items()} if isinstance(v, dict) else take(v)
-                            for k, v in vars(base).items()})
+    fields: dict[str, Any] = {k: {d: take(x) for d, x in v.items()} if isinstance(v, dict) else take(v)
+                              for k, v in vars(base).items()}
+    return _Base(**fields)
 
 
 def _ranked_picks(r: _Ranking, arch: ArchConfig) -> tuple[Array, Array, _Scores] | None:
