@@ -326,7 +326,7 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, r
         # as sim/core/simulate.py level_bound: when the level's time for every byte through it (fills, feeds,
         # stores) exceeds the DMA time, the compute is stretched, tile by tile, to that time less the first load
         # and the last store (which cannot overlap it, and come on top)
-        need = np.ceil((base.level_feed + read + write) / base.level_bw)
+        need = np.ceil(_level_time(base, read, write))
         target = need - base.first - base.last
         compute = np.where((need > (read + write) / bw) & (target > compute), target, compute)
     per_tile = compute / n_tiles
@@ -398,16 +398,24 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, r
             found = found | last
             inner = inner * n_p
         steady = steady - hidden + np.where(bound, n_tiles / n_in * short_cost - last_wait, 0)
-        # The one DMA moves every byte after the first load's latency, with at most 2 loads outstanding: (n x
-        # latency + all transfers) / 2 at least (added to the first load and the last store, it counted them twice)
-        dma = (read + write) / bw
-        cycles = np.maximum(steady + base.first + base.last + 2 * lat,
-                            np.maximum((n_tiles * lat + dma) / 2, dma + lat))
+        # at least the DMA floor (added to the first load and the last store, it counted them twice)
+        cycles = np.maximum(steady + base.first + base.last + 2 * lat, _dma_floor(n_tiles, (read + write) / bw, lat))
     else:
         cycles = compute + (read + write) / bw + n_tiles * lat
     if base.level_bw:                     # fills, feeds and stores all take the level's bandwidth
-        cycles = np.maximum(cycles, (base.level_feed + read + write) / base.level_bw)
+        cycles = np.maximum(cycles, _level_time(base, read, write))
     return cycles.astype(np.float64), (read + write).astype(np.int64), _dram_pj(arch, read, write)
+
+
+def _dma_floor(n_tiles: Array, dma: Array, lat: float) -> Array:
+    """The one DMA moves every byte after the first load's latency, with at most 2 loads outstanding: (n x latency
+    + all transfers) / 2 at least (`dma`: the transfers' cycles)."""
+    return np.maximum((n_tiles * lat + dma) / 2, dma + lat)
+
+
+def _level_time(base: _Base, read: Array, write: Array) -> Array:
+    """The one on-chip level's cycles for every byte through it: its array feeds, fills and stores."""
+    return np.asarray((base.level_feed + read + write) / base.level_bw)
 
 
 def _dram_pj(arch: ArchConfig, read: Array, write: Array) -> Array:
@@ -420,17 +428,17 @@ def _dram_pj(arch: ArchConfig, read: Array, write: Array) -> Array:
 
 def _cycles_floor(arch: ArchConfig, base: _Base, read: Array, write: Array) -> Array:
     """What _estimate's cycles are never below, from the DRAM bytes alone: the DMA floor its double-buffered cycles
-    end with, max((tiles x latency + DMA) / 2, DMA + latency), or the single-buffered DMA and latencies its compute
-    is added to, and the one on-chip level's time; the same operations in the same order, so never above them."""
+    end with (_dma_floor), or the single-buffered DMA and latencies its compute is added to, and the one on-chip
+    level's time (_level_time); the same operations in the same order, so never above them."""
     off = arch.offchip
     bw, lat = off.bandwidth_bytes_per_cycle, off.latency_cycles
     dma = (read + write) / bw
     if all(arch.home(o).double_buffered for o in ("input", "weight", "output")):
-        floor = np.maximum((base.n_tiles * lat + dma) / 2, dma + lat)
+        floor = _dma_floor(base.n_tiles, dma, lat)
     else:
         floor = dma + base.n_tiles * lat
     if base.level_bw:
-        floor = np.maximum(floor, (base.level_feed + read + write) / base.level_bw)
+        floor = np.maximum(floor, _level_time(base, read, write))
     return np.asarray(floor)
 
 

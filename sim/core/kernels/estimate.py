@@ -43,6 +43,18 @@ def _reps(t, stepping, x, inside, middle, held):
 
 
 @inlined_njit
+def _dma_floor(tiles, dma, lat):
+    """mapper._dma_floor of one candidate and row: max((tiles x latency + DMA) / 2, DMA + latency)."""
+    return max((tiles * lat + dma) / 2, dma + lat)
+
+
+@inlined_njit
+def _level_time(level_feed, read, write, level_bw):
+    """mapper._level_time of one candidate and row."""
+    return (level_feed + read + write) / level_bw
+
+
+@inlined_njit
 def _paced(compute, moved, transfer, lat):
     """mapper._paced of one transition."""
     if moved > 0:
@@ -139,7 +151,7 @@ def _double_buffered(t0, t1, t2, l0, l1, l2, tiles, held, indexed, g, lat, bw, p
         inner = inner * n_p
     steady = steady - hidden + (tiles / n_in * short_cost - last_wait if bound else 0.0)
     dma = (read + write) / bw
-    return max(steady + first + last + 2 * lat, max((tiles * lat + dma) / 2, dma + lat))
+    return max(steady + first + last + 2 * lat, _dma_floor(tiles, dma, lat))
 
 
 @cached_njit
@@ -157,8 +169,8 @@ def estimate_rows(trips, n_tiles, a_sweep, b_sweep, c_fin, c_acc, compute, first
     a search could pick, the others left infinite: walking the row, a candidate `eligible` there whose objective
     (`objective` 0 latency, 1 energy, 2 EDP) is bound to exceed both the `shortlist`-th least objective and the
     least objective times `band` (1 + TIE_BAND) of the candidates before it (which fit wherever it fits) is never
-    picked (mapper._pickable). The bound is the DMA floor of the cycles, max((tiles x latency + DMA) / 2, DMA +
-    latency) and the level's time, the same operations the cycles end with, so the cycles are never below it."""
+    picked (mapper._pickable). The bound is the DMA floor of the cycles (_dma_floor) and the level's time
+    (_level_time), the helpers the cycles end with, so the cycles are never below it."""
     n = n_tiles.shape[0]
     n_orders = orders.shape[0]
     rows = 2 * n_orders                                # each order, then each with its middle loop's operand held
@@ -194,16 +206,16 @@ def estimate_rows(trips, n_tiles, a_sweep, b_sweep, c_fin, c_acc, compute, first
                     cycles_out[row, i] = np.inf
                     continue
                 dma = (read + write) / bw
-                floor = max((n_tiles[i] * lat + dma) / 2, dma + lat)
+                floor = _dma_floor(n_tiles[i], dma, lat)
                 if level_bw:
-                    floor = max(floor, (level_feed + read + write) / level_bw)
+                    floor = max(floor, _level_time(level_feed, read, write, level_bw))
                 bound = floor if objective == 0 else pj if objective == 1 else floor * pj
                 if bound > least[shortlist - 1] and bound > least[0] * band:
                     cycles_out[row, i] = np.inf
                     continue
             comp = compute[i]
             if level_bw:
-                need = np.ceil((level_feed + read + write) / level_bw)
+                need = np.ceil(_level_time(level_feed, read, write, level_bw))
                 target = need - first[i] - last[i]
                 if need > (read + write) / bw and target > comp:
                     comp = target
@@ -215,7 +227,7 @@ def estimate_rows(trips, n_tiles, a_sweep, b_sweep, c_fin, c_acc, compute, first
             else:
                 cycles = comp + (read + write) / bw + n_tiles[i] * lat
             if level_bw:
-                cycles = max(cycles, (level_feed + read + write) / level_bw)
+                cycles = max(cycles, _level_time(level_feed, read, write, level_bw))
             cycles_out[row, i] = cycles
             if pruned:                                 # keep the least objectives (insertion into a short list)
                 value = cycles if objective == 0 else pj if objective == 1 else cycles * pj
