@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tilesim.arch.errors import InputError, allowed_list, did_you_mean, field_error
 from tilesim.compiler import Graph, GraphBuilder
+from tilesim.compiler.memo import SizedMemo
 from tilesim.workloads import cnn, llm, scalesim_topology, transformer
 
 DEFAULT_DTYPE = llm.DEFAULT_DTYPE
@@ -135,7 +136,7 @@ def load_workload(spec: str, *, seq_len: int | None = None, batch: int = 1, dtyp
 
 
 BUILT_KEPT = 8      # built-in graphs remembered (a graph is not changed once made: compiler/fusion.py group_ops)
-_BUILT: dict[tuple, Graph] = {}     # least recently used first
+_BUILT: SizedMemo[tuple, Graph] = SizedMemo(lambda g: 1)     # least recently used first, each counted once
 _BUILT_LOCK = threading.Lock()
 
 
@@ -144,13 +145,12 @@ def _remembered(key: tuple, build: Callable[[], Graph]) -> Graph:
     asked for: a process that runs the same workload again (a notebook, a sweep, a benchmark of warm runs) then also
     finds its fusion groupings and loop nests (kept per graph) made."""
     with _BUILT_LOCK:                 # a Dask worker may run points in threads
-        graph = _BUILT.pop(key, None)
+        graph = _BUILT.get(key)
     if graph is None:
         graph = build()
-    with _BUILT_LOCK:
-        _BUILT[key] = graph
-        while len(_BUILT) > BUILT_KEPT:
-            del _BUILT[next(iter(_BUILT))]
+        with _BUILT_LOCK:
+            _BUILT.put(key, graph)
+            _BUILT.trim(BUILT_KEPT)
     return graph
 
 
