@@ -32,28 +32,30 @@ def private_cache_dir() -> str | None:
     return path
 
 
-def _njit(func: Callable[..., Any], inline: bool = False) -> Any:
+def _njit(func: Callable[..., Any], inline: bool = False, leaf: bool = False) -> Any:
     """njit(cache=True); on a read-only install with no writable user cache, a private temporary cache, else none.
     `inline`: compiled into each kernel that calls it (numba's inline="always": no call, its arrays not passed).
+    `leaf`: compiled without the runtime's reference counts (numba's _nrt=False), for a helper that allocates
+    nothing: a call that passes a dozen arrays then costs a few ns, not the ~300 of their counts going up and down.
 
     numba raises "cannot cache function ...: no locator available" when neither the source's __pycache__ nor the
     user's cache folder (NUMBA_CACHE_DIR, XDG_CACHE_HOME or ~/.cache) can be written.
     """
     from numba import njit  # noqa: PLC0415 (numba loads at the first compiled call: start-up time)
     from numba.core import config  # noqa: PLC0415
-    how = "always" if inline else "never"
+    options: dict[str, Any] = {"inline": "always" if inline else "never"} | ({"_nrt": False} if leaf else {})
     try:
-        return njit(cache=True, inline=how)(func)
+        return njit(cache=True, **options)(func)
     except RuntimeError:
         pass
     folder = private_cache_dir()
     if folder is not None:
         config.CACHE_DIR = folder
         try:
-            return njit(cache=True, inline=how)(func)
+            return njit(cache=True, **options)(func)
         except RuntimeError:
             pass
-    return njit(inline=how)(func)
+    return njit(**options)(func)
 
 
 class Kernel:
@@ -61,9 +63,9 @@ class Kernel:
     of the functions whose globals name the other kernels' compiled versions. Inside `interpreted()` a call runs
     the Python function itself (the same code: the same IEEE double arithmetic, so the same results)."""
 
-    def __init__(self, func: Callable[..., Any], inline: bool = False):
+    def __init__(self, func: Callable[..., Any], inline: bool = False, leaf: bool = False):
         self.py_func = func
-        self.inline = inline
+        self.inline, self.leaf = inline, leaf
         self.compiled: Any = None
         self.__name__, self.__doc__, self.__module__ = func.__name__, func.__doc__, func.__module__
         self.__wrapped__ = func
@@ -85,7 +87,7 @@ def _compile_module(name: str) -> None:
         f = k.py_func
         copy = types.FunctionType(f.__code__, scope, f.__name__, f.__defaults__, f.__closure__)
         copy.__qualname__, copy.__module__, copy.__doc__ = f.__qualname__, f.__module__, f.__doc__
-        scope[attr] = _njit(copy, k.inline)
+        scope[attr] = _njit(copy, k.inline, k.leaf)
     for attr, k in kernels.items():
         k.compiled = scope[attr]
 
@@ -115,3 +117,9 @@ def inlined_njit(func: Callable[..., Any]) -> Kernel:
     """cached_njit for a helper of other kernels that numba compiles into each of them (a call per candidate and
     row that passes arrays costs more than the work: sim/core/kernels/estimate.py)."""
     return Kernel(func, inline=True)
+
+
+def leaf_njit(func: Callable[..., Any]) -> Kernel:
+    """cached_njit for a helper that allocates nothing (no arrays made, only read and written), called in a kernel's
+    inner loop: compiled without reference counts (see _njit's `leaf`), its results the same."""
+    return Kernel(func, leaf=True)

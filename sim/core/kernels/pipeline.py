@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tilesim.core.kernels.jit import cached_njit
+from tilesim.core.kernels.jit import cached_njit, leaf_njit
 
 NONE, DRAM, SLOT, DEPENDENCY, ORDER, FLASH = 0, 1, 2, 3, 4, 5
 CAUSES = ("none", "dram", "slot", "dependency", "order", "flash")
@@ -34,7 +34,7 @@ N_CAUSES = 6
 ENGINES = 8                         # engine ids 0 .. ENGINES - 1 (array, vector)
 
 
-@cached_njit
+@leaf_njit
 def _transfer(ready, xfer, dma_free, latency):
     """Rule 1: (arrival time, channel free time) of a transfer ready at `ready` taking `xfer` channel cycles."""
     if xfer == 0.0:
@@ -43,7 +43,7 @@ def _transfer(ready, xfer, dma_free, latency):
     return start + xfer + latency, start + xfer
 
 
-@cached_njit
+@leaf_njit
 def _issue_computes(nc, nl, ns, compute, engine, slots, load_end, load_why, store_end, engine_free, comp_start,
                     comp_end, stall, cause):
     """Rule 3 (and 6): issue every compute whose load has arrived and whose output slot is free; returns the new nc."""
@@ -75,7 +75,7 @@ def _issue_computes(nc, nl, ns, compute, engine, slots, load_end, load_why, stor
     return nc
 
 
-@cached_njit
+@leaf_njit
 def _issue_flash_reads(nf, nl, flash_xfer, flash_gate, flash_latency, load_end, flash_end, flash_free):
     """Rule 7: flash reads whose staging space is known to be free, in tile order; returns (nf, flash_free)."""
     n = flash_xfer.shape[0]
@@ -88,7 +88,7 @@ def _issue_flash_reads(nf, nl, flash_xfer, flash_gate, flash_latency, load_end, 
     return nf, flash_free
 
 
-@cached_njit
+@leaf_njit
 def _next_load_ready(nl, nc, ns, nf, slots, dep, comp_end, store_end, flash_end, load_why):
     """Rule 2: (is the next load's readiness known, when is it ready); records what held it back in load_why."""
     n = slots.shape[0]
@@ -274,7 +274,7 @@ _SNAP = 2 + 2 + (WINDOW_LO + WINDOW_HI + 1) * 5     # indices, channel + engine,
 _INVALID = 1e308        # a state entry that does not exist yet (a load not issued, a compute not started)
 
 
-@cached_njit
+@leaf_njit
 def _snapshot(s, nl, nc, dma_free, engine_free_e, load_end, comp_start, comp_end, store_end, load_why, out):
     """The state at the anchor after tile s's store, times relative to dma_free, into `out`; returns the least
     relative time in it (a constant time at or below it cannot hold anything back any more)."""
@@ -301,7 +301,7 @@ def _snapshot(s, nl, nc, dma_free, engine_free_e, load_end, comp_start, comp_end
     return least
 
 
-@cached_njit
+@leaf_njit
 def _issue_class_computes(nc, nl, ns, rc, run_end, at, compute, engine, slots, kernel, load_end, load_why, comp_start,
                           comp_end, store_end, engine_free, waits):
     """_issue_computes over runs and ring buffers (run r's values at entry at[r], its kernel's engine and slots),
@@ -340,7 +340,7 @@ def _issue_class_computes(nc, nl, ns, rc, run_end, at, compute, engine, slots, k
     return nc, rc
 
 
-@cached_njit
+@leaf_njit
 def _class_load_ready(nl, nc, ns, rl, run_end, kernel, slots, dep, last_tile, comp_end, kernel_store, load_why):
     """_next_load_ready over runs (slots and dependency per kernel, no flash reads); returns (known, ready time, run
     of nl)."""
@@ -360,29 +360,29 @@ def _class_load_ready(nl, nc, ns, rl, run_end, kernel, slots, dep, last_tile, co
     return True, ready_l, rl
 
 
-@cached_njit
-def _shift_window(s, dt, shift, load_end, comp_start, comp_end, store_end, load_why):
-    """Move the state window of anchor s to anchor s + dt, every time + shift (a jump of whole periods)."""
+@leaf_njit
+def _shift_window(s, dt, shift, load_end, comp_start, comp_end, store_end, load_why, tmp):
+    """Move the state window of anchor s to anchor s + dt, every time + shift (a jump of whole periods). `tmp`:
+    scratch for the window's 5 values a tile (a state's snapshot array: _SNAP holds them and more)."""
     m = RING - 1
     width = WINDOW_LO + WINDOW_HI + 1
-    tmp = np.empty((width, 5))
     for x in range(width):
         i = (s - WINDOW_LO + x) & m
-        tmp[x, 0] = load_end[i] + shift
-        tmp[x, 1] = comp_start[i] + shift
-        tmp[x, 2] = comp_end[i] + shift
-        tmp[x, 3] = store_end[i] + shift
-        tmp[x, 4] = load_why[i]
+        tmp[5 * x] = load_end[i] + shift
+        tmp[5 * x + 1] = comp_start[i] + shift
+        tmp[5 * x + 2] = comp_end[i] + shift
+        tmp[5 * x + 3] = store_end[i] + shift
+        tmp[5 * x + 4] = load_why[i]
     for x in range(width):
         i = (s - WINDOW_LO + x + dt) & m
-        load_end[i] = tmp[x, 0]
-        comp_start[i] = tmp[x, 1]
-        comp_end[i] = tmp[x, 2]
-        store_end[i] = tmp[x, 3]
-        load_why[i] = int(tmp[x, 4])
+        load_end[i] = tmp[5 * x]
+        comp_start[i] = tmp[5 * x + 1]
+        comp_end[i] = tmp[5 * x + 2]
+        store_end[i] = tmp[5 * x + 3]
+        load_why[i] = int(tmp[5 * x + 4])
 
 
-@cached_njit
+@leaf_njit
 def _period(s, snap, hist, hist_s):
     """The smallest q in 1..MAX_PERIOD whose anchor s - q had the same state as anchor s (0: none)."""
     for q in range(1, MAX_PERIOD + 1):
@@ -399,7 +399,7 @@ def _period(s, snap, hist, hist_s):
     return 0
 
 
-@cached_njit
+@leaf_njit
 def _kernel_state(s, nl, nc, dma_free, engine_free, load_end, comp_start, comp_end, store_end, load_why, kb, p, dep,
                   last_tile, kernel_store, snap, out):
     """The state at the end of a repeated layer (the anchor after tile s's store; kernel kb starts the next one of
@@ -418,7 +418,7 @@ def _kernel_state(s, nl, nc, dma_free, engine_free, load_end, comp_start, comp_e
             else _INVALID
 
 
-@cached_njit
+@leaf_njit
 def _jump_periods(kb, p, jump, shift1, last_tile, kernel_end, kernel_store, waits, partial, partial_before):
     """Fill in `jump` repeated layers from kernel kb on as the layer just ended (kb - p ..) repeated, each shift1
     later: its kernels' ends and stores, and their stalls: what the next layer had counted by now (`partial`) plus
@@ -453,7 +453,7 @@ def _layer_state(k_groups):
     return out
 
 
-@cached_njit
+@leaf_njit
 def _layer_end(s, nl, nc, dma_free, k_groups, ki, engine_free, load_end, comp_start, comp_end, store_end, load_why,
                dep, last_tile, kernel_end, kernel_store, waits, snap, k_state):
     """At the anchor after tile s's store: when it ends a repeated layer of kernel group ki (commands.kernel_groups)
@@ -480,7 +480,9 @@ def _layer_end(s, nl, nc, dma_free, k_groups, ki, engine_free, load_end, comp_st
         (p, N_CAUSES))
     _kernel_state(s, nl, nc, dma_free, engine_free, load_end, comp_start, comp_end, store_end, load_why, kb, p, dep,
                   last_tile, kernel_store, snap, now)
-    partial[:, :] = waits[kb:kb + p, :]
+    for i in range(p):                                # copies as loops: a leaf (leaf_njit) allocates nothing
+        for c in range(N_CAUSES):
+            partial[i, c] = waits[kb + i, c]
     same = k_state[LAYER_AT] == done - 1
     if same:
         for x in range(width):
@@ -489,15 +491,18 @@ def _layer_end(s, nl, nc, dma_free, k_groups, ki, engine_free, load_end, comp_st
                 break
     jump = reps - 1 - done                            # all but the group's last layer
     if not same or jump < 1:
-        held[:] = now
-        partial_before[:, :] = partial
+        for x in range(width):
+            held[x] = now[x]
+        for i in range(p):
+            for c in range(N_CAUSES):
+                partial_before[i, c] = partial[i, c]
         k_state[LAYER_AT] = done
         k_state[LAYER_REF] = dma_free
         return ki, 0, 0.0, 0
     shift1 = dma_free - k_state[LAYER_REF]
     _jump_periods(kb, p, jump, shift1, last_tile, kernel_end, kernel_store, waits, partial, partial_before)
     shift = jump * shift1
-    _shift_window(s, jump * tiles_p, shift, load_end, comp_start, comp_end, store_end, load_why)
+    _shift_window(s, jump * tiles_p, shift, load_end, comp_start, comp_end, store_end, load_why, snap)
     for e in range(ENGINES):
         engine_free[e] += shift
     k_state[LAYER_AT] = -1.0
@@ -515,17 +520,19 @@ def run_classes(count, load_xfer, store_xfer, compute, engine, slots, dep, kerne
                             none, none, none)
 
 
-@cached_njit
+@leaf_njit
 def _record(key, blocked, snap, hist, hist_key, hist_ref, hist_waits, dma_free, waits_row):
     """Keep the state at anchor `key` (unless a producer's store may still hold a load back); returns _period's q."""
     h = key % (MAX_PERIOD + 1)
     if blocked:
         hist_key[h] = -1
         return 0
-    hist[h, :] = snap
+    for x in range(snap.shape[0]):                    # copies as loops: a leaf allocates nothing
+        hist[h, x] = snap[x]
     hist_key[h] = key
     hist_ref[h] = dma_free
-    hist_waits[h, :] = waits_row
+    for c in range(waits_row.shape[0]):
+        hist_waits[h, c] = waits_row[c]
     return _period(key, snap, hist, hist_key)
 
 
@@ -698,7 +705,7 @@ def _run_entries(at, kernel, count, load_xfer, store_xfer, compute, engine, slot
         g = (key - q) % (MAX_PERIOD + 1)
         shift = k * (dma_free - hist_ref[hs, g])
         dt = k * q * unit
-        _shift_window(s, dt, shift, load_end, comp_start, comp_end, store_end, load_why)
+        _shift_window(s, dt, shift, load_end, comp_start, comp_end, store_end, load_why, snap)
         for c in range(N_CAUSES):
             waits[k_r, c] += k * (waits[k_r, c] - hist_waits[hs, g, c])
         dma_free += shift
