@@ -43,6 +43,9 @@ def _njit(func: Callable[..., Any], inline: bool = False, leaf: bool = False) ->
     """
     from numba import njit  # noqa: PLC0415 (numba loads at the first compiled call: start-up time)
     from numba.core import config  # noqa: PLC0415
+    from numba.core.cpu import CPUTargetOptions  # noqa: PLC0415
+    # numba's option for it is private (CPUTargetOptions._nrt): without it a leaf compiles as any kernel does
+    leaf = leaf and hasattr(CPUTargetOptions, "_nrt")
     options: dict[str, Any] = {"inline": "always" if inline else "never"} | ({"_nrt": False} if leaf else {})
     try:
         return njit(cache=True, **options)(func)
