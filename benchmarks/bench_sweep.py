@@ -79,6 +79,26 @@ Later the same day (the host faster again), the last commit of the day and 58d9b
                                                                                   picks by a compiled first_fitting
     58d9b45  search    1000  124.9 s       8.0  246.8 s        247  1.77 / 1.97   baseline, the same hour
 
+Session of 2026-12-08 (second; the host slower again: 43c0e77, the last commit above, measured as the baseline),
+one after the other, idle but for the other run:
+
+    e5b2364  search    1000  116.7 s       8.6  230.7 s        231  0.30 / 1.75   the compiled pipeline's helpers
+                                                                                  without reference counts (an
+                                                                                  event 384 -> 31 ns; a one-kernel
+                                                                                  run 170 -> 32 us on average)
+    43c0e77  search    1000  124.3 s       8.0  246.9 s        247  1.75 / 2.00   baseline, the same hour
+    e5b2364  naive     1000   32.5 s      30.8   64.0 s         64  0.80 / 1.28
+    43c0e77  naive     1000   31.5 s      31.8   62.2 s         62  1.28 / 1.61
+
+What a point costs with nothing left to search or simulate (points 300-309 run three times in one process: every
+ranking, one-kernel simulation, tie-break action count and tile command of the second pass is remembered from the
+first): 211 ms a point in the first pass, 41-45 ms in the next two. That is the lowering's own work at every point:
+six lowerings' kernel lists and picks looked up (pick's tie-break energies priced at each point's table: ~280 a
+point), the fusion guard's DRAM-byte and cycle totals (~1,000 dram_bytes and ~1,400 remembered cycles a point), the
+final simulation and energy (~20%), the row. So 40 ms a point, what 20 s on 2 CPUs allows, is what this design
+costs before it searches anything: the target needs a sweep that does not lower every point in full (e.g. decisions
+shared across points where the capacities do not change them), not a faster search.
+
 Where a point's time went at 006dca7 (py-spy, points 300-339): the shortlists' one-kernel simulations ~38% (their
 tile commands ~14, the pipeline run ~11, level needs ~5), the rankings ~25% (the compiled estimate ~11, numpy's
 _base ~5, the compiled rankings ~6), the search's own picking ~12%, the final simulation ~6%, tie-break energies
