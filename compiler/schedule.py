@@ -386,12 +386,21 @@ def lower(graph: Graph, arch: ArchConfig, options: CompileOptions = CompileOptio
     that move more. Where a weaker policy moves fewer bytes, the guard also weighs the policy's kernels tiled as
     that policy tiles them (_with_tilings_of) and, under the latency objective, those mixed with the policy's own
     faster tilings within the weaker policies' bytes (_mixed)."""
-    return _lower(graph, arch, options, evaluate, grouping, {})
+    return _lower(graph, arch, options, evaluate, grouping, {}, {})
 
 
 def _lower(graph: Graph, arch: ArchConfig, options: CompileOptions, evaluate: Evaluator | None,
-           grouping: Grouping | None, decided: Decisions) -> Schedule:
-    """lower() with the searched kernels' picks shared in `decided` by every lowering it makes (map_kernels)."""
+           grouping: Grouping | None, decided: Decisions, lowered: dict[str, Schedule]) -> Schedule:
+    """lower() with the searched kernels' picks shared in `decided` by every lowering it makes (map_kernels), and
+    each policy's guarded schedule in `lowered` (none is guarded against by both epilogue and attention)."""
+    if options.fusion not in lowered:
+        lowered[options.fusion] = _guarded_lowering(graph, arch, options, evaluate, grouping, decided, lowered)
+    return lowered[options.fusion]
+
+
+def _guarded_lowering(graph: Graph, arch: ArchConfig, options: CompileOptions, evaluate: Evaluator | None,
+                      grouping: Grouping | None, decided: Decisions, lowered: dict[str, Schedule]) -> Schedule:
+    """The policy's schedule, or the fusion guard's pick against its weaker policies (see lower)."""
     timing = options.resolved_timing(arch)
     grouping = group_ops(graph, options.fusion, arch.epilogue_ops) if grouping is None else grouping
     schedule = _lower_policy(graph, arch, options, timing, evaluate, grouping, options.fusion == "full", decided)
@@ -412,7 +421,8 @@ def _lower(graph: Graph, arch: ArchConfig, options: CompileOptions, evaluate: Ev
                              lambda: _lower_policy(graph, arch, options, timing, evaluate, grouping, False, decided)))
     for weaker in WEAKER[options.fusion]:
         alternatives.append((f"{weaker}'s kernels",
-                             partial(_lower, graph, arch, replace(options, fusion=weaker), evaluate, None, decided)))
+                             partial(_lower, graph, arch, replace(options, fusion=weaker), evaluate, None, decided,
+                                     lowered)))
     made = [("", schedule)]
     for what, make in alternatives:
         try:
