@@ -296,11 +296,13 @@ def _bound_program(schedule: Schedule, arch: ArchConfig, flash_share: float | No
     return level_bound(prog, schedule, arch, needs), needs
 
 
-def _timed(schedule: Schedule, arch: ArchConfig, cycles: int, flash_share: float | None, memo: dict | None):
+def _timed(schedule: Schedule, arch: ArchConfig, cycles: int, flash_share: float | None, memo: dict | None,
+           counted: dict | None = None):
     """What _pipeline gives for a one-kernel schedule whose cycles are known, without running it: its program,
     no stall causes (they only fill the kernel's stall fields) and its end. simulate_at_clock's energy and DRAM
-    bytes read only the program's commands and the span, so they come out the same, bit for bit."""
-    prog, _ = _bound_program(schedule, arch, flash_share, memo)
+    bytes read only the program's commands and the span, so they come out the same, bit for bit. `counted` as for
+    _pipeline."""
+    prog, _ = _bound_program(schedule, arch, flash_share, memo, counted=counted)
     return prog, np.zeros((1, len(CAUSES))), np.array([cycles], dtype=np.int64), None
 
 
@@ -559,7 +561,7 @@ class KernelEvaluator:
         self.alone = {} if alone is None else alone
         self.share = flash_share or 0.0
         self.seen: dict = {}
-        self.piped: dict = {}       # _pipeline's output of the kernels timed last (PIPED_KEPT), for `measure`
+        self.piped: dict = {}       # (_pipeline output, action counts) of the kernels timed last, for `measure`
         self.measured: dict = {}
         self.moved: dict = {}
 
@@ -574,9 +576,10 @@ class KernelEvaluator:
         schedule, key = self._alone(kernel)
         if key not in self.seen:
             if self.objective == "latency":
-                piped = _pipeline(schedule, self.arch, flash_share=self.share, memo=self.memo)
+                counted: dict = {}
+                piped = _pipeline(schedule, self.arch, flash_share=self.share, memo=self.memo, counted=counted)
                 self.seen[key] = int(piped[2][-1])
-                self.keep_piped(key, piped)
+                self.keep_piped(key, (piped, counted))
             else:
                 cycles, pj, _ = self.measure(kernel)
                 self.seen[key] = {"energy": pj, "edp": cycles * pj}[self.objective]
@@ -589,15 +592,17 @@ class KernelEvaluator:
         schedule, key = self._alone(kernel)
         if key not in self.measured:
             if key not in self.alone:
-                piped = self.piped.pop(key, None)
+                # the action counts the level needs took (kernel_counts' memo), where the pipeline ran or the
+                # program is built: the same commands' counts, not counted twice
+                piped, counted = self.piped.pop(key, (None, {}))
                 known = cycles if cycles is not None else self.seen.get(key) if self.objective == "latency" else None
                 if piped is None and known is not None:
-                    piped = _timed(schedule, self.arch, int(known), self.share, self.memo)
+                    piped = _timed(schedule, self.arch, int(known), self.share, self.memo, counted)
                 if piped is None:
-                    piped = _pipeline(schedule, self.arch, flash_share=self.share, memo=self.memo)
+                    piped = _pipeline(schedule, self.arch, flash_share=self.share, memo=self.memo, counted=counted)
                 prog, _, kernel_end, _ = piped
                 cmds = prog.per_kernel[0]
-                self.alone[key] = (int(kernel_end[-1]), kernel_counts(schedule.kernels[0], cmds, self.arch, {}),
+                self.alone[key] = (int(kernel_end[-1]), kernel_counts(schedule.kernels[0], cmds, self.arch, counted),
                                    cmds.offchip_bytes())
             span, counts, dram = self.alone[key]
             # as simulate_at_clock totals a one-kernel schedule: its components' energies in name order
@@ -612,10 +617,11 @@ class KernelEvaluator:
         return static_power_components_mw(self.arch)
 
     def keep_piped(self, key: tuple, piped: tuple) -> None:
-        """Keep a kernel's _pipeline output for a `measure` that follows (pick's tie-break measures the tied
-        candidates it has just timed), the PIPED_KEPT latest within PIPED_ENTRIES."""
+        """Keep a kernel's (_pipeline output, its action counts by kernel_counts) for a `measure` that follows
+        (pick's tie-break measures the tied candidates it has just timed), the PIPED_KEPT latest within
+        PIPED_ENTRIES."""
         self.piped[key] = piped
-        drop_oldest(self.piped, lambda p: int(p[0].load_xfer.shape[0]), PIPED_ENTRIES, PIPED_KEPT)
+        drop_oldest(self.piped, lambda p: int(p[0][0].load_xfer.shape[0]), PIPED_ENTRIES, PIPED_KEPT)
 
     def dram_bytes(self, kernel: Kernel) -> int:
         """Off-chip bytes the kernel moves in a schedule, its residency (kept activations, cache hits) applied."""
