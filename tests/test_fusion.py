@@ -7,6 +7,7 @@ import pytest
 from archs import tiny_arch, tiny_arch_dict
 
 import tilesim
+import tilesim.compiler.schedule as schedule_module
 from tilesim import simulate
 from tilesim.arch import arch_from_dict, load_arch
 from tilesim.cli.main import main
@@ -110,6 +111,19 @@ def test_fusion_never_adds_traffic_and_keeps_macs(name):
     assert traffic["full"] <= traffic["attention"] <= traffic["none"]
     assert len({r.macs for r in runs.values()}) == 1
     assert len(runs["full"].kernels) <= len(runs["epilogue"].kernels) <= len(runs["none"].kernels)
+
+
+def test_the_guard_lowers_each_weaker_policy_once(monkeypatch):
+    """full guards against epilogue and attention, and both of those against none: one lower() call lowers none
+    once (its guarded schedule shared), each policy's kernels once, plus full's without kept activations."""
+    arch = load_arch("edge-npu")
+    g = load_workload("resnet18", dtype=arch.array.dtype)
+    calls = []
+    real = schedule_module._lower_policy
+    monkeypatch.setattr(schedule_module, "_lower_policy",
+                        lambda graph, a, options, *rest: calls.append(options.fusion) or real(graph, a, options, *rest))
+    lower(g, arch, CompileOptions(fusion="full", mapper="naive"), kernel_evaluator(arch, "pipelined"))
+    assert sorted(calls) == ["attention", "epilogue", "full", "full", "none"]
 
 
 @pytest.mark.parametrize("seq", [128, 512])
