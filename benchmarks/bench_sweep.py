@@ -89,6 +89,12 @@ one after the other, idle but for the other run:
     43c0e77  search    1000  124.3 s       8.0  246.9 s        247  1.75 / 2.00   baseline, the same hour
     e5b2364  naive     1000   32.5 s      30.8   64.0 s         64  0.80 / 1.28
     43c0e77  naive     1000   31.5 s      31.8   62.2 s         62  1.28 / 1.61
+    -- about an hour later, one after the other --
+    9a50bcb  search    1000  106.4 s       9.4  210.7 s        211  0.41 / 1.79   + none lowered once per point
+                                                                                  (both epilogue and attention
+                                                                                  guard against it); a measure's
+                                                                                  action counts not counted twice
+    43c0e77  search    1000  118.0 s       8.5  234.4 s        234  1.79 / 1.93   baseline, the same hour
 
 What a point costs with nothing left to search or simulate (points 300-309 run three times in one process: every
 ranking, one-kernel simulation, tie-break action count and tile command of the second pass is remembered from the
