@@ -231,6 +231,28 @@ def test_a_sweeps_warm_up_loads_the_compiled_kernels():
     assert done.stdout.split() == ["True"], done.stderr
 
 
+LOADING = """
+import tilesim.compiler.mapper as mapper
+from tilesim import simulate
+from tilesim.arch import load_arch
+from tilesim.compiler.schedule import CompileOptions, lower
+from tilesim.workloads import load_workload
+arch = load_arch("tpu-v1")
+schedule = lower(load_workload("gemm:64,64,64", dtype=arch.array.dtype), arch, CompileOptions(mapper="naive"))
+simulate(schedule, arch)
+before = mapper._KERNELS["estimate"] is not None
+simulate(schedule, arch, timeline=True)
+print(before, mapper._KERNELS["estimate"] is not None)
+"""
+
+
+def test_once_numba_loads_for_a_program_the_search_scores_compiled_too():
+    # a small program stays in Python and leaves the search on numpy; a program that runs compiled (a timeline,
+    # flash reads, a large one) loads numba's kernels, and from then on the search scores with them as well
+    done = subprocess.run([sys.executable, "-c", LOADING], capture_output=True, text=True, timeout=300)
+    assert done.stdout.split() == ["False", "True"], done.stderr
+
+
 # ---------------------------------------------------------------- repeat groups: patterns of runs repeated
 
 
