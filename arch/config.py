@@ -248,6 +248,12 @@ class ArchConfig:
                 return level
         raise KeyError(operand)
 
+    @property
+    def double_buffered(self) -> bool:
+        """Whether the levels holding the input, the weights and the output all double-buffer their tiles (so a
+        tile's loads overlap the compute of the one before)."""
+        return all(self.home(o).double_buffered for o in ("input", "weight", "output"))
+
     def loads_once(self, operand: str) -> bool:
         """Whether lockstep cores' identical tiles of `operand` cross the off-chip channel once: a shared on-chip
         level holds them for all cores, or a hardware cache that holds the operand serves every core after the

@@ -320,7 +320,7 @@ def _estimate(work: Contraction, arch: ArchConfig, base: _Base, spills: Array, r
     trips, n_tiles = base.trips, base.n_tiles
     off = arch.offchip
     bw, lat = off.bandwidth_bytes_per_cycle, off.latency_cycles
-    double = all(arch.home(o).double_buffered for o in ("input", "weight", "output"))
+    double = arch.double_buffered
     compute = base.compute
     if base.level_bw:
         # as sim/core/simulate.py level_bound: when the level's time for every byte through it (fills, feeds,
@@ -433,7 +433,7 @@ def _cycles_floor(arch: ArchConfig, base: _Base, read: Array, write: Array) -> A
     off = arch.offchip
     bw, lat = off.bandwidth_bytes_per_cycle, off.latency_cycles
     dma = (read + write) / bw
-    if all(arch.home(o).double_buffered for o in ("input", "weight", "output")):
+    if arch.double_buffered:
         floor = _dma_floor(base.n_tiles, dma, lat)
     else:
         floor = dma + base.n_tiles * lat
@@ -1103,7 +1103,7 @@ def estimate_inputs(work: Contraction, arch: ArchConfig, base: _Base, ranking: _
             per(base.last, np.float64), per(base.drain_extra, np.float64), per(base.drain_share, np.float64),
             np.stack([per(base.last_ratio[d], np.float64) for d in LOOPS]), _ORDER_LOOPS, _INDEXED,
             int(work.g), off.latency_cycles, float(off.bandwidth_bytes_per_cycle), float(base.level_feed),
-            float(base.level_bw), all(arch.home(o).double_buffered for o in ("input", "weight", "output")),
+            float(base.level_bw), arch.double_buffered,
             float(table[read].pj) if priced else 1.0, float(table[write].pj) if priced else 1.0, priced, *pruning,
             SHORTLIST, 1 + TIE_BAND)
 

@@ -340,7 +340,7 @@ HELD = {None: HELD_NONE, "input": HELD_INPUT, "weight": HELD_WEIGHT, "output": H
 def operand_slots(arch: ArchConfig) -> int:
     """Buffer slots of a kernel whose operands and output live in their home levels: 2 when every one of those is
     double buffered, else 1."""
-    return 2 if all(arch.home(o).double_buffered for o in ("input", "weight", "output")) else 1
+    return 2 if arch.double_buffered else 1
 
 
 def epilogue_totals(work: Contraction, kernel: Kernel, arch: ArchConfig) -> tuple[int, int]:
